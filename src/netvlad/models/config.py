@@ -1,0 +1,66 @@
+"""Frozen configs of a place-recognition model and of the preprocessing it expects."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+ResizeMode = Literal["none", "fixed", "longest"]
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How images must be prepared for a model; stored in its checkpoint.
+
+    The loader yields RGB in [0, 1] resized by ``resize`` (``"none"``: unchanged; ``"fixed"``: to
+    ``size`` = (height, width) pixels; ``"longest"``: longest side ≤ ``size[0]`` keeping aspect). The
+    model itself computes (x·value_scale − mean) / std, so exports include it. ``mean``/``std`` of
+    None mean "the backbone's own" (ImageNet for torchvision models).
+    """
+
+    resize: ResizeMode = "longest"
+    size: tuple[int, ...] = (640,)
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
+    value_scale: float = 1.0  # 255 for MatConvNet models, which take 0–255 RGB
+
+    def __post_init__(self) -> None:
+        if self.resize not in ("none", "fixed", "longest"):
+            raise ValueError(f"resize must be none, fixed or longest, got {self.resize!r}")
+        if self.resize == "fixed" and len(self.size) != 2:
+            raise ValueError(f"resize='fixed' needs size=(height, width), got {self.size}")
+        object.__setattr__(self, "size", tuple(int(s) for s in self.size))
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A PlaceModel: backbone name, pooling (netvlad|gem|max|avg) and optional whitening."""
+
+    backbone: str = "mobilenet_v2"
+    pool: str = "netvlad"
+    num_clusters: int = 64
+    parametrization: str = "official"
+    normalize_input: bool = True
+    netvlad_bias: bool | None = None
+    gem_p: float = 3.0
+    whitening_dim: int | None = None
+    train_from: int | None = None  # None: the backbone's default (e.g. conv5 for VGG16)
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        """Build from a dict (as written by :meth:`to_json`); unknown keys are an error, not ignored."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(f"unknown model config keys {sorted(unknown)}; known: {sorted(names)}")
+        data = dict(data)
+        if isinstance(data.get("preprocessing"), dict):
+            pre = {k: tuple(v) if isinstance(v, list) else v for k, v in data["preprocessing"].items()}
+            data["preprocessing"] = Preprocessing(**pre)
+        return cls(**data)

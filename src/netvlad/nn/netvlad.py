@@ -1,0 +1,180 @@
+"""The NetVLAD layer (Arandjelović et al., CVPR 2016, arXiv 1511.07247)."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from torch import nn
+
+from netvlad.nn import functional as VF
+
+Parametrization = Literal["official", "paper"]
+RatioAverage = Literal["arithmetic", "geometric"]
+TARGET_RATIO = 100.0  # top-1 / top-2 soft-assignment ratio that α is chosen for
+
+
+class NetVLAD(nn.Module):
+    """NetVLAD pooling: soft-assign local descriptors to K clusters and aggregate residuals.
+
+    ā_k(x_i) = softmax_k(w_kᵀx_i + b_k), V(j, k) = Σ_i ā_k(x_i)(x_i(j) − c_k(j)); w, b and c are
+    decoupled parameters. Output: intra-normalised, then globally L2-normalised, cluster-major.
+
+    Args:
+        num_clusters: K.
+        dim: D, channels of the local descriptors.
+        normalize_input: L2-normalise each local descriptor first (the paper's "preL2").
+        parametrization: how :meth:`init_from_centroids` sets w, b from c. ``"official"`` (the
+            released code): w_k = α·c_k/‖c_k‖, b_k = 0. ``"paper"``: w_k = 2α·c_k, b_k = −α‖c_k‖².
+        bias: learn b. Defaults to ``False`` for "official" (its code has none) and ``True`` for "paper".
+
+    Shape:
+        - input: ``(B, D, H, W)`` or ``(B, N, D)``
+        - output: ``(B, K*D)``
+
+    Example:
+        >>> layer = NetVLAD(num_clusters=8, dim=16)
+        >>> layer(torch.randn(2, 16, 5, 7)).shape
+        torch.Size([2, 128])
+    """
+
+    def __init__(
+        self,
+        num_clusters: int = 64,
+        dim: int = 512,
+        normalize_input: bool = True,
+        parametrization: Parametrization = "official",
+        bias: bool | None = None,
+    ) -> None:
+        super().__init__()
+        if parametrization not in ("official", "paper"):
+            raise ValueError(f"parametrization must be 'official' or 'paper', got {parametrization!r}")
+        self.num_clusters = num_clusters
+        self.dim = dim
+        self.normalize_input = normalize_input
+        self.parametrization = parametrization
+        has_bias = parametrization == "paper" if bias is None else bias
+        # A 1×1 convolution, applied as a matrix product over positions (same maths, any layout).
+        self.conv = nn.Conv2d(dim, num_clusters, kernel_size=1, bias=has_bias)
+        self.centroids = nn.Parameter(torch.empty(num_clusters, dim))
+        self.alpha = 1.0
+        with torch.no_grad():
+            self.init_from_centroids(VF.l2_normalize(torch.randn(num_clusters, dim), dim=1), alpha=10.0)
+
+    @property
+    def output_dim(self) -> int:
+        """Length of the output descriptor, K·D."""
+        return self.num_clusters * self.dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, D, H, W)`` or ``(B, N, D)`` -> ``(B, K*D)``."""
+        weight = self.conv.weight.view(self.num_clusters, self.dim)
+        return VF.netvlad(x, weight, self.conv.bias, self.centroids, self.normalize_input)
+
+    def _unit_scores(self, centroids: torch.Tensor, descriptors: torch.Tensor) -> torch.Tensor:
+        """Assignment scores with α = 1 under this parametrisation: ``(N, D)`` -> ``(N, K)``."""
+        if self.parametrization == "official":
+            return descriptors @ VF.l2_normalize(centroids, dim=1).T
+        # 2cᵀx − ‖c‖² = ‖x‖² − ‖x − c‖²: differences between clusters are differences of squared distances.
+        return 2 * descriptors @ centroids.T - (centroids**2).sum(1)
+
+    @torch.no_grad()
+    def init_from_centroids(
+        self,
+        centroids: torch.Tensor,
+        descriptors: torch.Tensor | None = None,
+        alpha: float | None = None,
+        ratio_average: RatioAverage = "arithmetic",
+    ) -> float:
+        """Set c, w and b from centroids ``(K, D)``; α from ``descriptors`` ``(N, D)`` unless given.
+
+        α makes the largest soft assignment on average 100× the second largest: ``"arithmetic"``
+        solves mean_i exp(αΔ_i) = 100 exactly; ``"geometric"`` is the official code's closed form
+        α = ln(100) / mean_i Δ_i, where Δ_i is the gap between the top two unit scores. Returns α.
+        """
+        if centroids.shape != (self.num_clusters, self.dim):
+            raise ValueError(f"centroids must be ({self.num_clusters}, {self.dim}), got {tuple(centroids.shape)}")
+        c = centroids.detach().to(torch.float64)
+        if alpha is None:
+            if descriptors is None:
+                raise ValueError("give descriptors to choose α from the data, or α itself")
+            x = self._prepare(descriptors)
+            gaps = self._unit_scores(c, x).topk(2, dim=1).values
+            alpha = choose_alpha(gaps[:, 0] - gaps[:, 1], ratio_average)
+        if self.parametrization == "official":
+            weight, bias = alpha * VF.l2_normalize(c, dim=1), torch.zeros(self.num_clusters, dtype=c.dtype)
+        else:
+            weight, bias = 2 * alpha * c, -alpha * (c**2).sum(1)
+        self.centroids.copy_(c)
+        self.conv.weight.copy_(weight.view_as(self.conv.weight))
+        if self.conv.bias is not None:
+            self.conv.bias.copy_(bias)
+        self.alpha = float(alpha)
+        return self.alpha
+
+    def _prepare(self, descriptors: torch.Tensor) -> torch.Tensor:
+        if descriptors.dim() != 2 or descriptors.shape[1] != self.dim:
+            raise ValueError(f"expected local descriptors as (N, {self.dim}), got {tuple(descriptors.shape)}")
+        x = descriptors.detach().to(torch.float64)
+        return VF.l2_normalize(x, dim=1) if self.normalize_input else x
+
+    @torch.no_grad()
+    def init_from_descriptors(
+        self,
+        descriptors: torch.Tensor,
+        seed: int = 0,
+        niter: int = 100,
+        ratio_average: RatioAverage = "arithmetic",
+    ) -> float:
+        """k-means (faiss, seeded) on local descriptors ``(N, D)``, then :meth:`init_from_centroids`.
+
+        Descriptors are L2-normalised first when ``normalize_input`` is set. Returns α.
+        """
+        x = self._prepare(descriptors)
+        if x.shape[0] < self.num_clusters:
+            raise ValueError(f"k-means needs at least K={self.num_clusters} descriptors, got {x.shape[0]}")
+        centroids = kmeans(x.to(torch.float32), self.num_clusters, seed=seed, niter=niter)
+        return self.init_from_centroids(centroids, x, ratio_average=ratio_average)
+
+    def extra_repr(self) -> str:
+        return (
+            f"num_clusters={self.num_clusters}, dim={self.dim}, normalize_input={self.normalize_input}, "
+            f"parametrization={self.parametrization!r}"
+        )
+
+
+def choose_alpha(gaps: torch.Tensor, ratio_average: RatioAverage = "arithmetic") -> float:
+    """α such that exp(α·gap), the top-1/top-2 assignment ratio, averages 100 over ``gaps`` ``(N,)``."""
+    gaps = gaps.to(torch.float64)
+    mean_gap = float(gaps.mean())
+    if mean_gap <= 0:
+        raise ValueError("all descriptors are equidistant from their two nearest clusters; cannot choose α")
+    geometric = math.log(TARGET_RATIO) / mean_gap
+    if ratio_average == "geometric":
+        return geometric
+    if ratio_average != "arithmetic":
+        raise ValueError(f"ratio_average must be 'arithmetic' or 'geometric', got {ratio_average!r}")
+    # log-mean-exp(α·gap) grows monotonically in α and is ≥ ln 100 at the geometric α (Jensen): bisect.
+    low, high, log_target, log_n = 0.0, geometric, math.log(TARGET_RATIO), math.log(gaps.numel())
+    for _ in range(200):
+        mid = 0.5 * (low + high)
+        if float(torch.logsumexp(mid * gaps, 0)) - log_n < log_target:
+            low = mid
+        else:
+            high = mid
+    return 0.5 * (low + high)
+
+
+def kmeans(x: torch.Tensor, k: int, seed: int = 0, niter: int = 100) -> torch.Tensor:
+    """Seeded faiss k-means of ``(N, D)`` points -> ``(K, D)`` float64 centroids.
+
+    faiss is imported here, at call time, so that the layers need torch alone.
+    """
+    import faiss  # noqa: PLC0415 - optional at import time
+
+    data = x.detach().cpu().to(torch.float32).contiguous().numpy()
+    km = faiss.Kmeans(data.shape[1], k, niter=niter, seed=seed, verbose=False,
+                      max_points_per_centroid=max(256, data.shape[0] // k + 1))
+    km.train(data)
+    return torch.from_numpy(km.centroids.copy()).to(torch.float64)

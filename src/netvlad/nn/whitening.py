@@ -1,0 +1,84 @@
+"""PCA whitening of global descriptors, fitted from data, as a layer."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from netvlad.nn import functional as VF
+
+
+class PCAWhitening(nn.Module):
+    """y = L2(diag(1/√(λ+ε)) Uᵀ (x − μ)), keeping the ``out_dim`` leading principal directions.
+
+    Stored as a linear layer (weight = diag(1/√(λ+ε)) Uᵀ, bias = −weight·μ) so that it trains and
+    exports like any other layer. Rows are sorted by decreasing variance, so :meth:`crop` to a
+    smaller size keeps the first dims and re-normalises.
+
+    Shape:
+        - input: ``(B, in_dim)``; output: ``(B, out_dim)``, unit L2 norm.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, eps: float = 1e-9) -> None:
+        super().__init__()
+        if out_dim > in_dim:
+            raise ValueError(f"whitening cannot raise the dimension: in_dim={in_dim}, out_dim={out_dim}")
+        self.in_dim, self.out_dim, self.eps = in_dim, out_dim, eps
+        self.linear = nn.Linear(in_dim, out_dim, bias=True)
+        self.register_buffer("eigenvalues", torch.ones(out_dim))
+
+    @property
+    def output_dim(self) -> int:
+        return self.out_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 2 or x.shape[1] != self.in_dim:
+            raise ValueError(f"expected descriptors as (B, {self.in_dim}), got {tuple(x.shape)}")
+        return VF.l2_normalize(self.linear(x), dim=1)
+
+    @torch.no_grad()
+    def fit(self, descriptors: torch.Tensor, chunk: int = 4096) -> PCAWhitening:
+        """Fit μ, U and λ from descriptors ``(n, in_dim)`` (covariance normalised by n − 1).
+
+        When n < in_dim the n×n Gram matrix is decomposed instead of the in_dim² covariance,
+        so 10,000 × 32,768 descriptors fit in memory. Works in float64 by column chunks.
+        """
+        x = descriptors.detach()
+        n, d = x.shape
+        if d != self.in_dim:
+            raise ValueError(f"expected descriptors as (n, {self.in_dim}), got {tuple(x.shape)}")
+        keep = min(self.out_dim, n - 1)
+        if keep < self.out_dim:
+            raise ValueError(f"whitening to {self.out_dim} dims needs at least {self.out_dim + 1} descriptors, got {n}")
+        mu = x.to(torch.float64).mean(0)
+        blocks = [(x[:, j:j + chunk].to(torch.float64) - mu[j:j + chunk]) for j in range(0, d, chunk)]
+        if n < d:  # dual: eig of Gram = Xc Xcᵀ, U = Xcᵀ V Λ^-½
+            gram = sum(b @ b.T for b in blocks)
+            lam, vec = torch.linalg.eigh(gram)
+            lam, vec = lam.flip(0)[:keep], vec.flip(1)[:, :keep]
+            u = torch.cat([b.T @ vec for b in blocks]) / lam.clamp_min(1e-300).sqrt()
+        else:
+            xc = torch.cat(blocks, 1)
+            cov = xc.T @ xc
+            lam, vec = torch.linalg.eigh(cov)
+            lam, u = lam.flip(0)[:keep], vec.flip(1)[:, :keep]
+        lam = (lam / (n - 1)).clamp_min(0)
+        weight = u.T / (lam + self.eps).sqrt()[:, None]
+        self.linear.weight.copy_(weight)
+        self.linear.bias.copy_(-(weight @ mu))
+        self.eigenvalues.copy_(lam)
+        return self
+
+    @torch.no_grad()
+    def crop(self, out_dim: int) -> PCAWhitening:
+        """A new whitening keeping the first ``out_dim`` principal directions (output re-normalised)."""
+        if not 0 < out_dim <= self.out_dim:
+            raise ValueError(f"crop size must be in 1..{self.out_dim}, got {out_dim}")
+        cropped = PCAWhitening(self.in_dim, out_dim, self.eps).to(self.linear.weight)
+        cropped.linear.weight.copy_(self.linear.weight[:out_dim])
+        cropped.linear.bias.copy_(self.linear.bias[:out_dim])
+        cropped.eigenvalues.copy_(self.eigenvalues[:out_dim])
+        return cropped
+
+    def extra_repr(self) -> str:
+        return f"in_dim={self.in_dim}, out_dim={self.out_dim}, eps={self.eps}"

@@ -1,0 +1,41 @@
+"""Shared fixtures: seeded RNG, and the real photographs in ../shared/data (skipped where absent)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("NETVLAD_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def shared_dataset(name: str) -> Path:
+    """Path of ../shared/data/<name>, or skip the test with the reason."""
+    path = SHARED_DATA / name
+    if not path.is_dir():
+        pytest.skip(f"real photographs not found at {path} (set NETVLAD_SHARED_DATA to the shared data folder)")
+    return path
+
+
+@pytest.fixture
+def gardens_point() -> Path:
+    return shared_dataset("gardens_point")
+
+
+@pytest.fixture
+def nordland() -> Path:
+    return shared_dataset("nordland")
+
+
+@pytest.fixture
+def tokyo_pair() -> Path:
+    return shared_dataset("tokyo_pair")
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_offline(monkeypatch):
+    torch.manual_seed(0)
+    monkeypatch.setenv("NETVLAD_OFFLINE", "1")  # tests never try the network

@@ -1,4 +1,4 @@
-"""`netvlad data generate`: not written yet."""
+"""`netvlad generate`: not written yet."""
 
 from __future__ import annotations
 

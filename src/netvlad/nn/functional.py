@@ -62,11 +62,20 @@ def netvlad(
     """
     num_clusters, dim = centroids.shape
     x_dn = as_tokens_dn(x, dim)
+    logits = torch.matmul(weight, x_dn)  # (B, K, N)
     if normalize_input:
-        x_dn = l2_normalize(x_dn, dim=1)
-    assign = torch.softmax(netvlad_logits(x_dn, weight, bias), dim=1)  # (B, K, N)
-    vlad = torch.matmul(assign, x_dn.transpose(1, 2))  # (B, K, D) = Σ_i a_k(x_i) x_i
-    vlad = vlad - assign.sum(dim=2, keepdim=True) * centroids  # − (Σ_i a_k(x_i)) c_k
+        # x̂_i = s_i x_i with s_i = 1/‖x_i‖: scale the K×N products instead of materialising x̂ (D×N),
+        # which keeps every D×N element-wise pass (and its backward) out of the layer.
+        scale = torch.linalg.vector_norm(x_dn, dim=1, keepdim=True).clamp_min(1e-12).reciprocal()  # (B, 1, N)
+        logits = logits * scale
+    if bias is not None:
+        logits = logits + bias[:, None]
+    assign = torch.softmax(logits, dim=1)  # (B, K, N)
+    mass = assign.sum(dim=2, keepdim=True)  # Σ_i a_k(x_i): (B, K, 1)
+    if normalize_input:
+        assign = assign * scale
+    vlad = torch.matmul(assign, x_dn.transpose(1, 2))  # (B, K, D) = Σ_i a_k(x_i) x̂_i
+    vlad = vlad - mass * centroids  # − (Σ_i a_k(x_i)) c_k
     vlad = l2_normalize(vlad, dim=2)  # intra-normalisation, as in the MATLAB reference
     return l2_normalize(vlad.flatten(1), dim=1)
 

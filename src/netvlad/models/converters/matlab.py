@@ -1,0 +1,306 @@
+"""MatConvNet networks of the official MATLAB NetVLAD (Relja/netvlad) -> PlaceModel.
+
+The published ``vd16_*_conv5_3_vlad_preL2_intra_white.mat`` hold ``net`` in MatConvNet's simplenn layout:
+``net.layers`` is a cell of structs with ``type``/``name``/``weights`` (a cell). In order: VGG16 conv1_1 …
+conv5_3 (``conv`` weights H×W×In×Out and bias Out, ``relu``, ``pool``; relu/pool swapped, which is the same
+function), ``normalize`` preL2 (param [2D, 1e-12, 1, 0.5]: x/√(ε+‖x‖²) over channels), the custom layer
+``vlad:core`` (layerVLAD: weights {1×1×D×K assignment filters, no bias; 1×1×D×K offsets = −centroids};
+layerVLADv2 adds a 1×K bias as weights{2}), ``normalize`` vlad:intranorm over D, custom ``postL2``, the
+``conv`` WPCA (weights {1×1×(K·D)×P, P×1}) and custom ``finalL2``. The VLAD output is a 1×K×D array, so
+its column-major flattening is D-major (index j·K + k); ours is cluster-major (k·D + j), hence the
+whitening columns are permuted (without whitening, our raw VLAD is the
+same vector in cluster-major order). Input: RGB 0–255 minus ``net.meta.normalization.averageImage``.
+
+The original files store layerVLAD as MATLAB class objects, which Python cannot read; they must be turned
+into structs once in MATLAB (``net.layers{i} = struct(net.layers{i})``), as hloc's ``*_struct.mat`` are.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from netvlad.models.backbones import get_backbone_spec
+from netvlad.models.config import ModelConfig, Preprocessing
+from netvlad.models.converters.base import (
+    Conversion,
+    ConvertOptions,
+    build_model,
+    eigenvalues_from_whitening,
+    provenance,
+    register_converter,
+)
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "matlab"
+BACKBONE = "vgg16"
+STRUCT_FIX = ("convert its layers to structs once in MATLAB: `for i = 1:numel(net.layers), net.layers{i} = "
+              "struct(net.layers{i}); end; save('net_struct.mat', 'net', '-v7')` (as hloc's *_struct.mat)")
+
+
+@dataclass
+class _Parsed:
+    """What the layer walk found, in MATLAB layouts."""
+
+    convs: list[tuple[str, np.ndarray, np.ndarray]] = field(default_factory=list)  # name, H×W×In×Out, (Out,)
+    pre_l2: bool = False
+    vlad: tuple[np.ndarray, np.ndarray | None, np.ndarray] | None = None  # D×K assign, (K,) bias, D×K offset
+    intra: bool = False
+    post_l2: bool = False
+    whitening: tuple[np.ndarray, np.ndarray] | None = None  # (K·D)×P, (P,)
+    final_l2: bool = False
+
+
+def _detect(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(6) == b"MATLAB"
+
+
+def _is_opaque(value) -> bool:
+    """scipy's stand-in for a MATLAB class object (checked by name: scipy.io is imported only when needed)."""
+    return type(value).__name__ == "MatlabOpaque"
+
+
+def _unwrap(value):
+    """Strip the 1×1 object arrays scipy wraps around cells' and structs' contents."""
+    while isinstance(value, np.ndarray) and not _is_opaque(value) and value.dtype == object and value.size == 1:
+        value = value.flat[0]
+    return value
+
+
+def _text(value) -> str:
+    value = _unwrap(value)
+    if isinstance(value, np.ndarray):
+        return "".join(str(v) for v in value.flat)
+    return str(value)
+
+
+def _field(struct, name: str, where: str, path: Path):
+    struct = _unwrap(struct)
+    if _is_opaque(struct):
+        raise ValueError(f"{path}: {where} is a MATLAB class object that Python cannot read; {STRUCT_FIX}")
+    names = getattr(struct, "_fieldnames", None)
+    if names is None or name not in names:
+        raise ValueError(f"{path}: {where} has no field '{name}' (fields: {names}); "
+                         "not a MatConvNet simplenn NetVLAD network")
+    return getattr(struct, name)
+
+
+def _cell(value, where: str, path: Path, length: int | None = None) -> list:
+    if not (isinstance(value, np.ndarray) and value.dtype == object) or _is_opaque(value):
+        raise ValueError(f"{path}: {where} is not a cell array")
+    items = [_unwrap(v) for v in value.flat]
+    if length is not None and len(items) != length:
+        raise ValueError(f"{path}: {where} has {len(items)} entries, expected {length}")
+    return items
+
+
+def _array(value, shape: tuple[int, ...], where: str, path: Path) -> np.ndarray:
+    """A numeric MATLAB array as float32 of ``shape`` (MATLAB drops trailing singleton dims)."""
+    array = np.asarray(_unwrap(value))
+    if array.dtype == object or array.size != int(np.prod(shape)):
+        raise ValueError(f"{path}: {where} has shape {array.shape}, expected {shape}")
+    squeezed = [s for s in array.shape if s != 1]
+    if squeezed != [s for s in shape if s != 1]:
+        raise ValueError(f"{path}: {where} has shape {array.shape}, expected {shape}")
+    return array.astype(np.float32).reshape(shape)  # MATLAB single; reordering needs no more precision
+
+
+def load_net(path: Path):
+    """The ``net`` struct of a MAT-file, or a one-line error saying what is wrong with the file."""
+    import scipy.io  # noqa: PLC0415 - only MATLAB conversions need it
+
+    try:
+        mat = scipy.io.loadmat(str(path), squeeze_me=False, struct_as_record=False, chars_as_strings=True)
+    except NotImplementedError as error:  # v7.3 = HDF5
+        raise ValueError(f"{path}: a MATLAB v7.3 (HDF5) file, which this reader does not support; re-save it "
+                         "in MATLAB with save(FILE, 'net', '-v7')") from error
+    except (ValueError, TypeError, OSError) as error:
+        raise ValueError(f"{path}: not a readable MAT-file ({error})") from error
+    if "net" not in mat:
+        raise ValueError(f"{path}: no variable 'net' (found {sorted(k for k in mat if not k.startswith('__'))})")
+    return mat["net"]
+
+
+def _weights(layer, index: int, count: int, path: Path) -> list:
+    return _cell(_field(layer, "weights", f"net.layers{{{index}}}", path), f"net.layers{{{index}}}.weights",
+                 path, count)
+
+
+def _conv(parsed: _Parsed, layer, index: int, name: str, path: Path) -> None:
+    weight, bias = _weights(layer, index, 2, path)
+    where = f"net.layers{{{index}}} ({name})"
+    if parsed.vlad is None:  # a backbone convolution
+        weight = np.asarray(weight, dtype=np.float32)
+        if weight.ndim == 3:  # MATLAB dropped a trailing Out = 1
+            weight = weight[..., None]
+        if weight.ndim != 4:
+            raise ValueError(f"{path}: {where}.weights{{1}} has shape {weight.shape}, expected H×W×In×Out")
+        parsed.convs.append((name, weight, _array(bias, (weight.shape[3],), f"{where}.weights{{2}}", path)))
+    elif parsed.post_l2 and parsed.whitening is None:  # the (W)PCA layer
+        in_dim = int(np.asarray(weight).size // max(np.asarray(bias).size, 1))
+        out_dim = int(np.asarray(bias).size)
+        matrix = _array(weight, (1, 1, in_dim, out_dim), f"{where}.weights{{1}}", path)[0, 0]
+        parsed.whitening = (matrix, _array(bias, (out_dim,), f"{where}.weights{{2}}", path))
+    else:
+        raise ValueError(f"{path}: unexpected convolution {where} after the NetVLAD layer")
+
+
+def _normalize(parsed: _Parsed, layer, index: int, name: str, path: Path) -> None:
+    param = np.asarray(_unwrap(_field(layer, "param", f"net.layers{{{index}}}", path)), dtype=np.float64).ravel()
+    # [N, κ, α, β]: x·(κ + α·Σ x²)^-β over N channels; an L2 normalisation when α = 1, β = ½ and N covers all.
+    if param.size != 4 or param[2] != 1 or param[3] != 0.5 or param[1] > 1e-6:
+        raise ValueError(f"{path}: net.layers{{{index}}} ({name}) normalize param {param.tolist()} is not an "
+                         "L2 normalisation [2D, 1e-12, 1, 0.5]")
+    if parsed.vlad is None:
+        parsed.pre_l2 = True
+    else:
+        parsed.intra = True
+
+
+def _has_weights(layer) -> bool:
+    names = getattr(_unwrap(layer), "_fieldnames", None) or []
+    return "weights" in names and np.asarray(_unwrap(layer.weights)).size > 0
+
+
+def _custom(parsed: _Parsed, layer, index: int, name: str, path: Path) -> None:
+    names = getattr(_unwrap(layer), "_fieldnames", None) or []
+    if parsed.vlad is None and ("K" in names or "vlad" in name.lower() or _has_weights(layer)):
+        _vlad(parsed, layer, index, name, path)
+    elif _has_weights(layer):
+        raise ValueError(f"{path}: unsupported custom layer net.layers{{{index}}} ({name})")
+    elif parsed.vlad is None:
+        raise ValueError(f"{path}: custom layer net.layers{{{index}}} ({name}) before any NetVLAD layer: "
+                         "only NetVLAD networks (vlad/vladv2) are supported, not max/avg pooling")
+    elif parsed.whitening is None:  # layerWholeL2Normalize
+        parsed.post_l2 = True
+    else:
+        parsed.final_l2 = True
+
+
+def _vlad(parsed: _Parsed, layer, index: int, name: str, path: Path) -> None:
+    """layerVLAD {assignment, offsets} or layerVLADv2 {assignment, bias, offsets}, as a struct."""
+    weights = _weights(layer, index, None, path)
+    if len(weights) not in (2, 3):
+        raise ValueError(f"{path}: net.layers{{{index}}} ({name}) has {len(weights)} weights; layerVLAD has "
+                         "2 (assignment, offsets), layerVLADv2 3 (assignment, bias, offsets)")
+    assign = np.asarray(weights[0])
+    if assign.ndim not in (3, 4):
+        raise ValueError(f"{path}: net.layers{{{index}}}.weights{{1}} is {assign.shape}, expected 1×1×D×K")
+    dim, k = assign.shape[2], (assign.shape[3] if assign.ndim == 4 else 1)
+    where = f"net.layers{{{index}}} ({name}).weights"
+    parsed.vlad = (
+        _array(assign, (1, 1, dim, k), f"{where}{{1}}", path)[0, 0],
+        _array(weights[1], (k,), f"{where}{{2}}", path) if len(weights) == 3 else None,
+        _array(weights[-1], (1, 1, dim, k), f"{where}{{{len(weights)}}}", path)[0, 0],
+    )
+
+
+def _pass(parsed: _Parsed, layer, index: int, name: str, path: Path) -> None:
+    if parsed.vlad is not None:
+        raise ValueError(f"{path}: net.layers{{{index}}} ({name}) after the NetVLAD layer is not supported")
+
+
+LAYER_TYPES = {"conv": _conv, "normalize": _normalize, "custom": _custom, "relu": _pass, "pool": _pass}
+
+
+def parse_layers(net, path: Path) -> _Parsed:
+    """Walk ``net.layers`` in order, checking each against the published NetVLAD layout."""
+    parsed = _Parsed()
+    for index, layer in enumerate(_cell(_field(net, "layers", "net", path), "net.layers", path), start=1):
+        kind = _text(_field(layer, "type", f"net.layers{{{index}}}", path))
+        name = _text(_field(layer, "name", f"net.layers{{{index}}}", path))
+        if kind not in LAYER_TYPES:
+            raise ValueError(f"{path}: net.layers{{{index}}} ({name}) has unsupported type {kind!r}; "
+                             f"known: {', '.join(LAYER_TYPES)}")
+        LAYER_TYPES[kind](parsed, layer, index, name, path)
+    missing = [what for what, ok in (("a NetVLAD layer (vlad:core)", parsed.vlad is not None),
+                                     ("intra-normalisation (vlad:intranorm)", parsed.intra),
+                                     ("the L2 normalisation after NetVLAD (postL2)", parsed.post_l2),
+                                     ("the L2 normalisation after whitening (finalL2)",
+                                      parsed.whitening is None or parsed.final_l2)) if not ok]
+    if missing:
+        raise ValueError(f"{path}: net.layers lacks {'; '.join(missing)}")
+    return parsed
+
+
+def average_colour(net, path: Path) -> tuple[float, float, float]:
+    """RGB mean (0–255) from ``net.meta.normalization.averageImage`` (a colour or a constant image)."""
+    normalization = _field(_field(net, "meta", "net", path), "normalization", "net.meta", path)
+    image = np.asarray(_unwrap(_field(normalization, "averageImage", "net.meta.normalization", path)), np.float64)
+    if image.size < 3 or (image.shape[-1] != 3 and image.size != 3):
+        raise ValueError(f"{path}: net.meta.normalization.averageImage has shape {image.shape}, expected an RGB "
+                         "colour or an H×W×3 image")
+    pixels = image.reshape(-1, 3)
+    if np.ptp(pixels, axis=0).max() > 1e-3:
+        logger.warning("%s: averageImage is not constant; using its mean colour", path)
+    return tuple(float(v) for v in pixels.mean(0))
+
+
+def _backbone_tensors(convs: list, path: Path) -> dict[str, torch.Tensor]:
+    spec = get_backbone_spec(BACKBONE)
+    with torch.device("meta"):
+        stages = spec.cut(spec.build())
+    indices = [i for i, stage in enumerate(stages) if isinstance(stage, nn.Conv2d)]
+    if len(convs) != len(indices):
+        raise ValueError(f"{path}: {len(convs)} convolutions before the NetVLAD layer; only VGG16 cropped at "
+                         f"conv5_3 ({len(indices)} convolutions, the published vd16 networks) is supported")
+    tensors = {}
+    for index, (_, weight, bias) in zip(indices, convs, strict=True):
+        tensors[f"backbone.stages.{index}.weight"] = torch.from_numpy(weight.transpose(3, 2, 0, 1).copy())
+        tensors[f"backbone.stages.{index}.bias"] = torch.from_numpy(bias)
+    return tensors
+
+
+def _whitening_tensors(whitening: tuple[np.ndarray, np.ndarray], num_clusters: int, dim: int,
+                       path: Path) -> dict[str, torch.Tensor]:
+    matrix, bias = whitening
+    if matrix.shape[0] != num_clusters * dim:
+        raise ValueError(f"{path}: the WPCA layer takes {matrix.shape[0]}-D input, NetVLAD gives {num_clusters * dim}")
+    # MATLAB input index j·K + k (D-major) -> ours k·D + j (cluster-major).
+    weight = matrix.T.reshape(-1, dim, num_clusters).transpose(0, 2, 1).reshape(-1, num_clusters * dim)
+    weight = torch.from_numpy(np.ascontiguousarray(weight))
+    return {"whitening.linear.weight": weight, "whitening.linear.bias": torch.from_numpy(bias),
+            "whitening.eigenvalues": eigenvalues_from_whitening(weight)}
+
+
+@register_converter(FORMAT, "official MATLAB/MatConvNet NetVLAD .mat (vd16 + vlad/vladv2 + WPCA), struct layout",
+                    _detect)
+def convert(path: Path, options: ConvertOptions) -> Conversion:
+    """A MatConvNet NetVLAD network -> our VGG16 + NetVLAD (+ whitening) with the 0–255 mean-colour input."""
+    path = Path(path)
+    if options.backbone not in (None, BACKBONE):
+        raise ValueError(f"{path}: MATLAB NetVLAD networks are VGG16 ('{BACKBONE}'), not {options.backbone!r}")
+    net = load_net(path)
+    parsed = parse_layers(net, path)
+    assign, bias, offsets = parsed.vlad
+    dim, num_clusters = assign.shape
+    if options.num_clusters not in (None, num_clusters):
+        raise ValueError(f"{path}: you said K={options.num_clusters} but the NetVLAD layer has K={num_clusters}")
+    if options.vladv2 not in (None, bias is not None):
+        raise ValueError(f"{path}: you said vladv2={options.vladv2} but the NetVLAD layer is "
+                         f"{'layerVLADv2' if bias is not None else 'layerVLAD'}")
+    tensors = _backbone_tensors(parsed.convs, path)
+    tensors["pool.conv.weight"] = torch.from_numpy(assign.T.reshape(num_clusters, dim, 1, 1).copy())
+    tensors["pool.centroids"] = torch.from_numpy(-offsets.T.copy())  # the layer stores −c_k
+    if bias is not None:
+        tensors["pool.conv.bias"] = torch.from_numpy(bias)
+    whitening = parsed.whitening if options.whitening else None
+    if whitening is not None:
+        tensors.update(_whitening_tensors(whitening, num_clusters, dim, path))
+    mean = average_colour(net, path)
+    config = ModelConfig(
+        backbone=BACKBONE, pool="netvlad", num_clusters=num_clusters, normalize_input=parsed.pre_l2,
+        parametrization="paper" if bias is not None else "official", netvlad_bias=bias is not None,
+        whitening_dim=whitening[0].shape[1] if whitening is not None else None,
+        preprocessing=Preprocessing(mean=mean, std=(1.0, 1.0, 1.0), value_scale=255.0),
+    )
+    model = build_model(config, tensors, path)
+    return Conversion(model, provenance(path, FORMAT, layers=[name for name, _, _ in parsed.convs],
+                                        average_colour=list(mean), pre_l2=parsed.pre_l2))

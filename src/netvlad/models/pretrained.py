@@ -1,0 +1,154 @@
+"""Published NetVLAD models of other implementations: a table, a cache, download and conversion on first use.
+
+    >>> model = load_pretrained("vgg16-netvlad-pitts30k")      # official MATLAB model, 4096-D whitened
+    >>> model = load_pretrained("pittsburgh_WPCA4096.pth.tar")  # or any file `netvlad convert` reads
+
+Files live in :func:`pretrained_dir` (``$NETVLAD_PRETRAINED_DIR``, else ``$TORCH_HOME/hub/netvlad``): the
+downloaded original, and beside it the converted ``<name>.safetensors`` that later calls load directly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from netvlad.models.converters import convert
+from netvlad.models.converters.base import file_sha256
+from netvlad.models.io import FORMAT, load, save_model
+from netvlad.models.place_model import PlaceModel
+from netvlad.models.weights import WeightsUnavailableError
+
+logger = logging.getLogger(__name__)
+
+HLOC = "https://cvg-data.inf.ethz.ch/hloc/netvlad/"
+RELJA = "https://www.di.ens.fr/willow/research/netvlad/data/models/"
+CLOUDSTOR = "https://cloudstor.aarnet.edu.au/plus/s/"
+
+
+@dataclass(frozen=True)
+class PublishedModel:
+    """One published weights file: where it is, its format, what it must contain, and its SHA-256 if known.
+
+    ``sha256=None`` means no hash was published and none could be verified when this table was written;
+    such files are checked by structure instead (K, whitening size) after conversion.
+    """
+
+    name: str
+    url: str
+    source: str  # a registered converter
+    filename: str
+    description: str
+    sha256: str | None = None
+    num_clusters: int | None = None
+    whitening_dim: int | None = None
+    note: str = ""
+
+
+PUBLISHED: dict[str, PublishedModel] = {m.name: m for m in (
+    PublishedModel(
+        "vgg16-netvlad-pitts30k", HLOC + "Pitts30K_struct.mat", "matlab", "Pitts30K_struct.mat",
+        "official MATLAB NetVLAD (Arandjelović et al. 2016): VGG16 conv5_3 + NetVLAD K=64 + WPCA 4096, "
+        "trained on Pittsburgh 30k", num_clusters=64, whitening_dim=4096,
+        note=f"struct-layout copy (hosted by hloc) of {RELJA}vd16_pitts30k_conv5_3_vlad_preL2_intra_white.mat"),
+    PublishedModel(
+        "vgg16-netvlad-tokyotm", HLOC + "TokyoTM_struct.mat", "matlab", "TokyoTM_struct.mat",
+        "official MATLAB NetVLAD: VGG16 conv5_3 + NetVLAD K=64 + WPCA 4096, trained on Tokyo Time Machine",
+        num_clusters=64, whitening_dim=4096,
+        note=f"struct-layout copy (hosted by hloc) of {RELJA}vd16_tokyoTM_conv5_3_vlad_preL2_intra_white.mat"),
+    *(PublishedModel(
+        f"patchnetvlad-{city}-wpca{pcs}", CLOUDSTOR + share + "/download", "patchnetvlad",
+        f"{city}_WPCA{pcs}.pth.tar", f"Patch-NetVLAD (Hausler et al. 2021) VGG16 + NetVLAD + WPCA {pcs}, trained "
+        f"on {'Mapillary SLS' if city == 'mapillary' else 'Pittsburgh 30k'}; global descriptor only",
+        whitening_dim=pcs, note="URL from QVPR/Patch-NetVLAD download_models.py; CloudStor may have retired it")
+      for city, pcs, share in (("mapillary", 128, "vvr0jizjti0z2LR"), ("mapillary", 512, "DFxbGgFwh1y1wAz"),
+                               ("mapillary", 4096, "ZgW7DMEpeS47ELI"), ("pittsburgh", 128, "2ORvaCckitjz4Sd"),
+                               ("pittsburgh", 512, "WKl45MoboSyB4SH"), ("pittsburgh", 4096, "1aoTGbFjsekeKlB"))),
+)}
+
+
+def list_pretrained() -> list[str]:
+    """Names of the known published models."""
+    return sorted(PUBLISHED)
+
+
+def pretrained_dir() -> Path:
+    """Where published files and their conversions are kept (``$NETVLAD_PRETRAINED_DIR`` overrides)."""
+    return Path(os.environ.get("NETVLAD_PRETRAINED_DIR") or Path(torch.hub.get_dir()) / "netvlad")
+
+
+def load_pretrained(name_or_path, allow_download: bool | None = None) -> PlaceModel:
+    """A known published model by name, or any netvlad checkpoint / convertible file by path."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return load(path) if _is_netvlad_checkpoint(path) else convert(path).model
+    if str(name_or_path) not in PUBLISHED:
+        raise ValueError(f"{name_or_path}: neither a file nor a known published model; known: "
+                         f"{', '.join(list_pretrained())}")
+    entry = PUBLISHED[str(name_or_path)]
+    converted = pretrained_dir() / f"{entry.name}.safetensors"
+    if converted.is_file():
+        return load(converted)
+    original = fetch(entry, allow_download)
+    conversion = convert(original, entry.source)
+    _check_structure(conversion.model, entry, original)
+    save_model(conversion.model, converted, extra={**conversion.provenance, "published_as": entry.name,
+                                                   "url": entry.url})
+    logger.info("converted %s to %s", original, converted)
+    return conversion.model
+
+
+def fetch(entry: PublishedModel, allow_download: bool | None = None) -> Path:
+    """Path of a verified local copy of ``entry``'s file: the cache, else a download, else a clear error."""
+    target = pretrained_dir() / entry.filename
+    if not target.is_file():
+        if allow_download is None:
+            allow_download = os.environ.get("NETVLAD_OFFLINE", "0") not in ("1", "true", "yes")
+        if not allow_download:
+            raise WeightsUnavailableError(_where_to_put(entry, target, "downloads are disabled (NETVLAD_OFFLINE=1)"))
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            torch.hub.download_url_to_file(entry.url, str(target), progress=False)
+        except Exception as error:  # noqa: BLE001 - any network failure means "get it by hand"
+            raise WeightsUnavailableError(_where_to_put(entry, target, f"the download failed ({error})")) from error
+    if entry.sha256 is not None:
+        actual = file_sha256(target)
+        if actual != entry.sha256:
+            raise ValueError(f"{target}: SHA-256 {actual} differs from the published {entry.sha256} "
+                             "(a different or corrupt file); delete it and try again")
+    else:
+        logger.info("%s: no published SHA-256 to check; verifying its structure instead", target)
+    return target
+
+
+def _where_to_put(entry: PublishedModel, target: Path, reason: str) -> str:
+    return (f"published model {entry.name} is not available: {reason}; download {entry.url} and save it as "
+            f"{target} (or set NETVLAD_PRETRAINED_DIR), or convert any copy with "
+            f"`netvlad convert FILE --out {target.with_name(entry.name + '.safetensors')}`"
+            + (f" [{entry.note}]" if entry.note else ""))
+
+
+def _check_structure(model: PlaceModel, entry: PublishedModel, path: Path) -> None:
+    """The converted file must have the published shape: K clusters and the whitening size."""
+    found = (model.config.num_clusters, model.config.whitening_dim)
+    wanted = (entry.num_clusters or found[0], entry.whitening_dim)
+    if found != wanted:
+        raise ValueError(f"{path}: holds K={found[0]}, whitening {found[1]}; {entry.name} is published with "
+                         f"K={wanted[0]}, whitening {wanted[1]}: a different file")
+
+
+def _is_netvlad_checkpoint(path: Path) -> bool:
+    """True for our safetensors checkpoints (their JSON header's metadata names the format)."""
+    with open(path, "rb") as handle:
+        size = int.from_bytes(handle.read(8), "little")
+        if not 2 <= size <= 100_000_000:
+            return False
+        try:
+            header = json.loads(handle.read(size))
+        except (UnicodeDecodeError, ValueError):
+            return False
+    return isinstance(header, dict) and (header.get("__metadata__") or {}).get("format") == FORMAT

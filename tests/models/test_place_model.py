@@ -1,0 +1,83 @@
+"""PlaceModel: shapes, save → load bit-identical, refusal of foreign or corrupt files, real-photo recall."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+import netvlad
+from netvlad.models import ModelConfig, PlaceModel, Preprocessing
+from netvlad.nn import PCAWhitening
+
+
+@pytest.mark.parametrize("pool", ["netvlad", "gem", "max", "avg"])
+def test_output_dim_and_unit_norm(pool):
+    model = PlaceModel(ModelConfig(backbone="mobilenet_v2", pool=pool, num_clusters=8), pretrained=False).eval()
+    with torch.inference_mode():
+        out = model(torch.rand(2, 3, 96, 128))
+    assert out.shape == (2, model.output_dim)
+    assert model.output_dim == (8 * 1280 if pool == "netvlad" else 1280)
+    torch.testing.assert_close(out.norm(dim=1), torch.ones(2))
+
+
+def test_save_load_is_bit_identical(tmp_path):
+    config = ModelConfig(backbone="mobilenet_v2", pool="netvlad", num_clusters=4, parametrization="paper",
+                         preprocessing=Preprocessing(resize="fixed", size=(96, 128)))
+    model = PlaceModel(config, pretrained=False).eval()
+    model.pool.init_from_descriptors(torch.randn(200, 1280))
+    white = PCAWhitening(model.pool.output_dim, 16).fit(torch.randn(40, model.pool.output_dim))
+    model.set_whitening(white)
+    images = torch.rand(2, 3, 96, 128)
+    path = tmp_path / "model.safetensors"
+    model.save(path)
+    loaded = netvlad.load(path)
+    assert loaded.config == model.config and loaded.config.whitening_dim == 16
+    with torch.inference_mode():
+        assert torch.equal(model(images), loaded(images))
+    assert loaded.fingerprint() == model.fingerprint()
+    assert not list(tmp_path.glob(".*.tmp"))  # the atomic write left no temporary file
+
+
+def test_load_refuses_foreign_and_corrupt_files(tmp_path):
+    foreign = tmp_path / "other.safetensors"
+    save_file({"w": torch.zeros(2)}, str(foreign))
+    with pytest.raises(ValueError, match="not a netvlad checkpoint.*netvlad convert"):
+        netvlad.load(foreign)
+    corrupt = tmp_path / "corrupt.safetensors"
+    corrupt.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{garbage")
+    with pytest.raises(ValueError, match="corrupt.safetensors: not a netvlad checkpoint"):
+        netvlad.load(corrupt)
+    pickled = tmp_path / "model.pth"
+    pickled.write_bytes(pickle.dumps({"a": 1}))
+    with pytest.raises(ValueError, match="model.pth: not a netvlad checkpoint"):
+        netvlad.load(pickled)
+    with pytest.raises(FileNotFoundError, match="missing.safetensors"):
+        netvlad.load(tmp_path / "missing.safetensors")
+
+
+def test_unknown_config_key_is_an_error():
+    with pytest.raises(ValueError, match="unknown model config keys \\['clusters'\\]"):
+        ModelConfig.from_dict({"clusters": 3})
+
+
+def _load_sequence(folder, size=(270, 480)):
+    from netvlad.data.images import load_image
+
+    return torch.stack([load_image(folder / f"Image{i:03d}.jpg", "fixed", size) for i in range(200)])
+
+
+@pytest.mark.slow
+def test_pretrained_gem_recall_on_gardens_point(gardens_point):
+    """Offline ImageNet MobileNetV2 + GeM reaches Recall@5 ≥ 90 % (±2 frames); random weights do not."""
+    model = PlaceModel(ModelConfig(backbone="mobilenet_v2", pool="gem"), pretrained=True).eval()
+    with torch.inference_mode():
+        db = torch.cat([model(b) for b in _load_sequence(gardens_point / "day_left").split(25)])
+        q = torch.cat([model(b) for b in _load_sequence(gardens_point / "day_right").split(25)])
+    top5 = torch.cdist(q, db).topk(5, largest=False).indices.numpy()
+    correct = np.abs(top5 - np.arange(200)[:, None]) <= 2
+    recall5 = 100 * correct.any(1).mean()
+    assert recall5 >= 90, f"Recall@5 {recall5:.1f} %: the pretrained weights did not load"

@@ -1,0 +1,164 @@
+"""NetVLAD against an independent naive implementation, gradients, invariances and α initialisation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from netvlad.nn import NetVLAD, choose_alpha
+from netvlad.nn.functional import netvlad
+
+
+def naive_netvlad(tokens: np.ndarray, weight: np.ndarray, bias, centroids: np.ndarray, normalize_input: bool):
+    """Straight from the paper's formula, explicit loops over descriptors i and clusters k, float64."""
+    out = []
+    num_clusters, dim = centroids.shape
+    for x in tokens:  # (N, D) per image
+        vlad = np.zeros((num_clusters, dim))
+        for i in range(len(x)):
+            xi = x[i] / max(np.sqrt(np.sum(x[i] ** 2)), 1e-12) if normalize_input else x[i]
+            b = bias if bias is not None else np.zeros(num_clusters)
+            scores = [float(np.dot(weight[k], xi) + b[k]) for k in range(num_clusters)]
+            top = max(scores)
+            exps = [math.exp(s - top) for s in scores]
+            for k in range(num_clusters):
+                vlad[k] += exps[k] / sum(exps) * (xi - centroids[k])
+        for k in range(num_clusters):
+            norm = np.sqrt(np.sum(vlad[k] ** 2))
+            if norm > 0:
+                vlad[k] /= norm
+        flat = vlad.reshape(-1)
+        out.append(flat / np.sqrt(np.sum(flat**2)))
+    return np.stack(out)
+
+
+def _layer(parametrization: str, normalize_input: bool, k: int = 5, d: int = 7) -> NetVLAD:
+    layer = NetVLAD(k, d, normalize_input=normalize_input, parametrization=parametrization, bias=True).double()
+    with torch.no_grad():  # decoupled random w, b, c: the formula must hold for any values
+        layer.conv.weight.normal_(0, 2.0)
+        layer.conv.bias.normal_(0, 1.0)
+        layer.centroids.normal_(0, 0.5)
+    return layer
+
+
+@pytest.mark.parametrize("parametrization", ["official", "paper"])
+@pytest.mark.parametrize("normalize_input", [True, False])
+@pytest.mark.parametrize("layout", ["map", "tokens"])
+def test_equals_naive_reference(parametrization, normalize_input, layout):
+    layer = _layer(parametrization, normalize_input)
+    maps = torch.randn(3, 7, 4, 5, dtype=torch.float64)
+    tokens = maps.flatten(2).transpose(1, 2)  # (B, N, D), positions in the same order
+    got = layer(maps if layout == "map" else tokens.contiguous())
+    weight = layer.conv.weight.detach().view(5, 7).numpy()
+    want = naive_netvlad(tokens.numpy(), weight, layer.conv.bias.detach().numpy(), layer.centroids.detach().numpy(),
+                         normalize_input)
+    np.testing.assert_allclose(got.detach().numpy(), want, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("parametrization", ["official", "paper"])
+def test_initialised_layers_equal_naive_reference(parametrization):
+    layer = NetVLAD(6, 8, parametrization=parametrization).double()
+    layer.init_from_descriptors(torch.randn(500, 8))
+    tokens = torch.randn(2, 9, 8, dtype=torch.float64)
+    bias = layer.conv.bias.detach().numpy() if layer.conv.bias is not None else None
+    want = naive_netvlad(tokens.numpy(), layer.conv.weight.detach().view(6, 8).numpy(), bias,
+                         layer.centroids.detach().numpy(), True)
+    np.testing.assert_allclose(layer(tokens).detach().numpy(), want, rtol=0, atol=1e-10)
+
+
+def test_gradcheck():
+    layer = _layer("paper", True, k=3, d=4)
+    x = torch.randn(2, 4, 3, 2, dtype=torch.float64, requires_grad=True)
+    params = (layer.conv.weight, layer.conv.bias, layer.centroids)
+    assert torch.autograd.gradcheck(lambda inp, w, b, c: netvlad(inp, w.view(3, 4), b, c), (x, *params))
+
+
+def test_permuting_positions_changes_nothing():
+    layer = _layer("official", True)
+    tokens = torch.randn(2, 20, 7, dtype=torch.float64)
+    perm = torch.randperm(20)
+    torch.testing.assert_close(layer(tokens), layer(tokens[:, perm]), rtol=0, atol=1e-12)
+
+
+def test_output_and_cluster_blocks_have_unit_norm():
+    layer = _layer("paper", True, k=5, d=7)
+    out = layer(torch.randn(4, 7, 3, 3, dtype=torch.float64))
+    torch.testing.assert_close(out.norm(dim=1), torch.ones(4, dtype=torch.float64))
+    blocks = out.view(4, 5, 7).norm(dim=2) * math.sqrt(5)  # every block non-empty under a softmax
+    torch.testing.assert_close(blocks, torch.ones(4, 5, dtype=torch.float64))
+
+
+def test_empty_cluster_block_stays_zero():
+    layer = NetVLAD(2, 3, normalize_input=False, bias=True).double()
+    with torch.no_grad():
+        layer.conv.weight.zero_()
+        layer.conv.bias.copy_(torch.tensor([0.0, -1000.0]))  # cluster 1 receives no mass
+        layer.centroids.zero_()
+    out = layer(torch.randn(1, 4, 3, dtype=torch.float64)).detach().view(2, 3)
+    assert out[1].abs().max() < 1e-300 and abs(float(out[0].norm()) - 1) < 1e-12
+
+
+@pytest.mark.parametrize("parametrization", ["official", "paper"])
+def test_alpha_gives_mean_ratio_100(parametrization):
+    layer = NetVLAD(16, 32, parametrization=parametrization)
+    descriptors = torch.randn(4000, 32)
+    layer.init_from_descriptors(descriptors, seed=3)
+    x = torch.nn.functional.normalize(descriptors.double(), dim=1)
+    logits = x @ layer.conv.weight.detach().view(16, 32).double().T
+    if layer.conv.bias is not None:
+        logits = logits + layer.conv.bias.detach().double()
+    top2 = torch.softmax(logits, dim=1).topk(2, dim=1).values
+    ratio = (top2[:, 0] / top2[:, 1]).mean().item()
+    assert abs(ratio - 100) / 100 < 0.05
+
+
+def test_parametrisations_follow_their_formulas():
+    centroids = torch.randn(4, 6, dtype=torch.float64)
+    descriptors = torch.randn(300, 6)
+    official = NetVLAD(4, 6, parametrization="official")
+    alpha = official.init_from_centroids(centroids, descriptors)
+    unit = centroids / centroids.norm(dim=1, keepdim=True)
+    torch.testing.assert_close(official.conv.weight.detach().view(4, 6).double(), (alpha * unit).float().double())
+    assert official.conv.bias is None
+    paper = NetVLAD(4, 6, parametrization="paper")
+    alpha = paper.init_from_centroids(centroids, descriptors)
+    torch.testing.assert_close(paper.conv.weight.detach().view(4, 6).double(), (2 * alpha * centroids).float().double())
+    torch.testing.assert_close(paper.conv.bias.detach().double(), (-alpha * (centroids**2).sum(1)).float().double())
+    # paper: scores equal −α‖x − c_k‖² up to a per-descriptor constant, so the softmax is over squared distances.
+    x = torch.nn.functional.normalize(descriptors.double(), dim=1)
+    scores = x @ paper.conv.weight.detach().view(4, 6).double().T + paper.conv.bias.detach().double()
+    torch.testing.assert_close(torch.softmax(scores, 1), torch.softmax(-alpha * torch.cdist(x, centroids) ** 2, 1),
+                               atol=1e-5, rtol=0)
+
+
+def test_geometric_alpha_is_the_official_closed_form():
+    gaps = torch.rand(1000, dtype=torch.float64) + 0.1
+    assert choose_alpha(gaps, "geometric") == pytest.approx(-math.log(0.01) / gaps.mean().item(), rel=1e-12)
+    arithmetic = choose_alpha(gaps, "arithmetic")
+    assert torch.exp(arithmetic * gaps).mean().item() == pytest.approx(100, rel=1e-9)
+
+
+def test_kmeans_init_is_seeded_and_sets_centroids():
+    x = torch.randn(2000, 8)
+    a, b = NetVLAD(8, 8), NetVLAD(8, 8)
+    a.init_from_descriptors(x, seed=1)
+    b.init_from_descriptors(x, seed=1)
+    torch.testing.assert_close(a.centroids, b.centroids, rtol=0, atol=0)
+    # each centroid is (close to) the mean of the normalised descriptors assigned to it
+    xn = torch.nn.functional.normalize(x, dim=1)
+    assign = torch.cdist(xn, a.centroids.detach()).argmin(1)
+    means = torch.stack([xn[assign == k].mean(0) for k in range(8)])
+    torch.testing.assert_close(means, a.centroids.detach(), atol=2e-2, rtol=0)
+
+
+def test_wrong_channel_count_names_expected_dim():
+    layer = NetVLAD(4, 16)
+    with pytest.raises(ValueError, match="D=16"):
+        layer(torch.randn(1, 15, 3, 3))
+    with pytest.raises(ValueError, match="D=16"):
+        layer(torch.randn(1, 9, 15))
+    with pytest.raises(ValueError, match="at least K=4"):
+        layer.init_from_descriptors(torch.randn(3, 16))

@@ -223,6 +223,8 @@ def _without(layers, index, field):
     (lambda b, v: b + v[:2] + v[3:], "lacks intra-normalisation"),
     (lambda b, v: b + v[:-1], "lacks the L2 normalisation after whitening"),
     (lambda b, v: b + [{"type": "softmax", "name": "prob"}] + v, "unsupported type 'softmax'"),
+    (lambda b, v: b[:1] + [{"type": "pool", "name": "pool1", "method": "avg"}] + b[1:] + v, "method is"),
+    (lambda b, v: [{**b[0], "pad": 0.0}] + b[1:] + v, r"conv0\).pad is"),
 ])
 def test_wrong_structure_names_the_problem(tmp_path, mutate, message):
     write_net(tmp_path / "bad.mat", mutate(tiny_backbone(), netvlad_layers(np.random.default_rng(5), False, True)))

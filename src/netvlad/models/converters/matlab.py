@@ -35,13 +35,12 @@ from netvlad.models.converters.base import (
     provenance,
     register_converter,
 )
+from netvlad.models.converters.matfile import as_array, as_cell, as_text, get_field, load_net, unwrap
 
 logger = logging.getLogger(__name__)
 
 FORMAT = "matlab"
 BACKBONE = "vgg16"
-STRUCT_FIX = ("convert its layers to structs once in MATLAB: `for i = 1:numel(net.layers), net.layers{i} = "
-              "struct(net.layers{i}); end; save('net_struct.mat', 'net', '-v7')` (as hloc's *_struct.mat)")
 
 
 @dataclass
@@ -62,74 +61,8 @@ def _detect(path: Path) -> bool:
         return handle.read(6) == b"MATLAB"
 
 
-def _is_opaque(value) -> bool:
-    """scipy's stand-in for a MATLAB class object (checked by name: scipy.io is imported only when needed)."""
-    return type(value).__name__ == "MatlabOpaque"
-
-
-def _unwrap(value):
-    """Strip the 1×1 object arrays scipy wraps around cells' and structs' contents."""
-    while isinstance(value, np.ndarray) and not _is_opaque(value) and value.dtype == object and value.size == 1:
-        value = value.flat[0]
-    return value
-
-
-def _text(value) -> str:
-    value = _unwrap(value)
-    if isinstance(value, np.ndarray):
-        return "".join(str(v) for v in value.flat)
-    return str(value)
-
-
-def _field(struct, name: str, where: str, path: Path):
-    struct = _unwrap(struct)
-    if _is_opaque(struct):
-        raise ValueError(f"{path}: {where} is a MATLAB class object that Python cannot read; {STRUCT_FIX}")
-    names = getattr(struct, "_fieldnames", None)
-    if names is None or name not in names:
-        raise ValueError(f"{path}: {where} has no field '{name}' (fields: {names}); "
-                         "not a MatConvNet simplenn NetVLAD network")
-    return getattr(struct, name)
-
-
-def _cell(value, where: str, path: Path, length: int | None = None) -> list:
-    if not (isinstance(value, np.ndarray) and value.dtype == object) or _is_opaque(value):
-        raise ValueError(f"{path}: {where} is not a cell array")
-    items = [_unwrap(v) for v in value.flat]
-    if length is not None and len(items) != length:
-        raise ValueError(f"{path}: {where} has {len(items)} entries, expected {length}")
-    return items
-
-
-def _array(value, shape: tuple[int, ...], where: str, path: Path) -> np.ndarray:
-    """A numeric MATLAB array as float32 of ``shape`` (MATLAB drops trailing singleton dims)."""
-    array = np.asarray(_unwrap(value))
-    if array.dtype == object or array.size != int(np.prod(shape)):
-        raise ValueError(f"{path}: {where} has shape {array.shape}, expected {shape}")
-    squeezed = [s for s in array.shape if s != 1]
-    if squeezed != [s for s in shape if s != 1]:
-        raise ValueError(f"{path}: {where} has shape {array.shape}, expected {shape}")
-    return array.astype(np.float32).reshape(shape)  # MATLAB single; reordering needs no more precision
-
-
-def load_net(path: Path):
-    """The ``net`` struct of a MAT-file, or a one-line error saying what is wrong with the file."""
-    import scipy.io  # noqa: PLC0415 - only MATLAB conversions need it
-
-    try:
-        mat = scipy.io.loadmat(str(path), squeeze_me=False, struct_as_record=False, chars_as_strings=True)
-    except NotImplementedError as error:  # v7.3 = HDF5
-        raise ValueError(f"{path}: a MATLAB v7.3 (HDF5) file, which this reader does not support; re-save it "
-                         "in MATLAB with save(FILE, 'net', '-v7')") from error
-    except (ValueError, TypeError, OSError) as error:
-        raise ValueError(f"{path}: not a readable MAT-file ({error})") from error
-    if "net" not in mat:
-        raise ValueError(f"{path}: no variable 'net' (found {sorted(k for k in mat if not k.startswith('__'))})")
-    return mat["net"]
-
-
 def _weights(layer, index: int, count: int, path: Path) -> list:
-    return _cell(_field(layer, "weights", f"net.layers{{{index}}}", path), f"net.layers{{{index}}}.weights",
+    return as_cell(get_field(layer, "weights", f"net.layers{{{index}}}", path), f"net.layers{{{index}}}.weights",
                  path, count)
 
 
@@ -142,18 +75,19 @@ def _conv(parsed: _Parsed, layer, index: int, name: str, path: Path) -> None:
             weight = weight[..., None]
         if weight.ndim != 4:
             raise ValueError(f"{path}: {where}.weights{{1}} has shape {weight.shape}, expected H×W×In×Out")
-        parsed.convs.append((name, weight, _array(bias, (weight.shape[3],), f"{where}.weights{{2}}", path)))
+        _expect(layer, {"pad": (weight.shape[0] - 1) // 2, "stride": 1}, index, name, path)
+        parsed.convs.append((name, weight, as_array(bias, (weight.shape[3],), f"{where}.weights{{2}}", path)))
     elif parsed.post_l2 and parsed.whitening is None:  # the (W)PCA layer
         in_dim = int(np.asarray(weight).size // max(np.asarray(bias).size, 1))
         out_dim = int(np.asarray(bias).size)
-        matrix = _array(weight, (1, 1, in_dim, out_dim), f"{where}.weights{{1}}", path)[0, 0]
-        parsed.whitening = (matrix, _array(bias, (out_dim,), f"{where}.weights{{2}}", path))
+        matrix = as_array(weight, (1, 1, in_dim, out_dim), f"{where}.weights{{1}}", path)[0, 0]
+        parsed.whitening = (matrix, as_array(bias, (out_dim,), f"{where}.weights{{2}}", path))
     else:
         raise ValueError(f"{path}: unexpected convolution {where} after the NetVLAD layer")
 
 
 def _normalize(parsed: _Parsed, layer, index: int, name: str, path: Path) -> None:
-    param = np.asarray(_unwrap(_field(layer, "param", f"net.layers{{{index}}}", path)), dtype=np.float64).ravel()
+    param = np.asarray(unwrap(get_field(layer, "param", f"net.layers{{{index}}}", path)), dtype=np.float64).ravel()
     # [N, κ, α, β]: x·(κ + α·Σ x²)^-β over N channels; an L2 normalisation when α = 1, β = ½ and N covers all.
     if param.size != 4 or param[2] != 1 or param[3] != 0.5 or param[1] > 1e-6:
         raise ValueError(f"{path}: net.layers{{{index}}} ({name}) normalize param {param.tolist()} is not an "
@@ -165,12 +99,12 @@ def _normalize(parsed: _Parsed, layer, index: int, name: str, path: Path) -> Non
 
 
 def _has_weights(layer) -> bool:
-    names = getattr(_unwrap(layer), "_fieldnames", None) or []
-    return "weights" in names and np.asarray(_unwrap(layer.weights)).size > 0
+    names = getattr(unwrap(layer), "_fieldnames", None) or []
+    return "weights" in names and np.asarray(unwrap(layer.weights)).size > 0
 
 
 def _custom(parsed: _Parsed, layer, index: int, name: str, path: Path) -> None:
-    names = getattr(_unwrap(layer), "_fieldnames", None) or []
+    names = getattr(unwrap(layer), "_fieldnames", None) or []
     if parsed.vlad is None and ("K" in names or "vlad" in name.lower() or _has_weights(layer)):
         _vlad(parsed, layer, index, name, path)
     elif _has_weights(layer):
@@ -196,9 +130,9 @@ def _vlad(parsed: _Parsed, layer, index: int, name: str, path: Path) -> None:
     dim, k = assign.shape[2], (assign.shape[3] if assign.ndim == 4 else 1)
     where = f"net.layers{{{index}}} ({name}).weights"
     parsed.vlad = (
-        _array(assign, (1, 1, dim, k), f"{where}{{1}}", path)[0, 0],
-        _array(weights[1], (k,), f"{where}{{2}}", path) if len(weights) == 3 else None,
-        _array(weights[-1], (1, 1, dim, k), f"{where}{{{len(weights)}}}", path)[0, 0],
+        as_array(assign, (1, 1, dim, k), f"{where}{{1}}", path)[0, 0],
+        as_array(weights[1], (k,), f"{where}{{2}}", path) if len(weights) == 3 else None,
+        as_array(weights[-1], (1, 1, dim, k), f"{where}{{{len(weights)}}}", path)[0, 0],
     )
 
 
@@ -207,15 +141,33 @@ def _pass(parsed: _Parsed, layer, index: int, name: str, path: Path) -> None:
         raise ValueError(f"{path}: net.layers{{{index}}} ({name}) after the NetVLAD layer is not supported")
 
 
-LAYER_TYPES = {"conv": _conv, "normalize": _normalize, "custom": _custom, "relu": _pass, "pool": _pass}
+def _pool(parsed: _Parsed, layer, index: int, name: str, path: Path) -> None:
+    """VGG16's 2×2 max pooling, stride 2, no padding: what torchvision computes (floor mode)."""
+    _pass(parsed, layer, index, name, path)
+    _expect(layer, {"method": "max", "pool": 2, "stride": 2, "pad": 0}, index, name, path)
+
+
+def _expect(layer, values: dict, index: int, name: str, path: Path) -> None:
+    """Fields that are present must hold ``values`` (numbers broadcast over MATLAB vectors)."""
+    names = getattr(unwrap(layer), "_fieldnames", None) or []
+    for key, want in values.items():
+        if key not in names:
+            continue
+        got = unwrap(getattr(unwrap(layer), key))
+        same = as_text(got) == want if isinstance(want, str) else np.all(np.asarray(got, np.float64) == want)
+        if not same:
+            raise ValueError(f"{path}: net.layers{{{index}}} ({name}).{key} is {got!r}, VGG16 uses {want!r}")
+
+
+LAYER_TYPES = {"conv": _conv, "normalize": _normalize, "custom": _custom, "relu": _pass, "pool": _pool}
 
 
 def parse_layers(net, path: Path) -> _Parsed:
     """Walk ``net.layers`` in order, checking each against the published NetVLAD layout."""
     parsed = _Parsed()
-    for index, layer in enumerate(_cell(_field(net, "layers", "net", path), "net.layers", path), start=1):
-        kind = _text(_field(layer, "type", f"net.layers{{{index}}}", path))
-        name = _text(_field(layer, "name", f"net.layers{{{index}}}", path))
+    for index, layer in enumerate(as_cell(get_field(net, "layers", "net", path), "net.layers", path), start=1):
+        kind = as_text(get_field(layer, "type", f"net.layers{{{index}}}", path))
+        name = as_text(get_field(layer, "name", f"net.layers{{{index}}}", path))
         if kind not in LAYER_TYPES:
             raise ValueError(f"{path}: net.layers{{{index}}} ({name}) has unsupported type {kind!r}; "
                              f"known: {', '.join(LAYER_TYPES)}")
@@ -232,8 +184,8 @@ def parse_layers(net, path: Path) -> _Parsed:
 
 def average_colour(net, path: Path) -> tuple[float, float, float]:
     """RGB mean (0–255) from ``net.meta.normalization.averageImage`` (a colour or a constant image)."""
-    normalization = _field(_field(net, "meta", "net", path), "normalization", "net.meta", path)
-    image = np.asarray(_unwrap(_field(normalization, "averageImage", "net.meta.normalization", path)), np.float64)
+    normalization = get_field(get_field(net, "meta", "net", path), "normalization", "net.meta", path)
+    image = np.asarray(unwrap(get_field(normalization, "averageImage", "net.meta.normalization", path)), np.float64)
     if image.size < 3 or (image.shape[-1] != 3 and image.size != 3):
         raise ValueError(f"{path}: net.meta.normalization.averageImage has shape {image.shape}, expected an RGB "
                          "colour or an H×W×3 image")

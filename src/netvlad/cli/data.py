@@ -1,7 +1,45 @@
-"""`netvlad data`: not written yet."""
+"""``netvlad data inspect`` and ``netvlad data convert``: look at a dataset, or rewrite it in the DVGB layout."""
 
 from __future__ import annotations
 
+import argparse
+import logging
+
+from netvlad.cli.dataset_args import add_dataset_args, dataset_from_args
+from netvlad.data.convert import convert_to_dvgb
+from netvlad.data.summary import summarize
+
+logger = logging.getLogger(__name__)
+
 
 def register(subparsers) -> None:
-    """Add this module's sub-commands (none yet)."""
+    """Add ``data inspect`` and ``data convert``."""
+    data = subparsers.add_parser("data", help="inspect or convert a dataset")
+    commands = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    inspect = commands.add_parser("inspect", help="counts, extent, ground truth and image sizes of a dataset")
+    add_dataset_args(inspect)
+    inspect.add_argument("--radius", type=float, default=25.0, help="evaluation radius in metres (default 25)")
+    inspect.add_argument("--sample", type=int, default=500, help="images per side whose size is read (0 = all)")
+    inspect.set_defaults(func=run_inspect)
+    convert = commands.add_parser("convert", help="write a dataset in the DVGB layout (symlinks or copies)")
+    add_dataset_args(convert)
+    convert.add_argument("--out", required=True, help="output folder (images/<split>/{database,queries})")
+    convert.add_argument("--copy", action="store_true", help="copy the images instead of symlinking them")
+    convert.add_argument("--out-split", default=None, help="split folder to write (default: --split, else test)")
+    convert.set_defaults(func=run_convert)
+
+
+def run_inspect(args: argparse.Namespace) -> int:
+    """Print the dataset's summary."""
+    dataset = dataset_from_args(args)
+    summary = summarize(dataset, radius=args.radius, sample=args.sample, skip_bad=args.skip_bad)
+    print("\n".join(summary.lines()))
+    return 0
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    """Write the dataset as DVGB and print where."""
+    dataset = dataset_from_args(args)
+    folder = convert_to_dvgb(dataset, args.out, split=args.out_split or args.split or "test", copy=args.copy)
+    print(f"wrote {len(dataset.database)} database and {len(dataset.queries)} query images to {folder}")
+    return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,55 +17,94 @@ class ImageDecodeError(ValueError):
     """An image file could not be decoded."""
 
 
+RESIZE_POLICIES = ("none", "fixed", "longest")
+DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError,
+                 struct.error, EOFError)
+
+
+def _open_error(path: Path, error: Exception) -> Exception:
+    """The one-line error for an image that cannot be read."""
+    if isinstance(error, FileNotFoundError):
+        return FileNotFoundError(f"{path}: image file not found")
+    if isinstance(error, IsADirectoryError):
+        return ImageDecodeError(f"{path}: is a folder, not an image")
+    if path.is_file() and path.stat().st_size == 0:
+        return ImageDecodeError(f"{path}: image file is empty (0 bytes); re-copy it or pass --skip-bad")
+    return ImageDecodeError(f"{path}: cannot decode image ({error}); re-export it or pass --skip-bad")
+
+
 def load_image(path: Path | str, resize: str = "none", size: Sequence[int] = ()) -> torch.Tensor:
     """Decode ``path`` to RGB float ``(3, H, W)`` in [0, 1], EXIF orientation applied, then resize.
 
-    ``resize``: ``"none"``; ``"fixed"`` to ``size`` = (height, width); ``"longest"``: longest side
-    ≤ ``size[0]`` pixels, keeping the aspect ratio (never upscales).
+    ``resize``: ``"none"``; ``"fixed"`` to ``size`` = (height, width) pixels; ``"longest"``: longest side
+    ≤ ``size[0]`` pixels, keeping the aspect ratio (never upscales). Raises :class:`ImageDecodeError` naming the file.
     """
     path = Path(path)
+    check_resize(resize, size)
     try:
         with Image.open(path) as image:
-            image = ImageOps.exif_transpose(image)
+            image.load()  # decode now: truncated files fail here, not later
+            image = ImageOps.exif_transpose(image) or image
             image = to_rgb(image)
             image = resize_image(image, resize, size)
             array = np.asarray(image, dtype=np.uint8).copy()
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: image file not found") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise ImageDecodeError(f"{path}: cannot decode image ({error}); re-export it or pass --skip-bad") from None
+    except DECODE_ERRORS as error:
+        raise _open_error(path, error) from None
     return torch.from_numpy(array).permute(2, 0, 1).float().div_(255.0)
 
 
+def image_size(path: Path | str) -> tuple[int, int]:
+    """(height, width) pixels after EXIF orientation, from the header only (no decoding)."""
+    path = Path(path)
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            orientation = image.getexif().get(0x0112, 1)
+    except DECODE_ERRORS as error:
+        raise _open_error(path, error) from None
+    return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
+
+
 def to_rgb(image: Image.Image) -> Image.Image:
-    """RGB from any PIL mode: grey, 16-bit grey, RGBA (over white), palette, CMYK."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+    """RGB from any PIL mode: bilevel, grey, 16-bit grey, 32-bit int/float, RGBA/LA/PA (over white), palette, CMYK."""
+    if image.mode.startswith("I;16"):
+        array = np.asarray(image, dtype=np.float64) / 65535.0 * 255.0
+        image = Image.fromarray(array.round().clip(0, 255).astype(np.uint8), "L")
+    elif image.mode in ("I", "F"):  # 32-bit: scale by the range the values use (8-bit, 16-bit or [0, 1])
         array = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if array.max() > 255 else 255.0
+        top = 1.0 if image.mode == "F" and array.max() <= 1.0 else 255.0 if array.max() <= 255 else 65535.0
         image = Image.fromarray((array / top * 255.0).round().clip(0, 255).astype(np.uint8), "L")
-    if image.mode == "P":
+    if image.mode in ("P", "PA"):
         image = image.convert("RGBA")
-    if image.mode in ("RGBA", "LA"):
+    if image.mode in ("RGBA", "LA", "RGBa", "La"):
         background = Image.new("RGBA", image.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, image.convert("RGBA"))
     return image.convert("RGB")
 
 
+def check_resize(resize: str, size: Sequence[int]) -> None:
+    """Raise ValueError unless ``size`` fits the ``resize`` policy."""
+    need = {"none": (0,), "fixed": (2,), "longest": (1,)}
+    if resize not in need:
+        raise ValueError(f"resize must be one of {', '.join(RESIZE_POLICIES)}, got {resize!r}")
+    if resize != "none" and (len(size) not in need[resize] or min(size) < 1):
+        what = "(height, width)" if resize == "fixed" else "(longest side,)"
+        raise ValueError(f"resize {resize!r} needs size {what} in pixels ≥ 1, got {tuple(size)}")
+
+
 def resize_image(image: Image.Image, resize: str, size: Sequence[int]) -> Image.Image:
     """Apply a resize policy (see :func:`load_image`)."""
-    if resize == "none":
-        return image
+    check_resize(resize, size)
     if resize == "fixed":
         height, width = size
-        return image.resize((width, height), Image.BILINEAR)
+        return image if image.size == (width, height) else image.resize((width, height), Image.Resampling.BILINEAR)
     if resize == "longest":
-        longest = size[0]
-        scale = longest / max(image.size)
+        scale = size[0] / max(image.size)
         if scale >= 1:
             return image
         new = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-        return image.resize(new, Image.BILINEAR)
-    raise ValueError(f"resize must be none, fixed or longest, got {resize!r}")
+        return image.resize(new, Image.Resampling.BILINEAR)
+    return image
 
 
 class ImageDataset(torch.utils.data.Dataset):

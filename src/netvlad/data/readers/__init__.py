@@ -1,0 +1,54 @@
+"""Dataset readers: a registry of formats, auto-detected, all loading into one :class:`GeoDataset`."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from netvlad.data.dataset import GeoDataset
+from netvlad.data.readers import csv, dvgb, exif, mat, sequence  # noqa: F401  (each registers its format)
+from netvlad.data.readers.common import DatasetError
+from netvlad.data.readers.registry import READERS, Reader, ReadOptions, find_reader, list_formats, register_reader
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["READERS", "DatasetError", "ReadOptions", "Reader", "find_reader", "list_formats", "open_dataset",
+           "register_reader"]
+
+
+def open_dataset(source: Path | str, *, format: str | None = None, split: str | None = None,
+                 database: str | None = None, queries: str | None = None, image_root: Path | str | None = None,
+                 frame_tolerance: int | None = None, spacing: float | None = None,
+                 skip_bad: bool = False) -> GeoDataset:
+    """Load a dataset in any registered format (auto-detected unless ``format`` is given).
+
+    ``split``: DVGB / .mat / CSV split; ``database``/``queries``: the two sub-folders (sequences, EXIF folders,
+    DVGB renames; for .mat the sub-folders of ``image_root``); ``image_root``: where .mat / CSV paths start;
+    ``frame_tolerance`` (frames) and ``spacing`` (metres per frame): sequences only; ``skip_bad``: log and count bad
+    entries (``meta["skipped"]``) instead of raising.
+    """
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: dataset not found; check the path")
+    if path.is_dir() and not any(path.iterdir()):
+        raise DatasetError(f"{path}: folder is empty; point at the dataset's root folder")
+    options = ReadOptions(split=split, database=database, queries=queries,
+                          image_root=Path(image_root).expanduser() if image_root is not None else None,
+                          frame_tolerance=frame_tolerance, spacing=spacing, skip_bad=skip_bad)
+    reader = find_reader(path, options, format)
+    dataset = reader.read(path, options)
+    if (frame_tolerance is not None or spacing is not None) and not dataset.is_sequence:
+        raise DatasetError(f"{path}: --frame-tolerance/--spacing apply to frame sequences only; this is a "
+                           f"{reader.name} dataset with GPS positions")
+    if len(dataset.database) == 0:
+        raise DatasetError(f"{path}: no usable database images" + (" (all skipped)" if skip_bad else ""))
+    skipped = dataset.meta.get("skipped", [])
+    if skipped:
+        logger.warning("%s: skipped %d bad entries (first: %s: %s)", dataset.name, len(skipped), *skipped[0])
+    missing = dataset.queries_without_positives(25.0) if len(dataset.queries) else []
+    if len(missing):
+        logger.warning("%s: %d of %d queries have no positive within 25 m (or the frame tolerance); they count as "
+                       "misses in Recall@N (first: %s)", dataset.name, len(missing), len(dataset.queries),
+                       dataset.queries.names[missing[0]])
+    logger.info("%r (%s)", dataset, reader.name)
+    return dataset

@@ -1,0 +1,150 @@
+"""The Deep Visual Geo-localization Benchmark layout (VPR-datasets-downloader).
+
+``<root>/images/{train,val,test}/{database,queries}/`` (or a folder directly holding ``database/`` and ``queries/``)
+with file names ``@UTM_east@UTM_north@UTM_zone_number@UTM_zone_letter@lat@lon@pano_id@tile_num@heading@pitch@roll
+@height@timestamp@note@.jpg``; only the first two fields are required.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from netvlad.data.convert import SIDECAR
+from netvlad.data.dataset import GeoDataset, ImageList
+from netvlad.data.readers.common import DatasetError, Skips, first_image, list_images, pair_dirs, single_zone
+from netvlad.data.readers.registry import ReadOptions, register_reader
+
+logger = logging.getLogger(__name__)
+
+FIELDS = ("", "utm_east", "utm_north", "zone_number", "zone_letter", "lat", "lon", "pano_id", "tile_num", "heading",
+          "pitch", "roll", "height", "timestamp", "note")
+DEFAULT_SPLITS = ("test", "val", "train")
+
+
+def is_dvgb_name(name: str) -> bool:
+    """True for a file name in DVGB form (``@east@north@...``)."""
+    fields = Path(name).name.split("@")
+    return len(fields) >= 4 and fields[0] == "" and all(_is_float(f) for f in fields[1:3])
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def split_folder(root: Path, options: ReadOptions) -> Path:
+    """The folder holding ``database/`` and ``queries/``: ``root`` itself or ``root/images/<split>``."""
+    db_dir, q_dir = pair_dirs(root, options)
+    if db_dir.is_dir() or q_dir.is_dir():
+        return root
+    base = root / "images" if (root / "images").is_dir() else root
+    splits = sorted(p.name for p in base.iterdir() if p.is_dir() and pair_dirs(p, options)[0].is_dir()) \
+        if base.is_dir() else []
+    if options.split:
+        if options.split not in splits:
+            raise DatasetError(f"{base / options.split}: split not found; this dataset has {', '.join(splits)}")
+        return base / options.split
+    if not splits:
+        raise DatasetError(f"{root}: no database/ and queries/ folders (DVGB layout images/<split>/database)")
+    chosen = next((s for s in DEFAULT_SPLITS if s in splits), splits[0])
+    if len(splits) > 1:
+        logger.info("%s: using split %s of %s (pass --split to choose)", root, chosen, ", ".join(splits))
+    return base / chosen
+
+
+def detect(path: Path, options: ReadOptions) -> bool:
+    """A folder in DVGB layout whose first database (or query) image has a DVGB name."""
+    if not path.is_dir():
+        return False
+    try:
+        folder = split_folder(path, dataclasses.replace(options, split=None))  # a wrong --split is read's error
+    except DatasetError:
+        return False
+    for sub in pair_dirs(folder, options):
+        image = first_image(sub)
+        if image is not None:
+            return is_dvgb_name(image.name)
+    return False
+
+
+def parse_names(folder: Path, names: list[str], skips: Skips) -> dict:
+    """Fields of each DVGB name -> arrays ``utm`` (N, 2), ``zone_keys``, ``captures`` and the ``keep`` mask."""
+    utm = np.full((len(names), 2), np.nan)
+    keys, captures = [""] * len(names), [""] * len(names)
+    letters: list[str] = []
+    keep = np.ones(len(names), dtype=bool)
+    for i, name in enumerate(names):
+        fields = Path(name).name.split("@")
+        if not is_dvgb_name(name) or not np.isfinite([float(fields[1]), float(fields[2])]).all():
+            skips.bad(folder / name, "file name does not start with @UTM_east@UTM_north@ (DVGB naming)",
+                      "rename it or use a CSV manifest")
+            keep[i] = False
+            continue
+        utm[i] = float(fields[1]), float(fields[2])
+        if len(fields) > 4 and fields[3].strip().isdigit() and fields[4].strip():
+            letter = fields[4].strip().upper()
+            keys[i] = f"{int(fields[3])}{'N' if letter >= 'N' else 'S'}"
+            letters.append(letter)
+        pano = fields[7] if len(fields) > 7 else ""
+        stamp = fields[13] if len(fields) > 13 else ""
+        captures[i] = f"pano:{pano}" if pano else f"time:{stamp}" if stamp else ""
+    return {"utm": utm, "keys": np.array(keys, dtype=object), "captures": captures, "keep": keep,
+            "letter": max(set(letters), key=letters.count) if letters else None}
+
+
+def capture_ids(captures: list[str], vocabulary: dict[str, int]) -> np.ndarray:
+    """Panorama id / timestamp strings -> float ids shared by database and queries (NaN unknown)."""
+    return np.array([vocabulary.setdefault(c, len(vocabulary)) if c else np.nan for c in captures], dtype=np.float64)
+
+
+@register_reader("dvgb", "images/<split>/{database,queries}/@east@north@zone@letter@lat@lon@...@.jpg", detect, 20)
+def read(path: Path, options: ReadOptions) -> GeoDataset:
+    """Load one split of a DVGB-layout dataset."""
+    folder = split_folder(path, options)
+    skips = Skips(options.skip_bad)
+    sides = {}
+    for side, sub in zip(("database", "queries"), pair_dirs(folder, options), strict=True):
+        names = list_images(sub)
+        sides[side] = (sub, names, parse_names(sub, names, skips))
+    keys = np.concatenate([p["keys"] for _, _, p in sides.values()])
+    all_names = [str(sub / n) for sub, names, _ in sides.values() for n in names]
+    known = keys != ""
+    in_zone = np.ones(len(keys), dtype=bool)
+    in_zone[known] = single_zone(keys[known], [n for n, k in zip(all_names, known, strict=True) if k], skips)
+    vocabulary: dict[str, int] = {}
+    lists, offset = {}, 0
+    zone_numbers = {int(k[:-1]) for k in keys[known & in_zone]}
+    letter = next((p["letter"] for _, _, p in sides.values() if p["letter"]), None)
+    zone = (zone_numbers.pop(), letter) if len(zone_numbers) == 1 and letter else None
+    for side, (sub, names, parsed) in sides.items():
+        keep = parsed["keep"] & in_zone[offset:offset + len(names)]
+        offset += len(names)
+        times = capture_ids(parsed["captures"], vocabulary)
+        lists[side] = ImageList(sub, tuple(np.asarray(names, dtype=object)[keep]), parsed["utm"][keep], zone,
+                                times[keep] if np.isfinite(times).any() else None)
+    name = folder.name if folder == path else f"{path.name}-{folder.name}"
+    meta = {"format": "dvgb", "skipped": skips.entries}
+    return as_sequence(GeoDataset(name, lists["database"], lists["queries"], meta=meta), folder, options)
+
+
+def as_sequence(dataset: GeoDataset, folder: Path, options: ReadOptions) -> GeoDataset:
+    """Restore frames and tolerance of a sequence written by ``netvlad data convert`` (its JSON sidecar)."""
+    sidecar = next((p / SIDECAR for p in (folder, *folder.parents[:3]) if (p / SIDECAR).is_file()), None)
+    if sidecar is None:
+        return dataset
+    info = json.loads(sidecar.read_text())
+    spacing = float(info["spacing"]) if options.spacing is None else options.spacing
+    tolerance = info["frame_tolerance"] if options.frame_tolerance is None else options.frame_tolerance
+    frames = [np.round(images.utm[:, 0] / spacing).astype(np.int64) for images in (dataset.database, dataset.queries)]
+    database = ImageList(dataset.database.root, dataset.database.names, dataset.database.utm, frames=frames[0])
+    queries = ImageList(dataset.queries.root, dataset.queries.names, dataset.queries.utm, frames=frames[1])
+    logger.info("%s: sequence (±%d frames, %g m per frame) from %s", dataset.name, tolerance, spacing, sidecar)
+    return GeoDataset(dataset.name, database, queries, tolerance, {**dataset.meta, "spacing": spacing})

@@ -1,0 +1,88 @@
+"""The registry of dataset formats: each reader is a ``detect`` and a ``read`` function, tried in priority order."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from netvlad.data.dataset import GeoDataset
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """What the user told us about a dataset; readers ignore what does not apply to them.
+
+    ``database`` / ``queries``: sub-folder names (relative to the dataset root, or to ``image_root`` for .mat);
+    ``frame_tolerance``: ±frames counted correct for sequences (default 0); ``spacing``: metres between consecutive
+    sequence frames (default ``25 / (frame_tolerance + 1)``); ``skip_bad``: log and count bad entries instead of
+    failing.
+    """
+
+    split: str | None = None
+    database: str | None = None
+    queries: str | None = None
+    image_root: Path | None = None
+    frame_tolerance: int | None = None
+    spacing: float | None = None
+    skip_bad: bool = False
+
+
+Detect = Callable[[Path, ReadOptions], bool]
+Read = Callable[[Path, ReadOptions], GeoDataset]
+
+
+@dataclass(frozen=True)
+class Reader:
+    """One dataset format: ``detect(path, options)`` says whether it applies, ``read(path, options)`` loads it."""
+
+    name: str
+    description: str
+    detect: Detect
+    read: Read
+    priority: int  # lower is tried first during auto-detection
+
+
+READERS: dict[str, Reader] = {}
+
+
+def register_reader(name: str, description: str, detect: Detect, priority: int = 50) -> Callable[[Read], Read]:
+    """Decorator registering ``read`` as the reader of format ``name``."""
+
+    def decorate(read: Read) -> Read:
+        if name in READERS:
+            raise ValueError(f"dataset format {name!r} registered twice")
+        READERS[name] = Reader(name, description, detect, read, priority)
+        return read
+
+    return decorate
+
+
+def list_formats() -> list[str]:
+    """Registered format names, in detection order."""
+    return [r.name for r in sorted(READERS.values(), key=lambda r: r.priority)]
+
+
+def formats_help() -> str:
+    """One line per format: ``name: description``."""
+    return "; ".join(f"{name}: {READERS[name].description}" for name in list_formats())
+
+
+def find_reader(path: Path, options: ReadOptions, format: str | None = None) -> Reader:
+    """The reader named ``format``, or the first whose ``detect`` accepts ``path``."""
+    if format is not None:
+        if format not in READERS:
+            raise ValueError(f"unknown dataset format {format!r}; choose one of {', '.join(list_formats())}")
+        return READERS[format]
+    for name in list_formats():
+        reader = READERS[name]
+        try:
+            if reader.detect(path, options):
+                logger.debug("%s: detected format %s", path, name)
+                return reader
+        except OSError as error:  # an unreadable candidate is not this format
+            logger.debug("%s: %s detection failed: %s", path, name, error)
+    raise ValueError(f"{path}: unsupported dataset format ({formats_help()}); pass --format to force one")

@@ -3,9 +3,11 @@
     python benchmarks/train.py                      # Nordland thumbnails at 128×256 (the recipe's setting)
     python benchmarks/train.py --size 64 64 --clusters 4 --no-pretrained
 
-Measures the two costs separately on real images and combines them for a database of ``--database-size``:
+Measures the costs separately on real images and combines them for a database of ``--database-size``:
 a cache refresh every ``--refresh`` queries (database + those queries extracted) and one optimiser step per
-``--batch-tuples`` tuples (query, positive, 10 negatives). Timing lives here, never in tests.
+``--batch-tuples`` tuples (query, positive, 10 negatives). By default the frozen stages' output is precomputed
+(as training does; its one-off cost per image is printed apart); ``--full-backbone`` times the whole network.
+Timing lives here, never in tests.
 """
 
 from __future__ import annotations
@@ -21,29 +23,38 @@ from netvlad.data import open_dataset
 from netvlad.models import PlaceModel
 from netvlad.train import TrainConfig
 from netvlad.train.cache import extract
+from netvlad.train.distributed import DistInfo
+from netvlad.train.frozen import compute_frozen
 from netvlad.train.mining import MinedTuples, mine, squared_distance_matrix
 from netvlad.train.step import GroupEncoder, frozen_batchnorm_train, tuple_loss
 
 NORDLAND = Path(__file__).resolve().parents[2] / "shared" / "data" / "nordland"
 
 
-def time_extraction(model: PlaceModel, paths: list[Path], batch_size: int) -> float:
+def time_extraction(model: PlaceModel, paths: list[Path], batch_size: int, frozen) -> float:
     """Seconds per image of cache extraction."""
-    extract(model, paths[:batch_size], batch_size=batch_size)  # warm-up
+    extract(model, paths[:batch_size], batch_size=batch_size, frozen=frozen)  # warm-up
     start = time.perf_counter()
-    extract(model, paths, batch_size=batch_size)
+    extract(model, paths, batch_size=batch_size, frozen=frozen)
     return (time.perf_counter() - start) / len(paths)
 
 
-def time_steps(model: PlaceModel, dataset, config: TrainConfig, steps: int) -> float:
+def time_frozen(model: PlaceModel, paths: list[Path], batch_size: int):
+    """Frozen-stage features of ``paths`` and the seconds per image they took."""
+    start = time.perf_counter()
+    frozen = compute_frozen(model, paths, DistInfo(), batch_size)
+    return frozen, (time.perf_counter() - start) / len(paths)
+
+
+def time_steps(model: PlaceModel, dataset, config: TrainConfig, steps: int, frozen) -> float:
     """Seconds per training query (forward + backward + SGD step over its 12 images)."""
     rng = np.random.default_rng(0)
-    n, b, j = len(dataset.queries), config.batch_tuples, config.num_negatives
-    queries = rng.choice(n, steps * b, replace=False)
-    negatives = np.stack([rng.choice(np.setdiff1d(np.arange(n), [q]), j, replace=False) for q in queries])
+    b, j, limit = config.batch_tuples, config.num_negatives, 200  # images among the first 200 places
+    queries = rng.choice(limit, steps * b, replace=False)
+    negatives = np.stack([rng.choice(np.setdiff1d(np.arange(limit), [q]), j, replace=False) for q in queries])
     tuples = MinedTuples(queries, queries, negatives, 0)
     frozen_batchnorm_train(model)
-    encoder = GroupEncoder(model)
+    encoder = GroupEncoder(model, frozen)
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=config.lr, momentum=0.9)
     q_paths, db_paths = dataset.queries.paths(), dataset.database.paths()
     times = []
@@ -51,7 +62,7 @@ def time_steps(model: PlaceModel, dataset, config: TrainConfig, steps: int) -> f
         start = time.perf_counter()
         optimizer.zero_grad()
         tuple_loss(encoder, model, tuples.take(slice(step * b, (step + 1) * b)), q_paths, db_paths, config.margin,
-                   1.0 / b, torch.device("cpu")).backward()
+                   1.0 / b, torch.device("cpu"), frozen).backward()
         optimizer.step()
         times.append(time.perf_counter() - start)
     return float(np.median(times[1:] if steps > 1 else times)) / b
@@ -80,6 +91,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=96, help="images timed for extraction")
     parser.add_argument("--steps", type=int, default=4, help="optimiser steps timed")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--full-backbone", action="store_true", help="no frozen-feature precomputation")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -88,14 +100,20 @@ def main() -> None:
                          pretrained=not args.no_pretrained)
     torch.manual_seed(0)
     model = PlaceModel(config.model_config, pretrained=config.pretrained)
-    per_image = time_extraction(model, dataset.database.paths()[: args.images], config.batch_size)
-    per_query = time_steps(model, dataset, config, args.steps)
+    frozen, per_frozen = None, 0.0
+    if not args.full_backbone:
+        subset = [p for side in (dataset.database, dataset.queries) for p in side.paths()[:200]]
+        frozen, per_frozen = time_frozen(model, subset, config.batch_size)
+    per_image = time_extraction(model, dataset.database.paths()[: args.images], config.batch_size, frozen)
+    per_query = time_steps(model, dataset, config, args.steps, frozen)
     mining = time_mining(args.database_size, args.refresh, model.output_dim)
     refreshes = 1000 / args.refresh
     cache = refreshes * (args.database_size + args.refresh) * per_image
     total = cache + refreshes * mining + 1000 * per_query
     print(f"{args.dataset.name} {args.size[0]}x{args.size[1]}, mobilenet_v2 + NetVLAD K={args.clusters} "
           f"({model.output_dim}-D), {torch.get_num_threads()} threads")
+    if frozen is not None:
+        print(f"  frozen features   {per_frozen * 1000:8.1f} ms/image   (once per image per run, not counted below)")
     print(f"  cache extraction  {per_image * 1000:8.1f} ms/image   -> {cache:7.1f} s per 1000 queries "
           f"(database {args.database_size} + queries, refresh every {args.refresh})")
     print(f"  mining            {mining:8.2f} s/refresh")

@@ -1,7 +1,33 @@
-"""`netvlad generate`: not written yet."""
+"""`netvlad generate`: write the synthetic city as a DVGB dataset."""
 
 from __future__ import annotations
 
+import argparse
+import logging
+import os
+
+from netvlad.data.synthetic import SIZES, CityConfig, generate_city
+
+logger = logging.getLogger(__name__)
+
 
 def register(subparsers) -> None:
-    """Add this module's sub-commands (none yet)."""
+    """Add ``generate``."""
+    parser = subparsers.add_parser("generate", help="generate the synthetic geo-tagged city (a DVGB dataset)",
+                                   description="Render a procedural city (day database; dusk, night, winter, "
+                                               "autumn, rain and fog queries) into train/val/test splits.")
+    parser.add_argument("--out", required=True, help="output folder (the dataset root)")
+    parser.add_argument("--seed", type=int, default=0, help="city seed (default 0)")
+    parser.add_argument("--size", default="default", choices=sorted(SIZES), help="city size (default: default)")
+    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="rendering processes")
+    parser.add_argument("--overwrite", action="store_true", help="replace a different dataset already in --out")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = CityConfig.preset(args.size, seed=args.seed)
+    root = generate_city(config, args.out, progress=not args.no_progress, overwrite=args.overwrite,
+                         workers=max(1, args.workers))
+    print(f"city written to {root} (DVGB layout: {root / 'images'}/{{train,val,test}}/{{database,queries}})")
+    return 0

@@ -1,7 +1,116 @@
-"""`netvlad index`: not written yet."""
+"""`netvlad index build` and `netvlad query`: a saved geo-tagged database, and localising photos against it."""
 
 from __future__ import annotations
 
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from netvlad.cli.common import add_device_args, add_model_args, model_from_args, pick_device
+from netvlad.cli.dataset_args import add_dataset_args, dataset_from_args
+from netvlad.cli.evaluate import add_index_args, cluster_off_the_shelf, index_config_from_args
+from netvlad.data import DatasetError, ImageList
+from netvlad.data.readers.common import list_images
+from netvlad.eval.extract import extract_descriptors
+from netvlad.eval.localise import POSITION_ESTIMATORS, PlaceIndex, QueryResult, build_place_index
+from netvlad.nn import NetVLAD
+
+logger = logging.getLogger(__name__)
+
+
+def database_from_args(args: argparse.Namespace) -> ImageList:
+    """The database of a dataset in any readable format, or every image of a plain folder (positions unknown)."""
+    try:
+        return dataset_from_args(args).database
+    except DatasetError as error:
+        folder = Path(args.dataset)
+        if not folder.is_dir():
+            raise
+        names = list_images(folder)
+        logger.warning("%s (%s); indexing its %d images without positions", folder, error, len(names))
+        return ImageList(folder, tuple(names), np.full((len(names), 2), np.nan))
+
+
+def build(args: argparse.Namespace) -> int:
+    device = pick_device(args.device)
+    images = database_from_args(args)
+    model = model_from_args(args)
+    if args.model is None and isinstance(model.pool, NetVLAD):
+        cluster_off_the_shelf(model, images.paths(), args, device)
+    index = build_place_index(model, images, args.out, index_config=index_config_from_args(args), dtype=args.dtype,
+                              skip_bad=args.skip_bad, batch_size=args.batch_size, workers=args.workers,
+                              device=device, progress=not args.no_progress)
+    print(f"indexed {len(index)} images ({index.store.dim}-D, model {index.fingerprint}) in {args.out}")
+    return 0
+
+
+def format_result(result: QueryResult) -> str:
+    """Human-readable lines for one query."""
+    lines = [f"{result.query}"]
+    for rank, match in enumerate(result.matches, 1):
+        lines.append(f"  {rank:2d}. {match.name}  distance {match.distance:.4f}  "
+                     f"position E {match.position[0]:.1f} N {match.position[1]:.1f}")
+    latlon = result.latlon()
+    where = f"  (lat {latlon[0]:.6f}, lon {latlon[1]:.6f})" if latlon else ""
+    lines.append(f"  estimated position ({result.method}): E {result.position[0]:.1f} N {result.position[1]:.1f}"
+                 + where)
+    return "\n".join(lines)
+
+
+def query(args: argparse.Namespace) -> int:
+    if args.k < 1:
+        raise ValueError(f"-k must be ≥ 1, got {args.k}")
+    device = pick_device(args.device)
+    index = PlaceIndex.load(args.index)
+    model = index.model
+    if args.model:
+        model = model_from_args(args)
+        index.check_model(model)
+    paths = [Path(p) for p in args.images]
+    for path in paths:
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: query image not found")
+    descriptors = extract_descriptors(model, paths, batch_size=args.batch_size, workers=0, device=device)
+    if descriptors.shape[1] != index.store.dim:
+        raise ValueError(f"the model gives {descriptors.shape[1]}-D descriptors, the index holds "
+                         f"{index.store.dim}-D ones")
+    results = index.localise([str(p) for p in paths], descriptors, k=args.k, method=args.method)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in results], indent=2))
+    else:
+        print("\n".join(format_result(r) for r in results))
+    return 0
+
 
 def register(subparsers) -> None:
-    """Add this module's sub-commands (none yet)."""
+    """Add ``netvlad index build`` and ``netvlad query``."""
+    index = subparsers.add_parser("index", help="build a searchable geo-tagged database")
+    sub = index.add_subparsers(dest="index_command", metavar="ACTION", required=True)
+    parser = sub.add_parser("build", help="describe a dataset's database images and save a faiss index",
+                            description="Describe the database images of DATASET (or every image of a folder) "
+                                        "and save a faiss index with their positions and the model.")
+    add_dataset_args(parser)
+    add_model_args(parser)
+    add_device_args(parser)
+    add_index_args(parser)
+    parser.add_argument("--out", type=Path, required=True, help="index folder to write (a rerun continues)")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "float16"), help="stored descriptor type")
+    parser.add_argument("--cluster-images", type=int, default=500,
+                        help="off-the-shelf NetVLAD: database images sampled for k-means")
+    parser.set_defaults(func=build)
+
+    parser = subparsers.add_parser("query", help="localise photos against an index",
+                                   description="Top-k database images for each photo, with distances and "
+                                               "positions, and an estimated position.")
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="query photos")
+    parser.add_argument("--index", type=Path, required=True, help="folder written by `netvlad index build`")
+    parser.add_argument("-k", type=int, default=5, help="matches per photo (clamped to the database size)")
+    parser.add_argument("--method", default="top1", choices=sorted(POSITION_ESTIMATORS),
+                        help="position estimate: the top-1 match, or the distance-weighted top-k")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    add_model_args(parser)
+    add_device_args(parser)
+    parser.set_defaults(func=query)

@@ -1,22 +1,75 @@
-"""Descriptor extraction: images -> global descriptors, batched through a DataLoader."""
+"""Descriptor extraction: images -> global descriptors, batched through a DataLoader, in memory or on disk."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from netvlad.data.images import ImageDataset, collate_images
+from netvlad.data.images import ImageDataset, ImageDecodeError, load_image
+from netvlad.eval.store import DescriptorStore
 from netvlad.models import PlaceModel
 
 logger = logging.getLogger(__name__)
 
+AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
-@torch.inference_mode()
+
+def collate_by_size(batch: list[tuple[int, torch.Tensor | None]]) -> tuple[list[tuple[torch.Tensor, torch.Tensor]],
+                                                                         list[int]]:
+    """Group a batch by image size: -> ([(indices, images (b, 3, H, W)), …], indices that failed to decode)."""
+    groups: dict[tuple[int, ...], list[tuple[int, torch.Tensor]]] = {}
+    bad = []
+    for index, image in batch:
+        if image is None:
+            bad.append(index)
+        else:
+            groups.setdefault(tuple(image.shape), []).append((index, image))
+    stacked = [(torch.tensor([i for i, _ in g]), torch.stack([im for _, im in g])) for g in groups.values()]
+    return stacked, bad
+
+
+def _loader(model: PlaceModel, paths: Sequence[Path], batch_size: int, workers: int, device: torch.device):
+    pre = model.config.preprocessing
+    dataset = ImageDataset(paths, pre.resize, pre.size, skip_bad=True)  # failures decided by the caller
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers,
+                                       collate_fn=collate_by_size, pin_memory=device.type == "cuda",
+                                       persistent_workers=False)
+
+
+def iter_descriptors(model: PlaceModel, paths: Sequence[Path | str], batch_size: int = 8, workers: int = 0,
+                     device: torch.device | str = "cpu", progress: bool = False, desc: str = "extract",
+                     amp: str | None = "bf16") -> Iterator[tuple[np.ndarray, np.ndarray | None, list[int]]]:
+    """Yield ``(indices, descriptors (b, dim) float32, undecodable indices)`` over ``paths``, in batches.
+
+    On CUDA the forward runs channels_last under ``amp`` autocast (``"bf16"``, ``"fp16"`` or None).
+    Indices are positions in ``paths``. Same-size images are batched; other sizes run as their own group.
+    """
+    device = torch.device(device)
+    paths = [Path(p) for p in paths]
+    model = model.to(device).eval()
+    cuda = device.type == "cuda"
+    if cuda:
+        model = model.to(memory_format=torch.channels_last)
+    autocast = (torch.autocast("cuda", dtype=AUTOCAST[amp]) if cuda and amp else contextlib.nullcontext())
+    loader = _loader(model, paths, batch_size, workers, device)
+    with torch.inference_mode(), autocast:
+        for groups, bad in tqdm(loader, desc=desc, disable=not progress, unit="batch"):
+            for indices, images in groups:
+                images = images.to(device, non_blocking=True)
+                if cuda:
+                    images = images.contiguous(memory_format=torch.channels_last)
+                yield indices.numpy(), model(images).float().cpu().numpy(), bad
+                bad = []
+            if bad:
+                yield np.empty(0, dtype=np.int64), None, bad
+
+
 def extract_descriptors(
     model: PlaceModel,
     paths: Sequence[Path | str],
@@ -28,16 +81,66 @@ def extract_descriptors(
 ) -> np.ndarray:
     """Global descriptors ``(N, output_dim)`` float32 of the images at ``paths``, in the model's preprocessing.
 
-    Images of varying size (resize policy ``"none"``) are run one at a time.
+    An undecodable image stops with an :class:`ImageDecodeError` naming it.
     """
-    pre = model.config.preprocessing
-    if pre.resize == "none":
-        batch_size = 1
-    dataset = ImageDataset(paths, pre.resize, pre.size)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers,
-                                         collate_fn=collate_images)
-    model = model.to(device).eval()
-    out = np.zeros((len(dataset), model.output_dim), dtype=np.float32)
-    for indices, images, _ in tqdm(loader, desc=desc, disable=not progress, unit="batch"):
-        out[indices.numpy()] = model(images.to(device)).float().cpu().numpy()
+    out = np.zeros((len(paths), model.output_dim), dtype=np.float32)
+    for indices, descriptors, bad in iter_descriptors(model, paths, batch_size, workers, device, progress, desc):
+        if bad:
+            raise_decode_error(Path(paths[bad[0]]), "")
+        if descriptors is not None:
+            out[indices] = descriptors
     return out
+
+
+def extract_to_store(
+    model: PlaceModel,
+    root: Path | str,
+    names: Sequence[str],
+    folder: Path | str,
+    *,
+    dtype: str = "float32",
+    skip_bad: bool = False,
+    batch_size: int = 8,
+    workers: int = 0,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+    desc: str = "extract",
+    on_batch: Callable[[int], None] | None = None,
+) -> DescriptorStore:
+    """Extract descriptors of ``root/name`` into the store at ``folder``, continuing where a previous run stopped.
+
+    An undecodable image is marked and skipped with ``skip_bad``; otherwise extraction stops with an
+    :class:`ImageDecodeError` naming it, keeping every descriptor written so far.
+    """
+    root = Path(root)
+    store = DescriptorStore.create(folder, names, model.output_dim, dtype, model.fingerprint(), str(root))
+    todo = store.pending()
+    if len(todo) == 0:
+        logger.info("%s: all %d descriptors already extracted", store.folder, len(store))
+        return store
+    paths = [root / store.names[i] for i in todo]
+    for local, descriptors, bad in iter_descriptors(model, paths, batch_size, workers, device, progress, desc):
+        if bad:
+            if not skip_bad:
+                raise_decode_error(paths[bad[0]], f"; {store.num_done} of {len(store)} descriptors kept in "
+                                                   f"{store.folder}, a new run continues from there")
+            for i in bad:
+                logger.warning("skipping undecodable image %s", paths[i])
+            store.mark_bad(todo[np.asarray(bad)])
+        if descriptors is not None and len(local):
+            store.write(todo[local], descriptors)
+            if on_batch is not None:
+                on_batch(len(local))
+    return store
+
+
+def raise_decode_error(path: Path, tail: str) -> None:
+    """Re-decode ``path`` in this process for the exact reason, and raise it with ``tail`` appended."""
+    try:
+        load_image(path)
+        reason = f"{path}: cannot decode image"
+    except (ImageDecodeError, FileNotFoundError) as error:
+        reason = str(error)
+    if "--skip-bad" not in reason:
+        reason += "; fix or remove it, or pass --skip-bad"
+    raise ImageDecodeError(reason + tail)

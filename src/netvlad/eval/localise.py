@@ -1,0 +1,165 @@
+"""Localisation against a geo-tagged database: a saved place index, top-k queries and position estimates.
+
+An index folder holds ``index.json`` (model fingerprint, image root, UTM zone, index config),
+``model.safetensors`` (the model that described the database), ``index.faiss``, ``positions.npy``
+``(N, 2)`` UTM metres, ``rows.npy`` (store rows held by the index) and ``descriptors/`` (a
+:class:`DescriptorStore`, so an interrupted build continues).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from netvlad.data.dataset import ImageList
+from netvlad.eval.extract import extract_to_store
+from netvlad.eval.index import EXACT, IndexConfig, build_index, read_index, search, write_index
+from netvlad.eval.store import DescriptorStore
+from netvlad.models import PlaceModel, load, save_model
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "netvlad-index"
+
+
+def top1_position(positions: np.ndarray, distances: np.ndarray) -> np.ndarray:
+    """The position ``(2,)`` of the best match, from top-k ``positions`` ``(k, 2)``."""
+    return np.asarray(positions[0], dtype=np.float64)
+
+
+def weighted_position(positions: np.ndarray, distances: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    """Mean of top-k ``positions`` ``(k, 2)`` weighted by 1/(descriptor distance + eps) -> ``(2,)`` metres."""
+    weights = 1.0 / (np.asarray(distances, dtype=np.float64) + eps)
+    return (weights[:, None] * np.asarray(positions, dtype=np.float64)).sum(0) / weights.sum()
+
+
+POSITION_ESTIMATORS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    "top1": top1_position, "weighted": weighted_position,
+}
+
+
+@dataclass(frozen=True)
+class Match:
+    """One retrieved database image: its name, descriptor L2 distance and UTM position (metres)."""
+
+    name: str
+    distance: float
+    position: tuple[float, float]
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """Top-k matches of one query image and its estimated UTM position (easting, northing metres)."""
+
+    query: str
+    matches: tuple[Match, ...]
+    position: tuple[float, float]
+    method: str
+    zone: tuple[int, str] | None = None
+
+    def latlon(self) -> tuple[float, float] | None:
+        """(latitude, longitude) degrees of the estimate, when the UTM zone is known."""
+        if self.zone is None:
+            return None
+        import utm  # noqa: PLC0415
+
+        return tuple(float(v) for v in utm.to_latlon(*self.position, self.zone[0], self.zone[1], strict=False))
+
+    def to_dict(self) -> dict:
+        data = dataclasses.asdict(self)
+        data["latlon"] = self.latlon()
+        return data
+
+
+class PlaceIndex:
+    """A searchable, saved database: faiss index + names + positions + the model that made the descriptors."""
+
+    def __init__(self, folder: Path, model: PlaceModel, index, store: DescriptorStore, rows: np.ndarray,
+                 positions: np.ndarray, meta: dict) -> None:
+        self.folder, self.model, self.index, self.store = folder, model, index, store
+        self.rows, self.positions, self.meta = rows, positions, meta
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def fingerprint(self) -> str:
+        return self.meta["fingerprint"]
+
+    @property
+    def zone(self) -> tuple[int, str] | None:
+        return tuple(self.meta["zone"]) if self.meta.get("zone") else None
+
+    @classmethod
+    def load(cls, folder: Path | str, use_gpu: bool = True) -> PlaceIndex:
+        """Open an index folder written by :func:`build_place_index`."""
+        folder = Path(folder)
+        meta_path = folder / "index.json"
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"{folder}: not a place index (no index.json); build one with `netvlad index "
+                                    "build`")
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"{meta_path}: not a netvlad place index")
+        return cls(folder, load(folder / "model.safetensors"), read_index(folder / "index.faiss", use_gpu),
+                   DescriptorStore.open(folder / "descriptors"), np.load(folder / "rows.npy"),
+                   np.load(folder / "positions.npy"), meta)
+
+    def check_model(self, model: PlaceModel) -> None:
+        """Refuse a model other than the one that described the database."""
+        if model.fingerprint() != self.fingerprint:
+            raise ValueError(f"{self.folder} was built with model {self.fingerprint}, not {model.fingerprint()}; "
+                             "query with the same model (or omit --model to use the index's own)")
+
+    def search(self, descriptors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` (clamped, with a warning) -> (L2 distances ``(Q, k)``, store rows ``(Q, k)``)."""
+        if k > len(self):
+            logger.warning("-k %d is larger than the database (%d images); using %d", k, len(self), len(self))
+        distances, found = search(self.index, descriptors, min(k, len(self)))
+        return distances, self.rows[found]
+
+    def localise(self, names: list[str], descriptors: np.ndarray, k: int = 5, method: str = "top1"
+                 ) -> list[QueryResult]:
+        """Matches and an estimated position for each query descriptor ``(Q, dim)``."""
+        if method not in POSITION_ESTIMATORS:
+            raise ValueError(f"unknown position method {method!r}; known: {', '.join(POSITION_ESTIMATORS)}")
+        distances, rows = self.search(descriptors, k)
+        results = []
+        for name, dist, row in zip(names, distances, rows, strict=True):
+            pos = self.positions[row]
+            matches = tuple(Match(self.store.names[r], float(d), (float(p[0]), float(p[1])))
+                            for r, d, p in zip(row, dist, pos, strict=True))
+            estimate = POSITION_ESTIMATORS[method](pos, dist)
+            results.append(QueryResult(name, matches, (float(estimate[0]), float(estimate[1])), method, self.zone))
+        return results
+
+
+def build_place_index(model: PlaceModel, images: ImageList, folder: Path | str, *,
+                      index_config: IndexConfig = EXACT, dtype: str = "float32", skip_bad: bool = False,
+                      batch_size: int = 8, workers: int = 0, device: torch.device | str = "cpu",
+                      progress: bool = False) -> PlaceIndex:
+    """Describe ``images`` with ``model`` and save a searchable index in ``folder`` (resumable); returns it."""
+    folder = Path(folder)
+    store = extract_to_store(model, images.root, images.names, folder / "descriptors", dtype=dtype,
+                             skip_bad=skip_bad, batch_size=batch_size, workers=workers, device=device,
+                             progress=progress, desc="database")
+    rows = np.flatnonzero(store.valid())
+    index = build_index(store.load()[rows], index_config)
+    model = model.cpu()
+    meta = {"format": FORMAT, "version": 1, "fingerprint": model.fingerprint(), "root": str(images.root),
+            "zone": list(images.zone) if images.zone else None, "dim": store.dim, "count": int(len(rows)),
+            "index": dataclasses.asdict(index_config), "skipped": store.bad()}
+    save_model(model, folder / "model.safetensors")
+    write_index(index, folder / "index.faiss")
+    np.save(folder / "rows.npy", rows)
+    np.save(folder / "positions.npy", images.utm[rows])
+    (folder / "index.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+    logger.info("index of %d images (%d-D) written to %s", len(rows), store.dim, folder)
+    return PlaceIndex(folder, model, index, store, rows, images.utm[rows], meta)

@@ -1,0 +1,135 @@
+"""Recall@N evaluation of a model on a GeoDataset: extract, index, search, score."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from netvlad.data.dataset import GeoDataset, ImageList
+from netvlad.eval.extract import extract_to_store, iter_descriptors, raise_decode_error
+from netvlad.eval.index import EXACT, IndexConfig, build_index, search
+from netvlad.eval.recall import recall_at_n
+from netvlad.models import PlaceModel
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_NS = (1, 5, 10, 20)
+
+
+@dataclass
+class EvalResult:
+    """Retrieval results for Q queries against N database images.
+
+    ``ranked`` ``(Q, k)`` database indices best first (−1 where a query had no descriptor),
+    ``distances`` ``(Q, k)`` descriptor L2 distances, ``correct`` ``(Q, k)`` whether each retrieved
+    image is a positive, ``recall`` {N: percent}.
+    """
+
+    recall: dict[int, float]
+    ranked: np.ndarray
+    distances: np.ndarray
+    correct: np.ndarray
+    positives: list[np.ndarray]
+    descriptor_dim: int
+    num_queries: int
+    num_database: int
+    skipped: list[str] = field(default_factory=list)
+
+    def summary(self, model: str = "") -> dict:
+        """The JSON report: recall (keys are strings of N, values percent), counts, dim, model."""
+        return {"recall": {str(n): round(r, 4) for n, r in self.recall.items()}, "num_queries": self.num_queries,
+                "num_database": self.num_database, "descriptor_dim": self.descriptor_dim, "model": model,
+                "queries_without_positive": int(sum(len(p) == 0 for p in self.positives)),
+                "skipped_images": list(self.skipped)}
+
+    def table(self) -> str:
+        """A two-line text table of Recall@N."""
+        head = " ".join(f"{'R@' + str(n):>7}" for n in self.recall)
+        vals = " ".join(f"{r:7.2f}" for r in self.recall.values())
+        return f"{head}\n{vals}"
+
+
+def evaluate_descriptors(db: np.ndarray, queries: np.ndarray, positives: Sequence[np.ndarray],
+                         ns: Sequence[int] = DEFAULT_NS, index_config: IndexConfig = EXACT,
+                         db_valid: np.ndarray | None = None, query_valid: np.ndarray | None = None,
+                         k: int | None = None) -> EvalResult:
+    """Recall@N of precomputed descriptors ``db`` ``(N, dim)`` and ``queries`` ``(Q, dim)``.
+
+    ``positives``: per query, database indices counted as correct. ``db_valid``/``query_valid``
+    masks drop rows without a descriptor (undecodable images): such queries count as failures.
+    """
+    db, queries = np.asarray(db, np.float32), np.asarray(queries, np.float32)
+    if db.ndim != 2 or queries.ndim != 2 or db.shape[1] != queries.shape[1]:
+        raise ValueError(f"database descriptors {db.shape} and query descriptors {queries.shape} must be "
+                         "(N, dim) and (Q, dim) with the same dim")
+    if len(positives) != len(queries):
+        raise ValueError(f"{len(queries)} queries but {len(positives)} positive lists")
+    db_rows = np.flatnonzero(db_valid) if db_valid is not None else np.arange(len(db))
+    q_rows = np.flatnonzero(query_valid) if query_valid is not None else np.arange(len(queries))
+    k = min(k or max(ns), len(db_rows))
+    ranked = np.full((len(queries), k), -1, dtype=np.int64)
+    distances = np.full((len(queries), k), np.inf, dtype=np.float32)
+    if len(q_rows) and k:
+        index = build_index(db[db_rows], index_config)
+        dist, found = search(index, queries[q_rows], k)
+        ranked[q_rows] = np.where(found >= 0, db_rows[np.maximum(found, 0)], -1)
+        distances[q_rows] = dist
+    correct = np.zeros(ranked.shape, dtype=bool)
+    for q, pos in enumerate(positives):
+        correct[q] = np.isin(ranked[q], pos) & (ranked[q] >= 0)
+    return EvalResult(recall=recall_at_n(ranked, positives, ns), ranked=ranked, distances=distances,
+                      correct=correct, positives=list(positives), descriptor_dim=int(db.shape[1]),
+                      num_queries=len(queries), num_database=len(db))
+
+
+def describe(model: PlaceModel, images: ImageList, store_dir: Path | None, *, dtype: str = "float32",
+             skip_bad: bool = False, batch_size: int = 8, workers: int = 0, device: torch.device | str = "cpu",
+             progress: bool = False, desc: str = "extract") -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Descriptors of an ImageList: -> (``(N, dim)`` float32, valid mask ``(N,)``, names skipped as undecodable).
+
+    With ``store_dir`` they go to (and are resumed from) a :class:`DescriptorStore` there.
+    """
+    if store_dir is not None:
+        store = extract_to_store(model, images.root, images.names, store_dir, dtype=dtype, skip_bad=skip_bad,
+                                 batch_size=batch_size, workers=workers, device=device, progress=progress, desc=desc)
+        return store.load(), store.valid(), store.bad()
+    out = np.zeros((len(images), model.output_dim), dtype=np.float32)
+    valid = np.zeros(len(images), dtype=bool)
+    skipped = []
+    paths = images.paths()
+    for indices, descriptors, bad in iter_descriptors(model, paths, batch_size, workers, device, progress, desc):
+        if bad and not skip_bad:
+            raise_decode_error(paths[bad[0]], "")
+        skipped += [images.names[i] for i in bad]
+        if descriptors is not None:
+            out[indices], valid[indices] = descriptors, True
+    for name in skipped:
+        logger.warning("skipped undecodable image %s", images.root / name)
+    return out, valid, skipped
+
+
+def evaluate(model: PlaceModel, dataset: GeoDataset, *, radius: float = 25.0, ns: Sequence[int] = DEFAULT_NS,
+             batch_size: int = 8, workers: int = 0, device: torch.device | str = "cpu", progress: bool = False,
+             store_dir: Path | str | None = None, skip_bad: bool = False, dtype: str = "float32",
+             index_config: IndexConfig = EXACT, k: int | None = None) -> EvalResult:
+    """Recall@N (percent) of ``model`` on ``dataset``: positives within ``radius`` metres (or ±frames).
+
+    With ``store_dir``, descriptors are kept in ``store_dir/database`` and ``store_dir/queries``
+    and a rerun continues an interrupted extraction.
+    """
+    store_dir = Path(store_dir) if store_dir is not None else None
+    common = dict(dtype=dtype, skip_bad=skip_bad, batch_size=batch_size, workers=workers, device=device,
+                  progress=progress)
+    db, db_valid, db_bad = describe(model, dataset.database, store_dir and store_dir / "database",
+                                    desc="database", **common)
+    q, q_valid, q_bad = describe(model, dataset.queries, store_dir and store_dir / "queries", desc="queries",
+                                 **common)
+    result = evaluate_descriptors(db, q, dataset.positives(radius), ns, index_config, db_valid, q_valid, k)
+    result.skipped = db_bad + q_bad
+    logger.info("%r Recall@N: %s", dataset, {n: round(r, 2) for n, r in result.recall.items()})
+    return result

@@ -1,0 +1,86 @@
+"""Resumable training state: model, optimiser, scheduler, RNG and position in the epoch, written atomically.
+
+The descriptor cache is consumed when a chunk of queries is mined (right after each refresh), so the state keeps
+what the cache decided, the chunk's mined tuples and every query's previous hard negatives, rather than the
+cache itself: a resumed run re-extracts nothing and continues bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from netvlad.models import atomic_write
+from netvlad.train.mining import MinedTuples
+
+STATE_FILE = "state.pt"
+
+
+@dataclass
+class Progress:
+    """Where a run stands: everything besides model, optimiser and scheduler that resume restores."""
+
+    rng: np.random.Generator
+    previous: np.ndarray  # (num_queries, J) previous hard negatives, −1 padded
+    epoch: int = 0
+    position: int = 0  # queries of this epoch's order already trained on (start of the current chunk)
+    order: np.ndarray | None = None  # this epoch's query order
+    tuples: MinedTuples | None = None  # the current chunk's mined tuples
+    batch: int = 0  # next batch of ``tuples``
+    step: int = 0  # optimiser steps so far
+    best_recall: float = -1.0
+    best_epoch: int = -1
+    history: list[dict] = field(default_factory=list)
+
+
+def _tensor(array: np.ndarray | None) -> torch.Tensor | None:
+    return None if array is None else torch.from_numpy(np.ascontiguousarray(array))
+
+
+def _array(tensor: torch.Tensor | None) -> np.ndarray | None:
+    return None if tensor is None else tensor.numpy()
+
+
+def state_dict(progress: Progress, model, optimizer, scheduler) -> dict:
+    """Everything resume needs, as tensors, strings and numbers only (loadable with ``weights_only=True``)."""
+    tuples = progress.tuples
+    return {
+        "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+        "rng": json.dumps(progress.rng.bit_generator.state), "torch_rng": torch.get_rng_state(),
+        "previous": _tensor(progress.previous), "epoch": progress.epoch, "position": progress.position,
+        "order": _tensor(progress.order), "batch": progress.batch, "step": progress.step,
+        "tuples": None if tuples is None else [_tensor(tuples.queries), _tensor(tuples.positives),
+                                               _tensor(tuples.negatives), tuples.skipped],
+        "best_recall": progress.best_recall, "best_epoch": progress.best_epoch,
+        "history": json.dumps(progress.history),
+    }
+
+
+def save_state(run_dir: Path, progress: Progress, model, optimizer, scheduler) -> Path:
+    """Write ``run_dir/state.pt`` atomically (a crash or full disk leaves the previous one intact)."""
+    state = state_dict(progress, model, optimizer, scheduler)
+    return atomic_write(Path(run_dir) / STATE_FILE, lambda tmp: torch.save(state, tmp))
+
+
+def load_state(run_dir: Path, model, optimizer, scheduler) -> Progress:
+    """Restore model, optimiser and scheduler from ``run_dir/state.pt``; returns the progress."""
+    path = Path(run_dir) / STATE_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no training state to resume from; start a new run without --resume")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["torch_rng"])
+    rng = np.random.default_rng()
+    rng.bit_generator.state = json.loads(state["rng"])
+    raw = state["tuples"]
+    tuples = None if raw is None else MinedTuples(raw[0].numpy(), raw[1].numpy(), raw[2].numpy(), raw[3])
+    return Progress(rng=rng, previous=state["previous"].numpy().copy(), epoch=state["epoch"],
+                    position=state["position"], order=_array(state["order"]), tuples=tuples, batch=state["batch"],
+                    step=state["step"], best_recall=state["best_recall"], best_epoch=state["best_epoch"],
+                    history=json.loads(state["history"]))

@@ -1,0 +1,283 @@
+"""The training loop: cluster init, cache refresh + mining, SGD/Adam steps, validation, best checkpoint, resume."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from netvlad.data.dataset import GeoDataset
+from netvlad.models import PlaceModel, load, save_model
+from netvlad.nn import PCAWhitening
+from netvlad.train import checkpoint
+from netvlad.train.cache import build_cache, extract_sharded
+from netvlad.train.checkpoint import Progress
+from netvlad.train.clusters import initialize_clusters
+from netvlad.train.config import TrainConfig, write_config
+from netvlad.train.distributed import DistInfo, all_sum, barrier, init_distributed, shutdown
+from netvlad.train.frozen import FrozenFeatures, compute_frozen
+from netvlad.train.logs import RunLog
+from netvlad.train.mining import mine, squared_distance_matrix
+from netvlad.train.sets import TrainingSet, holdout_last, prepare_training_set
+from netvlad.train.step import GroupEncoder, frozen_batchnorm_train, idle_loss, tuple_loss
+from netvlad.train.validate import validate
+
+logger = logging.getLogger(__name__)
+
+OPTIMIZERS = {
+    "sgd": lambda params, c: torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay),
+    "adam": lambda params, c: torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay),
+}
+
+
+@dataclasses.dataclass
+class Run:
+    """The live objects of a training run (built once by :func:`train`)."""
+
+    config: TrainConfig
+    data: TrainingSet
+    val: GeoDataset | None
+    run_dir: Path
+    model: PlaceModel
+    encoder: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    info: DistInfo
+    device: torch.device
+    log: RunLog
+    progress_bar: bool
+    frozen: FrozenFeatures | None = None
+
+    @property
+    def io(self) -> dict:
+        """Extraction keyword arguments."""
+        return {"batch_size": self.config.batch_size, "workers": self.config.workers, "device": self.device,
+                "progress": self.progress_bar and self.info.is_main, "frozen": self.frozen}
+
+    def save(self, progress: Progress) -> None:
+        if self.info.is_main:
+            checkpoint.save_state(self.run_dir, progress, self.model, self.optimizer, self.scheduler)
+
+
+def initial_model(config: TrainConfig, data: TrainingSet, device: torch.device, info: DistInfo, run_dir: Path,
+                  fresh: bool, progress: bool) -> PlaceModel:
+    """The model to train: ``init_model``, or a new one with k-means-initialised clusters (skipped on resume)."""
+    if config.init_model:
+        return load(config.init_model).to(device)
+    model = PlaceModel(config.model_config, pretrained=config.pretrained and fresh).to(device)
+    if fresh:
+        paths = data.dataset.database.paths()
+        initialize_clusters(model, paths, config.cluster_config, device, progress and info.is_main,
+                            config.batch_size, config.workers)
+        if info.is_main:
+            save_model(model, run_dir / "init.safetensors", extra={"step": "k-means initialisation"})
+    return model
+
+
+def build_run(config: TrainConfig, dataset: GeoDataset, val: GeoDataset | None, run_dir: Path, device, resume: bool,
+              progress: bool) -> tuple[Run, Progress]:
+    """Validate the data, build (or restore) model, optimiser, scheduler and progress."""
+    device = torch.device(device)
+    data = prepare_training_set(dataset, config.pos_radius, config.neg_radius)  # errors before any work
+    info = init_distributed(device)
+    run_dir = Path(run_dir)
+    if info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_config(config, run_dir / "config.yaml")
+    torch.manual_seed(config.seed)
+    model = initial_model(config, data, device, info, run_dir, not resume, progress)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = OPTIMIZERS[config.optimizer](params, config)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step, gamma=config.lr_gamma)
+    if resume:  # before precomputing: the frozen stages' weights come from the state too
+        state = checkpoint.load_state(run_dir, model, optimizer, scheduler)
+    else:
+        previous = np.full((len(dataset.queries), config.num_negatives), -1, dtype=np.int64)
+        state = Progress(rng=np.random.default_rng(config.seed), previous=previous)
+    frozen = precompute(config, model, dataset, val, info, device, progress)
+    frozen_batchnorm_train(model)
+    encoder = GroupEncoder(model, frozen)
+    if info.active:
+        encoder = DistributedDataParallel(encoder)
+    log = RunLog(run_dir, enabled=info.is_main, tensorboard=config.tensorboard)
+    if resume:
+        log.event("resume", state.step, epoch=state.epoch, position=state.position, batch=state.batch)
+    run = Run(config, data, val, run_dir, model, encoder, optimizer, scheduler, info, device, log, progress, frozen)
+    return run, state
+
+
+def precompute(config: TrainConfig, model: PlaceModel, dataset: GeoDataset, val: GeoDataset | None, info: DistInfo,
+               device: torch.device, progress: bool) -> FrozenFeatures | None:
+    """Frozen-stage features of every training and validation image, when ``precompute_frozen`` is set."""
+    if not config.precompute_frozen:
+        return None
+    paths = [p for ds in (dataset, val) if ds is not None for side in (ds.database, ds.queries) for p in side.paths()]
+    return compute_frozen(model, paths, info, config.batch_size, config.workers, device, progress and info.is_main)
+
+
+def refresh_interval(run: Run) -> int:
+    """Queries between cache refreshes: ``cache_refresh``, doubled each time the lr has halved."""
+    current = run.optimizer.param_groups[0]["lr"]
+    return max(1, round(run.config.cache_refresh * run.config.lr / current))
+
+
+def cached_database(run: Run, chunk: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Database ids to cache: all, or ("partial") a random subset plus the chunk's potential positives."""
+    count = len(run.data.dataset.database)
+    if run.config.mining == "full" or run.config.partial_database >= count:
+        return np.arange(count)
+    sample = rng.choice(count, run.config.partial_database, replace=False)
+    return np.union1d(sample, np.concatenate([run.data.positives[q] for q in chunk]))
+
+
+def refresh_and_mine(run: Run, progress: Progress, chunk: np.ndarray) -> None:
+    """Refresh the descriptor cache for ``chunk``'s queries and mine their tuples into ``progress``."""
+    c, ds = run.config, run.data.dataset
+    db_ids = cached_database(run, chunk, progress.rng)
+    db_paths, q_paths = ds.database.paths(), ds.queries.paths()
+    paths = [db_paths[i] for i in db_ids] + [q_paths[q] for q in chunk]
+    cache = build_cache(run.model, paths, run.info, c.cache_dtype, run.run_dir / "cache" / "descriptors",
+                        c.cache_memmap_mb, **run.io)
+    distances = squared_distance_matrix(cache[len(db_ids):], cache[: len(db_ids)])
+    tuples, previous = mine(distances, db_ids, [run.data.positives[q] for q in chunk],
+                            [run.data.non_negatives[q] for q in chunk], progress.previous[chunk], progress.rng,
+                            len(ds.database), c.margin, c.negative_samples, c.num_negatives)
+    progress.previous[chunk] = previous
+    progress.tuples = dataclasses.replace(tuples, queries=chunk[tuples.queries])
+    progress.batch = 0
+    frozen_batchnorm_train(run.model)
+    run.log.event("mining", progress.step, epoch=progress.epoch, queries=len(chunk), tuples=len(tuples),
+                  skipped=tuples.skipped, cached_database=len(db_ids))
+
+
+def train_batch(run: Run, progress: Progress) -> float:
+    """One optimiser step on the next ``batch_tuples`` tuples (split over ranks); returns the mean loss."""
+    b, world = run.config.batch_tuples, run.info.world
+    batch = progress.tuples.take(slice(progress.batch * b, (progress.batch + 1) * b))
+    mine_rows = np.arange(run.info.rank, len(batch), world)
+    ds = run.data.dataset
+    run.optimizer.zero_grad(set_to_none=True)
+    if len(mine_rows):
+        # DDP averages gradients over ranks: scale so the result is the mean over the global batch.
+        loss = tuple_loss(run.encoder, run.model, batch.take(mine_rows), ds.queries.paths(), ds.database.paths(),
+                          run.config.margin, world / len(batch), run.device, run.frozen)
+    else:
+        loss = idle_loss(run.encoder, run.model, ds.queries.paths()[batch.queries[0]], run.device, run.frozen)
+    value = all_sum(float(loss.detach()) / world, run.info)
+    if not np.isfinite(value):
+        raise RuntimeError(f"the loss became NaN/inf at epoch {progress.epoch}, step {progress.step}; the last good "
+                           f"state {run.run_dir / checkpoint.STATE_FILE} is intact: resume with a lower lr")
+    loss.backward()
+    run.optimizer.step()
+    progress.batch += 1
+    progress.step += 1
+    return value
+
+
+def train_chunk(run: Run, progress: Progress, bar: tqdm) -> None:
+    """Train on the current chunk's tuples from ``progress.batch`` on, checkpointing as configured."""
+    batches = -(-len(progress.tuples) // run.config.batch_tuples)
+    while progress.batch < batches:
+        loss = train_batch(run, progress)
+        run.log.event("train", progress.step, epoch=progress.epoch, loss=loss)
+        bar.set_postfix(loss=f"{loss:.4f}", tuples=len(progress.tuples), skipped=progress.tuples.skipped)
+        if progress.batch % run.config.checkpoint_every == 0 and progress.batch < batches:
+            run.save(progress)
+
+
+def train_epoch(run: Run, progress: Progress) -> None:
+    """Train one epoch from wherever ``progress`` stands (a fresh epoch, or mid-chunk after resume)."""
+    if progress.order is None:
+        order = progress.rng.permutation(run.data.query_ids)
+        progress.order, progress.position = order[: run.config.epoch_queries or len(order)], 0
+    bar = tqdm(total=len(progress.order), initial=progress.position, desc=f"epoch {progress.epoch + 1}",
+               unit="query", disable=not (run.progress_bar and run.info.is_main))
+    while progress.position < len(progress.order):
+        chunk_size = refresh_interval(run)
+        if progress.tuples is None:
+            refresh_and_mine(run, progress, progress.order[progress.position: progress.position + chunk_size])
+            run.save(progress)
+        train_chunk(run, progress, bar)
+        done = min(chunk_size, len(progress.order) - progress.position)
+        progress.position += done
+        progress.tuples = None
+        bar.update(done)
+    bar.close()
+
+
+def end_epoch(run: Run, progress: Progress) -> None:
+    """Validate, keep the best checkpoint by Recall@5, decay the lr and save the state."""
+    progress.epoch += 1
+    recalls = evaluate(run, progress.epoch)
+    run.scheduler.step()
+    progress.order, progress.tuples, progress.position = None, None, 0
+    record(run, progress, recalls)
+
+
+def evaluate(run: Run, epoch: int) -> dict[int, float]:
+    """Validation Recall@1/5/10 (empty without a validation set), logged."""
+    if run.val is None:
+        return {}
+    recalls = validate(run.model, run.val, run.info, run.config.val_radius, (1, 5, 10), **run.io)
+    frozen_batchnorm_train(run.model)
+    run.log.event("validation", epoch, epoch=epoch, **{f"recall@{n}": r for n, r in recalls.items()})
+    logger.info("epoch %d validation: %s", epoch, "  ".join(f"R@{n} {r:.1f}" for n, r in recalls.items()))
+    return recalls
+
+
+def record(run: Run, progress: Progress, recalls: dict[int, float]) -> None:
+    """Add the epoch to the history, write ``best.safetensors`` when Recall@5 improves, save the state.
+
+    Without a validation set every epoch counts as the best so far.
+    """
+    progress.history.append({"epoch": progress.epoch, **{f"recall@{n}": r for n, r in recalls.items()}})
+    score = recalls.get(5, float(progress.epoch))
+    if score > progress.best_recall:
+        progress.best_recall, progress.best_epoch = score, progress.epoch
+        if run.info.is_main:
+            save_model(run.model, run.run_dir / "best.safetensors",
+                       extra={"epoch": progress.epoch, "recalls": {str(n): r for n, r in recalls.items()}})
+    run.save(progress)
+
+
+def finish(run: Run, progress: Progress) -> Path:
+    """Load the best weights, fit PCA whitening if asked, and write ``model.safetensors``."""
+    barrier(run.info)
+    best = run.run_dir / "best.safetensors"
+    model = load(best).to(run.device) if best.is_file() else run.model
+    if run.config.whitening_dim:
+        paths = run.data.dataset.database.paths()
+        descriptors = extract_sharded(model, paths, run.info, desc="whitening", **run.io)
+        whitening = PCAWhitening(model.pool.output_dim, run.config.whitening_dim)
+        model.set_whitening(whitening.fit(torch.from_numpy(descriptors)).to(run.device))
+    out = run.run_dir / "model.safetensors"
+    if run.info.is_main:
+        save_model(model, out, extra={"best_epoch": progress.best_epoch, "history": progress.history})
+    run.log.event("done", progress.step, best_epoch=progress.best_epoch, best_recall_at_5=progress.best_recall)
+    run.log.close()
+    return out
+
+
+def train(config: TrainConfig, dataset: GeoDataset, run_dir: Path | str, val: GeoDataset | None = None,
+          device: torch.device | str = "cpu", resume: bool = False, progress: bool = False) -> Path:
+    """Train NetVLAD on ``dataset`` into ``run_dir``; returns the final checkpoint ``run_dir/model.safetensors``.
+
+    ``resume`` continues exactly from ``run_dir/state.pt``. Without ``val``, ``config.val_places`` > 0 holds out
+    the last places of ``dataset`` for validation. Under torchrun every rank calls this.
+    """
+    if val is None and config.val_places:
+        dataset, val = holdout_last(dataset, config.val_places)
+    run, state = build_run(config, dataset, val, Path(run_dir), device, resume, progress)
+    if not resume:
+        record(run, state, evaluate(run, 0))  # epoch 0: the k-means-initialised model
+    while state.epoch < config.epochs:
+        train_epoch(run, state)
+        end_epoch(run, state)
+    out = finish(run, state)
+    shutdown(run.info)
+    return out

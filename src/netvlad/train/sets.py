@@ -1,0 +1,58 @@
+"""Training and validation sets: GPS ground truth for mining, usable queries, a held-out validation split."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from netvlad.data.dataset import GeoDataset, ImageList
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, eq=False)
+class TrainingSet:
+    """A dataset with its mining ground truth: per query, potential positives and non-negatives (database ids)."""
+
+    dataset: GeoDataset
+    query_ids: np.ndarray  # queries with ≥ 1 potential positive and ≥ 1 definite negative
+    positives: list[np.ndarray]  # per query: database ids within pos_radius metres
+    non_negatives: list[np.ndarray]  # per query: database ids within neg_radius metres (never negatives)
+
+
+def require_positions(images: ImageList, what: str, dataset: str) -> None:
+    """A one-line error unless every image of ``images`` has a finite position."""
+    missing = int((~np.isfinite(images.utm).all(1)).sum())
+    if missing:
+        raise ValueError(f"{dataset}: training needs a GPS/UTM position for every image, but {missing} of "
+                         f"{len(images)} {what} images have none; use a dataset with positions")
+
+
+def prepare_training_set(dataset: GeoDataset, pos_radius: float = 10.0, neg_radius: float = 25.0) -> TrainingSet:
+    """Ground truth for mining; a clear error when there is no GPS or no query with a positive and a negative."""
+    require_positions(dataset.database, "database", dataset.name)
+    require_positions(dataset.queries, "query", dataset.name)
+    positives = dataset.training_positives(pos_radius)
+    non_negatives = dataset.non_negatives(neg_radius)
+    usable = [q for q in range(len(positives))
+              if len(positives[q]) > 0 and len(non_negatives[q]) < len(dataset.database)]
+    if not usable:
+        raise ValueError(f"{dataset.name}: no query has both a potential positive (within {pos_radius:g} m) and a "
+                         f"definite negative (beyond {neg_radius:g} m); check the positions or the radii")
+    logger.info("%s: %d of %d queries usable for training", dataset.name, len(usable), len(positives))
+    return TrainingSet(dataset, np.asarray(usable, dtype=np.int64), positives, non_negatives)
+
+
+def holdout_last(dataset: GeoDataset, count: int) -> tuple[GeoDataset, GeoDataset]:
+    """(train, val): the last ``count`` places (sequences: frames) of database and queries go to validation."""
+    if dataset.is_sequence:
+        return dataset.split_by_frames(count)
+    if not 0 < count < min(len(dataset.database), len(dataset.queries)):
+        raise ValueError(f"{dataset.name}: cannot hold out {count} places of {len(dataset.database)} database "
+                         f"and {len(dataset.queries)} query images")
+    n_db, n_q = len(dataset.database), len(dataset.queries)
+    train = dataset.subset(np.arange(n_q - count), np.arange(n_db - count), name=f"{dataset.name}-train")
+    val = dataset.subset(np.arange(n_q - count, n_q), np.arange(n_db - count, n_db), name=f"{dataset.name}-val")
+    return train, val

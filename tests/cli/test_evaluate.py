@@ -1,0 +1,78 @@
+"""`netvlad evaluate` on a small real sequence: table, JSON keys, per-query CSV, plot, picture, preprocessing."""
+
+import csv
+import json
+import logging
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from netvlad.cli.main import main
+from netvlad.data.images import load_image
+from netvlad.models import ModelConfig, PlaceModel, Preprocessing
+from tests.conftest import shared_dataset
+
+FRAMES = range(0, 200, 10)  # 20 places; with ±2 frames only the same place counts
+
+
+@pytest.fixture(scope="module")
+def sequence(tmp_path_factory):
+    gardens = shared_dataset("gardens_point")
+    root = tmp_path_factory.mktemp("gp")
+    for side in ("day_left", "day_right"):
+        (root / side).mkdir()
+        for i in FRAMES:
+            shutil.copy(gardens / side / f"Image{i:03d}.jpg", root / side / f"Image{i:03d}.jpg")
+    return root
+
+
+def _args(sequence, *extra):
+    return ["evaluate", str(sequence), "--database", "day_left", "--queries", "day_right", "--frame-tolerance", "2",
+            "--workers", "0", "--no-progress", "--recall", "1,5,10", *extra]
+
+
+@pytest.mark.slow
+def test_checkpoint_preprocessing_is_used_and_report_written(sequence, tmp_path, capsys):
+    model = PlaceModel(ModelConfig(pool="max", preprocessing=Preprocessing("fixed", (64, 96)))).eval()
+    model.save(tmp_path / "m.safetensors")
+    out = tmp_path / "r" / "results.json"
+    assert main(_args(sequence, "--model", str(tmp_path / "m.safetensors"), "--output", str(out))) == 0
+    printed = capsys.readouterr().out
+    assert "R@1" in printed and "R@10" in printed
+    report = json.loads(out.read_text())
+    assert set(report) >= {"recall", "num_queries", "num_database", "descriptor_dim", "model"}
+    assert list(report["recall"]) == ["1", "5", "10"] and (report["num_queries"], report["num_database"]) == (20, 20)
+    assert report["descriptor_dim"] == 1280 and "m.safetensors" in report["model"]
+    rows = list(csv.DictReader(open(tmp_path / "r" / "results_queries.csv")))
+    assert len(rows) == 20
+    assert report["recall"]["1"] == pytest.approx(100 * np.mean([int(r["correct_at_1"]) for r in rows]))
+    # The CSV distance is the one the checkpoint's fixed 64×96 preprocessing gives, computed independently here.
+    row = rows[3]
+    with torch.no_grad():
+        q, d = (model(load_image(sequence / side / name, "fixed", (64, 96))[None])[0]
+                for side, name in (("day_right", row["query"]), ("day_left", row["top1"])))
+    assert float(row["dist1"]) == pytest.approx(float((q - d).norm()), abs=1e-4)
+    for name in ("results_recall.png", "results_retrievals.png"):
+        with Image.open(tmp_path / "r" / name) as image:
+            assert image.width > 100 and image.height > 100
+
+
+@pytest.mark.slow
+def test_off_the_shelf_netvlad_is_clustered_on_the_database(sequence, tmp_path, caplog):
+    out = tmp_path / "nv.json"
+    with caplog.at_level(logging.INFO):
+        assert main(_args(sequence, "--backbone", "mobilenet_v2", "--pool", "netvlad", "--clusters", "8",
+                          "--resize", "longest", "--size", "96", "--output", str(out), "--no-pictures")) == 0
+    assert "clustering local descriptors of 20 database images" in caplog.text
+    assert "initialised 8 clusters" in caplog.text
+    report = json.loads(out.read_text())
+    assert report["descriptor_dim"] == 8 * 1280 and 0 <= report["recall"]["1"] <= report["recall"]["10"] <= 100
+
+
+def test_bad_recall_values_are_refused(sequence, capsys):
+    with pytest.raises(SystemExit):
+        main(_args(sequence, "--recall", "1,x"))
+    assert "comma-separated" in capsys.readouterr().err

@@ -1,0 +1,81 @@
+"""`netvlad index build` and `netvlad query` on a small real sequence (Nordland summer → winter thumbnails)."""
+
+import json
+import logging
+import shutil
+
+import numpy as np
+import pytest
+
+from netvlad.cli.main import main
+from netvlad.eval.localise import PlaceIndex, weighted_position
+from netvlad.models import ModelConfig, PlaceModel, Preprocessing
+from tests.conftest import shared_dataset
+
+NAMES = [f"images-{i:05d}.png" for i in range(2000, 2300, 10)]  # 30 places, in daylight
+
+
+@pytest.fixture(scope="module")
+def sequence(tmp_path_factory):
+    nordland = shared_dataset("nordland")
+    root = tmp_path_factory.mktemp("seq")
+    for season in ("summer", "winter"):
+        (root / season).mkdir()
+        for name in NAMES:
+            shutil.copy(nordland / season / name, root / season / name)
+    return root
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, sequence):
+    """One index for the module (building it is the slow part)."""
+    out = tmp_path_factory.mktemp("index")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("NETVLAD_OFFLINE", "1")
+        code = main(["-q", "index", "build", str(sequence), "--database", "summer", "--queries", "winter",
+                     "--backbone", "mobilenet_v2", "--pool", "gem", "--resize", "none", "--out", str(out),
+                     "--workers", "0", "--no-progress"])
+    assert code == 0
+    return out
+
+
+def test_build_then_query_same_image_is_top1_with_its_position(built, sequence, capsys):
+    index = PlaceIndex.load(built)
+    assert len(index) == len(NAMES) and index.store.dim == 1280
+    capsys.readouterr()
+    query = sequence / "summer" / NAMES[7]
+    assert main(["query", str(query), "--index", str(built), "-k", "3", "--json", "--no-progress"]) == 0
+    (result,) = json.loads(capsys.readouterr().out)
+    top = result["matches"][0]
+    assert top["name"] == NAMES[7] and top["distance"] == pytest.approx(0.0, abs=1e-3)
+    assert result["position"] == pytest.approx(index.positions[7].tolist())
+    assert len(result["matches"]) == 3 and result["method"] == "top1"
+
+
+def test_k_larger_than_database_is_clamped_with_a_warning(built, sequence, capsys, caplog):
+    with caplog.at_level(logging.WARNING):
+        assert main(["query", str(sequence / "winter" / NAMES[0]), "--index", str(built), "-k", "100", "--json",
+                     "--method", "weighted"]) == 0
+    (result,) = json.loads(capsys.readouterr().out)
+    assert len(result["matches"]) == len(NAMES)
+    assert "larger than the database" in caplog.text
+    positions = np.array([m["position"] for m in result["matches"]])
+    distances = np.array([m["distance"] for m in result["matches"]])
+    assert result["position"] == pytest.approx(weighted_position(positions, distances).tolist())
+
+
+def test_query_with_another_model_is_refused(built, sequence, tmp_path, caplog):
+    other = PlaceModel(ModelConfig(pool="max", preprocessing=Preprocessing("none")), pretrained=False)
+    other.save(tmp_path / "other.safetensors")
+    with caplog.at_level(logging.ERROR):
+        code = main(["query", str(sequence / "winter" / NAMES[0]), "--index", str(built), "--model",
+                     str(tmp_path / "other.safetensors")])
+    assert code == 1 and "was built with model" in caplog.text
+
+
+def test_weighted_position_is_inverse_distance_mean():
+    positions = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 30.0]])
+    distances = np.array([1.0, 2.0, 4.0])
+    w = np.array([1.0, 0.5, 0.25])
+    expected = (w[:, None] * positions).sum(0) / w.sum()
+    np.testing.assert_allclose(weighted_position(positions, distances, eps=0.0), expected)

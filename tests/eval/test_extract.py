@@ -1,0 +1,73 @@
+import numpy as np
+import pytest
+import torch
+
+from netvlad.data.images import ImageDecodeError, load_image
+from netvlad.eval.extract import extract_descriptors, extract_to_store
+from netvlad.eval.store import DescriptorStore
+from tests.eval.conftest import write_images
+
+
+class Stop(Exception):
+    pass
+
+
+def _reference(model, paths):
+    """Each image through the model on its own, as an independent reference."""
+    pre = model.config.preprocessing
+    with torch.no_grad():
+        return np.concatenate([model(load_image(p, pre.resize, pre.size)[None]).numpy() for p in paths])
+
+
+def test_extract_matches_one_by_one_forward_with_mixed_sizes(tmp_path, tiny_model):
+    names = write_images(tmp_path, 3, size=(48, 36)) + write_images(tmp_path / "b", 2, size=(30, 40), seed=1)
+    paths = [tmp_path / n for n in names[:3]] + [tmp_path / "b" / n for n in names[3:]]
+    got = extract_descriptors(tiny_model, paths, batch_size=4)
+    np.testing.assert_allclose(got, _reference(tiny_model, paths), atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+
+
+def test_interrupted_extraction_continues_where_it_stopped(tmp_path, tiny_model):
+    names = write_images(tmp_path / "img", 7)
+    done = []
+
+    def die_after_two_batches(n):
+        done.append(n)
+        if len(done) == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        extract_to_store(tiny_model, tmp_path / "img", names, tmp_path / "store", batch_size=2,
+                         on_batch=die_after_two_batches)
+    assert DescriptorStore.open(tmp_path / "store").num_done == 4
+    later = []
+    store = extract_to_store(tiny_model, tmp_path / "img", names, tmp_path / "store", batch_size=2,
+                             on_batch=later.append)
+    assert sum(later) == 3 and store.complete  # only the 3 missing images were run
+    np.testing.assert_allclose(store.load(), _reference(tiny_model, [tmp_path / "img" / n for n in names]),
+                               atol=1e-5)
+
+
+def test_bad_image_stops_keeping_work_or_is_skipped(tmp_path, tiny_model):
+    names = write_images(tmp_path, 4)
+    (tmp_path / names[2]).write_bytes(b"not an image")
+    with pytest.raises(ImageDecodeError, match=rf"{names[2]}.*--skip-bad.*2 of 4 descriptors kept"):
+        extract_to_store(tiny_model, tmp_path, names, tmp_path / "s", batch_size=1)
+    store = extract_to_store(tiny_model, tmp_path, names, tmp_path / "s", batch_size=1, skip_bad=True)
+    assert store.bad() == [names[2]] and store.num_done == 3 and store.complete
+
+
+def test_store_of_another_model_is_refused(tmp_path, tiny_model):
+    names = write_images(tmp_path, 2)
+    extract_to_store(tiny_model, tmp_path, names, tmp_path / "s")
+    with torch.no_grad():
+        tiny_model.pool.p.fill_(4.0)
+    with pytest.raises(ValueError, match="model"):
+        extract_to_store(tiny_model, tmp_path, names, tmp_path / "s")
+
+
+def test_float16_store(tmp_path, tiny_model):
+    names = write_images(tmp_path, 3)
+    store = extract_to_store(tiny_model, tmp_path, names, tmp_path / "s", dtype="float16")
+    assert store.descriptors.dtype == np.float16
+    np.testing.assert_allclose(store.load(), _reference(tiny_model, [tmp_path / n for n in names]), atol=2e-3)

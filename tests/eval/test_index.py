@@ -1,0 +1,64 @@
+import numpy as np
+import pytest
+
+from netvlad.eval.index import IndexConfig, build_index, read_index, search, write_index
+
+
+def _data(n=600, dim=32, q=40, seed=0):
+    rng = np.random.default_rng(seed)
+    db = rng.normal(size=(n, dim)).astype(np.float32)
+    queries = db[rng.choice(n, q, replace=False)] + 0.05 * rng.normal(size=(q, dim)).astype(np.float32)
+    return db, queries
+
+
+def _brute_force(db, queries, k):
+    d = np.sqrt(((queries[:, None, :].astype(np.float64) - db[None]) ** 2).sum(-1))
+    order = np.argsort(d, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(d, order, 1), order
+
+
+def test_flat_index_is_exact():
+    db, queries = _data()
+    dist, idx = search(build_index(db), queries, 7)
+    ref_d, ref_i = _brute_force(db, queries, 7)
+    np.testing.assert_array_equal(idx, ref_i)
+    np.testing.assert_allclose(dist, ref_d, rtol=1e-4, atol=1e-4)
+
+
+def test_ivfpq_finds_near_duplicates_and_exposes_params():
+    db, queries = _data(n=2000, dim=32)
+    config = IndexConfig(kind="ivfpq", nlist=16, m=8, nbits=6, nprobe=4)
+    index = build_index(db, config)
+    assert (index.nlist, index.nprobe, index.pq.M, index.pq.nbits) == (16, 4, 8, 6)
+    _, idx = search(index, queries, 5)
+    _, exact = _brute_force(db, queries, 1)
+    assert (idx[:, 0] == exact[:, 0]).mean() >= 0.9
+
+
+def test_ivfpq_checks_m_divides_dim():
+    db, _ = _data(n=300, dim=30)
+    with pytest.raises(ValueError, match="divide"):
+        build_index(db, IndexConfig(kind="ivfpq", m=8))
+
+
+def test_k_is_clamped_and_dims_checked():
+    db, queries = _data(n=5, q=3)
+    dist, idx = search(build_index(db), queries, 50)
+    assert idx.shape == (len(queries), 5) and (idx >= 0).all()
+    with pytest.raises(ValueError, match="32-D"):
+        search(build_index(db), queries[:, :16], 3)
+
+
+def test_unknown_kind_lists_known():
+    with pytest.raises(ValueError, match="flat, ivfpq"):
+        IndexConfig(kind="hnsw")
+
+
+def test_index_round_trip(tmp_path):
+    db, queries = _data(n=400)
+    for config in (IndexConfig(), IndexConfig(kind="ivfpq", nlist=4, m=8, nbits=6)):
+        index = build_index(db, config)
+        write_index(index, tmp_path / "i.faiss")
+        again = read_index(tmp_path / "i.faiss")
+        for a, b in zip(search(index, queries, 4), search(again, queries, 4), strict=True):
+            np.testing.assert_array_equal(a, b)

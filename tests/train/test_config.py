@@ -1,0 +1,47 @@
+"""TrainConfig: paper defaults, YAML/TOML files, unknown keys rejected, checks."""
+
+import dataclasses
+
+import pytest
+
+from netvlad.train import TrainConfig, read_config_file
+from netvlad.train.config import write_config
+
+
+def test_defaults_are_the_papers():
+    c = TrainConfig()
+    assert (c.margin, c.pos_radius, c.neg_radius) == (0.1, 10.0, 25.0)
+    assert (c.num_negatives, c.negative_samples, c.cache_refresh) == (10, 1000, 1000)
+    assert (c.optimizer, c.lr, c.lr_step, c.lr_gamma, c.momentum, c.weight_decay, c.batch_tuples) == (
+        "sgd", 1e-4, 5, 0.5, 0.9, 1e-3, 4)
+    assert c.train_from is None  # the backbone registry's train_from: layers below conv5 frozen for VGG16
+    assert c.cluster_config.num_descriptors == 50_000 and c.cluster_config.per_image == 100
+
+
+def test_yaml_and_toml_files_round_trip(tmp_path):
+    (tmp_path / "a.yaml").write_text("lr: 0.001\nsize: [128, 256]\nresize: fixed\nwhitening_dim: 256\n")
+    (tmp_path / "a.toml").write_text('lr = 0.001\nsize = [128, 256]\nresize = "fixed"\nwhitening_dim = 256\n')
+    from_yaml = TrainConfig.from_dict(read_config_file(tmp_path / "a.yaml"))
+    from_toml = TrainConfig.from_dict(read_config_file(tmp_path / "a.toml"))
+    assert from_yaml == from_toml
+    assert from_yaml.size == (128, 256) and from_yaml.model_config.preprocessing.size == (128, 256)
+    written = write_config(from_yaml, tmp_path / "resolved.yaml")
+    assert TrainConfig.from_dict(read_config_file(written)) == from_yaml
+    assert {f.name for f in dataclasses.fields(TrainConfig)} == set(read_config_file(written))
+
+
+def test_bad_configs_fail_clearly(tmp_path):
+    (tmp_path / "typo.yaml").write_text("learning_rate: 0.1\n")
+    with pytest.raises(ValueError, match=r"typo.yaml: unknown training option\(s\) \['learning_rate'\]"):
+        TrainConfig.from_dict(read_config_file(tmp_path / "typo.yaml"), source=str(tmp_path / "typo.yaml"))
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(ValueError, match="mapping"):
+        read_config_file(tmp_path / "list.yaml")
+    with pytest.raises(FileNotFoundError, match="no such config file"):
+        read_config_file(tmp_path / "missing.yaml")
+    with pytest.raises(ValueError, match="optimizer"):
+        TrainConfig(optimizer="rmsprop")
+    with pytest.raises(ValueError, match="pos_radius"):
+        TrainConfig(pos_radius=30.0, neg_radius=25.0)
+    with pytest.raises(ValueError, match="resize"):
+        TrainConfig(resize="crop")

@@ -63,6 +63,7 @@ class CityConfig:
         return self.image_size[0] / 2 / math.tan(math.radians(self.hfov) / 2)
 
     def to_json(self) -> str:
+        """The config as sorted JSON (stored in ``city.json``)."""
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
     @classmethod

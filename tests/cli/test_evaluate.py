@@ -34,7 +34,6 @@ def _args(sequence, *extra):
             "--workers", "0", "--no-progress", "--recall", "1,5,10", *extra]
 
 
-@pytest.mark.slow
 def test_checkpoint_preprocessing_is_used_and_report_written(sequence, tmp_path, capsys):
     model = PlaceModel(ModelConfig(pool="max", preprocessing=Preprocessing("fixed", (64, 96)))).eval()
     model.save(tmp_path / "m.safetensors")
@@ -60,7 +59,6 @@ def test_checkpoint_preprocessing_is_used_and_report_written(sequence, tmp_path,
             assert image.width > 100 and image.height > 100
 
 
-@pytest.mark.slow
 def test_off_the_shelf_netvlad_is_clustered_on_the_database(sequence, tmp_path, caplog):
     out = tmp_path / "nv.json"
     with caplog.at_level(logging.INFO):

@@ -73,7 +73,6 @@ def real_model():
     return model.eval(), images
 
 
-@pytest.mark.slow
 def test_onnx_matches_pytorch_on_real_photos_at_several_sizes(tmp_path, real_model):
     model, images = real_model
     path = export_onnx(model, tmp_path / "m.onnx", height=96, width=128)
@@ -83,7 +82,6 @@ def test_onnx_matches_pytorch_on_real_photos_at_several_sizes(tmp_path, real_mod
     assert onnx_max_difference(model, path, batch) <= 1e-4
 
 
-@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::FutureWarning")  # torch.jit.save/load are deprecated but still supported
 def test_torchscript_matches_pytorch(tmp_path, real_model):
     model, images = real_model
@@ -94,7 +92,6 @@ def test_torchscript_matches_pytorch(tmp_path, real_model):
             np.testing.assert_allclose(loaded(image).numpy(), model(image).numpy(), atol=1e-5)
 
 
-@pytest.mark.slow
 def test_cli_onnx_export_with_check(tmp_path, tokyo_pair, capsys):
     model = PlaceModel(ModelConfig(pool="max", preprocessing=Preprocessing("longest", (160,))))
     model.save(tmp_path / "m.safetensors")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from netvlad.cli.main import main
-from netvlad.eval.localise import PlaceIndex, weighted_position
+from netvlad.eval.localise import PlaceIndex, QueryResult, weighted_position
 from netvlad.models import ModelConfig, PlaceModel, Preprocessing
 from tests.conftest import shared_dataset
 
@@ -79,3 +79,21 @@ def test_weighted_position_is_inverse_distance_mean():
     w = np.array([1.0, 0.5, 0.25])
     expected = (w[:, None] * positions).sum(0) / w.sum()
     np.testing.assert_allclose(weighted_position(positions, distances, eps=0.0), expected)
+
+
+def test_plain_folder_is_indexed_without_positions(tmp_path, tokyo_pair, capsys):
+    out = tmp_path / "ix"
+    assert main(["-q", "index", "build", str(tokyo_pair), "--pool", "max", "--resize", "longest", "--size", "64",
+                 "--out", str(out), "--workers", "0", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["query", str(tokyo_pair / "tokyo_db.png"), "--index", str(out), "-k", "1", "--json"]) == 0
+    (result,) = json.loads(capsys.readouterr().out)  # strict JSON: unknown positions are null, not NaN
+    assert result["matches"][0]["name"] == "tokyo_db.png" and result["position"] == [None, None]
+
+
+def test_estimate_converts_back_to_latlon_when_zone_known():
+    import utm
+
+    easting, northing, number, letter = utm.from_latlon(35.6595, 139.7005)  # Shibuya crossing
+    result = QueryResult("q.jpg", (), (easting, northing), "top1", (number, letter))
+    assert result.latlon() == pytest.approx((35.6595, 139.7005), abs=1e-6)

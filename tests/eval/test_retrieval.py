@@ -63,3 +63,16 @@ def test_gardens_point_offline_mobilenet_max(gardens_point):
     result = evaluate(model, dataset, ns=(1, 5), batch_size=25)
     chance = 100 * 1 / len(frames)  # ±2 frames on a grid of 4 leaves one positive per query
     assert result.recall[1] > 10 * chance and result.recall[5] >= result.recall[1]
+
+
+def test_ivfpq_evaluation_agrees_with_exact_on_separated_places():
+    from netvlad.eval.index import IndexConfig
+
+    rng = np.random.default_rng(1)
+    db = rng.normal(size=(512, 64)).astype(np.float32)
+    queries = db[::8] + 0.02 * rng.normal(size=(64, 64)).astype(np.float32)
+    positives = [np.array([i]) for i in range(0, 512, 8)]
+    exact = evaluate_descriptors(db, queries, positives, ns=(1, 5))
+    approx = evaluate_descriptors(db, queries, positives, ns=(1, 5),
+                                  index_config=IndexConfig(kind="ivfpq", nlist=8, m=16, nbits=6, nprobe=8))
+    assert exact.recall == {1: 100.0, 5: 100.0} and approx.recall[5] >= 95.0

@@ -11,7 +11,7 @@ from netvlad.cli.common import add_device_args, add_model_args, model_from_args,
 from netvlad.cli.dataset_args import add_dataset_args, dataset_from_args
 from netvlad.cli.evaluate import cluster_off_the_shelf
 from netvlad.cli.index import database_from_args
-from netvlad.data import DatasetError, ImageList
+from netvlad.data import ImageList
 from netvlad.data.images import load_image
 from netvlad.eval.export import MODEL_EXPORTERS, export_hloc, onnx_max_difference
 from netvlad.eval.retrieval import describe
@@ -24,7 +24,7 @@ def image_lists(args: argparse.Namespace) -> list[ImageList]:
     """A dataset's database and query lists, or one list of every image in a plain folder."""
     try:
         dataset = dataset_from_args(args)
-    except DatasetError:
+    except ValueError:  # not a dataset: every image of the folder
         return [database_from_args(args)]
     return [dataset.database, dataset.queries] if len(dataset.queries) else [dataset.database]
 

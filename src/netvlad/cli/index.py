@@ -25,12 +25,16 @@ def database_from_args(args: argparse.Namespace) -> ImageList:
     """The database of a dataset in any readable format, or every image of a plain folder (positions unknown)."""
     try:
         return dataset_from_args(args).database
-    except DatasetError as error:
+    except ValueError as error:  # DatasetError, or no format recognised
         folder = Path(args.dataset)
         if not folder.is_dir():
             raise
-        names = list_images(folder)
-        logger.warning("%s (%s); indexing its %d images without positions", folder, error, len(names))
+        try:
+            names = list_images(folder)
+        except DatasetError:
+            raise error from None
+        logger.warning("%s is not a geo-tagged dataset (%s); indexing its %d images without positions",
+                       folder, str(error).split(" (", 1)[0], len(names))
         return ImageList(folder, tuple(names), np.full((len(names), 2), np.nan))
 
 

@@ -73,9 +73,20 @@ class QueryResult:
         return tuple(float(v) for v in utm.to_latlon(*self.position, self.zone[0], self.zone[1], strict=False))
 
     def to_dict(self) -> dict:
+        """Plain JSON-ready data; unknown positions (NaN) become None."""
         data = dataclasses.asdict(self)
         data["latlon"] = self.latlon()
-        return data
+        return _nan_to_none(data)
+
+
+def _nan_to_none(value):
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, dict):
+        return {k: _nan_to_none(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_nan_to_none(v) for v in value]
+    return value
 
 
 class PlaceIndex:

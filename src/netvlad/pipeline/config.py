@@ -1,0 +1,85 @@
+"""The demo's frozen configuration: which data, and a training recipe sized for a 2-core CPU in minutes."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from netvlad.train import TrainConfig
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Everything ``netvlad demo`` depends on; see :data:`PRESETS` for the named sizes.
+
+    ``data`` is a dataset path (None: generate the synthetic city of ``city_size`` / ``city_seed``).
+    ``size`` is the fixed input (height, width) pixels of every model; ``radius`` the metres within which a
+    retrieved image counts as correct; ``ns`` the N of Recall@N.
+    """
+
+    data: str | None = None
+    database: str | None = None  # sub-folders of a sequence / EXIF dataset (e.g. summer, winter)
+    queries: str | None = None
+    frame_tolerance: int | None = None  # sequences: ±frames counted as correct
+    city_size: str = "default"
+    city_seed: int = 0
+    city_workers: int = 2
+    size: tuple[int, int] = (240, 320)
+    num_clusters: int = 16
+    cluster_images: int = 300
+    cluster_per_image: int = 50
+    epochs: int = 4
+    epoch_queries: int | None = 240
+    cache_refresh: int = 120
+    optimizer: str = "sgd"
+    lr: float = 1e-3
+    lr_step: int = 2
+    num_negatives: int = 10
+    whitening_dim: int | None = 256
+    radius: float = 25.0
+    ns: tuple[int, ...] = (1, 2, 5, 10, 20)
+    test_share: float = 0.4  # datasets without splits: the last share of places (or frames) is the test set
+    batch_size: int = 16
+    workers: int = 0
+    seed: int = 0
+    localise: int = 5  # test queries to localise
+    retrieval_queries: int = 6  # test queries shown with their top-5
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "size", tuple(int(s) for s in self.size))
+        object.__setattr__(self, "ns", tuple(sorted(int(n) for n in self.ns)))
+        if len(self.size) != 2 or min(self.size) < 32:
+            raise ValueError(f"size must be (height, width) of at least 32 pixels, got {self.size}")
+        if not 0 < self.test_share < 1:
+            raise ValueError(f"test_share must lie in (0, 1), got {self.test_share}")
+        _ = self.train_config  # validates the training options
+
+    @property
+    def train_config(self) -> TrainConfig:
+        """The training run: the paper's loss and mining, MobileNetV2 + NetVLAD, shortened to fit minutes."""
+        return TrainConfig(
+            backbone="mobilenet_v2", num_clusters=self.num_clusters, resize="fixed", size=self.size,
+            cluster_images=self.cluster_images, cluster_per_image=self.cluster_per_image,
+            cluster_descriptors=self.cluster_images * self.cluster_per_image, epochs=self.epochs,
+            epoch_queries=self.epoch_queries, cache_refresh=self.cache_refresh, optimizer=self.optimizer,
+            lr=self.lr, lr_step=self.lr_step, num_negatives=self.num_negatives, whitening_dim=self.whitening_dim,
+            val_radius=self.radius, batch_size=self.batch_size, workers=self.workers, seed=self.seed,
+            checkpoint_every=10_000, tensorboard=False)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def preset(cls, name: str = "default", **overrides) -> DemoConfig:
+        """A named preset (``default``: the README demo; ``tiny``: a seconds-long smoke run) with overrides."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown demo preset {name!r}; choose from {sorted(PRESETS)}")
+        return cls(**(PRESETS[name] | overrides))
+
+
+PRESETS: dict[str, dict] = {
+    "default": {},
+    "tiny": {"city_size": "tiny", "size": (48, 64), "num_clusters": 4, "cluster_images": 20, "cluster_per_image": 10,
+             "epochs": 1, "epoch_queries": 8, "cache_refresh": 8, "whitening_dim": 8, "batch_size": 8,
+             "localise": 2, "retrieval_queries": 2},
+}

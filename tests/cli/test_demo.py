@@ -1,0 +1,133 @@
+"""`netvlad demo`: a tiny end-to-end run (city → clusters → training → evaluation → report), and its parts."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from netvlad.cli.main import main
+from netvlad.data import GeoDataset, ImageList, open_dataset
+from netvlad.pipeline import DemoConfig
+from netvlad.pipeline.report import recall_table
+from netvlad.pipeline.sources import open_given, split_by_place
+
+METHODS = ["f_max (off-the-shelf)", "GeM (off-the-shelf)", "NetVLAD k-means (off-the-shelf)", "NetVLAD trained",
+           "NetVLAD trained + whitening"]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """One tiny demo run: (output folder, printed text)."""
+    out = tmp_path_factory.mktemp("demo")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("NETVLAD_OFFLINE", "1")
+        import contextlib
+        import io
+
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            code = main(["demo", "--preset", "tiny", "--out", str(out), "--device", "cpu", "--no-progress"])
+    torch.set_num_threads(threads)
+    assert code == 0
+    return out, printed.getvalue()
+
+
+def test_demo_writes_report_and_prints_table(demo):
+    out, printed = demo
+    report = out / "report"
+    results = json.loads((report / "results.json").read_text())
+    assert list(results["methods"]) == METHODS
+    for line, method in zip(printed.splitlines()[1:6], METHODS, strict=True):
+        r = results["methods"][method]["recall"]
+        assert line.split() == [*method.split(), str(results["methods"][method]["descriptor_dim"]),
+                                f"{r['1']:.1f}", f"{r['5']:.1f}", f"{r['10']:.1f}"]
+    index = (report / "index.md").read_text()
+    for name in ("recall.png", "training.png", "retrievals_trained.jpg"):
+        assert f"]({name})" in index
+        with Image.open(report / name) as image:
+            assert image.width > 100 and image.height > 100
+    assert all(f"| {m} |" in index for m in METHODS)
+    assert set(results["timings"]) == {"data", "clusters", "training", "evaluation", "report", "total"}
+
+
+def test_demo_recalls_match_its_test_split(demo):
+    out, _ = demo
+    results = json.loads((out / "report" / "results.json").read_text())
+    test = open_dataset(out / "city", split="test")
+    dims = {m: results["methods"][m]["descriptor_dim"] for m in METHODS}
+    assert dims["f_max (off-the-shelf)"] == dims["GeM (off-the-shelf)"] == 1280
+    assert dims["NetVLAD trained"] == 4 * 1280 and dims["NetVLAD trained + whitening"] == 8
+    for method in METHODS:
+        summary = results["methods"][method]
+        assert summary["num_queries"] == len(test.queries) and summary["num_database"] == len(test.database)
+        recalls = [summary["recall"][str(n)] for n in (1, 2, 5, 10, 20)]
+        assert recalls == sorted(recalls)  # Recall@N never falls with N
+        assert all(100 * k / len(test.queries) == pytest.approx(r) for r in recalls
+                   for k in [round(r * len(test.queries) / 100)])  # whole queries
+
+
+def test_demo_localisation_error_is_the_distance_to_the_recorded_position(demo):
+    out, _ = demo
+    results = json.loads((out / "report" / "results.json").read_text())
+    test = open_dataset(out / "city", split="test")
+    recorded = dict(zip(test.queries.names, test.queries.utm, strict=True))
+    assert len(results["localisation"]) == 2
+    for item in results["localisation"]:
+        east, north = (float(v) for v in item["query"].split("@")[1:3])  # the DVGB name holds the recorded UTM
+        assert np.allclose(recorded[item["query"]], (east, north), atol=0.01)
+        assert item["error"] == pytest.approx(np.hypot(item["estimate"][0] - east, item["estimate"][1] - north),
+                                              abs=0.02)
+
+
+def test_demo_on_given_city_uses_its_splits(demo):
+    out, _ = demo
+    data = open_given(DemoConfig.preset("tiny", data=str(out / "city")))
+    assert "train split" in data.source and "test split" in data.source and data.val is not None
+    assert set(data.train.database.names).isdisjoint(data.test.database.names)
+    assert len(data.test.queries) == len(open_dataset(out / "city", split="test").queries)
+
+
+def _line_dataset(count: int) -> GeoDataset:
+    """Database and queries every 10 m along a line heading north-east (no images needed)."""
+    along = np.arange(count) * 10.0
+    utm = np.stack([500_000 + along * 0.6, 5_000_000 + along * 0.8], 1)
+    names = tuple(f"{i:03d}.jpg" for i in range(count))
+    return GeoDataset("line", ImageList("db", names, utm), ImageList("q", names, utm + 1.0))
+
+
+def test_split_by_place_leaves_a_gap_along_the_main_axis():
+    train, test = split_by_place(_line_dataset(50), test_share=0.4, gap=25.0)
+    cut = 0.6 * 49 * 10.0  # metres along the line where the database's 60 % quantile lies
+    for part, inside in ((train, lambda s: s < cut - 12.5), (test, lambda s: s > cut + 12.5)):
+        for side in (part.database, part.queries):
+            along = np.hypot(*(side.utm - [500_000, 5_000_000]).T)
+            assert len(side) and all(inside(s) for s in along)
+    assert len(train.database) + len(test.database) == 50 - 3  # 291, 301, 311 m fall in the 25 m gap
+
+
+def test_split_by_place_refuses_a_dataset_too_small():
+    with pytest.raises(ValueError, match="too small"):
+        split_by_place(_line_dataset(2), test_share=0.4, gap=25.0)
+
+
+def test_recall_table_rows():
+    class Result:
+        recall, descriptor_dim = {1: 12.5, 5: 50.0, 10: 100.0}, 64
+
+    assert recall_table({"a": Result()}).splitlines() == ["method    dim    R@1    R@5   R@10",
+                                                          "a          64   12.5   50.0  100.0"]
+
+
+@pytest.mark.parametrize("change", [{"size": (16, 64)}, {"test_share": 1.0}, {"lr": 0.0, "epochs": 0}])
+def test_config_refuses_bad_values(change):
+    with pytest.raises(ValueError):
+        DemoConfig(**change)
+
+
+def test_missing_data_is_a_one_line_error(tmp_path, caplog):
+    assert main(["demo", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")]) == 1
+    assert "nowhere: dataset not found" in caplog.text

@@ -162,3 +162,29 @@ def test_wrong_channel_count_names_expected_dim():
         layer(torch.randn(1, 9, 15))
     with pytest.raises(ValueError, match="at least K=4"):
         layer.init_from_descriptors(torch.randn(3, 16))
+
+
+@pytest.mark.parametrize("normalize_input", [True, False])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_hand_written_backward_equals_autograd(normalize_input, with_bias):
+    """The training path (custom backward) and the inference path (plain autograd) agree, values and gradients."""
+    from netvlad.nn.functional import _Aggregate, _aggregate
+
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(3, 9, 6, dtype=torch.float64, generator=g).transpose(1, 2).requires_grad_()  # token layout
+    w = torch.randn(4, 6, dtype=torch.float64, generator=g, requires_grad=True)
+    b = torch.randn(4, dtype=torch.float64, generator=g, requires_grad=True) if with_bias else None
+    c = torch.randn(4, 6, dtype=torch.float64, generator=g, requires_grad=True)
+    upstream = torch.randn(3, 4, 6, dtype=torch.float64, generator=g)
+    leaves = [t for t in (x, w, b, c) if t is not None]
+    custom = _Aggregate.apply(x, w, b, c, normalize_input)
+    grads_custom = torch.autograd.grad((custom * upstream).sum(), leaves)
+    plain = _aggregate(x, w, b, c, normalize_input)[0]
+    grads_plain = torch.autograd.grad((plain * upstream).sum(), leaves)
+    torch.testing.assert_close(custom, plain, rtol=0, atol=1e-12)
+    for got, want in zip(grads_custom, grads_plain, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+    tokens = x.transpose(1, 2)  # (B, N, D)
+    with torch.no_grad():
+        inference = netvlad(tokens, w, b, c, normalize_input)
+    torch.testing.assert_close(netvlad(tokens, w, b, c, normalize_input), inference, rtol=0, atol=1e-12)

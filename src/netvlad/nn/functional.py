@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["as_tokens_dn", "l2_normalize", "netvlad", "netvlad_logits", "mac", "spoc", "gem"]
+__all__ = ["as_tokens_dn", "l2_normalize", "netvlad", "mac", "spoc", "gem"]
 
 
 def l2_normalize(x: torch.Tensor, dim: int = -1, eps: float = 1e-12) -> torch.Tensor:
@@ -35,14 +35,6 @@ def as_tokens_dn(x: torch.Tensor, dim: int) -> torch.Tensor:
     raise ValueError(f"expected (B, D, H, W) maps or (B, N, D) tokens with D={dim}, got {tuple(x.shape)}")
 
 
-def netvlad_logits(x_dn: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """Soft-assignment scores w_kᵀx_i + b_k: ``(B, D, N)`` -> ``(B, K, N)``."""
-    logits = torch.matmul(weight, x_dn)
-    if bias is not None:
-        logits = logits + bias[:, None]
-    return logits
-
-
 def netvlad(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -62,22 +54,69 @@ def netvlad(
     """
     num_clusters, dim = centroids.shape
     x_dn = as_tokens_dn(x, dim)
-    logits = torch.matmul(weight, x_dn)  # (B, K, N)
+    tensors = (x_dn, weight, centroids) + ((bias,) if bias is not None else ())
+    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors) and not torch.jit.is_tracing():
+        vlad = _Aggregate.apply(x_dn, weight, bias, centroids, normalize_input)
+    else:
+        vlad = _aggregate(x_dn, weight, bias, centroids, normalize_input)[0]
+    vlad = l2_normalize(vlad, dim=2)  # intra-normalisation, as in the MATLAB reference
+    return l2_normalize(vlad.flatten(1), dim=1)
+
+
+def _aggregate(x_dn, weight, bias, centroids, normalize_input):
+    """V = A·X̂ᵀ − (A·1)·c for ``(B, D, N)`` input -> ``(B, K, D)``, and what the backward pass needs.
+
+    x̂_i = s_i x_i with s_i = 1/‖x_i‖: the K×N products are scaled instead of materialising x̂ (D×N).
+    """
+    raw = torch.bmm(weight.expand(len(x_dn), -1, -1), x_dn)  # (B, K, N); matmul would copy x to fold the batch
+    scale = None
     if normalize_input:
-        # x̂_i = s_i x_i with s_i = 1/‖x_i‖: scale the K×N products instead of materialising x̂ (D×N),
-        # which keeps every D×N element-wise pass (and its backward) out of the layer.
         scale = torch.linalg.vector_norm(x_dn, dim=1, keepdim=True).clamp_min(1e-12).reciprocal()  # (B, 1, N)
-        logits = logits * scale
+    logits = raw * scale if scale is not None else raw
     if bias is not None:
         logits = logits + bias[:, None]
     assign = torch.softmax(logits, dim=1)  # (B, K, N)
     mass = assign.sum(dim=2, keepdim=True)  # Σ_i a_k(x_i): (B, K, 1)
-    if normalize_input:
-        assign = assign * scale
-    vlad = torch.matmul(assign, x_dn.transpose(1, 2))  # (B, K, D) = Σ_i a_k(x_i) x̂_i
-    vlad = vlad - mass * centroids  # − (Σ_i a_k(x_i)) c_k
-    vlad = l2_normalize(vlad, dim=2)  # intra-normalisation, as in the MATLAB reference
-    return l2_normalize(vlad.flatten(1), dim=1)
+    scaled = assign * scale if scale is not None else assign
+    vlad = torch.matmul(scaled, x_dn.transpose(1, 2)) - mass * centroids  # (B, K, D)
+    return vlad, raw, scale, assign, scaled, mass
+
+
+class _Aggregate(torch.autograd.Function):
+    """:func:`_aggregate` with a hand-written backward: the three D×N gradient terms of x are produced by one
+    element-wise pass and one batched product over the stacked [Wᵀ | ∂Vᵀ] (D×2K) and [∂raw; A·s] (2K×N),
+    instead of autograd's separate products and accumulations."""
+
+    @staticmethod
+    def forward(ctx, x_dn, weight, bias, centroids, normalize_input):
+        vlad, raw, scale, assign, scaled, mass = _aggregate(x_dn, weight, bias, centroids, normalize_input)
+        ctx.save_for_backward(x_dn, weight, centroids, raw, scale, assign, scaled, mass)
+        ctx.has_bias = bias is not None
+        return vlad
+
+    @staticmethod
+    def backward(ctx, grad_vlad):
+        x_dn, weight, centroids, raw, scale, assign, scaled, mass = ctx.saved_tensors
+        grad_centroids = -(mass * grad_vlad).sum(0)  # (K, D)
+        grad_mass = -(grad_vlad * centroids).sum(2, keepdim=True)  # (B, K, 1)
+        grad_scaled = torch.matmul(grad_vlad, x_dn)  # (B, K, N)
+        grad_assign = (grad_scaled * scale if scale is not None else grad_scaled) + grad_mass
+        grad_logits = assign * (grad_assign - (grad_assign * assign).sum(1, keepdim=True))  # softmax backward
+        grad_bias = grad_logits.sum((0, 2)) if ctx.has_bias else None
+        grad_raw = grad_logits * scale if scale is not None else grad_logits
+        grad_weight = torch.matmul(grad_raw, x_dn.transpose(1, 2)).sum(0)  # (K, D)
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            left = torch.cat([weight.T.expand(len(x_dn), -1, -1), grad_vlad.transpose(1, 2)], dim=2)  # (B, D, 2K)
+            right = torch.cat([grad_raw, scaled], dim=1)  # (B, 2K, N)
+            if scale is None:
+                grad_x = torch.bmm(left, right)
+            else:
+                # s = 1/‖x‖ → ∂s/∂x = −s³·x (zero where the norm was clamped)
+                grad_scale = (grad_logits * raw).sum(1, keepdim=True) + (grad_scaled * assign).sum(1, keepdim=True)
+                coeff = -grad_scale * scale.pow(3) * (scale < 1e12)
+                grad_x = (x_dn * coeff).baddbmm_(left, right)
+        return grad_x, grad_weight, grad_bias, grad_centroids, None
 
 
 def _check_dn(x: torch.Tensor) -> torch.Tensor:

@@ -54,3 +54,26 @@ def test_errors():
     with pytest.raises(ValueError, match="per_image"):
         ClusterConfig(per_image=0)
     assert np.isclose(ClusterConfig().num_descriptors / ClusterConfig().per_image, ClusterConfig().num_images)
+
+
+def test_mixed_image_sizes_are_clustered_and_cached(tmp_path):
+    """Under the "longest" policy portrait and landscape photos differ in size: both steps group them by size."""
+    import numpy as np
+    from PIL import Image
+
+    from netvlad.models import ModelConfig, PlaceModel, Preprocessing
+    from netvlad.train.cache import extract
+    from netvlad.train.clusters import ClusterConfig, initialize_clusters
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for i, size in enumerate([(96, 64), (64, 96), (96, 64), (80, 80)]):
+        path = tmp_path / f"{i}.png"
+        Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(path)
+        paths.append(path)
+    model = PlaceModel(ModelConfig(pool="netvlad", num_clusters=2, preprocessing=Preprocessing("longest", (96,))),
+                       pretrained=False)
+    alpha = initialize_clusters(model, paths, ClusterConfig(per_image=4, num_images=4), batch_size=4)
+    assert alpha > 0
+    single = np.stack([extract(model, [p], batch_size=1)[0] for p in paths])
+    np.testing.assert_allclose(extract(model, paths, batch_size=4), single, atol=1e-5)

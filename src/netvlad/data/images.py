@@ -157,3 +157,17 @@ def collate_images(batch: list[tuple[int, torch.Tensor | None]]) -> tuple[torch.
         return torch.empty(0, dtype=torch.long), None, bad
     indices = torch.tensor([i for i, _ in good])
     return indices, torch.stack([im for _, im in good]), bad
+
+
+def collate_by_size(batch: list[tuple[int, torch.Tensor | None]]) -> tuple[list[tuple[torch.Tensor, torch.Tensor]],
+                                                                         list[int]]:
+    """Group a batch by image size: -> ([(indices, images (b, 3, H, W)), …], indices that failed to decode)."""
+    groups: dict[tuple[int, ...], list[tuple[int, torch.Tensor]]] = {}
+    bad = []
+    for index, image in batch:
+        if image is None:
+            bad.append(index)
+        else:
+            groups.setdefault(tuple(image.shape), []).append((index, image))
+    stacked = [(torch.tensor([i for i, _ in g]), torch.stack([im for _, im in g])) for g in groups.values()]
+    return stacked, bad

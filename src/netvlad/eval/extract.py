@@ -11,27 +11,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from netvlad.data.images import ImageDataset, ImageDecodeError, load_image
+from netvlad.data.images import ImageDataset, ImageDecodeError, collate_by_size, load_image
 from netvlad.eval.store import DescriptorStore
 from netvlad.models import PlaceModel
 
 logger = logging.getLogger(__name__)
 
 AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def collate_by_size(batch: list[tuple[int, torch.Tensor | None]]) -> tuple[list[tuple[torch.Tensor, torch.Tensor]],
-                                                                         list[int]]:
-    """Group a batch by image size: -> ([(indices, images (b, 3, H, W)), …], indices that failed to decode)."""
-    groups: dict[tuple[int, ...], list[tuple[int, torch.Tensor]]] = {}
-    bad = []
-    for index, image in batch:
-        if image is None:
-            bad.append(index)
-        else:
-            groups.setdefault(tuple(image.shape), []).append((index, image))
-    stacked = [(torch.tensor([i for i, _ in g]), torch.stack([im for _, im in g])) for g in groups.values()]
-    return stacked, bad
 
 
 def _loader(model: PlaceModel, paths: Sequence[Path], batch_size: int, workers: int, device: torch.device):

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from netvlad.data.images import ImageDataset, collate_images
+from netvlad.eval.extract import extract_descriptors
 from netvlad.models import PlaceModel
 from netvlad.train.distributed import DistInfo, gather_rows, shard
 from netvlad.train.frozen import FrozenFeatures, head
@@ -28,15 +27,8 @@ def extract(model: PlaceModel, paths: Sequence[Path], batch_size: int = 8, worke
     """
     if frozen is not None:
         return _extract_head(model, paths, frozen, batch_size, device)
-    pre = model.config.preprocessing
-    dataset = ImageDataset(paths, pre.resize, pre.size)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=1 if pre.resize == "none" else batch_size,
-                                         num_workers=workers, collate_fn=collate_images)
     was_training = model.training
-    model.eval()
-    out = np.zeros((len(dataset), model.output_dim), dtype=np.float32)
-    for indices, images, _ in tqdm(loader, desc=desc, disable=not progress, unit="batch", leave=False):
-        out[indices.numpy()] = model(images.to(device)).float().cpu().numpy()
+    out = extract_descriptors(model, paths, batch_size, workers, device, progress, desc)  # groups images by size
     model.train(was_training)
     return out
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from netvlad.data.images import ImageDataset, collate_images
+from netvlad.data.images import ImageDataset, collate_by_size
 from netvlad.models import PlaceModel
 from netvlad.nn import NetVLAD
 
@@ -51,11 +51,12 @@ def sample_local_descriptors(
     chosen = np.sort(rng.choice(len(paths), size=min(config.num_images, len(paths)), replace=False))
     pre = model.config.preprocessing
     dataset = ImageDataset([paths[i] for i in chosen], pre.resize, pre.size)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=1 if pre.resize == "none" else batch_size,
-                                         num_workers=workers, collate_fn=collate_images)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers,
+                                         collate_fn=collate_by_size)
     model = model.to(device).eval()
     samples: list[torch.Tensor] = []
-    for _, images, _ in tqdm(loader, desc="cluster descriptors", disable=not progress, unit="batch"):
+    batches = (images for groups, _ in loader for _, images in groups)  # same-size images stacked together
+    for images in tqdm(batches, desc="cluster descriptors", disable=not progress, unit="batch"):
         features = model.features(images.to(device)).float().cpu()  # (B, D, h, w)
         for feature in features.flatten(2).transpose(1, 2):  # (h·w, D) per image
             take = min(config.per_image, feature.shape[0])

@@ -1,5 +1,7 @@
 """`netvlad demo`: a tiny end-to-end run (city → clusters → training → evaluation → report), and its parts."""
 
+import contextlib
+import io
 import json
 
 import numpy as np
@@ -25,9 +27,6 @@ def demo(tmp_path_factory):
     torch.set_num_threads(1)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("NETVLAD_OFFLINE", "1")
-        import contextlib
-        import io
-
         printed = io.StringIO()
         with contextlib.redirect_stdout(printed):
             code = main(["demo", "--preset", "tiny", "--out", str(out), "--device", "cpu", "--no-progress"])
@@ -36,6 +35,7 @@ def demo(tmp_path_factory):
     return out, printed.getvalue()
 
 
+@pytest.mark.slow  # the tiny demo run they share takes ~15 s
 def test_demo_writes_report_and_prints_table(demo):
     out, printed = demo
     report = out / "report"
@@ -54,6 +54,7 @@ def test_demo_writes_report_and_prints_table(demo):
     assert set(results["timings"]) == {"data", "clusters", "training", "evaluation", "report", "total"}
 
 
+@pytest.mark.slow  # the tiny demo run they share takes ~15 s
 def test_demo_recalls_match_its_test_split(demo):
     out, _ = demo
     results = json.loads((out / "report" / "results.json").read_text())
@@ -70,6 +71,7 @@ def test_demo_recalls_match_its_test_split(demo):
                    for k in [round(r * len(test.queries) / 100)])  # whole queries
 
 
+@pytest.mark.slow  # the tiny demo run they share takes ~15 s
 def test_demo_localisation_error_is_the_distance_to_the_recorded_position(demo):
     out, _ = demo
     results = json.loads((out / "report" / "results.json").read_text())
@@ -83,6 +85,7 @@ def test_demo_localisation_error_is_the_distance_to_the_recorded_position(demo):
                                               abs=0.02)
 
 
+@pytest.mark.slow  # the tiny demo run they share takes ~15 s
 def test_demo_on_given_city_uses_its_splits(demo):
     out, _ = demo
     data = open_given(DemoConfig.preset("tiny", data=str(out / "city")))
@@ -101,12 +104,13 @@ def _line_dataset(count: int) -> GeoDataset:
 
 def test_split_by_place_leaves_a_gap_along_the_main_axis():
     train, test = split_by_place(_line_dataset(50), test_share=0.4, gap=25.0)
-    cut = 0.6 * 49 * 10.0  # metres along the line where the database's 60 % quantile lies
+    cut = 0.6 * 49 * 10.0  # 294 m: where the database's 60 % quantile lies along the line
     for part, inside in ((train, lambda s: s < cut - 12.5), (test, lambda s: s > cut + 12.5)):
         for side in (part.database, part.queries):
             along = np.hypot(*(side.utm - [500_000, 5_000_000]).T)
             assert len(side) and all(inside(s) for s in along)
-    assert len(train.database) + len(test.database) == 50 - 3  # 291, 301, 311 m fall in the 25 m gap
+    assert len(train.database) + len(test.database) == 50 - 2  # 290 and 300 m fall in the 25 m gap
+    assert train.database.names[0] == "000.jpg" and test.database.names[-1] == "049.jpg"  # the last places test
 
 
 def test_split_by_place_refuses_a_dataset_too_small():

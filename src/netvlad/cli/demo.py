@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 import torch
 
@@ -12,8 +13,10 @@ from netvlad.pipeline import PRESETS, DemoConfig, run_demo
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    # On ≤ 2 cores a second torch thread stalls (up to 10× slower) whenever another process wants a core.
+    threads = args.threads or (1 if (os.cpu_count() or 1) <= 2 else None)
+    if threads:
+        torch.set_num_threads(threads)
     config = DemoConfig.preset(args.preset, data=args.data, database=args.database, queries=args.queries,
                                frame_tolerance=args.frame_tolerance)
     folder = run_demo(config, args.out, device=pick_device(args.device), progress=not args.no_progress)
@@ -35,9 +38,11 @@ def register(subparsers) -> None:
     parser.add_argument("--database", help="--data sequences: database sub-folder (e.g. summer)")
     parser.add_argument("--queries", help="--data sequences: query sub-folder (e.g. winter)")
     parser.add_argument("--frame-tolerance", type=int, metavar="K", help="--data sequences: ±K frames are correct")
-    parser.add_argument("--out", default="demo", help="output folder: city/, run/, report/ (default: demo)")
+    parser.add_argument("--out", default="netvlad-demo",
+                        help="output folder: city/, run/, report/ (default: netvlad-demo)")
     parser.add_argument("--preset", default="default", choices=sorted(PRESETS), help="tiny: a seconds-long check")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, mps or auto (default)")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for torch (default: 1 on ≤ 2 cores, else torch's choice)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.set_defaults(func=run)

@@ -71,6 +71,10 @@ def cluster_step(config: DemoConfig, data: DemoData, run_dir: Path, device, prog
 def train_step(config: DemoConfig, data: DemoData, run_dir: Path, init: Path, device, progress: bool) -> Path:
     """Weakly supervised training from the k-means model -> ``run_dir`` (best checkpoint, whitened final model)."""
     tc = dataclasses.replace(config.train_config, init_model=str(init))
+    if tc.whitening_dim and tc.whitening_dim >= len(data.train.database):
+        tc = dataclasses.replace(tc, whitening_dim=len(data.train.database) - 1)
+        logger.info("whitening to %d dims: the training database holds %d images", tc.whitening_dim,
+                    len(data.train.database))
     logger.info("training: %d epochs of ≤ %s queries, cache refresh every %d queries, K=%d, %dx%d input, %s lr %g",
                 tc.epochs, tc.epoch_queries or "all", tc.cache_refresh, tc.num_clusters, *tc.size, tc.optimizer, tc.lr)
     return train(tc, data.train, run_dir, val=data.val, device=device, progress=progress)

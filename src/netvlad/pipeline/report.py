@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 
 def recall_table(results: Mapping[str, EvalResult], ns: Sequence[int] = (1, 5, 10), markdown: bool = False) -> str:
     """Recall@N (percent) of each method as a text (or Markdown) table, one row per method."""
-    width = max(len(label) for label in results)
+    width = max(len("method"), *(len(label) for label in results))
     if markdown:
         lines = ["| method | dim | " + " | ".join(f"R@{n}" for n in ns) + " |",
                  "|---|---:|" + "---:|" * len(ns)]
@@ -106,6 +106,8 @@ def sections(config, data, results: Mapping[str, EvalResult], localised: Sequenc
     """The (heading, Markdown body) sections of the demo's index.md."""
     tc = config.train_config
     test = data.test
+    dims = [r.descriptor_dim for label, r in results.items() if "whitening" in label]
+    whitening = f"; PCA whitening to {dims[0]} dims fitted on the training database" if dims else ""
     return [
         ("Data", f"{data.source}.\n\nTest set: {len(test.database)} database images, {len(test.queries)} queries; "
                  f"a retrieved image is correct within {config.radius:g} m of the query."),
@@ -114,8 +116,8 @@ def sections(config, data, results: Mapping[str, EvalResult], localised: Sequenc
                      f"clusters from k-means on {tc.cluster_descriptors} local descriptors; triplet ranking loss "
                      f"(margin {tc.margin}) with {tc.num_negatives} hard negatives mined from a descriptor cache "
                      f"refreshed every {tc.cache_refresh} queries; {tc.epochs} epochs of ≤ {tc.epoch_queries} queries, "
-                     f"{tc.optimizer} lr {tc.lr:g}; PCA whitening to {tc.whitening_dim} dims fitted on the training "
-                     "database.\n\n![training curve](training.png)"),
+                     f"{tc.optimizer} lr {tc.lr:g}; best epoch by validation Recall@5{whitening}."
+                     "\n\n![training curve](training.png)"),
         ("Retrievals", "\n\n".join(f"**{label}** — each row: a test query (grey), then its top-5 database images, "
                                    f"green correct, red wrong.\n\n![{label}]({name})"
                                    for label, name in pictures.items())),

@@ -73,6 +73,7 @@ def split_by_place(dataset: GeoDataset, test_share: float, gap: float) -> tuple[
     db, q = dataset.database.utm, dataset.queries.utm
     centre = db.mean(0)
     axis = np.linalg.svd(db - centre, full_matrices=False)[2][0]  # main direction of the database positions
+    axis = axis if (db[-1] - db[0]) @ axis >= 0 else -axis  # pointing from the first database image to the last
     along_db, along_q = (db - centre) @ axis, (q - centre) @ axis
     cut = np.quantile(along_db, 1 - test_share)
     train = dataset.subset(np.flatnonzero(along_q < cut - gap / 2), np.flatnonzero(along_db < cut - gap / 2),

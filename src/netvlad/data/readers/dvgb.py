@@ -40,7 +40,7 @@ def _is_float(text: str) -> bool:
     return True
 
 
-def split_folder(root: Path, options: ReadOptions) -> Path:
+def split_folder(root: Path, options: ReadOptions, announce: bool = True) -> Path:
     """The folder holding ``database/`` and ``queries/``: ``root`` itself or ``root/images/<split>``."""
     db_dir, q_dir = pair_dirs(root, options)
     if db_dir.is_dir() or q_dir.is_dir():
@@ -55,7 +55,7 @@ def split_folder(root: Path, options: ReadOptions) -> Path:
     if not splits:
         raise DatasetError(f"{root}: no database/ and queries/ folders (DVGB layout images/<split>/database)")
     chosen = next((s for s in DEFAULT_SPLITS if s in splits), splits[0])
-    if len(splits) > 1:
+    if len(splits) > 1 and announce:
         logger.info("%s: using split %s of %s (pass --split to choose)", root, chosen, ", ".join(splits))
     return base / chosen
 
@@ -65,7 +65,8 @@ def detect(path: Path, options: ReadOptions) -> bool:
     if not path.is_dir():
         return False
     try:
-        folder = split_folder(path, dataclasses.replace(options, split=None))  # a wrong --split is read's error
+        # a wrong --split is read's error, not detect's
+        folder = split_folder(path, dataclasses.replace(options, split=None), announce=False)
     except DatasetError:
         return False
     for sub in pair_dirs(folder, options):

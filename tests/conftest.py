@@ -39,3 +39,12 @@ def tokyo_pair() -> Path:
 def _seed_and_offline(monkeypatch):
     torch.manual_seed(0)
     monkeypatch.setenv("NETVLAD_OFFLINE", "1")  # tests never try the network
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models run fastest (and identically) on one thread, especially on a shared CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -3,7 +3,6 @@
 import dataclasses
 
 import pytest
-import torch
 import yaml
 
 import netvlad
@@ -14,13 +13,7 @@ from tests.train.conftest import TINY, make_tiny_dataset
 DATA = ["--database", "database", "--queries", "queries", "--no-progress", "--device", "cpu"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

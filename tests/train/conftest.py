@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from netvlad.data.dataset import GeoDataset, ImageList
@@ -58,9 +57,5 @@ def tiny_config(**overrides) -> TrainConfig:
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest (and identically) on one thread, especially on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_thread):
+    """Every training test runs on one thread (see the root conftest's ``one_thread``)."""

@@ -18,10 +18,9 @@ from pathlib import Path
 import torch
 
 from netvlad.models.converters import convert
-from netvlad.models.converters.base import file_sha256
 from netvlad.models.io import FORMAT, load, save_model
 from netvlad.models.place_model import PlaceModel
-from netvlad.models.weights import WeightsUnavailableError
+from netvlad.models.weights import WeightsUnavailableError, sha256_of
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +115,7 @@ def fetch(entry: PublishedModel, allow_download: bool | None = None) -> Path:
         except Exception as error:  # noqa: BLE001 - any network failure means "get it by hand"
             raise WeightsUnavailableError(_where_to_put(entry, target, f"the download failed ({error})")) from error
     if entry.sha256 is not None:
-        actual = file_sha256(target)
+        actual = sha256_of(target)
         if actual != entry.sha256:
             raise ValueError(f"{target}: SHA-256 {actual} differs from the published {entry.sha256} "
                              "(a different or corrupt file); delete it and try again")

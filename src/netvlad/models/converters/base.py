@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import pickle
 import zipfile
@@ -17,6 +16,7 @@ import torch
 from netvlad.models.backbones import get_backbone_spec
 from netvlad.models.config import ModelConfig
 from netvlad.models.place_model import PlaceModel
+from netvlad.models.weights import sha256_of
 
 logger = logging.getLogger(__name__)
 
@@ -183,15 +183,6 @@ def _empty_model(config: ModelConfig) -> PlaceModel:
     return model
 
 
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def provenance(path: Path, source: str, **details: Any) -> dict[str, Any]:
     """What a converted checkpoint records about where it came from."""
-    return {"converted_from": {"format": source, "file": Path(path).name, "sha256": file_sha256(path), **details}}
+    return {"converted_from": {"format": source, "file": Path(path).name, "sha256": sha256_of(Path(path)), **details}}

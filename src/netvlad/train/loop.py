@@ -99,7 +99,8 @@ def build_run(config: TrainConfig, dataset: GeoDataset, val: GeoDataset | None, 
     else:
         previous = np.full((len(dataset.queries), config.num_negatives), -1, dtype=np.int64)
         state = Progress(rng=np.random.default_rng(config.seed), previous=previous)
-    frozen = precompute(config, model, dataset, val, info, device, progress)
+    done = state.epoch >= config.epochs  # resuming a finished run: nothing to train, skip the precompute
+    frozen = None if done else precompute(config, model, dataset, val, info, device, progress)
     frozen_batchnorm_train(model)
     encoder = GroupEncoder(model, frozen)
     if info.active:

@@ -26,11 +26,18 @@ __all__ = [
 ]
 
 
+def _require_file(path: Path) -> None:
+    """Raise a one-line error unless ``path`` is an existing file (a folder is named as such)."""
+    if path.is_dir():
+        raise IsADirectoryError(f"{path}: is a folder; give the model file inside it (.mat, .pth.tar or .pth)")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+
+
 def detect_format(path) -> str:
     """Name of the registered format that recognises the file at ``path``; a clear error when none does."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
+    _require_file(path)
     for name in list_converters():
         if get_converter(name).detect(path):
             return name
@@ -41,7 +48,6 @@ def detect_format(path) -> str:
 def convert(path, source: str | None = None, options: ConvertOptions | None = None) -> Conversion:
     """Convert the file at ``path`` (format ``source``, detected when None) to a PlaceModel."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
+    _require_file(path)
     name = source or detect_format(path)
     return get_converter(name).convert(path, options or ConvertOptions())

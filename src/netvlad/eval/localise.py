@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from netvlad.data.dataset import ImageList
+from netvlad.data.geo import utm_to_latlon
 from netvlad.eval.extract import extract_to_store
 from netvlad.eval.index import EXACT, IndexConfig, build_index, read_index, search, write_index
 from netvlad.eval.store import DescriptorStore
@@ -68,9 +69,7 @@ class QueryResult:
         """(latitude, longitude) degrees of the estimate, when the UTM zone is known."""
         if self.zone is None:
             return None
-        import utm  # noqa: PLC0415
-
-        return tuple(float(v) for v in utm.to_latlon(*self.position, self.zone[0], self.zone[1], strict=False))
+        return tuple(float(v) for v in utm_to_latlon(np.asarray(self.position), self.zone)[0])
 
     def to_dict(self) -> dict:
         """Plain JSON-ready data; unknown positions (NaN) become None."""

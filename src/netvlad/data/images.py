@@ -11,10 +11,12 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from netvlad.errors import BadInputError
+
 ResizeSpec = tuple[str, tuple[int, ...]]  # ("none"|"fixed"|"longest", size)
 
 
-class ImageDecodeError(ValueError):
+class ImageDecodeError(BadInputError):
     """An image file could not be decoded."""
 
 

@@ -17,8 +17,8 @@ import h5py
 import numpy as np
 import torch
 
+from netvlad.files import atomic_write
 from netvlad.models import PlaceModel
-from netvlad.models.io import atomic_write
 
 logger = logging.getLogger(__name__)
 

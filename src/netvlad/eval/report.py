@@ -8,7 +8,7 @@ from pathlib import Path
 
 from netvlad.data.dataset import GeoDataset
 from netvlad.eval.retrieval import EvalResult
-from netvlad.models.io import atomic_write
+from netvlad.files import atomic_write
 
 
 def write_json(result: EvalResult, path: Path | str, model: str = "", extra: dict | None = None) -> Path:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from netvlad.models import atomic_write
+from netvlad.files import atomic_write
 from netvlad.train.mining import MinedTuples
 
 STATE_FILE = "state.pt"

@@ -9,13 +9,14 @@ from pathlib import Path
 import numpy as np
 
 from netvlad.data import geo
+from netvlad.errors import BadInputError
 
 logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
-class DatasetError(ValueError):
+class DatasetError(BadInputError):
     """A dataset cannot be read as given; the message names the file and the fix."""
 
 

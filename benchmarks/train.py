@@ -22,7 +22,7 @@ import torch
 from netvlad.data import open_dataset
 from netvlad.models import PlaceModel
 from netvlad.train import TrainConfig
-from netvlad.train.cache import extract
+from netvlad.train.cache import ExtractOptions, extract
 from netvlad.train.distributed import DistInfo
 from netvlad.train.frozen import compute_frozen
 from netvlad.train.mining import MinedTuples, mine, squared_distance_matrix
@@ -33,9 +33,9 @@ NORDLAND = Path(__file__).resolve().parents[2] / "shared" / "data" / "nordland"
 
 def time_extraction(model: PlaceModel, paths: list[Path], batch_size: int, frozen) -> float:
     """Seconds per image of cache extraction."""
-    extract(model, paths[:batch_size], batch_size=batch_size, frozen=frozen)  # warm-up
+    extract(model, paths[:batch_size], ExtractOptions(batch_size=batch_size, frozen=frozen))  # warm-up
     start = time.perf_counter()
-    extract(model, paths, batch_size=batch_size, frozen=frozen)
+    extract(model, paths, ExtractOptions(batch_size=batch_size, frozen=frozen))
     return (time.perf_counter() - start) / len(paths)
 
 
@@ -76,7 +76,8 @@ def time_mining(database_size: int, refresh: int, dim: int) -> float:
     start = time.perf_counter()
     distances = squared_distance_matrix(q, db)
     positives = [np.array([i % database_size]) for i in range(refresh)]
-    mine(distances, np.arange(database_size), positives, positives, np.full((refresh, 10), -1), rng, database_size)
+    mine(distances, np.arange(database_size), positives=positives, non_negatives=positives,
+         previous=np.full((refresh, 10), -1), rng=rng, num_database=database_size)
     return time.perf_counter() - start
 
 

@@ -12,7 +12,7 @@ from PIL import Image
 
 from netvlad.cli.main import main
 from netvlad.data.images import load_image
-from netvlad.models import ModelConfig, PlaceModel, Preprocessing
+from netvlad.models import ModelConfig, PlaceModel, Preprocessing, save_model
 from tests.conftest import shared_dataset
 
 FRAMES = range(0, 200, 10)  # 20 places; with ±2 frames only the same place counts
@@ -36,7 +36,7 @@ def _args(sequence, *extra):
 
 def test_checkpoint_preprocessing_is_used_and_report_written(sequence, tmp_path, capsys):
     model = PlaceModel(ModelConfig(pool="max", preprocessing=Preprocessing("fixed", (64, 96)))).eval()
-    model.save(tmp_path / "m.safetensors")
+    save_model(model, tmp_path / "m.safetensors")
     out = tmp_path / "r" / "results.json"
     assert main(_args(sequence, "--model", str(tmp_path / "m.safetensors"), "--output", str(out))) == 0
     printed = capsys.readouterr().out

@@ -10,8 +10,9 @@ from netvlad.cli.main import main
 from netvlad.data.images import load_image
 from netvlad.eval.export import export_onnx, export_torchscript, hloc_names, onnx_max_difference
 from netvlad.eval.extract import extract_descriptors
-from netvlad.models import ModelConfig, PlaceModel, Preprocessing
+from netvlad.models import ModelConfig, PlaceModel, Preprocessing, save_model
 from netvlad.nn import PCAWhitening
+from netvlad.train.clusters import init_from_descriptors
 from tests.conftest import shared_dataset
 
 
@@ -46,7 +47,7 @@ def test_hloc_export_is_read_by_hloc_pairs_from_retrieval(tmp_path):
         for i, name in enumerate(names):
             Image.fromarray(_pattern(i)).save(root / folder / name)
     model = PlaceModel(ModelConfig(pool="gem", preprocessing=Preprocessing("none")))
-    model.save(tmp_path / "m.safetensors")
+    save_model(model, tmp_path / "m.safetensors")
     out = tmp_path / "global-feats.h5"
     assert main(["export", "hloc", str(root), "--model", str(tmp_path / "m.safetensors"), "--out", str(out),
                  "--workers", "0", "--no-progress"]) == 0
@@ -67,7 +68,7 @@ def real_model():
     images = [load_image(tokyo_pair / n, "longest", (224,))[None] for n in ("tokyo_db.png", "tokyo_query.jpg")]
     with torch.no_grad():
         maps = [model.features(im) for im in images]
-        model.pool.init_from_descriptors(torch.cat([m.flatten(2)[0].T for m in maps]))
+        init_from_descriptors(model.pool, torch.cat([m.flatten(2)[0].T for m in maps]))
         pooled = torch.cat([model.pool_features(m[..., i:, j:]) for m in maps for i in range(3) for j in range(2)])
         model.set_whitening(PCAWhitening(pooled.shape[1], 4).fit(pooled))
     return model.eval(), images
@@ -94,7 +95,7 @@ def test_torchscript_matches_pytorch(tmp_path, real_model):
 
 def test_cli_onnx_export_with_check(tmp_path, tokyo_pair, capsys):
     model = PlaceModel(ModelConfig(pool="max", preprocessing=Preprocessing("longest", (160,))))
-    model.save(tmp_path / "m.safetensors")
+    save_model(model, tmp_path / "m.safetensors")
     assert main(["export", "onnx", "--model", str(tmp_path / "m.safetensors"), "--out", str(tmp_path / "m.onnx"),
                  "--height", "96", "--width", "128", "--check", str(tokyo_pair / "tokyo_query.jpg")]) == 0
     text = capsys.readouterr().out

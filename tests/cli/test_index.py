@@ -9,7 +9,7 @@ import pytest
 
 from netvlad.cli.main import main
 from netvlad.eval.localise import PlaceIndex, QueryResult, weighted_position
-from netvlad.models import ModelConfig, PlaceModel, Preprocessing
+from netvlad.models import ModelConfig, PlaceModel, Preprocessing, save_model
 from tests.conftest import shared_dataset
 
 NAMES = [f"images-{i:05d}.png" for i in range(2000, 2300, 10)]  # 30 places, in daylight
@@ -66,7 +66,7 @@ def test_k_larger_than_database_is_clamped_with_a_warning(built, sequence, capsy
 
 def test_query_with_another_model_is_refused(built, sequence, tmp_path, caplog):
     other = PlaceModel(ModelConfig(pool="max", preprocessing=Preprocessing("none")), pretrained=False)
-    other.save(tmp_path / "other.safetensors")
+    save_model(other, tmp_path / "other.safetensors")
     with caplog.at_level(logging.ERROR):
         code = main(["query", str(sequence / "winter" / NAMES[0]), "--index", str(built), "--model",
                      str(tmp_path / "other.safetensors")])

@@ -10,8 +10,9 @@ import torch
 from safetensors.torch import save_file
 
 import netvlad
-from netvlad.models import ModelConfig, PlaceModel, Preprocessing
+from netvlad.models import ModelConfig, PlaceModel, Preprocessing, save_model
 from netvlad.nn import PCAWhitening
+from netvlad.train.clusters import init_from_descriptors
 
 
 @pytest.mark.parametrize("pool", ["netvlad", "gem", "max", "avg"])
@@ -28,12 +29,12 @@ def test_save_load_is_bit_identical(tmp_path):
     config = ModelConfig(backbone="mobilenet_v2", pool="netvlad", num_clusters=4, parametrization="paper",
                          preprocessing=Preprocessing(resize="fixed", size=(96, 128)))
     model = PlaceModel(config, pretrained=False).eval()
-    model.pool.init_from_descriptors(torch.randn(200, 1280))
+    init_from_descriptors(model.pool, torch.randn(200, 1280))
     white = PCAWhitening(model.pool.output_dim, 16).fit(torch.randn(40, model.pool.output_dim))
     model.set_whitening(white)
     images = torch.rand(2, 3, 96, 128)
     path = tmp_path / "model.safetensors"
-    model.save(path)
+    save_model(model, path)
     loaded = netvlad.load(path)
     assert loaded.config == model.config and loaded.config.whitening_dim == 16
     with torch.inference_mode():

@@ -1,4 +1,4 @@
-"""Cluster initialisation: descriptors really sampled from the feature maps, seeded, α as the layer defines."""
+"""Cluster initialisation: descriptors really sampled from the feature maps, seeded k-means, α as the layer defines."""
 
 import numpy as np
 import pytest
@@ -6,8 +6,10 @@ import torch
 
 from netvlad.data.images import load_image
 from netvlad.models import ModelConfig, PlaceModel, Preprocessing
-from netvlad.nn import choose_alpha
+from netvlad.nn import NetVLAD, choose_alpha
 from netvlad.train import ClusterConfig, initialize_clusters, sample_local_descriptors
+from netvlad.train.clusters import init_from_descriptors
+from tests.nn.test_netvlad import naive_netvlad
 
 
 def _model(pool="netvlad"):
@@ -62,7 +64,7 @@ def test_mixed_image_sizes_are_clustered_and_cached(tmp_path):
     from PIL import Image
 
     from netvlad.models import ModelConfig, PlaceModel, Preprocessing
-    from netvlad.train.cache import extract
+    from netvlad.train.cache import ExtractOptions, extract
     from netvlad.train.clusters import ClusterConfig, initialize_clusters
 
     rng = np.random.default_rng(0)
@@ -75,5 +77,51 @@ def test_mixed_image_sizes_are_clustered_and_cached(tmp_path):
                        pretrained=False)
     alpha = initialize_clusters(model, paths, ClusterConfig(per_image=4, num_images=4), batch_size=4)
     assert alpha > 0
-    single = np.stack([extract(model, [p], batch_size=1)[0] for p in paths])
-    np.testing.assert_allclose(extract(model, paths, batch_size=4), single, atol=1e-5)
+    single = np.stack([extract(model, [p], ExtractOptions(batch_size=1))[0] for p in paths])
+    np.testing.assert_allclose(extract(model, paths, ExtractOptions(batch_size=4)), single, atol=1e-5)
+
+
+@pytest.mark.parametrize("parametrization", ["official", "paper"])
+def test_initialised_layers_equal_naive_reference(parametrization):
+    layer = NetVLAD(6, 8, parametrization=parametrization).double()
+    init_from_descriptors(layer, torch.randn(500, 8))
+    tokens = torch.randn(2, 9, 8, dtype=torch.float64)
+    bias = layer.conv.bias.detach().numpy() if layer.conv.bias is not None else None
+    want = naive_netvlad(tokens.numpy(), layer.conv.weight.detach().view(6, 8).numpy(), bias,
+                         layer.centroids.detach().numpy(), True)
+    np.testing.assert_allclose(layer(tokens).detach().numpy(), want, rtol=0, atol=1e-10)
+
+
+
+@pytest.mark.parametrize("parametrization", ["official", "paper"])
+def test_alpha_gives_mean_ratio_100(parametrization):
+    layer = NetVLAD(16, 32, parametrization=parametrization)
+    descriptors = torch.randn(4000, 32)
+    init_from_descriptors(layer, descriptors, seed=3)
+    x = torch.nn.functional.normalize(descriptors.double(), dim=1)
+    logits = x @ layer.conv.weight.detach().view(16, 32).double().T
+    if layer.conv.bias is not None:
+        logits = logits + layer.conv.bias.detach().double()
+    top2 = torch.softmax(logits, dim=1).topk(2, dim=1).values
+    ratio = (top2[:, 0] / top2[:, 1]).mean().item()
+    assert abs(ratio - 100) / 100 < 0.05
+
+
+
+def test_kmeans_init_is_seeded_and_sets_centroids():
+    x = torch.randn(2000, 8)
+    a, b = NetVLAD(8, 8), NetVLAD(8, 8)
+    init_from_descriptors(a, x, seed=1)
+    init_from_descriptors(b, x, seed=1)
+    torch.testing.assert_close(a.centroids, b.centroids, rtol=0, atol=0)
+    # each centroid is (close to) the mean of the normalised descriptors assigned to it
+    xn = torch.nn.functional.normalize(x, dim=1)
+    assign = torch.cdist(xn, a.centroids.detach()).argmin(1)
+    means = torch.stack([xn[assign == k].mean(0) for k in range(8)])
+    torch.testing.assert_close(means, a.centroids.detach(), atol=2e-2, rtol=0)
+
+
+
+def test_kmeans_needs_k_descriptors():
+    with pytest.raises(ValueError, match="at least K=4"):
+        init_from_descriptors(NetVLAD(4, 16), torch.randn(3, 16))

@@ -69,7 +69,7 @@ def test_disk_full_while_saving_keeps_the_previous_state(tiny_dataset, tmp_path,
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(checkpoint.torch, "save", full_disk)
-    progress = checkpoint.Progress(rng=np.random.default_rng(0), previous=np.zeros((1, 1), dtype=np.int64))
+    progress = checkpoint.RunState(rng=np.random.default_rng(0), previous=np.zeros((1, 1), dtype=np.int64))
     model = netvlad.load(run_dir / "model.safetensors")
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, 1)

@@ -11,8 +11,10 @@ def _mine(distances, positives, non_negatives, previous=None, cached=None, sampl
     distances = np.asarray(distances, dtype=np.float32)
     cached = np.arange(distances.shape[1]) if cached is None else np.asarray(cached)
     previous = np.full((len(distances), negatives), -1) if previous is None else np.asarray(previous)
-    return mine(distances, cached, [np.asarray(p) for p in positives], [np.asarray(n) for n in non_negatives],
-                previous, np.random.default_rng(seed), num_database or int(cached.max()) + 1, 0.1, samples, negatives)
+    return mine(distances, cached, positives=[np.asarray(p) for p in positives],
+                non_negatives=[np.asarray(n) for n in non_negatives], previous=previous,
+                rng=np.random.default_rng(seed), num_database=num_database or int(cached.max()) + 1, margin=0.1,
+                num_samples=samples, num_negatives=negatives)
 
 
 def test_best_positive_and_hardest_violating_negatives():

@@ -87,8 +87,3 @@ class PlaceModel(nn.Module):
             digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
         return digest.hexdigest()[:16]
 
-    def save(self, path) -> None:
-        """Write a self-describing checkpoint (see :func:`netvlad.models.io.save_model`)."""
-        from netvlad.models.io import save_model  # noqa: PLC0415 - io imports this module
-
-        save_model(self, path)

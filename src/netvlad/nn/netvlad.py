@@ -99,7 +99,7 @@ class NetVLAD(nn.Module):
         if alpha is None:
             if descriptors is None:
                 raise ValueError("give descriptors to choose α from the data, or α itself")
-            x = self._prepare(descriptors)
+            x = self.prepare(descriptors)
             gaps = self._unit_scores(c, x).topk(2, dim=1).values
             alpha = choose_alpha(gaps[:, 0] - gaps[:, 1], ratio_average)
         if self.parametrization == "official":
@@ -113,29 +113,12 @@ class NetVLAD(nn.Module):
         self.alpha = float(alpha)
         return self.alpha
 
-    def _prepare(self, descriptors: torch.Tensor) -> torch.Tensor:
+    def prepare(self, descriptors: torch.Tensor) -> torch.Tensor:
+        """Local descriptors ``(N, D)`` as the layer sees them: float64, L2-normalised when ``normalize_input``."""
         if descriptors.dim() != 2 or descriptors.shape[1] != self.dim:
             raise ValueError(f"expected local descriptors as (N, {self.dim}), got {tuple(descriptors.shape)}")
         x = descriptors.detach().to(torch.float64)
         return VF.l2_normalize(x, dim=1) if self.normalize_input else x
-
-    @torch.no_grad()
-    def init_from_descriptors(
-        self,
-        descriptors: torch.Tensor,
-        seed: int = 0,
-        niter: int = 100,
-        ratio_average: RatioAverage = "arithmetic",
-    ) -> float:
-        """k-means (faiss, seeded) on local descriptors ``(N, D)``, then :meth:`init_from_centroids`.
-
-        Descriptors are L2-normalised first when ``normalize_input`` is set. Returns α.
-        """
-        x = self._prepare(descriptors)
-        if x.shape[0] < self.num_clusters:
-            raise ValueError(f"k-means needs at least K={self.num_clusters} descriptors, got {x.shape[0]}")
-        centroids = kmeans(x.to(torch.float32), self.num_clusters, seed=seed, niter=niter)
-        return self.init_from_centroids(centroids, x, ratio_average=ratio_average)
 
     def extra_repr(self) -> str:
         return (
@@ -165,16 +148,3 @@ def choose_alpha(gaps: torch.Tensor, ratio_average: RatioAverage = "arithmetic")
             high = mid
     return 0.5 * (low + high)
 
-
-def kmeans(x: torch.Tensor, k: int, seed: int = 0, niter: int = 100) -> torch.Tensor:
-    """Seeded faiss k-means of ``(N, D)`` points -> ``(K, D)`` float64 centroids.
-
-    faiss is imported here, at call time, so that the layers need torch alone.
-    """
-    import faiss  # noqa: PLC0415 - optional at import time
-
-    data = x.detach().cpu().to(torch.float32).contiguous().numpy()
-    km = faiss.Kmeans(data.shape[1], k, niter=niter, seed=seed, verbose=False,
-                      max_points_per_centroid=max(256, data.shape[0] // k + 1))
-    km.train(data)
-    return torch.from_numpy(km.centroids.copy()).to(torch.float64)

@@ -13,7 +13,7 @@ from netvlad.data.dataset import GeoDataset
 from netvlad.eval import EvalResult, evaluate_descriptors
 from netvlad.eval.localise import POSITION_ESTIMATORS
 from netvlad.models import PlaceModel
-from netvlad.train.cache import extract
+from netvlad.train.cache import ExtractOptions, extract
 from netvlad.train.distributed import DistInfo
 from netvlad.train.frozen import FrozenFeatures, compute_frozen
 
@@ -42,7 +42,9 @@ def compare_models(models: Mapping[str, PlaceModel], dataset: GeoDataset, radius
     for label, model in models.items():
         model = model.to(device).eval()
         shared = frozen if frozen is not None and same_frozen_stages(first, model) else None
-        descriptors = extract(model, paths, batch_size, workers, device, progress, desc=label, frozen=shared)
+        options = ExtractOptions(batch_size=batch_size, workers=workers, device=device, progress=progress,
+                                 frozen=shared)
+        descriptors = extract(model, paths, options, desc=label)
         db, q = descriptors[: len(dataset.database)], descriptors[len(dataset.database):]
         results[label] = evaluate_descriptors(db, q, positives, ns, k=max(ns))
         logger.info("%-26s %s", label, "  ".join(f"R@{n} {r:5.1f}" for n, r in results[label].recall.items()))

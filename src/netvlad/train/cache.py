@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,18 +18,27 @@ from netvlad.train.frozen import FrozenFeatures, head
 logger = logging.getLogger(__name__)
 
 
-@torch.inference_mode()
-def extract(model: PlaceModel, paths: Sequence[Path], batch_size: int = 8, workers: int = 0,
-            device: torch.device | str = "cpu", progress: bool = False, desc: str = "cache",
-            frozen: FrozenFeatures | None = None) -> np.ndarray:
-    """Global descriptors ``(N, output_dim)`` float32 of ``paths`` in the model's preprocessing (eval mode).
+@dataclass(frozen=True)
+class ExtractOptions:
+    """How images are run through a model: batch size, loader processes, device, progress bar, and the
+    precomputed frozen-stage features of those images (then only the trainable head runs)."""
 
-    With ``frozen`` features of these paths, only the trainable head runs.
-    """
-    if frozen is not None:
-        return _extract_head(model, paths, frozen, batch_size, device)
+    batch_size: int = 8
+    workers: int = 0
+    device: torch.device | str = "cpu"
+    progress: bool = False
+    frozen: FrozenFeatures | None = None
+
+
+@torch.inference_mode()
+def extract(model: PlaceModel, paths: Sequence[Path], options: ExtractOptions = ExtractOptions(),
+            desc: str = "cache") -> np.ndarray:
+    """Global descriptors ``(N, output_dim)`` float32 of ``paths`` in the model's preprocessing (eval mode)."""
+    if options.frozen is not None:
+        return _extract_head(model, paths, options.frozen, options.batch_size, options.device)
     was_training = model.training
-    out = extract_descriptors(model, paths, batch_size, workers, device, progress, desc)  # groups images by size
+    out = extract_descriptors(model, paths, options.batch_size, options.workers, options.device, options.progress,
+                              desc)  # groups images by size
     model.train(was_training)
     return out
 
@@ -45,15 +55,16 @@ def _extract_head(model: PlaceModel, paths: Sequence[Path], frozen: FrozenFeatur
     return out
 
 
-def extract_sharded(model: PlaceModel, paths: Sequence[Path], info: DistInfo, **kwargs) -> np.ndarray:
+def extract_sharded(model: PlaceModel, paths: Sequence[Path], info: DistInfo,
+                    options: ExtractOptions = ExtractOptions(), desc: str = "cache") -> np.ndarray:
     """:func:`extract` with the images split across ranks and gathered: every rank gets ``(N, dim)`` float32."""
     rows = shard(len(paths), info)
-    local = extract(model, [paths[i] for i in rows], **kwargs)
+    local = extract(model, [paths[i] for i in rows], options, desc)
     return gather_rows(local, len(paths), info)
 
 
-def build_cache(model: PlaceModel, paths: Sequence[Path], info: DistInfo, dtype: str = "float16",
-                memmap_path: Path | None = None, memmap_mb: float = 1024.0, **kwargs) -> np.ndarray:
+def build_cache(model: PlaceModel, paths: Sequence[Path], info: DistInfo, options: ExtractOptions = ExtractOptions(),
+                dtype: str = "float16", memmap_path: Path | None = None, memmap_mb: float = 1024.0) -> np.ndarray:
     """Descriptors ``(N, dim)`` of ``paths`` as ``dtype``; memory-mapped at ``memmap_path`` when over ``memmap_mb``."""
     shape = (len(paths), model.output_dim)
     size_mb = np.prod(shape) * np.dtype(dtype).itemsize / 2**20
@@ -67,5 +78,5 @@ def build_cache(model: PlaceModel, paths: Sequence[Path], info: DistInfo, dtype:
     step = max(1, 64 * info.world)  # extract in slices so a float32 copy of the whole never exists
     for start in range(0, len(paths), step * 16):
         block = list(paths[start:start + step * 16])
-        cache[start:start + len(block)] = extract_sharded(model, block, info, **kwargs).astype(dtype)
+        cache[start:start + len(block)] = extract_sharded(model, block, info, options).astype(dtype)
     return cache

@@ -21,7 +21,7 @@ STATE_FILE = "state.pt"
 
 
 @dataclass
-class Progress:
+class RunState:
     """Where a run stands: everything besides model, optimiser and scheduler that resume restores."""
 
     rng: np.random.Generator
@@ -45,29 +45,29 @@ def _array(tensor: torch.Tensor | None) -> np.ndarray | None:
     return None if tensor is None else tensor.numpy()
 
 
-def state_dict(progress: Progress, model, optimizer, scheduler) -> dict:
+def state_dict(state: RunState, model, optimizer, scheduler) -> dict:
     """Everything resume needs, as tensors, strings and numbers only (loadable with ``weights_only=True``)."""
-    tuples = progress.tuples
+    tuples = state.tuples
     return {
         "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-        "rng": json.dumps(progress.rng.bit_generator.state), "torch_rng": torch.get_rng_state(),
-        "previous": _tensor(progress.previous), "epoch": progress.epoch, "position": progress.position,
-        "order": _tensor(progress.order), "batch": progress.batch, "step": progress.step,
+        "rng": json.dumps(state.rng.bit_generator.state), "torch_rng": torch.get_rng_state(),
+        "previous": _tensor(state.previous), "epoch": state.epoch, "position": state.position,
+        "order": _tensor(state.order), "batch": state.batch, "step": state.step,
         "tuples": None if tuples is None else [_tensor(tuples.queries), _tensor(tuples.positives),
                                                _tensor(tuples.negatives), tuples.skipped],
-        "best_recall": progress.best_recall, "best_epoch": progress.best_epoch,
-        "history": json.dumps(progress.history),
+        "best_recall": state.best_recall, "best_epoch": state.best_epoch,
+        "history": json.dumps(state.history),
     }
 
 
-def save_state(run_dir: Path, progress: Progress, model, optimizer, scheduler) -> Path:
+def save_state(run_dir: Path, state: RunState, model, optimizer, scheduler) -> Path:
     """Write ``run_dir/state.pt`` atomically (a crash or full disk leaves the previous one intact)."""
-    state = state_dict(progress, model, optimizer, scheduler)
-    return atomic_write(Path(run_dir) / STATE_FILE, lambda tmp: torch.save(state, tmp))
+    data = state_dict(state, model, optimizer, scheduler)
+    return atomic_write(Path(run_dir) / STATE_FILE, lambda tmp: torch.save(data, tmp))
 
 
-def load_state(run_dir: Path, model, optimizer, scheduler) -> Progress:
-    """Restore model, optimiser and scheduler from ``run_dir/state.pt``; returns the progress."""
+def load_state(run_dir: Path, model, optimizer, scheduler) -> RunState:
+    """Restore model, optimiser and scheduler from ``run_dir/state.pt``; returns where the run stands."""
     path = Path(run_dir) / STATE_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no training state to resume from; start a new run without --resume")
@@ -80,7 +80,7 @@ def load_state(run_dir: Path, model, optimizer, scheduler) -> Progress:
     rng.bit_generator.state = json.loads(state["rng"])
     raw = state["tuples"]
     tuples = None if raw is None else MinedTuples(raw[0].numpy(), raw[1].numpy(), raw[2].numpy(), raw[3])
-    return Progress(rng=rng, previous=state["previous"].numpy().copy(), epoch=state["epoch"],
+    return RunState(rng=rng, previous=state["previous"].numpy().copy(), epoch=state["epoch"],
                     position=state["position"], order=_array(state["order"]), tuples=tuples, batch=state["batch"],
                     step=state["step"], best_recall=state["best_recall"], best_epoch=state["best_epoch"],
                     history=json.loads(state["history"]))

@@ -15,8 +15,8 @@ from netvlad.data.dataset import GeoDataset
 from netvlad.models import PlaceModel, load, save_model
 from netvlad.nn import PCAWhitening
 from netvlad.train import checkpoint
-from netvlad.train.cache import build_cache, extract_sharded
-from netvlad.train.checkpoint import Progress
+from netvlad.train.cache import ExtractOptions, build_cache, extract_sharded
+from netvlad.train.checkpoint import RunState
 from netvlad.train.clusters import initialize_clusters
 from netvlad.train.config import TrainConfig, write_config
 from netvlad.train.distributed import DistInfo, all_sum, barrier, init_distributed, shutdown
@@ -54,14 +54,15 @@ class Run:
     frozen: FrozenFeatures | None = None
 
     @property
-    def io(self) -> dict:
-        """Extraction keyword arguments."""
-        return {"batch_size": self.config.batch_size, "workers": self.config.workers, "device": self.device,
-                "progress": self.progress_bar and self.info.is_main, "frozen": self.frozen}
+    def extraction(self) -> ExtractOptions:
+        """How the run extracts descriptors (cache, validation, whitening): its batch size, device, features."""
+        return ExtractOptions(batch_size=self.config.batch_size, workers=self.config.workers, device=self.device,
+                              progress=self.progress_bar and self.info.is_main, frozen=self.frozen)
 
-    def save(self, progress: Progress) -> None:
+    def save(self, state: RunState) -> None:
+        """Write the resumable state (main process only)."""
         if self.info.is_main:
-            checkpoint.save_state(self.run_dir, progress, self.model, self.optimizer, self.scheduler)
+            checkpoint.save_state(self.run_dir, state, self.model, self.optimizer, self.scheduler)
 
 
 def initial_model(config: TrainConfig, data: TrainingSet, device: torch.device, info: DistInfo, run_dir: Path,
@@ -80,8 +81,8 @@ def initial_model(config: TrainConfig, data: TrainingSet, device: torch.device, 
 
 
 def build_run(config: TrainConfig, dataset: GeoDataset, val: GeoDataset | None, run_dir: Path, device, resume: bool,
-              progress: bool) -> tuple[Run, Progress]:
-    """Validate the data, build (or restore) model, optimiser, scheduler and progress."""
+              progress: bool) -> tuple[Run, RunState]:
+    """Validate the data, build (or restore) model, optimiser, scheduler and run state."""
     device = torch.device(device)
     data = prepare_training_set(dataset, config.pos_radius, config.neg_radius)  # errors before any work
     info = init_distributed(device)
@@ -98,7 +99,7 @@ def build_run(config: TrainConfig, dataset: GeoDataset, val: GeoDataset | None, 
         state = checkpoint.load_state(run_dir, model, optimizer, scheduler)
     else:
         previous = np.full((len(dataset.queries), config.num_negatives), -1, dtype=np.int64)
-        state = Progress(rng=np.random.default_rng(config.seed), previous=previous)
+        state = RunState(rng=np.random.default_rng(config.seed), previous=previous)
     done = state.epoch >= config.epochs  # resuming a finished run: nothing to train, skip the precompute
     frozen = None if done else precompute(config, model, dataset, val, info, device, progress)
     frozen_batchnorm_train(model)
@@ -136,30 +137,31 @@ def cached_database(run: Run, chunk: np.ndarray, rng: np.random.Generator) -> np
     return np.union1d(sample, np.concatenate([run.data.positives[q] for q in chunk]))
 
 
-def refresh_and_mine(run: Run, progress: Progress, chunk: np.ndarray) -> None:
-    """Refresh the descriptor cache for ``chunk``'s queries and mine their tuples into ``progress``."""
+def refresh_and_mine(run: Run, state: RunState, chunk: np.ndarray) -> None:
+    """Refresh the descriptor cache for ``chunk``'s queries and mine their tuples into ``state``."""
     c, ds = run.config, run.data.dataset
-    db_ids = cached_database(run, chunk, progress.rng)
+    db_ids = cached_database(run, chunk, state.rng)
     db_paths, q_paths = ds.database.paths(), ds.queries.paths()
     paths = [db_paths[i] for i in db_ids] + [q_paths[q] for q in chunk]
-    cache = build_cache(run.model, paths, run.info, c.cache_dtype, run.run_dir / "cache" / "descriptors",
-                        c.cache_memmap_mb, **run.io)
+    cache = build_cache(run.model, paths, run.info, run.extraction, dtype=c.cache_dtype,
+                        memmap_path=run.run_dir / "cache" / "descriptors", memmap_mb=c.cache_memmap_mb)
     distances = squared_distance_matrix(cache[len(db_ids):], cache[: len(db_ids)])
-    tuples, previous = mine(distances, db_ids, [run.data.positives[q] for q in chunk],
-                            [run.data.non_negatives[q] for q in chunk], progress.previous[chunk], progress.rng,
-                            len(ds.database), c.margin, c.negative_samples, c.num_negatives)
-    progress.previous[chunk] = previous
-    progress.tuples = dataclasses.replace(tuples, queries=chunk[tuples.queries])
-    progress.batch = 0
+    tuples, previous = mine(distances, db_ids, positives=[run.data.positives[q] for q in chunk],
+                            non_negatives=[run.data.non_negatives[q] for q in chunk], previous=state.previous[chunk],
+                            rng=state.rng, num_database=len(ds.database), margin=c.margin,
+                            num_samples=c.negative_samples, num_negatives=c.num_negatives)
+    state.previous[chunk] = previous
+    state.tuples = dataclasses.replace(tuples, queries=chunk[tuples.queries])
+    state.batch = 0
     frozen_batchnorm_train(run.model)
-    run.log.event("mining", progress.step, epoch=progress.epoch, queries=len(chunk), tuples=len(tuples),
+    run.log.event("mining", state.step, epoch=state.epoch, queries=len(chunk), tuples=len(tuples),
                   skipped=tuples.skipped, cached_database=len(db_ids))
 
 
-def train_batch(run: Run, progress: Progress) -> float:
+def train_batch(run: Run, state: RunState) -> float:
     """One optimiser step on the next ``batch_tuples`` tuples (split over ranks); returns the mean loss."""
     b, world = run.config.batch_tuples, run.info.world
-    batch = progress.tuples.take(slice(progress.batch * b, (progress.batch + 1) * b))
+    batch = state.tuples.take(slice(state.batch * b, (state.batch + 1) * b))
     mine_rows = np.arange(run.info.rank, len(batch), world)
     ds = run.data.dataset
     run.optimizer.zero_grad(set_to_none=True)
@@ -171,95 +173,95 @@ def train_batch(run: Run, progress: Progress) -> float:
         loss = idle_loss(run.encoder, run.model, ds.queries.paths()[batch.queries[0]], run.device, run.frozen)
     value = all_sum(float(loss.detach()) / world, run.info)
     if not np.isfinite(value):
-        raise RuntimeError(f"the loss became NaN/inf at epoch {progress.epoch}, step {progress.step}; the last good "
+        raise RuntimeError(f"the loss became NaN/inf at epoch {state.epoch}, step {state.step}; the last good "
                            f"state {run.run_dir / checkpoint.STATE_FILE} is intact: resume with a lower lr")
     loss.backward()
     run.optimizer.step()
-    progress.batch += 1
-    progress.step += 1
+    state.batch += 1
+    state.step += 1
     return value
 
 
-def train_chunk(run: Run, progress: Progress, bar: tqdm) -> None:
-    """Train on the current chunk's tuples from ``progress.batch`` on, checkpointing as configured."""
-    batches = -(-len(progress.tuples) // run.config.batch_tuples)
-    while progress.batch < batches:
-        loss = train_batch(run, progress)
-        run.log.event("train", progress.step, epoch=progress.epoch, loss=loss)
-        bar.set_postfix(loss=f"{loss:.4f}", tuples=len(progress.tuples), skipped=progress.tuples.skipped)
-        if progress.batch % run.config.checkpoint_every == 0 and progress.batch < batches:
-            run.save(progress)
+def train_chunk(run: Run, state: RunState, bar: tqdm) -> None:
+    """Train on the current chunk's tuples from ``state.batch`` on, checkpointing as configured."""
+    batches = -(-len(state.tuples) // run.config.batch_tuples)
+    while state.batch < batches:
+        loss = train_batch(run, state)
+        run.log.event("train", state.step, epoch=state.epoch, loss=loss)
+        bar.set_postfix(loss=f"{loss:.4f}", tuples=len(state.tuples), skipped=state.tuples.skipped)
+        if state.batch % run.config.checkpoint_every == 0 and state.batch < batches:
+            run.save(state)
 
 
-def train_epoch(run: Run, progress: Progress) -> None:
-    """Train one epoch from wherever ``progress`` stands (a fresh epoch, or mid-chunk after resume)."""
-    if progress.order is None:
-        order = progress.rng.permutation(run.data.query_ids)
-        progress.order, progress.position = order[: run.config.epoch_queries or len(order)], 0
-    bar = tqdm(total=len(progress.order), initial=progress.position, desc=f"epoch {progress.epoch + 1}",
+def train_epoch(run: Run, state: RunState) -> None:
+    """Train one epoch from wherever ``state`` stands (a fresh epoch, or mid-chunk after resume)."""
+    if state.order is None:
+        order = state.rng.permutation(run.data.query_ids)
+        state.order, state.position = order[: run.config.epoch_queries or len(order)], 0
+    bar = tqdm(total=len(state.order), initial=state.position, desc=f"epoch {state.epoch + 1}",
                unit="query", disable=not (run.progress_bar and run.info.is_main))
-    while progress.position < len(progress.order):
+    while state.position < len(state.order):
         chunk_size = refresh_interval(run)
-        if progress.tuples is None:
-            refresh_and_mine(run, progress, progress.order[progress.position: progress.position + chunk_size])
-            run.save(progress)
-        train_chunk(run, progress, bar)
-        done = min(chunk_size, len(progress.order) - progress.position)
-        progress.position += done
-        progress.tuples = None
+        if state.tuples is None:
+            refresh_and_mine(run, state, state.order[state.position: state.position + chunk_size])
+            run.save(state)
+        train_chunk(run, state, bar)
+        done = min(chunk_size, len(state.order) - state.position)
+        state.position += done
+        state.tuples = None
         bar.update(done)
     bar.close()
 
 
-def end_epoch(run: Run, progress: Progress) -> None:
+def end_epoch(run: Run, state: RunState) -> None:
     """Validate, keep the best checkpoint by Recall@5, decay the lr and save the state."""
-    progress.epoch += 1
-    recalls = evaluate(run, progress.epoch)
+    state.epoch += 1
+    recalls = evaluate(run, state.epoch)
     run.scheduler.step()
-    progress.order, progress.tuples, progress.position = None, None, 0
-    record(run, progress, recalls)
+    state.order, state.tuples, state.position = None, None, 0
+    record(run, state, recalls)
 
 
 def evaluate(run: Run, epoch: int) -> dict[int, float]:
     """Validation Recall@1/5/10 (empty without a validation set), logged."""
     if run.val is None:
         return {}
-    recalls = validate(run.model, run.val, run.info, run.config.val_radius, (1, 5, 10), **run.io)
+    recalls = validate(run.model, run.val, run.info, run.extraction, radius=run.config.val_radius, ns=(1, 5, 10))
     frozen_batchnorm_train(run.model)
     run.log.event("validation", epoch, epoch=epoch, **{f"recall@{n}": r for n, r in recalls.items()})
     logger.info("epoch %d validation: %s", epoch, "  ".join(f"R@{n} {r:.1f}" for n, r in recalls.items()))
     return recalls
 
 
-def record(run: Run, progress: Progress, recalls: dict[int, float]) -> None:
+def record(run: Run, state: RunState, recalls: dict[int, float]) -> None:
     """Add the epoch to the history, write ``best.safetensors`` when Recall@5 improves, save the state.
 
     Without a validation set every epoch counts as the best so far.
     """
-    progress.history.append({"epoch": progress.epoch, **{f"recall@{n}": r for n, r in recalls.items()}})
-    score = recalls.get(5, float(progress.epoch))
-    if score > progress.best_recall:
-        progress.best_recall, progress.best_epoch = score, progress.epoch
+    state.history.append({"epoch": state.epoch, **{f"recall@{n}": r for n, r in recalls.items()}})
+    score = recalls.get(5, float(state.epoch))
+    if score > state.best_recall:
+        state.best_recall, state.best_epoch = score, state.epoch
         if run.info.is_main:
             save_model(run.model, run.run_dir / "best.safetensors",
-                       extra={"epoch": progress.epoch, "recalls": {str(n): r for n, r in recalls.items()}})
-    run.save(progress)
+                       extra={"epoch": state.epoch, "recalls": {str(n): r for n, r in recalls.items()}})
+    run.save(state)
 
 
-def finish(run: Run, progress: Progress) -> Path:
+def finish(run: Run, state: RunState) -> Path:
     """Load the best weights, fit PCA whitening if asked, and write ``model.safetensors``."""
     barrier(run.info)
     best = run.run_dir / "best.safetensors"
     model = load(best).to(run.device) if best.is_file() else run.model
     if run.config.whitening_dim:
         paths = run.data.dataset.database.paths()
-        descriptors = extract_sharded(model, paths, run.info, desc="whitening", **run.io)
+        descriptors = extract_sharded(model, paths, run.info, run.extraction, desc="whitening")
         whitening = PCAWhitening(model.pool.output_dim, run.config.whitening_dim)
         model.set_whitening(whitening.fit(torch.from_numpy(descriptors)).to(run.device))
     out = run.run_dir / "model.safetensors"
     if run.info.is_main:
-        save_model(model, out, extra={"best_epoch": progress.best_epoch, "history": progress.history})
-    run.log.event("done", progress.step, best_epoch=progress.best_epoch, best_recall_at_5=progress.best_recall)
+        save_model(model, out, extra={"best_epoch": state.best_epoch, "history": state.history})
+    run.log.event("done", state.step, best_epoch=state.best_epoch, best_recall_at_5=state.best_recall)
     run.log.close()
     return out
 

@@ -39,6 +39,7 @@ def squared_distance_matrix(a: np.ndarray, b: np.ndarray, block: int = 2048) -> 
 def mine(
     distances: np.ndarray,
     cached_ids: np.ndarray,
+    *,
     positives: Sequence[np.ndarray],
     non_negatives: Sequence[np.ndarray],
     previous: np.ndarray,

@@ -12,7 +12,8 @@ import pytest
 import utm
 from PIL import Image
 
-from netvlad.data.synthetic import CONDITIONS, CityConfig, dvgb_name, generate_city
+from netvlad.data.convert import dvgb_name
+from netvlad.data.synthetic import CONDITIONS, CityConfig, generate_city
 from netvlad.data.synthetic.cameras import database_views, query_views
 from netvlad.data.synthetic.city import build_city
 from netvlad.data.synthetic.render import Pose
@@ -71,22 +72,23 @@ def test_names_parse_with_utm_and_match_recorded_poses(tiny_city):
     bound = 2 * TINY.gps_noise * np.sqrt(2) + 1e-6  # noise is clipped at 2 std per axis
     for row in _poses(tiny_city):
         fields = row["name"].split("@")
-        assert fields[0] == "" and fields[-1] == ".jpg" and len(fields) == 9
+        assert fields[0] == "" and fields[-1] == ".jpg" and len(fields) == 16  # the full DVGB name
         east, north, number, letter, lat, lon = float(fields[1]), float(fields[2]), int(fields[3]), fields[4], \
             float(fields[5]), float(fields[6])
         assert (number, letter) == TINY.zone
-        assert np.allclose(utm.to_latlon(east, north, number, letter), (lat, lon), atol=2e-6)
+        assert np.allclose(utm.to_latlon(east, north, number, letter), (lat, lon), atol=6e-6)  # 5 decimals
         e2, n2, number2, letter2 = utm.from_latlon(lat, lon)
-        assert (number2, letter2) == (33, "T") and abs(e2 - east) < 0.3 and abs(n2 - north) < 0.3
+        # lat/lon have DVGB's 5 decimals (±0.56 m north, ±0.38 m east here)
+        assert (number2, letter2) == (33, "T") and abs(e2 - east) < 0.6 and abs(n2 - north) < 0.6
         assert (east, north) == (float(row["easting"]), float(row["northing"]))
         true = np.array([float(row["x"]) + east0, float(row["y"]) + north0])
         assert np.linalg.norm(true - (east, north)) <= bound
 
 
 def test_dvgb_name_format():
-    name = dvgb_name(399100.5, 5299200.25, (33, "T"), "db00001")
     lat, lon = utm.to_latlon(399100.5, 5299200.25, 33, "T")
-    assert name == f"@399100.50@5299200.25@33@T@{lat:.6f}@{lon:.6f}@db00001@.jpg"
+    name = dvgb_name(399100.5, 5299200.25, (33, "T"), (lat, lon), capture="db00001")
+    assert name == f"@0399100.50@5299200.25@33@T@{lat:09.5f}@{lon:010.5f}@db00001@@@@@@@@.jpg"
     assert 47 < lat < 48 and 13 < lon < 14
 
 

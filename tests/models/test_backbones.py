@@ -80,3 +80,16 @@ def test_cached_file_with_wrong_hash_is_ignored(monkeypatch, tmp_path):
     (cache / "vgg16-397923af.pth").write_bytes(b"not the weights")
     with pytest.raises(WeightsUnavailableError):
         resolve_weights(get_backbone_spec("vgg16").weights, allow_download=False)
+
+
+def test_registry_docstring_example_runs_and_duplicates_are_refused(monkeypatch):
+    """The module docstring's example registers a backbone, runs it and shows a duplicate name refused."""
+    import doctest
+
+    from netvlad.models import backbones
+
+    monkeypatch.setattr(backbones, "_REGISTRY", dict(backbones._REGISTRY))  # the example's backbone stays local
+    result = doctest.testmod(backbones, raise_on_error=False, verbose=False)
+    assert result.attempted >= 4 and result.failed == 0
+    with pytest.raises(ValueError, match="'vgg16' is already registered"):
+        backbones.register_backbone("vgg16", channels=512, stride=16, train_from=24)(backbones._vgg16)

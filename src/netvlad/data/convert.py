@@ -18,9 +18,13 @@ logger = logging.getLogger(__name__)
 SIDECAR = "netvlad_dataset.json"  # what DVGB names cannot carry: sequence frames, tolerance and spacing
 
 
-def dvgb_name(east: float, north: float, zone: tuple[int, str] | None, latlon: tuple[float, float] | None,
-              capture: str, note: str, suffix: str) -> str:
-    """A DVGB file name: ``@east@north@zone@letter@lat@lon@pano_id@tile@heading@pitch@roll@height@time@note@.ext``."""
+def dvgb_name(east: float, north: float, zone: tuple[int, str] | None = None, latlon: tuple[float, float] | None = None,
+              capture: str = "", note: str = "", suffix: str = ".jpg") -> str:
+    """A DVGB file name: ``@east@north@zone@letter@lat@lon@pano@tile@heading@pitch@roll@height@time@note@.ext``.
+
+    UTM metres and WGS84 degrees; ``capture`` goes into the panorama-id field (images sharing it are one capture),
+    ``note`` into the last one. The one writer of DVGB names (conversion and the synthetic city use it).
+    """
     zone_fields = f"{zone[0]:02d}@{zone[1]}" if zone else "@"
     ll = f"{latlon[0]:09.5f}@{latlon[1]:010.5f}" if latlon is not None else "@"
     # zero-padded as the downloader's format_coord(…, 7, 2): names sort in easting order

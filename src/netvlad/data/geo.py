@@ -75,10 +75,6 @@ def frame_neighbours(query_frames: np.ndarray, db_frames: np.ndarray, tolerance:
     return [np.sort(order[a:b]).astype(np.int64) for a, b in zip(lo, hi, strict=True)]
 
 
-class ZoneError(ValueError):
-    """Positions span more than one UTM zone."""
-
-
 def latlon_to_utm(lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, tuple[int, str], np.ndarray]:
     """WGS84 degrees ``(N,)`` -> (UTM ``(N, 2)`` metres, the majority zone (number, letter), per-point zone keys).
 

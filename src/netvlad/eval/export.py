@@ -102,7 +102,7 @@ MODEL_EXPORTERS: dict[str, Callable[..., Path]] = {"onnx": export_onnx, "torchsc
 
 def onnx_max_difference(model: PlaceModel, path: Path | str, images: torch.Tensor) -> float:
     """Largest absolute difference between onnxruntime on the file at ``path`` and PyTorch on ``images``."""
-    import onnxruntime  # noqa: PLC0415 - optional dependency (netvlad[export])
+    import onnxruntime  # optional dependency (netvlad[export])
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = session.run(None, {"images": images.numpy().astype(np.float32)})[0]

@@ -31,8 +31,9 @@ FORMAT = "netvlad-index"
 
 
 def top1_position(positions: np.ndarray, distances: np.ndarray) -> np.ndarray:
-    """The position ``(2,)`` of the best match, from top-k ``positions`` ``(k, 2)``."""
-    return np.asarray(positions[0], dtype=np.float64)
+    """The position ``(2,)`` metres of the nearest match in descriptor space, from top-k ``positions`` ``(k, 2)``
+    and their descriptor ``distances`` ``(k,)`` (the first of equals, so ranked input gives its first row)."""
+    return np.asarray(positions[int(np.argmin(distances))], dtype=np.float64)
 
 
 def weighted_position(positions: np.ndarray, distances: np.ndarray, eps: float = 1e-6) -> np.ndarray:
@@ -162,7 +163,7 @@ def build_place_index(model: PlaceModel, images: ImageList, folder: Path | str, 
                              progress=progress, desc="database")
     rows = np.flatnonzero(store.valid())
     index = build_index(store.load()[rows], index_config)
-    model = model.cpu()
+    # the caller's model stays where it is: fingerprint and save_model read its tensors as CPU copies
     meta = {"format": FORMAT, "version": 1, "fingerprint": model.fingerprint(), "root": str(images.root),
             "zone": list(images.zone) if images.zone else None, "dim": store.dim, "count": int(len(rows)),
             "index": dataclasses.asdict(index_config), "skipped": store.bad()}

@@ -19,10 +19,10 @@ GREEN, RED, GREY = (0, 170, 0), (220, 0, 0), (128, 128, 128)
 
 def plot_recall(curves: Mapping[str, Mapping[int, float]], path: Path | str, title: str = "") -> Path:
     """Plot Recall@N (percent) against N for each labelled curve; write a PNG at ``path``."""
-    import matplotlib  # noqa: PLC0415 - heavy, only when plotting
+    import matplotlib  # heavy, only when plotting
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 3.6), dpi=120)
     for label, recall in curves.items():

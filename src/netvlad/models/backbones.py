@@ -1,10 +1,23 @@
 """Backbone registry over torchvision: CNNs cropped at a known layer, with their channels and trainable part.
 
-A new backbone is one decorated builder function (as timm's ``@register_model``)::
+A new backbone is one decorated function (as timm's ``@register_model``) returning ``(build, cut)``: ``build()``
+makes the full network, ``cut(network)`` lists the stages kept, in order; ``train_from`` is the index of the first
+stage that trains:
 
-    @register_backbone("vgg16", channels=512, weights=VGG16, train_from=24)
-    def _vgg16() -> list[nn.Module]:
-        return list(torchvision.models.vgg16().features.children())[:29]
+>>> @register_backbone("tiny_cnn", channels=8, stride=2, train_from=2)
+... def _tiny_cnn():
+...     def build():
+...         return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 8, 3, stride=2, padding=1))
+...     return build, lambda network: list(network.children())
+>>> backbone = Backbone(get_backbone_spec("tiny_cnn"), pretrained=False)
+>>> backbone(torch.rand(1, 3, 32, 48)).shape
+torch.Size([1, 8, 16, 24])
+>>> [any(p.requires_grad for p in stage.parameters()) for stage in backbone.stages]
+[False, False, True]
+>>> register_backbone("tiny_cnn", channels=8, stride=2, train_from=2)(_tiny_cnn)
+Traceback (most recent call last):
+...
+ValueError: backbone 'tiny_cnn' is already registered; choose another name
 """
 
 from __future__ import annotations
@@ -45,9 +58,14 @@ _REGISTRY: dict[str, BackboneSpec] = {}
 
 
 def register_backbone(name: str, **fields) -> Callable:
-    """Decorator: register a function returning ``(full_model, cut)`` under ``name``."""
+    """Decorator: register a function returning ``(build, cut)`` under ``name`` (see the module docstring).
+
+    ``fields`` are :class:`BackboneSpec`'s: ``channels``, ``stride``, ``train_from``, optional ``weights``.
+    """
 
     def wrap(fn: Callable[[], tuple[Callable[[], nn.Module], Callable[[nn.Module], list[nn.Module]]]]):
+        if name in _REGISTRY:
+            raise ValueError(f"backbone {name!r} is already registered; choose another name")
         build, cut = fn()
         _REGISTRY[name] = BackboneSpec(name=name, build=build, cut=cut, **fields)
         return fn
@@ -124,8 +142,11 @@ def _mobilenet_v2():
     return torchvision.models.mobilenet_v2, lambda m: list(m.features.children())
 
 
+# train_from: the paper trains "up to conv5" (Sec. 4); the indices are positions in the cut stage list.
+# vgg16: stage 24 is conv5_1 (conv5_1 … conv5_3 train).
 register_backbone("vgg16", channels=512, stride=16, train_from=24,
                   weights=WeightSource(TV + "vgg16-397923af.pth"))(_vgg16)
+# alexnet: stage 10 is conv5, the last convolution.
 register_backbone("alexnet", channels=256, stride=16, train_from=10,
                   weights=WeightSource(TV + "alexnet-owt-7be5be79.pth"))(_alexnet)
 for _depth, _factory, _file, _c3, _c4 in (
@@ -133,10 +154,13 @@ for _depth, _factory, _file, _c3, _c4 in (
     (50, torchvision.models.resnet50, "resnet50-0676ba61.pth", 1024, 2048),
 ):
     _source = WeightSource(TV + _file)
+    # stages conv1, bn1, relu, maxpool, layer1 … layer4: 6 is layer3, 7 is layer4 (the last block group trains).
     register_backbone(f"resnet{_depth}_layer3", channels=_c3, stride=16, train_from=6, weights=_source)(
         lambda f=_factory: _resnet(f, "layer3"))
     register_backbone(f"resnet{_depth}_layer4", channels=_c4, stride=32, train_from=7, weights=_source)(
         lambda f=_factory: _resnet(f, "layer4"))
+# mobilenet_v2: stage 14 is the first 160-channel inverted-residual block (the stride-32 stage); blocks 14–17 and
+# the final 1×1 convolution to 1280 channels train.
 register_backbone(
     "mobilenet_v2", channels=1280, stride=32, train_from=14,
     weights=WeightSource(TV + "mobilenet_v2-b0353104.pth", packages=(

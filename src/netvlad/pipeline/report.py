@@ -38,10 +38,10 @@ def read_log(run_dir: Path) -> list[dict]:
 
 def plot_training(events: Sequence[dict], path: Path, window: int = 10) -> Path:
     """Training loss per step (raw and a ``window``-step running mean) and validation Recall@N per epoch (PNG)."""
-    import matplotlib  # noqa: PLC0415 - heavy, only when plotting
+    import matplotlib  # heavy, only when plotting
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import matplotlib.pyplot as plt
 
     steps = np.array([e["step"] for e in events if e["event"] == "train"], dtype=float)
     losses = np.array([e["loss"] for e in events if e["event"] == "train"], dtype=float)

@@ -132,7 +132,7 @@ def read_config_file(path: Path | str) -> dict[str, Any]:
 
 def _read_toml(text: str) -> dict:
     try:
-        import tomllib  # noqa: PLC0415 - Python ≥ 3.11
+        import tomllib  # Python ≥ 3.11
     except ModuleNotFoundError:
         raise ValueError("TOML configs need Python ≥ 3.11; use YAML instead") from None
     return tomllib.loads(text)

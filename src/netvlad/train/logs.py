@@ -18,7 +18,7 @@ class RunLog:
         self.path = Path(run_dir) / "log.jsonl"
         self.writer = None
         if enabled and tensorboard:
-            from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415 - slow import, optional
+            from torch.utils.tensorboard import SummaryWriter  # slow import, optional
 
             self.writer = SummaryWriter(str(Path(run_dir) / "tensorboard"))
 

@@ -6,6 +6,6 @@
 
 from netvlad.data.synthetic.conditions import CONDITIONS, Condition, register_condition
 from netvlad.data.synthetic.config import SIZES, CityConfig
-from netvlad.data.synthetic.writer import dvgb_name, generate_city
+from netvlad.data.synthetic.writer import generate_city
 
-__all__ = ["CONDITIONS", "SIZES", "CityConfig", "Condition", "dvgb_name", "generate_city", "register_condition"]
+__all__ = ["CONDITIONS", "SIZES", "CityConfig", "Condition", "generate_city", "register_condition"]

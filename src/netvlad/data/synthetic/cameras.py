@@ -28,11 +28,6 @@ class Views:
     def __len__(self) -> int:
         return len(self.heading)
 
-    def select(self, mask: np.ndarray) -> Views:
-        """The views where ``mask`` is true."""
-        idx = np.flatnonzero(mask)
-        return Views(self.xy[idx], self.heading[idx], self.height[idx], self.pitch[idx], self.recorded[idx],
-                     self.split[idx], tuple(self.condition[i] for i in idx), self.anchor[idx])
 
 
 def split_boundaries(city: City, config: CityConfig) -> np.ndarray:

@@ -1,7 +1,8 @@
 """Write a generated city as a DVGB dataset (``images/{train,val,test}/{database,queries}/*.jpg``).
 
-File names: ``@easting@northing@zone_number@zone_letter@lat@lon@id@.jpg`` (UTM metres with GPS noise, lat/lon
-from the utm package); ``poses.csv`` keeps the true pose of every view and ``city.json`` the config.
+File names: DVGB names (:func:`netvlad.data.convert.dvgb_name`): the UTM metres recorded with GPS noise, lat/lon
+from the utm package, the image id (``db00001``, ``q00001_night``) in the panorama-id field. ``poses.csv`` keeps
+the true pose of every view and ``city.json`` the config.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 import utm
 from PIL import Image
 
+from netvlad.data.convert import dvgb_name
 from netvlad.data.synthetic.cameras import SPLITS, Views, database_views, query_views, split_boundaries
 from netvlad.data.synthetic.city import City, build_city
 from netvlad.data.synthetic.conditions import CONDITIONS
@@ -31,12 +33,6 @@ logger = logging.getLogger(__name__)
 KINDS = ("database", "queries")
 POSE_COLUMNS = ("split", "kind", "name", "x", "y", "easting", "northing", "heading", "height", "pitch", "condition",
                 "anchor")
-
-
-def dvgb_name(easting: float, northing: float, zone: tuple[int, str], image_id: str) -> str:
-    """DVGB file name of an image at UTM (easting, northing) metres in ``zone``, with lat/lon from the utm package."""
-    lat, lon = utm.to_latlon(easting, northing, zone[0], zone[1])
-    return f"@{easting:.2f}@{northing:.2f}@{zone[0]}@{zone[1]}@{lat:.6f}@{lon:.6f}@{image_id}@.jpg"
 
 
 def _image_id(kind: str, index: int, views: Views) -> str:
@@ -91,7 +87,8 @@ def _write_all(out: Path, config: CityConfig, passes: dict[str, Views], writer, 
     for (kind, i), data in zip(jobs, _encoded(jobs, workers), strict=True):
         views, split = passes[kind], SPLITS[passes[kind].split[i]]
         east, north = views.recorded[i, 0] + east0, views.recorded[i, 1] + north0
-        name = dvgb_name(east, north, config.zone, _image_id(kind, i, views))
+        latlon = utm.to_latlon(east, north, *config.zone)
+        name = dvgb_name(east, north, config.zone, latlon, capture=_image_id(kind, i, views))
         (out / "images" / split / kind / name).write_bytes(data)
         writer.writerow([split, kind, name, f"{views.xy[i, 0]:.3f}", f"{views.xy[i, 1]:.3f}", f"{east:.2f}",
                          f"{north:.2f}", f"{views.heading[i]:.2f}", f"{views.height[i]:.3f}",

@@ -65,7 +65,7 @@ def as_array(value, shape: tuple[int, ...], where: str, path: Path) -> np.ndarra
 
 def load_net(path: Path):
     """The ``net`` struct of a MAT-file, or a one-line error saying what is wrong with the file."""
-    import scipy.io  # noqa: PLC0415 - only MATLAB conversions need it
+    import scipy.io  # only MATLAB conversions need it
 
     try:
         mat = scipy.io.loadmat(str(path), squeeze_me=False, struct_as_record=False, chars_as_strings=True)

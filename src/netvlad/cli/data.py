@@ -6,6 +6,7 @@ import argparse
 import logging
 
 from netvlad.cli.dataset_args import add_dataset_args, dataset_from_args
+from netvlad.constants import EVAL_RADIUS_M
 from netvlad.data.convert import convert_to_dvgb
 from netvlad.data.summary import summarize
 
@@ -18,7 +19,8 @@ def register(subparsers) -> None:
     commands = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     inspect = commands.add_parser("inspect", help="counts, extent, ground truth and image sizes of a dataset")
     add_dataset_args(inspect)
-    inspect.add_argument("--radius", type=float, default=25.0, help="evaluation radius in metres (default 25)")
+    inspect.add_argument("--radius", type=float, default=EVAL_RADIUS_M,
+                         help=f"evaluation radius in metres (default {EVAL_RADIUS_M:g})")
     inspect.add_argument("--sample", type=int, default=500, help="images per side whose size is read (0 = all)")
     inspect.set_defaults(func=run_inspect)
     convert = commands.add_parser("convert", help="write a dataset in the DVGB layout (symlinks or copies)")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from netvlad.cli.common import add_device_args, add_model_args, model_from_args, pick_device
 from netvlad.cli.dataset_args import add_dataset_args, dataset_from_args
+from netvlad.constants import EVAL_RADIUS_M
 from netvlad.eval.index import INDEX_KINDS, IndexConfig
 from netvlad.eval.plots import plot_recall, retrieval_picture
 from netvlad.eval.report import write_json, write_query_csv
@@ -109,7 +110,8 @@ def register(subparsers) -> None:
     add_extract_args(parser)
     add_index_args(parser)
     group = parser.add_argument_group("evaluation")
-    group.add_argument("--radius", type=float, default=25.0, help="metres within which a database image is correct")
+    group.add_argument("--radius", type=float, default=EVAL_RADIUS_M,
+                       help="metres within which a database image is correct")
     group.add_argument("--recall", type=parse_ns, default=(1, 5, 10, 20), help="N values, e.g. 1,5,10,20")
     group.add_argument("--output", type=Path, default=None,
                        help="results JSON; the CSV, Recall@N PNG and retrieval picture go beside it")

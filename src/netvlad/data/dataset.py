@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from netvlad.constants import EVAL_RADIUS_M, NEGATIVE_RADIUS_M, POSITIVE_RADIUS_M
 from netvlad.data import geo
 
 logger = logging.getLogger(__name__)
@@ -87,14 +88,15 @@ class GeoDataset:
         """True when both sides carry frame indices (frame-synchronised sequence)."""
         return self.database.frames is not None and self.queries.frames is not None
 
-    def positives(self, radius: float = 25.0) -> list[np.ndarray]:
+    def positives(self, radius: float = EVAL_RADIUS_M) -> list[np.ndarray]:
         """Evaluation ground truth: per query, sorted database indices within ``radius`` metres (or, for sequences
         with a frame tolerance, within ±frame_tolerance frames)."""
         if self.frame_tolerance is not None and self.is_sequence:
             return geo.frame_neighbours(self.queries.frames, self.database.frames, self.frame_tolerance)
         return geo.radius_neighbours(self.queries.utm, self.database.utm, radius)
 
-    def training_positives(self, radius: float = 10.0, min_distance: float | None = None) -> list[np.ndarray]:
+    def training_positives(self, radius: float = POSITIVE_RADIUS_M,
+                           min_distance: float | None = None) -> list[np.ndarray]:
         """Potential positives for training: per query, sorted database indices within ``radius`` metres that are
         non-trivial: farther than ``min_distance`` metres (default 1 m as the official code; 0 for sequences, where
         the same frame is the true match) and of another capture time / panorama where both are known."""
@@ -103,11 +105,11 @@ class GeoDataset:
         return geo.nontrivial_neighbours(self.queries.utm, self.database.utm, radius, min_distance,
                                          self.queries.times, self.database.times)
 
-    def non_negatives(self, radius: float = 25.0) -> list[np.ndarray]:
+    def non_negatives(self, radius: float = NEGATIVE_RADIUS_M) -> list[np.ndarray]:
         """Per query, sorted database indices within ``radius`` metres; every other image is a definite negative."""
         return geo.radius_neighbours(self.queries.utm, self.database.utm, radius)
 
-    def queries_without_positives(self, radius: float = 25.0) -> np.ndarray:
+    def queries_without_positives(self, radius: float = EVAL_RADIUS_M) -> np.ndarray:
         """Indices of queries with no evaluation positive within ``radius`` metres (or the frame tolerance)."""
         if self.frame_tolerance is not None and self.is_sequence:
             return np.asarray([i for i, p in enumerate(self.positives(radius)) if len(p) == 0], dtype=np.int64)
@@ -121,7 +123,7 @@ class GeoDataset:
         return dataclasses.replace(self, name=name or self.name, queries=queries, database=database,
                                    meta=dict(self.meta))
 
-    def with_positive_queries(self, radius: float = 25.0) -> GeoDataset:
+    def with_positive_queries(self, radius: float = EVAL_RADIUS_M) -> GeoDataset:
         """Drop queries that have no positive within ``radius`` metres (logged with their count)."""
         missing = self.queries_without_positives(radius)
         if len(missing):

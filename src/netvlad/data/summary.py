@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from netvlad.constants import EVAL_RADIUS_M
 from netvlad.data.dataset import GeoDataset, ImageList
 from netvlad.data.images import ImageDecodeError, image_size
 
@@ -81,7 +82,8 @@ def sample_sizes(images: ImageList, sample: int, skip_bad: bool, bad: list) -> t
     return sizes, len(picks)
 
 
-def summarize(dataset: GeoDataset, radius: float = 25.0, sample: int = 500, skip_bad: bool = False) -> DatasetSummary:
+def summarize(dataset: GeoDataset, radius: float = EVAL_RADIUS_M, sample: int = 500,
+              skip_bad: bool = False) -> DatasetSummary:
     """Counts, extent (metres), queries without a positive within ``radius`` metres (or the frame tolerance), mean
     positives per query, and image sizes over up to ``sample`` images per side (0 = all)."""
     positives = dataset.positives(radius)

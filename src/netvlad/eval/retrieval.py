@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from netvlad.constants import EVAL_RADIUS_M
 from netvlad.data.dataset import GeoDataset, ImageList
 from netvlad.eval.extract import extract_to_store, iter_descriptors, raise_decode_error
 from netvlad.eval.index import EXACT, IndexConfig, build_index, search
@@ -113,7 +114,7 @@ def describe(model: PlaceModel, images: ImageList, store_dir: Path | None, *, dt
     return out, valid, skipped
 
 
-def evaluate(model: PlaceModel, dataset: GeoDataset, *, radius: float = 25.0, ns: Sequence[int] = DEFAULT_NS,
+def evaluate(model: PlaceModel, dataset: GeoDataset, *, radius: float = EVAL_RADIUS_M, ns: Sequence[int] = DEFAULT_NS,
              batch_size: int = 8, workers: int = 0, device: torch.device | str = "cpu", progress: bool = False,
              store_dir: Path | str | None = None, skip_bad: bool = False, dtype: str = "float32",
              index_config: IndexConfig = EXACT, k: int | None = None) -> EvalResult:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from netvlad.constants import EVAL_RADIUS_M
 from netvlad.train import TrainConfig
 
 
@@ -36,7 +37,7 @@ class DemoConfig:
     lr_step: int = 2
     num_negatives: int = 10
     whitening_dim: int | None = 512  # capped below the training database size (PCA needs more images than dims)
-    radius: float = 25.0
+    radius: float = EVAL_RADIUS_M
     ns: tuple[int, ...] = (1, 2, 5, 10, 20)
     test_share: float = 0.4  # datasets without splits: the last share of places (or frames) is the test set
     batch_size: int = 16

@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from netvlad.constants import EVAL_RADIUS_M, NEGATIVE_RADIUS_M, POSITIVE_RADIUS_M
 from netvlad.models import ModelConfig, Preprocessing
 from netvlad.train.clusters import ClusterConfig
 
@@ -35,9 +36,9 @@ class TrainConfig:
     cluster_per_image: int = 100
     cluster_images: int = 500
     # ground truth (metres)
-    pos_radius: float = 10.0  # potential positives within
-    neg_radius: float = 25.0  # definite negatives beyond
-    val_radius: float = 25.0
+    pos_radius: float = POSITIVE_RADIUS_M  # potential positives within
+    neg_radius: float = NEGATIVE_RADIUS_M  # definite negatives beyond
+    val_radius: float = EVAL_RADIUS_M
     val_places: int = 0  # hold out the last N database images and queries for validation
     # loss and mining
     margin: float = 0.1

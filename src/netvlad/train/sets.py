@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from netvlad.constants import NEGATIVE_RADIUS_M, POSITIVE_RADIUS_M
 from netvlad.data.dataset import GeoDataset, ImageList
 
 logger = logging.getLogger(__name__)
@@ -30,7 +31,8 @@ def require_positions(images: ImageList, what: str, dataset: str) -> None:
                          f"{len(images)} {what} images have none; use a dataset with positions")
 
 
-def prepare_training_set(dataset: GeoDataset, pos_radius: float = 10.0, neg_radius: float = 25.0) -> TrainingSet:
+def prepare_training_set(dataset: GeoDataset, pos_radius: float = POSITIVE_RADIUS_M,
+                         neg_radius: float = NEGATIVE_RADIUS_M) -> TrainingSet:
     """Ground truth for mining; a clear error when there is no GPS or no query with a positive and a negative."""
     require_positions(dataset.database, "database", dataset.name)
     require_positions(dataset.queries, "query", dataset.name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from netvlad.constants import EVAL_RADIUS_M
 from netvlad.data.dataset import GeoDataset
 from netvlad.data.readers import csv, dvgb, exif, mat, sequence  # noqa: F401  (each registers its format)
 from netvlad.data.readers.common import DatasetError
@@ -45,10 +46,10 @@ def open_dataset(source: Path | str, *, format: str | None = None, split: str | 
     skipped = dataset.meta.get("skipped", [])
     if skipped:
         logger.warning("%s: skipped %d bad entries (first: %s: %s)", dataset.name, len(skipped), *skipped[0])
-    missing = dataset.queries_without_positives(25.0) if len(dataset.queries) else []
+    missing = dataset.queries_without_positives(EVAL_RADIUS_M) if len(dataset.queries) else []
     if len(missing):
-        logger.warning("%s: %d of %d queries have no positive within 25 m (or the frame tolerance); they count as "
+        logger.warning("%s: %d of %d queries have no positive within %g m (or the frame tolerance); they count as "
                        "misses in Recall@N (first: %s)", dataset.name, len(missing), len(dataset.queries),
-                       dataset.queries.names[missing[0]])
+                       EVAL_RADIUS_M, dataset.queries.names[missing[0]])
     logger.info("%r (%s)", dataset, reader.name)
     return dataset

@@ -15,14 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
+from netvlad.constants import NEGATIVE_RADIUS_M
 from netvlad.data.dataset import GeoDataset, ImageList
 from netvlad.data.readers.common import DatasetError, Skips, has_images, list_images
 from netvlad.data.readers.registry import ReadOptions, register_reader
 
 logger = logging.getLogger(__name__)
-
-NON_NEGATIVE_RADIUS = 25.0  # metres; the training code's definite-negative threshold
-
 
 def natural_key(name: str) -> list:
     """Sort key treating digit runs as numbers: ``img2`` < ``img10``."""
@@ -31,7 +29,7 @@ def natural_key(name: str) -> list:
 
 def default_spacing(frame_tolerance: int) -> float:
     """Metres between frames such that ±(tolerance + 1) frames lie within the 25 m non-negative radius."""
-    return NON_NEGATIVE_RADIUS / (frame_tolerance + 1)
+    return NEGATIVE_RADIUS_M / (frame_tolerance + 1)
 
 
 def image_folders(root: Path) -> list[str]:

@@ -3,11 +3,13 @@
 import contextlib
 import io
 import json
+import logging
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import load_file
 
 from netvlad.cli.main import main
 from netvlad.data import GeoDataset, ImageList, open_dataset
@@ -52,6 +54,66 @@ def test_demo_writes_report_and_prints_table(demo):
             assert image.width > 100 and image.height > 100
     assert all(f"| {m} |" in index for m in METHODS)
     assert set(results["timings"]) == {"data", "clusters", "training", "evaluation", "report", "total"}
+
+
+def _run(out, *flags):
+    """Rerun the tiny demo into ``out``: (exit code, printed text)."""
+    printed = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(printed):
+        patch.setenv("NETVLAD_OFFLINE", "1")
+        code = main(["demo", "--preset", "tiny", "--out", str(out), "--device", "cpu", "--no-progress",
+                     "--threads", "1", *flags])
+    return code, printed.getvalue()
+
+
+CHECKPOINTS = ("clusters/kmeans.safetensors", "run/best.safetensors", "run/model.safetensors")
+
+
+def _outputs(out):
+    """Every checkpoint's tensors, the evaluation's rankings and the printed recalls of a demo folder."""
+    tensors = {name: load_file(str(out / name)) for name in CHECKPOINTS}
+    ranked = {p.name: np.load(p)["ranked"] for p in sorted((out / "evaluation").glob("*.npz"))}
+    methods = json.loads((out / "report" / "results.json").read_text())["methods"]
+    return tensors, ranked, {m: r["recall"] for m, r in methods.items()}
+
+
+def _same(a, b):
+    (ta, ra, recall_a), (tb, rb, recall_b) = a, b
+    assert all(ta[n].keys() == tb[n].keys() and all(torch.equal(ta[n][k], tb[n][k]) for k in ta[n]) for n in ta)
+    assert ra.keys() == rb.keys() and all(np.array_equal(ra[k], rb[k]) for k in ra) and len(ra) == 5
+    assert recall_a == recall_b
+
+
+@pytest.mark.slow  # reruns the tiny demo once more (~15 s)
+def test_demo_rerun_skips_finished_steps_and_force_reproduces_them_bit_for_bit(demo, caplog):
+    """Same seed, same thread count: a forced second run rewrites bit-identical weights and Recall@N."""
+    out, printed = demo
+    assert "seed 0, 1 torch thread" in printed
+    first = _outputs(out)
+    caplog.set_level(logging.INFO)
+    code, again = _run(out)
+    assert code == 0 and again.splitlines()[:6] == printed.splitlines()[:6]
+    for step in ("clusters", "training", "evaluation", "localisation"):
+        assert f"step {step}: outputs up to date (same inputs), skipped" in caplog.text
+    caplog.clear()
+    code, forced = _run(out, "--force")
+    assert code == 0 and "skipped" not in caplog.text and "removing the previous training run" in caplog.text
+    assert forced.splitlines()[:6] == printed.splitlines()[:6]
+    _same(first, _outputs(out))
+
+
+@pytest.mark.slow  # the tiny demo run they share takes ~15 s
+def test_demo_continues_an_interrupted_training(demo, caplog):
+    out, printed = demo
+    first = _outputs(out)
+    record = out / "steps" / "training.json"
+    record.write_text(json.dumps(json.loads(record.read_text()) | {"complete": False}))  # died after its last epoch
+    (out / "run" / "model.safetensors").unlink()
+    caplog.set_level(logging.INFO)
+    code, again = _run(out)
+    assert code == 0 and "training (resumed)" in caplog.text
+    assert "step evaluation: outputs up to date" in caplog.text  # the same weights: nothing else to redo
+    _same(first, _outputs(out))
 
 
 @pytest.mark.slow  # the tiny demo run they share takes ~15 s

@@ -3,6 +3,7 @@
 import dataclasses
 
 import pytest
+import torch
 import yaml
 
 import netvlad
@@ -64,3 +65,52 @@ def test_cluster_command_writes_an_initialised_checkpoint(folder, tmp_path):
     from netvlad.models import read_checkpoint
 
     assert read_checkpoint(out)[2]["alpha"] > 0
+
+
+def _tensors(path):
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
+def _validations(run_dir):
+    import json
+
+    events = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    return [e for e in events if e["event"] == "validation"]
+
+
+def test_same_seed_and_threads_give_bit_identical_weights_and_recalls(folder, tmp_path):
+    """Two `netvlad train` runs with one seed and one thread: equal tensors bit for bit, equal Recall@N."""
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump({k: list(v) if isinstance(v, tuple) else v for k, v in TINY.items()}
+                                     | {"epochs": 2, "val_places": 4}))
+    runs = [tmp_path / "a", tmp_path / "b"]
+    for run_dir in runs:
+        assert main(["-q", "train", str(folder), *DATA, "--config", str(config), "--out", str(run_dir),
+                     "--seed", "3", "--threads", "1"]) == 0
+    for name in ("init.safetensors", "best.safetensors", "model.safetensors"):
+        a, b = (_tensors(run_dir / name) for run_dir in runs)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    assert len(_validations(runs[0])) == 3  # epochs 0 (k-means), 1 and 2
+    assert [{k: v for k, v in e.items() if k != "time"} for e in _validations(runs[0])] == \
+        [{k: v for k, v in e.items() if k != "time"} for e in _validations(runs[1])]
+
+
+def test_resume_needs_only_the_run_folder(folder, tmp_path):
+    """A run records its DATASET arguments; `--resume RUN_DIR` alone reads them back and continues."""
+    import json
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump({k: list(v) if isinstance(v, tuple) else v for k, v in TINY.items()}
+                                     | {"epochs": 1}))
+    run_dir = tmp_path / "run"
+    assert main(["-q", "train", str(folder), *DATA, "--config", str(config), "--out", str(run_dir)]) == 0
+    recorded = json.loads((run_dir / "dataset.json").read_text())
+    assert recorded["dataset"] == str(folder.resolve()) and recorded["database"] == "database"
+    before = _tensors(run_dir / "model.safetensors")
+    (run_dir / "model.safetensors").unlink()
+    assert main(["-q", "train", "--resume", str(run_dir), "--no-progress", "--device", "cpu"]) == 0
+    after = _tensors(run_dir / "model.safetensors")
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert main(["-q", "train", "--out", str(tmp_path / "other"), "--no-progress"]) == 1  # no DATASET, no resume

@@ -7,10 +7,11 @@ import argparse
 from netvlad.data import GeoDataset, list_formats, open_dataset
 
 
-def add_dataset_args(parser: argparse.ArgumentParser, positional: bool = True) -> None:
-    """Add ``DATASET`` (or ``--dataset`` when ``positional`` is False) and the reader options."""
+def add_dataset_args(parser: argparse.ArgumentParser, positional: bool = True, optional: bool = False) -> None:
+    """Add ``DATASET`` (or ``--dataset`` when ``positional`` is False; may be left out when ``optional``) and the
+    reader options."""
     if positional:
-        parser.add_argument("dataset", metavar="DATASET",
+        parser.add_argument("dataset", metavar="DATASET", nargs="?" if optional else None,
                             help="dataset folder or file: DVGB folder, .mat dbStruct, .csv manifest, EXIF photo "
                                  "folder, or a sequence folder with --database/--queries")
     else:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
 import torch
@@ -17,11 +16,15 @@ def run(args: argparse.Namespace) -> int:
     threads = args.threads or (1 if (os.cpu_count() or 1) <= 2 else None)
     if threads:
         torch.set_num_threads(threads)
+    overrides = {"seed": args.seed} if args.seed is not None else {}
     config = DemoConfig.preset(args.preset, data=args.data, database=args.database, queries=args.queries,
-                               frame_tolerance=args.frame_tolerance)
-    folder = run_demo(config, args.out, device=pick_device(args.device), progress=not args.no_progress)
-    print(json.loads((folder / "results.json").read_text())["table"])
-    print(f"report: {folder / 'index.md'}")
+                               frame_tolerance=args.frame_tolerance, **overrides)
+    result = run_demo(config, args.out, device=pick_device(args.device), progress=not args.no_progress,
+                      force=args.force)
+    print(result.table)
+    print(f"seed {result.seed}, {result.threads} torch thread{'s' if result.threads != 1 else ''} "
+          "(the same seed and thread count give the same numbers)")
+    print(f"report: {result.report / 'index.md'}")
     return 0
 
 
@@ -38,11 +41,16 @@ def register(subparsers) -> None:
     parser.add_argument("--database", help="--data sequences: database sub-folder (e.g. summer)")
     parser.add_argument("--queries", help="--data sequences: query sub-folder (e.g. winter)")
     parser.add_argument("--frame-tolerance", type=int, metavar="K", help="--data sequences: ±K frames are correct")
-    parser.add_argument("--out", default="netvlad-demo",
-                        help="output folder: city/, run/, report/ (default: netvlad-demo)")
+    parser.add_argument("--out", default="netvlad-demo", help="output folder: city/, clusters/, run/, "
+                        "evaluation/, report/, steps/ (default: netvlad-demo)")
     parser.add_argument("--preset", default="default", choices=sorted(PRESETS), help="tiny: a seconds-long check")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, mps or auto (default)")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for torch (default: 1 on ≤ 2 cores, else torch's choice)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="training seed: k-means sampling, query order, mining (default: the preset's, 0)")
+    parser.add_argument("--force", action="store_true",
+                        help="redo every step (default: a rerun skips steps whose outputs exist for the same inputs "
+                             "and continues an interrupted training)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.set_defaults(func=run)

@@ -25,12 +25,13 @@ class DemoData:
     source: str
 
 
-def prepare_data(config: DemoConfig, out_dir: Path, progress: bool = False) -> DemoData:
-    """Generate the city into ``out_dir/city`` (reused when already there), or open ``config.data``."""
+def prepare_data(config: DemoConfig, out_dir: Path, progress: bool = False, overwrite: bool = False) -> DemoData:
+    """Generate the city into ``out_dir/city`` (reused when already there unless ``overwrite``), or open
+    ``config.data``."""
     if config.data is not None:
         return open_given(config)
     city = CityConfig.preset(config.city_size, seed=config.city_seed)
-    root = generate_city(city, out_dir / "city", progress, workers=config.city_workers)
+    root = generate_city(city, out_dir / "city", progress, overwrite=overwrite, workers=config.city_workers)
     train, val, test = (open_dataset(root, split=s) for s in ("train", "val", "test"))
     source = (f"the synthetic city ({config.city_size} size, seed {config.city_seed}) in {root}: trained on its "
               "train split, validated on val, tested on test (disjoint parts of the city)")

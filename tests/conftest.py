@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,15 @@ def shared_dataset(name: str) -> Path:
     if not path.is_dir():
         pytest.skip(f"real photographs not found at {path} (set NETVLAD_SHARED_DATA to the shared data folder)")
     return path
+
+
+def copy_sequence(source: Path, root: Path, sides: tuple[str, ...], names) -> Path:
+    """``root`` holding a copy of ``names`` from each ``sides`` sub-folder of ``source`` (a small sequence)."""
+    for side in sides:
+        (root / side).mkdir(parents=True)
+        for name in names:
+            shutil.copy(source / side / name, root / side / name)
+    return root
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 import csv
 import json
 import logging
-import shutil
 
 import numpy as np
 import pytest
@@ -13,20 +12,15 @@ from PIL import Image
 from netvlad.cli.main import main
 from netvlad.data.images import load_image
 from netvlad.models import ModelConfig, PlaceModel, Preprocessing, save_model
-from tests.conftest import shared_dataset
+from tests.conftest import copy_sequence, shared_dataset
 
 FRAMES = range(0, 200, 10)  # 20 places; with ±2 frames only the same place counts
 
 
 @pytest.fixture(scope="module")
 def sequence(tmp_path_factory):
-    gardens = shared_dataset("gardens_point")
-    root = tmp_path_factory.mktemp("gp")
-    for side in ("day_left", "day_right"):
-        (root / side).mkdir()
-        for i in FRAMES:
-            shutil.copy(gardens / side / f"Image{i:03d}.jpg", root / side / f"Image{i:03d}.jpg")
-    return root
+    return copy_sequence(shared_dataset("gardens_point"), tmp_path_factory.mktemp("gp"), ("day_left", "day_right"),
+                         [f"Image{i:03d}.jpg" for i in FRAMES])
 
 
 def _args(sequence, *extra):

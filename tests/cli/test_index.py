@@ -2,7 +2,6 @@
 
 import json
 import logging
-import shutil
 
 import numpy as np
 import pytest
@@ -10,20 +9,14 @@ import pytest
 from netvlad.cli.main import main
 from netvlad.eval.localise import PlaceIndex, QueryResult, weighted_position
 from netvlad.models import ModelConfig, PlaceModel, Preprocessing, save_model
-from tests.conftest import shared_dataset
+from tests.conftest import copy_sequence, shared_dataset
 
 NAMES = [f"images-{i:05d}.png" for i in range(2000, 2300, 10)]  # 30 places, in daylight
 
 
 @pytest.fixture(scope="module")
 def sequence(tmp_path_factory):
-    nordland = shared_dataset("nordland")
-    root = tmp_path_factory.mktemp("seq")
-    for season in ("summer", "winter"):
-        (root / season).mkdir()
-        for name in NAMES:
-            shutil.copy(nordland / season / name, root / season / name)
-    return root
+    return copy_sequence(shared_dataset("nordland"), tmp_path_factory.mktemp("seq"), ("summer", "winter"), NAMES)
 
 
 @pytest.fixture(scope="module")

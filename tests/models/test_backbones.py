@@ -88,7 +88,7 @@ def test_registry_docstring_example_runs_and_duplicates_are_refused(monkeypatch)
 
     from netvlad.models import backbones
 
-    monkeypatch.setattr(backbones, "_REGISTRY", dict(backbones._REGISTRY))  # the example's backbone stays local
+    monkeypatch.setattr(backbones._REGISTRY, "entries", dict(backbones._REGISTRY.entries))  # the example's stays local
     result = doctest.testmod(backbones, raise_on_error=False, verbose=False)
     assert result.attempted >= 4 and result.failed == 0
     with pytest.raises(ValueError, match="'vgg16' is already registered"):

@@ -31,6 +31,7 @@ import torchvision
 from torch import nn
 
 from netvlad.models.weights import WeightSource, load_state_dict, resolve_weights
+from netvlad.registry import Registry
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ class BackboneSpec:
     std: tuple[float, float, float] = IMAGENET_STD
 
 
-_REGISTRY: dict[str, BackboneSpec] = {}
+_REGISTRY: Registry[BackboneSpec] = Registry("backbone")
 
 
 def register_backbone(name: str, **fields) -> Callable:
@@ -64,10 +65,8 @@ def register_backbone(name: str, **fields) -> Callable:
     """
 
     def wrap(fn: Callable[[], tuple[Callable[[], nn.Module], Callable[[nn.Module], list[nn.Module]]]]):
-        if name in _REGISTRY:
-            raise ValueError(f"backbone {name!r} is already registered; choose another name")
-        build, cut = fn()
-        _REGISTRY[name] = BackboneSpec(name=name, build=build, cut=cut, **fields)
+        build, cut = fn()  # factories: nothing is built yet
+        _REGISTRY.add(name, BackboneSpec(name=name, build=build, cut=cut, **fields))
         return fn
 
     return wrap
@@ -75,15 +74,12 @@ def register_backbone(name: str, **fields) -> Callable:
 
 def list_backbones() -> list[str]:
     """Names of the registered backbones."""
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def get_backbone_spec(name: str) -> BackboneSpec:
     """The spec registered as ``name``; a clear error listing the registered ones otherwise."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown backbone {name!r}; registered: {', '.join(list_backbones())}") from None
+    return _REGISTRY.get(name)
 
 
 class Backbone(nn.Module):

@@ -17,6 +17,7 @@ from netvlad.models.backbones import get_backbone_spec
 from netvlad.models.config import ModelConfig
 from netvlad.models.place_model import PlaceModel
 from netvlad.models.weights import sha256_of
+from netvlad.registry import Registry
 
 logger = logging.getLogger(__name__)
 
@@ -52,14 +53,14 @@ class Converter:
     convert: Callable[[Path, ConvertOptions], Conversion]
 
 
-_REGISTRY: dict[str, Converter] = {}
+_REGISTRY: Registry[Converter] = Registry("source format", known="known")
 
 
 def register_converter(name: str, description: str, detect: Callable[[Path], bool]) -> Callable:
     """Decorator: register ``convert(path, options)`` under ``name`` with its ``detect``."""
 
     def wrap(convert: Callable[[Path, ConvertOptions], Conversion]):
-        _REGISTRY[name] = Converter(name, description, detect, convert)
+        _REGISTRY.add(name, Converter(name, description, detect, convert))
         return convert
 
     return wrap
@@ -67,15 +68,12 @@ def register_converter(name: str, description: str, detect: Callable[[Path], boo
 
 def list_converters() -> list[str]:
     """Names of the registered source formats."""
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def get_converter(name: str) -> Converter:
     """The converter registered as ``name``; a clear error listing the registered ones otherwise."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown source format {name!r}; known: {', '.join(list_converters())}") from None
+    return _REGISTRY.get(name)
 
 
 # --- safe loading of PyTorch checkpoints -------------------------------------------------------------------

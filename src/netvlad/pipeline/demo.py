@@ -220,7 +220,8 @@ def run_demo(config: DemoConfig, out_dir: Path | str, device: torch.device | str
         "seed": config.seed, "timings": timer.steps | {"total": timer.total()}, "run_dir": str(run_dir),
         "device": str(device), "torch_threads": torch.get_num_threads()})
     report.write_index(folder / "index.md", "NetVLAD demo report",
-                       report.sections(config, data, results, localised, pictures, timer.steps))
+                       report.sections(config, data, results, localised, pictures, timer.steps,
+                                       load(trained.final).output_dim if trained.final else None))
     logger.debug("Recall@N on the test set:\n%s", table)  # the CLI prints it
     logger.info("demo finished in %.1f s (%.1f CPU s); report: %s", timer.total()["wall_s"],
                 timer.total()["cpu_s"], folder / "index.md")

@@ -102,12 +102,12 @@ def timing_table(steps: Mapping[str, Mapping[str, float]]) -> str:
 
 
 def sections(config, data, results: Mapping[str, EvalResult], localised: Sequence[Localisation],
-             pictures: Mapping[str, str], steps: Mapping[str, Mapping[str, float]]) -> list[tuple[str, str]]:
+             pictures: Mapping[str, str], steps: Mapping[str, Mapping[str, float]],
+             whitening_dim: int | None = None) -> list[tuple[str, str]]:
     """The (heading, Markdown body) sections of the demo's index.md."""
     tc = config.train_config
     test = data.test
-    dims = [r.descriptor_dim for label, r in results.items() if "whitening" in label]
-    whitening = f"; PCA whitening to {dims[0]} dims fitted on the training database" if dims else ""
+    whitening = f"; PCA whitening to {whitening_dim} dims fitted on the training database" if whitening_dim else ""
     return [
         ("Data", f"{data.source}.\n\nTest set: {len(test.database)} database images, {len(test.queries)} queries; "
                  f"a retrieved image is correct within {config.radius:g} m of the query."),

@@ -20,6 +20,9 @@ class ImageDecodeError(BadInputError):
     """An image file could not be decoded."""
 
 
+SKIP_HINT = "--skip-bad skips it"  # the command-line wording of skip_bad=True
+
+
 RESIZE_POLICIES = ("none", "fixed", "longest")
 DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError,
                  struct.error, EOFError)
@@ -30,10 +33,14 @@ def _open_error(path: Path, error: Exception) -> Exception:
     if isinstance(error, FileNotFoundError):
         return FileNotFoundError(f"{path}: image file not found")
     if isinstance(error, IsADirectoryError):
-        return ImageDecodeError(f"{path}: is a folder, not an image")
+        return ImageDecodeError(f"{path}: is a folder, not an image; remove it or pass skip_bad=True", path=path,
+                                hint=SKIP_HINT, skippable=True)
     if path.is_file() and path.stat().st_size == 0:
-        return ImageDecodeError(f"{path}: image file is empty (0 bytes); re-copy it or pass --skip-bad")
-    return ImageDecodeError(f"{path}: cannot decode image ({error}); re-export it or pass --skip-bad")
+        return ImageDecodeError(f"{path}: image file is empty (0 bytes); re-copy it or pass skip_bad=True",
+                                path=path, hint=SKIP_HINT, skippable=True)
+    reason = " ".join(str(error).split())
+    return ImageDecodeError(f"{path}: cannot decode image ({reason}); re-export it or pass skip_bad=True",
+                            path=path, hint=SKIP_HINT, skippable=True)
 
 
 def load_image(path: Path | str, resize: str = "none", size: Sequence[int] = ()) -> torch.Tensor:

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from netvlad.data.images import ImageDataset, ImageDecodeError, collate_by_size, load_image
+from netvlad.data.images import SKIP_HINT, ImageDataset, ImageDecodeError, collate_by_size, load_image
 from netvlad.eval.store import DescriptorStore
 from netvlad.models import PlaceModel
 
@@ -124,9 +124,9 @@ def raise_decode_error(path: Path, tail: str) -> None:
     """Re-decode ``path`` in this process for the exact reason, and raise it with ``tail`` appended."""
     try:
         load_image(path)
-        reason = f"{path}: cannot decode image"
-    except (ImageDecodeError, FileNotFoundError) as error:
+        reason = f"{path}: cannot decode image; fix or remove it, or pass skip_bad=True"
+    except ImageDecodeError as error:  # its message already names the file and skip_bad=True
         reason = str(error)
-    if "--skip-bad" not in reason:
-        reason += "; fix or remove it, or pass --skip-bad"
-    raise ImageDecodeError(reason + tail)
+    except FileNotFoundError as error:
+        reason = f"{error}; fix or remove it, or pass skip_bad=True"
+    raise ImageDecodeError(reason + tail, path=path, hint=SKIP_HINT, skippable=True)

@@ -20,6 +20,7 @@ import torch
 
 from netvlad.data.dataset import ImageList
 from netvlad.data.geo import utm_to_latlon
+from netvlad.errors import BadInputError
 from netvlad.eval.extract import extract_to_store
 from netvlad.eval.index import EXACT, IndexConfig, build_index, read_index, search, write_index
 from netvlad.eval.store import DescriptorStore
@@ -125,8 +126,9 @@ class PlaceIndex:
     def check_model(self, model: PlaceModel) -> None:
         """Refuse a model other than the one that described the database."""
         if model.fingerprint() != self.fingerprint:
-            raise ValueError(f"{self.folder} was built with model {self.fingerprint}, not {model.fingerprint()}; "
-                             "query with the same model (or omit --model to use the index's own)")
+            raise BadInputError(f"{self.folder} was built with model {self.fingerprint}, not "
+                                f"{model.fingerprint()}; query with the same model (or the index's own)",
+                                path=self.folder, hint="omit --model to use the index's own")
 
     def search(self, descriptors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` (clamped, with a warning) -> (L2 distances ``(Q, k)``, store rows ``(Q, k)``)."""

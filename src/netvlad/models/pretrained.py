@@ -127,7 +127,7 @@ def fetch(entry: PublishedModel, allow_download: bool | None = None) -> Path:
 def _where_to_put(entry: PublishedModel, target: Path, reason: str) -> str:
     return (f"published model {entry.name} is not available: {reason}; download {entry.url} and save it as "
             f"{target} (or set NETVLAD_PRETRAINED_DIR), or convert any copy with "
-            f"`netvlad convert FILE --out {target.with_name(entry.name + '.safetensors')}`"
+            f"netvlad.models.converters.convert and save it as {target.with_name(entry.name + '.safetensors')}"
             + (f" [{entry.note}]" if entry.note else ""))
 
 

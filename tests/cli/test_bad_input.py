@@ -103,8 +103,10 @@ CASES = [
       for ext in (".yaml", ".yml", ".toml")],
     *[(f"convert {ext}", f"weights{ext}", lambda p, v, t: ["convert", str(p), "--out", str(t / "o.safetensors")])
       for ext in (".mat", ".pth.tar", ".pth", ".pt", ".tar", ".safetensors", ".bin")],
-    *[(f"data inspect {ext}", f"dataset{ext}", lambda p, v, t: ["data", "inspect", str(p)]) for ext in (".mat", ".csv")],
-    *[(f"evaluate {ext}", f"dataset{ext}", lambda p, v, t: ["evaluate", str(p), *SMALL]) for ext in (".mat", ".csv")],
+    *[(f"data inspect {ext}", f"dataset{ext}", lambda p, v, t: ["data", "inspect", str(p)])
+      for ext in (".mat", ".csv")],
+    *[(f"evaluate {ext}", f"dataset{ext}", lambda p, v, t: ["evaluate", str(p), *SMALL])
+      for ext in (".mat", ".csv")],
     ("export hloc --out (extended)", "feats.h5",
      lambda p, v, t: ["export", "hloc", _dataset(v), "--out", str(p), *SMALL]),
     ("query IMAGE", "photo.jpg", lambda p, v, t: ["query", str(p), "--index", str(_index(v, t)), "--workers", "0"]),

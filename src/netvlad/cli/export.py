@@ -33,9 +33,11 @@ def hloc(args: argparse.Namespace) -> int:
     from netvlad.cli.common import model_from_args, pick_device
     from netvlad.cli.evaluate import cluster_if_off_the_shelf
     from netvlad.errors import BadInputError
-    from netvlad.eval.export import export_hloc
+    from netvlad.eval.export import check_hloc_file, export_hloc
     from netvlad.eval.retrieval import describe
 
+    if not args.overwrite:
+        check_hloc_file(args.out)  # before any descriptor is computed
     device = pick_device(args.device)
     lists = image_lists(args)
     root = Path(args.names_root or os.path.commonpath([str(images.root) for images in lists]))

@@ -76,6 +76,7 @@ def run_train(args: argparse.Namespace) -> int:
     """Train (or continue) a run and print the best checkpoint."""
     from netvlad.cli.common import pick_device
     from netvlad.cli.dataset_args import dataset_from_args
+    from netvlad.models.io import check_checkpoint
     from netvlad.train import train
 
     if args.resume:
@@ -86,6 +87,8 @@ def run_train(args: argparse.Namespace) -> int:
         if (run_dir / "state.pt").exists():
             raise BadInputError(f"{run_dir}: already holds a training run; continue it or write elsewhere",
                                 path=run_dir, hint=f"--resume {run_dir}, or another --out")
+    if config.init_model:
+        check_checkpoint(config.init_model)  # before the dataset is read and the caches are built
     out = train(config, dataset_from_args(args), run_dir, device=pick_device(args.device), resume=bool(args.resume),
                 progress=not args.no_progress)
     print(out)

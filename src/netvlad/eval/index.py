@@ -103,7 +103,11 @@ def write_index(index: faiss.Index, path) -> None:
 
 def read_index(path, use_gpu: bool = True) -> faiss.Index:
     """Load an index written by :func:`write_index` (onto GPU when asked and present)."""
-    index = faiss.read_index(str(path))
+    try:
+        index = faiss.read_index(str(path))
+    except RuntimeError as error:  # faiss's one error type; its message is several lines of C++ context
+        reason = " ".join(str(error).split())[-200:]
+        raise BadInputError(f"{path}: not a readable faiss index ({reason}); rebuild it", path=path) from None
     if use_gpu and gpu_available():
         index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
     return index

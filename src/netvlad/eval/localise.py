@@ -24,6 +24,7 @@ from netvlad.errors import BadInputError
 from netvlad.eval.extract import extract_to_store
 from netvlad.eval.index import EXACT, IndexConfig, build_index, read_index, search, write_index
 from netvlad.eval.store import DescriptorStore
+from netvlad.files import load_array, read_json
 from netvlad.models import PlaceModel, load, save_model
 
 logger = logging.getLogger(__name__)
@@ -116,12 +117,17 @@ class PlaceIndex:
         if not meta_path.is_file():
             raise FileNotFoundError(f"{folder}: not a place index (no index.json); build one with `netvlad index "
                                     "build`")
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        meta = read_json(meta_path, "place index description")
         if meta.get("format") != FORMAT:
-            raise ValueError(f"{meta_path}: not a netvlad place index")
-        return cls(folder, load(folder / "model.safetensors"), read_index(folder / "index.faiss", use_gpu),
-                   DescriptorStore.open(folder / "descriptors"), np.load(folder / "rows.npy"),
-                   np.load(folder / "positions.npy"), meta)
+            raise BadInputError(f"{meta_path}: not a netvlad place index", path=meta_path)
+        store = DescriptorStore.open(folder / "descriptors")
+        rows = load_array(folder / "rows.npy", "index row table")
+        positions = load_array(folder / "positions.npy", "index position table")
+        if rows.ndim != 1 or positions.shape != (len(rows), 2):
+            raise BadInputError(f"{folder}: rows.npy {rows.shape} and positions.npy {positions.shape} do not match; "
+                                "rebuild the index", path=folder / "positions.npy")
+        return cls(folder, load(folder / "model.safetensors"), read_index(folder / "index.faiss", use_gpu), store,
+                   rows, positions, meta)
 
     def check_model(self, model: PlaceModel) -> None:
         """Refuse a model other than the one that described the database."""

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from netvlad.errors import BadInputError
 from netvlad.models.converters import convert
 from netvlad.models.io import FORMAT, load, save_model
 from netvlad.models.place_model import PlaceModel
@@ -136,7 +137,7 @@ def _check_structure(model: PlaceModel, entry: PublishedModel, path: Path) -> No
     found = (model.config.num_clusters, model.config.whitening_dim)
     wanted = (entry.num_clusters or found[0], entry.whitening_dim)
     if found != wanted:
-        raise ValueError(f"{path}: holds K={found[0]}, whitening {found[1]}; {entry.name} is published with "
+        raise BadInputError(f"{path}: holds K={found[0]}, whitening {found[1]}; {entry.name} is published with "
                          f"K={wanted[0]}, whitening {wanted[1]}: a different file")
 
 

@@ -146,6 +146,8 @@ def read_config_file(path: Path | str) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise BadInputError(f"{path}: not a text file; {expected}", path=path) from None
+    if not text.strip():
+        raise BadInputError(f"{path}: config file is empty; {expected}", path=path)
     try:
         data = _read_toml(text) if path.suffix == ".toml" else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as error:  # tomllib.TOMLDecodeError is a ValueError

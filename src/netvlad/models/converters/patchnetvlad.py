@@ -37,5 +37,5 @@ def convert(path: Path, options: ConvertOptions) -> Conversion:
     num_pcs = checkpoint.get("num_pcs") if isinstance(checkpoint, dict) else None
     width = state["WPCA.0.weight"].shape[0] if "WPCA.0.weight" in state else None
     if num_pcs is not None and width is not None and int(num_pcs) != width:
-        raise ValueError(f"{path}: num_pcs={num_pcs} but WPCA.0.weight has {width} rows")
+        raise BadInputError(f"{path}: num_pcs={num_pcs} but WPCA.0.weight has {width} rows")
     return convert_state(path, checkpoint, state, options, FORMAT, PATCHNETVLAD_INPUT)

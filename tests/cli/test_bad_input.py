@@ -15,6 +15,7 @@ from safetensors.torch import save_file
 from netvlad.cli.main import main
 from netvlad.eval.export import export_hloc
 from netvlad.models import ModelConfig, PlaceModel, Preprocessing
+from netvlad.train.config import TrainConfig, write_config
 from tests.data.helpers import pitts_struct, write_image, write_mat_classic
 
 KINDS = ("random", "empty", "truncated", "pickle", "other")
@@ -36,10 +37,10 @@ class _CreatesFile:
 def valid(tmp_path_factory):
     """One valid file of each of our formats, and a tiny CSV dataset (two real images)."""
     root = tmp_path_factory.mktemp("valid")
-    for name, colour in (("a.jpg", (200, 30, 30)), ("b.jpg", (30, 200, 30))):
+    for name, colour in (("a.jpg", (200, 30, 30)), ("b.jpg", (30, 200, 30)), ("c.jpg", (190, 40, 30))):
         write_image(root / name, size=(40, 32), colour=colour, fmt="JPEG")
     (root / "data.csv").write_text("path,split,easting,northing\na.jpg,database,0,0\nb.jpg,database,100,0\n"
-                                   "a.jpg,query,1,0\n")
+                                   "c.jpg,query,3,0\n")
     model = PlaceModel(ModelConfig(pool="max", preprocessing=Preprocessing("fixed", (32, 32))), pretrained=False)
     model.save(root / "model.safetensors")
     save_file({"x": torch.zeros(3)}, str(root / "plain.safetensors"))
@@ -158,11 +159,31 @@ def test_query_against_a_damaged_index(kind, valid, tmp_path, caplog, capsys, on
                                folder / name, caplog, capsys, marker)
 
 
-def test_resume_from_a_damaged_run_folder(valid, tmp_path, caplog, capsys):
+def test_resume_from_a_damaged_run_folder(valid, tmp_path, caplog, capsys, one_thread):
     run = tmp_path / "run"
     run.mkdir()
     marker = tmp_path / "pwned"
+    argv = ["train", _dataset(valid), "--resume", str(run), "--no-progress"]
     for kind in KINDS:
         write_bad(run / "config.yaml", kind, valid, marker)
-        _assert_one_line_error(["train", _dataset(valid), "--resume", str(run), "--no-progress"], run / "config.yaml",
-                               caplog, capsys, marker)
+        _assert_one_line_error(argv, run / "config.yaml", caplog, capsys, marker)
+    config = TrainConfig(backbone="alexnet", pretrained=False, num_clusters=2, resize="fixed", size=(32, 32),
+                         tensorboard=False)
+    write_config(config, run / "config.yaml")
+    for kind in KINDS:
+        write_bad(run / "state.pt", kind, valid, marker)
+        _assert_one_line_error(argv, run / "state.pt", caplog, capsys, marker)
+
+
+def test_error_in_a_dataloader_worker_is_its_own_line(valid, tmp_path, caplog, capsys, one_thread):
+    """A damaged image decoded in a worker process: the original one-line message, not torch's wrapper."""
+    root = tmp_path / "data"
+    shutil.copytree(valid, root)
+    (root / "b.jpg").write_bytes((valid / "b.jpg").read_bytes()[:200])  # truncated JPEG
+    argv = ["cluster", str(root / "data.csv"), "--out", str(tmp_path / "c.safetensors"), "--workers", "1",
+            "--no-progress", "--no-pretrained", "--clusters", "2", "--resize", "fixed", "--size", "32", "32",
+            "--descriptors", "8", "--per-image", "4"]
+    _assert_one_line_error(argv, root / "b.jpg", caplog, capsys, tmp_path / "pwned")
+    message = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR][0]
+    assert "DataLoader worker" not in message and message.startswith(f"{root / 'b.jpg'}: cannot decode image")
+    assert "(on the command line: --skip-bad skips it)" in message

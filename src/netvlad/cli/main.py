@@ -57,7 +57,7 @@ def report(error: BaseException) -> None:
     """One ERROR line: the library's message, then the command-line wording of the fix where it has one."""
     hint = getattr(error, "hint", None) if isinstance(error, BadInputError) else None
     message = " ".join(str(error).split())  # one line, whatever the message held
-    logger.error("%s%s", message, f" ({hint})" if hint else "")
+    logger.error("%s%s", message, f" (on the command line: {hint})" if hint else "")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -149,13 +149,51 @@ class ImageDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, index: int) -> tuple[int, torch.Tensor | None]:
+    def __getitem__(self, index: int) -> tuple[int, torch.Tensor | WorkerFailure | None]:
         try:
             return index, load_image(self.paths[index], self.resize, self.size)
-        except (ImageDecodeError, FileNotFoundError):
-            if self.skip_bad:
+        except (ImageDecodeError, FileNotFoundError, ValueError) as error:
+            if self.skip_bad and isinstance(error, ImageDecodeError | FileNotFoundError):
                 return index, None
+            if torch.utils.data.get_worker_info() is not None:  # torch would replace it by a traceback's text
+                return index, WorkerFailure(error)
             raise
+
+
+class WorkerFailure:
+    """An error raised while loading an image in a DataLoader worker, carried whole to the main process."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+class _PassFailures:
+    """Wrap a collate function: a batch holding a :class:`WorkerFailure` becomes that failure."""
+
+    def __init__(self, collate) -> None:
+        self.collate = collate
+
+    def __call__(self, batch):
+        failure = next((item for _, item in batch if isinstance(item, WorkerFailure)), None)
+        return failure if failure is not None else self.collate(batch)
+
+
+class ImageLoader(torch.utils.data.DataLoader):
+    """A DataLoader over an :class:`ImageDataset` whose worker errors reach the caller as the original exception.
+
+    torch re-raises a worker's exception as the same type with a multi-line message ("Caught ValueError in
+    DataLoader worker process 0 ... Original Traceback ..."); here the worker hands the exception over as data
+    and the main process raises it unchanged, so the user sees its one line.
+    """
+
+    def __init__(self, dataset: ImageDataset, *, collate_fn, **kwargs) -> None:
+        super().__init__(dataset, collate_fn=_PassFailures(collate_fn), **kwargs)
+
+    def __iter__(self):
+        for batch in super().__iter__():
+            if isinstance(batch, WorkerFailure):
+                raise batch.error
+            yield batch
 
 
 def collate_images(batch: list[tuple[int, torch.Tensor | None]]) -> tuple[torch.Tensor, torch.Tensor | None, list[int]]:

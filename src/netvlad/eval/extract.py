@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from netvlad.data.images import SKIP_HINT, ImageDataset, ImageDecodeError, collate_by_size, load_image
+from netvlad.data.images import SKIP_HINT, ImageDataset, ImageDecodeError, ImageLoader, collate_by_size, load_image
 from netvlad.eval.store import DescriptorStore
 from netvlad.models import PlaceModel
 
@@ -23,9 +23,8 @@ AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 def _loader(model: PlaceModel, paths: Sequence[Path], batch_size: int, workers: int, device: torch.device):
     pre = model.config.preprocessing
     dataset = ImageDataset(paths, pre.resize, pre.size, skip_bad=True)  # failures decided by the caller
-    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers,
-                                       collate_fn=collate_by_size, pin_memory=device.type == "cuda",
-                                       persistent_workers=False)
+    return ImageLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_by_size,
+                       pin_memory=device.type == "cuda", persistent_workers=False)
 
 
 def iter_descriptors(model: PlaceModel, paths: Sequence[Path | str], batch_size: int = 8, workers: int = 0,

@@ -8,6 +8,8 @@ cache itself: a resumed run re-extracts nothing and continues bit for bit.
 from __future__ import annotations
 
 import json
+import pickle
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,13 +69,26 @@ def save_state(run_dir: Path, progress: Progress, model, optimizer, scheduler) -
     return atomic_write(Path(run_dir) / STATE_FILE, lambda tmp: torch.save(state, tmp))
 
 
+STATE_ERRORS = (pickle.UnpicklingError, RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError,
+                IndexError, TypeError, AttributeError)
+
+
 def load_state(run_dir: Path, model, optimizer, scheduler) -> Progress:
     """Restore model, optimiser and scheduler from ``run_dir/state.pt``; returns the progress."""
     path = Path(run_dir) / STATE_FILE
     if not path.is_file():
         raise BadInputError(f"{path}: no training state to resume from; start a new run instead of resuming",
                             path=path, hint="drop --resume")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        return _restore(torch.load(path, map_location="cpu", weights_only=True), model, optimizer, scheduler)
+    except STATE_ERRORS as error:  # a damaged, truncated or foreign state.pt (never unpickled beyond tensors)
+        reason = " ".join(f"{type(error).__name__}: {error}".split())[:200]
+        raise BadInputError(f"{path}: not a readable training state ({reason}); restore it from a backup or start "
+                            "a new run", path=path) from None
+
+
+def _restore(state: dict, model, optimizer, scheduler) -> Progress:
+    """Load ``state`` (as :func:`save_state` wrote it) into the model, optimiser and scheduler."""
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])

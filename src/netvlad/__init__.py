@@ -1,7 +1,13 @@
-"""netvlad: NetVLAD visual place recognition (Arandjelović et al., CVPR 2016)."""
+"""netvlad: NetVLAD visual place recognition (Arandjelović et al., CVPR 2016).
 
-from netvlad.models import ModelConfig, PlaceModel, Preprocessing, load
-from netvlad.models.pretrained import load_pretrained
+Exports load on first use, so ``import netvlad`` (and ``netvlad --help``) does not import torch.
+"""
+
+from netvlad._lazy import lazy_exports
 
 __version__ = "0.1.0"
-__all__ = ["ModelConfig", "PlaceModel", "Preprocessing", "__version__", "load", "load_pretrained"]
+__getattr__, __dir__, _names = lazy_exports(__name__, {
+    "netvlad.models": ("ModelConfig", "PlaceModel", "Preprocessing", "load"),
+    "netvlad.models.pretrained": ("load_pretrained",),
+})
+__all__ = [*_names, "__version__"]

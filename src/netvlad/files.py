@@ -1,9 +1,15 @@
-"""General file helpers shared by every step that writes results (checkpoints, reports, exports)."""
+"""General file helpers: atomic writes, and reads of our JSON and .npy files that name a damaged file.
+
+Every step that writes results (checkpoints, reports, exports) writes atomically; every reader of our own JSON and
+``.npy`` files turns a damaged one into one :class:`netvlad.errors.BadInputError` naming it.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,3 +32,35 @@ def atomic_write(path: Path | str, write: Callable[[Path], object]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def read_json(path: Path | str, what: str) -> dict:
+    """The JSON object in ``path`` (``what`` names it in errors); BadInputError naming the file otherwise."""
+    from netvlad.errors import BadInputError
+
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        reason = " ".join(str(error).split())
+        raise BadInputError(f"{path}: not a readable {what} ({reason}); rebuild it", path=path) from None
+    if not isinstance(data, dict):
+        raise BadInputError(f"{path}: not a {what} (a JSON {type(data).__name__}, not an object); rebuild it",
+                            path=path)
+    return data
+
+
+def load_array(path: Path | str, what: str, mmap_mode: str | None = None):
+    """The ``.npy`` array in ``path`` (never unpickled); BadInputError naming the file when it cannot be read."""
+    import numpy as np
+
+    from netvlad.errors import BadInputError
+
+    path = Path(path)
+    try:
+        return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:  # numpy's errors on a damaged file
+        if isinstance(error, FileNotFoundError):
+            raise FileNotFoundError(f"{path}: {what} not found; rebuild it") from None
+        reason = " ".join(str(error).split())[:200]
+        raise BadInputError(f"{path}: not a readable {what} ({reason}); rebuild it", path=path) from None

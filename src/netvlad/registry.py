@@ -1,9 +1,11 @@
 """A named registry (backbones, checkpoint converters): each name registered once, listed sorted, looked up with a
-one-line error listing the known names. Imports nothing, so any layer may use it."""
+one-line error listing the known names. Imports only netvlad.errors, so any layer may use it."""
 
 from __future__ import annotations
 
 from typing import Generic, TypeVar
+
+from netvlad.errors import BadInputError
 
 T = TypeVar("T")
 
@@ -19,7 +21,7 @@ class Registry(Generic[T]):
         >>> pools.get("vlad")
         Traceback (most recent call last):
         ...
-        ValueError: unknown pooling 'vlad'; registered: gem
+        netvlad.errors.BadInputError: unknown pooling 'vlad'; registered: gem
     """
 
     def __init__(self, kind: str, known: str = "registered") -> None:
@@ -41,7 +43,7 @@ class Registry(Generic[T]):
         try:
             return self.entries[name]
         except KeyError:
-            raise ValueError(f"unknown {self.kind} {name!r}; {self.known}: {', '.join(self.names())}") from None
+            raise BadInputError(f"unknown {self.kind} {name!r}; {self.known}: {', '.join(self.names())}") from None
 
     def __contains__(self, name: object) -> bool:
         return name in self.entries

@@ -51,7 +51,7 @@ def test_bad_config_key_is_a_one_line_error(folder, tmp_path, caplog):
     assert main(["train", str(folder), *DATA, "--config", str(config), "--out", str(tmp_path / "r")]) == 1
     assert "typo.yaml: unknown training option(s) ['learning_rate']" in caplog.text
     assert main(["train", str(folder), *DATA, "--resume", str(tmp_path / "nothing")]) == 1
-    assert "no such config file" in caplog.text
+    assert "nothing: run folder not found" in caplog.text
 
 
 def test_cluster_command_writes_an_initialised_checkpoint(folder, tmp_path):

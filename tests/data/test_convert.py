@@ -7,6 +7,7 @@ import pytest
 
 from netvlad.data import list_formats, open_dataset
 from netvlad.data.convert import convert_to_dvgb
+from netvlad.errors import BadInputError
 from tests.data.helpers import example_dataset, pitts_struct, pittsburgh_utm, write_image, write_mat_classic
 
 
@@ -53,5 +54,5 @@ def test_refuses_a_non_empty_output(tmp_path):
     source, options = example_dataset("csv", tmp_path / "src")
     data = open_dataset(source, **options)
     convert_to_dvgb(data, tmp_path / "out")
-    with pytest.raises(FileExistsError, match="already holds files; choose an empty --out"):
+    with pytest.raises(BadInputError, match="already holds files; choose an empty output folder"):
         convert_to_dvgb(data, tmp_path / "out")

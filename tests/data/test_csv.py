@@ -48,7 +48,7 @@ def test_missing_column_and_empty_manifest(tmp_path):
 def test_file_named_but_missing(tmp_path):
     path = manifest(tmp_path, ["path,split,easting,northing", "a.jpg,database,0,0", "gone.jpg,database,1,0",
                                "q/c.jpg,query,0,0"])
-    with pytest.raises(DatasetError, match=r"gone\.jpg: image file not found; fix the path or --image-root"):
+    with pytest.raises(DatasetError, match=r"gone\.jpg: image file not found; fix the path or the image root"):
         open_dataset(path)
     data = open_dataset(path, skip_bad=True)
     assert data.database.names == ("a.jpg",) and data.meta["skipped"][0][1] == "image file not found"

@@ -7,7 +7,15 @@ import pytest
 import torch
 from PIL import Image
 
-from netvlad.data.images import ImageDataset, ImageDecodeError, collate_images, image_size, load_image, resize_image
+from netvlad.data.images import (
+    ImageDataset,
+    ImageDecodeError,
+    ImageLoader,
+    collate_images,
+    image_size,
+    load_image,
+    resize_image,
+)
 from tests.data.helpers import write_image
 
 
@@ -77,7 +85,7 @@ def test_truncated_jpeg_names_the_file(tmp_path):
     Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(tmp_path / "full.jpg")
     data = (tmp_path / "full.jpg").read_bytes()
     (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
-    with pytest.raises(ImageDecodeError, match=r"cut\.jpg: cannot decode image .*--skip-bad"):
+    with pytest.raises(ImageDecodeError, match=r"cut\.jpg: cannot decode image .*skip_bad=True"):
         load_image(tmp_path / "cut.jpg")
 
 
@@ -125,3 +133,15 @@ def test_image_dataset_skips_bad_files_and_collates(tmp_path):
     batch = [ImageDataset(paths, skip_bad=True)[i] for i in range(2)]
     indices, images, bad = collate_images(batch)
     assert indices.tolist() == [0] and images.shape == (1, 3, 6, 8) and bad == [1]
+
+
+def test_image_loader_raises_a_worker_s_error_unchanged(tmp_path):
+    """The exception a worker process raised reaches the caller whole: type, one-line message and attributes."""
+    good = write_image(tmp_path / "good.jpg", fmt="JPEG")
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(good.read_bytes()[:100])
+    loader = ImageLoader(ImageDataset([good, bad]), batch_size=1, num_workers=1, collate_fn=collate_images)
+    with pytest.raises(ImageDecodeError) as caught:
+        list(loader)
+    assert str(caught.value).startswith(f"{bad}: cannot decode image") and "\n" not in str(caught.value)
+    assert caught.value.path == bad and caught.value.skippable and caught.value.hint

@@ -98,7 +98,7 @@ def test_missing_images_fail_or_are_skipped(tmp_path):
         open_dataset(mat)
     data = open_dataset(mat, skip_bad=True)
     assert data.queries.names == (Q_NAMES[0],) and len(data.meta["skipped"]) == 1
-    with pytest.raises(DatasetError, match=r"image not found .*pass --image-root"):
+    with pytest.raises(DatasetError, match=r"image not found .*give the image root"):
         open_dataset(mat, image_root=tmp_path / "elsewhere")
 
 

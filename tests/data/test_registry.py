@@ -26,7 +26,7 @@ def test_each_format_is_detected_and_read(tmp_path, fmt):
 
 def test_unsupported_and_unknown_formats(tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
-    with pytest.raises(ValueError, match=r"notes\.txt: unsupported dataset format \(mat: .*\); pass --format"):
+    with pytest.raises(ValueError, match=r"notes\.txt: unsupported dataset format \(mat: .*\); pass format=NAME"):
         open_dataset(tmp_path / "notes.txt")
     with pytest.raises(ValueError, match="unknown dataset format 'lmdb'; choose one of mat, csv, dvgb"):
         open_dataset(tmp_path / "notes.txt", format="lmdb")

@@ -69,7 +69,7 @@ def test_duplicate_frame_names(tmp_path):
 
 def test_sequence_needs_folder_names_and_images(tmp_path):
     make_sequence(tmp_path)
-    with pytest.raises(DatasetError, match="holding left, right; name the two with --database and --queries"):
+    with pytest.raises(DatasetError, match="holding left, right; name the two as database= and queries="):
         open_dataset(tmp_path)
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetError, match=r"empty: folder holds no images"):

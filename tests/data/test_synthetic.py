@@ -18,6 +18,7 @@ from netvlad.data.synthetic.cameras import database_views, query_views
 from netvlad.data.synthetic.city import build_city
 from netvlad.data.synthetic.render import Pose
 from netvlad.data.synthetic.view import render_view
+from netvlad.errors import BadInputError
 
 TINY = CityConfig.preset("tiny")
 
@@ -181,7 +182,7 @@ def test_night_is_dark_and_far_from_day(tiny_layout):
 
 def test_reuse_and_refuse_existing_output(tiny_city):
     assert generate_city(TINY, tiny_city) == tiny_city  # same config: reused, not regenerated
-    with pytest.raises(FileExistsError, match="overwrite"):
+    with pytest.raises(BadInputError, match="overwrite=True"):
         generate_city(dataclasses.replace(TINY, seed=5), tiny_city)
 
 

@@ -51,7 +51,7 @@ def test_interrupted_extraction_continues_where_it_stopped(tmp_path, tiny_model)
 def test_bad_image_stops_keeping_work_or_is_skipped(tmp_path, tiny_model):
     names = write_images(tmp_path, 4)
     (tmp_path / names[2]).write_bytes(b"not an image")
-    with pytest.raises(ImageDecodeError, match=rf"{names[2]}.*--skip-bad.*2 of 4 descriptors kept"):
+    with pytest.raises(ImageDecodeError, match=rf"{names[2]}.*skip_bad=True.*2 of 4 descriptors kept"):
         extract_to_store(tiny_model, tmp_path, names, tmp_path / "s", batch_size=1)
     store = extract_to_store(tiny_model, tmp_path, names, tmp_path / "s", batch_size=1, skip_bad=True)
     assert store.bad() == [names[2]] and store.num_done == 3 and store.complete

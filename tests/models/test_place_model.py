@@ -46,7 +46,7 @@ def test_save_load_is_bit_identical(tmp_path):
 def test_load_refuses_foreign_and_corrupt_files(tmp_path):
     foreign = tmp_path / "other.safetensors"
     save_file({"w": torch.zeros(2)}, str(foreign))
-    with pytest.raises(ValueError, match="not a netvlad checkpoint.*netvlad convert"):
+    with pytest.raises(ValueError, match="not a netvlad checkpoint.*converters.convert"):
         netvlad.load(foreign)
     corrupt = tmp_path / "corrupt.safetensors"
     corrupt.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{garbage")

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import argparse
 
-from netvlad.cli.common import add_device_args, add_model_args, model_from_args, pick_device
-from netvlad.cli.dataset_args import add_dataset_args, dataset_from_args
-from netvlad.models import save_model
-from netvlad.train import ClusterConfig, initialize_clusters
+from netvlad.cli.common import add_device_args, add_model_args, number
+from netvlad.cli.dataset_args import add_dataset_args
+from netvlad.cli.names import CLUSTER_DEFAULTS
+from netvlad.limits import COUNT, NON_NEGATIVE_INT
 
 
 def run_cluster(args: argparse.Namespace) -> int:
+    """k-means the database images' local descriptors and write the checkpoint."""
+    from netvlad.cli.common import model_from_args, pick_device
+    from netvlad.cli.dataset_args import dataset_from_args
+    from netvlad.models import save_model
+    from netvlad.train import ClusterConfig, initialize_clusters
+
     dataset = dataset_from_args(args)
     model = model_from_args(args)
     config = ClusterConfig(num_descriptors=args.descriptors, per_image=args.per_image, num_images=args.images,
@@ -32,11 +38,15 @@ def register(subparsers) -> None:
     parser.add_argument("--out", required=True, help="checkpoint to write (.safetensors)")
     add_model_args(parser)
     add_device_args(parser)
-    defaults = ClusterConfig()
+    d = CLUSTER_DEFAULTS
     group = parser.add_argument_group("sampling")
-    group.add_argument("--descriptors", type=int, default=defaults.num_descriptors, help="local descriptors in all")
-    group.add_argument("--per-image", type=int, default=defaults.per_image, help="descriptors sampled per image")
-    group.add_argument("--images", type=int, default=defaults.num_images, help="images sampled")
-    group.add_argument("--seed", type=int, default=defaults.seed)
-    group.add_argument("--niter", type=int, default=defaults.niter, help="k-means iterations")
+    group.add_argument("--descriptors", type=number(COUNT), default=d["num_descriptors"],
+                       help=f"local descriptors in all (default {d['num_descriptors']})")
+    group.add_argument("--per-image", type=number(COUNT), default=d["per_image"],
+                       help=f"descriptors sampled per image (default {d['per_image']})")
+    group.add_argument("--images", type=number(COUNT), default=d["num_images"],
+                       help=f"images sampled (default {d['num_images']})")
+    group.add_argument("--seed", type=number(NON_NEGATIVE_INT), default=d["seed"])
+    group.add_argument("--niter", type=number(COUNT), default=d["niter"],
+                       help=f"k-means iterations (default {d['niter']})")
     parser.set_defaults(func=run_cluster)

@@ -1,17 +1,106 @@
-"""Shared CLI pieces: device choice, and a model from ``--model CKPT`` or ``--backbone/--pool``."""
+"""Shared CLI pieces: checked argument types, threads, device choice, and a model from ``--model`` or
+``--backbone/--pool``.
+
+Nothing heavy at module level: parsing arguments (and failing on them) never imports torch; the functions that
+need it import it when they run.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
 
-import torch
+from netvlad.cli.names import BACKBONES, POOLS
+from netvlad.limits import COUNT, NON_NEGATIVE_INT, Limit
 
-from netvlad.models import ModelConfig, PlaceModel, Preprocessing, list_backbones, load
-from netvlad.models.place_model import POOLS
+logger = logging.getLogger(__name__)
 
 
-def pick_device(name: str = "auto") -> torch.device:
-    """``auto`` picks CUDA, then Apple MPS, then CPU."""
+def number(limit: Limit) -> Callable[[str], int | float]:
+    """An argparse ``type`` that accepts numbers in ``limit`` and names the allowed range otherwise."""
+    def parse(text: str) -> int | float:
+        try:
+            return limit.parse(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    parse.__name__ = limit.describe()
+    parse.limit = limit  # read by the argument sweep test
+    return parse
+
+
+def existing(kind: str = "path", what: str | None = None) -> Callable[[str], Path]:
+    """An argparse ``type`` for an input that must exist: ``"path"``, ``"file"`` or ``"folder"``.
+
+    A missing input raises FileNotFoundError (IsADirectoryError, NotADirectoryError), which argparse lets
+    through: ``netvlad.cli.main`` reports it as one ERROR line naming the path (exit 1), as it reports a file
+    that exists but cannot be read.
+    """
+    what = what or {"path": "file or folder", "file": "file", "folder": "folder"}[kind]
+
+    def parse(text: str) -> Path:
+        path = Path(text).expanduser()
+        if not path.exists():
+            raise FileNotFoundError(f"{text}: {what} not found; check the path")
+        if kind == "file" and path.is_dir():
+            raise IsADirectoryError(f"{text}: is a folder; give the {what} itself")
+        if kind == "folder" and not path.is_dir():
+            raise NotADirectoryError(f"{text}: is a file; give the {what}")
+        return path
+
+    parse.__name__ = what
+    return parse
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def default_threads(workers: int = 0) -> int:
+    """Compute threads that do not oversubscribe: usable cores − 1 (the main process) − ``workers``, at least 1."""
+    return max(1, usable_cores() - 1 - workers)
+
+
+THREADS_RULE = "usable cores − 1 − --workers, at least 1"
+
+
+def add_threads_arg(parser: argparse.ArgumentParser) -> None:
+    """``--threads N``: compute threads for torch, faiss and BLAS (every command has it)."""
+    parser.add_argument("--threads", type=number(COUNT), default=None,
+                        help=f"compute threads for torch, faiss and BLAS (default: {THREADS_RULE}; "
+                             f"{default_threads()} here without workers). More threads than free cores stall "
+                             "each other, ~10× slower")
+
+
+def set_threads(threads: int | None, workers: int = 0) -> int:
+    """Use ``threads`` (default: :func:`default_threads`) in torch, faiss and BLAS, now or when they are imported."""
+    cores = usable_cores()
+    if threads is None:
+        threads = default_threads(workers)
+    elif threads > cores:
+        logger.warning("--threads %d is more than the %d usable cores; threads will wait for each other",
+                       threads, cores)
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[name] = str(threads)  # read by torch, faiss and numpy when they are first imported
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+    if "faiss" in sys.modules:
+        sys.modules["faiss"].omp_set_num_threads(threads)
+    return threads
+
+
+def pick_device(name: str = "auto"):
+    """A ``torch.device``: ``auto`` picks CUDA, then Apple MPS, then CPU."""
+    import torch
+
     if name != "auto":
         return torch.device(name)
     if torch.cuda.is_available():
@@ -22,27 +111,35 @@ def pick_device(name: str = "auto") -> torch.device:
 
 
 def add_device_args(parser: argparse.ArgumentParser) -> None:
+    """``--device``, ``--workers``, ``--batch-size``, ``--no-progress``."""
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, mps or auto (default)")
-    parser.add_argument("--workers", type=int, default=2, help="image-decoding worker processes")
-    parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
+    parser.add_argument("--workers", type=number(NON_NEGATIVE_INT), default=2,
+                        help="image-decoding worker processes (0: decode in the main process)")
+    parser.add_argument("--batch-size", type=number(COUNT), default=8, help="images per forward pass")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
+    """A checkpoint (``--model``) or an off-the-shelf backbone + pooling, and input-size overrides."""
     group = parser.add_argument_group("model (a checkpoint, or an off-the-shelf backbone + pooling)")
-    group.add_argument("--model", help="a netvlad checkpoint (.safetensors)")
-    group.add_argument("--backbone", default="mobilenet_v2", choices=list_backbones())
-    group.add_argument("--pool", default="netvlad", choices=sorted(POOLS))
-    group.add_argument("--clusters", type=int, default=64, help="NetVLAD K")
+    group.add_argument("--model", type=existing("file", "checkpoint"), help="a netvlad checkpoint (.safetensors)")
+    group.add_argument("--backbone", default="mobilenet_v2", choices=BACKBONES)
+    group.add_argument("--pool", default="netvlad", choices=POOLS)
+    group.add_argument("--clusters", type=number(COUNT), default=64, help="NetVLAD K")
     group.add_argument("--parametrization", default="official", choices=("official", "paper"))
     group.add_argument("--no-pretrained", action="store_true", help="random backbone weights")
     group.add_argument("--resize", choices=("none", "fixed", "longest"), default=None,
                        help="override the model's input-size policy")
-    group.add_argument("--size", type=int, nargs="+", default=None, help="H W for fixed, S for longest")
+    group.add_argument("--size", type=number(COUNT), nargs="+", default=None,
+                       help="pixels: H W for fixed, S for longest")
 
 
-def model_from_args(args: argparse.Namespace) -> PlaceModel:
+def model_from_args(args: argparse.Namespace):
     """Load ``--model`` or build ``--backbone``/``--pool``; ``--resize/--size`` override preprocessing."""
+    import dataclasses
+
+    from netvlad.models import ModelConfig, PlaceModel, Preprocessing, load
+
     if args.model:
         model = load(args.model)
     else:
@@ -50,8 +147,6 @@ def model_from_args(args: argparse.Namespace) -> PlaceModel:
                              parametrization=args.parametrization)
         model = PlaceModel(config, pretrained=not args.no_pretrained)
     if args.resize or args.size:
-        import dataclasses  # noqa: PLC0415
-
         pre = model.config.preprocessing
         pre = Preprocessing(resize=args.resize or pre.resize, size=tuple(args.size or pre.size), mean=pre.mean,
                             std=pre.std, value_scale=pre.value_scale)

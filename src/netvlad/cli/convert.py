@@ -6,11 +6,21 @@ import argparse
 import logging
 from pathlib import Path
 
-from netvlad.models import save_model
-from netvlad.models.converters import ConvertOptions, convert, get_converter, list_converters
-from netvlad.models.pretrained import PUBLISHED, fetch
+from netvlad.cli.common import number
+from netvlad.cli.names import CONVERTERS, PUBLISHED
+from netvlad.limits import COUNT
 
 logger = logging.getLogger(__name__)
+
+
+def source_file(text: str) -> str:
+    """SRC: an existing file, or a published model's name (a missing file is reported by ``cli.main``)."""
+    path = Path(text).expanduser()
+    if text in PUBLISHED or path.is_file():
+        return text
+    if path.is_dir():
+        raise IsADirectoryError(f"{text}: is a folder; give the model file inside it (.mat, .pth.tar or .pth)")
+    raise FileNotFoundError(f"{text}: no such file, nor a published model name ({', '.join(PUBLISHED)})")
 
 
 def register(subparsers) -> None:
@@ -19,12 +29,12 @@ def register(subparsers) -> None:
         "convert", help="convert MATLAB / pytorch-NetVlad / Patch-NetVLAD weights to a netvlad checkpoint",
         description="Convert another NetVLAD implementation's weights into a netvlad checkpoint whose "
                     "descriptors equal the source's. SRC is a file, or a published model name: "
-                    + ", ".join(sorted(PUBLISHED)) + ".")
-    parser.add_argument("src", metavar="SRC", help="file to convert, or a published model name")
+                    + ", ".join(PUBLISHED) + ".")
+    parser.add_argument("src", metavar="SRC", type=source_file, help="file to convert, or a published model name")
     parser.add_argument("--out", required=True, help="checkpoint to write (.safetensors)")
-    parser.add_argument("--from", dest="source", choices=list_converters(), help="source format (default: detect)")
+    parser.add_argument("--from", dest="source", choices=CONVERTERS, help="source format (default: detect)")
     parser.add_argument("--backbone", help="encoder, when the file cannot tell (pytorch-NetVlad: vgg16|alexnet)")
-    parser.add_argument("--num-clusters", type=int, help="K, checked against the file")
+    parser.add_argument("--num-clusters", type=number(COUNT), help="K, checked against the file")
     parser.add_argument("--vladv2", action=argparse.BooleanOptionalAction, default=None,
                         help="assignment with a bias (checked against the file)")
     parser.add_argument("--no-whitening", action="store_true", help="drop the file's PCA-whitening layer")
@@ -33,10 +43,15 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Convert ``args.src`` (a file or a published name) and write ``args.out``."""
+    from netvlad.models import save_model
+    from netvlad.models.converters import ConvertOptions, convert, get_converter
+    from netvlad.models.pretrained import PUBLISHED as ENTRIES
+    from netvlad.models.pretrained import fetch
+
     source = args.source
     path = args.src
-    if args.src in PUBLISHED and not Path(args.src).exists():
-        entry = PUBLISHED[args.src]
+    if args.src in ENTRIES and not Path(args.src).exists():
+        entry = ENTRIES[args.src]
         path, source = fetch(entry), source or entry.source
     options = ConvertOptions(backbone=args.backbone, num_clusters=args.num_clusters, vladv2=args.vladv2,
                              whitening=not args.no_whitening)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import logging
 
-from netvlad.cli.dataset_args import add_dataset_args, dataset_from_args
+from netvlad.cli.common import number
+from netvlad.cli.dataset_args import add_dataset_args
 from netvlad.constants import EVAL_RADIUS_M
-from netvlad.data.convert import convert_to_dvgb
-from netvlad.data.summary import summarize
+from netvlad.limits import NON_NEGATIVE_INT, POSITIVE
 
 logger = logging.getLogger(__name__)
 
@@ -19,9 +19,10 @@ def register(subparsers) -> None:
     commands = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     inspect = commands.add_parser("inspect", help="counts, extent, ground truth and image sizes of a dataset")
     add_dataset_args(inspect)
-    inspect.add_argument("--radius", type=float, default=EVAL_RADIUS_M,
+    inspect.add_argument("--radius", type=number(POSITIVE), default=EVAL_RADIUS_M,
                          help=f"evaluation radius in metres (default {EVAL_RADIUS_M:g})")
-    inspect.add_argument("--sample", type=int, default=500, help="images per side whose size is read (0 = all)")
+    inspect.add_argument("--sample", type=number(NON_NEGATIVE_INT), default=500,
+                         help="images per side whose size is read (0 = all)")
     inspect.set_defaults(func=run_inspect)
     convert = commands.add_parser("convert", help="write a dataset in the DVGB layout (symlinks or copies)")
     add_dataset_args(convert)
@@ -33,6 +34,9 @@ def register(subparsers) -> None:
 
 def run_inspect(args: argparse.Namespace) -> int:
     """Print the dataset's summary."""
+    from netvlad.cli.dataset_args import dataset_from_args
+    from netvlad.data.summary import summarize
+
     dataset = dataset_from_args(args)
     summary = summarize(dataset, radius=args.radius, sample=args.sample, skip_bad=args.skip_bad)
     print("\n".join(summary.lines()))
@@ -41,6 +45,9 @@ def run_inspect(args: argparse.Namespace) -> int:
 
 def run_convert(args: argparse.Namespace) -> int:
     """Write the dataset as DVGB and print where."""
+    from netvlad.cli.dataset_args import dataset_from_args
+    from netvlad.data.convert import convert_to_dvgb
+
     dataset = dataset_from_args(args)
     folder = convert_to_dvgb(dataset, args.out, split=args.out_split or args.split or "test", copy=args.copy)
     print(f"wrote {len(dataset.database)} database and {len(dataset.queries)} query images to {folder}")

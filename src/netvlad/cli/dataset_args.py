@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from netvlad.data import GeoDataset, list_formats, open_dataset
+from netvlad.cli.common import existing, number
+from netvlad.cli.names import DATASET_FORMATS
+from netvlad.limits import NON_NEGATIVE_INT, POSITIVE
 
 
 def add_dataset_args(parser: argparse.ArgumentParser, positional: bool = True, optional: bool = False) -> None:
@@ -12,26 +14,31 @@ def add_dataset_args(parser: argparse.ArgumentParser, positional: bool = True, o
     reader options."""
     if positional:
         parser.add_argument("dataset", metavar="DATASET", nargs="?" if optional else None,
+                            type=existing(what="dataset"),
                             help="dataset folder or file: DVGB folder, .mat dbStruct, .csv manifest, EXIF photo "
                                  "folder, or a sequence folder with --database/--queries")
     else:
-        parser.add_argument("--dataset", required=True, metavar="DATASET", help="dataset folder or file")
+        parser.add_argument("--dataset", required=True, metavar="DATASET", type=existing(what="dataset"),
+                            help="dataset folder or file")
     group = parser.add_argument_group("dataset")
-    group.add_argument("--format", choices=list_formats(), default=None, help="force a format (default: detect)")
+    group.add_argument("--format", choices=DATASET_FORMATS, default=None, help="force a format (default: detect)")
     group.add_argument("--split", default=None, help="DVGB / .mat split: train, val or test (default: test)")
     group.add_argument("--database", default=None, metavar="FOLDER",
                        help="database sub-folder (sequences: e.g. summer; .mat: under --image-root)")
     group.add_argument("--queries", default=None, metavar="FOLDER", help="query sub-folder (e.g. winter)")
-    group.add_argument("--image-root", default=None, metavar="DIR", help=".mat / CSV image root (default: its folder)")
-    group.add_argument("--frame-tolerance", type=int, default=None, metavar="K",
+    group.add_argument("--image-root", default=None, metavar="DIR", type=existing("folder"),
+                       help=".mat / CSV image root (default: its folder)")
+    group.add_argument("--frame-tolerance", type=number(NON_NEGATIVE_INT), default=None, metavar="K",
                        help="sequences: ±K frames count as correct (default 0; Gardens Point uses 2)")
-    group.add_argument("--spacing", type=float, default=None, metavar="M",
+    group.add_argument("--spacing", type=number(POSITIVE), default=None, metavar="M",
                        help="sequences: metres between frames (default 25/(K+1))")
     group.add_argument("--skip-bad", action="store_true", help="skip (and count) bad images and entries")
 
 
-def dataset_from_args(args: argparse.Namespace) -> GeoDataset:
-    """Open the dataset the arguments describe."""
+def dataset_from_args(args: argparse.Namespace):
+    """Open the dataset the arguments describe (a :class:`netvlad.data.GeoDataset`)."""
+    from netvlad.data import open_dataset
+
     return open_dataset(args.dataset, format=args.format, split=args.split, database=args.database,
                         queries=args.queries, image_root=args.image_root, frame_tolerance=args.frame_tolerance,
                         spacing=args.spacing, skip_bad=args.skip_bad)

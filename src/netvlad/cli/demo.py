@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import os
 
-import torch
-
-from netvlad.cli.common import pick_device
-from netvlad.pipeline import PRESETS, DemoConfig, run_demo
+from netvlad.cli.common import existing, number
+from netvlad.cli.names import DEMO_PRESETS
+from netvlad.limits import NON_NEGATIVE_INT
 
 
 def run(args: argparse.Namespace) -> int:
-    # On ≤ 2 cores a second torch thread stalls (up to 10× slower) whenever another process wants a core.
-    threads = args.threads or (1 if (os.cpu_count() or 1) <= 2 else None)
-    if threads:
-        torch.set_num_threads(threads)
+    """Run the demo pipeline and print its table and seed (threads are set by ``netvlad.cli.main``)."""
+    from netvlad.cli.common import pick_device
+    from netvlad.pipeline import DemoConfig, run_demo
+
     overrides = {"seed": args.seed} if args.seed is not None else {}
     config = DemoConfig.preset(args.preset, data=args.data, database=args.database, queries=args.queries,
                                frame_tolerance=args.frame_tolerance, **overrides)
@@ -36,18 +34,18 @@ def register(subparsers) -> None:
                     "k-means, train it briefly with the paper's ranking loss and hard negatives, evaluate it "
                     "against f_max, GeM and k-means NetVLAD on the test split, localise a few queries, and write "
                     "OUT/report/index.md.")
-    parser.add_argument("--data", metavar="DATASET", help="a dataset instead of the city: its train/val/test "
+    parser.add_argument("--data", metavar="DATASET", type=existing(what="dataset"),
+                        help="a dataset instead of the city: its train/val/test "
                         "splits, or (without splits) its first places for training and the last for testing")
     parser.add_argument("--database", help="--data sequences: database sub-folder (e.g. summer)")
     parser.add_argument("--queries", help="--data sequences: query sub-folder (e.g. winter)")
-    parser.add_argument("--frame-tolerance", type=int, metavar="K", help="--data sequences: ±K frames are correct")
+    parser.add_argument("--frame-tolerance", type=number(NON_NEGATIVE_INT), metavar="K",
+                        help="--data sequences: ±K frames are correct")
     parser.add_argument("--out", default="netvlad-demo", help="output folder: city/, clusters/, run/, "
                         "evaluation/, report/, steps/ (default: netvlad-demo)")
-    parser.add_argument("--preset", default="default", choices=sorted(PRESETS), help="tiny: a seconds-long check")
+    parser.add_argument("--preset", default="default", choices=DEMO_PRESETS, help="tiny: a seconds-long check")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, mps or auto (default)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads for torch (default: 1 on ≤ 2 cores, else torch's choice)")
-    parser.add_argument("--seed", type=int, default=None,
+    parser.add_argument("--seed", type=number(NON_NEGATIVE_INT), default=None,
                         help="training seed: k-means sampling, query order, mining (default: the preset's, 0)")
     parser.add_argument("--force", action="store_true",
                         help="redo every step (default: a rerun skips steps whose outputs exist for the same inputs "

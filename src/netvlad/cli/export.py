@@ -7,21 +7,20 @@ import logging
 import os
 from pathlib import Path
 
-from netvlad.cli.common import add_device_args, add_model_args, model_from_args, pick_device
-from netvlad.cli.dataset_args import add_dataset_args, dataset_from_args
-from netvlad.cli.evaluate import cluster_off_the_shelf
-from netvlad.cli.index import database_from_args
-from netvlad.data import ImageList
-from netvlad.data.images import load_image
-from netvlad.eval.export import MODEL_EXPORTERS, export_hloc, onnx_max_difference
-from netvlad.eval.retrieval import describe
-from netvlad.nn import NetVLAD
+from netvlad.cli.common import add_device_args, add_model_args, existing, number
+from netvlad.cli.dataset_args import add_dataset_args
+from netvlad.cli.evaluate import add_cluster_images_arg
+from netvlad.cli.names import MODEL_EXPORTERS
+from netvlad.limits import COUNT
 
 logger = logging.getLogger(__name__)
 
 
-def image_lists(args: argparse.Namespace) -> list[ImageList]:
+def image_lists(args: argparse.Namespace) -> list:
     """A dataset's database and query lists, or one list of every image in a plain folder."""
+    from netvlad.cli.dataset_args import dataset_from_args
+    from netvlad.cli.index import database_from_args
+
     try:
         dataset = dataset_from_args(args)
     except ValueError:  # not a dataset: every image of the folder
@@ -30,19 +29,28 @@ def image_lists(args: argparse.Namespace) -> list[ImageList]:
 
 
 def hloc(args: argparse.Namespace) -> int:
+    """Write (or extend) hloc's global-descriptor HDF5 file."""
+    from netvlad.cli.common import model_from_args, pick_device
+    from netvlad.cli.evaluate import cluster_if_off_the_shelf
+    from netvlad.errors import BadInputError
+    from netvlad.eval.export import check_hloc_file, export_hloc
+    from netvlad.eval.retrieval import describe
+
+    if not args.overwrite:
+        check_hloc_file(args.out)  # before any descriptor is computed
     device = pick_device(args.device)
     lists = image_lists(args)
     root = Path(args.names_root or os.path.commonpath([str(images.root) for images in lists]))
     model = model_from_args(args)
-    if args.model is None and isinstance(model.pool, NetVLAD):
-        cluster_off_the_shelf(model, lists[0].paths(), args, device)
+    cluster_if_off_the_shelf(model, lists[0].paths(), args, device)
     for i, images in enumerate(lists):
         store = args.store / f"part{i}" if args.store else None
         descriptors, valid, _ = describe(model, images, store, skip_bad=args.skip_bad, batch_size=args.batch_size,
                                          workers=args.workers, device=device, progress=not args.no_progress)
         names = [Path(os.path.relpath(images.root / n, root)).as_posix() for n in images.names]
         if any(n.startswith("../") for n in names):
-            raise ValueError(f"images under {images.root} are outside --names-root {root}")
+            raise BadInputError(f"images under {images.root} are outside the names root {root}",
+                                hint="choose --names-root above them")
         export_hloc([n for n, ok in zip(names, valid, strict=True) if ok], descriptors[valid], args.out,
                     overwrite=i == 0 and args.overwrite)
     print(f"wrote global descriptors of {sum(len(x) for x in lists)} images to {args.out} (names relative to {root})")
@@ -50,13 +58,20 @@ def hloc(args: argparse.Namespace) -> int:
 
 
 def model_export(args: argparse.Namespace) -> int:
+    """Write the model as ONNX or TorchScript (and compare onnxruntime with PyTorch on ``--check``)."""
+    from netvlad.cli.common import model_from_args
+    from netvlad.data.images import load_image
+    from netvlad.eval.export import MODEL_EXPORTERS as EXPORTERS
+    from netvlad.eval.export import onnx_max_difference
+    from netvlad.nn import NetVLAD
+
     model = model_from_args(args)
     if args.model is None and isinstance(model.pool, NetVLAD):
         logger.warning("exporting an off-the-shelf NetVLAD with random centroids; export a trained or clustered "
                        "checkpoint (`netvlad cluster`) instead")
     pre = model.config.preprocessing
     height, width = pre.size if pre.resize == "fixed" else (args.height, args.width)
-    path = MODEL_EXPORTERS[args.model_format](model, args.out, height=height, width=width)
+    path = EXPORTERS[args.model_format](model, args.out, height=height, width=width)
     print(f"wrote {args.model_format} model to {path}")
     if args.model_format == "onnx" and args.check:
         images = load_image(args.check, pre.resize, pre.size)[None]
@@ -78,15 +93,17 @@ def register(subparsers) -> None:
                         help="names are relative to this folder (default: the common parent of all images)")
     parser.add_argument("--store", type=Path, default=None, help="keep descriptors here (resumable)")
     parser.add_argument("--overwrite", action="store_true", help="replace the file instead of extending it")
-    parser.add_argument("--cluster-images", type=int, default=500, help="off-the-shelf NetVLAD: k-means images")
+    add_cluster_images_arg(parser)
     parser.set_defaults(func=hloc)
-    for name in sorted(MODEL_EXPORTERS):
+    for name in MODEL_EXPORTERS:
         parser = sub.add_parser(name, help=f"the whole model as {name} (dynamic batch and image size)")
         add_model_args(parser)
         parser.add_argument("--out", type=Path, required=True, help=f"{name} file to write")
-        parser.add_argument("--height", type=int, default=480, help="example height traced (any size runs)")
-        parser.add_argument("--width", type=int, default=640, help="example width traced (any size runs)")
+        parser.add_argument("--height", type=number(COUNT), default=480,
+                            help="example height traced in pixels (any size runs)")
+        parser.add_argument("--width", type=number(COUNT), default=640,
+                            help="example width traced in pixels (any size runs)")
         if name == "onnx":
-            parser.add_argument("--check", type=Path, default=None, metavar="IMAGE",
+            parser.add_argument("--check", type=existing("file", "image"), default=None, metavar="IMAGE",
                                 help="compare onnxruntime with PyTorch on this photo")
         parser.set_defaults(func=model_export, model_format=name, check=None)

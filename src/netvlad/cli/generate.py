@@ -6,7 +6,9 @@ import argparse
 import logging
 import os
 
-from netvlad.data.synthetic import SIZES, CityConfig, generate_city
+from netvlad.cli.common import number
+from netvlad.cli.names import CITY_SIZES
+from netvlad.limits import NON_NEGATIVE_INT
 
 logger = logging.getLogger(__name__)
 
@@ -17,15 +19,19 @@ def register(subparsers) -> None:
                                    description="Render a procedural city (day database; dusk, night, winter, "
                                                "autumn, rain and fog queries) into train/val/test splits.")
     parser.add_argument("--out", required=True, help="output folder (the dataset root)")
-    parser.add_argument("--seed", type=int, default=0, help="city seed (default 0)")
-    parser.add_argument("--size", default="default", choices=sorted(SIZES), help="city size (default: default)")
-    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="rendering processes")
+    parser.add_argument("--seed", type=number(NON_NEGATIVE_INT), default=0, help="city seed (default 0)")
+    parser.add_argument("--size", default="default", choices=CITY_SIZES, help="city size (default: default)")
+    parser.add_argument("--workers", type=number(NON_NEGATIVE_INT), default=min(2, os.cpu_count() or 1),
+                        help="rendering processes (0 or 1: render in this process)")
     parser.add_argument("--overwrite", action="store_true", help="replace a different dataset already in --out")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    """Render the city and print where it went."""
+    from netvlad.data.synthetic import CityConfig, generate_city
+
     config = CityConfig.preset(args.size, seed=args.seed)
     root = generate_city(config, args.out, progress=not args.no_progress, overwrite=args.overwrite,
                          workers=max(1, args.workers))

@@ -7,22 +7,23 @@ import json
 import logging
 from pathlib import Path
 
-import numpy as np
-
-from netvlad.cli.common import add_device_args, add_model_args, model_from_args, pick_device
-from netvlad.cli.dataset_args import add_dataset_args, dataset_from_args
-from netvlad.cli.evaluate import add_index_args, cluster_off_the_shelf, index_config_from_args
-from netvlad.data import DatasetError, ImageList
-from netvlad.data.readers.common import list_images
-from netvlad.eval.extract import extract_descriptors
-from netvlad.eval.localise import POSITION_ESTIMATORS, PlaceIndex, QueryResult, build_place_index
-from netvlad.nn import NetVLAD
+from netvlad.cli.common import add_device_args, add_model_args, existing, number
+from netvlad.cli.dataset_args import add_dataset_args
+from netvlad.cli.evaluate import add_cluster_images_arg, add_index_args
+from netvlad.cli.names import POSITION_ESTIMATORS
+from netvlad.limits import COUNT
 
 logger = logging.getLogger(__name__)
 
 
-def database_from_args(args: argparse.Namespace) -> ImageList:
+def database_from_args(args: argparse.Namespace):
     """The database of a dataset in any readable format, or every image of a plain folder (positions unknown)."""
+    import numpy as np
+
+    from netvlad.cli.dataset_args import dataset_from_args
+    from netvlad.data import DatasetError, ImageList
+    from netvlad.data.readers.common import list_images
+
     try:
         return dataset_from_args(args).database
     except ValueError as error:  # DatasetError, or no format recognised
@@ -39,11 +40,15 @@ def database_from_args(args: argparse.Namespace) -> ImageList:
 
 
 def build(args: argparse.Namespace) -> int:
+    """Describe the database images and write the index folder."""
+    from netvlad.cli.common import model_from_args, pick_device
+    from netvlad.cli.evaluate import cluster_if_off_the_shelf, index_config_from_args
+    from netvlad.eval.localise import build_place_index
+
     device = pick_device(args.device)
     images = database_from_args(args)
     model = model_from_args(args)
-    if args.model is None and isinstance(model.pool, NetVLAD):
-        cluster_off_the_shelf(model, images.paths(), args, device)
+    cluster_if_off_the_shelf(model, images.paths(), args, device)
     index = build_place_index(model, images, args.out, index_config=index_config_from_args(args), dtype=args.dtype,
                               skip_bad=args.skip_bad, batch_size=args.batch_size, workers=args.workers,
                               device=device, progress=not args.no_progress)
@@ -51,8 +56,8 @@ def build(args: argparse.Namespace) -> int:
     return 0
 
 
-def format_result(result: QueryResult) -> str:
-    """Human-readable lines for one query."""
+def format_result(result) -> str:
+    """Human-readable lines for one :class:`netvlad.eval.localise.QueryResult`."""
     lines = [f"{result.query}"]
     for rank, match in enumerate(result.matches, 1):
         lines.append(f"  {rank:2d}. {match.name}  distance {match.distance:.4f}  "
@@ -65,8 +70,12 @@ def format_result(result: QueryResult) -> str:
 
 
 def query(args: argparse.Namespace) -> int:
-    if args.k < 1:
-        raise ValueError(f"-k must be ≥ 1, got {args.k}")
+    """Localise each photo against the index and print (or JSON-dump) the matches."""
+    from netvlad.cli.common import model_from_args, pick_device
+    from netvlad.errors import BadInputError
+    from netvlad.eval.extract import extract_descriptors
+    from netvlad.eval.localise import PlaceIndex
+
     device = pick_device(args.device)
     index = PlaceIndex.load(args.index)
     model = index.model
@@ -74,13 +83,10 @@ def query(args: argparse.Namespace) -> int:
         model = model_from_args(args)
         index.check_model(model)
     paths = [Path(p) for p in args.images]
-    for path in paths:
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: query image not found")
     descriptors = extract_descriptors(model, paths, batch_size=args.batch_size, workers=0, device=device)
     if descriptors.shape[1] != index.store.dim:
-        raise ValueError(f"the model gives {descriptors.shape[1]}-D descriptors, the index holds "
-                         f"{index.store.dim}-D ones")
+        raise BadInputError(f"the model gives {descriptors.shape[1]}-D descriptors, the index holds "
+                            f"{index.store.dim}-D ones", path=args.index)
     results = index.localise([str(p) for p in paths], descriptors, k=args.k, method=args.method)
     if args.json:
         print(json.dumps([r.to_dict() for r in results], indent=2))
@@ -102,17 +108,18 @@ def register(subparsers) -> None:
     add_index_args(parser)
     parser.add_argument("--out", type=Path, required=True, help="index folder to write (a rerun continues)")
     parser.add_argument("--dtype", default="float32", choices=("float32", "float16"), help="stored descriptor type")
-    parser.add_argument("--cluster-images", type=int, default=500,
-                        help="off-the-shelf NetVLAD: database images sampled for k-means")
+    add_cluster_images_arg(parser)
     parser.set_defaults(func=build)
 
     parser = subparsers.add_parser("query", help="localise photos against an index",
                                    description="Top-k database images for each photo, with distances and "
                                                "positions, and an estimated position.")
-    parser.add_argument("images", nargs="+", metavar="IMAGE", help="query photos")
-    parser.add_argument("--index", type=Path, required=True, help="folder written by `netvlad index build`")
-    parser.add_argument("-k", type=int, default=5, help="matches per photo (clamped to the database size)")
-    parser.add_argument("--method", default="top1", choices=sorted(POSITION_ESTIMATORS),
+    parser.add_argument("images", nargs="+", metavar="IMAGE", type=existing("file", "query image"),
+                        help="query photos")
+    parser.add_argument("--index", type=existing("folder", "index folder"), required=True,
+                        help="folder written by `netvlad index build`")
+    parser.add_argument("-k", type=number(COUNT), default=5, help="matches per photo (clamped to the database size)")
+    parser.add_argument("--method", default="top1", choices=POSITION_ESTIMATORS,
                         help="position estimate: the top-1 match, or the distance-weighted top-k")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     add_model_args(parser)

@@ -1,4 +1,9 @@
-"""The ``netvlad`` command: argument parsing, logging set-up and device choice live here only."""
+"""The ``netvlad`` command: argument parsing, logging set-up, threads and device choice live here only.
+
+Each sub-command is one module of this package with ``register(subparsers)``; those modules import nothing heavy
+at module level, so ``netvlad --help``, ``--version`` and argument errors answer without loading torch, faiss or
+matplotlib. A command's function (``func(args) -> int``) imports what it needs when it runs.
+"""
 
 from __future__ import annotations
 
@@ -8,46 +13,79 @@ import logging
 import sys
 
 from netvlad import __version__
+from netvlad.cli.common import add_threads_arg, set_threads
+from netvlad.errors import BadInputError
 
 logger = logging.getLogger("netvlad")
 
-# Each module adds its sub-commands through ``register(subparsers)``; each command is ``func(args) -> int``.
 COMMAND_MODULES = ("demo", "data", "generate", "cluster", "train", "evaluate", "index", "export", "convert")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The whole ``netvlad`` parser; every leaf command gets ``--threads``."""
     parser = argparse.ArgumentParser(prog="netvlad", description="NetVLAD visual place recognition.")
     parser.add_argument("--version", action="version", version=f"netvlad {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="-v: debug messages from netvlad; -vv: also from other libraries, and tracebacks")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f"netvlad.cli.{name}").register(subparsers)
+    for leaf in leaf_parsers(parser):
+        if "--threads" not in leaf._option_string_actions:
+            add_threads_arg(leaf)
     return parser
 
 
+def leaf_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """The parsers that run a command (those without sub-commands of their own), each once."""
+    children = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not children:
+        return [parser]
+    unique = {id(p): p for action in children for p in action.choices.values()}
+    return [leaf for child in unique.values() for leaf in leaf_parsers(child)]
+
+
 def setup_logging(verbose: int, quiet: bool) -> None:
-    level = logging.WARNING if quiet else logging.DEBUG if verbose > 1 else logging.INFO
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    """netvlad's messages at INFO (``-q``: WARNING, ``-v``: DEBUG); other libraries' at WARNING (``-vv``: DEBUG)."""
+    logging.basicConfig(level=logging.DEBUG if verbose > 1 else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logger.setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
+
+
+def report(error: BaseException) -> None:
+    """One ERROR line: the library's message, then the command-line wording of the fix where it has one."""
+    hint = getattr(error, "hint", None) if isinstance(error, BadInputError) else None
+    message = " ".join(str(error).split())  # one line, whatever the message held
+    logger.error("%s%s", message, f" (on the command line: {hint})" if hint else "")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    setup_logging(args.verbose, args.quiet)
+    try:
+        args = parser.parse_args(argv)
+    except OSError as error:  # an input path that does not exist, found while parsing (common.existing)
+        setup_logging(0, False)
+        report(error)
+        return 1
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    level = logger.level
+    setup_logging(args.verbose, args.quiet)
     try:
+        set_threads(args.threads, getattr(args, "workers", 0) or 0)
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         logger.error("interrupted")
         return 130
-    except (ValueError, FileNotFoundError, RuntimeError, OSError) as error:
+    except (BadInputError, ValueError, FileNotFoundError, RuntimeError, OSError) as error:
         if args.verbose > 1:
             raise
-        logger.error("%s", error)
+        report(error)
         return 1
+    finally:
+        logger.setLevel(level)
 
 
 if __name__ == "__main__":

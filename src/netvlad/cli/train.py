@@ -10,13 +10,11 @@ import types
 import typing
 from pathlib import Path
 
-import torch
-
-from netvlad.cli.common import pick_device
-from netvlad.cli.dataset_args import add_dataset_args, dataset_from_args
+from netvlad.cli.common import existing, number
+from netvlad.cli.dataset_args import add_dataset_args
+from netvlad.errors import BadInputError
 from netvlad.files import atomic_write
-from netvlad.train import TrainConfig, read_config_file, train
-from netvlad.train.config import field_types
+from netvlad.train.config import LIMITS, TrainConfig, field_types, read_config_file
 
 logger = logging.getLogger(__name__)
 
@@ -32,16 +30,35 @@ HELP = {
 }
 
 
-def _flag_kwargs(annotation) -> dict:
-    """argparse keyword arguments for a config field of type ``annotation``."""
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):  # X | None
-        inner = [a for a in typing.get_args(annotation) if a is not type(None)][0]
-        return {"type": lambda text, t=inner: None if text.lower() == "none" else t(text)}
-    if annotation is bool:
+def checkpoint_file(text: str) -> str:
+    """``--init-model``: an existing file, kept as text (the config stores it as a string)."""
+    return str(existing("file", "checkpoint")(text))
+
+
+def _optional(parse):
+    """``none`` -> None, anything else through ``parse``."""
+    def optional(text: str):
+        return None if text.lower() == "none" else parse(text)
+
+    optional.__name__ = parse.__name__
+    if hasattr(parse, "limit"):
+        optional.limit = parse.limit
+    return optional
+
+
+def _flag_kwargs(name: str, annotation) -> dict:
+    """argparse keyword arguments for the config field ``name`` of type ``annotation``."""
+    if name == "init_model":
+        return {"type": _optional(checkpoint_file)}
+    optional = typing.get_origin(annotation) in (typing.Union, types.UnionType)  # X | None
+    inner = [a for a in typing.get_args(annotation) if a is not type(None)][0] if optional else annotation
+    if inner is bool:
         return {"action": argparse.BooleanOptionalAction}
-    if typing.get_origin(annotation) is tuple:
-        return {"type": typing.get_args(annotation)[0], "nargs": "+"}
-    return {"type": annotation}
+    kwargs = {}
+    if typing.get_origin(inner) is tuple:
+        inner, kwargs = typing.get_args(inner)[0], {"nargs": "+"}
+    parse = number(LIMITS[name]) if name in LIMITS else inner
+    return {"type": _optional(parse) if optional else parse, **kwargs}
 
 
 def add_config_args(parser: argparse.ArgumentParser) -> None:
@@ -51,13 +68,14 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
     for f in dataclasses.fields(TrainConfig):
         default = f.default if f.default is not dataclasses.MISSING else None
         group.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, default=argparse.SUPPRESS,
-                           help=f"{HELP.get(f.name, '')} (default: {default})".strip(), **_flag_kwargs(types_[f.name]))
+                           help=f"{HELP.get(f.name, '')} (default: {default})".strip(),
+                           **_flag_kwargs(f.name, types_[f.name]))
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """TrainConfig from built-in defaults, then ``--config FILE``, then explicit flags."""
     values = read_config_file(args.config) if args.config else {}
-    TrainConfig.from_dict(values, source=str(args.config))  # unknown keys → error naming the file
+    TrainConfig.from_dict(values, source=str(args.config))  # unknown keys or bad values → error naming the file
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     values.update({k: v for k, v in vars(args).items() if k in names})
     return TrainConfig.from_dict(values, source="command line")
@@ -69,10 +87,10 @@ def dataset_record(args: argparse.Namespace, run_dir: Path) -> argparse.Namespac
     path = run_dir / DATASET_RECORD
     if args.dataset is None:
         if not args.resume:
-            raise ValueError("give the DATASET to train on")
+            raise BadInputError("give the DATASET to train on", hint="DATASET, or --resume RUN_DIR")
         if not path.is_file():
-            raise ValueError(f"{path}: no recorded dataset arguments (a run from an older version); "
-                             "give DATASET and its options again")
+            raise BadInputError(f"{path}: no recorded dataset arguments (a run from an older version); "
+                                  "give DATASET and its options again", path=path)
         return argparse.Namespace(**(vars(args) | json.loads(path.read_text())))
     if not args.resume:
         record = {k: getattr(args, k) for k in DATASET_KEYS} | {"dataset": str(Path(args.dataset).resolve())}
@@ -81,19 +99,27 @@ def dataset_record(args: argparse.Namespace, run_dir: Path) -> argparse.Namespac
 
 
 def run_train(args: argparse.Namespace) -> int:
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    """Train (or continue) a run and print the best checkpoint."""
+    import torch
+
+    from netvlad.cli.common import pick_device
+    from netvlad.cli.dataset_args import dataset_from_args
+    from netvlad.models.io import check_checkpoint
+    from netvlad.train import train
+
     if args.resume:
         run_dir = Path(args.resume)
         config = TrainConfig.from_dict(read_config_file(run_dir / "config.yaml"), source=str(run_dir))
     else:
         run_dir, config = Path(args.out), config_from_args(args)
         if (run_dir / "state.pt").exists():
-            raise ValueError(f"{run_dir}: already holds a training run; continue it with --resume {run_dir} "
-                             "or choose another --out")
+            raise BadInputError(f"{run_dir}: already holds a training run; continue it or write elsewhere",
+                                path=run_dir, hint=f"--resume {run_dir}, or another --out")
     args = dataset_record(args, run_dir)
     logger.info("seed %d, %d torch threads (the same seed and thread count give the same weights)", config.seed,
                 torch.get_num_threads())
+    if config.init_model:
+        check_checkpoint(config.init_model)  # before the dataset is read and the caches are built
     out = train(config, dataset_from_args(args), run_dir, device=pick_device(args.device), resume=bool(args.resume),
                 progress=not args.no_progress)
     print(out)
@@ -108,12 +134,11 @@ def register(subparsers) -> None:
                     "loss with hard negatives mined from a descriptor cache. Resumable; runs under torchrun.")
     add_dataset_args(parser, optional=True)  # --resume reads it from the run folder
     parser.add_argument("--out", default="runs/train", help="run folder (config, logs, checkpoints)")
-    parser.add_argument("--config", help="YAML or TOML file of training options (flags override it)")
-    parser.add_argument("--resume", metavar="RUN_DIR",
+    parser.add_argument("--config", type=existing("file", "config file"),
+                        help="YAML or TOML file of training options (flags override it)")
+    parser.add_argument("--resume", metavar="RUN_DIR", type=existing("folder", "run folder"),
                         help="continue the run in RUN_DIR exactly (DATASET and its options are recorded there)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, mps or auto (default)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads for torch (1 is fastest on a busy machine; default: torch's choice)")
     add_config_args(parser)
     parser.set_defaults(func=run_train)

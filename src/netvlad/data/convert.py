@@ -12,6 +12,7 @@ import numpy as np
 
 from netvlad.data import geo
 from netvlad.data.dataset import GeoDataset, ImageList
+from netvlad.errors import BadInputError
 
 logger = logging.getLogger(__name__)
 
@@ -59,13 +60,15 @@ def convert_to_dvgb(dataset: GeoDataset, out: Path | str, split: str = "test", c
     out = Path(out)
     folder = out / "images" / split
     if folder.exists() and any(folder.iterdir()):
-        raise FileExistsError(f"{folder}: already holds files; choose an empty --out folder")
+        raise BadInputError(f"{folder}: already holds files; choose an empty output folder", path=folder,
+                            hint="another --out")
     for side, images in (("database", dataset.database), ("queries", dataset.queries)):
         target = folder / side
         target.mkdir(parents=True, exist_ok=True)
         for source, name in zip(images.paths(), dvgb_names(images), strict=True):
             if not source.is_file():
-                raise FileNotFoundError(f"{source}: image file not found; fix the dataset or open it with --skip-bad")
+                raise BadInputError(f"{source}: image file not found; fix the dataset or open it with skip_bad=True",
+                                    path=source, hint="--skip-bad", skippable=True)
             place(source, target / name, copy)
         logger.info("%s: wrote %d %s images", target, len(images), side)
     if dataset.is_sequence:

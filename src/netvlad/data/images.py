@@ -20,6 +20,9 @@ class ImageDecodeError(BadInputError):
     """An image file could not be decoded."""
 
 
+SKIP_HINT = "--skip-bad skips it"  # the command-line wording of skip_bad=True
+
+
 RESIZE_POLICIES = ("none", "fixed", "longest")
 DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError,
                  struct.error, EOFError)
@@ -30,10 +33,14 @@ def _open_error(path: Path, error: Exception) -> Exception:
     if isinstance(error, FileNotFoundError):
         return FileNotFoundError(f"{path}: image file not found")
     if isinstance(error, IsADirectoryError):
-        return ImageDecodeError(f"{path}: is a folder, not an image")
+        return ImageDecodeError(f"{path}: is a folder, not an image; remove it or pass skip_bad=True", path=path,
+                                hint=SKIP_HINT, skippable=True)
     if path.is_file() and path.stat().st_size == 0:
-        return ImageDecodeError(f"{path}: image file is empty (0 bytes); re-copy it or pass --skip-bad")
-    return ImageDecodeError(f"{path}: cannot decode image ({error}); re-export it or pass --skip-bad")
+        return ImageDecodeError(f"{path}: image file is empty (0 bytes); re-copy it or pass skip_bad=True",
+                                path=path, hint=SKIP_HINT, skippable=True)
+    reason = " ".join(str(error).split())
+    return ImageDecodeError(f"{path}: cannot decode image ({reason}); re-export it or pass skip_bad=True",
+                            path=path, hint=SKIP_HINT, skippable=True)
 
 
 def load_image(path: Path | str, resize: str = "none", size: Sequence[int] = ()) -> torch.Tensor:
@@ -142,13 +149,51 @@ class ImageDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, index: int) -> tuple[int, torch.Tensor | None]:
+    def __getitem__(self, index: int) -> tuple[int, torch.Tensor | WorkerFailure | None]:
         try:
             return index, load_image(self.paths[index], self.resize, self.size)
-        except (ImageDecodeError, FileNotFoundError):
-            if self.skip_bad:
+        except (ImageDecodeError, FileNotFoundError, ValueError) as error:
+            if self.skip_bad and isinstance(error, ImageDecodeError | FileNotFoundError):
                 return index, None
+            if torch.utils.data.get_worker_info() is not None:  # torch would replace it by a traceback's text
+                return index, WorkerFailure(error)
             raise
+
+
+class WorkerFailure:
+    """An error raised while loading an image in a DataLoader worker, carried whole to the main process."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+class _PassFailures:
+    """Wrap a collate function: a batch holding a :class:`WorkerFailure` becomes that failure."""
+
+    def __init__(self, collate) -> None:
+        self.collate = collate
+
+    def __call__(self, batch):
+        failure = next((item for _, item in batch if isinstance(item, WorkerFailure)), None)
+        return failure if failure is not None else self.collate(batch)
+
+
+class ImageLoader(torch.utils.data.DataLoader):
+    """A DataLoader over an :class:`ImageDataset` whose worker errors reach the caller as the original exception.
+
+    torch re-raises a worker's exception as the same type with a multi-line message ("Caught ValueError in
+    DataLoader worker process 0 ... Original Traceback ..."); here the worker hands the exception over as data
+    and the main process raises it unchanged, so the user sees its one line.
+    """
+
+    def __init__(self, dataset: ImageDataset, *, collate_fn, **kwargs) -> None:
+        super().__init__(dataset, collate_fn=_PassFailures(collate_fn), **kwargs)
+
+    def __iter__(self):
+        for batch in super().__iter__():
+            if isinstance(batch, WorkerFailure):
+                raise batch.error
+            yield batch
 
 
 def collate_images(batch: list[tuple[int, torch.Tensor | None]]) -> tuple[torch.Tensor, torch.Tensor | None, list[int]]:

@@ -17,6 +17,7 @@ import h5py
 import numpy as np
 import torch
 
+from netvlad.errors import BadInputError
 from netvlad.files import atomic_write
 from netvlad.models import PlaceModel
 
@@ -44,6 +45,8 @@ def export_hloc(names: Sequence[str], descriptors: np.ndarray, path: Path | str,
         raise ValueError(f"expected ({len(names)}, dim) descriptors for {len(names)} names, got {descriptors.shape}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if not overwrite:
+        check_hloc_file(path)
     with h5py.File(path, "w" if overwrite else "a") as handle:
         for name, descriptor in zip(names, descriptors, strict=True):
             if Path(name).is_absolute() or ".." in Path(name).parts:
@@ -51,12 +54,30 @@ def export_hloc(names: Sequence[str], descriptors: np.ndarray, path: Path | str,
             if name in handle:
                 existing = handle[name].get(HLOC_KEY)
                 if existing is not None and existing.shape != descriptor.shape:
-                    raise ValueError(f"{path}: {name} holds a {existing.shape[0]}-D descriptor, not "
+                    raise BadInputError(f"{path}: {name} holds a {existing.shape[0]}-D descriptor, not "
                                      f"{descriptor.shape[0]}-D; write to a new file")
                 del handle[name]
             handle.create_group(name).create_dataset(HLOC_KEY, data=descriptor)
     logger.info("wrote %d global descriptors (%d-D) to %s", len(names), descriptors.shape[1], path)
     return path
+
+
+def check_hloc_file(path: Path | str) -> None:
+    """Refuse (BadInputError naming it) an existing ``path`` that is not an HDF5 file hloc's layout can extend."""
+    path = Path(path)
+    if not path.exists():
+        return
+    fix = "remove it, write to a new file, or pass overwrite=True"
+    if path.is_file() and path.stat().st_size == 0:
+        raise BadInputError(f"{path}: is empty, not an hloc HDF5 file to extend; {fix}", path=path,
+                            hint="--overwrite replaces it")
+    try:
+        with h5py.File(path, "r") as handle:
+            handle.keys()
+    except (OSError, KeyError, ValueError, RuntimeError) as error:  # h5py's errors on a damaged or foreign file
+        reason = " ".join(str(error).split())
+        raise BadInputError(f"{path}: not a readable HDF5 file to extend ({reason}); {fix}", path=path,
+                            hint="--overwrite replaces it") from None
 
 
 class _Exportable(torch.nn.Module):

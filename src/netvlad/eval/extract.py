@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from netvlad.data.images import ImageDataset, ImageDecodeError, collate_by_size, load_image
+from netvlad.data.images import SKIP_HINT, ImageDataset, ImageDecodeError, ImageLoader, collate_by_size, load_image
 from netvlad.eval.store import DescriptorStore
 from netvlad.models import PlaceModel
 
@@ -23,9 +23,8 @@ AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 def _loader(model: PlaceModel, paths: Sequence[Path], batch_size: int, workers: int, device: torch.device):
     pre = model.config.preprocessing
     dataset = ImageDataset(paths, pre.resize, pre.size, skip_bad=True)  # failures decided by the caller
-    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers,
-                                       collate_fn=collate_by_size, pin_memory=device.type == "cuda",
-                                       persistent_workers=False)
+    return ImageLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_by_size,
+                       pin_memory=device.type == "cuda", persistent_workers=False)
 
 
 def iter_descriptors(model: PlaceModel, paths: Sequence[Path | str], batch_size: int = 8, workers: int = 0,
@@ -124,9 +123,9 @@ def raise_decode_error(path: Path, tail: str) -> None:
     """Re-decode ``path`` in this process for the exact reason, and raise it with ``tail`` appended."""
     try:
         load_image(path)
-        reason = f"{path}: cannot decode image"
-    except (ImageDecodeError, FileNotFoundError) as error:
+        reason = f"{path}: cannot decode image; fix or remove it, or pass skip_bad=True"
+    except ImageDecodeError as error:  # its message already names the file and skip_bad=True
         reason = str(error)
-    if "--skip-bad" not in reason:
-        reason += "; fix or remove it, or pass --skip-bad"
-    raise ImageDecodeError(reason + tail)
+    except FileNotFoundError as error:
+        reason = f"{error}; fix or remove it, or pass skip_bad=True"
+    raise ImageDecodeError(reason + tail, path=path, hint=SKIP_HINT, skippable=True)

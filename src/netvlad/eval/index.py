@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 
+from netvlad.errors import BadInputError
+
 logger = logging.getLogger(__name__)
 
 
@@ -40,13 +42,15 @@ def _flat(descriptors: np.ndarray, config: IndexConfig) -> faiss.Index:
 def _ivfpq(descriptors: np.ndarray, config: IndexConfig) -> faiss.Index:
     n, dim = descriptors.shape
     if dim % config.m:
-        raise ValueError(f"IVF-PQ needs m ({config.m}) to divide the descriptor dim ({dim}); pick another --pq-m")
+        raise BadInputError(f"IVF-PQ needs m ({config.m}) to divide the descriptor dim ({dim}); pick another m",
+                            hint="--pq-m")
     nlist = max(1, min(config.nlist, n // 39))
     if nlist < config.nlist:
         logger.warning("IVF-PQ: %d descriptors are too few for %d lists; using %d", n, config.nlist, nlist)
     if n < 2**config.nbits:
-        raise ValueError(f"IVF-PQ with {config.nbits}-bit codes needs at least {2**config.nbits} database "
-                         f"descriptors to train, got {n}; use the flat index or fewer --pq-bits")
+        raise BadInputError(f"IVF-PQ with {config.nbits}-bit codes needs at least {2**config.nbits} database "
+                         f"descriptors to train, got {n}; use the flat index or fewer bits (nbits)",
+                            hint="--index-kind flat, or a smaller --pq-bits")
     index = faiss.IndexIVFPQ(faiss.IndexFlatL2(dim), dim, nlist, config.m, config.nbits)
     index.cp.seed = config.seed
     index.pq.cp.seed = config.seed
@@ -99,7 +103,11 @@ def write_index(index: faiss.Index, path) -> None:
 
 def read_index(path, use_gpu: bool = True) -> faiss.Index:
     """Load an index written by :func:`write_index` (onto GPU when asked and present)."""
-    index = faiss.read_index(str(path))
+    try:
+        index = faiss.read_index(str(path))
+    except RuntimeError as error:  # faiss's one error type; its message is several lines of C++ context
+        reason = " ".join(str(error).split())[-200:]
+        raise BadInputError(f"{path}: not a readable faiss index ({reason}); rebuild it", path=path) from None
     if use_gpu and gpu_available():
         index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
     return index

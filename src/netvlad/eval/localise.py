@@ -20,9 +20,11 @@ import torch
 
 from netvlad.data.dataset import ImageList
 from netvlad.data.geo import utm_to_latlon
+from netvlad.errors import BadInputError
 from netvlad.eval.extract import extract_to_store
 from netvlad.eval.index import EXACT, IndexConfig, build_index, read_index, search, write_index
 from netvlad.eval.store import DescriptorStore
+from netvlad.files import load_array, read_json
 from netvlad.models import PlaceModel, load, save_model
 
 logger = logging.getLogger(__name__)
@@ -116,18 +118,24 @@ class PlaceIndex:
         if not meta_path.is_file():
             raise FileNotFoundError(f"{folder}: not a place index (no index.json); build one with `netvlad index "
                                     "build`")
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        meta = read_json(meta_path, "place index description")
         if meta.get("format") != FORMAT:
-            raise ValueError(f"{meta_path}: not a netvlad place index")
-        return cls(folder, load(folder / "model.safetensors"), read_index(folder / "index.faiss", use_gpu),
-                   DescriptorStore.open(folder / "descriptors"), np.load(folder / "rows.npy"),
-                   np.load(folder / "positions.npy"), meta)
+            raise BadInputError(f"{meta_path}: not a netvlad place index", path=meta_path)
+        store = DescriptorStore.open(folder / "descriptors")
+        rows = load_array(folder / "rows.npy", "index row table")
+        positions = load_array(folder / "positions.npy", "index position table")
+        if rows.ndim != 1 or positions.shape != (len(rows), 2):
+            raise BadInputError(f"{folder}: rows.npy {rows.shape} and positions.npy {positions.shape} do not match; "
+                                "rebuild the index", path=folder / "positions.npy")
+        return cls(folder, load(folder / "model.safetensors"), read_index(folder / "index.faiss", use_gpu), store,
+                   rows, positions, meta)
 
     def check_model(self, model: PlaceModel) -> None:
         """Refuse a model other than the one that described the database."""
         if model.fingerprint() != self.fingerprint:
-            raise ValueError(f"{self.folder} was built with model {self.fingerprint}, not {model.fingerprint()}; "
-                             "query with the same model (or omit --model to use the index's own)")
+            raise BadInputError(f"{self.folder} was built with model {self.fingerprint}, not "
+                                f"{model.fingerprint()}; query with the same model (or the index's own)",
+                                path=self.folder, hint="omit --model to use the index's own")
 
     def search(self, descriptors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` (clamped, with a warning) -> (L2 distances ``(Q, k)``, store rows ``(Q, k)``)."""

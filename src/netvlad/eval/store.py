@@ -15,6 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from netvlad.errors import BadInputError
+from netvlad.files import load_array, read_json
+
 logger = logging.getLogger(__name__)
 
 FORMAT = "netvlad-descriptors"
@@ -62,14 +65,18 @@ class DescriptorStore:
         meta_path = folder / "store.json"
         if not meta_path.is_file():
             raise FileNotFoundError(f"{folder}: not a descriptor store (no store.json); extract descriptors first")
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        meta = read_json(meta_path, "descriptor store description")
         if meta.get("format") != FORMAT:
-            raise ValueError(f"{meta_path}: not a netvlad descriptor store")
-        names = tuple((folder / "names.txt").read_text(encoding="utf-8").splitlines())
-        descriptors = np.load(folder / "descriptors.npy", mmap_mode=mode)
-        status = np.load(folder / "status.npy", mmap_mode=mode)
-        if descriptors.shape != (len(names), meta["dim"]) or status.shape != (len(names),):
-            raise ValueError(f"{folder}: descriptor store is inconsistent ({descriptors.shape} descriptors, "
+            raise BadInputError(f"{meta_path}: not a netvlad descriptor store", path=meta_path)
+        try:
+            names = tuple((folder / "names.txt").read_text(encoding="utf-8").splitlines())
+        except UnicodeDecodeError:
+            raise BadInputError(f"{folder / 'names.txt'}: not a text file of image names; delete the folder and "
+                                "extract again", path=folder / "names.txt") from None
+        descriptors = load_array(folder / "descriptors.npy", "descriptor array", mmap_mode=mode)
+        status = load_array(folder / "status.npy", "descriptor status array", mmap_mode=mode)
+        if descriptors.shape != (len(names), meta.get("dim")) or status.shape != (len(names),):
+            raise BadInputError(f"{folder}: descriptor store is inconsistent ({descriptors.shape} descriptors, "
                              f"{len(names)} names, dim {meta['dim']}); delete the folder and extract again")
         return cls(folder, names, descriptors, status, meta)
 
@@ -84,7 +91,7 @@ class DescriptorStore:
         if fingerprint and self.fingerprint and fingerprint != self.fingerprint:
             problems.append(f"model {self.fingerprint}, not {fingerprint}")
         if problems:
-            raise ValueError(f"{self.folder}: holds descriptors of {'; '.join(problems)}; "
+            raise BadInputError(f"{self.folder}: holds descriptors of {'; '.join(problems)}; "
                              "choose another folder or delete this one")
 
     # ---- state ----------------------------------------------------------------------------------------
@@ -124,7 +131,7 @@ class DescriptorStore:
     def write(self, indices: np.ndarray, descriptors: np.ndarray) -> None:
         """Store ``descriptors`` ``(B, dim)`` at rows ``indices`` and mark them done (data is flushed first)."""
         if descriptors.shape[1:] != (self.dim,):
-            raise ValueError(f"{self.folder}: store holds {self.dim}-D descriptors, got {descriptors.shape}")
+            raise BadInputError(f"{self.folder}: store holds {self.dim}-D descriptors, got {descriptors.shape}")
         self.descriptors[indices] = descriptors.astype(self.descriptors.dtype, copy=False)
         self.descriptors.flush()
         self.status[indices] = DONE

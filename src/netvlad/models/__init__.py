@@ -1,13 +1,12 @@
-"""Backbones, weight resolution, the place-recognition model and its checkpoints."""
+"""Backbones, weight resolution, the place-recognition model and its checkpoints (exports load on first use)."""
 
-from netvlad.models.backbones import Backbone, BackboneSpec, get_backbone_spec, list_backbones, register_backbone
-from netvlad.models.config import ModelConfig, Preprocessing
-from netvlad.models.io import load, read_checkpoint, save_model
-from netvlad.models.place_model import POOLS, PlaceModel
-from netvlad.models.weights import WeightSource, WeightsUnavailableError, resolve_weights
+from netvlad._lazy import lazy_exports
 
-__all__ = [
-    "POOLS", "Backbone", "BackboneSpec", "ModelConfig", "PlaceModel", "Preprocessing", "WeightSource",
-    "WeightsUnavailableError", "get_backbone_spec", "list_backbones", "load", "read_checkpoint",
-    "register_backbone", "resolve_weights", "save_model",
-]
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "netvlad.models.backbones": ("Backbone", "BackboneSpec", "get_backbone_spec", "list_backbones",
+                                 "register_backbone"),
+    "netvlad.models.config": ("ModelConfig", "Preprocessing"),
+    "netvlad.models.io": ("load", "read_checkpoint", "save_model"),
+    "netvlad.models.place_model": ("POOLS", "PlaceModel"),
+    "netvlad.models.weights": ("WeightSource", "WeightsUnavailableError", "resolve_weights"),
+})

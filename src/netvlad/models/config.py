@@ -7,6 +7,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from netvlad.errors import BadInputError
+from netvlad.limits import COUNT
+
 ResizeMode = Literal["none", "fixed", "longest"]
 
 
@@ -28,9 +31,13 @@ class Preprocessing:
 
     def __post_init__(self) -> None:
         if self.resize not in ("none", "fixed", "longest"):
-            raise ValueError(f"resize must be none, fixed or longest, got {self.resize!r}")
+            raise BadInputError(f"resize must be none, fixed or longest, got {self.resize!r}")
         if self.resize == "fixed" and len(self.size) != 2:
-            raise ValueError(f"resize='fixed' needs size=(height, width), got {self.size}")
+            raise BadInputError(f"resize='fixed' needs size=(height, width), got {self.size}", hint="--size H W")
+        if self.resize == "longest" and len(self.size) != 1:
+            raise BadInputError(f"resize='longest' needs size=(longest side,), got {self.size}", hint="--size S")
+        for side in self.size:
+            COUNT.check("size (pixels)", side)
         object.__setattr__(self, "size", tuple(int(s) for s in self.size))
 
 

@@ -10,6 +10,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from netvlad.errors import BadInputError
 from netvlad.files import atomic_write
 from netvlad.models.config import ModelConfig
 from netvlad.models.place_model import PlaceModel
@@ -26,31 +27,52 @@ def save_model(model: PlaceModel, path, extra: dict[str, Any] | None = None) -> 
     return atomic_write(Path(path), lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
-def read_checkpoint(path) -> tuple[ModelConfig, dict[str, torch.Tensor], dict[str, Any]]:
-    """Config, tensors and extra metadata of a netvlad checkpoint; a one-line error for anything else."""
+def _not_a_checkpoint(path: Path, reason: str) -> BadInputError:
+    return BadInputError(f"{path}: not a netvlad checkpoint ({reason}); expected a .safetensors file written by "
+                         "netvlad (convert other programs' files with netvlad.models.converters.convert)",
+                         path=path, hint="`netvlad convert FILE --out CKPT.safetensors` converts them")
+
+
+def read_checkpoint(path, tensors: bool = True) -> tuple[ModelConfig, dict[str, torch.Tensor], dict[str, Any]]:
+    """Config, tensors (none unless ``tensors``) and extra metadata of a netvlad checkpoint.
+
+    Anything else (another format, a damaged or truncated file) raises :class:`BadInputError` naming the file.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint file")
     try:
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
-    except (SafetensorError, OSError, ValueError) as error:
-        raise ValueError(f"{path}: not a netvlad checkpoint ({error}); "
-                         "convert other programs' files with `netvlad convert`") from error
+            values = {key: handle.get_tensor(key) for key in handle.keys()} if tensors else {}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:  # safetensors' errors on a bad file
+        raise _not_a_checkpoint(path, " ".join(str(error).split())) from None
     if metadata.get("format") != FORMAT:
-        raise ValueError(f"{path}: a safetensors file but not a netvlad checkpoint (no format={FORMAT!r}); "
-                         "convert it with `netvlad convert`")
-    config = ModelConfig.from_dict(json.loads(metadata["config"]))
-    return config, tensors, json.loads(metadata.get("extra", "{}"))
+        raise _not_a_checkpoint(path, f"a safetensors file without format={FORMAT!r}")
+    try:
+        config = ModelConfig.from_dict(json.loads(metadata["config"]))
+        extra = json.loads(metadata.get("extra", "{}"))
+    except (KeyError, TypeError, ValueError) as error:
+        raise _not_a_checkpoint(path, f"its metadata is damaged: {' '.join(str(error).split())}") from None
+    return config, values, extra
+
+
+def check_checkpoint(path) -> ModelConfig:
+    """The config of the checkpoint at ``path``, reading its header only: a cheap check before long work."""
+    return read_checkpoint(path, tensors=False)[0]
 
 
 def load(path, map_location: str | torch.device = "cpu") -> PlaceModel:
     """Rebuild the PlaceModel saved at ``path`` (no pretrained weights are fetched)."""
     config, tensors, _ = read_checkpoint(path)
-    model = PlaceModel(config, pretrained=False)
-    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    try:
+        model = PlaceModel(config, pretrained=False)
+        missing, unexpected = model.load_state_dict(tensors, strict=False)
+    except (KeyError, ValueError, RuntimeError) as error:  # unknown backbone, tensors of the wrong shape
+        raise BadInputError(f"{path}: the checkpoint does not describe a model netvlad can build "
+                            f"({' '.join(str(error).split())[:300]}); the file is damaged or from another version",
+                            path=path) from None
     if missing or unexpected:
-        raise ValueError(f"{path}: tensors do not match the config (missing {missing[:3]}, unexpected "
-                         f"{unexpected[:3]}); the file is corrupt or from another version")
+        raise BadInputError(f"{path}: tensors do not match the config (missing {missing[:3]}, unexpected "
+                            f"{unexpected[:3]}); the file is damaged or from another version", path=path)
     return model.to(map_location).eval()

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from netvlad.errors import BadInputError
 from netvlad.models.converters import convert
 from netvlad.models.io import FORMAT, load, save_model
 from netvlad.models.place_model import PlaceModel
@@ -127,7 +128,7 @@ def fetch(entry: PublishedModel, allow_download: bool | None = None) -> Path:
 def _where_to_put(entry: PublishedModel, target: Path, reason: str) -> str:
     return (f"published model {entry.name} is not available: {reason}; download {entry.url} and save it as "
             f"{target} (or set NETVLAD_PRETRAINED_DIR), or convert any copy with "
-            f"`netvlad convert FILE --out {target.with_name(entry.name + '.safetensors')}`"
+            f"netvlad.models.converters.convert and save it as {target.with_name(entry.name + '.safetensors')}"
             + (f" [{entry.note}]" if entry.note else ""))
 
 
@@ -136,7 +137,7 @@ def _check_structure(model: PlaceModel, entry: PublishedModel, path: Path) -> No
     found = (model.config.num_clusters, model.config.whitening_dim)
     wanted = (entry.num_clusters or found[0], entry.whitening_dim)
     if found != wanted:
-        raise ValueError(f"{path}: holds K={found[0]}, whitening {found[1]}; {entry.name} is published with "
+        raise BadInputError(f"{path}: holds K={found[0]}, whitening {found[1]}; {entry.name} is published with "
                          f"K={wanted[0]}, whitening {wanted[1]}: a different file")
 
 

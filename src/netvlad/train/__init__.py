@@ -1,14 +1,15 @@
-"""Training NetVLAD: cluster initialisation, the ranking loss, hard-negative mining and the resumable loop."""
+"""Training NetVLAD: cluster initialisation, the ranking loss, hard-negative mining and the resumable loop.
 
-from netvlad.train.clusters import ClusterConfig, initialize_clusters, sample_local_descriptors
-from netvlad.train.config import TrainConfig, read_config_file
-from netvlad.train.loop import train
-from netvlad.train.loss import TripletRankingLoss, triplet_ranking_loss
-from netvlad.train.mining import MinedTuples, mine, squared_distance_matrix
-from netvlad.train.sets import TrainingSet, holdout_last, prepare_training_set
+Exports load on first use, so the CLI reads :class:`TrainConfig` without importing torch.
+"""
 
-__all__ = [
-    "ClusterConfig", "MinedTuples", "TrainConfig", "TrainingSet", "TripletRankingLoss", "holdout_last",
-    "initialize_clusters", "mine", "prepare_training_set", "read_config_file", "sample_local_descriptors",
-    "squared_distance_matrix", "train", "triplet_ranking_loss",
-]
+from netvlad._lazy import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "netvlad.train.clusters": ("ClusterConfig", "initialize_clusters", "sample_local_descriptors"),
+    "netvlad.train.config": ("TrainConfig", "read_config_file"),
+    "netvlad.train.loop": ("train",),
+    "netvlad.train.loss": ("TripletRankingLoss", "triplet_ranking_loss"),
+    "netvlad.train.mining": ("MinedTuples", "mine", "squared_distance_matrix"),
+    "netvlad.train.sets": ("TrainingSet", "holdout_last", "prepare_training_set"),
+})

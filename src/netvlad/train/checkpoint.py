@@ -8,12 +8,15 @@ cache itself: a resumed run re-extracts nothing and continues bit for bit.
 from __future__ import annotations
 
 import json
+import pickle
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from netvlad.errors import BadInputError
 from netvlad.files import atomic_write
 from netvlad.train.mining import MinedTuples
 
@@ -66,12 +69,26 @@ def save_state(run_dir: Path, state: RunState, model, optimizer, scheduler) -> P
     return atomic_write(Path(run_dir) / STATE_FILE, lambda tmp: torch.save(data, tmp))
 
 
+STATE_ERRORS = (pickle.UnpicklingError, RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError,
+                IndexError, TypeError, AttributeError)
+
+
 def load_state(run_dir: Path, model, optimizer, scheduler) -> RunState:
     """Restore model, optimiser and scheduler from ``run_dir/state.pt``; returns where the run stands."""
     path = Path(run_dir) / STATE_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no training state to resume from; start a new run without --resume")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+        raise BadInputError(f"{path}: no training state to resume from; start a new run instead of resuming",
+                            path=path, hint="drop --resume")
+    try:
+        return _restore(torch.load(path, map_location="cpu", weights_only=True), model, optimizer, scheduler)
+    except STATE_ERRORS as error:  # a damaged, truncated or foreign state.pt (never unpickled beyond tensors)
+        reason = " ".join(f"{type(error).__name__}: {error}".split())[:200]
+        raise BadInputError(f"{path}: not a readable training state ({reason}); restore it from a backup or start "
+                            "a new run", path=path) from None
+
+
+def _restore(state: dict, model, optimizer, scheduler) -> RunState:
+    """Load ``state`` (as :func:`save_state` wrote it) into the model, optimiser and scheduler."""
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from netvlad.data.images import ImageDataset, collate_by_size
+from netvlad.data.images import ImageDataset, ImageLoader, collate_by_size
 from netvlad.models import PlaceModel
 from netvlad.nn import NetVLAD
 from netvlad.nn.netvlad import RatioAverage
@@ -75,8 +75,8 @@ def sample_local_descriptors(model: PlaceModel, paths: Sequence[Path | str], con
     chosen = np.sort(rng.choice(len(paths), size=min(config.num_images, len(paths)), replace=False))
     pre = model.config.preprocessing
     dataset = ImageDataset([paths[i] for i in chosen], pre.resize, pre.size)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=options.batch_size, num_workers=options.workers,
-                                         collate_fn=collate_by_size)
+    loader = ImageLoader(dataset, batch_size=options.batch_size, num_workers=options.workers,
+                         collate_fn=collate_by_size)
     model = model.to(options.device).eval()
     samples: list[torch.Tensor] = []
     batches = (images for groups, _ in loader for _, images in groups)  # same-size images stacked together

@@ -6,16 +6,31 @@ import dataclasses
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from netvlad.constants import EVAL_RADIUS_M, NEGATIVE_RADIUS_M, POSITIVE_RADIUS_M
+from netvlad.errors import BadInputError
+from netvlad.limits import COUNT, FRACTION, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, Limit
 from netvlad.models import ModelConfig, Preprocessing
-from netvlad.train.clusters import ClusterConfig
+
+if TYPE_CHECKING:  # imported when used: the CLI reads this module without torch
+    from netvlad.train.clusters import ClusterConfig
 
 OPTIMIZERS = ("sgd", "adam")
 MINING_MODES = ("full", "partial")
+# Allowed range of every numeric option (None is also allowed where the type says so); the CLI checks the same.
+LIMITS: dict[str, Limit] = {
+    "num_clusters": COUNT, "size": COUNT, "train_from": NON_NEGATIVE_INT, "cluster_descriptors": COUNT,
+    "cluster_per_image": COUNT, "cluster_images": COUNT, "pos_radius": POSITIVE, "neg_radius": POSITIVE,
+    "val_radius": POSITIVE, "val_places": NON_NEGATIVE_INT, "margin": POSITIVE, "num_negatives": COUNT,
+    "negative_samples": COUNT, "cache_refresh": COUNT, "cache_memmap_mb": NON_NEGATIVE, "partial_database": COUNT,
+    "lr": POSITIVE, "lr_step": COUNT, "lr_gamma": Limit(0, 1, low_open=True), "momentum": FRACTION,
+    "weight_decay": NON_NEGATIVE, "batch_tuples": COUNT, "epochs": COUNT, "epoch_queries": COUNT,
+    "whitening_dim": COUNT, "seed": NON_NEGATIVE_INT, "batch_size": COUNT, "workers": NON_NEGATIVE_INT,
+    "checkpoint_every": COUNT,
+}
 
 
 @dataclass(frozen=True)
@@ -69,18 +84,17 @@ class TrainConfig:
     tensorboard: bool = True
 
     def __post_init__(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
-        if self.mining not in MINING_MODES:
-            raise ValueError(f"mining must be one of {MINING_MODES}, got {self.mining!r}")
-        if self.cache_dtype not in ("float16", "float32"):
-            raise ValueError(f"cache_dtype must be float16 or float32, got {self.cache_dtype!r}")
-        if not 0 < self.pos_radius <= self.neg_radius:
-            raise ValueError(f"need 0 < pos_radius ≤ neg_radius, got {self.pos_radius} and {self.neg_radius}")
-        for name in ("num_negatives", "negative_samples", "cache_refresh", "batch_tuples", "epochs", "lr_step",
-                     "checkpoint_every", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")
+        for name, choices in (("optimizer", OPTIMIZERS), ("mining", MINING_MODES),
+                              ("cache_dtype", ("float16", "float32"))):
+            if getattr(self, name) not in choices:
+                raise BadInputError(f"{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
+        for name, limit in LIMITS.items():
+            value = getattr(self, name)
+            for item in value if isinstance(value, tuple | list) else (value,):
+                if item is not None:
+                    limit.check(name, item)
+        if self.pos_radius > self.neg_radius:
+            raise BadInputError(f"need pos_radius ≤ neg_radius, got {self.pos_radius} and {self.neg_radius}")
         object.__setattr__(self, "size", tuple(int(s) for s in self.size))
         Preprocessing(resize=self.resize, size=self.size)  # validates resize/size
 
@@ -93,6 +107,8 @@ class TrainConfig:
 
     @property
     def cluster_config(self) -> ClusterConfig:
+        from netvlad.train.clusters import ClusterConfig
+
         return ClusterConfig(num_descriptors=self.cluster_descriptors, per_image=self.cluster_per_image,
                              num_images=self.cluster_images, seed=self.seed)
 
@@ -105,8 +121,15 @@ class TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
-            raise ValueError(f"{source}: unknown training option(s) {unknown}; see `netvlad train --help`")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+            raise BadInputError(f"{source}: unknown training option(s) {unknown}; the options are TrainConfig's "
+                                "fields",
+                                hint="`netvlad train --help` lists them")
+        try:
+            return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+        except BadInputError as error:
+            raise BadInputError(f"{source}: {error}") from None
+        except TypeError as error:  # a value of the wrong type, e.g. a number compared with a string
+            raise BadInputError(f"{source}: an option has a value of the wrong type ({error})") from None
 
 
 def field_types() -> dict[str, Any]:
@@ -115,27 +138,46 @@ def field_types() -> dict[str, Any]:
 
 
 def read_config_file(path: Path | str) -> dict[str, Any]:
-    """A flat mapping of options from a ``.yaml``/``.yml`` or ``.toml`` file."""
+    """A flat mapping of options from a ``.yaml``/``.yml`` or ``.toml`` file; BadInputError naming it otherwise."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such config file")
-    text = path.read_text()
+    expected = "expected a YAML or TOML mapping of option: value"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise BadInputError(f"{path}: not a text file; {expected}", path=path) from None
+    if not text.strip():
+        raise BadInputError(f"{path}: config file is empty; {expected}", path=path)
     try:
         data = _read_toml(text) if path.suffix == ".toml" else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as error:  # tomllib.TOMLDecodeError is a ValueError
-        raise ValueError(f"{path}: cannot parse config ({error})") from None
+        reason = " ".join(str(error).split())
+        raise BadInputError(f"{path}: cannot parse config ({reason}); {expected}", path=path) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: a config file must be a mapping of option: value")
-    return {str(k).replace("-", "_"): v for k, v in data.items()}
+        raise BadInputError(f"{path}: {expected}, got a {type(data).__name__}", path=path)
+    options = {str(k).replace("-", "_"): v for k, v in data.items()}
+    return {k: _number(v) if k in LIMITS else v for k, v in options.items()}
+
+
+def _number(value: Any) -> Any:
+    """YAML 1.1 reads ``1e-4`` as a string: give numeric-looking strings their number."""
+    if isinstance(value, str):
+        for kind in (int, float):
+            try:
+                return kind(value)
+            except ValueError:
+                pass
+    return value
 
 
 def _read_toml(text: str) -> dict:
     try:
         import tomllib  # Python ≥ 3.11
     except ModuleNotFoundError:
-        raise ValueError("TOML configs need Python ≥ 3.11; use YAML instead") from None
+        raise BadInputError("TOML configs need Python ≥ 3.11; use YAML instead") from None
     return tomllib.loads(text)
 
 

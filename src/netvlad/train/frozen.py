@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from netvlad.data.images import ImageDataset, collate_images
+from netvlad.data.images import ImageDataset, ImageLoader, collate_images
 from netvlad.models import PlaceModel
 from netvlad.train.distributed import DistInfo, gather_rows, shard
 
@@ -49,8 +49,8 @@ def head(model: PlaceModel, frozen: torch.Tensor) -> torch.Tensor:
 @torch.inference_mode()
 def _compute(model: PlaceModel, paths: Sequence[Path], batch_size: int, workers: int, device, progress: bool):
     pre = model.config.preprocessing
-    loader = torch.utils.data.DataLoader(ImageDataset(paths, pre.resize, pre.size), batch_size=batch_size,
-                                         num_workers=workers, collate_fn=collate_images)
+    loader = ImageLoader(ImageDataset(paths, pre.resize, pre.size), batch_size=batch_size, num_workers=workers,
+                         collate_fn=collate_images)
     stages, out = frozen_stages(model).eval(), []
     for _, images, _ in tqdm(loader, desc="frozen features", disable=not progress, unit="batch", leave=False):
         out.append(stages(model.normalize(images.to(device))).float().cpu().numpy())

@@ -39,8 +39,9 @@ def open_dataset(source: Path | str, *, format: str | None = None, split: str | 
     reader = find_reader(path, options, format)
     dataset = reader.read(path, options)
     if (frame_tolerance is not None or spacing is not None) and not dataset.is_sequence:
-        raise DatasetError(f"{path}: --frame-tolerance/--spacing apply to frame sequences only; this is a "
-                           f"{reader.name} dataset with GPS positions")
+        raise DatasetError(f"{path}: frame_tolerance/spacing apply to frame sequences only; this is a "
+                           f"{reader.name} dataset with GPS positions", path=path,
+                           hint="drop --frame-tolerance/--spacing")
     if len(dataset.database) == 0:
         raise DatasetError(f"{path}: no usable database images" + (" (all skipped)" if skip_bad else ""))
     skipped = dataset.meta.get("skipped", [])

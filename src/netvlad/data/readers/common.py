@@ -30,7 +30,8 @@ class Skips:
     def bad(self, path: Path | str, reason: str, fix: str = "") -> None:
         """Record a bad entry, or raise :class:`DatasetError` naming it when not skipping."""
         if not self.skip_bad:
-            raise DatasetError(f"{path}: {reason}" + (f"; {fix}" if fix else "") + " (or pass --skip-bad)")
+            raise DatasetError(f"{path}: {reason}" + (f"; {fix}" if fix else "") + " (or pass skip_bad=True)",
+                               path=path, hint="--skip-bad skips it", skippable=True)
         logger.warning("skipping %s: %s", path, reason)
         self.entries.append((str(path), reason))
 
@@ -43,7 +44,8 @@ def is_image(path: Path) -> bool:
 def list_images(folder: Path, recursive: bool = True) -> list[str]:
     """Sorted image paths under ``folder``, relative to it (POSIX separators); error if none."""
     if not folder.is_dir():
-        raise DatasetError(f"{folder}: folder not found; check the dataset path and --database/--queries")
+        raise DatasetError(f"{folder}: folder not found; check the dataset path and the database/queries "
+                           "sub-folders", path=folder, hint="--database/--queries")
     pattern = folder.rglob("*") if recursive else folder.iterdir()
     names = sorted(p.relative_to(folder).as_posix() for p in pattern if p.is_file() and is_image(p))
     if not names:
@@ -74,7 +76,7 @@ def check_files(root: Path, names: list[str], skips: Skips) -> np.ndarray:
     keep = np.ones(len(names), dtype=bool)
     for i, name in enumerate(names):
         if not (root / name).is_file():
-            skips.bad(root / name, "image file not found", "fix the path or --image-root")
+            skips.bad(root / name, "image file not found", "fix the path or the image root")
             keep[i] = False
     return keep
 
@@ -102,7 +104,8 @@ def single_zone(keys: np.ndarray, names: list[str], skips: Skips) -> np.ndarray:
     first = names[int(np.flatnonzero(~keep)[0])]
     if not skips.skip_bad:
         raise DatasetError(f"{first}: images span UTM zones {summary}; keep one area per dataset, or pass "
-                           f"--skip-bad to keep only zone {major}")
+                           f"skip_bad=True to keep only zone {major}", path=first, hint="--skip-bad",
+                           skippable=True)
     for i in np.flatnonzero(~keep):
         skips.bad(names[i], f"UTM zone {keys[i]} differs from the dataset's zone {major}")
     return keep

@@ -32,11 +32,15 @@ def detect(path: Path, options: ReadOptions) -> bool:
 
 def read_rows(path: Path) -> tuple[list[str], list[tuple[int, dict]]]:
     """Header (lower-case) and ``(line number, row)`` pairs; error on a missing column."""
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        header = [h.strip().lower() for h in reader.fieldnames or []]
-        reader.fieldnames = header
-        rows = [(i + 2, {k: (v or "").strip() for k, v in row.items() if k}) for i, row in enumerate(reader)]
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            header = [h.strip().lower() for h in reader.fieldnames or []]
+            reader.fieldnames = header
+            rows = [(i + 2, {k: (v or "").strip() for k, v in row.items() if k}) for i, row in enumerate(reader)]
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise DatasetError(f"{path}: not a UTF-8 CSV manifest ({error}); need a text file with a header "
+                           "path,split,lat,lon or path,split,easting,northing", path=path) from None
     if "path" not in header or "split" not in header or not (set(LATLON) <= set(header) or set(UTM) <= set(header)):
         raise DatasetError(f"{path}: header is {','.join(header) or 'empty'}; need path,split,lat,lon or "
                            "path,split,easting,northing[,zone]")

@@ -8,7 +8,6 @@ with file names ``@UTM_east@UTM_north@UTM_zone_number@UTM_zone_letter@lat@lon@pa
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from netvlad.data.convert import SIDECAR
 from netvlad.data.dataset import GeoDataset, ImageList
 from netvlad.data.readers.common import DatasetError, Skips, first_image, list_images, pair_dirs, single_zone
 from netvlad.data.readers.registry import ReadOptions, register_reader
+from netvlad.files import read_json
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def split_folder(root: Path, options: ReadOptions, announce: bool = True) -> Pat
         raise DatasetError(f"{root}: no database/ and queries/ folders (DVGB layout images/<split>/database)")
     chosen = next((s for s in DEFAULT_SPLITS if s in splits), splits[0])
     if len(splits) > 1 and announce:
-        logger.info("%s: using split %s of %s (pass --split to choose)", root, chosen, ", ".join(splits))
+        logger.info("%s: using split %s of %s (choose with split=NAME)", root, chosen, ", ".join(splits))
     return base / chosen
 
 
@@ -65,7 +65,7 @@ def detect(path: Path, options: ReadOptions) -> bool:
     if not path.is_dir():
         return False
     try:
-        # a wrong --split is read's error, not detect's
+        # a wrong split is read's error, not detect's
         folder = split_folder(path, dataclasses.replace(options, split=None), announce=False)
     except DatasetError:
         return False
@@ -141,9 +141,13 @@ def as_sequence(dataset: GeoDataset, folder: Path, options: ReadOptions) -> GeoD
     sidecar = next((p / SIDECAR for p in (folder, *folder.parents[:3]) if (p / SIDECAR).is_file()), None)
     if sidecar is None:
         return dataset
-    info = json.loads(sidecar.read_text())
-    spacing = float(info["spacing"]) if options.spacing is None else options.spacing
-    tolerance = info["frame_tolerance"] if options.frame_tolerance is None else options.frame_tolerance
+    info = read_json(sidecar, "sequence description")
+    try:
+        spacing = float(info["spacing"]) if options.spacing is None else options.spacing
+        tolerance = int(info["frame_tolerance"]) if options.frame_tolerance is None else options.frame_tolerance
+    except (KeyError, TypeError, ValueError) as error:
+        raise DatasetError(f"{sidecar}: sequence description lacks a numeric {error}; rewrite it with "
+                           "convert_to_dvgb", path=sidecar) from None
     frames = [np.round(images.utm[:, 0] / spacing).astype(np.int64) for images in (dataset.database, dataset.queries)]
     database = ImageList(dataset.database.root, dataset.database.names, dataset.database.utm, frames=frames[0])
     queries = ImageList(dataset.queries.root, dataset.queries.names, dataset.queries.utm, frames=frames[1])

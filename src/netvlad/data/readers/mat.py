@@ -68,20 +68,27 @@ def _chars(data: np.ndarray) -> str:
 
 def load_v73(path: Path) -> dict:
     """The ``dbStruct`` fields of a v7.3 (HDF5) .mat file."""
-    with h5py.File(path, "r") as f:
-        if "dbStruct" not in f:
-            raise DatasetError(f"{path}: no dbStruct variable (found {', '.join(f.keys())}); not a NetVLAD dataset "
-                               "specification")
-        group = f["dbStruct"]
-        return {key: _h5_value(f, group[key]) for key in group.keys()}
+    try:
+        with h5py.File(path, "r") as f:
+            if "dbStruct" not in f:
+                raise DatasetError(f"{path}: no dbStruct variable (found {', '.join(f.keys())}); not a NetVLAD "
+                                   "dataset specification", path=path)
+            group = f["dbStruct"]
+            return {key: _h5_value(f, group[key]) for key in group.keys()}
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError) as error:  # h5py's errors on a damaged file
+        if isinstance(error, DatasetError):
+            raise
+        raise DatasetError(f"{path}: cannot read the v7.3 .mat file ({error}); re-download it", path=path) from None
 
 
 def load_classic(path: Path) -> dict:
     """The ``dbStruct`` fields of a classic (v5/v7) .mat file."""
     try:
         mat = scipy.io.loadmat(path, simplify_cells=True)
-    except (ValueError, TypeError, OSError, scipy.io.matlab.MatReadError) as error:
-        raise DatasetError(f"{path}: cannot read the .mat file ({error}); re-download it") from None
+    except (ValueError, TypeError, OSError, IndexError, KeyError, EOFError, AttributeError,
+            scipy.io.matlab.MatReadError) as error:  # scipy's errors on a damaged or foreign file
+        raise DatasetError(f"{path}: cannot read the .mat file ({type(error).__name__}: {error}); expected a "
+                           "MATLAB dbStruct .mat, re-download it", path=path) from None
     if "dbStruct" not in mat:
         found = ", ".join(k for k in mat if not k.startswith("__"))
         raise DatasetError(f"{path}: no dbStruct variable (found {found}); not a NetVLAD dataset specification")
@@ -118,7 +125,8 @@ def find_root(image_root: Path, names: list[str], named: str | None, candidates:
         if (root / names[0]).is_file():
             return root
     raise DatasetError(f"{tried[0] / names[0]}: image not found (also tried {', '.join(map(str, tried[1:]))}); "
-                       "pass --image-root (and --database/--queries sub-folders)")
+                       "give the image root (and the database/queries sub-folders)", path=tried[0] / names[0],
+                       hint="--image-root, --database/--queries")
 
 
 def image_list(path: Path, fields: dict, side: str, options: ReadOptions, skips: Skips) -> ImageList:
@@ -142,7 +150,7 @@ def image_list(path: Path, fields: dict, side: str, options: ReadOptions, skips:
     return ImageList(root, tuple(names[i] for i in idx), utm[idx], None, None if times is None else times[idx])
 
 
-@register_reader("mat", "Pittsburgh / Tokyo dbStruct .mat (classic or v7.3) with --image-root", detect, 10)
+@register_reader("mat", "Pittsburgh / Tokyo dbStruct .mat (classic or v7.3) with an image root", detect, 10)
 def read(path: Path, options: ReadOptions) -> GeoDataset:
     """Load a dbStruct .mat file; thresholds go to ``meta`` (``eval_radius``, ``train_radius`` in metres)."""
     fields = load_v73(path) if h5py.is_hdf5(path) else load_classic(path)

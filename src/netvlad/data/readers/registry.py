@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from netvlad.data.dataset import GeoDataset
+from netvlad.errors import BadInputError
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ def find_reader(path: Path, options: ReadOptions, format: str | None = None) -> 
     """The reader named ``format``, or the first whose ``detect`` accepts ``path``."""
     if format is not None:
         if format not in READERS:
-            raise ValueError(f"unknown dataset format {format!r}; choose one of {', '.join(list_formats())}")
+            raise BadInputError(f"unknown dataset format {format!r}; choose one of {', '.join(list_formats())}")
         return READERS[format]
     for name in list_formats():
         reader = READERS[name]
@@ -85,4 +86,5 @@ def find_reader(path: Path, options: ReadOptions, format: str | None = None) -> 
                 return reader
         except OSError as error:  # an unreadable candidate is not this format
             logger.debug("%s: %s detection failed: %s", path, name, error)
-    raise ValueError(f"{path}: unsupported dataset format ({formats_help()}); pass --format to force one")
+    raise BadInputError(f"{path}: unsupported dataset format ({formats_help()}); pass format=NAME to force one",
+                        path=path, hint="--format NAME")

@@ -62,7 +62,9 @@ def match(db: dict[str, str], q: dict[str, str], db_dir: Path, q_dir: Path, skip
         unmatched = sorted(set(mine) - set(theirs), key=natural_key)
         if unmatched and not skips.skip_bad:
             raise DatasetError(f"{mine_dir / mine[unmatched[0]]}: no frame of the same name in {other_dir} "
-                               f"({len(unmatched)} unmatched); sequences need matching file names (or pass --skip-bad)")
+                               f"({len(unmatched)} unmatched); sequences need matching file names (or pass "
+                               "skip_bad=True)",
+                               path=mine_dir / mine[unmatched[0]], hint="--skip-bad", skippable=True)
         for stem in unmatched:
             skips.bad(mine_dir / mine[stem], f"no frame of the same name in {other_dir}")
     return sorted(set(db) & set(q), key=natural_key)
@@ -74,7 +76,8 @@ def read(path: Path, options: ReadOptions) -> GeoDataset:
     if not (options.database and options.queries):
         found = image_folders(path)
         raise DatasetError(f"{path}: a sequence folder holding {', '.join(found) or 'no image folders'}; name the "
-                           "two with --database and --queries (e.g. --database summer --queries winter)")
+                           "two as database= and queries= (e.g. summer and winter)", path=path,
+                           hint="--database summer --queries winter")
     tolerance = 0 if options.frame_tolerance is None else int(options.frame_tolerance)
     if tolerance < 0:
         raise DatasetError(f"{path}: frame tolerance must be ≥ 0, got {tolerance}")

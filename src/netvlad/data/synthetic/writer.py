@@ -27,6 +27,7 @@ from netvlad.data.synthetic.conditions import CONDITIONS
 from netvlad.data.synthetic.config import CityConfig
 from netvlad.data.synthetic.render import Pose
 from netvlad.data.synthetic.view import render_view
+from netvlad.errors import BadInputError
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +54,8 @@ def _prepare(out: Path, config: CityConfig, overwrite: bool) -> bool:
         return True
     if (out / "images").exists() or marker.exists():
         if not overwrite:
-            raise FileExistsError(f"{out} holds another dataset; remove it, choose another --out, or pass --overwrite")
+            raise BadInputError(f"{out} holds another dataset; remove it, write elsewhere, or pass overwrite=True",
+                                path=out, hint="another --out, or --overwrite")
         shutil.rmtree(out / "images", ignore_errors=True)
         marker.unlink(missing_ok=True)
     return False

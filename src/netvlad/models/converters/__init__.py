@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from netvlad.errors import BadInputError
+
 # Importing a converter module registers it.
 from netvlad.models.converters import matlab, patchnetvlad, pytorch_netvlad  # noqa: F401
 from netvlad.models.converters.base import (
@@ -41,8 +43,8 @@ def detect_format(path) -> str:
     for name in list_converters():
         if get_converter(name).detect(path):
             return name
-    raise ValueError(f"{path}: not recognised as any of {', '.join(list_converters())}; "
-                     "name the format with --from, which also gives a precise error")
+    raise BadInputError(f"{path}: not recognised as any of {', '.join(list_converters())}; name the format "
+                        "(source=NAME), which also gives a precise error", path=path, hint="--from NAME")
 
 
 def convert(path, source: str | None = None, options: ConvertOptions | None = None) -> Conversion:

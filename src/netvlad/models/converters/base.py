@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import struct
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,7 +13,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 
+from netvlad.errors import BadInputError
 from netvlad.models.backbones import get_backbone_spec
 from netvlad.models.config import ModelConfig
 from netvlad.models.place_model import PlaceModel
@@ -90,6 +93,10 @@ _NUMPY_DATA_GLOBALS = [
 ]
 
 
+READ_ERRORS = (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError, IndexError, TypeError,
+               AttributeError, struct.error, UnicodeDecodeError, SafetensorError)
+
+
 def is_torch_file(path: Path) -> bool:
     """True for torch.save's zip format or its legacy pickle format (by the first bytes)."""
     with open(path, "rb") as handle:
@@ -109,14 +116,16 @@ def load_torch_checkpoint(path: Path) -> Any:
     except pickle.UnpicklingError as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         if "weights only" in str(error).lower() or "unsupported global" in str(error).lower():
-            raise ValueError(
+            raise BadInputError(
                 f"{path}: refusing to load: this checkpoint needs arbitrary unpickling ({_unsafe_globals(path)}), "
                 "which can run code from the file's author; only tensors, numbers, strings and containers are "
-                "accepted. If you trust the author, re-save just its state_dict of plain tensors and convert that"
-            ) from error
-        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({reason})") from error
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as error:
-        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({type(error).__name__}: {error})") from error
+                "accepted. If you trust the author, re-save just its state_dict of plain tensors and convert that",
+                path=path) from None
+        raise BadInputError(f"{path}: not a readable PyTorch checkpoint ({reason})", path=path) from None
+    except READ_ERRORS as error:  # what torch.load raises on a damaged, truncated or foreign file
+        reason = " ".join(f"{type(error).__name__}: {error}".split())[:300]
+        raise BadInputError(f"{path}: not a readable PyTorch checkpoint ({reason}); expected a .pth/.pth.tar "
+                            "saved by torch.save", path=path) from None
 
 
 def _unsafe_globals(path: Path) -> str:
@@ -130,10 +139,10 @@ def _unsafe_globals(path: Path) -> str:
 def state_dict_of(checkpoint: Any, path: Path) -> dict[str, torch.Tensor]:
     """The ``state_dict`` of a training checkpoint (or the dict itself), without DataParallel's ``module.``."""
     if not isinstance(checkpoint, dict):
-        raise ValueError(f"{path}: expected a dict checkpoint, got {type(checkpoint).__name__}")
+        raise BadInputError(f"{path}: expected a dict checkpoint, got {type(checkpoint).__name__}", path=path)
     state = checkpoint.get("state_dict", checkpoint)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{path}: no field 'state_dict' holding tensors (keys: {sorted(checkpoint)[:8]})")
+        raise BadInputError(f"{path}: no field 'state_dict' holding tensors (keys: {sorted(checkpoint)[:8]})")
     # DataParallel wraps sub-modules: 'encoder.module.0.weight', or 'module.encoder.0.weight' for the whole model.
     return {".".join(part for part in key.split(".") if part != "module"): value for key, value in state.items()}
 
@@ -154,13 +163,13 @@ def build_model(config: ModelConfig, tensors: dict[str, torch.Tensor], path: Pat
     missing = [origin(k) for k in sorted(set(expected) - set(tensors))]
     unexpected = [origin(k) for k in sorted(set(tensors) - set(expected))]
     if missing:
-        raise ValueError(f"{path}: no field '{missing[0]}' ({len(missing)} missing in all) for a "
+        raise BadInputError(f"{path}: no field '{missing[0]}' ({len(missing)} missing in all) for a "
                          f"{config.backbone} model" + (f"; unexpected: {unexpected[:3]}" if unexpected else ""))
     if unexpected:
-        raise ValueError(f"{path}: fields {unexpected[:4]} do not belong to a {config.backbone} model")
+        raise BadInputError(f"{path}: fields {unexpected[:4]} do not belong to a {config.backbone} model")
     for name, value in tensors.items():
         if tuple(value.shape) != tuple(expected[name].shape):
-            raise ValueError(f"{path}: {name} has shape {tuple(value.shape)}, a {config.backbone} model "
+            raise BadInputError(f"{path}: {name} has shape {tuple(value.shape)}, a {config.backbone} model "
                              f"needs {tuple(expected[name].shape)}")
     model.load_state_dict({k: v.detach().to(torch.float32).contiguous() for k, v in tensors.items()})
     return model.eval()

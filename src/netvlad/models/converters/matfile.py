@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from netvlad.errors import BadInputError
+
 STRUCT_FIX = ("convert its layers to structs once in MATLAB: `for i = 1:numel(net.layers), net.layers{i} = "
               "struct(net.layers{i}); end; save('net_struct.mat', 'net', '-v7')` (as hloc's *_struct.mat)")
 
@@ -34,10 +36,10 @@ def get_field(struct, name: str, where: str, path: Path):
     """``struct.name``; an error naming ``where`` and the missing field, or explaining class objects."""
     struct = unwrap(struct)
     if is_opaque(struct):
-        raise ValueError(f"{path}: {where} is a MATLAB class object that Python cannot read; {STRUCT_FIX}")
+        raise BadInputError(f"{path}: {where} is a MATLAB class object that Python cannot read; {STRUCT_FIX}")
     names = getattr(struct, "_fieldnames", None)
     if names is None or name not in names:
-        raise ValueError(f"{path}: {where} has no field '{name}' (fields: {names}); "
+        raise BadInputError(f"{path}: {where} has no field '{name}' (fields: {names}); "
                          "not a MatConvNet simplenn NetVLAD network")
     return getattr(struct, name)
 
@@ -45,10 +47,10 @@ def get_field(struct, name: str, where: str, path: Path):
 def as_cell(value, where: str, path: Path, length: int | None = None) -> list:
     """A MATLAB cell array's entries, unwrapped, optionally of a required ``length``."""
     if not (isinstance(value, np.ndarray) and value.dtype == object) or is_opaque(value):
-        raise ValueError(f"{path}: {where} is not a cell array")
+        raise BadInputError(f"{path}: {where} is not a cell array")
     items = [unwrap(v) for v in value.flat]
     if length is not None and len(items) != length:
-        raise ValueError(f"{path}: {where} has {len(items)} entries, expected {length}")
+        raise BadInputError(f"{path}: {where} has {len(items)} entries, expected {length}")
     return items
 
 
@@ -56,10 +58,10 @@ def as_array(value, shape: tuple[int, ...], where: str, path: Path) -> np.ndarra
     """A numeric MATLAB array as float32 of ``shape`` (MATLAB drops trailing singleton dims)."""
     array = np.asarray(unwrap(value))
     if array.dtype == object or array.size != int(np.prod(shape)):
-        raise ValueError(f"{path}: {where} has shape {array.shape}, expected {shape}")
+        raise BadInputError(f"{path}: {where} has shape {array.shape}, expected {shape}")
     squeezed = [s for s in array.shape if s != 1]
     if squeezed != [s for s in shape if s != 1]:
-        raise ValueError(f"{path}: {where} has shape {array.shape}, expected {shape}")
+        raise BadInputError(f"{path}: {where} has shape {array.shape}, expected {shape}")
     return array.astype(np.float32).reshape(shape)  # MATLAB single; reordering needs no more precision
 
 
@@ -69,11 +71,14 @@ def load_net(path: Path):
 
     try:
         mat = scipy.io.loadmat(str(path), squeeze_me=False, struct_as_record=False, chars_as_strings=True)
-    except NotImplementedError as error:  # v7.3 = HDF5
-        raise ValueError(f"{path}: a MATLAB v7.3 (HDF5) file, which this reader does not support; re-save it "
-                         "in MATLAB with save(FILE, 'net', '-v7')") from error
-    except (ValueError, TypeError, OSError) as error:
-        raise ValueError(f"{path}: not a readable MAT-file ({error})") from error
+    except NotImplementedError:  # v7.3 = HDF5
+        raise BadInputError(f"{path}: a MATLAB v7.3 (HDF5) file, which this reader does not support; re-save it "
+                            "in MATLAB with save(FILE, 'net', '-v7')", path=path) from None
+    except (ValueError, TypeError, OSError, IndexError, KeyError, EOFError, AttributeError,
+            scipy.io.matlab.MatReadError) as error:  # scipy's errors on a damaged or foreign file
+        reason = " ".join(f"{type(error).__name__}: {error}".split())[:300]
+        raise BadInputError(f"{path}: not a readable MAT-file ({reason}); expected the MATLAB NetVLAD .mat",
+                            path=path) from None
     if "net" not in mat:
-        raise ValueError(f"{path}: no variable 'net' (found {sorted(k for k in mat if not k.startswith('__'))})")
+        raise BadInputError(f"{path}: no variable 'net' (found {sorted(k for k in mat if not k.startswith('__'))})")
     return mat["net"]

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from netvlad.errors import BadInputError
 from netvlad.models.backbones import get_backbone_spec
 from netvlad.models.config import ModelConfig, Preprocessing
 from netvlad.models.converters.base import (
@@ -74,7 +75,7 @@ def _conv(parsed: _Parsed, layer, index: int, name: str, path: Path) -> None:
         if weight.ndim == 3:  # MATLAB dropped a trailing Out = 1
             weight = weight[..., None]
         if weight.ndim != 4:
-            raise ValueError(f"{path}: {where}.weights{{1}} has shape {weight.shape}, expected H×W×In×Out")
+            raise BadInputError(f"{path}: {where}.weights{{1}} has shape {weight.shape}, expected H×W×In×Out")
         _expect(layer, {"pad": (weight.shape[0] - 1) // 2, "stride": 1}, index, name, path)
         parsed.convs.append((name, weight, as_array(bias, (weight.shape[3],), f"{where}.weights{{2}}", path)))
     elif parsed.post_l2 and parsed.whitening is None:  # the (W)PCA layer
@@ -83,14 +84,14 @@ def _conv(parsed: _Parsed, layer, index: int, name: str, path: Path) -> None:
         matrix = as_array(weight, (1, 1, in_dim, out_dim), f"{where}.weights{{1}}", path)[0, 0]
         parsed.whitening = (matrix, as_array(bias, (out_dim,), f"{where}.weights{{2}}", path))
     else:
-        raise ValueError(f"{path}: unexpected convolution {where} after the NetVLAD layer")
+        raise BadInputError(f"{path}: unexpected convolution {where} after the NetVLAD layer")
 
 
 def _normalize(parsed: _Parsed, layer, index: int, name: str, path: Path) -> None:
     param = np.asarray(unwrap(get_field(layer, "param", f"net.layers{{{index}}}", path)), dtype=np.float64).ravel()
     # [N, κ, α, β]: x·(κ + α·Σ x²)^-β over N channels; an L2 normalisation when α = 1, β = ½ and N covers all.
     if param.size != 4 or param[2] != 1 or param[3] != 0.5 or param[1] > 1e-6:
-        raise ValueError(f"{path}: net.layers{{{index}}} ({name}) normalize param {param.tolist()} is not an "
+        raise BadInputError(f"{path}: net.layers{{{index}}} ({name}) normalize param {param.tolist()} is not an "
                          "L2 normalisation [2D, 1e-12, 1, 0.5]")
     if parsed.vlad is None:
         parsed.pre_l2 = True
@@ -108,9 +109,9 @@ def _custom(parsed: _Parsed, layer, index: int, name: str, path: Path) -> None:
     if parsed.vlad is None and ("K" in names or "vlad" in name.lower() or _has_weights(layer)):
         _vlad(parsed, layer, index, name, path)
     elif _has_weights(layer):
-        raise ValueError(f"{path}: unsupported custom layer net.layers{{{index}}} ({name})")
+        raise BadInputError(f"{path}: unsupported custom layer net.layers{{{index}}} ({name})")
     elif parsed.vlad is None:
-        raise ValueError(f"{path}: custom layer net.layers{{{index}}} ({name}) before any NetVLAD layer: "
+        raise BadInputError(f"{path}: custom layer net.layers{{{index}}} ({name}) before any NetVLAD layer: "
                          "only NetVLAD networks (vlad/vladv2) are supported, not max/avg pooling")
     elif parsed.whitening is None:  # layerWholeL2Normalize
         parsed.post_l2 = True
@@ -122,11 +123,11 @@ def _vlad(parsed: _Parsed, layer, index: int, name: str, path: Path) -> None:
     """layerVLAD {assignment, offsets} or layerVLADv2 {assignment, bias, offsets}, as a struct."""
     weights = _weights(layer, index, None, path)
     if len(weights) not in (2, 3):
-        raise ValueError(f"{path}: net.layers{{{index}}} ({name}) has {len(weights)} weights; layerVLAD has "
+        raise BadInputError(f"{path}: net.layers{{{index}}} ({name}) has {len(weights)} weights; layerVLAD has "
                          "2 (assignment, offsets), layerVLADv2 3 (assignment, bias, offsets)")
     assign = np.asarray(weights[0])
     if assign.ndim not in (3, 4):
-        raise ValueError(f"{path}: net.layers{{{index}}}.weights{{1}} is {assign.shape}, expected 1×1×D×K")
+        raise BadInputError(f"{path}: net.layers{{{index}}}.weights{{1}} is {assign.shape}, expected 1×1×D×K")
     dim, k = assign.shape[2], (assign.shape[3] if assign.ndim == 4 else 1)
     where = f"net.layers{{{index}}} ({name}).weights"
     parsed.vlad = (
@@ -138,7 +139,7 @@ def _vlad(parsed: _Parsed, layer, index: int, name: str, path: Path) -> None:
 
 def _pass(parsed: _Parsed, layer, index: int, name: str, path: Path) -> None:
     if parsed.vlad is not None:
-        raise ValueError(f"{path}: net.layers{{{index}}} ({name}) after the NetVLAD layer is not supported")
+        raise BadInputError(f"{path}: net.layers{{{index}}} ({name}) after the NetVLAD layer is not supported")
 
 
 def _pool(parsed: _Parsed, layer, index: int, name: str, path: Path) -> None:
@@ -156,7 +157,7 @@ def _expect(layer, values: dict, index: int, name: str, path: Path) -> None:
         got = unwrap(getattr(unwrap(layer), key))
         same = as_text(got) == want if isinstance(want, str) else np.all(np.asarray(got, np.float64) == want)
         if not same:
-            raise ValueError(f"{path}: net.layers{{{index}}} ({name}).{key} is {got!r}, VGG16 uses {want!r}")
+            raise BadInputError(f"{path}: net.layers{{{index}}} ({name}).{key} is {got!r}, VGG16 uses {want!r}")
 
 
 LAYER_TYPES = {"conv": _conv, "normalize": _normalize, "custom": _custom, "relu": _pass, "pool": _pool}
@@ -169,7 +170,7 @@ def parse_layers(net, path: Path) -> _Parsed:
         kind = as_text(get_field(layer, "type", f"net.layers{{{index}}}", path))
         name = as_text(get_field(layer, "name", f"net.layers{{{index}}}", path))
         if kind not in LAYER_TYPES:
-            raise ValueError(f"{path}: net.layers{{{index}}} ({name}) has unsupported type {kind!r}; "
+            raise BadInputError(f"{path}: net.layers{{{index}}} ({name}) has unsupported type {kind!r}; "
                              f"known: {', '.join(LAYER_TYPES)}")
         LAYER_TYPES[kind](parsed, layer, index, name, path)
     missing = [what for what, ok in (("a NetVLAD layer (vlad:core)", parsed.vlad is not None),
@@ -178,7 +179,7 @@ def parse_layers(net, path: Path) -> _Parsed:
                                      ("the L2 normalisation after whitening (finalL2)",
                                       parsed.whitening is None or parsed.final_l2)) if not ok]
     if missing:
-        raise ValueError(f"{path}: net.layers lacks {'; '.join(missing)}")
+        raise BadInputError(f"{path}: net.layers lacks {'; '.join(missing)}")
     return parsed
 
 
@@ -187,7 +188,7 @@ def average_colour(net, path: Path) -> tuple[float, float, float]:
     normalization = get_field(get_field(net, "meta", "net", path), "normalization", "net.meta", path)
     image = np.asarray(unwrap(get_field(normalization, "averageImage", "net.meta.normalization", path)), np.float64)
     if image.size < 3 or (image.shape[-1] != 3 and image.size != 3):
-        raise ValueError(f"{path}: net.meta.normalization.averageImage has shape {image.shape}, expected an RGB "
+        raise BadInputError(f"{path}: net.meta.normalization.averageImage has shape {image.shape}, expected an RGB "
                          "colour or an H×W×3 image")
     pixels = image.reshape(-1, 3)
     if np.ptp(pixels, axis=0).max() > 1e-3:
@@ -201,7 +202,7 @@ def _backbone_tensors(convs: list, path: Path) -> dict[str, torch.Tensor]:
         stages = spec.cut(spec.build())
     indices = [i for i, stage in enumerate(stages) if isinstance(stage, nn.Conv2d)]
     if len(convs) != len(indices):
-        raise ValueError(f"{path}: {len(convs)} convolutions before the NetVLAD layer; only VGG16 cropped at "
+        raise BadInputError(f"{path}: {len(convs)} convolutions before the NetVLAD layer; only VGG16 cropped at "
                          f"conv5_3 ({len(indices)} convolutions, the published vd16 networks) is supported")
     tensors = {}
     for index, (_, weight, bias) in zip(indices, convs, strict=True):
@@ -214,7 +215,8 @@ def _whitening_tensors(whitening: tuple[np.ndarray, np.ndarray], num_clusters: i
                        path: Path) -> dict[str, torch.Tensor]:
     matrix, bias = whitening
     if matrix.shape[0] != num_clusters * dim:
-        raise ValueError(f"{path}: the WPCA layer takes {matrix.shape[0]}-D input, NetVLAD gives {num_clusters * dim}")
+        raise BadInputError(f"{path}: the WPCA layer takes {matrix.shape[0]}-D input, NetVLAD gives "
+                            f"{num_clusters * dim}")
     # MATLAB input index j·K + k (D-major) -> ours k·D + j (cluster-major).
     weight = matrix.T.reshape(-1, dim, num_clusters).transpose(0, 2, 1).reshape(-1, num_clusters * dim)
     weight = torch.from_numpy(np.ascontiguousarray(weight))
@@ -228,15 +230,15 @@ def convert(path: Path, options: ConvertOptions) -> Conversion:
     """A MatConvNet NetVLAD network -> our VGG16 + NetVLAD (+ whitening) with the 0–255 mean-colour input."""
     path = Path(path)
     if options.backbone not in (None, BACKBONE):
-        raise ValueError(f"{path}: MATLAB NetVLAD networks are VGG16 ('{BACKBONE}'), not {options.backbone!r}")
+        raise BadInputError(f"{path}: MATLAB NetVLAD networks are VGG16 ('{BACKBONE}'), not {options.backbone!r}")
     net = load_net(path)
     parsed = parse_layers(net, path)
     assign, bias, offsets = parsed.vlad
     dim, num_clusters = assign.shape
     if options.num_clusters not in (None, num_clusters):
-        raise ValueError(f"{path}: you said K={options.num_clusters} but the NetVLAD layer has K={num_clusters}")
+        raise BadInputError(f"{path}: you said K={options.num_clusters} but the NetVLAD layer has K={num_clusters}")
     if options.vladv2 not in (None, bias is not None):
-        raise ValueError(f"{path}: you said vladv2={options.vladv2} but the NetVLAD layer is "
+        raise BadInputError(f"{path}: you said vladv2={options.vladv2} but the NetVLAD layer is "
                          f"{'layerVLADv2' if bias is not None else 'layerVLAD'}")
     tensors = _backbone_tensors(parsed.convs, path)
     tensors["pool.conv.weight"] = torch.from_numpy(assign.T.reshape(num_clusters, dim, 1, 1).copy())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from netvlad.errors import BadInputError
 from netvlad.models.config import Preprocessing
 from netvlad.models.converters.base import Conversion, ConvertOptions, register_converter
 from netvlad.models.converters.pytorch_netvlad import IMAGENET_INPUT, convert_state, has_netvlad_pool, read_state
@@ -30,10 +31,11 @@ def convert(path: Path, options: ConvertOptions) -> Conversion:
     path = Path(path)
     checkpoint, state = read_state(path)
     if not any(k.startswith("WPCA.") for k in state):
-        raise ValueError(f"{path}: state_dict has no field 'WPCA.0.weight'; a checkpoint without whitening "
-                         "is pytorch-NetVlad's format (--from pytorch-netvlad)")
+        raise BadInputError(f"{path}: state_dict has no field 'WPCA.0.weight'; a checkpoint without whitening "
+                            "is pytorch-NetVlad's format (source='pytorch-netvlad')", path=path,
+                            hint="--from pytorch-netvlad")
     num_pcs = checkpoint.get("num_pcs") if isinstance(checkpoint, dict) else None
     width = state["WPCA.0.weight"].shape[0] if "WPCA.0.weight" in state else None
     if num_pcs is not None and width is not None and int(num_pcs) != width:
-        raise ValueError(f"{path}: num_pcs={num_pcs} but WPCA.0.weight has {width} rows")
+        raise BadInputError(f"{path}: num_pcs={num_pcs} but WPCA.0.weight has {width} rows")
     return convert_state(path, checkpoint, state, options, FORMAT, PATCHNETVLAD_INPUT)

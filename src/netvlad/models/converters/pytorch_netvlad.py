@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from netvlad.errors import BadInputError
 from netvlad.models.backbones import IMAGENET_MEAN, IMAGENET_STD
 from netvlad.models.config import ModelConfig, Preprocessing
 from netvlad.models.converters.base import (
@@ -60,22 +61,23 @@ def pool_config(state: dict[str, torch.Tensor], path: Path, options: ConvertOpti
     """K, D, vladv2 and backbone from the state_dict, checked against what the user stated."""
     for key in REQUIRED:
         if key not in state:
-            raise ValueError(f"{path}: state_dict has no field '{key}' (found {sorted(state)[:6]}…); "
+            raise BadInputError(f"{path}: state_dict has no field '{key}' (found {sorted(state)[:6]}…); "
                              "not a pytorch-NetVlad / Patch-NetVLAD NetVLAD checkpoint")
     num_clusters, dim = state["pool.centroids"].shape
     if tuple(state["pool.conv.weight"].shape) != (num_clusters, dim, 1, 1):
-        raise ValueError(f"{path}: pool.conv.weight is {tuple(state['pool.conv.weight'].shape)}, "
+        raise BadInputError(f"{path}: pool.conv.weight is {tuple(state['pool.conv.weight'].shape)}, "
                          f"expected ({num_clusters}, {dim}, 1, 1) to match pool.centroids")
     vladv2 = "pool.conv.bias" in state
     if options.vladv2 is not None and options.vladv2 != vladv2:
-        raise ValueError(f"{path}: you said vladv2={options.vladv2} but the file "
+        raise BadInputError(f"{path}: you said vladv2={options.vladv2} but the file "
                          f"{'has' if vladv2 else 'has no'} pool.conv.bias (vladv2={vladv2})")
     if options.num_clusters is not None and options.num_clusters != num_clusters:
-        raise ValueError(f"{path}: you said K={options.num_clusters} but pool.centroids holds K={num_clusters}")
+        raise BadInputError(f"{path}: you said K={options.num_clusters} but pool.centroids holds K={num_clusters}")
     backbone = options.backbone or BACKBONE_BY_CHANNELS.get(dim)
     if backbone is None:
-        raise ValueError(f"{path}: pool.centroids has D={dim}; no known encoder gives {dim} channels "
-                         f"(known: {BACKBONE_BY_CHANNELS}); state it with --backbone")
+        raise BadInputError(f"{path}: pool.centroids has D={dim}; no known encoder gives {dim} channels "
+                            f"(known: {BACKBONE_BY_CHANNELS}); state it with ConvertOptions(backbone=...)",
+                            path=path, hint="--backbone NAME")
     return num_clusters, dim, vladv2, backbone
 
 
@@ -83,10 +85,10 @@ def whitening_tensors(state: dict[str, torch.Tensor], path: Path, in_dim: int) -
     """Patch-NetVLAD's ``WPCA.0`` 1×1 convolution ``(P, K·D, 1, 1)`` as our whitening layer."""
     for key in ("WPCA.0.weight", "WPCA.0.bias"):
         if key not in state:
-            raise ValueError(f"{path}: state_dict has WPCA layers but no field '{key}'")
+            raise BadInputError(f"{path}: state_dict has WPCA layers but no field '{key}'")
     weight, bias = state["WPCA.0.weight"], state["WPCA.0.bias"]
     if weight.dim() != 4 or weight.shape[1:] != (in_dim, 1, 1) or bias.shape != weight.shape[:1]:
-        raise ValueError(f"{path}: WPCA.0.weight {tuple(weight.shape)} / bias {tuple(bias.shape)} do not "
+        raise BadInputError(f"{path}: WPCA.0.weight {tuple(weight.shape)} / bias {tuple(bias.shape)} do not "
                          f"form a 1×1 convolution from the {in_dim}-D NetVLAD descriptor")
     weight = weight.flatten(1)
     return {"whitening.linear.weight": weight, "whitening.linear.bias": bias,
@@ -106,7 +108,7 @@ def convert_state(path: Path, checkpoint: dict, state: dict[str, torch.Tensor], 
         whitening_dim = tensors["whitening.linear.weight"].shape[0]
     leftover = sorted(k for k in state if not k.startswith(("encoder.", "pool.", "WPCA.")))
     if leftover:
-        raise ValueError(f"{path}: state_dict holds layers this converter does not know: {leftover[:4]}")
+        raise BadInputError(f"{path}: state_dict holds layers this converter does not know: {leftover[:4]}")
     config = ModelConfig(
         backbone=backbone, pool="netvlad", num_clusters=num_clusters, normalize_input=True,
         parametrization="paper" if vladv2 else "official", netvlad_bias=vladv2, whitening_dim=whitening_dim,

@@ -136,3 +136,29 @@ def example_dataset(fmt: str, root):
             write_image(root / side / "images-00010.png")
         return root, {"database": "summer", "queries": "winter"}
     raise AssertionError(f"no example for format {fmt}: add one when registering a reader")
+
+
+TIMES = ("D", "S", "N")
+
+
+def tokyo_tree(root, query_folder: str, panoramas: int = 3, prefixed: bool = True, db_image=None, q_image=None):
+    """``tokyo247.mat`` + database cut-outs ``03814/3814PP_CCC.jpg`` + queries with their one-row .csv files."""
+    db_names = [f"03814/3814{p:02d}_{c * 30:03d}.jpg" for p in range(panoramas) for c in range(12)]
+    for i, name in enumerate(db_names):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        if db_image is None:
+            write_image(root / name, colour=(i * 5 % 255, 40, 90))
+        else:
+            db_image(i).save(root / name)
+    q_names = [f"{query_folder}/{i:05d}.jpg" if prefixed else f"{i:05d}.jpg" for i in range(1, 4)]
+    for i, name in enumerate(q_names):
+        path = root / (name if prefixed else f"{query_folder}/{name}")
+        if q_image is None:
+            write_image(path)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            q_image(i).save(path)
+        path.with_suffix(".csv").write_text(f"{path.name},35.6,139.7,0,0,{TIMES[i]}\n")
+    db_utm = pittsburgh_utm([[100.0 * p, 0] for p in range(panoramas) for _ in range(12)])
+    q_utm = pittsburgh_utm([[3, 0], [103, 0], [900, 0]])
+    return db_names, db_utm, q_names, q_utm

@@ -13,7 +13,7 @@ import pytest
 
 from netvlad.cli.main import main
 from tests.conftest import shared_dataset
-from tests.data.helpers import write_image
+from tests.data.helpers import write_image, write_msls
 
 
 @pytest.fixture(scope="module")
@@ -72,3 +72,17 @@ def test_per_condition_recall_from_a_manifest_column(tmp_path, one_thread, capsy
         mine = [int(r["correct_at_1"]) for r in rows if r["condition"] == label]
         assert entry["recall"]["1"] == pytest.approx(100 * sum(mine) / len(mine))
     assert "image_sizes" in report and "protocol" not in report
+
+
+def test_msls_val_per_city_and_pooled(tmp_path, one_thread, capsys):
+    out = tmp_path / "msls.json"
+    assert main(["evaluate", str(write_msls(tmp_path / "msls")), "--protocol", "msls-val", *COMMON, "--output",
+                 str(out), "--no-pictures"]) == 0
+    assert "| city | queries | database | R@1 | R@2 |" in capsys.readouterr().out
+    report = json.loads(out.read_text())
+    cities = report["recall_by_city"]
+    assert {c: (v["num_queries"], v["num_database"]) for c, v in cities.items()} == {"cph": (5, 7), "sf": (4, 7)}
+    pooled = (5 * cities["cph"]["recall"]["1"] + 4 * cities["sf"]["recall"]["1"]) / 9
+    assert report["recall"]["1"] == pytest.approx(pooled, abs=1e-3) and report["cities"] == ["cph", "sf"]
+    assert report["counts"]["differences"]["queries"] == {"found": 9, "published": 740}
+    assert set(report["recall_by_condition"]) == {"day", "night"}

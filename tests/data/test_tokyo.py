@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from netvlad.data import open_dataset
-from netvlad.data.conditions import query_conditions
+from netvlad.data.conditions import CONDITION_WORDS, condition_from_name, query_conditions
+from netvlad.data.synthetic.conditions import CONDITIONS
+from netvlad.data.synthetic.writer import dvgb_name
 from tests.data.helpers import pitts_struct, tokyo_tree, write_mat_classic, write_mat_v73
 
 
@@ -43,3 +45,11 @@ def test_database_not_in_panoramas_of_twelve_is_scored_per_image(tmp_path, caplo
     data = open_dataset(mat)
     assert "panoramas" not in data.meta and data.database.times is None
     assert "not a multiple of 12" in caplog.text
+
+
+def test_generated_city_conditions_come_from_the_names():
+    assert set(CONDITIONS) <= set(CONDITION_WORDS)  # every condition the city renders is recognised
+    for condition in CONDITIONS:
+        name = dvgb_name(500_000.0, 4_000_000.0, (17, "T"), f"q00012_{condition}")
+        assert condition_from_name(f"test/queries/{name}") == condition
+    assert condition_from_name("db00001@.jpg") is None and condition_from_name("Image010.jpg") is None

@@ -29,6 +29,7 @@ from netvlad.models import PlaceModel, Preprocessing
 
 logger = logging.getLogger(__name__)
 
+REPORTED_META = ("query_set", "cities", "subtask", "split")  # which copy of the data was evaluated
 SIZE_SAMPLE = 2000  # images per side whose header is read to report the fed sizes (all when fewer)
 
 
@@ -48,6 +49,7 @@ class ProtocolRun:
                   "differences": count_differences(self.protocol, len(self.dataset.queries),
                                                    len(self.dataset.database))}
         out = {"protocol": self.protocol.to_json(), "counts": counts}
+        out |= {key: self.dataset.meta[key] for key in REPORTED_META if key in self.dataset.meta}
         if self.per_group:
             out["recall_by_" + (self.protocol.group_by or "group")] = {
                 group: {"num_queries": r.num_queries, "num_database": r.num_database,

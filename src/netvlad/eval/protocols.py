@@ -62,7 +62,7 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
              num_queries=6816, num_database=10000, hint="pitts30k"),
     Protocol("pitts250k", "Pittsburgh 250k test: 25 m, native 640×480", NETVLAD, ("mat", "dvgb"), split="test",
              num_queries=8280, num_database=83952, hint="pitts250k"),
-    Protocol("tokyo247", "Tokyo 24/7: 315 queries (247query_subset_v2), 25 m, one cut-out per panorama, queries "
+    Protocol("tokyo247", "Tokyo 24/7: the dbStruct's 315 queries, 25 m, one cut-out per panorama, queries "
              "downscaled to 640 px", NETVLAD + " and dbTokyo247.m", ("mat",), resize="longest", size=(640,),
              num_queries=315, num_database=75984, panoramas=True, hint="tokyo247"),
     Protocol("msls-val", "MSLS validation (cph, sf), im2im, subtask all, 25 m, per city then pooled, 640×480",

@@ -135,4 +135,90 @@ def example_dataset(fmt: str, root):
         for side in ("summer", "winter"):
             write_image(root / side / "images-00010.png")
         return root, {"database": "summer", "queries": "winter"}
+    if fmt == "msls":
+        write_msls_side(root / "train_val" / "cph" / "database", [(0.0, 0.0)], "cph", seed=1)
+        write_msls_side(root / "train_val" / "cph" / "query", [(2.0, 0.0)], "cph", seed=2)
+        return root, {"split": "cph"}
     raise AssertionError(f"no example for format {fmt}: add one when registering a reader")
+
+
+TIMES = ("D", "S", "N")
+
+
+def tokyo_tree(root, query_folder: str, panoramas: int = 3, prefixed: bool = True, db_image=None, q_image=None):
+    """``tokyo247.mat`` + database cut-outs ``03814/3814PP_CCC.jpg`` + queries with their one-row .csv files."""
+    db_names = [f"03814/3814{p:02d}_{c * 30:03d}.jpg" for p in range(panoramas) for c in range(12)]
+    for i, name in enumerate(db_names):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        if db_image is None:
+            write_image(root / name, colour=(i * 5 % 255, 40, 90))
+        else:
+            db_image(i).save(root / name)
+    q_names = [f"{query_folder}/{i:05d}.jpg" if prefixed else f"{i:05d}.jpg" for i in range(1, 4)]
+    for i, name in enumerate(q_names):
+        path = root / (name if prefixed else f"{query_folder}/{name}")
+        if q_image is None:
+            write_image(path)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            q_image(i).save(path)
+        path.with_suffix(".csv").write_text(f"{path.name},35.6,139.7,0,0,{TIMES[i]}\n")
+    db_utm = pittsburgh_utm([[100.0 * p, 0] for p in range(panoramas) for _ in range(12)])
+    q_utm = pittsburgh_utm([[3, 0], [103, 0], [900, 0]])
+    return db_names, db_utm, q_names, q_utm
+
+
+MSLS_ORIGIN = {"cph": (724_500.0, 6_175_200.0), "sf": (551_300.0, 4_180_600.0)}  # UTM metres, city centres
+
+
+def _msls_key(rng: np.random.Generator) -> str:
+    """A 22-character Mapillary image key."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
+    return "".join(rng.choice(list(alphabet), 22))
+
+
+def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
+    """A CSV as pandas' ``to_csv`` writes it: an unnamed first column holding the row index."""
+    lines = ["," + ",".join(header)] + [",".join(str(v) for v in [i, *row]) for i, row in enumerate(rows)]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def write_msls_side(folder: Path, offsets: list[tuple[float, float]], city: str, seed: int, panos=(), nights=(),
+                    subtask_false=(), keyed_subtasks: bool = False) -> list[str]:
+    """One ``train_val/<city>/{query,database}`` folder as the MSLS release lays it out; returns the keys."""
+    rng = np.random.default_rng(seed)
+    keys = [_msls_key(rng) for _ in offsets]
+    east0, north0 = MSLS_ORIGIN[city]
+    zone = (33, "U") if city == "cph" else (10, "S")
+    folder.mkdir(parents=True, exist_ok=True)
+    post, raw, seq, sub = [], [], [], []
+    for i, (key, (de, dn)) in enumerate(zip(keys, offsets, strict=True)):
+        lat, lon = utm.to_latlon(east0 + de, north0 + dn, *zone)
+        write_image(folder / "images" / f"{key}.jpg", size=(8, 6), colour=(i * 9 % 255, 70, 20), fmt="JPEG")
+        post.append([key, f"{north0 + dn:.3f}", f"{east0 + de:.3f}", i in nights, False,
+                     "Forward" if i % 3 else "Sideways", i // 2])
+        raw.append([key, f"{lon:.7f}", f"{lat:.7f}", 90.0, 1_500_000_000_000 + i, i in panos])
+        seq.append([key, f"seq{i // 4}", i % 4])
+        flags = [i not in subtask_false] + [i % 2 == 0] * 6
+        sub.append(([key] if keyed_subtasks else []) + flags)
+    _write_csv(folder / "postprocessed.csv", ["key", "northing", "easting", "night", "control_panel", "view_direction",
+                                              "unique_cluster"], post)
+    _write_csv(folder / "raw.csv", ["key", "lon", "lat", "ca", "captured_at", "pano"], raw)
+    _write_csv(folder / "seq_info.csv", ["key", "sequence_key", "frame_number"], seq)
+    _write_csv(folder / "subtask_index.csv", (["key"] if keyed_subtasks else [])
+               + ["all", "s2w", "w2s", "o2n", "n2o", "d2n", "n2d"], sub)
+    return keys
+
+
+def write_msls(root: Path, keyed_subtasks: bool = False) -> Path:
+    """A two-city MSLS sample (cph, sf) with panoramas, night queries, a query without positives and a
+    database image exactly 25 m away."""
+    for c, city in enumerate(("cph", "sf")):
+        base = root / "train_val" / city
+        db = [(0.0, 0.0), (10.0, 0.0), (40.0, 0.0), (80.0, 0.0), (120.0, 0.0), (160.0, 5.0), (200.0, 0.0),
+              (240.0, 0.0)]
+        write_msls_side(base / "database", db, city, seed=10 + c, panos=(1,), keyed_subtasks=keyed_subtasks)
+        queries = [(3.0, 0.0), (65.0, 0.0), (120.0, 25.0), (205.0, 3.0), (5000.0, 0.0), (160.0, 0.0), (41.0, 1.0)]
+        write_msls_side(base / "query", queries[: 7 - c], city, seed=20 + c, panos=(5,), nights=(1, 3),
+                        keyed_subtasks=keyed_subtasks)
+    return root

@@ -9,6 +9,7 @@ from pathlib import Path
 from netvlad.cli.common import add_device_args, add_model_args, number
 from netvlad.cli.dataset_args import add_dataset_args
 from netvlad.cli.names import INDEX_KINDS
+from netvlad.cli.protocol_args import add_protocol_args, check_protocol_args, group_table
 from netvlad.constants import EVAL_RADIUS_M
 from netvlad.limits import COUNT, POSITIVE, Limit
 
@@ -90,36 +91,63 @@ def artefact_paths(output: Path) -> dict[str, Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Evaluate, print the table, and write the report files."""
+    """Evaluate (under ``--protocol`` when given), print the tables, and write the report files."""
     from netvlad.cli.common import model_from_args, pick_device
     from netvlad.cli.dataset_args import dataset_from_args
+    from netvlad.data.conditions import query_conditions
+    from netvlad.eval import protocol_eval
+    from netvlad.eval.protocols import get_protocol
+    from netvlad.eval.report import condition_recall, condition_table
     from netvlad.eval.retrieval import evaluate
 
     device = pick_device(args.device)
-    dataset = dataset_from_args(args)
+    protocol = get_protocol(args.protocol) if args.protocol else None
+    if protocol:
+        check_protocol_args(args, protocol)
+        dataset = protocol_eval.open_for_protocol(args.dataset, protocol, image_root=args.image_root,
+                                                  skip_bad=args.skip_bad)
+    else:
+        dataset = dataset_from_args(args)
     print(dataset)
     model = model_from_args(args)
+    if protocol:
+        protocol_eval.with_input_size(model, protocol)
     cluster_if_off_the_shelf(model, dataset.database.paths(), args, device)
-    result = evaluate(model, dataset, radius=args.radius, ns=args.recall, batch_size=args.batch_size,
-                      workers=args.workers, device=device, progress=not args.no_progress, store_dir=args.store,
-                      skip_bad=args.skip_bad, dtype=args.dtype, index_config=index_config_from_args(args))
+    common = dict(ns=args.recall, batch_size=args.batch_size, workers=args.workers, device=device,
+                  progress=not args.no_progress, store_dir=args.store, skip_bad=args.skip_bad, dtype=args.dtype,
+                  index_config=index_config_from_args(args))
+    if protocol:
+        protocol_run = protocol_eval.evaluate_protocol(model, dataset, protocol, **common)
+        result, dataset = protocol_run.result, protocol_run.dataset
+    else:
+        protocol_run = None
+        result = evaluate(model, dataset, radius=EVAL_RADIUS_M if args.radius is None else args.radius,
+                          **common)
     label = model_label(args, model)
     print(f"{label}: {result.num_queries} queries, {result.num_database} database images, "
-          f"{result.descriptor_dim}-D descriptors")
+          f"{result.descriptor_dim}-D descriptors" + (f", protocol {protocol.name}" if protocol else ""))
     print(result.table())
+    if protocol_run and protocol_run.per_group:
+        print(group_table(protocol_run.per_group, protocol.group_by or "group"))
+    conditions = query_conditions(dataset)
+    by_condition = condition_recall(result, conditions)
+    if by_condition and len(by_condition) > 1:
+        print(condition_table(by_condition))
     if args.output:
-        write_report(args, result, dataset, label)
+        sizes = protocol_eval.image_sizes(dataset, model.config.preprocessing)
+        extra = {"dataset": dataset.name} | (protocol_run.report(sizes) if protocol_run else {"image_sizes": sizes})
+        write_report(args, result, dataset, label, extra, conditions)
     return 0
 
 
-def write_report(args: argparse.Namespace, result, dataset, label: str) -> None:
+def write_report(args: argparse.Namespace, result, dataset, label: str, extra: dict, conditions) -> None:
     """The JSON summary, per-query CSV, Recall@N plot and retrieval picture beside ``--output``."""
     from netvlad.eval.plots import plot_recall, retrieval_picture
     from netvlad.eval.report import write_json, write_query_csv
 
     paths = artefact_paths(Path(args.output))
-    write_json(result, paths["json"], label, {"dataset": dataset.name})
-    write_query_csv(result, dataset, paths["csv"])
+    write_json(result, paths["json"], label, extra, conditions=conditions)
+    write_query_csv(result, dataset, paths["csv"], conditions=conditions)
     plot_recall({label: result.recall}, paths["plot"], title=dataset.name)
     if not args.no_pictures:
         retrieval_picture(result, dataset, paths["picture"])
@@ -137,7 +165,8 @@ def register(subparsers) -> None:
     add_extract_args(parser)
     add_index_args(parser)
     group = parser.add_argument_group("evaluation")
-    group.add_argument("--radius", type=number(POSITIVE), default=EVAL_RADIUS_M,
+    add_protocol_args(group)
+    group.add_argument("--radius", type=number(POSITIVE), default=None,
                        help=f"metres within which a database image is correct (default {EVAL_RADIUS_M:g})")
     group.add_argument("--recall", type=parse_ns, default=(1, 5, 10, 20), help="N values, e.g. 1,5,10,20")
     group.add_argument("--output", type=Path, default=None,

@@ -7,7 +7,7 @@ index kind, exporter or preset is added to its registry and here.
 BACKBONES = ("alexnet", "mobilenet_v2", "resnet18_layer3", "resnet18_layer4", "resnet50_layer3", "resnet50_layer4",
              "vgg16")  # netvlad.models.list_backbones()
 POOLS = ("avg", "gem", "max", "netvlad")  # netvlad.models.POOLS
-DATASET_FORMATS = ("mat", "csv", "dvgb", "exif", "sequence")  # netvlad.data.list_formats()
+DATASET_FORMATS = ("mat", "csv", "dvgb", "msls", "exif", "sequence")  # netvlad.data.list_formats()
 CONVERTERS = ("matlab", "patchnetvlad", "pytorch-netvlad")  # netvlad.models.converters.list_converters()
 PUBLISHED = ("patchnetvlad-mapillary-wpca128", "patchnetvlad-mapillary-wpca4096", "patchnetvlad-mapillary-wpca512",
              "patchnetvlad-pittsburgh-wpca128", "patchnetvlad-pittsburgh-wpca4096", "patchnetvlad-pittsburgh-wpca512",

@@ -1,14 +1,15 @@
-"""Evaluation and retrieval: extraction to disk, faiss search, Recall@N, localisation and export."""
+"""Evaluation and retrieval: extraction to disk, faiss search, Recall@N, localisation and export.
 
-from netvlad.eval.extract import extract_descriptors, extract_to_store, iter_descriptors
-from netvlad.eval.index import IndexConfig, build_index, search
-from netvlad.eval.localise import PlaceIndex, QueryResult, build_place_index
-from netvlad.eval.recall import recall_at_n
-from netvlad.eval.retrieval import EvalResult, evaluate, evaluate_descriptors
-from netvlad.eval.store import DescriptorStore
+Exports load on first use, so the CLI reads protocol tables without importing torch or faiss.
+"""
 
-__all__ = [
-    "DescriptorStore", "EvalResult", "IndexConfig", "PlaceIndex", "QueryResult", "build_index", "build_place_index",
-    "evaluate", "evaluate_descriptors",
-    "extract_descriptors", "extract_to_store", "iter_descriptors", "recall_at_n", "search",
-]
+from netvlad._lazy import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "netvlad.eval.extract": ("extract_descriptors", "extract_to_store", "iter_descriptors"),
+    "netvlad.eval.index": ("IndexConfig", "build_index", "search"),
+    "netvlad.eval.localise": ("PlaceIndex", "QueryResult", "build_place_index"),
+    "netvlad.eval.recall": ("recall_at_n",),
+    "netvlad.eval.retrieval": ("EvalResult", "evaluate", "evaluate_descriptors"),
+    "netvlad.eval.store": ("DescriptorStore",),
+})

@@ -1,27 +1,57 @@
-"""Evaluation artefacts on disk: the JSON summary and the per-query CSV."""
+"""Evaluation artefacts on disk: the JSON summary and the per-query CSV, with Recall@N per capture condition."""
 
 from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 from netvlad.data.dataset import GeoDataset
+from netvlad.eval.recall import recall_by_condition
 from netvlad.eval.retrieval import EvalResult
 from netvlad.files import atomic_write
 
 
-def write_json(result: EvalResult, path: Path | str, model: str = "", extra: dict | None = None) -> Path:
-    """Write ``result.summary(model)`` (plus ``extra`` keys) as JSON at ``path``; returns the path."""
-    data = result.summary(model) | (extra or {})
+def condition_recall(result: EvalResult, conditions: Sequence[str] | None) -> dict[str, dict] | None:
+    """Recall@N of ``result`` per query condition (see :func:`recall_by_condition`), or None without labels."""
+    if not conditions:
+        return None
+    return recall_by_condition(result.ranked, result.positives, conditions, tuple(result.recall))
+
+
+def condition_table(by_condition: dict[str, dict]) -> str:
+    """A markdown table: one row per condition with its query count and Recall@N (percent)."""
+    ns = list(next(iter(by_condition.values()))["recall"]) if by_condition else []
+    lines = ["| condition | queries | " + " | ".join(f"R@{n}" for n in ns) + " |",
+             "|---|---:|" + "---:|" * len(ns)]
+    for label, entry in by_condition.items():
+        lines.append(f"| {label} | {entry['num_queries']} | "
+                     + " | ".join(f"{entry['recall'][n]:.1f}" for n in ns) + " |")
+    return "\n".join(lines)
+
+
+def write_json(result: EvalResult, path: Path | str, model: str = "", extra: dict | None = None,
+               conditions: Sequence[str] | None = None) -> Path:
+    """Write ``result.summary(model)`` (plus ``extra`` keys, and ``recall_by_condition`` where ``conditions``
+    labels the queries) as JSON at ``path``; returns the path."""
+    data = result.summary(model)
+    by_condition = condition_recall(result, conditions)
+    if by_condition:
+        data["recall_by_condition"] = {label: {"num_queries": entry["num_queries"],
+                                               "recall": {str(n): round(r, 4) for n, r in entry["recall"].items()}}
+                                       for label, entry in by_condition.items()}
+    data |= extra or {}
     return atomic_write(Path(path), lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8"))
 
 
-def write_query_csv(result: EvalResult, dataset: GeoDataset, path: Path | str, top: int = 5) -> Path:
-    """One row per query: name, top-``top`` database names and L2 distances, correct@1, correct@top, #positives."""
+def write_query_csv(result: EvalResult, dataset: GeoDataset, path: Path | str, top: int = 5,
+                    conditions: Sequence[str] | None = None) -> Path:
+    """One row per query: name, top-``top`` database names and L2 distances, correct@1, correct@top, #positives,
+    and its capture condition where ``conditions`` is given."""
     top = min(top, result.ranked.shape[1])
     header = (["query"] + [f"top{i + 1}" for i in range(top)] + [f"dist{i + 1}" for i in range(top)]
-              + ["correct_at_1", f"correct_at_{top}", "num_positives"])
+              + ["correct_at_1", f"correct_at_{top}", "num_positives"] + (["condition"] if conditions else []))
     db_names = dataset.database.names
 
     def write(tmp: Path) -> None:
@@ -33,6 +63,6 @@ def write_query_csv(result: EvalResult, dataset: GeoDataset, path: Path | str, t
                 writer.writerow([name] + [db_names[i] if i >= 0 else "" for i in ranked]
                                 + [f"{d:.6f}" for d in result.distances[q, :top]]
                                 + [int(result.correct[q, :1].any()), int(result.correct[q, :top].any()),
-                                   len(result.positives[q])])
+                                   len(result.positives[q])] + ([conditions[q]] if conditions else []))
 
     return atomic_write(Path(path), write)

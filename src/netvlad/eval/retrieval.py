@@ -14,6 +14,7 @@ from netvlad.constants import EVAL_RADIUS_M
 from netvlad.data.dataset import GeoDataset, ImageList
 from netvlad.eval.extract import extract_to_store, iter_descriptors, raise_decode_error
 from netvlad.eval.index import EXACT, IndexConfig, build_index, search
+from netvlad.eval.panorama import first_per_group
 from netvlad.eval.recall import recall_at_n
 from netvlad.models import PlaceModel
 
@@ -58,11 +59,13 @@ class EvalResult:
 def evaluate_descriptors(db: np.ndarray, queries: np.ndarray, positives: Sequence[np.ndarray],
                          ns: Sequence[int] = DEFAULT_NS, index_config: IndexConfig = EXACT,
                          db_valid: np.ndarray | None = None, query_valid: np.ndarray | None = None,
-                         k: int | None = None) -> EvalResult:
+                         k: int | None = None, groups: np.ndarray | None = None) -> EvalResult:
     """Recall@N of precomputed descriptors ``db`` ``(N, dim)`` and ``queries`` ``(Q, dim)``.
 
     ``positives``: per query, database indices counted as correct. ``db_valid``/``query_valid``
     masks drop rows without a descriptor (undecodable images): such queries count as failures.
+    ``groups`` ``(N,)``: a panorama id per database image; only the first-ranked image of each panorama is kept
+    (Tokyo 24/7's official scoring), so Recall@N counts N distinct panoramas.
     """
     db, queries = np.asarray(db, np.float32), np.asarray(queries, np.float32)
     if db.ndim != 2 or queries.ndim != 2 or db.shape[1] != queries.shape[1]:
@@ -77,8 +80,13 @@ def evaluate_descriptors(db: np.ndarray, queries: np.ndarray, positives: Sequenc
     distances = np.full((len(queries), k), np.inf, dtype=np.float32)
     if len(q_rows) and k:
         index = build_index(db[db_rows], index_config)
-        dist, found = search(index, queries[q_rows], k)
-        ranked[q_rows] = np.where(found >= 0, db_rows[np.maximum(found, 0)], -1)
+        wide = k if groups is None else min(k * int(np.bincount(np.unique(groups, return_inverse=True)[1]).max()),
+                                            len(db_rows))  # retrieve more, then one per panorama
+        dist, found = search(index, queries[q_rows], wide)
+        found = np.where(found >= 0, db_rows[np.maximum(found, 0)], -1)
+        if groups is not None:
+            found, dist = first_per_group(found, dist, groups, k)
+        ranked[q_rows] = found
         distances[q_rows] = dist
     correct = np.zeros(ranked.shape, dtype=bool)
     for q, pos in enumerate(positives):
@@ -130,7 +138,8 @@ def evaluate(model: PlaceModel, dataset: GeoDataset, *, radius: float = EVAL_RAD
                                     desc="database", **common)
     q, q_valid, q_bad = describe(model, dataset.queries, store_dir and store_dir / "queries", desc="queries",
                                  **common)
-    result = evaluate_descriptors(db, q, dataset.positives(radius), ns, index_config, db_valid, q_valid, k)
+    groups = dataset.database.times.astype(np.int64) if dataset.meta.get("panoramas") else None
+    result = evaluate_descriptors(db, q, dataset.positives(radius), ns, index_config, db_valid, q_valid, k, groups)
     result.skipped = db_bad + q_bad
     logger.info("%r Recall@N: %s", dataset, {n: round(r, 2) for n, r in result.recall.items()})
     return result

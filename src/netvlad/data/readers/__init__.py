@@ -7,7 +7,7 @@ from pathlib import Path
 
 from netvlad.constants import EVAL_RADIUS_M
 from netvlad.data.dataset import GeoDataset
-from netvlad.data.readers import csv, dvgb, exif, mat, sequence  # noqa: F401  (each registers its format)
+from netvlad.data.readers import csv, dvgb, exif, mat, msls, sequence  # noqa: F401  (each registers its format)
 from netvlad.data.readers.common import DatasetError
 from netvlad.data.readers.registry import READERS, Reader, ReadOptions, find_reader, list_formats, register_reader
 

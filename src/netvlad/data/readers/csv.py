@@ -1,7 +1,8 @@
 """A CSV manifest: ``path,split,lat,lon`` or ``path,split,easting,northing[,zone]`` with a header row.
 
 ``split`` is ``database`` or ``query`` (also ``db``/``queries``); an optional ``time`` (or ``pano``) column marks
-captures excluded from training positives. Paths are relative to ``--image-root`` (default: the CSV's folder).
+captures excluded from training positives; an optional ``condition`` column (day, night, winter...) labels queries
+for Recall@N per condition. Paths are relative to ``--image-root`` (default: the CSV's folder).
 """
 
 from __future__ import annotations
@@ -125,4 +126,8 @@ def read(path: Path, options: ReadOptions) -> GeoDataset:
             values = [rows[i][1].get(time_column, "") for i in idx]
             times = np.array([vocabulary.setdefault(v, len(vocabulary)) if v else np.nan for v in values], float)
         lists[role] = ImageList(root, tuple(names[i] for i in idx), points[idx], zone, times)
-    return GeoDataset(path.stem, lists["database"], lists["queries"], meta={"format": "csv", "skipped": skips.entries})
+    meta = {"format": "csv", "skipped": skips.entries}
+    if "condition" in header:
+        meta["query_conditions"] = {row["path"]: row["condition"] for _, row in rows
+                                    if row.get("condition") and ROLES.get(row["split"].lower()) == "queries"}
+    return GeoDataset(path.stem, lists["database"], lists["queries"], meta=meta)

@@ -19,6 +19,7 @@ import scipy.io
 from netvlad.data.dataset import GeoDataset, ImageList
 from netvlad.data.readers.common import DatasetError, Skips, check_files
 from netvlad.data.readers.registry import ReadOptions, register_reader
+from netvlad.data.readers.tokyo import CUTOUTS_PER_PANORAMA, is_tokyo247, tokyo_meta
 
 logger = logging.getLogger(__name__)
 
@@ -129,8 +130,10 @@ def find_root(image_root: Path, names: list[str], named: str | None, candidates:
                        hint="--image-root, --database/--queries")
 
 
-def image_list(path: Path, fields: dict, side: str, options: ReadOptions, skips: Skips) -> ImageList:
-    """The database (``side="db"``) or query (``"q"``) list of a dbStruct."""
+def image_list(path: Path, fields: dict, side: str, options: ReadOptions, skips: Skips,
+               panoramas: bool = False) -> ImageList:
+    """The database (``side="db"``) or query (``"q"``) list of a dbStruct; with ``panoramas`` (Tokyo 24/7's
+    database) ``times`` holds each image's panorama id, counted on the full list before any entry is skipped."""
     names = _names(path, fields[f"{side}ImageFns"], f"{side}ImageFns")
     utm = _utm(path, fields["utmDb" if side == "db" else "utmQ"], "utmDb" if side == "db" else "utmQ", len(names))
     count = fields.get("numImages" if side == "db" else "numQueries")
@@ -139,6 +142,8 @@ def image_list(path: Path, fields: dict, side: str, options: ReadOptions, skips:
                            f"but {len(names)} file names; the file is inconsistent, re-download it")
     stamps = fields.get(f"{side}TimeStamp")
     times = None if stamps is None else np.asarray(stamps, dtype=np.float64).ravel()
+    if panoramas:
+        times = (np.arange(len(names)) // CUTOUTS_PER_PANORAMA).astype(np.float64)
     keep = np.isfinite(utm).all(axis=1)
     for i in np.flatnonzero(~keep):
         skips.bad(f"{path}: {side}ImageFns {names[i]}", "position is NaN", "fix utm in the .mat")
@@ -160,9 +165,15 @@ def read(path: Path, options: ReadOptions) -> GeoDataset:
         raise DatasetError(f"{path}: this file holds split {which!r}, not {options.split!r}; open the "
                            f"{options.split} .mat instead")
     skips = Skips(options.skip_bad)
-    database = image_list(path, fields, "db", options, skips)
+    query_names = _names(path, fields["qImageFns"], "qImageFns")
+    tokyo = is_tokyo247(path, query_names)
+    db_count = len(_names(path, fields["dbImageFns"], "dbImageFns"))
+    database = image_list(path, fields, "db", options, skips,
+                          panoramas=tokyo and db_count % CUTOUTS_PER_PANORAMA == 0)
     queries = image_list(path, fields, "q", options, skips)
     meta = {"format": "mat", "skipped": skips.entries, "split": which}
+    if tokyo:
+        meta |= tokyo_meta(path, db_count, query_names, queries.root, queries.names)
     if "posDistThr" in fields:
         meta["eval_radius"] = float(np.ravel(fields["posDistThr"])[0])
     if "nonTrivPosDistSqThr" in fields:

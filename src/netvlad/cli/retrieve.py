@@ -1,0 +1,54 @@
+"""`netvlad retrieve DATABASE_FOLDER QUERY_FOLDER`: top-k database images per query, no positions needed."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from netvlad.cli.common import add_device_args, add_model_args, existing, number
+from netvlad.cli.evaluate import add_cluster_images_arg
+from netvlad.limits import COUNT
+
+
+def run(args: argparse.Namespace) -> int:
+    """Rank QUERY_FOLDER's photos against DATABASE_FOLDER's and write the tables, pairs and picture."""
+    from netvlad.cli.common import model_from_args, pick_device
+    from netvlad.cli.evaluate import cluster_if_off_the_shelf, model_label
+    from netvlad.data.readers.common import list_images
+    from netvlad.eval.retrieve import retrieve_folders
+
+    database = Path(args.database_folder)
+    list_images(database)  # a missing or imageless folder fails here, before any model is built
+    list_images(Path(args.query_folder))
+    device = pick_device(args.device)
+    model = model_from_args(args)
+    cluster_if_off_the_shelf(model, [database / n for n in list_images(database)], args, device)
+    label = model_label(args, model)
+    paths = retrieve_folders(model, database, args.query_folder, args.out, k=args.k,
+                             pictures=0 if args.no_pictures else 6, label=label, batch_size=args.batch_size,
+                             workers=args.workers, device=device, progress=not args.no_progress,
+                             skip_bad=args.skip_bad)
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def register(subparsers) -> None:
+    """Add ``netvlad retrieve``."""
+    parser = subparsers.add_parser(
+        "retrieve", help="top-k database images per query, for two folders of photos (no GPS)",
+        description="Rank every photo under QUERY_FOLDER against every photo under DATABASE_FOLDER (no positions "
+                    "needed): retrieval.csv/.json, an hloc pairs file (`query database` per line, names relative to "
+                    "the folders' common parent) and a picture of sampled retrievals. Give the same folder twice "
+                    "for SfM pairs (each image's own match is left out).")
+    parser.add_argument("database_folder", metavar="DATABASE_FOLDER", type=existing("folder", "database folder"),
+                        help="folder of database photos (recursive)")
+    parser.add_argument("query_folder", metavar="QUERY_FOLDER", type=existing("folder", "query folder"),
+                        help="folder of query photos (recursive)")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("-k", type=number(COUNT), default=10, help="database images kept per query (default 10)")
+    parser.add_argument("--no-pictures", action="store_true", help="skip the retrieval picture")
+    parser.add_argument("--skip-bad", action="store_true", help="skip (and list) undecodable images")
+    add_cluster_images_arg(parser)
+    add_model_args(parser)
+    add_device_args(parser)
+    parser.set_defaults(func=run)

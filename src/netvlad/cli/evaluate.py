@@ -31,15 +31,36 @@ def parse_ns(text: str) -> tuple[int, ...]:
 
 def add_index_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("search index")
-    group.add_argument("--index-kind", default="flat", choices=sorted(INDEX_KINDS), help="exact flat L2 or IVF-PQ")
-    group.add_argument("--nlist", type=int, default=256, help="IVF-PQ: inverted lists")
-    group.add_argument("--pq-m", type=int, default=32, help="IVF-PQ: sub-quantisers (must divide the dim)")
-    group.add_argument("--pq-bits", type=int, default=8, help="IVF-PQ: bits per sub-quantiser code")
-    group.add_argument("--nprobe", type=int, default=16, help="IVF-PQ: lists visited per query")
+    group.add_argument("--index-type", "--index-kind", dest="index_kind", default="flat", choices=sorted(INDEX_KINDS),
+                       help="exact flat L2 (streams the database from disk), IVF-PQ, OPQ + IVF-PQ or HNSW")
+    group.add_argument("--nlist", type=int, default=None, help="IVF: inverted lists (default √N)")
+    group.add_argument("--pq-m", type=int, default=None, help="PQ: sub-quantisers (default dim/16)")
+    group.add_argument("--pq-bits", type=int, default=8, help="PQ: bits per sub-quantiser code")
+    add_search_args(group)
 
 
-def index_config_from_args(args: argparse.Namespace) -> IndexConfig:
-    return IndexConfig(kind=args.index_kind, nlist=args.nlist, m=args.pq_m, nbits=args.pq_bits, nprobe=args.nprobe)
+def add_search_args(group) -> None:
+    """Search-time options shared by ``evaluate``, ``index build`` and ``query``."""
+    group.add_argument("--nprobe", type=int, default=16, help="IVF: lists visited per query")
+    group.add_argument("--ef-search", type=int, default=128, help="HNSW: search beam width")
+    group.add_argument("--max-memory", type=float, default=None, metavar="GIB",
+                       help="working memory of exact search and index building, GiB (default: half the available)")
+
+
+def max_memory_from_args(args: argparse.Namespace) -> float | None:
+    """``--max-memory`` in bytes (None: the library's default)."""
+    if args.max_memory is None:
+        return None
+    if args.max_memory <= 0:
+        raise ValueError(f"--max-memory must be > 0 GiB, got {args.max_memory}")
+    return args.max_memory * 1024**3
+
+
+def index_config_from_args(args: argparse.Namespace, device=None) -> IndexConfig:
+    """The index settings of the command line; faiss uses a GPU only when ``--device`` picked CUDA."""
+    return IndexConfig(kind=getattr(args, "index_kind", "flat"), nlist=getattr(args, "nlist", None),
+                       m=getattr(args, "pq_m", None), nbits=getattr(args, "pq_bits", 8), nprobe=args.nprobe,
+                       ef_search=args.ef_search, use_gpu=device is not None and device.type == "cuda")
 
 
 def add_extract_args(parser: argparse.ArgumentParser) -> None:
@@ -82,7 +103,8 @@ def run(args: argparse.Namespace) -> int:
         cluster_off_the_shelf(model, dataset.database.paths(), args, device)
     result = evaluate(model, dataset, radius=args.radius, ns=args.recall, batch_size=args.batch_size,
                       workers=args.workers, device=device, progress=not args.no_progress, store_dir=args.store,
-                      skip_bad=args.skip_bad, dtype=args.dtype, index_config=index_config_from_args(args))
+                      skip_bad=args.skip_bad, dtype=args.dtype, index_config=index_config_from_args(args, device),
+                      max_memory=max_memory_from_args(args))
     label = model_label(args, model)
     print(f"{label}: {result.num_queries} queries, {result.num_database} database images, "
           f"{result.descriptor_dim}-D descriptors")

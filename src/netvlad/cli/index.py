@@ -11,7 +11,13 @@ import numpy as np
 
 from netvlad.cli.common import add_device_args, add_model_args, model_from_args, pick_device
 from netvlad.cli.dataset_args import add_dataset_args, dataset_from_args
-from netvlad.cli.evaluate import add_index_args, cluster_off_the_shelf, index_config_from_args
+from netvlad.cli.evaluate import (
+    add_index_args,
+    add_search_args,
+    cluster_off_the_shelf,
+    index_config_from_args,
+    max_memory_from_args,
+)
 from netvlad.data import DatasetError, ImageList
 from netvlad.data.readers.common import list_images
 from netvlad.eval.extract import extract_descriptors
@@ -44,9 +50,10 @@ def build(args: argparse.Namespace) -> int:
     model = model_from_args(args)
     if args.model is None and isinstance(model.pool, NetVLAD):
         cluster_off_the_shelf(model, images.paths(), args, device)
-    index = build_place_index(model, images, args.out, index_config=index_config_from_args(args), dtype=args.dtype,
-                              skip_bad=args.skip_bad, batch_size=args.batch_size, workers=args.workers,
-                              device=device, progress=not args.no_progress)
+    index = build_place_index(model, images, args.out, index_config=index_config_from_args(args, device),
+                              dtype=args.dtype, skip_bad=args.skip_bad, batch_size=args.batch_size,
+                              workers=args.workers, device=device, progress=not args.no_progress,
+                              max_memory=max_memory_from_args(args))
     print(f"indexed {len(index)} images ({index.store.dim}-D, model {index.fingerprint}) in {args.out}")
     return 0
 
@@ -68,7 +75,7 @@ def query(args: argparse.Namespace) -> int:
     if args.k < 1:
         raise ValueError(f"-k must be ≥ 1, got {args.k}")
     device = pick_device(args.device)
-    index = PlaceIndex.load(args.index)
+    index = PlaceIndex.load(args.index, index_config_from_args(args, device), max_memory_from_args(args))
     model = index.model
     if args.model:
         model = model_from_args(args)
@@ -115,6 +122,7 @@ def register(subparsers) -> None:
     parser.add_argument("--method", default="top1", choices=sorted(POSITION_ESTIMATORS),
                         help="position estimate: the top-1 match, or the distance-weighted top-k")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    add_search_args(parser.add_argument_group("search"))
     add_model_args(parser)
     add_device_args(parser)
     parser.set_defaults(func=query)

@@ -85,3 +85,35 @@ def test_store_with_pending_rows_or_of_another_model_is_refused(tmp_path):
         store.check_source("m1", 16)
     with pytest.raises(BadInputError, match="model m1, not by m2"):
         store.check_source("m2", 8)
+
+
+def test_rerank_orders_candidates_by_exact_distance(tmp_path):
+    from netvlad.eval.search import rerank
+
+    store, queries = _store(tmp_path / "s", n=200, q=9)
+    db = store.load()
+    rng = np.random.default_rng(3)
+    candidates = np.stack([rng.choice(200, 30, replace=False) for _ in queries])
+    candidates[0, 5:] = -1  # fewer candidates than k: padded
+    dist, found = rerank(store.descriptors, queries, candidates, 10, block=4)
+    for q, cand in enumerate(candidates):
+        cand = cand[cand >= 0]
+        exact = np.linalg.norm(db[cand] - queries[q], axis=1)
+        order = np.argsort(exact)[:10]
+        np.testing.assert_array_equal(found[q, :len(order)], cand[order])
+        np.testing.assert_allclose(dist[q, :len(order)], exact[order], atol=1e-5)
+    assert (found[0, 5:] == -1).all() and np.isinf(dist[0, 5:]).all()
+
+
+def test_ivfpq_with_rerank_matches_exact_recall_on_a_memmap(tmp_path):
+    from netvlad.eval.index import IndexConfig
+
+    store, queries = _store(tmp_path / "s", n=1500, q=40)
+    positives = [np.array([i]) for i in _flat(store.load(), queries, 1)[1][:, 0]]
+    config = IndexConfig(kind="ivfpq", nlist=16, m=6, nbits=6, nprobe=16, rerank=50)
+    approx = evaluate_descriptors(store.descriptors, queries, positives, ns=(1, 5), index_config=config)
+    plain = evaluate_descriptors(store.descriptors, queries, positives, ns=(1, 5),
+                                 index_config=IndexConfig(kind="ivfpq", nlist=16, m=6, nbits=6, nprobe=16, rerank=0))
+    assert approx.recall[1] == 100.0 and plain.recall[1] <= approx.recall[1]
+    exact = evaluate_descriptors(store.descriptors, queries, positives, ns=(1, 5))
+    np.testing.assert_allclose(approx.distances[:, 0], exact.distances[:, 0], atol=1e-5)

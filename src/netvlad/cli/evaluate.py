@@ -43,6 +43,8 @@ def add_search_args(group) -> None:
     """Search-time options shared by ``evaluate``, ``index build`` and ``query``."""
     group.add_argument("--nprobe", type=int, default=16, help="IVF: lists visited per query")
     group.add_argument("--ef-search", type=int, default=128, help="HNSW: search beam width")
+    group.add_argument("--rerank", type=int, default=100, metavar="C",
+                       help="IVF-PQ: re-rank the top C candidates exactly from the stored descriptors (0: off)")
     group.add_argument("--max-memory", type=float, default=None, metavar="GIB",
                        help="working memory of exact search and index building, GiB (default: half the available)")
 
@@ -60,7 +62,8 @@ def index_config_from_args(args: argparse.Namespace, device=None) -> IndexConfig
     """The index settings of the command line; faiss uses a GPU only when ``--device`` picked CUDA."""
     return IndexConfig(kind=getattr(args, "index_kind", "flat"), nlist=getattr(args, "nlist", None),
                        m=getattr(args, "pq_m", None), nbits=getattr(args, "pq_bits", 8), nprobe=args.nprobe,
-                       ef_search=args.ef_search, use_gpu=device is not None and device.type == "cuda")
+                       ef_search=args.ef_search, rerank=args.rerank,
+                       use_gpu=device is not None and device.type == "cuda")
 
 
 def add_extract_args(parser: argparse.ArgumentParser) -> None:

@@ -17,7 +17,7 @@ import faiss
 import numpy as np
 
 from netvlad.errors import BadInputError
-from netvlad.eval.search import iter_chunks, plan_search
+from netvlad.eval.search import iter_chunks, plan_search, rerank
 
 logger = logging.getLogger(__name__)
 
@@ -30,8 +30,10 @@ class IndexConfig:
     sub-quantisers of ``nbits`` bits (``None``: dim/16, i.e. one byte per 16 dims; must divide the dim),
     ``nprobe`` lists visited per query. OPQ + IVF-PQ adds a learnt rotation (``opq_iterations``), for dims up to
     :data:`MAX_OPQ_DIM`. HNSW: ``hnsw_m`` links per node, ``ef_construction`` and ``ef_search`` beam widths; it
-    keeps the float32 vectors, so it needs N × dim × 4 bytes of memory. ``train_size`` rows (``None``: 50 per list,
-    at least 10,000) are sampled to train; ``use_gpu`` moves the index to a GPU when faiss sees one.
+    keeps the float32 vectors, so it needs N × dim × 4 bytes of memory. ``rerank``: the PQ kinds fetch this many
+    candidates and re-rank them by exact distance from the stored descriptors (0: off). ``train_size`` rows
+    (``None``: 50 per list, at least 10,000) are sampled to train; ``use_gpu`` moves the index to a GPU when faiss
+    sees one.
     """
 
     kind: str = "flat"
@@ -43,6 +45,7 @@ class IndexConfig:
     hnsw_m: int = 32
     ef_construction: int = 80
     ef_search: int = 128
+    rerank: int = 100
     train_size: int | None = None
     use_gpu: bool = False
     seed: int = 0
@@ -50,8 +53,8 @@ class IndexConfig:
     def __post_init__(self) -> None:
         if self.kind not in INDEX_KINDS:
             raise ValueError(f"unknown index kind {self.kind!r}; known: {', '.join(sorted(INDEX_KINDS))}")
-        for name in ("nprobe", "ef_search", "hnsw_m", "nbits"):
-            if getattr(self, name) < 1:
+        for name in ("nprobe", "ef_search", "hnsw_m", "nbits", "rerank"):
+            if getattr(self, name) < (0 if name == "rerank" else 1):
                 raise ValueError(f"index setting {name} must be ≥ 1, got {getattr(self, name)}")
 
     def lists(self, n: int) -> int:
@@ -72,6 +75,7 @@ class IndexConfig:
         return min(n, self.train_size or max(50 * self.lists(n), 10_000))
 
 
+PQ_KINDS = ("ivfpq", "opq-ivfpq")  # approximate distances: worth re-ranking exactly
 MAX_OPQ_DIM = 4096  # OPQ learns a dim × dim rotation: beyond this, whiten to fewer dims first
 
 
@@ -169,7 +173,7 @@ def to_device(index: faiss.Index, use_gpu: bool) -> faiss.Index:
     return index
 
 
-def _sample(descriptors: np.ndarray, rows: np.ndarray, count: int, seed: int) -> np.ndarray:
+def training_sample(descriptors: np.ndarray, rows: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
     """``count`` of ``rows`` drawn at random (sorted, so a memory-mapped store is read forwards), as float32."""
     pick = np.sort(np.random.default_rng(seed).choice(rows, size=count, replace=False))
     out = np.empty((count, descriptors.shape[1]), dtype=np.float32)
@@ -179,11 +183,12 @@ def _sample(descriptors: np.ndarray, rows: np.ndarray, count: int, seed: int) ->
 
 
 def build_index(descriptors: np.ndarray, config: IndexConfig = EXACT, *, valid: np.ndarray | None = None,
-                max_memory: float | None = None) -> faiss.Index:
+                max_memory: float | None = None, training: np.ndarray | None = None) -> faiss.Index:
     """A trained faiss index holding the rows of ``descriptors`` ``(N, dim)`` (those in the ``valid`` mask).
 
-    ``descriptors`` may be a float16/float32 memmap: an approximate index trains on a sample and is filled in
-    chunks sized by ``max_memory`` bytes. Index position i holds the i-th valid row.
+    ``descriptors`` may be a float16/float32 memmap: an approximate index trains on a sample of it (or on
+    ``training`` ``(T, dim)``, e.g. a training set's descriptors) and is filled in chunks sized by ``max_memory``
+    bytes. Index position i holds the i-th valid row.
     """
     if descriptors.ndim != 2:
         raise ValueError(f"expected descriptors as (N, dim), got shape {descriptors.shape}")
@@ -191,9 +196,10 @@ def build_index(descriptors: np.ndarray, config: IndexConfig = EXACT, *, valid: 
     if len(rows) == 0:
         raise ValueError("cannot build an index over an empty database")
     n, dim = len(rows), descriptors.shape[1]
-    index = INDEX_KINDS[config.kind](dim, n, config)
+    index = INDEX_KINDS[config.kind](dim, n if training is None else len(training), config)
     if not index.is_trained:
-        sample = _sample(descriptors, rows, config.samples(n), config.seed)
+        sample = (training_sample(descriptors, rows, config.samples(n), config.seed) if training is None
+                  else np.ascontiguousarray(training, dtype=np.float32))
         logger.info("training %s on %d of %d descriptors (%d-D)", config.kind, len(sample), n, dim)
         index.train(sample)
         del sample
@@ -218,6 +224,24 @@ def search(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray,
     k = max(1, min(int(k), index.ntotal))
     squared, indices = index.search(queries, k)
     return np.sqrt(np.maximum(squared, 0)).astype(np.float32), indices.astype(np.int64)
+
+
+def search_rows(index: faiss.Index, queries: np.ndarray, k: int, config: IndexConfig = EXACT,
+                database: np.ndarray | None = None, rows: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` as database rows: index position i is row ``rows[i]`` of ``database`` (default: row i).
+
+    With ``database`` (e.g. a store's memmap), PQ kinds fetch ``config.rerank`` candidates and re-rank them exactly.
+    -> (L2 distances ``(Q, k)``, row ids ``(Q, k)``, −1 where fewer than k).
+    """
+    k = max(1, min(int(k), index.ntotal))
+    wide = max(k, config.rerank) if database is not None and index_kind(index) in PQ_KINDS and config.rerank else k
+    distances, found = search(index, queries, wide)
+    if rows is not None:
+        found = np.where(found >= 0, rows[np.maximum(found, 0)], -1)
+    if wide > k:
+        return rerank(database, queries, found, k)
+    return distances, found
 
 
 def write_index(index: faiss.Index, path: Path | str) -> None:

@@ -30,7 +30,7 @@ from netvlad.eval.index import (
     configure,
     index_settings,
     read_index,
-    search,
+    search_rows,
     to_device,
     write_index,
 )
@@ -110,6 +110,7 @@ class PlaceIndex:
         self.folder, self.model, self.index, self.store = folder, model, index, store
         self.rows, self.positions, self.meta = rows, positions, meta
         self.max_memory: float | None = None  # working-memory budget (bytes) of an exact search
+        self.search_config = IndexConfig(kind=meta.get("index", {}).get("kind", "flat"))  # nprobe, rerank...
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -127,8 +128,8 @@ class PlaceIndex:
              max_memory: float | None = None) -> PlaceIndex:
         """Open an index folder written by :func:`build_place_index`.
 
-        ``search_config`` sets the search-time knobs (``nprobe``, ``ef_search``, ``use_gpu``; its other fields
-        are ignored); ``max_memory`` bytes bounds an exact search's working memory.
+        ``search_config`` sets the search-time knobs (``nprobe``, ``ef_search``, ``rerank``, ``use_gpu``; its other
+        fields are ignored); ``max_memory`` bytes bounds an exact search's working memory.
         """
         folder = Path(folder)
         meta_path = folder / "index.json"
@@ -151,6 +152,7 @@ class PlaceIndex:
         place = cls(folder, load(folder / "model.safetensors"), index, store, np.load(folder / "rows.npy"),
                     np.load(folder / "positions.npy"), meta)
         place.max_memory = max_memory
+        place.search_config = knobs if kind != "flat" else place.search_config
         return place
 
     def check_model(self, model: PlaceModel) -> None:
@@ -168,8 +170,7 @@ class PlaceIndex:
             held = np.zeros(len(self.store), dtype=bool)
             held[self.rows] = True
             return exact_search(self.store.descriptors, descriptors, k, valid=held, max_memory=self.max_memory)
-        distances, found = search(self.index, descriptors, k)
-        return distances, self.rows[found]
+        return search_rows(self.index, descriptors, k, self.search_config, self.store.descriptors, self.rows)
 
     def localise(self, names: list[str], descriptors: np.ndarray, k: int = 5, method: str = "top1"
                  ) -> list[QueryResult]:
@@ -220,5 +221,5 @@ def build_place_index(model: PlaceModel, images: ImageList, folder: Path | str, 
     atomic_write(folder / "index.json", lambda tmp: tmp.write_text(json.dumps(meta, indent=1), encoding="utf-8"))
     logger.info("index of %d images (%d-D) written to %s", len(rows), store.dim, folder)
     place = PlaceIndex(folder, model, index, store, rows, images.utm[rows], meta)
-    place.max_memory = max_memory
+    place.max_memory, place.search_config = max_memory, index_config
     return place

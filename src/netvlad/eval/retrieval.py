@@ -12,7 +12,7 @@ import torch
 
 from netvlad.data.dataset import GeoDataset, ImageList
 from netvlad.eval.extract import extract_to_store, iter_descriptors, raise_decode_error
-from netvlad.eval.index import EXACT, IndexConfig, build_index, search
+from netvlad.eval.index import EXACT, IndexConfig, build_index, search_rows
 from netvlad.eval.recall import recall_at_n
 from netvlad.eval.search import exact_search
 from netvlad.models import PlaceModel
@@ -83,9 +83,8 @@ def evaluate_descriptors(db: np.ndarray, queries: np.ndarray, positives: Sequenc
             dist, found = exact_search(db, q, k, valid=db_valid, max_memory=max_memory)
         else:
             index = build_index(db, index_config, valid=db_valid, max_memory=max_memory)
-            dist, found = search(index, q, k)
-            db_rows = np.flatnonzero(db_valid) if db_valid is not None else np.arange(len(db))
-            found = np.where(found >= 0, db_rows[np.maximum(found, 0)], -1)
+            rows = np.flatnonzero(db_valid) if db_valid is not None else None
+            dist, found = search_rows(index, q, k, index_config, db, rows)
         ranked[q_rows], distances[q_rows] = found, dist
     correct = np.zeros(ranked.shape, dtype=bool)
     for q, pos in enumerate(positives):

@@ -166,3 +166,28 @@ def exact_search(database: np.ndarray, queries: np.ndarray, k: int, *, valid: np
         out_i[q0:q0 + len(block)] = heap.I
     out_d[out_i < 0] = np.inf
     return out_d, out_i
+
+
+def rerank(database: np.ndarray, queries: np.ndarray, candidates: np.ndarray, k: int,
+           block: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Exact re-ranking of approximate candidates: -> (L2 distances ``(Q, k)`` ascending, row ids ``(Q, k)``).
+
+    ``candidates`` ``(Q, C)`` are database row ids (−1 for none), e.g. an IVF-PQ top-C; their descriptors are read
+    from ``database`` (a memmap is fine: only those rows are touched, ``block`` queries at a time).
+    """
+    queries = np.asarray(queries, dtype=np.float32)
+    out_d = np.full((len(queries), k), np.inf, dtype=np.float32)
+    out_i = np.full((len(queries), k), -1, dtype=np.int64)
+    for q0 in range(0, len(queries), block):
+        cand = candidates[q0:q0 + block]
+        rows = np.unique(cand[cand >= 0])
+        vectors = np.asarray(database[rows], dtype=np.float32)  # rows sorted: a memmap is read forwards
+        for i, (query, row_ids) in enumerate(zip(queries[q0:q0 + block], cand, strict=True)):
+            row_ids = row_ids[row_ids >= 0]
+            diff = vectors[np.searchsorted(rows, row_ids)] - query
+            dist = np.sqrt(np.einsum("ij,ij->i", diff, diff))
+            order = np.argsort(dist, kind="stable")[:k]
+            out_d[q0 + i, :len(order)], out_i[q0 + i, :len(order)] = dist[order], row_ids[order]
+        if _mapped(database):
+            release_pages(database)
+    return out_d, out_i

@@ -17,7 +17,7 @@ import faiss
 import numpy as np
 
 from netvlad.errors import BadInputError
-from netvlad.eval.search import iter_chunks, plan_search, rerank
+from netvlad.eval.search import as_float32, iter_chunks, plan_search, rerank
 
 logger = logging.getLogger(__name__)
 
@@ -178,7 +178,7 @@ def training_sample(descriptors: np.ndarray, rows: np.ndarray, count: int, seed:
     pick = np.sort(np.random.default_rng(seed).choice(rows, size=count, replace=False))
     out = np.empty((count, descriptors.shape[1]), dtype=np.float32)
     for start in range(0, count, 4096):  # gather in slices: never a float32 copy of more than the sample
-        out[start:start + 4096] = descriptors[pick[start:start + 4096]]
+        as_float32(descriptors[pick[start:start + 4096]], out[start:start + 4096])
     return out
 
 

@@ -14,6 +14,7 @@ import logging
 import mmap
 import os
 import sys
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -26,7 +27,7 @@ logger = logging.getLogger(__name__)
 GIB = 1024**3
 MIN_QUERY_BLOCK = 16  # queries per block below which the database is re-read too often to be worth running
 MIN_DB_CHUNK = 256  # database rows per chunk below which BLAS runs far from its speed
-MAX_DB_CHUNK = 65536  # larger chunks gain nothing and only hold memory longer
+MAX_DB_CHUNK = 16384  # larger chunks gain nothing (faiss tiles by 1024 rows) and only hold memory longer
 FAISS_WORKSPACE = 64 * 1024**2  # faiss's own distance tiles (4096 × 1024 float32 per thread) and interpreter slack
 _MADV_DONTNEED = 4
 
@@ -110,21 +111,34 @@ def release_pages(view: np.ndarray) -> None:
     libc.madvise(ctypes.c_void_p(aligned), ctypes.c_size_t(start + view.nbytes - aligned), _MADV_DONTNEED)
 
 
+def as_float32(rows: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``rows`` cast into the float32 buffer ``out`` (torch's vectorised cast: ~10× numpy's for float16)."""
+    import torch  # the package depends on torch already; only its cast is used here
+
+    out = out[:len(rows)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # a read-only memmap is only read
+        torch.from_numpy(out).copy_(torch.from_numpy(np.asarray(rows)))
+    return out
+
+
 def iter_chunks(database: np.ndarray, chunk: int, valid: np.ndarray | None = None
                 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield (row ids ``(c,)`` int64, float32 rows ``(c, dim)``) of ``database`` in order, skipping invalid rows.
 
-    Each yielded chunk is a fresh float32 array; the source pages of a memory-mapped database are released.
+    The float32 rows live in one buffer reused by the next chunk (copy them to keep them); the source pages of a
+    memory-mapped database are released after each chunk.
     """
+    buffer = np.empty((min(chunk, len(database)), database.shape[1]), dtype=np.float32)
     for start in range(0, len(database), chunk):
         stop = min(start + chunk, len(database))
         view = database[start:stop]
         ids = np.arange(start, stop, dtype=np.int64)
         if valid is not None and not valid[start:stop].all():
             keep = np.asarray(valid[start:stop], dtype=bool)
-            rows, ids = np.asarray(view[keep], dtype=np.float32), ids[keep]
+            rows, ids = as_float32(view[keep], buffer), ids[keep]
         else:
-            rows = np.array(view, dtype=np.float32, copy=True)
+            rows = as_float32(view, buffer)
         release_pages(view)
         if len(ids):
             yield ids, rows
@@ -160,7 +174,6 @@ def exact_search(database: np.ndarray, queries: np.ndarray, k: int, *, valid: np
         for ids, rows in iter_chunks(database, plan.db_chunk, valid):
             squared, found = faiss.knn(block, rows, min(k, len(rows)))
             heap.add_result(squared, np.where(found >= 0, ids[np.maximum(found, 0)], -1))
-            del rows
         heap.finalize()
         out_d[q0:q0 + len(block)] = np.sqrt(np.maximum(heap.D, 0))
         out_i[q0:q0 + len(block)] = heap.I

@@ -84,9 +84,10 @@ def _dataset(valid) -> str:
 
 
 def _index(valid, tmp_path):
-    """A real index folder (built once per test: it is small)."""
+    """A real index folder (built once per test: it is small); HNSW, so that it has an index.faiss (a flat index
+    searches the stored descriptors and writes none)."""
     folder = tmp_path / "index"
-    assert main(["index", "build", _dataset(valid), "--out", str(folder), *SMALL]) == 0
+    assert main(["index", "build", _dataset(valid), "--out", str(folder), "--index-type", "hnsw", *SMALL]) == 0
     return folder
 
 

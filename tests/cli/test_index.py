@@ -2,6 +2,7 @@
 
 import json
 import logging
+import shutil
 
 import numpy as np
 import pytest
@@ -90,3 +91,24 @@ def test_estimate_converts_back_to_latlon_when_zone_known():
     easting, northing, number, letter = utm.from_latlon(35.6595, 139.7005)  # Shibuya crossing
     result = QueryResult("q.jpg", (), (easting, northing), "top1", (number, letter))
     assert result.latlon() == pytest.approx((35.6595, 139.7005), abs=1e-6)
+
+
+def test_hnsw_index_reuses_the_store_takes_ef_search_and_refuses_other_settings(built, sequence, tmp_path, caplog,
+                                                                               capsys):
+    out = tmp_path / "hnsw"
+    shutil.copytree(built / "descriptors", out / "descriptors")  # the rerun reuses the extracted descriptors
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("NETVLAD_OFFLINE", "1")
+        assert main(["-q", "index", "build", str(sequence), "--database", "summer", "--queries", "winter",
+                     "--pool", "gem", "--resize", "none", "--out", str(out), "--workers", "0", "--no-progress",
+                     "--index-type", "hnsw", "--max-memory", "0.5"]) == 0
+    meta = json.loads((out / "index.json").read_text())
+    assert meta["settings"] == {"kind": "hnsw", "dim": 1280, "count": len(NAMES)}
+    capsys.readouterr()
+    assert main(["query", str(sequence / "summer" / NAMES[4]), "--index", str(out), "-k", "2", "--json",
+                 "--ef-search", "8"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["matches"][0]["name"] == NAMES[4]
+    (out / "index.json").write_text(json.dumps({**meta, "settings": {**meta["settings"], "count": 99}}))
+    with caplog.at_level(logging.ERROR):
+        assert main(["query", str(sequence / "summer" / NAMES[4]), "--index", str(out)]) == 1
+    assert "built with other settings: count 30 (expected 99)" in caplog.text

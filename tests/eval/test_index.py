@@ -50,8 +50,8 @@ def test_k_is_clamped_and_dims_checked():
 
 
 def test_unknown_kind_lists_known():
-    with pytest.raises(ValueError, match="flat, ivfpq"):
-        IndexConfig(kind="hnsw")
+    with pytest.raises(ValueError, match="flat, hnsw, ivfpq, opq-ivfpq"):
+        IndexConfig(kind="lsh")
 
 
 def test_index_round_trip(tmp_path):
@@ -62,3 +62,40 @@ def test_index_round_trip(tmp_path):
         again = read_index(tmp_path / "i.faiss")
         for a, b in zip(search(index, queries, 4), search(again, queries, 4), strict=True):
             np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("kind", ["ivfpq", "opq-ivfpq", "hnsw"])
+def test_ann_built_from_a_float16_memmap_round_trips(tmp_path, kind):
+    import faiss
+
+    from netvlad.eval.index import check_index, configure, index_settings
+
+    faiss.omp_set_num_threads(1)
+    db, queries = _data(n=1200, dim=32)
+    np.save(tmp_path / "db.npy", db.astype(np.float16))
+    mapped = np.load(tmp_path / "db.npy", mmap_mode="r")
+    valid = np.ones(len(db), dtype=bool)
+    valid[::10] = False
+    config = IndexConfig(kind=kind, nlist=8, m=8, nbits=6, nprobe=8, ef_search=64, train_size=600)
+    index = build_index(mapped, config, valid=valid, max_memory=0.1 * 1024**3)
+    settings = index_settings(index)
+    assert settings["count"] == valid.sum() and settings["dim"] == 32 and settings["kind"] == kind
+    write_index(index, tmp_path / "i.faiss")
+    again = configure(read_index(tmp_path / "i.faiss"), config)
+    check_index(again, settings, tmp_path / "i.faiss")
+    for a, b in zip(search(index, queries, 4), search(again, queries, 4), strict=True):
+        np.testing.assert_array_equal(a, b)
+    _, exact = _brute_force(db[valid], queries, 1)
+    assert (search(again, queries, 10)[1] == exact).any(1).mean() >= 0.9
+    with pytest.raises(ValueError, match="other settings: dim 32 \\(expected 64\\)"):
+        check_index(again, {**settings, "dim": 64}, tmp_path / "i.faiss")
+
+
+def test_opq_refuses_huge_dims_and_nprobe_is_set_from_config():
+    from netvlad.eval.index import configure
+
+    with pytest.raises(ValueError, match="whiten to fewer dims"):
+        build_index(np.zeros((300, 8192), np.float16), IndexConfig(kind="opq-ivfpq"))
+    db, _ = _data(n=1000, dim=32)
+    index = build_index(db, IndexConfig(kind="ivfpq", nlist=8, m=8, nbits=6, nprobe=2))
+    assert configure(index, IndexConfig(kind="ivfpq", nprobe=5)).nprobe == 5

@@ -11,7 +11,7 @@ from netvlad.cli.dataset_args import add_dataset_args
 from netvlad.cli.names import INDEX_KINDS
 from netvlad.cli.protocol_args import add_protocol_args, check_protocol_args, group_table
 from netvlad.constants import EVAL_RADIUS_M
-from netvlad.limits import COUNT, POSITIVE, Limit
+from netvlad.limits import COUNT, NON_NEGATIVE_INT, POSITIVE, Limit
 
 logger = logging.getLogger(__name__)
 
@@ -31,22 +31,41 @@ parse_ns.limit = COUNT  # each value; read by the argument sweep test
 
 
 def add_index_args(parser: argparse.ArgumentParser) -> None:
-    """The faiss index options (``--index-kind``, IVF-PQ's ``--nlist/--pq-m/--pq-bits/--nprobe``)."""
+    """The faiss index options (``--index-type``, IVF/PQ/HNSW settings and the search options)."""
     group = parser.add_argument_group("search index")
-    group.add_argument("--index-kind", default="flat", choices=INDEX_KINDS, help="exact flat L2 or IVF-PQ")
-    group.add_argument("--nlist", type=number(COUNT), default=256, help="IVF-PQ: inverted lists")
-    group.add_argument("--pq-m", type=number(COUNT), default=32,
-                       help="IVF-PQ: sub-quantisers (must divide the dim)")
+    group.add_argument("--index-type", "--index-kind", dest="index_kind", default="flat", choices=INDEX_KINDS,
+                       help="exact flat L2 (streams the database from disk), IVF-PQ, OPQ + IVF-PQ or HNSW")
+    group.add_argument("--nlist", type=number(COUNT), default=None, help="IVF: inverted lists (default √N)")
+    group.add_argument("--pq-m", type=number(COUNT), default=None, help="PQ: sub-quantisers (default dim/16)")
     group.add_argument("--pq-bits", type=number(Limit(1, 16, integer=True)), default=8,
-                       help="IVF-PQ: bits per sub-quantiser code")
-    group.add_argument("--nprobe", type=number(COUNT), default=16, help="IVF-PQ: lists visited per query")
+                       help="PQ: bits per sub-quantiser code")
+    add_search_args(group)
 
 
-def index_config_from_args(args: argparse.Namespace):
-    """The :class:`netvlad.eval.index.IndexConfig` the arguments describe."""
+def add_search_args(group) -> None:
+    """Search-time options shared by ``evaluate``, ``index build`` and ``query``."""
+    group.add_argument("--nprobe", type=number(COUNT), default=16, help="IVF: lists visited per query")
+    group.add_argument("--ef-search", type=number(COUNT), default=128, help="HNSW: search beam width")
+    group.add_argument("--rerank", type=number(NON_NEGATIVE_INT), default=100, metavar="C",
+                       help="IVF-PQ: re-rank the top C candidates exactly from the stored descriptors (0: off)")
+    group.add_argument("--max-memory", type=number(POSITIVE), default=None, metavar="GIB",
+                       help="working memory of exact search and index building, GiB (default: half the available)")
+
+
+def max_memory_from_args(args: argparse.Namespace) -> float | None:
+    """``--max-memory`` in bytes (None: the library's default)."""
+    return None if args.max_memory is None else args.max_memory * 1024**3
+
+
+def index_config_from_args(args: argparse.Namespace, device=None):
+    """The :class:`netvlad.eval.index.IndexConfig` of the command line; faiss uses a GPU only when ``--device``
+    picked CUDA."""
     from netvlad.eval.index import IndexConfig
 
-    return IndexConfig(kind=args.index_kind, nlist=args.nlist, m=args.pq_m, nbits=args.pq_bits, nprobe=args.nprobe)
+    return IndexConfig(kind=getattr(args, "index_kind", "flat"), nlist=getattr(args, "nlist", None),
+                       m=getattr(args, "pq_m", None), nbits=getattr(args, "pq_bits", 8), nprobe=args.nprobe,
+                       ef_search=args.ef_search, rerank=args.rerank,
+                       use_gpu=device is not None and device.type == "cuda")
 
 
 def add_cluster_images_arg(parser) -> None:
@@ -115,7 +134,8 @@ def run(args: argparse.Namespace) -> int:
     cluster_if_off_the_shelf(model, dataset.database.paths(), args, device)
     common = dict(ns=args.recall, batch_size=args.batch_size, workers=args.workers, device=device,
                   progress=not args.no_progress, store_dir=args.store, skip_bad=args.skip_bad, dtype=args.dtype,
-                  index_config=index_config_from_args(args))
+                  index_config=index_config_from_args(args, device),
+                  max_memory=max_memory_from_args(args))
     if protocol:
         protocol_run = protocol_eval.evaluate_protocol(model, dataset, protocol, **common)
         result, dataset = protocol_run.result, protocol_run.dataset

@@ -9,7 +9,13 @@ from pathlib import Path
 
 from netvlad.cli.common import add_device_args, add_model_args, existing, number
 from netvlad.cli.dataset_args import add_dataset_args
-from netvlad.cli.evaluate import add_cluster_images_arg, add_index_args
+from netvlad.cli.evaluate import (
+    add_cluster_images_arg,
+    add_index_args,
+    add_search_args,
+    index_config_from_args,
+    max_memory_from_args,
+)
 from netvlad.cli.names import POSITION_ESTIMATORS
 from netvlad.limits import COUNT
 
@@ -49,9 +55,10 @@ def build(args: argparse.Namespace) -> int:
     images = database_from_args(args)
     model = model_from_args(args)
     cluster_if_off_the_shelf(model, images.paths(), args, device)
-    index = build_place_index(model, images, args.out, index_config=index_config_from_args(args), dtype=args.dtype,
-                              skip_bad=args.skip_bad, batch_size=args.batch_size, workers=args.workers,
-                              device=device, progress=not args.no_progress)
+    index = build_place_index(model, images, args.out, index_config=index_config_from_args(args, device),
+                              dtype=args.dtype, skip_bad=args.skip_bad, batch_size=args.batch_size,
+                              workers=args.workers, device=device, progress=not args.no_progress,
+                              max_memory=max_memory_from_args(args))
     print(f"indexed {len(index)} images ({index.store.dim}-D, model {index.fingerprint}) in {args.out}")
     return 0
 
@@ -77,7 +84,7 @@ def query(args: argparse.Namespace) -> int:
     from netvlad.eval.localise import PlaceIndex
 
     device = pick_device(args.device)
-    index = PlaceIndex.load(args.index)
+    index = PlaceIndex.load(args.index, index_config_from_args(args, device), max_memory_from_args(args))
     model = index.model
     if args.model:
         model = model_from_args(args)
@@ -122,6 +129,7 @@ def register(subparsers) -> None:
     parser.add_argument("--method", default="top1", choices=POSITION_ESTIMATORS,
                         help="position estimate: the top-1 match, or the distance-weighted top-k")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    add_search_args(parser.add_argument_group("search"))
     add_model_args(parser)
     add_device_args(parser)
     parser.set_defaults(func=query)

@@ -12,7 +12,7 @@ CONVERTERS = ("matlab", "patchnetvlad", "pytorch-netvlad")  # netvlad.models.con
 PUBLISHED = ("patchnetvlad-mapillary-wpca128", "patchnetvlad-mapillary-wpca4096", "patchnetvlad-mapillary-wpca512",
              "patchnetvlad-pittsburgh-wpca128", "patchnetvlad-pittsburgh-wpca4096", "patchnetvlad-pittsburgh-wpca512",
              "vgg16-netvlad-pitts30k", "vgg16-netvlad-tokyotm")  # netvlad.models.pretrained.PUBLISHED
-INDEX_KINDS = ("flat", "ivfpq")  # netvlad.eval.index.INDEX_KINDS
+INDEX_KINDS = ("flat", "hnsw", "ivfpq", "opq-ivfpq")  # netvlad.eval.index.INDEX_KINDS
 MODEL_EXPORTERS = ("onnx", "torchscript")  # netvlad.eval.export.MODEL_EXPORTERS
 POSITION_ESTIMATORS = ("top1", "weighted")  # netvlad.eval.localise.POSITION_ESTIMATORS
 CITY_SIZES = ("default", "small", "tiny")  # netvlad.data.synthetic.SIZES

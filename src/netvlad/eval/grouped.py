@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from netvlad.constants import EVAL_RADIUS_M
 from netvlad.data.dataset import GeoDataset
 from netvlad.eval.index import EXACT, IndexConfig
 from netvlad.eval.recall import recall_at_n
@@ -18,9 +19,9 @@ from netvlad.eval.retrieval import DEFAULT_NS, EvalResult, evaluate_descriptors
 
 
 def evaluate_groups(db: np.ndarray, queries: np.ndarray, dataset: GeoDataset, group_of: Callable[[str], str],
-                    radius: float = 25.0, ns: Sequence[int] = DEFAULT_NS, index_config: IndexConfig = EXACT,
-                    db_valid: np.ndarray | None = None, query_valid: np.ndarray | None = None
-                    ) -> tuple[EvalResult, dict[str, EvalResult]]:
+                    radius: float = EVAL_RADIUS_M, ns: Sequence[int] = DEFAULT_NS, index_config: IndexConfig = EXACT,
+                    db_valid: np.ndarray | None = None, query_valid: np.ndarray | None = None,
+                    max_memory: float | None = None) -> tuple[EvalResult, dict[str, EvalResult]]:
     """Recall@N per group and combined, from descriptors ``db`` ``(N, dim)`` and ``queries`` ``(Q, dim)``.
 
     ``group_of(name)`` names the group of an image (database and query names alike). Returns the combined result
@@ -38,7 +39,8 @@ def evaluate_groups(db: np.ndarray, queries: np.ndarray, dataset: GeoDataset, gr
         local = dataset.subset(q_rows, db_rows).positives(radius)
         result = evaluate_descriptors(db[db_rows], queries[q_rows], local, ns, index_config,
                                       None if db_valid is None else db_valid[db_rows],
-                                      None if query_valid is None else query_valid[q_rows], k)
+                                      None if query_valid is None else query_valid[q_rows], k,
+                                      max_memory=max_memory)
         per_group[group] = result
         width = result.ranked.shape[1]
         ranked[q_rows, :width] = np.where(result.ranked >= 0, db_rows[np.maximum(result.ranked, 0)], -1)

@@ -1,15 +1,23 @@
-"""faiss search over global descriptors: exact (flat L2) or approximate (IVF-PQ), on GPU when present."""
+"""faiss indexes over global descriptors: exact (flat L2) or approximate (IVF-PQ, OPQ + IVF-PQ, HNSW).
+
+Approximate indexes are built from a database that need not fit in memory (a memory-mapped store): they are
+trained on a random sample of rows and filled chunk by chunk. The device is the caller's choice: CPU unless
+``IndexConfig.use_gpu`` asks for a GPU (the CLI sets it from ``--device``).
+"""
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import faiss
 import numpy as np
 
 from netvlad.errors import BadInputError
+from netvlad.eval.search import as_float32, iter_chunks, plan_search, rerank
 
 logger = logging.getLogger(__name__)
 
@@ -18,49 +26,137 @@ logger = logging.getLogger(__name__)
 class IndexConfig:
     """Which faiss index to build: ``kind`` is a key of :data:`INDEX_KINDS`.
 
-    IVF-PQ: ``nlist`` inverted lists (clamped to N/39 so k-means has enough points), ``m`` sub-quantisers
-    of ``nbits`` bits each (``m`` must divide the descriptor dim), ``nprobe`` lists visited per query.
+    IVF-PQ: ``nlist`` inverted lists (``None``: √N, clamped to N/39 so k-means has enough points), ``m``
+    sub-quantisers of ``nbits`` bits (``None``: dim/16, i.e. one byte per 16 dims; must divide the dim),
+    ``nprobe`` lists visited per query. OPQ + IVF-PQ adds a learnt rotation (``opq_iterations``), for dims up to
+    :data:`MAX_OPQ_DIM`. HNSW: ``hnsw_m`` links per node, ``ef_construction`` and ``ef_search`` beam widths; it
+    keeps the float32 vectors, so it needs N × dim × 4 bytes of memory. ``rerank``: the PQ kinds fetch this many
+    candidates and re-rank them by exact distance from the stored descriptors (0: off). ``train_size`` rows
+    (``None``: 50 per list, at least 10,000) are sampled to train; ``use_gpu`` moves the index to a GPU when faiss
+    sees one.
     """
 
     kind: str = "flat"
-    nlist: int = 256
-    m: int = 32
+    nlist: int | None = None
+    m: int | None = None
     nbits: int = 8
     nprobe: int = 16
-    use_gpu: bool = True
+    opq_iterations: int = 10
+    hnsw_m: int = 32
+    ef_construction: int = 80
+    ef_search: int = 128
+    rerank: int = 100
+    train_size: int | None = None
+    use_gpu: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.kind not in INDEX_KINDS:
             raise ValueError(f"unknown index kind {self.kind!r}; known: {', '.join(sorted(INDEX_KINDS))}")
+        for name in ("nprobe", "ef_search", "hnsw_m", "nbits", "rerank"):
+            if getattr(self, name) < (0 if name == "rerank" else 1):
+                raise ValueError(f"index setting {name} must be ≥ 1, got {getattr(self, name)}")
+
+    def lists(self, n: int) -> int:
+        """Inverted lists for ``n`` database rows: ``nlist`` or √n, at most n/39 (faiss's k-means minimum)."""
+        wanted = self.nlist or max(1, round(math.sqrt(n)))
+        return max(1, min(wanted, n // 39))
+
+    def subquantizers(self, dim: int) -> int:
+        """PQ sub-quantisers for ``dim``-D descriptors (``m`` or dim/16); refused unless it divides ``dim``."""
+        m = self.m or max(1, dim // 16)
+        if dim % m:
+            raise BadInputError(f"IVF-PQ needs m ({m}) to divide the descriptor dim ({dim}); pick another m",
+                                hint="pick another --pq-m")
+        return m
+
+    def samples(self, n: int) -> int:
+        """Rows sampled to train an index over ``n`` rows."""
+        return min(n, self.train_size or max(50 * self.lists(n), 10_000))
 
 
-def _flat(descriptors: np.ndarray, config: IndexConfig) -> faiss.Index:
-    return faiss.IndexFlatL2(descriptors.shape[1])
+PQ_KINDS = ("ivfpq", "opq-ivfpq")  # approximate distances: worth re-ranking exactly
+MAX_OPQ_DIM = 4096  # OPQ learns a dim × dim rotation: beyond this, whiten to fewer dims first
 
 
-def _ivfpq(descriptors: np.ndarray, config: IndexConfig) -> faiss.Index:
-    n, dim = descriptors.shape
-    if dim % config.m:
-        raise BadInputError(f"IVF-PQ needs m ({config.m}) to divide the descriptor dim ({dim}); pick another m",
-                            hint="--pq-m")
-    nlist = max(1, min(config.nlist, n // 39))
-    if nlist < config.nlist:
+def _flat(dim: int, n: int, config: IndexConfig) -> faiss.Index:
+    return faiss.IndexFlatL2(dim)
+
+
+def _ivfpq(dim: int, n: int, config: IndexConfig) -> faiss.Index:
+    m, nlist = config.subquantizers(dim), config.lists(n)
+    if config.nlist and nlist < config.nlist:
         logger.warning("IVF-PQ: %d descriptors are too few for %d lists; using %d", n, config.nlist, nlist)
     if n < 2**config.nbits:
         raise BadInputError(f"IVF-PQ with {config.nbits}-bit codes needs at least {2**config.nbits} database "
-                         f"descriptors to train, got {n}; use the flat index or fewer bits (nbits)",
-                            hint="--index-kind flat, or a smaller --pq-bits")
-    index = faiss.IndexIVFPQ(faiss.IndexFlatL2(dim), dim, nlist, config.m, config.nbits)
+                            f"descriptors to train, got {n}; use the flat index or fewer bits",
+                            hint="use --index-type flat or fewer --pq-bits")
+    index = faiss.IndexIVFPQ(faiss.IndexFlatL2(dim), dim, nlist, m, config.nbits)
     index.cp.seed = config.seed
     index.pq.cp.seed = config.seed
-    index.train(descriptors)
     index.nprobe = config.nprobe
     return index
 
 
-INDEX_KINDS: dict[str, Callable[[np.ndarray, IndexConfig], faiss.Index]] = {"flat": _flat, "ivfpq": _ivfpq}
+def _opq_ivfpq(dim: int, n: int, config: IndexConfig) -> faiss.Index:
+    if dim > MAX_OPQ_DIM:
+        raise BadInputError(f"OPQ learns a {dim} × {dim} rotation; {dim}-D is above its limit of {MAX_OPQ_DIM}: "
+                            "whiten to fewer dims first or use ivfpq", hint="use --index-type ivfpq")
+    ivfpq = _ivfpq(dim, n, config)
+    opq = faiss.OPQMatrix(dim, ivfpq.pq.M)
+    opq.niter = config.opq_iterations
+    return faiss.IndexPreTransform(opq, ivfpq)  # faiss's wrapper keeps opq and ivfpq alive with it
+
+
+def _hnsw(dim: int, n: int, config: IndexConfig) -> faiss.Index:
+    index = faiss.IndexHNSWFlat(dim, config.hnsw_m)
+    index.hnsw.efConstruction = config.ef_construction
+    index.hnsw.efSearch = config.ef_search
+    return index
+
+
+INDEX_KINDS: dict[str, Callable[[int, int, IndexConfig], faiss.Index]] = {
+    "flat": _flat, "ivfpq": _ivfpq, "opq-ivfpq": _opq_ivfpq, "hnsw": _hnsw}
 EXACT = IndexConfig()  # flat L2, the default
+
+
+def index_kind(index: faiss.Index) -> str:
+    """The :data:`INDEX_KINDS` key of a built faiss index."""
+    index = faiss.downcast_index(index)
+    if isinstance(index, faiss.IndexPreTransform):
+        return "opq-ivfpq"
+    return {"IndexFlatL2": "flat", "IndexIVFPQ": "ivfpq", "IndexHNSWFlat": "hnsw"}.get(type(index).__name__, "?")
+
+
+def index_settings(index: faiss.Index) -> dict:
+    """What a built index is: kind, dim, size and (IVF) lists and sub-quantisers — what :func:`check_index` reads."""
+    settings = {"kind": index_kind(index), "dim": int(index.d), "count": int(index.ntotal)}
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is not None:
+        ivf = faiss.downcast_index(ivf)
+        settings.update(nlist=int(ivf.nlist), m=int(ivf.pq.M), nbits=int(ivf.pq.nbits))
+    return settings
+
+
+def configure(index: faiss.Index, config: IndexConfig) -> faiss.Index:
+    """Set the search-time knobs (``nprobe`` for IVF, ``ef_search`` for HNSW) of a built index; returns it."""
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is not None:
+        ivf.nprobe = config.nprobe
+    hnsw = faiss.downcast_index(index)
+    if isinstance(hnsw, faiss.IndexHNSW):
+        hnsw.hnsw.efSearch = config.ef_search
+    return index
+
+
+def check_index(index: faiss.Index, expected: dict, path: Path | str | None = None) -> None:
+    """Refuse an index whose kind, dim, size or IVF-PQ shape differs from ``expected`` (e.g. ``index.json``)."""
+    found = index_settings(index)
+    wrong = [f"{key} {found[key]} (expected {expected[key]})" for key in found
+             if key in expected and expected[key] is not None and found[key] != expected[key]]
+    if wrong:
+        raise BadInputError(f"{path or 'index'}: was built with other settings: {', '.join(wrong)}; rebuild it with "
+                            "the same descriptors and settings", path=path, hint="rerun `netvlad index build`")
 
 
 def gpu_available() -> bool:
@@ -68,53 +164,100 @@ def gpu_available() -> bool:
     return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
 
 
-def build_index(descriptors: np.ndarray, config: IndexConfig = EXACT) -> faiss.Index:
-    """A trained faiss index holding ``descriptors`` ``(N, dim)`` (moved to GPU when asked and present)."""
-    descriptors = _as_f32(descriptors)
-    if len(descriptors) == 0:
-        raise ValueError("cannot build an index over an empty database")
-    index = INDEX_KINDS[config.kind](descriptors, config)
-    if config.use_gpu and gpu_available():
-        index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
-    index.add(descriptors)
+def to_device(index: faiss.Index, use_gpu: bool) -> faiss.Index:
+    """``index`` on a GPU when ``use_gpu`` asks and faiss sees one (else as it is, with a warning if asked)."""
+    if use_gpu and gpu_available():
+        return faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
+    if use_gpu:
+        logger.warning("a GPU index was asked for but faiss sees no GPU; searching on the CPU")
     return index
 
 
+def training_sample(descriptors: np.ndarray, rows: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
+    """``count`` of ``rows`` drawn at random (sorted, so a memory-mapped store is read forwards), as float32."""
+    pick = np.sort(np.random.default_rng(seed).choice(rows, size=count, replace=False))
+    out = np.empty((count, descriptors.shape[1]), dtype=np.float32)
+    for start in range(0, count, 4096):  # gather in slices: never a float32 copy of more than the sample
+        as_float32(descriptors[pick[start:start + 4096]], out[start:start + 4096])
+    return out
+
+
+def build_index(descriptors: np.ndarray, config: IndexConfig = EXACT, *, valid: np.ndarray | None = None,
+                max_memory: float | None = None, training: np.ndarray | None = None) -> faiss.Index:
+    """A trained faiss index holding the rows of ``descriptors`` ``(N, dim)`` (those in the ``valid`` mask).
+
+    ``descriptors`` may be a float16/float32 memmap: an approximate index trains on a sample of it (or on
+    ``training`` ``(T, dim)``, e.g. a training set's descriptors) and is filled in chunks sized by ``max_memory``
+    bytes. Index position i holds the i-th valid row.
+    """
+    if descriptors.ndim != 2:
+        raise ValueError(f"expected descriptors as (N, dim), got shape {descriptors.shape}")
+    rows = np.flatnonzero(valid) if valid is not None else np.arange(len(descriptors))
+    if len(rows) == 0:
+        raise ValueError("cannot build an index over an empty database")
+    n, dim = len(rows), descriptors.shape[1]
+    index = INDEX_KINDS[config.kind](dim, n if training is None else len(training), config)
+    if not index.is_trained:
+        sample = (training_sample(descriptors, rows, config.samples(n), config.seed) if training is None
+                  else np.ascontiguousarray(training, dtype=np.float32))
+        logger.info("training %s on %d of %d descriptors (%d-D)", config.kind, len(sample), n, dim)
+        index.train(sample)
+        del sample
+    plan = plan_search(1, len(descriptors), dim, 1, max_memory, descriptors.dtype.itemsize)
+    index = to_device(index, config.use_gpu)
+    for _, chunk in iter_chunks(descriptors, plan.db_chunk, valid):
+        index.add(chunk)
+    return configure(index, config)
+
+
 def search(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top-``k`` neighbours: -> (L2 distances ``(Q, k)`` float32, database indices ``(Q, k)`` int64).
+    """Top-``k`` neighbours: -> (L2 distances ``(Q, k)`` float32, index positions ``(Q, k)`` int64).
 
     ``k`` is clamped to the database size; a dim mismatch is a clear error.
     """
-    queries = _as_f32(queries)
+    queries = np.ascontiguousarray(np.asarray(queries), dtype=np.float32)
+    if queries.ndim != 2:
+        raise ValueError(f"expected descriptors as (N, dim), got shape {queries.shape}")
     if queries.shape[1] != index.d:
-        raise ValueError(f"query descriptors are {queries.shape[1]}-D but the index holds {index.d}-D ones "
-                         "(extracted with another model or whitening?)")
+        raise BadInputError(f"query descriptors are {queries.shape[1]}-D but the index holds {index.d}-D ones "
+                            "(extracted with another model or whitening?)")
     k = max(1, min(int(k), index.ntotal))
     squared, indices = index.search(queries, k)
     return np.sqrt(np.maximum(squared, 0)).astype(np.float32), indices.astype(np.int64)
 
 
-def write_index(index: faiss.Index, path) -> None:
+def search_rows(index: faiss.Index, queries: np.ndarray, k: int, config: IndexConfig = EXACT,
+                database: np.ndarray | None = None, rows: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` as database rows: index position i is row ``rows[i]`` of ``database`` (default: row i).
+
+    With ``database`` (e.g. a store's memmap), PQ kinds fetch ``config.rerank`` candidates and re-rank them exactly.
+    -> (L2 distances ``(Q, k)``, row ids ``(Q, k)``, −1 where fewer than k).
+    """
+    k = max(1, min(int(k), index.ntotal))
+    wide = max(k, config.rerank) if database is not None and index_kind(index) in PQ_KINDS and config.rerank else k
+    distances, found = search(index, queries, wide)
+    if rows is not None:
+        found = np.where(found >= 0, rows[np.maximum(found, 0)], -1)
+    if wide > k:
+        return rerank(database, queries, found, k)
+    return distances, found
+
+
+def write_index(index: faiss.Index, path: Path | str) -> None:
     """Save an index (a GPU index is copied to CPU first)."""
     if hasattr(faiss, "index_gpu_to_cpu") and "Gpu" in type(index).__name__:
         index = faiss.index_gpu_to_cpu(index)
     faiss.write_index(index, str(path))
 
 
-def read_index(path, use_gpu: bool = True) -> faiss.Index:
-    """Load an index written by :func:`write_index` (onto GPU when asked and present)."""
+def read_index(path: Path | str, use_gpu: bool = False) -> faiss.Index:
+    """Load an index written by :func:`write_index`, onto a GPU only when ``use_gpu`` asks for it."""
+    if not Path(path).is_file():
+        raise BadInputError(f"{path}: index file not found; build it with `netvlad index build`", path=path)
     try:
         index = faiss.read_index(str(path))
     except RuntimeError as error:  # faiss's one error type; its message is several lines of C++ context
         reason = " ".join(str(error).split())[-200:]
         raise BadInputError(f"{path}: not a readable faiss index ({reason}); rebuild it", path=path) from None
-    if use_gpu and gpu_available():
-        index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
-    return index
-
-
-def _as_f32(x: np.ndarray) -> np.ndarray:
-    x = np.ascontiguousarray(np.asarray(x), dtype=np.float32)
-    if x.ndim != 2:
-        raise ValueError(f"expected descriptors as (N, dim), got shape {x.shape}")
-    return x
+    return to_device(index, use_gpu)

@@ -1,7 +1,8 @@
 """Localisation against a geo-tagged database: a saved place index, top-k queries and position estimates.
 
-An index folder holds ``index.json`` (model fingerprint, image root, UTM zone, index config),
-``model.safetensors`` (the model that described the database), ``index.faiss``, ``positions.npy``
+An index folder holds ``index.json`` (model fingerprint, image root, UTM zone, index config and settings),
+``model.safetensors`` (the model that described the database), ``index.faiss`` (approximate kinds only: an
+exact index streams ``descriptors/`` from disk at query time), ``positions.npy``
 ``(N, 2)`` UTM metres, ``rows.npy`` (store rows held by the index) and ``descriptors/`` (a
 :class:`DescriptorStore`, so an interrupted build continues).
 """
@@ -22,9 +23,21 @@ from netvlad.data.dataset import ImageList
 from netvlad.data.geo import utm_to_latlon
 from netvlad.errors import BadInputError
 from netvlad.eval.extract import extract_to_store
-from netvlad.eval.index import EXACT, IndexConfig, build_index, read_index, search, write_index
+from netvlad.eval.index import (
+    EXACT,
+    IndexConfig,
+    build_index,
+    check_index,
+    configure,
+    index_settings,
+    read_index,
+    search_rows,
+    to_device,
+    write_index,
+)
+from netvlad.eval.search import exact_search
 from netvlad.eval.store import DescriptorStore
-from netvlad.files import load_array, read_json
+from netvlad.files import atomic_write, load_array, read_json
 from netvlad.models import PlaceModel, load, save_model
 
 logger = logging.getLogger(__name__)
@@ -98,6 +111,8 @@ class PlaceIndex:
                  positions: np.ndarray, meta: dict) -> None:
         self.folder, self.model, self.index, self.store = folder, model, index, store
         self.rows, self.positions, self.meta = rows, positions, meta
+        self.max_memory: float | None = None  # working-memory budget (bytes) of an exact search
+        self.search_config = IndexConfig(kind=meta.get("index", {}).get("kind", "flat"))  # nprobe, rerank...
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -111,8 +126,13 @@ class PlaceIndex:
         return tuple(self.meta["zone"]) if self.meta.get("zone") else None
 
     @classmethod
-    def load(cls, folder: Path | str, use_gpu: bool = True) -> PlaceIndex:
-        """Open an index folder written by :func:`build_place_index`."""
+    def load(cls, folder: Path | str, search_config: IndexConfig | None = None,
+             max_memory: float | None = None) -> PlaceIndex:
+        """Open an index folder written by :func:`build_place_index`.
+
+        ``search_config`` sets the search-time knobs (``nprobe``, ``ef_search``, ``rerank``, ``use_gpu``; its other
+        fields are ignored); ``max_memory`` bytes bounds an exact search's working memory.
+        """
         folder = Path(folder)
         meta_path = folder / "index.json"
         if not meta_path.is_file():
@@ -122,13 +142,24 @@ class PlaceIndex:
         if meta.get("format") != FORMAT:
             raise BadInputError(f"{meta_path}: not a netvlad place index", path=meta_path)
         store = DescriptorStore.open(folder / "descriptors")
+        store.check_source(meta["fingerprint"], meta["dim"])
         rows = load_array(folder / "rows.npy", "index row table")
         positions = load_array(folder / "positions.npy", "index position table")
         if rows.ndim != 1 or positions.shape != (len(rows), 2):
             raise BadInputError(f"{folder}: rows.npy {rows.shape} and positions.npy {positions.shape} do not match; "
                                 "rebuild the index", path=folder / "positions.npy")
-        return cls(folder, load(folder / "model.safetensors"), read_index(folder / "index.faiss", use_gpu), store,
-                   rows, positions, meta)
+        kind = meta.get("index", {}).get("kind", "flat")
+        index = None
+        if kind != "flat":
+            knobs = search_config or IndexConfig(kind=kind)
+            index = read_index(folder / "index.faiss")
+            check_index(index, meta.get("settings") or {"kind": kind, "dim": meta["dim"], "count": meta["count"]},
+                        folder / "index.faiss")
+            index = to_device(configure(index, knobs), knobs.use_gpu)
+        place = cls(folder, load(folder / "model.safetensors"), index, store, rows, positions, meta)
+        place.max_memory = max_memory
+        place.search_config = knobs if kind != "flat" else place.search_config
+        return place
 
     def check_model(self, model: PlaceModel) -> None:
         """Refuse a model other than the one that described the database."""
@@ -141,8 +172,12 @@ class PlaceIndex:
         """Top-``k`` (clamped, with a warning) -> (L2 distances ``(Q, k)``, store rows ``(Q, k)``)."""
         if k > len(self):
             logger.warning("-k %d is larger than the database (%d images); using %d", k, len(self), len(self))
-        distances, found = search(self.index, descriptors, min(k, len(self)))
-        return distances, self.rows[found]
+        k = min(k, len(self))
+        if self.index is None:  # exact: stream the store's rows held by the index
+            held = np.zeros(len(self.store), dtype=bool)
+            held[self.rows] = True
+            return exact_search(self.store.descriptors, descriptors, k, valid=held, max_memory=self.max_memory)
+        return search_rows(self.index, descriptors, k, self.search_config, self.store.descriptors, self.rows)
 
     def localise(self, names: list[str], descriptors: np.ndarray, k: int = 5, method: str = "top1"
                  ) -> list[QueryResult]:
@@ -152,7 +187,7 @@ class PlaceIndex:
         distances, rows = self.search(descriptors, k)
         results = []
         for name, dist, row in zip(names, distances, rows, strict=True):
-            pos = self.positions[row]
+            pos = self.positions[np.searchsorted(self.rows, row)]  # positions are held per index entry
             matches = tuple(Match(self.store.names[r], float(d), (float(p[0]), float(p[1])))
                             for r, d, p in zip(row, dist, pos, strict=True))
             estimate = POSITION_ESTIMATORS[method](pos, dist)
@@ -163,22 +198,35 @@ class PlaceIndex:
 def build_place_index(model: PlaceModel, images: ImageList, folder: Path | str, *,
                       index_config: IndexConfig = EXACT, dtype: str = "float32", skip_bad: bool = False,
                       batch_size: int = 8, workers: int = 0, device: torch.device | str = "cpu",
-                      progress: bool = False) -> PlaceIndex:
-    """Describe ``images`` with ``model`` and save a searchable index in ``folder`` (resumable); returns it."""
+                      progress: bool = False, max_memory: float | None = None) -> PlaceIndex:
+    """Describe ``images`` with ``model`` and save a searchable index in ``folder`` (resumable); returns it.
+
+    An approximate index is trained on a sample of the stored descriptors and filled in chunks (``max_memory``
+    bytes); the exact one is the store itself, streamed at query time.
+    """
     folder = Path(folder)
     store = extract_to_store(model, images.root, images.names, folder / "descriptors", dtype=dtype,
                              skip_bad=skip_bad, batch_size=batch_size, workers=workers, device=device,
                              progress=progress, desc="database")
+    store.require_complete()
     rows = np.flatnonzero(store.valid())
-    index = build_index(store.load()[rows], index_config)
+    index = None if index_config.kind == "flat" else build_index(store.descriptors, index_config,
+                                                                   valid=store.valid(), max_memory=max_memory)
     # the caller's model stays where it is: fingerprint and save_model read its tensors as CPU copies
     meta = {"format": FORMAT, "version": 1, "fingerprint": model.fingerprint(), "root": str(images.root),
             "zone": list(images.zone) if images.zone else None, "dim": store.dim, "count": int(len(rows)),
-            "index": dataclasses.asdict(index_config), "skipped": store.bad()}
+            "index": dataclasses.asdict(index_config), "skipped": store.bad(),
+            "settings": index_settings(index) if index is not None else {"kind": "flat", "dim": store.dim}}
+    (folder / "index.json").unlink(missing_ok=True)  # a folder without index.json is an unfinished build
     save_model(model, folder / "model.safetensors")
-    write_index(index, folder / "index.faiss")
+    if index is not None:
+        atomic_write(folder / "index.faiss", lambda tmp: write_index(index, tmp))
+    else:
+        (folder / "index.faiss").unlink(missing_ok=True)
     np.save(folder / "rows.npy", rows)
     np.save(folder / "positions.npy", images.utm[rows])
-    (folder / "index.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+    atomic_write(folder / "index.json", lambda tmp: tmp.write_text(json.dumps(meta, indent=1), encoding="utf-8"))
     logger.info("index of %d images (%d-D) written to %s", len(rows), store.dim, folder)
-    return PlaceIndex(folder, model, index, store, rows, images.utm[rows], meta)
+    place = PlaceIndex(folder, model, index, store, rows, images.utm[rows], meta)
+    place.max_memory, place.search_config = max_memory, index_config
+    return place

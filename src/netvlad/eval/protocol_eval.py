@@ -146,11 +146,11 @@ def image_sizes(dataset: GeoDataset, preprocessing: Preprocessing, limit: int = 
 def evaluate_protocol(model: PlaceModel, dataset: GeoDataset, protocol: Protocol, *, ns=(1, 5, 10, 20),
                       batch_size: int = 8, workers: int = 0, device: torch.device | str = "cpu",
                       progress: bool = False, store_dir: Path | str | None = None, skip_bad: bool = False,
-                      dtype: str = "float32", index_config=None) -> ProtocolRun:
+                      dtype: str = "float32", index_config=None, max_memory: float | None = None) -> ProtocolRun:
     """Recall@N of ``model`` on a dataset prepared by :func:`open_for_protocol` (or :func:`prepare`)."""
     common = dict(batch_size=batch_size, workers=workers, device=device, progress=progress, skip_bad=skip_bad,
                   dtype=dtype)
-    index = {} if index_config is None else {"index_config": index_config}
+    index = ({} if index_config is None else {"index_config": index_config}) | {"max_memory": max_memory}
     if not protocol.group_by:
         result = evaluate(model, dataset, radius=protocol.radius, ns=ns, store_dir=store_dir, **common, **index)
         return ProtocolRun(protocol, dataset, result)

@@ -13,9 +13,10 @@ import torch
 from netvlad.constants import EVAL_RADIUS_M
 from netvlad.data.dataset import GeoDataset, ImageList
 from netvlad.eval.extract import extract_to_store, iter_descriptors, raise_decode_error
-from netvlad.eval.index import EXACT, IndexConfig, build_index, search
+from netvlad.eval.index import EXACT, IndexConfig, build_index, search_rows
 from netvlad.eval.panorama import first_per_group
 from netvlad.eval.recall import recall_at_n
+from netvlad.eval.search import exact_search
 from netvlad.models import PlaceModel
 
 logger = logging.getLogger(__name__)
@@ -59,35 +60,41 @@ class EvalResult:
 def evaluate_descriptors(db: np.ndarray, queries: np.ndarray, positives: Sequence[np.ndarray],
                          ns: Sequence[int] = DEFAULT_NS, index_config: IndexConfig = EXACT,
                          db_valid: np.ndarray | None = None, query_valid: np.ndarray | None = None,
-                         k: int | None = None, groups: np.ndarray | None = None) -> EvalResult:
+                         k: int | None = None, groups: np.ndarray | None = None,
+                         max_memory: float | None = None) -> EvalResult:
     """Recall@N of precomputed descriptors ``db`` ``(N, dim)`` and ``queries`` ``(Q, dim)``.
 
-    ``positives``: per query, database indices counted as correct. ``db_valid``/``query_valid``
-    masks drop rows without a descriptor (undecodable images): such queries count as failures.
-    ``groups`` ``(N,)``: a panorama id per database image; only the first-ranked image of each panorama is kept
-    (Tokyo 24/7's official scoring), so Recall@N counts N distinct panoramas.
+    ``db`` may be a float16/float32 ``numpy.memmap``: exact search streams it in chunks sized by ``max_memory``
+    bytes (default: half the available memory), so it is never copied whole. ``positives``: per query, database
+    indices counted as correct. ``db_valid``/``query_valid`` masks drop rows without a descriptor (undecodable
+    images): such queries count as failures. ``groups`` ``(N,)``: a panorama id per database image; only the
+    first-ranked image of each panorama is kept (Tokyo 24/7's official scoring), so Recall@N counts N distinct
+    panoramas.
     """
-    db, queries = np.asarray(db, np.float32), np.asarray(queries, np.float32)
     if db.ndim != 2 or queries.ndim != 2 or db.shape[1] != queries.shape[1]:
         raise ValueError(f"database descriptors {db.shape} and query descriptors {queries.shape} must be "
                          "(N, dim) and (Q, dim) with the same dim")
     if len(positives) != len(queries):
         raise ValueError(f"{len(queries)} queries but {len(positives)} positive lists")
-    db_rows = np.flatnonzero(db_valid) if db_valid is not None else np.arange(len(db))
+    db_valid = np.asarray(db_valid, dtype=bool) if db_valid is not None else None
     q_rows = np.flatnonzero(query_valid) if query_valid is not None else np.arange(len(queries))
-    k = min(k or max(ns), len(db_rows))
+    num_db = int(db_valid.sum()) if db_valid is not None else len(db)
+    k = min(k or max(ns), num_db)
     ranked = np.full((len(queries), k), -1, dtype=np.int64)
     distances = np.full((len(queries), k), np.inf, dtype=np.float32)
     if len(q_rows) and k:
-        index = build_index(db[db_rows], index_config)
+        q = np.asarray(queries[q_rows], dtype=np.float32)
         wide = k if groups is None else min(k * int(np.bincount(np.unique(groups, return_inverse=True)[1]).max()),
-                                            len(db_rows))  # retrieve more, then one per panorama
-        dist, found = search(index, queries[q_rows], wide)
-        found = np.where(found >= 0, db_rows[np.maximum(found, 0)], -1)
+                                            num_db)  # retrieve more, then one per panorama
+        if index_config.kind == "flat":
+            dist, found = exact_search(db, q, wide, valid=db_valid, max_memory=max_memory)
+        else:
+            index = build_index(db, index_config, valid=db_valid, max_memory=max_memory)
+            rows = np.flatnonzero(db_valid) if db_valid is not None else None
+            dist, found = search_rows(index, q, wide, index_config, db, rows)
         if groups is not None:
             found, dist = first_per_group(found, dist, groups, k)
-        ranked[q_rows] = found
-        distances[q_rows] = dist
+        ranked[q_rows], distances[q_rows] = found, dist
     correct = np.zeros(ranked.shape, dtype=bool)
     for q, pos in enumerate(positives):
         correct[q] = np.isin(ranked[q], pos) & (ranked[q] >= 0)
@@ -99,14 +106,16 @@ def evaluate_descriptors(db: np.ndarray, queries: np.ndarray, positives: Sequenc
 def describe(model: PlaceModel, images: ImageList, store_dir: Path | None, *, dtype: str = "float32",
              skip_bad: bool = False, batch_size: int = 8, workers: int = 0, device: torch.device | str = "cpu",
              progress: bool = False, desc: str = "extract") -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Descriptors of an ImageList: -> (``(N, dim)`` float32, valid mask ``(N,)``, names skipped as undecodable).
+    """Descriptors of an ImageList: -> (``(N, dim)``, valid mask ``(N,)``, names skipped as undecodable).
 
-    With ``store_dir`` they go to (and are resumed from) a :class:`DescriptorStore` there.
+    With ``store_dir`` they go to (and are resumed from) a :class:`DescriptorStore` there and come back as its
+    read-only memory map (float32 or float16, never loaded whole); without it, as a float32 array.
     """
     if store_dir is not None:
         store = extract_to_store(model, images.root, images.names, store_dir, dtype=dtype, skip_bad=skip_bad,
                                  batch_size=batch_size, workers=workers, device=device, progress=progress, desc=desc)
-        return store.load(), store.valid(), store.bad()
+        store.require_complete()
+        return store.descriptors, store.valid(), store.bad()
     out = np.zeros((len(images), model.output_dim), dtype=np.float32)
     valid = np.zeros(len(images), dtype=bool)
     skipped = []
@@ -125,11 +134,12 @@ def describe(model: PlaceModel, images: ImageList, store_dir: Path | None, *, dt
 def evaluate(model: PlaceModel, dataset: GeoDataset, *, radius: float = EVAL_RADIUS_M, ns: Sequence[int] = DEFAULT_NS,
              batch_size: int = 8, workers: int = 0, device: torch.device | str = "cpu", progress: bool = False,
              store_dir: Path | str | None = None, skip_bad: bool = False, dtype: str = "float32",
-             index_config: IndexConfig = EXACT, k: int | None = None) -> EvalResult:
+             index_config: IndexConfig = EXACT, k: int | None = None, max_memory: float | None = None
+             ) -> EvalResult:
     """Recall@N (percent) of ``model`` on ``dataset``: positives within ``radius`` metres (or ±frames).
 
     With ``store_dir``, descriptors are kept in ``store_dir/database`` and ``store_dir/queries``
-    and a rerun continues an interrupted extraction.
+    and a rerun continues an interrupted extraction; ``max_memory`` (bytes) bounds the search's working memory.
     """
     store_dir = Path(store_dir) if store_dir is not None else None
     common = dict(dtype=dtype, skip_bad=skip_bad, batch_size=batch_size, workers=workers, device=device,
@@ -139,7 +149,8 @@ def evaluate(model: PlaceModel, dataset: GeoDataset, *, radius: float = EVAL_RAD
     q, q_valid, q_bad = describe(model, dataset.queries, store_dir and store_dir / "queries", desc="queries",
                                  **common)
     groups = dataset.database.times.astype(np.int64) if dataset.meta.get("panoramas") else None
-    result = evaluate_descriptors(db, q, dataset.positives(radius), ns, index_config, db_valid, q_valid, k, groups)
+    result = evaluate_descriptors(db, q, dataset.positives(radius), ns, index_config, db_valid, q_valid, k,
+                                  groups=groups, max_memory=max_memory)
     result.skipped = db_bad + q_bad
     logger.info("%r Recall@N: %s", dataset, {n: round(r, 2) for n, r in result.recall.items()})
     return result

@@ -142,6 +142,23 @@ class DescriptorStore:
         self.status[np.asarray(indices, dtype=np.int64)] = BAD
         self.status.flush()
 
+    # ---- reading -------------------------------------------------------------------------------------
+    def require_complete(self, how: str = "run the extraction again on the same folder") -> None:
+        """Refuse to search a store with pending rows, saying how many and how to finish them (``how``)."""
+        pending = len(self.pending())
+        if pending:
+            raise BadInputError(f"{self.folder}: {pending} of {len(self)} descriptors are still pending "
+                                f"(extraction was interrupted); {how} to finish them", path=self.folder)
+
+    def check_source(self, fingerprint: str | None = None, dim: int | None = None) -> None:
+        """Refuse a store written by another model (fingerprint) or holding another descriptor dim."""
+        if dim is not None and dim != self.dim:
+            raise BadInputError(f"{self.folder}: holds {self.dim}-D descriptors but the model gives {dim}-D ones; "
+                                "use the store of this model or extract again", path=self.folder)
+        if fingerprint and self.fingerprint and fingerprint != self.fingerprint:
+            raise BadInputError(f"{self.folder}: written by model {self.fingerprint}, not by {fingerprint}; use the "
+                                "store of this model or extract again", path=self.folder)
+
     def load(self, dtype=np.float32) -> np.ndarray:
         """All descriptors in memory ``(N, dim)`` (rows not done are zero)."""
         return np.asarray(self.descriptors, dtype=dtype)

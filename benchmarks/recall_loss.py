@@ -1,0 +1,86 @@
+"""What approximate search and smaller descriptors cost in Recall@N on real sets, side by side with exact search.
+
+Sets: Gardens Point (real photographs; day_left database, day_right queries, ±2 frames) and the generated city
+(seed 0, every split, 25 m). Descriptors: MobileNetV2 + NetVLAD (K = 64, 81,920-D raw), PCA whitening fitted on a
+separate training pool (see ``scale_data.py``), cropped to 4096 / 1024 / 512 dims. For each set and size: exact
+Recall@1/5/10, then IVF-PQ, OPQ + IVF-PQ and HNSW with the library's default settings (trained on the pool's
+descriptors, as one trains on a training set), in the same run.
+
+    python benchmarks/recall_loss.py [--dims 4096 1024 512] [--threads 2] [--cache /work/tmp/scale-cache]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+import faiss
+import numpy as np
+import torch
+
+from netvlad.eval.index import IndexConfig, build_index, search
+from netvlad.eval.recall import recall_at_n
+from netvlad.eval.search import exact_search
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import scale_data  # noqa: E402 - beside this script
+
+NS = (1, 5, 10)
+KINDS = ("ivfpq", "opq-ivfpq", "hnsw")
+
+
+def recall(found: np.ndarray, positives) -> str:
+    return " / ".join(f"{r:5.1f}" for r in recall_at_n(found, positives, NS).values())
+
+
+def rows_for(name: str, db: np.ndarray, queries: np.ndarray, positives, pool: np.ndarray, label: str) -> list[str]:
+    """Table rows: exact, then each approximate kind, on one set at one descriptor size."""
+    _, exact = exact_search(db, queries, max(NS))
+    out = [f"| {name} | {label} | exact | {recall(exact, positives)} | {4 * db.shape[1]} | |"]
+    for kind in KINDS:
+        try:
+            start = time.perf_counter()
+            index = build_index(db, IndexConfig(kind=kind), training=pool)
+            _, found = search(index, queries, max(NS))
+            seconds = time.perf_counter() - start
+        except ValueError as error:
+            out.append(f"| {name} | {label} | {kind} | – | – | {error} |")
+            continue
+        size = faiss.serialize_index(index).nbytes if kind != "hnsw" else 4 * db.shape[1]
+        same = 100 * (found[:, 0] == exact[:, 0]).mean()
+        out.append(f"| {name} | {label} | {kind} | {recall(found, positives)} | ~{size // len(db)} | "
+                   f"exact top-1 kept {same:.0f} %; {seconds:.1f} s |")
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dims", type=int, nargs="+", default=[4096, 1024, 512])
+    parser.add_argument("--raw", action="store_true", help="also the raw 81,920-D descriptors (slow PQ training)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--cache", type=Path, default=Path("/work/tmp/scale-cache"))
+    parser.add_argument("--cities", type=Path, nargs=3, default=[Path("/work/tmp/scale-city") / c
+                                                                 for c in ("city", "city1", "city2")])
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    faiss.omp_set_num_threads(args.threads)
+    logging.basicConfig(level=logging.WARNING)
+    sets = scale_data.real_sets(args.cache, args.cities)
+    layer = scale_data.whitening(sets, args.cache)
+    lines = ["| set | descriptor | search | R@1 / R@5 / R@10 | bytes per image | notes |", "|---|---|---|---|---:|---|"]
+    sizes = [(None, None, f"raw {sets['pool'].shape[1]}-D")] if args.raw else []
+    sizes += [(layer, d, f"whitened {d}-D") for d in args.dims]
+    for transform, dim, label in sizes:
+        pool = scale_data.apply(transform, sets["pool"], dim)
+        for name, key in (("Gardens Point", "gp"), ("city", "city")):
+            db, q = (scale_data.apply(transform, sets[f"{key}_{s}"], dim) for s in ("db", "q"))
+            lines += rows_for(name, db, q, sets[f"{key}_pos"], pool, label)
+        print("\n".join(lines), flush=True)
+        lines = lines[:2]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,173 @@
+"""The steps of ``scale.py``, each run in its own process so that its peak RSS is its own (see ``measured``)."""
+
+from __future__ import annotations
+
+import resource
+import time
+from pathlib import Path
+
+import numpy as np
+
+DB, QUERIES, SOURCES, EXACT = "db", "queries.npy", "sources.npy", "exact.npy"
+K = 10
+
+
+def setup(threads: int) -> None:
+    import faiss
+    import torch
+
+    faiss.omp_set_num_threads(threads)
+    torch.set_num_threads(threads)
+
+
+def measured(name: str, *args) -> dict:
+    """``name(*args)`` -> its dict, with ``seconds`` (unless the step timed itself) and ``rss`` (peak bytes)."""
+    start = time.perf_counter()
+    out = globals()[name](*args)
+    out.setdefault("seconds", time.perf_counter() - start)
+    out["rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return out
+
+
+def prepare_base(cache: str, cities: list[str], work: str, dim: int, raw: bool = False) -> dict:
+    """Real descriptors (whitened to ``dim``, or raw cropped to ``dim``) and real view changes -> an .npz path."""
+    import scale_data
+
+    path = Path(work) / f"base{dim}{'raw' if raw else ''}.npz"
+    if not path.exists():
+        sets = scale_data.real_sets(Path(cache), [Path(c) for c in cities])
+        layer = None if raw or dim > 4096 else scale_data.whitening(sets, Path(cache))
+
+        def transform(x):
+            return scale_data.apply(layer, x, dim)
+
+        base = np.concatenate([transform(sets[k]) for k in ("pool", "gp_db", "gp_q", "city_db", "city_q")])
+        np.savez(path, base=base, changes=scale_data.view_changes(sets, transform))
+    return {"path": str(path)}
+
+
+def groundtruth(n: int, queries: int) -> dict:
+    import groundtruth as gt
+
+    dataset = gt.generate(n, queries)
+    start = time.perf_counter()
+    positives = dataset.positives(25.0)
+    return {"seconds": time.perf_counter() - start,
+            "notes": f"{np.mean([len(p) for p in positives]):.0f} positives per query"}
+
+
+def write_store(base_path: str, folder: str, n: int, queries: int) -> dict:
+    import scale_data
+    from netvlad.eval.search import release_pages
+    from netvlad.eval.store import DescriptorStore
+
+    data = np.load(base_path)
+    base, changes = data["base"], data["changes"]
+    folder = Path(folder)
+    store = DescriptorStore.create(folder / DB, [f"{i:07d}.jpg" for i in range(n)], base.shape[1], "float16")
+    start = 0
+    for chunk in scale_data.expand(base, changes, n, seed=n):
+        store.write(np.arange(start, start + len(chunk)), chunk)
+        release_pages(store.descriptors[start:start + len(chunk)])  # written and flushed: drop from RSS
+        start += len(chunk)
+    sources = np.random.default_rng(1).choice(n, queries, replace=False)
+    np.save(folder / QUERIES, scale_data.queries_from(store.descriptors, sources, changes, seed=2))
+    np.save(folder / SOURCES, sources)
+    size = (folder / DB / "descriptors.npy").stat().st_size
+    return {"disk": size, "notes": f"{size / 1024**3:.2f} GiB on disk ({size / n:.0f} B/vector)"}
+
+
+def _load(folder: str):
+    from netvlad.eval.store import DescriptorStore
+
+    folder = Path(folder)
+    return DescriptorStore.open(folder / DB), np.load(folder / QUERIES), np.load(folder / SOURCES)
+
+
+def _recall(found: np.ndarray, sources: np.ndarray) -> str:
+    return "R@1/5/10 " + "/".join(f"{100 * (found[:, :k] == sources[:, None]).any(1).mean():.1f}" for k in (1, 5, 10))
+
+
+def exact(folder: str, budget: float) -> dict:
+    from netvlad.eval.search import exact_search, plan_search
+
+    store, queries, sources = _load(folder)
+    start = time.perf_counter()
+    _, found = exact_search(store.descriptors, queries, K, max_memory=budget)
+    seconds = time.perf_counter() - start
+    np.save(Path(folder) / EXACT, found)
+    plan = plan_search(len(queries), len(store), store.dim, K, budget, 2)
+    pair_ns = seconds / (len(queries) * len(store)) * 1e9
+    return {"seconds": seconds, "pair_ns": pair_ns, "notes": f"{pair_ns:.3f} ns per query×vector; "
+            f"{plan.query_block}×{plan.db_chunk} blocks; {_recall(found, sources)}"}
+
+
+def exact_recall(folder: str, budget: float) -> dict:
+    """The big case through the public path: Recall@N of ``evaluate_descriptors`` on the float16 memory map."""
+    from netvlad.eval.retrieval import evaluate_descriptors
+
+    store, queries, sources = _load(folder)
+    start = time.perf_counter()
+    result = evaluate_descriptors(store.descriptors, queries, [np.array([s]) for s in sources], ns=(1, 5, 10),
+                                  max_memory=budget)
+    seconds = time.perf_counter() - start
+    recall = "/".join(f"{r:.1f}" for r in result.recall.values())
+    return {"seconds": seconds, "notes": f"evaluate_descriptors on the float16 memmap, R@1/5/10 {recall}; "
+            f"{seconds / (len(queries) * len(store)) * 1e9:.3f} ns per query×vector"}
+
+
+def in_ram(folder: str) -> dict:
+    import faiss
+
+    store, queries, _ = _load(folder)
+    db = store.load()
+    index = faiss.IndexFlatL2(store.dim)
+    index.add(db)
+    start = time.perf_counter()
+    index.search(queries, K)
+    seconds = time.perf_counter() - start
+    pair_ns = seconds / (len(queries) * len(store)) * 1e9
+    return {"seconds": seconds, "pair_ns": pair_ns,
+            "notes": f"{pair_ns:.3f} ns per query×vector (float32 database loaded first, not timed)"}
+
+
+def ann(folder: str, kind: str, budget: float) -> dict:
+    from netvlad.eval.index import INDEX_KINDS, IndexConfig, configure, search, training_sample, write_index
+    from netvlad.eval.search import iter_chunks, plan_search
+
+    store, queries, sources = _load(folder)
+    config, n = IndexConfig(kind=kind), len(store)
+    index = INDEX_KINDS[kind](store.dim, n, config)
+    t0 = time.perf_counter()
+    if not index.is_trained:
+        index.train(training_sample(store.descriptors, np.arange(n), config.samples(n)))
+    t1 = time.perf_counter()
+    for _, chunk in iter_chunks(store.descriptors, plan_search(1, n, store.dim, 1, budget, 2).db_chunk):
+        index.add(chunk)
+    t2 = time.perf_counter()
+    configure(index, config)
+    _, found = search(index, queries, K)
+    t3 = time.perf_counter()
+    write_index(index, Path(folder) / f"{kind}.faiss")
+    size = (Path(folder) / f"{kind}.faiss").stat().st_size
+    exact_top1 = np.load(Path(folder) / EXACT)[:, 0]
+    top1, top10 = (found[:, 0] == exact_top1).mean(), (found == exact_top1[:, None]).any(1).mean()
+    return {"seconds": t3 - t0, "train_s": t1 - t0, "add_s": t2 - t1, "search_s": t3 - t2, "index_bytes": size,
+            "top1": top1, "top10": top10,
+            "notes": f"train {t1 - t0:.1f} s, add {t2 - t1:.1f} s, search {t3 - t2:.2f} s; exact NN in top-1 "
+                     f"{100 * top1:.1f} %, in top-10 {100 * top10:.1f} %; index {size / n:.0f} B/vector "
+                     f"(float32: {4 * store.dim}); {_recall(found, sources)}"}
+
+
+def mining(folder: str) -> dict:
+    from netvlad.train.mining import mine, squared_distance_matrix
+
+    store, queries, sources = _load(folder)
+    n = len(store)
+    start = time.perf_counter()
+    distances = squared_distance_matrix(queries, store.descriptors)
+    positives = [np.array([s]) for s in sources]
+    tuples, _ = mine(distances, np.arange(n), positives, positives, np.full((len(queries), 10), -1),
+                     np.random.default_rng(0), n)
+    return {"seconds": time.perf_counter() - start,
+            "notes": f"{len(tuples)} tuples; distance matrix {distances.nbytes / 1024**3:.2f} GiB"}

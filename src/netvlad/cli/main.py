@@ -12,7 +12,7 @@ from netvlad import __version__
 logger = logging.getLogger("netvlad")
 
 # Each module adds its sub-commands through ``register(subparsers)``; each command is ``func(args) -> int``.
-COMMAND_MODULES = ("demo", "data", "generate", "cluster", "train", "evaluate", "index", "export", "convert")
+COMMAND_MODULES = ("demo", "data", "generate", "cluster", "train", "evaluate", "extract", "index", "export", "convert")
 
 
 def build_parser() -> argparse.ArgumentParser:

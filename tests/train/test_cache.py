@@ -21,7 +21,7 @@ def test_cache_in_memory_and_memory_mapped(tiny_dataset, tmp_path):
     assert small.dtype == np.float16 and not isinstance(small, np.memmap)
     assert np.abs(small.astype(np.float32) - direct).max() < 1e-3  # float16 rounding only
     mapped = build_cache(model, paths, DistInfo(), "float32", tmp_path / "c", memmap_mb=0.0, batch_size=3)
-    assert isinstance(mapped, np.memmap) and (tmp_path / "c.rank0.npy").is_file()
+    assert isinstance(mapped, np.memmap) and (tmp_path / "c.npy").is_file()  # one file, shared by all ranks
     assert np.allclose(mapped, direct, atol=1e-5)
 
 

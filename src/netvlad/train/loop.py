@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ from netvlad.train.config import TrainConfig, write_config
 from netvlad.train.distributed import DistInfo, all_sum, barrier, init_distributed, shutdown
 from netvlad.train.frozen import FrozenFeatures, compute_frozen
 from netvlad.train.logs import RunLog
-from netvlad.train.mining import mine, squared_distance_matrix
+from netvlad.train.refresh import MiningInputs, mine_chunk
 from netvlad.train.sets import TrainingSet, holdout_last, prepare_training_set
 from netvlad.train.step import GroupEncoder, frozen_batchnorm_train, idle_loss, tuple_loss
 from netvlad.train.validate import validate
@@ -142,18 +143,21 @@ def refresh_and_mine(run: Run, progress: Progress, chunk: np.ndarray) -> None:
     db_ids = cached_database(run, chunk, progress.rng)
     db_paths, q_paths = ds.database.paths(), ds.queries.paths()
     paths = [db_paths[i] for i in db_ids] + [q_paths[q] for q in chunk]
+    started = time.perf_counter()
     cache = build_cache(run.model, paths, run.info, c.cache_dtype, run.run_dir / "cache" / "descriptors",
                         c.cache_memmap_mb, **run.io)
-    distances = squared_distance_matrix(cache[len(db_ids):], cache[: len(db_ids)])
-    tuples, previous = mine(distances, db_ids, [run.data.positives[q] for q in chunk],
-                            [run.data.non_negatives[q] for q in chunk], progress.previous[chunk], progress.rng,
-                            len(ds.database), c.margin, c.negative_samples, c.num_negatives)
+    cached = time.perf_counter()
+    inputs = MiningInputs([run.data.positives[q] for q in chunk], [run.data.non_negatives[q] for q in chunk],
+                          progress.previous[chunk], len(ds.database), c.margin, c.negative_samples, c.num_negatives)
+    seeds = progress.rng.integers(0, 2**63, size=len(chunk))  # one per query: ranks mine the same tuples
+    tuples, previous = mine_chunk(cache, db_ids, inputs, seeds, run.info)
     progress.previous[chunk] = previous
     progress.tuples = dataclasses.replace(tuples, queries=chunk[tuples.queries])
     progress.batch = 0
     frozen_batchnorm_train(run.model)
     run.log.event("mining", progress.step, epoch=progress.epoch, queries=len(chunk), tuples=len(tuples),
-                  skipped=tuples.skipped, cached_database=len(db_ids))
+                  skipped=tuples.skipped, cached_database=len(db_ids), cache_bytes=int(cache.nbytes),
+                  cache_seconds=round(cached - started, 3), mining_seconds=round(time.perf_counter() - cached, 3))
 
 
 def train_batch(run: Run, progress: Progress) -> float:

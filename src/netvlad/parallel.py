@@ -34,13 +34,21 @@ class DistInfo:
 
 
 def init_distributed(device: torch.device) -> DistInfo:
-    """Join the process group when launched by torchrun (WORLD_SIZE > 1): gloo on CPU, nccl on CUDA."""
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1): gloo on CPU, nccl (+ gloo) on CUDA.
+
+    On CUDA each rank's current device becomes ``cuda:LOCAL_RANK``, so a plain ``"cuda"`` device is its own GPU.
+    """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo()
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    info = DistInfo(rank=dist.get_rank(), world=dist.get_world_size(), local_rank=int(os.environ.get("LOCAL_RANK", 0)))
+        if device.type == "cuda":  # "cuda" means this rank's GPU; small CPU collectives (flags, tuples) go via gloo
+            torch.cuda.set_device(local_rank)
+            dist.init_process_group(backend="cpu:gloo,cuda:nccl")
+        else:
+            dist.init_process_group(backend="gloo")
+    info = DistInfo(rank=dist.get_rank(), world=dist.get_world_size(), local_rank=local_rank)
     logger.info("process %d of %d", info.rank, info.world)
     return info
 

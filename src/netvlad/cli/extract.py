@@ -103,16 +103,16 @@ def check_shared_parent(store: Path) -> None:
 
 
 def prepare_model(model, dataset, args: argparse.Namespace, device, info):
-    """Off-the-shelf NetVLAD: k-means centroids on rank 0 (or each --shard job), shared with every rank."""
+    """Off-the-shelf model: NetVLAD k-means on rank 0 (or each --shard job); under torchrun rank 0's weights."""
     from netvlad.cli.evaluate import cluster_off_the_shelf  # noqa: PLC0415
     from netvlad.nn import NetVLAD  # noqa: PLC0415
     from netvlad.parallel import broadcast_module  # noqa: PLC0415
 
-    if args.model is None and isinstance(model.pool, NetVLAD):
-        if info.is_main:
+    if args.model is None:
+        if info.is_main and isinstance(model.pool, NetVLAD):
             cluster_off_the_shelf(model, dataset.database.paths(), args, device)
         model = model.to(device)
-        broadcast_module(model.pool, info)
+        broadcast_module(model, info)  # also random (--no-pretrained) weights: every rank uses rank 0's model
     return model
 
 

@@ -30,6 +30,8 @@ from netvlad.train.validate import validate
 
 logger = logging.getLogger(__name__)
 
+WHITENING_IMAGES = 10_000  # PCA whitening is fitted on at most this many database images (n×n Gram when n < D)
+
 OPTIMIZERS = {
     "sgd": lambda params, c: torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay),
     "adam": lambda params, c: torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay),
@@ -257,6 +259,9 @@ def finish(run: Run, progress: Progress) -> Path:
     model = load(best).to(run.device) if best.is_file() else run.model
     if run.config.whitening_dim:
         paths = run.data.dataset.database.paths()
+        if len(paths) > WHITENING_IMAGES:  # a seeded sample: all of Pittsburgh-250k would be 32 GB per rank
+            keep = np.random.default_rng(run.config.seed).choice(len(paths), WHITENING_IMAGES, replace=False)
+            paths = [paths[i] for i in np.sort(keep)]
         descriptors = extract_sharded(model, paths, run.info, desc="whitening", **run.io)
         whitening = PCAWhitening(model.pool.output_dim, run.config.whitening_dim)
         model.set_whitening(whitening.fit(torch.from_numpy(descriptors)).to(run.device))

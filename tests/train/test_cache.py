@@ -23,7 +23,7 @@ def test_cache_in_memory_and_memory_mapped(tiny_dataset, tmp_path):
     assert np.abs(small.astype(np.float32) - direct).max() < 1e-3  # float16 rounding only
     mapped = build_cache(model, paths, DistInfo(), ExtractOptions(batch_size=3), "float32", tmp_path / "c",
                          memmap_mb=0.0)
-    assert isinstance(mapped, np.memmap) and (tmp_path / "c.rank0.npy").is_file()
+    assert isinstance(mapped, np.memmap) and (tmp_path / "c.npy").is_file()  # one file, shared by all ranks
     assert np.allclose(mapped, direct, atol=1e-5)
 
 

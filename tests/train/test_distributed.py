@@ -42,5 +42,6 @@ def test_two_processes_match_one(tmp_path):
     for key in a:  # the same update up to float summation order: ‖a − b‖ ≪ ‖a − init‖
         update = (a[key].double() - init[key].double()).norm()
         assert (a[key].double() - b[key].double()).norm() <= 1e-3 * update + 1e-6, key
+    assert [p.name for p in (two / "cache").iterdir()] == ["descriptors.npy"]  # one cache shared by both ranks
     events = [line for line in (two / "log.jsonl").read_text().splitlines() if '"done"' in line]
     assert len(events) == 1  # only rank 0 writes

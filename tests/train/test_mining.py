@@ -77,3 +77,25 @@ def test_squared_distance_matrix_matches_direct():
     a, b = rng.normal(size=(5, 7)), rng.normal(size=(9, 7)).astype(np.float16)
     expected = ((a[:, None, :] - b[None].astype(np.float64)) ** 2).sum(-1)
     assert squared_distance_matrix(a, b, block=4) == pytest.approx(expected, rel=1e-4, abs=1e-4)
+
+
+def test_per_query_generators_make_mining_independent_of_the_split():
+    """Ranks mine blocks of a chunk: with one generator per query the tuples equal mining the chunk at once."""
+    rng = np.random.default_rng(3)
+    distances = rng.random((6, 40)).astype(np.float32)
+    positives = [np.array([i, i + 1]) for i in range(6)]
+    non_negatives = [np.arange(i, i + 4) for i in range(6)]
+    previous = np.full((6, 3), -1)
+
+    def run(rows):
+        return mine(distances[rows], np.arange(40), positives=[positives[i] for i in rows],
+                    non_negatives=[non_negatives[i] for i in rows], previous=previous[rows],
+                    rng=[np.random.default_rng(100 + i) for i in rows], num_database=40, margin=0.1, num_samples=8,
+                    num_negatives=3)
+
+    whole, whole_previous = run(np.arange(6))
+    parts = [run(np.arange(0, 3)), run(np.arange(3, 6))]
+    assert whole.queries.tolist() == [*parts[0][0].queries, *(parts[1][0].queries + 3)]
+    np.testing.assert_array_equal(whole.negatives, np.concatenate([p[0].negatives for p in parts]))
+    np.testing.assert_array_equal(whole_previous, np.concatenate([p[1] for p in parts]))
+    assert len(whole) > 0 and whole.skipped == parts[0][0].skipped + parts[1][0].skipped

@@ -20,7 +20,8 @@ def register(subparsers) -> None:
                                                "autumn, rain and fog queries) into train/val/test splits.")
     parser.add_argument("--out", required=True, help="output folder (the dataset root)")
     parser.add_argument("--seed", type=number(NON_NEGATIVE_INT), default=0, help="city seed (default 0)")
-    parser.add_argument("--size", default="default", choices=CITY_SIZES, help="city size (default: default)")
+    parser.add_argument("--size", default="default", choices=CITY_SIZES,
+                        help="city size: tiny (tests), small (768 images), default (the demo), large (20,961 images)")
     parser.add_argument("--workers", type=number(NON_NEGATIVE_INT), default=min(2, os.cpu_count() or 1),
                         help="rendering processes (0 or 1: render in this process)")
     parser.add_argument("--overwrite", action="store_true", help="replace a different dataset already in --out")

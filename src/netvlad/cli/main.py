@@ -19,7 +19,8 @@ from netvlad.errors import BadInputError
 logger = logging.getLogger("netvlad")
 
 # Each module adds its sub-commands through ``register(subparsers)``; each command is ``func(args) -> int``.
-COMMAND_MODULES = ("demo", "data", "generate", "cluster", "train", "evaluate", "retrieve", "index", "export", "convert")
+COMMAND_MODULES = ("demo", "data", "generate", "cluster", "train", "evaluate", "retrieve", "extract", "index", "export",
+                   "convert")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,7 +15,7 @@ PUBLISHED = ("patchnetvlad-mapillary-wpca128", "patchnetvlad-mapillary-wpca4096"
 INDEX_KINDS = ("flat", "hnsw", "ivfpq", "opq-ivfpq")  # netvlad.eval.index.INDEX_KINDS
 MODEL_EXPORTERS = ("onnx", "torchscript")  # netvlad.eval.export.MODEL_EXPORTERS
 POSITION_ESTIMATORS = ("top1", "weighted")  # netvlad.eval.localise.POSITION_ESTIMATORS
-CITY_SIZES = ("default", "small", "tiny")  # netvlad.data.synthetic.SIZES
+CITY_SIZES = ("default", "large", "small", "tiny")  # netvlad.data.synthetic.SIZES
 DEMO_PRESETS = ("default", "tiny")  # netvlad.pipeline.PRESETS
 # netvlad.train.ClusterConfig's defaults (that class lives beside torch code).
 CLUSTER_DEFAULTS = {"num_descriptors": 50_000, "per_image": 100, "num_images": 500, "seed": 0, "niter": 100}

@@ -12,8 +12,10 @@ import torch
 from tqdm import tqdm
 
 from netvlad.data.images import SKIP_HINT, ImageDataset, ImageDecodeError, ImageLoader, collate_by_size, load_image
-from netvlad.eval.store import DescriptorStore
+from netvlad.errors import BadInputError
+from netvlad.eval.store import DescriptorStore, Shard
 from netvlad.models import PlaceModel
+from netvlad.parallel import DistInfo, raise_together
 
 logger = logging.getLogger(__name__)
 
@@ -91,18 +93,59 @@ def extract_to_store(
     progress: bool = False,
     desc: str = "extract",
     on_batch: Callable[[int], None] | None = None,
+    shard: Shard | None = None,
+    group: DistInfo | None = None,
 ) -> DescriptorStore:
     """Extract descriptors of ``root/name`` into the store at ``folder``, continuing where a previous run stopped.
 
     An undecodable image is marked and skipped with ``skip_bad``; otherwise extraction stops with an
     :class:`ImageDecodeError` naming it, keeping every descriptor written so far.
+
+    Several processes fill one store: under torchrun pass ``group`` (every rank calls this; rank 0 creates the
+    store, each rank extracts its :class:`Shard` of the rows, and all return once every row is written), or run
+    independent jobs with ``shard`` (e.g. ``Shard(2, 8)``; each returns when its own rows are written). ``folder``
+    must be on a filesystem every process sees.
     """
-    root = Path(root)
-    store = DescriptorStore.create(folder, names, model.output_dim, dtype, model.fingerprint(), str(root))
-    todo = store.pending()
+    group = group or DistInfo()
+    if group.active and shard is not None and shard.count > 1:
+        raise BadInputError(f"{folder}: pass either shard= (independent jobs) or a process group (torchrun), not both")
+    shard = Shard(group.rank, group.world) if group.active else (shard or Shard())
+    meta = dict(names=names, dim=model.output_dim, dtype=dtype, fingerprint=model.fingerprint(), root=str(root),
+                shards=shard.count)
+    store, error = None, None
+    try:
+        if group.is_main:  # alone, or rank 0 of a group: the others wait, then open what it made
+            store = DescriptorStore.create(folder, **meta)
+    except Exception as caught:  # noqa: BLE001 - re-raised on this rank by raise_together
+        error = caught
+    raise_together(error, group, f"creating the store {folder}")
+    try:
+        if store is None:
+            store = _open_on_rank(Path(folder), group, meta)
+        store.check_plan(shard)
+        _extract_rows(model, Path(root), store, store.pending_in(shard), skip_bad, batch_size, workers, device,
+                      progress, desc, on_batch)
+    except Exception as caught:  # noqa: BLE001 - re-raised on this rank by raise_together
+        error = caught
+    raise_together(error, group, f"extracting into {folder}")
+    return store
+
+
+def _open_on_rank(folder: Path, group: DistInfo, meta: dict) -> DescriptorStore:
+    """The store rank 0 created, opened by another rank; a clear error when this machine cannot see it."""
+    if not (folder / "store.json").is_file():
+        raise BadInputError(f"{folder}: rank {group.rank} cannot see the store that rank 0 created; the folder must "
+                            "be on a filesystem shared by every process (and node)", path=folder)
+    return DescriptorStore.create(folder, **meta)
+
+
+def _extract_rows(model: PlaceModel, root: Path, store: DescriptorStore, todo: np.ndarray, skip_bad: bool,
+                  batch_size: int, workers: int, device, progress: bool, desc: str,
+                  on_batch: Callable[[int], None] | None) -> None:
+    """Extract rows ``todo`` of ``store`` (images ``root/name``), writing and marking them batch by batch."""
     if len(todo) == 0:
-        logger.info("%s: all %d descriptors already extracted", store.folder, len(store))
-        return store
+        logger.info("%s: all %d descriptors of this process already extracted", store.folder, len(store))
+        return
     paths = [root / store.names[i] for i in todo]
     for local, descriptors, bad in iter_descriptors(model, paths, batch_size, workers, device, progress, desc):
         if bad:
@@ -116,7 +159,6 @@ def extract_to_store(
             store.write(todo[local], descriptors)
             if on_batch is not None:
                 on_batch(len(local))
-    return store
 
 
 def raise_decode_error(path: Path, tail: str) -> None:

@@ -2,15 +2,24 @@
 
 A folder holds ``descriptors.npy`` ``(N, dim)`` float32|float16, ``status.npy`` ``(N,)`` int8
 (0 pending, 1 done, 2 undecodable), ``names.txt`` (one name per line) and ``store.json``
-(dim, dtype, model fingerprint). Rows are written and flushed batch by batch, so an extraction
-that dies leaves every finished row on disk and the next run only extracts what is pending.
+(dim, dtype, model fingerprint, ``shards``: the shard plan). Rows are written and flushed batch by batch, so an
+extraction that dies leaves every finished row on disk and the next run only extracts what is pending.
+
+Several processes (torchrun ranks, or ``--shard I/N`` jobs of a scheduler array) fill one store: shard ``I`` of
+``N`` owns the contiguous rows ``[I·n/N, (I+1)·n/N)``. Rows and status bytes are written with ``pwrite`` at their
+exact byte offsets (never a whole memory page), so writers never overwrite each other's rows, even on a network
+filesystem; a store is created in a temporary folder and renamed into place, so concurrent creators agree on one.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
+import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +32,34 @@ logger = logging.getLogger(__name__)
 FORMAT = "netvlad-descriptors"
 PENDING, DONE, BAD = 0, 1, 2
 DTYPES = {"float32": np.float32, "float16": np.float16}
+_sync = getattr(os, "fdatasync", os.fsync)  # data to disk before the status says done (macOS has no fdatasync)
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Shard ``index`` of ``count``: the part of a store's rows one process extracts."""
+
+    index: int = 0
+    count: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.index < self.count:
+            raise BadInputError(f"shard {self.index}/{self.count} does not exist: the form is I/N with 0 ≤ I < N")
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        """``"1/4"`` -> Shard(1, 4); anything else is refused with the form ``I/N``."""
+        parts = str(text).split("/")
+        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+            raise BadInputError(f"shard {text!r} is not of the form I/N (shard I of N, 0 ≤ I < N), e.g. 0/4")
+        return cls(int(parts[0]), int(parts[1]))
+
+    def rows(self, total: int) -> np.ndarray:
+        """The contiguous rows of ``total`` this shard owns."""
+        return np.arange(self.index * total // self.count, (self.index + 1) * total // self.count)
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
 
 
 class DescriptorStore:
@@ -35,28 +72,50 @@ class DescriptorStore:
     # ---- opening -------------------------------------------------------------------------------------
     @classmethod
     def create(cls, folder: Path | str, names: Sequence[str], dim: int, dtype: str = "float32",
-               fingerprint: str | None = None, root: str | None = None) -> DescriptorStore:
-        """Open the store in ``folder`` to continue it, or create it; a store of other images/model is refused."""
+               fingerprint: str | None = None, root: str | None = None, shards: int = 1) -> DescriptorStore:
+        """Open the store in ``folder`` to continue it, or create it; a store of other images/model is refused.
+
+        ``shards`` is the plan a new store records (how many processes fill it). Safe when several processes
+        create the same store at once: one creates it, the others open it.
+        """
         folder = Path(folder)
         names = tuple(str(n) for n in names)
         if dtype not in DTYPES:
             raise ValueError(f"descriptor dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
         if any("\n" in n for n in names):
             raise ValueError("image names must not contain line breaks")
-        if (folder / "store.json").is_file():
-            store = cls.open(folder, mode="r+")
-            store._check_compatible(names, dim, dtype, fingerprint)
+        if not (folder / "store.json").is_file():
+            cls._create_atomically(folder, names, dim, dtype, fingerprint, root, shards)
+        store = cls.open(folder, mode="r+")
+        store._check_compatible(names, dim, dtype, fingerprint)
+        if store.num_done:
             logger.info("continuing descriptor store %s: %d of %d done", folder, store.num_done, len(store))
-            return store
-        folder.mkdir(parents=True, exist_ok=True)
-        meta = {"format": FORMAT, "version": 1, "dim": int(dim), "dtype": dtype, "count": len(names),
-                "fingerprint": fingerprint, "root": root}
-        (folder / "names.txt").write_text("".join(n + "\n" for n in names), encoding="utf-8")
-        np.lib.format.open_memmap(folder / "descriptors.npy", mode="w+", dtype=DTYPES[dtype],
-                                  shape=(len(names), int(dim))).flush()
-        np.lib.format.open_memmap(folder / "status.npy", mode="w+", dtype=np.int8, shape=(len(names),)).flush()
-        (folder / "store.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")  # last: marks it complete
-        return cls.open(folder, mode="r+")
+        return store
+
+    @staticmethod
+    def _create_atomically(folder: Path, names: tuple[str, ...], dim: int, dtype: str, fingerprint: str | None,
+                           root: str | None, shards: int) -> None:
+        """Write a new store in a temporary sibling folder and rename it to ``folder`` (losing a race is fine)."""
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        temporary = folder.parent / f".{folder.name}.creating-{uuid.uuid4().hex[:12]}"
+        temporary.mkdir()
+        try:
+            meta = {"format": FORMAT, "version": 1, "dim": int(dim), "dtype": dtype, "count": len(names),
+                    "fingerprint": fingerprint, "root": root, "shards": int(shards)}
+            (temporary / "names.txt").write_text("".join(n + "\n" for n in names), encoding="utf-8")
+            np.lib.format.open_memmap(temporary / "descriptors.npy", mode="w+", dtype=DTYPES[dtype],
+                                      shape=(len(names), int(dim))).flush()
+            np.lib.format.open_memmap(temporary / "status.npy", mode="w+", dtype=np.int8, shape=(len(names),)).flush()
+            (temporary / "store.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+            try:
+                os.rename(temporary, folder)  # atomic; replaces an empty folder, fails on a filled one
+            except OSError:
+                if not (folder / "store.json").is_file():
+                    raise BadInputError(f"{folder}: folder exists and is not a descriptor store; choose an empty "
+                                        "or new folder", path=folder) from None
+                logger.debug("%s was created by another process meanwhile", folder)
+        finally:
+            shutil.rmtree(temporary, ignore_errors=True)
 
     @classmethod
     def open(cls, folder: Path | str, mode: str = "r") -> DescriptorStore:
@@ -107,6 +166,25 @@ class DescriptorStore:
         return self.meta.get("fingerprint")
 
     @property
+    def shards(self) -> int:
+        """How many processes the store was planned for (1 for stores written before shard plans existed)."""
+        return int(self.meta.get("shards", 1))
+
+    def check_plan(self, shard: Shard) -> None:
+        """Refuse to extract ``shard`` into an unfinished store planned for another number of shards."""
+        if shard.count != self.shards and not self.complete:
+            raise BadInputError(
+                f"{self.folder}: store planned for {self.shards} shard(s) ({self.num_done} of {len(self)} rows "
+                f"done) but this run has {shard.count}; continue with {self.shards} processes (torchrun "
+                f"--nproc_per_node {self.shards}, or --shard I/{self.shards}), or delete the folder",
+                path=self.folder / "store.json")
+
+    def pending_in(self, shard: Shard) -> np.ndarray:
+        """Rows of ``shard`` still to extract."""
+        rows = shard.rows(len(self))
+        return rows[np.asarray(self.status[rows]) == PENDING]
+
+    @property
     def num_done(self) -> int:
         return int((np.asarray(self.status) == DONE).sum())
 
@@ -129,18 +207,34 @@ class DescriptorStore:
 
     # ---- writing --------------------------------------------------------------------------------------
     def write(self, indices: np.ndarray, descriptors: np.ndarray) -> None:
-        """Store ``descriptors`` ``(B, dim)`` at rows ``indices`` and mark them done (data is flushed first)."""
+        """Store ``descriptors`` ``(B, dim)`` at rows ``indices`` and mark them done (rows are synced first)."""
         if descriptors.shape[1:] != (self.dim,):
             raise BadInputError(f"{self.folder}: store holds {self.dim}-D descriptors, got {descriptors.shape}")
-        self.descriptors[indices] = descriptors.astype(self.descriptors.dtype, copy=False)
-        self.descriptors.flush()
-        self.status[indices] = DONE
-        self.status.flush()
+        indices = np.asarray(indices, dtype=np.int64)
+        self._pwrite("descriptors.npy", self.descriptors, indices,
+                     np.asarray(descriptors).astype(self.descriptors.dtype, copy=False))
+        self._pwrite("status.npy", self.status, indices, np.full(len(indices), DONE, dtype=np.int8))
 
     def mark_bad(self, indices: Sequence[int]) -> None:
         """Mark rows as undecodable images."""
-        self.status[np.asarray(indices, dtype=np.int64)] = BAD
-        self.status.flush()
+        indices = np.asarray(indices, dtype=np.int64)
+        self._pwrite("status.npy", self.status, indices, np.full(len(indices), BAD, dtype=np.int8))
+
+    def _pwrite(self, file: str, array: np.memmap, rows: np.ndarray, values: np.ndarray) -> None:
+        """Write ``values`` at ``rows`` of the ``.npy`` ``file`` byte-exactly (one call per run of rows), then sync."""
+        if len(rows) == 0:
+            return
+        order = np.argsort(rows, kind="stable")
+        rows, values = rows[order], np.ascontiguousarray(values[order])
+        row_bytes = values[0].nbytes
+        starts = np.flatnonzero(np.diff(rows, prepend=rows[0] - 2) != 1)
+        fd = os.open(self.folder / file, os.O_WRONLY)
+        try:
+            for begin, end in zip(starts, [*starts[1:], len(rows)], strict=True):
+                os.pwrite(fd, values[begin:end].tobytes(), array.offset + int(rows[begin]) * row_bytes)
+            _sync(fd)
+        finally:
+            os.close(fd)
 
     # ---- reading -------------------------------------------------------------------------------------
     def require_complete(self, how: str = "run the extraction again on the same folder") -> None:

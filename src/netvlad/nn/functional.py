@@ -52,6 +52,12 @@ def netvlad(
         - x: ``(B, D, H, W)`` or ``(B, N, D)``; weight ``(K, D)``; bias ``(K,)`` or None; centroids ``(K, D)``
         - output: ``(B, K*D)``, cluster-major (block k holds V(:, k)), as in the official code.
     """
+    if torch.is_autocast_enabled(x.device.type):
+        # float32 aggregation under autocast: bf16 sums over thousands of positions lose the residuals, and the
+        # hand-written backward needs one dtype (autocast would hand it bf16 inputs and a float32 gradient)
+        with torch.autocast(x.device.type, enabled=False):
+            return netvlad(x.float(), weight.float(), None if bias is None else bias.float(), centroids.float(),
+                           normalize_input)
     num_clusters, dim = centroids.shape
     x_dn = as_tokens_dn(x, dim)
     tensors = (x_dn, weight, centroids) + ((bias,) if bias is not None else ())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,9 +11,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from netvlad.errors import BadInputError
 from netvlad.eval.extract import extract_descriptors
+from netvlad.eval.store import Shard
 from netvlad.models import PlaceModel
-from netvlad.train.distributed import DistInfo, gather_rows, shard
+from netvlad.train.distributed import DistInfo, gather_rows, raise_together, shard
 from netvlad.train.frozen import FrozenFeatures, head
 
 logger = logging.getLogger(__name__)
@@ -65,18 +68,65 @@ def extract_sharded(model: PlaceModel, paths: Sequence[Path], info: DistInfo,
 
 def build_cache(model: PlaceModel, paths: Sequence[Path], info: DistInfo, options: ExtractOptions = ExtractOptions(),
                 dtype: str = "float16", memmap_path: Path | None = None, memmap_mb: float = 1024.0) -> np.ndarray:
-    """Descriptors ``(N, dim)`` of ``paths`` as ``dtype``; memory-mapped at ``memmap_path`` when over ``memmap_mb``."""
+    """Descriptors ``(N, dim)`` of ``paths`` as ``dtype``: in memory, or memory-mapped at ``memmap_path.npy``.
+
+    The memory map is used when the cache is over ``memmap_mb``, and always under torchrun (with a
+    ``memmap_path``): then every rank writes its own block of rows into the one file and all ranks read it,
+    so 8 ranks on a node hold one copy in the page cache instead of eight. The file must be on a filesystem
+    every rank sees (the run folder).
+    """
     shape = (len(paths), model.output_dim)
     size_mb = np.prod(shape) * np.dtype(dtype).itemsize / 2**20
-    if memmap_path is not None and size_mb > memmap_mb:
-        memmap_path = Path(f"{memmap_path}.rank{info.rank}.npy")  # scratch, one per process
-        memmap_path.parent.mkdir(parents=True, exist_ok=True)
-        cache = np.lib.format.open_memmap(memmap_path, mode="w+", dtype=dtype, shape=shape)
-        logger.info("descriptor cache of %.0f MB memory-mapped at %s", size_mb, memmap_path)
-    else:
-        cache = np.empty(shape, dtype=dtype)
+    if memmap_path is not None and (info.active or size_mb > memmap_mb):
+        return _shared_cache(model, paths, info, options, dtype, Path(f"{memmap_path}.npy"))
+    cache = np.empty(shape, dtype=dtype)
     step = max(1, 64 * info.world)  # extract in slices so a float32 copy of the whole never exists
     for start in range(0, len(paths), step * 16):
         block = list(paths[start:start + step * 16])
         cache[start:start + len(block)] = extract_sharded(model, block, info, options).astype(dtype)
     return cache
+
+
+def _shared_cache(model: PlaceModel, paths: Sequence[Path], info: DistInfo, options: ExtractOptions, dtype: str,
+                  path: Path) -> np.memmap:
+    """Rank 0 makes a fresh ``.npy`` at ``path``; each rank extracts its rows into it; all open it read-only."""
+    shape = (len(paths), model.output_dim)
+    error = None
+    try:
+        if info.is_main:  # a new file renamed over the old one: maps of the previous cache stay valid
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fresh = path.with_name(path.name + ".new")
+            np.lib.format.open_memmap(fresh, mode="w+", dtype=dtype, shape=shape).flush()
+            os.replace(fresh, path)
+            logger.info("descriptor cache of %.0f MB (%d × %d %s) memory-mapped at %s",
+                        np.prod(shape) * np.dtype(dtype).itemsize / 2**20, *shape, dtype, path)
+    except OSError as caught:
+        error = caught
+    raise_together(error, info, f"creating the descriptor cache {path}")
+    try:
+        _fill_rows(model, paths, info, options, dtype, path)
+    except Exception as caught:  # noqa: BLE001 - re-raised on this rank by raise_together
+        error = caught
+    raise_together(error, info, f"filling the descriptor cache {path}")
+    return np.load(path, mmap_mode="r")
+
+
+def _fill_rows(model: PlaceModel, paths: Sequence[Path], info: DistInfo, options: ExtractOptions, dtype: str,
+               path: Path) -> None:
+    """Extract this rank's contiguous block of rows and write them byte-exactly into the ``.npy`` at ``path``."""
+    if not path.is_file():
+        raise BadInputError(f"{path}: rank {info.rank} cannot see the descriptor cache rank 0 created; the run "
+                            "folder must be on a filesystem shared by every process (and node)", path=path)
+    header = np.load(path, mmap_mode="r")
+    offset, row_bytes = header.offset, header.shape[1] * header.dtype.itemsize
+    del header
+    rows = Shard(info.rank, info.world).rows(len(paths))
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        for start in range(0, len(rows), 1024):  # slices: a float32 copy of the whole never exists
+            part = rows[start:start + 1024]
+            values = extract(model, [paths[i] for i in part], options).astype(dtype)
+            os.pwrite(fd, np.ascontiguousarray(values).tobytes(), offset + int(part[0]) * row_bytes)
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,44 +1,18 @@
-"""Multi-process training helpers (torchrun): process group set-up, sharding, gathering rows."""
+"""Multi-process training helpers (torchrun): sharding and gathering rows; the process group is netvlad.parallel."""
 
 from __future__ import annotations
 
 import logging
-import os
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
+from netvlad.parallel import DistInfo, all_sum, barrier, init_distributed, raise_together, shutdown
+
 logger = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class DistInfo:
-    """This process's rank among ``world`` processes (rank 0 alone writes files)."""
-
-    rank: int = 0
-    world: int = 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def active(self) -> bool:
-        return self.world > 1
-
-
-def init_distributed(device: torch.device) -> DistInfo:
-    """Join the process group when launched by torchrun (WORLD_SIZE > 1): gloo on CPU, nccl on CUDA."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return DistInfo()
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    info = DistInfo(rank=dist.get_rank(), world=dist.get_world_size())
-    logger.info("process %d of %d", info.rank, info.world)
-    return info
+__all__ = ["DistInfo", "all_sum", "barrier", "gather_rows", "init_distributed", "raise_together", "shard", "shutdown"]
 
 
 def shard(count: int, info: DistInfo) -> np.ndarray:
@@ -60,23 +34,3 @@ def gather_rows(local: np.ndarray, count: int, info: DistInfo) -> np.ndarray:
         rows = np.arange(rank, count, info.world)
         out[rows] = part[: len(rows)].numpy()
     return out
-
-
-def barrier(info: DistInfo) -> None:
-    """Wait for every rank (no-op in a single process)."""
-    if info.active:
-        dist.barrier()
-
-
-def all_sum(value: float, info: DistInfo) -> float:
-    """The sum of ``value`` over ranks (NaN if any rank's is NaN)."""
-    total = torch.tensor([value], dtype=torch.float64)
-    if info.active:
-        dist.all_reduce(total)
-    return float(total.item())
-
-
-def shutdown(info: DistInfo) -> None:
-    """Leave the process group (after the last collective)."""
-    if info.active and dist.is_initialized():
-        dist.destroy_process_group()

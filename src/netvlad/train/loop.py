@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
@@ -22,12 +23,14 @@ from netvlad.train.config import TrainConfig, write_config
 from netvlad.train.distributed import DistInfo, all_sum, barrier, init_distributed, shutdown
 from netvlad.train.frozen import FrozenFeatures, compute_frozen
 from netvlad.train.logs import RunLog
-from netvlad.train.mining import mine, squared_distance_matrix
+from netvlad.train.refresh import MiningInputs, mine_chunk
 from netvlad.train.sets import TrainingSet, holdout_last, prepare_training_set
 from netvlad.train.step import GroupEncoder, frozen_batchnorm_train, idle_loss, tuple_loss
 from netvlad.train.validate import validate
 
 logger = logging.getLogger(__name__)
+
+WHITENING_IMAGES = 10_000  # PCA whitening is fitted on at most this many database images (n×n Gram when n < D)
 
 OPTIMIZERS = {
     "sgd": lambda params, c: torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay),
@@ -143,19 +146,21 @@ def refresh_and_mine(run: Run, state: RunState, chunk: np.ndarray) -> None:
     db_ids = cached_database(run, chunk, state.rng)
     db_paths, q_paths = ds.database.paths(), ds.queries.paths()
     paths = [db_paths[i] for i in db_ids] + [q_paths[q] for q in chunk]
+    started = time.perf_counter()
     cache = build_cache(run.model, paths, run.info, run.extraction, dtype=c.cache_dtype,
                         memmap_path=run.run_dir / "cache" / "descriptors", memmap_mb=c.cache_memmap_mb)
-    distances = squared_distance_matrix(cache[len(db_ids):], cache[: len(db_ids)])
-    tuples, previous = mine(distances, db_ids, positives=[run.data.positives[q] for q in chunk],
-                            non_negatives=[run.data.non_negatives[q] for q in chunk], previous=state.previous[chunk],
-                            rng=state.rng, num_database=len(ds.database), margin=c.margin,
-                            num_samples=c.negative_samples, num_negatives=c.num_negatives)
+    cached = time.perf_counter()
+    inputs = MiningInputs([run.data.positives[q] for q in chunk], [run.data.non_negatives[q] for q in chunk],
+                          state.previous[chunk], len(ds.database), c.margin, c.negative_samples, c.num_negatives)
+    seeds = state.rng.integers(0, 2**63, size=len(chunk))  # one per query: ranks mine the same tuples
+    tuples, previous = mine_chunk(cache, db_ids, inputs, seeds, run.info)
     state.previous[chunk] = previous
     state.tuples = dataclasses.replace(tuples, queries=chunk[tuples.queries])
     state.batch = 0
     frozen_batchnorm_train(run.model)
     run.log.event("mining", state.step, epoch=state.epoch, queries=len(chunk), tuples=len(tuples),
-                  skipped=tuples.skipped, cached_database=len(db_ids))
+                  skipped=tuples.skipped, cached_database=len(db_ids), cache_bytes=int(cache.nbytes),
+                  cache_seconds=round(cached - started, 3), mining_seconds=round(time.perf_counter() - cached, 3))
 
 
 def train_batch(run: Run, state: RunState) -> float:
@@ -255,6 +260,9 @@ def finish(run: Run, state: RunState) -> Path:
     model = load(best).to(run.device) if best.is_file() else run.model
     if run.config.whitening_dim:
         paths = run.data.dataset.database.paths()
+        if len(paths) > WHITENING_IMAGES:  # a seeded sample: all of Pittsburgh-250k would be 32 GB per rank
+            keep = np.random.default_rng(run.config.seed).choice(len(paths), WHITENING_IMAGES, replace=False)
+            paths = [paths[i] for i in np.sort(keep)]
         descriptors = extract_sharded(model, paths, run.info, run.extraction, desc="whitening")
         whitening = PCAWhitening(model.pool.output_dim, run.config.whitening_dim)
         model.set_whitening(whitening.fit(torch.from_numpy(descriptors)).to(run.device))

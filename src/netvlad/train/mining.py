@@ -43,7 +43,7 @@ def mine(
     positives: Sequence[np.ndarray],
     non_negatives: Sequence[np.ndarray],
     previous: np.ndarray,
-    rng: np.random.Generator,
+    rng: np.random.Generator | Sequence[np.random.Generator],
     num_database: int,
     margin: float = 0.1,
     num_samples: int = 1000,
@@ -54,8 +54,9 @@ def mine(
     Per query: the best positive is the nearest cached potential positive; the negatives are the
     ``num_negatives`` hardest among ``num_samples`` random definite negatives plus the query's
     ``previous`` hard ones ``(Q, J)`` (−1 padded), kept when they violate the margin
-    (d²(q, n) < d²(q, p) + m). Queries with none are skipped. Returns the tuples (row ``i`` of
-    the inputs is query ``i``) and the new previous hard negatives ``(Q, J)``.
+    (d²(q, n) < d²(q, p) + m). Queries with none are skipped. ``rng``: one generator for all queries, or one
+    per query (a query's sample then does not depend on which queries are mined with it). Returns the tuples
+    (row ``i`` of the inputs is query ``i``) and the new previous hard negatives ``(Q, J)``.
     """
     row_of = np.full(num_database, -1, dtype=np.int64)
     row_of[cached_ids] = np.arange(len(cached_ids))
@@ -72,7 +73,8 @@ def mine(
             skipped += 1
             continue
         if len(candidates) > num_samples:
-            candidates = rng.choice(candidates, num_samples, replace=False)
+            generator = rng[i] if isinstance(rng, Sequence) else rng
+            candidates = generator.choice(candidates, num_samples, replace=False)
         prev_rows = row_of[previous[i][previous[i] >= 0]]
         prev_rows = prev_rows[(prev_rows >= 0) & eligible[np.maximum(prev_rows, 0)]]
         candidates = np.union1d(candidates, prev_rows)

@@ -74,10 +74,12 @@ class CityConfig:
         return dataclasses.replace(cls(**SIZES[size]), **overrides)
 
 
-# Named sizes: "tiny" for tests (seconds), "small" for a quick look, "default" for the CPU demo.
+# Named sizes: "tiny" for tests (seconds), "small" for a quick look (768 images), "default" for the CPU demo,
+# "large" for scale runs (20,961 images: 13,974 database / 6,987 queries, same train/val/test structure).
 SIZES: dict[str, dict] = {
     "tiny": {"blocks": (4, 2), "block_size": (40.0, 50.0), "spacing": 10.0, "image_size": (64, 48),
              "splits": (0.4, 0.3, 0.3), "split_gap": 30.0},
     "small": {"blocks": (6, 3), "block_size": (50.0, 70.0)},
     "default": {},
+    "large": {"blocks": (26, 14), "block_size": (50.0, 70.0)},
 }

@@ -10,6 +10,7 @@ import faiss
 import numpy as np
 
 from netvlad.errors import BadInputError
+from netvlad.limits import COUNT
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +33,9 @@ class IndexConfig:
 
     def __post_init__(self) -> None:
         if self.kind not in INDEX_KINDS:
-            raise ValueError(f"unknown index kind {self.kind!r}; known: {', '.join(sorted(INDEX_KINDS))}")
+            raise BadInputError(f"unknown index kind {self.kind!r}; known: {', '.join(sorted(INDEX_KINDS))}")
+        for name in ("nlist", "m", "nbits", "nprobe"):
+            COUNT.check(f"IndexConfig.{name}", getattr(self, name))
 
 
 def _flat(descriptors: np.ndarray, config: IndexConfig) -> faiss.Index:

@@ -65,11 +65,14 @@ def usable_cores() -> int:
 
 
 def default_threads(workers: int = 0) -> int:
-    """Compute threads that do not oversubscribe: usable cores − 1 (the main process) − ``workers``, at least 1."""
-    return max(1, usable_cores() - 1 - workers)
+    """Compute threads that do not oversubscribe the machine: this process's share of the usable cores (torchrun
+    starts ``LOCAL_WORLD_SIZE`` processes per machine) less one for the main thread's other work and one per
+    DataLoader worker, at least 1."""
+    processes = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+    return max(1, usable_cores() // processes - 1 - workers)
 
 
-THREADS_RULE = "usable cores − 1 − --workers, at least 1"
+THREADS_RULE = "usable cores (÷ torchrun processes) − 1 − --workers, at least 1"
 
 
 def add_threads_arg(parser: argparse.ArgumentParser) -> None:

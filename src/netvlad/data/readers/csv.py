@@ -1,7 +1,7 @@
 """A CSV manifest: ``path,split,lat,lon`` or ``path,split,easting,northing[,zone]`` with a header row.
 
 ``split`` is ``database`` or ``query`` (also ``db``/``queries``); an optional ``time`` (or ``pano``) column marks
-captures excluded from training positives. Paths are relative to ``--image-root`` (default: the CSV's folder).
+captures excluded from training positives. Paths are relative to ``image_root`` (default: the CSV's folder).
 """
 
 from __future__ import annotations

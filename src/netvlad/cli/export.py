@@ -43,6 +43,7 @@ def hloc(args: argparse.Namespace) -> int:
     root = Path(args.names_root or os.path.commonpath([str(images.root) for images in lists]))
     model = model_from_args(args)
     cluster_if_off_the_shelf(model, lists[0].paths(), args, device)
+    written = 0
     for i, images in enumerate(lists):
         store = args.store / f"part{i}" if args.store else None
         descriptors, valid, _ = describe(model, images, store, skip_bad=args.skip_bad, batch_size=args.batch_size,
@@ -53,7 +54,8 @@ def hloc(args: argparse.Namespace) -> int:
                                 hint="choose --names-root above them")
         export_hloc([n for n, ok in zip(names, valid, strict=True) if ok], descriptors[valid], args.out,
                     overwrite=i == 0 and args.overwrite)
-    print(f"wrote global descriptors of {sum(len(x) for x in lists)} images to {args.out} (names relative to {root})")
+        written += int(valid.sum())
+    print(f"wrote global descriptors of {written} images to {args.out} (names relative to {root})")
     return 0
 
 

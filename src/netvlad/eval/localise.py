@@ -169,6 +169,9 @@ def build_place_index(model: PlaceModel, images: ImageList, folder: Path | str, 
                              skip_bad=skip_bad, batch_size=batch_size, workers=workers, device=device,
                              progress=progress, desc="database")
     rows = np.flatnonzero(store.valid())
+    if len(rows) == 0:
+        raise BadInputError(f"{images.root}: none of the {len(images)} images could be decoded (all skipped); "
+                            "nothing to index", path=images.root)
     index = build_index(store.load()[rows], index_config)
     model = model.cpu()
     meta = {"format": FORMAT, "version": 1, "fingerprint": model.fingerprint(), "root": str(images.root),

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from netvlad.data.dataset import GeoDataset, ImageList
+from netvlad.errors import BadInputError
 from netvlad.eval.extract import extract_to_store, iter_descriptors, raise_decode_error
 from netvlad.eval.index import EXACT, IndexConfig, build_index, search
 from netvlad.eval.recall import recall_at_n
@@ -129,6 +130,10 @@ def evaluate(model: PlaceModel, dataset: GeoDataset, *, radius: float = 25.0, ns
                                     desc="database", **common)
     q, q_valid, q_bad = describe(model, dataset.queries, store_dir and store_dir / "queries", desc="queries",
                                  **common)
+    for images, valid, what in ((dataset.database, db_valid, "database"), (dataset.queries, q_valid, "query")):
+        if len(valid) and not valid.any():
+            raise BadInputError(f"{images.root}: none of the {len(valid)} {what} images could be decoded (all "
+                                "skipped); nothing to evaluate", path=images.root)
     result = evaluate_descriptors(db, q, dataset.positives(radius), ns, index_config, db_valid, q_valid, k)
     result.skipped = db_bad + q_bad
     logger.info("%r Recall@N: %s", dataset, {n: round(r, 2) for n, r in result.recall.items()})

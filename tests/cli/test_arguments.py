@@ -41,7 +41,8 @@ def _required(parser: argparse.ArgumentParser) -> list[str]:
         if not action.option_strings and action.dest != "help":
             words.append(str(REPO / "README.md") if action.dest in ("src", "images") else str(REPO))
         elif action.required:
-            words += [action.option_strings[0], str(REPO)]
+            is_file = getattr(action.type, "__name__", "") == "output file"
+            words += [action.option_strings[0], str(REPO / "not-written.out") if is_file else str(REPO)]
     return words
 
 
@@ -132,8 +133,12 @@ def _imports_after(*argv: str) -> tuple[int, set[str], str]:
 @pytest.mark.parametrize("argv", [["--help"], ["--version"], ["evaluate", "--help"], ["train", "--help"],
                                   ["evaluate", "/no/such/folder"], ["query", "x.jpg", "--index", "."],
                                   ["evaluate", ".", "--size", "-5"], ["train", ".", "--lr", "abc"],
-                                  ["convert", "/no/such.mat", "--out", "x.safetensors"]])
+                                  ["convert", "/no/such.mat", "--out", "x.safetensors"],
+                                  ["export", "onnx", "--out", "."], ["evaluate", ".", "--output", "README.md/r.json"],
+                                  ["data", "convert", ".", "--out", "README.md"]])
 def test_help_version_and_argument_errors_import_no_heavy_library(argv):
     code, heavy, stderr = _imports_after(*argv)
     assert code in (0, 1, 2) and "Traceback" not in stderr
     assert not heavy, f"{argv} imported {heavy}"
+    if code == 1:  # a path error: one line naming the path
+        assert len(stderr.strip().splitlines()) == 1 and "ERROR" in stderr

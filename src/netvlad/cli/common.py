@@ -56,6 +56,25 @@ def existing(kind: str = "path", what: str | None = None) -> Callable[[str], Pat
     return parse
 
 
+def output(kind: str = "file") -> Callable[[str], Path]:
+    """An argparse ``type`` for a ``"file"`` or ``"folder"`` to write: refused at once (as ``existing`` refuses a
+    missing input) when a folder stands where a file goes, or the other way round, or nothing can be written there.
+    """
+    def parse(text: str) -> Path:
+        path = Path(text).expanduser()
+        if kind == "file" and path.is_dir():
+            raise IsADirectoryError(f"{text}: is a folder; give the name of a file to write")
+        if kind == "folder" and path.exists() and not path.is_dir():
+            raise NotADirectoryError(f"{text}: is a file; give a folder to write into")
+        parent = next(p for p in (path.absolute(), *path.absolute().parents) if p.exists())
+        if parent != path.absolute() and (not parent.is_dir() or not os.access(parent, os.W_OK)):
+            raise PermissionError(f"{text}: cannot be written ({parent} is not a writable folder)")
+        return path
+
+    parse.__name__ = f"output {kind}"
+    return parse
+
+
 def usable_cores() -> int:
     """CPU cores this process may run on (its affinity mask, where the OS has one)."""
     try:

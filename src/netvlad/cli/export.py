@@ -7,7 +7,7 @@ import logging
 import os
 from pathlib import Path
 
-from netvlad.cli.common import add_device_args, add_model_args, existing, number
+from netvlad.cli.common import add_device_args, add_model_args, existing, number, output
 from netvlad.cli.dataset_args import add_dataset_args
 from netvlad.cli.evaluate import add_cluster_images_arg
 from netvlad.cli.names import MODEL_EXPORTERS
@@ -90,7 +90,7 @@ def register(subparsers) -> None:
     add_dataset_args(parser)
     add_model_args(parser)
     add_device_args(parser)
-    parser.add_argument("--out", type=Path, required=True, help="HDF5 file (e.g. global-feats-netvlad.h5)")
+    parser.add_argument("--out", type=output(), required=True, help="HDF5 file (e.g. global-feats-netvlad.h5)")
     parser.add_argument("--names-root", default=None, metavar="DIR",
                         help="names are relative to this folder (default: the common parent of all images)")
     parser.add_argument("--store", type=Path, default=None, help="keep descriptors here (resumable)")
@@ -100,7 +100,7 @@ def register(subparsers) -> None:
     for name in MODEL_EXPORTERS:
         parser = sub.add_parser(name, help=f"the whole model as {name} (dynamic batch and image size)")
         add_model_args(parser)
-        parser.add_argument("--out", type=Path, required=True, help=f"{name} file to write")
+        parser.add_argument("--out", type=output(), required=True, help=f"{name} file to write")
         parser.add_argument("--height", type=number(COUNT), default=480,
                             help="example height traced in pixels (any size runs)")
         parser.add_argument("--width", type=number(COUNT), default=640,

@@ -1,7 +1,6 @@
-"""Shared CLI pieces: checked argument types, threads, device choice, and a model from ``--model`` or
-``--backbone/--pool``.
+"""Shared CLI pieces: checked argument types, threads, device choice, and the model the arguments describe.
 
-Nothing heavy at module level: parsing arguments (and failing on them) never imports torch; the functions that
+The model comes from ``--model CKPT`` or ``--backbone/--pool``. Nothing heavy at module level: parsing arguments (and failing on them) never imports torch; the functions that
 need it import it when they run.
 """
 

@@ -1,7 +1,7 @@
 """Shared CLI pieces: checked argument types, threads, device choice, and the model the arguments describe.
 
-The model comes from ``--model CKPT`` or ``--backbone/--pool``. Nothing heavy at module level: parsing arguments (and failing on them) never imports torch; the functions that
-need it import it when they run.
+The model comes from ``--model CKPT`` or ``--backbone/--pool``. Nothing heavy is imported at module level: parsing
+arguments (and failing on them) never imports torch; the functions that need it import it when they run.
 """
 
 from __future__ import annotations

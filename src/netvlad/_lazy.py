@@ -10,7 +10,7 @@ def lazy_exports(package: str, exports: dict[str, tuple[str, ...]]) -> tuple[Cal
     """``(__getattr__, __dir__, __all__)`` for ``package`` re-exporting ``{module: (names, ...)}`` lazily."""
     where = {name: module for module, names in exports.items() for name in names}
 
-    def __getattr__(name: str):  # noqa: N807 - the module-level hook's required name
+    def __getattr__(name: str):
         if name not in where:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
         value = getattr(importlib.import_module(where[name]), name)
@@ -18,7 +18,7 @@ def lazy_exports(package: str, exports: dict[str, tuple[str, ...]]) -> tuple[Cal
         globals_[name] = value  # later look-ups skip this hook
         return value
 
-    def __dir__() -> list[str]:  # noqa: N807
+    def __dir__() -> list[str]:
         return sorted(set(importlib.import_module(package).__dict__) | set(where))
 
     return __getattr__, __dir__, sorted(where)

@@ -11,7 +11,7 @@ import sys
 import pytest
 import torch
 
-from netvlad.cli.common import default_threads, usable_cores
+from netvlad.cli.common import THREADS_RULE, default_threads, usable_cores
 from netvlad.cli.main import build_parser, leaf_parsers, main
 from tests.conftest import REPO
 
@@ -41,7 +41,8 @@ def _required(parser: argparse.ArgumentParser) -> list[str]:
         if not action.option_strings and action.dest != "help":
             words.append(str(REPO / "README.md") if action.dest in ("src", "images") else str(REPO))
         elif action.required:
-            words += [action.option_strings[0], str(REPO)]
+            is_file = getattr(action.type, "__name__", "") == "output file"
+            words += [action.option_strings[0], str(REPO / "not-written.out") if is_file else str(REPO)]
     return words
 
 
@@ -75,17 +76,24 @@ def test_threads_on_every_command():
     assert len(leaves) >= 12
     for leaf in leaves:
         assert "--threads" in leaf._option_string_actions, leaf.prog
-        assert "usable cores − 1 − --workers, at least 1" in leaf._option_string_actions["--threads"].help
+        assert THREADS_RULE in leaf._option_string_actions["--threads"].help
 
 
-def test_threads_default_and_explicit(tmp_path):
+def test_threads_default_and_explicit(tmp_path, monkeypatch, caplog):
     (tmp_path / "notes.txt").write_text("not a dataset")
     assert default_threads(0) == max(1, usable_cores() - 1)
     assert default_threads(10_000) == 1
+    monkeypatch.setattr("netvlad.cli.common.usable_cores", lambda: 16)
+    assert (default_threads(0), default_threads(2)) == (15, 13)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")  # torchrun: four processes share the 16 cores
+    assert default_threads(0) == 3
+    monkeypatch.undo()
     before = torch.get_num_threads()
     try:
         assert main(["data", "inspect", str(tmp_path / "notes.txt"), "--threads", "3"]) == 1  # after threads
         assert torch.get_num_threads() == 3 and os.environ["OMP_NUM_THREADS"] == "3"
+        assert main(["data", "inspect", str(tmp_path / "notes.txt"), "--threads", str(usable_cores() + 1)]) == 1
+        assert f"--threads {usable_cores() + 1} is more than the {usable_cores()} usable cores" in caplog.text
     finally:
         torch.set_num_threads(before)
 
@@ -125,8 +133,12 @@ def _imports_after(*argv: str) -> tuple[int, set[str], str]:
 @pytest.mark.parametrize("argv", [["--help"], ["--version"], ["evaluate", "--help"], ["train", "--help"],
                                   ["evaluate", "/no/such/folder"], ["query", "x.jpg", "--index", "."],
                                   ["evaluate", ".", "--size", "-5"], ["train", ".", "--lr", "abc"],
-                                  ["convert", "/no/such.mat", "--out", "x.safetensors"]])
+                                  ["convert", "/no/such.mat", "--out", "x.safetensors"],
+                                  ["export", "onnx", "--out", "."], ["evaluate", ".", "--output", "README.md/r.json"],
+                                  ["data", "convert", ".", "--out", "README.md"]])
 def test_help_version_and_argument_errors_import_no_heavy_library(argv):
     code, heavy, stderr = _imports_after(*argv)
     assert code in (0, 1, 2) and "Traceback" not in stderr
     assert not heavy, f"{argv} imported {heavy}"
+    if code == 1:  # a path error: one line naming the path
+        assert len(stderr.strip().splitlines()) == 1 and "ERROR" in stderr

@@ -16,7 +16,15 @@ from netvlad.cli.main import main
 from netvlad.eval.export import export_hloc
 from netvlad.models import ModelConfig, PlaceModel, Preprocessing, save_model
 from netvlad.train.config import TrainConfig, write_config
-from tests.data.helpers import pitts_struct, write_image, write_mat_classic
+from tests.data.helpers import (
+    PITTSBURGH,
+    gps_exif,
+    pitts_struct,
+    pittsburgh_utm,
+    write_dvgb,
+    write_image,
+    write_mat_classic,
+)
 
 KINDS = ("random", "empty", "truncated", "pickle", "other")
 SMALL = ["--workers", "0", "--no-progress", "--no-pretrained", "--pool", "max", "--resize", "fixed", "--size", "32",
@@ -91,6 +99,25 @@ def _index(valid, tmp_path):
     return folder
 
 
+def _exif_folder(bad, valid, tmp) -> str:
+    """A folder of GPS-tagged photos (``{database,queries}/``) in which ``bad`` is one database photo."""
+    root = bad.parents[1]
+    for side in ("database", "queries"):
+        write_image(root / side / "good.jpg", exif=gps_exif(*PITTSBURGH), fmt="JPEG")
+    return str(root)
+
+
+def _dvgb_folder(bad, valid, tmp) -> str:
+    """A DVGB dataset whose first database image is ``bad`` (a name the layout accepts)."""
+    root = bad.parents[3]
+    write_dvgb(root, pittsburgh_utm([[0, 0], [100, 0]]), pittsburgh_utm([[3, 0]]))
+    first = sorted(p for p in (root / "images" / "test" / "database").iterdir() if p != bad)[0]
+    first.unlink()  # ``bad`` stands in its place
+    return str(root)
+
+
+DVGB_NAME = "dvgb/images/test/database/@0585000.00@4511000.00@17@T@040.74000@-080.00000@@@@@@@@@.jpg"
+
 # (command id, file name, argv given the bad file's path and the test's folders)
 CASES = [
     ("evaluate --model", "m.safetensors", lambda p, v, t: ["evaluate", _dataset(v), "--model", str(p), *SMALL]),
@@ -109,6 +136,9 @@ CASES = [
       for ext in (".mat", ".csv")],
     *[(f"evaluate {ext}", f"dataset{ext}", lambda p, v, t: ["evaluate", str(p), *SMALL])
       for ext in (".mat", ".csv")],
+    ("evaluate EXIF folder (a photo)", "exif/database/x.jpg",
+     lambda p, v, t: ["evaluate", _exif_folder(p, v, t), *SMALL]),
+    ("evaluate DVGB folder (an image)", DVGB_NAME, lambda p, v, t: ["evaluate", _dvgb_folder(p, v, t), *SMALL]),
     ("export hloc --out (extended)", "feats.h5",
      lambda p, v, t: ["export", "hloc", _dataset(v), "--out", str(p), *SMALL]),
     ("query IMAGE", "photo.jpg", lambda p, v, t: ["query", str(p), "--index", str(_index(v, t)), "--workers", "0"]),
@@ -138,6 +168,7 @@ def test_wrong_file_is_one_error_line(case, kind, valid, tmp_path, caplog, capsy
     _, name, argv = case
     marker = tmp_path / "pwned"
     bad = tmp_path / name
+    bad.parent.mkdir(parents=True, exist_ok=True)
     write_bad(bad, kind, valid, marker)
     _assert_one_line_error(argv(bad, valid, tmp_path), bad, caplog, capsys, marker)
 

@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import save_file
 
 import netvlad
+from netvlad.errors import BadInputError
 from netvlad.models import ModelConfig, PlaceModel, Preprocessing, save_model
 from netvlad.nn import PCAWhitening
 from netvlad.train.clusters import init_from_descriptors
@@ -46,8 +47,9 @@ def test_save_load_is_bit_identical(tmp_path):
 def test_load_refuses_foreign_and_corrupt_files(tmp_path):
     foreign = tmp_path / "other.safetensors"
     save_file({"w": torch.zeros(2)}, str(foreign))
-    with pytest.raises(ValueError, match="not a netvlad checkpoint.*converters.convert"):
+    with pytest.raises(BadInputError, match="not a netvlad checkpoint.*netvlad.models.converters.convert") as caught:
         netvlad.load(foreign)
+    assert caught.value.path == foreign and "netvlad convert" in caught.value.hint  # the CLI's wording
     corrupt = tmp_path / "corrupt.safetensors"
     corrupt.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{garbage")
     with pytest.raises(ValueError, match="corrupt.safetensors: not a netvlad checkpoint"):

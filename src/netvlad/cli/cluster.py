@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from netvlad.cli.common import add_device_args, add_model_args, number
+from netvlad.cli.common import add_device_args, add_model_args, number, output
 from netvlad.cli.dataset_args import add_dataset_args
 from netvlad.cli.names import CLUSTER_DEFAULTS
 from netvlad.limits import COUNT, NON_NEGATIVE_INT
@@ -35,7 +35,7 @@ def register(subparsers) -> None:
                                    description="Sample local descriptors from the database images, k-means them "
                                                "(faiss) and set the NetVLAD centroids and α; writes a checkpoint.")
     add_dataset_args(parser)
-    parser.add_argument("--out", required=True, help="checkpoint to write (.safetensors)")
+    parser.add_argument("--out", required=True, type=output(), help="checkpoint to write (.safetensors)")
     add_model_args(parser)
     add_device_args(parser)
     d = CLUSTER_DEFAULTS

@@ -1,8 +1,7 @@
-"""Shared CLI pieces: checked argument types, threads, device choice, and a model from ``--model`` or
-``--backbone/--pool``.
+"""Shared CLI pieces: checked argument types, threads, device choice, and the model the arguments describe.
 
-Nothing heavy at module level: parsing arguments (and failing on them) never imports torch; the functions that
-need it import it when they run.
+The model comes from ``--model CKPT`` or ``--backbone/--pool``. Nothing heavy is imported at module level: parsing
+arguments (and failing on them) never imports torch; the functions that need it import it when they run.
 """
 
 from __future__ import annotations
@@ -56,6 +55,25 @@ def existing(kind: str = "path", what: str | None = None) -> Callable[[str], Pat
     return parse
 
 
+def output(kind: str = "file") -> Callable[[str], Path]:
+    """An argparse ``type`` for a ``"file"`` or ``"folder"`` to write: refused at once (as ``existing`` refuses a
+    missing input) when a folder stands where a file goes, or the other way round, or nothing can be written there.
+    """
+    def parse(text: str) -> Path:
+        path = Path(text).expanduser()
+        if kind == "file" and path.is_dir():
+            raise IsADirectoryError(f"{text}: is a folder; give the name of a file to write")
+        if kind == "folder" and path.exists() and not path.is_dir():
+            raise NotADirectoryError(f"{text}: is a file; give a folder to write into")
+        parent = next(p for p in (path.absolute(), *path.absolute().parents) if p.exists())
+        if parent != path.absolute() and (not parent.is_dir() or not os.access(parent, os.W_OK)):
+            raise PermissionError(f"{text}: cannot be written ({parent} is not a writable folder)")
+        return path
+
+    parse.__name__ = f"output {kind}"
+    return parse
+
+
 def usable_cores() -> int:
     """CPU cores this process may run on (its affinity mask, where the OS has one)."""
     try:
@@ -65,11 +83,14 @@ def usable_cores() -> int:
 
 
 def default_threads(workers: int = 0) -> int:
-    """Compute threads that do not oversubscribe: usable cores − 1 (the main process) − ``workers``, at least 1."""
-    return max(1, usable_cores() - 1 - workers)
+    """Compute threads that do not oversubscribe the machine: this process's share of the usable cores (torchrun
+    starts ``LOCAL_WORLD_SIZE`` processes per machine) less one for the main thread's other work and one per
+    DataLoader worker, at least 1."""
+    processes = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+    return max(1, usable_cores() // processes - 1 - workers)
 
 
-THREADS_RULE = "usable cores − 1 − --workers, at least 1"
+THREADS_RULE = "usable cores (÷ torchrun processes) − 1 − --workers, at least 1"
 
 
 def add_threads_arg(parser: argparse.ArgumentParser) -> None:

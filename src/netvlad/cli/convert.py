@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from netvlad.cli.common import number
+from netvlad.cli.common import number, output
 from netvlad.cli.names import CONVERTERS, PUBLISHED
 from netvlad.limits import COUNT
 
@@ -31,7 +31,7 @@ def register(subparsers) -> None:
                     "descriptors equal the source's. SRC is a file, or a published model name: "
                     + ", ".join(PUBLISHED) + ".")
     parser.add_argument("src", metavar="SRC", type=source_file, help="file to convert, or a published model name")
-    parser.add_argument("--out", required=True, help="checkpoint to write (.safetensors)")
+    parser.add_argument("--out", required=True, type=output(), help="checkpoint to write (.safetensors)")
     parser.add_argument("--from", dest="source", choices=CONVERTERS, help="source format (default: detect)")
     parser.add_argument("--backbone", help="encoder, when the file cannot tell (pytorch-NetVlad: vgg16|alexnet)")
     parser.add_argument("--num-clusters", type=number(COUNT), help="K, checked against the file")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from netvlad.cli.common import number
+from netvlad.cli.common import number, output
 from netvlad.cli.dataset_args import add_dataset_args
 from netvlad.constants import EVAL_RADIUS_M
 from netvlad.limits import NON_NEGATIVE_INT, POSITIVE
@@ -26,7 +26,8 @@ def register(subparsers) -> None:
     inspect.set_defaults(func=run_inspect)
     convert = commands.add_parser("convert", help="write a dataset in the DVGB layout (symlinks or copies)")
     add_dataset_args(convert)
-    convert.add_argument("--out", required=True, help="output folder (images/<split>/{database,queries})")
+    convert.add_argument("--out", required=True, type=output("folder"),
+                         help="output folder (images/<split>/{database,queries})")
     convert.add_argument("--copy", action="store_true", help="copy the images instead of symlinking them")
     convert.add_argument("--out-split", default=None, help="split folder to write (default: --split, else test)")
     convert.set_defaults(func=run_convert)

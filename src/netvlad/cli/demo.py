@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from netvlad.cli.common import existing, number
+from netvlad.cli.common import existing, number, output
 from netvlad.cli.names import DEMO_PRESETS
 from netvlad.limits import NON_NEGATIVE_INT
 
@@ -41,8 +41,8 @@ def register(subparsers) -> None:
     parser.add_argument("--queries", help="--data sequences: query sub-folder (e.g. winter)")
     parser.add_argument("--frame-tolerance", type=number(NON_NEGATIVE_INT), metavar="K",
                         help="--data sequences: ±K frames are correct")
-    parser.add_argument("--out", default="netvlad-demo", help="output folder: city/, clusters/, run/, "
-                        "evaluation/, report/, steps/ (default: netvlad-demo)")
+    parser.add_argument("--out", default="netvlad-demo", type=output("folder"), help="output folder: city/, "
+                        "clusters/, run/, evaluation/, report/, steps/ (default: netvlad-demo)")
     parser.add_argument("--preset", default="default", choices=DEMO_PRESETS, help="tiny: a seconds-long check")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, mps or auto (default)")
     parser.add_argument("--seed", type=number(NON_NEGATIVE_INT), default=None,

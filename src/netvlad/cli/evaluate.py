@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from netvlad.cli.common import add_device_args, add_model_args, number
+from netvlad.cli.common import add_device_args, add_model_args, number, output
 from netvlad.cli.dataset_args import add_dataset_args
 from netvlad.cli.names import INDEX_KINDS
 from netvlad.cli.protocol_args import add_protocol_args, check_protocol_args, group_table
@@ -189,7 +189,7 @@ def register(subparsers) -> None:
     group.add_argument("--radius", type=number(POSITIVE), default=None,
                        help=f"metres within which a database image is correct (default {EVAL_RADIUS_M:g})")
     group.add_argument("--recall", type=parse_ns, default=(1, 5, 10, 20), help="N values, e.g. 1,5,10,20")
-    group.add_argument("--output", type=Path, default=None,
+    group.add_argument("--output", type=output(), default=None,
                        help="results JSON; the CSV, Recall@N PNG and retrieval picture go beside it")
     group.add_argument("--no-pictures", action="store_true", help="skip the retrieval picture")
     parser.set_defaults(func=run)

@@ -7,7 +7,7 @@ import logging
 import os
 from pathlib import Path
 
-from netvlad.cli.common import add_device_args, add_model_args, existing, number
+from netvlad.cli.common import add_device_args, add_model_args, existing, number, output
 from netvlad.cli.dataset_args import add_dataset_args
 from netvlad.cli.evaluate import add_cluster_images_arg
 from netvlad.cli.names import MODEL_EXPORTERS
@@ -43,6 +43,7 @@ def hloc(args: argparse.Namespace) -> int:
     root = Path(args.names_root or os.path.commonpath([str(images.root) for images in lists]))
     model = model_from_args(args)
     cluster_if_off_the_shelf(model, lists[0].paths(), args, device)
+    written = 0
     for i, images in enumerate(lists):
         store = args.store / f"part{i}" if args.store else None
         descriptors, valid, _ = describe(model, images, store, skip_bad=args.skip_bad, batch_size=args.batch_size,
@@ -53,7 +54,8 @@ def hloc(args: argparse.Namespace) -> int:
                                 hint="choose --names-root above them")
         export_hloc([n for n, ok in zip(names, valid, strict=True) if ok], descriptors[valid], args.out,
                     overwrite=i == 0 and args.overwrite)
-    print(f"wrote global descriptors of {sum(len(x) for x in lists)} images to {args.out} (names relative to {root})")
+        written += int(valid.sum())
+    print(f"wrote global descriptors of {written} images to {args.out} (names relative to {root})")
     return 0
 
 
@@ -88,7 +90,7 @@ def register(subparsers) -> None:
     add_dataset_args(parser)
     add_model_args(parser)
     add_device_args(parser)
-    parser.add_argument("--out", type=Path, required=True, help="HDF5 file (e.g. global-feats-netvlad.h5)")
+    parser.add_argument("--out", type=output(), required=True, help="HDF5 file (e.g. global-feats-netvlad.h5)")
     parser.add_argument("--names-root", default=None, metavar="DIR",
                         help="names are relative to this folder (default: the common parent of all images)")
     parser.add_argument("--store", type=Path, default=None, help="keep descriptors here (resumable)")
@@ -98,7 +100,7 @@ def register(subparsers) -> None:
     for name in MODEL_EXPORTERS:
         parser = sub.add_parser(name, help=f"the whole model as {name} (dynamic batch and image size)")
         add_model_args(parser)
-        parser.add_argument("--out", type=Path, required=True, help=f"{name} file to write")
+        parser.add_argument("--out", type=output(), required=True, help=f"{name} file to write")
         parser.add_argument("--height", type=number(COUNT), default=480,
                             help="example height traced in pixels (any size runs)")
         parser.add_argument("--width", type=number(COUNT), default=640,

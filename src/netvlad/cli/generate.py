@@ -6,7 +6,7 @@ import argparse
 import logging
 import os
 
-from netvlad.cli.common import number
+from netvlad.cli.common import number, output
 from netvlad.cli.names import CITY_SIZES
 from netvlad.limits import NON_NEGATIVE_INT
 
@@ -18,7 +18,7 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser("generate", help="generate the synthetic geo-tagged city (a DVGB dataset)",
                                    description="Render a procedural city (day database; dusk, night, winter, "
                                                "autumn, rain and fog queries) into train/val/test splits.")
-    parser.add_argument("--out", required=True, help="output folder (the dataset root)")
+    parser.add_argument("--out", required=True, type=output("folder"), help="output folder (the dataset root)")
     parser.add_argument("--seed", type=number(NON_NEGATIVE_INT), default=0, help="city seed (default 0)")
     parser.add_argument("--size", default="default", choices=CITY_SIZES,
                         help="city size: tiny (tests), small (768 images), default (the demo), large (20,961 images)")

@@ -7,7 +7,7 @@ import json
 import logging
 from pathlib import Path
 
-from netvlad.cli.common import add_device_args, add_model_args, existing, number
+from netvlad.cli.common import add_device_args, add_model_args, existing, number, output
 from netvlad.cli.dataset_args import add_dataset_args
 from netvlad.cli.evaluate import (
     add_cluster_images_arg,
@@ -113,7 +113,8 @@ def register(subparsers) -> None:
     add_model_args(parser)
     add_device_args(parser)
     add_index_args(parser)
-    parser.add_argument("--out", type=Path, required=True, help="index folder to write (a rerun continues)")
+    parser.add_argument("--out", type=output("folder"), required=True,
+                        help="index folder to write (a rerun continues)")
     parser.add_argument("--dtype", default="float32", choices=("float32", "float16"), help="stored descriptor type")
     add_cluster_images_arg(parser)
     parser.set_defaults(func=build)

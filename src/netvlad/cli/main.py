@@ -63,18 +63,27 @@ def report(error: BaseException) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``netvlad ARGV``: 0 on success, 1 on bad input (one ERROR line), 2 on a usage error."""
     parser = build_parser()
+    level = logger.level  # restored on return: tests call main() many times in one process
     try:
-        args = parser.parse_args(argv)
-    except OSError as error:  # an input path that does not exist, found while parsing (common.existing)
-        setup_logging(0, False)
-        report(error)
-        return 1
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
-    level = logger.level
-    setup_logging(args.verbose, args.quiet)
+        try:
+            args = parser.parse_args(argv)
+        except OSError as error:  # an input or output path refused while parsing (common.existing, common.output)
+            setup_logging(0, False)
+            report(error)
+            return 1
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 2
+        setup_logging(args.verbose, args.quiet)
+        return run(args)
+    finally:
+        logger.setLevel(level)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Set the threads and run the chosen command; bad input becomes one ERROR line and exit code 1."""
     try:
         set_threads(args.threads, getattr(args, "workers", 0) or 0)
         return int(args.func(args) or 0)
@@ -86,8 +95,6 @@ def main(argv: list[str] | None = None) -> int:
             raise
         report(error)
         return 1
-    finally:
-        logger.setLevel(level)
 
 
 if __name__ == "__main__":

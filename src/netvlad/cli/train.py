@@ -10,7 +10,7 @@ import types
 import typing
 from pathlib import Path
 
-from netvlad.cli.common import existing, number
+from netvlad.cli.common import existing, number, output
 from netvlad.cli.dataset_args import add_dataset_args
 from netvlad.errors import BadInputError
 from netvlad.files import atomic_write
@@ -133,7 +133,8 @@ def register(subparsers) -> None:
         description="Train NetVLAD as the paper does: k-means cluster init, then SGD on the triplet ranking "
                     "loss with hard negatives mined from a descriptor cache. Resumable; runs under torchrun.")
     add_dataset_args(parser, optional=True)  # --resume reads it from the run folder
-    parser.add_argument("--out", default="runs/train", help="run folder (config, logs, checkpoints)")
+    parser.add_argument("--out", default="runs/train", type=output("folder"),
+                        help="run folder (config, logs, checkpoints)")
     parser.add_argument("--config", type=existing("file", "config file"),
                         help="YAML or TOML file of training options (flags override it)")
     parser.add_argument("--resume", metavar="RUN_DIR", type=existing("folder", "run folder"),

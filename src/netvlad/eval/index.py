@@ -18,6 +18,7 @@ import numpy as np
 
 from netvlad.errors import BadInputError
 from netvlad.eval.search import as_float32, iter_chunks, plan_search, rerank
+from netvlad.limits import COUNT, NON_NEGATIVE_INT
 
 logger = logging.getLogger(__name__)
 
@@ -52,10 +53,13 @@ class IndexConfig:
 
     def __post_init__(self) -> None:
         if self.kind not in INDEX_KINDS:
-            raise ValueError(f"unknown index kind {self.kind!r}; known: {', '.join(sorted(INDEX_KINDS))}")
-        for name in ("nprobe", "ef_search", "hnsw_m", "nbits", "rerank"):
-            if getattr(self, name) < (0 if name == "rerank" else 1):
-                raise ValueError(f"index setting {name} must be ≥ 1, got {getattr(self, name)}")
+            raise BadInputError(f"unknown index kind {self.kind!r}; known: {', '.join(sorted(INDEX_KINDS))}")
+        for name in ("nlist", "m", "train_size"):  # None: derived from the data
+            if getattr(self, name) is not None:
+                COUNT.check(f"IndexConfig.{name}", getattr(self, name))
+        for name in ("nbits", "nprobe", "opq_iterations", "hnsw_m", "ef_construction", "ef_search"):
+            COUNT.check(f"IndexConfig.{name}", getattr(self, name))
+        NON_NEGATIVE_INT.check("IndexConfig.rerank", self.rerank)
 
     def lists(self, n: int) -> int:
         """Inverted lists for ``n`` database rows: ``nlist`` or √n, at most n/39 (faiss's k-means minimum)."""

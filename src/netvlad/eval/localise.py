@@ -210,6 +210,9 @@ def build_place_index(model: PlaceModel, images: ImageList, folder: Path | str, 
                              progress=progress, desc="database")
     store.require_complete()
     rows = np.flatnonzero(store.valid())
+    if len(rows) == 0:
+        raise BadInputError(f"{images.root}: none of the {len(images)} images could be decoded (all skipped); "
+                            "nothing to index", path=images.root)
     index = None if index_config.kind == "flat" else build_index(store.descriptors, index_config,
                                                                    valid=store.valid(), max_memory=max_memory)
     # the caller's model stays where it is: fingerprint and save_model read its tensors as CPU copies

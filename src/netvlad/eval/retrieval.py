@@ -12,6 +12,7 @@ import torch
 
 from netvlad.constants import EVAL_RADIUS_M
 from netvlad.data.dataset import GeoDataset, ImageList
+from netvlad.errors import BadInputError
 from netvlad.eval.extract import extract_to_store, iter_descriptors, raise_decode_error
 from netvlad.eval.index import EXACT, IndexConfig, build_index, search_rows
 from netvlad.eval.panorama import first_per_group
@@ -148,6 +149,10 @@ def evaluate(model: PlaceModel, dataset: GeoDataset, *, radius: float = EVAL_RAD
                                     desc="database", **common)
     q, q_valid, q_bad = describe(model, dataset.queries, store_dir and store_dir / "queries", desc="queries",
                                  **common)
+    for images, valid, what in ((dataset.database, db_valid, "database"), (dataset.queries, q_valid, "query")):
+        if len(valid) and not valid.any():
+            raise BadInputError(f"{images.root}: none of the {len(valid)} {what} images could be decoded (all "
+                                "skipped); nothing to evaluate", path=images.root)
     groups = dataset.database.times.astype(np.int64) if dataset.meta.get("panoramas") else None
     result = evaluate_descriptors(db, q, dataset.positives(radius), ns, index_config, db_valid, q_valid, k,
                                   groups=groups, max_memory=max_memory)

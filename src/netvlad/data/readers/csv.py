@@ -2,7 +2,7 @@
 
 ``split`` is ``database`` or ``query`` (also ``db``/``queries``); an optional ``time`` (or ``pano``) column marks
 captures excluded from training positives; an optional ``condition`` column (day, night, winter...) labels queries
-for Recall@N per condition. Paths are relative to ``--image-root`` (default: the CSV's folder).
+for Recall@N per condition. Paths are relative to ``image_root`` (default: the CSV's folder).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""A folder of photos whose EXIF carries GPS: ``<root>/{database,queries}/`` (or named with --database/--queries),
+"""A folder of photos whose EXIF carries GPS: ``<root>/{database,queries}/`` (or named with ``database``/``queries``),
 or a single folder of photos (all database, no queries). Lat/lon go to UTM with the ``utm`` package; all photos
-must lie in one UTM zone (or ``--skip-bad`` keeps the majority zone).
+must lie in one UTM zone (or ``skip_bad=True`` keeps the majority zone).
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 Fields (as in the official ``dbBase.m``): whichSet, dbImageFns, utmDb (2×N), qImageFns, utmQ (2×Q), numImages,
 numQueries, posDistThr, posDistSqThr, nonTrivPosDistSqThr, and dbTimeStamp / qTimeStamp for Tokyo TM. Image file
-names are relative to an image root (``--image-root``, default the .mat's folder); database and query folders
-under it are found by probing the first file name (or named with ``--database`` / ``--queries``).
+names are relative to an image root (``image_root``, default the .mat's folder); database and query folders
+under it are found by probing the first file name (or named with ``database`` / ``queries``).
 """
 
 from __future__ import annotations

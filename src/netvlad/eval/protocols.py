@@ -120,7 +120,7 @@ def check_dataset(protocol: Protocol, dataset: GeoDataset) -> None:
     others = [p for p in PROTOCOLS.values() if p.hint and p.hint != protocol.hint and p.hint in dataset.name.lower()
               and protocol.hint not in dataset.name.lower() and len(p.hint) > 2]
     if others:
-        raise BadInputError(f"{where}: the name says {others[0].name}, not {protocol.name}; use --protocol "
+        raise BadInputError(f"{where}: the name says {others[0].name}, not {protocol.name}; use protocol "
                             f"{others[0].name}")
 
 

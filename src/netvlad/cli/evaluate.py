@@ -78,8 +78,8 @@ def artefact_paths(output: Path) -> dict[str, Path]:
 def run(args: argparse.Namespace) -> int:
     from netvlad.data.conditions import query_conditions  # noqa: PLC0415
     from netvlad.eval import protocol_eval  # noqa: PLC0415
-    from netvlad.eval.protocols import get_protocol  # noqa: PLC0415
     from netvlad.eval.report import condition_recall, condition_table  # noqa: PLC0415
+    from netvlad.protocols import get_protocol  # noqa: PLC0415
 
     device = pick_device(args.device)
     protocol = get_protocol(args.protocol) if args.protocol else None

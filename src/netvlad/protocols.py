@@ -2,7 +2,8 @@
 
 Each :class:`Protocol` is a frozen record; :func:`check_dataset` refuses a dataset of another shape (wrong format,
 no panoramas, other cities) and :func:`count_differences` names counts that differ from the published ones. Pure:
-no model, no files.
+no model, no files; it imports only ``netvlad.constants`` and ``netvlad.errors``, so the CLI can list the protocols
+without loading torch (running one lives in ``netvlad.eval.protocol_eval``).
 """
 
 from __future__ import annotations

@@ -53,3 +53,12 @@ def test_generated_city_conditions_come_from_the_names():
         name = dvgb_name(500_000.0, 4_000_000.0, (17, "T"), capture=f"q00012_{condition}")
         assert condition_from_name(f"test/queries/{name}") == condition
     assert condition_from_name("db00001@.jpg") is None and condition_from_name("Image010.jpg") is None
+
+
+def test_png_cutouts_of_the_release_are_found(tmp_path):
+    db_names, db_utm, q_names, q_utm = tokyo_tree(tmp_path, "247query_v3")
+    for name in db_names:  # database_gsv_vga holds .png files; the dbStruct names them .jpg
+        (tmp_path / name).rename((tmp_path / name).with_suffix(".png"))
+    data = open_dataset(write_mat_classic(tmp_path / "tokyo247.mat", pitts_struct(db_names, db_utm, q_names, q_utm)))
+    assert data.database.names[0] == "03814/381400_000.png" and all(p.is_file() for p in data.database.paths())
+    assert data.meta["panoramas"]

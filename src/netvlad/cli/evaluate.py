@@ -115,9 +115,9 @@ def run(args: argparse.Namespace) -> int:
     from netvlad.cli.dataset_args import dataset_from_args
     from netvlad.data.conditions import query_conditions
     from netvlad.eval import protocol_eval
-    from netvlad.eval.protocols import get_protocol
     from netvlad.eval.report import condition_recall, condition_table
     from netvlad.eval.retrieval import evaluate
+    from netvlad.protocols import get_protocol
 
     device = pick_device(args.device)
     protocol = get_protocol(args.protocol) if args.protocol else None

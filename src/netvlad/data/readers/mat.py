@@ -19,7 +19,7 @@ import scipy.io
 from netvlad.data.dataset import GeoDataset, ImageList
 from netvlad.data.readers.common import DatasetError, Skips, check_files
 from netvlad.data.readers.registry import ReadOptions, register_reader
-from netvlad.data.readers.tokyo import CUTOUTS_PER_PANORAMA, is_tokyo247, tokyo_meta
+from netvlad.data.readers.tokyo import CUTOUTS_PER_PANORAMA, is_tokyo247, png_names, tokyo_meta
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ REQUIRED = ("dbImageFns", "utmDb", "qImageFns", "utmQ")
 KNOWN = REQUIRED + ("whichSet", "numImages", "numQueries", "posDistThr", "posDistSqThr", "nonTrivPosDistSqThr",
                     "dbTimeStamp", "qTimeStamp")
 DB_FOLDERS = ("", "images", "database", "db")
-QUERY_FOLDERS = ("queries_real", "queries", "query", "247query_v3", "images", "")
+QUERY_FOLDERS = ("queries_real", "queries", "query", "247query_v3", "247query_subset_v2", "images", "")
 
 
 def detect(path: Path, options: ReadOptions) -> bool:
@@ -149,7 +149,10 @@ def image_list(path: Path, fields: dict, side: str, options: ReadOptions, skips:
         skips.bad(f"{path}: {side}ImageFns {names[i]}", "position is NaN", "fix utm in the .mat")
     image_root = options.image_root or path.parent
     named = options.database if side == "db" else options.queries
-    root = find_root(image_root, names, named, DB_FOLDERS if side == "db" else QUERY_FOLDERS)
+    candidates = DB_FOLDERS if side == "db" else QUERY_FOLDERS
+    if panoramas:
+        names = png_names(image_root, names, named, candidates)
+    root = find_root(image_root, names, named, candidates)
     keep &= check_files(root, names, skips)
     idx = np.flatnonzero(keep)
     return ImageList(root, tuple(names[i] for i in idx), utm[idx], None, None if times is None else times[idx])

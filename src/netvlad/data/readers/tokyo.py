@@ -31,6 +31,20 @@ def is_tokyo247(path: Path, query_names: list[str]) -> bool:
     return "tokyo247" in path.stem.lower() or any(QUERY_SET.search(n) for n in query_names[:20])
 
 
+def png_names(image_root: Path, names: list[str], named: str | None, candidates: tuple[str, ...]) -> list[str]:
+    """``names`` with ``.png`` for ``.jpg`` where the files are PNG: the dbStruct lists ``.jpg`` cut-outs, the
+    released ``database_gsv_vga`` archives hold ``.png`` files of the same names."""
+    if not names or Path(names[0]).suffix.lower() != ".jpg":
+        return names
+    folders = [image_root / named] if named else [image_root / c for c in candidates]
+    first = Path(names[0])
+    if any((f / first).is_file() for f in folders) or not any((f / first.with_suffix(".png")).is_file()
+                                                             for f in folders):
+        return names
+    logger.info("%s: the dbStruct lists .jpg database images, the files are .png; reading the .png files", image_root)
+    return [str(Path(n).with_suffix(".png")) if n.lower().endswith(".jpg") else n for n in names]
+
+
 def query_set(query_names: list[str], query_root: Path) -> str | None:
     """The query-set version (``247query_subset_v2``, ``247query_v3``...) from the names or their folder."""
     for text in (query_names[0] if query_names else "", query_root.as_posix()):

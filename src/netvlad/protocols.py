@@ -2,7 +2,8 @@
 
 Each :class:`Protocol` is a frozen record; :func:`check_dataset` refuses a dataset of another shape (wrong format,
 no panoramas, other cities) and :func:`count_differences` names counts that differ from the published ones. Pure:
-no model, no files.
+no model, no files; it imports only ``netvlad.constants`` and ``netvlad.errors``, so the CLI can list the protocols
+without loading torch (running one lives in ``netvlad.eval.protocol_eval``).
 """
 
 from __future__ import annotations
@@ -120,7 +121,7 @@ def check_dataset(protocol: Protocol, dataset: GeoDataset) -> None:
     others = [p for p in PROTOCOLS.values() if p.hint and p.hint != protocol.hint and p.hint in dataset.name.lower()
               and protocol.hint not in dataset.name.lower() and len(p.hint) > 2]
     if others:
-        raise BadInputError(f"{where}: the name says {others[0].name}, not {protocol.name}; use --protocol "
+        raise BadInputError(f"{where}: the name says {others[0].name}, not {protocol.name}; use protocol "
                             f"{others[0].name}")
 
 

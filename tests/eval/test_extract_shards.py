@@ -44,8 +44,9 @@ def test_unfinished_store_refuses_another_plan_and_a_finished_one_is_read(tmp_pa
     names = write_images(tmp_path / "img", 4)
     extract_to_store(tiny_model, tmp_path / "img", names, tmp_path / "s", shard=Shard(0, 2))
     for shard in (Shard(0, 3), None):  # another shard count, or one process, before shard 1 of 2 has run
-        with pytest.raises(BadInputError, match=r"planned for 2 shard\(s\).*--shard I/2"):
+        with pytest.raises(BadInputError, match=r"planned for 2 shard\(s\).*Shard\(i, 2\)") as caught:
             extract_to_store(tiny_model, tmp_path / "img", names, tmp_path / "s", shard=shard)
+        assert "--shard I/2" in caught.value.hint and caught.value.path.name == "store.json"
     extract_to_store(tiny_model, tmp_path / "img", names, tmp_path / "s", shard=Shard(1, 2))
     store = extract_to_store(tiny_model, tmp_path / "img", names, tmp_path / "s")  # complete: any reader
     assert store.complete and store.num_done == 4

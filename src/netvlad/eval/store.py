@@ -175,9 +175,10 @@ class DescriptorStore:
         if shard.count != self.shards and not self.complete:
             raise BadInputError(
                 f"{self.folder}: store planned for {self.shards} shard(s) ({self.num_done} of {len(self)} rows "
-                f"done) but this run has {shard.count}; continue with {self.shards} processes (torchrun "
-                f"--nproc_per_node {self.shards}, or --shard I/{self.shards}), or delete the folder",
-                path=self.folder / "store.json")
+                f"done) but this run has {shard.count}; finish it with shard=Shard(i, {self.shards}) for each i "
+                "(or a process group of that size), or delete the folder", path=self.folder / "store.json",
+                hint=f"run `netvlad extract` under torchrun --nproc_per_node {self.shards}, or with --shard "
+                     f"I/{self.shards} for each I")
 
     def pending_in(self, shard: Shard) -> np.ndarray:
         """Rows of ``shard`` still to extract."""

@@ -8,11 +8,12 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from netvlad.parallel import DistInfo, all_sum, barrier, init_distributed, raise_together, shutdown
+from netvlad.parallel import DistInfo, all_sum, barrier, broadcast_module, init_distributed, raise_together, shutdown
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DistInfo", "all_sum", "barrier", "gather_rows", "init_distributed", "raise_together", "shard", "shutdown"]
+__all__ = ["DistInfo", "all_sum", "barrier", "broadcast_module", "gather_rows", "init_distributed", "raise_together",
+           "shard", "shutdown"]
 
 
 def shard(count: int, info: DistInfo) -> np.ndarray:

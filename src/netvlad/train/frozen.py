@@ -51,9 +51,12 @@ def _compute(model: PlaceModel, paths: Sequence[Path], batch_size: int, workers:
     pre = model.config.preprocessing
     loader = ImageLoader(ImageDataset(paths, pre.resize, pre.size), batch_size=batch_size, num_workers=workers,
                          collate_fn=collate_images)
-    stages, out = frozen_stages(model).eval(), []
+    stages, out, done, step = frozen_stages(model).eval(), [], 0, max(1000, len(paths) // 10)
     for _, images, _ in tqdm(loader, desc="frozen features", disable=not progress, unit="batch", leave=False):
         out.append(stages(model.normalize(images.to(device))).float().cpu().numpy())
+        done += len(images)
+        if done // step > (done - len(images)) // step:  # minutes pass at 10⁴ images: say where it stands
+            logger.info("frozen features: %d of %d images", done, len(paths))
     return np.concatenate(out)
 
 

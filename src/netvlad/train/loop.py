@@ -20,7 +20,7 @@ from netvlad.train.cache import ExtractOptions, build_cache, extract_sharded
 from netvlad.train.checkpoint import RunState
 from netvlad.train.clusters import initialize_clusters
 from netvlad.train.config import TrainConfig, write_config
-from netvlad.train.distributed import DistInfo, all_sum, barrier, init_distributed, shutdown
+from netvlad.train.distributed import DistInfo, all_sum, barrier, broadcast_module, init_distributed, shutdown
 from netvlad.train.frozen import FrozenFeatures, compute_frozen
 from netvlad.train.logs import RunLog
 from netvlad.train.refresh import MiningInputs, mine_chunk
@@ -265,7 +265,10 @@ def finish(run: Run, state: RunState) -> Path:
             paths = [paths[i] for i in np.sort(keep)]
         descriptors = extract_sharded(model, paths, run.info, run.extraction, desc="whitening")
         whitening = PCAWhitening(model.pool.output_dim, run.config.whitening_dim)
-        model.set_whitening(whitening.fit(torch.from_numpy(descriptors)).to(run.device))
+        if run.info.is_main:  # one fit, shared: the float64 n×n Gram + eigh took minutes per rank at 7,570 images
+            whitening.fit(torch.from_numpy(descriptors))
+        broadcast_module(whitening, run.info)
+        model.set_whitening(whitening.to(run.device))
     out = run.run_dir / "model.safetensors"
     if run.info.is_main:
         save_model(model, out, extra={"best_epoch": state.best_epoch, "history": state.history})

@@ -54,6 +54,16 @@ def test_demo_writes_report_and_prints_table(demo):
             assert image.width > 100 and image.height > 100
     assert all(f"| {m} |" in index for m in METHODS)
     assert set(results["timings"]) == {"data", "clusters", "training", "evaluation", "report", "total"}
+    # Recall@N per query condition (the city's names carry them): the counts add up and pool back to the whole
+    for method in METHODS:
+        entry = results["methods"][method]
+        per = entry["recall_by_condition"]
+        assert set(per) <= {"dusk", "night", "winter", "autumn", "rain", "fog"} and len(per) > 1
+        total = sum(c["num_queries"] for c in per.values())
+        assert total == entry["num_queries"]
+        pooled = sum(c["recall"]["1"] * c["num_queries"] for c in per.values()) / total
+        assert abs(pooled - entry["recall"]["1"]) < 1e-6
+    assert "## Recall@N per query condition" in index
 
 
 def _run(out, *flags):

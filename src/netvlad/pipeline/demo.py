@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from netvlad.data.conditions import query_conditions
 from netvlad.eval import EvalResult
 from netvlad.eval.plots import plot_recall, retrieval_picture
 from netvlad.models import ModelConfig, PlaceModel, Preprocessing, load, save_model
@@ -215,13 +216,14 @@ def run_demo(config: DemoConfig, out_dir: Path | str, device: torch.device | str
     with timer.step("report"):
         pictures = picture_step(config, data, results, methods, run_dir, folder)
     table = report.recall_table(results)
+    by_condition = report.conditions_by_method(results, query_conditions(data.test))
     report.write_results(folder / "results.json", results, localised, {
         "table": table, "data": data.source, "test_set": repr(data.test), "config": config.to_dict(),
         "seed": config.seed, "timings": timer.steps | {"total": timer.total()}, "run_dir": str(run_dir),
-        "device": str(device), "torch_threads": torch.get_num_threads()})
+        "device": str(device), "torch_threads": torch.get_num_threads()}, by_condition)
     report.write_index(folder / "index.md", "NetVLAD demo report",
                        report.sections(config, data, results, localised, pictures, timer.steps,
-                                       load(trained.final).output_dim if trained.final else None))
+                                       load(trained.final).output_dim if trained.final else None, by_condition))
     logger.debug("Recall@N on the test set:\n%s", table)  # the CLI prints it
     logger.info("demo finished in %.1f s (%.1f CPU s); report: %s", timer.total()["wall_s"],
                 timer.total()["cpu_s"], folder / "index.md")

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from netvlad.eval import EvalResult
+from netvlad.eval.report import condition_recall
 from netvlad.pipeline.compare import Localisation
 
 logger = logging.getLogger(__name__)
@@ -27,6 +28,25 @@ def recall_table(results: Mapping[str, EvalResult], ns: Sequence[int] = (1, 5, 1
         lines = [f"{'method':<{width}} {'dim':>6} " + " ".join(f"{'R@' + str(n):>6}" for n in ns)]
         lines += [f"{label:<{width}} {r.descriptor_dim:>6} " + " ".join(f"{r.recall[n]:6.1f}" for n in ns)
                   for label, r in results.items()]
+    return "\n".join(lines)
+
+
+def conditions_by_method(results: Mapping[str, EvalResult], conditions: Sequence[str] | None) -> dict[str, dict]:
+    """``{method: {condition: {"num_queries", "recall": {N: percent}}}}``; empty without condition labels."""
+    if not conditions:
+        return {}
+    return {label: condition_recall(r, conditions) for label, r in results.items()}
+
+
+def condition_markdown(by_method: Mapping[str, Mapping[str, dict]], ns: Sequence[int] = (1, 5)) -> str:
+    """Markdown: one row per query condition (with its query count), Recall@N of each method in the columns."""
+    labels = list(by_method)
+    conditions = list(next(iter(by_method.values())))
+    head = "| condition | queries | " + " | ".join(f"{label} R@{n}" for label in labels for n in ns) + " |"
+    lines = [head, "|---|---:|" + "---:|" * (len(labels) * len(ns))]
+    for c in conditions:
+        cells = [f"{by_method[label][c]['recall'][n]:.1f}" for label in labels for n in ns]
+        lines.append(f"| {c} | {by_method[labels[0]][c]['num_queries']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -69,10 +89,12 @@ def plot_training(events: Sequence[dict], path: Path, window: int = 10) -> Path:
 
 
 def write_results(path: Path, results: Mapping[str, EvalResult], localised: Sequence[Localisation],
-                  extra: dict) -> Path:
-    """``results.json``: Recall@N per method, localisations, and ``extra`` (config, data, timings)."""
-    data = {"methods": {label: r.summary(label) for label, r in results.items()},
-            "localisation": [vars(item) for item in localised], **extra}
+                  extra: dict, by_condition: Mapping[str, dict] | None = None) -> Path:
+    """``results.json``: Recall@N per method (and per query condition), localisations, and ``extra``."""
+    methods = {label: r.summary(label) for label, r in results.items()}
+    for label, per in (by_condition or {}).items():
+        methods[label]["recall_by_condition"] = per
+    data = {"methods": methods, "localisation": [vars(item) for item in localised], **extra}
     path.write_text(json.dumps(data, indent=1, default=str) + "\n")
     return path
 
@@ -103,15 +125,18 @@ def timing_table(steps: Mapping[str, Mapping[str, float]]) -> str:
 
 def sections(config, data, results: Mapping[str, EvalResult], localised: Sequence[Localisation],
              pictures: Mapping[str, str], steps: Mapping[str, Mapping[str, float]],
-             whitening_dim: int | None = None) -> list[tuple[str, str]]:
+             whitening_dim: int | None = None, by_condition: Mapping[str, dict] | None = None
+             ) -> list[tuple[str, str]]:
     """The (heading, Markdown body) sections of the demo's index.md."""
     tc = config.train_config
     test = data.test
     whitening = f"; PCA whitening to {whitening_dim} dims fitted on the training database" if whitening_dim else ""
+    per_condition = [("Recall@N per query condition", condition_markdown(by_condition))] if by_condition else []
     return [
         ("Data", f"{data.source}.\n\nTest set: {len(test.database)} database images, {len(test.queries)} queries; "
                  f"a retrieved image is correct within {config.radius:g} m of the query."),
         ("Recall@N on the test set", recall_table(results, markdown=True) + "\n\n![Recall@N](recall.png)"),
+        *per_condition,
         ("Training", f"MobileNetV2 (ImageNet) + NetVLAD, K = {tc.num_clusters}, input {tc.size[0]}×{tc.size[1]}; "
                      f"clusters from k-means on {tc.cluster_descriptors} local descriptors; triplet ranking loss "
                      f"(margin {tc.margin}) with {tc.num_negatives} hard negatives mined from a descriptor cache "

@@ -162,3 +162,4 @@ def test_help_documents_torchrun_and_shard(capsys):
         main(["extract", "--help"])
     text = capsys.readouterr().out
     assert "torchrun --nproc_per_node" in text and "--shard I/N" in text
+    assert "evaluate (--store DIR), index build (its OUT/descriptors) and export hloc" in text

@@ -1,6 +1,7 @@
-"""`netvlad extract`: two torchrun processes (gloo, CPU) write the bytes one process writes, survive a killed
-rank, and bad input (shard text, plan, missing shared folder) gets a clear error."""
+"""`netvlad extract` (and `evaluate` through it): two torchrun processes (gloo, CPU) write the bytes one process
+writes, survive a killed rank, and bad input (shard text, plan, missing shared folder) gets a clear error."""
 
+import logging
 import os
 import shutil
 import signal
@@ -46,11 +47,11 @@ def _bytes(store):
             for name in ("descriptors.npy", "status.npy", "names.txt")}
 
 
-def _torchrun(root, store, *extra):
+def _torchrun(arguments):
+    """``netvlad -q ARGUMENTS`` in 2 gloo processes, stdout and stderr together."""
     if not TORCHRUN.exists():
         pytest.skip("torchrun not installed beside the interpreter")
-    command = [str(TORCHRUN), "--standalone", "--nproc_per_node=2", "-m", "netvlad.cli.main", "-q",
-               *_args(root, store, *extra)]
+    command = [str(TORCHRUN), "--standalone", "--nproc_per_node=2", "-m", "netvlad.cli.main", "-q", *arguments]
     return subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -72,14 +73,14 @@ def _rank_pid(parent: int, rank: int) -> int | None:
 @pytest.mark.slow
 def test_two_processes_write_the_bytes_of_one_and_survive_a_killed_rank(setup, tmp_path):
     assert main(_args(setup, tmp_path / "one", "--batch-size", "3")) == 0
-    two = _torchrun(setup, tmp_path / "two", "--batch-size", "2")
+    two = _torchrun(_args(setup, tmp_path / "two", "--batch-size", "2"))
     assert two.wait(timeout=300) == 0, two.stdout.read()
     assert _bytes(tmp_path / "one") == _bytes(tmp_path / "two")
     assert DescriptorStore.open(tmp_path / "two" / "database").shards == 2
 
     if not sys.platform.startswith("linux"):
         pytest.skip("finding a torchrun worker by rank needs /proc")
-    run = _torchrun(setup, tmp_path / "killed", "--batch-size", "1")
+    run = _torchrun(_args(setup, tmp_path / "killed", "--batch-size", "1"))
     status, deadline = tmp_path / "killed" / "database" / "status.npy", time.monotonic() + 240
     while time.monotonic() < deadline:  # kill rank 1 once it has written a row of its half, before it ends
         if status.is_file() and (np.load(status)[12:] != PENDING).any():
@@ -89,22 +90,58 @@ def test_two_processes_write_the_bytes_of_one_and_survive_a_killed_rank(setup, t
     assert run.wait(timeout=120) != 0
     left = DescriptorStore.open(tmp_path / "killed" / "database")
     assert 0 < left.num_done < len(left), "the kill came too late to test a resume"
-    rerun = _torchrun(setup, tmp_path / "killed", "--batch-size", "2")
+    rerun = _torchrun(_args(setup, tmp_path / "killed", "--batch-size", "2"))
     assert rerun.wait(timeout=300) == 0, rerun.stdout.read()
     assert _bytes(tmp_path / "one") == _bytes(tmp_path / "killed")
 
 
-def test_shard_jobs_then_evaluate_reads_the_store(setup, tmp_path, capsys):
+def _evaluate(root, output, *extra):
+    return ["evaluate", str(root), "--database", "day_left", "--queries", "day_right", "--frame-tolerance", "2",
+            "--model", str(root / "model.safetensors"), "--device", "cpu", "--workers", "0", "--no-progress",
+            "--no-pictures", "--output", str(output), *extra]
+
+
+def _report(output):
+    """The JSON summary and per-query CSV an evaluation wrote."""
+    return output.read_text(), output.with_name(output.stem + "_queries.csv").read_text()
+
+
+@pytest.mark.slow
+def test_evaluate_under_torchrun_gives_the_one_process_result_and_store(setup, tmp_path, capsys):
+    assert main(_evaluate(setup, tmp_path / "one.json", "--store", str(tmp_path / "one"), "--batch-size", "3")) == 0
+    printed = capsys.readouterr().out
+    table = printed[printed.index("R@1"):printed.index("wrote")]
+    command = _evaluate(setup, tmp_path / "two.json", "--store", str(tmp_path / "two"), "--batch-size", "2")
+    two = _torchrun(command)
+    out = two.stdout.read()
+    assert two.wait(timeout=300) == 0, out
+    assert out.count("24 queries, 24 database images") == 1 and table in out  # rank 0 alone prints the table
+    assert _report(tmp_path / "one.json") == _report(tmp_path / "two.json")
+    assert _bytes(tmp_path / "one") == _bytes(tmp_path / "two")
+    assert DescriptorStore.open(tmp_path / "two" / "queries").shards == 2
+
+    no_store = _torchrun(_evaluate(setup, tmp_path / "three.json"))
+    out = no_store.stdout.read()
+    assert no_store.wait(timeout=300) != 0
+    assert "under torchrun netvlad evaluate needs --store DIR" in out, out
+
+
+def test_shard_jobs_then_evaluate_reads_the_store(setup, tmp_path, capsys, caplog):
     assert main(_args(setup, tmp_path / "s", "--shard", "1/2")) == 0
     assert "rows pending (shard 1/2 done; run the other shards)" in capsys.readouterr().out
     assert main(_args(setup, tmp_path / "s", "--shard", "0/3")) == 1  # another plan, store unfinished
     assert main(_args(setup, tmp_path / "s", "--shard", "0/2")) == 0
     assert "24 of 24 descriptors" in capsys.readouterr().out
-    evaluate = ["evaluate", str(setup), "--database", "day_left", "--queries", "day_right", "--frame-tolerance", "2",
-                "--model", str(setup / "model.safetensors"), "--device", "cpu", "--workers", "0", "--no-progress",
-                "--store", str(tmp_path / "s")]
-    assert main(evaluate) == 0
-    assert "R@1" in capsys.readouterr().out
+    written = _bytes(tmp_path / "s")
+    with caplog.at_level(logging.INFO, logger="netvlad.eval.extract"):
+        assert main(_evaluate(setup, tmp_path / "s.json", "--store", str(tmp_path / "s"))) == 0
+    assert caplog.text.count("all 24 descriptors of this process already extracted") == 2  # nothing extracted
+    assert _bytes(tmp_path / "s") == written
+    from_store = capsys.readouterr().out
+    assert main(_evaluate(setup, tmp_path / "plain.json")) == 0  # one process, descriptors in memory
+    plain = capsys.readouterr().out
+    assert "R@1" in from_store and from_store.split("wrote")[0] == plain.split("wrote")[0]
+    assert _report(tmp_path / "s.json") == _report(tmp_path / "plain.json")
 
 
 @pytest.mark.parametrize("shard", ["3/2", "x"])
@@ -125,3 +162,4 @@ def test_help_documents_torchrun_and_shard(capsys):
         main(["extract", "--help"])
     text = capsys.readouterr().out
     assert "torchrun --nproc_per_node" in text and "--shard I/N" in text
+    assert "evaluate (--store DIR), index build (its OUT/descriptors) and export hloc" in text

@@ -111,15 +111,16 @@ def artefact_paths(output: Path) -> dict[str, Path]:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate (under ``--protocol`` when given), print the tables, and write the report files."""
-    from netvlad.cli.common import model_from_args, pick_device
+    from netvlad.cli.common import model_from_args
     from netvlad.cli.dataset_args import dataset_from_args
+    from netvlad.cli.ranks import fill_stores, prepare_model, start
     from netvlad.data.conditions import query_conditions
     from netvlad.eval import protocol_eval
     from netvlad.eval.report import condition_recall, condition_table
     from netvlad.eval.retrieval import evaluate
     from netvlad.protocols import get_protocol
 
-    device = pick_device(args.device)
+    device, info = start(args, args.store, "netvlad evaluate needs --store DIR")
     protocol = get_protocol(args.protocol) if args.protocol else None
     if protocol:
         check_protocol_args(args, protocol)
@@ -127,11 +128,16 @@ def run(args: argparse.Namespace) -> int:
                                                   skip_bad=args.skip_bad)
     else:
         dataset = dataset_from_args(args)
-    print(dataset)
+    if info.is_main:
+        print(dataset)
     model = model_from_args(args)
     if protocol:
         protocol_eval.with_input_size(model, protocol)
-    cluster_if_off_the_shelf(model, dataset.database.paths(), args, device)
+    model = prepare_model(model, dataset.database.paths(), args, device, info)
+    if args.store is not None and not fill_stores(model, [(dataset.database, args.store / "database", "database"),
+                                                         (dataset.queries, args.store / "queries", "queries")],
+                                                  args, device, info):
+        return 0  # another rank: its rows are in the store, rank 0 evaluates
     common = dict(ns=args.recall, batch_size=args.batch_size, workers=args.workers, device=device,
                   progress=not args.no_progress, store_dir=args.store, skip_bad=args.skip_bad, dtype=args.dtype,
                   index_config=index_config_from_args(args, device),

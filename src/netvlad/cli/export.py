@@ -30,22 +30,24 @@ def image_lists(args: argparse.Namespace) -> list:
 
 def hloc(args: argparse.Namespace) -> int:
     """Write (or extend) hloc's global-descriptor HDF5 file."""
-    from netvlad.cli.common import model_from_args, pick_device
-    from netvlad.cli.evaluate import cluster_if_off_the_shelf
+    from netvlad.cli.common import model_from_args
+    from netvlad.cli.ranks import fill_stores, prepare_model, start
     from netvlad.errors import BadInputError
     from netvlad.eval.export import check_hloc_file, export_hloc
     from netvlad.eval.retrieval import describe
 
     if not args.overwrite:
         check_hloc_file(args.out)  # before any descriptor is computed
-    device = pick_device(args.device)
+    device, info = start(args, args.store, "netvlad export hloc needs --store DIR")
     lists = image_lists(args)
     root = Path(args.names_root or os.path.commonpath([str(images.root) for images in lists]))
-    model = model_from_args(args)
-    cluster_if_off_the_shelf(model, lists[0].paths(), args, device)
+    model = prepare_model(model_from_args(args), lists[0].paths(), args, device, info)
+    stores = [args.store / f"part{i}" if args.store else None for i in range(len(lists))]
+    parts = [(images, store, f"part{i}") for i, (images, store) in enumerate(zip(lists, stores, strict=True))]
+    if not fill_stores(model, parts, args, device, info):
+        return 0  # another rank: its rows are in the store, rank 0 writes the file
     written = 0
-    for i, images in enumerate(lists):
-        store = args.store / f"part{i}" if args.store else None
+    for i, (images, store) in enumerate(zip(lists, stores, strict=True)):
         descriptors, valid, _ = describe(model, images, store, skip_bad=args.skip_bad, batch_size=args.batch_size,
                                          workers=args.workers, device=device, progress=not args.no_progress)
         names = [Path(os.path.relpath(images.root / n, root)).as_posix() for n in images.names]

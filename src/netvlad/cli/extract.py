@@ -24,6 +24,8 @@ several processes fill one store, each extracting a disjoint block of rows; a re
       without torchrun, e.g. a SLURM job array (--shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT); each job
       extracts shard I of N and exits; the store is complete when every shard has run
   then: netvlad evaluate DATASET --store DIR ... reads the descriptors instead of extracting them again.
+evaluate (--store DIR), index build (its OUT/descriptors) and export hloc (--store DIR) run under torchrun the
+same way: every rank extracts its rows into the store, then rank 0 alone searches / builds / writes.
 A store remembers how many shards it was planned for: continue it with the same N (or delete it).
 Off-the-shelf NetVLAD (no --model) clusters on rank 0 and shares the centroids; --shard jobs each cluster
 (seeded), so prefer a --model checkpoint there."""
@@ -62,25 +64,21 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Extract the dataset's database and query descriptors into ``--store`` (this rank's or shard's rows)."""
-    import torch
-
-    from netvlad.cli.common import model_from_args, pick_device
+    from netvlad.cli.common import model_from_args
     from netvlad.cli.dataset_args import dataset_from_args
+    from netvlad.cli.ranks import check_shared_parent, prepare_model, start
     from netvlad.errors import BadInputError
     from netvlad.eval.extract import extract_to_store
-    from netvlad.parallel import init_distributed, shutdown
+    from netvlad.parallel import shutdown
 
-    device = pick_device(args.device)
-    info = init_distributed(device)
+    device, info = start(args, args.store, "--store DIR")
     if info.active and args.shard is not None:
         raise BadInputError(f"--shard {args.shard} under torchrun: each of the {info.world} ranks already takes its "
                             "shard; drop --shard (or run without torchrun)")
-    if info.active or args.shard is not None:
+    if args.shard is not None:
         check_shared_parent(args.store)
-    if device.type == "cuda" and info.active:
-        device = torch.device("cuda", info.local_rank)
     dataset = dataset_from_args(args)
-    model = prepare_model(model_from_args(args), dataset, args, device, info)
+    model = prepare_model(model_from_args(args), dataset.database.paths(), args, device, info)
     for side, images in (("database", dataset.database), ("queries", dataset.queries)):
         store = extract_to_store(model, images.root, images.names, args.store / side, dtype=args.dtype,
                                  skip_bad=args.skip_bad, batch_size=args.batch_size, workers=args.workers,
@@ -90,30 +88,6 @@ def run(args: argparse.Namespace) -> int:
             print(store_line(side, store, args.shard))
     shutdown(info)
     return 0
-
-
-def check_shared_parent(store: Path) -> None:
-    """Several processes: the store's parent folder must already exist here (a shared filesystem is mounted)."""
-    from netvlad.errors import BadInputError
-
-    parent = store.absolute().parent
-    if not parent.is_dir():
-        raise BadInputError(f"{parent}: no such folder on this machine; with torchrun or --shard the store "
-                            f"{store} must be on a filesystem every process sees (create or mount it first)",
-                            path=parent)
-
-
-def prepare_model(model, dataset, args: argparse.Namespace, device, info):
-    """Off-the-shelf model: NetVLAD k-means on rank 0 (or each --shard job); under torchrun rank 0's weights."""
-    from netvlad.cli.evaluate import cluster_if_off_the_shelf
-    from netvlad.parallel import broadcast_module
-
-    if args.model is None:
-        if info.is_main:
-            cluster_if_off_the_shelf(model, dataset.database.paths(), args, device)
-        model = model.to(device)
-        broadcast_module(model, info)  # also random (--no-pretrained) weights: every rank uses rank 0's model
-    return model
 
 
 def store_line(side: str, store, shard) -> str:

@@ -47,14 +47,16 @@ def database_from_args(args: argparse.Namespace):
 
 def build(args: argparse.Namespace) -> int:
     """Describe the database images and write the index folder."""
-    from netvlad.cli.common import model_from_args, pick_device
-    from netvlad.cli.evaluate import cluster_if_off_the_shelf, index_config_from_args
+    from netvlad.cli.common import model_from_args
+    from netvlad.cli.evaluate import index_config_from_args
+    from netvlad.cli.ranks import fill_stores, prepare_model, start
     from netvlad.eval.localise import build_place_index
 
-    device = pick_device(args.device)
+    device, info = start(args, args.out, "netvlad index build needs --out DIR")  # OUT/descriptors: the store
     images = database_from_args(args)
-    model = model_from_args(args)
-    cluster_if_off_the_shelf(model, images.paths(), args, device)
+    model = prepare_model(model_from_args(args), images.paths(), args, device, info)
+    if not fill_stores(model, [(images, args.out / "descriptors", "database")], args, device, info):
+        return 0  # another rank: its rows are in OUT/descriptors, rank 0 builds the index
     index = build_place_index(model, images, args.out, index_config=index_config_from_args(args, device),
                               dtype=args.dtype, skip_bad=args.skip_bad, batch_size=args.batch_size,
                               workers=args.workers, device=device, progress=not args.no_progress,

@@ -36,11 +36,14 @@ def recall(found: np.ndarray, positives) -> str:
     return " / ".join(f"{r:5.1f}" for r in recall_at_n(found, positives, NS).values())
 
 
-def rows_for(name: str, db: np.ndarray, queries: np.ndarray, positives, pool: np.ndarray, label: str) -> list[str]:
+def rows_for(name: str, db: np.ndarray, queries: np.ndarray, positives, pool: np.ndarray, label: str,
+             opq_max_dim: int) -> list[str]:
     """Table rows: exact, then each approximate kind, on one set at one descriptor size."""
     _, exact = exact_search(db, queries, max(NS))
     out = [f"| {name} | {label} | exact | {recall(exact, positives)} | {4 * db.shape[1]} | |"]
     for kind in KINDS:
+        if kind == "opq-ivfpq" and db.shape[1] > opq_max_dim:
+            continue
         try:
             start = time.perf_counter()
             index = build_index(db, IndexConfig(kind=kind), training=pool)
@@ -61,6 +64,7 @@ def main() -> None:
     parser.add_argument("--dims", type=int, nargs="+", default=[4096, 1024, 512])
     parser.add_argument("--raw", action="store_true", help="also the raw 81,920-D descriptors (slow PQ training)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--opq-max-dim", type=int, default=1024, help="skip OPQ above this dim (its training is slow)")
     parser.add_argument("--cache", type=Path, default=Path("/work/tmp/scale-cache"))
     parser.add_argument("--cities", type=Path, nargs=3, default=[Path("/work/tmp/scale-city") / c
                                                                  for c in ("city", "city1", "city2")])
@@ -77,7 +81,7 @@ def main() -> None:
         pool = scale_data.apply(transform, sets["pool"], dim)
         for name, key in (("Gardens Point", "gp"), ("city", "city")):
             db, q = (scale_data.apply(transform, sets[f"{key}_{s}"], dim) for s in ("db", "q"))
-            lines += rows_for(name, db, q, sets[f"{key}_pos"], pool, label)
+            lines += rows_for(name, db, q, sets[f"{key}_pos"], pool, label, args.opq_max_dim)
         print("\n".join(lines), flush=True)
         lines = lines[:2]
 

@@ -163,12 +163,13 @@ def main() -> None:
     base = in_child("prepare_base", str(args.cache), cities, str(args.work), args.dim)["path"] if args.sizes else ""
     for n in args.sizes:
         save(run_size(args, n, args.dim, Path(base), args.work))
-    print(f"\n{args.dim}-D whitened descriptors, float16 store, {args.queries} queries, {args.threads} threads, "
-          f"--max-memory {args.max_memory} GiB ({time.perf_counter() - start:.0f} s in all)\n")
+    print(f"\n{args.dim}-D whitened descriptors (--big: raw), float16 store, {args.queries} queries, {args.threads} "
+          f"threads, --max-memory {args.max_memory} GiB ({time.perf_counter() - start:.0f} s in all)\n")
     print(table(rows))
     if args.sizes:
         plot(rows, args.plot)
-    print(f"\nwrote {args.work / 'results.json'} and {args.plot}")
+        print(f"\nwrote {args.plot}")
+    print(f"wrote {args.work / 'results.json'}")
 
 
 if __name__ == "__main__":

@@ -166,7 +166,7 @@ def main() -> None:
     print(f"\n{args.dim}-D whitened descriptors (--big: raw), float16 store, {args.queries} queries, {args.threads} "
           f"threads, --max-memory {args.max_memory} GiB ({time.perf_counter() - start:.0f} s in all)\n")
     print(table(rows))
-    if args.sizes:
+    if any("-D" not in r["step"] for r in rows):  # growth rows, measured now or --include'd
         plot(rows, args.plot)
         print(f"\nwrote {args.plot}")
     print(f"wrote {args.work / 'results.json'}")

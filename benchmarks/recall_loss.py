@@ -77,7 +77,8 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     sets = scale_data.real_sets(args.cache, args.cities)
     layer = scale_data.whitening(sets, args.cache)
-    lines = ["| set | descriptor | search | R@1 / R@5 / R@10 | bytes per image in RAM | notes |", "|---|---|---|---|---:|---|"]
+    lines = ["| set | descriptor | search | R@1 / R@5 / R@10 | bytes per image in RAM | notes |",
+             "|---|---|---|---|---:|---|"]
     sizes = [(None, None, f"raw {sets['pool'].shape[1]}-D")] if args.raw else []
     sizes += [(layer, d, f"whitened {d}-D") for d in args.dims]
     for transform, dim, label in sizes:

@@ -37,14 +37,14 @@ def recall(found: np.ndarray, positives) -> str:
 
 
 def rows_for(name: str, db: np.ndarray, queries: np.ndarray, positives, pool: np.ndarray, label: str,
-             opq_max_dim: int) -> list[str]:
+             opq_max_dim: int, nprobe: int = 16) -> list[str]:
     """Table rows: exact, then each approximate kind, on one set at one descriptor size."""
     _, exact = exact_search(db, queries, max(NS))
     out = [f"| {name} | {label} | exact | {recall(exact, positives)} | {4 * db.shape[1]} | |"]
     for kind in KINDS:
         if kind == "opq-ivfpq" and db.shape[1] > opq_max_dim:
             continue
-        config = IndexConfig(kind=kind)
+        config = IndexConfig(kind=kind, nprobe=nprobe)
         try:
             start = time.perf_counter()
             index = build_index(db, config, training=pool)
@@ -55,7 +55,7 @@ def rows_for(name: str, db: np.ndarray, queries: np.ndarray, positives, pool: np
         per_image = 4 * db.shape[1] + 8 * config.hnsw_m if kind == "hnsw" else config.subquantizers(db.shape[1]) + 8
         variants = [("", 0), (f" + re-rank {config.rerank}", config.rerank)] if kind in PQ_KINDS else [("", 0)]
         for suffix, rerank in variants:
-            _, found = search_rows(index, queries, max(NS), IndexConfig(kind=kind, rerank=rerank), db)
+            _, found = search_rows(index, queries, max(NS), IndexConfig(kind=kind, nprobe=nprobe, rerank=rerank), db)
             same = 100 * (found[:, 0] == exact[:, 0]).mean()
             out.append(f"| {name} | {label} | {kind}{suffix} | {recall(found, positives)} | {per_image} | "
                        f"exact top-1 kept {same:.0f} %; built in {seconds:.0f} s |")
@@ -67,6 +67,7 @@ def main() -> None:
     parser.add_argument("--dims", type=int, nargs="+", default=[1024, 512, 4096])
     parser.add_argument("--raw", action="store_true", help="also the raw 81,920-D descriptors (slow PQ training)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--nprobe", type=int, default=16, help="IVF lists visited per query (default: the library's)")
     parser.add_argument("--opq-max-dim", type=int, default=1024, help="skip OPQ above this dim (its training is slow)")
     parser.add_argument("--cache", type=Path, default=Path("/work/tmp/scale-cache"))
     parser.add_argument("--cities", type=Path, nargs=3, default=[Path("/work/tmp/scale-city") / c
@@ -85,7 +86,8 @@ def main() -> None:
         pool = scale_data.apply(transform, sets["pool"], dim)
         for name, key in (("Gardens Point", "gp"), ("city", "city")):
             db, q = (scale_data.apply(transform, sets[f"{key}_{s}"], dim) for s in ("db", "q"))
-            lines += rows_for(name, db, q, sets[f"{key}_pos"], pool, label, args.opq_max_dim)
+            lines += rows_for(name, db, q, sets[f"{key}_pos"], pool, label, args.opq_max_dim,
+                              args.nprobe)
         print("\n".join(lines), flush=True)
         lines = lines[:2]
 

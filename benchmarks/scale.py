@@ -74,7 +74,8 @@ def run_size(args, n: int, dim: int, base: Path, work: Path) -> list[dict]:
 def run_big(args, base: Path, work: Path) -> list[dict]:
     n, dim = (int(v) for v in args.big.lower().split("x"))
     folder = work / f"big{n}x{dim}"
-    rows = [dict(n=n, step=f"write {dim}-D", **in_child("write_store", str(base), str(folder), n, args.queries))]
+    queries = args.big_queries or args.queries
+    rows = [dict(n=n, step=f"write {dim}-D", **in_child("write_store", str(base), str(folder), n, queries))]
     rows.append(dict(n=n, step=f"exact {dim}-D", **in_child("exact_recall", str(folder), args.max_memory * 1024**3)))
     if not args.keep:
         shutil.rmtree(folder)
@@ -118,10 +119,11 @@ def plot(rows: list[dict], path: Path) -> None:
 def main() -> None:
     global THREADS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--dim", type=int, default=4096, help="whitened descriptor dim of the growth table")
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--big", default="250000x32768", help="NxD of the exact streamed case ('' to skip)")
+    parser.add_argument("--big-queries", type=int, default=None, help="queries of the --big case (default --queries)")
     parser.add_argument("--max-memory", type=float, default=3.0, help="GiB for exact search and index building")
     parser.add_argument("--in-ram-limit", type=float, default=2.0, help="GiB: in-RAM flat search up to this size")
     parser.add_argument("--opq-ivfpq-max", type=int, default=100_000, help="largest N for OPQ (its rotation is slow)")
@@ -135,31 +137,39 @@ def main() -> None:
     parser.add_argument("--plot", type=Path, default=Path(__file__).resolve().parents[1] / "docs/images/scale.png")
     parser.add_argument("--quick", action="store_true", help="small sizes in a minute or two (a smoke run)")
     parser.add_argument("--keep", action="store_true", help="keep the generated stores")
+    parser.add_argument("--include", type=Path, nargs="*", default=[],
+                        help="results.json of earlier runs (e.g. --big alone) to show in the table and plot too")
     args = parser.parse_args()
     if args.quick:
-        args.sizes, args.dim, args.queries, args.big = [2000, 20_000], 512, 200, "20000x8192"
+        args.sizes, args.dim, args.queries, args.big = [2000, 20_000], 512, 200, "20000x4096"
     THREADS = args.threads
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # children inherit these
         os.environ[name] = str(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     args.work.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    base = in_child("prepare_base", str(args.cache), [str(c) for c in args.cities], str(args.work), args.dim)["path"]
-    rows = []
-    for n in args.sizes:
-        rows += run_size(args, n, args.dim, Path(base), args.work)
-        logger.info("N=%d done\n%s", n, table([r for r in rows if r["n"] == n]))
+    rows: list[dict] = [row for path in args.include for row in json.loads(path.read_text())]
+
+    def save(new: list[dict]) -> None:  # after every size, so that a run cut short keeps what it measured
+        rows.extend(new)
+        (args.work / "results.json").write_text(json.dumps(rows, indent=1, default=float))
+        logger.info("measured:\n%s", table(new))
+
+    cities = [str(c) for c in args.cities]
     if args.big:
         big_dim = int(args.big.lower().split("x")[1])
-        big_base = in_child("prepare_base", str(args.cache), [str(c) for c in args.cities], str(args.work),
-                            big_dim, True)["path"]
-        rows += run_big(args, Path(big_base), args.work)
-    (args.work / "results.json").write_text(json.dumps(rows, indent=1))
-    print(f"\n{args.dim}-D whitened descriptors, float16 store, {args.queries} queries, {args.threads} threads, "
-          f"--max-memory {args.max_memory} GiB ({time.perf_counter() - start:.0f} s in all)\n")
+        big_base = in_child("prepare_base", str(args.cache), cities, str(args.work), big_dim, True)["path"]
+        save(run_big(args, Path(big_base), args.work))
+    base = in_child("prepare_base", str(args.cache), cities, str(args.work), args.dim)["path"] if args.sizes else ""
+    for n in args.sizes:
+        save(run_size(args, n, args.dim, Path(base), args.work))
+    print(f"\n{args.dim}-D whitened descriptors (--big: raw), float16 store, {args.queries} queries, {args.threads} "
+          f"threads, --max-memory {args.max_memory} GiB ({time.perf_counter() - start:.0f} s in all)\n")
     print(table(rows))
-    plot(rows, args.plot)
-    print(f"\nwrote {args.work / 'results.json'} and {args.plot}")
+    if any("-D" not in r["step"] for r in rows):  # growth rows, measured now or --include'd
+        plot(rows, args.plot)
+        print(f"\nwrote {args.plot}")
+    print(f"wrote {args.work / 'results.json'}")
 
 
 if __name__ == "__main__":

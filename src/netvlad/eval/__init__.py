@@ -11,5 +11,6 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "netvlad.eval.localise": ("PlaceIndex", "QueryResult", "build_place_index"),
     "netvlad.eval.recall": ("recall_at_n",),
     "netvlad.eval.retrieval": ("EvalResult", "evaluate", "evaluate_descriptors"),
+    "netvlad.eval.search": ("exact_search",),
     "netvlad.eval.store": ("DescriptorStore",),
 })

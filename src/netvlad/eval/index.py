@@ -61,10 +61,10 @@ class IndexConfig:
             COUNT.check(f"IndexConfig.{name}", getattr(self, name))
         NON_NEGATIVE_INT.check("IndexConfig.rerank", self.rerank)
 
-    def lists(self, n: int) -> int:
-        """Inverted lists for ``n`` database rows: ``nlist`` or √n, at most n/39 (faiss's k-means minimum)."""
+    def lists(self, n: int, trained_on: int | None = None) -> int:
+        """Inverted lists for ``n`` database rows: ``nlist`` or √n, at most (training rows)/39 (k-means' minimum)."""
         wanted = self.nlist or max(1, round(math.sqrt(n)))
-        return max(1, min(wanted, n // 39))
+        return max(1, min(wanted, (trained_on or n) // 39))
 
     def subquantizers(self, dim: int) -> int:
         """PQ sub-quantisers for ``dim``-D descriptors (``m`` or dim/16); refused unless it divides ``dim``."""
@@ -83,12 +83,13 @@ PQ_KINDS = ("ivfpq", "opq-ivfpq")  # approximate distances: worth re-ranking exa
 MAX_OPQ_DIM = 4096  # OPQ learns a dim × dim rotation: beyond this, whiten to fewer dims first
 
 
-def _flat(dim: int, n: int, config: IndexConfig) -> faiss.Index:
+def _flat(dim: int, n: int, config: IndexConfig, trained_on: int | None = None) -> faiss.Index:
     return faiss.IndexFlatL2(dim)
 
 
-def _ivfpq(dim: int, n: int, config: IndexConfig) -> faiss.Index:
-    m, nlist = config.subquantizers(dim), config.lists(n)
+def _ivfpq(dim: int, n: int, config: IndexConfig, trained_on: int | None = None) -> faiss.Index:
+    m, nlist = config.subquantizers(dim), config.lists(n, trained_on)
+    n = trained_on or n
     if config.nlist and nlist < config.nlist:
         logger.warning("IVF-PQ: %d descriptors are too few for %d lists; using %d", n, config.nlist, nlist)
     if n < 2**config.nbits:
@@ -102,24 +103,25 @@ def _ivfpq(dim: int, n: int, config: IndexConfig) -> faiss.Index:
     return index
 
 
-def _opq_ivfpq(dim: int, n: int, config: IndexConfig) -> faiss.Index:
+def _opq_ivfpq(dim: int, n: int, config: IndexConfig, trained_on: int | None = None) -> faiss.Index:
     if dim > MAX_OPQ_DIM:
         raise BadInputError(f"OPQ learns a {dim} × {dim} rotation; {dim}-D is above its limit of {MAX_OPQ_DIM}: "
                             "whiten to fewer dims first or use ivfpq", hint="use --index-type ivfpq")
-    ivfpq = _ivfpq(dim, n, config)
+    ivfpq = _ivfpq(dim, n, config, trained_on)
     opq = faiss.OPQMatrix(dim, ivfpq.pq.M)
     opq.niter = config.opq_iterations
     return faiss.IndexPreTransform(opq, ivfpq)  # faiss's wrapper keeps opq and ivfpq alive with it
 
 
-def _hnsw(dim: int, n: int, config: IndexConfig) -> faiss.Index:
+def _hnsw(dim: int, n: int, config: IndexConfig, trained_on: int | None = None) -> faiss.Index:
     index = faiss.IndexHNSWFlat(dim, config.hnsw_m)
     index.hnsw.efConstruction = config.ef_construction
     index.hnsw.efSearch = config.ef_search
     return index
 
 
-INDEX_KINDS: dict[str, Callable[[int, int, IndexConfig], faiss.Index]] = {
+# kind -> factory(dim, database rows, config, training rows when not a sample of the database)
+INDEX_KINDS: dict[str, Callable[..., faiss.Index]] = {
     "flat": _flat, "ivfpq": _ivfpq, "opq-ivfpq": _opq_ivfpq, "hnsw": _hnsw}
 EXACT = IndexConfig()  # flat L2, the default
 
@@ -200,7 +202,7 @@ def build_index(descriptors: np.ndarray, config: IndexConfig = EXACT, *, valid: 
     if len(rows) == 0:
         raise ValueError("cannot build an index over an empty database")
     n, dim = len(rows), descriptors.shape[1]
-    index = INDEX_KINDS[config.kind](dim, n if training is None else len(training), config)
+    index = INDEX_KINDS[config.kind](dim, n, config, None if training is None else len(training))
     if not index.is_trained:
         sample = (training_sample(descriptors, rows, config.samples(n), config.seed) if training is None
                   else np.ascontiguousarray(training, dtype=np.float32))

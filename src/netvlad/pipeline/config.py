@@ -6,7 +6,14 @@ import dataclasses
 from dataclasses import dataclass
 
 from netvlad.constants import EVAL_RADIUS_M
+from netvlad.limits import COUNT, NON_NEGATIVE_INT, POSITIVE
 from netvlad.train import TrainConfig
+
+# Ranges of the demo's own options (the training options are checked by TrainConfig).
+DEMO_LIMITS = {"frame_tolerance": NON_NEGATIVE_INT, "city_seed": NON_NEGATIVE_INT, "city_workers": NON_NEGATIVE_INT,
+               "cluster_images": COUNT, "cluster_per_image": COUNT, "batch_size": COUNT, "workers": NON_NEGATIVE_INT,
+               "seed": NON_NEGATIVE_INT, "localise": NON_NEGATIVE_INT, "retrieval_queries": NON_NEGATIVE_INT,
+               "radius": POSITIVE}
 
 
 @dataclass(frozen=True)
@@ -47,6 +54,9 @@ class DemoConfig:
     retrieval_queries: int = 6  # test queries shown with their top-5
 
     def __post_init__(self) -> None:
+        for name, limit in DEMO_LIMITS.items():
+            if getattr(self, name) is not None:
+                limit.check(f"DemoConfig.{name}", getattr(self, name))
         object.__setattr__(self, "size", tuple(int(s) for s in self.size))
         object.__setattr__(self, "ns", tuple(sorted(int(n) for n in self.ns)))
         if len(self.size) != 2 or min(self.size) < 32:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import utm
 
 from netvlad.data.synthetic.conditions import CONDITIONS
+from netvlad.limits import NON_NEGATIVE, POSITIVE, Limit
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,11 @@ class CityConfig:
             raise ValueError(f"splits must be three positive shares (train, val, test), got {self.splits}")
         if self.spacing <= 0 or min(self.image_size) < 16:
             raise ValueError("spacing must be > 0 and image_size at least 16 pixels")
+        for name in ("street_width", "query_fraction", "hfov", "camera_height", "texels_per_metre"):
+            POSITIVE.check(f"CityConfig.{name}", getattr(self, name))
+        for name in ("query_offset", "query_lateral", "heading_noise", "gps_noise", "split_gap", "view_angle"):
+            NON_NEGATIVE.check(f"CityConfig.{name}", getattr(self, name))
+        Limit(1, 100, integer=True).check("CityConfig.jpeg_quality", self.jpeg_quality)
         utm.to_latlon(*self.origin, *self.zone)  # raises on an invalid zone or origin
 
     @property

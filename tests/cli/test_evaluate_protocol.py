@@ -7,24 +7,18 @@ import csv
 import json
 import logging
 import re
-import shutil
 
 import pytest
 
 from netvlad.cli.main import main
-from tests.conftest import shared_dataset
+from tests.conftest import copy_sequence, shared_dataset
 from tests.data.helpers import write_image, write_msls
 
 
 @pytest.fixture(scope="module")
 def nordland_part(tmp_path_factory):
-    nordland = shared_dataset("nordland")
-    root = tmp_path_factory.mktemp("nordland")
-    for side in ("summer", "winter"):
-        (root / side).mkdir()
-        for i in range(10, 70, 10):
-            shutil.copy(nordland / side / f"images-{i:05d}.png", root / side)
-    return root
+    return copy_sequence(shared_dataset("nordland"), tmp_path_factory.mktemp("nordland"), ("summer", "winter"),
+                         [f"images-{i:05d}.png" for i in range(10, 70, 10)])
 
 
 COMMON = ["--backbone", "mobilenet_v2", "--pool", "gem", "--workers", "0", "--no-progress", "--recall", "1,2"]

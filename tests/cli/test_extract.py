@@ -3,7 +3,6 @@ writes, survive a killed rank, and bad input (shard text, plan, missing shared f
 
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -16,7 +15,7 @@ import pytest
 from netvlad.cli.main import main
 from netvlad.eval.store import PENDING, DescriptorStore
 from netvlad.models import ModelConfig, PlaceModel, Preprocessing, save_model
-from tests.conftest import shared_dataset
+from tests.conftest import copy_sequence, shared_dataset
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "NETVLAD_OFFLINE": "1"}
@@ -25,12 +24,8 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "NETVLAD_OFFLINE": "1"}
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     """24 + 24 Gardens Point photographs and a tiny checkpoint (random MobileNetV2 + GeM at 96×128)."""
-    gardens = shared_dataset("gardens_point")
-    root = tmp_path_factory.mktemp("gp")
-    for side in ("day_left", "day_right"):
-        (root / side).mkdir()
-        for i in range(0, 192, 8):
-            shutil.copy(gardens / side / f"Image{i:03d}.jpg", root / side / f"Image{i:03d}.jpg")
+    root = copy_sequence(shared_dataset("gardens_point"), tmp_path_factory.mktemp("gp"), ("day_left", "day_right"),
+                         [f"Image{i:03d}.jpg" for i in range(0, 192, 8)])
     model = PlaceModel(ModelConfig(pool="gem", preprocessing=Preprocessing("fixed", (96, 128))), pretrained=False)
     save_model(model, root / "model.safetensors")
     return root

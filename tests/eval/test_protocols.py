@@ -4,7 +4,6 @@ loader's; frame tolerances count the names' frame numbers."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -14,20 +13,15 @@ from netvlad.data.images import check_resize, image_size, load_image
 from netvlad.errors import BadInputError
 from netvlad.eval.protocol_eval import fed_size, open_for_protocol, prepare
 from netvlad.protocols import PROTOCOLS, check_dataset, count_differences, get_protocol
-from tests.conftest import shared_dataset
+from tests.conftest import copy_sequence, shared_dataset
 from tests.data.helpers import pitts_struct, pittsburgh_utm, tokyo_tree, write_dvgb, write_mat_classic, write_msls
 
 
 @pytest.fixture(scope="module")
 def nordland_part(tmp_path_factory):
     """The first 8 places of the shared Nordland thumbnails (kept every 10 frames: images-00010, -00020 ...)."""
-    nordland = shared_dataset("nordland")
-    root = tmp_path_factory.mktemp("nordland")
-    for side in ("summer", "winter"):
-        (root / side).mkdir()
-        for i in range(10, 90, 10):
-            shutil.copy(nordland / side / f"images-{i:05d}.png", root / side)
-    return root
+    return copy_sequence(shared_dataset("nordland"), tmp_path_factory.mktemp("nordland"), ("summer", "winter"),
+                         [f"images-{i:05d}.png" for i in range(10, 90, 10)])
 
 
 @pytest.mark.parametrize("name", list(PROTOCOLS))

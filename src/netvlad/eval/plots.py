@@ -42,7 +42,7 @@ def plot_recall(curves: Mapping[str, Mapping[int, float]], path: Path | str, tit
     return path
 
 
-def _thumb(path: Path, height: int, border: tuple[int, int, int], width: int = 6) -> Image.Image:
+def thumbnail(path: Path, height: int, border: tuple[int, int, int], width: int = 6) -> Image.Image:
     """The image at ``path`` scaled to ``height`` pixels high, framed by ``width`` pixels of ``border``."""
     try:
         with Image.open(path) as image:
@@ -61,13 +61,13 @@ def retrieval_picture(result: EvalResult, dataset: GeoDataset, path: Path | str,
     chosen = np.sort(rng.choice(result.num_queries, count, replace=False))
     rows = []
     for q in chosen:
-        tiles = [_thumb(dataset.queries.root / dataset.queries.names[q], height, GREY)]
+        tiles = [thumbnail(dataset.queries.root / dataset.queries.names[q], height, GREY)]
         for j in range(min(top, result.ranked.shape[1])):
             i = result.ranked[q, j]
             if i < 0:
                 continue
             colour = GREEN if result.correct[q, j] else RED
-            tiles.append(_thumb(dataset.database.root / dataset.database.names[i], height, colour))
+            tiles.append(thumbnail(dataset.database.root / dataset.database.names[i], height, colour))
         rows.append(tiles)
     gap = 8
     width = max((sum(t.width for t in r) + gap * len(r) for r in rows), default=1)

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageOps
+from PIL import Image, ImageDraw
 
 from netvlad.data.dataset import ImageList
 from netvlad.data.readers.common import list_images
+from netvlad.eval.plots import thumbnail
 from netvlad.eval.retrieval import describe, evaluate_descriptors
 from netvlad.files import atomic_write
 from netvlad.models import PlaceModel
@@ -105,21 +106,11 @@ def write_ranking(ranking: Ranking, out_dir: Path | str, model: str = "", pictur
     return paths
 
 
-def _thumb(path: Path, height: int, border: tuple[int, int, int]) -> Image.Image:
-    try:
-        with Image.open(path) as image:
-            image = ImageOps.exif_transpose(image).convert("RGB")
-            image = image.resize((max(1, round(image.width * height / image.height)), height))
-    except (OSError, ValueError):
-        image = Image.new("RGB", (height, height), GREY)
-    return ImageOps.expand(image, border=5, fill=border)
-
-
 def ranking_picture(ranking: Ranking, path: Path, count: int = 6, top: int = 5, height: int = 110) -> Path:
     """Rows of ``count`` evenly spaced queries (grey frame) with their top-``top`` retrievals (blue frame)."""
     chosen = np.unique(np.linspace(0, len(ranking.query_names) - 1, min(count, len(ranking.query_names))).astype(int))
-    rows = [[_thumb(ranking.base / ranking.query_names[q], height, GREY)]
-            + [_thumb(ranking.base / ranking.database_names[i], height, BLUE)
+    rows = [[thumbnail(ranking.base / ranking.query_names[q], height, GREY, width=5)]
+            + [thumbnail(ranking.base / ranking.database_names[i], height, BLUE, width=5)
                for i in ranking.ranked[q, :top] if i >= 0] for q in chosen]
     gap = 8
     canvas = Image.new("RGB", (max(sum(t.width + gap for t in r) for r in rows), len(rows) * (height + 10 + gap)),

@@ -78,8 +78,9 @@ def test_two_processes_write_the_bytes_of_one_and_survive_a_killed_rank(setup, t
     run = _torchrun(_args(setup, tmp_path / "killed", "--batch-size", "1"))
     status, deadline = tmp_path / "killed" / "database" / "status.npy", time.monotonic() + 240
     while time.monotonic() < deadline:  # kill rank 1 once it has written a row of its half, before it ends
-        if status.is_file() and (np.load(status)[12:] != PENDING).any():
-            os.kill(_rank_pid(run.pid, 1), signal.SIGKILL)
+        pid = _rank_pid(run.pid, 1) if status.is_file() and (np.load(status)[12:] != PENDING).any() else None
+        if pid is not None:  # (None: not found in /proc at this instant; look again)
+            os.kill(pid, signal.SIGKILL)
             break
         time.sleep(0.005)
     assert run.wait(timeout=120) != 0

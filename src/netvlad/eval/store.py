@@ -212,30 +212,14 @@ class DescriptorStore:
         if descriptors.shape[1:] != (self.dim,):
             raise BadInputError(f"{self.folder}: store holds {self.dim}-D descriptors, got {descriptors.shape}")
         indices = np.asarray(indices, dtype=np.int64)
-        self._pwrite("descriptors.npy", self.descriptors, indices,
-                     np.asarray(descriptors).astype(self.descriptors.dtype, copy=False))
-        self._pwrite("status.npy", self.status, indices, np.full(len(indices), DONE, dtype=np.int8))
+        write_rows(self.folder / "descriptors.npy", self.descriptors.offset, indices,
+                   np.asarray(descriptors).astype(self.descriptors.dtype, copy=False))
+        write_rows(self.folder / "status.npy", self.status.offset, indices, np.full(len(indices), DONE, np.int8))
 
     def mark_bad(self, indices: Sequence[int]) -> None:
         """Mark rows as undecodable images."""
         indices = np.asarray(indices, dtype=np.int64)
-        self._pwrite("status.npy", self.status, indices, np.full(len(indices), BAD, dtype=np.int8))
-
-    def _pwrite(self, file: str, array: np.memmap, rows: np.ndarray, values: np.ndarray) -> None:
-        """Write ``values`` at ``rows`` of the ``.npy`` ``file`` byte-exactly (one call per run of rows), then sync."""
-        if len(rows) == 0:
-            return
-        order = np.argsort(rows, kind="stable")
-        rows, values = rows[order], np.ascontiguousarray(values[order])
-        row_bytes = values[0].nbytes
-        starts = np.flatnonzero(np.diff(rows, prepend=rows[0] - 2) != 1)
-        fd = os.open(self.folder / file, os.O_WRONLY)
-        try:
-            for begin, end in zip(starts, [*starts[1:], len(rows)], strict=True):
-                os.pwrite(fd, values[begin:end].tobytes(), array.offset + int(rows[begin]) * row_bytes)
-            _sync(fd)
-        finally:
-            os.close(fd)
+        write_rows(self.folder / "status.npy", self.status.offset, indices, np.full(len(indices), BAD, np.int8))
 
     # ---- reading -------------------------------------------------------------------------------------
     def require_complete(self, how: str = "run the extraction again on the same folder") -> None:
@@ -257,3 +241,22 @@ class DescriptorStore:
     def load(self, dtype=np.float32) -> np.ndarray:
         """All descriptors in memory ``(N, dim)`` (rows not done are zero)."""
         return np.asarray(self.descriptors, dtype=dtype)
+
+
+def write_rows(path: Path, offset: int, rows: np.ndarray, values: np.ndarray) -> None:
+    """Write ``values`` ``(B, ...)`` at ``rows`` ``(B,)`` of the ``.npy`` at ``path`` (data starting at byte
+    ``offset``) byte-exactly, one ``pwrite`` per run of consecutive rows, then sync. Writers of disjoint rows never
+    overwrite each other's bytes, even on a network filesystem (no read-modify-write of pages)."""
+    if len(rows) == 0:
+        return
+    order = np.argsort(rows, kind="stable")
+    rows, values = np.asarray(rows, dtype=np.int64)[order], np.ascontiguousarray(values[order])
+    row_bytes = values[0].nbytes
+    starts = np.flatnonzero(np.diff(rows, prepend=rows[0] - 2) != 1)
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        for begin, end in zip(starts, [*starts[1:], len(rows)], strict=True):
+            os.pwrite(fd, values[begin:end].tobytes(), offset + int(rows[begin]) * row_bytes)
+        _sync(fd)
+    finally:
+        os.close(fd)

@@ -13,7 +13,7 @@ import torch
 
 from netvlad.errors import BadInputError
 from netvlad.eval.extract import extract_descriptors
-from netvlad.eval.store import Shard
+from netvlad.eval.store import Shard, write_rows
 from netvlad.models import PlaceModel
 from netvlad.train.distributed import DistInfo, gather_rows, raise_together, shard
 from netvlad.train.frozen import FrozenFeatures, head
@@ -117,16 +117,8 @@ def _fill_rows(model: PlaceModel, paths: Sequence[Path], info: DistInfo, options
     if not path.is_file():
         raise BadInputError(f"{path}: rank {info.rank} cannot see the descriptor cache rank 0 created; the run "
                             "folder must be on a filesystem shared by every process (and node)", path=path)
-    header = np.load(path, mmap_mode="r")
-    offset, row_bytes = header.offset, header.shape[1] * header.dtype.itemsize
-    del header
+    offset = np.load(path, mmap_mode="r").offset
     rows = Shard(info.rank, info.world).rows(len(paths))
-    fd = os.open(path, os.O_WRONLY)
-    try:
-        for start in range(0, len(rows), 1024):  # slices: a float32 copy of the whole never exists
-            part = rows[start:start + 1024]
-            values = extract(model, [paths[i] for i in part], options).astype(dtype)
-            os.pwrite(fd, np.ascontiguousarray(values).tobytes(), offset + int(part[0]) * row_bytes)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    for start in range(0, len(rows), 1024):  # slices: a float32 copy of the whole never exists
+        part = rows[start:start + 1024]
+        write_rows(path, offset, part, extract(model, [paths[i] for i in part], options).astype(dtype))

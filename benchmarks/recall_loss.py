@@ -52,7 +52,7 @@ def rows_for(name: str, db: np.ndarray, queries: np.ndarray, positives, pool: np
             out.append(f"| {name} | {label} | {kind} | – | – | {error} |")
             continue
         seconds = time.perf_counter() - start
-        per_image = 4 * db.shape[1] + 8 * config.hnsw_m if kind == "hnsw" else config.subquantizers(db.shape[1]) + 8
+        per_image = 4 * db.shape[1] + 8 * config.hnsw_m if kind == "hnsw" else config.code_bytes(db.shape[1]) + 8
         variants = [("", 0), (f" + re-rank {config.rerank}", config.rerank)] if kind in PQ_KINDS else [("", 0)]
         for suffix, rerank in variants:
             _, found = search_rows(index, queries, max(NS), IndexConfig(kind=kind, nprobe=nprobe, rerank=rerank), db)

@@ -99,3 +99,36 @@ def test_opq_refuses_huge_dims_and_nprobe_is_set_from_config():
     db, _ = _data(n=1000, dim=32)
     index = build_index(db, IndexConfig(kind="ivfpq", nlist=8, m=8, nbits=6, nprobe=2))
     assert configure(index, IndexConfig(kind="ivfpq", nprobe=5)).nprobe == 5
+
+
+@pytest.mark.parametrize("kind", ["ivfpq", "opq-ivfpq"])
+def test_default_pq_is_4_bit_fast_scan_of_dim_over_16_bytes(tmp_path, kind):
+    import faiss
+
+    from netvlad.eval.index import check_index, index_kind, index_settings, search_rows
+
+    faiss.omp_set_num_threads(1)
+    db, queries = _data(n=3000, dim=64, q=30)
+    config = IndexConfig(kind=kind, train_size=2000)
+    assert (config.subquantizers(64), config.code_bytes(64)) == (8, 4)  # dim/8 codes of 4 bits = dim/16 bytes
+    index = build_index(db, config)
+    ivf = faiss.downcast_index(faiss.extract_index_ivf(index))
+    assert type(ivf).__name__ == "IndexIVFPQFastScan" and (ivf.pq.M, ivf.pq.nbits, ivf.by_residual) == (8, 4, False)
+    assert index_kind(index) == kind and index_settings(index)["nbits"] == 4
+    write_index(index, tmp_path / "i.faiss")
+    again = read_index(tmp_path / "i.faiss")
+    check_index(again, index_settings(index), tmp_path / "i.faiss")
+    np.testing.assert_array_equal(search(index, queries, 5)[1], search(again, queries, 5)[1])
+    # re-ranking the top 100 from the float descriptors: exact distances, ascending, and the true nearest first
+    _, ref_i = _brute_force(db, queries, 1)
+    dist, found = search_rows(again, queries, 5, config, db)
+    np.testing.assert_array_equal(found[:, 0], ref_i[:, 0])
+    np.testing.assert_allclose(dist, np.linalg.norm(db[found] - queries[:, None], axis=2), atol=1e-5)
+    assert (np.diff(dist, axis=1) >= 0).all()
+
+
+def test_classic_ivfpq_for_other_code_widths_and_its_default_m():
+    config = IndexConfig(kind="ivfpq", nbits=8)
+    assert (config.subquantizers(1024), config.code_bytes(1024)) == (64, 64)
+    index = build_index(_data(n=20_000, dim=32)[0], IndexConfig(kind="ivfpq", nbits=8, nlist=4, train_size=10_000))
+    assert type(index).__name__ == "IndexIVFPQ" and (index.pq.M, index.pq.nbits, index.by_residual) == (2, 8, True)

@@ -36,9 +36,10 @@ def add_index_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--index-type", "--index-kind", dest="index_kind", default="flat", choices=INDEX_KINDS,
                        help="exact flat L2 (streams the database from disk), IVF-PQ, OPQ + IVF-PQ or HNSW")
     group.add_argument("--nlist", type=number(COUNT), default=None, help="IVF: inverted lists (default √N)")
-    group.add_argument("--pq-m", type=number(COUNT), default=None, help="PQ: sub-quantisers (default dim/16)")
-    group.add_argument("--pq-bits", type=number(Limit(1, 16, integer=True)), default=8,
-                       help="PQ: bits per sub-quantiser code")
+    group.add_argument("--pq-m", type=number(COUNT), default=None,
+                       help="PQ: sub-quantisers (default: dim/16 bytes per image, i.e. dim/8 of 4 bits)")
+    group.add_argument("--pq-bits", type=number(Limit(1, 16, integer=True)), default=4,
+                       help="PQ: bits per sub-quantiser code (4: SIMD fast-scan, the fastest; else classic IVF-PQ)")
     add_search_args(group)
 
 
@@ -63,7 +64,7 @@ def index_config_from_args(args: argparse.Namespace, device=None):
     from netvlad.eval.index import IndexConfig
 
     return IndexConfig(kind=getattr(args, "index_kind", "flat"), nlist=getattr(args, "nlist", None),
-                       m=getattr(args, "pq_m", None), nbits=getattr(args, "pq_bits", 8), nprobe=args.nprobe,
+                       m=getattr(args, "pq_m", None), nbits=getattr(args, "pq_bits", 4), nprobe=args.nprobe,
                        ef_search=args.ef_search, rerank=args.rerank,
                        use_gpu=device is not None and device.type == "cuda")
 

@@ -186,15 +186,15 @@ def rerank(database: np.ndarray, queries: np.ndarray, candidates: np.ndarray, k:
     """Exact re-ranking of approximate candidates: -> (L2 distances ``(Q, k)`` ascending, row ids ``(Q, k)``).
 
     ``candidates`` ``(Q, C)`` are database row ids (−1 for none), e.g. an IVF-PQ top-C; their descriptors are read
-    from ``database`` (a memmap is fine: only those rows are touched, ``block`` queries at a time).
+    from ``database`` (a memmap is fine: only those rows are touched, ``block`` queries at a time, in row order).
     """
     queries = np.asarray(queries, dtype=np.float32)
     out_d = np.full((len(queries), k), np.inf, dtype=np.float32)
     out_i = np.full((len(queries), k), -1, dtype=np.int64)
     for q0 in range(0, len(queries), block):
         cand = candidates[q0:q0 + block]
-        rows = np.unique(cand[cand >= 0])
-        vectors = np.asarray(database[rows], dtype=np.float32)  # rows sorted: a memmap is read forwards
+        rows = np.unique(cand[cand >= 0])  # sorted: a memmap is read forwards
+        vectors = as_float32(database[rows], np.empty((len(rows), queries.shape[1]), dtype=np.float32))
         for i, (query, row_ids) in enumerate(zip(queries[q0:q0 + block], cand, strict=True)):
             row_ids = row_ids[row_ids >= 0]
             diff = vectors[np.searchsorted(rows, row_ids)] - query

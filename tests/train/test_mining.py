@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from netvlad.train.mining import mine, sample_candidates, select_tuples, squared_distance_matrix
-from netvlad.train.pairs import PairPlan, pair_distances, plan_pairs
+from netvlad.train.pairs import PairPlan, group_size, pair_distances, plan_pairs
 
 
 def _mine(distances, positives, non_negatives, previous=None, cached=None, samples=1000, negatives=3, seed=0,
@@ -147,7 +147,7 @@ def _clumpy(rng, n, dim, places=20):
     ("float32", None, PairPlan(3, 7, 0)), ("float16", None, PairPlan(64, 1000, 0)),
     ("float16", None, PairPlan(1, 1, 0)),
 ])
-def test_mining_equals_brute_force_reference(tmp_path, dtype, memory, plan, monkeypatch):
+def test_mining_equals_brute_force_reference(tmp_path, dtype, memory, plan, monkeypatch, products):
     """The tuples and remembered negatives equal a full-matrix reference, whatever the blocks and chunks."""
     rng = np.random.default_rng(7)
     n, q, dim = 300, 23, 24
@@ -179,26 +179,34 @@ def test_mining_equals_brute_force_reference(tmp_path, dtype, memory, plan, monk
         assert remembered == (e[2] if e is not None else [])
 
 
-def test_pair_distances_match_direct_within_a_small_budget():
+@pytest.fixture(params=[None, 1, 3])
+def products(request, monkeypatch):
+    """The products as costed, or forced into groups of 1 or 3 queries over gathered rows (as at large N)."""
+    if request.param is not None:
+        monkeypatch.setattr("netvlad.train.pairs.group_size", lambda _pairs, queries, _rows, _dim: request.param)
+    return request.param
+
+
+def test_pair_distances_match_direct_within_a_small_budget(products):
     """Chunked and blocked to fit a tiny budget, the distances of the asked pairs equal direct computation."""
     rng = np.random.default_rng(2)
     database, queries = rng.normal(size=(500, 64)).astype(np.float16), rng.normal(size=(40, 64))
-    rows = [rng.choice(500, rng.integers(0, 60), replace=False) for _ in range(40)]
-    budget = 70_000  # bytes: a few queries and rows per step
-    plan = plan_pairs(rows, 64, 2, budget)
+    rows = [rng.choice(500, rng.integers(0, 60), replace=False) for _ in range(39)] + [np.arange(500)]
+    budget = 30_000  # bytes: a few queries and rows per step
+    plan = plan_pairs(40, 500, 64, 2, budget)
     assert plan.bytes <= budget and plan.row_chunk < 100 and plan.query_block < 40  # many steps
     found = pair_distances(database, queries, rows, budget)
     for query, r, d in zip(queries, rows, found, strict=True):
         direct = ((query[None] - database[r].astype(np.float64)) ** 2).sum(1)
         assert d.dtype == np.float32 and d == pytest.approx(direct, rel=1e-4, abs=1e-4)
-
-
-def test_plan_shares_blocks_when_rows_overlap_and_not_when_sparse():
-    """Queries needing mostly the same rows share big blocks (one product); scattered ones mine in small blocks."""
-    rng = np.random.default_rng(0)
-    dense = [rng.choice(2000, 1000, replace=False) for _ in range(256)]
-    sparse = [rng.choice(10**7, 1000, replace=False) for _ in range(256)]
-    assert plan_pairs(dense, 1024, 2).query_block >= 128
-    assert plan_pairs(sparse, 1024, 2).query_block <= 8
     with pytest.raises(ValueError, match="too small"):
-        plan_pairs(dense, 1024, 2, max_memory=4096)
+        plan_pairs(40, 500, 1024, 2, max_memory=4096)
+    with pytest.raises(ValueError, match="must lie in"):
+        pair_distances(database, queries[:1], [np.array([500])])
+
+
+def test_products_cover_the_chunk_when_dense_and_small_groups_when_sparse():
+    """Queries needing most of a chunk share one product with all of it; scattered needs go in small groups."""
+    assert group_size(1000 * 1000, 1000, 10_000, 1024) == 1000  # N = 10⁴: the whole chunk at once
+    assert 1 < group_size(1000 * 16, 1000, 16384, 1024) < 1000  # N = 10⁶: ~16 needed rows per query per chunk
+    assert 1 <= group_size(1000 * 163, 1000, 16384, 1024) < 1000  # N = 10⁵

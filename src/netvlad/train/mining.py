@@ -32,7 +32,10 @@ class MinedTuples:
 
 
 def squared_distance_matrix(a: np.ndarray, b: np.ndarray, block: int = 2048) -> np.ndarray:
-    """Squared Euclidean distances ``(Q, D)`` × ``(M, D)`` -> ``(Q, M)`` float32, ``b`` read in row blocks."""
+    """Squared Euclidean distances ``(Q, D)`` × ``(M, D)`` -> ``(Q, M)`` float32, ``b`` read in row blocks.
+
+    The full matrix, for small sets and comparisons; :func:`mine` computes only the pairs it reads.
+    """
     a32 = np.asarray(a, dtype=np.float32)
     a_sq = (a32**2).sum(1, keepdims=True)
     out = np.empty((len(a32), len(b)), dtype=np.float32)

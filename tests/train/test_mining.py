@@ -199,6 +199,7 @@ def test_pair_distances_match_direct_within_a_small_budget(products):
     for query, r, d in zip(queries, rows, found, strict=True):
         direct = ((query[None] - database[r].astype(np.float64)) ** 2).sum(1)
         assert d.dtype == np.float32 and d == pytest.approx(direct, rel=1e-4, abs=1e-4)
+    assert pair_distances(database, queries[:0], []) == []  # a rank with no query of the chunk
     with pytest.raises(ValueError, match="too small"):
         plan_pairs(40, 500, 1024, 2, max_memory=4096)
     with pytest.raises(ValueError, match="must lie in"):

@@ -119,7 +119,7 @@ def pair_distances(database: np.ndarray, queries: np.ndarray, rows: Sequence[np.
             release_pages(view)
             pick = order[lo:hi]
             out[p0 + pick] = _chunk_distances(q, q_sq, x, block_query[pick], sorted_rows[lo:hi] - r0, buffers)
-    return np.split(out, offsets[1:-1])
+    return np.split(out, offsets[1:-1]) if len(rows) else []
 
 
 class _Buffers:

@@ -10,6 +10,7 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "netvlad.train.config": ("TrainConfig", "read_config_file"),
     "netvlad.train.loop": ("train",),
     "netvlad.train.loss": ("TripletRankingLoss", "triplet_ranking_loss"),
-    "netvlad.train.mining": ("MinedTuples", "mine", "squared_distance_matrix"),
+    "netvlad.train.mining": ("MinedTuples", "mine", "sample_candidates", "select_tuples", "squared_distance_matrix"),
+    "netvlad.train.pairs": ("pair_distances",),
     "netvlad.train.sets": ("TrainingSet", "holdout_last", "prepare_training_set"),
 })

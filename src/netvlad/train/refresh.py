@@ -14,7 +14,7 @@ import torch.distributed as dist
 
 from netvlad.eval.store import Shard
 from netvlad.train.distributed import DistInfo
-from netvlad.train.mining import MinedTuples, mine, squared_distance_matrix
+from netvlad.train.mining import MinedTuples, mine
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,13 +34,15 @@ def mine_chunk(cache: np.ndarray, db_ids: np.ndarray, inputs: MiningInputs, seed
                info: DistInfo) -> tuple[MinedTuples, np.ndarray]:
     """Mine the chunk's queries (cache rows after the ``len(db_ids)`` database rows) -> (tuples, previous).
 
-    ``seeds`` ``(Q,)``: one generator seed per query. Rank r computes distances for its block of queries only;
+    ``seeds`` ``(Q,)``: one generator seed per query. Rank r computes distances for its block of queries only
+    (and of those, only the ~``num_samples`` per query that mining reads: memory does not grow with the cache);
     every rank returns all tuples (query positions in the chunk) and the new previous negatives ``(Q, J)``.
     """
     count = len(inputs.previous)
     rows = Shard(info.rank, info.world).rows(count) if info.active else np.arange(count)
-    distances = squared_distance_matrix(cache[len(db_ids) + rows], cache[: len(db_ids)])
-    tuples, previous = mine(distances, db_ids, positives=[inputs.positives[i] for i in rows],
+    first = len(db_ids) + (int(rows[0]) if len(rows) else 0)  # a rank's rows are contiguous: a view, no copy
+    tuples, previous = mine(cache[:len(db_ids)], cache[first:first + len(rows)], db_ids,
+                            positives=[inputs.positives[i] for i in rows],
                             non_negatives=[inputs.non_negatives[i] for i in rows], previous=inputs.previous[rows],
                             rng=[np.random.default_rng(int(seeds[i])) for i in rows],
                             num_database=inputs.num_database, margin=inputs.margin, num_samples=inputs.num_samples,

@@ -117,3 +117,14 @@ def test_ivfpq_with_rerank_matches_exact_recall_on_a_memmap(tmp_path):
     assert approx.recall[1] == 100.0 and plain.recall[1] <= approx.recall[1]
     exact = evaluate_descriptors(store.descriptors, queries, positives, ns=(1, 5))
     np.testing.assert_allclose(approx.distances[:, 0], exact.distances[:, 0], atol=1e-5)
+
+
+def test_gather_rows_from_a_memmap_in_batches_equals_fancy_indexing(tmp_path):
+    from netvlad.eval.search import gather_rows
+
+    store, _ = _store(tmp_path / "s", n=300, dim=16)
+    rows = np.sort(np.random.default_rng(1).choice(300, 40, replace=False))
+    expected = store.load()[rows]
+    for batch in (1, 3, 256):
+        np.testing.assert_array_equal(gather_rows(store.descriptors, rows, batch=batch), expected)
+    np.testing.assert_array_equal(gather_rows(store.load(), rows), expected)  # an in-RAM array: one gather

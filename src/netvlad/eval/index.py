@@ -18,7 +18,7 @@ import numpy as np
 
 from netvlad.errors import BadInputError
 from netvlad.eval.opq import train_opq
-from netvlad.eval.search import as_float32, iter_chunks, plan_search, rerank
+from netvlad.eval.search import gather_rows, iter_chunks, plan_search, rerank
 from netvlad.limits import COUNT, NON_NEGATIVE_INT
 
 logger = logging.getLogger(__name__)
@@ -199,10 +199,7 @@ def to_device(index: faiss.Index, use_gpu: bool) -> faiss.Index:
 def training_sample(descriptors: np.ndarray, rows: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
     """``count`` of ``rows`` drawn at random (sorted, so a memory-mapped store is read forwards), as float32."""
     pick = np.sort(np.random.default_rng(seed).choice(rows, size=count, replace=False))
-    out = np.empty((count, descriptors.shape[1]), dtype=np.float32)
-    for start in range(0, count, 4096):  # gather in slices: never a float32 copy of more than the sample
-        as_float32(descriptors[pick[start:start + 4096]], out[start:start + 4096])
-    return out
+    return gather_rows(descriptors, pick)  # in slices: never more than the sample in memory
 
 
 def build_index(descriptors: np.ndarray, config: IndexConfig = EXACT, *, valid: np.ndarray | None = None,

@@ -29,6 +29,7 @@ MIN_QUERY_BLOCK = 16  # queries per block below which the database is re-read to
 MIN_DB_CHUNK = 256  # database rows per chunk below which BLAS runs far from its speed
 MAX_DB_CHUNK = 16384  # larger chunks gain nothing (faiss tiles by 1024 rows) and only hold memory longer
 FAISS_WORKSPACE = 64 * 1024**2  # faiss's own distance tiles (4096 × 1024 float32 per thread) and interpreter slack
+GATHER_BATCH = 256  # rows of a memory map gathered between releases of its pages
 _MADV_DONTNEED = 4
 
 
@@ -122,6 +123,24 @@ def as_float32(rows: np.ndarray, out: np.ndarray) -> np.ndarray:
     return out
 
 
+def gather_rows(database: np.ndarray, rows: np.ndarray, out: np.ndarray | None = None,
+                batch: int = GATHER_BATCH) -> np.ndarray:
+    """Rows ``rows`` (sorted, for forward reads) of ``database`` as float32 ``(len(rows), dim)`` (into ``out``).
+
+    A memory-mapped database is read ``batch`` rows at a time, its pages released after each batch: the kernel may
+    map a whole large page-cache folio (measured ~2 MiB) for one touched row, so a scattered gather of thousands of
+    rows would otherwise map gigabytes into the process.
+    """
+    out = np.empty((len(rows), database.shape[1]), dtype=np.float32) if out is None else out[:len(rows)]
+    mapped = _mapped(database)
+    step = batch if mapped else max(1, len(rows))
+    for start in range(0, len(rows), step):
+        as_float32(database[rows[start:start + step]], out[start:start + step])
+        if mapped:
+            release_pages(database)
+    return out
+
+
 def iter_chunks(database: np.ndarray, chunk: int, valid: np.ndarray | None = None
                 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield (row ids ``(c,)`` int64, float32 rows ``(c, dim)``) of ``database`` in order, skipping invalid rows.
@@ -194,13 +213,11 @@ def rerank(database: np.ndarray, queries: np.ndarray, candidates: np.ndarray, k:
     for q0 in range(0, len(queries), block):
         cand = candidates[q0:q0 + block]
         rows = np.unique(cand[cand >= 0])  # sorted: a memmap is read forwards
-        vectors = as_float32(database[rows], np.empty((len(rows), queries.shape[1]), dtype=np.float32))
+        vectors = gather_rows(database, rows)
         for i, (query, row_ids) in enumerate(zip(queries[q0:q0 + block], cand, strict=True)):
             row_ids = row_ids[row_ids >= 0]
             diff = vectors[np.searchsorted(rows, row_ids)] - query
             dist = np.sqrt(np.einsum("ij,ij->i", diff, diff))
             order = np.argsort(dist, kind="stable")[:k]
             out_d[q0 + i, :len(order)], out_i[q0 + i, :len(order)] = dist[order], row_ids[order]
-        if _mapped(database):
-            release_pages(database)
     return out_d, out_i

@@ -44,7 +44,7 @@ class IndexConfig:
     nlist: int | None = None
     m: int | None = None
     nbits: int = 4
-    nprobe: int = 16
+    nprobe: int = 32
     opq_iterations: int = 10
     hnsw_m: int = 32
     ef_construction: int = 80

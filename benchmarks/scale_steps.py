@@ -139,6 +139,7 @@ def ann(folder: str, kind: str, budget: float) -> dict:
         configure,
         search,
         search_rows,
+        train_index,
         training_sample,
         write_index,
     )
@@ -149,7 +150,7 @@ def ann(folder: str, kind: str, budget: float) -> dict:
     index = INDEX_KINDS[kind](store.dim, n, config)
     t0 = time.perf_counter()
     if not index.is_trained:
-        index.train(training_sample(store.descriptors, np.arange(n), config.samples(n)))
+        train_index(index, training_sample(store.descriptors, np.arange(n), config.samples(n)), config)
     t1 = time.perf_counter()
     for _, chunk in iter_chunks(store.descriptors, plan_search(1, n, store.dim, 1, budget, 2).db_chunk):
         index.add(chunk)

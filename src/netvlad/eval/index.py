@@ -202,6 +202,14 @@ def training_sample(descriptors: np.ndarray, rows: np.ndarray, count: int, seed:
     return gather_rows(descriptors, pick)  # in slices: never more than the sample in memory
 
 
+def train_index(index: faiss.Index, sample: np.ndarray, config: IndexConfig) -> None:
+    """Train a fresh index of :data:`INDEX_KINDS` on ``sample`` ``(T, dim)`` float32 (OPQ: its rotation first)."""
+    if isinstance(index, faiss.IndexPreTransform):  # OPQ: the rotation first, then the index on rotated rows
+        train_opq(faiss.downcast_VectorTransform(index.chain.at(0)), sample, config.nbits, config.opq_iterations,
+                  config.seed)
+    index.train(sample)
+
+
 def build_index(descriptors: np.ndarray, config: IndexConfig = EXACT, *, valid: np.ndarray | None = None,
                 max_memory: float | None = None, training: np.ndarray | None = None) -> faiss.Index:
     """A trained faiss index holding the rows of ``descriptors`` ``(N, dim)`` (those in the ``valid`` mask).
@@ -221,10 +229,7 @@ def build_index(descriptors: np.ndarray, config: IndexConfig = EXACT, *, valid: 
         sample = (training_sample(descriptors, rows, config.samples(n), config.seed) if training is None
                   else np.ascontiguousarray(training, dtype=np.float32))
         logger.info("training %s on %d of %d descriptors (%d-D)", config.kind, len(sample), n, dim)
-        if isinstance(index, faiss.IndexPreTransform):  # OPQ: the rotation first, then the index on rotated rows
-            train_opq(faiss.downcast_VectorTransform(index.chain.at(0)), sample, config.nbits, config.opq_iterations,
-                      config.seed)
-        index.train(sample)
+        train_index(index, sample, config)
         del sample
     plan = plan_search(1, len(descriptors), dim, 1, max_memory, descriptors.dtype.itemsize)
     index = to_device(index, config.use_gpu)

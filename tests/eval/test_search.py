@@ -128,3 +128,17 @@ def test_gather_rows_from_a_memmap_in_batches_equals_fancy_indexing(tmp_path):
     for batch in (1, 3, 256):
         np.testing.assert_array_equal(gather_rows(store.descriptors, rows, batch=batch), expected)
     np.testing.assert_array_equal(gather_rows(store.load(), rows), expected)  # an in-RAM array: one gather
+    later = rows[rows >= 100]
+    np.testing.assert_array_equal(gather_rows(store.descriptors[100:], later - 100), expected[rows >= 100])  # mapped
+
+
+def test_gather_rows_refuses_a_truncated_store(tmp_path):
+    from netvlad.eval.search import gather_rows
+
+    store, _ = _store(tmp_path / "s", n=50, dim=16, q=5)
+    mapped = store.descriptors
+    path = tmp_path / "s" / "descriptors.npy"
+    with open(path, "r+b") as file:  # cut the file under a live memory map: its last rows are gone
+        file.truncate(path.stat().st_size - 10)
+    with pytest.raises(BadInputError, match="ends inside row 49"):
+        gather_rows(mapped, np.array([3, 49]))

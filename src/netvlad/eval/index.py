@@ -29,8 +29,8 @@ class IndexConfig:
     """Which faiss index to build: ``kind`` is a key of :data:`INDEX_KINDS`.
 
     IVF-PQ: ``nlist`` inverted lists (``None``: √N, clamped to N/39 so k-means has enough points), ``m``
-    sub-quantisers of ``nbits`` bits (``None``: dim/8 of 4 bits or dim/16 of 8 bits — one byte per 16 dims; must
-    divide the dim), ``nprobe`` lists visited per query. 4-bit codes (the default) use faiss's SIMD fast-scan
+    sub-quantisers of ``nbits`` bits (``None``: dim/8 of 4 bits, else dim/16 — one byte per 16 dims at 4 or 8 bits;
+    must divide the dim), ``nprobe`` lists visited per query. 4-bit codes (the default) use faiss's SIMD fast-scan
     (``IndexIVFPQFastScan``, codes of the vectors themselves); other widths the classic ``IndexIVFPQ`` (codes of
     residuals to the list centroid). OPQ + IVF-PQ adds a learnt rotation (``opq_iterations``), for dims up to
     :data:`MAX_OPQ_DIM`. HNSW: ``hnsw_m`` links per node, ``ef_construction`` and ``ef_search`` beam widths; it
@@ -70,9 +70,9 @@ class IndexConfig:
         return max(1, min(wanted, (trained_on or n) // 39))
 
     def subquantizers(self, dim: int) -> int:
-        """PQ sub-quantisers for ``dim``-D descriptors (``m``, or dim/16 bytes' worth: dim/8 of 4 bits, dim/16 of
-        more); refused unless it divides ``dim``."""
-        m = self.m or max(1, dim // (8 if self.nbits <= FAST_SCAN_BITS else 16))
+        """PQ sub-quantisers for ``dim``-D descriptors (``m``, or dim/16 bytes' worth: dim/8 fast-scan 4-bit codes,
+        else dim/16); refused unless it divides ``dim``."""
+        m = self.m or max(1, dim // (8 if self.nbits == FAST_SCAN_BITS else 16))
         if dim % m:
             raise BadInputError(f"IVF-PQ needs m ({m}) to divide the descriptor dim ({dim}); pick another m",
                                 hint="pick another --pq-m")
@@ -125,8 +125,7 @@ def _opq_ivfpq(dim: int, n: int, config: IndexConfig, trained_on: int | None = N
     ivfpq = _ivfpq(dim, n, config, trained_on)
     opq = faiss.OPQMatrix(dim, ivfpq.pq.M)
     opq.niter = config.opq_iterations  # trained by netvlad.eval.opq (faiss's own training is ~20× slower here)
-    index = faiss.IndexPreTransform(opq, ivfpq)  # faiss's wrapper keeps opq and ivfpq alive with it
-    return index
+    return faiss.IndexPreTransform(opq, ivfpq)  # faiss's wrapper keeps opq and ivfpq alive with it
 
 
 def _hnsw(dim: int, n: int, config: IndexConfig, trained_on: int | None = None) -> faiss.Index:
@@ -190,7 +189,12 @@ def gpu_available() -> bool:
 def to_device(index: faiss.Index, use_gpu: bool) -> faiss.Index:
     """``index`` on a GPU when ``use_gpu`` asks and faiss sees one (else as it is, with a warning if asked)."""
     if use_gpu and gpu_available():
-        return faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
+        try:
+            return faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
+        except RuntimeError as error:  # e.g. 4-bit fast-scan PQ, which faiss has only on the CPU
+            logger.warning("faiss has no GPU version of this index (%s); searching on the CPU (classic IVF-PQ, "
+                           "--pq-bits 8, runs on a GPU)", " ".join(str(error).split())[-120:])
+            return index
     if use_gpu:
         logger.warning("a GPU index was asked for but faiss sees no GPU; searching on the CPU")
     return index

@@ -38,14 +38,14 @@ def recall(found: np.ndarray, positives) -> str:
 
 
 def rows_for(name: str, db: np.ndarray, queries: np.ndarray, positives, pool: np.ndarray, label: str,
-             opq_max_dim: int, nprobe: int = IndexConfig.nprobe) -> list[str]:
+             opq_max_dim: int, nprobe: int = IndexConfig.nprobe, rerank: int = IndexConfig.rerank) -> list[str]:
     """Table rows: exact, then each approximate kind, on one set at one descriptor size."""
     _, exact = exact_search(db, queries, max(NS))
     out = [f"| {name} | {label} | exact | {recall(exact, positives)} | {4 * db.shape[1]} | |"]
     for kind in KINDS if db.shape[1] <= MAX_ANN_DIM else ():
         if kind == "opq-ivfpq" and db.shape[1] > opq_max_dim:
             continue
-        config = IndexConfig(kind=kind, nprobe=nprobe)
+        config = IndexConfig(kind=kind, nprobe=nprobe, rerank=rerank)
         try:
             start = time.perf_counter()
             index = build_index(db, config, training=pool)
@@ -55,8 +55,8 @@ def rows_for(name: str, db: np.ndarray, queries: np.ndarray, positives, pool: np
         seconds = time.perf_counter() - start
         per_image = 4 * db.shape[1] + 8 * config.hnsw_m if kind == "hnsw" else config.code_bytes(db.shape[1]) + 8
         variants = [("", 0), (f" + re-rank {config.rerank}", config.rerank)] if kind in PQ_KINDS else [("", 0)]
-        for suffix, rerank in variants:
-            _, found = search_rows(index, queries, max(NS), IndexConfig(kind=kind, nprobe=nprobe, rerank=rerank), db)
+        for suffix, count in variants:
+            _, found = search_rows(index, queries, max(NS), IndexConfig(kind=kind, nprobe=nprobe, rerank=count), db)
             same = 100 * (found[:, 0] == exact[:, 0]).mean()
             out.append(f"| {name} | {label} | {kind}{suffix} | {recall(found, positives)} | {per_image} | "
                        f"exact top-1 kept {same:.0f} %; built in {seconds:.0f} s |")
@@ -69,6 +69,7 @@ def main() -> None:
     parser.add_argument("--raw", action="store_true", help="also the raw 81,920-D descriptors (exact search only)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--nprobe", type=int, default=IndexConfig.nprobe, help="IVF lists visited per query")
+    parser.add_argument("--rerank", type=int, default=IndexConfig.rerank, help="candidates re-ranked exactly")
     parser.add_argument("--opq-max-dim", type=int, default=1024, help="skip OPQ above this dim (its training is slow)")
     parser.add_argument("--cache", type=Path, default=Path("/work/tmp/scale-cache"))
     parser.add_argument("--cities", type=Path, nargs=3, default=[Path("/work/tmp/scale-city") / c
@@ -88,7 +89,7 @@ def main() -> None:
         for name, key in (("Gardens Point", "gp"), ("city", "city")):
             db, q = (scale_data.apply(transform, sets[f"{key}_{s}"], dim) for s in ("db", "q"))
             lines += rows_for(name, db, q, sets[f"{key}_pos"], pool, label, args.opq_max_dim,
-                              args.nprobe)
+                              args.nprobe, args.rerank)
         print("\n".join(lines), flush=True)
         lines = lines[:2]
 

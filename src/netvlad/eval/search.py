@@ -29,6 +29,8 @@ MIN_QUERY_BLOCK = 16  # queries per block below which the database is re-read to
 MIN_DB_CHUNK = 256  # database rows per chunk below which BLAS runs far from its speed
 MAX_DB_CHUNK = 16384  # larger chunks gain nothing (faiss tiles by 1024 rows) and only hold memory longer
 FAISS_WORKSPACE = 64 * 1024**2  # faiss's own distance tiles (4096 × 1024 float32 per thread) and interpreter slack
+RERANK_BYTES = 256 * 1024**2  # re-ranking's (queries × candidates × dim) float32 rows per block
+MAX_RERANK_BLOCK = 64
 GATHER_BATCH = 1024  # rows of a memory map gathered between releases of its pages (~112 KiB mapped per row)
 _MADV_DONTNEED = 4
 
@@ -133,7 +135,7 @@ def _file_rows(array: np.ndarray) -> tuple[str, int] | None:
 
 def gather_rows(database: np.ndarray, rows: np.ndarray, out: np.ndarray | None = None,
                 batch: int = GATHER_BATCH) -> np.ndarray:
-    """Rows ``rows`` (sorted, for forward reads) of ``database`` as float32 ``(len(rows), dim)`` (into ``out``).
+    """Rows ``rows`` of ``database`` as float32 ``(len(rows), dim)`` (into ``out``; sorted rows read forwards).
 
     A whole-file memory map (a store's matrix) is read with one ``pread`` per row, ``batch`` rows at a time: no page
     of it is mapped into the process (touching one mapped row maps ~112 KiB of fault-around up to a ~2 MiB
@@ -234,25 +236,31 @@ def exact_search(database: np.ndarray, queries: np.ndarray, k: int, *, valid: np
 
 
 def rerank(database: np.ndarray, queries: np.ndarray, candidates: np.ndarray, k: int,
-           block: int = 64) -> tuple[np.ndarray, np.ndarray]:
+           block: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Exact re-ranking of approximate candidates: -> (L2 distances ``(Q, k)`` ascending, row ids ``(Q, k)``).
 
     ``candidates`` ``(Q, C)`` are database row ids (−1 for none), e.g. an IVF-PQ top-C; their descriptors are read
-    from ``database`` (a memmap is fine: only those rows are touched, ``block`` queries at a time, in row order).
+    from ``database`` (a memmap is fine: only those rows are touched), ``block`` queries at a time (default: as many
+    as keep the block's ``(block, C, dim)`` float32 rows within :data:`RERANK_BYTES`), each query's rows side by side
+    so that its distances are one pass over them. Ties keep the candidates' order.
     """
     queries = np.asarray(queries, dtype=np.float32)
+    candidates = np.asarray(candidates, dtype=np.int64)
+    count, dim = candidates.shape[1], queries.shape[1]
     out_d = np.full((len(queries), k), np.inf, dtype=np.float32)
     out_i = np.full((len(queries), k), -1, dtype=np.int64)
+    block = block or max(1, min(MAX_RERANK_BLOCK, RERANK_BYTES // max(1, count * dim * 4)))
     # one buffer for every block: fresh pages cost a fault each (~4.5 µs here), more than the reads themselves
-    buffer = np.empty((min(block * candidates.shape[1], candidates.size), queries.shape[1]), dtype=np.float32)
+    buffer = np.empty((min(block, len(queries)) * count, dim), dtype=np.float32)
     for q0 in range(0, len(queries), block):
         cand = candidates[q0:q0 + block]
-        rows = np.unique(cand[cand >= 0])  # sorted: a memmap is read forwards
-        vectors = gather_rows(database, rows, buffer)
-        for i, (query, row_ids) in enumerate(zip(queries[q0:q0 + block], cand, strict=True)):
-            row_ids = row_ids[row_ids >= 0]
-            diff = vectors[np.searchsorted(rows, row_ids)] - query
-            dist = np.sqrt(np.einsum("ij,ij->i", diff, diff))
-            order = np.argsort(dist, kind="stable")[:k]
-            out_d[q0 + i, :len(order)], out_i[q0 + i, :len(order)] = dist[order], row_ids[order]
+        found = cand >= 0
+        vectors = gather_rows(database, np.where(found, cand, 0).ravel(), buffer).reshape(*cand.shape, dim)
+        vectors -= queries[q0:q0 + len(cand), None]  # in place: the differences
+        dist = np.sqrt(np.einsum("qcd,qcd->qc", vectors, vectors))
+        dist[~found] = np.inf
+        order = np.argsort(dist, axis=1, kind="stable")[:, :k]
+        out_d[q0:q0 + len(cand), :order.shape[1]] = np.take_along_axis(dist, order, 1)
+        out_i[q0:q0 + len(cand), :order.shape[1]] = np.where(
+            np.isinf(out_d[q0:q0 + len(cand), :order.shape[1]]), -1, np.take_along_axis(cand, order, 1))
     return out_d, out_i

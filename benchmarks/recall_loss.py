@@ -38,7 +38,7 @@ def recall(found: np.ndarray, positives) -> str:
 
 
 def rows_for(name: str, db: np.ndarray, queries: np.ndarray, positives, pool: np.ndarray, label: str,
-             opq_max_dim: int, nprobe: int = IndexConfig.nprobe, rerank: int = IndexConfig.rerank) -> list[str]:
+             opq_max_dim: int, nprobe: int | None = None, rerank: int = IndexConfig.rerank) -> list[str]:
     """Table rows: exact, then each approximate kind, on one set at one descriptor size."""
     _, exact = exact_search(db, queries, max(NS))
     out = [f"| {name} | {label} | exact | {recall(exact, positives)} | {4 * db.shape[1]} | |"]
@@ -68,7 +68,7 @@ def main() -> None:
     parser.add_argument("--dims", type=int, nargs="+", default=[1024, 512, 4096])
     parser.add_argument("--raw", action="store_true", help="also the raw 81,920-D descriptors (exact search only)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--nprobe", type=int, default=IndexConfig.nprobe, help="IVF lists visited per query")
+    parser.add_argument("--nprobe", type=int, default=None, help="IVF lists visited per query (default: the library.s)")
     parser.add_argument("--rerank", type=int, default=IndexConfig.rerank, help="candidates re-ranked exactly")
     parser.add_argument("--opq-max-dim", type=int, default=1024, help="skip OPQ above this dim (its training is slow)")
     parser.add_argument("--cache", type=Path, default=Path("/work/tmp/scale-cache"))

@@ -132,3 +132,18 @@ def test_classic_ivfpq_for_other_code_widths_and_its_default_m():
     assert (config.subquantizers(1024), config.code_bytes(1024)) == (64, 64)
     index = build_index(_data(n=20_000, dim=32)[0], IndexConfig(kind="ivfpq", nbits=8, nlist=4, train_size=10_000))
     assert type(index).__name__ == "IndexIVFPQ" and (index.pq.M, index.pq.nbits, index.by_residual) == (2, 8, True)
+
+
+def test_default_probes_cover_small_databases_whole_and_stay_flat_at_scale():
+    from netvlad.eval.index import configure
+
+    config = IndexConfig(kind="ivfpq")
+    assert config.probes(36, 1280) == 36  # the generated city: every list
+    assert config.probes(100, 10_000) == 100
+    assert config.probes(316, 100_000) == 52  # ⌈316 × 16,384 / 10⁵⌉
+    assert config.probes(1000, 1_000_000) == 17
+    assert config.probes(3162, 10_000_000) == 16  # at least 16
+    assert IndexConfig(kind="ivfpq", nprobe=8).probes(1000, 1_000_000) == 8
+    index = build_index(_data(n=2000, dim=32)[0], IndexConfig(kind="ivfpq", nlist=40, nbits=8, m=8))
+    assert index.nprobe == 40  # 2,000 vectors: all 40 lists
+    assert configure(index, IndexConfig(kind="ivfpq", nprobe=3)).nprobe == 3

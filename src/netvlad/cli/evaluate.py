@@ -45,7 +45,8 @@ def add_index_args(parser: argparse.ArgumentParser) -> None:
 
 def add_search_args(group) -> None:
     """Search-time options shared by ``evaluate``, ``index build`` and ``query``."""
-    group.add_argument("--nprobe", type=number(COUNT), default=32, help="IVF: lists visited per query")
+    group.add_argument("--nprobe", type=number(COUNT), default=None,
+                       help="IVF: lists visited per query (default: lists holding ≥ 16,384 vectors, at least 16)")
     group.add_argument("--ef-search", type=number(COUNT), default=128, help="HNSW: search beam width")
     group.add_argument("--rerank", type=number(NON_NEGATIVE_INT), default=100, metavar="C",
                        help="IVF-PQ: re-rank the top C candidates exactly from the stored descriptors (0: off)")

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from netvlad.data import open_dataset
+from netvlad.data.synthetic import CityConfig, generate_city
 from netvlad.eval.extract import extract_descriptors
 from netvlad.models import ModelConfig, PlaceModel, Preprocessing
 from netvlad.nn.whitening import PCAWhitening
@@ -65,8 +66,13 @@ def _describe(model: PlaceModel, paths: list[Path], path: Path) -> np.ndarray:
 
 
 def real_sets(cache: Path, cities: list[Path]) -> dict:
-    """Raw 81,920-D descriptors (float16) of the pool and of the two evaluation sets, with their positives."""
+    """Raw 81,920-D descriptors (float16) of the pool and of the two evaluation sets, with their positives.
+
+    ``cities``: the generated cities of seeds 0, 1, 2 (default size), rendered there first where missing.
+    """
     cache.mkdir(parents=True, exist_ok=True)
+    for seed, root in enumerate(cities):  # reused as they are when already rendered from the same config
+        generate_city(CityConfig.preset("default", seed=seed), root, workers=2)
     city0, pool_cities = cities[0], cities[1:]
     pool_paths = [p for c in pool_cities for part in _city_images(c)[:2] for p in part]
     nordland = sorted((SHARED / "nordland" / "summer").glob("*.png"))[::4] + \

@@ -158,13 +158,9 @@ def expand(base: np.ndarray, changes: np.ndarray, count: int, seed: int):
 
 def queries_from(db: np.ndarray, sources: np.ndarray, changes: np.ndarray, seed: int) -> np.ndarray:
     """Queries ``(Q, dim)``: database rows ``sources`` plus a real view change scaled U(0.5, 1), re-normalised."""
-    from netvlad.eval.search import release_pages
+    from netvlad.eval.search import read_rows  # pread: mapping the touched rows mapped 1.2 GiB of a 1.9 GiB store
 
     rng = np.random.default_rng(seed)
-    rows, x = np.sort(sources), np.empty((len(sources), db.shape[1]), dtype=np.float32)
-    for start in range(0, len(rows), 16):  # a touched row of a pwrite-written file maps its whole large folio (up
-        x[start:start + 16] = db[rows[start:start + 16]]  # to 2 MiB): 1,000 rows mapped 1.2 GiB of a 1.9 GiB store
-        release_pages(db)
-    x = x[np.argsort(np.argsort(sources))]
+    x = read_rows(db, np.sort(sources))[np.argsort(np.argsort(sources))]
     x += rng.uniform(0.5, 1.0, (len(x), 1)).astype(np.float32) * changes[rng.integers(0, len(changes), len(x))]
     return x / np.linalg.norm(x, axis=1, keepdims=True)

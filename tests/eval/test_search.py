@@ -119,21 +119,21 @@ def test_ivfpq_with_rerank_matches_exact_recall_on_a_memmap(tmp_path):
     np.testing.assert_allclose(approx.distances[:, 0], exact.distances[:, 0], atol=1e-5)
 
 
-def test_gather_rows_from_a_memmap_in_batches_equals_fancy_indexing(tmp_path):
-    from netvlad.eval.search import gather_rows
+def test_read_rows_from_a_memmap_in_batches_equals_fancy_indexing(tmp_path):
+    from netvlad.eval.search import read_rows
 
     store, _ = _store(tmp_path / "s", n=300, dim=16)
     rows = np.sort(np.random.default_rng(1).choice(300, 40, replace=False))
     expected = store.load()[rows]
     for batch in (1, 3, 256):
-        np.testing.assert_array_equal(gather_rows(store.descriptors, rows, batch=batch), expected)
-    np.testing.assert_array_equal(gather_rows(store.load(), rows), expected)  # an in-RAM array: one gather
+        np.testing.assert_array_equal(read_rows(store.descriptors, rows, batch=batch), expected)
+    np.testing.assert_array_equal(read_rows(store.load(), rows), expected)  # an in-RAM array: one gather
     later = rows[rows >= 100]
-    np.testing.assert_array_equal(gather_rows(store.descriptors[100:], later - 100), expected[rows >= 100])  # mapped
+    np.testing.assert_array_equal(read_rows(store.descriptors[100:], later - 100), expected[rows >= 100])  # mapped
 
 
-def test_gather_rows_refuses_a_truncated_store(tmp_path):
-    from netvlad.eval.search import gather_rows
+def test_read_rows_refuses_a_truncated_store(tmp_path):
+    from netvlad.eval.search import read_rows
 
     store, _ = _store(tmp_path / "s", n=50, dim=16, q=5)
     mapped = store.descriptors
@@ -141,4 +141,4 @@ def test_gather_rows_refuses_a_truncated_store(tmp_path):
     with open(path, "r+b") as file:  # cut the file under a live memory map: its last rows are gone
         file.truncate(path.stat().st_size - 10)
     with pytest.raises(BadInputError, match="ends inside row 49"):
-        gather_rows(mapped, np.array([3, 49]))
+        read_rows(mapped, np.array([3, 49]))

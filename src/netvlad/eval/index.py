@@ -18,7 +18,7 @@ import numpy as np
 
 from netvlad.errors import BadInputError
 from netvlad.eval.opq import train_opq
-from netvlad.eval.search import gather_rows, iter_chunks, plan_search, rerank
+from netvlad.eval.search import iter_chunks, plan_search, read_rows, rerank
 from netvlad.limits import COUNT, NON_NEGATIVE_INT
 
 logger = logging.getLogger(__name__)
@@ -111,12 +111,12 @@ def _flat(dim: int, n: int, config: IndexConfig, trained_on: int | None = None) 
 
 def _ivfpq(dim: int, n: int, config: IndexConfig, trained_on: int | None = None) -> faiss.Index:
     m, nlist = config.subquantizers(dim), config.lists(n, trained_on)
-    n = trained_on or n
+    trainable = trained_on or n
     if config.nlist and nlist < config.nlist:
-        logger.warning("IVF-PQ: %d descriptors are too few for %d lists; using %d", n, config.nlist, nlist)
-    if n < 2**config.nbits:
+        logger.warning("IVF-PQ: %d descriptors are too few for %d lists; using %d", trainable, config.nlist, nlist)
+    if trainable < 2**config.nbits:
         raise BadInputError(f"IVF-PQ with {config.nbits}-bit codes needs at least {2**config.nbits} database "
-                            f"descriptors to train, got {n}; use the flat index or fewer bits",
+                            f"descriptors to train, got {trainable}; use the flat index or fewer bits",
                             hint="use --index-type flat or fewer --pq-bits")
     if config.nbits == FAST_SCAN_BITS:
         # fast-scan: 4-bit codes scanned 32 at a time in SIMD registers, ~10× classic IVF-PQ per code at 10⁶.
@@ -216,7 +216,7 @@ def to_device(index: faiss.Index, use_gpu: bool) -> faiss.Index:
 def training_sample(descriptors: np.ndarray, rows: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
     """``count`` of ``rows`` drawn at random (sorted, so a memory-mapped store is read forwards), as float32."""
     pick = np.sort(np.random.default_rng(seed).choice(rows, size=count, replace=False))
-    return gather_rows(descriptors, pick)  # in slices: never more than the sample in memory
+    return read_rows(descriptors, pick)  # in slices: never more than the sample in memory
 
 
 def train_index(index: faiss.Index, sample: np.ndarray, config: IndexConfig) -> None:

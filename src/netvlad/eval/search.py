@@ -133,7 +133,7 @@ def _file_rows(array: np.ndarray) -> tuple[str, int] | None:
     return None
 
 
-def gather_rows(database: np.ndarray, rows: np.ndarray, out: np.ndarray | None = None,
+def read_rows(database: np.ndarray, rows: np.ndarray, out: np.ndarray | None = None,
                 batch: int = GATHER_BATCH) -> np.ndarray:
     """Rows ``rows`` of ``database`` as float32 ``(len(rows), dim)`` (into ``out``; sorted rows read forwards).
 
@@ -255,7 +255,7 @@ def rerank(database: np.ndarray, queries: np.ndarray, candidates: np.ndarray, k:
     for q0 in range(0, len(queries), block):
         cand = candidates[q0:q0 + block]
         found = cand >= 0
-        vectors = gather_rows(database, np.where(found, cand, 0).ravel(), buffer).reshape(*cand.shape, dim)
+        vectors = read_rows(database, np.where(found, cand, 0).ravel(), buffer).reshape(*cand.shape, dim)
         vectors -= queries[q0:q0 + len(cand), None]  # in place: the differences
         dist = np.sqrt(np.einsum("qcd,qcd->qc", vectors, vectors))
         dist[~found] = np.inf

@@ -13,7 +13,7 @@ T = TypeVar("T")
 class Registry(Generic[T]):
     """Entries of one ``kind`` by name.
 
-    Example:
+    Examples:
         >>> pools = Registry("pooling")
         >>> pools.add("gem", "GeM")
         >>> pools.get("gem"), pools.names()

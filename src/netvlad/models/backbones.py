@@ -4,20 +4,21 @@ A new backbone is one decorated function (as timm's ``@register_model``) returni
 makes the full network, ``cut(network)`` lists the stages kept, in order; ``train_from`` is the index of the first
 stage that trains:
 
->>> @register_backbone("tiny_cnn", channels=8, stride=2, train_from=2)
-... def _tiny_cnn():
-...     def build():
-...         return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 8, 3, stride=2, padding=1))
-...     return build, lambda network: list(network.children())
->>> backbone = Backbone(get_backbone_spec("tiny_cnn"), pretrained=False)
->>> backbone(torch.rand(1, 3, 32, 48)).shape
-torch.Size([1, 8, 16, 24])
->>> [any(p.requires_grad for p in stage.parameters()) for stage in backbone.stages]
-[False, False, True]
->>> register_backbone("tiny_cnn", channels=8, stride=2, train_from=2)(_tiny_cnn)
-Traceback (most recent call last):
-...
-ValueError: backbone 'tiny_cnn' is already registered; choose another name
+Examples:
+    >>> @register_backbone("tiny_cnn", channels=8, stride=2, train_from=2)
+    ... def _tiny_cnn():
+    ...     def build():
+    ...         return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 8, 3, stride=2, padding=1))
+    ...     return build, lambda network: list(network.children())
+    >>> backbone = Backbone(get_backbone_spec("tiny_cnn"), pretrained=False)
+    >>> backbone(torch.rand(1, 3, 32, 48)).shape
+    torch.Size([1, 8, 16, 24])
+    >>> [any(p.requires_grad for p in stage.parameters()) for stage in backbone.stages]
+    [False, False, True]
+    >>> register_backbone("tiny_cnn", channels=8, stride=2, train_from=2)(_tiny_cnn)
+    Traceback (most recent call last):
+    ...
+    ValueError: backbone 'tiny_cnn' is already registered; choose another name
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ POOLS: dict[str, Callable[[ModelConfig, int], nn.Module]] = {
 class PlaceModel(nn.Module):
     """Images ``(B, 3, H, W)`` RGB in [0, 1] -> global descriptors ``(B, output_dim)`` of unit L2 norm.
 
-    Example:
+    Examples:
         >>> model = PlaceModel(ModelConfig(backbone="mobilenet_v2", pool="gem"), pretrained=False)
         >>> model(torch.rand(2, 3, 224, 224)).shape
         torch.Size([2, 1280])

@@ -1,7 +1,8 @@
 """Published NetVLAD models of other implementations: a table, a cache, download and conversion on first use.
 
-    >>> model = load_pretrained("vgg16-netvlad-pitts30k")      # official MATLAB model, 4096-D whitened
-    >>> model = load_pretrained("pittsburgh_WPCA4096.pth.tar")  # or any file `netvlad convert` reads
+Examples:
+    >>> model = load_pretrained("vgg16-netvlad-pitts30k")  # the official MATLAB model  # doctest: +SKIP
+    >>> model = load_pretrained("pittsburgh_WPCA4096.pth.tar")  # any file convert reads  # doctest: +SKIP
 
 Files live in :func:`pretrained_dir` (``$NETVLAD_PRETRAINED_DIR``, else ``$TORCH_HOME/hub/netvlad``): the
 downloaded original, and beside it the converted ``<name>.safetensors`` that later calls load directly.

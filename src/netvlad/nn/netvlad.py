@@ -33,7 +33,7 @@ class NetVLAD(nn.Module):
         - input: ``(B, D, H, W)`` or ``(B, N, D)``
         - output: ``(B, K*D)``
 
-    Example:
+    Examples:
         >>> layer = NetVLAD(num_clusters=8, dim=16)
         >>> layer(torch.randn(2, 16, 5, 7)).shape
         torch.Size([2, 128])

@@ -1,7 +1,8 @@
 """A procedural, seeded city with geo-tagged street views under changing conditions, written as a DVGB dataset.
 
->>> from netvlad.data.synthetic import CityConfig, generate_city
->>> root = generate_city(CityConfig.preset("small", seed=1), "city")  # doctest: +SKIP
+Examples:
+    >>> from netvlad.data.synthetic import CityConfig, generate_city
+    >>> root = generate_city(CityConfig.preset("small", seed=1), "city")  # doctest: +SKIP
 """
 
 from netvlad.data.synthetic.conditions import CONDITIONS, Condition, register_condition

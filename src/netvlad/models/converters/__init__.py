@@ -1,7 +1,8 @@
 """Converters from other NetVLAD implementations' files to our PlaceModel: one module per source format.
 
-    >>> conversion = convert("vd16_pitts30k_conv5_3_vlad_preL2_intra_white_struct.mat")  # format detected
-    >>> save_model(conversion.model, "pitts30k.safetensors", extra=conversion.provenance)
+Examples:
+    >>> conversion = convert("vd16_pitts30k_conv5_3_vlad_preL2_intra_white_struct.mat")  # doctest: +SKIP
+    >>> save_model(conversion.model, "pitts30k.safetensors", extra=conversion.provenance)  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -147,7 +147,7 @@ def ann(folder: str, kind: str, budget: float) -> dict:
 
     store, queries, sources = _load(folder)
     config, n = IndexConfig(kind=kind), len(store)
-    index = INDEX_KINDS[kind](store.dim, n, config)
+    index = INDEX_KINDS.get(kind).build(store.dim, n, config)
     t0 = time.perf_counter()
     if not index.is_trained:
         train_index(index, training_sample(store.descriptors, np.arange(n), config.samples(n)), config)

@@ -86,10 +86,10 @@ def test_registry_docstring_example_runs_and_duplicates_are_refused(monkeypatch)
     """The module docstring's example registers a backbone, runs it and shows a duplicate name refused."""
     import doctest
 
-    from netvlad.models import backbones
+    from netvlad.models import backbone_specs, backbones
 
     monkeypatch.setattr(backbones._REGISTRY, "entries", dict(backbones._REGISTRY.entries))  # the example's stays local
     result = doctest.testmod(backbones, raise_on_error=False, verbose=False)
     assert result.attempted >= 4 and result.failed == 0
     with pytest.raises(ValueError, match="'vgg16' is already registered"):
-        backbones.register_backbone("vgg16", channels=512, stride=16, train_from=24)(backbones._vgg16)
+        backbones.register_backbone("vgg16", channels=512, stride=16, train_from=24)(backbone_specs._vgg16)

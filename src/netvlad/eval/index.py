@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +16,15 @@ import faiss
 import numpy as np
 
 from netvlad.errors import BadInputError
+from netvlad.eval.index_kinds import (  # noqa: F401 - re-exported
+    FAST_SCAN_BITS,
+    INDEX_KINDS,
+    MAX_OPQ_DIM,
+    MIN_PROBES,
+    PROBE_VECTORS,
+    approximate_kinds,
+    kind_of,
+)
 from netvlad.eval.opq import train_opq
 from netvlad.eval.search import iter_chunks, plan_search, read_rows, rerank
 from netvlad.limits import COUNT, NON_NEGATIVE_INT
@@ -56,8 +64,7 @@ class IndexConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.kind not in INDEX_KINDS:
-            raise BadInputError(f"unknown index kind {self.kind!r}; known: {', '.join(sorted(INDEX_KINDS))}")
+        INDEX_KINDS.get(self.kind)  # BadInputError naming the known kinds
         for name in ("nlist", "m", "nprobe", "train_size"):  # None: derived from the data
             if getattr(self, name) is not None:
                 COUNT.check(f"IndexConfig.{name}", getattr(self, name))
@@ -95,72 +102,16 @@ class IndexConfig:
         return min(n, self.train_size or max(50 * self.lists(n), 10_000))
 
 
-FAST_SCAN_BITS = 4  # faiss's SIMD fast-scan PQ takes 4-bit codes only
-# Default IVF probes: lists holding this many vectors on average, at least MIN_PROBES. Small databases are then
-# searched whole (their queries' true matches often sit in far lists: 16 of 36 lists lost 3.6 points of Recall@1 on
-# the generated city), large ones at a cost that stays flat in N (√N lists of √N vectors: 17 of 1,000 at 10⁶).
-PROBE_VECTORS = 16_384
-MIN_PROBES = 16
-PQ_KINDS = ("ivfpq", "opq-ivfpq")  # approximate distances: worth re-ranking exactly
-MAX_OPQ_DIM = 4096  # OPQ learns a dim × dim rotation: beyond this, whiten to fewer dims first
+# The kinds are registered in netvlad.eval.index_kinds (no faiss at import); their names stay importable here.
+PQ_KINDS = approximate_kinds()  # approximate distances: worth re-ranking exactly
 
 
-def _flat(dim: int, n: int, config: IndexConfig, trained_on: int | None = None) -> faiss.Index:
-    return faiss.IndexFlatL2(dim)
-
-
-def _ivfpq(dim: int, n: int, config: IndexConfig, trained_on: int | None = None) -> faiss.Index:
-    m, nlist = config.subquantizers(dim), config.lists(n, trained_on)
-    trainable = trained_on or n
-    if config.nlist and nlist < config.nlist:
-        logger.warning("IVF-PQ: %d descriptors are too few for %d lists; using %d", trainable, config.nlist, nlist)
-    if trainable < 2**config.nbits:
-        raise BadInputError(f"IVF-PQ with {config.nbits}-bit codes needs at least {2**config.nbits} database "
-                            f"descriptors to train, got {trainable}; use the flat index or fewer bits",
-                            hint="use --index-type flat or fewer --pq-bits")
-    if config.nbits == FAST_SCAN_BITS:
-        # fast-scan: 4-bit codes scanned 32 at a time in SIMD registers, ~10× classic IVF-PQ per code at 10⁶.
-        # Codes of the vectors, not of residuals: measured faster and nearer exact (benchmarks/scale.py).
-        index = faiss.IndexIVFPQFastScan(faiss.IndexFlatL2(dim), dim, nlist, m, config.nbits)
-        index.by_residual = False
-    else:
-        index = faiss.IndexIVFPQ(faiss.IndexFlatL2(dim), dim, nlist, m, config.nbits)
-    index.cp.seed = config.seed
-    index.pq.cp.seed = config.seed
-    index.nprobe = config.probes(nlist, n)
-    return index
-
-
-def _opq_ivfpq(dim: int, n: int, config: IndexConfig, trained_on: int | None = None) -> faiss.Index:
-    if dim > MAX_OPQ_DIM:
-        raise BadInputError(f"OPQ learns a {dim} × {dim} rotation; {dim}-D is above its limit of {MAX_OPQ_DIM}: "
-                            "whiten to fewer dims first or use ivfpq", hint="use --index-type ivfpq")
-    ivfpq = _ivfpq(dim, n, config, trained_on)
-    opq = faiss.OPQMatrix(dim, ivfpq.pq.M)
-    opq.niter = config.opq_iterations  # trained by netvlad.eval.opq (faiss's own training is ~20× slower here)
-    return faiss.IndexPreTransform(opq, ivfpq)  # faiss's wrapper keeps opq and ivfpq alive with it
-
-
-def _hnsw(dim: int, n: int, config: IndexConfig, trained_on: int | None = None) -> faiss.Index:
-    index = faiss.IndexHNSWFlat(dim, config.hnsw_m)
-    index.hnsw.efConstruction = config.ef_construction
-    index.hnsw.efSearch = config.ef_search
-    return index
-
-
-# kind -> factory(dim, database rows, config, training rows when not a sample of the database)
-INDEX_KINDS: dict[str, Callable[..., faiss.Index]] = {
-    "flat": _flat, "ivfpq": _ivfpq, "opq-ivfpq": _opq_ivfpq, "hnsw": _hnsw}
 EXACT = IndexConfig()  # flat L2, the default
 
 
 def index_kind(index: faiss.Index) -> str:
     """The :data:`INDEX_KINDS` key of a built faiss index."""
-    index = faiss.downcast_index(index)
-    if isinstance(index, faiss.IndexPreTransform):
-        return "opq-ivfpq"
-    return {"IndexFlatL2": "flat", "IndexIVFPQ": "ivfpq", "IndexIVFPQFastScan": "ivfpq",
-            "IndexHNSWFlat": "hnsw"}.get(type(index).__name__, "?")
+    return kind_of(type(faiss.downcast_index(index)).__name__)
 
 
 def index_settings(index: faiss.Index) -> dict:
@@ -241,7 +192,7 @@ def build_index(descriptors: np.ndarray, config: IndexConfig = EXACT, *, valid: 
     if len(rows) == 0:
         raise ValueError("cannot build an index over an empty database")
     n, dim = len(rows), descriptors.shape[1]
-    index = INDEX_KINDS[config.kind](dim, n, config, None if training is None else len(training))
+    index = INDEX_KINDS.get(config.kind).build(dim, n, config, None if training is None else len(training))
     if not index.is_trained:
         sample = (training_sample(descriptors, rows, config.samples(n), config.seed) if training is None
                   else np.ascontiguousarray(training, dtype=np.float32))
@@ -280,7 +231,8 @@ def search_rows(index: faiss.Index, queries: np.ndarray, k: int, config: IndexCo
     -> (L2 distances ``(Q, k)``, row ids ``(Q, k)``, −1 where fewer than k).
     """
     k = max(1, min(int(k), index.ntotal))
-    wide = max(k, config.rerank) if database is not None and index_kind(index) in PQ_KINDS and config.rerank else k
+    reranked = database is not None and config.rerank and index_kind(index) in approximate_kinds()
+    wide = max(k, config.rerank) if reranked else k
     distances, found = search(index, queries, wide)
     if rows is not None:
         found = np.where(found >= 0, rows[np.maximum(found, 0)], -1)

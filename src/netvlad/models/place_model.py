@@ -4,21 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Callable
 
 import torch
 from torch import nn
 
 from netvlad.models.backbones import Backbone, get_backbone_spec
 from netvlad.models.config import ModelConfig
-from netvlad.nn import AvgPool, GeM, MaxPool, NetVLAD, PCAWhitening
-
-POOLS: dict[str, Callable[[ModelConfig, int], nn.Module]] = {
-    "netvlad": lambda c, d: NetVLAD(c.num_clusters, d, c.normalize_input, c.parametrization, c.netvlad_bias),
-    "gem": lambda c, d: GeM(d, p=c.gem_p),
-    "max": lambda c, d: MaxPool(d),
-    "avg": lambda c, d: AvgPool(d),
-}
+from netvlad.models.pools import POOLS
+from netvlad.nn import PCAWhitening
 
 
 class PlaceModel(nn.Module):
@@ -32,8 +25,7 @@ class PlaceModel(nn.Module):
 
     def __init__(self, config: ModelConfig, pretrained: bool = True, allow_download: bool | None = None) -> None:
         super().__init__()
-        if config.pool not in POOLS:
-            raise ValueError(f"unknown pooling {config.pool!r}; registered: {', '.join(sorted(POOLS))}")
+        make_pool = POOLS.get(config.pool)  # BadInputError naming the registered poolings
         spec = get_backbone_spec(config.backbone)
         self.config = config
         pre = config.preprocessing
@@ -44,7 +36,7 @@ class PlaceModel(nn.Module):
         self.backbone = Backbone(spec, pretrained=pretrained, allow_download=allow_download)
         if config.train_from is not None:
             self.backbone.set_train_from(config.train_from)
-        self.pool = POOLS[config.pool](config, spec.channels)
+        self.pool = make_pool(config, spec.channels)
         self.whitening = (
             PCAWhitening(self.pool.output_dim, config.whitening_dim) if config.whitening_dim else None
         )

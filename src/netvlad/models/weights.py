@@ -8,10 +8,12 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from netvlad.errors import BadInputError
+
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +43,8 @@ class WeightSource:
 
 def cache_dir() -> Path:
     """torch.hub's checkpoint folder (``$TORCH_HOME/hub/checkpoints``)."""
+    import torch
+
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
@@ -90,6 +94,8 @@ def resolve_weights(source: WeightSource, allow_download: bool | None = None) ->
     reason = "downloads are disabled (NETVLAD_OFFLINE=1)"
     if allow_download:
         try:
+            import torch
+
             cached.parent.mkdir(parents=True, exist_ok=True)
             torch.hub.download_url_to_file(source.url, str(cached), hash_prefix=source.sha256_prefix, progress=False)
             return cached
@@ -105,6 +111,8 @@ def resolve_weights(source: WeightSource, allow_download: bool | None = None) ->
 
 def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """Tensors of a ``.pth`` file, loaded with ``weights_only=True`` (nothing is unpickled beyond tensors)."""
+    import torch
+
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from netvlad.errors import BadInputError
-from netvlad.models.backbones import IMAGENET_MEAN, IMAGENET_STD
+from netvlad.models.backbone_specs import IMAGENET_MEAN, IMAGENET_STD
 from netvlad.models.config import ModelConfig, Preprocessing
 from netvlad.models.converters.base import (
     Conversion,

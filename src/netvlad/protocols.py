@@ -2,7 +2,7 @@
 
 Each :class:`Protocol` is a frozen record; :func:`check_dataset` refuses a dataset of another shape (wrong format,
 no panoramas, other cities) and :func:`count_differences` names counts that differ from the published ones. Pure:
-no model, no files; it imports only ``netvlad.constants`` and ``netvlad.errors``, so the CLI can list the protocols
+no model, no files; it imports only ``netvlad.constants``, ``errors`` and ``registry``, so the CLI lists the protocols
 without loading torch (running one lives in ``netvlad.eval.protocol_eval``).
 """
 
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from netvlad.constants import EVAL_RADIUS_M
 from netvlad.errors import BadInputError
+from netvlad.registry import Registry
 
 if TYPE_CHECKING:  # the CLI lists protocols without loading the data stack
     from netvlad.data.dataset import GeoDataset
@@ -58,7 +59,16 @@ PATCH = "Hausler et al., CVPR 2021 (Patch-NetVLAD), Sec. 4.1 and its dataset_ima
 DVGB = "Berton et al., CVPR 2022 (Deep Visual Geo-localization Benchmark) / VPR-methods-evaluation"
 PATCH_SIZE = (480, 640)  # Patch-NetVLAD resizes every image to 640×480 (W×H)
 
-PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
+PROTOCOLS: Registry[Protocol] = Registry("protocol", known="choose one of", ordered=True)
+
+
+def register_protocol(protocol: Protocol) -> Protocol:
+    """Register ``protocol`` under its name (its description is the help the CLI lists)."""
+    PROTOCOLS.add(protocol.name, protocol, protocol.description)
+    return protocol
+
+
+for _protocol in (
     Protocol("pitts30k", "Pittsburgh 30k test: 25 m, native 640×480", NETVLAD, ("mat", "dvgb"), split="test",
              num_queries=6816, num_database=10000, hint="pitts30k"),
     Protocol("pitts250k", "Pittsburgh 250k test: 25 m, native 640×480", NETVLAD, ("mat", "dvgb"), split="test",
@@ -84,19 +94,18 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
     Protocol("sf-xl", "SF-XL test: queries_v1 against the 2.8M-image database, 25 m, native size",
              "Berton et al., CVPR 2022 (CosPlace) / VPR-methods-evaluation", ("dvgb",), split="test",
              queries="queries_v1", num_queries=1000, num_database=2805839, hint="sf"),
-)}
+):
+    register_protocol(_protocol)
 
 
 def list_protocols() -> list[str]:
     """Protocol names, in the order of the table above."""
-    return list(PROTOCOLS)
+    return PROTOCOLS.names()
 
 
 def get_protocol(name: str) -> Protocol:
     """The protocol called ``name``; a clear error listing the others."""
-    if name not in PROTOCOLS:
-        raise BadInputError(f"unknown protocol {name!r}; choose one of {', '.join(PROTOCOLS)}")
-    return PROTOCOLS[name]
+    return PROTOCOLS.get(name)
 
 
 def check_dataset(protocol: Protocol, dataset: GeoDataset) -> None:

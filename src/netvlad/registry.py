@@ -21,17 +21,20 @@ T = TypeVar("T")
 
 
 class _Declared:
-    """A registered entry not imported yet: ``module:attribute``."""
+    """A registered entry not imported yet: ``module:attribute``, or a ``module`` whose import defines it."""
 
     def __init__(self, target: str) -> None:
-        if ":" not in target:
-            raise ValueError(f"declare a target as 'package.module:attribute', got {target!r}")
         self.target = target
+        self.module, _, self.attribute = target.partition(":")
 
-    def resolve(self):
-        module, _, attribute = self.target.partition(":")
-        value = importlib.import_module(module)
-        for part in attribute.split("."):
+    def resolve(self, registry: Registry, name: str):
+        value = importlib.import_module(self.module)
+        if not self.attribute:  # importing the module registered the real entry in place of this declaration
+            entry = registry.entries[name]
+            if isinstance(entry, _Declared):
+                raise LookupError(f"{registry.kind} {name!r} is declared in {self.module}, which does not define it")
+            return entry
+        for part in self.attribute.split("."):
             value = getattr(value, part)
         return value
 
@@ -50,25 +53,25 @@ class Registry(Generic[T]):
         >>> pools.describe()
         'gem: generalised mean; max: f_max: the largest activation per channel'
         >>> pools.declare("sqrt", "math:sqrt", help="imported on first use")
-        >>> pools.get("sqrt")(16.0)
-        4.0
+        >>> pools.declared(), pools.get("sqrt")(16.0), pools.declared()
+        ({'sqrt': 'math:sqrt'}, 4.0, {})
         >>> pools.get("vlad")
         Traceback (most recent call last):
         ...
         netvlad.errors.BadInputError: unknown pooling 'vlad'; registered: gem, max, sqrt
     """
 
-    def __init__(self, kind: str, known: str = "registered") -> None:
-        self.kind, self.known = kind, known
+    def __init__(self, kind: str, known: str = "registered", ordered: bool = False) -> None:
+        self.kind, self.known, self.ordered = kind, known, ordered  # ordered: list in registration order
         self.entries: dict[str, T] = {}
         self.helps: dict[str, str] = {}
 
     def add(self, name: str, entry: T, help: str = "") -> None:
-        """Register ``entry`` as ``name``; a name already taken is refused."""
-        if name in self.entries:
+        """Register ``entry`` as ``name``; a name already taken is refused (a declared one is defined)."""
+        if name in self.entries and not isinstance(self.entries[name], _Declared):
             raise ValueError(f"{self.kind} {name!r} is already registered; choose another name")
         self.entries[name] = entry
-        self.helps[name] = help
+        self.helps[name] = help or self.helps.get(name, "")
 
     def register(self, name: str, help: str = "") -> Callable[[T], T]:
         """Decorator: register the decorated definition as ``name`` and return it unchanged."""
@@ -80,26 +83,36 @@ class Registry(Generic[T]):
         return decorate
 
     def declare(self, name: str, target: str, help: str = "") -> None:
-        """Register ``name`` by the import path ``"package.module:attribute"`` of its entry (imported on first get)."""
-        self.add(name, _Declared(target), help)  # type: ignore[arg-type]
+        """Register ``name`` by where its entry lives, imported on first :meth:`get`: ``"package.module:attribute"``,
+        or ``"package.module"`` whose import defines it (with :meth:`add` or :meth:`register`)."""
+        if name in self.entries:
+            raise ValueError(f"{self.kind} {name!r} is already registered; choose another name")
+        self.entries[name] = _Declared(target)  # type: ignore[assignment]
+        self.helps[name] = help
 
     def names(self) -> list[str]:
-        """The registered names, sorted."""
-        return sorted(self.entries)
+        """The registered names, sorted (in registration order for an ``ordered`` registry)."""
+        return list(self.entries) if self.ordered else sorted(self.entries)
 
     def get(self, name: str) -> T:
         """The entry registered as ``name``; a clear error listing the registered ones otherwise."""
         try:
             entry = self.entries[name]
         except KeyError:
-            raise BadInputError(f"unknown {self.kind} {name!r}; {self.known}: {', '.join(self.names())}") from None
+            known = f"{self.known} " if self.known.endswith(" of") else f"{self.known}: "
+            raise BadInputError(f"unknown {self.kind} {name!r}; {known}{', '.join(self.names())}") from None
         if isinstance(entry, _Declared):
-            entry = self.entries[name] = entry.resolve()
+            entry = self.entries[name] = entry.resolve(self, name)
         return entry
+
+    def declared(self) -> dict[str, str]:
+        """``{name: import target}`` of the entries declared and not imported yet."""
+        return {name: entry.target for name, entry in self.entries.items() if isinstance(entry, _Declared)}
 
     def help(self, name: str) -> str:
         """The one-line help registered with ``name``."""
-        self.get(name) if name not in self.entries else None
+        if name not in self.entries:
+            self.get(name)  # the error naming the registered ones
         return self.helps[name]
 
     def describe(self, names: list[str] | None = None) -> str:

@@ -30,7 +30,7 @@ def tiny_entry(tmp_path, monkeypatch):
     digest = hashlib.sha256(source.read_bytes()).hexdigest()
     entry = PublishedModel("tiny", "https://example.invalid/tiny.pth.tar", "pytorch-netvlad", "tiny.pth.tar",
                            "test model", sha256=digest, num_clusters=8)
-    monkeypatch.setitem(PUBLISHED, "tiny", entry)
+    monkeypatch.setitem(PUBLISHED.entries, "tiny", entry)
     return entry, source, state
 
 

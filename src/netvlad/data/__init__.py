@@ -1,11 +1,14 @@
-"""Geo-tagged image datasets: one abstraction, readers for every format, ground truth, image loading."""
+"""Geo-tagged image datasets: one abstraction, readers for every format, ground truth, image loading.
 
-from netvlad.data.convert import convert_to_dvgb
-from netvlad.data.dataset import GeoDataset, ImageList
-from netvlad.data.images import ImageDataset, ImageDecodeError, collate_images, image_size, load_image
-from netvlad.data.readers import DatasetError, ReadOptions, list_formats, open_dataset
-from netvlad.data.summary import DatasetSummary, summarize
+Exports load on first use, so the CLI lists the dataset formats without importing torch.
+"""
 
-__all__ = ["DatasetError", "DatasetSummary", "GeoDataset", "ImageDataset", "ImageDecodeError", "ImageList",
-           "ReadOptions", "collate_images", "convert_to_dvgb", "image_size", "list_formats", "load_image",
-           "open_dataset", "summarize"]
+from netvlad._lazy import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "netvlad.data.convert": ("convert_to_dvgb",),
+    "netvlad.data.dataset": ("GeoDataset", "ImageList"),
+    "netvlad.data.images": ("ImageDataset", "ImageDecodeError", "collate_images", "image_size", "load_image"),
+    "netvlad.data.readers": ("DatasetError", "ReadOptions", "list_formats", "open_dataset"),
+    "netvlad.data.summary": ("DatasetSummary", "summarize"),
+})

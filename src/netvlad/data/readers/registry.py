@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from netvlad.data.dataset import GeoDataset
+from netvlad.data.formats import READERS
 from netvlad.errors import BadInputError
 
 logger = logging.getLogger(__name__)
@@ -47,16 +48,14 @@ class Reader:
     priority: int  # lower is tried first during auto-detection
 
 
-READERS: dict[str, Reader] = {}
+# the formats are declared in netvlad.data.formats (names and help without importing the readers)
 
 
 def register_reader(name: str, description: str, detect: Detect, priority: int = 50) -> Callable[[Read], Read]:
-    """Decorator registering ``read`` as the reader of format ``name``."""
+    """Decorator registering ``read`` as the reader of format ``name`` (``description``: its one-line help)."""
 
     def decorate(read: Read) -> Read:
-        if name in READERS:
-            raise ValueError(f"dataset format {name!r} registered twice")
-        READERS[name] = Reader(name, description, detect, read, priority)
+        READERS.add(name, Reader(name, description, detect, read, priority), description)
         return read
 
     return decorate

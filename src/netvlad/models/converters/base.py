@@ -18,9 +18,9 @@ from safetensors import SafetensorError
 from netvlad.errors import BadInputError
 from netvlad.models.backbones import get_backbone_spec
 from netvlad.models.config import ModelConfig
+from netvlad.models.converter_formats import CONVERTERS
 from netvlad.models.place_model import PlaceModel
 from netvlad.models.weights import sha256_of
-from netvlad.registry import Registry
 
 logger = logging.getLogger(__name__)
 
@@ -56,14 +56,14 @@ class Converter:
     convert: Callable[[Path, ConvertOptions], Conversion]
 
 
-_REGISTRY: Registry[Converter] = Registry("source format", known="known")
+_REGISTRY = CONVERTERS  # declared in netvlad.models.converter_formats (names and help without torch)
 
 
 def register_converter(name: str, description: str, detect: Callable[[Path], bool]) -> Callable:
     """Decorator: register ``convert(path, options)`` under ``name`` with its ``detect``."""
 
     def wrap(convert: Callable[[Path, ConvertOptions], Conversion]):
-        _REGISTRY.add(name, Converter(name, description, detect, convert))
+        _REGISTRY.add(name, Converter(name, description, detect, convert), description)
         return convert
 
     return wrap

@@ -82,7 +82,8 @@ def test_wrong_hash_is_refused(cache, tiny_entry, monkeypatch):
 
 def test_wrong_structure_for_the_name_is_refused(cache, tiny_entry, monkeypatch):
     entry, source, _ = tiny_entry
-    monkeypatch.setitem(PUBLISHED.entries, "tiny", PublishedModel(**{**entry.__dict__, "sha256": None, "num_clusters": 64}))
+    changed = PublishedModel(**{**entry.__dict__, "sha256": None, "num_clusters": 64})
+    monkeypatch.setitem(PUBLISHED.entries, "tiny", changed)
     cache.mkdir()
     (cache / entry.filename).write_bytes(source.read_bytes())
     with pytest.raises(ValueError, match="K=8.*published with K=64"):

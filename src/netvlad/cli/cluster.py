@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from netvlad.cli.common import add_device_args, add_model_args, number, output
 from netvlad.cli.dataset_args import add_dataset_args
-from netvlad.cli.names import CLUSTER_DEFAULTS
 from netvlad.limits import COUNT, NON_NEGATIVE_INT
+from netvlad.train.cluster_config import ClusterConfig
 
 
 def run_cluster(args: argparse.Namespace) -> int:
@@ -38,7 +39,7 @@ def register(subparsers) -> None:
     parser.add_argument("--out", required=True, type=output(), help="checkpoint to write (.safetensors)")
     add_model_args(parser)
     add_device_args(parser)
-    d = CLUSTER_DEFAULTS
+    d = dataclasses.asdict(ClusterConfig())
     group = parser.add_argument_group("sampling")
     group.add_argument("--descriptors", type=number(COUNT), default=d["num_descriptors"],
                        help=f"local descriptors in all (default {d['num_descriptors']})")

@@ -13,8 +13,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from netvlad.cli.names import BACKBONES, POOLS
 from netvlad.limits import COUNT, NON_NEGATIVE_INT, Limit
+from netvlad.models.backbone_specs import BACKBONES
+from netvlad.models.pools import POOLS
 
 logger = logging.getLogger(__name__)
 
@@ -144,8 +145,9 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     """A checkpoint (``--model``) or an off-the-shelf backbone + pooling, and input-size overrides."""
     group = parser.add_argument_group("model (a checkpoint, or an off-the-shelf backbone + pooling)")
     group.add_argument("--model", type=existing("file", "checkpoint"), help="a netvlad checkpoint (.safetensors)")
-    group.add_argument("--backbone", default="mobilenet_v2", choices=BACKBONES)
-    group.add_argument("--pool", default="netvlad", choices=POOLS)
+    group.add_argument("--backbone", default="mobilenet_v2", choices=BACKBONES.names(),
+                       help=BACKBONES.describe())
+    group.add_argument("--pool", default="netvlad", choices=POOLS.names(), help=POOLS.describe())
     group.add_argument("--clusters", type=number(COUNT), default=64, help="NetVLAD K")
     group.add_argument("--parametrization", default="official", choices=("official", "paper"))
     group.add_argument("--no-pretrained", action="store_true", help="random backbone weights")

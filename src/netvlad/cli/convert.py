@@ -7,8 +7,9 @@ import logging
 from pathlib import Path
 
 from netvlad.cli.common import number, output
-from netvlad.cli.names import CONVERTERS, PUBLISHED
 from netvlad.limits import COUNT
+from netvlad.models.converter_formats import CONVERTERS
+from netvlad.models.published import PUBLISHED
 
 logger = logging.getLogger(__name__)
 
@@ -20,7 +21,7 @@ def source_file(text: str) -> str:
         return text
     if path.is_dir():
         raise IsADirectoryError(f"{text}: is a folder; give the model file inside it (.mat, .pth.tar or .pth)")
-    raise FileNotFoundError(f"{text}: no such file, nor a published model name ({', '.join(PUBLISHED)})")
+    raise FileNotFoundError(f"{text}: no such file, nor a published model name ({', '.join(PUBLISHED.names())})")
 
 
 def register(subparsers) -> None:
@@ -29,10 +30,11 @@ def register(subparsers) -> None:
         "convert", help="convert MATLAB / pytorch-NetVlad / Patch-NetVLAD weights to a netvlad checkpoint",
         description="Convert another NetVLAD implementation's weights into a netvlad checkpoint whose "
                     "descriptors equal the source's. SRC is a file, or a published model name: "
-                    + ", ".join(PUBLISHED) + ".")
+                    + ", ".join(PUBLISHED.names()) + ".")
     parser.add_argument("src", metavar="SRC", type=source_file, help="file to convert, or a published model name")
     parser.add_argument("--out", required=True, type=output(), help="checkpoint to write (.safetensors)")
-    parser.add_argument("--from", dest="source", choices=CONVERTERS, help="source format (default: detect)")
+    parser.add_argument("--from", dest="source", choices=CONVERTERS.names(),
+                        help="source format (default: detect): " + CONVERTERS.describe())
     parser.add_argument("--backbone", help="encoder, when the file cannot tell (pytorch-NetVlad: vgg16|alexnet)")
     parser.add_argument("--num-clusters", type=number(COUNT), help="K, checked against the file")
     parser.add_argument("--vladv2", action=argparse.BooleanOptionalAction, default=None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from netvlad.cli.common import existing, number
-from netvlad.cli.names import DATASET_FORMATS
+from netvlad.data.formats import READERS
 from netvlad.limits import NON_NEGATIVE_INT, POSITIVE
 
 
@@ -21,7 +21,8 @@ def add_dataset_args(parser: argparse.ArgumentParser, positional: bool = True, o
         parser.add_argument("--dataset", required=True, metavar="DATASET", type=existing(what="dataset"),
                             help="dataset folder or file")
     group = parser.add_argument_group("dataset")
-    group.add_argument("--format", choices=DATASET_FORMATS, default=None, help="force a format (default: detect)")
+    group.add_argument("--format", choices=READERS.names(), default=None,
+                       help="force a format (default: detect): " + READERS.describe())
     group.add_argument("--split", default=None, help="DVGB / .mat split: train, val or test (default: test)")
     group.add_argument("--database", default=None, metavar="FOLDER",
                        help="database sub-folder (sequences: e.g. summer; .mat: under --image-root)")

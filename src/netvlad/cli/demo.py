@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from netvlad.cli.common import existing, number, output
-from netvlad.cli.names import DEMO_PRESETS
 from netvlad.limits import NON_NEGATIVE_INT
+from netvlad.pipeline.config import PRESETS
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,7 +43,7 @@ def register(subparsers) -> None:
                         help="--data sequences: ±K frames are correct")
     parser.add_argument("--out", default="netvlad-demo", type=output("folder"), help="output folder: city/, "
                         "clusters/, run/, evaluation/, report/, steps/ (default: netvlad-demo)")
-    parser.add_argument("--preset", default="default", choices=DEMO_PRESETS, help="tiny: a seconds-long check")
+    parser.add_argument("--preset", default="default", choices=sorted(PRESETS), help="tiny: a seconds-long check")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, mps or auto (default)")
     parser.add_argument("--seed", type=number(NON_NEGATIVE_INT), default=None,
                         help="training seed: k-means sampling, query order, mining (default: the preset's, 0)")

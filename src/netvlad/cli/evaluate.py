@@ -8,9 +8,9 @@ from pathlib import Path
 
 from netvlad.cli.common import add_device_args, add_model_args, number, output
 from netvlad.cli.dataset_args import add_dataset_args
-from netvlad.cli.names import INDEX_KINDS
 from netvlad.cli.protocol_args import add_protocol_args, check_protocol_args, group_table
 from netvlad.constants import EVAL_RADIUS_M
+from netvlad.eval.index_kinds import INDEX_KINDS
 from netvlad.limits import COUNT, NON_NEGATIVE_INT, POSITIVE, Limit
 
 logger = logging.getLogger(__name__)
@@ -33,8 +33,8 @@ parse_ns.limit = COUNT  # each value; read by the argument sweep test
 def add_index_args(parser: argparse.ArgumentParser) -> None:
     """The faiss index options (``--index-type``, IVF/PQ/HNSW settings and the search options)."""
     group = parser.add_argument_group("search index")
-    group.add_argument("--index-type", "--index-kind", dest="index_kind", default="flat", choices=INDEX_KINDS,
-                       help="exact flat L2 (streams the database from disk), IVF-PQ, OPQ + IVF-PQ or HNSW")
+    group.add_argument("--index-type", "--index-kind", dest="index_kind", default="flat", choices=INDEX_KINDS.names(),
+                       help=INDEX_KINDS.describe())
     group.add_argument("--nlist", type=number(COUNT), default=None, help="IVF: inverted lists (default √N)")
     group.add_argument("--pq-m", type=number(COUNT), default=None,
                        help="PQ: sub-quantisers (default: dim/16 bytes per image, i.e. dim/8 of 4 bits)")

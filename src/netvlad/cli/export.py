@@ -10,7 +10,7 @@ from pathlib import Path
 from netvlad.cli.common import add_device_args, add_model_args, existing, number, output
 from netvlad.cli.dataset_args import add_dataset_args
 from netvlad.cli.evaluate import add_cluster_images_arg
-from netvlad.cli.names import MODEL_EXPORTERS
+from netvlad.eval.exporters import EXPORTERS
 from netvlad.limits import COUNT
 
 logger = logging.getLogger(__name__)
@@ -65,7 +65,6 @@ def model_export(args: argparse.Namespace) -> int:
     """Write the model as ONNX or TorchScript (and compare onnxruntime with PyTorch on ``--check``)."""
     from netvlad.cli.common import model_from_args
     from netvlad.data.images import load_image
-    from netvlad.eval.export import MODEL_EXPORTERS as EXPORTERS
     from netvlad.eval.export import onnx_max_difference
     from netvlad.nn import NetVLAD
 
@@ -99,8 +98,8 @@ def register(subparsers) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace the file instead of extending it")
     add_cluster_images_arg(parser)
     parser.set_defaults(func=hloc)
-    for name in MODEL_EXPORTERS:
-        parser = sub.add_parser(name, help=f"the whole model as {name} (dynamic batch and image size)")
+    for name in EXPORTERS.names():
+        parser = sub.add_parser(name, help=EXPORTERS.help(name))
         add_model_args(parser)
         parser.add_argument("--out", type=output(), required=True, help=f"{name} file to write")
         parser.add_argument("--height", type=number(COUNT), default=480,

@@ -7,7 +7,7 @@ import logging
 import os
 
 from netvlad.cli.common import number, output
-from netvlad.cli.names import CITY_SIZES
+from netvlad.data.synthetic.config import SIZES
 from netvlad.limits import NON_NEGATIVE_INT
 
 logger = logging.getLogger(__name__)
@@ -20,7 +20,7 @@ def register(subparsers) -> None:
                                                "autumn, rain and fog queries) into train/val/test splits.")
     parser.add_argument("--out", required=True, type=output("folder"), help="output folder (the dataset root)")
     parser.add_argument("--seed", type=number(NON_NEGATIVE_INT), default=0, help="city seed (default 0)")
-    parser.add_argument("--size", default="default", choices=CITY_SIZES,
+    parser.add_argument("--size", default="default", choices=sorted(SIZES),
                         help="city size: tiny (tests), small (768 images), default (the demo), large (20,961 images)")
     parser.add_argument("--workers", type=number(NON_NEGATIVE_INT), default=min(2, os.cpu_count() or 1),
                         help="rendering processes (0 or 1: render in this process)")

@@ -16,7 +16,7 @@ from netvlad.cli.evaluate import (
     index_config_from_args,
     max_memory_from_args,
 )
-from netvlad.cli.names import POSITION_ESTIMATORS
+from netvlad.eval.positions import POSITION_ESTIMATORS
 from netvlad.limits import COUNT
 
 logger = logging.getLogger(__name__)
@@ -129,8 +129,8 @@ def register(subparsers) -> None:
     parser.add_argument("--index", type=existing("folder", "index folder"), required=True,
                         help="folder written by `netvlad index build`")
     parser.add_argument("-k", type=number(COUNT), default=5, help="matches per photo (clamped to the database size)")
-    parser.add_argument("--method", default="top1", choices=POSITION_ESTIMATORS,
-                        help="position estimate: the top-1 match, or the distance-weighted top-k")
+    parser.add_argument("--method", default="top1", choices=POSITION_ESTIMATORS.names(),
+                        help="position estimate: " + POSITION_ESTIMATORS.describe())
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     add_search_args(parser.add_argument_group("search"))
     add_model_args(parser)

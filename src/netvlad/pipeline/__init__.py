@@ -1,6 +1,11 @@
-"""End-to-end pipelines built from the library's steps: ``run_demo`` (the README's ``netvlad demo``)."""
+"""End-to-end pipelines built from the library's steps: ``run_demo`` (the README's ``netvlad demo``).
 
-from netvlad.pipeline.config import PRESETS, DemoConfig
-from netvlad.pipeline.demo import run_demo
+Exports load on first use, so the CLI lists the demo presets without torch.
+"""
 
-__all__ = ["PRESETS", "DemoConfig", "run_demo"]
+from netvlad._lazy import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "netvlad.pipeline.config": ("PRESETS", "DemoConfig"),
+    "netvlad.pipeline.demo": ("run_demo",),
+})

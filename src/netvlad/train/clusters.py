@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import faiss
@@ -21,24 +20,9 @@ from netvlad.models import PlaceModel
 from netvlad.nn import NetVLAD
 from netvlad.nn.netvlad import RatioAverage
 from netvlad.train.cache import ExtractOptions
+from netvlad.train.cluster_config import ClusterConfig  # noqa: F401 - re-exported
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ClusterConfig:
-    """How many local descriptors to sample for k-means (defaults from the paper's code) and the k-means seed."""
-
-    num_descriptors: int = 50_000  # in all
-    per_image: int = 100  # sampled positions per image
-    num_images: int = 500  # images sampled from the training set
-    seed: int = 0
-    niter: int = 100  # k-means iterations
-
-    def __post_init__(self) -> None:
-        for name in ("num_descriptors", "per_image", "num_images", "niter"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"ClusterConfig.{name} must be ≥ 1, got {getattr(self, name)}")
 
 
 def kmeans(x: torch.Tensor, k: int, seed: int = 0, niter: int = 100) -> torch.Tensor:

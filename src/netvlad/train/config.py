@@ -14,11 +14,11 @@ from netvlad.constants import EVAL_RADIUS_M, NEGATIVE_RADIUS_M, POSITIVE_RADIUS_
 from netvlad.errors import BadInputError
 from netvlad.limits import COUNT, FRACTION, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, Limit
 from netvlad.models import ModelConfig, Preprocessing
+from netvlad.train.optim import OPTIMIZERS, SCHEDULERS
 
 if TYPE_CHECKING:  # imported when used: the CLI reads this module without torch
     from netvlad.train.clusters import ClusterConfig
 
-OPTIMIZERS = ("sgd", "adam")
 MINING_MODES = ("full", "partial")
 # Allowed range of every numeric option (None is also allowed where the type says so); the CLI checks the same.
 LIMITS: dict[str, Limit] = {
@@ -65,7 +65,8 @@ class TrainConfig:
     mining: str = "full"  # "partial": mine within a random database subset (DVGB), for sets too large to cache
     partial_database: int = 5000
     # optimisation
-    optimizer: str = "sgd"
+    optimizer: str = "sgd"  # a name in netvlad.train.optim.OPTIMIZERS
+    scheduler: str = "step"  # a name in netvlad.train.optim.SCHEDULERS
     lr: float = 1e-4
     lr_step: int = 5  # epochs between lr decays
     lr_gamma: float = 0.5
@@ -84,7 +85,7 @@ class TrainConfig:
     tensorboard: bool = True
 
     def __post_init__(self) -> None:
-        for name, choices in (("optimizer", OPTIMIZERS), ("mining", MINING_MODES),
+        for name, choices in (("optimizer", OPTIMIZERS), ("scheduler", SCHEDULERS), ("mining", MINING_MODES),
                               ("cache_dtype", ("float16", "float32"))):
             if getattr(self, name) not in choices:
                 raise BadInputError(f"{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")

@@ -23,6 +23,7 @@ from netvlad.train.config import TrainConfig, write_config
 from netvlad.train.distributed import DistInfo, all_sum, barrier, broadcast_module, init_distributed, shutdown
 from netvlad.train.frozen import FrozenFeatures, compute_frozen
 from netvlad.train.logs import RunLog
+from netvlad.train.optim import OPTIMIZERS, SCHEDULERS
 from netvlad.train.refresh import MiningInputs, mine_chunk
 from netvlad.train.sets import TrainingSet, holdout_last, prepare_training_set
 from netvlad.train.step import GroupEncoder, frozen_batchnorm_train, idle_loss, tuple_loss
@@ -31,11 +32,6 @@ from netvlad.train.validate import validate
 logger = logging.getLogger(__name__)
 
 WHITENING_IMAGES = 10_000  # PCA whitening is fitted on at most this many database images (n×n Gram when n < D)
-
-OPTIMIZERS = {
-    "sgd": lambda params, c: torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay),
-    "adam": lambda params, c: torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay),
-}
 
 
 @dataclasses.dataclass
@@ -97,7 +93,7 @@ def build_run(config: TrainConfig, dataset: GeoDataset, val: GeoDataset | None, 
     model = initial_model(config, data, device, info, run_dir, not resume, progress)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = OPTIMIZERS[config.optimizer](params, config)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step, gamma=config.lr_gamma)
+    scheduler = SCHEDULERS[config.scheduler](optimizer, config)
     if resume:  # before precomputing: the frozen stages' weights come from the state too
         state = checkpoint.load_state(run_dir, model, optimizer, scheduler)
     else:

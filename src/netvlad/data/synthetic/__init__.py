@@ -5,8 +5,11 @@ Examples:
     >>> root = generate_city(CityConfig.preset("small", seed=1), "city")  # doctest: +SKIP
 """
 
-from netvlad.data.synthetic.conditions import CONDITIONS, Condition, register_condition
-from netvlad.data.synthetic.config import SIZES, CityConfig
-from netvlad.data.synthetic.writer import generate_city
+from netvlad._lazy import lazy_exports
 
-__all__ = ["CONDITIONS", "SIZES", "CityConfig", "Condition", "generate_city", "register_condition"]
+# exports load on first use, so the CLI lists the city sizes without numpy
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "netvlad.data.synthetic.conditions": ("CONDITIONS", "Condition", "register_condition"),
+    "netvlad.data.synthetic.config": ("SIZES", "CityConfig"),
+    "netvlad.data.synthetic.writer": ("generate_city",),
+})

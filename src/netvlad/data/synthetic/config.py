@@ -7,8 +7,6 @@ import json
 import math
 from dataclasses import dataclass
 
-import utm
-
 from netvlad.data.synthetic.conditions import CONDITIONS
 from netvlad.limits import NON_NEGATIVE, POSITIVE, Limit
 
@@ -61,6 +59,8 @@ class CityConfig:
         for name in ("query_offset", "query_lateral", "heading_noise", "gps_noise", "split_gap", "view_angle"):
             NON_NEGATIVE.check(f"CityConfig.{name}", getattr(self, name))
         Limit(1, 100, integer=True).check("CityConfig.jpeg_quality", self.jpeg_quality)
+        import utm  # numpy: imported when a city is configured, not when the CLI lists the sizes
+
         utm.to_latlon(*self.origin, *self.zone)  # raises on an invalid zone or origin
 
     @property

@@ -36,10 +36,15 @@ def add_dataset_args(parser: argparse.ArgumentParser, positional: bool = True, o
     group.add_argument("--skip-bad", action="store_true", help="skip (and count) bad images and entries")
 
 
+def dataset_options(args: argparse.Namespace) -> dict:
+    """The :func:`netvlad.data.open_dataset` keyword arguments the dataset flags give."""
+    return dict(format=args.format, split=args.split, database=args.database, queries=args.queries,
+                image_root=args.image_root, frame_tolerance=args.frame_tolerance, spacing=args.spacing,
+                skip_bad=args.skip_bad)
+
+
 def dataset_from_args(args: argparse.Namespace):
     """Open the dataset the arguments describe (a :class:`netvlad.data.GeoDataset`)."""
     from netvlad.data import open_dataset
 
-    return open_dataset(args.dataset, format=args.format, split=args.split, database=args.database,
-                        queries=args.queries, image_root=args.image_root, frame_tolerance=args.frame_tolerance,
-                        spacing=args.spacing, skip_bad=args.skip_bad)
+    return open_dataset(args.dataset, **dataset_options(args))

@@ -8,87 +8,24 @@ from pathlib import Path
 
 from netvlad.cli.common import add_device_args, add_model_args, number, output
 from netvlad.cli.dataset_args import add_dataset_args
+from netvlad.cli.extract_args import (  # noqa: F401 - also importable from here, as before
+    add_cluster_images_arg,
+    add_extract_args,
+    add_pictures_arg,
+    model_label,
+)
 from netvlad.cli.protocol_args import add_protocol_args, check_protocol_args, group_table
+from netvlad.cli.search_args import (  # noqa: F401 - also importable from here, as before
+    add_index_args,
+    add_search_args,
+    index_config_from_args,
+    max_memory_from_args,
+    parse_ns,
+)
 from netvlad.constants import EVAL_RADIUS_M
-from netvlad.eval.index_kinds import INDEX_KINDS
-from netvlad.limits import COUNT, NON_NEGATIVE_INT, POSITIVE, Limit
+from netvlad.limits import POSITIVE
 
 logger = logging.getLogger(__name__)
-
-
-def parse_ns(text: str) -> tuple[int, ...]:
-    """``"1,5,10"`` -> (1, 5, 10); a clear error for anything else."""
-    try:
-        ns = tuple(sorted({int(t) for t in text.split(",") if t.strip()}))
-    except ValueError:
-        ns = ()
-    if not ns or ns[0] < 1:
-        raise argparse.ArgumentTypeError(f"must be comma-separated integers ≥ 1 (e.g. 1,5,10), got {text!r}")
-    return ns
-
-
-parse_ns.limit = COUNT  # each value; read by the argument sweep test
-
-
-def add_index_args(parser: argparse.ArgumentParser) -> None:
-    """The faiss index options (``--index-type``, IVF/PQ/HNSW settings and the search options)."""
-    group = parser.add_argument_group("search index")
-    group.add_argument("--index-type", "--index-kind", dest="index_kind", default="flat", choices=INDEX_KINDS.names(),
-                       help=INDEX_KINDS.describe())
-    group.add_argument("--nlist", type=number(COUNT), default=None, help="IVF: inverted lists (default √N)")
-    group.add_argument("--pq-m", type=number(COUNT), default=None,
-                       help="PQ: sub-quantisers (default: dim/16 bytes per image, i.e. dim/8 of 4 bits)")
-    group.add_argument("--pq-bits", type=number(Limit(1, 16, integer=True)), default=4,
-                       help="PQ: bits per sub-quantiser code (4: SIMD fast-scan, the fastest; else classic IVF-PQ)")
-    add_search_args(group)
-
-
-def add_search_args(group) -> None:
-    """Search-time options shared by ``evaluate``, ``index build`` and ``query``."""
-    group.add_argument("--nprobe", type=number(COUNT), default=None,
-                       help="IVF: lists visited per query (default: lists holding ≥ 16,384 vectors, at least 16)")
-    group.add_argument("--ef-search", type=number(COUNT), default=128, help="HNSW: search beam width")
-    group.add_argument("--rerank", type=number(NON_NEGATIVE_INT), default=100, metavar="C",
-                       help="IVF-PQ: re-rank the top C candidates exactly from the stored descriptors (0: off)")
-    group.add_argument("--max-memory", type=number(POSITIVE), default=None, metavar="GIB",
-                       help="working memory of exact search and index building, GiB (default: half the available)")
-
-
-def max_memory_from_args(args: argparse.Namespace) -> float | None:
-    """``--max-memory`` in bytes (None: the library's default)."""
-    return None if args.max_memory is None else args.max_memory * 1024**3
-
-
-def index_config_from_args(args: argparse.Namespace, device=None):
-    """The :class:`netvlad.eval.index.IndexConfig` of the command line; faiss uses a GPU only when ``--device``
-    picked CUDA."""
-    from netvlad.eval.index import IndexConfig
-
-    return IndexConfig(kind=getattr(args, "index_kind", "flat"), nlist=getattr(args, "nlist", None),
-                       m=getattr(args, "pq_m", None), nbits=getattr(args, "pq_bits", 4), nprobe=args.nprobe,
-                       ef_search=args.ef_search, rerank=args.rerank,
-                       use_gpu=device is not None and device.type == "cuda")
-
-
-def add_cluster_images_arg(parser) -> None:
-    """``--cluster-images``: database images k-means samples for an off-the-shelf NetVLAD."""
-    parser.add_argument("--cluster-images", type=number(COUNT), default=500,
-                        help="off-the-shelf NetVLAD: database images sampled for k-means")
-
-
-def add_extract_args(parser: argparse.ArgumentParser) -> None:
-    """Where descriptors are kept, their type, and k-means sampling for an off-the-shelf NetVLAD."""
-    group = parser.add_argument_group("descriptors")
-    group.add_argument("--store", type=Path, default=None, metavar="DIR",
-                       help="keep descriptors here (memory-mapped .npy); a rerun continues an interrupted run")
-    group.add_argument("--dtype", default="float32", choices=("float32", "float16"), help="stored descriptor type")
-    add_cluster_images_arg(group)
-
-
-def model_label(args: argparse.Namespace, model) -> str:
-    """``checkpoint [fingerprint]`` or ``backbone+pool (off-the-shelf) [fingerprint]``."""
-    source = str(args.model) if args.model else f"{model.config.backbone}+{model.config.pool} (off-the-shelf)"
-    return f"{source} [{model.fingerprint()}]"
 
 
 def cluster_if_off_the_shelf(model, paths: list[Path], args: argparse.Namespace, device) -> None:
@@ -104,21 +41,14 @@ def cluster_if_off_the_shelf(model, paths: list[Path], args: argparse.Namespace,
                         progress=not args.no_progress, batch_size=args.batch_size, workers=args.workers)
 
 
-def artefact_paths(output: Path) -> dict[str, Path]:
-    """results.json -> results.json, results_queries.csv, results_recall.png, results_retrievals.png."""
-    stem = output.with_suffix("")
-    return {"json": output, "csv": Path(f"{stem}_queries.csv"), "plot": Path(f"{stem}_recall.png"),
-            "picture": Path(f"{stem}_retrievals.png")}
-
-
 def run(args: argparse.Namespace) -> int:
     """Evaluate (under ``--protocol`` when given), print the tables, and write the report files."""
     from netvlad.cli.common import model_from_args
     from netvlad.cli.dataset_args import dataset_from_args
-    from netvlad.cli.ranks import fill_stores, prepare_model, start
+    from netvlad.cli.extract_args import fill_stores, prepare_model, start
     from netvlad.data.conditions import query_conditions
     from netvlad.eval import protocol_eval
-    from netvlad.eval.report import condition_recall, condition_table
+    from netvlad.eval.report import condition_recall, condition_table, write_report
     from netvlad.eval.retrieval import evaluate
     from netvlad.protocols import get_protocol
 
@@ -164,22 +94,9 @@ def run(args: argparse.Namespace) -> int:
     if args.output:
         sizes = protocol_eval.image_sizes(dataset, model.config.preprocessing)
         extra = {"dataset": dataset.name} | (protocol_run.report(sizes) if protocol_run else {"image_sizes": sizes})
-        write_report(args, result, dataset, label, extra, conditions)
+        written = write_report(result, dataset, args.output, label, extra, conditions, pictures=args.pictures)
+        print("wrote " + ", ".join(str(p) for p in written))
     return 0
-
-
-def write_report(args: argparse.Namespace, result, dataset, label: str, extra: dict, conditions) -> None:
-    """The JSON summary, per-query CSV, Recall@N plot and retrieval picture beside ``--output``."""
-    from netvlad.eval.plots import plot_recall, retrieval_picture
-    from netvlad.eval.report import write_json, write_query_csv
-
-    paths = artefact_paths(Path(args.output))
-    write_json(result, paths["json"], label, extra, conditions=conditions)
-    write_query_csv(result, dataset, paths["csv"], conditions=conditions)
-    plot_recall({label: result.recall}, paths["plot"], title=dataset.name)
-    if not args.no_pictures:
-        retrieval_picture(result, dataset, paths["picture"])
-    print("wrote " + ", ".join(str(p) for p in paths.values() if p.exists()))
 
 
 def register(subparsers) -> None:
@@ -199,5 +116,5 @@ def register(subparsers) -> None:
     group.add_argument("--recall", type=parse_ns, default=(1, 5, 10, 20), help="N values, e.g. 1,5,10,20")
     group.add_argument("--output", type=output(), default=None,
                        help="results JSON; the CSV, Recall@N PNG and retrieval picture go beside it")
-    group.add_argument("--no-pictures", action="store_true", help="skip the retrieval picture")
+    add_pictures_arg(group)
     parser.set_defaults(func=run)

@@ -4,59 +4,39 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from pathlib import Path
 
 from netvlad.cli.common import add_device_args, add_model_args, existing, number, output
 from netvlad.cli.dataset_args import add_dataset_args
-from netvlad.cli.evaluate import add_cluster_images_arg
+from netvlad.cli.extract_args import add_cluster_images_arg
 from netvlad.eval.exporters import EXPORTERS
 from netvlad.limits import COUNT
 
 logger = logging.getLogger(__name__)
 
 
-def image_lists(args: argparse.Namespace) -> list:
-    """A dataset's database and query lists, or one list of every image in a plain folder."""
-    from netvlad.cli.dataset_args import dataset_from_args
-    from netvlad.cli.index import database_from_args
-
-    try:
-        dataset = dataset_from_args(args)
-    except ValueError:  # not a dataset: every image of the folder
-        return [database_from_args(args)]
-    return [dataset.database, dataset.queries] if len(dataset.queries) else [dataset.database]
-
-
 def hloc(args: argparse.Namespace) -> int:
     """Write (or extend) hloc's global-descriptor HDF5 file."""
     from netvlad.cli.common import model_from_args
-    from netvlad.cli.ranks import fill_stores, prepare_model, start
-    from netvlad.errors import BadInputError
-    from netvlad.eval.export import check_hloc_file, export_hloc
-    from netvlad.eval.retrieval import describe
+    from netvlad.cli.dataset_args import dataset_options
+    from netvlad.cli.extract_args import fill_stores, prepare_model, start
+    from netvlad.data.folders import open_image_lists
+    from netvlad.eval.export import check_hloc_file
+    from netvlad.eval.hloc import write_hloc_descriptors
 
     if not args.overwrite:
         check_hloc_file(args.out)  # before any descriptor is computed
     device, info = start(args, args.store, "netvlad export hloc needs --store DIR")
-    lists = image_lists(args)
-    root = Path(args.names_root or os.path.commonpath([str(images.root) for images in lists]))
+    lists = open_image_lists(args.dataset, **dataset_options(args))
     model = prepare_model(model_from_args(args), lists[0].paths(), args, device, info)
     stores = [args.store / f"part{i}" if args.store else None for i in range(len(lists))]
     parts = [(images, store, f"part{i}") for i, (images, store) in enumerate(zip(lists, stores, strict=True))]
     if not fill_stores(model, parts, args, device, info):
         return 0  # another rank: its rows are in the store, rank 0 writes the file
-    written = 0
-    for i, (images, store) in enumerate(zip(lists, stores, strict=True)):
-        descriptors, valid, _ = describe(model, images, store, skip_bad=args.skip_bad, batch_size=args.batch_size,
-                                         workers=args.workers, device=device, progress=not args.no_progress)
-        names = [Path(os.path.relpath(images.root / n, root)).as_posix() for n in images.names]
-        if any(n.startswith("../") for n in names):
-            raise BadInputError(f"images under {images.root} are outside the names root {root}",
-                                hint="choose --names-root above them")
-        export_hloc([n for n, ok in zip(names, valid, strict=True) if ok], descriptors[valid], args.out,
-                    overwrite=i == 0 and args.overwrite)
-        written += int(valid.sum())
+    written, root = write_hloc_descriptors(model, lists, args.out, names_root=args.names_root, stores=stores,
+                                           overwrite=args.overwrite, skip_bad=args.skip_bad,
+                                           batch_size=args.batch_size, workers=args.workers, device=device,
+                                           progress=not args.no_progress)
     print(f"wrote global descriptors of {written} images to {args.out} (names relative to {root})")
     return 0
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from netvlad.cli.common import add_device_args, add_model_args
 from netvlad.cli.dataset_args import add_dataset_args
-from netvlad.cli.evaluate import add_cluster_images_arg
+from netvlad.cli.extract_args import add_cluster_images_arg
 
 logger = logging.getLogger(__name__)
 
@@ -66,9 +66,10 @@ def run(args: argparse.Namespace) -> int:
     """Extract the dataset's database and query descriptors into ``--store`` (this rank's or shard's rows)."""
     from netvlad.cli.common import model_from_args
     from netvlad.cli.dataset_args import dataset_from_args
-    from netvlad.cli.ranks import check_shared_parent, prepare_model, start
+    from netvlad.cli.extract_args import prepare_model, start
     from netvlad.errors import BadInputError
     from netvlad.eval.extract import extract_to_store
+    from netvlad.eval.processes import check_shared_parent
     from netvlad.parallel import shutdown
 
     device, info = start(args, args.store, "--store DIR")

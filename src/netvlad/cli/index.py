@@ -9,51 +9,24 @@ from pathlib import Path
 
 from netvlad.cli.common import add_device_args, add_model_args, existing, number, output
 from netvlad.cli.dataset_args import add_dataset_args
-from netvlad.cli.evaluate import (
-    add_cluster_images_arg,
-    add_index_args,
-    add_search_args,
-    index_config_from_args,
-    max_memory_from_args,
-)
+from netvlad.cli.extract_args import add_cluster_images_arg
+from netvlad.cli.search_args import add_index_args, add_search_args, index_config_from_args, max_memory_from_args
 from netvlad.eval.positions import POSITION_ESTIMATORS
 from netvlad.limits import COUNT
 
 logger = logging.getLogger(__name__)
 
 
-def database_from_args(args: argparse.Namespace):
-    """The database of a dataset in any readable format, or every image of a plain folder (positions unknown)."""
-    import numpy as np
-
-    from netvlad.cli.dataset_args import dataset_from_args
-    from netvlad.data import DatasetError, ImageList
-    from netvlad.data.readers.common import list_images
-
-    try:
-        return dataset_from_args(args).database
-    except ValueError as error:  # DatasetError, or no format recognised
-        folder = Path(args.dataset)
-        if not folder.is_dir():
-            raise
-        try:
-            names = list_images(folder)
-        except DatasetError:
-            raise error from None
-        logger.warning("%s is not a geo-tagged dataset (%s); indexing its %d images without positions",
-                       folder, str(error).split(" (", 1)[0], len(names))
-        return ImageList(folder, tuple(names), np.full((len(names), 2), np.nan))
-
-
 def build(args: argparse.Namespace) -> int:
     """Describe the database images and write the index folder."""
     from netvlad.cli.common import model_from_args
-    from netvlad.cli.evaluate import index_config_from_args
-    from netvlad.cli.ranks import fill_stores, prepare_model, start
+    from netvlad.cli.dataset_args import dataset_options
+    from netvlad.cli.extract_args import fill_stores, prepare_model, start
+    from netvlad.data.folders import open_database
     from netvlad.eval.localise import build_place_index
 
     device, info = start(args, args.out, "netvlad index build needs --out DIR")  # OUT/descriptors: the store
-    images = database_from_args(args)
+    images = open_database(args.dataset, **dataset_options(args))
     model = prepare_model(model_from_args(args), images.paths(), args, device, info)
     if not fill_stores(model, [(images, args.out / "descriptors", "database")], args, device, info):
         return 0  # another rank: its rows are in OUT/descriptors, rank 0 builds the index

@@ -6,14 +6,15 @@ import argparse
 from pathlib import Path
 
 from netvlad.cli.common import add_device_args, add_model_args, existing, number
-from netvlad.cli.evaluate import add_cluster_images_arg
+from netvlad.cli.extract_args import add_cluster_images_arg, add_pictures_arg
 from netvlad.limits import COUNT
 
 
 def run(args: argparse.Namespace) -> int:
     """Rank QUERY_FOLDER's photos against DATABASE_FOLDER's and write the tables, pairs and picture."""
     from netvlad.cli.common import model_from_args, pick_device
-    from netvlad.cli.evaluate import cluster_if_off_the_shelf, model_label
+    from netvlad.cli.evaluate import cluster_if_off_the_shelf  # moves to the library with issue 21
+    from netvlad.cli.extract_args import model_label
     from netvlad.data.readers.common import list_images
     from netvlad.eval.retrieve import retrieve_folders
 
@@ -25,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     cluster_if_off_the_shelf(model, [database / n for n in list_images(database)], args, device)
     label = model_label(args, model)
     paths = retrieve_folders(model, database, args.query_folder, args.out, k=args.k,
-                             pictures=0 if args.no_pictures else 6, label=label, batch_size=args.batch_size,
+                             pictures=args.pictures, label=label, batch_size=args.batch_size,
                              workers=args.workers, device=device, progress=not args.no_progress,
                              skip_bad=args.skip_bad)
     print("wrote " + ", ".join(str(p) for p in paths.values()))
@@ -46,7 +47,7 @@ def register(subparsers) -> None:
                         help="folder of query photos (recursive)")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("-k", type=number(COUNT), default=10, help="database images kept per query (default 10)")
-    parser.add_argument("--no-pictures", action="store_true", help="skip the retrieval picture")
+    add_pictures_arg(parser)
     parser.add_argument("--skip-bad", action="store_true", help="skip (and list) undecodable images")
     add_cluster_images_arg(parser)
     add_model_args(parser)

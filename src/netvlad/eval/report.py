@@ -66,3 +66,26 @@ def write_query_csv(result: EvalResult, dataset: GeoDataset, path: Path | str, t
                                    len(result.positives[q])] + ([conditions[q]] if conditions else []))
 
     return atomic_write(Path(path), write)
+
+
+def report_paths(output: Path | str) -> dict[str, Path]:
+    """results.json -> results.json, results_queries.csv, results_recall.png, results_retrievals.png."""
+    stem = Path(output).with_suffix("")
+    return {"json": Path(output), "csv": Path(f"{stem}_queries.csv"), "plot": Path(f"{stem}_recall.png"),
+            "picture": Path(f"{stem}_retrievals.png")}
+
+
+def write_report(result: EvalResult, dataset: GeoDataset, output: Path | str, label: str = "",
+                 extra: dict | None = None, conditions: Sequence[str] | None = None,
+                 pictures: int = 6) -> list[Path]:
+    """The JSON summary, per-query CSV, Recall@N plot and (``pictures`` > 0 queries) retrieval picture beside
+    ``output``, as ``netvlad evaluate --output`` writes them; -> the files written."""
+    from netvlad.eval.plots import plot_recall, retrieval_picture
+
+    paths = report_paths(output)
+    write_json(result, paths["json"], label, extra, conditions=conditions)
+    write_query_csv(result, dataset, paths["csv"], conditions=conditions)
+    plot_recall({label: result.recall}, paths["plot"], title=dataset.name)
+    if pictures:
+        retrieval_picture(result, dataset, paths["picture"], num_queries=pictures)
+    return [p for p in paths.values() if p.exists()]

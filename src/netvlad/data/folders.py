@@ -1,0 +1,40 @@
+"""A dataset in any readable format, or a plain folder of photos (positions unknown): what ``index build`` and
+``export hloc`` describe."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from netvlad.data.dataset import ImageList
+from netvlad.data.readers import DatasetError, open_dataset
+from netvlad.data.readers.common import list_images
+from netvlad.errors import BadInputError
+
+logger = logging.getLogger(__name__)
+
+
+def open_image_lists(source: Path | str, **options) -> list[ImageList]:
+    """``[database, queries]`` of a dataset (``[database]`` without queries), or ``[every image]`` of a folder that is
+    no dataset, with NaN positions; ``options`` are :func:`netvlad.data.open_dataset`'s."""
+    try:
+        dataset = open_dataset(source, **options)
+    except BadInputError as error:  # DatasetError, or no format recognised
+        folder = Path(source).expanduser()
+        if not folder.is_dir():
+            raise
+        try:
+            names = list_images(folder)
+        except DatasetError:
+            raise error from None
+        logger.warning("%s is not a geo-tagged dataset (%s); using its %d images without positions",
+                       folder, str(error).split(" (", 1)[0], len(names))
+        import numpy as np
+
+        return [ImageList(folder, tuple(names), np.full((len(names), 2), np.nan))]
+    return [dataset.database, dataset.queries] if len(dataset.queries) else [dataset.database]
+
+
+def open_database(source: Path | str, **options) -> ImageList:
+    """The database of a dataset in any readable format, or every image of a plain folder (positions unknown)."""
+    return open_image_lists(source, **options)[0]

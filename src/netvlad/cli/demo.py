@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from netvlad.cli.common import existing, number, output
-from netvlad.limits import NON_NEGATIVE_INT
+from netvlad.limits import COUNT, NON_NEGATIVE_INT
 from netvlad.pipeline.config import PRESETS
 
 
@@ -15,6 +15,8 @@ def run(args: argparse.Namespace) -> int:
     from netvlad.pipeline import DemoConfig, run_demo
 
     overrides = {"seed": args.seed} if args.seed is not None else {}
+    if args.pictures is not None:
+        overrides["retrieval_queries"] = args.pictures
     config = DemoConfig.preset(args.preset, data=args.data, database=args.database, queries=args.queries,
                                frame_tolerance=args.frame_tolerance, **overrides)
     result = run_demo(config, args.out, device=pick_device(args.device), progress=not args.no_progress,
@@ -51,4 +53,6 @@ def register(subparsers) -> None:
                         help="redo every step (default: a rerun skips steps whose outputs exist for the same inputs "
                              "and continues an interrupted training)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument("--pictures", type=number(COUNT), default=None, metavar="N",
+                        help="test queries drawn in each retrieval picture (default: the preset's, 6)")
     parser.set_defaults(func=run)

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageOps
 
 from netvlad.data.dataset import GeoDataset
 from netvlad.eval.retrieval import EvalResult
+from netvlad.eval.tiles import GREEN, GREY, RED, Tile, compose, legend, short_name
 
 logger = logging.getLogger(__name__)
 
-GREEN, RED, GREY = (0, 170, 0), (220, 0, 0), (128, 128, 128)
 
 
 def plot_recall(curves: Mapping[str, Mapping[int, float]], path: Path | str, title: str = "") -> Path:
@@ -42,44 +41,46 @@ def plot_recall(curves: Mapping[str, Mapping[int, float]], path: Path | str, tit
     return path
 
 
-def thumbnail(path: Path, height: int, border: tuple[int, int, int], width: int = 6) -> Image.Image:
-    """The image at ``path`` scaled to ``height`` pixels high, framed by ``width`` pixels of ``border``."""
-    try:
-        with Image.open(path) as image:
-            image = ImageOps.exif_transpose(image).convert("RGB")
-            image = image.resize((max(1, round(image.width * height / image.height)), height))
-    except (OSError, ValueError):
-        image = Image.new("RGB", (height, height), GREY)
-    return ImageOps.expand(image, border=width, fill=border)
+def query_caption(dataset: GeoDataset, q: int, conditions: Sequence[str] | None = None) -> str:
+    """``query q00012_night`` / ``query Image050 (night)``: the query's short name and its condition."""
+    name = short_name(dataset.queries.names[q])
+    condition = conditions[q] if conditions else None
+    return f"query {name}" + (f" ({condition})" if condition and condition not in name else "")
+
+
+def correct_means(dataset: GeoDataset, radius: float | None = None) -> str:
+    """What a correct retrieval is on ``dataset``: ``±2 frames`` on a frame sequence, else ``within 25 m``."""
+    from netvlad.constants import EVAL_RADIUS_M
+
+    if dataset.frame_tolerance is not None and dataset.is_sequence:
+        return f"±{dataset.frame_tolerance} frames"
+    return f"within {EVAL_RADIUS_M if radius is None else radius:g} m"
 
 
 def retrieval_picture(result: EvalResult, dataset: GeoDataset, path: Path | str, num_queries: int = 6,
-                      top: int = 5, height: int = 120, seed: int = 0) -> Path:
-    """Rows of sampled queries (grey frame) and their top-``top`` retrievals: green correct, red wrong."""
+                      top: int = 5, height: int = 120, seed: int = 0, radius: float | None = None) -> Path:
+    """Rows of sampled queries (grey frame, caption: short name and condition) and their top-``top`` retrievals
+    (green: correct, red: wrong; caption: rank, short name, descriptor distance), under a legend."""
+    from netvlad.data.conditions import query_conditions
+
     rng = np.random.default_rng(seed)
     count = min(num_queries, result.num_queries)
     chosen = np.sort(rng.choice(result.num_queries, count, replace=False))
+    conditions = query_conditions(dataset)
     rows = []
     for q in chosen:
-        tiles = [thumbnail(dataset.queries.root / dataset.queries.names[q], height, GREY)]
+        row = [Tile(dataset.queries.root / dataset.queries.names[q], GREY, (query_caption(dataset, q, conditions),))]
         for j in range(min(top, result.ranked.shape[1])):
             i = result.ranked[q, j]
-            if i < 0:
-                continue
-            colour = GREEN if result.correct[q, j] else RED
-            tiles.append(thumbnail(dataset.database.root / dataset.database.names[i], height, colour))
-        rows.append(tiles)
-    gap = 8
-    width = max((sum(t.width for t in r) + gap * len(r) for r in rows), default=1)
-    canvas = Image.new("RGB", (width, max(1, len(rows) * (height + 12 + gap))), (255, 255, 255))
-    y = 0
-    for q, tiles in zip(chosen, rows, strict=True):
-        x = 0
-        for tile in tiles:
-            canvas.paste(tile, (x, y))
-            x += tile.width + gap
-        ImageDraw.Draw(canvas).text((4, y + 2), dataset.queries.names[q][:40], fill=(255, 255, 0))
-        y += height + 12 + gap
+            if i >= 0:
+                row.append(Tile(dataset.database.root / dataset.database.names[i],
+                                GREEN if result.correct[q, j] else RED,
+                                (f"#{j + 1} {short_name(dataset.database.names[i])}",
+                                 f"distance {result.distances[q, j]:.3f}")))
+        rows.append(row)
+    key = legend([(GREY, "query"), (GREEN, f"correct ({correct_means(dataset, radius)})"), (RED, "wrong")],
+                 f"top {top} per query, best first; distance: descriptor L2, lower is closer")
+    canvas = compose(rows, key, height)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     canvas.save(path)

@@ -16,18 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
 
 from netvlad.data.dataset import ImageList
 from netvlad.data.readers.common import list_images
-from netvlad.eval.plots import thumbnail
 from netvlad.eval.retrieval import describe, evaluate_descriptors
+from netvlad.eval.tiles import BLUE, GREY, Tile, compose, legend, short_name
 from netvlad.files import atomic_write
 from netvlad.models import PlaceModel
 
 logger = logging.getLogger(__name__)
-
-BLUE, GREY = (40, 90, 200), (128, 128, 128)
 
 
 @dataclass
@@ -107,20 +104,16 @@ def write_ranking(ranking: Ranking, out_dir: Path | str, model: str = "", pictur
 
 
 def ranking_picture(ranking: Ranking, path: Path, count: int = 6, top: int = 5, height: int = 110) -> Path:
-    """Rows of ``count`` evenly spaced queries (grey frame) with their top-``top`` retrievals (blue frame)."""
+    """Rows of ``count`` evenly spaced queries (grey frame) with their top-``top`` retrievals (blue frame; caption:
+    rank, short name, descriptor distance), under a legend."""
     chosen = np.unique(np.linspace(0, len(ranking.query_names) - 1, min(count, len(ranking.query_names))).astype(int))
-    rows = [[thumbnail(ranking.base / ranking.query_names[q], height, GREY, width=5)]
-            + [thumbnail(ranking.base / ranking.database_names[i], height, BLUE, width=5)
-               for i in ranking.ranked[q, :top] if i >= 0] for q in chosen]
-    gap = 8
-    canvas = Image.new("RGB", (max(sum(t.width + gap for t in r) for r in rows), len(rows) * (height + 10 + gap)),
-                       (255, 255, 255))
-    for y, (q, tiles) in enumerate(zip(chosen, rows, strict=True)):
-        x = 0
-        for tile in tiles:
-            canvas.paste(tile, (x, y * (height + 10 + gap)))
-            x += tile.width + gap
-        ImageDraw.Draw(canvas).text((4, y * (height + 10 + gap) + 2), ranking.query_names[q][-40:], fill=(255, 255, 0))
+    rows = [[Tile(ranking.base / ranking.query_names[q], GREY, (f"query {short_name(ranking.query_names[q])}",))]
+            + [Tile(ranking.base / ranking.database_names[i], BLUE,
+                    (f"#{j + 1} {short_name(ranking.database_names[i])}", f"distance {ranking.distances[q, j]:.3f}"))
+               for j, i in enumerate(ranking.ranked[q, :top]) if i >= 0] for q in chosen]
+    key = legend([(GREY, "query"), (BLUE, "retrieved")],
+                 f"top {top} per query, best first (no positions: not judged); distance: descriptor L2")
+    canvas = compose(rows, key, height)
     return atomic_write(path, lambda tmp: canvas.save(tmp, format="PNG"))
 
 

@@ -189,7 +189,8 @@ def picture_step(config: DemoConfig, data: DemoData, results: dict[str, EvalResu
     best_other = max((m.label for m in methods if not m.trained), key=lambda label: results[label].recall[first])
     pictures = {trained: "retrievals_trained.jpg", best_other: "retrievals_off_the_shelf.jpg"}
     for label, name in pictures.items():
-        retrieval_picture(results[label], data.test, folder / name, config.retrieval_queries, seed=config.seed)
+        retrieval_picture(results[label], data.test, folder / name, config.retrieval_queries, seed=config.seed,
+                          radius=config.radius)
     return pictures
 
 

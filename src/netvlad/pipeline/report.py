@@ -56,6 +56,15 @@ def read_log(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
 
 
+def kept_epoch(events: Sequence[dict]) -> int | None:
+    """The epoch whose weights training kept (its ``done`` event), else the first with the best validation R@5."""
+    done = [e for e in events if e["event"] == "done" and e.get("best_epoch", -1) >= 0]
+    if done:
+        return int(done[-1]["best_epoch"])
+    vals = [e for e in events if e["event"] == "validation" and "recall@5" in e]
+    return int(max(vals, key=lambda e: (e["recall@5"], -e["epoch"]))["epoch"]) if vals else None
+
+
 def plot_training(events: Sequence[dict], path: Path, window: int = 10) -> Path:
     """Training loss per step (raw and a ``window``-step running mean) and validation Recall@N per epoch (PNG)."""
     import matplotlib  # heavy, only when plotting
@@ -77,6 +86,9 @@ def plot_training(events: Sequence[dict], path: Path, window: int = 10) -> Path:
     for key in sorted({k for e in vals for k in e if k.startswith("recall@")}, key=lambda k: int(k[7:])):
         right.plot([e["epoch"] for e in vals], [e[key] for e in vals], marker="o", label=key.replace("recall", "R"))
     right.set(xlabel="epoch (0: k-means init)", ylabel="Recall@N (%)", title="validation", ylim=(0, 100))
+    kept = kept_epoch(events)
+    if kept is not None:
+        right.axvline(kept, color="0.3", ls="--", lw=1, label=f"kept: epoch {kept} (best R@5)")
     if vals:
         right.legend(loc="lower right")
     for ax in (left, right):
@@ -123,6 +135,18 @@ def timing_table(steps: Mapping[str, Mapping[str, float]]) -> str:
     return "\n".join(lines + [f"| **total** | {total['wall_s']:.1f} | {total['cpu_s']:.1f} |"])
 
 
+HOW_TO_READ = (
+    "Each test query is searched against the database images by descriptor distance (L2, lower is closer). "
+    "**Recall@N** is the percentage of queries with at least one correct image — taken within {radius:g} m of "
+    "the query — among the N closest: Recall@1 is how often the single best match is right, and higher is better "
+    "everywhere. The methods differ in how an image becomes a descriptor: pooled off the shelf from an ImageNet "
+    "network (f_max, GeM), NetVLAD with k-means clusters, and NetVLAD trained on this city's training part. In the "
+    "retrieval pictures each row is one query (grey frame, captioned with its name and condition) followed by its "
+    "five closest database images, best first, each captioned with its rank, name and distance: a green frame is a "
+    "correct match, red a wrong one. The training plot marks the epoch whose weights were kept (the best "
+    "validation Recall@5).")
+
+
 def sections(config, data, results: Mapping[str, EvalResult], localised: Sequence[Localisation],
              pictures: Mapping[str, str], steps: Mapping[str, Mapping[str, float]],
              whitening_dim: int | None = None, by_condition: Mapping[str, dict] | None = None
@@ -133,6 +157,7 @@ def sections(config, data, results: Mapping[str, EvalResult], localised: Sequenc
     whitening = f"; PCA whitening to {whitening_dim} dims fitted on the training database" if whitening_dim else ""
     per_condition = [("Recall@N per query condition", condition_markdown(by_condition))] if by_condition else []
     return [
+        ("How to read this", HOW_TO_READ.format(radius=config.radius)),
         ("Data", f"{data.source}.\n\nTest set: {len(test.database)} database images, {len(test.queries)} queries; "
                  f"a retrieved image is correct within {config.radius:g} m of the query."),
         ("Recall@N on the test set", recall_table(results, markdown=True) + "\n\n![Recall@N](recall.png)"),
@@ -143,8 +168,8 @@ def sections(config, data, results: Mapping[str, EvalResult], localised: Sequenc
                      f"refreshed every {tc.cache_refresh} queries; {tc.epochs} epochs of ≤ {tc.epoch_queries} queries, "
                      f"{tc.optimizer} lr {tc.lr:g}; best epoch by validation Recall@5{whitening}."
                      "\n\n![training curve](training.png)"),
-        ("Retrievals", "\n\n".join(f"**{label}** — each row: a test query (grey), then its top-5 database images, "
-                                   f"green correct, red wrong.\n\n![{label}]({name})"
+        ("Retrievals", "\n\n".join(f"**{label}** — each row: a test query (grey), then its top-5 database images "
+                                   f"(rank, name, distance), green correct, red wrong.\n\n![{label}]({name})"
                                    for label, name in pictures.items())),
         ("Localisation", "Position of sampled test queries from the trained model's top-1 match (UTM metres).\n\n"
                          + localisation_table(localised)),

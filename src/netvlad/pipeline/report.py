@@ -86,6 +86,7 @@ def plot_training(events: Sequence[dict], path: Path, window: int = 10) -> Path:
     for key in sorted({k for e in vals for k in e if k.startswith("recall@")}, key=lambda k: int(k[7:])):
         right.plot([e["epoch"] for e in vals], [e[key] for e in vals], marker="o", label=key.replace("recall", "R"))
     right.set(xlabel="epoch (0: k-means init)", ylabel="Recall@N (%)", title="validation", ylim=(0, 100))
+    right.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     kept = kept_epoch(events)
     if kept is not None:
         right.axvline(kept, color="0.3", ls="--", lw=1, label=f"kept: epoch {kept} (best R@5)")

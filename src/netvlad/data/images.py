@@ -13,8 +13,6 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from netvlad.errors import BadInputError
 
-ResizeSpec = tuple[str, tuple[int, ...]]  # ("none"|"fixed"|"longest", size)
-
 
 class ImageDecodeError(BadInputError):
     """An image file could not be decoded."""

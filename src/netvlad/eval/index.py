@@ -222,6 +222,9 @@ def search(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray,
     return np.sqrt(np.maximum(squared, 0)).astype(np.float32), indices.astype(np.int64)
 
 
+search_index = search  # the package's name for it: netvlad.eval.search is the exact-search module
+
+
 def search_rows(index: faiss.Index, queries: np.ndarray, k: int, config: IndexConfig = EXACT,
                 database: np.ndarray | None = None, rows: np.ndarray | None = None
                 ) -> tuple[np.ndarray, np.ndarray]:

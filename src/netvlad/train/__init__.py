@@ -10,8 +10,8 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "netvlad.train.clusters": ("initialize_clusters", "sample_local_descriptors"),
     "netvlad.train.config": ("TrainConfig", "read_config_file"),
     "netvlad.train.loop": ("train",),
-    "netvlad.train.loss": ("TripletRankingLoss", "triplet_ranking_loss"),
-    "netvlad.train.mining": ("MinedTuples", "mine", "sample_candidates", "select_tuples", "squared_distance_matrix"),
+    "netvlad.train.loss": ("triplet_ranking_loss",),
+    "netvlad.train.mining": ("MinedTuples", "mine", "sample_candidates", "select_tuples"),
     "netvlad.train.pairs": ("pair_distances",),
     "netvlad.train.sets": ("TrainingSet", "holdout_last", "prepare_training_set"),
 })

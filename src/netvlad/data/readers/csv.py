@@ -31,7 +31,7 @@ def detect(path: Path, options: ReadOptions) -> bool:
     return path.is_file() and path.suffix.lower() == ".csv"
 
 
-def read_rows(path: Path) -> tuple[list[str], list[tuple[int, dict]]]:
+def read_manifest(path: Path) -> tuple[list[str], list[tuple[int, dict]]]:
     """Header (lower-case) and ``(line number, row)`` pairs; error on a missing column."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
@@ -95,7 +95,7 @@ def positions(path: Path, rows: list[tuple[int, dict]], latlon: bool, skips: Ski
 @register_reader("csv", "manifest path,split,lat,lon or path,split,easting,northing[,zone]", detect, 15)
 def read(path: Path, options: ReadOptions) -> GeoDataset:
     """Load a CSV manifest (see the module docstring)."""
-    header, rows = read_rows(path)
+    header, rows = read_manifest(path)
     if not rows:
         raise DatasetError(f"{path}: manifest has a header but no rows; add one line per image")
     skips = Skips(options.skip_bad)
@@ -131,3 +131,6 @@ def read(path: Path, options: ReadOptions) -> GeoDataset:
         meta["query_conditions"] = {row["path"]: row["condition"] for _, row in rows
                                     if row.get("condition") and ROLES.get(row["split"].lower()) == "queries"}
     return GeoDataset(path.stem, lists["database"], lists["queries"], meta=meta)
+
+
+read_rows = read_manifest  # deprecated name (netvlad.eval.search.read_rows reads store rows); removed next release

@@ -21,8 +21,8 @@ from netvlad.files import read_json
 
 logger = logging.getLogger(__name__)
 
-FIELDS = ("", "utm_east", "utm_north", "zone_number", "zone_letter", "lat", "lon", "pano_id", "tile_num", "heading",
-          "pitch", "roll", "height", "timestamp", "note")
+# name fields, after a leading "@": utm_east, utm_north, zone_number, zone_letter, lat, lon, pano_id, tile_num, heading,
+# pitch, roll, height, timestamp, note
 DEFAULT_SPLITS = ("test", "val", "train")
 
 

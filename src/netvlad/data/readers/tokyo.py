@@ -22,8 +22,6 @@ logger = logging.getLogger(__name__)
 CUTOUTS_PER_PANORAMA = 12
 TIME_OF_DAY = {"D": "day", "S": "sunset", "N": "night"}
 QUERY_SET = re.compile(r"247query(?:_subset)?_v\d+", re.IGNORECASE)
-# Published query counts of each query-set version (Torii et al. 2015; Arandjelović et al. 2016).
-QUERY_SET_SIZES = {"247query_subset_v2": 315, "247query_v3": 1125}
 
 
 def is_tokyo247(path: Path, query_names: list[str]) -> bool:

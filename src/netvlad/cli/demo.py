@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from netvlad.cli.common import existing, number, output
-from netvlad.limits import COUNT, NON_NEGATIVE_INT
+from netvlad.limits import NON_NEGATIVE_INT
 from netvlad.pipeline.config import PRESETS
 
 
@@ -53,6 +53,6 @@ def register(subparsers) -> None:
                         help="redo every step (default: a rerun skips steps whose outputs exist for the same inputs "
                              "and continues an interrupted training)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    parser.add_argument("--pictures", type=number(COUNT), default=None, metavar="N",
-                        help="test queries drawn in each retrieval picture (default: the preset's, 6)")
+    parser.add_argument("--pictures", type=number(NON_NEGATIVE_INT), default=None, metavar="N",
+                        help="test queries drawn in each retrieval picture (default: the preset's, 6; 0: none)")
     parser.set_defaults(func=run)

@@ -94,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
     if args.output:
         sizes = protocol_eval.image_sizes(dataset, model.config.preprocessing)
         extra = {"dataset": dataset.name} | (protocol_run.report(sizes) if protocol_run else {"image_sizes": sizes})
-        written = write_report(result, dataset, args.output, label, extra, conditions, pictures=args.pictures)
+        written = write_report(result, dataset, args.output, label, extra, conditions, pictures=args.pictures,
+                               radius=args.radius)
         print("wrote " + ", ".join(str(p) for p in written))
     return 0
 

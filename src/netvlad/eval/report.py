@@ -77,9 +77,10 @@ def report_paths(output: Path | str) -> dict[str, Path]:
 
 def write_report(result: EvalResult, dataset: GeoDataset, output: Path | str, label: str = "",
                  extra: dict | None = None, conditions: Sequence[str] | None = None,
-                 pictures: int = 6) -> list[Path]:
+                 pictures: int = 6, radius: float | None = None) -> list[Path]:
     """The JSON summary, per-query CSV, Recall@N plot and (``pictures`` > 0 queries) retrieval picture beside
-    ``output``, as ``netvlad evaluate --output`` writes them; -> the files written."""
+    ``output``, as ``netvlad evaluate --output`` writes them (``radius``: metres a correct match is within, for the
+    picture's legend); -> the files written."""
     from netvlad.eval.plots import plot_recall, retrieval_picture
 
     paths = report_paths(output)
@@ -87,5 +88,5 @@ def write_report(result: EvalResult, dataset: GeoDataset, output: Path | str, la
     write_query_csv(result, dataset, paths["csv"], conditions=conditions)
     plot_recall({label: result.recall}, paths["plot"], title=dataset.name)
     if pictures:
-        retrieval_picture(result, dataset, paths["picture"], num_queries=pictures)
+        retrieval_picture(result, dataset, paths["picture"], num_queries=pictures, radius=radius)
     return [p for p in paths.values() if p.exists()]

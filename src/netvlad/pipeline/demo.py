@@ -188,6 +188,7 @@ def picture_step(config: DemoConfig, data: DemoData, results: dict[str, EvalResu
     trained = next(m.label for m in methods if m.trained)
     best_other = max((m.label for m in methods if not m.trained), key=lambda label: results[label].recall[first])
     pictures = {trained: "retrievals_trained.jpg", best_other: "retrievals_off_the_shelf.jpg"}
+    pictures = pictures if config.retrieval_queries else {}
     for label, name in pictures.items():
         retrieval_picture(results[label], data.test, folder / name, config.retrieval_queries, seed=config.seed,
                           radius=config.radius)

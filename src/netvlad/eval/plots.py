@@ -67,10 +67,11 @@ def retrieval_picture(result: EvalResult, dataset: GeoDataset, path: Path | str,
     count = min(num_queries, result.num_queries)
     chosen = np.sort(rng.choice(result.num_queries, count, replace=False))
     conditions = query_conditions(dataset)
+    top = min(top, result.ranked.shape[1])
     rows = []
     for q in chosen:
         row = [Tile(dataset.queries.root / dataset.queries.names[q], GREY, (query_caption(dataset, q, conditions),))]
-        for j in range(min(top, result.ranked.shape[1])):
+        for j in range(top):
             i = result.ranked[q, j]
             if i >= 0:
                 row.append(Tile(dataset.database.root / dataset.database.names[i],

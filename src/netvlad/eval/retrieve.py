@@ -107,6 +107,7 @@ def ranking_picture(ranking: Ranking, path: Path, count: int = 6, top: int = 5, 
     """Rows of ``count`` evenly spaced queries (grey frame) with their top-``top`` retrievals (blue frame; caption:
     rank, short name, descriptor distance), under a legend."""
     chosen = np.unique(np.linspace(0, len(ranking.query_names) - 1, min(count, len(ranking.query_names))).astype(int))
+    top = min(top, ranking.ranked.shape[1])
     rows = [[Tile(ranking.base / ranking.query_names[q], GREY, (f"query {short_name(ranking.query_names[q])}",))]
             + [Tile(ranking.base / ranking.database_names[i], BLUE,
                     (f"#{j + 1} {short_name(ranking.database_names[i])}", f"distance {ranking.distances[q, j]:.3f}"))

@@ -177,7 +177,8 @@ class PlaceIndex:
             held = np.zeros(len(self.store), dtype=bool)
             held[self.rows] = True
             return exact_search(self.store.descriptors, descriptors, k, valid=held, max_memory=self.max_memory)
-        return search_rows(self.index, descriptors, k, self.search_config, self.store.descriptors, self.rows)
+        return search_rows(self.index, descriptors, k, self.search_config, self.store.descriptors, self.rows,
+                           verify=self.store.verify_rows)
 
     def localise(self, names: list[str], descriptors: np.ndarray, k: int = 5, method: str = "top1"
                  ) -> list[QueryResult]:

@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from netvlad.errors import BadInputError
-from netvlad.eval.store_check import CHECKSUMS, layout_damage, refuse, repair_layout, row_checksums, rows_matching
-from netvlad.files import atomic_write, load_array, read_json
+from netvlad.eval.store_check import CHECKSUMS, add_checksums, layout_damage, refuse, repair_layout, row_checksums, rows_matching
+from netvlad.files import load_array, read_json
 
 logger = logging.getLogger(__name__)
 
@@ -148,26 +148,13 @@ class DescriptorStore:
         if damage:  # a writer: repair, the lost rows become pending and are extracted again
             repair_layout(folder, meta, len(names), damage)
         if mode != "r" and not checked:
-            meta = cls._add_checksums(folder, meta)
+            meta = add_checksums(folder, meta, VERSION)
         descriptors = load_array(folder / "descriptors.npy", "descriptor array", mmap_mode=mode)
         status = load_array(folder / "status.npy", "descriptor status array", mmap_mode=mode)
         store = cls(folder, names, descriptors, status, meta)
         store.checksums = (load_array(folder / CHECKSUMS, "descriptor checksums", mmap_mode=mode)
                            if int(meta.get("version", 1)) >= 2 else None)
         return store
-
-    @staticmethod
-    def _add_checksums(folder: Path, meta: dict) -> dict:
-        """Give a store written before checksums existed its checksums (of the rows as they are now)."""
-        descriptors = np.load(folder / "descriptors.npy", mmap_mode="r")
-        sums = np.lib.format.open_memmap(folder / CHECKSUMS, mode="w+", dtype=np.uint32, shape=(len(descriptors),))
-        for start in range(0, len(descriptors), 4096):
-            sums[start:start + 4096] = row_checksums(np.asarray(descriptors[start:start + 4096]))
-        sums.flush()
-        meta = meta | {"version": VERSION}
-        atomic_write(folder / "store.json", lambda path: path.write_text(json.dumps(meta, indent=1), encoding="utf-8"))
-        logger.info("%s: added row checksums to a store written by an older netvlad", folder)
-        return meta
 
     def _check_compatible(self, names: tuple[str, ...], dim: int, dtype: str, fingerprint: str | None) -> None:
         problems = []

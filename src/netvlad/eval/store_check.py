@@ -9,6 +9,7 @@ cannot prove pending, and extracts those again.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import zlib
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from netvlad.errors import BadInputError
+from netvlad.files import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -134,3 +136,16 @@ def rows_matching(folder: Path, rows: np.ndarray, block: int = 4096) -> np.ndarr
         part = np.asarray(rows[start:start + block])
         out[start:start + len(part)] = row_checksums(np.asarray(descriptors[part])) == checksums[part]
     return out
+
+
+def add_checksums(folder: Path, meta: dict, version: int) -> dict:
+    """Give a store written before checksums existed its checksums (of its rows as they are now) -> new meta."""
+    descriptors = np.load(folder / "descriptors.npy", mmap_mode="r")
+    sums = np.lib.format.open_memmap(folder / CHECKSUMS, mode="w+", dtype=np.uint32, shape=(len(descriptors),))
+    for start in range(0, len(descriptors), 4096):
+        sums[start:start + 4096] = row_checksums(np.asarray(descriptors[start:start + 4096]))
+    sums.flush()
+    meta = meta | {"version": version}
+    atomic_write(folder / "store.json", lambda path: path.write_text(json.dumps(meta, indent=1), encoding="utf-8"))
+    logger.info("%s: added row checksums to a store written by an older netvlad", folder)
+    return meta

@@ -27,7 +27,15 @@ from pathlib import Path
 import numpy as np
 
 from netvlad.errors import BadInputError
-from netvlad.eval.store_check import CHECKSUMS, add_checksums, layout_damage, refuse, repair_layout, row_checksums, rows_matching
+from netvlad.eval.store_check import (
+    CHECKSUMS,
+    add_checksums,
+    layout_damage,
+    refuse,
+    repair_layout,
+    row_checksums,
+    rows_matching,
+)
 from netvlad.files import load_array, read_json
 
 logger = logging.getLogger(__name__)

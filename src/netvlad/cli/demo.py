@@ -6,6 +6,7 @@ import argparse
 
 from netvlad.cli.common import existing, number, output
 from netvlad.cli.names import DEMO_PRESETS
+from netvlad.cli.numerics_args import add_numerics_args
 from netvlad.limits import NON_NEGATIVE_INT
 
 
@@ -20,8 +21,9 @@ def run(args: argparse.Namespace) -> int:
     result = run_demo(config, args.out, device=pick_device(args.device), progress=not args.no_progress,
                       force=args.force)
     print(result.table)
-    print(f"seed {result.seed}, {result.threads} torch thread{'s' if result.threads != 1 else ''} "
-          "(the same seed and thread count give the same numbers)")
+    print(f"seed {result.seed}, {result.threads} torch thread{'s' if result.threads != 1 else ''}, "
+          + ("deterministic kernels (the same seed and thread count give the same numbers on any x86-64 CPU)"
+             if args.deterministic else "the CPU's fastest kernels (--no-deterministic: another CPU may differ)"))
     print(f"report: {result.report / 'index.md'}")
     return 0
 
@@ -51,4 +53,5 @@ def register(subparsers) -> None:
                         help="redo every step (default: a rerun skips steps whose outputs exist for the same inputs "
                              "and continues an interrupted training)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    add_numerics_args(parser, default=True)
     parser.set_defaults(func=run)

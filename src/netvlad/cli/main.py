@@ -14,6 +14,7 @@ import sys
 
 from netvlad import __version__
 from netvlad.cli.common import add_threads_arg, set_threads
+from netvlad.cli.numerics_args import apply_numerics
 from netvlad.errors import BadInputError
 
 logger = logging.getLogger("netvlad")
@@ -85,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace) -> int:
     """Set the threads and run the chosen command; bad input becomes one ERROR line and exit code 1."""
     try:
+        apply_numerics(args)  # --deterministic: before anything imports torch
         set_threads(args.threads, getattr(args, "workers", 0) or 0)
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -36,7 +36,8 @@ def test_demo_is_bit_identical_under_other_kernels(tmp_path):
     forced = _demo(tmp_path / "avx2", FORCED_AVX2)
     assert _weights(tmp_path / "best") == _weights(tmp_path / "avx2")
     assert best["table"] == forced["table"]
-    assert {m: r["recall"] for m, r in best["methods"].items()} == {m: r["recall"] for m, r in forced["methods"].items()}
+    recall = {m: r["recall"] for m, r in best["methods"].items()}
+    assert recall == {m: r["recall"] for m, r in forced["methods"].items()}
     numerics = best["numerics"]
     assert numerics["deterministic"] and numerics["torch_cpu_capability"] == "DEFAULT"
     assert numerics["kernel_switches"]["MKL_CBWR"] == "COMPATIBLE" and "torch" in numerics["versions"]

@@ -159,8 +159,10 @@ def model_from_args(args: argparse.Namespace):
     """Load ``--model`` or build ``--backbone``/``--pool``; ``--resize/--size`` override preprocessing."""
     import dataclasses
 
+    from netvlad.cli.ignored_args import refuse_architecture_with_checkpoint
     from netvlad.models import ModelConfig, PlaceModel, Preprocessing, load
 
+    refuse_architecture_with_checkpoint(args)
     if args.model:
         model = load(args.model)
     else:

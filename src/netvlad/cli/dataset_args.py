@@ -35,10 +35,22 @@ def add_dataset_args(parser: argparse.ArgumentParser, positional: bool = True, o
     group.add_argument("--skip-bad", action="store_true", help="skip (and count) bad images and entries")
 
 
+def check_pair(args: argparse.Namespace) -> None:
+    """Refuse ``--database`` without ``--queries`` (or the reverse): the same one-line error in every command."""
+    database, queries = getattr(args, "database", None), getattr(args, "queries", None)
+    if (database is None) != (queries is None):
+        given, missing = ("--database", "--queries") if database is not None else ("--queries", "--database")
+        from netvlad.errors import BadInputError
+
+        raise BadInputError(f"{given} {database or queries} without {missing}: name both sub-folders (the "
+                            "database and the queries, e.g. --database day_left --queries day_right)")
+
+
 def dataset_from_args(args: argparse.Namespace):
     """Open the dataset the arguments describe (a :class:`netvlad.data.GeoDataset`)."""
     from netvlad.data import open_dataset
 
+    check_pair(args)
     return open_dataset(args.dataset, format=args.format, split=args.split, database=args.database,
                         queries=args.queries, image_root=args.image_root, frame_tolerance=args.frame_tolerance,
                         spacing=args.spacing, skip_bad=args.skip_bad)

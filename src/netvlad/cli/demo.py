@@ -13,8 +13,10 @@ from netvlad.limits import NON_NEGATIVE_INT
 def run(args: argparse.Namespace) -> int:
     """Run the demo pipeline and print its table and seed (threads are set by ``netvlad.cli.main``)."""
     from netvlad.cli.common import pick_device
+    from netvlad.cli.dataset_args import check_pair
     from netvlad.pipeline import DemoConfig, run_demo
 
+    check_pair(args)
     overrides = {"seed": args.seed} if args.seed is not None else {}
     config = DemoConfig.preset(args.preset, data=args.data, database=args.database, queries=args.queries,
                                frame_tolerance=args.frame_tolerance, **overrides)

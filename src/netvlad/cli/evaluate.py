@@ -92,16 +92,11 @@ def model_label(args: argparse.Namespace, model) -> str:
 
 
 def cluster_if_off_the_shelf(model, paths: list[Path], args: argparse.Namespace, device) -> None:
-    """k-means NetVLAD centroids from database images, for a NetVLAD model not loaded from a checkpoint."""
-    from netvlad.nn import NetVLAD
-    from netvlad.train.clusters import ClusterConfig, initialize_clusters
+    """k-means NetVLAD centroids from database images, for a NetVLAD model whose centroids are still random."""
+    from netvlad.train.clusters import ClusterConfig, cluster_if_off_the_shelf
 
-    if args.model is not None or not isinstance(model.pool, NetVLAD):
-        return
-    logger.info("off-the-shelf NetVLAD: clustering local descriptors of %d database images first",
-                min(len(paths), args.cluster_images))
-    initialize_clusters(model, paths, config=ClusterConfig(num_images=args.cluster_images), device=device,
-                        progress=not args.no_progress, batch_size=args.batch_size, workers=args.workers)
+    cluster_if_off_the_shelf(model, paths, ClusterConfig(num_images=args.cluster_images), device,
+                             not args.no_progress, args.batch_size, args.workers, getattr(args, "skip_bad", False))
 
 
 def artefact_paths(output: Path) -> dict[str, Path]:

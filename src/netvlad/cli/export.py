@@ -24,7 +24,7 @@ def image_lists(args: argparse.Namespace) -> list:
     try:
         dataset = dataset_from_args(args)
     except ValueError:  # not a dataset: every image of the folder
-        return [database_from_args(args)]
+        return [database_from_args(args, positions=False)]  # hloc needs no positions
     return [dataset.database, dataset.queries] if len(dataset.queries) else [dataset.database]
 
 

@@ -22,26 +22,31 @@ from netvlad.limits import COUNT
 logger = logging.getLogger(__name__)
 
 
-def database_from_args(args: argparse.Namespace):
-    """The database of a dataset in any readable format, or every image of a plain folder (positions unknown)."""
+def database_from_args(args: argparse.Namespace, positions: bool = True):
+    """The database of a dataset in any readable format, or every image of a plain folder (positions unknown;
+    a warning says so when the command uses ``positions``)."""
     import numpy as np
 
-    from netvlad.cli.dataset_args import dataset_from_args
+    from netvlad.cli.dataset_args import check_pair, dataset_from_args
     from netvlad.data import DatasetError, ImageList
     from netvlad.data.readers.common import list_images
 
+    check_pair(args)
     try:
         return dataset_from_args(args).database
     except ValueError as error:  # DatasetError, or no format recognised
         folder = Path(args.dataset)
-        if not folder.is_dir():
+        reading = [f"--{name.replace('_', '-')}" for name in ("format", "split", "database", "frame_tolerance",
+                                                              "spacing", "image_root") if getattr(args, name, None)]
+        if not folder.is_dir() or reading:  # options of a dataset reader: the folder is meant as a dataset
             raise
         try:
             names = list_images(folder)
         except DatasetError:
             raise error from None
-        logger.warning("%s is not a geo-tagged dataset (%s); indexing its %d images without positions",
-                       folder, str(error).split(" (", 1)[0], len(names))
+        (logger.warning if positions else logger.info)(
+            "%s is not a geo-tagged dataset (%s); taking its %d images%s", folder, str(error).split(" (", 1)[0],
+            len(names), " without positions" if positions else "")
         return ImageList(folder, tuple(names), np.full((len(names), 2), np.nan))
 
 
@@ -65,26 +70,37 @@ def build(args: argparse.Namespace) -> int:
     return 0
 
 
-def format_result(result) -> str:
-    """Human-readable lines for one :class:`netvlad.eval.localise.QueryResult`."""
+def format_result(result, positions: str = "utm", spacing: float = 1.0) -> str:
+    """Human-readable lines for one :class:`netvlad.eval.localise.QueryResult`; ``positions`` is the index's kind:
+    ``utm`` (metres), ``frames`` (a sequence: positions are frame × ``spacing`` metres) or ``none``."""
+    def where(position, digits: int = 0) -> str:
+        if positions == "frames":
+            return f"frame {position[0] / spacing:.{digits}f}"
+        return f"position E {position[0]:.1f} N {position[1]:.1f}"
+
     lines = [f"{result.query}"]
     for rank, match in enumerate(result.matches, 1):
-        lines.append(f"  {rank:2d}. {match.name}  distance {match.distance:.4f}  "
-                     f"position E {match.position[0]:.1f} N {match.position[1]:.1f}")
+        shown = "" if positions == "none" else f"  {where(match.position)}"
+        lines.append(f"  {rank:2d}. {match.name}  distance {match.distance:.4f}{shown}")
+    if positions == "none":
+        lines.append("  no position estimate: the index was built from a folder without positions")
+        return "\n".join(lines)
     latlon = result.latlon()
-    where = f"  (lat {latlon[0]:.6f}, lon {latlon[1]:.6f})" if latlon else ""
-    lines.append(f"  estimated position ({result.method}): E {result.position[0]:.1f} N {result.position[1]:.1f}"
-                 + where)
+    at = f"  (lat {latlon[0]:.6f}, lon {latlon[1]:.6f})" if latlon else ""
+    lines.append(f"  estimated {where(result.position, 0 if result.method == 'top1' else 1)} ({result.method})"
+                 + at)
     return "\n".join(lines)
 
 
 def query(args: argparse.Namespace) -> int:
     """Localise each photo against the index and print (or JSON-dump) the matches."""
     from netvlad.cli.common import model_from_args, pick_device
+    from netvlad.cli.ignored_args import refuse_model_with_index
     from netvlad.errors import BadInputError
     from netvlad.eval.extract import extract_descriptors
     from netvlad.eval.localise import PlaceIndex
 
+    refuse_model_with_index(args)
     device = pick_device(args.device)
     index = PlaceIndex.load(args.index, index_config_from_args(args, device), max_memory_from_args(args))
     model = index.model
@@ -100,7 +116,8 @@ def query(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([r.to_dict() for r in results], indent=2))
     else:
-        print("\n".join(format_result(r) for r in results))
+        kind, spacing = index.meta.get("positions", "utm"), index.meta.get("spacing", 1.0)
+        print("\n".join(format_result(r, kind, spacing) for r in results))
     return 0
 
 

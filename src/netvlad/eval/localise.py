@@ -104,6 +104,15 @@ def _nan_to_none(value):
     return value
 
 
+def position_kind(images) -> dict:
+    """How an index's positions read: ``{"positions": "frames", "spacing": m}`` for a frame sequence (positions
+    are frame × spacing metres), ``"utm"`` for GPS positions, ``"none"`` for a folder without them."""
+    if images.frames is not None and len(images.frames) and np.any(images.frames > 0):
+        first = int(np.flatnonzero(images.frames > 0)[0])
+        return {"positions": "frames", "spacing": float(images.utm[first, 0] / images.frames[first])}
+    return {"positions": "none" if np.isnan(images.utm).all() else "utm"}
+
+
 class PlaceIndex:
     """A searchable, saved database: faiss index + names + positions + the model that made the descriptors."""
 
@@ -220,7 +229,8 @@ def build_place_index(model: PlaceModel, images: ImageList, folder: Path | str, 
     meta = {"format": FORMAT, "version": 1, "fingerprint": model.fingerprint(), "root": str(images.root),
             "zone": list(images.zone) if images.zone else None, "dim": store.dim, "count": int(len(rows)),
             "index": dataclasses.asdict(index_config), "skipped": store.bad(),
-            "settings": index_settings(index) if index is not None else {"kind": "flat", "dim": store.dim}}
+            "settings": index_settings(index) if index is not None else {"kind": "flat", "dim": store.dim},
+            **position_kind(images)}
     (folder / "index.json").unlink(missing_ok=True)  # a folder without index.json is an unfinished build
     save_model(model, folder / "model.safetensors")
     if index is not None:

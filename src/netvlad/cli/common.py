@@ -144,15 +144,17 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     """A checkpoint (``--model``) or an off-the-shelf backbone + pooling, and input-size overrides."""
     group = parser.add_argument_group("model (a checkpoint, or an off-the-shelf backbone + pooling)")
     group.add_argument("--model", type=existing("file", "checkpoint"), help="a netvlad checkpoint (.safetensors)")
-    group.add_argument("--backbone", default="mobilenet_v2", choices=BACKBONES)
-    group.add_argument("--pool", default="netvlad", choices=POOLS)
+    group.add_argument("--backbone", default="mobilenet_v2", choices=BACKBONES, help="off-the-shelf encoder")
+    group.add_argument("--pool", default="netvlad", choices=POOLS, help="off-the-shelf pooling")
     group.add_argument("--clusters", type=number(COUNT), default=64, help="NetVLAD K")
-    group.add_argument("--parametrization", default="official", choices=("official", "paper"))
+    group.add_argument("--parametrization", default="official", choices=("official", "paper"),
+                       help="NetVLAD assignment: the official code's or the paper's (with a bias)")
     group.add_argument("--no-pretrained", action="store_true", help="random backbone weights")
     group.add_argument("--resize", choices=("none", "fixed", "longest"), default=None,
-                       help="override the model's input-size policy")
+                       help="override the model's input-size policy (default: the checkpoint's; off the shelf: "
+                            "longest)")
     group.add_argument("--size", type=number(COUNT), nargs="+", default=None,
-                       help="pixels: H W for fixed, S for longest")
+                       help="pixels: H W for fixed, S for longest (default: the checkpoint's; off the shelf: 640)")
 
 
 def model_from_args(args: argparse.Namespace):

@@ -181,7 +181,9 @@ def register(subparsers) -> None:
     """Add ``netvlad evaluate``."""
     parser = subparsers.add_parser("evaluate", help="Recall@N of a model on a dataset",
                                    description="Recall@N of a checkpoint or an off-the-shelf backbone on a "
-                                               "dataset, with a JSON summary, per-query CSV and pictures.")
+                                               "dataset, printed as a table; with --output FILE.json also a JSON "
+                                               "summary, a per-query CSV and pictures beside it (nothing is "
+                                               "written without --output).")
     add_dataset_args(parser)
     add_model_args(parser)
     add_device_args(parser)
@@ -193,6 +195,7 @@ def register(subparsers) -> None:
                        help=f"metres within which a database image is correct (default {EVAL_RADIUS_M:g})")
     group.add_argument("--recall", type=parse_ns, default=(1, 5, 10, 20), help="N values, e.g. 1,5,10,20")
     group.add_argument("--output", type=output(), default=None,
-                       help="results JSON; the CSV, Recall@N PNG and retrieval picture go beside it")
+                       help="results JSON; the CSV, Recall@N PNG and retrieval picture go beside it (default: "
+                            "none, the table is printed only)")
     group.add_argument("--no-pictures", action="store_true", help="skip the retrieval picture")
     parser.set_defaults(func=run)

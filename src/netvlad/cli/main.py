@@ -15,6 +15,7 @@ import sys
 from netvlad import __version__
 from netvlad.cli.common import add_threads_arg, set_threads
 from netvlad.cli.numerics_args import apply_numerics
+from netvlad.cli.parser import Parser
 from netvlad.errors import BadInputError
 
 logger = logging.getLogger("netvlad")
@@ -26,7 +27,7 @@ COMMAND_MODULES = ("demo", "data", "generate", "cluster", "train", "evaluate", "
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole ``netvlad`` parser; every leaf command gets ``--threads``."""
-    parser = argparse.ArgumentParser(prog="netvlad", description="NetVLAD visual place recognition.")
+    parser = Parser(prog="netvlad", description="NetVLAD visual place recognition.")
     parser.add_argument("--version", action="version", version=f"netvlad {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="-v: debug messages from netvlad; -vv: also from other libraries, and tracebacks")

@@ -35,6 +35,7 @@ from netvlad.eval.store_check import (
     repair_layout,
     row_checksums,
     rows_matching,
+    write_rows,
 )
 from netvlad.files import load_array, read_json
 
@@ -44,7 +45,6 @@ FORMAT = "netvlad-descriptors"
 VERSION = 2  # 2: rows carry checksums (checksums.npy)
 PENDING, DONE, BAD = 0, 1, 2
 DTYPES = {"float32": np.float32, "float16": np.float16}
-_sync = getattr(os, "fdatasync", os.fsync)  # data to disk before the status says done (macOS has no fdatasync)
 
 
 @dataclass(frozen=True)
@@ -293,22 +293,3 @@ class DescriptorStore:
         if len(damaged):
             write_rows(self.folder / "status.npy", self.status.offset, damaged, np.full(len(damaged), PENDING, np.int8))
         return damaged
-
-
-def write_rows(path: Path, offset: int, rows: np.ndarray, values: np.ndarray) -> None:
-    """Write ``values`` ``(B, ...)`` at ``rows`` ``(B,)`` of the ``.npy`` at ``path`` (data starting at byte
-    ``offset``) byte-exactly, one ``pwrite`` per run of consecutive rows, then sync. Writers of disjoint rows never
-    overwrite each other's bytes, even on a network filesystem (no read-modify-write of pages)."""
-    if len(rows) == 0:
-        return
-    order = np.argsort(rows, kind="stable")
-    rows, values = np.asarray(rows, dtype=np.int64)[order], np.ascontiguousarray(values[order])
-    row_bytes = values[0].nbytes
-    starts = np.flatnonzero(np.diff(rows, prepend=rows[0] - 2) != 1)
-    fd = os.open(path, os.O_WRONLY)
-    try:
-        for begin, end in zip(starts, [*starts[1:], len(rows)], strict=True):
-            os.pwrite(fd, values[begin:end].tobytes(), offset + int(rows[begin]) * row_bytes)
-        _sync(fd)
-    finally:
-        os.close(fd)

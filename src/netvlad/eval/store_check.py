@@ -19,11 +19,12 @@ from pathlib import Path
 import numpy as np
 
 from netvlad.errors import BadInputError
-from netvlad.files import atomic_write
+from netvlad.files import atomic_write, write_error
 
 logger = logging.getLogger(__name__)
 
 CHECKSUMS = "checksums.npy"
+_sync = getattr(os, "fdatasync", os.fsync)  # data to disk before the status says done (macOS has no fdatasync)
 PENDING, DONE = 0, 1
 
 
@@ -149,3 +150,25 @@ def add_checksums(folder: Path, meta: dict, version: int) -> dict:
     atomic_write(folder / "store.json", lambda path: path.write_text(json.dumps(meta, indent=1), encoding="utf-8"))
     logger.info("%s: added row checksums to a store written by an older netvlad", folder)
     return meta
+
+
+def write_rows(path: Path, offset: int, rows: np.ndarray, values: np.ndarray) -> None:
+    """Write ``values`` ``(B, ...)`` at ``rows`` ``(B,)`` of the ``.npy`` at ``path`` (data starting at byte
+    ``offset``) byte-exactly, one ``pwrite`` per run of consecutive rows, then sync. Writers of disjoint rows never
+    overwrite each other's bytes, even on a network filesystem (no read-modify-write of pages)."""
+    if len(rows) == 0:
+        return
+    order = np.argsort(rows, kind="stable")
+    rows, values = np.asarray(rows, dtype=np.int64)[order], np.ascontiguousarray(values[order])
+    row_bytes = values[0].nbytes
+    starts = np.flatnonzero(np.diff(rows, prepend=rows[0] - 2) != 1)
+    try:
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            for begin, end in zip(starts, [*starts[1:], len(rows)], strict=True):
+                os.pwrite(fd, values[begin:end].tobytes(), offset + int(rows[begin]) * row_bytes)
+            _sync(fd)
+        finally:
+            os.close(fd)
+    except OSError as error:  # the rows not marked done stay pending: a rerun extracts them
+        raise write_error(error, path) from None

@@ -32,25 +32,31 @@ PINNED: dict[str, str] = {
 LIBRARIES = ("torch", "numpy", "faiss")
 
 
-def pin_kernels() -> dict[str, str]:
+def pin_kernels(force: bool = False) -> dict[str, str]:
     """Set :data:`PINNED` in the environment (overriding other values, with a log line) -> the variables set.
 
-    Must run before torch, faiss and numpy load; a library already loaded keeps its kernels (a warning says so).
+    Must run before torch, faiss and numpy load. Once torch is loaded its kernels are chosen: then nothing is set
+    (unless ``force``) and a warning says so, so that a report never claims kernels that are not in use.
     """
-    for name, value in PINNED.items():
-        if os.environ.get(name, value) != value:
-            logger.info("deterministic kernels: %s=%s replaces %s", name, value, os.environ[name])
-        os.environ[name] = value
     loaded = [name for name in LIBRARIES if name in sys.modules]
     if loaded:
         logger.warning("deterministic kernels: %s already loaded with its own kernels; the numbers may differ "
                        "across CPUs (set the variables before the import, or run through the netvlad command)",
                        ", ".join(loaded))
+    if "torch" in loaded and not force:
+        return {}
+    for name, value in PINNED.items():
+        if os.environ.get(name, value) != value:
+            logger.info("deterministic kernels: %s=%s replaces %s", name, value, os.environ[name])
+        os.environ[name] = value
     return dict(PINNED)
 
 
 def deterministic() -> bool:
-    """True when every switch of :data:`PINNED` is in effect in this process's environment."""
+    """True when every switch of :data:`PINNED` is in effect (and a loaded torch runs its default kernels)."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.backends.cpu.get_cpu_capability() != "DEFAULT":
+        return False
     return all(os.environ.get(name) == value for name, value in PINNED.items())
 
 

@@ -45,16 +45,18 @@ def test_demo_is_bit_identical_under_other_kernels(tmp_path):
     assert "deterministic kernels" in (tmp_path / "best" / "report" / "index.md").read_text()
 
 
-def test_pin_kernels_sets_every_switch_and_says_what_is_loaded(monkeypatch, caplog):
+def test_pin_kernels_refuses_to_pretend_once_torch_is_loaded(monkeypatch, caplog):
     from netvlad.numerics import PINNED, deterministic, pin_kernels
 
     for name in PINNED:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
-    assert not deterministic()
-    pinned = pin_kernels()
-    assert deterministic() and pinned == PINNED and os.environ["ATEN_CPU_CAPABILITY"] == "default"
-    assert "already loaded" in caplog.text  # torch is loaded in this test process: its kernels stay
+    assert pin_kernels() == {}  # torch is loaded in this test process: its kernels are chosen
+    assert "already loaded" in caplog.text and os.environ["ATEN_CPU_CAPABILITY"] == "avx2"
+    assert pin_kernels(force=True) == PINNED and os.environ["ATEN_CPU_CAPABILITY"] == "default"
+    import torch
+
+    assert deterministic() == (torch.backends.cpu.get_cpu_capability() == "DEFAULT")
 
 
 def test_train_and_demo_flags(tmp_path):

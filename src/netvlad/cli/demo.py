@@ -14,6 +14,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the demo pipeline and print its table and seed (threads are set by ``netvlad.cli.main``)."""
     from netvlad.cli.common import pick_device
     from netvlad.cli.dataset_args import check_pair
+    from netvlad.numerics import deterministic
     from netvlad.pipeline import DemoConfig, run_demo
 
     check_pair(args)
@@ -25,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     print(result.table)
     print(f"seed {result.seed}, {result.threads} torch thread{'s' if result.threads != 1 else ''}, "
           + ("deterministic kernels (the same seed and thread count give the same numbers on any x86-64 CPU)"
-             if args.deterministic else "the CPU's fastest kernels (--no-deterministic: another CPU may differ)"))
+             if deterministic() else "the CPU's fastest kernels (another CPU may give other numbers)"))
     print(f"report: {result.report / 'index.md'}")
     return 0
 

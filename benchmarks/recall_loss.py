@@ -6,7 +6,7 @@ separate training pool (see ``scale_data.py``), cropped to 4096 / 1024 / 512 dim
 Recall@1/5/10, then IVF-PQ, OPQ + IVF-PQ and HNSW with the library's default settings (trained on the pool's
 descriptors, as one trains on a training set), in the same run.
 
-    python benchmarks/recall_loss.py [--dims 4096 1024 512] [--threads 2] [--cache /work/tmp/scale-cache]
+    python benchmarks/recall_loss.py [--dims 4096 1024 512] [--threads 2] [--cache DIR]
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from netvlad.eval.search import exact_search
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import scale_data  # noqa: E402 - beside this script
+from workdir import work_dir  # noqa: E402
 
 NS = (1, 5, 10)
 KINDS = ("ivfpq", "opq-ivfpq", "hnsw")
@@ -71,8 +72,8 @@ def main() -> None:
     parser.add_argument("--nprobe", type=int, default=None, help="IVF lists visited per query (default: the library.s)")
     parser.add_argument("--rerank", type=int, default=IndexConfig.rerank, help="candidates re-ranked exactly")
     parser.add_argument("--opq-max-dim", type=int, default=1024, help="skip OPQ above this dim (its training is slow)")
-    parser.add_argument("--cache", type=Path, default=Path("/work/tmp/scale-cache"))
-    parser.add_argument("--cities", type=Path, nargs=3, default=[Path("/work/tmp/scale-city") / c
+    parser.add_argument("--cache", type=Path, default=work_dir("scale-cache"))
+    parser.add_argument("--cities", type=Path, nargs=3, default=[work_dir("scale-city", c)
                                                                  for c in ("city", "city1", "city2")])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

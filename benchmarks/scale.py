@@ -17,7 +17,7 @@ cropped to D dims, not whitened) through ``evaluate_descriptors`` on the memory 
 ``results.json`` in ``--work`` and a log-log plot (``--plot``). ``--keep`` keeps the stores (deleted otherwise).
 
     python benchmarks/scale.py [--quick] [--sizes 10000 100000 1000000] [--dim 4096] [--queries 1000]
-                               [--big 250000x32768] [--max-memory 3] [--threads 2] [--work /work/tmp/scale-run]
+                               [--big 250000x32768] [--max-memory 3] [--threads 2] [--work DIR]
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import scale_steps  # noqa: E402 - the steps live beside this script (they run in child processes)
+from workdir import ENV, work_dir  # noqa: E402 - beside this script
 
 logger = logging.getLogger("scale")
 ANN_KINDS = ("ivfpq", "opq-ivfpq", "hnsw")
@@ -132,9 +133,10 @@ def main() -> None:
     parser.add_argument("--ivfpq-max", type=int, default=10**9)
     parser.add_argument("--hnsw-max", type=int, default=100_000, help="largest N for HNSW (float32 in RAM)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--work", type=Path, default=Path("/work/tmp/scale-run"))
-    parser.add_argument("--cache", type=Path, default=Path("/work/tmp/scale-cache"), help="real descriptors")
-    parser.add_argument("--cities", type=Path, nargs=3, default=[Path("/work/tmp/scale-city") / c
+    parser.add_argument("--work", type=Path, default=work_dir("scale-run"),
+                        help=f"scratch folder (default: under ${ENV}, else the system's temp dir)")
+    parser.add_argument("--cache", type=Path, default=work_dir("scale-cache"), help="real descriptors")
+    parser.add_argument("--cities", type=Path, nargs=3, default=[work_dir("scale-city", c)
                                                                  for c in ("city", "city1", "city2")])
     parser.add_argument("--plot", type=Path, default=Path(__file__).resolve().parents[1] / "docs/images/scale.png")
     parser.add_argument("--quick", action="store_true", help="small sizes in a minute or two (a smoke run)")

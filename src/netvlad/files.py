@@ -6,6 +6,7 @@ Every step that writes results (checkpoints, reports, exports) writes atomically
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -13,25 +14,72 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
+SPACE = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
+PLACE = {errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT}
+
+
+class WriteError(OSError):
+    """An OSError while writing ``filename``; ``str()`` is one line naming the file and the fix."""
+
+    def __str__(self) -> str:
+        if self.errno in SPACE:
+            fix = ("free disk space or quota (or raise the file-size limit, `ulimit -f`), or write to another "
+                   "filesystem; a rerun continues from what was written")
+        elif self.errno in PLACE:
+            fix = "choose a writable folder (every part of the path a folder you may write in); a rerun continues"
+        else:
+            fix = "check the disk and the path; a rerun continues from what was written"
+        return f"{self.filename}: cannot write ({self.strerror}); {fix}"
+
+
+def write_error(error: OSError, path: Path | str) -> WriteError:
+    """``error`` as a :class:`WriteError` naming ``path`` (or the file the error named)."""
+    if isinstance(error, WriteError):
+        return error
+    return WriteError(error.errno, error.strerror or str(error), str(error.filename or path))
+
 
 def atomic_write(path: Path | str, write: Callable[[Path], object]) -> Path:
     """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it over ``path``.
 
-    A crash or a full disk leaves the previous file intact.
+    A crash or a full disk leaves the previous file intact. The file gets the permissions ``open(path, "w")``
+    would give it (0666 less the process umask).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as error:
+        raise write_error(error, path) from None
+    try:
+        os.fchmod(fd, 0o666 & ~process_umask())  # mkstemp's file is private (0600); ours are like open(path, "w")
+    finally:
+        os.close(fd)
     try:
         write(Path(tmp))
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as error:
+        Path(tmp).unlink(missing_ok=True)
+        raise write_error(error, path) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def process_umask() -> int:
+    """The process's file-creation mask (read from /proc where it can be, so it is never changed meanwhile)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def read_json(path: Path | str, what: str) -> dict:

@@ -142,3 +142,31 @@ def test_help_version_and_argument_errors_import_no_heavy_library(argv):
     assert not heavy, f"{argv} imported {heavy}"
     if code == 1:  # a path error: one line naming the path
         assert len(stderr.strip().splitlines()) == 1 and "ERROR" in stderr
+
+
+def _read_in_cli(dest: str, source: str) -> bool:
+    """Whether the CLI's code reads ``args.<dest>`` (directly, by getattr, or by name in a list of keys)."""
+    import re
+
+    return bool(re.search(rf"args\.{dest}\b|[\"']{dest}[\"']", source))
+
+
+def test_every_option_of_every_command_is_read_or_refused():
+    """No option is parsed and then dropped: each is read by the command's code (its effects and refusals are
+    tested beside each command; model flags a checkpoint or an index would ignore are refused: test_honoured)."""
+    import dataclasses
+
+    from netvlad.train.config import TrainConfig
+
+    source = "\n".join(p.read_text() for p in (REPO / "src" / "netvlad" / "cli").glob("*.py"))
+    config_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    unread = []
+    for leaf in leaf_parsers(build_parser()):
+        for action in leaf._actions:
+            if isinstance(action, argparse._HelpAction | argparse._VersionAction) or action.dest in ("func",):
+                continue
+            if action.dest in config_fields and leaf.prog.endswith("train"):
+                continue  # every TrainConfig field: read by config_from_args
+            if not _read_in_cli(action.dest, source):
+                unread.append(f"{leaf.prog} {'/'.join(action.option_strings) or action.dest}")
+    assert not unread, f"options no code reads: {unread}"

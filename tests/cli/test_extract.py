@@ -159,3 +159,20 @@ def test_help_documents_torchrun_and_shard(capsys):
     text = capsys.readouterr().out
     assert "torchrun --nproc_per_node" in text and "--shard I/N" in text
     assert "evaluate (--store DIR), index build (its OUT/descriptors) and export hloc" in text
+
+
+def test_truncated_store_is_re_extracted_by_evaluate_never_zero_filled(setup, tmp_path, capsys):
+    assert main(_args(setup, tmp_path / "s")) == 0
+    written = _bytes(tmp_path / "s")
+    path = tmp_path / "s" / "database" / "descriptors.npy"
+    os.truncate(path, path.stat().st_size // 2)  # an interrupted copy
+    assert main(["store", "verify", str(tmp_path / "s")]) == 1
+    assert len(DescriptorStore.open(tmp_path / "s" / "database").pending()) == 13  # half lost (one row cut)
+    os.truncate(path, path.stat().st_size // 2)
+    assert main(_evaluate(setup, tmp_path / "s.json", "--store", str(tmp_path / "s"))) == 0
+    assert _bytes(tmp_path / "s") == written  # the lost rows were extracted again, to the same bytes
+    capsys.readouterr()
+    os.truncate(path, path.stat().st_size - 1)
+    from netvlad.errors import BadInputError
+    with pytest.raises(BadInputError, match="descriptors.npy: is short"):
+        DescriptorStore.open(tmp_path / "s" / "database")

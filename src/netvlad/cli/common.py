@@ -149,20 +149,24 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
                        help=BACKBONES.describe())
     group.add_argument("--pool", default="netvlad", choices=POOLS.names(), help=POOLS.describe())
     group.add_argument("--clusters", type=number(COUNT), default=64, help="NetVLAD K")
-    group.add_argument("--parametrization", default="official", choices=("official", "paper"))
+    group.add_argument("--parametrization", default="official", choices=("official", "paper"),
+                       help="NetVLAD assignment: the official code's or the paper's (with a bias)")
     group.add_argument("--no-pretrained", action="store_true", help="random backbone weights")
     group.add_argument("--resize", choices=("none", "fixed", "longest"), default=None,
-                       help="override the model's input-size policy")
+                       help="override the model's input-size policy (default: the checkpoint's; off the shelf: "
+                            "longest)")
     group.add_argument("--size", type=number(COUNT), nargs="+", default=None,
-                       help="pixels: H W for fixed, S for longest")
+                       help="pixels: H W for fixed, S for longest (default: the checkpoint's; off the shelf: 640)")
 
 
 def model_from_args(args: argparse.Namespace):
     """Load ``--model`` or build ``--backbone``/``--pool``; ``--resize/--size`` override preprocessing."""
     import dataclasses
 
+    from netvlad.cli.ignored_args import refuse_architecture_with_checkpoint
     from netvlad.models import ModelConfig, PlaceModel, Preprocessing, load
 
+    refuse_architecture_with_checkpoint(args)
     if args.model:
         model = load(args.model)
     else:

@@ -43,8 +43,21 @@ def dataset_options(args: argparse.Namespace) -> dict:
                 skip_bad=args.skip_bad)
 
 
+def check_pair(args: argparse.Namespace) -> None:
+    """Refuse ``--database`` without ``--queries`` (or the reverse): the same one-line error in every command."""
+    database, queries = getattr(args, "database", None), getattr(args, "queries", None)
+    if (database is None) != (queries is None):
+        given, missing = ("--database", "--queries") if database is not None else ("--queries", "--database")
+        from netvlad.errors import BadInputError
+
+        raise BadInputError(f"{given} {database or queries} without {missing}: name both sub-folders (the "
+                            "database and the queries, e.g. --database day_left --queries day_right)")
+
+
 def dataset_from_args(args: argparse.Namespace):
     """Open the dataset the arguments describe (a :class:`netvlad.data.GeoDataset`)."""
     from netvlad.data import open_dataset
 
+
+    check_pair(args)
     return open_dataset(args.dataset, **dataset_options(args))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from netvlad.cli.common import existing, number, output
+from netvlad.cli.numerics_args import add_numerics_args
 from netvlad.limits import NON_NEGATIVE_INT
 from netvlad.pipeline.config import PRESETS
 
@@ -12,8 +13,11 @@ from netvlad.pipeline.config import PRESETS
 def run(args: argparse.Namespace) -> int:
     """Run the demo pipeline and print its table and seed (threads are set by ``netvlad.cli.main``)."""
     from netvlad.cli.common import pick_device
+    from netvlad.cli.dataset_args import check_pair
+    from netvlad.numerics import deterministic
     from netvlad.pipeline import DemoConfig, run_demo
 
+    check_pair(args)
     overrides = {"seed": args.seed} if args.seed is not None else {}
     if args.pictures is not None:
         overrides["retrieval_queries"] = args.pictures
@@ -22,8 +26,9 @@ def run(args: argparse.Namespace) -> int:
     result = run_demo(config, args.out, device=pick_device(args.device), progress=not args.no_progress,
                       force=args.force)
     print(result.table)
-    print(f"seed {result.seed}, {result.threads} torch thread{'s' if result.threads != 1 else ''} "
-          "(the same seed and thread count give the same numbers)")
+    print(f"seed {result.seed}, {result.threads} torch thread{'s' if result.threads != 1 else ''}, "
+          + ("deterministic kernels (the same seed and thread count give the same numbers on any x86-64 CPU)"
+             if deterministic() else "the CPU's fastest kernels (another CPU may give other numbers)"))
     print(f"report: {result.report / 'index.md'}")
     return 0
 
@@ -55,4 +60,5 @@ def register(subparsers) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.add_argument("--pictures", type=number(NON_NEGATIVE_INT), default=None, metavar="N",
                         help="test queries drawn in each retrieval picture (default: the preset's, 6; 0: none)")
+    add_numerics_args(parser, default=True)
     parser.set_defaults(func=run)

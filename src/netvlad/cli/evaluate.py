@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
 
 from netvlad.cli.common import add_device_args, add_model_args, number, output
 from netvlad.cli.dataset_args import add_dataset_args
@@ -26,19 +25,6 @@ from netvlad.constants import EVAL_RADIUS_M
 from netvlad.limits import POSITIVE
 
 logger = logging.getLogger(__name__)
-
-
-def cluster_if_off_the_shelf(model, paths: list[Path], args: argparse.Namespace, device) -> None:
-    """k-means NetVLAD centroids from database images, for a NetVLAD model not loaded from a checkpoint."""
-    from netvlad.nn import NetVLAD
-    from netvlad.train.clusters import ClusterConfig, initialize_clusters
-
-    if args.model is not None or not isinstance(model.pool, NetVLAD):
-        return
-    logger.info("off-the-shelf NetVLAD: clustering local descriptors of %d database images first",
-                min(len(paths), args.cluster_images))
-    initialize_clusters(model, paths, config=ClusterConfig(num_images=args.cluster_images), device=device,
-                        progress=not args.no_progress, batch_size=args.batch_size, workers=args.workers)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -104,7 +90,9 @@ def register(subparsers) -> None:
     """Add ``netvlad evaluate``."""
     parser = subparsers.add_parser("evaluate", help="Recall@N of a model on a dataset",
                                    description="Recall@N of a checkpoint or an off-the-shelf backbone on a "
-                                               "dataset, with a JSON summary, per-query CSV and pictures.")
+                                               "dataset, printed as a table; with --output FILE.json also a JSON "
+                                               "summary, a per-query CSV and pictures beside it (nothing is "
+                                               "written without --output).")
     add_dataset_args(parser)
     add_model_args(parser)
     add_device_args(parser)
@@ -116,6 +104,7 @@ def register(subparsers) -> None:
                        help=f"metres within which a database image is correct (default {EVAL_RADIUS_M:g})")
     group.add_argument("--recall", type=parse_ns, default=(1, 5, 10, 20), help="N values, e.g. 1,5,10,20")
     group.add_argument("--output", type=output(), default=None,
-                       help="results JSON; the CSV, Recall@N PNG and retrieval picture go beside it")
+                       help="results JSON; the CSV, Recall@N PNG and retrieval picture go beside it (default: "
+                            "none, the table is printed only)")
     add_pictures_arg(group)
     parser.set_defaults(func=run)

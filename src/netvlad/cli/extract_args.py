@@ -50,6 +50,14 @@ def start(args: argparse.Namespace, store: Path | None, needs: str):
     return join_processes(pick_device(args.device), store, needs)
 
 
+def cluster_from_args(model, paths, args: argparse.Namespace, device) -> None:
+    """k-means NetVLAD centroids from database images, for a NetVLAD model whose centroids are still random."""
+    from netvlad.train.clusters import ClusterConfig, cluster_if_off_the_shelf
+
+    cluster_if_off_the_shelf(model, paths, ClusterConfig(num_images=args.cluster_images), device,
+                             not args.no_progress, args.batch_size, args.workers, getattr(args, "skip_bad", False))
+
+
 def prepare_model(model, cluster_paths, args: argparse.Namespace, device, info):
     """Off-the-shelf model: NetVLAD k-means (over ``cluster_paths``) on rank 0 only, then rank 0's weights on every
     rank; a checkpoint is used as loaded. Returns the model on ``device``."""
@@ -59,9 +67,7 @@ def prepare_model(model, cluster_paths, args: argparse.Namespace, device, info):
         return model
 
     def cluster(model) -> None:
-        from netvlad.cli.evaluate import cluster_if_off_the_shelf  # moves to the library with issue 21
-
-        cluster_if_off_the_shelf(model, cluster_paths, args, device)
+        cluster_from_args(model, cluster_paths, args, device)
 
     return share_model(model, info, device, prepare=cluster)
 

@@ -20,12 +20,13 @@ logger = logging.getLogger(__name__)
 def build(args: argparse.Namespace) -> int:
     """Describe the database images and write the index folder."""
     from netvlad.cli.common import model_from_args
-    from netvlad.cli.dataset_args import dataset_options
+    from netvlad.cli.dataset_args import check_pair, dataset_options
     from netvlad.cli.extract_args import fill_stores, prepare_model, start
     from netvlad.data.folders import open_database
     from netvlad.eval.localise import build_place_index
 
     device, info = start(args, args.out, "netvlad index build needs --out DIR")  # OUT/descriptors: the store
+    check_pair(args)
     images = open_database(args.dataset, **dataset_options(args))
     model = prepare_model(model_from_args(args), images.paths(), args, device, info)
     if not fill_stores(model, [(images, args.out / "descriptors", "database")], args, device, info):
@@ -38,26 +39,37 @@ def build(args: argparse.Namespace) -> int:
     return 0
 
 
-def format_result(result) -> str:
-    """Human-readable lines for one :class:`netvlad.eval.localise.QueryResult`."""
+def format_result(result, positions: str = "utm", spacing: float = 1.0) -> str:
+    """Human-readable lines for one :class:`netvlad.eval.localise.QueryResult`; ``positions`` is the index's kind:
+    ``utm`` (metres), ``frames`` (a sequence: positions are frame × ``spacing`` metres) or ``none``."""
+    def where(position, digits: int = 0) -> str:
+        if positions == "frames":
+            return f"frame {position[0] / spacing:.{digits}f}"
+        return f"position E {position[0]:.1f} N {position[1]:.1f}"
+
     lines = [f"{result.query}"]
     for rank, match in enumerate(result.matches, 1):
-        lines.append(f"  {rank:2d}. {match.name}  distance {match.distance:.4f}  "
-                     f"position E {match.position[0]:.1f} N {match.position[1]:.1f}")
+        shown = "" if positions == "none" else f"  {where(match.position)}"
+        lines.append(f"  {rank:2d}. {match.name}  distance {match.distance:.4f}{shown}")
+    if positions == "none":
+        lines.append("  no position estimate: the index was built from a folder without positions")
+        return "\n".join(lines)
     latlon = result.latlon()
-    where = f"  (lat {latlon[0]:.6f}, lon {latlon[1]:.6f})" if latlon else ""
-    lines.append(f"  estimated position ({result.method}): E {result.position[0]:.1f} N {result.position[1]:.1f}"
-                 + where)
+    at = f"  (lat {latlon[0]:.6f}, lon {latlon[1]:.6f})" if latlon else ""
+    lines.append(f"  estimated {where(result.position, 0 if result.method == 'top1' else 1)} ({result.method})"
+                 + at)
     return "\n".join(lines)
 
 
 def query(args: argparse.Namespace) -> int:
     """Localise each photo against the index and print (or JSON-dump) the matches."""
     from netvlad.cli.common import model_from_args, pick_device
+    from netvlad.cli.ignored_args import refuse_model_with_index
     from netvlad.errors import BadInputError
     from netvlad.eval.extract import extract_descriptors
     from netvlad.eval.localise import PlaceIndex
 
+    refuse_model_with_index(args)
     device = pick_device(args.device)
     index = PlaceIndex.load(args.index, index_config_from_args(args, device), max_memory_from_args(args))
     model = index.model
@@ -73,7 +85,8 @@ def query(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([r.to_dict() for r in results], indent=2))
     else:
-        print("\n".join(format_result(r) for r in results))
+        kind, spacing = index.meta.get("positions", "utm"), index.meta.get("spacing", 1.0)
+        print("\n".join(format_result(r, kind, spacing) for r in results))
     return 0
 
 

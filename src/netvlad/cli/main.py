@@ -14,18 +14,20 @@ import sys
 
 from netvlad import __version__
 from netvlad.cli.common import add_threads_arg, set_threads
+from netvlad.cli.numerics_args import apply_numerics
+from netvlad.cli.parser import Parser
 from netvlad.errors import BadInputError
 
 logger = logging.getLogger("netvlad")
 
 # Each module adds its sub-commands through ``register(subparsers)``; each command is ``func(args) -> int``.
 COMMAND_MODULES = ("demo", "data", "generate", "cluster", "train", "evaluate", "retrieve", "extract", "index", "export",
-                   "convert")
+                   "convert", "store")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole ``netvlad`` parser; every leaf command gets ``--threads``."""
-    parser = argparse.ArgumentParser(prog="netvlad", description="NetVLAD visual place recognition.")
+    parser = Parser(prog="netvlad", description="NetVLAD visual place recognition.")
     parser.add_argument("--version", action="version", version=f"netvlad {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="-v: debug messages from netvlad; -vv: also from other libraries, and tracebacks")
@@ -85,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace) -> int:
     """Set the threads and run the chosen command; bad input becomes one ERROR line and exit code 1."""
     try:
+        apply_numerics(args)  # --deterministic: before anything imports torch
         set_threads(args.threads, getattr(args, "workers", 0) or 0)
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

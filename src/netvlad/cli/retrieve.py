@@ -13,8 +13,7 @@ from netvlad.limits import COUNT
 def run(args: argparse.Namespace) -> int:
     """Rank QUERY_FOLDER's photos against DATABASE_FOLDER's and write the tables, pairs and picture."""
     from netvlad.cli.common import model_from_args, pick_device
-    from netvlad.cli.evaluate import cluster_if_off_the_shelf  # moves to the library with issue 21
-    from netvlad.cli.extract_args import model_label
+    from netvlad.cli.extract_args import cluster_from_args, model_label
     from netvlad.data.readers.common import list_images
     from netvlad.eval.retrieve import retrieve_folders
 
@@ -23,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
     list_images(Path(args.query_folder))
     device = pick_device(args.device)
     model = model_from_args(args)
-    cluster_if_off_the_shelf(model, [database / n for n in list_images(database)], args, device)
+    cluster_from_args(model, [database / n for n in list_images(database)], args, device)
     label = model_label(args, model)
     paths = retrieve_folders(model, database, args.query_folder, args.out, k=args.k,
                              pictures=args.pictures, label=label, batch_size=args.batch_size,

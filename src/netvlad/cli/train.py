@@ -12,6 +12,7 @@ from pathlib import Path
 
 from netvlad.cli.common import existing, number, output
 from netvlad.cli.dataset_args import add_dataset_args
+from netvlad.cli.numerics_args import add_numerics_args, record_numerics
 from netvlad.errors import BadInputError
 from netvlad.files import atomic_write
 from netvlad.train.config import LIMITS, TrainConfig, field_types, read_config_file
@@ -125,6 +126,7 @@ def run_train(args: argparse.Namespace) -> int:
                 torch.get_num_threads())
     if config.init_model:
         check_checkpoint(config.init_model)  # before the dataset is read and the caches are built
+    record_numerics(run_dir)
     out = train(config, dataset_from_args(args), run_dir, device=pick_device(args.device), resume=bool(args.resume),
                 progress=not args.no_progress)
     print(out)
@@ -146,5 +148,6 @@ def register(subparsers) -> None:
                         help="continue the run in RUN_DIR exactly (DATASET and its options are recorded there)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, mps or auto (default)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    add_numerics_args(parser, default=False)
     add_config_args(parser)
     parser.set_defaults(func=run_train)

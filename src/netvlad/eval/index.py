@@ -226,11 +226,12 @@ search_index = search  # the package's name for it: netvlad.eval.search is the e
 
 
 def search_rows(index: faiss.Index, queries: np.ndarray, k: int, config: IndexConfig = EXACT,
-                database: np.ndarray | None = None, rows: np.ndarray | None = None
+                database: np.ndarray | None = None, rows: np.ndarray | None = None, verify=None
                 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` as database rows: index position i is row ``rows[i]`` of ``database`` (default: row i).
 
-    With ``database`` (e.g. a store's memmap), PQ kinds fetch ``config.rerank`` candidates and re-rank them exactly.
+    With ``database`` (e.g. a store's memmap), PQ kinds fetch ``config.rerank`` candidates and re-rank them exactly
+    (``verify(rows, vectors)`` checks the rows read, e.g. a store's ``verify_rows``).
     -> (L2 distances ``(Q, k)``, row ids ``(Q, k)``, −1 where fewer than k).
     """
     k = max(1, min(int(k), index.ntotal))
@@ -240,7 +241,7 @@ def search_rows(index: faiss.Index, queries: np.ndarray, k: int, config: IndexCo
     if rows is not None:
         found = np.where(found >= 0, rows[np.maximum(found, 0)], -1)
     if wide > k:
-        return rerank(database, queries, found, k)
+        return rerank(database, queries, found, k, verify=verify)
     return distances, found
 
 

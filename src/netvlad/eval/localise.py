@@ -87,6 +87,15 @@ def _nan_to_none(value):
     return value
 
 
+def position_kind(images) -> dict:
+    """How an index's positions read: ``{"positions": "frames", "spacing": m}`` for a frame sequence (positions
+    are frame × spacing metres), ``"utm"`` for GPS positions, ``"none"`` for a folder without them."""
+    if images.frames is not None and len(images.frames) and np.any(images.frames > 0):
+        first = int(np.flatnonzero(images.frames > 0)[0])
+        return {"positions": "frames", "spacing": float(images.utm[first, 0] / images.frames[first])}
+    return {"positions": "none" if np.isnan(images.utm).all() else "utm"}
+
+
 class PlaceIndex:
     """A searchable, saved database: faiss index + names + positions + the model that made the descriptors."""
 
@@ -160,7 +169,8 @@ class PlaceIndex:
             held = np.zeros(len(self.store), dtype=bool)
             held[self.rows] = True
             return exact_search(self.store.descriptors, descriptors, k, valid=held, max_memory=self.max_memory)
-        return search_rows(self.index, descriptors, k, self.search_config, self.store.descriptors, self.rows)
+        return search_rows(self.index, descriptors, k, self.search_config, self.store.descriptors, self.rows,
+                           verify=self.store.verify_rows)
 
     def localise(self, names: list[str], descriptors: np.ndarray, k: int = 5, method: str = "top1"
                  ) -> list[QueryResult]:
@@ -201,7 +211,8 @@ def build_place_index(model: PlaceModel, images: ImageList, folder: Path | str, 
     meta = {"format": FORMAT, "version": 1, "fingerprint": model.fingerprint(), "root": str(images.root),
             "zone": list(images.zone) if images.zone else None, "dim": store.dim, "count": int(len(rows)),
             "index": dataclasses.asdict(index_config), "skipped": store.bad(),
-            "settings": index_settings(index) if index is not None else {"kind": "flat", "dim": store.dim}}
+            "settings": index_settings(index) if index is not None else {"kind": "flat", "dim": store.dim},
+            **position_kind(images)}
     (folder / "index.json").unlink(missing_ok=True)  # a folder without index.json is an unfinished build
     save_model(model, folder / "model.safetensors")
     if index is not None:

@@ -141,7 +141,13 @@ def evaluate(model: PlaceModel, dataset: GeoDataset, *, radius: float = EVAL_RAD
 
     With ``store_dir``, descriptors are kept in ``store_dir/database`` and ``store_dir/queries``
     and a rerun continues an interrupted extraction; ``max_memory`` (bytes) bounds the search's working memory.
+    A NetVLAD model with random centroids (not loaded, not clustered) is first clustered on the database images,
+    as ``netvlad evaluate`` does (:func:`netvlad.train.clusters.cluster_if_off_the_shelf`).
     """
+    from netvlad.train.clusters import cluster_if_off_the_shelf  # here: train imports eval at module level
+
+    cluster_if_off_the_shelf(model, dataset.database.paths(), device=device, progress=progress,
+                             batch_size=batch_size, workers=workers, skip_bad=skip_bad)
     store_dir = Path(store_dir) if store_dir is not None else None
     common = dict(dtype=dtype, skip_bad=skip_bad, batch_size=batch_size, workers=workers, device=device,
                   progress=progress)

@@ -30,7 +30,8 @@ logger = logging.getLogger(__name__)
 @dataclass
 class Ranking:
     """Per query (``query_names``), the top-k ``database_names`` indices ``ranked`` ``(Q, k)`` (−1: none) and their
-    descriptor L2 ``distances``; names are relative to ``base``."""
+    descriptor L2 ``distances``; names (``skipped`` ones too) are relative to ``base``; ``used``: the database
+    images and queries that were decoded and ranked."""
 
     base: Path
     database_names: list[str]
@@ -38,6 +39,7 @@ class Ranking:
     ranked: np.ndarray
     distances: np.ndarray
     skipped: list[str]
+    used: tuple[int, int] = (0, 0)
 
 
 def _prefix(folder: Path, base: Path) -> str:
@@ -70,8 +72,10 @@ def rank_folders(model: PlaceModel, database: Path | str, queries: Path | str, k
         distances = np.stack([np.pad(d[m], (0, wide - m.sum()), constant_values=np.inf)
                               for d, m in zip(distances, keep, strict=True)])
     k = min(k, ranked.shape[1])
-    return Ranking(base, [_prefix(database, base) + n for n in db_names], [_prefix(queries, base) + n for n in q_names],
-                   ranked[:, :k], distances[:, :k], db_bad + q_bad)
+    db_prefix, q_prefix = _prefix(database, base), _prefix(queries, base)
+    return Ranking(base, [db_prefix + n for n in db_names], [q_prefix + n for n in q_names], ranked[:, :k],
+                   distances[:, :k], [db_prefix + n for n in db_bad] + [q_prefix + n for n in q_bad],
+                   (int(np.sum(db_valid)), int(np.sum(q_valid))))
 
 
 def write_ranking(ranking: Ranking, out_dir: Path | str, model: str = "", pictures: int = 6) -> dict[str, Path]:
@@ -122,6 +126,6 @@ def retrieve_folders(model: PlaceModel, database: Path | str, queries: Path | st
                      pictures: int = 6, label: str = "", **extract) -> dict[str, Path]:
     """Rank ``queries`` against ``database`` and write the files of :func:`write_ranking`; returns their paths."""
     ranking = rank_folders(model, database, queries, k, **extract)
-    logger.info("ranked %d queries against %d database images (top %d)", len(ranking.query_names),
-                len(ranking.database_names), ranking.ranked.shape[1])
+    logger.info("ranked %d queries against %d database images (top %d)%s", ranking.used[1], ranking.used[0],
+                ranking.ranked.shape[1], f"; skipped {len(ranking.skipped)} undecodable" if ranking.skipped else "")
     return write_ranking(ranking, out_dir, label, pictures)

@@ -236,13 +236,14 @@ def exact_search(database: np.ndarray, queries: np.ndarray, k: int, *, valid: np
 
 
 def rerank(database: np.ndarray, queries: np.ndarray, candidates: np.ndarray, k: int,
-           block: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+           block: int | None = None, verify=None) -> tuple[np.ndarray, np.ndarray]:
     """Exact re-ranking of approximate candidates: -> (L2 distances ``(Q, k)`` ascending, row ids ``(Q, k)``).
 
     ``candidates`` ``(Q, C)`` are database row ids (−1 for none), e.g. an IVF-PQ top-C; their descriptors are read
     from ``database`` (a memmap is fine: only those rows are touched), ``block`` queries at a time (default: as many
     as keep the block's ``(block, C, dim)`` float32 rows within :data:`RERANK_BYTES`), each query's rows side by side
-    so that its distances are one pass over them. Ties keep the candidates' order.
+    so that its distances are one pass over them. Ties keep the candidates' order. ``verify(rows, vectors)``, when
+    given (a store's :meth:`verify_rows`), checks the rows read before they are used.
     """
     queries = np.asarray(queries, dtype=np.float32)
     candidates = np.asarray(candidates, dtype=np.int64)
@@ -256,6 +257,8 @@ def rerank(database: np.ndarray, queries: np.ndarray, candidates: np.ndarray, k:
         cand = candidates[q0:q0 + block]
         found = cand >= 0
         vectors = read_rows(database, np.where(found, cand, 0).ravel(), buffer).reshape(*cand.shape, dim)
+        if verify is not None:
+            verify(cand[found], vectors[found])
         vectors -= queries[q0:q0 + len(cand), None]  # in place: the differences
         dist = np.sqrt(np.einsum("qcd,qcd->qc", vectors, vectors))
         dist[~found] = np.inf

@@ -1,7 +1,8 @@
 """Descriptors on disk: a memory-mapped ``.npy`` matrix, a per-row status and the image names.
 
 A folder holds ``descriptors.npy`` ``(N, dim)`` float32|float16, ``status.npy`` ``(N,)`` int8
-(0 pending, 1 done, 2 undecodable), ``names.txt`` (one name per line) and ``store.json``
+(0 pending, 1 done, 2 undecodable), ``checksums.npy`` ``(N,)`` uint32 (each row's CRC32),
+``names.txt`` (one name per line) and ``store.json``
 (dim, dtype, model fingerprint, ``shards``: the shard plan). Rows are written and flushed batch by batch, so an
 extraction that dies leaves every finished row on disk and the next run only extracts what is pending.
 
@@ -9,6 +10,7 @@ Several processes (torchrun ranks, or ``--shard I/N`` jobs of a scheduler array)
 ``N`` owns the contiguous rows ``[I·n/N, (I+1)·n/N)``. Rows and status bytes are written with ``pwrite`` at their
 exact byte offsets (never a whole memory page), so writers never overwrite each other's rows, even on a network
 filesystem; a store is created in a temporary folder and renamed into place, so concurrent creators agree on one.
+Every open checks the arrays against ``store.json`` and rows carry checksums: see :mod:`netvlad.eval.store_check`.
 """
 
 from __future__ import annotations
@@ -25,14 +27,24 @@ from pathlib import Path
 import numpy as np
 
 from netvlad.errors import BadInputError
+from netvlad.eval.store_check import (
+    CHECKSUMS,
+    add_checksums,
+    layout_damage,
+    refuse,
+    repair_layout,
+    row_checksums,
+    rows_matching,
+    write_rows,
+)
 from netvlad.files import load_array, read_json
 
 logger = logging.getLogger(__name__)
 
 FORMAT = "netvlad-descriptors"
+VERSION = 2  # 2: rows carry checksums (checksums.npy)
 PENDING, DONE, BAD = 0, 1, 2
 DTYPES = {"float32": np.float32, "float16": np.float16}
-_sync = getattr(os, "fdatasync", os.fsync)  # data to disk before the status says done (macOS has no fdatasync)
 
 
 @dataclass(frozen=True)
@@ -68,6 +80,7 @@ class DescriptorStore:
     def __init__(self, folder: Path, names: tuple[str, ...], descriptors: np.ndarray, status: np.ndarray,
                  meta: dict) -> None:
         self.folder, self.names, self.descriptors, self.status, self.meta = folder, names, descriptors, status, meta
+        self.checksums: np.ndarray | None = None  # (N,) uint32 CRC32 of each row; None in a store from before them
 
     # ---- opening -------------------------------------------------------------------------------------
     @classmethod
@@ -100,12 +113,13 @@ class DescriptorStore:
         temporary = folder.parent / f".{folder.name}.creating-{uuid.uuid4().hex[:12]}"
         temporary.mkdir()
         try:
-            meta = {"format": FORMAT, "version": 1, "dim": int(dim), "dtype": dtype, "count": len(names),
+            meta = {"format": FORMAT, "version": VERSION, "dim": int(dim), "dtype": dtype, "count": len(names),
                     "fingerprint": fingerprint, "root": root, "shards": int(shards)}
             (temporary / "names.txt").write_text("".join(n + "\n" for n in names), encoding="utf-8")
             np.lib.format.open_memmap(temporary / "descriptors.npy", mode="w+", dtype=DTYPES[dtype],
                                       shape=(len(names), int(dim))).flush()
             np.lib.format.open_memmap(temporary / "status.npy", mode="w+", dtype=np.int8, shape=(len(names),)).flush()
+            np.lib.format.open_memmap(temporary / CHECKSUMS, mode="w+", dtype=np.uint32, shape=(len(names),)).flush()
             (temporary / "store.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
             try:
                 os.rename(temporary, folder)  # atomic; replaces an empty folder, fails on a filled one
@@ -132,12 +146,23 @@ class DescriptorStore:
         except UnicodeDecodeError:
             raise BadInputError(f"{folder / 'names.txt'}: not a text file of image names; delete the folder and "
                                 "extract again", path=folder / "names.txt") from None
+        if meta.get("count", len(names)) != len(names):
+            raise BadInputError(f"{folder / 'names.txt'}: {len(names)} names where store.json says {meta['count']}; "
+                                "delete the folder and extract again", path=folder / "names.txt")
+        checked = int(meta.get("version", 1)) >= 2
+        damage = layout_damage(folder, meta, len(names), checked)
+        if damage and mode == "r":
+            refuse(folder, damage)
+        if damage:  # a writer: repair, the lost rows become pending and are extracted again
+            repair_layout(folder, meta, len(names), damage)
+        if mode != "r" and not checked:
+            meta = add_checksums(folder, meta, VERSION)
         descriptors = load_array(folder / "descriptors.npy", "descriptor array", mmap_mode=mode)
         status = load_array(folder / "status.npy", "descriptor status array", mmap_mode=mode)
-        if descriptors.shape != (len(names), meta.get("dim")) or status.shape != (len(names),):
-            raise BadInputError(f"{folder}: descriptor store is inconsistent ({descriptors.shape} descriptors, "
-                             f"{len(names)} names, dim {meta['dim']}); delete the folder and extract again")
-        return cls(folder, names, descriptors, status, meta)
+        store = cls(folder, names, descriptors, status, meta)
+        store.checksums = (load_array(folder / CHECKSUMS, "descriptor checksums", mmap_mode=mode)
+                           if int(meta.get("version", 1)) >= 2 else None)
+        return store
 
     def _check_compatible(self, names: tuple[str, ...], dim: int, dtype: str, fingerprint: str | None) -> None:
         problems = []
@@ -212,8 +237,10 @@ class DescriptorStore:
         if descriptors.shape[1:] != (self.dim,):
             raise BadInputError(f"{self.folder}: store holds {self.dim}-D descriptors, got {descriptors.shape}")
         indices = np.asarray(indices, dtype=np.int64)
-        write_rows(self.folder / "descriptors.npy", self.descriptors.offset, indices,
-                   np.asarray(descriptors).astype(self.descriptors.dtype, copy=False))
+        values = np.ascontiguousarray(np.asarray(descriptors).astype(self.descriptors.dtype, copy=False))
+        write_rows(self.folder / "descriptors.npy", self.descriptors.offset, indices, values)
+        if self.checksums is not None:  # synced with the row, before the status says done
+            write_rows(self.folder / CHECKSUMS, self.checksums.offset, indices, row_checksums(values))
         write_rows(self.folder / "status.npy", self.status.offset, indices, np.full(len(indices), DONE, np.int8))
 
     def mark_bad(self, indices: Sequence[int]) -> None:
@@ -239,24 +266,30 @@ class DescriptorStore:
                                 "store of this model or extract again", path=self.folder)
 
     def load(self, dtype=np.float32) -> np.ndarray:
-        """All descriptors in memory ``(N, dim)`` (rows not done are zero)."""
-        return np.asarray(self.descriptors, dtype=dtype)
+        """All descriptors in memory ``(N, dim)`` (rows not done are zero), each done row checked by its checksum."""
+        out = np.asarray(self.descriptors, dtype=dtype)
+        self.verify_rows(np.flatnonzero(self.valid()), np.asarray(self.descriptors)[self.valid()])
+        return out
 
+    def verify_rows(self, rows: np.ndarray, values: np.ndarray) -> None:
+        """Refuse rows ``(B,)`` read as ``values`` ``(B, dim)`` (in the store's dtype) that fail their checksum."""
+        if self.checksums is None or len(rows) == 0:
+            return
+        values = np.asarray(values).astype(self.descriptors.dtype, copy=False)  # float16 -> float32 -> float16 is exact
+        wrong = np.flatnonzero(row_checksums(values) != np.asarray(self.checksums)[rows])
+        if len(wrong):
+            first = int(rows[wrong[0]])
+            raise BadInputError(
+                f"{self.folder / 'descriptors.npy'}: {len(wrong)} row(s) fail their checksum (first: row {first}, "
+                f"{self.names[first]}); run `netvlad store verify {self.folder}` to mark them pending, then "
+                "extract again", path=self.folder / "descriptors.npy")
 
-def write_rows(path: Path, offset: int, rows: np.ndarray, values: np.ndarray) -> None:
-    """Write ``values`` ``(B, ...)`` at ``rows`` ``(B,)`` of the ``.npy`` at ``path`` (data starting at byte
-    ``offset``) byte-exactly, one ``pwrite`` per run of consecutive rows, then sync. Writers of disjoint rows never
-    overwrite each other's bytes, even on a network filesystem (no read-modify-write of pages)."""
-    if len(rows) == 0:
-        return
-    order = np.argsort(rows, kind="stable")
-    rows, values = np.asarray(rows, dtype=np.int64)[order], np.ascontiguousarray(values[order])
-    row_bytes = values[0].nbytes
-    starts = np.flatnonzero(np.diff(rows, prepend=rows[0] - 2) != 1)
-    fd = os.open(path, os.O_WRONLY)
-    try:
-        for begin, end in zip(starts, [*starts[1:], len(rows)], strict=True):
-            os.pwrite(fd, values[begin:end].tobytes(), offset + int(rows[begin]) * row_bytes)
-        _sync(fd)
-    finally:
-        os.close(fd)
+    def verify(self) -> np.ndarray:
+        """Check every done row against its checksum; mark the damaged ones pending (store open ``"r+"``) -> rows."""
+        if self.checksums is None:
+            return np.empty(0, dtype=np.int64)
+        done = np.flatnonzero(self.valid())
+        damaged = done[~rows_matching(self.folder, done)]
+        if len(damaged):
+            write_rows(self.folder / "status.npy", self.status.offset, damaged, np.full(len(damaged), PENDING, np.int8))
+        return damaged

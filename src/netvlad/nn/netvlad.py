@@ -61,6 +61,7 @@ class NetVLAD(nn.Module):
         self.alpha = 1.0
         with torch.no_grad():
             self.init_from_centroids(VF.l2_normalize(torch.randn(num_clusters, dim), dim=1), alpha=10.0)
+        self.clustered = False  # random centroids until init_from_centroids or a loaded state dict sets them
 
     @property
     def output_dim(self) -> int:
@@ -111,7 +112,12 @@ class NetVLAD(nn.Module):
         if self.conv.bias is not None:
             self.conv.bias.copy_(bias)
         self.alpha = float(alpha)
+        self.clustered = True
         return self.alpha
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self.clustered = self.clustered or f"{prefix}centroids" in state_dict  # loaded centroids are set ones
 
     def prepare(self, descriptors: torch.Tensor) -> torch.Tensor:
         """Local descriptors ``(N, D)`` as the layer sees them: float64, L2-normalised when ``normalize_input``."""

@@ -23,6 +23,7 @@ from netvlad.data.conditions import query_conditions
 from netvlad.eval import EvalResult
 from netvlad.eval.plots import plot_recall, retrieval_picture
 from netvlad.models import ModelConfig, PlaceModel, Preprocessing, load, save_model
+from netvlad.numerics import describe, numeric_environment
 from netvlad.pipeline import report
 from netvlad.pipeline.compare import Localisation, compare_models, localise_queries
 from netvlad.pipeline.config import DemoConfig
@@ -83,6 +84,12 @@ def off_the_shelf(pool: str, config: DemoConfig) -> PlaceModel:
     return PlaceModel(ModelConfig(backbone="mobilenet_v2", pool=pool, preprocessing=pre), pretrained=True).eval()
 
 
+def kernels() -> dict:
+    """What of the numeric environment a step's outputs depend on (a step made under other kernels is redone)."""
+    environment = numeric_environment()
+    return {key: environment[key] for key in ("deterministic", "torch_cpu_capability", "torch_threads")}
+
+
 def _skip(step: Step, outputs: Sequence[Path], force: bool) -> bool:
     if step.state(outputs, force) != "done":
         return False
@@ -97,7 +104,8 @@ def cluster_step(config: DemoConfig, data: DemoData, out: Path, records: Path, *
     tc = config.train_config
     step = Step(records, "clusters", {"model": json.loads(tc.model_config.to_json()),
                                       "clusters": dataclasses.asdict(tc.cluster_config),
-                                      "train": dataset_digest(data.train), "batch_size": config.batch_size})
+                                      "train": dataset_digest(data.train), "batch_size": config.batch_size,
+                                      "kernels": kernels()})
     if _skip(step, [out], force):
         return out
     step.begin()
@@ -122,7 +130,8 @@ def train_step(config: DemoConfig, data: DemoData, init: Path, run_dir: Path, re
                     len(data.train.database))
     outputs = Trained(init, run_dir / "best.safetensors", run_dir / "model.safetensors" if tc.whitening_dim else None)
     step = Step(records, "training", {"config": tc.to_dict(), "init": checkpoint_digest(init),
-                                      "train": dataset_digest(data.train), "val": dataset_digest(data.val)})
+                                      "train": dataset_digest(data.train), "val": dataset_digest(data.val),
+                                      "kernels": kernels()})
     state = step.state([outputs.best, run_dir / "model.safetensors"], force)
     if state == "done":
         logger.info("step training: outputs up to date (same inputs), skipped; force redoes it")
@@ -145,7 +154,8 @@ def evaluate_step(config: DemoConfig, data: DemoData, methods: Sequence[Method],
     """Recall@N of every method on the test set -> saved in ``out_dir`` (read back when up to date)."""
     models = {m.label: checkpoint_digest(m.checkpoint) if m.checkpoint else m.pool for m in methods}
     step = Step(records, "evaluation", {"models": models, "test": dataset_digest(data.test), "radius": config.radius,
-                                        "ns": config.ns, "size": config.size, "batch_size": config.batch_size})
+                                        "ns": config.ns, "size": config.size, "batch_size": config.batch_size,
+                                        "kernels": kernels()})
     if _skip(step, [out_dir / "results.json"], force):
         return load_results(out_dir)
     step.begin()
@@ -218,14 +228,16 @@ def run_demo(config: DemoConfig, out_dir: Path | str, device: torch.device | str
     with timer.step("report"):
         pictures = picture_step(config, data, results, methods, run_dir, folder)
     table = report.recall_table(results)
+    numerics = numeric_environment()
     by_condition = report.conditions_by_method(results, query_conditions(data.test))
     report.write_results(folder / "results.json", results, localised, {
         "table": table, "data": data.source, "test_set": repr(data.test), "config": config.to_dict(),
         "seed": config.seed, "timings": timer.steps | {"total": timer.total()}, "run_dir": str(run_dir),
-        "device": str(device), "torch_threads": torch.get_num_threads()}, by_condition)
+        "device": str(device), "torch_threads": torch.get_num_threads(), "numerics": numerics}, by_condition)
     report.write_index(folder / "index.md", "NetVLAD demo report",
-                       report.sections(config, data, results, localised, pictures, timer.steps,
-                                       load(trained.final).output_dim if trained.final else None, by_condition))
+                       [*report.sections(config, data, results, localised, pictures, timer.steps,
+                                         load(trained.final).output_dim if trained.final else None, by_condition),
+                        ("Numerics", f"Seed {config.seed}; {describe(numerics)}.")])
     logger.debug("Recall@N on the test set:\n%s", table)  # the CLI prints it
     logger.info("demo finished in %.1f s (%.1f CPU s); report: %s", timer.total()["wall_s"],
                 timer.total()["cpu_s"], folder / "index.md")

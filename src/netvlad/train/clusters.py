@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from netvlad.data.images import ImageDataset, ImageLoader, collate_by_size
+from netvlad.data.images import SKIP_HINT, ImageDataset, ImageDecodeError, ImageLoader, collate_by_size
 from netvlad.models import PlaceModel
 from netvlad.nn import NetVLAD
 from netvlad.nn.netvlad import RatioAverage
@@ -50,25 +50,32 @@ def init_from_descriptors(layer: NetVLAD, descriptors: torch.Tensor, seed: int =
 
 @torch.inference_mode()
 def sample_local_descriptors(model: PlaceModel, paths: Sequence[Path | str], config: ClusterConfig = ClusterConfig(),
-                             options: ExtractOptions | None = None) -> torch.Tensor:
-    """Local descriptors ``(N, D)`` float32 from ``model.features()``: ``per_image`` random positions per image."""
+                             options: ExtractOptions | None = None, skip_bad: bool = False) -> torch.Tensor:
+    """Local descriptors ``(N, D)`` float32 from ``model.features()``: ``per_image`` random positions per image.
+
+    An undecodable image stops with an :class:`ImageDecodeError` naming it, or is logged and skipped with ``skip_bad``.
+    """
     options = options or ExtractOptions()
     if len(paths) == 0:
         raise ValueError("cluster initialisation needs training images, got none")
     rng = np.random.default_rng(config.seed)
     chosen = np.sort(rng.choice(len(paths), size=min(config.num_images, len(paths)), replace=False))
     pre = model.config.preprocessing
-    dataset = ImageDataset([paths[i] for i in chosen], pre.resize, pre.size)
+    chosen_paths = [Path(paths[i]) for i in chosen]
+    dataset = ImageDataset(chosen_paths, pre.resize, pre.size, skip_bad=True)  # failures decided below
     loader = ImageLoader(dataset, batch_size=options.batch_size, num_workers=options.workers,
                          collate_fn=collate_by_size)
     model = model.to(options.device).eval()
     samples: list[torch.Tensor] = []
-    batches = (images for groups, _ in loader for _, images in groups)  # same-size images stacked together
+    batches = _decoded(loader, chosen_paths, skip_bad)  # same-size images stacked together
     for images in tqdm(batches, desc="cluster descriptors", disable=not options.progress, unit="batch"):
         features = model.features(images.to(options.device)).float().cpu()  # (B, D, h, w)
         for feature in features.flatten(2).transpose(1, 2):  # (h·w, D) per image
             take = min(config.per_image, feature.shape[0])
             samples.append(feature[torch.from_numpy(rng.choice(feature.shape[0], take, replace=False))])
+    if not samples:
+        raise ImageDecodeError(f"none of the {len(chosen)} images sampled for k-means could be decoded (all "
+                               "skipped)", path=chosen_paths[0] if chosen_paths else None)
     descriptors = torch.cat(samples)
     if descriptors.shape[0] > config.num_descriptors:
         keep = np.sort(rng.choice(descriptors.shape[0], config.num_descriptors, replace=False))
@@ -77,14 +84,27 @@ def sample_local_descriptors(model: PlaceModel, paths: Sequence[Path | str], con
     return descriptors
 
 
+def _decoded(loader, paths: list[Path], skip_bad: bool):
+    """The loader's image batches; an undecodable image raises, or (``skip_bad``) is logged and left out."""
+    for groups, bad in loader:
+        if bad and not skip_bad:
+            raise ImageDecodeError(f"{paths[bad[0]]}: cannot decode image (sampled for the k-means of the NetVLAD "
+                                   "clusters); fix or remove it, or pass skip_bad=True", path=paths[bad[0]],
+                                   hint=SKIP_HINT, skippable=True)
+        for i in bad:
+            logger.warning("k-means sampling: skipping undecodable image %s", paths[i])
+        for _, images in groups:
+            yield images
+
+
 def initialize_clusters(model: PlaceModel, paths: Sequence[Path | str], config: ClusterConfig = ClusterConfig(),
                         device: torch.device | str = "cpu", progress: bool = False, batch_size: int = 8,
-                        workers: int = 0) -> float:
+                        workers: int = 0, skip_bad: bool = False) -> float:
     """Set the NetVLAD layer's centroids (faiss k-means) and α from images at ``paths``; returns α."""
     if not isinstance(model.pool, NetVLAD):
         raise ValueError(f"cluster initialisation needs a NetVLAD model, this one pools with {model.config.pool!r}")
     options = ExtractOptions(batch_size=batch_size, workers=workers, device=device, progress=progress)
-    descriptors = sample_local_descriptors(model, paths, config, options)
+    descriptors = sample_local_descriptors(model, paths, config, options, skip_bad)
     if descriptors.shape[0] < model.pool.num_clusters:
         raise ValueError(f"only {descriptors.shape[0]} local descriptors for K={model.pool.num_clusters} clusters; "
                          "use more images (num_images) or more per image (per_image)")
@@ -92,3 +112,19 @@ def initialize_clusters(model: PlaceModel, paths: Sequence[Path | str], config: 
     model.pool.to(next(model.parameters()).device)
     logger.info("initialised %d clusters, alpha = %.3f", model.pool.num_clusters, alpha)
     return alpha
+
+
+def cluster_if_off_the_shelf(model: PlaceModel, paths: Sequence[Path | str], config: ClusterConfig = ClusterConfig(),
+                             device: torch.device | str = "cpu", progress: bool = False, batch_size: int = 8,
+                             workers: int = 0, skip_bad: bool = False) -> bool:
+    """k-means NetVLAD centroids from ``paths`` for a NetVLAD model whose centroids are still random -> whether it ran.
+
+    A model loaded from a checkpoint, or clustered already, is left as it is (``NetVLAD.clustered``); so is
+    any other pooling. The ``netvlad`` commands and :func:`netvlad.eval.retrieval.evaluate` call this.
+    """
+    if not isinstance(model.pool, NetVLAD) or model.pool.clustered:
+        return False
+    logger.info("off-the-shelf NetVLAD (random centroids): clustering local descriptors of %d database images "
+                "first", min(len(paths), config.num_images))
+    initialize_clusters(model, paths, config, device, progress, batch_size, workers, skip_bad)
+    return True

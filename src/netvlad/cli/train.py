@@ -26,6 +26,8 @@ HELP = {
     "size": "H W for --resize fixed, S for longest", "init_model": "start from this checkpoint (skips k-means)",
     "val_places": "hold out the last N places for validation (Recall@1/5/10 each epoch, best by R@5)",
     "mining": "full, or partial (mine within a random database subset)", "optimizer": "sgd or adam",
+    "min_positive_distance": "database images closer than this (m) are the query's own capture, never positives "
+                             "(default: 1 m as the official code, 0 for sequences)",
     "whitening_dim": "fit PCA whitening to this size at the end", "epoch_queries": "cap on queries per epoch",
 }
 
@@ -93,9 +95,15 @@ def dataset_record(args: argparse.Namespace, run_dir: Path) -> argparse.Namespac
                                   "give DATASET and its options again", path=path)
         return argparse.Namespace(**(vars(args) | json.loads(path.read_text())))
     if not args.resume:
-        record = {k: getattr(args, k) for k in DATASET_KEYS} | {"dataset": str(Path(args.dataset).resolve())}
+        record = {k: _json_value(getattr(args, k)) for k in DATASET_KEYS}
+        record["dataset"] = str(Path(args.dataset).resolve())
         atomic_write(path, lambda tmp: tmp.write_text(json.dumps(record, indent=1) + "\n"))
     return args
+
+
+def _json_value(value):
+    """A dataset argument as JSON can hold it: paths (``--image-root``) as absolute text."""
+    return str(Path(value).resolve()) if isinstance(value, Path) else value
 
 
 def run_train(args: argparse.Namespace) -> int:

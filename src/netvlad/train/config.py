@@ -24,6 +24,7 @@ MINING_MODES = ("full", "partial")
 LIMITS: dict[str, Limit] = {
     "num_clusters": COUNT, "size": COUNT, "train_from": NON_NEGATIVE_INT, "cluster_descriptors": COUNT,
     "cluster_per_image": COUNT, "cluster_images": COUNT, "pos_radius": POSITIVE, "neg_radius": POSITIVE,
+    "min_positive_distance": NON_NEGATIVE,
     "val_radius": POSITIVE, "val_places": NON_NEGATIVE_INT, "margin": POSITIVE, "num_negatives": COUNT,
     "negative_samples": COUNT, "cache_refresh": COUNT, "cache_memmap_mb": NON_NEGATIVE, "partial_database": COUNT,
     "lr": POSITIVE, "lr_step": COUNT, "lr_gamma": Limit(0, 1, low_open=True), "momentum": FRACTION,
@@ -53,6 +54,7 @@ class TrainConfig:
     # ground truth (metres)
     pos_radius: float = POSITIVE_RADIUS_M  # potential positives within
     neg_radius: float = NEGATIVE_RADIUS_M  # definite negatives beyond
+    min_positive_distance: float | None = None  # positives closer are trivial; None: 1 m (official), 0 sequences
     val_radius: float = EVAL_RADIUS_M
     val_places: int = 0  # hold out the last N database images and queries for validation
     # loss and mining

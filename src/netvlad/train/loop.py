@@ -87,7 +87,8 @@ def build_run(config: TrainConfig, dataset: GeoDataset, val: GeoDataset | None, 
               progress: bool) -> tuple[Run, RunState]:
     """Validate the data, build (or restore) model, optimiser, scheduler and run state."""
     device = torch.device(device)
-    data = prepare_training_set(dataset, config.pos_radius, config.neg_radius)  # errors before any work
+    data = prepare_training_set(dataset, config.pos_radius, config.neg_radius,  # errors before any work
+                                config.min_positive_distance)
     info = init_distributed(device)
     run_dir = Path(run_dir)
     if info.is_main:
@@ -187,13 +188,17 @@ def train_batch(run: Run, state: RunState) -> float:
     return value
 
 
-def train_chunk(run: Run, state: RunState, bar: tqdm) -> None:
-    """Train on the current chunk's tuples from ``state.batch`` on, checkpointing as configured."""
+def train_chunk(run: Run, state: RunState, bar: tqdm, queries: int) -> None:
+    """Train on the current chunk's tuples from ``state.batch`` on, checkpointing as configured.
+
+    The bar moves per batch, by the batch's share of the chunk's ``queries``.
+    """
     batches = -(-len(state.tuples) // run.config.batch_tuples)
     while state.batch < batches:
         loss = train_batch(run, state)
         run.log.event("train", state.step, epoch=state.epoch, loss=loss)
         bar.set_postfix(loss=f"{loss:.4f}", tuples=len(state.tuples), skipped=state.tuples.skipped)
+        bar.update(state.position + queries * state.batch // batches - bar.n)
         if state.batch % run.config.checkpoint_every == 0 and state.batch < batches:
             run.save(state)
 
@@ -210,11 +215,11 @@ def train_epoch(run: Run, state: RunState) -> None:
         if state.tuples is None:
             refresh_and_mine(run, state, state.order[state.position: state.position + chunk_size])
             run.save(state)
-        train_chunk(run, state, bar)
         done = min(chunk_size, len(state.order) - state.position)
+        train_chunk(run, state, bar, done)
         state.position += done
         state.tuples = None
-        bar.update(done)
+        bar.update(state.position - bar.n)
     bar.close()
 
 

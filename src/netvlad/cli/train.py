@@ -28,6 +28,9 @@ HELP = {
     "mining": "full, or partial (mine within a random database subset)", "optimizer": "sgd or adam",
     "min_positive_distance": "database images closer than this (m) are the query's own capture, never positives "
                              "(default: 1 m as the official code, 0 for sequences)",
+    "alpha_average": "geometric: α as the official code, ln 100 / mean top-2 gap; arithmetic: mean ratio 100",
+    "loss_normalization": "sum (paper: Σ over negatives, mean over tuples), negative_mean (÷ negatives), "
+                          "violating_mean (official MATLAB: ÷ violating triplets in the batch)",
     "whitening_dim": "fit PCA whitening to this size at the end", "epoch_queries": "cap on queries per epoch",
 }
 

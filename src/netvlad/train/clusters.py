@@ -19,7 +19,7 @@ from tqdm import tqdm
 from netvlad.data.images import ImageDataset, ImageLoader, collate_by_size
 from netvlad.models import PlaceModel
 from netvlad.nn import NetVLAD
-from netvlad.nn.netvlad import RatioAverage
+from netvlad.nn.netvlad import DEFAULT_RATIO_AVERAGE, RatioAverage
 from netvlad.train.cache import ExtractOptions
 
 logger = logging.getLogger(__name__)
@@ -34,8 +34,11 @@ class ClusterConfig:
     num_images: int = 500  # images sampled from the training set
     seed: int = 0
     niter: int = 100  # k-means iterations
+    ratio_average: RatioAverage = DEFAULT_RATIO_AVERAGE  # α: "geometric" (official closed form) or "arithmetic"
 
     def __post_init__(self) -> None:
+        if self.ratio_average not in ("geometric", "arithmetic"):
+            raise ValueError(f"ClusterConfig.ratio_average must be geometric or arithmetic, got {self.ratio_average!r}")
         for name in ("num_descriptors", "per_image", "num_images", "niter"):
             if getattr(self, name) < 1:
                 raise ValueError(f"ClusterConfig.{name} must be ≥ 1, got {getattr(self, name)}")
@@ -52,7 +55,7 @@ def kmeans(x: torch.Tensor, k: int, seed: int = 0, niter: int = 100) -> torch.Te
 
 @torch.no_grad()
 def init_from_descriptors(layer: NetVLAD, descriptors: torch.Tensor, seed: int = 0, niter: int = 100,
-                          ratio_average: RatioAverage = "arithmetic") -> float:
+                          ratio_average: RatioAverage = DEFAULT_RATIO_AVERAGE) -> float:
     """k-means (seeded) on local descriptors ``(N, D)``, then the layer's centroids, w, b and α; returns α.
 
     Descriptors are L2-normalised first when the layer's ``normalize_input`` is set.
@@ -104,7 +107,8 @@ def initialize_clusters(model: PlaceModel, paths: Sequence[Path | str], config: 
     if descriptors.shape[0] < model.pool.num_clusters:
         raise ValueError(f"only {descriptors.shape[0]} local descriptors for K={model.pool.num_clusters} clusters; "
                          "use more images (num_images) or more per image (per_image)")
-    alpha = init_from_descriptors(model.pool, descriptors, seed=config.seed, niter=config.niter)
+    alpha = init_from_descriptors(model.pool, descriptors, seed=config.seed, niter=config.niter,
+                                  ratio_average=config.ratio_average)
     model.pool.to(next(model.parameters()).device)
     logger.info("initialised %d clusters, alpha = %.3f", model.pool.num_clusters, alpha)
     return alpha

@@ -20,6 +20,8 @@ if TYPE_CHECKING:  # imported when used: the CLI reads this module without torch
 
 OPTIMIZERS = ("sgd", "adam")
 MINING_MODES = ("full", "partial")
+LOSS_NORMALIZATIONS = ("sum", "negative_mean", "violating_mean")  # netvlad.train.loss.NORMALIZATIONS
+ALPHA_AVERAGES = ("geometric", "arithmetic")  # netvlad.nn.netvlad.RatioAverage, without importing torch
 # Allowed range of every numeric option (None is also allowed where the type says so); the CLI checks the same.
 LIMITS: dict[str, Limit] = {
     "num_clusters": COUNT, "size": COUNT, "train_from": NON_NEGATIVE_INT, "cluster_descriptors": COUNT,
@@ -51,6 +53,7 @@ class TrainConfig:
     cluster_descriptors: int = 50_000
     cluster_per_image: int = 100
     cluster_images: int = 500
+    alpha_average: str = "geometric"  # α as the official code ("geometric" ratio mean = 100) or "arithmetic"
     # ground truth (metres)
     pos_radius: float = POSITIVE_RADIUS_M  # potential positives within
     neg_radius: float = NEGATIVE_RADIUS_M  # definite negatives beyond
@@ -59,6 +62,7 @@ class TrainConfig:
     val_places: int = 0  # hold out the last N database images and queries for validation
     # loss and mining
     margin: float = 0.1
+    loss_normalization: str = "sum"  # sum over negatives (paper), negative_mean, or violating_mean (MATLAB code)
     num_negatives: int = 10
     negative_samples: int = 1000
     cache_refresh: int = 1000  # queries between cache refreshes; doubles each time the lr halves
@@ -86,8 +90,8 @@ class TrainConfig:
     tensorboard: bool = True
 
     def __post_init__(self) -> None:
-        for name, choices in (("optimizer", OPTIMIZERS), ("mining", MINING_MODES),
-                              ("cache_dtype", ("float16", "float32"))):
+        for name, choices in (("optimizer", OPTIMIZERS), ("mining", MINING_MODES), ("alpha_average", ALPHA_AVERAGES),
+                              ("loss_normalization", LOSS_NORMALIZATIONS), ("cache_dtype", ("float16", "float32"))):
             if getattr(self, name) not in choices:
                 raise BadInputError(f"{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
         for name, limit in LIMITS.items():
@@ -112,7 +116,7 @@ class TrainConfig:
         from netvlad.train.clusters import ClusterConfig
 
         return ClusterConfig(num_descriptors=self.cluster_descriptors, per_image=self.cluster_per_image,
-                             num_images=self.cluster_images, seed=self.seed)
+                             num_images=self.cluster_images, seed=self.seed, ratio_average=self.alpha_average)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}

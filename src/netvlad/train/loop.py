@@ -172,9 +172,10 @@ def train_batch(run: Run, state: RunState) -> float:
     ds = run.data.dataset
     run.optimizer.zero_grad(set_to_none=True)
     if len(mine_rows):
-        # DDP averages gradients over ranks: scale so the result is the mean over the global batch.
+        # DDP averages gradients over ranks: tuple_loss scales so the result is the global batch's loss.
         loss = tuple_loss(run.encoder, run.model, batch.take(mine_rows), ds.queries.paths(), ds.database.paths(),
-                          run.config.margin, world / len(batch), run.device, run.frozen)
+                          run.config.margin, run.device, run.frozen, run.config.loss_normalization, len(batch),
+                          run.info)
     else:
         loss = idle_loss(run.encoder, run.model, ds.queries.paths()[batch.queries[0]], run.device, run.frozen)
     value = all_sum(float(loss.detach()) / world, run.info)

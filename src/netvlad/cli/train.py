@@ -31,6 +31,7 @@ HELP = {
     "alpha_average": "geometric: α as the official code, ln 100 / mean top-2 gap; arithmetic: mean ratio 100",
     "loss_normalization": "sum (paper: Σ over negatives, mean over tuples), negative_mean (÷ negatives), "
                           "violating_mean (official MATLAB: ÷ violating triplets in the batch)",
+    "channels_last": "NHWC convolutions in training (faster on CPU; same maths, not bit for bit)",
     "whitening_dim": "fit PCA whitening to this size at the end", "epoch_queries": "cap on queries per epoch",
 }
 

@@ -81,6 +81,7 @@ class TrainConfig:
     epochs: int = 30
     epoch_queries: int | None = None  # train on at most this many queries per epoch (short runs)
     whitening_dim: int | None = None  # fit PCA whitening to this size at the end
+    channels_last: bool = True  # NHWC convolutions in training steps: faster on CPU (same maths, not bit for bit)
     precompute_frozen: bool = True  # compute the frozen stages' output once per image (resize="fixed" only)
     # bookkeeping
     seed: int = 0

@@ -25,7 +25,7 @@ from netvlad.train.frozen import FrozenFeatures, compute_frozen
 from netvlad.train.logs import RunLog
 from netvlad.train.refresh import MiningInputs, mine_chunk
 from netvlad.train.sets import TrainingSet, holdout_last, prepare_training_set
-from netvlad.train.step import GroupEncoder, frozen_batchnorm_train, idle_loss, tuple_loss
+from netvlad.train.step import GroupEncoder, frozen_batchnorm_train, idle_loss, tuple_loss, use_channels_last
 from netvlad.train.validate import validate
 
 logger = logging.getLogger(__name__)
@@ -107,7 +107,9 @@ def build_run(config: TrainConfig, dataset: GeoDataset, val: GeoDataset | None, 
     done = state.epoch >= config.epochs  # resuming a finished run: nothing to train, skip the precompute
     frozen = None if done else precompute(config, model, dataset, val, info, device, progress)
     frozen_batchnorm_train(model)
-    encoder = GroupEncoder(model, frozen)
+    if config.channels_last:
+        use_channels_last(model)
+    encoder = GroupEncoder(model, frozen, config.channels_last)
     if info.active:
         encoder = DistributedDataParallel(encoder)
     log = RunLog(run_dir, enabled=info.is_main, tensorboard=config.tensorboard)

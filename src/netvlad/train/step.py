@@ -21,15 +21,24 @@ class GroupEncoder(nn.Module):
     """Encode same-size image groups in one forward call (DDP wants one forward per backward).
 
     With ``frozen`` features, the groups are frozen-stage outputs and only the trainable head runs.
+    ``channels_last``: feed the groups as NHWC (with :func:`use_channels_last` on the model; faster on CPU,
+    equal to ~1e-8, not bit for bit).
     """
 
-    def __init__(self, model: PlaceModel, frozen: FrozenFeatures | None = None) -> None:
+    def __init__(self, model: PlaceModel, frozen: FrozenFeatures | None = None, channels_last: bool = False) -> None:
         super().__init__()
-        self.model, self.frozen = model, frozen
+        self.model, self.frozen, self.channels_last = model, frozen, channels_last
 
     def forward(self, groups: list[torch.Tensor]) -> torch.Tensor:
         encode = self.model if self.frozen is None else (lambda x: head(self.model, x))
+        if self.channels_last:
+            groups = [g.contiguous(memory_format=torch.channels_last) if g.dim() == 4 else g for g in groups]
         return torch.cat([encode(inputs) for inputs in groups])
+
+
+def use_channels_last(model: nn.Module) -> nn.Module:
+    """The model's 4-D weights in NHWC layout, in place (parameters stay the same objects; values unchanged)."""
+    return model.to(memory_format=torch.channels_last)
 
 
 def frozen_batchnorm_train(model: nn.Module) -> None:

@@ -180,9 +180,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("runs/learning"))
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    for name in ("netvlad.train.loop", "netvlad.train.clusters", "netvlad.train.sets"):
-        logging.getLogger(name).setLevel(logging.WARNING)
     torch.set_num_threads(args.threads)
     name, seeds, queries, every = args.setup, args.seeds, args.queries, args.every
     if args.quick:
@@ -200,4 +197,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    for module in ("netvlad.train.loop", "netvlad.train.clusters", "netvlad.train.sets"):
+        logging.getLogger(module).setLevel(logging.WARNING)
     raise SystemExit(main())

@@ -25,7 +25,8 @@ import torch
 
 from netvlad.data import open_dataset
 from netvlad.train import loop
-from netvlad.train.config import LOSS_NORMALIZATIONS, TrainConfig, read_config_file
+from netvlad.train.config import LOSS_NORMALIZATIONS
+from netvlad.train.frozen import FrozenFeatures, TrainConfig, read_config_file
 from netvlad.train.sets import holdout_last
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,25 +94,34 @@ def parse_variant(text: str) -> tuple[str, float]:
     return name, float(scale or 1.0)
 
 
-def share_frozen_features() -> None:
-    """Compute the frozen stages' features once for all curves: those stages are pretrained and never trained."""
+def share_frozen_features(cache: Path | None = None) -> None:
+    """Compute the frozen stages' features once for all curves (they are pretrained and never trained); with
+    ``cache``, also across processes: read from that .npz when it holds the same images, else written there."""
     compute, memo = loop.compute_frozen, {}
 
     def shared(model, paths, *args, **kwargs):
-        key = tuple(map(str, paths))
+        key = tuple(map(str, dict.fromkeys(paths)))
+        if key not in memo and cache is not None and cache.is_file():
+            stored = np.load(cache)
+            if tuple(stored["paths"]) == key:
+                memo[key] = FrozenFeatures(list(map(Path, key)), stored["array"])
         if key not in memo:
             memo[key] = compute(model, paths, *args, **kwargs)
+            if cache is not None:
+                np.savez(cache, paths=np.array(key), array=memo[key].array)
         return memo[key]
 
     loop.compute_frozen = shared
 
 
-def run_all(name: str, variants: list[str], seeds: list[int], queries: int, every: int, out: Path) -> dict:
+def run_all(name: str, variants: list[str], seeds: list[int], queries: int, every: int, out: Path,
+            frozen_cache: Path | None = None) -> dict:
     """Every (seed, variant) curve of a setup; a seed's k-means model is computed once and shared."""
     base, dataset = setup(name)
     if base.pretrained:  # random frozen stages would differ per seed
-        share_frozen_features()
+        share_frozen_features(frozen_cache)
     train, val = holdout_last(dataset, base.val_places)
+    tag = "" if seeds == [0, 1, 2] or name == "quick" else "-seed" + "-".join(map(str, seeds))
     results = {"setup": name, "config": base.to_dict(), "queries": queries, "every": every,
                "threads": torch.get_num_threads(), "curves": {}}
     for seed in seeds:
@@ -127,8 +137,18 @@ def run_all(name: str, variants: list[str], seeds: list[int], queries: int, ever
             logging.info("%s %s seed %d: %s (%.0f s)", name, variant, seed,
                          " ".join(f"{p['queries']}:{p['r1']:.1f}/{p['r5']:.1f}" for p in result["points"]),
                          result["seconds"])
-            (out / f"{name}.json").write_text(json.dumps(results, indent=1))
+            (out / f"{name}{tag}.json").write_text(json.dumps(results, indent=1))
     return results
+
+
+def merge(files: list[Path]) -> dict:
+    """One result from per-seed result files of the same setup (run as parallel processes)."""
+    parts = [json.loads(f.read_text()) for f in files]
+    merged = dict(parts[0], curves={})
+    for part in parts:
+        for variant, by_seed in part["curves"].items():
+            merged["curves"].setdefault(variant, {}).update(by_seed)
+    return merged
 
 
 def summary(results: dict) -> list[str]:
@@ -178,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=1000, help="training queries per curve")
     parser.add_argument("--every", type=int, default=250, help="validate after every this many queries")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--frozen-cache", type=Path, help=".npz of the frozen features, shared by processes")
+    parser.add_argument("--merge", nargs="+", type=Path, help="only merge these result files (one per seed) and plot")
     parser.add_argument("--out", type=Path, default=Path("runs/learning"))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -187,7 +209,12 @@ def main(argv: list[str] | None = None) -> int:
     for variant in args.variants:
         parse_variant(variant)
     args.out.mkdir(parents=True, exist_ok=True)
-    results = run_all(name, args.variants, seeds, queries, every, args.out)
+    if args.merge:
+        results = merge(args.merge)
+        name = results["setup"]
+        (args.out / f"{name}.json").write_text(json.dumps(results, indent=1))
+    else:
+        results = run_all(name, args.variants, seeds, queries, every, args.out, args.frozen_cache)
     print("\n".join(summary(results)))
     try:
         plot(results, args.out / f"{name}.png")

@@ -180,6 +180,8 @@ def train_batch(run: Run, state: RunState) -> float:
                           run.info)
     else:
         loss = idle_loss(run.encoder, run.model, ds.queries.paths()[batch.queries[0]], run.device, run.frozen)
+        if run.config.loss_normalization == "violating_mean":
+            all_sum(0.0, run.info)  # the other ranks' tuple_loss counts violating triplets with an all-reduce
     value = all_sum(float(loss.detach()) / world, run.info)
     if not np.isfinite(value):
         raise RuntimeError(f"the loss became NaN/inf at epoch {state.epoch}, step {state.step}; the last good "

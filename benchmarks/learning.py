@@ -25,8 +25,8 @@ import torch
 
 from netvlad.data import open_dataset
 from netvlad.train import loop
-from netvlad.train.config import LOSS_NORMALIZATIONS
-from netvlad.train.frozen import FrozenFeatures, TrainConfig, read_config_file
+from netvlad.train.config import LOSS_NORMALIZATIONS, TrainConfig, read_config_file
+from netvlad.train.frozen import FrozenFeatures
 from netvlad.train.sets import holdout_last
 
 ROOT = Path(__file__).resolve().parents[1]

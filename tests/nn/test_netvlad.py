@@ -116,6 +116,21 @@ def test_geometric_alpha_is_the_official_closed_form():
     assert torch.exp(arithmetic * gaps).mean().item() == pytest.approx(100, rel=1e-9)
 
 
+def test_default_alpha_is_the_official_codes_on_a_hand_computed_example():
+    """Relja/netvlad addLayers.m: α = −ln(0.01) / mean(top-1 − top-2 score), by default, for both layer forms."""
+    # official scores use the unit centroids (1, 0), (0, 1); x is unit already, so preL2 changes nothing
+    centroids = torch.tensor([[1.0, 0.0], [0.0, 2.0]], dtype=torch.float64)
+    x = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.8, 0.6]], dtype=torch.float64)
+    # official: dot products (1, 0), (.6, .8), (.8, .6) -> gaps 1, .2, .2 -> α = ln 100 / (1.4 / 3)
+    assert NetVLAD(2, 2).init_from_centroids(centroids, x) == pytest.approx(9.868221827, rel=1e-9)
+    # paper (vladv2): squared distances (0, 5), (.8, 1.8), (.4, 2.6) -> gaps 5, 1, 2.2 -> α = ln 100 / (8.2 / 3)
+    paper = NetVLAD(2, 2, parametrization="paper")
+    assert paper.init_from_centroids(centroids, x) == pytest.approx(1.684818361, rel=1e-9)
+    # the other rule, by name: (e^α + 2 e^0.2α) / 3 = 100 -> α ≈ 5.682790
+    assert NetVLAD(2, 2).init_from_centroids(centroids, x, ratio_average="arithmetic") == pytest.approx(5.682790,
+                                                                                                      rel=1e-5)
+
+
 def test_wrong_channel_count_names_expected_dim():
     layer = NetVLAD(4, 16)
     with pytest.raises(ValueError, match="D=16"):

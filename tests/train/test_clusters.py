@@ -94,16 +94,19 @@ def test_initialised_layers_equal_naive_reference(parametrization):
 
 
 @pytest.mark.parametrize("parametrization", ["official", "paper"])
-def test_alpha_gives_mean_ratio_100(parametrization):
+@pytest.mark.parametrize("ratio_average", ["geometric", "arithmetic"])
+def test_alpha_gives_mean_ratio_100(parametrization, ratio_average):
+    """Geometric (default, the official code): exp(mean log ratio) = 100; arithmetic: mean ratio = 100."""
     layer = NetVLAD(16, 32, parametrization=parametrization)
     descriptors = torch.randn(4000, 32)
-    init_from_descriptors(layer, descriptors, seed=3)
+    init_from_descriptors(layer, descriptors, seed=3, ratio_average=ratio_average)
     x = torch.nn.functional.normalize(descriptors.double(), dim=1)
     logits = x @ layer.conv.weight.detach().view(16, 32).double().T
     if layer.conv.bias is not None:
         logits = logits + layer.conv.bias.detach().double()
     top2 = torch.softmax(logits, dim=1).topk(2, dim=1).values
-    ratio = (top2[:, 0] / top2[:, 1]).mean().item()
+    ratios = top2[:, 0] / top2[:, 1]
+    ratio = ratios.log().mean().exp().item() if ratio_average == "geometric" else ratios.mean().item()
     assert abs(ratio - 100) / 100 < 0.05
 
 

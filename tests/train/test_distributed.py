@@ -21,7 +21,8 @@ def test_shards_cover_every_index_once():
 
 
 @pytest.mark.slow
-def test_two_processes_match_one(tmp_path):
+@pytest.mark.parametrize("normalization", ["sum", "violating_mean"])  # violating_mean: a count over both ranks
+def test_two_processes_match_one(tmp_path, normalization):
     torchrun = Path(sys.executable).with_name("torchrun")
     if not torchrun.exists():
         pytest.skip("torchrun not installed beside the interpreter")
@@ -29,7 +30,8 @@ def test_two_processes_match_one(tmp_path):
     config = tmp_path / "tiny.yaml"
     values = {k: list(v) if isinstance(v, tuple) else v for k, v in TINY.items()}
     config.write_text(yaml.safe_dump(values | {"epochs": 1, "cache_dtype": "float32", "checkpoint_every": 100,
-                                               "whitening_dim": 4}))  # fitted on rank 0, sent to rank 1
+                                               "whitening_dim": 4,  # fitted on rank 0, sent to rank 1
+                                               "loss_normalization": normalization}))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "NETVLAD_OFFLINE": "1"}
     args = ["train", str(root), "--database", "database", "--queries", "queries", "--no-progress", "--device", "cpu",
             "--config", str(config)]

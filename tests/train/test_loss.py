@@ -51,3 +51,17 @@ def test_module_reductions_and_shapes():
         TripletRankingLoss(reduction="max")
     with pytest.raises(ValueError, match="expected query"):
         triplet_ranking_loss(q, p[0], n)
+
+
+def test_batch_normalisations_match_hand_computation():
+    from netvlad.train.loss import normalized_sum
+
+    terms = torch.tensor([[0.0, 0.6, 0.06], [0.3, 0.0, 0.0]])  # tuple 2 has 2 negatives (the third is padding)
+    mask = torch.tensor([[True, True, True], [True, True, False]])
+    assert normalized_sum(terms, mask, "sum", 2, 3).item() == pytest.approx((0.66 + 0.3) / 2)  # paper, eq. 7
+    assert normalized_sum(terms, mask, "negative_mean", 2, 3).item() == pytest.approx((0.66 / 3 + 0.3 / 2) / 2)
+    assert normalized_sum(terms, mask, "violating_mean", 2, 3).item() == pytest.approx(0.96 / 3)  # MATLAB code
+    # on 2 ranks this rank's share is scaled by 2, so DDP's average over ranks is the batch loss
+    assert normalized_sum(terms, mask, "sum", 4, 6, world=2).item() == pytest.approx(0.96 / 2)
+    with pytest.raises(ValueError, match="negative_mean"):
+        normalized_sum(terms, mask, "mean", 2, 3)

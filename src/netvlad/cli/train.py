@@ -29,6 +29,12 @@ HELP = {
     "val_places": "hold out the last N places for validation (Recall@1/5/10 each epoch, best by R@5)",
     "mining": "full, or partial (mine within a random database subset)",
     "optimizer": OPTIMIZERS.describe(), "scheduler": SCHEDULERS.describe(),
+    "min_positive_distance": "database images closer than this (m) are the query's own capture, never positives "
+                             "(default: 1 m as the official code, 0 for sequences)",
+    "alpha_average": "geometric: α as the official code, ln 100 / mean top-2 gap; arithmetic: mean ratio 100",
+    "loss_normalization": "sum (paper: Σ over negatives, mean over tuples), negative_mean (÷ negatives), "
+                          "violating_mean (official MATLAB: ÷ violating triplets in the batch)",
+    "channels_last": "NHWC convolutions in training (faster on CPU; same maths, not bit for bit)",
     "whitening_dim": "fit PCA whitening to this size at the end", "epoch_queries": "cap on queries per epoch",
 }
 CHOICES = {"optimizer": OPTIMIZERS, "scheduler": SCHEDULERS}  # fields whose values are registered names
@@ -99,9 +105,15 @@ def dataset_record(args: argparse.Namespace, run_dir: Path) -> argparse.Namespac
                                   "give DATASET and its options again", path=path)
         return argparse.Namespace(**(vars(args) | json.loads(path.read_text())))
     if not args.resume:
-        record = {k: getattr(args, k) for k in DATASET_KEYS} | {"dataset": str(Path(args.dataset).resolve())}
+        record = {k: _json_value(getattr(args, k)) for k in DATASET_KEYS}
+        record["dataset"] = str(Path(args.dataset).resolve())
         atomic_write(path, lambda tmp: tmp.write_text(json.dumps(record, indent=1) + "\n"))
     return args
+
+
+def _json_value(value):
+    """A dataset argument as JSON can hold it: paths (``--image-root``) as absolute text."""
+    return str(Path(value).resolve()) if isinstance(value, Path) else value
 
 
 def run_train(args: argparse.Namespace) -> int:

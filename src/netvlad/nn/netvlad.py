@@ -11,7 +11,11 @@ from torch import nn
 from netvlad.nn import functional as VF
 
 Parametrization = Literal["official", "paper"]
-RatioAverage = Literal["arithmetic", "geometric"]
+# How α's target ratio is averaged over descriptors: "geometric" is the official code's closed form
+# α = −ln(0.01) / mean(gap) (Relja/netvlad addLayers.m, both layer variants); "arithmetic" makes the plain mean
+# of the top-1/top-2 ratios 100, which gives a smaller α (by Jensen's inequality).
+RatioAverage = Literal["geometric", "arithmetic"]
+DEFAULT_RATIO_AVERAGE: RatioAverage = "geometric"
 TARGET_RATIO = 100.0  # top-1 / top-2 soft-assignment ratio that α is chosen for
 
 
@@ -86,13 +90,14 @@ class NetVLAD(nn.Module):
         centroids: torch.Tensor,
         descriptors: torch.Tensor | None = None,
         alpha: float | None = None,
-        ratio_average: RatioAverage = "arithmetic",
+        ratio_average: RatioAverage = DEFAULT_RATIO_AVERAGE,
     ) -> float:
         """Set c, w and b from centroids ``(K, D)``; α from ``descriptors`` ``(N, D)`` unless given.
 
-        α makes the largest soft assignment on average 100× the second largest: ``"arithmetic"``
-        solves mean_i exp(αΔ_i) = 100 exactly; ``"geometric"`` is the official code's closed form
-        α = ln(100) / mean_i Δ_i, where Δ_i is the gap between the top two unit scores. Returns α.
+        α makes the largest soft assignment on average 100× the second largest, where Δ_i is the gap between
+        descriptor i's top two unit scores (official: dot products with the unit centroids; paper: squared
+        distances). ``"geometric"`` (default) is the official code's closed form α = ln(100) / mean_i Δ_i, the
+        geometric mean of the ratios being 100; ``"arithmetic"`` solves mean_i exp(αΔ_i) = 100. Returns α.
         """
         if centroids.shape != (self.num_clusters, self.dim):
             raise ValueError(f"centroids must be ({self.num_clusters}, {self.dim}), got {tuple(centroids.shape)}")
@@ -133,7 +138,7 @@ class NetVLAD(nn.Module):
         )
 
 
-def choose_alpha(gaps: torch.Tensor, ratio_average: RatioAverage = "arithmetic") -> float:
+def choose_alpha(gaps: torch.Tensor, ratio_average: RatioAverage = DEFAULT_RATIO_AVERAGE) -> float:
     """α such that exp(α·gap), the top-1/top-2 assignment ratio, averages 100 over ``gaps`` ``(N,)``."""
     gaps = gaps.to(torch.float64)
     mean_gap = float(gaps.mean())
@@ -143,7 +148,7 @@ def choose_alpha(gaps: torch.Tensor, ratio_average: RatioAverage = "arithmetic")
     if ratio_average == "geometric":
         return geometric
     if ratio_average != "arithmetic":
-        raise ValueError(f"ratio_average must be 'arithmetic' or 'geometric', got {ratio_average!r}")
+        raise ValueError(f"ratio_average must be 'geometric' (official) or 'arithmetic', got {ratio_average!r}")
     # log-mean-exp(α·gap) grows monotonically in α and is ≥ ln 100 at the geometric α (Jensen): bisect.
     low, high, log_target, log_n = 0.0, geometric, math.log(TARGET_RATIO), math.log(gaps.numel())
     for _ in range(200):

@@ -18,7 +18,7 @@ from tqdm import tqdm
 from netvlad.data.images import SKIP_HINT, ImageDataset, ImageDecodeError, ImageLoader, collate_by_size
 from netvlad.models import PlaceModel
 from netvlad.nn import NetVLAD
-from netvlad.nn.netvlad import RatioAverage
+from netvlad.nn.netvlad import DEFAULT_RATIO_AVERAGE, RatioAverage
 from netvlad.train.cache import ExtractOptions
 from netvlad.train.cluster_config import ClusterConfig  # noqa: F401 - re-exported
 
@@ -36,7 +36,7 @@ def kmeans(x: torch.Tensor, k: int, seed: int = 0, niter: int = 100) -> torch.Te
 
 @torch.no_grad()
 def init_from_descriptors(layer: NetVLAD, descriptors: torch.Tensor, seed: int = 0, niter: int = 100,
-                          ratio_average: RatioAverage = "arithmetic") -> float:
+                          ratio_average: RatioAverage = DEFAULT_RATIO_AVERAGE) -> float:
     """k-means (seeded) on local descriptors ``(N, D)``, then the layer's centroids, w, b and α; returns α.
 
     Descriptors are L2-normalised first when the layer's ``normalize_input`` is set.
@@ -108,7 +108,8 @@ def initialize_clusters(model: PlaceModel, paths: Sequence[Path | str], config: 
     if descriptors.shape[0] < model.pool.num_clusters:
         raise ValueError(f"only {descriptors.shape[0]} local descriptors for K={model.pool.num_clusters} clusters; "
                          "use more images (num_images) or more per image (per_image)")
-    alpha = init_from_descriptors(model.pool, descriptors, seed=config.seed, niter=config.niter)
+    alpha = init_from_descriptors(model.pool, descriptors, seed=config.seed, niter=config.niter,
+                                  ratio_average=config.ratio_average)
     model.pool.to(next(model.parameters()).device)
     logger.info("initialised %d clusters, alpha = %.3f", model.pool.num_clusters, alpha)
     return alpha

@@ -20,10 +20,13 @@ if TYPE_CHECKING:  # imported when used: the CLI reads this module without torch
     from netvlad.train.clusters import ClusterConfig
 
 MINING_MODES = ("full", "partial")
+LOSS_NORMALIZATIONS = ("sum", "negative_mean", "violating_mean")  # netvlad.train.loss.NORMALIZATIONS
+ALPHA_AVERAGES = ("geometric", "arithmetic")  # netvlad.nn.netvlad.RatioAverage, without importing torch
 # Allowed range of every numeric option (None is also allowed where the type says so); the CLI checks the same.
 LIMITS: dict[str, Limit] = {
     "num_clusters": COUNT, "size": COUNT, "train_from": NON_NEGATIVE_INT, "cluster_descriptors": COUNT,
     "cluster_per_image": COUNT, "cluster_images": COUNT, "pos_radius": POSITIVE, "neg_radius": POSITIVE,
+    "min_positive_distance": NON_NEGATIVE,
     "val_radius": POSITIVE, "val_places": NON_NEGATIVE_INT, "margin": POSITIVE, "num_negatives": COUNT,
     "negative_samples": COUNT, "cache_refresh": COUNT, "cache_memmap_mb": NON_NEGATIVE, "partial_database": COUNT,
     "lr": POSITIVE, "lr_step": COUNT, "lr_gamma": Limit(0, 1, low_open=True), "momentum": FRACTION,
@@ -50,13 +53,16 @@ class TrainConfig:
     cluster_descriptors: int = 50_000
     cluster_per_image: int = 100
     cluster_images: int = 500
+    alpha_average: str = "geometric"  # α as the official code ("geometric" ratio mean = 100) or "arithmetic"
     # ground truth (metres)
     pos_radius: float = POSITIVE_RADIUS_M  # potential positives within
     neg_radius: float = NEGATIVE_RADIUS_M  # definite negatives beyond
+    min_positive_distance: float | None = None  # positives closer are trivial; None: 1 m (official), 0 sequences
     val_radius: float = EVAL_RADIUS_M
     val_places: int = 0  # hold out the last N database images and queries for validation
     # loss and mining
     margin: float = 0.1
+    loss_normalization: str = "sum"  # sum over negatives (paper), negative_mean, or violating_mean (MATLAB code)
     num_negatives: int = 10
     negative_samples: int = 1000
     cache_refresh: int = 1000  # queries between cache refreshes; doubles each time the lr halves
@@ -76,6 +82,7 @@ class TrainConfig:
     epochs: int = 30
     epoch_queries: int | None = None  # train on at most this many queries per epoch (short runs)
     whitening_dim: int | None = None  # fit PCA whitening to this size at the end
+    channels_last: bool = True  # NHWC convolutions in training steps: faster on CPU (same maths, not bit for bit)
     precompute_frozen: bool = True  # compute the frozen stages' output once per image (resize="fixed" only)
     # bookkeeping
     seed: int = 0
@@ -86,6 +93,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         for name, choices in (("optimizer", OPTIMIZERS), ("scheduler", SCHEDULERS), ("mining", MINING_MODES),
+                              ("alpha_average", ALPHA_AVERAGES), ("loss_normalization", LOSS_NORMALIZATIONS),
                               ("cache_dtype", ("float16", "float32"))):
             if getattr(self, name) not in choices:
                 raise BadInputError(f"{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
@@ -111,7 +119,7 @@ class TrainConfig:
         from netvlad.train.clusters import ClusterConfig
 
         return ClusterConfig(num_descriptors=self.cluster_descriptors, per_image=self.cluster_per_image,
-                             num_images=self.cluster_images, seed=self.seed)
+                             num_images=self.cluster_images, seed=self.seed, ratio_average=self.alpha_average)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}

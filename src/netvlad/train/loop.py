@@ -26,7 +26,7 @@ from netvlad.train.logs import RunLog
 from netvlad.train.optim import OPTIMIZERS, SCHEDULERS
 from netvlad.train.refresh import MiningInputs, mine_chunk
 from netvlad.train.sets import TrainingSet, holdout_last, prepare_training_set
-from netvlad.train.step import GroupEncoder, frozen_batchnorm_train, idle_loss, tuple_loss
+from netvlad.train.step import GroupEncoder, frozen_batchnorm_train, idle_loss, tuple_loss, use_channels_last
 from netvlad.train.validate import validate
 
 logger = logging.getLogger(__name__)
@@ -83,7 +83,8 @@ def build_run(config: TrainConfig, dataset: GeoDataset, val: GeoDataset | None, 
               progress: bool) -> tuple[Run, RunState]:
     """Validate the data, build (or restore) model, optimiser, scheduler and run state."""
     device = torch.device(device)
-    data = prepare_training_set(dataset, config.pos_radius, config.neg_radius)  # errors before any work
+    data = prepare_training_set(dataset, config.pos_radius, config.neg_radius,  # errors before any work
+                                config.min_positive_distance)
     info = init_distributed(device)
     run_dir = Path(run_dir)
     if info.is_main:
@@ -102,7 +103,9 @@ def build_run(config: TrainConfig, dataset: GeoDataset, val: GeoDataset | None, 
     done = state.epoch >= config.epochs  # resuming a finished run: nothing to train, skip the precompute
     frozen = None if done else precompute(config, model, dataset, val, info, device, progress)
     frozen_batchnorm_train(model)
-    encoder = GroupEncoder(model, frozen)
+    if config.channels_last:
+        use_channels_last(model)
+    encoder = GroupEncoder(model, frozen, config.channels_last)
     if info.active:
         encoder = DistributedDataParallel(encoder)
     log = RunLog(run_dir, enabled=info.is_main, tensorboard=config.tensorboard)
@@ -167,11 +170,14 @@ def train_batch(run: Run, state: RunState) -> float:
     ds = run.data.dataset
     run.optimizer.zero_grad(set_to_none=True)
     if len(mine_rows):
-        # DDP averages gradients over ranks: scale so the result is the mean over the global batch.
+        # DDP averages gradients over ranks: tuple_loss scales so the result is the global batch's loss.
         loss = tuple_loss(run.encoder, run.model, batch.take(mine_rows), ds.queries.paths(), ds.database.paths(),
-                          run.config.margin, world / len(batch), run.device, run.frozen)
+                          run.config.margin, run.device, run.frozen, run.config.loss_normalization, len(batch),
+                          run.info)
     else:
         loss = idle_loss(run.encoder, run.model, ds.queries.paths()[batch.queries[0]], run.device, run.frozen)
+        if run.config.loss_normalization == "violating_mean":
+            all_sum(0.0, run.info)  # the other ranks' tuple_loss counts violating triplets with an all-reduce
     value = all_sum(float(loss.detach()) / world, run.info)
     if not np.isfinite(value):
         raise RuntimeError(f"the loss became NaN/inf at epoch {state.epoch}, step {state.step}; the last good "
@@ -183,13 +189,17 @@ def train_batch(run: Run, state: RunState) -> float:
     return value
 
 
-def train_chunk(run: Run, state: RunState, bar: tqdm) -> None:
-    """Train on the current chunk's tuples from ``state.batch`` on, checkpointing as configured."""
+def train_chunk(run: Run, state: RunState, bar: tqdm, queries: int) -> None:
+    """Train on the current chunk's tuples from ``state.batch`` on, checkpointing as configured.
+
+    The bar moves per batch, by the batch's share of the chunk's ``queries``.
+    """
     batches = -(-len(state.tuples) // run.config.batch_tuples)
     while state.batch < batches:
         loss = train_batch(run, state)
         run.log.event("train", state.step, epoch=state.epoch, loss=loss)
         bar.set_postfix(loss=f"{loss:.4f}", tuples=len(state.tuples), skipped=state.tuples.skipped)
+        bar.update(state.position + queries * state.batch // batches - bar.n)
         if state.batch % run.config.checkpoint_every == 0 and state.batch < batches:
             run.save(state)
 
@@ -206,11 +216,11 @@ def train_epoch(run: Run, state: RunState) -> None:
         if state.tuples is None:
             refresh_and_mine(run, state, state.order[state.position: state.position + chunk_size])
             run.save(state)
-        train_chunk(run, state, bar)
         done = min(chunk_size, len(state.order) - state.position)
+        train_chunk(run, state, bar, done)
         state.position += done
         state.tuples = None
-        bar.update(done)
+        bar.update(state.position - bar.n)
     bar.close()
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from netvlad.constants import NEGATIVE_RADIUS_M, POSITIVE_RADIUS_M
-from netvlad.data.dataset import GeoDataset, ImageList
+from netvlad.data.dataset import TRIVIAL_DISTANCE, GeoDataset, ImageList
 
 logger = logging.getLogger(__name__)
 
@@ -32,19 +32,40 @@ def require_positions(images: ImageList, what: str, dataset: str) -> None:
 
 
 def prepare_training_set(dataset: GeoDataset, pos_radius: float = POSITIVE_RADIUS_M,
-                         neg_radius: float = NEGATIVE_RADIUS_M) -> TrainingSet:
-    """Ground truth for mining; a clear error when there is no GPS or no query with a positive and a negative."""
+                         neg_radius: float = NEGATIVE_RADIUS_M, min_positive_distance: float | None = None
+                         ) -> TrainingSet:
+    """Ground truth for mining; a clear error when there is no GPS or no query with a positive and a negative.
+
+    Potential positives closer than ``min_positive_distance`` metres to the query are trivial (the query's own
+    panorama) and never used: default 1 m as the official code, 0 for sequences (:data:`TRIVIAL_DISTANCE`).
+    """
     require_positions(dataset.database, "database", dataset.name)
     require_positions(dataset.queries, "query", dataset.name)
-    positives = dataset.training_positives(pos_radius)
+    positives = dataset.training_positives(pos_radius, min_positive_distance)
     non_negatives = dataset.non_negatives(neg_radius)
     usable = [q for q in range(len(positives))
               if len(positives[q]) > 0 and len(non_negatives[q]) < len(dataset.database)]
     if not usable:
-        raise ValueError(f"{dataset.name}: no query has both a potential positive (within {pos_radius:g} m) and a "
-                         f"definite negative (beyond {neg_radius:g} m); check the positions or the radii")
+        raise ValueError(no_usable_query(dataset, pos_radius, neg_radius, min_positive_distance))
     logger.info("%s: %d of %d queries usable for training", dataset.name, len(usable), len(positives))
     return TrainingSet(dataset, np.asarray(usable, dtype=np.int64), positives, non_negatives)
+
+
+def no_usable_query(dataset: GeoDataset, pos_radius: float, neg_radius: float,
+                    min_positive_distance: float | None) -> str:
+    """The error when no query is usable; names the trivial-positive rule when it is what removed the positives."""
+    trivial = TRIVIAL_DISTANCE if min_positive_distance is None and not dataset.is_sequence else \
+        (min_positive_distance or 0.0)
+    message = (f"{dataset.name}: no query has both a potential positive (within {pos_radius:g} m) and a definite "
+               f"negative (beyond {neg_radius:g} m); check the positions or the radii")
+    if trivial > 0:
+        within = dataset.training_positives(pos_radius, 0.0)
+        dropped = sum(len(p) > 0 for p in within) - sum(len(p) > 0 for p in dataset.training_positives(
+            pos_radius, trivial))
+        message += (f". Database images closer than {trivial:g} m to a query count as trivial positives (the "
+                    f"query's own capture, as in the official code) and are not used: {dropped} queries lost all "
+                    f"their positives so; min_positive_distance (--min-positive-distance 0) keeps them")
+    return message
 
 
 def holdout_last(dataset: GeoDataset, count: int) -> tuple[GeoDataset, GeoDataset]:

@@ -1,0 +1,230 @@
+"""Learning curves per loss normalisation: validation Recall@1/5 after every ``--every`` training queries, over seeds.
+
+    python benchmarks/learning.py --quick                         # CI-sized: a generated toy set, seconds
+    nice -n 10 python benchmarks/learning.py --setup nordland     # the Nordland recipe (configs/nordland.yaml)
+    nice -n 10 python benchmarks/learning.py --setup alexnet      # AlexNet from scratch, every layer trained
+
+Each curve trains with the library's own loop pieces (cache refresh every ``cache_refresh`` queries, mining,
+SGD steps) and validates between steps; the k-means initialisation of a seed is shared by its variants, so the
+curves of one seed start from the same model. Writes ``--out``/curves.json (and curves.png with matplotlib).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from netvlad.data import open_dataset
+from netvlad.train import loop
+from netvlad.train.config import LOSS_NORMALIZATIONS, TrainConfig, read_config_file
+from netvlad.train.frozen import FrozenFeatures
+from netvlad.train.sets import holdout_last
+
+ROOT = Path(__file__).resolve().parents[1]
+NORDLAND = ROOT.parent / "shared" / "data" / "nordland"
+# AlexNet from scratch as issue 20 compared it with Nanne/pytorch-NetVlad: K = 64, 128 × 256, every layer trained.
+ALEXNET = dict(backbone="alexnet", pretrained=False, train_from=0, num_clusters=64, resize="fixed", size=(128, 256),
+               val_places=400, margin=0.1, num_negatives=10, negative_samples=1000, cache_refresh=1000,
+               optimizer="sgd", lr=1e-4, momentum=0.9, weight_decay=1e-3, batch_tuples=4, batch_size=16,
+               precompute_frozen=False, cluster_images=500)
+
+
+def setup(name: str) -> tuple[TrainConfig, object]:
+    """The training config and the (train + validation) dataset of a named setup."""
+    if name == "quick":
+        sys.path.insert(0, str(ROOT))
+        from tests.train.conftest import TINY, make_tiny_dataset
+
+        dataset = make_tiny_dataset(Path(tempfile.mkdtemp(prefix="learning-quick-")), places=24)
+        return TrainConfig(**(TINY | {"cache_refresh": 8, "val_places": 8})), dataset
+    dataset = open_dataset(NORDLAND, database="summer", queries="winter")
+    if name == "nordland":
+        return TrainConfig.from_dict(read_config_file(ROOT / "configs" / "nordland.yaml"), "nordland.yaml"), dataset
+    return TrainConfig(**ALEXNET), dataset
+
+
+def validate_now(run: loop.Run, queries: int) -> dict:
+    """One curve point: Recall@1/5/10 after ``queries`` training queries."""
+    recalls = loop.evaluate(run, queries)
+    return {"queries": queries, **{f"r{n}": r for n, r in recalls.items()}}
+
+
+def curve(config: TrainConfig, train, val, run_dir: Path, queries: int, every: int) -> dict:
+    """Validation recalls every ``every`` of ``queries`` training queries, for one config (one seed, one variant)."""
+    run, state = loop.build_run(config, train, val, run_dir, "cpu", resume=False, progress=False)
+    order = state.rng.permutation(run.data.query_ids)[:queries]
+    points, started, violating, mark = [validate_now(run, 0)], time.perf_counter(), [], every
+    for start in range(0, len(order), config.cache_refresh):
+        chunk = order[start:start + config.cache_refresh]
+        loop.refresh_and_mine(run, state, chunk)
+        position = {q: start + i for i, q in enumerate(chunk)}  # query id -> its place in the order
+        firsts = [position[q] for q in state.tuples.queries[::config.batch_tuples]]  # each batch's first query
+        violating.append(float((state.tuples.negatives >= 0).sum(1).mean()) if len(state.tuples) else 0.0)
+        for b in range(len(firsts)):
+            loop.train_batch(run, state)
+            done = firsts[b + 1] if b + 1 < len(firsts) else start + len(chunk)  # queries trained on (or skipped)
+            if done >= mark:
+                points.append(validate_now(run, done // every * every))
+                mark = done // every * every + every
+        state.tuples = None
+        if start + len(chunk) >= mark:  # a chunk whose last queries were all skipped
+            points.append(validate_now(run, (start + len(chunk)) // every * every))
+            mark = (start + len(chunk)) // every * every + every
+    if points[-1]["queries"] != len(order):
+        points.append(validate_now(run, len(order)))
+    run.log.close()
+    return {"points": points, "seconds": round(time.perf_counter() - started, 1),
+            "mined_negatives_per_tuple": violating, "alpha": run.model.pool.alpha}
+
+
+def parse_variant(text: str) -> tuple[str, float]:
+    """``"violating_mean@10"`` -> (normalisation, lr multiplier); no ``@``: the setup's lr."""
+    name, _, scale = text.partition("@")
+    if name not in LOSS_NORMALIZATIONS:
+        raise argparse.ArgumentTypeError(f"{name!r}: not one of {', '.join(LOSS_NORMALIZATIONS)}")
+    return name, float(scale or 1.0)
+
+
+def share_frozen_features(cache: Path | None = None) -> None:
+    """Compute the frozen stages' features once for all curves (they are pretrained and never trained); with
+    ``cache``, also across processes: read from that .npz when it holds the same images, else written there."""
+    compute, memo = loop.compute_frozen, {}
+
+    def shared(model, paths, *args, **kwargs):
+        key = tuple(map(str, dict.fromkeys(paths)))
+        if key not in memo and cache is not None and cache.is_file():
+            stored = np.load(cache)
+            if tuple(stored["paths"]) == key:
+                memo[key] = FrozenFeatures(list(map(Path, key)), stored["array"])
+        if key not in memo:
+            memo[key] = compute(model, paths, *args, **kwargs)
+            if cache is not None:
+                np.savez(cache, paths=np.array(key), array=memo[key].array)
+        return memo[key]
+
+    loop.compute_frozen = shared
+
+
+def run_all(name: str, variants: list[str], seeds: list[int], queries: int, every: int, out: Path,
+            frozen_cache: Path | None = None) -> dict:
+    """Every (seed, variant) curve of a setup; a seed's k-means model is computed once and shared."""
+    base, dataset = setup(name)
+    if base.pretrained:  # random frozen stages would differ per seed
+        share_frozen_features(frozen_cache)
+    train, val = holdout_last(dataset, base.val_places)
+    tag = "" if seeds == [0, 1, 2] or name == "quick" else "-seed" + "-".join(map(str, seeds))
+    results = {"setup": name, "config": base.to_dict(), "queries": queries, "every": every,
+               "threads": torch.get_num_threads(), "curves": {}}
+    for seed in seeds:
+        init = None
+        for variant in variants:
+            normalization, scale = parse_variant(variant)
+            config = dataclasses.replace(base, seed=seed, loss_normalization=normalization, init_model=init,
+                                         epochs=1, lr=base.lr * scale, tensorboard=False, checkpoint_every=10**6)
+            run_dir = out / name / f"{variant}-seed{seed}"
+            result = curve(config, train, val, run_dir, queries, every)
+            init = init or str(run_dir / "init.safetensors")
+            results["curves"].setdefault(variant, {})[str(seed)] = result
+            logging.info("%s %s seed %d: %s (%.0f s)", name, variant, seed,
+                         " ".join(f"{p['queries']}:{p['r1']:.1f}/{p['r5']:.1f}" for p in result["points"]),
+                         result["seconds"])
+            (out / f"{name}{tag}.json").write_text(json.dumps(results, indent=1))
+    return results
+
+
+def merge(files: list[Path]) -> dict:
+    """One result from per-seed result files of the same setup (run as parallel processes)."""
+    parts = [json.loads(f.read_text()) for f in files]
+    merged = dict(parts[0], curves={})
+    for part in parts:
+        for variant, by_seed in part["curves"].items():
+            merged["curves"].setdefault(variant, {}).update(by_seed)
+    return merged
+
+
+def summary(results: dict) -> list[str]:
+    """Markdown rows: per variant and point, R@1 and R@5 as mean ± sd over seeds."""
+    rows = ["| variant | queries | R@1 mean ± sd | R@5 mean ± sd |", "|---|---|---|---|"]
+    for variant, by_seed in results["curves"].items():
+        curves = list(by_seed.values())
+        for i, point in enumerate(curves[0]["points"]):
+            r1 = np.array([c["points"][i]["r1"] for c in curves if i < len(c["points"])])
+            r5 = np.array([c["points"][i]["r5"] for c in curves if i < len(c["points"])])
+            rows.append(f"| {variant} | {point['queries']} | {r1.mean():.1f} ± {r1.std():.1f} | "
+                        f"{r5.mean():.1f} ± {r5.std():.1f} |")
+    return rows
+
+
+def plot(results: dict, path: Path) -> None:
+    """R@1 and R@5 curves, mean ± sd band over seeds, one line per variant (needs matplotlib)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for variant, by_seed in results["curves"].items():
+        curves = list(by_seed.values())
+        n = min(len(c["points"]) for c in curves)
+        x = [p["queries"] for p in curves[0]["points"][:n]]
+        for ax, key in zip(axes, ("r1", "r5"), strict=True):
+            y = np.array([[c["points"][i][key] for i in range(n)] for c in curves])
+            ax.plot(x, y.mean(0), marker="o", label=variant)
+            ax.fill_between(x, y.mean(0) - y.std(0), y.mean(0) + y.std(0), alpha=0.2)
+            ax.set(xlabel="training queries", ylabel=f"validation Recall@{key[1:]} (%)")
+    axes[0].set_title(f"{results['setup']}: mean ± sd over {len(curves)} seeds")
+    axes[0].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="CI-sized: generated toy set, 2 seeds, 16 queries")
+    parser.add_argument("--setup", choices=("nordland", "alexnet"), default="nordland")
+    parser.add_argument("--variants", nargs="+", default=list(LOSS_NORMALIZATIONS), metavar="NORM[@LR_SCALE]",
+                        help=f"loss normalisations ({', '.join(LOSS_NORMALIZATIONS)}), each optionally with a "
+                             "multiplier of the setup's lr, e.g. violating_mean@10")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--queries", type=int, default=1000, help="training queries per curve")
+    parser.add_argument("--every", type=int, default=250, help="validate after every this many queries")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--frozen-cache", type=Path, help=".npz of the frozen features, shared by processes")
+    parser.add_argument("--merge", nargs="+", type=Path, help="only merge these result files (one per seed) and plot")
+    parser.add_argument("--out", type=Path, default=Path("runs/learning"))
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    name, seeds, queries, every = args.setup, args.seeds, args.queries, args.every
+    if args.quick:
+        name, seeds, queries, every = "quick", [0, 1], 16, 8
+    for variant in args.variants:
+        parse_variant(variant)
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.merge:
+        results = merge(args.merge)
+        name = results["setup"]
+        (args.out / f"{name}.json").write_text(json.dumps(results, indent=1))
+    else:
+        results = run_all(name, args.variants, seeds, queries, every, args.out, args.frozen_cache)
+    print("\n".join(summary(results)))
+    try:
+        plot(results, args.out / f"{name}.png")
+    except ImportError:
+        logging.info("matplotlib not installed: no plot")
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    for module in ("netvlad.train.loop", "netvlad.train.clusters", "netvlad.train.sets"):
+        logging.getLogger(module).setLevel(logging.WARNING)
+    raise SystemExit(main())

@@ -49,6 +49,11 @@ def tokyo_pair() -> Path:
 def _seed_and_offline(monkeypatch):
     torch.manual_seed(0)
     monkeypatch.setenv("NETVLAD_OFFLINE", "1")  # tests never try the network
+    monkeypatch.setenv("NETVLAD_ENGINE", "torch")  # commands default to torch unless a test names --engine
+    monkeypatch.setenv("NETVLAD_CACHE", str(_CACHE))  # ONNX exports never land in the user's cache
+
+
+_CACHE = Path(os.environ.get("PYTEST_NETVLAD_CACHE", "/tmp")) / f"netvlad-test-cache-{os.getpid()}"
 
 
 @pytest.fixture

@@ -45,15 +45,17 @@ def tokyo_pair() -> Path:
     return shared_dataset("tokyo_pair")
 
 
+@pytest.fixture(scope="session")
+def _onnx_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("onnx-cache")
+
+
 @pytest.fixture(autouse=True)
-def _seed_and_offline(monkeypatch):
+def _seed_and_offline(monkeypatch, _onnx_cache):
     torch.manual_seed(0)
     monkeypatch.setenv("NETVLAD_OFFLINE", "1")  # tests never try the network
     monkeypatch.setenv("NETVLAD_ENGINE", "torch")  # commands default to torch unless a test names --engine
-    monkeypatch.setenv("NETVLAD_CACHE", str(_CACHE))  # ONNX exports never land in the user's cache
-
-
-_CACHE = Path(os.environ.get("PYTEST_NETVLAD_CACHE", "/tmp")) / f"netvlad-test-cache-{os.getpid()}"
+    monkeypatch.setenv("NETVLAD_CACHE", str(_onnx_cache))  # ONNX exports never land in the user's cache
 
 
 @pytest.fixture

@@ -174,9 +174,16 @@ def _providers(device: torch.device, explicit: bool) -> list | None:
     return None
 
 
-def make_runner(model: PlaceModel, engine: str | EngineConfig = LIBRARY_ENGINE, device: torch.device | str = "cpu",
-                amp: str | None = "bf16") -> TorchRunner | OrtRunner:
-    """The callable that extraction feeds image batches to (``.name`` says which engine it is)."""
+Runner = TorchRunner | OrtRunner
+Engine = str | EngineConfig | Runner  # what extraction functions take as ``engine=``
+
+
+def make_runner(model: PlaceModel, engine: Engine = LIBRARY_ENGINE,
+                device: torch.device | str = "cpu", amp: str | None = "bf16") -> Runner:
+    """The callable that extraction feeds image batches to (``.name`` says which engine it is); a runner already
+    made for ``model`` is returned as it is (resolve once, extract many times)."""
+    if isinstance(engine, TorchRunner | OrtRunner):
+        return engine
     config = engine if isinstance(engine, EngineConfig) else EngineConfig(name=engine)
     ENGINES.get(config.name)  # an unknown name: one line listing the engines
     device = torch.device(device)

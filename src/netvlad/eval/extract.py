@@ -13,7 +13,7 @@ from tqdm import tqdm
 from netvlad.data.images import SKIP_HINT, ImageDataset, ImageDecodeError, ImageLoader, collate_by_size, load_image
 from netvlad.engines import LIBRARY_ENGINE
 from netvlad.errors import BadInputError
-from netvlad.eval.engine import EngineConfig, make_runner
+from netvlad.eval.engine import Engine, make_runner
 from netvlad.eval.store import DescriptorStore, Shard
 from netvlad.models import PlaceModel
 from netvlad.parallel import DistInfo, raise_together
@@ -29,7 +29,7 @@ def _loader(model: PlaceModel, paths: Sequence[Path], batch_size: int, workers: 
 
 def iter_descriptors(model: PlaceModel, paths: Sequence[Path | str], batch_size: int = 8, workers: int = 0,
                      device: torch.device | str = "cpu", progress: bool = False, desc: str = "extract",
-                     amp: str | None = "bf16", engine: str | EngineConfig = LIBRARY_ENGINE
+                     amp: str | None = "bf16", engine: Engine = LIBRARY_ENGINE
                      ) -> Iterator[tuple[np.ndarray, np.ndarray | None, list[int]]]:
     """Yield ``(indices, descriptors (b, dim) float32, undecodable indices)`` over ``paths``, in batches.
 
@@ -59,7 +59,7 @@ def extract_descriptors(
     device: torch.device | str = "cpu",
     progress: bool = False,
     desc: str = "extract",
-    engine: str | EngineConfig = LIBRARY_ENGINE,
+    engine: Engine = LIBRARY_ENGINE,
 ) -> np.ndarray:
     """Global descriptors ``(N, output_dim)`` float32 of the images at ``paths``, in the model's preprocessing.
 
@@ -91,7 +91,7 @@ def extract_to_store(
     on_batch: Callable[[int], None] | None = None,
     shard: Shard | None = None,
     group: DistInfo | None = None,
-    engine: str | EngineConfig = LIBRARY_ENGINE,
+    engine: Engine = LIBRARY_ENGINE,
 ) -> DescriptorStore:
     """Extract descriptors of ``root/name`` into the store at ``folder``, continuing where a previous run stopped.
 
@@ -138,7 +138,7 @@ def _open_on_rank(folder: Path, group: DistInfo, meta: dict) -> DescriptorStore:
 
 def _extract_rows(model: PlaceModel, root: Path, store: DescriptorStore, todo: np.ndarray, skip_bad: bool,
                   batch_size: int, workers: int, device, progress: bool, desc: str,
-                  on_batch: Callable[[int], None] | None, engine: str | EngineConfig = LIBRARY_ENGINE) -> None:
+                  on_batch: Callable[[int], None] | None, engine: Engine = LIBRARY_ENGINE) -> None:
     """Extract rows ``todo`` of ``store`` (images ``root/name``), writing and marking them batch by batch."""
     if len(todo) == 0:
         logger.info("%s: all %d descriptors of this process already extracted", store.folder, len(store))

@@ -7,7 +7,8 @@ apart, as is the in-memory export a training refresh pays at every refresh. Rand
 (the cost does not depend on the values).
 
     python benchmarks/engine.py [--images ../shared/data/gardens_point/day_left] [--count 16] [--threads 1 2]
-                                [--batch-sizes 1 16] [--only mobilenet_v2] [--repeats 2] [--out engine.json]
+                                [--batch-sizes 1 16] [--only mobilenet_v2] [--height 480] [--repeats 2]
+                                [--refresh-images 96] [--out engine.json]
 """
 
 from __future__ import annotations
@@ -132,6 +133,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--only", default=None, help="rows whose backbone contains this")
+    parser.add_argument("--height", type=int, default=None, help="rows of this input height only (240 or 480)")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--refresh-images", type=int, default=96, help="images of the refresh comparison (0: skip)")
     parser.add_argument("--out", type=Path, default=None, help="JSON of every row")
@@ -143,7 +145,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as cache:
         for spec in MODELS:
-            if args.only and args.only not in spec[0]:
+            if (args.only and args.only not in spec[0]) or (args.height and args.height != spec[2]):
                 continue
             count = args.count if spec[0] == "mobilenet_v2" else args.large_count
             rows += row(spec, args.images, names[:count], args, Path(cache))

@@ -37,6 +37,7 @@ def engine_from_args(args: argparse.Namespace, model=None, device="cpu"):
     if model is None:
         return config
     runner = make_runner(model, config, device)
-    logger.info("descriptors by %s (%s)", runner.name, f"{runner.threads} threads" if runner.name == "onnxruntime"
+    threads = getattr(runner, "threads", 0)
+    logger.info("descriptors by %s (%s)", runner.name, f"{threads} thread{'s' * (threads != 1)}" if threads
                 else f"device {device}")
     return runner

@@ -125,6 +125,9 @@ def test_auto_picks_onnxruntime_on_cpu_and_torch_on_gpu(tmp_path):
     model = model_of("mobilenet_v2", "gem", "fixed")
     assert make_runner(model, EngineConfig("auto", cache=tmp_path)).name == "onnxruntime"
     assert isinstance(make_runner(model, EngineConfig("auto", cache=tmp_path), device="cuda"), TorchRunner)
+    few = engine_module.AUTO_MIN_IMAGES - 1  # too few images to repay loading an export: torch
+    assert make_runner(model, EngineConfig("auto", cache=tmp_path), images=few).name == "torch"
+    assert make_runner(model, EngineConfig("onnxruntime", cache=tmp_path), images=few).name == "onnxruntime"
 
 
 def test_gpu_with_onnxruntime_needs_the_cuda_provider(monkeypatch, tmp_path):

@@ -28,7 +28,7 @@ def add_engine_arg(parser: argparse.ArgumentParser | argparse._ArgumentGroup) ->
                              "sets it)")
 
 
-def engine_from_args(args: argparse.Namespace, model=None, device="cpu"):
+def engine_from_args(args: argparse.Namespace, model=None, device="cpu", images: int | None = None):
     """The :class:`netvlad.eval.engine.EngineConfig` of ``--engine`` (onnxruntime threads: the command's); with
     ``model``, the runner resolved for it on ``device`` (exported once, its ``.name`` the engine that runs)."""
     from netvlad.eval.engine import EngineConfig, make_runner
@@ -36,7 +36,7 @@ def engine_from_args(args: argparse.Namespace, model=None, device="cpu"):
     config = EngineConfig(name=getattr(args, "engine", None) or default_engine())
     if model is None:
         return config
-    runner = make_runner(model, config, device)
+    runner = make_runner(model, config, device, images=images)
     threads = getattr(runner, "threads", 0)
     logger.info("descriptors by %s (%s)", runner.name, f"{threads} thread{'s' * (threads != 1)}" if threads
                 else f"device {device}")

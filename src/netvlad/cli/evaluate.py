@@ -142,7 +142,8 @@ def run(args: argparse.Namespace) -> int:
                                                          (dataset.queries, args.store / "queries", "queries")],
                                                   args, device, info):
         return 0  # another rank: its rows are in the store, rank 0 evaluates
-    engine = engine_from_args(args, model, device)  # resolved once: the report names the engine that ran
+    engine = engine_from_args(args, model, device, len(dataset.database) + len(dataset.queries))  # resolved once:
+    # the report names the engine that ran
     common = dict(ns=args.recall, batch_size=args.batch_size, workers=args.workers, device=device,
                   progress=not args.no_progress, store_dir=args.store, skip_bad=args.skip_bad, dtype=args.dtype,
                   index_config=index_config_from_args(args, device),

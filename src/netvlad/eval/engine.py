@@ -31,6 +31,7 @@ CHECK_TOLERANCE = 1e-4  # max abs difference to torch on random images before an
 CHECK_SIZES = ((96, 128), (128, 96))  # pixels: traced at the first, checked at both (a second size proves dynamic)
 _SESSIONS: OrderedDict = OrderedDict()  # the last few sessions of this process, reused across calls
 _KEEP = 4
+AUTO_MIN_IMAGES = 64  # auto keeps torch below this: loading (≈1 s) or exporting (≈10 s) would cost more than it saves
 
 
 class ExportError(RuntimeError):
@@ -178,16 +179,17 @@ Runner = TorchRunner | OrtRunner
 Engine = str | EngineConfig | Runner  # what extraction functions take as ``engine=``
 
 
-def make_runner(model: PlaceModel, engine: Engine = LIBRARY_ENGINE,
-                device: torch.device | str = "cpu", amp: str | None = "bf16") -> Runner:
+def make_runner(model: PlaceModel, engine: Engine = LIBRARY_ENGINE, device: torch.device | str = "cpu",
+                amp: str | None = "bf16", images: int | None = None) -> Runner:
     """The callable that extraction feeds image batches to (``.name`` says which engine it is); a runner already
-    made for ``model`` is returned as it is (resolve once, extract many times)."""
+    made for ``model`` is returned as it is (resolve once, extract many times). ``auto`` keeps torch for fewer
+    than :data:`AUTO_MIN_IMAGES` ``images``."""
     if isinstance(engine, TorchRunner | OrtRunner):
         return engine
     config = engine if isinstance(engine, EngineConfig) else EngineConfig(name=engine)
     ENGINES.get(config.name)  # an unknown name: one line listing the engines
     device = torch.device(device)
-    if config.name == "torch":
+    if config.name == "torch" or (config.name == "auto" and images is not None and images < AUTO_MIN_IMAGES):
         return TorchRunner(model, device, amp)
     explicit = config.name == "onnxruntime"
     try:

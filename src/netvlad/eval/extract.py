@@ -40,7 +40,7 @@ def iter_descriptors(model: PlaceModel, paths: Sequence[Path | str], batch_size:
     device = torch.device(device)
     paths = [Path(p) for p in paths]
     model = model.to(device).eval()
-    run = make_runner(model, engine, device, amp)
+    run = make_runner(model, engine, device, amp, images=len(paths))
     logger.debug("%s: %d images through %s", desc, len(paths), run.name)
     loader = _loader(model, paths, batch_size, workers, device)
     for groups, bad in tqdm(loader, desc=desc, disable=not progress, unit="batch"):

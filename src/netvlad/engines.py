@@ -11,7 +11,12 @@ from netvlad.registry import Registry
 ENGINES: Registry[str] = Registry("inference engine")
 ENGINES.add("torch", "the PyTorch model itself (any device)")
 ENGINES.add("onnxruntime", "the model exported once to ONNX and run by onnxruntime (CPU; CUDA with onnxruntime-gpu)")
-ENGINES.add("auto", "onnxruntime on a CPU when it is installed and the model exports, torch otherwise")
+ENGINES.add("auto", "onnxruntime on a CPU for the backbones it is measured faster on (when installed and the model "
+                    "exports), torch otherwise")
+
+# backbones whose whole pipeline onnxruntime runs faster than torch on a CPU at 1 thread, batch 1 and 16
+# (benchmarks/engine.py, docs/engine.md); auto keeps torch for the others, so it is never slower than torch
+AUTO_ONNX_BACKBONES = frozenset({"mobilenet_v2"})
 
 LIBRARY_ENGINE = "torch"  # the library's functions: no export written unless asked for
 # the commands' default (docs/engine.md measures why); NETVLAD_ENGINE in the environment overrides it

@@ -128,6 +128,8 @@ def test_auto_picks_onnxruntime_on_cpu_and_torch_on_gpu(tmp_path):
     few = engine_module.AUTO_MIN_IMAGES - 1  # too few images to repay loading an export: torch
     assert make_runner(model, EngineConfig("auto", cache=tmp_path), images=few).name == "torch"
     assert make_runner(model, EngineConfig("onnxruntime", cache=tmp_path), images=few).name == "onnxruntime"
+    vgg = model_of("vgg16", "netvlad", "fixed")  # not measured faster through onnxruntime: auto keeps torch
+    assert make_runner(vgg, EngineConfig("auto", cache=tmp_path)).name == "torch"
 
 
 def test_gpu_with_onnxruntime_needs_the_cuda_provider(monkeypatch, tmp_path):

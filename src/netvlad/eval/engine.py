@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from netvlad.engines import ENGINES, LIBRARY_ENGINE, ONNX_EXTRA
+from netvlad.engines import AUTO_ONNX_BACKBONES, ENGINES, LIBRARY_ENGINE, ONNX_EXTRA
 from netvlad.errors import BadInputError
 from netvlad.eval.onnx_cache import ExportKey, cache_folder, cached_file, export_bytes, write_export
 from netvlad.models import PlaceModel
@@ -183,13 +183,14 @@ def make_runner(model: PlaceModel, engine: Engine = LIBRARY_ENGINE, device: torc
                 amp: str | None = "bf16", images: int | None = None) -> Runner:
     """The callable that extraction feeds image batches to (``.name`` says which engine it is); a runner already
     made for ``model`` is returned as it is (resolve once, extract many times). ``auto`` keeps torch for fewer
-    than :data:`AUTO_MIN_IMAGES` ``images``."""
+    than :data:`AUTO_MIN_IMAGES` ``images`` and for backbones outside ``AUTO_ONNX_BACKBONES`` (not measured faster)."""
     if isinstance(engine, TorchRunner | OrtRunner):
         return engine
     config = engine if isinstance(engine, EngineConfig) else EngineConfig(name=engine)
     ENGINES.get(config.name)  # an unknown name: one line listing the engines
     device = torch.device(device)
-    if config.name == "torch" or (config.name == "auto" and images is not None and images < AUTO_MIN_IMAGES):
+    if config.name == "torch" or (config.name == "auto" and (
+            (images is not None and images < AUTO_MIN_IMAGES) or model.config.backbone not in AUTO_ONNX_BACKBONES)):
         return TorchRunner(model, device, amp)
     explicit = config.name == "onnxruntime"
     try:

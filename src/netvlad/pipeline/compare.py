@@ -44,7 +44,7 @@ def compare_models(models: Mapping[str, PlaceModel], dataset: GeoDataset, radius
     results = {}
     for label, model in models.items():
         model = model.to(device).eval()
-        runner = make_runner(model, engine, device)
+        runner = make_runner(model, engine, device, images=len(paths))
         if runner.name == "torch" and frozen is None:
             frozen = compute_frozen(first, paths, DistInfo(), batch_size, workers, device, progress)
         shared = frozen if runner.name == "torch" and frozen is not None and same_frozen_stages(first, model) else None

@@ -16,7 +16,7 @@ ENGINES.add("auto", "onnxruntime on a CPU for the backbones it is measured faste
 
 # backbones whose whole pipeline onnxruntime runs faster than torch on a CPU at 1 thread, batch 1 and 16
 # (benchmarks/engine.py, docs/engine.md); auto keeps torch for the others, so it is never slower than torch
-AUTO_ONNX_BACKBONES = frozenset({"mobilenet_v2"})
+AUTO_ONNX_BACKBONES = frozenset({"mobilenet_v2", "resnet50_layer3"})
 
 LIBRARY_ENGINE = "torch"  # the library's functions: no export written unless asked for
 # the commands' default (docs/engine.md measures why); NETVLAD_ENGINE in the environment overrides it

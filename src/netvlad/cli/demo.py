@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from netvlad.cli.common import existing, number, output
+from netvlad.cli.engine_args import add_engine_arg
 from netvlad.cli.numerics_args import add_numerics_args
 from netvlad.limits import NON_NEGATIVE_INT
 from netvlad.pipeline.config import PRESETS
@@ -22,12 +23,13 @@ def run(args: argparse.Namespace) -> int:
     if args.pictures is not None:
         overrides["retrieval_queries"] = args.pictures
     config = DemoConfig.preset(args.preset, data=args.data, database=args.database, queries=args.queries,
-                               frame_tolerance=args.frame_tolerance, **overrides)
+                               frame_tolerance=args.frame_tolerance, engine=args.engine, **overrides)
     result = run_demo(config, args.out, device=pick_device(args.device), progress=not args.no_progress,
                       force=args.force)
     print(result.table)
-    print(f"seed {result.seed}, {result.threads} torch thread{'s' if result.threads != 1 else ''}, "
-          + ("deterministic kernels (the same seed and thread count give the same numbers on any x86-64 CPU)"
+    print(f"seed {result.seed}, {result.threads} torch thread{'s' if result.threads != 1 else ''}, evaluated by "
+          f"{args.engine}, "
+          + ("deterministic kernels (the same seed, thread count and engine give the same numbers on any x86-64 CPU)"
              if deterministic() else "the CPU's fastest kernels (another CPU may give other numbers)"))
     print(f"report: {result.report / 'index.md'}")
     return 0
@@ -61,4 +63,6 @@ def register(subparsers) -> None:
     parser.add_argument("--pictures", type=number(NON_NEGATIVE_INT), default=None, metavar="N",
                         help="test queries drawn in each retrieval picture (default: the preset's, 6; 0: none)")
     add_numerics_args(parser, default=True)
+    # torch by default: --deterministic pins torch's kernels; onnxruntime's own (MLAS) are chosen by the CPU
+    add_engine_arg(parser, default="torch")
     parser.set_defaults(func=run)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from netvlad.cli.common import add_device_args, add_model_args, existing, number, output
 from netvlad.cli.dataset_args import add_dataset_args
+from netvlad.cli.engine_args import add_engine_arg, engine_from_args
 from netvlad.cli.extract_args import add_cluster_images_arg
 from netvlad.eval.exporters import EXPORTERS
 from netvlad.limits import COUNT
@@ -37,7 +38,8 @@ def hloc(args: argparse.Namespace) -> int:
     written, root = write_hloc_descriptors(model, lists, args.out, names_root=args.names_root, stores=stores,
                                            overwrite=args.overwrite, skip_bad=args.skip_bad,
                                            batch_size=args.batch_size, workers=args.workers, device=device,
-                                           progress=not args.no_progress)
+                                           progress=not args.no_progress,
+                                           engine=engine_from_args(args))
     print(f"wrote global descriptors of {written} images to {args.out} (names relative to {root})")
     return 0
 
@@ -72,6 +74,7 @@ def register(subparsers) -> None:
     add_dataset_args(parser)
     add_model_args(parser)
     add_device_args(parser)
+    add_engine_arg(parser)
     parser.add_argument("--out", type=output(), required=True, help="HDF5 file (e.g. global-feats-netvlad.h5)")
     parser.add_argument("--names-root", default=None, metavar="DIR",
                         help="names are relative to this folder (default: the common parent of all images)")

@@ -75,8 +75,9 @@ def prepare_model(model, cluster_paths, args: argparse.Namespace, device, info):
 def fill_stores(model, parts, args: argparse.Namespace, device, info) -> bool:
     """Under torchrun every rank extracts its rows of ``parts`` (see
     :func:`netvlad.eval.processes.extract_on_every_rank`); True where the command goes on."""
+    from netvlad.cli.engine_args import engine_from_args
     from netvlad.eval.processes import extract_on_every_rank
 
     return extract_on_every_rank(model, parts, info, dtype=getattr(args, "dtype", "float32"), skip_bad=args.skip_bad,
                                  batch_size=args.batch_size, workers=args.workers, device=device,
-                                 progress=not args.no_progress)
+                                 progress=not args.no_progress, engine=engine_from_args(args))

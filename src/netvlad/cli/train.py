@@ -36,6 +36,7 @@ HELP = {
                           "violating_mean (official MATLAB: ÷ violating triplets in the batch)",
     "channels_last": "NHWC convolutions in training (faster on CPU; same maths, not bit for bit)",
     "whitening_dim": "fit PCA whitening to this size at the end", "epoch_queries": "cap on queries per epoch",
+    "engine": "cache refresh and validation: torch, onnxruntime (the current weights exported at each) or auto",
 }
 CHOICES = {"optimizer": OPTIMIZERS, "scheduler": SCHEDULERS}  # fields whose values are registered names
 

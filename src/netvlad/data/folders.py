@@ -13,15 +13,20 @@ from netvlad.errors import BadInputError
 
 logger = logging.getLogger(__name__)
 
+READER_OPTIONS = ("format", "split", "database", "frame_tolerance", "spacing", "image_root")
+
 
 def open_image_lists(source: Path | str, **options) -> list[ImageList]:
     """``[database, queries]`` of a dataset (``[database]`` without queries), or ``[every image]`` of a folder that is
-    no dataset, with NaN positions; ``options`` are :func:`netvlad.data.open_dataset`'s."""
+    no dataset, with NaN positions; ``options`` are :func:`netvlad.data.open_dataset`'s (given a reader option —
+    format, split, sub-folders, frame tolerance, spacing, image root — the source is meant as a dataset: no
+    fallback)."""
     try:
         dataset = open_dataset(source, **options)
     except BadInputError as error:  # DatasetError, or no format recognised
         folder = Path(source).expanduser()
-        if not folder.is_dir():
+        reading = [name for name in READER_OPTIONS if options.get(name)]
+        if not folder.is_dir() or reading:
             raise
         try:
             names = list_images(folder)

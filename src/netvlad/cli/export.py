@@ -27,7 +27,7 @@ def hloc(args: argparse.Namespace) -> int:
     if not args.overwrite:
         check_hloc_file(args.out)  # before any descriptor is computed
     device, info = start(args, args.store, "netvlad export hloc needs --store DIR")
-    lists = open_image_lists(args.dataset, **dataset_options(args))
+    lists = open_image_lists(args.dataset, positions=False, **dataset_options(args))  # hloc needs no positions
     model = prepare_model(model_from_args(args), lists[0].paths(), args, device, info)
     stores = [args.store / f"part{i}" if args.store else None for i in range(len(lists))]
     parts = [(images, store, f"part{i}") for i, (images, store) in enumerate(zip(lists, stores, strict=True))]

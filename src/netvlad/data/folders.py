@@ -16,11 +16,11 @@ logger = logging.getLogger(__name__)
 READER_OPTIONS = ("format", "split", "database", "frame_tolerance", "spacing", "image_root")
 
 
-def open_image_lists(source: Path | str, **options) -> list[ImageList]:
+def open_image_lists(source: Path | str, positions: bool = True, **options) -> list[ImageList]:
     """``[database, queries]`` of a dataset (``[database]`` without queries), or ``[every image]`` of a folder that is
     no dataset, with NaN positions; ``options`` are :func:`netvlad.data.open_dataset`'s (given a reader option —
     format, split, sub-folders, frame tolerance, spacing, image root — the source is meant as a dataset: no
-    fallback)."""
+    fallback). ``positions``: the caller uses positions, so a plain folder is worth a warning (else a note)."""
     try:
         dataset = open_dataset(source, **options)
     except BadInputError as error:  # DatasetError, or no format recognised
@@ -32,8 +32,9 @@ def open_image_lists(source: Path | str, **options) -> list[ImageList]:
             names = list_images(folder)
         except DatasetError:
             raise error from None
-        logger.warning("%s is not a geo-tagged dataset (%s); using its %d images without positions",
-                       folder, str(error).split(" (", 1)[0], len(names))
+        (logger.warning if positions else logger.info)(
+            "%s is not a geo-tagged dataset (%s); taking its %d images%s", folder, str(error).split(" (", 1)[0],
+            len(names), " without positions" if positions else "")
         import numpy as np
 
         return [ImageList(folder, tuple(names), np.full((len(names), 2), np.nan))]

@@ -13,27 +13,27 @@ from netvlad.errors import BadInputError
 
 logger = logging.getLogger(__name__)
 
-
-# Reader options that say the folder is meant as a dataset: with any of them, no plain-folder fallback.
-READER_OPTIONS = ("format", "split", "database", "queries", "frame_tolerance", "spacing", "image_root")
+READER_OPTIONS = ("format", "split", "database", "frame_tolerance", "spacing", "image_root")
 
 
 def open_image_lists(source: Path | str, positions: bool = True, **options) -> list[ImageList]:
     """``[database, queries]`` of a dataset (``[database]`` without queries), or ``[every image]`` of a folder that is
-    no dataset, with NaN positions (a warning says so when the caller uses ``positions``); ``options`` are
-    :func:`netvlad.data.open_dataset`'s. A folder given reader options is a dataset: its error is raised."""
+    no dataset, with NaN positions; ``options`` are :func:`netvlad.data.open_dataset`'s (given a reader option —
+    format, split, sub-folders, frame tolerance, spacing, image root — the source is meant as a dataset: no
+    fallback). ``positions``: the caller uses positions, so a plain folder is worth a warning (else a note)."""
     try:
         dataset = open_dataset(source, **options)
     except BadInputError as error:  # DatasetError, or no format recognised
         folder = Path(source).expanduser()
-        if not folder.is_dir() or any(options.get(name) is not None for name in READER_OPTIONS):
+        reading = [name for name in READER_OPTIONS if options.get(name)]
+        if not folder.is_dir() or reading:
             raise
         try:
             names = list_images(folder)
         except DatasetError:
             raise error from None
         (logger.warning if positions else logger.info)(
-            "%s is not a geo-tagged dataset (%s); using its %d images%s", folder, str(error).split(" (", 1)[0],
+            "%s is not a geo-tagged dataset (%s); taking its %d images%s", folder, str(error).split(" (", 1)[0],
             len(names), " without positions" if positions else "")
         import numpy as np
 

@@ -93,3 +93,14 @@ def from_names(names: Sequence[str]) -> SequenceOrder | None:
     if not names or any(f is None for f in frames):
         return None
     return SequenceOrder.from_keys([n.rsplit("/", 1)[0] if "/" in n else "" for n in names], frames)
+
+
+def frame_steps(numbers: Sequence[int] | np.ndarray) -> np.ndarray:
+    """Recorded frame numbers in units of their usual step (the gcd of the steps between sorted numbers), from 0:
+    Nordland's ``00010, 00020, …`` -> ``0, 1, …``; a missing frame stays a gap."""
+    numbers = np.asarray(numbers, np.int64).reshape(-1)
+    if not len(numbers):
+        return numbers
+    steps = np.diff(np.unique(numbers))
+    step = int(np.gcd.reduce(steps)) if len(steps) else 1
+    return (numbers - numbers.min()) // max(step, 1)

@@ -3,6 +3,8 @@ known answer, sequence boundaries and velocity cases, and the online matcher aga
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -38,11 +40,16 @@ def test_shortlist_scores_equal_full_matrix(n, m, length, radius, centred, two_d
     db_order = SequenceOrder(db_seq, np.arange(n), ("a", "b"))
     q_frames = np.arange(n)
     q_seq = (np.arange(n) >= n // 3).astype(np.int64)  # two query sequences
-    config = SequenceConfig(length=length, contrast_radius=radius, centred=centred, shortlist=m)
+    config = SequenceConfig(length=length, contrast_radius=radius, centred=centred, shortlist=m, propagate=0)
     shortlist = exact_shortlist(queries, database, m)
-    got = seqslam_rank(queries, database, SequenceOrder(q_seq, q_frames, ("x", "y")), db_order, shortlist, config)
+    q_order = SequenceOrder(q_seq, q_frames, ("x", "y"))
+    got = seqslam_rank(queries, database, q_order, db_order, shortlist, config)
     ref = full_scores(queries, database, q_seq, q_frames, db_seq, np.arange(n), length, config.velocities, radius,
                       centred)
+    wide = seqslam_rank(queries, database, q_order, db_order, shortlist, dataclasses.replace(config, propagate=3))
+    for q in range(n):  # with propagated candidates: still the reference's scores, best first, never worse
+        np.testing.assert_allclose(wide.scores[q], ref[q, wide.ranked[q]], rtol=1e-5, atol=1e-5)
+        assert (np.diff(wide.scores[q]) >= 0).all() and wide.scores[q, 0] <= got.scores[q, 0] + 1e-9
     for q in range(n):
         np.testing.assert_allclose(got.scores[q], ref[q, got.ranked[q]], rtol=1e-5, atol=1e-5)
         expected = shortlist[q][np.argsort(ref[q, shortlist[q]], kind="stable")]
@@ -99,7 +106,7 @@ def test_trajectories_never_cross_a_database_boundary():
     sequence only, so its length counts the points that stay inside."""
     database, queries = route(20, 8, seed=4)
     db_order = SequenceOrder(np.repeat([0, 1], 10), np.tile(np.arange(10), 2), ("a", "b"))
-    config = SequenceConfig(length=4, velocities=(1.0,), contrast_radius=1)
+    config = SequenceConfig(length=4, velocities=(1.0,), contrast_radius=1, propagate=0)
     matcher = OnlineSeqSLAM(database, db_order, config)
     for q in range(4):
         match = matcher.push(queries[q], np.array([10, 13]))

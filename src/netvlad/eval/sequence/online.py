@@ -12,7 +12,7 @@ import numpy as np
 from netvlad.data.sequences import SequenceOrder
 from netvlad.eval.sequence.config import DEFAULT, SequenceConfig
 from netvlad.eval.sequence.layout import DatabaseLayout
-from netvlad.eval.sequence.seqslam import rank_shortlist, score_candidates
+from netvlad.eval.sequence.seqslam import propagated, rank_shortlist, score_candidates
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class OnlineSeqSLAM:
             raise ValueError("OnlineSeqSLAM is causal: it cannot see future frames; use seqslam_rank for centred")
         self.database, self.config = database, config
         self.layout = DatabaseLayout.from_order(database_order, len(database))
-        self.history: deque[tuple[np.ndarray, int]] = deque(maxlen=config.length)
+        self.history: deque[tuple[np.ndarray, int, np.ndarray]] = deque(maxlen=config.length)
 
     def reset(self) -> None:
         """Forget the query frames seen so far (a new query sequence starts)."""
@@ -59,20 +59,23 @@ class OnlineSeqSLAM:
 
     def push(self, descriptor: np.ndarray, candidates: np.ndarray, frame: int | None = None) -> SequenceMatch:
         """Add the current query frame (D,) with its shortlist ``candidates`` (M,) database indices (-1 ignored)
-        and frame number (None: the previous one + 1); return its candidates re-ranked."""
+        and frame number (None: the previous one + 1); return the best M (M = len(candidates)) of its candidates
+        and the top ``config.propagate`` of the earlier frames' shortlists carried along the trajectory."""
         descriptor = np.asarray(descriptor, np.float32).reshape(-1)
         if descriptor.shape[0] != self.database.shape[1]:
             raise ValueError(f"query descriptor has {descriptor.shape[0]} dimensions, the database "
                              f"{self.database.shape[1]}")
         if frame is None:
             frame = self.history[-1][1] + 1 if self.history else 0
-        self.history.append((descriptor, int(frame)))
-        frames = np.array([f for _, f in self.history], np.int64)
-        window = np.stack([d for d, _ in self.history])
-        candidates = np.asarray(candidates, np.int64).reshape(-1)
-        candidates = candidates[candidates >= 0]
-        scores, _ = score_candidates(window, frames - frames[-1], candidates, self.database, self.layout,
-                                     self.config)
+        own = np.asarray(candidates, np.int64).reshape(-1)
+        self.history.append((descriptor, int(frame), own))
+        frames = np.array([f for _, f, _ in self.history], np.int64)
+        window = np.stack([d for d, _, _ in self.history])
+        offsets = frames - frames[-1]
+        earlier = [c for _, _, c in self.history][:-1]
+        candidates = propagated([own, *earlier], np.concatenate([[0], offsets[:-1]]), self.layout, self.config)
+        scores, _ = score_candidates(window, offsets, candidates, self.database, self.layout, self.config)
         ids, scores = rank_shortlist(candidates, scores)
+        ids, scores = ids[:len(own)], scores[:len(own)]  # as many as the shortlist given
         return SequenceMatch(ids, scores, len(frames), len(frames) < self.config.length,
                              bool((np.diff(frames) != 1).any()))

@@ -69,6 +69,27 @@ def score_candidates(window: np.ndarray, offsets: np.ndarray, candidates: np.nda
     return scores[rows, best], lengths[rows, best]
 
 
+def propagated(shortlists: list[np.ndarray], offsets: np.ndarray, layout: DatabaseLayout,
+               config: SequenceConfig) -> np.ndarray:
+    """Candidate end frames (≤ M + (K−1)·P,) for the current query frame: its own shortlist (first entry of
+    ``shortlists``, at offset 0) and the top ``config.propagate`` of each other window frame's shortlist moved
+    along the trajectory at the median velocity (``round(−v · offset)`` database frames, inside their sequence).
+    Then a true match missing from the current frame's shortlist is still scored when its neighbours found it."""
+    own = np.asarray(shortlists[0], np.int64)
+    parts = [own[own >= 0]]
+    if config.propagate:
+        velocity = float(np.median(config.velocities))
+        for ids, offset in zip(shortlists[1:], offsets[1:], strict=True):
+            ids = np.asarray(ids, np.int64)[:config.propagate]
+            ids = ids[ids >= 0]
+            moved = layout.position[ids] - int(np.rint(velocity * offset))
+            inside = (moved >= layout.start[ids]) & (moved < layout.stop[ids])
+            parts.append(layout.order[moved[inside]])
+    merged = np.concatenate(parts)
+    _, first = np.unique(merged, return_index=True)
+    return merged[np.sort(first)]  # own shortlist first, in its order (ties keep it)
+
+
 @dataclass(frozen=True)
 class SequenceRanking:
     """Per query: ``ranked`` (Q, M) database indices best first (-1 padding), ``scores`` (Q, M) trajectory scores
@@ -112,10 +133,15 @@ def seqslam_rank(queries: np.ndarray, database: np.ndarray, query_order: Sequenc
     shortened, gaps = np.zeros(len(queries), bool), np.zeros(len(queries), bool)
     for window in query_windows(query_order, config.before, config.after):
         q = window.index
-        known = shortlist[q][shortlist[q] >= 0]
+        here = int(np.flatnonzero(window.members == q)[0])
+        others = [i for i in range(len(window.members)) if i != here]
+        known = propagated([shortlist[q]] + [shortlist[window.members[i]] for i in others],
+                           np.concatenate([[0], window.offsets[others]]), layout, config)
         rows = read_rows(queries, window.members)
         score, _ = score_candidates(rows, window.offsets, known, database, layout, config)
-        ranked[q, :len(known)], scores[q, :len(known)] = rank_shortlist(known, score)
+        best, best_scores = rank_shortlist(known, score)
+        width = min(len(best), shortlist.shape[1])
+        ranked[q, :width], scores[q, :width] = best[:width], best_scores[:width]
         lengths[q] = len(window.members)
         shortened[q], gaps[q] = window.shortened, window.gap
     return SequenceRanking(ranked, scores, lengths, shortened, gaps)

@@ -34,6 +34,9 @@ def add_sequence_args(parser: argparse.ArgumentParser) -> None:
                        help="centre each window on its query frame (offline; default causal: the L-1 frames before)")
     group.add_argument("--shortlist", type=number(COUNT), default=DEFAULT.shortlist, metavar="M",
                        help=f"database frames scored per query frame (default {DEFAULT.shortlist})")
+    group.add_argument("--propagate", type=number(NON_NEGATIVE_INT), default=DEFAULT.propagate, metavar="P",
+                       help="also score the top P of each earlier window frame's shortlist, carried along the "
+                            f"trajectory (0: the current frame's shortlist only; default {DEFAULT.propagate})")
     group.add_argument("--velocities", type=parse_velocities, default=DEFAULT.velocities, metavar="V,V,...",
                        help="database frames per query frame tried by trajectories (default "
                             + ",".join(f"{v:g}" for v in DEFAULT.velocities) + ")")
@@ -60,14 +63,15 @@ def sequence_config_from_args(args: argparse.Namespace):
         raise BadInputError(f"--sequence-model is a SeqNet; add --sequence-method seqnet (not "
                             f"{args.sequence_method})")
     return SequenceConfig(length=args.sequence, velocities=args.velocities, contrast_radius=args.contrast_radius,
-                          shortlist=args.shortlist, centred=args.centred)
+                          shortlist=args.shortlist, centred=args.centred, propagate=args.propagate)
 
 
 def encoder_from_args(args: argparse.Namespace, config, descriptor_dim: int):
     """The SeqNet encoder of ``--sequence-model`` (checked against the descriptors' dim and L), or None."""
     if args.sequence_model is None:
         return None
-    from netvlad.models.seqnet import load_seqnet, seqnet_encoder
+    from netvlad.eval.sequence.seqnet import seqnet_encoder
+    from netvlad.models.seqnet import load_seqnet
 
     model = load_seqnet(args.sequence_model, descriptor_dim=descriptor_dim, length=config.length)
     return seqnet_encoder(model)

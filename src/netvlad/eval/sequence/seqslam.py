@@ -6,6 +6,7 @@ are computed, so work is O(M · L · (V + W)) descriptor distances per query fra
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,22 +21,60 @@ logger = logging.getLogger(__name__)
 EPS = 1e-6  # floor of the window's standard deviation, so a flat window normalises to 0, not ∞
 
 
+def _distances(query: np.ndarray, positions: np.ndarray, database: np.ndarray, layout: DatabaseLayout) -> np.ndarray:
+    """Euclidean distances (P,) of ``query`` (D,) to the database frames at layout ``positions`` (P,)."""
+    rows = read_rows(database, layout.order[positions])
+    return np.sqrt(np.maximum(((rows - query[None, :].astype(np.float32)) ** 2).sum(axis=1), 0.0))
+
+
+class DistanceCache:
+    """Distances already computed from recent query frames to database layout positions (one sorted table per
+    frame, the ``keep`` most recently used frames kept): consecutive windows share L−1 query frames, so each
+    (query frame, database frame) distance is computed once."""
+
+    def __init__(self, keep: int) -> None:
+        self.keep = keep
+        self.tables: OrderedDict[object, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+
+    def lookup(self, key, query: np.ndarray, positions: np.ndarray, database: np.ndarray,
+               layout: DatabaseLayout) -> np.ndarray:
+        """Distances (P,) of query frame ``key`` (descriptor ``query``) to sorted unique ``positions`` (P,)."""
+        known, values = self.tables.pop(key, (np.zeros(0, np.int64), np.zeros(0)))
+        at = np.minimum(np.searchsorted(known, positions), max(len(known) - 1, 0))
+        hit = (known[at] == positions) if len(known) else np.zeros(len(positions), bool)
+        out = np.empty(len(positions))
+        out[hit] = values[at[hit]]
+        if not hit.all():
+            out[~hit] = _distances(query, positions[~hit], database, layout)
+            merged = np.concatenate([known, positions[~hit]])
+            order = np.argsort(merged, kind="stable")
+            known, values = merged[order], np.concatenate([values, out[~hit]])[order]
+        self.tables[key] = (known, values)
+        while len(self.tables) > self.keep:
+            self.tables.popitem(last=False)
+        return out
+
+
 def _window_distances(query: np.ndarray, positions: np.ndarray, mask: np.ndarray, database: np.ndarray,
-                      layout: DatabaseLayout) -> np.ndarray:
+                      layout: DatabaseLayout, cache: DistanceCache | None = None, key=None) -> np.ndarray:
     """Euclidean distances of ``query`` (D,) to the database frames at layout ``positions`` (any shape) where
-    ``mask``; NaN elsewhere. Each distinct frame is read and computed once."""
+    ``mask``; NaN elsewhere. Each distinct frame is read and computed once (and, with a ``cache``, once per query
+    frame ``key`` across calls)."""
     out = np.full(positions.shape, np.nan, dtype=np.float64)
     if not mask.any():
         return out
     unique, inverse = np.unique(positions[mask], return_inverse=True)
-    rows = read_rows(database, layout.order[unique])
-    distances = np.sqrt(np.maximum(((rows - query[None, :].astype(np.float32)) ** 2).sum(axis=1), 0.0))
+    if cache is None:
+        distances = _distances(query, unique, database, layout)
+    else:
+        distances = cache.lookup(key, query, unique, database, layout)
     out[mask] = distances[inverse.reshape(-1)]
     return out
 
 
 def score_candidates(window: np.ndarray, offsets: np.ndarray, candidates: np.ndarray, database: np.ndarray,
-                     layout: DatabaseLayout, config: SequenceConfig) -> tuple[np.ndarray, np.ndarray]:
+                     layout: DatabaseLayout, config: SequenceConfig, cache: DistanceCache | None = None,
+                     keys=None) -> tuple[np.ndarray, np.ndarray]:
     """Trajectory scores (M,) (mean normalised distance, lower is better) and trajectory lengths (M,) in query
     frames for database ``candidates`` (M,) as the match of the query frame at offset 0.
 
@@ -56,7 +95,8 @@ def score_candidates(window: np.ndarray, offsets: np.ndarray, candidates: np.nda
     for k in range(len(offsets)):
         spots = points[:, :, k, None] + radius  # (M, V, W)
         inside = valid[:, :, k, None] & (spots >= lo[:, None, None]) & (spots < hi[:, None, None])
-        values = _window_distances(np.asarray(window[k]), spots, inside, database, layout)
+        values = _window_distances(np.asarray(window[k]), spots, inside, database, layout, cache,
+                                   None if keys is None else keys[k])
         count = np.maximum(inside.sum(axis=2), 1)
         mean = np.where(inside, values, 0.0).sum(axis=2) / count
         var = np.where(inside, (values - mean[..., None]) ** 2, 0.0).sum(axis=2) / count
@@ -88,6 +128,12 @@ def propagated(shortlists: list[np.ndarray], offsets: np.ndarray, layout: Databa
     merged = np.concatenate(parts)
     _, first = np.unique(merged, return_index=True)
     return merged[np.sort(first)]  # own shortlist first, in its order (ties keep it)
+
+
+def query_windows_in_order(order: SequenceOrder, config: SequenceConfig):
+    """The query windows sequence by sequence in frame order (so the distance cache's recent frames are reused)."""
+    windows = query_windows(order, config.before, config.after)
+    return [windows[int(i)] for members in order.members() for i in members]
 
 
 @dataclass(frozen=True)
@@ -131,14 +177,16 @@ def seqslam_rank(queries: np.ndarray, database: np.ndarray, query_order: Sequenc
     scores = np.full(shortlist.shape, np.inf)
     lengths = np.zeros(len(queries), np.int64)
     shortened, gaps = np.zeros(len(queries), bool), np.zeros(len(queries), bool)
-    for window in query_windows(query_order, config.before, config.after):
+    cache = DistanceCache(keep=config.length + 1)
+    for window in query_windows_in_order(query_order, config):
         q = window.index
         here = int(np.flatnonzero(window.members == q)[0])
         others = [i for i in range(len(window.members)) if i != here]
         known = propagated([shortlist[q]] + [shortlist[window.members[i]] for i in others],
                            np.concatenate([[0], window.offsets[others]]), layout, config)
         rows = read_rows(queries, window.members)
-        score, _ = score_candidates(rows, window.offsets, known, database, layout, config)
+        score, _ = score_candidates(rows, window.offsets, known, database, layout, config, cache,
+                                    window.members.tolist())
         best, best_scores = rank_shortlist(known, score)
         width = min(len(best), shortlist.shape[1])
         ranked[q, :width], scores[q, :width] = best[:width], best_scores[:width]

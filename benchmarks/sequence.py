@@ -98,8 +98,11 @@ def table_rows(name, dataset, db, q, quick, encoder) -> list[dict]:
 def nordland(args, model, work: Path) -> list[dict]:
     """Nordland val (last 400 places), with a SeqNet trained on the first 2,000."""
     data = open_dataset(DATA / "nordland", database="summer", queries="winter")
-    db, q = descriptors(model, data, work / "nordland")
     train, val = data.split_by_frames(400)
+    if "seqnet" in args.skip:  # only the validation places are described
+        db, q = descriptors(model, val, work / "nordland-val")
+        return table_rows("nordland val", val, np.asarray(db), np.asarray(q), args.quick, None)
+    db, q = descriptors(model, data, work / "nordland")
     cut = len(train.database)
     start = time.perf_counter()
     config = SeqNetTraining(length=10, output_dim=256 if args.quick else 512, epochs=3 if args.quick else 8,
@@ -175,7 +178,9 @@ def main() -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000], help="database frames")
     parser.add_argument("--dim", type=int, default=None, help="scale descriptors' dim (default 4096; quick 256)")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--skip", nargs="*", default=[], choices=("nordland", "gardens", "city", "scale"))
+    parser.add_argument("--skip", nargs="*", default=[], choices=("nordland", "gardens", "city", "scale", "seqnet"),
+                        help="steps to leave out (seqnet: no SeqNet, so only Nordland's validation places are "
+                             "described)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     torch.set_num_threads(args.threads)

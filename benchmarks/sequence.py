@@ -41,6 +41,7 @@ from netvlad.eval.sequence.evaluate import sequence_ranking  # noqa: E402
 from netvlad.eval.sequence.seqnet import seqnet_encoder  # noqa: E402
 from netvlad.eval.sequence.seqslam import seqslam_rank  # noqa: E402
 from netvlad.models import ModelConfig, PlaceModel, load  # noqa: E402
+from netvlad.models.seqnet import save_seqnet  # noqa: E402
 from netvlad.train.seqnet import SeqNetTraining, train_seqnet  # noqa: E402
 
 logger = logging.getLogger("sequence")
@@ -109,6 +110,7 @@ def nordland(args, model, work: Path) -> list[dict]:
                             epoch_queries=1000 if args.quick else 2000)
     seqnet, log = train_seqnet(np.asarray(db[:cut]), np.asarray(q[:cut]), train, config)
     logger.info("SeqNet trained in %.0f s: %s", time.perf_counter() - start, log)
+    save_seqnet(seqnet, work / "seqnet.safetensors", {"log": log})  # for `netvlad evaluate --sequence-model`
     return table_rows("nordland val", val, np.asarray(db[cut:]), np.asarray(q[cut:]), args.quick,
                       seqnet_encoder(seqnet))
 

@@ -37,6 +37,6 @@ def full_scores(queries, database, q_seq, q_frames, db_seq, db_frames, length, v
                         x = p + int(np.rint(v * (q_frames[i2] - q_frames[i])))
                         if 0 <= x < len(db_lists[s]):
                             values.append(normalised[i2, db_lists[s][x]])
-                    best = min(best, np.mean(values))
+                    best = min(best, np.sum(values) / len(window))  # points outside the database count 0
                 scores[i, j] = best
     return scores

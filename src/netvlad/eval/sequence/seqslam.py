@@ -75,8 +75,9 @@ def _window_distances(query: np.ndarray, positions: np.ndarray, mask: np.ndarray
 def score_candidates(window: np.ndarray, offsets: np.ndarray, candidates: np.ndarray, database: np.ndarray,
                      layout: DatabaseLayout, config: SequenceConfig, cache: DistanceCache | None = None,
                      keys=None) -> tuple[np.ndarray, np.ndarray]:
-    """Trajectory scores (M,) (mean normalised distance, lower is better) and trajectory lengths (M,) in query
-    frames for database ``candidates`` (M,) as the match of the query frame at offset 0.
+    """Trajectory scores (M,) (normalised distance summed over the trajectory's points inside the database sequence,
+    divided by the K query frames; lower is better) and trajectory lengths (M,) in points inside for database
+    ``candidates`` (M,) as the match of the query frame at offset 0.
 
     ``window`` (K, D): the query descriptors of the window; ``offsets`` (K,): their frame numbers relative to the
     current frame. A trajectory at velocity v visits database frame ``position + round(v · offset)`` for each query
@@ -103,7 +104,9 @@ def score_candidates(window: np.ndarray, offsets: np.ndarray, candidates: np.nda
         normalised = (values[..., config.contrast_radius] - mean) / (np.sqrt(var) + EPS)
         total += np.where(valid[:, :, k], normalised, 0.0)
     lengths = valid.sum(axis=2)
-    scores = total / np.maximum(lengths, 1)
+    # a point outside the database sequence counts as 0 (an average normalised distance): a trajectory cut short by
+    # the sequence's start must not win on fewer, luckier points
+    scores = total / max(len(offsets), 1)
     best = scores.argmin(axis=1) if len(candidates) else np.zeros(0, np.int64)
     rows = np.arange(len(candidates))
     return scores[rows, best], lengths[rows, best]

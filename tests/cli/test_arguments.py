@@ -19,7 +19,8 @@ from tests.conftest import REPO
 # argument must refuse 0. No numeric argument accepts a negative number or text.
 ZERO_ALLOWED = {"--workers", "--seed", "--sample", "--frame-tolerance", "--val-places", "--train-from",
                 "--cache-memmap-mb", "--weight-decay", "--momentum", "--rerank", "--pictures",
-                "--min-positive-distance"}
+                "--min-positive-distance", "--propagate",
+                "--contrast-radius"}
 
 
 def _command(parser: argparse.ArgumentParser) -> list[str]:

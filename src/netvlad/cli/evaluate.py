@@ -22,7 +22,9 @@ from netvlad.cli.search_args import (  # noqa: F401 - also importable from here,
     max_memory_from_args,
     parse_ns,
 )
+from netvlad.cli.sequence_args import add_sequence_args, sequence_config_from_args
 from netvlad.constants import EVAL_RADIUS_M
+from netvlad.errors import BadInputError
 from netvlad.limits import POSITIVE
 
 logger = logging.getLogger(__name__)
@@ -36,12 +38,16 @@ def run(args: argparse.Namespace) -> int:
     from netvlad.cli.extract_args import fill_stores, prepare_model, start
     from netvlad.data.conditions import query_conditions
     from netvlad.eval import protocol_eval
-    from netvlad.eval.report import condition_recall, condition_table, write_report
+    from netvlad.eval.report import condition_recall, condition_table
     from netvlad.eval.retrieval import evaluate
     from netvlad.protocols import get_protocol
 
     device, info = start(args, args.store, "netvlad evaluate needs --store DIR")
+    sequence = sequence_config_from_args(args)
     protocol = get_protocol(args.protocol) if args.protocol else None
+    if sequence is not None and protocol is not None:
+        raise BadInputError(f"--sequence with --protocol is not supported; drop --protocol {protocol.name} and "
+                            "name the folders and tolerance yourself")
     if protocol:
         check_protocol_args(args, protocol)
         dataset = protocol_eval.open_for_protocol(args.dataset, protocol, image_root=args.image_root,
@@ -64,9 +70,13 @@ def run(args: argparse.Namespace) -> int:
                   progress=not args.no_progress, store_dir=args.store, skip_bad=args.skip_bad, dtype=args.dtype,
                   index_config=index_config_from_args(args, device),
                   max_memory=max_memory_from_args(args), engine=engine)
+    sequence_result = None
     if protocol:
         protocol_run = protocol_eval.evaluate_protocol(model, dataset, protocol, **common)
         result, dataset = protocol_run.result, protocol_run.dataset
+    elif sequence is not None:
+        protocol_run = None
+        result, sequence_result = run_sequences(args, model, dataset, sequence, common)
     else:
         protocol_run = None
         result = evaluate(model, dataset, radius=EVAL_RADIUS_M if args.radius is None else args.radius,
@@ -74,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     label = model_label(args, model)
     print(f"{label}: {result.num_queries} queries, {result.num_database} database images, "
           f"{result.descriptor_dim}-D descriptors" + (f", protocol {protocol.name}" if protocol else ""))
-    print(result.table())
+    print(result.table() if sequence_result is None else sequence_result.table(result))
     if protocol_run and protocol_run.per_group:
         print(group_table(protocol_run.per_group, protocol.group_by or "group"))
     conditions = query_conditions(dataset)
@@ -82,13 +92,41 @@ def run(args: argparse.Namespace) -> int:
     if by_condition and len(by_condition) > 1:
         print(condition_table(by_condition))
     if args.output:
-        sizes = protocol_eval.image_sizes(dataset, model.config.preprocessing)
-        extra = {"dataset": dataset.name, "engine": engine.name}
-        extra |= protocol_run.report(sizes) if protocol_run else {"image_sizes": sizes}
-        written = write_report(result, dataset, args.output, label, extra, conditions, pictures=args.pictures,
-                               radius=args.radius)
-        print("wrote " + ", ".join(str(p) for p in written))
+        write_outputs(args, result, dataset, model, label, engine.name, protocol_run, conditions, sequence_result)
     return 0
+
+
+def write_outputs(args: argparse.Namespace, result, dataset, model, label: str, engine: str, protocol_run,
+                  conditions, sequence_result) -> None:
+    """``--output``: the JSON summary, per-query CSV (with the sequence columns under ``--sequence``) and pictures."""
+    from netvlad.eval import protocol_eval
+    from netvlad.eval.report import report_paths, write_report
+
+    sizes = protocol_eval.image_sizes(dataset, model.config.preprocessing)
+    extra = {"dataset": dataset.name, "engine": engine}
+    extra |= protocol_run.report(sizes) if protocol_run else {"image_sizes": sizes}
+    if sequence_result is not None:
+        extra["sequence_recall"] = sequence_result.summary()
+    written = write_report(result, dataset, args.output, label, extra, conditions, pictures=args.pictures,
+                           radius=args.radius)
+    if sequence_result is not None:
+        from netvlad.eval.sequence.evaluate import add_sequence_columns
+
+        add_sequence_columns(report_paths(args.output)["csv"], sequence_result, dataset.database)
+    print("wrote " + ", ".join(str(p) for p in written))
+
+
+def run_sequences(args: argparse.Namespace, model, dataset, sequence, common: dict):
+    """Single-frame and sequence results (``--sequence``) over descriptors extracted once."""
+    from netvlad.cli.sequence_args import encoder_from_args
+    from netvlad.eval.sequence.evaluate import evaluate_sequences
+
+    encoder = encoder_from_args(args, sequence, model.output_dim)
+    extract = {k: common[k] for k in ("batch_size", "workers", "device", "progress", "skip_bad", "dtype", "engine")}
+    return evaluate_sequences(model, dataset, sequence, args.sequence_method, encoder=encoder,
+                              radius=EVAL_RADIUS_M if args.radius is None else args.radius, ns=common["ns"],
+                              store_dir=common["store_dir"], index_config=common["index_config"],
+                              max_memory=common["max_memory"], **extract)
 
 
 def register(subparsers) -> None:
@@ -106,6 +144,7 @@ def register(subparsers) -> None:
     add_index_args(parser)
     group = parser.add_argument_group("evaluation")
     add_protocol_args(group)
+    add_sequence_args(parser)
     group.add_argument("--radius", type=number(POSITIVE), default=None,
                        help=f"metres within which a database image is correct (default {EVAL_RADIUS_M:g})")
     group.add_argument("--recall", type=parse_ns, default=(1, 5, 10, 20), help="N values, e.g. 1,5,10,20")

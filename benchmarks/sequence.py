@@ -1,0 +1,208 @@
+"""Sequence matching side by side in one run: single frame vs SeqSLAM-style (L = 5, 10, 20, causal and centred) vs
+Delta vs SeqNet (HVPR: SeqNet shortlist, SeqSLAM re-rank) on Nordland validation (the last 400 places, winter
+queries against summer), Gardens Point day_left → day_right (±2 frames) and the generated city; then the added time
+per query and the peak memory of SeqSLAM-style matching over a shortlist at 10⁴ and 10⁵ database frames
+(descriptor-only: generated routes, like ``benchmarks/scale.py``).
+
+Descriptors come from ``--model CKPT`` (e.g. the Nordland recipe's ``best.safetensors``) or, without it, an
+off-the-shelf MobileNetV2 + GeM; they are kept in ``--work/<dataset>`` stores and reused by later runs. SeqNet is
+trained on the Nordland training places (the first 2,000) from the same descriptors.
+
+    python benchmarks/sequence.py [--quick] [--model runs/nordland/best.safetensors] [--work /tmp/seq-bench]
+                                  [--sizes 10000 100000] [--dim 4096] [--threads 1]
+
+``--quick``: Nordland and Gardens Point only at L = 10 (causal, centred), Delta and SeqNet at L = 10, the city
+skipped, scale at dim 256 with 200 query frames; minutes on a shared 2-core machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import resource
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from netvlad.data import open_dataset  # noqa: E402
+from netvlad.data.sequences import SequenceOrder  # noqa: E402
+from netvlad.eval.retrieval import describe, evaluate_descriptors  # noqa: E402
+from netvlad.eval.search import exact_search  # noqa: E402
+from netvlad.eval.sequence.config import SequenceConfig  # noqa: E402
+from netvlad.eval.sequence.evaluate import sequence_ranking  # noqa: E402
+from netvlad.eval.sequence.seqnet import seqnet_encoder  # noqa: E402
+from netvlad.eval.sequence.seqslam import seqslam_rank  # noqa: E402
+from netvlad.models import ModelConfig, PlaceModel, load  # noqa: E402
+from netvlad.models.seqnet import save_seqnet  # noqa: E402
+from netvlad.train.seqnet import SeqNetTraining, train_seqnet  # noqa: E402
+
+logger = logging.getLogger("sequence")
+DATA = REPO.parent / "shared" / "data"
+NS = (1, 5, 10)
+
+
+def model_from(args):
+    """The checkpoint, or MobileNetV2 + GeM off the shelf (Nordland's 128×256 input)."""
+    if args.model:
+        return load(args.model), Path(args.model).name
+    import dataclasses
+
+    config = ModelConfig(backbone="mobilenet_v2", pool="gem")  # as `netvlad evaluate --pool gem --resize fixed`
+    config = dataclasses.replace(config, preprocessing=dataclasses.replace(config.preprocessing, resize="fixed",
+                                                                           size=(128, 256)))
+    return PlaceModel(config).eval(), "mobilenet_v2+gem (off-the-shelf, 128×256)"
+
+
+def descriptors(model, dataset, store: Path):
+    """(db, queries) descriptors of ``dataset`` kept in ``store``."""
+    db, _, _ = describe(model, dataset.database, store / "database", batch_size=16)
+    q, _, _ = describe(model, dataset.queries, store / "queries", batch_size=16)
+    return db, q
+
+
+def methods(quick: bool) -> list[tuple[str, SequenceConfig]]:
+    """The rows of the table: (method, config)."""
+    lengths = (10,) if quick else (5, 10, 20)
+    rows = [("seqslam", SequenceConfig(length=n, centred=c)) for n in lengths for c in (False, True)]
+    return rows + [("delta", SequenceConfig(length=10)), ("seqnet", SequenceConfig(length=10))]
+
+
+def table_rows(name, dataset, db, q, quick, encoder) -> list[dict]:
+    """Single frame and every method on one dataset, timed."""
+    single = evaluate_descriptors(db, q, dataset.positives(), NS, k=50)
+    rows = [{"dataset": name, "method": "single frame", "L": 1, "mode": "-", "recall": single.recall,
+             "ms_per_query": None}]
+    for method, config in methods(quick):
+        if method == "seqnet" and encoder is None:
+            continue
+        longest = max(len(m) for m in dataset.queries.sequence.members())
+        if config.length > longest:
+            continue
+        start = time.perf_counter()
+        result = sequence_ranking(method, db, q, dataset, single, config, NS, encoder=encoder)
+        ms = 1000 * (time.perf_counter() - start) / len(q)
+        rows.append({"dataset": name, "method": method, "L": config.length, "mode": config.mode,
+                     "recall": result.recall, "ms_per_query": ms,
+                     "shortened": result.summary()["shortened_windows"]})
+        logger.info("%s %s: %s (%.1f ms/query)", name, result.label, result.recall, ms)
+    return rows
+
+
+def nordland(args, model, work: Path) -> list[dict]:
+    """Nordland val (last 400 places), with a SeqNet trained on the first 2,000."""
+    data = open_dataset(DATA / "nordland", database="summer", queries="winter")
+    train, val = data.split_by_frames(400)
+    if "seqnet" in args.skip:  # only the validation places are described
+        db, q = descriptors(model, val, work / "nordland-val")
+        return table_rows("nordland val", val, np.asarray(db), np.asarray(q), args.quick, None)
+    db, q = descriptors(model, data, work / "nordland")
+    cut = len(train.database)
+    start = time.perf_counter()
+    config = SeqNetTraining(length=10, output_dim=256 if args.quick else 512, epochs=3 if args.quick else 8,
+                            epoch_queries=1000 if args.quick else 2000)
+    seqnet, log = train_seqnet(np.asarray(db[:cut]), np.asarray(q[:cut]), train, config)
+    logger.info("SeqNet trained in %.0f s: %s", time.perf_counter() - start, log)
+    save_seqnet(seqnet, work / "seqnet.safetensors", {"log": log})  # for `netvlad evaluate --sequence-model`
+    return table_rows("nordland val", val, np.asarray(db[cut:]), np.asarray(q[cut:]), args.quick,
+                      seqnet_encoder(seqnet))
+
+
+def gardens_point(args, model, work: Path) -> list[dict]:
+    """Gardens Point day_left → day_right, ±2 frames (no SeqNet: 200 frames are too few to train one)."""
+    data = open_dataset(DATA / "gardens_point", database="day_left", queries="day_right", frame_tolerance=2)
+    db, q = descriptors(model, data, work / "gardens_point")
+    return table_rows("gardens point", data, np.asarray(db), np.asarray(q), args.quick, None)
+
+
+def city(args, model, work: Path) -> list[dict]:
+    """The generated city (small preset, test split): street drives as sequences, queries sampled with gaps."""
+    from netvlad.data.synthetic import CityConfig, generate_city
+
+    root = generate_city(CityConfig.preset("small"), work / "city", workers=1)
+    data = open_dataset(root, split="test")
+    db, q = descriptors(model, data, work / "city-store")
+    return table_rows("generated city", data, np.asarray(db), np.asarray(q), args.quick, None)
+
+
+def scale(n: int, dim: int, queries: int, seed: int = 0) -> dict:
+    """Exact search time of ``queries`` query frames against a generated route of ``n`` frames, and the time and
+    traced peak memory SeqSLAM-style matching adds over the shortlist."""
+    rng = np.random.default_rng(seed)
+    db = rng.normal(size=(n, dim)).astype(np.float32)
+    db /= np.linalg.norm(db, axis=1, keepdims=True)
+    start_frame = n // 3
+    q = db[start_frame:start_frame + queries] + 1.5 * rng.normal(size=(queries, dim)).astype(np.float32) / dim**0.5
+    start = time.perf_counter()
+    _, shortlist = exact_search(db, q, 50)
+    search_s = time.perf_counter() - start
+    tracemalloc.start()
+    start = time.perf_counter()
+    ranking = seqslam_rank(q, db, SequenceOrder.single(np.arange(queries)), None, shortlist, SequenceConfig())
+    sequence_s = time.perf_counter() - start
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    truth = np.arange(start_frame, start_frame + queries)
+    return {"n": n, "dim": dim, "queries": queries, "search_ms_per_query": 1000 * search_s / queries,
+            "sequence_ms_per_query": 1000 * sequence_s / queries, "added_percent": 100 * sequence_s / search_s,
+            "sequence_peak_mib": peak / 2**20, "single_r1": float((shortlist[:, 0] == truth).mean() * 100),
+            "sequence_r1": float((ranking.ranked[:, 0] == truth).mean() * 100)}
+
+
+def print_tables(rows: list[dict], scales: list[dict]) -> None:
+    print("| dataset | method | L | mode | R@1 | R@5 | R@10 | ms/query | shortened |")
+    print("|---|---|---:|---|---:|---:|---:|---:|---:|")
+    for r in rows:
+        ms = "-" if r["ms_per_query"] is None else f"{r['ms_per_query']:.1f}"
+        print(f"| {r['dataset']} | {r['method']} | {r['L']} | {r['mode']} | "
+              + " | ".join(f"{r['recall'][n]:.1f}" for n in NS) + f" | {ms} | {r.get('shortened', '-')} |")
+    print("\n| database frames | dim | query frames | exact search ms/query | + sequence ms/query | added | "
+          "sequence peak MiB | single R@1 | L=10 R@1 |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for s in scales:
+        print(f"| {s['n']:,} | {s['dim']} | {s['queries']} | {s['search_ms_per_query']:.2f} | "
+              f"{s['sequence_ms_per_query']:.2f} | {s['added_percent']:.0f} % | {s['sequence_peak_mib']:.1f} | "
+              f"{s['single_r1']:.1f} | {s['sequence_r1']:.1f} |")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rows, no city, small scale runs (minutes)")
+    parser.add_argument("--model", default=None, help="checkpoint (default: MobileNetV2 + GeM off the shelf)")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/netvlad-sequence-bench"), help="stores, city")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000], help="database frames")
+    parser.add_argument("--dim", type=int, default=None, help="scale descriptors' dim (default 4096; quick 256)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--skip", nargs="*", default=[], choices=("nordland", "gardens", "city", "scale", "seqnet"),
+                        help="steps to leave out (seqnet: no SeqNet, so only Nordland's validation places are "
+                             "described)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    model, label = model_from(args)
+    rows: list[dict] = []
+    steps = [("nordland", nordland), ("gardens", gardens_point)] + ([] if args.quick else [("city", city)])
+    for name, step in steps:
+        if name not in args.skip:
+            rows += step(args, model, args.work)
+    dim = args.dim or (256 if args.quick else 4096)
+    scales = [] if "scale" in args.skip else [scale(n, dim, 200 if args.quick else 1000) for n in args.sizes]
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"model: {label}; threads {args.threads}; peak RSS {rss:.0f} MiB")
+    print_tables(rows, scales)
+    args.work.mkdir(parents=True, exist_ok=True)
+    (args.work / "results.json").write_text(json.dumps({"model": label, "rows": rows, "scale": scales}, indent=1,
+                                                       default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""`netvlad evaluate --sequence L` on a small real sequence: table, JSON, per-query CSV, --store, index kinds,
+SeqNet models, and the bad-input messages."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from netvlad.cli.main import main
+from netvlad.models import ModelConfig, PlaceModel, Preprocessing, save_model
+from netvlad.models.seqnet import SeqNet, SeqNetConfig, save_seqnet
+from tests.conftest import copy_sequence, shared_dataset
+
+FRAMES = range(0, 200, 10)
+
+
+@pytest.fixture(scope="module")
+def sequence(tmp_path_factory):
+    return copy_sequence(shared_dataset("gardens_point"), tmp_path_factory.mktemp("gp"), ("day_left", "day_right"),
+                         [f"Image{i:03d}.jpg" for i in FRAMES])
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp("m") / "m.safetensors"
+    save_model(PlaceModel(ModelConfig(pool="max", preprocessing=Preprocessing("fixed", (48, 64)))).eval(), path)
+    return path
+
+
+def _args(sequence, checkpoint, *extra):
+    return ["evaluate", str(sequence), "--database", "day_left", "--queries", "day_right", "--frame-tolerance", "2",
+            "--workers", "0", "--no-progress", "--recall", "1,5", "--model", str(checkpoint), "--no-pictures", *extra]
+
+
+def test_sequence_table_json_and_csv(sequence, checkpoint, tmp_path, capsys):
+    out = tmp_path / "r.json"
+    assert main(_args(sequence, checkpoint, "--sequence", "5", "--store", str(tmp_path / "s"), "--output",
+                      str(out))) == 0
+    printed = capsys.readouterr().out
+    assert "single frame" in printed and "seqslam L=5 causal" in printed
+    assert "4 of 20 queries had fewer than 5 frames" in printed
+    report = json.loads(out.read_text())
+    seq = report["sequence_recall"]
+    assert seq["sequence_length"] == 5 and seq["method"] == "seqslam" and seq["mode"] == "causal"
+    assert seq["shortened_windows"] == 4 and list(seq["recall"]) == ["1", "5"] and list(report["recall"]) == ["1", "5"]
+    rows = list(csv.DictReader(open(tmp_path / "r_queries.csv")))
+    assert len(rows) == 20 and {"seq_top1", "seq_correct_at_1", "seq_window", "seq_shortened"} <= set(rows[0])
+    assert seq["recall"]["1"] == pytest.approx(100 * np.mean([int(r["seq_correct_at_1"]) for r in rows]))
+    assert [int(r["seq_window"]) for r in rows[:6]] == [1, 2, 3, 4, 5, 5]
+    # the stored descriptors are reused: centred Delta over the same store, and an HNSW index
+    assert main(_args(sequence, checkpoint, "--sequence", "4", "--centred", "--sequence-method", "delta", "--store",
+                      str(tmp_path / "s"), "--index-type", "hnsw")) == 0
+    assert "delta L=4 centred" in capsys.readouterr().out
+
+
+def test_seqnet_model_checked_against_dim_and_length(sequence, checkpoint, tmp_path, capsys, caplog):
+    path = save_seqnet(SeqNet(SeqNetConfig(1280, 32, 4, 3)), tmp_path / "seq.safetensors")
+    assert main(_args(sequence, checkpoint, "--sequence", "4", "--sequence-method", "seqnet", "--sequence-model",
+                      str(path))) == 0
+    assert "seqnet L=4 causal" in capsys.readouterr().out
+    assert main(_args(sequence, checkpoint, "--sequence", "6", "--sequence-method", "seqnet", "--sequence-model",
+                      str(path))) == 1
+    assert "L = 4 frames, but L = 6 was asked" in caplog.text
+
+
+def test_sequence_length_below_two_is_a_usage_error(sequence, checkpoint, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(_args(sequence, checkpoint, "--sequence", "1"))
+    assert exit_info.value.code == 2 and "--sequence: must be" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (("--sequence", "50"), "longer than every query sequence (the longest has 20 frames)"),
+    (("--sequence", "5", "--sequence-method", "seqnet"), "needs --sequence-model"),
+    (("--centred",), "--centred applies to sequence matching; add --sequence L"),
+])
+def test_bad_sequence_options(sequence, checkpoint, caplog, extra, message):
+    assert main(_args(sequence, checkpoint, *extra)) == 1
+    assert message in caplog.text
+
+
+def test_dataset_without_sequence_order(tmp_path, checkpoint, caplog):
+    from tests.data.helpers import write_image
+
+    for name in ("a.jpg", "b.jpg"):
+        write_image(tmp_path / name)
+    (tmp_path / "m.csv").write_text("path,split,easting,northing\na.jpg,database,0,0\nb.jpg,query,1,0\n")
+    assert main(["evaluate", str(tmp_path / "m.csv"), "--model", str(checkpoint), "--sequence", "3",
+                 "--no-progress"]) == 1
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "carry no sequence order" in errors[0] and "CSV sequence and frame columns" in errors[0]

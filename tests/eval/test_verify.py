@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 
@@ -71,15 +73,16 @@ def test_a_copy_of_a_database_image_wins_the_shortlist(netvlad_model, tmp_path, 
     assert (tmp_path / "store" / f"whitening_16_{netvlad_model.fingerprint()}.pt").is_file()  # reused next time
 
 
-def test_small_images_skip_the_largest_size_and_top_is_clamped(netvlad_model, tmp_path):
+def test_small_images_skip_the_largest_size_and_top_is_clamped(netvlad_model, tmp_path, caplog):
     model = PlaceModel(ModelConfig(backbone="mobilenet_v2", pool="netvlad", num_clusters=4,
                                    preprocessing=Preprocessing("fixed", (64, 96))), pretrained=False).eval()
     names = write_images(tmp_path / "db", 4, size=(96, 64))  # 2×3 map: no window of size 3
     whitening = fit_patch_whitening(model, [tmp_path / "db" / n for n in names], 4, size=2)
     extractor = PatchExtractor(model, VerifyPreset("small", "x", sizes=(2, 3), dim=4, scorer="rapid"), whitening)
     store = extract_patch_store(extractor, tmp_path / "db", names, tmp_path / "p")
-    with pytest.warns(UserWarning, match="larger than the database"):
+    with caplog.at_level(logging.WARNING):
         result = verify_ranking(extractor, store, [tmp_path / "db" / names[1]], np.array([[0, 1, 2, 3]]),
                                 np.zeros((1, 4)), top=10)
+    assert "larger than the database" in caplog.text
     assert result.ranked.shape == (1, 4) and result.skipped == 1  # the query's size-3 patches: none
     assert clamp_top(3, 10) == 3

@@ -10,6 +10,7 @@ from netvlad.cli.common import add_device_args, add_model_args, number, output
 from netvlad.cli.dataset_args import add_dataset_args
 from netvlad.cli.names import INDEX_KINDS
 from netvlad.cli.protocol_args import add_protocol_args, check_protocol_args, group_table
+from netvlad.cli.verify_args import add_verify_args, check_verify_model, verify_evaluation, write_verified
 from netvlad.constants import EVAL_RADIUS_M
 from netvlad.limits import COUNT, NON_NEGATIVE_INT, POSITIVE, Limit
 
@@ -133,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
     if info.is_main:
         print(dataset)
     model = model_from_args(args)
+    check_verify_model(args, model)
     if protocol:
         protocol_eval.with_input_size(model, protocol)
     model = prepare_model(model, dataset.database.paths(), args, device, info)
@@ -155,6 +157,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{label}: {result.num_queries} queries, {result.num_database} database images, "
           f"{result.descriptor_dim}-D descriptors" + (f", protocol {protocol.name}" if protocol else ""))
     print(result.table())
+    verified = verify_evaluation(args, model, dataset, result, device)  # None without --verify
     if protocol_run and protocol_run.per_group:
         print(group_table(protocol_run.per_group, protocol.group_by or "group"))
     conditions = query_conditions(dataset)
@@ -164,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
     if args.output:
         sizes = protocol_eval.image_sizes(dataset, model.config.preprocessing)
         extra = {"dataset": dataset.name} | (protocol_run.report(sizes) if protocol_run else {"image_sizes": sizes})
+        extra |= write_verified(verified, dataset, result, args.output)
         write_report(args, result, dataset, label, extra, conditions)
     return 0
 
@@ -192,6 +196,7 @@ def register(subparsers) -> None:
     add_device_args(parser)
     add_extract_args(parser)
     add_index_args(parser)
+    add_verify_args(parser)
     group = parser.add_argument_group("evaluation")
     add_protocol_args(group)
     group.add_argument("--radius", type=number(POSITIVE), default=None,

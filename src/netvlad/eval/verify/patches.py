@@ -99,6 +99,8 @@ def fit_patch_whitening(model: PlaceModel, paths: Sequence[Path | str], dim: int
                         ) -> PCAWhitening:
     """A PCA whitening to ``dim`` dims fitted on ``samples`` (default dim + 1,000) random P×P patch vectors of images.
 
+    Too few patches for ``dim``: as many dims as they allow (one fewer than the patches), with a warning.
+
     The same fitting code as the global whitening (:meth:`PCAWhitening.fit`), on K·D-D intra- and L2-normalised
     patch vectors; patches are drawn evenly from the images at ``paths``.
     """
@@ -115,9 +117,14 @@ def fit_patch_whitening(model: PlaceModel, paths: Sequence[Path | str], dim: int
         for v in vectors:
             if len(v):
                 chosen.append(v[torch.from_numpy(rng.choice(len(v), min(per_image, len(v)), replace=False))].cpu())
-    if not chosen or sum(len(c) for c in chosen) <= dim:
-        raise BadInputError(f"{sum(len(c) for c in chosen)} patch vectors of size {size} from {len(paths)} images "
-                            f"are too few to fit a {dim}-D whitening; use more or larger images")
+    found = sum(len(c) for c in chosen)
+    if found < 2:
+        raise BadInputError(f"{found} patch vectors of size {size} from {len(paths)} images cannot fit a whitening; "
+                            "use more or larger images")
+    if found <= dim:
+        logger.warning("only %d patch vectors of size %d from %d images: the fitted whitening keeps %d dims, not %d",
+                       found, size, len(paths), found - 1, dim)
+        dim = found - 1
     data = torch.cat(chosen)[:samples]
     logger.info("fitting a %d-D patch whitening on %d patch vectors of size %d", dim, len(data), size)
     return PCAWhitening(data.shape[1], dim).fit(data)

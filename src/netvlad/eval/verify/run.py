@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,9 +45,10 @@ def patch_whitening(model: PlaceModel, preset: VerifyPreset, fit_paths: Sequence
     if model.whitening is not None:
         return model.whitening
     path = cache / f"whitening_{preset.dim}_{model.fingerprint()}.pt" if cache else None
-    whitening = PCAWhitening(layer.output_dim, preset.dim)
     if path is not None and path.is_file():
-        whitening.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        whitening = PCAWhitening(layer.output_dim, len(state["eigenvalues"]))
+        whitening.load_state_dict(state)
         return whitening
     paths = list(fit_paths)[:: max(1, len(fit_paths) // FIT_IMAGES)][:FIT_IMAGES]
     whitening = fit_patch_whitening(model, paths, preset.dim, size=sorted(preset.sizes)[len(preset.sizes) // 2],
@@ -62,9 +62,8 @@ def patch_whitening(model: PlaceModel, preset: VerifyPreset, fit_paths: Sequence
 def clamp_top(top: int, num_database: int) -> int:
     """``top`` clamped to the database size, with a warning when it was larger."""
     if top > num_database:
-        warnings.warn(f"--verify-top {top} is larger than the database ({num_database} images); re-ranking all "
-                      f"{num_database}", stacklevel=2)
-        logger.warning("verify top %d clamped to the database's %d images", top, num_database)
+        logger.warning("verify top %d is larger than the database: clamped to the database's %d images", top,
+                       num_database)
     return max(1, min(top, num_database))
 
 
@@ -85,6 +84,8 @@ def verify_ranking(extractor: PatchExtractor, store: PatchStore, query_paths: Se
             start = time.perf_counter()
             keep = ranked[q, :top] >= 0
             rows, dist = ranked[q, :top][keep], distances[q, :top][keep]
+            if not len(rows):  # a query without a global descriptor: nothing to re-rank
+                continue
             result = verify_shortlist(query, rows, dist, store.read, extractor.preset, generator)
             out[q, :len(rows)], scores[q, :len(rows)] = rows[result.order], result.scores[result.order]
             skipped += result.skipped

@@ -1,0 +1,57 @@
+"""`netvlad evaluate --verify`: re-ranked Recall@N in the JSON, printed table and per-query CSV; bad input."""
+
+import csv
+import json
+import logging
+
+import pytest
+
+from netvlad.cli.main import main
+from tests.conftest import copy_sequence, shared_dataset
+
+FRAMES = range(0, 200, 10)
+
+
+@pytest.fixture(scope="module")
+def sequence(tmp_path_factory):
+    return copy_sequence(shared_dataset("gardens_point"), tmp_path_factory.mktemp("gp"), ("day_left", "day_right"),
+                         [f"Image{i:03d}.jpg" for i in FRAMES])
+
+
+def _args(sequence, *extra):
+    return ["evaluate", str(sequence), "--database", "day_left", "--queries", "day_right", "--frame-tolerance", "2",
+            "--workers", "0", "--no-progress", "--recall", "1,5", "--no-pictures", "--backbone", "mobilenet_v2",
+            "--resize", "fixed", "--size", "192", "320", *extra]
+
+
+def test_evaluate_verify_reports_reranked_recall(sequence, tmp_path, capsys, caplog):
+    out = tmp_path / "r" / "results.json"
+    with caplog.at_level(logging.WARNING):
+        code = main(_args(sequence, "--pool", "netvlad", "--clusters", "4", "--store", str(tmp_path / "s"),
+                          "--verify", "speed", "--verify-top", "30", "--output", str(out)))
+    assert code == 0
+    assert "clamped to the database's 20 images" in caplog.text
+    printed = capsys.readouterr().out
+    assert "speed (top 20)" in printed and "MB per image" in printed
+    report = json.loads(out.read_text())
+    assert list(report["verified_recall"]) == ["1", "5"]
+    assert report["verify"]["preset"]["name"] == "speed" and report["verify"]["top"] == 20
+    rows = list(csv.DictReader(open(tmp_path / "r" / "results_verified.csv")))
+    assert len(rows) == 20
+    assert report["verified_recall"]["1"] == pytest.approx(100 * sum(int(r["verified_correct_at_1"]) for r in rows)
+                                                           / 20)
+    assert report["recall"]["1"] == pytest.approx(100 * sum(int(r["global_correct_at_1"]) for r in rows) / 20)
+    assert (tmp_path / "s" / "patches" / "speed" / "patches.json").is_file()
+
+
+def test_verify_with_gem_is_refused_in_one_line(sequence, tmp_path, caplog):
+    code = main(_args(sequence, "--pool", "gem", "--store", str(tmp_path / "s"), "--verify", "speed"))
+    assert code == 1
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "pools with 'gem'; spatial re-ranking needs a NetVLAD model" in errors[0]
+
+
+def test_unknown_preset_is_a_usage_error(sequence, capsys):
+    with pytest.raises(SystemExit):
+        main(_args(sequence, "--verify", "fastest"))
+    assert "performance, speed, storage" in capsys.readouterr().err.replace("'", "")

@@ -55,3 +55,26 @@ def test_unknown_preset_is_a_usage_error(sequence, capsys):
     with pytest.raises(SystemExit):
         main(_args(sequence, "--verify", "fastest"))
     assert "performance, speed, storage" in capsys.readouterr().err.replace("'", "")
+
+
+MODEL = ["--backbone", "mobilenet_v2", "--pool", "netvlad", "--clusters", "4", "--resize", "fixed", "--size", "192",
+         "320", "--workers", "0", "--no-progress"]
+
+
+def test_retrieve_verify_rewrites_the_top_k(sequence, tmp_path, capsys):
+    out = tmp_path / "ret"
+    assert main(["retrieve", str(sequence / "day_left"), str(sequence / "day_right"), "--out", str(out), "-k", "3",
+                 "--no-pictures", "--verify", "storage", "--verify-top", "10", *MODEL]) == 0
+    assert "re-ranked with storage" in capsys.readouterr().out
+    rows = list(csv.reader(open(out / "retrieval.csv")))
+    assert len(rows) == 1 + 20 * 3 and (out / "patches" / "storage" / "patches.json").is_file()
+
+
+def test_query_verify_keeps_the_same_image_first(sequence, tmp_path, capsys):
+    index = tmp_path / "ix"
+    assert main(["-q", "index", "build", str(sequence / "day_left"), "--out", str(index), *MODEL]) == 0
+    capsys.readouterr()
+    image = sequence / "day_left" / "Image050.jpg"
+    assert main(["query", str(image), "--index", str(index), "-k", "3", "--json", "--verify", "speed"]) == 0
+    (result,) = json.loads(capsys.readouterr().out)
+    assert result["matches"][0]["name"] == "Image050.jpg" and len(result["matches"]) == 3

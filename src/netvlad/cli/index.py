@@ -17,6 +17,7 @@ from netvlad.cli.evaluate import (
     max_memory_from_args,
 )
 from netvlad.cli.names import POSITION_ESTIMATORS
+from netvlad.cli.verify_args import add_verify_args, check_verify_model, verified_index_search
 from netvlad.limits import COUNT
 
 logger = logging.getLogger(__name__)
@@ -96,7 +97,12 @@ def query(args: argparse.Namespace) -> int:
     if descriptors.shape[1] != index.store.dim:
         raise BadInputError(f"the model gives {descriptors.shape[1]}-D descriptors, the index holds "
                             f"{index.store.dim}-D ones", path=args.index)
-    results = index.localise([str(p) for p in paths], descriptors, k=args.k, method=args.method)
+    if args.verify:
+        check_verify_model(args, model)
+        results = index.results([str(p) for p in paths], *verified_index_search(args, index, paths, descriptors,
+                                                                                 device), args.method)
+    else:
+        results = index.localise([str(p) for p in paths], descriptors, k=args.k, method=args.method)
     if args.json:
         print(json.dumps([r.to_dict() for r in results], indent=2))
     else:
@@ -133,6 +139,7 @@ def register(subparsers) -> None:
                         help="position estimate: the top-1 match, or the distance-weighted top-k")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     add_search_args(parser.add_argument_group("search"))
+    add_verify_args(parser)
     add_model_args(parser)
     add_device_args(parser)
     parser.set_defaults(func=query)

@@ -70,3 +70,27 @@ def write_verified(verified, dataset, result, output: Path) -> dict:
     path = write_verified_csv(verified, dataset, result.positives, Path(f"{Path(output).with_suffix('')}_verified.csv"))
     print(f"wrote {path}")
     return verified.summary()
+
+
+def verified_folder_ranking(args: argparse.Namespace, model, ranking, device):
+    """``retrieve --verify``: the folder ranking re-ranked to its top ``-k`` (patches kept in ``--out/patches``)."""
+    from netvlad.eval.verify.folders import verify_folder_ranking
+
+    ranking, verified = verify_folder_ranking(model, preset_from_args(args), ranking, args.k, args.verify_top,
+                                              Path(args.out) / "patches", device)
+    _print_cost(args.verify, verified)
+    return ranking
+
+
+def verified_index_search(args: argparse.Namespace, index, paths, descriptors, device):
+    """``query --verify``: (distances, rows) ``(Q, k)`` of the index search re-ranked (patches in the index folder)."""
+    from netvlad.eval.verify.folders import verify_index_search
+
+    return verify_index_search(index, paths, descriptors, preset_from_args(args), args.verify_top, args.k, device)
+
+
+def _print_cost(name: str, verified) -> None:
+    seconds = float(verified.seconds.mean()) if len(verified.seconds) else 0.0
+    print(f"re-ranked with {name}: {seconds * 1000:.1f} ms per query, patch store "
+          f"{verified.bytes_per_image / 1e6:.3f} MB per image"
+          + (f", {verified.skipped} (image, size) pairs skipped (smaller than the patch)" if verified.skipped else ""))

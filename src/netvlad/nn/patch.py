@@ -28,8 +28,10 @@ def window_grid(height: int, width: int, size: int, stride: int) -> tuple[int, i
 
 def integral_image(x: torch.Tensor) -> torch.Tensor:
     """Summed-area table of ``(..., H, W)`` -> ``(..., H+1, W+1)`` in float64, with a zero first row and column."""
-    table = torch.nn.functional.pad(x.to(torch.float64), (1, 0, 1, 0))
-    return table.cumsum(-1).cumsum(-2)
+    table = x.new_zeros(*x.shape[:-2], x.shape[-2] + 1, x.shape[-1] + 1, dtype=torch.float64)
+    table[..., 1:, 1:] = x
+    torch.cumsum(table, -1, out=table)  # in place: one table in memory, not three
+    return torch.cumsum(table, -2, out=table)
 
 
 def window_sums(table: torch.Tensor, size: int, stride: int) -> torch.Tensor:
@@ -50,7 +52,7 @@ def _assignments(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
 
 
 def patch_vlad_chunks(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, centroids: torch.Tensor,
-                      size: int, stride: int = 1, normalize_input: bool = True, cluster_chunk: int = 8
+                      size: int, stride: int = 1, normalize_input: bool = True, cluster_chunk: int = 2
                       ) -> Iterator[tuple[slice, torch.Tensor]]:
     """Yield (cluster slice, intra-normalised window residuals ``(B, rows·cols, k, D)``) chunk by chunk of clusters.
 
@@ -66,9 +68,7 @@ def patch_vlad_chunks(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
     mass = window_sums(integral_image(assign), size, stride)  # (B, K, rows, cols)
     for k0 in range(0, len(centroids), cluster_chunk):
         part = slice(k0, min(k0 + cluster_chunk, len(centroids)))
-        weighted = assign[:, part, None] * feats[:, None]  # (B, k, D, H, W)
-        sums = window_sums(integral_image(weighted), size, stride)  # (B, k, D, rows, cols)
-        del weighted
+        sums = window_sums(integral_image(assign[:, part, None] * feats[:, None]), size, stride)  # (B, k, D, r, c)
         vlad = sums - mass[:, part, None] * centroids[part].to(torch.float64)[None, :, :, None, None]
         vlad = vlad.flatten(3).permute(0, 3, 1, 2).to(x.dtype)  # (B, rows·cols, k, D)
         yield part, VF.l2_normalize(vlad, dim=3)  # intra-normalisation, as in the layer
@@ -76,7 +76,7 @@ def patch_vlad_chunks(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
 
 def patch_netvlad(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, centroids: torch.Tensor,
                   size: int, stride: int = 1, normalize_input: bool = True,
-                  projection: tuple[torch.Tensor, torch.Tensor] | None = None, cluster_chunk: int = 8
+                  projection: tuple[torch.Tensor, torch.Tensor] | None = None, cluster_chunk: int = 2
                   ) -> torch.Tensor:
     """Patch NetVLAD descriptors of every P×P window: ``(B, D, H, W)`` -> ``(B, rows·cols, out)`` row-major.
 

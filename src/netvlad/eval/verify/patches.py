@@ -47,7 +47,7 @@ class PatchExtractor:
     """
 
     def __init__(self, model: PlaceModel, preset: VerifyPreset, whitening: PCAWhitening | None = None,
-                 cluster_chunk: int = 8) -> None:
+                 cluster_chunk: int = 2) -> None:
         self.model, self.preset, self.cluster_chunk = model, preset, cluster_chunk
         self.layer = require_netvlad(model)
         whitening = whitening if whitening is not None else model.whitening

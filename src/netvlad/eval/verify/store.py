@@ -95,21 +95,28 @@ class PatchStore:
         return values[:, HEADER:].view(len(rows), -1, self.dim), grids
 
 
+def create_patch_store(extractor: PatchExtractor, names: Sequence[str], folder: Path | str,
+                       grids: Sequence[tuple[int, int]]) -> PatchStore:
+    """Open the patch store in ``folder`` (refusing another model's or preset's) or create it for ``names``, with
+    rows holding ``grids`` (rows, cols) windows of each size (those of the first image: all share one size)."""
+    folder = Path(folder)
+    identity = _identity(extractor, extractor.model.fingerprint())
+    if not (folder / "patches.json").is_file():
+        for size, (r, c) in zip(extractor.preset.sizes, grids, strict=True):
+            DescriptorStore.create(folder / f"size_{size}", names, HEADER + max(1, r * c) * extractor.dim,
+                                   "float16", identity["model"])
+        atomic_write(folder / "patches.json", lambda tmp: tmp.write_text(json.dumps(identity, indent=1)))
+    return PatchStore.open(folder, identity)
+
+
 def extract_patch_store(extractor: PatchExtractor, root: Path | str, names: Sequence[str], folder: Path | str,
                         batch_size: int = 4, device: str | torch.device = "cpu") -> PatchStore:
     """Patch descriptors of ``root/names`` into ``folder`` (created, or continued when interrupted) -> the store."""
-    folder, root = Path(folder), Path(root)
-    identity = _identity(extractor, extractor.model.fingerprint())
-    paths = [root / n for n in names]
-    if not (folder / "patches.json").is_file():
-        first = next(iter_images(extractor.model, paths[:1], device=device))[1]
-        grids = extractor.from_images(first)[0].grids
-        capacity = [max(1, r * c) for r, c in grids]  # the first image's windows (all images share one size)
-        for size, cap in zip(extractor.preset.sizes, capacity, strict=True):
-            DescriptorStore.create(folder / f"size_{size}", names, HEADER + cap * extractor.dim, "float16",
-                                   identity["model"])
-        atomic_write(folder / "patches.json", lambda tmp: tmp.write_text(json.dumps(identity, indent=1)))
-    store = PatchStore.open(folder, identity)
+    paths = [Path(root) / n for n in names]
+    grids: list[tuple[int, int]] = []
+    if not (Path(folder) / "patches.json").is_file():
+        grids = extractor.from_images(next(iter_images(extractor.model, paths[:1], device=device))[1])[0].grids
+    store = create_patch_store(extractor, names, folder, grids)
     todo = store.stores[-1].pending()
     if len(todo):
         logger.info("patch store %s: extracting %d of %d images (%d bytes each)", folder, len(todo), len(names),

@@ -1,0 +1,248 @@
+"""Patch-NetVLAD spatial re-ranking vs the global NetVLAD ranking, side by side in one run.
+
+One off-the-shelf model (MobileNetV2 ImageNet + NetVLAD K=16, k-means on Gardens Point day_left, images resized to
+640 px on the longest side) and one patch whitening (4096-D, fitted on size-5 patches of day_left; the 512/128-D
+presets use its leading dims). Each set's feature maps are computed once; database patches go to real float16
+patch stores; every preset re-ranks the same global top ``--top``, and the fused variants add the global
+similarity with weight λ. Timing: re-ranking of the global top ``--timing-top`` for ``--timing-queries`` Gardens
+Point queries, every preset in turn in this process. Memory: peak resident memory added by the patch descriptors of
+one 480×640 VGG16 map (30×40×512, K=64), in a fresh subprocess.
+
+    python benchmarks/verify.py [--top 20] [--city DIR] [--out verify.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from netvlad.data.conditions import query_conditions
+from netvlad.data.readers import open_dataset
+from netvlad.eval.recall import recall_at_n
+from netvlad.eval.verify import get_preset
+from netvlad.eval.verify.patches import PatchExtractor, fit_patch_whitening, iter_images
+from netvlad.eval.verify.rerank import normalise, verify_shortlist
+from netvlad.eval.verify.store import create_patch_store
+from netvlad.models import ModelConfig, PlaceModel, Preprocessing
+from netvlad.nn.patch import patch_netvlad, window_grid
+from netvlad.train.clusters import ClusterConfig, initialize_clusters
+
+SHARED = Path(os.environ.get("NETVLAD_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+PRESETS = ("performance", "speed", "storage")
+FUSED = (0.25, 0.5)  # λ of the global similarity in the fused variants
+
+
+def model_and_whitening(cache: Path):
+    """The off-the-shelf model and its 4096-D patch whitening (both cached in ``cache``)."""
+    model = PlaceModel(ModelConfig(backbone="mobilenet_v2", pool="netvlad", num_clusters=16,
+                                   preprocessing=Preprocessing("longest", (640,))), pretrained=True).eval()
+    left = sorted((SHARED / "gardens_point" / "day_left").glob("*.jpg"))
+    state = cache / "model.pt"
+    if state.is_file():
+        model.load_state_dict(torch.load(state, weights_only=True))
+    else:
+        initialize_clusters(model, left, ClusterConfig(num_images=100, niter=25), batch_size=8)
+        torch.save(model.state_dict(), state)
+    white = cache / f"whitening_{model.fingerprint()}.pt"
+    if white.is_file():
+        from netvlad.nn import PCAWhitening
+
+        whitening = PCAWhitening(model.pool.output_dim, 4096)
+        whitening.load_state_dict(torch.load(white, weights_only=True))
+    else:
+        whitening = fit_patch_whitening(model, left[::2], 4096, size=5, samples=5200)
+        torch.save(whitening.state_dict(), white)
+    return model, whitening
+
+
+@torch.no_grad()
+def features(model: PlaceModel, paths: list[Path]) -> list[torch.Tensor]:
+    """Feature maps ``(1, D, h, w)`` of each image, in ``paths`` order."""
+    out: list[torch.Tensor | None] = [None] * len(paths)
+    for indices, images in iter_images(model, paths, batch_size=4):
+        for i, f in zip(indices, model.features(images).float(), strict=True):
+            out[i] = f[None]
+    return out
+
+
+def sets(city: Path | None) -> dict:
+    """{name: (database paths, query paths, positives per query)} of the sets found."""
+    found = {}
+    gp = SHARED / "gardens_point"
+    left, right = sorted((gp / "day_left").glob("*.jpg")), sorted((gp / "day_right").glob("*.jpg"))
+    found["Gardens Point day_left→day_right (±2 frames)"] = (
+        left, right, [np.arange(max(0, i - 2), min(len(left), i + 3)) for i in range(len(right))])
+    names = [f"images-{i:05d}.png" for i in range(16010, 24001, 80)]  # the last third of the route, 100 places
+    nord = SHARED / "nordland"
+    found[f"Nordland summer→winter ({len(names)} places of the last third)"] = (
+        [nord / "summer" / n for n in names], [nord / "winter" / n for n in names],
+        [np.array([i]) for i in range(len(names))])
+    tokyo = SHARED / "tokyo_pair"
+    unrelated = left[::8] + [nord / "summer" / n for n in names[::4]]
+    found[f"Tokyo night query among {len(unrelated)} unrelated + its day image"] = (
+        [tokyo / "tokyo_db.png"] + unrelated, [tokyo / "tokyo_query.jpg"], [np.array([0])])
+    if city is not None and (city / "city.json").is_file():
+        data = open_dataset(city, split="test")
+        conditions = query_conditions(data) or []
+        keep = [i for i, c in enumerate(conditions) if c in ("night", "winter")]
+        positives = data.positives(25.0)
+        found[f"generated city night+winter queries (test split, 25 m, {len(keep)} queries)"] = (
+            data.database.paths(), [data.queries.paths()[i] for i in keep], [positives[i] for i in keep])
+    return found
+
+
+def run_set(model, whitening, db, queries, positives, top, cache: Path, label: str) -> dict:
+    """Recall@1/5 of the global ranking, each preset and the fused variants; store bytes per image."""
+    db_maps, q_maps = features(model, db), features(model, queries)
+    with torch.no_grad():
+        g_db = torch.cat([model.pool_features(f) for f in db_maps]).numpy()
+        g_q = torch.cat([model.pool_features(f) for f in q_maps]).numpy()
+    dist = np.linalg.norm(g_q[:, None] - g_db[None], axis=2)
+    top = min(top, len(db))
+    ranked = np.argsort(dist, axis=1, kind="stable")[:, :top]
+    rows = {"global": recall_at_n(ranked, positives, (1, 5))}
+    extra = {}
+    for name in PRESETS:
+        preset = get_preset(name)
+        extractor = PatchExtractor(model, preset, whitening)
+        store = fill_store(extractor, db_maps, cache / f"{label}_{name}")
+        generator = torch.Generator().manual_seed(0)
+        fused = {lam: np.zeros_like(ranked) for lam in (0.0, *FUSED)}
+        skipped = 0
+        for q, q_map in enumerate(q_maps):
+            patches = extractor.from_features(q_map)[0]
+            d = dist[q, ranked[q]]
+            result = verify_shortlist(patches, ranked[q], d, store.read, preset, generator)
+            skipped += result.skipped
+            similarity = normalise(-torch.as_tensor(d, dtype=torch.float64)).numpy()
+            for lam, out in fused.items():
+                out[q] = ranked[q][np.argsort(-((1 - lam) * result.scores + lam * similarity), kind="stable")]
+        rows[name] = recall_at_n(fused[0.0], positives, (1, 5))
+        for lam in FUSED:
+            rows[f"{name} fused λ={lam}"] = recall_at_n(fused[lam], positives, (1, 5))
+        extra[name] = {"bytes_per_image": store.bytes_per_image(), "skipped_sizes": skipped,
+                       "grids": [list(g) for g in extractor.from_features(db_maps[0])[0].grids]}
+    return {"top": top, "recall": rows, "stores": extra, "num_queries": len(queries), "num_database": len(db)}
+
+
+def fill_store(extractor: PatchExtractor, maps: list[torch.Tensor], folder: Path):
+    """A float16 patch store of the database maps (rewritten when the model or preset changed)."""
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)
+    first = extractor.from_features(maps[0])[0]
+    store = create_patch_store(extractor, [f"{i}" for i in range(len(maps))], folder, first.grids)
+    for i0 in range(0, len(maps), 16):
+        part = maps[i0:i0 + 16]
+        store.write(np.arange(i0, i0 + len(part)), [extractor.from_features(m)[0] for m in part])
+    return store
+
+
+def timing(model, whitening, count: int, top: int, cache: Path) -> dict:
+    """Mean seconds to re-rank the global top-``top`` of ``count`` Gardens Point queries, per preset, side by side."""
+    gp = SHARED / "gardens_point"
+    db = sorted((gp / "day_left").glob("*.jpg"))[:top]
+    queries = sorted((gp / "day_right").glob("*.jpg"))[:count]
+    db_maps, q_maps = features(model, db), features(model, queries)
+    out = {}
+    for name in PRESETS:
+        preset = get_preset(name)
+        extractor = PatchExtractor(model, preset, whitening)
+        store = fill_store(extractor, db_maps, cache / f"timing_{name}")
+        generator = torch.Generator().manual_seed(0)
+        patches = [extractor.from_features(m)[0] for m in q_maps]
+        start = time.perf_counter()
+        for p in patches:
+            verify_shortlist(p, np.arange(len(db)), np.linspace(0, 1, len(db)), store.read, preset, generator)
+        out[name] = (time.perf_counter() - start) / len(patches)
+    return out
+
+
+def memory_child(name: str) -> None:
+    """Print the peak resident MiB added by the patch descriptors of preset ``name`` for one 480×640 VGG16 map."""
+    p = get_preset(name)
+    torch.manual_seed(0)
+    x, weight, centroids = torch.randn(1, 512, 30, 40).relu_(), torch.randn(64, 512), torch.randn(64, 512)
+    projection = (torch.randn(p.dim, 64 * 512).div_(181.0), torch.zeros(p.dim))  # in place: no 2nd copy at start
+    with torch.no_grad():  # warm-up on a tiny map: the kernels' code pages are not the layer's memory
+        patch_netvlad(x[..., :9, :9], weight, None, centroids, 8, p.stride, True, projection)
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with torch.no_grad():
+        for size in p.sizes:
+            patch_netvlad(x, weight, None, centroids, size, p.stride, True, projection)
+    print(json.dumps({"peak_mib": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024}))
+
+
+def memory(name: str) -> float:
+    """:func:`memory_child` in a fresh subprocess (the whitening matrix itself, the model's, is not counted)."""
+    out = subprocess.run([sys.executable, __file__, "--memory-child", name], capture_output=True, text=True,
+                         check=True).stdout
+    return json.loads(out.splitlines()[-1])["peak_mib"]
+
+
+def vgg_bytes(preset: str) -> int:
+    """Patch store bytes per 480×640 image for a VGG16 map (30×40 cells)."""
+    p = get_preset(preset)
+    return sum(2 * (2 + int(np.prod(window_grid(30, 40, s, p.stride))) * p.dim) for s in p.sizes)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--top", type=int, default=20, help="global shortlist re-ranked for the recall table")
+    parser.add_argument("--timing-top", type=int, default=100)
+    parser.add_argument("--timing-queries", type=int, default=5)
+    parser.add_argument("--city", type=Path, default=None, help="a generated city (netvlad generate) to add")
+    parser.add_argument("--cache", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "netvlad_verify")
+    parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    parser.add_argument("--limit", type=int, default=None, help="at most this many queries per set (smoke runs)")
+    parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_child:
+        return memory_child(args.memory_child)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    args.cache.mkdir(parents=True, exist_ok=True)
+    model, whitening = model_and_whitening(args.cache)
+    report = {"memory_mib_vgg16_480x640": {p: round(memory(p), 1) for p in PRESETS},
+              "store_bytes_vgg16_480x640": {p: vgg_bytes(p) for p in PRESETS},
+              "seconds_per_query": timing(model, whitening, args.timing_queries, args.timing_top, args.cache),
+              "sets": {}}
+    for label, (db, queries, positives) in sets(args.city).items():
+        queries, positives = queries[:args.limit], positives[:args.limit]
+        report["sets"][label] = run_set(model, whitening, db, queries, positives, args.top, args.cache,
+                                        f"set{len(report['sets'])}")
+        print_set(label, report["sets"][label])
+    print_costs(report, args.timing_top)
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=1, default=float))
+
+
+def print_set(label: str, entry: dict) -> None:
+    print(f"\n{label}: {entry['num_queries']} queries, {entry['num_database']} database images, top {entry['top']}")
+    print("| ranking | R@1 | R@5 |\n|---|---:|---:|")
+    for name, rec in entry["recall"].items():
+        print(f"| {name} | {rec[1]:.1f} | {rec[5]:.1f} |")
+    print("patch store bytes per image: " + ", ".join(
+        f"{n} {s['bytes_per_image']:,} (grids {s['grids']}, {s['skipped_sizes']} sizes skipped)"
+        for n, s in entry["stores"].items()))
+
+
+def print_costs(report: dict, top: int) -> None:
+    seconds = report["seconds_per_query"]
+    print(f"\n| preset | re-rank s/query (top {top}) | vs speed | store B/image, VGG16 480×640 | peak MiB |")
+    print("|---|---:|---:|---:|---:|")
+    for name in PRESETS:
+        print(f"| {name} | {seconds[name]:.3f} | {seconds[name] / seconds['speed']:.1f}× | "
+              f"{report['store_bytes_vgg16_480x640'][name]:,} | {report['memory_mib_vgg16_480x640'][name]} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -78,3 +78,17 @@ def test_query_verify_keeps_the_same_image_first(sequence, tmp_path, capsys):
     assert main(["query", str(image), "--index", str(index), "-k", "3", "--json", "--verify", "speed"]) == 0
     (result,) = json.loads(capsys.readouterr().out)
     assert result["matches"][0]["name"] == "Image050.jpg" and len(result["matches"]) == 3
+
+
+def test_preset_choices_load_without_torch():
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    code = ("import sys, netvlad.cli.verify_args, netvlad.eval.verify as v; v.get_preset('speed'); "
+            "print(sorted({'torch', 'numpy', 'faiss'} & set(sys.modules)))")
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    assert out.strip() == "[]"

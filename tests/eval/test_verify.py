@@ -86,3 +86,25 @@ def test_small_images_skip_the_largest_size_and_top_is_clamped(netvlad_model, tm
     assert "larger than the database" in caplog.text
     assert result.ranked.shape == (1, 4) and result.skipped == 1  # the query's size-3 patches: none
     assert clamp_top(3, 10) == 3
+
+
+def test_a_model_with_whitening_projects_patches_with_its_own(tmp_path):
+    import torch
+
+    from netvlad.eval.verify.run import patch_whitening
+    from netvlad.nn.patch import patch_netvlad
+
+    model = PlaceModel(ModelConfig(backbone="mobilenet_v2", pool="netvlad", num_clusters=2, whitening_dim=12,
+                                   preprocessing=Preprocessing("fixed", (96, 128))), pretrained=False).eval()
+    torch.manual_seed(0)
+    model.whitening.fit(torch.randn(40, model.pool.output_dim))
+    preset = VerifyPreset("own", "x", sizes=(2,), dim=8, scorer="rapid")
+    assert patch_whitening(model, preset, [], None) is model.whitening  # nothing fitted, no images needed
+    extractor = PatchExtractor(model, preset, patch_whitening(model, preset, [], None))
+    feats = torch.rand(1, model.pool.dim, 3, 4)
+    with torch.no_grad():
+        got = extractor.from_features(feats)[0].descriptors[0]
+        layer = model.pool
+        raw = patch_netvlad(feats, layer.conv.weight.view(2, -1), layer.conv.bias, layer.centroids, 2)[0]
+        expected = model.whitening.crop(8)(raw)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)

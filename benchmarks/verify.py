@@ -14,6 +14,7 @@ one 480×640 VGG16 map (30×40×512, K=64), in a fresh subprocess.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -63,6 +64,16 @@ def model_and_whitening(cache: Path):
     return model, whitening
 
 
+def resized(model: PlaceModel, preprocessing: Preprocessing | None = None) -> PlaceModel:
+    """The same weights with another input-size policy (the thumbnails are upscaled: the policy "longest" only
+    shrinks, and a 2×1 map has no 5×5 window)."""
+    if preprocessing is None:
+        return model
+    other = PlaceModel(dataclasses.replace(model.config, preprocessing=preprocessing), pretrained=False).eval()
+    other.load_state_dict(model.state_dict())
+    return other
+
+
 @torch.no_grad()
 def features(model: PlaceModel, paths: list[Path]) -> list[torch.Tensor]:
     """Feature maps ``(1, D, h, w)`` of each image, in ``paths`` order."""
@@ -82,9 +93,9 @@ def sets(city: Path | None) -> dict:
         left, right, [np.arange(max(0, i - 2), min(len(left), i + 3)) for i in range(len(right))])
     names = [f"images-{i:05d}.png" for i in range(16010, 24001, 80)]  # the last third of the route, 100 places
     nord = SHARED / "nordland"
-    found[f"Nordland summer→winter ({len(names)} places of the last third)"] = (
+    found[f"Nordland summer→winter ({len(names)} places of the last third, 64×32 thumbnails upscaled to 640×320)"] = (
         [nord / "summer" / n for n in names], [nord / "winter" / n for n in names],
-        [np.array([i]) for i in range(len(names))])
+        [np.array([i]) for i in range(len(names))], Preprocessing("fixed", (320, 640)))
     tokyo = SHARED / "tokyo_pair"
     unrelated = left[::8] + [nord / "summer" / n for n in names[::4]]
     found[f"Tokyo night query among {len(unrelated)} unrelated + its day image"] = (
@@ -112,7 +123,7 @@ def run_set(model, whitening, db, queries, positives, top, cache: Path, label: s
     extra = {}
     patches = {}
     for name in presets:
-        preset = get_preset(name)
+        preset = get_preset(name).with_global_weight(0.0)  # the patch score alone; fused below for each λ
         extractor = PatchExtractor(model, preset, whitening)
         db_patches, q_patches = describe(extractor, db_maps, patches), describe(extractor, q_maps, patches, True)
         store = fill_store(extractor, db_patches, cache / f"{label}_{name}")
@@ -126,9 +137,10 @@ def run_set(model, whitening, db, queries, positives, top, cache: Path, label: s
             similarity = normalise(-torch.as_tensor(d, dtype=torch.float64)).numpy()
             for lam, out in fused.items():
                 out[q] = ranked[q][np.argsort(-((1 - lam) * result.scores + lam * similarity), kind="stable")]
-        rows[name] = recall_at_n(fused[0.0], positives, (1, 5))
+        rows[f"{name}, patch score alone (λ=0)"] = recall_at_n(fused[0.0], positives, (1, 5))
         for lam in FUSED:
-            rows[f"{name} fused λ={lam}"] = recall_at_n(fused[lam], positives, (1, 5))
+            rows[f"{name} fused λ={lam}" + (" (default)" if lam == get_preset(name).global_weight else "")] = \
+                recall_at_n(fused[lam], positives, (1, 5))
         extra[name] = {"bytes_per_image": store.bytes_per_image(), "skipped_sizes": skipped,
                        "grids": [list(g) for g in db_patches[0].grids]}
     return {"top": top, "recall": rows, "stores": extra, "num_queries": len(queries), "num_database": len(db)}
@@ -240,13 +252,15 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=20, help="global shortlist re-ranked for the recall table")
     parser.add_argument("--timing-top", type=int, default=100)
     parser.add_argument("--timing-queries", type=int, default=2)
-    parser.add_argument("--performance-on", default="Tokyo",
+    parser.add_argument("--performance-on", default="",
                         help="sets (label substring) also re-ranked with the performance preset (4096-D: ~8 s of "
                              "projection per image on this machine)")
     parser.add_argument("--city", type=Path, default=None, help="a generated city (netvlad generate) to add")
     parser.add_argument("--cache", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "netvlad_verify")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     parser.add_argument("--limit", type=int, default=None, help="at most this many queries per set (smoke runs)")
+    parser.add_argument("--sets", default="", help="only the sets whose label contains one of these, comma-separated")
+    parser.add_argument("--no-costs", action="store_true", help="skip the timing and memory measurements")
     parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
@@ -254,15 +268,18 @@ def main() -> None:
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     args.cache.mkdir(parents=True, exist_ok=True)
     model, whitening = model_and_whitening(args.cache)
-    report = {"memory_mib_vgg16_480x640": {p: round(memory(p), 1) for p in PRESETS},
-              "store_bytes_vgg16_480x640": {p: vgg_bytes(p) for p in PRESETS},
-              "seconds_per_query": timing(args.timing_queries, args.timing_top, args.cache),
-              "sets": {}}
-    print_costs(report, args.timing_top)
-    for label, (db, queries, positives) in sets(args.city).items():
+    report = {"store_bytes_vgg16_480x640": {p: vgg_bytes(p) for p in PRESETS}, "sets": {}}
+    if not args.no_costs:
+        report["memory_mib_vgg16_480x640"] = {p: round(memory(p), 1) for p in PRESETS}
+        report["seconds_per_query"] = timing(args.timing_queries, args.timing_top, args.cache)
+        print_costs(report, args.timing_top)
+    for label, (db, queries, positives, *resize) in sets(args.city).items():
+        if args.sets and not any(part in label for part in args.sets.split(",")):
+            continue
         queries, positives = queries[:args.limit], positives[:args.limit]
-        presets = PRESETS if args.performance_on in label else ("speed", "storage")
-        report["sets"][label] = run_set(model, whitening, db, queries, positives, args.top, args.cache,
+        presets = PRESETS if args.performance_on and args.performance_on in label else ("speed", "storage")
+        report["sets"][label] = run_set(resized(model, *resize), whitening, db, queries, positives, args.top,
+                                        args.cache,
                                         f"set{len(report['sets'])}", presets)
         print_set(label, report["sets"][label])
         if args.out:

@@ -9,7 +9,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from netvlad.eval.verify.matching import gather_positions, mutual_nearest, patch_positions, ransac_inliers, rapid_scores
+from netvlad.eval.verify.matching import (
+    gather_positions,
+    mutual_nearest,
+    patch_positions,
+    ransac_inliers,
+    rapid_scores,
+    window_centres,
+)
 from netvlad.eval.verify.patches import Patches
 from netvlad.eval.verify.presets import VerifyPreset
 
@@ -45,7 +52,7 @@ def size_scores(query: torch.Tensor, grid: tuple[int, int], read: Callable[[np.n
     Candidates are read and matched in chunks whose ``(chunk, m, n)`` similarities stay within MATCH_BYTES.
     """
     size, stride, ransac = preset.sizes[size_index], preset.stride, preset.scorer == "ransac"
-    q_xy = (patch_positions(*grid) * stride + (size - 1) / 2) if ransac else patch_positions(*grid)
+    q_xy = window_centres(*grid, size, stride) if ransac else patch_positions(*grid)
     scores = torch.zeros(len(rows), dtype=torch.float64)
     empty, chunk = 0, 1  # the first read (one candidate) tells the rows per candidate
     c0 = 0

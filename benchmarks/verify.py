@@ -17,6 +17,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -165,8 +166,6 @@ def describe(extractor: PatchExtractor, maps: list[torch.Tensor], done: dict, qu
 
 def fill_store(extractor: PatchExtractor, patches: list, folder: Path):
     """A float16 patch store of the database patches (rewritten each run)."""
-    import shutil
-
     shutil.rmtree(folder, ignore_errors=True)
     store = create_patch_store(extractor, [f"{i}" for i in range(len(patches))], folder, patches[0].grids)
     for i0 in range(0, len(patches), 16):
@@ -202,14 +201,8 @@ def timing(count: int, top: int, cache: Path, grid=(15, 20)) -> dict:
         for p in queries:
             verify_shortlist(p, np.arange(top), np.linspace(0, 1, top), store.read, preset, gen)
         out[name] = (time.perf_counter() - start) / count
-        shutil_rm(cache / f"timing_{name}")
+        shutil.rmtree(cache / f"timing_{name}", ignore_errors=True)
     return out
-
-
-def shutil_rm(folder: Path) -> None:
-    import shutil
-
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 def memory_child(name: str) -> None:

@@ -20,7 +20,7 @@ from tests.conftest import REPO
 ZERO_ALLOWED = {"--workers", "--seed", "--sample", "--frame-tolerance", "--val-places", "--train-from",
                 "--cache-memmap-mb", "--weight-decay", "--momentum", "--rerank", "--pictures",
                 "--min-positive-distance", "--propagate",
-                "--contrast-radius"}
+                "--contrast-radius", "--verify-global-weight"}
 
 
 def _command(parser: argparse.ArgumentParser) -> list[str]:

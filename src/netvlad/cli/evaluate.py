@@ -23,6 +23,7 @@ from netvlad.cli.search_args import (  # noqa: F401 - also importable from here,
     parse_ns,
 )
 from netvlad.cli.sequence_args import add_sequence_args, sequence_config_from_args
+from netvlad.cli.verify_args import add_verify_args, check_verify_model, verify_evaluation, write_verified
 from netvlad.constants import EVAL_RADIUS_M
 from netvlad.errors import BadInputError
 from netvlad.limits import POSITIVE
@@ -45,6 +46,9 @@ def run(args: argparse.Namespace) -> int:
     device, info = start(args, args.store, "netvlad evaluate needs --store DIR")
     sequence = sequence_config_from_args(args)
     protocol = get_protocol(args.protocol) if args.protocol else None
+    if sequence is not None and getattr(args, "verify", None):
+        raise BadInputError(f"--verify with --sequence is not supported yet (re-ranking works on single-frame "
+                            f"shortlists); drop --sequence {args.sequence} or --verify {args.verify}")
     if sequence is not None and protocol is not None:
         raise BadInputError(f"--sequence with --protocol is not supported; drop --protocol {protocol.name} and "
                             "name the folders and tolerance yourself")
@@ -57,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     if info.is_main:
         print(dataset)
     model = model_from_args(args)
+    check_verify_model(args, model)
     if protocol:
         protocol_eval.with_input_size(model, protocol)
     model = prepare_model(model, dataset.database.paths(), args, device, info)
@@ -85,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{label}: {result.num_queries} queries, {result.num_database} database images, "
           f"{result.descriptor_dim}-D descriptors" + (f", protocol {protocol.name}" if protocol else ""))
     print(result.table() if sequence_result is None else sequence_result.table(result))
+    verified = verify_evaluation(args, model, dataset, result, device)  # None without --verify
     if protocol_run and protocol_run.per_group:
         print(group_table(protocol_run.per_group, protocol.group_by or "group"))
     conditions = query_conditions(dataset)
@@ -92,12 +98,13 @@ def run(args: argparse.Namespace) -> int:
     if by_condition and len(by_condition) > 1:
         print(condition_table(by_condition))
     if args.output:
-        write_outputs(args, result, dataset, model, label, engine.name, protocol_run, conditions, sequence_result)
+        write_outputs(args, result, dataset, model, label, engine.name, protocol_run, conditions, sequence_result,
+                      verified)
     return 0
 
 
 def write_outputs(args: argparse.Namespace, result, dataset, model, label: str, engine: str, protocol_run,
-                  conditions, sequence_result) -> None:
+                  conditions, sequence_result, verified) -> None:
     """``--output``: the JSON summary, per-query CSV (with the sequence columns under ``--sequence``) and pictures."""
     from netvlad.eval import protocol_eval
     from netvlad.eval.report import report_paths, write_report
@@ -107,6 +114,7 @@ def write_outputs(args: argparse.Namespace, result, dataset, model, label: str, 
     extra |= protocol_run.report(sizes) if protocol_run else {"image_sizes": sizes}
     if sequence_result is not None:
         extra["sequence_recall"] = sequence_result.summary()
+    extra |= write_verified(verified, dataset, result, args.output)
     written = write_report(result, dataset, args.output, label, extra, conditions, pictures=args.pictures,
                            radius=args.radius)
     if sequence_result is not None:
@@ -142,6 +150,7 @@ def register(subparsers) -> None:
     add_engine_arg(parser)
     add_extract_args(parser)
     add_index_args(parser)
+    add_verify_args(parser)
     group = parser.add_argument_group("evaluation")
     add_protocol_args(group)
     add_sequence_args(parser)

@@ -12,6 +12,7 @@ from netvlad.cli.dataset_args import add_dataset_args
 from netvlad.cli.engine_args import add_engine_arg, engine_from_args
 from netvlad.cli.extract_args import add_cluster_images_arg
 from netvlad.cli.search_args import add_index_args, add_search_args, index_config_from_args, max_memory_from_args
+from netvlad.cli.verify_args import add_verify_args, check_verify_model, verified_index_search
 from netvlad.eval.positions import POSITION_ESTIMATORS
 from netvlad.limits import COUNT
 
@@ -83,7 +84,12 @@ def query(args: argparse.Namespace) -> int:
     if descriptors.shape[1] != index.store.dim:
         raise BadInputError(f"the model gives {descriptors.shape[1]}-D descriptors, the index holds "
                             f"{index.store.dim}-D ones", path=args.index)
-    results = index.localise([str(p) for p in paths], descriptors, k=args.k, method=args.method)
+    if args.verify:
+        check_verify_model(args, model)
+        results = index.results([str(p) for p in paths], *verified_index_search(args, index, paths, descriptors,
+                                                                                 device), args.method)
+    else:
+        results = index.localise([str(p) for p in paths], descriptors, k=args.k, method=args.method)
     if args.json:
         print(json.dumps([r.to_dict() for r in results], indent=2))
     else:
@@ -122,6 +128,7 @@ def register(subparsers) -> None:
                         help="position estimate: " + POSITION_ESTIMATORS.describe())
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     add_search_args(parser.add_argument_group("search"))
+    add_verify_args(parser)
     add_model_args(parser)
     add_device_args(parser)
     add_engine_arg(parser)

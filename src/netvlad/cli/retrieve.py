@@ -8,6 +8,7 @@ from pathlib import Path
 from netvlad.cli.common import add_device_args, add_model_args, existing, number
 from netvlad.cli.engine_args import add_engine_arg, engine_from_args
 from netvlad.cli.extract_args import add_cluster_images_arg, add_pictures_arg
+from netvlad.cli.verify_args import add_verify_args, check_verify_model, verified_folder_ranking
 from netvlad.limits import COUNT
 
 
@@ -16,19 +17,25 @@ def run(args: argparse.Namespace) -> int:
     from netvlad.cli.common import model_from_args, pick_device
     from netvlad.cli.extract_args import cluster_from_args, model_label
     from netvlad.data.readers.common import list_images
-    from netvlad.eval.retrieve import retrieve_folders
+    from netvlad.eval.retrieve import rank_folders, retrieve_folders, write_ranking
 
     database = Path(args.database_folder)
     list_images(database)  # a missing or imageless folder fails here, before any model is built
     list_images(Path(args.query_folder))
     device = pick_device(args.device)
     model = model_from_args(args)
+    check_verify_model(args, model)
     cluster_from_args(model, [database / n for n in list_images(database)], args, device)
     label = model_label(args, model)
-    paths = retrieve_folders(model, database, args.query_folder, args.out, k=args.k,
-                             pictures=args.pictures, label=label, batch_size=args.batch_size,
-                             workers=args.workers, device=device, progress=not args.no_progress,
-                             skip_bad=args.skip_bad, engine=engine_from_args(args))
+    extract = dict(batch_size=args.batch_size, workers=args.workers, device=device, progress=not args.no_progress,
+                   skip_bad=args.skip_bad, engine=engine_from_args(args))
+    if args.verify:
+        ranking = verified_folder_ranking(args, model, rank_folders(model, database, args.query_folder,
+                                                                    max(args.k, args.verify_top), **extract), device)
+        paths = write_ranking(ranking, args.out, label, args.pictures)
+    else:
+        paths = retrieve_folders(model, database, args.query_folder, args.out, k=args.k,
+                                 pictures=args.pictures, label=label, **extract)
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
 
@@ -50,6 +57,7 @@ def register(subparsers) -> None:
     add_pictures_arg(parser)
     parser.add_argument("--skip-bad", action="store_true", help="skip (and list) undecodable images")
     add_cluster_images_arg(parser)
+    add_verify_args(parser)
     add_model_args(parser)
     add_device_args(parser)
     add_engine_arg(parser)

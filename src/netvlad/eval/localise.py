@@ -179,6 +179,11 @@ class PlaceIndex:
         """Matches and an estimated position for each query descriptor ``(Q, dim)``."""
         POSITION_ESTIMATORS.get(method)  # BadInputError naming the known methods
         distances, rows = self.search(descriptors, k)
+        return self.results(names, distances, rows, method)
+
+    def results(self, names: list[str], distances: np.ndarray, rows: np.ndarray, method: str = "top1"
+                ) -> list[QueryResult]:
+        """Matches and position estimates of store ``rows`` ``(Q, k)`` found at ``distances`` ``(Q, k)``."""
         results = []
         for name, dist, row in zip(names, distances, rows, strict=True):
             pos = self.positions[np.searchsorted(self.rows, row)]  # positions are held per index entry

@@ -1,0 +1,302 @@
+"""Patch-NetVLAD spatial re-ranking vs the global NetVLAD ranking, side by side in one run.
+
+One off-the-shelf model (MobileNetV2 ImageNet + NetVLAD K=16, k-means on Gardens Point day_left, images resized to
+640 px on the longest side) and one patch whitening (4096-D, fitted on size-5 patches of day_left; the 512/128-D
+presets use its leading dims). Each set's feature maps are computed once; database patches go to real float16
+patch stores; every preset re-ranks the same global top ``--top``, and the fused variants add the global
+similarity with weight λ. Timing: re-ranking of the global top ``--timing-top`` for ``--timing-queries`` Gardens
+Point queries, every preset in turn in this process. Memory: peak resident memory added by the patch descriptors of
+one 480×640 VGG16 map (30×40×512, K=64), in a fresh subprocess.
+
+    python benchmarks/verify.py [--top 20] [--city DIR] [--out verify.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from netvlad.data.conditions import query_conditions
+from netvlad.data.readers import open_dataset
+from netvlad.eval.recall import recall_at_n
+from netvlad.eval.verify import get_preset
+from netvlad.eval.verify.patches import PatchExtractor, fit_patch_whitening, iter_images
+from netvlad.eval.verify.rerank import normalise, verify_shortlist
+from netvlad.eval.verify.store import create_patch_store
+from netvlad.models import ModelConfig, PlaceModel, Preprocessing
+from netvlad.nn.patch import patch_netvlad, window_grid
+from netvlad.train.clusters import ClusterConfig, initialize_clusters
+
+SHARED = Path(os.environ.get("NETVLAD_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+PRESETS = ("performance", "speed", "storage")
+FUSED = (0.25, 0.5)  # λ of the global similarity in the fused variants
+
+
+def model_and_whitening(cache: Path):
+    """The off-the-shelf model and its 4096-D patch whitening (both cached in ``cache``)."""
+    model = PlaceModel(ModelConfig(backbone="mobilenet_v2", pool="netvlad", num_clusters=16,
+                                   preprocessing=Preprocessing("longest", (640,))), pretrained=True).eval()
+    left = sorted((SHARED / "gardens_point" / "day_left").glob("*.jpg"))
+    state = cache / "model.pt"
+    if state.is_file():
+        model.load_state_dict(torch.load(state, weights_only=True))
+    else:
+        initialize_clusters(model, left, ClusterConfig(num_images=100, niter=25), batch_size=8)
+        torch.save(model.state_dict(), state)
+    white = cache / f"whitening_{model.fingerprint()}.pt"
+    if white.is_file():
+        from netvlad.nn import PCAWhitening
+
+        whitening = PCAWhitening(model.pool.output_dim, 4096)
+        whitening.load_state_dict(torch.load(white, weights_only=True))
+    else:
+        whitening = fit_patch_whitening(model, left[::2], 4096, size=5, samples=5200)
+        torch.save(whitening.state_dict(), white)
+    return model, whitening
+
+
+def resized(model: PlaceModel, preprocessing: Preprocessing | None = None) -> PlaceModel:
+    """The same weights with another input-size policy (the thumbnails are upscaled: the policy "longest" only
+    shrinks, and a 2×1 map has no 5×5 window)."""
+    if preprocessing is None:
+        return model
+    other = PlaceModel(dataclasses.replace(model.config, preprocessing=preprocessing), pretrained=False).eval()
+    other.load_state_dict(model.state_dict())
+    return other
+
+
+@torch.no_grad()
+def features(model: PlaceModel, paths: list[Path]) -> list[torch.Tensor]:
+    """Feature maps ``(1, D, h, w)`` of each image, in ``paths`` order."""
+    out: list[torch.Tensor | None] = [None] * len(paths)
+    for indices, images in iter_images(model, paths, batch_size=4):
+        for i, f in zip(indices, model.features(images).float(), strict=True):
+            out[i] = f[None]
+    return out
+
+
+def sets(city: Path | None) -> dict:
+    """{name: (database paths, query paths, positives per query)} of the sets found."""
+    found = {}
+    gp = SHARED / "gardens_point"
+    left, right = sorted((gp / "day_left").glob("*.jpg")), sorted((gp / "day_right").glob("*.jpg"))
+    found["Gardens Point day_left→day_right (±2 frames)"] = (
+        left, right, [np.arange(max(0, i - 2), min(len(left), i + 3)) for i in range(len(right))])
+    names = [f"images-{i:05d}.png" for i in range(16010, 24001, 80)]  # the last third of the route, 100 places
+    nord = SHARED / "nordland"
+    found[f"Nordland summer→winter ({len(names)} places of the last third, 64×32 thumbnails upscaled to 640×320)"] = (
+        [nord / "summer" / n for n in names], [nord / "winter" / n for n in names],
+        [np.array([i]) for i in range(len(names))], Preprocessing("fixed", (320, 640)))
+    tokyo = SHARED / "tokyo_pair"
+    unrelated = left[::8] + [nord / "summer" / n for n in names[::4]]
+    found[f"Tokyo night query among {len(unrelated)} unrelated + its day image"] = (
+        [tokyo / "tokyo_db.png"] + unrelated, [tokyo / "tokyo_query.jpg"], [np.array([0])])
+    if city is not None and (city / "city.json").is_file():
+        data = open_dataset(city, split="test")
+        conditions = query_conditions(data) or []
+        keep = [i for i, c in enumerate(conditions) if c in ("night", "winter")]
+        positives = data.positives(25.0)
+        found[f"generated city night+winter queries (test split, 25 m, {len(keep)} queries)"] = (
+            data.database.paths(), [data.queries.paths()[i] for i in keep], [positives[i] for i in keep])
+    return found
+
+
+def run_set(model, whitening, db, queries, positives, top, cache: Path, label: str, presets) -> dict:
+    """Recall@1/5 of the global ranking, each preset and the fused variants; store bytes per image."""
+    db_maps, q_maps = features(model, db), features(model, queries)
+    with torch.no_grad():
+        g_db = torch.cat([model.pool_features(f) for f in db_maps]).numpy()
+        g_q = torch.cat([model.pool_features(f) for f in q_maps]).numpy()
+    dist = np.linalg.norm(g_q[:, None] - g_db[None], axis=2)
+    top = min(top, len(db))
+    ranked = np.argsort(dist, axis=1, kind="stable")[:, :top]
+    rows = {"global": recall_at_n(ranked, positives, (1, 5))}
+    extra = {}
+    patches = {}
+    for name in presets:
+        preset = get_preset(name).with_global_weight(0.0)  # the patch score alone; fused below for each λ
+        extractor = PatchExtractor(model, preset, whitening)
+        db_patches, q_patches = describe(extractor, db_maps, patches), describe(extractor, q_maps, patches, True)
+        store = fill_store(extractor, db_patches, cache / f"{label}_{name}")
+        generator = torch.Generator().manual_seed(0)
+        fused = {lam: np.zeros_like(ranked) for lam in (0.0, *FUSED)}
+        skipped = 0
+        for q, query in enumerate(q_patches):
+            d = dist[q, ranked[q]]
+            result = verify_shortlist(query, ranked[q], d, store.read, preset, generator)
+            skipped += result.skipped
+            similarity = normalise(-torch.as_tensor(d, dtype=torch.float64)).numpy()
+            for lam, out in fused.items():
+                out[q] = ranked[q][np.argsort(-((1 - lam) * result.scores + lam * similarity), kind="stable")]
+        rows[f"{name}, patch score alone (λ=0)"] = recall_at_n(fused[0.0], positives, (1, 5))
+        for lam in FUSED:
+            rows[f"{name} fused λ={lam}" + (" (default)" if lam == get_preset(name).global_weight else "")] = \
+                recall_at_n(fused[lam], positives, (1, 5))
+        extra[name] = {"bytes_per_image": store.bytes_per_image(), "skipped_sizes": skipped,
+                       "grids": [list(g) for g in db_patches[0].grids]}
+    return {"top": top, "recall": rows, "stores": extra, "num_queries": len(queries), "num_database": len(db)}
+
+
+def describe(extractor: PatchExtractor, maps: list[torch.Tensor], done: dict, query: bool = False) -> list:
+    """Patches of ``maps``; the ``storage`` preset's are the ``speed`` preset's first 128 dims re-normalised
+    (the same whitening cropped: equal to computing them afresh), which halves the benchmark's cost."""
+    from netvlad.eval.verify.patches import Patches
+    from netvlad.nn.functional import l2_normalize
+
+    key = (extractor.preset.name, query)
+    speed = ("speed", query)
+    if extractor.preset.name == "storage" and speed in done and extractor.preset.sizes == get_preset("speed").sizes:
+        out = [Patches([l2_normalize(d[:, :extractor.dim], dim=1) for d in p.descriptors], p.grids)
+               for p in done[speed]]
+    else:
+        out = [extractor.from_features(m)[0] for m in maps]
+    done[key] = out
+    return out
+
+
+def fill_store(extractor: PatchExtractor, patches: list, folder: Path):
+    """A float16 patch store of the database patches (rewritten each run)."""
+    shutil.rmtree(folder, ignore_errors=True)
+    store = create_patch_store(extractor, [f"{i}" for i in range(len(patches))], folder, patches[0].grids)
+    for i0 in range(0, len(patches), 16):
+        part = patches[i0:i0 + 16]
+        store.write(np.arange(i0, i0 + len(part)), part)
+    return store
+
+
+def timing(count: int, top: int, cache: Path, grid=(15, 20)) -> dict:
+    """Mean seconds to re-rank a top-``top`` shortlist per query, per preset, side by side, on stores of random unit
+    patches shaped as a 640×480 image's MobileNetV2 map (``grid`` cells): reading, matching and scoring cost the
+    same whatever the values (RANSAC draws and reprojects all padded matches)."""
+    from netvlad.eval.verify.patches import Patches
+    from netvlad.nn.functional import l2_normalize
+
+    gen = torch.Generator().manual_seed(0)
+
+    def random_patches(preset):
+        grids = [window_grid(*grid, s, preset.stride) for s in preset.sizes]
+        return Patches([l2_normalize(torch.randn(r * c, preset.dim, generator=gen), dim=1) for r, c in grids], grids)
+
+    class Fake:  # what create_patch_store reads from an extractor
+        def __init__(self, preset):
+            self.preset, self.dim = preset, preset.dim
+            self.model = type("M", (), {"fingerprint": staticmethod(lambda: "random")})()
+
+    out = {}
+    for name in PRESETS:
+        preset = get_preset(name)
+        store = fill_store(Fake(preset), [random_patches(preset) for _ in range(top)], cache / f"timing_{name}")
+        queries = [random_patches(preset) for _ in range(count)]
+        start = time.perf_counter()
+        for p in queries:
+            verify_shortlist(p, np.arange(top), np.linspace(0, 1, top), store.read, preset, gen)
+        out[name] = (time.perf_counter() - start) / count
+        shutil.rmtree(cache / f"timing_{name}", ignore_errors=True)
+    return out
+
+
+def memory_child(name: str) -> None:
+    """Print the peak resident MiB added by the patch descriptors of preset ``name`` for one 480×640 VGG16 map."""
+    p = get_preset(name)
+    torch.manual_seed(0)
+    x, weight, centroids = torch.randn(1, 512, 30, 40).relu_(), torch.randn(64, 512), torch.randn(64, 512)
+    projection = (torch.randn(p.dim, 64 * 512).div_(181.0), torch.zeros(p.dim))  # in place: no 2nd copy at start
+    with torch.no_grad():  # warm-up on a tiny map: the kernels' code pages are not the layer's memory
+        patch_netvlad(x[..., :9, :9], weight, None, centroids, 8, p.stride, True, projection)
+    Path("/proc/self/clear_refs").write_text("5")  # Linux: reset the peak (VmHWM) to the current resident size
+    base = _status_kib("VmRSS")
+    with torch.no_grad():
+        for size in p.sizes:
+            patch_netvlad(x, weight, None, centroids, size, p.stride, True, projection)
+    print(json.dumps({"peak_mib": (_status_kib("VmHWM") - base) / 1024}))
+
+
+def _status_kib(field: str) -> int:
+    """A ``/proc/self/status`` memory field, KiB."""
+    line = next(t for t in Path("/proc/self/status").read_text().splitlines() if t.startswith(field + ":"))
+    return int(line.split()[1])
+
+
+def memory(name: str) -> float:
+    """:func:`memory_child` in a fresh subprocess (the whitening matrix itself, the model's, is not counted)."""
+    out = subprocess.run([sys.executable, __file__, "--memory-child", name], capture_output=True, text=True,
+                         check=True).stdout
+    return json.loads(out.splitlines()[-1])["peak_mib"]
+
+
+def vgg_bytes(preset: str) -> int:
+    """Patch store bytes per 480×640 image for a VGG16 map (30×40 cells)."""
+    p = get_preset(preset)
+    return sum(2 * (2 + int(np.prod(window_grid(30, 40, s, p.stride))) * p.dim) for s in p.sizes)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--top", type=int, default=20, help="global shortlist re-ranked for the recall table")
+    parser.add_argument("--timing-top", type=int, default=100)
+    parser.add_argument("--timing-queries", type=int, default=2)
+    parser.add_argument("--performance-on", default="",
+                        help="sets (label substring) also re-ranked with the performance preset (4096-D: ~8 s of "
+                             "projection per image on this machine)")
+    parser.add_argument("--city", type=Path, default=None, help="a generated city (netvlad generate) to add")
+    parser.add_argument("--cache", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "netvlad_verify")
+    parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    parser.add_argument("--limit", type=int, default=None, help="at most this many queries per set (smoke runs)")
+    parser.add_argument("--sets", default="", help="only the sets whose label contains one of these, comma-separated")
+    parser.add_argument("--no-costs", action="store_true", help="skip the timing and memory measurements")
+    parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_child:
+        return memory_child(args.memory_child)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    args.cache.mkdir(parents=True, exist_ok=True)
+    model, whitening = model_and_whitening(args.cache)
+    report = {"store_bytes_vgg16_480x640": {p: vgg_bytes(p) for p in PRESETS}, "sets": {}}
+    if not args.no_costs:
+        report["memory_mib_vgg16_480x640"] = {p: round(memory(p), 1) for p in PRESETS}
+        report["seconds_per_query"] = timing(args.timing_queries, args.timing_top, args.cache)
+        print_costs(report, args.timing_top)
+    for label, (db, queries, positives, *resize) in sets(args.city).items():
+        if args.sets and not any(part in label for part in args.sets.split(",")):
+            continue
+        queries, positives = queries[:args.limit], positives[:args.limit]
+        presets = PRESETS if args.performance_on and args.performance_on in label else ("speed", "storage")
+        report["sets"][label] = run_set(resized(model, *resize), whitening, db, queries, positives, args.top,
+                                        args.cache,
+                                        f"set{len(report['sets'])}", presets)
+        print_set(label, report["sets"][label])
+        if args.out:
+            args.out.write_text(json.dumps(report, indent=1, default=float))
+
+
+def print_set(label: str, entry: dict) -> None:
+    print(f"\n{label}: {entry['num_queries']} queries, {entry['num_database']} database images, top {entry['top']}")
+    print("| ranking | R@1 | R@5 |\n|---|---:|---:|")
+    for name, rec in entry["recall"].items():
+        print(f"| {name} | {rec[1]:.1f} | {rec[5]:.1f} |")
+    print("patch store bytes per image: " + ", ".join(
+        f"{n} {s['bytes_per_image']:,} (grids {s['grids']}, {s['skipped_sizes']} sizes skipped)"
+        for n, s in entry["stores"].items()))
+
+
+def print_costs(report: dict, top: int) -> None:
+    seconds = report["seconds_per_query"]
+    print(f"\n| preset | re-rank s/query (top {top}) | vs speed | store B/image, VGG16 480×640 | peak MiB |")
+    print("|---|---:|---:|---:|---:|")
+    for name in PRESETS:
+        print(f"| {name} | {seconds[name]:.3f} | {seconds[name] / seconds['speed']:.1f}× | "
+              f"{report['store_bytes_vgg16_480x640'][name]:,} | {report['memory_mib_vgg16_480x640'][name]} |")
+
+
+if __name__ == "__main__":
+    main()

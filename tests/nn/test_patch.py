@@ -1,0 +1,68 @@
+"""Patch-NetVLAD descriptors from integral images equal the NetVLAD layer on each cropped window."""
+
+import pytest
+import torch
+
+from netvlad.nn import NetVLAD, PCAWhitening
+from netvlad.nn.patch import patch_netvlad, window_grid
+
+
+def _layer(k: int, d: int, parametrization: str = "official") -> NetVLAD:
+    torch.manual_seed(0)
+    layer = NetVLAD(num_clusters=k, dim=d, parametrization=parametrization).double()
+    with torch.no_grad():
+        layer.init_from_centroids(torch.randn(k, d, dtype=torch.float64), alpha=3.0)
+    return layer
+
+
+def _args(layer: NetVLAD):
+    return layer.conv.weight.view(layer.num_clusters, layer.dim), layer.conv.bias, layer.centroids
+
+
+@pytest.mark.parametrize(("height", "width", "size", "stride"),
+                         [(6, 9, 2, 1), (7, 7, 3, 2), (10, 6, 5, 1), (9, 13, 4, 3), (5, 5, 5, 1), (8, 11, 1, 1)])
+@pytest.mark.parametrize("parametrization", ["official", "paper"])
+def test_each_patch_equals_netvlad_on_the_cropped_window(height, width, size, stride, parametrization):
+    layer = _layer(5, 12, parametrization)
+    torch.manual_seed(1)
+    x = torch.randn(2, 12, height, width, dtype=torch.float64).relu()
+    with torch.no_grad():
+        patches = patch_netvlad(x, *_args(layer), size=size, stride=stride, cluster_chunk=2)
+        rows, cols = window_grid(height, width, size, stride)
+        assert patches.shape == (2, rows * cols, 5 * 12)
+        for r in range(rows):
+            for c in range(cols):
+                i, j = r * stride, c * stride
+                expected = layer(x[:, :, i:i + size, j:j + size])
+                torch.testing.assert_close(patches[:, r * cols + c], expected, atol=1e-5, rtol=0)
+
+
+def test_float32_map_matches_to_1e5():
+    layer = _layer(8, 32).float()
+    torch.manual_seed(2)
+    x = torch.randn(1, 32, 15, 20).relu()
+    with torch.no_grad():
+        patches = patch_netvlad(x, *_args(layer), size=5, stride=1)
+        expected = layer(x[:, :, 3:8, 7:12])
+    torch.testing.assert_close(patches[0, 3 * 16 + 7], expected[0], atol=1e-5, rtol=0)
+
+
+def test_projection_applies_the_whitening_chunk_by_chunk():
+    layer = _layer(4, 6)
+    torch.manual_seed(3)
+    x = torch.randn(1, 6, 8, 8, dtype=torch.float64).relu()
+    whitening = PCAWhitening(24, 10).double()
+    with torch.no_grad():
+        whitening.fit(torch.randn(40, 24, dtype=torch.float64))
+        raw = patch_netvlad(x, *_args(layer), size=3, stride=2)
+        projected = patch_netvlad(x, *_args(layer), size=3, stride=2, cluster_chunk=3,
+                                  projection=(whitening.linear.weight, whitening.linear.bias))
+    torch.testing.assert_close(projected[0], whitening(raw[0]), atol=1e-10, rtol=0)
+
+
+def test_map_smaller_than_the_patch_has_no_windows():
+    layer = _layer(3, 4)
+    assert window_grid(4, 9, 5, 1) == (0, 0)
+    with torch.no_grad():
+        out = patch_netvlad(torch.rand(1, 4, 4, 9, dtype=torch.float64), *_args(layer), size=5)
+    assert out.shape == (1, 0, 12)

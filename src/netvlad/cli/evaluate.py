@@ -105,10 +105,11 @@ def cluster_if_off_the_shelf(model, paths: list[Path], args: argparse.Namespace,
 
 
 def artefact_paths(output: Path) -> dict[str, Path]:
-    """results.json -> results.json, results_queries.csv, results_recall.png, results_retrievals.png."""
+    """results.json -> results.json, results_queries.csv, results_recall.png, results_pr.png,
+    results_retrievals.png."""
     stem = output.with_suffix("")
     return {"json": output, "csv": Path(f"{stem}_queries.csv"), "plot": Path(f"{stem}_recall.png"),
-            "picture": Path(f"{stem}_retrievals.png")}
+            "pr": Path(f"{stem}_pr.png"), "picture": Path(f"{stem}_retrievals.png")}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -118,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     from netvlad.cli.ranks import fill_stores, prepare_model, start
     from netvlad.data.conditions import query_conditions
     from netvlad.eval import protocol_eval
-    from netvlad.eval.report import condition_recall, condition_table
+    from netvlad.eval.report import condition_recall, condition_table, pr_line
     from netvlad.eval.retrieval import evaluate
     from netvlad.protocols import get_protocol
 
@@ -155,6 +156,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{label}: {result.num_queries} queries, {result.num_database} database images, "
           f"{result.descriptor_dim}-D descriptors" + (f", protocol {protocol.name}" if protocol else ""))
     print(result.table())
+    print(pr_line(result))
     if protocol_run and protocol_run.per_group:
         print(group_table(protocol_run.per_group, protocol.group_by or "group"))
     conditions = query_conditions(dataset)
@@ -171,12 +173,14 @@ def run(args: argparse.Namespace) -> int:
 def write_report(args: argparse.Namespace, result, dataset, label: str, extra: dict, conditions) -> None:
     """The JSON summary, per-query CSV, Recall@N plot and retrieval picture beside ``--output``."""
     from netvlad.eval.plots import plot_recall, retrieval_picture
-    from netvlad.eval.report import write_json, write_query_csv
+    from netvlad.eval.pr_plot import plot_pr
+    from netvlad.eval.report import result_pr, write_json, write_query_csv
 
     paths = artefact_paths(Path(args.output))
     write_json(result, paths["json"], label, extra, conditions=conditions)
     write_query_csv(result, dataset, paths["csv"], conditions=conditions)
     plot_recall({label: result.recall}, paths["plot"], title=dataset.name)
+    plot_pr({label: result_pr(result)}, paths["pr"], title=dataset.name)
     if not args.no_pictures:
         retrieval_picture(result, dataset, paths["picture"])
     print("wrote " + ", ".join(str(p) for p in paths.values() if p.exists()))

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from netvlad.data.dataset import GeoDataset
+from netvlad.eval.pr import PRCurve, top1_pr
 from netvlad.eval.recall import recall_by_condition
 from netvlad.eval.retrieval import EvalResult
 from netvlad.files import atomic_write
@@ -31,6 +32,18 @@ def condition_table(by_condition: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def result_pr(result: EvalResult) -> PRCurve:
+    """The precision–recall curve of ``result``'s top-1 matches (score: −L2 distance)."""
+    return top1_pr(result.distances, result.correct, result.positives)
+
+
+def pr_line(result: EvalResult) -> str:
+    """One printed line: PR AUC and recall at 100 % and 99 % precision of the top-1 matches."""
+    pr = result_pr(result).summary()
+    return (f"PR AUC {pr['pr_auc']:.3f}   recall at 100 % precision {pr['recall_at_100_precision']:.2f} %   "
+            f"at 99 % {pr['recall_at_99_precision']:.2f} %")
+
+
 def write_json(result: EvalResult, path: Path | str, model: str = "", extra: dict | None = None,
                conditions: Sequence[str] | None = None) -> Path:
     """Write ``result.summary(model)`` (plus ``extra`` keys, and ``recall_by_condition`` where ``conditions``
@@ -41,7 +54,7 @@ def write_json(result: EvalResult, path: Path | str, model: str = "", extra: dic
         data["recall_by_condition"] = {label: {"num_queries": entry["num_queries"],
                                                "recall": {str(n): round(r, 4) for n, r in entry["recall"].items()}}
                                        for label, entry in by_condition.items()}
-    data |= extra or {}
+    data |= result_pr(result).summary() | (extra or {})
     return atomic_write(Path(path), lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8"))
 
 

@@ -18,7 +18,7 @@ from tests.conftest import REPO
 # Arguments where 0 is meaningful (none, all, no tolerance, the first seed or layer); every other numeric
 # argument must refuse 0. No numeric argument accepts a negative number or text.
 ZERO_ALLOWED = {"--workers", "--seed", "--sample", "--frame-tolerance", "--val-places", "--train-from",
-                "--cache-memmap-mb", "--weight-decay", "--momentum", "--rerank"}
+                "--cache-memmap-mb", "--weight-decay", "--momentum", "--rerank", "--exclude-recent"}
 
 
 def _command(parser: argparse.ArgumentParser) -> list[str]:

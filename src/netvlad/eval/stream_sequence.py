@@ -1,0 +1,68 @@
+"""Online causal sequence matching for a stream: each frame's shortlist re-scored over the last L frames.
+
+A candidate database entry ``c`` for the current frame is scored by the best constant-velocity trajectory ending at
+it: query frame ``t − j`` against entry ``c − round(v · j)`` for j = 0 … L−1 and each velocity v (entries per
+frame), the mean L2 distance along it (lower is better); points before the first entry are dropped. The work per
+frame is O(M · V · L) descriptor distances over the shortlist M, never over the map, and the memory the last L
+query descriptors.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+from netvlad.eval.search import read_rows
+
+VELOCITIES = (0.8, 0.9, 1.0, 1.1, 1.25)  # database entries per stream frame (SeqSLAM's range)
+SHORTLIST = 50
+
+
+class OnlineSequenceMatcher:
+    """Causal sequence scores of a frame's shortlist; feed one frame per :meth:`push`."""
+
+    def __init__(self, length: int, velocities: tuple[float, ...] = VELOCITIES, shortlist: int = SHORTLIST) -> None:
+        self.length, self.shortlist = int(length), int(shortlist)
+        self.velocities = np.asarray(velocities, dtype=np.float64)
+        self.history: deque[np.ndarray] = deque(maxlen=self.length)
+
+    def reset(self) -> None:
+        """Forget the frames seen so far."""
+        self.history.clear()
+
+    def scores(self, candidates: np.ndarray, database: np.ndarray, count: int) -> np.ndarray:
+        """Trajectory scores ``(M,)`` of ``candidates`` (ids of ``database`` rows, < ``count``; −1: none → inf)."""
+        candidates = np.asarray(candidates, dtype=np.int64)
+        window = np.stack(list(self.history)[::-1])  # (K, D): j = 0 is the current frame
+        steps = np.rint(self.velocities[:, None] * np.arange(len(window))[None]).astype(np.int64)  # (V, K)
+        points = candidates[:, None, None] - steps[None]  # (M, V, K)
+        valid = (points >= 0) & (points < count) & (candidates[:, None, None] >= 0)
+        unique, inverse = np.unique(np.where(valid, points, 0), return_inverse=True)
+        rows = read_rows(database, unique)  # each entry read once
+        query = np.broadcast_to(np.arange(len(window))[None, None], points.shape)
+        pairs = np.unique(np.stack([inverse.reshape(points.shape)[valid], query[valid]]), axis=1)
+        table = np.full((len(unique), len(window)), np.nan)
+        table[pairs[0], pairs[1]] = np.linalg.norm(rows[pairs[0]] - window[pairs[1]], axis=1)
+        distances = np.where(valid, table[inverse.reshape(points.shape), query], 0.0)
+        mean = distances.sum(2) / np.maximum(valid.sum(2), 1)
+        mean[valid.sum(2) == 0] = np.inf
+        return mean.min(axis=1)
+
+    def push(self, descriptor: np.ndarray, candidates: np.ndarray, database: np.ndarray, count: int
+             ) -> tuple[int | None, float | None]:
+        """Add the current frame ``(D,)`` with its shortlist ``candidates`` ``(M,)``; -> (best id, its score), or
+        (None, None) when the shortlist is empty."""
+        self.history.append(np.asarray(descriptor, dtype=np.float32))
+        candidates = np.asarray(candidates, dtype=np.int64)
+        candidates = candidates[candidates >= 0]
+        if not len(candidates):
+            return None, None
+        scores = self.scores(candidates, database, count)
+        best = int(np.argmin(scores))
+        return int(candidates[best]), float(scores[best])
+
+
+def make_sequence_matcher(length: int, place_index=None) -> OnlineSequenceMatcher:
+    """The online matcher ``netvlad stream --sequence L`` uses (same for a map and for loop closures)."""
+    return OnlineSequenceMatcher(length)

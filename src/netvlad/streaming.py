@@ -1,0 +1,10 @@
+"""Names of the growing place database's search kinds; imports neither numpy nor faiss, so ``netvlad stream --help``
+lists them at once (the database itself is :mod:`netvlad.eval.database`)."""
+
+from __future__ import annotations
+
+from netvlad.registry import Registry
+
+DATABASE_KINDS: Registry[str] = Registry("place database kind", "choose one of")
+DATABASE_KINDS.add("flat", "exact L2 over the descriptors in memory (appending is free)")
+DATABASE_KINDS.add("ivfpq", "IVF-PQ: exact until min-train frames, then trained, added to, retrained when grown")

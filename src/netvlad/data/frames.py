@@ -134,9 +134,9 @@ class FrameSource:
         try:
             return av.open(str(self.path))
         except (av.FFmpegError, OSError, ValueError) as error:
-            reason = " ".join(str(error).split())[:200]
-            raise StreamEndedEarly(f"{self.path}: cannot open the video ({reason}); no frame decoded",
-                                   path=self.path, frame=0) from None
+            reason = " ".join(str(error).split()).split(": '")[0][:200]
+            raise StreamEndedEarly(f"{self.path}: cannot open the video ({reason}); stopped at frame 0, no frame "
+                                   "decoded", path=self.path, frame=0) from None
 
     def _video_frames(self) -> int:
         container = self._open_video()
@@ -172,11 +172,15 @@ class FrameSource:
             if not container.streams.video:
                 raise StreamEndedEarly(f"{self.path}: holds no video stream", path=self.path, frame=0)
             stream = container.streams.video[0]
+            declared = int(stream.frames or 0)
             for frame in container.decode(stream):
                 if index % self.every == 0:
                     yield Frame(index, self._time(index, frame.time), f"{self.path.name}#{index:06d}",
                                 frame.to_image())
                 index += 1
+            if declared and index < declared:
+                raise StreamEndedEarly(f"{self.path}: ended at frame {index} of the {declared} it declares "
+                                       "(truncated?); results so far kept", path=self.path, frame=index)
         except (av.FFmpegError, OSError, ValueError) as error:
             reason = " ".join(str(error).split())[:200]
             raise StreamEndedEarly(f"{self.path}: cannot decode past frame {index} ({reason}); results of the "

@@ -62,7 +62,7 @@ class FrameResult:
     distance: float | None
     score: float | None
     loop_closure: bool
-    position: tuple[float, float] | None
+    position: tuple[float, float] | None  # of the match, where the database (or map) has one
     latency_ms: float
     correct: bool | None = None  # top-1 within the radius (ground truth known), else None
     has_positive: bool | None = None
@@ -143,8 +143,8 @@ class StreamMatcher:
         latency = 1000 * (time.perf_counter() - start)
         name, where = self._describe_match(best) if best is not None else (None, None)
         correct, has_positive = self._truth(frame, where)
-        result = FrameResult(frame.index, frame.time, frame.name, name, distance, score, bool(accepted),
-                             where if self.place_index is not None else position, latency, correct, has_positive)
+        result = FrameResult(frame.index, frame.time, frame.name, name, distance, score, bool(accepted), where,
+                             latency, correct, has_positive)
         self.results.append(result)
         return result
 

@@ -76,7 +76,7 @@ def test_route_of_real_frames_streams_with_ground_truth_and_sequences(tmp_path, 
     summary = tmp_path / "summary.json"
     out = tmp_path / "f.jsonl"
     assert main(["stream", str(frames), "--exclude-recent", "10", "--radius", "5", "--sequence", "3",
-                 "--summary", str(summary), "--out", str(out), *MODEL]) == 0
+                 "--summary", str(summary), "--out", str(out), "--pr-plot", str(tmp_path / "pr.png"), *MODEL]) == 0
     lines, report = _lines(out), json.loads(summary.read_text())
     assert report["frames"] == 50 and {"pr_auc", "recall_at_100_precision", "recall_at_99_precision"} <= set(report)
     assert all(line["score"] is not None for line in lines[11:])
@@ -84,6 +84,7 @@ def test_route_of_real_frames_streams_with_ground_truth_and_sequences(tmp_path, 
     hits = [int(line["match"][:6]) == line["frame"] - 25 for line in lines[25:]]
     assert sum(hits) >= 3
     assert 0 < report["pr_auc"] <= 1 and "PR AUC" in capsys.readouterr().err
+    assert Image.open(tmp_path / "pr.png").width > 100
 
 
 def test_bad_input_is_one_clear_line(video, tmp_path, caplog):

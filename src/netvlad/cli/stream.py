@@ -91,6 +91,11 @@ def run(args: argparse.Namespace) -> int:
     print(format_summary(summary), file=sys.stderr)
     if args.summary:
         args.summary.write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    if args.pr_plot and matcher.pr() is not None:
+        from netvlad.eval.pr_plot import plot_pr
+
+        label = f"{'sequence L=' + str(args.sequence) if args.sequence else 'single frame'}"
+        plot_pr({label: matcher.pr()}, args.pr_plot, title=Path(args.source).name)
     if args.save:
         matcher.database.save(args.save)
         print(f"saved the database of {len(matcher.database)} frames to {args.save}", file=sys.stderr)

@@ -44,6 +44,8 @@ def add_stream_args(parser: argparse.ArgumentParser) -> None:
                        help="save the database of the stream's frames here (netvlad.PlaceDatabase.load reads it)")
     group.add_argument("--summary", type=output(), default=None, metavar="FILE",
                        help="also write the summary as JSON here")
+    group.add_argument("--pr-plot", type=output(), default=None, metavar="PNG",
+                       help="where frames carry positions: write the precision–recall curve here")
     group.add_argument("--cluster-images", type=number(COUNT), default=200,
                        help="off-the-shelf NetVLAD without --map: frames sampled for k-means")
 

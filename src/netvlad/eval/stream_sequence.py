@@ -32,21 +32,28 @@ class OnlineSequenceMatcher:
         self.history.clear()
 
     def scores(self, candidates: np.ndarray, database: np.ndarray, count: int) -> np.ndarray:
-        """Trajectory scores ``(M,)`` of ``candidates`` (ids of ``database`` rows, < ``count``; −1: none → inf)."""
+        """Trajectory scores ``(M,)`` of ``candidates`` (ids of ``database`` rows, < ``count``; −1: none → inf).
+
+        Each candidate's trajectories stay within the W entries before it (W = the largest step), so the distances
+        needed are those of the window's K frames to the union of those entries: one small ``(U, K)`` product.
+        """
         candidates = np.asarray(candidates, dtype=np.int64)
-        window = np.stack(list(self.history)[::-1])  # (K, D): j = 0 is the current frame
-        steps = np.rint(self.velocities[:, None] * np.arange(len(window))[None]).astype(np.int64)  # (V, K)
-        points = candidates[:, None, None] - steps[None]  # (M, V, K)
-        valid = (points >= 0) & (points < count) & (candidates[:, None, None] >= 0)
-        unique, inverse = np.unique(np.where(valid, points, 0), return_inverse=True)
-        rows = read_rows(database, unique)  # each entry read once
-        query = np.broadcast_to(np.arange(len(window))[None, None], points.shape)
-        pairs = np.unique(np.stack([inverse.reshape(points.shape)[valid], query[valid]]), axis=1)
-        table = np.full((len(unique), len(window)), np.nan)
-        table[pairs[0], pairs[1]] = np.linalg.norm(rows[pairs[0]] - window[pairs[1]], axis=1)
-        distances = np.where(valid, table[inverse.reshape(points.shape), query], 0.0)
-        mean = distances.sum(2) / np.maximum(valid.sum(2), 1)
-        mean[valid.sum(2) == 0] = np.inf
+        window = np.stack(list(self.history)[::-1])  # (K, D) float32: j = 0 is the current frame
+        steps = np.rint(self.velocities[:, None] * np.arange(len(window))[None]).astype(np.int64)  # (V, K) ≥ 0
+        span = candidates[:, None] - np.arange(int(steps.max()) + 1)[None]  # (M, W+1): entries a trajectory visits
+        inside = (span >= 0) & (span < count) & (candidates[:, None] >= 0)
+        unique, inverse = np.unique(np.where(inside, span, 0), return_inverse=True)
+        rows = read_rows(database, unique) if isinstance(database, np.memmap) else database[unique]
+        rows = np.asarray(rows, dtype=np.float32)
+        squared = (np.einsum("ud,ud->u", rows, rows)[:, None] + np.einsum("kd,kd->k", window, window)[None]
+                   - 2 * rows @ window.T)
+        table = np.sqrt(np.maximum(squared, 0))  # (U, K)
+        where = inverse.reshape(span.shape)[:, steps]  # (M, V, K) rows of the table
+        valid = inside[:, steps]
+        distances = np.where(valid, table[where, np.arange(len(window))[None, None]], 0.0)
+        used = valid.sum(2)
+        mean = distances.sum(2) / np.maximum(used, 1)
+        mean[used == 0] = np.inf
         return mean.min(axis=1)
 
     def push(self, descriptor: np.ndarray, candidates: np.ndarray, database: np.ndarray, count: int

@@ -8,3 +8,6 @@ from netvlad.registry import Registry
 DATABASE_KINDS: Registry[str] = Registry("place database kind", "choose one of")
 DATABASE_KINDS.add("flat", "exact L2 over the descriptors in memory (appending is free)")
 DATABASE_KINDS.add("ivfpq", "IVF-PQ: exact until min-train frames, then trained, added to, retrained when grown")
+
+CITY_ROUTES: Registry[str] = Registry("generated city route", "choose one of")
+CITY_ROUTES.add("loop", "one drive along every interior street by day, then half of them again at dusk and in winter")

@@ -7,8 +7,9 @@ Side by side in one process at ``--threads`` (default 1):
   frames (describe + search + sequence + add, loop-closure mode), so its overhead over the model is measured;
 - for each map size N in ``--sizes`` and each kind (exact, IVF-PQ): a :class:`netvlad.PlaceDatabase` filled with N
   descriptor-only 1280-D entries (a random-walk route: neighbours alike, as a real traverse), then ``--frames``
-  stream frames (a noisy revisit of the route) each searched with ``exclude_recent``, sequence-matched (L =
-  ``--sequence``, shortlist 50) and added: p50/p99 of search, of search + sequence, and of the whole step; the
+  stream frames (a noisy revisit of the route) each searched with ``exclude_recent``, sequence-matched (the
+  sequence issue's causal ``OnlineSeqSLAM``, L = ``--sequence``, shortlist 50, propagation 5) and added:
+  p50/p99 of search, of search + sequence, and of the whole step; the
   bulk add throughput (entries/s), IVF-PQ's training time, and the database's memory (float32 rows + index).
 
     python benchmarks/stream.py [--quick] [--sizes 1000 10000 100000] [--frames 200] [--threads 1]
@@ -61,7 +62,7 @@ def run_size(n: int, kind: str, frames: int, length: int, seed: int = 0) -> dict
     """Fill a database of ``n`` entries, then time ``frames`` stream steps."""
     from netvlad.eval.database import DatabaseConfig, PlaceDatabase
     from netvlad.eval.index import IndexConfig
-    from netvlad.eval.stream_sequence import OnlineSequenceMatcher
+    from netvlad.eval.stream_sequence import StreamSequence
 
     rng = np.random.default_rng(seed)
     entries = route(n, rng)
@@ -74,14 +75,14 @@ def run_size(n: int, kind: str, frames: int, length: int, seed: int = 0) -> dict
     train_s = time.perf_counter() - start
     revisit = rng.integers(0, max(1, n - frames))
     queries = entries[revisit:revisit + frames] + 0.02 * rng.standard_normal((frames, DIM)).astype(np.float32)
-    matcher = OnlineSequenceMatcher(length)
+    matcher = StreamSequence(length, DIM)
     search_t, seq_t, step_t, hits = [], [], [], 0
     for i, query in enumerate(queries):
         now = float(n + i)
         t0 = time.perf_counter()
         distances, ids = db.search(query[None], 50, exclude_after=now - 30)
         t1 = time.perf_counter()
-        best, _ = matcher.push(query, ids[0], db.descriptors, db.count)
+        best, _ = matcher.push(query, ids[0], db.descriptors, db.prefix_until(now - 30))
         t2 = time.perf_counter()
         db.add(query[None], [f"q{i}"], times=[now])
         t3 = time.perf_counter()

@@ -1,49 +1,45 @@
-"""The online causal sequence matcher against a plain-loop reference, and on a revisited route."""
+"""The stream's sequence step: the sequence issue's OnlineSeqSLAM over a database that grows while it runs."""
 
 import numpy as np
-import pytest
 
-from netvlad.eval.stream_sequence import VELOCITIES, OnlineSequenceMatcher
-
-
-def _reference(history, candidates, database, count):
-    """Mean distance along the best constant-velocity trajectory ending at each candidate (plain loops)."""
-    out = []
-    for c in candidates:
-        best = np.inf
-        for v in VELOCITIES:
-            parts = [np.linalg.norm(database[c - round(v * j)] - q) for j, q in enumerate(history[::-1])
-                     if 0 <= c - round(v * j) < count]
-            if parts:
-                best = min(best, float(np.mean(parts)))
-        out.append(best)
-    return np.array(out)
+from netvlad.eval.sequence.config import SequenceConfig
+from netvlad.eval.sequence.online import OnlineSeqSLAM
+from netvlad.eval.stream_sequence import GrowingSeqSLAM, StreamSequence
 
 
-def test_scores_match_the_reference_including_the_route_start():
+def _walk(n, dim, rng):
+    steps = rng.standard_normal((n, dim)).astype(np.float32)
+    return np.cumsum(steps, axis=0) / 4
+
+
+def test_growing_matcher_equals_a_fixed_one_over_the_searchable_entries():
     rng = np.random.default_rng(0)
-    database = rng.standard_normal((60, 16)).astype(np.float32)
-    matcher = OnlineSequenceMatcher(6)
+    full = _walk(80, 16, rng)
+    config = SequenceConfig(length=5, shortlist=8)
+    growing = GrowingSeqSLAM(16, config)
     history = []
-    for step in range(9):
-        q = rng.standard_normal(16).astype(np.float32)
-        history.append(q)
-        candidates = rng.choice(60, 12, replace=False)
-        matcher.history.append(q)
-        np.testing.assert_allclose(matcher.scores(candidates, database, 55), _reference(history[-6:], candidates,
-                                                                                       database, 55), rtol=1e-4)
-        assert len(matcher.history) == min(step + 1, 6)
+    for t in range(12):
+        count, searchable = 50 + t, 44 + t  # the newest six entries are excluded
+        query = full[20 + t] + 0.05 * rng.standard_normal(16).astype(np.float32)
+        candidates = np.r_[rng.choice(searchable, 7, replace=False), -1]
+        history.append((query, candidates))
+        got = growing.push_growing(query, candidates, full[:count], searchable)
+        reference = OnlineSeqSLAM(full[:searchable].copy(), None, config)
+        for q, c in history:
+            expected = reference.push(q, c)
+        np.testing.assert_array_equal(got.ids, expected.ids)
+        np.testing.assert_allclose(got.scores, expected.scores, rtol=1e-6)
+        assert (got.ids < searchable).all()
 
 
-def test_a_revisit_wins_over_a_lookalike_single_frame():
+def test_stream_sequence_finds_the_revisit_and_handles_an_empty_start():
     rng = np.random.default_rng(1)
-    route = rng.standard_normal((40, 8)).astype(np.float32)
-    matcher = OnlineSequenceMatcher(5)
-    for t in range(10, 20):  # revisiting places 10..19 with noise
-        query = route[t] + 0.3 * rng.standard_normal(8).astype(np.float32)
-        lookalike = 35  # a single frame nearer than the true place, but not along the trajectory
+    route = _walk(60, 16, rng)
+    step = StreamSequence(5, 16)
+    assert step.push(route[0], np.array([-1, -1]), route[:0], 0) == (None, None)  # nothing to match yet
+    for t in range(10, 20):  # revisiting entries 10..19 with noise; a lookalike sits at entry 50
+        query = route[t] + 0.1 * rng.standard_normal(16).astype(np.float32)
         database = route.copy()
-        database[lookalike] = query + 0.01
-        best, score = matcher.push(query, np.array([lookalike, t, -1]), database, 40)
-    assert best == 19 and score == pytest.approx(_reference(list(matcher.history), [19], database, 40)[0])
-    assert matcher.push(route[0], np.array([-1, -1]), route, 40) == (None, None)
+        database[50] = query + 0.01
+        best, score = step.push(query, np.array([50, t, t + 1, t - 1]), database, 60)
+    assert best == 19 and score > 0

@@ -10,7 +10,9 @@ from netvlad.cli.common import add_device_args, add_model_args, number, output
 from netvlad.cli.dataset_args import add_dataset_args
 from netvlad.cli.names import INDEX_KINDS
 from netvlad.cli.protocol_args import add_protocol_args, check_protocol_args, group_table
+from netvlad.cli.sequence_args import add_sequence_args, sequence_config_from_args
 from netvlad.constants import EVAL_RADIUS_M
+from netvlad.errors import BadInputError
 from netvlad.limits import COUNT, NON_NEGATIVE_INT, POSITIVE, Limit
 
 logger = logging.getLogger(__name__)
@@ -124,7 +126,11 @@ def run(args: argparse.Namespace) -> int:
     from netvlad.protocols import get_protocol
 
     device, info = start(args, args.store, "netvlad evaluate needs --store DIR")
+    sequence = sequence_config_from_args(args)
     protocol = get_protocol(args.protocol) if args.protocol else None
+    if sequence is not None and protocol is not None:
+        raise BadInputError(f"--sequence with --protocol is not supported; drop --protocol {protocol.name} and "
+                            "name the folders and tolerance yourself")
     if protocol:
         check_protocol_args(args, protocol)
         dataset = protocol_eval.open_for_protocol(args.dataset, protocol, image_root=args.image_root,
@@ -145,9 +151,13 @@ def run(args: argparse.Namespace) -> int:
                   progress=not args.no_progress, store_dir=args.store, skip_bad=args.skip_bad, dtype=args.dtype,
                   index_config=index_config_from_args(args, device),
                   max_memory=max_memory_from_args(args))
+    sequence_result = None
     if protocol:
         protocol_run = protocol_eval.evaluate_protocol(model, dataset, protocol, **common)
         result, dataset = protocol_run.result, protocol_run.dataset
+    elif sequence is not None:
+        protocol_run = None
+        result, sequence_result = run_sequences(args, model, dataset, sequence, common)
     else:
         protocol_run = None
         result = evaluate(model, dataset, radius=EVAL_RADIUS_M if args.radius is None else args.radius,
@@ -155,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
     label = model_label(args, model)
     print(f"{label}: {result.num_queries} queries, {result.num_database} database images, "
           f"{result.descriptor_dim}-D descriptors" + (f", protocol {protocol.name}" if protocol else ""))
-    print(result.table())
+    print(result.table() if sequence_result is None else sequence_result.table(result))
     print(pr_line(result))
     if protocol_run and protocol_run.per_group:
         print(group_table(protocol_run.per_group, protocol.group_by or "group"))
@@ -166,11 +176,27 @@ def run(args: argparse.Namespace) -> int:
     if args.output:
         sizes = protocol_eval.image_sizes(dataset, model.config.preprocessing)
         extra = {"dataset": dataset.name} | (protocol_run.report(sizes) if protocol_run else {"image_sizes": sizes})
-        write_report(args, result, dataset, label, extra, conditions)
+        if sequence_result is not None:
+            extra["sequence_recall"] = sequence_result.summary()
+        write_report(args, result, dataset, label, extra, conditions, sequence_result)
     return 0
 
 
-def write_report(args: argparse.Namespace, result, dataset, label: str, extra: dict, conditions) -> None:
+def run_sequences(args: argparse.Namespace, model, dataset, sequence, common: dict):
+    """Single-frame and sequence results (``--sequence``) over descriptors extracted once."""
+    from netvlad.cli.sequence_args import encoder_from_args
+    from netvlad.eval.sequence.evaluate import evaluate_sequences
+
+    encoder = encoder_from_args(args, sequence, model.output_dim)
+    extract = {k: common[k] for k in ("batch_size", "workers", "device", "progress", "skip_bad", "dtype")}
+    return evaluate_sequences(model, dataset, sequence, args.sequence_method, encoder=encoder,
+                              radius=EVAL_RADIUS_M if args.radius is None else args.radius, ns=common["ns"],
+                              store_dir=common["store_dir"], index_config=common["index_config"],
+                              max_memory=common["max_memory"], **extract)
+
+
+def write_report(args: argparse.Namespace, result, dataset, label: str, extra: dict, conditions,
+                 sequence_result=None) -> None:
     """The JSON summary, per-query CSV, Recall@N plot and retrieval picture beside ``--output``."""
     from netvlad.eval.plots import plot_recall, retrieval_picture
     from netvlad.eval.pr_plot import plot_pr
@@ -179,6 +205,10 @@ def write_report(args: argparse.Namespace, result, dataset, label: str, extra: d
     paths = artefact_paths(Path(args.output))
     write_json(result, paths["json"], label, extra, conditions=conditions)
     write_query_csv(result, dataset, paths["csv"], conditions=conditions)
+    if sequence_result is not None:
+        from netvlad.eval.sequence.evaluate import add_sequence_columns
+
+        add_sequence_columns(paths["csv"], sequence_result, dataset.database)
     plot_recall({label: result.recall}, paths["plot"], title=dataset.name)
     plot_pr({label: result_pr(result)}, paths["pr"], title=dataset.name)
     if not args.no_pictures:
@@ -198,6 +228,7 @@ def register(subparsers) -> None:
     add_index_args(parser)
     group = parser.add_argument_group("evaluation")
     add_protocol_args(group)
+    add_sequence_args(parser)
     group.add_argument("--radius", type=number(POSITIVE), default=None,
                        help=f"metres within which a database image is correct (default {EVAL_RADIUS_M:g})")
     group.add_argument("--recall", type=parse_ns, default=(1, 5, 10, 20), help="N values, e.g. 1,5,10,20")

@@ -27,10 +27,11 @@ def add_stream_args(parser: argparse.ArgumentParser) -> None:
                        help="loop closures: leave out the frames of the last SECONDS (frames without timestamps)")
     group.add_argument("-k", type=number(COUNT), default=5, help="matches searched per frame")
     group.add_argument("--sequence", type=number(Limit(2, None, integer=True)), default=None, metavar="L",
-                       help="decide on the causal sequence score of the last L frames")
+                       help="decide on the causal SeqSLAM-style score of the last L frames")
     group.add_argument("--threshold", type=number(POSITIVE), default=None,
-                       help="largest L2 distance (with --sequence: sequence score) accepted as a loop closure or "
-                            "localisation (default: every match)")
+                       help="largest L2 distance accepted as a loop closure or localisation; with --sequence, the "
+                            "smallest sequence score (standard deviations below the local mean; default: every "
+                            "match)")
     group.add_argument("--radius", type=number(POSITIVE), default=25.0,
                        help="metres within which a match is correct, where frames carry positions (PR metrics)")
     group.add_argument("--index-type", dest="index_kind", default="flat", choices=DATABASE_KINDS.names(),

@@ -11,6 +11,7 @@ import numpy as np
 
 from netvlad.constants import EVAL_RADIUS_M, NEGATIVE_RADIUS_M, POSITIVE_RADIUS_M
 from netvlad.data import geo
+from netvlad.data.sequences import SequenceOrder
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +25,8 @@ class ImageList:
     which readers refuse or skip, so ground truth never sees one).
 
     ``times`` holds a capture time or panorama id per image where known (NaN unknown): equal values mark the same
-    capture, excluded from training positives; ``frames`` holds the frame index of frame-synchronised sequences.
+    capture, excluded from training positives; ``frames`` holds the frame index of frame-synchronised sequences;
+    ``sequence`` the sequence order where the data records one (:class:`~netvlad.data.sequences.SequenceOrder`).
     """
 
     root: Path
@@ -33,6 +35,7 @@ class ImageList:
     zone: tuple[int, str] | None = None  # UTM zone number and letter, where known
     times: np.ndarray | None = None  # (N,) float64
     frames: np.ndarray | None = None  # (N,) int64
+    sequence: SequenceOrder | None = None
 
     def __post_init__(self) -> None:
         utm = np.asarray(self.utm, dtype=np.float64).reshape(-1, 2)
@@ -48,6 +51,8 @@ class ImageList:
                 if len(value) != len(utm):
                     raise ValueError(f"{self.root}: {len(value)} {attr} but {len(utm)} images")
                 object.__setattr__(self, attr, value)
+        if self.sequence is not None and len(self.sequence) != len(utm):
+            raise ValueError(f"{self.root}: sequence order of {len(self.sequence)} images but {len(utm)} images")
 
     def __len__(self) -> int:
         return len(self.names)
@@ -62,7 +67,8 @@ class ImageList:
         idx = np.flatnonzero(idx) if idx.dtype == bool else idx.astype(np.int64).reshape(-1)
         return ImageList(self.root, tuple(self.names[i] for i in idx), self.utm[idx], self.zone,
                          None if self.times is None else self.times[idx],
-                         None if self.frames is None else self.frames[idx])
+                         None if self.frames is None else self.frames[idx],
+                         None if self.sequence is None else self.sequence.subset(idx))
 
 
 @dataclass(frozen=True, eq=False)

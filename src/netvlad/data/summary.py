@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -35,6 +35,7 @@ class DatasetSummary:
     sampled: dict  # side -> number of images whose size was read
     unreadable: tuple[tuple[str, str], ...]
     skipped: int
+    sequences: dict = field(default_factory=dict)  # side -> one-line sequence order, or None where not recorded
 
     def lines(self) -> list[str]:
         """Human-readable lines, one figure each."""
@@ -58,6 +59,9 @@ class DatasetSummary:
             common = ", ".join(f"{w}×{h} ({n})" for (h, w), n in counter.most_common(3)) or "-"
             more = f" and {len(counter) - 3} other sizes" if len(counter) > 3 else ""
             out.append(f"sizes {side:<7}{common}{more} [W×H, {self.sampled[side]} sampled]")
+        for side, text in self.sequences.items():
+            text = text or "none recorded (frame-numbered names, or CSV sequence/frame columns)"
+            out.append(f"seq {side:<9}{text}")
         if self.unreadable:
             out.append(f"unreadable   {len(self.unreadable)} (first: {self.unreadable[0][0]}: {self.unreadable[0][1]})")
         if self.skipped:
@@ -103,4 +107,6 @@ def summarize(dataset: GeoDataset, radius: float = EVAL_RADIUS_M, sample: int = 
         spacing=dataset.meta.get("spacing"), queries_without_positive=len(missing),
         first_without_positive=dataset.queries.names[missing[0]] if len(missing) else None,
         mean_positives=float(counts.mean()) if len(counts) else 0.0, sizes=sizes, sampled=sampled,
-        unreadable=tuple(bad), skipped=len(dataset.meta.get("skipped", ())))
+        unreadable=tuple(bad), skipped=len(dataset.meta.get("skipped", ())),
+        sequences={side: images.sequence.describe() if images.sequence is not None else None
+                   for side, images in (("db", dataset.database), ("query", dataset.queries))})

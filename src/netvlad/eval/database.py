@@ -163,6 +163,14 @@ class PlaceDatabase:
         the newest entry's time minus ``exclude_recent``."""
         return self.alive & (self.times <= self._cutoff(exclude_after, exclude_recent))
 
+    def prefix_until(self, time: float) -> int:
+        """How many leading entries (ids 0 … m−1) are no newer than ``time`` seconds (the rest start with a newer
+        one): what a trajectory over the stream's own entries may visit."""
+        if self._monotonic:
+            return int(np.searchsorted(self.times, time, side="right"))
+        newer = np.flatnonzero(self.times > time)
+        return int(newer[0]) if len(newer) else self._count
+
     def _cutoff(self, exclude_after: float | None, exclude_recent: float | None) -> float:
         """The newest time a search may return (inf: any)."""
         if exclude_recent is not None and not exclude_recent >= 0:

@@ -4,8 +4,9 @@ Loop-closure mode (no map): the frame is searched against the database of the fr
 those of the last ``exclude_recent`` seconds, then added to it; a match at or under ``threshold`` is a loop
 closure. Localisation mode (a :class:`netvlad.eval.localise.PlaceIndex`): the frame is searched against the
 prebuilt map; a match at or under ``threshold`` is a localisation. With ``sequence`` L the decision reads the
-causal sequence score of the frame's shortlist (the last L frames along a constant-velocity trajectory) instead of
-the single-frame distance. ``latency_ms`` is describe + search + sequence + add of one frame (decoding excluded).
+causal SeqSLAM-style score of the frame's shortlist (the last L frames along a constant-velocity trajectory,
+contrast-normalised; higher is surer: a match needs a score at or above ``threshold``) instead of the single-frame
+distance. ``latency_ms`` is describe + search + sequence + add of one frame (decoding excluded).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from netvlad.data.images import resize_image
 from netvlad.errors import BadInputError
 from netvlad.eval.database import DatabaseConfig, PlaceDatabase
 from netvlad.eval.pr import PRCurve, pr_curve
-from netvlad.eval.stream_sequence import make_sequence_matcher
+from netvlad.eval.stream_sequence import StreamSequence
 from netvlad.models import PlaceModel
 
 logger = logging.getLogger(__name__)
@@ -33,8 +34,9 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class StreamConfig:
     """``k`` matches searched per frame, ``exclude_recent`` seconds (or frames) left out of loop-closure searches,
-    ``threshold`` the largest L2 distance (or sequence score, with ``sequence`` L frames) accepted as a match
-    (None: any), ``radius`` metres within which a match is correct (ground truth, where frames carry positions)."""
+    ``threshold`` the largest L2 distance accepted as a match (with ``sequence`` L frames: the smallest sequence
+    score; None: any), ``radius`` metres within which a match is correct (ground truth, where frames carry
+    positions)."""
 
     k: int = 5
     exclude_recent: float = 30.0
@@ -96,7 +98,10 @@ class StreamMatcher:
                  device: torch.device | str = "cpu", fingerprint: str | None = None) -> None:
         self.model, self.config, self.place_index, self.device = model.eval().to(device), config, place_index, device
         self.database = PlaceDatabase(model.output_dim, config.database, fingerprint)
-        self.sequence = make_sequence_matcher(config.sequence, place_index) if config.sequence else None
+        self.sequence = None
+        if config.sequence:
+            self.sequence = StreamSequence(config.sequence, model.output_dim,
+                                           place_index.store.descriptors if place_index is not None else None)
         self.results: list[FrameResult] = []
         self.searched = 0  # frames that had something to search
 
@@ -127,16 +132,11 @@ class StreamMatcher:
             self.searched += 1
             best, distance = int(ids[0]), float(distances[0])
         if self.sequence is not None:
-            database = self.place_index.store.descriptors if self.place_index is not None else \
-                self.database.descriptors
-            count = len(database) if self.place_index is not None else self.database.count
-            seq_id, score = self.sequence.push(descriptor, ids, database, count)
-            best = seq_id if seq_id is not None else best
-            if best is not None and seq_id is not None:
-                distance = float(np.linalg.norm(np.asarray(database[best], np.float32) - descriptor))
-        value = score if self.sequence is not None else distance
-        accepted = best is not None and value is not None and (self.config.threshold is None
-                                                                or value <= self.config.threshold)
+            best, score, distance = self._sequence_step(descriptor, ids, frame.time, best, distance)
+        if self.sequence is not None:  # a sequence score: higher is surer
+            accepted = score is not None and (self.config.threshold is None or score >= self.config.threshold)
+        else:
+            accepted = distance is not None and (self.config.threshold is None or distance <= self.config.threshold)
         position = frame.position
         self.database.add(descriptor[None], [frame.name], None if position is None else np.array([position]),
                           [frame.time])
@@ -147,6 +147,19 @@ class StreamMatcher:
                              latency, correct, has_positive)
         self.results.append(result)
         return result
+
+    def _sequence_step(self, descriptor: np.ndarray, ids: np.ndarray, now: float, best, distance):
+        """(best id, sequence score, its L2 distance) after the sequence step; the single-frame best without one."""
+        if self.place_index is not None:
+            database = self.place_index.store.descriptors
+            seq_id, score = self.sequence.push(descriptor, ids)
+        else:
+            database = self.database.descriptors
+            searchable = self.database.prefix_until(now - self.config.exclude_recent)
+            seq_id, score = self.sequence.push(descriptor, ids, database, searchable)
+        if seq_id is None:
+            return best, None, distance
+        return seq_id, score, float(np.linalg.norm(np.asarray(database[seq_id], np.float32) - descriptor))
 
     def _truth(self, frame: Frame, match_position) -> tuple[bool | None, bool | None]:
         """(top-1 within the radius, any searchable entry within it), or (None, None) without positions."""
@@ -173,8 +186,11 @@ class StreamMatcher:
         known = [r for r in self.results if r.has_positive is not None]
         if not known:
             return None
-        value = [(r.score if self.sequence is not None else r.distance) for r in known]
-        scores = np.array([-v if v is not None else -np.inf for v in value], dtype=np.float64)
+        if self.sequence is not None:
+            value = [r.score if r.score is not None else -np.inf for r in known]
+        else:
+            value = [-r.distance if r.distance is not None else -np.inf for r in known]
+        scores = np.asarray(value, dtype=np.float64)
         return pr_curve(scores, [bool(r.correct) for r in known], [bool(r.has_positive) for r in known])
 
     def summary(self) -> dict:
@@ -189,5 +205,7 @@ class StreamMatcher:
         if curve is not None:
             out |= curve.summary()
             at_100 = curve.threshold_at_precision(1.0)
-            out["threshold_at_100_precision"] = None if at_100 is None or math.isinf(at_100) else round(-at_100, 6)
+            if at_100 is not None and not math.isinf(at_100):
+                at_100 = at_100 if self.sequence is not None else -at_100  # a score, or a distance
+            out["threshold_at_100_precision"] = None if at_100 is None or math.isinf(at_100) else round(at_100, 6)
         return out

@@ -1,75 +1,82 @@
-"""Online causal sequence matching for a stream: each frame's shortlist re-scored over the last L frames.
+"""Online causal sequence matching for a stream, on the sequence issue's matcher (:class:`OnlineSeqSLAM`).
 
-A candidate database entry ``c`` for the current frame is scored by the best constant-velocity trajectory ending at
-it: query frame ``t − j`` against entry ``c − round(v · j)`` for j = 0 … L−1 and each velocity v (entries per
-frame), the mean L2 distance along it (lower is better); points before the first entry are dropped. The work per
-frame is O(M · V · L) descriptor distances over the shortlist M, never over the map, and the memory the last L
-query descriptors.
+Against a map, the matcher runs over the map's descriptors in their order (one sequence). For loop closures the
+database is the stream itself, growing one entry per frame: :class:`GrowingSeqSLAM` gives the matcher a layout of
+one sequence in id order that ends at the newest searchable entry (those older than the excluded recent window),
+without any per-frame O(N) array, so a frame costs O(M · L · (V + W)) descriptor distances over its shortlist M,
+never the map. The reported score is the negated trajectory score — how many local standard deviations the best
+trajectory lies below its neighbourhood: higher is surer.
 """
 
 from __future__ import annotations
 
-from collections import deque
-
 import numpy as np
 
-from netvlad.eval.search import read_rows
-
-VELOCITIES = (0.8, 0.9, 1.0, 1.1, 1.25)  # database entries per stream frame (SeqSLAM's range)
-SHORTLIST = 50
+from netvlad.eval.sequence.config import SequenceConfig
+from netvlad.eval.sequence.online import OnlineSeqSLAM
 
 
-class OnlineSequenceMatcher:
-    """Causal sequence scores of a frame's shortlist; feed one frame per :meth:`push`."""
+class _Identity:
+    """``layout.order`` / ``layout.position`` of one sequence in id order: each id is its own position."""
 
-    def __init__(self, length: int, velocities: tuple[float, ...] = VELOCITIES, shortlist: int = SHORTLIST) -> None:
-        self.length, self.shortlist = int(length), int(shortlist)
-        self.velocities = np.asarray(velocities, dtype=np.float64)
-        self.history: deque[np.ndarray] = deque(maxlen=self.length)
+    def __getitem__(self, ids) -> np.ndarray:
+        return np.asarray(ids, dtype=np.int64)
 
-    def reset(self) -> None:
-        """Forget the frames seen so far."""
-        self.history.clear()
 
-    def scores(self, candidates: np.ndarray, database: np.ndarray, count: int) -> np.ndarray:
-        """Trajectory scores ``(M,)`` of ``candidates`` (ids of ``database`` rows, < ``count``; −1: none → inf).
+class _Constant:
+    """``layout.start`` / ``layout.stop`` of one sequence: the same bound for every id."""
 
-        Each candidate's trajectories stay within the W entries before it (W = the largest step), so the distances
-        needed are those of the window's K frames to the union of those entries: one small ``(U, K)`` product.
-        """
-        candidates = np.asarray(candidates, dtype=np.int64)
-        window = np.stack(list(self.history)[::-1])  # (K, D) float32: j = 0 is the current frame
-        steps = np.rint(self.velocities[:, None] * np.arange(len(window))[None]).astype(np.int64)  # (V, K) ≥ 0
-        span = candidates[:, None] - np.arange(int(steps.max()) + 1)[None]  # (M, W+1): entries a trajectory visits
-        inside = (span >= 0) & (span < count) & (candidates[:, None] >= 0)
-        unique, inverse = np.unique(np.where(inside, span, 0), return_inverse=True)
-        rows = read_rows(database, unique) if isinstance(database, np.memmap) else database[unique]
-        rows = np.asarray(rows, dtype=np.float32)
-        squared = (np.einsum("ud,ud->u", rows, rows)[:, None] + np.einsum("kd,kd->k", window, window)[None]
-                   - 2 * rows @ window.T)
-        table = np.sqrt(np.maximum(squared, 0))  # (U, K)
-        where = inverse.reshape(span.shape)[:, steps]  # (M, V, K) rows of the table
-        valid = inside[:, steps]
-        distances = np.where(valid, table[where, np.arange(len(window))[None, None]], 0.0)
-        used = valid.sum(2)
-        mean = distances.sum(2) / np.maximum(used, 1)
-        mean[used == 0] = np.inf
-        return mean.min(axis=1)
+    def __init__(self, value: int) -> None:
+        self.value = int(value)
 
-    def push(self, descriptor: np.ndarray, candidates: np.ndarray, database: np.ndarray, count: int
-             ) -> tuple[int | None, float | None]:
-        """Add the current frame ``(D,)`` with its shortlist ``candidates`` ``(M,)``; -> (best id, its score), or
-        (None, None) when the shortlist is empty."""
-        self.history.append(np.asarray(descriptor, dtype=np.float32))
-        candidates = np.asarray(candidates, dtype=np.int64)
-        candidates = candidates[candidates >= 0]
-        if not len(candidates):
+    def __getitem__(self, ids) -> np.ndarray:
+        return np.full(np.shape(ids), self.value, dtype=np.int64)
+
+
+class GrowingLayout:
+    """A :class:`netvlad.eval.sequence.layout.DatabaseLayout` of ``stop`` entries forming one sequence in id order."""
+
+    order = position = _Identity()
+    start = _Constant(0)
+
+    def __init__(self, stop: int) -> None:
+        self.stop, self.size = _Constant(stop), int(stop)
+
+    def __len__(self) -> int:
+        return self.size
+
+
+class GrowingSeqSLAM(OnlineSeqSLAM):
+    """:class:`OnlineSeqSLAM` over a database that grows while it runs (the stream's own earlier frames)."""
+
+    def __init__(self, dim: int, config: SequenceConfig) -> None:
+        super().__init__(np.zeros((0, int(dim)), np.float32), None, config)
+
+    def push_growing(self, descriptor: np.ndarray, candidates: np.ndarray, database: np.ndarray, searchable: int):
+        """:meth:`push` with ``database`` ``(count, D)`` of which the first ``searchable`` rows may be matched."""
+        self.database, self.layout = database, GrowingLayout(searchable)
+        return self.push(descriptor, candidates)
+
+
+class StreamSequence:
+    """The per-frame sequence step of ``netvlad stream``: best id and its score (higher is surer), or Nones."""
+
+    def __init__(self, length: int, dim: int, map_descriptors: np.ndarray | None = None) -> None:
+        self.config = SequenceConfig(length=length)
+        self.shortlist = self.config.shortlist
+        self.matcher = (OnlineSeqSLAM(map_descriptors, None, self.config) if map_descriptors is not None
+                        else GrowingSeqSLAM(dim, self.config))
+
+    def push(self, descriptor: np.ndarray, candidates: np.ndarray, database: np.ndarray | None = None,
+             searchable: int = 0) -> tuple[int | None, float | None]:
+        """Add the current frame ``(D,)`` with its shortlist ``candidates`` ``(M,)`` (−1: none); ``database`` and
+        ``searchable`` for a growing database. -> (best id, score) or (None, None) with an empty shortlist."""
+        if isinstance(self.matcher, GrowingSeqSLAM):
+            match = self.matcher.push_growing(descriptor, candidates, database, searchable)
+        else:
+            match = self.matcher.push(descriptor, candidates)
+        finite = np.isfinite(match.scores)
+        if not finite.any():
             return None, None
-        scores = self.scores(candidates, database, count)
-        best = int(np.argmin(scores))
-        return int(candidates[best]), float(scores[best])
-
-
-def make_sequence_matcher(length: int, place_index=None) -> OnlineSequenceMatcher:
-    """The online matcher ``netvlad stream --sequence L`` uses (same for a map and for loop closures)."""
-    return OnlineSequenceMatcher(length)
+        best = int(np.flatnonzero(finite)[0])
+        return int(match.ids[best]), -float(match.scores[best])

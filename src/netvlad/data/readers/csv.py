@@ -1,8 +1,9 @@
-"""A CSV manifest: ``path,split,lat,lon`` or ``path,split,easting,northing[,zone]`` with a header row.
-
-``split`` is ``database`` or ``query`` (also ``db``/``queries``); an optional ``time`` (or ``pano``) column marks
-captures excluded from training positives; an optional ``condition`` column (day, night, winter...) labels queries
-for Recall@N per condition. Paths are relative to ``image_root`` (default: the CSV's folder).
+"""A CSV manifest: ``path,split,lat,lon`` or ``path,split,easting,northing[,zone]`` with a header row. ``split`` is
+``database`` or ``query`` (also ``db``/``queries``); an optional ``time`` (or ``pano``) column marks captures
+excluded from training positives; an optional ``condition`` column (day, night, winter...) labels queries for
+Recall@N per condition; optional ``sequence`` and ``frame`` (or numeric ``time``) columns record sequence order
+(``frame`` alone: one sequence per side; ``frame`` gives frame numbers, so gaps show; ``time`` with ``sequence``
+gives the order). Paths are relative to ``image_root`` (default: the CSV's folder).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from netvlad.data import geo
 from netvlad.data.dataset import GeoDataset, ImageList
 from netvlad.data.readers.common import DatasetError, Skips, check_files, duplicates_mask, single_zone
 from netvlad.data.readers.registry import ReadOptions, register_reader
+from netvlad.data.sequences import SequenceOrder
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +94,31 @@ def positions(path: Path, rows: list[tuple[int, dict]], latlon: bool, skips: Ski
     return points, np.array(keys, dtype=object), letters, keep
 
 
+def sequence_order(path: Path, header: list[str], rows: list[tuple[int, dict]], role: str) -> SequenceOrder | None:
+    """The ``sequence`` / ``frame`` / ``time`` columns of ``rows`` as a :class:`SequenceOrder` (None without them);
+    a value that is not a number is an error naming the line."""
+    column = "frame" if "frame" in header else "time" if {"time", "sequence"} <= set(header) else None
+    if column is None:
+        return None
+    values = []
+    for line, row in rows:
+        try:
+            values.append(float(row.get(column, "")))
+        except ValueError:
+            raise DatasetError(f"{path}:{line}: {column} is {row.get(column)!r}, not a number; give every image of "
+                               "a sequence its frame number (or time)", path=path) from None
+    keys = [row.get("sequence", "") if "sequence" in header else role for _, row in rows]
+    values = np.asarray(values)
+    if column == "frame":
+        return SequenceOrder.from_keys(keys, values.astype(np.int64))
+    order = SequenceOrder.from_keys(keys, np.zeros(len(rows), np.int64))
+    frames = np.empty(len(rows), np.int64)
+    for sequence in np.unique(order.ids):  # times: the rank within the sequence
+        members = np.flatnonzero(order.ids == sequence)
+        frames[members[np.argsort(values[members], kind="stable")]] = np.arange(len(members))
+    return SequenceOrder(order.ids, frames, order.names)
+
+
 @register_reader("csv", "manifest path,split,lat,lon or path,split,easting,northing[,zone]", detect, 15)
 def read(path: Path, options: ReadOptions) -> GeoDataset:
     """Load a CSV manifest (see the module docstring)."""
@@ -125,7 +152,8 @@ def read(path: Path, options: ReadOptions) -> GeoDataset:
         if time_column:
             values = [rows[i][1].get(time_column, "") for i in idx]
             times = np.array([vocabulary.setdefault(v, len(vocabulary)) if v else np.nan for v in values], float)
-        lists[role] = ImageList(root, tuple(names[i] for i in idx), points[idx], zone, times)
+        lists[role] = ImageList(root, tuple(names[i] for i in idx), points[idx], zone, times,
+                                sequence=sequence_order(path, header, [rows[i] for i in idx], role))
     meta = {"format": "csv", "skipped": skips.entries}
     if "condition" in header:
         meta["query_conditions"] = {row["path"]: row["condition"] for _, row in rows

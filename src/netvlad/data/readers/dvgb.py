@@ -2,11 +2,14 @@
 
 ``<root>/images/{train,val,test}/{database,queries}/`` (or a folder directly holding ``database/`` and ``queries/``)
 with file names ``@UTM_east@UTM_north@UTM_zone_number@UTM_zone_letter@lat@lon@pano_id@tile_num@heading@pitch@roll
-@height@timestamp@note@.jpg``; only the first two fields are required.
+@height@timestamp@note@.jpg``; only the first two fields are required. Sequence order comes from a
+``sequences.csv`` beside the splits (``split,kind,name,sequence,frame``; the generated city writes one) or, where
+every name of a side has a numeric timestamp, from the timestamps (one sequence, in time order).
 """
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import logging
 from pathlib import Path
@@ -17,6 +20,7 @@ from netvlad.data.convert import SIDECAR
 from netvlad.data.dataset import GeoDataset, ImageList
 from netvlad.data.readers.common import DatasetError, Skips, first_image, list_images, pair_dirs, single_zone
 from netvlad.data.readers.registry import ReadOptions, register_reader
+from netvlad.data.sequences import SequenceOrder
 from netvlad.files import read_json
 
 logger = logging.getLogger(__name__)
@@ -24,6 +28,7 @@ logger = logging.getLogger(__name__)
 FIELDS = ("", "utm_east", "utm_north", "zone_number", "zone_letter", "lat", "lon", "pano_id", "tile_num", "heading",
           "pitch", "roll", "height", "timestamp", "note")
 DEFAULT_SPLITS = ("test", "val", "train")
+SEQUENCES = "sequences.csv"
 
 
 def is_dvgb_name(name: str) -> bool:
@@ -79,7 +84,7 @@ def detect(path: Path, options: ReadOptions) -> bool:
 def parse_names(folder: Path, names: list[str], skips: Skips) -> dict:
     """Fields of each DVGB name -> arrays ``utm`` (N, 2), ``zone_keys``, ``captures`` and the ``keep`` mask."""
     utm = np.full((len(names), 2), np.nan)
-    keys, captures = [""] * len(names), [""] * len(names)
+    keys, captures, stamps = [""] * len(names), [""] * len(names), [""] * len(names)
     letters: list[str] = []
     keep = np.ones(len(names), dtype=bool)
     for i, name in enumerate(names):
@@ -95,9 +100,9 @@ def parse_names(folder: Path, names: list[str], skips: Skips) -> dict:
             keys[i] = f"{int(fields[3])}{'N' if letter >= 'N' else 'S'}"
             letters.append(letter)
         pano = fields[7] if len(fields) > 7 else ""
-        stamp = fields[13] if len(fields) > 13 else ""
+        stamp = stamps[i] = fields[13] if len(fields) > 13 else ""
         captures[i] = f"pano:{pano}" if pano else f"time:{stamp}" if stamp else ""
-    return {"utm": utm, "keys": np.array(keys, dtype=object), "captures": captures, "keep": keep,
+    return {"utm": utm, "keys": np.array(keys, dtype=object), "captures": captures, "stamps": stamps, "keep": keep,
             "letter": max(set(letters), key=letters.count) if letters else None}
 
 
@@ -129,11 +134,35 @@ def read(path: Path, options: ReadOptions) -> GeoDataset:
         keep = parsed["keep"] & in_zone[offset:offset + len(names)]
         offset += len(names)
         times = capture_ids(parsed["captures"], vocabulary)
-        lists[side] = ImageList(sub, tuple(np.asarray(names, dtype=object)[keep]), parsed["utm"][keep], zone,
-                                times[keep] if np.isfinite(times).any() else None)
+        kept = tuple(np.asarray(names, dtype=object)[keep])
+        stamps = [s for s, k in zip(parsed["stamps"], keep, strict=True) if k]
+        lists[side] = ImageList(sub, kept, parsed["utm"][keep], zone, times[keep] if np.isfinite(times).any()
+                                else None, sequence=sequence_order(folder, sub.name, kept, stamps))
     name = folder.name if folder == path else f"{path.name}-{folder.name}"
     meta = {"format": "dvgb", "skipped": skips.entries}
     return as_sequence(GeoDataset(name, lists["database"], lists["queries"], meta=meta), folder, options)
+
+
+def sequence_order(folder: Path, kind: str, names: tuple[str, ...], stamps: list[str]) -> SequenceOrder | None:
+    """Sequence order of one side: the ``sequences.csv`` rows of ``folder``'s split and ``kind`` when they list every
+    image, else the numeric timestamps (time rank), else None."""
+    sidecar = next((p / SEQUENCES for p in (folder, *folder.parents[:2]) if (p / SEQUENCES).is_file()), None)
+    if sidecar is not None and names:
+        with open(sidecar, newline="", encoding="utf-8") as handle:
+            table = {(r.get("split", ""), r.get("kind", ""), r.get("name", "")): r for r in csv.DictReader(handle)}
+        rows = [table.get((folder.name, kind, name)) or table.get(("", kind, name)) for name in names]
+        if all(rows):
+            try:
+                return SequenceOrder.from_keys([r["sequence"] for r in rows], [int(r["frame"]) for r in rows])
+            except (KeyError, ValueError) as error:
+                raise DatasetError(f"{sidecar}: needs columns split,kind,name,sequence,frame with integer frames "
+                                   f"({error})", path=sidecar) from None
+    if names and all(_is_float(s) for s in stamps):
+        times = np.asarray([float(s) for s in stamps])
+        frames = np.empty(len(times), np.int64)
+        frames[np.argsort(times, kind="stable")] = np.arange(len(times))
+        return SequenceOrder.single(frames, kind)
+    return None
 
 
 def as_sequence(dataset: GeoDataset, folder: Path, options: ReadOptions) -> GeoDataset:
@@ -149,7 +178,9 @@ def as_sequence(dataset: GeoDataset, folder: Path, options: ReadOptions) -> GeoD
         raise DatasetError(f"{sidecar}: sequence description lacks a numeric {error}; rewrite it with "
                            "convert_to_dvgb", path=sidecar) from None
     frames = [np.round(images.utm[:, 0] / spacing).astype(np.int64) for images in (dataset.database, dataset.queries)]
-    database = ImageList(dataset.database.root, dataset.database.names, dataset.database.utm, frames=frames[0])
-    queries = ImageList(dataset.queries.root, dataset.queries.names, dataset.queries.utm, frames=frames[1])
+    database = ImageList(dataset.database.root, dataset.database.names, dataset.database.utm, frames=frames[0],
+                         sequence=dataset.database.sequence or SequenceOrder.single(frames[0], "database"))
+    queries = ImageList(dataset.queries.root, dataset.queries.names, dataset.queries.utm, frames=frames[1],
+                        sequence=dataset.queries.sequence or SequenceOrder.single(frames[1], "queries"))
     logger.info("%s: sequence (±%d frames, %g m per frame) from %s", dataset.name, tolerance, spacing, sidecar)
     return GeoDataset(dataset.name, database, queries, tolerance, {**dataset.meta, "spacing": spacing})

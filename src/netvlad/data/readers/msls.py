@@ -25,6 +25,7 @@ import numpy as np
 from netvlad.data.dataset import GeoDataset, ImageList
 from netvlad.data.readers.common import DatasetError, Skips, check_files
 from netvlad.data.readers.registry import ReadOptions, register_reader
+from netvlad.data.sequences import SequenceOrder
 
 logger = logging.getLogger(__name__)
 
@@ -145,7 +146,8 @@ def read(path: Path, options: ReadOptions) -> GeoDataset:
         keep = check_files(folder, names, skips)
         idx = np.flatnonzero(keep)
         utm = np.asarray(points, np.float64).reshape(-1, 2)[idx]
-        lists[role] = ImageList(folder, tuple(names[i] for i in idx), utm)
+        lists[role] = ImageList(folder, tuple(names[i] for i in idx), utm,
+                                sequence=sequence_order(folder, [names[i] for i in idx]))
         if role == "queries":
             conditions = {names[i]: "night" if night[i] else "day" for i in idx}
     meta = {"format": "msls", "dataset": "msls", "cities": list(cities), "subtask": subtask,
@@ -153,6 +155,25 @@ def read(path: Path, options: ReadOptions) -> GeoDataset:
     logger.info("MSLS %s (%s): %d queries, %d database images", ",".join(cities), subtask, len(lists["queries"]),
                 len(lists["database"]))
     return GeoDataset(f"msls-{'+'.join(cities)}", lists["database"], lists["queries"], meta=meta)
+
+
+def sequence_order(folder: Path, names: list[str]) -> SequenceOrder | None:
+    """Sequence key and frame number of each image from its side's ``seq_info.csv`` (None where a side lacks the
+    file or an image is not in it)."""
+    tables: dict[str, dict[str, dict]] = {}
+    keys, frames = [], []
+    for name in names:
+        side = name.rsplit("/images/", 1)[0]
+        if side not in tables:
+            path = folder / side / "seq_info.csv"
+            tables[side] = _by_key(path, read_table(path)) if path.is_file() else {}
+        row = tables[side].get(name.rsplit("/", 1)[-1].rsplit(".", 1)[0])
+        try:
+            keys.append(f"{side.split('/', 1)[0]}/{row['sequence_key']}")
+            frames.append(int(float(row["frame_number"])))
+        except (TypeError, KeyError, ValueError):
+            return None
+    return SequenceOrder.from_keys(keys, frames) if names else None
 
 
 def city_of(name: str) -> str:

@@ -19,6 +19,7 @@ from netvlad.constants import NEGATIVE_RADIUS_M
 from netvlad.data.dataset import GeoDataset, ImageList
 from netvlad.data.readers.common import DatasetError, Skips, has_images, list_images
 from netvlad.data.readers.registry import ReadOptions, register_reader
+from netvlad.data.sequences import SequenceOrder, frame_number, frame_steps
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +71,14 @@ def match(db: dict[str, str], q: dict[str, str], db_dir: Path, q_dir: Path, skip
     return sorted(set(db) & set(q), key=natural_key)
 
 
+def order(stems: list[str], frames: np.ndarray, side: str) -> SequenceOrder:
+    """Each folder is one sequence; its frame numbers are the names' numbers in units of their step (a missing
+    frame is a gap), or the frame indices where a name has no number."""
+    numbers = [frame_number(s) for s in stems]
+    known = all(n is not None for n in numbers) and len(set(numbers)) == len(numbers)
+    return SequenceOrder.single(frame_steps(numbers) if known else frames, side)
+
+
 @register_reader("sequence", "two folders of frame-synchronised images with matching names (Nordland)", detect, 90)
 def read(path: Path, options: ReadOptions) -> GeoDataset:
     """Load a sequence pair; see the module docstring for frames, positions and defaults."""
@@ -92,8 +101,10 @@ def read(path: Path, options: ReadOptions) -> GeoDataset:
         raise DatasetError(f"{q_dir}: no file name in common with {db_dir}; sequences need matching file names")
     frames = np.arange(len(common), dtype=np.int64)
     utm = np.stack([frames * spacing, np.zeros(len(frames))], axis=1)
-    database = ImageList(db_dir, tuple(db[s] for s in common), utm, frames=frames)
-    queries = ImageList(q_dir, tuple(q[s] for s in common), utm.copy(), frames=frames.copy())
+    database = ImageList(db_dir, tuple(db[s] for s in common), utm, frames=frames,
+                         sequence=order(common, frames, options.database))
+    queries = ImageList(q_dir, tuple(q[s] for s in common), utm.copy(), frames=frames.copy(),
+                        sequence=order(common, frames, options.queries))
     meta = {"format": "sequence", "spacing": spacing, "skipped": skips.entries}
     name = f"{path.name}-{options.database}-{options.queries}"
     logger.info("%s: %d frames, ±%d frames, %.3g m per frame", name, len(common), tolerance, spacing)

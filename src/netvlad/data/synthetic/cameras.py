@@ -57,6 +57,22 @@ def street_positions(city: City, config: CityConfig) -> tuple[np.ndarray, np.nda
     return np.array(points, np.float64), np.array(headings, np.float64)
 
 
+def street_passes(city: City, config: CityConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per street position (as :func:`street_positions` lists them): the street it lies on (P,), its index along
+    that street (P,) and the street's heading (P,) degrees: each drive along a street is one sequence."""
+    points, headings = street_positions(city, config)
+    along = np.where(headings == 90.0, points[:, 1], points[:, 0])
+    across = np.where(headings == 90.0, points[:, 0], points[:, 1])
+    keys = np.stack([headings, across], axis=1)
+    _, street = np.unique(keys, axis=0, return_inverse=True)
+    street = street.reshape(-1)
+    index = np.zeros(len(points), np.int64)
+    for s in np.unique(street):
+        members = np.flatnonzero(street == s)
+        index[members[np.argsort(along[members], kind="stable")]] = np.arange(len(members))
+    return street.astype(np.int64), index, headings
+
+
 def _split_of(x: np.ndarray, bounds: np.ndarray, gap: float) -> np.ndarray:
     """Split index per x, or -1 within ``gap / 2`` of a boundary."""
     split = np.searchsorted(bounds, x)

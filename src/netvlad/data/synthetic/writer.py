@@ -2,7 +2,8 @@
 
 File names: DVGB names (:func:`netvlad.data.convert.dvgb_name`): the UTM metres recorded with GPS noise, lat/lon
 from the utm package, the image id (``db00001``, ``q00001_night``) in the panorama-id field. ``poses.csv`` keeps
-the true pose of every view and ``city.json`` the config.
+the true pose of every view, ``city.json`` the config and ``sequences.csv`` the sequence order: each drive along a
+street, looking to one side, is a sequence (queries: the sampled positions of it, with gaps).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import utm
 from PIL import Image
 
 from netvlad.data.convert import dvgb_name
-from netvlad.data.synthetic.cameras import SPLITS, Views, database_views, query_views, split_boundaries
+from netvlad.data.synthetic.cameras import SPLITS, Views, database_views, query_views, split_boundaries, street_passes
 from netvlad.data.synthetic.city import City, build_city
 from netvlad.data.synthetic.conditions import CONDITIONS
 from netvlad.data.synthetic.config import CityConfig
@@ -82,8 +83,15 @@ def _encoded(jobs: list[tuple[str, int]], workers: int):
         yield from map(_encode, jobs)
 
 
-def _write_all(out: Path, config: CityConfig, passes: dict[str, Views], writer, bar, workers: int) -> None:
-    """Render, save and record every view of every pass."""
+def _sequence(views: Views, i: int, streets: tuple[np.ndarray, ...]) -> tuple[str, int]:
+    """Sequence key (street and the side the camera looks to) and frame number (position along the street)."""
+    street, index = streets[0][views.anchor[i]], streets[1][views.anchor[i]]
+    return f"street{street:03d}-{'left' if i % 2 == 0 else 'right'}", int(index)
+
+
+def _write_all(out: Path, config: CityConfig, passes: dict[str, Views], writer, bar, workers: int,
+               sequences=None, streets=None) -> None:
+    """Render, save and record every view of every pass (and its sequence order in ``sequences``)."""
     east0, north0 = config.origin
     jobs = [(kind, i) for kind, views in passes.items() for i in range(len(views))]
     for (kind, i), data in zip(jobs, _encoded(jobs, workers), strict=True):
@@ -95,7 +103,17 @@ def _write_all(out: Path, config: CityConfig, passes: dict[str, Views], writer, 
         writer.writerow([split, kind, name, f"{views.xy[i, 0]:.3f}", f"{views.xy[i, 1]:.3f}", f"{east:.2f}",
                          f"{north:.2f}", f"{views.heading[i]:.2f}", f"{views.height[i]:.3f}",
                          f"{views.pitch[i]:.3f}", views.condition[i], int(views.anchor[i])])
+        if sequences is not None:
+            key = _sequence(views, i, streets) if kind == "database" else _query_sequence(views, i, streets)
+            sequences.writerow([split, kind, name, *key])
         bar.update(1)
+
+
+def _query_sequence(views: Views, i: int, streets: tuple[np.ndarray, ...]) -> tuple[str, int]:
+    """A query's sequence: the street it was drawn on and the side it looks to (its heading's sign)."""
+    street, index = streets[0][views.anchor[i]], streets[1][views.anchor[i]]
+    left = ((views.heading[i] - streets[2][views.anchor[i]] + 180) % 360) - 180 > 0
+    return f"street{street:03d}-{'left' if left else 'right'}", int(index)
 
 
 def generate_city(config: CityConfig, out_dir: str | Path, progress: bool = False, *, overwrite: bool = False,
@@ -120,12 +138,14 @@ def generate_city(config: CityConfig, out_dir: str | Path, progress: bool = Fals
             (out / "images" / split / kind).mkdir(parents=True, exist_ok=True)
     total = sum(len(v) for v in passes.values())
     with open(out / "poses.csv", "w", newline="") as handle, tqdm(total=total, disable=not progress,
-                                                                     desc="rendering city", unit="img") as bar:
-        writer = csv.writer(handle)
+                                                                     desc="rendering city", unit="img") as bar, \
+            open(out / "sequences.csv", "w", newline="") as seq_handle:
+        writer, sequences = csv.writer(handle), csv.writer(seq_handle)
         writer.writerow(POSE_COLUMNS)
+        sequences.writerow(("split", "kind", "name", "sequence", "frame"))
         _SHARED.update(city=city, config=config, passes=passes)
         try:
-            _write_all(out, config, passes, writer, bar, workers)
+            _write_all(out, config, passes, writer, bar, workers, sequences, street_passes(city, config))
         finally:
             _SHARED.clear()
     counts = {s: {k: int((v.split == i).sum()) for k, v in passes.items()} for i, s in enumerate(SPLITS)}

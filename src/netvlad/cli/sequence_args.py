@@ -1,0 +1,77 @@
+"""``--sequence L`` and its options for ``netvlad evaluate``: sequence matching beside single-frame Recall@N."""
+
+from __future__ import annotations
+
+import argparse
+
+from netvlad.cli.common import existing, number
+from netvlad.errors import BadInputError
+from netvlad.eval.sequence.config import DEFAULT, METHODS
+from netvlad.limits import COUNT, NON_NEGATIVE_INT, Limit
+
+
+def parse_velocities(text: str) -> tuple[float, ...]:
+    """``"0.8,1,1.25"`` -> (0.8, 1.0, 1.25) database frames per query frame."""
+    try:
+        values = tuple(float(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        values = ()
+    if not values:
+        raise argparse.ArgumentTypeError(f"must be comma-separated numbers (e.g. 0.8,1,1.25), got {text!r}")
+    return values
+
+
+def add_sequence_args(parser: argparse.ArgumentParser) -> None:
+    """Add ``--sequence``, ``--sequence-method``, ``--sequence-model``, ``--centred`` and the matcher's settings."""
+    group = parser.add_argument_group("sequence matching (queries and database with sequence order)")
+    group.add_argument("--sequence", type=number(Limit(2, integer=True)), default=None, metavar="L",
+                       help="also report Recall@N of matching L-frame query sequences (e.g. 10)")
+    group.add_argument("--sequence-method", default="seqslam", choices=METHODS.names(),
+                       help="; ".join(f"{name}: {METHODS.get(name)}" for name in METHODS.names()))
+    group.add_argument("--sequence-model", type=existing("file", "SeqNet model"), default=None, metavar="FILE",
+                       help="seqnet: a trained SeqNet (.safetensors, its config beside it)")
+    group.add_argument("--centred", action="store_true",
+                       help="centre each window on its query frame (offline; default causal: the L-1 frames before)")
+    group.add_argument("--shortlist", type=number(COUNT), default=DEFAULT.shortlist, metavar="M",
+                       help=f"database frames scored per query frame (default {DEFAULT.shortlist})")
+    group.add_argument("--propagate", type=number(NON_NEGATIVE_INT), default=DEFAULT.propagate, metavar="P",
+                       help="also score the top P of each earlier window frame's shortlist, carried along the "
+                            f"trajectory (0: the current frame's shortlist only; default {DEFAULT.propagate})")
+    group.add_argument("--velocities", type=parse_velocities, default=DEFAULT.velocities, metavar="V,V,...",
+                       help="database frames per query frame tried by trajectories (default "
+                            + ",".join(f"{v:g}" for v in DEFAULT.velocities) + ")")
+    group.add_argument("--contrast-radius", type=number(NON_NEGATIVE_INT), default=DEFAULT.contrast_radius,
+                       metavar="R", help=f"±database frames of the contrast normalisation (default "
+                                         f"{DEFAULT.contrast_radius})")
+
+
+def sequence_config_from_args(args: argparse.Namespace):
+    """The :class:`~netvlad.eval.sequence.SequenceConfig` of the command line, or None without ``--sequence``;
+    options that need ``--sequence`` (or another method) are refused."""
+    from netvlad.eval.sequence.config import SequenceConfig
+
+    if args.sequence is None:
+        given = [flag for flag, attr in (("--sequence-model", "sequence_model"), ("--centred", "centred"))
+                 if getattr(args, attr)]
+        if given:
+            raise BadInputError(f"{given[0]} applies to sequence matching; add --sequence L (e.g. --sequence 10)")
+        return None
+    if args.sequence_method == "seqnet" and args.sequence_model is None:
+        raise BadInputError("--sequence-method seqnet needs --sequence-model SEQNET.safetensors (train one with "
+                            "benchmarks/sequence.py --train-seqnet or netvlad.train.seqnet)")
+    if args.sequence_model is not None and args.sequence_method != "seqnet":
+        raise BadInputError(f"--sequence-model is a SeqNet; add --sequence-method seqnet (not "
+                            f"{args.sequence_method})")
+    return SequenceConfig(length=args.sequence, velocities=args.velocities, contrast_radius=args.contrast_radius,
+                          shortlist=args.shortlist, centred=args.centred, propagate=args.propagate)
+
+
+def encoder_from_args(args: argparse.Namespace, config, descriptor_dim: int):
+    """The SeqNet encoder of ``--sequence-model`` (checked against the descriptors' dim and L), or None."""
+    if args.sequence_model is None:
+        return None
+    from netvlad.eval.sequence.seqnet import seqnet_encoder
+    from netvlad.models.seqnet import load_seqnet
+
+    model = load_seqnet(args.sequence_model, descriptor_dim=descriptor_dim, length=config.length)
+    return seqnet_encoder(model)

@@ -1,0 +1,64 @@
+"""Sequence-matching settings and the names of the methods; imports neither numpy nor torch, so the CLI lists the
+choices at once."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from netvlad.errors import BadInputError
+from netvlad.registry import Registry
+
+METHODS: Registry[str] = Registry("sequence method", "choose one of")
+METHODS.add("seqslam", "SeqSLAM-style trajectory search over each query frame's shortlist (training-free)")
+METHODS.add("delta", "Delta descriptors: difference of smoothed descriptors over the window, searched like a "
+                     "global descriptor (training-free)")
+METHODS.add("seqnet", "SeqNet sequence descriptor (a trained 1-D temporal convolution) shortlist, then "
+                      "SeqSLAM-style re-ranking (HVPR)")
+
+DEFAULT_VELOCITIES = (0.8, 0.9, 1.0, 1.1, 1.25)  # database frames per query frame, SeqSLAM's 0.8–1.2 and a bit
+
+
+@dataclass(frozen=True)
+class SequenceConfig:
+    """SeqSLAM-style matching: ``length`` L query frames per trajectory, ``velocities`` database frames per query
+    frame, local contrast normalisation over ±``contrast_radius`` database frames, ``shortlist`` M database frames
+    per query frame scored, plus the top ``propagate`` of each other window frame's shortlist carried along the
+    trajectory (0: the current frame's shortlist only), ``centred`` (offline: L//2 frames before and the rest
+    after) instead of causal (the L−1 frames before the current one)."""
+
+    length: int = 10
+    velocities: tuple[float, ...] = DEFAULT_VELOCITIES
+    contrast_radius: int = 5
+    shortlist: int = 50
+    centred: bool = False
+    propagate: int = 5
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "velocities", tuple(float(v) for v in self.velocities))
+        if int(self.length) != self.length or self.length < 2:
+            raise BadInputError(f"sequence length must be an integer ≥ 2 query frames, got {self.length}",
+                                hint="--sequence 10")
+        if not self.velocities or not all(math.isfinite(v) for v in self.velocities):
+            raise BadInputError(f"velocities must be finite database frames per query frame, got {self.velocities}")
+        if self.contrast_radius < 0 or self.shortlist < 1 or self.propagate < 0:
+            raise BadInputError(f"contrast_radius and propagate must be ≥ 0 and shortlist ≥ 1, got "
+                                f"{self.contrast_radius}, {self.propagate} and {self.shortlist}")
+
+    @property
+    def before(self) -> int:
+        """Query frames used before the current one."""
+        return self.length // 2 if self.centred else self.length - 1
+
+    @property
+    def after(self) -> int:
+        """Query frames used after the current one (0 when causal)."""
+        return self.length - 1 - self.before
+
+    @property
+    def mode(self) -> str:
+        """``"centred"`` or ``"causal"``."""
+        return "centred" if self.centred else "causal"
+
+
+DEFAULT = SequenceConfig()  # L = 10 causal, velocities 0.8–1.25, ±5 frames normalisation, shortlist 50

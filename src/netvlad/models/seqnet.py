@@ -1,0 +1,86 @@
+"""SeqNet (Garg & Milford, RA-L 2021): a 1-D temporal convolution over L consecutive single-frame descriptors,
+averaged over time and L2-normalised, giving one sequence descriptor; saved like every model (safetensors with its
+config in the metadata)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from torch import nn
+from torch.nn import functional as F
+
+from netvlad.errors import BadInputError
+from netvlad.files import atomic_write
+
+FORMAT = "netvlad-seqnet"
+
+
+@dataclass(frozen=True)
+class SeqNetConfig:
+    """``input_dim`` D of the single-frame descriptors, ``output_dim`` D' of the sequence descriptor, ``length`` L
+    frames per window, ``kernel`` temporal width of the convolution (at most L; SeqNet's default 5)."""
+
+    input_dim: int
+    output_dim: int = 512
+    length: int = 10
+    kernel: int = 5
+
+    def __post_init__(self) -> None:
+        if min(self.input_dim, self.output_dim, self.kernel) < 1 or self.length < 2:
+            raise BadInputError(f"SeqNet needs dims ≥ 1, kernel ≥ 1 and length ≥ 2, got {asdict(self)}")
+        object.__setattr__(self, "kernel", min(self.kernel, self.length))
+
+
+class SeqNet(nn.Module):
+    """Sequence descriptor of L single-frame descriptors.
+
+    Shape:
+        ``(B, L, D)`` -> ``(B, D')``, L2-normalised.
+    """
+
+    def __init__(self, config: SeqNetConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.conv = nn.Conv1d(config.input_dim, config.output_dim, kernel_size=config.kernel)
+
+    def forward(self, windows: torch.Tensor) -> torch.Tensor:
+        if windows.dim() != 3 or windows.shape[1:] != (self.config.length, self.config.input_dim):
+            raise ValueError(f"SeqNet expects (B, {self.config.length}, {self.config.input_dim}) windows, got "
+                             f"{tuple(windows.shape)}")
+        return F.normalize(self.conv(windows.transpose(1, 2)).mean(dim=2), dim=1)
+
+
+def save_seqnet(model: SeqNet, path: Path | str, extra: dict | None = None) -> Path:
+    """Write ``model`` to ``path`` (safetensors; config and ``extra`` as JSON metadata) atomically."""
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    metadata = {"format": FORMAT, "config": json.dumps(asdict(model.config)), "extra": json.dumps(extra or {})}
+    return atomic_write(Path(path), lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+
+
+def load_seqnet(path: Path | str, *, descriptor_dim: int | None = None, length: int | None = None) -> SeqNet:
+    """The SeqNet saved at ``path``; refused, naming both, when it was trained for another descriptor dim or L."""
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            tensors = {k: handle.get_tensor(k) for k in handle.keys()}
+        if metadata.get("format") != FORMAT:
+            raise ValueError(f"format is {metadata.get('format')!r}, not {FORMAT!r}")
+        config = SeqNetConfig(**json.loads(metadata["config"]))
+    except (SafetensorError, OSError, ValueError, KeyError, TypeError) as error:
+        raise BadInputError(f"{path}: not a SeqNet model ({' '.join(str(error).split())[:200]}); train one with "
+                            "netvlad.train.seqnet.train_seqnet", path=path) from None
+    if descriptor_dim is not None and descriptor_dim != config.input_dim:
+        raise BadInputError(f"{path}: SeqNet for {config.input_dim}-D descriptors, but the model gives "
+                            f"{descriptor_dim}-D ones; train a SeqNet on this model's descriptors", path=path)
+    if length is not None and length != config.length:
+        raise BadInputError(f"{path}: SeqNet for sequences of L = {config.length} frames, but L = {length} was "
+                            f"asked; use --sequence {config.length} or train one for L = {length}", path=path)
+    model = SeqNet(config)
+    model.load_state_dict(tensors)
+    return model.eval()

@@ -10,6 +10,8 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+os.environ["NETVLAD_ENGINE"] = "torch"  # commands default to torch unless a test names --engine (also in
+# module-scoped fixtures, set up before any function-scoped one)
 SHARED_DATA = Path(os.environ.get("NETVLAD_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
@@ -45,10 +47,16 @@ def tokyo_pair() -> Path:
     return shared_dataset("tokyo_pair")
 
 
+@pytest.fixture(scope="session")
+def _onnx_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("onnx-cache")
+
+
 @pytest.fixture(autouse=True)
-def _seed_and_offline(monkeypatch):
+def _seed_and_offline(monkeypatch, _onnx_cache):
     torch.manual_seed(0)
     monkeypatch.setenv("NETVLAD_OFFLINE", "1")  # tests never try the network
+    monkeypatch.setenv("NETVLAD_CACHE", str(_onnx_cache))  # ONNX exports never land in the user's cache
 
 
 @pytest.fixture

@@ -207,3 +207,29 @@ def test_config_refuses_bad_values(change):
 def test_missing_data_is_a_one_line_error(tmp_path, caplog):
     assert main(["demo", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")]) == 1
     assert "nowhere: dataset not found" in caplog.text
+
+
+@pytest.mark.slow  # re-evaluates the tiny demo twice through onnxruntime (~15 s)
+def test_demo_evaluates_through_onnxruntime_reproducibly(demo, caplog):
+    """--engine onnxruntime redoes only the evaluation; the same seed, threads and engine give the same rankings.
+
+    Last of the tests sharing ``demo``: it rewrites that folder's evaluation."""
+    import shutil
+
+    pytest.importorskip("onnxruntime")
+    out = demo[0]
+    by_torch = _outputs(out)
+    caplog.set_level(logging.INFO)
+    code, printed = _run(out, "--engine", "onnxruntime")
+    assert code == 0 and "evaluated by onnxruntime" in printed
+    assert "step training: outputs up to date" in caplog.text
+    assert "step evaluation: outputs up to date" not in caplog.text
+    first = _outputs(out)
+    assert json.loads((out / "report" / "results.json").read_text())["engine"] == "onnxruntime"
+    for method, recall in first[2].items():  # descriptors within 1e-5 of torch's: the same Recall@N
+        assert recall == by_torch[2][method], method
+    shutil.rmtree(out / "evaluation")
+    code, _ = _run(out, "--engine", "onnxruntime")
+    assert code == 0
+    again = _outputs(out)
+    assert all(np.array_equal(first[1][k], again[1][k]) for k in first[1]) and first[2] == again[2]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from netvlad.cli.common import existing, number, output
+from netvlad.cli.engine_args import add_engine_arg
 from netvlad.cli.names import DEMO_PRESETS
 from netvlad.limits import NON_NEGATIVE_INT
 
@@ -16,12 +17,12 @@ def run(args: argparse.Namespace) -> int:
 
     overrides = {"seed": args.seed} if args.seed is not None else {}
     config = DemoConfig.preset(args.preset, data=args.data, database=args.database, queries=args.queries,
-                               frame_tolerance=args.frame_tolerance, **overrides)
+                               frame_tolerance=args.frame_tolerance, engine=args.engine, **overrides)
     result = run_demo(config, args.out, device=pick_device(args.device), progress=not args.no_progress,
                       force=args.force)
     print(result.table)
-    print(f"seed {result.seed}, {result.threads} torch thread{'s' if result.threads != 1 else ''} "
-          "(the same seed and thread count give the same numbers)")
+    print(f"seed {result.seed}, {result.threads} torch thread{'s' if result.threads != 1 else ''}, evaluated by "
+          f"{args.engine} (the same seed, thread count and engine give the same numbers)")
     print(f"report: {result.report / 'index.md'}")
     return 0
 
@@ -51,4 +52,5 @@ def register(subparsers) -> None:
                         help="redo every step (default: a rerun skips steps whose outputs exist for the same inputs "
                              "and continues an interrupted training)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    add_engine_arg(parser)
     parser.set_defaults(func=run)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from netvlad.cli.common import add_device_args, add_model_args, number, output
 from netvlad.cli.dataset_args import add_dataset_args
+from netvlad.cli.engine_args import add_engine_arg
 from netvlad.cli.names import INDEX_KINDS
 from netvlad.cli.protocol_args import add_protocol_args, check_protocol_args, group_table
 from netvlad.cli.sequence_args import add_sequence_args, sequence_config_from_args
@@ -118,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
     """Evaluate (under ``--protocol`` when given), print the tables, and write the report files."""
     from netvlad.cli.common import model_from_args
     from netvlad.cli.dataset_args import dataset_from_args
+    from netvlad.cli.engine_args import engine_from_args
     from netvlad.cli.ranks import fill_stores, prepare_model, start
     from netvlad.data.conditions import query_conditions
     from netvlad.eval import protocol_eval
@@ -147,10 +149,11 @@ def run(args: argparse.Namespace) -> int:
                                                          (dataset.queries, args.store / "queries", "queries")],
                                                   args, device, info):
         return 0  # another rank: its rows are in the store, rank 0 evaluates
+    engine = engine_from_args(args, model, device)  # resolved once: the report names the engine that ran
     common = dict(ns=args.recall, batch_size=args.batch_size, workers=args.workers, device=device,
                   progress=not args.no_progress, store_dir=args.store, skip_bad=args.skip_bad, dtype=args.dtype,
                   index_config=index_config_from_args(args, device),
-                  max_memory=max_memory_from_args(args))
+                  max_memory=max_memory_from_args(args), engine=engine)
     sequence_result = None
     if protocol:
         protocol_run = protocol_eval.evaluate_protocol(model, dataset, protocol, **common)
@@ -175,7 +178,8 @@ def run(args: argparse.Namespace) -> int:
         print(condition_table(by_condition))
     if args.output:
         sizes = protocol_eval.image_sizes(dataset, model.config.preprocessing)
-        extra = {"dataset": dataset.name} | (protocol_run.report(sizes) if protocol_run else {"image_sizes": sizes})
+        extra = {"dataset": dataset.name, "engine": engine.name}
+        extra |= protocol_run.report(sizes) if protocol_run else {"image_sizes": sizes}
         if sequence_result is not None:
             extra["sequence_recall"] = sequence_result.summary()
         write_report(args, result, dataset, label, extra, conditions, sequence_result)
@@ -224,6 +228,7 @@ def register(subparsers) -> None:
     add_dataset_args(parser)
     add_model_args(parser)
     add_device_args(parser)
+    add_engine_arg(parser)
     add_extract_args(parser)
     add_index_args(parser)
     group = parser.add_argument_group("evaluation")

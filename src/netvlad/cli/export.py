@@ -9,6 +9,7 @@ from pathlib import Path
 
 from netvlad.cli.common import add_device_args, add_model_args, existing, number, output
 from netvlad.cli.dataset_args import add_dataset_args
+from netvlad.cli.engine_args import add_engine_arg, engine_from_args
 from netvlad.cli.evaluate import add_cluster_images_arg
 from netvlad.cli.names import MODEL_EXPORTERS
 from netvlad.limits import COUNT
@@ -49,7 +50,8 @@ def hloc(args: argparse.Namespace) -> int:
     written = 0
     for i, (images, store) in enumerate(zip(lists, stores, strict=True)):
         descriptors, valid, _ = describe(model, images, store, skip_bad=args.skip_bad, batch_size=args.batch_size,
-                                         workers=args.workers, device=device, progress=not args.no_progress)
+                                         workers=args.workers, device=device, progress=not args.no_progress,
+                                         engine=engine_from_args(args))
         names = [Path(os.path.relpath(images.root / n, root)).as_posix() for n in images.names]
         if any(n.startswith("../") for n in names):
             raise BadInputError(f"images under {images.root} are outside the names root {root}",
@@ -92,6 +94,7 @@ def register(subparsers) -> None:
     add_dataset_args(parser)
     add_model_args(parser)
     add_device_args(parser)
+    add_engine_arg(parser)
     parser.add_argument("--out", type=output(), required=True, help="HDF5 file (e.g. global-feats-netvlad.h5)")
     parser.add_argument("--names-root", default=None, metavar="DIR",
                         help="names are relative to this folder (default: the common parent of all images)")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from netvlad.cli.common import add_device_args, add_model_args
 from netvlad.cli.dataset_args import add_dataset_args
+from netvlad.cli.engine_args import add_engine_arg
 from netvlad.cli.evaluate import add_cluster_images_arg
 
 logger = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ def register(subparsers) -> None:
     add_dataset_args(parser)
     add_model_args(parser)
     add_device_args(parser)
+    add_engine_arg(parser)
     group = parser.add_argument_group("store")
     group.add_argument("--store", type=Path, required=True, metavar="DIR",
                        help="descriptor store folder (on a shared filesystem for several processes)")
@@ -66,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
     """Extract the dataset's database and query descriptors into ``--store`` (this rank's or shard's rows)."""
     from netvlad.cli.common import model_from_args
     from netvlad.cli.dataset_args import dataset_from_args
+    from netvlad.cli.engine_args import engine_from_args
     from netvlad.cli.ranks import check_shared_parent, prepare_model, start
     from netvlad.errors import BadInputError
     from netvlad.eval.extract import extract_to_store
@@ -83,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         store = extract_to_store(model, images.root, images.names, args.store / side, dtype=args.dtype,
                                  skip_bad=args.skip_bad, batch_size=args.batch_size, workers=args.workers,
                                  device=device, progress=not args.no_progress and info.is_main, desc=side,
-                                 shard=args.shard, group=info)
+                                 shard=args.shard, group=info, engine=engine_from_args(args))
         if info.is_main:
             print(store_line(side, store, args.shard))
     shutdown(info)

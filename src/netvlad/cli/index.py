@@ -9,6 +9,7 @@ from pathlib import Path
 
 from netvlad.cli.common import add_device_args, add_model_args, existing, number, output
 from netvlad.cli.dataset_args import add_dataset_args
+from netvlad.cli.engine_args import add_engine_arg, engine_from_args
 from netvlad.cli.evaluate import (
     add_cluster_images_arg,
     add_index_args,
@@ -60,7 +61,7 @@ def build(args: argparse.Namespace) -> int:
     index = build_place_index(model, images, args.out, index_config=index_config_from_args(args, device),
                               dtype=args.dtype, skip_bad=args.skip_bad, batch_size=args.batch_size,
                               workers=args.workers, device=device, progress=not args.no_progress,
-                              max_memory=max_memory_from_args(args))
+                              max_memory=max_memory_from_args(args), engine=engine_from_args(args))
     print(f"indexed {len(index)} images ({index.store.dim}-D, model {index.fingerprint}) in {args.out}")
     return 0
 
@@ -92,7 +93,8 @@ def query(args: argparse.Namespace) -> int:
         model = model_from_args(args)
         index.check_model(model)
     paths = [Path(p) for p in args.images]
-    descriptors = extract_descriptors(model, paths, batch_size=args.batch_size, workers=0, device=device)
+    descriptors = extract_descriptors(model, paths, batch_size=args.batch_size, workers=0, device=device,
+                                      engine=engine_from_args(args))
     if descriptors.shape[1] != index.store.dim:
         raise BadInputError(f"the model gives {descriptors.shape[1]}-D descriptors, the index holds "
                             f"{index.store.dim}-D ones", path=args.index)
@@ -114,6 +116,7 @@ def register(subparsers) -> None:
     add_dataset_args(parser)
     add_model_args(parser)
     add_device_args(parser)
+    add_engine_arg(parser)
     add_index_args(parser)
     parser.add_argument("--out", type=output("folder"), required=True,
                         help="index folder to write (a rerun continues)")
@@ -135,4 +138,5 @@ def register(subparsers) -> None:
     add_search_args(parser.add_argument_group("search"))
     add_model_args(parser)
     add_device_args(parser)
+    add_engine_arg(parser)
     parser.set_defaults(func=query)

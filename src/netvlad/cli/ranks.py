@@ -72,6 +72,7 @@ def fill_stores(model, parts, args: argparse.Namespace, device, info) -> bool:
     rank 0, which then finds the stores complete and reads them); False on the other ranks: their rows are
     written, they exit 0. They do not wait for rank 0's search, which may outlast a collective's timeout (30 min).
     """
+    from netvlad.cli.engine_args import engine_from_args
     from netvlad.eval.extract import extract_to_store
     from netvlad.parallel import shutdown
 
@@ -80,7 +81,8 @@ def fill_stores(model, parts, args: argparse.Namespace, device, info) -> bool:
     for images, folder, desc in parts:
         extract_to_store(model, images.root, images.names, folder, dtype=getattr(args, "dtype", "float32"),
                          skip_bad=args.skip_bad, batch_size=args.batch_size, workers=args.workers, device=device,
-                         progress=not args.no_progress and info.is_main, desc=desc, group=info)
+                         progress=not args.no_progress and info.is_main, desc=desc, group=info,
+                         engine=engine_from_args(args))
     shutdown(info)
     if not info.is_main:
         logger.info("rank %d: its rows are in the store; rank 0 goes on alone", info.rank)

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from netvlad.cli.common import add_device_args, add_model_args, existing, number
+from netvlad.cli.engine_args import add_engine_arg, engine_from_args
 from netvlad.cli.evaluate import add_cluster_images_arg
 from netvlad.limits import COUNT
 
@@ -27,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     paths = retrieve_folders(model, database, args.query_folder, args.out, k=args.k,
                              pictures=0 if args.no_pictures else 6, label=label, batch_size=args.batch_size,
                              workers=args.workers, device=device, progress=not args.no_progress,
-                             skip_bad=args.skip_bad)
+                             skip_bad=args.skip_bad, engine=engine_from_args(args))
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
 
@@ -51,4 +52,5 @@ def register(subparsers) -> None:
     add_cluster_images_arg(parser)
     add_model_args(parser)
     add_device_args(parser)
+    add_engine_arg(parser)
     parser.set_defaults(func=run)

@@ -27,6 +27,7 @@ HELP = {
     "val_places": "hold out the last N places for validation (Recall@1/5/10 each epoch, best by R@5)",
     "mining": "full, or partial (mine within a random database subset)", "optimizer": "sgd or adam",
     "whitening_dim": "fit PCA whitening to this size at the end", "epoch_queries": "cap on queries per epoch",
+    "engine": "cache refresh and validation: torch, onnxruntime (the current weights exported at each) or auto",
 }
 
 

@@ -91,14 +91,17 @@ class _Exportable(torch.nn.Module):
         return self.model.pool_features(self.model.backbone(self.model.normalize(images)))
 
 
-def export_onnx(model: PlaceModel, path: Path | str, height: int = 480, width: int = 640, opset: int = 17) -> Path:
+def export_onnx(model: PlaceModel, path: Path | str, height: int = 480, width: int = 640, opset: int = 17,
+                dynamic_size: bool = True) -> Path:
     """Write ``model`` (normalisation → backbone → pooling → whitening) as ONNX with dynamic batch, height, width.
 
     Input ``images`` ``(B, 3, H, W)`` RGB in [0, 1] after the model's resize policy; output ``descriptors``.
+    Without ``dynamic_size`` only the batch is dynamic: the graph takes ``height`` × ``width`` images alone.
     """
     module = _Exportable(model.cpu().eval()).eval()
     example = torch.rand(1, 3, height, width)
-    axes = {"images": {0: "batch", 2: "height", 3: "width"}, "descriptors": {0: "batch"}}
+    axes = {"images": {0: "batch", 2: "height", 3: "width"} if dynamic_size else {0: "batch"},
+            "descriptors": {0: "batch"}}
 
     def write(tmp: Path) -> None:
         with warnings.catch_warnings():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -12,15 +11,14 @@ import torch
 from tqdm import tqdm
 
 from netvlad.data.images import SKIP_HINT, ImageDataset, ImageDecodeError, ImageLoader, collate_by_size, load_image
+from netvlad.engines import LIBRARY_ENGINE
 from netvlad.errors import BadInputError
+from netvlad.eval.engine import Engine, make_runner
 from netvlad.eval.store import DescriptorStore, Shard
 from netvlad.models import PlaceModel
 from netvlad.parallel import DistInfo, raise_together
 
 logger = logging.getLogger(__name__)
-
-AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
 
 def _loader(model: PlaceModel, paths: Sequence[Path], batch_size: int, workers: int, device: torch.device):
     pre = model.config.preprocessing
@@ -31,30 +29,26 @@ def _loader(model: PlaceModel, paths: Sequence[Path], batch_size: int, workers: 
 
 def iter_descriptors(model: PlaceModel, paths: Sequence[Path | str], batch_size: int = 8, workers: int = 0,
                      device: torch.device | str = "cpu", progress: bool = False, desc: str = "extract",
-                     amp: str | None = "bf16") -> Iterator[tuple[np.ndarray, np.ndarray | None, list[int]]]:
+                     amp: str | None = "bf16", engine: Engine = LIBRARY_ENGINE
+                     ) -> Iterator[tuple[np.ndarray, np.ndarray | None, list[int]]]:
     """Yield ``(indices, descriptors (b, dim) float32, undecodable indices)`` over ``paths``, in batches.
 
-    On CUDA the forward runs channels_last under ``amp`` autocast (``"bf16"``, ``"fp16"`` or None).
+    ``engine``: torch, onnxruntime or auto (:func:`netvlad.eval.engine.make_runner`). On CUDA the torch forward
+    runs channels_last under ``amp`` autocast (``"bf16"``, ``"fp16"`` or None).
     Indices are positions in ``paths``. Same-size images are batched; other sizes run as their own group.
     """
     device = torch.device(device)
     paths = [Path(p) for p in paths]
     model = model.to(device).eval()
-    cuda = device.type == "cuda"
-    if cuda:
-        model = model.to(memory_format=torch.channels_last)
-    autocast = (torch.autocast("cuda", dtype=AUTOCAST[amp]) if cuda and amp else contextlib.nullcontext())
+    run = make_runner(model, engine, device, amp)
+    logger.debug("%s: %d images through %s", desc, len(paths), run.name)
     loader = _loader(model, paths, batch_size, workers, device)
-    with torch.inference_mode(), autocast:
-        for groups, bad in tqdm(loader, desc=desc, disable=not progress, unit="batch"):
-            for indices, images in groups:
-                images = images.to(device, non_blocking=True)
-                if cuda:
-                    images = images.contiguous(memory_format=torch.channels_last)
-                yield indices.numpy(), model(images).float().cpu().numpy(), bad
-                bad = []
-            if bad:
-                yield np.empty(0, dtype=np.int64), None, bad
+    for groups, bad in tqdm(loader, desc=desc, disable=not progress, unit="batch"):
+        for indices, images in groups:
+            yield indices.numpy(), run(images), bad
+            bad = []
+        if bad:
+            yield np.empty(0, dtype=np.int64), None, bad
 
 
 def extract_descriptors(
@@ -65,13 +59,15 @@ def extract_descriptors(
     device: torch.device | str = "cpu",
     progress: bool = False,
     desc: str = "extract",
+    engine: Engine = LIBRARY_ENGINE,
 ) -> np.ndarray:
     """Global descriptors ``(N, output_dim)`` float32 of the images at ``paths``, in the model's preprocessing.
 
     An undecodable image stops with an :class:`ImageDecodeError` naming it.
     """
     out = np.zeros((len(paths), model.output_dim), dtype=np.float32)
-    for indices, descriptors, bad in iter_descriptors(model, paths, batch_size, workers, device, progress, desc):
+    for indices, descriptors, bad in iter_descriptors(model, paths, batch_size, workers, device, progress, desc,
+                                                      engine=engine):
         if bad:
             raise_decode_error(Path(paths[bad[0]]), "")
         if descriptors is not None:
@@ -95,6 +91,7 @@ def extract_to_store(
     on_batch: Callable[[int], None] | None = None,
     shard: Shard | None = None,
     group: DistInfo | None = None,
+    engine: Engine = LIBRARY_ENGINE,
 ) -> DescriptorStore:
     """Extract descriptors of ``root/name`` into the store at ``folder``, continuing where a previous run stopped.
 
@@ -104,7 +101,7 @@ def extract_to_store(
     Several processes fill one store: under torchrun pass ``group`` (every rank calls this; rank 0 creates the
     store, each rank extracts its :class:`Shard` of the rows, and all return once every row is written), or run
     independent jobs with ``shard`` (e.g. ``Shard(2, 8)``; each returns when its own rows are written). ``folder``
-    must be on a filesystem every process sees.
+    must be on a filesystem every process sees. ``engine``: as :func:`iter_descriptors` (each rank runs its own).
     """
     group = group or DistInfo()
     if group.active and shard is not None and shard.count > 1:
@@ -124,7 +121,7 @@ def extract_to_store(
             store = _open_on_rank(Path(folder), group, meta)
         store.check_plan(shard)
         _extract_rows(model, Path(root), store, store.pending_in(shard), skip_bad, batch_size, workers, device,
-                      progress, desc, on_batch)
+                      progress, desc, on_batch, engine)
     except Exception as caught:  # noqa: BLE001 - re-raised on this rank by raise_together
         error = caught
     raise_together(error, group, f"extracting into {folder}")
@@ -141,13 +138,14 @@ def _open_on_rank(folder: Path, group: DistInfo, meta: dict) -> DescriptorStore:
 
 def _extract_rows(model: PlaceModel, root: Path, store: DescriptorStore, todo: np.ndarray, skip_bad: bool,
                   batch_size: int, workers: int, device, progress: bool, desc: str,
-                  on_batch: Callable[[int], None] | None) -> None:
+                  on_batch: Callable[[int], None] | None, engine: Engine = LIBRARY_ENGINE) -> None:
     """Extract rows ``todo`` of ``store`` (images ``root/name``), writing and marking them batch by batch."""
     if len(todo) == 0:
         logger.info("%s: all %d descriptors of this process already extracted", store.folder, len(store))
         return
     paths = [root / store.names[i] for i in todo]
-    for local, descriptors, bad in iter_descriptors(model, paths, batch_size, workers, device, progress, desc):
+    for local, descriptors, bad in iter_descriptors(model, paths, batch_size, workers, device, progress, desc,
+                                                    engine=engine):
         if bad:
             if not skip_bad:
                 raise_decode_error(paths[bad[0]], f"; {store.num_done} of {len(store)} descriptors kept in "

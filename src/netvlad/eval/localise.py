@@ -21,7 +21,9 @@ import torch
 
 from netvlad.data.dataset import ImageList
 from netvlad.data.geo import utm_to_latlon
+from netvlad.engines import LIBRARY_ENGINE
 from netvlad.errors import BadInputError
+from netvlad.eval.engine import Engine
 from netvlad.eval.extract import extract_to_store
 from netvlad.eval.index import (
     EXACT,
@@ -198,7 +200,8 @@ class PlaceIndex:
 def build_place_index(model: PlaceModel, images: ImageList, folder: Path | str, *,
                       index_config: IndexConfig = EXACT, dtype: str = "float32", skip_bad: bool = False,
                       batch_size: int = 8, workers: int = 0, device: torch.device | str = "cpu",
-                      progress: bool = False, max_memory: float | None = None) -> PlaceIndex:
+                      progress: bool = False, max_memory: float | None = None,
+                      engine: Engine = LIBRARY_ENGINE) -> PlaceIndex:
     """Describe ``images`` with ``model`` and save a searchable index in ``folder`` (resumable); returns it.
 
     An approximate index is trained on a sample of the stored descriptors and filled in chunks (``max_memory``
@@ -207,7 +210,7 @@ def build_place_index(model: PlaceModel, images: ImageList, folder: Path | str, 
     folder = Path(folder)
     store = extract_to_store(model, images.root, images.names, folder / "descriptors", dtype=dtype,
                              skip_bad=skip_bad, batch_size=batch_size, workers=workers, device=device,
-                             progress=progress, desc="database")
+                             progress=progress, desc="database", engine=engine)
     store.require_complete()
     rows = np.flatnonzero(store.valid())
     if len(rows) == 0:

@@ -21,7 +21,9 @@ from netvlad.data.dataset import GeoDataset, ImageList
 from netvlad.data.images import image_size
 from netvlad.data.readers import ReadOptions, find_reader
 from netvlad.data.readers.msls import city_of
+from netvlad.engines import LIBRARY_ENGINE
 from netvlad.errors import BadInputError
+from netvlad.eval.engine import Engine
 from netvlad.eval.grouped import evaluate_groups
 from netvlad.eval.retrieval import EvalResult, describe, evaluate
 from netvlad.models import PlaceModel, Preprocessing
@@ -146,10 +148,11 @@ def image_sizes(dataset: GeoDataset, preprocessing: Preprocessing, limit: int = 
 def evaluate_protocol(model: PlaceModel, dataset: GeoDataset, protocol: Protocol, *, ns=(1, 5, 10, 20),
                       batch_size: int = 8, workers: int = 0, device: torch.device | str = "cpu",
                       progress: bool = False, store_dir: Path | str | None = None, skip_bad: bool = False,
-                      dtype: str = "float32", index_config=None, max_memory: float | None = None) -> ProtocolRun:
+                      dtype: str = "float32", index_config=None, max_memory: float | None = None,
+                      engine: Engine = LIBRARY_ENGINE) -> ProtocolRun:
     """Recall@N of ``model`` on a dataset prepared by :func:`open_for_protocol` (or :func:`prepare`)."""
     common = dict(batch_size=batch_size, workers=workers, device=device, progress=progress, skip_bad=skip_bad,
-                  dtype=dtype)
+                  dtype=dtype, engine=engine)
     index = ({} if index_config is None else {"index_config": index_config}) | {"max_memory": max_memory}
     if not protocol.group_by:
         result = evaluate(model, dataset, radius=protocol.radius, ns=ns, store_dir=store_dir, **common, **index)

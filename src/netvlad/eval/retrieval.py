@@ -12,7 +12,9 @@ import torch
 
 from netvlad.constants import EVAL_RADIUS_M
 from netvlad.data.dataset import GeoDataset, ImageList
+from netvlad.engines import LIBRARY_ENGINE
 from netvlad.errors import BadInputError
+from netvlad.eval.engine import Engine
 from netvlad.eval.extract import extract_to_store, iter_descriptors, raise_decode_error
 from netvlad.eval.index import EXACT, IndexConfig, build_index, search_rows
 from netvlad.eval.panorama import first_per_group
@@ -106,22 +108,26 @@ def evaluate_descriptors(db: np.ndarray, queries: np.ndarray, positives: Sequenc
 
 def describe(model: PlaceModel, images: ImageList, store_dir: Path | None, *, dtype: str = "float32",
              skip_bad: bool = False, batch_size: int = 8, workers: int = 0, device: torch.device | str = "cpu",
-             progress: bool = False, desc: str = "extract") -> tuple[np.ndarray, np.ndarray, list[str]]:
+             progress: bool = False, desc: str = "extract", engine: Engine = LIBRARY_ENGINE
+             ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Descriptors of an ImageList: -> (``(N, dim)``, valid mask ``(N,)``, names skipped as undecodable).
 
     With ``store_dir`` they go to (and are resumed from) a :class:`DescriptorStore` there and come back as its
-    read-only memory map (float32 or float16, never loaded whole); without it, as a float32 array.
+    read-only memory map (float32 or float16, never loaded whole); without it, as a float32 array. ``engine``:
+    torch, onnxruntime or auto (:func:`netvlad.eval.engine.make_runner`).
     """
     if store_dir is not None:
         store = extract_to_store(model, images.root, images.names, store_dir, dtype=dtype, skip_bad=skip_bad,
-                                 batch_size=batch_size, workers=workers, device=device, progress=progress, desc=desc)
+                                 batch_size=batch_size, workers=workers, device=device, progress=progress, desc=desc,
+                                 engine=engine)
         store.require_complete()
         return store.descriptors, store.valid(), store.bad()
     out = np.zeros((len(images), model.output_dim), dtype=np.float32)
     valid = np.zeros(len(images), dtype=bool)
     skipped = []
     paths = images.paths()
-    for indices, descriptors, bad in iter_descriptors(model, paths, batch_size, workers, device, progress, desc):
+    for indices, descriptors, bad in iter_descriptors(model, paths, batch_size, workers, device, progress, desc,
+                                                      engine=engine):
         if bad and not skip_bad:
             raise_decode_error(paths[bad[0]], "")
         skipped += [images.names[i] for i in bad]
@@ -135,8 +141,8 @@ def describe(model: PlaceModel, images: ImageList, store_dir: Path | None, *, dt
 def evaluate(model: PlaceModel, dataset: GeoDataset, *, radius: float = EVAL_RADIUS_M, ns: Sequence[int] = DEFAULT_NS,
              batch_size: int = 8, workers: int = 0, device: torch.device | str = "cpu", progress: bool = False,
              store_dir: Path | str | None = None, skip_bad: bool = False, dtype: str = "float32",
-             index_config: IndexConfig = EXACT, k: int | None = None, max_memory: float | None = None
-             ) -> EvalResult:
+             index_config: IndexConfig = EXACT, k: int | None = None, max_memory: float | None = None,
+             engine: Engine = LIBRARY_ENGINE) -> EvalResult:
     """Recall@N (percent) of ``model`` on ``dataset``: positives within ``radius`` metres (or ±frames).
 
     With ``store_dir``, descriptors are kept in ``store_dir/database`` and ``store_dir/queries``
@@ -144,7 +150,7 @@ def evaluate(model: PlaceModel, dataset: GeoDataset, *, radius: float = EVAL_RAD
     """
     store_dir = Path(store_dir) if store_dir is not None else None
     common = dict(dtype=dtype, skip_bad=skip_bad, batch_size=batch_size, workers=workers, device=device,
-                  progress=progress)
+                  progress=progress, engine=engine)
     db, db_valid, db_bad = describe(model, dataset.database, store_dir and store_dir / "database",
                                     desc="database", **common)
     q, q_valid, q_bad = describe(model, dataset.queries, store_dir and store_dir / "queries", desc="queries",

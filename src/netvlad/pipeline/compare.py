@@ -10,7 +10,9 @@ import numpy as np
 import torch
 
 from netvlad.data.dataset import GeoDataset
+from netvlad.engines import LIBRARY_ENGINE
 from netvlad.eval import EvalResult, evaluate_descriptors
+from netvlad.eval.engine import Engine, make_runner
 from netvlad.eval.localise import POSITION_ESTIMATORS
 from netvlad.models import PlaceModel
 from netvlad.train.cache import ExtractOptions, extract
@@ -32,18 +34,22 @@ def same_frozen_stages(a: PlaceModel, b: PlaceModel) -> bool:
 
 def compare_models(models: Mapping[str, PlaceModel], dataset: GeoDataset, radius: float, ns: tuple[int, ...],
                    batch_size: int = 16, workers: int = 0, device: torch.device | str = "cpu",
-                   progress: bool = False) -> dict[str, EvalResult]:
-    """Recall@N of every model on ``dataset`` (label -> result); frozen-stage features are computed once."""
+                   progress: bool = False, engine: Engine = LIBRARY_ENGINE) -> dict[str, EvalResult]:
+    """Recall@N of every model on ``dataset`` (label -> result); with torch, frozen-stage features are computed
+    once and shared; through onnxruntime each model runs whole (its export checked and cached once)."""
     paths = dataset.database.paths() + dataset.queries.paths()
     first = next(iter(models.values())).to(device)
-    frozen: FrozenFeatures | None = compute_frozen(first, paths, DistInfo(), batch_size, workers, device, progress)
+    frozen: FrozenFeatures | None = None
     positives = dataset.positives(radius)
     results = {}
     for label, model in models.items():
         model = model.to(device).eval()
-        shared = frozen if frozen is not None and same_frozen_stages(first, model) else None
+        runner = make_runner(model, engine, device)
+        if runner.name == "torch" and frozen is None:
+            frozen = compute_frozen(first, paths, DistInfo(), batch_size, workers, device, progress)
+        shared = frozen if runner.name == "torch" and frozen is not None and same_frozen_stages(first, model) else None
         options = ExtractOptions(batch_size=batch_size, workers=workers, device=device, progress=progress,
-                                 frozen=shared)
+                                 frozen=shared, engine=runner)
         descriptors = extract(model, paths, options, desc=label)
         db, q = descriptors[: len(dataset.database)], descriptors[len(dataset.database):]
         results[label] = evaluate_descriptors(db, q, positives, ns, k=max(ns))

@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from netvlad.constants import EVAL_RADIUS_M
+from netvlad.engines import ENGINES
 from netvlad.limits import COUNT, NON_NEGATIVE_INT, POSITIVE
 from netvlad.train import TrainConfig
 
@@ -49,6 +50,7 @@ class DemoConfig:
     test_share: float = 0.4  # datasets without splits: the last share of places (or frames) is the test set
     batch_size: int = 16
     workers: int = 0
+    engine: str = "torch"  # the evaluation's inference engine (torch, onnxruntime, auto)
     seed: int = 0
     localise: int = 5  # test queries to localise
     retrieval_queries: int = 6  # test queries shown with their top-5
@@ -63,6 +65,7 @@ class DemoConfig:
             raise ValueError(f"size must be (height, width) of at least 32 pixels, got {self.size}")
         if not 0 < self.test_share < 1:
             raise ValueError(f"test_share must lie in (0, 1), got {self.test_share}")
+        ENGINES.get(self.engine)
         _ = self.train_config  # validates the training options
 
     @property

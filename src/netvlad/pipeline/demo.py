@@ -145,14 +145,15 @@ def evaluate_step(config: DemoConfig, data: DemoData, methods: Sequence[Method],
     """Recall@N of every method on the test set -> saved in ``out_dir`` (read back when up to date)."""
     models = {m.label: checkpoint_digest(m.checkpoint) if m.checkpoint else m.pool for m in methods}
     step = Step(records, "evaluation", {"models": models, "test": dataset_digest(data.test), "radius": config.radius,
-                                        "ns": config.ns, "size": config.size, "batch_size": config.batch_size})
+                                        "ns": config.ns, "size": config.size, "batch_size": config.batch_size,
+                                        "engine": config.engine})
     if _skip(step, [out_dir / "results.json"], force):
         return load_results(out_dir)
     step.begin()
     loaded = {m.label: load(m.checkpoint) if m.checkpoint else off_the_shelf(m.pool, config) for m in methods}
     logger.info("evaluating %d models on %r (positives within %g m)", len(loaded), data.test, config.radius)
     results = compare_models(loaded, data.test, config.radius, config.ns, config.batch_size, config.workers, device,
-                             progress)
+                             progress, engine=config.engine)
     save_results(results, out_dir)
     step.end()
     return results
@@ -220,7 +221,7 @@ def run_demo(config: DemoConfig, out_dir: Path | str, device: torch.device | str
     report.write_results(folder / "results.json", results, localised, {
         "table": table, "data": data.source, "test_set": repr(data.test), "config": config.to_dict(),
         "seed": config.seed, "timings": timer.steps | {"total": timer.total()}, "run_dir": str(run_dir),
-        "device": str(device), "torch_threads": torch.get_num_threads()}, by_condition)
+        "device": str(device), "torch_threads": torch.get_num_threads(), "engine": config.engine}, by_condition)
     report.write_index(folder / "index.md", "NetVLAD demo report",
                        report.sections(config, data, results, localised, pictures, timer.steps,
                                        load(trained.final).output_dim if trained.final else None, by_condition))

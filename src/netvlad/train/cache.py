@@ -11,7 +11,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from netvlad.engines import LIBRARY_ENGINE
 from netvlad.errors import BadInputError
+from netvlad.eval.engine import Engine
 from netvlad.eval.extract import extract_descriptors
 from netvlad.eval.store import Shard, write_rows
 from netvlad.models import PlaceModel
@@ -23,14 +25,16 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ExtractOptions:
-    """How images are run through a model: batch size, loader processes, device, progress bar, and the
-    precomputed frozen-stage features of those images (then only the trainable head runs)."""
+    """How images are run through a model: batch size, loader processes, device, progress bar, the precomputed
+    frozen-stage features of those images (then only the trainable head runs, in torch), and the inference engine
+    (:func:`netvlad.eval.engine.make_runner`; each process, each rank, runs its own)."""
 
     batch_size: int = 8
     workers: int = 0
     device: torch.device | str = "cpu"
     progress: bool = False
     frozen: FrozenFeatures | None = None
+    engine: Engine = LIBRARY_ENGINE
 
 
 @torch.inference_mode()
@@ -41,7 +45,7 @@ def extract(model: PlaceModel, paths: Sequence[Path], options: ExtractOptions = 
         return _extract_head(model, paths, options.frozen, options.batch_size, options.device)
     was_training = model.training
     out = extract_descriptors(model, paths, options.batch_size, options.workers, options.device, options.progress,
-                              desc)  # groups images by size
+                              desc, engine=options.engine)  # groups images by size
     model.train(was_training)
     return out
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from netvlad.constants import EVAL_RADIUS_M, NEGATIVE_RADIUS_M, POSITIVE_RADIUS_M
+from netvlad.engines import ENGINES
 from netvlad.errors import BadInputError
 from netvlad.limits import COUNT, FRACTION, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, Limit
 from netvlad.models import ModelConfig, Preprocessing
@@ -80,6 +81,7 @@ class TrainConfig:
     seed: int = 0
     batch_size: int = 8  # images per forward pass when caching and validating
     workers: int = 0
+    engine: str = "torch"  # cache refresh and validation: torch, onnxruntime (weights exported at each), or auto
     checkpoint_every: int = 25  # batches between resumable checkpoints (also after every cache refresh)
     tensorboard: bool = True
 
@@ -93,6 +95,7 @@ class TrainConfig:
             for item in value if isinstance(value, tuple | list) else (value,):
                 if item is not None:
                     limit.check(name, item)
+        ENGINES.get(self.engine)  # an unknown engine: one line listing them
         if self.pos_radius > self.neg_radius:
             raise BadInputError(f"need pos_radius ≤ neg_radius, got {self.pos_radius} and {self.neg_radius}")
         object.__setattr__(self, "size", tuple(int(s) for s in self.size))

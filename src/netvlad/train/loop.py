@@ -13,6 +13,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from netvlad.data.dataset import GeoDataset
+from netvlad.eval.engine import EngineConfig
 from netvlad.models import PlaceModel, load, save_model
 from netvlad.nn import PCAWhitening
 from netvlad.train import checkpoint
@@ -60,7 +61,8 @@ class Run:
     def extraction(self) -> ExtractOptions:
         """How the run extracts descriptors (cache, validation, whitening): its batch size, device, features."""
         return ExtractOptions(batch_size=self.config.batch_size, workers=self.config.workers, device=self.device,
-                              progress=self.progress_bar and self.info.is_main, frozen=self.frozen)
+                              progress=self.progress_bar and self.info.is_main, frozen=self.frozen,
+                              engine=EngineConfig(self.config.engine, persist=False))  # new weights every refresh
 
     def save(self, state: RunState) -> None:
         """Write the resumable state (main process only)."""

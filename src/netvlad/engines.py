@@ -1,0 +1,20 @@
+"""Inference engines by name: which runtime turns images into descriptors during extraction.
+
+Torch-free (imports only the registry), so the CLI gives ``--engine`` its choices without importing torch; running
+one lives in :mod:`netvlad.eval.engine`.
+"""
+
+from __future__ import annotations
+
+from netvlad.registry import Registry
+
+ENGINES: Registry[str] = Registry("inference engine")
+ENGINES.add("torch", "the PyTorch model itself (any device)")
+ENGINES.add("onnxruntime", "the model exported once to ONNX and run by onnxruntime (CPU; CUDA with onnxruntime-gpu)")
+ENGINES.add("auto", "onnxruntime on a CPU when it is installed and the model exports, torch otherwise")
+
+LIBRARY_ENGINE = "torch"  # the library's functions: no export written unless asked for
+# the commands' default (docs/engine.md measures why); NETVLAD_ENGINE in the environment overrides it
+COMMAND_ENGINE = "auto"
+ENGINE_VARIABLE = "NETVLAD_ENGINE"
+ONNX_EXTRA = "pip install 'netvlad[export]'"  # the extra that brings onnxruntime

@@ -127,3 +127,17 @@ def test_stream_localises_against_a_map_and_refuses_another_model(tmp_path, caps
     assert main(["stream", str(sequence / "winter"), "--map", str(tmp_path / "map"), "--model", str(other),
                  "--no-progress", "--threads", "1", "--device", "cpu"]) == 1
     assert "was built with model" in caplog.text and "not" in caplog.text
+
+
+def test_engines_agree_on_the_stream(video, tmp_path):
+    pytest.importorskip("onnxruntime")
+    outs = {}
+    for engine in ("torch", "onnxruntime"):
+        outs[engine] = tmp_path / f"{engine}.jsonl"
+        assert main(["stream", str(video), "--exclude-recent", "1.0", "--engine", engine, "--out",
+                     str(outs[engine]), "--summary", str(tmp_path / f"{engine}.json"), *MODEL]) == 0
+    torch_lines, ort_lines = _lines(outs["torch"]), _lines(outs["onnxruntime"])
+    assert [line["match"] for line in torch_lines] == [line["match"] for line in ort_lines]
+    assert [line["distance"] for line in ort_lines[10:]] == pytest.approx([line["distance"] for line in
+                                                                           torch_lines[10:]], abs=1e-3)
+    assert json.loads((tmp_path / "onnxruntime.json").read_text())["engine"] == "onnxruntime"

@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 from netvlad.cli.common import add_device_args, add_model_args
+from netvlad.cli.engine_args import add_engine_arg
 from netvlad.cli.evaluate import add_search_args, index_config_from_args, max_memory_from_args
 from netvlad.cli.stream_args import add_stream_args, stream_config_from_args
 
@@ -67,6 +68,7 @@ def _check_exclusion(source, args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     """Stream SOURCE: a JSON line per frame, a summary on standard error, the database kept with ``--save``."""
     from netvlad.cli.common import pick_device
+    from netvlad.cli.engine_args import engine_from_args
     from netvlad.data.frames import FrameSource, StreamEndedEarly
     from netvlad.eval.stream import StreamMatcher
 
@@ -76,7 +78,9 @@ def run(args: argparse.Namespace) -> int:
     model, place = _model_and_map(args, device)
     if place is None:
         _cluster_on_frames(model, source, args, device)
-    matcher = StreamMatcher(model, stream_config_from_args(args), place, device, fingerprint=model.fingerprint())
+    runner = engine_from_args(args, model, device)  # after clustering: an export holds the final weights
+    matcher = StreamMatcher(model, stream_config_from_args(args), place, device, fingerprint=model.fingerprint(),
+                            runner=runner)
     ended = None
     with (open(args.out, "w", encoding="utf-8") if args.out else contextlib.nullcontext(sys.stdout)) as out:
         try:
@@ -87,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
                     logger.info("%d frames, %d loop closures", count, sum(r.loop_closure for r in matcher.results))
         except StreamEndedEarly as error:
             ended = error
-    summary = matcher.summary() | {"source": str(args.source), "mode": "map" if place else "loop closure"}
+    summary = matcher.summary() | {"source": str(args.source), "mode": "map" if place else "loop closure",
+                                   "engine": runner.name}
     print(format_summary(summary), file=sys.stderr)
     if args.summary:
         args.summary.write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
@@ -131,5 +136,6 @@ def register(subparsers) -> None:
     add_stream_args(parser)
     add_model_args(parser)
     add_device_args(parser)
+    add_engine_arg(parser)
     add_search_args(parser.add_argument_group("map search"))
     parser.set_defaults(func=run)

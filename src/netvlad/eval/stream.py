@@ -78,11 +78,14 @@ class FrameResult:
                 "latency_ms": round(self.latency_ms, 3)}
 
 
-def describe_image(model: PlaceModel, image, device: torch.device | str = "cpu") -> np.ndarray:
-    """The global descriptor ``(dim,)`` float32 of one RGB PIL ``image`` in the model's preprocessing."""
+def describe_image(model: PlaceModel, image, device: torch.device | str = "cpu", runner=None) -> np.ndarray:
+    """The global descriptor ``(dim,)`` float32 of one RGB PIL ``image`` in the model's preprocessing, by
+    ``runner`` (an engine of :func:`netvlad.eval.engine.make_runner`, e.g. onnxruntime) or by the model itself."""
     pre = model.config.preprocessing
     image = resize_image(image, pre.resize, pre.size)
     tensor = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1).float().div_(255.0)
+    if runner is not None:
+        return np.asarray(runner(tensor[None]), dtype=np.float32)[0]
     with torch.inference_mode():
         return model(tensor[None].to(device))[0].float().cpu().numpy()
 
@@ -92,11 +95,13 @@ class StreamMatcher:
 
     ``place_index``: a loaded :class:`netvlad.eval.localise.PlaceIndex` (localisation) or None (loop closure).
     Every frame is also added to :attr:`database` (searched in loop-closure mode, kept for saving in both).
+    ``runner``: the inference engine that describes frames (None: the torch model).
     """
 
     def __init__(self, model: PlaceModel, config: StreamConfig = StreamConfig(), place_index=None,
-                 device: torch.device | str = "cpu", fingerprint: str | None = None) -> None:
+                 device: torch.device | str = "cpu", fingerprint: str | None = None, runner=None) -> None:
         self.model, self.config, self.place_index, self.device = model.eval().to(device), config, place_index, device
+        self.runner = runner
         self.database = PlaceDatabase(model.output_dim, config.database, fingerprint)
         self.sequence = None
         if config.sequence:
@@ -125,7 +130,7 @@ class StreamMatcher:
     def process(self, frame: Frame) -> FrameResult:
         """Describe, search, sequence-match, decide and add one frame."""
         start = time.perf_counter()
-        descriptor = describe_image(self.model, frame.image, self.device)
+        descriptor = describe_image(self.model, frame.image, self.device, self.runner)
         distances, ids = self._candidates(descriptor, frame.time)
         best, distance, score = None, None, None
         if ids[0] >= 0:

@@ -97,11 +97,13 @@ def run_size(n: int, kind: str, frames: int, length: int, seed: int = 0) -> dict
 
 
 def describe_times(size: int, frames: int, length: int) -> dict:
-    """The bare model's and the whole stream step's per-frame times on real Gardens Point frames."""
+    """Per engine (torch; onnxruntime where installed): the bare model's and the whole stream step's per-frame
+    times on real Gardens Point frames, interleaved frame by frame so both see the same machine load."""
     import torch
     from PIL import Image
 
     from netvlad.data.frames import Frame
+    from netvlad.eval.engine import make_runner
     from netvlad.eval.stream import StreamConfig, StreamMatcher, describe_image
     from netvlad.models import ModelConfig, PlaceModel, Preprocessing
 
@@ -113,18 +115,25 @@ def describe_times(size: int, frames: int, length: int) -> dict:
                                                                                           size=(size,)))
     model = PlaceModel(config, pretrained=True).eval()
     images = [Image.open(p).convert("RGB") for p in paths]
-    describe_image(model, images[0])  # warm-up
-    matcher = StreamMatcher(model, StreamConfig(exclude_recent=3, sequence=length))
-    bare = []
-    for i, image in enumerate(images):  # interleaved, so both see the same machine load
-        t0 = time.perf_counter()
-        describe_image(model, image)
-        bare.append(time.perf_counter() - t0)
-        matcher.process(Frame(i, float(i), paths[i].name, image))
-    stream = [r.latency_ms / 1000 for r in matcher.results]
-    return {"frames": len(images), "size": size, "threads": torch.get_num_threads(), "bare_ms": percentiles(bare),
-            "stream_ms": percentiles(stream),
-            "overhead": round(float(np.median(stream) / np.median(bare)) - 1, 3)}
+    out = {"frames": len(images), "size": size, "threads": torch.get_num_threads()}
+    for engine in ("torch", "onnxruntime"):
+        try:
+            runner = make_runner(model, engine)
+        except Exception as error:  # noqa: BLE001 - onnxruntime missing or the export refused: say so, go on
+            out[engine] = {"skipped": str(error)[:120]}
+            continue
+        describe_image(model, images[0], runner=runner)  # warm-up
+        matcher = StreamMatcher(model, StreamConfig(exclude_recent=3, sequence=length), runner=runner)
+        bare = []
+        for i, image in enumerate(images):
+            t0 = time.perf_counter()
+            describe_image(model, image, runner=runner)
+            bare.append(time.perf_counter() - t0)
+            matcher.process(Frame(i, float(i), paths[i].name, image))
+        stream = [r.latency_ms / 1000 for r in matcher.results]
+        out[engine] = {"bare_ms": percentiles(bare), "stream_ms": percentiles(stream),
+                       "overhead": round(float(np.median(stream) / np.median(bare)) - 1, 3)}
+    return out
 
 
 def table(rows: list[dict]) -> str:

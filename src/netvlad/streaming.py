@@ -11,3 +11,8 @@ DATABASE_KINDS.add("ivfpq", "IVF-PQ: exact until min-train frames, then trained,
 
 CITY_ROUTES: Registry[str] = Registry("generated city route", "choose one of")
 CITY_ROUTES.add("loop", "one drive along every interior street by day, then half of them again at dusk and in winter")
+
+SEQUENCE_SCORES: Registry[str] = Registry("stream sequence score", "choose one of")
+SEQUENCE_SCORES.add("distance", "mean L2 distance along the best constant-velocity trajectory (lower is surer; "
+                                "comparable across frames: the loop-closure default)")
+SEQUENCE_SCORES.add("seqslam", "the sequence issue's contrast-normalised SeqSLAM score, negated (higher is surer)")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from netvlad.cli.common import existing, number, output
 from netvlad.limits import COUNT, NON_NEGATIVE, POSITIVE, Limit
-from netvlad.streaming import DATABASE_KINDS
+from netvlad.streaming import DATABASE_KINDS, SEQUENCE_SCORES
 
 
 def add_stream_args(parser: argparse.ArgumentParser) -> None:
@@ -27,10 +27,12 @@ def add_stream_args(parser: argparse.ArgumentParser) -> None:
                        help="loop closures: leave out the frames of the last SECONDS (frames without timestamps)")
     group.add_argument("-k", type=number(COUNT), default=5, help="matches searched per frame")
     group.add_argument("--sequence", type=number(Limit(2, None, integer=True)), default=None, metavar="L",
-                       help="decide on the causal SeqSLAM-style score of the last L frames")
+                       help="decide on a causal sequence score of the last L frames")
+    group.add_argument("--sequence-score", default="distance", choices=SEQUENCE_SCORES.names(),
+                       help="; ".join(f"{n}: {SEQUENCE_SCORES.get(n)}" for n in SEQUENCE_SCORES.names()))
     group.add_argument("--threshold", type=number(POSITIVE), default=None,
-                       help="largest L2 distance accepted as a loop closure or localisation; with --sequence, the "
-                            "smallest sequence score (standard deviations below the local mean; default: every "
+                       help="largest L2 distance accepted as a loop closure or localisation (with --sequence: "
+                            "trajectory distance; with --sequence-score seqslam: the smallest score; default: every "
                             "match)")
     group.add_argument("--radius", type=number(POSITIVE), default=25.0,
                        help="metres within which a match is correct, where frames carry positions (PR metrics)")
@@ -59,7 +61,8 @@ def stream_config_from_args(args: argparse.Namespace):
 
     database = DatabaseConfig(IndexConfig(kind=args.index_kind), min_train=args.min_train)
     return StreamConfig(k=args.k, exclude_recent=args.exclude_recent, threshold=args.threshold,
-                        sequence=args.sequence, radius=args.radius, database=database)
+                        sequence=args.sequence, sequence_score=args.sequence_score, radius=args.radius,
+                        database=database)
 
 
 def out_path(args: argparse.Namespace) -> Path | None:

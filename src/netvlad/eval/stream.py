@@ -3,10 +3,10 @@
 Loop-closure mode (no map): the frame is searched against the database of the frames before it, leaving out
 those of the last ``exclude_recent`` seconds, then added to it; a match at or under ``threshold`` is a loop
 closure. Localisation mode (a :class:`netvlad.eval.localise.PlaceIndex`): the frame is searched against the
-prebuilt map; a match at or under ``threshold`` is a localisation. With ``sequence`` L the decision reads the
-causal SeqSLAM-style score of the frame's shortlist (the last L frames along a constant-velocity trajectory,
-contrast-normalised; higher is surer: a match needs a score at or above ``threshold``) instead of the single-frame
-distance. ``latency_ms`` is describe + search + sequence + add of one frame (decoding excluded).
+prebuilt map; a match at or under ``threshold`` is a localisation. With ``sequence`` L the decision reads a
+causal sequence score of the frame's shortlist (the last L frames along a constant-velocity trajectory: its mean
+L2 distance, or SeqSLAM's contrast-normalised score, see :mod:`netvlad.eval.stream_sequence`) instead of the
+single-frame distance. ``latency_ms`` is describe + search + sequence + add of one frame (decoding excluded).
 """
 
 from __future__ import annotations
@@ -34,14 +34,15 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class StreamConfig:
     """``k`` matches searched per frame, ``exclude_recent`` seconds (or frames) left out of loop-closure searches,
-    ``threshold`` the largest L2 distance accepted as a match (with ``sequence`` L frames: the smallest sequence
-    score; None: any), ``radius`` metres within which a match is correct (ground truth, where frames carry
-    positions)."""
+    ``threshold`` the largest L2 distance accepted as a match (with ``sequence`` L frames: the largest trajectory
+    distance, or with ``sequence_score="seqslam"`` the smallest SeqSLAM score; None: any), ``radius`` metres
+    within which a match is correct (ground truth, where frames carry positions)."""
 
     k: int = 5
     exclude_recent: float = 30.0
     threshold: float | None = None
     sequence: int | None = None
+    sequence_score: str = "distance"
     radius: float = 25.0
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
 
@@ -106,7 +107,8 @@ class StreamMatcher:
         self.sequence = None
         if config.sequence:
             self.sequence = StreamSequence(config.sequence, model.output_dim,
-                                           place_index.store.descriptors if place_index is not None else None)
+                                           place_index.store.descriptors if place_index is not None else None,
+                                           config.sequence_score)
         self.results: list[FrameResult] = []
         self.searched = 0  # frames that had something to search
 
@@ -138,8 +140,10 @@ class StreamMatcher:
             best, distance = int(ids[0]), float(distances[0])
         if self.sequence is not None:
             best, score, distance = self._sequence_step(descriptor, ids, frame.time, best, distance)
-        if self.sequence is not None:  # a sequence score: higher is surer
+        if self.sequence is not None and self.sequence.higher_is_better:
             accepted = score is not None and (self.config.threshold is None or score >= self.config.threshold)
+        elif self.sequence is not None:
+            accepted = score is not None and (self.config.threshold is None or score <= self.config.threshold)
         else:
             accepted = distance is not None and (self.config.threshold is None or distance <= self.config.threshold)
         position = frame.position
@@ -192,7 +196,8 @@ class StreamMatcher:
         if not known:
             return None
         if self.sequence is not None:
-            value = [r.score if r.score is not None else -np.inf for r in known]
+            sign = 1.0 if self.sequence.higher_is_better else -1.0
+            value = [sign * r.score if r.score is not None else -np.inf for r in known]
         else:
             value = [-r.distance if r.distance is not None else -np.inf for r in known]
         scores = np.asarray(value, dtype=np.float64)
@@ -211,6 +216,7 @@ class StreamMatcher:
             out |= curve.summary()
             at_100 = curve.threshold_at_precision(1.0)
             if at_100 is not None and not math.isinf(at_100):
-                at_100 = at_100 if self.sequence is not None else -at_100  # a score, or a distance
+                higher = self.sequence is not None and self.sequence.higher_is_better
+                at_100 = at_100 if higher else -at_100  # a score, or a distance
             out["threshold_at_100_precision"] = None if at_100 is None or math.isinf(at_100) else round(at_100, 6)
         return out

@@ -1,4 +1,8 @@
-"""Online causal sequence matching for a stream, on the sequence issue's matcher (:class:`OnlineSeqSLAM`).
+"""Online causal sequence matching for a stream: raw trajectory distance, or the sequence issue's SeqSLAM.
+
+``distance`` (the default) scores a frame's shortlist by :class:`netvlad.eval.trajectory_distance.
+TrajectoryDistance` (mean L2 along the best trajectory, lower is surer). ``seqslam`` runs the sequence issue's
+contrast-normalised :class:`OnlineSeqSLAM`.
 
 Against a map, the matcher runs over the map's descriptors in their order (one sequence). For loop closures the
 database is the stream itself, growing one entry per frame: :class:`GrowingSeqSLAM` gives the matcher a layout of
@@ -14,6 +18,8 @@ import numpy as np
 
 from netvlad.eval.sequence.config import SequenceConfig
 from netvlad.eval.sequence.online import OnlineSeqSLAM
+from netvlad.eval.trajectory_distance import TrajectoryDistance
+from netvlad.streaming import SEQUENCE_SCORES
 
 
 class _Identity:
@@ -59,9 +65,18 @@ class GrowingSeqSLAM(OnlineSeqSLAM):
 
 
 class StreamSequence:
-    """The per-frame sequence step of ``netvlad stream``: best id and its score (higher is surer), or Nones."""
+    """The per-frame sequence step of ``netvlad stream``: best id and its score, or Nones; ``method`` one of
+    :data:`netvlad.streaming.SEQUENCE_SCORES` (``higher_is_better`` says which way its score points)."""
 
-    def __init__(self, length: int, dim: int, map_descriptors: np.ndarray | None = None) -> None:
+    def __init__(self, length: int, dim: int, map_descriptors: np.ndarray | None = None,
+                 method: str = "distance") -> None:
+        SEQUENCE_SCORES.get(method)  # an unknown name: one line listing them
+        self.method, self.map = method, map_descriptors
+        self.higher_is_better = method == "seqslam"
+        if method == "distance":
+            self.matcher = TrajectoryDistance(length)
+            self.shortlist = self.matcher.shortlist
+            return
         self.config = SequenceConfig(length=length)
         self.shortlist = self.config.shortlist
         self.matcher = (OnlineSeqSLAM(map_descriptors, None, self.config) if map_descriptors is not None
@@ -70,7 +85,12 @@ class StreamSequence:
     def push(self, descriptor: np.ndarray, candidates: np.ndarray, database: np.ndarray | None = None,
              searchable: int = 0) -> tuple[int | None, float | None]:
         """Add the current frame ``(D,)`` with its shortlist ``candidates`` ``(M,)`` (−1: none); ``database`` and
-        ``searchable`` for a growing database. -> (best id, score) or (None, None) with an empty shortlist."""
+        ``searchable`` (rows that may be matched) for a growing database. -> (best id, score), or (None, None)
+        with an empty shortlist."""
+        if self.method == "distance":
+            if self.map is not None:
+                return self.matcher.push(descriptor, candidates, self.map, len(self.map))
+            return self.matcher.push(descriptor, candidates, database, searchable)
         if isinstance(self.matcher, GrowingSeqSLAM):
             match = self.matcher.push_growing(descriptor, candidates, database, searchable)
         else:

@@ -20,7 +20,8 @@ from tests.conftest import REPO
 ZERO_ALLOWED = {"--workers", "--seed", "--sample", "--frame-tolerance", "--val-places", "--train-from",
                 "--cache-memmap-mb", "--weight-decay", "--momentum", "--rerank", "--pictures",
                 "--min-positive-distance", "--propagate",
-                "--contrast-radius", "--verify-global-weight"}
+                "--contrast-radius", "--verify-global-weight",
+                "--exclude-recent"}
 
 
 def _command(parser: argparse.ArgumentParser) -> list[str]:

@@ -48,9 +48,18 @@ def test_checkpoint_preprocessing_is_used_and_report_written(sequence, tmp_path,
         q, d = (model(load_image(sequence / side / name, "fixed", (64, 96))[None])[0]
                 for side, name in (("day_right", row["query"]), ("day_left", row["top1"])))
     assert float(row["dist1"]) == pytest.approx(float((q - d).norm()), abs=1e-4)
-    for name in ("results_recall.png", "results_retrievals.png"):
+    for name in ("results_recall.png", "results_pr.png", "results_retrievals.png"):
         with Image.open(tmp_path / "r" / name) as image:
             assert image.width > 100 and image.height > 100
+    # PR of the top-1 matches, recomputed from the CSV by sorting queries on distance (no ties here)
+    order = sorted(rows, key=lambda r: float(r["dist1"]))
+    hits = np.cumsum([int(r["correct_at_1"]) for r in order])
+    with_positive = sum(int(r["num_positives"]) > 0 for r in rows)
+    precision, recall = hits / np.arange(1, len(rows) + 1), hits / with_positive
+    assert report["pr_auc"] == pytest.approx(float((np.diff(recall, prepend=0) * precision).sum()), abs=1e-5)
+    perfect = recall[precision == 1]
+    assert report["recall_at_100_precision"] == pytest.approx(100 * (perfect.max() if len(perfect) else 0), abs=1e-3)
+    assert "recall_at_99_precision" in report and "PR AUC" in printed
 
 
 def test_off_the_shelf_netvlad_is_clustered_on_the_database(sequence, tmp_path, caplog):

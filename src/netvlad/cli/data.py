@@ -1,4 +1,4 @@
-"""``netvlad data inspect`` and ``netvlad data convert``: look at a dataset, or rewrite it in the DVGB layout."""
+"""``netvlad data inspect``, ``convert`` and ``route``: look at a dataset, rewrite it as DVGB, or lay out a route."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import logging
 
 from netvlad.cli.common import number, output
 from netvlad.cli.dataset_args import add_dataset_args
+from netvlad.cli.route_args import add_route_command
 from netvlad.constants import EVAL_RADIUS_M
 from netvlad.limits import NON_NEGATIVE_INT, POSITIVE
 
@@ -31,6 +32,7 @@ def register(subparsers) -> None:
     convert.add_argument("--copy", action="store_true", help="copy the images instead of symlinking them")
     convert.add_argument("--out-split", default=None, help="split folder to write (default: --split, else test)")
     convert.set_defaults(func=run_convert)
+    add_route_command(commands)
 
 
 def run_inspect(args: argparse.Namespace) -> int:

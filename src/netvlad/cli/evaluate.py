@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from netvlad.cli.extract_args import fill_stores, prepare_model, start
     from netvlad.data.conditions import query_conditions
     from netvlad.eval import protocol_eval
-    from netvlad.eval.report import condition_recall, condition_table
+    from netvlad.eval.report import condition_recall, condition_table, pr_line
     from netvlad.eval.retrieval import evaluate
     from netvlad.protocols import get_protocol
 
@@ -90,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{label}: {result.num_queries} queries, {result.num_database} database images, "
           f"{result.descriptor_dim}-D descriptors" + (f", protocol {protocol.name}" if protocol else ""))
     print(result.table() if sequence_result is None else sequence_result.table(result))
+    print(pr_line(result))
     verified = verify_evaluation(args, model, dataset, result, device)  # None without --verify
     if protocol_run and protocol_run.per_group:
         print(group_table(protocol_run.per_group, protocol.group_by or "group"))

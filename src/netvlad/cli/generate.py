@@ -9,6 +9,7 @@ import os
 from netvlad.cli.common import number, output
 from netvlad.data.synthetic.config import SIZES
 from netvlad.limits import NON_NEGATIVE_INT
+from netvlad.streaming import CITY_ROUTES
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +27,9 @@ def register(subparsers) -> None:
                         help="rendering processes (0 or 1: render in this process)")
     parser.add_argument("--overwrite", action="store_true", help="replace a different dataset already in --out")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--route", default=None, choices=CITY_ROUTES.names(),
+                        help="write a stream for `netvlad stream` instead (OUT/frames with frames.csv): loop = "
+                             "one drive that revisits streets under other conditions")
     parser.set_defaults(func=run)
 
 
@@ -34,6 +38,12 @@ def run(args: argparse.Namespace) -> int:
     from netvlad.data.synthetic import CityConfig, generate_city
 
     config = CityConfig.preset(args.size, seed=args.seed)
+    if args.route:
+        from netvlad.data.synthetic.loop import write_loop_route
+
+        frames = write_loop_route(config, args.out)
+        print(f"{args.route} route of {len(list(frames.glob('*.jpg')))} frames written to {frames}")
+        return 0
     root = generate_city(config, args.out, progress=not args.no_progress, overwrite=args.overwrite,
                          workers=max(1, args.workers))
     print(f"city written to {root} (DVGB layout: {root / 'images'}/{{train,val,test}}/{{database,queries}})")

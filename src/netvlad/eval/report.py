@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from netvlad.data.dataset import GeoDataset
+from netvlad.eval.pr import PRCurve, top1_pr
 from netvlad.eval.recall import recall_by_condition
 from netvlad.eval.retrieval import EvalResult
 from netvlad.files import atomic_write
@@ -31,6 +32,18 @@ def condition_table(by_condition: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def result_pr(result: EvalResult) -> PRCurve:
+    """The precision–recall curve of ``result``'s top-1 matches (score: −L2 distance)."""
+    return top1_pr(result.distances, result.correct, result.positives)
+
+
+def pr_line(result: EvalResult) -> str:
+    """One printed line: PR AUC and recall at 100 % and 99 % precision of the top-1 matches."""
+    pr = result_pr(result).summary()
+    return (f"PR AUC {pr['pr_auc']:.3f}   recall at 100 % precision {pr['recall_at_100_precision']:.2f} %   "
+            f"at 99 % {pr['recall_at_99_precision']:.2f} %")
+
+
 def write_json(result: EvalResult, path: Path | str, model: str = "", extra: dict | None = None,
                conditions: Sequence[str] | None = None) -> Path:
     """Write ``result.summary(model)`` (plus ``extra`` keys, and ``recall_by_condition`` where ``conditions``
@@ -41,7 +54,7 @@ def write_json(result: EvalResult, path: Path | str, model: str = "", extra: dic
         data["recall_by_condition"] = {label: {"num_queries": entry["num_queries"],
                                                "recall": {str(n): round(r, 4) for n, r in entry["recall"].items()}}
                                        for label, entry in by_condition.items()}
-    data |= extra or {}
+    data |= result_pr(result).summary() | (extra or {})
     return atomic_write(Path(path), lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8"))
 
 
@@ -69,24 +82,28 @@ def write_query_csv(result: EvalResult, dataset: GeoDataset, path: Path | str, t
 
 
 def report_paths(output: Path | str) -> dict[str, Path]:
-    """results.json -> results.json, results_queries.csv, results_recall.png, results_retrievals.png."""
+    """results.json -> results.json, results_queries.csv, results_recall.png, results_pr.png,
+    results_retrievals.png."""
     stem = Path(output).with_suffix("")
     return {"json": Path(output), "csv": Path(f"{stem}_queries.csv"), "plot": Path(f"{stem}_recall.png"),
-            "picture": Path(f"{stem}_retrievals.png")}
+            "pr": Path(f"{stem}_pr.png"), "picture": Path(f"{stem}_retrievals.png")}
 
 
 def write_report(result: EvalResult, dataset: GeoDataset, output: Path | str, label: str = "",
                  extra: dict | None = None, conditions: Sequence[str] | None = None,
                  pictures: int = 6, radius: float | None = None) -> list[Path]:
-    """The JSON summary, per-query CSV, Recall@N plot and (``pictures`` > 0 queries) retrieval picture beside
+    """The JSON summary, per-query CSV, Recall@N and precision–recall plots and (``pictures`` > 0 queries) retrieval
+    picture beside
     ``output``, as ``netvlad evaluate --output`` writes them (``radius``: metres a correct match is within, for the
     picture's legend); -> the files written."""
     from netvlad.eval.plots import plot_recall, retrieval_picture
+    from netvlad.eval.pr_plot import plot_pr
 
     paths = report_paths(output)
     write_json(result, paths["json"], label, extra, conditions=conditions)
     write_query_csv(result, dataset, paths["csv"], conditions=conditions)
     plot_recall({label: result.recall}, paths["plot"], title=dataset.name)
+    plot_pr({label: result_pr(result)}, paths["pr"], title=dataset.name)
     if pictures:
         retrieval_picture(result, dataset, paths["picture"], num_queries=pictures, radius=radius)
     return [p for p in paths.values() if p.exists()]

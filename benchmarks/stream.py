@@ -1,0 +1,177 @@
+"""Speed a robot can use: per-frame latency of describe + search + sequence over a growing place database.
+
+Side by side in one process at ``--threads`` (default 1):
+
+- ``describe``: the bare model's per-frame time (MobileNetV2 + GeM, 1280-D, ImageNet weights) on real Gardens
+  Point frames at ``--size`` pixels (longest side), and ``netvlad stream``'s whole per-frame time on the same
+  frames (describe + search + sequence + add, loop-closure mode), so its overhead over the model is measured;
+- for each map size N in ``--sizes`` and each kind (exact, IVF-PQ): a :class:`netvlad.PlaceDatabase` filled with N
+  descriptor-only 1280-D entries (a random-walk route: neighbours alike, as a real traverse), then ``--frames``
+  stream frames (a noisy revisit of the route) each searched with ``exclude_recent``, sequence-matched (the
+  sequence issue's causal ``OnlineSeqSLAM``, L = ``--sequence``, shortlist 50, propagation 5) and added:
+  p50/p99 of search, of search + sequence, and of the whole step; the
+  bulk add throughput (entries/s), IVF-PQ's training time, and the database's memory (float32 rows + index).
+
+    python benchmarks/stream.py [--quick] [--sizes 1000 10000 100000] [--frames 200] [--threads 1]
+
+``--quick`` runs 10³ and 10⁴ only with 100 frames. 10⁶ (add it to ``--sizes``) needs ~5 GiB for the float32 rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+DIM = 1280
+
+
+def route(n: int, rng: np.random.Generator, step: float = 0.35) -> np.ndarray:
+    """``(n, DIM)`` unit descriptors of a route: each a small random step from the one before."""
+    noise = rng.standard_normal((n, DIM)).astype(np.float32)
+    out = np.empty_like(noise)
+    current = noise[0] / np.linalg.norm(noise[0])
+    for start in range(0, n, 4096):  # blocks: drift within each, a fresh direction mix between them
+        block = noise[start:start + 4096]
+        walk = np.cumsum(block * step / np.sqrt(DIM), axis=0) + current
+        out[start:start + len(block)] = walk / np.linalg.norm(walk, axis=1, keepdims=True)
+        current = out[start + len(block) - 1]
+    return out
+
+
+def percentiles(values) -> dict:
+    values = np.asarray(values) * 1000
+    return {"p50": round(float(np.percentile(values, 50)), 3), "p99": round(float(np.percentile(values, 99)), 3)}
+
+
+def database_bytes(db) -> int:
+    import faiss
+
+    index = 0 if db.index is None else len(faiss.serialize_index(db.index))
+    return int(db.count * DIM * 4 + index)
+
+
+def run_size(n: int, kind: str, frames: int, length: int, seed: int = 0) -> dict:
+    """Fill a database of ``n`` entries, then time ``frames`` stream steps."""
+    from netvlad.eval.database import DatabaseConfig, PlaceDatabase
+    from netvlad.eval.index import IndexConfig
+    from netvlad.eval.stream_sequence import StreamSequence
+
+    rng = np.random.default_rng(seed)
+    entries = route(n, rng)
+    db = PlaceDatabase(DIM, DatabaseConfig(IndexConfig(kind=kind), min_train=min(1000, n)))
+    start = time.perf_counter()
+    db.add(entries, [f"{i}" for i in range(n)], times=np.arange(n, dtype=np.float64))
+    add_s = time.perf_counter() - start
+    start = time.perf_counter()
+    db.search(entries[:1], 1)  # IVF-PQ trains here
+    train_s = time.perf_counter() - start
+    revisit = rng.integers(0, max(1, n - frames))
+    queries = entries[revisit:revisit + frames] + 0.02 * rng.standard_normal((frames, DIM)).astype(np.float32)
+    matcher = StreamSequence(length, DIM)
+    search_t, seq_t, step_t, hits = [], [], [], 0
+    for i, query in enumerate(queries):
+        now = float(n + i)
+        t0 = time.perf_counter()
+        distances, ids = db.search(query[None], 50, exclude_after=now - 30)
+        t1 = time.perf_counter()
+        best, _ = matcher.push(query, ids[0], db.descriptors, db.prefix_until(now - 30))
+        t2 = time.perf_counter()
+        db.add(query[None], [f"q{i}"], times=[now])
+        t3 = time.perf_counter()
+        search_t.append(t1 - t0)
+        seq_t.append(t2 - t0)
+        step_t.append(t3 - t0)
+        hits += int(best is not None and abs(best - (revisit + i)) <= 2)
+    return {"size": n, "kind": kind, "add_per_s": round(n / add_s), "train_s": round(train_s, 3),
+            "search_ms": percentiles(search_t), "search_sequence_ms": percentiles(seq_t),
+            "step_ms": percentiles(step_t), "sequence_hits": round(hits / frames, 3),
+            "memory_mb": round(database_bytes(db) / 2**20, 1)}
+
+
+def describe_times(size: int, frames: int, length: int) -> dict:
+    """Per engine (torch; onnxruntime where installed): the bare model's and the whole stream step's per-frame
+    times on real Gardens Point frames, interleaved frame by frame so both see the same machine load."""
+    import torch
+    from PIL import Image
+
+    from netvlad.data.frames import Frame
+    from netvlad.eval.engine import make_runner
+    from netvlad.eval.stream import StreamConfig, StreamMatcher, describe_image
+    from netvlad.models import ModelConfig, PlaceModel, Preprocessing
+
+    folder = REPO.parent / "shared" / "data" / "gardens_point" / "day_left"
+    paths = sorted(folder.glob("*.jpg"))[:frames]
+    if not paths:
+        return {"skipped": f"no Gardens Point frames at {folder}"}
+    config = ModelConfig(backbone="mobilenet_v2", pool="gem", preprocessing=Preprocessing(resize="longest",
+                                                                                          size=(size,)))
+    model = PlaceModel(config, pretrained=True).eval()
+    images = [Image.open(p).convert("RGB") for p in paths]
+    out = {"frames": len(images), "size": size, "threads": torch.get_num_threads()}
+    for engine in ("torch", "onnxruntime"):
+        try:
+            runner = make_runner(model, engine)
+        except Exception as error:  # noqa: BLE001 - onnxruntime missing or the export refused: say so, go on
+            out[engine] = {"skipped": str(error)[:120]}
+            continue
+        describe_image(model, images[0], runner=runner)  # warm-up
+        matcher = StreamMatcher(model, StreamConfig(exclude_recent=3, sequence=length), runner=runner)
+        bare = []
+        for i, image in enumerate(images):
+            t0 = time.perf_counter()
+            describe_image(model, image, runner=runner)
+            bare.append(time.perf_counter() - t0)
+            matcher.process(Frame(i, float(i), paths[i].name, image))
+        stream = [r.latency_ms / 1000 for r in matcher.results]
+        out[engine] = {"bare_ms": percentiles(bare), "stream_ms": percentiles(stream),
+                       "overhead": round(float(np.median(stream) / np.median(bare)) - 1, 3)}
+    return out
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| map size | kind | search p50 / p99 ms | + sequence p50 / p99 ms | whole step p99 ms | add /s | "
+             "train s | memory MB |", "|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['size']:,} | {r['kind']} | {r['search_ms']['p50']:.2f} / {r['search_ms']['p99']:.2f} | "
+                     f"{r['search_sequence_ms']['p50']:.2f} / {r['search_sequence_ms']['p99']:.2f} | "
+                     f"{r['step_ms']['p99']:.2f} | {r['add_per_s']:,} | {r['train_s']:.2f} | {r['memory_mb']:,} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000, 100_000])
+    parser.add_argument("--frames", type=int, default=200, help="stream frames timed per size")
+    parser.add_argument("--sequence", type=int, default=10, help="sequence length L")
+    parser.add_argument("--size", type=int, default=320, help="describe: longest image side, pixels")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--quick", action="store_true", help="10³ and 10⁴ only, 100 frames")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    args = parser.parse_args()
+    import faiss
+    import torch
+
+    torch.set_num_threads(args.threads)
+    faiss.omp_set_num_threads(args.threads)
+    sizes, frames = ([1000, 10_000], 100) if args.quick else (args.sizes, args.frames)
+    describe = describe_times(args.size, 40 if args.quick else 80, args.sequence)
+    rows = [run_size(n, kind, frames, args.sequence) for n in sizes for kind in ("flat", "ivfpq")]
+    print(f"machine: {platform.processor() or platform.machine()}, {args.threads} thread(s), faiss "
+          f"{faiss.__version__}, torch {torch.__version__}")
+    print(f"describe (MobileNetV2+GeM, longest side {args.size} px, Gardens Point): {json.dumps(describe)}")
+    print(table(rows))
+    if args.json:
+        args.json.write_text(json.dumps({"describe": describe, "rows": rows}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

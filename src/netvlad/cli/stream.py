@@ -1,0 +1,141 @@
+"""`netvlad stream SOURCE`: loop closures (or localisation against a map) frame by frame, one JSON line each."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import sys
+import tempfile
+from pathlib import Path
+
+from netvlad.cli.common import add_device_args, add_model_args
+from netvlad.cli.engine_args import add_engine_arg
+from netvlad.cli.evaluate import add_search_args, index_config_from_args, max_memory_from_args
+from netvlad.cli.stream_args import add_stream_args, stream_config_from_args
+
+logger = logging.getLogger(__name__)
+
+PROGRESS_EVERY = 100  # frames between progress lines on standard error
+
+
+def _model_and_map(args: argparse.Namespace, device):
+    """(model, PlaceIndex or None): the map's own model unless ``--model`` (refused if it is another)."""
+    from netvlad.cli.common import model_from_args
+    from netvlad.eval.localise import PlaceIndex
+
+    if args.map is None:
+        return model_from_args(args), None
+    place = PlaceIndex.load(args.map, index_config_from_args(args, device), max_memory_from_args(args))
+    if args.model:
+        model = model_from_args(args)
+        place.check_model(model)
+        return model, place
+    return place.model, place
+
+
+def _cluster_on_frames(model, source, args: argparse.Namespace, device) -> None:
+    """An off-the-shelf NetVLAD without a map: k-means centroids from frames sampled along the stream."""
+    from netvlad.cli.evaluate import cluster_if_off_the_shelf
+    from netvlad.nn import NetVLAD
+
+    if args.model is not None or not isinstance(model.pool, NetVLAD):
+        return
+    with tempfile.TemporaryDirectory(prefix="netvlad-stream-") as folder:
+        paths = []
+        step = max(1, len(source) // args.cluster_images) if len(source) else 1
+        for i, frame in enumerate(source):
+            if i % step == 0 and len(paths) < args.cluster_images:
+                paths.append(Path(folder) / f"{len(paths):05d}.png")
+                frame.image.save(paths[-1])
+        cluster_if_off_the_shelf(model, paths, args, device)
+
+
+def _check_exclusion(source, args: argparse.Namespace) -> None:
+    """Refuse ``--exclude-recent`` at least as long as the whole stream (no loop closure could be searched)."""
+    if args.map is not None:
+        return
+    duration = source.duration()
+    if duration is not None and args.exclude_recent >= duration:
+        from netvlad.errors import BadInputError
+
+        raise BadInputError(f"--exclude-recent {args.exclude_recent:g} is not shorter than the stream "
+                            f"{source.path} ({duration:g} s or frames): no earlier frame could ever be matched; "
+                            "use a shorter window")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Stream SOURCE: a JSON line per frame, a summary on standard error, the database kept with ``--save``."""
+    from netvlad.cli.common import pick_device
+    from netvlad.cli.engine_args import engine_from_args
+    from netvlad.data.frames import FrameSource, StreamEndedEarly
+    from netvlad.eval.stream import StreamMatcher
+
+    source = FrameSource(args.source, every=args.every, fps=args.fps)
+    _check_exclusion(source, args)
+    device = pick_device(args.device)
+    model, place = _model_and_map(args, device)
+    if place is None:
+        _cluster_on_frames(model, source, args, device)
+    runner = engine_from_args(args, model, device)  # after clustering: an export holds the final weights
+    matcher = StreamMatcher(model, stream_config_from_args(args), place, device, fingerprint=model.fingerprint(),
+                            runner=runner)
+    ended = None
+    with (open(args.out, "w", encoding="utf-8") if args.out else contextlib.nullcontext(sys.stdout)) as out:
+        try:
+            for count, result in enumerate(matcher.run(source), 1):
+                out.write(json.dumps(result.to_dict()) + "\n")
+                out.flush()
+                if count % PROGRESS_EVERY == 0 and not args.no_progress:
+                    logger.info("%d frames, %d loop closures", count, sum(r.loop_closure for r in matcher.results))
+        except StreamEndedEarly as error:
+            ended = error
+    summary = matcher.summary() | {"source": str(args.source), "mode": "map" if place else "loop closure",
+                                   "engine": runner.name}
+    print(format_summary(summary), file=sys.stderr)
+    if args.summary:
+        args.summary.write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    if args.pr_plot and matcher.pr() is not None:
+        from netvlad.eval.pr_plot import plot_pr
+
+        label = f"{'sequence L=' + str(args.sequence) if args.sequence else 'single frame'}"
+        plot_pr({label: matcher.pr()}, args.pr_plot, title=Path(args.source).name)
+    if args.save:
+        matcher.database.save(args.save)
+        print(f"saved the database of {len(matcher.database)} frames to {args.save}", file=sys.stderr)
+    if ended is not None:
+        raise ended  # one ERROR line naming the file and the frame; the results above are kept
+    if place is None and matcher.results and not matcher.searched:
+        from netvlad.errors import BadInputError
+
+        raise BadInputError(f"--exclude-recent {args.exclude_recent:g} covered the whole stream: no frame had an "
+                            "earlier one to match; use a shorter window")
+    return 0
+
+
+def format_summary(summary: dict) -> str:
+    """The summary lines printed on standard error."""
+    latency = summary["latency_ms"]
+    lines = [f"{summary['frames']} frames ({summary['mode']}), {summary['loop_closures']} accepted matches; "
+             f"latency p50 {latency['p50']:.1f} ms, p99 {latency['p99']:.1f} ms (describe + search + sequence)"]
+    if "pr_auc" in summary:
+        threshold = summary["threshold_at_100_precision"]
+        lines.append(f"PR AUC {summary['pr_auc']:.3f}, recall at 100 % precision "
+                     f"{summary['recall_at_100_precision']:.1f} % (threshold {threshold}), at 99 % "
+                     f"{summary['recall_at_99_precision']:.1f} %")
+    return "\n".join(lines)
+
+
+def register(subparsers) -> None:
+    """Add ``netvlad stream``."""
+    parser = subparsers.add_parser("stream", help="loop closures or localisation over a video or frame folder",
+                                   description="Describe each frame of SOURCE, search it against the stream's "
+                                               "own earlier frames (loop closures) or a prebuilt map (--map), "
+                                               "and write one JSON line per frame.")
+    add_stream_args(parser)
+    add_model_args(parser)
+    add_device_args(parser)
+    add_engine_arg(parser)
+    add_search_args(parser.add_argument_group("map search"))
+    parser.set_defaults(func=run)

@@ -1,0 +1,70 @@
+"""The options of ``netvlad stream`` (source sampling, map or loop closure, decisions, outputs)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from netvlad.cli.common import existing, number, output
+from netvlad.limits import COUNT, NON_NEGATIVE, POSITIVE, Limit
+from netvlad.streaming import DATABASE_KINDS, SEQUENCE_SCORES
+
+
+def add_stream_args(parser: argparse.ArgumentParser) -> None:
+    """SOURCE and the stream options."""
+    parser.add_argument("source", type=existing("path", "video or folder of frames"), metavar="SOURCE",
+                        help="a video file (decoded with PyAV) or a folder of frames (name or timestamp order, or "
+                             "its frames.csv)")
+    group = parser.add_argument_group("frames")
+    group.add_argument("--every", type=number(COUNT), default=1, metavar="N", help="keep one frame in N")
+    group.add_argument("--fps", type=number(POSITIVE), default=None,
+                       help="frames per second where the frames carry no timestamps (else: frame counts)")
+    group = parser.add_argument_group("matching")
+    group.add_argument("--map", type=existing("folder", "index folder"), default=None, metavar="INDEX_FOLDER",
+                       help="localise against this `netvlad index build` folder (default: loop closures against "
+                            "the stream's own earlier frames)")
+    group.add_argument("--exclude-recent", type=number(NON_NEGATIVE), default=30.0, metavar="SECONDS",
+                       help="loop closures: leave out the frames of the last SECONDS (frames without timestamps)")
+    group.add_argument("-k", type=number(COUNT), default=5, help="matches searched per frame")
+    group.add_argument("--sequence", type=number(Limit(2, None, integer=True)), default=None, metavar="L",
+                       help="decide on a causal sequence score of the last L frames")
+    group.add_argument("--sequence-score", default="distance", choices=SEQUENCE_SCORES.names(),
+                       help="; ".join(f"{n}: {SEQUENCE_SCORES.get(n)}" for n in SEQUENCE_SCORES.names()))
+    group.add_argument("--threshold", type=number(POSITIVE), default=None,
+                       help="largest L2 distance accepted as a loop closure or localisation (with --sequence: "
+                            "trajectory distance; with --sequence-score seqslam: the smallest score; default: every "
+                            "match)")
+    group.add_argument("--radius", type=number(POSITIVE), default=25.0,
+                       help="metres within which a match is correct, where frames carry positions (PR metrics)")
+    group.add_argument("--index-type", dest="index_kind", default="flat", choices=DATABASE_KINDS.names(),
+                       help="the growing database's search: exact, or IVF-PQ trained once it holds --min-train")
+    group.add_argument("--min-train", type=number(Limit(16, None, integer=True)), default=1000,
+                       help="IVF-PQ: frames before its first training")
+    group = parser.add_argument_group("outputs")
+    group.add_argument("--out", type=output(), default=None, metavar="FILE",
+                       help="JSON lines here instead of standard output")
+    group.add_argument("--save", type=output("folder"), default=None, metavar="DB_FOLDER",
+                       help="save the database of the stream's frames here (netvlad.PlaceDatabase.load reads it)")
+    group.add_argument("--summary", type=output(), default=None, metavar="FILE",
+                       help="also write the summary as JSON here")
+    group.add_argument("--pr-plot", type=output(), default=None, metavar="PNG",
+                       help="where frames carry positions: write the precision–recall curve here")
+    group.add_argument("--cluster-images", type=number(COUNT), default=200,
+                       help="off-the-shelf NetVLAD without --map: frames sampled for k-means")
+
+
+def stream_config_from_args(args: argparse.Namespace):
+    """The :class:`netvlad.eval.stream.StreamConfig` of the command line."""
+    from netvlad.eval.database import DatabaseConfig
+    from netvlad.eval.index import IndexConfig
+    from netvlad.eval.stream import StreamConfig
+
+    database = DatabaseConfig(IndexConfig(kind=args.index_kind), min_train=args.min_train)
+    return StreamConfig(k=args.k, exclude_recent=args.exclude_recent, threshold=args.threshold,
+                        sequence=args.sequence, sequence_score=args.sequence_score, radius=args.radius,
+                        database=database)
+
+
+def out_path(args: argparse.Namespace) -> Path | None:
+    """Where the JSON lines go (None: standard output)."""
+    return args.out

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from netvlad.cli.common import add_device_args, add_model_args
 from netvlad.cli.engine_args import add_engine_arg
-from netvlad.cli.evaluate import add_search_args, index_config_from_args, max_memory_from_args
+from netvlad.cli.search_args import add_search_args, index_config_from_args, max_memory_from_args
 from netvlad.cli.stream_args import add_stream_args, stream_config_from_args
 
 logger = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ def _model_and_map(args: argparse.Namespace, device):
 
 def _cluster_on_frames(model, source, args: argparse.Namespace, device) -> None:
     """An off-the-shelf NetVLAD without a map: k-means centroids from frames sampled along the stream."""
-    from netvlad.cli.evaluate import cluster_if_off_the_shelf
+    from netvlad.cli.extract_args import cluster_from_args
     from netvlad.nn import NetVLAD
 
     if args.model is not None or not isinstance(model.pool, NetVLAD):
@@ -49,7 +49,7 @@ def _cluster_on_frames(model, source, args: argparse.Namespace, device) -> None:
             if i % step == 0 and len(paths) < args.cluster_images:
                 paths.append(Path(folder) / f"{len(paths):05d}.png")
                 frame.image.save(paths[-1])
-        cluster_if_off_the_shelf(model, paths, args, device)
+        cluster_from_args(model, paths, args, device)
 
 
 def _check_exclusion(source, args: argparse.Namespace) -> None:

@@ -248,7 +248,7 @@ class PlaceDatabase:
     def _train(self) -> None:
         rows = np.flatnonzero(self.alive)
         config = self.config.index
-        index = INDEX_KINDS["ivfpq"](self.dim, len(rows), config)
+        index = INDEX_KINDS["ivfpq"].build(self.dim, len(rows), config)
         sample = training_sample(self._vectors[:self._count], rows, config.samples(len(rows)), config.seed)
         logger.info("training IVF-PQ on %d of %d entries (%d-D)", len(sample), len(rows), self.dim)
         train_index(index, sample, config)

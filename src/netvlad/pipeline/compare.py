@@ -35,9 +35,11 @@ def same_frozen_stages(a: PlaceModel, b: PlaceModel) -> bool:
 def compare_models(models: Mapping[str, PlaceModel], dataset: GeoDataset, radius: float, ns: tuple[int, ...],
                    batch_size: int = 16, workers: int = 0, device: torch.device | str = "cpu",
                    progress: bool = False, engine: Engine = LIBRARY_ENGINE) -> dict[str, EvalResult]:
-    """Recall@N of every model on ``dataset`` (label -> result); with torch, frozen-stage features are computed
-    once and shared; through onnxruntime each model runs whole (its export checked and cached once)."""
+    """Recall@N of every model on ``dataset`` (label -> result); with torch (and auto), frozen-stage features are
+    computed once and shared; through onnxruntime each model runs whole (its export checked and cached once)."""
     paths = dataset.database.paths() + dataset.queries.paths()
+    if getattr(engine, "name", engine) == "auto":  # shared frozen features beat one export per model (docs/engine.md)
+        engine = "torch"
     first = next(iter(models.values())).to(device)
     frozen: FrozenFeatures | None = None
     positives = dataset.positives(radius)

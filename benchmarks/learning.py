@@ -115,17 +115,18 @@ def share_frozen_features(cache: Path | None = None) -> None:
 
 
 def run_all(name: str, variants: list[str], seeds: list[int], queries: int, every: int, out: Path,
-            frozen_cache: Path | None = None) -> dict:
+            frozen_cache: Path | None = None, init_model: Path | None = None) -> dict:
     """Every (seed, variant) curve of a setup; a seed's k-means model is computed once and shared."""
     base, dataset = setup(name)
     if base.pretrained:  # random frozen stages would differ per seed
         share_frozen_features(frozen_cache)
     train, val = holdout_last(dataset, base.val_places)
     tag = "" if seeds == [0, 1, 2] or name == "quick" else "-seed" + "-".join(map(str, seeds))
+    tag += "" if len(variants) == 3 else "-" + "-".join(variants)
     results = {"setup": name, "config": base.to_dict(), "queries": queries, "every": every,
                "threads": torch.get_num_threads(), "curves": {}}
     for seed in seeds:
-        init = None
+        init = str(init_model) if init_model else None
         for variant in variants:
             normalization, scale = parse_variant(variant)
             config = dataclasses.replace(base, seed=seed, loss_normalization=normalization, init_model=init,
@@ -199,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--every", type=int, default=250, help="validate after every this many queries")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--frozen-cache", type=Path, help=".npz of the frozen features, shared by processes")
+    parser.add_argument("--init-model", type=Path, help="start every curve from this k-means model (one seed)")
     parser.add_argument("--merge", nargs="+", type=Path, help="only merge these result files (one per seed) and plot")
     parser.add_argument("--out", type=Path, default=Path("runs/learning"))
     args = parser.parse_args(argv)
@@ -214,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         name = results["setup"]
         (args.out / f"{name}.json").write_text(json.dumps(results, indent=1))
     else:
-        results = run_all(name, args.variants, seeds, queries, every, args.out, args.frozen_cache)
+        results = run_all(name, args.variants, seeds, queries, every, args.out, args.frozen_cache, args.init_model)
     print("\n".join(summary(results)))
     try:
         plot(results, args.out / f"{name}.png")

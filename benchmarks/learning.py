@@ -152,16 +152,35 @@ def merge(files: list[Path]) -> dict:
     return merged
 
 
+def from_logs(folders: list[Path]) -> dict:
+    """Curves read back from the runs' ``log.jsonl`` validation events (also of curves cut short): each folder
+    holds ``VARIANT-seedN`` run folders."""
+    results = {"setup": folders[0].name, "curves": {}}
+    for run_dir in sorted(d for folder in folders for d in folder.iterdir() if (d / "log.jsonl").is_file()):
+        variant, _, seed = run_dir.name.rpartition("-seed")
+        events = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+        points = [{"queries": e["epoch"], "r1": e["recall@1"], "r5": e["recall@5"], "r10": e["recall@10"]}
+                  for e in events if e.get("event", e.get("kind")) == "validation"]
+        if points:
+            results["curves"].setdefault(variant, {})[seed] = {"points": points}
+    return results
+
+
+def _sd(values: np.ndarray) -> float:
+    """Sample standard deviation (0 for one value)."""
+    return float(values.std(ddof=1)) if len(values) > 1 else 0.0
+
+
 def summary(results: dict) -> list[str]:
-    """Markdown rows: per variant and point, R@1 and R@5 as mean ± sd over seeds."""
-    rows = ["| variant | queries | R@1 mean ± sd | R@5 mean ± sd |", "|---|---|---|---|"]
+    """Markdown rows: per variant and point, R@1 and R@5 as mean ± sample sd over the seeds that reached it."""
+    rows = ["| variant | queries | seeds | R@1 mean ± sd | R@5 mean ± sd |", "|---|---:|---:|---:|---:|"]
     for variant, by_seed in results["curves"].items():
         curves = list(by_seed.values())
-        for i, point in enumerate(curves[0]["points"]):
-            r1 = np.array([c["points"][i]["r1"] for c in curves if i < len(c["points"])])
-            r5 = np.array([c["points"][i]["r5"] for c in curves if i < len(c["points"])])
-            rows.append(f"| {variant} | {point['queries']} | {r1.mean():.1f} ± {r1.std():.1f} | "
-                        f"{r5.mean():.1f} ± {r5.std():.1f} |")
+        for i in range(max(len(c["points"]) for c in curves)):
+            reached = [c["points"][i] for c in curves if i < len(c["points"])]
+            r1, r5 = (np.array([p[key] for p in reached]) for key in ("r1", "r5"))
+            rows.append(f"| {variant} | {reached[0]['queries']} | {len(reached)} | {r1.mean():.1f} ± {_sd(r1):.1f} | "
+                        f"{r5.mean():.1f} ± {_sd(r5):.1f} |")
     return rows
 
 
@@ -180,7 +199,8 @@ def plot(results: dict, path: Path) -> None:
         for ax, key in zip(axes, ("r1", "r5"), strict=True):
             y = np.array([[c["points"][i][key] for i in range(n)] for c in curves])
             ax.plot(x, y.mean(0), marker="o", label=variant)
-            ax.fill_between(x, y.mean(0) - y.std(0), y.mean(0) + y.std(0), alpha=0.2)
+            sd = y.std(0, ddof=1) if len(y) > 1 else np.zeros(n)
+            ax.fill_between(x, y.mean(0) - sd, y.mean(0) + sd, alpha=0.2)
             ax.set(xlabel="training queries", ylabel=f"validation Recall@{key[1:]} (%)")
     axes[0].set_title(f"{results['setup']}: mean ± sd over {len(curves)} seeds")
     axes[0].legend()
@@ -201,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--frozen-cache", type=Path, help=".npz of the frozen features, shared by processes")
     parser.add_argument("--init-model", type=Path, help="start every curve from this k-means model (one seed)")
+    parser.add_argument("--from-logs", nargs="+", type=Path, metavar="FOLDER",
+                        help="only read the curves back from FOLDER/VARIANT-seedN/log.jsonl (runs cut short too)")
     parser.add_argument("--merge", nargs="+", type=Path, help="only merge these result files (one per seed) and plot")
     parser.add_argument("--out", type=Path, default=Path("runs/learning"))
     args = parser.parse_args(argv)
@@ -211,7 +233,11 @@ def main(argv: list[str] | None = None) -> int:
     for variant in args.variants:
         parse_variant(variant)
     args.out.mkdir(parents=True, exist_ok=True)
-    if args.merge:
+    if args.from_logs:
+        results = from_logs(args.from_logs)
+        name = results["setup"]
+        (args.out / f"{name}.json").write_text(json.dumps(results, indent=1))
+    elif args.merge:
         results = merge(args.merge)
         name = results["setup"]
         (args.out / f"{name}.json").write_text(json.dumps(results, indent=1))

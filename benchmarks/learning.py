@@ -100,11 +100,12 @@ def share_frozen_features(cache: Path | None = None) -> None:
     compute, memo = loop.compute_frozen, {}
 
     def shared(model, paths, *args, **kwargs):
-        key = tuple(map(str, dict.fromkeys(paths)))
+        ordered = list(dict.fromkeys(Path(p) for p in paths))
+        key = tuple(str(p.resolve()) for p in ordered)  # the same images under a symlinked root match too
         if key not in memo and cache is not None and cache.is_file():
             stored = np.load(cache)
             if tuple(stored["paths"]) == key:
-                memo[key] = FrozenFeatures(list(map(Path, key)), stored["array"])
+                memo[key] = FrozenFeatures(ordered, stored["array"])
         if key not in memo:
             memo[key] = compute(model, paths, *args, **kwargs)
             if cache is not None:

@@ -100,11 +100,12 @@ def share_frozen_features(cache: Path | None = None) -> None:
     compute, memo = loop.compute_frozen, {}
 
     def shared(model, paths, *args, **kwargs):
-        key = tuple(map(str, dict.fromkeys(paths)))
+        ordered = list(dict.fromkeys(Path(p) for p in paths))
+        key = tuple(str(p.resolve()) for p in ordered)  # the same images under a symlinked root match too
         if key not in memo and cache is not None and cache.is_file():
             stored = np.load(cache)
             if tuple(stored["paths"]) == key:
-                memo[key] = FrozenFeatures(list(map(Path, key)), stored["array"])
+                memo[key] = FrozenFeatures(ordered, stored["array"])
         if key not in memo:
             memo[key] = compute(model, paths, *args, **kwargs)
             if cache is not None:
@@ -115,17 +116,18 @@ def share_frozen_features(cache: Path | None = None) -> None:
 
 
 def run_all(name: str, variants: list[str], seeds: list[int], queries: int, every: int, out: Path,
-            frozen_cache: Path | None = None) -> dict:
+            frozen_cache: Path | None = None, init_model: Path | None = None) -> dict:
     """Every (seed, variant) curve of a setup; a seed's k-means model is computed once and shared."""
     base, dataset = setup(name)
     if base.pretrained:  # random frozen stages would differ per seed
         share_frozen_features(frozen_cache)
     train, val = holdout_last(dataset, base.val_places)
     tag = "" if seeds == [0, 1, 2] or name == "quick" else "-seed" + "-".join(map(str, seeds))
+    tag += "" if len(variants) == 3 else "-" + "-".join(variants)
     results = {"setup": name, "config": base.to_dict(), "queries": queries, "every": every,
                "threads": torch.get_num_threads(), "curves": {}}
     for seed in seeds:
-        init = None
+        init = str(init_model) if init_model else None
         for variant in variants:
             normalization, scale = parse_variant(variant)
             config = dataclasses.replace(base, seed=seed, loss_normalization=normalization, init_model=init,
@@ -151,16 +153,35 @@ def merge(files: list[Path]) -> dict:
     return merged
 
 
+def from_logs(folders: list[Path]) -> dict:
+    """Curves read back from the runs' ``log.jsonl`` validation events (also of curves cut short): each folder
+    holds ``VARIANT-seedN`` run folders."""
+    results = {"setup": folders[0].name, "curves": {}}
+    for run_dir in sorted(d for folder in folders for d in folder.iterdir() if (d / "log.jsonl").is_file()):
+        variant, _, seed = run_dir.name.rpartition("-seed")
+        events = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+        points = [{"queries": e["epoch"], "r1": e["recall@1"], "r5": e["recall@5"], "r10": e["recall@10"]}
+                  for e in events if e.get("event", e.get("kind")) == "validation"]
+        if points:
+            results["curves"].setdefault(variant, {})[seed] = {"points": points}
+    return results
+
+
+def _sd(values: np.ndarray) -> float:
+    """Sample standard deviation (0 for one value)."""
+    return float(values.std(ddof=1)) if len(values) > 1 else 0.0
+
+
 def summary(results: dict) -> list[str]:
-    """Markdown rows: per variant and point, R@1 and R@5 as mean ± sd over seeds."""
-    rows = ["| variant | queries | R@1 mean ± sd | R@5 mean ± sd |", "|---|---|---|---|"]
+    """Markdown rows: per variant and point, R@1 and R@5 as mean ± sample sd over the seeds that reached it."""
+    rows = ["| variant | queries | seeds | R@1 mean ± sd | R@5 mean ± sd |", "|---|---:|---:|---:|---:|"]
     for variant, by_seed in results["curves"].items():
         curves = list(by_seed.values())
-        for i, point in enumerate(curves[0]["points"]):
-            r1 = np.array([c["points"][i]["r1"] for c in curves if i < len(c["points"])])
-            r5 = np.array([c["points"][i]["r5"] for c in curves if i < len(c["points"])])
-            rows.append(f"| {variant} | {point['queries']} | {r1.mean():.1f} ± {r1.std():.1f} | "
-                        f"{r5.mean():.1f} ± {r5.std():.1f} |")
+        for i in range(max(len(c["points"]) for c in curves)):
+            reached = [c["points"][i] for c in curves if i < len(c["points"])]
+            r1, r5 = (np.array([p[key] for p in reached]) for key in ("r1", "r5"))
+            rows.append(f"| {variant} | {reached[0]['queries']} | {len(reached)} | {r1.mean():.1f} ± {_sd(r1):.1f} | "
+                        f"{r5.mean():.1f} ± {_sd(r5):.1f} |")
     return rows
 
 
@@ -179,7 +200,8 @@ def plot(results: dict, path: Path) -> None:
         for ax, key in zip(axes, ("r1", "r5"), strict=True):
             y = np.array([[c["points"][i][key] for i in range(n)] for c in curves])
             ax.plot(x, y.mean(0), marker="o", label=variant)
-            ax.fill_between(x, y.mean(0) - y.std(0), y.mean(0) + y.std(0), alpha=0.2)
+            sd = y.std(0, ddof=1) if len(y) > 1 else np.zeros(n)
+            ax.fill_between(x, y.mean(0) - sd, y.mean(0) + sd, alpha=0.2)
             ax.set(xlabel="training queries", ylabel=f"validation Recall@{key[1:]} (%)")
     axes[0].set_title(f"{results['setup']}: mean ± sd over {len(curves)} seeds")
     axes[0].legend()
@@ -199,6 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--every", type=int, default=250, help="validate after every this many queries")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--frozen-cache", type=Path, help=".npz of the frozen features, shared by processes")
+    parser.add_argument("--init-model", type=Path, help="start every curve from this k-means model (one seed)")
+    parser.add_argument("--from-logs", nargs="+", type=Path, metavar="FOLDER",
+                        help="only read the curves back from FOLDER/VARIANT-seedN/log.jsonl (runs cut short too)")
     parser.add_argument("--merge", nargs="+", type=Path, help="only merge these result files (one per seed) and plot")
     parser.add_argument("--out", type=Path, default=Path("runs/learning"))
     args = parser.parse_args(argv)
@@ -209,12 +234,16 @@ def main(argv: list[str] | None = None) -> int:
     for variant in args.variants:
         parse_variant(variant)
     args.out.mkdir(parents=True, exist_ok=True)
-    if args.merge:
+    if args.from_logs:
+        results = from_logs(args.from_logs)
+        name = results["setup"]
+        (args.out / f"{name}.json").write_text(json.dumps(results, indent=1))
+    elif args.merge:
         results = merge(args.merge)
         name = results["setup"]
         (args.out / f"{name}.json").write_text(json.dumps(results, indent=1))
     else:
-        results = run_all(name, args.variants, seeds, queries, every, args.out, args.frozen_cache)
+        results = run_all(name, args.variants, seeds, queries, every, args.out, args.frozen_cache, args.init_model)
     print("\n".join(summary(results)))
     try:
         plot(results, args.out / f"{name}.png")

@@ -26,4 +26,4 @@ def test_learning_benchmark_quick(tmp_path, capsys):
             assert all(0 <= p["r1"] <= p["r5"] <= 100 for p in curve["points"])
     # a seed's variants start from the same k-means model, so their first points agree
     assert len({c["0"]["points"][0]["r1"] for c in results["curves"].values()}) == 1
-    assert "| violating_mean | 16 |" in capsys.readouterr().out
+    assert "| violating_mean | 16 | 2 |" in capsys.readouterr().out

@@ -17,6 +17,8 @@ import logging
 import sys
 from pathlib import Path
 
+from workdir import work_dir  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
@@ -65,7 +67,7 @@ def main() -> int:
     parser.add_argument("--radius", type=float, default=2.0, help="metres (= places) counted as the same place")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--png", type=Path, default=REPO / "docs" / "images" / "loop_closure_pr.png")
-    parser.add_argument("--work", type=Path, default=Path("/tmp/netvlad-loop-closure"))
+    parser.add_argument("--work", type=Path, default=work_dir("loop-closure"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     from netvlad.eval.pr_plot import plot_pr

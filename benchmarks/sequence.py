@@ -31,6 +31,7 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from netvlad.data import open_dataset  # noqa: E402
 from netvlad.data.sequences import SequenceOrder  # noqa: E402
@@ -43,6 +44,7 @@ from netvlad.eval.sequence.seqslam import seqslam_rank  # noqa: E402
 from netvlad.models import ModelConfig, PlaceModel, load  # noqa: E402
 from netvlad.models.seqnet import save_seqnet  # noqa: E402
 from netvlad.train.seqnet import SeqNetTraining, train_seqnet  # noqa: E402
+from workdir import work_dir  # noqa: E402
 
 logger = logging.getLogger("sequence")
 DATA = REPO.parent / "shared" / "data"
@@ -176,7 +178,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer rows, no city, small scale runs (minutes)")
     parser.add_argument("--model", default=None, help="checkpoint (default: MobileNetV2 + GeM off the shelf)")
-    parser.add_argument("--work", type=Path, default=Path("/tmp/netvlad-sequence-bench"), help="stores, city")
+    parser.add_argument("--work", type=Path, default=work_dir("sequence"), help="stores, city")
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000], help="database frames")
     parser.add_argument("--dim", type=int, default=None, help="scale descriptors' dim (default 4096; quick 256)")
     parser.add_argument("--threads", type=int, default=1)

@@ -32,12 +32,13 @@ class SequenceMatch:
 class OnlineSeqSLAM:
     """Causal SeqSLAM-style matcher over a fixed database, one query frame per :meth:`push`.
 
-    Example:
-        >>> matcher = OnlineSeqSLAM(db_descriptors, db_order, SequenceConfig(length=10))
-        >>> for descriptor, frame in stream:                # (D,) float32, int frame number
-        ...     ids, _ = index.search(descriptor[None], 50)  # the frame's shortlist from any index
-        ...     match = matcher.push(descriptor, ids[0], frame)
-        ...     best = match.ids[0]
+    Example (not run: ``stream`` and ``index`` are yours)::
+
+        matcher = OnlineSeqSLAM(db_descriptors, db_order, SequenceConfig(length=10))
+        for descriptor, frame in stream:                # (D,) float32, int frame number
+            ids, _ = index.search(descriptor[None], 50)  # the frame's shortlist from any index
+            match = matcher.push(descriptor, ids[0], frame)
+            best = match.ids[0]
 
     ``database`` (N, D) descriptors (memory-mapped is fine: only the rows trajectories touch are read);
     ``database_order`` the database's :class:`SequenceOrder` (None: one sequence in list order); ``config.centred``

@@ -112,3 +112,14 @@ def load_array(path: Path | str, what: str, mmap_mode: str | None = None):
             raise FileNotFoundError(f"{path}: {what} not found; rebuild it") from None
         reason = " ".join(str(error).split())[:200]
         raise BadInputError(f"{path}: not a readable {what} ({reason}); rebuild it", path=path) from None
+
+
+def save_figure(fig, path: Path | str) -> Path:
+    """Write a matplotlib figure to ``path`` (its folder made) and close it; -> the path."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -25,6 +25,7 @@ import torch
 from netvlad.eval.export import export_onnx
 from netvlad.files import atomic_write
 from netvlad.models import PlaceModel
+from netvlad.models.weights import sha256_of
 
 logger = logging.getLogger(__name__)
 
@@ -66,14 +67,6 @@ class ExportKey:
         return f"{self.fingerprint}-{tag}"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def cached_file(folder: Path, key: ExportKey) -> Path | None:
     """The export of ``key`` in ``folder`` when its record matches it and the file's SHA-256; None otherwise."""
     onnx, meta = folder / f"{key.stem}.onnx", folder / f"{key.stem}.json"
@@ -81,7 +74,7 @@ def cached_file(folder: Path, key: ExportKey) -> Path | None:
         return None
     try:
         record = json.loads(meta.read_text(encoding="utf-8"))
-        ok = {k: record.get(k) for k in key.record()} == key.record() and record.get("sha256") == _sha256(onnx)
+        ok = {k: record.get(k) for k in key.record()} == key.record() and record.get("sha256") == sha256_of(onnx)
     except (OSError, ValueError):
         ok = False
     if not ok:
@@ -102,7 +95,7 @@ def write_export(model: PlaceModel, folder: Path, key: ExportKey, accept: Callab
     except BaseException:
         onnx.unlink(missing_ok=True)
         raise
-    record = key.record() | {"sha256": _sha256(onnx)}
+    record = key.record() | {"sha256": sha256_of(onnx)}
     atomic_write(meta, lambda tmp: tmp.write_text(json.dumps(record, indent=1), encoding="utf-8"))
     logger.info("exported the model to %s (%s)", onnx, "dynamic size" if key.dynamic else
                 f"{key.height}×{key.width}")

@@ -11,6 +11,7 @@ import numpy as np
 from netvlad.data.dataset import GeoDataset
 from netvlad.eval.retrieval import EvalResult
 from netvlad.eval.tiles import GREEN, GREY, RED, Tile, compose, legend, short_name
+from netvlad.files import save_figure
 
 logger = logging.getLogger(__name__)
 
@@ -34,11 +35,7 @@ def plot_recall(curves: Mapping[str, Mapping[int, float]], path: Path | str, tit
     ax.grid(True, alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def query_caption(dataset: GeoDataset, q: int, conditions: Sequence[str] | None = None) -> str:

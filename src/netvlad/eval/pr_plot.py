@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from netvlad.eval.pr import PRCurve
+from netvlad.files import save_figure
 
 
 def plot_pr(curves: Mapping[str, PRCurve], path: Path | str, title: str = "") -> Path:
@@ -24,8 +25,4 @@ def plot_pr(curves: Mapping[str, PRCurve], path: Path | str, title: str = "") ->
     ax.grid(True, alpha=0.3)
     ax.legend(loc="lower left", fontsize=7)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

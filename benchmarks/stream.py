@@ -21,12 +21,25 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
+
+def _threads_from_argv() -> str:
+    """``--threads`` before numpy is imported: its BLAS (OpenBLAS) fixes its thread count at import, and its
+    default (every core) made the sequence step's small products 25× slower on a busy machine."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--threads", default="1")
+    return str(pre.parse_known_args()[0].threads)
+
+
+for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_name] = _threads_from_argv()
+
+import numpy as np  # noqa: E402 - after the thread counts above
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
@@ -35,11 +48,12 @@ DIM = 1280
 
 def route(n: int, rng: np.random.Generator, step: float = 0.35) -> np.ndarray:
     """``(n, DIM)`` unit descriptors of a route: each a small random step from the one before."""
-    noise = rng.standard_normal((n, DIM)).astype(np.float32)
-    out = np.empty_like(noise)
-    current = noise[0] / np.linalg.norm(noise[0])
+    out = np.empty((n, DIM), np.float32)  # noise drawn per block: 10⁶ entries need one copy of the rows, not three
+    current = None
     for start in range(0, n, 4096):  # blocks: drift within each, a fresh direction mix between them
-        block = noise[start:start + 4096]
+        block = rng.standard_normal((min(4096, n - start), DIM), dtype=np.float32)
+        if current is None:
+            current = block[0] / np.linalg.norm(block[0])
         walk = np.cumsum(block * step / np.sqrt(DIM), axis=0) + current
         out[start:start + len(block)] = walk / np.linalg.norm(walk, axis=1, keepdims=True)
         current = out[start + len(block) - 1]
@@ -67,14 +81,16 @@ def run_size(n: int, kind: str, frames: int, length: int, seed: int = 0) -> dict
     rng = np.random.default_rng(seed)
     entries = route(n, rng)
     db = PlaceDatabase(DIM, DatabaseConfig(IndexConfig(kind=kind), min_train=min(1000, n)))
+    db.reserve(n + frames)  # the stream's own adds then copy nothing
     start = time.perf_counter()
     db.add(entries, [f"{i}" for i in range(n)], times=np.arange(n, dtype=np.float64))
     add_s = time.perf_counter() - start
-    start = time.perf_counter()
-    db.search(entries[:1], 1)  # IVF-PQ trains here
-    train_s = time.perf_counter() - start
     revisit = rng.integers(0, max(1, n - frames))
     queries = entries[revisit:revisit + frames] + 0.02 * rng.standard_normal((frames, DIM)).astype(np.float32)
+    del entries  # the database holds its own copy (10⁶ entries: 5 GB each)
+    start = time.perf_counter()
+    db.search(queries[:1], 1)  # IVF-PQ trains here
+    train_s = time.perf_counter() - start
     matcher = StreamSequence(length, DIM)
     search_t, seq_t, step_t, hits = [], [], [], 0
     for i, query in enumerate(queries):
@@ -153,6 +169,10 @@ def main() -> int:
     parser.add_argument("--sequence", type=int, default=10, help="sequence length L")
     parser.add_argument("--size", type=int, default=320, help="describe: longest image side, pixels")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--kinds", nargs="+", default=["flat", "ivfpq"], choices=["flat", "ivfpq"],
+                        help="search kinds (exact flat search of 10⁶ entries takes ~2 s a frame)")
+    parser.add_argument("--describe-frames", type=int, default=80,
+                        help="Gardens Point frames of the describe / stream-overhead rows (0: skip them)")
     parser.add_argument("--quick", action="store_true", help="10³ and 10⁴ only, 100 frames")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
@@ -162,8 +182,9 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     faiss.omp_set_num_threads(args.threads)
     sizes, frames = ([1000, 10_000], 100) if args.quick else (args.sizes, args.frames)
-    describe = describe_times(args.size, 40 if args.quick else 80, args.sequence)
-    rows = [run_size(n, kind, frames, args.sequence) for n in sizes for kind in ("flat", "ivfpq")]
+    frames_described = 40 if args.quick else args.describe_frames
+    describe = describe_times(args.size, frames_described, args.sequence) if frames_described else {"skipped": 0}
+    rows = [run_size(n, kind, frames, args.sequence) for n in sizes for kind in args.kinds]
     print(f"machine: {platform.processor() or platform.machine()}, {args.threads} thread(s), faiss "
           f"{faiss.__version__}, torch {torch.__version__}")
     print(f"describe (MobileNetV2+GeM, longest side {args.size} px, Gardens Point): {json.dumps(describe)}")

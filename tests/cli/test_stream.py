@@ -141,3 +141,12 @@ def test_engines_agree_on_the_stream(video, tmp_path):
     assert [line["distance"] for line in ort_lines[10:]] == pytest.approx([line["distance"] for line in
                                                                            torch_lines[10:]], abs=1e-3)
     assert json.loads((tmp_path / "onnxruntime.json").read_text())["engine"] == "onnxruntime"
+
+
+def test_auto_keeps_torch_for_a_short_stream(video, tmp_path):
+    """40 frames are fewer than AUTO_MIN_IMAGES: exporting would cost more than it saves, as for few images."""
+    pytest.importorskip("onnxruntime")
+    summary = tmp_path / "auto.json"
+    assert main(["stream", str(video), "--exclude-recent", "1.0", "--engine", "auto", "--out",
+                 str(tmp_path / "auto.jsonl"), "--summary", str(summary), *MODEL]) == 0
+    assert json.loads(summary.read_text())["engine"] == "torch"

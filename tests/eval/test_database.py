@@ -88,6 +88,21 @@ def test_built_once_equals_built_by_adds_in_any_split(config):
         np.testing.assert_allclose(d, ref[0], rtol=1e-5)
 
 
+def test_reserve_makes_room_without_changing_contents_or_results():
+    x, names, pos, times = _data(100)
+    plain = _filled(DatabaseConfig(), [np.arange(60), np.arange(60, 100)], x, names, pos, times)
+    reserved = PlaceDatabase(DIM)
+    reserved.reserve(100)
+    assert len(reserved) == 0 and reserved.descriptors.shape == (0, DIM)
+    reserved.add(x[:60], names[:60], pos[:60], times[:60])
+    rows = reserved.descriptors
+    reserved.add(x[60:], names[60:], pos[60:], times[60:])
+    assert np.shares_memory(rows, reserved.descriptors)  # the second add copied nothing
+    np.testing.assert_array_equal(reserved.descriptors, plain.descriptors)
+    q = x[[3, 70]] + 0.01
+    np.testing.assert_array_equal(reserved.search(q, 4)[1], plain.search(q, 4)[1])
+
+
 def test_batches_added_in_another_order_give_the_same_matches():
     x, names, pos, _ = _data()
     parts = np.split(np.arange(400), [50, 170, 300])

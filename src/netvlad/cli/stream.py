@@ -78,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
     model, place = _model_and_map(args, device)
     if place is None:
         _cluster_on_frames(model, source, args, device)
-    runner = engine_from_args(args, model, device)  # after clustering: an export holds the final weights
+    # after clustering (an export holds the final weights); auto keeps torch for a short stream, as for few images
+    runner = engine_from_args(args, model, device, images=len(source) or None)
     matcher = StreamMatcher(model, stream_config_from_args(args), place, device, fingerprint=model.fingerprint(),
                             runner=runner)
     ended = None

@@ -133,6 +133,11 @@ class PlaceDatabase:
             self.index.add_with_ids(x, ids)  # into the trained lists: no rebuild
         return ids
 
+    def reserve(self, capacity: int) -> None:
+        """Make room for ``capacity`` entries now, so that appends up to it copy nothing (a map of known size: at 10⁶
+        1280-D entries a doubling would briefly hold 15 GB)."""
+        self._grow(int(capacity))
+
     def _grow(self, needed: int) -> None:
         if needed <= len(self._vectors):
             return

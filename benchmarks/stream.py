@@ -109,6 +109,7 @@ def run_size(n: int, kind: str, frames: int, length: int, seed: int = 0) -> dict
     return {"size": n, "kind": kind, "add_per_s": round(n / add_s), "train_s": round(train_s, 3),
             "search_ms": percentiles(search_t), "search_sequence_ms": percentiles(seq_t),
             "step_ms": percentiles(step_t), "sequence_hits": round(hits / frames, 3),
+            "slowest_frames": {int(i): round(seq_t[i] * 1000, 2) for i in np.argsort(seq_t)[::-1][:3]},
             "memory_mb": round(database_bytes(db) / 2**20, 1)}
 
 

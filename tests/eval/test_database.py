@@ -134,6 +134,10 @@ def test_ivfpq_adds_to_its_lists_and_retrains_past_the_factor(caplog):
     assert list(ids[:, 0]) == [10, 700] and d.max() < 1e-3  # exact re-ranking finds the frames themselves
     db.remove([10])
     assert db.index.ntotal == 999 and db.search(x[[10]], 1)[1][0, 0] != 10
+    assert len(db) == 999 and db.count == 1000
+    d, ids = db.search(x[[11, 400]], 20, exclude_after=300.0)  # removed entries and a time cut-off together
+    found = ids[ids >= 0]
+    assert 10 not in found and (db.times[found] <= 300.0).all() and ids[0, 0] == 11
 
 
 @pytest.mark.parametrize("config", [DatabaseConfig(), IVFPQ], ids=["flat", "ivfpq"])

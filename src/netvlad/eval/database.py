@@ -71,10 +71,11 @@ class PlaceDatabase:
         self.index: faiss.Index | None = None
         self.trained_on = 0
         self._monotonic = True  # times never decrease with id: a time cut-off is an id range
+        self._removed = 0  # entries removed (so that len and a search's eligible count cost O(1), not O(N))
 
     # ---- state -----------------------------------------------------------------------------------------
     def __len__(self) -> int:
-        return int(self.alive.sum())
+        return self._count - self._removed
 
     @property
     def count(self) -> int:
@@ -134,8 +135,7 @@ class PlaceDatabase:
         return ids
 
     def reserve(self, capacity: int) -> None:
-        """Make room for ``capacity`` entries now, so that appends up to it copy nothing (a map of known size: at 10⁶
-        1280-D entries a doubling would briefly hold 15 GB)."""
+        """Room for ``capacity`` entries now: appends up to it copy nothing (a doubling at 10⁶ 1280-D holds 15 GB)."""
         self._grow(int(capacity))
 
     def _grow(self, needed: int) -> None:
@@ -157,6 +157,7 @@ class PlaceDatabase:
         ids = np.unique(ids[(ids >= 0) & (ids < self._count)])
         ids = ids[self._alive[ids]]
         self._alive[ids] = False
+        self._removed += len(ids)
         self._vectors[ids] = 0
         if self.index is not None and len(ids):
             self.index.remove_ids(faiss.IDSelectorBatch(ids))
@@ -197,35 +198,44 @@ class PlaceDatabase:
         if k < 1:
             raise BadInputError(f"k must be ≥ 1, got {k}")
         cutoff = self._cutoff(exclude_after, exclude_recent)
-        mask = self.alive & (self.times <= cutoff)
+        prefix = self._eligible_prefix(cutoff)
+        mask = None if prefix is not None else self.alive & (self.times <= cutoff)
+        eligible = prefix if prefix is not None else int(mask.sum())
         out_d, out_i = np.full((len(q), k), np.inf, np.float32), np.full((len(q), k), -1, np.int64)
-        if not mask.any() or not len(q):
+        if not eligible or not len(q):
             return out_d, out_i
         self._ensure_index()
-        dist, ids = self._search_index(q, k, mask, cutoff) if self.index is not None else self._search_exact(q, k, mask)
+        if self.index is not None:
+            dist, ids = self._search_index(q, k, mask, cutoff, prefix, eligible)
+        else:
+            dist, ids = self._search_exact(q, k, mask, prefix)
         out_d[:, :dist.shape[1]], out_i[:, :ids.shape[1]] = dist, ids
         if self.config.max_distance is not None:
             far = out_d > self.config.max_distance
             out_d[far], out_i[far] = np.inf, -1
         return out_d, out_i
 
-    def _prefix(self, mask: np.ndarray) -> int | None:
-        """m when ``mask`` is exactly the first m entries, else None."""
-        m = int(mask.sum())
-        return m if mask[:m].all() else None
+    def _eligible_prefix(self, cutoff: float) -> int | None:
+        """m by bisection when the entries a search may return are the first m (times in order, none removed)."""
+        if not self._monotonic or self._removed:
+            return None
+        return int(np.searchsorted(self.times, cutoff, side="right"))
 
-    def _search_exact(self, q: np.ndarray, k: int, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        m = self._prefix(mask)
+    def _search_exact(self, q: np.ndarray, k: int, mask: np.ndarray | None, prefix: int | None
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        m = prefix if prefix is not None else int(mask.sum())
+        m = m if prefix is not None or mask[:m].all() else None  # None: the eligible entries are not a prefix
         rows = np.arange(m) if m is not None else np.flatnonzero(mask)
         vectors = self._vectors[:m] if m is not None else self._vectors[rows]
         squared, found = faiss.knn(q, vectors, min(k, len(rows)))
         found = np.where(found >= 0, rows[np.maximum(found, 0)], -1)
         return np.sqrt(np.maximum(squared, 0)).astype(np.float32), found
 
-    def _search_index(self, q: np.ndarray, k: int, mask: np.ndarray, cutoff: float
-                      ) -> tuple[np.ndarray, np.ndarray]:
+    def _search_index(self, q: np.ndarray, k: int, mask: np.ndarray | None, cutoff: float, prefix: int | None,
+                      eligible: int) -> tuple[np.ndarray, np.ndarray]:
         ivf = faiss.extract_index_ivf(self.index)  # removed entries are out of its lists already
-        m = int(np.searchsorted(self.times, cutoff, side="right")) if self._monotonic else None
+        m = prefix if prefix is not None else (  # times in order: the cut-off is an id range, removals or not
+            int(np.searchsorted(self.times, cutoff, side="right")) if self._monotonic else None)
         if m == self._count:
             selector = None
         elif m is not None:
@@ -233,7 +243,7 @@ class PlaceDatabase:
         else:
             selector = faiss.IDSelectorBatch(np.flatnonzero(mask).astype(np.int64))
         params = faiss.SearchParametersIVF(sel=selector, nprobe=self.config.index.probes(ivf.nlist, len(self)))
-        wide = min(max(k, self.config.index.rerank), int(mask.sum()))
+        wide = min(max(k, self.config.index.rerank), eligible)
         squared, found = self.index.search(q, max(wide, k), params=params)
         if self.config.index.rerank:
             return rerank(self._vectors[:self._count], q, found, min(k, wide))
@@ -286,4 +296,5 @@ class PlaceDatabase:
         self._alive, self._times = np.array(alive, dtype=bool), np.array(times, dtype=np.float64)
         self._positions, self.names = np.array(positions, dtype=np.float64), list(names)
         self.index, self.trained_on, self._monotonic = index, int(meta["trained_on"]), bool(meta["monotonic"])
+        self._removed = int(self._count - self._alive[:self._count].sum())
 

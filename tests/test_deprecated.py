@@ -18,6 +18,12 @@ def test_eval_retrieve_is_folder_ranking(monkeypatch):
         assert getattr(old, name) is getattr(folder_ranking, name)
 
 
+def test_training_validation_keeps_its_old_name():
+    from netvlad.train import loop
+
+    assert loop.evaluate is loop.validate_epoch
+
+
 def test_csv_read_rows_is_read_manifest():
     from netvlad.data.readers import csv
 

@@ -54,7 +54,7 @@ def setup(name: str) -> tuple[TrainConfig, object]:
 
 def validate_now(run: loop.Run, queries: int) -> dict:
     """One curve point: Recall@1/5/10 after ``queries`` training queries."""
-    recalls = loop.evaluate(run, queries)
+    recalls = loop.validate_epoch(run, queries)
     return {"queries": queries, **{f"r{n}": r for n, r in recalls.items()}}
 
 

@@ -110,21 +110,21 @@ def get_protocol(name: str) -> Protocol:
 
 def check_dataset(protocol: Protocol, dataset: GeoDataset) -> None:
     """Raise :class:`BadInputError` naming what differs when ``dataset`` cannot be the protocol's dataset."""
-    fmt = dataset.meta.get("format")
+    fmt = dataset.info.format
     where = f"{dataset.name}: protocol {protocol.name}"
     if fmt not in protocol.formats:
         raise BadInputError(f"{where} needs a {' or '.join(protocol.formats)} dataset, this one is {fmt}")
     if protocol.frame_tolerance is not None and not dataset.is_sequence:
         raise BadInputError(f"{where} needs a frame-synchronised sequence (frame tolerance ±"
                             f"{protocol.frame_tolerance}); this dataset has GPS positions")
-    if protocol.panoramas and not dataset.meta.get("panoramas"):
+    if protocol.panoramas and dataset.database.panoramas is None:
         raise BadInputError(f"{where} scores one cut-out per panorama, but this dataset has no panorama ids (a "
                             "Tokyo 24/7 dbStruct lists 12 cut-outs per panorama; is the database count a multiple "
                             "of 12, and is this tokyo247.mat?)")
-    if protocol.group_by == "city" and tuple(dataset.meta.get("cities", ())) != ("cph", "sf"):
+    if protocol.group_by == "city" and (dataset.info.cities or ()) != ("cph", "sf"):
         raise BadInputError(f"{where} evaluates the cities cph and sf, this dataset holds "
-                            f"{', '.join(dataset.meta.get('cities', [])) or 'none'}")
-    split = dataset.meta.get("split")
+                            f"{', '.join(dataset.info.cities or ()) or 'none'}")
+    split = dataset.info.split
     if protocol.split and fmt == "mat" and isinstance(split, str) and split and split != protocol.split:
         raise BadInputError(f"{where} uses the {protocol.split} split, this file holds {split!r}")
     others = [p for p in PROTOCOLS.values() if p.hint and p.hint != protocol.hint and p.hint in dataset.name.lower()

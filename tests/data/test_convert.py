@@ -18,7 +18,7 @@ def test_every_format_round_trips(tmp_path, fmt):
     folder = convert_to_dvgb(original, tmp_path / "out")
     assert folder == tmp_path / "out" / "images" / "test"
     again = open_dataset(tmp_path / "out")
-    assert again.meta["format"] == "dvgb"
+    assert again.info.format == "dvgb"
     np.testing.assert_allclose(again.database.utm, original.database.utm, atol=0.006)
     assert [p.tolist() for p in again.positives()] == [p.tolist() for p in original.positives()]
     assert again.frame_tolerance == original.frame_tolerance

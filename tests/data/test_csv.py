@@ -23,7 +23,7 @@ def test_lat_lon_manifest(tmp_path):
     path = manifest(tmp_path, ["path,split,lat,lon", f"a.jpg,database,{lat},{lon}",
                                f"b.jpg,db,{lat + 0.001},{lon}", f"q/c.jpg,query,{lat + 0.00005},{lon}"])
     data = open_dataset(path)
-    assert data.meta["format"] == "csv" and data.database.names == ("a.jpg", "b.jpg")
+    assert data.info.format == "csv" and data.database.names == ("a.jpg", "b.jpg")
     e, n, number, letter = utm.from_latlon(lat + 0.001, lon)
     np.testing.assert_allclose(data.database.utm[1], [e, n], atol=1e-6)
     assert data.database.zone == (number, letter) == (17, "T")
@@ -51,7 +51,7 @@ def test_file_named_but_missing(tmp_path):
     with pytest.raises(DatasetError, match=r"gone\.jpg: image file not found; fix the path or the image root"):
         open_dataset(path)
     data = open_dataset(path, skip_bad=True)
-    assert data.database.names == ("a.jpg",) and data.meta["skipped"][0][1] == "image file not found"
+    assert data.database.names == ("a.jpg",) and data.info.skipped[0][1] == "image file not found"
 
 
 @pytest.mark.parametrize(("row", "message"), [
@@ -65,7 +65,7 @@ def test_bad_rows_fail_or_are_skipped(tmp_path, row, message):
     with pytest.raises(DatasetError, match=message):
         open_dataset(path)
     data = open_dataset(path, skip_bad=True)
-    assert data.database.names == ("a.jpg",) and len(data.meta["skipped"]) == 1
+    assert data.database.names == ("a.jpg",) and len(data.info.skipped) == 1
 
 
 def test_two_zones_in_a_lat_lon_manifest(tmp_path):

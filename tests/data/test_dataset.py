@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
 from netvlad.data import GeoDataset, ImageList
+from netvlad.data.info import DatasetInfo
 
 
 def brute(q: np.ndarray, db: np.ndarray, radius: float, min_distance: float = -1.0) -> list[list[int]]:
@@ -43,7 +46,7 @@ def sequence(n: int = 10, tolerance: int = 1, spacing: float = 12.5) -> GeoDatas
     utm = np.stack([frames * spacing, np.zeros(n)], 1)
     names = [f"f{i}.png" for i in range(n)]
     return GeoDataset("seq", ImageList("/a", names, utm, frames=frames), ImageList("/b", names, utm, frames=frames),
-                      frame_tolerance=tolerance, meta={"spacing": spacing})
+                      frame_tolerance=tolerance, info=DatasetInfo(spacing=spacing))
 
 
 def test_sequence_ground_truth_uses_frames_for_evaluation_and_positions_for_training():
@@ -59,7 +62,7 @@ def test_subset_renumbers_and_keeps_fields():
     sub = seq.subset(query_indices=[7, 2], database_indices=np.arange(10) >= 5)
     assert sub.queries.names == ("f7.png", "f2.png") and sub.database.names[0] == "f5.png"
     assert sub.positives()[0].tolist() == [1, 2, 3] and sub.positives()[1].tolist() == []
-    assert sub.frame_tolerance == 1 and sub.meta == seq.meta and sub.meta is not seq.meta
+    assert sub.frame_tolerance == 1 and sub.info == seq.info
     assert len(seq.subset(query_indices=[]).queries) == 0
 
 
@@ -100,3 +103,22 @@ def test_ground_truth_refuses_nan_positions():
     images = ImageList("/r", ["a"], [[np.nan, 0.0]])
     with pytest.raises(ValueError, match="NaN"):
         GeoDataset("n", images, images).positives()
+
+
+def test_panorama_ids_follow_subsets_and_the_deprecated_meta_view_reads_the_typed_fields(monkeypatch):
+    db = ImageList("/db", ["a", "b", "c"], [[0.0, 0], [1.0, 0], [2.0, 0]], panoramas=[0, 0, 1])
+    info = DatasetInfo(format="mat", skipped=[("x.jpg", "image file not found")], cities=["cph"],
+                       query_conditions={"q": "night"})
+    data = GeoDataset("d", db, ImageList("/q", ["q"], [[0.0, 0.0]]), info=info)
+    assert data.subset(database_indices=[2, 0]).database.panoramas.tolist() == [1, 0]
+    assert data.database.times is None  # panorama ids no longer ride on the capture times
+    monkeypatch.setattr("netvlad.data.info._warned", False)
+    with pytest.warns(DeprecationWarning, match="GeoDataset.info"):
+        meta = data.meta
+    assert dict(meta) == {"format": "mat", "skipped": [("x.jpg", "image file not found")], "cities": ["cph"],
+                          "query_conditions": {"q": "night"}, "panoramas": True}
+    with pytest.raises(TypeError):
+        meta["format"] = "csv"  # read-only
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert "panoramas" not in GeoDataset("d", data.queries, data.queries).meta  # warned once only

@@ -16,7 +16,7 @@ def test_reads_split_folders_and_positions(tmp_path):
     write_dvgb(tmp_path, DB, Q, split="test")
     write_dvgb(tmp_path, DB[:2], Q[:1], split="train")
     data = open_dataset(tmp_path)  # test split chosen by default
-    assert data.meta["format"] == "dvgb" and (len(data.database), len(data.queries)) == (4, 2)
+    assert data.info.format == "dvgb" and (len(data.database), len(data.queries)) == (4, 2)
     assert data.database.root == tmp_path / "images" / "test" / "database"
     np.testing.assert_allclose(data.database.utm, DB[np.argsort(DB[:, 0])], atol=0.006)  # names sort by easting
     assert data.database.zone == (17, "T")
@@ -47,7 +47,7 @@ def test_bad_name_fails_or_is_skipped(tmp_path):
     with pytest.raises(DatasetError, match=r"(holiday|@nan).*\.jpg: file name does not start with @UTM_east"):
         open_dataset(tmp_path)
     data = open_dataset(tmp_path, skip_bad=True)
-    assert len(data.database) == 4 and len(data.meta["skipped"]) == 2
+    assert len(data.database) == 4 and len(data.info.skipped) == 2
 
 
 def test_two_utm_zones_are_refused(tmp_path):

@@ -21,7 +21,7 @@ def test_photo_folders_with_gps(tmp_path):
     photos(tmp_path, {"database/a.jpg": (lat, lon), "database/b.jpg": (lat + 0.001, lon),
                       "queries/c.jpg": (lat + 0.00005, lon + 0.00005)})
     data = open_dataset(tmp_path)
-    assert data.meta["format"] == "exif" and data.database.names == ("a.jpg", "b.jpg")
+    assert data.info.format == "exif" and data.database.names == ("a.jpg", "b.jpg")
     e, n, number, letter = utm.from_latlon(lat + 0.001, lon)
     np.testing.assert_allclose(data.database.utm[1], [e, n], atol=0.05)  # EXIF seconds rounded to 1e-4
     assert data.database.zone == (17, "T") and data.positives()[0].tolist() == [0]
@@ -51,7 +51,7 @@ def test_photo_without_gps_or_unreadable(tmp_path):
     with pytest.raises(DatasetError, match=r"zero\.jpg: cannot read the photo"):
         open_dataset(tmp_path)
     data = open_dataset(tmp_path, skip_bad=True)
-    assert data.database.names == ("a.jpg",) and len(data.meta["skipped"]) == 1
+    assert data.database.names == ("a.jpg",) and len(data.info.skipped) == 1
 
 
 def test_photos_spanning_two_zones(tmp_path):

@@ -30,12 +30,12 @@ def test_reads_pittsburgh_dbstruct(tmp_path, flavour):
     pittsburgh_tree(tmp_path / "pitts")
     mat = WRITERS[flavour](tmp_path / "pitts30k_test.mat", pitts_struct(DB_NAMES, DB_UTM, Q_NAMES, Q_UTM))
     data = open_dataset(mat, image_root=tmp_path / "pitts")
-    assert data.name == "pitts30k_test" and data.meta["format"] == "mat"
+    assert data.name == "pitts30k_test" and data.info.format == "mat"
     assert data.database.names == tuple(DB_NAMES) and data.queries.names == tuple(Q_NAMES)
     np.testing.assert_array_equal(data.database.utm, DB_UTM)
     np.testing.assert_array_equal(data.queries.utm, Q_UTM)
     assert data.database.root == tmp_path / "pitts" and data.queries.root == tmp_path / "pitts" / "queries_real"
-    assert (data.meta["eval_radius"], data.meta["train_radius"], data.meta["split"]) == (25.0, 10.0, "test")
+    assert (data.info.eval_radius, data.info.train_radius, data.info.split) == (25.0, 10.0, "test")
     assert [p.tolist() for p in data.positives()] == [[0, 1, 2], []]
     assert data.training_positives()[0].tolist() == [0, 1]  # 4 m away: non-trivial; 11 m: beyond 10 m
     assert all(p.is_file() for p in data.queries.paths())
@@ -97,7 +97,7 @@ def test_missing_images_fail_or_are_skipped(tmp_path):
     with pytest.raises(DatasetError, match=r"000123_pitch2_yaw3\.jpg: image file not found; fix the path"):
         open_dataset(mat)
     data = open_dataset(mat, skip_bad=True)
-    assert data.queries.names == (Q_NAMES[0],) and len(data.meta["skipped"]) == 1
+    assert data.queries.names == (Q_NAMES[0],) and len(data.info.skipped) == 1
     with pytest.raises(DatasetError, match=r"image not found .*give the image root"):
         open_dataset(mat, image_root=tmp_path / "elsewhere")
 

@@ -12,7 +12,7 @@ from tests.data.helpers import MSLS_ORIGIN, write_msls
 
 def test_official_val_cities_panoramas_and_night(tmp_path):
     data = open_dataset(write_msls(tmp_path))
-    assert data.meta["format"] == "msls" and data.meta["cities"] == ["cph", "sf"]
+    assert data.info.format == "msls" and data.info.cities == ("cph", "sf")
     # database: 8 per city minus one panorama; queries: 7 (cph) and 6 (sf) minus one panorama each
     assert (len(data.database), len(data.queries)) == (14, 11)
     assert data.queries.names[0].startswith("cph/query/images/") and data.queries.names[-1].startswith("sf/query/")
@@ -26,7 +26,7 @@ def test_official_val_cities_panoramas_and_night(tmp_path):
 
 def test_subtask_and_single_city(tmp_path):
     data = open_dataset(write_msls(tmp_path), split="sf:n2d")
-    assert data.meta == data.meta | {"cities": ["sf"], "subtask": "n2d"}
+    assert (data.info.cities, data.info.subtask) == (("sf",), "n2d")
     assert len(data.queries) == 3 and len(data.database) == 4  # even rows; row 1 of the database is a panorama
 
 
@@ -47,7 +47,7 @@ def test_bad_rows_refused_with_the_row_or_skipped_with_a_count(tmp_path):
     with pytest.raises(DatasetError, match=r"sf/query/postprocessed\.csv:3: key \S+: easting/northing missing"):
         open_dataset(root)
     data = open_dataset(root, skip_bad=True)
-    assert len(data.queries) == 10 and len(data.meta["skipped"]) == 1
+    assert len(data.queries) == 10 and len(data.info.skipped) == 1
     raw = root / "train_val" / "cph" / "database" / "raw.csv"
     raw.write_text("\n".join(raw.read_text().splitlines()[:-1]) + "\n")  # the last key is now unknown
     with pytest.raises(DatasetError, match=r"cph/database/postprocessed\.csv:9: key '\S+' is not in raw\.csv"):

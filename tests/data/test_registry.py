@@ -18,10 +18,10 @@ def test_all_formats_registered_in_detection_order():
 def test_each_format_is_detected_and_read(tmp_path, fmt):
     source, options = example_dataset(fmt, tmp_path)
     data = open_dataset(source, **options)
-    assert data.meta["format"] == fmt
+    assert data.info.format == fmt
     assert len(data.database) == 1 and len(data.queries) == 1
     assert data.positives(25.0)[0].tolist() == [0]
-    assert open_dataset(source, format=fmt, **options).meta["format"] == fmt
+    assert open_dataset(source, format=fmt, **options).info.format == fmt
 
 
 def test_unsupported_and_unknown_formats(tmp_path):

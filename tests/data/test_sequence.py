@@ -11,11 +11,11 @@ from tests.data.helpers import write_image
 
 def test_gardens_point_loads_with_two_frame_tolerance(gardens_point):
     data = open_dataset(gardens_point, database="day_left", queries="day_right", frame_tolerance=2)
-    assert (len(data.database), len(data.queries)) == (200, 200) and data.meta["format"] == "sequence"
+    assert (len(data.database), len(data.queries)) == (200, 200) and data.info.format == "sequence"
     assert data.database.names[7] == data.queries.names[7] == "Image007.jpg"
     assert data.database.root == gardens_point / "day_left"
     assert data.positives()[0].tolist() == [0, 1, 2] and data.positives()[100].tolist() == [98, 99, 100, 101, 102]
-    spacing = data.meta["spacing"]
+    spacing = data.info.spacing
     assert spacing == pytest.approx(25 / 3)
     np.testing.assert_allclose(data.queries.utm[:, 0], np.arange(200) * spacing)
     assert data.training_positives()[50].tolist() == [49, 50, 51]  # 10 m at 8.33 m per frame
@@ -57,7 +57,7 @@ def test_unmatched_names_fail_or_are_skipped(tmp_path):
     with pytest.raises(DatasetError, match=r"a10\.png: no frame of the same name .*1 unmatched"):
         open_dataset(tmp_path, database="left", queries="right")
     data = open_dataset(tmp_path, database="left", queries="right", skip_bad=True)
-    assert len(data.database) == 2 and len(data.meta["skipped"]) == 1
+    assert len(data.database) == 2 and len(data.info.skipped) == 1
 
 
 def test_duplicate_frame_names(tmp_path):

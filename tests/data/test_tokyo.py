@@ -17,9 +17,9 @@ def test_tokyo247_panoramas_query_set_and_times_of_day(tmp_path, writer):
     db_names, db_utm, q_names, q_utm = tokyo_tree(tmp_path, "247query_v3")
     mat = writer(tmp_path / "tokyo247.mat", pitts_struct(db_names, db_utm, q_names, q_utm))
     data = open_dataset(mat)
-    assert data.meta["dataset"] == "tokyo247" and data.meta["query_set"] == "247query_v3"
-    assert data.meta["panoramas"] and data.meta["cutouts_per_panorama"] == 12
-    np.testing.assert_array_equal(data.database.times, np.arange(36) // 12)
+    assert data.info.dataset == "tokyo247" and data.info.query_set == "247query_v3"
+    assert data.database.panoramas is not None and data.info.cutouts_per_panorama == 12
+    np.testing.assert_array_equal(data.database.panoramas, np.arange(36) // 12)
     assert query_conditions(data) == ["day", "sunset", "night"]
 
 
@@ -27,7 +27,7 @@ def test_query_set_version_from_the_folder_when_names_have_none(tmp_path):
     db_names, db_utm, q_names, q_utm = tokyo_tree(tmp_path, "247query_subset_v2", prefixed=False)
     mat = write_mat_classic(tmp_path / "tokyo247.mat", pitts_struct(db_names, db_utm, q_names, q_utm))
     data = open_dataset(mat, queries="247query_subset_v2")
-    assert data.meta["query_set"] == "247query_subset_v2"
+    assert data.info.query_set == "247query_subset_v2"
 
 
 def test_skipped_cutouts_keep_their_panorama(tmp_path):
@@ -36,14 +36,14 @@ def test_skipped_cutouts_keep_their_panorama(tmp_path):
     mat = write_mat_classic(tmp_path / "tokyo247.mat", pitts_struct(db_names, db_utm, q_names, q_utm))
     data = open_dataset(mat, skip_bad=True)
     assert len(data.database) == 35
-    np.testing.assert_array_equal(data.database.times, np.delete(np.arange(36) // 12, 5))
+    np.testing.assert_array_equal(data.database.panoramas, np.delete(np.arange(36) // 12, 5))
 
 
 def test_database_not_in_panoramas_of_twelve_is_scored_per_image(tmp_path, caplog):
     db_names, db_utm, q_names, q_utm = tokyo_tree(tmp_path, "247query_v3")
     mat = write_mat_classic(tmp_path / "tokyo247.mat", pitts_struct(db_names[:30], db_utm[:30], q_names, q_utm))
     data = open_dataset(mat)
-    assert "panoramas" not in data.meta and data.database.times is None
+    assert data.database.panoramas is None and data.database.times is None
     assert "not a multiple of 12" in caplog.text
 
 
@@ -61,4 +61,4 @@ def test_png_cutouts_of_the_release_are_found(tmp_path):
         (tmp_path / name).rename((tmp_path / name).with_suffix(".png"))
     data = open_dataset(write_mat_classic(tmp_path / "tokyo247.mat", pitts_struct(db_names, db_utm, q_names, q_utm)))
     assert data.database.names[0] == "03814/381400_000.png" and all(p.is_file() for p in data.database.paths())
-    assert data.meta["panoramas"]
+    assert data.database.panoramas is not None

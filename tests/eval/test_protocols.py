@@ -92,5 +92,5 @@ def test_tokyo_protocol_reads_the_release_and_keeps_its_queries(tmp_path):
     data = open_for_protocol(write_mat_classic(tmp_path / "tokyo247.mat", pitts_struct(db_names, db_utm, q_names,
                                                                                        q_utm)),
                              get_protocol("tokyo247"))
-    assert data.meta["panoramas"] and len(data.queries) == 3  # unmatched queries count as misses, as published
-    np.testing.assert_array_equal(data.database.times, np.arange(36) // 12)
+    assert data.database.panoramas is not None and len(data.queries) == 3  # unmatched queries: misses, as published
+    np.testing.assert_array_equal(data.database.panoramas, np.arange(36) // 12)

@@ -24,7 +24,7 @@ def test_real_day_night_pair_scored_per_panorama(tmp_path, tokyo_pair, tiny_mode
     mat = write_mat_classic(tmp_path / "tokyo247.mat", pitts_struct(db_names, db_utm, q_names, q_utm))
     data = open_dataset(mat)
     result = evaluate(tiny_model, data, ns=(1, 2, 3))
-    groups = data.database.times.astype(int)
+    groups = data.database.panoramas
     for row in result.ranked:
         kept = row[row >= 0]
         assert len(set(groups[kept])) == len(kept) == 3  # one cut-out per panorama, all three panoramas

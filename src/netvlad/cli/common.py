@@ -20,17 +20,22 @@ from netvlad.models.pools import POOLS
 logger = logging.getLogger(__name__)
 
 
-def number(limit: Limit) -> Callable[[str], int | float]:
-    """An argparse ``type`` that accepts numbers in ``limit`` and names the allowed range otherwise."""
-    def parse(text: str) -> int | float:
+class Number:
+    """An argparse ``type`` that accepts numbers in its ``limit`` and names the allowed range otherwise."""
+
+    def __init__(self, limit: Limit) -> None:
+        self.limit, self.__name__ = limit, limit.describe()  # argparse names the type by __name__
+
+    def __call__(self, text: str) -> int | float:
         try:
-            return limit.parse(text)
+            return self.limit.parse(text)
         except ValueError as error:
             raise argparse.ArgumentTypeError(str(error)) from None
 
-    parse.__name__ = limit.describe()
-    parse.limit = limit  # read by the argument sweep test
-    return parse
+
+def number(limit: Limit) -> Number:
+    """An argparse ``type`` that accepts numbers in ``limit`` and names the allowed range otherwise."""
+    return Number(limit)
 
 
 def existing(kind: str = "path", what: str | None = None) -> Callable[[str], Path]:

@@ -34,30 +34,15 @@ logger = logging.getLogger(__name__)
 def run(args: argparse.Namespace) -> int:
     """Evaluate (under ``--protocol`` when given), print the tables, and write the report files."""
     from netvlad.cli.common import model_from_args
-    from netvlad.cli.dataset_args import dataset_from_args
     from netvlad.cli.engine_args import engine_from_args
     from netvlad.cli.extract_args import fill_stores, prepare_model, start
     from netvlad.data.conditions import query_conditions
     from netvlad.eval import protocol_eval
     from netvlad.eval.report import condition_recall, condition_table, pr_line
     from netvlad.eval.retrieval import evaluate
-    from netvlad.protocols import get_protocol
 
     device, info = start(args, args.store, "netvlad evaluate needs --store DIR")
-    sequence = sequence_config_from_args(args)
-    protocol = get_protocol(args.protocol) if args.protocol else None
-    if sequence is not None and getattr(args, "verify", None):
-        raise BadInputError(f"--verify with --sequence is not supported yet (re-ranking works on single-frame "
-                            f"shortlists); drop --sequence {args.sequence} or --verify {args.verify}")
-    if sequence is not None and protocol is not None:
-        raise BadInputError(f"--sequence with --protocol is not supported; drop --protocol {protocol.name} and "
-                            "name the folders and tolerance yourself")
-    if protocol:
-        check_protocol_args(args, protocol)
-        dataset = protocol_eval.open_for_protocol(args.dataset, protocol, image_root=args.image_root,
-                                                  skip_bad=args.skip_bad)
-    else:
-        dataset = dataset_from_args(args)
+    sequence, protocol, dataset = open_evaluation(args)
     if info.is_main:
         print(dataset)
     model = model_from_args(args)
@@ -102,6 +87,29 @@ def run(args: argparse.Namespace) -> int:
         write_outputs(args, result, dataset, model, label, engine.name, protocol_run, conditions, sequence_result,
                       verified)
     return 0
+
+
+def open_evaluation(args: argparse.Namespace):
+    """``(sequence config, protocol, dataset)`` of the arguments, refusing the combinations not supported."""
+    from netvlad.cli.dataset_args import dataset_from_args
+    from netvlad.eval import protocol_eval
+    from netvlad.protocols import get_protocol
+
+    sequence = sequence_config_from_args(args)
+    protocol = get_protocol(args.protocol) if args.protocol else None
+    if sequence is not None and getattr(args, "verify", None):
+        raise BadInputError(f"--verify with --sequence is not supported yet (re-ranking works on single-frame "
+                            f"shortlists); drop --sequence {args.sequence} or --verify {args.verify}")
+    if sequence is not None and protocol is not None:
+        raise BadInputError(f"--sequence with --protocol is not supported; drop --protocol {protocol.name} and "
+                            "name the folders and tolerance yourself")
+    if protocol:
+        check_protocol_args(args, protocol)
+        dataset = protocol_eval.open_for_protocol(args.dataset, protocol, image_root=args.image_root,
+                                                  skip_bad=args.skip_bad)
+    else:
+        dataset = dataset_from_args(args)
+    return sequence, protocol, dataset
 
 
 def write_outputs(args: argparse.Namespace, result, dataset, model, label: str, engine: str, protocol_run,

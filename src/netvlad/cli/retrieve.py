@@ -17,7 +17,7 @@ def run(args: argparse.Namespace) -> int:
     from netvlad.cli.common import model_from_args, pick_device
     from netvlad.cli.extract_args import cluster_from_args, model_label
     from netvlad.data.readers.common import list_images
-    from netvlad.eval.retrieve import rank_folders, retrieve_folders, write_ranking
+    from netvlad.eval.folder_ranking import rank_folders, retrieve_folders, write_ranking
 
     database = Path(args.database_folder)
     list_images(database)  # a missing or imageless folder fails here, before any model is built

@@ -9,6 +9,7 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "netvlad.data.convert": ("convert_to_dvgb",),
     "netvlad.data.dataset": ("GeoDataset", "ImageList"),
     "netvlad.data.images": ("ImageDataset", "ImageDecodeError", "collate_images", "image_size", "load_image"),
+    "netvlad.data.info": ("DatasetInfo",),
     "netvlad.data.readers": ("DatasetError", "ReadOptions", "list_formats", "open_dataset"),
     "netvlad.data.summary": ("DatasetSummary", "summarize"),
 })

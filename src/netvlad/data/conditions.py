@@ -1,6 +1,6 @@
 """Capture condition of each query (day, sunset, night, winter, rain...), where the data say one.
 
-Sources, first that applies: ``meta["query_conditions"]`` (``{query name: condition}``, filled by readers from a
+Sources, first that applies: ``info.query_conditions`` (``{query name: condition}``, filled by readers from a
 manifest column, Tokyo 24/7's query .csv files or MSLS's ``night`` column), else a condition word in the query's
 file name (the generated city names queries ``...@q00012_night@.jpg``).
 """
@@ -27,7 +27,7 @@ def condition_from_name(name: str) -> str | None:
 def query_conditions(dataset: GeoDataset) -> list[str] | None:
     """One condition per query (``"unknown"`` where one is missing), or None when the data give none at all."""
     names = dataset.queries.names
-    given = dataset.meta.get("query_conditions")
+    given = dataset.info.query_conditions
     if given:
         return [str(given.get(name, UNKNOWN)) for name in names]
     found = [condition_from_name(name) for name in names]

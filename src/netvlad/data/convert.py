@@ -36,8 +36,9 @@ def dvgb_names(images: ImageList) -> list[str]:
     """DVGB names for ``images``: positions, zone, lat/lon (where the zone is known), capture id, original name."""
     latlon = geo.utm_to_latlon(images.utm, images.zone) if images.zone else None
     names = []
+    captures = images.times if images.times is not None else images.panoramas  # a panorama is one capture
     for i, name in enumerate(images.names):
-        capture = "" if images.times is None or not np.isfinite(images.times[i]) else f"{int(images.times[i])}"
+        capture = "" if captures is None or not np.isfinite(captures[i]) else f"{int(captures[i])}"
         note = Path(name).with_suffix("").as_posix().replace("/", "_").replace("@", "_")
         names.append(dvgb_name(*images.utm[i], images.zone, None if latlon is None else tuple(latlon[i]), capture,
                                note, Path(name).suffix.lower() or ".jpg"))
@@ -73,6 +74,6 @@ def convert_to_dvgb(dataset: GeoDataset, out: Path | str, split: str = "test", c
         logger.info("%s: wrote %d %s images", target, len(images), side)
     if dataset.is_sequence:
         info = {"name": dataset.name, "frame_tolerance": dataset.frame_tolerance,
-                "spacing": dataset.meta.get("spacing")}
+                "spacing": dataset.info.spacing}
         (out / SIDECAR).write_text(json.dumps(info, indent=1))
     return folder

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import numpy as np
 
 from netvlad.constants import EVAL_RADIUS_M, NEGATIVE_RADIUS_M, POSITIVE_RADIUS_M
 from netvlad.data import geo
+from netvlad.data.info import DatasetInfo, meta_view
 from netvlad.data.sequences import SequenceOrder
 
 logger = logging.getLogger(__name__)
@@ -24,9 +26,11 @@ class ImageList:
     """Images (paths relative to ``root``) with positions in metres (UTM easting, northing; NaN where unknown,
     which readers refuse or skip, so ground truth never sees one).
 
-    ``times`` holds a capture time or panorama id per image where known (NaN unknown): equal values mark the same
+    ``times`` holds a capture time or capture id per image where known (NaN unknown): equal values mark the same
     capture, excluded from training positives; ``frames`` holds the frame index of frame-synchronised sequences;
-    ``sequence`` the sequence order where the data records one (:class:`~netvlad.data.sequences.SequenceOrder`).
+    ``sequence`` the sequence order where the data records one (:class:`~netvlad.data.sequences.SequenceOrder`);
+    ``panoramas`` the panorama id of each image where several images are cut-outs of one panorama (Tokyo 24/7's
+    database: Recall@N counts one hit per panorama).
     """
 
     root: Path
@@ -36,6 +40,7 @@ class ImageList:
     times: np.ndarray | None = None  # (N,) float64
     frames: np.ndarray | None = None  # (N,) int64
     sequence: SequenceOrder | None = None
+    panoramas: np.ndarray | None = None  # (N,) int64
 
     def __post_init__(self) -> None:
         utm = np.asarray(self.utm, dtype=np.float64).reshape(-1, 2)
@@ -44,7 +49,7 @@ class ImageList:
         object.__setattr__(self, "names", tuple(self.names))
         if len(self.names) != len(utm):
             raise ValueError(f"{self.root}: {len(self.names)} names but {len(utm)} positions")
-        for attr, dtype in (("times", np.float64), ("frames", np.int64)):
+        for attr, dtype in (("times", np.float64), ("frames", np.int64), ("panoramas", np.int64)):
             value = getattr(self, attr)
             if value is not None:
                 value = np.asarray(value, dtype=dtype).reshape(-1)
@@ -68,7 +73,8 @@ class ImageList:
         return ImageList(self.root, tuple(self.names[i] for i in idx), self.utm[idx], self.zone,
                          None if self.times is None else self.times[idx],
                          None if self.frames is None else self.frames[idx],
-                         None if self.sequence is None else self.sequence.subset(idx))
+                         None if self.sequence is None else self.sequence.subset(idx),
+                         None if self.panoramas is None else self.panoramas[idx])
 
 
 @dataclass(frozen=True, eq=False)
@@ -77,17 +83,23 @@ class GeoDataset:
 
     ``frame_tolerance`` is set for sequences whose evaluation ground truth is a frame index (±k frames); their
     positions are ``(frame × spacing, 0)`` metres, so training (radius-based) runs on them unchanged.
-    ``meta`` holds reader details: ``format``, ``spacing``, ``skipped`` (list of ``(path, reason)``) and thresholds.
+    ``info`` holds what the reader learnt besides (:class:`~netvlad.data.info.DatasetInfo`: format, spacing,
+    skipped entries, thresholds...).
     """
 
     name: str
     database: ImageList
     queries: ImageList
     frame_tolerance: int | None = None
-    meta: dict = field(default_factory=dict)
+    info: DatasetInfo = field(default_factory=DatasetInfo)
 
     def __repr__(self) -> str:  # one-line summary, as CosPlace prints
         return f"< {self.name} - #q: {len(self.queries)}; #db: {len(self.database)} >"
+
+    @property
+    def meta(self) -> Mapping:
+        """Deprecated (removed next release): the old ``meta`` dict's keys, read-only, built from :attr:`info`."""
+        return meta_view(self.info, self.database.panoramas is not None)
 
     @property
     def is_sequence(self) -> bool:
@@ -126,8 +138,7 @@ class GeoDataset:
         """A dataset keeping only the given queries / database images (indices re-numbered from 0)."""
         queries = self.queries if query_indices is None else self.queries.subset(query_indices)
         database = self.database if database_indices is None else self.database.subset(database_indices)
-        return dataclasses.replace(self, name=name or self.name, queries=queries, database=database,
-                                   meta=dict(self.meta))
+        return dataclasses.replace(self, name=name or self.name, queries=queries, database=database)
 
     def with_positive_queries(self, radius: float = EVAL_RADIUS_M) -> GeoDataset:
         """Drop queries that have no positive within ``radius`` metres (logged with their count)."""

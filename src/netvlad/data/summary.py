@@ -101,12 +101,12 @@ def summarize(dataset: GeoDataset, radius: float = EVAL_RADIUS_M, sample: int = 
         sizes[side], sampled[side] = sample_sizes(images, sample, skip_bad, bad)
     zone = dataset.database.zone
     return DatasetSummary(
-        name=dataset.name, format=dataset.meta.get("format", "?"), num_database=len(dataset.database),
+        name=dataset.name, format=dataset.info.format or "?", num_database=len(dataset.database),
         num_queries=len(dataset.queries), extent=extent, zone=f"{zone[0]}{zone[1]}" if zone else "unknown",
         radius=radius, frame_tolerance=dataset.frame_tolerance if dataset.is_sequence else None,
-        spacing=dataset.meta.get("spacing"), queries_without_positive=len(missing),
+        spacing=dataset.info.spacing, queries_without_positive=len(missing),
         first_without_positive=dataset.queries.names[missing[0]] if len(missing) else None,
         mean_positives=float(counts.mean()) if len(counts) else 0.0, sizes=sizes, sampled=sampled,
-        unreadable=tuple(bad), skipped=len(dataset.meta.get("skipped", ())),
+        unreadable=tuple(bad), skipped=len(dataset.info.skipped),
         sequences={side: images.sequence.describe() if images.sequence is not None else None
                    for side, images in (("db", dataset.database), ("query", dataset.queries))})

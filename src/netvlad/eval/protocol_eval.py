@@ -31,7 +31,7 @@ from netvlad.protocols import Protocol, check_dataset, count_differences
 
 logger = logging.getLogger(__name__)
 
-REPORTED_META = ("query_set", "cities", "subtask", "split")  # which copy of the data was evaluated
+REPORTED_INFO = ("query_set", "cities", "subtask", "split")  # which copy of the data was evaluated
 SIZE_SAMPLE = 2000  # images per side whose header is read to report the fed sizes (all when fewer)
 
 
@@ -51,7 +51,8 @@ class ProtocolRun:
                   "differences": count_differences(self.protocol, len(self.dataset.queries),
                                                    len(self.dataset.database))}
         out = {"protocol": self.protocol.to_json(), "counts": counts}
-        out |= {key: self.dataset.meta[key] for key in REPORTED_META if key in self.dataset.meta}
+        out |= {key: getattr(self.dataset.info, key) for key in REPORTED_INFO
+                if getattr(self.dataset.info, key) is not None}
         if self.per_group:
             out["recall_by_" + (self.protocol.group_by or "group")] = {
                 group: {"num_queries": r.num_queries, "num_database": r.num_database,

@@ -165,7 +165,7 @@ def evaluate(model: PlaceModel, dataset: GeoDataset, *, radius: float = EVAL_RAD
         if len(valid) and not valid.any():
             raise BadInputError(f"{images.root}: none of the {len(valid)} {what} images could be decoded (all "
                                 "skipped); nothing to evaluate", path=images.root)
-    groups = dataset.database.times.astype(np.int64) if dataset.meta.get("panoramas") else None
+    groups = dataset.database.panoramas
     result = evaluate_descriptors(db, q, dataset.positives(radius), ns, index_config, db_valid, q_valid, k,
                                   groups=groups, max_memory=max_memory)
     result.skipped = db_bad + q_bad

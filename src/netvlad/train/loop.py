@@ -15,13 +15,12 @@ from tqdm import tqdm
 from netvlad.data.dataset import GeoDataset
 from netvlad.eval.engine import EngineConfig
 from netvlad.models import PlaceModel, load, save_model
-from netvlad.nn import PCAWhitening
 from netvlad.train import checkpoint
-from netvlad.train.cache import ExtractOptions, build_cache, extract_sharded
+from netvlad.train.cache import ExtractOptions, build_cache
 from netvlad.train.checkpoint import RunState
 from netvlad.train.clusters import initialize_clusters
 from netvlad.train.config import TrainConfig, write_config
-from netvlad.train.distributed import DistInfo, all_sum, barrier, broadcast_module, init_distributed, shutdown
+from netvlad.train.distributed import DistInfo, all_sum, barrier, init_distributed, shutdown
 from netvlad.train.frozen import FrozenFeatures, compute_frozen
 from netvlad.train.logs import RunLog
 from netvlad.train.optim import OPTIMIZERS, SCHEDULERS
@@ -29,10 +28,9 @@ from netvlad.train.refresh import MiningInputs, mine_chunk
 from netvlad.train.sets import TrainingSet, holdout_last, prepare_training_set
 from netvlad.train.step import GroupEncoder, frozen_batchnorm_train, idle_loss, tuple_loss, use_channels_last
 from netvlad.train.validate import validate
+from netvlad.train.whitening import fit_whitening
 
 logger = logging.getLogger(__name__)
-
-WHITENING_IMAGES = 10_000  # PCA whitening is fitted on at most this many database images (n×n Gram when n < D)
 
 
 @dataclasses.dataclass
@@ -229,13 +227,13 @@ def train_epoch(run: Run, state: RunState) -> None:
 def end_epoch(run: Run, state: RunState) -> None:
     """Validate, keep the best checkpoint by Recall@5, decay the lr and save the state."""
     state.epoch += 1
-    recalls = evaluate(run, state.epoch)
+    recalls = validate_epoch(run, state.epoch)
     run.scheduler.step()
     state.order, state.tuples, state.position = None, None, 0
     record(run, state, recalls)
 
 
-def evaluate(run: Run, epoch: int) -> dict[int, float]:
+def validate_epoch(run: Run, epoch: int) -> dict[int, float]:
     """Validation Recall@1/5/10 (empty without a validation set), logged."""
     if run.val is None:
         return {}
@@ -244,6 +242,9 @@ def evaluate(run: Run, epoch: int) -> dict[int, float]:
     run.log.event("validation", epoch, epoch=epoch, **{f"recall@{n}": r for n, r in recalls.items()})
     logger.info("epoch %d validation: %s", epoch, "  ".join(f"R@{n} {r:.1f}" for n, r in recalls.items()))
     return recalls
+
+
+evaluate = validate_epoch  # deprecated name (netvlad.eval.evaluate is Recall@N of a dataset); removed next release
 
 
 def record(run: Run, state: RunState, recalls: dict[int, float]) -> None:
@@ -267,16 +268,8 @@ def finish(run: Run, state: RunState) -> Path:
     best = run.run_dir / "best.safetensors"
     model = load(best).to(run.device) if best.is_file() else run.model
     if run.config.whitening_dim:
-        paths = run.data.dataset.database.paths()
-        if len(paths) > WHITENING_IMAGES:  # a seeded sample: all of Pittsburgh-250k would be 32 GB per rank
-            keep = np.random.default_rng(run.config.seed).choice(len(paths), WHITENING_IMAGES, replace=False)
-            paths = [paths[i] for i in np.sort(keep)]
-        descriptors = extract_sharded(model, paths, run.info, run.extraction, desc="whitening")
-        whitening = PCAWhitening(model.pool.output_dim, run.config.whitening_dim)
-        if run.info.is_main:  # one fit, shared: the float64 n×n Gram + eigh took minutes per rank at 7,570 images
-            whitening.fit(torch.from_numpy(descriptors))
-        broadcast_module(whitening, run.info)
-        model.set_whitening(whitening.to(run.device))
+        fit_whitening(model, run.data.dataset.database.paths(), run.config.whitening_dim, run.config.seed, run.info,
+                      run.extraction)
     out = run.run_dir / "model.safetensors"
     if run.info.is_main:
         save_model(model, out, extra={"best_epoch": state.best_epoch, "history": state.history})
@@ -296,7 +289,7 @@ def train(config: TrainConfig, dataset: GeoDataset, run_dir: Path | str, val: Ge
         dataset, val = holdout_last(dataset, config.val_places)
     run, state = build_run(config, dataset, val, Path(run_dir), device, resume, progress)
     if not resume:
-        record(run, state, evaluate(run, 0))  # epoch 0: the k-means-initialised model
+        record(run, state, validate_epoch(run, 0))  # epoch 0: the k-means-initialised model
     while state.epoch < config.epochs:
         train_epoch(run, state)
         end_epoch(run, state)

@@ -26,7 +26,7 @@ def open_dataset(source: Path | str, *, format: str | None = None, split: str | 
     ``split``: DVGB / .mat / CSV split; ``database``/``queries``: the two sub-folders (sequences, EXIF folders,
     DVGB renames; for .mat the sub-folders of ``image_root``); ``image_root``: where .mat / CSV paths start;
     ``frame_tolerance`` (frames) and ``spacing`` (metres per frame): sequences only; ``skip_bad``: log and count bad
-    entries (``meta["skipped"]``) instead of raising.
+    entries (``info.skipped``) instead of raising.
     """
     path = Path(source).expanduser()
     if not path.exists():
@@ -44,7 +44,7 @@ def open_dataset(source: Path | str, *, format: str | None = None, split: str | 
                            hint="drop --frame-tolerance/--spacing")
     if len(dataset.database) == 0:
         raise DatasetError(f"{path}: no usable database images" + (" (all skipped)" if skip_bad else ""))
-    skipped = dataset.meta.get("skipped", [])
+    skipped = dataset.info.skipped
     if skipped:
         logger.warning("%s: skipped %d bad entries (first: %s: %s)", dataset.name, len(skipped), *skipped[0])
     missing = dataset.queries_without_positives(EVAL_RADIUS_M) if len(dataset.queries) else []

@@ -18,6 +18,7 @@ import utm
 
 from netvlad.data import geo
 from netvlad.data.dataset import GeoDataset, ImageList
+from netvlad.data.info import DatasetInfo
 from netvlad.data.readers.common import DatasetError, Skips, check_files, duplicates_mask, single_zone
 from netvlad.data.readers.registry import ReadOptions, register_reader
 from netvlad.data.sequences import SequenceOrder
@@ -154,11 +155,12 @@ def read(path: Path, options: ReadOptions) -> GeoDataset:
             times = np.array([vocabulary.setdefault(v, len(vocabulary)) if v else np.nan for v in values], float)
         lists[role] = ImageList(root, tuple(names[i] for i in idx), points[idx], zone, times,
                                 sequence=sequence_order(path, header, [rows[i] for i in idx], role))
-    meta = {"format": "csv", "skipped": skips.entries}
+    conditions = None
     if "condition" in header:
-        meta["query_conditions"] = {row["path"]: row["condition"] for _, row in rows
-                                    if row.get("condition") and ROLES.get(row["split"].lower()) == "queries"}
-    return GeoDataset(path.stem, lists["database"], lists["queries"], meta=meta)
+        conditions = {row["path"]: row["condition"] for _, row in rows
+                      if row.get("condition") and ROLES.get(row["split"].lower()) == "queries"}
+    info = DatasetInfo(format="csv", skipped=skips.entries, query_conditions=conditions)
+    return GeoDataset(path.stem, lists["database"], lists["queries"], info=info)
 
 
 read_rows = read_manifest  # deprecated name (netvlad.eval.search.read_rows reads store rows); removed next release

@@ -18,6 +18,7 @@ import numpy as np
 
 from netvlad.data.convert import SIDECAR
 from netvlad.data.dataset import GeoDataset, ImageList
+from netvlad.data.info import DatasetInfo
 from netvlad.data.readers.common import DatasetError, Skips, first_image, list_images, pair_dirs, single_zone
 from netvlad.data.readers.registry import ReadOptions, register_reader
 from netvlad.data.sequences import SequenceOrder
@@ -139,8 +140,8 @@ def read(path: Path, options: ReadOptions) -> GeoDataset:
         lists[side] = ImageList(sub, kept, parsed["utm"][keep], zone, times[keep] if np.isfinite(times).any()
                                 else None, sequence=sequence_order(folder, sub.name, kept, stamps))
     name = folder.name if folder == path else f"{path.name}-{folder.name}"
-    meta = {"format": "dvgb", "skipped": skips.entries}
-    return as_sequence(GeoDataset(name, lists["database"], lists["queries"], meta=meta), folder, options)
+    info = DatasetInfo(format="dvgb", skipped=skips.entries)
+    return as_sequence(GeoDataset(name, lists["database"], lists["queries"], info=info), folder, options)
 
 
 def sequence_order(folder: Path, kind: str, names: tuple[str, ...], stamps: list[str]) -> SequenceOrder | None:
@@ -183,4 +184,4 @@ def as_sequence(dataset: GeoDataset, folder: Path, options: ReadOptions) -> GeoD
     queries = ImageList(dataset.queries.root, dataset.queries.names, dataset.queries.utm, frames=frames[1],
                         sequence=dataset.queries.sequence or SequenceOrder.single(frames[1], "queries"))
     logger.info("%s: sequence (±%d frames, %g m per frame) from %s", dataset.name, tolerance, spacing, sidecar)
-    return GeoDataset(dataset.name, database, queries, tolerance, {**dataset.meta, "spacing": spacing})
+    return GeoDataset(dataset.name, database, queries, tolerance, dataclasses.replace(dataset.info, spacing=spacing))

@@ -13,6 +13,7 @@ from PIL import Image, UnidentifiedImageError
 
 from netvlad.data import geo
 from netvlad.data.dataset import GeoDataset, ImageList
+from netvlad.data.info import DatasetInfo
 from netvlad.data.readers.common import Skips, first_image, has_images, list_images, pair_dirs, single_zone
 from netvlad.data.readers.registry import ReadOptions, register_reader
 
@@ -92,4 +93,4 @@ def read(path: Path, options: ReadOptions) -> GeoDataset:
     n = len(db_names)
     database = ImageList(db_dir, tuple(np.asarray(db_names, dtype=object)[keep[:n]]), utm[:n][keep[:n]], zone)
     queries = ImageList(q_dir or db_dir, tuple(np.asarray(q_names, dtype=object)[keep[n:]]), utm[n:][keep[n:]], zone)
-    return GeoDataset(path.name, database, queries, meta={"format": "exif", "skipped": skips.entries})
+    return GeoDataset(path.name, database, queries, info=DatasetInfo(format="exif", skipped=skips.entries))

@@ -17,9 +17,10 @@ import numpy as np
 import scipy.io
 
 from netvlad.data.dataset import GeoDataset, ImageList
+from netvlad.data.info import DatasetInfo
 from netvlad.data.readers.common import DatasetError, Skips, check_files
 from netvlad.data.readers.registry import ReadOptions, register_reader
-from netvlad.data.readers.tokyo import CUTOUTS_PER_PANORAMA, is_tokyo247, png_names, tokyo_meta
+from netvlad.data.readers.tokyo import CUTOUTS_PER_PANORAMA, is_tokyo247, png_names, tokyo_info
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +134,7 @@ def find_root(image_root: Path, names: list[str], named: str | None, candidates:
 def image_list(path: Path, fields: dict, side: str, options: ReadOptions, skips: Skips,
                panoramas: bool = False) -> ImageList:
     """The database (``side="db"``) or query (``"q"``) list of a dbStruct; with ``panoramas`` (Tokyo 24/7's
-    database) ``times`` holds each image's panorama id, counted on the full list before any entry is skipped."""
+    database) ``panoramas`` holds each image's panorama id, counted on the full list before any entry is skipped."""
     names = _names(path, fields[f"{side}ImageFns"], f"{side}ImageFns")
     utm = _utm(path, fields["utmDb" if side == "db" else "utmQ"], "utmDb" if side == "db" else "utmQ", len(names))
     count = fields.get("numImages" if side == "db" else "numQueries")
@@ -142,8 +143,7 @@ def image_list(path: Path, fields: dict, side: str, options: ReadOptions, skips:
                            f"but {len(names)} file names; the file is inconsistent, re-download it")
     stamps = fields.get(f"{side}TimeStamp")
     times = None if stamps is None else np.asarray(stamps, dtype=np.float64).ravel()
-    if panoramas:
-        times = (np.arange(len(names)) // CUTOUTS_PER_PANORAMA).astype(np.float64)
+    ids = np.arange(len(names)) // CUTOUTS_PER_PANORAMA if panoramas else None
     keep = np.isfinite(utm).all(axis=1)
     for i in np.flatnonzero(~keep):
         skips.bad(f"{path}: {side}ImageFns {names[i]}", "position is NaN", "fix utm in the .mat")
@@ -155,12 +155,13 @@ def image_list(path: Path, fields: dict, side: str, options: ReadOptions, skips:
     root = find_root(image_root, names, named, candidates)
     keep &= check_files(root, names, skips)
     idx = np.flatnonzero(keep)
-    return ImageList(root, tuple(names[i] for i in idx), utm[idx], None, None if times is None else times[idx])
+    return ImageList(root, tuple(names[i] for i in idx), utm[idx], None, None if times is None else times[idx],
+                     panoramas=None if ids is None else ids[idx])
 
 
 @register_reader("mat", "Pittsburgh / Tokyo dbStruct .mat (classic or v7.3) with an image root", detect, 10)
 def read(path: Path, options: ReadOptions) -> GeoDataset:
-    """Load a dbStruct .mat file; thresholds go to ``meta`` (``eval_radius``, ``train_radius`` in metres)."""
+    """Load a dbStruct .mat file; thresholds go to ``info`` (``eval_radius``, ``train_radius`` in metres)."""
     fields = load_v73(path) if h5py.is_hdf5(path) else load_classic(path)
     check_fields(path, fields)
     which = fields.get("whichSet")
@@ -174,14 +175,14 @@ def read(path: Path, options: ReadOptions) -> GeoDataset:
     database = image_list(path, fields, "db", options, skips,
                           panoramas=tokyo and db_count % CUTOUTS_PER_PANORAMA == 0)
     queries = image_list(path, fields, "q", options, skips)
-    meta = {"format": "mat", "skipped": skips.entries, "split": which}
+    info = {"format": "mat", "skipped": skips.entries, "split": which if isinstance(which, str) else None}
     if tokyo:
-        meta |= tokyo_meta(path, db_count, query_names, queries.root, queries.names)
+        info |= tokyo_info(path, db_count, query_names, queries.root, queries.names)
     if "posDistThr" in fields:
-        meta["eval_radius"] = float(np.ravel(fields["posDistThr"])[0])
+        info["eval_radius"] = float(np.ravel(fields["posDistThr"])[0])
     if "nonTrivPosDistSqThr" in fields:
-        meta["train_radius"] = float(np.sqrt(np.ravel(fields["nonTrivPosDistSqThr"])[0]))
+        info["train_radius"] = float(np.sqrt(np.ravel(fields["nonTrivPosDistSqThr"])[0]))
     unknown = sorted(set(fields) - set(KNOWN))
     if unknown:
         logger.debug("%s: ignoring dbStruct fields %s", path, ", ".join(unknown))
-    return GeoDataset(path.stem, database, queries, meta=meta)
+    return GeoDataset(path.stem, database, queries, info=DatasetInfo(**info))

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from netvlad.data.dataset import GeoDataset, ImageList
+from netvlad.data.info import DatasetInfo
 from netvlad.data.readers.common import DatasetError, Skips, check_files
 from netvlad.data.readers.registry import ReadOptions, register_reader
 from netvlad.data.sequences import SequenceOrder
@@ -150,11 +151,11 @@ def read(path: Path, options: ReadOptions) -> GeoDataset:
                                 sequence=sequence_order(folder, [names[i] for i in idx]))
         if role == "queries":
             conditions = {names[i]: "night" if night[i] else "day" for i in idx}
-    meta = {"format": "msls", "dataset": "msls", "cities": list(cities), "subtask": subtask,
-            "skipped": skips.entries, "query_conditions": conditions, "group_by": "city"}
+    info = DatasetInfo(format="msls", dataset="msls", cities=cities, subtask=subtask, skipped=skips.entries,
+                       query_conditions=conditions, group_by="city")
     logger.info("MSLS %s (%s): %d queries, %d database images", ",".join(cities), subtask, len(lists["queries"]),
                 len(lists["database"]))
-    return GeoDataset(f"msls-{'+'.join(cities)}", lists["database"], lists["queries"], meta=meta)
+    return GeoDataset(f"msls-{'+'.join(cities)}", lists["database"], lists["queries"], info=info)
 
 
 def sequence_order(folder: Path, names: list[str]) -> SequenceOrder | None:

@@ -17,6 +17,7 @@ import numpy as np
 
 from netvlad.constants import NEGATIVE_RADIUS_M
 from netvlad.data.dataset import GeoDataset, ImageList
+from netvlad.data.info import DatasetInfo
 from netvlad.data.readers.common import DatasetError, Skips, has_images, list_images
 from netvlad.data.readers.registry import ReadOptions, register_reader
 from netvlad.data.sequences import SequenceOrder, frame_number, frame_steps
@@ -105,7 +106,7 @@ def read(path: Path, options: ReadOptions) -> GeoDataset:
                          sequence=order(common, frames, options.database))
     queries = ImageList(q_dir, tuple(q[s] for s in common), utm.copy(), frames=frames.copy(),
                         sequence=order(common, frames, options.queries))
-    meta = {"format": "sequence", "spacing": spacing, "skipped": skips.entries}
+    info = DatasetInfo(format="sequence", spacing=spacing, skipped=skips.entries)
     name = f"{path.name}-{options.database}-{options.queries}"
     logger.info("%s: %d frames, ±%d frames, %.3g m per frame", name, len(common), tolerance, spacing)
-    return GeoDataset(name, database, queries, frame_tolerance=tolerance, meta=meta)
+    return GeoDataset(name, database, queries, frame_tolerance=tolerance, info=info)

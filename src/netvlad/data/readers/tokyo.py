@@ -71,18 +71,18 @@ def query_conditions(root: Path, names: tuple[str, ...]) -> dict[str, str]:
     return found
 
 
-def tokyo_meta(path: Path, db_count: int, query_names: list[str], query_root: Path, kept_queries: tuple[str, ...]
+def tokyo_info(path: Path, db_count: int, query_names: list[str], query_root: Path, kept_queries: tuple[str, ...]
                ) -> dict:
-    """The ``meta`` entries of a Tokyo 24/7 dataset (see the module docstring)."""
-    meta: dict = {"dataset": "tokyo247", "query_set": query_set(query_names, query_root)}
-    if meta["query_set"] is None:
+    """The :class:`~netvlad.data.info.DatasetInfo` fields of a Tokyo 24/7 dataset (see the module docstring)."""
+    info: dict = {"dataset": "tokyo247", "query_set": query_set(query_names, query_root)}
+    if info["query_set"] is None:
         logger.warning("%s: query-set version unknown (no 247query_* folder in the names or the path)", path)
     if db_count % CUTOUTS_PER_PANORAMA:
         logger.warning("%s: %d database images is not a multiple of %d cut-outs per panorama; scoring per image, "
                        "not per panorama", path, db_count, CUTOUTS_PER_PANORAMA)
     else:
-        meta |= {"panoramas": True, "cutouts_per_panorama": CUTOUTS_PER_PANORAMA}
+        info["cutouts_per_panorama"] = CUTOUTS_PER_PANORAMA  # the panorama ids are in database.panoramas
     conditions = query_conditions(query_root, kept_queries)
     if conditions:
-        meta["query_conditions"] = conditions
-    return meta
+        info["query_conditions"] = conditions
+    return info

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from netvlad.errors import BadInputError
-from netvlad.eval.retrieve import Ranking
+from netvlad.eval.folder_ranking import Ranking
 from netvlad.eval.verify.presets import VerifyPreset
 from netvlad.eval.verify.run import VerifiedRanking, verify_folders
 from netvlad.models import PlaceModel
@@ -29,7 +29,7 @@ def reorder(ranked: np.ndarray, distances: np.ndarray, verified: VerifiedRanking
 
 def verify_folder_ranking(model: PlaceModel, preset: VerifyPreset, ranking: Ranking, k: int, top: int,
                           store_dir: Path, device: torch.device | str = "cpu") -> tuple[Ranking, VerifiedRanking]:
-    """Re-rank a :func:`netvlad.eval.retrieve.rank_folders` ranking (of at least ``top`` columns) to its top-``k``."""
+    """Re-rank a :func:`netvlad.eval.folder_ranking.rank_folders` ranking (≥ ``top`` columns) to its top-``k``."""
     verified = verify_folders(model, preset, ranking.base, ranking.database_names,
                               [ranking.base / n for n in ranking.query_names], ranking.ranked, ranking.distances,
                               top, store_dir, device)

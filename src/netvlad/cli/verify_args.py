@@ -44,15 +44,22 @@ def check_verify_model(args: argparse.Namespace, model) -> None:
         require_netvlad(model)
 
 
-def verify_evaluation(args: argparse.Namespace, model, dataset, result, device):
-    """Re-rank the evaluation's shortlist and print its table (None without ``--verify``)."""
+def verify_evaluation(args: argparse.Namespace, model, dataset, result, device, sequence=None):
+    """Re-rank the evaluation's shortlist (the ``sequence`` ranking's under ``--sequence``) and print its table (None
+    without ``--verify``)."""
     preset = preset_from_args(args)
     if preset is None:
         return None
-    from netvlad.eval.verify.evaluate import evaluate_verified
+    if sequence is not None:
+        from netvlad.eval.verify.sequence import verify_sequence
 
-    verified = evaluate_verified(model, dataset, result.positives, preset, args.store, args.verify_top,
-                                 args.recall, device)
+        verified = verify_sequence(model, dataset, result.positives, sequence, preset, args.store, args.verify_top,
+                                   args.recall, device)
+    else:
+        from netvlad.eval.verify.evaluate import evaluate_verified
+
+        verified = evaluate_verified(model, dataset, result.positives, preset, args.store, args.verify_top,
+                                     args.recall, device)
     print(verified.table())
     summary = verified.summary()["verify"]
     print(f"re-ranking {preset.name}: {summary['rerank_seconds_per_query'] * 1000:.1f} ms per query (top "

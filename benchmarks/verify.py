@@ -85,13 +85,17 @@ def features(model: PlaceModel, paths: list[Path]) -> list[torch.Tensor]:
     return out
 
 
-def sets(city: Path | None) -> dict:
-    """{name: (database paths, query paths, positives per query)} of the sets found."""
+def sets(city: Path | None, every: int = 1, longest: int | None = None) -> dict:
+    """{name: (database paths, query paths, positives per query[, preprocessing])} of the sets found; Gardens Point
+    keeps every ``every``-th frame of each side (±2 frames of the walk stay the tolerance), at ``longest`` px."""
     found = {}
     gp = SHARED / "gardens_point"
     left, right = sorted((gp / "day_left").glob("*.jpg")), sorted((gp / "day_right").glob("*.jpg"))
-    found["Gardens Point day_left→day_right (±2 frames)"] = (
-        left, right, [np.arange(max(0, i - 2), min(len(left), i + 3)) for i in range(len(right))])
+    left, right, tolerance = left[::every], right[::every], 2 // every
+    found[f"Gardens Point day_left→day_right (±2 frames{f', 1 frame in {every}' if every > 1 else ''}"
+          f"{f', {longest} px' if longest else ''})"] = (
+        left, right, [np.arange(max(0, i - tolerance), min(len(left), i + tolerance + 1)) for i in range(len(right))],
+        *([Preprocessing("longest", (longest,))] if longest else []))
     names = [f"images-{i:05d}.png" for i in range(16010, 24001, 80)]  # the last third of the route, 100 places
     nord = SHARED / "nordland"
     found[f"Nordland summer→winter ({len(names)} places of the last third, 64×32 thumbnails upscaled to 640×320)"] = (
@@ -259,6 +263,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     parser.add_argument("--limit", type=int, default=None, help="at most this many queries per set (smoke runs)")
     parser.add_argument("--sets", default="", help="only the sets whose label contains one of these, comma-separated")
+    parser.add_argument("--every", type=int, default=1, help="Gardens Point: every N-th frame of each side")
+    parser.add_argument("--longest", type=int, default=None,
+                        help="Gardens Point: images resized to this many px on the longest side (default 640)")
     parser.add_argument("--no-costs", action="store_true", help="skip the timing and memory measurements")
     parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -272,7 +279,7 @@ def main() -> None:
         report["memory_mib_vgg16_480x640"] = {p: round(memory(p), 1) for p in PRESETS}
         report["seconds_per_query"] = timing(args.timing_queries, args.timing_top, args.cache)
         print_costs(report, args.timing_top)
-    for label, (db, queries, positives, *resize) in sets(args.city).items():
+    for label, (db, queries, positives, *resize) in sets(args.city, args.every, args.longest).items():
         if args.sets and not any(part in label for part in args.sets.split(",")):
             continue
         queries, positives = queries[:args.limit], positives[:args.limit]
@@ -280,7 +287,7 @@ def main() -> None:
                                           else ())
         report["sets"][label] = run_set(resized(model, *resize), whitening, db, queries, positives, args.top,
                                         args.cache,
-                                        label.split()[0].lower(), presets)
+                                        f"{label.split()[0].lower()}{args.every}_{args.longest}", presets)
         print_set(label, report["sets"][label])
         if args.out:
             args.out.write_text(json.dumps(report, indent=1, default=float))

@@ -4,6 +4,7 @@ evaluation's shortlist re-ranked per query."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from netvlad.data.dataset import GeoDataset
 from netvlad.eval.recall import recall_at_n
 from netvlad.eval.search import exact_search
 from netvlad.eval.store import DescriptorStore
+from netvlad.eval.verify.panoramas import one_per_panorama, panorama_groups
 from netvlad.eval.verify.presets import VerifyPreset
 from netvlad.eval.verify.run import VerifiedRanking, clamp_top, verify_folders
 from netvlad.files import atomic_write
@@ -79,18 +81,27 @@ def evaluate_verified(model: PlaceModel, dataset: GeoDataset, positives: Sequenc
     """Re-rank each query's global top-``top`` (descriptors already in ``store_dir``) and score both rankings."""
     top = clamp_top(top, len(dataset.database))
     ranked, distances = global_shortlist(Path(store_dir), top)
-    return verify_given(model, dataset, positives, preset, store_dir, ranked, distances, ns, device)
+    return verify_given(model, dataset, positives, preset, store_dir, ranked, distances, ns, device,
+                        groups=panorama_groups(dataset))
 
 
 def verify_given(model: PlaceModel, dataset: GeoDataset, positives: Sequence[np.ndarray], preset: VerifyPreset,
                  store_dir: Path | str, ranked: np.ndarray, distances: np.ndarray,
-                 ns: Sequence[int] = (1, 5, 10, 20), device: torch.device | str = "cpu", base: str = "global"
-                 ) -> VerifiedEval:
+                 ns: Sequence[int] = (1, 5, 10, 20), device: torch.device | str = "cpu", base: str = "global",
+                 groups: np.ndarray | None = None) -> VerifiedEval:
     """Re-rank a given ranking ``ranked`` ``(Q, top)`` (``distances``: its scores, lower is better, fused with the
-    patch score as the global distances are) and score it before and after; database patches in ``store_dir``."""
+    patch score as the global distances are) and score it before and after; database patches in ``store_dir``.
+
+    ``groups`` ``(N,)`` panorama ids: the top images are re-ranked, then both rankings keep only the first-ranked
+    image of each panorama before Recall@N (Tokyo 24/7's scoring), so the padded tail counts as misses.
+    """
     top = ranked.shape[1]
     ranking = verify_folders(model, preset, dataset.database.root, dataset.database.names, dataset.queries.paths(),
                              ranked, distances, top, Path(store_dir) / "patches", device)
+    if groups is not None:
+        after, scores = one_per_panorama(ranking.ranked, ranking.scores, groups)
+        ranking = dataclasses.replace(ranking, ranked=after, scores=scores)
+        ranked, _ = one_per_panorama(ranked, np.asarray(distances, dtype=np.float32), groups)
     ns = [n for n in ns if n <= top] or [top]
     recall, before = recall_at_n(ranking.ranked, positives, ns), recall_at_n(ranked, positives, ns)
     if ranking.skipped:

@@ -18,6 +18,7 @@ import torch
 from netvlad.data.dataset import GeoDataset
 from netvlad.eval.sequence.evaluate import SequenceResult
 from netvlad.eval.verify.evaluate import VerifiedEval, verify_given
+from netvlad.eval.verify.panoramas import panorama_groups
 from netvlad.eval.verify.presets import VerifyPreset
 from netvlad.models import PlaceModel
 
@@ -48,4 +49,4 @@ def verify_sequence(model: PlaceModel, dataset: GeoDataset, positives: Sequence[
     """Re-rank each query's sequence top-``top`` by patch matching (database patches kept in ``store_dir``)."""
     ranked, scores = sequence_shortlist(sequence, top)
     return verify_given(model, dataset, positives, preset, store_dir, ranked, scores, ns, device,
-                        base=f"sequence {sequence.label}")
+                        base=f"sequence {sequence.label}", groups=panorama_groups(dataset))

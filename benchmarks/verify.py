@@ -39,7 +39,7 @@ from netvlad.train.clusters import ClusterConfig, initialize_clusters
 
 SHARED = Path(os.environ.get("NETVLAD_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 PRESETS = ("performance", "speed", "storage")
-FUSED = (0.25, 0.5)  # λ of the global similarity in the fused variants
+FUSED = (0.25, 0.5, 0.75)  # λ of the global similarity in the fused variants
 
 
 def model_and_whitening(cache: Path):

@@ -17,7 +17,8 @@ def add_verify_args(parser, top_default: int = 100) -> None:
                        help="re-rank the global shortlist by patch matching: "
                             + "; ".join(f"{n}: {VERIFY_PRESETS.get(n).description}" for n in VERIFY_PRESETS.names()))
     group.add_argument("--verify-top", type=number(COUNT), default=top_default, metavar="N",
-                       help=f"global candidates re-ranked per query (default {top_default}; clamped to the database)")
+                       help=f"candidates re-ranked per query: the global ranking's, or under --sequence the "
+                            f"sequence ranking's (default {top_default}; clamped to the database, or to --shortlist)")
     group.add_argument("--verify-global-weight", type=number(Limit(0, 1)), default=None, metavar="λ",
                        help="weight of the global similarity fused with the patch score, 0..1 (default: the "
                             "preset's, 0.5, chosen by measurement; 0: the patch score alone)")

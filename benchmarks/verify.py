@@ -4,9 +4,9 @@ One off-the-shelf model (MobileNetV2 ImageNet + NetVLAD K=16, k-means on Gardens
 640 px on the longest side) and one patch whitening (4096-D, fitted on size-5 patches of day_left; the 512/128-D
 presets use its leading dims). Each set's feature maps are computed once; database patches go to real float16
 patch stores; every preset re-ranks the same global top ``--top``, and the fused variants add the global
-similarity with weight λ. Timing: re-ranking of the global top ``--timing-top`` for ``--timing-queries`` Gardens
-Point queries, every preset in turn in this process. Memory: peak resident memory added by the patch descriptors of
-one 480×640 VGG16 map (30×40×512, K=64), in a fresh subprocess.
+similarity with weight λ. Costs (benchmarks/verify_costs.py): re-ranking of the top ``--timing-top`` for
+``--timing-queries`` queries on random patch stores, every preset in turn in this process; peak resident memory
+added by the patch descriptors of one 480×640 VGG16 map (30×40×512, K=64), in a fresh subprocess.
 
     python benchmarks/verify.py [--top 20] [--city DIR] [--out verify.json]
 """
@@ -17,8 +17,6 @@ import argparse
 import dataclasses
 import json
 import os
-import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -34,11 +32,12 @@ from netvlad.eval.verify.patches import PatchExtractor, fit_patch_whitening, ite
 from netvlad.eval.verify.rerank import normalise, verify_shortlist
 from netvlad.eval.verify.store import create_patch_store
 from netvlad.models import ModelConfig, PlaceModel, Preprocessing
-from netvlad.nn.patch import patch_netvlad, window_grid
 from netvlad.train.clusters import ClusterConfig, initialize_clusters
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from verify_costs import PRESETS, memory, print_costs, timing, vgg_bytes  # noqa: E402
+
 SHARED = Path(os.environ.get("NETVLAD_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-PRESETS = ("performance", "speed", "storage")
 FUSED = (0.25, 0.5, 0.75)  # λ of the global similarity in the fused variants
 
 
@@ -127,36 +126,42 @@ def run_set(model, whitening, db, queries, positives, top, cache: Path, label: s
     rows = {"global": recall_at_n(ranked, positives, (1, 5))}
     extra = {}
     for name in presets:
-        preset = get_preset(name).with_global_weight(0.0)  # the patch score alone; fused below for each λ
-        extractor = PatchExtractor(model, preset, whitening)
-        store, db_seconds = patch_store(extractor, db_maps, cache / f"{label}_{name}")
-        generator = torch.Generator().manual_seed(0)
-        fused = {lam: np.zeros_like(ranked) for lam in (0.0, *FUSED)}
-        skipped, q_seconds, rerank_seconds = 0, [], []
-        for q, query_map in enumerate(q_maps):
-            start = time.perf_counter()
-            query = extractor.from_features(query_map)[0]
-            middle = time.perf_counter()
-            d = dist[q, ranked[q]]
-            result = verify_shortlist(query, ranked[q], d, store.read, preset, generator)
-            q_seconds.append(middle - start)
-            rerank_seconds.append(time.perf_counter() - middle)
-            skipped += result.skipped
-            similarity = normalise(-torch.as_tensor(d, dtype=torch.float64)).numpy()
-            for lam, out in fused.items():
-                out[q] = ranked[q][np.argsort(-((1 - lam) * result.scores + lam * similarity), kind="stable")]
+        folder = cache / f"{label}_{name}"
+        fused, extra[name] = run_preset(model, whitening, name, db_maps, q_maps, ranked, dist, folder)
         rows[f"{name}, patch score alone (λ=0)"] = recall_at_n(fused[0.0], positives, (1, 5))
         for lam in FUSED:
             rows[f"{name} fused λ={lam}" + (" (default)" if lam == get_preset(name).global_weight else "")] = \
                 recall_at_n(fused[lam], positives, (1, 5))
-        extra[name] = {"bytes_per_image": store.bytes_per_image(), "skipped_sizes": skipped,
-                       "grids": [list(g) for g in extractor.from_features(db_maps[0])[0].grids],
-                       "patch_seconds_per_query_image": float(np.mean(q_seconds)),
-                       "patch_seconds_per_database_image": db_seconds,
-                       "rerank_seconds_per_query": float(np.mean(rerank_seconds))}
         print(f"  {name}: R@1 {rows[f'{name}, patch score alone (λ=0)'][1]:.1f} (λ=0), "
               f"{extra[name]['rerank_seconds_per_query']:.3f} s re-ranking per query", flush=True)
     return {"top": top, "recall": rows, "stores": extra, "num_queries": len(queries), "num_database": len(db)}
+
+
+def run_preset(model, whitening, name: str, db_maps, q_maps, ranked, dist, folder: Path) -> tuple[dict, dict]:
+    """One preset over every query's shortlist: ({λ: re-ranked rows (Q, top)}, store bytes, skips and seconds)."""
+    preset = get_preset(name).with_global_weight(0.0)  # the patch score alone; fused below for each λ
+    extractor = PatchExtractor(model, preset, whitening)
+    store, db_seconds = patch_store(extractor, db_maps, folder)
+    generator = torch.Generator().manual_seed(0)
+    fused = {lam: np.zeros_like(ranked) for lam in (0.0, *FUSED)}
+    skipped, q_seconds, rerank_seconds = 0, [], []
+    for q, query_map in enumerate(q_maps):
+        start = time.perf_counter()
+        query = extractor.from_features(query_map)[0]
+        middle = time.perf_counter()
+        d = dist[q, ranked[q]]
+        result = verify_shortlist(query, ranked[q], d, store.read, preset, generator)
+        q_seconds.append(middle - start)
+        rerank_seconds.append(time.perf_counter() - middle)
+        skipped += result.skipped
+        similarity = normalise(-torch.as_tensor(d, dtype=torch.float64)).numpy()
+        for lam, out in fused.items():
+            out[q] = ranked[q][np.argsort(-((1 - lam) * result.scores + lam * similarity), kind="stable")]
+    return fused, {"bytes_per_image": store.bytes_per_image(), "skipped_sizes": skipped,
+                   "grids": [list(g) for g in extractor.from_features(db_maps[0])[0].grids],
+                   "patch_seconds_per_query_image": float(np.mean(q_seconds)),
+                   "patch_seconds_per_database_image": db_seconds,
+                   "rerank_seconds_per_query": float(np.mean(rerank_seconds))}
 
 
 def patch_store(extractor: PatchExtractor, maps: list[torch.Tensor], folder: Path):
@@ -171,82 +176,6 @@ def patch_store(extractor: PatchExtractor, maps: list[torch.Tensor], folder: Pat
         store.write(np.array([i]), [extractor.from_features(maps[i])[0]])
         seconds.append(time.perf_counter() - start)
     return store, float(np.mean(seconds)) if seconds else float("nan")
-
-
-def fill_store(extractor, patches: list, folder: Path):
-    """A float16 patch store of ``patches`` (rewritten each run)."""
-    shutil.rmtree(folder, ignore_errors=True)
-    store = create_patch_store(extractor, [f"{i}" for i in range(len(patches))], folder, patches[0].grids)
-    for i0 in range(0, len(patches), 16):
-        part = patches[i0:i0 + 16]
-        store.write(np.arange(i0, i0 + len(part)), part)
-    return store
-
-
-def timing(count: int, top: int, cache: Path, grid=(15, 20)) -> dict:
-    """Mean seconds to re-rank a top-``top`` shortlist per query, per preset, side by side, on stores of random unit
-    patches shaped as a 640×480 image's MobileNetV2 map (``grid`` cells): reading, matching and scoring cost the
-    same whatever the values (RANSAC draws and reprojects all padded matches)."""
-    from netvlad.eval.verify.patches import Patches
-    from netvlad.nn.functional import l2_normalize
-
-    gen = torch.Generator().manual_seed(0)
-
-    def random_patches(preset):
-        grids = [window_grid(*grid, s, preset.stride) for s in preset.sizes]
-        return Patches([l2_normalize(torch.randn(r * c, preset.dim, generator=gen), dim=1) for r, c in grids], grids)
-
-    class Fake:  # what create_patch_store reads from an extractor
-        def __init__(self, preset):
-            self.preset, self.dim = preset, preset.dim
-            self.model = type("M", (), {"fingerprint": staticmethod(lambda: "random")})()
-
-    out = {}
-    for name in PRESETS:
-        preset = get_preset(name)
-        store = fill_store(Fake(preset), [random_patches(preset) for _ in range(top)], cache / f"timing_{name}")
-        queries = [random_patches(preset) for _ in range(count)]
-        start = time.perf_counter()
-        for p in queries:
-            verify_shortlist(p, np.arange(top), np.linspace(0, 1, top), store.read, preset, gen)
-        out[name] = (time.perf_counter() - start) / count
-        shutil.rmtree(cache / f"timing_{name}", ignore_errors=True)
-    return out
-
-
-def memory_child(name: str) -> None:
-    """Print the peak resident MiB added by the patch descriptors of preset ``name`` for one 480×640 VGG16 map."""
-    p = get_preset(name)
-    torch.manual_seed(0)
-    x, weight, centroids = torch.randn(1, 512, 30, 40).relu_(), torch.randn(64, 512), torch.randn(64, 512)
-    projection = (torch.randn(p.dim, 64 * 512).div_(181.0), torch.zeros(p.dim))  # in place: no 2nd copy at start
-    with torch.no_grad():  # warm-up on a tiny map: the kernels' code pages are not the layer's memory
-        patch_netvlad(x[..., :9, :9], weight, None, centroids, 8, p.stride, True, projection)
-    Path("/proc/self/clear_refs").write_text("5")  # Linux: reset the peak (VmHWM) to the current resident size
-    base = _status_kib("VmRSS")
-    with torch.no_grad():
-        for size in p.sizes:
-            patch_netvlad(x, weight, None, centroids, size, p.stride, True, projection)
-    print(json.dumps({"peak_mib": (_status_kib("VmHWM") - base) / 1024}))
-
-
-def _status_kib(field: str) -> int:
-    """A ``/proc/self/status`` memory field, KiB."""
-    line = next(t for t in Path("/proc/self/status").read_text().splitlines() if t.startswith(field + ":"))
-    return int(line.split()[1])
-
-
-def memory(name: str) -> float:
-    """:func:`memory_child` in a fresh subprocess (the whitening matrix itself, the model's, is not counted)."""
-    out = subprocess.run([sys.executable, __file__, "--memory-child", name], capture_output=True, text=True,
-                         check=True).stdout
-    return json.loads(out.splitlines()[-1])["peak_mib"]
-
-
-def vgg_bytes(preset: str) -> int:
-    """Patch store bytes per 480×640 image for a VGG16 map (30×40 cells)."""
-    p = get_preset(preset)
-    return sum(2 * (2 + int(np.prod(window_grid(30, 40, s, p.stride))) * p.dim) for s in p.sizes)
 
 
 def main() -> None:
@@ -267,10 +196,7 @@ def main() -> None:
     parser.add_argument("--longest", type=int, default=None,
                         help="Gardens Point: images resized to this many px on the longest side (default 640)")
     parser.add_argument("--no-costs", action="store_true", help="skip the timing and memory measurements")
-    parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.memory_child:
-        return memory_child(args.memory_child)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     args.cache.mkdir(parents=True, exist_ok=True)
     model, whitening = model_and_whitening(args.cache)
@@ -304,15 +230,6 @@ def print_set(label: str, entry: dict) -> None:
     print(f"seconds per query (top {entry['top']}): " + ", ".join(
         f"{n} {s['patch_seconds_per_query_image']:.3f} patches + {s['rerank_seconds_per_query']:.3f} re-ranking"
         for n, s in entry["stores"].items()))
-
-
-def print_costs(report: dict, top: int) -> None:
-    seconds = report["seconds_per_query"]
-    print(f"\n| preset | re-rank s/query (top {top}) | vs speed | store B/image, VGG16 480×640 | peak MiB |")
-    print("|---|---:|---:|---:|---:|")
-    for name in PRESETS:
-        print(f"| {name} | {seconds[name]:.3f} | {seconds[name] / seconds['speed']:.1f}× | "
-              f"{report['store_bytes_vgg16_480x640'][name]:,} | {report['memory_mib_vgg16_480x640'][name]} |")
 
 
 if __name__ == "__main__":

@@ -4,9 +4,9 @@ One off-the-shelf model (MobileNetV2 ImageNet + NetVLAD K=16, k-means on Gardens
 640 px on the longest side) and one patch whitening (4096-D, fitted on size-5 patches of day_left; the 512/128-D
 presets use its leading dims). Each set's feature maps are computed once; database patches go to real float16
 patch stores; every preset re-ranks the same global top ``--top``, and the fused variants add the global
-similarity with weight λ. Timing: re-ranking of the global top ``--timing-top`` for ``--timing-queries`` Gardens
-Point queries, every preset in turn in this process. Memory: peak resident memory added by the patch descriptors of
-one 480×640 VGG16 map (30×40×512, K=64), in a fresh subprocess.
+similarity with weight λ. Costs (benchmarks/verify_costs.py): re-ranking of the top ``--timing-top`` for
+``--timing-queries`` queries on random patch stores, every preset in turn in this process; peak resident memory
+added by the patch descriptors of one 480×640 VGG16 map (30×40×512, K=64), in a fresh subprocess.
 
     python benchmarks/verify.py [--top 20] [--city DIR] [--out verify.json]
 """
@@ -17,8 +17,6 @@ import argparse
 import dataclasses
 import json
 import os
-import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -34,12 +32,13 @@ from netvlad.eval.verify.patches import PatchExtractor, fit_patch_whitening, ite
 from netvlad.eval.verify.rerank import normalise, verify_shortlist
 from netvlad.eval.verify.store import create_patch_store
 from netvlad.models import ModelConfig, PlaceModel, Preprocessing
-from netvlad.nn.patch import patch_netvlad, window_grid
 from netvlad.train.clusters import ClusterConfig, initialize_clusters
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from verify_costs import PRESETS, memory, print_costs, timing, vgg_bytes  # noqa: E402
+
 SHARED = Path(os.environ.get("NETVLAD_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-PRESETS = ("performance", "speed", "storage")
-FUSED = (0.25, 0.5)  # λ of the global similarity in the fused variants
+FUSED = (0.25, 0.5, 0.75)  # λ of the global similarity in the fused variants
 
 
 def model_and_whitening(cache: Path):
@@ -85,13 +84,17 @@ def features(model: PlaceModel, paths: list[Path]) -> list[torch.Tensor]:
     return out
 
 
-def sets(city: Path | None) -> dict:
-    """{name: (database paths, query paths, positives per query)} of the sets found."""
+def sets(city: Path | None, every: int = 1, longest: int | None = None) -> dict:
+    """{name: (database paths, query paths, positives per query[, preprocessing])} of the sets found; Gardens Point
+    keeps every ``every``-th frame of each side (±2 frames of the walk stay the tolerance), at ``longest`` px."""
     found = {}
     gp = SHARED / "gardens_point"
     left, right = sorted((gp / "day_left").glob("*.jpg")), sorted((gp / "day_right").glob("*.jpg"))
-    found["Gardens Point day_left→day_right (±2 frames)"] = (
-        left, right, [np.arange(max(0, i - 2), min(len(left), i + 3)) for i in range(len(right))])
+    left, right, tolerance = left[::every], right[::every], 2 // every
+    found[f"Gardens Point day_left→day_right (±2 frames{f', 1 frame in {every}' if every > 1 else ''}"
+          f"{f', {longest} px' if longest else ''})"] = (
+        left, right, [np.arange(max(0, i - tolerance), min(len(left), i + tolerance + 1)) for i in range(len(right))],
+        *([Preprocessing("longest", (longest,))] if longest else []))
     names = [f"images-{i:05d}.png" for i in range(16010, 24001, 80)]  # the last third of the route, 100 places
     nord = SHARED / "nordland"
     found[f"Nordland summer→winter ({len(names)} places of the last third, 64×32 thumbnails upscaled to 640×320)"] = (
@@ -112,7 +115,7 @@ def sets(city: Path | None) -> dict:
 
 
 def run_set(model, whitening, db, queries, positives, top, cache: Path, label: str, presets) -> dict:
-    """Recall@1/5 of the global ranking, each preset and the fused variants; store bytes per image."""
+    """Recall@1/5 of the global ranking, each preset and the fused variants; store bytes and seconds per image."""
     db_maps, q_maps = features(model, db), features(model, queries)
     with torch.no_grad():
         g_db = torch.cat([model.pool_features(f) for f in db_maps]).numpy()
@@ -122,122 +125,57 @@ def run_set(model, whitening, db, queries, positives, top, cache: Path, label: s
     ranked = np.argsort(dist, axis=1, kind="stable")[:, :top]
     rows = {"global": recall_at_n(ranked, positives, (1, 5))}
     extra = {}
-    patches = {}
     for name in presets:
-        preset = get_preset(name).with_global_weight(0.0)  # the patch score alone; fused below for each λ
-        extractor = PatchExtractor(model, preset, whitening)
-        db_patches, q_patches = describe(extractor, db_maps, patches), describe(extractor, q_maps, patches, True)
-        store = fill_store(extractor, db_patches, cache / f"{label}_{name}")
-        generator = torch.Generator().manual_seed(0)
-        fused = {lam: np.zeros_like(ranked) for lam in (0.0, *FUSED)}
-        skipped = 0
-        for q, query in enumerate(q_patches):
-            d = dist[q, ranked[q]]
-            result = verify_shortlist(query, ranked[q], d, store.read, preset, generator)
-            skipped += result.skipped
-            similarity = normalise(-torch.as_tensor(d, dtype=torch.float64)).numpy()
-            for lam, out in fused.items():
-                out[q] = ranked[q][np.argsort(-((1 - lam) * result.scores + lam * similarity), kind="stable")]
+        folder = cache / f"{label}_{name}"
+        fused, extra[name] = run_preset(model, whitening, name, db_maps, q_maps, ranked, dist, folder)
         rows[f"{name}, patch score alone (λ=0)"] = recall_at_n(fused[0.0], positives, (1, 5))
         for lam in FUSED:
             rows[f"{name} fused λ={lam}" + (" (default)" if lam == get_preset(name).global_weight else "")] = \
                 recall_at_n(fused[lam], positives, (1, 5))
-        extra[name] = {"bytes_per_image": store.bytes_per_image(), "skipped_sizes": skipped,
-                       "grids": [list(g) for g in db_patches[0].grids]}
+        print(f"  {name}: R@1 {rows[f'{name}, patch score alone (λ=0)'][1]:.1f} (λ=0), "
+              f"{extra[name]['rerank_seconds_per_query']:.3f} s re-ranking per query", flush=True)
     return {"top": top, "recall": rows, "stores": extra, "num_queries": len(queries), "num_database": len(db)}
 
 
-def describe(extractor: PatchExtractor, maps: list[torch.Tensor], done: dict, query: bool = False) -> list:
-    """Patches of ``maps``; the ``storage`` preset's are the ``speed`` preset's first 128 dims re-normalised
-    (the same whitening cropped: equal to computing them afresh), which halves the benchmark's cost."""
-    from netvlad.eval.verify.patches import Patches
-    from netvlad.nn.functional import l2_normalize
-
-    key = (extractor.preset.name, query)
-    speed = ("speed", query)
-    if extractor.preset.name == "storage" and speed in done and extractor.preset.sizes == get_preset("speed").sizes:
-        out = [Patches([l2_normalize(d[:, :extractor.dim], dim=1) for d in p.descriptors], p.grids)
-               for p in done[speed]]
-    else:
-        out = [extractor.from_features(m)[0] for m in maps]
-    done[key] = out
-    return out
-
-
-def fill_store(extractor: PatchExtractor, patches: list, folder: Path):
-    """A float16 patch store of the database patches (rewritten each run)."""
-    shutil.rmtree(folder, ignore_errors=True)
-    store = create_patch_store(extractor, [f"{i}" for i in range(len(patches))], folder, patches[0].grids)
-    for i0 in range(0, len(patches), 16):
-        part = patches[i0:i0 + 16]
-        store.write(np.arange(i0, i0 + len(part)), part)
-    return store
-
-
-def timing(count: int, top: int, cache: Path, grid=(15, 20)) -> dict:
-    """Mean seconds to re-rank a top-``top`` shortlist per query, per preset, side by side, on stores of random unit
-    patches shaped as a 640×480 image's MobileNetV2 map (``grid`` cells): reading, matching and scoring cost the
-    same whatever the values (RANSAC draws and reprojects all padded matches)."""
-    from netvlad.eval.verify.patches import Patches
-    from netvlad.nn.functional import l2_normalize
-
-    gen = torch.Generator().manual_seed(0)
-
-    def random_patches(preset):
-        grids = [window_grid(*grid, s, preset.stride) for s in preset.sizes]
-        return Patches([l2_normalize(torch.randn(r * c, preset.dim, generator=gen), dim=1) for r, c in grids], grids)
-
-    class Fake:  # what create_patch_store reads from an extractor
-        def __init__(self, preset):
-            self.preset, self.dim = preset, preset.dim
-            self.model = type("M", (), {"fingerprint": staticmethod(lambda: "random")})()
-
-    out = {}
-    for name in PRESETS:
-        preset = get_preset(name)
-        store = fill_store(Fake(preset), [random_patches(preset) for _ in range(top)], cache / f"timing_{name}")
-        queries = [random_patches(preset) for _ in range(count)]
+def run_preset(model, whitening, name: str, db_maps, q_maps, ranked, dist, folder: Path) -> tuple[dict, dict]:
+    """One preset over every query's shortlist: ({λ: re-ranked rows (Q, top)}, store bytes, skips and seconds)."""
+    preset = get_preset(name).with_global_weight(0.0)  # the patch score alone; fused below for each λ
+    extractor = PatchExtractor(model, preset, whitening)
+    store, db_seconds = patch_store(extractor, db_maps, folder)
+    generator = torch.Generator().manual_seed(0)
+    fused = {lam: np.zeros_like(ranked) for lam in (0.0, *FUSED)}
+    skipped, q_seconds, rerank_seconds = 0, [], []
+    for q, query_map in enumerate(q_maps):
         start = time.perf_counter()
-        for p in queries:
-            verify_shortlist(p, np.arange(top), np.linspace(0, 1, top), store.read, preset, gen)
-        out[name] = (time.perf_counter() - start) / count
-        shutil.rmtree(cache / f"timing_{name}", ignore_errors=True)
-    return out
+        query = extractor.from_features(query_map)[0]
+        middle = time.perf_counter()
+        d = dist[q, ranked[q]]
+        result = verify_shortlist(query, ranked[q], d, store.read, preset, generator)
+        q_seconds.append(middle - start)
+        rerank_seconds.append(time.perf_counter() - middle)
+        skipped += result.skipped
+        similarity = normalise(-torch.as_tensor(d, dtype=torch.float64)).numpy()
+        for lam, out in fused.items():
+            out[q] = ranked[q][np.argsort(-((1 - lam) * result.scores + lam * similarity), kind="stable")]
+    return fused, {"bytes_per_image": store.bytes_per_image(), "skipped_sizes": skipped,
+                   "grids": [list(g) for g in extractor.from_features(db_maps[0])[0].grids],
+                   "patch_seconds_per_query_image": float(np.mean(q_seconds)),
+                   "patch_seconds_per_database_image": db_seconds,
+                   "rerank_seconds_per_query": float(np.mean(rerank_seconds))}
 
 
-def memory_child(name: str) -> None:
-    """Print the peak resident MiB added by the patch descriptors of preset ``name`` for one 480×640 VGG16 map."""
-    p = get_preset(name)
-    torch.manual_seed(0)
-    x, weight, centroids = torch.randn(1, 512, 30, 40).relu_(), torch.randn(64, 512), torch.randn(64, 512)
-    projection = (torch.randn(p.dim, 64 * 512).div_(181.0), torch.zeros(p.dim))  # in place: no 2nd copy at start
-    with torch.no_grad():  # warm-up on a tiny map: the kernels' code pages are not the layer's memory
-        patch_netvlad(x[..., :9, :9], weight, None, centroids, 8, p.stride, True, projection)
-    Path("/proc/self/clear_refs").write_text("5")  # Linux: reset the peak (VmHWM) to the current resident size
-    base = _status_kib("VmRSS")
-    with torch.no_grad():
-        for size in p.sizes:
-            patch_netvlad(x, weight, None, centroids, size, p.stride, True, projection)
-    print(json.dumps({"peak_mib": (_status_kib("VmHWM") - base) / 1024}))
-
-
-def _status_kib(field: str) -> int:
-    """A ``/proc/self/status`` memory field, KiB."""
-    line = next(t for t in Path("/proc/self/status").read_text().splitlines() if t.startswith(field + ":"))
-    return int(line.split()[1])
-
-
-def memory(name: str) -> float:
-    """:func:`memory_child` in a fresh subprocess (the whitening matrix itself, the model's, is not counted)."""
-    out = subprocess.run([sys.executable, __file__, "--memory-child", name], capture_output=True, text=True,
-                         check=True).stdout
-    return json.loads(out.splitlines()[-1])["peak_mib"]
-
-
-def vgg_bytes(preset: str) -> int:
-    """Patch store bytes per 480×640 image for a VGG16 map (30×40 cells)."""
-    p = get_preset(preset)
-    return sum(2 * (2 + int(np.prod(window_grid(30, 40, s, p.stride))) * p.dim) for s in p.sizes)
+def patch_store(extractor: PatchExtractor, maps: list[torch.Tensor], folder: Path):
+    """The float16 patch store of the database maps, written image by image and continued when interrupted (the
+    4096-D preset takes minutes): -> (store, mean seconds per image of the patches computed in this run)."""
+    folder = folder.with_name(f"{folder.name}_{len(maps)}")
+    first = extractor.from_features(maps[0])[0]
+    store = create_patch_store(extractor, [f"{i}" for i in range(len(maps))], folder, first.grids)
+    seconds = []
+    for i in store.stores[-1].pending():
+        start = time.perf_counter()
+        store.write(np.array([i]), [extractor.from_features(maps[i])[0]])
+        seconds.append(time.perf_counter() - start)
+    return store, float(np.mean(seconds)) if seconds else float("nan")
 
 
 def main() -> None:
@@ -246,18 +184,19 @@ def main() -> None:
     parser.add_argument("--timing-top", type=int, default=100)
     parser.add_argument("--timing-queries", type=int, default=2)
     parser.add_argument("--performance-on", default="",
-                        help="sets (label substring) also re-ranked with the performance preset (4096-D: ~8 s of "
-                             "projection per image on this machine)")
+                        help="sets (label substring) also re-ranked with the performance preset (4096-D: about 2.3 s "
+                             "of projection per 640×360 image on one idle core here; its database patches are "
+                             "kept in --cache and a rerun continues them)")
     parser.add_argument("--city", type=Path, default=None, help="a generated city (netvlad generate) to add")
     parser.add_argument("--cache", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "netvlad_verify")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     parser.add_argument("--limit", type=int, default=None, help="at most this many queries per set (smoke runs)")
     parser.add_argument("--sets", default="", help="only the sets whose label contains one of these, comma-separated")
+    parser.add_argument("--every", type=int, default=1, help="Gardens Point: every N-th frame of each side")
+    parser.add_argument("--longest", type=int, default=None,
+                        help="Gardens Point: images resized to this many px on the longest side (default 640)")
     parser.add_argument("--no-costs", action="store_true", help="skip the timing and memory measurements")
-    parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.memory_child:
-        return memory_child(args.memory_child)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     args.cache.mkdir(parents=True, exist_ok=True)
     model, whitening = model_and_whitening(args.cache)
@@ -266,14 +205,15 @@ def main() -> None:
         report["memory_mib_vgg16_480x640"] = {p: round(memory(p), 1) for p in PRESETS}
         report["seconds_per_query"] = timing(args.timing_queries, args.timing_top, args.cache)
         print_costs(report, args.timing_top)
-    for label, (db, queries, positives, *resize) in sets(args.city).items():
+    for label, (db, queries, positives, *resize) in sets(args.city, args.every, args.longest).items():
         if args.sets and not any(part in label for part in args.sets.split(",")):
             continue
         queries, positives = queries[:args.limit], positives[:args.limit]
-        presets = PRESETS if args.performance_on and args.performance_on in label else ("speed", "storage")
+        presets = ("speed", "storage") + (("performance",) if args.performance_on and args.performance_on in label
+                                          else ())
         report["sets"][label] = run_set(resized(model, *resize), whitening, db, queries, positives, args.top,
                                         args.cache,
-                                        f"set{len(report['sets'])}", presets)
+                                        f"{label.split()[0].lower()}{args.every}_{args.longest}", presets)
         print_set(label, report["sets"][label])
         if args.out:
             args.out.write_text(json.dumps(report, indent=1, default=float))
@@ -287,15 +227,9 @@ def print_set(label: str, entry: dict) -> None:
     print("patch store bytes per image: " + ", ".join(
         f"{n} {s['bytes_per_image']:,} (grids {s['grids']}, {s['skipped_sizes']} sizes skipped)"
         for n, s in entry["stores"].items()))
-
-
-def print_costs(report: dict, top: int) -> None:
-    seconds = report["seconds_per_query"]
-    print(f"\n| preset | re-rank s/query (top {top}) | vs speed | store B/image, VGG16 480×640 | peak MiB |")
-    print("|---|---:|---:|---:|---:|")
-    for name in PRESETS:
-        print(f"| {name} | {seconds[name]:.3f} | {seconds[name] / seconds['speed']:.1f}× | "
-              f"{report['store_bytes_vgg16_480x640'][name]:,} | {report['memory_mib_vgg16_480x640'][name]} |")
+    print(f"seconds per query (top {entry['top']}): " + ", ".join(
+        f"{n} {s['patch_seconds_per_query_image']:.3f} patches + {s['rerank_seconds_per_query']:.3f} re-ranking"
+        for n, s in entry["stores"].items()))
 
 
 if __name__ == "__main__":

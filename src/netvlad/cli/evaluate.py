@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
           f"{result.descriptor_dim}-D descriptors" + (f", protocol {protocol.name}" if protocol else ""))
     print(result.table() if sequence_result is None else sequence_result.table(result))
     print(pr_line(result))
-    verified = verify_evaluation(args, model, dataset, result, device)  # None without --verify
+    verified = verify_evaluation(args, model, dataset, result, device, sequence_result)  # None without --verify
     if protocol_run and protocol_run.per_group:
         print(group_table(protocol_run.per_group, protocol.group_by or "group"))
     conditions = query_conditions(dataset)
@@ -97,9 +97,6 @@ def open_evaluation(args: argparse.Namespace):
 
     sequence = sequence_config_from_args(args)
     protocol = get_protocol(args.protocol) if args.protocol else None
-    if sequence is not None and getattr(args, "verify", None):
-        raise BadInputError(f"--verify with --sequence is not supported yet (re-ranking works on single-frame "
-                            f"shortlists); drop --sequence {args.sequence} or --verify {args.verify}")
     if sequence is not None and protocol is not None:
         raise BadInputError(f"--sequence with --protocol is not supported; drop --protocol {protocol.name} and "
                             "name the folders and tolerance yourself")

@@ -17,7 +17,8 @@ def add_verify_args(parser, top_default: int = 100) -> None:
                        help="re-rank the global shortlist by patch matching: "
                             + "; ".join(f"{n}: {VERIFY_PRESETS.get(n).description}" for n in VERIFY_PRESETS.names()))
     group.add_argument("--verify-top", type=number(COUNT), default=top_default, metavar="N",
-                       help=f"global candidates re-ranked per query (default {top_default}; clamped to the database)")
+                       help=f"candidates re-ranked per query: the global ranking's, or under --sequence the "
+                            f"sequence ranking's (default {top_default}; clamped to the database, or to --shortlist)")
     group.add_argument("--verify-global-weight", type=number(Limit(0, 1)), default=None, metavar="λ",
                        help="weight of the global similarity fused with the patch score, 0..1 (default: the "
                             "preset's, 0.5, chosen by measurement; 0: the patch score alone)")
@@ -44,15 +45,22 @@ def check_verify_model(args: argparse.Namespace, model) -> None:
         require_netvlad(model)
 
 
-def verify_evaluation(args: argparse.Namespace, model, dataset, result, device):
-    """Re-rank the evaluation's shortlist and print its table (None without ``--verify``)."""
+def verify_evaluation(args: argparse.Namespace, model, dataset, result, device, sequence=None):
+    """Re-rank the evaluation's shortlist (the ``sequence`` ranking's under ``--sequence``) and print its table (None
+    without ``--verify``)."""
     preset = preset_from_args(args)
     if preset is None:
         return None
-    from netvlad.eval.verify.evaluate import evaluate_verified
+    if sequence is not None:
+        from netvlad.eval.verify.sequence import verify_sequence
 
-    verified = evaluate_verified(model, dataset, result.positives, preset, args.store, args.verify_top,
-                                 args.recall, device)
+        verified = verify_sequence(model, dataset, result.positives, sequence, preset, args.store, args.verify_top,
+                                   args.recall, device)
+    else:
+        from netvlad.eval.verify.evaluate import evaluate_verified
+
+        verified = evaluate_verified(model, dataset, result.positives, preset, args.store, args.verify_top,
+                                     args.recall, device)
     print(verified.table())
     summary = verified.summary()["verify"]
     print(f"re-ranking {preset.name}: {summary['rerank_seconds_per_query'] * 1000:.1f} ms per query (top "

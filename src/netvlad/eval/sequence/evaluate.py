@@ -36,7 +36,8 @@ Encoder = Callable[[np.ndarray, SequenceOrder | None, SequenceConfig], np.ndarra
 @dataclass
 class SequenceResult:
     """Sequence ranking of Q queries: ``ranked`` (Q, M) database indices best first, ``correct`` (Q, M),
-    ``recall`` {N: percent}, ``lengths`` (Q,) query frames in each window, ``shortened`` / ``gaps`` (Q,) bool."""
+    ``recall`` {N: percent}, ``lengths`` (Q,) query frames in each window, ``shortened`` / ``gaps`` (Q,) bool,
+    ``scores`` (Q, M) the ranking's scores, lower is better (trajectory scores or sequence-descriptor distances)."""
 
     method: str
     config: SequenceConfig
@@ -46,6 +47,7 @@ class SequenceResult:
     lengths: np.ndarray
     shortened: np.ndarray
     gaps: np.ndarray
+    scores: np.ndarray | None = None
 
     @property
     def label(self) -> str:
@@ -93,12 +95,12 @@ def window_flags(order: SequenceOrder, config: SequenceConfig) -> tuple[np.ndarr
 
 
 def _result(method: str, config: SequenceConfig, ranked: np.ndarray, positives: Sequence[np.ndarray], ns,
-            order: SequenceOrder) -> SequenceResult:
+            order: SequenceOrder, scores: np.ndarray | None = None) -> SequenceResult:
     correct = np.zeros(ranked.shape, bool)
     for q, pos in enumerate(positives):
         correct[q] = np.isin(ranked[q], pos) & (ranked[q] >= 0)
     return SequenceResult(method, config, recall_at_n(ranked, positives, ns), ranked, correct,
-                          *window_flags(order, config))
+                          *window_flags(order, config), scores=scores)
 
 
 def sequence_ranking(method: str, db: np.ndarray, queries: np.ndarray, dataset: GeoDataset, single: EvalResult,
@@ -112,7 +114,7 @@ def sequence_ranking(method: str, db: np.ndarray, queries: np.ndarray, dataset: 
     positives = single.positives
     if method == "seqslam":
         ranking = seqslam_rank(queries, db, q_order, db_order, single.ranked[:, :config.shortlist], config)
-        return _result(method, config, ranking.ranked, positives, ns, q_order)
+        return _result(method, config, ranking.ranked, positives, ns, q_order, ranking.scores)
     if method == "seqnet" and encoder is None:
         raise BadInputError("sequence method seqnet needs a trained SeqNet model (train one with "
                             "netvlad.train.seqnet.train_seqnet)", hint="--sequence-model SEQNET.safetensors")
@@ -121,9 +123,9 @@ def sequence_ranking(method: str, db: np.ndarray, queries: np.ndarray, dataset: 
     found = evaluate_descriptors(seq_db, seq_q, positives, ns, index_config, k=max(config.shortlist, max(ns)),
                                  max_memory=max_memory)
     if method == "delta":
-        return _result(method, config, found.ranked, positives, ns, q_order)
+        return _result(method, config, found.ranked, positives, ns, q_order, found.distances)
     ranking = seqslam_rank(queries, db, q_order, db_order, found.ranked, config)  # HVPR: SeqNet shortlist, SeqSLAM
-    return _result(method, config, ranking.ranked, positives, ns, q_order)
+    return _result(method, config, ranking.ranked, positives, ns, q_order, ranking.scores)
 
 
 def add_sequence_columns(csv_path: Path | str, result: SequenceResult, database: ImageList, top: int = 5) -> Path:

@@ -17,6 +17,8 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "netvlad.eval.verify.rerank": ("verify_shortlist",),
     "netvlad.eval.verify.store": ("PatchStore", "create_patch_store", "extract_patch_store"),
     "netvlad.eval.verify.run": ("VerifiedRanking", "patch_whitening", "verify_folders", "verify_ranking"),
-    "netvlad.eval.verify.evaluate": ("VerifiedEval", "evaluate_verified"),
+    "netvlad.eval.verify.evaluate": ("VerifiedEval", "evaluate_verified", "verify_given"),
+    "netvlad.eval.verify.sequence": ("verify_sequence",),
+    "netvlad.eval.verify.panoramas": ("panorama_groups",),
     "netvlad.eval.verify.folders": ("verify_folder_ranking", "verify_index_search"),
 })

@@ -153,3 +153,22 @@ def test_bad_settings_are_refused():
         SequenceConfig(length=1)
     with pytest.raises(ValueError, match="causal"):
         OnlineSeqSLAM(np.zeros((3, 2), np.float32), None, SequenceConfig(centred=True))
+
+
+def test_batches_and_stored_databases_give_the_same_ranking(tmp_path):
+    """One query window per batch (a tiny memory budget), and the database as a float16 memory map (rows read
+    once each), rank as the default in-memory run; scores agree to float16's rounding."""
+    database, queries = route(60, 16, seed=7)
+    db_order = SequenceOrder(np.repeat([0, 1], 30), np.tile(np.arange(30), 2), ("a", "b"))
+    order, shortlist = SequenceOrder.single(np.arange(60)), exact_shortlist(queries, database, 10)
+    config = SequenceConfig(length=6, contrast_radius=2)
+    default = seqslam_rank(queries, database, order, db_order, shortlist, config)
+    single = seqslam_rank(queries, database, order, db_order, shortlist, config, max_memory=1)
+    np.testing.assert_array_equal(single.ranked, default.ranked)
+    np.testing.assert_allclose(single.scores, default.scores, rtol=1e-6, atol=1e-6)
+    stored = np.lib.format.open_memmap(tmp_path / "db.npy", mode="w+", dtype=np.float16, shape=database.shape)
+    stored[:] = database
+    half = seqslam_rank(queries, stored, order, db_order, shortlist, config)
+    ref = seqslam_rank(queries, database.astype(np.float16).astype(np.float32), order, db_order, shortlist, config)
+    np.testing.assert_array_equal(half.ranked, ref.ranked)
+    np.testing.assert_allclose(half.scores, ref.scores, rtol=1e-5, atol=1e-5)

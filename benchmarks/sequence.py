@@ -134,6 +134,29 @@ def city(args, model, work: Path) -> list[dict]:
     return table_rows("generated city", data, np.asarray(db), np.asarray(q), args.quick, None)
 
 
+def sweep(args, model, work: Path) -> list[dict]:
+    """SeqSLAM L = 10 causal over shortlist M × propagate P on Nordland val and Gardens Point (how the defaults
+    were chosen): Recall@N and time per query."""
+    data = open_dataset(DATA / "nordland", database="summer", queries="winter")
+    _, val = data.split_by_frames(400)
+    db, q = descriptors(model, data, work / "nordland")
+    cut = len(data.database) - len(val.database)
+    gardens = open_dataset(DATA / "gardens_point", database="day_left", queries="day_right", frame_tolerance=2)
+    sets = [("nordland val", val, np.asarray(db[cut:]), np.asarray(q[cut:])),
+            ("gardens point", gardens, *map(np.asarray, descriptors(model, gardens, work / "gardens_point")))]
+    rows = []
+    for name, dataset, db, q in sets:
+        single = evaluate_descriptors(db, q, dataset.positives(), NS, k=50)
+        for m, p in [(m, p) for m in (10, 20, 50) for p in (0, 2, 5)]:
+            config = SequenceConfig(length=10, shortlist=m, propagate=p)
+            start = time.perf_counter()
+            result = sequence_ranking("seqslam", db, q, dataset, single, config, NS)
+            rows.append({"dataset": name, "method": f"seqslam M={m} P={p}", "L": 10, "mode": "causal",
+                         "recall": result.recall, "ms_per_query": 1000 * (time.perf_counter() - start) / len(q),
+                         "shortened": result.summary()["shortened_windows"]})
+    return rows
+
+
 class PeakRSS:
     """Peak resident memory (bytes) above the level at entry, sampled every millisecond (torch's allocations are
     invisible to tracemalloc)."""
@@ -176,7 +199,7 @@ def scale(n: int, dim: int, queries: int, seed: int = 0, repeats: int = 3) -> di
     search_s, sequence_s, peak = [], [], 0.0
     for _ in range(repeats):
         start = time.perf_counter()
-        _, shortlist = exact_search(db, q, 50)
+        _, shortlist = exact_search(db, q, SequenceConfig().shortlist)
         search_s.append(time.perf_counter() - start)
         with PeakRSS() as memory:
             start = time.perf_counter()
@@ -218,6 +241,8 @@ def main() -> int:
     parser.add_argument("--scale-queries", type=int, default=None, help="query frames of the scale runs (default "
                                                                         "1000; quick 200)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--sweep", action="store_true", help="instead of the table: SeqSLAM L = 10 over shortlist "
+                                                             "M × propagate P (Nordland val, Gardens Point)")
     parser.add_argument("--skip", nargs="*", default=[], choices=("nordland", "gardens", "city", "scale", "seqnet"),
                         help="steps to leave out (seqnet: no SeqNet, so only Nordland's validation places are "
                              "described)")
@@ -228,6 +253,7 @@ def main() -> int:
     model, label = model_from(args)
     rows: list[dict] = []
     steps = [("nordland", nordland), ("gardens", gardens_point)] + ([] if args.quick else [("city", city)])
+    steps = [("sweep", sweep)] if args.sweep else steps
     for name, step in steps:
         if name not in args.skip:
             rows += step(args, model, args.work)

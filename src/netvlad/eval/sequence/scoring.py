@@ -16,13 +16,17 @@ EPS = 1e-6  # floor of the window's standard deviation, so a flat window normali
 MAX_MEMORY = 64 * 2**20  # bytes of gathered database rows per batch of query windows
 
 
+def _in_memory(database: np.ndarray) -> bool:
+    """A float32 array in memory (rows gathered by ``take``), not a store's memory map or float16."""
+    return type(database) is np.ndarray and database.dtype == np.float32
+
+
 def _rows(database: np.ndarray, ids: np.ndarray) -> torch.Tensor:
-    """Database rows ``ids`` (P,) as a float32 (P, D) tensor: a float32 array by one ``take``, anything else (a
-    memory-mapped store, float16) by reading each distinct row once."""
-    if type(database) is np.ndarray and database.dtype == np.float32:
+    """Database rows ``ids`` (P,) as a float32 (P, D) tensor: in memory by one ``take``, anything else by
+    :func:`read_rows` (sorted ``ids`` read forwards)."""
+    if _in_memory(database):
         return torch.from_numpy(np.take(database, ids, axis=0))
-    unique, inverse = np.unique(ids, return_inverse=True)
-    return torch.from_numpy(read_rows(database, unique))[torch.from_numpy(inverse.reshape(-1))]
+    return torch.from_numpy(read_rows(database, ids))
 
 
 def _blocks(candidates: np.ndarray, reach: np.ndarray, layout: DatabaseLayout, radius: int):
@@ -39,26 +43,40 @@ def _blocks(candidates: np.ndarray, reach: np.ndarray, layout: DatabaseLayout, r
     return positions, inside, first
 
 
-def squared_norms(database: np.ndarray, chunk: int = 4096) -> np.ndarray:
-    """‖x‖² (N,) float32 of every database row, read ``chunk`` rows at a time (one pass over a store)."""
+def squared_norms(database: np.ndarray, chunk_bytes: int = 16 * 2**20) -> np.ndarray:
+    """‖x‖² (N,) float32 of every database row, read ``chunk_bytes`` at a time (one pass over a store)."""
     out = np.empty(len(database), np.float32)
+    chunk = max(1, chunk_bytes // (4 * max(1, database.shape[1])))
     for a in range(0, len(database), chunk):
         rows = torch.from_numpy(read_rows(database, np.arange(a, min(a + chunk, len(database)))))
         out[a:a + len(rows)] = torch.linalg.vector_norm(rows, dim=1).square_().numpy()
     return out
 
 
-def _distances(windows: np.ndarray, database: np.ndarray, norms: np.ndarray, layout: DatabaseLayout,
-               positions: np.ndarray) -> torch.Tensor:
-    """Euclidean distances (B, K, C, W) float32 of each window's K query frames (B, K, D) to its blocks' rows
-    (``norms`` (N,): the database rows' ‖x‖²)."""
+def distances(frames: np.ndarray, slots: np.ndarray, database: np.ndarray, norms: np.ndarray,
+              layout: DatabaseLayout, positions: np.ndarray, dense: bool | None = None) -> torch.Tensor:
+    """Euclidean distances (B, K, C, W) float32 of each window's K query frames (``slots`` (B, K) rows of
+    ``frames`` (F, D)) to its blocks' database rows (``norms`` (N,): their ‖x‖²), by ‖q‖² + ‖x‖² − 2 q·x.
+
+    Where the blocks share rows (neighbouring candidates, a small database), one matmul of the F distinct frames
+    against the U distinct rows does fewer multiplications than each window against its own blocks: then that
+    (``dense`` True / False forces one way)."""
     b, c, w = positions.shape
     ids = layout.order[np.clip(positions, 0, len(layout) - 1)].reshape(-1)
-    rows = _rows(database, ids).reshape(b, c * w, -1)
-    queries = torch.from_numpy(np.ascontiguousarray(windows, np.float32))
-    squared = (torch.from_numpy(norms[ids]).reshape(b, 1, c * w)
-               + torch.linalg.vector_norm(queries, dim=2).square_().unsqueeze(2))  # (B, K, C·W)
-    squared = torch.baddbmm(squared, queries, rows.transpose(1, 2), alpha=-2)  # ‖q − x‖² = ‖q‖² + ‖x‖² − 2 q·x
+    unique, inverse = np.unique(ids, return_inverse=True)
+    queries = torch.from_numpy(np.ascontiguousarray(frames, np.float32))
+    query_norms = torch.linalg.vector_norm(queries, dim=1).square_()
+    if dense or dense is None and len(frames) * len(unique) <= slots.size * c * w:
+        rows = _rows(database, unique)  # (U, D)
+        squared = torch.addmm(query_norms[:, None] + torch.from_numpy(norms[unique])[None], queries, rows.T,
+                              alpha=-2)  # (F, U)
+        table = squared.clamp_(min=0).sqrt_()
+        return table[torch.from_numpy(slots)[:, :, None, None], torch.from_numpy(inverse.reshape(b, 1, c, w))]
+    rows = _rows(database, ids) if _in_memory(database) else _rows(database, unique)[torch.from_numpy(inverse)]
+    rows = rows.reshape(b, c * w, -1)
+    windows = queries[torch.from_numpy(slots)]  # (B, K, D)
+    squared = torch.from_numpy(norms[ids]).reshape(b, 1, c * w) + query_norms[torch.from_numpy(slots)][:, :, None]
+    squared = torch.baddbmm(squared, windows, rows.transpose(1, 2), alpha=-2)  # (B, K, C·W)
     return squared.clamp_(min=0).sqrt_().reshape(b, -1, c, w)
 
 
@@ -94,13 +112,14 @@ def _normalised(d: torch.Tensor, inside: np.ndarray, centre: np.ndarray, kvalid:
     return torch.where(point, value, 0.0), point
 
 
-def score_windows(windows: np.ndarray, offsets: np.ndarray, kvalid: np.ndarray, candidates: np.ndarray,
-                  database: np.ndarray, layout: DatabaseLayout, config: SequenceConfig,
+def score_windows(frames: np.ndarray, slots: np.ndarray, offsets: np.ndarray, kvalid: np.ndarray,
+                  candidates: np.ndarray, database: np.ndarray, layout: DatabaseLayout, config: SequenceConfig,
                   norms: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Trajectory scores (B, C) float64 (inf where ``candidates`` is −1; lower is better) and points inside the
     database sequence (B, C) of the best velocity, for B query windows at once.
 
-    ``windows`` (B, K, D) query descriptors, ``offsets`` (B, K) their frame numbers minus the current frame's,
+    ``frames`` (F, D) query descriptors, ``slots`` (B, K) the rows of ``frames`` in each window (any row where
+    ``kvalid`` is False), ``offsets`` (B, K) their frame numbers minus the current frame's,
     ``kvalid`` (B, K) which of the K slots hold a frame, ``candidates`` (B, C) database indices (−1 = none) as the
     current frame's match, ``norms`` (N,) the database's :func:`squared_norms` (None: computed). A trajectory at
     velocity v visits database frame ``position + round(v · offset)`` for each query frame; points outside the
@@ -114,7 +133,7 @@ def score_windows(windows: np.ndarray, offsets: np.ndarray, kvalid: np.ndarray, 
     steps = np.where(kvalid[:, :, None], steps, 0)
     positions, inside, first = _blocks(candidates, steps, layout, radius)
     norms = squared_norms(database) if norms is None else norms
-    d = _distances(windows, database, norms, layout, positions)  # (B, K, C, W)
+    d = distances(frames, slots, database, norms, layout, positions)  # (B, K, C, W)
     normalised, point = _normalised(d, inside, steps - first[:, None, None], kvalid, radius)  # (B, K, C, V)
     frames = torch.from_numpy(np.maximum(kvalid.sum(1), 1)).to(torch.float64)
     scores = normalised.sum(1) / frames[:, None, None]  # (B, C, V)

@@ -31,8 +31,8 @@ def score_candidates(window: np.ndarray, offsets: np.ndarray, candidates: np.nda
     window = np.asarray(window, np.float32)
     offsets = np.asarray(offsets, np.int64).reshape(1, -1)
     candidates = np.asarray(candidates, np.int64).reshape(1, -1)
-    scores, lengths = score_windows(window[None], offsets, np.ones(offsets.shape, bool), candidates, database,
-                                    layout, config, norms)
+    scores, lengths = score_windows(window, np.arange(len(window))[None], offsets, np.ones(offsets.shape, bool),
+                                    candidates, database, layout, config, norms)
     return scores[0], lengths[0]
 
 
@@ -136,8 +136,9 @@ def seqslam_rank(queries: np.ndarray, database: np.ndarray, query_order: Sequenc
     for a in range(0, len(queries), step):
         part = _rows_of(windows, slice(a, a + step))
         candidates = candidate_matrix(shortlist, part, layout, config)
-        descriptors = read_rows(queries, np.maximum(part.members, 0).reshape(-1)).reshape(*part.members.shape, -1)
-        score, _ = score_windows(descriptors, part.offsets, part.valid, candidates, database, layout, config, norms)
+        members, slots = np.unique(np.maximum(part.members, 0), return_inverse=True)
+        score, _ = score_windows(read_rows(queries, members), slots.reshape(part.members.shape), part.offsets,
+                                 part.valid, candidates, database, layout, config, norms)
         order = np.argsort(score, axis=1, kind="stable")[:, :width]  # ties keep the candidates' order
         best, best_scores = np.take_along_axis(candidates, order, 1), np.take_along_axis(score, order, 1)
         ranked[a:a + step, :best.shape[1]] = np.where(np.isfinite(best_scores), best, -1)

@@ -13,7 +13,7 @@ from netvlad.eval.sequence.config import SequenceConfig
 from netvlad.eval.sequence.layout import DatabaseLayout
 
 EPS = 1e-6  # floor of the window's standard deviation, so a flat window normalises to 0, not ∞
-MAX_MEMORY = 64 * 2**20  # bytes of gathered database rows per batch of query windows
+MAX_MEMORY = 64 * 2**20  # bytes of gathered database rows and score tensors per batch of query windows
 
 
 def _in_memory(database: np.ndarray) -> bool:
@@ -66,18 +66,31 @@ def distances(frames: np.ndarray, slots: np.ndarray, database: np.ndarray, norms
     unique, inverse = np.unique(ids, return_inverse=True)
     queries = torch.from_numpy(np.ascontiguousarray(frames, np.float32))
     query_norms = torch.linalg.vector_norm(queries, dim=1).square_()
+    row_bytes = 4 * database.shape[1]
+    step = max(1, int(MAX_MEMORY // 2 // row_bytes))  # rows read at a time: half the budget
     if dense or dense is None and len(frames) * len(unique) <= slots.size * c * w:
-        rows = _rows(database, unique)  # (U, D)
-        squared = torch.addmm(query_norms[:, None] + torch.from_numpy(norms[unique])[None], queries, rows.T,
-                              alpha=-2)  # (F, U)
-        table = squared.clamp_(min=0).sqrt_()
+        table = torch.empty((len(frames), len(unique)))  # (F, U)
+        for a in range(0, len(unique), step):
+            rows = _rows(database, unique[a:a + step])
+            table[:, a:a + step] = torch.addmm(query_norms[:, None] + torch.from_numpy(norms[unique[a:a + step]]),
+                                               queries, rows.T, alpha=-2)
+        table = table.clamp_(min=0).sqrt_()
         return table[torch.from_numpy(slots)[:, :, None, None], torch.from_numpy(inverse.reshape(b, 1, c, w))]
-    rows = _rows(database, ids) if _in_memory(database) else _rows(database, unique)[torch.from_numpy(inverse)]
-    rows = rows.reshape(b, c * w, -1)
-    windows = queries[torch.from_numpy(slots)]  # (B, K, D)
-    squared = torch.from_numpy(norms[ids]).reshape(b, 1, c * w) + query_norms[torch.from_numpy(slots)][:, :, None]
-    squared = torch.baddbmm(squared, windows, rows.transpose(1, 2), alpha=-2)  # (B, K, C·W)
-    return squared.clamp_(min=0).sqrt_().reshape(b, -1, c, w)
+    out = torch.empty((b, slots.shape[1], c, w))
+    step = max(1, step // (c * w))  # windows whose rows fit half the budget
+    for a in range(0, b, step):
+        part = slice(a * c * w, (a + step) * c * w)
+        if _in_memory(database):
+            rows = _rows(database, ids[part])
+        else:  # a store: each distinct row read once
+            needed, back = np.unique(ids[part], return_inverse=True)
+            rows = _rows(database, needed)[torch.from_numpy(back)]
+        rows = rows.reshape(-1, c * w, rows.shape[1])
+        picked = torch.from_numpy(slots[a:a + step])
+        squared = torch.from_numpy(norms[ids[part]]).reshape(len(rows), 1, -1) + query_norms[picked][:, :, None]
+        squared = torch.baddbmm(squared, queries[picked], rows.transpose(1, 2), alpha=-2)  # (B', K, C·W)
+        out[a:a + step] = squared.clamp_(min=0).sqrt_().reshape(len(rows), -1, c, w)
+    return out
 
 
 def _window_sums(values: torch.Tensor, span: int) -> torch.Tensor:
@@ -143,7 +156,8 @@ def score_windows(frames: np.ndarray, slots: np.ndarray, offsets: np.ndarray, kv
     return best.numpy(), lengths.numpy()
 
 
-def batch_size(candidates: int, width: int, dim: int, points: int, max_memory: float = MAX_MEMORY) -> int:
-    """Query windows per batch so that their gathered rows (``candidates`` × ``width`` × ``dim``) and normalisation
-    windows (``candidates`` × ``points``, about six float32 copies) fit ``max_memory`` bytes."""
-    return max(1, int(max_memory // max(1, 4 * candidates * (width * dim + 6 * points))))
+def batch_size(candidates: int, width: int, length: int, points: int, max_memory: float = MAX_MEMORY) -> int:
+    """Query windows per batch so that their distances (``candidates`` × ``length`` × ``width``) and normalisation
+    windows (``candidates`` × ``points``, about six float32 copies) fit half of ``max_memory`` bytes (the gathered
+    database rows take the other half: :func:`distances` reads them a few windows at a time)."""
+    return max(1, int(max_memory / 2 // max(1, 4 * candidates * (length * width + 6 * points))))

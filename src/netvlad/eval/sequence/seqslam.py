@@ -129,9 +129,8 @@ def seqslam_rank(queries: np.ndarray, database: np.ndarray, query_order: Sequenc
     windows = window_matrix(query_order, config.before, config.after)
     length = windows.members.shape[1]
     reach = int(np.ceil(max(abs(v) for v in config.velocities) * max(config.before, config.after)))
-    step = batch_size(width + (length - 1) * config.propagate, reach + 2 * config.contrast_radius + 1,
-                      queries.shape[1], len(config.velocities) * length * (2 * config.contrast_radius + 1),
-                      max_memory)
+    step = batch_size(width + (length - 1) * config.propagate, reach + 2 * config.contrast_radius + 1, length,
+                      len(config.velocities) * length * (2 * config.contrast_radius + 1), max_memory)
     norms = squared_norms(database)
     for a in range(0, len(queries), step):
         part = _rows_of(windows, slice(a, a + step))

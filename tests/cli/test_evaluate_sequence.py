@@ -76,6 +76,7 @@ def test_sequence_length_below_two_is_a_usage_error(sequence, checkpoint, capsys
     (("--sequence", "50"), "longer than every query sequence (the longest has 20 frames)"),
     (("--sequence", "5", "--sequence-method", "seqnet"), "needs --sequence-model"),
     (("--centred",), "--centred applies to sequence matching; add --sequence L"),
+    (("--sequence", "5", "--protocol", "gardens-point"), "scores per group (MSLS cities) without the sequence matcher"),
 ])
 def test_bad_sequence_options(sequence, checkpoint, caplog, extra, message):
     assert main(_args(sequence, checkpoint, *extra)) == 1

@@ -50,8 +50,10 @@ def run(args: argparse.Namespace) -> int:
         raise BadInputError(f"--verify with --sequence is not supported yet (re-ranking works on single-frame "
                             f"shortlists); drop --sequence {args.sequence} or --verify {args.verify}")
     if sequence is not None and protocol is not None:
-        raise BadInputError(f"--sequence with --protocol is not supported; drop --protocol {protocol.name} and "
-                            "name the folders and tolerance yourself")
+        raise BadInputError(f"--sequence with --protocol is not supported: a protocol's evaluation drops unmatched "
+                            "queries and scores per group (MSLS cities) without the sequence matcher; drop "
+                            f"--protocol {protocol.name} and name the folders and tolerance yourself "
+                            "(--database, --queries, --frame-tolerance)")
     if protocol:
         check_protocol_args(args, protocol)
         dataset = protocol_eval.open_for_protocol(args.dataset, protocol, image_root=args.image_root,

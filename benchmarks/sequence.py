@@ -109,7 +109,8 @@ def nordland(args, model, work: Path) -> list[dict]:
     cut = len(train.database)
     start = time.perf_counter()
     config = SeqNetTraining(length=10, output_dim=256 if args.quick else 512, epochs=3 if args.quick else 8,
-                            epoch_queries=1000 if args.quick else 2000)
+                            epoch_queries=1000 if args.quick else 2000,
+                            pca_dim=512 if db.shape[1] > 4096 else 0)  # NetVLAD's 20,480-D: PCA first
     seqnet, log = train_seqnet(np.asarray(db[:cut]), np.asarray(q[:cut]), train, config)
     logger.info("SeqNet trained in %.0f s: %s", time.perf_counter() - start, log)
     save_seqnet(seqnet, work / "seqnet.safetensors", {"log": log})  # for `netvlad evaluate --sequence-model`

@@ -9,10 +9,13 @@ off-the-shelf MobileNetV2 + GeM; they are kept in ``--work/<dataset>`` stores an
 trained on the Nordland training places (the first 2,000) from the same descriptors.
 
     python benchmarks/sequence.py [--quick] [--model runs/nordland/best.safetensors] [--work /tmp/seq-bench]
-                                  [--sizes 10000 100000] [--dim 4096] [--threads 1]
+                                  [--sizes 10000 100000] [--dim 256 4096] [--scale-queries 1000] [--threads 1]
+                                  [--sweep] [--skip nordland gardens city scale seqnet]
 
 ``--quick``: Nordland and Gardens Point only at L = 10 (causal, centred), Delta and SeqNet at L = 10, the city
-skipped, scale at dim 256 with 200 query frames; minutes on a shared 2-core machine.
+skipped, scale at dim 256 with 200 query frames; minutes on a shared 2-core machine. ``--sweep``: instead of the
+table, SeqSLAM L = 10 over shortlist M × propagate P (how the defaults were chosen). The scale lines time the exact
+search alone and then the matching over its shortlist, alternated three times.
 """
 
 from __future__ import annotations

@@ -5,7 +5,6 @@ descriptor is trained to find the database sequence ending at the same place."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -16,31 +15,9 @@ from netvlad.eval.sequence.seqnet import all_windows, encode_windows, project_ro
 from netvlad.models.seqnet import SeqNet, SeqNetConfig, fit_pca
 from netvlad.train.loss import triplet_ranking_loss
 from netvlad.train.mining import mine
+from netvlad.train.seqnet_config import SeqNetTraining
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class SeqNetTraining:
-    """SeqNet training: ``length`` L (causal windows ending at the trained frame), ``output_dim`` D', ``kernel``,
-    ``epochs`` over ``epoch_queries`` random queries, Adam at ``lr``, ``batch`` tuples per step; mining as the
-    paper's (``margin``, ``num_negatives`` hardest of ``negative_samples`` random definite negatives), refreshed
-    every epoch from the current model's descriptors; ``pca_dim`` P > 0: frames first projected on the top P
-    principal components of up to ``pca_samples`` training descriptors (fitted once, kept in the model)."""
-
-    length: int = 10
-    output_dim: int = 512
-    kernel: int = 5
-    pca_dim: int = 0
-    pca_samples: int = 2000
-    epochs: int = 5
-    epoch_queries: int = 1000
-    lr: float = 1e-3
-    batch: int = 16
-    margin: float = 0.1
-    num_negatives: int = 10
-    negative_samples: int = 1000
-    seed: int = 0
 
 
 def _windows(dataset: GeoDataset, length: int) -> tuple[np.ndarray, np.ndarray]:
@@ -73,10 +50,11 @@ def _step(model: SeqNet, optimiser, db: np.ndarray, queries: np.ndarray, db_wind
     return float(loss.detach())
 
 
-def train_seqnet(db: np.ndarray, queries: np.ndarray, dataset: GeoDataset, config: SeqNetTraining = SeqNetTraining(),
+def train_seqnet(db: np.ndarray, queries: np.ndarray, dataset: GeoDataset, config: SeqNetTraining | None = None
                  ) -> tuple[SeqNet, list[dict]]:
     """A SeqNet trained on single-frame descriptors ``db`` (N, D) and ``queries`` (Q, D) of ``dataset`` (its
     training positives and non-negatives by the end frame); returns it and one log entry per epoch."""
+    config = config or SeqNetTraining()
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     model = SeqNet(SeqNetConfig(int(db.shape[1]), config.output_dim, config.length, config.kernel, config.pca_dim))

@@ -53,8 +53,17 @@ class OnlineSeqSLAM:
             raise ValueError("OnlineSeqSLAM is causal: it cannot see future frames; use seqslam_rank for centred")
         self.database, self.config = database, config
         self.layout = DatabaseLayout.from_order(database_order, len(database))
-        self.norms = squared_norms(database)  # ‖x‖² of every database row, read once
+        self.norms = squared_norms(database)  # ‖x‖² of every database row, read once (extended as it grows)
         self.history: deque[tuple[np.ndarray, int, np.ndarray]] = deque(maxlen=config.length)
+
+    def _norms(self) -> np.ndarray:
+        """‖x‖² of the database rows, extended by the rows appended since (a database that grows while it runs)."""
+        have, rows = len(self.norms), len(self.database)
+        if have > rows:
+            self.norms = squared_norms(self.database)
+        elif have < rows:
+            self.norms = np.concatenate([self.norms, squared_norms(self.database[have:rows])])
+        return self.norms
 
     def reset(self) -> None:
         """Forget the query frames seen so far (a new query sequence starts)."""
@@ -78,7 +87,7 @@ class OnlineSeqSLAM:
         earlier = [h[2] for h in self.history][:-1]
         candidates = propagated([own, *earlier], np.concatenate([[0], offsets[:-1]]), self.layout, self.config)
         scores, _ = score_candidates(window, offsets, candidates, self.database, self.layout, self.config,
-                                     self.norms)
+                                     self._norms())
         ids, scores = rank_shortlist(candidates, scores)
         ids, scores = ids[:len(own)], scores[:len(own)]  # as many as the shortlist given
         return SequenceMatch(ids, scores, len(frames), len(frames) < self.config.length,

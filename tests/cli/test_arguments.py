@@ -21,7 +21,7 @@ ZERO_ALLOWED = {"--workers", "--seed", "--sample", "--frame-tolerance", "--val-p
                 "--cache-memmap-mb", "--weight-decay", "--momentum", "--rerank", "--pictures",
                 "--min-positive-distance", "--propagate",
                 "--contrast-radius", "--verify-global-weight",
-                "--exclude-recent"}
+                "--exclude-recent", "--pca"}
 
 
 def _command(parser: argparse.ArgumentParser) -> list[str]:

@@ -11,7 +11,7 @@ import pytest
 
 from netvlad.cli.main import main
 from netvlad.models import ModelConfig, PlaceModel, Preprocessing, save_model
-from netvlad.models.seqnet import SeqNet, SeqNetConfig, save_seqnet
+from netvlad.models.seqnet import SeqNet, SeqNetConfig, load_seqnet, save_seqnet
 from tests.conftest import copy_sequence, shared_dataset
 
 FRAMES = range(0, 200, 10)
@@ -76,6 +76,7 @@ def test_sequence_length_below_two_is_a_usage_error(sequence, checkpoint, capsys
     (("--sequence", "50"), "longer than every query sequence (the longest has 20 frames)"),
     (("--sequence", "5", "--sequence-method", "seqnet"), "needs --sequence-model"),
     (("--centred",), "--centred applies to sequence matching; add --sequence L"),
+    (("--sequence", "5", "--protocol", "gardens-point"), "scores per group (MSLS cities) without the sequence matcher"),
 ])
 def test_bad_sequence_options(sequence, checkpoint, caplog, extra, message):
     assert main(_args(sequence, checkpoint, *extra)) == 1
@@ -92,3 +93,27 @@ def test_dataset_without_sequence_order(tmp_path, checkpoint, caplog):
                  "--no-progress"]) == 1
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert len(errors) == 1 and "carry no sequence order" in errors[0] and "CSV sequence and frame columns" in errors[0]
+
+
+def test_seqnet_train_then_evaluate_with_it(sequence, checkpoint, tmp_path, capsys):
+    """`netvlad seqnet train` on the stored descriptors of the first 15 places (the last 5 validate): the model
+    file and its JSON are written, its PCA is orthonormal, and `evaluate --sequence-method seqnet` loads it."""
+    model, store = tmp_path / "seqnet.safetensors", str(tmp_path / "s")
+    assert main(["seqnet", "train", str(sequence), "--database", "day_left", "--queries", "day_right",
+                 "--frame-tolerance", "2", "--workers", "0", "--no-progress", "--model", str(checkpoint), "--store",
+                 store, "--length", "4", "--output-dim", "16", "--pca", "8", "--epochs", "2", "--epoch-queries",
+                 "12", "--negative-samples", "6", "--num-negatives", "2", "--val-places", "5", "--out",
+                 str(model)]) == 0
+    printed = capsys.readouterr().out
+    assert "seqnet → seqslam (HVPR)" in printed and "1280-D → PCA 8 → Conv1d(kernel 4) → 16-D, L = 4" in printed
+    summary = json.loads(model.with_suffix(".json").read_text())
+    assert [e["epoch"] for e in summary["log"]] == [1, 2] and summary["train_places"] == [15, 15]
+    assert set(summary["validation"]) == {"single frame", "seqslam", "seqnet", "seqnet → seqslam (HVPR)"}
+    loaded = load_seqnet(model, descriptor_dim=1280, length=4)
+    gram = (loaded.pca_components.T @ loaded.pca_components).numpy()
+    np.testing.assert_allclose(gram, np.eye(8), atol=1e-4)
+    out = tmp_path / "r.json"
+    assert main(_args(sequence, checkpoint, "--sequence", "4", "--sequence-method", "seqnet", "--sequence-model",
+                      str(model), "--store", store, "--output", str(out))) == 0
+    seq = json.loads(out.read_text())["sequence_recall"]
+    assert seq["method"] == "seqnet" and seq["sequence_length"] == 4 and seq["num_queries"] == 20

@@ -98,8 +98,10 @@ def open_evaluation(args: argparse.Namespace):
     sequence = sequence_config_from_args(args)
     protocol = get_protocol(args.protocol) if args.protocol else None
     if sequence is not None and protocol is not None:
-        raise BadInputError(f"--sequence with --protocol is not supported; drop --protocol {protocol.name} and "
-                            "name the folders and tolerance yourself")
+        raise BadInputError(f"--sequence with --protocol is not supported: a protocol's evaluation drops unmatched "
+                            "queries and scores per group (MSLS cities) without the sequence matcher; drop "
+                            f"--protocol {protocol.name} and name the folders and tolerance yourself "
+                            "(--database, --queries, --frame-tolerance)")
     if protocol:
         check_protocol_args(args, protocol)
         dataset = protocol_eval.open_for_protocol(args.dataset, protocol, image_root=args.image_root,

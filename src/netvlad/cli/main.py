@@ -22,7 +22,7 @@ logger = logging.getLogger("netvlad")
 
 # Each module adds its sub-commands through ``register(subparsers)``; each command is ``func(args) -> int``.
 COMMAND_MODULES = ("demo", "data", "generate", "cluster", "train", "evaluate", "retrieve", "extract", "index", "export",
-                   "convert", "store", "stream")
+                   "convert", "store", "stream", "seqnet")
 
 
 def build_parser() -> argparse.ArgumentParser:

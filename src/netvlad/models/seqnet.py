@@ -23,36 +23,81 @@ FORMAT = "netvlad-seqnet"
 @dataclass(frozen=True)
 class SeqNetConfig:
     """``input_dim`` D of the single-frame descriptors, ``output_dim`` D' of the sequence descriptor, ``length`` L
-    frames per window, ``kernel`` temporal width of the convolution (at most L; SeqNet's default 5)."""
+    frames per window, ``kernel`` temporal width of the convolution (at most L; SeqNet's default 5), ``pca_dim`` P:
+    each frame first projected on its P principal components and L2-normalised (0: none; the paper's NetVLAD
+    descriptors are PCA-reduced to 4096-D so)."""
 
     input_dim: int
     output_dim: int = 512
     length: int = 10
     kernel: int = 5
+    pca_dim: int = 0
 
     def __post_init__(self) -> None:
-        if min(self.input_dim, self.output_dim, self.kernel) < 1 or self.length < 2:
-            raise BadInputError(f"SeqNet needs dims ≥ 1, kernel ≥ 1 and length ≥ 2, got {asdict(self)}")
+        if min(self.input_dim, self.output_dim, self.kernel) < 1 or self.length < 2 or self.pca_dim < 0:
+            raise BadInputError(f"SeqNet needs dims ≥ 1, kernel ≥ 1, length ≥ 2 and pca_dim ≥ 0, got "
+                                f"{asdict(self)}")
         object.__setattr__(self, "kernel", min(self.kernel, self.length))
+
+    @property
+    def frame_dim(self) -> int:
+        """Dimensions per frame seen by the convolution: P with a projection, else D."""
+        return self.pca_dim or self.input_dim
 
 
 class SeqNet(nn.Module):
     """Sequence descriptor of L single-frame descriptors.
 
     Shape:
-        ``(B, L, D)`` -> ``(B, D')``, L2-normalised.
+        ``(B, L, D)`` -> ``(B, D')``, L2-normalised; :meth:`project` ``(..., D) -> (..., P)`` and :meth:`temporal`
+        ``(B, L, P) -> (B, D')`` are its two halves (training projects each frame once).
     """
 
     def __init__(self, config: SeqNetConfig) -> None:
         super().__init__()
         self.config = config
-        self.conv = nn.Conv1d(config.input_dim, config.output_dim, kernel_size=config.kernel)
+        if config.pca_dim:  # fixed (fitted by fit_pca), saved with the weights
+            self.register_buffer("pca_mean", torch.zeros(config.input_dim))
+            self.register_buffer("pca_components", torch.zeros(config.input_dim, config.pca_dim))
+        self.conv = nn.Conv1d(config.frame_dim, config.output_dim, kernel_size=config.kernel)
+
+    def project(self, frames: torch.Tensor) -> torch.Tensor:
+        """Frames (..., D) on the principal components, L2-normalised (..., P); unchanged without ``pca_dim``."""
+        if not self.config.pca_dim:
+            return frames
+        return F.normalize((frames - self.pca_mean) @ self.pca_components, dim=-1)
+
+    def temporal(self, windows: torch.Tensor) -> torch.Tensor:
+        """Sequence descriptors (B, D') of projected windows (B, L, P)."""
+        if windows.dim() != 3 or windows.shape[1:] != (self.config.length, self.config.frame_dim):
+            raise ValueError(f"SeqNet expects (B, {self.config.length}, {self.config.frame_dim}) windows, got "
+                             f"{tuple(windows.shape)}")
+        return F.normalize(self.conv(windows.transpose(1, 2)).mean(dim=2), dim=1)
 
     def forward(self, windows: torch.Tensor) -> torch.Tensor:
         if windows.dim() != 3 or windows.shape[1:] != (self.config.length, self.config.input_dim):
             raise ValueError(f"SeqNet expects (B, {self.config.length}, {self.config.input_dim}) windows, got "
                              f"{tuple(windows.shape)}")
-        return F.normalize(self.conv(windows.transpose(1, 2)).mean(dim=2), dim=1)
+        return self.temporal(self.project(windows))
+
+
+def fit_pca(model: SeqNet, descriptors: torch.Tensor) -> SeqNet:
+    """Set ``model``'s projection to the top ``pca_dim`` principal components of ``descriptors`` (N, D) float32
+    (from the N × N Gram matrix when N < D); returns the model."""
+    mean = descriptors.mean(0)
+    centred = descriptors - mean
+    if len(centred) < centred.shape[1]:
+        values, vectors = torch.linalg.eigh(centred @ centred.T)  # ascending
+        components = centred.T @ vectors / values.clamp(min=1e-12).sqrt()
+    else:
+        values, components = torch.linalg.eigh(centred.T @ centred)
+    dim = model.config.pca_dim
+    if components.shape[1] < dim:
+        raise BadInputError(f"SeqNet pca_dim {dim} needs at least {dim + 1} training descriptors, got "
+                            f"{len(descriptors)}")
+    model.pca_mean.copy_(mean)
+    model.pca_components.copy_(components.flip(1)[:, :dim])
+    return model
 
 
 def save_seqnet(model: SeqNet, path: Path | str, extra: dict | None = None) -> Path:
@@ -84,3 +129,10 @@ def load_seqnet(path: Path | str, *, descriptor_dim: int | None = None, length: 
     model = SeqNet(config)
     model.load_state_dict(tensors)
     return model.eval()
+
+
+def describe_seqnet(config: SeqNetConfig) -> str:
+    """``D → PCA P → Conv1d(kernel k) → D', L = 10``."""
+    pca = f" → PCA {config.pca_dim}" if config.pca_dim else ""
+    return (f"{config.input_dim}-D{pca} → Conv1d(kernel {config.kernel}) → {config.output_dim}-D, "
+            f"L = {config.length}")

@@ -5,39 +5,19 @@ descriptor is trained to find the database sequence ending at the same place."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from netvlad.data.dataset import GeoDataset
 from netvlad.eval.search import read_rows
-from netvlad.eval.sequence.seqnet import all_windows, encode_windows
-from netvlad.models.seqnet import SeqNet, SeqNetConfig
+from netvlad.eval.sequence.seqnet import all_windows, encode_windows, project_rows
+from netvlad.models.seqnet import SeqNet, SeqNetConfig, fit_pca
 from netvlad.train.loss import triplet_ranking_loss
 from netvlad.train.mining import mine
+from netvlad.train.seqnet_config import SeqNetTraining
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class SeqNetTraining:
-    """SeqNet training: ``length`` L (causal windows ending at the trained frame), ``output_dim`` D', ``kernel``,
-    ``epochs`` over ``epoch_queries`` random queries, Adam at ``lr``, ``batch`` tuples per step; mining as the
-    paper's (``margin``, ``num_negatives`` hardest of ``negative_samples`` random definite negatives), refreshed
-    every epoch from the current model's descriptors."""
-
-    length: int = 10
-    output_dim: int = 512
-    kernel: int = 5
-    epochs: int = 5
-    epoch_queries: int = 1000
-    lr: float = 1e-3
-    batch: int = 16
-    margin: float = 0.1
-    num_negatives: int = 10
-    negative_samples: int = 1000
-    seed: int = 0
 
 
 def _windows(dataset: GeoDataset, length: int) -> tuple[np.ndarray, np.ndarray]:
@@ -60,9 +40,9 @@ def _step(model: SeqNet, optimiser, db: np.ndarray, queries: np.ndarray, db_wind
     model.train()
     negatives = tuples.negatives
     mask = torch.from_numpy(negatives >= 0)
-    q = model(_gather(queries, q_windows[tuples.queries]))
-    p = model(_gather(db, db_windows[tuples.positives])).unsqueeze(1)
-    n = model(_gather(db, db_windows[np.maximum(negatives, 0)].reshape(-1, config.length)))
+    q = model.temporal(_gather(queries, q_windows[tuples.queries]))
+    p = model.temporal(_gather(db, db_windows[tuples.positives])).unsqueeze(1)
+    n = model.temporal(_gather(db, db_windows[np.maximum(negatives, 0)].reshape(-1, config.length)))
     loss = triplet_ranking_loss(q, p, n.reshape(len(negatives), negatives.shape[1], -1), config.margin, mask).mean()
     optimiser.zero_grad()
     loss.backward()
@@ -70,22 +50,30 @@ def _step(model: SeqNet, optimiser, db: np.ndarray, queries: np.ndarray, db_wind
     return float(loss.detach())
 
 
-def train_seqnet(db: np.ndarray, queries: np.ndarray, dataset: GeoDataset, config: SeqNetTraining = SeqNetTraining(),
+def train_seqnet(db: np.ndarray, queries: np.ndarray, dataset: GeoDataset, config: SeqNetTraining | None = None
                  ) -> tuple[SeqNet, list[dict]]:
     """A SeqNet trained on single-frame descriptors ``db`` (N, D) and ``queries`` (Q, D) of ``dataset`` (its
     training positives and non-negatives by the end frame); returns it and one log entry per epoch."""
+    config = config or SeqNetTraining()
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    model = SeqNet(SeqNetConfig(int(db.shape[1]), config.output_dim, config.length, config.kernel))
-    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
+    model = SeqNet(SeqNetConfig(int(db.shape[1]), config.output_dim, config.length, config.kernel, config.pca_dim))
+    if config.pca_dim:
+        picked = rng.permutation(len(db) + len(queries))[:config.pca_samples]
+        sample = np.concatenate([read_rows(db, np.sort(picked[picked < len(db)])),
+                                 read_rows(queries, np.sort(picked[picked >= len(db)] - len(db)))])
+        fit_pca(model, torch.from_numpy(sample))
+    db = project_rows(model, db, np.arange(len(db)))  # each frame projected once; training updates the conv only
+    queries = project_rows(model, queries, np.arange(len(queries)))
+    optimiser = torch.optim.Adam(model.conv.parameters(), lr=config.lr)
     db_windows, q_windows = _windows(dataset, config.length)
     positives, non_negatives = dataset.training_positives(), dataset.non_negatives()
     previous = np.full((len(queries), config.num_negatives), -1, np.int64)
     log = []
     for epoch in range(1, config.epochs + 1):
-        seq_db = encode_windows(model, db, db_windows)
+        seq_db = encode_windows(model, db, db_windows, projected=True)
         picked = rng.permutation(len(queries))[:config.epoch_queries]
-        seq_q = encode_windows(model, queries, q_windows[picked])
+        seq_q = encode_windows(model, queries, q_windows[picked], projected=True)
         tuples, previous[picked] = mine(seq_db, seq_q, np.arange(len(db)), positives=[positives[i] for i in picked],
                                         non_negatives=[non_negatives[i] for i in picked], previous=previous[picked],
                                         rng=rng, num_database=len(db), margin=config.margin,

@@ -153,3 +153,42 @@ def test_bad_settings_are_refused():
         SequenceConfig(length=1)
     with pytest.raises(ValueError, match="causal"):
         OnlineSeqSLAM(np.zeros((3, 2), np.float32), None, SequenceConfig(centred=True))
+
+
+def test_batches_and_stored_databases_give_the_same_ranking(tmp_path):
+    """One query window per batch (a tiny memory budget), and the database as a float16 memory map (rows read
+    once each), rank as the default in-memory run; scores agree to float16's rounding."""
+    database, queries = route(60, 16, seed=7)
+    db_order = SequenceOrder(np.repeat([0, 1], 30), np.tile(np.arange(30), 2), ("a", "b"))
+    order, shortlist = SequenceOrder.single(np.arange(60)), exact_shortlist(queries, database, 10)
+    config = SequenceConfig(length=6, contrast_radius=2)
+    default = seqslam_rank(queries, database, order, db_order, shortlist, config)
+    single = seqslam_rank(queries, database, order, db_order, shortlist, config, max_memory=1)
+    np.testing.assert_array_equal(single.ranked, default.ranked)
+    np.testing.assert_allclose(single.scores, default.scores, rtol=1e-6, atol=1e-6)
+    stored = np.lib.format.open_memmap(tmp_path / "db.npy", mode="w+", dtype=np.float16, shape=database.shape)
+    stored[:] = database
+    half = seqslam_rank(queries, stored, order, db_order, shortlist, config)
+    ref = seqslam_rank(queries, database.astype(np.float16).astype(np.float32), order, db_order, shortlist, config)
+    np.testing.assert_array_equal(half.ranked, ref.ranked)
+    np.testing.assert_allclose(half.scores, ref.scores, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dense", [True, False])
+def test_block_distances_both_ways_equal_direct_differences(dense):
+    """The matcher's distances, by one matmul of the distinct frames against the distinct rows or window by window
+    against each block, equal ‖q − x‖ computed directly (float64), in memory and from a float16 copy."""
+    from netvlad.eval.sequence.layout import DatabaseLayout
+    from netvlad.eval.sequence.scoring import distances, squared_norms
+
+    rng = np.random.default_rng(8)
+    database, frames = rng.normal(size=(40, 24)).astype(np.float32), rng.normal(size=(7, 24)).astype(np.float32)
+    slots, positions = rng.integers(0, 7, size=(3, 4)), rng.integers(-3, 43, size=(3, 5, 6))
+    layout = DatabaseLayout.from_order(SequenceOrder(np.repeat([0, 1], 20), np.arange(40), ("a", "b")))
+    rows = layout.order[np.clip(positions, 0, 39)]  # (B, C, W) image indices
+    expected = np.linalg.norm(frames[slots][:, :, None, None, :].astype(np.float64) - database[rows][:, None], axis=-1)
+    for db in (database, database.astype(np.float16)):
+        got = distances(frames, slots, db, squared_norms(db), layout, positions, dense=dense).numpy()
+        reference = expected if db.dtype == np.float32 else np.linalg.norm(
+            frames[slots][:, :, None, None, :] - db.astype(np.float32)[rows][:, None], axis=-1)
+        np.testing.assert_allclose(got, reference, rtol=1e-5, atol=1e-5)

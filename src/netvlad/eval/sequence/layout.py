@@ -70,3 +70,35 @@ def query_windows(order: SequenceOrder, before: int, after: int) -> list[QueryWi
             windows[int(index)] = QueryWindow(int(index), part[lo:hi], window - frames[t],
                                               hi - lo < before + after + 1, bool((np.diff(window) != 1).any()))
     return windows  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class WindowMatrix:
+    """Every query's window at once: ``members`` (Q, K) image indices in frame order (−1 where the window is
+    shorter), ``offsets`` (Q, K) frame numbers minus the current one's (0 where empty), ``valid`` (Q, K), the current
+    frame in column ``here`` of every row; ``shortened`` / ``gaps`` (Q,) as :class:`QueryWindow`'s. Row q is query
+    q (list order)."""
+
+    members: np.ndarray
+    offsets: np.ndarray
+    valid: np.ndarray
+    here: int
+    shortened: np.ndarray
+    gaps: np.ndarray
+
+
+def window_matrix(order: SequenceOrder, before: int, after: int) -> WindowMatrix:
+    """The windows of :func:`query_windows` as (Q, before + 1 + after) arrays, without a loop over queries."""
+    width = before + 1 + after
+    members = np.full((len(order), width), -1, np.int64)
+    offsets = np.zeros((len(order), width), np.int64)
+    for part in order.members():
+        columns = np.arange(len(part))[:, None] + np.arange(-before, after + 1)
+        inside = (columns >= 0) & (columns < len(part))
+        picked = np.where(inside, part[np.clip(columns, 0, len(part) - 1)], -1)
+        members[part] = picked
+        offsets[part] = np.where(inside, order.frames[np.maximum(picked, 0)] - order.frames[part][:, None], 0)
+    valid = members >= 0
+    steps = np.diff(offsets, axis=1) != 1
+    gaps = (steps & valid[:, 1:] & valid[:, :-1]).any(axis=1)
+    return WindowMatrix(members, offsets, valid, before, valid.sum(axis=1) < width, gaps)

@@ -12,7 +12,8 @@ import numpy as np
 from netvlad.data.sequences import SequenceOrder
 from netvlad.eval.sequence.config import DEFAULT, SequenceConfig
 from netvlad.eval.sequence.layout import DatabaseLayout
-from netvlad.eval.sequence.seqslam import DistanceCache, propagated, rank_shortlist, score_candidates
+from netvlad.eval.sequence.scoring import squared_norms
+from netvlad.eval.sequence.seqslam import propagated, rank_shortlist, score_candidates
 
 
 @dataclass(frozen=True)
@@ -52,14 +53,21 @@ class OnlineSeqSLAM:
             raise ValueError("OnlineSeqSLAM is causal: it cannot see future frames; use seqslam_rank for centred")
         self.database, self.config = database, config
         self.layout = DatabaseLayout.from_order(database_order, len(database))
-        self.history: deque[tuple[np.ndarray, int, np.ndarray, int]] = deque(maxlen=config.length)
-        self.cache = DistanceCache(keep=config.length)
-        self.pushed = 0  # frames pushed so far: the cache's key of each frame
+        self.norms = squared_norms(database)  # ‖x‖² of every database row, read once (extended as it grows)
+        self.history: deque[tuple[np.ndarray, int, np.ndarray]] = deque(maxlen=config.length)
+
+    def _norms(self) -> np.ndarray:
+        """‖x‖² of the database rows, extended by the rows appended since (a database that grows while it runs)."""
+        have, rows = len(self.norms), len(self.database)
+        if have > rows:
+            self.norms = squared_norms(self.database)
+        elif have < rows:
+            self.norms = np.concatenate([self.norms, squared_norms(self.database[have:rows])])
+        return self.norms
 
     def reset(self) -> None:
         """Forget the query frames seen so far (a new query sequence starts)."""
         self.history.clear()
-        self.cache = DistanceCache(keep=self.config.length)
 
     def push(self, descriptor: np.ndarray, candidates: np.ndarray, frame: int | None = None) -> SequenceMatch:
         """Add the current query frame (D,) with its shortlist ``candidates`` (M,) database indices (-1 ignored)
@@ -72,15 +80,14 @@ class OnlineSeqSLAM:
         if frame is None:
             frame = self.history[-1][1] + 1 if self.history else 0
         own = np.asarray(candidates, np.int64).reshape(-1)
-        self.pushed += 1
-        self.history.append((descriptor, int(frame), own, self.pushed))
+        self.history.append((descriptor, int(frame), own))
         frames = np.array([h[1] for h in self.history], np.int64)
         window = np.stack([h[0] for h in self.history])
         offsets = frames - frames[-1]
         earlier = [h[2] for h in self.history][:-1]
         candidates = propagated([own, *earlier], np.concatenate([[0], offsets[:-1]]), self.layout, self.config)
         scores, _ = score_candidates(window, offsets, candidates, self.database, self.layout, self.config,
-                                     self.cache, [h[3] for h in self.history])
+                                     self._norms())
         ids, scores = rank_shortlist(candidates, scores)
         ids, scores = ids[:len(own)], scores[:len(own)]  # as many as the shortlist given
         return SequenceMatch(ids, scores, len(frames), len(frames) < self.config.length,

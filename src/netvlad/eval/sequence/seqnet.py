@@ -29,15 +29,30 @@ def all_windows(order: SequenceOrder, before: int, after: int) -> np.ndarray:
     return out
 
 
-def encode_windows(model: SeqNet, descriptors: np.ndarray, windows: np.ndarray) -> np.ndarray:
-    """SeqNet descriptors (W, D') float32 of ``windows`` (W, L) image indices into ``descriptors`` (N, D)."""
+def project_rows(model: SeqNet, descriptors: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Rows ``rows`` (R,) of ``descriptors`` (N, D) through the model's per-frame projection: (R, P) float32."""
+    out = np.zeros((len(rows), model.config.frame_dim), np.float32)
+    step = BATCH * model.config.length
+    with torch.no_grad():
+        for a in range(0, len(rows), step):
+            out[a:a + step] = model.project(torch.from_numpy(read_rows(descriptors, rows[a:a + step]))).numpy()
+    return out
+
+
+def encode_windows(model: SeqNet, descriptors: np.ndarray, windows: np.ndarray, projected: bool = False
+                   ) -> np.ndarray:
+    """SeqNet descriptors (W, D') float32 of ``windows`` (W, L) image indices into ``descriptors`` (N, D), each
+    frame projected once (``projected``: ``descriptors`` (N, P) are :meth:`SeqNet.project`'s already)."""
+    if not projected:
+        rows, inverse = np.unique(windows, return_inverse=True)
+        descriptors, windows = project_rows(model, descriptors, rows), inverse.reshape(windows.shape)
     out = np.zeros((len(windows), model.config.output_dim), np.float32)
     model.eval()
     for a in range(0, len(windows), BATCH):
         batch = windows[a:a + BATCH]
         rows = read_rows(descriptors, batch.reshape(-1)).reshape(*batch.shape, -1)
         with torch.no_grad():
-            out[a:a + BATCH] = model(torch.from_numpy(rows)).numpy()
+            out[a:a + BATCH] = model.temporal(torch.from_numpy(rows)).numpy()
     return out
 
 

@@ -1,12 +1,14 @@
 """SeqSLAM-style matching over a shortlist (Milford & Wyeth, ICRA 2012): for each of the current query frame's M
 candidate database frames, the best constant-velocity trajectory through the locally contrast-normalised
 distances of the L query frames around it. Only the distances a trajectory (and its normalisation window) touches
-are computed, so work is O(M · L · (V + W)) descriptor distances per query frame and memory is flat in N."""
+are computed (each candidate's block of neighbouring database rows against the window's L query frames, batched
+over queries: :mod:`netvlad.eval.sequence.scoring`), so work is O(M · L · (W + V·L)) descriptor distances per query
+frame and memory is flat in N."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,102 +16,24 @@ import numpy as np
 from netvlad.data.sequences import SequenceOrder
 from netvlad.eval.search import read_rows
 from netvlad.eval.sequence.config import DEFAULT, SequenceConfig
-from netvlad.eval.sequence.layout import DatabaseLayout, query_windows
+from netvlad.eval.sequence.layout import DatabaseLayout, WindowMatrix, window_matrix
+from netvlad.eval.sequence.scoring import MAX_MEMORY, batch_size, score_windows, squared_norms
 
 logger = logging.getLogger(__name__)
 
-EPS = 1e-6  # floor of the window's standard deviation, so a flat window normalises to 0, not ∞
-
-
-def _distances(query: np.ndarray, positions: np.ndarray, database: np.ndarray, layout: DatabaseLayout) -> np.ndarray:
-    """Euclidean distances (P,) of ``query`` (D,) to the database frames at layout ``positions`` (P,)."""
-    rows = read_rows(database, layout.order[positions])
-    return np.sqrt(np.maximum(((rows - query[None, :].astype(np.float32)) ** 2).sum(axis=1), 0.0))
-
-
-class DistanceCache:
-    """Distances already computed from recent query frames to database layout positions (one sorted table per
-    frame, the ``keep`` most recently used frames kept): consecutive windows share L−1 query frames, so each
-    (query frame, database frame) distance is computed once."""
-
-    def __init__(self, keep: int) -> None:
-        self.keep = keep
-        self.tables: OrderedDict[object, tuple[np.ndarray, np.ndarray]] = OrderedDict()
-
-    def lookup(self, key, query: np.ndarray, positions: np.ndarray, database: np.ndarray,
-               layout: DatabaseLayout) -> np.ndarray:
-        """Distances (P,) of query frame ``key`` (descriptor ``query``) to sorted unique ``positions`` (P,)."""
-        known, values = self.tables.pop(key, (np.zeros(0, np.int64), np.zeros(0)))
-        at = np.minimum(np.searchsorted(known, positions), max(len(known) - 1, 0))
-        hit = (known[at] == positions) if len(known) else np.zeros(len(positions), bool)
-        out = np.empty(len(positions))
-        out[hit] = values[at[hit]]
-        if not hit.all():
-            out[~hit] = _distances(query, positions[~hit], database, layout)
-            merged = np.concatenate([known, positions[~hit]])
-            order = np.argsort(merged, kind="stable")
-            known, values = merged[order], np.concatenate([values, out[~hit]])[order]
-        self.tables[key] = (known, values)
-        while len(self.tables) > self.keep:
-            self.tables.popitem(last=False)
-        return out
-
-
-def _window_distances(query: np.ndarray, positions: np.ndarray, mask: np.ndarray, database: np.ndarray,
-                      layout: DatabaseLayout, cache: DistanceCache | None = None, key=None) -> np.ndarray:
-    """Euclidean distances of ``query`` (D,) to the database frames at layout ``positions`` (any shape) where
-    ``mask``; NaN elsewhere. Each distinct frame is read and computed once (and, with a ``cache``, once per query
-    frame ``key`` across calls)."""
-    out = np.full(positions.shape, np.nan, dtype=np.float64)
-    if not mask.any():
-        return out
-    unique, inverse = np.unique(positions[mask], return_inverse=True)
-    if cache is None:
-        distances = _distances(query, unique, database, layout)
-    else:
-        distances = cache.lookup(key, query, unique, database, layout)
-    out[mask] = distances[inverse.reshape(-1)]
-    return out
-
 
 def score_candidates(window: np.ndarray, offsets: np.ndarray, candidates: np.ndarray, database: np.ndarray,
-                     layout: DatabaseLayout, config: SequenceConfig, cache: DistanceCache | None = None,
-                     keys=None) -> tuple[np.ndarray, np.ndarray]:
-    """Trajectory scores (M,) (normalised distance summed over the trajectory's points inside the database sequence,
-    divided by the K query frames; lower is better) and trajectory lengths (M,) in points inside for database
-    ``candidates`` (M,) as the match of the query frame at offset 0.
-
-    ``window`` (K, D): the query descriptors of the window; ``offsets`` (K,): their frame numbers relative to the
-    current frame. A trajectory at velocity v visits database frame ``position + round(v · offset)`` for each query
-    frame; points outside the candidate's database sequence are dropped (never crossing a boundary), and each
-    distance is normalised by the mean and standard deviation of that query frame's distances over the ±R database
-    frames around the point (within the sequence). The best velocity wins.
-    """
-    candidates = np.asarray(candidates, np.int64).reshape(-1)
-    velocities = np.asarray(config.velocities, np.float64)
-    radius = np.arange(-config.contrast_radius, config.contrast_radius + 1)
-    steps = np.rint(velocities[:, None] * np.asarray(offsets, np.float64)[None, :]).astype(np.int64)  # (V, K)
-    base, lo, hi = (layout.position[candidates], layout.start[candidates], layout.stop[candidates])
-    points = base[:, None, None] + steps[None]  # (M, V, K)
-    valid = (points >= lo[:, None, None]) & (points < hi[:, None, None])
-    total = np.zeros(valid.shape[:2])
-    for k in range(len(offsets)):
-        spots = points[:, :, k, None] + radius  # (M, V, W)
-        inside = valid[:, :, k, None] & (spots >= lo[:, None, None]) & (spots < hi[:, None, None])
-        values = _window_distances(np.asarray(window[k]), spots, inside, database, layout, cache,
-                                   None if keys is None else keys[k])
-        count = np.maximum(inside.sum(axis=2), 1)
-        mean = np.where(inside, values, 0.0).sum(axis=2) / count
-        var = np.where(inside, (values - mean[..., None]) ** 2, 0.0).sum(axis=2) / count
-        normalised = (values[..., config.contrast_radius] - mean) / (np.sqrt(var) + EPS)
-        total += np.where(valid[:, :, k], normalised, 0.0)
-    lengths = valid.sum(axis=2)
-    # a point outside the database sequence counts as 0 (an average normalised distance): a trajectory cut short by
-    # the sequence's start must not win on fewer, luckier points
-    scores = total / max(len(offsets), 1)
-    best = scores.argmin(axis=1) if len(candidates) else np.zeros(0, np.int64)
-    rows = np.arange(len(candidates))
-    return scores[rows, best], lengths[rows, best]
+                     layout: DatabaseLayout, config: SequenceConfig, norms: np.ndarray | None = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Trajectory scores (M,) (lower is better) and points inside the database sequence (M,) of database
+    ``candidates`` (M,) as the match of the query frame at offset 0 of ``window`` (K, D) query descriptors at frame
+    ``offsets`` (K,); see :func:`~netvlad.eval.sequence.scoring.score_windows` (``norms``: its database ‖x‖²)."""
+    window = np.asarray(window, np.float32)
+    offsets = np.asarray(offsets, np.int64).reshape(1, -1)
+    candidates = np.asarray(candidates, np.int64).reshape(1, -1)
+    scores, lengths = score_windows(window, np.arange(len(window))[None], offsets, np.ones(offsets.shape, bool),
+                                    candidates, database, layout, config, norms)
+    return scores[0], lengths[0]
 
 
 def propagated(shortlists: list[np.ndarray], offsets: np.ndarray, layout: DatabaseLayout,
@@ -131,12 +55,6 @@ def propagated(shortlists: list[np.ndarray], offsets: np.ndarray, layout: Databa
     merged = np.concatenate(parts)
     _, first = np.unique(merged, return_index=True)
     return merged[np.sort(first)]  # own shortlist first, in its order (ties keep it)
-
-
-def query_windows_in_order(order: SequenceOrder, config: SequenceConfig):
-    """The query windows sequence by sequence in frame order (so the distance cache's recent frames are reused)."""
-    windows = query_windows(order, config.before, config.after)
-    return [windows[int(i)] for members in order.members() for i in members]
 
 
 @dataclass(frozen=True)
@@ -163,36 +81,71 @@ def rank_shortlist(candidates: np.ndarray, scores: np.ndarray) -> tuple[np.ndarr
     return candidates[order], scores[order]
 
 
+def candidate_matrix(shortlist: np.ndarray, windows: WindowMatrix, layout: DatabaseLayout,
+                     config: SequenceConfig) -> np.ndarray:
+    """Candidate end frames (Q, C) (−1 padded) of every query: :func:`propagated` for all rows at once — its own
+    shortlist row first, then the top ``config.propagate`` of each other window frame's row moved along the
+    trajectory at the median velocity (inside their sequence), each frame once, in that order."""
+    merged = shortlist[windows.members[:, windows.here]]
+    others = [k for k in range(windows.members.shape[1]) if k != windows.here]
+    if config.propagate and others:
+        velocity = float(np.median(config.velocities))
+        members = windows.members[:, others]
+        ids = shortlist[np.maximum(members, 0)][:, :, :config.propagate]  # (Q, K−1, P)
+        moved = layout.position[np.maximum(ids, 0)] - np.rint(velocity * windows.offsets[:, others]).astype(
+            np.int64)[:, :, None]
+        safe = np.maximum(ids, 0)
+        ok = ((members >= 0)[:, :, None] & (ids >= 0) & (moved >= layout.start[safe]) & (moved < layout.stop[safe]))
+        carried = np.where(ok, layout.order[np.clip(moved, 0, max(len(layout) - 1, 0))], -1)
+        merged = np.concatenate([merged, carried.reshape(len(merged), -1)], axis=1)
+    order = np.argsort(merged, axis=1, kind="stable")
+    ranked = np.take_along_axis(merged, order, axis=1)
+    repeat = np.zeros(merged.shape, bool)
+    np.put_along_axis(repeat, order, np.concatenate([np.zeros((len(merged), 1), bool),
+                                                     ranked[:, 1:] == ranked[:, :-1]], axis=1), axis=1)
+    drop = repeat | (merged < 0)
+    keep = np.argsort(drop, axis=1, kind="stable")  # the first of each frame, in candidate order, then the rest
+    width = max(int((~drop).sum(axis=1).max(initial=0)), 1)
+    return np.where(np.take_along_axis(drop, keep, axis=1), -1, np.take_along_axis(merged, keep, axis=1))[:, :width]
+
+
 def seqslam_rank(queries: np.ndarray, database: np.ndarray, query_order: SequenceOrder,
                  database_order: SequenceOrder | None, shortlist: np.ndarray,
-                 config: SequenceConfig = DEFAULT) -> SequenceRanking:
+                 config: SequenceConfig = DEFAULT, max_memory: float = MAX_MEMORY) -> SequenceRanking:
     """Re-rank each query frame's ``shortlist`` (Q, M) database indices (-1 = none) by SeqSLAM-style trajectory
     score over its window of query frames (causal or centred, see :class:`SequenceConfig`).
 
     ``queries`` (Q, D) and ``database`` (N, D) descriptors (a memory-mapped store works: only touched rows are
-    read); ``database_order`` None treats the database as one sequence in list order.
+    read); ``database_order`` None treats the database as one sequence in list order. Query windows are scored in
+    batches whose gathered database rows fit ``max_memory`` bytes, so memory is flat in N.
     """
     if len(query_order) != len(queries):
         raise ValueError(f"sequence order of {len(query_order)} queries for {len(queries)} query descriptors")
     layout = DatabaseLayout.from_order(database_order, len(database))
     shortlist = np.asarray(shortlist, np.int64).reshape(len(queries), -1)
+    width = shortlist.shape[1]
     ranked = np.full(shortlist.shape, -1, np.int64)
     scores = np.full(shortlist.shape, np.inf)
-    lengths = np.zeros(len(queries), np.int64)
-    shortened, gaps = np.zeros(len(queries), bool), np.zeros(len(queries), bool)
-    cache = DistanceCache(keep=config.length + 1)
-    for window in query_windows_in_order(query_order, config):
-        q = window.index
-        here = int(np.flatnonzero(window.members == q)[0])
-        others = [i for i in range(len(window.members)) if i != here]
-        known = propagated([shortlist[q]] + [shortlist[window.members[i]] for i in others],
-                           np.concatenate([[0], window.offsets[others]]), layout, config)
-        rows = read_rows(queries, window.members)
-        score, _ = score_candidates(rows, window.offsets, known, database, layout, config, cache,
-                                    window.members.tolist())
-        best, best_scores = rank_shortlist(known, score)
-        width = min(len(best), shortlist.shape[1])
-        ranked[q, :width], scores[q, :width] = best[:width], best_scores[:width]
-        lengths[q] = len(window.members)
-        shortened[q], gaps[q] = window.shortened, window.gap
-    return SequenceRanking(ranked, scores, lengths, shortened, gaps)
+    windows = window_matrix(query_order, config.before, config.after)
+    length = windows.members.shape[1]
+    reach = int(np.ceil(max(abs(v) for v in config.velocities) * max(config.before, config.after)))
+    step = batch_size(width + (length - 1) * config.propagate, reach + 2 * config.contrast_radius + 1, length,
+                      len(config.velocities) * length * (2 * config.contrast_radius + 1), max_memory)
+    norms = squared_norms(database)
+    for a in range(0, len(queries), step):
+        part = _rows_of(windows, slice(a, a + step))
+        candidates = candidate_matrix(shortlist, part, layout, config)
+        members, slots = np.unique(np.maximum(part.members, 0), return_inverse=True)
+        score, _ = score_windows(read_rows(queries, members), slots.reshape(part.members.shape), part.offsets,
+                                 part.valid, candidates, database, layout, config, norms)
+        order = np.argsort(score, axis=1, kind="stable")[:, :width]  # ties keep the candidates' order
+        best, best_scores = np.take_along_axis(candidates, order, 1), np.take_along_axis(score, order, 1)
+        ranked[a:a + step, :best.shape[1]] = np.where(np.isfinite(best_scores), best, -1)
+        scores[a:a + step, :best.shape[1]] = best_scores
+    return SequenceRanking(ranked, scores, windows.valid.sum(axis=1), windows.shortened, windows.gaps)
+
+
+def _rows_of(windows: WindowMatrix, rows: slice) -> WindowMatrix:
+    """The windows of queries ``rows`` (a slice of the matrix; the shortlist stays indexed by image)."""
+    return dataclasses.replace(windows, members=windows.members[rows], offsets=windows.offsets[rows],
+                               valid=windows.valid[rows], shortened=windows.shortened[rows], gaps=windows.gaps[rows])

@@ -29,8 +29,13 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from threads import pin_from_argv  # noqa: E402 - beside this script
+
+pin_from_argv()  # numpy's BLAS included: it fixes its thread count at import
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))

@@ -21,23 +21,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from threads import pin_from_argv  # noqa: E402 - beside this script
 
-def _threads_from_argv() -> str:
-    """``--threads`` before numpy is imported: its BLAS (OpenBLAS) fixes its thread count at import, and its
-    default (every core) made the sequence step's small products 25× slower on a busy machine."""
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--threads", default="1")
-    return str(pre.parse_known_args()[0].threads)
-
-
-for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_name] = _threads_from_argv()
+pin_from_argv()  # numpy's BLAS included: it fixes its thread count at import
 
 import numpy as np  # noqa: E402 - after the thread counts above
 

@@ -19,6 +19,10 @@ from netvlad.nn.patch import patch_netvlad, window_grid
 
 logger = logging.getLogger(__name__)
 
+# patch vectors a fitted whitening sees at least: with dim + 1,000 (1,512 for the speed preset's 512-D) the
+# whitened small-variance directions were noise and re-ranking lost 1.5 R@1 on Gardens Point (docs/reranking.md)
+FIT_SAMPLES = 5000
+
 WHO_CAN = ("spatial re-ranking needs a NetVLAD model: an off-the-shelf one (--pool netvlad, k-means initialised), "
            "a trained NetVLAD checkpoint, or one converted from MATLAB / pytorch-NetVlad / Patch-NetVLAD")
 
@@ -97,7 +101,8 @@ def iter_images(model: PlaceModel, paths: Sequence[Path | str], batch_size: int 
 def fit_patch_whitening(model: PlaceModel, paths: Sequence[Path | str], dim: int, size: int = 5, stride: int = 1,
                         samples: int | None = None, seed: int = 0, device: str | torch.device = "cpu"
                         ) -> PCAWhitening:
-    """A PCA whitening to ``dim`` dims fitted on ``samples`` (default dim + 1,000) random P×P patch vectors of images.
+    """A PCA whitening to ``dim`` dims fitted on ``samples`` (default: dim + 1,000, at least :data:`FIT_SAMPLES`)
+    random P×P patch vectors of images.
 
     Too few patches for ``dim``: as many dims as they allow (one fewer than the patches), with a warning.
 
@@ -105,7 +110,7 @@ def fit_patch_whitening(model: PlaceModel, paths: Sequence[Path | str], dim: int
     patch vectors; patches are drawn evenly from the images at ``paths``.
     """
     layer = require_netvlad(model)
-    samples = samples or dim + 1000
+    samples = samples or max(dim + 1000, FIT_SAMPLES)
     rng = np.random.default_rng(seed)
     per_image = max(1, -(-samples // max(1, len(paths))))
     weight = layer.conv.weight.view(layer.num_clusters, layer.dim)

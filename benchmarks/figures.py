@@ -63,8 +63,9 @@ def demo(out: Path, seeds: list[int], force: bool) -> str:
                 "--no-progress", *(["--force"] if force else [])]
         netvlad(argv)
         runs.append(json.loads((out / f"demo-seed{seed}" / "report" / "results.json").read_text())["methods"])
-    header = ["| method | dim | R@1 | R@5 | R@10 |" + "".join(f" R@{n}, {len(seeds)} seeds |" for n in NS),
-              "|---|---:|---:|---:|---:|" + "---:|" * len(NS)]
+    several = len(seeds) > 1  # the mean ± sd columns need two seeds at least
+    header = ["| method | dim | R@1 | R@5 | R@10 |" + "".join(f" R@{n}, {len(seeds)} seeds |" for n in NS if several),
+              "|---|---:|---:|---:|---:|" + "---:|" * len(NS) * several]
     lines = []
     for label, row in DEMO_ROWS.items():
         first = runs[0][label]
@@ -75,7 +76,7 @@ def demo(out: Path, seeds: list[int], force: bool) -> str:
             sd = statistics.stdev(recalls) if len(recalls) > 1 else 0.0
             spread.append(f"{statistics.mean(recalls):.1f} ± {sd:.1f}")
         bold = row.startswith("**")
-        cells = [f"**{v}**" if bold else v for v in values + spread]
+        cells = [f"**{v}**" if bold else v for v in values + (spread if len(seeds) > 1 else [])]
         lines.append(f"| {row} | {first['descriptor_dim']} | " + " | ".join(cells) + " |")
     command = shown(["demo", "--threads", "1", "--seed", "N"]) + f"   (N = {' '.join(map(str, seeds))})"
     return "\n".join([command, "", *header, *lines])

@@ -245,8 +245,30 @@ def test_option_changes_something_or_is_refused(command, option, inputs):
     reason = HEAVY.get((command, option)) or HEAVY.get(("*", option))
     if reason:
         pytest.skip(reason)
+    _walk(command, _leaves()[command], option, inputs)
+
+
+def test_an_ignored_option_fails_the_walk(inputs, monkeypatch):
+    """An option that a parser has and the command never uses is caught: the walk's own check."""
+    from netvlad.cli import main as cli_main
+
+    real = cli_main.build_parser
+
+    def with_unused() -> argparse.ArgumentParser:
+        parser = real()
+        leaf = next(leaf for leaf in leaf_parsers(parser) if _command(leaf) == "data inspect")
+        leaf.add_argument("--unused", type=int, default=3, help="parsed, never read")
+        return parser
+
+    monkeypatch.setattr(cli_main, "build_parser", with_unused)
+    leaf = next(leaf for leaf in leaf_parsers(with_unused()) if _command(leaf) == "data inspect")
+    with pytest.raises(AssertionError, match="--unused: ignored"):
+        _walk("data inspect", leaf, "--unused", inputs)
+
+
+def _walk(command: str, leaf: argparse.ArgumentParser, option: str, inputs) -> None:
+    """Assert that changing ``option`` changes what ``command``'s baseline run does, or is refused naming it."""
     base = _baseline(command, inputs)
-    leaf = _leaves()[command]
     action = leaf._option_string_actions.get(option) or next(a for a in leaf._actions if _name(a) == option)
     argv = variant(command, action, baselines(inputs)[command], inputs)
     outcome = argument_walk.run(argv, inputs, inputs / "out", baseline=base.events)

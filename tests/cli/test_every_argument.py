@@ -51,16 +51,18 @@ def inputs(tmp_path_factory):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     make_tiny_dataset(root / "seq", places=6, size=32)
+    make_tiny_dataset(root / "seq2", places=6, size=32, seed=1)
     model = PlaceModel(ModelConfig(pool="gem", preprocessing=Preprocessing("fixed", (32, 32))), pretrained=False)
     save_model(model, root / "m.safetensors")
     config = TINY | {"epochs": 1, "size": [32, 32], "cluster_images": 6, "cache_refresh": 6, "batch_size": 6}
     (root / "tiny.yaml").write_text(yaml.safe_dump(config))
     assert main(["index", "build", str(root / "seq"), *PAIR, "--model", str(root / "m.safetensors"),
                  "--out", str(root / "idx"), *QUIET]) == 0
+    assert main(["index", "build", str(root / "seq2"), *PAIR, "--model", str(root / "m.safetensors"),
+                 "--out", str(root / "idx2"), *QUIET]) == 0
     assert main(["extract", str(root / "seq"), *PAIR, "--model", str(root / "m.safetensors"),
                  "--store", str(root / "store"), *QUIET]) == 0
     torch.save(nanne_checkpoint(make_state("alexnet", k=4, vladv2=False, pcs=None)), root / "c.pth.tar")
-    make_tiny_dataset(root / "seq2", places=6, size=32, seed=1)
     torch.set_num_threads(threads)
     return root
 
@@ -138,7 +140,8 @@ VALUES = {
     "--save": lambda r: [str(r / "out" / "db")],
     "--data": lambda r: [str(r / "seq")], "--resume": lambda r: [str(r / "out" / "run")],
     "--config": lambda r: [str(r / "tiny.yaml")], "--backbone": lambda r: ["alexnet"],
-    "--shard": lambda r: ["1/2"], "--out": None,  # outputs: another path in the same folder (below)
+    "--shard": lambda r: ["1/2"], "--index": lambda r: [str(r / "idx2")],
+    "--out": None,  # outputs: another path in the same folder (below)
 }
 
 

@@ -25,7 +25,7 @@ import torch
 
 from netvlad.cli.main import main
 
-ADDRESS = re.compile(r" at 0x[0-9a-f]+|0x[0-9a-f]{6,}")
+ADDRESS = re.compile(r" at 0x[0-9a-f]+|0x[0-9a-f]{6,}", re.IGNORECASE)
 DURATION = re.compile(r"\d+(\.\d+)? ?(s|ms|seconds|min)\b|\d+(\.\d+)? images/s|\d\d:\d\d:\d\d")
 
 

@@ -94,7 +94,8 @@ def baselines(r) -> dict[str, list[str]]:
                                "--width", "32"],
         "convert": ["convert", str(r / "c.pth.tar"), "--out", str(out / "c.safetensors")],
         "store verify": ["store", "verify", str(r / "store")],
-        "stream": ["stream", f"{seq}/database", "--out", str(out / "s.jsonl"), *TINY_MODEL, *QUIET],
+        "stream": ["stream", f"{seq}/database", "--out", str(out / "s.jsonl"), "--exclude-recent", "1", *TINY_MODEL,
+                   *QUIET],
     }
 
 

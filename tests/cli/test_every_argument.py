@@ -26,6 +26,10 @@ TINY_MODEL = ["--pool", "gem", "--no-pretrained", "--resize", "fixed", "--size",
 PAIR = ["--database", "database", "--queries", "queries"]
 QUIET = ["--workers", "0", "--no-progress", "--device", "cpu"]
 
+# The walk's training run: tiny, 1 epoch; pretrained weights and tensorboard left on, so that their flags act.
+TRAIN_CONFIG = {k: v for k, v in TINY.items() if k not in ("pretrained", "tensorboard")} | {
+    "epochs": 1, "size": [32, 32], "cluster_images": 6, "cache_refresh": 6, "batch_size": 6}
+
 # Options that need resources a 60-second CPU test has not: each is exercised by the named test instead.
 HEAVY = {
     ("*", "--device"): "another device needs a GPU; device choice: tests/cli/test_arguments.py",
@@ -54,17 +58,23 @@ def inputs(tmp_path_factory):
     make_tiny_dataset(root / "seq2", places=6, size=32, seed=1)
     model = PlaceModel(ModelConfig(pool="gem", preprocessing=Preprocessing("fixed", (32, 32))), pretrained=False)
     save_model(model, root / "m.safetensors")
-    config = TINY | {"epochs": 1, "size": [32, 32], "cluster_images": 6, "cache_refresh": 6, "batch_size": 6}
-    (root / "tiny.yaml").write_text(yaml.safe_dump(config))
+    (root / "tiny.yaml").write_text(yaml.safe_dump(TRAIN_CONFIG))
+    (root / "tiny2.yaml").write_text(yaml.safe_dump(TRAIN_CONFIG | {"lr": 0.002}))
     assert main(["index", "build", str(root / "seq"), *PAIR, "--model", str(root / "m.safetensors"),
                  "--out", str(root / "idx"), *QUIET]) == 0
     assert main(["index", "build", str(root / "seq2"), *PAIR, "--model", str(root / "m.safetensors"),
                  "--out", str(root / "idx2"), *QUIET]) == 0
     assert main(["extract", str(root / "seq"), *PAIR, "--model", str(root / "m.safetensors"),
                  "--store", str(root / "store"), *QUIET]) == 0
+    assert main(["-q", "train", str(root / "seq"), *PAIR, "--out", str(root / "run0"), "--config",
+                 str(root / "tiny.yaml"), *QUIET]) == 0  # a finished run, for --resume
     torch.save(nanne_checkpoint(make_state("alexnet", k=4, vladv2=False, pcs=None)), root / "c.pth.tar")
     torch.set_num_threads(threads)
-    return root
+    from netvlad.cli import stream
+
+    every, stream.PROGRESS_EVERY = stream.PROGRESS_EVERY, 1  # a progress line per frame: six frames show it
+    yield root
+    stream.PROGRESS_EVERY = every
 
 
 def baselines(r) -> dict[str, list[str]]:
@@ -140,7 +150,7 @@ VALUES = {
     "--summary": lambda r: [str(r / "out" / "summary.json")], "--pr-plot": lambda r: [str(r / "out" / "pr.png")],
     "--save": lambda r: [str(r / "out" / "db")],
     "--data": lambda r: [str(r / "seq")], "--resume": lambda r: [str(r / "out" / "run")],
-    "--config": lambda r: [str(r / "tiny.yaml")], "--backbone": lambda r: ["alexnet"],
+    "--config": lambda r: [str(r / "tiny2.yaml")], "--backbone": lambda r: ["alexnet"],
     "--shard": lambda r: ["1/2"], "--index": lambda r: [str(r / "idx2")],
     "--out": None,  # outputs: another path in the same folder (below)
 }
@@ -151,6 +161,8 @@ def variant(command: str, action, base: list[str], r) -> list[str]:
     if not action.option_strings:
         at = next(i for i, w in enumerate(base) if w == _positional_value(command, action, base))
         return [*base[:at], positional(action.dest, r), *base[at + 1:]]
+    if action.dest == "resume":  # the run folder alone: a finished run has nothing left to train
+        return ["train", "--resume", str(r / "run0"), *QUIET]
     given = _given(base, action)
     if action.nargs == 0:
         if isinstance(action, argparse.BooleanOptionalAction):
@@ -160,6 +172,11 @@ def variant(command: str, action, base: list[str], r) -> list[str]:
             return [*(_without(base, given[0], 0) if given else base), flag]
         return _without(base, given[0], 0) if given else [*base, action.option_strings[0]]
     current = given[1] if given else None
+    if current is None and action.default is argparse.SUPPRESS:  # train: the config file's value, or its default
+        from netvlad.train import TrainConfig
+
+        value = {**TrainConfig().to_dict(), **TRAIN_CONFIG}.get(action.dest)
+        current = None if value is None else [str(value)]
     if action.choices is not None:
         now = current[0] if current else str(action.default)
         words = [next(str(c) for c in action.choices if str(c) != now)]
@@ -285,5 +302,6 @@ def _walk(command: str, leaf: argparse.ArgumentParser, option: str, inputs) -> N
         return  # refused, naming the option
     changed = [what for what, same in (
         ("events", len(outcome.events) == len(base.events)), ("threads", outcome.threads == base.threads),
-        ("files", not base.files_reproducible or outcome.files == base.files)) if not same]
+        ("files", outcome.files == base.files if base.files_reproducible else set(outcome.files) == set(base.files)),
+    ) if not same]
     assert changed, f"{command} {option}: ignored — `{' '.join(argv)}` did exactly what the baseline did"

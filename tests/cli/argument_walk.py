@@ -26,7 +26,7 @@ import torch
 from netvlad.cli.main import main
 
 ADDRESS = re.compile(r" at 0x[0-9a-f]+|0x[0-9a-f]{6,}", re.IGNORECASE)
-DURATION = re.compile(r"\d+(\.\d+)? ?(s|ms|seconds|min)\b|\d+(\.\d+)? images/s|\d\d:\d\d:\d\d")
+DURATION = re.compile(r"\d+(\.\d+)? CPU s\b|\d+(\.\d+)? ?(s|ms|seconds|min)\b|\d+(\.\d+)? images/s|\d\d:\d\d:\d\d")
 
 
 class Differs(BaseException):  # noqa: N818 - not an error: the evidence that an option changed something

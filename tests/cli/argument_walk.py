@@ -9,6 +9,7 @@ a few milliseconds); it runs to its end only when nothing differs until then.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
 import hashlib
@@ -148,3 +149,24 @@ def run(argv: list[str], root: Path, out: Path, baseline: list | None = None) ->
         used = torch.get_num_threads()
         torch.set_num_threads(threads)
     return Outcome(recorder.events, code, used, _files(out, root), stderr.getvalue(), differs)
+
+
+# Another valid word for text options that the library checks (train's: TrainConfig validates them).
+TEXT = {"official": "paper", "fixed": "none", "geometric": "arithmetic", "sum": "negative_mean",
+        "float16": "float32", "full": "partial", "torch": "onnxruntime", "sgd": "adam"}
+
+
+def another_number(action, current) -> str:
+    """A valid number other than ``current`` for a numeric option (its type parses and range-checks it)."""
+    if current not in (None, "none"):
+        value = float(current[0] if isinstance(current, list | tuple) else current)
+        candidates = [str(int(value) + 1), str(value / 2 if value else 0.5), str(value + 1)]
+    else:
+        candidates = ["2", "0.5", "1"]
+    for word in candidates:
+        try:
+            action.type(word)
+        except (ValueError, TypeError, argparse.ArgumentTypeError):
+            continue
+        return word
+    raise AssertionError(f"no other valid value for {action.option_strings}: add one to VALUES")

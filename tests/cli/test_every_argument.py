@@ -156,11 +156,6 @@ VALUES = {
 }
 
 
-# Another valid word for text options that the library checks (train's: TrainConfig validates them).
-TEXT = {"official": "paper", "fixed": "none", "geometric": "arithmetic", "sum": "negative_mean",
-        "float16": "float32", "full": "partial", "torch": "onnxruntime", "sgd": "adam"}
-
-
 def variant(command: str, action, base: list[str], r) -> list[str]:
     """``base`` with ``action``'s option changed: given or dropped, another choice, number or file."""
     if not action.option_strings:
@@ -188,8 +183,8 @@ def variant(command: str, action, base: list[str], r) -> list[str]:
         if not others:
             pytest.skip(f"{action.option_strings[-1]} has one choice only: {now}")
         words = others[:1]
-    elif current and current[0] in TEXT:
-        words = [TEXT[current[0]]]
+    elif current and current[0] in argument_walk.TEXT:
+        words = [argument_walk.TEXT[current[0]]]
     elif action.option_strings[-1] in VALUES and action.option_strings[-1] != "--out":
         words = VALUES[action.option_strings[-1]](r)
     elif action.dest in ("out", "output"):
@@ -197,27 +192,11 @@ def variant(command: str, action, base: list[str], r) -> list[str]:
         words = [old.replace(old.rsplit("/", 1)[-1], "other-" + old.rsplit("/", 1)[-1])]
     else:
         default = None if action.default is argparse.SUPPRESS else action.default
-        words = [_another_number(action, current[0] if current else default)]
+        words = [argument_walk.another_number(action, current[0] if current else default)]
     start = _without(base, given[0], len(given[1])) if given else base
     if action.dest == "model":  # a checkpoint instead of the off-the-shelf architecture the baseline names
         start = [w for w in start if w not in ("--no-pretrained", "--pool", "gem")]
     return [*start, action.option_strings[0], *words]
-
-
-def _another_number(action, current) -> str:
-    """A valid number other than ``current`` for a numeric option (its type parses and range-checks it)."""
-    if current not in (None, "none"):
-        value = float(current[0] if isinstance(current, list | tuple) else current)
-        candidates = [str(int(value) + 1), str(value / 2 if value else 0.5), str(value + 1)]
-    else:
-        candidates = ["2", "0.5", "1"]
-    for word in candidates:
-        try:
-            action.type(word)
-        except (ValueError, TypeError, argparse.ArgumentTypeError):
-            continue
-        return word
-    raise AssertionError(f"no other valid value for {action.option_strings}: add one to VALUES")
 
 
 def _positional_value(command: str, action, base: list[str]) -> str:

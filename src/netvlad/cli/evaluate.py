@@ -116,9 +116,10 @@ def write_outputs(args: argparse.Namespace, result, dataset, model, label: str, 
     """``--output``: the JSON summary, per-query CSV (with the sequence columns under ``--sequence``) and pictures."""
     from netvlad.eval import protocol_eval
     from netvlad.eval.report import report_paths, write_report
+    from netvlad.numerics import numeric_environment
 
     sizes = protocol_eval.image_sizes(dataset, model.config.preprocessing)
-    extra = {"dataset": dataset.name, "engine": engine}
+    extra = {"dataset": dataset.name, "engine": engine, "numerics": numeric_environment() | {"engine": engine}}
     extra |= protocol_run.report(sizes) if protocol_run else {"image_sizes": sizes}
     if sequence_result is not None:
         extra["sequence_recall"] = sequence_result.summary()

@@ -45,3 +45,20 @@ def refuse_model_with_index(args: argparse.Namespace) -> None:
         raise BadInputError(f"{' '.join(flags)} would be ignored: the index {args.index} brings its own model "
                             f"({args.index}/model.safetensors, with its input size); drop them, or give --model "
                             "CHECKPOINT (a model of the same fingerprint)", path=args.index)
+
+
+# Options that act only together with another one (``dest: the dest it needs``): given without it, the command
+# would silently not use them. tests/cli/test_every_argument.py finds the next one.
+NEEDS = {"verify_top": "verify", "verify_global_weight": "verify", "sequence_method": "sequence",
+         "velocities": "sequence"}
+
+
+def refuse_unused(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """An option of :data:`NEEDS` set without the option it needs (where the command has that one): an error."""
+    for dest, needed in NEEDS.items():
+        if not hasattr(args, dest) or not hasattr(args, needed) or getattr(args, needed):
+            continue
+        if getattr(args, dest) != parser.get_default(dest):
+            flag, other = ("/".join(o for a in parser._actions if a.dest == name for o in a.option_strings)
+                           for name in (dest, needed))
+            raise BadInputError(f"{flag} would be ignored without {other}: give {other} too, or drop {flag}")

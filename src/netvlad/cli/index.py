@@ -80,7 +80,7 @@ def query(args: argparse.Namespace) -> int:
         index.check_model(model)
     paths = [Path(p) for p in args.images]
     descriptors = extract_descriptors(model, paths, batch_size=args.batch_size, workers=0, device=device,
-                                      engine=engine_from_args(args))
+                                      progress=not args.no_progress, engine=engine_from_args(args))
     if descriptors.shape[1] != index.store.dim:
         raise BadInputError(f"the model gives {descriptors.shape[1]}-D descriptors, the index holds "
                             f"{index.store.dim}-D ones", path=args.index)

@@ -14,6 +14,7 @@ import sys
 
 from netvlad import __version__
 from netvlad.cli.common import add_threads_arg, set_threads
+from netvlad.cli.ignored_args import refuse_unused
 from netvlad.cli.numerics_args import apply_numerics
 from netvlad.cli.parser import Parser
 from netvlad.errors import BadInputError
@@ -79,14 +80,16 @@ def main(argv: list[str] | None = None) -> int:
             parser.print_help()
             return 2
         setup_logging(args.verbose, args.quiet)
-        return run(args)
+        return run(args, next(leaf for leaf in leaf_parsers(parser) if leaf.get_default("func") is args.func))
     finally:
         logger.setLevel(level)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Set the threads and run the chosen command; bad input becomes one ERROR line and exit code 1."""
+def run(args: argparse.Namespace, leaf: argparse.ArgumentParser | None = None) -> int:
+    """Set the threads and run the chosen command (parsed by ``leaf``); bad input becomes one ERROR line, exit 1."""
     try:
+        if leaf is not None:
+            refuse_unused(args, leaf)  # options that would be ignored without the one they need
         apply_numerics(args)  # --deterministic: before anything imports torch
         set_threads(args.threads, getattr(args, "workers", 0) or 0)
         return int(args.func(args) or 0)

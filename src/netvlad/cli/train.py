@@ -12,7 +12,7 @@ from pathlib import Path
 
 from netvlad.cli.common import existing, number, output
 from netvlad.cli.dataset_args import add_dataset_args
-from netvlad.cli.numerics_args import add_numerics_args, record_numerics
+from netvlad.cli.numerics_args import add_numerics_args, check_resumed_numerics, record_numerics
 from netvlad.errors import BadInputError
 from netvlad.files import atomic_write
 from netvlad.train.config import LIMITS, TrainConfig, field_types, read_config_file
@@ -128,6 +128,7 @@ def run_train(args: argparse.Namespace) -> int:
 
     if args.resume:
         run_dir = Path(args.resume)
+        check_resumed_numerics(run_dir)  # before anything is read or written
         config = TrainConfig.from_dict(read_config_file(run_dir / "config.yaml"), source=str(run_dir))
     else:
         run_dir, config = Path(args.out), config_from_args(args)

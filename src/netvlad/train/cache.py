@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,8 +14,9 @@ from netvlad.engines import LIBRARY_ENGINE
 from netvlad.errors import BadInputError
 from netvlad.eval.engine import Engine
 from netvlad.eval.extract import extract_descriptors
-from netvlad.eval.store import Shard, write_rows
+from netvlad.eval.store import Shard
 from netvlad.models import PlaceModel
+from netvlad.train import cache_check
 from netvlad.train.distributed import DistInfo, gather_rows, raise_together, shard
 from netvlad.train.frozen import FrozenFeatures, head
 
@@ -93,15 +93,28 @@ def build_cache(model: PlaceModel, paths: Sequence[Path], info: DistInfo, option
 
 def _shared_cache(model: PlaceModel, paths: Sequence[Path], info: DistInfo, options: ExtractOptions, dtype: str,
                   path: Path) -> np.memmap:
-    """Rank 0 makes a fresh ``.npy`` at ``path``; each rank extracts its rows into it; all open it read-only."""
+    """The cache memory-mapped at ``path``, every row checked against its checksum: rebuilt once when damaged."""
+    shape = (len(paths), model.output_dim)
+    for attempt in range(2):
+        _fill_shared(model, paths, info, options, dtype, path)
+        problem = cache_check.damage(path, shape, dtype)  # every rank reads the same files: the same verdict
+        if problem is None:
+            return np.load(path, mmap_mode="r")
+        if attempt == 0:
+            logger.warning("descriptor cache %s is damaged (%s): rebuilding it", path, problem)
+    raise BadInputError(f"{problem}, again after rebuilding the descriptor cache; the run folder's filesystem "
+                        "loses or alters writes: train with --out on a reliable local disk", path=path)
+
+
+def _fill_shared(model: PlaceModel, paths: Sequence[Path], info: DistInfo, options: ExtractOptions, dtype: str,
+                 path: Path) -> None:
+    """Rank 0 makes fresh cache and checksum files at ``path``; each rank extracts its rows into them."""
     shape = (len(paths), model.output_dim)
     error = None
     try:
-        if info.is_main:  # a new file renamed over the old one: maps of the previous cache stay valid
+        if info.is_main:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fresh = path.with_name(path.name + ".new")
-            np.lib.format.open_memmap(fresh, mode="w+", dtype=dtype, shape=shape).flush()
-            os.replace(fresh, path)
+            cache_check.create(path, shape, dtype)
             logger.info("descriptor cache of %.0f MB (%d × %d %s) memory-mapped at %s",
                         np.prod(shape) * np.dtype(dtype).itemsize / 2**20, *shape, dtype, path)
     except OSError as caught:
@@ -112,17 +125,16 @@ def _shared_cache(model: PlaceModel, paths: Sequence[Path], info: DistInfo, opti
     except Exception as caught:  # noqa: BLE001 - re-raised on this rank by raise_together
         error = caught
     raise_together(error, info, f"filling the descriptor cache {path}")
-    return np.load(path, mmap_mode="r")
 
 
 def _fill_rows(model: PlaceModel, paths: Sequence[Path], info: DistInfo, options: ExtractOptions, dtype: str,
                path: Path) -> None:
-    """Extract this rank's contiguous block of rows and write them byte-exactly into the ``.npy`` at ``path``."""
+    """Extract this rank's contiguous block of rows and write them (and their checksums) into the files."""
     if not path.is_file():
         raise BadInputError(f"{path}: rank {info.rank} cannot see the descriptor cache rank 0 created; the run "
                             "folder must be on a filesystem shared by every process (and node)", path=path)
-    offset = np.load(path, mmap_mode="r").offset
+    starts = cache_check.offsets(path)
     rows = Shard(info.rank, info.world).rows(len(paths))
     for start in range(0, len(rows), 1024):  # slices: a float32 copy of the whole never exists
         part = rows[start:start + 1024]
-        write_rows(path, offset, part, extract(model, [paths[i] for i in part], options).astype(dtype))
+        cache_check.write_block(path, starts, part, extract(model, [paths[i] for i in part], options).astype(dtype))

@@ -51,15 +51,28 @@ def load_image(path: Path | str, resize: str = "none", size: Sequence[int] = ())
     check_resize(resize, size)
     try:
         with Image.open(path) as image:
-            draft_for_resize(image, resize, size)
-            image.load()  # decode now: truncated files fail here, not later
-            image = ImageOps.exif_transpose(image) or image
-            image = to_rgb(image)
-            image = resize_image(image, resize, size)
-            array = np.asarray(image, dtype=np.uint8).copy()
+            return image_to_tensor(decode_image(image, resize, size))
     except DECODE_ERRORS as error:
         raise _open_error(path, error) from None
-    return torch.from_numpy(array).permute(2, 0, 1).float().div_(255.0)
+
+
+def decode_image(image: Image.Image, resize: str = "none", size: Sequence[int] = ()) -> Image.Image:
+    """Decode an opened image (a JPEG at reduced scale where the resize allows), orient it by its EXIF tag, make it
+    RGB and resize it: the steps of :func:`load_image` before the tensor, with no copy that changes nothing."""
+    draft_for_resize(image, resize, size)
+    image.load()  # decode now: truncated files fail here, not later
+    if image.getexif().get(0x0112, 1) != 1:  # exif_transpose copies even an upright image; only turn turned ones
+        image = ImageOps.exif_transpose(image) or image
+    rgb = image if image.mode == "RGB" else to_rgb(image)  # to_rgb copies even an RGB image (callers keep it)
+    return resize_image(rgb, resize, size)
+
+
+def image_to_tensor(image: Image.Image) -> torch.Tensor:
+    """An RGB image as float ``(3, H, W)`` in [0, 1], contiguous: one uint8 → float conversion, divided in place."""
+    pixels = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8).view(image.height, image.width, 3)
+    out = torch.empty((3, image.height, image.width), dtype=torch.float32)
+    out.copy_(pixels.permute(2, 0, 1))  # HWC bytes → CHW floats in one pass
+    return out.div_(255.0)
 
 
 def draft_for_resize(image: Image.Image, resize: str, size: Sequence[int]) -> None:

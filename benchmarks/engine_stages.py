@@ -95,6 +95,7 @@ def stages(model, paths, runners, repeats: int, tmp: Path) -> dict:
         result["model: torch, channels_last (not used)"] = best_ms(
             lambda: [channels_last(b.contiguous(memory_format=torch.channels_last)) for b in batches], count, repeats)
     model.to(memory_format=torch.contiguous_format)
+    result |= session_variants(next((tmp / "cache").glob("*.onnx")), batches[0], count, repeats)
     result |= store_stages(model, runners["torch"](batches[0]), count, repeats, tmp)
     return result
 
@@ -114,6 +115,48 @@ def store_stages(model, descriptor: np.ndarray, count: int, repeats: int, tmp: P
             runs.append(time.perf_counter() - start)
         out[label] = round(min(runs) / count * 1000, 3)
     return out
+
+
+def session_variants(onnx: Path, batch: torch.Tensor, count: int, repeats: int) -> dict:
+    """ms per batch-1 call of the model's export under onnxruntime session settings other than the engine's."""
+    import onnxruntime
+
+    def session(**settings):
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads, options.log_severity_level = 1, 1, 3
+        for name, value in settings.items():
+            if name == "entries":
+                for key, entry in value:
+                    options.add_session_config_entry(key, entry)
+            else:
+                setattr(options, name, value)
+        return onnxruntime.InferenceSession(str(onnx), options, providers=["CPUExecutionProvider"])
+
+    extended = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    variants = {"as the engine runs it (ORT_ENABLE_ALL, arena, memory pattern)": session(),
+                "enable_cpu_mem_arena=False": session(enable_cpu_mem_arena=False),
+                "enable_mem_pattern=False": session(enable_mem_pattern=False),
+                "execution_mode=ORT_PARALLEL": session(execution_mode=onnxruntime.ExecutionMode.ORT_PARALLEL),
+                "allow_spinning=0": session(entries=[("session.intra_op.allow_spinning", "0")]),
+                "graph_optimization_level=ORT_ENABLE_EXTENDED": session(graph_optimization_level=extended)}
+    array = batch.numpy()
+    calls = {name: (lambda s=s: s.run(None, {"images": array})) for name, s in variants.items()}
+    plain = variants["as the engine runs it (ORT_ENABLE_ALL, arena, memory pattern)"]
+    binding, out = plain.io_binding(), np.empty(plain.run(None, {"images": array})[0].shape, np.float32)
+
+    def bound():  # IOBinding with a reused output buffer
+        binding.bind_cpu_input("images", array)
+        binding.bind_output(plain.get_outputs()[0].name, "cpu", 0, np.float32, list(out.shape), out.ctypes.data)
+        plain.run_with_iobinding(binding)
+
+    calls["IOBinding, output buffer reused"] = bound
+    for call in calls.values():
+        call()
+    best = {name: float("inf") for name in calls}
+    for _ in range(repeats):  # alternating, so a load spike hits every variant alike
+        for name, call in calls.items():
+            best[name] = min(best[name], best_ms(lambda c=call: [c() for _ in range(count)], count, 1))
+    return {f"onnxruntime session: {name}": ms for name, ms in best.items()}
 
 
 def pipeline(model, root: Path, names, batch: int, runner, tmp: Path, previous: bool) -> float:

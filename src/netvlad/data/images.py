@@ -51,15 +51,26 @@ def load_image(path: Path | str, resize: str = "none", size: Sequence[int] = ())
     check_resize(resize, size)
     try:
         with Image.open(path) as image:
-            draft_for_resize(image, resize, size)
-            image.load()  # decode now: truncated files fail here, not later
-            image = ImageOps.exif_transpose(image) or image
-            image = to_rgb(image)
-            image = resize_image(image, resize, size)
-            array = np.asarray(image, dtype=np.uint8).copy()
+            return image_to_tensor(decode_image(image, resize, size))
     except DECODE_ERRORS as error:
         raise _open_error(path, error) from None
-    return torch.from_numpy(array).permute(2, 0, 1).float().div_(255.0)
+
+
+def decode_image(image: Image.Image, resize: str = "none", size: Sequence[int] = ()) -> Image.Image:
+    """Decode an opened image (a JPEG at reduced scale where the resize allows), orient it by its EXIF tag, make it
+    RGB and resize it: the steps of :func:`load_image` before the tensor, with no copy that changes nothing."""
+    draft_for_resize(image, resize, size)
+    image.load()  # decode now: truncated files fail here, not later
+    if image.getexif().get(0x0112, 1) != 1:  # exif_transpose copies even an upright image; only turn turned ones
+        image = ImageOps.exif_transpose(image) or image
+    rgb = image if image.mode == "RGB" else to_rgb(image)  # to_rgb copies even an RGB image (callers keep it)
+    return resize_image(rgb, resize, size)
+
+
+def image_to_tensor(image: Image.Image) -> torch.Tensor:
+    """An RGB image as float ``(3, H, W)`` in [0, 1], contiguous: one uint8 → float conversion, divided in place."""
+    planes = np.array(np.asarray(image).transpose(2, 0, 1), order="C")  # HWC → CHW on the bytes, the cheap pass
+    return torch.from_numpy(planes).float().div_(255.0)
 
 
 def draft_for_resize(image: Image.Image, resize: str, size: Sequence[int]) -> None:
@@ -214,5 +225,10 @@ def collate_by_size(batch: list[tuple[int, torch.Tensor | None]]) -> tuple[list[
             bad.append(index)
         else:
             groups.setdefault(tuple(image.shape), []).append((index, image))
-    stacked = [(torch.tensor([i for i, _ in g]), torch.stack([im for _, im in g])) for g in groups.values()]
+    stacked = [(torch.tensor([i for i, _ in g]), _stack([im for _, im in g])) for g in groups.values()]
     return stacked, bad
+
+
+def _stack(images: list[torch.Tensor]) -> torch.Tensor:
+    """(B, 3, H, W) of same-size images; one image becomes a view (batch 1 pays no copy)."""
+    return images[0].unsqueeze(0) if len(images) == 1 else torch.stack(images)

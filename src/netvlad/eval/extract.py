@@ -14,6 +14,7 @@ from netvlad.data.images import SKIP_HINT, ImageDataset, ImageDecodeError, Image
 from netvlad.engines import LIBRARY_ENGINE
 from netvlad.errors import BadInputError
 from netvlad.eval.engine import Engine, make_runner
+from netvlad.eval.row_buffer import RowBuffer
 from netvlad.eval.store import DescriptorStore, Shard
 from netvlad.models import PlaceModel
 from netvlad.parallel import DistInfo, raise_together
@@ -96,7 +97,9 @@ def extract_to_store(
     """Extract descriptors of ``root/name`` into the store at ``folder``, continuing where a previous run stopped.
 
     An undecodable image is marked and skipped with ``skip_bad``; otherwise extraction stops with an
-    :class:`ImageDecodeError` naming it, keeping every descriptor written so far.
+    :class:`ImageDecodeError` naming it, keeping every descriptor written so far. Rows are written and synced in
+    groups, about once a second (:class:`netvlad.eval.row_buffer.RowBuffer`), and on any exit; ``on_batch(n)`` is
+    called after each batch of ``n`` descriptors is computed.
 
     Several processes fill one store: under torchrun pass ``group`` (every rank calls this; rank 0 creates the
     store, each rank extracts its :class:`Shard` of the rows, and all return once every row is written), or run
@@ -144,19 +147,21 @@ def _extract_rows(model: PlaceModel, root: Path, store: DescriptorStore, todo: n
         logger.info("%s: all %d descriptors of this process already extracted", store.folder, len(store))
         return
     paths = [root / store.names[i] for i in todo]
-    for local, descriptors, bad in iter_descriptors(model, paths, batch_size, workers, device, progress, desc,
-                                                    engine=engine):
-        if bad:
-            if not skip_bad:
-                raise_decode_error(paths[bad[0]], f"; {store.num_done} of {len(store)} descriptors kept in "
-                                                   f"{store.folder}, a new run continues from there")
-            for i in bad:
-                logger.warning("skipping undecodable image %s", paths[i])
-            store.mark_bad(todo[np.asarray(bad)])
-        if descriptors is not None and len(local):
-            store.write(todo[local], descriptors)
-            if on_batch is not None:
-                on_batch(len(local))
+    with RowBuffer(store) as rows:  # one synced write per second, and what was computed is written on any exit
+        for local, descriptors, bad in iter_descriptors(model, paths, batch_size, workers, device, progress, desc,
+                                                        engine=engine):
+            if bad:
+                rows.flush()
+                if not skip_bad:
+                    raise_decode_error(paths[bad[0]], f"; {store.num_done} of {len(store)} descriptors kept in "
+                                                       f"{store.folder}, a new run continues from there")
+                for i in bad:
+                    logger.warning("skipping undecodable image %s", paths[i])
+                store.mark_bad(todo[np.asarray(bad)])
+            if descriptors is not None and len(local):
+                rows.add(todo[local], descriptors)
+                if on_batch is not None:
+                    on_batch(len(local))
 
 
 def raise_decode_error(path: Path, tail: str) -> None:

@@ -106,6 +106,9 @@ def baselines(r) -> dict[str, list[str]]:
         "store verify": ["store", "verify", str(r / "store")],
         "stream": ["stream", f"{seq}/database", "--out", str(out / "s.jsonl"), "--exclude-recent", "1", *TINY_MODEL,
                    *QUIET],
+        "seqnet train": ["seqnet", "train", *data, *TINY_MODEL, *QUIET, "--length", "2", "--output-dim", "4",
+                         "--pca", "4", "--epochs", "1", "--epoch-queries", "4", "--negative-samples", "3",
+                         "--num-negatives", "1", "--val-places", "2", "--out", str(out / "sn.safetensors")],
     }
 
 

@@ -153,15 +153,15 @@ def merge(files: list[Path]) -> dict:
     return merged
 
 
-def from_logs(folders: list[Path]) -> dict:
-    """Curves read back from the runs' ``log.jsonl`` validation events (also of curves cut short): each folder
-    holds ``VARIANT-seedN`` run folders."""
+def from_logs(folders: list[Path], queries: int) -> dict:
+    """Curves read back from the runs' ``log.jsonl`` validation events up to ``queries`` training queries (also of
+    curves cut short): each folder holds ``VARIANT-seedN`` run folders."""
     results = {"setup": folders[0].name, "curves": {}}
     for run_dir in sorted(d for folder in folders for d in folder.iterdir() if (d / "log.jsonl").is_file()):
         variant, _, seed = run_dir.name.rpartition("-seed")
         events = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
         points = [{"queries": e["epoch"], "r1": e["recall@1"], "r5": e["recall@5"], "r10": e["recall@10"]}
-                  for e in events if e.get("event", e.get("kind")) == "validation"]
+                  for e in events if e.get("event", e.get("kind")) == "validation" and e["epoch"] <= queries]
         if points:
             results["curves"].setdefault(variant, {})[seed] = {"points": points}
     return results
@@ -195,15 +195,15 @@ def plot(results: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for variant, by_seed in results["curves"].items():
         curves = list(by_seed.values())
-        n = min(len(c["points"]) for c in curves)
-        x = [p["queries"] for p in curves[0]["points"][:n]]
-        for ax, key in zip(axes, ("r1", "r5"), strict=True):
-            y = np.array([[c["points"][i][key] for i in range(n)] for c in curves])
-            ax.plot(x, y.mean(0), marker="o", label=variant)
-            sd = y.std(0, ddof=1) if len(y) > 1 else np.zeros(n)
-            ax.fill_between(x, y.mean(0) - sd, y.mean(0) + sd, alpha=0.2)
+        longest = max(curves, key=lambda c: len(c["points"]))["points"]
+        x = [p["queries"] for p in longest]
+        for ax, key in zip(axes, ("r1", "r5"), strict=True):  # each point over the seeds that reached it
+            reached = [np.array([c["points"][i][key] for c in curves if i < len(c["points"])]) for i in range(len(x))]
+            mean, sd = np.array([r.mean() for r in reached]), np.array([_sd(r) for r in reached])
+            ax.plot(x, mean, marker="o", label=f"{variant} ({len(curves)} seeds)")
+            ax.fill_between(x, mean - sd, mean + sd, alpha=0.2)
             ax.set(xlabel="training queries", ylabel=f"validation Recall@{key[1:]} (%)")
-    axes[0].set_title(f"{results['setup']}: mean ± sd over {len(curves)} seeds")
+    axes[0].set_title(f"{results['setup']}: mean ± sd over the seeds that reached each point")
     axes[0].legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -223,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frozen-cache", type=Path, help=".npz of the frozen features, shared by processes")
     parser.add_argument("--init-model", type=Path, help="start every curve from this k-means model (one seed)")
     parser.add_argument("--from-logs", nargs="+", type=Path, metavar="FOLDER",
-                        help="only read the curves back from FOLDER/VARIANT-seedN/log.jsonl (runs cut short too)")
+                        help="only read the curves back from FOLDER/VARIANT-seedN/log.jsonl (runs cut short too), "
+                             "up to --queries")
     parser.add_argument("--merge", nargs="+", type=Path, help="only merge these result files (one per seed) and plot")
     parser.add_argument("--out", type=Path, default=Path("runs/learning"))
     args = parser.parse_args(argv)
@@ -235,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         parse_variant(variant)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.from_logs:
-        results = from_logs(args.from_logs)
+        results = from_logs(args.from_logs, queries)
         name = results["setup"]
         (args.out / f"{name}.json").write_text(json.dumps(results, indent=1))
     elif args.merge:

@@ -9,10 +9,26 @@ from pathlib import Path
 import pytest
 import torch
 
+from netvlad.numerics import PINNED
+
 REPO = Path(__file__).resolve().parents[1]
 os.environ["NETVLAD_ENGINE"] = "torch"  # commands default to torch unless a test names --engine (also in
 # module-scoped fixtures, set up before any function-scoped one)
 SHARED_DATA = Path(os.environ.get("NETVLAD_SHARED_DATA", REPO.parent / "shared" / "data"))
+# the kernel switches as the session started: `netvlad demo` run in-process (deterministic by default) sets them
+# in os.environ, where later tests' reports (and torchrun children) would read them
+_KERNEL_SWITCHES = {name: os.environ.get(name) for name in PINNED}
+
+
+@pytest.fixture(autouse=True)
+def _kernel_switches_restored():
+    """Each test leaves the kernel-switch variables as the session found them."""
+    yield
+    for name, value in _KERNEL_SWITCHES.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 def shared_dataset(name: str) -> Path:

@@ -45,6 +45,7 @@ def test_two_processes_match_one(tmp_path, normalization):
     for key in a:  # the same update up to float summation order: ‖a − b‖ ≪ ‖a − init‖ (whitening: ≪ ‖a‖)
         update = (a[key].double() - init[key].double()).norm() if key in init else a[key].double().norm()
         assert (a[key].double() - b[key].double()).norm() <= 1e-3 * update + 1e-6, key
-    assert [p.name for p in (two / "cache").iterdir()] == ["descriptors.npy"]  # one cache shared by both ranks
+    # one cache shared by both ranks, with its per-row checksums
+    assert sorted(p.name for p in (two / "cache").iterdir()) == ["descriptors.crc32.npy", "descriptors.npy"]
     events = [line for line in (two / "log.jsonl").read_text().splitlines() if '"done"' in line]
     assert len(events) == 1  # only rank 0 writes

@@ -20,7 +20,8 @@ FLUSH_BYTES = 32 * 2**20  # and at most this many descriptor bytes are held in m
 
 
 class RowBuffer:
-    """Rows for ``store`` held until a second has passed or 32 MiB are waiting, then written in one synced call.
+    """Rows for ``store`` held until a second has passed or 32 MiB are waiting, then written in one synced call
+    (the first batch at once, so that a run shows its progress on disk, and one killed early has rows to resume).
 
     Use as a context manager: leaving it (normally or by an exception) writes what is held.
     """
@@ -30,7 +31,7 @@ class RowBuffer:
         self._rows: list[np.ndarray] = []
         self._values: list[np.ndarray] = []
         self._bytes = 0
-        self._since = time.monotonic()
+        self._since = time.monotonic() - seconds  # the first batch goes at once: progress on disk from the start
 
     def add(self, rows: np.ndarray, descriptors: np.ndarray) -> None:
         """Hold ``descriptors`` ``(B, dim)`` for store rows ``rows`` ``(B,)``; write all held when it is time."""

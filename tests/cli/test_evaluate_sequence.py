@@ -12,15 +12,6 @@ import pytest
 from netvlad.cli.main import main
 from netvlad.models import ModelConfig, PlaceModel, Preprocessing, save_model
 from netvlad.models.seqnet import SeqNet, SeqNetConfig, load_seqnet, save_seqnet
-from tests.conftest import copy_sequence, shared_dataset
-
-FRAMES = range(0, 200, 10)
-
-
-@pytest.fixture(scope="module")
-def sequence(tmp_path_factory):
-    return copy_sequence(shared_dataset("gardens_point"), tmp_path_factory.mktemp("gp"), ("day_left", "day_right"),
-                         [f"Image{i:03d}.jpg" for i in FRAMES])
 
 
 @pytest.fixture(scope="module")

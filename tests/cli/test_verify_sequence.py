@@ -24,16 +24,9 @@ from netvlad.eval.verify.run import verify_ranking
 from netvlad.eval.verify.store import extract_patch_store
 from netvlad.models import ModelConfig, PlaceModel, Preprocessing, save_model
 from netvlad.models.io import load as load_model
-from tests.conftest import copy_sequence, shared_dataset
 
-FRAMES = range(0, 200, 10)
 TOP = 8
 
-
-@pytest.fixture(scope="module")
-def sequence(tmp_path_factory):
-    return copy_sequence(shared_dataset("gardens_point"), tmp_path_factory.mktemp("gp"), ("day_left", "day_right"),
-                         [f"Image{i:03d}.jpg" for i in FRAMES])
 
 
 @pytest.fixture(scope="module")

@@ -217,9 +217,7 @@ class PlaceDatabase:
 
     def _eligible_prefix(self, cutoff: float) -> int | None:
         """m by bisection when the entries a search may return are the first m (times in order, none removed)."""
-        if not self._monotonic or self._removed:
-            return None
-        return int(np.searchsorted(self.times, cutoff, side="right"))
+        return None if not self._monotonic or self._removed else self.prefix_until(cutoff)
 
     def _search_exact(self, q: np.ndarray, k: int, mask: np.ndarray | None, prefix: int | None
                       ) -> tuple[np.ndarray, np.ndarray]:
@@ -235,7 +233,7 @@ class PlaceDatabase:
                       eligible: int) -> tuple[np.ndarray, np.ndarray]:
         ivf = faiss.extract_index_ivf(self.index)  # removed entries are out of its lists already
         m = prefix if prefix is not None else (  # times in order: the cut-off is an id range, removals or not
-            int(np.searchsorted(self.times, cutoff, side="right")) if self._monotonic else None)
+            self.prefix_until(cutoff) if self._monotonic else None)
         if m == self._count:
             selector = None
         elif m is not None:

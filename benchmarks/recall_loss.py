@@ -17,16 +17,19 @@ import sys
 import time
 from pathlib import Path
 
-import faiss
-import numpy as np
-import torch
-
-from netvlad.eval.index import PQ_KINDS, IndexConfig, build_index, search_rows
-from netvlad.eval.recall import recall_at_n
-from netvlad.eval.search import exact_search
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from threads import pin_from_argv  # noqa: E402 - beside this script
+
+pin_from_argv(default=2)  # numpy's BLAS included: it fixes its thread count at import
+
+import faiss  # noqa: E402 - after the thread counts above
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
 import scale_data  # noqa: E402 - beside this script
+from netvlad.eval.index import PQ_KINDS, IndexConfig, build_index, search_rows  # noqa: E402
+from netvlad.eval.recall import recall_at_n  # noqa: E402
+from netvlad.eval.search import exact_search  # noqa: E402
 from workdir import work_dir  # noqa: E402
 
 NS = (1, 5, 10)

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import shutil
 import sys
 import time
@@ -34,6 +33,10 @@ from multiprocessing import get_context
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from threads import pin_from_argv  # noqa: E402 - beside this script
+
+pin_from_argv(default=2)  # before numpy (scale_steps imports it); the spawned step processes inherit the variables
+
 import scale_steps  # noqa: E402 - the steps live beside this script (they run in child processes)
 from workdir import ENV, work_dir  # noqa: E402 - beside this script
 
@@ -147,8 +150,6 @@ def main() -> None:
     if args.quick:
         args.sizes, args.dim, args.queries, args.big = [2000, 20_000], 512, 200, "20000x4096"
     THREADS = args.threads
-    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # children inherit these
-        os.environ[name] = str(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     args.work.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()

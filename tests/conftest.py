@@ -48,6 +48,18 @@ def copy_sequence(source: Path, root: Path, sides: tuple[str, ...], names) -> Pa
     return root
 
 
+def gardens_point_with_model(root: Path, step: int, size: tuple[int, int]) -> Path:
+    """``root`` holding every ``step``-th Gardens Point frame of day_left and day_right (of the first 192) and
+    ``model.safetensors``: a random-weight MobileNetV2 + GeM at ``size`` (H, W). Skips where the data is absent."""
+    from netvlad.models import ModelConfig, PlaceModel, Preprocessing, save_model
+
+    copy_sequence(shared_dataset("gardens_point"), root, ("day_left", "day_right"),
+                  [f"Image{i:03d}.jpg" for i in range(0, 192, step)])
+    model = PlaceModel(ModelConfig(pool="gem", preprocessing=Preprocessing("fixed", size)), pretrained=False)
+    save_model(model, root / "model.safetensors")
+    return root
+
+
 @pytest.fixture
 def gardens_point() -> Path:
     return shared_dataset("gardens_point")

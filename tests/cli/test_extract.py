@@ -14,8 +14,7 @@ import pytest
 
 from netvlad.cli.main import main
 from netvlad.eval.store import PENDING, DescriptorStore
-from netvlad.models import ModelConfig, PlaceModel, Preprocessing, save_model
-from tests.conftest import copy_sequence, shared_dataset
+from tests.conftest import gardens_point_with_model
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "NETVLAD_OFFLINE": "1"}
@@ -24,11 +23,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "NETVLAD_OFFLINE": "1"}
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     """24 + 24 Gardens Point photographs and a tiny checkpoint (random MobileNetV2 + GeM at 96×128)."""
-    root = copy_sequence(shared_dataset("gardens_point"), tmp_path_factory.mktemp("gp"), ("day_left", "day_right"),
-                         [f"Image{i:03d}.jpg" for i in range(0, 192, 8)])
-    model = PlaceModel(ModelConfig(pool="gem", preprocessing=Preprocessing("fixed", (96, 128))), pretrained=False)
-    save_model(model, root / "model.safetensors")
-    return root
+    return gardens_point_with_model(tmp_path_factory.mktemp("gp"), 8, (96, 128))
 
 
 def _args(root, store, *extra):

@@ -68,13 +68,9 @@ def test_architecture_flags_with_a_checkpoint_are_refused(leaf, flag, tmp_path, 
 @pytest.fixture(scope="module")
 def index(tmp_path_factory):
     """A Gardens Point index (frames) of 12 database images with a tiny GeM model."""
-    from netvlad.models import ModelConfig, PlaceModel, Preprocessing, save_model
-    from tests.conftest import copy_sequence
+    from tests.conftest import gardens_point_with_model
 
-    root = copy_sequence(shared_dataset("gardens_point"), tmp_path_factory.mktemp("gp"), ("day_left", "day_right"),
-                         [f"Image{i:03d}.jpg" for i in range(0, 192, 16)])
-    model = PlaceModel(ModelConfig(pool="gem", preprocessing=Preprocessing("fixed", (64, 96))), pretrained=False)
-    save_model(model, root / "model.safetensors")
+    root = gardens_point_with_model(tmp_path_factory.mktemp("gp"), 16, (64, 96))
     out = root / "index"
     assert main(["index", "build", str(root), "--database", "day_left", "--queries", "day_right",
                  "--frame-tolerance", "2", "--model", str(root / "model.safetensors"), "--out", str(out),

@@ -9,18 +9,23 @@ from netvlad.eval.index_kinds import INDEX_KINDS
 from netvlad.limits import COUNT, NON_NEGATIVE_INT, POSITIVE, Limit
 
 
-def parse_ns(text: str) -> tuple[int, ...]:
-    """``"1,5,10"`` -> (1, 5, 10); a clear error for anything else."""
-    try:
-        ns = tuple(sorted({int(t) for t in text.split(",") if t.strip()}))
-    except ValueError:
-        ns = ()
-    if not ns or ns[0] < 1:
-        raise argparse.ArgumentTypeError(f"must be comma-separated integers ≥ 1 (e.g. 1,5,10), got {text!r}")
-    return ns
+class CountList:
+    """An argparse ``type`` for comma-separated counts: ``"1,5,10"`` -> (1, 5, 10); a clear error otherwise."""
+
+    limit = COUNT  # each value's range (the argument checks read it, as they read `Number.limit`)
+    __name__ = "comma-separated integers ≥ 1"  # argparse names the type by __name__
+
+    def __call__(self, text: str) -> tuple[int, ...]:
+        try:
+            ns = tuple(sorted({int(t) for t in text.split(",") if t.strip()}))
+        except ValueError:
+            ns = ()
+        if not ns or ns[0] < 1:
+            raise argparse.ArgumentTypeError(f"must be comma-separated integers ≥ 1 (e.g. 1,5,10), got {text!r}")
+        return ns
 
 
-parse_ns.limit = COUNT  # each value; read by the argument sweep test
+parse_ns = CountList()
 
 
 def add_index_args(parser: argparse.ArgumentParser) -> None:

@@ -71,3 +71,21 @@ def test_float16_store(tmp_path, tiny_model):
     store = extract_to_store(tiny_model, tmp_path, names, tmp_path / "s", dtype="float16")
     assert store.descriptors.dtype == np.float16
     np.testing.assert_allclose(store.load(), _reference(tiny_model, [tmp_path / n for n in names]), atol=2e-3)
+
+
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_batches_without_a_dataloader_are_the_dataloader_s(tmp_path, batch_size):
+    from netvlad.data.images import ImageDataset, ImageLoader, collate_by_size
+    from netvlad.eval.extract import _batches
+
+    names = write_images(tmp_path, 3, size=(48, 36)) + write_images(tmp_path / "b", 2, size=(30, 40), seed=1)
+    paths = [tmp_path / n for n in names[:3]] + [tmp_path / "b" / n for n in names[3:]]
+    paths[1].write_bytes(b"not an image")
+    dataset = ImageDataset(paths, "none", skip_bad=True)
+    plain = list(_batches(dataset, batch_size))
+    loaded = list(ImageLoader(dataset, batch_size=batch_size, num_workers=0, collate_fn=collate_by_size))
+    assert len(plain) == len(loaded)
+    for (groups, bad), (expected_groups, expected_bad) in zip(plain, loaded, strict=True):
+        assert bad == expected_bad and len(groups) == len(expected_groups)
+        for (indices, images), (expected_indices, expected_images) in zip(groups, expected_groups, strict=True):
+            assert torch.equal(indices, expected_indices) and torch.equal(images, expected_images)

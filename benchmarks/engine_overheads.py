@@ -7,7 +7,8 @@ one ``extract_to_store`` of ``--count`` Gardens Point frames per engine, plus th
 Part 2: images/s of ``extract_to_store`` (decode → resize → model → store, ``workers=0``, batch 1) for each
 engine × recipe, alternating, best of ``--repeats``. "before" puts the recipe of 7123e49 back: rows synced in the
 extracting thread, a DataLoader per call, ``model.to`` at every call, the fingerprint and the store writes through
-bytes copies, the input multiplied by a unit ``value_scale`` (torch; the export is the current one in both).
+bytes copies, a new store's arrays msynced, the input multiplied by a unit ``value_scale`` (torch; the export is
+the current one in both).
 
     python benchmarks/engine_overheads.py [--pool netvlad] [--counts 16 200] [--repeats 3] [--account]
 """
@@ -75,6 +76,16 @@ def previous_normalize(self, images):
     return (images * self.config.preprocessing.value_scale - self.mean) / self.std
 
 
+def previous_open_memmap(open_memmap):
+    """``open_memmap`` whose new arrays are msynced, as a new store's were."""
+    def flushed(*args, **kwargs):
+        array = open_memmap(*args, **kwargs)
+        if kwargs.get("mode") == "w+":
+            array.flush()
+        return array
+    return flushed
+
+
 @contextlib.contextmanager
 def recipe(name: str):
     """Inside: the library as it was at 7123e49 (``"before"``) or as it is (``"now"``)."""
@@ -82,8 +93,10 @@ def recipe(name: str):
         yield
         return
     saved = [(PlaceModel, "fingerprint"), (PlaceModel, "normalize"), (store_module, "write_rows"),
-             (extract_module, "_loader"), (extract_module, "_on_device"), (extract_module, "RowBuffer")]
+             (extract_module, "_loader"), (extract_module, "_on_device"), (extract_module, "RowBuffer"),
+             (np.lib.format, "open_memmap")]
     values = [getattr(owner, attr) for owner, attr in saved]
+    np.lib.format.open_memmap = previous_open_memmap(np.lib.format.open_memmap)
     PlaceModel.fingerprint, PlaceModel.normalize = previous_fingerprint, previous_normalize
     store_module.write_rows, extract_module._loader = previous_write_rows, previous_loader
     extract_module._on_device = lambda model, device: model.to(device).eval()

@@ -213,6 +213,7 @@ def main() -> None:
     parser.add_argument("--counts", type=int, nargs="+", default=[16, 200])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--account", action="store_true", help="also the per-stage accounting (first count)")
+    parser.add_argument("--account-recipe", choices=["now", "before"], default="now", help="the recipe accounted")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -226,8 +227,9 @@ def main() -> None:
                    "onnxruntime": make_runner(model, EngineConfig("onnxruntime", 1, Path(tmp) / "cache"))}
         if args.account:
             report["alone"] = alone(model, names[:16], runners)
-            report["account"] = account(model, names[:args.counts[0]], runners, Path(tmp))
-        for count in args.counts:
+            with recipe(args.account_recipe):
+                report["account"] = account(model, names[:args.counts[0]], runners, Path(tmp))
+        for count in args.counts if args.repeats else []:
             best: dict = {}
             for _ in range(args.repeats):
                 for name in ("before", "now"):

@@ -99,3 +99,19 @@ def test_extraction_puts_a_training_model_in_eval_mode_on_its_device(tiny_model)
     assert not any(module.training for module in tiny_model.modules())
     on_meta = _on_device(tiny_model, torch.device("meta"))  # a model elsewhere is moved (here: to shapes only)
     assert {t.device.type for t in on_meta.parameters()} == {"meta"}
+
+
+def test_extraction_into_a_store_through_onnxruntime_hashes_the_model_once(tmp_path, tiny_model, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    from netvlad.eval.engine import EngineConfig
+    from netvlad.models import PlaceModel
+
+    names = write_images(tmp_path / "img", 2)
+    calls = []
+    fingerprint = PlaceModel.fingerprint
+    monkeypatch.setattr(PlaceModel, "fingerprint", lambda self: calls.append(1) or fingerprint(self))
+    store = extract_to_store(tiny_model, tmp_path / "img", names, tmp_path / "s", batch_size=2,
+                             engine=EngineConfig("onnxruntime", 1, tmp_path / "cache"))
+    assert len(calls) == 1 and store.fingerprint == fingerprint(tiny_model)  # the store's, reused for the export
+    assert [p.name.split("-")[0] for p in (tmp_path / "cache").glob("*.onnx")] == [store.fingerprint]
+    np.testing.assert_allclose(store.load(), _reference(tiny_model, [tmp_path / "img" / n for n in names]), atol=1e-5)

@@ -167,9 +167,11 @@ def _extract_rows(model: PlaceModel, root: Path, store: DescriptorStore, todo: n
         logger.info("%s: all %d descriptors of this process already extracted", store.folder, len(store))
         return
     paths = [root / store.names[i] for i in todo]
+    run = make_runner(_on_device(model, torch.device(device)), engine, device, images=len(paths),
+                      fingerprint=store.fingerprint)  # the store's, just computed: not hashed again for an export
     with RowBuffer(store, background=True) as rows:  # one write per second (syncing while the next images run)
         for local, descriptors, bad in iter_descriptors(model, paths, batch_size, workers, device, progress, desc,
-                                                        engine=engine):
+                                                        engine=run):
             if bad:
                 rows.flush()
                 if not skip_bad:

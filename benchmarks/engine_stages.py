@@ -15,7 +15,6 @@ changes: descriptors and Recall@N on Gardens Point day_left → day_right (±2 f
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import tempfile
 import time
@@ -164,7 +163,7 @@ def pipeline(model, root: Path, names, batch: int, runner, tmp: Path, previous: 
     saved = images_module.load_image, extract_module.RowBuffer
     if previous:
         images_module.load_image = previous_load
-        extract_module.RowBuffer = functools.partial(RowBuffer, seconds=0.0)
+        extract_module.RowBuffer = lambda store, **kw: RowBuffer(store, **(kw | {"seconds": 0.0, "background": False}))
     try:
         extract_to_store(model, root, names[:batch], tmp / f"warm-{time.monotonic_ns()}", batch_size=batch,
                          engine=runner)

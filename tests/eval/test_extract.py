@@ -71,3 +71,47 @@ def test_float16_store(tmp_path, tiny_model):
     store = extract_to_store(tiny_model, tmp_path, names, tmp_path / "s", dtype="float16")
     assert store.descriptors.dtype == np.float16
     np.testing.assert_allclose(store.load(), _reference(tiny_model, [tmp_path / n for n in names]), atol=2e-3)
+
+
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_batches_without_a_dataloader_are_the_dataloader_s(tmp_path, batch_size):
+    from netvlad.data.images import ImageDataset, ImageLoader, collate_by_size
+    from netvlad.eval.extract import _batches
+
+    names = write_images(tmp_path, 3, size=(48, 36)) + write_images(tmp_path / "b", 2, size=(30, 40), seed=1)
+    paths = [tmp_path / n for n in names[:3]] + [tmp_path / "b" / n for n in names[3:]]
+    paths[1].write_bytes(b"not an image")
+    dataset = ImageDataset(paths, "none", skip_bad=True)
+    plain = list(_batches(dataset, batch_size))
+    loaded = list(ImageLoader(dataset, batch_size=batch_size, num_workers=0, collate_fn=collate_by_size))
+    assert len(plain) == len(loaded)
+    for (groups, bad), (expected_groups, expected_bad) in zip(plain, loaded, strict=True):
+        assert bad == expected_bad and len(groups) == len(expected_groups)
+        for (indices, images), (expected_indices, expected_images) in zip(groups, expected_groups, strict=True):
+            assert torch.equal(indices, expected_indices) and torch.equal(images, expected_images)
+
+
+def test_extraction_puts_a_training_model_in_eval_mode_on_its_device(tiny_model):
+    from netvlad.eval.extract import _on_device
+
+    tiny_model.train()
+    assert _on_device(tiny_model, torch.device("cpu")) is tiny_model
+    assert not any(module.training for module in tiny_model.modules())
+    on_meta = _on_device(tiny_model, torch.device("meta"))  # a model elsewhere is moved (here: to shapes only)
+    assert {t.device.type for t in on_meta.parameters()} == {"meta"}
+
+
+def test_extraction_into_a_store_through_onnxruntime_hashes_the_model_once(tmp_path, tiny_model, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    from netvlad.eval.engine import EngineConfig
+    from netvlad.models import PlaceModel
+
+    names = write_images(tmp_path / "img", 2)
+    calls = []
+    fingerprint = PlaceModel.fingerprint
+    monkeypatch.setattr(PlaceModel, "fingerprint", lambda self: calls.append(1) or fingerprint(self))
+    store = extract_to_store(tiny_model, tmp_path / "img", names, tmp_path / "s", batch_size=2,
+                             engine=EngineConfig("onnxruntime", 1, tmp_path / "cache"))
+    assert len(calls) == 1 and store.fingerprint == fingerprint(tiny_model)  # the store's, reused for the export
+    assert [p.name.split("-")[0] for p in (tmp_path / "cache").glob("*.onnx")] == [store.fingerprint]
+    np.testing.assert_allclose(store.load(), _reference(tiny_model, [tmp_path / "img" / n for n in names]), atol=1e-5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 
 import numpy as np
@@ -84,3 +85,21 @@ def test_pretrained_gem_recall_on_gardens_point(gardens_point):
     correct = np.abs(top5 - np.arange(200)[:, None]) <= 2
     recall5 = 100 * correct.any(1).mean()
     assert recall5 >= 90, f"Recall@5 {recall5:.1f} %: the pretrained weights did not load"
+
+
+def test_fingerprint_hashes_the_tensor_bytes_in_place_as_before():
+    model = PlaceModel(ModelConfig(backbone="mobilenet_v2", pool="netvlad", num_clusters=4), pretrained=False)
+    digest = hashlib.sha256(model.config.to_json().encode())  # the previous recipe: a bytes copy of every tensor
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    assert model.fingerprint() == digest.hexdigest()[:16]
+
+
+@pytest.mark.parametrize("scale", [1.0, 255.0])
+def test_normalize_skips_a_unit_value_scale_bit_for_bit(scale):
+    pre = Preprocessing(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), value_scale=scale)
+    model = PlaceModel(ModelConfig(backbone="mobilenet_v2", pool="gem", preprocessing=pre), pretrained=False)
+    images = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    mean, std = torch.tensor(pre.mean).view(1, 3, 1, 1), torch.tensor(pre.std).view(1, 3, 1, 1)
+    assert torch.equal(model.normalize(images), (images * scale - mean) / std)

@@ -116,10 +116,12 @@ class DescriptorStore:
             meta = {"format": FORMAT, "version": VERSION, "dim": int(dim), "dtype": dtype, "count": len(names),
                     "fingerprint": fingerprint, "root": root, "shards": int(shards)}
             (temporary / "names.txt").write_text("".join(n + "\n" for n in names), encoding="utf-8")
+            # zero-filled arrays (header written, data sparse); no msync: other processes see them through the page
+            # cache at once, and a synced tail page (≈ 4 ms each here) would not make the new store crash-safe anyway
             np.lib.format.open_memmap(temporary / "descriptors.npy", mode="w+", dtype=DTYPES[dtype],
-                                      shape=(len(names), int(dim))).flush()
-            np.lib.format.open_memmap(temporary / "status.npy", mode="w+", dtype=np.int8, shape=(len(names),)).flush()
-            np.lib.format.open_memmap(temporary / CHECKSUMS, mode="w+", dtype=np.uint32, shape=(len(names),)).flush()
+                                      shape=(len(names), int(dim)))
+            np.lib.format.open_memmap(temporary / "status.npy", mode="w+", dtype=np.int8, shape=(len(names),))
+            np.lib.format.open_memmap(temporary / CHECKSUMS, mode="w+", dtype=np.uint32, shape=(len(names),))
             (temporary / "store.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
             try:
                 os.rename(temporary, folder)  # atomic; replaces an empty folder, fails on a filled one

@@ -158,15 +158,18 @@ def write_rows(path: Path, offset: int, rows: np.ndarray, values: np.ndarray) ->
     overwrite each other's bytes, even on a network filesystem (no read-modify-write of pages)."""
     if len(rows) == 0:
         return
-    order = np.argsort(rows, kind="stable")
-    rows, values = np.asarray(rows, dtype=np.int64)[order], np.ascontiguousarray(values[order])
+    rows = np.asarray(rows, dtype=np.int64)
+    if np.any(rows[1:] < rows[:-1]):  # sorted already (as extraction writes them): no copy of the values
+        order = np.argsort(rows, kind="stable")
+        rows, values = rows[order], values[order]
+    values = np.ascontiguousarray(values)
     row_bytes = values[0].nbytes
     starts = np.flatnonzero(np.diff(rows, prepend=rows[0] - 2) != 1)
     try:
         fd = os.open(path, os.O_WRONLY)
         try:
             for begin, end in zip(starts, [*starts[1:], len(rows)], strict=True):
-                os.pwrite(fd, values[begin:end].tobytes(), offset + int(rows[begin]) * row_bytes)
+                os.pwrite(fd, values[begin:end], offset + int(rows[begin]) * row_bytes)  # the buffer, no copy
             _sync(fd)
         finally:
             os.close(fd)

@@ -50,7 +50,9 @@ class PlaceModel(nn.Module):
         """(x·value_scale − mean) / std, the input convention recorded in the config."""
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"expected RGB images as (B, 3, H, W), got {tuple(images.shape)}")
-        return (images * self.config.preprocessing.value_scale - self.mean) / self.std
+        scale = self.config.preprocessing.value_scale
+        scaled = images if scale == 1 else images * scale  # x·1 is x, bit for bit: one pass fewer in both engines
+        return (scaled - self.mean) / self.std
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """Local descriptors: ``(B, 3, H, W)`` -> ``(B, D, H/s, W/s)``."""
@@ -76,6 +78,6 @@ class PlaceModel(nn.Module):
         digest = hashlib.sha256(self.config.to_json().encode())
         for name, tensor in sorted(self.state_dict().items()):
             digest.update(name.encode())
-            digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+            digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())  # no bytes copy
         return digest.hexdigest()[:16]
 

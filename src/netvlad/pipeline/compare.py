@@ -38,7 +38,7 @@ def compare_models(models: Mapping[str, PlaceModel], dataset: GeoDataset, radius
     """Recall@N of every model on ``dataset`` (label -> result); with torch (and auto), frozen-stage features are
     computed once and shared; through onnxruntime each model runs whole (its export checked and cached once)."""
     paths = dataset.database.paths() + dataset.queries.paths()
-    if getattr(engine, "name", engine) == "auto":  # shared frozen features beat one export per model (docs/engine.md)
+    if getattr(engine, "name", engine) == "auto":  # shared frozen features: 2–3× faster (benchmarks/engine_compare.py)
         engine = "torch"
     first = next(iter(models.values())).to(device)
     frozen: FrozenFeatures | None = None

@@ -13,6 +13,7 @@ and a rapid-scored re-ranking by the library's own ``size_scores``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -33,10 +34,17 @@ SHARED = Path(os.environ.get("NETVLAD_SHARED_DATA", Path(__file__).resolve().par
 BASIS = 512  # principal directions kept in the cache (the speed preset's dims)
 
 
-def paths() -> tuple[list[Path], list[Path]]:
-    """Gardens Point day_left (database) and day_right (queries)."""
-    gp = SHARED / "gardens_point"
-    return sorted((gp / "day_left").glob("*.jpg")), sorted((gp / "day_right").glob("*.jpg"))
+def paths(name: str) -> tuple[list[Path], list[Path], list[np.ndarray], Preprocessing | None]:
+    """(database, queries, positives, preprocessing) of Gardens Point day_left → day_right (±2 frames) or of the
+    100 Nordland summer → winter places of benchmarks/verify.py (thumbnails upscaled to 640×320)."""
+    if name == "gardens":
+        gp = SHARED / "gardens_point"
+        left, right = sorted((gp / "day_left").glob("*.jpg")), sorted((gp / "day_right").glob("*.jpg"))
+        return left, right, [np.arange(max(0, i - 2), min(len(left), i + 3)) for i in range(len(right))], None
+    names = [f"images-{i:05d}.png" for i in range(16010, 24001, 80)]
+    nord = SHARED / "nordland"
+    return ([nord / "summer" / n for n in names], [nord / "winter" / n for n in names],
+            [np.array([i]) for i in range(len(names))], Preprocessing("fixed", (320, 640)))
 
 
 def model_for(clusters: int, cache: Path, left: list[Path]) -> PlaceModel:
@@ -171,20 +179,27 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path("/tmp/i19/diag"))
     parser.add_argument("--clusters", type=int, default=64)
     parser.add_argument("--samples", type=int, default=5000)
+    parser.add_argument("--set", choices=("gardens", "nordland"), default="gardens")
+    parser.add_argument("--variants", default="white:0,pca:0,shrunk:1,shrunk:10,shrunk:100",
+                        help="kind:shrink pairs, comma-separated")
+    parser.add_argument("--dims", default="128,512")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     args.cache.mkdir(parents=True, exist_ok=True)
-    left, right = paths()
-    model = model_for(args.clusters, args.cache, left)
-    db_maps, q_maps = feature_maps(model, left, args.cache, "left"), feature_maps(model, right, args.cache, "right")
+    gp_left = paths("gardens")[0]
+    left, right, positives, pre = paths(args.set)
+    model = model_for(args.clusters, args.cache, gp_left)  # clustered on Gardens Point day_left
+    if pre is not None:
+        model.config = dataclasses.replace(model.config, preprocessing=pre)
+    db_maps = feature_maps(model, left, args.cache, f"{args.set}_db")
+    q_maps = feature_maps(model, right, args.cache, f"{args.set}_q")
     with torch.no_grad():
         g_db, g_q = (torch.cat([model.pool_features(m) for m in maps.split(8)]).numpy() for maps in (db_maps, q_maps))
     dist = np.sqrt(np.maximum(0, (g_q ** 2).sum(1)[:, None] + (g_db ** 2).sum(1)[None] - 2 * g_q @ g_db.T))
     ranked = np.argsort(dist, axis=1, kind="stable")[:, :100]
     sims = -np.take_along_axis(dist, ranked, 1)
-    positives = [np.arange(max(0, i - 2), min(len(left), i + 3)) for i in range(len(right))]
-    tag = f"K{args.clusters}_n{args.samples}"
+    tag = f"{args.set}_K{args.clusters}_n{args.samples}"
     basis = cached(args.cache / f"basis_{tag}.pt", lambda: fit_basis(model, db_maps, args.samples).state_dict())
     white = PCAWhitening(model.pool.output_dim, BASIS)
     white.load_state_dict(basis)
@@ -194,8 +209,8 @@ def main() -> None:
     results = {"global": recall_at_n(ranked, positives, (1,))[1], "rows": []}
     print(f"{tag}: global R@1 {results['global']:.1f}; eigenvalues λ1 {white.eigenvalues[0]:.3g} λ128 "
           f"{white.eigenvalues[127]:.3g} λ512 {white.eigenvalues[-1]:.3g}", flush=True)
-    for kind, shrink in (("white", 0), ("pca", 0), ("shrunk", 0.1), ("shrunk", 1.0), ("shrunk", 10.0)):
-        for dims in (128, 512):
+    for kind, shrink in [(v.split(":")[0], float(v.split(":")[1])) for v in args.variants.split(",")]:
+        for dims in [int(d) for d in args.dims.split(",")]:
             raw = raw_scores(variant(db, white.eigenvalues, dims, kind, shrink),
                              variant(q, white.eigenvalues, dims, kind, shrink), grid, ranked)
             for top in (20, 100):

@@ -121,9 +121,10 @@ def shrink_whitening(whitening: PCAWhitening, shrink: float) -> PCAWhitening:
 @torch.no_grad()
 def fit_patch_whitening(model: PlaceModel, paths: Sequence[Path | str], dim: int, size: int = 5, stride: int = 1,
                         samples: int | None = None, seed: int = 0, device: str | torch.device = "cpu",
-                        shrink: float = SHRINK) -> PCAWhitening:
+                        shrink: float | None = None) -> PCAWhitening:
     """A PCA whitening to ``dim`` dims fitted on ``samples`` (default: dim + 1,000, at least :data:`FIT_SAMPLES`)
-    random P×P patch vectors of images, regularised by :func:`shrink_whitening` (``shrink``: ε / mean λ).
+    random P×P patch vectors of images, regularised by :func:`shrink_whitening` (``shrink``: ε / mean λ, default
+    :data:`SHRINK`).
 
     Too few patches for ``dim``: as many dims as they allow (one fewer than the patches), with a warning.
 
@@ -131,6 +132,7 @@ def fit_patch_whitening(model: PlaceModel, paths: Sequence[Path | str], dim: int
     patch vectors; patches are drawn evenly from the images at ``paths``.
     """
     layer = require_netvlad(model)
+    shrink = SHRINK if shrink is None else shrink
     samples = samples or max(dim + 1000, FIT_SAMPLES)
     rng = np.random.default_rng(seed)
     per_image = max(1, -(-samples // max(1, len(paths))))

@@ -2,7 +2,8 @@
 
 One off-the-shelf model (MobileNetV2 ImageNet + NetVLAD K=16, k-means on Gardens Point day_left, images resized to
 640 px on the longest side) and one patch whitening (4096-D, fitted on size-5 patches of day_left; the 512/128-D
-presets use its leading dims). Each set's feature maps are computed once; database patches go to real float16
+presets use its leading dims; each preset's dims are regularised as the command line's fit is, ε = SHRINK × their
+mean eigenvalue). Each set's feature maps are computed once; database patches go to real float16
 patch stores; every preset re-ranks the same global top ``--top``, and the fused variants add the global
 similarity with weight λ. Costs (benchmarks/verify_costs.py): re-ranking of the top ``--timing-top`` for
 ``--timing-queries`` queries on random patch stores, every preset in turn in this process; peak resident memory
@@ -28,7 +29,7 @@ from netvlad.data.conditions import query_conditions
 from netvlad.data.readers import open_dataset
 from netvlad.eval.recall import recall_at_n
 from netvlad.eval.verify import get_preset
-from netvlad.eval.verify.patches import PatchExtractor, fit_patch_whitening, iter_images
+from netvlad.eval.verify.patches import SHRINK, PatchExtractor, fit_patch_whitening, iter_images, shrink_whitening
 from netvlad.eval.verify.rerank import normalise, verify_shortlist
 from netvlad.eval.verify.store import create_patch_store
 from netvlad.models import ModelConfig, PlaceModel, Preprocessing
@@ -52,14 +53,14 @@ def model_and_whitening(cache: Path):
     else:
         initialize_clusters(model, left, ClusterConfig(num_images=100, niter=25), batch_size=8)
         torch.save(model.state_dict(), state)
-    white = cache / f"whitening_{model.fingerprint()}.pt"
+    white = cache / f"whitening_unshrunk_{model.fingerprint()}.pt"
     if white.is_file():
         from netvlad.nn import PCAWhitening
 
         whitening = PCAWhitening(model.pool.output_dim, 4096)
         whitening.load_state_dict(torch.load(white, weights_only=True))
     else:
-        whitening = fit_patch_whitening(model, left[::2], 4096, size=5, samples=5200)
+        whitening = fit_patch_whitening(model, left[::2], 4096, size=5, samples=5200, shrink=0.0)  # shrunk per preset
         torch.save(whitening.state_dict(), white)
     return model, whitening
 
@@ -140,7 +141,9 @@ def run_set(model, whitening, db, queries, positives, top, cache: Path, label: s
 def run_preset(model, whitening, name: str, db_maps, q_maps, ranked, dist, folder: Path) -> tuple[dict, dict]:
     """One preset over every query's shortlist: ({λ: re-ranked rows (Q, top)}, store bytes, skips and seconds)."""
     preset = get_preset(name).with_global_weight(0.0)  # the patch score alone; fused below for each λ
-    extractor = PatchExtractor(model, preset, whitening)
+    # the leading dims regularised as the command line's own fit of preset.dim dims is (ε = SHRINK × their mean λ)
+    extractor = PatchExtractor(model, preset, shrink_whitening(whitening.crop(min(preset.dim, whitening.out_dim)),
+                                                               SHRINK))
     store, db_seconds = patch_store(extractor, db_maps, folder)
     generator = torch.Generator().manual_seed(0)
     fused = {lam: np.zeros_like(ranked) for lam in (0.0, *FUSED)}

@@ -61,7 +61,10 @@ def test_store_resumes_and_refuses_another_preset(netvlad_model, tmp_path):
 
 
 @pytest.mark.parametrize("preset", [RAPID, RANSAC])
-def test_a_copy_of_a_database_image_wins_the_shortlist(netvlad_model, tmp_path, preset):
+def test_a_copy_of_a_database_image_wins_the_shortlist(netvlad_model, tmp_path, preset, monkeypatch):
+    # random weights: the windows differ only in the small-variance directions, which the default regularisation
+    # damps (it is chosen on real features: benchmarks/verify_whitening.py), so this fit whitens exactly
+    monkeypatch.setattr("netvlad.eval.verify.patches.SHRINK", 0.0)
     names = write_images(tmp_path / "db", 6, size=(160, 128), seed=3)
     query = tmp_path / "db" / names[4]
     ranked = np.array([[0, 1, 2, 3, 4, 5]])  # the global ranking put the true match fifth

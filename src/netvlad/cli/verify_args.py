@@ -21,7 +21,7 @@ def add_verify_args(parser, top_default: int = 100) -> None:
                             f"sequence ranking's (default {top_default}; clamped to the database, or to --shortlist)")
     group.add_argument("--verify-global-weight", type=number(Limit(0, 1)), default=None, metavar="λ",
                        help="weight of the global similarity fused with the patch score, 0..1 (default: the "
-                            "preset's, 0.5, chosen by measurement; 0: the patch score alone)")
+                            "preset's, 0.75, chosen by measurement; 0: the patch score alone)")
 
 
 def preset_from_args(args: argparse.Namespace):

@@ -22,6 +22,10 @@ logger = logging.getLogger(__name__)
 # patch vectors a fitted whitening sees at least: with dim + 1,000 (1,512 for the speed preset's 512-D) the
 # whitened small-variance directions were noise and re-ranking lost 1.5 R@1 on Gardens Point (docs/reranking.md)
 FIT_SAMPLES = 5000
+# the fitted whitening's regularisation: ε = SHRINK × the mean eigenvalue of its dims. Whitened exactly (ε ≈ 0), the
+# 512-D patches of an 81,920-D (K = 64) model matched worse (Gardens Point R@1 of the patch score alone 69.0, 79.0
+# with ε = 10 × mean λ; benchmarks/verify_whitening.py, docs/reranking.md)
+SHRINK = 10.0
 
 WHO_CAN = ("spatial re-ranking needs a NetVLAD model: an off-the-shelf one (--pool netvlad, k-means initialised), "
            "a trained NetVLAD checkpoint, or one converted from MATLAB / pytorch-NetVlad / Patch-NetVLAD")
@@ -98,11 +102,29 @@ def iter_images(model: PlaceModel, paths: Sequence[Path | str], batch_size: int 
 
 
 @torch.no_grad()
+def shrink_whitening(whitening: PCAWhitening, shrink: float) -> PCAWhitening:
+    """The same principal directions scaled by 1/√(λ + ε), ε = ``shrink`` × mean λ of its dims (0: as fitted).
+
+    A larger ``shrink`` whitens less: the small-variance directions, noise in a fit on few patches, are no longer
+    raised to unit variance; the output (L2-normalised) tends to the plain PCA projection as ``shrink`` grows.
+    """
+    lam = whitening.eigenvalues.double()
+    eps = float(shrink) * float(lam.mean())
+    out = PCAWhitening(whitening.in_dim, whitening.out_dim, whitening.eps + eps).to(whitening.linear.weight)
+    scale = ((lam + whitening.eps) / (lam + whitening.eps + eps)).sqrt().to(whitening.linear.weight)
+    out.linear.weight.copy_(whitening.linear.weight * scale[:, None])
+    out.linear.bias.copy_(whitening.linear.bias * scale)
+    out.eigenvalues.copy_(whitening.eigenvalues)
+    return out
+
+
+@torch.no_grad()
 def fit_patch_whitening(model: PlaceModel, paths: Sequence[Path | str], dim: int, size: int = 5, stride: int = 1,
-                        samples: int | None = None, seed: int = 0, device: str | torch.device = "cpu"
-                        ) -> PCAWhitening:
+                        samples: int | None = None, seed: int = 0, device: str | torch.device = "cpu",
+                        shrink: float | None = None) -> PCAWhitening:
     """A PCA whitening to ``dim`` dims fitted on ``samples`` (default: dim + 1,000, at least :data:`FIT_SAMPLES`)
-    random P×P patch vectors of images.
+    random P×P patch vectors of images, regularised by :func:`shrink_whitening` (``shrink``: ε / mean λ, default
+    :data:`SHRINK`).
 
     Too few patches for ``dim``: as many dims as they allow (one fewer than the patches), with a warning.
 
@@ -110,6 +132,7 @@ def fit_patch_whitening(model: PlaceModel, paths: Sequence[Path | str], dim: int
     patch vectors; patches are drawn evenly from the images at ``paths``.
     """
     layer = require_netvlad(model)
+    shrink = SHRINK if shrink is None else shrink
     samples = samples or max(dim + 1000, FIT_SAMPLES)
     rng = np.random.default_rng(seed)
     per_image = max(1, -(-samples // max(1, len(paths))))
@@ -131,5 +154,7 @@ def fit_patch_whitening(model: PlaceModel, paths: Sequence[Path | str], dim: int
                        found, size, len(paths), found - 1, dim)
         dim = found - 1
     data = torch.cat(chosen)[:samples]
-    logger.info("fitting a %d-D patch whitening on %d patch vectors of size %d", dim, len(data), size)
-    return PCAWhitening(data.shape[1], dim).fit(data)
+    del chosen
+    logger.info("fitting a %d-D patch whitening on %d patch vectors of size %d (ε = %g × mean λ)", dim, len(data),
+                size, shrink)
+    return shrink_whitening(PCAWhitening(data.shape[1], dim).fit(data), shrink)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import numpy as np
@@ -11,7 +12,7 @@ from netvlad.errors import BadInputError
 from netvlad.eval.verify.patches import PatchExtractor, fit_patch_whitening, iter_images, require_netvlad
 from netvlad.eval.verify.presets import VERIFY_PRESETS, VerifyPreset
 from netvlad.eval.verify.run import clamp_top, verify_folders, verify_ranking
-from netvlad.eval.verify.store import extract_patch_store
+from netvlad.eval.verify.store import extract_patch_store, whitening_digest
 from netvlad.models import ModelConfig, PlaceModel, Preprocessing
 from tests.eval.conftest import write_images
 
@@ -55,9 +56,29 @@ def test_store_resumes_and_refuses_another_preset(netvlad_model, tmp_path):
     assert grids.tolist() == [[3, 4], [3, 4]]
     other = PatchExtractor(netvlad_model, VerifyPreset("other", "x", sizes=(2, 3), dim=8, scorer="rapid"),
                            whitening)
-    with pytest.raises(BadInputError, match=r"written by model \w+ with preset tiny-rapid \(16-D\), not by model "
-                                            r"\w+ with preset other \(8-D\)"):
+    with pytest.raises(BadInputError, match=r"written by model \w+ with preset tiny-rapid \(16-D\), whitening \w+, "
+                                            r"not by model \w+ with preset other \(8-D\)"):
         extract_patch_store(other, tmp_path / "db", names, tmp_path / "patches")
+
+
+def test_store_refuses_patches_projected_by_another_whitening(netvlad_model, tmp_path):
+    """Same model and preset, another whitening (e.g. refitted with another ε): refused, naming both digests;
+    a store written before the whitening was recorded (version 1) is refused too."""
+    names = write_images(tmp_path / "db", 3, size=(160, 128))
+    paths = [tmp_path / "db" / n for n in names]
+    first = PatchExtractor(netvlad_model, RAPID, fit_patch_whitening(netvlad_model, paths, 16, size=2, shrink=0.0))
+    extract_patch_store(first, tmp_path / "db", names, tmp_path / "patches")
+    refit = PatchExtractor(netvlad_model, RAPID, fit_patch_whitening(netvlad_model, paths, 16, size=2, shrink=10.0))
+    old, new = whitening_digest(first), whitening_digest(refit)
+    assert old != new
+    with pytest.raises(BadInputError, match=f"whitening {old}, not by model \\w+ with preset tiny-rapid \\(16-D\\), "
+                                            f"whitening {new}"):
+        extract_patch_store(refit, tmp_path / "db", names, tmp_path / "patches")
+    meta = json.loads((tmp_path / "patches" / "patches.json").read_text())
+    del meta["whitening"]
+    (tmp_path / "patches" / "patches.json").write_text(json.dumps(meta))
+    with pytest.raises(BadInputError, match="whitening unrecorded"):
+        extract_patch_store(first, tmp_path / "db", names, tmp_path / "patches")
 
 
 @pytest.mark.parametrize("preset", [RAPID, RANSAC])
@@ -73,7 +94,7 @@ def test_a_copy_of_a_database_image_wins_the_shortlist(netvlad_model, tmp_path, 
                             store_dir=tmp_path / "store")
     assert result.ranked[0, 0] == 4 and sorted(result.ranked[0].tolist()) == list(range(6))
     assert result.skipped == 0 and result.bytes_per_image > 0
-    assert (tmp_path / "store" / f"whitening_16_{netvlad_model.fingerprint()}.pt").is_file()  # reused next time
+    assert (tmp_path / "store" / f"whitening_16_shrink0_{netvlad_model.fingerprint()}.pt").is_file()  # reused next time
 
 
 def test_small_images_skip_the_largest_size_and_top_is_clamped(netvlad_model, tmp_path, caplog):

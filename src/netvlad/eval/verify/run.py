@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from netvlad.eval.verify import patches
 from netvlad.eval.verify.patches import PatchExtractor, fit_patch_whitening, iter_images, require_netvlad
 from netvlad.eval.verify.presets import VerifyPreset
 from netvlad.eval.verify.rerank import verify_shortlist
@@ -44,7 +45,8 @@ def patch_whitening(model: PlaceModel, preset: VerifyPreset, fit_paths: Sequence
     layer = require_netvlad(model)
     if model.whitening is not None:
         return model.whitening
-    path = cache / f"whitening_{preset.dim}_{model.fingerprint()}.pt" if cache else None
+    name = f"whitening_{preset.dim}_shrink{patches.SHRINK:g}_{model.fingerprint()}.pt"  # refit when ε changes
+    path = cache / name if cache else None
     if path is not None and path.is_file():
         state = torch.load(path, map_location="cpu", weights_only=True)
         whitening = PCAWhitening(layer.output_dim, len(state["eigenvalues"]))

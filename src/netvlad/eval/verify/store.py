@@ -1,13 +1,16 @@
 """Patch descriptors of database images on disk: one float16 :class:`DescriptorStore` per patch size.
 
-``folder/patches.json`` names the model (fingerprint) and preset; ``folder/size_P/`` holds one row per image:
-its window grid (rows, cols) then its ``capacity × dim`` patch descriptors (zero past its own windows). Rows are
-written batch by batch, so an interrupted extraction continues where it stopped; candidates' rows are read with
-the store row reader (:func:`netvlad.eval.search.read_rows`, one ``pread`` per row).
+``folder/patches.json`` names the model (fingerprint), the preset and the patch whitening (a digest of its
+weights: a store projected by another whitening is refused, never mixed with new query patches);
+``folder/size_P/`` holds one row per image: its window grid (rows, cols) then its ``capacity × dim`` patch
+descriptors (zero past its own windows). Rows are written batch by batch, so an interrupted extraction continues
+where it stopped; candidates' rows are read with the store row reader (:func:`netvlad.eval.search.read_rows`, one
+``pread`` per row).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Sequence
@@ -28,14 +31,26 @@ FORMAT = "netvlad-patches"
 HEADER = 2  # rows, cols of the window grid, exact in float16 up to 2,048
 
 
+KEYS = ("model", "preset", "dim", "whitening")  # what must match for a store's patches to be comparable
+
+
+def whitening_digest(extractor: PatchExtractor) -> str:
+    """16 hex digits of SHA-256 over the projection's weight and bias (float32 bytes, as cropped for the preset)."""
+    digest = hashlib.sha256()
+    for tensor in (extractor.whitening.linear.weight, extractor.whitening.linear.bias):
+        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
 def _identity(extractor: PatchExtractor, fingerprint: str) -> dict:
-    return {"format": FORMAT, "version": 1, "model": fingerprint, "preset": extractor.preset.name,
-            "config": extractor.preset.to_dict(), "dim": extractor.dim}
+    return {"format": FORMAT, "version": 2, "model": fingerprint, "preset": extractor.preset.name,
+            "config": extractor.preset.to_dict(), "dim": extractor.dim, "whitening": whitening_digest(extractor)}
 
 
 def describe_identity(meta: dict) -> str:
-    """``model 0123… with preset speed (512-D)``."""
-    return f"model {meta.get('model')} with preset {meta.get('preset')} ({meta.get('dim')}-D)"
+    """``model 0123… with preset speed (512-D), whitening 4567…``."""
+    return (f"model {meta.get('model')} with preset {meta.get('preset')} ({meta.get('dim')}-D), whitening "
+            f"{meta.get('whitening', 'unrecorded (written before version 2)')}")
 
 
 class PatchStore:
@@ -46,13 +61,12 @@ class PatchStore:
 
     @classmethod
     def open(cls, folder: Path | str, identity: dict | None = None) -> PatchStore:
-        """Open a patch store, refusing one written by another model or preset than ``identity`` says."""
+        """Open a patch store, refusing one written by another model, preset or whitening than ``identity`` says."""
         folder = Path(folder)
         meta = read_json(folder / "patches.json", "patch store description")
         if meta.get("format") != FORMAT:
             raise BadInputError(f"{folder}: not a netvlad patch store", path=folder)
-        if identity is not None and (meta.get("model"), meta.get("preset"), meta.get("dim")) != (
-                identity["model"], identity["preset"], identity["dim"]):
+        if identity is not None and tuple(meta.get(k) for k in KEYS) != tuple(identity[k] for k in KEYS):
             raise BadInputError(f"{folder}: patch store written by {describe_identity(meta)}, not by "
                                 f"{describe_identity(identity)}; use another folder or delete this one", path=folder)
         sizes = meta["config"]["sizes"]

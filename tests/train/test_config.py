@@ -45,3 +45,15 @@ def test_bad_configs_fail_clearly(tmp_path):
         TrainConfig(pos_radius=30.0, neg_radius=25.0)
     with pytest.raises(ValueError, match="resize"):
         TrainConfig(resize="crop")
+
+
+def test_the_nordland_recipe_file_loads_as_documented():
+    """configs/nordland.yaml (the recipe docs/learning.md measures) is a valid config with the documented setup."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "configs" / "nordland.yaml"
+    c = TrainConfig.from_dict(read_config_file(path), source=str(path))
+    setup = (c.backbone, c.pretrained, c.resize, c.size, c.val_places)
+    assert setup == ("mobilenet_v2", True, "fixed", (128, 256), 400)
+    assert (c.epochs, c.epoch_queries, c.loss_normalization, c.alpha_average) == (2, 1000, "sum", "arithmetic")
+    assert c.model_config.num_clusters == c.num_clusters and c.model_config.train_from is None  # conv5 trained

@@ -12,15 +12,6 @@ from PIL import Image
 from netvlad.cli.main import main
 from netvlad.data.images import load_image
 from netvlad.models import ModelConfig, PlaceModel, Preprocessing, save_model
-from tests.conftest import copy_sequence, shared_dataset
-
-FRAMES = range(0, 200, 10)  # 20 places; with ±2 frames only the same place counts
-
-
-@pytest.fixture(scope="module")
-def sequence(tmp_path_factory):
-    return copy_sequence(shared_dataset("gardens_point"), tmp_path_factory.mktemp("gp"), ("day_left", "day_right"),
-                         [f"Image{i:03d}.jpg" for i in FRAMES])
 
 
 def _args(sequence, *extra):

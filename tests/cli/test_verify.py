@@ -7,15 +7,6 @@ import logging
 import pytest
 
 from netvlad.cli.main import main
-from tests.conftest import copy_sequence, shared_dataset
-
-FRAMES = range(0, 200, 10)
-
-
-@pytest.fixture(scope="module")
-def sequence(tmp_path_factory):
-    return copy_sequence(shared_dataset("gardens_point"), tmp_path_factory.mktemp("gp"), ("day_left", "day_right"),
-                         [f"Image{i:03d}.jpg" for i in FRAMES])
 
 
 def _args(sequence, *extra):

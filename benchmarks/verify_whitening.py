@@ -16,6 +16,7 @@ import argparse
 import dataclasses
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,9 @@ from netvlad.models import ModelConfig, PlaceModel, Preprocessing
 from netvlad.nn import PCAWhitening
 from netvlad.nn.patch import patch_netvlad, window_grid
 from netvlad.train.clusters import ClusterConfig, cluster_if_off_the_shelf
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from workdir import ENV, work_dir  # noqa: E402 - beside this script
 
 SHARED = Path(os.environ.get("NETVLAD_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 BASIS = 512  # principal directions kept in the cache (the speed preset's dims)
@@ -176,7 +180,8 @@ def fused_recall(raw, sims, ranked, positives, top, how, lam) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cache", type=Path, default=Path("/tmp/i19/diag"))
+    parser.add_argument("--cache", type=Path, default=work_dir("verify-whitening"),
+                        help=f"cached maps and projections (default: under ${ENV}, else the system's temp dir)")
     parser.add_argument("--clusters", type=int, default=64)
     parser.add_argument("--samples", type=int, default=5000)
     parser.add_argument("--set", choices=("gardens", "nordland"), default="gardens")

@@ -206,11 +206,10 @@ def make_runner(model: PlaceModel, engine: Engine = LIBRARY_ENGINE, device: torc
     providers = _providers(device, explicit)
     if providers is None:
         return TorchRunner(model, device, amp)
-    original = model
-    if device.type != "cpu":  # export from a CPU copy: the caller's model stays on its device
+    if device.type != "cpu":  # export from a CPU copy (the same fingerprint): the caller's model stays on its device
         model = _cpu_copy(model)
     try:
-        return OrtRunner(model, config, providers, fingerprint if model is original else None)
+        return OrtRunner(model, config, providers, fingerprint)
     except ExportError as error:
         if explicit:
             raise BadInputError(f"engine onnxruntime cannot run this model: {error}", hint="--engine torch") from None

@@ -38,7 +38,7 @@ def whitening_digest(extractor: PatchExtractor) -> str:
     """16 hex digits of SHA-256 over the projection's weight and bias (float32 bytes, as cropped for the preset)."""
     digest = hashlib.sha256()
     for tensor in (extractor.whitening.linear.weight, extractor.whitening.linear.bias):
-        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy())  # the buffer, no bytes copy
     return digest.hexdigest()[:16]
 
 

@@ -63,8 +63,9 @@ def main() -> None:
             for _ in range(args.repeats):
                 for name, runner in runners.items():
                     best[name] = min(best[name], per_image_ms(runner, images, batch))
-            rows.append({"batch": batch, "torch_ms": round(best["torch"], 2),
-                         "ort_ms": round(best["onnxruntime"], 2), "ratio": round(best["torch"] / best["onnxruntime"], 2)})
+            torch_ms, ort_ms = best["torch"], best["onnxruntime"]
+            rows.append({"batch": batch, "torch_ms": round(torch_ms, 2), "ort_ms": round(ort_ms, 2),
+                         "ratio": round(torch_ms / ort_ms, 2)})
             print(json.dumps(rows[-1]))
     print("\n| batch | torch ms/image | onnxruntime ms/image | ORT ÷ torch (models alone) |\n|---|---|---|---|")
     for row in rows:

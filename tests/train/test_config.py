@@ -57,3 +57,4 @@ def test_the_nordland_recipe_file_loads_as_documented():
     assert setup == ("mobilenet_v2", True, "fixed", (128, 256), 400)
     assert (c.epochs, c.epoch_queries, c.loss_normalization, c.alpha_average) == (2, 1000, "sum", "arithmetic")
     assert c.model_config.num_clusters == c.num_clusters and c.model_config.train_from is None  # conv5 trained
+    assert (c.exclude_dark_below, c.exclude_duplicates_above) == (25, 0.97)  # tunnels and stops left out of training

@@ -7,8 +7,8 @@ import pytest
 
 from netvlad.data import open_dataset
 from netvlad.errors import BadInputError
-from netvlad.train.config import TrainConfig
 from netvlad.train.ambiguous import ambiguous_images, dark_images, far_duplicates, grey_thumbnails, standardised
+from netvlad.train.config import TrainConfig
 from netvlad.train.sets import exclude_ambiguous
 from tests.conftest import copy_sequence
 

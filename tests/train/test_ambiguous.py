@@ -94,3 +94,27 @@ def test_both_rules_off_keep_the_dataset(nordland):
 def test_the_options_refuse_values_out_of_range(name, value):
     with pytest.raises(BadInputError, match=name):
         TrainConfig(**{name: value})
+
+
+def test_training_excludes_from_its_split_only_and_validation_keeps_every_place(nordland, tmp_path, monkeypatch):
+    from netvlad.train import loop
+
+    root = copy_sequence(nordland, tmp_path / "nordland", ("summer", "winter"), NAMES)
+    dataset = open_dataset(root, database="summer", queries="winter")
+    seen, split = {}, loop.holdout_last
+
+    def holdout(data, count):
+        seen["train"], seen["val"] = split(data, count)
+        return seen["train"], seen["val"]
+
+    def stop(data, *rules):
+        seen["excluded"] = exclude_ambiguous(data, *rules)
+        raise KeyboardInterrupt  # stop before any model is built
+
+    monkeypatch.setattr(loop, "holdout_last", holdout)
+    monkeypatch.setattr(loop, "exclude_ambiguous", stop)
+    config = TrainConfig(val_places=4, exclude_dark_below=25, exclude_duplicates_above=0.97)
+    with pytest.raises(KeyboardInterrupt):
+        loop.train(config, dataset, tmp_path / "run")
+    assert list(seen["val"].database.names) == NAMES[12:] == list(seen["val"].queries.names)  # the tunnel, kept
+    assert list(seen["excluded"].database.names) == NAMES[4:12]  # the stop left out of the 12 training places

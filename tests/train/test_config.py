@@ -55,5 +55,6 @@ def test_the_nordland_recipe_file_loads_as_documented():
     c = TrainConfig.from_dict(read_config_file(path), source=str(path))
     setup = (c.backbone, c.pretrained, c.resize, c.size, c.val_places)
     assert setup == ("mobilenet_v2", True, "fixed", (128, 256), 400)
-    assert (c.epochs, c.epoch_queries, c.loss_normalization, c.alpha_average) == (2, 1000, "sum", "arithmetic")
+    assert (c.epochs, c.epoch_queries, c.loss_normalization, c.alpha_average) == (2, None, "sum", "arithmetic")
     assert c.model_config.num_clusters == c.num_clusters and c.model_config.train_from is None  # conv5 trained
+    assert (c.exclude_dark_below, c.exclude_duplicates_above) == (25, 0.97)  # tunnels and stops left out of training

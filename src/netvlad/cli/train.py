@@ -31,6 +31,9 @@ HELP = {
     "optimizer": OPTIMIZERS.describe(), "scheduler": SCHEDULERS.describe(),
     "min_positive_distance": "database images closer than this (m) are the query's own capture, never positives "
                              "(default: 1 m as the official code, 0 for sequences)",
+    "exclude_dark_below": "exclude training images whose mean grey level (0-255) is below this (tunnels, night)",
+    "exclude_duplicates_above": "exclude training images whose 32x64 grey thumbnail correlates above this with one "
+                                "beyond --neg-radius (a train at a stop)",
     "alpha_average": "geometric: α as the official code, ln 100 / mean top-2 gap; arithmetic: mean ratio 100",
     "loss_normalization": "sum (paper: Σ over negatives, mean over tuples), negative_mean (÷ negatives), "
                           "violating_mean (official MATLAB: ÷ violating triplets in the batch)",

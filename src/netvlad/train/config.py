@@ -27,7 +27,8 @@ ALPHA_AVERAGES = ("geometric", "arithmetic")  # netvlad.nn.netvlad.RatioAverage,
 LIMITS: dict[str, Limit] = {
     "num_clusters": COUNT, "size": COUNT, "train_from": NON_NEGATIVE_INT, "cluster_descriptors": COUNT,
     "cluster_per_image": COUNT, "cluster_images": COUNT, "pos_radius": POSITIVE, "neg_radius": POSITIVE,
-    "min_positive_distance": NON_NEGATIVE,
+    "min_positive_distance": NON_NEGATIVE, "exclude_dark_below": Limit(0, 255, low_open=True),
+    "exclude_duplicates_above": Limit(0, 1, low_open=True),
     "val_radius": POSITIVE, "val_places": NON_NEGATIVE_INT, "margin": POSITIVE, "num_negatives": COUNT,
     "negative_samples": COUNT, "cache_refresh": COUNT, "cache_memmap_mb": NON_NEGATIVE, "partial_database": COUNT,
     "lr": POSITIVE, "lr_step": COUNT, "lr_gamma": Limit(0, 1, low_open=True), "momentum": FRACTION,
@@ -59,6 +60,9 @@ class TrainConfig:
     pos_radius: float = POSITIVE_RADIUS_M  # potential positives within
     neg_radius: float = NEGATIVE_RADIUS_M  # definite negatives beyond
     min_positive_distance: float | None = None  # positives closer are trivial; None: 1 m (official), 0 sequences
+    # ambiguous training images (netvlad.train.ambiguous), excluded from training (never from validation); None: off
+    exclude_dark_below: float | None = None  # mean grey level 0–255 (tunnels, night)
+    exclude_duplicates_above: float | None = None  # pixel correlation with an image beyond neg_radius (stops)
     val_radius: float = EVAL_RADIUS_M
     val_places: int = 0  # hold out the last N database images and queries for validation
     # loss and mining

@@ -25,7 +25,7 @@ from netvlad.train.frozen import FrozenFeatures, compute_frozen
 from netvlad.train.logs import RunLog
 from netvlad.train.optim import OPTIMIZERS, SCHEDULERS
 from netvlad.train.refresh import MiningInputs, mine_chunk
-from netvlad.train.sets import TrainingSet, holdout_last, prepare_training_set
+from netvlad.train.sets import TrainingSet, exclude_ambiguous, holdout_last, prepare_training_set
 from netvlad.train.step import GroupEncoder, frozen_batchnorm_train, idle_loss, tuple_loss, use_channels_last
 from netvlad.train.validate import validate
 from netvlad.train.whitening import fit_whitening
@@ -83,6 +83,7 @@ def build_run(config: TrainConfig, dataset: GeoDataset, val: GeoDataset | None, 
               progress: bool) -> tuple[Run, RunState]:
     """Validate the data, build (or restore) model, optimiser, scheduler and run state."""
     device = torch.device(device)
+    dataset = exclude_ambiguous(dataset, config.neg_radius, config.exclude_dark_below, config.exclude_duplicates_above)
     data = prepare_training_set(dataset, config.pos_radius, config.neg_radius,  # errors before any work
                                 config.min_positive_distance)
     info = init_distributed(device)

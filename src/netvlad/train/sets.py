@@ -9,6 +9,7 @@ import numpy as np
 
 from netvlad.constants import NEGATIVE_RADIUS_M, POSITIVE_RADIUS_M
 from netvlad.data.dataset import TRIVIAL_DISTANCE, GeoDataset, ImageList
+from netvlad.train.ambiguous import ambiguous_images, grey_thumbnails
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +67,26 @@ def no_usable_query(dataset: GeoDataset, pos_radius: float, neg_radius: float,
                     f"query's own capture, as in the official code) and are not used: {dropped} queries lost all "
                     f"their positives so; min_positive_distance (--min-positive-distance 0) keeps them")
     return message
+
+
+def exclude_ambiguous(dataset: GeoDataset, neg_radius: float = NEGATIVE_RADIUS_M, dark_level: float | None = None,
+                      correlation: float | None = None) -> GeoDataset:
+    """``dataset`` without its ambiguous images (:mod:`netvlad.train.ambiguous`: mean grey below ``dark_level``, or
+    pixel correlation above ``correlation`` with an image of the same side beyond ``neg_radius`` metres), each side
+    judged on its own; the counts logged in one line. Both rules off (``None``): ``dataset`` itself."""
+    if dark_level is None and correlation is None:
+        return dataset
+    verdicts = {side: ambiguous_images(grey_thumbnails(images.paths()), images.utm, neg_radius, dark_level,
+                                       correlation)
+                for side, images in (("database", dataset.database), ("query", dataset.queries))}
+    counts = {side: {rule: int(v.sum()) for rule, v in rules.items()} for side, rules in verdicts.items()}
+    logger.info("%s: excluded from training as ambiguous %d of %d database and %d of %d query images (dark, mean "
+                "grey < %s: %d / %d; far duplicate, pixel correlation > %s with an image beyond %g m: %d / %d)",
+                dataset.name, counts["database"]["ambiguous"], len(dataset.database), counts["query"]["ambiguous"],
+                len(dataset.queries), dark_level, counts["database"]["dark"], counts["query"]["dark"], correlation,
+                neg_radius, counts["database"]["far_duplicate"], counts["query"]["far_duplicate"])
+    return dataset.subset(np.flatnonzero(~verdicts["query"]["ambiguous"]),
+                          np.flatnonzero(~verdicts["database"]["ambiguous"]))
 
 
 def holdout_last(dataset: GeoDataset, count: int) -> tuple[GeoDataset, GeoDataset]:

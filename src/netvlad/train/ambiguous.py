@@ -44,7 +44,8 @@ def dark_images(grey: np.ndarray, dark_level: float) -> np.ndarray:
 def standardised(grey: np.ndarray) -> np.ndarray:
     """Rows of ``grey`` ``(N, P)`` minus their mean, scaled to unit norm (a constant row: zeros), float32; the dot
     product of two rows is the Pearson correlation of the two images' pixels."""
-    centred = np.asarray(grey, dtype=np.float64) - np.asarray(grey, dtype=np.float64).mean(1, keepdims=True)
+    grey = np.asarray(grey, dtype=np.float64)
+    centred = grey - grey.mean(1, keepdims=True)
     norms = np.linalg.norm(centred, axis=1, keepdims=True)
     return np.divide(centred, norms, out=np.zeros_like(centred), where=norms > 0).astype(np.float32)
 

@@ -24,9 +24,9 @@ from pathlib import Path
 import torch
 
 from netvlad.data.readers.common import list_images
-from netvlad.eval import engine as engine_module
-from netvlad.eval.engine import EngineConfig, make_runner
-from netvlad.eval.extract import extract_descriptors, extract_to_store
+from netvlad.extract import engine as engine_module
+from netvlad.extract.descriptors import extract_descriptors, extract_to_store
+from netvlad.extract.engine import EngineConfig, make_runner
 from netvlad.models import ModelConfig, PlaceModel, Preprocessing
 
 DEFAULT_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "data" / "gardens_point" / "day_left"

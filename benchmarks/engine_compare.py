@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 
 from netvlad.data.readers import open_dataset
-from netvlad.eval import engine as engine_module
-from netvlad.eval.engine import EngineConfig
+from netvlad.extract import engine as engine_module
+from netvlad.extract.engine import EngineConfig
 from netvlad.models import ModelConfig, PlaceModel, Preprocessing
 from netvlad.nn import PCAWhitening
 from netvlad.pipeline.compare import compare_models

@@ -27,7 +27,7 @@ pin_from_argv()  # numpy's BLAS too
 import torch  # noqa: E402
 
 from engine import build, machine  # noqa: E402
-from netvlad.eval.engine import EngineConfig, make_runner  # noqa: E402
+from netvlad.extract.engine import EngineConfig, make_runner  # noqa: E402
 
 
 def per_image_ms(run, images: torch.Tensor, batch: int) -> float:

@@ -33,12 +33,12 @@ from PIL import ImageFile
 from netvlad.data import images as images_module
 from netvlad.data.images import ImageDataset, ImageLoader, collate_by_size
 from netvlad.data.readers.common import list_images
-from netvlad.eval import engine as engine_module
-from netvlad.eval import extract as extract_module
-from netvlad.eval import row_buffer as row_buffer_module
-from netvlad.eval import store as store_module
-from netvlad.eval import store_check
-from netvlad.eval.engine import EngineConfig, make_runner
+from netvlad.extract import descriptors as extract_module
+from netvlad.extract import engine as engine_module
+from netvlad.extract import row_buffer as row_buffer_module
+from netvlad.extract import store as store_module
+from netvlad.extract import store_check
+from netvlad.extract.engine import EngineConfig, make_runner
 from netvlad.models import ModelConfig, PlaceModel, Preprocessing
 
 IMAGES = Path(__file__).resolve().parents[2] / "shared" / "data" / "gardens_point" / "day_left"

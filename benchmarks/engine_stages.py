@@ -3,7 +3,7 @@
 Stages, milliseconds per image (best of ``--repeats`` passes over the same ``--count`` photos): JPEG decode (at
 reduced DCT scale, ``Image.draft``), EXIF/RGB/resize, uint8 → float tensor, batching, the model through each
 engine (normalisation is inside the model and its export), and the store write (synced at every batch, as before,
-or grouped by :class:`~netvlad.eval.row_buffer.RowBuffer`). Then the whole pipeline (decode → resize → model →
+or grouped by :class:`~netvlad.extract.row_buffer.RowBuffer`). Then the whole pipeline (decode → resize → model →
 store, ``workers=0``) in images/s for each engine with the previous recipe (a copy at every decoding step, three
 syncs per batch) and the current one, alternating. ``--draft-check`` also measures what the reduced-scale decode
 changes: descriptors and Recall@N on Gardens Point day_left → day_right (±2 frames) with and without it.
@@ -27,11 +27,11 @@ from PIL import Image, ImageOps
 from netvlad.data import images as images_module
 from netvlad.data.images import collate_by_size, decode_image, draft_for_resize, image_to_tensor, resize_image
 from netvlad.data.readers.common import list_images
-from netvlad.eval import extract as extract_module
-from netvlad.eval.engine import EngineConfig, make_runner
-from netvlad.eval.extract import extract_to_store
-from netvlad.eval.row_buffer import RowBuffer
-from netvlad.eval.store import DescriptorStore
+from netvlad.extract import descriptors as extract_module
+from netvlad.extract.descriptors import extract_to_store
+from netvlad.extract.engine import EngineConfig, make_runner
+from netvlad.extract.row_buffer import RowBuffer
+from netvlad.extract.store import DescriptorStore
 from netvlad.models import ModelConfig, PlaceModel, Preprocessing
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "gardens_point"
@@ -194,8 +194,8 @@ def whole(model, root, names, runners, args, tmp: Path) -> list[dict]:
 
 def draft_check(model, runner) -> dict:
     """Descriptors and Recall@N (±2 frames) of Gardens Point day_left → day_right, with and without draft."""
-    from netvlad.eval.extract import extract_descriptors
     from netvlad.eval.recall import recall_at_n
+    from netvlad.extract.descriptors import extract_descriptors
 
     sides = {s: [DATA / s / n for n in list_images(DATA / s)] for s in ("day_left", "day_right")}
     out = {}

@@ -20,7 +20,7 @@ import torch
 
 from netvlad.cli.common import pick_device
 from netvlad.data.images import load_image
-from netvlad.eval.extract import extract_to_store
+from netvlad.extract.descriptors import extract_to_store
 from netvlad.models import ModelConfig, PlaceModel, Preprocessing
 
 DEFAULT_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "data" / "gardens_point" / "day_left"

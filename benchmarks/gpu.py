@@ -28,9 +28,9 @@ import torchvision
 from PIL import Image
 
 from netvlad.data.images import ImageDataset, collate_images
-from netvlad.eval.extract import extract_to_store
-from netvlad.eval.index import gpu_available
+from netvlad.extract.descriptors import extract_to_store
 from netvlad.models import ModelConfig, PlaceModel, Preprocessing
+from netvlad.search.index import gpu_available
 from netvlad.train.loss import triplet_ranking_loss
 from netvlad.train.step import frozen_batchnorm_train
 

@@ -255,6 +255,6 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    for module in ("netvlad.train.loop", "netvlad.train.clusters", "netvlad.train.sets"):
+    for module in ("netvlad.train.loop", "netvlad.extract.clusters", "netvlad.train.sets"):
         logging.getLogger(module).setLevel(logging.WARNING)
     raise SystemExit(main())

@@ -29,9 +29,9 @@ def run(args: argparse.Namespace) -> list[tuple[str, dict, object]]:
 
     from netvlad.data.frames import FrameSource
     from netvlad.data.route import RouteConfig, write_route
-    from netvlad.eval.engine import make_runner
-    from netvlad.eval.stream import StreamConfig, StreamMatcher
+    from netvlad.extract.engine import make_runner
     from netvlad.models import ModelConfig, PlaceModel, Preprocessing
+    from netvlad.places.stream import StreamConfig, StreamMatcher
 
     torch.set_num_threads(args.threads)
     data = REPO.parent / "shared" / "data" / "gardens_point"

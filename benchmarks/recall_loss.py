@@ -27,9 +27,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import scale_data  # noqa: E402 - beside this script
-from netvlad.eval.index import PQ_KINDS, IndexConfig, build_index, search_rows  # noqa: E402
 from netvlad.eval.recall import recall_at_n  # noqa: E402
-from netvlad.eval.search import exact_search  # noqa: E402
+from netvlad.search.exact import exact_search  # noqa: E402
+from netvlad.search.index import PQ_KINDS, IndexConfig, build_index, search_rows  # noqa: E402
 from workdir import work_dir  # noqa: E402
 
 NS = (1, 5, 10)

@@ -27,10 +27,10 @@ import torch
 
 from netvlad.data import open_dataset
 from netvlad.data.synthetic import CityConfig, generate_city
-from netvlad.eval.extract import extract_descriptors
+from netvlad.extract.clusters import ClusterConfig, initialize_clusters
+from netvlad.extract.descriptors import extract_descriptors
 from netvlad.models import ModelConfig, PlaceModel, Preprocessing
 from netvlad.nn.whitening import PCAWhitening
-from netvlad.train.clusters import ClusterConfig, initialize_clusters
 
 logger = logging.getLogger("scale")
 SHARED = Path(os.environ.get("NETVLAD_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -158,7 +158,7 @@ def expand(base: np.ndarray, changes: np.ndarray, count: int, seed: int):
 
 def queries_from(db: np.ndarray, sources: np.ndarray, changes: np.ndarray, seed: int) -> np.ndarray:
     """Queries ``(Q, dim)``: database rows ``sources`` plus a real view change scaled U(0.5, 1), re-normalised."""
-    from netvlad.eval.search import read_rows  # pread: mapping the touched rows mapped 1.2 GiB of a 1.9 GiB store
+    from netvlad.search.exact import read_rows  # pread: mapping the touched rows mapped 1.2 GiB of a 1.9 GiB store
 
     rng = np.random.default_rng(seed)
     x = read_rows(db, np.sort(sources))[np.argsort(np.argsort(sources))]

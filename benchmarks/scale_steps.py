@@ -58,8 +58,8 @@ def groundtruth(n: int, queries: int) -> dict:
 
 def write_store(base_path: str, folder: str, n: int, queries: int) -> dict:
     import scale_data
-    from netvlad.eval.search import release_pages
-    from netvlad.eval.store import DescriptorStore
+    from netvlad.extract.store import DescriptorStore
+    from netvlad.search.exact import release_pages
 
     data = np.load(base_path)
     base, changes = data["base"], data["changes"]
@@ -78,7 +78,7 @@ def write_store(base_path: str, folder: str, n: int, queries: int) -> dict:
 
 
 def _load(folder: str):
-    from netvlad.eval.store import DescriptorStore
+    from netvlad.extract.store import DescriptorStore
 
     folder = Path(folder)
     return DescriptorStore.open(folder / DB), np.load(folder / QUERIES), np.load(folder / SOURCES)
@@ -89,7 +89,7 @@ def _recall(found: np.ndarray, sources: np.ndarray) -> str:
 
 
 def exact(folder: str, budget: float) -> dict:
-    from netvlad.eval.search import exact_search, plan_search
+    from netvlad.search.exact import exact_search, plan_search
 
     store, queries, sources = _load(folder)
     start = time.perf_counter()
@@ -132,7 +132,8 @@ def in_ram(folder: str) -> dict:
 
 
 def ann(folder: str, kind: str, budget: float) -> dict:
-    from netvlad.eval.index import (
+    from netvlad.search.exact import iter_chunks, plan_search
+    from netvlad.search.index import (
         INDEX_KINDS,
         PQ_KINDS,
         IndexConfig,
@@ -143,7 +144,6 @@ def ann(folder: str, kind: str, budget: float) -> dict:
         training_sample,
         write_index,
     )
-    from netvlad.eval.search import iter_chunks, plan_search
 
     store, queries, sources = _load(folder)
     config, n = IndexConfig(kind=kind), len(store)

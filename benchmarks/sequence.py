@@ -44,13 +44,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from netvlad.data import open_dataset  # noqa: E402
 from netvlad.data.sequences import SequenceOrder  # noqa: E402
 from netvlad.eval.retrieval import describe, evaluate_descriptors  # noqa: E402
-from netvlad.eval.search import exact_search  # noqa: E402
-from netvlad.eval.sequence.config import SequenceConfig  # noqa: E402
-from netvlad.eval.sequence.evaluate import sequence_ranking  # noqa: E402
-from netvlad.eval.sequence.seqnet import seqnet_encoder  # noqa: E402
-from netvlad.eval.sequence.seqslam import seqslam_rank  # noqa: E402
+from netvlad.eval.sequence import sequence_ranking  # noqa: E402
+from netvlad.match.seqnet import seqnet_encoder  # noqa: E402
+from netvlad.match.seqslam import seqslam_rank  # noqa: E402
+from netvlad.match.sequence import SequenceConfig  # noqa: E402
 from netvlad.models import ModelConfig, PlaceModel, load  # noqa: E402
 from netvlad.models.seqnet import save_seqnet  # noqa: E402
+from netvlad.search.exact import exact_search  # noqa: E402
 from netvlad.train.seqnet import SeqNetTraining, train_seqnet  # noqa: E402
 from workdir import work_dir  # noqa: E402
 

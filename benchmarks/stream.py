@@ -66,9 +66,9 @@ def database_bytes(db) -> int:
 
 def run_size(n: int, kind: str, frames: int, length: int, seed: int = 0) -> dict:
     """Fill a database of ``n`` entries, then time ``frames`` stream steps."""
-    from netvlad.eval.database import DatabaseConfig, PlaceDatabase
-    from netvlad.eval.index import IndexConfig
-    from netvlad.eval.stream_sequence import StreamSequence
+    from netvlad.places.database import DatabaseConfig, PlaceDatabase
+    from netvlad.places.stream_sequence import StreamSequence
+    from netvlad.search.index import IndexConfig
 
     rng = np.random.default_rng(seed)
     entries = route(n, rng)
@@ -112,9 +112,9 @@ def describe_times(size: int, frames: int, length: int) -> dict:
     from PIL import Image
 
     from netvlad.data.frames import Frame
-    from netvlad.eval.engine import make_runner
-    from netvlad.eval.stream import StreamConfig, StreamMatcher, describe_image
+    from netvlad.extract.engine import make_runner
     from netvlad.models import ModelConfig, PlaceModel, Preprocessing
+    from netvlad.places.stream import StreamConfig, StreamMatcher, describe_image
 
     folder = REPO.parent / "shared" / "data" / "gardens_point" / "day_left"
     paths = sorted(folder.glob("*.jpg"))[:frames]

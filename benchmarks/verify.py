@@ -28,12 +28,12 @@ import torch
 from netvlad.data.conditions import query_conditions
 from netvlad.data.readers import open_dataset
 from netvlad.eval.recall import recall_at_n
-from netvlad.eval.verify import get_preset
-from netvlad.eval.verify.patches import SHRINK, PatchExtractor, fit_patch_whitening, iter_images, shrink_whitening
-from netvlad.eval.verify.rerank import normalise, verify_shortlist
-from netvlad.eval.verify.store import create_patch_store
+from netvlad.extract.clusters import ClusterConfig, initialize_clusters
+from netvlad.match.verify import get_preset
+from netvlad.match.verify.patches import SHRINK, PatchExtractor, fit_patch_whitening, iter_images, shrink_whitening
+from netvlad.match.verify.rerank import normalise, verify_shortlist
+from netvlad.match.verify.store import create_patch_store
 from netvlad.models import ModelConfig, PlaceModel, Preprocessing
-from netvlad.train.clusters import ClusterConfig, initialize_clusters
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from verify_costs import PRESETS, memory, print_costs, timing, vgg_bytes  # noqa: E402

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from netvlad.eval.verify import get_preset
-from netvlad.eval.verify.rerank import verify_shortlist
-from netvlad.eval.verify.store import create_patch_store
+from netvlad.match.verify import get_preset
+from netvlad.match.verify.rerank import verify_shortlist
+from netvlad.match.verify.store import create_patch_store
 from netvlad.nn.patch import patch_netvlad, window_grid
 
 PRESETS = ("performance", "speed", "storage")
@@ -38,7 +38,7 @@ def timing(count: int, top: int, cache: Path, grid=(15, 20)) -> dict:
     """Mean seconds to re-rank a top-``top`` shortlist per query, per preset, side by side, on stores of random unit
     patches shaped as a 640×480 image's MobileNetV2 map (``grid`` cells): reading, matching and scoring cost the
     same whatever the values (RANSAC draws and reprojects all padded matches)."""
-    from netvlad.eval.verify.patches import Patches
+    from netvlad.match.verify.patches import Patches
     from netvlad.nn.functional import l2_normalize
 
     gen = torch.Generator().manual_seed(0)

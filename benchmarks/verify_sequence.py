@@ -21,12 +21,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from netvlad.data import open_dataset  # noqa: E402
-from netvlad.eval.sequence.config import SequenceConfig  # noqa: E402
-from netvlad.eval.sequence.evaluate import evaluate_sequences, sequence_ranking  # noqa: E402
-from netvlad.eval.store import DescriptorStore  # noqa: E402
-from netvlad.eval.verify import get_preset  # noqa: E402
-from netvlad.eval.verify.evaluate import evaluate_verified  # noqa: E402
-from netvlad.eval.verify.sequence import verify_sequence  # noqa: E402
+from netvlad.eval.sequence import evaluate_sequences, sequence_ranking  # noqa: E402
+from netvlad.eval.verified import evaluate_verified  # noqa: E402
+from netvlad.eval.verified_sequence import verify_sequence  # noqa: E402
+from netvlad.extract.store import DescriptorStore  # noqa: E402
+from netvlad.match.sequence import SequenceConfig  # noqa: E402
+from netvlad.match.verify import get_preset  # noqa: E402
 from verify import SHARED, model_and_whitening  # noqa: E402
 
 

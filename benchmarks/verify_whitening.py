@@ -23,13 +23,13 @@ import numpy as np
 import torch
 
 from netvlad.eval.recall import recall_at_n
-from netvlad.eval.verify import get_preset
-from netvlad.eval.verify.patches import iter_images
-from netvlad.eval.verify.rerank import size_scores
+from netvlad.extract.clusters import ClusterConfig, cluster_if_off_the_shelf
+from netvlad.match.verify import get_preset
+from netvlad.match.verify.patches import iter_images
+from netvlad.match.verify.rerank import size_scores
 from netvlad.models import ModelConfig, PlaceModel, Preprocessing
 from netvlad.nn import PCAWhitening
 from netvlad.nn.patch import patch_netvlad, window_grid
-from netvlad.train.clusters import ClusterConfig, cluster_if_off_the_shelf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from workdir import ENV, work_dir  # noqa: E402 - beside this script

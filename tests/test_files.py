@@ -47,7 +47,7 @@ def test_store_write_error_leaves_rows_pending(tmp_path, monkeypatch):
 
     import numpy as np
 
-    from netvlad.eval.store import DescriptorStore
+    from netvlad.extract.store import DescriptorStore
     from netvlad.files import WriteError
 
     store = DescriptorStore.create(tmp_path / "s", ["a", "b"], dim=2)

@@ -1,5 +1,7 @@
-"""The import rules of the Development page, checked on the source: nothing imports the CLI, no command module
-imports another, and module-level imports form no cycle."""
+"""The import rules of the Development page, checked on the source: every import (inside functions and
+``TYPE_CHECKING`` blocks too, and the modules a package re-exports lazily) flows down the pipeline's steps, the
+packages form no cycle, nothing imports the CLI, no command module imports another, and module-level imports form
+no cycle."""
 
 from __future__ import annotations
 
@@ -7,6 +9,10 @@ import ast
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
+# the pipeline's steps, lowest first; a module imports only from its own step or one below
+STEPS = ("nn", "models", "data", "extract", "search", "match", "eval", "places", "train", "pipeline", "cli")
+# modules directly under netvlad/: shared plumbing below every step, importing only each other
+PLUMBING = ("_lazy", "constants", "errors", "files", "limits", "numerics", "parallel", "registry")
 # imports from a command module that are allowed for now (none)
 PENDING: set[tuple[str, str]] = set()
 
@@ -19,20 +25,98 @@ def _modules() -> dict[str, ast.Module]:
     return out
 
 
+def _lazy_exports(tree: ast.Module) -> list[str]:
+    """The module names of a ``lazy_exports(__name__, {module: names})`` call: imports made on first use."""
+    return [key.value for node in ast.walk(tree) if isinstance(node, ast.Call)
+            and getattr(node.func, "id", None) == "lazy_exports" and len(node.args) == 2
+            and isinstance(node.args[1], ast.Dict)
+            for key in node.args[1].keys if isinstance(key, ast.Constant) and isinstance(key.value, str)]
+
+
 def _imports(tree: ast.Module, top_level_only: bool = False) -> list[tuple[str, tuple[str, ...]]]:
     nodes = tree.body if top_level_only else list(ast.walk(tree))
     found = []
     for node in nodes:
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.append((node.module, tuple(a.name for a in node.names)))
+        if isinstance(node, ast.ImportFrom):
+            assert node.level == 0, f"relative import of {node.module!r}: write netvlad.… in full"
+            if node.module:
+                found.append((node.module, tuple(a.name for a in node.names)))
         elif isinstance(node, ast.Import):
             found.extend((a.name, ()) for a in node.names)
+    if not top_level_only:
+        found.extend((m, ()) for m in _lazy_exports(tree))
     return [(m, names) for m, names in found if m.startswith("netvlad")]
 
 
-def _commands(modules: dict[str, ast.Module]) -> set[str]:
-    return {name for name, tree in modules.items() if name.startswith("netvlad.cli.")
-            and any(isinstance(n, ast.FunctionDef) and n.name == "register" for n in tree.body)}
+def _targets(module: str, names: tuple[str, ...], modules: dict[str, ast.Module]) -> list[str]:
+    """The modules an import reads: ``from netvlad.eval import recall`` reads ``netvlad.eval.recall``."""
+    subs = [f"{module}.{n}" for n in names if f"{module}.{n}" in modules]
+    return subs or [module]
+
+
+def _step(module: str) -> int:
+    """The step index of a module: -1 for the shared plumbing; the package root, a façade of names for users, sits
+    with the CLI."""
+    parts = module.split(".")
+    if len(parts) == 1:
+        return STEPS.index("cli")
+    if parts[1] in PLUMBING:
+        return -1
+    assert parts[1] in STEPS, f"{module}: not in a pipeline step; add its folder to the Development page's map"
+    return STEPS.index(parts[1])
+
+
+def _package_graph(modules: dict[str, ast.Module]) -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {}
+    for name, tree in modules.items():
+        here = name.split(".")[1] if "." in name else "netvlad"
+        for m, names in _imports(tree):
+            for target in _targets(m, names, modules):
+                there = target.split(".")[1] if "." in target else "netvlad"
+                if there != here:
+                    graph.setdefault(here, set()).add(there)
+    return graph
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+
+    def visit(node: str, path: list[str]) -> list[str] | None:
+        state[node] = 1
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return [*path, node, nxt]
+            if nxt not in state and (cycle := visit(nxt, [*path, node])):
+                return cycle
+        state[node] = 2
+        return None
+
+    for name in sorted(graph):
+        if name not in state and (cycle := visit(name, [])):
+            return cycle
+    return None
+
+
+def test_every_import_flows_down_the_steps():
+    modules = _modules()
+    upward = [(name, target) for name, tree in modules.items() for m, names in _imports(tree)
+              for target in _targets(m, names, modules) if _step(target) > _step(name)]
+    assert upward == []
+
+
+def test_packages_form_no_cycle():
+    graph = _package_graph(_modules())
+    assert {"extract", "search", "match", "eval", "places"} <= set(graph)
+    graph.pop("netvlad", None)  # the package root re-exports a few names for ``import netvlad`` users
+    assert _cycle(graph) is None
+
+
+def test_the_checks_see_the_package():
+    modules = _modules()
+    assert "netvlad.data.dataset" in modules and len(modules) > 100
+    tree = modules["netvlad.eval.retrieval"]
+    assert "netvlad.extract.clusters" in {m for m, _ in _imports(tree)}  # imported inside a function
+    assert "netvlad.extract.descriptors" in _lazy_exports(modules["netvlad.extract"])
 
 
 def test_nothing_below_the_cli_imports_it():
@@ -40,6 +124,11 @@ def test_nothing_below_the_cli_imports_it():
     offenders = [(name, m) for name, tree in modules.items() if not name.startswith("netvlad.cli")
                  for m, _ in _imports(tree) if m.startswith("netvlad.cli")]
     assert offenders == []
+
+
+def _commands(modules: dict[str, ast.Module]) -> set[str]:
+    return {name for name, tree in modules.items() if name.startswith("netvlad.cli.")
+            and any(isinstance(n, ast.FunctionDef) and n.name == "register" for n in tree.body)}
 
 
 def test_no_command_module_imports_another():
@@ -57,18 +146,4 @@ def test_module_level_imports_form_no_cycle():
     # a package importing its own submodules, and a submodule importing from its package, is Python's usual way
     graph = {name: {m for m, _ in _imports(tree, top_level_only=True) if m in modules and m != name
                     and not name.startswith(m + ".")} for name, tree in modules.items()}
-    state: dict[str, int] = {}
-
-    def visit(node: str, path: list[str]) -> list[str] | None:
-        state[node] = 1
-        for nxt in sorted(graph[node]):
-            if state.get(nxt) == 1:
-                return [*path, node, nxt]
-            if nxt not in state and (cycle := visit(nxt, [*path, node])):
-                return cycle
-        state[node] = 2
-        return None
-
-    for name in sorted(graph):
-        if name not in state:
-            assert visit(name, []) is None
+    assert _cycle(graph) is None

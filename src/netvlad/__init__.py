@@ -9,6 +9,6 @@ __version__ = "0.1.0"
 __getattr__, __dir__, _names = lazy_exports(__name__, {
     "netvlad.models": ("ModelConfig", "PlaceModel", "Preprocessing", "load"),
     "netvlad.models.pretrained": ("load_pretrained",),
-    "netvlad.eval.database": ("PlaceDatabase",),
+    "netvlad.places.database": ("PlaceDatabase",),
 })
 __all__ = [*_names, "__version__"]

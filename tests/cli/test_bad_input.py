@@ -13,8 +13,8 @@ import torch
 from safetensors.torch import save_file
 
 from netvlad.cli.main import main
-from netvlad.eval.export import export_hloc
 from netvlad.models import ModelConfig, PlaceModel, Preprocessing, save_model
+from netvlad.models.export import export_hloc
 from netvlad.train.config import TrainConfig, write_config
 from tests.data.helpers import (
     PITTSBURGH,

@@ -36,7 +36,7 @@ HEAVY = {
     ("evaluate", "--verify"): "Patch-NetVLAD re-ranking: tests/eval/verify",
     ("retrieve", "--verify"): "Patch-NetVLAD re-ranking: tests/eval/verify",
     ("query", "--verify"): "Patch-NetVLAD re-ranking: tests/eval/verify",
-    ("evaluate", "--sequence-model"): "needs a trained SeqNet checkpoint: tests/eval/sequence",
+    ("evaluate", "--sequence-model"): "needs a trained SeqNet checkpoint: tests/match",
     ("convert", "SRC"): "another source checkpoint to convert: tests/models/test_convert_cli.py",
     ("generate", "--size"): "every other city size renders minutes of images: tests/data/test_synthetic.py",
 }

@@ -8,11 +8,11 @@ from PIL import Image
 
 from netvlad.cli.main import main
 from netvlad.data.images import load_image
-from netvlad.eval.export import export_onnx, export_torchscript, hloc_names, onnx_max_difference
-from netvlad.eval.extract import extract_descriptors
+from netvlad.extract.clusters import init_from_descriptors
+from netvlad.extract.descriptors import extract_descriptors
 from netvlad.models import ModelConfig, PlaceModel, Preprocessing, save_model
+from netvlad.models.export import export_onnx, export_torchscript, hloc_names, onnx_max_difference
 from netvlad.nn import PCAWhitening
-from netvlad.train.clusters import init_from_descriptors
 from tests.conftest import shared_dataset
 
 

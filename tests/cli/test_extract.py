@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from netvlad.cli.main import main
-from netvlad.eval.store import PENDING, DescriptorStore
+from netvlad.extract.store import PENDING, DescriptorStore
 from tests.conftest import gardens_point_with_model
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
@@ -124,7 +124,7 @@ def test_shard_jobs_then_evaluate_reads_the_store(setup, tmp_path, capsys, caplo
     assert main(_args(setup, tmp_path / "s", "--shard", "0/2")) == 0
     assert "24 of 24 descriptors" in capsys.readouterr().out
     written = _bytes(tmp_path / "s")
-    with caplog.at_level(logging.INFO, logger="netvlad.eval.extract"):
+    with caplog.at_level(logging.INFO, logger="netvlad.extract.descriptors"):
         assert main(_evaluate(setup, tmp_path / "s.json", "--store", str(tmp_path / "s"))) == 0
     assert caplog.text.count("all 24 descriptors of this process already extracted") == 2  # nothing extracted
     assert _bytes(tmp_path / "s") == written

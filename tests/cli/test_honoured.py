@@ -110,8 +110,8 @@ def test_folder_index_prints_no_nan(index, tmp_path, capsys):
 
 
 def test_kmeans_sampling_skips_bad_images_and_retrieve_counts_used(tmp_path, caplog, monkeypatch):
+    from netvlad.extract.clusters import ClusterConfig, initialize_clusters
     from netvlad.models import ModelConfig, PlaceModel, Preprocessing
-    from netvlad.train.clusters import ClusterConfig, initialize_clusters
 
     source = shared_dataset("gardens_point") / "day_left"
     db, q = tmp_path / "db", tmp_path / "q"
@@ -152,11 +152,11 @@ def test_library_evaluate_clusters_an_off_the_shelf_netvlad(tmp_path, caplog):
     data = open_dataset(root, database="day_left", queries="day_right", frame_tolerance=2)
     model = PlaceModel(ModelConfig(num_clusters=4, preprocessing=Preprocessing("fixed", (64, 96))), pretrained=False)
     before = model.pool.centroids.detach().clone()
-    with caplog.at_level(logging.INFO, logger="netvlad.train.clusters"):
+    with caplog.at_level(logging.INFO, logger="netvlad.extract.clusters"):
         evaluate(model, data)
     assert model.pool.clustered and "off-the-shelf NetVLAD (random centroids)" in caplog.text
     assert not np.allclose(before.numpy(), model.pool.centroids.detach().numpy())
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="netvlad.train.clusters"):
+    with caplog.at_level(logging.INFO, logger="netvlad.extract.clusters"):
         evaluate(model, data)  # clustered now: left as it is
     assert "random centroids" not in caplog.text

@@ -9,14 +9,14 @@ import pytest
 
 from netvlad.cli.main import build_parser, leaf_parsers
 from netvlad.data.formats import READERS
-from netvlad.eval.exporters import EXPORTERS
-from netvlad.eval.index_kinds import INDEX_KINDS, register_index_kind
-from netvlad.eval.positions import POSITION_ESTIMATORS
+from netvlad.eval.protocols import PROTOCOLS
 from netvlad.models.backbone_specs import BACKBONES
 from netvlad.models.converter_formats import CONVERTERS
+from netvlad.models.exporters import EXPORTERS
 from netvlad.models.pools import POOLS
 from netvlad.models.published import PUBLISHED
-from netvlad.protocols import PROTOCOLS
+from netvlad.places.positions import POSITION_ESTIMATORS
+from netvlad.search.index_kinds import INDEX_KINDS, register_index_kind
 from netvlad.train.optim import OPTIMIZERS, SCHEDULERS
 
 REGISTRIES = {"backbone": BACKBONES, "pooling": POOLS, "format": READERS, "converter": CONVERTERS,
@@ -58,7 +58,7 @@ def test_a_toy_index_kind_is_one_registration_the_cli_offers(toy_index_kind, cap
 
     import numpy as np
 
-    from netvlad.eval.index import IndexConfig, build_index, index_kind
+    from netvlad.search.index import IndexConfig, build_index, index_kind
 
     index = build_index(np.eye(4, 8, dtype=np.float32), IndexConfig(kind=toy_index_kind))
     assert index_kind(index) == toy_index_kind and index.ntotal == 4
@@ -93,9 +93,9 @@ def test_the_registries_import_no_torch():
     import subprocess
     import sys
 
-    modules = ["netvlad.cli.main", "netvlad.data.formats", "netvlad.eval.exporters", "netvlad.eval.index_kinds",
-               "netvlad.eval.positions", "netvlad.models.backbone_specs", "netvlad.models.converter_formats",
-               "netvlad.models.pools", "netvlad.models.published", "netvlad.protocols", "netvlad.train.optim"]
+    modules = ["netvlad.cli.main", "netvlad.data.formats", "netvlad.models.exporters", "netvlad.search.index_kinds",
+               "netvlad.places.positions", "netvlad.models.backbone_specs", "netvlad.models.converter_formats",
+               "netvlad.models.pools", "netvlad.models.published", "netvlad.eval.protocols", "netvlad.train.optim"]
     code = "import sys\n" + "".join(f"import {m}\n" for m in modules) + (
         "print(','.join(m for m in ('torch', 'faiss', 'numpy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()

@@ -14,16 +14,16 @@ from netvlad.cli.main import main
 from netvlad.constants import EVAL_RADIUS_M
 from netvlad.data import open_dataset
 from netvlad.eval.recall import recall_at_n
-from netvlad.eval.search import exact_search
-from netvlad.eval.sequence.config import SequenceConfig
-from netvlad.eval.sequence.seqslam import seqslam_rank
-from netvlad.eval.store import DescriptorStore
-from netvlad.eval.verify.patches import PatchExtractor
-from netvlad.eval.verify.presets import get_preset
-from netvlad.eval.verify.run import verify_ranking
-from netvlad.eval.verify.store import extract_patch_store
+from netvlad.extract.store import DescriptorStore
+from netvlad.match.seqslam import seqslam_rank
+from netvlad.match.sequence import SequenceConfig
+from netvlad.match.verify.patches import PatchExtractor
+from netvlad.match.verify.presets import get_preset
+from netvlad.match.verify.run import verify_ranking
+from netvlad.match.verify.store import extract_patch_store
 from netvlad.models import ModelConfig, PlaceModel, Preprocessing, save_model
 from netvlad.models.io import load as load_model
+from netvlad.search.exact import exact_search
 
 TOP = 8
 

@@ -12,7 +12,7 @@ from netvlad.data import list_formats, open_dataset
 from netvlad.data.images import check_resize, image_size, load_image
 from netvlad.errors import BadInputError
 from netvlad.eval.protocol_eval import fed_size, open_for_protocol, prepare
-from netvlad.protocols import PROTOCOLS, check_dataset, count_differences, get_protocol
+from netvlad.eval.protocols import PROTOCOLS, check_dataset, count_differences, get_protocol
 from tests.conftest import copy_sequence, shared_dataset
 from tests.data.helpers import pitts_struct, pittsburgh_utm, tokyo_tree, write_dvgb, write_mat_classic, write_msls
 

@@ -4,7 +4,7 @@ import pytest
 from netvlad.data.dataset import GeoDataset, ImageList
 from netvlad.eval.retrieval import evaluate, evaluate_descriptors
 from netvlad.models import ModelConfig, PlaceModel, Preprocessing
-from tests.eval.conftest import write_images
+from tests.extract.conftest import write_images
 
 
 def test_evaluate_descriptors_against_hand_computed_ranking():
@@ -66,7 +66,7 @@ def test_gardens_point_offline_mobilenet_max(gardens_point):
 
 
 def test_ivfpq_evaluation_agrees_with_exact_on_separated_places():
-    from netvlad.eval.index import IndexConfig
+    from netvlad.search.index import IndexConfig
 
     rng = np.random.default_rng(1)
     db = rng.normal(size=(512, 64)).astype(np.float32)

@@ -12,9 +12,9 @@ from safetensors.torch import save_file
 
 import netvlad
 from netvlad.errors import BadInputError
+from netvlad.extract.clusters import init_from_descriptors
 from netvlad.models import ModelConfig, PlaceModel, Preprocessing, save_model
 from netvlad.nn import PCAWhitening
-from netvlad.train.clusters import init_from_descriptors
 
 
 @pytest.mark.parametrize("pool", ["netvlad", "gem", "max", "avg"])

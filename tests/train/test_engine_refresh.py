@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import netvlad
-from netvlad.eval import engine as engine_module
+from netvlad.extract import engine as engine_module
 from netvlad.train import train
 
 from .conftest import tiny_config

@@ -7,16 +7,16 @@ import dataclasses
 
 from netvlad.cli.common import add_device_args, add_model_args, number, output
 from netvlad.cli.dataset_args import add_dataset_args
+from netvlad.extract.cluster_config import ClusterConfig
 from netvlad.limits import COUNT, NON_NEGATIVE_INT
-from netvlad.train.cluster_config import ClusterConfig
 
 
 def run_cluster(args: argparse.Namespace) -> int:
     """k-means the database images' local descriptors and write the checkpoint."""
     from netvlad.cli.common import model_from_args, pick_device
     from netvlad.cli.dataset_args import dataset_from_args
+    from netvlad.extract import ClusterConfig, initialize_clusters
     from netvlad.models import save_model
-    from netvlad.train import ClusterConfig, initialize_clusters
 
     dataset = dataset_from_args(args)
     model = model_from_args(args)

@@ -1,6 +1,6 @@
 """``--engine torch|onnxruntime|auto``: which runtime describes the images (every command that extracts).
 
-The choices come from the torch-free :mod:`netvlad.engines`, so ``netvlad --help`` imports no torch.
+The choices come from the torch-free :mod:`netvlad.extract.engines`, so ``netvlad --help`` imports no torch.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import argparse
 import logging
 import os
 
-from netvlad.engines import COMMAND_ENGINE, ENGINE_VARIABLE, ENGINES
+from netvlad.extract.engines import COMMAND_ENGINE, ENGINE_VARIABLE, ENGINES
 
 logger = logging.getLogger(__name__)
 
@@ -30,9 +30,9 @@ def add_engine_arg(parser: argparse.ArgumentParser | argparse._ArgumentGroup, de
 
 
 def engine_from_args(args: argparse.Namespace, model=None, device="cpu", images: int | None = None):
-    """The :class:`netvlad.eval.engine.EngineConfig` of ``--engine`` (onnxruntime threads: the command's); with
+    """The :class:`netvlad.extract.engine.EngineConfig` of ``--engine`` (onnxruntime threads: the command's); with
     ``model``, the runner resolved for it on ``device`` (exported once, its ``.name`` the engine that runs)."""
-    from netvlad.eval.engine import EngineConfig, make_runner
+    from netvlad.extract.engine import EngineConfig, make_runner
 
     config = EngineConfig(name=getattr(args, "engine", None) or default_engine())
     if model is None:

@@ -93,7 +93,7 @@ def open_evaluation(args: argparse.Namespace):
     """``(sequence config, protocol, dataset)`` of the arguments, refusing the combinations not supported."""
     from netvlad.cli.dataset_args import dataset_from_args
     from netvlad.eval import protocol_eval
-    from netvlad.protocols import get_protocol
+    from netvlad.eval.protocols import get_protocol
 
     sequence = sequence_config_from_args(args)
     protocol = get_protocol(args.protocol) if args.protocol else None
@@ -127,7 +127,7 @@ def write_outputs(args: argparse.Namespace, result, dataset, model, label: str, 
     written = write_report(result, dataset, args.output, label, extra, conditions, pictures=args.pictures,
                            radius=args.radius)
     if sequence_result is not None:
-        from netvlad.eval.sequence.evaluate import add_sequence_columns
+        from netvlad.eval.sequence import add_sequence_columns
 
         add_sequence_columns(report_paths(args.output)["csv"], sequence_result, dataset.database)
     print("wrote " + ", ".join(str(p) for p in written))
@@ -136,7 +136,7 @@ def write_outputs(args: argparse.Namespace, result, dataset, model, label: str, 
 def run_sequences(args: argparse.Namespace, model, dataset, sequence, common: dict):
     """Single-frame and sequence results (``--sequence``) over descriptors extracted once."""
     from netvlad.cli.sequence_args import encoder_from_args
-    from netvlad.eval.sequence.evaluate import evaluate_sequences
+    from netvlad.eval.sequence import evaluate_sequences
 
     encoder = encoder_from_args(args, sequence, model.output_dim)
     extract = {k: common[k] for k in ("batch_size", "workers", "device", "progress", "skip_bad", "dtype", "engine")}

@@ -10,8 +10,8 @@ from netvlad.cli.common import add_device_args, add_model_args, existing, number
 from netvlad.cli.dataset_args import add_dataset_args
 from netvlad.cli.engine_args import add_engine_arg, engine_from_args
 from netvlad.cli.extract_args import add_cluster_images_arg
-from netvlad.eval.exporters import EXPORTERS
 from netvlad.limits import COUNT
+from netvlad.models.exporters import EXPORTERS
 
 logger = logging.getLogger(__name__)
 
@@ -22,8 +22,8 @@ def hloc(args: argparse.Namespace) -> int:
     from netvlad.cli.dataset_args import check_pair, dataset_options
     from netvlad.cli.extract_args import fill_stores, prepare_model, start
     from netvlad.data.folders import open_image_lists
-    from netvlad.eval.export import check_hloc_file
     from netvlad.eval.hloc import write_hloc_descriptors
+    from netvlad.models.export import check_hloc_file
 
     if not args.overwrite:
         check_hloc_file(args.out)  # before any descriptor is computed
@@ -48,7 +48,7 @@ def model_export(args: argparse.Namespace) -> int:
     """Write the model as ONNX or TorchScript (and compare onnxruntime with PyTorch on ``--check``)."""
     from netvlad.cli.common import model_from_args
     from netvlad.data.images import load_image
-    from netvlad.eval.export import onnx_max_difference
+    from netvlad.models.export import onnx_max_difference
     from netvlad.nn import NetVLAD
 
     model = model_from_args(args)

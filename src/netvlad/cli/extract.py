@@ -35,7 +35,7 @@ Off-the-shelf NetVLAD (no --model) clusters on rank 0 and shares the centroids; 
 def parse_shard(text: str):
     """``"I/N"`` -> Shard; argparse reports anything else naming the form ``I/N``."""
     from netvlad.errors import BadInputError
-    from netvlad.eval.store import Shard
+    from netvlad.extract.store import Shard
 
     try:
         return Shard.parse(text)
@@ -71,8 +71,8 @@ def run(args: argparse.Namespace) -> int:
     from netvlad.cli.engine_args import engine_from_args
     from netvlad.cli.extract_args import prepare_model, start
     from netvlad.errors import BadInputError
-    from netvlad.eval.extract import extract_to_store
-    from netvlad.eval.processes import check_shared_parent
+    from netvlad.extract.descriptors import extract_to_store
+    from netvlad.extract.processes import check_shared_parent
     from netvlad.parallel import shutdown
 
     device, info = start(args, args.store, "--store DIR")

@@ -1,6 +1,6 @@
 """Descriptor-store, k-means-sampling and several-process glue shared by the commands that extract (not a command).
 
-The library does the work (:mod:`netvlad.eval.processes`); these functions only turn arguments into its calls.
+The library does the work (:mod:`netvlad.extract.processes`); these functions only turn arguments into its calls.
 """
 
 from __future__ import annotations
@@ -43,16 +43,16 @@ def add_pictures_arg(parser) -> None:
 
 def start(args: argparse.Namespace, store: Path | None, needs: str):
     """``(device, DistInfo)`` of this process: ``--device``, then torchrun's group (see
-    :func:`netvlad.eval.processes.join_processes`)."""
+    :func:`netvlad.extract.processes.join_processes`)."""
     from netvlad.cli.common import pick_device
-    from netvlad.eval.processes import join_processes
+    from netvlad.extract.processes import join_processes
 
     return join_processes(pick_device(args.device), store, needs)
 
 
 def cluster_from_args(model, paths, args: argparse.Namespace, device) -> None:
     """k-means NetVLAD centroids from database images, for a NetVLAD model whose centroids are still random."""
-    from netvlad.train.clusters import ClusterConfig, cluster_if_off_the_shelf
+    from netvlad.extract.clusters import ClusterConfig, cluster_if_off_the_shelf
 
     cluster_if_off_the_shelf(model, paths, ClusterConfig(num_images=args.cluster_images), device,
                              not args.no_progress, args.batch_size, args.workers, getattr(args, "skip_bad", False))
@@ -61,7 +61,7 @@ def cluster_from_args(model, paths, args: argparse.Namespace, device) -> None:
 def prepare_model(model, cluster_paths, args: argparse.Namespace, device, info):
     """Off-the-shelf model: NetVLAD k-means (over ``cluster_paths``) on rank 0 only, then rank 0's weights on every
     rank; a checkpoint is used as loaded. Returns the model on ``device``."""
-    from netvlad.eval.processes import share_model
+    from netvlad.extract.processes import share_model
 
     if args.model is not None:
         return model
@@ -74,9 +74,9 @@ def prepare_model(model, cluster_paths, args: argparse.Namespace, device, info):
 
 def fill_stores(model, parts, args: argparse.Namespace, device, info) -> bool:
     """Under torchrun every rank extracts its rows of ``parts`` (see
-    :func:`netvlad.eval.processes.extract_on_every_rank`); True where the command goes on."""
+    :func:`netvlad.extract.processes.extract_on_every_rank`); True where the command goes on."""
     from netvlad.cli.engine_args import engine_from_args
-    from netvlad.eval.processes import extract_on_every_rank
+    from netvlad.extract.processes import extract_on_every_rank
 
     goes_on = extract_on_every_rank(model, parts, info, dtype=getattr(args, "dtype", "float32"),
                                     skip_bad=args.skip_bad, batch_size=args.batch_size, workers=args.workers,

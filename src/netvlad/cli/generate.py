@@ -9,7 +9,7 @@ import os
 from netvlad.cli.common import number, output
 from netvlad.data.synthetic.config import SIZES
 from netvlad.limits import NON_NEGATIVE_INT
-from netvlad.streaming import CITY_ROUTES
+from netvlad.places.streaming import CITY_ROUTES
 
 logger = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from netvlad.cli.engine_args import add_engine_arg, engine_from_args
 from netvlad.cli.extract_args import add_cluster_images_arg
 from netvlad.cli.search_args import add_index_args, add_search_args, index_config_from_args, max_memory_from_args
 from netvlad.cli.verify_args import add_verify_args, check_verify_model, verified_index_search
-from netvlad.eval.positions import POSITION_ESTIMATORS
 from netvlad.limits import COUNT
+from netvlad.places.positions import POSITION_ESTIMATORS
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ def build(args: argparse.Namespace) -> int:
     from netvlad.cli.dataset_args import check_pair, dataset_options
     from netvlad.cli.extract_args import fill_stores, prepare_model, start
     from netvlad.data.folders import open_database
-    from netvlad.eval.localise import build_place_index
+    from netvlad.places.localise import build_place_index
 
     device, info = start(args, args.out, "netvlad index build needs --out DIR")  # OUT/descriptors: the store
     check_pair(args)
@@ -42,7 +42,7 @@ def build(args: argparse.Namespace) -> int:
 
 
 def format_result(result, positions: str = "utm", spacing: float = 1.0) -> str:
-    """Human-readable lines for one :class:`netvlad.eval.localise.QueryResult`; ``positions`` is the index's kind:
+    """Human-readable lines for one :class:`netvlad.places.localise.QueryResult`; ``positions`` is the index's kind:
     ``utm`` (metres), ``frames`` (a sequence: positions are frame × ``spacing`` metres) or ``none``."""
     def where(position, digits: int = 0) -> str:
         if positions == "frames":
@@ -68,8 +68,8 @@ def query(args: argparse.Namespace) -> int:
     from netvlad.cli.common import model_from_args, pick_device
     from netvlad.cli.ignored_args import refuse_model_with_index
     from netvlad.errors import BadInputError
-    from netvlad.eval.extract import extract_descriptors
-    from netvlad.eval.localise import PlaceIndex
+    from netvlad.extract.descriptors import extract_descriptors
+    from netvlad.places.localise import PlaceIndex
 
     refuse_model_with_index(args)
     device = pick_device(args.device)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from netvlad.errors import BadInputError
-from netvlad.protocols import PROTOCOLS, Protocol, list_protocols
+from netvlad.eval.protocols import PROTOCOLS, Protocol, list_protocols
 
 # option name, attribute, the protocol field it must agree with
 SETTINGS = (("--split", "split", "split"), ("--database", "database", "database"), ("--queries", "queries", "queries"),

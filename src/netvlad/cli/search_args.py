@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from netvlad.cli.common import number
-from netvlad.eval.index_kinds import INDEX_KINDS
 from netvlad.limits import COUNT, NON_NEGATIVE_INT, POSITIVE, Limit
+from netvlad.search.index_kinds import INDEX_KINDS
 
 
 class CountList:
@@ -58,9 +58,9 @@ def max_memory_from_args(args: argparse.Namespace) -> float | None:
 
 
 def index_config_from_args(args: argparse.Namespace, device=None):
-    """The :class:`netvlad.eval.index.IndexConfig` of the command line; faiss uses a GPU only when ``--device``
+    """The :class:`netvlad.search.index.IndexConfig` of the command line; faiss uses a GPU only when ``--device``
     picked CUDA."""
-    from netvlad.eval.index import IndexConfig
+    from netvlad.search.index import IndexConfig
 
     return IndexConfig(kind=getattr(args, "index_kind", "flat"), nlist=getattr(args, "nlist", None),
                        m=getattr(args, "pq_m", None), nbits=getattr(args, "pq_bits", 4), nprobe=args.nprobe,

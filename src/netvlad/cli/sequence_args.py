@@ -6,8 +6,8 @@ import argparse
 
 from netvlad.cli.common import existing, number
 from netvlad.errors import BadInputError
-from netvlad.eval.sequence.config import DEFAULT, METHODS
 from netvlad.limits import COUNT, NON_NEGATIVE_INT, Limit
+from netvlad.match.sequence import DEFAULT, METHODS
 
 
 def parse_velocities(text: str) -> tuple[float, ...]:
@@ -46,9 +46,9 @@ def add_sequence_args(parser: argparse.ArgumentParser) -> None:
 
 
 def sequence_config_from_args(args: argparse.Namespace):
-    """The :class:`~netvlad.eval.sequence.SequenceConfig` of the command line, or None without ``--sequence``;
+    """The :class:`~netvlad.match.SequenceConfig` of the command line, or None without ``--sequence``;
     options that need ``--sequence`` (or another method) are refused."""
-    from netvlad.eval.sequence.config import SequenceConfig
+    from netvlad.match.sequence import SequenceConfig
 
     if args.sequence is None:
         given = [flag for flag, attr in (("--sequence-model", "sequence_model"), ("--centred", "centred"))
@@ -58,7 +58,7 @@ def sequence_config_from_args(args: argparse.Namespace):
         return None
     if args.sequence_method == "seqnet" and args.sequence_model is None:
         raise BadInputError("--sequence-method seqnet needs --sequence-model SEQNET.safetensors (train one with "
-                            "benchmarks/sequence.py --train-seqnet or netvlad.train.seqnet)")
+                            "netvlad seqnet or netvlad.train.seqnet)")
     if args.sequence_model is not None and args.sequence_method != "seqnet":
         raise BadInputError(f"--sequence-model is a SeqNet; add --sequence-method seqnet (not "
                             f"{args.sequence_method})")
@@ -70,7 +70,7 @@ def encoder_from_args(args: argparse.Namespace, config, descriptor_dim: int):
     """The SeqNet encoder of ``--sequence-model`` (checked against the descriptors' dim and L), or None."""
     if args.sequence_model is None:
         return None
-    from netvlad.eval.sequence.seqnet import seqnet_encoder
+    from netvlad.match.seqnet import seqnet_encoder
     from netvlad.models.seqnet import load_seqnet
 
     model = load_seqnet(args.sequence_model, descriptor_dim=descriptor_dim, length=config.length)

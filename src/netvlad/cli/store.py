@@ -36,8 +36,8 @@ def stores_in(folder: Path) -> list[Path]:
 
 def run_verify(args: argparse.Namespace) -> int:
     """Verify every store in ``args.folder``: 0 when all rows proved themselves, 1 when some became pending."""
-    from netvlad.eval.store import DescriptorStore
-    from netvlad.eval.store_check import layout_damage
+    from netvlad.extract.store import DescriptorStore
+    from netvlad.extract.store_check import layout_damage
     from netvlad.files import read_json
 
     status = 0

@@ -23,7 +23,7 @@ PROGRESS_EVERY = 100  # frames between progress lines on standard error
 def _model_and_map(args: argparse.Namespace, device):
     """(model, PlaceIndex or None): the map's own model unless ``--model`` (refused if it is another)."""
     from netvlad.cli.common import model_from_args
-    from netvlad.eval.localise import PlaceIndex
+    from netvlad.places.localise import PlaceIndex
 
     if args.map is None:
         return model_from_args(args), None
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     from netvlad.cli.common import pick_device
     from netvlad.cli.engine_args import engine_from_args
     from netvlad.data.frames import FrameSource, StreamEndedEarly
-    from netvlad.eval.stream import StreamMatcher
+    from netvlad.places.stream import StreamMatcher
 
     source = FrameSource(args.source, every=args.every, fps=args.fps)
     _check_exclusion(source, args)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from netvlad.cli.common import existing, number, output
 from netvlad.limits import COUNT, NON_NEGATIVE, POSITIVE, Limit
-from netvlad.streaming import DATABASE_KINDS, SEQUENCE_SCORES
+from netvlad.places.streaming import DATABASE_KINDS, SEQUENCE_SCORES
 
 
 def add_stream_args(parser: argparse.ArgumentParser) -> None:
@@ -54,10 +54,10 @@ def add_stream_args(parser: argparse.ArgumentParser) -> None:
 
 
 def stream_config_from_args(args: argparse.Namespace):
-    """The :class:`netvlad.eval.stream.StreamConfig` of the command line."""
-    from netvlad.eval.database import DatabaseConfig
-    from netvlad.eval.index import IndexConfig
-    from netvlad.eval.stream import StreamConfig
+    """The :class:`netvlad.places.stream.StreamConfig` of the command line."""
+    from netvlad.places.database import DatabaseConfig
+    from netvlad.places.stream import StreamConfig
+    from netvlad.search.index import IndexConfig
 
     database = DatabaseConfig(IndexConfig(kind=args.index_kind), min_train=args.min_train)
     return StreamConfig(k=args.k, exclude_recent=args.exclude_recent, threshold=args.threshold,

@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 
 from netvlad.cli.common import number
-from netvlad.eval.verify.presets import VERIFY_PRESETS
 from netvlad.limits import COUNT, Limit
+from netvlad.match.verify.presets import VERIFY_PRESETS
 
 
 def add_verify_args(parser, top_default: int = 100) -> None:
@@ -37,7 +37,7 @@ def check_verify_model(args: argparse.Namespace, model) -> None:
     """Refuse ``--verify`` with a model whose pooling is not NetVLAD (or without a store), before any extraction."""
     if getattr(args, "verify", None):
         from netvlad.errors import BadInputError
-        from netvlad.eval.verify.patches import require_netvlad
+        from netvlad.match.verify.patches import require_netvlad
 
         if hasattr(args, "store") and args.store is None:
             raise BadInputError("--verify needs --store DIR: the database's patch descriptors are kept there "
@@ -52,12 +52,12 @@ def verify_evaluation(args: argparse.Namespace, model, dataset, result, device, 
     if preset is None:
         return None
     if sequence is not None:
-        from netvlad.eval.verify.sequence import verify_sequence
+        from netvlad.eval.verified_sequence import verify_sequence
 
         verified = verify_sequence(model, dataset, result.positives, sequence, preset, args.store, args.verify_top,
                                    args.recall, device)
     else:
-        from netvlad.eval.verify.evaluate import evaluate_verified
+        from netvlad.eval.verified import evaluate_verified
 
         verified = evaluate_verified(model, dataset, result.positives, preset, args.store, args.verify_top,
                                      args.recall, device)
@@ -74,7 +74,7 @@ def write_verified(verified, dataset, result, output: Path) -> dict:
     """The per-query CSV beside ``output`` (``<stem>_verified.csv``); returns the JSON keys to add."""
     if verified is None:
         return {}
-    from netvlad.eval.verify.evaluate import write_verified_csv
+    from netvlad.eval.verified import write_verified_csv
 
     path = write_verified_csv(verified, dataset, result.positives, Path(f"{Path(output).with_suffix('')}_verified.csv"))
     print(f"wrote {path}")
@@ -83,7 +83,7 @@ def write_verified(verified, dataset, result, output: Path) -> dict:
 
 def verified_folder_ranking(args: argparse.Namespace, model, ranking, device):
     """``retrieve --verify``: the folder ranking re-ranked to its top ``-k`` (patches kept in ``--out/patches``)."""
-    from netvlad.eval.verify.folders import verify_folder_ranking
+    from netvlad.eval.verified_folders import verify_folder_ranking
 
     ranking, verified = verify_folder_ranking(model, preset_from_args(args), ranking, args.k, args.verify_top,
                                               Path(args.out) / "patches", device)
@@ -93,7 +93,7 @@ def verified_folder_ranking(args: argparse.Namespace, model, ranking, device):
 
 def verified_index_search(args: argparse.Namespace, index, paths, descriptors, device):
     """``query --verify``: (distances, rows) ``(Q, k)`` of the index search re-ranked (patches in the index folder)."""
-    from netvlad.eval.verify.folders import verify_index_search
+    from netvlad.eval.verified_folders import verify_index_search
 
     return verify_index_search(index, paths, descriptors, preset_from_args(args), args.verify_top, args.k, device)
 

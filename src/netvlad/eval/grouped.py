@@ -13,9 +13,9 @@ import numpy as np
 
 from netvlad.constants import EVAL_RADIUS_M
 from netvlad.data.dataset import GeoDataset
-from netvlad.eval.index import EXACT, IndexConfig
 from netvlad.eval.recall import recall_at_n
 from netvlad.eval.retrieval import DEFAULT_NS, EvalResult, evaluate_descriptors
+from netvlad.search.index import EXACT, IndexConfig
 
 
 def evaluate_groups(db: np.ndarray, queries: np.ndarray, dataset: GeoDataset, group_of: Callable[[str], str],

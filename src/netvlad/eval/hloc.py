@@ -25,8 +25,8 @@ def write_hloc_descriptors(model, lists: Sequence[ImageList], out: Path | str, *
     """Describe every image of ``lists`` and write (or extend) hloc's HDF5 file ``out``; -> (images written, the
     names' root: ``names_root`` or the lists' common parent). ``stores``: one store folder per list (resumable);
     ``describe``: :func:`netvlad.eval.retrieval.describe` options (device, batch size, ...)."""
-    from netvlad.eval.export import check_hloc_file, export_hloc
     from netvlad.eval.retrieval import describe as describe_images
+    from netvlad.models.export import check_hloc_file, export_hloc
 
     if not overwrite:
         check_hloc_file(out)

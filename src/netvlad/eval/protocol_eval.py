@@ -1,4 +1,4 @@
-"""Running a named :class:`~netvlad.protocols.Protocol`: open the dataset its way, check it, evaluate, report.
+"""Running a named :class:`~netvlad.eval.protocols.Protocol`: open the dataset its way, check it, evaluate, report.
 
 What the JSON report needs beyond Recall@N comes from here: the protocol, the counts (with the published ones
 where they differ), the image sizes actually fed to the network, and per-group (MSLS city) results.
@@ -21,13 +21,13 @@ from netvlad.data.dataset import GeoDataset, ImageList
 from netvlad.data.images import image_size
 from netvlad.data.readers import ReadOptions, find_reader
 from netvlad.data.readers.msls import city_of
-from netvlad.engines import LIBRARY_ENGINE
 from netvlad.errors import BadInputError
-from netvlad.eval.engine import Engine
 from netvlad.eval.grouped import evaluate_groups
+from netvlad.eval.protocols import Protocol, check_dataset, count_differences
 from netvlad.eval.retrieval import EvalResult, describe, evaluate
+from netvlad.extract.engine import Engine
+from netvlad.extract.engines import LIBRARY_ENGINE
 from netvlad.models import PlaceModel, Preprocessing
-from netvlad.protocols import Protocol, check_dataset, count_differences
 
 logger = logging.getLogger(__name__)
 

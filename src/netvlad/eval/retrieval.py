@@ -12,15 +12,15 @@ import torch
 
 from netvlad.constants import EVAL_RADIUS_M
 from netvlad.data.dataset import GeoDataset, ImageList
-from netvlad.engines import LIBRARY_ENGINE
 from netvlad.errors import BadInputError
-from netvlad.eval.engine import Engine
-from netvlad.eval.extract import extract_to_store, iter_descriptors, raise_decode_error
-from netvlad.eval.index import EXACT, IndexConfig, build_index, search_rows
-from netvlad.eval.panorama import first_per_group
 from netvlad.eval.recall import recall_at_n
-from netvlad.eval.search import exact_search
+from netvlad.extract.descriptors import extract_to_store, iter_descriptors, raise_decode_error
+from netvlad.extract.engine import Engine
+from netvlad.extract.engines import LIBRARY_ENGINE
 from netvlad.models import PlaceModel
+from netvlad.search.exact import exact_search
+from netvlad.search.index import EXACT, IndexConfig, build_index, search_rows
+from netvlad.search.panorama import first_per_group
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ def describe(model: PlaceModel, images: ImageList, store_dir: Path | None, *, dt
 
     With ``store_dir`` they go to (and are resumed from) a :class:`DescriptorStore` there and come back as its
     read-only memory map (float32 or float16, never loaded whole); without it, as a float32 array. ``engine``:
-    torch, onnxruntime or auto (:func:`netvlad.eval.engine.make_runner`).
+    torch, onnxruntime or auto (:func:`netvlad.extract.engine.make_runner`).
     """
     if store_dir is not None:
         store = extract_to_store(model, images.root, images.names, store_dir, dtype=dtype, skip_bad=skip_bad,
@@ -148,9 +148,9 @@ def evaluate(model: PlaceModel, dataset: GeoDataset, *, radius: float = EVAL_RAD
     With ``store_dir``, descriptors are kept in ``store_dir/database`` and ``store_dir/queries``
     and a rerun continues an interrupted extraction; ``max_memory`` (bytes) bounds the search's working memory.
     A NetVLAD model with random centroids (not loaded, not clustered) is first clustered on the database images,
-    as ``netvlad evaluate`` does (:func:`netvlad.train.clusters.cluster_if_off_the_shelf`).
+    as ``netvlad evaluate`` does (:func:`netvlad.extract.clusters.cluster_if_off_the_shelf`).
     """
-    from netvlad.train.clusters import cluster_if_off_the_shelf  # here: train imports eval at module level
+    from netvlad.extract.clusters import cluster_if_off_the_shelf  # here: train imports eval at module level
 
     cluster_if_off_the_shelf(model, dataset.database.paths(), device=device, progress=progress,
                              batch_size=batch_size, workers=workers, skip_bad=skip_bad)

@@ -10,11 +10,11 @@ import numpy as np
 import torch
 
 from netvlad.data.dataset import GeoDataset
-from netvlad.engines import LIBRARY_ENGINE
 from netvlad.eval import EvalResult, evaluate_descriptors
-from netvlad.eval.engine import Engine, make_runner
-from netvlad.eval.localise import POSITION_ESTIMATORS
+from netvlad.extract.engine import Engine, make_runner
+from netvlad.extract.engines import LIBRARY_ENGINE
 from netvlad.models import PlaceModel
+from netvlad.places.localise import POSITION_ESTIMATORS
 from netvlad.train.cache import ExtractOptions, extract
 from netvlad.train.distributed import DistInfo
 from netvlad.train.frozen import FrozenFeatures, compute_frozen

@@ -22,6 +22,7 @@ import torch
 from netvlad.data.conditions import query_conditions
 from netvlad.eval import EvalResult
 from netvlad.eval.plots import plot_recall, retrieval_picture
+from netvlad.extract import initialize_clusters
 from netvlad.models import ModelConfig, PlaceModel, Preprocessing, load, save_model
 from netvlad.numerics import describe, numeric_environment
 from netvlad.pipeline import report
@@ -30,7 +31,7 @@ from netvlad.pipeline.config import DemoConfig
 from netvlad.pipeline.results import load_localisations, load_results, save_localisations, save_results
 from netvlad.pipeline.sources import DemoData, prepare_data
 from netvlad.pipeline.steps import Step, Timer, array_digest, checkpoint_digest, dataset_digest
-from netvlad.train import initialize_clusters, train
+from netvlad.train import train
 from netvlad.train.checkpoint import STATE_FILE
 
 logger = logging.getLogger(__name__)

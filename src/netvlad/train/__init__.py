@@ -6,8 +6,6 @@ Exports load on first use, so the CLI reads :class:`TrainConfig` without importi
 from netvlad._lazy import lazy_exports
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
-    "netvlad.train.cluster_config": ("ClusterConfig",),
-    "netvlad.train.clusters": ("initialize_clusters", "sample_local_descriptors"),
     "netvlad.train.config": ("TrainConfig", "read_config_file"),
     "netvlad.train.loop": ("train",),
     "netvlad.train.loss": ("triplet_ranking_loss",),

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from netvlad.engines import LIBRARY_ENGINE
 from netvlad.errors import BadInputError
-from netvlad.eval.engine import Engine
-from netvlad.eval.extract import extract_descriptors
-from netvlad.eval.store import Shard
+from netvlad.extract.descriptors import extract_descriptors
+from netvlad.extract.engine import Engine
+from netvlad.extract.engines import LIBRARY_ENGINE
+from netvlad.extract.store import Shard
 from netvlad.models import PlaceModel
 from netvlad.train import cache_check
 from netvlad.train.distributed import DistInfo, gather_rows, raise_together, shard
@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 class ExtractOptions:
     """How images are run through a model: batch size, loader processes, device, progress bar, the precomputed
     frozen-stage features of those images (then only the trainable head runs, in torch), and the inference engine
-    (:func:`netvlad.eval.engine.make_runner`; each process, each rank, runs its own)."""
+    (:func:`netvlad.extract.engine.make_runner`; each process, each rank, runs its own)."""
 
     batch_size: int = 8
     workers: int = 0

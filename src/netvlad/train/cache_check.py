@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from netvlad.eval.store_check import check_array, row_checksums, write_rows
+from netvlad.extract.store_check import check_array, row_checksums, write_rows
 
 SUFFIX = ".crc32.npy"
 

@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from netvlad.constants import EVAL_RADIUS_M, NEGATIVE_RADIUS_M, POSITIVE_RADIUS_M
-from netvlad.engines import ENGINES
 from netvlad.errors import BadInputError
+from netvlad.extract.engines import ENGINES
 from netvlad.limits import COUNT, FRACTION, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, Limit
 from netvlad.models import ModelConfig, Preprocessing
 from netvlad.train.optim import OPTIMIZERS, SCHEDULERS
 
 if TYPE_CHECKING:  # imported when used: the CLI reads this module without torch
-    from netvlad.train.clusters import ClusterConfig
+    from netvlad.extract.clusters import ClusterConfig
 
 MINING_MODES = ("full", "partial")
 LOSS_NORMALIZATIONS = ("sum", "negative_mean", "violating_mean")  # netvlad.train.loss.NORMALIZATIONS
@@ -123,7 +123,7 @@ class TrainConfig:
 
     @property
     def cluster_config(self) -> ClusterConfig:
-        from netvlad.train.clusters import ClusterConfig
+        from netvlad.extract.clusters import ClusterConfig
 
         return ClusterConfig(num_descriptors=self.cluster_descriptors, per_image=self.cluster_per_image,
                              num_images=self.cluster_images, seed=self.seed, ratio_average=self.alpha_average)

@@ -13,12 +13,12 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from netvlad.data.dataset import GeoDataset
-from netvlad.eval.engine import EngineConfig
+from netvlad.extract.clusters import initialize_clusters
+from netvlad.extract.engine import EngineConfig
 from netvlad.models import PlaceModel, load, save_model
 from netvlad.train import checkpoint
 from netvlad.train.cache import ExtractOptions, build_cache
 from netvlad.train.checkpoint import RunState
-from netvlad.train.clusters import initialize_clusters
 from netvlad.train.config import TrainConfig, write_config
 from netvlad.train.distributed import DistInfo, all_sum, barrier, init_distributed, shutdown
 from netvlad.train.frozen import FrozenFeatures, compute_frozen

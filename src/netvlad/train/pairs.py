@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from netvlad.errors import BadInputError
-from netvlad.eval.search import as_float32, release_pages
+from netvlad.search.exact import as_float32, release_pages
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch.distributed as dist
 
-from netvlad.eval.store import Shard
+from netvlad.extract.store import Shard
 from netvlad.train.distributed import DistInfo
 from netvlad.train.mining import MinedTuples, mine
 

@@ -10,9 +10,9 @@ import numpy as np
 import torch
 
 from netvlad.data.dataset import GeoDataset
-from netvlad.eval.search import read_rows
-from netvlad.eval.sequence.seqnet import all_windows, encode_windows, project_rows
+from netvlad.match.seqnet import all_windows, encode_windows, project_rows
 from netvlad.models.seqnet import SeqNet, SeqNetConfig, fit_pca
+from netvlad.search.exact import read_rows
 from netvlad.train.loss import triplet_ranking_loss
 from netvlad.train.mining import mine
 from netvlad.train.seqnet_config import SeqNetTraining

@@ -16,12 +16,12 @@ import numpy as np
 from netvlad.constants import EVAL_RADIUS_M
 from netvlad.data.dataset import GeoDataset
 from netvlad.eval.retrieval import describe, evaluate_descriptors
-from netvlad.eval.search import read_rows
-from netvlad.eval.sequence.config import SequenceConfig
-from netvlad.eval.sequence.evaluate import require_sequences, sequence_ranking
-from netvlad.eval.sequence.seqnet import seqnet_encoder
+from netvlad.eval.sequence import require_sequences, sequence_ranking
 from netvlad.files import atomic_write
+from netvlad.match.seqnet import seqnet_encoder
+from netvlad.match.sequence import SequenceConfig
 from netvlad.models.seqnet import SeqNet, describe_seqnet, save_seqnet
+from netvlad.search.exact import read_rows
 from netvlad.train.seqnet import SeqNetTraining, train_seqnet
 
 logger = logging.getLogger(__name__)

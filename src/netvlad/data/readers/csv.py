@@ -163,4 +163,4 @@ def read(path: Path, options: ReadOptions) -> GeoDataset:
     return GeoDataset(path.stem, lists["database"], lists["queries"], info=info)
 
 
-read_rows = read_manifest  # deprecated name (netvlad.eval.search.read_rows reads store rows); removed next release
+read_rows = read_manifest  # deprecated name (netvlad.search.exact.read_rows reads store rows); removed next release

@@ -1,0 +1,132 @@
+"""Recall@N after spatial re-ranking, beside the ranking it re-ranked (the global one, or a sequence ranking): the
+evaluation's shortlist re-ranked per query."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from netvlad.data.dataset import GeoDataset
+from netvlad.eval.recall import recall_at_n
+from netvlad.extract.store import DescriptorStore
+from netvlad.files import atomic_write
+from netvlad.match.verify.panoramas import one_per_panorama, panorama_groups
+from netvlad.match.verify.presets import VerifyPreset
+from netvlad.match.verify.run import VerifiedRanking, clamp_top, verify_folders
+from netvlad.models import PlaceModel
+from netvlad.search.exact import exact_search
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class VerifiedEval:
+    """Recall@N {N: percent} of one dataset before (``global_recall``, of the ranking ``base``: ``"global"`` or a
+    sequence ranking's label) and after re-ranking (``recall``), with the re-ranking itself."""
+
+    preset: VerifyPreset
+    top: int
+    recall: dict[int, float]
+    global_recall: dict[int, float]
+    ranking: VerifiedRanking
+    global_ranked: np.ndarray
+    base: str = "global"
+
+    def summary(self) -> dict:
+        """The JSON keys: ``verified_recall`` and ``verify`` (ranking re-ranked, preset, top, skipped sizes, timing,
+        store bytes)."""
+        seconds = self.ranking.seconds
+        return {"verified_recall": {str(n): round(r, 4) for n, r in self.recall.items()},
+                "verify": {"ranking": self.base, "ranking_recall": {str(n): round(r, 4)
+                                                                     for n, r in self.global_recall.items()},
+                           "preset": self.preset.to_dict(), "top": self.top, "skipped_sizes": self.ranking.skipped,
+                           "rerank_seconds_per_query": round(float(seconds.mean()) if len(seconds) else 0.0, 5),
+                           "store_bytes_per_image": self.ranking.bytes_per_image}}
+
+    def table(self) -> str:
+        """Recall@N of the global ranking and after re-ranking, one line each."""
+        after = f"{self.preset.name} (top {self.top})" if self.base == "global" else \
+            f"{self.base} + {self.preset.name} (top {self.top})"
+        width = max(22, len(after))
+        head = f"{'':>{width}}" + " ".join(f"{'R@' + str(n):>7}" for n in self.recall)
+        rows = [(self.base, self.global_recall), (after, self.recall)]
+        return "\n".join([head] + [f"{label:>{width}}" + " ".join(f"{r:7.2f}" for r in rec.values())
+                                   for label, rec in rows])
+
+
+def global_shortlist(store_dir: Path, top: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each query's global top-``top`` from the evaluation's descriptor stores: (rows, distances) ``(Q, top)``."""
+    database = DescriptorStore.open(store_dir / "database")
+    queries = DescriptorStore.open(store_dir / "queries")
+    q_valid = queries.valid()
+    ranked = np.full((len(queries), top), -1, dtype=np.int64)
+    distances = np.full((len(queries), top), np.inf, dtype=np.float32)
+    if q_valid.any():
+        dist, found = exact_search(database.descriptors, np.asarray(queries.descriptors[q_valid], np.float32), top,
+                                   valid=database.valid())
+        ranked[q_valid, :found.shape[1]], distances[q_valid, :found.shape[1]] = found, dist
+    return ranked, distances
+
+
+def evaluate_verified(model: PlaceModel, dataset: GeoDataset, positives: Sequence[np.ndarray], preset: VerifyPreset,
+                      store_dir: Path | str, top: int = 100, ns: Sequence[int] = (1, 5, 10, 20),
+                      device: torch.device | str = "cpu") -> VerifiedEval:
+    """Re-rank each query's global top-``top`` (descriptors already in ``store_dir``) and score both rankings."""
+    top = clamp_top(top, len(dataset.database))
+    ranked, distances = global_shortlist(Path(store_dir), top)
+    return verify_given(model, dataset, positives, preset, store_dir, ranked, distances, ns, device,
+                        groups=panorama_groups(dataset))
+
+
+def verify_given(model: PlaceModel, dataset: GeoDataset, positives: Sequence[np.ndarray], preset: VerifyPreset,
+                 store_dir: Path | str, ranked: np.ndarray, distances: np.ndarray,
+                 ns: Sequence[int] = (1, 5, 10, 20), device: torch.device | str = "cpu", base: str = "global",
+                 groups: np.ndarray | None = None) -> VerifiedEval:
+    """Re-rank a given ranking ``ranked`` ``(Q, top)`` (``distances``: its scores, lower is better, fused with the
+    patch score as the global distances are) and score it before and after; database patches in ``store_dir``.
+
+    ``groups`` ``(N,)`` panorama ids: the top images are re-ranked, then both rankings keep only the first-ranked
+    image of each panorama before Recall@N (Tokyo 24/7's scoring), so the padded tail counts as misses.
+    """
+    top = ranked.shape[1]
+    ranking = verify_folders(model, preset, dataset.database.root, dataset.database.names, dataset.queries.paths(),
+                             ranked, distances, top, Path(store_dir) / "patches", device)
+    if groups is not None:
+        after, scores = one_per_panorama(ranking.ranked, ranking.scores, groups)
+        ranking = dataclasses.replace(ranking, ranked=after, scores=scores)
+        ranked, _ = one_per_panorama(ranked, np.asarray(distances, dtype=np.float32), groups)
+    ns = [n for n in ns if n <= top] or [top]
+    recall, before = recall_at_n(ranking.ranked, positives, ns), recall_at_n(ranked, positives, ns)
+    if ranking.skipped:
+        logger.warning("%d (image, patch size) pairs had no windows (image smaller than the patch) and were skipped",
+                       ranking.skipped)
+    return VerifiedEval(preset, top, recall, before, ranking, ranked, base)
+
+
+def write_verified_csv(result: VerifiedEval, dataset: GeoDataset, positives: Sequence[np.ndarray], path: Path | str
+                       ) -> Path:
+    """One row per query: top-1 of the ranking re-ranked (``global_`` or ``sequence_`` columns), re-ranked top-1
+    and top-5 names, whether each top-1 is correct."""
+    names = dataset.database.names
+    before_label = "global" if result.base == "global" else "sequence"
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["query", f"{before_label}_top1", "verified_top1", "verified_top5",
+                             f"{before_label}_correct_at_1", "verified_correct_at_1", "rerank_seconds"])
+            for q, name in enumerate(dataset.queries.names):
+                before, after = result.global_ranked[q, 0], result.ranking.ranked[q, 0]
+                top5 = " ".join(names[i] for i in result.ranking.ranked[q, :5] if i >= 0)
+                writer.writerow([name, names[before] if before >= 0 else "", names[after] if after >= 0 else "",
+                                 top5, int(before in positives[q]), int(after in positives[q]),
+                                 f"{result.ranking.seconds[q]:.5f}"])
+
+    return atomic_write(Path(path), write)

@@ -1,0 +1,51 @@
+"""Spatial re-ranking where rankings are made without ground truth: ``retrieve`` (two folders) and ``query`` (a
+saved place index). Each re-ranks the global top ``top`` and keeps the first ``k``."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from netvlad.errors import BadInputError
+from netvlad.eval.folder_ranking import Ranking
+from netvlad.match.verify.presets import VerifyPreset
+from netvlad.match.verify.run import VerifiedRanking, verify_folders
+from netvlad.models import PlaceModel
+
+
+def reorder(ranked: np.ndarray, distances: np.ndarray, verified: VerifiedRanking, k: int
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """The re-ranked top-``k`` rows ``(Q, k)`` with each row's global distance (no longer ascending)."""
+    rows = verified.ranked[:, :k]
+    lookup = [dict(zip(r.tolist(), d.tolist(), strict=True)) for r, d in zip(ranked, distances, strict=True)]
+    dist = np.array([[lookup[q].get(int(r), np.inf) if r >= 0 else np.inf for r in row]
+                     for q, row in enumerate(rows)], dtype=np.float32).reshape(rows.shape)
+    return rows, dist
+
+
+def verify_folder_ranking(model: PlaceModel, preset: VerifyPreset, ranking: Ranking, k: int, top: int,
+                          store_dir: Path, device: torch.device | str = "cpu") -> tuple[Ranking, VerifiedRanking]:
+    """Re-rank a :func:`netvlad.eval.folder_ranking.rank_folders` ranking (≥ ``top`` columns) to its top-``k``."""
+    verified = verify_folders(model, preset, ranking.base, ranking.database_names,
+                              [ranking.base / n for n in ranking.query_names], ranking.ranked, ranking.distances,
+                              top, store_dir, device)
+    rows, dist = reorder(ranking.ranked, ranking.distances, verified, k)
+    return dataclasses.replace(ranking, ranked=rows, distances=dist), verified
+
+
+def verify_index_search(index, query_paths: Sequence[Path], descriptors: np.ndarray, preset: VerifyPreset, top: int,
+                        k: int, device: torch.device | str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    """A :class:`netvlad.places.localise.PlaceIndex` search re-ranked: -> (distances, store rows) ``(Q, k)``."""
+    root = Path(index.meta.get("root") or "")
+    if not root.is_dir():
+        raise BadInputError(f"{index.folder}: its database images ({root}) are not there; spatial re-ranking reads "
+                            "their patches once (into the index folder)", path=index.folder)
+    distances, rows = index.search(descriptors, top)
+    verified = verify_folders(index.model, preset, root, index.store.names, query_paths, rows, distances, top,
+                              index.folder / "patches", device)
+    rows, dist = reorder(rows, distances, verified, k)
+    return dist, rows

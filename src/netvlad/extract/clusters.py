@@ -1,0 +1,130 @@
+"""Cluster initialisation: sample local descriptors from training images, k-means them, set centroids and α.
+
+The NetVLAD layer itself needs torch alone: it takes centroids (:meth:`NetVLAD.init_from_centroids`); the
+k-means that finds them (faiss) lives here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import faiss
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from netvlad.data.images import SKIP_HINT, ImageDataset, ImageDecodeError, ImageLoader, collate_by_size
+from netvlad.extract.cluster_config import ClusterConfig  # noqa: F401 - re-exported
+from netvlad.models import PlaceModel
+from netvlad.nn import NetVLAD
+from netvlad.nn.netvlad import DEFAULT_RATIO_AVERAGE, RatioAverage
+
+logger = logging.getLogger(__name__)
+
+
+def kmeans(x: torch.Tensor, k: int, seed: int = 0, niter: int = 100) -> torch.Tensor:
+    """Seeded faiss k-means of ``(N, D)`` points -> ``(K, D)`` float64 centroids."""
+    data = x.detach().cpu().to(torch.float32).contiguous().numpy()
+    km = faiss.Kmeans(data.shape[1], k, niter=niter, seed=seed, verbose=False,
+                      max_points_per_centroid=max(256, data.shape[0] // k + 1))
+    km.train(data)
+    return torch.from_numpy(km.centroids.copy()).to(torch.float64)
+
+
+@torch.no_grad()
+def init_from_descriptors(layer: NetVLAD, descriptors: torch.Tensor, seed: int = 0, niter: int = 100,
+                          ratio_average: RatioAverage = DEFAULT_RATIO_AVERAGE) -> float:
+    """k-means (seeded) on local descriptors ``(N, D)``, then the layer's centroids, w, b and α; returns α.
+
+    Descriptors are L2-normalised first when the layer's ``normalize_input`` is set.
+    """
+    x = layer.prepare(descriptors)
+    if x.shape[0] < layer.num_clusters:
+        raise ValueError(f"k-means needs at least K={layer.num_clusters} descriptors, got {x.shape[0]}")
+    centroids = kmeans(x.to(torch.float32), layer.num_clusters, seed=seed, niter=niter)
+    return layer.init_from_centroids(centroids, x, ratio_average=ratio_average)
+
+
+@torch.inference_mode()
+def sample_local_descriptors(model: PlaceModel, paths: Sequence[Path | str], config: ClusterConfig = ClusterConfig(),
+                             skip_bad: bool = False, *, batch_size: int = 8, workers: int = 0,
+                             device: torch.device | str = "cpu", progress: bool = False) -> torch.Tensor:
+    """Local descriptors ``(N, D)`` float32 from ``model.features()``: ``per_image`` random positions per image.
+
+    An undecodable image stops with an :class:`ImageDecodeError` naming it, or is logged and skipped with ``skip_bad``.
+    """
+    if len(paths) == 0:
+        raise ValueError("cluster initialisation needs training images, got none")
+    rng = np.random.default_rng(config.seed)
+    chosen = np.sort(rng.choice(len(paths), size=min(config.num_images, len(paths)), replace=False))
+    pre = model.config.preprocessing
+    chosen_paths = [Path(paths[i]) for i in chosen]
+    dataset = ImageDataset(chosen_paths, pre.resize, pre.size, skip_bad=True)  # failures decided below
+    loader = ImageLoader(dataset, batch_size=batch_size, num_workers=workers,
+                         collate_fn=collate_by_size)
+    model = model.to(device).eval()
+    samples: list[torch.Tensor] = []
+    batches = _decoded(loader, chosen_paths, skip_bad)  # same-size images stacked together
+    for images in tqdm(batches, desc="cluster descriptors", disable=not progress, unit="batch"):
+        features = model.features(images.to(device)).float().cpu()  # (B, D, h, w)
+        for feature in features.flatten(2).transpose(1, 2):  # (h·w, D) per image
+            take = min(config.per_image, feature.shape[0])
+            samples.append(feature[torch.from_numpy(rng.choice(feature.shape[0], take, replace=False))])
+    if not samples:
+        raise ImageDecodeError(f"none of the {len(chosen)} images sampled for k-means could be decoded (all "
+                               "skipped)", path=chosen_paths[0] if chosen_paths else None)
+    descriptors = torch.cat(samples)
+    if descriptors.shape[0] > config.num_descriptors:
+        keep = np.sort(rng.choice(descriptors.shape[0], config.num_descriptors, replace=False))
+        descriptors = descriptors[torch.from_numpy(keep)]
+    logger.info("sampled %d local descriptors from %d images", descriptors.shape[0], len(chosen))
+    return descriptors
+
+
+def _decoded(loader, paths: list[Path], skip_bad: bool):
+    """The loader's image batches; an undecodable image raises, or (``skip_bad``) is logged and left out."""
+    for groups, bad in loader:
+        if bad and not skip_bad:
+            raise ImageDecodeError(f"{paths[bad[0]]}: cannot decode image (sampled for the k-means of the NetVLAD "
+                                   "clusters); fix or remove it, or pass skip_bad=True", path=paths[bad[0]],
+                                   hint=SKIP_HINT, skippable=True)
+        for i in bad:
+            logger.warning("k-means sampling: skipping undecodable image %s", paths[i])
+        for _, images in groups:
+            yield images
+
+
+def initialize_clusters(model: PlaceModel, paths: Sequence[Path | str], config: ClusterConfig = ClusterConfig(),
+                        device: torch.device | str = "cpu", progress: bool = False, batch_size: int = 8,
+                        workers: int = 0, skip_bad: bool = False) -> float:
+    """Set the NetVLAD layer's centroids (faiss k-means) and α from images at ``paths``; returns α."""
+    if not isinstance(model.pool, NetVLAD):
+        raise ValueError(f"cluster initialisation needs a NetVLAD model, this one pools with {model.config.pool!r}")
+    descriptors = sample_local_descriptors(model, paths, config, skip_bad, batch_size=batch_size, workers=workers,
+                                           device=device, progress=progress)
+    if descriptors.shape[0] < model.pool.num_clusters:
+        raise ValueError(f"only {descriptors.shape[0]} local descriptors for K={model.pool.num_clusters} clusters; "
+                         "use more images (num_images) or more per image (per_image)")
+    alpha = init_from_descriptors(model.pool, descriptors, seed=config.seed, niter=config.niter,
+                                  ratio_average=config.ratio_average)
+    model.pool.to(next(model.parameters()).device)
+    logger.info("initialised %d clusters, alpha = %.3f", model.pool.num_clusters, alpha)
+    return alpha
+
+
+def cluster_if_off_the_shelf(model: PlaceModel, paths: Sequence[Path | str], config: ClusterConfig = ClusterConfig(),
+                             device: torch.device | str = "cpu", progress: bool = False, batch_size: int = 8,
+                             workers: int = 0, skip_bad: bool = False) -> bool:
+    """k-means NetVLAD centroids from ``paths`` for a NetVLAD model whose centroids are still random -> whether it ran.
+
+    A model loaded from a checkpoint, or clustered already, is left as it is (``NetVLAD.clustered``); so is
+    any other pooling. The ``netvlad`` commands and :func:`netvlad.eval.retrieval.evaluate` call this.
+    """
+    if not isinstance(model.pool, NetVLAD) or model.pool.clustered:
+        return False
+    logger.info("off-the-shelf NetVLAD (random centroids): clustering local descriptors of %d database images "
+                "first", min(len(paths), config.num_images))
+    initialize_clusters(model, paths, config, device, progress, batch_size, workers, skip_bad)
+    return True

@@ -1,0 +1,223 @@
+"""Inference engines for extraction: the torch model, or its ONNX export run by onnxruntime.
+
+:func:`make_runner` turns ``engine="torch" | "onnxruntime" | "auto"`` (or an :class:`EngineConfig`) into a callable
+``images (B, 3, H, W) float32 -> descriptors (B, dim) float32``. onnxruntime exports the model once per fingerprint
+and input policy (:mod:`netvlad.extract.onnx_cache`), checks the export against torch on random images before first
+use (dynamic height and width when the model allows it, else one export per size), and runs it with the
+command's thread count. ``auto`` picks onnxruntime on a CPU when it is installed and the model exports, and says
+in one info line why it falls back to torch otherwise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from netvlad.errors import BadInputError
+from netvlad.extract.engines import AUTO_ONNX_BACKBONES, ENGINES, LIBRARY_ENGINE, ONNX_EXTRA
+from netvlad.extract.onnx_cache import ExportKey, cache_folder, cached_file, export_bytes, write_export
+from netvlad.models import PlaceModel
+
+logger = logging.getLogger(__name__)
+
+AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+CHECK_TOLERANCE = 1e-4  # max abs difference to torch on random images before an export is used
+CHECK_SIZES = ((96, 128), (128, 96))  # pixels: traced at the first, checked at both (a second size proves dynamic)
+_SESSIONS: OrderedDict = OrderedDict()  # the last few sessions of this process, reused across calls
+_KEEP = 4
+AUTO_MIN_IMAGES = 64  # auto keeps torch below this: loading (≈1 s) or exporting (≈10 s) would cost more than it saves
+
+
+class ExportError(RuntimeError):
+    """The model cannot run through onnxruntime (export failed, or its output differs from torch)."""
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How extraction runs the model: ``name`` (torch, onnxruntime, auto); onnxruntime's intra-op ``threads``
+    (None: torch's current thread count); the export ``cache`` folder (None: :func:`cache_folder`); ``persist``
+    False exports in memory and writes nothing (weights that change at every call, as in training)."""
+
+    name: str = LIBRARY_ENGINE
+    threads: int | None = None
+    cache: Path | None = None
+    persist: bool = True
+
+
+class TorchRunner:
+    """The model itself: channels_last under ``amp`` autocast on CUDA, float32 elsewhere."""
+
+    name = "torch"
+
+    def __init__(self, model: PlaceModel, device: torch.device, amp: str | None = "bf16") -> None:
+        self.model, self.device, self.cuda = model, device, device.type == "cuda"
+        if self.cuda:
+            self.model = model.to(memory_format=torch.channels_last)
+        self.amp = amp
+
+    def __call__(self, images: torch.Tensor) -> np.ndarray:
+        images = images.to(self.device, non_blocking=True)
+        autocast = (torch.autocast("cuda", dtype=AUTOCAST[self.amp]) if self.cuda and self.amp
+                    else contextlib.nullcontext())
+        if self.cuda:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), autocast:
+            return self.model(images).float().cpu().numpy()
+
+
+class OrtRunner:
+    """The model's checked ONNX export in an onnxruntime session (one per size when the model is not dynamic)."""
+
+    name = "onnxruntime"
+
+    def __init__(self, model: PlaceModel, config: EngineConfig, providers: list,
+                 fingerprint: str | None = None) -> None:
+        self.model, self.config, self.providers = model, config, providers
+        self.threads = config.threads or torch.get_num_threads()
+        self.fingerprint = fingerprint or model.fingerprint()  # given by a caller that has just computed it
+        pre = model.config.preprocessing
+        self.fixed = tuple(pre.size) if pre.resize == "fixed" else None
+        self.dynamic = self.fixed is None
+        if self.dynamic:
+            try:
+                self._session(None)
+            except ExportError as error:  # traced shapes: one export per image size, if that works
+                self.dynamic = False
+                try:
+                    self._session(CHECK_SIZES[0])
+                except ExportError:
+                    raise error from None
+                logger.info("the model's export is not size-independent (%s); exporting once per image size", error)
+        else:
+            self._session(self.fixed)
+
+    def __call__(self, images: torch.Tensor) -> np.ndarray:
+        session = self._session(None if self.dynamic else tuple(images.shape[2:]))
+        array = np.ascontiguousarray(images.detach().cpu().numpy(), dtype=np.float32)
+        return session.run(None, {"images": array})[0]
+
+    def _key(self, shape: tuple[int, int] | None) -> ExportKey:
+        pre = self.model.config.preprocessing
+        height, width = shape or CHECK_SIZES[0]
+        return ExportKey(self.fingerprint, pre.resize, tuple(pre.size), height, width, shape is None)
+
+    def _session(self, shape: tuple[int, int] | None):
+        key = self._key(shape)
+        memo = (key, self.threads, str(self.providers), self.config.persist, str(self.config.cache))
+        if memo in _SESSIONS:
+            _SESSIONS.move_to_end(memo)
+            return _SESSIONS[memo]
+        session = self._load(key)
+        _SESSIONS[memo] = session
+        while len(_SESSIONS) > _KEEP:
+            _SESSIONS.popitem(last=False)
+        return session
+
+    def _load(self, key: ExportKey):
+        folder = Path(self.config.cache) if self.config.cache is not None else cache_folder()
+        found = cached_file(folder, key) if self.config.persist else None
+        if found is not None:
+            return self._open(str(found))
+        try:
+            if self.config.persist:
+                return write_export(self.model, folder, key, lambda path: self._checked(str(path), key))
+            return self._checked(export_bytes(self.model, key), key)
+        except ExportError:
+            raise
+        except Exception as error:  # noqa: BLE001 - any exporter failure means: this model cannot go through ONNX
+            raise ExportError(f"torch.onnx.export failed: {type(error).__name__}: {error}".split("\n")[0]) from error
+
+    def _checked(self, source, key: ExportKey):
+        session = self._open(source)
+        self._check(session, key)
+        return session
+
+    def _open(self, source):
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        return onnxruntime.InferenceSession(source, options, providers=self.providers)
+
+    def _check(self, session, key: ExportKey) -> None:
+        """Refuse an export whose descriptors differ from torch's on random images (batch 2) of its sizes."""
+        sizes = CHECK_SIZES if key.dynamic else ((key.height, key.width),)
+        generator = torch.Generator().manual_seed(0)
+        for height, width in sizes:
+            images = torch.rand(2, 3, height, width, generator=generator)
+            with torch.inference_mode():
+                expected = self.model(images.to(next(self.model.parameters()).device)).float().cpu().numpy()
+            got = session.run(None, {"images": images.numpy()})[0]
+            difference = float(np.abs(got - expected).max()) if got.shape == expected.shape else float("inf")
+            if not difference <= CHECK_TOLERANCE:
+                raise ExportError(f"onnxruntime differs from torch by {difference:.2g} on {height}×{width} images")
+
+
+def _providers(device: torch.device, explicit: bool) -> list | None:
+    """onnxruntime's providers for ``device``; None where it cannot run there (auto) or an error (explicit)."""
+    import onnxruntime
+
+    if device.type == "cpu":
+        return ["CPUExecutionProvider"]
+    if device.type == "cuda" and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        return [("CUDAExecutionProvider", {"device_id": device.index or 0}), "CPUExecutionProvider"]
+    if explicit:
+        raise BadInputError(f"engine onnxruntime cannot run on {device}: this onnxruntime has no "
+                            f"{'CUDA' if device.type == 'cuda' else device.type} provider (install onnxruntime-gpu "
+                            "for CUDA); use the cpu device or the torch engine", hint="--device cpu or --engine torch")
+    return None
+
+
+Runner = TorchRunner | OrtRunner
+Engine = str | EngineConfig | Runner  # what extraction functions take as ``engine=``
+
+
+def make_runner(model: PlaceModel, engine: Engine = LIBRARY_ENGINE, device: torch.device | str = "cpu",
+                amp: str | None = "bf16", images: int | None = None, fingerprint: str | None = None) -> Runner:
+    """The callable that extraction feeds image batches to (``.name`` says which engine it is); a runner already
+    made for ``model`` is returned as it is (resolve once, extract many times). ``auto`` keeps torch for fewer
+    than :data:`AUTO_MIN_IMAGES` ``images`` and for backbones outside ``AUTO_ONNX_BACKBONES`` (not measured faster).
+    ``fingerprint``: ``model.fingerprint()`` where the caller has it (a SHA-256 of every tensor, ≈ 13 ms)."""
+    if isinstance(engine, TorchRunner | OrtRunner):
+        return engine
+    config = engine if isinstance(engine, EngineConfig) else EngineConfig(name=engine)
+    ENGINES.get(config.name)  # an unknown name: one line listing the engines
+    device = torch.device(device)
+    if config.name == "torch" or (config.name == "auto" and (
+            (images is not None and images < AUTO_MIN_IMAGES) or model.config.backbone not in AUTO_ONNX_BACKBONES)):
+        return TorchRunner(model, device, amp)
+    explicit = config.name == "onnxruntime"
+    try:
+        import onnxruntime  # noqa: F401 - optional dependency (netvlad[export])
+    except ImportError:
+        if explicit:
+            raise BadInputError(f"engine onnxruntime needs onnxruntime, which is not installed: {ONNX_EXTRA}",
+                                hint="or --engine torch") from None
+        logger.info("onnxruntime is not installed (%s); extracting with torch", ONNX_EXTRA)
+        return TorchRunner(model, device, amp)
+    providers = _providers(device, explicit)
+    if providers is None:
+        return TorchRunner(model, device, amp)
+    if device.type != "cpu":  # export from a CPU copy (the same fingerprint): the caller's model stays on its device
+        model = _cpu_copy(model)
+    try:
+        return OrtRunner(model, config, providers, fingerprint)
+    except ExportError as error:
+        if explicit:
+            raise BadInputError(f"engine onnxruntime cannot run this model: {error}", hint="--engine torch") from None
+        logger.info("this model cannot run through onnxruntime (%s); extracting with torch", error)
+        return TorchRunner(model, device, amp)
+
+
+def _cpu_copy(model: PlaceModel) -> PlaceModel:
+    import copy
+
+    return copy.deepcopy(model).cpu().eval()

@@ -1,0 +1,160 @@
+"""Patch-NetVLAD descriptors of images from a NetVLAD model: its own residuals, its (or a fitted) PCA whitening."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from netvlad.data.images import ImageDataset, ImageLoader, collate_by_size
+from netvlad.errors import BadInputError
+from netvlad.match.verify.presets import VerifyPreset
+from netvlad.models import PlaceModel
+from netvlad.nn import NetVLAD, PCAWhitening
+from netvlad.nn.patch import patch_netvlad, window_grid
+
+logger = logging.getLogger(__name__)
+
+# patch vectors a fitted whitening sees at least: with dim + 1,000 (1,512 for the speed preset's 512-D) the
+# whitened small-variance directions were noise and re-ranking lost 1.5 R@1 on Gardens Point (docs/reranking.md)
+FIT_SAMPLES = 5000
+# the fitted whitening's regularisation: ε = SHRINK × the mean eigenvalue of its dims. Whitened exactly (ε ≈ 0), the
+# 512-D patches of an 81,920-D (K = 64) model matched worse (Gardens Point R@1 of the patch score alone 69.0, 79.0
+# with ε = 10 × mean λ; benchmarks/verify_whitening.py, docs/reranking.md)
+SHRINK = 10.0
+
+WHO_CAN = ("spatial re-ranking needs a NetVLAD model: an off-the-shelf one (--pool netvlad, k-means initialised), "
+           "a trained NetVLAD checkpoint, or one converted from MATLAB / pytorch-NetVlad / Patch-NetVLAD")
+
+
+def require_netvlad(model: PlaceModel) -> NetVLAD:
+    """The model's NetVLAD layer; a one-line refusal saying which models can verify otherwise."""
+    if not isinstance(model.pool, NetVLAD):
+        raise BadInputError(f"this model pools with {model.config.pool!r}; {WHO_CAN}")
+    return model.pool
+
+
+@dataclass
+class Patches:
+    """One image's patch descriptors for each size: ``descriptors[i]`` ``(rows·cols, dim)``, ``grids[i]`` (rows,
+    cols); a size larger than the image's feature map has no windows (grid (0, 0))."""
+
+    descriptors: list[torch.Tensor]
+    grids: list[tuple[int, int]]
+
+
+class PatchExtractor:
+    """Images -> :class:`Patches` of every size of ``preset``, through ``model``'s backbone and NetVLAD layer.
+
+    ``whitening``: a PCA whitening of K·D-D patch vectors to at least ``preset.dim`` dims (cropped to it); default:
+    the model's own whitening. ``cluster_chunk``: clusters aggregated at once (bounds the memory).
+    """
+
+    def __init__(self, model: PlaceModel, preset: VerifyPreset, whitening: PCAWhitening | None = None,
+                 cluster_chunk: int = 2) -> None:
+        self.model, self.preset, self.cluster_chunk = model, preset, cluster_chunk
+        self.layer = require_netvlad(model)
+        whitening = whitening if whitening is not None else model.whitening
+        if whitening is None:
+            raise BadInputError(f"the model has no PCA whitening for the {preset.name} preset's {preset.dim}-D patch "
+                                "descriptors; fit one with fit_patch_whitening (the CLI does so from database images)")
+        if whitening.out_dim < preset.dim:
+            logger.warning("whitening gives %d dims, fewer than the %s preset's %d; using %d-D patches",
+                           whitening.out_dim, preset.name, preset.dim, whitening.out_dim)
+        self.whitening = whitening.crop(min(preset.dim, whitening.out_dim))
+
+    @property
+    def dim(self) -> int:
+        """Patch descriptor dims after whitening."""
+        return self.whitening.out_dim
+
+    @torch.no_grad()
+    def from_features(self, features: torch.Tensor) -> list[Patches]:
+        """Patches of a batch of feature maps ``(B, D, h, w)``."""
+        layer, w = self.layer, self.whitening.to(features.device)
+        weight = layer.conv.weight.view(layer.num_clusters, layer.dim)
+        per_size = [patch_netvlad(features, weight, layer.conv.bias, layer.centroids, size, self.preset.stride,
+                                  layer.normalize_input, (w.linear.weight, w.linear.bias), self.cluster_chunk)
+                    for size in self.preset.sizes]
+        grids = [window_grid(features.shape[2], features.shape[3], size, self.preset.stride)
+                 for size in self.preset.sizes]
+        return [Patches([p[b] for p in per_size], grids) for b in range(len(features))]
+
+    @torch.no_grad()
+    def from_images(self, images: torch.Tensor) -> list[Patches]:
+        """Patches of RGB images ``(B, 3, H, W)`` in [0, 1]."""
+        return self.from_features(self.model.features(images).float())
+
+
+def iter_images(model: PlaceModel, paths: Sequence[Path | str], batch_size: int = 4, device: str | torch.device = "cpu"
+                ) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+    """Yield (indices into ``paths``, images ``(b, 3, H, W)``) resized as the model's preprocessing says."""
+    pre = model.config.preprocessing
+    loader = ImageLoader(ImageDataset([Path(p) for p in paths], pre.resize, pre.size), batch_size=batch_size,
+                         num_workers=0, collate_fn=collate_by_size)
+    for groups, _bad in loader:
+        for indices, images in groups:
+            yield indices.numpy(), images.to(device)
+
+
+@torch.no_grad()
+def shrink_whitening(whitening: PCAWhitening, shrink: float) -> PCAWhitening:
+    """The same principal directions scaled by 1/√(λ + ε), ε = ``shrink`` × mean λ of its dims (0: as fitted).
+
+    A larger ``shrink`` whitens less: the small-variance directions, noise in a fit on few patches, are no longer
+    raised to unit variance; the output (L2-normalised) tends to the plain PCA projection as ``shrink`` grows.
+    """
+    lam = whitening.eigenvalues.double()
+    eps = float(shrink) * float(lam.mean())
+    out = PCAWhitening(whitening.in_dim, whitening.out_dim, whitening.eps + eps).to(whitening.linear.weight)
+    scale = ((lam + whitening.eps) / (lam + whitening.eps + eps)).sqrt().to(whitening.linear.weight)
+    out.linear.weight.copy_(whitening.linear.weight * scale[:, None])
+    out.linear.bias.copy_(whitening.linear.bias * scale)
+    out.eigenvalues.copy_(whitening.eigenvalues)
+    return out
+
+
+@torch.no_grad()
+def fit_patch_whitening(model: PlaceModel, paths: Sequence[Path | str], dim: int, size: int = 5, stride: int = 1,
+                        samples: int | None = None, seed: int = 0, device: str | torch.device = "cpu",
+                        shrink: float | None = None) -> PCAWhitening:
+    """A PCA whitening to ``dim`` dims fitted on ``samples`` (default: dim + 1,000, at least :data:`FIT_SAMPLES`)
+    random P×P patch vectors of images, regularised by :func:`shrink_whitening` (``shrink``: ε / mean λ, default
+    :data:`SHRINK`).
+
+    Too few patches for ``dim``: as many dims as they allow (one fewer than the patches), with a warning.
+
+    The same fitting code as the global whitening (:meth:`PCAWhitening.fit`), on K·D-D intra- and L2-normalised
+    patch vectors; patches are drawn evenly from the images at ``paths``.
+    """
+    layer = require_netvlad(model)
+    shrink = SHRINK if shrink is None else shrink
+    samples = samples or max(dim + 1000, FIT_SAMPLES)
+    rng = np.random.default_rng(seed)
+    per_image = max(1, -(-samples // max(1, len(paths))))
+    weight = layer.conv.weight.view(layer.num_clusters, layer.dim)
+    chosen: list[torch.Tensor] = []
+    model = model.to(device).eval()
+    for _, images in iter_images(model, paths, device=device):
+        vectors = patch_netvlad(model.features(images).float(), weight, layer.conv.bias, layer.centroids, size,
+                                stride, layer.normalize_input)
+        for v in vectors:
+            if len(v):
+                chosen.append(v[torch.from_numpy(rng.choice(len(v), min(per_image, len(v)), replace=False))].cpu())
+    found = sum(len(c) for c in chosen)
+    if found < 2:
+        raise BadInputError(f"{found} patch vectors of size {size} from {len(paths)} images cannot fit a whitening; "
+                            "use more or larger images")
+    if found <= dim:
+        logger.warning("only %d patch vectors of size %d from %d images: the fitted whitening keeps %d dims, not %d",
+                       found, size, len(paths), found - 1, dim)
+        dim = found - 1
+    data = torch.cat(chosen)[:samples]
+    del chosen
+    logger.info("fitting a %d-D patch whitening on %d patch vectors of size %d (ε = %g × mean λ)", dim, len(data),
+                size, shrink)
+    return shrink_whitening(PCAWhitening(data.shape[1], dim).fit(data), shrink)

@@ -1,0 +1,108 @@
+"""Spatial verification of whole rankings: a patch extractor for a model and preset, database patches in a store,
+each query's shortlist re-ranked from its own patches."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from netvlad.match.verify import patches
+from netvlad.match.verify.patches import PatchExtractor, fit_patch_whitening, iter_images, require_netvlad
+from netvlad.match.verify.presets import VerifyPreset
+from netvlad.match.verify.rerank import verify_shortlist
+from netvlad.match.verify.store import PatchStore, extract_patch_store
+from netvlad.models import PlaceModel
+from netvlad.nn import PCAWhitening
+
+logger = logging.getLogger(__name__)
+
+FIT_IMAGES = 100  # database images a patch whitening is fitted on when the model has none
+
+
+@dataclass
+class VerifiedRanking:
+    """Re-ranked rankings: ``ranked`` ``(Q, top)`` database rows best first (−1: none), ``scores`` ``(Q, top)``
+    fused scores, ``skipped`` (image, size) pairs without windows, ``seconds`` ``(Q,)`` re-ranking time per query
+    (reading, matching, scoring; the query's own patches excluded), ``bytes_per_image`` of the patch store."""
+
+    ranked: np.ndarray
+    scores: np.ndarray
+    skipped: int
+    seconds: np.ndarray
+    bytes_per_image: int
+    extract_seconds: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+
+def patch_whitening(model: PlaceModel, preset: VerifyPreset, fit_paths: Sequence[Path | str], cache: Path | None,
+                    device: str | torch.device = "cpu") -> PCAWhitening:
+    """The model's own whitening, or one fitted on patches of ``fit_paths`` (kept in ``cache`` when given)."""
+    layer = require_netvlad(model)
+    if model.whitening is not None:
+        return model.whitening
+    name = f"whitening_{preset.dim}_shrink{patches.SHRINK:g}_{model.fingerprint()}.pt"  # refit when ε changes
+    path = cache / name if cache else None
+    if path is not None and path.is_file():
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        whitening = PCAWhitening(layer.output_dim, len(state["eigenvalues"]))
+        whitening.load_state_dict(state)
+        return whitening
+    paths = list(fit_paths)[:: max(1, len(fit_paths) // FIT_IMAGES)][:FIT_IMAGES]
+    whitening = fit_patch_whitening(model, paths, preset.dim, size=sorted(preset.sizes)[len(preset.sizes) // 2],
+                                    stride=preset.stride, device=device)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(whitening.state_dict(), path)
+    return whitening
+
+
+def clamp_top(top: int, num_database: int) -> int:
+    """``top`` clamped to the database size, with a warning when it was larger."""
+    if top > num_database:
+        logger.warning("verify top %d is larger than the database: clamped to the database's %d images", top,
+                       num_database)
+    return max(1, min(top, num_database))
+
+
+def verify_ranking(extractor: PatchExtractor, store: PatchStore, query_paths: Sequence[Path | str],
+                   ranked: np.ndarray, distances: np.ndarray, top: int, device: str | torch.device = "cpu",
+                   seed: int = 0) -> VerifiedRanking:
+    """Re-rank each query's global top-``top`` (``ranked``/``distances`` ``(Q, k)``) by patch matching."""
+    top = clamp_top(top, len(store.stores[0].names))
+    out = np.full((len(ranked), top), -1, dtype=np.int64)
+    scores = np.zeros((len(ranked), top))
+    seconds, extract_seconds, skipped = np.zeros(len(ranked)), np.zeros(len(ranked)), 0
+    generator = torch.Generator().manual_seed(seed)
+    clock = time.perf_counter()
+    for indices, images in iter_images(extractor.model, query_paths, batch_size=1, device=device):
+        patches = extractor.from_images(images)
+        for q, query in zip(indices, patches, strict=True):
+            extract_seconds[q] = time.perf_counter() - clock
+            start = time.perf_counter()
+            keep = ranked[q, :top] >= 0
+            rows, dist = ranked[q, :top][keep], distances[q, :top][keep]
+            if not len(rows):  # a query without a global descriptor: nothing to re-rank
+                continue
+            result = verify_shortlist(query, rows, dist, store.read, extractor.preset, generator)
+            out[q, :len(rows)], scores[q, :len(rows)] = rows[result.order], result.scores[result.order]
+            skipped += result.skipped
+            seconds[q] = time.perf_counter() - start
+        clock = time.perf_counter()
+    return VerifiedRanking(out, scores, skipped, seconds, store.bytes_per_image(), extract_seconds)
+
+
+def verify_folders(model: PlaceModel, preset: VerifyPreset, database_root: Path, database_names: Sequence[str],
+                   query_paths: Sequence[Path | str], ranked: np.ndarray, distances: np.ndarray, top: int,
+                   store_dir: Path, device: str | torch.device = "cpu") -> VerifiedRanking:
+    """Whitening, database patch store in ``store_dir`` (resumed), then :func:`verify_ranking`."""
+    paths = [Path(database_root) / n for n in database_names]
+    whitening = patch_whitening(model, preset, paths, store_dir, device)
+    extractor = PatchExtractor(model.to(device).eval(), preset, whitening)
+    store = extract_patch_store(extractor, database_root, database_names, store_dir / preset.name, device=device)
+    logger.info("patch store %s: %d bytes per image", store.folder, store.bytes_per_image())
+    return verify_ranking(extractor, store, query_paths, ranked, distances, top, device)

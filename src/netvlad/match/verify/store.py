@@ -1,0 +1,140 @@
+"""Patch descriptors of database images on disk: one float16 :class:`DescriptorStore` per patch size.
+
+``folder/patches.json`` names the model (fingerprint), the preset and the patch whitening (a digest of its
+weights: a store projected by another whitening is refused, never mixed with new query patches);
+``folder/size_P/`` holds one row per image: its window grid (rows, cols) then its ``capacity × dim`` patch
+descriptors (zero past its own windows). Rows are written batch by batch, so an interrupted extraction continues
+where it stopped; candidates' rows are read with the store row reader (:func:`netvlad.search.exact.read_rows`, one
+``pread`` per row).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from netvlad.errors import BadInputError
+from netvlad.extract.store import DescriptorStore
+from netvlad.files import atomic_write, read_json
+from netvlad.match.verify.patches import Patches, PatchExtractor, iter_images
+from netvlad.search.exact import read_rows
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "netvlad-patches"
+HEADER = 2  # rows, cols of the window grid, exact in float16 up to 2,048
+
+
+KEYS = ("model", "preset", "dim", "whitening")  # what must match for a store's patches to be comparable
+
+
+def whitening_digest(extractor: PatchExtractor) -> str:
+    """16 hex digits of SHA-256 over the projection's weight and bias (float32 bytes, as cropped for the preset)."""
+    digest = hashlib.sha256()
+    for tensor in (extractor.whitening.linear.weight, extractor.whitening.linear.bias):
+        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy())  # the buffer, no bytes copy
+    return digest.hexdigest()[:16]
+
+
+def _identity(extractor: PatchExtractor, fingerprint: str) -> dict:
+    return {"format": FORMAT, "version": 2, "model": fingerprint, "preset": extractor.preset.name,
+            "config": extractor.preset.to_dict(), "dim": extractor.dim, "whitening": whitening_digest(extractor)}
+
+
+def describe_identity(meta: dict) -> str:
+    """``model 0123… with preset speed (512-D), whitening 4567…``."""
+    return (f"model {meta.get('model')} with preset {meta.get('preset')} ({meta.get('dim')}-D), whitening "
+            f"{meta.get('whitening', 'unrecorded (written before version 2)')}")
+
+
+class PatchStore:
+    """Patch descriptors of named images for each patch size of a preset; see the module docstring."""
+
+    def __init__(self, folder: Path, meta: dict, stores: list[DescriptorStore]) -> None:
+        self.folder, self.meta, self.stores = folder, meta, stores
+
+    @classmethod
+    def open(cls, folder: Path | str, identity: dict | None = None) -> PatchStore:
+        """Open a patch store, refusing one written by another model, preset or whitening than ``identity`` says."""
+        folder = Path(folder)
+        meta = read_json(folder / "patches.json", "patch store description")
+        if meta.get("format") != FORMAT:
+            raise BadInputError(f"{folder}: not a netvlad patch store", path=folder)
+        if identity is not None and tuple(meta.get(k) for k in KEYS) != tuple(identity[k] for k in KEYS):
+            raise BadInputError(f"{folder}: patch store written by {describe_identity(meta)}, not by "
+                                f"{describe_identity(identity)}; use another folder or delete this one", path=folder)
+        sizes = meta["config"]["sizes"]
+        return cls(folder, meta, [DescriptorStore.open(folder / f"size_{s}", mode="r+") for s in sizes])
+
+    @property
+    def dim(self) -> int:
+        return int(self.meta["dim"])
+
+    @property
+    def capacity(self) -> list[int]:
+        """Windows per row for each size."""
+        return [(s.dim - HEADER) // self.dim for s in self.stores]
+
+    def bytes_per_image(self) -> int:
+        """Bytes of one image's rows over all sizes."""
+        return sum(s.dim * s.descriptors.dtype.itemsize for s in self.stores)
+
+    def write(self, indices: np.ndarray, patches: Sequence[Patches]) -> None:
+        """Store the patches of images at rows ``indices``; a grid larger than the store's rows is refused."""
+        for i, (store, capacity) in enumerate(zip(self.stores, self.capacity, strict=True)):
+            rows = np.zeros((len(indices), store.dim), dtype=np.float16)
+            for j, image in enumerate(patches):
+                grid, values = image.grids[i], image.descriptors[i]
+                if len(values) > capacity:
+                    raise BadInputError(f"{self.folder}: an image has {grid[0]}×{grid[1]} windows of size "
+                                        f"{self.meta['config']['sizes'][i]}, more than the {capacity} the store "
+                                        "holds (its first image's); resize database images to one size")
+                rows[j, :HEADER] = grid
+                rows[j, HEADER:HEADER + values.numel()] = values.reshape(-1).cpu().numpy()
+            store.write(indices, rows)
+
+    def read(self, size_index: int, rows: np.ndarray, out: np.ndarray | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Candidates' patches of one size: (descriptors ``(C, capacity, dim)`` float32, grids ``(C, 2)`` int64)."""
+        store = self.stores[size_index]
+        values = read_rows(store.descriptors, np.asarray(rows, dtype=np.int64), out)
+        values = torch.from_numpy(values[:len(rows)])
+        grids = values[:, :HEADER].round().to(torch.int64)
+        return values[:, HEADER:].view(len(rows), -1, self.dim), grids
+
+
+def create_patch_store(extractor: PatchExtractor, names: Sequence[str], folder: Path | str,
+                       grids: Sequence[tuple[int, int]]) -> PatchStore:
+    """Open the patch store in ``folder`` (refusing another model's or preset's) or create it for ``names``, with
+    rows holding ``grids`` (rows, cols) windows of each size (those of the first image: all share one size)."""
+    folder = Path(folder)
+    identity = _identity(extractor, extractor.model.fingerprint())
+    if not (folder / "patches.json").is_file():
+        for size, (r, c) in zip(extractor.preset.sizes, grids, strict=True):
+            DescriptorStore.create(folder / f"size_{size}", names, HEADER + max(1, r * c) * extractor.dim,
+                                   "float16", identity["model"])
+        atomic_write(folder / "patches.json", lambda tmp: tmp.write_text(json.dumps(identity, indent=1)))
+    return PatchStore.open(folder, identity)
+
+
+def extract_patch_store(extractor: PatchExtractor, root: Path | str, names: Sequence[str], folder: Path | str,
+                        batch_size: int = 4, device: str | torch.device = "cpu") -> PatchStore:
+    """Patch descriptors of ``root/names`` into ``folder`` (created, or continued when interrupted) -> the store."""
+    paths = [Path(root) / n for n in names]
+    grids: list[tuple[int, int]] = []
+    if not (Path(folder) / "patches.json").is_file():
+        grids = extractor.from_images(next(iter_images(extractor.model, paths[:1], device=device))[1])[0].grids
+    store = create_patch_store(extractor, names, folder, grids)
+    todo = store.stores[-1].pending()
+    if len(todo):
+        logger.info("patch store %s: extracting %d of %d images (%d bytes each)", folder, len(todo), len(names),
+                    store.bytes_per_image())
+    for indices, images in iter_images(extractor.model, [paths[i] for i in todo], batch_size, device):
+        store.write(todo[indices], extractor.from_images(images))
+    return store

@@ -1,0 +1,136 @@
+"""Exports: global descriptors in hloc's HDF5 layout, and the whole model as ONNX or TorchScript.
+
+hloc (cvg/Hierarchical-Localization) keeps one HDF5 group per image name, relative to its image
+directory, holding a ``global_descriptor`` dataset ``(dim,)``; ``pairs_from_retrieval`` lists the
+names with ``visititems`` and stacks ``f[name]["global_descriptor"]``. Names with sub-folders
+(``db/0001.jpg``) become nested groups, exactly as hloc writes them.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+from netvlad.errors import BadInputError
+from netvlad.files import atomic_write
+from netvlad.models import PlaceModel
+from netvlad.models.exporters import EXPORTERS
+
+logger = logging.getLogger(__name__)
+
+HLOC_KEY = "global_descriptor"
+
+
+def hloc_names(path: Path | str) -> list[str]:
+    """Image names held in an hloc feature file (as hloc's ``list_h5_names`` finds them)."""
+    names: set[str] = set()
+    with h5py.File(path, "r") as handle:
+        handle.visititems(lambda _, obj: names.add(obj.parent.name.strip("/")) if isinstance(obj, h5py.Dataset)
+                          else None)
+    return sorted(names)
+
+
+def export_hloc(names: Sequence[str], descriptors: np.ndarray, path: Path | str, overwrite: bool = False) -> Path:
+    """Write ``descriptors`` ``(N, dim)`` under ``names`` (relative to the image root) into hloc's HDF5 layout.
+
+    An existing file is extended (names already there are kept) unless ``overwrite``.
+    """
+    descriptors = np.asarray(descriptors, dtype=np.float32)
+    if descriptors.ndim != 2 or len(descriptors) != len(names):
+        raise ValueError(f"expected ({len(names)}, dim) descriptors for {len(names)} names, got {descriptors.shape}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not overwrite:
+        check_hloc_file(path)
+    with h5py.File(path, "w" if overwrite else "a") as handle:
+        for name, descriptor in zip(names, descriptors, strict=True):
+            if Path(name).is_absolute() or ".." in Path(name).parts:
+                raise ValueError(f"hloc names are relative to the image root, got {name!r}")
+            if name in handle:
+                existing = handle[name].get(HLOC_KEY)
+                if existing is not None and existing.shape != descriptor.shape:
+                    raise BadInputError(f"{path}: {name} holds a {existing.shape[0]}-D descriptor, not "
+                                     f"{descriptor.shape[0]}-D; write to a new file")
+                del handle[name]
+            handle.create_group(name).create_dataset(HLOC_KEY, data=descriptor)
+    logger.info("wrote %d global descriptors (%d-D) to %s", len(names), descriptors.shape[1], path)
+    return path
+
+
+def check_hloc_file(path: Path | str) -> None:
+    """Refuse (BadInputError naming it) an existing ``path`` that is not an HDF5 file hloc's layout can extend."""
+    path = Path(path)
+    if not path.exists():
+        return
+    fix = "remove it, write to a new file, or pass overwrite=True"
+    if path.is_file() and path.stat().st_size == 0:
+        raise BadInputError(f"{path}: is empty, not an hloc HDF5 file to extend; {fix}", path=path,
+                            hint="--overwrite replaces it")
+    try:
+        with h5py.File(path, "r") as handle:
+            handle.keys()
+    except (OSError, KeyError, ValueError, RuntimeError) as error:  # h5py's errors on a damaged or foreign file
+        reason = " ".join(str(error).split())
+        raise BadInputError(f"{path}: not a readable HDF5 file to extend ({reason}); {fix}", path=path,
+                            hint="--overwrite replaces it") from None
+
+
+class _Exportable(torch.nn.Module):
+    """The model without its Python-side input checks, for tracing."""
+
+    def __init__(self, model: PlaceModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model.pool_features(self.model.backbone(self.model.normalize(images)))
+
+
+def export_onnx(model: PlaceModel, path: Path | str, height: int = 480, width: int = 640, opset: int = 17,
+                dynamic_size: bool = True) -> Path:
+    """Write ``model`` (normalisation → backbone → pooling → whitening) as ONNX with dynamic batch, height, width.
+
+    Input ``images`` ``(B, 3, H, W)`` RGB in [0, 1] after the model's resize policy; output ``descriptors``.
+    Without ``dynamic_size`` only the batch is dynamic: the graph takes ``height`` × ``width`` images alone.
+    """
+    module = _Exportable(model.cpu().eval()).eval()
+    example = torch.rand(1, 3, height, width)
+    axes = {"images": {0: "batch", 2: "height", 3: "width"} if dynamic_size else {0: "batch"},
+            "descriptors": {0: "batch"}}
+
+    def write(tmp: Path) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the TorchScript-based exporter's deprecation and tracer notes
+            torch.onnx.export(module, (example,), str(tmp), input_names=["images"], output_names=["descriptors"],
+                              dynamic_axes=axes, opset_version=opset, dynamo=False)
+
+    return atomic_write(Path(path), write)
+
+
+def export_torchscript(model: PlaceModel, path: Path | str, height: int = 480, width: int = 640) -> Path:
+    """Write ``model`` as a traced TorchScript module (any batch and image size; load with ``torch.jit.load``)."""
+    module = _Exportable(model.cpu().eval()).eval()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(module, torch.rand(1, 3, height, width), check_trace=False)
+    return atomic_write(Path(path), lambda tmp: torch.jit.save(traced, str(tmp)))
+
+
+MODEL_EXPORTERS = EXPORTERS  # the registry (netvlad.models.exporters), under its former name
+
+
+def onnx_max_difference(model: PlaceModel, path: Path | str, images: torch.Tensor) -> float:
+    """Largest absolute difference between onnxruntime on the file at ``path`` and PyTorch on ``images``."""
+    import onnxruntime  # optional dependency (netvlad[export])
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"images": images.numpy().astype(np.float32)})[0]
+    with torch.no_grad():
+        expected = model.cpu().eval()(images).numpy()
+    return float(np.abs(got - expected).max())

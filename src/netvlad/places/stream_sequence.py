@@ -1,0 +1,102 @@
+"""Online causal sequence matching for a stream: raw trajectory distance, or the sequence issue's SeqSLAM.
+
+``distance`` (the default) scores a frame's shortlist by :class:`netvlad.match.trajectory_distance.
+TrajectoryDistance` (mean L2 along the best trajectory, lower is surer). ``seqslam`` runs the sequence issue's
+contrast-normalised :class:`OnlineSeqSLAM`.
+
+Against a map, the matcher runs over the map's descriptors in their order (one sequence). For loop closures the
+database is the stream itself, growing one entry per frame: :class:`GrowingSeqSLAM` gives the matcher a layout of
+one sequence in id order that ends at the newest searchable entry (those older than the excluded recent window),
+without any per-frame O(N) array, so a frame costs O(M · L · (V + W)) descriptor distances over its shortlist M,
+never the map. The reported score is the negated trajectory score — how many local standard deviations the best
+trajectory lies below its neighbourhood: higher is surer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from netvlad.match.online import OnlineSeqSLAM
+from netvlad.match.sequence import SequenceConfig
+from netvlad.match.trajectory_distance import TrajectoryDistance
+from netvlad.places.streaming import SEQUENCE_SCORES
+
+
+class _Identity:
+    """``layout.order`` / ``layout.position`` of one sequence in id order: each id is its own position."""
+
+    def __getitem__(self, ids) -> np.ndarray:
+        return np.asarray(ids, dtype=np.int64)
+
+
+class _Constant:
+    """``layout.start`` / ``layout.stop`` of one sequence: the same bound for every id."""
+
+    def __init__(self, value: int) -> None:
+        self.value = int(value)
+
+    def __getitem__(self, ids) -> np.ndarray:
+        return np.full(np.shape(ids), self.value, dtype=np.int64)
+
+
+class GrowingLayout:
+    """A :class:`netvlad.match.sequence_layout.DatabaseLayout` of ``stop`` entries forming one sequence in id order."""
+
+    order = position = _Identity()
+    start = _Constant(0)
+
+    def __init__(self, stop: int) -> None:
+        self.stop, self.size = _Constant(stop), int(stop)
+
+    def __len__(self) -> int:
+        return self.size
+
+
+class GrowingSeqSLAM(OnlineSeqSLAM):
+    """:class:`OnlineSeqSLAM` over a database that grows while it runs (the stream's own earlier frames)."""
+
+    def __init__(self, dim: int, config: SequenceConfig) -> None:
+        super().__init__(np.zeros((0, int(dim)), np.float32), None, config)
+
+    def push_growing(self, descriptor: np.ndarray, candidates: np.ndarray, database: np.ndarray, searchable: int):
+        """:meth:`push` with ``database`` ``(count, D)`` of which the first ``searchable`` rows may be matched."""
+        self.database, self.layout = database, GrowingLayout(searchable)
+        return self.push(descriptor, candidates)
+
+
+class StreamSequence:
+    """The per-frame sequence step of ``netvlad stream``: best id and its score, or Nones; ``method`` one of
+    :data:`netvlad.places.streaming.SEQUENCE_SCORES` (``higher_is_better`` says which way its score points)."""
+
+    def __init__(self, length: int, dim: int, map_descriptors: np.ndarray | None = None,
+                 method: str = "distance") -> None:
+        SEQUENCE_SCORES.get(method)  # an unknown name: one line listing them
+        self.method, self.map = method, map_descriptors
+        self.higher_is_better = method == "seqslam"
+        if method == "distance":
+            self.matcher = TrajectoryDistance(length)
+            self.shortlist = self.matcher.shortlist
+            return
+        self.config = SequenceConfig(length=length)
+        self.shortlist = self.config.shortlist
+        self.matcher = (OnlineSeqSLAM(map_descriptors, None, self.config) if map_descriptors is not None
+                        else GrowingSeqSLAM(dim, self.config))
+
+    def push(self, descriptor: np.ndarray, candidates: np.ndarray, database: np.ndarray | None = None,
+             searchable: int = 0) -> tuple[int | None, float | None]:
+        """Add the current frame ``(D,)`` with its shortlist ``candidates`` ``(M,)`` (−1: none); ``database`` and
+        ``searchable`` (rows that may be matched) for a growing database. -> (best id, score), or (None, None)
+        with an empty shortlist."""
+        if self.method == "distance":
+            if self.map is not None:
+                return self.matcher.push(descriptor, candidates, self.map, len(self.map))
+            return self.matcher.push(descriptor, candidates, database, searchable)
+        if isinstance(self.matcher, GrowingSeqSLAM):
+            match = self.matcher.push_growing(descriptor, candidates, database, searchable)
+        else:
+            match = self.matcher.push(descriptor, candidates)
+        finite = np.isfinite(match.scores)
+        if not finite.any():
+            return None, None
+        best = int(np.flatnonzero(finite)[0])
+        return int(match.ids[best]), -float(match.scores[best])

@@ -1,0 +1,18 @@
+"""Names of the growing place database's search kinds; imports neither numpy nor faiss, so ``netvlad stream --help``
+lists them at once (the database itself is :mod:`netvlad.places.database`)."""
+
+from __future__ import annotations
+
+from netvlad.registry import Registry
+
+DATABASE_KINDS: Registry[str] = Registry("place database kind", "choose one of")
+DATABASE_KINDS.add("flat", "exact L2 over the descriptors in memory (appending is free)")
+DATABASE_KINDS.add("ivfpq", "IVF-PQ: exact until min-train frames, then trained, added to, retrained when grown")
+
+CITY_ROUTES: Registry[str] = Registry("generated city route", "choose one of")
+CITY_ROUTES.add("loop", "one drive along every interior street by day, then half of them again at dusk and in winter")
+
+SEQUENCE_SCORES: Registry[str] = Registry("stream sequence score", "choose one of")
+SEQUENCE_SCORES.add("distance", "mean L2 distance along the best constant-velocity trajectory (lower is surer; "
+                                "comparable across frames: the loop-closure default)")
+SEQUENCE_SCORES.add("seqslam", "the sequence issue's contrast-normalised SeqSLAM score, negated (higher is surer)")

@@ -1,0 +1,117 @@
+import numpy as np
+import pytest
+import torch
+
+from netvlad.data.images import ImageDecodeError, load_image
+from netvlad.extract.descriptors import extract_descriptors, extract_to_store
+from netvlad.extract.store import DescriptorStore
+from tests.extract.conftest import write_images
+
+
+class Stop(Exception):
+    pass
+
+
+def _reference(model, paths):
+    """Each image through the model on its own, as an independent reference."""
+    pre = model.config.preprocessing
+    with torch.no_grad():
+        return np.concatenate([model(load_image(p, pre.resize, pre.size)[None]).numpy() for p in paths])
+
+
+def test_extract_matches_one_by_one_forward_with_mixed_sizes(tmp_path, tiny_model):
+    names = write_images(tmp_path, 3, size=(48, 36)) + write_images(tmp_path / "b", 2, size=(30, 40), seed=1)
+    paths = [tmp_path / n for n in names[:3]] + [tmp_path / "b" / n for n in names[3:]]
+    got = extract_descriptors(tiny_model, paths, batch_size=4)
+    np.testing.assert_allclose(got, _reference(tiny_model, paths), atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+
+
+def test_interrupted_extraction_continues_where_it_stopped(tmp_path, tiny_model):
+    names = write_images(tmp_path / "img", 7)
+    done = []
+
+    def die_after_two_batches(n):
+        done.append(n)
+        if len(done) == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        extract_to_store(tiny_model, tmp_path / "img", names, tmp_path / "store", batch_size=2,
+                         on_batch=die_after_two_batches)
+    assert DescriptorStore.open(tmp_path / "store").num_done == 4
+    later = []
+    store = extract_to_store(tiny_model, tmp_path / "img", names, tmp_path / "store", batch_size=2,
+                             on_batch=later.append)
+    assert sum(later) == 3 and store.complete  # only the 3 missing images were run
+    np.testing.assert_allclose(store.load(), _reference(tiny_model, [tmp_path / "img" / n for n in names]),
+                               atol=1e-5)
+
+
+def test_bad_image_stops_keeping_work_or_is_skipped(tmp_path, tiny_model):
+    names = write_images(tmp_path, 4)
+    (tmp_path / names[2]).write_bytes(b"not an image")
+    with pytest.raises(ImageDecodeError, match=rf"{names[2]}.*skip_bad=True.*2 of 4 descriptors kept"):
+        extract_to_store(tiny_model, tmp_path, names, tmp_path / "s", batch_size=1)
+    store = extract_to_store(tiny_model, tmp_path, names, tmp_path / "s", batch_size=1, skip_bad=True)
+    assert store.bad() == [names[2]] and store.num_done == 3 and store.complete
+
+
+def test_store_of_another_model_is_refused(tmp_path, tiny_model):
+    names = write_images(tmp_path, 2)
+    extract_to_store(tiny_model, tmp_path, names, tmp_path / "s")
+    with torch.no_grad():
+        tiny_model.pool.p.fill_(4.0)
+    with pytest.raises(ValueError, match="model"):
+        extract_to_store(tiny_model, tmp_path, names, tmp_path / "s")
+
+
+def test_float16_store(tmp_path, tiny_model):
+    names = write_images(tmp_path, 3)
+    store = extract_to_store(tiny_model, tmp_path, names, tmp_path / "s", dtype="float16")
+    assert store.descriptors.dtype == np.float16
+    np.testing.assert_allclose(store.load(), _reference(tiny_model, [tmp_path / n for n in names]), atol=2e-3)
+
+
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_batches_without_a_dataloader_are_the_dataloader_s(tmp_path, batch_size):
+    from netvlad.data.images import ImageDataset, ImageLoader, collate_by_size
+    from netvlad.extract.descriptors import _batches
+
+    names = write_images(tmp_path, 3, size=(48, 36)) + write_images(tmp_path / "b", 2, size=(30, 40), seed=1)
+    paths = [tmp_path / n for n in names[:3]] + [tmp_path / "b" / n for n in names[3:]]
+    paths[1].write_bytes(b"not an image")
+    dataset = ImageDataset(paths, "none", skip_bad=True)
+    plain = list(_batches(dataset, batch_size))
+    loaded = list(ImageLoader(dataset, batch_size=batch_size, num_workers=0, collate_fn=collate_by_size))
+    assert len(plain) == len(loaded)
+    for (groups, bad), (expected_groups, expected_bad) in zip(plain, loaded, strict=True):
+        assert bad == expected_bad and len(groups) == len(expected_groups)
+        for (indices, images), (expected_indices, expected_images) in zip(groups, expected_groups, strict=True):
+            assert torch.equal(indices, expected_indices) and torch.equal(images, expected_images)
+
+
+def test_extraction_puts_a_training_model_in_eval_mode_on_its_device(tiny_model):
+    from netvlad.extract.descriptors import _on_device
+
+    tiny_model.train()
+    assert _on_device(tiny_model, torch.device("cpu")) is tiny_model
+    assert not any(module.training for module in tiny_model.modules())
+    on_meta = _on_device(tiny_model, torch.device("meta"))  # a model elsewhere is moved (here: to shapes only)
+    assert {t.device.type for t in on_meta.parameters()} == {"meta"}
+
+
+def test_extraction_into_a_store_through_onnxruntime_hashes_the_model_once(tmp_path, tiny_model, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    from netvlad.extract.engine import EngineConfig
+    from netvlad.models import PlaceModel
+
+    names = write_images(tmp_path / "img", 2)
+    calls = []
+    fingerprint = PlaceModel.fingerprint
+    monkeypatch.setattr(PlaceModel, "fingerprint", lambda self: calls.append(1) or fingerprint(self))
+    store = extract_to_store(tiny_model, tmp_path / "img", names, tmp_path / "s", batch_size=2,
+                             engine=EngineConfig("onnxruntime", 1, tmp_path / "cache"))
+    assert len(calls) == 1 and store.fingerprint == fingerprint(tiny_model)  # the store's, reused for the export
+    assert [p.name.split("-")[0] for p in (tmp_path / "cache").glob("*.onnx")] == [store.fingerprint]
+    np.testing.assert_allclose(store.load(), _reference(tiny_model, [tmp_path / "img" / n for n in names]), atol=1e-5)

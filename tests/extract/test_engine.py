@@ -1,0 +1,187 @@
+"""onnxruntime as the extraction engine: the same descriptors as torch on real photos, its export cache and its
+refusals."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from netvlad.errors import BadInputError
+from netvlad.extract import engine as engine_module
+from netvlad.extract.descriptors import extract_descriptors
+from netvlad.extract.engine import EngineConfig, OrtRunner, TorchRunner, make_runner
+from netvlad.models import POOLS, ModelConfig, PlaceModel, Preprocessing, list_backbones
+
+pytest.importorskip("onnxruntime")
+
+POLICIES = {"fixed": Preprocessing("fixed", (96, 128)), "variable": Preprocessing("longest", (112,))}
+
+
+@pytest.fixture
+def photos(gardens_point, tokyo_pair):
+    """Real photos of three shapes: Gardens Point 960×540, Tokyo 640×480 and 3264×2448."""
+    return [gardens_point / "day_left" / "Image000.jpg", gardens_point / "day_right" / "Image001.jpg",
+            tokyo_pair / "tokyo_db.png", tokyo_pair / "tokyo_query.jpg"]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_sessions(one_thread):
+    engine_module._SESSIONS.clear()
+    yield
+    engine_module._SESSIONS.clear()
+
+
+def model_of(backbone: str, pool: str, policy: str) -> PlaceModel:
+    """A small model: MobileNetV2's ImageNet weights (the one set available offline), random weights otherwise."""
+    config = ModelConfig(backbone=backbone, pool=pool, num_clusters=8, preprocessing=POLICIES[policy])
+    return PlaceModel(config, pretrained=backbone == "mobilenet_v2").eval()
+
+
+def both(model, photos, tmp_path, batch_size=2):
+    expected = extract_descriptors(model, photos, batch_size=batch_size, engine="torch")
+    got = extract_descriptors(model, photos, batch_size=batch_size,
+                              engine=EngineConfig("onnxruntime", cache=tmp_path))
+    return expected, got
+
+
+CASES = [(b, "netvlad") for b in list_backbones()] + [("mobilenet_v2", p) for p in sorted(POOLS) if p != "netvlad"]
+
+
+@pytest.mark.parametrize("policy", sorted(POLICIES))
+@pytest.mark.parametrize(("backbone", "pool"), CASES)
+def test_onnxruntime_gives_torch_descriptors_on_real_photos(backbone, pool, policy, photos, tmp_path):
+    model = model_of(backbone, pool, policy)
+    expected, got = both(model, photos, tmp_path)
+    assert got.shape == (len(photos), model.output_dim)
+    assert np.abs(got - expected).max() <= 1e-5
+    assert np.allclose(np.linalg.norm(got, axis=1), 1, atol=1e-5)
+
+
+def test_variable_sizes_share_one_dynamic_export(photos, tmp_path):
+    model = model_of("mobilenet_v2", "gem", "variable")
+    runner = make_runner(model, EngineConfig("onnxruntime", cache=tmp_path))
+    assert isinstance(runner, OrtRunner) and runner.dynamic
+    both(model, photos, tmp_path)
+    assert len(list(tmp_path.glob("*.onnx"))) == 1 and len(list(tmp_path.glob("*.json"))) == 1
+
+
+def test_export_is_reused_then_rebuilt_when_stale_or_foreign(photos, tmp_path, caplog):
+    model = model_of("mobilenet_v2", "gem", "fixed")
+    expected = extract_descriptors(model, photos[:2], engine="torch")
+    make_runner(model, EngineConfig("onnxruntime", cache=tmp_path))
+    (onnx,) = tmp_path.glob("*.onnx")
+    stamp = onnx.stat().st_mtime_ns
+    engine_module._SESSIONS.clear()
+    make_runner(model, EngineConfig("onnxruntime", cache=tmp_path))
+    assert onnx.stat().st_mtime_ns == stamp  # reused, not exported again
+    other = model_of("mobilenet_v2", "avg", "fixed")  # a foreign export under this model's name
+    make_runner(other, EngineConfig("onnxruntime", cache=tmp_path / "other"))
+    (foreign,) = (tmp_path / "other").glob("*.onnx")
+    onnx.write_bytes(foreign.read_bytes())
+    engine_module._SESSIONS.clear()
+    with caplog.at_level(logging.INFO, logger="netvlad.extract.onnx_cache"):
+        got = extract_descriptors(model, photos[:2], engine=EngineConfig("onnxruntime", cache=tmp_path))
+    assert "stale or foreign" in caplog.text
+    assert np.abs(got - expected).max() <= 1e-5
+    record = json.loads(onnx.with_suffix(".json").read_text())
+    assert record["fingerprint"] == model.fingerprint() and record["shape"] == [96, 128]
+
+
+def test_record_of_another_model_is_refused(tmp_path):
+    model = model_of("mobilenet_v2", "gem", "fixed")
+    make_runner(model, EngineConfig("onnxruntime", cache=tmp_path))
+    (meta,) = tmp_path.glob("*.json")
+    meta.write_text(json.dumps(json.loads(meta.read_text()) | {"fingerprint": "0" * 16}))
+    engine_module._SESSIONS.clear()
+    from netvlad.extract.onnx_cache import cached_file
+
+    assert cached_file(tmp_path, make_runner(model, EngineConfig("onnxruntime", cache=tmp_path / "b"))._key(
+        (96, 128))) is None
+
+
+def test_in_memory_export_writes_nothing(photos, tmp_path):
+    model = model_of("mobilenet_v2", "gem", "fixed")
+    expected, _ = both(model, photos[:2], tmp_path / "unused")
+    got = extract_descriptors(model, photos[:2], engine=EngineConfig("onnxruntime", cache=tmp_path / "no",
+                                                                     persist=False))
+    assert np.abs(got - expected).max() <= 1e-5 and not (tmp_path / "no").exists()
+
+
+def test_onnxruntime_is_bit_identical_across_runs_at_fixed_threads(photos, tmp_path):
+    model = model_of("mobilenet_v2", "netvlad", "variable")
+    runs = []
+    for _ in range(2):
+        engine_module._SESSIONS.clear()  # a new session each time, as a new process would
+        runs.append(extract_descriptors(model, photos, engine=EngineConfig("onnxruntime", threads=1, cache=tmp_path)))
+    assert np.array_equal(runs[0], runs[1])
+
+
+def test_auto_picks_onnxruntime_on_cpu_and_torch_on_gpu(tmp_path):
+    model = model_of("mobilenet_v2", "gem", "fixed")
+    assert make_runner(model, EngineConfig("auto", cache=tmp_path)).name == "onnxruntime"
+    assert isinstance(make_runner(model, EngineConfig("auto", cache=tmp_path), device="cuda"), TorchRunner)
+    few = engine_module.AUTO_MIN_IMAGES - 1  # too few images to repay loading an export: torch
+    assert make_runner(model, EngineConfig("auto", cache=tmp_path), images=few).name == "torch"
+    assert make_runner(model, EngineConfig("onnxruntime", cache=tmp_path), images=few).name == "onnxruntime"
+    vgg = model_of("vgg16", "netvlad", "fixed")  # not measured faster through onnxruntime: auto keeps torch
+    assert make_runner(vgg, EngineConfig("auto", cache=tmp_path)).name == "torch"
+
+
+def test_gpu_with_onnxruntime_needs_the_cuda_provider(monkeypatch, tmp_path):
+    import onnxruntime
+
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    with pytest.raises(BadInputError, match="no CUDA provider.*onnxruntime-gpu"):
+        make_runner(model_of("mobilenet_v2", "gem", "fixed"), EngineConfig("onnxruntime", cache=tmp_path), "cuda")
+
+
+def test_missing_onnxruntime_names_the_extra_and_auto_falls_back(monkeypatch, caplog, tmp_path):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails as if it were not installed
+    model = model_of("mobilenet_v2", "gem", "fixed")
+    with pytest.raises(BadInputError, match=r"netvlad\[export\]"):
+        make_runner(model, EngineConfig("onnxruntime", cache=tmp_path))
+    with caplog.at_level(logging.INFO, logger="netvlad.extract.engine"):
+        assert make_runner(model, EngineConfig("auto", cache=tmp_path)).name == "torch"
+    assert len([r for r in caplog.records if "not installed" in r.message]) == 1
+
+
+class _Numpy(torch.nn.Module):
+    """Pooling that leaves torch for numpy: it cannot be traced into ONNX."""
+
+    output_dim = 1280
+
+    def forward(self, features):
+        pooled = torch.from_numpy(features.detach().numpy().mean(axis=(2, 3)).copy())
+        return torch.nn.functional.normalize(pooled + features.mean() * 0, dim=1)
+
+
+def test_non_exportable_model_auto_falls_back_with_the_reason(caplog, tmp_path, photos):
+    model = model_of("mobilenet_v2", "gem", "fixed")
+    model.pool = _Numpy()
+    with pytest.raises(BadInputError, match="cannot run this model: onnxruntime differs|export failed"):
+        make_runner(model, EngineConfig("onnxruntime", cache=tmp_path))
+    with caplog.at_level(logging.INFO, logger="netvlad.extract.engine"):
+        runner = make_runner(model, EngineConfig("auto", cache=tmp_path))
+    assert runner.name == "torch" and "cannot run through onnxruntime (" in caplog.text
+    assert not list(tmp_path.glob("*.json"))  # a refused export is never recorded for reuse
+
+
+def test_size_bound_export_falls_back_to_one_export_per_size(monkeypatch, photos, tmp_path):
+    real = OrtRunner._check
+
+    def dynamic_fails(self, session, key):
+        if key.dynamic:
+            raise engine_module.ExportError("differs on 128×96")
+        return real(self, session, key)
+
+    monkeypatch.setattr(OrtRunner, "_check", dynamic_fails)
+    model = model_of("mobilenet_v2", "gem", "variable")
+    expected, got = both(model, photos, tmp_path)
+    assert np.abs(got - expected).max() <= 1e-5
+    shapes = [json.loads(p.read_text())["shape"] for p in tmp_path.glob("*.json")]
+    assert "dynamic" not in shapes and [63, 112] in shapes and [84, 112] in shapes  # one export per fed size

@@ -1,0 +1,132 @@
+"""A store proves its rows: truncated, extended, flipped or status-less stores are refused or repaired, never used."""
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from netvlad.cli.main import main
+from netvlad.errors import BadInputError
+from netvlad.extract.store import DONE, PENDING, DescriptorStore
+
+NAMES = [f"{i}.jpg" for i in range(6)]
+ROWS = np.arange(24, dtype=np.float32).reshape(6, 4) + 1
+
+
+def _full_store(folder):
+    """A finished store of ROWS, and a byte copy of it (the uninterrupted store)."""
+    store = DescriptorStore.create(folder, NAMES, dim=4, fingerprint="f")
+    store.write(np.arange(6), ROWS)
+    del store
+    shutil.copytree(folder, folder.parent / "original")
+    return folder.parent / "original"
+
+
+def _finish(folder):
+    """What a command that extracts does: open for writing, extract the pending rows again."""
+    store = DescriptorStore.create(folder, NAMES, dim=4, fingerprint="f")
+    todo = store.pending()
+    store.write(todo, ROWS[todo])
+    return todo
+
+
+def _same_bytes(folder, original):
+    for name in ("descriptors.npy", "status.npy", "checksums.npy"):
+        assert (folder / name).read_bytes() == (original / name).read_bytes(), name
+
+
+def _truncate(path):
+    os.truncate(path, path.stat().st_size - 2 * 4 * 4 - 3)  # two rows and a bit of a third: rows 3-5 lost
+
+
+def _extend(path):
+    with open(path, "ab") as handle:
+        handle.write(b"\0" * 40)
+
+
+def _flip(path):
+    data = bytearray(path.read_bytes())
+    data[-4 * 4 * 2 + 1] ^= 0xFF  # a byte of row 4
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage, lost", [(_truncate, [3, 4, 5]), (_extend, [])])
+def test_resized_descriptors_are_refused_by_readers_and_repaired_by_writers(tmp_path, damage, lost):
+    original = _full_store(tmp_path / "s")
+    damage(tmp_path / "s" / "descriptors.npy")
+    with pytest.raises(BadInputError, match=r"descriptors\.npy: is (short|over-long).*netvlad store verify"):
+        DescriptorStore.open(tmp_path / "s")
+    assert list(_finish(tmp_path / "s")) == lost
+    _same_bytes(tmp_path / "s", original)
+
+
+def test_flipped_row_is_caught_when_read_and_repaired_by_verify(tmp_path):
+    original = _full_store(tmp_path / "s")
+    _flip(tmp_path / "s" / "descriptors.npy")
+    with pytest.raises(BadInputError, match="row 4"):
+        DescriptorStore.open(tmp_path / "s").load()
+    assert main(["store", "verify", str(tmp_path)]) == 1  # the folder holding the store, as evaluate --store has it
+    assert list(DescriptorStore.open(tmp_path / "s").pending()) == [4]
+    assert list(_finish(tmp_path / "s")) == [4]
+    _same_bytes(tmp_path / "s", original)
+    assert main(["store", "verify", str(tmp_path / "s")]) == 0
+
+
+def test_deleted_status_is_rebuilt_from_checksums(tmp_path):
+    original = _full_store(tmp_path / "s")
+    store = DescriptorStore.open(tmp_path / "s", mode="r+")
+    store.mark_bad([2])
+    store.status[5] = PENDING  # a row never extracted: its zero bytes must not pass as done
+    store.status.flush()
+    del store
+    (tmp_path / "s" / "status.npy").unlink()
+    with pytest.raises(BadInputError, match="status.npy: is missing"):
+        DescriptorStore.open(tmp_path / "s")
+    again = DescriptorStore.open(tmp_path / "s", mode="r+")
+    assert list(again.status) == [DONE, DONE, DONE, DONE, DONE, DONE]  # row 2 and 5 still hold ROWS' bytes
+    _same_bytes(tmp_path / "s", original)
+
+
+def test_status_lost_with_zero_rows_makes_them_pending(tmp_path):
+    store = DescriptorStore.create(tmp_path / "s", NAMES, dim=4, fingerprint="f")
+    store.write(np.arange(3), ROWS[:3])
+    del store
+    os.truncate(tmp_path / "s" / "status.npy", 100)
+    assert list(DescriptorStore.open(tmp_path / "s", mode="r+").pending()) == [3, 4, 5]
+
+
+def test_store_from_before_checksums_gets_them(tmp_path):
+    store = DescriptorStore.create(tmp_path / "s", NAMES, dim=4)
+    store.write(np.arange(6), ROWS)
+    del store
+    (tmp_path / "s" / "checksums.npy").unlink()
+    meta = (tmp_path / "s" / "store.json").read_text().replace('"version": 2', '"version": 1')
+    (tmp_path / "s" / "store.json").write_text(meta)
+    np.testing.assert_array_equal(DescriptorStore.open(tmp_path / "s").load(), ROWS)  # a reader: as before
+    assert DescriptorStore.open(tmp_path / "s", mode="r+").checksums is not None
+    assert DescriptorStore.open(tmp_path / "s").verify().size == 0
+
+
+def test_rerank_checks_the_rows_it_reads(tmp_path):
+    from netvlad.search.exact import rerank
+
+    store = DescriptorStore.create(tmp_path / "s", NAMES, dim=4, dtype="float16", fingerprint="f")
+    store.write(np.arange(6), ROWS / 30)
+    store = DescriptorStore.open(tmp_path / "s")
+    queries = ROWS[:2] / 30
+    _, found = rerank(store.descriptors, queries, np.array([[0, 1, -1], [2, 3, 5]]), 2, verify=store.verify_rows)
+    assert list(found[0]) == [0, 1] and list(found[1]) == [2, 3]
+    _flip(tmp_path / "s" / "descriptors.npy")  # a byte of row 2 (rows of 8 bytes)
+    store = DescriptorStore.open(tmp_path / "s")
+    damaged = int(np.flatnonzero(~_proven(store))[0])
+    assert damaged == 2
+    rerank(store.descriptors, queries, np.array([[0, 1, -1], [0, 1, 3]]), 2, verify=store.verify_rows)  # fine
+    with pytest.raises(BadInputError, match=f"row {damaged}"):
+        rerank(store.descriptors, queries, np.array([[0, damaged, -1]]), 2, verify=store.verify_rows)
+
+
+def _proven(store):
+    from netvlad.extract.store_check import row_checksums
+
+    return row_checksums(np.asarray(store.descriptors)) == np.asarray(store.checksums)

@@ -1,0 +1,134 @@
+"""Spatial re-ranking end to end on a tiny NetVLAD model: patch store, refusals, re-ranked shortlists."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pytest
+
+from netvlad.errors import BadInputError
+from netvlad.match.verify.patches import PatchExtractor, fit_patch_whitening, iter_images, require_netvlad
+from netvlad.match.verify.presets import VERIFY_PRESETS, VerifyPreset
+from netvlad.match.verify.run import clamp_top, verify_folders, verify_ranking
+from netvlad.match.verify.store import extract_patch_store, whitening_digest
+from netvlad.models import ModelConfig, PlaceModel, Preprocessing
+from tests.extract.conftest import write_images
+
+RAPID = VerifyPreset("tiny-rapid", "test", sizes=(2, 3), dim=16, scorer="rapid")
+RANSAC = VerifyPreset("tiny-ransac", "test", sizes=(2,), dim=16, scorer="ransac", thresholds=(0.5,))
+
+
+@pytest.fixture
+def netvlad_model() -> PlaceModel:
+    config = ModelConfig(backbone="mobilenet_v2", pool="netvlad", num_clusters=4,
+                         preprocessing=Preprocessing("fixed", (128, 160)))
+    return PlaceModel(config, pretrained=False).eval()
+
+
+def test_presets_are_the_papers_configurations():
+    assert VERIFY_PRESETS.names() == ["performance", "speed", "storage"]
+    perf, speed = VERIFY_PRESETS.get("performance"), VERIFY_PRESETS.get("speed")
+    assert (perf.sizes, perf.dim, perf.scorer) == ((2, 5, 8), 4096, "ransac")
+    assert (speed.sizes, speed.dim, speed.scorer) == ((5,), 512, "rapid")
+    assert VERIFY_PRESETS.get("storage").dim == 128
+    with pytest.raises(BadInputError, match="registered: performance, speed, storage"):
+        VERIFY_PRESETS.get("fast")
+
+
+def test_non_netvlad_model_is_refused_in_one_line(tiny_model):
+    with pytest.raises(BadInputError, match="pools with 'gem'; spatial re-ranking needs a NetVLAD model") as err:
+        require_netvlad(tiny_model)
+    assert "\n" not in str(err.value)
+
+
+def test_store_resumes_and_refuses_another_preset(netvlad_model, tmp_path):
+    names = write_images(tmp_path / "db", 5, size=(160, 128))
+    whitening = fit_patch_whitening(netvlad_model, [tmp_path / "db" / n for n in names], 16, size=2)
+    extractor = PatchExtractor(netvlad_model, RAPID, whitening)
+    store = extract_patch_store(extractor, tmp_path / "db", names, tmp_path / "patches")
+    assert store.capacity == [12, 6]  # 4×5 map: 3×4 windows of 2, 2×3 of 3
+    assert store.bytes_per_image() == 2 * ((2 + 12 * 16) + (2 + 6 * 16))
+    descriptors, grids = store.read(0, np.array([3, 1]))
+    again = extractor.from_images(next(iter_images(netvlad_model, [tmp_path / "db" / names[3]]))[1])[0]
+    np.testing.assert_allclose(descriptors[0].numpy(), again.descriptors[0].numpy(), atol=2e-3)
+    assert grids.tolist() == [[3, 4], [3, 4]]
+    other = PatchExtractor(netvlad_model, VerifyPreset("other", "x", sizes=(2, 3), dim=8, scorer="rapid"),
+                           whitening)
+    with pytest.raises(BadInputError, match=r"written by model \w+ with preset tiny-rapid \(16-D\), whitening \w+, "
+                                            r"not by model \w+ with preset other \(8-D\)"):
+        extract_patch_store(other, tmp_path / "db", names, tmp_path / "patches")
+
+
+def test_store_refuses_patches_projected_by_another_whitening(netvlad_model, tmp_path):
+    """Same model and preset, another whitening (e.g. refitted with another ε): refused, naming both digests;
+    a store written before the whitening was recorded (version 1) is refused too."""
+    names = write_images(tmp_path / "db", 3, size=(160, 128))
+    paths = [tmp_path / "db" / n for n in names]
+    first = PatchExtractor(netvlad_model, RAPID, fit_patch_whitening(netvlad_model, paths, 16, size=2, shrink=0.0))
+    extract_patch_store(first, tmp_path / "db", names, tmp_path / "patches")
+    refit = PatchExtractor(netvlad_model, RAPID, fit_patch_whitening(netvlad_model, paths, 16, size=2, shrink=10.0))
+    old, new = whitening_digest(first), whitening_digest(refit)
+    assert old != new
+    with pytest.raises(BadInputError, match=f"whitening {old}, not by model \\w+ with preset tiny-rapid \\(16-D\\), "
+                                            f"whitening {new}"):
+        extract_patch_store(refit, tmp_path / "db", names, tmp_path / "patches")
+    meta = json.loads((tmp_path / "patches" / "patches.json").read_text())
+    del meta["whitening"]
+    (tmp_path / "patches" / "patches.json").write_text(json.dumps(meta))
+    with pytest.raises(BadInputError, match="whitening unrecorded"):
+        extract_patch_store(first, tmp_path / "db", names, tmp_path / "patches")
+
+
+@pytest.mark.parametrize("preset", [RAPID, RANSAC])
+def test_a_copy_of_a_database_image_wins_the_shortlist(netvlad_model, tmp_path, preset, monkeypatch):
+    # random weights: the windows differ only in the small-variance directions, which the default regularisation
+    # damps (it is chosen on real features: benchmarks/verify_whitening.py), so this fit whitens exactly
+    monkeypatch.setattr("netvlad.match.verify.patches.SHRINK", 0.0)
+    names = write_images(tmp_path / "db", 6, size=(160, 128), seed=3)
+    query = tmp_path / "db" / names[4]
+    ranked = np.array([[0, 1, 2, 3, 4, 5]])  # the global ranking put the true match fifth
+    distances = np.linspace(0.5, 1.0, 6)[None]
+    result = verify_folders(netvlad_model, preset, tmp_path / "db", names, [query], ranked, distances, top=6,
+                            store_dir=tmp_path / "store")
+    assert result.ranked[0, 0] == 4 and sorted(result.ranked[0].tolist()) == list(range(6))
+    assert result.skipped == 0 and result.bytes_per_image > 0
+    assert (tmp_path / "store" / f"whitening_16_shrink0_{netvlad_model.fingerprint()}.pt").is_file()  # reused next time
+
+
+def test_small_images_skip_the_largest_size_and_top_is_clamped(netvlad_model, tmp_path, caplog):
+    model = PlaceModel(ModelConfig(backbone="mobilenet_v2", pool="netvlad", num_clusters=4,
+                                   preprocessing=Preprocessing("fixed", (64, 96))), pretrained=False).eval()
+    names = write_images(tmp_path / "db", 4, size=(96, 64))  # 2×3 map: no window of size 3
+    whitening = fit_patch_whitening(model, [tmp_path / "db" / n for n in names], 4, size=2)
+    extractor = PatchExtractor(model, VerifyPreset("small", "x", sizes=(2, 3), dim=4, scorer="rapid"), whitening)
+    store = extract_patch_store(extractor, tmp_path / "db", names, tmp_path / "p")
+    with caplog.at_level(logging.WARNING):
+        result = verify_ranking(extractor, store, [tmp_path / "db" / names[1]], np.array([[0, 1, 2, 3]]),
+                                np.zeros((1, 4)), top=10)
+    assert "larger than the database" in caplog.text
+    assert result.ranked.shape == (1, 4) and result.skipped == 1  # the query's size-3 patches: none
+    assert clamp_top(3, 10) == 3
+
+
+def test_a_model_with_whitening_projects_patches_with_its_own(tmp_path):
+    import torch
+
+    from netvlad.match.verify.run import patch_whitening
+    from netvlad.nn.patch import patch_netvlad
+
+    model = PlaceModel(ModelConfig(backbone="mobilenet_v2", pool="netvlad", num_clusters=2, whitening_dim=12,
+                                   preprocessing=Preprocessing("fixed", (96, 128))), pretrained=False).eval()
+    torch.manual_seed(0)
+    model.whitening.fit(torch.randn(40, model.pool.output_dim))
+    preset = VerifyPreset("own", "x", sizes=(2,), dim=8, scorer="rapid")
+    assert patch_whitening(model, preset, [], None) is model.whitening  # nothing fitted, no images needed
+    extractor = PatchExtractor(model, preset, patch_whitening(model, preset, [], None))
+    feats = torch.rand(1, model.pool.dim, 3, 4)
+    with torch.no_grad():
+        got = extractor.from_features(feats)[0].descriptors[0]
+        layer = model.pool
+        raw = patch_netvlad(feats, layer.conv.weight.view(2, -1), layer.conv.bias, layer.centroids, 2)[0]
+        expected = model.whitening.crop(8)(raw)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)

@@ -1,0 +1,50 @@
+"""Patch matching: mutual nearest neighbours, RANSAC on synthetic correspondences, rapid scoring by hand."""
+
+import torch
+
+from netvlad.match.verify.matching import mutual_nearest, ransac_inliers, rapid_scores
+
+
+def test_mutual_nearest_keeps_only_pairs_that_choose_each_other():
+    query = torch.eye(3)
+    # candidate 0: patches equal to query 0, 1 and a copy nearer to query 1 than patch 1 is -> 1 is not mutual
+    cand = torch.tensor([[[1.0, 0, 0], [0.6, 0.8, 0], [0, 1.0, 0]]])
+    partner, mutual = mutual_nearest(query, cand)
+    assert partner[0].tolist()[:2] == [0, 2] and mutual[0].tolist() == [True, True, False]
+    valid = torch.tensor([[True, True, False]])  # the padding patch cannot match
+    partner, mutual = mutual_nearest(query, cand, valid)
+    assert partner[0, 1] == 1 and mutual[0].tolist() == [True, True, False]
+
+
+def test_ransac_counts_the_known_inliers_of_a_homography():
+    gen = torch.Generator().manual_seed(0)
+    h = torch.tensor([[1.05, 0.08, 2.0], [-0.05, 0.97, -1.0], [0.002, -0.001, 1.0]], dtype=torch.float64)
+    src = torch.rand(3, 60, 2, generator=gen, dtype=torch.float64) * 30
+    ones = torch.ones(3, 60, 1, dtype=torch.float64)
+    proj = torch.cat([src, ones], -1) @ h.T
+    dst = proj[..., :2] / proj[..., 2:] + 0.1 * (torch.rand(3, 60, 2, generator=gen, dtype=torch.float64) - 0.5)
+    truth = torch.zeros(3, 60, dtype=torch.bool)
+    truth[0, :45], truth[1, :20], truth[2, :3] = True, True, True  # 75 %, 33 %, no model
+    outliers = torch.rand(3, 60, 2, generator=gen, dtype=torch.float64) * 30 + 10  # far off the homography
+    dst = torch.where(truth[..., None], dst, dst + outliers)
+    mask = torch.ones(3, 60, dtype=torch.bool)
+    mask[1, 50:] = False  # padding rows are never counted
+    found = ransac_inliers(src, dst, mask, threshold=1.0, hypotheses=400, generator=gen)
+    assert found.tolist()[:2] == [45, 20]
+    assert found[2] <= 6  # any 4 points fit themselves; a few more by chance, far from a real place
+
+
+def test_rapid_score_matches_a_hand_computed_example():
+    # query grid 2 rows × 3 cols: (x, y) indices; x_max = 2, y_max = 1
+    query_xy = torch.tensor([[0, 0], [1, 0], [2, 0], [0, 1], [1, 1], [2, 1]], dtype=torch.float64)
+    partner = torch.tensor([[1, 2, 0, 4, 5, 3]])
+    mutual = torch.tensor([[True, True, False, True, False, False]])
+    # matches: q0->c1 d=(1,0); q1->c2 d=(1,0); q3->c4 d=(1,0) ... make one off: change q3 -> c5, d=(2,0)
+    partner[0, 3] = 5
+    # d = (1,0), (1,0), (2,0); mean (4/3, 0); |d−mean| = (1/3, 1/3, 2/3), 0
+    # s = (2−1/3)²+1 + (2−1/3)²+1 + (2−2/3)²+1 = 25/9+25/9+16/9+3 = 66/9+3; divided by 6 query patches
+    expected = (66 / 9 + 3) / 6
+    score = rapid_scores(query_xy, query_xy, partner, mutual)
+    torch.testing.assert_close(score, torch.tensor([expected], dtype=torch.float64))
+    none = rapid_scores(query_xy, query_xy, partner, torch.zeros_like(mutual))
+    assert none.item() == 0.0

@@ -178,8 +178,7 @@ def test_batches_and_stored_databases_give_the_same_ranking(tmp_path):
 def test_block_distances_both_ways_equal_direct_differences(dense):
     """The matcher's distances, by one matmul of the distinct frames against the distinct rows or window by window
     against each block, equal ‖q − x‖ computed directly (float64), in memory and from a float16 copy."""
-    from netvlad.match.seqslam_scoring import distances, squared_norms
-    from netvlad.match.sequence_layout import DatabaseLayout
+    from netvlad.match.seqslam import DatabaseLayout, distances, squared_norms
 
     rng = np.random.default_rng(8)
     database, frames = rng.normal(size=(40, 24)).astype(np.float32), rng.normal(size=(7, 24)).astype(np.float32)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from netvlad.match.online import OnlineSeqSLAM
+from netvlad.match.seqslam import OnlineSeqSLAM
 from netvlad.match.sequence import SequenceConfig
 from netvlad.places.stream_sequence import GrowingSeqSLAM, StreamSequence
 

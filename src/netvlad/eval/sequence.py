@@ -22,9 +22,8 @@ from netvlad.eval.recall import recall_at_n
 from netvlad.eval.retrieval import DEFAULT_NS, EvalResult, describe, evaluate_descriptors
 from netvlad.files import atomic_write
 from netvlad.match.delta import delta_descriptors
-from netvlad.match.seqslam import seqslam_rank
+from netvlad.match.seqslam import query_windows, seqslam_rank
 from netvlad.match.sequence import METHODS, SequenceConfig
-from netvlad.match.sequence_layout import query_windows
 from netvlad.search.index import EXACT, IndexConfig
 
 logger = logging.getLogger(__name__)

@@ -8,7 +8,6 @@ from netvlad._lazy import lazy_exports
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "netvlad.match.sequence": ("METHODS", "SequenceConfig"),
-    "netvlad.match.sequence_layout": ("DatabaseLayout", "QueryWindow", "query_windows"),
-    "netvlad.match.seqslam": ("SequenceRanking", "score_candidates", "seqslam_rank"),
-    "netvlad.match.online": ("OnlineSeqSLAM", "SequenceMatch"),
+    "netvlad.match.seqslam": ("DatabaseLayout", "OnlineSeqSLAM", "QueryWindow", "SequenceMatch", "SequenceRanking",
+                              "query_windows", "score_candidates", "seqslam_rank"),
 })

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from netvlad.match.online import OnlineSeqSLAM
+from netvlad.match.seqslam import OnlineSeqSLAM
 from netvlad.match.sequence import SequenceConfig
 from netvlad.match.trajectory_distance import TrajectoryDistance
 from netvlad.places.streaming import SEQUENCE_SCORES
@@ -40,7 +40,7 @@ class _Constant:
 
 
 class GrowingLayout:
-    """A :class:`netvlad.match.sequence_layout.DatabaseLayout` of ``stop`` entries forming one sequence in id order."""
+    """A :class:`netvlad.match.seqslam.DatabaseLayout` of ``stop`` entries forming one sequence in id order."""
 
     order = position = _Identity()
     start = _Constant(0)

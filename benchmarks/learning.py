@@ -25,9 +25,9 @@ import torch
 
 from netvlad.data import open_dataset
 from netvlad.train import loop
-from netvlad.train.config import LOSS_NORMALIZATIONS, TrainConfig, read_config_file
 from netvlad.train.frozen import FrozenFeatures
 from netvlad.train.sets import holdout_last
+from netvlad.train.train_config import LOSS_NORMALIZATIONS, TrainConfig, read_config_file
 
 ROOT = Path(__file__).resolve().parents[1]
 NORDLAND = ROOT.parent / "shared" / "data" / "nordland"

@@ -104,7 +104,7 @@ def exact(folder: str, budget: float) -> dict:
 
 def exact_recall(folder: str, budget: float) -> dict:
     """The big case through the public path: Recall@N of ``evaluate_descriptors`` on the float16 memory map."""
-    from netvlad.eval.retrieval import evaluate_descriptors
+    from netvlad.eval.recall import evaluate_descriptors
 
     store, queries, sources = _load(folder)
     start = time.perf_counter()

@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from netvlad.data import open_dataset  # noqa: E402
 from netvlad.data.sequences import SequenceOrder  # noqa: E402
-from netvlad.eval.retrieval import describe, evaluate_descriptors  # noqa: E402
+from netvlad.eval.recall import describe, evaluate_descriptors  # noqa: E402
 from netvlad.eval.sequence import sequence_ranking  # noqa: E402
 from netvlad.match.seqnet import seqnet_encoder  # noqa: E402
 from netvlad.match.seqslam import seqslam_rank  # noqa: E402

@@ -30,9 +30,9 @@ from netvlad.data.readers import open_dataset
 from netvlad.eval.recall import recall_at_n
 from netvlad.extract.clusters import ClusterConfig, initialize_clusters
 from netvlad.match.verify import get_preset
+from netvlad.match.verify.patch_store import create_patch_store
 from netvlad.match.verify.patches import SHRINK, PatchExtractor, fit_patch_whitening, iter_images, shrink_whitening
 from netvlad.match.verify.rerank import normalise, verify_shortlist
-from netvlad.match.verify.store import create_patch_store
 from netvlad.models import ModelConfig, PlaceModel, Preprocessing
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

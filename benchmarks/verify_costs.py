@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from netvlad.match.verify import get_preset
+from netvlad.match.verify.patch_store import create_patch_store
 from netvlad.match.verify.rerank import verify_shortlist
-from netvlad.match.verify.store import create_patch_store
 from netvlad.nn.patch import patch_netvlad, window_grid
 
 PRESETS = ("performance", "speed", "storage")

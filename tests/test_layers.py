@@ -114,7 +114,7 @@ def test_packages_form_no_cycle():
 def test_the_checks_see_the_package():
     modules = _modules()
     assert "netvlad.data.dataset" in modules and len(modules) > 100
-    tree = modules["netvlad.eval.retrieval"]
+    tree = modules["netvlad.eval.recall"]
     assert "netvlad.extract.clusters" in {m for m, _ in _imports(tree)}  # imported inside a function
     assert "netvlad.extract.descriptors" in _lazy_exports(modules["netvlad.extract"])
 

@@ -24,7 +24,7 @@ def test_exports_resolve_and_unknown_names_fail():
         _ = netvlad.models.Nothing
 
 
-@pytest.mark.parametrize("module", ["netvlad", "netvlad.train.config", "netvlad.cli.main", "netvlad.limits"])
+@pytest.mark.parametrize("module", ["netvlad", "netvlad.train.train_config", "netvlad.cli.main", "netvlad.limits"])
 def test_import_without_torch(module):
     code = f"import sys, {module}; print(sorted({{'torch', 'faiss', 'numpy'}} & set(sys.modules)))"
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}

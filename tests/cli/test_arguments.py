@@ -159,7 +159,7 @@ def test_every_option_of_every_command_is_read_or_refused():
     tested beside each command; model flags a checkpoint or an index would ignore are refused: test_honoured)."""
     import dataclasses
 
-    from netvlad.train.config import TrainConfig
+    from netvlad.train.train_config import TrainConfig
 
     source = "\n".join(p.read_text() for p in (REPO / "src" / "netvlad" / "cli").glob("*.py"))
     config_fields = {f.name for f in dataclasses.fields(TrainConfig)}

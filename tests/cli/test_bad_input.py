@@ -15,7 +15,7 @@ from safetensors.torch import save_file
 from netvlad.cli.main import main
 from netvlad.models import ModelConfig, PlaceModel, Preprocessing, save_model
 from netvlad.models.export import export_hloc
-from netvlad.train.config import TrainConfig, write_config
+from netvlad.train.train_config import TrainConfig, write_config
 from tests.data.helpers import (
     PITTSBURGH,
     gps_exif,

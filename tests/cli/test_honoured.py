@@ -143,7 +143,7 @@ def test_library_evaluate_clusters_an_off_the_shelf_netvlad(tmp_path, caplog):
     import logging
 
     from netvlad.data import open_dataset
-    from netvlad.eval.retrieval import evaluate
+    from netvlad.eval.recall import evaluate
     from netvlad.models import ModelConfig, PlaceModel, Preprocessing
     from tests.conftest import copy_sequence
 

@@ -12,7 +12,7 @@ import pytest
 
 from netvlad.cli.main import main
 from netvlad.data.dataset import ImageList
-from netvlad.eval.retrieval import describe
+from netvlad.eval.recall import describe
 from netvlad.models import ModelConfig, PlaceModel, Preprocessing
 from tests.conftest import shared_dataset
 

@@ -15,8 +15,8 @@ import torch.nn.functional as F
 
 from netvlad import load
 from netvlad.cli.main import main
+from netvlad.match.verify.patch_store import PatchStore
 from netvlad.match.verify.patches import iter_images
-from netvlad.match.verify.store import PatchStore
 from netvlad.models import Preprocessing
 from netvlad.nn.patch import patch_netvlad
 from tests.conftest import copy_sequence, shared_dataset

@@ -17,10 +17,10 @@ from netvlad.eval.recall import recall_at_n
 from netvlad.extract.store import DescriptorStore
 from netvlad.match.seqslam import seqslam_rank
 from netvlad.match.sequence import SequenceConfig
+from netvlad.match.verify.patch_store import extract_patch_store
 from netvlad.match.verify.patches import PatchExtractor
 from netvlad.match.verify.presets import get_preset
 from netvlad.match.verify.run import verify_ranking
-from netvlad.match.verify.store import extract_patch_store
 from netvlad.models import ModelConfig, PlaceModel, Preprocessing, save_model
 from netvlad.models.io import load as load_model
 from netvlad.search.exact import exact_search

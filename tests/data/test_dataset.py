@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 
@@ -105,20 +103,10 @@ def test_ground_truth_refuses_nan_positions():
         GeoDataset("n", images, images).positives()
 
 
-def test_panorama_ids_follow_subsets_and_the_deprecated_meta_view_reads_the_typed_fields(monkeypatch):
+def test_panorama_ids_follow_subsets():
     db = ImageList("/db", ["a", "b", "c"], [[0.0, 0], [1.0, 0], [2.0, 0]], panoramas=[0, 0, 1])
     info = DatasetInfo(format="mat", skipped=[("x.jpg", "image file not found")], cities=["cph"],
                        query_conditions={"q": "night"})
     data = GeoDataset("d", db, ImageList("/q", ["q"], [[0.0, 0.0]]), info=info)
     assert data.subset(database_indices=[2, 0]).database.panoramas.tolist() == [1, 0]
     assert data.database.times is None  # panorama ids no longer ride on the capture times
-    monkeypatch.setattr("netvlad.data.info._warned", False)
-    with pytest.warns(DeprecationWarning, match="GeoDataset.info"):
-        meta = data.meta
-    assert dict(meta) == {"format": "mat", "skipped": [("x.jpg", "image file not found")], "cities": ["cph"],
-                          "query_conditions": {"q": "night"}, "panoramas": True}
-    with pytest.raises(TypeError):
-        meta["format"] = "csv"  # read-only
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        assert "panoramas" not in GeoDataset("d", data.queries, data.queries).meta  # warned once only

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from netvlad.data import open_dataset
-from netvlad.eval.retrieval import evaluate
+from netvlad.eval.recall import evaluate
 from tests.data.helpers import pitts_struct, tokyo_tree, write_mat_classic
 
 

@@ -10,7 +10,7 @@ import torch
 from netvlad.data.dataset import GeoDataset, ImageList
 from netvlad.data.sequences import SequenceOrder
 from netvlad.errors import BadInputError
-from netvlad.eval.retrieval import evaluate_descriptors
+from netvlad.eval.recall import evaluate_descriptors
 from netvlad.eval.sequence import require_sequences, sequence_ranking
 from netvlad.match import SequenceConfig
 from netvlad.match.delta import delta_descriptors, delta_window

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from netvlad.errors import BadInputError
+from netvlad.match.verify.patch_store import extract_patch_store, whitening_digest
 from netvlad.match.verify.patches import PatchExtractor, fit_patch_whitening, iter_images, require_netvlad
 from netvlad.match.verify.presets import VERIFY_PRESETS, VerifyPreset
 from netvlad.match.verify.run import clamp_top, verify_folders, verify_ranking
-from netvlad.match.verify.store import extract_patch_store, whitening_digest
 from netvlad.models import ModelConfig, PlaceModel, Preprocessing
 from tests.extract.conftest import write_images
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from netvlad.errors import BadInputError
-from netvlad.eval.retrieval import evaluate_descriptors
+from netvlad.eval.recall import evaluate_descriptors
 from netvlad.extract.store import DescriptorStore
 from netvlad.search.exact import GIB, SearchPlan, exact_search, plan_search
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from netvlad.eval.retrieval import evaluate_descriptors
+from netvlad.eval.recall import evaluate_descriptors
 from netvlad.search.panorama import first_per_group, panorama_ids
 
 

@@ -8,8 +8,8 @@ import pytest
 from netvlad.data import open_dataset
 from netvlad.errors import BadInputError
 from netvlad.train.ambiguous import ambiguous_images, dark_images, far_duplicates, grey_thumbnails, standardised
-from netvlad.train.config import TrainConfig
 from netvlad.train.sets import exclude_ambiguous
+from netvlad.train.train_config import TrainConfig
 from tests.conftest import copy_sequence
 
 # 16 consecutive places (one frame per 10 s): the train standing at a station (0-3: the same picture), leaving it

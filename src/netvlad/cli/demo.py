@@ -8,7 +8,7 @@ from netvlad.cli.common import existing, number, output
 from netvlad.cli.engine_args import add_engine_arg
 from netvlad.cli.numerics_args import add_numerics_args
 from netvlad.limits import NON_NEGATIVE_INT
-from netvlad.pipeline.config import PRESETS
+from netvlad.pipeline.demo_config import PRESETS
 
 
 def run(args: argparse.Namespace) -> int:

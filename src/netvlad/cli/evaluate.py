@@ -38,8 +38,8 @@ def run(args: argparse.Namespace) -> int:
     from netvlad.cli.extract_args import fill_stores, prepare_model, start
     from netvlad.data.conditions import query_conditions
     from netvlad.eval import protocol_eval
+    from netvlad.eval.recall import evaluate
     from netvlad.eval.report import condition_recall, condition_table, pr_line
-    from netvlad.eval.retrieval import evaluate
 
     device, info = start(args, args.store, "netvlad evaluate needs --store DIR")
     sequence, protocol, dataset = open_evaluation(args)

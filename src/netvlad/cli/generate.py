@@ -7,7 +7,7 @@ import logging
 import os
 
 from netvlad.cli.common import number, output
-from netvlad.data.synthetic.config import SIZES
+from netvlad.data.synthetic.city_config import SIZES
 from netvlad.limits import NON_NEGATIVE_INT
 from netvlad.places.streaming import CITY_ROUTES
 

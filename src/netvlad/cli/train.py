@@ -15,8 +15,8 @@ from netvlad.cli.dataset_args import add_dataset_args
 from netvlad.cli.numerics_args import add_numerics_args, check_resumed_numerics, record_numerics
 from netvlad.errors import BadInputError
 from netvlad.files import atomic_write
-from netvlad.train.config import LIMITS, TrainConfig, field_types, read_config_file
 from netvlad.train.optim import OPTIMIZERS, SCHEDULERS
+from netvlad.train.train_config import LIMITS, TrainConfig, field_types, read_config_file
 
 logger = logging.getLogger(__name__)
 

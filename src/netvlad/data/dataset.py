@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import numpy as np
 
 from netvlad.constants import EVAL_RADIUS_M, NEGATIVE_RADIUS_M, POSITIVE_RADIUS_M
 from netvlad.data import geo
-from netvlad.data.info import DatasetInfo, meta_view
+from netvlad.data.info import DatasetInfo
 from netvlad.data.sequences import SequenceOrder
 
 logger = logging.getLogger(__name__)
@@ -95,11 +94,6 @@ class GeoDataset:
 
     def __repr__(self) -> str:  # one-line summary, as CosPlace prints
         return f"< {self.name} - #q: {len(self.queries)}; #db: {len(self.database)} >"
-
-    @property
-    def meta(self) -> Mapping:
-        """Deprecated (removed next release): the old ``meta`` dict's keys, read-only, built from :attr:`info`."""
-        return meta_view(self.info, self.database.panoramas is not None)
 
     @property
     def is_sequence(self) -> bool:

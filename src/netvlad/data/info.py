@@ -1,17 +1,10 @@
-"""What a reader learnt about a dataset besides its images and positions: typed, frozen, ``None`` where unknown.
-
-:class:`DatasetInfo` replaces the ``GeoDataset.meta`` dict of earlier versions; :func:`meta_view` builds that dict's
-keys from it for code written against ``meta`` (deprecated, removed in the next release).
-"""
+"""What a reader learnt about a dataset besides its images and positions: typed, frozen, ``None`` where unknown."""
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from types import MappingProxyType
-
-_warned = False  # the deprecated ``meta`` view warns once per process
 
 
 @dataclass(frozen=True)
@@ -42,22 +35,3 @@ class DatasetInfo:
         if self.cities is not None:
             object.__setattr__(self, "cities", tuple(self.cities))
 
-
-def meta_view(info: DatasetInfo, panoramas: bool) -> Mapping:
-    """The keys the old ``GeoDataset.meta`` dict had, read-only, from ``info`` (``panoramas``: the database has
-    panorama ids); warns (DeprecationWarning) the first time in a process."""
-    global _warned
-    if not _warned:
-        _warned = True
-        warnings.warn("GeoDataset.meta is deprecated and goes in the next release; read GeoDataset.info (a "
-                      "DatasetInfo) and ImageList.panoramas instead", DeprecationWarning, stacklevel=3)
-    meta: dict = {}
-    for item in fields(info):
-        value = getattr(info, item.name)
-        if value is not None:
-            meta[item.name] = list(value) if item.name in ("skipped", "cities") else value
-    if meta.get("query_conditions") is not None:
-        meta["query_conditions"] = dict(meta["query_conditions"])
-    if panoramas:
-        meta["panoramas"] = True
-    return MappingProxyType(meta)

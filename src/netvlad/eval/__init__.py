@@ -7,8 +7,7 @@ Exports load on first use, so the CLI reads protocol tables without importing to
 from netvlad._lazy import lazy_exports
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
-    "netvlad.eval.recall": ("recall_at_n",),
-    "netvlad.eval.retrieval": ("EvalResult", "evaluate", "evaluate_descriptors"),
+    "netvlad.eval.recall": ("EvalResult", "evaluate", "evaluate_descriptors", "recall_at_n"),
     "netvlad.eval.verified": ("VerifiedEval", "evaluate_verified", "verify_given"),
     "netvlad.eval.verified_sequence": ("verify_sequence",),
     "netvlad.eval.verified_folders": ("verify_folder_ranking", "verify_index_search"),

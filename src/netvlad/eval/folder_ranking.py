@@ -19,7 +19,7 @@ import numpy as np
 
 from netvlad.data.dataset import ImageList
 from netvlad.data.readers.common import list_images
-from netvlad.eval.retrieval import describe, evaluate_descriptors
+from netvlad.eval.recall import describe, evaluate_descriptors
 from netvlad.eval.tiles import BLUE, GREY, Tile, compose, legend, short_name
 from netvlad.files import atomic_write
 from netvlad.models import PlaceModel
@@ -49,7 +49,7 @@ def _prefix(folder: Path, base: Path) -> str:
 
 def rank_folders(model: PlaceModel, database: Path | str, queries: Path | str, k: int = 10, **extract) -> Ranking:
     """Rank every image under ``queries`` against every image under ``database`` (recursive); ``extract`` goes to
-    :func:`~netvlad.eval.retrieval.describe` (batch_size, workers, device, progress, skip_bad)."""
+    :func:`~netvlad.eval.recall.describe` (batch_size, workers, device, progress, skip_bad)."""
     database, queries = Path(database).resolve(), Path(queries).resolve()
     db_names, q_names = list_images(database), list_images(queries)
     same = database == queries

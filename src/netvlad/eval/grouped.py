@@ -13,8 +13,7 @@ import numpy as np
 
 from netvlad.constants import EVAL_RADIUS_M
 from netvlad.data.dataset import GeoDataset
-from netvlad.eval.recall import recall_at_n
-from netvlad.eval.retrieval import DEFAULT_NS, EvalResult, evaluate_descriptors
+from netvlad.eval.recall import DEFAULT_NS, EvalResult, evaluate_descriptors, recall_at_n
 from netvlad.search.index import EXACT, IndexConfig
 
 

@@ -24,8 +24,8 @@ def write_hloc_descriptors(model, lists: Sequence[ImageList], out: Path | str, *
                            **describe) -> tuple[int, Path]:
     """Describe every image of ``lists`` and write (or extend) hloc's HDF5 file ``out``; -> (images written, the
     names' root: ``names_root`` or the lists' common parent). ``stores``: one store folder per list (resumable);
-    ``describe``: :func:`netvlad.eval.retrieval.describe` options (device, batch size, ...)."""
-    from netvlad.eval.retrieval import describe as describe_images
+    ``describe``: :func:`netvlad.eval.recall.describe` options (device, batch size, ...)."""
+    from netvlad.eval.recall import describe as describe_images
     from netvlad.models.export import check_hloc_file, export_hloc
 
     if not overwrite:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from netvlad.data.dataset import GeoDataset
-from netvlad.eval.retrieval import EvalResult
+from netvlad.eval.recall import EvalResult
 from netvlad.eval.tiles import GREEN, GREY, RED, Tile, compose, legend, short_name
 from netvlad.files import save_figure
 

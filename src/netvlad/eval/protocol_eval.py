@@ -24,7 +24,7 @@ from netvlad.data.readers.msls import city_of
 from netvlad.errors import BadInputError
 from netvlad.eval.grouped import evaluate_groups
 from netvlad.eval.protocols import Protocol, check_dataset, count_differences
-from netvlad.eval.retrieval import EvalResult, describe, evaluate
+from netvlad.eval.recall import EvalResult, describe, evaluate
 from netvlad.extract.engine import Engine
 from netvlad.extract.engines import LIBRARY_ENGINE
 from netvlad.models import PlaceModel, Preprocessing

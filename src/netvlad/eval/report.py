@@ -9,8 +9,7 @@ from pathlib import Path
 
 from netvlad.data.dataset import GeoDataset
 from netvlad.eval.pr import PRCurve, top1_pr
-from netvlad.eval.recall import recall_by_condition
-from netvlad.eval.retrieval import EvalResult
+from netvlad.eval.recall import EvalResult, recall_by_condition
 from netvlad.files import atomic_write
 
 

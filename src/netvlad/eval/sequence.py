@@ -18,8 +18,7 @@ from netvlad.constants import EVAL_RADIUS_M
 from netvlad.data.dataset import GeoDataset, ImageList
 from netvlad.data.sequences import SequenceOrder
 from netvlad.errors import BadInputError
-from netvlad.eval.recall import recall_at_n
-from netvlad.eval.retrieval import DEFAULT_NS, EvalResult, describe, evaluate_descriptors
+from netvlad.eval.recall import DEFAULT_NS, EvalResult, describe, evaluate_descriptors, recall_at_n
 from netvlad.files import atomic_write
 from netvlad.match.delta import delta_descriptors
 from netvlad.match.seqslam import query_windows, seqslam_rank

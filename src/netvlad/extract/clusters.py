@@ -120,7 +120,7 @@ def cluster_if_off_the_shelf(model: PlaceModel, paths: Sequence[Path | str], con
     """k-means NetVLAD centroids from ``paths`` for a NetVLAD model whose centroids are still random -> whether it ran.
 
     A model loaded from a checkpoint, or clustered already, is left as it is (``NetVLAD.clustered``); so is
-    any other pooling. The ``netvlad`` commands and :func:`netvlad.eval.retrieval.evaluate` call this.
+    any other pooling. The ``netvlad`` commands and :func:`netvlad.eval.recall.evaluate` call this.
     """
     if not isinstance(model.pool, NetVLAD) or model.pool.clustered:
         return False

@@ -12,7 +12,7 @@ from safetensors.torch import save_file
 
 from netvlad.errors import BadInputError
 from netvlad.files import atomic_write
-from netvlad.models.config import ModelConfig
+from netvlad.models.model_config import ModelConfig
 from netvlad.models.place_model import PlaceModel
 
 FORMAT = "netvlad-checkpoint"

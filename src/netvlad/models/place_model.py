@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from netvlad.models.backbones import Backbone, get_backbone_spec
-from netvlad.models.config import ModelConfig
+from netvlad.models.model_config import ModelConfig
 from netvlad.models.pools import POOLS
 from netvlad.nn import PCAWhitening
 

@@ -10,7 +10,7 @@ from netvlad.registry import Registry
 if TYPE_CHECKING:
     from torch import nn
 
-    from netvlad.models.config import ModelConfig
+    from netvlad.models.model_config import ModelConfig
 
 POOLS: Registry = Registry("pooling")
 

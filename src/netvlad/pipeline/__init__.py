@@ -6,6 +6,6 @@ Exports load on first use, so the CLI lists the demo presets without torch.
 from netvlad._lazy import lazy_exports
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
-    "netvlad.pipeline.config": ("PRESETS", "DemoConfig"),
+    "netvlad.pipeline.demo_config": ("PRESETS", "DemoConfig"),
     "netvlad.pipeline.demo": ("run_demo",),
 })

@@ -27,7 +27,7 @@ from netvlad.models import ModelConfig, PlaceModel, Preprocessing, load, save_mo
 from netvlad.numerics import describe, numeric_environment
 from netvlad.pipeline import report
 from netvlad.pipeline.compare import Localisation, compare_models, localise_queries
-from netvlad.pipeline.config import DemoConfig
+from netvlad.pipeline.demo_config import DemoConfig
 from netvlad.pipeline.results import load_localisations, load_results, save_localisations, save_results
 from netvlad.pipeline.sources import DemoData, prepare_data
 from netvlad.pipeline.steps import Step, Timer, array_digest, checkpoint_digest, dataset_digest

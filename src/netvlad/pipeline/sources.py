@@ -10,7 +10,7 @@ import numpy as np
 
 from netvlad.data import DatasetError, GeoDataset, open_dataset
 from netvlad.data.synthetic import CityConfig, generate_city
-from netvlad.pipeline.config import DemoConfig
+from netvlad.pipeline.demo_config import DemoConfig
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ Exports load on first use, so the CLI reads :class:`TrainConfig` without importi
 from netvlad._lazy import lazy_exports
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
-    "netvlad.train.config": ("TrainConfig", "read_config_file"),
+    "netvlad.train.train_config": ("TrainConfig", "read_config_file"),
     "netvlad.train.loop": ("train",),
     "netvlad.train.loss": ("triplet_ranking_loss",),
     "netvlad.train.mining": ("MinedTuples", "mine", "sample_candidates", "select_tuples"),

@@ -19,7 +19,6 @@ from netvlad.models import PlaceModel, load, save_model
 from netvlad.train import checkpoint
 from netvlad.train.cache import ExtractOptions, build_cache
 from netvlad.train.checkpoint import RunState
-from netvlad.train.config import TrainConfig, write_config
 from netvlad.train.distributed import DistInfo, all_sum, barrier, init_distributed, shutdown
 from netvlad.train.frozen import FrozenFeatures, compute_frozen
 from netvlad.train.logs import RunLog
@@ -27,6 +26,7 @@ from netvlad.train.optim import OPTIMIZERS, SCHEDULERS
 from netvlad.train.refresh import MiningInputs, mine_chunk
 from netvlad.train.sets import TrainingSet, exclude_ambiguous, holdout_last, prepare_training_set
 from netvlad.train.step import GroupEncoder, frozen_batchnorm_train, idle_loss, tuple_loss, use_channels_last
+from netvlad.train.train_config import TrainConfig, write_config
 from netvlad.train.validate import validate
 from netvlad.train.whitening import fit_whitening
 
@@ -245,7 +245,6 @@ def validate_epoch(run: Run, epoch: int) -> dict[int, float]:
     return recalls
 
 
-evaluate = validate_epoch  # deprecated name (netvlad.eval.evaluate is Recall@N of a dataset); removed next release
 
 
 def record(run: Run, state: RunState, recalls: dict[int, float]) -> None:

@@ -19,7 +19,7 @@ from netvlad.registry import Registry
 if TYPE_CHECKING:
     import torch
 
-    from netvlad.train.config import TrainConfig
+    from netvlad.train.train_config import TrainConfig
 
 OPTIMIZERS: Registry = Registry("optimizer", known="choose one of")
 SCHEDULERS: Registry = Registry("scheduler", known="choose one of")

@@ -15,7 +15,7 @@ import numpy as np
 
 from netvlad.constants import EVAL_RADIUS_M
 from netvlad.data.dataset import GeoDataset
-from netvlad.eval.retrieval import describe, evaluate_descriptors
+from netvlad.eval.recall import describe, evaluate_descriptors
 from netvlad.eval.sequence import require_sequences, sequence_ranking
 from netvlad.files import atomic_write
 from netvlad.match.seqnet import seqnet_encoder

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from netvlad.constants import EVAL_RADIUS_M
 from netvlad.data.dataset import GeoDataset
-from netvlad.eval.retrieval import evaluate_descriptors
+from netvlad.eval.recall import evaluate_descriptors
 from netvlad.models import PlaceModel
 from netvlad.train.cache import ExtractOptions, extract_sharded
 from netvlad.train.distributed import DistInfo

@@ -163,4 +163,3 @@ def read(path: Path, options: ReadOptions) -> GeoDataset:
     return GeoDataset(path.stem, lists["database"], lists["queries"], info=info)
 
 
-read_rows = read_manifest  # deprecated name (netvlad.search.exact.read_rows reads store rows); removed next release

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from netvlad.data.synthetic.city import City
-from netvlad.data.synthetic.config import CityConfig
+from netvlad.data.synthetic.city_config import CityConfig
 
 SPLITS = ("train", "val", "test")
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from netvlad.data.synthetic import sprites
-from netvlad.data.synthetic.config import CityConfig
+from netvlad.data.synthetic.city_config import CityConfig
 from netvlad.data.synthetic.facade import Canvas, paint_building, paint_park
 
 ATLAS_HEIGHT = 22.0  # metres of façade texture; anything above is sky

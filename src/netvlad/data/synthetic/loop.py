@@ -19,8 +19,8 @@ from PIL import Image
 
 from netvlad.data.synthetic.cameras import street_positions
 from netvlad.data.synthetic.city import build_city
+from netvlad.data.synthetic.city_config import CityConfig
 from netvlad.data.synthetic.conditions import CONDITIONS
-from netvlad.data.synthetic.config import CityConfig
 from netvlad.data.synthetic.render import Pose
 from netvlad.data.synthetic.view import render_view
 from netvlad.errors import BadInputError

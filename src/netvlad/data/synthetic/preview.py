@@ -9,8 +9,8 @@ from PIL import Image, ImageDraw
 
 from netvlad.data.synthetic.cameras import Views, database_views, query_views
 from netvlad.data.synthetic.city import City, build_city
+from netvlad.data.synthetic.city_config import CityConfig
 from netvlad.data.synthetic.conditions import CONDITIONS
-from netvlad.data.synthetic.config import CityConfig
 from netvlad.data.synthetic.render import Pose
 from netvlad.data.synthetic.view import render_view
 

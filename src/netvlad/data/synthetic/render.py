@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from netvlad.data.synthetic.city import ATLAS_HEIGHT, MIP, City
-from netvlad.data.synthetic.config import CityConfig
+from netvlad.data.synthetic.city_config import CityConfig
 from netvlad.data.synthetic.facade import Canvas
 from netvlad.data.synthetic.materials import Material
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from netvlad.data.synthetic.city import City
+from netvlad.data.synthetic.city_config import CityConfig
 from netvlad.data.synthetic.conditions import Condition
-from netvlad.data.synthetic.config import CityConfig
 from netvlad.data.synthetic.materials import Material
 from netvlad.data.synthetic.render import SIDEWALK, Buffers, Camera, Pose, draw_ground, draw_sprite, draw_walls
 from netvlad.data.synthetic.shade import shade, sun_direction

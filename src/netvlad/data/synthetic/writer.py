@@ -24,8 +24,8 @@ from PIL import Image
 from netvlad.data.convert import dvgb_name
 from netvlad.data.synthetic.cameras import SPLITS, Views, database_views, query_views, split_boundaries, street_passes
 from netvlad.data.synthetic.city import City, build_city
+from netvlad.data.synthetic.city_config import CityConfig
 from netvlad.data.synthetic.conditions import CONDITIONS
-from netvlad.data.synthetic.config import CityConfig
 from netvlad.data.synthetic.render import Pose
 from netvlad.data.synthetic.view import render_view
 from netvlad.errors import BadInputError

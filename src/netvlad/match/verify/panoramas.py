@@ -11,7 +11,7 @@ from netvlad.search.panorama import first_per_group
 
 def panorama_groups(dataset: GeoDataset) -> np.ndarray | None:
     """Panorama id ``(N,)`` int64 of each database image where cut-outs of one panorama count once
-    (``ImageList.panoramas``, as :func:`netvlad.eval.retrieval.evaluate` reads it), else None."""
+    (``ImageList.panoramas``, as :func:`netvlad.eval.recall.evaluate` reads it), else None."""
     groups = dataset.database.panoramas
     return None if groups is None else np.asarray(groups, dtype=np.int64)
 

@@ -13,10 +13,10 @@ import numpy as np
 import torch
 
 from netvlad.match.verify import patches
+from netvlad.match.verify.patch_store import PatchStore, extract_patch_store
 from netvlad.match.verify.patches import PatchExtractor, fit_patch_whitening, iter_images, require_netvlad
 from netvlad.match.verify.presets import VerifyPreset
 from netvlad.match.verify.rerank import verify_shortlist
-from netvlad.match.verify.store import PatchStore, extract_patch_store
 from netvlad.models import PlaceModel
 from netvlad.nn import PCAWhitening
 

@@ -17,8 +17,8 @@ from safetensors import SafetensorError
 
 from netvlad.errors import BadInputError
 from netvlad.models.backbones import get_backbone_spec
-from netvlad.models.config import ModelConfig
 from netvlad.models.converter_formats import CONVERTERS
+from netvlad.models.model_config import ModelConfig
 from netvlad.models.place_model import PlaceModel
 from netvlad.models.weights import sha256_of
 

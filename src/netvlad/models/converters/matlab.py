@@ -27,7 +27,6 @@ from torch import nn
 
 from netvlad.errors import BadInputError
 from netvlad.models.backbones import get_backbone_spec
-from netvlad.models.config import ModelConfig, Preprocessing
 from netvlad.models.converters.base import (
     Conversion,
     ConvertOptions,
@@ -37,6 +36,7 @@ from netvlad.models.converters.base import (
     register_converter,
 )
 from netvlad.models.converters.matfile import as_array, as_cell, as_text, get_field, load_net, unwrap
+from netvlad.models.model_config import ModelConfig, Preprocessing
 
 logger = logging.getLogger(__name__)
 

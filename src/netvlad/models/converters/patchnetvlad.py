@@ -11,9 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from netvlad.errors import BadInputError
-from netvlad.models.config import Preprocessing
 from netvlad.models.converters.base import Conversion, ConvertOptions, register_converter
 from netvlad.models.converters.pytorch_netvlad import IMAGENET_INPUT, convert_state, has_netvlad_pool, read_state
+from netvlad.models.model_config import Preprocessing
 
 FORMAT = "patchnetvlad"
 # Its feature_extract.py resizes every image to 640×480 (imageresizew/h) before ImageNet normalisation.

@@ -16,7 +16,6 @@ import torch
 
 from netvlad.errors import BadInputError
 from netvlad.models.backbone_specs import IMAGENET_MEAN, IMAGENET_STD
-from netvlad.models.config import ModelConfig, Preprocessing
 from netvlad.models.converters.base import (
     Conversion,
     ConvertOptions,
@@ -28,6 +27,7 @@ from netvlad.models.converters.base import (
     register_converter,
     state_dict_of,
 )
+from netvlad.models.model_config import ModelConfig, Preprocessing
 
 FORMAT = "pytorch-netvlad"
 # Encoders pytorch-NetVlad and Patch-NetVLAD build (``--arch``), by their output channels D.

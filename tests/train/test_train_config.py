@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 
 from netvlad.train import TrainConfig, read_config_file
-from netvlad.train.config import write_config
+from netvlad.train.train_config import write_config
 
 
 def test_defaults_are_the_papers():

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from netvlad.data.dataset import GeoDataset, ImageList
-from netvlad.eval.retrieval import evaluate, evaluate_descriptors
+from netvlad.eval.recall import evaluate, evaluate_descriptors
 from netvlad.models import ModelConfig, PlaceModel, Preprocessing
 from tests.extract.conftest import write_images
 

@@ -29,7 +29,8 @@ import torch  # noqa: E402
 import scale_data  # noqa: E402 - beside this script
 from netvlad.eval.recall import recall_at_n  # noqa: E402
 from netvlad.search.exact import exact_search  # noqa: E402
-from netvlad.search.index import PQ_KINDS, IndexConfig, build_index, search_rows  # noqa: E402
+from netvlad.search.index import IndexConfig, build_index, search_rows  # noqa: E402
+from netvlad.search.index_kinds import approximate_kinds  # noqa: E402
 from workdir import work_dir  # noqa: E402
 
 NS = (1, 5, 10)
@@ -58,7 +59,8 @@ def rows_for(name: str, db: np.ndarray, queries: np.ndarray, positives, pool: np
             continue
         seconds = time.perf_counter() - start
         per_image = 4 * db.shape[1] + 8 * config.hnsw_m if kind == "hnsw" else config.code_bytes(db.shape[1]) + 8
-        variants = [("", 0), (f" + re-rank {config.rerank}", config.rerank)] if kind in PQ_KINDS else [("", 0)]
+        reranked = kind in approximate_kinds()
+        variants = [("", 0), (f" + re-rank {config.rerank}", config.rerank)] if reranked else [("", 0)]
         for suffix, count in variants:
             _, found = search_rows(index, queries, max(NS), IndexConfig(kind=kind, nprobe=nprobe, rerank=count), db)
             same = 100 * (found[:, 0] == exact[:, 0]).mean()

@@ -135,7 +135,6 @@ def ann(folder: str, kind: str, budget: float) -> dict:
     from netvlad.search.exact import iter_chunks, plan_search
     from netvlad.search.index import (
         INDEX_KINDS,
-        PQ_KINDS,
         IndexConfig,
         configure,
         search,
@@ -144,6 +143,7 @@ def ann(folder: str, kind: str, budget: float) -> dict:
         training_sample,
         write_index,
     )
+    from netvlad.search.index_kinds import approximate_kinds
 
     store, queries, sources = _load(folder)
     config, n = IndexConfig(kind=kind), len(store)
@@ -158,7 +158,7 @@ def ann(folder: str, kind: str, budget: float) -> dict:
     configure(index, config)
     _, found = search(index, queries, K)
     t3 = time.perf_counter()
-    reranked = kind in PQ_KINDS
+    reranked = kind in approximate_kinds()
     if reranked:  # the library's default for PQ kinds: the top 100 re-ranked exactly from the float16 store
         _, found_rr = search_rows(index, queries, K, config, store.descriptors)
         t4 = time.perf_counter()

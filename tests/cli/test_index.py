@@ -9,7 +9,8 @@ import pytest
 
 from netvlad.cli.main import main
 from netvlad.models import ModelConfig, PlaceModel, Preprocessing, save_model
-from netvlad.places.localise import PlaceIndex, QueryResult, weighted_position
+from netvlad.places.localise import PlaceIndex, QueryResult
+from netvlad.places.positions import weighted_position
 from tests.conftest import copy_sequence, shared_dataset
 
 NAMES = [f"images-{i:05d}.png" for i in range(2000, 2300, 10)]  # 30 places, in daylight

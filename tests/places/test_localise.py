@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from netvlad.places.localise import POSITION_ESTIMATORS, top1_position
+from netvlad.places.localise import POSITION_ESTIMATORS
+from netvlad.places.positions import top1_position
 
 
 def test_top1_position_is_the_nearest_match_in_descriptor_space():

@@ -8,20 +8,9 @@ import logging
 from netvlad.cli.common import add_device_args, add_model_args, number, output
 from netvlad.cli.dataset_args import add_dataset_args
 from netvlad.cli.engine_args import add_engine_arg
-from netvlad.cli.extract_args import (  # noqa: F401 - also importable from here, as before
-    add_cluster_images_arg,
-    add_extract_args,
-    add_pictures_arg,
-    model_label,
-)
+from netvlad.cli.extract_args import add_extract_args, add_pictures_arg, model_label
 from netvlad.cli.protocol_args import add_protocol_args, check_protocol_args, group_table
-from netvlad.cli.search_args import (  # noqa: F401 - also importable from here, as before
-    add_index_args,
-    add_search_args,
-    index_config_from_args,
-    max_memory_from_args,
-    parse_ns,
-)
+from netvlad.cli.search_args import add_index_args, index_config_from_args, max_memory_from_args, parse_ns
 from netvlad.cli.sequence_args import add_sequence_args, sequence_config_from_args
 from netvlad.cli.verify_args import add_verify_args, check_verify_model, verify_evaluation, write_verified
 from netvlad.constants import EVAL_RADIUS_M

@@ -20,7 +20,6 @@ import torch
 from netvlad.errors import BadInputError
 from netvlad.files import atomic_write
 from netvlad.models import PlaceModel
-from netvlad.models.exporters import EXPORTERS
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +121,6 @@ def export_torchscript(model: PlaceModel, path: Path | str, height: int = 480, w
     return atomic_write(Path(path), lambda tmp: torch.jit.save(traced, str(tmp)))
 
 
-MODEL_EXPORTERS = EXPORTERS  # the registry (netvlad.models.exporters), under its former name
 
 
 def onnx_max_difference(model: PlaceModel, path: Path | str, images: torch.Tensor) -> float:

@@ -8,7 +8,8 @@ import hashlib
 import torch
 from torch import nn
 
-from netvlad.models.backbones import Backbone, get_backbone_spec
+from netvlad.models.backbone_specs import get_backbone_spec
+from netvlad.models.backbones import Backbone
 from netvlad.models.model_config import ModelConfig
 from netvlad.models.pools import POOLS
 from netvlad.nn import PCAWhitening

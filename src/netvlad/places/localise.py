@@ -27,7 +27,7 @@ from netvlad.extract.engines import LIBRARY_ENGINE
 from netvlad.extract.store import DescriptorStore
 from netvlad.files import atomic_write, load_array, read_json
 from netvlad.models import PlaceModel, load, save_model
-from netvlad.places.positions import POSITION_ESTIMATORS, top1_position, weighted_position  # noqa: F401
+from netvlad.places.positions import POSITION_ESTIMATORS
 from netvlad.search.exact import exact_search
 from netvlad.search.index import (
     EXACT,

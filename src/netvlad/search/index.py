@@ -18,10 +18,9 @@ import numpy as np
 from netvlad.errors import BadInputError
 from netvlad.limits import COUNT, NON_NEGATIVE_INT
 from netvlad.search.exact import iter_chunks, plan_search, read_rows, rerank
-from netvlad.search.index_kinds import (  # noqa: F401 - re-exported
+from netvlad.search.index_kinds import (
     FAST_SCAN_BITS,
     INDEX_KINDS,
-    MAX_OPQ_DIM,
     MIN_PROBES,
     PROBE_VECTORS,
     approximate_kinds,
@@ -103,7 +102,6 @@ class IndexConfig:
 
 
 # The kinds are registered in netvlad.search.index_kinds (no faiss at import); their names stay importable here.
-PQ_KINDS = approximate_kinds()  # approximate distances: worth re-ranking exactly
 
 
 EXACT = IndexConfig()  # flat L2, the default

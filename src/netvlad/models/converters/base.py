@@ -16,7 +16,7 @@ import torch
 from safetensors import SafetensorError
 
 from netvlad.errors import BadInputError
-from netvlad.models.backbones import get_backbone_spec
+from netvlad.models.backbone_specs import get_backbone_spec
 from netvlad.models.converter_formats import CONVERTERS
 from netvlad.models.model_config import ModelConfig
 from netvlad.models.place_model import PlaceModel

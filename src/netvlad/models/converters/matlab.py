@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from netvlad.errors import BadInputError
-from netvlad.models.backbones import get_backbone_spec
+from netvlad.models.backbone_specs import get_backbone_spec
 from netvlad.models.converters.base import (
     Conversion,
     ConvertOptions,

@@ -1,6 +1,6 @@
 """``--engine torch|onnxruntime|auto``: which runtime describes the images (every command that extracts).
 
-The choices come from the torch-free :mod:`netvlad.extract.engines`, so ``netvlad --help`` imports no torch.
+The choices come from the torch-free :mod:`netvlad.extract.engine`, so ``netvlad --help`` imports no torch.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import argparse
 import logging
 import os
 
-from netvlad.extract.engines import COMMAND_ENGINE, ENGINE_VARIABLE, ENGINES
+from netvlad.extract.engine import COMMAND_ENGINE, ENGINE_VARIABLE, ENGINES
 
 logger = logging.getLogger(__name__)
 

@@ -25,8 +25,7 @@ from netvlad.errors import BadInputError
 from netvlad.eval.grouped import evaluate_groups
 from netvlad.eval.protocols import Protocol, check_dataset, count_differences
 from netvlad.eval.recall import EvalResult, describe, evaluate
-from netvlad.extract.engine import Engine
-from netvlad.extract.engines import LIBRARY_ENGINE
+from netvlad.extract.engine import LIBRARY_ENGINE, Engine
 from netvlad.models import PlaceModel, Preprocessing
 
 logger = logging.getLogger(__name__)

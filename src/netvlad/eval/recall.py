@@ -18,8 +18,7 @@ from netvlad.constants import EVAL_RADIUS_M
 from netvlad.data.dataset import GeoDataset, ImageList
 from netvlad.errors import BadInputError
 from netvlad.extract.descriptors import extract_to_store, iter_descriptors, raise_decode_error
-from netvlad.extract.engine import Engine
-from netvlad.extract.engines import LIBRARY_ENGINE
+from netvlad.extract.engine import LIBRARY_ENGINE, Engine
 from netvlad.models import PlaceModel
 from netvlad.search.exact import exact_search
 from netvlad.search.index import EXACT, IndexConfig, build_index, search_rows

@@ -12,8 +12,7 @@ from tqdm import tqdm
 
 from netvlad.data.images import SKIP_HINT, ImageDataset, ImageDecodeError, ImageLoader, collate_by_size, load_image
 from netvlad.errors import BadInputError
-from netvlad.extract.engine import Engine, make_runner
-from netvlad.extract.engines import LIBRARY_ENGINE
+from netvlad.extract.engine import LIBRARY_ENGINE, Engine, make_runner
 from netvlad.extract.row_buffer import RowBuffer
 from netvlad.extract.store import DescriptorStore, Shard
 from netvlad.models import PlaceModel

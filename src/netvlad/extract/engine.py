@@ -1,5 +1,8 @@
 """Inference engines for extraction: the torch model, or its ONNX export run by onnxruntime.
 
+The engines by name (:data:`ENGINES`) and the defaults come first; they import neither torch nor numpy (both are
+imported on first use inside the functions), so the CLI gives ``--engine`` its choices without importing torch.
+
 :func:`make_runner` turns ``engine="torch" | "onnxruntime" | "auto"`` (or an :class:`EngineConfig`) into a callable
 ``images (B, 3, H, W) float32 -> descriptors (B, dim) float32``. onnxruntime exports the model once per fingerprint
 and input policy (:mod:`netvlad.extract.onnx_cache`), checks the export against torch on random images before first
@@ -15,18 +18,38 @@ import logging
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING
 
 from netvlad.errors import BadInputError
-from netvlad.extract.engines import AUTO_ONNX_BACKBONES, ENGINES, LIBRARY_ENGINE, ONNX_EXTRA
-from netvlad.extract.onnx_cache import ExportKey, cache_folder, cached_file, export_bytes, write_export
-from netvlad.models import PlaceModel
+from netvlad.registry import Registry
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from netvlad.extract.onnx_cache import ExportKey
+    from netvlad.models import PlaceModel
+
+ENGINES: Registry[str] = Registry("inference engine")
+ENGINES.add("torch", "the PyTorch model itself (any device)")
+ENGINES.add("onnxruntime", "the model exported once to ONNX and run by onnxruntime (CPU; CUDA with onnxruntime-gpu)")
+ENGINES.add("auto", "onnxruntime on a CPU for the backbones it is measured faster on (when installed and the model "
+                    "exports), torch otherwise")
+
+# backbones whose whole pipeline onnxruntime runs faster than torch on a CPU at 1 thread, batch 1 and 16
+# (docs/engine.md); auto keeps torch for the others, so it is never slower than torch
+AUTO_ONNX_BACKBONES = frozenset({"mobilenet_v2", "resnet50_layer3"})
+
+LIBRARY_ENGINE = "torch"  # the library's functions: no export written unless asked for
+# the commands' default (docs/engine.md measures why); NETVLAD_ENGINE in the environment overrides it
+COMMAND_ENGINE = "auto"
+ENGINE_VARIABLE = "NETVLAD_ENGINE"
+ONNX_EXTRA = "pip install 'netvlad[export]'"  # the extra that brings onnxruntime
+
 
 logger = logging.getLogger(__name__)
 
-AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+AUTOCAST = {"bf16": "bfloat16", "fp16": "float16"}  # torch dtypes by name
 CHECK_TOLERANCE = 1e-4  # max abs difference to torch on random images before an export is used
 CHECK_SIZES = ((96, 128), (128, 96))  # pixels: traced at the first, checked at both (a second size proves dynamic)
 _SESSIONS: OrderedDict = OrderedDict()  # the last few sessions of this process, reused across calls
@@ -56,14 +79,18 @@ class TorchRunner:
     name = "torch"
 
     def __init__(self, model: PlaceModel, device: torch.device, amp: str | None = "bf16") -> None:
+        import torch
+
         self.model, self.device, self.cuda = model, device, device.type == "cuda"
         if self.cuda:
             self.model = model.to(memory_format=torch.channels_last)
         self.amp = amp
 
     def __call__(self, images: torch.Tensor) -> np.ndarray:
+        import torch
+
         images = images.to(self.device, non_blocking=True)
-        autocast = (torch.autocast("cuda", dtype=AUTOCAST[self.amp]) if self.cuda and self.amp
+        autocast = (torch.autocast("cuda", dtype=getattr(torch, AUTOCAST[self.amp])) if self.cuda and self.amp
                     else contextlib.nullcontext())
         if self.cuda:
             images = images.contiguous(memory_format=torch.channels_last)
@@ -78,6 +105,8 @@ class OrtRunner:
 
     def __init__(self, model: PlaceModel, config: EngineConfig, providers: list,
                  fingerprint: str | None = None) -> None:
+        import torch
+
         self.model, self.config, self.providers = model, config, providers
         self.threads = config.threads or torch.get_num_threads()
         self.fingerprint = fingerprint or model.fingerprint()  # given by a caller that has just computed it
@@ -98,11 +127,15 @@ class OrtRunner:
             self._session(self.fixed)
 
     def __call__(self, images: torch.Tensor) -> np.ndarray:
+        import numpy as np
+
         session = self._session(None if self.dynamic else tuple(images.shape[2:]))
         array = np.ascontiguousarray(images.detach().cpu().numpy(), dtype=np.float32)
         return session.run(None, {"images": array})[0]
 
     def _key(self, shape: tuple[int, int] | None) -> ExportKey:
+        from netvlad.extract.onnx_cache import ExportKey
+
         pre = self.model.config.preprocessing
         height, width = shape or CHECK_SIZES[0]
         return ExportKey(self.fingerprint, pre.resize, tuple(pre.size), height, width, shape is None)
@@ -120,6 +153,8 @@ class OrtRunner:
         return session
 
     def _load(self, key: ExportKey):
+        from netvlad.extract.onnx_cache import cache_folder, cached_file, export_bytes, write_export
+
         folder = Path(self.config.cache) if self.config.cache is not None else cache_folder()
         found = cached_file(folder, key) if self.config.persist else None
         if found is not None:
@@ -149,6 +184,9 @@ class OrtRunner:
 
     def _check(self, session, key: ExportKey) -> None:
         """Refuse an export whose descriptors differ from torch's on random images (batch 2) of its sizes."""
+        import numpy as np
+        import torch
+
         sizes = CHECK_SIZES if key.dynamic else ((key.height, key.width),)
         generator = torch.Generator().manual_seed(0)
         for height, width in sizes:
@@ -190,6 +228,8 @@ def make_runner(model: PlaceModel, engine: Engine = LIBRARY_ENGINE, device: torc
         return engine
     config = engine if isinstance(engine, EngineConfig) else EngineConfig(name=engine)
     ENGINES.get(config.name)  # an unknown name: one line listing the engines
+    import torch
+
     device = torch.device(device)
     if config.name == "torch" or (config.name == "auto" and (
             (images is not None and images < AUTO_MIN_IMAGES) or model.config.backbone not in AUTO_ONNX_BACKBONES)):

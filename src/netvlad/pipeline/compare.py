@@ -11,8 +11,7 @@ import torch
 
 from netvlad.data.dataset import GeoDataset
 from netvlad.eval import EvalResult, evaluate_descriptors
-from netvlad.extract.engine import Engine, make_runner
-from netvlad.extract.engines import LIBRARY_ENGINE
+from netvlad.extract.engine import LIBRARY_ENGINE, Engine, make_runner
 from netvlad.models import PlaceModel
 from netvlad.places.localise import POSITION_ESTIMATORS
 from netvlad.train.cache import ExtractOptions, extract

@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from netvlad.constants import EVAL_RADIUS_M
-from netvlad.extract.engines import ENGINES
+from netvlad.extract.engine import ENGINES
 from netvlad.limits import COUNT, NON_NEGATIVE_INT, POSITIVE
 from netvlad.train import TrainConfig
 

@@ -22,8 +22,7 @@ from netvlad.data.dataset import ImageList
 from netvlad.data.geo import utm_to_latlon
 from netvlad.errors import BadInputError
 from netvlad.extract.descriptors import extract_to_store
-from netvlad.extract.engine import Engine
-from netvlad.extract.engines import LIBRARY_ENGINE
+from netvlad.extract.engine import LIBRARY_ENGINE, Engine
 from netvlad.extract.store import DescriptorStore
 from netvlad.files import atomic_write, load_array, read_json
 from netvlad.models import PlaceModel, load, save_model

@@ -12,8 +12,7 @@ import torch
 
 from netvlad.errors import BadInputError
 from netvlad.extract.descriptors import extract_descriptors
-from netvlad.extract.engine import Engine
-from netvlad.extract.engines import LIBRARY_ENGINE
+from netvlad.extract.engine import LIBRARY_ENGINE, Engine
 from netvlad.extract.store import Shard
 from netvlad.models import PlaceModel
 from netvlad.train import cache_check

@@ -12,7 +12,7 @@ import yaml
 
 from netvlad.constants import EVAL_RADIUS_M, NEGATIVE_RADIUS_M, POSITIVE_RADIUS_M
 from netvlad.errors import BadInputError
-from netvlad.extract.engines import ENGINES
+from netvlad.extract.engine import ENGINES
 from netvlad.limits import COUNT, FRACTION, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, Limit
 from netvlad.models import ModelConfig, Preprocessing
 from netvlad.train.optim import OPTIMIZERS, SCHEDULERS

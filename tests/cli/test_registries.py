@@ -12,7 +12,7 @@ from netvlad.data.formats import READERS
 from netvlad.eval.protocols import PROTOCOLS
 from netvlad.models.backbone_specs import BACKBONES
 from netvlad.models.converter_formats import CONVERTERS
-from netvlad.models.exporters import EXPORTERS
+from netvlad.models.export import EXPORTERS
 from netvlad.models.pools import POOLS
 from netvlad.models.published import PUBLISHED
 from netvlad.places.positions import POSITION_ESTIMATORS
@@ -93,7 +93,7 @@ def test_the_registries_import_no_torch():
     import subprocess
     import sys
 
-    modules = ["netvlad.cli.main", "netvlad.data.formats", "netvlad.models.exporters", "netvlad.search.index_kinds",
+    modules = ["netvlad.cli.main", "netvlad.data.formats", "netvlad.models.export", "netvlad.search.index_kinds",
                "netvlad.places.positions", "netvlad.models.backbone_specs", "netvlad.models.converter_formats",
                "netvlad.models.pools", "netvlad.models.published", "netvlad.eval.protocols", "netvlad.train.optim"]
     code = "import sys\n" + "".join(f"import {m}\n" for m in modules) + (

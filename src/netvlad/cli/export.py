@@ -11,7 +11,7 @@ from netvlad.cli.dataset_args import add_dataset_args
 from netvlad.cli.engine_args import add_engine_arg, engine_from_args
 from netvlad.cli.extract_args import add_cluster_images_arg
 from netvlad.limits import COUNT
-from netvlad.models.exporters import EXPORTERS
+from netvlad.models.export import EXPORTERS
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ logger = logging.getLogger(__name__)
 
 def add_seqnet_args(parser: argparse.ArgumentParser) -> None:
     """The SeqNet and its training: L, D', kernel, PCA, epochs, queries, optimiser, mining, validation places."""
-    from netvlad.train.seqnet_config import SeqNetTraining
+    from netvlad.train.seqnet import SeqNetTraining
 
     default = SeqNetTraining()
     group = parser.add_argument_group("SeqNet (Garg & Milford 2021) and its training")
@@ -46,8 +46,8 @@ def add_seqnet_args(parser: argparse.ArgumentParser) -> None:
 
 
 def training_from_args(args: argparse.Namespace):
-    """The :class:`~netvlad.train.seqnet_config.SeqNetTraining` of the command line."""
-    from netvlad.train.seqnet_config import SeqNetTraining
+    """The :class:`~netvlad.train.seqnet.SeqNetTraining` of the command line."""
+    from netvlad.train.seqnet import SeqNetTraining
 
     return SeqNetTraining(length=args.length, output_dim=args.output_dim, kernel=args.kernel, pca_dim=args.pca,
                           epochs=args.epochs, epoch_queries=args.epoch_queries, lr=args.lr, batch=args.tuples,
@@ -61,7 +61,7 @@ def run_train(args: argparse.Namespace) -> int:
     from netvlad.cli.dataset_args import dataset_from_args
     from netvlad.cli.extract_args import prepare_model
     from netvlad.parallel import DistInfo
-    from netvlad.train.seqnet_run import run_seqnet_training
+    from netvlad.train.seqnet import run_seqnet_training
 
     device = pick_device(args.device)  # one process (torchrun: extract with `evaluate --store DIR` first)
     dataset = dataset_from_args(args)

@@ -4,6 +4,11 @@ hloc (cvg/Hierarchical-Localization) keeps one HDF5 group per image name, relati
 directory, holding a ``global_descriptor`` dataset ``(dim,)``; ``pairs_from_retrieval`` lists the
 names with ``visititems`` and stacks ``f[name]["global_descriptor"]``. Names with sub-folders
 (``db/0001.jpg``) become nested groups, exactly as hloc writes them.
+
+The model exporters by name (:data:`EXPORTERS`): an export function ``(model, path, height=480, width=640) -> Path``
+writes the whole model (normalisation included, any batch and image size); ``netvlad export FORMAT`` has one
+sub-command per name. h5py, numpy and torch are imported inside the functions, so the CLI lists the formats without
+them.
 """
 
 from __future__ import annotations
@@ -12,14 +17,23 @@ import logging
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-
-import h5py
-import numpy as np
-import torch
+from typing import TYPE_CHECKING
 
 from netvlad.errors import BadInputError
 from netvlad.files import atomic_write
-from netvlad.models import PlaceModel
+from netvlad.registry import Registry
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from netvlad.models import PlaceModel
+
+EXPORTERS: Registry = Registry("model export format", known="known")
+EXPORTERS.declare("onnx", "netvlad.models.export:export_onnx", "the whole model as onnx (dynamic batch and image size)")
+EXPORTERS.declare("torchscript", "netvlad.models.export:export_torchscript",
+                  "the whole model as torchscript (dynamic batch and image size)")
+
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +42,8 @@ HLOC_KEY = "global_descriptor"
 
 def hloc_names(path: Path | str) -> list[str]:
     """Image names held in an hloc feature file (as hloc's ``list_h5_names`` finds them)."""
+    import h5py
+
     names: set[str] = set()
     with h5py.File(path, "r") as handle:
         handle.visititems(lambda _, obj: names.add(obj.parent.name.strip("/")) if isinstance(obj, h5py.Dataset)
@@ -40,6 +56,9 @@ def export_hloc(names: Sequence[str], descriptors: np.ndarray, path: Path | str,
 
     An existing file is extended (names already there are kept) unless ``overwrite``.
     """
+    import h5py
+    import numpy as np
+
     descriptors = np.asarray(descriptors, dtype=np.float32)
     if descriptors.ndim != 2 or len(descriptors) != len(names):
         raise ValueError(f"expected ({len(names)}, dim) descriptors for {len(names)} names, got {descriptors.shape}")
@@ -64,6 +83,8 @@ def export_hloc(names: Sequence[str], descriptors: np.ndarray, path: Path | str,
 
 def check_hloc_file(path: Path | str) -> None:
     """Refuse (BadInputError naming it) an existing ``path`` that is not an HDF5 file hloc's layout can extend."""
+    import h5py
+
     path = Path(path)
     if not path.exists():
         return
@@ -80,15 +101,19 @@ def check_hloc_file(path: Path | str) -> None:
                             hint="--overwrite replaces it") from None
 
 
-class _Exportable(torch.nn.Module):
+def _exportable(model: PlaceModel) -> torch.nn.Module:
     """The model without its Python-side input checks, for tracing."""
+    import torch
 
-    def __init__(self, model: PlaceModel) -> None:
-        super().__init__()
-        self.model = model
+    class _Exportable(torch.nn.Module):
+        def __init__(self, model: PlaceModel) -> None:
+            super().__init__()
+            self.model = model
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model.pool_features(self.model.backbone(self.model.normalize(images)))
+        def forward(self, images: torch.Tensor) -> torch.Tensor:
+            return self.model.pool_features(self.model.backbone(self.model.normalize(images)))
+
+    return _Exportable(model)
 
 
 def export_onnx(model: PlaceModel, path: Path | str, height: int = 480, width: int = 640, opset: int = 17,
@@ -98,7 +123,9 @@ def export_onnx(model: PlaceModel, path: Path | str, height: int = 480, width: i
     Input ``images`` ``(B, 3, H, W)`` RGB in [0, 1] after the model's resize policy; output ``descriptors``.
     Without ``dynamic_size`` only the batch is dynamic: the graph takes ``height`` × ``width`` images alone.
     """
-    module = _Exportable(model.cpu().eval()).eval()
+    import torch
+
+    module = _exportable(model.cpu().eval()).eval()
     example = torch.rand(1, 3, height, width)
     axes = {"images": {0: "batch", 2: "height", 3: "width"} if dynamic_size else {0: "batch"},
             "descriptors": {0: "batch"}}
@@ -114,7 +141,9 @@ def export_onnx(model: PlaceModel, path: Path | str, height: int = 480, width: i
 
 def export_torchscript(model: PlaceModel, path: Path | str, height: int = 480, width: int = 640) -> Path:
     """Write ``model`` as a traced TorchScript module (any batch and image size; load with ``torch.jit.load``)."""
-    module = _Exportable(model.cpu().eval()).eval()
+    import torch
+
+    module = _exportable(model.cpu().eval()).eval()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(module, torch.rand(1, 3, height, width), check_trace=False)
@@ -125,7 +154,9 @@ def export_torchscript(model: PlaceModel, path: Path | str, height: int = 480, w
 
 def onnx_max_difference(model: PlaceModel, path: Path | str, images: torch.Tensor) -> float:
     """Largest absolute difference between onnxruntime on the file at ``path`` and PyTorch on ``images``."""
+    import numpy as np
     import onnxruntime  # optional dependency (netvlad[export])
+    import torch
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = session.run(None, {"images": images.numpy().astype(np.float32)})[0]

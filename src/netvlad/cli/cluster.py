@@ -7,7 +7,7 @@ import dataclasses
 
 from netvlad.cli.common import add_device_args, add_model_args, number, output
 from netvlad.cli.dataset_args import add_dataset_args
-from netvlad.extract.cluster_config import ClusterConfig
+from netvlad.extract.clusters import ClusterConfig
 from netvlad.limits import COUNT, NON_NEGATIVE_INT
 
 

@@ -1,31 +1,54 @@
 """Cluster initialisation: sample local descriptors from training images, k-means them, set centroids and α.
 
 The NetVLAD layer itself needs torch alone: it takes centroids (:meth:`NetVLAD.init_from_centroids`); the
-k-means that finds them (faiss) lives here.
+k-means that finds them (faiss) lives here. :class:`ClusterConfig` (how many descriptors, the seed) comes first;
+torch, numpy and faiss are imported inside the functions, so ``netvlad cluster --help`` shows its defaults without
+them.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import faiss
-import numpy as np
-import torch
-from tqdm import tqdm
+if TYPE_CHECKING:
+    import torch
 
-from netvlad.data.images import SKIP_HINT, ImageDataset, ImageDecodeError, ImageLoader, collate_by_size
-from netvlad.extract.cluster_config import ClusterConfig  # noqa: F401 - re-exported
-from netvlad.models import PlaceModel
-from netvlad.nn import NetVLAD
-from netvlad.nn.netvlad import DEFAULT_RATIO_AVERAGE, RatioAverage
+    from netvlad.models import PlaceModel
+    from netvlad.nn import NetVLAD
+    from netvlad.nn.netvlad import RatioAverage
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """How many local descriptors to sample for k-means (defaults from the paper's code) and the k-means seed."""
+
+    num_descriptors: int = 50_000  # in all
+    per_image: int = 100  # sampled positions per image
+    num_images: int = 500  # images sampled from the training set
+    seed: int = 0
+    niter: int = 100  # k-means iterations
+    ratio_average: str = "geometric"  # α: "geometric" (official closed form) or "arithmetic" (mean ratio 100)
+
+    def __post_init__(self) -> None:
+        if self.ratio_average not in ("geometric", "arithmetic"):
+            raise ValueError(f"ClusterConfig.ratio_average must be geometric or arithmetic, got {self.ratio_average!r}")
+        for name in ("num_descriptors", "per_image", "num_images", "niter"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"ClusterConfig.{name} must be ≥ 1, got {getattr(self, name)}")
+
 
 logger = logging.getLogger(__name__)
 
 
 def kmeans(x: torch.Tensor, k: int, seed: int = 0, niter: int = 100) -> torch.Tensor:
     """Seeded faiss k-means of ``(N, D)`` points -> ``(K, D)`` float64 centroids."""
+    import faiss
+    import torch
+
     data = x.detach().cpu().to(torch.float32).contiguous().numpy()
     km = faiss.Kmeans(data.shape[1], k, niter=niter, seed=seed, verbose=False,
                       max_points_per_centroid=max(256, data.shape[0] // k + 1))
@@ -33,21 +56,22 @@ def kmeans(x: torch.Tensor, k: int, seed: int = 0, niter: int = 100) -> torch.Te
     return torch.from_numpy(km.centroids.copy()).to(torch.float64)
 
 
-@torch.no_grad()
 def init_from_descriptors(layer: NetVLAD, descriptors: torch.Tensor, seed: int = 0, niter: int = 100,
-                          ratio_average: RatioAverage = DEFAULT_RATIO_AVERAGE) -> float:
+                          ratio_average: RatioAverage = ClusterConfig.ratio_average) -> float:
     """k-means (seeded) on local descriptors ``(N, D)``, then the layer's centroids, w, b and α; returns α.
 
     Descriptors are L2-normalised first when the layer's ``normalize_input`` is set.
     """
-    x = layer.prepare(descriptors)
-    if x.shape[0] < layer.num_clusters:
-        raise ValueError(f"k-means needs at least K={layer.num_clusters} descriptors, got {x.shape[0]}")
-    centroids = kmeans(x.to(torch.float32), layer.num_clusters, seed=seed, niter=niter)
-    return layer.init_from_centroids(centroids, x, ratio_average=ratio_average)
+    import torch
+
+    with torch.no_grad():
+        x = layer.prepare(descriptors)
+        if x.shape[0] < layer.num_clusters:
+            raise ValueError(f"k-means needs at least K={layer.num_clusters} descriptors, got {x.shape[0]}")
+        centroids = kmeans(x.to(torch.float32), layer.num_clusters, seed=seed, niter=niter)
+        return layer.init_from_centroids(centroids, x, ratio_average=ratio_average)
 
 
-@torch.inference_mode()
 def sample_local_descriptors(model: PlaceModel, paths: Sequence[Path | str], config: ClusterConfig = ClusterConfig(),
                              skip_bad: bool = False, *, batch_size: int = 8, workers: int = 0,
                              device: torch.device | str = "cpu", progress: bool = False) -> torch.Tensor:
@@ -55,36 +79,45 @@ def sample_local_descriptors(model: PlaceModel, paths: Sequence[Path | str], con
 
     An undecodable image stops with an :class:`ImageDecodeError` naming it, or is logged and skipped with ``skip_bad``.
     """
-    if len(paths) == 0:
-        raise ValueError("cluster initialisation needs training images, got none")
-    rng = np.random.default_rng(config.seed)
-    chosen = np.sort(rng.choice(len(paths), size=min(config.num_images, len(paths)), replace=False))
-    pre = model.config.preprocessing
-    chosen_paths = [Path(paths[i]) for i in chosen]
-    dataset = ImageDataset(chosen_paths, pre.resize, pre.size, skip_bad=True)  # failures decided below
-    loader = ImageLoader(dataset, batch_size=batch_size, num_workers=workers,
-                         collate_fn=collate_by_size)
-    model = model.to(device).eval()
-    samples: list[torch.Tensor] = []
-    batches = _decoded(loader, chosen_paths, skip_bad)  # same-size images stacked together
-    for images in tqdm(batches, desc="cluster descriptors", disable=not progress, unit="batch"):
-        features = model.features(images.to(device)).float().cpu()  # (B, D, h, w)
-        for feature in features.flatten(2).transpose(1, 2):  # (h·w, D) per image
-            take = min(config.per_image, feature.shape[0])
-            samples.append(feature[torch.from_numpy(rng.choice(feature.shape[0], take, replace=False))])
-    if not samples:
-        raise ImageDecodeError(f"none of the {len(chosen)} images sampled for k-means could be decoded (all "
-                               "skipped)", path=chosen_paths[0] if chosen_paths else None)
-    descriptors = torch.cat(samples)
-    if descriptors.shape[0] > config.num_descriptors:
-        keep = np.sort(rng.choice(descriptors.shape[0], config.num_descriptors, replace=False))
-        descriptors = descriptors[torch.from_numpy(keep)]
-    logger.info("sampled %d local descriptors from %d images", descriptors.shape[0], len(chosen))
-    return descriptors
+    import numpy as np
+    import torch
+    from tqdm import tqdm
+
+    from netvlad.data.images import ImageDataset, ImageDecodeError, ImageLoader, collate_by_size
+
+    with torch.inference_mode():
+        if len(paths) == 0:
+            raise ValueError("cluster initialisation needs training images, got none")
+        rng = np.random.default_rng(config.seed)
+        chosen = np.sort(rng.choice(len(paths), size=min(config.num_images, len(paths)), replace=False))
+        pre = model.config.preprocessing
+        chosen_paths = [Path(paths[i]) for i in chosen]
+        dataset = ImageDataset(chosen_paths, pre.resize, pre.size, skip_bad=True)  # failures decided below
+        loader = ImageLoader(dataset, batch_size=batch_size, num_workers=workers,
+                             collate_fn=collate_by_size)
+        model = model.to(device).eval()
+        samples: list[torch.Tensor] = []
+        batches = _decoded(loader, chosen_paths, skip_bad)  # same-size images stacked together
+        for images in tqdm(batches, desc="cluster descriptors", disable=not progress, unit="batch"):
+            features = model.features(images.to(device)).float().cpu()  # (B, D, h, w)
+            for feature in features.flatten(2).transpose(1, 2):  # (h·w, D) per image
+                take = min(config.per_image, feature.shape[0])
+                samples.append(feature[torch.from_numpy(rng.choice(feature.shape[0], take, replace=False))])
+        if not samples:
+            raise ImageDecodeError(f"none of the {len(chosen)} images sampled for k-means could be decoded (all "
+                                   "skipped)", path=chosen_paths[0] if chosen_paths else None)
+        descriptors = torch.cat(samples)
+        if descriptors.shape[0] > config.num_descriptors:
+            keep = np.sort(rng.choice(descriptors.shape[0], config.num_descriptors, replace=False))
+            descriptors = descriptors[torch.from_numpy(keep)]
+        logger.info("sampled %d local descriptors from %d images", descriptors.shape[0], len(chosen))
+        return descriptors
 
 
 def _decoded(loader, paths: list[Path], skip_bad: bool):
     """The loader's image batches; an undecodable image raises, or (``skip_bad``) is logged and left out."""
+    from netvlad.data.images import SKIP_HINT, ImageDecodeError
+
     for groups, bad in loader:
         if bad and not skip_bad:
             raise ImageDecodeError(f"{paths[bad[0]]}: cannot decode image (sampled for the k-means of the NetVLAD "
@@ -100,6 +133,8 @@ def initialize_clusters(model: PlaceModel, paths: Sequence[Path | str], config: 
                         device: torch.device | str = "cpu", progress: bool = False, batch_size: int = 8,
                         workers: int = 0, skip_bad: bool = False) -> float:
     """Set the NetVLAD layer's centroids (faiss k-means) and α from images at ``paths``; returns α."""
+    from netvlad.nn import NetVLAD
+
     if not isinstance(model.pool, NetVLAD):
         raise ValueError(f"cluster initialisation needs a NetVLAD model, this one pools with {model.config.pool!r}")
     descriptors = sample_local_descriptors(model, paths, config, skip_bad, batch_size=batch_size, workers=workers,
@@ -122,6 +157,8 @@ def cluster_if_off_the_shelf(model: PlaceModel, paths: Sequence[Path | str], con
     A model loaded from a checkpoint, or clustered already, is left as it is (``NetVLAD.clustered``); so is
     any other pooling. The ``netvlad`` commands and :func:`netvlad.eval.recall.evaluate` call this.
     """
+    from netvlad.nn import NetVLAD
+
     if not isinstance(model.pool, NetVLAD) or model.pool.clustered:
         return False
     logger.info("off-the-shelf NetVLAD (random centroids): clustering local descriptors of %d database images "

@@ -8,7 +8,7 @@ import pytest
 
 from netvlad import PlaceDatabase
 from netvlad.errors import BadInputError
-from netvlad.places import database_io
+from netvlad.places import database as database_io
 from netvlad.places.database import DatabaseConfig
 from netvlad.search.index import IndexConfig
 

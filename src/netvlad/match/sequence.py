@@ -30,7 +30,7 @@ class SequenceConfig:
     length: int = 10
     velocities: tuple[float, ...] = DEFAULT_VELOCITIES
     contrast_radius: int = 5
-    shortlist: int = 20  # measured (benchmarks/sequence.py --sweep): as good as 50 at R@1 on Nordland and GP
+    shortlist: int = 20  # measured (docs/sequences.md): as good as 50 at R@1 on Nordland and GP
     centred: bool = False
     propagate: int = 5
 

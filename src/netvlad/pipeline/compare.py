@@ -37,7 +37,7 @@ def compare_models(models: Mapping[str, PlaceModel], dataset: GeoDataset, radius
     """Recall@N of every model on ``dataset`` (label -> result); with torch (and auto), frozen-stage features are
     computed once and shared; through onnxruntime each model runs whole (its export checked and cached once)."""
     paths = dataset.database.paths() + dataset.queries.paths()
-    if getattr(engine, "name", engine) == "auto":  # shared frozen features: 2–3× faster (benchmarks/engine_compare.py)
+    if getattr(engine, "name", engine) == "auto":  # shared frozen features: 2–3× faster (docs/engine.md)
         engine = "torch"
     first = next(iter(models.values())).to(device)
     frozen: FrozenFeatures | None = None

@@ -97,7 +97,7 @@ def _ivfpq(dim: int, n: int, config: IndexConfig, trained_on: int | None = None)
                             hint="use --index-type flat or fewer --pq-bits")
     if config.nbits == FAST_SCAN_BITS:
         # fast-scan: 4-bit codes scanned 32 at a time in SIMD registers, ~10× classic IVF-PQ per code at 10⁶.
-        # Codes of the vectors, not of residuals: measured faster and nearer exact (benchmarks/scale.py).
+        # Codes of the vectors, not of residuals: measured faster and nearer exact.
         index = faiss.IndexIVFPQFastScan(faiss.IndexFlatL2(dim), dim, nlist, m, config.nbits)
         index.by_residual = False
     else:

@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 FIT_SAMPLES = 5000
 # the fitted whitening's regularisation: ε = SHRINK × the mean eigenvalue of its dims. Whitened exactly (ε ≈ 0), the
 # 512-D patches of an 81,920-D (K = 64) model matched worse (Gardens Point R@1 of the patch score alone 69.0, 79.0
-# with ε = 10 × mean λ; benchmarks/verify_whitening.py, docs/reranking.md)
+# with ε = 10 × mean λ; measured in docs/reranking.md)
 SHRINK = 10.0
 
 WHO_CAN = ("spatial re-ranking needs a NetVLAD model: an off-the-shelf one (--pool netvlad, k-means initialised), "

@@ -29,8 +29,12 @@ import torch  # noqa: E402
 import scale_data  # noqa: E402 - beside this script
 from netvlad.eval.recall import recall_at_n  # noqa: E402
 from netvlad.search.exact import exact_search  # noqa: E402
-from netvlad.search.index import IndexConfig, build_index, search_rows  # noqa: E402
-from netvlad.search.index_kinds import approximate_kinds  # noqa: E402
+from netvlad.search.index import (  # noqa: E402
+    IndexConfig,
+    approximate_kinds,  # noqa: E402
+    build_index,
+    search_rows,
+)
 from workdir import work_dir  # noqa: E402
 
 NS = (1, 5, 10)

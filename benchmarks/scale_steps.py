@@ -136,6 +136,7 @@ def ann(folder: str, kind: str, budget: float) -> dict:
     from netvlad.search.index import (
         INDEX_KINDS,
         IndexConfig,
+        approximate_kinds,
         configure,
         search,
         search_rows,
@@ -143,7 +144,6 @@ def ann(folder: str, kind: str, budget: float) -> dict:
         training_sample,
         write_index,
     )
-    from netvlad.search.index_kinds import approximate_kinds
 
     store, queries, sources = _load(folder)
     config, n = IndexConfig(kind=kind), len(store)

@@ -16,7 +16,7 @@ from netvlad.models.export import EXPORTERS
 from netvlad.models.pools import POOLS
 from netvlad.models.published import PUBLISHED
 from netvlad.places.positions import POSITION_ESTIMATORS
-from netvlad.search.index_kinds import INDEX_KINDS, register_index_kind
+from netvlad.search.index import INDEX_KINDS, register_index_kind
 from netvlad.train.optim import OPTIMIZERS, SCHEDULERS
 
 REGISTRIES = {"backbone": BACKBONES, "pooling": POOLS, "format": READERS, "converter": CONVERTERS,
@@ -93,7 +93,7 @@ def test_the_registries_import_no_torch():
     import subprocess
     import sys
 
-    modules = ["netvlad.cli.main", "netvlad.data.formats", "netvlad.models.export", "netvlad.search.index_kinds",
+    modules = ["netvlad.cli.main", "netvlad.data.formats", "netvlad.models.export", "netvlad.search.index",
                "netvlad.places.positions", "netvlad.models.backbone_specs", "netvlad.models.converter_formats",
                "netvlad.models.pools", "netvlad.models.published", "netvlad.eval.protocols", "netvlad.train.optim"]
     code = "import sys\n" + "".join(f"import {m}\n" for m in modules) + (

@@ -6,7 +6,7 @@ import argparse
 
 from netvlad.cli.common import number
 from netvlad.limits import COUNT, NON_NEGATIVE_INT, POSITIVE, Limit
-from netvlad.search.index_kinds import INDEX_KINDS
+from netvlad.search.index import INDEX_KINDS
 
 
 class CountList:

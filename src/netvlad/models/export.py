@@ -150,8 +150,6 @@ def export_torchscript(model: PlaceModel, path: Path | str, height: int = 480, w
     return atomic_write(Path(path), lambda tmp: torch.jit.save(traced, str(tmp)))
 
 
-
-
 def onnx_max_difference(model: PlaceModel, path: Path | str, images: torch.Tensor) -> float:
     """Largest absolute difference between onnxruntime on the file at ``path`` and PyTorch on ``images``."""
     import numpy as np

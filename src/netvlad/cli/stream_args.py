@@ -32,8 +32,9 @@ def add_stream_args(parser: argparse.ArgumentParser) -> None:
                        help="; ".join(f"{n}: {SEQUENCE_SCORES.get(n)}" for n in SEQUENCE_SCORES.names()))
     group.add_argument("--threshold", type=number(POSITIVE), default=None,
                        help="largest L2 distance accepted as a loop closure or localisation (with --sequence: "
-                            "trajectory distance; with --sequence-score seqslam: the smallest score; default: every "
-                            "match)")
+                            "trajectory distance; with --sequence-score seqslam: the smallest score; default: loop "
+                            "closures that are consistent, distinctive and geometrically verified, no threshold "
+                            "needed; against --map, every match)")
     group.add_argument("--radius", type=number(POSITIVE), default=25.0,
                        help="metres within which a match is correct, where frames carry positions (PR metrics)")
     group.add_argument("--index-type", dest="index_kind", default="flat", choices=DATABASE_KINDS.names(),

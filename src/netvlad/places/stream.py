@@ -1,12 +1,16 @@
 """Place recognition over a live stream: each frame is described, searched and (optionally) sequence-matched.
 
 Loop-closure mode (no map): the frame is searched against the database of the frames before it, leaving out
-those of the last ``exclude_recent`` seconds, then added to it; a match at or under ``threshold`` is a loop
-closure. Localisation mode (a :class:`netvlad.places.localise.PlaceIndex`): the frame is searched against the
+those of the last ``exclude_recent`` seconds, then added to it. Without ``threshold`` a match is a loop closure
+when :class:`netvlad.places.loop_closure.LoopClosureDetector` finds it consistent, distinctive and geometrically
+verified (no threshold, no ground truth needed); with ``threshold`` when its distance is at or under it (the
+checks' values are reported either way).
+Localisation mode (a :class:`netvlad.places.localise.PlaceIndex`): the frame is searched against the
 prebuilt map; a match at or under ``threshold`` is a localisation. With ``sequence`` L the decision reads a
 causal sequence score of the frame's shortlist (the last L frames along a constant-velocity trajectory: its mean
 L2 distance, or SeqSLAM's contrast-normalised score, see :mod:`netvlad.places.stream_sequence`) instead of the
-single-frame distance. ``latency_ms`` is describe + search + sequence + add of one frame (decoding excluded).
+single-frame distance. ``latency_ms`` is describe + search + sequence + checks + add of one frame (decoding
+excluded); ``check_ms`` the loop-closure checks alone.
 """
 
 from __future__ import annotations
@@ -21,11 +25,12 @@ import numpy as np
 import torch
 
 from netvlad.data.frames import Frame
-from netvlad.data.images import resize_image
 from netvlad.errors import BadInputError
 from netvlad.eval.pr import PRCurve, pr_curve
+from netvlad.extract.local_features import describe_with_local, image_tensor, local_stage
 from netvlad.models import PlaceModel
 from netvlad.places.database import DatabaseConfig, PlaceDatabase
+from netvlad.places.loop_closure import Checks, LoopClosureConfig, LoopClosureDetector
 from netvlad.places.stream_sequence import StreamSequence
 
 logger = logging.getLogger(__name__)
@@ -36,7 +41,8 @@ class StreamConfig:
     """``k`` matches searched per frame, ``exclude_recent`` seconds (or frames) left out of loop-closure searches,
     ``threshold`` the largest L2 distance accepted as a match (with ``sequence`` L frames: the largest trajectory
     distance, or with ``sequence_score="seqslam"`` the smallest SeqSLAM score; None: any), ``radius`` metres
-    within which a match is correct (ground truth, where frames carry positions)."""
+    within which a match is correct (ground truth, where frames carry positions), ``decision`` the default
+    loop-closure rule (used without ``threshold``)."""
 
     k: int = 5
     exclude_recent: float = 30.0
@@ -45,6 +51,7 @@ class StreamConfig:
     sequence_score: str = "distance"
     radius: float = 25.0
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    decision: LoopClosureConfig = field(default_factory=LoopClosureConfig)
 
     def __post_init__(self) -> None:
         if not self.exclude_recent >= 0:
@@ -69,26 +76,36 @@ class FrameResult:
     latency_ms: float
     correct: bool | None = None  # top-1 within the radius (ground truth known), else None
     has_positive: bool | None = None
+    match_time: float | None = None
+    checks: Checks = field(default_factory=Checks)
+    position_distance: float | None = None  # metres between the frame's and the match's positions, where known
 
     def to_dict(self) -> dict:
         """The JSON keys of ``netvlad stream``."""
+        checks = self.checks
         return {"frame": self.frame, "time": round(self.time, 6), "name": self.name, "match": self.match,
-                "distance": None if self.distance is None else round(self.distance, 6),
-                "score": None if self.score is None else round(self.score, 6), "loop_closure": self.loop_closure,
+                "match_time": _rounded(self.match_time), "distance": _rounded(self.distance),
+                "score": _rounded(self.score), "loop_closure": self.loop_closure,
+                "consistency": _rounded(checks.consistency, 3), "distinctiveness": _rounded(checks.distinctiveness, 3),
+                "ratio": _rounded(checks.ratio, 4), "inliers": checks.inliers,
                 "position": None if self.position is None else [round(float(v), 3) for v in self.position],
-                "latency_ms": round(self.latency_ms, 3)}
+                "position_distance": _rounded(self.position_distance, 3), "latency_ms": round(self.latency_ms, 3),
+                "check_ms": round(checks.check_ms, 3)}
+
+
+def _rounded(value: float | None, digits: int = 6) -> float | None:
+    """``value`` rounded for JSON (None stays None, infinities become None)."""
+    return None if value is None or not math.isfinite(value) else round(float(value), digits)
 
 
 def describe_image(model: PlaceModel, image, device: torch.device | str = "cpu", runner=None) -> np.ndarray:
     """The global descriptor ``(dim,)`` float32 of one RGB PIL ``image`` in the model's preprocessing, by
     ``runner`` (an engine of :func:`netvlad.extract.engine.make_runner`, e.g. onnxruntime) or by the model itself."""
-    pre = model.config.preprocessing
-    image = resize_image(image, pre.resize, pre.size)
-    tensor = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1).float().div_(255.0)
+    tensor = image_tensor(model, image)
     if runner is not None:
-        return np.asarray(runner(tensor[None]), dtype=np.float32)[0]
+        return np.asarray(runner(tensor), dtype=np.float32)[0]
     with torch.inference_mode():
-        return model(tensor[None].to(device))[0].float().cpu().numpy()
+        return model(tensor.to(device))[0].float().cpu().numpy()
 
 
 class StreamMatcher:
@@ -109,12 +126,17 @@ class StreamMatcher:
             self.sequence = StreamSequence(config.sequence, model.output_dim,
                                            place_index.store.descriptors if place_index is not None else None,
                                            config.sequence_score)
+        self.detector = self.cut = None
+        if place_index is None:  # loop closures: the default decision's checks, local features for verification
+            self.detector = LoopClosureDetector(config.decision, config.sequence)
+            self.cut = local_stage(self.model)
         self.results: list[FrameResult] = []
         self.searched = 0  # frames that had something to search
 
     def _candidates(self, descriptor: np.ndarray, now: float) -> tuple[np.ndarray, np.ndarray]:
         """(distances ``(k,)``, ids ``(k,)``): database ids, or map store rows; −1 where none."""
-        k = max(self.config.k, self.sequence.shortlist if self.sequence else 1)
+        k = max(self.config.k, self.sequence.shortlist if self.sequence else 1,
+                self.detector.config.shortlist if self.detector else 1)
         if self.place_index is not None:
             distances, rows = self.place_index.search(descriptor[None], min(k, len(self.place_index)))
             return distances[0], rows[0]
@@ -132,7 +154,13 @@ class StreamMatcher:
     def process(self, frame: Frame) -> FrameResult:
         """Describe, search, sequence-match, decide and add one frame."""
         start = time.perf_counter()
-        descriptor = describe_image(self.model, frame.image, self.device, self.runner)
+        local = None
+        if self.detector is not None and self.config.threshold is None:  # a threshold decides without geometry
+            # the torch engine is the model itself: one split pass gives both (not the model twice)
+            runner = None if getattr(self.runner, "name", None) == "torch" else self.runner
+            descriptor, local = describe_with_local(self.model, frame.image, self.cut, self.device, runner)
+        else:
+            descriptor = describe_image(self.model, frame.image, self.device, self.runner)
         distances, ids = self._candidates(descriptor, frame.time)
         best, distance, score = None, None, None
         if ids[0] >= 0:
@@ -140,7 +168,15 @@ class StreamMatcher:
             best, distance = int(ids[0]), float(distances[0])
         if self.sequence is not None:
             best, score, distance = self._sequence_step(descriptor, ids, frame.time, best, distance)
-        if self.sequence is not None and self.sequence.higher_is_better:
+        checks = Checks()
+        if self.detector is not None:
+            checks = self.detector.check(descriptor, local, best, ids, self.database.descriptors,
+                                         self.database.prefix_until(frame.time - self.config.exclude_recent),
+                                         frame.index)
+            self.detector.add(local)
+        if self.detector is not None and self.config.threshold is None:
+            accepted = checks.accepted
+        elif self.sequence is not None and self.sequence.higher_is_better:
             accepted = score is not None and (self.config.threshold is None or score >= self.config.threshold)
         elif self.sequence is not None:
             accepted = score is not None and (self.config.threshold is None or score <= self.config.threshold)
@@ -152,8 +188,13 @@ class StreamMatcher:
         latency = 1000 * (time.perf_counter() - start)
         name, where = self._describe_match(best) if best is not None else (None, None)
         correct, has_positive = self._truth(frame, where)
+        apart = (None if where is None or frame.position is None
+                 else float(np.linalg.norm(np.subtract(where, frame.position))))
+        match_time = None
+        if best is not None and self.place_index is None:
+            match_time = float(self.database.times[best])
         result = FrameResult(frame.index, frame.time, frame.name, name, distance, score, bool(accepted), where,
-                             latency, correct, has_positive)
+                             latency, correct, has_positive, match_time, checks, apart)
         self.results.append(result)
         return result
 
@@ -204,13 +245,20 @@ class StreamMatcher:
         return pr_curve(scores, [bool(r.correct) for r in known], [bool(r.has_positive) for r in known])
 
     def summary(self) -> dict:
-        """Frames, loop closures, latency p50/p99/mean (ms) and, with positions, the PR metrics."""
-        latency = np.array([r.latency_ms for r in self.results]) if self.results else np.zeros(1)
+        """Frames, loop closures, latency and checks' time p50/p99/mean (ms) and, with positions, the PR metrics and
+        the precision and recall (%) of the decision taken (``decision``)."""
         out = {"frames": len(self.results), "searched": self.searched,
                "loop_closures": int(sum(r.loop_closure for r in self.results)),
-               "latency_ms": {"p50": round(float(np.percentile(latency, 50)), 3),
-                              "p99": round(float(np.percentile(latency, 99)), 3),
-                              "mean": round(float(latency.mean()), 3)}}
+               "latency_ms": _percentiles([r.latency_ms for r in self.results]),
+               "check_ms": _percentiles([r.checks.check_ms for r in self.results])}
+        known = [r for r in self.results if r.has_positive is not None]
+        if known:
+            true = sum(bool(r.loop_closure and r.correct) for r in known)
+            accepted = sum(r.loop_closure for r in known)
+            positives = sum(bool(r.has_positive) for r in known)
+            out["decision"] = {"accepted": accepted, "true": true, "false": accepted - true,
+                               "precision": round(100.0 * true / accepted, 2) if accepted else None,
+                               "recall": round(100.0 * true / positives, 2) if positives else None}
         curve = self.pr()
         if curve is not None:
             out |= curve.summary()
@@ -220,3 +268,10 @@ class StreamMatcher:
                 at_100 = at_100 if higher else -at_100  # a score, or a distance
             out["threshold_at_100_precision"] = None if at_100 is None or math.isinf(at_100) else round(at_100, 6)
         return out
+
+
+def _percentiles(values: list[float]) -> dict:
+    """p50, p99 and mean of ``values`` (ms; zeros when empty)."""
+    array = np.asarray(values, dtype=np.float64) if values else np.zeros(1)
+    return {"p50": round(float(np.percentile(array, 50)), 3), "p99": round(float(np.percentile(array, 99)), 3),
+            "mean": round(float(array.mean()), 3)}

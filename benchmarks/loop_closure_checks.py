@@ -1,0 +1,88 @@
+"""Time the default loop-closure decision's checks per frame over a large map, on one thread.
+
+A map of N descriptor-only 1280-D entries (``benchmarks/stream.py``'s random-walk route), each with 240 local
+features of 96 dims (a 320 × 180 frame's stride-16 MobileNetV2 map; one feature set shared by every entry, which
+changes no cost), and ``--frames`` stream frames revisiting a stretch of it with noise. The search
+is not timed (``benchmarks/stream.py`` times it); the checks are: the frame's distance distribution, the path's
+consistency and distinctiveness, the runner-up ratio, and — for every frame, the worst case, since a permissive
+rule sends every candidate on — the geometric verification.
+
+    OPENBLAS_NUM_THREADS=1 python benchmarks/loop_closure_checks.py [--sizes 1000 100000] [--frames 200]
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy: the checks' small products on one thread
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+
+def run_size(n: int, frames: int, length: int | None, seed: int = 0) -> dict:
+    """Check times (ms) of ``frames`` revisiting frames over an ``n``-entry map."""
+    import torch
+
+    from netvlad.extract.local_features import select_cells
+    from netvlad.places.loop_closure import LoopClosureConfig, LoopClosureDetector
+    from stream import percentiles, route
+
+    rng = np.random.default_rng(seed)
+    entries = route(n, rng)
+    revisit = int(rng.integers(0, max(1, n - frames)))
+    queries = entries[revisit:revisit + frames] + 0.02 * rng.standard_normal((frames, entries.shape[1]),
+                                                                              dtype=np.float32)
+    # one scene for every frame: every cell a mutual match, so RANSAC runs on all 240 (its most expensive case)
+    features = [select_cells(torch.from_numpy(rng.standard_normal((96, 12, 20), dtype=np.float32)))]
+    rule = LoopClosureConfig(min_distinctiveness=float("-inf"), max_ratio=float("inf"), min_consistency=0.0)
+    detector = LoopClosureDetector(rule, length)
+    detector.local = [features[i % len(features)] for i in range(n)]
+    times, verified = [], 0
+    for t, query in enumerate(queries):
+        squared = 2 - 2 * (entries @ query)  # exact shortlist (not timed)
+        shortlist = np.argpartition(squared, 50)[:50]
+        shortlist = shortlist[np.argsort(squared[shortlist])]
+        start = time.perf_counter()
+        checks = detector.check(query, features[t % len(features)], int(shortlist[0]), shortlist, entries, n, t)
+        times.append(time.perf_counter() - start)
+        verified += checks.inliers is not None
+    timed = times[length or 10:]  # once the window is full
+    return {"n": n, "length": length, "verified": verified, "frames": frames, **percentiles(timed),
+            "mean": 1000 * float(np.mean(timed))}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
+    parser.add_argument("--frames", type=int, default=200)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    import platform
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, numpy {np.__version__}, "
+          f"{args.threads} thread(s), seed 0", file=sys.stderr)
+    print("| map frames | matching | checks p50 / p99 / mean ms | frames verified |")
+    print("|---:|---|---:|---:|")
+    for n in args.sizes:
+        for length in (None, 10):
+            r = run_size(n, args.frames, length)
+            label = "single frame" if length is None else f"sequence L = {length}"
+            print(f"| {n:,} | {label} | {r['p50']:.1f} / {r['p99']:.1f} / {r['mean']:.1f} | "
+                  f"{r['verified']} of {r['frames']} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,218 @@
+"""The default loop-closure decision: consistent, distinctive and geometrically verified, with no threshold.
+
+A SLAM map cannot afford one false loop closure, and a robot mapping a new route has no ground truth to calibrate
+a distance threshold on. A candidate (the stream's best match of the current frame) is declared a loop closure only
+when all three checks hold, the cheap ones first:
+
+1. **consistent**: the last W frames (W = the sequence length L, or :attr:`LoopClosureConfig.window` single-frame)
+   agree on one place moving at a plausible speed: along the straight path through the candidate at a velocity of
+   ±0.8 … 1.25 entries per frame (forward or backward), at least ``min_consistency`` of those frames had their own
+   best match within ``tolerance`` entries of the path; and the best trajectory among the shortlist's entries
+   within ``neighbourhood`` of the candidate ends within ``tolerance`` of it (else the consistency is 0: the
+   frames agree on a neighbouring entry, not on the candidate).
+2. **distinctive**, self-calibrated on the map as it grows: each frame's L2 distances to (a sample of) the
+   searchable map give a robust location and scale (median, 1.4826 × MAD); the candidate's *distinctiveness* is
+   the mean robust z-score of the path's distances, (median − d) / scale, over the window; and its *ratio* is its
+   trajectory distance (:class:`netvlad.match.trajectory_distance.TrajectoryDistance`, the stream's sequence scorer)
+   over the best one among the shortlist's candidates farther than ``neighbourhood`` entries from it (a Lowe-style
+   ratio against the runner-up place; trajectories forward or backward). A frame lookalike to many places (a whole
+   traverse under one condition, the last frames before the excluded window) scores a ratio near 1.
+3. **verified**: mutual nearest neighbours of the two frames' dense local features
+   (:mod:`netvlad.extract.local_features`) and a RANSAC homography
+   (:func:`netvlad.match.verify.matching.ransac_inliers`, as in spatial re-ranking) leave at least ``min_inliers``
+   inliers. It runs only on candidates that passed 1 and 2.
+
+Until the searchable map holds ``min_map`` frames no closure is declared (the distance distribution is not yet
+known). The constants were chosen across routes with known revisits, leave-one-route-out (docs/loop-closure.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from netvlad.extract.local_features import LocalFeatures
+from netvlad.match.trajectory_distance import VELOCITIES, TrajectoryDistance
+from netvlad.match.verify.matching import mutual_nearest, ransac_inliers
+
+logger = logging.getLogger(__name__)
+
+MAD_SCALE = 1.4826  # MAD of a normal distribution → its standard deviation
+
+
+@dataclass(frozen=True)
+class LoopClosureConfig:
+    """The default decision's rule. ``min_map`` searchable frames before any closure; ``sample`` map frames (evenly
+    spaced) per frame's distance distribution; ``window`` frames checked for consistency without a sequence
+    length; ``min_consistency`` share of them on the path, within ``tolerance`` entries; ``min_distinctiveness``
+    mean robust z-score; ``max_ratio`` against the runner-up outside ``neighbourhood`` entries, among
+    ``shortlist`` candidates; ``min_inliers`` RANSAC homography inliers within ``ransac_threshold`` cells of
+    ``hypotheses`` draws."""
+
+    min_map: int = 50
+    sample: int = 1024
+    window: int = 10
+    min_consistency: float = 0.8
+    tolerance: int = 2
+    min_distinctiveness: float = 2.5
+    max_ratio: float = 0.95
+    neighbourhood: int = 10
+    shortlist: int = 50
+    min_inliers: int = 12
+    ransac_threshold: float = 1.5
+    hypotheses: int = 128
+
+
+@dataclass(frozen=True)
+class Checks:
+    """One frame's checks of its candidate; None where a check did not run (an earlier one failed, or too small
+    a map). ``accepted``: every check passed."""
+
+    consistency: float | None = None
+    distinctiveness: float | None = None
+    ratio: float | None = None
+    inliers: int | None = None
+    accepted: bool = False
+    check_ms: float = 0.0
+
+
+@dataclass
+class _Past:
+    """What the detector remembers of a recent frame."""
+
+    descriptor: np.ndarray
+    best: int  # its own best match (−1: none)
+    median: float  # its distance distribution (nan: not calibrated)
+    scale: float
+
+
+class LoopClosureDetector:
+    """Decides each frame's loop closure; feed frames in order through :meth:`check` then :meth:`add`.
+
+    ``length``: the stream's sequence length (None: single frame, ``config.window`` frames of consistency).
+    """
+
+    def __init__(self, config: LoopClosureConfig = LoopClosureConfig(), length: int | None = None) -> None:
+        self.config = config
+        self.window = int(length or config.window)
+        self.trajectory = TrajectoryDistance(self.window, shortlist=config.shortlist)
+        self.past: deque[_Past] = deque(maxlen=self.window)
+        self.local: list[LocalFeatures] = []
+        self.said_small = self.said_no_cells = False
+
+    def add(self, local: LocalFeatures | None) -> None:
+        """Keep the frame just checked's local features (its id is the next database id; None: not described,
+        no geometric check with it)."""
+        self.local.append(local)
+
+    def _calibrate(self, descriptor: np.ndarray, database: np.ndarray, searchable: int) -> tuple[float, float]:
+        """(median, robust scale) of the frame's L2 distances to up to ``sample`` evenly spaced searchable rows."""
+        if searchable < self.config.min_map:
+            return float("nan"), float("nan")
+        rows = np.unique(np.linspace(0, searchable - 1, min(searchable, self.config.sample)).astype(np.int64))
+        sample = np.asarray(database[rows], np.float32)
+        squared = np.einsum("nd,nd->n", sample, sample) + float(descriptor @ descriptor) - 2 * (sample @ descriptor)
+        distances = np.sqrt(np.maximum(squared, 0))
+        median = float(np.median(distances))
+        return median, MAD_SCALE * float(np.median(np.abs(distances - median)))
+
+    def check(self, descriptor: np.ndarray, local: LocalFeatures | None, candidate: int | None, shortlist: np.ndarray,
+              database: np.ndarray, searchable: int, frame: int) -> Checks:
+        """The checks of ``candidate`` (a database id, or None) for the current frame ``(D,)``; ``shortlist``
+        ``(M,)`` its search's ids (−1: none), ``database`` ``(count, D)`` of which ``searchable`` rows may match;
+        ``frame`` seeds RANSAC (the same stream gives the same answers); ``local`` None: no geometric check."""
+        start = time.perf_counter()
+        median, scale = self._calibrate(descriptor, database, searchable)
+        shortlist = np.asarray(shortlist, dtype=np.int64)
+        best = int(shortlist[0]) if len(shortlist) and shortlist[0] >= 0 else -1
+        self.past.append(_Past(np.asarray(descriptor, np.float32), best, median, scale))
+        self.trajectory.history.append(self.past[-1].descriptor)
+        if np.isnan(median):
+            if searchable > 0 and not self.said_small:
+                logger.info("loop closures need %d searchable frames to calibrate their distance distribution; "
+                            "none is declared before", self.config.min_map)
+                self.said_small = True
+            return Checks(check_ms=1000 * (time.perf_counter() - start))
+        if candidate is None:
+            return Checks(check_ms=1000 * (time.perf_counter() - start))
+        checks = self._cheap(candidate, shortlist[shortlist >= 0], database, searchable)
+        if checks.accepted:  # unverified (no local features) is not accepted
+            verifiable = local is not None and self.local[candidate] is not None
+            inliers = self.inliers(local, self.local[candidate], frame) if verifiable else None
+            checks = Checks(checks.consistency, checks.distinctiveness, checks.ratio, inliers,
+                            inliers is not None and inliers >= self.config.min_inliers)
+        return Checks(checks.consistency, checks.distinctiveness, checks.ratio, checks.inliers, checks.accepted,
+                      1000 * (time.perf_counter() - start))
+
+    def _cheap(self, candidate: int, shortlist: np.ndarray, database: np.ndarray, searchable: int) -> Checks:
+        """Consistency, distinctiveness and ratio of ``candidate``; ``accepted`` when the three pass."""
+        cfg = self.config
+        consistency, distinctiveness = self._path(candidate, database, searchable)
+        pool = np.union1d(shortlist, [candidate])
+        forward = self.trajectory.scores(pool, database, searchable)
+        # moving backward along the map is moving forward along it reversed: entry i is row searchable − 1 − i
+        backward = self.trajectory.scores(searchable - 1 - pool, database[:searchable][::-1], searchable)
+        scores = np.minimum(forward, backward)
+        own = float(scores[np.searchsorted(pool, candidate)])
+        near = np.abs(pool - candidate) <= cfg.neighbourhood
+        if abs(int(pool[near][np.argmin(scores[near])]) - candidate) > cfg.tolerance:
+            consistency = 0.0  # the last frames' best trajectory around here ends at another entry
+        far = ~near
+        runner_up = float(scores[far].min()) if far.any() else float("inf")
+        if not np.isfinite(runner_up):  # no other place to tell it from: not shown distinctive
+            ratio = 1.0
+        else:
+            ratio = own / runner_up if runner_up > 0 else float("inf")
+        accepted = (consistency >= cfg.min_consistency and distinctiveness >= cfg.min_distinctiveness
+                    and ratio <= cfg.max_ratio)
+        return Checks(consistency, distinctiveness, ratio, None, accepted)
+
+    def _path(self, candidate: int, database: np.ndarray, searchable: int) -> tuple[float, float]:
+        """(consistency, distinctiveness) along the best straight path through ``candidate``: the velocity
+        (±``VELOCITIES``) on which most of the window's frames had their own best match, ties broken by the
+        smaller mean distance."""
+        past = list(self.past)[::-1]  # j = 0 is the current frame
+        steps = np.arange(len(past))
+        bests = np.array([p.best for p in past])
+        best_key, best_value = None, (0.0, float("-inf"))
+        for velocity in (*VELOCITIES, *(-v for v in VELOCITIES)):
+            path = candidate - np.rint(velocity * steps).astype(np.int64)
+            inside = (path >= 0) & (path < searchable)
+            agree = float(np.mean(inside & (bests >= 0) & (np.abs(bests - path) <= self.config.tolerance)))
+            rows = np.asarray(database[path[inside]], np.float32)
+            window = np.stack([p.descriptor for p, ok in zip(past, inside, strict=True) if ok])
+            distances = np.linalg.norm(rows - window, axis=1)
+            key = (agree, -float(distances.mean()))
+            if best_key is None or key > best_key:
+                calibrated = [(p.median - d) / p.scale for p, d in
+                              zip([p for p, ok in zip(past, inside, strict=True) if ok], distances, strict=True)
+                              if np.isfinite(p.median) and p.scale > 0]
+                best_key, best_value = key, (agree, float(np.mean(calibrated)) if calibrated else float("-inf"))
+        return best_value
+
+    def inliers(self, query: LocalFeatures, candidate: LocalFeatures, seed: int = 0) -> int:
+        """RANSAC homography inliers among the mutual nearest neighbours of two frames' local features."""
+        if min(len(query), len(candidate)) < self.config.min_inliers:
+            if not self.said_no_cells:
+                logger.info("frames of %d local features are fewer than the %d inliers a geometric check needs: no "
+                            "loop closure can be verified; describe frames at a larger --size",
+                            min(len(query), len(candidate)), self.config.min_inliers)
+                self.said_no_cells = True
+            return 0
+        q = torch.from_numpy(query.descriptors.astype(np.float32))
+        c = torch.from_numpy(candidate.descriptors.astype(np.float32))
+        partner, mutual = mutual_nearest(q, c[None])
+        keep = mutual[0]
+        if int(keep.sum()) < self.config.min_inliers:  # inliers are a subset of the mutual matches
+            return int(keep.sum())
+        # only the mutual matches: RANSAC reprojects every point of every hypothesis
+        src = torch.from_numpy(query.xy.astype(np.float64))[keep][None]
+        dst = torch.from_numpy(candidate.xy.astype(np.float64))[partner[0][keep]][None]
+        generator = torch.Generator().manual_seed(int(seed))
+        return int(ransac_inliers(src, dst, torch.ones(src.shape[:2], dtype=torch.bool),
+                                  self.config.ransac_threshold, self.config.hypotheses, generator)[0])

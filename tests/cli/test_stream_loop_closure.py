@@ -1,0 +1,35 @@
+"""`netvlad stream`'s default loop-closure decision on the Gardens Point walk: day_left (frames 0–199, no revisit)
+then day_right (frames 200–399, the same places from the other side of the path), 1 fps, --exclude-recent 60,
+off-the-shelf MobileNetV2 + GeM, no threshold and no ground truth given to the decision."""
+
+import json
+
+from netvlad.cli.main import main
+from tests.conftest import shared_dataset
+
+MODEL = ["--backbone", "mobilenet_v2", "--pool", "gem", "--resize", "longest", "--size", "320", "--device", "cpu",
+         "--engine", "torch", "--no-progress", "--threads", "1"]
+
+
+def test_the_walk_closes_the_second_traverse_and_nothing_in_the_first(tmp_path, capsys):
+    gardens = shared_dataset("gardens_point")
+    assert main(["data", "route", str(gardens / "day_left"), str(gardens / "day_right"),
+                 "--out", str(tmp_path / "walk")]) == 0
+    out, summary = tmp_path / "walk.jsonl", tmp_path / "summary.json"
+    assert main(["stream", str(tmp_path / "walk" / "frames"), "--exclude-recent", "60", "--radius", "2",
+                 "--sequence", "10", "--out", str(out), "--summary", str(summary), *MODEL]) == 0
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(lines) == 400
+    assert not any(line["loop_closure"] for line in lines[:200])  # a one-way walk: nothing to close
+    assert all(line["match"] is not None for line in lines[60:])  # every frame still reports its best match
+    closures = [line for line in lines[200:] if line["loop_closure"]]
+    right = [line for line in closures if abs(int(line["match"][:6]) - (line["frame"] - 200)) <= 2]
+    assert len(right) == len(closures) >= 150  # ≥ 75 % of the second traverse, none wrong
+    for line in closures:  # what a pose graph needs of each closure
+        assert line["match_time"] == int(line["match"][:6]) and line["position_distance"] <= 2
+        assert line["inliers"] >= 12 and line["consistency"] > 0.5 and line["distinctiveness"] > 1
+        assert 0 < line["ratio"] < 1
+    report = json.loads(summary.read_text())
+    assert report["decision"] == {"accepted": len(closures), "true": len(closures), "false": 0, "precision": 100.0,
+                                  "recall": round(100 * len(closures) / 200, 2)}
+    assert "0 false; precision 100.0 %" in capsys.readouterr().err

@@ -1,0 +1,105 @@
+"""The default loop-closure decision's checks, on constructed routes where the right answer is known."""
+
+import logging
+
+import numpy as np
+import torch
+
+from netvlad.extract.local_features import LocalFeatures, select_cells
+from netvlad.places.loop_closure import LoopClosureConfig, LoopClosureDetector
+
+DIM = 32
+
+
+def _places(n, rng):
+    """``n`` places of unrelated unit descriptors."""
+    route = rng.standard_normal((n, DIM)).astype(np.float32)
+    return route / np.linalg.norm(route, axis=1, keepdims=True)
+
+
+def _cells(rng, rows=6, cols=8):
+    return select_cells(torch.from_numpy(rng.standard_normal((24, rows, cols)).astype(np.float32)))
+
+
+def _run(detector, route, queries, local, searchable):
+    """Check each query in order against ``route`` (its first ``searchable`` rows), exact shortlists."""
+    out = []
+    for t, query in enumerate(queries):
+        distances = np.linalg.norm(route[:searchable] - query, axis=1)
+        shortlist = np.argsort(distances)[:50]
+        out.append(detector.check(query, local[t], int(shortlist[0]), shortlist, route, searchable, t))
+    return out
+
+
+def test_a_revisit_forward_or_backward_is_consistent_distinctive_and_verified():
+    rng = np.random.default_rng(0)
+    route = _places(300, rng)
+    cells = [_cells(rng) for _ in route]
+    for direction in (1, -1):
+        detector = LoopClosureDetector(LoopClosureConfig(min_inliers=16), length=None)
+        detector.local = cells
+        places = np.arange(100, 140)[::direction]
+        queries = route[places] + 0.01 * rng.standard_normal((len(places), DIM)).astype(np.float32)
+        checks = _run(detector, route, queries, [cells[p] for p in places], 300)
+        last = checks[-1]
+        assert last.consistency == 1.0 and last.distinctiveness > 5 and last.ratio < 0.5
+        assert last.inliers == 48 and last.accepted  # the same cells: every one a mutual match and an inlier
+
+
+def test_a_lookalike_of_many_places_is_not_distinctive():
+    """Queries equally close to a whole stretch of the map: the runner-up place is as close as the best."""
+    rng = np.random.default_rng(1)
+    route = _places(300, rng)
+    route[200:] = route[200] + 0.001 * rng.standard_normal((100, DIM)).astype(np.float32)  # one look, 100 places
+    detector = LoopClosureDetector(length=None)
+    detector.local = [_cells(rng) for _ in route]
+    queries = route[250:260] + 0.01 * rng.standard_normal((10, DIM)).astype(np.float32)
+    checks = _run(detector, route, queries, [detector.local[250 + i] for i in range(10)], 300)
+    assert all(c.ratio > 0.9 and not c.accepted and c.inliers is None for c in checks)
+
+
+def test_geometry_rejects_a_candidate_whose_features_disagree():
+    rng = np.random.default_rng(2)
+    route = _places(300, rng)
+    detector = LoopClosureDetector(length=None)
+    detector.local = [_cells(rng) for _ in route]
+    queries = route[100:110]
+    other = [_cells(rng) for _ in range(10)]  # unrelated local features
+    checks = _run(detector, route, queries, other, 300)
+    assert checks[-1].consistency == 1.0 and checks[-1].inliers is not None
+    assert checks[-1].inliers < 12 and not checks[-1].accepted
+
+
+def test_a_map_too_small_to_calibrate_declares_nothing_and_says_so_once(caplog):
+    rng = np.random.default_rng(3)
+    route = _places(40, rng)
+    detector = LoopClosureDetector(length=None)
+    detector.local = [_cells(rng) for _ in route]
+    with caplog.at_level(logging.INFO, logger="netvlad.places.loop_closure"):
+        checks = _run(detector, route, route[:5], detector.local[:5], 40)
+    assert all(not c.accepted and c.distinctiveness is None for c in checks)
+    assert caplog.text.count("to calibrate") == 1
+
+
+def test_inliers_of_a_shifted_view_and_too_few_features(caplog):
+    """A view shifted by two cells keeps its overlapping cells as homography inliers; 8 cells cannot verify."""
+    rng = np.random.default_rng(4)
+    scene = torch.from_numpy(rng.standard_normal((24, 10, 14)).astype(np.float32))
+    a, b = select_cells(scene[:, :, :12]), select_cells(scene[:, :, 2:])
+    detector = LoopClosureDetector()
+    assert detector.inliers(a, b) == 10 * 10  # the 10 shared columns of 10 rows
+    tiny = LocalFeatures(a.descriptors[:8], a.xy[:8], (1, 8))
+    with caplog.at_level(logging.INFO, logger="netvlad.places.loop_closure"):
+        assert detector.inliers(tiny, tiny) == 0
+    assert "fewer than the 12 inliers" in caplog.text
+
+
+def test_without_local_features_nothing_is_verified_nor_accepted():
+    """A stream deciding by --threshold describes no local features: the cheap checks still report."""
+    rng = np.random.default_rng(5)
+    route = _places(300, rng)
+    detector = LoopClosureDetector(length=None)
+    detector.local = [None] * 300
+    queries = route[100:112] + 0.01 * rng.standard_normal((12, DIM)).astype(np.float32)
+    last = _run(detector, route, queries, [None] * 12, 300)[-1]
+    assert last.consistency == 1.0 and last.distinctiveness > 5 and last.inliers is None and not last.accepted

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import resource
 import sys
 import threading
@@ -55,7 +56,7 @@ from netvlad.train.seqnet import SeqNetTraining, train_seqnet  # noqa: E402
 from workdir import work_dir  # noqa: E402
 
 logger = logging.getLogger("sequence")
-DATA = REPO.parent / "shared" / "data"
+DATA = Path(os.environ.get("NETVLAD_SHARED_DATA", REPO.parent / "shared" / "data"))  # as the tests
 NS = (1, 5, 10)
 
 
@@ -82,7 +83,8 @@ def methods(quick: bool) -> list[tuple[str, SequenceConfig]]:
     """The rows of the table: (method, config)."""
     lengths = (10,) if quick else (5, 10, 20)
     rows = [("seqslam", SequenceConfig(length=n, centred=c)) for n in lengths for c in (False, True)]
-    return rows + [("delta", SequenceConfig(length=10)), ("seqnet", SequenceConfig(length=10))]
+    return rows + [("delta", SequenceConfig(length=10)), ("delta", SequenceConfig(length=10, centred=True)),
+                   ("seqnet", SequenceConfig(length=10))]
 
 
 def table_rows(name, dataset, db, q, quick, encoder) -> list[dict]:
@@ -101,7 +103,7 @@ def table_rows(name, dataset, db, q, quick, encoder) -> list[dict]:
         ms = 1000 * (time.perf_counter() - start) / len(q)
         rows.append({"dataset": name, "method": method, "L": config.length, "mode": config.mode,
                      "recall": result.recall, "ms_per_query": ms,
-                     "shortened": result.summary()["shortened_windows"]})
+                     "shortened": result.summary()["shortened_windows"], "shifted": result.shifted})
         logger.info("%s %s: %s (%.1f ms/query)", name, result.label, result.recall, ms)
     return rows
 
@@ -162,7 +164,7 @@ def sweep(args, model, work: Path) -> list[dict]:
             result = sequence_ranking("seqslam", db, q, dataset, single, config, NS)
             rows.append({"dataset": name, "method": f"seqslam M={m} P={p}", "L": 10, "mode": "causal",
                          "recall": result.recall, "ms_per_query": 1000 * (time.perf_counter() - start) / len(q),
-                         "shortened": result.summary()["shortened_windows"]})
+                         "shortened": result.summary()["shortened_windows"], "shifted": result.shifted})
     return rows
 
 
@@ -224,12 +226,13 @@ def scale(n: int, dim: int, queries: int, seed: int = 0, repeats: int = 3) -> di
 
 
 def print_tables(rows: list[dict], scales: list[dict]) -> None:
-    print("| dataset | method | L | mode | R@1 | R@5 | R@10 | ms/query | shortened |")
+    print("| dataset | method | L | mode | R@1 | R@5 | R@10 | ms/query | shortened (shifted) |")
     print("|---|---|---:|---|---:|---:|---:|---:|---:|")
     for r in rows:
         ms = "-" if r["ms_per_query"] is None else f"{r['ms_per_query']:.1f}"
+        windows = f"{r.get('shortened', '-')}" + (f" ({r['shifted']})" if r.get("shifted") else "")
         print(f"| {r['dataset']} | {r['method']} | {r['L']} | {r['mode']} | "
-              + " | ".join(f"{r['recall'][n]:.1f}" for n in NS) + f" | {ms} | {r.get('shortened', '-')} |")
+              + " | ".join(f"{r['recall'][n]:.1f}" for n in NS) + f" | {ms} | {windows} |")
     print("\n| database frames | dim | query frames | exact search ms/query | + sequence ms/query | added | "
           "sequence peak MiB | single R@1 | L=10 R@1 |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")

@@ -94,3 +94,37 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def gardens_point_maps():
+    """Real feature maps and the NetVLAD layer that pools them: (maps (4, 1280, 5, 7) float32 of day_right
+    Image050 and day_left Image046, Image050, Image120 at 160×224, ImageNet MobileNetV2; NetVLAD K = 8, its
+    deterministic initial centroids)."""
+    from netvlad.data.images import load_image
+    from netvlad.models import ModelConfig, PlaceModel
+
+    root = shared_dataset("gardens_point")
+    paths = [root / "day_right" / "Image050.jpg"] + [root / "day_left" / f"Image{i:03d}.jpg" for i in (46, 50, 120)]
+    model = PlaceModel(ModelConfig(num_clusters=8)).eval()
+    with torch.no_grad():
+        maps = model.features(torch.stack([load_image(p, "fixed", (160, 224)) for p in paths]))
+    return maps, model.pool
+
+
+@pytest.fixture(scope="session")
+def gardens_point_descriptors():
+    """Real single-frame descriptors of the Gardens Point walk for the sequence tests: (dataset day_left →
+    day_right ±2 frames, database descriptors (200, 81920), query descriptors), ImageNet MobileNetV2 + NetVLAD
+    (K = 64, its deterministic initial centroids) at 144×256."""
+    from netvlad.data.readers import open_dataset
+    from netvlad.eval.recall import describe
+    from netvlad.models import ModelConfig, PlaceModel, Preprocessing
+
+    torch.manual_seed(0)
+    dataset = open_dataset(shared_dataset("gardens_point"), database="day_left", queries="day_right",
+                           frame_tolerance=2)
+    model = PlaceModel(ModelConfig(preprocessing=Preprocessing("fixed", (144, 256)))).eval()
+    db, _, _ = describe(model, dataset.database, None, batch_size=25)
+    queries, _, _ = describe(model, dataset.queries, None, batch_size=25)
+    return dataset, db, queries

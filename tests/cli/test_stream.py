@@ -151,3 +151,24 @@ def test_auto_keeps_torch_for_a_short_stream(video, tmp_path):
     assert main(["stream", str(video), "--exclude-recent", "1.0", "--engine", "auto", "--out",
                  str(tmp_path / "auto.jsonl"), "--summary", str(summary), *MODEL]) == 0
     assert json.loads(summary.read_text())["engine"] == "torch"
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_stream_describes_the_maps_own_jpegs_as_the_index_did(sequence, tmp_path, caplog, fast):
+    """One decode path: streaming the very JPEGs a map was built from, each frame finds itself at distance ~0,
+    with the full decode (default) and with the map's --fast-decode alike."""
+    model = ["--backbone", "mobilenet_v2", "--pool", "gem", "--resize", "longest", "--size", "240"]
+    decode = ["--fast-decode"] if fast else []
+    assert main(["-q", "index", "build", str(sequence), "--database", "day_left", "--queries", "day_right",
+                 "--out", str(tmp_path / "map"), *model, *decode, *MODEL[6:]]) == 0
+    out = tmp_path / "f.jsonl"
+    assert main(["stream", str(sequence / "day_left"), "--map", str(tmp_path / "map"), "--out", str(out),
+                 "--no-progress", "--threads", "1", "--device", "cpu"]) == 0
+    lines = _lines(out)
+    assert [line["match"] for line in lines] == sorted(p.name for p in (sequence / "day_left").iterdir())
+    assert max(line["distance"] for line in lines) <= 1e-6
+    for flags in (["--pool", "max"], ["--size", "320"], ["--fast-decode"]):  # the map brings its own model
+        assert main(["stream", str(sequence / "day_left"), "--map", str(tmp_path / "map"), *flags,
+                     "--no-progress", "--threads", "1", "--device", "cpu"]) == 1
+        assert f"{flags[0]}" in caplog.text and "would be ignored: the map" in caplog.text
+        caplog.clear()

@@ -117,29 +117,32 @@ def test_longest_side_keeps_aspect_on_a_real_photo(tokyo_pair):
     assert 0.05 < float(image.mean()) < 0.95
 
 
-def _reference_load(path, resize, size):
-    """The textbook recipe, every step a copy: draft, decode, EXIF transpose, RGB, resize, uint8 array → float."""
+def _reference_load(path, resize, size, fast):
+    """The textbook recipe, every step a copy: (draft,) decode, EXIF transpose, RGB, resize, uint8 array → float."""
     from PIL import ImageOps
 
     from netvlad.data.images import draft_for_resize
 
     with Image.open(path) as image:
-        draft_for_resize(image, resize, size)
+        if fast:
+            draft_for_resize(image, resize, size)
         image.load()
         image = resize_image(ImageOps.exif_transpose(image).convert("RGB"), resize, size)
         array = np.array(image, dtype=np.uint8)
     return torch.from_numpy(array).permute(2, 0, 1).float() / 255.0
 
 
+@pytest.mark.parametrize("fast", [False, True])
 @pytest.mark.parametrize(("resize", "size"), [("fixed", (240, 320)), ("longest", (640,)), ("none", ())])
-def test_load_without_copies_gives_the_same_pixels_contiguously(gardens_point, tokyo_pair, tmp_path, resize, size):
+def test_load_without_copies_gives_the_same_pixels_contiguously(gardens_point, tokyo_pair, tmp_path, resize, size,
+                                                                fast):
     turned = tmp_path / "turned.jpg"  # EXIF orientation 6: the one path that still transposes
     exif = Image.Exif()
     exif[0x0112] = 6
     Image.open(gardens_point / "day_left" / "Image000.jpg").save(turned, exif=exif)
     for path in (gardens_point / "day_left" / "Image000.jpg", tokyo_pair / "tokyo_query.jpg", turned):
-        got = load_image(path, resize, size)
-        assert got.is_contiguous() and torch.equal(got, _reference_load(path, resize, size))
+        got = load_image(path, resize, size, fast_decode=fast)
+        assert got.is_contiguous() and torch.equal(got, _reference_load(path, resize, size, fast))
 
 
 @pytest.mark.parametrize(("resize", "size"), [("crop", (2,)), ("fixed", (10,)), ("longest", (10, 20)),

@@ -1,4 +1,4 @@
-"""Delta descriptors against a per-window reference, SeqNet (shape, save/load, refusals, training), and the three
+"""SeqNet (shape, save/load, refusals, training), and the three
 methods through the evaluation on a route whose answer is known."""
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ from netvlad.errors import BadInputError
 from netvlad.eval.recall import evaluate_descriptors
 from netvlad.eval.sequence import require_sequences, sequence_ranking
 from netvlad.match import SequenceConfig
-from netvlad.match.delta import delta_descriptors, delta_window
-from netvlad.match.seqnet import all_windows, seqnet_encoder
+from netvlad.match.seqnet import seqnet_encoder
 from netvlad.models.seqnet import SeqNet, SeqNetConfig, load_seqnet, save_seqnet
 from netvlad.train.seqnet import SeqNetTraining, train_seqnet
 from tests.match.test_seqslam import route
@@ -27,20 +26,6 @@ def route_dataset(n: int, dim: int, seed: int, noise: float, sequences: bool = T
     order = SequenceOrder.single(np.arange(n)) if sequences else None
     side = ImageList("/x", tuple(f"{i}.png" for i in range(n)), utm, frames=np.arange(n), sequence=order)
     return GeoDataset("route", side, side, frame_tolerance=0), database, queries
-
-
-def test_delta_descriptors_equal_a_per_window_reference():
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(23, 6)).astype(np.float32)
-    order = SequenceOrder(np.repeat([0, 1], [15, 8]), np.r_[np.arange(15), np.arange(8)[::-1]], ("a", "b"))
-    for centred in (False, True):
-        config = SequenceConfig(length=6, centred=centred)
-        got = delta_descriptors(x, order, config)
-        for members in order.members():
-            for t in range(len(members)):
-                window = members[max(0, t - config.before):t + config.after + 1]
-                np.testing.assert_allclose(got[members[t]], delta_window(x[window]), atol=1e-5)
-    assert np.allclose(np.linalg.norm(got[order.members()[0][2:]], axis=1), 1.0, atol=1e-5)
 
 
 def test_seqnet_shapes_save_load_and_refusals(tmp_path):
@@ -60,11 +45,6 @@ def test_seqnet_shapes_save_load_and_refusals(tmp_path):
     (tmp_path / "x.safetensors").write_bytes(b"nope")
     with pytest.raises(BadInputError, match="not a SeqNet model"):
         load_seqnet(tmp_path / "x.safetensors")
-
-
-def test_windows_pad_at_sequence_starts():
-    order = SequenceOrder(np.array([0, 0, 0, 1, 1]), np.array([0, 1, 2, 0, 1]), ("a", "b"))
-    assert all_windows(order, 2, 0).tolist() == [[0, 0, 0], [0, 0, 1], [0, 1, 2], [3, 3, 3], [3, 3, 4]]
 
 
 def test_seqnet_training_lowers_the_loss_and_finds_the_route():
@@ -95,7 +75,9 @@ def test_methods_through_the_evaluation(method):
         encoder = seqnet_encoder(model.eval())
     result = sequence_ranking(method, db, q, data, single, SequenceConfig(length=6, shortlist=20), (1, 5),
                               encoder=encoder)
-    assert result.ranked.shape[0] == 120 and result.summary()["shortened_windows"] == 5
+    shortened, shifted = (0, 5) if method == "delta" else (5, 0)  # Delta shifts its windows to keep L frames
+    assert result.ranked.shape[0] == 120 and result.summary()["shortened_windows"] == shortened
+    assert result.summary()["shifted_windows"] == shifted
     assert result.summary()["method"] == method and result.summary()["sequence_length"] == 6
     if method != "delta":  # Delta only differences the window: noisy on an unordered random route
         assert result.recall[1] > single.recall[1] + 15

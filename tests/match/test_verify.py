@@ -35,6 +35,23 @@ def test_presets_are_the_papers_configurations():
     assert VERIFY_PRESETS.get("storage").dim == 128
     with pytest.raises(BadInputError, match="registered: performance, speed, storage"):
         VERIFY_PRESETS.get("fast")
+    # Patch-NetVLAD's patch_matcher: ransacReprojThreshold = 16 px · stride · 1.5 for every size, at 16-px cells
+    assert perf.weights == (0.45, 0.15, 0.4) and perf.thresholds == (16 * 1 * 1.5 / 16,) * 3
+    assert perf.with_thresholds((1.0, 1.5, 2.0)).thresholds == (1.0, 1.5, 2.0)
+    assert perf.with_thresholds((2.0,)).thresholds == (2.0, 2.0, 2.0)
+
+
+def test_ransac_thresholds_on_the_command_line():
+    from argparse import Namespace
+
+    from netvlad.cli.verify_args import preset_from_args
+
+    args = Namespace(verify="performance", verify_global_weight=None, verify_ransac_threshold=[1.0, 1.5, 2.0])
+    assert preset_from_args(args).thresholds == (1.0, 1.5, 2.0)
+    with pytest.raises(BadInputError, match="one value or one per patch size"):
+        preset_from_args(Namespace(verify="performance", verify_global_weight=None, verify_ransac_threshold=[1, 2]))
+    with pytest.raises(BadInputError, match="would be ignored: preset speed scores by rapid"):
+        preset_from_args(Namespace(verify="speed", verify_global_weight=None, verify_ransac_threshold=[1.0]))
 
 
 def test_non_netvlad_model_is_refused_in_one_line(tiny_model):

@@ -1,8 +1,10 @@
-"""Patch matching: mutual nearest neighbours, RANSAC on synthetic correspondences, rapid scoring by hand."""
+"""Patch matching: mutual nearest neighbours, RANSAC on synthetic correspondences, rapid scoring by hand and
+against Patch-NetVLAD's formula on real Gardens Point patches."""
 
+import numpy as np
 import torch
 
-from netvlad.match.verify.matching import mutual_nearest, ransac_inliers, rapid_scores
+from netvlad.match.verify.matching import mutual_nearest, patch_positions, ransac_inliers, rapid_scores
 
 
 def test_mutual_nearest_keeps_only_pairs_that_choose_each_other():
@@ -48,3 +50,35 @@ def test_rapid_score_matches_a_hand_computed_example():
     torch.testing.assert_close(score, torch.tensor([expected], dtype=torch.float64))
     none = rapid_scores(query_xy, query_xy, partner, torch.zeros_like(mutual))
     assert none.item() == 0.0
+
+
+def patch_netvlad_rapid_score(query: np.ndarray, candidate: np.ndarray, grid: tuple[int, int]) -> float:
+    """Patch-NetVLAD's compare_two_spatial written out (larger is better): mutual nearest neighbours by descriptor
+    distance, grid displacements of the matches, Σ (x_max − |d_x − d̄_x|)² + (y_max − |d_y − d̄_y|)² per query patch."""
+    rows, cols = grid
+    index = np.stack([np.tile(np.arange(cols), rows), np.repeat(np.arange(rows), cols)])  # (2, n): x, y
+    dist = np.sqrt(np.maximum(2 - 2 * query @ candidate.T, 0) + 1e-9)
+    forward, backward = dist.argmin(1), dist.argmin(0)
+    mutual = np.flatnonzero(backward[forward] == np.arange(len(query)))
+    if not len(mutual):
+        return 0.0
+    shift = index[:, forward[mutual]] - index[:, mutual]
+    residual = np.abs(shift - shift.mean(1, keepdims=True))
+    score = (index[0].max() - residual[0]) ** 2 + (index[1].max() - residual[1]) ** 2
+    return float(score.sum() / len(query))
+
+
+def test_rapid_scores_of_real_patches_equal_patch_netvlads(gardens_point_maps):
+    from netvlad.nn.patch import patch_netvlad, window_grid
+
+    maps, layer = gardens_point_maps
+    weight = layer.conv.weight.view(layer.num_clusters, layer.dim)
+    with torch.no_grad():
+        patches = patch_netvlad(maps, weight, layer.conv.bias, layer.centroids, size=2).double()
+    grid = window_grid(maps.shape[2], maps.shape[3], 2, 1)
+    partner, mutual = mutual_nearest(patches[0], patches[1:])
+    xy = patch_positions(*grid)
+    ours = rapid_scores(xy, xy, partner, mutual).numpy()
+    reference = [patch_netvlad_rapid_score(patches[0].numpy(), c.numpy(), grid) for c in patches[1:]]
+    np.testing.assert_allclose(ours, reference, rtol=1e-12)
+    assert ours[0] > ours[2] and ours[1] > ours[2]  # nearby places (Image046, Image050) above a far one (120)

@@ -1,5 +1,6 @@
 """Patch-NetVLAD descriptors from integral images equal the NetVLAD layer on each cropped window."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -66,3 +67,33 @@ def test_map_smaller_than_the_patch_has_no_windows():
     with torch.no_grad():
         out = patch_netvlad(torch.rand(1, 4, 4, 9, dtype=torch.float64), *_args(layer), size=5)
     assert out.shape == (1, 0, 12)
+
+
+def window_vlad(window: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, centroids: np.ndarray
+                ) -> np.ndarray:
+    """Patch-NetVLAD's patch descriptor of one window (D, P, P), from the NetVLAD formula in float64: each local
+    descriptor L2-normalised, a_k = softmax_k(w_k·x + b_k), V(k) = Σ_i a_k(x_i)(x_i − c_k) cluster by cluster,
+    intra-normalised, then L2-normalised as one vector."""
+    x = window.reshape(window.shape[0], -1).T.astype(np.float64)  # (P·P, D)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    logits = x @ weight.T + (0 if bias is None else bias)
+    a = np.exp(logits - logits.max(1, keepdims=True))
+    a /= a.sum(1, keepdims=True)
+    vlad = np.stack([(a[:, k:k + 1] * (x - centroids[k])).sum(0) for k in range(len(centroids))])
+    vlad /= np.linalg.norm(vlad, axis=1, keepdims=True)
+    return vlad.reshape(-1) / np.linalg.norm(vlad)
+
+
+@pytest.mark.parametrize(("size", "stride"), [(2, 1), (3, 1), (3, 2)])
+def test_patches_of_real_feature_maps_equal_the_window_formula(gardens_point_maps, size, stride):
+    maps, layer = gardens_point_maps
+    weight, bias, centroids = (None if t is None else t.detach().double().numpy() for t in _args(layer))
+    with torch.no_grad():
+        patches = patch_netvlad(maps, *_args(layer), size=size, stride=stride).numpy()
+    rows, cols = window_grid(maps.shape[2], maps.shape[3], size, stride)
+    for b in (0, 3):
+        for r in range(rows):
+            for c in range(cols):
+                window = maps[b, :, r * stride:r * stride + size, c * stride:c * stride + size].double().numpy()
+                np.testing.assert_allclose(patches[b, r * cols + c], window_vlad(window, weight, bias, centroids),
+                                           atol=1e-5, rtol=0)

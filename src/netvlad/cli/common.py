@@ -162,10 +162,15 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
                             "longest)")
     group.add_argument("--size", type=number(COUNT), nargs="+", default=None,
                        help="pixels: H W for fixed, S for longest (default: the checkpoint's; off the shelf: 640)")
+    group.add_argument("--fast-decode", action="store_true",
+                       help="decode JPEGs at reduced scale (1/2, 1/4 or 1/8) before the resize: faster, descriptors "
+                            "slightly different from a full decode's (default: the checkpoint's; off the shelf: a "
+                            "full decode, as the reference pipelines)")
 
 
 def model_from_args(args: argparse.Namespace):
-    """Load ``--model`` or build ``--backbone``/``--pool``; ``--resize/--size`` override preprocessing."""
+    """Load ``--model`` or build ``--backbone``/``--pool``; ``--resize/--size/--fast-decode`` override
+    preprocessing."""
     import dataclasses
 
     from netvlad.cli.ignored_args import refuse_architecture_with_checkpoint
@@ -178,9 +183,10 @@ def model_from_args(args: argparse.Namespace):
         config = ModelConfig(backbone=args.backbone, pool=args.pool, num_clusters=args.clusters,
                              parametrization=args.parametrization)
         model = PlaceModel(config, pretrained=not args.no_pretrained)
-    if args.resize or args.size:
+    if args.resize or args.size or getattr(args, "fast_decode", False):
         pre = model.config.preprocessing
         pre = Preprocessing(resize=args.resize or pre.resize, size=tuple(args.size or pre.size), mean=pre.mean,
-                            std=pre.std, value_scale=pre.value_scale)
+                            std=pre.std, value_scale=pre.value_scale,
+                            fast_decode=pre.fast_decode or getattr(args, "fast_decode", False))
         model.config = dataclasses.replace(model.config, preprocessing=pre)
     return model.eval()

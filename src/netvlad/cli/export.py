@@ -60,7 +60,7 @@ def model_export(args: argparse.Namespace) -> int:
     path = EXPORTERS[args.model_format](model, args.out, height=height, width=width)
     print(f"wrote {args.model_format} model to {path}")
     if args.model_format == "onnx" and args.check:
-        images = load_image(args.check, pre.resize, pre.size)[None]
+        images = load_image(args.check, pre.resize, pre.size, pre.fast_decode)[None]
         print(f"onnxruntime vs PyTorch max abs difference on {args.check}: "
               f"{onnx_max_difference(model, path, images):.2e}")
     return 0

@@ -14,7 +14,7 @@ from netvlad.errors import BadInputError
 # The off-the-shelf model's flags and their defaults (common.add_model_args; a test keeps the two equal).
 ARCHITECTURE = {"backbone": "mobilenet_v2", "pool": "netvlad", "clusters": 64, "parametrization": "official",
                 "no_pretrained": False}
-INPUT = {"resize": None, "size": None}
+INPUT = {"resize": None, "size": None, "fast_decode": False}
 
 
 def given(args: argparse.Namespace, defaults: dict) -> list[str]:
@@ -38,19 +38,21 @@ def refuse_architecture_with_checkpoint(args: argparse.Namespace) -> None:
                             "for an off-the-shelf model", path=args.model)
 
 
-def refuse_model_with_index(args: argparse.Namespace) -> None:
-    """``--index DIR`` without ``--model`` and with model or input-size flags: an error naming the model used."""
+def refuse_model_with_index(args: argparse.Namespace, option: str = "index") -> None:
+    """``--index DIR`` (or ``--map DIR``) without ``--model`` and with model, input-size or decoding flags: an error
+    naming the model used."""
     flags = given(args, ARCHITECTURE | INPUT)
+    folder = getattr(args, option)
     if not getattr(args, "model", None) and flags:
-        raise BadInputError(f"{' '.join(flags)} would be ignored: the index {args.index} brings its own model "
-                            f"({args.index}/model.safetensors, with its input size); drop them, or give --model "
-                            "CHECKPOINT (a model of the same fingerprint)", path=args.index)
+        raise BadInputError(f"{' '.join(flags)} would be ignored: the {option} {folder} brings its own model "
+                            f"({folder}/model.safetensors, with its input size and decoding); drop them, or give "
+                            "--model CHECKPOINT (a model of the same fingerprint)", path=folder)
 
 
 # Options that act only together with another one (``dest: the dest it needs``): given without it, the command
 # would silently not use them. tests/cli/test_every_argument.py finds the next one.
-NEEDS = {"verify_top": "verify", "verify_global_weight": "verify", "sequence_method": "sequence",
-         "velocities": "sequence"}
+NEEDS = {"verify_top": "verify", "verify_global_weight": "verify", "verify_ransac_threshold": "verify",
+         "sequence_method": "sequence", "velocities": "sequence"}
 
 
 def refuse_unused(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:

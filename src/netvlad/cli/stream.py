@@ -23,10 +23,12 @@ PROGRESS_EVERY = 100  # frames between progress lines on standard error
 def _model_and_map(args: argparse.Namespace, device):
     """(model, PlaceIndex or None): the map's own model unless ``--model`` (refused if it is another)."""
     from netvlad.cli.common import model_from_args
+    from netvlad.cli.ignored_args import refuse_model_with_index
     from netvlad.places.localise import PlaceIndex
 
     if args.map is None:
         return model_from_args(args), None
+    refuse_model_with_index(args, "map")
     place = PlaceIndex.load(args.map, index_config_from_args(args, device), max_memory_from_args(args))
     if args.model:
         model = model_from_args(args)
@@ -76,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
     _check_exclusion(source, args)
     device = pick_device(args.device)
     model, place = _model_and_map(args, device)
+    pre = model.config.preprocessing  # frames decoded as every other command decodes a file for this model
+    source = source.decoded_as(pre.resize, pre.size, pre.fast_decode)
     if place is None:
         _cluster_on_frames(model, source, args, device)
     # after clustering (an export holds the final weights); auto keeps torch for a short stream, as for few images,

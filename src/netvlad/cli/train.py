@@ -40,6 +40,8 @@ HELP = {
     "channels_last": "NHWC convolutions in training (faster on CPU; same maths, not bit for bit)",
     "whitening_dim": "fit PCA whitening to this size at the end", "epoch_queries": "cap on queries per epoch",
     "engine": "cache refresh and validation: torch, onnxruntime (the current weights exported at each) or auto",
+    "fast_decode": "decode JPEGs at reduced scale (1/2, 1/4 or 1/8) before the resize: faster, the model keeps it "
+                   "(default: a full decode, as the reference pipelines)",
 }
 CHOICES = {"optimizer": OPTIMIZERS, "scheduler": SCHEDULERS}  # fields whose values are registered names
 

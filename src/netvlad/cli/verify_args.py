@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from netvlad.cli.common import number
-from netvlad.limits import COUNT, Limit
+from netvlad.limits import COUNT, POSITIVE, Limit
 from netvlad.match.verify.presets import VERIFY_PRESETS
 
 
@@ -22,15 +22,33 @@ def add_verify_args(parser, top_default: int = 100) -> None:
     group.add_argument("--verify-global-weight", type=number(Limit(0, 1)), default=None, metavar="λ",
                        help="weight of the global similarity fused with the patch score, 0..1 (default: the "
                             "preset's, 0.75, chosen by measurement; 0: the patch score alone)")
+    group.add_argument("--verify-ransac-threshold", type=number(POSITIVE), nargs="+", default=None, metavar="CELLS",
+                       help="RANSAC inlier distance in feature-map cells: one for every patch size, or one per size "
+                            "(default 1.5 for every size, Patch-NetVLAD's 24 pixels for VGG16)")
 
 
 def preset_from_args(args: argparse.Namespace):
-    """The chosen preset with ``--verify-global-weight`` applied (None without ``--verify``)."""
+    """The chosen preset with ``--verify-global-weight`` and ``--verify-ransac-threshold`` applied (None without
+    ``--verify``)."""
     if not getattr(args, "verify", None):
         return None
     preset = VERIFY_PRESETS.get(args.verify)
     weight = getattr(args, "verify_global_weight", None)
-    return preset if weight is None else preset.with_global_weight(weight)
+    preset = preset if weight is None else preset.with_global_weight(weight)
+    thresholds = getattr(args, "verify_ransac_threshold", None)
+    if thresholds:
+        if preset.scorer != "ransac":
+            from netvlad.errors import BadInputError
+
+            raise BadInputError(f"--verify-ransac-threshold would be ignored: preset {preset.name} scores by "
+                                "rapid spatial scoring, not RANSAC; drop it or use --verify performance")
+        if len(thresholds) not in (1, len(preset.sizes)):
+            from netvlad.errors import BadInputError
+
+            raise BadInputError(f"--verify-ransac-threshold takes one value or one per patch size {preset.sizes}, "
+                                f"got {len(thresholds)}")
+        preset = preset.with_thresholds(tuple(thresholds))
+    return preset
 
 
 def check_verify_model(args: argparse.Namespace, model) -> None:

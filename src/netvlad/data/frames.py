@@ -5,11 +5,14 @@ A folder's frames are its images in name order, or the rows of its ``frames.csv`
 named by a timestamp (``1403636579.76.png`` seconds, or ≥ 16 digits: nanoseconds, as ROS and EuRoC write them)
 are sorted and timed by it. A video's frames carry their presentation times. Without any time, ``fps`` gives
 ``frame / fps`` seconds; else times are frame counts (logged once). ``every`` keeps one frame in N; a frame's
-``index`` is its position in the whole source (0, N, 2N, ...).
+``index`` is its position in the whole source (0, N, 2N, ...). :meth:`FrameSource.decoded_as` gives the frames
+as :func:`netvlad.data.images.load_image` prepares a file (EXIF orientation, RGB, a model's resize), so a frame
+is described exactly as the same image in a dataset or an index.
 """
 
 from __future__ import annotations
 
+import copy
 import csv
 import logging
 import re
@@ -20,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from netvlad.data.images import DECODE_ERRORS, to_rgb
+from netvlad.data.images import DECODE_ERRORS, check_resize, decode_image, resize_image
 from netvlad.data.readers.common import is_image, list_images
 from netvlad.errors import BadInputError
 
@@ -68,6 +71,14 @@ class FrameSource:
             raise BadInputError(f"{self.path}: is one image, not a video or a folder of frames", path=self.path)
         self.counted = False  # True once times fell back to frame counts
         self._entries = self._list_folder() if self.kind == "folder" else None
+        self.resize, self.size, self.fast_decode = "none", (), False
+
+    def decoded_as(self, resize: str = "none", size: tuple[int, ...] = (), fast_decode: bool = False) -> FrameSource:
+        """This source with frames decoded and resized as :func:`netvlad.data.images.load_image` does."""
+        check_resize(resize, size)
+        source = copy.copy(self)
+        source.resize, source.size, source.fast_decode = resize, tuple(size), fast_decode
+        return source
 
     def __repr__(self) -> str:
         return f"FrameSource({self.path}, {self.kind}, every {self.every})"
@@ -116,7 +127,8 @@ class FrameSource:
             name, time, position = self._entries[index]
             try:
                 with Image.open(self.path / name) as image:
-                    image = to_rgb(image)
+                    decoded = decode_image(image, self.resize, self.size, self.fast_decode)
+                    image = decoded if decoded is not image else image.copy()  # the file closes here
             except DECODE_ERRORS as error:
                 reason = " ".join(str(error).split())[:200]
                 raise StreamEndedEarly(f"{self.path / name}: cannot decode frame {index} ({reason}); the stream "
@@ -175,8 +187,8 @@ class FrameSource:
             declared = int(stream.frames or 0)
             for frame in container.decode(stream):
                 if index % self.every == 0:
-                    yield Frame(index, self._time(index, frame.time), f"{self.path.name}#{index:06d}",
-                                frame.to_image())
+                    image = resize_image(frame.to_image(), self.resize, self.size)
+                    yield Frame(index, self._time(index, frame.time), f"{self.path.name}#{index:06d}", image)
                 index += 1
             if declared and index < declared:
                 raise StreamEndedEarly(f"{self.path}: ended at frame {index} of the {declared} it declares "

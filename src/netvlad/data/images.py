@@ -41,25 +41,31 @@ def _open_error(path: Path, error: Exception) -> Exception:
                             path=path, hint=SKIP_HINT, skippable=True)
 
 
-def load_image(path: Path | str, resize: str = "none", size: Sequence[int] = ()) -> torch.Tensor:
+def load_image(path: Path | str, resize: str = "none", size: Sequence[int] = (),
+               fast_decode: bool = False) -> torch.Tensor:
     """Decode ``path`` to RGB float ``(3, H, W)`` in [0, 1], EXIF orientation applied, then resize.
 
     ``resize``: ``"none"``; ``"fixed"`` to ``size`` = (height, width) pixels; ``"longest"``: longest side
-    ≤ ``size[0]`` pixels, keeping the aspect ratio (never upscales). Raises :class:`ImageDecodeError` naming the file.
+    ≤ ``size[0]`` pixels, keeping the aspect ratio (never upscales). ``fast_decode``: let a JPEG decode at reduced
+    scale first (see :func:`draft_for_resize`). Raises :class:`ImageDecodeError` naming the file.
     """
     path = Path(path)
     check_resize(resize, size)
     try:
         with Image.open(path) as image:
-            return image_to_tensor(decode_image(image, resize, size))
+            return image_to_tensor(decode_image(image, resize, size, fast_decode))
     except DECODE_ERRORS as error:
         raise _open_error(path, error) from None
 
 
-def decode_image(image: Image.Image, resize: str = "none", size: Sequence[int] = ()) -> Image.Image:
-    """Decode an opened image (a JPEG at reduced scale where the resize allows), orient it by its EXIF tag, make it
-    RGB and resize it: the steps of :func:`load_image` before the tensor, with no copy that changes nothing."""
-    draft_for_resize(image, resize, size)
+def decode_image(image: Image.Image, resize: str = "none", size: Sequence[int] = (),
+                 fast_decode: bool = False) -> Image.Image:
+    """Decode an opened image in full (``fast_decode``: a JPEG at reduced scale where the resize allows), orient it
+    by its EXIF tag, make it RGB and resize it: the steps of :func:`load_image` before the tensor, with no copy that
+    changes nothing. The full decode followed by PIL's antialiased bilinear resize is what torchvision's ``Resize``
+    gives the reference models."""
+    if fast_decode:
+        draft_for_resize(image, resize, size)
     image.load()  # decode now: truncated files fail here, not later
     if image.getexif().get(0x0112, 1) != 1:  # exif_transpose copies even an upright image; only turn turned ones
         image = ImageOps.exif_transpose(image) or image
@@ -76,7 +82,8 @@ def image_to_tensor(image: Image.Image) -> torch.Tensor:
 def draft_for_resize(image: Image.Image, resize: str, size: Sequence[int]) -> None:
     """Let the JPEG decoder downscale by 1/2, 1/4 or 1/8 where the resize shrinks at least that much.
 
-    Decoding at reduced scale (DCT scaling) costs a fraction of a full decode; the exact resize follows.
+    Decoding at reduced scale (libjpeg's DCT scaling) costs a fraction of a full decode; the exact resize follows,
+    but from other pixels than a full decode's, so descriptors differ slightly from the reference pipelines'.
     """
     if image.format != "JPEG" or resize == "none":
         return
@@ -151,16 +158,16 @@ class ImageDataset(torch.utils.data.Dataset):
     """Images at ``paths`` as ``(index, (3, H, W) tensor)``; undecodable ones as ``(index, None)`` if ``skip_bad``."""
 
     def __init__(self, paths: Sequence[Path | str], resize: str = "none", size: Sequence[int] = (),
-                 skip_bad: bool = False) -> None:
+                 skip_bad: bool = False, fast_decode: bool = False) -> None:
         self.paths = [Path(p) for p in paths]
-        self.resize, self.size, self.skip_bad = resize, tuple(size), skip_bad
+        self.resize, self.size, self.skip_bad, self.fast_decode = resize, tuple(size), skip_bad, fast_decode
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> tuple[int, torch.Tensor | WorkerFailure | None]:
         try:
-            return index, load_image(self.paths[index], self.resize, self.size)
+            return index, load_image(self.paths[index], self.resize, self.size, self.fast_decode)
         except (ImageDecodeError, FileNotFoundError, ValueError) as error:
             if self.skip_bad and isinstance(error, ImageDecodeError | FileNotFoundError):
                 return index, None

@@ -109,8 +109,7 @@ def prepare(dataset: GeoDataset, protocol: Protocol) -> GeoDataset:
 def with_input_size(model: PlaceModel, protocol: Protocol) -> PlaceModel:
     """``model`` with the protocol's input-size policy (the rest of its preprocessing unchanged)."""
     pre = model.config.preprocessing
-    pre = Preprocessing(resize=protocol.resize, size=tuple(protocol.size), mean=pre.mean, std=pre.std,
-                        value_scale=pre.value_scale)
+    pre = dataclasses.replace(pre, resize=protocol.resize, size=tuple(protocol.size))
     model.config = dataclasses.replace(model.config, preprocessing=pre)
     return model
 

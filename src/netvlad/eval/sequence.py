@@ -20,7 +20,7 @@ from netvlad.data.sequences import SequenceOrder
 from netvlad.errors import BadInputError
 from netvlad.eval.recall import DEFAULT_NS, EvalResult, describe, evaluate_descriptors, recall_at_n
 from netvlad.files import atomic_write
-from netvlad.match.delta import delta_descriptors
+from netvlad.match.delta import check_sequence_descriptors, delta_descriptors, shifted_windows
 from netvlad.match.seqslam import query_windows, seqslam_rank
 from netvlad.match.sequence import METHODS, SequenceConfig
 from netvlad.search.index import EXACT, IndexConfig
@@ -46,6 +46,7 @@ class SequenceResult:
     shortened: np.ndarray
     gaps: np.ndarray
     scores: np.ndarray | None = None
+    shifted: int = 0  # Delta windows shifted inside their sequence to keep L frames (seqNet's rule)
 
     @property
     def label(self) -> str:
@@ -58,7 +59,7 @@ class SequenceResult:
                 "sequence_length": self.config.length, "mode": self.config.mode, "shortlist": self.config.shortlist,
                 "velocities": list(self.config.velocities), "contrast_radius": self.config.contrast_radius,
                 "num_queries": len(self.ranked), "shortened_windows": int(self.shortened.sum()),
-                "windows_with_gaps": int(self.gaps.sum())}
+                "windows_with_gaps": int(self.gaps.sum()), "shifted_windows": self.shifted}
 
     def table(self, single: EvalResult) -> str:
         """Single-frame and sequence Recall@N side by side, with the shortened-window count."""
@@ -67,8 +68,9 @@ class SequenceResult:
         lines = [f"{'':<{width}} " + " ".join(f"{'R@' + str(n):>7}" for n in ns),
                  f"{'single frame':<{width}} " + " ".join(f"{single.recall[n]:7.2f}" for n in ns),
                  f"{self.label:<{width}} " + " ".join(f"{self.recall[n]:7.2f}" for n in ns)]
+        shifted = f"; {self.shifted} windows shifted inside their sequence to keep L frames" if self.shifted else ""
         return "\n".join(lines) + (f"\n{int(self.shortened.sum())} of {len(self.ranked)} queries had fewer than "
-                                   f"{self.config.length} frames; {int(self.gaps.sum())} windows held a gap")
+                                   f"{self.config.length} frames; {int(self.gaps.sum())} windows held a gap{shifted}")
 
 
 def require_sequences(dataset: GeoDataset, config: SequenceConfig) -> None:
@@ -85,11 +87,18 @@ def require_sequences(dataset: GeoDataset, config: SequenceConfig) -> None:
                             hint=f"--sequence {max(2, min(10, longest))}")
 
 
-def window_flags(order: SequenceOrder, config: SequenceConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per query: window length, shortened, gap (as SeqSLAM's windows; Delta and SeqNet use the same frames)."""
+def window_flags(order: SequenceOrder, config: SequenceConfig, method: str = "seqslam"
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per query: window length, shortened, gap (SeqSLAM's windows, which SeqNet shares; Delta's windows are
+    shifted inside the sequence, so only a sequence shorter than L shortens them)."""
     windows = query_windows(order, config.before, config.after)
-    return (np.array([len(w.members) for w in windows], np.int64), np.array([w.shortened for w in windows], bool),
-            np.array([w.gap for w in windows], bool))
+    lengths = np.array([len(w.members) for w in windows], np.int64)
+    shortened = np.array([w.shortened for w in windows], bool)
+    if method == "delta":
+        for members in order.members():
+            lengths[members] = min(len(members), config.length)
+        shortened = lengths < config.length
+    return lengths, shortened, np.array([w.gap for w in windows], bool)
 
 
 def _result(method: str, config: SequenceConfig, ranked: np.ndarray, positives: Sequence[np.ndarray], ns,
@@ -98,7 +107,8 @@ def _result(method: str, config: SequenceConfig, ranked: np.ndarray, positives: 
     for q, pos in enumerate(positives):
         correct[q] = np.isin(ranked[q], pos) & (ranked[q] >= 0)
     return SequenceResult(method, config, recall_at_n(ranked, positives, ns), ranked, correct,
-                          *window_flags(order, config), scores=scores)
+                          *window_flags(order, config, method), scores=scores,
+                          shifted=shifted_windows(order, config) if method == "delta" else 0)
 
 
 def sequence_ranking(method: str, db: np.ndarray, queries: np.ndarray, dataset: GeoDataset, single: EvalResult,
@@ -117,7 +127,8 @@ def sequence_ranking(method: str, db: np.ndarray, queries: np.ndarray, dataset: 
         raise BadInputError("sequence method seqnet needs a trained SeqNet model (train one with "
                             "netvlad.train.seqnet.train_seqnet)", hint="--sequence-model SEQNET.safetensors")
     encode = encoder or delta_descriptors
-    seq_db, seq_q = encode(db, db_order, config), encode(queries, q_order, config)
+    seq_db = check_sequence_descriptors(encode(db, db_order, config), f"{dataset.name} database {method}")
+    seq_q = check_sequence_descriptors(encode(queries, q_order, config), f"{dataset.name} queries {method}")
     found = evaluate_descriptors(seq_db, seq_q, positives, ns, index_config, k=max(config.shortlist, max(ns)),
                                  max_memory=max_memory)
     if method == "delta":

@@ -92,7 +92,7 @@ def sample_local_descriptors(model: PlaceModel, paths: Sequence[Path | str], con
         chosen = np.sort(rng.choice(len(paths), size=min(config.num_images, len(paths)), replace=False))
         pre = model.config.preprocessing
         chosen_paths = [Path(paths[i]) for i in chosen]
-        dataset = ImageDataset(chosen_paths, pre.resize, pre.size, skip_bad=True)  # failures decided below
+        dataset = ImageDataset(chosen_paths, pre.resize, pre.size, True, pre.fast_decode)  # failures decided below
         loader = ImageLoader(dataset, batch_size=batch_size, num_workers=workers,
                              collate_fn=collate_by_size)
         model = model.to(device).eval()

@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 
 def _loader(model: PlaceModel, paths: Sequence[Path], batch_size: int, workers: int, device: torch.device):
     pre = model.config.preprocessing
-    dataset = ImageDataset(paths, pre.resize, pre.size, skip_bad=True)  # failures decided by the caller
+    dataset = ImageDataset(paths, pre.resize, pre.size, True, pre.fast_decode)  # failures decided by the caller
     if workers == 0 and device.type != "cuda":  # the same batches without a DataLoader's per-batch machinery
         return _batches(dataset, batch_size)
     return ImageLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_by_size,

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from netvlad.data.sequences import SequenceOrder
-from netvlad.match.sequence import SequenceConfig
+from netvlad.match.sequence import SequenceConfig, shifted_window
 from netvlad.models.seqnet import SeqNet
 from netvlad.search.exact import read_rows
 
@@ -14,8 +14,13 @@ BATCH = 64  # windows encoded at a time
 
 
 def window_rows(members: np.ndarray, t: int, before: int, after: int) -> np.ndarray:
-    """Image indices (before + 1 + after,) of frame ``t``'s window in a sequence (``members`` in frame order),
-    padded at the sequence's ends by repeating its first / last frame."""
+    """Image indices (before + 1 + after,) of frame ``t``'s window in a sequence (``members`` in frame order):
+    shifted inside the sequence at its ends to keep L frames, as seqNet's ``getSeqInds``; a sequence shorter than
+    L is padded by repeating its first / last frame."""
+    length = before + after + 1
+    if len(members) >= length:
+        start, stop = shifted_window(t, len(members), before, after)
+        return members[start:stop]
     picks = np.clip(np.arange(t - before, t + after + 1), 0, len(members) - 1)
     return members[picks]
 

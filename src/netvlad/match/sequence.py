@@ -61,4 +61,16 @@ class SequenceConfig:
         return "centred" if self.centred else "causal"
 
 
+
+def shifted_window(t: int, n: int, before: int, after: int) -> tuple[int, int]:
+    """Frames [start, stop) of frame ``t``'s window in a sequence of ``n`` frames: ``before`` frames before it and
+    ``after`` after, shifted inside the sequence where it would run past an end, so that it keeps its L frames
+    (seqNet's rule, ``getSeqInds``); a sequence shorter than L is one window of all its frames."""
+    length = before + after + 1
+    if n <= length:
+        return 0, n
+    start = min(max(0, t - before), n - length)
+    return start, start + length
+
+
 DEFAULT = SequenceConfig()  # L = 10 causal, velocities 0.8, 1, 1.25, ±5 frames normalisation, shortlist 20 (+5 carried)

@@ -18,9 +18,11 @@ class Preprocessing:
     """How images must be prepared for a model; stored in its checkpoint.
 
     The loader yields RGB in [0, 1] resized by ``resize`` (``"none"``: unchanged; ``"fixed"``: to
-    ``size`` = (height, width) pixels; ``"longest"``: longest side ≤ ``size[0]`` keeping aspect). The
-    model itself computes (x·value_scale − mean) / std, so exports include it. ``mean``/``std`` of
-    None mean "the backbone's own" (ImageNet for torchvision models).
+    ``size`` = (height, width) pixels; ``"longest"``: longest side ≤ ``size[0]`` keeping aspect) with PIL's
+    antialiased bilinear filter after a full decode, as torchvision's ``Resize`` prepares the reference models'
+    input; ``fast_decode`` lets a JPEG decode at reduced scale (1/2, 1/4 or 1/8) before that resize: faster, with
+    slightly different pixels. The model itself computes (x·value_scale − mean) / std, so exports include it.
+    ``mean``/``std`` of None mean "the backbone's own" (ImageNet for torchvision models).
     """
 
     resize: ResizeMode = "longest"
@@ -28,6 +30,7 @@ class Preprocessing:
     mean: tuple[float, float, float] | None = None
     std: tuple[float, float, float] | None = None
     value_scale: float = 1.0  # 255 for MatConvNet models, which take 0–255 RGB
+    fast_decode: bool = False  # a speed option: the reference pipelines decode in full
 
     def __post_init__(self) -> None:
         if self.resize not in ("none", "fixed", "longest"):
@@ -36,6 +39,8 @@ class Preprocessing:
             raise BadInputError(f"resize='fixed' needs size=(height, width), got {self.size}", hint="--size H W")
         if self.resize == "longest" and len(self.size) != 1:
             raise BadInputError(f"resize='longest' needs size=(longest side,), got {self.size}", hint="--size S")
+        if not isinstance(self.fast_decode, bool):
+            raise BadInputError(f"fast_decode must be true or false, got {self.fast_decode!r}")
         for side in self.size:
             COUNT.check("size (pixels)", side)
         object.__setattr__(self, "size", tuple(int(s) for s in self.size))

@@ -99,8 +99,9 @@ def _rounded(value: float | None, digits: int = 6) -> float | None:
 
 
 def describe_image(model: PlaceModel, image, device: torch.device | str = "cpu", runner=None) -> np.ndarray:
-    """The global descriptor ``(dim,)`` float32 of one RGB PIL ``image`` in the model's preprocessing, by
-    ``runner`` (an engine of :func:`netvlad.extract.engine.make_runner`, e.g. onnxruntime) or by the model itself."""
+    """The global descriptor ``(dim,)`` float32 of one RGB PIL ``image`` in the model's preprocessing (resized here
+    unless a :meth:`netvlad.data.frames.FrameSource.decoded_as` source already did), by ``runner`` (an engine of
+    :func:`netvlad.extract.engine.make_runner`, e.g. onnxruntime) or by the model itself."""
     tensor = image_tensor(model, image)
     if runner is not None:
         return np.asarray(runner(tensor), dtype=np.float32)[0]

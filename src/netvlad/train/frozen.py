@@ -49,8 +49,8 @@ def head(model: PlaceModel, frozen: torch.Tensor) -> torch.Tensor:
 @torch.inference_mode()
 def _compute(model: PlaceModel, paths: Sequence[Path], batch_size: int, workers: int, device, progress: bool):
     pre = model.config.preprocessing
-    loader = ImageLoader(ImageDataset(paths, pre.resize, pre.size), batch_size=batch_size, num_workers=workers,
-                         collate_fn=collate_images)
+    dataset = ImageDataset(paths, pre.resize, pre.size, fast_decode=pre.fast_decode)
+    loader = ImageLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_images)
     stages, out, done, step = frozen_stages(model).eval(), [], 0, max(1000, len(paths) // 10)
     for _, images, _ in tqdm(loader, desc="frozen features", disable=not progress, unit="batch", leave=False):
         out.append(stages(model.normalize(images.to(device))).float().cpu().numpy())

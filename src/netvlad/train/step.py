@@ -55,7 +55,7 @@ def load_group(paths: Sequence[Path], model: PlaceModel, device: torch.device,
     if frozen is not None:
         return [frozen.get(paths, device)], list(range(len(paths)))
     pre = model.config.preprocessing
-    images = [load_image(p, pre.resize, pre.size) for p in paths]
+    images = [load_image(p, pre.resize, pre.size, pre.fast_decode) for p in paths]
     groups: dict[tuple, list[int]] = {}
     for i, image in enumerate(images):
         groups.setdefault(tuple(image.shape), []).append(i)

@@ -49,6 +49,7 @@ class TrainConfig:
     pretrained: bool = True
     resize: str = "longest"
     size: tuple[int, ...] = (640,)
+    fast_decode: bool = False  # decode JPEGs at reduced scale before the resize (faster; the model keeps it)
     train_from: int | None = None  # None: the backbone's default (layers below conv5 frozen for VGG16)
     init_model: str | None = None  # start from this checkpoint instead (e.g. from `netvlad cluster`)
     # cluster initialisation
@@ -119,7 +120,8 @@ class TrainConfig:
         """The PlaceModel this config trains."""
         return ModelConfig(backbone=self.backbone, pool="netvlad", num_clusters=self.num_clusters,
                            parametrization=self.parametrization, train_from=self.train_from,
-                           preprocessing=Preprocessing(resize=self.resize, size=self.size))
+                           preprocessing=Preprocessing(resize=self.resize, size=self.size,
+                                                       fast_decode=self.fast_decode))
 
     @property
     def cluster_config(self) -> ClusterConfig:

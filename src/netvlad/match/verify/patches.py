@@ -94,7 +94,8 @@ def iter_images(model: PlaceModel, paths: Sequence[Path | str], batch_size: int 
                 ) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
     """Yield (indices into ``paths``, images ``(b, 3, H, W)``) resized as the model's preprocessing says."""
     pre = model.config.preprocessing
-    loader = ImageLoader(ImageDataset([Path(p) for p in paths], pre.resize, pre.size), batch_size=batch_size,
+    loader = ImageLoader(ImageDataset([Path(p) for p in paths], pre.resize, pre.size,
+                                      fast_decode=pre.fast_decode), batch_size=batch_size,
                          num_workers=0, collate_fn=collate_by_size)
     for groups, _bad in loader:
         for indices, images in groups:

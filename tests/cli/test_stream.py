@@ -154,9 +154,9 @@ def test_auto_keeps_torch_for_a_short_stream(video, tmp_path):
 
 
 @pytest.mark.parametrize("fast", [False, True])
-def test_stream_describes_the_maps_own_jpegs_as_the_index_did(sequence, tmp_path, caplog, fast):
-    """One decode path: streaming the very JPEGs a map was built from, each frame finds itself at distance ~0,
-    with the full decode (default) and with the map's --fast-decode alike."""
+def test_stream_describes_the_maps_own_jpegs_as_the_index_did(sequence, tmp_path, caplog, capsys, fast):
+    """One decode path: streaming (or querying) the very JPEGs a map was built from, each frame finds itself at
+    distance ~0, with the full decode (default) and with the map's --fast-decode alike."""
     model = ["--backbone", "mobilenet_v2", "--pool", "gem", "--resize", "longest", "--size", "240"]
     decode = ["--fast-decode"] if fast else []
     assert main(["-q", "index", "build", str(sequence), "--database", "day_left", "--queries", "day_right",
@@ -167,6 +167,13 @@ def test_stream_describes_the_maps_own_jpegs_as_the_index_did(sequence, tmp_path
     lines = _lines(out)
     assert [line["match"] for line in lines] == sorted(p.name for p in (sequence / "day_left").iterdir())
     assert max(line["distance"] for line in lines) <= 1e-6
+    names = sorted((sequence / "day_left").iterdir())[:3]
+    capsys.readouterr()
+    assert main(["query", *map(str, names), "--index", str(tmp_path / "map"), "-k", "1", "--json", "--threads", "1",
+                 "--device", "cpu", "--workers", "0"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert [r["matches"][0]["name"] for r in found] == [p.name for p in names]
+    assert max(r["matches"][0]["distance"] for r in found) <= 1e-6
     for flags in (["--pool", "max"], ["--size", "320"], ["--fast-decode"]):  # the map brings its own model
         assert main(["stream", str(sequence / "day_left"), "--map", str(tmp_path / "map"), *flags,
                      "--no-progress", "--threads", "1", "--device", "cpu"]) == 1

@@ -11,7 +11,9 @@ import json
 import os
 import tempfile
 import zipfile
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 SPACE = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
@@ -123,3 +125,54 @@ def save_figure(fig, path: Path | str) -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+class LockTimeout(OSError):
+    """Another process held ``filename``'s lock for longer than we were asked to wait."""
+
+
+@contextmanager
+def file_lock(path: Path | str, *, shared: bool = False, timeout: float = 60.0) -> Iterator[None]:
+    """Hold an OS lock (``flock``) on the file ``path`` (created if missing) while the block runs.
+
+    Exclusive for a writer, ``shared`` for readers; waits up to ``timeout`` seconds (polling), then raises
+    :class:`LockTimeout`. The OS drops the lock when the holder exits or is killed, so a crashed writer never leaves
+    a folder locked. Locks are per open file, so two threads of one process exclude each other too. Where the lock
+    file cannot be created (a read-only folder) a shared lock is skipped: nobody can write there either.
+    """
+    import fcntl
+    import time
+
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as error:
+        if shared and error.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
+            yield
+            return
+        raise write_error(error, path) from None
+    try:
+        mode = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB
+        deadline, pause = time.monotonic() + timeout, 0.001
+        while True:
+            try:
+                fcntl.flock(fd, mode)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise LockTimeout(errno.EAGAIN, f"locked by another process for over {timeout:g} s",
+                                      str(path)) from None
+                time.sleep(pause)
+                pause = min(2 * pause, 0.05)
+        yield
+    finally:
+        os.close(fd)  # closing the file releases the lock
+
+
+def file_checksum(path: Path | str, block: int = 1 << 22) -> tuple[int, int]:
+    """(CRC32, size in bytes) of the file at ``path``, read in blocks."""
+    crc, size = 0, 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(block):
+            crc, size = zlib.crc32(chunk, crc), size + len(chunk)
+    return crc, size

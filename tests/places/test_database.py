@@ -2,12 +2,21 @@
 
 import json
 import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from netvlad import PlaceDatabase
 from netvlad.errors import BadInputError
+from netvlad.files import file_lock
 from netvlad.places import database as database_io
 from netvlad.places.database import DatabaseConfig
 from netvlad.search.index import IndexConfig
@@ -182,15 +191,26 @@ def test_a_crash_mid_save_leaves_the_previous_state_loadable(tmp_path, monkeypat
     assert len(list((tmp_path / "db").glob("state-*"))) == 1
 
 
+def _state(folder):
+    return folder / (folder / "CURRENT").read_text().split()[0]
+
+
+def _rewrite_meta(folder, meta):
+    """Replace database.json with ``meta`` and give CURRENT its checksum (a consistent but edited save)."""
+    state = _state(folder)
+    (state / "database.json").write_text(json.dumps(meta))
+    crc = zlib.crc32((state / "database.json").read_bytes())
+    (folder / "CURRENT").write_text(f"{state.name} {crc:08x}\n")
+
+
 def test_other_versions_and_damaged_saves_are_refused(tmp_path):
     x, names, pos, times = _data(30)
     folder = _filled(DatabaseConfig(), [np.arange(30)], x, names, pos, times).save(tmp_path / "db")
-    state = folder / (folder / "CURRENT").read_text().strip()
-    meta = json.loads((state / "database.json").read_text())
-    (state / "database.json").write_text(json.dumps(meta | {"version": 99}))
+    meta = json.loads((_state(folder) / "database.json").read_text())
+    _rewrite_meta(folder, meta | {"version": 99})
     with pytest.raises(BadInputError, match="version 99"):
         PlaceDatabase.load(folder)
-    (state / "database.json").write_text(json.dumps(meta | {"count": 31}))
+    _rewrite_meta(folder, meta | {"count": 31})
     with pytest.raises(BadInputError, match="damaged"):
         PlaceDatabase.load(folder)
     with pytest.raises(FileNotFoundError, match="not a place database"):
@@ -199,3 +219,283 @@ def test_other_versions_and_damaged_saves_are_refused(tmp_path):
     (tmp_path / "other" / "x.txt").write_text("x")
     with pytest.raises(BadInputError, match="not a place database"):
         PlaceDatabase(DIM).save(tmp_path / "other")
+
+
+def _one_line(error):
+    message = str(error.value)
+    assert "\n" not in message
+    return message
+
+
+@pytest.mark.parametrize("name", ["descriptors.npy", "alive.npy", "times.npy", "positions.npy", "names.txt",
+                                  "index.faiss", "database.json"])
+def test_a_flipped_byte_in_any_saved_file_is_refused_naming_it(tmp_path, name):
+    x, names, pos, times = _data(300)
+    db = _filled(IVFPQ, [np.arange(300)], x, names, pos, times)
+    db.remove([3])
+    folder = db.save(tmp_path / "db")
+    path = _state(folder) / name
+    data = bytearray(path.read_bytes())
+    data[len(data) * 2 // 3] ^= 0x10
+    path.write_bytes(bytes(data))
+    with pytest.raises(BadInputError) as error:
+        PlaceDatabase.load(folder)
+    assert str(path) in _one_line(error) and "checksum" in str(error.value)
+
+
+def test_swapped_arrays_are_refused_by_checksum_and_by_dtype_and_shape(tmp_path):
+    x, names, pos, times = _data(30)
+    folder = _filled(DatabaseConfig(), [np.arange(30)], x, names, pos, times).save(tmp_path / "db")
+    state = _state(folder)
+    meta = json.loads((state / "database.json").read_text())
+    a, b = state / "times.npy", state / "alive.npy"
+    a_bytes, b_bytes = a.read_bytes(), b.read_bytes()
+    a.write_bytes(b_bytes)
+    b.write_bytes(a_bytes)
+    with pytest.raises(BadInputError, match="alive.npy: does not match its checksum"):
+        PlaceDatabase.load(folder)
+    files = meta["files"]  # the records swapped too: each file matches a checksum, but not its dtype
+    _rewrite_meta(folder, meta | {"files": files | {"times.npy": files["alive.npy"], "alive.npy": files["times.npy"]}})
+    with pytest.raises(BadInputError) as error:
+        PlaceDatabase.load(folder)
+    assert "alive.npy: holds (30,) float64, not (30,) bool" in _one_line(error)
+
+
+@pytest.mark.parametrize("edit, words", [
+    (lambda m: {k: v for k, v in m.items() if k != "trained_on"}, "missing trained_on"),
+    (lambda m: m | {"colour": "red"}, "unexpected colour"),
+    (lambda m: m | {"config": m["config"] | {"nprobe": 3}}, "config keys disagree .*unexpected nprobe"),
+    (lambda m: m | {"config": m["config"] | {"index": {"kind": "flat"}}}, "config.index keys disagree .*missing"),
+    (lambda m: m | {"config": m["config"] | {"retrain_factor": 0.5}}, "config is not valid"),
+    (lambda m: m | {"dim": "32"}, "impossible value"),
+    (lambda m: m | {"files": {}}, "files keys disagree"),
+])
+def test_a_database_json_with_a_missing_extra_or_wrong_key_is_refused_in_one_line(tmp_path, edit, words):
+    folder = _filled(DatabaseConfig(), [np.arange(10)], *_data(10)).save(tmp_path / "db")
+    _rewrite_meta(folder, edit(json.loads((_state(folder) / "database.json").read_text())))
+    with pytest.raises(BadInputError, match=words) as error:
+        PlaceDatabase.load(folder)
+    assert "database.json" in _one_line(error)
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda x, n, p, t: (np.where(np.arange(4)[:, None] == 2, np.nan, x), n, p, t), "descriptor 2 .* not finite"),
+    (lambda x, n, p, t: (x, n, p, np.array([0, 1, np.inf, 3.0])), "times must be finite"),
+    (lambda x, n, p, t: (x, n, p, np.array([0, 1, np.nan, 3.0])), "times must be finite"),
+    (lambda x, n, p, t: (x, n, np.array([[0, 0], [np.inf, 0], [0, 0], [0, 0]]), t), "positions finite"),
+    (lambda x, n, p, t: (x, ["a", "b\nc", "d", "e"], p, t), "line break"),
+    (lambda x, n, p, t: (x, ["a", "b\rc", "d", "e"], p, t), "line break"),
+    (lambda x, n, p, t: (x, ["a", "b\u2028c", "d", "e"], p, t), "line break"),
+    (lambda x, n, p, t: (x, ["a", "b\udc80", "d", "e"], p, t), "not valid Unicode"),
+])
+def test_add_refuses_what_a_saved_database_could_not_hold_and_changes_nothing(tmp_path, change, words):
+    x, names, pos, times = _data(304)
+    db = _filled(IVFPQ, [np.arange(300)], x, names, pos, times)
+    db.search(x[:1], 1)  # trained: IVF-PQ lists that a NaN row would poison
+    with pytest.raises(BadInputError, match=words):
+        db.add(*change(x[300:], names[300:], pos[300:], times[300:]))
+    assert db.count == 300 and len(db.names) == 300 and db.index.ntotal == 300
+    np.testing.assert_array_equal(db.search(x[[5]], 1)[1], [[5]])  # searches and saves still work
+    assert PlaceDatabase.load(db.save(tmp_path / "db")).count == 300
+
+
+def test_ids_times_and_k_are_validated():
+    x, names, pos, times = _data(20)
+    db = _filled(DatabaseConfig(), [np.arange(20)], x, names, pos, times)
+    for ids in ([1.7], [1.0], np.array([True]), ["1"]):
+        with pytest.raises(BadInputError, match="entry ids must be integers"):
+            db.remove(ids)
+    assert len(db) == 20 and db.remove([]) == 0 and db.remove(np.array([1], np.uint8)) == 1
+    for kwargs, words in (({"exclude_after": float("nan")}, "exclude_after must be a number"),
+                          ({"exclude_after": "soon"}, "exclude_after must be a number"),
+                          ({"exclude_recent": float("nan")}, "exclude_recent must be a number ≥ 0"),
+                          ({"exclude_recent": -1}, "exclude_recent must be a number ≥ 0"),
+                          ({"k": 0}, r"k must be an integer in \[1, "), ({"k": 10**12}, "k must be an integer"),
+                          ({"k": 2.5}, "k must be an integer")):
+        with pytest.raises(BadInputError, match=words):
+            db.search(x[:1], **kwargs)
+    with pytest.raises(BadInputError, match="query descriptors must be finite"):
+        db.search(np.full((1, DIM), np.nan))
+    assert db.search(x[:1], exclude_after=np.inf)[1][0, 0] == 0  # inf: nothing left out
+
+
+def test_a_second_writer_waits_for_the_lock_then_is_refused(tmp_path):
+    folder = _filled(DatabaseConfig(), [np.arange(10)], *_data(10)).save(tmp_path / "db")
+    with file_lock(folder / "LOCK"):  # another writer in the middle of its save
+        with pytest.raises(BadInputError, match="another process has been saving") as error:
+            PlaceDatabase(DIM).save(folder, timeout=0.05)
+        assert PlaceDatabase.load(folder).count == 10  # readers need no lock
+    assert str(folder) in _one_line(error)
+
+
+def test_a_copy_refuses_to_save_over_what_another_writer_saved_since(tmp_path):
+    x, names, pos, times = _data(30)
+    folder = _filled(DatabaseConfig(), [np.arange(10)], x, names, pos, times).save(tmp_path / "db")
+    first, second = PlaceDatabase.load(folder), PlaceDatabase.load(folder)
+    first.add(x[10:20], names[10:20])
+    first.save(folder)
+    first.add(x[20:], names[20:])
+    first.save(folder)  # its own earlier save: fine
+    second.add(x[10:12], ["p", "q"])
+    with pytest.raises(BadInputError, match="another writer saved this place database"):
+        second.save(folder)
+    assert PlaceDatabase.load(folder).names == names
+    second.save(tmp_path / "elsewhere")  # another folder is not affected
+
+
+def test_a_crash_during_the_first_save_leaves_a_folder_the_next_save_uses(tmp_path):
+    folder = tmp_path / "db"
+    (folder / "state-0123456789ab").mkdir(parents=True)  # half-written, no CURRENT
+    (folder / "state-0123456789ab" / "descriptors.npy").write_bytes(b"\x93NUMPY")
+    with pytest.raises(FileNotFoundError, match="no CURRENT"):
+        PlaceDatabase.load(folder)
+    _filled(DatabaseConfig(), [np.arange(10)], *_data(10)).save(folder)
+    assert PlaceDatabase.load(folder).count == 10 and len(list(folder.glob("state-*"))) == 1
+
+
+def _same(db, other):
+    return (db.names == other.names and np.array_equal(db.descriptors, other.descriptors)
+            and np.array_equal(db.alive, other.alive) and np.array_equal(db.times, other.times)
+            and np.array_equal(db.positions, other.positions, equal_nan=True))
+
+
+@pytest.fixture
+def memory_folder(tmp_path):
+    """A folder in memory (tmpfs) where there is one: a killed process, unlike a power cut, loses nothing synced
+    or not, and syncs there cost nothing, so a loop of many saves stays fast."""
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or not os.access(shm, os.W_OK):
+        yield tmp_path
+        return
+    folder = Path(tempfile.mkdtemp(prefix="netvlad-test-", dir=shm))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _fork(work) -> int:
+    """Run ``work()`` in a forked child process (exit status 0 when it returns, 1 when it raises) -> its pid."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        status = 1
+        try:
+            work()
+            status = 0
+        finally:
+            os._exit(status)
+    return pid
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_two_processes_saving_to_one_folder_never_interleave(memory_folder):
+    folder, go = memory_folder / "db", memory_folder / "go"
+
+    def writer(tag):
+        while not go.exists():
+            time.sleep(0.0005)
+        for i in range(40):
+            db = PlaceDatabase(8)
+            db.add(np.full((3, 8), 100 * tag + i, np.float32), [f"w{tag}-{i}-{j}" for j in range(3)])
+            db.save(folder)
+
+    writers = [_fork(lambda tag=tag: writer(tag)) for tag in (1, 2)]
+    go.touch()  # both writers start saving at once
+    seen, running = set(), set(writers)
+    while running:  # every state a reader sees meanwhile is whole
+        for pid in list(running):
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                assert status == 0, "a writer failed"
+                running.discard(pid)
+        try:
+            db = PlaceDatabase.load(folder)
+        except FileNotFoundError:
+            continue
+        tag, i = map(int, db.names[0][1:].split("-")[:2])
+        assert db.names == [f"w{tag}-{i}-{j}" for j in range(3)] and (db.descriptors == 100 * tag + i).all()
+        seen.add((tag, i))
+    last = PlaceDatabase.load(folder)
+    assert last.names[0].split("-")[1] == "39" and (last.descriptors == last.descriptors[0, 0]).all()
+    assert len(list(folder.glob("state-*"))) == 1 and {tag for tag, _ in seen} == {1, 2}, seen
+
+
+KILLER = """
+import json, os, signal, sys, time
+from pathlib import Path
+import numpy as np
+from netvlad.places.database import PlaceDatabase
+
+root, rng = Path(sys.argv[1]), np.random.default_rng(0)
+x = rng.standard_normal((12, 8)).astype(np.float32)
+
+def version(rows, tag):
+    db = PlaceDatabase(8)
+    db.add(x[rows], [f"{tag}{i}" for i in rows], times=rows * 0.5)
+    db.remove([int(rows[1])])
+    return db
+
+def same(db, other):
+    return (db.names == other.names and np.array_equal(db.descriptors, other.descriptors)
+            and np.array_equal(db.alive, other.alive) and np.array_equal(db.times, other.times)
+            and np.array_equal(db.positions, other.positions, equal_nan=True))
+
+def killed_save(db, folder, delay):
+    # fork a writer saving a fresh copy of db; SIGKILL it delay seconds after it starts saving (None: never)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            db._saved_as.clear()
+            os.write(write, b"s")
+            db.save(folder)
+        finally:
+            os._exit(0)
+    os.read(read, 1)
+    start = time.perf_counter()
+    if delay is not None:
+        time.sleep(delay)
+        os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    os.close(read), os.close(write)
+    return time.perf_counter() - start
+
+versions = {"a": version(np.arange(5), "a"), "b": version(np.arange(3, 12), "b")}
+folder = root / "db"
+span = float(np.median([killed_save(versions["a"], folder, None) for _ in range(3)]))  # a whole save
+result = {"old": 0, "new": 0, "half": 0, "neither": [], "first": 0, "first_bad": []}
+for point in range(100):
+    old = "a" if PlaceDatabase.load(folder).names[0] == "a0" else "b"
+    new = "b" if old == "a" else "a"
+    killed_save(versions[new], folder, rng.uniform(0, span))
+    result["half"] += len(list(folder.glob("state-*"))) > 1
+    back = PlaceDatabase.load(folder)
+    if same(back, versions[new]) or same(back, versions[old]):
+        result["new" if same(back, versions[new]) else "old"] += 1
+        span *= 0.95 if same(back, versions[new]) else 1.05  # kill points spread around the commit, whatever the load
+    else:
+        result["neither"].append(point)
+for point in range(20):  # the first save into a folder
+    first = root / f"first{point}"
+    killed_save(versions["a"], first, rng.uniform(0, span))
+    committed = (first / "CURRENT").exists()
+    result["first"] += committed
+    versions["b"]._saved_as.clear()
+    if committed and not same(PlaceDatabase.load(first), versions["a"]) or not same(
+            PlaceDatabase.load(versions["b"].save(first)), versions["b"]):  # a later save always works
+        result["first_bad"].append(point)
+print(json.dumps(result))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_writer_killed_at_100_random_points_leaves_the_old_or_the_new_state(memory_folder):
+    """A process (without torch, so that forking it is fast) kills a forked writer at 100 random points of its
+    save, and 20 of a first save, and loads the folder after each."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
+    run = subprocess.run([sys.executable, "-c", KILLER, str(memory_folder)], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    assert result["neither"] == [] and result["first_bad"] == [], result
+    assert result["old"] >= 10 and result["new"] >= 10, result  # kills before and after the commit
+    assert result["half"] >= 10, result  # kills in the middle of writing a state
+    assert 0 < result["first"] < 20, result

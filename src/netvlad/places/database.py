@@ -12,22 +12,34 @@ and adds later entries to its lists; when the database has grown past ``retrain_
 trained on, it is retrained on all entries (logged). Training happens at search (or save) time only, so adding
 in batches never changes what gets trained on.
 
-A saved folder holds ``CURRENT`` (the name of the complete state) and that state's folder ``state-N/``
-(``database.json``, ``descriptors.npy``, ``alive.npy``, ``times.npy``, ``positions.npy``, ``names.txt`` and
-``index.faiss`` when trained). A save writes a new state folder in full, syncs it, then replaces ``CURRENT``
-atomically: a crash at any point leaves the previous state loadable.
+A saved folder holds ``CURRENT`` (the name of the complete state and its ``database.json``'s checksum), ``LOCK``
+and that state's folder ``state-N/`` (``database.json`` with every other file's CRC32, ``descriptors.npy``,
+``alive.npy``, ``times.npy``, ``positions.npy``, ``names.txt`` and ``index.faiss`` when trained). One process saves
+at a time (an OS lock on ``LOCK``; another waits up to ``timeout`` seconds, then is refused); a save writes a new
+state folder in full, syncs it, then replaces ``CURRENT`` atomically: a crash at any point, first save included,
+leaves the previous state (or none) loadable. A copy loaded from (or saved to) a folder refuses to save over a
+state another writer saved there since. A load checks every file's checksum, dtype and shape.
 
-Saving and loading: a save writes ``state-N/`` in full (each file synced, the folder too), then replaces ``CURRENT``
-(the name of the state to load) atomically, then deletes older states. A crash before the swap leaves ``CURRENT``
-naming the previous complete state (the half-written folder is ignored and cleaned up by the next save); after it,
-the new one.
+Everything added is checked first: descriptors and times finite, positions finite or NaN, names one line of
+UTF-8 each (no line or paragraph separators), so one bad frame never makes later searches or saves fail.
+
+Saving: a save takes the folder's ``LOCK`` (an OS file lock: a second writer waits, then is refused; readers need none),
+writes ``state-N/`` in full (each file synced, the folder too) with ``database.json`` recording every other file's
+CRC32 and size, then replaces ``CURRENT`` (the state's name and the CRC32 of its ``database.json``) atomically,
+then deletes every other state. A crash before the swap leaves ``CURRENT`` naming the previous complete state (or,
+on a first save, no ``CURRENT``: the folder is still empty as far as a load is concerned); after it, the new one.
+A load checks every file against its checksum and every array's dtype and shape, so a damaged or swapped file is
+refused in one line naming it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
+import math
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Sequence
@@ -38,14 +50,15 @@ import faiss
 import numpy as np
 
 from netvlad.errors import BadInputError
-from netvlad.files import atomic_write, load_array, read_json
+from netvlad.files import LockTimeout, atomic_write, file_checksum, file_lock, load_array, read_json
 from netvlad.search.exact import rerank
 from netvlad.search.index import INDEX_KINDS, IndexConfig, read_index, train_index, training_sample, write_index
 
 logger = logging.getLogger(__name__)
 
-FORMAT, VERSION = "netvlad-place-database", 1
+FORMAT, VERSION = "netvlad-place-database", 2
 KINDS = ("flat", "ivfpq")
+LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"  # what str.splitlines splits on
 
 
 @dataclass(frozen=True)
@@ -81,6 +94,7 @@ class PlaceDatabase:
         self.trained_on = 0
         self._monotonic = True  # times never decrease with id: a time cut-off is an id range
         self._removed = 0  # entries removed (so that len and a search's eligible count cost O(1), not O(N))
+        self._saved_as: dict[Path, str] = {}  # folder -> the state this copy was loaded from or saved as
 
     # ---- state -----------------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -125,19 +139,21 @@ class PlaceDatabase:
             raise BadInputError(f"the database holds {self.dim}-D descriptors, got shape {x.shape}")
         x = np.ascontiguousarray(x)
         b = len(x)
-        if len(names) != b or any("\n" in str(n) for n in names):
-            raise BadInputError(f"{b} descriptors need {b} names without line breaks, got {len(names)}")
+        names = [str(n) for n in names]
+        if len(names) != b:
+            raise BadInputError(f"{b} descriptors need {b} names, got {len(names)}")
         ids = np.arange(self._count, self._count + b, dtype=np.int64)
         pos = np.full((b, 2), np.nan) if positions is None else np.asarray(positions, dtype=np.float64)
         when = ids.astype(np.float64) if times is None else np.asarray(times, dtype=np.float64)
         if pos.shape != (b, 2) or when.shape != (b,):
             raise BadInputError(f"positions {pos.shape} and times {when.shape} must be ({b}, 2) and ({b},)")
+        _check_entries(x, names, pos, when)
         last = self._times[self._count - 1] if self._count else -np.inf
         self._monotonic &= bool(np.all(np.diff(when, prepend=last) >= 0))
         self._grow(self._count + b)
         rows = slice(self._count, self._count + b)
         self._vectors[rows], self._alive[rows], self._times[rows], self._positions[rows] = x, True, when, pos
-        self.names += [str(n) for n in names]
+        self.names += names
         self._count += b
         if self.index is not None and b:
             self.index.add_with_ids(x, ids)  # into the trained lists: no rebuild
@@ -161,8 +177,12 @@ class PlaceDatabase:
         self._times, self._positions = bigger(self._times), bigger(self._positions)
 
     def remove(self, ids: Sequence[int]) -> int:
-        """Remove entries by id (unknown or already removed ids are ignored); -> how many were removed."""
-        ids = np.asarray(ids, dtype=np.int64).ravel()
+        """Remove entries by integer id (unknown or already removed ids are ignored); -> how many were removed."""
+        given = np.asarray(ids).ravel()
+        if given.size and given.dtype.kind not in "iu":
+            raise BadInputError(f"entry ids must be integers (as add returned them), got {given.dtype} values "
+                                f"such as {given[0]!r}")
+        ids = given.astype(np.int64)
         ids = np.unique(ids[(ids >= 0) & (ids < self._count)])
         ids = ids[self._alive[ids]]
         self._alive[ids] = False
@@ -188,9 +208,9 @@ class PlaceDatabase:
 
     def _cutoff(self, exclude_after: float | None, exclude_recent: float | None) -> float:
         """The newest time a search may return (inf: any)."""
-        if exclude_recent is not None and not exclude_recent >= 0:
-            raise BadInputError(f"exclude_recent must be ≥ 0, got {exclude_recent}")
-        cutoff = np.inf if exclude_after is None else float(exclude_after)
+        if exclude_recent is not None:
+            exclude_recent = _seconds("exclude_recent", exclude_recent, 0.0)
+        cutoff = np.inf if exclude_after is None else _seconds("exclude_after", exclude_after)
         if exclude_recent is not None and self._count:
             newest = float(self.times[-1]) if self._monotonic else float(self.times.max())
             cutoff = min(cutoff, newest - exclude_recent)
@@ -203,9 +223,11 @@ class PlaceDatabase:
         q = np.ascontiguousarray(np.asarray(descriptors, dtype=np.float32))
         if q.ndim != 2 or q.shape[1] != self.dim:
             raise BadInputError(f"the database holds {self.dim}-D descriptors, got queries of shape {q.shape}")
+        if not np.isfinite(q).all():
+            raise BadInputError("query descriptors must be finite (one holds NaN or inf)")
+        if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 1 <= k <= MAX_K:
+            raise BadInputError(f"k must be an integer in [1, {MAX_K}], got {k!r}")
         k = int(k)
-        if k < 1:
-            raise BadInputError(f"k must be ≥ 1, got {k}")
         cutoff = self._cutoff(exclude_after, exclude_recent)
         prefix = self._eligible_prefix(cutoff)
         mask = None if prefix is not None else self.alive & (self.times <= cutoff)
@@ -278,14 +300,16 @@ class PlaceDatabase:
         self.index, self.trained_on = index, len(rows)
 
     # ---- saving ------------------------------------------------------------------------------------------
-    def save(self, folder: Path | str) -> Path:
-        """Write the database to ``folder`` atomically (see the module docstring); -> the folder."""
+    def save(self, folder: Path | str, timeout: float = 60.0) -> Path:
+        """Write the database to ``folder`` atomically, waiting up to ``timeout`` seconds for another process
+        saving there (see the module docstring); -> the folder."""
         self._ensure_index()
-        return save_database(self, Path(folder))
+        return save_database(self, Path(folder), _seconds("timeout", timeout, 0.0))
 
     @classmethod
     def load(cls, folder: Path | str) -> PlaceDatabase:
-        """Open a folder written by :meth:`save` (its last complete state); other versions are refused."""
+        """Open a folder written by :meth:`save` (its last complete state, every file checked against its
+        checksum; a save in progress does not block it); other versions are refused."""
         return load_database(cls, Path(folder))
 
     def meta(self) -> dict:
@@ -302,7 +326,53 @@ class PlaceDatabase:
         self._removed = int(self._count - self._alive[:self._count].sum())
 
 
-POINTER = "CURRENT"
+
+MAX_K = 1 << 20  # neighbours per query: the answer is (Q, k) distances and ids, 12 bytes each
+
+
+def _check_entries(x: np.ndarray, names: list[str], positions: np.ndarray, times: np.ndarray) -> None:
+    """Refuse entries a saved database could not hold or that would make later searches fail."""
+    bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
+    if len(bad):
+        raise BadInputError(f"descriptor {int(bad[0])} of the batch ({names[bad[0]]!r}) is not finite (NaN or inf); "
+                            "a place database holds finite descriptors only")
+    bad = np.flatnonzero(~np.isfinite(times) | np.isinf(positions).any(axis=1))
+    if len(bad):
+        raise BadInputError(f"entry {int(bad[0])} of the batch ({names[bad[0]]!r}) has time {times[bad[0]]} and "
+                            f"position {tuple(positions[bad[0]])}: times must be finite seconds, positions finite "
+                            "metres (NaN: unknown)")
+    for name in names:
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadInputError(f"entry name {name!r} is not valid Unicode text; a saved database cannot hold it"
+                                ) from None
+        if any(c in name for c in LINE_BREAKS):
+            raise BadInputError(f"entry name {name!r} holds a line break; a saved database keeps one name a line: "
+                                "rename the frame")
+
+
+def _seconds(name: str, value, low: float = -math.inf) -> float:
+    """``value`` as a float when it is a number ≥ ``low`` (not NaN); BadInputError naming ``name`` otherwise."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if isinstance(value, bool) or not number >= low:
+        bound = "a number" if low == -math.inf else f"a number ≥ {low:g}"
+        raise BadInputError(f"{name} must be {bound} of seconds, got {value!r}")
+    return number
+
+POINTER, LOCK, META = "CURRENT", "LOCK", "database.json"
+STATE = re.compile(r"state-[0-9a-f]{12}")
+NAMES = "names.txt"
+META_KEYS = {"format", "version", "dim", "count", "fingerprint", "trained_on", "monotonic", "config", "files"}
+
+
+def expected_arrays(dim: int, count: int) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """File name -> (shape, dtype) of each array a state of a ``dim``-D database of ``count`` entries holds."""
+    return {"descriptors.npy": ((count, dim), np.dtype(np.float32)), "alive.npy": ((count,), np.dtype(bool)),
+            "times.npy": ((count,), np.dtype(np.float64)), "positions.npy": ((count, 2), np.dtype(np.float64))}
 
 
 def _sync_folder(folder: Path) -> None:
@@ -319,92 +389,232 @@ def _sync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def _write_file(path: Path, write) -> None:
-    """``write(path)``, then sync the file's bytes to disk."""
+def _write_file(path: Path, write) -> dict:
+    """``write(path)``, sync the file's bytes to disk -> its ``{"crc32", "bytes"}`` as read back from disk."""
     write(path)
     with open(path, "rb") as handle:
         os.fsync(handle.fileno())
+    crc, size = file_checksum(path)
+    return {"crc32": crc, "bytes": size}
 
 
-def write_state(db, state: Path) -> None:
-    """Every file of ``db`` into the new folder ``state`` (synced)."""
-    import json
-
+def write_state(db, state: Path) -> int:
+    """Every file of ``db`` into the new folder ``state`` (synced) -> the CRC32 of its ``database.json``."""
     state.mkdir(parents=True)
     arrays = {"descriptors.npy": db.descriptors, "alive.npy": db.alive, "times.npy": db.times,
               "positions.npy": db.positions}
-    for name, array in arrays.items():
-        _write_file(state / name, lambda p, a=array: np.save(p, a))
-    _write_file(state / "names.txt",
-                lambda p: p.write_text("".join(n + "\n" for n in db.names), encoding="utf-8"))
+    files = {name: _write_file(state / name, lambda p, a=array: np.save(p, a)) for name, array in arrays.items()}
+    files[NAMES] = _write_file(state / NAMES,
+                               lambda p: p.write_text("".join(n + "\n" for n in db.names), encoding="utf-8"))
     if db.index is not None:
-        _write_file(state / "index.faiss", lambda p: write_index(db.index, p))
-    _write_file(state / "database.json", lambda p: p.write_text(json.dumps(db.meta(), indent=1), encoding="utf-8"))
+        files["index.faiss"] = _write_file(state / "index.faiss", lambda p: write_index(db.index, p))
+    meta = db.meta() | {"files": files}
+    crc = _write_file(state / META, lambda p: p.write_text(json.dumps(meta, indent=1), encoding="utf-8"))["crc32"]
     _sync_folder(state)
+    return crc
 
 
-def save_database(db, folder: Path) -> Path:
-    """Write ``db`` as a new state of ``folder`` and switch ``CURRENT`` to it atomically; -> ``folder``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    if any(folder.iterdir()) and not (folder / POINTER).is_file():
-        raise BadInputError(f"{folder}: exists and is not a place database; choose an empty or new folder",
-                            path=folder)
-    previous = _current_name(folder)
-    state = f"state-{uuid.uuid4().hex[:12]}"
-    write_state(db, folder / state)
-    _sync_folder(folder)
-    atomic_write(folder / POINTER, lambda tmp: tmp.write_text(state + "\n", encoding="ascii"))  # the commit
-    _sync_folder(folder)
-    for old in folder.glob("state-*"):  # the previous state and any half-written ones from crashed saves
-        if old.name != state:
-            shutil.rmtree(old, ignore_errors=True)
+def _busy(folder: Path, timeout: float) -> BadInputError:
+    return BadInputError(f"{folder}: another process has been saving this place database for over {timeout:g} s; "
+                         "wait for it to finish, or save to another folder", path=folder)
+
+
+def _refuse_foreign(folder: Path) -> None:
+    """Refuse a folder holding anything a place database does not write (its files, states and temporaries)."""
+    for entry in folder.iterdir():
+        name = entry.name
+        if name in (POINTER, LOCK) or name.startswith("state-") or name.startswith(f".{POINTER}."):
+            continue
+        raise BadInputError(f"{folder}: exists and is not a place database (it holds {name!r}); choose an empty or "
+                            "new folder", path=folder)
+
+
+def save_database(db, folder: Path, timeout: float = 60.0) -> Path:
+    """Write ``db`` as a new state of ``folder`` and switch ``CURRENT`` to it atomically, holding the folder's
+    lock throughout (waiting up to ``timeout`` seconds for another writer); -> ``folder``."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise BadInputError(f"{folder}: exists and is not a folder; choose a new folder", path=folder) from None
+    try:
+        with file_lock(folder / LOCK, timeout=timeout):
+            previous = _commit(db, folder)
+    except LockTimeout:
+        raise _busy(folder, timeout) from None
     logger.info("place database (%d entries) saved to %s%s", len(db), folder,
                 f" (replacing {previous})" if previous else "")
     return folder
 
 
-def _current_name(folder: Path) -> str | None:
+def _commit(db, folder: Path) -> str | None:
+    """Under the folder's lock: write ``db``'s new state, switch ``CURRENT`` to it, delete the others -> the
+    previous state's name."""
+    _refuse_foreign(folder)
+    previous = _pointer(folder)
+    previous = previous[0] if previous else None
+    base = db._saved_as.get(folder.resolve())
+    if base is not None and previous is not None and previous != base:
+        raise BadInputError(f"{folder}: another writer saved this place database after this copy was loaded or "
+                            "saved; load it again (PlaceDatabase.load) and redo the changes", path=folder)
+    state = f"state-{uuid.uuid4().hex[:12]}"
+    crc = write_state(db, folder / state)
+    _sync_folder(folder)
+    atomic_write(folder / POINTER, lambda tmp: tmp.write_text(f"{state} {crc:08x}\n", encoding="ascii"))
+    _sync_folder(folder)  # the commit is on disk
+    for old in folder.glob("state-*"):  # the previous state and any half-written ones from crashed saves
+        if old.name != state:
+            shutil.rmtree(old, ignore_errors=True)
+    db._saved_as[folder.resolve()] = state
+    return previous
+
+
+def _pointer(folder: Path) -> tuple[str, int | None] | None:
+    """(state name, CRC32 of its database.json or None for a version-1 save) from ``CURRENT``; None without one."""
     pointer = folder / POINTER
     if not pointer.is_file():
         return None
-    name = pointer.read_text(encoding="ascii", errors="replace").strip()
-    if not name.startswith("state-") or "/" in name:
-        raise BadInputError(f"{pointer}: does not name a saved state; the folder is damaged", path=pointer)
-    return name
+    words = pointer.read_text(encoding="ascii", errors="replace").split()
+    if not 1 <= len(words) <= 2 or not STATE.fullmatch(words[0]) or (
+            len(words) == 2 and not re.fullmatch(r"[0-9a-f]{8}", words[1])):
+        raise BadInputError(f"{pointer}: does not name a saved state; the folder is damaged (restore it from a "
+                            "backup or rebuild the database)", path=pointer)
+    return words[0], int(words[1], 16) if len(words) == 2 else None
 
 
 def load_database(cls, folder: Path):
-    """The database in the state ``folder/CURRENT`` names; other formats, versions or damage are refused."""
-    from netvlad.search.index import IndexConfig
+    """The database in the state ``folder/CURRENT`` names; other formats, versions or damage are refused.
 
-    name = _current_name(folder)
-    if name is None:
+    Readers take no lock: a state is never changed once ``CURRENT`` names it, and when a writer deletes it while it
+    is read (after committing a newer one), the read starts again from the newer ``CURRENT``.
+    """
+    if not (folder / POINTER).is_file():
         raise FileNotFoundError(f"{folder}: not a place database (no {POINTER}); save one first")
-    state = folder / name
-    meta = read_json(state / "database.json", "place database description")
+    pointer = _pointer(folder)
+    while True:
+        try:
+            return _load_state(cls, folder / pointer[0], pointer[1])
+        except (BadInputError, OSError):
+            newer = _pointer(folder)
+            if newer is None or newer == pointer:
+                raise
+            pointer = newer  # a writer replaced the state meanwhile
+
+
+def _damaged(path: Path, what: str) -> BadInputError:
+    return BadInputError(f"{path}: {what}; the saved place database is damaged: restore the folder from a backup "
+                         "or rebuild the database", path=path)
+
+
+def _check_file(path: Path, record: dict) -> None:
+    """Refuse ``path`` unless its size and CRC32 are those ``database.json`` records."""
+    if not path.is_file():
+        raise _damaged(path, "is missing")
+    crc, size = file_checksum(path)
+    if size != record["bytes"] or crc != record["crc32"]:
+        raise _damaged(path, f"does not match its checksum in {META} ({size} bytes, CRC32 {crc:08x}; recorded "
+                             f"{record['bytes']} bytes, {record['crc32']:08x}): altered, truncated or swapped")
+
+
+def _config(meta: dict, path: Path):
+    """The DatabaseConfig ``database.json`` records; every key present, none unknown."""
+
+    def build(kind, values, where):
+        names = {f.name for f in dataclasses.fields(kind)}
+        if not isinstance(values, dict) or set(values) != names:
+            found = set(values) if isinstance(values, dict) else set()
+            raise _damaged(path, _key_difference(where, names, found))
+        return values
+
+    config = dict(build(DatabaseConfig, meta["config"], "config"))
+    config["index"] = IndexConfig(**build(IndexConfig, config["index"], "config.index"))
+    try:
+        return DatabaseConfig(**config)
+    except (BadInputError, TypeError, ValueError) as error:
+        raise _damaged(path, f"its config is not valid ({error})") from None
+
+
+def _key_difference(where: str, expected: set, found: set) -> str:
+    parts = []
+    if expected - found:
+        parts.append(f"missing {', '.join(sorted(expected - found))}")
+    if found - expected:
+        parts.append(f"unexpected {', '.join(sorted(found - expected))}")
+    return f"{where} keys disagree with a place database's ({'; '.join(parts) or 'not an object'})"
+
+
+def read_meta(path: Path, crc: int | None) -> dict:
+    """``database.json`` at ``path``, checked against ``CURRENT``'s CRC32 and for its keys and their types."""
+
+    if not path.is_file():
+        raise _damaged(path, "is missing")
+    if crc is not None and file_checksum(path)[0] != crc:
+        raise _damaged(path, f"does not match its checksum in {POINTER}")
+    meta = read_json(path, "place database description")
     if meta.get("format") != FORMAT:
-        raise BadInputError(f"{state}: not a netvlad place database", path=state)
-    if meta.get("version") != VERSION:
-        raise BadInputError(f"{state}: place database version {meta.get('version')}, this netvlad reads version "
-                            f"{VERSION}; rebuild it", path=state)
-    config = dict(meta["config"])
-    config["index"] = IndexConfig(**config["index"])
-    db = cls(meta["dim"], DatabaseConfig(**config), meta.get("fingerprint"))
-    vectors = load_array(state / "descriptors.npy", "place database descriptors")
-    alive = load_array(state / "alive.npy", "place database mask")
-    times = load_array(state / "times.npy", "place database times")
-    positions = load_array(state / "positions.npy", "place database positions")
-    names = (state / "names.txt").read_text(encoding="utf-8").splitlines()
-    count = int(meta["count"])
-    if (vectors.shape != (count, db.dim) or alive.shape != (count,) or times.shape != (count,)
-            or positions.shape != (count, 2) or len(names) != count):
-        raise BadInputError(f"{state}: files disagree on the number of entries ({count} expected); the save is "
-                            "damaged", path=state)
-    index = read_index(state / "index.faiss") if (state / "index.faiss").is_file() else None
-    if index is None and meta["trained_on"]:
-        raise BadInputError(f"{state}: index.faiss is missing; the save is damaged", path=state)
-    if index is not None and index.ntotal != int(alive.sum()):
-        raise BadInputError(f"{state}: index.faiss holds {index.ntotal} entries, not {int(alive.sum())}",
-                            path=state)
-    db._restore(vectors, alive, times, positions, names, index, meta)
+        raise BadInputError(f"{path}: not a netvlad place database", path=path)
+    version = meta.get("version")
+    if version not in (1, VERSION):
+        raise BadInputError(f"{path}: place database version {version}, this netvlad reads versions 1 to {VERSION}; "
+                            "rebuild it", path=path)
+    expected = META_KEYS - ({"files"} if version == 1 else set())
+    if set(meta) != expected:
+        raise _damaged(path, _key_difference("its", expected, set(meta)))
+    whole = lambda v, low: isinstance(v, int) and not isinstance(v, bool) and v >= low  # noqa: E731
+    if not (whole(meta["dim"], 1) and whole(meta["count"], 0) and whole(meta["trained_on"], 0)
+            and meta["trained_on"] <= meta["count"] and isinstance(meta["monotonic"], bool)
+            and (meta["fingerprint"] is None or isinstance(meta["fingerprint"], str))):
+        raise _damaged(path, "dim, count, trained_on, monotonic or fingerprint has an impossible value")
+    return meta
+
+
+def _load_state(cls, state: Path, crc: int | None):
+    meta = read_meta(state / META, crc)
+    config = _config(meta, state / META)
+    dim, count = meta["dim"], meta["count"]
+    arrays = expected_arrays(dim, count)
+    files = meta.get("files")
+    if files is not None:
+        names = {*arrays, NAMES} | ({"index.faiss"} if meta["trained_on"] else set())
+        if not isinstance(files, dict) or set(files) != names or not all(
+                isinstance(r, dict) and set(r) == {"crc32", "bytes"} for r in files.values()):
+            raise _damaged(state / META, _key_difference("files", names, set(files) if isinstance(files, dict)
+                                                         else set()))
+        for name, record in files.items():
+            _check_file(state / name, record)
+    else:
+        logger.warning("%s: saved without checksums by an older netvlad; the next save adds them", state)
+    loaded = {}
+    for name, (shape, dtype) in arrays.items():
+        array = load_array(state / name, "place database array")
+        if array.shape != shape or array.dtype != dtype:
+            raise _damaged(state / name, f"holds {array.shape} {array.dtype}, not {shape} {dtype}")
+        loaded[name] = array
+    if not (np.isfinite(loaded["descriptors.npy"]).all() and np.isfinite(loaded["times.npy"]).all()
+            and not np.isinf(loaded["positions.npy"]).any()):
+        raise _damaged(state, "holds non-finite descriptors, times or positions")
+    names = _read_names(state / NAMES, count)
+    index = None
+    if meta["trained_on"]:
+        index = read_index(state / "index.faiss")
+        alive = int(loaded["alive.npy"].sum())
+        if index.ntotal != alive or index.d != dim:
+            raise _damaged(state / "index.faiss", f"holds {index.ntotal} {index.d}-D entries, not {alive} {dim}-D")
+    db = cls(dim, config, meta["fingerprint"])
+    db._restore(loaded["descriptors.npy"], loaded["alive.npy"], loaded["times.npy"], loaded["positions.npy"], names,
+                index, meta)
+    db._saved_as[state.parent.resolve()] = state.name
     return db
+
+
+def _read_names(path: Path, count: int) -> list[str]:
+    """The ``count`` names in ``path``, one a line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise _damaged(path, "is missing") from None
+    except UnicodeDecodeError:
+        raise _damaged(path, "is not UTF-8 text") from None
+    names = text.split("\n")
+    if names.pop() != "" or len(names) != count:
+        raise _damaged(path, f"holds {len(names)} names, not {count}")
+    return names

@@ -14,7 +14,6 @@ import logging
 
 import faiss
 import numpy as np
-import torch
 
 logger = logging.getLogger(__name__)
 FIRST_PQ_ITERATIONS, PQ_ITERATIONS = 40, 4  # k-means iterations of the PQ: first pass, later passes (faiss's)
@@ -22,6 +21,8 @@ FIRST_PQ_ITERATIONS, PQ_ITERATIONS = 40, 4  # k-means iterations of the PQ: firs
 
 def learn_rotation(sample: np.ndarray, m: int, nbits: int, iterations: int, seed: int = 0) -> np.ndarray:
     """Orthogonal ``(dim, dim)`` float32 R for PQ of ``m`` sub-quantisers × ``nbits`` bits, from ``sample`` (T, dim)."""
+    import torch  # here, not at the top: a place database (which imports the index kinds) needs no torch
+
     x = np.ascontiguousarray(sample, dtype=np.float32)
     dim = x.shape[1]
     generator = torch.Generator().manual_seed(seed)

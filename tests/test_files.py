@@ -5,7 +5,8 @@ import stat
 
 import pytest
 
-from netvlad.files import atomic_write
+from netvlad.errors import BadInputError
+from netvlad.files import atomic_write, refuse_overlaps
 
 
 @pytest.mark.parametrize("mask", [0o022, 0o002, 0o077])
@@ -61,3 +62,15 @@ def test_store_write_error_leaves_rows_pending(tmp_path, monkeypatch):
         store.write(np.array([1]), np.ones((1, 2), np.float32))
     monkeypatch.undo()
     assert list(DescriptorStore.create(tmp_path / "s", ["a", "b"], dim=2).pending()) == [1]  # a rerun extracts it
+
+
+def test_outputs_overlapping_each_other_or_an_input_are_refused(tmp_path):
+    a, b = tmp_path / "a.json", tmp_path / "sub" / ".." / "a.json"
+    refuse_overlaps({"--out": a, "--summary": tmp_path / "b.json", "--plot": None}, {"--model": tmp_path / "m"})
+    with pytest.raises(BadInputError, match="--summary would overwrite --out"):
+        refuse_overlaps({"--out": a, "--summary": b})
+    with pytest.raises(BadInputError, match="--out would overwrite the input --model"):
+        refuse_overlaps({"--out": a}, {"--model": b})
+    (tmp_path / "link.json").symlink_to(a)
+    with pytest.raises(BadInputError, match="would overwrite"):
+        refuse_overlaps({"--out": a, "--summary": tmp_path / "link.json"})

@@ -117,13 +117,15 @@ def load_array(path: Path | str, what: str, mmap_mode: str | None = None):
 
 
 def save_figure(fig, path: Path | str) -> Path:
-    """Write a matplotlib figure to ``path`` (its folder made) and close it; -> the path."""
+    """Write a matplotlib figure to ``path`` atomically (its folder made; the format from its suffix) and close it;
+    -> the path."""
     import matplotlib.pyplot as plt
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format=path.suffix[1:] or None))
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -176,3 +178,26 @@ def file_checksum(path: Path | str, block: int = 1 << 22) -> tuple[int, int]:
         while chunk := handle.read(block):
             crc, size = zlib.crc32(chunk, crc), size + len(chunk)
     return crc, size
+
+
+def refuse_overlaps(outputs: dict[str, Path | str | None], inputs: dict[str, Path | str | None] | None = None
+                    ) -> None:
+    """Refuse, before anything runs, two outputs that are one path, or an output that is an input (``name -> path``,
+    None: not given; names as the caller's user knows them, ``--out`` or ``out``)."""
+    from netvlad.errors import BadInputError
+
+    def key(path: Path | str) -> str:
+        return os.path.realpath(Path(path).expanduser())
+
+    seen: dict[str, str] = {}
+    for name, path in (inputs or {}).items():
+        if path is not None:
+            seen.setdefault(key(path), f"the input {name}")
+    for name, path in outputs.items():
+        if path is None:
+            continue
+        other = seen.get(key(path))
+        if other is not None:
+            raise BadInputError(f"{path}: {name} would overwrite {other} (the same file); give {name} a path of "
+                                "its own", path=path)
+        seen[key(path)] = name

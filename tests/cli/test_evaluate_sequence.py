@@ -108,3 +108,17 @@ def test_seqnet_train_then_evaluate_with_it(sequence, checkpoint, tmp_path, caps
                       str(model), "--store", store, "--output", str(out))) == 0
     seq = json.loads(out.read_text())["sequence_recall"]
     assert seq["method"] == "seqnet" and seq["sequence_length"] == 4 and seq["num_queries"] == 20
+
+
+def test_seqnet_train_refuses_an_out_that_its_summary_or_an_input_would_overwrite(sequence, checkpoint, tmp_path,
+                                                                                  caplog):
+    common = ["seqnet", "train", str(sequence), "--database", "day_left", "--queries", "day_right", "--workers", "0",
+              "--no-progress", "--model", str(checkpoint)]
+    kept = tmp_path / "x.json"
+    kept.write_text("{}")
+    assert main([*common, "--out", str(kept)]) == 1
+    assert "would be one file" in caplog.text and kept.read_text() == "{}"
+    caplog.clear()
+    before = checkpoint.read_bytes()
+    assert main([*common, "--out", str(checkpoint)]) == 1
+    assert "--out would overwrite the input --model" in caplog.text and checkpoint.read_bytes() == before

@@ -179,3 +179,16 @@ def test_stream_describes_the_maps_own_jpegs_as_the_index_did(sequence, tmp_path
                      "--no-progress", "--threads", "1", "--device", "cpu"]) == 1
         assert f"{flags[0]}" in caplog.text and "would be ignored: the map" in caplog.text
         caplog.clear()
+
+
+@pytest.mark.parametrize("clash", [("--out", "F", "--summary", "F"), ("--summary", "F", "--pr-plot", "F"),
+                                   ("--out", "SOURCE"), ("--save", "G", "--out", "G")])
+def test_outputs_that_would_overwrite_each_other_or_an_input_are_refused_up_front(video, tmp_path, caplog, clash):
+    target = tmp_path / "F"
+    target.write_text("kept\n")
+    paths = {"SOURCE": str(video), "F": str(target), "G": str(tmp_path / "G")}  # G: a new folder or file
+    args = [paths.get(a, a) for a in clash]
+    assert main(["stream", str(video), *args, *MODEL]) == 1
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "would overwrite" in errors[0] and "\n" not in errors[0]
+    assert target.read_text() == "kept\n" and video.stat().st_size > 1000 and not (tmp_path / "G").exists()

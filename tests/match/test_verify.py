@@ -149,3 +149,51 @@ def test_a_model_with_whitening_projects_patches_with_its_own(tmp_path):
         raw = patch_netvlad(feats, layer.conv.weight.view(2, -1), layer.conv.bias, layer.centroids, 2)[0]
         expected = model.whitening.crop(8)(raw)
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+
+
+def test_the_patch_whitening_cache_is_atomic_checked_and_rebuilt_when_damaged(netvlad_model, tmp_path, monkeypatch,
+                                                                                caplog):
+    import errno
+
+    import torch
+
+    from netvlad.match.verify import run
+
+    paths = [tmp_path / "db" / n for n in write_images(tmp_path / "db", 3, size=(160, 128))]
+    preset = VerifyPreset("cache", "test", sizes=(2,), dim=8, scorer="rapid")
+    cache = tmp_path / "cache"
+    fitted = run.patch_whitening(netvlad_model, preset, paths, cache)
+    [path] = list(cache.iterdir())
+
+    def same(whitening):
+        return all(torch.equal(a, b) for a, b in zip(whitening.state_dict().values(),
+                                                     fitted.state_dict().values(), strict=True))
+
+    real_fit = run.fit_patch_whitening
+    monkeypatch.setattr(run, "fit_patch_whitening", lambda *a, **k: pytest.fail("fitted despite a good cache"))
+    assert same(run.patch_whitening(netvlad_model, preset, paths, cache))  # read back, not fitted
+    monkeypatch.setattr(run, "fit_patch_whitening", real_fit)
+    good = path.read_bytes()
+    data = bytearray(good)
+    data[len(data) // 2] ^= 0x40  # a flipped byte inside the weights: torch.load alone does not notice
+    for damaged in (bytes(data), good[:len(good) // 2], b""):
+        path.write_bytes(damaged)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            assert same(run.patch_whitening(netvlad_model, preset, paths, cache))
+        assert "damaged patch whitening cache" in caplog.text
+        assert same(run.read_whitening_cache(path, netvlad_model.pool.output_dim, 8))  # rebuilt
+    path.unlink()
+
+    def disk_full(record, target):
+        with open(target, "wb") as handle:
+            handle.write(b"PK\x03\x04 half a file")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(run.torch, "save", disk_full)
+    with caplog.at_level(logging.WARNING):
+        assert same(run.patch_whitening(netvlad_model, preset, paths, cache))  # the run goes on
+    assert "No space left" in caplog.text and list(cache.iterdir()) == []  # nothing left to poison the next run
+    monkeypatch.undo()
+    assert same(run.patch_whitening(netvlad_model, preset, paths, cache))
+    assert same(run.read_whitening_cache(path, netvlad_model.pool.output_dim, 8))

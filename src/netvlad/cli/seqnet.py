@@ -60,9 +60,12 @@ def run_train(args: argparse.Namespace) -> int:
     from netvlad.cli.common import model_from_args, pick_device
     from netvlad.cli.dataset_args import dataset_from_args
     from netvlad.cli.extract_args import prepare_model
+    from netvlad.files import refuse_overlaps
     from netvlad.parallel import DistInfo
-    from netvlad.train.seqnet import run_seqnet_training
+    from netvlad.train.seqnet import run_seqnet_training, seqnet_outputs
 
+    out, summary = seqnet_outputs(args.out)  # refused before any work
+    refuse_overlaps({"--out": out, "its .json summary": summary}, {"--model": args.model, "--store": args.store})
     device = pick_device(args.device)  # one process (torchrun: extract with `evaluate --store DIR` first)
     dataset = dataset_from_args(args)
     print(dataset)

@@ -72,8 +72,11 @@ def run(args: argparse.Namespace) -> int:
     from netvlad.cli.common import pick_device
     from netvlad.cli.engine_args import engine_from_args
     from netvlad.data.frames import FrameSource, StreamEndedEarly
+    from netvlad.files import refuse_overlaps
     from netvlad.places.stream import StreamMatcher
 
+    refuse_overlaps({"--out": args.out, "--summary": args.summary, "--pr-plot": args.pr_plot, "--save": args.save},
+                    {"SOURCE": args.source, "--map": args.map, "--model": args.model})
     source = FrameSource(args.source, every=args.every, fps=args.fps)
     _check_exclusion(source, args)
     device = pick_device(args.device)
@@ -103,7 +106,9 @@ def run(args: argparse.Namespace) -> int:
                                    "engine": runner.name}
     print(format_summary(summary), file=sys.stderr)
     if args.summary:
-        args.summary.write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+        from netvlad.files import atomic_write
+
+        atomic_write(args.summary, lambda tmp: tmp.write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8"))
     if args.pr_plot and matcher.pr() is not None:
         from netvlad.eval.pr_plot import plot_pr
 

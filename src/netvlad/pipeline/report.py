@@ -11,6 +11,7 @@ import numpy as np
 
 from netvlad.eval import EvalResult
 from netvlad.eval.report import condition_recall
+from netvlad.files import atomic_write
 from netvlad.pipeline.compare import Localisation
 
 logger = logging.getLogger(__name__)
@@ -108,8 +109,8 @@ def write_results(path: Path, results: Mapping[str, EvalResult], localised: Sequ
     for label, per in (by_condition or {}).items():
         methods[label]["recall_by_condition"] = per
     data = {"methods": methods, "localisation": [vars(item) for item in localised], **extra}
-    path.write_text(json.dumps(data, indent=1, default=str) + "\n")
-    return path
+    return atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=1, default=str) + "\n",
+                                                         encoding="utf-8"))
 
 
 def localisation_table(localised: Sequence[Localisation]) -> str:
@@ -124,8 +125,7 @@ def localisation_table(localised: Sequence[Localisation]) -> str:
 def write_index(path: Path, title: str, sections: Sequence[tuple[str, str]]) -> Path:
     """A Markdown page: ``title``, then each (heading, body) section."""
     text = f"# {title}\n\n" + "\n\n".join(f"## {head}\n\n{body}" for head, body in sections) + "\n"
-    path.write_text(text)
-    return path
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def timing_table(steps: Mapping[str, Mapping[str, float]]) -> str:

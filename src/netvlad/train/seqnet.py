@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from netvlad.constants import EVAL_RADIUS_M
+from netvlad.errors import BadInputError
 from netvlad.files import atomic_write
 
 if TYPE_CHECKING:
@@ -181,6 +182,15 @@ def validate(seqnet: SeqNet, db: np.ndarray, queries: np.ndarray, val: GeoDatase
     return recall
 
 
+def seqnet_outputs(out: Path | str) -> tuple[Path, Path]:
+    """(the SeqNet file, its ``.json`` summary) for ``out``; refused when they would be one file."""
+    out = Path(out)
+    if out.suffix == ".json":
+        raise BadInputError(f"{out}: the SeqNet and its .json summary would be one file; give the SeqNet another "
+                            "suffix (.safetensors)", path=out, hint="--out FILE.safetensors")
+    return out, out.with_suffix(".json")
+
+
 def run_seqnet_training(model, dataset: GeoDataset, out: Path | str, training: SeqNetTraining | None = None,
                         val_places: int = 0, store_dir: Path | str | None = None, ns: Sequence[int] = (1, 5, 10),
                         **extract) -> dict:
@@ -193,6 +203,7 @@ def run_seqnet_training(model, dataset: GeoDataset, out: Path | str, training: S
     from netvlad.models.seqnet import describe_seqnet, save_seqnet
     from netvlad.search.exact import read_rows
 
+    out, summary_path = seqnet_outputs(out)
     training = training or SeqNetTraining()
     require_sequences(dataset, SequenceConfig(length=training.length))
     store = Path(store_dir) if store_dir is not None else None
@@ -211,9 +222,8 @@ def run_seqnet_training(model, dataset: GeoDataset, out: Path | str, training: S
                                  for name, values in recall.items()}
         for name, values in recall.items():
             logger.info("validation %s: %s", name, ", ".join(f"R@{n} {r:.1f}" for n, r in values.items()))
-    out = Path(out)
     save_seqnet(seqnet, out, {"log": log, "dataset": dataset.name})
-    atomic_write(out.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(summary, indent=1),
+    atomic_write(summary_path, lambda tmp: tmp.write_text(json.dumps(summary, indent=1),
                                                                       encoding="utf-8"))
     logger.info("SeqNet (%s) trained in %.0f s; wrote %s", summary["seqnet"], seconds, out)
     return summary

@@ -13,6 +13,7 @@ import yaml
 from netvlad.constants import EVAL_RADIUS_M, NEGATIVE_RADIUS_M, POSITIVE_RADIUS_M
 from netvlad.errors import BadInputError
 from netvlad.extract.engine import ENGINES
+from netvlad.files import atomic_write
 from netvlad.limits import COUNT, FRACTION, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, Limit
 from netvlad.models import ModelConfig, Preprocessing
 from netvlad.train.optim import OPTIMIZERS, SCHEDULERS
@@ -201,6 +202,5 @@ def _read_toml(text: str) -> dict:
 
 def write_config(config: TrainConfig, path: Path | str) -> Path:
     """Write the resolved config as YAML."""
-    path = Path(path)
-    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-    return path
+    text = yaml.safe_dump(config.to_dict(), sort_keys=False)
+    return atomic_write(Path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))

@@ -4,7 +4,10 @@ each query's shortlist re-ranked from its own patches."""
 from __future__ import annotations
 
 import logging
+import pickle
 import time
+import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from netvlad.files import WriteError, atomic_write
 from netvlad.match.verify import patches
 from netvlad.match.verify.patch_store import PatchStore, extract_patch_store
 from netvlad.match.verify.patches import PatchExtractor, fit_patch_whitening, iter_images, require_netvlad
@@ -41,23 +45,68 @@ class VerifiedRanking:
 
 def patch_whitening(model: PlaceModel, preset: VerifyPreset, fit_paths: Sequence[Path | str], cache: Path | None,
                     device: str | torch.device = "cpu") -> PCAWhitening:
-    """The model's own whitening, or one fitted on patches of ``fit_paths`` (kept in ``cache`` when given)."""
+    """The model's own whitening, or one fitted on patches of ``fit_paths`` (kept in ``cache`` when given: written
+    atomically with a checksum of its tensors, fitted again when the cached file is damaged)."""
     layer = require_netvlad(model)
     if model.whitening is not None:
         return model.whitening
     name = f"whitening_{preset.dim}_shrink{patches.SHRINK:g}_{model.fingerprint()}.pt"  # refit when ε changes
     path = cache / name if cache else None
     if path is not None and path.is_file():
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        whitening = PCAWhitening(layer.output_dim, len(state["eigenvalues"]))
-        whitening.load_state_dict(state)
-        return whitening
+        whitening = read_whitening_cache(path, layer.output_dim, preset.dim)
+        if whitening is not None:
+            return whitening
     paths = list(fit_paths)[:: max(1, len(fit_paths) // FIT_IMAGES)][:FIT_IMAGES]
     whitening = fit_patch_whitening(model, paths, preset.dim, size=sorted(preset.sizes)[len(preset.sizes) // 2],
                                     stride=preset.stride, device=device)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(whitening.state_dict(), path)
+        write_whitening_cache(whitening, path)
+    return whitening
+
+
+def _tensor_checksum(state: dict[str, torch.Tensor]) -> int:
+    """CRC32 over the names, shapes and float32 bytes of ``state``'s tensors, in name order."""
+    crc = 0
+    for key in sorted(state):
+        value = state[key].detach().to("cpu", torch.float32).contiguous()
+        crc = zlib.crc32(f"{key}{tuple(value.shape)}".encode(), crc)
+        crc = zlib.crc32(value.numpy().tobytes(), crc)
+    return crc
+
+
+def write_whitening_cache(whitening: PCAWhitening, path: Path) -> None:
+    """Cache ``whitening`` at ``path`` (temporary file + rename; a failed write, e.g. a full disk, leaves no file
+    and is logged: the whitening is fitted again next time)."""
+    state = {k: v.detach().cpu() for k, v in whitening.state_dict().items()}
+    record = {"state": state, "crc32": _tensor_checksum(state)}
+    try:
+        atomic_write(path, lambda tmp: torch.save(record, tmp))
+    except WriteError as error:
+        logger.warning("%s; the patch whitening is not cached (it is fitted again next run)", error)
+
+
+def read_whitening_cache(path: Path, in_dim: int, out_dim: int) -> PCAWhitening | None:
+    """The whitening cached at ``path``, or None (logged) when the file is damaged or not ``in_dim`` -> at most
+    ``out_dim`` (fewer when too few patches allowed them) finite weights matching their checksum: it is then fitted
+    again and the file replaced."""
+    try:
+        record = torch.load(path, map_location="cpu", weights_only=True)
+        state, crc = record["state"], record["crc32"]
+        if _tensor_checksum(state) != crc:
+            raise ValueError("its tensors do not match their checksum")
+        dims = len(state["eigenvalues"])
+        if not 1 <= dims <= out_dim:
+            raise ValueError(f"{dims} output dims, not 1 to {out_dim}")
+        whitening = PCAWhitening(in_dim, dims)
+        whitening.load_state_dict(state)
+    except (OSError, EOFError, RuntimeError, ValueError, KeyError, TypeError, AttributeError,
+            pickle.UnpicklingError, zipfile.BadZipFile) as error:
+        reason = " ".join(str(error).split())[:160]
+        logger.warning("%s: damaged patch whitening cache (%s); fitting it again", path, reason)
+        return None
+    if not all(torch.isfinite(v).all() for v in state.values()):
+        logger.warning("%s: patch whitening cache holds non-finite weights; fitting it again", path)
+        return None
     return whitening
 
 

@@ -5,6 +5,7 @@ Imports nothing heavy, so the CLI checks arguments where it parses them, before 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from netvlad.errors import BadInputError
@@ -36,7 +37,7 @@ class Limit:
         """Whether ``value`` lies in the range (and is whole, for ``integer``)."""
         if isinstance(value, bool) or not isinstance(value, int | float) or value != value:  # NaN
             return False
-        if self.integer and value != int(value):
+        if self.integer and (value in (math.inf, -math.inf) or value != int(value)):
             return False
         if self.low is not None and (value <= self.low if self.low_open else value < self.low):
             return False
@@ -67,3 +68,5 @@ NON_NEGATIVE_INT = Limit(0, integer=True)  # worker processes, seeds, tolerances
 POSITIVE = Limit(0, low_open=True)  # radii, learning rates, margins (metres, ...)
 NON_NEGATIVE = Limit(0)
 FRACTION = Limit(0, 1, high_open=True)  # momentum, decay factors in [0, 1)
+NEIGHBOURS = Limit(1, 1 << 20, integer=True)  # k per query: its (Q, k) distances and ids must fit in memory
+FRAME_NUMBER = Limit(-10**12, 10**12, integer=True)  # a recorded frame number (milliseconds over 30 years fit)

@@ -122,3 +122,27 @@ def test_seqnet_train_refuses_an_out_that_its_summary_or_an_input_would_overwrit
     before = checkpoint.read_bytes()
     assert main([*common, "--out", str(checkpoint)]) == 1
     assert "--out would overwrite the input --model" in caplog.text and checkpoint.read_bytes() == before
+
+
+@pytest.mark.parametrize(("flag", "value", "message"), [
+    ("--velocities", "1e12", "each a number in [-100, 100]"), ("--velocities", "1,nan", "each a number in"),
+    ("--contrast-radius", "1000000000000", "an integer in [0, 10000]"),
+    ("--shortlist", "1000000000", "an integer in [1, 10000]"), ("--propagate", "100000", "an integer in [0, 1000]"),
+    ("--sequence", "1000000", "an integer in [2, 1000]"),
+])
+def test_sequence_numbers_beyond_their_range_are_usage_errors(sequence, checkpoint, capsys, flag, value, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(_args(sequence, checkpoint, "--sequence", "4", flag, value))
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and f"{flag}: must be" in err and message in err
+
+
+def test_sequence_config_bounds_its_numbers_for_python_users_too():
+    from netvlad.errors import BadInputError
+    from netvlad.match.sequence import SequenceConfig
+
+    for kwargs, words in (({"velocities": (1e12,)}, "velocities must be"), ({"contrast_radius": 10**12}, "contrast"),
+                          ({"length": 10**9}, "sequence length"), ({"shortlist": 0}, "shortlist"),
+                          ({"velocities": ("x",)}, "velocities must be numbers")):
+        with pytest.raises(BadInputError, match=words):
+            SequenceConfig(**kwargs)

@@ -192,3 +192,13 @@ def test_outputs_that_would_overwrite_each_other_or_an_input_are_refused_up_fron
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert len(errors) == 1 and "would overwrite" in errors[0] and "\n" not in errors[0]
     assert target.read_text() == "kept\n" and video.stat().st_size > 1000 and not (tmp_path / "G").exists()
+
+
+@pytest.mark.parametrize(("flag", "value", "message"), [
+    ("-k", "1000000000000", "-k: must be an integer in [1, 1048576]"), ("-k", "10^12", "-k: must be an integer"),
+    ("--sequence", "100000000", "--sequence: must be an integer in [2, 1000]"),
+])
+def test_numbers_beyond_their_range_are_usage_errors(video, capsys, flag, value, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["stream", str(video), flag, value, *MODEL])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err

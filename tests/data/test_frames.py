@@ -51,3 +51,11 @@ def test_route_lays_out_both_traverses_with_positions(tmp_path):
         write_route(first, second, tmp_path / "route2")
     with pytest.raises(BadInputError, match="not empty"):
         write_route(first, first, tmp_path / "route")
+
+
+@pytest.mark.parametrize("row", ["b.png,nan,0,0", "b.png,1,inf,0", "b.png,1e999,0,0"])
+def test_a_frames_csv_with_a_non_finite_number_is_refused_naming_the_line(tmp_path, row):
+    folder = _images(tmp_path / "f", ["a.png", "b.png"])
+    (folder / "frames.csv").write_text(f"name,time,easting,northing\na.png,0,0,0\n{row}\n")
+    with pytest.raises(BadInputError, match=r"frames\.csv:3: time, easting and northing must be finite"):
+        list(FrameSource(folder))

@@ -63,6 +63,16 @@ def test_csv_sequence_frame_and_time_columns(tmp_path):
     (tmp_path / "bad.csv").write_text("path,split,easting,northing,frame\na.jpg,database,0,0,x\nc.jpg,query,0,0,1\n")
     with pytest.raises(DatasetError, match=r"bad\.csv:2: frame is 'x', not a number"):
         open_dataset(tmp_path / "bad.csv")
+    for value in ("1e15", "nan", "2.5", "-inf"):
+        (tmp_path / "bad.csv").write_text(f"path,split,easting,northing,frame\na.jpg,database,0,0,{value}\n"
+                                          "c.jpg,query,0,0,1\n")
+        with pytest.raises(DatasetError, match=rf"bad\.csv:2: frame is '{value}'; it must be an integer in "
+                                               r"\[-1000000000000, 1000000000000\]"):
+            open_dataset(tmp_path / "bad.csv")
+    (tmp_path / "bad.csv").write_text("path,split,easting,northing,sequence,time\na.jpg,database,0,0,r,nan\n"
+                                      "c.jpg,query,0,0,q,1\n")
+    with pytest.raises(DatasetError, match=r"bad\.csv:2: time is 'nan'; it must be a finite number"):
+        open_dataset(tmp_path / "bad.csv")
 
 
 def test_msls_seq_info(tmp_path):

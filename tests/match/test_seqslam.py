@@ -149,7 +149,7 @@ def test_gaps_are_counted_and_followed():
 
 def test_bad_settings_are_refused():
     """L < 2 and a centred online matcher are refused with clear messages."""
-    with pytest.raises(BadInputError, match="≥ 2"):
+    with pytest.raises(BadInputError, match=r"an integer in \[2, 1000\]"):
         SequenceConfig(length=1)
     with pytest.raises(ValueError, match="causal"):
         OnlineSeqSLAM(np.zeros((3, 2), np.float32), None, SequenceConfig(centred=True))
@@ -191,3 +191,33 @@ def test_block_distances_both_ways_equal_direct_differences(dense):
         reference = expected if db.dtype == np.float32 else np.linalg.norm(
             frames[slots][:, :, None, None, :] - db.astype(np.float32)[rows][:, None], axis=-1)
         np.testing.assert_allclose(got, reference, rtol=1e-5, atol=1e-5)
+
+
+def test_frame_numbers_in_any_unit_keep_the_blocks_within_the_memory_budget(monkeypatch):
+    """Query frames numbered in milliseconds (33 per frame, jittered) and a gap of 10¹² frames: every block of
+    distances fits half the budget (the documented split), and the scores are the brute-force reference's."""
+    from netvlad.match import seqslam as scoring
+
+    n = 40
+    database, queries = route(n, 16, seed=11)
+    rng = np.random.default_rng(0)
+    q_frames = np.cumsum(rng.integers(30, 37, n))
+    q_frames[n // 2:] += 10**12  # a gap far beyond the database: those windows' far points count 0
+    config = SequenceConfig(length=5, contrast_radius=2, velocities=(1 / 33, 1 / 30), propagate=0)
+    budget, shapes = 256 * 2**10, []
+    real = scoring.distances
+
+    def recorded(frames, slots, database, norms, layout, positions, dense=None):
+        out = real(frames, slots, database, norms, layout, positions, dense)
+        shapes.append(positions.shape)
+        return out
+
+    monkeypatch.setattr(scoring, "distances", recorded)
+    shortlist = exact_shortlist(queries, database, 8)
+    got = seqslam_rank(queries, database, SequenceOrder.single(q_frames), None, shortlist, config, max_memory=budget)
+    assert shapes and all(4 * b * 5 * c * w <= budget / 2 for b, c, w in shapes)  # B windows of K = 5 frames
+    assert max(w for _, _, w in shapes) < 3 * n  # never as wide as the frame numbers
+    ref = full_scores(queries, database, np.zeros(n, int), q_frames, np.zeros(n, int), np.arange(n), 5,
+                      config.velocities, 2)
+    for q in range(n):
+        np.testing.assert_allclose(got.scores[q], ref[q, got.ranked[q]], rtol=1e-5, atol=1e-5)

@@ -13,7 +13,7 @@ from netvlad.cli.engine_args import add_engine_arg, engine_from_args
 from netvlad.cli.extract_args import add_cluster_images_arg
 from netvlad.cli.search_args import add_index_args, add_search_args, index_config_from_args, max_memory_from_args
 from netvlad.cli.verify_args import add_verify_args, check_verify_model, verified_index_search
-from netvlad.limits import COUNT
+from netvlad.limits import NEIGHBOURS
 from netvlad.places.positions import POSITION_ESTIMATORS
 
 logger = logging.getLogger(__name__)
@@ -123,7 +123,8 @@ def register(subparsers) -> None:
                         help="query photos")
     parser.add_argument("--index", type=existing("folder", "index folder"), required=True,
                         help="folder written by `netvlad index build`")
-    parser.add_argument("-k", type=number(COUNT), default=5, help="matches per photo (clamped to the database size)")
+    parser.add_argument("-k", type=number(NEIGHBOURS), default=5,
+                        help="matches per photo (clamped to the database size)")
     parser.add_argument("--method", default="top1", choices=POSITION_ESTIMATORS.names(),
                         help="position estimate: " + POSITION_ESTIMATORS.describe())
     parser.add_argument("--json", action="store_true", help="machine-readable output")

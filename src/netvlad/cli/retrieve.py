@@ -9,7 +9,7 @@ from netvlad.cli.common import add_device_args, add_model_args, existing, number
 from netvlad.cli.engine_args import add_engine_arg, engine_from_args
 from netvlad.cli.extract_args import add_cluster_images_arg, add_pictures_arg
 from netvlad.cli.verify_args import add_verify_args, check_verify_model, verified_folder_ranking
-from netvlad.limits import COUNT
+from netvlad.limits import NEIGHBOURS
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,7 +53,7 @@ def register(subparsers) -> None:
     parser.add_argument("query_folder", metavar="QUERY_FOLDER", type=existing("folder", "query folder"),
                         help="folder of query photos (recursive)")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("-k", type=number(COUNT), default=10, help="database images kept per query (default 10)")
+    parser.add_argument("-k", type=number(NEIGHBOURS), default=10, help="database images kept per query (default 10)")
     add_pictures_arg(parser)
     parser.add_argument("--skip-bad", action="store_true", help="skip (and list) undecodable images")
     add_cluster_images_arg(parser)

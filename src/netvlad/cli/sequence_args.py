@@ -6,8 +6,7 @@ import argparse
 
 from netvlad.cli.common import existing, number
 from netvlad.errors import BadInputError
-from netvlad.limits import COUNT, NON_NEGATIVE_INT, Limit
-from netvlad.match.sequence import DEFAULT, METHODS
+from netvlad.match.sequence import CONTRAST_RADIUS, DEFAULT, LENGTH, METHODS, PROPAGATE, SHORTLIST, VELOCITY
 
 
 def parse_velocities(text: str) -> tuple[float, ...]:
@@ -16,15 +15,16 @@ def parse_velocities(text: str) -> tuple[float, ...]:
         values = tuple(float(t) for t in text.split(",") if t.strip())
     except ValueError:
         values = ()
-    if not values:
-        raise argparse.ArgumentTypeError(f"must be comma-separated numbers (e.g. 0.8,1,1.25), got {text!r}")
+    if not values or not all(VELOCITY.accepts(v) for v in values):
+        raise argparse.ArgumentTypeError(f"must be comma-separated numbers, each {VELOCITY.describe()} (e.g. "
+                                         f"0.8,1,1.25), got {text!r}")
     return values
 
 
 def add_sequence_args(parser: argparse.ArgumentParser) -> None:
     """Add ``--sequence``, ``--sequence-method``, ``--sequence-model``, ``--centred`` and the matcher's settings."""
     group = parser.add_argument_group("sequence matching (queries and database with sequence order)")
-    group.add_argument("--sequence", type=number(Limit(2, integer=True)), default=None, metavar="L",
+    group.add_argument("--sequence", type=number(LENGTH), default=None, metavar="L",
                        help="also report Recall@N of matching L-frame query sequences (e.g. 10)")
     group.add_argument("--sequence-method", default="seqslam", choices=METHODS.names(),
                        help="; ".join(f"{name}: {METHODS.get(name)}" for name in METHODS.names()))
@@ -32,15 +32,15 @@ def add_sequence_args(parser: argparse.ArgumentParser) -> None:
                        help="seqnet: a trained SeqNet (.safetensors, its config beside it)")
     group.add_argument("--centred", action="store_true",
                        help="centre each window on its query frame (offline; default causal: the L-1 frames before)")
-    group.add_argument("--shortlist", type=number(COUNT), default=DEFAULT.shortlist, metavar="M",
+    group.add_argument("--shortlist", type=number(SHORTLIST), default=DEFAULT.shortlist, metavar="M",
                        help=f"database frames scored per query frame (default {DEFAULT.shortlist})")
-    group.add_argument("--propagate", type=number(NON_NEGATIVE_INT), default=DEFAULT.propagate, metavar="P",
+    group.add_argument("--propagate", type=number(PROPAGATE), default=DEFAULT.propagate, metavar="P",
                        help="also score the top P of each earlier window frame's shortlist, carried along the "
                             f"trajectory (0: the current frame's shortlist only; default {DEFAULT.propagate})")
     group.add_argument("--velocities", type=parse_velocities, default=DEFAULT.velocities, metavar="V,V,...",
                        help="database frames per query frame tried by trajectories (default "
                             + ",".join(f"{v:g}" for v in DEFAULT.velocities) + ")")
-    group.add_argument("--contrast-radius", type=number(NON_NEGATIVE_INT), default=DEFAULT.contrast_radius,
+    group.add_argument("--contrast-radius", type=number(CONTRAST_RADIUS), default=DEFAULT.contrast_radius,
                        metavar="R", help=f"±database frames of the contrast normalisation (default "
                                          f"{DEFAULT.contrast_radius})")
 

@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 
 from netvlad.cli.common import existing, number, output
-from netvlad.limits import COUNT, NON_NEGATIVE, POSITIVE, Limit
+from netvlad.limits import COUNT, NEIGHBOURS, NON_NEGATIVE, POSITIVE, Limit
+from netvlad.match.sequence import LENGTH
 from netvlad.places.streaming import DATABASE_KINDS, SEQUENCE_SCORES
 
 
@@ -25,8 +26,8 @@ def add_stream_args(parser: argparse.ArgumentParser) -> None:
                             "the stream's own earlier frames)")
     group.add_argument("--exclude-recent", type=number(NON_NEGATIVE), default=30.0, metavar="SECONDS",
                        help="loop closures: leave out the frames of the last SECONDS (frames without timestamps)")
-    group.add_argument("-k", type=number(COUNT), default=5, help="matches searched per frame")
-    group.add_argument("--sequence", type=number(Limit(2, None, integer=True)), default=None, metavar="L",
+    group.add_argument("-k", type=number(NEIGHBOURS), default=5, help="matches searched per frame")
+    group.add_argument("--sequence", type=number(LENGTH), default=None, metavar="L",
                        help="decide on a causal sequence score of the last L frames")
     group.add_argument("--sequence-score", default="distance", choices=SEQUENCE_SCORES.names(),
                        help="; ".join(f"{n}: {SEQUENCE_SCORES.get(n)}" for n in SEQUENCE_SCORES.names()))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import csv
 import logging
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -219,5 +220,9 @@ def _read_manifest(path: Path) -> list[tuple[str, float | None, tuple[float, flo
                         if row.get("easting") not in (None, "") and row.get("northing") not in (None, "") else None)
         except ValueError:
             raise BadInputError(f"{path}:{line}: time, easting and northing must be numbers", path=path) from None
+        if not all(math.isfinite(v) for v in (time if time is not None else 0.0, *(position or ()))):
+            raise BadInputError(f"{path}:{line}: time, easting and northing must be finite numbers (seconds, "
+                                f"metres), got {row.get('time')!r}, {row.get('easting')!r}, {row.get('northing')!r}",
+                                path=path)
         out.append((row["name"], time, position))
     return out

@@ -255,19 +255,44 @@ def score_windows(frames: np.ndarray, slots: np.ndarray, offsets: np.ndarray, kv
     the sum is divided by the window's frame count; the best velocity wins.
     """
     radius = config.contrast_radius
-    velocities = np.asarray(config.velocities, np.float64)
-    steps = np.rint(velocities[None, None, :] * offsets[:, :, None].astype(np.float64)).astype(np.int64)  # (B,K,V)
-    steps = np.where(kvalid[:, :, None], steps, 0)
+    steps, far = trajectory_steps(offsets, kvalid, config.velocities, len(layout) + radius + 1)  # (B, K, V)
     positions, inside, first = _blocks(candidates, steps, layout, radius)
     norms = squared_norms(database) if norms is None else norms
     d = distances(frames, slots, database, norms, layout, positions)  # (B, K, C, W)
     normalised, point = _normalised(d, inside, steps - first[:, None, None], kvalid, radius)  # (B, K, C, V)
+    if far.any():  # points beyond the database: outside every sequence, so they count 0
+        near = torch.from_numpy(~far)[:, :, None, :]
+        normalised, point = torch.where(near, normalised, 0.0), point & near
     frames = torch.from_numpy(np.maximum(kvalid.sum(1), 1)).to(torch.float64)
     scores = normalised.sum(1) / frames[:, None, None]  # (B, C, V)
     best, which = scores.min(dim=2)
     lengths = torch.gather(point.sum(1), 2, which.unsqueeze(2)).squeeze(2)
     best = torch.where(torch.from_numpy(candidates >= 0), best, torch.inf)
     return best.numpy(), lengths.numpy()
+
+
+def trajectory_steps(offsets: np.ndarray, kvalid: np.ndarray, velocities, limit: int
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Database steps ``round(v · offset)`` (B, K, V) int64 of each window slot at each velocity (0 in empty slots
+    and where the step is ``far``: beyond ``limit`` = database size + R + 1, so that the point and its whole
+    normalisation window lie outside every sequence) and ``far`` (B, K, V). Frame numbers far apart (milliseconds, a
+    gap of years) thus never widen the gathered blocks past the database."""
+    velocities = np.asarray(velocities, np.float64)
+    exact = np.rint(velocities[None, None, :] * offsets[:, :, None].astype(np.float64))  # (B, K, V) float64
+    far = (np.abs(exact) > limit) & kvalid[:, :, None]
+    return np.where(kvalid[:, :, None] & ~far, exact, 0).astype(np.int64), far
+
+
+def step_spread(offsets: np.ndarray, velocities, limit: int) -> int:
+    """The widest span of trajectory steps (max − min over slots and velocities) of any window, ``offsets``
+    (Q, K) (0 in empty slots), steps beyond ``limit`` counting as 0 (see :func:`trajectory_steps`); + 1 for rounding.
+    From the extreme offsets and velocities alone (a product's extremes lie at the corners), so no (Q, K, V) array."""
+    if not offsets.size:
+        return 1
+    v = np.array([min(velocities), max(velocities)], np.float64)
+    o = np.stack([offsets.min(axis=1), offsets.max(axis=1)], axis=1).astype(np.float64)  # (Q, 2), both include 0
+    corners = np.clip((o[:, :, None] * v[None, None, :]).reshape(len(o), 4), -limit, limit)
+    return int(np.ceil((corners.max(axis=1) - corners.min(axis=1)).max())) + 1
 
 
 def batch_size(candidates: int, width: int, length: int, points: int, max_memory: float = MAX_MEMORY) -> int:
@@ -386,7 +411,8 @@ def seqslam_rank(queries: np.ndarray, database: np.ndarray, query_order: Sequenc
     scores = np.full(shortlist.shape, np.inf)
     windows = window_matrix(query_order, config.before, config.after)
     length = windows.members.shape[1]
-    reach = int(np.ceil(max(abs(v) for v in config.velocities) * max(config.before, config.after)))
+    reach = step_spread(windows.offsets, config.velocities, len(layout) + config.contrast_radius + 1)  # the true
+    # span of the frame numbers, whatever their unit: milliseconds need wider blocks, hence smaller batches
     step = batch_size(width + (length - 1) * config.propagate, reach + 2 * config.contrast_radius + 1, length,
                       len(config.velocities) * length * (2 * config.contrast_radius + 1), max_memory)
     norms = squared_norms(database)

@@ -3,10 +3,10 @@ choices at once."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from netvlad.errors import BadInputError
+from netvlad.limits import Limit
 from netvlad.registry import Registry
 
 METHODS: Registry[str] = Registry("sequence method", "choose one of")
@@ -17,6 +17,14 @@ METHODS.add("seqnet", "SeqNet sequence descriptor (a trained 1-D temporal convol
                       "SeqSLAM-style re-ranking (HVPR)")
 
 DEFAULT_VELOCITIES = (0.8, 1.0, 1.25)  # database frames per query frame (measured on Nordland val: as good as 5 steps)
+
+# Ranges of the settings: beyond them the per-window blocks (shortlist × L × (2R + 1 + spread)) or the (Q, L) window
+# arrays would no longer fit in memory, and no route needs them.
+LENGTH = Limit(2, 1000, integer=True)  # query frames per sequence
+VELOCITY = Limit(-100, 100)  # database frames per query frame
+CONTRAST_RADIUS = Limit(0, 10_000, integer=True)  # ± database frames
+SHORTLIST = Limit(1, 10_000, integer=True)  # database frames scored per query frame
+PROPAGATE = Limit(0, 1000, integer=True)  # shortlist entries carried per window frame
 
 
 @dataclass(frozen=True)
@@ -35,15 +43,19 @@ class SequenceConfig:
     propagate: int = 5
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "velocities", tuple(float(v) for v in self.velocities))
-        if int(self.length) != self.length or self.length < 2:
-            raise BadInputError(f"sequence length must be an integer ≥ 2 query frames, got {self.length}",
+        if not LENGTH.accepts(self.length):
+            raise BadInputError(f"sequence length must be {LENGTH.describe()} query frames, got {self.length!r}",
                                 hint="--sequence 10")
-        if not self.velocities or not all(math.isfinite(v) for v in self.velocities):
-            raise BadInputError(f"velocities must be finite database frames per query frame, got {self.velocities}")
-        if self.contrast_radius < 0 or self.shortlist < 1 or self.propagate < 0:
-            raise BadInputError(f"contrast_radius and propagate must be ≥ 0 and shortlist ≥ 1, got "
-                                f"{self.contrast_radius}, {self.propagate} and {self.shortlist}")
+        try:
+            object.__setattr__(self, "velocities", tuple(float(v) for v in self.velocities))
+        except (TypeError, ValueError):
+            raise BadInputError(f"velocities must be numbers, got {self.velocities!r}") from None
+        if not self.velocities or not all(VELOCITY.accepts(v) for v in self.velocities):
+            raise BadInputError(f"velocities must be {VELOCITY.describe()} database frames per query frame each, "
+                                f"got {self.velocities}")
+        for name, limit in (("contrast_radius", CONTRAST_RADIUS), ("shortlist", SHORTLIST),
+                            ("propagate", PROPAGATE)):
+            limit.check(name, getattr(self, name))
 
     @property
     def before(self) -> int:

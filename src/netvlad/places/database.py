@@ -51,6 +51,7 @@ import numpy as np
 
 from netvlad.errors import BadInputError
 from netvlad.files import LockTimeout, atomic_write, file_checksum, file_lock, load_array, read_json
+from netvlad.limits import NEIGHBOURS
 from netvlad.search.exact import rerank
 from netvlad.search.index import INDEX_KINDS, IndexConfig, read_index, train_index, training_sample, write_index
 
@@ -327,7 +328,7 @@ class PlaceDatabase:
 
 
 
-MAX_K = 1 << 20  # neighbours per query: the answer is (Q, k) distances and ids, 12 bytes each
+MAX_K = int(NEIGHBOURS.high)  # neighbours per query: the answer is (Q, k) distances and ids, 12 bytes each
 
 
 def _check_entries(x: np.ndarray, names: list[str], positions: np.ndarray, times: np.ndarray) -> None:

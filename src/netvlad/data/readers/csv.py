@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 import re
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from netvlad.data.info import DatasetInfo
 from netvlad.data.readers.common import DatasetError, Skips, check_files, duplicates_mask, single_zone
 from netvlad.data.readers.registry import ReadOptions, register_reader
 from netvlad.data.sequences import SequenceOrder
+from netvlad.limits import FRAME_NUMBER
 
 logger = logging.getLogger(__name__)
 
@@ -104,10 +106,14 @@ def sequence_order(path: Path, header: list[str], rows: list[tuple[int, dict]], 
     values = []
     for line, row in rows:
         try:
-            values.append(float(row.get(column, "")))
+            value = float(row.get(column, ""))
         except ValueError:
             raise DatasetError(f"{path}:{line}: {column} is {row.get(column)!r}, not a number; give every image of "
                                "a sequence its frame number (or time)", path=path) from None
+        if not (FRAME_NUMBER.accepts(value) if column == "frame" else math.isfinite(value)):
+            wanted = FRAME_NUMBER.describe() if column == "frame" else "a finite number"
+            raise DatasetError(f"{path}:{line}: {column} is {row.get(column)!r}; it must be {wanted}", path=path)
+        values.append(value)
     keys = [row.get("sequence", "") if "sequence" in header else role for _, row in rows]
     values = np.asarray(values)
     if column == "frame":

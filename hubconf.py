@@ -38,7 +38,15 @@ def netvlad(backbone: str = "mobilenet_v2", pool: str = "netvlad", pretrained: b
             raise BadInputError(f"a checkpoint or published model fixes the architecture; drop "
                                 f"{', '.join(k for k, v in given.items() if v)}")
         return load_pretrained(checkpoint if checkpoint is not None else pretrained).eval()
-    return PlaceModel(ModelConfig(backbone=backbone, pool=pool, **config), pretrained=bool(pretrained)).eval()
+    if not isinstance(pretrained, bool):
+        raise BadInputError(f"pretrained must be True, False or a published model name, got {pretrained!r}")
+    try:
+        model_config = ModelConfig.from_dict({"backbone": backbone, "pool": pool, **config})
+    except BadInputError:
+        raise
+    except (TypeError, ValueError) as error:  # an unknown keyword, or a value of the wrong type
+        raise BadInputError(f"netvlad(): {' '.join(str(error).split())}") from None
+    return PlaceModel(model_config, pretrained=pretrained).eval()
 
 
 def list_pretrained() -> list[str]:

@@ -68,5 +68,6 @@ NON_NEGATIVE_INT = Limit(0, integer=True)  # worker processes, seeds, tolerances
 POSITIVE = Limit(0, low_open=True)  # radii, learning rates, margins (metres, ...)
 NON_NEGATIVE = Limit(0)
 FRACTION = Limit(0, 1, high_open=True)  # momentum, decay factors in [0, 1)
+NUM_CLUSTERS = Limit(1, 4096, integer=True)  # NetVLAD K: K × D descriptor dims
 NEIGHBOURS = Limit(1, 1 << 20, integer=True)  # k per query: its (Q, k) distances and ids must fit in memory
 FRAME_NUMBER = Limit(-10**12, 10**12, integer=True)  # a recorded frame number (milliseconds over 30 years fit)

@@ -3,9 +3,12 @@ methods through the evaluation on a route whose answer is known."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
+from safetensors import safe_open
 
 from netvlad.data.dataset import GeoDataset, ImageList
 from netvlad.data.sequences import SequenceOrder
@@ -45,6 +48,33 @@ def test_seqnet_shapes_save_load_and_refusals(tmp_path):
     (tmp_path / "x.safetensors").write_bytes(b"nope")
     with pytest.raises(BadInputError, match="not a SeqNet model"):
         load_seqnet(tmp_path / "x.safetensors")
+
+
+def test_a_seqnet_file_that_disagrees_with_itself_or_holds_nan_is_refused_in_one_line(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    path = save_seqnet(SeqNet(SeqNetConfig(input_dim=8, output_dim=4, length=5, kernel=3)), tmp_path / "s.safetensors")
+    tensors = load_file(str(path))
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata()
+
+    def rewritten(name, tensors=tensors, **config):
+        meta = metadata | {"config": json.dumps(json.loads(metadata["config"]) | config)}
+        save_file(tensors, str(tmp_path / name), metadata=meta)
+        return tmp_path / name
+
+    cases = [(rewritten("dim.safetensors", output_dim=6), r"disagree with its config: conv.bias is \(4,\) where its "
+              r"config \(8-D → Conv1d\(kernel 3\) → 6-D, L = 5\) needs \(6,\)"),
+             (rewritten("huge.safetensors", input_dim=10**9), "disagree with its config"),  # nothing allocated
+             (rewritten("less.safetensors", {k: v for k, v in list(tensors.items())[1:]}), "is missing"),
+             (rewritten("more.safetensors", tensors | {"extra": torch.zeros(1)}), "extra is not part of a SeqNet"),
+             (rewritten("half.safetensors", kernel=2.5), "must be integers"),
+             (rewritten("nan.safetensors", {k: torch.full_like(v, float("nan")) for k, v in tensors.items()}),
+              "holds NaN or inf")]
+    for bad, words in cases:
+        with pytest.raises(BadInputError, match=words) as error:
+            load_seqnet(bad)
+        assert str(bad) in str(error.value) and "\n" not in str(error.value)
 
 
 def test_seqnet_training_lowers_the_loss_and_finds_the_route():

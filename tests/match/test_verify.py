@@ -76,6 +76,18 @@ def test_store_resumes_and_refuses_another_preset(netvlad_model, tmp_path):
     with pytest.raises(BadInputError, match=r"written by model \w+ with preset tiny-rapid \(16-D\), whitening \w+, "
                                             r"not by model \w+ with preset other \(8-D\)"):
         extract_patch_store(other, tmp_path / "db", names, tmp_path / "patches")
+    description = tmp_path / "patches" / "patches.json"
+    meta = json.loads(description.read_text())
+    for edited, words in (({k: v for k, v in meta.items() if k != "config"}, r"keys disagree \(missing config\)"),
+                          (meta | {"colour": 1}, r"keys disagree \(unexpected colour\)"),
+                          (meta | {"config": meta["config"] | {"sizes": []}}, "config is not a re-ranking preset"),
+                          (meta | {"config": "speed"}, "config is not a re-ranking preset"),
+                          (meta | {"dim": 17}, r"disagrees with preset 'tiny-rapid', dim 17"),
+                          (meta | {"version": 7}, "patch store version 7")):
+        description.write_text(json.dumps(edited))
+        with pytest.raises(BadInputError, match=words) as error:
+            extract_patch_store(extractor, tmp_path / "db", names, tmp_path / "patches")
+        assert str(description) in str(error.value) and "\n" not in str(error.value)
 
 
 def test_store_refuses_patches_projected_by_another_whitening(netvlad_model, tmp_path):
@@ -92,8 +104,8 @@ def test_store_refuses_patches_projected_by_another_whitening(netvlad_model, tmp
                                             f"whitening {new}"):
         extract_patch_store(refit, tmp_path / "db", names, tmp_path / "patches")
     meta = json.loads((tmp_path / "patches" / "patches.json").read_text())
-    del meta["whitening"]
-    (tmp_path / "patches" / "patches.json").write_text(json.dumps(meta))
+    del meta["whitening"]  # as a version-1 store records it
+    (tmp_path / "patches" / "patches.json").write_text(json.dumps(meta | {"version": 1}))
     with pytest.raises(BadInputError, match="whitening unrecorded"):
         extract_patch_store(first, tmp_path / "db", names, tmp_path / "patches")
 

@@ -63,6 +63,21 @@ def test_load_refuses_foreign_and_corrupt_files(tmp_path):
         netvlad.load(tmp_path / "missing.safetensors")
 
 
+def test_load_refuses_nan_weights_and_configs_out_of_range(tmp_path):
+    model = PlaceModel(ModelConfig(pool="netvlad", num_clusters=4, preprocessing=Preprocessing("fixed", (32, 32))),
+                       pretrained=False)
+    with torch.no_grad():
+        model.pool.centroids[1, 3] = float("nan")
+    path = save_model(model, tmp_path / "diverged.safetensors")
+    with pytest.raises(BadInputError, match=r"diverged.safetensors: tensor pool.centroids holds NaN or inf"):
+        netvlad.load(path)
+    for kwargs, words in (({"num_clusters": 0}, r"num_clusters must be an integer in \[1, 4096\]"),
+                          ({"whitening_dim": -1}, "whitening_dim must be an integer ≥ 1"),
+                          ({"preprocessing": [1, 2]}, "preprocessing must be a Preprocessing or a dict")):
+        with pytest.raises(BadInputError, match=words):
+            ModelConfig(**kwargs)
+
+
 def test_unknown_config_key_is_an_error():
     with pytest.raises(ValueError, match="unknown model config keys \\['clusters'\\]"):
         ModelConfig.from_dict({"clusters": 3})

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from netvlad.limits import COUNT, NON_NEGATIVE_INT, Limit
+from netvlad.limits import COUNT, NON_NEGATIVE_INT, NUM_CLUSTERS, Limit
 from netvlad.models.backbone_specs import BACKBONES
 from netvlad.models.pools import POOLS
 
@@ -153,7 +153,7 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--backbone", default="mobilenet_v2", choices=BACKBONES.names(),
                        help=BACKBONES.describe())
     group.add_argument("--pool", default="netvlad", choices=POOLS.names(), help=POOLS.describe())
-    group.add_argument("--clusters", type=number(COUNT), default=64, help="NetVLAD K")
+    group.add_argument("--clusters", type=number(NUM_CLUSTERS), default=64, help="NetVLAD K")
     group.add_argument("--parametrization", default="official", choices=("official", "paper"),
                        help="NetVLAD assignment: the official code's or the paper's (with a bias)")
     group.add_argument("--no-pretrained", action="store_true", help="random backbone weights")

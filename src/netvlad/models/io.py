@@ -75,4 +75,8 @@ def load(path, map_location: str | torch.device = "cpu") -> PlaceModel:
     if missing or unexpected:
         raise BadInputError(f"{path}: tensors do not match the config (missing {missing[:3]}, unexpected "
                             f"{unexpected[:3]}); the file is damaged or from another version", path=path)
+    bad = next((k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
+    if bad is not None:
+        raise BadInputError(f"{path}: tensor {bad} holds NaN or inf (a diverged training run, or a damaged file); "
+                            "use an earlier checkpoint or train again", path=path)
     return model.to(map_location).eval()

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from netvlad.errors import BadInputError
-from netvlad.limits import COUNT
+from netvlad.limits import COUNT, NUM_CLUSTERS
 
 ResizeMode = Literal["none", "fixed", "longest"]
 
@@ -61,6 +61,21 @@ class ModelConfig:
     train_from: int | None = None  # None: the backbone's default (e.g. conv5 for VGG16)
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
 
+    def __post_init__(self) -> None:
+        NUM_CLUSTERS.check("num_clusters", self.num_clusters)
+        if self.whitening_dim is not None:
+            COUNT.check("whitening_dim", self.whitening_dim)
+        if isinstance(self.preprocessing, dict):  # as a hub call or a config file spells it
+            try:
+                pre = {k: tuple(v) if isinstance(v, list) else v for k, v in self.preprocessing.items()}
+                object.__setattr__(self, "preprocessing", Preprocessing(**pre))
+            except TypeError as error:
+                raise BadInputError(f"preprocessing: {error}; its keys are resize, size, mean, std, value_scale"
+                                    ) from None
+        if not isinstance(self.preprocessing, Preprocessing):
+            raise BadInputError(f"preprocessing must be a Preprocessing or a dict of its fields, got "
+                                f"{type(self.preprocessing).__name__}")
+
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
@@ -71,8 +86,4 @@ class ModelConfig:
         unknown = set(data) - names
         if unknown:
             raise ValueError(f"unknown model config keys {sorted(unknown)}; known: {sorted(names)}")
-        data = dict(data)
-        if isinstance(data.get("preprocessing"), dict):
-            pre = {k: tuple(v) if isinstance(v, list) else v for k, v in data["preprocessing"].items()}
-            data["preprocessing"] = Preprocessing(**pre)
         return cls(**data)

@@ -34,6 +34,8 @@ class SeqNetConfig:
     pca_dim: int = 0
 
     def __post_init__(self) -> None:
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in asdict(self).values()):
+            raise BadInputError(f"SeqNet dims, length, kernel and pca_dim must be integers, got {asdict(self)}")
         if min(self.input_dim, self.output_dim, self.kernel) < 1 or self.length < 2 or self.pca_dim < 0:
             raise BadInputError(f"SeqNet needs dims ≥ 1, kernel ≥ 1, length ≥ 2 and pca_dim ≥ 0, got "
                                 f"{asdict(self)}")
@@ -126,9 +128,30 @@ def load_seqnet(path: Path | str, *, descriptor_dim: int | None = None, length: 
     if length is not None and length != config.length:
         raise BadInputError(f"{path}: SeqNet for sequences of L = {config.length} frames, but L = {length} was "
                             f"asked; use --sequence {config.length} or train one for L = {length}", path=path)
+    _check_tensors(path, config, tensors)
     model = SeqNet(config)
     model.load_state_dict(tensors)
     return model.eval()
+
+
+def _check_tensors(path: Path, config: SeqNetConfig, tensors: dict[str, torch.Tensor]) -> None:
+    """Refuse, in one line naming ``path``, tensors whose names or shapes disagree with ``config`` (checked on the
+    meta device, so an absurd config allocates nothing) or that hold NaN or inf."""
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in SeqNet(config).state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in tensors.items()}
+    if found != expected:
+        wrong = sorted(set(expected) ^ set(found)) or [k for k in sorted(expected) if expected[k] != found[k]]
+        name = wrong[0]
+        detail = (f"{name} is {found[name]} where its config ({describe_seqnet(config)}) needs {expected[name]}"
+                  if name in found and name in expected else
+                  f"tensor {name} is {'missing' if name in expected else 'not part of a SeqNet'}")
+        raise BadInputError(f"{path}: the SeqNet's tensors disagree with its config: {detail}; the file is damaged "
+                            "or edited: train it again", path=path)
+    bad = [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise BadInputError(f"{path}: SeqNet tensor {bad[0]} holds NaN or inf (a diverged training run?); train it "
+                            "again", path=path)
 
 
 def describe_seqnet(config: SeqNetConfig) -> str:

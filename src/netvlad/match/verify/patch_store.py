@@ -23,6 +23,7 @@ from netvlad.errors import BadInputError
 from netvlad.extract.store import DescriptorStore
 from netvlad.files import atomic_write, read_json
 from netvlad.match.verify.patches import Patches, PatchExtractor, iter_images
+from netvlad.match.verify.presets import VerifyPreset
 from netvlad.search.exact import read_rows
 
 logger = logging.getLogger(__name__)
@@ -53,6 +54,34 @@ def describe_identity(meta: dict) -> str:
             f"{meta.get('whitening', 'unrecorded (written before version 2)')}")
 
 
+def check_description(path: Path, meta: dict) -> None:
+    """Refuse, in one line naming ``path``, a ``patches.json`` with a missing or unknown key, or a config that is
+    not a valid preset or disagrees with its ``preset`` and ``dim``."""
+    version = meta.get("version")
+    if version not in (1, 2):
+        raise BadInputError(f"{path}: patch store version {version!r}, this netvlad reads versions 1 and 2; delete "
+                            "the folder to extract it again", path=path)
+    expected = {"format", "version", "model", "preset", "config", "dim"} | ({"whitening"} if version == 2 else set())
+    missing, extra = sorted(expected - set(meta)), sorted(set(meta) - expected)
+    if missing or extra:
+        what = "; ".join([f"missing {', '.join(missing)}"] * bool(missing) + [f"unexpected {', '.join(extra)}"]
+                         * bool(extra))
+        raise BadInputError(f"{path}: patch store description keys disagree ({what}); delete the folder to extract "
+                            "it again", path=path)
+    config = meta["config"]
+    try:
+        preset = VerifyPreset(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
+    except (BadInputError, TypeError, ValueError, AttributeError) as error:
+        raise BadInputError(f"{path}: config is not a re-ranking preset ({' '.join(str(error).split())[:160]}); "
+                            "delete the folder to extract it again", path=path) from None
+    dim = meta["dim"]  # the whitening's output: the preset's dim, or fewer when too few patches allowed them
+    if preset.name != meta["preset"] or not (isinstance(dim, int) and 1 <= dim <= preset.dim) or not all(
+            isinstance(size, int) for size in preset.sizes):
+        raise BadInputError(f"{path}: config (preset {preset.name}, up to {preset.dim}-D, sizes {preset.sizes}) "
+                            f"disagrees with preset {meta['preset']!r}, dim {dim!r}; delete the folder to extract it "
+                            "again", path=path)
+
+
 class PatchStore:
     """Patch descriptors of named images for each patch size of a preset; see the module docstring."""
 
@@ -66,6 +95,7 @@ class PatchStore:
         meta = read_json(folder / "patches.json", "patch store description")
         if meta.get("format") != FORMAT:
             raise BadInputError(f"{folder}: not a netvlad patch store", path=folder)
+        check_description(folder / "patches.json", meta)
         if identity is not None and tuple(meta.get(k) for k in KEYS) != tuple(identity[k] for k in KEYS):
             raise BadInputError(f"{folder}: patch store written by {describe_identity(meta)}, not by "
                                 f"{describe_identity(identity)}; use another folder or delete this one", path=folder)

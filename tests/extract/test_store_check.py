@@ -8,7 +8,7 @@ import pytest
 
 from netvlad.cli.main import main
 from netvlad.errors import BadInputError
-from netvlad.extract.store import DONE, PENDING, DescriptorStore
+from netvlad.extract.store import BAD, DONE, PENDING, DescriptorStore
 
 NAMES = [f"{i}.jpg" for i in range(6)]
 ROWS = np.arange(24, dtype=np.float32).reshape(6, 4) + 1
@@ -84,7 +84,11 @@ def test_deleted_status_is_rebuilt_from_checksums(tmp_path):
     with pytest.raises(BadInputError, match="status.npy: is missing"):
         DescriptorStore.open(tmp_path / "s")
     again = DescriptorStore.open(tmp_path / "s", mode="r+")
-    assert list(again.status) == [DONE, DONE, DONE, DONE, DONE, DONE]  # row 2 and 5 still hold ROWS' bytes
+    assert list(again.status) == [DONE, DONE, BAD, DONE, DONE, DONE]  # each row proves its mark; 5 holds ROWS' bytes
+    again.status[2] = DONE  # as the original
+    again.status.flush()
+    again.checksums[2] = DescriptorStore.open(original).checksums[2]
+    again.checksums.flush()
     _same_bytes(tmp_path / "s", original)
 
 
@@ -101,7 +105,7 @@ def test_store_from_before_checksums_gets_them(tmp_path):
     store.write(np.arange(6), ROWS)
     del store
     (tmp_path / "s" / "checksums.npy").unlink()
-    meta = (tmp_path / "s" / "store.json").read_text().replace('"version": 2', '"version": 1')
+    meta = (tmp_path / "s" / "store.json").read_text().replace('"version": 3', '"version": 1')
     (tmp_path / "s" / "store.json").write_text(meta)
     np.testing.assert_array_equal(DescriptorStore.open(tmp_path / "s").load(), ROWS)  # a reader: as before
     assert DescriptorStore.open(tmp_path / "s", mode="r+").checksums is not None
@@ -129,4 +133,68 @@ def test_rerank_checks_the_rows_it_reads(tmp_path):
 def _proven(store):
     from netvlad.extract.store_check import row_checksums
 
-    return row_checksums(np.asarray(store.descriptors)) == np.asarray(store.checksums)
+    return row_checksums(np.asarray(store.descriptors), np.asarray(store.status)) == np.asarray(store.checksums)
+
+
+def _set_status(folder, row, value):
+    path = folder / "status.npy"
+    data = bytearray(path.read_bytes())
+    data[len(data) - len(NAMES) + row] = value  # the status bytes are the file's last N bytes
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("value", [0x41, BAD, 0x81], ids=["bit-6", "done-to-undecodable", "sign-bit"])
+def test_a_damaged_status_byte_is_refused_by_readers_and_repaired_by_writers(tmp_path, value):
+    original = _full_store(tmp_path / "s")
+    _set_status(tmp_path / "s", 3, value)
+    with pytest.raises(BadInputError, match=r"status.npy: 1 status byte\(s\) are damaged \(first: row 3, 3.jpg\)"):
+        DescriptorStore.open(tmp_path / "s")
+    assert list(_finish(tmp_path / "s")) == [3]  # the writer made it pending; extracted again
+    _same_bytes(tmp_path / "s", original)
+
+
+def test_a_done_row_flipped_to_pending_is_never_used_and_is_extracted_again(tmp_path):
+    original = _full_store(tmp_path / "s")
+    _set_status(tmp_path / "s", 4, PENDING)
+    with pytest.raises(BadInputError, match="1 of 6 descriptors are still pending"):
+        DescriptorStore.open(tmp_path / "s").require_complete()
+    assert list(_finish(tmp_path / "s")) == [4]
+    _same_bytes(tmp_path / "s", original)
+
+
+def test_a_pending_row_flipped_to_done_or_undecodable_fails_its_checksum(tmp_path):
+    store = DescriptorStore.create(tmp_path / "s", NAMES, dim=4, fingerprint="f")
+    store.write(np.arange(5), ROWS[:5])  # row 5 never extracted
+    del store
+    _set_status(tmp_path / "s", 5, BAD)
+    with pytest.raises(BadInputError, match="first: row 5"):
+        DescriptorStore.open(tmp_path / "s")
+    _set_status(tmp_path / "s", 5, DONE)
+    with pytest.raises(BadInputError, match=r"descriptors.npy: 1 row\(s\) fail their checksum \(first: row 5"):
+        DescriptorStore.open(tmp_path / "s").load()
+    assert list(DescriptorStore.open(tmp_path / "s", mode="r+").verify()) == [5]
+
+
+def test_undecodable_marks_prove_themselves_and_version_2_stores_are_upgraded(tmp_path):
+    store = DescriptorStore.create(tmp_path / "s", NAMES, dim=4, fingerprint="f")
+    store.write(np.arange(5), ROWS[:5])
+    store.mark_bad([5])
+    del store
+    assert DescriptorStore.open(tmp_path / "s").bad() == ["5.jpg"]
+    from netvlad.extract.store_check import row_checksums
+
+    sums = np.load(tmp_path / "s" / "checksums.npy", mmap_mode="r+")  # as version 2 wrote them: bytes alone
+    sums[:] = row_checksums(np.load(tmp_path / "s" / "descriptors.npy"))
+    sums[1] ^= 1  # and row 1 damaged meanwhile
+    sums.flush()
+    del sums
+    meta = (tmp_path / "s" / "store.json").read_text().replace('"version": 3', '"version": 2')
+    (tmp_path / "s" / "store.json").write_text(meta)
+    reader = DescriptorStore.open(tmp_path / "s")  # a reader: checks as version 2 did
+    assert reader.bad() == ["5.jpg"] and not reader.covers_status
+    with pytest.raises(BadInputError, match="first: row 1"):
+        reader.load()
+    upgraded = DescriptorStore.open(tmp_path / "s", mode="r+")
+    assert upgraded.meta["version"] == 3 and list(upgraded.pending()) == [1] and upgraded.bad() == ["5.jpg"]
+    upgraded.write(np.array([1]), ROWS[1:2])
+    assert DescriptorStore.open(tmp_path / "s").verify().size == 0

@@ -1,7 +1,7 @@
 """Descriptors on disk: a memory-mapped ``.npy`` matrix, a per-row status and the image names.
 
 A folder holds ``descriptors.npy`` ``(N, dim)`` float32|float16, ``status.npy`` ``(N,)`` int8
-(0 pending, 1 done, 2 undecodable), ``checksums.npy`` ``(N,)`` uint32 (each row's CRC32),
+(0 pending, 1 done, 2 undecodable), ``checksums.npy`` ``(N,)`` uint32 (each row's CRC32, its status byte included),
 ``names.txt`` (one name per line) and ``store.json``
 (dim, dtype, model fingerprint, ``shards``: the shard plan). Rows are written and flushed batch by batch, so an
 extraction that dies leaves every finished row on disk and the next run only extracts what is pending.
@@ -28,13 +28,18 @@ import numpy as np
 
 from netvlad.errors import BadInputError
 from netvlad.extract.store_check import (
+    BAD,
     CHECKSUMS,
-    add_checksums,
+    DONE,
+    PENDING,
     layout_damage,
     refuse,
+    refuse_status,
     repair_layout,
     row_checksums,
     rows_matching,
+    status_damage,
+    upgrade_checksums,
     write_rows,
 )
 from netvlad.files import load_array, read_json
@@ -42,8 +47,7 @@ from netvlad.files import load_array, read_json
 logger = logging.getLogger(__name__)
 
 FORMAT = "netvlad-descriptors"
-VERSION = 2  # 2: rows carry checksums (checksums.npy)
-PENDING, DONE, BAD = 0, 1, 2
+VERSION = 3  # 2: rows carry checksums (checksums.npy); 3: each checksum covers its row's status byte too
 DTYPES = {"float32": np.float32, "float16": np.float16}
 
 
@@ -157,14 +161,26 @@ class DescriptorStore:
             refuse(folder, damage)
         if damage:  # a writer: repair, the lost rows become pending and are extracted again
             repair_layout(folder, meta, len(names), damage)
-        if mode != "r" and not checked:
-            meta = add_checksums(folder, meta, VERSION)
+        if mode != "r" and int(meta.get("version", 1)) < VERSION:
+            meta = upgrade_checksums(folder, meta, VERSION)
+        damaged = status_damage(folder, meta)
+        if len(damaged) and mode == "r":
+            refuse_status(folder, names, damaged)
         descriptors = load_array(folder / "descriptors.npy", "descriptor array", mmap_mode=mode)
         status = load_array(folder / "status.npy", "descriptor status array", mmap_mode=mode)
+        if len(damaged):  # a writer: those rows become pending and are extracted again
+            logger.warning("%s: %d damaged status byte(s) (first: row %d): those rows become pending",
+                           folder / "status.npy", len(damaged), int(damaged[0]))
+            write_rows(folder / "status.npy", status.offset, damaged, np.full(len(damaged), PENDING, np.int8))
         store = cls(folder, names, descriptors, status, meta)
         store.checksums = (load_array(folder / CHECKSUMS, "descriptor checksums", mmap_mode=mode)
                            if int(meta.get("version", 1)) >= 2 else None)
         return store
+
+    @property
+    def covers_status(self) -> bool:
+        """Whether each row's checksum covers its status byte (version 3)."""
+        return int(self.meta.get("version", 1)) >= 3
 
     def _check_compatible(self, names: tuple[str, ...], dim: int, dtype: str, fingerprint: str | None) -> None:
         problems = []
@@ -241,14 +257,20 @@ class DescriptorStore:
         indices = np.asarray(indices, dtype=np.int64)
         values = np.ascontiguousarray(np.asarray(descriptors).astype(self.descriptors.dtype, copy=False))
         write_rows(self.folder / "descriptors.npy", self.descriptors.offset, indices, values)
-        if self.checksums is not None:  # synced with the row, before the status says done
-            write_rows(self.folder / CHECKSUMS, self.checksums.offset, indices, row_checksums(values))
-        write_rows(self.folder / "status.npy", self.status.offset, indices, np.full(len(indices), DONE, np.int8))
+        self._mark(indices, values, DONE)
+
+    def _mark(self, indices: np.ndarray, values: np.ndarray, mark: int) -> None:
+        """The rows' checksums (synced, covering ``mark`` where the version does), then their status ``mark``."""
+        marks = np.full(len(indices), mark, np.int8)
+        if self.checksums is not None:
+            sums = row_checksums(values, marks if self.covers_status else None)
+            write_rows(self.folder / CHECKSUMS, self.checksums.offset, indices, sums)
+        write_rows(self.folder / "status.npy", self.status.offset, indices, marks)
 
     def mark_bad(self, indices: Sequence[int]) -> None:
-        """Mark rows as undecodable images."""
+        """Mark rows as undecodable images (their checksums cover the mark and the rows' bytes as they are)."""
         indices = np.asarray(indices, dtype=np.int64)
-        write_rows(self.folder / "status.npy", self.status.offset, indices, np.full(len(indices), BAD, np.int8))
+        self._mark(indices, np.asarray(self.descriptors[indices]), BAD)
 
     # ---- reading -------------------------------------------------------------------------------------
     def require_complete(self, how: str = "run the extraction again on the same folder") -> None:
@@ -278,7 +300,8 @@ class DescriptorStore:
         if self.checksums is None or len(rows) == 0:
             return
         values = np.asarray(values).astype(self.descriptors.dtype, copy=False)  # float16 -> float32 -> float16 is exact
-        wrong = np.flatnonzero(row_checksums(values) != np.asarray(self.checksums)[rows])
+        marks = np.full(len(rows), DONE, np.int8) if self.covers_status else None  # only done rows are read
+        wrong = np.flatnonzero(row_checksums(values, marks) != np.asarray(self.checksums)[rows])
         if len(wrong):
             first = int(rows[wrong[0]])
             raise BadInputError(
@@ -287,11 +310,12 @@ class DescriptorStore:
                 "extract again", path=self.folder / "descriptors.npy")
 
     def verify(self) -> np.ndarray:
-        """Check every done row against its checksum; mark the damaged ones pending (store open ``"r+"``) -> rows."""
+        """Check every done or undecodable row (and its status byte) against its checksum; mark the damaged ones
+        pending (store open ``"r+"``) -> rows."""
         if self.checksums is None:
             return np.empty(0, dtype=np.int64)
-        done = np.flatnonzero(self.valid())
-        damaged = done[~rows_matching(self.folder, done)]
+        marked = np.flatnonzero(np.asarray(self.status) != PENDING)
+        damaged = marked[~rows_matching(self.folder, marked, with_status=self.covers_status)]
         if len(damaged):
             write_rows(self.folder / "status.npy", self.status.offset, damaged, np.full(len(damaged), PENDING, np.int8))
         return damaged

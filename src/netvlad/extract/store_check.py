@@ -1,10 +1,14 @@
 """A descriptor store proves its rows: file sizes checked against ``store.json`` and a CRC32 per row.
 
-``checksums.npy`` ``(N,)`` uint32 holds the CRC32 (zlib) of each row's bytes, written and synced with the row
-before its status says done. On every open the three arrays' headers and byte sizes are checked against
-``store.json``: a reader refuses a damaged store with one line naming the file and the fix; a writer (a command
-that extracts) repairs the layout instead — never by using a short file extended with zeros — marks every row it
-cannot prove pending, and extracts those again.
+``checksums.npy`` ``(N,)`` uint32 holds the CRC32 (zlib) of each row's bytes followed by its status byte (stores of
+version 3; version 2: the row's bytes alone), written and synced with the row before its status says done (an
+undecodable row: its checksum over its bytes as they are, then its mark). So a status byte proves itself too: a
+value that is none of pending, done and undecodable, or a done or undecodable mark its row's checksum does not
+match, is damage, never a row silently left out of searches; a lost status array is rebuilt from the checksums
+(each row proves itself done or undecodable, or is pending). On every open the three arrays' headers and byte sizes
+are checked against ``store.json``: a reader refuses a damaged store with one line naming the file and the fix; a
+writer (a command that extracts) repairs the layout instead — never by using a short file extended with zeros —
+marks every row it cannot prove pending, and extracts those again.
 """
 
 from __future__ import annotations
@@ -25,15 +29,20 @@ logger = logging.getLogger(__name__)
 
 CHECKSUMS = "checksums.npy"
 _sync = getattr(os, "fdatasync", os.fsync)  # data to disk before the status says done (macOS has no fdatasync)
-PENDING, DONE = 0, 1
+PENDING, DONE, BAD = 0, 1, 2
 
 
-def row_checksums(values: np.ndarray) -> np.ndarray:
-    """CRC32 ``(B,)`` uint32 of each row's bytes of ``values`` ``(B, dim)``."""
+def row_checksums(values: np.ndarray, status: np.ndarray | None = None) -> np.ndarray:
+    """CRC32 ``(B,)`` uint32 of each row's bytes of ``values`` ``(B, dim)``, continued over its status byte when
+    ``status`` ``(B,)`` is given (a store of version 3)."""
     values = np.ascontiguousarray(values)
     if len(values) == 0:
         return np.empty(0, dtype=np.uint32)
-    return np.fromiter((zlib.crc32(row) for row in values.view(np.uint8).reshape(len(values), -1)),
+    rows = values.view(np.uint8).reshape(len(values), -1)
+    if status is None:
+        return np.fromiter((zlib.crc32(row) for row in rows), dtype=np.uint32, count=len(values))
+    marks = np.asarray(status, dtype=np.int8).view(np.uint8)
+    return np.fromiter((zlib.crc32(mark.tobytes(), zlib.crc32(row)) for row, mark in zip(rows, marks, strict=True)),
                        dtype=np.uint32, count=len(values))
 
 
@@ -120,35 +129,79 @@ def repair_layout(folder: Path, meta: dict, count: int, damage: list[Damage]) ->
     if "status.npy" in lost:  # what was done is unknown: rows proven by their checksum are done, the rest pending
         status[:] = PENDING
         if CHECKSUMS not in lost:
-            status[:] = np.where(rows_matching(folder, np.arange(count)), DONE, PENDING)
+            rows, covered = np.arange(count), _covers_status(meta)
+            done = rows_matching(folder, rows, with_status=covered, as_status=DONE)
+            bad = ~done & rows_matching(folder, rows, as_status=BAD) if covered else np.zeros(count, bool)
+            status[:] = np.where(done, DONE, np.where(bad, BAD, PENDING))
     else:  # every row still marked done must prove itself
         done = np.flatnonzero(np.asarray(status) == DONE)
-        status[done[~rows_matching(folder, done)]] = PENDING
+        status[done[~rows_matching(folder, done, with_status=_covers_status(meta))]] = PENDING
     status.flush()
     del status
 
 
-def rows_matching(folder: Path, rows: np.ndarray, block: int = 4096) -> np.ndarray:
-    """Boolean ``(len(rows),)``: the row's bytes in ``descriptors.npy`` match its stored CRC32."""
+def _covers_status(meta: dict) -> bool:
+    return int(meta.get("version", 1)) >= 3
+
+
+def rows_matching(folder: Path, rows: np.ndarray, block: int = 4096, with_status: bool = True,
+                  as_status: int | None = None) -> np.ndarray:
+    """Boolean ``(len(rows),)``: the row's bytes in ``descriptors.npy`` (and, ``with_status``, its status byte, or
+    ``as_status`` in its place) match its stored CRC32."""
     descriptors = np.load(folder / "descriptors.npy", mmap_mode="r")
     checksums = np.load(folder / CHECKSUMS, mmap_mode="r")
+    status = np.load(folder / "status.npy", mmap_mode="r") if with_status else None
     out = np.zeros(len(rows), dtype=bool)
     for start in range(0, len(rows), block):
         part = np.asarray(rows[start:start + block])
-        out[start:start + len(part)] = row_checksums(np.asarray(descriptors[part])) == checksums[part]
+        marks = None if status is None else (
+            np.full(len(part), as_status, np.int8) if as_status is not None else np.asarray(status[part]))
+        out[start:start + len(part)] = row_checksums(np.asarray(descriptors[part]), marks) == checksums[part]
     return out
 
 
-def add_checksums(folder: Path, meta: dict, version: int) -> dict:
-    """Give a store written before checksums existed its checksums (of its rows as they are now) -> new meta."""
+def status_damage(folder: Path, meta: dict) -> np.ndarray:
+    """Rows whose status byte is none of pending, done and undecodable, or (version 3) an undecodable mark its
+    checksum does not prove; done marks prove themselves when their rows are read. Reads the status array and the
+    undecodable rows only."""
+    status = np.asarray(np.load(folder / "status.npy", mmap_mode="r"))
+    invalid = np.flatnonzero((status != PENDING) & (status != DONE) & (status != BAD))
+    if not _covers_status(meta):
+        return invalid
+    bad = np.flatnonzero(status == BAD)
+    return np.union1d(invalid, bad[~rows_matching(folder, bad)])
+
+
+def refuse_status(folder: Path, names: tuple[str, ...], rows: np.ndarray) -> None:
+    """The one-line error of a reader facing status bytes that do not prove themselves."""
+    path, first = folder / "status.npy", int(rows[0])
+    raise BadInputError(f"{path}: {len(rows)} status byte(s) are damaged (first: row {first}, {names[first]}); run "
+                        f"`netvlad store verify {folder}` (marks them pending), then the command that extracted the "
+                        "store to extract them again", path=path)
+
+
+def upgrade_checksums(folder: Path, meta: dict, version: int) -> dict:
+    """Give a store of an older version checksums covering each row and its status byte -> new meta. Version 1
+    (no checksums): of the rows as they are now; version 2: done rows must first match their old checksum (else
+    they become pending)."""
     descriptors = np.load(folder / "descriptors.npy", mmap_mode="r")
-    sums = np.lib.format.open_memmap(folder / CHECKSUMS, mode="w+", dtype=np.uint32, shape=(len(descriptors),))
+    old = int(meta.get("version", 1))
+    status = np.load(folder / "status.npy", mmap_mode="r+")
+    if old == 2:
+        done = np.flatnonzero(np.asarray(status) == DONE)
+        status[done[~rows_matching(folder, done, with_status=False)]] = PENDING
+        status.flush()
+    mode = "r+" if old == 2 else "w+"
+    sums = np.lib.format.open_memmap(folder / CHECKSUMS, mode=mode, dtype=np.uint32, shape=(len(descriptors),))
     for start in range(0, len(descriptors), 4096):
-        sums[start:start + 4096] = row_checksums(np.asarray(descriptors[start:start + 4096]))
+        part = slice(start, start + 4096)
+        sums[part] = row_checksums(np.asarray(descriptors[part]), np.asarray(status[part]))
     sums.flush()
+    del status, sums
     meta = meta | {"version": version}
     atomic_write(folder / "store.json", lambda path: path.write_text(json.dumps(meta, indent=1), encoding="utf-8"))
-    logger.info("%s: added row checksums to a store written by an older netvlad", folder)
+    logger.info("%s: row checksums (covering each status byte) added to a store written by an older netvlad",
+                folder)
     return meta
 
 

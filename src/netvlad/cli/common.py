@@ -142,7 +142,9 @@ def add_device_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, mps or auto (default)")
     parser.add_argument("--workers", type=number(NON_NEGATIVE_INT), default=2,
                         help="image-decoding worker processes (0: decode in the main process)")
-    parser.add_argument("--batch-size", type=number(COUNT), default=8, help="images per forward pass")
+    parser.add_argument("--batch-size", type=number(COUNT), default=8,
+                        help="images loaded (and, on a GPU, run through the model) together; on a CPU each image "
+                             "runs alone, so its descriptor's bytes never depend on its batch")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 

@@ -76,9 +76,8 @@ def iter_descriptors(model: PlaceModel, paths: Sequence[Path | str], batch_size:
 def forward(run, images: torch.Tensor, device: torch.device) -> np.ndarray:
     """Descriptors ``(B, dim)`` of ``images`` ``(B, 3, H, W)`` by ``run``: on a CPU one image at a time, so that an
     image gives the same bytes whatever batch it arrives in (with several threads the CPU kernels split a batch's
-    work, and with it the float rounding, by its size: 7e-9 apart for NetVLAD at 2 threads), and a repaired store
-    row equals the undamaged one. Measured no slower there (MobileNetV2 on 24 photos, 1 thread: 0.5-0.7x the time
-    of batches of 8). On a GPU the whole batch at once."""
+    work, and with it the float rounding, by its size), and a repaired store row equals the undamaged one; its cost
+    is measured on the engine page of the docs. On a GPU the whole batch at once."""
     if device.type != "cpu" or len(images) == 1:
         return run(images)
     return np.concatenate([run(images[i:i + 1]) for i in range(len(images))])

@@ -9,9 +9,10 @@ Four ways to run the same model (``netvlad.extract.engine.TorchRunner``), random
 
 Every variant runs every batch size in every round, the variants' order rotating from round to round; the table
 gives each one's median milliseconds per image (at one thread the thread's CPU time, else wall time) over
-``--repeats`` rounds and its speed-up over ``nchw`` at the same batch size (``nchw ÷ variant``, > 1 is faster). ``max |Δ|`` is the largest difference of the default's descriptors
-from ``nchw``'s; ``same bits`` says whether two default runs gave identical bits. MobileNetV2 has its ImageNet
-weights (offline), the others random weights (the cost does not depend on the values).
+``--repeats`` rounds and its speed-up over ``nchw`` at the same batch size (``nchw ÷ variant``, > 1 is faster).
+``max |Δ|`` is the largest difference of the default's descriptors from ``nchw``'s; ``same bits`` says whether two
+default runs gave identical bits. MobileNetV2 has its ImageNet weights (offline), the others random weights (the
+cost does not depend on the values).
 
     python benchmarks/torch_layout.py [--models mobilenet_v2:gem:240 mobilenet_v2:gem:480 resnet50_layer3:netvlad:120
                                        vgg16:netvlad:120] [--batch-sizes 1 8 16] [--images 16] [--repeats 5]

@@ -1,11 +1,13 @@
 """The torch engine on a CPU, its layouts and batch policies side by side: milliseconds per image, ratios to NCHW.
 
-Four ways to run the same model (``netvlad.extract.engine.TorchRunner``), random input of a fixed size:
+Five ways to run the same model (``netvlad.extract.engine.TorchRunner``), random input of a fixed size:
 
 - ``nchw``: the model as built (contiguous NCHW, batch norms separate), the caller's batch in one call;
 - ``channels_last``: the same model in channels_last, the batch in one call;
 - ``folded``: eval batch norms folded into the convolutions, channels_last, the batch in one call;
-- ``default``: folded, channels_last, one image per call (the engine's CPU default).
+- ``per_image``: folded, channels_last, one image per call;
+- ``default``: folded, channels_last, the batch in chunks of at most ``CPU_BATCH_PIXELS`` pixels (the engine's
+  CPU default: 4 images at 240×320, 1 from 480×640 up).
 
 Every variant runs every batch size in every round, the variants' order rotating from round to round; the table
 gives each one's median milliseconds per image (at one thread the thread's CPU time, else wall time) over
@@ -39,9 +41,10 @@ import torch  # noqa: E402
 from engine import build, machine  # noqa: E402
 from netvlad.extract.engine import TorchRunner  # noqa: E402
 
-VARIANTS = {"nchw": {"fold": False, "channels_last": False, "cpu_batch": None},
-            "channels_last": {"fold": False, "channels_last": True, "cpu_batch": None},
-            "folded": {"fold": True, "channels_last": True, "cpu_batch": None},
+VARIANTS = {"nchw": {"fold": False, "channels_last": False, "cpu_pixels": None},
+            "channels_last": {"fold": False, "channels_last": True, "cpu_pixels": None},
+            "folded": {"fold": True, "channels_last": True, "cpu_pixels": None},
+            "per_image": {"fold": True, "channels_last": True, "cpu_pixels": 1},
             "default": {}}
 DEFAULT_MODELS = ["mobilenet_v2:gem:240", "mobilenet_v2:gem:480", "resnet50_layer3:netvlad:120",
                   "vgg16:netvlad:120"]

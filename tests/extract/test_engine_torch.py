@@ -1,5 +1,5 @@
-"""The torch engine on a CPU: a folded channels_last copy run one image at a time, with today's descriptors, the
-same bits from run to run and batch to batch, and the model's current weights."""
+"""The torch engine on a CPU: a folded channels_last copy run in chunks of a pixel budget, with the model's own
+descriptors, the same bits from run to run, and the model's current weights."""
 
 from __future__ import annotations
 
@@ -49,12 +49,27 @@ def test_the_cpu_path_gives_the_model_s_descriptors_on_real_photos(model, paths,
     assert model.pool.conv.weight.is_contiguous()
 
 
-def test_descriptors_are_the_same_bits_run_to_run_and_at_every_batch_size(model, paths, one_thread):
+def test_descriptors_are_the_same_bits_run_to_run(model, paths, one_thread):
     first = extract_descriptors(model, paths, batch_size=4, engine="torch")
     engine_module._PREPARED.clear()  # a second run folds again
-    again = extract_descriptors(model, paths, batch_size=4, engine="torch")
+    assert np.array_equal(first, extract_descriptors(model, paths, batch_size=4, engine="torch"))
     singles = extract_descriptors(model, paths, batch_size=1, engine="torch")
-    assert np.array_equal(first, again) and np.array_equal(first, singles)
+    assert np.abs(singles - first).max() <= 1e-6  # other chunks, other rounding only
+
+
+def test_a_batch_runs_in_chunks_of_the_pixel_budget(model, paths, one_thread):
+    """120 × 160 = 19,200 pixels: 16 images a call at the default budget; a chunk's descriptors are its own call's."""
+    images = torch.stack([load_image(path, "fixed", SIZE) for path in paths])
+    calls = []
+    runner = TorchRunner(model, torch.device("cpu"), cpu_pixels=2 * SIZE[0] * SIZE[1] + 1)
+    prepared = runner.inference_model()
+    handle = prepared.register_forward_pre_hook(lambda module, args: calls.append(len(args[0])))
+    got = runner(images)
+    handle.remove()
+    assert calls == [2, 2, 2]
+    assert np.array_equal(got[2:4], runner(images[2:4]))
+    assert engine_module.CPU_BATCH_PIXELS // (SIZE[0] * SIZE[1]) == 16
+    assert engine_module.CPU_BATCH_PIXELS // (480 * 640) == 1  # one image a call from 480 × 640 up
 
 
 def test_the_copy_follows_the_model_s_weights(model, paths, one_thread):

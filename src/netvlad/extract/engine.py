@@ -59,9 +59,10 @@ _KEEP = 4
 # per model (weakly held: gone with it), the CPU copies TorchRunner made of it with its tensors' versions, so that
 # repeated extractions with unchanged weights fold once (≈ 0.1–0.25 s for MobileNetV2)
 _PREPARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-# images per torch call on a CPU: one at a time, since torch's batched CPU convolutions run slower per image than
-# single ones in every configuration measured (docs/engine.md); a descriptor also never depends on its batch
-CPU_BATCH = 1
+# pixels per torch call on a CPU: a batch is run in chunks of max(1, CPU_BATCH_PIXELS // (H·W)) images: 4 at
+# 240×320, 1 from 480×640 up, 16 at 120×160. Batched CPU convolutions get slower per image once a call holds more
+# pixels than this, faster below it (docs/engine.md)
+CPU_BATCH_PIXELS = 307_200
 AUTO_MIN_IMAGES = 64  # auto keeps torch below this: loading (≈1 s) or exporting (≈10 s) would cost more than it saves
 
 
@@ -83,15 +84,16 @@ class EngineConfig:
 
 class TorchRunner:
     """The model itself: channels_last under ``amp`` autocast on CUDA. On a CPU, for a model in eval mode, a private
-    copy with its batch norms folded into the convolutions (``fold``), in ``channels_last``, run ``cpu_batch``
-    images at a time: the fastest measured torch path on a CPU (docs/engine.md). The copy is made again when one of
+    copy with its batch norms folded into the convolutions (``fold``), in ``channels_last``, run in chunks of at
+    most ``cpu_pixels`` pixels (one image at least; None: the whole batch): the fastest measured torch path on a
+    CPU (docs/engine.md). The copy is made again when one of
     the model's tensors changes (a training step, ``load_state_dict``); a model with a module in training mode runs
     as it is."""
 
     name = "torch"
 
     def __init__(self, model: PlaceModel, device: torch.device, amp: str | None = "bf16", fold: bool = True,
-                 channels_last: bool = True, cpu_batch: int | None = CPU_BATCH) -> None:
+                 channels_last: bool = True, cpu_pixels: int | None = CPU_BATCH_PIXELS) -> None:
         import torch
 
         self.model, self.device, self.cuda = model, device, device.type == "cuda"
@@ -99,7 +101,7 @@ class TorchRunner:
             self.model = model.to(memory_format=torch.channels_last)
         self.amp = amp
         self.cpu = device.type == "cpu"
-        self.fold, self.channels_last, self.cpu_batch = fold, channels_last, cpu_batch
+        self.fold, self.channels_last, self.cpu_pixels = fold, channels_last, cpu_pixels
 
     def __call__(self, images: torch.Tensor) -> np.ndarray:
         import torch
@@ -120,7 +122,8 @@ class TorchRunner:
 
         model = self.inference_model()
         layout = torch.channels_last if self.channels_last else torch.contiguous_format
-        step = self.cpu_batch or len(images)
+        pixels = images.shape[2] * images.shape[3]
+        step = max(1, self.cpu_pixels // pixels) if self.cpu_pixels else len(images)
         with torch.inference_mode():
             parts = [model(images[first:first + step].contiguous(memory_format=layout)).float().numpy()
                      for first in range(0, len(images), step)]

@@ -116,7 +116,7 @@ def gardens_point_maps():
 def gardens_point_descriptors():
     """Real single-frame descriptors of the Gardens Point walk for the sequence tests: (dataset day_left →
     day_right ±2 frames, database descriptors (200, 81920), query descriptors), ImageNet MobileNetV2 + NetVLAD
-    (K = 64, its deterministic initial centroids) at 144×256."""
+    (K = 64, its deterministic initial centroids) at 192×336."""
     from netvlad.data.readers import open_dataset
     from netvlad.eval.recall import describe
     from netvlad.models import ModelConfig, PlaceModel, Preprocessing
@@ -124,7 +124,7 @@ def gardens_point_descriptors():
     torch.manual_seed(0)
     dataset = open_dataset(shared_dataset("gardens_point"), database="day_left", queries="day_right",
                            frame_tolerance=2)
-    model = PlaceModel(ModelConfig(preprocessing=Preprocessing("fixed", (144, 256)))).eval()
+    model = PlaceModel(ModelConfig(preprocessing=Preprocessing("fixed", (192, 336)))).eval()
     db, _, _ = describe(model, dataset.database, None, batch_size=25)
     queries, _, _ = describe(model, dataset.queries, None, batch_size=25)
     return dataset, db, queries

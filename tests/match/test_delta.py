@@ -73,9 +73,7 @@ def test_causal_delta_on_gardens_point_with_off_the_shelf_netvlad(gardens_point_
     config = SequenceConfig(length=10)
     delta = sequence_ranking("delta", db, queries, dataset, single, config, (1, 5))
     assert delta.summary()["shifted_windows"] == 9 and not delta.shortened.any()
-    # 94.5 and 90.0 with each image through the model alone; batches of 25 gave 96.0: the CPU kernels' rounding
-    # (≈ 1e-8) decides 3 near-ties of 200 Delta rankings
-    assert delta.recall[1] >= 94.0 and delta.recall[1] > single.recall[1]
+    assert delta.recall[1] >= 95.0 and delta.recall[1] > single.recall[1]  # 95.5 against 87.5 single-frame
     got = delta_descriptors(db, dataset.database.sequence, config)
     members = dataset.database.sequence.members()[0]
     for t in (0, 1, 8, 9, 100, 199):

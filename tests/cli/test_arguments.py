@@ -20,7 +20,7 @@ from tests.conftest import REPO
 ZERO_ALLOWED = {"--workers", "--seed", "--sample", "--frame-tolerance", "--val-places", "--train-from",
                 "--cache-memmap-mb", "--weight-decay", "--momentum", "--rerank", "--pictures",
                 "--min-positive-distance", "--propagate",
-                "--contrast-radius", "--verify-global-weight",
+                "--verify-global-weight",
                 "--exclude-recent", "--pca"}
 
 

@@ -31,11 +31,11 @@ def test_sequence_table_json_and_csv(sequence, checkpoint, tmp_path, capsys):
     assert main(_args(sequence, checkpoint, "--sequence", "5", "--store", str(tmp_path / "s"), "--output",
                       str(out))) == 0
     printed = capsys.readouterr().out
-    assert "single frame" in printed and "seqslam L=5 causal" in printed
+    assert "single frame" in printed and "diagonal L=5 causal" in printed  # the default method
     assert "4 of 20 queries had fewer than 5 frames" in printed
     report = json.loads(out.read_text())
     seq = report["sequence_recall"]
-    assert seq["sequence_length"] == 5 and seq["method"] == "seqslam" and seq["mode"] == "causal"
+    assert seq["sequence_length"] == 5 and seq["method"] == "diagonal" and seq["mode"] == "causal"
     assert seq["shortened_windows"] == 4 and list(seq["recall"]) == ["1", "5"] and list(report["recall"]) == ["1", "5"]
     rows = list(csv.DictReader(open(tmp_path / "r_queries.csv")))
     assert len(rows) == 20 and {"seq_top1", "seq_correct_at_1", "seq_window", "seq_shortened"} <= set(rows[0])
@@ -68,6 +68,14 @@ def test_sequence_length_below_two_is_a_usage_error(sequence, checkpoint, capsys
     (("--sequence", "5", "--sequence-method", "seqnet"), "needs --sequence-model"),
     (("--centred",), "--centred applies to sequence matching; add --sequence L"),
     (("--sequence", "5", "--protocol", "gardens-point"), "scores per group (MSLS cities) without the sequence matcher"),
+    (("--sequence", "5", "--sequence-method", "diagonal", "--shortlist", "30"),
+     "--shortlist does not apply to --sequence-method diagonal"),
+    (("--sequence", "5", "--sequence-method", "diagonal", "--contrast-radius", "3"),
+     "--contrast-radius does not apply to --sequence-method diagonal"),
+    (("--sequence", "5", "--sequence-method", "delta", "--velocities", "0.8,1"),
+     "--velocities does not apply to --sequence-method delta"),
+    (("--sequence", "5", "--sequence-method", "seqslam", "--shortlist", "1", "--propagate", "0"),
+     "the ranking would be the single-frame one"),
 ])
 def test_bad_sequence_options(sequence, checkpoint, caplog, extra, message):
     assert main(_args(sequence, checkpoint, *extra)) == 1
@@ -126,7 +134,7 @@ def test_seqnet_train_refuses_an_out_that_its_summary_or_an_input_would_overwrit
 
 @pytest.mark.parametrize(("flag", "value", "message"), [
     ("--velocities", "1e12", "each a number in [-100, 100]"), ("--velocities", "1,nan", "each a number in"),
-    ("--contrast-radius", "1000000000000", "an integer in [0, 10000]"),
+    ("--contrast-radius", "1000000000000", "an integer in [1, 10000]"),
     ("--shortlist", "1000000000", "an integer in [1, 10000]"), ("--propagate", "100000", "an integer in [0, 1000]"),
     ("--sequence", "1000000", "an integer in [2, 1000]"),
 ])
@@ -146,3 +154,25 @@ def test_sequence_config_bounds_its_numbers_for_python_users_too():
                           ({"velocities": ("x",)}, "velocities must be numbers")):
         with pytest.raises(BadInputError, match=words):
             SequenceConfig(**kwargs)
+
+
+def test_contrast_radius_zero_is_refused(sequence, checkpoint, capsys):
+    """±0 frames would normalise every distance to 0 (the single-frame ranking): a usage error, and the library
+    config refuses it naming the method that gives raw distances."""
+    from netvlad.errors import BadInputError
+    from netvlad.match.sequence import SequenceConfig
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(_args(sequence, checkpoint, "--sequence", "5", "--contrast-radius", "0"))
+    assert exit_info.value.code == 2 and "--contrast-radius: must be" in capsys.readouterr().err
+    with pytest.raises(BadInputError, match="diagonal"):
+        SequenceConfig(contrast_radius=0)
+
+
+def test_diagonal_method_through_the_command(sequence, checkpoint, tmp_path, capsys):
+    out = tmp_path / "r.json"
+    assert main(_args(sequence, checkpoint, "--sequence", "5", "--sequence-method", "diagonal", "--velocities", "1,2",
+                      "--output", str(out))) == 0
+    assert "diagonal L=5 causal" in capsys.readouterr().out
+    seq = json.loads(out.read_text())["sequence_recall"]
+    assert seq["method"] == "diagonal" and seq["velocities"] == [1.0, 2.0]

@@ -13,7 +13,7 @@ from tests.cli.test_extract import _evaluate, _report, _torchrun, setup  # noqa:
 
 @pytest.mark.slow
 def test_sequence_under_torchrun_gives_the_one_process_sequence_recall(setup, tmp_path, capsys):  # noqa: F811
-    sequence = ("--sequence", "5", "--propagate", "2")
+    sequence = ("--sequence", "5", "--sequence-method", "seqslam", "--propagate", "2")
     assert main(_evaluate(setup, tmp_path / "one.json", "--store", str(tmp_path / "one"), *sequence)) == 0
     printed = capsys.readouterr().out
     table = printed[printed.index("R@1"):printed.index("wrote")]

@@ -30,6 +30,14 @@ QUIET = ["--workers", "0", "--no-progress", "--device", "cpu"]
 TRAIN_CONFIG = {k: v for k, v in TINY.items() if k not in ("pretrained", "tensorboard")} | {
     "epochs": 1, "size": [32, 32], "cluster_images": 6, "cache_refresh": 6, "batch_size": 6}
 
+# The walk's benchmark suite: the six-place sequence, single frame and the plain trajectory baseline at L = 2.
+BENCHMARK_SUITE = {"recall": [1], "baseline": "diagonal",
+                   "models": {"m": {"backbone": "mobilenet_v2", "pool": "gem",
+                                    "preprocessing": {"resize": "fixed", "size": [32, 32]}}},
+                   "datasets": {"seq": {"path": "seq", "database": "database", "queries": "queries",
+                                        "frame_tolerance": 1, "model": "m"}},
+                   "methods": {"single": {}, "diagonal": {"method": "diagonal", "lengths": [2]}}}
+
 # Options that need resources a 60-second CPU test has not: each is exercised by the named test instead.
 HEAVY = {
     ("*", "--device"): "another device needs a GPU; device choice: tests/cli/test_arguments.py",
@@ -60,6 +68,9 @@ def inputs(tmp_path_factory):
     save_model(model, root / "m.safetensors")
     (root / "tiny.yaml").write_text(yaml.safe_dump(TRAIN_CONFIG))
     (root / "tiny2.yaml").write_text(yaml.safe_dump(TRAIN_CONFIG | {"lr": 0.002}))
+    (root / "suite.yaml").write_text(yaml.safe_dump(BENCHMARK_SUITE))
+    (root / "suite2.yaml").write_text(yaml.safe_dump(BENCHMARK_SUITE | {"methods": {"diagonal": {
+        "method": "diagonal", "lengths": [3]}}}))
     assert main(["index", "build", str(root / "seq"), *PAIR, "--model", str(root / "m.safetensors"),
                  "--out", str(root / "idx"), *QUIET]) == 0
     assert main(["index", "build", str(root / "seq2"), *PAIR, "--model", str(root / "m.safetensors"),
@@ -97,6 +108,8 @@ def baselines(r) -> dict[str, list[str]]:
         "extract": ["extract", *data, *TINY_MODEL, "--store", str(out / "st"), *QUIET],
         "index build": ["index", "build", *data, *TINY_MODEL, "--out", str(out / "idx"), *QUIET],
         "query": ["query", f"{seq}/queries/p001.png", "--index", str(r / "idx"), *QUIET],
+        "benchmark": ["benchmark", "--suite", str(r / "suite.yaml"), "--out", str(out / "b"), "--data", str(r),
+                      "--cache", str(out / "bc")],
         "export hloc": ["export", "hloc", *data, *TINY_MODEL, "--out", str(out / "g.h5"), *QUIET],
         "export onnx": ["export", "onnx", *TINY_MODEL, "--out", str(out / "m.onnx"), "--height", "32",
                         "--width", "32"],
@@ -155,6 +168,7 @@ VALUES = {
     "--data": lambda r: [str(r / "seq")], "--resume": lambda r: [str(r / "out" / "run")],
     "--config": lambda r: [str(r / "tiny2.yaml")], "--backbone": lambda r: ["alexnet"],
     "--shard": lambda r: ["1/2"], "--index": lambda r: [str(r / "idx2")],
+    "--suite": lambda r: [str(r / "suite2.yaml")], "--cache": lambda r: [str(r / "out" / "bc2")],
     "--out": None,  # outputs: another path in the same folder (below)
 }
 

@@ -43,7 +43,8 @@ def test_verify_reranks_the_sequence_ranking(sequence, checkpoint, tmp_path, cap
     out, store = tmp_path / "r.json", tmp_path / "s"
     assert main(["evaluate", str(sequence), "--database", "day_left", "--queries", "day_right", "--frame-tolerance",
                  "2", "--workers", "0", "--no-progress", "--recall", "1,5", "--model", str(checkpoint),
-                 "--no-pictures", "--sequence", "4", "--store", str(store), "--verify", "storage", "--verify-top",
+                 "--no-pictures", "--sequence", "4", "--sequence-method", "seqslam", "--store", str(store), "--verify",
+                 "storage", "--verify-top",
                  str(TOP), "--output", str(out)]) == 0
     assert "sequence seqslam L=4 causal + storage (top 8)" in capsys.readouterr().out
     report = json.loads(out.read_text())

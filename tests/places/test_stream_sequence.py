@@ -33,7 +33,7 @@ def test_growing_matcher_equals_a_fixed_one_over_the_searchable_entries():
         assert (got.ids < searchable).all()
 
 
-@pytest.mark.parametrize("method", ["distance", "seqslam"])
+@pytest.mark.parametrize("method", ["diagonal", "distance", "seqslam"])
 def test_stream_sequence_finds_the_revisit_and_handles_an_empty_start(method):
     rng = np.random.default_rng(1)
     route = _walk(60, 16, rng)
@@ -54,3 +54,19 @@ def test_stream_sequence_against_a_map_scores_the_map_rows():
     for t in range(5, 12):
         best, score = step.push(route[t], np.array([t, 30]))
     assert best == 11 and score == pytest.approx(0.0, abs=1e-3)
+
+
+def test_stream_and_evaluate_share_the_default_sequence_score(tmp_path):
+    """`netvlad stream --sequence` decides on the score `netvlad evaluate --sequence` ranks by, with its defaults."""
+    from netvlad.cli.main import build_parser
+    from netvlad.match.sequence import DEFAULT, DEFAULT_METHOD
+    from netvlad.places.stream import StreamConfig
+    from netvlad.places.streaming import DEFAULT_STREAM_SCORE
+
+    assert DEFAULT_STREAM_SCORE == DEFAULT_METHOD == StreamConfig().sequence_score
+    parser = build_parser()
+    evaluate = parser.parse_args(["evaluate", str(tmp_path), "--sequence", "10"])
+    stream = parser.parse_args(["stream", str(tmp_path), "--out", str(tmp_path / "s.jsonl"), "--sequence", "10"])
+    assert evaluate.sequence_method == stream.sequence_score == DEFAULT_METHOD
+    step = StreamSequence(10, 4, map_descriptors=np.eye(4, dtype=np.float32))
+    assert step.config == SequenceConfig(length=10) and step.config.velocities == DEFAULT.velocities

@@ -8,7 +8,7 @@ from pathlib import Path
 from netvlad.cli.common import existing, number, output
 from netvlad.limits import COUNT, NEIGHBOURS, NON_NEGATIVE, POSITIVE, Limit
 from netvlad.match.sequence import LENGTH
-from netvlad.places.streaming import DATABASE_KINDS, SEQUENCE_SCORES
+from netvlad.places.streaming import DATABASE_KINDS, DEFAULT_STREAM_SCORE, SEQUENCE_SCORES
 
 
 def add_stream_args(parser: argparse.ArgumentParser) -> None:
@@ -29,13 +29,15 @@ def add_stream_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("-k", type=number(NEIGHBOURS), default=5, help="matches searched per frame")
     group.add_argument("--sequence", type=number(LENGTH), default=None, metavar="L",
                        help="decide on a causal sequence score of the last L frames")
-    group.add_argument("--sequence-score", default="distance", choices=SEQUENCE_SCORES.names(),
-                       help="; ".join(f"{n}: {SEQUENCE_SCORES.get(n)}" for n in SEQUENCE_SCORES.names()))
+    group.add_argument("--sequence-score", default=DEFAULT_STREAM_SCORE, choices=SEQUENCE_SCORES.names(),
+                       help="; ".join(f"{n}: {SEQUENCE_SCORES.get(n)}" for n in SEQUENCE_SCORES.names())
+                       + f" (default {DEFAULT_STREAM_SCORE}, as netvlad evaluate --sequence)")
     group.add_argument("--threshold", type=number(POSITIVE), default=None,
-                       help="largest L2 distance accepted as a loop closure or localisation (with --sequence: "
-                            "trajectory distance; with --sequence-score seqslam: the smallest score; default: loop "
-                            "closures that are consistent, distinctive and geometrically verified, no threshold "
-                            "needed; against --map, every match)")
+                       help="largest L2 distance accepted as a loop closure or localisation (with --sequence: the "
+                            "largest mean squared trajectory distance, or with distance the mean trajectory "
+                            "distance; with --sequence-score seqslam: the smallest score; default: loop closures "
+                            "that are consistent, distinctive and geometrically verified, no threshold needed; "
+                            "against --map, every match)")
     group.add_argument("--radius", type=number(POSITIVE), default=25.0,
                        help="metres within which a match is correct, where frames carry positions (PR metrics)")
     group.add_argument("--index-type", dest="index_kind", default="flat", choices=DATABASE_KINDS.names(),

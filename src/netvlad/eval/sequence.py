@@ -21,11 +21,13 @@ from netvlad.errors import BadInputError
 from netvlad.eval.recall import DEFAULT_NS, EvalResult, describe, evaluate_descriptors, recall_at_n
 from netvlad.files import atomic_write
 from netvlad.match.delta import check_sequence_descriptors, delta_descriptors, shifted_windows
+from netvlad.match.diagonal import diagonal_rank
 from netvlad.match.seqslam import query_windows, seqslam_rank
-from netvlad.match.sequence import METHODS, SequenceConfig
+from netvlad.match.sequence import DEFAULT_METHOD, METHODS, SequenceConfig
 from netvlad.search.index import EXACT, IndexConfig
 
 logger = logging.getLogger(__name__)
+DIAGONAL_KEPT = 100  # database frames kept per query by the whole-database ranking (what --verify re-ranks)
 
 # (descriptors (N, D), order, config) -> sequence descriptors (N, D'): Delta, or a trained SeqNet
 Encoder = Callable[[np.ndarray, SequenceOrder | None, SequenceConfig], np.ndarray]
@@ -120,6 +122,10 @@ def sequence_ranking(method: str, db: np.ndarray, queries: np.ndarray, dataset: 
     require_sequences(dataset, config)
     q_order, db_order = dataset.queries.sequence, dataset.database.sequence
     positives = single.positives
+    if method == "diagonal":
+        budget = {} if max_memory is None else {"max_memory": max_memory}  # the whole-database blocks' bytes
+        ranking = diagonal_rank(queries, db, q_order, db_order, config, k=max(*ns, DIAGONAL_KEPT), **budget)
+        return _result(method, config, ranking.ranked, positives, ns, q_order, ranking.scores)
     if method == "seqslam":
         ranking = seqslam_rank(queries, db, q_order, db_order, single.ranked[:, :config.shortlist], config)
         return _result(method, config, ranking.ranked, positives, ns, q_order, ranking.scores)
@@ -160,7 +166,7 @@ def add_sequence_columns(csv_path: Path | str, result: SequenceResult, database:
     return atomic_write(path, write)
 
 
-def evaluate_sequences(model, dataset: GeoDataset, config: SequenceConfig, method: str = "seqslam", *,
+def evaluate_sequences(model, dataset: GeoDataset, config: SequenceConfig, method: str = DEFAULT_METHOD, *,
                        encoder: Encoder | None = None, radius: float = EVAL_RADIUS_M, ns: Sequence[int] = DEFAULT_NS,
                        store_dir: Path | str | None = None, index_config: IndexConfig = EXACT,
                        max_memory: float | None = None, **extract) -> tuple[EvalResult, SequenceResult]:

@@ -10,19 +10,24 @@ from netvlad.limits import Limit
 from netvlad.registry import Registry
 
 METHODS: Registry[str] = Registry("sequence method", "choose one of")
+METHODS.add("diagonal", "raw squared distances summed along constant-velocity trajectories through every database "
+                        "frame (no normalisation, no shortlist; training-free)")
 METHODS.add("seqslam", "SeqSLAM-style trajectory search over each query frame's shortlist (training-free)")
 METHODS.add("delta", "Delta descriptors: difference of smoothed descriptors over the window, searched like a "
                      "global descriptor (training-free)")
 METHODS.add("seqnet", "SeqNet sequence descriptor (a trained 1-D temporal convolution) shortlist, then "
                       "SeqSLAM-style re-ranking (HVPR)")
 
-DEFAULT_VELOCITIES = (0.8, 1.0, 1.25)  # database frames per query frame (measured on Nordland val: as good as 5 steps)
+# The defaults `netvlad benchmark` chose by leave-one-set-out (docs/sequences.md, "Choosing the defaults"): the
+# plain trajectory score at one velocity was never more than 1 point below the baseline and had the best worst set.
+DEFAULT_METHOD = "diagonal"
+DEFAULT_VELOCITIES = (1.0,)  # database frames per query frame
 
 # Ranges of the settings: beyond them the per-window blocks (shortlist × L × (2R + 1 + spread)) or the (Q, L) window
 # arrays would no longer fit in memory, and no route needs them.
 LENGTH = Limit(2, 1000, integer=True)  # query frames per sequence
 VELOCITY = Limit(-100, 100)  # database frames per query frame
-CONTRAST_RADIUS = Limit(0, 10_000, integer=True)  # ± database frames
+CONTRAST_RADIUS = Limit(1, 10_000, integer=True)  # ± database frames (0 would normalise every distance to 0)
 SHORTLIST = Limit(1, 10_000, integer=True)  # database frames scored per query frame
 PROPAGATE = Limit(0, 1000, integer=True)  # shortlist entries carried per window frame
 
@@ -37,7 +42,7 @@ class SequenceConfig:
 
     length: int = 10
     velocities: tuple[float, ...] = DEFAULT_VELOCITIES
-    contrast_radius: int = 5
+    contrast_radius: int = 10  # seqslam's settings: its best worst-set family (docs/sequences.md)
     shortlist: int = 20  # measured (docs/sequences.md): as good as 50 at R@1 on Nordland and GP
     centred: bool = False
     propagate: int = 5
@@ -53,6 +58,11 @@ class SequenceConfig:
         if not self.velocities or not all(VELOCITY.accepts(v) for v in self.velocities):
             raise BadInputError(f"velocities must be {VELOCITY.describe()} database frames per query frame each, "
                                 f"got {self.velocities}")
+        if self.contrast_radius == 0:
+            # ±0 frames: every distance minus its own mean is 0, so every trajectory would tie (single frame)
+            raise BadInputError(f"contrast_radius must be ≥ 1 database frame, got {self.contrast_radius}: a radius "
+                                "of 0 normalises every distance to 0; for raw, unnormalised distances use the "
+                                "diagonal method", hint="--sequence-method diagonal")
         for name, limit in (("contrast_radius", CONTRAST_RADIUS), ("shortlist", SHORTLIST),
                             ("propagate", PROPAGATE)):
             limit.check(name, getattr(self, name))
@@ -85,4 +95,4 @@ def shifted_window(t: int, n: int, before: int, after: int) -> tuple[int, int]:
     return start, start + length
 
 
-DEFAULT = SequenceConfig()  # L = 10 causal, velocities 0.8, 1, 1.25, ±5 frames normalisation, shortlist 20 (+5 carried)
+DEFAULT = SequenceConfig()  # L = 10 causal, velocity 1; seqslam: ±10 frames normalisation, shortlist 20 (+5 carried)

@@ -7,8 +7,9 @@ verified (no threshold, no ground truth needed); with ``threshold`` when its dis
 checks' values are reported either way).
 Localisation mode (a :class:`netvlad.places.localise.PlaceIndex`): the frame is searched against the
 prebuilt map; a match at or under ``threshold`` is a localisation. With ``sequence`` L the decision reads a
-causal sequence score of the frame's shortlist (the last L frames along a constant-velocity trajectory: its mean
-L2 distance, or SeqSLAM's contrast-normalised score, see :mod:`netvlad.places.stream_sequence`) instead of the
+causal sequence score (the last L frames along a constant-velocity trajectory: by default the mean squared L2
+distance over every searchable entry, as ``netvlad evaluate --sequence`` ranks; or the mean L2 distance, or SeqSLAM's
+contrast-normalised score, over the frame's shortlist, see :mod:`netvlad.places.stream_sequence`) instead of the
 single-frame distance. ``latency_ms`` is describe + search + sequence + checks + add of one frame (decoding
 excluded); ``check_ms`` the loop-closure checks alone.
 """
@@ -32,6 +33,7 @@ from netvlad.models import PlaceModel
 from netvlad.places.database import DatabaseConfig, PlaceDatabase
 from netvlad.places.loop_closure import Checks, LoopClosureConfig, LoopClosureDetector
 from netvlad.places.stream_sequence import StreamSequence
+from netvlad.places.streaming import DEFAULT_STREAM_SCORE
 
 logger = logging.getLogger(__name__)
 
@@ -39,16 +41,16 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class StreamConfig:
     """``k`` matches searched per frame, ``exclude_recent`` seconds (or frames) left out of loop-closure searches,
-    ``threshold`` the largest L2 distance accepted as a match (with ``sequence`` L frames: the largest trajectory
-    distance, or with ``sequence_score="seqslam"`` the smallest SeqSLAM score; None: any), ``radius`` metres
-    within which a match is correct (ground truth, where frames carry positions), ``decision`` the default
-    loop-closure rule (used without ``threshold``)."""
+    ``threshold`` the largest L2 distance accepted as a match (with ``sequence`` L frames: the largest mean
+    squared trajectory distance — ``sequence_score="distance"``: mean trajectory distance, ``"seqslam"``: the
+    smallest SeqSLAM score; None: any), ``radius`` metres within which a match is correct (ground truth, where
+    frames carry positions), ``decision`` the default loop-closure rule (used without ``threshold``)."""
 
     k: int = 5
     exclude_recent: float = 30.0
     threshold: float | None = None
     sequence: int | None = None
-    sequence_score: str = "distance"
+    sequence_score: str = DEFAULT_STREAM_SCORE
     radius: float = 25.0
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     decision: LoopClosureConfig = field(default_factory=LoopClosureConfig)

@@ -1,8 +1,11 @@
-"""Online causal sequence matching for a stream: raw trajectory distance, or the sequence issue's SeqSLAM.
+"""Online causal sequence matching for a stream: the plain trajectory score over the whole map, raw trajectory
+distance over the shortlist, or SeqSLAM.
 
-``distance`` (the default) scores a frame's shortlist by :class:`netvlad.match.trajectory_distance.
-TrajectoryDistance` (mean L2 along the best trajectory, lower is surer). ``seqslam`` runs the sequence issue's
-contrast-normalised :class:`OnlineSeqSLAM`.
+``diagonal`` scores every searchable entry by :class:`netvlad.match.diagonal.OnlineDiagonal` — the causal
+score ``netvlad evaluate --sequence-method diagonal`` ranks by (mean squared L2 along the best constant-velocity
+trajectory, lower is surer). ``distance`` scores a frame's shortlist by :class:`netvlad.match.trajectory_distance.
+TrajectoryDistance` (mean L2 along the best trajectory, lower is surer). ``seqslam`` runs the
+contrast-normalised :class:`OnlineSeqSLAM` over the shortlist.
 
 Against a map, the matcher runs over the map's descriptors in their order (one sequence). For loop closures the
 database is the stream itself, growing one entry per frame: :class:`GrowingSeqSLAM` gives the matcher a layout of
@@ -16,10 +19,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from netvlad.match.diagonal import OnlineDiagonal
 from netvlad.match.seqslam import OnlineSeqSLAM
 from netvlad.match.sequence import SequenceConfig
 from netvlad.match.trajectory_distance import TrajectoryDistance
-from netvlad.places.streaming import SEQUENCE_SCORES
+from netvlad.places.streaming import DEFAULT_STREAM_SCORE, SEQUENCE_SCORES
 
 
 class _Identity:
@@ -69,10 +73,16 @@ class StreamSequence:
     :data:`netvlad.places.streaming.SEQUENCE_SCORES` (``higher_is_better`` says which way its score points)."""
 
     def __init__(self, length: int, dim: int, map_descriptors: np.ndarray | None = None,
-                 method: str = "distance") -> None:
+                 method: str = DEFAULT_STREAM_SCORE) -> None:
         SEQUENCE_SCORES.get(method)  # an unknown name: one line listing them
         self.method, self.map = method, map_descriptors
         self.higher_is_better = method == "seqslam"
+        if method == "diagonal":  # the whole map (or every searchable entry): no shortlist
+            self.config = SequenceConfig(length=length)
+            self.shortlist = 1
+            self.matcher = OnlineDiagonal(map_descriptors if map_descriptors is not None
+                                          else np.zeros((0, int(dim)), np.float32), None, self.config)
+            return
         if method == "distance":
             self.matcher = TrajectoryDistance(length)
             self.shortlist = self.matcher.shortlist
@@ -87,6 +97,13 @@ class StreamSequence:
         """Add the current frame ``(D,)`` with its shortlist ``candidates`` ``(M,)`` (−1: none); ``database`` and
         ``searchable`` (rows that may be matched) for a growing database. -> (best id, score), or (None, None)
         with an empty shortlist."""
+        if self.method == "diagonal":
+            if self.map is None:
+                self.matcher.database = database
+            ranking = self.matcher.push(descriptor, count=None if self.map is not None else searchable, k=1)
+            if ranking.ranked[0, 0] < 0:
+                return None, None
+            return int(ranking.ranked[0, 0]), float(ranking.scores[0, 0])
         if self.method == "distance":
             if self.map is not None:
                 return self.matcher.push(descriptor, candidates, self.map, len(self.map))

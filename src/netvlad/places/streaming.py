@@ -13,6 +13,10 @@ CITY_ROUTES: Registry[str] = Registry("generated city route", "choose one of")
 CITY_ROUTES.add("loop", "one drive along every interior street by day, then half of them again at dusk and in winter")
 
 SEQUENCE_SCORES: Registry[str] = Registry("stream sequence score", "choose one of")
+SEQUENCE_SCORES.add("diagonal", "mean squared L2 distance along the best constant-velocity trajectory over the whole "
+                                "map (lower is surer): what `netvlad evaluate --sequence-method diagonal` ranks by")
 SEQUENCE_SCORES.add("distance", "mean L2 distance along the best constant-velocity trajectory (lower is surer; "
                                 "comparable across frames: the loop-closure default)")
-SEQUENCE_SCORES.add("seqslam", "the sequence issue's contrast-normalised SeqSLAM score, negated (higher is surer)")
+SEQUENCE_SCORES.add("seqslam", "SeqSLAM's contrast-normalised score over the frame's shortlist, negated (higher is "
+                               "surer)")
+DEFAULT_STREAM_SCORE = "diagonal"  # what `netvlad evaluate --sequence` ranks by (a test keeps them equal)

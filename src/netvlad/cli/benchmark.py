@@ -1,0 +1,66 @@
+"""``netvlad benchmark``: methods (rows) × datasets (columns) from a suite file, with the leave-one-set-out choice of
+the default; the library side is :mod:`netvlad.pipeline.benchmark`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+from netvlad.cli.common import output
+
+logger = logging.getLogger(__name__)
+DEFAULT_DATA = Path("..") / "shared" / "data"
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The command as a user would retype it (the options given, the output folder and data root)."""
+    words = ["netvlad", "benchmark", "--suite", str(args.suite), "--out", str(args.out)]
+    if args.data != DEFAULT_DATA:
+        words += ["--data", str(args.data)]
+    if args.cache is not None:
+        words += ["--cache", str(args.cache)]
+    return " ".join(words + (["--threads", str(args.threads)] if args.threads else []))
+
+
+def run_benchmark_command(args: argparse.Namespace) -> int:
+    """Load the suite, run every cell (continuing from OUT and the cache), print the table, write the reports."""
+    import torch
+
+    from netvlad.pipeline.benchmark.report import run_meta, table, write_reports
+    from netvlad.pipeline.benchmark.run import run_benchmark
+    from netvlad.pipeline.benchmark.suite import load_suite
+
+    suite = load_suite(args.suite)
+    torch.manual_seed(suite.seed)
+    cache = args.cache or Path(os.environ.get("NETVLAD_CACHE", Path(tempfile.gettempdir()) / "netvlad-cache")) \
+        / "benchmark"
+    result = run_benchmark(suite, args.out, args.data, cache)
+    result.meta = run_meta(command_line(args), torch.get_num_threads(), suite.seed)
+    print(table(result))
+    paths = write_reports(result, args.out)
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def register(subparsers) -> None:
+    """Add ``netvlad benchmark``."""
+    parser = subparsers.add_parser(
+        "benchmark", help="methods × datasets from a suite file: Recall@N, time per query, the default's choice",
+        description="Run a benchmark suite (a YAML file, or a shipped one by name: default, quick): every method "
+                    "row on every dataset over descriptors extracted once per (model, dataset) into stores under "
+                    "--cache, then print the Recall@1 table and write OUT/benchmark.json, benchmark.md (a docs "
+                    "fragment with the command and machine) and benchmark.png. A rerun continues from OUT and the "
+                    "stores; a failing cell holds its error.")
+    parser.add_argument("--suite", default="default", metavar="NAME|FILE.yaml",
+                        help="a shipped suite (default, quick) or a suite file (default: default)")
+    parser.add_argument("--out", type=output("folder"), required=True, metavar="DIR",
+                        help="where the cells and reports go")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, metavar="DIR",
+                        help="the folder holding the suite's dataset paths (default ../shared/data)")
+    parser.add_argument("--cache", type=Path, default=None, metavar="DIR",
+                        help="stores and generated cities, reused by later runs (default $NETVLAD_CACHE/benchmark, "
+                             "else netvlad-cache/benchmark in the temp folder)")
+    parser.set_defaults(func=run_benchmark_command)

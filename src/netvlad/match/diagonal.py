@@ -1,0 +1,240 @@
+"""The plain sequence baseline: every database frame scored by the raw squared distances along constant-velocity
+trajectories through it, over the whole database — no contrast normalisation, no shortlist.
+
+Query frame at offset o (frames from the current one) is compared with database frame ``position + round(v · o)``
+of the candidate's own sequence, for each velocity v; the score is the mean of the squared L2 distances along the
+trajectory (the sum divided by the window's frame count, so windows of different lengths stay comparable) and the
+best velocity wins; lowest first. A trajectory point outside the candidate's database sequence (before its first
+frame or after its last) counts as the largest possible squared distance, (‖q‖ + max‖x‖)² (4 for L2-normalised
+descriptors), so a trajectory cut short never wins on fewer points.
+
+Cost: one exact search's distance matrix plus L · V shifted additions per (query, database frame) pair, computed
+for a block of queries at a time against the whole database laid out sequence after sequence with ``reach``
+columns of padding around each sequence (a shift is then one contiguous slice); memory is bounded by
+``max_memory`` bytes whatever the number of queries.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+
+from netvlad.data.sequences import SequenceOrder
+from netvlad.match.seqslam import MAX_MEMORY, DatabaseLayout, SequenceRanking, squared_norms, window_matrix
+from netvlad.match.sequence import SequenceConfig
+from netvlad.search.exact import read_rows
+
+logger = logging.getLogger(__name__)
+
+READ_ROWS = 8192  # database rows read (and multiplied) at a time
+
+
+class PaddedLayout:
+    """Database layout positions mapped into a row with ``reach`` padding columns before and after each sequence:
+    ``columns`` (N,) the padded column of each layout position, ``width`` the padded row length."""
+
+    def __init__(self, layout: DatabaseLayout, reach: int) -> None:
+        positions = np.arange(len(layout))
+        sequence_start = layout.start[layout.order] if len(layout) else np.zeros(0, np.int64)
+        # sequence number of each position: how many sequences started at or before it
+        starts = np.unique(sequence_start)
+        index = np.searchsorted(starts, sequence_start)
+        self.reach = int(reach)
+        self.columns = positions + (2 * index + 1) * self.reach
+        self.width = len(layout) + 2 * len(starts) * self.reach
+
+
+def trajectory_velocity_steps(config: SequenceConfig, offsets: np.ndarray) -> np.ndarray:
+    """Database steps (V, ...) ``round(v · offset)`` of every velocity for frame ``offsets`` (...)."""
+    velocities = np.asarray(config.velocities, np.float64).reshape((-1,) + (1,) * np.ndim(offsets))
+    return np.rint(velocities * np.asarray(offsets, np.float64)[None]).astype(np.int64)
+
+
+def reach_of(config: SequenceConfig, offsets: np.ndarray) -> int:
+    """The largest number of database frames a trajectory moves from its candidate, for query frame ``offsets``
+    (any shape; gaps make them longer than the window)."""
+    return int(np.abs(trajectory_velocity_steps(config, offsets)).max(initial=0))
+
+
+def padded_distances(frames: torch.Tensor, database: np.ndarray, norms: np.ndarray, layout: DatabaseLayout,
+                     padded: PaddedLayout, bound: torch.Tensor) -> torch.Tensor:
+    """Squared L2 distances (F, width) float32 of query ``frames`` (F, D) to every database frame at its padded
+    column, ``bound`` (F,) in the padding."""
+    out = bound[:, None].expand(len(frames), padded.width).clone()
+    frame_norms = torch.linalg.vector_norm(frames, dim=1).square_()
+    for a in range(0, len(layout), READ_ROWS):
+        ids, columns = layout.order[a:a + READ_ROWS], padded.columns[a:a + READ_ROWS]
+        rows = database_rows(database, ids)
+        squared = torch.addmm(frame_norms[:, None] + torch.from_numpy(norms[ids])[None], frames, rows.T, alpha=-2)
+        target = slice(columns[0], columns[-1] + 1) if _run(columns) else torch.from_numpy(columns)
+        out[:, target] = squared.clamp_(min=0)
+    return out
+
+
+def database_rows(database: np.ndarray, ids: np.ndarray) -> torch.Tensor:
+    """Rows ``ids`` (R,) of ``database`` as a float32 (R, D) tensor: consecutive rows of an in-memory float32 array
+    as a view (no copy), anything else read by :func:`read_rows`."""
+    if _run(ids) and type(database) is np.ndarray and database.dtype == np.float32:
+        return torch.from_numpy(database[ids[0]:ids[-1] + 1])
+    return torch.from_numpy(read_rows(database, ids))
+
+
+def _run(values: np.ndarray) -> bool:
+    """Whether ``values`` (n ≥ 1,) are consecutive integers, so a slice can stand for them."""
+    return len(values) > 0 and int(values[-1]) - int(values[0]) == len(values) - 1 and bool(
+        (np.diff(values) == 1).all())
+
+
+def window_scores(table: torch.Tensor, slots: np.ndarray, offsets: np.ndarray, valid: np.ndarray,
+                  config: SequenceConfig, reach: int) -> torch.Tensor:
+    """Mean squared trajectory distances (B, width) of B query windows, best velocity, at every padded column
+    (padding columns hold no meaning). ``table`` (F, width) the window frames' padded distances, ``slots`` (B, K)
+    their rows in it, ``offsets`` (B, K) frame offsets from the current frame, ``valid`` (B, K)."""
+    width = table.shape[1]
+    best = torch.full((len(slots), width), torch.inf)
+    steps = trajectory_velocity_steps(config, offsets)  # (V, B, K)
+    for v in range(steps.shape[0]):
+        total = torch.zeros((len(slots), width))
+        for k in range(slots.shape[1]):
+            for step in np.unique(steps[v, valid[:, k], k]):
+                rows = np.flatnonzero(valid[:, k] & (steps[v, :, k] == step))
+                lo, hi = max(0, step), width + min(0, step)  # column c reads column c + step
+                picked = slots[rows, k]
+                if _run(picked):  # neighbouring windows: consecutive table rows, a view
+                    shifted = table[picked[0]:picked[-1] + 1, lo:hi]
+                else:
+                    shifted = table[torch.from_numpy(picked), lo:hi]
+                if len(rows) == len(slots):
+                    total[:, lo - step:hi - step] += shifted
+                else:
+                    total[torch.from_numpy(rows), lo - step:hi - step] += shifted
+        torch.minimum(best, total, out=best)
+    count = torch.from_numpy(np.maximum(valid.sum(axis=1), 1).astype(np.float32))
+    return best / count[:, None]
+
+
+def diagonal_rank(queries: np.ndarray, database: np.ndarray, query_order: SequenceOrder,
+                  database_order: SequenceOrder | None, config: SequenceConfig, k: int,
+                  max_memory: float = MAX_MEMORY) -> SequenceRanking:
+    """The best ``k`` database frames (Q, k) of every query by the plain trajectory score over the whole database
+    (see the module docstring), with their scores (Q, k), mean squared distance, lower is better.
+
+    ``queries`` (Q, D) and ``database`` (N, D) descriptors (a store's memory map works: it is read in blocks);
+    ``database_order`` None: the database is one sequence in list order. Queries are scored in blocks whose
+    padded distance rows fit ``max_memory`` bytes (at least one query per block).
+    """
+    if len(query_order) != len(queries):
+        raise ValueError(f"sequence order of {len(query_order)} queries for {len(queries)} query descriptors")
+    layout = DatabaseLayout.from_order(database_order, len(database))
+    windows = window_matrix(query_order, config.before, config.after)
+    reach = reach_of(config, windows.offsets)
+    padded = PaddedLayout(layout, reach)
+    norms = squared_norms(database)
+    largest = float(np.sqrt(norms.max(initial=0.0)))
+    k = min(int(k), len(layout))
+    ranked = np.full((len(queries), k), -1, np.int64)
+    scores = np.full((len(queries), k), np.inf)
+    by_sequence = DatabaseLayout.from_order(query_order).order  # neighbouring windows share frames
+    width = windows.members.shape[1]
+    # the distance table holds about block + K rows (neighbouring windows share frames), the scores 3 · block
+    block = max(1, int((max_memory // (4 * padded.width) - width) // 4))
+    real = (slice(int(padded.columns[0]), int(padded.columns[-1]) + 1) if _run(padded.columns)
+            else torch.from_numpy(padded.columns))
+    for a in range(0, len(queries), block):
+        rows = by_sequence[a:a + block]
+        members = windows.members[rows]
+        unique, slots = np.unique(np.maximum(members, 0), return_inverse=True)
+        frames = torch.from_numpy(read_rows(queries, unique))
+        bound = (torch.linalg.vector_norm(frames, dim=1) + largest).square_()
+        table = padded_distances(frames, database, norms, layout, padded, bound)
+        score = window_scores(table, slots.reshape(members.shape), windows.offsets[rows], windows.valid[rows],
+                              config, reach)[:, real]  # (B, N) in layout order
+        top, at = torch.topk(score, k, dim=1, largest=False, sorted=True)
+        ranked[rows], scores[rows] = layout.order[at.numpy()], top.numpy()
+    return SequenceRanking(ranked, scores, windows.valid.sum(axis=1), windows.shortened, windows.gaps)
+
+
+class OnlineDiagonal:
+    """The causal :func:`diagonal_rank` score fed one query frame at a time (a robot's camera), over the whole
+    database: each frame's squared distances to the database are computed once when it arrives (one exact search's
+    work) and kept for the L frames of its window; a frame then costs L · V row additions over the database.
+
+    ``database`` (N, D) descriptors — or a growing array (loop closure: the stream's own earlier frames), of
+    which the first ``count`` rows may be matched at each :meth:`push`; ``database_order`` its
+    :class:`SequenceOrder` (None: one sequence in list order; a growing database must leave it None).
+    """
+
+    def __init__(self, database: np.ndarray, database_order: SequenceOrder | None = None,
+                 config: SequenceConfig | None = None) -> None:
+        from netvlad.match.sequence import DEFAULT
+
+        config = DEFAULT if config is None else config
+        if config.centred:
+            raise ValueError("OnlineDiagonal is causal: it cannot see future frames; use diagonal_rank for centred")
+        self.database, self.order, self.config = database, database_order, config
+        self.history: list[tuple[np.ndarray, int, np.ndarray]] = []  # (descriptor, frame, ‖q − x‖² of rows seen)
+        self.norms = np.zeros(0, np.float32)
+
+    def reset(self) -> None:
+        """Forget the query frames seen so far (a new query sequence starts)."""
+        self.history.clear()
+
+    def _rows_until(self, count: int) -> None:
+        """Extend every kept frame's squared distances (and the database norms) to the first ``count`` rows."""
+        have = len(self.norms)
+        if count <= have:
+            return
+        new = database_rows(self.database, np.arange(have, count))
+        self.norms = np.concatenate([self.norms, torch.linalg.vector_norm(new, dim=1).square_().numpy()])
+        for i, (descriptor, frame, row) in enumerate(self.history):
+            q = torch.from_numpy(descriptor)
+            extra = torch.addmv(q.square().sum() + torch.from_numpy(self.norms[have:count]), new, q,
+                                alpha=-2).clamp_(min=0)
+            self.history[i] = (descriptor, frame, np.concatenate([row, extra.numpy()]))
+
+    def push(self, descriptor: np.ndarray, frame: int | None = None, count: int | None = None,
+             k: int = 10) -> SequenceRanking:
+        """Add the current query frame (D,) with its frame number (None: the previous one + 1); ``count`` the
+        database rows that may be matched (None: all). Returns its best ``k`` database frames as a one-row
+        :class:`SequenceRanking` (empty ids −1 and scores inf when nothing may be matched)."""
+        descriptor = np.asarray(descriptor, np.float32).reshape(-1)
+        if descriptor.shape[0] != self.database.shape[1]:
+            raise ValueError(f"query descriptor has {descriptor.shape[0]} dimensions, the database "
+                             f"{self.database.shape[1]}")
+        count = len(self.database) if count is None else int(count)
+        if self.order is not None and count != len(self.database):
+            raise ValueError("a database with a sequence order is fixed: count must be None")
+        frame = (self.history[-1][1] + 1 if self.history else 0) if frame is None else int(frame)
+        self._rows_until(count)
+        q = torch.from_numpy(descriptor)
+        norms = torch.from_numpy(self.norms)
+        rows = np.empty(len(self.norms), np.float32)
+        for a in range(0, len(self.norms), READ_ROWS):
+            block = database_rows(self.database, np.arange(a, min(a + READ_ROWS, len(self.norms))))
+            rows[a:a + len(block)] = torch.addmv(q.square().sum() + norms[a:a + len(block)], block, q,
+                                                 alpha=-2).clamp_(min=0).numpy()
+        self.history = [*self.history, (descriptor, frame, rows)][-self.config.length:]
+        frames = np.array([h[1] for h in self.history], np.int64)
+        offsets = (frames - frame)[None]
+        length = np.array([len(frames)])
+        shortened, gap = length < self.config.length, np.array([bool((np.diff(frames) != 1).any())])
+        if count == 0:
+            return SequenceRanking(np.full((1, k), -1, np.int64), np.full((1, k), np.inf), length, shortened, gap)
+        layout = DatabaseLayout.from_order(self.order, count)
+        reach = reach_of(self.config, offsets)
+        padded = PaddedLayout(layout, reach)
+        largest = float(np.sqrt(self.norms[:count].max()))
+        table = torch.empty((len(self.history), padded.width))
+        real = (slice(int(padded.columns[0]), int(padded.columns[-1]) + 1) if _run(padded.columns)
+                else torch.from_numpy(padded.columns))
+        for i, (d, _, row) in enumerate(self.history):
+            table[i] = (float(np.linalg.norm(d)) + largest) ** 2
+            table[i, real] = torch.from_numpy(row[:count] if _run(layout.order) else row[layout.order])
+        score = window_scores(table, np.arange(len(frames))[None], offsets, np.ones(offsets.shape, bool),
+                              self.config, reach)[:, real]
+        top, at = torch.topk(score, min(k, count), dim=1, largest=False, sorted=True)
+        ids, scores = np.full((1, k), -1, np.int64), np.full((1, k), np.inf)
+        ids[:, :top.shape[1]], scores[:, :top.shape[1]] = layout.order[at.numpy()], top.numpy()
+        return SequenceRanking(ids, scores, length, shortened, gap)

@@ -1,0 +1,229 @@
+"""Run a benchmark suite: each dataset opened (or its city generated) and described once per model into stores
+under the cache folder, the single-frame search made once, then every method row over the same descriptors.
+
+Every cell is saved as it finishes (``OUT/cells/<dataset>/<row>.json``, written atomically, keyed by the settings
+that made it), so an interrupted run continues where it stopped; a cell that fails holds its error and the rest of
+the table runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from netvlad.errors import BadInputError
+from netvlad.files import atomic_write
+from netvlad.pipeline.benchmark.suite import DatasetSpec, MethodSpec, Suite
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Cell:
+    """One (row, dataset) result: ``recall`` {N: percent} and ``ms_per_query`` (the method alone, descriptors
+    given), or ``note`` (why it does not apply) or ``error`` (why it failed)."""
+
+    row: str
+    family: str
+    length: int
+    mode: str
+    dataset: str
+    recall: dict[int, float] | None = None
+    ms_per_query: float | None = field(default=None, repr=False)  # a measurement, not part of the result's identity
+    queries: int | None = None
+    note: str | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict:
+        """The JSON form (recall keys as strings)."""
+        out = dataclasses.asdict(self)
+        out["recall"] = None if self.recall is None else {str(n): r for n, r in self.recall.items()}
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Cell:
+        """The inverse of :meth:`to_dict`."""
+        data = dict(data)
+        data["recall"] = None if data["recall"] is None else {int(n): float(r) for n, r in data["recall"].items()}
+        return cls(**data)
+
+    def text(self, n: int = 1) -> str:
+        """The cell as the table shows it: R@n, or its note, or its error."""
+        if self.error is not None:
+            return f"error: {self.error}"
+        if self.note is not None:
+            return self.note
+        return f"{self.recall[n]:.1f}"
+
+
+@dataclass
+class BenchmarkResult:
+    """Every cell of a suite run, with the run's description (command, date, machine) in ``meta``."""
+
+    suite: Suite
+    cells: list[Cell]
+    meta: dict = field(default_factory=dict, repr=False)
+
+    def cell(self, row: str, dataset: str) -> Cell:
+        """The cell of ``row`` on ``dataset``."""
+        return next(c for c in self.cells if c.row == row and c.dataset == dataset)
+
+
+def model_of(suite: Suite, name: str):
+    """The suite's model ``name``: a checkpoint, or an off-the-shelf :class:`ModelConfig` (pretrained weights)."""
+    from netvlad.models import ModelConfig, PlaceModel, load
+
+    spec = suite.models[name]
+    if "checkpoint" in spec:
+        path = Path(spec["checkpoint"]).expanduser()
+        if not path.is_file():
+            raise BadInputError(f"{path}: checkpoint of the suite's model {name!r} not found (relative paths start "
+                                "in the current folder); train it, or drop the datasets that use it", path=path)
+        return load(path).eval()
+    return PlaceModel(ModelConfig.from_dict(spec)).eval()
+
+
+def open_spec(spec: DatasetSpec, data_root: Path, cache: Path):
+    """The :class:`GeoDataset` of ``spec``: a folder under ``data_root`` or a city generated into ``cache``."""
+    from netvlad.data import open_dataset
+
+    if spec.city is not None:
+        from netvlad.data.synthetic import CityConfig, generate_city
+
+        options = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.city.items() if k != "size"}
+        config = CityConfig.preset(spec.city.get("size", "default"), **options)
+        digest = hashlib.sha1(config.to_json().encode()).hexdigest()[:10]
+        root = generate_city(config, cache / "cities" / f"{spec.name}-{digest}", workers=1)
+        dataset = open_dataset(root, split=spec.split or "test")
+    else:
+        root = data_root / spec.path
+        if not root.exists():
+            raise BadInputError(f"{root}: dataset {spec.name!r} not found; give --data the folder holding "
+                                f"{spec.path}", path=root)
+        dataset = open_dataset(root, database=spec.database, queries=spec.queries, split=spec.split,
+                               frame_tolerance=spec.frame_tolerance)
+    if spec.last_places:
+        dataset = dataset.split_by_frames(spec.last_places)[1]
+    return dataset
+
+
+def describe_spec(suite: Suite, spec: DatasetSpec, dataset, cache: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(database, queries) descriptors of ``dataset`` by the spec's model, kept in (and resumed from) stores under
+    ``cache/<dataset>/<model>``; returned in memory (float32)."""
+    from netvlad.eval.recall import describe
+
+    model = model_of(suite, spec.model)
+    store = cache / spec.name / spec.model
+    db, _, _ = describe(model, dataset.database, store / "database", desc="database")
+    q, _, _ = describe(model, dataset.queries, store / "queries", desc="queries")
+    return np.asarray(db, np.float32), np.asarray(q, np.float32)
+
+
+def cell_key(suite: Suite, spec: DatasetSpec, family: MethodSpec, length: int, mode: str) -> str:
+    """What a cell's value depends on, hashed: the dataset, its model (a checkpoint's size and time too), the
+    family's settings, L, mode, Recall@N."""
+    model = dict(suite.models[spec.model])
+    if "checkpoint" in model:  # a retrained checkpoint at the same path is another model
+        path = Path(model["checkpoint"]).expanduser()
+        model["file"] = [path.stat().st_size, path.stat().st_mtime_ns] if path.is_file() else None
+    text = json.dumps([spec.key(), model, family.method, family.options, length, mode, list(suite.recall)],
+                      sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+def _cell_path(out: Path, dataset: str, row: str) -> Path:
+    return out / "cells" / dataset / (row.replace(" ", "_").replace("=", "") + ".json")
+
+
+def _saved(path: Path, key: str) -> Cell | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return Cell.from_dict(data["cell"]) if data.get("key") == key else None
+
+
+def _save(path: Path, key: str, cell: Cell) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps({"key": key, "cell": cell.to_dict()}), "utf-8"))
+
+
+def compute_cell(cell: Cell, family: MethodSpec, dataset, db: np.ndarray, q: np.ndarray, single, ns) -> Cell:
+    """Fill ``cell`` with the row's Recall@N and time per query, or the reason it does not apply."""
+    from netvlad.eval.sequence import sequence_ranking
+
+    cell.queries = len(q)
+    if family.method == "single":
+        cell.recall = {n: round(float(single.recall[n]), 4) for n in ns}
+        return cell
+    if dataset.queries.sequence is None or dataset.database.sequence is None:
+        cell.note = "n/a (no order)"
+        return cell
+    longest = max(len(m) for m in dataset.queries.sequence.members())
+    if cell.length > longest:
+        cell.note = f"n/a (L > {longest})"
+        return cell
+    config = family.config(cell.length, cell.mode)
+    start = time.perf_counter()
+    result = sequence_ranking(family.method, db, q, dataset, single, config, ns)
+    cell.ms_per_query = round(1000 * (time.perf_counter() - start) / len(q), 4)
+    cell.recall = {n: round(float(result.recall[n]), 4) for n in ns}
+    return cell
+
+
+def run_benchmark(suite: Suite, out: Path | str, data_root: Path | str, cache: Path | str) -> BenchmarkResult:
+    """Every (row, dataset) cell of ``suite``; see the module docstring. ``data_root``: the folder holding the
+    suite's dataset paths; ``cache``: stores and generated cities (reused by later runs)."""
+    from netvlad.eval.recall import evaluate_descriptors
+    from netvlad.match.sequence import DEFAULT
+
+    out, data_root, cache = Path(out), Path(data_root), Path(cache)
+    ns = suite.recall
+    depth = max([max(ns)] + [int(m.options.get("shortlist", DEFAULT.shortlist)) for m in suite.methods])
+    cells = []
+    for spec in suite.datasets:
+        rows = [(family, label, n, mode) for family, label, n, mode in suite.rows()]
+        todo = []
+        for family, label, n, mode in rows:
+            key = cell_key(suite, spec, family, n, mode)
+            cell = _saved(_cell_path(out, spec.name, label), key)
+            todo.append((family, label, n, mode, key, cell))
+        if all(item[-1] is not None for item in todo):
+            cells += [item[-1] for item in todo]
+            logger.info("%s: every cell saved, reused", spec.name)
+            continue
+        try:
+            dataset = open_spec(spec, data_root, cache)
+            db, q = describe_spec(suite, spec, dataset, cache)
+            single = evaluate_descriptors(db, q, dataset.positives(spec.radius), ns, k=min(depth, len(db)))
+        except Exception as error:  # the dataset's failure fills its column; the other datasets run
+            logger.error("%s: %s", spec.name, error)
+            cells += [Cell(label, family.name, n, mode, spec.name, error=_one_line(error))
+                      for family, label, n, mode, _, _ in todo]
+            continue
+        for family, label, n, mode, key, saved in todo:
+            if saved is not None:
+                cells.append(saved)
+                continue
+            cell = Cell(label, family.name, n, mode, spec.name)
+            try:
+                compute_cell(cell, family, dataset, db, q, single, ns)
+            except Exception as error:  # one failing cell: its error in the cell, the run goes on
+                logger.error("%s / %s: %s", spec.name, label, error)
+                cell.error = _one_line(error)
+            _save(_cell_path(out, spec.name, label), key, cell)
+            logger.info("%s / %s: %s", spec.name, label, cell.text())
+            cells.append(cell)
+    return BenchmarkResult(suite, cells)
+
+
+def _one_line(error: Exception) -> str:
+    text = str(error).splitlines()[0] if str(error) else ""
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__

@@ -1,0 +1,101 @@
+"""Choosing a default by leave-one-set-out: a method family is judged by its worst set, never its best.
+
+For every sequence family, set and (L, mode) row: its Recall@1 minus the best family's on that row (the *gap*,
+≤ 0) and minus the baseline family's (the *margin*). Leaving each set out in turn, the family whose worst gap over
+the other sets is best is chosen, and its gap and margin on the set left out are reported. The default is the
+family whose worst gap over every set is best among those never more than ``tolerance`` points below the baseline
+on any set and row; the baseline itself always qualifies. Within each method, the family with the best worst-set
+gap gives that method's own settings (used when it is asked for by name).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from netvlad.pipeline.benchmark.run import BenchmarkResult
+
+
+@dataclass(frozen=True)
+class Selection:
+    """``families`` in suite order; ``gap`` / ``margin`` {family: {set: worst over rows}}; ``held_out`` per set:
+    (family chosen on the others, its gap there, its margin there); ``default`` the chosen family; ``skipped``
+    the sets without a baseline result."""
+
+    families: tuple[str, ...]
+    sets: tuple[str, ...]
+    baseline: str
+    gap: dict
+    margin: dict
+    held_out: dict
+    default: str
+    tolerance: float
+    skipped: tuple[str, ...] = ()  # sets left out of the choice: the baseline has no result there
+    per_method: dict | None = None  # {sequence method: its family with the best worst-set gap} (its own defaults)
+
+
+def _recall_grid(result: BenchmarkResult, families: list[str], sets: list[str]) -> dict:
+    """{(family, set): {(L, mode): R@1 or nan}} over the rows each family ran."""
+    grid: dict = {}
+    for cell in result.cells:
+        if cell.family in families and cell.dataset in sets and cell.note is None:
+            value = np.nan if cell.error is not None else cell.recall[1]
+            grid.setdefault((cell.family, cell.dataset), {})[(cell.length, cell.mode)] = value
+    return grid
+
+
+def select_default(result: BenchmarkResult, tolerance: float = 1.0) -> Selection:
+    """The leave-one-set-out choice among the suite's sequence families (see the module docstring)."""
+    suite = result.suite
+    if suite.baseline is None:
+        raise ValueError(f"suite {suite.name} names no baseline family: nothing to compare the default with")
+    families = [m.name for m in suite.methods if m.method != "single"]
+    names = [d.name for d in suite.datasets]
+    grid = _recall_grid(result, families, names)
+    # a set where the baseline has no result (its dataset failed, or no row applies) cannot judge anything
+    sets = [s for s in names if any(np.isfinite(v) for v in grid.get((suite.baseline, s), {}).values())]
+    skipped = tuple(s for s in names if s not in sets)
+    gap, margin = {f: {} for f in families}, {f: {} for f in families}
+    for s in sets:
+        rows = {r for f in families for r in grid.get((f, s), {})}
+        for f in families:
+            own = grid.get((f, s), {})
+            gaps, margins = [], []
+            for r in rows:
+                if r not in own:
+                    continue
+                best = np.nanmax([grid.get((g, s), {}).get(r, np.nan) for g in families])
+                base = grid.get((suite.baseline, s), {}).get(r, np.nan)
+                gaps.append(own[r] - best)
+                margins.append(own[r] - base)
+            gap[f][s] = _worst(gaps)
+            margin[f][s] = _worst(margins)
+
+    def worst_gap(f: str, over: list[str]) -> float:
+        return min((gap[f][s] for s in over if gap[f][s] is not None), default=-np.inf)
+
+    held_out = {}
+    for h in sets:
+        others = [s for s in sets if s != h]
+        chosen = max(families, key=lambda f: (worst_gap(f, others), f == suite.baseline))
+        held_out[h] = (chosen, gap[chosen][h], margin[chosen][h])
+    qualified = [f for f in families if all(margin[f][s] is not None and margin[f][s] >= -tolerance for s in sets)
+                 or f == suite.baseline]
+    default = max(qualified, key=lambda f: (worst_gap(f, sets), f == suite.baseline))
+    per_method = {}
+    for family in suite.methods:
+        if family.method != "single":
+            best = per_method.get(family.method)
+            if best is None or worst_gap(family.name, sets) > worst_gap(best, sets):
+                per_method[family.method] = family.name
+    return Selection(tuple(families), tuple(sets), suite.baseline, gap, margin, held_out, default, tolerance,
+                     skipped, per_method)
+
+
+def _worst(values: list[float]) -> float | None:
+    """The smallest value; None when there is none, -inf when one failed (nan)."""
+    if not values:
+        return None
+    array = np.asarray(values, float)
+    return -np.inf if np.isnan(array).any() else round(float(array.min()), 4)

@@ -1,0 +1,213 @@
+"""A benchmark suite: models, datasets (with their protocol and tolerance) and methods (named settings), read from a
+YAML file and checked whole before anything runs — an unknown name is one line naming it and the known ones.
+
+A method is a *family* of settings (``single``, or a sequence method with its options) run at every length in
+``lengths`` and every mode in ``modes``; a row of the table is one (family, L, mode).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from netvlad.errors import BadInputError
+
+SUITES = Path(__file__).resolve().parent / "suites"
+MODES = ("causal", "centred")
+DATASET_KEYS = {"path", "database", "queries", "frame_tolerance", "last_places", "city", "split", "radius", "model"}
+METHOD_KEYS = {"method", "lengths", "modes", "velocities", "shortlist", "propagate", "contrast_radius"}
+SUITE_KEYS = {"name", "description", "seed", "recall", "baseline", "models", "datasets", "methods", "extends"}
+
+
+def _unknown(where: str, kind: str, name: str, known) -> BadInputError:
+    return BadInputError(f"{where}: unknown {kind} {name!r}; known: {', '.join(sorted(map(str, known)))}")
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A dataset of the suite: a folder under the data root (``path``, with ``database``/``queries`` sub-folders
+    and ``frame_tolerance`` ±frames, or ``split``) or a generated city (``city``: :class:`CityConfig` fields, with
+    ``size`` the preset), optionally only its ``last_places`` frames (validation places of a frame-synchronised
+    route); described by the suite's model ``model``."""
+
+    name: str
+    model: str
+    path: str | None = None
+    database: str | None = None
+    queries: str | None = None
+    frame_tolerance: int | None = None
+    last_places: int | None = None
+    city: dict | None = None
+    split: str | None = None
+    radius: float = 25.0
+
+    def key(self) -> str:
+        """The settings as sorted JSON (a cell's cache key)."""
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A family of settings: ``method`` ``single`` or a sequence method, its options, the lengths and modes."""
+
+    name: str
+    method: str = "single"
+    lengths: tuple[int, ...] = ()
+    modes: tuple[str, ...] = ("causal",)
+    options: dict = field(default_factory=dict)
+
+    def rows(self) -> list[tuple[str, int, str]]:
+        """(row label, L, mode) of every row this family gives."""
+        if self.method == "single":
+            return [(self.name, 1, "-")]
+        return [(f"{self.name} L={n} {mode}", n, mode) for n in self.lengths for mode in self.modes]
+
+    def config(self, length: int, mode: str):
+        """The :class:`SequenceConfig` of one row."""
+        from netvlad.match.sequence import SequenceConfig
+
+        return SequenceConfig(length=length, centred=mode == "centred", **self.options)
+
+
+@dataclass(frozen=True)
+class Suite:
+    """Models (name → :class:`ModelConfig` dict, or ``{"checkpoint": path}``), datasets, methods, Recall@N cut-offs,
+    the seed, and the ``baseline`` family the others are compared with."""
+
+    name: str
+    models: dict
+    datasets: tuple[DatasetSpec, ...]
+    methods: tuple[MethodSpec, ...]
+    recall: tuple[int, ...] = (1, 5, 10)
+    seed: int = 0
+    baseline: str | None = None
+    description: str = ""
+    source: str = ""
+
+    def rows(self) -> list[tuple[MethodSpec, str, int, str]]:
+        """(family, label, L, mode) of every row, in suite order."""
+        return [(m, *row) for m in self.methods for row in m.rows()]
+
+
+def suite_path(name_or_path: str | Path) -> Path:
+    """A shipped suite by name (``default``, ``quick``) or a YAML file; unknown: one line naming the shipped ones."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise BadInputError(f"{path}: suite file not found", path=path)
+        return path
+    shipped = sorted(p.stem for p in SUITES.glob("*.yaml"))
+    if str(name_or_path) not in shipped:
+        raise _unknown("netvlad benchmark", "suite", str(name_or_path), shipped)
+    return SUITES / f"{name_or_path}.yaml"
+
+
+def load_suite(name_or_path: str | Path) -> Suite:
+    """Read and check a suite (see the module docstring); every error is one line naming the file. ``extends:
+    NAME`` starts from another suite (shipped name or file) and adds or replaces its models, datasets and
+    methods."""
+    path = suite_path(name_or_path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise BadInputError(f"{path}: not valid YAML ({str(error).splitlines()[0]})", path=path) from None
+    if not isinstance(data, dict):
+        raise BadInputError(f"{path}: a suite is a mapping with models, datasets and methods", path=path)
+    if "extends" in data:  # another suite's models, datasets and methods, then this file's (which win)
+        base = yaml.safe_load(suite_path(data["extends"]).read_text(encoding="utf-8"))
+        if "extends" in base:
+            raise BadInputError(f"{path}: suite {data['extends']!r} extends another suite itself; extend one "
+                                "that does not", path=path)
+        merged = {**base, **{k: v for k, v in data.items() if k not in ("models", "datasets", "methods")}}
+        for key in ("models", "datasets", "methods"):
+            merged[key] = {**(base.get(key) or {}), **(data.get(key) or {})}
+        data = merged
+    for key in data:
+        if key not in SUITE_KEYS:
+            raise _unknown(str(path), "suite key", key, SUITE_KEYS)
+    models = dict(data.get("models") or {})
+    for name, spec in models.items():
+        _check_model(path, name, spec)
+    datasets = tuple(_dataset(path, name, spec, models) for name, spec in (data.get("datasets") or {}).items())
+    methods = tuple(_method(path, name, spec) for name, spec in (data.get("methods") or {}).items())
+    if not datasets or not methods:
+        raise BadInputError(f"{path}: a suite needs at least one dataset and one method", path=path)
+    baseline = data.get("baseline")
+    if baseline is not None and baseline not in {m.name for m in methods}:
+        raise _unknown(str(path), "baseline method", baseline, [m.name for m in methods])
+    recall = tuple(int(n) for n in data.get("recall", (1, 5, 10)))
+    return Suite(str(data.get("name", path.stem)), models, datasets, methods, recall, int(data.get("seed", 0)),
+                 baseline, str(data.get("description", "")), str(path))
+
+
+def _check_model(path: Path, name: str, spec) -> None:
+    if not isinstance(spec, dict):
+        raise BadInputError(f"{path}: model {name!r} must be a mapping (ModelConfig fields or checkpoint)", path=path)
+    if "checkpoint" in spec:
+        if set(spec) != {"checkpoint"}:
+            raise BadInputError(f"{path}: model {name!r}: a checkpoint fixes its own settings; give checkpoint "
+                                "alone", path=path)
+        return
+    from netvlad.models import ModelConfig
+
+    try:
+        ModelConfig.from_dict(spec)
+    except (TypeError, ValueError) as error:
+        raise BadInputError(f"{path}: model {name!r}: {error}", path=path) from None
+
+
+def _dataset(path: Path, name: str, spec, models: dict) -> DatasetSpec:
+    if not isinstance(spec, dict):
+        raise BadInputError(f"{path}: dataset {name!r} must be a mapping", path=path)
+    for key in spec:
+        if key not in DATASET_KEYS:
+            raise _unknown(f"{path}: dataset {name!r}", "key", key, DATASET_KEYS)
+    if spec.get("model") not in models:
+        raise _unknown(f"{path}: dataset {name!r}", "model", spec.get("model"), models)
+    if ("path" in spec) == ("city" in spec):
+        raise BadInputError(f"{path}: dataset {name!r} needs one of path (a folder under the data root) or city "
+                            "(a generated city)", path=path)
+    if "city" in spec:
+        from netvlad.data.synthetic import CityConfig
+
+        city = dict(spec["city"])
+        fields = {f.name for f in dataclasses.fields(CityConfig)} | {"size"}
+        for key in city:
+            if key not in fields:
+                raise _unknown(f"{path}: dataset {name!r} city", "key", key, fields)
+    return DatasetSpec(name=name, **spec)
+
+
+def _method(path: Path, name: str, spec) -> MethodSpec:
+    from netvlad.match.sequence import METHODS
+
+    spec = dict(spec or {})
+    for key in spec:
+        if key not in METHOD_KEYS:
+            raise _unknown(f"{path}: method {name!r}", "option", key, METHOD_KEYS)
+    method = spec.pop("method", "single")
+    known = ["single", *METHODS.names()]
+    if method not in known or method == "seqnet":  # SeqNet needs a trained model: not a suite row
+        raise _unknown(f"{path}: method {name!r}", "method", method, [k for k in known if k != "seqnet"])
+    lengths = tuple(int(n) for n in spec.pop("lengths", () if method == "single" else (10,)))
+    modes = tuple(spec.pop("modes", ("causal",)))
+    for mode in modes:
+        if mode not in MODES:
+            raise _unknown(f"{path}: method {name!r}", "mode", mode, MODES)
+    if method == "single" and (spec or lengths):
+        raise BadInputError(f"{path}: method {name!r}: single frame takes no options, got "
+                            f"{sorted(spec) + (['lengths'] if lengths else [])}", path=path)
+    if "velocities" in spec:
+        spec["velocities"] = tuple(float(v) for v in spec["velocities"])
+    family = MethodSpec(name, method, lengths, modes, spec)
+    if method != "single":
+        for _, n, mode in family.rows():
+            try:
+                family.config(n, mode)  # refuses bad values now, not half-way through the run
+            except (BadInputError, TypeError, ValueError) as error:
+                raise BadInputError(f"{path}: method {name!r}: {error}", path=path) from None
+    return family

@@ -1,0 +1,143 @@
+"""`netvlad benchmark`: the quick suite on real Nordland thumbnails end to end (table, JSON, Markdown, PNG, a rerun
+that continues from the saved cells), suite errors as one line, cells that do not apply or fail, and the
+leave-one-set-out choice on a table whose answer is known."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from netvlad.cli.main import main
+from netvlad.errors import BadInputError
+from netvlad.pipeline.benchmark.run import BenchmarkResult, Cell, compute_cell, run_benchmark
+from netvlad.pipeline.benchmark.selection import select_default
+from netvlad.pipeline.benchmark.suite import MethodSpec, Suite, load_suite
+from tests.conftest import SHARED_DATA, shared_dataset
+
+
+def test_quick_suite_end_to_end_and_rerun(tmp_path, capsys, caplog, one_thread):
+    shared_dataset("nordland")
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    argv = ["benchmark", "--suite", "quick", "--out", str(out), "--data", str(SHARED_DATA), "--cache", str(cache),
+            "--threads", "1"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "nordland_last60" in printed and "diagonal L=5 centred" in printed and "seqslam L=5 causal" in printed
+    report = json.loads((out / "benchmark.json").read_text())
+    cells = {c["row"]: c for c in report["cells"]}
+    assert set(cells) == {"single", "diagonal L=5 causal", "diagonal L=5 centred", "seqslam L=5 causal"}
+    assert all(c["error"] is None and c["queries"] == 60 for c in cells.values())
+    # the sequence rows beat the single frame on summer → winter thumbnails
+    assert cells["diagonal L=5 causal"]["recall"]["1"] > cells["single"]["recall"]["1"]
+    assert report["selection"]["default"] in ("diagonal", "seqslam")
+    text = (out / "benchmark.md").read_text()
+    assert text.startswith("`netvlad benchmark --suite quick --out") and "1 thread" in text and "seed 0" in text
+    assert "| diagonal L=5 causal |" in text and "Chosen default" in text
+    assert (out / "benchmark.png").read_bytes()[:4] == b"\x89PNG"
+    caplog.clear()
+    assert main(argv) == 0  # the rerun reads every cell back: nothing recomputed
+    assert "every cell saved, reused" in caplog.text
+    assert json.loads((out / "benchmark.json").read_text())["cells"] == report["cells"]
+
+
+def _suite(tmp_path, text: str):
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    return path
+
+
+BASE = """
+models: {m: {backbone: mobilenet_v2, pool: gem}}
+datasets: {d: {path: nordland, database: summer, queries: winter, model: m}}
+methods: {single: {}}
+"""
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (("methods: {single: {}}", "methods: {x: {method: seqslim}}"), "unknown method 'seqslim'; known: delta, diagonal"),
+    (("methods: {single: {}}", "methods: {x: {method: diagonal, radius: 3}}"), "unknown option 'radius'; known:"),
+    (("model: m}", "model: m, tolerance: 2}"), "unknown key 'tolerance'; known: city, database"),
+    (("model: m}", "model: n}"), "unknown model 'n'; known: m"),
+    (("methods: {single: {}}", "methods: {x: {method: seqslam, contrast_radius: 0}}"), "contrast_radius must be"),
+    (("methods: {single: {}}", "methods: {x: {method: diagonal, modes: [forward]}}"), "unknown mode 'forward'"),
+    (("models:", "baseline: z\nmodels:"), "unknown baseline method 'z'; known: single"),
+])
+def test_bad_suite_entries_are_one_line(tmp_path, change, message):
+    with pytest.raises(BadInputError, match=message) as info:
+        load_suite(_suite(tmp_path, BASE.replace(*change)))
+    assert "\n" not in str(info.value) and "s.yaml" in str(info.value)
+
+
+def test_unknown_suite_name(caplog, tmp_path):
+    assert main(["benchmark", "--suite", "nightly", "--out", str(tmp_path / "o")]) == 1
+    assert "unknown suite 'nightly'; known: default, quick" in caplog.text
+
+
+def test_a_missing_dataset_fills_its_column_with_the_error(tmp_path):
+    suite = load_suite(_suite(tmp_path, BASE.replace("path: nordland", "path: nowhere")))
+    result = run_benchmark(suite, tmp_path / "o", tmp_path, tmp_path / "c")
+    assert result.cells[0].error.startswith("BadInputError:") and "dataset 'd' not found" in result.cells[0].error
+    assert result.cells[0].text().startswith("error: ")
+
+
+def test_cells_that_do_not_apply_say_why():
+    from netvlad.eval.recall import evaluate_descriptors
+    from tests.match.test_sequence_methods import route_dataset
+
+    family = MethodSpec("diagonal", "diagonal", (5, 40), ("causal",), {})
+    for sequences, note in ((False, "n/a (no order)"), (True, "n/a (L > 30)")):
+        dataset, db, q = route_dataset(30, 8, seed=0, noise=0.5, sequences=sequences)
+        single = evaluate_descriptors(db, q, dataset.positives(), (1,), k=5)
+        cell = compute_cell(Cell("diagonal L=40 causal", "diagonal", 40, "causal", "r"), family, dataset, db, q,
+                            single, (1,))
+        assert cell.note == note and cell.recall is None
+
+
+def _table(values: dict) -> BenchmarkResult:
+    """A result whose R@1 per (family, set) is given (one row per family: L = 10 causal)."""
+    families = sorted({f for f, _ in values})
+    sets = sorted({s for _, s in values})
+    methods = tuple(MethodSpec(f, "diagonal", (10,), ("causal",), {}) for f in families)
+    suite = Suite("t", {}, tuple(type("D", (), {"name": s})() for s in sets), methods, (1,), baseline="base")
+    cells = [Cell(f"{f} L=10 causal", f, 10, "causal", s, recall={1: r}) for (f, s), r in values.items()]
+    return BenchmarkResult(suite, cells)
+
+
+def test_leave_one_set_out_judges_by_the_worst_set():
+    """``tuned`` wins two sets by far and loses the third by 5 points to the baseline: never the default;
+    ``steady`` is within 1 point of the baseline everywhere and best on one set: the default."""
+    values = {("base", "a"): 90.0, ("base", "b"): 60.0, ("base", "c"): 70.0,
+              ("tuned", "a"): 99.0, ("tuned", "b"): 75.0, ("tuned", "c"): 65.0,
+              ("steady", "a"): 89.5, ("steady", "b"): 62.0, ("steady", "c"): 70.0}
+    selection = select_default(_table(values))
+    assert selection.default == "steady"
+    assert selection.held_out["c"] == ("tuned", -5.0, -5.0)  # tuned on a and b, it fails on c
+    assert selection.held_out["a"][0] == "tuned" and selection.margin["tuned"]["c"] == -5.0
+    assert selection.gap["steady"] == {"a": -9.5, "b": -13.0, "c": 0.0}
+    values[("steady", "a")] = 88.0  # 2 points below the baseline on a: nothing qualifies but the baseline
+    assert select_default(_table(values)).default == "base"
+    assert np.isfinite(selection.gap["base"]["a"])
+
+
+def test_a_suite_extends_another_and_a_missing_checkpoint_names_itself(tmp_path):
+    suite = load_suite("recipe")
+    assert [d.name for d in suite.datasets] == ["gardens_point", "nordland_val", "city_conditions",
+                                                "nordland_val_recipe"]
+    assert suite.baseline == "diagonal" and len(suite.methods) == len(load_suite("default").methods)
+    path = _suite(tmp_path, BASE.replace("models: {m: {backbone: mobilenet_v2, pool: gem}}",
+                                         "models: {m: {checkpoint: nowhere.safetensors}}"))
+    result = run_benchmark(load_suite(path), tmp_path / "o", SHARED_DATA, tmp_path / "c")
+    assert "nowhere.safetensors: checkpoint of the suite's model 'm' not found" in result.cells[0].error
+
+
+def test_a_set_without_a_baseline_result_is_left_out_of_the_choice():
+    values = {("base", "a"): 90.0, ("base", "b"): 60.0, ("other", "a"): 95.0, ("other", "b"): 59.5}
+    result = _table(values)
+    result.cells.append(Cell("base L=10 causal", "base", 10, "causal", "c", error="BadInputError: no model"))
+    result.cells.append(Cell("other L=10 causal", "other", 10, "causal", "c", error="BadInputError: no model"))
+    result.suite = Suite("t", {}, tuple(type("D", (), {"name": s})() for s in "abc"), result.suite.methods, (1,),
+                         baseline="base")
+    selection = select_default(result)
+    assert selection.skipped == ("c",) and selection.sets == ("a", "b") and selection.default == "other"

@@ -5,7 +5,9 @@ features of 96 dims (a 320 × 180 frame's stride-16 MobileNetV2 map; one feature
 changes no cost), and ``--frames`` stream frames revisiting a stretch of it with noise. The search
 is not timed (``benchmarks/stream.py`` times it); the checks are: the frame's distance distribution, the path's
 consistency and distinctiveness, the runner-up ratio, and — for every frame, the worst case, since a permissive
-rule sends every candidate on — the geometric verification.
+rule sends every candidate on — the geometric verification. Each size runs twice side by side, the local features
+kept as int8 codes (what the stream keeps) and as float16 (twice the bytes), interleaved frame by frame so that
+both see the same load; the memory column is the local features' bytes per map frame × N.
 
     OPENBLAS_NUM_THREADS=1 python benchmarks/loop_closure_checks.py [--sizes 1000 100000] [--frames 200]
 """
@@ -28,8 +30,18 @@ sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 
+def as_float16(features):
+    """The same cells stored as float16 unit vectors (× SCALE, so that ``vectors()`` decodes them alike) and
+    float32 positions."""
+    from netvlad.extract.local_features import SCALE, LocalFeatures
+
+    return LocalFeatures((features.vectors() * SCALE).astype(np.float16), features.xy.astype(np.float32),
+                         features.grid)
+
+
 def run_size(n: int, frames: int, length: int | None, seed: int = 0) -> dict:
-    """Check times (ms) of ``frames`` revisiting frames over an ``n``-entry map."""
+    """Check times (ms) of ``frames`` revisiting frames over an ``n``-entry map, int8 and float16 features
+    interleaved; the features' bytes per frame."""
     import torch
 
     from netvlad.extract.local_features import select_cells
@@ -44,20 +56,25 @@ def run_size(n: int, frames: int, length: int | None, seed: int = 0) -> dict:
     # one scene for every frame: every cell a mutual match, so RANSAC runs on all 240 (its most expensive case)
     features = [select_cells(torch.from_numpy(rng.standard_normal((96, 12, 20), dtype=np.float32)))]
     rule = LoopClosureConfig(min_distinctiveness=float("-inf"), max_ratio=float("inf"), min_consistency=0.0)
-    detector = LoopClosureDetector(rule, length)
-    detector.local = [features[i % len(features)] for i in range(n)]
-    times, verified = [], 0
+    kinds = {"int8": features[0], "float16": as_float16(features[0])}
+    detectors = {kind: LoopClosureDetector(rule, length) for kind in kinds}
+    for kind, detector in detectors.items():
+        detector.local = [kinds[kind]] * n
+    times, verified = {kind: [] for kind in kinds}, 0
     for t, query in enumerate(queries):
         squared = 2 - 2 * (entries @ query)  # exact shortlist (not timed)
         shortlist = np.argpartition(squared, 50)[:50]
         shortlist = shortlist[np.argsort(squared[shortlist])]
-        start = time.perf_counter()
-        checks = detector.check(query, features[t % len(features)], int(shortlist[0]), shortlist, entries, n, t)
-        times.append(time.perf_counter() - start)
+        for kind, detector in detectors.items():
+            start = time.perf_counter()
+            checks = detector.check(query, kinds[kind], int(shortlist[0]), shortlist, entries, n, t)
+            times[kind].append(time.perf_counter() - start)
         verified += checks.inliers is not None
-    timed = times[length or 10:]  # once the window is full
-    return {"n": n, "length": length, "verified": verified, "frames": frames, **percentiles(timed),
-            "mean": 1000 * float(np.mean(timed))}
+    out = {}
+    for kind, values in times.items():
+        timed = values[length or 10:]  # once the window is full
+        out[kind] = {**percentiles(timed), "mean": 1000 * float(np.mean(timed)), "bytes": kinds[kind].nbytes}
+    return {"n": n, "length": length, "verified": verified, "frames": frames, "kinds": out}
 
 
 def main() -> int:
@@ -73,15 +90,20 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, numpy {np.__version__}, "
           f"{args.threads} thread(s), seed 0", file=sys.stderr)
-    print("| map frames | matching | checks p50 / p99 / mean ms | frames verified |")
-    print("|---:|---|---:|---:|")
+    print("| map frames | matching | local features kept | checks p50 / p99 / mean ms | frames verified |")
+    print("|---:|---|---|---:|---:|")
     for n in args.sizes:
         for length in (None, 10):
             r = run_size(n, args.frames, length)
             label = "single frame" if length is None else f"sequence L = {length}"
-            print(f"| {n:,} | {label} | {r['p50']:.1f} / {r['p99']:.1f} / {r['mean']:.1f} | "
-                  f"{r['verified']} of {r['frames']} |")
+            for kind, k in r["kinds"].items():
+                print(f"| {n:,} | {label} | {kind}: {k['bytes'] / 1024:.1f} KiB a frame, {_size(k['bytes'] * n)} | "
+                      f"{k['p50']:.1f} / {k['p99']:.1f} / {k['mean']:.1f} | {r['verified']} of {r['frames']} |")
     return 0
+
+
+def _size(count: int) -> str:
+    return f"{count / 2**30:.2f} GiB" if count >= 2**30 else f"{count / 2**20:.0f} MiB"
 
 
 if __name__ == "__main__":

@@ -204,8 +204,8 @@ class LoopClosureDetector:
                             min(len(query), len(candidate)), self.config.min_inliers)
                 self.said_no_cells = True
             return 0
-        q = torch.from_numpy(query.descriptors.astype(np.float32))
-        c = torch.from_numpy(candidate.descriptors.astype(np.float32))
+        q = torch.from_numpy(query.vectors())
+        c = torch.from_numpy(candidate.vectors())
         partner, mutual = mutual_nearest(q, c[None])
         keep = mutual[0]
         if int(keep.sum()) < self.config.min_inliers:  # inliers are a subset of the mutual matches

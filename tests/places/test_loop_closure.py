@@ -103,3 +103,23 @@ def test_without_local_features_nothing_is_verified_nor_accepted():
     queries = route[100:112] + 0.01 * rng.standard_normal((12, DIM)).astype(np.float32)
     last = _run(detector, route, queries, [None] * 12, 300)[-1]
     assert last.consistency == 1.0 and last.distinctiveness > 5 and last.inliers is None and not last.accepted
+
+
+def test_the_closure_is_to_where_the_window_lines_up_not_to_the_frame_s_nearest_neighbour():
+    """The last frame looks most like the entry two behind its place: the window's trajectory ends at its place,
+    and the checks (and the closure) are of that place."""
+    rng = np.random.default_rng(6)
+    steps = _places(300, rng)
+    route = np.cumsum(steps, axis=0)  # a walk: neighbouring places look alike, as along a real route
+    route /= np.linalg.norm(route, axis=1, keepdims=True)
+    cells = [_cells(rng) for _ in route]
+    detector = LoopClosureDetector(LoopClosureConfig(min_inliers=16), length=None)
+    detector.local = cells
+    places = np.arange(100, 140)
+    queries = route[places] + 0.01 * rng.standard_normal((len(places), DIM)).astype(np.float32)
+    queries[-1] = route[137] + 0.01 * rng.standard_normal(DIM).astype(np.float32)
+    distances = np.linalg.norm(route - queries[-1], axis=1)
+    assert np.argmin(distances) == 137
+    last = _run(detector, route, queries, [cells[p] for p in places], 300)[-1]
+    assert last.place == 139 and last.consistency == 1.0 and last.accepted
+    assert last.inliers == 48  # verified against place 139's cells, the last frame's own

@@ -9,7 +9,10 @@ when all three checks hold, the cheap ones first:
    ±0.8 … 1.25 entries per frame (forward or backward), at least ``min_consistency`` of those frames had their own
    best match within ``tolerance`` entries of the path; and the best trajectory among the shortlist's entries
    within ``neighbourhood`` of the candidate ends within ``tolerance`` of it (else the consistency is 0: the
-   frames agree on a neighbouring entry, not on the candidate).
+   frames agree on a neighbouring entry, not on the candidate). The closure's *place* is where that trajectory
+   ends, not the single frame's best match: one frame's nearest neighbour can sit a few entries behind or ahead of
+   where the window's frames line up, and a pose graph given the neighbour would tie the frame to the wrong pose.
+   The other checks are of that place.
 2. **distinctive**, self-calibrated on the map as it grows: each frame's L2 distances to (a sample of) the
    searchable map give a robust location and scale (median, 1.4826 × MAD); the candidate's *distinctiveness* is
    the mean robust z-score of the path's distances, (median − d) / scale, over the window; and its *ratio* is its
@@ -71,7 +74,8 @@ class LoopClosureConfig:
 @dataclass(frozen=True)
 class Checks:
     """One frame's checks of its candidate; None where a check did not run (an earlier one failed, or too small
-    a map). ``accepted``: every check passed."""
+    a map). ``place``: the map id the checks are of (the candidate moved to where the window's trajectory ends);
+    ``accepted``: every check passed."""
 
     consistency: float | None = None
     distinctiveness: float | None = None
@@ -79,6 +83,7 @@ class Checks:
     inliers: int | None = None
     accepted: bool = False
     check_ms: float = 0.0
+    place: int | None = None
 
 
 @dataclass
@@ -141,28 +146,33 @@ class LoopClosureDetector:
         if candidate is None:
             return Checks(check_ms=1000 * (time.perf_counter() - start))
         checks = self._cheap(candidate, shortlist[shortlist >= 0], database, searchable)
+        place = checks.place
         if checks.accepted:  # unverified (no local features) is not accepted
-            verifiable = local is not None and self.local[candidate] is not None
-            inliers = self.inliers(local, self.local[candidate], frame) if verifiable else None
+            verifiable = local is not None and self.local[place] is not None
+            inliers = self.inliers(local, self.local[place], frame) if verifiable else None
             checks = Checks(checks.consistency, checks.distinctiveness, checks.ratio, inliers,
                             inliers is not None and inliers >= self.config.min_inliers)
         return Checks(checks.consistency, checks.distinctiveness, checks.ratio, checks.inliers, checks.accepted,
-                      1000 * (time.perf_counter() - start))
+                      1000 * (time.perf_counter() - start), place)
 
     def _cheap(self, candidate: int, shortlist: np.ndarray, database: np.ndarray, searchable: int) -> Checks:
-        """Consistency, distinctiveness and ratio of ``candidate``; ``accepted`` when the three pass."""
+        """Consistency, distinctiveness and ratio of the place ``candidate`` stands for (its ``place``: where the
+        best trajectory within ``neighbourhood`` of it ends, when within ``tolerance``); ``accepted`` when the three
+        pass."""
         cfg = self.config
-        consistency, distinctiveness = self._path(candidate, database, searchable)
         pool = np.union1d(shortlist, [candidate])
         forward = self.trajectory.scores(pool, database, searchable)
         # moving backward along the map is moving forward along it reversed: entry i is row searchable − 1 − i
         backward = self.trajectory.scores(searchable - 1 - pool, database[:searchable][::-1], searchable)
         scores = np.minimum(forward, backward)
-        own = float(scores[np.searchsorted(pool, candidate)])
         near = np.abs(pool - candidate) <= cfg.neighbourhood
-        if abs(int(pool[near][np.argmin(scores[near])]) - candidate) > cfg.tolerance:
+        end = int(pool[near][np.argmin(scores[near])])
+        place = end if abs(end - candidate) <= cfg.tolerance else candidate
+        consistency, distinctiveness = self._path(place, database, searchable)
+        if place != end:
             consistency = 0.0  # the last frames' best trajectory around here ends at another entry
-        far = ~near
+        own = float(scores[np.searchsorted(pool, place)])
+        far = np.abs(pool - place) > cfg.neighbourhood
         runner_up = float(scores[far].min()) if far.any() else float("inf")
         if not np.isfinite(runner_up):  # no other place to tell it from: not shown distinctive
             ratio = 1.0
@@ -170,7 +180,7 @@ class LoopClosureDetector:
             ratio = own / runner_up if runner_up > 0 else float("inf")
         accepted = (consistency >= cfg.min_consistency and distinctiveness >= cfg.min_distinctiveness
                     and ratio <= cfg.max_ratio)
-        return Checks(consistency, distinctiveness, ratio, None, accepted)
+        return Checks(consistency, distinctiveness, ratio, None, accepted, place=place)
 
     def _path(self, candidate: int, database: np.ndarray, searchable: int) -> tuple[float, float]:
         """(consistency, distinctiveness) along the best straight path through ``candidate``: the velocity

@@ -22,14 +22,14 @@ logger = logging.getLogger(__name__)
 def build(args: argparse.Namespace) -> int:
     """Describe the database images and write the index folder."""
     from netvlad.cli.common import model_from_args
-    from netvlad.cli.dataset_args import check_pair, dataset_options
+    from netvlad.cli.dataset_args import check_pair, dataset_options, dataset_source
     from netvlad.cli.extract_args import fill_stores, prepare_model, start
     from netvlad.data.folders import open_database
     from netvlad.places.localise import build_place_index
 
     device, info = start(args, args.out, "netvlad index build needs --out DIR")  # OUT/descriptors: the store
     check_pair(args)
-    images = open_database(args.dataset, **dataset_options(args))
+    images = open_database(dataset_source(args), **dataset_options(args))
     model = prepare_model(model_from_args(args), images.paths(), args, device, info)
     if not fill_stores(model, [(images, args.out / "descriptors", "database")], args, device, info):
         return 0  # another rank: its rows are in OUT/descriptors, rank 0 builds the index

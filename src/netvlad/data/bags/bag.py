@@ -97,8 +97,8 @@ class Bag:
         except Exception as error:  # rosbags raises its own error types, struct/EOF/zstd errors on damage
             reason = " ".join(str(error).split())[:200] or type(error).__name__
             kind = "ROS 2 bag" if self.ros2 else "ROS 1 bag"
-            raise BagError(f"{self.path}: cannot open as a {kind} ({reason}); it may be truncated or unindexed: "
-                           "re-record it, or reindex it (rosbag reindex / ros2 bag reindex)",
+            raise BagError(f"{self.path}: cannot open as a {kind} ({reason}); not a bag, or truncated or "
+                           "unindexed: re-record it, or reindex it (rosbag reindex / ros2 bag reindex)",
                            path=self.path) from None
         self._reader = reader
         return self
@@ -140,8 +140,8 @@ class Bag:
                            f"{', '.join(have) if have else 'none'}", path=self.path, hint=flag)
         topic = topics[name]
         if topic.kind != kind:
-            raise BagError(f"{self.path}: topic {name} holds {topic.msgtype}, not {wanted}; pick a {kind} topic "
-                           f"({', '.join(self.topics_of(kind)) or 'the bag has none'})", path=self.path, hint=flag)
+            raise BagError(f"{self.path}: topic {name} holds {topic.msgtype}, not {wanted}; its {kind} topics are: "
+                           f"{', '.join(self.topics_of(kind)) or 'none'}", path=self.path, hint=flag)
         if topic.count == 0:
             raise BagError(f"{self.path}: topic {name} holds no messages", path=self.path, hint=flag)
         return topic

@@ -45,15 +45,16 @@ def log_times(bag: Bag, topic: str) -> np.ndarray:
 
 
 def inspect_bag(path: Path | str) -> list[TopicSummary]:
-    """The image, GNSS and odometry topics of the bag at ``path``, in that order then by name."""
-    order = {"image": 0, "gnss": 1, "odometry": 2}
+    """The image, GNSS and odometry topics of the bag at ``path``, in that order then by name (``other`` topics
+    last)."""
+    order = {"image": 0, "gnss": 1, "odometry": 2, "other": 3}
     with Bag(path) as bag:
-        topics = sorted((t for t in bag.topics.values() if t.kind), key=lambda t: (order[t.kind], t.name))
+        topics = sorted(bag.topics.values(), key=lambda t: (order[t.kind or "other"], t.name))
         out = []
         for topic in topics:
             times = log_times(bag, topic.name) / 1e9
             start, end = (float(times[0]), float(times[-1])) if len(times) else (np.nan, np.nan)
-            out.append(TopicSummary(topic.name, topic.kind, topic.msgtype, len(times), start, end))
+            out.append(TopicSummary(topic.name, topic.kind or "other", topic.msgtype, len(times), start, end))
     return out
 
 
@@ -65,5 +66,7 @@ def inspect_lines(path: Path | str) -> list[str]:
         start, end = bag.span_ns()
     kind = "ROS 2" if Path(path).suffix.lower() != ".bag" else "ROS 1"
     lines = [f"{path}: {kind} bag, {total} messages, {(end - start) / 1e9:.1f} s"]
-    lines += [s.line() for s in summaries] or ["  no image, GNSS or odometry topic"]
+    lines += [s.line() for s in summaries] or ["  no topics"]
+    if not any(s.kind == "image" for s in summaries):
+        lines.append("  no image topic (sensor_msgs/Image or CompressedImage)")
     return lines

@@ -48,6 +48,7 @@ class BagRun:
     points: np.ndarray | None
     zone: tuple[int, str] | None
     position_topic: str | None = None
+    indices: np.ndarray | None = None  # (N,) each keyframe's place among the run's images in stamp order
     images: int = 0
     out_of_order: int = 0
     unstamped: int = 0
@@ -149,6 +150,6 @@ def read_run(path: Path | str, options: BagOptions = BagOptions()) -> BagRun:
     keep = select_keyframes(options.rule, stamps, points)
     run = BagRun(bag.path, topic, tuple(names[i] for i in keep), stamps[keep],
                  None if points is None else points[keep], None if track is None else track.zone,
-                 None if track is None else track.topic, len(order), out_of_order, unstamped, outside)
+                 None if track is None else track.topic, keep, len(order), out_of_order, unstamped, outside)
     logger.info(run.summary())
     return run

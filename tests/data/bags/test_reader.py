@@ -1,0 +1,149 @@
+"""The bag reader on bags written from Gardens Point frames: stamps, interpolated positions against hand-computed
+values, keyframes, encodings, images identical to the files they came from, and bad input (one line each)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from netvlad.data import open_dataset
+from netvlad.data.bags.images import open_bag_image
+from netvlad.data.bags.inspect import inspect_bag
+from netvlad.data.images import load_image
+from netvlad.errors import BadInputError
+from tests.conftest import shared_dataset
+from tests.data.bags.helpers import (
+    FORMATS,
+    IMAGE_PERIOD,
+    ODOM_SPEED,
+    expected_utm,
+    image_stamp,
+    raw_pixels,
+    write_folder,
+    write_run,
+)
+
+N = 5
+
+
+@pytest.fixture(scope="module")
+def frames():
+    root = shared_dataset("gardens_point") / "day_left"
+    return [root / f"Image{i:03d}.jpg" for i in range(0, 10 * N, 10)]
+
+
+@pytest.fixture(scope="module", params=list(FORMATS))
+def bag(request, frames, tmp_path_factory):
+    return write_run(tmp_path_factory.mktemp(request.param) / FORMATS[request.param], frames)
+
+
+def test_stamps_and_gnss_positions_match_hand_computed_values(bag):
+    dataset = open_dataset(bag, image_topic="/camera/compressed", gps_topic="/gps/fix")
+    images = dataset.database
+    assert len(images) == N and len(dataset.queries) == 0 and dataset.info.format == "bag"
+    assert images.stamps.tolist() == [image_stamp(i) for i in range(N)]
+    np.testing.assert_allclose(images.utm, [expected_utm(i) for i in range(N)], rtol=0, atol=1e-6)
+    assert images.zone == (56, "J")
+    assert images.sequence.frames.tolist() == list(range(N))
+
+
+def test_odometry_positions_are_metres_in_its_frame(bag):
+    images = open_dataset(bag, image_topic="/camera/raw", odom_topic="/odom").database
+    seconds = (images.stamps - images.stamps[0]) / 1e9 + 0.25  # odometry starts with the first fix
+    np.testing.assert_allclose(images.utm, np.stack([ODOM_SPEED * seconds, 0 * seconds], 1), atol=1e-9)
+    assert images.zone is None
+
+
+@pytest.mark.parametrize("topic", ["/camera/compressed", "/camera/raw"])
+def test_bag_images_decode_to_the_files_pixels(bag, frames, topic, tmp_path):
+    images = open_dataset(bag, image_topic=topic, gps_topic="/gps/fix").database
+    folder = write_folder(tmp_path, frames[:2], png=topic == "/camera/raw")
+    for path, name in zip(images.paths()[:2], folder, strict=False):
+        assert torch.equal(load_image(path, "fixed", (48, 64)), load_image(tmp_path / name, "fixed", (48, 64)))
+
+
+@pytest.mark.parametrize("encoding", ["bgr8", "mono8"])
+def test_bgr8_and_mono8_read_as_rgb(frames, tmp_path, encoding):
+    bag = write_run(tmp_path / "run.bag", frames[:2], raw=encoding, odometry=False)
+    path = open_dataset(bag, image_topic="/camera/raw").database.paths()[1]
+    with open_bag_image(path) as image:
+        pixels = np.asarray(image.convert("RGB"))
+    rgb = raw_pixels(frames[1])
+    expected = rgb if encoding == "bgr8" else np.repeat(rgb[:, :, :1], 3, axis=2)
+    assert np.array_equal(pixels, expected)
+
+
+def test_keyframes_every_interval_distance(bag):
+    def stamps(**rule):
+        images = open_dataset(bag, image_topic="/camera/raw", gps_topic="/gps/fix", **rule).database
+        return [(s - image_stamp(0)) // IMAGE_PERIOD for s in images.stamps]
+
+    assert stamps(every=2) == [0, 2, 4]
+    assert stamps(min_interval=0.9) == [0, 2, 4]  # 0.5 s apart: every second image is 1.0 s on
+    assert stamps(min_interval=1.2) == [0, 3]
+    step = float(np.hypot(*np.subtract(expected_utm(1), expected_utm(0))))  # ≈ 5.5 m between images
+    assert stamps(min_distance=2.5 * step) == [0, 3]
+
+
+def test_out_of_order_images_are_sorted_by_stamp(frames, tmp_path, caplog):
+    bag = write_run(tmp_path / "run.mcap", frames, order=[0, 2, 1, 4, 3])
+    images = open_dataset(bag, image_topic="/camera/compressed", gps_topic="/gps/fix").database
+    assert images.stamps.tolist() == [image_stamp(i) for i in range(N)]
+    assert "2 images of /camera/compressed came out of header-stamp order" in caplog.text
+    np.testing.assert_allclose(images.utm, [expected_utm(i) for i in range(N)], rtol=0, atol=1e-6)
+
+
+def test_images_outside_the_fixes_are_counted_and_left_out(frames, tmp_path, caplog):
+    bag = write_run(tmp_path / "run.bag", frames, fixes=2)  # fixes at 0 and 1 s: images at 0.25, 0.75 s only
+    images = open_dataset(bag, image_topic="/camera/raw", gps_topic="/gps/fix").database
+    assert images.stamps.tolist() == [image_stamp(0), image_stamp(1)]
+    assert "3 of 5 images of /camera/raw lie outside the time range of /gps/fix; left out" in caplog.text
+
+
+def test_inspect_lists_topics_with_counts_rates_and_spans(bag):
+    topics = {t.name: t for t in inspect_bag(bag)}
+    assert [t.kind for t in topics.values()] == ["image", "image", "gnss", "odometry"]
+    assert topics["/camera/raw"].count == N and topics["/camera/raw"].rate == pytest.approx(2.0)
+    assert topics["/gps/fix"].count == 4 and topics["/gps/fix"].end - topics["/gps/fix"].start == pytest.approx(3)
+
+
+def _message(call) -> str:
+    with pytest.raises((BadInputError, FileNotFoundError)) as caught:
+        call()
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+def test_bad_input_is_one_line(frames, tmp_path):
+    bag = write_run(tmp_path / "run.bag", frames[:2])
+    assert "no topic /nope; its image topics are: /camera/compressed, /camera/raw" in _message(
+        lambda: open_dataset(bag, image_topic="/nope"))
+    assert "topic /gps/fix holds sensor_msgs/msg/NavSatFix, not Image or CompressedImage" in _message(
+        lambda: open_dataset(bag, image_topic="/gps/fix"))
+    assert "topic /odom holds nav_msgs/msg/Odometry, not NavSatFix" in _message(
+        lambda: open_dataset(bag, image_topic="/camera/raw", gps_topic="/odom"))
+    assert "2 image topics (/camera/compressed, /camera/raw); name one" in _message(lambda: open_dataset(bag))
+    (tmp_path / "not.bag").write_bytes(b"not a bag at all")
+    assert "cannot open as a ROS 1 bag" in _message(lambda: open_dataset(tmp_path / "not.bag"))
+    truncated = tmp_path / "truncated.bag"
+    truncated.write_bytes(bag.read_bytes()[: bag.stat().st_size // 2])
+    assert "truncated or unindexed" in _message(lambda: open_dataset(truncated))
+    depth = write_run(tmp_path / "depth.bag", frames[:2], raw="mono16")
+    assert "encoding mono16 is a depth or 16/32-bit image" in _message(
+        lambda: open_dataset(depth, image_topic="/camera/raw"))
+    late = write_run(tmp_path / "late.bag", frames[:2], fix_start=image_stamp(100), odometry=False)
+    assert "none of the 2 images of /camera/raw" in _message(
+        lambda: open_dataset(late, image_topic="/camera/raw", gps_topic="/gps/fix"))
+    no_fixes = write_run(tmp_path / "no_fixes.bag", frames[:2], fixes=0, odometry=False)
+    assert "topic /gps/fix holds no messages" in _message(
+        lambda: open_dataset(no_fixes, image_topic="/camera/raw", gps_topic="/gps/fix"))
+    # a GNSS and an odometry topic, none named: positions come from the GNSS topic
+    assert open_dataset(bag, image_topic="/camera/raw").database.zone == (56, "J")
+    assert "min_distance must be > 0" in _message(lambda: open_dataset(bag, image_topic="/camera/raw",
+                                                                         min_distance=-1))
+    write_folder(tmp_path / "images", frames[:1])
+    (tmp_path / "run.csv").write_text("path,split,easting,northing\nimages/Image000.jpg,database,0,0\n")
+    assert "--image-topic apply to ROS bags only; this is a csv dataset" in _message(
+        lambda: open_dataset(tmp_path / "run.csv", image_topic="/camera/raw"))

@@ -38,22 +38,26 @@ def add_dataset_args(parser: argparse.ArgumentParser, positional: bool = True, o
     add_bag_args(parser.add_argument_group("ROS bags"))
 
 
-def add_bag_args(group, every: bool = True) -> None:
-    """The topics and keyframe options of a ROS bag (``every``: add ``--every``, which ``stream`` has already)."""
+def add_bag_args(group, every: bool = True, positions: bool = True) -> None:
+    """The topics and keyframe options of a ROS bag (``every``: add ``--every``, which ``stream`` has already;
+    ``positions``: the GNSS / odometry topics and ``--min-distance``)."""
     group.add_argument("--image-topic", default=None, metavar="TOPIC",
                        help="image topic (sensor_msgs/Image or CompressedImage; default: the bag's only one)")
-    topics = group.add_mutually_exclusive_group()
-    topics.add_argument("--gps-topic", default=None, metavar="TOPIC",
-                        help="sensor_msgs/NavSatFix positions (lat/lon to UTM), interpolated to each image stamp")
-    topics.add_argument("--odom-topic", default=None, metavar="TOPIC",
-                        help="nav_msgs/Odometry or geometry_msgs/PoseStamped positions (metres in its frame)")
+    if positions:
+        topics = group.add_mutually_exclusive_group()
+        topics.add_argument("--gps-topic", default=None, metavar="TOPIC",
+                            help="sensor_msgs/NavSatFix positions (lat/lon to UTM), interpolated to each image "
+                                 "stamp")
+        topics.add_argument("--odom-topic", default=None, metavar="TOPIC",
+                            help="nav_msgs/Odometry or geometry_msgs/PoseStamped positions (metres in its frame)")
     if every:
         group.add_argument("--every", type=number(COUNT), default=None, metavar="N",
                            help="keyframes: one image in N (default: every image)")
     group.add_argument("--min-interval", type=number(POSITIVE), default=None, metavar="SECONDS",
                        help="keyframes: at least SECONDS apart (header stamps)")
-    group.add_argument("--min-distance", type=number(POSITIVE), default=None, metavar="METRES",
-                       help="keyframes: at least METRES apart along the interpolated positions")
+    if positions:
+        group.add_argument("--min-distance", type=number(POSITIVE), default=None, metavar="METRES",
+                           help="keyframes: at least METRES apart along the interpolated positions")
 
 
 BAG_KEYS = ("image_topic", "gps_topic", "odom_topic", "every", "min_interval", "min_distance")

@@ -33,7 +33,7 @@ def expected_utm(i: int) -> tuple[float, float]:
     seconds = (IMAGE_OFFSET + i * IMAGE_PERIOD) / 1e9
     k, fraction = int(seconds), seconds - int(seconds)
     (e0, n0, _, _), (e1, n1, _, _) = (utm.from_latlon(*fix_latlon(k)), utm.from_latlon(*fix_latlon(k + 1)))
-    return e0 + fraction * (e1 - e0), n0 + fraction * (n1 - n0)
+    return float(e0 + fraction * (e1 - e0)), float(n0 + fraction * (n1 - n0))
 
 
 def raw_pixels(path: Path) -> np.ndarray:

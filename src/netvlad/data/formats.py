@@ -12,13 +12,13 @@ from netvlad.registry import Registry
 READERS: Registry = Registry("dataset format", known="choose one of", ordered=True)
 
 for _name, _help in (
-    ("bag", "ROS 1 .bag, ROS 2 bag folder or .mcap (--image-topic, --gps-topic/--odom-topic)"),
     ("mat", "Pittsburgh / Tokyo dbStruct .mat (classic or v7.3) with an image root"),
     ("csv", "manifest path,split,lat,lon or path,split,easting,northing[,zone]"),
     ("dvgb", "images/<split>/{database,queries}/@east@north@zone@letter@lat@lon@...@.jpg"),
     ("msls", "Mapillary Street-Level Sequences root (train_val/<city>/{query,database})"),
     ("exif", "folder of photos with EXIF GPS ({database,queries}/ or one folder)"),
     ("sequence", "two folders of frame-synchronised images with matching names (Nordland)"),
+    ("bag", "ROS 1 .bag, ROS 2 bag folder or .mcap (--image-topic, --gps-topic/--odom-topic)"),
 ):
     READERS.declare(_name, f"netvlad.data.readers.{_name}", _help)
 

@@ -48,7 +48,7 @@ def image_list(run: BagRun, side: str) -> ImageList:
                      stamps=run.stamps)
 
 
-@register_reader("bag", "ROS 1 .bag, ROS 2 bag folder or .mcap (--image-topic, --gps-topic/--odom-topic)", detect, 5)
+@register_reader("bag", "ROS 1 .bag, ROS 2 bag folder or .mcap (--image-topic, --gps-topic/--odom-topic)", detect, 95)
 def read(path: Path, options: ReadOptions) -> GeoDataset:
     """Load one bag (all database) or two (database and queries); see the module docstring."""
     rule = KeyframeRule(options.every or 1, options.min_interval, options.min_distance)

@@ -24,7 +24,8 @@ TOPICS = ["--image-topic", "/camera/compressed", "--gps-topic", "/gps/fix"]
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Two runs as bags in each format, the same frames as folders with a CSV manifest, and a tiny model."""
+    """Two runs as bags in each format, the same frames as folders with a CSV manifest, and a small model
+    (ImageNet MobileNetV2 + GeM at 64×96: random weights would give every image the same descriptor)."""
     root = tmp_path_factory.mktemp("bags")
     gp = shared_dataset("gardens_point")
     frames = {side: [gp / side / f"Image{i:03d}.jpg" for i in PLACES] for side in ("day_left", "day_right")}
@@ -39,7 +40,7 @@ def runs(tmp_path_factory):
         rows += [f"{side}/{n},{split},{e!r},{nn!r},56J" for n, (e, nn) in
                  zip(names, (expected_utm(i) for i in range(len(PLACES))), strict=True)]
     (root / "folder" / "manifest.csv").write_text("\n".join(rows) + "\n")
-    model = PlaceModel(ModelConfig(pool="gem", preprocessing=Preprocessing("fixed", (64, 96))), pretrained=False)
+    model = PlaceModel(ModelConfig(pool="gem", preprocessing=Preprocessing("fixed", (64, 96))))  # ImageNet weights
     save_model(model, root / "model.safetensors")
     return root
 
@@ -63,7 +64,9 @@ def test_extract_gives_the_descriptors_of_the_image_files(runs, kind, tmp_path):
         bag, csv = (DescriptorStore.open(tmp_path / where / side) for where in ("bag", "csv"))
         start = T0 if side == "database" else QUERY_START
         assert bag.names == tuple(f"camera/compressed@{image_stamp(i, start)}" for i in range(len(PLACES)))
-        assert np.array_equal(bag.load(), csv.load())
+        descriptors = bag.load()
+        assert np.array_equal(descriptors, csv.load())
+        assert np.linalg.norm(descriptors[0] - descriptors[1]) > 0.1  # real, distinct descriptors
 
 
 def _recall_lines(out: str) -> list[str]:
@@ -111,7 +114,8 @@ def test_train_on_bags_is_training_on_the_folder(runs, tmp_path):
 
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump({k: list(v) if isinstance(v, tuple) else v for k, v in TINY.items()}
-                                     | {"epochs": 1, "cluster_images": 8, "cache_refresh": 8, "batch_size": 8}))
+                                     | {"epochs": 1, "cluster_images": 8, "cache_refresh": 8, "batch_size": 8,
+                                        "pretrained": True}))
     common = ["--config", str(config), "--no-tensorboard", "--whitening-dim", "none", *QUIET]
     assert main(["-q", "train", *_pair(runs, "ros1"), *TOPICS, *common, "--out", str(tmp_path / "bag")]) == 0
     assert main(["-q", "train", str(runs / "folder" / "manifest.csv"), *common, "--out", str(tmp_path / "csv")]) == 0
@@ -149,7 +153,7 @@ def test_stream_over_a_bag_gives_the_lines_of_the_frame_folder_and_writes_the_cl
             b.pop(key), f.pop(key, None)
         assert b == f
     closures = [line for line in bag_lines if line["loop_closure"]]
-    assert closures
+    assert closures and len({line["distance"] for line in closures}) == len(closures)  # real, distinct matches
     with Bag(tmp_path / out) as written:
         messages = [written.deserialize(raw, "netvlad_msgs/msg/LoopClosure")
                     for _, raw in written.messages("/netvlad/loop_closure")]

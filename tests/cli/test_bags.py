@@ -180,6 +180,8 @@ def test_data_inspect_lists_the_topics(runs, capsys):
     (["stream", "{runs}/folder/day_left", "--image-topic", "/x"], "--image-topic apply to ROS bag sources only"),
     (["stream", "{runs}/ros1/run1.bag", "--image-topic", "/camera/raw", "--fps", "5"], "--fps does not apply"),
     (["evaluate", "--database", "nope.bag", "--queries", "nope2.bag"], "DATASET missing"),
+    (["data", "convert", "{runs}/ros1/run1.bag", "--image-topic", "/camera/raw", "--out", "{runs}/dvgb"],
+     "images inside a ROS bag cannot be linked or copied"),
 ])
 def test_bad_input_is_one_error_line(runs, arguments, expected, caplog):
     assert main([a.format(runs=runs) for a in arguments]) == 1

@@ -13,7 +13,8 @@ from netvlad.data.bags.bag import Bag
 
 @dataclass(frozen=True)
 class TopicSummary:
-    """One topic: name, kind (image, gnss, odometry), message type, count, first/last log time (s), rate (Hz)."""
+    """One topic: name, kind (image, gnss, odometry, other), message type, count, first/last log time (s) and the
+    median time between messages (s; NaN for fewer than two)."""
 
     name: str
     kind: str
@@ -21,12 +22,12 @@ class TopicSummary:
     count: int
     start: float
     end: float
+    period: float = float("nan")
 
     @property
     def rate(self) -> float | None:
-        """Messages per second over the span (None for fewer than two messages or a zero span)."""
-        span = self.end - self.start
-        return (self.count - 1) / span if self.count > 1 and span > 0 else None
+        """Messages per second: one over the median time between messages (robust to pauses), None if unknown."""
+        return 1.0 / self.period if self.period > 0 else None
 
     def line(self) -> str:
         rate = f"{self.rate:.2f} Hz" if self.rate is not None else "— Hz"
@@ -52,9 +53,11 @@ def inspect_bag(path: Path | str) -> list[TopicSummary]:
         topics = sorted(bag.topics.values(), key=lambda t: (order[t.kind or "other"], t.name))
         out = []
         for topic in topics:
-            times = log_times(bag, topic.name) / 1e9
-            start, end = (float(times[0]), float(times[-1])) if len(times) else (np.nan, np.nan)
-            out.append(TopicSummary(topic.name, topic.kind or "other", topic.msgtype, len(times), start, end))
+            times = log_times(bag, topic.name)
+            start, end = (float(times[0]) / 1e9, float(times[-1]) / 1e9) if len(times) else (np.nan, np.nan)
+            period = float(np.median(np.diff(times))) / 1e9 if len(times) > 1 else np.nan
+            out.append(TopicSummary(topic.name, topic.kind or "other", topic.msgtype, len(times), start, end,
+                                    period))
     return out
 
 

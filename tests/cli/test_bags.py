@@ -69,8 +69,14 @@ def test_extract_gives_the_descriptors_of_the_image_files(runs, kind, tmp_path):
         assert np.linalg.norm(descriptors[0] - descriptors[1]) > 0.1  # real, distinct descriptors
 
 
-def _recall_lines(out: str) -> list[str]:
-    return [line for line in out.splitlines() if line.lstrip().startswith(("R@", "Recall", "N ", "|"))]
+def test_extract_in_worker_processes_gives_the_same_descriptors(runs, tmp_path):
+    for workers in ("0", "2"):
+        assert main(["-q", "extract", *_pair(runs, "sqlite"), *TOPICS, *_model(runs), "--device", "cpu",
+                     "--workers", workers, "--batch-size", "3", "--no-progress", "--threads", "1", "--store",
+                     str(tmp_path / workers)]) == 0
+    for side in ("database", "queries"):
+        one, two = (DescriptorStore.open(tmp_path / workers / side).load() for workers in ("0", "2"))
+        assert np.array_equal(one, two)
 
 
 def test_evaluate_two_bags_by_path_gives_the_recall_of_the_folder(runs, capsys, monkeypatch):

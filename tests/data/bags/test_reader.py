@@ -147,3 +147,11 @@ def test_bad_input_is_one_line(frames, tmp_path):
     (tmp_path / "run.csv").write_text("path,split,easting,northing\nimages/Image000.jpg,database,0,0\n")
     assert "--image-topic apply to ROS bags only; this is a csv dataset" in _message(
         lambda: open_dataset(tmp_path / "run.csv", image_topic="/camera/raw"))
+
+
+def test_images_read_in_any_order_are_the_same(bag):
+    paths = open_dataset(bag, image_topic="/camera/raw", gps_topic="/gps/fix").database.paths()
+    forward = [load_image(p) for p in paths]
+    order = [4, 0, 3, 3, 1, 2]  # backwards, repeated, skipping: the cursor starts again where it must
+    assert all(torch.equal(load_image(paths[i]), forward[i]) for i in order)
+    assert len({tuple(t.flatten()[:50].tolist()) for t in forward}) == N

@@ -145,7 +145,7 @@ def test_bad_input_is_one_line(frames, tmp_path):
                                                                          min_distance=-1))
     write_folder(tmp_path / "images", frames[:1])
     (tmp_path / "run.csv").write_text("path,split,easting,northing\nimages/Image000.jpg,database,0,0\n")
-    assert "--image-topic apply to ROS bags only; this is a csv dataset" in _message(
+    assert "image_topic apply to ROS bags only; this is a csv dataset" in _message(
         lambda: open_dataset(tmp_path / "run.csv", image_topic="/camera/raw"))
 
 

@@ -57,7 +57,8 @@ def read_track(bag: Bag, topic: str, kind: str) -> Track:
         values.append(value)
     if not stamps:
         raise BagError(f"{bag.path}: topic {topic} has no usable position ({dropped} messages without a fix or "
-                       "with NaN); pick another --gps-topic / --odom-topic", path=bag.path)
+                       "with NaN); pick another position topic", path=bag.path,
+                       hint="--gps-topic / --odom-topic")
     stamps = np.asarray(stamps, dtype=np.int64)
     order = np.argsort(stamps, kind="stable")
     stamps, values = stamps[order], np.asarray(values, dtype=np.float64)[order]

@@ -43,8 +43,9 @@ def open_dataset(source: Path | str, *, format: str | None = None, split: str | 
                           min_interval=min_interval, min_distance=min_distance)
     reader = find_reader(path, options, format)
     if options.bag_options and reader.name != "bag":
+        names = ", ".join(options.bag_options)
         flags = ", ".join("--" + name.replace("_", "-") for name in options.bag_options)
-        raise DatasetError(f"{path}: {flags} apply to ROS bags only; this is a {reader.name} dataset", path=path,
+        raise DatasetError(f"{path}: {names} apply to ROS bags only; this is a {reader.name} dataset", path=path,
                            hint=f"drop {flags}")
     dataset = reader.read(path, options)
     if (frame_tolerance is not None or spacing is not None) and not dataset.is_sequence:

@@ -27,7 +27,7 @@ def bag_paths(path: Path, options: ReadOptions) -> tuple[Path, Path | None]:
     """The database bag and the query bag (None for one bag)."""
     if is_bag(path):
         if options.database or options.queries:
-            raise DatasetError(f"{path}: is one bag; --database/--queries name two bags (in a folder, or as paths)",
+            raise DatasetError(f"{path}: is one bag; database/queries name two bags (in a folder, or as paths)",
                                path=path, hint="--database RUN1.bag --queries RUN2.bag")
         return path, None
     return path / options.database, path / options.queries

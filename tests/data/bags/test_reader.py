@@ -155,3 +155,63 @@ def test_images_read_in_any_order_are_the_same(bag):
     order = [4, 0, 3, 3, 1, 2]  # backwards, repeated, skipping: the cursor starts again where it must
     assert all(torch.equal(load_image(paths[i]), forward[i]) for i in order)
     assert len({tuple(t.flatten()[:50].tolist()) for t in forward}) == N
+
+
+def _one_topic_bag(path, messages):
+    """A bag with ``/camera`` holding ``messages`` (type, stamp ns, message fields) at log times 1 s apart."""
+    from netvlad.data.bags.writer import BagWriter, header
+
+    with BagWriter(path) as bag:
+        bag.topic("/camera", messages[0][0])
+        for i, (msgtype, stamp, fields) in enumerate(messages):
+            bag.write("/camera", image_stamp(0) + i * 1_000_000_000,
+                      bag.typestore.types[msgtype](header=header(bag.typestore, stamp), **fields))
+    return path
+
+
+def test_unreadable_encodings_and_formats_are_named(tmp_path):
+    raw = {"height": 2, "width": 2, "encoding": "yuv422", "is_bigendian": 0, "step": 4,
+           "data": np.zeros(8, np.uint8)}
+    bag = _one_topic_bag(tmp_path / "yuv.bag", [("sensor_msgs/msg/Image", image_stamp(0), raw)])
+    assert "image encoding 'yuv422' cannot be read (readable: rgb8" in _message(lambda: open_dataset(bag))
+    garbage = {"format": "theora", "data": np.frombuffer(b"not an image", np.uint8)}
+    bag = _one_topic_bag(tmp_path / "theora.mcap", [("sensor_msgs/msg/CompressedImage", image_stamp(0), garbage)])
+    assert "compressed image format 'theora' cannot be read" in _message(lambda: open_dataset(bag))
+
+
+def test_zero_stamps_fall_back_to_log_time(frames, tmp_path):
+    from netvlad.data.bags.run import BagOptions, read_run
+
+    jpeg = {"format": "jpeg", "data": np.frombuffer(frames[0].read_bytes(), np.uint8)}
+    bag = _one_topic_bag(tmp_path / "zero.bag", [("sensor_msgs/msg/CompressedImage", 0, jpeg),
+                                                 ("sensor_msgs/msg/CompressedImage", image_stamp(3), jpeg)])
+    run = read_run(bag, BagOptions(need_positions=False))
+    assert run.stamps.tolist() == [image_stamp(0), image_stamp(3)] and run.unstamped == 1
+    assert "1 with a zero header stamp (log time used)" in run.summary()
+
+
+def test_fixes_without_a_fix_are_dropped_and_counted(tmp_path):
+    import utm
+
+    from netvlad.data.bags.bag import Bag
+    from netvlad.data.bags.positions import interpolate, read_track
+    from netvlad.data.bags.writer import BagWriter, header
+
+    path = tmp_path / "fixes.mcap"
+    with BagWriter(path) as bag:
+        types = bag.typestore.types
+        bag.topic("/fix", "sensor_msgs/msg/NavSatFix")
+        for k, (status, lat) in enumerate([(0, -27.4773), (-1, 0.0), (2, -27.4771)]):  # the middle: no fix
+            stamp = image_stamp(0) + k * 1_000_000_000
+            bag.write("/fix", stamp, types["sensor_msgs/msg/NavSatFix"](
+                header=header(bag.typestore, stamp), status=types["sensor_msgs/msg/NavSatStatus"](status=status,
+                                                                                                   service=1),
+                latitude=lat, longitude=153.0283, altitude=0.0, position_covariance=np.zeros(9),
+                position_covariance_type=0))
+    with Bag(path) as bag:
+        track = read_track(bag, "/fix", "gnss")
+    assert track.dropped == 1 and len(track.stamps) == 2
+    points, inside = interpolate(track, np.array([image_stamp(0) + 500_000_000]))  # a quarter of the way
+    (e0, n0, _, _), (e1, n1, _, _) = utm.from_latlon(-27.4773, 153.0283), utm.from_latlon(-27.4771, 153.0283)
+    assert inside.all()
+    np.testing.assert_allclose(points[0], [e0 + 0.25 * (e1 - e0), n0 + 0.25 * (n1 - n0)], rtol=0, atol=1e-6)

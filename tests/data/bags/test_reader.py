@@ -3,6 +3,8 @@ values, keyframes, encodings, images identical to the files they came from, and 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -215,3 +217,14 @@ def test_fixes_without_a_fix_are_dropped_and_counted(tmp_path):
     (e0, n0, _, _), (e1, n1, _, _) = utm.from_latlon(-27.4773, 153.0283), utm.from_latlon(-27.4771, 153.0283)
     assert inside.all()
     np.testing.assert_allclose(points[0], [e0 + 0.25 * (e1 - e0), n0 + 0.25 * (n1 - n0)], rtol=0, atol=1e-6)
+
+
+def test_images_across_a_long_gap_in_the_fixes_are_reported(caplog):
+    from netvlad.data.bags.positions import Track, gaps
+    from netvlad.data.bags.run import warn_gaps
+
+    track = Track("/fix", np.array([0, 1, 2, 30, 31]) * 10**9, np.zeros((5, 2)), None)  # a 28 s outage
+    seconds = gaps(track, (np.array([0.5, 1.5, 15, 30.5, 40]) * 10**9).astype(np.int64))
+    assert seconds[:4].tolist() == [1.0, 1.0, 28.0, 1.0] and np.isnan(seconds[4])
+    warn_gaps(Path("x.bag"), track, (np.array([0.5, 10, 20]) * 10**9).astype(np.int64))
+    assert "x.bag: 2 images lie in gaps of /fix longer than 10 s (up to 28.0 s" in caplog.text

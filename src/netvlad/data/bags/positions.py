@@ -75,6 +75,15 @@ def read_track(bag: Bag, topic: str, kind: str) -> Track:
     return Track(topic, stamps, values, zone, dropped)
 
 
+def gaps(track: Track, stamps: np.ndarray) -> np.ndarray:
+    """Seconds between the two position samples around each stamp (ns) inside the track (NaN outside)."""
+    stamps = np.asarray(stamps, dtype=np.int64)
+    after = np.searchsorted(track.stamps, stamps, side="left").clip(1, max(1, len(track.stamps) - 1))
+    out = (track.stamps[after] - track.stamps[after - 1]) / 1e9 if len(track.stamps) > 1 else np.zeros(len(stamps))
+    inside = (stamps >= track.stamps[0]) & (stamps <= track.stamps[-1])
+    return np.where(inside, out, np.nan)
+
+
 def interpolate(track: Track, stamps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(points (N, 2) metres, inside (N,) bool)``: positions linearly interpolated to ``stamps`` (ns) between the
     two samples around each; stamps before the first or after the last sample are outside (NaN)."""

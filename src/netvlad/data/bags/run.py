@@ -12,7 +12,7 @@ import numpy as np
 from netvlad.data.bags.bag import Bag, BagError, stamp_ns
 from netvlad.data.bags.images import image_name, message_image
 from netvlad.data.bags.keyframes import KeyframeRule, select_keyframes
-from netvlad.data.bags.positions import Track, interpolate, read_track
+from netvlad.data.bags.positions import Track, gaps, interpolate, read_track
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +121,23 @@ def image_stamps(bag: Bag, topic: str) -> tuple[list[str], np.ndarray, int]:
     return names, np.asarray(stamps, dtype=np.int64), unstamped
 
 
+GAP_FACTOR = 10  # a gap between position samples this many times their usual spacing is worth a warning
+
+
+def warn_gaps(path: Path, track: Track, stamps: np.ndarray) -> None:
+    """Warn (counting them) about images whose position is interpolated across a gap of more than
+    ``GAP_FACTOR`` times the track's median spacing (a GNSS outage, a paused odometry)."""
+    if len(track.stamps) < 3 or not len(stamps):
+        return
+    usual = float(np.median(np.diff(track.stamps))) / 1e9
+    seconds = gaps(track, stamps)
+    long = seconds > GAP_FACTOR * usual
+    if long.any():
+        logger.warning("%s: %d images lie in gaps of %s longer than %g s (up to %.1f s; it usually sends every "
+                       "%.2f s): their positions are straight lines across the gap", path, int(long.sum()),
+                       track.topic, GAP_FACTOR * usual, float(np.nanmax(seconds)), usual)
+
+
 def read_run(path: Path | str, options: BagOptions = BagOptions()) -> BagRun:
     """The keyframes of ``path``'s image topic with their stamps and positions (see :class:`BagOptions`)."""
     with Bag(path) as bag:
@@ -145,6 +162,7 @@ def read_run(path: Path | str, options: BagOptions = BagOptions()) -> BagRun:
         if outside:
             logger.warning("%s: %d of %d images of %s lie outside the time range of %s; left out", bag.path,
                            outside, len(stamps), topic, track.topic)
+        warn_gaps(bag.path, track, stamps[inside])
         idx = np.flatnonzero(inside)
         names, stamps, points = [names[i] for i in idx], stamps[idx], points[idx]
     keep = select_keyframes(options.rule, stamps, points)

@@ -83,7 +83,7 @@ class _Cursor:
     def __init__(self, path: Path) -> None:
         self.bag = Bag(path).open()
         self.types = {t.name: t.msgtype for t in self.bag.topics.values()}
-        self.streams: dict[str, list] = {}  # topic -> [iterator, (log ns, repeat) last read, pending item]
+        self.streams: dict[str, list] = {}  # topic -> [iterator, (log ns, repeat) last read]
 
     def fetch(self, topic: str, log_ns: int, repeat: int) -> bytes:
         state = self.streams.get(topic)
@@ -101,7 +101,10 @@ class _Cursor:
         raise FileNotFoundError(f"{self.bag.path}: no {topic} message at log time {log_ns} ns (the bag changed?)")
 
 
-_cursors: dict[Path, _Cursor] = {}
+# The open bags of this process: image paths are all the extraction pipeline hands over, so the cursors that let
+# consecutive images be read in one pass live here, keyed by the bag and its modification time (a bag written
+# again at the same path is opened again).
+_cursors: dict[tuple[Path, int], _Cursor] = {}
 _owner = [os.getpid()]  # a forked DataLoader worker opens its own files, never the parent's
 
 
@@ -109,11 +112,12 @@ def _cursor(bag: Path) -> _Cursor:
     if _owner[0] != os.getpid():
         _cursors.clear()
         _owner[0] = os.getpid()
-    cursor = _cursors.get(bag)
+    key = (bag, (bag / "metadata.yaml" if bag.is_dir() else bag).stat().st_mtime_ns)
+    cursor = _cursors.get(key)
     if cursor is None:
         if len(_cursors) >= OPEN_BAGS:
             _cursors.pop(next(iter(_cursors))).bag.close()
-        cursor = _cursors[bag] = _Cursor(bag)
+        cursor = _cursors[key] = _Cursor(bag)
     return cursor
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from netvlad.cli.main import main
 from netvlad.data.bags.bag import Bag
-from netvlad.eval.store import DescriptorStore
+from netvlad.extract.store import DescriptorStore
 from netvlad.models import ModelConfig, PlaceModel, Preprocessing, save_model
 from tests.conftest import shared_dataset
 from tests.data.bags.helpers import FORMATS, T0, expected_utm, image_stamp, write_folder, write_run

@@ -1,16 +1,17 @@
 """A bag's keyframes as the frames of a stream (``netvlad stream RUN.bag``): in header-stamp order, each with its
 stamp as the frame time (seconds) and, where a position topic is named, its interpolated position; images are
-decoded one at a time as the stream reaches them."""
+decoded one at a time as the stream reaches them, by the decode path of every image file."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from pathlib import Path
 
 from netvlad.data.bags.images import open_bag_image
 from netvlad.data.bags.run import BagOptions, read_run
 from netvlad.data.frames import Frame, StreamEndedEarly
-from netvlad.data.images import DECODE_ERRORS, to_rgb
+from netvlad.data.images import DECODE_ERRORS, check_resize, decode_image
 
 
 class BagFrames:
@@ -24,6 +25,15 @@ class BagFrames:
         self.path = Path(path)
         self.run = read_run(self.path, options or BagOptions(need_positions=False))
         self.stamps = dict(zip(self.run.names, (int(s) for s in self.run.stamps), strict=True))
+        self.resize, self.size, self.fast_decode = "none", (), False
+
+    def decoded_as(self, resize: str = "none", size: tuple[int, ...] = (), fast_decode: bool = False) -> BagFrames:
+        """These keyframes decoded and resized as :func:`netvlad.data.images.load_image` does (as
+        :meth:`netvlad.data.frames.FrameSource.decoded_as`)."""
+        check_resize(resize, size)
+        source = copy.copy(self)
+        source.resize, source.size, source.fast_decode = resize, tuple(size), fast_decode
+        return source
 
     def __repr__(self) -> str:
         return f"BagFrames({self.path}, {self.run.topic}, {len(self)} keyframes)"
@@ -44,7 +54,8 @@ class BagFrames:
         for i, name in enumerate(run.names):
             try:
                 with open_bag_image(run.bag / name) as image:
-                    image = to_rgb(image)
+                    decoded = decode_image(image, self.resize, self.size, self.fast_decode)
+                    image = decoded if decoded is not image else image.copy()  # the message's buffer closes here
             except DECODE_ERRORS as error:
                 reason = " ".join(str(error).split())[:200]
                 raise StreamEndedEarly(f"{run.bag}: cannot decode keyframe {i} ({name}: {reason}); the stream "

@@ -267,9 +267,10 @@ def finish(run: Run, state: RunState) -> Path:
     barrier(run.info)
     best = run.run_dir / "best.safetensors"
     model = load(best).to(run.device) if best.is_file() else run.model
-    if run.config.whitening_dim:
+    if run.config.whitening_dim:  # through the whole model, as evaluation describes images, whether or not this
+        # process holds precomputed frozen features (a resumed finished run does not): the same whitening either way
         fit_whitening(model, run.data.dataset.database.paths(), run.config.whitening_dim, run.config.seed, run.info,
-                      run.extraction)
+                      dataclasses.replace(run.extraction, frozen=None))
     out = run.run_dir / "model.safetensors"
     if run.info.is_main:
         save_model(model, out, extra={"best_epoch": state.best_epoch, "history": state.history})

@@ -6,8 +6,9 @@ changes no cost), and ``--frames`` stream frames revisiting a stretch of it with
 is not timed (``benchmarks/stream.py`` times it); the checks are: the frame's distance distribution, the path's
 consistency and distinctiveness, the runner-up ratio, and — for every frame, the worst case, since a permissive
 rule sends every candidate on — the geometric verification. Each size runs twice side by side, the local features
-kept as int8 codes (what the stream keeps) and as float16 (twice the bytes), interleaved frame by frame so that
-both see the same load; the memory column is the local features' bytes per map frame × N.
+kept as int8 codes (what the stream keeps) and as float16 (twice the bytes), interleaved frame by frame (each
+first on every other frame) so that both see the same load; the memory column is the local features' bytes
+per map frame × N.
 
     OPENBLAS_NUM_THREADS=1 python benchmarks/loop_closure_checks.py [--sizes 1000 100000] [--frames 200]
 """
@@ -65,7 +66,8 @@ def run_size(n: int, frames: int, length: int | None, seed: int = 0) -> dict:
         squared = 2 - 2 * (entries @ query)  # exact shortlist (not timed)
         shortlist = np.argpartition(squared, 50)[:50]
         shortlist = shortlist[np.argsort(squared[shortlist])]
-        for kind, detector in detectors.items():
+        for kind in sorted(detectors, reverse=t % 2 == 1):  # each kind first on every other frame
+            detector = detectors[kind]
             start = time.perf_counter()
             checks = detector.check(query, kinds[kind], int(shortlist[0]), shortlist, entries, n, t)
             times[kind].append(time.perf_counter() - start)

@@ -3,8 +3,8 @@
 Loop-closure mode (no map): the frame is searched against the database of the frames before it, leaving out
 those of the last ``exclude_recent`` seconds, then added to it. Without ``threshold`` a match is a loop closure
 when :class:`netvlad.places.loop_closure.LoopClosureDetector` finds it consistent, distinctive and geometrically
-verified (no threshold, no ground truth needed), and the match reported is the place the checks are of (the
-search's best moved, by at most the consistency tolerance, to where the last frames' trajectory ends); with
+verified (no threshold, no ground truth needed), and an accepted closure's match is the place the checks are of
+(the search's best moved, by at most the consistency tolerance, to where the last frames' trajectory ends); with
 ``threshold`` when its distance is at or under it (the checks' values are reported either way).
 Localisation mode (a :class:`netvlad.places.localise.PlaceIndex`): the frame is searched against the
 prebuilt map; a match at or under ``threshold`` is a localisation. With ``sequence`` L the decision reads a
@@ -178,8 +178,8 @@ class StreamMatcher:
                                          self.database.prefix_until(frame.time - self.config.exclude_recent),
                                          frame.index)
             self.detector.add(local)
-            if self.config.threshold is None and checks.place not in (None, best):  # where the last frames agree
-                best = checks.place
+            if self.config.threshold is None and checks.accepted and checks.place != best:
+                best = checks.place  # a closure is to where the last frames agree
                 distance = float(np.linalg.norm(np.asarray(self.database.descriptors[best], np.float32) - descriptor))
         if self.detector is not None and self.config.threshold is None:
             accepted = checks.accepted

@@ -16,6 +16,7 @@ from netvlad.cli.main import main
 from netvlad.models import ModelConfig, PlaceModel, Preprocessing, save_model
 from netvlad.models.export import export_hloc
 from netvlad.train.train_config import TrainConfig, write_config
+from tests.data.bags.helpers import write_run
 from tests.data.helpers import (
     PITTSBURGH,
     gps_exif,
@@ -57,6 +58,8 @@ def valid(tmp_path_factory):
     (root / "config.yaml").write_text("lr: 0.001\nmargin: 0.2\nepochs: 3\n")
     (root / "config.toml").write_text("lr = 0.001\nmargin = 0.2\nepochs = 3\n")
     export_hloc(["a.jpg", "b.jpg"], np.eye(2, 8, dtype=np.float32), root / "feats.h5")
+    for bag in ("run.bag", "run.mcap"):
+        write_run(root / bag, [root / "a.jpg", root / "b.jpg"], odometry=False)
     return root
 
 
@@ -64,11 +67,13 @@ def valid(tmp_path_factory):
 SAMPLE = {".safetensors": "model.safetensors", ".mat": "db.mat", ".pth.tar": "ckpt.pth.tar", ".pth": "ckpt.pth.tar",
           ".pt": "ckpt.pth.tar", ".tar": "ckpt.pth.tar", ".bin": "ckpt.pth.tar", ".yaml": "config.yaml",
           ".yml": "config.yaml", ".toml": "config.toml", ".csv": "data.csv", ".h5": "feats.h5", ".jpg": "a.jpg",
-          ".json": "config.yaml", ".faiss": "feats.h5", ".npy": "ckpt.pth.tar"}
+          ".json": "config.yaml", ".faiss": "feats.h5", ".npy": "ckpt.pth.tar", ".bag": "run.bag",
+          ".mcap": "run.mcap"}
 OTHER = {".safetensors": "db.mat", ".mat": "model.safetensors", ".pth.tar": "db.mat", ".pth": "model.safetensors",
          ".pt": "feats.h5", ".tar": "db.mat", ".bin": "model.safetensors", ".yaml": "data.csv",
          ".yml": "model.safetensors", ".toml": "config.yaml", ".csv": "model.safetensors", ".h5": "model.safetensors",
-         ".jpg": "db.mat", ".json": "data.csv", ".faiss": "model.safetensors", ".npy": "db.mat"}
+         ".jpg": "db.mat", ".json": "data.csv", ".faiss": "model.safetensors", ".npy": "db.mat", ".bag": "run.mcap",
+         ".mcap": "run.bag"}
 
 
 def write_bad(path, kind: str, valid, marker) -> None:
@@ -133,9 +138,10 @@ CASES = [
     *[(f"convert {ext}", f"weights{ext}", lambda p, v, t: ["convert", str(p), "--out", str(t / "o.safetensors")])
       for ext in (".mat", ".pth.tar", ".pth", ".pt", ".tar", ".safetensors", ".bin")],
     *[(f"data inspect {ext}", f"dataset{ext}", lambda p, v, t: ["data", "inspect", str(p)])
-      for ext in (".mat", ".csv")],
+      for ext in (".mat", ".csv", ".bag", ".mcap")],
     *[(f"evaluate {ext}", f"dataset{ext}", lambda p, v, t: ["evaluate", str(p), *SMALL])
-      for ext in (".mat", ".csv")],
+      for ext in (".mat", ".csv", ".bag", ".mcap")],
+    *[(f"stream {ext}", f"run{ext}", lambda p, v, t: ["stream", str(p), *SMALL]) for ext in (".bag", ".mcap")],
     ("evaluate EXIF folder (a photo)", "exif/database/x.jpg",
      lambda p, v, t: ["evaluate", _exif_folder(p, v, t), *SMALL]),
     ("evaluate DVGB folder (an image)", DVGB_NAME, lambda p, v, t: ["evaluate", _dvgb_folder(p, v, t), *SMALL]),

@@ -169,6 +169,8 @@ VALUES = {
     "--config": lambda r: [str(r / "tiny2.yaml")], "--backbone": lambda r: ["alexnet"],
     "--shard": lambda r: ["1/2"], "--index": lambda r: [str(r / "idx2")],
     "--suite": lambda r: [str(r / "suite2.yaml")], "--cache": lambda r: [str(r / "out" / "bc2")],
+    "--image-topic": lambda r: ["/camera/image"], "--gps-topic": lambda r: ["/gps/fix"],
+    "--odom-topic": lambda r: ["/odom"],
     "--out": None,  # outputs: another path in the same folder (below)
 }
 

@@ -139,6 +139,13 @@ def example_dataset(fmt: str, root):
         write_msls_side(root / "train_val" / "cph" / "database", [(0.0, 0.0)], "cph", seed=1)
         write_msls_side(root / "train_val" / "cph" / "query", [(2.0, 0.0)], "cph", seed=2)
         return root, {"split": "cph"}
+    if fmt == "bag":
+        from tests.data.bags.helpers import write_run
+
+        write_image(root / "a.jpg")
+        for name in ("db.bag", "q.mcap"):
+            write_run(root / name, [root / "a.jpg"], odometry=False)
+        return root, {"database": "db.bag", "queries": "q.mcap", "image_topic": "/camera/compressed"}
     raise AssertionError(f"no example for format {fmt}: add one when registering a reader")
 
 

@@ -10,7 +10,7 @@ from tests.data.helpers import example_dataset
 
 
 def test_all_formats_registered_in_detection_order():
-    assert list_formats() == ["mat", "csv", "dvgb", "msls", "exif", "sequence"]
+    assert list_formats() == ["mat", "csv", "dvgb", "msls", "exif", "sequence", "bag"]
     assert all(READERS[name].description for name in list_formats())
 
 

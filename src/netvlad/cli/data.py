@@ -18,7 +18,8 @@ def register(subparsers) -> None:
     """Add ``data inspect`` and ``data convert``."""
     data = subparsers.add_parser("data", help="inspect or convert a dataset")
     commands = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
-    inspect = commands.add_parser("inspect", help="counts, extent, ground truth and image sizes of a dataset")
+    inspect = commands.add_parser("inspect", help="counts, extent, ground truth and image sizes of a dataset; a "
+                                              "bag's image, GNSS and odometry topics")
     add_dataset_args(inspect)
     inspect.add_argument("--radius", type=number(POSITIVE), default=EVAL_RADIUS_M,
                          help=f"evaluation radius in metres (default {EVAL_RADIUS_M:g})")
@@ -36,10 +37,18 @@ def register(subparsers) -> None:
 
 
 def run_inspect(args: argparse.Namespace) -> int:
-    """Print the dataset's summary."""
-    from netvlad.cli.dataset_args import dataset_from_args
+    """Print the dataset's summary; for a bag, its image, GNSS and odometry topics first (and the dataset's summary
+    once ``--image-topic`` names the images)."""
+    from netvlad.cli.dataset_args import dataset_from_args, dataset_source
+    from netvlad.data.bags.bag import is_bag
     from netvlad.data.summary import summarize
 
+    if is_bag(dataset_source(args)):
+        from netvlad.data.bags.inspect import inspect_lines
+
+        print("\n".join(inspect_lines(dataset_source(args))))
+        if args.image_topic is None:
+            return 0
     dataset = dataset_from_args(args)
     summary = summarize(dataset, radius=args.radius, sample=args.sample, skip_bad=args.skip_bad)
     print("\n".join(summary.lines()))

@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
 
 def open_evaluation(args: argparse.Namespace):
     """``(sequence config, protocol, dataset)`` of the arguments, refusing the combinations not supported."""
-    from netvlad.cli.dataset_args import dataset_from_args
+    from netvlad.cli.dataset_args import dataset_from_args, dataset_source
     from netvlad.eval import protocol_eval
     from netvlad.eval.protocols import get_protocol
 
@@ -93,7 +93,7 @@ def open_evaluation(args: argparse.Namespace):
                             "(--database, --queries, --frame-tolerance)")
     if protocol:
         check_protocol_args(args, protocol)
-        dataset = protocol_eval.open_for_protocol(args.dataset, protocol, image_root=args.image_root,
+        dataset = protocol_eval.open_for_protocol(dataset_source(args), protocol, image_root=args.image_root,
                                                   skip_bad=args.skip_bad)
     else:
         dataset = dataset_from_args(args)

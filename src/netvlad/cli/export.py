@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 def hloc(args: argparse.Namespace) -> int:
     """Write (or extend) hloc's global-descriptor HDF5 file."""
     from netvlad.cli.common import model_from_args
-    from netvlad.cli.dataset_args import check_pair, dataset_options
+    from netvlad.cli.dataset_args import check_pair, dataset_options, dataset_source
     from netvlad.cli.extract_args import fill_stores, prepare_model, start
     from netvlad.data.folders import open_image_lists
     from netvlad.eval.hloc import write_hloc_descriptors
@@ -29,7 +29,7 @@ def hloc(args: argparse.Namespace) -> int:
         check_hloc_file(args.out)  # before any descriptor is computed
     device, info = start(args, args.store, "netvlad export hloc needs --store DIR")
     check_pair(args)
-    lists = open_image_lists(args.dataset, positions=False, **dataset_options(args))
+    lists = open_image_lists(dataset_source(args), positions=False, **dataset_options(args))
     model = prepare_model(model_from_args(args), lists[0].paths(), args, device, info)
     stores = [args.store / f"part{i}" if args.store else None for i in range(len(lists))]
     parts = [(images, store, f"part{i}") for i, (images, store) in enumerate(zip(lists, stores, strict=True))]

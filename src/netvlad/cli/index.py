@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 
 from netvlad.cli.common import add_device_args, add_model_args, existing, number, output
-from netvlad.cli.dataset_args import add_dataset_args
+from netvlad.cli.dataset_args import add_bag_args, add_dataset_args
 from netvlad.cli.engine_args import add_engine_arg, engine_from_args
 from netvlad.cli.extract_args import add_cluster_images_arg
 from netvlad.cli.search_args import add_index_args, add_search_args, index_config_from_args, max_memory_from_args
@@ -22,14 +22,14 @@ logger = logging.getLogger(__name__)
 def build(args: argparse.Namespace) -> int:
     """Describe the database images and write the index folder."""
     from netvlad.cli.common import model_from_args
-    from netvlad.cli.dataset_args import check_pair, dataset_options
+    from netvlad.cli.dataset_args import check_pair, dataset_options, dataset_source
     from netvlad.cli.extract_args import fill_stores, prepare_model, start
     from netvlad.data.folders import open_database
     from netvlad.places.localise import build_place_index
 
     device, info = start(args, args.out, "netvlad index build needs --out DIR")  # OUT/descriptors: the store
     check_pair(args)
-    images = open_database(args.dataset, **dataset_options(args))
+    images = open_database(dataset_source(args), **dataset_options(args))
     model = prepare_model(model_from_args(args), images.paths(), args, device, info)
     if not fill_stores(model, [(images, args.out / "descriptors", "database")], args, device, info):
         return 0  # another rank: its rows are in OUT/descriptors, rank 0 builds the index
@@ -78,7 +78,7 @@ def query(args: argparse.Namespace) -> int:
     if args.model:
         model = model_from_args(args)
         index.check_model(model)
-    paths = [Path(p) for p in args.images]
+    paths = query_images(args)
     descriptors = extract_descriptors(model, paths, batch_size=args.batch_size, workers=0, device=device,
                                       progress=not args.no_progress, engine=engine_from_args(args))
     if descriptors.shape[1] != index.store.dim:
@@ -119,8 +119,8 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser("query", help="localise photos against an index",
                                    description="Top-k database images for each photo, with distances and "
                                                "positions, and an estimated position.")
-    parser.add_argument("images", nargs="+", metavar="IMAGE", type=existing("file", "query image"),
-                        help="query photos")
+    parser.add_argument("images", nargs="+", metavar="IMAGE", type=existing("path", "query image or bag"),
+                        help="query photos, or ROS bags (their --image-topic keyframes, in stamp order)")
     parser.add_argument("--index", type=existing("folder", "index folder"), required=True,
                         help="folder written by `netvlad index build`")
     parser.add_argument("-k", type=number(NEIGHBOURS), default=5,
@@ -129,8 +129,33 @@ def register(subparsers) -> None:
                         help="position estimate: " + POSITION_ESTIMATORS.describe())
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     add_search_args(parser.add_argument_group("search"))
+    add_bag_args(parser.add_argument_group("ROS bags"), positions=False)
     add_verify_args(parser)
     add_model_args(parser)
     add_device_args(parser)
     add_engine_arg(parser)
     parser.set_defaults(func=query)
+
+
+def query_images(args: argparse.Namespace) -> list[Path]:
+    """The photos to localise: each IMAGE, or a bag's keyframes; bag options without a bag are refused."""
+    from netvlad.data.bags.bag import is_bag
+    from netvlad.data.bags.keyframes import KeyframeRule
+    from netvlad.data.bags.run import BagOptions, read_run
+    from netvlad.errors import BadInputError
+
+    flags = [f"--{k.replace('_', '-')}" for k in ("image_topic", "every", "min_interval")
+             if getattr(args, k) is not None]
+    if flags and not any(is_bag(Path(p)) for p in args.images):
+        raise BadInputError(f"{', '.join(flags)} apply to ROS bags only; no IMAGE is a bag", hint=f"drop {flags[0]}")
+    paths = []
+    for path in map(Path, args.images):
+        if not is_bag(path):
+            if path.is_dir():
+                raise IsADirectoryError(f"{path}: is a folder; give the query image itself (or a ROS bag)")
+            paths.append(path)
+            continue
+        rule = KeyframeRule(args.every or 1, args.min_interval)
+        run = read_run(path, BagOptions(args.image_topic, rule=rule, need_positions=False))
+        paths += [run.bag / name for name in run.names]
+    return paths

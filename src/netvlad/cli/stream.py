@@ -71,13 +71,15 @@ def run(args: argparse.Namespace) -> int:
     """Stream SOURCE: a JSON line per frame, a summary on standard error, the database kept with ``--save``."""
     from netvlad.cli.common import pick_device
     from netvlad.cli.engine_args import engine_from_args
-    from netvlad.data.frames import FrameSource, StreamEndedEarly
+    from netvlad.cli.stream_args import closures_path, frame_source, out_path
+    from netvlad.data.frames import StreamEndedEarly
     from netvlad.files import refuse_overlaps
     from netvlad.places.stream import StreamMatcher
 
     refuse_overlaps({"--out": args.out, "--summary": args.summary, "--pr-plot": args.pr_plot, "--save": args.save},
                     {"SOURCE": args.source, "--map": args.map, "--model": args.model})
-    source = FrameSource(args.source, every=args.every, fps=args.fps)
+    source = frame_source(args)
+    stamps = getattr(source, "stamps", None)  # a bag's header stamps (ns) by frame name
     _check_exclusion(source, args)
     device = pick_device(args.device)
     model, place = _model_and_map(args, device)
@@ -93,10 +95,14 @@ def run(args: argparse.Namespace) -> int:
     matcher = StreamMatcher(model, stream_config_from_args(args), place, device, fingerprint=model.fingerprint(),
                             runner=runner)
     ended = None
-    with (open(args.out, "w", encoding="utf-8") if args.out else contextlib.nullcontext(sys.stdout)) as out:
+    lines = out_path(args)
+    with (open(lines, "w", encoding="utf-8") if lines else contextlib.nullcontext(sys.stdout)) as out:
         try:
             for count, result in enumerate(matcher.run(source), 1):
-                out.write(json.dumps(result.to_dict()) + "\n")
+                line = result.to_dict()
+                if stamps is not None:
+                    line |= {"stamp_ns": stamps[result.name], "match_stamp_ns": stamps.get(result.match)}
+                out.write(json.dumps(line) + "\n")
                 out.flush()
                 if count % PROGRESS_EVERY == 0 and not args.no_progress:
                     logger.info("%d frames, %d loop closures", count, sum(r.loop_closure for r in matcher.results))
@@ -114,6 +120,8 @@ def run(args: argparse.Namespace) -> int:
 
         label = f"{'sequence L=' + str(args.sequence) if args.sequence else 'single frame'}"
         plot_pr({label: matcher.pr()}, args.pr_plot, title=Path(args.source).name)
+    if closures_path(args) is not None:
+        _write_closures(closures_path(args), matcher.results, source)
     if args.save:
         matcher.database.save(args.save)
         print(f"saved the database of {len(matcher.database)} frames to {args.save}", file=sys.stderr)
@@ -125,6 +133,16 @@ def run(args: argparse.Namespace) -> int:
         raise BadInputError(f"--exclude-recent {args.exclude_recent:g} covered the whole stream: no frame had an "
                             "earlier one to match; use a shorter window")
     return 0
+
+
+def _write_closures(path: Path, results, source) -> None:
+    """The accepted loop closures between the bag's keyframes as ``netvlad_msgs/LoopClosure`` messages."""
+    from netvlad.data.bags.closures import Closure, write_closures
+
+    closures = [Closure(source.stamps[r.name], source.stamps[r.match], r.distance, r.name, r.match)
+                for r in results if r.loop_closure and r.match in source.stamps]
+    write_closures(path, closures, source.run.topic)
+    print(f"wrote {len(closures)} loop closures to {path} (topic /netvlad/loop_closure)", file=sys.stderr)
 
 
 def format_summary(summary: dict) -> str:
@@ -151,7 +169,7 @@ def format_summary(summary: dict) -> str:
 
 def register(subparsers) -> None:
     """Add ``netvlad stream``."""
-    parser = subparsers.add_parser("stream", help="loop closures or localisation over a video or frame folder",
+    parser = subparsers.add_parser("stream", help="loop closures or localisation over a video, frame folder or ROS bag",
                                    description="Describe each frame of SOURCE, search it against the stream's "
                                                "own earlier frames (loop closures) or a prebuilt map (--map), "
                                                "and write one JSON line per frame.")

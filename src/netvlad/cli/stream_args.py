@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from netvlad.cli.common import existing, number, output
+from netvlad.cli.dataset_args import add_bag_args
 from netvlad.limits import COUNT, NEIGHBOURS, NON_NEGATIVE, POSITIVE, Limit
 from netvlad.match.sequence import LENGTH
 from netvlad.places.streaming import DATABASE_KINDS, DEFAULT_STREAM_SCORE, SEQUENCE_SCORES
@@ -14,10 +15,11 @@ from netvlad.places.streaming import DATABASE_KINDS, DEFAULT_STREAM_SCORE, SEQUE
 def add_stream_args(parser: argparse.ArgumentParser) -> None:
     """SOURCE and the stream options."""
     parser.add_argument("source", type=existing("path", "video or folder of frames"), metavar="SOURCE",
-                        help="a video file (decoded with PyAV) or a folder of frames (name or timestamp order, or "
-                             "its frames.csv)")
+                        help="a video file (decoded with PyAV), a folder of frames (name or timestamp order, or "
+                             "its frames.csv), or a ROS bag (.bag, .mcap, ROS 2 folder; header-stamp order)")
     group = parser.add_argument_group("frames")
     group.add_argument("--every", type=number(COUNT), default=1, metavar="N", help="keep one frame in N")
+    add_bag_args(parser.add_argument_group("ROS bags"), every=False)
     group.add_argument("--fps", type=number(POSITIVE), default=None,
                        help="frames per second where the frames carry no timestamps (else: frame counts)")
     group = parser.add_argument_group("matching")
@@ -46,7 +48,9 @@ def add_stream_args(parser: argparse.ArgumentParser) -> None:
                        help="IVF-PQ: frames before its first training")
     group = parser.add_argument_group("outputs")
     group.add_argument("--out", type=output(), default=None, metavar="FILE",
-                       help="JSON lines here instead of standard output")
+                       help="JSON lines here instead of standard output; with a bag SOURCE, FILE.bag / FILE.mcap "
+                            "instead gets the loop closures as netvlad_msgs/LoopClosure messages (JSON lines stay "
+                            "on standard output)")
     group.add_argument("--save", type=output("folder"), default=None, metavar="DB_FOLDER",
                        help="save the database of the stream's frames here (netvlad.PlaceDatabase.load reads it)")
     group.add_argument("--summary", type=output(), default=None, metavar="FILE",
@@ -70,5 +74,40 @@ def stream_config_from_args(args: argparse.Namespace):
 
 
 def out_path(args: argparse.Namespace) -> Path | None:
-    """Where the JSON lines go (None: standard output)."""
-    return args.out
+    """Where the JSON lines go (None: standard output, also when ``--out`` names a bag of loop closures)."""
+    return None if closures_path(args) is not None else args.out
+
+
+def closures_path(args: argparse.Namespace) -> Path | None:
+    """The bag (``--out FILE.bag`` or ``FILE.mcap``) the loop closures are written to, or None."""
+    from netvlad.data.bags.bag import BAG_SUFFIXES
+
+    return args.out if args.out is not None and args.out.suffix.lower() in BAG_SUFFIXES else None
+
+
+def frame_source(args: argparse.Namespace):
+    """The frames of SOURCE: a :class:`netvlad.data.frames.FrameSource` (video or folder) or, for a bag,
+    :class:`netvlad.data.bags.frames.BagFrames`; bag options with another source, and ``--fps`` or a closures bag
+    without a bag source, are refused."""
+    from netvlad.data.bags.bag import is_bag
+    from netvlad.errors import BadInputError
+
+    bag_flags = [f"--{key.replace('_', '-')}" for key in ("image_topic", "gps_topic", "odom_topic", "min_interval",
+                                                          "min_distance") if getattr(args, key) is not None]
+    if not is_bag(args.source):
+        from netvlad.data.frames import FrameSource
+
+        if bag_flags or closures_path(args) is not None:
+            flags = ", ".join(bag_flags + (["--out " + str(args.out)] if closures_path(args) else []))
+            raise BadInputError(f"{args.source}: {flags} apply to ROS bag sources only", hint=f"drop {flags}")
+        return FrameSource(args.source, every=args.every, fps=args.fps)
+    from netvlad.data.bags.frames import BagFrames
+    from netvlad.data.bags.keyframes import KeyframeRule
+    from netvlad.data.bags.run import BagOptions
+
+    if args.fps is not None:
+        raise BadInputError(f"{args.source}: --fps does not apply to a bag (its frames carry header stamps)",
+                            hint="drop --fps")
+    rule = KeyframeRule(args.every, args.min_interval, args.min_distance)
+    return BagFrames(args.source, BagOptions(args.image_topic, args.gps_topic, args.odom_topic, rule,
+                                             need_positions=False))

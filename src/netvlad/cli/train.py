@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 
 DATASET_RECORD = "dataset.json"  # the dataset arguments of a run, so --resume needs only the run folder
 DATASET_KEYS = ("dataset", "format", "split", "database", "queries", "image_root", "frame_tolerance", "spacing",
-                "skip_bad")
+                "skip_bad", "image_topic", "gps_topic", "odom_topic", "every", "min_interval", "min_distance")
 
 HELP = {
     "size": "H W for --resize fixed, S for longest", "init_model": "start from this checkpoint (skips k-means)",
@@ -103,6 +103,10 @@ def dataset_record(args: argparse.Namespace, run_dir: Path) -> argparse.Namespac
     """A fresh run records its dataset arguments in ``run_dir/dataset.json``; ``--resume`` without DATASET reads
     them back (with DATASET, the given arguments are used)."""
     path = run_dir / DATASET_RECORD
+    if args.dataset is None and args.database and args.queries:  # two bags named by their paths
+        from netvlad.cli.dataset_args import dataset_source
+
+        args = argparse.Namespace(**(vars(args) | {"dataset": dataset_source(args)}))
     if args.dataset is None:
         if not args.resume:
             raise BadInputError("give the DATASET to train on", hint="DATASET, or --resume RUN_DIR")

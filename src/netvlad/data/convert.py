@@ -60,6 +60,9 @@ def convert_to_dvgb(dataset: GeoDataset, out: Path | str, split: str = "test", c
     split folder. Sequences also get ``out/netvlad_dataset.json`` so that frames and tolerance round-trip."""
     out = Path(out)
     folder = out / "images" / split
+    if dataset.info.format == "bag":
+        raise BadInputError(f"{dataset.database.root}: images inside a ROS bag cannot be linked or copied as DVGB "
+                            "files; every command reads the bag itself", path=dataset.database.root)
     if folder.exists() and any(folder.iterdir()):
         raise BadInputError(f"{folder}: already holds files; choose an empty output folder", path=folder,
                             hint="another --out")

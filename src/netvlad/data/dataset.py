@@ -29,7 +29,7 @@ class ImageList:
     capture, excluded from training positives; ``frames`` holds the frame index of frame-synchronised sequences;
     ``sequence`` the sequence order where the data records one (:class:`~netvlad.data.sequences.SequenceOrder`);
     ``panoramas`` the panorama id of each image where several images are cut-outs of one panorama (Tokyo 24/7's
-    database: Recall@N counts one hit per panorama).
+    database: Recall@N counts one hit per panorama); ``stamps`` the header stamp of each image read from a bag.
     """
 
     root: Path
@@ -40,6 +40,7 @@ class ImageList:
     frames: np.ndarray | None = None  # (N,) int64
     sequence: SequenceOrder | None = None
     panoramas: np.ndarray | None = None  # (N,) int64
+    stamps: np.ndarray | None = None  # (N,) int64 nanoseconds: the header stamps of images read from a ROS bag
 
     def __post_init__(self) -> None:
         utm = np.asarray(self.utm, dtype=np.float64).reshape(-1, 2)
@@ -48,7 +49,8 @@ class ImageList:
         object.__setattr__(self, "names", tuple(self.names))
         if len(self.names) != len(utm):
             raise ValueError(f"{self.root}: {len(self.names)} names but {len(utm)} positions")
-        for attr, dtype in (("times", np.float64), ("frames", np.int64), ("panoramas", np.int64)):
+        for attr, dtype in (("times", np.float64), ("frames", np.int64), ("panoramas", np.int64),
+                            ("stamps", np.int64)):
             value = getattr(self, attr)
             if value is not None:
                 value = np.asarray(value, dtype=dtype).reshape(-1)
@@ -73,7 +75,8 @@ class ImageList:
                          None if self.times is None else self.times[idx],
                          None if self.frames is None else self.frames[idx],
                          None if self.sequence is None else self.sequence.subset(idx),
-                         None if self.panoramas is None else self.panoramas[idx])
+                         None if self.panoramas is None else self.panoramas[idx],
+                         None if self.stamps is None else self.stamps[idx])
 
 
 @dataclass(frozen=True, eq=False)

@@ -18,6 +18,7 @@ for _name, _help in (
     ("msls", "Mapillary Street-Level Sequences root (train_val/<city>/{query,database})"),
     ("exif", "folder of photos with EXIF GPS ({database,queries}/ or one folder)"),
     ("sequence", "two folders of frame-synchronised images with matching names (Nordland)"),
+    ("bag", "ROS 1 .bag, ROS 2 bag folder or .mcap (--image-topic, --gps-topic/--odom-topic)"),
 ):
     READERS.declare(_name, f"netvlad.data.readers.{_name}", _help)
 

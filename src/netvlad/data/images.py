@@ -52,10 +52,18 @@ def load_image(path: Path | str, resize: str = "none", size: Sequence[int] = (),
     path = Path(path)
     check_resize(resize, size)
     try:
-        with Image.open(path) as image:
+        with open_image(path) as image:
             return image_to_tensor(decode_image(image, resize, size, fast_decode))
     except DECODE_ERRORS as error:
         raise _open_error(path, error) from None
+
+
+def open_image(path: Path) -> Image.Image:
+    """An image file opened (not decoded) by PIL, or an image message inside a ROS bag (see
+    :mod:`netvlad.data.bags.images`): the one place every step's images come from."""
+    from netvlad.data.bags.images import is_bag_image, open_bag_image
+
+    return open_bag_image(path) if is_bag_image(path) else Image.open(path)
 
 
 def decode_image(image: Image.Image, resize: str = "none", size: Sequence[int] = (),
@@ -104,7 +112,7 @@ def image_size(path: Path | str) -> tuple[int, int]:
     """(height, width) pixels after EXIF orientation, from the header only (no decoding)."""
     path = Path(path)
     try:
-        with Image.open(path) as image:
+        with open_image(path) as image:
             width, height = image.size
             orientation = image.getexif().get(0x0112, 1)
     except DECODE_ERRORS as error:

@@ -271,9 +271,10 @@ def finish(run: Run, state: RunState) -> Path:
     barrier(run.info)
     best = run.run_dir / BEST_FILE
     model = load(best).to(run.device) if run.val is not None and best.is_file() else run.model
-    if run.config.whitening_dim:
+    if run.config.whitening_dim:  # through the whole model, as evaluation describes images, whether or not this
+        # process holds precomputed frozen features (a resumed finished run does not): the same whitening either way
         fit_whitening(model, run.data.dataset.database.paths(), run.config.whitening_dim, run.config.seed, run.info,
-                      run.extraction)
+                      dataclasses.replace(run.extraction, frozen=None))
     out = run.run_dir / "model.safetensors"
     if run.val is None:
         kept = {"kept": NO_VALIDATION, "last_epoch": state.epoch}

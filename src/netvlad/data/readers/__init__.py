@@ -7,7 +7,7 @@ from pathlib import Path
 
 from netvlad.constants import EVAL_RADIUS_M
 from netvlad.data.dataset import GeoDataset
-from netvlad.data.readers import csv, dvgb, exif, mat, msls, sequence  # noqa: F401  (each registers its format)
+from netvlad.data.readers import bag, csv, dvgb, exif, mat, msls, sequence  # noqa: F401  (each registers its format)
 from netvlad.data.readers.common import DatasetError
 from netvlad.data.readers.registry import READERS, Reader, ReadOptions, find_reader, list_formats, register_reader
 
@@ -20,13 +20,16 @@ __all__ = ["READERS", "DatasetError", "ReadOptions", "Reader", "find_reader", "l
 def open_dataset(source: Path | str, *, format: str | None = None, split: str | None = None,
                  database: str | None = None, queries: str | None = None, image_root: Path | str | None = None,
                  frame_tolerance: int | None = None, spacing: float | None = None,
-                 skip_bad: bool = False) -> GeoDataset:
+                 skip_bad: bool = False, image_topic: str | None = None, gps_topic: str | None = None,
+                 odom_topic: str | None = None, every: int | None = None, min_interval: float | None = None,
+                 min_distance: float | None = None) -> GeoDataset:
     """Load a dataset in any registered format (auto-detected unless ``format`` is given).
 
     ``split``: DVGB / .mat / CSV split; ``database``/``queries``: the two sub-folders (sequences, EXIF folders,
     DVGB renames; for .mat the sub-folders of ``image_root``); ``image_root``: where .mat / CSV paths start;
     ``frame_tolerance`` (frames) and ``spacing`` (metres per frame): sequences only; ``skip_bad``: log and count bad
-    entries (``info.skipped``) instead of raising.
+    entries (``info.skipped``) instead of raising; ``image_topic``, ``gps_topic`` / ``odom_topic`` and the
+    keyframes kept (``every`` N images, ``min_interval`` seconds, ``min_distance`` metres): ROS bags only.
     """
     path = Path(source).expanduser()
     if not path.exists():
@@ -35,8 +38,15 @@ def open_dataset(source: Path | str, *, format: str | None = None, split: str | 
         raise DatasetError(f"{path}: folder is empty; point at the dataset's root folder")
     options = ReadOptions(split=split, database=database, queries=queries,
                           image_root=Path(image_root).expanduser() if image_root is not None else None,
-                          frame_tolerance=frame_tolerance, spacing=spacing, skip_bad=skip_bad)
+                          frame_tolerance=frame_tolerance, spacing=spacing, skip_bad=skip_bad,
+                          image_topic=image_topic, gps_topic=gps_topic, odom_topic=odom_topic, every=every,
+                          min_interval=min_interval, min_distance=min_distance)
     reader = find_reader(path, options, format)
+    if options.bag_options and reader.name != "bag":
+        names = ", ".join(options.bag_options)
+        flags = ", ".join("--" + name.replace("_", "-") for name in options.bag_options)
+        raise DatasetError(f"{path}: {names} apply to ROS bags only; this is a {reader.name} dataset", path=path,
+                           hint=f"drop {flags}")
     dataset = reader.read(path, options)
     if (frame_tolerance is not None or spacing is not None) and not dataset.is_sequence:
         raise DatasetError(f"{path}: frame_tolerance/spacing apply to frame sequences only; this is a "

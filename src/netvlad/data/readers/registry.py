@@ -21,7 +21,8 @@ class ReadOptions:
     ``database`` / ``queries``: sub-folder names (relative to the dataset root, or to ``image_root`` for .mat);
     ``frame_tolerance``: ±frames counted correct for sequences (default 0); ``spacing``: metres between consecutive
     sequence frames (default ``25 / (frame_tolerance + 1)``); ``skip_bad``: log and count bad entries instead of
-    failing.
+    failing. ``image_topic``, ``gps_topic``, ``odom_topic`` and the keyframe rule (``every`` images, ``min_interval``
+    seconds, ``min_distance`` metres): ROS bags only.
     """
 
     split: str | None = None
@@ -31,6 +32,18 @@ class ReadOptions:
     frame_tolerance: int | None = None
     spacing: float | None = None
     skip_bad: bool = False
+    image_topic: str | None = None
+    gps_topic: str | None = None
+    odom_topic: str | None = None
+    every: int | None = None
+    min_interval: float | None = None
+    min_distance: float | None = None
+
+    @property
+    def bag_options(self) -> dict[str, object]:
+        """The bag-only options given (name → value)."""
+        names = ("image_topic", "gps_topic", "odom_topic", "every", "min_interval", "min_distance")
+        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
 
 Detect = Callable[[Path, ReadOptions], bool]

@@ -53,6 +53,12 @@ def test_demo_writes_report_and_prints_table(demo):
         with Image.open(report / name) as image:
             assert image.width > 100 and image.height > 100
     assert all(f"| {m} |" in index for m in METHODS)
+    # the report states the k-means sample that ran (recorded by the clusters step), not the one asked for
+    from netvlad.models.io import read_checkpoint
+
+    ran = read_checkpoint(out / "clusters" / "kmeans.safetensors", tensors=False)[2]["kmeans_descriptors"]
+    assert 0 < ran <= DemoConfig.preset("tiny").train_config.cluster_descriptors
+    assert f"clusters from k-means on {ran:,} local descriptors;" in index
     assert set(results["timings"]) == {"data", "clusters", "training", "evaluation", "report", "total"}
     # Recall@N per query condition (the city's names carry them): the counts add up and pool back to the whole
     for method in METHODS:

@@ -33,6 +33,7 @@ def test_sequence_table_json_and_csv(sequence, checkpoint, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "single frame" in printed and "diagonal L=5 causal" in printed  # the default method
     assert "4 of 20 queries had fewer than 5 frames" in printed
+    assert "\nsingle-frame top-1 (score: L2 distance): PR AUC" in printed  # the PR line names its ranking
     report = json.loads(out.read_text())
     seq = report["sequence_recall"]
     assert seq["sequence_length"] == 5 and seq["method"] == "diagonal" and seq["mode"] == "causal"

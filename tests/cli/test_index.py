@@ -113,3 +113,16 @@ def test_hnsw_index_reuses_the_store_takes_ef_search_and_refuses_other_settings(
     with caplog.at_level(logging.ERROR):
         assert main(["query", str(sequence / "summer" / NAMES[4]), "--index", str(out)]) == 1
     assert "built with other settings: count 30 (expected 99)" in caplog.text
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_progress_bars_only_on_a_terminal(sequence, tmp_path, capsys, monkeypatch, terminal):
+    """A redirected log (stderr not a terminal) gets no progress bars; a terminal gets them."""
+    import sys
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: terminal)
+    assert main(["index", "build", str(sequence), "--database", "summer", "--queries", "winter", "--backbone",
+                 "mobilenet_v2", "--pool", "gem", "--resize", "none", "--out", str(tmp_path / "ix"), "--workers", "0",
+                 "--threads", "1"]) == 0
+    err = capsys.readouterr().err
+    assert ("database: 100%" in err) == terminal, err[-300:]

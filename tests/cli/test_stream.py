@@ -84,7 +84,9 @@ def test_route_of_real_frames_streams_with_ground_truth_and_sequences(tmp_path, 
     # the winter pass (frames 25–49) revisits the summer places: some are matched to their own place
     hits = [int(line["match"][:6]) == line["frame"] - 25 for line in lines[25:]]
     assert sum(hits) >= 3
-    assert 0 < report["pr_auc"] <= 1 and "PR AUC" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert 0 < report["pr_auc"] <= 1 and "\nsequence L=3 (diagonal score): PR AUC" in err  # names its ranking
+    assert report["pr_ranking"] == "sequence L=3 (diagonal score)" and "unscored" not in report
     assert Image.open(tmp_path / "pr.png").width > 100
 
 
@@ -123,6 +125,9 @@ def test_stream_localises_against_a_map_and_refuses_another_model(tmp_path, caps
     lines = _lines(out)
     assert [line["match"] for line in lines] == names  # the map's own frames find themselves
     assert all(line["position"] is not None and line["distance"] < 1e-3 for line in lines)
+    err = capsys.readouterr().err  # a plain folder's frames carry no positions: nothing scored, and it says so
+    assert "no positions (frames or map): precision, recall and PR AUC cannot be scored" in err
+    assert "PR AUC 0" not in err and "decision:" not in err
     other = tmp_path / "other.safetensors"
     save_model(PlaceModel(ModelConfig(backbone="mobilenet_v2", pool="gem"), pretrained=False), other)
     assert main(["stream", str(sequence / "winter"), "--map", str(tmp_path / "map"), "--model", str(other),

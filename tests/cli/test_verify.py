@@ -61,12 +61,19 @@ def test_retrieve_verify_rewrites_the_top_k(sequence, tmp_path, capsys):
     assert len(rows) == 1 + 20 * 3 and (out / "patches" / "storage" / "patches.json").is_file()
 
 
-def test_query_verify_keeps_the_same_image_first(sequence, tmp_path, capsys):
+def test_query_verify_keeps_the_same_image_first(sequence, tmp_path, capsys, monkeypatch):
+    """The index is built from a relative path and queried from another directory: it records its images' absolute
+    folder, so re-ranking finds them."""
     index = tmp_path / "ix"
-    assert main(["-q", "index", "build", str(sequence / "day_left"), "--out", str(index), *MODEL]) == 0
+    monkeypatch.chdir(sequence)
+    assert main(["-q", "index", "build", "day_left", "--out", str(index), *MODEL]) == 0
+    root = (sequence / "day_left").resolve()
+    assert json.loads((index / "index.json").read_text())["root"] == str(root)
+    assert json.loads((index / "descriptors" / "store.json").read_text())["root"] == str(root)
+    monkeypatch.chdir(tmp_path)
     capsys.readouterr()
     image = sequence / "day_left" / "Image050.jpg"
-    assert main(["query", str(image), "--index", str(index), "-k", "3", "--json", "--verify", "speed"]) == 0
+    assert main(["query", str(image), "--index", "ix", "-k", "3", "--json", "--verify", "speed"]) == 0
     (result,) = json.loads(capsys.readouterr().out)
     assert result["matches"][0]["name"] == "Image050.jpg" and len(result["matches"]) == 3
 

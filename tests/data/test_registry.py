@@ -40,3 +40,18 @@ def test_empty_folder_is_unsupported(tmp_path):
     (tmp_path / "readme.txt").write_text("no images here")
     with pytest.raises(ValueError, match="unsupported dataset format"):
         open_dataset(tmp_path)
+
+
+def test_a_missing_sub_folder_is_named_with_the_folders_there(gardens_point, caplog):
+    """A typo in database= names the missing folder and those that exist, not the list of formats."""
+    from netvlad.cli.main import main
+    from netvlad.errors import BadInputError
+
+    with pytest.raises(BadInputError, match=r"gardens_point: no folder 'day_lft' \(database=\); the folders there: "
+                                            r"day_left, day_right$") as caught:
+        open_dataset(gardens_point, database="day_lft", queries="day_right")
+    assert caught.value.hint == "--database NAME"
+    with pytest.raises(BadInputError, match=r"no folder 'winter' \(queries=\); the folders there: day_left, day_right"):
+        open_dataset(gardens_point, database="day_left", queries="winter")
+    assert main(["data", "inspect", str(gardens_point), "--database", "day_lft", "--queries", "day_right"]) == 1
+    assert "no folder 'day_lft'" in caplog.text and "unsupported dataset format" not in caplog.text

@@ -60,6 +60,17 @@ def test_unmatched_names_fail_or_are_skipped(tmp_path):
     assert len(data.database) == 2 and len(data.info.skipped) == 1
 
 
+def test_the_same_folder_as_database_and_queries_warns(gardens_point, caplog):
+    """Every query would find itself (R@1 100 %): the same folder on both sides is named in a warning."""
+    with caplog.at_level("WARNING", logger="netvlad.data.readers"):
+        open_dataset(gardens_point, database="day_left", queries="day_left")
+    assert "200 of 200 queries are database images too" in caplog.text and "Image000.jpg" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="netvlad.data.readers"):
+        open_dataset(gardens_point, database="day_left", queries="day_right")
+    assert "database images too" not in caplog.text
+
+
 def test_duplicate_frame_names(tmp_path):
     make_sequence(tmp_path)
     write_image(tmp_path / "left" / "a1.jpg", size=(8, 4))

@@ -48,4 +48,9 @@ def test_nordland_figures(nordland):
     summary = summarize(open_dataset(nordland, database="summer", queries="winter"), sample=20)
     assert (summary.num_database, summary.queries_without_positive, summary.mean_positives) == (2400, 0, 1.0)
     assert summary.sizes["db"] == {(32, 64): 20}
-    assert "frames db    0 .. 2399" in "\n".join(summary.lines())
+    text = "\n".join(summary.lines())
+    assert "frames db    0 .. 2399 (0.0 .. 59975.0 m along the route at the assumed spacing)" in text
+    assert "±0 frames (25 m per frame, assumed: the frames carry no positions" in text
+    given = summarize(open_dataset(nordland, database="summer", queries="winter", spacing=10.0), sample=1)
+    assert not given.spacing_assumed and "assumed" not in "\n".join(given.lines())  # a spacing given is data
+    assert "(0.0 .. 23990.0 m along the route)" in "\n".join(given.lines())

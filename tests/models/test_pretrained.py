@@ -52,6 +52,18 @@ def test_offline_names_the_url_and_where_to_put_the_file(cache):
     assert str(cache / "Pitts30K_struct.mat") in message
 
 
+def test_a_failed_download_is_one_line_without_the_network_traceback(cache, tiny_entry):
+    """The download really fails (``.invalid`` never resolves): one line naming the URL and where to put the file,
+    not chained to the network library's exception."""
+    entry, _, _ = tiny_entry
+    with pytest.raises(WeightsUnavailableError) as error:
+        load_pretrained("tiny", allow_download=True)
+    message = str(error.value)
+    assert "\n" not in message and "the download failed (" in message
+    assert f"download {entry.url} and save it as {cache / 'tiny.pth.tar'}" in message
+    assert error.value.__cause__ is None and error.value.__suppress_context__
+
+
 def test_unknown_name_lists_the_known_ones():
     with pytest.raises(ValueError, match="vgg16-netvlad-pitts30k"):
         load_pretrained("no-such-model")

@@ -37,6 +37,27 @@ def test_tiny_run_writes_everything(tiny_dataset, tmp_path):
     trained = sum(e["tuples"] for e in mining)
     assert sum(e["event"] == "train" for e in events) == sum(-(-e["tuples"] // 2) for e in mining) > 0
     assert trained > 0
+    done = [e for e in events if e["event"] == "done"][-1]
+    best = max(validations, key=lambda v: (v["recall@5"], -v["epoch"]))
+    assert (done["best_epoch"], done["best_recall_at_5"]) == (best["epoch"], best["recall@5"])
+    assert not (run_dir / "last.safetensors").exists()
+
+
+def test_without_validation_the_last_epoch_is_kept_and_nothing_is_called_best(tiny_dataset, tmp_path, caplog):
+    """No validation set: ``last.safetensors`` only, and no best epoch or Recall@5 that no validation produced."""
+    run_dir = tmp_path / "run"
+    with caplog.at_level("INFO", logger="netvlad.train.loop"):
+        train(tiny_config(epochs=1), tiny_dataset, run_dir)
+    assert not (run_dir / "best.safetensors").exists()
+    last, final = _tensors(run_dir / "last.safetensors"), _tensors(run_dir / "model.safetensors")
+    assert last.keys() == final.keys() and all(torch.equal(last[k], final[k]) for k in last)
+    done = [e for e in _events(run_dir) if e["event"] == "done"][-1]
+    assert done["kept"] == "last epoch, no validation" and done["last_epoch"] == 1
+    assert not any(key.startswith("best") for key in done)
+    assert not any(e["event"] == "validation" for e in _events(run_dir))
+    assert "kept the last epoch (1): last epoch, no validation" in caplog.text
+    extra = netvlad.models.io.read_checkpoint(run_dir / "model.safetensors", tensors=False)[2]
+    assert extra["kept"] == "last epoch, no validation" and "best_epoch" not in extra
 
 
 def test_frozen_layers_stay_and_trained_ones_move(tiny_dataset, tmp_path):
@@ -48,6 +69,12 @@ def test_frozen_layers_stay_and_trained_ones_move(tiny_dataset, tmp_path):
         same = all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
         assert same == (i < first_trained), f"stage {i}"
     assert not torch.equal(init.pool.centroids, final.pool.centroids)
+
+
+def _tensors(path):
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_state(tiny_dataset, tmp_path):

@@ -145,7 +145,8 @@ def add_device_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=number(COUNT), default=8,
                         help="images loaded (and, on a GPU, run through the model) together; on a CPU each image "
                              "runs alone, so its descriptor's bytes never depend on its batch")
-    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="hide progress bars (shown only when standard error is a terminal)")
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:

@@ -59,7 +59,8 @@ def register(subparsers) -> None:
     parser.add_argument("--force", action="store_true",
                         help="redo every step (default: a rerun skips steps whose outputs exist for the same inputs "
                              "and continues an interrupted training)")
-    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="hide progress bars (shown only when standard error is a terminal)")
     parser.add_argument("--pictures", type=number(NON_NEGATIVE_INT), default=None, metavar="N",
                         help="test queries drawn in each retrieval picture (default: the preset's, 6; 0: none)")
     add_numerics_args(parser, default=True)

@@ -26,7 +26,8 @@ def register(subparsers) -> None:
     parser.add_argument("--workers", type=number(NON_NEGATIVE_INT), default=min(2, os.cpu_count() or 1),
                         help="rendering processes (0 or 1: render in this process)")
     parser.add_argument("--overwrite", action="store_true", help="replace a different dataset already in --out")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="hide the progress bar (shown only when standard error is a terminal)")
     parser.add_argument("--route", default=None, choices=CITY_ROUTES.names(),
                         help="write a stream for `netvlad stream` instead (OUT/frames with frames.csv): loop = "
                              "one drive that revisits streets under other conditions")

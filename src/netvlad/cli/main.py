@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import re
 import sys
 
 from netvlad import __version__
@@ -58,9 +59,28 @@ def setup_logging(verbose: int, quiet: bool) -> None:
     logger.setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
 
 
-def report(error: BaseException) -> None:
-    """One ERROR line: the library's message, then the command-line wording of the fix where it has one."""
+FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9_-]*")
+OTHER_PROGRAMS = ("--nproc_per_node",)  # torchrun's, named in hints that show how to run under it
+
+
+def applicable_hint(hint: str | None, leaf: argparse.ArgumentParser | None) -> str | None:
+    """``hint`` where every flag it names (outside a quoted `other command`) is one the command ``leaf`` accepts,
+    else None: a fix that the command cannot take is no fix."""
+    if not hint or leaf is None:
+        return hint
+    own = re.sub(r"`[^`]*`", "", hint)
+    unknown = [f for f in FLAG.findall(own) if f not in leaf._option_string_actions and f not in OTHER_PROGRAMS]
+    if unknown:
+        logger.debug("hint %r left out: %s takes no %s", hint, leaf.prog, ", ".join(unknown))
+        return None
+    return hint
+
+
+def report(error: BaseException, leaf: argparse.ArgumentParser | None = None) -> None:
+    """One ERROR line: the library's message, then the command-line wording of the fix where it has one that the
+    command ``leaf`` accepts."""
     hint = getattr(error, "hint", None) if isinstance(error, BadInputError) else None
+    hint = applicable_hint(hint, leaf)
     message = " ".join(str(error).split())  # one line, whatever the message held
     logger.error("%s%s", message, f" (on the command line: {hint})" if hint else "")
 
@@ -91,6 +111,8 @@ def run(args: argparse.Namespace, leaf: argparse.ArgumentParser | None = None) -
         if leaf is not None:
             refuse_unused(args, leaf)  # options that would be ignored without the one they need
         apply_numerics(args)  # --deterministic: before anything imports torch
+        if getattr(args, "no_progress", True) is False and not sys.stderr.isatty():
+            args.no_progress = True  # progress bars on a terminal only: a redirected log holds messages, not bars
         set_threads(args.threads, getattr(args, "workers", 0) or 0)
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
@@ -99,7 +121,7 @@ def run(args: argparse.Namespace, leaf: argparse.ArgumentParser | None = None) -
     except (BadInputError, ValueError, FileNotFoundError, RuntimeError, OSError) as error:
         if args.verbose > 1:
             raise
-        report(error)
+        report(error, leaf)
         return 1
 
 

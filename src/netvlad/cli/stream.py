@@ -157,9 +157,11 @@ def format_summary(summary: dict) -> str:
         recall = "—" if decision["recall"] is None else f"{decision['recall']:.1f} %"
         lines.append(f"decision: {decision['accepted']} accepted, {decision['false']} false; precision {precision}, "
                      f"recall {recall}")
+    if "unscored" in summary:
+        lines.append(summary["unscored"])
     if "pr_auc" in summary:
         threshold = summary["threshold_at_100_precision"]
-        lines.append(f"PR AUC {summary['pr_auc']:.3f}, recall at 100 % precision "
+        lines.append(f"{summary['pr_ranking']}: PR AUC {summary['pr_auc']:.3f}, recall at 100 % precision "
                      f"{summary['recall_at_100_precision']:.1f} % (threshold {threshold}), at 99 % "
                      f"{summary['recall_at_99_precision']:.1f} %")
     return "\n".join(lines)

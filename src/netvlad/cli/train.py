@@ -170,7 +170,8 @@ def register(subparsers) -> None:
     parser.add_argument("--resume", metavar="RUN_DIR", type=existing("folder", "run folder"),
                         help="continue the run in RUN_DIR exactly (DATASET and its options are recorded there)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, mps or auto (default)")
-    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="hide progress bars (shown only when standard error is a terminal)")
     add_numerics_args(parser, default=False)
     add_config_args(parser)
     parser.set_defaults(func=run_train)

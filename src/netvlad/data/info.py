@@ -18,6 +18,7 @@ class DatasetInfo:
     skipped: tuple[tuple[str, str], ...] = ()  # (entry, reason) of each bad entry skipped with skip_bad=True
     split: str | None = None  # the split the file says it holds (a .mat's whichSet)
     spacing: float | None = None  # metres per frame of a frame-synchronised sequence
+    spacing_assumed: bool = False  # True where ``spacing`` is a default, not read from the data or given
     eval_radius: float | None = None  # metres: a .mat's posDistThr
     train_radius: float | None = None  # metres: √nonTrivPosDistSqThr of a .mat
     dataset: str | None = None  # the benchmark it is: "tokyo247", "msls"

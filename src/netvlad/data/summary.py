@@ -28,6 +28,7 @@ class DatasetSummary:
     radius: float
     frame_tolerance: int | None
     spacing: float | None
+    spacing_assumed: bool
     queries_without_positive: int
     first_without_positive: str | None
     mean_positives: float
@@ -39,15 +40,18 @@ class DatasetSummary:
 
     def lines(self) -> list[str]:
         """Human-readable lines, one figure each."""
-        truth = (f"±{self.frame_tolerance} frames ({self.spacing:g} m per frame)" if self.frame_tolerance is not None
-                 else f"within {self.radius:g} m")
+        assumed = (", assumed: the frames carry no positions; set it with spacing= (--spacing)"
+                   if self.spacing_assumed else "")
+        truth = (f"±{self.frame_tolerance} frames ({self.spacing:g} m per frame{assumed})"
+                 if self.frame_tolerance is not None else f"within {self.radius:g} m")
         out = [f"dataset      {self.name} ({self.format})",
                f"database     {self.num_database} images", f"queries      {self.num_queries} images",
                f"UTM zone     {self.zone}"]
         for side, (e0, n0, e1, n1) in self.extent.items():
             if self.frame_tolerance is not None and self.spacing:
                 out.append(f"frames {side:<6}{e0 / self.spacing:.0f} .. {e1 / self.spacing:.0f} "
-                           f"({e0:.1f} .. {e1:.1f} m along the route)")
+                           f"({e0:.1f} .. {e1:.1f} m along the route"
+                           f"{' at the assumed spacing' if self.spacing_assumed else ''})")
                 continue
             out.append(f"extent {side:<6}east {e0:.1f} .. {e1:.1f} m, north {n0:.1f} .. {n1:.1f} m "
                        f"({e1 - e0:.1f} × {n1 - n0:.1f} m)")
@@ -104,7 +108,8 @@ def summarize(dataset: GeoDataset, radius: float = EVAL_RADIUS_M, sample: int = 
         name=dataset.name, format=dataset.info.format or "?", num_database=len(dataset.database),
         num_queries=len(dataset.queries), extent=extent, zone=f"{zone[0]}{zone[1]}" if zone else "unknown",
         radius=radius, frame_tolerance=dataset.frame_tolerance if dataset.is_sequence else None,
-        spacing=dataset.info.spacing, queries_without_positive=len(missing),
+        spacing=dataset.info.spacing, spacing_assumed=dataset.info.spacing_assumed,
+        queries_without_positive=len(missing),
         first_without_positive=dataset.queries.names[missing[0]] if len(missing) else None,
         mean_positives=float(counts.mean()) if len(counts) else 0.0, sizes=sizes, sampled=sampled,
         unreadable=tuple(bad), skipped=len(dataset.info.skipped),

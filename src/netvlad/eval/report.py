@@ -37,9 +37,11 @@ def result_pr(result: EvalResult) -> PRCurve:
 
 
 def pr_line(result: EvalResult) -> str:
-    """One printed line: PR AUC and recall at 100 % and 99 % precision of the top-1 matches."""
+    """One printed line: PR AUC and recall at 100 % and 99 % precision of the single-frame top-1 matches (the
+    ranking it belongs to is named, since a sequence table may be printed above it)."""
     pr = result_pr(result).summary()
-    return (f"PR AUC {pr['pr_auc']:.3f}   recall at 100 % precision {pr['recall_at_100_precision']:.2f} %   "
+    return (f"single-frame top-1 (score: L2 distance): PR AUC {pr['pr_auc']:.3f}   "
+            f"recall at 100 % precision {pr['recall_at_100_precision']:.2f} %   "
             f"at 99 % {pr['recall_at_99_precision']:.2f} %")
 
 

@@ -42,8 +42,10 @@ def verify_index_search(index, query_paths: Sequence[Path], descriptors: np.ndar
     """A :class:`netvlad.places.localise.PlaceIndex` search re-ranked: -> (distances, store rows) ``(Q, k)``."""
     root = Path(index.meta.get("root") or "")
     if not root.is_dir():
-        raise BadInputError(f"{index.folder}: its database images ({root}) are not there; spatial re-ranking reads "
-                            "their patches once (into the index folder)", path=index.folder)
+        where = "" if root.is_absolute() else (" (a path recorded relative to the directory the index was built in: "
+                                               "run from there, or rebuild the index)")
+        raise BadInputError(f"{index.folder}: its database images ({root}) are not there{where}; spatial re-ranking "
+                            "reads their patches once (into the index folder)", path=index.folder)
     distances, rows = index.search(descriptors, top)
     verified = verify_folders(index.model, preset, root, index.store.names, query_paths, rows, distances, top,
                               index.folder / "patches", device)

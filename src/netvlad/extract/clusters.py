@@ -129,10 +129,19 @@ def _decoded(loader, paths: list[Path], skip_bad: bool):
             yield images
 
 
-def initialize_clusters(model: PlaceModel, paths: Sequence[Path | str], config: ClusterConfig = ClusterConfig(),
-                        device: torch.device | str = "cpu", progress: bool = False, batch_size: int = 8,
-                        workers: int = 0, skip_bad: bool = False) -> float:
-    """Set the NetVLAD layer's centroids (faiss k-means) and α from images at ``paths``; returns α."""
+@dataclass(frozen=True)
+class ClusterFit:
+    """What a cluster initialisation found and what it ran on."""
+
+    alpha: float  # the soft-assignment sharpness set on the layer
+    descriptors: int  # local descriptors the k-means ran on (fewer than asked where images are few or small)
+
+
+def fit_clusters(model: PlaceModel, paths: Sequence[Path | str], config: ClusterConfig = ClusterConfig(),
+                 device: torch.device | str = "cpu", progress: bool = False, batch_size: int = 8,
+                 workers: int = 0, skip_bad: bool = False) -> ClusterFit:
+    """Set the NetVLAD layer's centroids (faiss k-means) and α from images at ``paths``; returns α and the number of
+    local descriptors the k-means ran on."""
     from netvlad.nn import NetVLAD
 
     if not isinstance(model.pool, NetVLAD):
@@ -146,7 +155,15 @@ def initialize_clusters(model: PlaceModel, paths: Sequence[Path | str], config: 
                                   ratio_average=config.ratio_average)
     model.pool.to(next(model.parameters()).device)
     logger.info("initialised %d clusters, alpha = %.3f", model.pool.num_clusters, alpha)
-    return alpha
+    return ClusterFit(alpha, int(descriptors.shape[0]))
+
+
+def initialize_clusters(model: PlaceModel, paths: Sequence[Path | str], config: ClusterConfig = ClusterConfig(),
+                        device: torch.device | str = "cpu", progress: bool = False, batch_size: int = 8,
+                        workers: int = 0, skip_bad: bool = False) -> float:
+    """Set the NetVLAD layer's centroids (faiss k-means) and α from images at ``paths``; returns α
+    (:func:`fit_clusters` also says how many descriptors the k-means ran on)."""
+    return fit_clusters(model, paths, config, device, progress, batch_size, workers, skip_bad).alpha
 
 
 def cluster_if_off_the_shelf(model: PlaceModel, paths: Sequence[Path | str], config: ClusterConfig = ClusterConfig(),

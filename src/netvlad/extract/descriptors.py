@@ -141,7 +141,8 @@ def extract_to_store(
     if group.active and shard is not None and shard.count > 1:
         raise BadInputError(f"{folder}: pass either shard= (independent jobs) or a process group (torchrun), not both")
     shard = Shard(group.rank, group.world) if group.active else (shard or Shard())
-    meta = dict(names=names, dim=model.output_dim, dtype=dtype, fingerprint=model.fingerprint(), root=str(root),
+    meta = dict(names=names, dim=model.output_dim, dtype=dtype, fingerprint=model.fingerprint(),
+                root=str(Path(root).expanduser().resolve()),
                 shards=shard.count)
     store, error = None, None
     try:

@@ -70,7 +70,9 @@ def fetch(entry: PublishedModel, allow_download: bool | None = None) -> Path:
             target.parent.mkdir(parents=True, exist_ok=True)
             torch.hub.download_url_to_file(entry.url, str(target), progress=False)
         except Exception as error:  # noqa: BLE001 - any network failure means "get it by hand"
-            raise WeightsUnavailableError(_where_to_put(entry, target, f"the download failed ({error})")) from error
+            reason = " ".join(f"the download failed ({type(error).__name__}: {error})".split())
+            # from None: the fix is the whole story; the network library's own traceback would bury it
+            raise WeightsUnavailableError(_where_to_put(entry, target, reason)) from None
     if entry.sha256 is not None:
         actual = sha256_of(target)
         if actual != entry.sha256:

@@ -22,8 +22,9 @@ import torch
 from netvlad.data.conditions import query_conditions
 from netvlad.eval import EvalResult
 from netvlad.eval.plots import plot_recall, retrieval_picture
-from netvlad.extract import initialize_clusters
+from netvlad.extract import fit_clusters
 from netvlad.models import ModelConfig, PlaceModel, Preprocessing, load, save_model
+from netvlad.models.io import read_checkpoint
 from netvlad.numerics import describe, numeric_environment
 from netvlad.pipeline import report
 from netvlad.pipeline.compare import Localisation, compare_models, localise_queries
@@ -111,9 +112,9 @@ def cluster_step(config: DemoConfig, data: DemoData, out: Path, records: Path, *
         return out
     step.begin()
     model = PlaceModel(tc.model_config, pretrained=True).to(device)
-    initialize_clusters(model, data.train.database.paths(), tc.cluster_config, device, progress, config.batch_size,
-                        config.workers)
-    save_model(model, out, extra={"step": "k-means initialisation"})
+    fit = fit_clusters(model, data.train.database.paths(), tc.cluster_config, device, progress, config.batch_size,
+                       config.workers)
+    save_model(model, out, extra={"step": "k-means initialisation", "kmeans_descriptors": fit.descriptors})
     step.end()
     return out
 
@@ -238,7 +239,8 @@ def run_demo(config: DemoConfig, out_dir: Path | str, device: torch.device | str
         "engine": config.engine}, by_condition)
     report.write_index(folder / "index.md", "NetVLAD demo report",
                        [*report.sections(config, data, results, localised, pictures, timer.steps,
-                                         load(trained.final).output_dim if trained.final else None, by_condition),
+                                         load(trained.final).output_dim if trained.final else None, by_condition,
+                                         read_checkpoint(init, tensors=False)[2].get("kmeans_descriptors")),
                         ("Numerics", f"Seed {config.seed}; {describe(numerics)}.")])
     logger.debug("Recall@N on the test set:\n%s", table)  # the CLI prints it
     logger.info("demo finished in %.1f s (%.1f CPU s); report: %s", timer.total()["wall_s"],

@@ -150,12 +150,14 @@ HOW_TO_READ = (
 
 def sections(config, data, results: Mapping[str, EvalResult], localised: Sequence[Localisation],
              pictures: Mapping[str, str], steps: Mapping[str, Mapping[str, float]],
-             whitening_dim: int | None = None, by_condition: Mapping[str, dict] | None = None
-             ) -> list[tuple[str, str]]:
-    """The (heading, Markdown body) sections of the demo's index.md."""
+             whitening_dim: int | None = None, by_condition: Mapping[str, dict] | None = None,
+             kmeans_descriptors: int | None = None) -> list[tuple[str, str]]:
+    """The (heading, Markdown body) sections of the demo's index.md; ``kmeans_descriptors``: the number of local
+    descriptors the k-means ran on, as recorded by the clusters step."""
     tc = config.train_config
     test = data.test
     whitening = f"; PCA whitening to {whitening_dim} dims fitted on the training database" if whitening_dim else ""
+    kmeans = f"{kmeans_descriptors:,} local descriptors" if kmeans_descriptors else "local descriptors"
     per_condition = [("Recall@N per query condition", condition_markdown(by_condition))] if by_condition else []
     return [
         ("How to read this", HOW_TO_READ.format(radius=config.radius)),
@@ -164,7 +166,7 @@ def sections(config, data, results: Mapping[str, EvalResult], localised: Sequenc
         ("Recall@N on the test set", recall_table(results, markdown=True) + "\n\n![Recall@N](recall.png)"),
         *per_condition,
         ("Training", f"MobileNetV2 (ImageNet) + NetVLAD, K = {tc.num_clusters}, input {tc.size[0]}×{tc.size[1]}; "
-                     f"clusters from k-means on {tc.cluster_descriptors} local descriptors; triplet ranking loss "
+                     f"clusters from k-means on {kmeans}; triplet ranking loss "
                      f"(margin {tc.margin}) with {tc.num_negatives} hard negatives mined from a descriptor cache "
                      f"refreshed every {tc.cache_refresh} queries; {tc.epochs} epochs of ≤ {tc.epoch_queries} queries, "
                      f"{tc.optimizer} lr {tc.lr:g}; best epoch by validation Recall@5{whitening}."

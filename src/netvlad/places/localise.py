@@ -215,7 +215,8 @@ def build_place_index(model: PlaceModel, images: ImageList, folder: Path | str, 
     index = None if index_config.kind == "flat" else build_index(store.descriptors, index_config,
                                                                    valid=store.valid(), max_memory=max_memory)
     # the caller's model stays where it is: fingerprint and save_model read its tensors as CPU copies
-    meta = {"format": FORMAT, "version": 1, "fingerprint": model.fingerprint(), "root": str(images.root),
+    meta = {"format": FORMAT, "version": 1, "fingerprint": model.fingerprint(),
+            "root": str(Path(images.root).expanduser().resolve()),  # absolute: found from any working directory
             "zone": list(images.zone) if images.zone else None, "dim": store.dim, "count": int(len(rows)),
             "index": dataclasses.asdict(index_config), "skipped": store.bad(),
             "settings": index_settings(index) if index is not None else {"kind": "flat", "dim": store.dim},

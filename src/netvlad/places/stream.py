@@ -37,6 +37,7 @@ from netvlad.places.stream_sequence import StreamSequence
 from netvlad.places.streaming import DEFAULT_STREAM_SCORE
 
 logger = logging.getLogger(__name__)
+NO_POSITIONS = "no positions (frames or map): precision, recall and PR AUC cannot be scored"
 
 
 @dataclass(frozen=True)
@@ -222,12 +223,14 @@ class StreamMatcher:
         """(top-1 within the radius, any searchable entry within it), or (None, None) without positions."""
         if frame.position is None:
             return None, None
-        here = np.asarray(frame.position, dtype=np.float64)
         if self.place_index is not None:
+            if np.isnan(self.place_index.positions).all():
+                return None, None  # a map without positions: nothing to score against
             positions = self.place_index.positions
         else:  # entries before this frame's add, outside the excluded window
             keep = self.database.eligible(exclude_after=frame.time - self.config.exclude_recent)[:-1]
             positions = self.database.positions[:-1][keep]
+        here = np.asarray(frame.position, dtype=np.float64)
         has_positive = bool((np.linalg.norm(positions - here, axis=1) <= self.config.radius).any())
         correct = match_position is not None and float(np.linalg.norm(np.asarray(match_position) - here)) \
             <= self.config.radius
@@ -252,8 +255,9 @@ class StreamMatcher:
         return pr_curve(scores, [bool(r.correct) for r in known], [bool(r.has_positive) for r in known])
 
     def summary(self) -> dict:
-        """Frames, loop closures, latency and checks' time p50/p99/mean (ms) and, with positions, the PR metrics and
-        the precision and recall (%) of the decision taken (``decision``)."""
+        """Frames, loop closures, latency and checks' time p50/p99/mean (ms) and, with positions, the PR metrics of
+        the ranking named by ``pr_ranking`` and the precision and recall (%) of the decision taken (``decision``);
+        without positions, ``unscored`` says why none of them is given."""
         out = {"frames": len(self.results), "searched": self.searched,
                "loop_closures": int(sum(r.loop_closure for r in self.results)),
                "latency_ms": _percentiles([r.latency_ms for r in self.results]),
@@ -266,8 +270,12 @@ class StreamMatcher:
             out["decision"] = {"accepted": accepted, "true": true, "false": accepted - true,
                                "precision": round(100.0 * true / accepted, 2) if accepted else None,
                                "recall": round(100.0 * true / positives, 2) if positives else None}
+        else:
+            out["unscored"] = NO_POSITIONS
         curve = self.pr()
         if curve is not None:
+            out["pr_ranking"] = (f"sequence L={self.config.sequence} ({self.config.sequence_score} score)"
+                                 if self.sequence is not None else "single-frame top-1 (L2 distance)")
             out |= curve.summary()
             at_100 = curve.threshold_at_precision(1.0)
             if at_100 is not None and not math.isinf(at_100):

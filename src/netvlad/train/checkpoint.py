@@ -21,6 +21,9 @@ from netvlad.files import atomic_write
 from netvlad.train.mining import MinedTuples
 
 STATE_FILE = "state.pt"
+BEST_FILE = "best.safetensors"  # the epoch with the best validation Recall@5
+LAST_FILE = "last.safetensors"  # the latest epoch, kept when no validation set chooses one
+NO_VALIDATION = "last epoch, no validation"
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The training loop: cluster init, cache refresh + mining, SGD/Adam steps, validation, best checkpoint, resume."""
+"""The training loop: cluster init, cache refresh + mining, SGD/Adam steps, validation, kept checkpoint, resume."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from netvlad.extract.engine import EngineConfig
 from netvlad.models import PlaceModel, load, save_model
 from netvlad.train import checkpoint
 from netvlad.train.cache import ExtractOptions, build_cache
-from netvlad.train.checkpoint import RunState
+from netvlad.train.checkpoint import BEST_FILE, LAST_FILE, NO_VALIDATION, RunState
 from netvlad.train.distributed import DistInfo, all_sum, barrier, init_distributed, shutdown
 from netvlad.train.frozen import FrozenFeatures, compute_frozen
 from netvlad.train.logs import RunLog
@@ -226,7 +226,7 @@ def train_epoch(run: Run, state: RunState) -> None:
 
 
 def end_epoch(run: Run, state: RunState) -> None:
-    """Validate, keep the best checkpoint by Recall@5, decay the lr and save the state."""
+    """Validate, keep the epoch's checkpoint (best by Recall@5, or the last without validation), decay the lr, save."""
     state.epoch += 1
     recalls = validate_epoch(run, state.epoch)
     run.scheduler.step()
@@ -248,33 +248,44 @@ def validate_epoch(run: Run, epoch: int) -> dict[int, float]:
 
 
 def record(run: Run, state: RunState, recalls: dict[int, float]) -> None:
-    """Add the epoch to the history, write ``best.safetensors`` when Recall@5 improves, save the state.
+    """Add the epoch to the history, keep its weights, save the state.
 
-    Without a validation set every epoch counts as the best so far.
+    With validation, ``best.safetensors`` is rewritten when Recall@5 improves; without, nothing chose an epoch, so
+    ``last.safetensors`` holds the latest one.
     """
     state.history.append({"epoch": state.epoch, **{f"recall@{n}": r for n, r in recalls.items()}})
-    score = recalls.get(5, float(state.epoch))
-    if score > state.best_recall:
-        state.best_recall, state.best_epoch = score, state.epoch
+    if run.val is None:
         if run.info.is_main:
-            save_model(run.model, run.run_dir / "best.safetensors",
+            save_model(run.model, run.run_dir / LAST_FILE, extra={"epoch": state.epoch, "kept": NO_VALIDATION})
+    elif recalls[5] > state.best_recall:
+        state.best_recall, state.best_epoch = recalls[5], state.epoch
+        if run.info.is_main:
+            save_model(run.model, run.run_dir / BEST_FILE,
                        extra={"epoch": state.epoch, "recalls": {str(n): r for n, r in recalls.items()}})
     run.save(state)
 
 
 def finish(run: Run, state: RunState) -> Path:
-    """Load the best weights, fit PCA whitening if asked, and write ``model.safetensors``."""
+    """Load the kept weights (best by validation R@5, else the last epoch), fit PCA whitening if asked, and write
+    ``model.safetensors``."""
     barrier(run.info)
-    best = run.run_dir / "best.safetensors"
-    model = load(best).to(run.device) if best.is_file() else run.model
+    best = run.run_dir / BEST_FILE
+    model = load(best).to(run.device) if run.val is not None and best.is_file() else run.model
     if run.config.whitening_dim:  # through the whole model, as evaluation describes images, whether or not this
         # process holds precomputed frozen features (a resumed finished run does not): the same whitening either way
         fit_whitening(model, run.data.dataset.database.paths(), run.config.whitening_dim, run.config.seed, run.info,
                       dataclasses.replace(run.extraction, frozen=None))
     out = run.run_dir / "model.safetensors"
+    if run.val is None:
+        kept = {"kept": NO_VALIDATION, "last_epoch": state.epoch}
+        logger.info("kept the last epoch (%d): %s", state.epoch, NO_VALIDATION)
+    else:
+        kept = {"kept": "best validation Recall@5", "best_epoch": state.best_epoch,
+                "best_recall_at_5": state.best_recall}
+        logger.info("kept epoch %d: best validation R@5 %.1f", state.best_epoch, state.best_recall)
     if run.info.is_main:
-        save_model(model, out, extra={"best_epoch": state.best_epoch, "history": state.history})
-    run.log.event("done", state.step, best_epoch=state.best_epoch, best_recall_at_5=state.best_recall)
+        save_model(model, out, extra={**kept, "history": state.history})
+    run.log.event("done", state.step, **kept)
     run.log.close()
     return out
 

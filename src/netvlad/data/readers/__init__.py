@@ -57,6 +57,7 @@ def open_dataset(source: Path | str, *, format: str | None = None, split: str | 
     skipped = dataset.info.skipped
     if skipped:
         logger.warning("%s: skipped %d bad entries (first: %s: %s)", dataset.name, len(skipped), *skipped[0])
+    warn_if_queries_are_database_images(dataset)
     missing = dataset.queries_without_positives(EVAL_RADIUS_M) if len(dataset.queries) else []
     if len(missing):
         logger.warning("%s: %d of %d queries have no positive within %g m (or the frame tolerance); they count as "
@@ -64,3 +65,14 @@ def open_dataset(source: Path | str, *, format: str | None = None, split: str | 
                        EVAL_RADIUS_M, dataset.queries.names[missing[0]])
     logger.info("%r (%s)", dataset, reader.name)
     return dataset
+
+
+def warn_if_queries_are_database_images(dataset: GeoDataset) -> int:
+    """Warn where queries are database images too (the same files): each finds itself at distance 0, so Recall@N
+    measures nothing. Returns how many are."""
+    shared = set(map(str, dataset.queries.paths())) & set(map(str, dataset.database.paths()))
+    if shared:
+        logger.warning("%s: %d of %d queries are database images too (the same files, e.g. %s): each finds itself, "
+                       "so Recall@N says nothing about the model; give the queries another folder or split",
+                       dataset.name, len(shared), len(dataset.queries), min(shared))
+    return len(shared)

@@ -98,5 +98,20 @@ def find_reader(path: Path, options: ReadOptions, format: str | None = None) -> 
                 return reader
         except OSError as error:  # an unreadable candidate is not this format
             logger.debug("%s: %s detection failed: %s", path, name, error)
+    missing_folder(path, options)
     raise BadInputError(f"{path}: unsupported dataset format ({formats_help()}); pass format=NAME to force one",
                         path=path, hint="--format NAME")
+
+
+def missing_folder(path: Path, options: ReadOptions) -> None:
+    """Raise, naming it and the folders that are there, where a named database/queries sub-folder of ``path`` is
+    missing (a typo in ``database=``), rather than listing every format that did not match."""
+    if not path.is_dir():
+        return
+    for side in ("database", "queries"):
+        name = getattr(options, side)
+        if name and not (path / name).exists():
+            there = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+            raise BadInputError(f"{path}: no folder {name!r} ({side}=); the folders there: "
+                                f"{', '.join(there) or 'none'}", path=path / name,
+                                hint=f"--{side} NAME")

@@ -106,7 +106,9 @@ def read(path: Path, options: ReadOptions) -> GeoDataset:
                          sequence=order(common, frames, options.database))
     queries = ImageList(q_dir, tuple(q[s] for s in common), utm.copy(), frames=frames.copy(),
                         sequence=order(common, frames, options.queries))
-    info = DatasetInfo(format="sequence", spacing=spacing, skipped=skips.entries)
+    info = DatasetInfo(format="sequence", spacing=spacing, spacing_assumed=options.spacing is None,
+                       skipped=skips.entries)
     name = f"{path.name}-{options.database}-{options.queries}"
-    logger.info("%s: %d frames, ±%d frames, %.3g m per frame", name, len(common), tolerance, spacing)
+    logger.info("%s: %d frames, ±%d frames, %.3g m per frame%s", name, len(common), tolerance, spacing,
+                " (assumed: the frames carry no positions)" if info.spacing_assumed else "")
     return GeoDataset(name, database, queries, frame_tolerance=tolerance, info=info)

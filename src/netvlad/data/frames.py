@@ -56,7 +56,24 @@ class Frame:
     position: tuple[float, float] | None = None
 
 
-class FrameSource:
+class DecodedFrames:
+    """A frame source's decoding: frames as they are (``resize`` "none"), or decoded and resized as
+    :func:`netvlad.data.images.load_image` does for a model."""
+
+    resize: str = "none"
+    size: tuple[int, ...] = ()
+    fast_decode: bool = False
+
+    def decoded_as(self, resize: str = "none", size: tuple[int, ...] = (), fast_decode: bool = False):
+        """A copy of this source whose frames are decoded and resized as :func:`netvlad.data.images.load_image`
+        does."""
+        check_resize(resize, size)
+        source = copy.copy(self)
+        source.resize, source.size, source.fast_decode = resize, tuple(size), fast_decode
+        return source
+
+
+class FrameSource(DecodedFrames):
     """Iterate the frames of ``path`` (video or folder); see the module docstring."""
 
     def __init__(self, path: Path | str, every: int = 1, fps: float | None = None) -> None:
@@ -72,14 +89,6 @@ class FrameSource:
             raise BadInputError(f"{self.path}: is one image, not a video or a folder of frames", path=self.path)
         self.counted = False  # True once times fell back to frame counts
         self._entries = self._list_folder() if self.kind == "folder" else None
-        self.resize, self.size, self.fast_decode = "none", (), False
-
-    def decoded_as(self, resize: str = "none", size: tuple[int, ...] = (), fast_decode: bool = False) -> FrameSource:
-        """This source with frames decoded and resized as :func:`netvlad.data.images.load_image` does."""
-        check_resize(resize, size)
-        source = copy.copy(self)
-        source.resize, source.size, source.fast_decode = resize, tuple(size), fast_decode
-        return source
 
     def __repr__(self) -> str:
         return f"FrameSource({self.path}, {self.kind}, every {self.every})"

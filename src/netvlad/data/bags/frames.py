@@ -4,17 +4,16 @@ decoded one at a time as the stream reaches them, by the decode path of every im
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterator
 from pathlib import Path
 
 from netvlad.data.bags.images import open_bag_image
 from netvlad.data.bags.run import BagOptions, read_run
-from netvlad.data.frames import Frame, StreamEndedEarly
-from netvlad.data.images import DECODE_ERRORS, check_resize, decode_image
+from netvlad.data.frames import DecodedFrames, Frame, StreamEndedEarly
+from netvlad.data.images import DECODE_ERRORS, decode_image
 
 
-class BagFrames:
+class BagFrames(DecodedFrames):
     """The keyframes of the bag at ``path`` (see :class:`~netvlad.data.bags.run.BagOptions`; positions are read
     only from a named topic) as :class:`~netvlad.data.frames.Frame` objects; ``stamps`` maps a frame's name to its
     header stamp in nanoseconds."""
@@ -25,15 +24,6 @@ class BagFrames:
         self.path = Path(path)
         self.run = read_run(self.path, options or BagOptions(need_positions=False))
         self.stamps = dict(zip(self.run.names, (int(s) for s in self.run.stamps), strict=True))
-        self.resize, self.size, self.fast_decode = "none", (), False
-
-    def decoded_as(self, resize: str = "none", size: tuple[int, ...] = (), fast_decode: bool = False) -> BagFrames:
-        """These keyframes decoded and resized as :func:`netvlad.data.images.load_image` does (as
-        :meth:`netvlad.data.frames.FrameSource.decoded_as`)."""
-        check_resize(resize, size)
-        source = copy.copy(self)
-        source.resize, source.size, source.fast_decode = resize, tuple(size), fast_decode
-        return source
 
     def __repr__(self) -> str:
         return f"BagFrames({self.path}, {self.run.topic}, {len(self)} keyframes)"

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from netvlad.cli.train import dataset_record
+from netvlad.cli.train import DATASET_KEYS, dataset_record
 from netvlad.train import loop, prepare_training_set
 from netvlad.train.mining import MinedTuples
 from tests.train.test_sets import _dataset
@@ -53,9 +53,9 @@ def test_progress_bar_moves_per_batch(monkeypatch):
 def test_image_root_is_recorded_as_text_and_read_back(tmp_path):
     root = tmp_path / "images"
     root.mkdir()
-    args = argparse.Namespace(dataset=str(tmp_path), format=None, split=None, database=None, queries=None,
-                              image_root=root, frame_tolerance=None, spacing=None, skip_bad=False, resume=None)
+    args = argparse.Namespace(**dict.fromkeys(DATASET_KEYS), resume=None)  # every dataset option left unset
+    args.dataset, args.image_root, args.skip_bad = str(tmp_path), root, False
     dataset_record(args, tmp_path)  # raised "Object of type PosixPath is not JSON serializable"
     assert json.loads((tmp_path / "dataset.json").read_text())["image_root"] == str(root.resolve())
-    back = dataset_record(argparse.Namespace(dataset=None, resume=str(tmp_path)), tmp_path)
+    back = dataset_record(argparse.Namespace(**dict.fromkeys(DATASET_KEYS), resume=str(tmp_path)), tmp_path)
     assert Path(back.image_root) == root.resolve()

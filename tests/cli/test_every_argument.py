@@ -270,6 +270,14 @@ def test_every_command_has_a_baseline(tmp_path):
     assert len(OPTIONS) > 300
 
 
+@pytest.fixture(autouse=True)
+def on_a_terminal(monkeypatch):
+    """The walk runs every command as on a terminal, where --no-progress has bars to hide (elsewhere none are drawn)."""
+    from netvlad.cli import main as cli_main
+
+    monkeypatch.setattr(cli_main, "stderr_is_terminal", lambda: True)
+
+
 @pytest.mark.parametrize("command, option", OPTIONS)
 def test_option_changes_something_or_is_refused(command, option, inputs):
     reason = HEAVY.get((command, option)) or HEAVY.get(("*", option))

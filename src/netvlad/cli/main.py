@@ -105,13 +105,18 @@ def main(argv: list[str] | None = None) -> int:
         logger.setLevel(level)
 
 
+def stderr_is_terminal() -> bool:
+    """True when standard error is a terminal: progress bars are drawn there only."""
+    return sys.stderr.isatty()
+
+
 def run(args: argparse.Namespace, leaf: argparse.ArgumentParser | None = None) -> int:
     """Set the threads and run the chosen command (parsed by ``leaf``); bad input becomes one ERROR line, exit 1."""
     try:
         if leaf is not None:
             refuse_unused(args, leaf)  # options that would be ignored without the one they need
         apply_numerics(args)  # --deterministic: before anything imports torch
-        if getattr(args, "no_progress", True) is False and not sys.stderr.isatty():
+        if getattr(args, "no_progress", True) is False and not stderr_is_terminal():
             args.no_progress = True  # progress bars on a terminal only: a redirected log holds messages, not bars
         set_threads(args.threads, getattr(args, "workers", 0) or 0)
         return int(args.func(args) or 0)

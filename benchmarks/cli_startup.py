@@ -17,7 +17,9 @@ import sys
 import time
 from pathlib import Path
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+from benchmarks.common import REPO
+
+SRC = REPO / "src"
 CASES = {
     "--help": ["--help"],
     "--version": ["--version"],
@@ -41,11 +43,14 @@ def timed(argv: list[str], src: Path = SRC) -> tuple[float, str]:
     return time.perf_counter() - start, done.stderr
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """This benchmark's options."""
     parser.add_argument("--repeats", type=int, default=5, help="runs of each case (medians are compared)")
     parser.add_argument("--src", type=Path, default=SRC, help="the netvlad sources to time (default: this checkout)")
-    args = parser.parse_args()
+
+
+def run(args: argparse.Namespace) -> None:
+    """Run the benchmark with the parsed options."""
     repeats = args.repeats
     torch_times: list[float] = []
     case_times: dict[str, list[float]] = {name: [] for name in CASES}
@@ -64,7 +69,3 @@ def main() -> None:
         print(f"{name:34s} {seconds:8.3f} {seconds / base:8.3f}  {heavy[name]}")
     worst = max(statistics.median(t) for t in case_times.values()) / base
     print(f"worst ratio: {worst:.3f}× the torch import (target < 0.2×)")
-
-
-if __name__ == "__main__":
-    main()

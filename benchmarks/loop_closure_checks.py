@@ -19,16 +19,11 @@ import os
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy: the checks' small products on one thread
 
-import argparse  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import sys
+import time
 
-import numpy as np  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
-sys.path.insert(0, str(REPO / "benchmarks"))
+import numpy as np
 
 
 def as_float16(features):
@@ -44,10 +39,10 @@ def run_size(n: int, frames: int, length: int | None, seed: int = 0) -> dict:
     """Check times (ms) of ``frames`` revisiting frames over an ``n``-entry map, int8 and float16 features
     interleaved; the features' bytes per frame."""
     import torch
+    from stream import percentiles, route
 
     from netvlad.extract.local_features import select_cells
     from netvlad.places.loop_closure import LoopClosureConfig, LoopClosureDetector
-    from stream import percentiles, route
 
     rng = np.random.default_rng(seed)
     entries = route(n, rng)
@@ -79,12 +74,15 @@ def run_size(n: int, frames: int, length: int | None, seed: int = 0) -> dict:
     return {"n": n, "length": length, "verified": verified, "frames": frames, "kinds": out}
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """This benchmark's options."""
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
     parser.add_argument("--frames", type=int, default=200)
     parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the benchmark with the parsed options."""
     import platform
 
     import torch
@@ -106,7 +104,3 @@ def main() -> int:
 
 def _size(count: int) -> str:
     return f"{count / 2**30:.2f} GiB" if count >= 2**30 else f"{count / 2**20:.0f} MiB"
-
-
-if __name__ == "__main__":
-    sys.exit(main())

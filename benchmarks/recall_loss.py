@@ -13,29 +13,23 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from threads import pin_from_argv  # noqa: E402 - beside this script
+import faiss
+import numpy as np
+import torch
 
-pin_from_argv(default=2)  # numpy's BLAS included: it fixes its thread count at import
-
-import faiss  # noqa: E402 - after the thread counts above
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-import scale_data  # noqa: E402 - beside this script
-from netvlad.eval.recall import recall_at_n  # noqa: E402
-from netvlad.search.exact import exact_search  # noqa: E402
-from netvlad.search.index import (  # noqa: E402
+from benchmarks import scale_data
+from benchmarks.common import work_dir
+from netvlad.eval.recall import recall_at_n
+from netvlad.search.exact import exact_search
+from netvlad.search.index import (
     IndexConfig,
-    approximate_kinds,  # noqa: E402
+    approximate_kinds,
     build_index,
     search_rows,
 )
-from workdir import work_dir  # noqa: E402
 
 NS = (1, 5, 10)
 KINDS = ("ivfpq", "opq-ivfpq", "hnsw")
@@ -73,8 +67,8 @@ def rows_for(name: str, db: np.ndarray, queries: np.ndarray, positives, pool: np
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """This benchmark's options."""
     parser.add_argument("--dims", type=int, nargs="+", default=[1024, 512, 4096])
     parser.add_argument("--raw", action="store_true", help="also the raw 81,920-D descriptors (exact search only)")
     parser.add_argument("--threads", type=int, default=2)
@@ -84,7 +78,10 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=work_dir("scale-cache"))
     parser.add_argument("--cities", type=Path, nargs=3, default=[work_dir("scale-city", c)
                                                                  for c in ("city", "city1", "city2")])
-    args = parser.parse_args()
+
+
+def run(args: argparse.Namespace) -> None:
+    """Run the benchmark with the parsed options."""
     torch.set_num_threads(args.threads)
     faiss.omp_set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING)
@@ -102,7 +99,3 @@ def main() -> None:
                               args.nprobe, args.rerank)
         print("\n".join(lines), flush=True)
         lines = lines[:2]
-
-
-if __name__ == "__main__":
-    main()

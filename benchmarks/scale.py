@@ -26,19 +26,13 @@ import argparse
 import json
 import logging
 import shutil
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from threads import pin_from_argv  # noqa: E402 - beside this script
-
-pin_from_argv(default=2)  # before numpy (scale_steps imports it); the spawned step processes inherit the variables
-
-import scale_steps  # noqa: E402 - the steps live beside this script (they run in child processes)
-from workdir import ENV, work_dir  # noqa: E402 - beside this script
+from benchmarks import scale_steps
+from benchmarks.common import ENV, REPO, work_dir
 
 logger = logging.getLogger("scale")
 ANN_KINDS = ("ivfpq", "opq-ivfpq", "hnsw")
@@ -122,9 +116,8 @@ def plot(rows: list[dict], path: Path) -> None:
     fig.savefig(path)
 
 
-def main() -> None:
-    global THREADS
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """This benchmark's options."""
     parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--dim", type=int, default=4096, help="whitened descriptor dim of the growth table")
     parser.add_argument("--queries", type=int, default=1000)
@@ -141,12 +134,16 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=work_dir("scale-cache"), help="real descriptors")
     parser.add_argument("--cities", type=Path, nargs=3, default=[work_dir("scale-city", c)
                                                                  for c in ("city", "city1", "city2")])
-    parser.add_argument("--plot", type=Path, default=Path(__file__).resolve().parents[1] / "docs/images/scale.png")
+    parser.add_argument("--plot", type=Path, default=REPO / "docs/images/scale.png")
     parser.add_argument("--quick", action="store_true", help="small sizes in a minute or two (a smoke run)")
     parser.add_argument("--keep", action="store_true", help="keep the generated stores")
     parser.add_argument("--include", type=Path, nargs="*", default=[],
                         help="results.json of earlier runs (e.g. --big alone) to show in the table and plot too")
-    args = parser.parse_args()
+
+
+def run(args: argparse.Namespace) -> None:
+    """Run the benchmark with the parsed options."""
+    global THREADS
     if args.quick:
         args.sizes, args.dim, args.queries, args.big = [2000, 20_000], 512, 200, "20000x4096"
     THREADS = args.threads
@@ -175,7 +172,3 @@ def main() -> None:
         plot(rows, args.plot)
         print(f"\nwrote {args.plot}")
     print(f"wrote {args.work / 'results.json'}")
-
-
-if __name__ == "__main__":
-    main()

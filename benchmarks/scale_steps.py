@@ -58,6 +58,7 @@ def groundtruth(n: int, queries: int) -> dict:
 
 def write_store(base_path: str, folder: str, n: int, queries: int) -> dict:
     import scale_data
+
     from netvlad.extract.store import DescriptorStore
     from netvlad.search.exact import release_pages
 

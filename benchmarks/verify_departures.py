@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from benchmarks.verify import features, model_and_whitening, patch_store, resized, sets
 from netvlad.eval.recall import recall_at_n
 from netvlad.match.verify import get_preset
 from netvlad.match.verify.patches import SHRINK, PatchExtractor, shrink_whitening
@@ -28,9 +28,6 @@ from netvlad.match.verify.rerank import normalise, size_scores
 from netvlad.nn import functional as VF
 from netvlad.nn.patch import patch_netvlad, window_grid, window_sums
 from netvlad.numerics import describe, numeric_environment
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from verify import features, model_and_whitening, patch_store, resized, sets  # noqa: E402
 
 
 def zscore(scores: torch.Tensor) -> torch.Tensor:
@@ -66,13 +63,16 @@ def patch_sum_errors(model, feature_map: torch.Tensor, size: int = 5) -> tuple[f
     return float((ours - direct).abs().max()), float((v32 - direct).abs().max())
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """This benchmark's options."""
     parser.add_argument("--every", type=int, default=4)
     parser.add_argument("--longest", type=int, default=480)
     parser.add_argument("--top", type=int, default=10)
     parser.add_argument("--cache", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "netvlad_verify")
-    args = parser.parse_args()
+
+
+def run(args: argparse.Namespace) -> None:
+    """Run the benchmark with the parsed options."""
     args.cache.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     model, whitening = model_and_whitening(args.cache)
@@ -118,7 +118,3 @@ def main() -> None:
     print(f"\npatch descriptors (size 5, {tuple(db_maps[0].shape[2:])} map), largest difference from direct float64 "
           f"window sums: float64 integral images {ours:.2g}, float32 integral image {float32:.2g}")
     print(f"\n{describe(numeric_environment())}")
-
-
-if __name__ == "__main__":
-    main()

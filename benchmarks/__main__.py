@@ -1,0 +1,71 @@
+"""``python -m benchmarks NAME [options]``: one subcommand per benchmark (``--help`` lists them).
+
+Each benchmark module has ``add_arguments(parser)`` and ``run(args)``; a ``run`` that returns text returns its
+Markdown table, printed here and, with ``--results DIR``, written to ``DIR/<name>.md`` under the command and
+machine line (:func:`benchmarks.common.write_fragment`). ``--threads N`` pins numpy's BLAS too: the variables are
+set here, before any benchmark module imports numpy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import shlex
+import sys
+
+from benchmarks.common import pin_threads, write_fragment
+
+# name: (module, what it answers)
+BENCHMARKS = {
+    "bag-loop-closure": ("bag_loop_closure", "loop closures from a ROS bag through `netvlad stream` (docs/bags.md)"),
+    "cli-startup": ("cli_startup", "`netvlad --help`/--version/errors against `import torch` (target < 0.2×)"),
+    "deterministic": ("deterministic", "CPU cost of --deterministic's pinned kernels"),
+    "engine": ("engine", "extraction speed: pipeline, models alone, torch layouts, JPEG decoding (--part)"),
+    "figures": ("figures", "the README's and docs/figures.md's tables, re-measured with `netvlad` itself"),
+    "gpu": ("gpu", "VGG16 + NetVLAD on a GPU: precision, decoding, pipeline, training step, search"),
+    "learning": ("learning", "learning curves per loss normalisation over seeds"),
+    "loop-closure": ("loop_closure", "loop-closure PR curves on Gardens Point as one walk"),
+    "loop-closure-checks": ("loop_closure_checks", "the loop-closure checks' time per frame over a large map"),
+    "loop-closure-rule": ("loop_closure_rule", "the loop-closure rule chosen leave-one-route-out"),
+    "recall-loss": ("recall_loss", "Recall@N lost to approximate search and smaller descriptors"),
+    "scale": ("scale", "how every cost grows with the database size"),
+    "sequence": ("sequence", "sequence methods side by side, and their cost at 10^4-10^5 frames"),
+    "stream": ("stream", "per-frame latency of describe + search + sequence over a growing map"),
+    "train": ("train", "training seconds per 1000 queries, cache refreshes included"),
+    "verify": ("verify", "Patch-NetVLAD re-ranking presets against the global ranking, and their costs"),
+    "verify-departures": ("verify_departures", "each departure from Patch-NetVLAD's code and its effect"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser with one subcommand per entry of :data:`BENCHMARKS` (imports every benchmark module)."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks",
+                                     description="Run one of netvlad's benchmarks (NAME --help: what it measures).")
+    commands = parser.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
+    for name, (module_name, summary) in BENCHMARKS.items():
+        module = importlib.import_module(f"benchmarks.{module_name}")
+        sub = commands.add_parser(name, help=summary, description=module.__doc__,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(sub)
+        sub.set_defaults(module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv``, run the benchmark, print (and with ``--results``, write) its table; -> exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    pin_threads(argv)
+    args = build_parser().parse_args(argv)
+    result = args.module.run(args)
+    if isinstance(result, str):
+        print(result)
+        if getattr(args, "results", None) is not None:
+            name = args.module.fragment_name(args) if hasattr(args.module, "fragment_name") else args.benchmark
+            command = "python -m benchmarks " + shlex.join(argv)
+            print(f"wrote {write_fragment(args.results, name, result, command, getattr(args, 'seed', 0) or 0)}")
+        return 0
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -8,7 +8,7 @@ position is interpolated. Then runs ``netvlad stream BAG`` (the command itself) 
 ``closures.mcap``, and draws the route with the accepted loop closures and every keyframe's matched stamp against
 its own. A revisit is correct within ``--radius`` metres (5.5 m: ±2 places, 5 m away across the path).
 
-    python benchmarks/bag_loop_closure.py [--bag-format mcap] [--size 320] [--sequence 10] [--threads 1]
+    python -m benchmarks bag-loop-closure [--bag-format mcap] [--size 320] [--sequence 10] [--threads 1]
                                           [--png docs/images/bag_loop_closure.png] [--work /tmp/bag-loop]
 """
 

@@ -4,7 +4,7 @@ Each command runs in a fresh interpreter, interleaved with the torch import so t
 load; the figure is the ratio of medians (target: every case < 0.2× the torch import). Each case also reports
 whether torch, faiss or matplotlib got imported (they must not be).
 
-    python benchmarks/cli_startup.py [--repeats 5] [--src OTHER_CHECKOUT/src]
+    python -m benchmarks cli-startup [--repeats 5] [--src OTHER_CHECKOUT/src]
 """
 
 from __future__ import annotations

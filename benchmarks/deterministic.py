@@ -3,7 +3,7 @@
 Each setting runs in a fresh process (the kernels are chosen when torch loads), one after the other, at 1 thread;
 CPU time (not wall time) is measured, so a machine shared with other work still gives a fair ratio.
 
-    python benchmarks/deterministic.py [--repeats 3]
+    python -m benchmarks deterministic [--repeats 3]
 """
 
 from __future__ import annotations

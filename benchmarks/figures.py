@@ -11,7 +11,7 @@ kernels before torch loads), at 1 torch thread:
 Runs are resumable: the demo skips its finished steps and an evaluation whose JSON exists is read back, so a
 second call with the same ``--out`` only prints (``--force`` measures again).
 
-    python benchmarks/figures.py [--only demo|gardens-point] [--seeds 0 1 2] [--out DIR] [--force]
+    python -m benchmarks figures [--only demo|gardens-point] [--seeds 0 1 2] [--out DIR] [--force]
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Learning curves per loss normalisation: validation Recall@1/5 after every ``--every`` training queries, over seeds.
 
-    python benchmarks/learning.py --quick                         # CI-sized: a generated toy set, seconds
-    nice -n 10 python benchmarks/learning.py --setup nordland     # the Nordland recipe (configs/nordland.yaml)
-    nice -n 10 python benchmarks/learning.py --setup alexnet      # AlexNet from scratch, every layer trained
+    python -m benchmarks learning --quick                         # CI-sized: a generated toy set, seconds
+    nice -n 10 python -m benchmarks learning --setup nordland     # the Nordland recipe (configs/nordland.yaml)
+    nice -n 10 python -m benchmarks learning --setup alexnet      # AlexNet from scratch, every layer trained
 
 Each curve trains with the library's own loop pieces (cache refresh every ``cache_refresh`` queries, mining,
 SGD steps) and validates between steps; the k-means initialisation of a seed is shared by its variants, so the

@@ -7,7 +7,7 @@ the precision–recall curves of the loop closures in one PNG plus a markdown ta
 precision, the distance threshold at 100 % precision, per-frame latency). Ground truth: a revisit is correct within
 ±``--radius`` places (1 m spacing).
 
-    python benchmarks/loop_closure.py [--every 1] [--size 320] [--sequences 0 5 10 5:distance 10:distance 10:seqslam]
+    python -m benchmarks loop-closure [--every 1] [--size 320] [--sequences 0 5 10 5:distance 10:distance 10:seqslam]
                                       [--engine auto]
                                       [--png docs/images/loop_closure_pr.png] [--work /tmp/loop-closure]
 """

@@ -1,16 +1,16 @@
 """Time the default loop-closure decision's checks per frame over a large map, on one thread.
 
-A map of N descriptor-only 1280-D entries (``benchmarks/stream.py``'s random-walk route), each with 240 local
+A map of N descriptor-only 1280-D entries (``python -m benchmarks stream``'s random-walk route), each with 240 local
 features of 96 dims (a 320 × 180 frame's stride-16 MobileNetV2 map; one feature set shared by every entry, which
 changes no cost), and ``--frames`` stream frames revisiting a stretch of it with noise. The search
-is not timed (``benchmarks/stream.py`` times it); the checks are: the frame's distance distribution, the path's
+is not timed (``python -m benchmarks stream`` times it); the checks are: the frame's distance distribution, the path's
 consistency and distinctiveness, the runner-up ratio, and — for every frame, the worst case, since a permissive
 rule sends every candidate on — the geometric verification. Each size runs twice side by side, the local features
 kept as int8 codes (what the stream keeps) and as float16 (twice the bytes), interleaved frame by frame (each
 first on every other frame) so that both see the same load; the memory column is the local features' bytes
 per map frame × N.
 
-    OPENBLAS_NUM_THREADS=1 python benchmarks/loop_closure_checks.py [--sizes 1000 100000] [--frames 200]
+    OPENBLAS_NUM_THREADS=1 python -m benchmarks loop-closure-checks [--sizes 1000 100000] [--frames 200]
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ constants give zero false closures, single frame and with ``--sequence 10``, on 
 (also with each constant one grid step looser), and the highest mean recall there is applied to it; then the rule
 picked the same way on every route, and the shipped defaults' precision, recall and check times per route.
 
-    python benchmarks/loop_closure_rule.py [--work DIR] [--threads 1] [--json rule.json]
+    python -m benchmarks loop-closure-rule [--work DIR] [--threads 1] [--json rule.json]
 """
 
 from __future__ import annotations

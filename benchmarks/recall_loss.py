@@ -2,11 +2,11 @@
 
 Sets: Gardens Point (real photographs; day_left database, day_right queries, ±2 frames) and the generated city
 (seed 0, every split, 25 m). Descriptors: MobileNetV2 + NetVLAD (K = 64, 81,920-D raw), PCA whitening fitted on a
-separate training pool (see ``scale_data.py``), cropped to 4096 / 1024 / 512 dims. For each set and size: exact
+separate training pool (see ``scale_data``), cropped to 4096 / 1024 / 512 dims. For each set and size: exact
 Recall@1/5/10, then IVF-PQ, OPQ + IVF-PQ and HNSW with the library's default settings (trained on the pool's
 descriptors, as one trains on a training set), in the same run.
 
-    python benchmarks/recall_loss.py [--dims 4096 1024 512] [--threads 2] [--cache DIR]
+    python -m benchmarks recall-loss [--dims 4096 1024 512] [--threads 2] [--cache DIR]
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """How every cost grows with the database: ground truth, store writing, exact streamed search, ANN, mining.
 
 For each N in ``--sizes`` it writes N generated ``--dim``-D descriptors (real MobileNetV2-NetVLAD descriptors,
-PCA-whitened, expanded with place-like perturbations: see ``scale_data.py``) to a float16 DescriptorStore under
+PCA-whitened, expanded with place-like perturbations: see ``scale_data``) to a float16 DescriptorStore under
 ``--work``, and times, each step in a fresh process whose peak RSS is recorded:
 
 - ``groundtruth``: 25 m radius positives of ``--queries`` queries among N generated positions (KD-tree);
@@ -16,7 +16,7 @@ PCA-whitened, expanded with place-like perturbations: see ``scale_data.py``) to 
 cropped to D dims, not whitened) through ``evaluate_descriptors`` on the memory map. It prints the table, writes
 ``results.json`` in ``--work`` and a log-log plot (``--plot``). ``--keep`` keeps the stores (deleted otherwise).
 
-    python benchmarks/scale.py [--quick] [--sizes 10000 100000 1000000] [--dim 4096] [--queries 1000]
+    python -m benchmarks scale [--quick] [--sizes 10000 100000 1000000] [--dim 4096] [--queries 1000]
                                [--big 250000x32768] [--max-memory 3] [--threads 2] [--work DIR]
 """
 

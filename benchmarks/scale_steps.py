@@ -1,4 +1,4 @@
-"""The steps of ``scale.py``, each run in its own process so that its peak RSS is its own (see ``measured``)."""
+"""The steps of ``python -m benchmarks scale``, each in its own process so that its peak RSS is its own."""
 
 from __future__ import annotations
 

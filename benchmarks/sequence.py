@@ -2,13 +2,13 @@
 Delta vs SeqNet (HVPR: SeqNet shortlist, SeqSLAM re-rank) on Nordland validation (the last 400 places, winter
 queries against summer), Gardens Point day_left → day_right (±2 frames) and the generated city; then the added time
 per query and the peak memory of SeqSLAM-style matching over a shortlist at 10⁴ and 10⁵ database frames
-(descriptor-only: generated routes, like ``benchmarks/scale.py``).
+(descriptor-only: generated routes, like ``python -m benchmarks scale``).
 
 Descriptors come from ``--model CKPT`` (e.g. the Nordland recipe's ``best.safetensors``) or, without it, an
 off-the-shelf MobileNetV2 + GeM; they are kept in ``--work/<dataset>`` stores and reused by later runs. SeqNet is
 trained on the Nordland training places (the first 2,000) from the same descriptors.
 
-    python benchmarks/sequence.py [--quick] [--model runs/nordland/best.safetensors] [--work /tmp/seq-bench]
+    python -m benchmarks sequence [--quick] [--model runs/nordland/best.safetensors] [--work /tmp/seq-bench]
                                   [--sizes 10000 100000] [--dim 256 4096] [--scale-queries 1000] [--threads 1]
                                   [--sweep] [--skip nordland gardens city scale seqnet]
 

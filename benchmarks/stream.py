@@ -12,7 +12,7 @@ Side by side in one process at ``--threads`` (default 1):
   p50/p99 of search, of search + sequence, and of the whole step; the
   bulk add throughput (entries/s), IVF-PQ's training time, and the database's memory (float32 rows + index).
 
-    python benchmarks/stream.py [--quick] [--sizes 1000 10000 100000] [--frames 200] [--threads 1]
+    python -m benchmarks stream [--quick] [--sizes 1000 10000 100000] [--frames 200] [--threads 1]
 
 ``--quick`` runs 10³ and 10⁴ only with 100 frames. 10⁶ (add it to ``--sizes``) needs ~5 GiB for the float32 rows.
 """

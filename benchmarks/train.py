@@ -1,7 +1,7 @@
 """Training throughput: seconds per 1000 training queries, cache refreshes included (paper defaults).
 
-    python benchmarks/train.py                      # Nordland thumbnails at 128×256 (the recipe's setting)
-    python benchmarks/train.py --size 64 64 --clusters 4 --no-pretrained
+    python -m benchmarks train                      # Nordland thumbnails at 128×256 (the recipe's setting)
+    python -m benchmarks train --size 64 64 --clusters 4 --no-pretrained
 
 Measures the costs separately on real images and combines them for a database of ``--database-size``:
 a cache refresh every ``--refresh`` queries (database + those queries extracted) and one optimiser step per

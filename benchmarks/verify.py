@@ -9,7 +9,7 @@ similarity with weight λ. Costs: re-ranking of the top ``--timing-top`` for
 ``--timing-queries`` queries on random patch stores, every preset in turn in this process; peak resident memory
 added by the patch descriptors of one 480×640 VGG16 map (30×40×512, K=64), in a fresh subprocess.
 
-    python benchmarks/verify.py [--top 20] [--city DIR] [--out verify.json]
+    python -m benchmarks verify [--top 20] [--city DIR] [--out verify.json]
 """
 
 from __future__ import annotations

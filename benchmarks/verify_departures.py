@@ -1,6 +1,6 @@
 """Where the re-ranking departs from Patch-NetVLAD's code, each departure's measured effect, side by side in one run.
 
-The model, patch whitening and Gardens Point subset of ``benchmarks/verify.py`` (MobileNetV2 + NetVLAD K = 16,
+The model, patch whitening and Gardens Point subset of ``python -m benchmarks verify`` (MobileNetV2 + NetVLAD K = 16,
 k-means on day_left, 4096-D patch whitening; every ``--every``-th frame of each side at ``--longest`` px). Per
 query, each patch size's raw scores are computed once per RANSAC threshold setting; the rankings below differ in
 one choice at a time from the reference's (Patch-NetVLAD: 1.5-cell RANSAC threshold for every size, z-score
@@ -8,7 +8,7 @@ fusion of the sizes over the shortlist, the patch score alone). The patch sums: 
 descriptors (size 5, no projection) from their direct float64 window sums, for this library's float64 integral
 images and for a float32 integral image as Patch-NetVLAD builds it.
 
-    OMP_NUM_THREADS=1 python benchmarks/verify_departures.py [--every 4] [--longest 480] [--top 10]
+    OMP_NUM_THREADS=1 python -m benchmarks verify-departures [--every 4] [--longest 480] [--top 10]
 """
 
 from __future__ import annotations

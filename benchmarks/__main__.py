@@ -34,6 +34,8 @@ BENCHMARKS = {
     "train": ("train", "training seconds per 1000 queries, cache refreshes included"),
     "verify": ("verify", "Patch-NetVLAD re-ranking presets against the global ranking, and their costs"),
     "verify-departures": ("verify_departures", "each departure from Patch-NetVLAD's code and its effect"),
+    "verify-sequence": ("verify_sequence", "re-ranking composed with sequence matching, both orders"),
+    "verify-whitening": ("verify_whitening", "the patch whitening, normalisation, shortlist and λ swept (the default)"),
 }
 
 

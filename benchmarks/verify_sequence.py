@@ -1,0 +1,68 @@
+"""Spatial re-ranking composed with sequence matching, both orders side by side on Gardens Point day_left → day_right.
+
+``sequence first`` (what ``netvlad evaluate --sequence L --verify PRESET`` does): SeqSLAM over each frame's global
+shortlist, then its top N re-ranked by patches (fused with the sequence scores, λ). ``verify first``: each frame's
+global top N re-ranked by patches (fused with the global distances), then SeqSLAM over that shortlist. The model is
+the ``verify`` benchmark's (MobileNetV2 ImageNet + NetVLAD K=16, k-means on day_left, 640 px; cached in ``--cache``).
+
+    python -m benchmarks verify-sequence [--length 5] [--top 20] [--preset speed] [--cache DIR] [--out FILE.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from benchmarks.common import SHARED_DATA
+from benchmarks.verify import model_and_whitening
+from netvlad.data import open_dataset
+from netvlad.eval.sequence import evaluate_sequences, sequence_ranking
+from netvlad.eval.verified import evaluate_verified
+from netvlad.eval.verified_sequence import verify_sequence
+from netvlad.extract.store import DescriptorStore
+from netvlad.match.sequence import SequenceConfig
+from netvlad.match.verify import get_preset
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """This benchmark's options."""
+    parser.add_argument("--length", type=int, default=5, help="sequence length L (query frames)")
+    parser.add_argument("--top", type=int, default=20, help="candidates re-ranked, and SeqSLAM's shortlist")
+    parser.add_argument("--preset", default="speed")
+    parser.add_argument("--cache", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "netvlad_verify")
+    parser.add_argument("--out", type=Path, default=None)
+
+
+def run(args: argparse.Namespace) -> None:
+    """Run the benchmark with the parsed options."""
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    args.cache.mkdir(parents=True, exist_ok=True)
+    model, _ = model_and_whitening(args.cache)  # the preset's whitening is fitted on database patches, as the CLI
+    dataset = open_dataset(SHARED_DATA / "gardens_point", database="day_left", queries="day_right", frame_tolerance=2)
+    store = args.cache / f"sequence_store_{model.fingerprint()}"
+    config = SequenceConfig(length=args.length, shortlist=args.top, propagate=5)
+    ns = (1, 5)
+    preset = get_preset(args.preset)
+    single, seq = evaluate_sequences(model, dataset, config, ns=ns, store_dir=store)
+    rows = {"global (single frame)": single.recall, f"sequence {seq.label}": seq.recall}
+    seq_first = verify_sequence(model, dataset, single.positives, seq, preset, store, args.top, ns)
+    rows[f"sequence first: {seq.label}, then {preset.name} (top {args.top})"] = seq_first.recall
+    verified = evaluate_verified(model, dataset, single.positives, preset, store, args.top, ns)
+    rows[f"{preset.name} (top {args.top}), single frame"] = verified.recall
+    db = DescriptorStore.open(store / "database").load()
+    queries = DescriptorStore.open(store / "queries").load()
+    shortlists = dataclasses.replace(single, ranked=verified.ranking.ranked)
+    then = sequence_ranking("seqslam", db, queries, dataset, shortlists, config, ns)
+    rows[f"verify first: {preset.name} (top {args.top}), then {seq.label}"] = then.recall
+    print(f"Gardens Point day_left → day_right, ±2 frames: {len(queries)} queries, {len(db)} database images, "
+          f"preset {preset.name} (λ = {preset.global_weight})")
+    print("| ranking | R@1 | R@5 |\n|---|---:|---:|")
+    for name, recall in rows.items():
+        print(f"| {name} | {recall[1]:.1f} | {recall[5]:.1f} |")
+    if args.out:
+        args.out.write_text(json.dumps({k: {str(n): r for n, r in v.items()} for k, v in rows.items()}, indent=1))

@@ -25,7 +25,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks.common import REPO, SHARED_DATA, work_dir
+from benchmarks.common import REPO, SHARED_DATA, add_results_option, work_dir
 
 DATA = SHARED_DATA / "gardens_point"
 NETVLAD = [sys.executable, "-m", "netvlad.cli.main"]
@@ -109,15 +109,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="demo seeds (default: 0)")
     parser.add_argument("--out", type=Path, default=None, help="where the runs go (default: the benchmark folder)")
     parser.add_argument("--force", action="store_true", help="measure again what was measured before")
+    add_results_option(parser)
 
 
-def run(args: argparse.Namespace) -> None:
+def run(args: argparse.Namespace) -> str:
     """Run the benchmark with the parsed options."""
     out = args.out or work_dir("figures")
     out.mkdir(parents=True, exist_ok=True)
+    parts = []
     if args.only in (None, "gardens-point"):
-        print("## Gardens Point (day_left → day_right, ±2 frames; offline ImageNet MobileNetV2, torch engine)\n")
-        print(gardens_point(out, args.force) + "\n")
+        parts += ["## Gardens Point (day_left → day_right, ±2 frames; offline ImageNet MobileNetV2, torch engine)",
+                  gardens_point(out, args.force)]
     if args.only in (None, "demo"):
-        print("## The demo (1 torch thread, deterministic kernels)\n")
-        print(demo(out, args.seeds, args.force) + "\n")
+        parts += ["## The demo (1 torch thread, deterministic kernels)", demo(out, args.seeds, args.force)]
+    return "\n\n".join(parts)

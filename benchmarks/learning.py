@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.common import REPO, SHARED_DATA
+from benchmarks.common import REPO, SHARED_DATA, add_results_option
 from netvlad.data import open_dataset
 from netvlad.train import loop
 from netvlad.train.frozen import FrozenFeatures
@@ -225,9 +225,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "up to --queries")
     parser.add_argument("--merge", nargs="+", type=Path, help="only merge these result files (one per seed) and plot")
     parser.add_argument("--out", type=Path, default=Path("runs/learning"))
+    add_results_option(parser)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> str:
     """Run the benchmark with the parsed options."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     for module in ("netvlad.train.loop", "netvlad.extract.clusters", "netvlad.train.sets"):
@@ -249,9 +250,8 @@ def run(args: argparse.Namespace) -> int:
         (args.out / f"{name}.json").write_text(json.dumps(results, indent=1))
     else:
         results = run_all(name, args.variants, seeds, queries, every, args.out, args.frozen_cache, args.init_model)
-    print("\n".join(summary(results)))
     try:
         plot(results, args.out / f"{name}.png")
     except ImportError:
         logging.info("matplotlib not installed: no plot")
-    return 0
+    return "\n".join(summary(results))

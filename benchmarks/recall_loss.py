@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from benchmarks import scale_data
-from benchmarks.common import work_dir
+from benchmarks.common import add_results_option, work_dir
 from netvlad.eval.recall import recall_at_n
 from netvlad.search.exact import exact_search
 from netvlad.search.index import (
@@ -78,9 +78,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache", type=Path, default=work_dir("scale-cache"))
     parser.add_argument("--cities", type=Path, nargs=3, default=[work_dir("scale-city", c)
                                                                  for c in ("city", "city1", "city2")])
+    add_results_option(parser)
 
 
-def run(args: argparse.Namespace) -> None:
+def run(args: argparse.Namespace) -> str:
     """Run the benchmark with the parsed options."""
     torch.set_num_threads(args.threads)
     faiss.omp_set_num_threads(args.threads)
@@ -89,6 +90,7 @@ def run(args: argparse.Namespace) -> None:
     layer = scale_data.whitening(sets, args.cache)
     lines = ["| set | descriptor | search | R@1 / R@5 / R@10 | bytes per image in RAM | notes |",
              "|---|---|---|---|---:|---|"]
+    header, tables = lines[:], []
     sizes = [(None, None, f"raw {sets['pool'].shape[1]}-D")] if args.raw else []
     sizes += [(layer, d, f"whitened {d}-D") for d in args.dims]
     for transform, dim, label in sizes:
@@ -97,5 +99,7 @@ def run(args: argparse.Namespace) -> None:
             db, q = (scale_data.apply(transform, sets[f"{key}_{s}"], dim) for s in ("db", "q"))
             lines += rows_for(name, db, q, sets[f"{key}_pos"], pool, label, args.opq_max_dim,
                               args.nprobe, args.rerank)
-        print("\n".join(lines), flush=True)
+        print("\n".join(lines), flush=True)  # as each size finishes
+        tables += lines[2:]
         lines = lines[:2]
+    return "\n".join(header + tables)

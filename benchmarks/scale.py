@@ -32,7 +32,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from benchmarks import scale_steps
-from benchmarks.common import ENV, REPO, work_dir
+from benchmarks.common import ENV, REPO, add_results_option, work_dir
 
 logger = logging.getLogger("scale")
 ANN_KINDS = ("ivfpq", "opq-ivfpq", "hnsw")
@@ -139,9 +139,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep", action="store_true", help="keep the generated stores")
     parser.add_argument("--include", type=Path, nargs="*", default=[],
                         help="results.json of earlier runs (e.g. --big alone) to show in the table and plot too")
+    add_results_option(parser)
 
 
-def run(args: argparse.Namespace) -> None:
+def run(args: argparse.Namespace) -> str:
     """Run the benchmark with the parsed options."""
     global THREADS
     if args.quick:
@@ -167,8 +168,8 @@ def run(args: argparse.Namespace) -> None:
         save(run_size(args, n, args.dim, Path(base), args.work))
     print(f"\n{args.dim}-D whitened descriptors (--big: raw), float16 store, {args.queries} queries, {args.threads} "
           f"threads, --max-memory {args.max_memory} GiB ({time.perf_counter() - start:.0f} s in all)\n")
-    print(table(rows))
     if any("-D" not in r["step"] for r in rows):  # growth rows, measured now or --include'd
         plot(rows, args.plot)
         print(f"\nwrote {args.plot}")
     print(f"wrote {args.work / 'results.json'}")
+    return table(rows)

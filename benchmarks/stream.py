@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import SHARED_DATA
+from benchmarks.common import SHARED_DATA, add_results_option
 
 DIM = 1280
 
@@ -162,9 +162,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Gardens Point frames of the describe / stream-overhead rows (0: skip them)")
     parser.add_argument("--quick", action="store_true", help="10³ and 10⁴ only, 100 frames")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    add_results_option(parser)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> str:
     """Run the benchmark with the parsed options."""
     import faiss
     import torch
@@ -178,7 +179,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"machine: {platform.processor() or platform.machine()}, {args.threads} thread(s), faiss "
           f"{faiss.__version__}, torch {torch.__version__}")
     print(f"describe (MobileNetV2+GeM, longest side {args.size} px, Gardens Point): {json.dumps(describe)}")
-    print(table(rows))
     if args.json:
         args.json.write_text(json.dumps({"describe": describe, "rows": rows}, indent=1) + "\n")
-    return 0
+    return table(rows)

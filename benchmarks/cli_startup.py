@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import REPO
+from benchmarks.common import REPO, add_results_option
 
 SRC = REPO / "src"
 CASES = {
@@ -47,9 +47,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """This benchmark's options."""
     parser.add_argument("--repeats", type=int, default=5, help="runs of each case (medians are compared)")
     parser.add_argument("--src", type=Path, default=SRC, help="the netvlad sources to time (default: this checkout)")
+    add_results_option(parser)
 
 
-def run(args: argparse.Namespace) -> None:
+def run(args: argparse.Namespace) -> str:
     """Run the benchmark with the parsed options."""
     repeats = args.repeats
     torch_times: list[float] = []
@@ -62,10 +63,10 @@ def run(args: argparse.Namespace) -> None:
             case_times[name].append(seconds)
             heavy[name] = stderr.rsplit("HEAVY:", 1)[-1].strip() or "none"
     base = statistics.median(torch_times)
-    print(f'python -c "import torch": {base:.3f} s (median of {len(torch_times)})')
-    print(f"{'case':34s} {'seconds':>8s} {'× torch':>8s}  heavy imports")
+    lines = ["| case | seconds (median) | × `import torch` | heavy imports |", "|---|---:|---:|---|",
+             f'| `python -c "import torch"` | {base:.3f} | 1 | torch |']
     for name, times in case_times.items():
         seconds = statistics.median(times)
-        print(f"{name:34s} {seconds:8.3f} {seconds / base:8.3f}  {heavy[name]}")
+        lines.append(f"| `netvlad {name}` | {seconds:.3f} | {seconds / base:.3f} | {heavy[name]} |")
     worst = max(statistics.median(t) for t in case_times.values()) / base
-    print(f"worst ratio: {worst:.3f}× the torch import (target < 0.2×)")
+    return "\n".join([*lines, "", f"Worst ratio: {worst:.3f}× the torch import (target < 0.2×)."])

@@ -14,7 +14,7 @@ import os
 import subprocess
 import sys
 
-from benchmarks.common import REPO
+from benchmarks.common import REPO, add_results_option
 
 PROBE = r"""
 import json, sys, time
@@ -63,22 +63,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """This benchmark's options."""
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--each", action="store_true", help="also each switch alone (which one costs)")
+    add_results_option(parser)
 
 
-def run(args: argparse.Namespace) -> None:
+def run(args: argparse.Namespace) -> str:
     """Run the benchmark with the parsed options."""
     fast, pinned = measure(False, args.repeats), measure(True, args.repeats)
     env = fast["numerics"]
-    print(f"CPU {env['cpu']} ({env['cpu_isa']}); torch capability {env['torch_cpu_capability']} vs "
-          f"{pinned['numerics']['torch_cpu_capability']} pinned; 1 thread; CPU seconds per call")
-    print(f"{'kernels':<28}{'fastest':>10}{'pinned':>10}{'ratio':>8}")
+    lines = [f"torch CPU capability {env['torch_cpu_capability']}, pinned "
+             f"{pinned['numerics']['torch_cpu_capability']}; CPU seconds per call:", "",
+             "| kernels | fastest | pinned | ratio |", "|---|---:|---:|---:|"]
     for key, label in (("train_step_s", "train step (8 × 120×160)"), ("extract_s", "extraction (8 images)"),
                        ("kmeans_s", "faiss k-means (20k × 96)")):
-        print(f"{label:<28}{fast[key]:>10.3f}{pinned[key]:>10.3f}{pinned[key] / fast[key]:>7.2f}×")
+        lines.append(f"| {label} | {fast[key]:.3f} | {pinned[key]:.3f} | {pinned[key] / fast[key]:.2f}× |")
     if args.each:
         from netvlad.numerics import PINNED
 
         for name in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_CBWR"):
             alone = measure(False, args.repeats, only=name)
-            print(f"{name}={PINNED[name]} alone: " + ", ".join(
+            lines.append(f"\n{name}={PINNED[name]} alone: " + ", ".join(
                 f"{key.removesuffix('_s')} {alone[key] / fast[key]:.2f}×" for key in ("train_step_s", "extract_s")))
+    return "\n".join(lines)

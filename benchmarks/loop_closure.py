@@ -18,7 +18,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from benchmarks.common import REPO, SHARED_DATA, work_dir
+from benchmarks.common import REPO, SHARED_DATA, add_results_option, work_dir
 
 
 def curves(args: argparse.Namespace) -> list[tuple[str, dict, object]]:
@@ -66,9 +66,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--png", type=Path, default=REPO / "docs" / "images" / "loop_closure_pr.png")
     parser.add_argument("--work", type=Path, default=work_dir("loop-closure"))
+    add_results_option(parser)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> str:
     """Run the benchmark with the parsed options."""
     logging.basicConfig(level=logging.WARNING)
     from netvlad.eval.pr_plot import plot_pr
@@ -76,13 +77,12 @@ def run(args: argparse.Namespace) -> int:
     results = curves(args)
     plot_pr({label: curve for label, _, curve in results}, args.png,
             title="Gardens Point day_left → day_right, loop closures")
-    print("| matching | PR AUC | recall @ 100 % precision | recall @ 99 % precision | threshold @ 100 % | "
-          "latency p50 / p99 ms |")
-    print("|---|---:|---:|---:|---:|---:|")
+    lines = ["| matching | PR AUC | recall @ 100 % precision | recall @ 99 % precision | threshold @ 100 % | "
+             "latency p50 / p99 ms |", "|---|---:|---:|---:|---:|---:|"]
     for label, summary, _ in results:
         latency = summary["latency_ms"]
-        print(f"| {label} | {summary['pr_auc']:.3f} | {summary['recall_at_100_precision']:.1f} % | "
+        lines.append(f"| {label} | {summary['pr_auc']:.3f} | {summary['recall_at_100_precision']:.1f} % | "
               f"{summary['recall_at_99_precision']:.1f} % | {summary['threshold_at_100_precision']} | "
               f"{latency['p50']:.0f} / {latency['p99']:.0f} |")
     print(f"wrote {args.png}")
-    return 0
+    return "\n".join(lines)

@@ -25,6 +25,8 @@ import time
 
 import numpy as np
 
+from benchmarks.common import add_results_option
+
 
 def as_float16(features):
     """The same cells stored as float16 unit vectors (× SCALE, so that ``vectors()`` decodes them alike) and
@@ -39,8 +41,8 @@ def run_size(n: int, frames: int, length: int | None, seed: int = 0) -> dict:
     """Check times (ms) of ``frames`` revisiting frames over an ``n``-entry map, int8 and float16 features
     interleaved; the features' bytes per frame."""
     import torch
-    from stream import percentiles, route
 
+    from benchmarks.stream import percentiles, route
     from netvlad.extract.local_features import select_cells
     from netvlad.places.loop_closure import LoopClosureConfig, LoopClosureDetector
 
@@ -79,9 +81,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
     parser.add_argument("--frames", type=int, default=200)
     parser.add_argument("--threads", type=int, default=1)
+    add_results_option(parser)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> str:
     """Run the benchmark with the parsed options."""
     import platform
 
@@ -90,16 +93,17 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, numpy {np.__version__}, "
           f"{args.threads} thread(s), seed 0", file=sys.stderr)
-    print("| map frames | matching | local features kept | checks p50 / p99 / mean ms | frames verified |")
-    print("|---:|---|---|---:|---:|")
+    lines = ["| map frames | matching | local features kept | checks p50 / p99 / mean ms | frames verified |",
+             "|---:|---|---|---:|---:|"]
     for n in args.sizes:
         for length in (None, 10):
             r = run_size(n, args.frames, length)
             label = "single frame" if length is None else f"sequence L = {length}"
             for kind, k in r["kinds"].items():
-                print(f"| {n:,} | {label} | {kind}: {k['bytes'] / 1024:.1f} KiB a frame, {_size(k['bytes'] * n)} | "
-                      f"{k['p50']:.1f} / {k['p99']:.1f} / {k['mean']:.1f} | {r['verified']} of {r['frames']} |")
-    return 0
+                kept = f"{kind}: {k['bytes'] / 1024:.1f} KiB a frame, {_size(k['bytes'] * n)}"
+                lines.append(f"| {n:,} | {label} | {kept} | "
+                             f"{k['p50']:.1f} / {k['p99']:.1f} / {k['mean']:.1f} | {r['verified']} of {r['frames']} |")
+    return "\n".join(lines)
 
 
 def _size(count: int) -> str:

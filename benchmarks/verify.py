@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.common import REPO, SHARED_DATA
+from benchmarks.common import REPO, SHARED_DATA, work_dir
 from netvlad.data.conditions import query_conditions
 from netvlad.data.readers import open_dataset
 from netvlad.eval.recall import recall_at_n
@@ -282,7 +282,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(4096-D: about 2.3 s of projection per 640×360 image on one idle core here; its "
                              "database patches are kept in --cache and a rerun continues them)")
     parser.add_argument("--city", type=Path, default=None, help="a generated city (netvlad generate) to add")
-    parser.add_argument("--cache", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "netvlad_verify")
+    parser.add_argument("--cache", type=Path, default=work_dir("verify"),
+                        help="model, clusters, whitening and patch stores, reused by later runs")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     parser.add_argument("--limit", type=int, default=None, help="at most this many queries per set (smoke runs)")
     parser.add_argument("--sets", default="", help="only the sets whose label contains one of these, comma-separated")

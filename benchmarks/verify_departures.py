@@ -14,12 +14,12 @@ images and for a float32 integral image as Patch-NetVLAD builds it.
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from benchmarks.common import add_results_option, work_dir
 from benchmarks.verify import features, model_and_whitening, patch_store, resized, sets
 from netvlad.eval.recall import recall_at_n
 from netvlad.match.verify import get_preset
@@ -68,10 +68,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--every", type=int, default=4)
     parser.add_argument("--longest", type=int, default=480)
     parser.add_argument("--top", type=int, default=10)
-    parser.add_argument("--cache", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "netvlad_verify")
+    parser.add_argument("--cache", type=Path, default=work_dir("verify"),
+                        help="model, clusters, whitening and patch stores, reused by later runs")
+    add_results_option(parser)
 
 
-def run(args: argparse.Namespace) -> None:
+def run(args: argparse.Namespace) -> str:
     """Run the benchmark with the parsed options."""
     args.cache.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
@@ -111,10 +113,10 @@ def run(args: argparse.Namespace) -> None:
         for key, ranking in variants.items():
             rows[key] = recall_at_n(ranking, positives, (1, 5))
     ours, float32 = patch_sum_errors(model, db_maps[0])
-    print(f"{label}: {len(queries)} queries, {len(db)} database images, top {args.top} re-ranked\n")
-    print("| ranking | R@1 | R@5 |\n|---|---:|---:|")
-    for key, recall in rows.items():
-        print(f"| {key} | {recall[1]:.1f} | {recall[5]:.1f} |")
-    print(f"\npatch descriptors (size 5, {tuple(db_maps[0].shape[2:])} map), largest difference from direct float64 "
-          f"window sums: float64 integral images {ours:.2g}, float32 integral image {float32:.2g}")
-    print(f"\n{describe(numeric_environment())}")
+    lines = [f"{label}: {len(queries)} queries, {len(db)} database images, top {args.top} re-ranked", "",
+             "| ranking | R@1 | R@5 |", "|---|---:|---:|"]
+    lines += [f"| {key} | {recall[1]:.1f} | {recall[5]:.1f} |" for key, recall in rows.items()]
+    lines.append(f"\npatch descriptors (size 5, {tuple(db_maps[0].shape[2:])} map), largest difference from direct "
+                 f"float64 window sums: float64 integral images {ours:.2g}, float32 integral image {float32:.2g}")
+    lines.append(f"\n{describe(numeric_environment())}")
+    return "\n".join(lines)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import SHARED_DATA
+from benchmarks.common import SHARED_DATA, add_results_option, work_dir
 from benchmarks.verify import model_and_whitening
 from netvlad.data import open_dataset
 from netvlad.eval.sequence import evaluate_sequences, sequence_ranking
@@ -34,11 +34,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--length", type=int, default=5, help="sequence length L (query frames)")
     parser.add_argument("--top", type=int, default=20, help="candidates re-ranked, and SeqSLAM's shortlist")
     parser.add_argument("--preset", default="speed")
-    parser.add_argument("--cache", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "netvlad_verify")
+    parser.add_argument("--cache", type=Path, default=work_dir("verify"),
+                        help="model, clusters, whitening and patch stores, reused by later runs")
     parser.add_argument("--out", type=Path, default=None)
+    add_results_option(parser)
 
 
-def run(args: argparse.Namespace) -> None:
+def run(args: argparse.Namespace) -> str:
     """Run the benchmark with the parsed options."""
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     args.cache.mkdir(parents=True, exist_ok=True)
@@ -59,10 +61,9 @@ def run(args: argparse.Namespace) -> None:
     shortlists = dataclasses.replace(single, ranked=verified.ranking.ranked)
     then = sequence_ranking("seqslam", db, queries, dataset, shortlists, config, ns)
     rows[f"verify first: {preset.name} (top {args.top}), then {seq.label}"] = then.recall
-    print(f"Gardens Point day_left → day_right, ±2 frames: {len(queries)} queries, {len(db)} database images, "
-          f"preset {preset.name} (λ = {preset.global_weight})")
-    print("| ranking | R@1 | R@5 |\n|---|---:|---:|")
-    for name, recall in rows.items():
-        print(f"| {name} | {recall[1]:.1f} | {recall[5]:.1f} |")
+    lines = [f"Gardens Point day_left → day_right, ±2 frames: {len(queries)} queries, {len(db)} database images, "
+             f"preset {preset.name} (λ = {preset.global_weight})", "", "| ranking | R@1 | R@5 |", "|---|---:|---:|"]
+    lines += [f"| {name} | {recall[1]:.1f} | {recall[5]:.1f} |" for name, recall in rows.items()]
     if args.out:
         args.out.write_text(json.dumps({k: {str(n): r for n, r in v.items()} for k, v in rows.items()}, indent=1))
+    return "\n".join(lines)

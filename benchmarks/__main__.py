@@ -9,7 +9,9 @@ set here, before any benchmark module imports numpy.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import io
 import shlex
 import sys
 
@@ -53,20 +55,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Tee(io.TextIOBase):
+    """Writes go to ``stream`` and are kept (a benchmark's printed report, for ``--results``)."""
+
+    def __init__(self, stream) -> None:
+        self.stream, self.kept = stream, io.StringIO()
+
+    def write(self, text: str) -> int:
+        self.kept.write(text)
+        return self.stream.write(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Parse ``argv``, run the benchmark, print (and with ``--results``, write) its table; -> exit status."""
+    """Parse ``argv``, run the benchmark, print (and with ``--results``, write) its table; -> exit status.
+
+    A ``run`` that returns text returns its table; one that prints its report instead has what it printed written."""
     argv = sys.argv[1:] if argv is None else list(argv)
     pin_threads(argv)
     args = build_parser().parse_args(argv)
-    result = args.module.run(args)
+    results = getattr(args, "results", None)
+    tee = _Tee(sys.stdout)
+    with contextlib.redirect_stdout(tee) if results is not None else contextlib.nullcontext():
+        result = args.module.run(args)
     if isinstance(result, str):
         print(result)
-        if getattr(args, "results", None) is not None:
-            name = args.module.fragment_name(args) if hasattr(args.module, "fragment_name") else args.benchmark
-            command = "python -m benchmarks " + shlex.join(argv)
-            print(f"wrote {write_fragment(args.results, name, result, command, getattr(args, 'seed', 0) or 0)}")
-        return 0
-    return int(result or 0)
+    if results is not None:
+        name = args.module.fragment_name(args) if hasattr(args.module, "fragment_name") else args.benchmark
+        text = result if isinstance(result, str) else tee.kept.getvalue()
+        command = "python -m benchmarks " + shlex.join(argv)
+        print(f"wrote {write_fragment(results, name, text, command, getattr(args, 'seed', 0) or 0)}")
+    return 0 if result is None or isinstance(result, str) else int(result)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import math
 import shutil
 from pathlib import Path
 
-from benchmarks.common import REPO, SHARED_DATA, work_dir
+from benchmarks.common import REPO, SHARED_DATA, add_results_option, work_dir
 
 PLACES = 200
 SPACING = 2.0  # metres between places
@@ -122,6 +122,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--work", type=Path, default=work_dir("bag-loop-closure"))
     parser.add_argument("--data", type=Path, default=SHARED_DATA / "gardens_point",
                         help="the Gardens Point folder (day_left, day_right)")
+    add_results_option(parser)
 
 
 def run(args: argparse.Namespace) -> int:

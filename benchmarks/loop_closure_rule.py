@@ -27,7 +27,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from benchmarks.common import SHARED_DATA, work_dir
+from benchmarks.common import SHARED_DATA, add_results_option, work_dir
 
 DATA = SHARED_DATA
 EXCLUDE = 60.0
@@ -164,6 +164,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", type=Path, default=None, help="also write the recorded checks here")
     parser.add_argument("--load", type=Path, default=None, help="read recorded checks (--json) instead of running")
+    add_results_option(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.common import SHARED_DATA, work_dir
+from benchmarks.common import SHARED_DATA, add_results_option, work_dir
 from netvlad.data import open_dataset
 from netvlad.data.sequences import SequenceOrder
 from netvlad.eval.recall import describe, evaluate_descriptors
@@ -247,6 +247,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--skip", nargs="*", default=[], choices=("nordland", "gardens", "city", "scale", "seqnet"),
                         help="steps to leave out (seqnet: no SeqNet, so only Nordland's validation places are "
                              "described)")
+    add_results_option(parser)
 
 
 def run(args: argparse.Namespace) -> int:

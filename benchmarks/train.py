@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.common import SHARED_DATA
+from benchmarks.common import SHARED_DATA, add_results_option
 from netvlad.data import open_dataset
 from netvlad.models import PlaceModel
 from netvlad.train import TrainConfig
@@ -159,6 +159,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--places", type=int, default=200, help="places the timed tuples are mined among")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--full-backbone", action="store_true", help="no frozen-feature precomputation")
+    add_results_option(parser)
 
 
 def run(args: argparse.Namespace) -> None:

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.common import REPO, SHARED_DATA, work_dir
+from benchmarks.common import REPO, SHARED_DATA, add_results_option, work_dir
 from netvlad.data.conditions import query_conditions
 from netvlad.data.readers import open_dataset
 from netvlad.eval.recall import recall_at_n
@@ -291,6 +291,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--longest", type=int, default=None,
                         help="Gardens Point: images resized to this many px on the longest side (default 640)")
     parser.add_argument("--no-costs", action="store_true", help="skip the timing and memory measurements")
+    add_results_option(parser)
 
 
 def run(args: argparse.Namespace) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.common import ENV, SHARED_DATA, work_dir
+from benchmarks.common import ENV, SHARED_DATA, add_results_option, work_dir
 from netvlad.eval.recall import recall_at_n
 from netvlad.extract.clusters import ClusterConfig, cluster_if_off_the_shelf
 from netvlad.match.verify import get_preset
@@ -185,6 +185,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="kind:shrink pairs, comma-separated")
     parser.add_argument("--dims", default="128,512")
     parser.add_argument("--out", type=Path, default=None)
+    add_results_option(parser)
 
 
 def run(args: argparse.Namespace) -> None:

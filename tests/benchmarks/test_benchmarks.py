@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import common
-from benchmarks.__main__ import BENCHMARKS, build_parser, main
+from benchmarks.__main__ import BENCHMARKS, THREADS, build_parser, main
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -52,6 +52,12 @@ def test_threads_are_pinned_before_numpy_loads(monkeypatch):
     assert common.pin_threads(["engine", "--threads", "3", "--count", "2"]) == 3
     assert all(common.os.environ[v] == "3" for v in common.THREAD_VARIABLES)
     assert common.pin_threads(["engine"]) == 1
+
+
+def test_blas_is_pinned_to_each_benchmarks_own_thread_default():
+    parser = build_parser()
+    defaults = {name: getattr(parser.parse_args([name]), "threads", None) for name in BENCHMARKS}
+    assert {n: t for n, t in defaults.items() if isinstance(t, int) and t != 1} == THREADS
 
 
 def test_work_dir_follows_the_environment(monkeypatch, tmp_path):

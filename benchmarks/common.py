@@ -1,13 +1,11 @@
-"""What every benchmark shares: the repository and shared-data paths, the work folder, thread pinning, timing, the
-machine line and the Markdown fragment a benchmark writes for the docs."""
+"""What every benchmark shares: the repository and shared-data paths, the work folder, thread pinning, the machine
+line and the Markdown fragment a benchmark writes for the docs."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,16 +32,6 @@ def pin_threads(argv: list[str], default: int = 1) -> int:
     for name in THREAD_VARIABLES:
         os.environ[name] = str(threads)
     return threads
-
-
-def best_seconds(work: Callable[[], object], repeats: int) -> float:
-    """The fewest wall seconds of ``repeats`` calls of ``work()`` (the run least disturbed by other load)."""
-    best = float("inf")
-    for _ in range(max(1, repeats)):
-        start = time.perf_counter()
-        work()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def machine(command: str = "", seed: int = 0) -> dict:

@@ -8,7 +8,7 @@ position is interpolated. Then runs ``netvlad stream BAG`` (the command itself) 
 ``closures.mcap``, and draws the route with the accepted loop closures and every keyframe's matched stamp against
 its own. A revisit is correct within ``--radius`` metres (5.5 m: ±2 places, 5 m away across the path).
 
-    python benchmarks/bag_loop_closure.py [--bag-format mcap] [--size 320] [--sequence 10] [--threads 1]
+    python -m benchmarks bag-loop-closure [--bag-format mcap] [--size 320] [--sequence 10] [--threads 1]
                                           [--png docs/images/bag_loop_closure.png] [--work /tmp/bag-loop]
 """
 
@@ -19,13 +19,9 @@ import json
 import logging
 import math
 import shutil
-import sys
 from pathlib import Path
 
-from workdir import work_dir  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
+from benchmarks.common import REPO, SHARED_DATA, add_results_option, work_dir
 
 PLACES = 200
 SPACING = 2.0  # metres between places
@@ -114,8 +110,8 @@ def plot(lines: list[dict], summary: dict, png: Path, radius: float, title: str)
     plt.close(fig)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """This benchmark's options."""
     parser.add_argument("--bag-format", choices=("bag", "mcap", "sqlite"), default="mcap")
     parser.add_argument("--size", type=int, default=320, help="longest image side, pixels")
     parser.add_argument("--sequence", type=int, default=10, help="causal sequence length L (0: single frame)")
@@ -124,9 +120,13 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--png", type=Path, default=REPO / "docs" / "images" / "bag_loop_closure.png")
     parser.add_argument("--work", type=Path, default=work_dir("bag-loop-closure"))
-    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "gardens_point",
+    parser.add_argument("--data", type=Path, default=SHARED_DATA / "gardens_point",
                         help="the Gardens Point folder (day_left, day_right)")
-    args = parser.parse_args()
+    add_results_option(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the benchmark with the parsed options."""
     logging.basicConfig(level=logging.WARNING)
     from netvlad.cli.main import main as netvlad
     from netvlad.numerics import cpu_isa, cpu_name
@@ -172,7 +172,3 @@ def main() -> int:
     print(f"{cpu_name()} ({cpu_isa()}), {args.threads} thread(s), seedless (every step is deterministic)")
     print(f"wrote {args.png} and {args.work / 'closures.mcap'}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

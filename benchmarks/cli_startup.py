@@ -4,7 +4,7 @@ Each command runs in a fresh interpreter, interleaved with the torch import so t
 load; the figure is the ratio of medians (target: every case < 0.2× the torch import). Each case also reports
 whether torch, faiss or matplotlib got imported (they must not be).
 
-    python benchmarks/cli_startup.py [--repeats 5] [--src OTHER_CHECKOUT/src]
+    python -m benchmarks cli-startup [--repeats 5] [--src OTHER_CHECKOUT/src]
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ import sys
 import time
 from pathlib import Path
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+from benchmarks.common import REPO, add_results_option
+
+SRC = REPO / "src"
 CASES = {
     "--help": ["--help"],
     "--version": ["--version"],
@@ -41,11 +43,15 @@ def timed(argv: list[str], src: Path = SRC) -> tuple[float, str]:
     return time.perf_counter() - start, done.stderr
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """This benchmark's options."""
     parser.add_argument("--repeats", type=int, default=5, help="runs of each case (medians are compared)")
     parser.add_argument("--src", type=Path, default=SRC, help="the netvlad sources to time (default: this checkout)")
-    args = parser.parse_args()
+    add_results_option(parser)
+
+
+def run(args: argparse.Namespace) -> str:
+    """Run the benchmark with the parsed options."""
     repeats = args.repeats
     torch_times: list[float] = []
     case_times: dict[str, list[float]] = {name: [] for name in CASES}
@@ -57,14 +63,10 @@ def main() -> None:
             case_times[name].append(seconds)
             heavy[name] = stderr.rsplit("HEAVY:", 1)[-1].strip() or "none"
     base = statistics.median(torch_times)
-    print(f'python -c "import torch": {base:.3f} s (median of {len(torch_times)})')
-    print(f"{'case':34s} {'seconds':>8s} {'× torch':>8s}  heavy imports")
+    lines = ["| case | seconds (median) | × `import torch` | heavy imports |", "|---|---:|---:|---|",
+             f'| `python -c "import torch"` | {base:.3f} | 1 | torch |']
     for name, times in case_times.items():
         seconds = statistics.median(times)
-        print(f"{name:34s} {seconds:8.3f} {seconds / base:8.3f}  {heavy[name]}")
+        lines.append(f"| `netvlad {name}` | {seconds:.3f} | {seconds / base:.3f} | {heavy[name]} |")
     worst = max(statistics.median(t) for t in case_times.values()) / base
-    print(f"worst ratio: {worst:.3f}× the torch import (target < 0.2×)")
-
-
-if __name__ == "__main__":
-    main()
+    return "\n".join([*lines, "", f"Worst ratio: {worst:.3f}× the torch import (target < 0.2×)."])

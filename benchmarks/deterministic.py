@@ -3,7 +3,7 @@
 Each setting runs in a fresh process (the kernels are chosen when torch loads), one after the other, at 1 thread;
 CPU time (not wall time) is measured, so a machine shared with other work still gives a fair ratio.
 
-    python benchmarks/deterministic.py [--repeats 3]
+    python -m benchmarks deterministic [--repeats 3]
 """
 
 from __future__ import annotations
@@ -13,9 +13,8 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks.common import REPO, add_results_option
 
 PROBE = r"""
 import json, sys, time
@@ -49,7 +48,7 @@ print("RESULT " + json.dumps(out))
 
 def measure(deterministic: bool, repeats: int, only: str | None = None) -> dict:
     """CPU seconds per call of each kernel group in a fresh process, pinned (all, or ``only`` one switch) or not."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     prelude = "from netvlad.numerics import pin_kernels; pin_kernels()\n" if deterministic else ""
     if only:
         from netvlad.numerics import PINNED
@@ -60,28 +59,28 @@ def measure(deterministic: bool, repeats: int, only: str | None = None) -> dict:
     return json.loads(next(line for line in done.stdout.splitlines() if line.startswith("RESULT "))[7:])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """This benchmark's options."""
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--each", action="store_true", help="also each switch alone (which one costs)")
-    args = parser.parse_args()
+    add_results_option(parser)
+
+
+def run(args: argparse.Namespace) -> str:
+    """Run the benchmark with the parsed options."""
     fast, pinned = measure(False, args.repeats), measure(True, args.repeats)
     env = fast["numerics"]
-    print(f"CPU {env['cpu']} ({env['cpu_isa']}); torch capability {env['torch_cpu_capability']} vs "
-          f"{pinned['numerics']['torch_cpu_capability']} pinned; 1 thread; CPU seconds per call")
-    print(f"{'kernels':<28}{'fastest':>10}{'pinned':>10}{'ratio':>8}")
+    lines = [f"torch CPU capability {env['torch_cpu_capability']}, pinned "
+             f"{pinned['numerics']['torch_cpu_capability']}; CPU seconds per call:", "",
+             "| kernels | fastest | pinned | ratio |", "|---|---:|---:|---:|"]
     for key, label in (("train_step_s", "train step (8 × 120×160)"), ("extract_s", "extraction (8 images)"),
                        ("kmeans_s", "faiss k-means (20k × 96)")):
-        print(f"{label:<28}{fast[key]:>10.3f}{pinned[key]:>10.3f}{pinned[key] / fast[key]:>7.2f}×")
+        lines.append(f"| {label} | {fast[key]:.3f} | {pinned[key]:.3f} | {pinned[key] / fast[key]:.2f}× |")
     if args.each:
-        sys.path.insert(0, str(ROOT / "src"))
         from netvlad.numerics import PINNED
 
         for name in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_CBWR"):
             alone = measure(False, args.repeats, only=name)
-            print(f"{name}={PINNED[name]} alone: " + ", ".join(
+            lines.append(f"\n{name}={PINNED[name]} alone: " + ", ".join(
                 f"{key.removesuffix('_s')} {alone[key] / fast[key]:.2f}×" for key in ("train_step_s", "extract_s")))
-
-
-if __name__ == "__main__":
-    main()
+    return "\n".join(lines)

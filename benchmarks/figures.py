@@ -11,7 +11,7 @@ kernels before torch loads), at 1 torch thread:
 Runs are resumable: the demo skips its finished steps and an evaluation whose JSON exists is read back, so a
 second call with the same ``--out`` only prints (``--force`` measures again).
 
-    python benchmarks/figures.py [--only demo|gardens-point] [--seeds 0 1 2] [--out DIR] [--force]
+    python -m benchmarks figures [--only demo|gardens-point] [--seeds 0 1 2] [--out DIR] [--force]
 """
 
 from __future__ import annotations
@@ -25,11 +25,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from workdir import work_dir  # noqa: E402 - the benchmarks' own helper, beside this script
+from benchmarks.common import REPO, SHARED_DATA, add_results_option, work_dir
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "gardens_point"
+DATA = SHARED_DATA / "gardens_point"
 NETVLAD = [sys.executable, "-m", "netvlad.cli.main"]
 DEMO_ROWS = {  # the report's labels -> the README's
     "f_max (off-the-shelf)": "f_max (ImageNet MobileNetV2, off the shelf)",
@@ -45,14 +43,14 @@ NS = ("1", "5", "10")
 def shown(argv: list[str]) -> str:
     """The command as a user types it (``netvlad …``, data paths relative to the repository)."""
     words = ["netvlad", *argv]
-    return " ".join(shlex.quote(w.replace(str(ROOT.parent), "..")) for w in words)
+    return " ".join(shlex.quote(w.replace(str(REPO.parent), "..")) for w in words)
 
 
 def netvlad(argv: list[str]) -> None:
     """Run ``netvlad ARGV`` in a fresh process of this interpreter, with this checkout's sources first."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
     print(f"$ {shown(argv)}", file=sys.stderr, flush=True)
-    subprocess.run([*NETVLAD, *argv], env=env, check=True, cwd=ROOT)
+    subprocess.run([*NETVLAD, *argv], env=env, check=True, cwd=REPO)
 
 
 def demo(out: Path, seeds: list[int], force: bool) -> str:
@@ -105,22 +103,23 @@ def gardens_point(out: Path, force: bool) -> str:
     return "\n".join([*lines, "", protocol])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """This benchmark's options."""
     parser.add_argument("--only", choices=("demo", "gardens-point"), help="one table (default: both)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="demo seeds (default: 0)")
     parser.add_argument("--out", type=Path, default=None, help="where the runs go (default: the benchmark folder)")
     parser.add_argument("--force", action="store_true", help="measure again what was measured before")
-    args = parser.parse_args()
+    add_results_option(parser)
+
+
+def run(args: argparse.Namespace) -> str:
+    """Run the benchmark with the parsed options."""
     out = args.out or work_dir("figures")
     out.mkdir(parents=True, exist_ok=True)
+    parts = []
     if args.only in (None, "gardens-point"):
-        print("## Gardens Point (day_left → day_right, ±2 frames; offline ImageNet MobileNetV2, torch engine)\n")
-        print(gardens_point(out, args.force) + "\n")
+        parts += ["## Gardens Point (day_left → day_right, ±2 frames; offline ImageNet MobileNetV2, torch engine)",
+                  gardens_point(out, args.force)]
     if args.only in (None, "demo"):
-        print("## The demo (1 torch thread, deterministic kernels)\n")
-        print(demo(out, args.seeds, args.force) + "\n")
-
-
-if __name__ == "__main__":
-    main()
+        parts += ["## The demo (1 torch thread, deterministic kernels)", demo(out, args.seeds, args.force)]
+    return "\n\n".join(parts)

@@ -7,14 +7,18 @@ descriptors in a store) vs the bare backbone forward; one training step (4 tuple
 matmul top-k on the device). Weights are random (they do not change the cost). Goal: whole pipeline ≥ 1,000
 images/s on one H100 (the VGG16 conv5 forward is ≈ 190 GFLOP per image at 480×640). Under 5 minutes there.
 
-    python benchmarks/gpu.py [--device cuda] [--images DIR] [--workers 8]
-    python benchmarks/gpu.py --tiny --device cpu     # seconds on a CPU: the same code at toy sizes
+    python -m benchmarks gpu [--device cuda] [--images DIR] [--workers 8]
+    python -m benchmarks gpu --tiny --device cpu     # seconds on a CPU: the same code at toy sizes
+
+It needs nothing else from ``benchmarks/``, so on a GPU machine with netvlad installed it also runs as a script:
+``python benchmarks/gpu.py [options]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -34,7 +38,8 @@ from netvlad.search.index import gpu_available
 from netvlad.train.loss import triplet_ranking_loss
 from netvlad.train.step import frozen_batchnorm_train
 
-DEFAULT_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "data" / "gardens_point" / "day_left"
+DEFAULT_IMAGES = Path(os.environ.get("NETVLAD_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")) \
+    / "gardens_point" / "day_left"
 
 
 @dataclass(frozen=True)
@@ -214,7 +219,7 @@ def image_files(folder: Path | None, count: int, size: tuple[int, int], tmp: Pat
     return files
 
 
-def run(sizes: Sizes, device: torch.device, images: Path | None, workers: int) -> list[tuple[str, str, str]]:
+def measure(sizes: Sizes, device: torch.device, images: Path | None, workers: int) -> list[tuple[str, str, str]]:
     """Every row of the table, measured in one process."""
     torch.manual_seed(0)
     model = build_model(sizes, device)
@@ -234,21 +239,31 @@ def table(rows: list[tuple[str, str, str]]) -> str:
     return "\n".join(["| measurement | setting | figure |", "|---|---|---:|", *lines])
 
 
-def main(argv: list[str] | None = None) -> str:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """This benchmark's options."""
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--images", type=Path, default=DEFAULT_IMAGES, help="JPEG folder (else random JPEGs)")
     parser.add_argument("--workers", type=int, default=8, help="CPU decoding workers")
     parser.add_argument("--tiny", action="store_true", help="toy sizes: seconds on a CPU (for tests)")
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> str:
+    """Every row measured on ``--device``; returns the device line and the Markdown table."""
     device = torch.device(args.device)
     sizes = TINY if args.tiny else Sizes()
     start = time.perf_counter()
-    rows = run(sizes, device, args.images, args.workers)
+    rows = measure(sizes, device, args.images, args.workers)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    text = (f"VGG16 + NetVLAD K={sizes.clusters} + whitening {sizes.whitening}, {sizes.image[0]}×{sizes.image[1]}, "
+    return (f"VGG16 + NetVLAD K={sizes.clusters} + whitening {sizes.whitening}, {sizes.image[0]}×{sizes.image[1]}, "
             f"random weights, on {name} (torch {torch.__version__}; {time.perf_counter() - start:.0f} s)\n\n"
             + table(rows))
+
+
+def main(argv: list[str] | None = None) -> str:
+    """``python benchmarks/gpu.py [options]``: run and print the table (no other file of benchmarks/ needed)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    text = run(parser.parse_args(argv))
     print(text)
     return text
 

@@ -1,8 +1,8 @@
 """Learning curves per loss normalisation: validation Recall@1/5 after every ``--every`` training queries, over seeds.
 
-    python benchmarks/learning.py --quick                         # CI-sized: a generated toy set, seconds
-    nice -n 10 python benchmarks/learning.py --setup nordland     # the Nordland recipe (configs/nordland.yaml)
-    nice -n 10 python benchmarks/learning.py --setup alexnet      # AlexNet from scratch, every layer trained
+    python -m benchmarks learning --quick                         # CI-sized: a generated toy set, seconds
+    nice -n 10 python -m benchmarks learning --setup nordland     # the Nordland recipe (configs/nordland.yaml)
+    nice -n 10 python -m benchmarks learning --setup alexnet      # AlexNet from scratch, every layer trained
 
 Each curve trains with the library's own loop pieces (cache refresh every ``cache_refresh`` queries, mining,
 SGD steps) and validates between steps; the k-means initialisation of a seed is shared by its variants, so the
@@ -15,7 +15,6 @@ import argparse
 import dataclasses
 import json
 import logging
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,14 +22,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.common import REPO, SHARED_DATA, add_results_option
 from netvlad.data import open_dataset
 from netvlad.train import loop
 from netvlad.train.frozen import FrozenFeatures
 from netvlad.train.sets import holdout_last
 from netvlad.train.train_config import LOSS_NORMALIZATIONS, TrainConfig, read_config_file
 
-ROOT = Path(__file__).resolve().parents[1]
-NORDLAND = ROOT.parent / "shared" / "data" / "nordland"
+NORDLAND = SHARED_DATA / "nordland"
 # AlexNet from scratch as issue 20 compared it with Nanne/pytorch-NetVlad: K = 64, 128 × 256, every layer trained.
 ALEXNET = dict(backbone="alexnet", pretrained=False, train_from=0, num_clusters=64, resize="fixed", size=(128, 256),
                val_places=400, margin=0.1, num_negatives=10, negative_samples=1000, cache_refresh=1000,
@@ -41,14 +40,13 @@ ALEXNET = dict(backbone="alexnet", pretrained=False, train_from=0, num_clusters=
 def setup(name: str) -> tuple[TrainConfig, object]:
     """The training config and the (train + validation) dataset of a named setup."""
     if name == "quick":
-        sys.path.insert(0, str(ROOT))
         from tests.train.conftest import TINY, make_tiny_dataset
 
         dataset = make_tiny_dataset(Path(tempfile.mkdtemp(prefix="learning-quick-")), places=24)
         return TrainConfig(**(TINY | {"cache_refresh": 8, "val_places": 8})), dataset
     dataset = open_dataset(NORDLAND, database="summer", queries="winter")
     if name == "nordland":
-        return TrainConfig.from_dict(read_config_file(ROOT / "configs" / "nordland.yaml"), "nordland.yaml"), dataset
+        return TrainConfig.from_dict(read_config_file(REPO / "configs" / "nordland.yaml"), "nordland.yaml"), dataset
     return TrainConfig(**ALEXNET), dataset
 
 
@@ -209,8 +207,8 @@ def plot(results: dict, path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """This benchmark's options."""
     parser.add_argument("--quick", action="store_true", help="CI-sized: generated toy set, 2 seeds, 16 queries")
     parser.add_argument("--setup", choices=("nordland", "alexnet"), default="nordland")
     parser.add_argument("--variants", nargs="+", default=list(LOSS_NORMALIZATIONS), metavar="NORM[@LR_SCALE]",
@@ -227,7 +225,14 @@ def main(argv: list[str] | None = None) -> int:
                              "up to --queries")
     parser.add_argument("--merge", nargs="+", type=Path, help="only merge these result files (one per seed) and plot")
     parser.add_argument("--out", type=Path, default=Path("runs/learning"))
-    args = parser.parse_args(argv)
+    add_results_option(parser)
+
+
+def run(args: argparse.Namespace) -> str:
+    """Run the benchmark with the parsed options."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    for module in ("netvlad.train.loop", "netvlad.extract.clusters", "netvlad.train.sets"):
+        logging.getLogger(module).setLevel(logging.WARNING)
     torch.set_num_threads(args.threads)
     name, seeds, queries, every = args.setup, args.seeds, args.queries, args.every
     if args.quick:
@@ -245,16 +250,8 @@ def main(argv: list[str] | None = None) -> int:
         (args.out / f"{name}.json").write_text(json.dumps(results, indent=1))
     else:
         results = run_all(name, args.variants, seeds, queries, every, args.out, args.frozen_cache, args.init_model)
-    print("\n".join(summary(results)))
     try:
         plot(results, args.out / f"{name}.png")
     except ImportError:
         logging.info("matplotlib not installed: no plot")
-    return 0
-
-
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    for module in ("netvlad.train.loop", "netvlad.extract.clusters", "netvlad.train.sets"):
-        logging.getLogger(module).setLevel(logging.WARNING)
-    raise SystemExit(main())
+    return "\n".join(summary(results))

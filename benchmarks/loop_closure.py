@@ -7,7 +7,7 @@ the precision–recall curves of the loop closures in one PNG plus a markdown ta
 precision, the distance threshold at 100 % precision, per-frame latency). Ground truth: a revisit is correct within
 ±``--radius`` places (1 m spacing).
 
-    python benchmarks/loop_closure.py [--every 1] [--size 320] [--sequences 0 5 10 5:distance 10:distance 10:seqslam]
+    python -m benchmarks loop-closure [--every 1] [--size 320] [--sequences 0 5 10 5:distance 10:distance 10:seqslam]
                                       [--engine auto]
                                       [--png docs/images/loop_closure_pr.png] [--work /tmp/loop-closure]
 """
@@ -16,16 +16,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
-from workdir import work_dir  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
+from benchmarks.common import REPO, SHARED_DATA, add_results_option, work_dir
 
 
-def run(args: argparse.Namespace) -> list[tuple[str, dict, object]]:
+def curves(args: argparse.Namespace) -> list[tuple[str, dict, object]]:
     """(label, summary, PR curve) per sequence length."""
     import torch
 
@@ -36,7 +32,7 @@ def run(args: argparse.Namespace) -> list[tuple[str, dict, object]]:
     from netvlad.places.stream import StreamConfig, StreamMatcher
 
     torch.set_num_threads(args.threads)
-    data = REPO.parent / "shared" / "data" / "gardens_point"
+    data = SHARED_DATA / "gardens_point"
     frames = args.work / "frames"
     if not (frames / "frames.csv").is_file():
         write_route(data / "day_left", data / "day_right", args.work, RouteConfig(every=args.every))
@@ -58,8 +54,8 @@ def run(args: argparse.Namespace) -> list[tuple[str, dict, object]]:
     return out
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """This benchmark's options."""
     parser.add_argument("--every", type=int, default=1, help="keep one place in N")
     parser.add_argument("--size", type=int, default=320, help="longest image side, pixels")
     parser.add_argument("--sequences", nargs="+", default=["0", "5", "10", "5:distance", "10:distance", "10:seqslam"],
@@ -70,24 +66,23 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--png", type=Path, default=REPO / "docs" / "images" / "loop_closure_pr.png")
     parser.add_argument("--work", type=Path, default=work_dir("loop-closure"))
-    args = parser.parse_args()
+    add_results_option(parser)
+
+
+def run(args: argparse.Namespace) -> str:
+    """Run the benchmark with the parsed options."""
     logging.basicConfig(level=logging.WARNING)
     from netvlad.eval.pr_plot import plot_pr
 
-    results = run(args)
+    results = curves(args)
     plot_pr({label: curve for label, _, curve in results}, args.png,
             title="Gardens Point day_left → day_right, loop closures")
-    print("| matching | PR AUC | recall @ 100 % precision | recall @ 99 % precision | threshold @ 100 % | "
-          "latency p50 / p99 ms |")
-    print("|---|---:|---:|---:|---:|---:|")
+    lines = ["| matching | PR AUC | recall @ 100 % precision | recall @ 99 % precision | threshold @ 100 % | "
+             "latency p50 / p99 ms |", "|---|---:|---:|---:|---:|---:|"]
     for label, summary, _ in results:
         latency = summary["latency_ms"]
-        print(f"| {label} | {summary['pr_auc']:.3f} | {summary['recall_at_100_precision']:.1f} % | "
+        lines.append(f"| {label} | {summary['pr_auc']:.3f} | {summary['recall_at_100_precision']:.1f} % | "
               f"{summary['recall_at_99_precision']:.1f} % | {summary['threshold_at_100_precision']} | "
               f"{latency['p50']:.0f} / {latency['p99']:.0f} |")
     print(f"wrote {args.png}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return "\n".join(lines)

@@ -1,16 +1,16 @@
 """Time the default loop-closure decision's checks per frame over a large map, on one thread.
 
-A map of N descriptor-only 1280-D entries (``benchmarks/stream.py``'s random-walk route), each with 240 local
+A map of N descriptor-only 1280-D entries (``python -m benchmarks stream``'s random-walk route), each with 240 local
 features of 96 dims (a 320 × 180 frame's stride-16 MobileNetV2 map; one feature set shared by every entry, which
 changes no cost), and ``--frames`` stream frames revisiting a stretch of it with noise. The search
-is not timed (``benchmarks/stream.py`` times it); the checks are: the frame's distance distribution, the path's
+is not timed (``python -m benchmarks stream`` times it); the checks are: the frame's distance distribution, the path's
 consistency and distinctiveness, the runner-up ratio, and — for every frame, the worst case, since a permissive
 rule sends every candidate on — the geometric verification. Each size runs twice side by side, the local features
 kept as int8 codes (what the stream keeps) and as float16 (twice the bytes), interleaved frame by frame (each
 first on every other frame) so that both see the same load; the memory column is the local features' bytes
 per map frame × N.
 
-    OPENBLAS_NUM_THREADS=1 python benchmarks/loop_closure_checks.py [--sizes 1000 100000] [--frames 200]
+    OPENBLAS_NUM_THREADS=1 python -m benchmarks loop-closure-checks [--sizes 1000 100000] [--frames 200]
 """
 
 from __future__ import annotations
@@ -19,16 +19,13 @@ import os
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy: the checks' small products on one thread
 
-import argparse  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import sys
+import time
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
-sys.path.insert(0, str(REPO / "benchmarks"))
+from benchmarks.common import add_results_option
 
 
 def as_float16(features):
@@ -45,9 +42,9 @@ def run_size(n: int, frames: int, length: int | None, seed: int = 0) -> dict:
     interleaved; the features' bytes per frame."""
     import torch
 
+    from benchmarks.stream import percentiles, route
     from netvlad.extract.local_features import select_cells
     from netvlad.places.loop_closure import LoopClosureConfig, LoopClosureDetector
-    from stream import percentiles, route
 
     rng = np.random.default_rng(seed)
     entries = route(n, rng)
@@ -79,12 +76,16 @@ def run_size(n: int, frames: int, length: int | None, seed: int = 0) -> dict:
     return {"n": n, "length": length, "verified": verified, "frames": frames, "kinds": out}
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """This benchmark's options."""
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
     parser.add_argument("--frames", type=int, default=200)
     parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
+    add_results_option(parser)
+
+
+def run(args: argparse.Namespace) -> str:
+    """Run the benchmark with the parsed options."""
     import platform
 
     import torch
@@ -92,21 +93,18 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, numpy {np.__version__}, "
           f"{args.threads} thread(s), seed 0", file=sys.stderr)
-    print("| map frames | matching | local features kept | checks p50 / p99 / mean ms | frames verified |")
-    print("|---:|---|---|---:|---:|")
+    lines = ["| map frames | matching | local features kept | checks p50 / p99 / mean ms | frames verified |",
+             "|---:|---|---|---:|---:|"]
     for n in args.sizes:
         for length in (None, 10):
             r = run_size(n, args.frames, length)
             label = "single frame" if length is None else f"sequence L = {length}"
             for kind, k in r["kinds"].items():
-                print(f"| {n:,} | {label} | {kind}: {k['bytes'] / 1024:.1f} KiB a frame, {_size(k['bytes'] * n)} | "
-                      f"{k['p50']:.1f} / {k['p99']:.1f} / {k['mean']:.1f} | {r['verified']} of {r['frames']} |")
-    return 0
+                kept = f"{kind}: {k['bytes'] / 1024:.1f} KiB a frame, {_size(k['bytes'] * n)}"
+                lines.append(f"| {n:,} | {label} | {kept} | "
+                             f"{k['p50']:.1f} / {k['p99']:.1f} / {k['mean']:.1f} | {r['verified']} of {r['frames']} |")
+    return "\n".join(lines)
 
 
 def _size(count: int) -> str:
     return f"{count / 2**30:.2f} GiB" if count >= 2**30 else f"{count / 2**20:.0f} MiB"
-
-
-if __name__ == "__main__":
-    sys.exit(main())

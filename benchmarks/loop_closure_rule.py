@@ -14,7 +14,7 @@ constants give zero false closures, single frame and with ``--sequence 10``, on 
 (also with each constant one grid step looser), and the highest mean recall there is applied to it; then the rule
 picked the same way on every route, and the shipped defaults' precision, recall and check times per route.
 
-    python benchmarks/loop_closure_rule.py [--work DIR] [--threads 1] [--json rule.json]
+    python -m benchmarks loop-closure-rule [--work DIR] [--threads 1] [--json rule.json]
 """
 
 from __future__ import annotations
@@ -23,16 +23,13 @@ import argparse
 import itertools
 import json
 import logging
-import os
 import sys
 from dataclasses import replace
 from pathlib import Path
 
-from workdir import work_dir  # noqa: E402
+from benchmarks.common import SHARED_DATA, add_results_option, work_dir
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
-DATA = Path(os.environ.get("NETVLAD_SHARED_DATA", REPO.parent / "shared" / "data"))
+DATA = SHARED_DATA
 EXCLUDE = 60.0
 GRID = {"min_distinctiveness": (1.5, 2.0, 2.5, 3.0, 3.5), "max_ratio": (0.8, 0.85, 0.875, 0.9, 0.925, 0.95, 0.975),
         "min_inliers": (12, 16, 20, 24, 32), "min_consistency": (0.5, 0.6, 0.7, 0.8, 0.9)}
@@ -161,13 +158,17 @@ def leave_one_out(records: dict[str, list[dict]]) -> dict[str, tuple]:
     return out
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """This benchmark's options."""
     parser.add_argument("--work", type=Path, default=work_dir("loop-closure-rule"))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", type=Path, default=None, help="also write the recorded checks here")
     parser.add_argument("--load", type=Path, default=None, help="read recorded checks (--json) instead of running")
-    args = parser.parse_args()
+    add_results_option(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the benchmark with the parsed options."""
     logging.basicConfig(level=logging.WARNING)
     import numpy as np
     import torch
@@ -213,7 +214,3 @@ def main() -> int:
 
 def _percent(part: int, whole: int) -> str:
     return f"{100 * part / whole:.1f} %" if whole else "—"
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -2,40 +2,34 @@
 
 Sets: Gardens Point (real photographs; day_left database, day_right queries, ±2 frames) and the generated city
 (seed 0, every split, 25 m). Descriptors: MobileNetV2 + NetVLAD (K = 64, 81,920-D raw), PCA whitening fitted on a
-separate training pool (see ``scale_data.py``), cropped to 4096 / 1024 / 512 dims. For each set and size: exact
+separate training pool (see ``scale_data``), cropped to 4096 / 1024 / 512 dims. For each set and size: exact
 Recall@1/5/10, then IVF-PQ, OPQ + IVF-PQ and HNSW with the library's default settings (trained on the pool's
 descriptors, as one trains on a training set), in the same run.
 
-    python benchmarks/recall_loss.py [--dims 4096 1024 512] [--threads 2] [--cache DIR]
+    python -m benchmarks recall-loss [--dims 4096 1024 512] [--threads 2] [--cache DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from threads import pin_from_argv  # noqa: E402 - beside this script
+import faiss
+import numpy as np
+import torch
 
-pin_from_argv(default=2)  # numpy's BLAS included: it fixes its thread count at import
-
-import faiss  # noqa: E402 - after the thread counts above
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-import scale_data  # noqa: E402 - beside this script
-from netvlad.eval.recall import recall_at_n  # noqa: E402
-from netvlad.search.exact import exact_search  # noqa: E402
-from netvlad.search.index import (  # noqa: E402
+from benchmarks import scale_data
+from benchmarks.common import add_results_option, work_dir
+from netvlad.eval.recall import recall_at_n
+from netvlad.search.exact import exact_search
+from netvlad.search.index import (
     IndexConfig,
-    approximate_kinds,  # noqa: E402
+    approximate_kinds,
     build_index,
     search_rows,
 )
-from workdir import work_dir  # noqa: E402
 
 NS = (1, 5, 10)
 KINDS = ("ivfpq", "opq-ivfpq", "hnsw")
@@ -73,8 +67,8 @@ def rows_for(name: str, db: np.ndarray, queries: np.ndarray, positives, pool: np
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """This benchmark's options."""
     parser.add_argument("--dims", type=int, nargs="+", default=[1024, 512, 4096])
     parser.add_argument("--raw", action="store_true", help="also the raw 81,920-D descriptors (exact search only)")
     parser.add_argument("--threads", type=int, default=2)
@@ -84,7 +78,11 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=work_dir("scale-cache"))
     parser.add_argument("--cities", type=Path, nargs=3, default=[work_dir("scale-city", c)
                                                                  for c in ("city", "city1", "city2")])
-    args = parser.parse_args()
+    add_results_option(parser)
+
+
+def run(args: argparse.Namespace) -> str:
+    """Run the benchmark with the parsed options."""
     torch.set_num_threads(args.threads)
     faiss.omp_set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING)
@@ -92,6 +90,7 @@ def main() -> None:
     layer = scale_data.whitening(sets, args.cache)
     lines = ["| set | descriptor | search | R@1 / R@5 / R@10 | bytes per image in RAM | notes |",
              "|---|---|---|---|---:|---|"]
+    header, tables = lines[:], []
     sizes = [(None, None, f"raw {sets['pool'].shape[1]}-D")] if args.raw else []
     sizes += [(layer, d, f"whitened {d}-D") for d in args.dims]
     for transform, dim, label in sizes:
@@ -100,9 +99,7 @@ def main() -> None:
             db, q = (scale_data.apply(transform, sets[f"{key}_{s}"], dim) for s in ("db", "q"))
             lines += rows_for(name, db, q, sets[f"{key}_pos"], pool, label, args.opq_max_dim,
                               args.nprobe, args.rerank)
-        print("\n".join(lines), flush=True)
+        print("\n".join(lines), flush=True)  # as each size finishes
+        tables += lines[2:]
         lines = lines[:2]
-
-
-if __name__ == "__main__":
-    main()
+    return "\n".join(header + tables)

@@ -1,7 +1,7 @@
 """How every cost grows with the database: ground truth, store writing, exact streamed search, ANN, mining.
 
 For each N in ``--sizes`` it writes N generated ``--dim``-D descriptors (real MobileNetV2-NetVLAD descriptors,
-PCA-whitened, expanded with place-like perturbations: see ``scale_data.py``) to a float16 DescriptorStore under
+PCA-whitened, expanded with place-like perturbations: see ``scale_data``) to a float16 DescriptorStore under
 ``--work``, and times, each step in a fresh process whose peak RSS is recorded:
 
 - ``groundtruth``: 25 m radius positives of ``--queries`` queries among N generated positions (KD-tree);
@@ -16,7 +16,7 @@ PCA-whitened, expanded with place-like perturbations: see ``scale_data.py``) to 
 cropped to D dims, not whitened) through ``evaluate_descriptors`` on the memory map. It prints the table, writes
 ``results.json`` in ``--work`` and a log-log plot (``--plot``). ``--keep`` keeps the stores (deleted otherwise).
 
-    python benchmarks/scale.py [--quick] [--sizes 10000 100000 1000000] [--dim 4096] [--queries 1000]
+    python -m benchmarks scale [--quick] [--sizes 10000 100000 1000000] [--dim 4096] [--queries 1000]
                                [--big 250000x32768] [--max-memory 3] [--threads 2] [--work DIR]
 """
 
@@ -26,19 +26,13 @@ import argparse
 import json
 import logging
 import shutil
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from threads import pin_from_argv  # noqa: E402 - beside this script
-
-pin_from_argv(default=2)  # before numpy (scale_steps imports it); the spawned step processes inherit the variables
-
-import scale_steps  # noqa: E402 - the steps live beside this script (they run in child processes)
-from workdir import ENV, work_dir  # noqa: E402 - beside this script
+from benchmarks import scale_steps
+from benchmarks.common import ENV, REPO, add_results_option, work_dir
 
 logger = logging.getLogger("scale")
 ANN_KINDS = ("ivfpq", "opq-ivfpq", "hnsw")
@@ -122,9 +116,8 @@ def plot(rows: list[dict], path: Path) -> None:
     fig.savefig(path)
 
 
-def main() -> None:
-    global THREADS
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """This benchmark's options."""
     parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--dim", type=int, default=4096, help="whitened descriptor dim of the growth table")
     parser.add_argument("--queries", type=int, default=1000)
@@ -141,12 +134,17 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=work_dir("scale-cache"), help="real descriptors")
     parser.add_argument("--cities", type=Path, nargs=3, default=[work_dir("scale-city", c)
                                                                  for c in ("city", "city1", "city2")])
-    parser.add_argument("--plot", type=Path, default=Path(__file__).resolve().parents[1] / "docs/images/scale.png")
+    parser.add_argument("--plot", type=Path, default=REPO / "docs/images/scale.png")
     parser.add_argument("--quick", action="store_true", help="small sizes in a minute or two (a smoke run)")
     parser.add_argument("--keep", action="store_true", help="keep the generated stores")
     parser.add_argument("--include", type=Path, nargs="*", default=[],
                         help="results.json of earlier runs (e.g. --big alone) to show in the table and plot too")
-    args = parser.parse_args()
+    add_results_option(parser)
+
+
+def run(args: argparse.Namespace) -> str:
+    """Run the benchmark with the parsed options."""
+    global THREADS
     if args.quick:
         args.sizes, args.dim, args.queries, args.big = [2000, 20_000], 512, 200, "20000x4096"
     THREADS = args.threads
@@ -170,12 +168,8 @@ def main() -> None:
         save(run_size(args, n, args.dim, Path(base), args.work))
     print(f"\n{args.dim}-D whitened descriptors (--big: raw), float16 store, {args.queries} queries, {args.threads} "
           f"threads, --max-memory {args.max_memory} GiB ({time.perf_counter() - start:.0f} s in all)\n")
-    print(table(rows))
     if any("-D" not in r["step"] for r in rows):  # growth rows, measured now or --include'd
         plot(rows, args.plot)
         print(f"\nwrote {args.plot}")
     print(f"wrote {args.work / 'results.json'}")
-
-
-if __name__ == "__main__":
-    main()
+    return table(rows)

@@ -19,12 +19,12 @@ folder (``--cache``).
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from benchmarks.common import SHARED_DATA
 from netvlad.data import open_dataset
 from netvlad.data.synthetic import CityConfig, generate_city
 from netvlad.extract.clusters import ClusterConfig, initialize_clusters
@@ -33,7 +33,6 @@ from netvlad.models import ModelConfig, PlaceModel, Preprocessing
 from netvlad.nn.whitening import PCAWhitening
 
 logger = logging.getLogger("scale")
-SHARED = Path(os.environ.get("NETVLAD_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 CITY_SIZE = (160, 120)
 SIMPLE_ABOVE = 8192  # above this dim, a generated vector is one real descriptor + a real view change (no mixing)
 
@@ -75,8 +74,8 @@ def real_sets(cache: Path, cities: list[Path]) -> dict:
         generate_city(CityConfig.preset("default", seed=seed), root, workers=2)
     city0, pool_cities = cities[0], cities[1:]
     pool_paths = [p for c in pool_cities for part in _city_images(c)[:2] for p in part]
-    nordland = sorted((SHARED / "nordland" / "summer").glob("*.png"))[::4] + \
-        sorted((SHARED / "nordland" / "winter").glob("*.png"))[2::4]
+    nordland = sorted((SHARED_DATA / "nordland" / "summer").glob("*.png"))[::4] + \
+        sorted((SHARED_DATA / "nordland" / "winter").glob("*.png"))[2::4]
     pool_paths += nordland
     names = ("pool", "gp_db", "gp_q", "city_db", "city_q")
     if not all((cache / f"{n}.npy").exists() for n in names):  # one model describes all five (same centroids)
@@ -85,7 +84,7 @@ def real_sets(cache: Path, cities: list[Path]) -> dict:
         model = _model(pool_paths[::7])
     else:
         model = None
-    gp = SHARED / "gardens_point"
+    gp = SHARED_DATA / "gardens_point"
     c_db, c_q, c_pos = _city_images(city0)
     sets = {"pool": _describe(model, pool_paths, cache / "pool.npy"),
             "gp_db": _describe(model, sorted((gp / "day_left").glob("*.jpg")), cache / "gp_db.npy"),

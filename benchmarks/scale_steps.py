@@ -1,4 +1,4 @@
-"""The steps of ``scale.py``, each run in its own process so that its peak RSS is its own (see ``measured``)."""
+"""The steps of ``python -m benchmarks scale``, each in its own process so that its peak RSS is its own."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def measured(name: str, *args) -> dict:
 
 def prepare_base(cache: str, cities: list[str], work: str, dim: int, raw: bool = False) -> dict:
     """Real descriptors (whitened to ``dim``, or raw cropped to ``dim``) and real view changes -> an .npz path."""
-    import scale_data
+    from benchmarks import scale_data
 
     path = Path(work) / f"base{dim}{'raw' if raw else ''}.npz"
     if not path.exists():
@@ -46,10 +46,35 @@ def prepare_base(cache: str, cities: list[str], work: str, dim: int, raw: bool =
     return {"path": str(path)}
 
 
-def groundtruth(n: int, queries: int) -> dict:
-    import groundtruth as gt
+PER_PANORAMA = 24  # database images per panorama (2 pitches × 12 yaws, as in Pittsburgh 250k)
 
-    dataset = gt.generate(n, queries)
+
+def street_points(rng: np.random.Generator, count: int, extent: float = 5000.0, streets: int = 13) -> np.ndarray:
+    """``count`` points (N, 2) metres uniformly along a grid of ``streets`` × ``streets`` straight streets."""
+    along = rng.uniform(0, extent, count)
+    offset = rng.integers(0, streets, count) * extent / (streets - 1)
+    vertical = rng.random(count) < 0.5
+    return np.where(vertical[:, None], np.stack([offset, along], 1), np.stack([along, offset], 1))
+
+
+def generated_positions(num_database: int, num_queries: int, seed: int = 0):
+    """A GeoDataset of generated positions (no images) with Pittsburgh-250k-like density: panoramas every ~12 m
+    along a 13 × 13 street grid over 5 × 5 km, queries anywhere on the streets with ±5 m GPS noise."""
+    from netvlad.data import GeoDataset, ImageList
+
+    rng = np.random.default_rng(seed)
+    panoramas = street_points(rng, -(-num_database // PER_PANORAMA))
+    db = np.repeat(panoramas, PER_PANORAMA, axis=0)[:num_database]
+    q = street_points(rng, num_queries) + rng.normal(0, 5.0, (num_queries, 2))
+    pano_ids = np.repeat(np.arange(len(panoramas)), PER_PANORAMA)[:num_database].astype(np.float64)
+    database = ImageList("/db", [f"{i}.jpg" for i in range(num_database)], db, times=pano_ids)
+    queries = ImageList("/q", [f"q{i}.jpg" for i in range(num_queries)], q)
+    return GeoDataset("generated-250k", database, queries)
+
+
+def groundtruth(n: int, queries: int) -> dict:
+    """Seconds of the 25 m positives of ``queries`` generated queries among ``n`` generated positions."""
+    dataset = generated_positions(n, queries)
     start = time.perf_counter()
     positives = dataset.positives(25.0)
     return {"seconds": time.perf_counter() - start,
@@ -57,7 +82,7 @@ def groundtruth(n: int, queries: int) -> dict:
 
 
 def write_store(base_path: str, folder: str, n: int, queries: int) -> dict:
-    import scale_data
+    from benchmarks import scale_data
     from netvlad.extract.store import DescriptorStore
     from netvlad.search.exact import release_pages
 

@@ -2,13 +2,13 @@
 Delta vs SeqNet (HVPR: SeqNet shortlist, SeqSLAM re-rank) on Nordland validation (the last 400 places, winter
 queries against summer), Gardens Point day_left → day_right (±2 frames) and the generated city; then the added time
 per query and the peak memory of SeqSLAM-style matching over a shortlist at 10⁴ and 10⁵ database frames
-(descriptor-only: generated routes, like ``benchmarks/scale.py``).
+(descriptor-only: generated routes, like ``python -m benchmarks scale``).
 
 Descriptors come from ``--model CKPT`` (e.g. the Nordland recipe's ``best.safetensors``) or, without it, an
 off-the-shelf MobileNetV2 + GeM; they are kept in ``--work/<dataset>`` stores and reused by later runs. SeqNet is
 trained on the Nordland training places (the first 2,000) from the same descriptors.
 
-    python benchmarks/sequence.py [--quick] [--model runs/nordland/best.safetensors] [--work /tmp/seq-bench]
+    python -m benchmarks sequence [--quick] [--model runs/nordland/best.safetensors] [--work /tmp/seq-bench]
                                   [--sizes 10000 100000] [--dim 256 4096] [--scale-queries 1000] [--threads 1]
                                   [--sweep] [--skip nordland gardens city scale seqnet]
 
@@ -23,40 +23,29 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import resource
-import sys
 import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from threads import pin_from_argv  # noqa: E402 - beside this script
+import numpy as np
+import torch
 
-pin_from_argv()  # numpy's BLAS included: it fixes its thread count at import
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from netvlad.data import open_dataset  # noqa: E402
-from netvlad.data.sequences import SequenceOrder  # noqa: E402
-from netvlad.eval.recall import describe, evaluate_descriptors  # noqa: E402
-from netvlad.eval.sequence import sequence_ranking  # noqa: E402
-from netvlad.match.seqnet import seqnet_encoder  # noqa: E402
-from netvlad.match.seqslam import seqslam_rank  # noqa: E402
-from netvlad.match.sequence import SequenceConfig  # noqa: E402
-from netvlad.models import ModelConfig, PlaceModel, load  # noqa: E402
-from netvlad.models.seqnet import save_seqnet  # noqa: E402
-from netvlad.search.exact import exact_search  # noqa: E402
-from netvlad.train.seqnet import SeqNetTraining, train_seqnet  # noqa: E402
-from workdir import work_dir  # noqa: E402
+from benchmarks.common import SHARED_DATA, add_results_option, work_dir
+from netvlad.data import open_dataset
+from netvlad.data.sequences import SequenceOrder
+from netvlad.eval.recall import describe, evaluate_descriptors
+from netvlad.eval.sequence import sequence_ranking
+from netvlad.match.seqnet import seqnet_encoder
+from netvlad.match.seqslam import seqslam_rank
+from netvlad.match.sequence import SequenceConfig
+from netvlad.models import ModelConfig, PlaceModel, load
+from netvlad.models.seqnet import save_seqnet
+from netvlad.search.exact import exact_search
+from netvlad.train.seqnet import SeqNetTraining, train_seqnet
 
 logger = logging.getLogger("sequence")
-DATA = Path(os.environ.get("NETVLAD_SHARED_DATA", REPO.parent / "shared" / "data"))  # as the tests
+DATA = SHARED_DATA
 NS = (1, 5, 10)
 
 
@@ -242,8 +231,8 @@ def print_tables(rows: list[dict], scales: list[dict]) -> None:
               f"{s['single_r1']:.1f} | {s['sequence_r1']:.1f} |")
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """This benchmark's options."""
     parser.add_argument("--quick", action="store_true", help="fewer rows, no city, small scale runs (minutes)")
     parser.add_argument("--model", default=None, help="checkpoint (default: MobileNetV2 + GeM off the shelf)")
     parser.add_argument("--work", type=Path, default=work_dir("sequence"), help="stores, city")
@@ -258,7 +247,11 @@ def main() -> int:
     parser.add_argument("--skip", nargs="*", default=[], choices=("nordland", "gardens", "city", "scale", "seqnet"),
                         help="steps to leave out (seqnet: no SeqNet, so only Nordland's validation places are "
                              "described)")
-    args = parser.parse_args()
+    add_results_option(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the benchmark with the parsed options."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -279,7 +272,3 @@ def main() -> int:
     (args.work / "results.json").write_text(json.dumps({"model": label, "rows": rows, "scale": scales}, indent=1,
                                                        default=str))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -12,7 +12,7 @@ Side by side in one process at ``--threads`` (default 1):
   p50/p99 of search, of search + sequence, and of the whole step; the
   bulk add throughput (entries/s), IVF-PQ's training time, and the database's memory (float32 rows + index).
 
-    python benchmarks/stream.py [--quick] [--sizes 1000 10000 100000] [--frames 200] [--threads 1]
+    python -m benchmarks stream [--quick] [--sizes 1000 10000 100000] [--frames 200] [--threads 1]
 
 ``--quick`` runs 10³ and 10⁴ only with 100 frames. 10⁶ (add it to ``--sizes``) needs ~5 GiB for the float32 rows.
 """
@@ -22,19 +22,13 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from threads import pin_from_argv  # noqa: E402 - beside this script
+import numpy as np
 
-pin_from_argv()  # numpy's BLAS included: it fixes its thread count at import
+from benchmarks.common import SHARED_DATA, add_results_option
 
-import numpy as np  # noqa: E402 - after the thread counts above
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
 DIM = 1280
 
 
@@ -116,7 +110,7 @@ def describe_times(size: int, frames: int, length: int) -> dict:
     from netvlad.models import ModelConfig, PlaceModel, Preprocessing
     from netvlad.places.stream import StreamConfig, StreamMatcher, describe_image
 
-    folder = REPO.parent / "shared" / "data" / "gardens_point" / "day_left"
+    folder = SHARED_DATA / "gardens_point" / "day_left"
     paths = sorted(folder.glob("*.jpg"))[:frames]
     if not paths:
         return {"skipped": f"no Gardens Point frames at {folder}"}
@@ -155,8 +149,8 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """This benchmark's options."""
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000, 100_000])
     parser.add_argument("--frames", type=int, default=200, help="stream frames timed per size")
     parser.add_argument("--sequence", type=int, default=10, help="sequence length L")
@@ -168,7 +162,11 @@ def main() -> int:
                         help="Gardens Point frames of the describe / stream-overhead rows (0: skip them)")
     parser.add_argument("--quick", action="store_true", help="10³ and 10⁴ only, 100 frames")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
-    args = parser.parse_args()
+    add_results_option(parser)
+
+
+def run(args: argparse.Namespace) -> str:
+    """Run the benchmark with the parsed options."""
     import faiss
     import torch
 
@@ -181,11 +179,6 @@ def main() -> int:
     print(f"machine: {platform.processor() or platform.machine()}, {args.threads} thread(s), faiss "
           f"{faiss.__version__}, torch {torch.__version__}")
     print(f"describe (MobileNetV2+GeM, longest side {args.size} px, Gardens Point): {json.dumps(describe)}")
-    print(table(rows))
     if args.json:
         args.json.write_text(json.dumps({"describe": describe, "rows": rows}, indent=1) + "\n")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return table(rows)

@@ -1,7 +1,7 @@
 """Training throughput: seconds per 1000 training queries, cache refreshes included (paper defaults).
 
-    python benchmarks/train.py                      # Nordland thumbnails at 128×256 (the recipe's setting)
-    python benchmarks/train.py --size 64 64 --clusters 4 --no-pretrained
+    python -m benchmarks train                      # Nordland thumbnails at 128×256 (the recipe's setting)
+    python -m benchmarks train --size 64 64 --clusters 4 --no-pretrained
 
 Measures the costs separately on real images and combines them for a database of ``--database-size``:
 a cache refresh every ``--refresh`` queries (database + those queries extracted) and one optimiser step per
@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.common import SHARED_DATA, add_results_option
 from netvlad.data import open_dataset
 from netvlad.models import PlaceModel
 from netvlad.train import TrainConfig
@@ -31,7 +32,7 @@ from netvlad.train.loss import triplet_ranking_loss
 from netvlad.train.mining import MinedTuples, mine
 from netvlad.train.step import GroupEncoder, frozen_batchnorm_train, load_group, tuple_loss, use_channels_last
 
-NORDLAND = Path(__file__).resolve().parents[2] / "shared" / "data" / "nordland"
+NORDLAND = SHARED_DATA / "nordland"
 
 
 def time_extraction(model: PlaceModel, paths: list[Path], batch_size: int, frozen) -> float:
@@ -143,8 +144,8 @@ VARIANTS = {"before": {"before": True, "channels_last": False},  # today's code 
             "now + channels_last": {"before": False, "channels_last": True}}  # --channels-last
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """This benchmark's options."""
     parser.add_argument("--dataset", type=Path, default=NORDLAND)
     parser.add_argument("--backbone", default="mobilenet_v2")
     parser.add_argument("--train-from", type=int, default=None, help="first trained stage (0: all)")
@@ -158,7 +159,11 @@ def main() -> None:
     parser.add_argument("--places", type=int, default=200, help="places the timed tuples are mined among")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--full-backbone", action="store_true", help="no frozen-feature precomputation")
-    args = parser.parse_args()
+    add_results_option(parser)
+
+
+def run(args: argparse.Namespace) -> None:
+    """Run the benchmark with the parsed options."""
     if args.threads:
         torch.set_num_threads(args.threads)
     dataset = open_dataset(args.dataset, database="summer", queries="winter")
@@ -196,7 +201,3 @@ def main() -> None:
         print(f"  {name:20s} step {result['per_query'] * 1000:7.1f} ms/query, cache {per_image[layout] * 1000:5.1f} "
               f"ms/image -> {total:7.1f} s per 1000 queries ({total / base:.2f}x); weights vs before: "
               + ("bit-identical" if same == 0 else f"max |diff| {same:.1e}"))
-
-
-if __name__ == "__main__":
-    main()

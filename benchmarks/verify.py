@@ -5,11 +5,11 @@ One off-the-shelf model (MobileNetV2 ImageNet + NetVLAD K=16, k-means on Gardens
 presets use its leading dims; each preset's dims are regularised as the command line's fit is, ε = SHRINK × their
 mean eigenvalue). Each set's feature maps are computed once; database patches go to real float16
 patch stores; every preset re-ranks the same global top ``--top``, and the fused variants add the global
-similarity with weight λ. Costs (benchmarks/verify_costs.py): re-ranking of the top ``--timing-top`` for
+similarity with weight λ. Costs: re-ranking of the top ``--timing-top`` for
 ``--timing-queries`` queries on random patch stores, every preset in turn in this process; peak resident memory
 added by the patch descriptors of one 480×640 VGG16 map (30×40×512, K=64), in a fresh subprocess.
 
-    python benchmarks/verify.py [--top 20] [--city DIR] [--out verify.json]
+    python -m benchmarks verify [--top 20] [--city DIR] [--out verify.json]
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import argparse
 import dataclasses
 import json
 import os
+import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -25,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.common import REPO, SHARED_DATA, add_results_option, work_dir
 from netvlad.data.conditions import query_conditions
 from netvlad.data.readers import open_dataset
 from netvlad.eval.recall import recall_at_n
@@ -34,11 +37,8 @@ from netvlad.match.verify.patch_store import create_patch_store
 from netvlad.match.verify.patches import SHRINK, PatchExtractor, fit_patch_whitening, iter_images, shrink_whitening
 from netvlad.match.verify.rerank import normalise, verify_shortlist
 from netvlad.models import ModelConfig, PlaceModel, Preprocessing
+from netvlad.nn.patch import patch_netvlad, window_grid
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from verify_costs import PRESETS, memory, print_costs, timing, vgg_bytes  # noqa: E402
-
-SHARED = Path(os.environ.get("NETVLAD_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 FUSED = (0.25, 0.5, 0.75)  # λ of the global similarity in the fused variants
 
 
@@ -46,7 +46,7 @@ def model_and_whitening(cache: Path):
     """The off-the-shelf model and its 4096-D patch whitening (both cached in ``cache``)."""
     model = PlaceModel(ModelConfig(backbone="mobilenet_v2", pool="netvlad", num_clusters=16,
                                    preprocessing=Preprocessing("longest", (640,))), pretrained=True).eval()
-    left = sorted((SHARED / "gardens_point" / "day_left").glob("*.jpg"))
+    left = sorted((SHARED_DATA / "gardens_point" / "day_left").glob("*.jpg"))
     state = cache / "model.pt"
     if state.is_file():
         model.load_state_dict(torch.load(state, weights_only=True))
@@ -89,7 +89,7 @@ def sets(city: Path | None, every: int = 1, longest: int | None = None) -> dict:
     """{name: (database paths, query paths, positives per query[, preprocessing])} of the sets found; Gardens Point
     keeps every ``every``-th frame of each side (±2 frames of the walk stay the tolerance), at ``longest`` px."""
     found = {}
-    gp = SHARED / "gardens_point"
+    gp = SHARED_DATA / "gardens_point"
     left, right = sorted((gp / "day_left").glob("*.jpg")), sorted((gp / "day_right").glob("*.jpg"))
     left, right, tolerance = left[::every], right[::every], 2 // every
     found[f"Gardens Point day_left→day_right (±2 frames{f', 1 frame in {every}' if every > 1 else ''}"
@@ -97,11 +97,11 @@ def sets(city: Path | None, every: int = 1, longest: int | None = None) -> dict:
         left, right, [np.arange(max(0, i - tolerance), min(len(left), i + tolerance + 1)) for i in range(len(right))],
         *([Preprocessing("longest", (longest,))] if longest else []))
     names = [f"images-{i:05d}.png" for i in range(16010, 24001, 80)]  # the last third of the route, 100 places
-    nord = SHARED / "nordland"
+    nord = SHARED_DATA / "nordland"
     found[f"Nordland summer→winter ({len(names)} places of the last third, 64×32 thumbnails upscaled to 640×320)"] = (
         [nord / "summer" / n for n in names], [nord / "winter" / n for n in names],
         [np.array([i]) for i in range(len(names))], Preprocessing("fixed", (320, 640)))
-    tokyo = SHARED / "tokyo_pair"
+    tokyo = SHARED_DATA / "tokyo_pair"
     unrelated = left[::8] + [nord / "summer" / n for n in names[::4]]
     found[f"Tokyo night query among {len(unrelated)} unrelated + its day image"] = (
         [tokyo / "tokyo_db.png"] + unrelated, [tokyo / "tokyo_query.jpg"], [np.array([0])])
@@ -181,8 +181,99 @@ def patch_store(extractor: PatchExtractor, maps: list[torch.Tensor], folder: Pat
     return store, float(np.mean(seconds)) if seconds else float("nan")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+# Costs: re-ranking seconds per query on random patch stores, peak memory of one VGG16 map's patch descriptors
+# (in a fresh process), store bytes per 640×480 VGG16 image.
+PRESETS = ("performance", "speed", "storage")
+
+
+def fill_store(extractor, patches: list, folder: Path):
+    """A float16 patch store of ``patches`` (rewritten each run)."""
+    shutil.rmtree(folder, ignore_errors=True)
+    store = create_patch_store(extractor, [f"{i}" for i in range(len(patches))], folder, patches[0].grids)
+    for i0 in range(0, len(patches), 16):
+        part = patches[i0:i0 + 16]
+        store.write(np.arange(i0, i0 + len(part)), part)
+    return store
+
+
+def timing(count: int, top: int, cache: Path, grid=(15, 20)) -> dict:
+    """Mean seconds to re-rank a top-``top`` shortlist per query, per preset, side by side, on stores of random unit
+    patches shaped as a 640×480 image's MobileNetV2 map (``grid`` cells): reading, matching and scoring cost the
+    same whatever the values (RANSAC draws and reprojects all padded matches)."""
+    from netvlad.match.verify.patches import Patches
+    from netvlad.nn.functional import l2_normalize
+
+    gen = torch.Generator().manual_seed(0)
+
+    def random_patches(preset):
+        grids = [window_grid(*grid, s, preset.stride) for s in preset.sizes]
+        return Patches([l2_normalize(torch.randn(r * c, preset.dim, generator=gen), dim=1) for r, c in grids], grids)
+
+    class Fake:  # what create_patch_store reads from an extractor
+        def __init__(self, preset):
+            self.preset, self.dim = preset, preset.dim
+            self.model = type("M", (), {"fingerprint": staticmethod(lambda: "random")})()
+
+    out = {}
+    for name in PRESETS:
+        preset = get_preset(name)
+        store = fill_store(Fake(preset), [random_patches(preset) for _ in range(top)], cache / f"timing_{name}")
+        queries = [random_patches(preset) for _ in range(count)]
+        start = time.perf_counter()
+        for p in queries:
+            verify_shortlist(p, np.arange(top), np.linspace(0, 1, top), store.read, preset, gen)
+        out[name] = (time.perf_counter() - start) / count
+        shutil.rmtree(cache / f"timing_{name}", ignore_errors=True)
+    return out
+
+
+def memory_child(name: str) -> None:
+    """Print the peak resident MiB added by the patch descriptors of preset ``name`` for one 480×640 VGG16 map."""
+    p = get_preset(name)
+    torch.manual_seed(0)
+    x, weight, centroids = torch.randn(1, 512, 30, 40).relu_(), torch.randn(64, 512), torch.randn(64, 512)
+    projection = (torch.randn(p.dim, 64 * 512).div_(181.0), torch.zeros(p.dim))  # in place: no 2nd copy at start
+    with torch.no_grad():  # warm-up on a tiny map: the kernels' code pages are not the layer's memory
+        patch_netvlad(x[..., :9, :9], weight, None, centroids, 8, p.stride, True, projection)
+    Path("/proc/self/clear_refs").write_text("5")  # Linux: reset the peak (VmHWM) to the current resident size
+    base = _status_kib("VmRSS")
+    with torch.no_grad():
+        for size in p.sizes:
+            patch_netvlad(x, weight, None, centroids, size, p.stride, True, projection)
+    print(json.dumps({"peak_mib": (_status_kib("VmHWM") - base) / 1024}))
+
+
+def _status_kib(field: str) -> int:
+    """A ``/proc/self/status`` memory field, KiB."""
+    line = next(t for t in Path("/proc/self/status").read_text().splitlines() if t.startswith(field + ":"))
+    return int(line.split()[1])
+
+
+def memory(name: str) -> float:
+    """:func:`memory_child` in a fresh subprocess (the whitening matrix itself, the model's, is not counted)."""
+    child = "import sys\nfrom benchmarks.verify import memory_child\nmemory_child(sys.argv[1])"
+    out = subprocess.run([sys.executable, "-c", child, name], capture_output=True, text=True, check=True,
+                         cwd=REPO).stdout
+    return json.loads(out.splitlines()[-1])["peak_mib"]
+
+
+def vgg_bytes(preset: str) -> int:
+    """Patch store bytes per 480×640 image for a VGG16 map (30×40 cells)."""
+    p = get_preset(preset)
+    return sum(2 * (2 + int(np.prod(window_grid(30, 40, s, p.stride))) * p.dim) for s in p.sizes)
+
+
+def print_costs(report: dict, top: int) -> None:
+    seconds = report["seconds_per_query"]
+    print(f"\n| preset | re-rank s/query (top {top}) | vs speed | store B/image, VGG16 480×640 | peak MiB |")
+    print("|---|---:|---:|---:|---:|")
+    for name in PRESETS:
+        print(f"| {name} | {seconds[name]:.3f} | {seconds[name] / seconds['speed']:.1f}× | "
+              f"{report['store_bytes_vgg16_480x640'][name]:,} | {report['memory_mib_vgg16_480x640'][name]} |")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """This benchmark's options."""
     parser.add_argument("--top", type=int, default=20, help="global shortlist re-ranked for the recall table")
     parser.add_argument("--timing-top", type=int, default=100)
     parser.add_argument("--timing-queries", type=int, default=2)
@@ -191,7 +282,8 @@ def main() -> None:
                              "(4096-D: about 2.3 s of projection per 640×360 image on one idle core here; its "
                              "database patches are kept in --cache and a rerun continues them)")
     parser.add_argument("--city", type=Path, default=None, help="a generated city (netvlad generate) to add")
-    parser.add_argument("--cache", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "netvlad_verify")
+    parser.add_argument("--cache", type=Path, default=work_dir("verify"),
+                        help="model, clusters, whitening and patch stores, reused by later runs")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     parser.add_argument("--limit", type=int, default=None, help="at most this many queries per set (smoke runs)")
     parser.add_argument("--sets", default="", help="only the sets whose label contains one of these, comma-separated")
@@ -199,7 +291,11 @@ def main() -> None:
     parser.add_argument("--longest", type=int, default=None,
                         help="Gardens Point: images resized to this many px on the longest side (default 640)")
     parser.add_argument("--no-costs", action="store_true", help="skip the timing and memory measurements")
-    args = parser.parse_args()
+    add_results_option(parser)
+
+
+def run(args: argparse.Namespace) -> None:
+    """Run the benchmark with the parsed options."""
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     args.cache.mkdir(parents=True, exist_ok=True)
     model, whitening = model_and_whitening(args.cache)
@@ -233,7 +329,3 @@ def print_set(label: str, entry: dict) -> None:
     print(f"seconds per query (top {entry['top']}): " + ", ".join(
         f"{n} {s['patch_seconds_per_query_image']:.3f} patches + {s['rerank_seconds_per_query']:.3f} re-ranking"
         for n, s in entry["stores"].items()))
-
-
-if __name__ == "__main__":
-    main()

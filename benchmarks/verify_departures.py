@@ -1,6 +1,6 @@
 """Where the re-ranking departs from Patch-NetVLAD's code, each departure's measured effect, side by side in one run.
 
-The model, patch whitening and Gardens Point subset of ``benchmarks/verify.py`` (MobileNetV2 + NetVLAD K = 16,
+The model, patch whitening and Gardens Point subset of ``python -m benchmarks verify`` (MobileNetV2 + NetVLAD K = 16,
 k-means on day_left, 4096-D patch whitening; every ``--every``-th frame of each side at ``--longest`` px). Per
 query, each patch size's raw scores are computed once per RANSAC threshold setting; the rankings below differ in
 one choice at a time from the reference's (Patch-NetVLAD: 1.5-cell RANSAC threshold for every size, z-score
@@ -8,19 +8,19 @@ fusion of the sizes over the shortlist, the patch score alone). The patch sums: 
 descriptors (size 5, no projection) from their direct float64 window sums, for this library's float64 integral
 images and for a float32 integral image as Patch-NetVLAD builds it.
 
-    OMP_NUM_THREADS=1 python benchmarks/verify_departures.py [--every 4] [--longest 480] [--top 10]
+    OMP_NUM_THREADS=1 python -m benchmarks verify-departures [--every 4] [--longest 480] [--top 10]
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from benchmarks.common import add_results_option, work_dir
+from benchmarks.verify import features, model_and_whitening, patch_store, resized, sets
 from netvlad.eval.recall import recall_at_n
 from netvlad.match.verify import get_preset
 from netvlad.match.verify.patches import SHRINK, PatchExtractor, shrink_whitening
@@ -28,9 +28,6 @@ from netvlad.match.verify.rerank import normalise, size_scores
 from netvlad.nn import functional as VF
 from netvlad.nn.patch import patch_netvlad, window_grid, window_sums
 from netvlad.numerics import describe, numeric_environment
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from verify import features, model_and_whitening, patch_store, resized, sets  # noqa: E402
 
 
 def zscore(scores: torch.Tensor) -> torch.Tensor:
@@ -66,13 +63,18 @@ def patch_sum_errors(model, feature_map: torch.Tensor, size: int = 5) -> tuple[f
     return float((ours - direct).abs().max()), float((v32 - direct).abs().max())
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """This benchmark's options."""
     parser.add_argument("--every", type=int, default=4)
     parser.add_argument("--longest", type=int, default=480)
     parser.add_argument("--top", type=int, default=10)
-    parser.add_argument("--cache", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "netvlad_verify")
-    args = parser.parse_args()
+    parser.add_argument("--cache", type=Path, default=work_dir("verify"),
+                        help="model, clusters, whitening and patch stores, reused by later runs")
+    add_results_option(parser)
+
+
+def run(args: argparse.Namespace) -> str:
+    """Run the benchmark with the parsed options."""
     args.cache.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     model, whitening = model_and_whitening(args.cache)
@@ -111,14 +113,10 @@ def main() -> None:
         for key, ranking in variants.items():
             rows[key] = recall_at_n(ranking, positives, (1, 5))
     ours, float32 = patch_sum_errors(model, db_maps[0])
-    print(f"{label}: {len(queries)} queries, {len(db)} database images, top {args.top} re-ranked\n")
-    print("| ranking | R@1 | R@5 |\n|---|---:|---:|")
-    for key, recall in rows.items():
-        print(f"| {key} | {recall[1]:.1f} | {recall[5]:.1f} |")
-    print(f"\npatch descriptors (size 5, {tuple(db_maps[0].shape[2:])} map), largest difference from direct float64 "
-          f"window sums: float64 integral images {ours:.2g}, float32 integral image {float32:.2g}")
-    print(f"\n{describe(numeric_environment())}")
-
-
-if __name__ == "__main__":
-    main()
+    lines = [f"{label}: {len(queries)} queries, {len(db)} database images, top {args.top} re-ranked", "",
+             "| ranking | R@1 | R@5 |", "|---|---:|---:|"]
+    lines += [f"| {key} | {recall[1]:.1f} | {recall[5]:.1f} |" for key, recall in rows.items()]
+    lines.append(f"\npatch descriptors (size 5, {tuple(db_maps[0].shape[2:])} map), largest difference from direct "
+                 f"float64 window sums: float64 integral images {ours:.2g}, float32 integral image {float32:.2g}")
+    lines.append(f"\n{describe(numeric_environment())}")
+    return "\n".join(lines)

@@ -3,9 +3,9 @@
 ``sequence first`` (what ``netvlad evaluate --sequence L --verify PRESET`` does): SeqSLAM over each frame's global
 shortlist, then its top N re-ranked by patches (fused with the sequence scores, λ). ``verify first``: each frame's
 global top N re-ranked by patches (fused with the global distances), then SeqSLAM over that shortlist. The model is
-benchmarks/verify.py's (MobileNetV2 ImageNet + NetVLAD K=16, k-means on day_left, 640 px; cached in ``--cache``).
+the ``verify`` benchmark's (MobileNetV2 ImageNet + NetVLAD K=16, k-means on day_left, 640 px; cached in ``--cache``).
 
-    python benchmarks/verify_sequence.py [--length 5] [--top 20] [--preset speed] [--cache DIR] [--out FILE.json]
+    python -m benchmarks verify-sequence [--length 5] [--top 20] [--preset speed] [--cache DIR] [--out FILE.json]
 """
 
 from __future__ import annotations
@@ -14,34 +14,38 @@ import argparse
 import dataclasses
 import json
 import os
-import sys
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from netvlad.data import open_dataset  # noqa: E402
-from netvlad.eval.sequence import evaluate_sequences, sequence_ranking  # noqa: E402
-from netvlad.eval.verified import evaluate_verified  # noqa: E402
-from netvlad.eval.verified_sequence import verify_sequence  # noqa: E402
-from netvlad.extract.store import DescriptorStore  # noqa: E402
-from netvlad.match.sequence import SequenceConfig  # noqa: E402
-from netvlad.match.verify import get_preset  # noqa: E402
-from verify import SHARED, model_and_whitening  # noqa: E402
+from benchmarks.common import SHARED_DATA, add_results_option, work_dir
+from benchmarks.verify import model_and_whitening
+from netvlad.data import open_dataset
+from netvlad.eval.sequence import evaluate_sequences, sequence_ranking
+from netvlad.eval.verified import evaluate_verified
+from netvlad.eval.verified_sequence import verify_sequence
+from netvlad.extract.store import DescriptorStore
+from netvlad.match.sequence import SequenceConfig
+from netvlad.match.verify import get_preset
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """This benchmark's options."""
     parser.add_argument("--length", type=int, default=5, help="sequence length L (query frames)")
     parser.add_argument("--top", type=int, default=20, help="candidates re-ranked, and SeqSLAM's shortlist")
     parser.add_argument("--preset", default="speed")
-    parser.add_argument("--cache", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "netvlad_verify")
+    parser.add_argument("--cache", type=Path, default=work_dir("verify"),
+                        help="model, clusters, whitening and patch stores, reused by later runs")
     parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args()
+    add_results_option(parser)
+
+
+def run(args: argparse.Namespace) -> str:
+    """Run the benchmark with the parsed options."""
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     args.cache.mkdir(parents=True, exist_ok=True)
     model, _ = model_and_whitening(args.cache)  # the preset's whitening is fitted on database patches, as the CLI
-    dataset = open_dataset(SHARED / "gardens_point", database="day_left", queries="day_right", frame_tolerance=2)
+    dataset = open_dataset(SHARED_DATA / "gardens_point", database="day_left", queries="day_right", frame_tolerance=2)
     store = args.cache / f"sequence_store_{model.fingerprint()}"
     config = SequenceConfig(length=args.length, shortlist=args.top, propagate=5)
     ns = (1, 5)
@@ -57,14 +61,9 @@ def main() -> None:
     shortlists = dataclasses.replace(single, ranked=verified.ranking.ranked)
     then = sequence_ranking("seqslam", db, queries, dataset, shortlists, config, ns)
     rows[f"verify first: {preset.name} (top {args.top}), then {seq.label}"] = then.recall
-    print(f"Gardens Point day_left → day_right, ±2 frames: {len(queries)} queries, {len(db)} database images, "
-          f"preset {preset.name} (λ = {preset.global_weight})")
-    print("| ranking | R@1 | R@5 |\n|---|---:|---:|")
-    for name, recall in rows.items():
-        print(f"| {name} | {recall[1]:.1f} | {recall[5]:.1f} |")
+    lines = [f"Gardens Point day_left → day_right, ±2 frames: {len(queries)} queries, {len(db)} database images, "
+             f"preset {preset.name} (λ = {preset.global_weight})", "", "| ranking | R@1 | R@5 |", "|---|---:|---:|"]
+    lines += [f"| {name} | {recall[1]:.1f} | {recall[5]:.1f} |" for name, recall in rows.items()]
     if args.out:
         args.out.write_text(json.dumps({k: {str(n): r for n, r in v.items()} for k, v in rows.items()}, indent=1))
-
-
-if __name__ == "__main__":
-    main()
+    return "\n".join(lines)

@@ -2,12 +2,12 @@
 
 Gardens Point day_left → day_right (200 / 200, ±2 frames), MobileNetV2 ImageNet at 640 px, off-the-shelf NetVLAD
 k-means initialised as ``netvlad evaluate`` does (K = 64: 500 database images sampled, i.e. all 200) or as
-benchmarks/verify.py does (K = 16). Feature maps, models, fitted PCA bases and each image's size-5 patch vectors
+the ``verify`` benchmark does (K = 16). Feature maps, models, fitted PCA bases and each image's size-5 patch vectors
 projected onto the leading 512 principal directions are cached in ``--cache``; every variant (whitening, plain PCA,
 shrunk whitening, dims, min-max or z-score normalisation, top N, λ) is then a rescaling of the cached projections
 and a rapid-scored re-ranking by the library's own ``size_scores``.
 
-    python benchmarks/verify_whitening.py --cache /tmp/i19/diag [--clusters 64] [--samples 5000]
+    python -m benchmarks verify-whitening --cache /tmp/i19/diag [--clusters 64] [--samples 5000]
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ import argparse
 import dataclasses
 import json
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from benchmarks.common import ENV, SHARED_DATA, add_results_option, work_dir
 from netvlad.eval.recall import recall_at_n
 from netvlad.extract.clusters import ClusterConfig, cluster_if_off_the_shelf
 from netvlad.match.verify import get_preset
@@ -31,28 +31,24 @@ from netvlad.models import ModelConfig, PlaceModel, Preprocessing
 from netvlad.nn import PCAWhitening
 from netvlad.nn.patch import patch_netvlad, window_grid
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from workdir import ENV, work_dir  # noqa: E402 - beside this script
-
-SHARED = Path(os.environ.get("NETVLAD_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 BASIS = 512  # principal directions kept in the cache (the speed preset's dims)
 
 
 def paths(name: str) -> tuple[list[Path], list[Path], list[np.ndarray], Preprocessing | None]:
     """(database, queries, positives, preprocessing) of Gardens Point day_left → day_right (±2 frames) or of the
-    100 Nordland summer → winter places of benchmarks/verify.py (thumbnails upscaled to 640×320)."""
+    100 Nordland summer → winter places of ``python -m benchmarks verify`` (thumbnails upscaled to 640×320)."""
     if name == "gardens":
-        gp = SHARED / "gardens_point"
+        gp = SHARED_DATA / "gardens_point"
         left, right = sorted((gp / "day_left").glob("*.jpg")), sorted((gp / "day_right").glob("*.jpg"))
         return left, right, [np.arange(max(0, i - 2), min(len(left), i + 3)) for i in range(len(right))], None
     names = [f"images-{i:05d}.png" for i in range(16010, 24001, 80)]
-    nord = SHARED / "nordland"
+    nord = SHARED_DATA / "nordland"
     return ([nord / "summer" / n for n in names], [nord / "winter" / n for n in names],
             [np.array([i]) for i in range(len(names))], Preprocessing("fixed", (320, 640)))
 
 
 def model_for(clusters: int, cache: Path, left: list[Path]) -> PlaceModel:
-    """The off-the-shelf model: K = 64 clustered as the command line does, K = 16 as benchmarks/verify.py does."""
+    """The off-the-shelf model: K = 64 clustered as the command line does, K = 16 as the ``verify`` benchmark does."""
     model = PlaceModel(ModelConfig(backbone="mobilenet_v2", pool="netvlad", num_clusters=clusters,
                                    preprocessing=Preprocessing("longest", (640,))), pretrained=True).eval()
     state = cache / f"model_{clusters}.pt"
@@ -178,8 +174,8 @@ def fused_recall(raw, sims, ranked, positives, top, how, lam) -> float:
     return recall_at_n(np.take_along_axis(ranked, order, 1), positives, (1,))[1]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """This benchmark's options."""
     parser.add_argument("--cache", type=Path, default=work_dir("verify-whitening"),
                         help=f"cached maps and projections (default: under ${ENV}, else the system's temp dir)")
     parser.add_argument("--clusters", type=int, default=64)
@@ -189,7 +185,11 @@ def main() -> None:
                         help="kind:shrink pairs, comma-separated")
     parser.add_argument("--dims", default="128,512")
     parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args()
+    add_results_option(parser)
+
+
+def run(args: argparse.Namespace) -> None:
+    """Run the benchmark with the parsed options."""
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     args.cache.mkdir(parents=True, exist_ok=True)
     gp_left = paths("gardens")[0]
@@ -227,7 +227,3 @@ def main() -> None:
                     print(" ".join(f"{k}={v}" for k, v in row.items()), flush=True)
     if args.out:
         args.out.write_text(json.dumps(results, indent=1))
-
-
-if __name__ == "__main__":
-    main()

@@ -113,7 +113,7 @@ def test_store_refuses_patches_projected_by_another_whitening(netvlad_model, tmp
 @pytest.mark.parametrize("preset", [RAPID, RANSAC])
 def test_a_copy_of_a_database_image_wins_the_shortlist(netvlad_model, tmp_path, preset, monkeypatch):
     # random weights: the windows differ only in the small-variance directions, which the default regularisation
-    # damps (it is chosen on real features: benchmarks/verify_whitening.py), so this fit whitens exactly
+    # damps (chosen on real features: the whitening sweep in docs/reranking.md), so this fit whitens exactly
     monkeypatch.setattr("netvlad.match.verify.patches.SHRINK", 0.0)
     names = write_images(tmp_path / "db", 6, size=(160, 128), seed=3)
     query = tmp_path / "db" / names[4]

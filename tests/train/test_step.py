@@ -1,10 +1,7 @@
 """The training step encodes a batch's distinct images once: same loss and gradients as encoding every tuple's
 images separately (bit for bit when no image is shared), and NHWC convolutions give the same values."""
 
-import importlib.util
-import sys
 from copy import deepcopy
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,17 +14,14 @@ from netvlad.train.mining import MinedTuples
 from netvlad.train.step import GroupEncoder, batch_layout, frozen_batchnorm_train, tuple_loss, use_channels_last
 from tests.train.conftest import TINY
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "train.py"
 CPU = torch.device("cpu")
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _before():
-    spec = importlib.util.spec_from_file_location("train_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module.tuple_loss_before
+    from benchmarks.train import tuple_loss_before
+
+    return tuple_loss_before
 
 
 def _model():

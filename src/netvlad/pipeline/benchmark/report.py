@@ -14,21 +14,33 @@ from netvlad.pipeline.benchmark.selection import Selection, select_default
 
 
 def run_meta(command: str, threads: int, seed: int) -> dict:
-    """Command, UTC date and the machine: CPU, instruction set, threads, torch version, seed."""
+    """Command, UTC date and the machine: CPU, instruction set, threads, torch and onnxruntime versions, seed."""
+    from importlib.metadata import PackageNotFoundError, version
+
     import torch
 
     from netvlad.numerics import cpu_isa, cpu_name
 
+    try:
+        onnxruntime = version("onnxruntime")
+    except PackageNotFoundError:
+        onnxruntime = None
     return {"command": command, "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "cpu": cpu_name(), "isa": cpu_isa(), "threads": threads, "torch": torch.__version__,
-            "python": platform.python_version(), "seed": seed}
+            "onnxruntime": onnxruntime, "python": platform.python_version(), "seed": seed}
 
 
 def machine_line(meta: dict) -> str:
-    """``2026-12-06 11:40 UTC; CPU AMD EPYC (avx2), 1 thread, torch 2.4.1, seed 0``."""
+    """``2026-12-06 11:40 UTC; CPU AMD EPYC (avx2), 1 thread, torch 2.4.1, onnxruntime 1.20.1, seed 0``."""
     threads = f"{meta.get('threads')} thread" + ("" if meta.get("threads") == 1 else "s")
-    return (f"{meta.get('date')}; CPU {meta.get('cpu')} ({meta.get('isa')}), {threads}, torch {meta.get('torch')}, "
-            f"seed {meta.get('seed')}")
+    onnxruntime = f", onnxruntime {meta['onnxruntime']}" if meta.get("onnxruntime") else ""
+    return (f"{meta.get('date')}; CPU {meta.get('cpu')} ({meta.get('isa')}), {threads}, torch {meta.get('torch')}"
+            f"{onnxruntime}, seed {meta.get('seed')}")
+
+
+def header(meta: dict) -> str:
+    """The first line of a docs fragment: the command that measured it, then :func:`machine_line`."""
+    return f"`{meta.get('command', 'netvlad benchmark')}` — {machine_line(meta)}."
 
 
 def _rows(result: BenchmarkResult) -> list[tuple[str, str]]:
@@ -83,7 +95,7 @@ def selection_markdown(selection: Selection) -> str:
 def markdown(result: BenchmarkResult, selection: Selection | None) -> str:
     """The docs fragment: command, machine line, Recall@1 table, time table and (with a baseline) the choice."""
     meta = result.meta
-    parts = [f"`{meta.get('command', 'netvlad benchmark')}` — {machine_line(meta)}.", "",
+    parts = [header(meta), "",
              "Recall@1 (%):", "", table(result, markdown=True), "",
              "Time per query (ms; the method alone over stored descriptors):", "",
              table(result, markdown=True, times=True)]

@@ -1,0 +1,99 @@
+"""``python -m benchmarks NAME [options]``: one subcommand per benchmark (``--help`` lists them).
+
+Each benchmark module has ``add_arguments(parser)`` and ``run(args)``; a ``run`` that returns text returns its
+Markdown table, printed here; with ``--results DIR`` that table (or, from a ``run`` that prints its report, what
+it printed) is written to ``DIR/<name>.md`` under the command and machine line
+(:func:`benchmarks.common.write_fragment`). ``--threads N`` (else the benchmark's own default) pins numpy's BLAS
+too: the variables are set here, before any benchmark module imports numpy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import io
+import shlex
+import sys
+
+from benchmarks.common import pin_threads, write_fragment
+
+# name: (module, what it answers)
+BENCHMARKS = {
+    "bag-loop-closure": ("bag_loop_closure", "loop closures from a ROS bag through `netvlad stream` (docs/bags.md)"),
+    "cli-startup": ("cli_startup", "`netvlad --help`/--version/errors against `import torch` (target < 0.2×)"),
+    "deterministic": ("deterministic", "CPU cost of --deterministic's pinned kernels"),
+    "engine": ("engine", "extraction speed: pipeline, models alone, torch layouts, JPEG decoding (--part)"),
+    "figures": ("figures", "the README's and docs/figures.md's tables, re-measured with `netvlad` itself"),
+    "gpu": ("gpu", "VGG16 + NetVLAD on a GPU: precision, decoding, pipeline, training step, search"),
+    "learning": ("learning", "learning curves per loss normalisation over seeds"),
+    "loop-closure": ("loop_closure", "loop-closure PR curves on Gardens Point as one walk"),
+    "loop-closure-checks": ("loop_closure_checks", "the loop-closure checks' time per frame over a large map"),
+    "loop-closure-rule": ("loop_closure_rule", "the loop-closure rule chosen leave-one-route-out"),
+    "recall-loss": ("recall_loss", "Recall@N lost to approximate search and smaller descriptors"),
+    "scale": ("scale", "how every cost grows with the database size"),
+    "sequence": ("sequence", "sequence methods side by side, and their cost at 10^4-10^5 frames"),
+    "stream": ("stream", "per-frame latency of describe + search + sequence over a growing map"),
+    "train": ("train", "training seconds per 1000 queries, cache refreshes included"),
+    "verify": ("verify", "Patch-NetVLAD re-ranking presets against the global ranking, and their costs"),
+    "verify-departures": ("verify_departures", "each departure from Patch-NetVLAD's code and its effect"),
+    "verify-sequence": ("verify_sequence", "re-ranking composed with sequence matching, both orders"),
+    "verify-whitening": ("verify_whitening", "the patch whitening, normalisation, shortlist and λ swept (the default)"),
+}
+
+# the benchmarks whose --threads default is not 1: BLAS is pinned to it before their modules (and numpy) load
+THREADS = {"recall-loss": 2, "scale": 2}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser with one subcommand per entry of :data:`BENCHMARKS` (imports every benchmark module)."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks",
+                                     description="Run one of netvlad's benchmarks (NAME --help: what it measures).")
+    commands = parser.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
+    for name, (module_name, summary) in BENCHMARKS.items():
+        module = importlib.import_module(f"benchmarks.{module_name}")
+        sub = commands.add_parser(name, help=summary, description=module.__doc__,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(sub)
+        sub.set_defaults(module=module)
+    return parser
+
+
+class _Tee(io.TextIOBase):
+    """Writes go to ``stream`` and are kept (a benchmark's printed report, for ``--results``)."""
+
+    def __init__(self, stream) -> None:
+        self.stream, self.kept = stream, io.StringIO()
+
+    def write(self, text: str) -> int:
+        self.kept.write(text)
+        return self.stream.write(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv``, run the benchmark, print (and with ``--results``, write) its table; -> exit status.
+
+    A ``run`` that returns text returns its table; one that prints its report instead has what it printed written."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    name = next((word for word in argv if not word.startswith("-")), "")
+    pin_threads(argv, THREADS.get(name, 1))
+    args = build_parser().parse_args(argv)
+    results = getattr(args, "results", None)
+    tee = _Tee(sys.stdout)
+    with contextlib.redirect_stdout(tee) if results is not None else contextlib.nullcontext():
+        result = args.module.run(args)
+    if isinstance(result, str):
+        print(result)
+    if results is not None:
+        name = args.module.fragment_name(args) if hasattr(args.module, "fragment_name") else args.benchmark
+        text = result if isinstance(result, str) else tee.kept.getvalue()
+        command = "python -m benchmarks " + shlex.join(argv)
+        print(f"wrote {write_fragment(results, name, text, command, getattr(args, 'seed', 0) or 0)}")
+    return 0 if result is None or isinstance(result, str) else int(result)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""``python -m benchmarks``: every benchmark is a subcommand with working ``--help``, none reaches for ``sys.path`` or
+a fixed folder, and the cheapest ones run for real at toy sizes (timing itself is never asserted)."""
+
+import re
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from benchmarks import common
+from benchmarks.__main__ import BENCHMARKS, THREADS, build_parser, main
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(autouse=True)
+def _thread_variables(monkeypatch):
+    """``main`` pins the BLAS thread variables; restore them after each test."""
+    for name in common.THREAD_VARIABLES:
+        monkeypatch.setenv(name, "1")
+
+
+def test_help_lists_every_benchmark_module(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["--help"])
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    assert all(name in text for name in BENCHMARKS)
+    modules = {m for m, _ in BENCHMARKS.values()} | {"__init__", "__main__", "common", "scale_data", "scale_steps"}
+    assert {p.stem for p in (REPO / "benchmarks").glob("*.py")} == modules  # no script outside the suite
+
+
+@pytest.mark.parametrize("name", sorted(BENCHMARKS))
+def test_every_benchmark_has_help(name, capsys):
+    with pytest.raises(SystemExit) as done:
+        main([name, "--help"])
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    assert f"usage: python -m benchmarks {name}" in text
+    assert ("--results DIR" in text) == (name != "gpu")  # every table can go to the docs; gpu stands alone
+
+
+def test_no_path_hacks_or_fixed_folders():
+    for script in (REPO / "benchmarks").glob("*.py"):
+        text = script.read_text()
+        assert "sys.path" not in text, script.name
+        assert not re.search(r"Path\(\"/(work|tmp|home|data)", text), script.name
+
+
+def test_threads_are_pinned_before_numpy_loads(monkeypatch):
+    assert common.pin_threads(["engine", "--threads", "3", "--count", "2"]) == 3
+    assert all(common.os.environ[v] == "3" for v in common.THREAD_VARIABLES)
+    assert common.pin_threads(["engine"]) == 1
+
+
+def test_blas_is_pinned_to_each_benchmarks_own_thread_default():
+    parser = build_parser()
+    defaults = {name: getattr(parser.parse_args([name]), "threads", None) for name in BENCHMARKS}
+    assert {n: t for n, t in defaults.items() if isinstance(t, int) and t != 1} == THREADS
+
+
+def test_work_dir_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.delenv(common.ENV, raising=False)
+    assert common.work_dir("scale-run") == Path(tempfile.gettempdir()) / "netvlad-bench" / "scale-run"
+    monkeypatch.setenv(common.ENV, str(tmp_path))
+    assert common.work_dir("scale-city", "city1") == tmp_path / "scale-city" / "city1"
+
+
+def test_a_flag_for_another_part_is_refused():
+    args = build_parser().parse_args(["engine", "--part", "models", "--threads", "1", "2"])
+    with pytest.raises(SystemExit, match="--part pipeline only"):
+        args.module.run(args)
+
+
+def test_engine_models_runs_tiny_and_writes_its_docs_fragment(tmp_path, capsys):
+    argv = ["engine", "--part", "models", "--pool", "gem", "--height", "32", "--count", "2", "--batch-sizes", "1",
+            "2", "--repeats", "1", "--results", str(tmp_path)]
+    assert main(argv) == 0
+    lines = (tmp_path / "engine-models.md").read_text().splitlines()
+    first = lines[0]
+    assert first.startswith(f"`python -m benchmarks {' '.join(argv)}` — ")
+    for part in ("UTC; CPU ", " thread, torch ", ", onnxruntime ", ", seed 0."):
+        assert part in first, part
+    rows = [line.split(" | ") for line in lines if re.match(r"\| \d", line)]
+    assert [r[0] for r in rows] == ["| 1", "| 2"]
+    assert all(float(r[1]) > 0 and float(r[2]) > 0 for r in rows)  # torch and onnxruntime ms per image
+    assert "\n".join(lines[2:]) in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_gpu_benchmark_runs_tiny_on_cpu(capsys):
+    assert main(["gpu", "--tiny", "--device", "cpu", "--workers", "0"]) == 0
+    text = capsys.readouterr().out
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    names = [row.split(" | ")[0].lstrip("| ") for row in rows]
+    for mode in ("fp32", "bf16", "bf16+channels_last"):
+        assert any(f"{mode}, batch 2" in row for row in rows), mode
+    for name in ("JPEG decode + resize", "whole pipeline: files → store", "bare backbone forward",
+                 "pipeline / bare", "training step", "search"):
+        assert name in names, name
+    figures = [float(re.search(r"([\d,.]+)", row.rsplit(" | ", 1)[1]).group(1).replace(",", "")) for row in rows]
+    assert all(f > 0 for f in figures)
+
+
+def test_gpu_benchmark_stands_alone():
+    """On a GPU machine ``python benchmarks/gpu.py`` runs with nothing else from benchmarks/."""
+    text = (REPO / "benchmarks" / "gpu.py").read_text()
+    assert "from benchmarks" not in text and "import benchmarks" not in text
+    assert 'if __name__ == "__main__":' in text
+
+
+def test_learning_benchmark_quick(tmp_path, capsys):
+    import json
+
+    assert main(["learning", "--quick", "--out", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "quick.json").read_text())
+    assert set(results["curves"]) == {"sum", "negative_mean", "violating_mean"}
+    for by_seed in results["curves"].values():
+        assert set(by_seed) == {"0", "1"}
+        for curve in by_seed.values():
+            assert [p["queries"] for p in curve["points"]] == [0, 8, 16]
+            assert all(0 <= p["r1"] <= p["r5"] <= 100 for p in curve["points"])
+    # a seed's variants start from the same k-means model, so their first points agree
+    assert len({c["0"]["points"][0]["r1"] for c in results["curves"].values()}) == 1
+    assert "| violating_mean | 16 | 2 |" in capsys.readouterr().out

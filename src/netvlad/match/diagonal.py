@@ -124,6 +124,23 @@ def diagonal_rank(queries: np.ndarray, database: np.ndarray, query_order: Sequen
     ``queries`` (Q, D) and ``database`` (N, D) descriptors (a store's memory map works: it is read in blocks);
     ``database_order`` None: the database is one sequence in list order. Queries are scored in blocks whose
     padded distance rows fit ``max_memory`` bytes (at least one query per block).
+
+    Shape:
+        - queries: ``(Q, D)``; database: ``(N, D)``
+        - output: a :class:`SequenceRanking` with ``ranked`` and ``scores`` ``(Q, k)``
+
+    Examples:
+        >>> from netvlad.search import exact_search
+        >>> rng = np.random.default_rng(0)
+        >>> database = rng.normal(size=(30, 8)).astype(np.float32)  # a route of 30 frames
+        >>> queries = database[10:15] + 0.3 * rng.normal(size=(5, 8)).astype(np.float32)  # revisits frames 10-14
+        >>> queries[4] = database[25]  # but its last frame looks exactly like frame 25
+        >>> exact_search(database, queries, k=1)[1].ravel()  # frame by frame, the last one is wrong
+        array([10, 11, 12, 13, 25])
+        >>> ranking = diagonal_rank(queries, database, SequenceOrder.single(range(5)), None, SequenceConfig(length=5),
+        ...                         k=1)
+        >>> ranking.ranked.ravel(), ranking.lengths  # the trajectory of five frames finds 14
+        (array([10, 11, 12, 13, 14]), array([1, 2, 3, 4, 5]))
     """
     if len(query_order) != len(queries):
         raise ValueError(f"sequence order of {len(query_order)} queries for {len(queries)} query descriptors")
@@ -198,7 +215,17 @@ class OnlineDiagonal:
              k: int = 10) -> SequenceRanking:
         """Add the current query frame (D,) with its frame number (None: the previous one + 1); ``count`` the
         database rows that may be matched (None: all). Returns its best ``k`` database frames as a one-row
-        :class:`SequenceRanking` (empty ids −1 and scores inf when nothing may be matched)."""
+        :class:`SequenceRanking` (empty ids −1 and scores inf when nothing may be matched).
+
+        Examples:
+            >>> rng = np.random.default_rng(0)
+            >>> database = rng.normal(size=(30, 8)).astype(np.float32)  # a route of 30 frames
+            >>> queries = database[10:15] + 0.3 * rng.normal(size=(5, 8)).astype(np.float32)  # revisits frames 10-14
+            >>> queries[4] = database[25]  # but its last frame looks exactly like frame 25
+            >>> matcher = OnlineDiagonal(database, config=SequenceConfig(length=5))
+            >>> [int(matcher.push(query, k=1).ranked[0, 0]) for query in queries]
+            [10, 11, 12, 13, 14]
+        """
         descriptor = np.asarray(descriptor, np.float32).reshape(-1)
         if descriptor.shape[0] != self.database.shape[1]:
             raise ValueError(f"query descriptor has {descriptor.shape[0]} dimensions, the database "

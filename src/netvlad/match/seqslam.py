@@ -40,6 +40,12 @@ class DatabaseLayout:
     ``start`` / ``stop`` (N,): the layout positions where each image's sequence begins and ends (exclusive).
     A trajectory stepping ``s`` database frames from image ``j`` lands on ``order[position[j] + s]`` when that lies
     in ``[start[j], stop[j])``; consecutive layout positions are consecutive recorded frames, gaps included.
+
+    Examples:
+        >>> order = SequenceOrder.from_keys(["b", "a", "a", "b"], frames=[1, 7, 6, 0])
+        >>> layout = DatabaseLayout.from_order(order)
+        >>> layout.order, layout.start, layout.stop  # sequence b (images 3, 0), then a (images 2, 1)
+        (array([3, 0, 2, 1]), array([0, 2, 2, 0]), array([2, 4, 4, 2]))
     """
 
     order: np.ndarray
@@ -82,7 +88,13 @@ class QueryWindow:
 
 def query_windows(order: SequenceOrder, before: int, after: int) -> list[QueryWindow]:
     """For every query image (in list order), its window of up to ``before`` frames before and ``after`` after it
-    in its own sequence (frame order, stable for repeats)."""
+    in its own sequence (frame order, stable for repeats).
+
+    Examples:
+        >>> windows = query_windows(SequenceOrder.single([0, 1, 2, 4, 5]), before=2, after=0)
+        >>> [(w.members.tolist(), w.offsets.tolist(), w.gap) for w in windows[2:]]  # frame 3 is missing
+        [([0, 1, 2], [-2, -1, 0], False), ([1, 2, 3], [-3, -2, 0], True), ([2, 3, 4], [-3, -1, 0], True)]
+    """
     windows: list[QueryWindow | None] = [None] * len(order)
     for part in order.members():
         frames = order.frames[part]
@@ -401,6 +413,22 @@ def seqslam_rank(queries: np.ndarray, database: np.ndarray, query_order: Sequenc
     ``queries`` (Q, D) and ``database`` (N, D) descriptors (a memory-mapped store works: only touched rows are
     read); ``database_order`` None treats the database as one sequence in list order. Query windows are scored in
     batches whose gathered database rows fit ``max_memory`` bytes, so memory is flat in N.
+
+    Shape:
+        - queries: ``(Q, D)``; database: ``(N, D)``; shortlist: ``(Q, M)``
+        - output: a :class:`SequenceRanking` with ``ranked`` and ``scores`` ``(Q, M)``
+
+    Examples:
+        >>> from netvlad.search import exact_search
+        >>> rng = np.random.default_rng(0)
+        >>> database = rng.normal(size=(30, 8)).astype(np.float32)  # a route of 30 frames
+        >>> queries = database[10:15] + 0.3 * rng.normal(size=(5, 8)).astype(np.float32)  # revisits frames 10-14
+        >>> queries[4] = database[25]  # but its last frame looks exactly like frame 25
+        >>> shortlist = exact_search(database, queries, k=5)[1]  # frame by frame, query 4's best is 25
+        >>> ranking = seqslam_rank(queries, database, SequenceOrder.single(range(5)), None, shortlist,
+        ...                        SequenceConfig(length=5))
+        >>> ranking.ranked[:, 0], ranking.shortened
+        (array([10, 11, 12, 13, 14]), array([ True,  True,  True,  True, False]))
     """
     if len(query_order) != len(queries):
         raise ValueError(f"sequence order of {len(query_order)} queries for {len(queries)} query descriptors")
@@ -491,7 +519,19 @@ class OnlineSeqSLAM:
     def push(self, descriptor: np.ndarray, candidates: np.ndarray, frame: int | None = None) -> SequenceMatch:
         """Add the current query frame (D,) with its shortlist ``candidates`` (M,) database indices (-1 ignored)
         and frame number (None: the previous one + 1); return the best M (M = len(candidates)) of its candidates
-        and the top ``config.propagate`` of the earlier frames' shortlists carried along the trajectory."""
+        and the top ``config.propagate`` of the earlier frames' shortlists carried along the trajectory.
+
+        Examples:
+            >>> from netvlad.search import exact_search
+            >>> rng = np.random.default_rng(0)
+            >>> database = rng.normal(size=(30, 8)).astype(np.float32)  # a route of 30 frames
+            >>> queries = database[10:15] + 0.3 * rng.normal(size=(5, 8)).astype(np.float32)  # revisits frames 10-14
+            >>> queries[4] = database[25]  # but its last frame looks exactly like frame 25
+            >>> matcher = OnlineSeqSLAM(database, config=SequenceConfig(length=5))
+            >>> matches = [matcher.push(query, exact_search(database, query[None], k=5)[1][0]) for query in queries]
+            >>> [int(match.ids[0]) for match in matches], matches[-1].length, matches[-1].shortened
+            ([10, 11, 12, 13, 14], 5, False)
+        """
         descriptor = np.asarray(descriptor, np.float32).reshape(-1)
         if descriptor.shape[0] != self.database.shape[1]:
             raise ValueError(f"query descriptor has {descriptor.shape[0]} dimensions, the database "

@@ -57,7 +57,14 @@ class Match:
 
 @dataclass(frozen=True)
 class QueryResult:
-    """Top-k matches of one query image and its estimated UTM position (easting, northing metres)."""
+    """Top-k matches of one query image and its estimated UTM position (easting, northing metres).
+
+    Examples:
+        >>> result = QueryResult("q.jpg", (Match("db/17.jpg", 0.62, (584310.0, 4477120.0)),), (584310.0, 4477120.0),
+        ...                      "top1", zone=(18, "T"))
+        >>> [round(degrees, 4) for degrees in result.latlon()]
+        [40.4405, -74.0059]
+    """
 
     query: str
     matches: tuple[Match, ...]
@@ -98,7 +105,27 @@ def position_kind(images) -> dict:
 
 
 class PlaceIndex:
-    """A searchable, saved database: faiss index + names + positions + the model that made the descriptors."""
+    """A searchable, saved database: faiss index + names + positions + the model that made the descriptors.
+
+    Examples:
+        >>> import tempfile
+        >>> from PIL import Image
+        >>> from netvlad.extract import extract_descriptors
+        >>> from netvlad.models import ModelConfig
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> rng = np.random.default_rng(0)
+        >>> for i in range(3):  # three places along a street, 10 m apart
+        ...     Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(f"{folder.name}/{i}.png")
+        >>> images = ImageList(folder.name, ["0.png", "1.png", "2.png"], [[0.0, 0.0], [10.0, 0.0], [20.0, 0.0]])
+        >>> model = PlaceModel(ModelConfig(pool="gem", preprocessing={"resize": "none"})).eval()
+        >>> _ = build_place_index(model, images, f"{folder.name}/index")
+        >>> index = PlaceIndex.load(f"{folder.name}/index")  # later, in another process
+        >>> query = extract_descriptors(index.model, [f"{folder.name}/1.png"])
+        >>> [result] = index.localise(["1.png"], query, k=2)
+        >>> result.matches[0].name, result.position
+        ('1.png', (10.0, 0.0))
+        >>> folder.cleanup()
+    """
 
     def __init__(self, folder: Path, model: PlaceModel, index, store: DescriptorStore, rows: np.ndarray,
                  positions: np.ndarray, meta: dict) -> None:
@@ -202,6 +229,21 @@ def build_place_index(model: PlaceModel, images: ImageList, folder: Path | str, 
 
     An approximate index is trained on a sample of the stored descriptors and filled in chunks (``max_memory``
     bytes); the exact one is the store itself, streamed at query time.
+
+    Examples:
+        >>> import tempfile
+        >>> from PIL import Image
+        >>> from netvlad.models import ModelConfig
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> rng = np.random.default_rng(0)
+        >>> for i in range(3):  # three places along a street, 10 m apart
+        ...     Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(f"{folder.name}/{i}.png")
+        >>> images = ImageList(folder.name, ["0.png", "1.png", "2.png"], [[0.0, 0.0], [10.0, 0.0], [20.0, 0.0]])
+        >>> model = PlaceModel(ModelConfig(pool="gem", preprocessing={"resize": "none"})).eval()
+        >>> index = build_place_index(model, images, f"{folder.name}/index")
+        >>> len(index), index.search(index.store.descriptors[[2]], k=1)[1]
+        (3, array([[2]]))
+        >>> folder.cleanup()
     """
     folder = Path(folder)
     store = extract_to_store(model, images.root, images.names, folder / "descriptors", dtype=dtype,

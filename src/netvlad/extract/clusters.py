@@ -24,7 +24,16 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ClusterConfig:
-    """How many local descriptors to sample for k-means (defaults from the paper's code) and the k-means seed."""
+    """How many local descriptors to sample for k-means (defaults from the paper's code) and the k-means seed.
+
+    Examples:
+        >>> ClusterConfig()
+        ClusterConfig(num_descriptors=50000, per_image=100, num_images=500, seed=0, niter=100, ratio_average='geometric')
+        >>> ClusterConfig(num_descriptors=0)
+        Traceback (most recent call last):
+        ...
+        ValueError: ClusterConfig.num_descriptors must be ≥ 1, got 0
+    """
 
     num_descriptors: int = 50_000  # in all
     per_image: int = 100  # sampled positions per image
@@ -78,6 +87,22 @@ def sample_local_descriptors(model: PlaceModel, paths: Sequence[Path | str], con
     """Local descriptors ``(N, D)`` float32 from ``model.features()``: ``per_image`` random positions per image.
 
     An undecodable image stops with an :class:`ImageDecodeError` naming it, or is logged and skipped with ``skip_bad``.
+
+    Examples:
+        >>> import numpy as np
+        >>> import tempfile
+        >>> from PIL import Image
+        >>> from netvlad.models import ModelConfig
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> rng = np.random.default_rng(0)
+        >>> paths = [f"{folder.name}/{i}.png" for i in range(3)]
+        >>> for path in paths:
+        ...     Image.fromarray(rng.integers(0, 255, (96, 128, 3), dtype=np.uint8)).save(path)
+        >>> from netvlad.models import PlaceModel
+        >>> model = PlaceModel(ModelConfig(num_clusters=4, preprocessing={"resize": "none"})).eval()
+        >>> sample_local_descriptors(model, paths, ClusterConfig(per_image=5)).shape  # 5 of 3 × 4 positions
+        torch.Size([15, 1280])
+        >>> folder.cleanup()
     """
     import numpy as np
     import torch
@@ -141,7 +166,25 @@ def fit_clusters(model: PlaceModel, paths: Sequence[Path | str], config: Cluster
                  device: torch.device | str = "cpu", progress: bool = False, batch_size: int = 8,
                  workers: int = 0, skip_bad: bool = False) -> ClusterFit:
     """Set the NetVLAD layer's centroids (faiss k-means) and α from images at ``paths``; returns α and the number of
-    local descriptors the k-means ran on."""
+    local descriptors the k-means ran on.
+
+    Examples:
+        >>> import numpy as np
+        >>> import tempfile
+        >>> from PIL import Image
+        >>> from netvlad.models import ModelConfig
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> rng = np.random.default_rng(0)
+        >>> paths = [f"{folder.name}/{i}.png" for i in range(4)]
+        >>> for path in paths:
+        ...     Image.fromarray(rng.integers(0, 255, (192, 256, 3), dtype=np.uint8)).save(path)
+        >>> from netvlad.models import PlaceModel
+        >>> model = PlaceModel(ModelConfig(num_clusters=4, preprocessing={"resize": "none"})).eval()
+        >>> fit = fit_clusters(model, paths, ClusterConfig(per_image=50, niter=10))
+        >>> fit.descriptors, fit.alpha > 0, model.pool.clustered  # 4 images × 48 positions (6 × 8)
+        (192, True, True)
+        >>> folder.cleanup()
+    """
     from netvlad.nn import NetVLAD
 
     if not isinstance(model.pool, NetVLAD):

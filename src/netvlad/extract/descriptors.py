@@ -57,6 +57,22 @@ def iter_descriptors(model: PlaceModel, paths: Sequence[Path | str], batch_size:
     Indices are positions in ``paths``. Images are loaded ``batch_size`` at a time; on a GPU same-size images run
     through the model together, on a CPU one at a time (:func:`forward`), so that a row's bytes never depend on the
     batch it was extracted in.
+
+    Examples:
+        >>> import tempfile
+        >>> from PIL import Image
+        >>> from netvlad.models import ModelConfig
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> rng = np.random.default_rng(0)
+        >>> paths = [f"{folder.name}/{i}.png" for i in range(3)]
+        >>> for path in paths:
+        ...     Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(path)
+        >>> model = PlaceModel(ModelConfig(num_clusters=4, preprocessing={"resize": "none"})).eval()
+        >>> for indices, descriptors, undecodable in iter_descriptors(model, paths, batch_size=2):
+        ...     print(indices, descriptors.shape, undecodable)
+        [0 1] (2, 5120) []
+        [2] (1, 5120) []
+        >>> folder.cleanup()
     """
     device = torch.device(device)
     paths = [Path(p) for p in paths]
@@ -96,6 +112,21 @@ def extract_descriptors(
     """Global descriptors ``(N, output_dim)`` float32 of the images at ``paths``, in the model's preprocessing.
 
     An undecodable image stops with an :class:`ImageDecodeError` naming it.
+
+    Examples:
+        >>> import tempfile
+        >>> from PIL import Image
+        >>> from netvlad.models import ModelConfig
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> rng = np.random.default_rng(0)
+        >>> paths = [f"{folder.name}/{i}.png" for i in range(3)]
+        >>> for path in paths:
+        ...     Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(path)
+        >>> model = PlaceModel(ModelConfig(num_clusters=4, preprocessing={"resize": "none"})).eval()
+        >>> descriptors = extract_descriptors(model, paths)
+        >>> descriptors.shape, descriptors.dtype, np.linalg.norm(descriptors, axis=1).round(4)  # K·D = 4 · 1280
+        ((3, 5120), dtype('float32'), array([1., 1., 1.], dtype=float32))
+        >>> folder.cleanup()
     """
     out = np.zeros((len(paths), model.output_dim), dtype=np.float32)
     for indices, descriptors, bad in iter_descriptors(model, paths, batch_size, workers, device, progress, desc,
@@ -136,6 +167,24 @@ def extract_to_store(
     store, each rank extracts its :class:`Shard` of the rows, and all return once every row is written), or run
     independent jobs with ``shard`` (e.g. ``Shard(2, 8)``; each returns when its own rows are written). ``folder``
     must be on a filesystem every process sees. ``engine``: as :func:`iter_descriptors` (each rank runs its own).
+
+    Examples:
+        >>> import tempfile
+        >>> from PIL import Image
+        >>> from netvlad.models import ModelConfig
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> rng = np.random.default_rng(0)
+        >>> paths = [f"{folder.name}/{i}.png" for i in range(3)]
+        >>> for path in paths:
+        ...     Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(path)
+        >>> model = PlaceModel(ModelConfig(num_clusters=4, preprocessing={"resize": "none"})).eval()
+        >>> store = extract_to_store(model, folder.name, ["0.png", "1.png", "2.png"], f"{folder.name}/store")
+        >>> store.complete, store.num_done, store.dim
+        (True, 3, 5120)
+        >>> store = extract_to_store(model, folder.name, ["0.png", "1.png", "2.png"], f"{folder.name}/store")  # done
+        >>> np.array_equal(store.load(), extract_descriptors(model, paths))
+        True
+        >>> folder.cleanup()
     """
     group = group or DistInfo()
     if group.active and shard is not None and shard.count > 1:

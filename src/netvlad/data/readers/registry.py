@@ -75,7 +75,12 @@ def register_reader(name: str, description: str, detect: Detect, priority: int =
 
 
 def list_formats() -> list[str]:
-    """Registered format names, in detection order."""
+    """Registered format names, in detection order.
+
+    Examples:
+        >>> list_formats()
+        ['mat', 'csv', 'dvgb', 'msls', 'exif', 'sequence', 'bag']
+    """
     return [r.name for r in sorted(READERS.values(), key=lambda r: r.priority)]
 
 

@@ -59,6 +59,18 @@ def load_image(path: Path | str, resize: str = "none", size: Sequence[int] = (),
     ``resize``: ``"none"``; ``"fixed"`` to ``size`` = (height, width) pixels; ``"longest"``: longest side
     ≤ ``size[0]`` pixels, keeping the aspect ratio (never upscales). ``fast_decode``: let a JPEG decode at reduced
     scale first (see :func:`draft_for_resize`). Raises :class:`ImageDecodeError` naming the file.
+
+    Examples:
+        >>> import tempfile
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> path = Path(folder.name) / "photo.png"
+        >>> Image.new("RGB", (640, 480), (255, 128, 0)).save(path)
+        >>> image = load_image(path, resize="longest", size=(320,))
+        >>> image.shape, image[:, 0, 0]  # RGB in [0, 1]
+        (torch.Size([3, 240, 320]), tensor([1.0000, 0.5020, 0.0000]))
+        >>> load_image(path, resize="fixed", size=(224, 224)).shape
+        torch.Size([3, 224, 224])
+        >>> folder.cleanup()
     """
     path = Path(path)
     check_resize(resize, size)

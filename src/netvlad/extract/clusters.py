@@ -156,7 +156,13 @@ def _decoded(loader, paths: list[Path], skip_bad: bool):
 
 @dataclass(frozen=True)
 class ClusterFit:
-    """What a cluster initialisation found and what it ran on."""
+    """What a cluster initialisation found and what it ran on.
+
+    Examples:
+        >>> fit = ClusterFit(alpha=24.1, descriptors=50_000)  # as :func:`fit_clusters` returns it
+        >>> fit.alpha, fit.descriptors
+        (24.1, 50000)
+    """
 
     alpha: float  # the soft-assignment sharpness set on the layer
     descriptors: int  # local descriptors the k-means ran on (fewer than asked where images are few or small)
@@ -205,7 +211,24 @@ def initialize_clusters(model: PlaceModel, paths: Sequence[Path | str], config: 
                         device: torch.device | str = "cpu", progress: bool = False, batch_size: int = 8,
                         workers: int = 0, skip_bad: bool = False) -> float:
     """Set the NetVLAD layer's centroids (faiss k-means) and α from images at ``paths``; returns α
-    (:func:`fit_clusters` also says how many descriptors the k-means ran on)."""
+    (:func:`fit_clusters` also says how many descriptors the k-means ran on).
+
+    Examples:
+        >>> import tempfile
+        >>> import numpy as np
+        >>> from PIL import Image
+        >>> from netvlad.models import ModelConfig, PlaceModel
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> rng = np.random.default_rng(0)
+        >>> paths = [f"{folder.name}/{i}.png" for i in range(4)]
+        >>> for path in paths:
+        ...     Image.fromarray(rng.integers(0, 255, (192, 256, 3), dtype=np.uint8)).save(path)
+        >>> model = PlaceModel(ModelConfig(num_clusters=4, preprocessing={"resize": "none"})).eval()
+        >>> alpha = initialize_clusters(model, paths, ClusterConfig(per_image=50, niter=10))
+        >>> alpha == float(model.pool.alpha), model.pool.clustered
+        (True, True)
+        >>> folder.cleanup()
+    """
     return fit_clusters(model, paths, config, device, progress, batch_size, workers, skip_bad).alpha
 
 

@@ -181,6 +181,15 @@ class OnlineDiagonal:
     ``database`` (N, D) descriptors — or a growing array (loop closure: the stream's own earlier frames), of
     which the first ``count`` rows may be matched at each :meth:`push`; ``database_order`` its
     :class:`SequenceOrder` (None: one sequence in list order; a growing database must leave it None).
+
+    Examples:
+        >>> rng = np.random.default_rng(0)
+        >>> database = rng.normal(size=(30, 8)).astype(np.float32)  # a route of 30 frames
+        >>> queries = database[10:15] + 0.3 * rng.normal(size=(5, 8)).astype(np.float32)  # revisits frames 10-14
+        >>> queries[4] = database[25]  # but its last frame looks exactly like frame 25
+        >>> matcher = OnlineDiagonal(database, config=SequenceConfig(length=5))
+        >>> [int(matcher.push(query, k=1).ranked[0, 0]) for query in queries]
+        [10, 11, 12, 13, 14]
     """
 
     def __init__(self, database: np.ndarray, database_order: SequenceOrder | None = None,
@@ -215,17 +224,7 @@ class OnlineDiagonal:
              k: int = 10) -> SequenceRanking:
         """Add the current query frame (D,) with its frame number (None: the previous one + 1); ``count`` the
         database rows that may be matched (None: all). Returns its best ``k`` database frames as a one-row
-        :class:`SequenceRanking` (empty ids −1 and scores inf when nothing may be matched).
-
-        Examples:
-            >>> rng = np.random.default_rng(0)
-            >>> database = rng.normal(size=(30, 8)).astype(np.float32)  # a route of 30 frames
-            >>> queries = database[10:15] + 0.3 * rng.normal(size=(5, 8)).astype(np.float32)  # revisits frames 10-14
-            >>> queries[4] = database[25]  # but its last frame looks exactly like frame 25
-            >>> matcher = OnlineDiagonal(database, config=SequenceConfig(length=5))
-            >>> [int(matcher.push(query, k=1).ranked[0, 0]) for query in queries]
-            [10, 11, 12, 13, 14]
-        """
+        :class:`SequenceRanking` (empty ids −1 and scores inf when nothing may be matched)."""
         descriptor = np.asarray(descriptor, np.float32).reshape(-1)
         if descriptor.shape[0] != self.database.shape[1]:
             raise ValueError(f"query descriptor has {descriptor.shape[0]} dimensions, the database "

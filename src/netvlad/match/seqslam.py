@@ -356,7 +356,19 @@ def propagated(shortlists: list[np.ndarray], offsets: np.ndarray, layout: Databa
 class SequenceRanking:
     """Per query: ``ranked`` (Q, M) database indices best first (-1 padding), ``scores`` (Q, M) trajectory scores
     (lower is better, inf padding), ``lengths`` (Q,) query frames in the window, ``shortened`` (Q,) bool window
-    shorter than L, ``gaps`` (Q,) bool window holding a gap or repeated frame."""
+    shorter than L, ``gaps`` (Q,) bool window holding a gap or repeated frame.
+
+    Examples:
+        >>> rng = np.random.default_rng(0)
+        >>> database, queries = rng.normal(size=(30, 8)), rng.normal(size=(6, 8))
+        >>> order = SequenceOrder.single([0, 1, 2, 3, 5, 6])  # frame 4 was dropped
+        >>> shortlist = np.tile(np.arange(5), (6, 1))
+        >>> ranking = seqslam_rank(queries, database, order, None, shortlist, SequenceConfig(length=3))
+        >>> ranking.ranked.shape, ranking.lengths, ranking.gaps
+        ((6, 5), array([1, 2, 3, 3, 3, 3]), array([False, False, False, False,  True,  True]))
+        >>> ranking.summary()
+        {'queries': 6, 'shortened_windows': 2, 'windows_with_gaps': 2}
+    """
 
     ranked: np.ndarray
     scores: np.ndarray
@@ -492,6 +504,17 @@ class OnlineSeqSLAM:
     ``database_order`` the database's :class:`SequenceOrder` (None: one sequence in list order); ``config.centred``
     must be False. Call :meth:`reset` when the query stream starts a new sequence. ``frame`` numbers may jump
     (gaps), repeat (a stopped vehicle) or go back (reversing): offsets follow the recorded numbers.
+
+    Examples:
+        >>> from netvlad.search import exact_search
+        >>> rng = np.random.default_rng(0)
+        >>> database = rng.normal(size=(30, 8)).astype(np.float32)  # a route of 30 frames
+        >>> queries = database[10:15] + 0.3 * rng.normal(size=(5, 8)).astype(np.float32)  # revisits frames 10-14
+        >>> queries[4] = database[25]  # but its last frame looks exactly like frame 25
+        >>> matcher = OnlineSeqSLAM(database, config=SequenceConfig(length=5))
+        >>> matches = [matcher.push(query, exact_search(database, query[None], k=5)[1][0]) for query in queries]
+        >>> [int(match.ids[0]) for match in matches], matches[-1].length, matches[-1].shortened
+        ([10, 11, 12, 13, 14], 5, False)
     """
 
     def __init__(self, database: np.ndarray, database_order: SequenceOrder | None = None,
@@ -519,19 +542,7 @@ class OnlineSeqSLAM:
     def push(self, descriptor: np.ndarray, candidates: np.ndarray, frame: int | None = None) -> SequenceMatch:
         """Add the current query frame (D,) with its shortlist ``candidates`` (M,) database indices (-1 ignored)
         and frame number (None: the previous one + 1); return the best M (M = len(candidates)) of its candidates
-        and the top ``config.propagate`` of the earlier frames' shortlists carried along the trajectory.
-
-        Examples:
-            >>> from netvlad.search import exact_search
-            >>> rng = np.random.default_rng(0)
-            >>> database = rng.normal(size=(30, 8)).astype(np.float32)  # a route of 30 frames
-            >>> queries = database[10:15] + 0.3 * rng.normal(size=(5, 8)).astype(np.float32)  # revisits frames 10-14
-            >>> queries[4] = database[25]  # but its last frame looks exactly like frame 25
-            >>> matcher = OnlineSeqSLAM(database, config=SequenceConfig(length=5))
-            >>> matches = [matcher.push(query, exact_search(database, query[None], k=5)[1][0]) for query in queries]
-            >>> [int(match.ids[0]) for match in matches], matches[-1].length, matches[-1].shortened
-            ([10, 11, 12, 13, 14], 5, False)
-        """
+        and the top ``config.propagate`` of the earlier frames' shortlists carried along the trajectory."""
         descriptor = np.asarray(descriptor, np.float32).reshape(-1)
         if descriptor.shape[0] != self.database.shape[1]:
             raise ValueError(f"query descriptor has {descriptor.shape[0]} dimensions, the database "

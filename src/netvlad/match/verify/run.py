@@ -33,7 +33,14 @@ FIT_IMAGES = 100  # database images a patch whitening is fitted on when the mode
 class VerifiedRanking:
     """Re-ranked rankings: ``ranked`` ``(Q, top)`` database rows best first (−1: none), ``scores`` ``(Q, top)``
     fused scores, ``skipped`` (image, size) pairs without windows, ``seconds`` ``(Q,)`` re-ranking time per query
-    (reading, matching, scoring; the query's own patches excluded), ``bytes_per_image`` of the patch store."""
+    (reading, matching, scoring; the query's own patches excluded), ``bytes_per_image`` of the patch store.
+
+    Examples:
+        >>> verified = VerifiedRanking(np.array([[1, 0]]), np.array([[1.0, 0.0]]), skipped=0, seconds=np.array([0.02]),
+        ...                            bytes_per_image=3140)  # as :func:`verify_ranking` returns it
+        >>> verified.ranked[:, 0], verified.extract_seconds
+        (array([1]), array([], dtype=float64))
+    """
 
     ranked: np.ndarray
     scores: np.ndarray
@@ -121,7 +128,32 @@ def clamp_top(top: int, num_database: int) -> int:
 def verify_ranking(extractor: PatchExtractor, store: PatchStore, query_paths: Sequence[Path | str],
                    ranked: np.ndarray, distances: np.ndarray, top: int, device: str | torch.device = "cpu",
                    seed: int = 0) -> VerifiedRanking:
-    """Re-rank each query's global top-``top`` (``ranked``/``distances`` ``(Q, k)``) by patch matching."""
+    """Re-rank each query's global top-``top`` (``ranked``/``distances`` ``(Q, k)``) by patch matching.
+
+    Examples:
+        >>> import tempfile
+        >>> from PIL import Image
+        >>> from netvlad.match.verify import PatchExtractor, VerifyPreset, extract_patch_store
+        >>> from netvlad.models import ModelConfig, PlaceModel
+        >>> from netvlad.nn import PCAWhitening
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> root = Path(folder.name)
+        >>> rng = np.random.default_rng(0)
+        >>> scene = rng.integers(0, 255, (256, 320, 3), dtype=np.uint8)
+        >>> Image.fromarray(scene[:, :256]).save(root / "query.png")
+        >>> Image.fromarray(rng.integers(0, 255, (256, 256, 3), dtype=np.uint8)).save(root / "elsewhere.png")
+        >>> Image.fromarray(scene[:, 64:]).save(root / "same.png")  # the query's place, seen from the right
+        >>> _ = torch.manual_seed(0)
+        >>> model = PlaceModel(ModelConfig(num_clusters=4, preprocessing={"resize": "none"})).eval()
+        >>> preset = VerifyPreset("toy", "2 × 2 patches, 32-D", sizes=(2,), dim=32, scorer="ransac", global_weight=0)
+        >>> extractor = PatchExtractor(model, preset, whitening=PCAWhitening(4 * 1280, 32))
+        >>> store = extract_patch_store(extractor, root, ["elsewhere.png", "same.png"], root / "patches")
+        >>> ranked, distances = np.array([[0, 1]]), np.array([[0.5, 0.6]])  # the global search put "elsewhere" first
+        >>> verified = verify_ranking(extractor, store, [root / "query.png"], ranked, distances, top=2)
+        >>> verified.ranked, verified.scores
+        (array([[1, 0]]), array([[1., 0.]]))
+        >>> folder.cleanup()
+    """
     top = clamp_top(top, len(store.stores[0].names))
     out = np.full((len(ranked), top), -1, dtype=np.int64)
     scores = np.zeros((len(ranked), top))

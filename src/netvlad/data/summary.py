@@ -17,7 +17,18 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class DatasetSummary:
-    """Figures describing a dataset; ``lines()`` renders them for people."""
+    """Figures describing a dataset; ``lines()`` renders them for people.
+
+    Examples:
+        >>> from netvlad.data import GeoDataset, ImageList
+        >>> street = ImageList("street", ["a.jpg", "b.jpg"], [[0.0, 0.0], [40.0, 0.0]])
+        >>> summary = summarize(GeoDataset("toy", street, ImageList("walk", ["q.jpg"], [[5.0, 0.0]])), sample=0,
+        ...                     skip_bad=True)  # the images do not exist: their sizes are not read
+        >>> summary.num_database, summary.num_queries, summary.mean_positives, len(summary.unreadable)
+        (2, 1, 1.0, 3)
+        >>> summary.unreadable[0]
+        ('street/a.jpg', 'image file not found')
+    """
 
     name: str
     format: str

@@ -77,7 +77,13 @@ class DatabaseLayout:
 class QueryWindow:
     """Query frames scored with query ``index``: ``members`` (K,) image indices in frame order and ``offsets`` (K,)
     their frame numbers minus the current one's (negative before it); ``shortened`` when K < L, ``gap`` when two
-    neighbours in the window are not one frame apart (a gap or a repeated frame)."""
+    neighbours in the window are not one frame apart (a gap or a repeated frame).
+
+    Examples:
+        >>> window = query_windows(SequenceOrder.single([0, 1, 2, 4]), before=2, after=0)[3]
+        >>> window.index, window.members, window.offsets, window.shortened, window.gap
+        (3, array([1, 2, 3]), array([-3, -2,  0]), False, True)
+    """
 
     index: int
     members: np.ndarray
@@ -322,7 +328,18 @@ def score_candidates(window: np.ndarray, offsets: np.ndarray, candidates: np.nda
                      ) -> tuple[np.ndarray, np.ndarray]:
     """Trajectory scores (M,) (lower is better) and points inside the database sequence (M,) of database
     ``candidates`` (M,) as the match of the query frame at offset 0 of ``window`` (K, D) query descriptors at frame
-    ``offsets`` (K,); see :func:`~netvlad.match.seqslam.score_windows` (``norms``: its database ‖x‖²)."""
+    ``offsets`` (K,); see :func:`~netvlad.match.seqslam.score_windows` (``norms``: its database ‖x‖²).
+
+    Examples:
+        >>> rng = np.random.default_rng(0)
+        >>> database = rng.normal(size=(30, 8)).astype(np.float32)  # a route of 30 frames
+        >>> window = database[10:15] + 0.3 * rng.normal(size=(5, 8)).astype(np.float32)  # revisits frames 10-14
+        >>> window[4] = database[25]  # but the current frame looks exactly like frame 25
+        >>> scores, lengths = score_candidates(window, np.arange(-4, 1), np.array([14, 25]), database,
+        ...                                    DatabaseLayout.from_order(None, 30), SequenceConfig(length=5))
+        >>> bool(scores[0] < scores[1]), lengths  # the trajectory ending at 14 wins
+        (True, array([5, 5]))
+    """
     window = np.asarray(window, np.float32)
     offsets = np.asarray(offsets, np.int64).reshape(1, -1)
     candidates = np.asarray(candidates, np.int64).reshape(1, -1)
@@ -480,7 +497,14 @@ class SequenceMatch:
     """One query frame's result: ``ids`` (M,) database indices best first, ``scores`` (M,) their trajectory scores
     (mean contrast-normalised distance, lower is better), ``length`` query frames used (< L at a sequence's start
     or after :meth:`OnlineSeqSLAM.reset`), ``shortened`` True when that is fewer than L, ``gap`` True when the
-    window holds a gap or a repeated frame number."""
+    window holds a gap or a repeated frame number.
+
+    Examples:
+        >>> matcher = OnlineSeqSLAM(np.eye(4, dtype=np.float32), config=SequenceConfig(length=3, contrast_radius=1))
+        >>> match = matcher.push(np.array([0, 0, 1, 0], np.float32), candidates=np.array([2, 0]))
+        >>> int(match.ids[0]), match.length, match.shortened  # the first frame: a window of one
+        (2, 1, True)
+    """
 
     ids: np.ndarray
     scores: np.ndarray

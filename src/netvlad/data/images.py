@@ -24,7 +24,7 @@ class ImageDecodeError(BadInputError):
         >>> load_image(Path(folder.name) / "broken.jpg")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        netvlad.data.images.ImageDecodeError: /.../broken.jpg: cannot decode image (...); re-export it or pass skip_bad=True
+        netvlad.data.images.ImageDecodeError: /.../broken.jpg: cannot decode image (...); re-export it or pass ...
         >>> folder.cleanup()
     """
 
@@ -270,7 +270,8 @@ def collate_images(batch: list[tuple[int, torch.Tensor | None]]) -> tuple[torch.
     """Stack same-size images: -> (indices, images (B, 3, H, W) or None, indices that failed).
 
     Examples:
-        >>> indices, images, failed = collate_images([(0, torch.zeros(3, 24, 32)), (1, None), (2, torch.ones(3, 24, 32))])
+        >>> batch = [(0, torch.zeros(3, 24, 32)), (1, None), (2, torch.ones(3, 24, 32))]  # image 1 was undecodable
+        >>> indices, images, failed = collate_images(batch)
         >>> indices, images.shape, failed
         (tensor([0, 2]), torch.Size([2, 3, 24, 32]), [1])
     """

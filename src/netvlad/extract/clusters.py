@@ -27,8 +27,9 @@ class ClusterConfig:
     """How many local descriptors to sample for k-means (defaults from the paper's code) and the k-means seed.
 
     Examples:
-        >>> ClusterConfig()
-        ClusterConfig(num_descriptors=50000, per_image=100, num_images=500, seed=0, niter=100, ratio_average='geometric')
+        >>> config = ClusterConfig()  # 50,000 descriptors: 100 from each of 500 images
+        >>> config.num_descriptors, config.per_image, config.num_images
+        (50000, 100, 500)
         >>> ClusterConfig(num_descriptors=0)
         Traceback (most recent call last):
         ...

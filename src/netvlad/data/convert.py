@@ -60,23 +60,12 @@ def convert_to_dvgb(dataset: GeoDataset, out: Path | str, split: str = "test", c
     split folder. Sequences also get ``out/netvlad_dataset.json`` so that frames and tolerance round-trip.
 
     Examples:
-        >>> from netvlad.data import open_dataset
-        >>> import tempfile
-        >>> import numpy as np
-        >>> from PIL import Image
-        >>> folder = tempfile.TemporaryDirectory()
-        >>> root = Path(folder.name)
-        >>> for i in range(4):
-        ...     Image.new("RGB", (64, 48), (60 * i, 0, 0)).save(root / f"{i}.png")
-        >>> _ = (root / "manifest.csv").write_text("path,split,easting,northing,zone\\n"
-        ...     "0.png,database,500000,4400000,17T\\n1.png,database,500100,4400000,17T\\n"
-        ...     "2.png,query,500003,4400000,17T\\n3.png,query,500098,4400000,17T\\n")
-        >>> split = convert_to_dvgb(open_dataset(root / "manifest.csv"), root / "dvgb")
-        >>> split.relative_to(root), len(list((split / "queries").iterdir()))
-        (PosixPath('dvgb/images/test'), 2)
-        >>> open_dataset(root / "dvgb").info.format
-        'dvgb'
-        >>> folder.cleanup()
+        >>> from netvlad.data import open_dataset, synthetic
+        >>> city = open_dataset(synthetic.generate_city(synthetic.CityConfig.preset("tiny"), "city"))  # 20 + 10 views
+        >>> small = city.subset(query_indices=np.arange(2), database_indices=np.arange(5), name="small")
+        >>> split = convert_to_dvgb(small, "small")  # symlinks to the images
+        >>> split, open_dataset("small")
+        (PosixPath('small/images/test'), < small-test - #q: 2; #db: 5 >)
     """
     out = Path(out)
     folder = out / "images" / split

@@ -107,27 +107,16 @@ def summarize(dataset: GeoDataset, radius: float = EVAL_RADIUS_M, sample: int = 
     positives per query, and image sizes over up to ``sample`` images per side (0 = all).
 
     Examples:
-        >>> from pathlib import Path
-        >>> from netvlad.data import open_dataset
-        >>> import tempfile
-        >>> import numpy as np
-        >>> from PIL import Image
-        >>> folder = tempfile.TemporaryDirectory()
-        >>> root = Path(folder.name)
-        >>> for i in range(4):
-        ...     Image.new("RGB", (64, 48), (60 * i, 0, 0)).save(root / f"{i}.png")
-        >>> _ = (root / "manifest.csv").write_text("path,split,easting,northing,zone\\n"
-        ...     "0.png,database,500000,4400000,17T\\n1.png,database,500100,4400000,17T\\n"
-        ...     "2.png,query,500003,4400000,17T\\n3.png,query,500098,4400000,17T\\n")
-        >>> summary = summarize(open_dataset(root / "manifest.csv"))
-        >>> summary.num_database, summary.queries_without_positive, summary.mean_positives
-        (2, 0, 1.0)
+        >>> from netvlad.data import open_dataset, synthetic
+        >>> city = open_dataset(synthetic.generate_city(synthetic.CityConfig.preset("tiny"), "city"))  # 20 + 10 views
+        >>> summary = summarize(city)  # positives within 25 m: the city's street views are 10 m apart
+        >>> summary.num_database, summary.num_queries, summary.queries_without_positive
+        (20, 10, 0)
         >>> print("\\n".join(summary.lines()[:4]))
-        dataset      manifest (csv)
-        database     2 images
-        queries      2 images
-        UTM zone     17T
-        >>> folder.cleanup()
+        dataset      city-test (dvgb)
+        database     20 images
+        queries      10 images
+        UTM zone     33T
     """
     positives = dataset.positives(radius)
     counts = np.array([len(p) for p in positives])

@@ -226,19 +226,13 @@ def evaluate(model: PlaceModel, dataset: GeoDataset, *, radius: float = EVAL_RAD
     as ``netvlad evaluate`` does (:func:`netvlad.extract.clusters.cluster_if_off_the_shelf`).
 
     Examples:
-        >>> import tempfile
-        >>> from PIL import Image
+        >>> from netvlad.data import open_dataset, synthetic
+        >>> city = open_dataset(synthetic.generate_city(synthetic.CityConfig.preset("tiny"), "city"))  # 20 + 10 views
         >>> from netvlad.models import ModelConfig
-        >>> folder = tempfile.TemporaryDirectory()
-        >>> rng = np.random.default_rng(0)
-        >>> for i in range(4):  # four places 100 m apart; the queries revisit places 0 and 2
-        ...     Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(f"{folder.name}/{i}.png")
-        >>> database = ImageList(folder.name, [f"{i}.png" for i in range(4)], [[100.0 * i, 0] for i in range(4)])
-        >>> queries = ImageList(folder.name, ["0.png", "2.png"], [[5.0, 0], [195.0, 0]])
         >>> model = PlaceModel(ModelConfig(pool="gem", preprocessing={"resize": "none"})).eval()  # ImageNet weights
-        >>> evaluate(model, GeoDataset("toy", database, queries), ns=(1, 2)).recall
-        {1: 100.0, 2: 100.0}
-        >>> folder.cleanup()
+        >>> result = evaluate(model, city, ns=(1, 5, 10))  # dusk, night, winter... queries against a day database
+        >>> result.num_queries, result.num_database, result.recall[1] <= result.recall[5] <= result.recall[10]
+        (10, 20, True)
     """
     from netvlad.extract.clusters import cluster_if_off_the_shelf  # here: train imports eval at module level
 

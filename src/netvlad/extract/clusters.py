@@ -90,20 +90,12 @@ def sample_local_descriptors(model: PlaceModel, paths: Sequence[Path | str], con
     An undecodable image stops with an :class:`ImageDecodeError` naming it, or is logged and skipped with ``skip_bad``.
 
     Examples:
-        >>> import numpy as np
-        >>> import tempfile
-        >>> from PIL import Image
-        >>> from netvlad.models import ModelConfig
-        >>> folder = tempfile.TemporaryDirectory()
-        >>> rng = np.random.default_rng(0)
-        >>> paths = [f"{folder.name}/{i}.png" for i in range(3)]
-        >>> for path in paths:
-        ...     Image.fromarray(rng.integers(0, 255, (96, 128, 3), dtype=np.uint8)).save(path)
-        >>> from netvlad.models import PlaceModel
+        >>> from netvlad.data import open_dataset, synthetic
+        >>> from netvlad.models import ModelConfig, PlaceModel
+        >>> city = open_dataset(synthetic.generate_city(synthetic.CityConfig.preset("tiny"), "city"))  # 20 + 10 views
         >>> model = PlaceModel(ModelConfig(num_clusters=4, preprocessing={"resize": "none"})).eval()
-        >>> sample_local_descriptors(model, paths, ClusterConfig(per_image=5)).shape  # 5 of 3 × 4 positions
-        torch.Size([15, 1280])
-        >>> folder.cleanup()
+        >>> sample_local_descriptors(model, city.database.paths()[:3], ClusterConfig(per_image=3)).shape
+        torch.Size([9, 1280])
     """
     import numpy as np
     import torch
@@ -176,21 +168,14 @@ def fit_clusters(model: PlaceModel, paths: Sequence[Path | str], config: Cluster
     local descriptors the k-means ran on.
 
     Examples:
-        >>> import numpy as np
-        >>> import tempfile
-        >>> from PIL import Image
-        >>> from netvlad.models import ModelConfig
-        >>> folder = tempfile.TemporaryDirectory()
-        >>> rng = np.random.default_rng(0)
-        >>> paths = [f"{folder.name}/{i}.png" for i in range(4)]
-        >>> for path in paths:
-        ...     Image.fromarray(rng.integers(0, 255, (192, 256, 3), dtype=np.uint8)).save(path)
-        >>> from netvlad.models import PlaceModel
+        >>> from netvlad.data import open_dataset, synthetic
+        >>> from netvlad.models import ModelConfig, PlaceModel
+        >>> larger = synthetic.CityConfig.preset("tiny", image_size=(256, 192))  # 8 × 6 positions per image
+        >>> city = open_dataset(synthetic.generate_city(larger, "larger-city"))
         >>> model = PlaceModel(ModelConfig(num_clusters=4, preprocessing={"resize": "none"})).eval()
-        >>> fit = fit_clusters(model, paths, ClusterConfig(per_image=50, niter=10))
-        >>> fit.descriptors, fit.alpha > 0, model.pool.clustered  # 4 images × 48 positions (6 × 8)
+        >>> fit = fit_clusters(model, city.database.paths()[:4], ClusterConfig(per_image=50, niter=10))
+        >>> fit.descriptors, fit.alpha > 0, model.pool.clustered  # 4 images × 48 positions
         (192, True, True)
-        >>> folder.cleanup()
     """
     from netvlad.nn import NetVLAD
 
@@ -215,20 +200,14 @@ def initialize_clusters(model: PlaceModel, paths: Sequence[Path | str], config: 
     (:func:`fit_clusters` also says how many descriptors the k-means ran on).
 
     Examples:
-        >>> import tempfile
-        >>> import numpy as np
-        >>> from PIL import Image
+        >>> from netvlad.data import open_dataset, synthetic
         >>> from netvlad.models import ModelConfig, PlaceModel
-        >>> folder = tempfile.TemporaryDirectory()
-        >>> rng = np.random.default_rng(0)
-        >>> paths = [f"{folder.name}/{i}.png" for i in range(4)]
-        >>> for path in paths:
-        ...     Image.fromarray(rng.integers(0, 255, (192, 256, 3), dtype=np.uint8)).save(path)
+        >>> larger = synthetic.CityConfig.preset("tiny", image_size=(256, 192))
         >>> model = PlaceModel(ModelConfig(num_clusters=4, preprocessing={"resize": "none"})).eval()
-        >>> alpha = initialize_clusters(model, paths, ClusterConfig(per_image=50, niter=10))
+        >>> street_views = open_dataset(synthetic.generate_city(larger, "larger-city")).database.paths()
+        >>> alpha = initialize_clusters(model, street_views)
         >>> alpha == float(model.pool.alpha), model.pool.clustered
         (True, True)
-        >>> folder.cleanup()
     """
     return fit_clusters(model, paths, config, device, progress, batch_size, workers, skip_bad).alpha
 

@@ -59,20 +59,14 @@ def iter_descriptors(model: PlaceModel, paths: Sequence[Path | str], batch_size:
     batch it was extracted in.
 
     Examples:
-        >>> import tempfile
-        >>> from PIL import Image
+        >>> from netvlad.data import open_dataset, synthetic
+        >>> city = open_dataset(synthetic.generate_city(synthetic.CityConfig.preset("tiny"), "city"))  # 20 + 10 views
         >>> from netvlad.models import ModelConfig
-        >>> folder = tempfile.TemporaryDirectory()
-        >>> rng = np.random.default_rng(0)
-        >>> paths = [f"{folder.name}/{i}.png" for i in range(3)]
-        >>> for path in paths:
-        ...     Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(path)
         >>> model = PlaceModel(ModelConfig(num_clusters=4, preprocessing={"resize": "none"})).eval()
-        >>> for indices, descriptors, undecodable in iter_descriptors(model, paths, batch_size=2):
-        ...     print(indices, descriptors.shape, undecodable)
+        >>> for indices, descriptors, undecodable in iter_descriptors(model, city.queries.paths()[:3], batch_size=2):
+        ...     print(indices, descriptors.shape, undecodable)  # K·D = 4 · 1280 dimensions
         [0 1] (2, 5120) []
         [2] (1, 5120) []
-        >>> folder.cleanup()
     """
     device = torch.device(device)
     paths = [Path(p) for p in paths]
@@ -114,19 +108,13 @@ def extract_descriptors(
     An undecodable image stops with an :class:`ImageDecodeError` naming it.
 
     Examples:
-        >>> import tempfile
-        >>> from PIL import Image
+        >>> from netvlad.data import open_dataset, synthetic
+        >>> city = open_dataset(synthetic.generate_city(synthetic.CityConfig.preset("tiny"), "city"))  # 20 + 10 views
         >>> from netvlad.models import ModelConfig
-        >>> folder = tempfile.TemporaryDirectory()
-        >>> rng = np.random.default_rng(0)
-        >>> paths = [f"{folder.name}/{i}.png" for i in range(3)]
-        >>> for path in paths:
-        ...     Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(path)
-        >>> model = PlaceModel(ModelConfig(num_clusters=4, preprocessing={"resize": "none"})).eval()
-        >>> descriptors = extract_descriptors(model, paths)
-        >>> descriptors.shape, descriptors.dtype, np.linalg.norm(descriptors, axis=1).round(4)  # K·D = 4 · 1280
-        ((3, 5120), dtype('float32'), array([1., 1., 1.], dtype=float32))
-        >>> folder.cleanup()
+        >>> gem = PlaceModel(ModelConfig(pool="gem", preprocessing={"resize": "none"})).eval()
+        >>> descriptors = extract_descriptors(gem, city.database.paths())  # street views of 64 × 48 pixels
+        >>> descriptors.shape, descriptors.dtype, bool(np.allclose(np.linalg.norm(descriptors, axis=1), 1))
+        ((20, 1280), dtype('float32'), True)
     """
     out = np.zeros((len(paths), model.output_dim), dtype=np.float32)
     for indices, descriptors, bad in iter_descriptors(model, paths, batch_size, workers, device, progress, desc,
@@ -169,22 +157,17 @@ def extract_to_store(
     must be on a filesystem every process sees. ``engine``: as :func:`iter_descriptors` (each rank runs its own).
 
     Examples:
-        >>> import tempfile
-        >>> from PIL import Image
+        >>> from netvlad.data import open_dataset, synthetic
+        >>> city = open_dataset(synthetic.generate_city(synthetic.CityConfig.preset("tiny"), "city"))  # 20 + 10 views
         >>> from netvlad.models import ModelConfig
-        >>> folder = tempfile.TemporaryDirectory()
-        >>> rng = np.random.default_rng(0)
-        >>> paths = [f"{folder.name}/{i}.png" for i in range(3)]
-        >>> for path in paths:
-        ...     Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(path)
-        >>> model = PlaceModel(ModelConfig(num_clusters=4, preprocessing={"resize": "none"})).eval()
-        >>> store = extract_to_store(model, folder.name, ["0.png", "1.png", "2.png"], f"{folder.name}/store")
+        >>> model = PlaceModel(ModelConfig(pool="max", preprocessing={"resize": "none"})).eval()
+        >>> images = city.database
+        >>> store = extract_to_store(model, images.root, images.names, "store")
         >>> store.complete, store.num_done, store.dim
-        (True, 3, 5120)
-        >>> store = extract_to_store(model, folder.name, ["0.png", "1.png", "2.png"], f"{folder.name}/store")  # done
-        >>> np.array_equal(store.load(), extract_descriptors(model, paths))
+        (True, 20, 1280)
+        >>> store = extract_to_store(model, images.root, images.names, "store")  # a second run has nothing to do
+        >>> np.array_equal(store.load(), extract_descriptors(model, images.paths()))
         True
-        >>> folder.cleanup()
     """
     group = group or DistInfo()
     if group.active and shard is not None and shard.count > 1:

@@ -131,14 +131,11 @@ def diagonal_rank(queries: np.ndarray, database: np.ndarray, query_order: Sequen
 
     Examples:
         >>> from netvlad.search import exact_search
-        >>> rng = np.random.default_rng(0)
-        >>> database = rng.normal(size=(30, 8)).astype(np.float32)  # a route of 30 frames
-        >>> queries = database[10:15] + 0.3 * rng.normal(size=(5, 8)).astype(np.float32)  # revisits frames 10-14
-        >>> queries[4] = database[25]  # but its last frame looks exactly like frame 25
-        >>> exact_search(database, queries, k=1)[1].ravel()  # frame by frame, the last one is wrong
+        >>> route = np.random.default_rng(0).normal(size=(30, 8)).astype(np.float32)  # a route's 30 descriptors
+        >>> revisit = np.concatenate([route[10:14], route[25:26]])  # frames 10-13, then one that looks like 25
+        >>> exact_search(route, revisit, k=1)[1].ravel()  # frame by frame, the last one is wrong
         array([10, 11, 12, 13, 25])
-        >>> ranking = diagonal_rank(queries, database, SequenceOrder.single(range(5)), None, SequenceConfig(length=5),
-        ...                         k=1)
+        >>> ranking = diagonal_rank(revisit, route, SequenceOrder.single(range(5)), None, SequenceConfig(length=5), k=1)
         >>> ranking.ranked.ravel(), ranking.lengths  # the trajectory of five frames finds 14
         (array([10, 11, 12, 13, 14]), array([1, 2, 3, 4, 5]))
     """
@@ -183,12 +180,10 @@ class OnlineDiagonal:
     :class:`SequenceOrder` (None: one sequence in list order; a growing database must leave it None).
 
     Examples:
-        >>> rng = np.random.default_rng(0)
-        >>> database = rng.normal(size=(30, 8)).astype(np.float32)  # a route of 30 frames
-        >>> queries = database[10:15] + 0.3 * rng.normal(size=(5, 8)).astype(np.float32)  # revisits frames 10-14
-        >>> queries[4] = database[25]  # but its last frame looks exactly like frame 25
-        >>> matcher = OnlineDiagonal(database, config=SequenceConfig(length=5))
-        >>> [int(matcher.push(query, k=1).ranked[0, 0]) for query in queries]
+        >>> route = np.random.default_rng(0).normal(size=(30, 8)).astype(np.float32)  # a route's 30 descriptors
+        >>> revisit = np.concatenate([route[10:14], route[25:26]])  # frames 10-13, then one that looks like 25
+        >>> matcher = OnlineDiagonal(route, config=SequenceConfig(length=5))  # a robot's camera, frame by frame
+        >>> [int(matcher.push(frame, k=1).ranked[0, 0]) for frame in revisit]
         [10, 11, 12, 13, 14]
     """
 

@@ -331,12 +331,10 @@ def score_candidates(window: np.ndarray, offsets: np.ndarray, candidates: np.nda
     ``offsets`` (K,); see :func:`~netvlad.match.seqslam.score_windows` (``norms``: its database ‖x‖²).
 
     Examples:
-        >>> rng = np.random.default_rng(0)
-        >>> database = rng.normal(size=(30, 8)).astype(np.float32)  # a route of 30 frames
-        >>> window = database[10:15] + 0.3 * rng.normal(size=(5, 8)).astype(np.float32)  # revisits frames 10-14
-        >>> window[4] = database[25]  # but the current frame looks exactly like frame 25
-        >>> scores, lengths = score_candidates(window, np.arange(-4, 1), np.array([14, 25]), database,
-        ...                                    DatabaseLayout.from_order(None, 30), SequenceConfig(length=5))
+        >>> route = np.random.default_rng(0).normal(size=(30, 8)).astype(np.float32)  # a route's 30 descriptors
+        >>> revisit = np.concatenate([route[10:14], route[25:26]])  # frames 10-13, then one that looks like 25
+        >>> layout, config = DatabaseLayout.from_order(None, len(route)), SequenceConfig(length=5)
+        >>> scores, lengths = score_candidates(revisit, np.arange(-4, 1), np.array([14, 25]), route, layout, config)
         >>> bool(scores[0] < scores[1]), lengths  # the trajectory ending at 14 wins
         (True, array([5, 5]))
     """
@@ -449,12 +447,10 @@ def seqslam_rank(queries: np.ndarray, database: np.ndarray, query_order: Sequenc
 
     Examples:
         >>> from netvlad.search import exact_search
-        >>> rng = np.random.default_rng(0)
-        >>> database = rng.normal(size=(30, 8)).astype(np.float32)  # a route of 30 frames
-        >>> queries = database[10:15] + 0.3 * rng.normal(size=(5, 8)).astype(np.float32)  # revisits frames 10-14
-        >>> queries[4] = database[25]  # but its last frame looks exactly like frame 25
-        >>> shortlist = exact_search(database, queries, k=5)[1]  # frame by frame, query 4's best is 25
-        >>> ranking = seqslam_rank(queries, database, SequenceOrder.single(range(5)), None, shortlist,
+        >>> route = np.random.default_rng(0).normal(size=(30, 8)).astype(np.float32)  # a route's 30 descriptors
+        >>> revisit = np.concatenate([route[10:14], route[25:26]])  # frames 10-13, then one that looks like 25
+        >>> shortlist = exact_search(route, revisit, k=5)[1]  # frame by frame, the last frame's best is 25
+        >>> ranking = seqslam_rank(revisit, route, SequenceOrder.single(range(5)), None, shortlist,
         ...                        SequenceConfig(length=5))
         >>> ranking.ranked[:, 0], ranking.shortened
         (array([10, 11, 12, 13, 14]), array([ True,  True,  True,  True, False]))
@@ -531,12 +527,10 @@ class OnlineSeqSLAM:
 
     Examples:
         >>> from netvlad.search import exact_search
-        >>> rng = np.random.default_rng(0)
-        >>> database = rng.normal(size=(30, 8)).astype(np.float32)  # a route of 30 frames
-        >>> queries = database[10:15] + 0.3 * rng.normal(size=(5, 8)).astype(np.float32)  # revisits frames 10-14
-        >>> queries[4] = database[25]  # but its last frame looks exactly like frame 25
-        >>> matcher = OnlineSeqSLAM(database, config=SequenceConfig(length=5))
-        >>> matches = [matcher.push(query, exact_search(database, query[None], k=5)[1][0]) for query in queries]
+        >>> route = np.random.default_rng(0).normal(size=(30, 8)).astype(np.float32)  # a route's 30 descriptors
+        >>> revisit = np.concatenate([route[10:14], route[25:26]])  # frames 10-13, then one that looks like 25
+        >>> matcher = OnlineSeqSLAM(route, config=SequenceConfig(length=5))
+        >>> matches = [matcher.push(frame, exact_search(route, frame[None], k=5)[1][0]) for frame in revisit]
         >>> [int(match.ids[0]) for match in matches], matches[-1].length, matches[-1].shortened
         ([10, 11, 12, 13, 14], 5, False)
     """

@@ -108,23 +108,17 @@ class PlaceIndex:
     """A searchable, saved database: faiss index + names + positions + the model that made the descriptors.
 
     Examples:
-        >>> import tempfile
-        >>> from PIL import Image
+        >>> from netvlad.data import open_dataset, synthetic
+        >>> city = open_dataset(synthetic.generate_city(synthetic.CityConfig.preset("tiny"), "city"))  # 20 + 10 views
         >>> from netvlad.extract import extract_descriptors
         >>> from netvlad.models import ModelConfig
-        >>> folder = tempfile.TemporaryDirectory()
-        >>> rng = np.random.default_rng(0)
-        >>> for i in range(3):  # three places along a street, 10 m apart
-        ...     Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(f"{folder.name}/{i}.png")
-        >>> images = ImageList(folder.name, ["0.png", "1.png", "2.png"], [[0.0, 0.0], [10.0, 0.0], [20.0, 0.0]])
         >>> model = PlaceModel(ModelConfig(pool="gem", preprocessing={"resize": "none"})).eval()
-        >>> _ = build_place_index(model, images, f"{folder.name}/index")
-        >>> index = PlaceIndex.load(f"{folder.name}/index")  # later, in another process
-        >>> query = extract_descriptors(index.model, [f"{folder.name}/1.png"])
-        >>> [result] = index.localise(["1.png"], query, k=2)
-        >>> result.matches[0].name, result.position
-        ('1.png', (10.0, 0.0))
-        >>> folder.cleanup()
+        >>> _ = build_place_index(model, city.database, "index")
+        >>> index = PlaceIndex.load("index")  # later, in another process
+        >>> name = city.database.names[7]
+        >>> [result] = index.localise([name], extract_descriptors(index.model, [city.database.root / name]), k=3)
+        >>> result.matches[0].name == name, result.position == tuple(city.database.utm[7])
+        (True, True)
     """
 
     def __init__(self, folder: Path, model: PlaceModel, index, store: DescriptorStore, rows: np.ndarray,
@@ -231,19 +225,12 @@ def build_place_index(model: PlaceModel, images: ImageList, folder: Path | str, 
     bytes); the exact one is the store itself, streamed at query time.
 
     Examples:
-        >>> import tempfile
-        >>> from PIL import Image
+        >>> from netvlad.data import open_dataset, synthetic
+        >>> city = open_dataset(synthetic.generate_city(synthetic.CityConfig.preset("tiny"), "city"))  # 20 + 10 views
         >>> from netvlad.models import ModelConfig
-        >>> folder = tempfile.TemporaryDirectory()
-        >>> rng = np.random.default_rng(0)
-        >>> for i in range(3):  # three places along a street, 10 m apart
-        ...     Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(f"{folder.name}/{i}.png")
-        >>> images = ImageList(folder.name, ["0.png", "1.png", "2.png"], [[0.0, 0.0], [10.0, 0.0], [20.0, 0.0]])
-        >>> model = PlaceModel(ModelConfig(pool="gem", preprocessing={"resize": "none"})).eval()
-        >>> index = build_place_index(model, images, f"{folder.name}/index")
-        >>> len(index), index.search(index.store.descriptors[[2]], k=1)[1]
-        (3, array([[2]]))
-        >>> folder.cleanup()
+        >>> index = build_place_index(PlaceModel(ModelConfig(pool="gem")), city.database, "street")  # resumable
+        >>> len(index), index.search(index.store.descriptors[[3]], k=1)[1]  # a database image finds itself
+        (20, array([[3]]))
     """
     folder = Path(folder)
     store = extract_to_store(model, images.root, images.names, folder / "descriptors", dtype=dtype,

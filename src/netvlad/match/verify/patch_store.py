@@ -158,28 +158,19 @@ def extract_patch_store(extractor: PatchExtractor, root: Path | str, names: Sequ
     """Patch descriptors of ``root/names`` into ``folder`` (created, or continued when interrupted) -> the store.
 
     Examples:
-        >>> import tempfile
-        >>> from PIL import Image
+        >>> from netvlad.data import open_dataset, synthetic
+        >>> city = open_dataset(synthetic.generate_city(synthetic.CityConfig.preset("tiny"), "city"))  # 20 + 10 views
         >>> from netvlad.match.verify import PatchExtractor, VerifyPreset
         >>> from netvlad.models import ModelConfig, PlaceModel
         >>> from netvlad.nn import PCAWhitening
-        >>> folder = tempfile.TemporaryDirectory()
-        >>> root = Path(folder.name)
-        >>> rng = np.random.default_rng(0)
-        >>> scene = rng.integers(0, 255, (256, 320, 3), dtype=np.uint8)
-        >>> Image.fromarray(scene[:, :256]).save(root / "query.png")
-        >>> Image.fromarray(rng.integers(0, 255, (256, 256, 3), dtype=np.uint8)).save(root / "elsewhere.png")
-        >>> Image.fromarray(scene[:, 64:]).save(root / "same.png")  # the query's place, seen from the right
-        >>> _ = torch.manual_seed(0)
         >>> model = PlaceModel(ModelConfig(num_clusters=4, preprocessing={"resize": "none"})).eval()
-        >>> preset = VerifyPreset("toy", "2 × 2 patches, 32-D", sizes=(2,), dim=32, scorer="ransac", global_weight=0)
+        >>> preset = VerifyPreset("toy", "2 × 2 patches, 32-D", sizes=(2,), dim=32, scorer="ransac")
         >>> extractor = PatchExtractor(model, preset, whitening=PCAWhitening(4 * 1280, 32))
-        >>> store = extract_patch_store(extractor, root, ["elsewhere.png", "same.png"], root / "patches")
-        >>> store.bytes_per_image(), store.stores[0].names  # float16 patch descriptors on disk
-        (3140, ('elsewhere.png', 'same.png'))
-        >>> type(PatchStore.open(root / "patches")).__name__  # reopened later, checked against its description
+        >>> store = extract_patch_store(extractor, city.database.root, city.database.names, "patches")
+        >>> store.bytes_per_image(), len(store.stores[0].names)  # float16 patch descriptors on disk
+        (68, 20)
+        >>> type(PatchStore.open("patches")).__name__  # reopened later, checked against its description
         'PatchStore'
-        >>> folder.cleanup()
     """
     paths = [Path(root) / n for n in names]
     grids: list[tuple[int, int]] = []

@@ -83,7 +83,19 @@ def check_description(path: Path, meta: dict) -> None:
 
 
 class PatchStore:
-    """Patch descriptors of named images for each patch size of a preset; see the module docstring."""
+    """Patch descriptors of named images for each patch size of a preset; see the module docstring.
+
+    :func:`extract_patch_store` writes one; :meth:`open` refuses a folder that is not one, or one written by
+    another model, preset or whitening.
+
+    Examples:
+        >>> Path("not-a-store").mkdir()
+        >>> _ = (Path("not-a-store") / "patches.json").write_text('{"format": "something else"}')
+        >>> PatchStore.open("not-a-store")
+        Traceback (most recent call last):
+        ...
+        netvlad.errors.BadInputError: not-a-store: not a netvlad patch store
+    """
 
     def __init__(self, folder: Path, meta: dict, stores: list[DescriptorStore]) -> None:
         self.folder, self.meta, self.stores = folder, meta, stores

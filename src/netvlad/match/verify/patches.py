@@ -157,6 +157,15 @@ def fit_patch_whitening(model: PlaceModel, paths: Sequence[Path | str], dim: int
 
     The same fitting code as the global whitening (:meth:`PCAWhitening.fit`), on K·D-D intra- and L2-normalised
     patch vectors; patches are drawn evenly from the images at ``paths``.
+
+    Examples:
+        >>> from netvlad.data import open_dataset, synthetic
+        >>> from netvlad.models import ModelConfig
+        >>> city = open_dataset(synthetic.generate_city(synthetic.CityConfig.preset("tiny"), "city"))  # 20 + 10 views
+        >>> netvlad_model = PlaceModel(ModelConfig(num_clusters=4, preprocessing={"resize": "none"})).eval()
+        >>> whitening = fit_patch_whitening(netvlad_model, city.database.paths(), dim=16, size=1, samples=60)
+        >>> whitening.in_dim, whitening.out_dim  # K·D-D patch vectors to 16 dims
+        (5120, 16)
     """
     layer = require_netvlad(model)
     shrink = SHRINK if shrink is None else shrink

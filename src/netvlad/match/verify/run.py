@@ -180,7 +180,23 @@ def verify_ranking(extractor: PatchExtractor, store: PatchStore, query_paths: Se
 def verify_folders(model: PlaceModel, preset: VerifyPreset, database_root: Path, database_names: Sequence[str],
                    query_paths: Sequence[Path | str], ranked: np.ndarray, distances: np.ndarray, top: int,
                    store_dir: Path, device: str | torch.device = "cpu") -> VerifiedRanking:
-    """Whitening, database patch store in ``store_dir`` (resumed), then :func:`verify_ranking`."""
+    """Whitening, database patch store in ``store_dir`` (resumed), then :func:`verify_ranking`.
+
+    Examples:
+        >>> from netvlad.data import open_dataset, synthetic
+        >>> from netvlad.extract import extract_descriptors
+        >>> from netvlad.models import ModelConfig
+        >>> from netvlad.search import exact_search
+        >>> city = open_dataset(synthetic.generate_city(synthetic.CityConfig.preset("tiny"), "city"))  # 20 + 10 views
+        >>> model = PlaceModel(ModelConfig(num_clusters=4, preprocessing={"resize": "none"})).eval()
+        >>> distances, ranked = exact_search(extract_descriptors(model, city.database.paths()),
+        ...                                  extract_descriptors(model, city.queries.paths()), k=5)  # global shortlist
+        >>> preset = VerifyPreset("toy", "1 × 1 patches, 16-D", sizes=(1,), dim=16, scorer="rapid")
+        >>> verified = verify_folders(model, preset, city.database.root, city.database.names, city.queries.paths(),
+        ...                           ranked, distances, top=5, store_dir=Path("verify"))
+        >>> verified.ranked.shape, all(set(v) == set(r) for v, r in zip(verified.ranked, ranked))  # re-ordered
+        ((10, 5), True)
+    """
     paths = [Path(database_root) / n for n in database_names]
     whitening = patch_whitening(model, preset, paths, store_dir, device)
     extractor = PatchExtractor(model.to(device).eval(), preset, whitening)

@@ -53,7 +53,19 @@ class VerifiedRanking:
 def patch_whitening(model: PlaceModel, preset: VerifyPreset, fit_paths: Sequence[Path | str], cache: Path | None,
                     device: str | torch.device = "cpu") -> PCAWhitening:
     """The model's own whitening, or one fitted on patches of ``fit_paths`` (kept in ``cache`` when given: written
-    atomically with a checksum of its tensors, fitted again when the cached file is damaged)."""
+    atomically with a checksum of its tensors, fitted again when the cached file is damaged).
+
+    Examples:
+        >>> from netvlad.data import open_dataset, synthetic
+        >>> from netvlad.models import ModelConfig
+        >>> street_views = open_dataset(synthetic.generate_city(synthetic.CityConfig.preset("tiny"), "city")).database
+        >>> model = PlaceModel(ModelConfig(num_clusters=4, preprocessing={"resize": "none"})).eval()  # no whitening
+        >>> toy = VerifyPreset("toy", "1 × 1 patches, 16-D", sizes=(1,), dim=16, scorer="rapid")
+        >>> whitening = patch_whitening(model, toy, street_views.paths(), cache=Path("cache"))  # fitted, then kept
+        >>> again = patch_whitening(model, toy, street_views.paths(), cache=Path("cache"))  # read from the cache
+        >>> whitening.out_dim, torch.equal(whitening.linear.weight, again.linear.weight)
+        (16, True)
+    """
     layer = require_netvlad(model)
     if model.whitening is not None:
         return model.whitening

@@ -163,7 +163,7 @@ def ann(folder: str, kind: str, budget: float) -> dict:
         IndexConfig,
         approximate_kinds,
         configure,
-        search,
+        search_index,
         search_rows,
         train_index,
         training_sample,
@@ -181,7 +181,7 @@ def ann(folder: str, kind: str, budget: float) -> dict:
         index.add(chunk)
     t2 = time.perf_counter()
     configure(index, config)
-    _, found = search(index, queries, K)
+    _, found = search_index(index, queries, K)
     t3 = time.perf_counter()
     reranked = kind in approximate_kinds()
     if reranked:  # the library's default for PQ kinds: the top 100 re-ranked exactly from the float16 store

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from netvlad.search.index import IndexConfig, build_index, read_index, search, write_index
+from netvlad.search.index import IndexConfig, build_index, read_index, search_index, write_index
 
 
 def _data(n=600, dim=32, q=40, seed=0):
@@ -19,7 +19,7 @@ def _brute_force(db, queries, k):
 
 def test_flat_index_is_exact():
     db, queries = _data()
-    dist, idx = search(build_index(db), queries, 7)
+    dist, idx = search_index(build_index(db), queries, 7)
     ref_d, ref_i = _brute_force(db, queries, 7)
     np.testing.assert_array_equal(idx, ref_i)
     np.testing.assert_allclose(dist, ref_d, rtol=1e-4, atol=1e-4)
@@ -30,7 +30,7 @@ def test_ivfpq_finds_near_duplicates_and_exposes_params():
     config = IndexConfig(kind="ivfpq", nlist=16, m=8, nbits=6, nprobe=4)
     index = build_index(db, config)
     assert (index.nlist, index.nprobe, index.pq.M, index.pq.nbits) == (16, 4, 8, 6)
-    _, idx = search(index, queries, 5)
+    _, idx = search_index(index, queries, 5)
     _, exact = _brute_force(db, queries, 1)
     assert (idx[:, 0] == exact[:, 0]).mean() >= 0.9
 
@@ -43,10 +43,10 @@ def test_ivfpq_checks_m_divides_dim():
 
 def test_k_is_clamped_and_dims_checked():
     db, queries = _data(n=5, q=3)
-    dist, idx = search(build_index(db), queries, 50)
+    dist, idx = search_index(build_index(db), queries, 50)
     assert idx.shape == (len(queries), 5) and (idx >= 0).all()
     with pytest.raises(ValueError, match="32-D"):
-        search(build_index(db), queries[:, :16], 3)
+        search_index(build_index(db), queries[:, :16], 3)
 
 
 def test_unknown_kind_lists_known():
@@ -60,7 +60,7 @@ def test_index_round_trip(tmp_path):
         index = build_index(db, config)
         write_index(index, tmp_path / "i.faiss")
         again = read_index(tmp_path / "i.faiss")
-        for a, b in zip(search(index, queries, 4), search(again, queries, 4), strict=True):
+        for a, b in zip(search_index(index, queries, 4), search_index(again, queries, 4), strict=True):
             np.testing.assert_array_equal(a, b)
 
 
@@ -83,10 +83,10 @@ def test_ann_built_from_a_float16_memmap_round_trips(tmp_path, kind):
     write_index(index, tmp_path / "i.faiss")
     again = configure(read_index(tmp_path / "i.faiss"), config)
     check_index(again, settings, tmp_path / "i.faiss")
-    for a, b in zip(search(index, queries, 4), search(again, queries, 4), strict=True):
+    for a, b in zip(search_index(index, queries, 4), search_index(again, queries, 4), strict=True):
         np.testing.assert_array_equal(a, b)
     _, exact = _brute_force(db[valid], queries, 1)
-    assert (search(again, queries, 10)[1] == exact).any(1).mean() >= 0.9
+    assert (search_index(again, queries, 10)[1] == exact).any(1).mean() >= 0.9
     with pytest.raises(ValueError, match="other settings: dim 32 \\(expected 64\\)"):
         check_index(again, {**settings, "dim": 64}, tmp_path / "i.faiss")
 
@@ -118,7 +118,7 @@ def test_default_pq_is_4_bit_fast_scan_of_dim_over_16_bytes(tmp_path, kind):
     write_index(index, tmp_path / "i.faiss")
     again = read_index(tmp_path / "i.faiss")
     check_index(again, index_settings(index), tmp_path / "i.faiss")
-    np.testing.assert_array_equal(search(index, queries, 5)[1], search(again, queries, 5)[1])
+    np.testing.assert_array_equal(search_index(index, queries, 5)[1], search_index(again, queries, 5)[1])
     # re-ranking the top 100 from the float descriptors: exact distances, ascending, and the true nearest first
     _, ref_i = _brute_force(db, queries, 1)
     dist, found = search_rows(again, queries, 5, config, db)

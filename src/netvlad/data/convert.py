@@ -57,7 +57,16 @@ def place(source: Path, target: Path, copy: bool) -> None:
 
 def convert_to_dvgb(dataset: GeoDataset, out: Path | str, split: str = "test", copy: bool = False) -> Path:
     """Write ``dataset`` under ``out/images/<split>/`` as DVGB (symlinks, or copies with ``copy``); returns the
-    split folder. Sequences also get ``out/netvlad_dataset.json`` so that frames and tolerance round-trip."""
+    split folder. Sequences also get ``out/netvlad_dataset.json`` so that frames and tolerance round-trip.
+
+    Examples:
+        >>> from netvlad.data import open_dataset, synthetic
+        >>> city = open_dataset(synthetic.generate_city(synthetic.CityConfig.preset("tiny"), "city"))  # 20 + 10 views
+        >>> small = city.subset(query_indices=np.arange(2), database_indices=np.arange(5), name="small")
+        >>> split = convert_to_dvgb(small, "small")  # symlinks to the images
+        >>> split, open_dataset("small")
+        (PosixPath('small/images/test'), < small-test - #q: 2; #db: 5 >)
+    """
     out = Path(out)
     folder = out / "images" / split
     if dataset.info.format == "bag":

@@ -30,6 +30,11 @@ class ImageList:
     ``sequence`` the sequence order where the data records one (:class:`~netvlad.data.sequences.SequenceOrder`);
     ``panoramas`` the panorama id of each image where several images are cut-outs of one panorama (Tokyo 24/7's
     database: Recall@N counts one hit per panorama); ``stamps`` the header stamp of each image read from a bag.
+
+    Examples:
+        >>> street = ImageList("street", ["a.jpg", "b.jpg", "c.jpg"], [[0.0, 0.0], [10.0, 0.0], [20.0, 0.0]])
+        >>> len(street), street.paths()[0], street.subset(np.array([2, 0])).names
+        (3, PosixPath('street/a.jpg'), ('c.jpg', 'a.jpg'))
     """
 
     root: Path
@@ -87,6 +92,17 @@ class GeoDataset:
     positions are ``(frame × spacing, 0)`` metres, so training (radius-based) runs on them unchanged.
     ``info`` holds what the reader learnt besides (:class:`~netvlad.data.info.DatasetInfo`: format, spacing,
     skipped entries, thresholds...).
+
+    Examples:
+        >>> street = ImageList("street", [f"{i}.jpg" for i in range(6)], [[15.0 * i, 0.0] for i in range(6)])
+        >>> walk = ImageList("walk", ["a.jpg", "b.jpg"], [[3.0, 0.0], [500.0, 0.0]])
+        >>> dataset = GeoDataset("toy", database=street, queries=walk)
+        >>> dataset
+        < toy - #q: 2; #db: 6 >
+        >>> dataset.positives(radius=25.0)  # the evaluation's ground truth
+        [array([0, 1]), array([], dtype=int64)]
+        >>> dataset.with_positive_queries()
+        < toy - #q: 1; #db: 6 >
     """
 
     name: str

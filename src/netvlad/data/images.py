@@ -15,7 +15,18 @@ from netvlad.errors import BadInputError
 
 
 class ImageDecodeError(BadInputError):
-    """An image file could not be decoded."""
+    """An image file could not be decoded.
+
+    Examples:
+        >>> import tempfile
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> _ = (Path(folder.name) / "broken.jpg").write_bytes(b"not a JPEG")
+        >>> load_image(Path(folder.name) / "broken.jpg")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        netvlad.data.images.ImageDecodeError: /.../broken.jpg: cannot decode image (...); re-export it or pass ...
+        >>> folder.cleanup()
+    """
 
 
 SKIP_HINT = "--skip-bad skips it"  # the command-line wording of skip_bad=True
@@ -48,6 +59,18 @@ def load_image(path: Path | str, resize: str = "none", size: Sequence[int] = (),
     ``resize``: ``"none"``; ``"fixed"`` to ``size`` = (height, width) pixels; ``"longest"``: longest side
     ≤ ``size[0]`` pixels, keeping the aspect ratio (never upscales). ``fast_decode``: let a JPEG decode at reduced
     scale first (see :func:`draft_for_resize`). Raises :class:`ImageDecodeError` naming the file.
+
+    Examples:
+        >>> import tempfile
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> path = Path(folder.name) / "photo.png"
+        >>> Image.new("RGB", (640, 480), (255, 128, 0)).save(path)
+        >>> image = load_image(path, resize="longest", size=(320,))
+        >>> image.shape, image[:, 0, 0]  # RGB in [0, 1]
+        (torch.Size([3, 240, 320]), tensor([1.0000, 0.5020, 0.0000]))
+        >>> load_image(path, resize="fixed", size=(224, 224)).shape
+        torch.Size([3, 224, 224])
+        >>> folder.cleanup()
     """
     path = Path(path)
     check_resize(resize, size)
@@ -109,7 +132,17 @@ def draft_for_resize(image: Image.Image, resize: str, size: Sequence[int]) -> No
 
 
 def image_size(path: Path | str) -> tuple[int, int]:
-    """(height, width) pixels after EXIF orientation, from the header only (no decoding)."""
+    """(height, width) pixels after EXIF orientation, from the header only (no decoding).
+
+    Examples:
+        >>> import tempfile
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> path = Path(folder.name) / "photo.png"
+        >>> Image.new("RGB", (64, 48), "white").save(path)  # 64 pixels wide, 48 high
+        >>> image_size(path)
+        (48, 64)
+        >>> folder.cleanup()
+    """
     path = Path(path)
     try:
         with open_image(path) as image:
@@ -163,7 +196,20 @@ def resize_image(image: Image.Image, resize: str, size: Sequence[int]) -> Image.
 
 
 class ImageDataset(torch.utils.data.Dataset):
-    """Images at ``paths`` as ``(index, (3, H, W) tensor)``; undecodable ones as ``(index, None)`` if ``skip_bad``."""
+    """Images at ``paths`` as ``(index, (3, H, W) tensor)``; undecodable ones as ``(index, None)`` if ``skip_bad``.
+
+    Examples:
+        >>> import tempfile
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> path = Path(folder.name) / "photo.png"
+        >>> Image.new("RGB", (64, 48), "white").save(path)  # 64 pixels wide, 48 high
+        >>> _ = (Path(folder.name) / "broken.jpg").write_bytes(b"not a JPEG")
+        >>> images = ImageDataset([path, Path(folder.name) / "broken.jpg"], resize="fixed", size=(24, 32),
+        ...                       skip_bad=True)
+        >>> [(index, None if image is None else tuple(image.shape)) for index, image in images]
+        [(0, (3, 24, 32)), (1, None)]
+        >>> folder.cleanup()
+    """
 
     def __init__(self, paths: Sequence[Path | str], resize: str = "none", size: Sequence[int] = (),
                  skip_bad: bool = False, fast_decode: bool = False) -> None:
@@ -221,7 +267,14 @@ class ImageLoader(torch.utils.data.DataLoader):
 
 
 def collate_images(batch: list[tuple[int, torch.Tensor | None]]) -> tuple[torch.Tensor, torch.Tensor | None, list[int]]:
-    """Stack same-size images: -> (indices, images (B, 3, H, W) or None, indices that failed)."""
+    """Stack same-size images: -> (indices, images (B, 3, H, W) or None, indices that failed).
+
+    Examples:
+        >>> batch = [(0, torch.zeros(3, 24, 32)), (1, None), (2, torch.ones(3, 24, 32))]  # image 1 was undecodable
+        >>> indices, images, failed = collate_images(batch)
+        >>> indices, images.shape, failed
+        (tensor([0, 2]), torch.Size([2, 3, 24, 32]), [1])
+    """
     good = [(i, im) for i, im in batch if im is not None]
     bad = [i for i, im in batch if im is None]
     if not good:

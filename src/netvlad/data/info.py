@@ -12,6 +12,11 @@ class DatasetInfo:
     """Reader details of a :class:`~netvlad.data.dataset.GeoDataset`; every field is optional.
 
     Panorama ids are not here: they are per image, in ``ImageList.panoramas``.
+
+    Examples:
+        >>> info = DatasetInfo(format="csv", skipped=(("7.jpg", "cannot decode image"),))
+        >>> info.format, len(info.skipped), info.spacing
+        ('csv', 1, None)
     """
 
     format: str | None = None  # the reader that read it: "mat", "csv", "dvgb", "msls", "sequence", "exif"

@@ -17,7 +17,18 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class DatasetSummary:
-    """Figures describing a dataset; ``lines()`` renders them for people."""
+    """Figures describing a dataset; ``lines()`` renders them for people.
+
+    Examples:
+        >>> from netvlad.data import GeoDataset, ImageList
+        >>> street = ImageList("street", ["a.jpg", "b.jpg"], [[0.0, 0.0], [40.0, 0.0]])
+        >>> summary = summarize(GeoDataset("toy", street, ImageList("walk", ["q.jpg"], [[5.0, 0.0]])), sample=0,
+        ...                     skip_bad=True)  # the images do not exist: their sizes are not read
+        >>> summary.num_database, summary.num_queries, summary.mean_positives, len(summary.unreadable)
+        (2, 1, 1.0, 3)
+        >>> summary.unreadable[0]
+        ('street/a.jpg', 'image file not found')
+    """
 
     name: str
     format: str
@@ -93,7 +104,20 @@ def sample_sizes(images: ImageList, sample: int, skip_bad: bool, bad: list) -> t
 def summarize(dataset: GeoDataset, radius: float = EVAL_RADIUS_M, sample: int = 500,
               skip_bad: bool = False) -> DatasetSummary:
     """Counts, extent (metres), queries without a positive within ``radius`` metres (or the frame tolerance), mean
-    positives per query, and image sizes over up to ``sample`` images per side (0 = all)."""
+    positives per query, and image sizes over up to ``sample`` images per side (0 = all).
+
+    Examples:
+        >>> from netvlad.data import open_dataset, synthetic
+        >>> city = open_dataset(synthetic.generate_city(synthetic.CityConfig.preset("tiny"), "city"))  # 20 + 10 views
+        >>> summary = summarize(city)  # positives within 25 m: the city's street views are 10 m apart
+        >>> summary.num_database, summary.num_queries, summary.queries_without_positive
+        (20, 10, 0)
+        >>> print("\\n".join(summary.lines()[:4]))
+        dataset      city-test (dvgb)
+        database     20 images
+        queries      10 images
+        UTM zone     33T
+    """
     positives = dataset.positives(radius)
     counts = np.array([len(p) for p in positives])
     missing = np.flatnonzero(counts == 0)

@@ -32,6 +32,12 @@ def recall_at_n(ranked: np.ndarray, positives: Sequence[np.ndarray], ns: Sequenc
     ``ranked``: ``(Q, k)`` database indices per query, best first (k ≥ max(ns), or fewer if the
     database is smaller); ``positives``: per query, the database indices counted as correct.
     Queries with no positive at all count as failures (they are reported, not dropped).
+
+    Examples:
+        >>> ranked = np.array([[3, 0], [1, 2], [0, 1]])  # three queries, their top-2 database ids
+        >>> positives = [np.array([0]), np.array([2]), np.array([3])]
+        >>> recall_at_n(ranked, positives, ns=(1, 2))  # query 2's positive was not retrieved
+        {1: 0.0, 2: 66.66666666666667}
     """
     ranked = np.asarray(ranked)
     if len(ranked) != len(positives):
@@ -74,6 +80,19 @@ class EvalResult:
     ``ranked`` ``(Q, k)`` database indices best first (−1 where a query had no descriptor),
     ``distances`` ``(Q, k)`` descriptor L2 distances, ``correct`` ``(Q, k)`` whether each retrieved
     image is a positive, ``recall`` {N: percent}.
+
+    Examples:
+        >>> database = np.eye(4, dtype=np.float32)
+        >>> queries = np.array([[0.9, 0.1, 0, 0], [0, 0, 0.2, 0.8]], dtype=np.float32)
+        >>> result = evaluate_descriptors(database, queries, [np.array([0]), np.array([2])], ns=(1, 2))
+        >>> print(result.table())
+            R@1     R@2
+          50.00  100.00
+        >>> result.correct
+        array([[ True, False],
+               [False,  True]])
+        >>> result.summary()["recall"]
+        {'1': 50.0, '2': 100.0}
     """
 
     recall: dict[int, float]
@@ -113,6 +132,22 @@ def evaluate_descriptors(db: np.ndarray, queries: np.ndarray, positives: Sequenc
     images): such queries count as failures. ``groups`` ``(N,)``: a panorama id per database image; only the
     first-ranked image of each panorama is kept (Tokyo 24/7's official scoring), so Recall@N counts N distinct
     panoramas.
+
+    Shape:
+        - db: ``(N, dim)``; queries: ``(Q, dim)``; positives: Q arrays of database ids
+        - output: an :class:`EvalResult` with ``ranked``, ``distances`` and ``correct`` ``(Q, k)``
+
+    Examples:
+        >>> database = np.eye(4, dtype=np.float32)
+        >>> queries = np.array([[0.9, 0.1, 0, 0], [0, 0, 0.2, 0.8]], dtype=np.float32)
+        >>> positives = [np.array([0]), np.array([2])]  # query 1 looks most like image 3, but was taken at 2
+        >>> result = evaluate_descriptors(database, queries, positives, ns=(1, 2))
+        >>> result.recall, result.ranked
+        ({1: 50.0, 2: 100.0}, array([[0, 1],
+               [3, 2]]))
+        >>> evaluate_descriptors(database, queries, positives, ns=(1,), groups=np.array([0, 1, 1, 1])).ranked
+        array([[0],
+               [3]])
     """
     if db.ndim != 2 or queries.ndim != 2 or db.shape[1] != queries.shape[1]:
         raise ValueError(f"database descriptors {db.shape} and query descriptors {queries.shape} must be "
@@ -189,6 +224,15 @@ def evaluate(model: PlaceModel, dataset: GeoDataset, *, radius: float = EVAL_RAD
     and a rerun continues an interrupted extraction; ``max_memory`` (bytes) bounds the search's working memory.
     A NetVLAD model with random centroids (not loaded, not clustered) is first clustered on the database images,
     as ``netvlad evaluate`` does (:func:`netvlad.extract.clusters.cluster_if_off_the_shelf`).
+
+    Examples:
+        >>> from netvlad.data import open_dataset, synthetic
+        >>> city = open_dataset(synthetic.generate_city(synthetic.CityConfig.preset("tiny"), "city"))  # 20 + 10 views
+        >>> from netvlad.models import ModelConfig
+        >>> model = PlaceModel(ModelConfig(pool="gem", preprocessing={"resize": "none"})).eval()  # ImageNet weights
+        >>> result = evaluate(model, city, ns=(1, 5, 10))  # dusk, night, winter... queries against a day database
+        >>> result.num_queries, result.num_database, result.recall[1] <= result.recall[5] <= result.recall[10]
+        (10, 20, True)
     """
     from netvlad.extract.clusters import cluster_if_off_the_shelf  # here: train imports eval at module level
 

@@ -78,7 +78,24 @@ def global_shortlist(store_dir: Path, top: int) -> tuple[np.ndarray, np.ndarray]
 def evaluate_verified(model: PlaceModel, dataset: GeoDataset, positives: Sequence[np.ndarray], preset: VerifyPreset,
                       store_dir: Path | str, top: int = 100, ns: Sequence[int] = (1, 5, 10, 20),
                       device: torch.device | str = "cpu") -> VerifiedEval:
-    """Re-rank each query's global top-``top`` (descriptors already in ``store_dir``) and score both rankings."""
+    """Re-rank each query's global top-``top`` (descriptors already in ``store_dir``) and score both rankings.
+
+    Examples:
+        >>> from netvlad.data import open_dataset, synthetic
+        >>> from netvlad.eval import evaluate
+        >>> from netvlad.models import ModelConfig
+        >>> city = open_dataset(synthetic.generate_city(synthetic.CityConfig.preset("tiny"), "city"))  # 20 + 10 views
+        >>> model = PlaceModel(ModelConfig(num_clusters=4, preprocessing={"resize": "none"})).eval()
+        >>> before = evaluate(model, city, ns=(1, 5), store_dir="store")  # clusters, extracts into store/, scores
+        >>> toy = VerifyPreset("toy", "1 × 1 patches, 16-D", sizes=(1,), dim=16, scorer="rapid")
+        >>> verified = evaluate_verified(model, city, city.positives(), toy, "store", top=5, ns=(1, 5))
+        >>> verified.global_recall == before.recall  # the same global ranking, before re-ranking
+        True
+        >>> verified.recall[5] == verified.global_recall[5]  # re-ranking inside the top 5 moves hits, never adds one
+        True
+        >>> sorted(verified.summary())  # the keys it adds to the JSON report
+        ['verified_recall', 'verify']
+    """
     top = clamp_top(top, len(dataset.database))
     ranked, distances = global_shortlist(Path(store_dir), top)
     return verify_given(model, dataset, positives, preset, store_dir, ranked, distances, ns, device,

@@ -24,7 +24,17 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ClusterConfig:
-    """How many local descriptors to sample for k-means (defaults from the paper's code) and the k-means seed."""
+    """How many local descriptors to sample for k-means (defaults from the paper's code) and the k-means seed.
+
+    Examples:
+        >>> config = ClusterConfig()  # 50,000 descriptors: 100 from each of 500 images
+        >>> config.num_descriptors, config.per_image, config.num_images
+        (50000, 100, 500)
+        >>> ClusterConfig(num_descriptors=0)
+        Traceback (most recent call last):
+        ...
+        ValueError: ClusterConfig.num_descriptors must be ≥ 1, got 0
+    """
 
     num_descriptors: int = 50_000  # in all
     per_image: int = 100  # sampled positions per image
@@ -78,6 +88,14 @@ def sample_local_descriptors(model: PlaceModel, paths: Sequence[Path | str], con
     """Local descriptors ``(N, D)`` float32 from ``model.features()``: ``per_image`` random positions per image.
 
     An undecodable image stops with an :class:`ImageDecodeError` naming it, or is logged and skipped with ``skip_bad``.
+
+    Examples:
+        >>> from netvlad.data import open_dataset, synthetic
+        >>> from netvlad.models import ModelConfig, PlaceModel
+        >>> city = open_dataset(synthetic.generate_city(synthetic.CityConfig.preset("tiny"), "city"))  # 20 + 10 views
+        >>> model = PlaceModel(ModelConfig(num_clusters=4, preprocessing={"resize": "none"})).eval()
+        >>> sample_local_descriptors(model, city.database.paths()[:3], ClusterConfig(per_image=3)).shape
+        torch.Size([9, 1280])
     """
     import numpy as np
     import torch
@@ -131,7 +149,13 @@ def _decoded(loader, paths: list[Path], skip_bad: bool):
 
 @dataclass(frozen=True)
 class ClusterFit:
-    """What a cluster initialisation found and what it ran on."""
+    """What a cluster initialisation found and what it ran on.
+
+    Examples:
+        >>> fit = ClusterFit(alpha=24.1, descriptors=50_000)  # as :func:`fit_clusters` returns it
+        >>> fit.alpha, fit.descriptors
+        (24.1, 50000)
+    """
 
     alpha: float  # the soft-assignment sharpness set on the layer
     descriptors: int  # local descriptors the k-means ran on (fewer than asked where images are few or small)
@@ -141,7 +165,18 @@ def fit_clusters(model: PlaceModel, paths: Sequence[Path | str], config: Cluster
                  device: torch.device | str = "cpu", progress: bool = False, batch_size: int = 8,
                  workers: int = 0, skip_bad: bool = False) -> ClusterFit:
     """Set the NetVLAD layer's centroids (faiss k-means) and α from images at ``paths``; returns α and the number of
-    local descriptors the k-means ran on."""
+    local descriptors the k-means ran on.
+
+    Examples:
+        >>> from netvlad.data import open_dataset, synthetic
+        >>> from netvlad.models import ModelConfig, PlaceModel
+        >>> larger = synthetic.CityConfig.preset("tiny", image_size=(256, 192))  # 8 × 6 positions per image
+        >>> city = open_dataset(synthetic.generate_city(larger, "larger-city"))
+        >>> model = PlaceModel(ModelConfig(num_clusters=4, preprocessing={"resize": "none"})).eval()
+        >>> fit = fit_clusters(model, city.database.paths()[:4], ClusterConfig(per_image=50, niter=10))
+        >>> fit.descriptors, fit.alpha > 0, model.pool.clustered  # 4 images × 48 positions
+        (192, True, True)
+    """
     from netvlad.nn import NetVLAD
 
     if not isinstance(model.pool, NetVLAD):
@@ -162,7 +197,18 @@ def initialize_clusters(model: PlaceModel, paths: Sequence[Path | str], config: 
                         device: torch.device | str = "cpu", progress: bool = False, batch_size: int = 8,
                         workers: int = 0, skip_bad: bool = False) -> float:
     """Set the NetVLAD layer's centroids (faiss k-means) and α from images at ``paths``; returns α
-    (:func:`fit_clusters` also says how many descriptors the k-means ran on)."""
+    (:func:`fit_clusters` also says how many descriptors the k-means ran on).
+
+    Examples:
+        >>> from netvlad.data import open_dataset, synthetic
+        >>> from netvlad.models import ModelConfig, PlaceModel
+        >>> larger = synthetic.CityConfig.preset("tiny", image_size=(256, 192))
+        >>> model = PlaceModel(ModelConfig(num_clusters=4, preprocessing={"resize": "none"})).eval()
+        >>> street_views = open_dataset(synthetic.generate_city(larger, "larger-city")).database.paths()
+        >>> alpha = initialize_clusters(model, street_views)
+        >>> alpha == float(model.pool.alpha), model.pool.clustered
+        (True, True)
+    """
     return fit_clusters(model, paths, config, device, progress, batch_size, workers, skip_bad).alpha
 
 

@@ -57,6 +57,16 @@ def iter_descriptors(model: PlaceModel, paths: Sequence[Path | str], batch_size:
     Indices are positions in ``paths``. Images are loaded ``batch_size`` at a time; on a GPU same-size images run
     through the model together, on a CPU one at a time (:func:`forward`), so that a row's bytes never depend on the
     batch it was extracted in.
+
+    Examples:
+        >>> from netvlad.data import open_dataset, synthetic
+        >>> city = open_dataset(synthetic.generate_city(synthetic.CityConfig.preset("tiny"), "city"))  # 20 + 10 views
+        >>> from netvlad.models import ModelConfig
+        >>> model = PlaceModel(ModelConfig(num_clusters=4, preprocessing={"resize": "none"})).eval()
+        >>> for indices, descriptors, undecodable in iter_descriptors(model, city.queries.paths()[:3], batch_size=2):
+        ...     print(indices, descriptors.shape, undecodable)  # K·D = 4 · 1280 dimensions
+        [0 1] (2, 5120) []
+        [2] (1, 5120) []
     """
     device = torch.device(device)
     paths = [Path(p) for p in paths]
@@ -96,6 +106,15 @@ def extract_descriptors(
     """Global descriptors ``(N, output_dim)`` float32 of the images at ``paths``, in the model's preprocessing.
 
     An undecodable image stops with an :class:`ImageDecodeError` naming it.
+
+    Examples:
+        >>> from netvlad.data import open_dataset, synthetic
+        >>> city = open_dataset(synthetic.generate_city(synthetic.CityConfig.preset("tiny"), "city"))  # 20 + 10 views
+        >>> from netvlad.models import ModelConfig
+        >>> gem = PlaceModel(ModelConfig(pool="gem", preprocessing={"resize": "none"})).eval()
+        >>> descriptors = extract_descriptors(gem, city.database.paths())  # street views of 64 × 48 pixels
+        >>> descriptors.shape, descriptors.dtype, bool(np.allclose(np.linalg.norm(descriptors, axis=1), 1))
+        ((20, 1280), dtype('float32'), True)
     """
     out = np.zeros((len(paths), model.output_dim), dtype=np.float32)
     for indices, descriptors, bad in iter_descriptors(model, paths, batch_size, workers, device, progress, desc,
@@ -136,6 +155,19 @@ def extract_to_store(
     store, each rank extracts its :class:`Shard` of the rows, and all return once every row is written), or run
     independent jobs with ``shard`` (e.g. ``Shard(2, 8)``; each returns when its own rows are written). ``folder``
     must be on a filesystem every process sees. ``engine``: as :func:`iter_descriptors` (each rank runs its own).
+
+    Examples:
+        >>> from netvlad.data import open_dataset, synthetic
+        >>> city = open_dataset(synthetic.generate_city(synthetic.CityConfig.preset("tiny"), "city"))  # 20 + 10 views
+        >>> from netvlad.models import ModelConfig
+        >>> model = PlaceModel(ModelConfig(pool="max", preprocessing={"resize": "none"})).eval()
+        >>> images = city.database
+        >>> store = extract_to_store(model, images.root, images.names, "store")
+        >>> store.complete, store.num_done, store.dim
+        (True, 20, 1280)
+        >>> store = extract_to_store(model, images.root, images.names, "store")  # a second run has nothing to do
+        >>> np.array_equal(store.load(), extract_descriptors(model, images.paths()))
+        True
     """
     group = group or DistInfo()
     if group.active and shard is not None and shard.count > 1:

@@ -79,7 +79,22 @@ class Shard:
 
 
 class DescriptorStore:
-    """Descriptors ``(N, dim)`` of named images in ``folder``, memory-mapped; see the module docstring."""
+    """Descriptors ``(N, dim)`` of named images in ``folder``, memory-mapped; see the module docstring.
+
+    Examples:
+        >>> import tempfile
+        >>> import numpy as np
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> store = DescriptorStore.create(f"{folder.name}/store", ["a.jpg", "b.jpg", "c.jpg"], dim=4)
+        >>> store.write(np.array([0, 2]), np.eye(4, dtype=np.float32)[:2])
+        >>> store.mark_bad([1])  # b.jpg could not be decoded
+        >>> reopened = DescriptorStore.open(f"{folder.name}/store")
+        >>> reopened.complete, reopened.valid(), reopened.bad()
+        (True, array([ True, False,  True]), ['b.jpg'])
+        >>> reopened.load()[2]
+        array([0., 1., 0., 0.], dtype=float32)
+        >>> folder.cleanup()
+    """
 
     def __init__(self, folder: Path, names: tuple[str, ...], descriptors: np.ndarray, status: np.ndarray,
                  meta: dict) -> None:

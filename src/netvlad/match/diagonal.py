@@ -124,6 +124,20 @@ def diagonal_rank(queries: np.ndarray, database: np.ndarray, query_order: Sequen
     ``queries`` (Q, D) and ``database`` (N, D) descriptors (a store's memory map works: it is read in blocks);
     ``database_order`` None: the database is one sequence in list order. Queries are scored in blocks whose
     padded distance rows fit ``max_memory`` bytes (at least one query per block).
+
+    Shape:
+        - queries: ``(Q, D)``; database: ``(N, D)``
+        - output: a :class:`SequenceRanking` with ``ranked`` and ``scores`` ``(Q, k)``
+
+    Examples:
+        >>> from netvlad.search import exact_search
+        >>> route = np.random.default_rng(0).normal(size=(30, 8)).astype(np.float32)  # a route's 30 descriptors
+        >>> revisit = np.concatenate([route[10:14], route[25:26]])  # frames 10-13, then one that looks like 25
+        >>> exact_search(route, revisit, k=1)[1].ravel()  # frame by frame, the last one is wrong
+        array([10, 11, 12, 13, 25])
+        >>> ranking = diagonal_rank(revisit, route, SequenceOrder.single(range(5)), None, SequenceConfig(length=5), k=1)
+        >>> ranking.ranked.ravel(), ranking.lengths  # the trajectory of five frames finds 14
+        (array([10, 11, 12, 13, 14]), array([1, 2, 3, 4, 5]))
     """
     if len(query_order) != len(queries):
         raise ValueError(f"sequence order of {len(query_order)} queries for {len(queries)} query descriptors")
@@ -164,6 +178,13 @@ class OnlineDiagonal:
     ``database`` (N, D) descriptors — or a growing array (loop closure: the stream's own earlier frames), of
     which the first ``count`` rows may be matched at each :meth:`push`; ``database_order`` its
     :class:`SequenceOrder` (None: one sequence in list order; a growing database must leave it None).
+
+    Examples:
+        >>> route = np.random.default_rng(0).normal(size=(30, 8)).astype(np.float32)  # a route's 30 descriptors
+        >>> revisit = np.concatenate([route[10:14], route[25:26]])  # frames 10-13, then one that looks like 25
+        >>> matcher = OnlineDiagonal(route, config=SequenceConfig(length=5))  # a robot's camera, frame by frame
+        >>> [int(matcher.push(frame, k=1).ranked[0, 0]) for frame in revisit]
+        [10, 11, 12, 13, 14]
     """
 
     def __init__(self, database: np.ndarray, database_order: SequenceOrder | None = None,

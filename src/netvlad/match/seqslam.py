@@ -40,6 +40,12 @@ class DatabaseLayout:
     ``start`` / ``stop`` (N,): the layout positions where each image's sequence begins and ends (exclusive).
     A trajectory stepping ``s`` database frames from image ``j`` lands on ``order[position[j] + s]`` when that lies
     in ``[start[j], stop[j])``; consecutive layout positions are consecutive recorded frames, gaps included.
+
+    Examples:
+        >>> order = SequenceOrder.from_keys(["b", "a", "a", "b"], frames=[1, 7, 6, 0])
+        >>> layout = DatabaseLayout.from_order(order)
+        >>> layout.order, layout.start, layout.stop  # sequence b (images 3, 0), then a (images 2, 1)
+        (array([3, 0, 2, 1]), array([0, 2, 2, 0]), array([2, 4, 4, 2]))
     """
 
     order: np.ndarray
@@ -71,7 +77,13 @@ class DatabaseLayout:
 class QueryWindow:
     """Query frames scored with query ``index``: ``members`` (K,) image indices in frame order and ``offsets`` (K,)
     their frame numbers minus the current one's (negative before it); ``shortened`` when K < L, ``gap`` when two
-    neighbours in the window are not one frame apart (a gap or a repeated frame)."""
+    neighbours in the window are not one frame apart (a gap or a repeated frame).
+
+    Examples:
+        >>> window = query_windows(SequenceOrder.single([0, 1, 2, 4]), before=2, after=0)[3]
+        >>> window.index, window.members, window.offsets, window.shortened, window.gap
+        (3, array([1, 2, 3]), array([-3, -2,  0]), False, True)
+    """
 
     index: int
     members: np.ndarray
@@ -82,7 +94,13 @@ class QueryWindow:
 
 def query_windows(order: SequenceOrder, before: int, after: int) -> list[QueryWindow]:
     """For every query image (in list order), its window of up to ``before`` frames before and ``after`` after it
-    in its own sequence (frame order, stable for repeats)."""
+    in its own sequence (frame order, stable for repeats).
+
+    Examples:
+        >>> windows = query_windows(SequenceOrder.single([0, 1, 2, 4, 5]), before=2, after=0)
+        >>> [(w.members.tolist(), w.offsets.tolist(), w.gap) for w in windows[2:]]  # frame 3 is missing
+        [([0, 1, 2], [-2, -1, 0], False), ([1, 2, 3], [-3, -2, 0], True), ([2, 3, 4], [-3, -1, 0], True)]
+    """
     windows: list[QueryWindow | None] = [None] * len(order)
     for part in order.members():
         frames = order.frames[part]
@@ -310,7 +328,16 @@ def score_candidates(window: np.ndarray, offsets: np.ndarray, candidates: np.nda
                      ) -> tuple[np.ndarray, np.ndarray]:
     """Trajectory scores (M,) (lower is better) and points inside the database sequence (M,) of database
     ``candidates`` (M,) as the match of the query frame at offset 0 of ``window`` (K, D) query descriptors at frame
-    ``offsets`` (K,); see :func:`~netvlad.match.seqslam.score_windows` (``norms``: its database ‖x‖²)."""
+    ``offsets`` (K,); see :func:`~netvlad.match.seqslam.score_windows` (``norms``: its database ‖x‖²).
+
+    Examples:
+        >>> route = np.random.default_rng(0).normal(size=(30, 8)).astype(np.float32)  # a route's 30 descriptors
+        >>> revisit = np.concatenate([route[10:14], route[25:26]])  # frames 10-13, then one that looks like 25
+        >>> layout, config = DatabaseLayout.from_order(None, len(route)), SequenceConfig(length=5)
+        >>> scores, lengths = score_candidates(revisit, np.arange(-4, 1), np.array([14, 25]), route, layout, config)
+        >>> bool(scores[0] < scores[1]), lengths  # the trajectory ending at 14 wins
+        (True, array([5, 5]))
+    """
     window = np.asarray(window, np.float32)
     offsets = np.asarray(offsets, np.int64).reshape(1, -1)
     candidates = np.asarray(candidates, np.int64).reshape(1, -1)
@@ -344,7 +371,19 @@ def propagated(shortlists: list[np.ndarray], offsets: np.ndarray, layout: Databa
 class SequenceRanking:
     """Per query: ``ranked`` (Q, M) database indices best first (-1 padding), ``scores`` (Q, M) trajectory scores
     (lower is better, inf padding), ``lengths`` (Q,) query frames in the window, ``shortened`` (Q,) bool window
-    shorter than L, ``gaps`` (Q,) bool window holding a gap or repeated frame."""
+    shorter than L, ``gaps`` (Q,) bool window holding a gap or repeated frame.
+
+    Examples:
+        >>> rng = np.random.default_rng(0)
+        >>> database, queries = rng.normal(size=(30, 8)), rng.normal(size=(6, 8))
+        >>> order = SequenceOrder.single([0, 1, 2, 3, 5, 6])  # frame 4 was dropped
+        >>> shortlist = np.tile(np.arange(5), (6, 1))
+        >>> ranking = seqslam_rank(queries, database, order, None, shortlist, SequenceConfig(length=3))
+        >>> ranking.ranked.shape, ranking.lengths, ranking.gaps
+        ((6, 5), array([1, 2, 3, 3, 3, 3]), array([False, False, False, False,  True,  True]))
+        >>> ranking.summary()
+        {'queries': 6, 'shortened_windows': 2, 'windows_with_gaps': 2}
+    """
 
     ranked: np.ndarray
     scores: np.ndarray
@@ -401,6 +440,20 @@ def seqslam_rank(queries: np.ndarray, database: np.ndarray, query_order: Sequenc
     ``queries`` (Q, D) and ``database`` (N, D) descriptors (a memory-mapped store works: only touched rows are
     read); ``database_order`` None treats the database as one sequence in list order. Query windows are scored in
     batches whose gathered database rows fit ``max_memory`` bytes, so memory is flat in N.
+
+    Shape:
+        - queries: ``(Q, D)``; database: ``(N, D)``; shortlist: ``(Q, M)``
+        - output: a :class:`SequenceRanking` with ``ranked`` and ``scores`` ``(Q, M)``
+
+    Examples:
+        >>> from netvlad.search import exact_search
+        >>> route = np.random.default_rng(0).normal(size=(30, 8)).astype(np.float32)  # a route's 30 descriptors
+        >>> revisit = np.concatenate([route[10:14], route[25:26]])  # frames 10-13, then one that looks like 25
+        >>> shortlist = exact_search(route, revisit, k=5)[1]  # frame by frame, the last frame's best is 25
+        >>> ranking = seqslam_rank(revisit, route, SequenceOrder.single(range(5)), None, shortlist,
+        ...                        SequenceConfig(length=5))
+        >>> ranking.ranked[:, 0], ranking.shortened
+        (array([10, 11, 12, 13, 14]), array([ True,  True,  True,  True, False]))
     """
     if len(query_order) != len(queries):
         raise ValueError(f"sequence order of {len(query_order)} queries for {len(queries)} query descriptors")
@@ -440,7 +493,14 @@ class SequenceMatch:
     """One query frame's result: ``ids`` (M,) database indices best first, ``scores`` (M,) their trajectory scores
     (mean contrast-normalised distance, lower is better), ``length`` query frames used (< L at a sequence's start
     or after :meth:`OnlineSeqSLAM.reset`), ``shortened`` True when that is fewer than L, ``gap`` True when the
-    window holds a gap or a repeated frame number."""
+    window holds a gap or a repeated frame number.
+
+    Examples:
+        >>> matcher = OnlineSeqSLAM(np.eye(4, dtype=np.float32), config=SequenceConfig(length=3, contrast_radius=1))
+        >>> match = matcher.push(np.array([0, 0, 1, 0], np.float32), candidates=np.array([2, 0]))
+        >>> int(match.ids[0]), match.length, match.shortened  # the first frame: a window of one
+        (2, 1, True)
+    """
 
     ids: np.ndarray
     scores: np.ndarray
@@ -464,6 +524,15 @@ class OnlineSeqSLAM:
     ``database_order`` the database's :class:`SequenceOrder` (None: one sequence in list order); ``config.centred``
     must be False. Call :meth:`reset` when the query stream starts a new sequence. ``frame`` numbers may jump
     (gaps), repeat (a stopped vehicle) or go back (reversing): offsets follow the recorded numbers.
+
+    Examples:
+        >>> from netvlad.search import exact_search
+        >>> route = np.random.default_rng(0).normal(size=(30, 8)).astype(np.float32)  # a route's 30 descriptors
+        >>> revisit = np.concatenate([route[10:14], route[25:26]])  # frames 10-13, then one that looks like 25
+        >>> matcher = OnlineSeqSLAM(route, config=SequenceConfig(length=5))
+        >>> matches = [matcher.push(frame, exact_search(route, frame[None], k=5)[1][0]) for frame in revisit]
+        >>> [int(match.ids[0]) for match in matches], matches[-1].length, matches[-1].shortened
+        ([10, 11, 12, 13, 14], 5, False)
     """
 
     def __init__(self, database: np.ndarray, database_order: SequenceOrder | None = None,

@@ -38,7 +38,17 @@ class SequenceConfig:
     frame, local contrast normalisation over ±``contrast_radius`` database frames, ``shortlist`` M database frames
     per query frame scored, plus the top ``propagate`` of each other window frame's shortlist carried along the
     trajectory (0: the current frame's shortlist only), ``centred`` (offline: L//2 frames before and the rest
-    after) instead of causal (the L−1 frames before the current one)."""
+    after) instead of causal (the L−1 frames before the current one).
+
+    Examples:
+        >>> config = SequenceConfig(length=5, centred=True)
+        >>> config.before, config.after  # L//2 frames before the current one, the rest after
+        (2, 2)
+        >>> SequenceConfig(length=1)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        netvlad.errors.BadInputError: sequence length must be ... query frames, got 1
+    """
 
     length: int = 10
     velocities: tuple[float, ...] = DEFAULT_VELOCITIES

@@ -24,7 +24,13 @@ TV = "https://download.pytorch.org/models/"
 
 @dataclass(frozen=True)
 class BackboneSpec:
-    """What a registered backbone is: its stages, output channels, stride, weights and trainable part."""
+    """What a registered backbone is: its stages, output channels, stride, weights and trainable part.
+
+    Examples:
+        >>> spec = get_backbone_spec("vgg16")
+        >>> spec.channels, spec.stride, spec.weights.filename  # conv5_3: D = 512
+        (512, 16, 'vgg16-397923af.pth')
+    """
 
     name: str
     build: Callable[[], nn.Module]  # full torchvision model, random weights
@@ -44,6 +50,16 @@ def register_backbone(name: str, help: str = "", **fields) -> Callable:
     """Decorator: register a function returning ``(build, cut)`` under ``name`` (see the module docstring).
 
     ``fields`` are :class:`BackboneSpec`'s: ``channels``, ``stride``, ``train_from``, optional ``weights``.
+
+    Examples:
+        >>> from torch import nn
+        >>> @register_backbone("two_convs", help="a toy CNN", channels=8, stride=2, train_from=1)
+        ... def _two_convs():
+        ...     def build():
+        ...         return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 8, 3, stride=2, padding=1))
+        ...     return build, lambda network: list(network.children())
+        >>> "two_convs" in list_backbones(), get_backbone_spec("two_convs").channels
+        (True, 8)
     """
 
     def wrap(fn: Callable[[], tuple[Callable[[], nn.Module], Callable[[nn.Module], list[nn.Module]]]]):
@@ -55,12 +71,26 @@ def register_backbone(name: str, help: str = "", **fields) -> Callable:
 
 
 def list_backbones() -> list[str]:
-    """Names of the registered backbones."""
+    """Names of the registered backbones.
+
+    Examples:
+        >>> [name for name in list_backbones() if name.startswith(("vgg", "mobilenet"))]
+        ['mobilenet_v2', 'vgg16']
+    """
     return BACKBONES.names()
 
 
 def get_backbone_spec(name: str) -> BackboneSpec:
-    """The spec registered as ``name``; a clear error listing the registered ones otherwise."""
+    """The spec registered as ``name``; a clear error listing the registered ones otherwise.
+
+    Examples:
+        >>> get_backbone_spec("mobilenet_v2").channels
+        1280
+        >>> get_backbone_spec("vgg19")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        netvlad.errors.BadInputError: unknown backbone 'vgg19'; registered: alexnet, mobilenet_v2, ...
+    """
     return BACKBONES.get(name)
 
 

@@ -46,6 +46,15 @@ class Backbone(nn.Module):
     """A CNN cropped at its last used layer: ``(B, 3, H, W)`` normalised images -> ``(B, C, H/s, W/s)``.
 
     Stages before ``train_from`` are frozen (no gradients, batch-norm statistics fixed).
+
+    Shape:
+        - input: ``(B, 3, H, W)`` normalised images
+        - output: ``(B, C, ⌈H/s⌉, ⌈W/s⌉)`` with C = ``spec.channels`` and s = ``spec.stride``
+
+    Examples:
+        >>> backbone = Backbone(get_backbone_spec("mobilenet_v2"), pretrained=False)
+        >>> backbone(torch.rand(1, 3, 64, 96)).shape
+        torch.Size([1, 1280, 2, 3])
     """
 
     def __init__(self, spec: BackboneSpec, pretrained: bool = True, allow_download: bool | None = None) -> None:

@@ -20,7 +20,17 @@ VERSION = "1"
 
 
 def save_model(model: PlaceModel, path, extra: dict[str, Any] | None = None) -> Path:
-    """Save ``model`` to ``path`` (safetensors) atomically; ``extra`` is JSON stored beside the config."""
+    """Save ``model`` to ``path`` (safetensors) atomically; ``extra`` is JSON stored beside the config.
+
+    Examples:
+        >>> import tempfile
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> model = PlaceModel(ModelConfig(pool="gem"), pretrained=False)
+        >>> path = save_model(model, f"{folder.name}/model.safetensors", extra={"epoch": 3})
+        >>> path.name
+        'model.safetensors'
+        >>> folder.cleanup()
+    """
     tensors = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
     metadata = {"format": FORMAT, "version": VERSION, "config": model.config.to_json(),
                 "extra": json.dumps(extra or {})}
@@ -37,6 +47,16 @@ def read_checkpoint(path, tensors: bool = True) -> tuple[ModelConfig, dict[str, 
     """Config, tensors (none unless ``tensors``) and extra metadata of a netvlad checkpoint.
 
     Anything else (another format, a damaged or truncated file) raises :class:`BadInputError` naming the file.
+
+    Examples:
+        >>> import tempfile
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> path = save_model(PlaceModel(ModelConfig(pool="gem"), pretrained=False), f"{folder.name}/model.safetensors",
+        ...                   extra={"epoch": 3})
+        >>> config, tensors, extra = read_checkpoint(path, tensors=False)
+        >>> config.pool, tensors, extra
+        ('gem', {}, {'epoch': 3})
+        >>> folder.cleanup()
     """
     path = Path(path)
     if not path.is_file():
@@ -63,7 +83,18 @@ def check_checkpoint(path) -> ModelConfig:
 
 
 def load(path, map_location: str | torch.device = "cpu") -> PlaceModel:
-    """Rebuild the PlaceModel saved at ``path`` (no pretrained weights are fetched)."""
+    """Rebuild the PlaceModel saved at ``path`` (no pretrained weights are fetched).
+
+    Examples:
+        >>> import tempfile
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> model = PlaceModel(ModelConfig(num_clusters=8), pretrained=False).eval()
+        >>> path = save_model(model, f"{folder.name}/model.safetensors")
+        >>> images = torch.rand(1, 3, 64, 64)
+        >>> torch.equal(load(path).eval()(images), model(images))
+        True
+        >>> folder.cleanup()
+    """
     config, tensors, _ = read_checkpoint(path)
     try:
         model = PlaceModel(config, pretrained=False)

@@ -23,6 +23,14 @@ class Preprocessing:
     input; ``fast_decode`` lets a JPEG decode at reduced scale (1/2, 1/4 or 1/8) before that resize: faster, with
     slightly different pixels. The model itself computes (x·value_scale − mean) / std, so exports include it.
     ``mean``/``std`` of None mean "the backbone's own" (ImageNet for torchvision models).
+
+    Examples:
+        >>> Preprocessing(resize="fixed", size=(480, 640)).size
+        (480, 640)
+        >>> Preprocessing(resize="fixed", size=(480,))
+        Traceback (most recent call last):
+        ...
+        netvlad.errors.BadInputError: resize='fixed' needs size=(height, width), got (480,)
     """
 
     resize: ResizeMode = "longest"
@@ -48,7 +56,15 @@ class Preprocessing:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """A PlaceModel: backbone name, pooling (netvlad|gem|max|avg) and optional whitening."""
+    """A PlaceModel: backbone name, pooling (netvlad|gem|max|avg) and optional whitening.
+
+    Examples:
+        >>> config = ModelConfig(backbone="vgg16", num_clusters=64, whitening_dim=4096)  # the paper's best model
+        >>> config.preprocessing
+        Preprocessing(resize='longest', size=(640,), mean=None, std=None, value_scale=1.0, fast_decode=False)
+        >>> ModelConfig(pool="gem", preprocessing={"resize": "fixed", "size": [240, 320]}).preprocessing.size
+        (240, 320)
+    """
 
     backbone: str = "mobilenet_v2"
     pool: str = "netvlad"

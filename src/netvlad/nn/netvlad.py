@@ -139,7 +139,18 @@ class NetVLAD(nn.Module):
 
 
 def choose_alpha(gaps: torch.Tensor, ratio_average: RatioAverage = DEFAULT_RATIO_AVERAGE) -> float:
-    """α such that exp(α·gap), the top-1/top-2 assignment ratio, averages 100 over ``gaps`` ``(N,)``."""
+    """α such that exp(α·gap), the top-1/top-2 assignment ratio, averages 100 over ``gaps`` ``(N,)``.
+
+    ``gaps`` are d²(x, 2nd nearest centre) − d²(x, nearest centre) of sampled local descriptors; the official code
+    takes the geometric mean of the ratios, ``"arithmetic"`` their plain mean.
+
+    Examples:
+        >>> alpha = choose_alpha(torch.tensor([0.5, 1.0, 1.5]))
+        >>> round(alpha, 4), round(math.exp(alpha * 1.0), 1)  # the mean gap is 1: ratio 100
+        (4.6052, 100.0)
+        >>> round(choose_alpha(torch.tensor([0.5, 1.0, 1.5]), "arithmetic"), 4)
+        3.6905
+    """
     gaps = gaps.to(torch.float64)
     mean_gap = float(gaps.mean())
     if mean_gap <= 0:

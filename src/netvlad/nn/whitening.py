@@ -17,6 +17,15 @@ class PCAWhitening(nn.Module):
 
     Shape:
         - input: ``(B, in_dim)``; output: ``(B, out_dim)``, unit L2 norm.
+
+    Examples:
+        >>> _ = torch.manual_seed(0)
+        >>> descriptors = torch.nn.functional.normalize(torch.randn(100, 32), dim=1)
+        >>> whitening = PCAWhitening(32, 16).fit(descriptors)
+        >>> whitening(descriptors).shape, whitening.crop(8)(descriptors).shape
+        (torch.Size([100, 16]), torch.Size([100, 8]))
+        >>> bool((whitening.eigenvalues[:-1] >= whitening.eigenvalues[1:]).all())  # by decreasing variance
+        True
     """
 
     def __init__(self, in_dim: int, out_dim: int, eps: float = 1e-9) -> None:

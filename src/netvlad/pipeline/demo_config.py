@@ -24,6 +24,15 @@ class DemoConfig:
     ``data`` is a dataset path (None: generate the synthetic city of ``city_size`` / ``city_seed``).
     ``size`` is the fixed input (height, width) pixels of every model; ``radius`` the metres within which a
     retrieved image counts as correct; ``ns`` the N of Recall@N.
+
+    Examples:
+        >>> config = DemoConfig.preset("tiny", seed=1)  # what ``netvlad demo --preset tiny --seed 1`` runs
+        >>> config.city_size, config.size, config.seed
+        ('tiny', (48, 64), 1)
+        >>> config.train_config.num_clusters, config.train_config.epochs  # the training it runs
+        (4, 1)
+        >>> sorted(PRESETS)
+        ['default', 'tiny']
     """
 
     data: str | None = None

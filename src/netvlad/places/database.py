@@ -82,7 +82,29 @@ class DatabaseConfig:
 
 
 class PlaceDatabase:
-    """Descriptors ``(N, dim)`` of named, timed, positioned frames; see the module docstring."""
+    """Descriptors ``(N, dim)`` of named, timed, positioned frames; see the module docstring.
+
+    Examples:
+        >>> import tempfile
+        >>> places = PlaceDatabase(dim=4)
+        >>> places.add(np.eye(4, dtype=np.float32), ["a.jpg", "b.jpg", "c.jpg", "d.jpg"],
+        ...            positions=[[0.0, 0.0], [10.0, 0.0], [20.0, 0.0], [30.0, 0.0]], times=[0.0, 1.0, 2.0, 3.0])
+        array([0, 1, 2, 3])
+        >>> query = np.array([[0.0, 0.1, 0.9, 0.0]], dtype=np.float32)
+        >>> distances, ids = places.search(query, k=2)
+        >>> ids, distances.round(4)
+        (array([[2, 1]]), array([[0.1414, 1.2728]], dtype=float32))
+        >>> places.search(query, k=1, exclude_recent=1.5)[1]  # leave out the last 1.5 s of the stream
+        array([[1]])
+        >>> places.remove([2])
+        1
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> saved = places.save(f"{folder.name}/places")  # atomic and checksummed
+        >>> loaded = PlaceDatabase.load(saved)
+        >>> len(loaded), loaded.count, loaded.search(query, k=1)[1]  # ids are never reused
+        (3, 4, array([[1]]))
+        >>> folder.cleanup()
+    """
 
     def __init__(self, dim: int, config: DatabaseConfig | None = None, fingerprint: str | None = None) -> None:
         self.dim, self.config, self.fingerprint = int(dim), config or DatabaseConfig(), fingerprint

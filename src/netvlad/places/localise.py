@@ -57,7 +57,14 @@ class Match:
 
 @dataclass(frozen=True)
 class QueryResult:
-    """Top-k matches of one query image and its estimated UTM position (easting, northing metres)."""
+    """Top-k matches of one query image and its estimated UTM position (easting, northing metres).
+
+    Examples:
+        >>> result = QueryResult("q.jpg", (Match("db/17.jpg", 0.62, (584310.0, 4477120.0)),), (584310.0, 4477120.0),
+        ...                      "top1", zone=(18, "T"))
+        >>> [round(degrees, 4) for degrees in result.latlon()]
+        [40.4405, -74.0059]
+    """
 
     query: str
     matches: tuple[Match, ...]
@@ -98,7 +105,21 @@ def position_kind(images) -> dict:
 
 
 class PlaceIndex:
-    """A searchable, saved database: faiss index + names + positions + the model that made the descriptors."""
+    """A searchable, saved database: faiss index + names + positions + the model that made the descriptors.
+
+    Examples:
+        >>> from netvlad.data import open_dataset, synthetic
+        >>> city = open_dataset(synthetic.generate_city(synthetic.CityConfig.preset("tiny"), "city"))  # 20 + 10 views
+        >>> from netvlad.extract import extract_descriptors
+        >>> from netvlad.models import ModelConfig
+        >>> model = PlaceModel(ModelConfig(pool="gem", preprocessing={"resize": "none"})).eval()
+        >>> _ = build_place_index(model, city.database, "index")
+        >>> index = PlaceIndex.load("index")  # later, in another process
+        >>> name = city.database.names[7]
+        >>> [result] = index.localise([name], extract_descriptors(index.model, [city.database.root / name]), k=3)
+        >>> result.matches[0].name == name, result.position == tuple(city.database.utm[7])
+        (True, True)
+    """
 
     def __init__(self, folder: Path, model: PlaceModel, index, store: DescriptorStore, rows: np.ndarray,
                  positions: np.ndarray, meta: dict) -> None:
@@ -202,6 +223,14 @@ def build_place_index(model: PlaceModel, images: ImageList, folder: Path | str, 
 
     An approximate index is trained on a sample of the stored descriptors and filled in chunks (``max_memory``
     bytes); the exact one is the store itself, streamed at query time.
+
+    Examples:
+        >>> from netvlad.data import open_dataset, synthetic
+        >>> city = open_dataset(synthetic.generate_city(synthetic.CityConfig.preset("tiny"), "city"))  # 20 + 10 views
+        >>> from netvlad.models import ModelConfig
+        >>> index = build_place_index(PlaceModel(ModelConfig(pool="gem")), city.database, "street")  # resumable
+        >>> len(index), index.search(index.store.descriptors[[3]], k=1)[1]  # a database image finds itself
+        (20, array([[3]]))
     """
     folder = Path(folder)
     store = extract_to_store(model, images.root, images.names, folder / "descriptors", dtype=dtype,

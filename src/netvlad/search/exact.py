@@ -206,6 +206,24 @@ def exact_search(database: np.ndarray, queries: np.ndarray, k: int, *, valid: np
     ``valid`` an optional ``(N,)`` mask of rows to search, ``max_memory`` the working-memory budget in bytes
     (or an explicit ``plan`` of block sizes).
     ``k`` is clamped to the number of searchable rows; rows beyond it are −1 with distance inf.
+
+    Shape:
+        - database: ``(N, dim)``; queries: ``(Q, dim)``
+        - output: distances ``(Q, k)`` float32 and ids ``(Q, k)`` int64
+
+    Examples:
+        >>> database = np.eye(4, dtype=np.float32)
+        >>> queries = np.array([[0.9, 0.1, 0, 0], [0, 0, 0.2, 0.8]], dtype=np.float32)
+        >>> distances, ids = exact_search(database, queries, k=2)
+        >>> ids
+        array([[0, 1],
+               [3, 2]])
+        >>> distances.round(4)
+        array([[0.1414, 1.2728],
+               [0.2828, 1.1314]], dtype=float32)
+        >>> exact_search(database, queries, k=2, valid=np.array([False, True, True, True]))[1]  # row 0 left out
+        array([[1, 2],
+               [3, 2]])
     """
     import faiss  # heavy; only needed when searching
 

@@ -154,6 +154,12 @@ class IndexConfig:
     candidates and re-rank them by exact distance from the stored descriptors (0: off). ``train_size`` rows
     (``None``: 50 per list, at least 10,000) are sampled to train; ``use_gpu`` moves the index to a GPU when faiss
     sees one.
+
+    Examples:
+        >>> IndexConfig().kind, INDEX_KINDS.names()
+        ('flat', ['flat', 'hnsw', 'ivfpq', 'opq-ivfpq'])
+        >>> IndexConfig(kind="hnsw", hnsw_m=16).ef_search
+        128
     """
 
     kind: str = "flat"
@@ -309,6 +315,15 @@ def build_index(descriptors: np.ndarray, config: IndexConfig = EXACT, *, valid: 
     ``descriptors`` may be a float16/float32 memmap: an approximate index trains on a sample of it (or on
     ``training`` ``(T, dim)``, e.g. a training set's descriptors) and is filled in chunks sized by ``max_memory``
     bytes. Index position i holds the i-th valid row.
+
+    Examples:
+        >>> import numpy as np
+        >>> index = build_index(np.eye(4, dtype=np.float32))
+        >>> type(index).__name__, index.ntotal
+        ('IndexFlatL2', 4)
+        >>> index = build_index(np.eye(4, dtype=np.float32), valid=np.array([True, False, True, True]))
+        >>> index.ntotal  # position 1 holds row 2
+        3
     """
     import numpy as np
 
@@ -334,10 +349,21 @@ def build_index(descriptors: np.ndarray, config: IndexConfig = EXACT, *, valid: 
     return configure(index, config)
 
 
-def search(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def search_index(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` neighbours: -> (L2 distances ``(Q, k)`` float32, index positions ``(Q, k)`` int64).
 
     ``k`` is clamped to the database size; a dim mismatch is a clear error.
+
+    Shape:
+        - queries: ``(Q, dim)``
+        - output: distances ``(Q, k)`` float32 and index positions ``(Q, k)`` int64
+
+    Examples:
+        >>> import numpy as np
+        >>> index = build_index(np.eye(4, dtype=np.float32))
+        >>> distances, ids = search_index(index, np.array([[0.0, 0.0, 0.2, 0.8]], dtype=np.float32), k=2)
+        >>> ids, distances.round(4)
+        (array([[3, 2]]), array([[0.2828, 1.1314]], dtype=float32))
     """
     import numpy as np
 
@@ -351,8 +377,6 @@ def search(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray,
     squared, indices = index.search(queries, k)
     return np.sqrt(np.maximum(squared, 0)).astype(np.float32), indices.astype(np.int64)
 
-
-search_index = search  # the package's name for it: netvlad.search.exact is the exact-search module
 
 
 def search_rows(index: faiss.Index, queries: np.ndarray, k: int, config: IndexConfig = EXACT,
@@ -371,7 +395,7 @@ def search_rows(index: faiss.Index, queries: np.ndarray, k: int, config: IndexCo
     k = max(1, min(int(k), index.ntotal))
     reranked = database is not None and config.rerank and index_kind(index) in approximate_kinds()
     wide = max(k, config.rerank) if reranked else k
-    distances, found = search(index, queries, wide)
+    distances, found = search_index(index, queries, wide)
     if rows is not None:
         found = np.where(found >= 0, rows[np.maximum(found, 0)], -1)
     if wide > k:

@@ -39,6 +39,15 @@ def triplet_ranking_loss(
         - query ``(B, D)``, positives ``(B, P, D)``, negatives ``(B, J, D)``
         - negative_mask ``(B, J)`` bool, False for padding (those terms count 0)
         - output ``(B,)``, one loss per query (sum over its negatives, not a mean)
+
+    Examples:
+        >>> query = torch.tensor([[1.0, 0.0]])
+        >>> positives = torch.tensor([[[0.6, 0.8]]])  # d² = 0.8
+        >>> negatives = torch.tensor([[[0.8, 0.6], [0.0, 1.0]]])  # d² = 0.4 (violates the margin) and 2.0
+        >>> triplet_ranking_loss(query, positives, negatives, margin=0.1)  # 0.8 + 0.1 - 0.4
+        tensor([0.5000])
+        >>> triplet_ranking_loss(query, positives, negatives, negative_mask=torch.tensor([[False, True]]))
+        tensor([0.])
     """
     if query.dim() != 2 or positives.dim() != 3 or negatives.dim() != 3:
         raise ValueError(f"expected query (B, D), positives (B, P, D), negatives (B, J, D); got "

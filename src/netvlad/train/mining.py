@@ -16,7 +16,13 @@ from netvlad.train.pairs import MINING_MEMORY, pair_distances
 
 @dataclass(frozen=True)
 class MinedTuples:
-    """Training tuples: query, best positive and up to J hard negatives (database ids; −1 pads ``negatives``)."""
+    """Training tuples: query, best positive and up to J hard negatives (database ids; −1 pads ``negatives``).
+
+    Examples:
+        >>> tuples = MinedTuples(np.array([4, 9]), np.array([0, 7]), np.array([[3, 5], [2, -1]]), skipped=1)
+        >>> len(tuples), tuples.take(np.array([1])).negatives
+        (2, array([[ 2, -1]]))
+    """
 
     queries: np.ndarray  # (T,) query ids (``mine`` returns rows of its inputs; the loop maps them to ids)
     positives: np.ndarray  # (T,) database ids
@@ -73,6 +79,12 @@ def sample_candidates(cached_ids: np.ndarray, *, positives: Sequence[np.ndarray]
     Negatives are ``num_samples`` random cached rows outside the query's ``non_negatives`` (all of them if
     fewer), drawn with its generator, plus its ``previous`` hard negatives ``(Q, J)`` (−1 padded) that are cached
     and eligible. Work and memory per query grow with its positives, non-negatives and samples, not with the cache.
+
+    Examples:
+        >>> candidates = sample_candidates(np.arange(5), positives=[np.array([2])], non_negatives=[np.array([0, 2])],
+        ...                                previous=np.full((1, 2), -1), rng=np.random.default_rng(0), num_database=5)
+        >>> candidates[0].positives, candidates[0].negatives  # every database row beyond 25 m
+        (array([2]), array([1, 3, 4]))
     """
     row_of = np.full(num_database, -1, dtype=np.int64)
     row_of[cached_ids] = np.arange(len(cached_ids))
@@ -104,6 +116,18 @@ def select_tuples(candidates: Sequence[Candidates | None], distances: Sequence[n
     The best positive is the nearest; the negatives are the ``num_negatives`` nearest candidates (ties: lower row
     first), kept when they violate the margin (d²(q, n) < d²(q, p) + m). Queries with none are skipped. Returns
     the tuples (database ids; row ``i`` of the inputs is query ``i``) and the new previous hard negatives ``(Q, J)``.
+
+    Examples:
+        >>> from netvlad.train import pair_distances
+        >>> database = np.array([[1, 0], [0.8, 0.6], [0.6, 0.8], [0, 1], [-1, 0]], dtype=np.float32)
+        >>> queries = np.array([[1, 0]], dtype=np.float32)  # row 2 was taken within 10 m, rows 0 and 2 within 25 m
+        >>> ground_truth = dict(positives=[np.array([2])], non_negatives=[np.array([0, 2])],
+        ...                     previous=np.full((1, 2), -1), num_database=5)
+        >>> candidates = sample_candidates(np.arange(5), rng=np.random.default_rng(0), **ground_truth)
+        >>> distances = pair_distances(database, queries, [c.rows for c in candidates])
+        >>> tuples, previous = select_tuples(candidates, distances, np.arange(5), num_negatives=2)
+        >>> tuples.positives, tuples.negatives, previous
+        (array([2]), array([[ 1, -1]]), array([[1, 3]]))
     """
     new_previous = np.full((len(candidates), num_negatives), -1, dtype=np.int64)
     kept, best, negs, skipped = [], [], [], 0
@@ -156,6 +180,19 @@ def mine(
     these need are computed (:func:`sample_candidates`, :func:`~netvlad.train.pairs.pair_distances`,
     :func:`select_tuples`), within ``max_memory`` bytes of working memory whatever M. Returns the tuples
     (row ``i`` of the inputs is query ``i``) and the new previous hard negatives ``(Q, J)``.
+
+    Shape:
+        - database: ``(M, dim)``; queries: ``(Q, dim)``; cached_ids: ``(M,)``; previous: ``(Q, J)``
+        - output: tuples of T ≤ Q queries (negatives ``(T, J)``) and the new previous ``(Q, J)``
+
+    Examples:
+        >>> database = np.array([[1, 0], [0.8, 0.6], [0.6, 0.8], [0, 1], [-1, 0]], dtype=np.float32)
+        >>> queries = np.array([[1, 0]], dtype=np.float32)  # row 2 was taken within 10 m, rows 0 and 2 within 25 m
+        >>> tuples, previous = mine(database, queries, np.arange(5), positives=[np.array([2])],
+        ...                         non_negatives=[np.array([0, 2])], previous=np.full((1, 2), -1),
+        ...                         rng=np.random.default_rng(0), num_database=5, num_negatives=2)
+        >>> tuples  # row 1 looks closer than the positive: the one hard negative
+        MinedTuples(queries=array([0]), positives=array([2]), negatives=array([[ 1, -1]]), skipped=0)
     """
     candidates = sample_candidates(cached_ids, positives=positives, non_negatives=non_negatives, previous=previous,
                                    rng=rng, num_database=num_database, num_samples=num_samples)

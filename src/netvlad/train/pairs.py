@@ -88,6 +88,12 @@ def pair_distances(database: np.ndarray, queries: np.ndarray, rows: Sequence[np.
     ``database`` ``(M, dim)`` and ``queries`` ``(Q, dim)`` float32 or float16, in memory or memory-mapped (read
     in order, once per block of queries; chunks no query needs are skipped). Working memory stays within
     ``max_memory`` bytes (or an explicit ``plan``), plus the pair lists (about 28 bytes per pair).
+
+    Examples:
+        >>> database = np.array([[1, 0], [0.8, 0.6], [0, 1]], dtype=np.float32)
+        >>> queries = np.array([[1, 0], [0, 1]], dtype=np.float32)
+        >>> pair_distances(database, queries, [np.array([0, 2]), np.array([1])])
+        [array([0., 2.], dtype=float32), array([0.79999995], dtype=float32)]
     """
     if database.ndim != 2 or queries.ndim != 2 or database.shape[1] != queries.shape[1] or len(rows) != len(queries):
         raise ValueError(f"database {database.shape}, queries {queries.shape} and {len(rows)} row lists disagree")

@@ -16,7 +16,17 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, eq=False)
 class TrainingSet:
-    """A dataset with its mining ground truth: per query, potential positives and non-negatives (database ids)."""
+    """A dataset with its mining ground truth: per query, potential positives and non-negatives (database ids).
+
+    Examples:
+        >>> from netvlad.data import GeoDataset, ImageList
+        >>> street = ImageList("street", [f"{i}.jpg" for i in range(6)], [[15.0 * i, 0.0] for i in range(6)])
+        >>> walk = ImageList("walk", ["a.jpg", "b.jpg", "c.jpg"], [[3.0, 0.0], [45.0, 0.0], [500.0, 0.0]])
+        >>> dataset = GeoDataset("toy", database=street, queries=walk)
+        >>> training_set = prepare_training_set(dataset)
+        >>> training_set.query_ids, training_set.positives[0], training_set.non_negatives[0]
+        (array([0]), array([0]), array([0, 1]))
+    """
 
     dataset: GeoDataset
     query_ids: np.ndarray  # queries with ≥ 1 potential positive and ≥ 1 definite negative
@@ -39,6 +49,17 @@ def prepare_training_set(dataset: GeoDataset, pos_radius: float = POSITIVE_RADIU
 
     Potential positives closer than ``min_positive_distance`` metres to the query are trivial (the query's own
     panorama) and never used: default 1 m as the official code, 0 for sequences (:data:`TRIVIAL_DISTANCE`).
+
+    Examples:
+        >>> from netvlad.data import GeoDataset, ImageList
+        >>> street = ImageList("street", [f"{i}.jpg" for i in range(6)], [[15.0 * i, 0.0] for i in range(6)])
+        >>> walk = ImageList("walk", ["a.jpg", "b.jpg", "c.jpg"], [[3.0, 0.0], [45.0, 0.0], [500.0, 0.0]])
+        >>> dataset = GeoDataset("toy", database=street, queries=walk)
+        >>> training_set = prepare_training_set(dataset)  # positives within 10 m, negatives beyond 25 m
+        >>> training_set.query_ids  # b.jpg has no positive (15 m away), c.jpg no place within 25 m
+        array([0])
+        >>> training_set.non_negatives[1]  # 30, 45 and 60 m: never mined as negatives of b.jpg
+        array([2, 3, 4])
     """
     require_positions(dataset.database, "database", dataset.name)
     require_positions(dataset.queries, "query", dataset.name)
@@ -90,7 +111,16 @@ def exclude_ambiguous(dataset: GeoDataset, neg_radius: float = NEGATIVE_RADIUS_M
 
 
 def holdout_last(dataset: GeoDataset, count: int) -> tuple[GeoDataset, GeoDataset]:
-    """(train, val): the last ``count`` places (sequences: frames) of database and queries go to validation."""
+    """(train, val): the last ``count`` places (sequences: frames) of database and queries go to validation.
+
+    Examples:
+        >>> from netvlad.data import GeoDataset, ImageList
+        >>> street = ImageList("street", [f"{i}.jpg" for i in range(6)], [[15.0 * i, 0.0] for i in range(6)])
+        >>> walk = ImageList("walk", ["a.jpg", "b.jpg", "c.jpg"], [[3.0, 0.0], [45.0, 0.0], [500.0, 0.0]])
+        >>> dataset = GeoDataset("toy", database=street, queries=walk)
+        >>> holdout_last(dataset, 1)
+        (< toy-train - #q: 2; #db: 5 >, < toy-val - #q: 1; #db: 1 >)
+    """
     if dataset.is_sequence:
         return dataset.split_by_frames(count)
     if not 0 < count < min(len(dataset.database), len(dataset.queries)):

@@ -41,7 +41,21 @@ LIMITS: dict[str, Limit] = {
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything a training run depends on (the dataset aside); saved resolved in the run folder."""
+    """Everything a training run depends on (the dataset aside); saved resolved in the run folder.
+
+    The defaults are the paper's: positives within 10 m, negatives beyond 25 m, margin 0.1, the 10 hardest of
+    1000 sampled negatives, SGD at lr 1e-4 halved every 5 epochs.
+
+    Examples:
+        >>> config = TrainConfig()
+        >>> config.pos_radius, config.neg_radius, config.margin, config.num_negatives, config.negative_samples
+        (10.0, 25.0, 0.1, 10, 1000)
+        >>> config.lr, config.lr_step, config.lr_gamma
+        (0.0001, 5, 0.5)
+        >>> model_config = TrainConfig(backbone="vgg16").model_config  # the model it trains
+        >>> model_config.backbone, model_config.pool, model_config.num_clusters
+        ('vgg16', 'netvlad', 64)
+    """
 
     # model
     backbone: str = "mobilenet_v2"
@@ -157,7 +171,20 @@ def field_types() -> dict[str, Any]:
 
 
 def read_config_file(path: Path | str) -> dict[str, Any]:
-    """A flat mapping of options from a ``.yaml``/``.yml`` or ``.toml`` file; BadInputError naming it otherwise."""
+    """A flat mapping of options from a ``.yaml``/``.yml`` or ``.toml`` file; BadInputError naming it otherwise.
+
+    Examples:
+        >>> import tempfile
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> path = Path(folder.name) / "train.yaml"
+        >>> _ = path.write_text("{backbone: vgg16, lr: 1.0e-4, epochs: 5}")  # or one option per line
+        >>> options = read_config_file(path)
+        >>> options
+        {'backbone': 'vgg16', 'lr': 0.0001, 'epochs': 5}
+        >>> TrainConfig.from_dict(options).model_config.backbone
+        'vgg16'
+        >>> folder.cleanup()
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such config file")

@@ -30,6 +30,24 @@ def open_dataset(source: Path | str, *, format: str | None = None, split: str | 
     ``frame_tolerance`` (frames) and ``spacing`` (metres per frame): sequences only; ``skip_bad``: log and count bad
     entries (``info.skipped``) instead of raising; ``image_topic``, ``gps_topic`` / ``odom_topic`` and the
     keyframes kept (``every`` N images, ``min_interval`` seconds, ``min_distance`` metres): ROS bags only.
+
+    Examples:
+        >>> import tempfile
+        >>> import numpy as np
+        >>> from PIL import Image
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> root = Path(folder.name)
+        >>> for i in range(4):
+        ...     Image.new("RGB", (64, 48), (60 * i, 0, 0)).save(root / f"{i}.png")
+        >>> _ = (root / "manifest.csv").write_text("path,split,easting,northing,zone\\n"
+        ...     "0.png,database,500000,4400000,17T\\n1.png,database,500100,4400000,17T\\n"
+        ...     "2.png,query,500003,4400000,17T\\n3.png,query,500098,4400000,17T\\n")
+        >>> dataset = open_dataset(root / "manifest.csv")  # the format is detected: a CSV manifest
+        >>> dataset, dataset.info.format
+        (< manifest - #q: 2; #db: 2 >, 'csv')
+        >>> dataset.positives()  # database images within 25 m of each query
+        [array([0]), array([1])]
+        >>> folder.cleanup()
     """
     path = Path(source).expanduser()
     if not path.exists():

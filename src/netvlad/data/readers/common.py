@@ -17,7 +17,18 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".p
 
 
 class DatasetError(BadInputError):
-    """A dataset cannot be read as given; the message names the file and the fix."""
+    """A dataset cannot be read as given; the message names the file and the fix.
+
+    Examples:
+        >>> import tempfile
+        >>> from netvlad.data import open_dataset
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> open_dataset(folder.name)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        netvlad.data.readers.common.DatasetError: /...: folder is empty; point at the dataset's root folder
+        >>> folder.cleanup()
+    """
 
 
 @dataclass

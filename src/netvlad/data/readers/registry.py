@@ -23,6 +23,11 @@ class ReadOptions:
     sequence frames (default ``25 / (frame_tolerance + 1)``); ``skip_bad``: log and count bad entries instead of
     failing. ``image_topic``, ``gps_topic``, ``odom_topic`` and the keyframe rule (``every`` images, ``min_interval``
     seconds, ``min_distance`` metres): ROS bags only.
+
+    Examples:
+        >>> options = ReadOptions(database="summer", queries="winter", frame_tolerance=2)  # Nordland-style sequences
+        >>> options.database, options.queries, options.frame_tolerance, options.skip_bad
+        ('summer', 'winter', 2, False)
     """
 
     split: str | None = None
@@ -75,7 +80,12 @@ def register_reader(name: str, description: str, detect: Detect, priority: int =
 
 
 def list_formats() -> list[str]:
-    """Registered format names, in detection order."""
+    """Registered format names, in detection order.
+
+    Examples:
+        >>> list_formats()
+        ['mat', 'csv', 'dvgb', 'msls', 'exif', 'sequence', 'bag']
+    """
     return [r.name for r in sorted(READERS.values(), key=lambda r: r.priority)]
 
 

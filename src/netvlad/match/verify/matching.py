@@ -25,6 +25,19 @@ def mutual_nearest(query: torch.Tensor, candidates: torch.Tensor, valid: torch.T
 
     ``query`` ``(n, d)``, ``candidates`` ``(C, m, d)``, ``valid`` ``(C, m)`` mask of real (not padding) patches.
     Returns (partner ``(C, n)`` candidate patch of each query patch, mutual ``(C, n)`` bool).
+
+    Shape:
+        - query: ``(n, d)``; candidates: ``(C, m, d)``; valid: ``(C, m)``
+        - output: partner and mutual ``(C, n)``
+
+    Examples:
+        >>> _ = torch.manual_seed(0)
+        >>> query = torch.nn.functional.normalize(torch.randn(6, 16), dim=1)
+        >>> candidates = torch.stack([query, query[torch.tensor([5, 0, 3, 2, 1, 4])]])  # the same patches, shuffled
+        >>> partner, mutual = mutual_nearest(query, candidates)
+        >>> partner, bool(mutual.all())
+        (tensor([[0, 1, 2, 3, 4, 5],
+                [1, 4, 3, 2, 5, 0]]), True)
     """
     sims = torch.matmul(candidates, query.T)  # (C, m, n)
     if valid is not None:
@@ -45,6 +58,14 @@ def rapid_scores(query_xy: torch.Tensor, candidate_xy: torch.Tensor, partner: to
     matches, s = Σ_matches (x_max − |d_x − d̄_x|)² + (y_max − |d_y − d̄_y|)², divided by the query's patch count;
     x_max, y_max are the largest grid indices of the query. ``query_xy`` ``(n, 2)``, ``candidate_xy`` ``(m, 2)``
     or per candidate ``(C, m, 2)``, ``partner`` and ``mutual`` ``(C, n)`` from :func:`mutual_nearest`.
+
+    Examples:
+        >>> _ = torch.manual_seed(0)
+        >>> query = torch.nn.functional.normalize(torch.randn(6, 16), dim=1)
+        >>> candidates = torch.stack([query, query[torch.tensor([5, 0, 3, 2, 1, 4])]])  # the same patches, shuffled
+        >>> xy = patch_positions(2, 3).float()  # a 2 × 3 grid of windows in both images
+        >>> rapid_scores(xy, xy, *mutual_nearest(query, candidates))  # consistent displacements score higher
+        tensor([5.0000, 1.3333])
     """
     shift = gather_positions(candidate_xy, partner) - query_xy[None]  # (C, n, 2)
     weight = mutual.to(shift.dtype)[..., None]
@@ -81,6 +102,14 @@ def ransac_inliers(src: torch.Tensor, dst: torch.Tensor, mask: torch.Tensor, thr
 
     ``src``, ``dst`` ``(C, M, 2)`` matched positions (map cells), ``mask`` ``(C, M)`` which matches are real; a
     match is an inlier when its reprojection error is below ``threshold`` cells. Fewer than 4 matches: 0.
+
+    Examples:
+        >>> src = 10 * torch.rand(1, 20, 2, generator=torch.Generator().manual_seed(0))
+        >>> dst = 2 * src + torch.tensor([1.0, -3.0])  # a scaling and a shift: a homography
+        >>> dst[0, :5] += 7.0  # five wrong matches
+        >>> ransac_inliers(src, dst, torch.ones(1, 20, dtype=torch.bool), threshold=0.5,
+        ...                generator=torch.Generator().manual_seed(0))
+        tensor([15])
     """
     src, dst = src.to(torch.float64), dst.to(torch.float64)
     count = mask.sum(1)

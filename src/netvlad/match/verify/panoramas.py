@@ -11,7 +11,14 @@ from netvlad.search.panorama import first_per_group
 
 def panorama_groups(dataset: GeoDataset) -> np.ndarray | None:
     """Panorama id ``(N,)`` int64 of each database image where cut-outs of one panorama count once
-    (``ImageList.panoramas``, as :func:`netvlad.eval.recall.evaluate` reads it), else None."""
+    (``ImageList.panoramas``, as :func:`netvlad.eval.recall.evaluate` reads it), else None.
+
+    Examples:
+        >>> from netvlad.data import GeoDataset, ImageList
+        >>> cutouts = ImageList("db", ["p0_a.jpg", "p0_b.jpg", "p1_a.jpg"], [[0.0, 0.0]] * 3, panoramas=[0, 0, 1])
+        >>> panorama_groups(GeoDataset("tokyo-like", cutouts, ImageList("q", ["q.jpg"], [[1.0, 0.0]])))
+        array([0, 0, 1])
+    """
     groups = dataset.database.panoramas
     return None if groups is None else np.asarray(groups, dtype=np.int64)
 

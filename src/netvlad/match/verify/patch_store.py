@@ -83,7 +83,19 @@ def check_description(path: Path, meta: dict) -> None:
 
 
 class PatchStore:
-    """Patch descriptors of named images for each patch size of a preset; see the module docstring."""
+    """Patch descriptors of named images for each patch size of a preset; see the module docstring.
+
+    :func:`extract_patch_store` writes one; :meth:`open` refuses a folder that is not one, or one written by
+    another model, preset or whitening.
+
+    Examples:
+        >>> Path("not-a-store").mkdir()
+        >>> _ = (Path("not-a-store") / "patches.json").write_text('{"format": "something else"}')
+        >>> PatchStore.open("not-a-store")
+        Traceback (most recent call last):
+        ...
+        netvlad.errors.BadInputError: not-a-store: not a netvlad patch store
+    """
 
     def __init__(self, folder: Path, meta: dict, stores: list[DescriptorStore]) -> None:
         self.folder, self.meta, self.stores = folder, meta, stores
@@ -155,7 +167,23 @@ def create_patch_store(extractor: PatchExtractor, names: Sequence[str], folder: 
 
 def extract_patch_store(extractor: PatchExtractor, root: Path | str, names: Sequence[str], folder: Path | str,
                         batch_size: int = 4, device: str | torch.device = "cpu") -> PatchStore:
-    """Patch descriptors of ``root/names`` into ``folder`` (created, or continued when interrupted) -> the store."""
+    """Patch descriptors of ``root/names`` into ``folder`` (created, or continued when interrupted) -> the store.
+
+    Examples:
+        >>> from netvlad.data import open_dataset, synthetic
+        >>> city = open_dataset(synthetic.generate_city(synthetic.CityConfig.preset("tiny"), "city"))  # 20 + 10 views
+        >>> from netvlad.match.verify import PatchExtractor, VerifyPreset
+        >>> from netvlad.models import ModelConfig, PlaceModel
+        >>> from netvlad.nn import PCAWhitening
+        >>> model = PlaceModel(ModelConfig(num_clusters=4, preprocessing={"resize": "none"})).eval()
+        >>> preset = VerifyPreset("toy", "2 × 2 patches, 32-D", sizes=(2,), dim=32, scorer="ransac")
+        >>> extractor = PatchExtractor(model, preset, whitening=PCAWhitening(4 * 1280, 32))
+        >>> store = extract_patch_store(extractor, city.database.root, city.database.names, "patches")
+        >>> store.bytes_per_image(), len(store.stores[0].names)  # float16 patch descriptors on disk
+        (68, 20)
+        >>> type(PatchStore.open("patches")).__name__  # reopened later, checked against its description
+        'PatchStore'
+    """
     paths = [Path(root) / n for n in names]
     grids: list[tuple[int, int]] = []
     if not (Path(folder) / "patches.json").is_file():

@@ -32,7 +32,17 @@ WHO_CAN = ("spatial re-ranking needs a NetVLAD model: an off-the-shelf one (--po
 
 
 def require_netvlad(model: PlaceModel) -> NetVLAD:
-    """The model's NetVLAD layer; a one-line refusal saying which models can verify otherwise."""
+    """The model's NetVLAD layer; a one-line refusal saying which models can verify otherwise.
+
+    Examples:
+        >>> from netvlad.models import ModelConfig
+        >>> require_netvlad(PlaceModel(ModelConfig(num_clusters=4), pretrained=False)).num_clusters
+        4
+        >>> require_netvlad(PlaceModel(ModelConfig(pool="gem"), pretrained=False))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        netvlad.errors.BadInputError: this model pools with 'gem'; spatial re-ranking needs a NetVLAD model: ...
+    """
     if not isinstance(model.pool, NetVLAD):
         raise BadInputError(f"this model pools with {model.config.pool!r}; {WHO_CAN}")
     return model.pool
@@ -41,7 +51,13 @@ def require_netvlad(model: PlaceModel) -> NetVLAD:
 @dataclass
 class Patches:
     """One image's patch descriptors for each size: ``descriptors[i]`` ``(rows·cols, dim)``, ``grids[i]`` (rows,
-    cols); a size larger than the image's feature map has no windows (grid (0, 0))."""
+    cols); a size larger than the image's feature map has no windows (grid (0, 0)).
+
+    Examples:
+        >>> patches = Patches(descriptors=[torch.zeros(12, 32), torch.zeros(0, 32)], grids=[(3, 4), (0, 0)])
+        >>> [tuple(d.shape) for d in patches.descriptors], patches.grids  # the second size did not fit the image
+        ([(12, 32), (0, 32)], [(3, 4), (0, 0)])
+    """
 
     descriptors: list[torch.Tensor]
     grids: list[tuple[int, int]]
@@ -52,6 +68,16 @@ class PatchExtractor:
 
     ``whitening``: a PCA whitening of K·D-D patch vectors to at least ``preset.dim`` dims (cropped to it); default:
     the model's own whitening. ``cluster_chunk``: clusters aggregated at once (bounds the memory).
+
+    Examples:
+        >>> from netvlad.match.verify import VerifyPreset
+        >>> from netvlad.models import ModelConfig
+        >>> model = PlaceModel(ModelConfig(num_clusters=4), pretrained=False).eval()
+        >>> preset = VerifyPreset("toy", "2 × 2 patches, 32-D", sizes=(2,), dim=32, scorer="ransac")
+        >>> extractor = PatchExtractor(model, preset, whitening=PCAWhitening(4 * 1280, 32))
+        >>> patches = extractor.from_images(torch.rand(2, 3, 128, 160))  # 4 × 5 feature maps: 3 × 4 windows of 2 × 2
+        >>> len(patches), patches[0].grids, patches[0].descriptors[0].shape
+        (2, [(3, 4)], torch.Size([12, 32]))
     """
 
     def __init__(self, model: PlaceModel, preset: VerifyPreset, whitening: PCAWhitening | None = None,
@@ -131,6 +157,15 @@ def fit_patch_whitening(model: PlaceModel, paths: Sequence[Path | str], dim: int
 
     The same fitting code as the global whitening (:meth:`PCAWhitening.fit`), on K·D-D intra- and L2-normalised
     patch vectors; patches are drawn evenly from the images at ``paths``.
+
+    Examples:
+        >>> from netvlad.data import open_dataset, synthetic
+        >>> from netvlad.models import ModelConfig
+        >>> city = open_dataset(synthetic.generate_city(synthetic.CityConfig.preset("tiny"), "city"))  # 20 + 10 views
+        >>> netvlad_model = PlaceModel(ModelConfig(num_clusters=4, preprocessing={"resize": "none"})).eval()
+        >>> whitening = fit_patch_whitening(netvlad_model, city.database.paths(), dim=16, size=1, samples=60)
+        >>> whitening.in_dim, whitening.out_dim  # K·D-D patch vectors to 16 dims
+        (5120, 16)
     """
     layer = require_netvlad(model)
     shrink = SHRINK if shrink is None else shrink

@@ -88,6 +88,24 @@ def verify_shortlist(query: Patches, rows: np.ndarray, distances: np.ndarray, re
 
     ``read(size_index, rows)`` gives the candidates' patches (descriptors ``(C, m, dim)``, grids ``(C, 2)``). The
     score is (1 − λ)·Σ_sizes w·normalised size score + λ·normalised global similarity, λ = ``preset.global_weight``.
+
+    Examples:
+        >>> from netvlad.match.verify import PatchExtractor, VerifyPreset
+        >>> from netvlad.models import ModelConfig, PlaceModel
+        >>> from netvlad.nn import PCAWhitening
+        >>> _ = torch.manual_seed(0)
+        >>> model = PlaceModel(ModelConfig(num_clusters=4, preprocessing={"resize": "none"})).eval()
+        >>> preset = VerifyPreset("toy", "2 × 2 patches, 32-D", sizes=(2,), dim=32, scorer="ransac", global_weight=0)
+        >>> extractor = PatchExtractor(model, preset, whitening=PCAWhitening(4 * 1280, 32))
+        >>> scene = torch.rand(1, 3, 256, 320)
+        >>> query, elsewhere, same_place = scene[..., :256], torch.rand(1, 3, 256, 256), scene[..., 64:]
+        >>> patches = extractor.from_images(torch.cat([query, elsewhere, same_place]))
+        >>> def read(size, rows):  # the candidates' patches, as a patch store reads them
+        ...     return (torch.stack([patches[1 + r].descriptors[size] for r in rows]),
+        ...             torch.tensor([patches[1 + r].grids[size] for r in rows]))
+        >>> shortlist, distances = np.array([0, 1]), np.array([0.5, 0.6])  # global search put "elsewhere" first
+        >>> verify_shortlist(patches[0], shortlist, distances, read, preset, torch.Generator().manual_seed(0)).order
+        array([1, 0])
     """
     rows = np.asarray(rows, dtype=np.int64)
     fused = torch.zeros(len(rows), dtype=torch.float64)

@@ -33,7 +33,14 @@ FIT_IMAGES = 100  # database images a patch whitening is fitted on when the mode
 class VerifiedRanking:
     """Re-ranked rankings: ``ranked`` ``(Q, top)`` database rows best first (−1: none), ``scores`` ``(Q, top)``
     fused scores, ``skipped`` (image, size) pairs without windows, ``seconds`` ``(Q,)`` re-ranking time per query
-    (reading, matching, scoring; the query's own patches excluded), ``bytes_per_image`` of the patch store."""
+    (reading, matching, scoring; the query's own patches excluded), ``bytes_per_image`` of the patch store.
+
+    Examples:
+        >>> verified = VerifiedRanking(np.array([[1, 0]]), np.array([[1.0, 0.0]]), skipped=0, seconds=np.array([0.02]),
+        ...                            bytes_per_image=3140)  # as :func:`verify_ranking` returns it
+        >>> verified.ranked[:, 0], verified.extract_seconds
+        (array([1]), array([], dtype=float64))
+    """
 
     ranked: np.ndarray
     scores: np.ndarray
@@ -46,7 +53,19 @@ class VerifiedRanking:
 def patch_whitening(model: PlaceModel, preset: VerifyPreset, fit_paths: Sequence[Path | str], cache: Path | None,
                     device: str | torch.device = "cpu") -> PCAWhitening:
     """The model's own whitening, or one fitted on patches of ``fit_paths`` (kept in ``cache`` when given: written
-    atomically with a checksum of its tensors, fitted again when the cached file is damaged)."""
+    atomically with a checksum of its tensors, fitted again when the cached file is damaged).
+
+    Examples:
+        >>> from netvlad.data import open_dataset, synthetic
+        >>> from netvlad.models import ModelConfig
+        >>> street_views = open_dataset(synthetic.generate_city(synthetic.CityConfig.preset("tiny"), "city")).database
+        >>> model = PlaceModel(ModelConfig(num_clusters=4, preprocessing={"resize": "none"})).eval()  # no whitening
+        >>> toy = VerifyPreset("toy", "1 × 1 patches, 16-D", sizes=(1,), dim=16, scorer="rapid")
+        >>> whitening = patch_whitening(model, toy, street_views.paths(), cache=Path("cache"))  # fitted, then kept
+        >>> again = patch_whitening(model, toy, street_views.paths(), cache=Path("cache"))  # read from the cache
+        >>> whitening.out_dim, torch.equal(whitening.linear.weight, again.linear.weight)
+        (16, True)
+    """
     layer = require_netvlad(model)
     if model.whitening is not None:
         return model.whitening
@@ -121,7 +140,32 @@ def clamp_top(top: int, num_database: int) -> int:
 def verify_ranking(extractor: PatchExtractor, store: PatchStore, query_paths: Sequence[Path | str],
                    ranked: np.ndarray, distances: np.ndarray, top: int, device: str | torch.device = "cpu",
                    seed: int = 0) -> VerifiedRanking:
-    """Re-rank each query's global top-``top`` (``ranked``/``distances`` ``(Q, k)``) by patch matching."""
+    """Re-rank each query's global top-``top`` (``ranked``/``distances`` ``(Q, k)``) by patch matching.
+
+    Examples:
+        >>> import tempfile
+        >>> from PIL import Image
+        >>> from netvlad.match.verify import PatchExtractor, VerifyPreset, extract_patch_store
+        >>> from netvlad.models import ModelConfig, PlaceModel
+        >>> from netvlad.nn import PCAWhitening
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> root = Path(folder.name)
+        >>> rng = np.random.default_rng(0)
+        >>> scene = rng.integers(0, 255, (256, 320, 3), dtype=np.uint8)
+        >>> Image.fromarray(scene[:, :256]).save(root / "query.png")
+        >>> Image.fromarray(rng.integers(0, 255, (256, 256, 3), dtype=np.uint8)).save(root / "elsewhere.png")
+        >>> Image.fromarray(scene[:, 64:]).save(root / "same.png")  # the query's place, seen from the right
+        >>> _ = torch.manual_seed(0)
+        >>> model = PlaceModel(ModelConfig(num_clusters=4, preprocessing={"resize": "none"})).eval()
+        >>> preset = VerifyPreset("toy", "2 × 2 patches, 32-D", sizes=(2,), dim=32, scorer="ransac", global_weight=0)
+        >>> extractor = PatchExtractor(model, preset, whitening=PCAWhitening(4 * 1280, 32))
+        >>> store = extract_patch_store(extractor, root, ["elsewhere.png", "same.png"], root / "patches")
+        >>> ranked, distances = np.array([[0, 1]]), np.array([[0.5, 0.6]])  # the global search put "elsewhere" first
+        >>> verified = verify_ranking(extractor, store, [root / "query.png"], ranked, distances, top=2)
+        >>> verified.ranked, verified.scores
+        (array([[1, 0]]), array([[1., 0.]]))
+        >>> folder.cleanup()
+    """
     top = clamp_top(top, len(store.stores[0].names))
     out = np.full((len(ranked), top), -1, dtype=np.int64)
     scores = np.zeros((len(ranked), top))
@@ -148,7 +192,23 @@ def verify_ranking(extractor: PatchExtractor, store: PatchStore, query_paths: Se
 def verify_folders(model: PlaceModel, preset: VerifyPreset, database_root: Path, database_names: Sequence[str],
                    query_paths: Sequence[Path | str], ranked: np.ndarray, distances: np.ndarray, top: int,
                    store_dir: Path, device: str | torch.device = "cpu") -> VerifiedRanking:
-    """Whitening, database patch store in ``store_dir`` (resumed), then :func:`verify_ranking`."""
+    """Whitening, database patch store in ``store_dir`` (resumed), then :func:`verify_ranking`.
+
+    Examples:
+        >>> from netvlad.data import open_dataset, synthetic
+        >>> from netvlad.extract import extract_descriptors
+        >>> from netvlad.models import ModelConfig
+        >>> from netvlad.search import exact_search
+        >>> city = open_dataset(synthetic.generate_city(synthetic.CityConfig.preset("tiny"), "city"))  # 20 + 10 views
+        >>> model = PlaceModel(ModelConfig(num_clusters=4, preprocessing={"resize": "none"})).eval()
+        >>> distances, ranked = exact_search(extract_descriptors(model, city.database.paths()),
+        ...                                  extract_descriptors(model, city.queries.paths()), k=5)  # global shortlist
+        >>> preset = VerifyPreset("toy", "1 × 1 patches, 16-D", sizes=(1,), dim=16, scorer="rapid")
+        >>> verified = verify_folders(model, preset, city.database.root, city.database.names, city.queries.paths(),
+        ...                           ranked, distances, top=5, store_dir=Path("verify"))
+        >>> verified.ranked.shape, all(set(v) == set(r) for v, r in zip(verified.ranked, ranked))  # re-ordered
+        ((10, 5), True)
+    """
     paths = [Path(database_root) / n for n in database_names]
     whitening = patch_whitening(model, preset, paths, store_dir, device)
     extractor = PatchExtractor(model.to(device).eval(), preset, whitening)

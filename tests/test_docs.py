@@ -45,6 +45,8 @@ CHANGELOG_NARRATIVE = re.compile("|".join([
 ]), re.I)
 
 INCLUDE = re.compile(r'^--8<--\s+"([^"]+)"\s*$', re.M)
+# `netvlad …` or `python -m benchmarks NAME …`; `python benchmarks/<script>.py` only for a table recorded from a
+# script that is not a benchmark of the package
 COMMAND = re.compile(r"^`(netvlad |python -m benchmarks |python benchmarks/)[^`]+`")
 DATE = re.compile(r"\b20\d\d-\d\d-\d\d\b")
 MACHINE = re.compile(r"CPU .+\(.+\).*\d+ threads?.*torch \d")

@@ -113,7 +113,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> str:
-    """Run the benchmark with the parsed options."""
+    """Run the benchmark with the parsed options (with ``--only``, the one table without a heading: a docs fragment)."""
     out = args.out or work_dir("figures")
     out.mkdir(parents=True, exist_ok=True)
     parts = []
@@ -122,4 +122,9 @@ def run(args: argparse.Namespace) -> str:
                   gardens_point(out, args.force)]
     if args.only in (None, "demo"):
         parts += ["## The demo (1 torch thread, deterministic kernels)", demo(out, args.seeds, args.force)]
-    return "\n\n".join(parts)
+    return "\n\n".join(parts[1::2] if args.only else parts)
+
+
+def fragment_name(args: argparse.Namespace) -> str:
+    """``figures-<table>`` with ``--only`` (each table is its own docs fragment), else ``figures``."""
+    return f"figures-{args.only}" if args.only else "figures"

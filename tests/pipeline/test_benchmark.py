@@ -141,3 +141,14 @@ def test_a_set_without_a_baseline_result_is_left_out_of_the_choice():
                          baseline="base")
     selection = select_default(result)
     assert selection.skipped == ("c",) and selection.sets == ("a", "b") and selection.default == "other"
+
+
+
+def test_a_fragment_header_names_its_command_date_and_machine_as_the_docs_require():
+    from netvlad.pipeline.benchmark.report import header, run_meta
+    from tests.test_docs import COMMAND, DATE, MACHINE
+
+    first = header(run_meta("python benchmarks/decode.py --count 2", threads=1, seed=0))
+    assert first.startswith("`python benchmarks/decode.py --count 2` — ")
+    assert COMMAND.match(first) and DATE.search(first) and MACHINE.search(first)
+    assert ", 1 thread, torch " in first and first.endswith(", seed 0.")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from netvlad.cli.common import pick_device
+from netvlad.cli.options import pick_device
 from netvlad.data.images import load_image
 from netvlad.extract.descriptors import extract_to_store
 from netvlad.models import ModelConfig, PlaceModel, Preprocessing

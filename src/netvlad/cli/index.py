@@ -7,12 +7,24 @@ import json
 import logging
 from pathlib import Path
 
-from netvlad.cli.common import add_device_args, add_model_args, existing, number, output
-from netvlad.cli.dataset_args import add_bag_args, add_dataset_args
-from netvlad.cli.engine_args import add_engine_arg, engine_from_args
-from netvlad.cli.extract_args import add_cluster_images_arg
-from netvlad.cli.search_args import add_index_args, add_search_args, index_config_from_args, max_memory_from_args
-from netvlad.cli.verify_args import add_verify_args, check_verify_model, verified_index_search
+from netvlad.cli.options import (
+    add_bag_args,
+    add_cluster_images_arg,
+    add_dataset_args,
+    add_device_args,
+    add_engine_arg,
+    add_index_args,
+    add_model_args,
+    add_search_args,
+    add_verify_args,
+    check_verify_model,
+    engine_from_args,
+    existing,
+    index_config_from_args,
+    max_memory_from_args,
+    number,
+    output,
+)
 from netvlad.limits import NEIGHBOURS
 from netvlad.places.positions import POSITION_ESTIMATORS
 
@@ -21,22 +33,35 @@ logger = logging.getLogger(__name__)
 
 def build(args: argparse.Namespace) -> int:
     """Describe the database images and write the index folder."""
-    from netvlad.cli.common import model_from_args
-    from netvlad.cli.dataset_args import check_pair, dataset_options, dataset_source
-    from netvlad.cli.extract_args import fill_stores, prepare_model, start
+    from netvlad.cli.options import (
+        check_pair,
+        cluster_config,
+        cluster_options,
+        dataset_options,
+        dataset_source,
+        model_from_args,
+        pick_device,
+    )
     from netvlad.data.folders import open_database
+    from netvlad.extract.processes import extract_on_every_rank, join_processes, prepare_model
+    from netvlad.parallel import leave_quietly
     from netvlad.places.localise import build_place_index
 
-    device, info = start(args, args.out, "netvlad index build needs --out DIR")  # OUT/descriptors: the store
+    # OUT/descriptors: the store
+    device, info = join_processes(pick_device(args.device), args.out, "netvlad index build needs --out DIR")
     check_pair(args)
     images = open_database(dataset_source(args), **dataset_options(args))
-    model = prepare_model(model_from_args(args), images.paths(), args, device, info)
-    if not fill_stores(model, [(images, args.out / "descriptors", "database")], args, device, info):
-        return 0  # another rank: its rows are in OUT/descriptors, rank 0 builds the index
+    model = prepare_model(model_from_args(args), images.paths(), info, device, cluster_config(args),
+                          **cluster_options(args))
+    engine = engine_from_args(args, model, device, len(images))  # resolved once
+    if not extract_on_every_rank(model, [(images, args.out / "descriptors", "database")], info, dtype=args.dtype,
+                                 skip_bad=args.skip_bad, batch_size=args.batch_size, workers=args.workers,
+                                 device=device, progress=not args.no_progress, engine=engine):
+        leave_quietly()  # another rank: its rows are in OUT/descriptors, rank 0 builds the index
     index = build_place_index(model, images, args.out, index_config=index_config_from_args(args, device),
                               dtype=args.dtype, skip_bad=args.skip_bad, batch_size=args.batch_size,
                               workers=args.workers, device=device, progress=not args.no_progress,
-                              max_memory=max_memory_from_args(args), engine=engine_from_args(args))
+                              max_memory=max_memory_from_args(args), engine=engine)
     print(f"indexed {len(index)} images ({index.store.dim}-D, model {index.fingerprint}) in {args.out}")
     return 0
 
@@ -65,8 +90,7 @@ def format_result(result, positions: str = "utm", spacing: float = 1.0) -> str:
 
 def query(args: argparse.Namespace) -> int:
     """Localise each photo against the index and print (or JSON-dump) the matches."""
-    from netvlad.cli.common import model_from_args, pick_device
-    from netvlad.cli.ignored_args import refuse_model_with_index
+    from netvlad.cli.options import model_from_args, pick_device, refuse_model_with_index
     from netvlad.errors import BadInputError
     from netvlad.extract.descriptors import extract_descriptors
     from netvlad.places.localise import PlaceIndex
@@ -86,8 +110,11 @@ def query(args: argparse.Namespace) -> int:
                             f"{index.store.dim}-D ones", path=args.index)
     if args.verify:
         check_verify_model(args, model)
-        results = index.results([str(p) for p in paths], *verified_index_search(args, index, paths, descriptors,
-                                                                                 device), args.method)
+        from netvlad.cli.options import preset_from_args
+        from netvlad.eval.verified_folders import verify_index_search
+
+        found = verify_index_search(index, paths, descriptors, preset_from_args(args), args.verify_top, args.k, device)
+        results = index.results([str(p) for p in paths], *found, args.method)
     else:
         results = index.localise([str(p) for p in paths], descriptors, k=args.k, method=args.method)
     if args.json:

@@ -44,8 +44,7 @@ def run(args: argparse.Namespace) -> int:
     """Evaluate (under ``--protocol`` when given), print the tables, and write the report files."""
     from netvlad.cli.options import (
         check_verify_model,
-        cluster_config,
-        cluster_options,
+        clustering,
         engine_from_args,
         index_config_from_args,
         max_memory_from_args,
@@ -69,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     check_verify_model(args, model)
     if protocol:
         protocol_eval.with_input_size(model, protocol)
-    model = prepare_model(model, dataset.database.paths(), info, device, cluster_config(args), **cluster_options(args))
+    model = prepare_model(model, dataset.database.paths(), info, device, **clustering(args))
     # the engine resolved once, after k-means (an export holds the final weights): every rank extracts with it, the
     # evaluation reuses it, and the report names the engine that ran
     engine = engine_from_args(args, model, device, len(dataset.database) + len(dataset.queries))

@@ -26,11 +26,8 @@ logger = logging.getLogger(__name__)
 def hloc(args: argparse.Namespace) -> int:
     """Write (or extend) hloc's global-descriptor HDF5 file."""
     from netvlad.cli.options import (
-        check_pair,
-        cluster_config,
-        cluster_options,
-        dataset_options,
-        dataset_source,
+        clustering,
+        dataset_from_args,
         model_from_args,
         pick_device,
     )
@@ -43,10 +40,8 @@ def hloc(args: argparse.Namespace) -> int:
     if not args.overwrite:
         check_hloc_file(args.out)  # before any descriptor is computed
     device, info = join_processes(pick_device(args.device), args.store, "netvlad export hloc needs --store DIR")
-    check_pair(args)
-    lists = open_image_lists(dataset_source(args), positions=False, **dataset_options(args))
-    model = prepare_model(model_from_args(args), lists[0].paths(), info, device, cluster_config(args),
-                          **cluster_options(args))
+    lists = dataset_from_args(args, open_image_lists, positions=False)
+    model = prepare_model(model_from_args(args), lists[0].paths(), info, device, **clustering(args))
     engine = engine_from_args(args, model, device, sum(len(images) for images in lists))  # resolved once
     stores = [args.store / f"part{i}" if args.store else None for i in range(len(lists))]
     parts = [(images, store, f"part{i}") for i, (images, store) in enumerate(zip(lists, stores, strict=True))]

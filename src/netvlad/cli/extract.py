@@ -70,8 +70,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     """Extract the dataset's database and query descriptors into ``--store`` (this rank's or shard's rows)."""
     from netvlad.cli.options import (
-        cluster_config,
-        cluster_options,
+        clustering,
         dataset_from_args,
         engine_from_args,
         model_from_args,
@@ -89,8 +88,7 @@ def run(args: argparse.Namespace) -> int:
     if args.shard is not None:
         check_shared_parent(args.store)
     dataset = dataset_from_args(args)
-    model = prepare_model(model_from_args(args), dataset.database.paths(), info, device, cluster_config(args),
-                          **cluster_options(args))
+    model = prepare_model(model_from_args(args), dataset.database.paths(), info, device, **clustering(args))
     for side, images in (("database", dataset.database), ("queries", dataset.queries)):
         store = extract_to_store(model, images.root, images.names, args.store / side, dtype=args.dtype,
                                  skip_bad=args.skip_bad, batch_size=args.batch_size, workers=args.workers,

@@ -34,11 +34,8 @@ logger = logging.getLogger(__name__)
 def build(args: argparse.Namespace) -> int:
     """Describe the database images and write the index folder."""
     from netvlad.cli.options import (
-        check_pair,
-        cluster_config,
-        cluster_options,
-        dataset_options,
-        dataset_source,
+        clustering,
+        dataset_from_args,
         model_from_args,
         pick_device,
     )
@@ -49,10 +46,8 @@ def build(args: argparse.Namespace) -> int:
 
     # OUT/descriptors: the store
     device, info = join_processes(pick_device(args.device), args.out, "netvlad index build needs --out DIR")
-    check_pair(args)
-    images = open_database(dataset_source(args), **dataset_options(args))
-    model = prepare_model(model_from_args(args), images.paths(), info, device, cluster_config(args),
-                          **cluster_options(args))
+    images = dataset_from_args(args, open_database)
+    model = prepare_model(model_from_args(args), images.paths(), info, device, **clustering(args))
     engine = engine_from_args(args, model, device, len(images))  # resolved once
     if not extract_on_every_rank(model, [(images, args.out / "descriptors", "database")], info, dtype=args.dtype,
                                  skip_bad=args.skip_bad, batch_size=args.batch_size, workers=args.workers,

@@ -375,13 +375,14 @@ def check_pair(args: argparse.Namespace) -> None:
                             "database and the queries, e.g. --database day_left --queries day_right)")
 
 
-def dataset_from_args(args: argparse.Namespace):
-    """Open the dataset the arguments describe (a :class:`netvlad.data.GeoDataset`)."""
-    from netvlad.data import open_dataset
-
+def dataset_from_args(args: argparse.Namespace, opener=None, **extra):
+    """Open the dataset the arguments describe: a :class:`netvlad.data.GeoDataset`, or what ``opener`` (e.g.
+    :func:`netvlad.data.folders.open_database`, which takes the same arguments) returns; ``extra``: its own."""
+    if opener is None:
+        from netvlad.data import open_dataset as opener
 
     check_pair(args)
-    return open_dataset(dataset_source(args), **dataset_options(args))
+    return opener(dataset_source(args), **dataset_options(args), **extra)
 
 
 # ---- the engine, descriptors and k-means
@@ -422,18 +423,15 @@ def add_cluster_images_arg(parser) -> None:
                         help="off-the-shelf NetVLAD: database images sampled for k-means")
 
 
-def cluster_config(args: argparse.Namespace):
-    """The :class:`netvlad.extract.clusters.ClusterConfig` of ``--cluster-images`` (k-means of an off-the-shelf
-    NetVLAD)."""
+def clustering(args: argparse.Namespace) -> dict:
+    """The k-means keywords of an off-the-shelf NetVLAD (``--cluster-images`` as a
+    :class:`~netvlad.extract.clusters.ClusterConfig`, progress, batch size, workers, ``--skip-bad``), as
+    :func:`netvlad.extract.processes.prepare_model` and :func:`netvlad.extract.clusters.cluster_if_off_the_shelf`
+    take them."""
     from netvlad.extract.clusters import ClusterConfig
 
-    return ClusterConfig(num_images=args.cluster_images)
-
-
-def cluster_options(args: argparse.Namespace) -> dict:
-    """The extraction keywords of k-means sampling: progress, batch size, workers, ``--skip-bad``."""
-    return dict(progress=not args.no_progress, batch_size=args.batch_size, workers=args.workers,
-                skip_bad=getattr(args, "skip_bad", False))
+    return dict(config=ClusterConfig(num_images=args.cluster_images), progress=not args.no_progress,
+                batch_size=args.batch_size, workers=args.workers, skip_bad=getattr(args, "skip_bad", False))
 
 
 def add_extract_args(parser: argparse.ArgumentParser) -> None:

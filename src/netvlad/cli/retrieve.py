@@ -22,7 +22,7 @@ from netvlad.limits import NEIGHBOURS
 
 def run(args: argparse.Namespace) -> int:
     """Rank QUERY_FOLDER's photos against DATABASE_FOLDER's and write the tables, pairs and picture."""
-    from netvlad.cli.options import cluster_config, cluster_options, model_from_args, model_label, pick_device
+    from netvlad.cli.options import clustering, model_from_args, model_label, pick_device
     from netvlad.data.readers.common import list_images
     from netvlad.eval.folder_ranking import rank_folders, retrieve_folders, write_ranking
     from netvlad.extract.clusters import cluster_if_off_the_shelf
@@ -33,8 +33,7 @@ def run(args: argparse.Namespace) -> int:
     device = pick_device(args.device)
     model = model_from_args(args)
     check_verify_model(args, model)
-    cluster_if_off_the_shelf(model, [database / n for n in list_images(database)], cluster_config(args), device,
-                             **cluster_options(args))
+    cluster_if_off_the_shelf(model, [database / n for n in list_images(database)], device=device, **clustering(args))
     label = model_label(args, model)
     extract = dict(batch_size=args.batch_size, workers=args.workers, device=device, progress=not args.no_progress,
                    skip_bad=args.skip_bad, engine=engine_from_args(args))

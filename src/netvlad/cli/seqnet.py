@@ -55,7 +55,7 @@ def training_from_args(args: argparse.Namespace):
 
 def run_train(args: argparse.Namespace) -> int:
     """Extract (or read from ``--store``) the descriptors, train, validate, write ``--out`` and its JSON."""
-    from netvlad.cli.options import cluster_config, cluster_options, dataset_from_args, model_from_args, pick_device
+    from netvlad.cli.options import clustering, dataset_from_args, model_from_args, pick_device
     from netvlad.extract.processes import prepare_model
     from netvlad.files import refuse_overlaps
     from netvlad.parallel import DistInfo
@@ -66,8 +66,7 @@ def run_train(args: argparse.Namespace) -> int:
     device = pick_device(args.device)  # one process (torchrun: extract with `evaluate --store DIR` first)
     dataset = dataset_from_args(args)
     print(dataset)
-    model = prepare_model(model_from_args(args), dataset.database.paths(), DistInfo(), device, cluster_config(args),
-                          **cluster_options(args))
+    model = prepare_model(model_from_args(args), dataset.database.paths(), DistInfo(), device, **clustering(args))
     summary = run_seqnet_training(model, dataset, args.out, training_from_args(args), args.val_places, args.store,
                                   batch_size=args.batch_size, workers=args.workers, device=device,
                                   progress=not args.no_progress, skip_bad=args.skip_bad, dtype=args.dtype)

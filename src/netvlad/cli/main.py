@@ -21,8 +21,8 @@ from netvlad.errors import BadInputError
 logger = logging.getLogger("netvlad")
 
 # Each module adds its sub-commands through ``register(subparsers)``; each command is ``func(args) -> int``.
-COMMAND_MODULES = ("demo", "data", "generate", "cluster", "train", "evaluate", "retrieve", "extract", "index", "export",
-                   "convert", "store", "stream", "seqnet", "benchmark")
+COMMAND_MODULES = ("demo", "data", "generate", "cluster", "train", "evaluate", "retrieve", "extract", "index", "query",
+                   "export", "convert", "store", "stream", "seqnet", "benchmark")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,6 +10,7 @@ read these variables once, when they load: call it before ``torch``, ``faiss`` o
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import platform
@@ -109,3 +110,48 @@ def describe(environment: dict) -> str:
                else "the CPU's fastest kernels (numbers may differ on another CPU)")
     return (f"{setting}; torch CPU capability {environment['torch_cpu_capability']}, CPU {environment['cpu']} "
             f"({environment['cpu_isa']}), {environment['torch_threads']} torch threads; {versions}")
+
+
+def record_numerics(folder: Path | str) -> dict:
+    """Write ``folder/numerics.json`` (library versions, CPU, instruction set, kernels) and log its line."""
+    from netvlad.files import atomic_write
+
+    environment = numeric_environment()
+    path = Path(folder) / "numerics.json"
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(environment, indent=1), encoding="utf-8"))
+    logger.info("numerics: %s", describe(environment))
+    return environment
+
+
+
+def _kernels(deterministic: bool) -> str:
+    """How a run's kernel setting reads in a message."""
+    return "deterministic kernels" if deterministic else "the CPU's fastest kernels"
+
+
+
+def check_resumed_numerics(run_dir: Path | str) -> None:
+    """``--resume``: refuse kernels (and, for a deterministic run, torch threads) other than the run started with.
+
+    Either changes the arithmetic, so the resumed run would no longer continue bit for bit; a run that never
+    promised bit-identity (fastest kernels) may change its thread count, with a warning.
+    """
+    from netvlad.errors import BadInputError
+
+    path = Path(run_dir) / "numerics.json"
+    if not path.is_file():  # a run from before numerics.json: nothing to compare
+        logger.info("%s: no record of the run's kernels; resuming with the current ones", path)
+        return
+    started, now = json.loads(path.read_text(encoding="utf-8")), numeric_environment()
+    if started.get("deterministic") != now["deterministic"]:
+        raise BadInputError(
+            f"{run_dir} was started with {_kernels(started.get('deterministic'))}, this resume would run "
+            f"{_kernels(now['deterministic'])}: the weights would no longer continue bit for bit", path=path,
+            hint=f"resume with --{'' if started.get('deterministic') else 'no-'}deterministic")
+    threads = started.get("torch_threads")
+    if threads is not None and threads != now["torch_threads"]:
+        change = f"{run_dir} was started with {threads} torch threads, this resume runs {now['torch_threads']}"
+        if started.get("deterministic"):
+            raise BadInputError(f"{change}: a deterministic run would no longer continue bit for bit", path=path,
+                                hint=f"resume with --threads {threads}")
+        logger.warning("%s: the last bits of the weights may differ from an uninterrupted run", change)

@@ -11,8 +11,8 @@ import sys
 import pytest
 import torch
 
-from netvlad.cli.common import THREADS_RULE, default_threads, usable_cores
 from netvlad.cli.main import build_parser, leaf_parsers, main
+from netvlad.cli.options import THREADS_RULE, default_threads, usable_cores
 from tests.conftest import REPO
 
 # Arguments where 0 is meaningful (none, all, no tolerance, the first seed or layer); every other numeric
@@ -86,7 +86,7 @@ def test_threads_default_and_explicit(tmp_path, monkeypatch, caplog):
     (tmp_path / "notes.txt").write_text("not a dataset")
     assert default_threads(0) == max(1, usable_cores() - 1)
     assert default_threads(10_000) == 1
-    monkeypatch.setattr("netvlad.cli.common.usable_cores", lambda: 16)
+    monkeypatch.setattr("netvlad.cli.options.usable_cores", lambda: 16)
     assert (default_threads(0), default_threads(2)) == (15, 13)
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")  # torchrun: four processes share the 16 cores
     assert default_threads(0) == 3

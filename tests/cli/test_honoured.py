@@ -7,9 +7,8 @@ import shutil
 import numpy as np
 import pytest
 
-from netvlad.cli.common import add_model_args
-from netvlad.cli.ignored_args import ARCHITECTURE, INPUT
 from netvlad.cli.main import build_parser, leaf_parsers, main
+from netvlad.cli.options import ARCHITECTURE, INPUT, add_model_args
 from tests.conftest import shared_dataset
 
 PAIR_ERROR = "--database day_left without --queries: name both sub-folders"
@@ -57,7 +56,7 @@ def test_model_flag_defaults_are_the_parsers():
 @pytest.mark.parametrize("flag", [["--pool", "gem"], ["--backbone", "vgg16"], ["--clusters", "8"],
                                   ["--parametrization", "paper"], ["--no-pretrained"]])
 def test_architecture_flags_with_a_checkpoint_are_refused(leaf, flag, tmp_path, caplog):
-    from netvlad.cli.common import model_from_args
+    from netvlad.cli.options import model_from_args
 
     argv = [*leaf.prog.split()[1:], *_required(leaf, tmp_path, tmp_path), "--model", __file__, *flag]
     args = build_parser().parse_args(argv)

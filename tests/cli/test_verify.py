@@ -85,7 +85,7 @@ def test_preset_choices_load_without_torch():
 
     from tests.conftest import REPO
 
-    code = ("import sys, netvlad.cli.verify_args, netvlad.match.verify as v; v.get_preset('speed'); "
+    code = ("import sys, netvlad.cli.options, netvlad.match.verify as v; v.get_preset('speed'); "
             "print(sorted({'torch', 'numpy', 'faiss'} & set(sys.modules)))")
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout

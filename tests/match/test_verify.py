@@ -44,7 +44,7 @@ def test_presets_are_the_papers_configurations():
 def test_ransac_thresholds_on_the_command_line():
     from argparse import Namespace
 
-    from netvlad.cli.verify_args import preset_from_args
+    from netvlad.cli.options import preset_from_args
 
     args = Namespace(verify="performance", verify_global_weight=None, verify_ransac_threshold=[1.0, 1.5, 2.0])
     assert preset_from_args(args).thresholds == (1.0, 1.5, 2.0)

@@ -9,7 +9,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from netvlad.cli.common import output
+from netvlad.cli.options import output
 
 logger = logging.getLogger(__name__)
 DEFAULT_DATA = Path("..") / "shared" / "data"

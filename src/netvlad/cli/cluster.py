@@ -5,16 +5,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from netvlad.cli.common import add_device_args, add_model_args, number, output
-from netvlad.cli.dataset_args import add_dataset_args
+from netvlad.cli.options import add_dataset_args, add_device_args, add_model_args, number, output
 from netvlad.extract.clusters import ClusterConfig
 from netvlad.limits import COUNT, NON_NEGATIVE_INT
 
 
 def run_cluster(args: argparse.Namespace) -> int:
     """k-means the database images' local descriptors and write the checkpoint."""
-    from netvlad.cli.common import model_from_args, pick_device
-    from netvlad.cli.dataset_args import dataset_from_args
+    from netvlad.cli.options import dataset_from_args, model_from_args, pick_device
     from netvlad.extract import ClusterConfig, initialize_clusters
     from netvlad.models import save_model
 

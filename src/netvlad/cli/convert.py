@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from netvlad.cli.common import number, output
+from netvlad.cli.options import number, output
 from netvlad.limits import COUNT
 from netvlad.models.converter_formats import CONVERTERS
 from netvlad.models.published import PUBLISHED

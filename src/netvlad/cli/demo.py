@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from netvlad.cli.common import existing, number, output
-from netvlad.cli.engine_args import add_engine_arg
-from netvlad.cli.numerics_args import add_numerics_args
+from netvlad.cli.options import add_engine_arg, add_numerics_args, existing, number, output
 from netvlad.limits import NON_NEGATIVE_INT
 from netvlad.pipeline.demo_config import PRESETS
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo pipeline and print its table and seed (threads are set by ``netvlad.cli.main``)."""
-    from netvlad.cli.common import pick_device
-    from netvlad.cli.dataset_args import check_pair
+    from netvlad.cli.options import check_pair, pick_device
     from netvlad.numerics import deterministic
     from netvlad.pipeline import DemoConfig, run_demo
 

@@ -1,36 +1,66 @@
-"""`netvlad evaluate DATASET`: Recall@N of a checkpoint or an off-the-shelf model, with a JSON/CSV/PNG report."""
+"""`netvlad evaluate DATASET`: Recall@N of a checkpoint or an off-the-shelf model, with a JSON/CSV/PNG report;
+``--protocol NAME`` (a published benchmark's settings), ``--sequence L`` (sequence matching beside single-frame
+Recall@N) and ``--verify PRESET`` (spatial re-ranking) are its options here."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
-from netvlad.cli.common import add_device_args, add_model_args, number, output
-from netvlad.cli.dataset_args import add_dataset_args
-from netvlad.cli.engine_args import add_engine_arg
-from netvlad.cli.extract_args import add_extract_args, add_pictures_arg, model_label
-from netvlad.cli.protocol_args import add_protocol_args, check_protocol_args, group_table
-from netvlad.cli.search_args import add_index_args, index_config_from_args, max_memory_from_args, parse_ns
-from netvlad.cli.sequence_args import add_sequence_args, sequence_config_from_args
-from netvlad.cli.verify_args import add_verify_args, check_verify_model, verify_evaluation, write_verified
+from netvlad.cli.options import (
+    add_dataset_args,
+    add_device_args,
+    add_engine_arg,
+    add_extract_args,
+    add_index_args,
+    add_model_args,
+    add_pictures_arg,
+    add_verify_args,
+    existing,
+    number,
+    output,
+    parse_ns,
+)
 from netvlad.constants import EVAL_RADIUS_M
 from netvlad.errors import BadInputError
+from netvlad.eval.protocols import PROTOCOLS, Protocol, list_protocols
 from netvlad.limits import POSITIVE
+from netvlad.match.sequence import (
+    CONTRAST_RADIUS,
+    DEFAULT,
+    DEFAULT_METHOD,
+    LENGTH,
+    METHODS,
+    PROPAGATE,
+    SHORTLIST,
+    VELOCITY,
+)
 
 logger = logging.getLogger(__name__)
 
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate (under ``--protocol`` when given), print the tables, and write the report files."""
-    from netvlad.cli.common import model_from_args
-    from netvlad.cli.engine_args import engine_from_args
-    from netvlad.cli.extract_args import fill_stores, prepare_model, start
+    from netvlad.cli.options import (
+        check_verify_model,
+        clustering,
+        engine_from_args,
+        index_config_from_args,
+        max_memory_from_args,
+        model_from_args,
+        model_label,
+        pick_device,
+        preset_from_args,
+    )
     from netvlad.data.conditions import query_conditions
     from netvlad.eval import protocol_eval
     from netvlad.eval.recall import evaluate
     from netvlad.eval.report import condition_recall, condition_table, pr_line
+    from netvlad.extract.processes import extract_on_every_rank, join_processes, prepare_model
+    from netvlad.parallel import leave_quietly
 
-    device, info = start(args, args.store, "netvlad evaluate needs --store DIR")
+    device, info = join_processes(pick_device(args.device), args.store, "netvlad evaluate needs --store DIR")
     sequence, protocol, dataset = open_evaluation(args)
     if info.is_main:
         print(dataset)
@@ -38,13 +68,16 @@ def run(args: argparse.Namespace) -> int:
     check_verify_model(args, model)
     if protocol:
         protocol_eval.with_input_size(model, protocol)
-    model = prepare_model(model, dataset.database.paths(), args, device, info)
-    if args.store is not None and not fill_stores(model, [(dataset.database, args.store / "database", "database"),
-                                                         (dataset.queries, args.store / "queries", "queries")],
-                                                  args, device, info):
-        return 0  # another rank: its rows are in the store, rank 0 evaluates
-    engine = engine_from_args(args, model, device, len(dataset.database) + len(dataset.queries))  # resolved once:
-    # the report names the engine that ran
+    model = prepare_model(model, dataset.database.paths(), info, device, **clustering(args))
+    # the engine resolved once, after k-means (an export holds the final weights): every rank extracts with it, the
+    # evaluation reuses it, and the report names the engine that ran
+    engine = engine_from_args(args, model, device, len(dataset.database) + len(dataset.queries))
+    if args.store is not None and not extract_on_every_rank(
+            model, [(dataset.database, args.store / "database", "database"),
+                    (dataset.queries, args.store / "queries", "queries")], info, dtype=args.dtype,
+            skip_bad=args.skip_bad, batch_size=args.batch_size, workers=args.workers, device=device,
+            progress=not args.no_progress, engine=engine):
+        leave_quietly()  # another rank: its rows are in the store, rank 0 evaluates
     common = dict(ns=args.recall, batch_size=args.batch_size, workers=args.workers, device=device,
                   progress=not args.no_progress, store_dir=args.store, skip_bad=args.skip_bad, dtype=args.dtype,
                   index_config=index_config_from_args(args, device),
@@ -65,7 +98,14 @@ def run(args: argparse.Namespace) -> int:
           f"{result.descriptor_dim}-D descriptors" + (f", protocol {protocol.name}" if protocol else ""))
     print(result.table() if sequence_result is None else sequence_result.table(result))
     print(pr_line(result))
-    verified = verify_evaluation(args, model, dataset, result, device, sequence_result)  # None without --verify
+    verified = None
+    preset = preset_from_args(args)
+    if preset is not None:
+        from netvlad.eval.verified import verify_evaluation
+
+        verified = verify_evaluation(model, dataset, result.positives, preset, args.store, args.verify_top,
+                                     args.recall, device, sequence_result)
+        print_verified(verified)
     if protocol_run and protocol_run.per_group:
         print(group_table(protocol_run.per_group, protocol.group_by or "group"))
     conditions = query_conditions(dataset)
@@ -78,9 +118,30 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def print_verified(verified) -> None:
+    """The re-ranked table and one line of its cost."""
+    print(verified.table())
+    summary = verified.summary()["verify"]
+    print(f"re-ranking {verified.preset.name}: {summary['rerank_seconds_per_query'] * 1000:.1f} ms per query (top "
+          f"{verified.top}), patch store {summary['store_bytes_per_image'] / 1e6:.3f} MB per image"
+          + (f", {summary['skipped_sizes']} (image, size) pairs skipped: images smaller than the patch"
+             if summary["skipped_sizes"] else ""))
+
+
+def write_verified(verified, dataset, result, output: Path) -> dict:
+    """The per-query CSV beside ``output`` (``<stem>_verified.csv``); returns the JSON keys to add."""
+    if verified is None:
+        return {}
+    from netvlad.eval.verified import write_verified_csv
+
+    path = write_verified_csv(verified, dataset, result.positives, Path(f"{Path(output).with_suffix('')}_verified.csv"))
+    print(f"wrote {path}")
+    return verified.summary()
+
+
 def open_evaluation(args: argparse.Namespace):
     """``(sequence config, protocol, dataset)`` of the arguments, refusing the combinations not supported."""
-    from netvlad.cli.dataset_args import dataset_from_args, dataset_source
+    from netvlad.cli.options import dataset_from_args, dataset_source
     from netvlad.eval import protocol_eval
     from netvlad.eval.protocols import get_protocol
 
@@ -124,7 +185,6 @@ def write_outputs(args: argparse.Namespace, result, dataset, model, label: str, 
 
 def run_sequences(args: argparse.Namespace, model, dataset, sequence, common: dict):
     """Single-frame and sequence results (``--sequence``) over descriptors extracted once."""
-    from netvlad.cli.sequence_args import encoder_from_args
     from netvlad.eval.sequence import evaluate_sequences
 
     encoder = encoder_from_args(args, sequence, model.output_dim)
@@ -160,3 +220,140 @@ def register(subparsers) -> None:
                             "none, the table is printed only)")
     add_pictures_arg(group)
     parser.set_defaults(func=run)
+
+
+# option name, attribute, the protocol field it must agree with
+PROTOCOL_SETTINGS = (("--split", "split", "split"), ("--database", "database", "database"),
+                     ("--queries", "queries", "queries"), ("--frame-tolerance", "frame_tolerance", "frame_tolerance"),
+                     ("--radius", "radius", "radius"))
+
+
+def add_protocol_args(parser: argparse.ArgumentParser) -> None:
+    """Add ``--protocol``."""
+    parser.add_argument("--protocol", choices=list_protocols(), default=None, metavar="NAME",
+                        help="a published benchmark's protocol: sets split, query/database folders, radius or frame "
+                             "tolerance and input size, and checks the dataset (" + ", ".join(PROTOCOLS) + ")")
+
+
+def check_protocol_args(args: argparse.Namespace, protocol: Protocol) -> None:
+    """Refuse options that contradict the protocol (the protocol sets them)."""
+    for option, attr, key in PROTOCOL_SETTINGS:
+        given, wanted = getattr(args, attr, None), getattr(protocol, key)
+        if given is not None and given != wanted:
+            raise BadInputError(f"--protocol {protocol.name} sets {option} to {wanted}; drop {option} {given} (or "
+                                "drop --protocol)")
+    if getattr(args, "resize", None) or getattr(args, "size", None):
+        size = " " + "x".join(map(str, protocol.size)) if protocol.size else ""
+        raise BadInputError(f"--protocol {protocol.name} feeds images as the published tables did ({protocol.resize}"
+                            f"{size}); drop --resize/--size (or drop --protocol)")
+    if getattr(args, "format", None) and args.format not in protocol.formats:
+        raise BadInputError(f"--protocol {protocol.name} reads a {' or '.join(protocol.formats)} dataset; drop "
+                            f"--format {args.format}")
+
+
+def group_table(per_group: dict, label: str) -> str:
+    """A markdown table of per-group (city) Recall@N with query and database counts."""
+    ns = list(next(iter(per_group.values())).recall) if per_group else []
+    lines = [f"| {label} | queries | database | " + " | ".join(f"R@{n}" for n in ns) + " |",
+             "|---|---:|---:|" + "---:|" * len(ns)]
+    for group, result in per_group.items():
+        lines.append(f"| {group} | {result.num_queries} | {result.num_database} | "
+                     + " | ".join(f"{result.recall[n]:.1f}" for n in ns) + " |")
+    return "\n".join(lines)
+
+
+def parse_velocities(text: str) -> tuple[float, ...]:
+    """``"0.8,1,1.25"`` -> (0.8, 1.0, 1.25) database frames per query frame."""
+    try:
+        values = tuple(float(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        values = ()
+    if not values or not all(VELOCITY.accepts(v) for v in values):
+        raise argparse.ArgumentTypeError(f"must be comma-separated numbers, each {VELOCITY.describe()} (e.g. "
+                                         f"0.8,1,1.25), got {text!r}")
+    return values
+
+
+def add_sequence_args(parser: argparse.ArgumentParser) -> None:
+    """Add ``--sequence``, ``--sequence-method``, ``--sequence-model``, ``--centred`` and the matcher's settings."""
+    group = parser.add_argument_group("sequence matching (queries and database with sequence order)")
+    group.add_argument("--sequence", type=number(LENGTH), default=None, metavar="L",
+                       help="also report Recall@N of matching L-frame query sequences (e.g. 10)")
+    group.add_argument("--sequence-method", default=DEFAULT_METHOD, choices=METHODS.names(),
+                       help="; ".join(f"{name}: {METHODS.get(name)}" for name in METHODS.names())
+                       + f" (default {DEFAULT_METHOD}: chosen across every set we have, see docs/sequences.md)")
+    group.add_argument("--sequence-model", type=existing("file", "SeqNet model"), default=None, metavar="FILE",
+                       help="seqnet: a trained SeqNet (.safetensors, its config beside it)")
+    group.add_argument("--centred", action="store_true",
+                       help="centre each window on its query frame (offline; default causal: the L-1 frames before)")
+    group.add_argument("--shortlist", type=number(SHORTLIST), default=DEFAULT.shortlist, metavar="M",
+                       help=f"seqslam, seqnet: database frames scored per query frame (default {DEFAULT.shortlist})")
+    group.add_argument("--propagate", type=number(PROPAGATE), default=DEFAULT.propagate, metavar="P",
+                       help="seqslam, seqnet: also score the top P of each earlier window frame's shortlist, carried "
+                            "along the "
+                            f"trajectory (0: the current frame's shortlist only; default {DEFAULT.propagate})")
+    group.add_argument("--velocities", type=parse_velocities, default=DEFAULT.velocities, metavar="V,V,...",
+                       help="database frames per query frame tried by trajectories (default "
+                            + ",".join(f"{v:g}" for v in DEFAULT.velocities) + ")")
+    group.add_argument("--contrast-radius", type=number(CONTRAST_RADIUS), default=DEFAULT.contrast_radius,
+                       metavar="R", help=f"seqslam, seqnet: ±database frames of the contrast normalisation, ≥ 1 "
+                                         f"(default {DEFAULT.contrast_radius}; raw distances: --sequence-method "
+                                         "diagonal)")
+
+
+def sequence_config_from_args(args: argparse.Namespace):
+    """The :class:`~netvlad.match.SequenceConfig` of the command line, or None without ``--sequence``;
+    options that need ``--sequence`` (or another method) are refused."""
+    from netvlad.match.sequence import SequenceConfig
+
+    if args.sequence is None:
+        given = [flag for flag, attr in (("--sequence-model", "sequence_model"), ("--centred", "centred"))
+                 if getattr(args, attr)]
+        if given:
+            raise BadInputError(f"{given[0]} applies to sequence matching; add --sequence L (e.g. --sequence 10)")
+        return None
+    if args.sequence_method == "seqnet" and args.sequence_model is None:
+        raise BadInputError("--sequence-method seqnet needs --sequence-model SEQNET.safetensors (train one with "
+                            "netvlad seqnet or netvlad.train.seqnet)")
+    if args.sequence_model is not None and args.sequence_method != "seqnet":
+        raise BadInputError(f"--sequence-model is a SeqNet; add --sequence-method seqnet (not "
+                            f"{args.sequence_method})")
+    refuse_inapplicable(args)
+    return SequenceConfig(length=args.sequence, velocities=args.velocities, contrast_radius=args.contrast_radius,
+                          shortlist=args.shortlist, centred=args.centred, propagate=args.propagate)
+
+
+# The matcher settings each method reads; any other one set away from its default would be silently ignored.
+MATCHER_SETTINGS = {"shortlist": "--shortlist", "propagate": "--propagate", "velocities": "--velocities",
+            "contrast_radius": "--contrast-radius"}
+
+
+APPLIES = {"seqslam": set(MATCHER_SETTINGS), "seqnet": set(MATCHER_SETTINGS), "diagonal": {"velocities"},
+           "delta": set()}
+
+
+WHY = {"diagonal": "it scores every database frame with raw distances: no shortlist, no normalisation",
+       "delta": "it searches Delta descriptors: no trajectories, no shortlist re-ranking"}
+
+
+def refuse_inapplicable(args: argparse.Namespace) -> None:
+    """Refuse matcher settings the chosen method would not read, and a shortlist that makes SeqSLAM the single
+    frame ranking (one candidate, none carried)."""
+    method = args.sequence_method
+    for dest, flag in MATCHER_SETTINGS.items():
+        if dest not in APPLIES[method] and getattr(args, dest) != getattr(DEFAULT, dest):
+            raise BadInputError(f"{flag} does not apply to --sequence-method {method} ({WHY[method]}); drop it")
+    if method in ("seqslam", "seqnet") and args.shortlist == 1 and args.propagate == 0:
+        raise BadInputError("--shortlist 1 with --propagate 0 leaves one candidate per query frame: the ranking "
+                            "would be the single-frame one; give --shortlist ≥ 2 or --propagate ≥ 1")
+
+
+def encoder_from_args(args: argparse.Namespace, config, descriptor_dim: int):
+    """The SeqNet encoder of ``--sequence-model`` (checked against the descriptors' dim and L), or None."""
+    if args.sequence_model is None:
+        return None
+    from netvlad.match.seqnet import seqnet_encoder
+    from netvlad.models.seqnet import load_seqnet
+
+    model = load_seqnet(args.sequence_model, descriptor_dim=descriptor_dim, length=config.length)
+    return seqnet_encoder(model)

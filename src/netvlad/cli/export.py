@@ -6,10 +6,17 @@ import argparse
 import logging
 from pathlib import Path
 
-from netvlad.cli.common import add_device_args, add_model_args, existing, number, output
-from netvlad.cli.dataset_args import add_dataset_args
-from netvlad.cli.engine_args import add_engine_arg, engine_from_args
-from netvlad.cli.extract_args import add_cluster_images_arg
+from netvlad.cli.options import (
+    add_cluster_images_arg,
+    add_dataset_args,
+    add_device_args,
+    add_engine_arg,
+    add_model_args,
+    engine_from_args,
+    existing,
+    number,
+    output,
+)
 from netvlad.limits import COUNT
 from netvlad.models.export import EXPORTERS
 
@@ -18,35 +25,41 @@ logger = logging.getLogger(__name__)
 
 def hloc(args: argparse.Namespace) -> int:
     """Write (or extend) hloc's global-descriptor HDF5 file."""
-    from netvlad.cli.common import model_from_args
-    from netvlad.cli.dataset_args import check_pair, dataset_options, dataset_source
-    from netvlad.cli.extract_args import fill_stores, prepare_model, start
+    from netvlad.cli.options import (
+        clustering,
+        dataset_from_args,
+        model_from_args,
+        pick_device,
+    )
     from netvlad.data.folders import open_image_lists
     from netvlad.eval.hloc import write_hloc_descriptors
+    from netvlad.extract.processes import extract_on_every_rank, join_processes, prepare_model
     from netvlad.models.export import check_hloc_file
+    from netvlad.parallel import leave_quietly
 
     if not args.overwrite:
         check_hloc_file(args.out)  # before any descriptor is computed
-    device, info = start(args, args.store, "netvlad export hloc needs --store DIR")
-    check_pair(args)
-    lists = open_image_lists(dataset_source(args), positions=False, **dataset_options(args))
-    model = prepare_model(model_from_args(args), lists[0].paths(), args, device, info)
+    device, info = join_processes(pick_device(args.device), args.store, "netvlad export hloc needs --store DIR")
+    lists = dataset_from_args(args, open_image_lists, positions=False)
+    model = prepare_model(model_from_args(args), lists[0].paths(), info, device, **clustering(args))
+    engine = engine_from_args(args, model, device, sum(len(images) for images in lists))  # resolved once
     stores = [args.store / f"part{i}" if args.store else None for i in range(len(lists))]
     parts = [(images, store, f"part{i}") for i, (images, store) in enumerate(zip(lists, stores, strict=True))]
-    if not fill_stores(model, parts, args, device, info):
-        return 0  # another rank: its rows are in the store, rank 0 writes the file
+    if not extract_on_every_rank(model, parts, info, dtype="float32", skip_bad=args.skip_bad,
+                                 batch_size=args.batch_size, workers=args.workers, device=device,
+                                 progress=not args.no_progress, engine=engine):
+        leave_quietly()  # another rank: its rows are in the store, rank 0 writes the file
     written, root = write_hloc_descriptors(model, lists, args.out, names_root=args.names_root, stores=stores,
                                            overwrite=args.overwrite, skip_bad=args.skip_bad,
                                            batch_size=args.batch_size, workers=args.workers, device=device,
-                                           progress=not args.no_progress,
-                                           engine=engine_from_args(args))
+                                           progress=not args.no_progress, engine=engine)
     print(f"wrote global descriptors of {written} images to {args.out} (names relative to {root})")
     return 0
 
 
 def model_export(args: argparse.Namespace) -> int:
     """Write the model as ONNX or TorchScript (and compare onnxruntime with PyTorch on ``--check``)."""
-    from netvlad.cli.common import model_from_args
+    from netvlad.cli.options import model_from_args
     from netvlad.data.images import load_image
     from netvlad.models.export import onnx_max_difference
     from netvlad.nn import NetVLAD

@@ -9,10 +9,13 @@ import argparse
 import logging
 from pathlib import Path
 
-from netvlad.cli.common import add_device_args, add_model_args
-from netvlad.cli.dataset_args import add_dataset_args
-from netvlad.cli.engine_args import add_engine_arg
-from netvlad.cli.extract_args import add_cluster_images_arg
+from netvlad.cli.options import (
+    add_cluster_images_arg,
+    add_dataset_args,
+    add_device_args,
+    add_engine_arg,
+    add_model_args,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -66,23 +69,26 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Extract the dataset's database and query descriptors into ``--store`` (this rank's or shard's rows)."""
-    from netvlad.cli.common import model_from_args
-    from netvlad.cli.dataset_args import dataset_from_args
-    from netvlad.cli.engine_args import engine_from_args
-    from netvlad.cli.extract_args import prepare_model, start
+    from netvlad.cli.options import (
+        clustering,
+        dataset_from_args,
+        engine_from_args,
+        model_from_args,
+        pick_device,
+    )
     from netvlad.errors import BadInputError
     from netvlad.extract.descriptors import extract_to_store
-    from netvlad.extract.processes import check_shared_parent
+    from netvlad.extract.processes import check_shared_parent, join_processes, prepare_model
     from netvlad.parallel import shutdown
 
-    device, info = start(args, args.store, "--store DIR")
+    device, info = join_processes(pick_device(args.device), args.store, "--store DIR")
     if info.active and args.shard is not None:
         raise BadInputError(f"--shard {args.shard} under torchrun: each of the {info.world} ranks already takes its "
                             "shard; drop --shard (or run without torchrun)")
     if args.shard is not None:
         check_shared_parent(args.store)
     dataset = dataset_from_args(args)
-    model = prepare_model(model_from_args(args), dataset.database.paths(), args, device, info)
+    model = prepare_model(model_from_args(args), dataset.database.paths(), info, device, **clustering(args))
     for side, images in (("database", dataset.database), ("queries", dataset.queries)):
         store = extract_to_store(model, images.root, images.names, args.store / side, dtype=args.dtype,
                                  skip_bad=args.skip_bad, batch_size=args.batch_size, workers=args.workers,

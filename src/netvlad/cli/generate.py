@@ -6,7 +6,7 @@ import argparse
 import logging
 import os
 
-from netvlad.cli.common import number, output
+from netvlad.cli.options import number, output
 from netvlad.data.synthetic.city_config import SIZES
 from netvlad.limits import NON_NEGATIVE_INT
 from netvlad.places.streaming import CITY_ROUTES

@@ -14,17 +14,15 @@ import re
 import sys
 
 from netvlad import __version__
-from netvlad.cli.common import add_threads_arg, set_threads
-from netvlad.cli.ignored_args import refuse_unused
-from netvlad.cli.numerics_args import apply_numerics
+from netvlad.cli.options import add_threads_arg, refuse_unused, set_threads
 from netvlad.cli.parser import Parser
 from netvlad.errors import BadInputError
 
 logger = logging.getLogger("netvlad")
 
 # Each module adds its sub-commands through ``register(subparsers)``; each command is ``func(args) -> int``.
-COMMAND_MODULES = ("demo", "data", "generate", "cluster", "train", "evaluate", "retrieve", "extract", "index", "export",
-                   "convert", "store", "stream", "seqnet", "benchmark")
+COMMAND_MODULES = ("demo", "data", "generate", "cluster", "train", "evaluate", "retrieve", "extract", "index", "query",
+                   "export", "convert", "store", "stream", "seqnet", "benchmark")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         try:
             args = parser.parse_args(argv)
-        except OSError as error:  # an input or output path refused while parsing (common.existing, common.output)
+        except OSError as error:  # an input or output path refused while parsing (options.existing, options.output)
             setup_logging(0, False)
             report(error)
             return 1
@@ -103,6 +101,14 @@ def main(argv: list[str] | None = None) -> int:
         return run(args, next(leaf for leaf in leaf_parsers(parser) if leaf.get_default("func") is args.func))
     finally:
         logger.setLevel(level)
+
+
+def apply_numerics(args: argparse.Namespace) -> None:
+    """Pin the kernels when the command asks for it (``--deterministic``), before the command imports torch."""
+    if getattr(args, "deterministic", False):
+        from netvlad.numerics import pin_kernels
+
+        pin_kernels()
 
 
 def stderr_is_terminal() -> bool:

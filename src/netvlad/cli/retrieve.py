@@ -5,19 +5,27 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from netvlad.cli.common import add_device_args, add_model_args, existing, number
-from netvlad.cli.engine_args import add_engine_arg, engine_from_args
-from netvlad.cli.extract_args import add_cluster_images_arg, add_pictures_arg
-from netvlad.cli.verify_args import add_verify_args, check_verify_model, verified_folder_ranking
+from netvlad.cli.options import (
+    add_cluster_images_arg,
+    add_device_args,
+    add_engine_arg,
+    add_model_args,
+    add_pictures_arg,
+    add_verify_args,
+    check_verify_model,
+    engine_from_args,
+    existing,
+    number,
+)
 from netvlad.limits import NEIGHBOURS
 
 
 def run(args: argparse.Namespace) -> int:
     """Rank QUERY_FOLDER's photos against DATABASE_FOLDER's and write the tables, pairs and picture."""
-    from netvlad.cli.common import model_from_args, pick_device
-    from netvlad.cli.extract_args import cluster_from_args, model_label
+    from netvlad.cli.options import clustering, model_from_args, model_label, pick_device
     from netvlad.data.readers.common import list_images
     from netvlad.eval.folder_ranking import rank_folders, retrieve_folders, write_ranking
+    from netvlad.extract.clusters import cluster_if_off_the_shelf
 
     database = Path(args.database_folder)
     list_images(database)  # a missing or imageless folder fails here, before any model is built
@@ -25,19 +33,32 @@ def run(args: argparse.Namespace) -> int:
     device = pick_device(args.device)
     model = model_from_args(args)
     check_verify_model(args, model)
-    cluster_from_args(model, [database / n for n in list_images(database)], args, device)
+    cluster_if_off_the_shelf(model, [database / n for n in list_images(database)], device=device, **clustering(args))
     label = model_label(args, model)
     extract = dict(batch_size=args.batch_size, workers=args.workers, device=device, progress=not args.no_progress,
                    skip_bad=args.skip_bad, engine=engine_from_args(args))
     if args.verify:
-        ranking = verified_folder_ranking(args, model, rank_folders(model, database, args.query_folder,
-                                                                    max(args.k, args.verify_top), **extract), device)
+        from netvlad.cli.options import preset_from_args
+        from netvlad.eval.verified_folders import verify_folder_ranking
+
+        ranking = rank_folders(model, database, args.query_folder, max(args.k, args.verify_top), **extract)
+        ranking, verified = verify_folder_ranking(model, preset_from_args(args), ranking, args.k, args.verify_top,
+                                                  Path(args.out) / "patches", device)
+        print_cost(args.verify, verified)
         paths = write_ranking(ranking, args.out, label, args.pictures)
     else:
         paths = retrieve_folders(model, database, args.query_folder, args.out, k=args.k,
                                  pictures=args.pictures, label=label, **extract)
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
+
+
+def print_cost(name: str, verified) -> None:
+    """One line: the re-ranking's time per query and patch store per image."""
+    seconds = float(verified.seconds.mean()) if len(verified.seconds) else 0.0
+    print(f"re-ranked with {name}: {seconds * 1000:.1f} ms per query, patch store "
+          f"{verified.bytes_per_image / 1e6:.3f} MB per image"
+          + (f", {verified.skipped} (image, size) pairs skipped (smaller than the patch)" if verified.skipped else ""))
 
 
 def register(subparsers) -> None:

@@ -6,9 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from netvlad.cli.common import add_device_args, add_model_args, number, output
-from netvlad.cli.dataset_args import add_dataset_args
-from netvlad.cli.extract_args import add_extract_args
+from netvlad.cli.options import add_dataset_args, add_device_args, add_extract_args, add_model_args, number, output
 from netvlad.limits import COUNT, NON_NEGATIVE_INT, POSITIVE, Limit
 
 logger = logging.getLogger(__name__)
@@ -57,9 +55,8 @@ def training_from_args(args: argparse.Namespace):
 
 def run_train(args: argparse.Namespace) -> int:
     """Extract (or read from ``--store``) the descriptors, train, validate, write ``--out`` and its JSON."""
-    from netvlad.cli.common import model_from_args, pick_device
-    from netvlad.cli.dataset_args import dataset_from_args
-    from netvlad.cli.extract_args import prepare_model
+    from netvlad.cli.options import clustering, dataset_from_args, model_from_args, pick_device
+    from netvlad.extract.processes import prepare_model
     from netvlad.files import refuse_overlaps
     from netvlad.parallel import DistInfo
     from netvlad.train.seqnet import run_seqnet_training, seqnet_outputs
@@ -69,7 +66,7 @@ def run_train(args: argparse.Namespace) -> int:
     device = pick_device(args.device)  # one process (torchrun: extract with `evaluate --store DIR` first)
     dataset = dataset_from_args(args)
     print(dataset)
-    model = prepare_model(model_from_args(args), dataset.database.paths(), args, device, DistInfo())
+    model = prepare_model(model_from_args(args), dataset.database.paths(), DistInfo(), device, **clustering(args))
     summary = run_seqnet_training(model, dataset, args.out, training_from_args(args), args.val_places, args.store,
                                   batch_size=args.batch_size, workers=args.workers, device=device,
                                   progress=not args.no_progress, skip_bad=args.skip_bad, dtype=args.dtype)

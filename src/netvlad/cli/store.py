@@ -25,36 +25,18 @@ def register(subparsers) -> None:
     verify.set_defaults(func=run_verify)
 
 
-def stores_in(folder: Path) -> list[Path]:
-    """The descriptor stores at ``folder`` or one or two levels below it."""
-    found = [p.parent for pattern in ("store.json", "*/store.json", "*/*/store.json") for p in folder.glob(pattern)]
-    if not found:
-        raise FileNotFoundError(f"{folder}: no descriptor store here (no store.json in it or below it); give the "
-                                "folder of `netvlad extract --out`, `evaluate --store` or `index build --out`")
-    return sorted(found)
-
-
 def run_verify(args: argparse.Namespace) -> int:
     """Verify every store in ``args.folder``: 0 when all rows proved themselves, 1 when some became pending."""
-    from netvlad.extract.store import DescriptorStore
-    from netvlad.extract.store_check import layout_damage
-    from netvlad.files import read_json
+    from netvlad.extract.store import verify_stores
 
-    status = 0
-    for folder in stores_in(args.folder):
-        meta = read_json(folder / "store.json", "descriptor store description")
-        names = (folder / "names.txt").read_text(encoding="utf-8").splitlines()
-        layout = layout_damage(folder, meta, len(names), int(meta.get("version", 1)) >= 2)
-        store = DescriptorStore.open(folder, mode="r+")  # repairs the layout: lost rows become pending
-        damaged = store.verify()
-        pending = len(store.pending())
-        if layout or len(damaged):
-            status = 1
-        logger.info("%s: %d rows, %d done, %d pending%s%s", folder, len(store), store.num_done, pending,
-                    f"; repaired {', '.join(d.path.name for d in layout)}" if layout else "",
-                    f"; {len(damaged)} row(s) failed their checksum" if len(damaged) else "")
-        if store.checksums is None:
-            logger.warning("%s: written before row checksums existed; its rows cannot be verified", folder)
-    if status:
+    checks = verify_stores(args.folder)
+    for check in checks:
+        logger.info("%s: %d rows, %d done, %d pending%s%s", check.folder, check.rows, check.done, check.pending,
+                    f"; repaired {', '.join(check.repaired)}" if check.repaired else "",
+                    f"; {check.failed} row(s) failed their checksum" if check.failed else "")
+        if not check.checksummed:
+            logger.warning("%s: written before row checksums existed; its rows cannot be verified", check.folder)
+    if any(check.damaged for check in checks):
         logger.warning("damaged rows are pending now: run the command that extracted the store again to extract them")
-    return status
+        return 1
+    return 0

@@ -10,9 +10,7 @@ import types
 import typing
 from pathlib import Path
 
-from netvlad.cli.common import existing, number, output
-from netvlad.cli.dataset_args import add_dataset_args
-from netvlad.cli.numerics_args import add_numerics_args, check_resumed_numerics, record_numerics
+from netvlad.cli.options import add_dataset_args, add_numerics_args, existing, number, output
 from netvlad.errors import BadInputError
 from netvlad.files import atomic_write
 from netvlad.train.optim import OPTIMIZERS, SCHEDULERS
@@ -104,7 +102,7 @@ def dataset_record(args: argparse.Namespace, run_dir: Path) -> argparse.Namespac
     them back (with DATASET, the given arguments are used)."""
     path = run_dir / DATASET_RECORD
     if args.dataset is None and args.database and args.queries:  # two bags named by their paths
-        from netvlad.cli.dataset_args import dataset_source
+        from netvlad.cli.options import dataset_source
 
         args = argparse.Namespace(**(vars(args) | {"dataset": dataset_source(args)}))
     if args.dataset is None:
@@ -130,9 +128,9 @@ def run_train(args: argparse.Namespace) -> int:
     """Train (or continue) a run and print the best checkpoint."""
     import torch
 
-    from netvlad.cli.common import pick_device
-    from netvlad.cli.dataset_args import dataset_from_args
+    from netvlad.cli.options import dataset_from_args, pick_device
     from netvlad.models.io import check_checkpoint
+    from netvlad.numerics import check_resumed_numerics, record_numerics
     from netvlad.train import train
 
     if args.resume:

@@ -102,6 +102,18 @@ def evaluate_verified(model: PlaceModel, dataset: GeoDataset, positives: Sequenc
                         groups=panorama_groups(dataset))
 
 
+def verify_evaluation(model: PlaceModel, dataset: GeoDataset, positives: Sequence[np.ndarray], preset: VerifyPreset,
+                      store_dir: Path | str, top: int = 100, ns: Sequence[int] = (1, 5, 10, 20),
+                      device: torch.device | str = "cpu", sequence=None) -> VerifiedEval:
+    """Re-rank an evaluation's shortlist: each query's global top-``top``, or with ``sequence`` (a
+    :class:`~netvlad.eval.sequence.SequenceResult`) its sequence ranking's, and score both rankings."""
+    if sequence is None:
+        return evaluate_verified(model, dataset, positives, preset, store_dir, top, ns, device)
+    from netvlad.eval.verified_sequence import verify_sequence
+
+    return verify_sequence(model, dataset, positives, sequence, preset, store_dir, top, ns, device)
+
+
 def verify_given(model: PlaceModel, dataset: GeoDataset, positives: Sequence[np.ndarray], preset: VerifyPreset,
                  store_dir: Path | str, ranked: np.ndarray, distances: np.ndarray,
                  ns: Sequence[int] = (1, 5, 10, 20), device: torch.device | str = "cpu", base: str = "global",

@@ -212,6 +212,13 @@ def initialize_clusters(model: PlaceModel, paths: Sequence[Path | str], config: 
     return fit_clusters(model, paths, config, device, progress, batch_size, workers, skip_bad).alpha
 
 
+def needs_clusters(model: PlaceModel) -> bool:
+    """True for a NetVLAD model whose centroids are still random (off the shelf, not loaded nor clustered)."""
+    from netvlad.nn import NetVLAD
+
+    return isinstance(model.pool, NetVLAD) and not model.pool.clustered
+
+
 def cluster_if_off_the_shelf(model: PlaceModel, paths: Sequence[Path | str], config: ClusterConfig = ClusterConfig(),
                              device: torch.device | str = "cpu", progress: bool = False, batch_size: int = 8,
                              workers: int = 0, skip_bad: bool = False) -> bool:
@@ -220,9 +227,7 @@ def cluster_if_off_the_shelf(model: PlaceModel, paths: Sequence[Path | str], con
     A model loaded from a checkpoint, or clustered already, is left as it is (``NetVLAD.clustered``); so is
     any other pooling. The ``netvlad`` commands and :func:`netvlad.eval.recall.evaluate` call this.
     """
-    from netvlad.nn import NetVLAD
-
-    if not isinstance(model.pool, NetVLAD) or model.pool.clustered:
+    if not needs_clusters(model):
         return False
     logger.info("off-the-shelf NetVLAD (random centroids): clustering local descriptors of %d database images "
                 "first", min(len(paths), config.num_images))

@@ -334,3 +334,49 @@ class DescriptorStore:
         if len(damaged):
             write_rows(self.folder / "status.npy", self.status.offset, damaged, np.full(len(damaged), PENDING, np.int8))
         return damaged
+
+
+@dataclass(frozen=True)
+class StoreCheck:
+    """What :func:`verify_stores` found in one store: its rows, those done and pending after the check, the arrays
+    whose layout was repaired, the rows that failed their CRC32, and whether it has row checksums at all."""
+
+    folder: Path
+    rows: int
+    done: int
+    pending: int
+    repaired: tuple[str, ...]
+    failed: int
+    checksummed: bool
+
+    @property
+    def damaged(self) -> bool:
+        """True when anything was repaired or failed its checksum (those rows are pending now)."""
+        return bool(self.repaired) or self.failed > 0
+
+
+def stores_in(folder: Path | str) -> list[Path]:
+    """The descriptor stores at ``folder`` or one or two levels below it."""
+    folder = Path(folder)
+    found = [p.parent for pattern in ("store.json", "*/store.json", "*/*/store.json") for p in folder.glob(pattern)]
+    if not found:
+        raise FileNotFoundError(f"{folder}: no descriptor store here (no store.json in it or below it); give the "
+                                "folder of `netvlad extract --out`, `evaluate --store` or `index build --out`")
+    return sorted(found)
+
+
+def verify_stores(folder: Path | str) -> list[StoreCheck]:
+    """Check every store in ``folder`` (:func:`stores_in`): each array's size against store.json and each done row
+    against its CRC32; damaged or lost rows become pending, for the command that extracted the store to redo."""
+    from netvlad.files import read_json
+
+    checks = []
+    for found in stores_in(folder):
+        meta = read_json(found / "store.json", "descriptor store description")
+        names = (found / "names.txt").read_text(encoding="utf-8").splitlines()
+        layout = layout_damage(found, meta, len(names), int(meta.get("version", 1)) >= 2)
+        store = DescriptorStore.open(found, mode="r+")  # repairs the layout: lost rows become pending
+        damaged = store.verify()
+        checks.append(StoreCheck(found, len(store), store.num_done, len(store.pending()),
+                                 tuple(d.path.name for d in layout), len(damaged), store.checksums is not None))
+    return checks

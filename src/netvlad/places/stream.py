@@ -290,3 +290,25 @@ def _percentiles(values: list[float]) -> dict:
     array = np.asarray(values, dtype=np.float64) if values else np.zeros(1)
     return {"p50": round(float(np.percentile(array, 50)), 3), "p99": round(float(np.percentile(array, 99)), 3),
             "mean": round(float(array.mean()), 3)}
+
+
+def cluster_on_frames(model: PlaceModel, frames, num_images: int = 200, device: torch.device | str = "cpu",
+                      progress: bool = False, batch_size: int = 8, workers: int = 0) -> bool:
+    """k-means centroids of an off-the-shelf NetVLAD from ``num_images`` frames sampled evenly along ``frames`` (a
+    frame source, read once); a model that needs none is left as it is. Returns whether k-means ran."""
+    import tempfile
+    from pathlib import Path
+
+    from netvlad.extract.clusters import ClusterConfig, cluster_if_off_the_shelf, needs_clusters
+
+    if not needs_clusters(model):
+        return False
+    with tempfile.TemporaryDirectory(prefix="netvlad-stream-") as folder:
+        paths = []
+        step = max(1, len(frames) // num_images) if len(frames) else 1
+        for i, frame in enumerate(frames):
+            if i % step == 0 and len(paths) < num_images:
+                paths.append(Path(folder) / f"{len(paths):05d}.png")
+                frame.image.save(paths[-1])
+        return cluster_if_off_the_shelf(model, paths, ClusterConfig(num_images=num_images), device, progress,
+                                        batch_size, workers)

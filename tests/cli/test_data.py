@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 
-from netvlad.cli.dataset_args import add_dataset_args, dataset_from_args
 from netvlad.cli.main import main
+from netvlad.cli.options import add_dataset_args, dataset_from_args
 from tests.data.helpers import example_dataset
 
 

@@ -1,0 +1,107 @@
+"""The whole ``netvlad`` parser: every command (and command group) accepts exactly the options it accepted when this
+list was written, with the same defaults, types and arities, whichever module or argument group defines them.
+
+Moving an option between argument groups or modules leaves its command's fingerprint as it is; renaming, adding or
+removing an option, or changing its default, changes it. After a deliberate change, update the command's line with
+the count and fingerprint the failure prints (and say so in the changelog)."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+
+import pytest
+
+from netvlad.cli.main import build_parser
+
+# prog: (options and positionals, fingerprint of their strings, dest, default, nargs, type, const, required, metavar)
+PINNED = {
+    "netvlad": (4, "205f8008ed0ca645"),
+    "netvlad demo": (14, "0e2ac29a63f1992c"),
+    "netvlad data": (1, "936883a2bbc250d9"),
+    "netvlad data inspect": (18, "415b69c20ca39aa3"),
+    "netvlad data convert": (19, "370d575f77ad9b03"),
+    "netvlad data route": (9, "038f5ca9d47d05ae"),
+    "netvlad generate": (8, "54e7563b788814bd"),
+    "netvlad cluster": (35, "da967f5f6d36f817"),
+    "netvlad train": (70, "4e422d17b9d92edf"),
+    "netvlad evaluate": (59, "0ce5855df927c5a3"),
+    "netvlad retrieve": (27, "19a5d7815419d195"),
+    "netvlad extract": (34, "950d76d8529f1bed"),
+    "netvlad index": (1, "90ed0b698d592d12"),
+    "netvlad index build": (41, "dd90637ef8fde08b"),
+    "netvlad query": (31, "96dce7c8c498b3cf"),
+    "netvlad export": (1, "db017b438fa03e82"),
+    "netvlad export hloc": (35, "a8757e1a5f6f3411"),
+    "netvlad export onnx": (14, "d0181f523201068e"),
+    "netvlad export torchscript": (13, "db9d0c31b69f5441"),
+    "netvlad convert": (8, "56ddf036aa83dd1f"),
+    "netvlad store": (1, "9a39023db9e76253"),
+    "netvlad store verify": (2, "bbcc8733b9f7d42b"),
+    "netvlad stream": (41, "0e945aa8108cdcb0"),
+    "netvlad seqnet": (1, "ab29209a754ce6cf"),
+    "netvlad seqnet train": (46, "27f257fdf89fbcb2"),
+    "netvlad benchmark": (5, "2d2dedfae4b622dd"),
+}
+
+
+def parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """``parser`` and every sub-command's parser below it, each once, in order."""
+    found = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in {id(p): p for p in action.choices.values()}.values():
+                found += parsers(child)
+    return found
+
+
+def signature(action: argparse.Action) -> str:
+    """One option as the command line sees it (not its help text nor its argument group)."""
+    kind = getattr(action.type, "__name__", None) or type(action.type).__name__
+    choices = sorted(action.choices) if isinstance(action, argparse._SubParsersAction) else None
+    return repr((tuple(action.option_strings) or action.dest, action.dest, repr(action.default), action.nargs,
+                 kind if action.type is not None else None, repr(action.const), action.required, action.metavar,
+                 type(action).__name__, choices))
+
+
+def fingerprints() -> dict[str, tuple[int, str, list[str]]]:
+    """prog -> (number of options, fingerprint, the signatures it is taken over)."""
+    found = {}
+    for parser in parsers(build_parser()):
+        rows = sorted(signature(a) for a in parser._actions if not isinstance(a, argparse._HelpAction))
+        found[parser.prog] = (len(rows), hashlib.sha256("\n".join(rows).encode()).hexdigest()[:16], rows)
+    return found
+
+
+@pytest.fixture
+def machine_free(monkeypatch):
+    """Defaults that follow the machine or the environment, fixed: cores (generate --workers) and
+    $NETVLAD_ENGINE (--engine)."""
+    monkeypatch.delenv("NETVLAD_ENGINE", raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+
+
+def test_every_command_keeps_its_options_and_defaults(machine_free):
+    found = fingerprints()
+    assert sorted(found) == sorted(PINNED), "commands added or removed: update PINNED"
+    changed = {prog: found[prog][:2] for prog in found if found[prog][:2] != PINNED[prog]}
+    assert not changed, "options changed (count, fingerprint): " + "; ".join(
+        f"{prog}: {now} over\n  " + "\n  ".join(found[prog][2]) for prog, now in changed.items())
+
+
+def test_the_fingerprint_sees_a_changed_default(machine_free):
+    parser = build_parser()
+    evaluate = next(p for p in parsers(parser) if p.prog == "netvlad evaluate")
+    before = hashlib.sha256(repr(sorted(signature(a) for a in evaluate._actions)).encode()).hexdigest()
+    evaluate._option_string_actions["--radius"].default = 30.0
+    after = hashlib.sha256(repr(sorted(signature(a) for a in evaluate._actions)).encode()).hexdigest()
+    assert before != after
+
+
+def test_every_help_text_renders(machine_free):
+    for parser in parsers(build_parser()):
+        text = parser.format_help()
+        assert text.startswith(f"usage: {parser.prog}")
+        for action in parser._actions:
+            for option in action.option_strings:
+                assert option in text, f"{parser.prog} --help does not show {option}"

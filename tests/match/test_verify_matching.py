@@ -18,6 +18,15 @@ def test_mutual_nearest_keeps_only_pairs_that_choose_each_other():
     assert partner[0, 1] == 1 and mutual[0].tolist() == [True, True, False]
 
 
+
+def test_mutual_nearest_with_no_patches_on_one_side_matches_nothing():
+    """A window size larger than a small image's feature map leaves no patches: zero matches, not an error."""
+    query, cands = torch.eye(3), torch.eye(3)[None].repeat(2, 1, 1)
+    partner, mutual = mutual_nearest(query, cands[:, :0])  # every candidate without patches
+    assert partner.shape == (2, 3) and not mutual.any()
+    partner, mutual = mutual_nearest(query[:0], cands)  # the query without patches
+    assert partner.shape == (2, 0) and mutual.shape == (2, 0)
+
 def test_ransac_counts_the_known_inliers_of_a_homography():
     gen = torch.Generator().manual_seed(0)
     h = torch.tensor([[1.05, 0.08, 2.0], [-0.05, 0.97, -1.0], [0.002, -0.001, 1.0]], dtype=torch.float64)

@@ -39,6 +39,9 @@ def mutual_nearest(query: torch.Tensor, candidates: torch.Tensor, valid: torch.T
         (tensor([[0, 1, 2, 3, 4, 5],
                 [1, 4, 3, 2, 5, 0]]), True)
     """
+    if not query.shape[0] or not candidates.shape[1]:  # no patches on one side: nothing can match
+        partner = torch.zeros(candidates.shape[0], query.shape[0], dtype=torch.long, device=query.device)
+        return partner, torch.zeros_like(partner, dtype=torch.bool)
     sims = torch.matmul(candidates, query.T)  # (C, m, n)
     if valid is not None:
         sims = sims.masked_fill(~valid[..., None], float("-inf"))

@@ -210,6 +210,9 @@ def model_from_args(args: argparse.Namespace):
     from netvlad.models import ModelConfig, PlaceModel, Preprocessing, load
 
     refuse_architecture_with_checkpoint(args)
+    if getattr(args, "cluster_cache", None) is not None and (args.model or args.pool != "netvlad"):
+        raise BadInputError("--cluster-cache would be ignored: only an off-the-shelf NetVLAD (--pool netvlad, no "
+                            "--model) is clustered; drop it")
     if args.model:
         model = load(args.model)
     else:

@@ -118,3 +118,8 @@ def test_small_images_get_one_line_instead_of_faiss_warning(tmp_path, capfd, cap
     assert "k-means of 80 local descriptors into K=16 clusters (5 per cluster, fewer than 39)" in line
     assert "64×32 pixels give about 2 feature positions each" in line and "--resize fixed --size 128 256" in line
     assert "WARNING clustering" not in capfd.readouterr().err  # faiss's own warning stays out
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):  # reused centroids are as poorly placed: said again
+        cluster_if_off_the_shelf(_model(size=(640,), resize="longest", k=16), paths,
+                                 ClusterConfig(num_images=40, niter=5), cache=tmp_path / "c")
+    assert [r.getMessage() for r in caplog.records if "k-means of" in r.getMessage()] == [line]

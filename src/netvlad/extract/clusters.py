@@ -289,6 +289,7 @@ def cluster_if_off_the_shelf(model: PlaceModel, paths: Sequence[Path | str], con
         logger.info("off-the-shelf NetVLAD: reused the cached k-means centroids of these database images (K=%d, "
                     "%d local descriptors, alpha = %.3f) from %s; %s", model.pool.num_clusters, cached.descriptors,
                     cached.alpha, folder, hint)
+        warn_few_descriptors(model, cached.descriptors, sampled_images(paths, config))  # still true of them
         return True
     logger.info("off-the-shelf NetVLAD (random centroids): clustering local descriptors of %d database images "
                 "first", min(len(paths), config.num_images))

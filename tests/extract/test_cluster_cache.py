@@ -123,3 +123,11 @@ def test_small_images_get_one_line_instead_of_faiss_warning(tmp_path, capfd, cap
         cluster_if_off_the_shelf(_model(size=(640,), resize="longest", k=16), paths,
                                  ClusterConfig(num_images=40, niter=5), cache=tmp_path / "c")
     assert [r.getMessage() for r in caplog.records if "k-means of" in r.getMessage()] == [line]
+
+
+def test_the_hint_names_the_size_the_model_sees(images, tmp_path, caplog):
+    """960×540 photos resized to a fixed 32×64: the hint upsamples the model's input, not the file."""
+    with caplog.at_level(logging.WARNING):
+        cluster_if_off_the_shelf(_model(size=(32, 64), k=16), images, CONFIG, cache=tmp_path / "c")
+    (line,) = [r.getMessage() for r in caplog.records if "k-means of" in r.getMessage()]
+    assert "64×32 pixels give about 2 feature positions each" in line and "--resize fixed --size 128 256" in line

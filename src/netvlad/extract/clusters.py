@@ -163,8 +163,14 @@ def warn_few_descriptors(model: PlaceModel, descriptors: int, images: Sequence[P
     if descriptors >= MIN_PER_CENTROID * k or not images:
         return
     per_image = descriptors / len(images)
+    pre = model.config.preprocessing
     with Image.open(images[0]) as image:
-        width, height = image.size
+        width, height = image.size  # as the model sees it: after the input policy's resize
+    if pre.resize == "fixed":
+        height, width = pre.size
+    elif pre.resize == "longest" and max(width, height) > pre.size[0]:
+        scale = pre.size[0] / max(width, height)
+        width, height = round(width * scale), round(height * scale)
     if per_image < POSITIONS_WANTED:
         factor = 2 ** math.ceil(math.log2(math.sqrt(POSITIONS_WANTED / max(per_image, 1))))
         fix = (f"the images are small ({width}×{height} pixels give about {per_image:.0f} feature positions each): "

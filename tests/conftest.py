@@ -80,11 +80,21 @@ def _onnx_cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("onnx-cache")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _kmeans_cache_outside_home(tmp_path_factory):
+    """Module- and session-scoped fixtures cache k-means centroids in a temporary folder, never the user's."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("NETVLAD_CLUSTER_CACHE", str(tmp_path_factory.mktemp("kmeans-cache")))
+        yield
+
+
 @pytest.fixture(autouse=True)
-def _seed_and_offline(monkeypatch, _onnx_cache):
+def _seed_and_offline(monkeypatch, _onnx_cache, tmp_path_factory):
     torch.manual_seed(0)
     monkeypatch.setenv("NETVLAD_OFFLINE", "1")  # tests never try the network
     monkeypatch.setenv("NETVLAD_CACHE", str(_onnx_cache))  # ONNX exports never land in the user's cache
+    # each test clusters afresh: k-means centroids cached by an earlier test on the same images are not reused
+    monkeypatch.setenv("NETVLAD_CLUSTER_CACHE", str(tmp_path_factory.mktemp("kmeans-cache")))
 
 
 @pytest.fixture

@@ -41,6 +41,14 @@ def write_error(error: OSError, path: Path | str) -> WriteError:
     return WriteError(error.errno, error.strerror or str(error), str(error.filename or path))
 
 
+def cache_root() -> Path:
+    """netvlad's cache folder: ``$NETVLAD_CACHE``, else ``$XDG_CACHE_HOME/netvlad``, else ``~/.cache/netvlad``."""
+    if os.environ.get("NETVLAD_CACHE"):
+        return Path(os.environ["NETVLAD_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "netvlad"
+
+
 def atomic_write(path: Path | str, write: Callable[[Path], object]) -> Path:
     """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it over ``path``.
 

@@ -64,6 +64,20 @@ def test_off_the_shelf_netvlad_is_clustered_on_the_database(sequence, tmp_path, 
     assert report["descriptor_dim"] == 8 * 1280 and 0 <= report["recall"]["1"] <= report["recall"]["10"] <= 100
 
 
+def test_second_off_the_shelf_evaluate_reuses_the_cached_clusters(sequence, tmp_path, caplog):
+    argv = _args(sequence, "--pool", "netvlad", "--clusters", "8", "--resize", "fixed", "--size", "64", "96",
+                 "--store", str(tmp_path / "store"), "--no-pictures")
+    reports = []
+    for run in range(2):
+        caplog.clear()
+        with caplog.at_level(logging.INFO):
+            assert main([*argv, "--output", str(tmp_path / f"r{run}.json")]) == 0
+        reports.append(json.loads((tmp_path / f"r{run}.json").read_text()))
+    assert "reused the cached k-means centroids" in caplog.text and "clustering local descriptors" not in caplog.text
+    assert "--model CKPT" in caplog.text  # the explicit way: `netvlad cluster` once, then --model
+    assert reports[0]["recall"] == reports[1]["recall"] and reports[0]["model"] == reports[1]["model"]
+
+
 def test_bad_recall_values_are_refused(sequence, capsys):
     with pytest.raises(SystemExit):
         main(_args(sequence, "--recall", "1,x"))

@@ -170,7 +170,8 @@ VALUES = {
     "--shard": lambda r: ["1/2"], "--index": lambda r: [str(r / "idx2")],
     "--suite": lambda r: [str(r / "suite2.yaml")], "--cache": lambda r: [str(r / "out" / "bc2")],
     "--image-topic": lambda r: ["/camera/image"], "--gps-topic": lambda r: ["/gps/fix"],
-    "--odom-topic": lambda r: ["/odom"],
+    "--odom-topic": lambda r: ["/odom"], "--places": lambda r: ["0:3"],
+    "--cluster-cache": lambda r: [str(r / "out" / "kmeans")],
     "--out": None,  # outputs: another path in the same folder (below)
 }
 

@@ -115,14 +115,15 @@ def test_hnsw_index_reuses_the_store_takes_ef_search_and_refuses_other_settings(
     assert "built with other settings: count 30 (expected 99)" in caplog.text
 
 
-@pytest.mark.parametrize("terminal", [False, True])
-def test_progress_bars_only_on_a_terminal(sequence, tmp_path, capsys, monkeypatch, terminal):
-    """A redirected log (stderr not a terminal) gets no progress bars; a terminal gets them."""
-    import sys
+@pytest.mark.parametrize(("terminal", "flags"), [(False, []), (True, []), (True, ["--no-progress"])])
+def test_progress_bars_by_default_on_a_terminal_only(sequence, tmp_path, capsys, monkeypatch, terminal, flags):
+    """A terminal gets progress bars without asking, --no-progress hides them there; a redirected log (stderr not a
+    terminal) gets none."""
+    from netvlad.cli import main as cli_main
 
-    monkeypatch.setattr(sys.stderr, "isatty", lambda: terminal)
+    monkeypatch.setattr(cli_main, "stderr_is_terminal", lambda: terminal)
     assert main(["index", "build", str(sequence), "--database", "summer", "--queries", "winter", "--backbone",
                  "mobilenet_v2", "--pool", "gem", "--resize", "none", "--out", str(tmp_path / "ix"), "--workers", "0",
-                 "--threads", "1"]) == 0
+                 "--threads", "1", *flags]) == 0
     err = capsys.readouterr().err
-    assert ("database: 100%" in err) == terminal, err[-300:]
+    assert ("database: 100%" in err) == (terminal and not flags), err[-300:]

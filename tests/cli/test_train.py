@@ -8,6 +8,7 @@ import yaml
 
 import netvlad
 from netvlad.cli.main import build_parser, main
+from netvlad.cli.train import flag_of
 from netvlad.train import TrainConfig
 from tests.train.conftest import TINY, make_tiny_dataset
 
@@ -25,7 +26,19 @@ def folder(tmp_path_factory):
 def test_every_config_key_is_a_flag():
     help_text = " ".join(build_parser()._subparsers._group_actions[0].choices["train"].format_help().split())
     for f in dataclasses.fields(TrainConfig):
-        assert f"--{f.name.replace('_', '-')}" in help_text, f.name
+        assert flag_of(f.name) in help_text, f.name
+
+
+@pytest.mark.parametrize("command", [["train", "DATA"], ["evaluate", "DATA"],
+                                     ["convert", "vgg16-netvlad-pitts30k", "--out", "x"]])
+def test_clusters_is_one_flag_and_the_old_spelling_points_to_it(folder, command, capsys):
+    parser = build_parser()
+    leaf = parser._subparsers._group_actions[0].choices[command[0]]
+    assert "--clusters" in leaf._option_string_actions and "--num-clusters" not in leaf._option_string_actions
+    argv = [str(folder) if word == "DATA" else word for word in command]
+    with pytest.raises(SystemExit) as stop:
+        main([*argv, "--num-clusters", "8"])
+    assert stop.value.code == 2 and "--num-clusters is now --clusters" in capsys.readouterr().err
 
 
 def test_config_file_then_flags(folder, tmp_path):

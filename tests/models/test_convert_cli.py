@@ -31,7 +31,7 @@ def test_convert_flags_and_errors(tmp_path, caplog, monkeypatch):
     torch.save(nanne_checkpoint(make_state("alexnet", k=8, vladv2=False, pcs=None)), tmp_path / "c.pth.tar")
     out = tmp_path / "c.safetensors"
     assert main(["convert", str(tmp_path / "c.pth.tar"), "--out", str(out), "--from", "pytorch-netvlad",
-                 "--num-clusters", "8", "--no-vladv2"]) == 0
+                 "--clusters", "8", "--no-vladv2"]) == 0
     assert load(out).config.num_clusters == 8
     assert main(["convert", str(tmp_path / "c.pth.tar"), "--out", str(out), "--vladv2"]) == 1
     assert "vladv2=True" in caplog.text

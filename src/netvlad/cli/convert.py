@@ -36,7 +36,7 @@ def register(subparsers) -> None:
     parser.add_argument("--from", dest="source", choices=CONVERTERS.names(),
                         help="source format (default: detect): " + CONVERTERS.describe())
     parser.add_argument("--backbone", help="encoder, when the file cannot tell (pytorch-NetVlad: vgg16|alexnet)")
-    parser.add_argument("--num-clusters", type=number(COUNT), help="K, checked against the file")
+    parser.add_argument("--clusters", dest="num_clusters", type=number(COUNT), help="K, checked against the file")
     parser.add_argument("--vladv2", action=argparse.BooleanOptionalAction, default=None,
                         help="assignment with a bias (checked against the file)")
     parser.add_argument("--no-whitening", action="store_true", help="drop the file's PCA-whitening layer")

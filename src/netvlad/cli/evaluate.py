@@ -108,13 +108,14 @@ def run(args: argparse.Namespace) -> int:
         print_verified(verified)
     if protocol_run and protocol_run.per_group:
         print(group_table(protocol_run.per_group, protocol.group_by or "group"))
+    held_out = held_out_recall(args, result, dataset)
     conditions = query_conditions(dataset)
     by_condition = condition_recall(result, conditions)
     if by_condition and len(by_condition) > 1:
         print(condition_table(by_condition))
     if args.output:
         write_outputs(args, result, dataset, model, label, engine.name, protocol_run, conditions, sequence_result,
-                      verified)
+                      verified, held_out)
     return 0
 
 
@@ -139,6 +140,21 @@ def write_verified(verified, dataset, result, output: Path) -> dict:
     return verified.summary()
 
 
+def held_out_recall(args: argparse.Namespace, result, dataset) -> dict | None:
+    """With a checkpoint that records its training data: Recall@N of held-out and seen places, printed."""
+    from netvlad.data.provenance import Provenance
+    from netvlad.eval.held_out import recall_held_out
+    from netvlad.eval.report import condition_table
+    from netvlad.models.io import read_checkpoint
+
+    if args.model is None:
+        return None
+    parts = recall_held_out(result, dataset, Provenance.from_extra(read_checkpoint(args.model, tensors=False)[2]))
+    if parts:
+        print(condition_table(parts).replace("| condition |", "| places |", 1))
+    return parts
+
+
 def open_evaluation(args: argparse.Namespace):
     """``(sequence config, protocol, dataset)`` of the arguments, refusing the combinations not supported."""
     from netvlad.cli.options import dataset_from_args, dataset_source
@@ -158,11 +174,26 @@ def open_evaluation(args: argparse.Namespace):
                                                   skip_bad=args.skip_bad)
     else:
         dataset = dataset_from_args(args)
+    if args.places is not None:
+        if protocol:
+            raise BadInputError(f"--places with --protocol is not supported: protocol {protocol.name} chooses its "
+                                "own queries; drop one of them")
+        dataset = args.places.select(dataset)
     return sequence, protocol, dataset
 
 
+def place_range(text: str):
+    """``--places A:B``: a :class:`~netvlad.data.place_range.PlaceRange`, or a one-line usage error."""
+    from netvlad.data.place_range import PlaceRange
+
+    try:
+        return PlaceRange.parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def write_outputs(args: argparse.Namespace, result, dataset, model, label: str, engine: str, protocol_run,
-                  conditions, sequence_result, verified) -> None:
+                  conditions, sequence_result, verified, held_out) -> None:
     """``--output``: the JSON summary, per-query CSV (with the sequence columns under ``--sequence``) and pictures."""
     from netvlad.eval import protocol_eval
     from netvlad.eval.report import report_paths, write_report
@@ -173,6 +204,10 @@ def write_outputs(args: argparse.Namespace, result, dataset, model, label: str, 
     extra |= protocol_run.report(sizes) if protocol_run else {"image_sizes": sizes}
     if sequence_result is not None:
         extra["sequence_recall"] = sequence_result.summary()
+    if held_out:
+        extra["recall_by_training_use"] = {k: {"num_queries": v["num_queries"],
+                                               "recall": {str(n): round(r, 4) for n, r in v["recall"].items()}}
+                                           for k, v in held_out.items()}
     extra |= write_verified(verified, dataset, result, args.output)
     written = write_report(result, dataset, args.output, label, extra, conditions, pictures=args.pictures,
                            radius=args.radius)
@@ -214,6 +249,9 @@ def register(subparsers) -> None:
     add_sequence_args(parser)
     group.add_argument("--radius", type=number(POSITIVE), default=None,
                        help=f"metres within which a database image is correct (default {EVAL_RADIUS_M:g})")
+    group.add_argument("--places", type=place_range, default=None, metavar="A:B",
+                       help="a sequence's places A to B−1 only (database and queries), e.g. the validation places a "
+                            "checkpoint was not trained on")
     group.add_argument("--recall", type=parse_ns, default=(1, 5, 10, 20), help="N values, e.g. 1,5,10,20")
     group.add_argument("--output", type=output(), default=None,
                        help="results JSON; the CSV, Recall@N PNG and retrieval picture go beside it (default: "

@@ -210,6 +210,9 @@ def model_from_args(args: argparse.Namespace):
     from netvlad.models import ModelConfig, PlaceModel, Preprocessing, load
 
     refuse_architecture_with_checkpoint(args)
+    if getattr(args, "cluster_cache", None) is not None and (args.model or args.pool != "netvlad"):
+        raise BadInputError("--cluster-cache would be ignored: only an off-the-shelf NetVLAD (--pool netvlad, no "
+                            "--model) is clustered; drop it")
     if args.model:
         model = load(args.model)
     else:
@@ -421,17 +424,34 @@ def add_cluster_images_arg(parser) -> None:
     """``--cluster-images``: database images k-means samples for an off-the-shelf NetVLAD."""
     parser.add_argument("--cluster-images", type=number(COUNT), default=500,
                         help="off-the-shelf NetVLAD: database images sampled for k-means")
+    add_cluster_cache_arg(parser)
+
+
+def add_cluster_cache_arg(parser) -> None:
+    """``--cluster-cache DIR``: where an off-the-shelf NetVLAD's k-means centroids are kept for reuse."""
+    parser.add_argument("--cluster-cache", default=None, metavar="DIR",
+                        help="off-the-shelf NetVLAD: folder of cached k-means centroids, reused on the same images "
+                             "(default: $NETVLAD_CLUSTER_CACHE, else clusters/ in $NETVLAD_CACHE or ~/.cache/netvlad; "
+                             "'none': cluster anew)")
+
+
+def cluster_cache(args: argparse.Namespace) -> Path | bool:
+    """``--cluster-cache`` as :func:`netvlad.extract.clusters.cluster_if_off_the_shelf` takes it."""
+    if args.cluster_cache in (None, "none"):
+        return args.cluster_cache is None  # the default folder, or none
+    return Path(args.cluster_cache).expanduser()
 
 
 def clustering(args: argparse.Namespace) -> dict:
     """The k-means keywords of an off-the-shelf NetVLAD (``--cluster-images`` as a
-    :class:`~netvlad.extract.clusters.ClusterConfig`, progress, batch size, workers, ``--skip-bad``), as
+    :class:`~netvlad.extract.clusters.ClusterConfig`, progress, batch size, workers, ``--skip-bad``, the cache), as
     :func:`netvlad.extract.processes.prepare_model` and :func:`netvlad.extract.clusters.cluster_if_off_the_shelf`
     take them."""
     from netvlad.extract.clusters import ClusterConfig
 
     return dict(config=ClusterConfig(num_images=args.cluster_images), progress=not args.no_progress,
-                batch_size=args.batch_size, workers=args.workers, skip_bad=getattr(args, "skip_bad", False))
+                batch_size=args.batch_size, workers=args.workers, skip_bad=getattr(args, "skip_bad", False),
+                cache=cluster_cache(args))
 
 
 def add_extract_args(parser: argparse.ArgumentParser) -> None:

@@ -18,6 +18,9 @@ class DefaultsFormatter(argparse.HelpFormatter):
         return f"{text} (default: {shown})" if text else f"default: {shown}"
 
 
+RENAMED = {"--num-clusters": "--clusters"}  # spellings that are gone, and the flag that took their place
+
+
 class Parser(argparse.ArgumentParser):
     """An ArgumentParser whose sub-commands share its formatter and whose usage errors are one line."""
 
@@ -28,4 +31,7 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str):
         """``netvlad CMD: error: MESSAGE (see `netvlad CMD --help`)`` on stderr, exit status 2."""
         message = " ".join(message.split())
+        words = {word.split("=")[0] for word in message.split()}
+        gone = [f"{old} is now {new}" for old, new in RENAMED.items() if old in words]
+        message += f" ({'; '.join(gone)})" if gone else ""
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")

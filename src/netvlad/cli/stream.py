@@ -11,6 +11,7 @@ from pathlib import Path
 
 from netvlad.cli.options import (
     add_bag_args,
+    add_cluster_cache_arg,
     add_device_args,
     add_engine_arg,
     add_model_args,
@@ -61,7 +62,7 @@ def _check_exclusion(source, args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Stream SOURCE: a JSON line per frame, a summary on standard error, the database kept with ``--save``."""
-    from netvlad.cli.options import engine_from_args, pick_device
+    from netvlad.cli.options import cluster_cache, engine_from_args, pick_device
     from netvlad.data.frames import StreamEndedEarly
     from netvlad.files import refuse_overlaps
     from netvlad.places.stream import StreamMatcher, cluster_on_frames
@@ -77,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     source = source.decoded_as(pre.resize, pre.size, pre.fast_decode)
     if place is None:
         cluster_on_frames(model, source, args.cluster_images, device, not args.no_progress, args.batch_size,
-                          args.workers)
+                          args.workers, cache=cluster_cache(args))
     # after clustering (an export holds the final weights); auto keeps torch for a short stream, as for few images,
     # and for the default loop-closure decision, whose local features come from torch's own pass (onnxruntime would
     # run the backbone's early stages twice: 36.6 ms a frame against torch's 30.0 on Gardens Point at 320 px)
@@ -219,6 +220,7 @@ def add_stream_args(parser: argparse.ArgumentParser) -> None:
                        help="where frames carry positions: write the precision–recall curve here")
     group.add_argument("--cluster-images", type=number(COUNT), default=200,
                        help="off-the-shelf NetVLAD without --map: frames sampled for k-means")
+    add_cluster_cache_arg(group)
 
 
 def stream_config_from_args(args: argparse.Namespace):

@@ -42,6 +42,12 @@ HELP = {
                    "(default: a full decode, as the reference pipelines)",
 }
 CHOICES = {"optimizer": OPTIMIZERS, "scheduler": SCHEDULERS}  # fields whose values are registered names
+FLAGS = {"num_clusters": "--clusters"}  # fields whose flag every other command spells so (the config key is the field)
+
+
+def flag_of(name: str) -> str:
+    """The command-line flag of the TrainConfig field ``name``."""
+    return FLAGS.get(name, f"--{name.replace('_', '-')}")
 
 
 def checkpoint_file(text: str) -> str:
@@ -83,7 +89,7 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
     types_ = field_types()
     for f in dataclasses.fields(TrainConfig):
         default = f.default if f.default is not dataclasses.MISSING else None
-        group.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, default=argparse.SUPPRESS,
+        group.add_argument(flag_of(f.name), dest=f.name, default=argparse.SUPPRESS,
                            help=f"{HELP.get(f.name, '')} (default: {default})".strip(),
                            **_flag_kwargs(f.name, types_[f.name]))
 

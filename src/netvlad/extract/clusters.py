@@ -60,8 +60,9 @@ def kmeans(x: torch.Tensor, k: int, seed: int = 0, niter: int = 100) -> torch.Te
     import torch
 
     data = x.detach().cpu().to(torch.float32).contiguous().numpy()
-    km = faiss.Kmeans(data.shape[1], k, niter=niter, seed=seed, verbose=False,
-                      max_points_per_centroid=max(256, data.shape[0] // k + 1))
+    km = faiss.Kmeans(data.shape[1], k, niter=niter, seed=seed, verbose=False, min_points_per_centroid=1,
+                      max_points_per_centroid=max(256, data.shape[0] // k + 1))  # too few points: fit_clusters says
+    # so in one line, with what to do, instead of faiss's warning on standard error
     km.train(data)
     return torch.from_numpy(km.centroids.copy()).to(torch.float64)
 
@@ -107,9 +108,8 @@ def sample_local_descriptors(model: PlaceModel, paths: Sequence[Path | str], con
         if len(paths) == 0:
             raise ValueError("cluster initialisation needs training images, got none")
         rng = np.random.default_rng(config.seed)
-        chosen = np.sort(rng.choice(len(paths), size=min(config.num_images, len(paths)), replace=False))
+        chosen_paths = _sampled(rng, paths, config)
         pre = model.config.preprocessing
-        chosen_paths = [Path(paths[i]) for i in chosen]
         dataset = ImageDataset(chosen_paths, pre.resize, pre.size, True, pre.fast_decode)  # failures decided below
         loader = ImageLoader(dataset, batch_size=batch_size, num_workers=workers,
                              collate_fn=collate_by_size)
@@ -122,14 +122,64 @@ def sample_local_descriptors(model: PlaceModel, paths: Sequence[Path | str], con
                 take = min(config.per_image, feature.shape[0])
                 samples.append(feature[torch.from_numpy(rng.choice(feature.shape[0], take, replace=False))])
         if not samples:
-            raise ImageDecodeError(f"none of the {len(chosen)} images sampled for k-means could be decoded (all "
+            raise ImageDecodeError(f"none of the {len(chosen_paths)} images sampled for k-means could be decoded (all "
                                    "skipped)", path=chosen_paths[0] if chosen_paths else None)
         descriptors = torch.cat(samples)
         if descriptors.shape[0] > config.num_descriptors:
             keep = np.sort(rng.choice(descriptors.shape[0], config.num_descriptors, replace=False))
             descriptors = descriptors[torch.from_numpy(keep)]
-        logger.info("sampled %d local descriptors from %d images", descriptors.shape[0], len(chosen))
+        logger.info("sampled %d local descriptors from %d images", descriptors.shape[0], len(chosen_paths))
         return descriptors
+
+
+def _sampled(rng, paths: Sequence[Path | str], config: ClusterConfig) -> list[Path]:
+    """The ``num_images`` images (at most) k-means samples descriptors from, in ``paths`` order."""
+    import numpy as np
+
+    chosen = np.sort(rng.choice(len(paths), size=min(config.num_images, len(paths)), replace=False))
+    return [Path(paths[i]) for i in chosen]
+
+
+def sampled_images(paths: Sequence[Path | str], config: ClusterConfig = ClusterConfig()) -> list[Path]:
+    """The images :func:`sample_local_descriptors` reads local descriptors from (the seed's choice)."""
+    import numpy as np
+
+    return _sampled(np.random.default_rng(config.seed), paths, config) if len(paths) else []
+
+
+MIN_PER_CENTROID = 39  # faiss's own threshold for a trustworthy k-means (it warns below 39 points per centroid)
+POSITIONS_WANTED = 32  # feature positions per image after upsampling: 4 × 8 as the Nordland recipe's 128 × 256
+
+
+def warn_few_descriptors(model: PlaceModel, descriptors: int, images: Sequence[Path]) -> None:
+    """One warning line where k-means gets fewer than :data:`MIN_PER_CENTROID` local descriptors per centroid,
+    saying what to do: upsample small images (a fixed input size, with the factor that gives each image about
+    :data:`POSITIONS_WANTED` feature positions), or sample more images."""
+    import math
+
+    from PIL import Image
+
+    k = model.pool.num_clusters
+    if descriptors >= MIN_PER_CENTROID * k or not images:
+        return
+    per_image = descriptors / len(images)
+    pre = model.config.preprocessing
+    with Image.open(images[0]) as image:
+        width, height = image.size  # as the model sees it: after the input policy's resize
+    if pre.resize == "fixed":
+        height, width = pre.size
+    elif pre.resize == "longest" and max(width, height) > pre.size[0]:
+        scale = pre.size[0] / max(width, height)
+        width, height = round(width * scale), round(height * scale)
+    if per_image < POSITIONS_WANTED:
+        factor = 2 ** math.ceil(math.log2(math.sqrt(POSITIONS_WANTED / max(per_image, 1))))
+        fix = (f"the images are small ({width}×{height} pixels give about {per_image:.0f} feature positions each): "
+               f"upsample them {factor}×, e.g. resize 'fixed' to {height * factor} × {width * factor} "
+               f"(--resize fixed --size {height * factor} {width * factor})")
+    else:
+        fix = "sample more images (--cluster-images) or descriptors per image"
+    logger.warning("k-means of %d local descriptors into K=%d clusters (%.0f per cluster, fewer than %d): the "
+                   "centroids are poorly placed; %s", descriptors, k, descriptors / k, MIN_PER_CENTROID, fix)
 
 
 def _decoded(loader, paths: list[Path], skip_bad: bool):
@@ -183,6 +233,7 @@ def fit_clusters(model: PlaceModel, paths: Sequence[Path | str], config: Cluster
         raise ValueError(f"cluster initialisation needs a NetVLAD model, this one pools with {model.config.pool!r}")
     descriptors = sample_local_descriptors(model, paths, config, skip_bad, batch_size=batch_size, workers=workers,
                                            device=device, progress=progress)
+    warn_few_descriptors(model, int(descriptors.shape[0]), sampled_images(paths, config))
     if descriptors.shape[0] < model.pool.num_clusters:
         raise ValueError(f"only {descriptors.shape[0]} local descriptors for K={model.pool.num_clusters} clusters; "
                          "use more images (num_images) or more per image (per_image)")
@@ -221,15 +272,54 @@ def needs_clusters(model: PlaceModel) -> bool:
 
 def cluster_if_off_the_shelf(model: PlaceModel, paths: Sequence[Path | str], config: ClusterConfig = ClusterConfig(),
                              device: torch.device | str = "cpu", progress: bool = False, batch_size: int = 8,
-                             workers: int = 0, skip_bad: bool = False) -> bool:
-    """k-means NetVLAD centroids from ``paths`` for a NetVLAD model whose centroids are still random -> whether it ran.
+                             workers: int = 0, skip_bad: bool = False, cache: Path | str | bool = True) -> bool:
+    """k-means NetVLAD centroids from ``paths`` for a NetVLAD model whose centroids are still random -> whether it
+    set them (computed, or reused from the cache).
 
-    A model loaded from a checkpoint, or clustered already, is left as it is (``NetVLAD.clustered``); so is
-    any other pooling. The ``netvlad`` commands and :func:`netvlad.eval.recall.evaluate` call this.
+    A model loaded from a checkpoint, or clustered already, is left as it is (``NetVLAD.clustered``); so is any other
+    pooling. The result is cached (``cache``: True for :func:`~netvlad.extract.cluster_cache.cluster_cache_folder`,
+    a folder, or False for none), keyed by the backbone, K, input policy, sampling and seed and the sampled images'
+    content; a later call on the same images reuses it. The ``netvlad`` commands and
+    :func:`netvlad.eval.recall.evaluate` call this.
     """
+    from netvlad.extract.cluster_cache import CachedClusters, read_clusters, write_clusters
+
     if not needs_clusters(model):
         return False
+    folder, key = cache_entry(model, paths, config, skip_bad, cache)
+    cached = read_clusters(folder, key, model.pool.state_dict()) if key else None
+    hint = "`netvlad cluster` once, then --model CKPT, fixes them explicitly"
+    if cached is not None:
+        model.pool.load_state_dict(cached.tensors)
+        model.pool.alpha = cached.alpha
+        logger.info("off-the-shelf NetVLAD: reused the cached k-means centroids of these database images (K=%d, "
+                    "%d local descriptors, alpha = %.3f) from %s; %s", model.pool.num_clusters, cached.descriptors,
+                    cached.alpha, folder, hint)
+        warn_few_descriptors(model, cached.descriptors, sampled_images(paths, config))  # still true of them
+        return True
     logger.info("off-the-shelf NetVLAD (random centroids): clustering local descriptors of %d database images "
                 "first", min(len(paths), config.num_images))
-    initialize_clusters(model, paths, config, device, progress, batch_size, workers, skip_bad)
+    fit = fit_clusters(model, paths, config, device, progress, batch_size, workers, skip_bad)
+    if key:
+        tensors = {name: t.detach().cpu() for name, t in model.pool.state_dict().items()}
+        try:
+            written = write_clusters(folder, key, CachedClusters(tensors, fit.alpha, fit.descriptors))
+            logger.info("cached the k-means centroids in %s for the next run on these images; %s", written, hint)
+        except OSError as error:
+            logger.warning("k-means centroids not cached (%s); the next run clusters again", error)
     return True
+
+
+def cache_entry(model: PlaceModel, paths: Sequence[Path | str], config: ClusterConfig, skip_bad: bool,
+                cache: Path | str | bool) -> tuple[Path | None, dict | None]:
+    """``(folder, key)`` of the cached k-means result for these arguments, or ``(None, None)`` without a cache (or
+    where a sampled image cannot be read: the k-means reports it)."""
+    from netvlad.extract.cluster_cache import cluster_cache_folder, cluster_key
+
+    if cache is False or not len(paths):
+        return None, None
+    folder = cluster_cache_folder() if cache is True else Path(cache)
+    try:
+        return folder, cluster_key(model, paths, sampled_images(paths, config), config, skip_bad)
+    except OSError:
+        return None, None

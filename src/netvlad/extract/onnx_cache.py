@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from typing import TypeVar
 
 import torch
 
-from netvlad.files import atomic_write
+from netvlad.files import atomic_write, cache_root
 from netvlad.models import PlaceModel
 from netvlad.models.export import export_onnx
 from netvlad.models.weights import sha256_of
@@ -35,11 +34,8 @@ FORMAT = 1  # bump when the exported graph changes for the same model
 
 
 def cache_folder() -> Path:
-    """The export folder: ``$NETVLAD_CACHE/onnx``, else ``$XDG_CACHE_HOME/netvlad/onnx``, else ``~/.cache/...``."""
-    if os.environ.get("NETVLAD_CACHE"):
-        return Path(os.environ["NETVLAD_CACHE"]).expanduser() / "onnx"
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "netvlad" / "onnx"
+    """The export folder: ``onnx/`` in :func:`netvlad.files.cache_root`."""
+    return cache_root() / "onnx"
 
 
 @dataclass(frozen=True)

@@ -59,15 +59,16 @@ def share_model(model, info, device, prepare: Callable[[Any], None] | None = Non
 
 
 def prepare_model(model, cluster_paths: Sequence[Path | str], info, device, config=None, progress: bool = False,
-                  batch_size: int = 8, workers: int = 0, skip_bad: bool = False):
+                  batch_size: int = 8, workers: int = 0, skip_bad: bool = False, cache: Path | str | bool = True):
     """``model`` on ``device`` with rank 0's weights on every rank, after k-means of an off-the-shelf NetVLAD over
     ``cluster_paths`` on rank 0 (:func:`netvlad.extract.clusters.cluster_if_off_the_shelf` decides; ``config``: a
-    :class:`~netvlad.extract.clusters.ClusterConfig`, default its defaults). A checkpoint's model is only shared."""
+    :class:`~netvlad.extract.clusters.ClusterConfig`, default its defaults; ``cache``: where its result is cached).
+    A checkpoint's model is only shared."""
     from netvlad.extract.clusters import ClusterConfig, cluster_if_off_the_shelf
 
     def cluster(model) -> None:
         cluster_if_off_the_shelf(model, cluster_paths, config or ClusterConfig(), device, progress, batch_size,
-                                 workers, skip_bad)
+                                 workers, skip_bad, cache=cache)
 
     return share_model(model, info, device, prepare=cluster)
 

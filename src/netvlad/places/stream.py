@@ -22,6 +22,7 @@ import math
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -293,11 +294,12 @@ def _percentiles(values: list[float]) -> dict:
 
 
 def cluster_on_frames(model: PlaceModel, frames, num_images: int = 200, device: torch.device | str = "cpu",
-                      progress: bool = False, batch_size: int = 8, workers: int = 0) -> bool:
+                      progress: bool = False, batch_size: int = 8, workers: int = 0,
+                      cache: Path | str | bool = True) -> bool:
     """k-means centroids of an off-the-shelf NetVLAD from ``num_images`` frames sampled evenly along ``frames`` (a
-    frame source, read once); a model that needs none is left as it is. Returns whether k-means ran."""
+    frame source, read once); a model that needs none is left as it is. Returns whether centroids were set (computed,
+    or reused from ``cache``: see :func:`netvlad.extract.clusters.cluster_if_off_the_shelf`)."""
     import tempfile
-    from pathlib import Path
 
     from netvlad.extract.clusters import ClusterConfig, cluster_if_off_the_shelf, needs_clusters
 
@@ -311,4 +313,4 @@ def cluster_on_frames(model: PlaceModel, frames, num_images: int = 200, device: 
                 paths.append(Path(folder) / f"{len(paths):05d}.png")
                 frame.image.save(paths[-1])
         return cluster_if_off_the_shelf(model, paths, ClusterConfig(num_images=num_images), device, progress,
-                                        batch_size, workers)
+                                        batch_size, workers, cache=cache)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
 import time
 from pathlib import Path
@@ -13,6 +15,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from netvlad.data.dataset import GeoDataset
+from netvlad.data.provenance import PROVENANCE_KEY, Provenance
 from netvlad.extract.clusters import initialize_clusters
 from netvlad.extract.engine import EngineConfig
 from netvlad.models import PlaceModel, load, save_model
@@ -50,6 +53,7 @@ class Run:
     log: RunLog
     progress_bar: bool
     frozen: FrozenFeatures | None = None
+    provenance: Provenance | None = None  # what the run trains and validates on, recorded in every checkpoint
 
     @property
     def extraction(self) -> ExtractOptions:
@@ -58,14 +62,29 @@ class Run:
                               progress=self.progress_bar and self.info.is_main, frozen=self.frozen,
                               engine=EngineConfig(self.config.engine, persist=False))  # new weights every refresh
 
+    def keep(self, name: str, model: PlaceModel | None = None, **extra) -> Path:
+        """Write ``model`` (default: the one training) to ``run_dir/name`` with ``extra`` and the provenance."""
+        return save_model(self.model if model is None else model, self.run_dir / name,
+                          extra={**extra, **provenance_extra(self.provenance)})
+
     def save(self, state: RunState) -> None:
         """Write the resumable state (main process only)."""
         if self.info.is_main:
             checkpoint.save_state(self.run_dir, state, self.model, self.optimizer, self.scheduler)
 
 
+def provenance_extra(provenance: Provenance | None) -> dict:
+    """``{"provenance": record}`` for a checkpoint's metadata (empty without one)."""
+    return {} if provenance is None else {PROVENANCE_KEY: provenance.to_dict()}
+
+
+def config_hash(config: TrainConfig) -> str:
+    """16 hex digits identifying every option of ``config``."""
+    return hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def initial_model(config: TrainConfig, data: TrainingSet, device: torch.device, info: DistInfo, run_dir: Path,
-                  fresh: bool, progress: bool) -> PlaceModel:
+                  fresh: bool, progress: bool, provenance: Provenance | None = None) -> PlaceModel:
     """The model to train: ``init_model``, or a new one with k-means-initialised clusters (skipped on resume)."""
     if config.init_model:
         return load(config.init_model).to(device)
@@ -75,12 +94,13 @@ def initial_model(config: TrainConfig, data: TrainingSet, device: torch.device, 
         initialize_clusters(model, paths, config.cluster_config, device, progress and info.is_main,
                             config.batch_size, config.workers)
         if info.is_main:
-            save_model(model, run_dir / "init.safetensors", extra={"step": "k-means initialisation"})
+            save_model(model, run_dir / "init.safetensors",
+                       extra={"step": "k-means initialisation", **provenance_extra(provenance)})
     return model
 
 
 def build_run(config: TrainConfig, dataset: GeoDataset, val: GeoDataset | None, run_dir: Path, device, resume: bool,
-              progress: bool) -> tuple[Run, RunState]:
+              progress: bool, provenance: Provenance | None = None) -> tuple[Run, RunState]:
     """Validate the data, build (or restore) model, optimiser, scheduler and run state."""
     device = torch.device(device)
     dataset = exclude_ambiguous(dataset, config.neg_radius, config.exclude_dark_below, config.exclude_duplicates_above)
@@ -92,7 +112,7 @@ def build_run(config: TrainConfig, dataset: GeoDataset, val: GeoDataset | None, 
         run_dir.mkdir(parents=True, exist_ok=True)
         write_config(config, run_dir / "config.yaml")
     torch.manual_seed(config.seed)
-    model = initial_model(config, data, device, info, run_dir, not resume, progress)
+    model = initial_model(config, data, device, info, run_dir, not resume, progress, provenance)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = OPTIMIZERS[config.optimizer](params, config)
     scheduler = SCHEDULERS[config.scheduler](optimizer, config)
@@ -112,7 +132,8 @@ def build_run(config: TrainConfig, dataset: GeoDataset, val: GeoDataset | None, 
     log = RunLog(run_dir, enabled=info.is_main, tensorboard=config.tensorboard)
     if resume:
         log.event("resume", state.step, epoch=state.epoch, position=state.position, batch=state.batch)
-    run = Run(config, data, val, run_dir, model, encoder, optimizer, scheduler, info, device, log, progress, frozen)
+    run = Run(config, data, val, run_dir, model, encoder, optimizer, scheduler, info, device, log, progress, frozen,
+              provenance)
     return run, state
 
 
@@ -256,12 +277,11 @@ def record(run: Run, state: RunState, recalls: dict[int, float]) -> None:
     state.history.append({"epoch": state.epoch, **{f"recall@{n}": r for n, r in recalls.items()}})
     if run.val is None:
         if run.info.is_main:
-            save_model(run.model, run.run_dir / LAST_FILE, extra={"epoch": state.epoch, "kept": NO_VALIDATION})
+            run.keep(LAST_FILE, epoch=state.epoch, kept=NO_VALIDATION)
     elif recalls[5] > state.best_recall:
         state.best_recall, state.best_epoch = recalls[5], state.epoch
         if run.info.is_main:
-            save_model(run.model, run.run_dir / BEST_FILE,
-                       extra={"epoch": state.epoch, "recalls": {str(n): r for n, r in recalls.items()}})
+            run.keep(BEST_FILE, epoch=state.epoch, recalls={str(n): r for n, r in recalls.items()})
     run.save(state)
 
 
@@ -284,7 +304,7 @@ def finish(run: Run, state: RunState) -> Path:
                 "best_recall_at_5": state.best_recall}
         logger.info("kept epoch %d: best validation R@5 %.1f", state.best_epoch, state.best_recall)
     if run.info.is_main:
-        save_model(model, out, extra={**kept, "history": state.history})
+        run.keep(out.name, model, **kept, history=state.history)
     run.log.event("done", state.step, **kept)
     run.log.close()
     return out
@@ -297,9 +317,11 @@ def train(config: TrainConfig, dataset: GeoDataset, run_dir: Path | str, val: Ge
     ``resume`` continues exactly from ``run_dir/state.pt``. Without ``val``, ``config.val_places`` > 0 holds out
     the last places of ``dataset`` for validation. Under torchrun every rank calls this.
     """
+    source = dataset
     if val is None and config.val_places:
         dataset, val = holdout_last(dataset, config.val_places)
-    run, state = build_run(config, dataset, val, Path(run_dir), device, resume, progress)
+    provenance = Provenance.of_training(source, dataset, val, config.seed, config_hash(config))
+    run, state = build_run(config, dataset, val, Path(run_dir), device, resume, progress, provenance)
     if not resume:
         record(run, state, validate_epoch(run, 0))  # epoch 0: the k-means-initialised model
     while state.epoch < config.epochs:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -30,6 +31,20 @@ def _kernel_switches_restored():
         else:
             os.environ[name] = value
 
+
+
+@pytest.fixture(autouse=True)
+def _logger_levels_restored():
+    """Each test leaves netvlad's loggers at the levels it found (a benchmark run in-process quietens some)."""
+    loggers = [logging.getLogger(name) for name in list(logging.root.manager.loggerDict) if name.startswith("netvlad")]
+    levels = {logger: logger.level for logger in loggers}
+    yield
+    for logger, level in levels.items():
+        logger.setLevel(level)
+    for name in list(logging.root.manager.loggerDict):
+        logger = logging.getLogger(name)
+        if name.startswith("netvlad.") and logger not in levels:
+            logger.setLevel(logging.NOTSET)
 
 def shared_dataset(name: str) -> Path:
     """Path of ../shared/data/<name>, or skip the test with the reason."""

@@ -23,6 +23,7 @@ BENCHMARKS = {
     "bag-loop-closure": ("bag_loop_closure", "loop closures from a ROS bag through `netvlad stream` (docs/bags.md)"),
     "cli-startup": ("cli_startup", "`netvlad --help`/--version/errors against `import torch` (target < 0.2×)"),
     "deterministic": ("deterministic", "CPU cost of --deterministic's pinned kernels"),
+    "diagonal-cost": ("diagonal_cost", "the diagonal sequence score against exact search at 10^5 frames"),
     "engine": ("engine", "extraction speed: pipeline, models alone, torch layouts, JPEG decoding (--part)"),
     "figures": ("figures", "the README's and docs/figures.md's tables, re-measured with `netvlad` itself"),
     "gpu": ("gpu", "VGG16 + NetVLAD on a GPU: precision, decoding, pipeline, training step, search"),

@@ -58,7 +58,7 @@ methods: {single: {}}
 @pytest.mark.parametrize(("change", "message"), [
     (("methods: {single: {}}", "methods: {x: {method: seqslim}}"), "unknown method 'seqslim'; known: delta, diagonal"),
     (("methods: {single: {}}", "methods: {x: {method: diagonal, radius: 3}}"), "unknown option 'radius'; known:"),
-    (("model: m}", "model: m, tolerance: 2}"), "unknown key 'tolerance'; known: city, database"),
+    (("model: m}", "model: m, tolerance: 2}"), "unknown key 'tolerance'; known: city, condition, database"),
     (("model: m}", "model: n}"), "unknown model 'n'; known: m"),
     (("methods: {single: {}}", "methods: {x: {method: seqslam, contrast_radius: 0}}"), "contrast_radius must be"),
     (("methods: {single: {}}", "methods: {x: {method: diagonal, modes: [forward]}}"), "unknown mode 'forward'"),
@@ -68,6 +68,23 @@ def test_bad_suite_entries_are_one_line(tmp_path, change, message):
     with pytest.raises(BadInputError, match=message) as info:
         load_suite(_suite(tmp_path, BASE.replace(*change)))
     assert "\n" not in str(info.value) and "s.yaml" in str(info.value)
+
+
+def test_a_city_condition_outside_its_query_conditions_is_one_line(tmp_path):
+    city = "city: {size: small, query_conditions: [dusk, night]}, condition: sunny, model: m}"
+    with pytest.raises(BadInputError, match="unknown condition 'sunny'; known: dusk, night") as info:
+        load_suite(_suite(tmp_path, BASE.replace("path: nordland, database: summer, queries: winter, model: m}",
+                                                 city)))
+    assert "\n" not in str(info.value) and "s.yaml" in str(info.value)
+
+
+def test_the_default_suite_has_one_city_set_per_condition_sharing_one_city():
+    """Each condition is a set of its own (leave-one-set-out holds it out), described from one generated city."""
+    suite = load_suite("default")
+    city = [spec for spec in suite.datasets if spec.city is not None]
+    assert sorted(spec.condition for spec in city) == ["dusk", "fog", "night", "winter"]
+    assert len({spec.source for spec in city}) == 1 and len({spec.key() for spec in city}) == 4
+    assert all(spec.source == spec.name for spec in suite.datasets if spec.city is None)
 
 
 def test_unknown_suite_name(caplog, tmp_path):
@@ -123,8 +140,8 @@ def test_leave_one_set_out_judges_by_the_worst_set():
 
 def test_a_suite_extends_another_and_a_missing_checkpoint_names_itself(tmp_path):
     suite = load_suite("recipe")
-    assert [d.name for d in suite.datasets] == ["gardens_point", "nordland_val", "city_conditions",
-                                                "nordland_val_recipe"]
+    assert [d.name for d in suite.datasets] == ["gardens_point", "nordland_val", "city_dusk", "city_night",
+                                                "city_winter", "city_fog", "nordland_val_recipe"]
     assert suite.baseline == "diagonal" and len(suite.methods) == len(load_suite("default").methods)
     path = _suite(tmp_path, BASE.replace("models: {m: {backbone: mobilenet_v2, pool: gem}}",
                                          "models: {m: {checkpoint: nowhere.safetensors}}"))

@@ -8,10 +8,12 @@ best velocity wins; lowest first. A trajectory point outside the candidate's dat
 frame or after its last) counts as the largest possible squared distance, (‖q‖ + max‖x‖)² (4 for L2-normalised
 descriptors), so a trajectory cut short never wins on fewer points.
 
-Cost: one exact search's distance matrix plus L · V shifted additions per (query, database frame) pair, computed
-for a block of queries at a time against the whole database laid out sequence after sequence with ``reach``
-columns of padding around each sequence (a shift is then one contiguous slice); memory is bounded by
-``max_memory`` bytes whatever the number of queries.
+Cost: one exact search's distance matrix plus L · V shifted additions per (query, database frame) pair. The
+database is laid out sequence after sequence with ``reach`` columns of padding around each sequence (a shift is then
+one contiguous slice) and cut into blocks of :data:`COLUMNS` columns: a block of queries gets one matrix product per
+column block, every velocity and window frame adds slices of that same product while it is in cache, and the top k
+is merged across column blocks (only scores below a row's current k-th are sorted). Memory is bounded by
+``max_memory`` bytes whatever the number of queries or database frames.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from netvlad.search.exact import read_rows
 logger = logging.getLogger(__name__)
 
 READ_ROWS = 8192  # database rows read (and multiplied) at a time
+QUERY_BLOCK = 256  # query windows per block: the database is read once per block
+COLUMNS = 2048  # padded database columns per step: a step's distance and score rows stay in cache
 
 
 class PaddedLayout:
@@ -59,18 +63,27 @@ def reach_of(config: SequenceConfig, offsets: np.ndarray) -> int:
 
 
 def padded_distances(frames: torch.Tensor, database: np.ndarray, norms: np.ndarray, layout: DatabaseLayout,
-                     padded: PaddedLayout, bound: torch.Tensor) -> torch.Tensor:
-    """Squared L2 distances (F, width) float32 of query ``frames`` (F, D) to every database frame at its padded
-    column, ``bound`` (F,) in the padding."""
-    out = bound[:, None].expand(len(frames), padded.width).clone()
-    frame_norms = torch.linalg.vector_norm(frames, dim=1).square_()
-    for a in range(0, len(layout), READ_ROWS):
-        ids, columns = layout.order[a:a + READ_ROWS], padded.columns[a:a + READ_ROWS]
-        rows = database_rows(database, ids)
-        squared = torch.addmm(frame_norms[:, None] + torch.from_numpy(norms[ids])[None], frames, rows.T, alpha=-2)
-        target = slice(columns[0], columns[-1] + 1) if _run(columns) else torch.from_numpy(columns)
-        out[:, target] = squared.clamp_(min=0)
-    return out
+                     padded: PaddedLayout, bound: torch.Tensor, lo: int = 0, hi: int | None = None) -> torch.Tensor:
+    """Squared L2 distances (F, hi − lo) float32 of query ``frames`` (F, D) to the database frames at padded columns
+    ``lo`` to ``hi`` (default: the whole row), ``bound`` (F,) in the padding: one matrix product per
+    :data:`READ_ROWS` database rows, written in place."""
+    hi = padded.width if hi is None else hi
+    out = np.repeat(bound.numpy()[:, None], hi - lo, axis=1)
+    scaled = -2 * frames.numpy()  # exact: a power of two
+    frame_norms = torch.linalg.vector_norm(frames, dim=1).square_().numpy()[:, None]
+    first, last = np.searchsorted(padded.columns, [lo, hi])
+    for a in range(first, last, READ_ROWS):
+        ids, columns = layout.order[a:min(a + READ_ROWS, last)], padded.columns[a:min(a + READ_ROWS, last)] - lo
+        # numpy's BLAS: faster than torch's for this shape on the CPUs measured (docs/results/diagonal-cost.md)
+        squared = scaled @ database_rows(database, ids).numpy().T
+        squared += frame_norms
+        squared += norms[ids][None]
+        np.maximum(squared, 0, out=squared)
+        if _run(columns):
+            out[:, columns[0]:columns[-1] + 1] = squared
+        else:
+            out[:, columns] = squared
+    return torch.from_numpy(out)
 
 
 def database_rows(database: np.ndarray, ids: np.ndarray) -> torch.Tensor:
@@ -87,17 +100,19 @@ def _run(values: np.ndarray) -> bool:
         (np.diff(values) == 1).all())
 
 
-def window_scores(table: torch.Tensor, slots: np.ndarray, offsets: np.ndarray, valid: np.ndarray,
-                  config: SequenceConfig, reach: int) -> torch.Tensor:
-    """Mean squared trajectory distances (B, width) of B query windows, best velocity, at every padded column
-    (padding columns hold no meaning). ``table`` (F, width) the window frames' padded distances, ``slots`` (B, K)
-    their rows in it, ``offsets`` (B, K) frame offsets from the current frame, ``valid`` (B, K)."""
+def window_sums(table: torch.Tensor, slots: np.ndarray, offsets: np.ndarray, valid: np.ndarray,
+                config: SequenceConfig) -> torch.Tensor:
+    """Summed squared trajectory distances (B, width) of B query windows, best velocity, at every padded column
+    (padding columns, and columns whose trajectory leaves ``table``, hold no meaning). ``table`` (F, width) the
+    window frames' padded distances, ``slots`` (B, K) their rows in it, ``offsets`` (B, K) frame offsets from the
+    current frame, ``valid`` (B, K). Each velocity adds K shifted slices of the same table: no distance is
+    computed twice."""
     width = table.shape[1]
-    best = torch.full((len(slots), width), torch.inf)
+    best = None
     steps = trajectory_velocity_steps(config, offsets)  # (V, B, K)
     for v in range(steps.shape[0]):
         total = torch.zeros((len(slots), width))
-        for k in range(slots.shape[1]):
+        for k in range(slots.shape[1]):  # K shifted slices added in place, in cache: one column block
             for step in np.unique(steps[v, valid[:, k], k]):
                 rows = np.flatnonzero(valid[:, k] & (steps[v, :, k] == step))
                 lo, hi = max(0, step), width + min(0, step)  # column c reads column c + step
@@ -110,9 +125,29 @@ def window_scores(table: torch.Tensor, slots: np.ndarray, offsets: np.ndarray, v
                     total[:, lo - step:hi - step] += shifted
                 else:
                     total[torch.from_numpy(rows), lo - step:hi - step] += shifted
-        torch.minimum(best, total, out=best)
-    count = torch.from_numpy(np.maximum(valid.sum(axis=1), 1).astype(np.float32))
-    return best / count[:, None]
+        best = total if best is None else torch.minimum(best, total, out=best)
+    return best
+
+
+def window_counts(valid: np.ndarray) -> torch.Tensor:
+    """Frames (B, 1) float32 of each window (at least 1): a window's sum over it is its mean squared distance."""
+    return torch.from_numpy(np.maximum(valid.sum(axis=1), 1).astype(np.float32))[:, None]
+
+
+def merge_top(top: torch.Tensor, at: torch.Tensor, score: torch.Tensor, first: int) -> tuple[torch.Tensor,
+                                                                                              torch.Tensor]:
+    """The ``k`` lowest (B, k) of the running ``top`` (B, k) with positions ``at`` (B, k) and the new ``score``
+    (B, C) of positions ``first`` … ``first + C − 1``: only scores below a row's current k-th enter the sort."""
+    rows, columns = torch.nonzero(score < top[:, -1:], as_tuple=True)
+    if not len(rows):
+        return top, at
+    counts = torch.bincount(rows, minlength=len(top))
+    rank = torch.arange(len(rows)) - (torch.cumsum(counts, 0) - counts)[rows]  # place within its row
+    values = torch.full((len(top), int(counts.max())), torch.inf)
+    positions = torch.zeros(values.shape, dtype=torch.int64)
+    values[rows, rank], positions[rows, rank] = score[rows, columns], columns + first
+    top, pick = torch.topk(torch.cat([top, values], dim=1), top.shape[1], dim=1, largest=False, sorted=True)
+    return top, torch.gather(torch.cat([at, positions], dim=1), 1, pick)
 
 
 def diagonal_rank(queries: np.ndarray, database: np.ndarray, query_order: SequenceOrder,
@@ -122,8 +157,9 @@ def diagonal_rank(queries: np.ndarray, database: np.ndarray, query_order: Sequen
     (see the module docstring), with their scores (Q, k), mean squared distance, lower is better.
 
     ``queries`` (Q, D) and ``database`` (N, D) descriptors (a store's memory map works: it is read in blocks);
-    ``database_order`` None: the database is one sequence in list order. Queries are scored in blocks whose
-    padded distance rows fit ``max_memory`` bytes (at least one query per block).
+    ``database_order`` None: the database is one sequence in list order. Queries are scored in blocks of up to
+    :data:`QUERY_BLOCK` against :data:`COLUMNS` padded database columns at a time (both smaller where
+    ``max_memory`` bytes require; at least one query and one column), the top ``k`` merged across column blocks.
 
     Shape:
         - queries: ``(Q, D)``; database: ``(N, D)``
@@ -152,21 +188,29 @@ def diagonal_rank(queries: np.ndarray, database: np.ndarray, query_order: Sequen
     scores = np.full((len(queries), k), np.inf)
     by_sequence = DatabaseLayout.from_order(query_order).order  # neighbouring windows share frames
     width = windows.members.shape[1]
-    # the distance table holds about block + K rows (neighbouring windows share frames), the scores 3 · block
-    block = max(1, int((max_memory // (4 * padded.width) - width) // 4))
-    real = (slice(int(padded.columns[0]), int(padded.columns[-1]) + 1) if _run(padded.columns)
-            else torch.from_numpy(padded.columns))
+    # a step holds about block + width distance rows and 3 · block score rows of columns + 2 · reach floats
+    block = max(1, min(QUERY_BLOCK, int(max_memory // (16 * (COLUMNS + 2 * reach + width)))))
+    columns = max(1, min(COLUMNS, int(max_memory // (4 * (4 * block + width))) - 2 * reach))
     for a in range(0, len(queries), block):
         rows = by_sequence[a:a + block]
         members = windows.members[rows]
         unique, slots = np.unique(np.maximum(members, 0), return_inverse=True)
         frames = torch.from_numpy(read_rows(queries, unique))
         bound = (torch.linalg.vector_norm(frames, dim=1) + largest).square_()
-        table = padded_distances(frames, database, norms, layout, padded, bound)
-        score = window_scores(table, slots.reshape(members.shape), windows.offsets[rows], windows.valid[rows],
-                              config, reach)[:, real]  # (B, N) in layout order
-        top, at = torch.topk(score, k, dim=1, largest=False, sorted=True)
-        ranked[rows], scores[rows] = layout.order[at.numpy()], top.numpy()
+        top = torch.full((len(rows), k), torch.inf)
+        at = torch.zeros((len(rows), k), dtype=torch.int64)
+        for c0 in range(0, padded.width, columns):
+            first, last = np.searchsorted(padded.columns, [c0, c0 + columns])
+            if first == last:  # padding only
+                continue
+            lo, hi = max(0, c0 - reach), min(padded.width, c0 + columns + reach)  # every shift stays inside
+            table = padded_distances(frames, database, norms, layout, padded, bound, lo, hi)
+            score = window_sums(table, slots.reshape(members.shape), windows.offsets[rows],
+                                windows.valid[rows], config)
+            local = padded.columns[first:last] - lo
+            score = score[:, local[0]:local[-1] + 1] if _run(local) else score[:, torch.from_numpy(local)]
+            top, at = merge_top(top, at, score, int(first))
+        ranked[rows], scores[rows] = layout.order[at.numpy()], (top / window_counts(windows.valid[rows])).numpy()
     return SequenceRanking(ranked, scores, windows.valid.sum(axis=1), windows.shortened, windows.gaps)
 
 
@@ -253,8 +297,8 @@ class OnlineDiagonal:
         for i, (d, _, row) in enumerate(self.history):
             table[i] = (float(np.linalg.norm(d)) + largest) ** 2
             table[i, real] = torch.from_numpy(row[:count] if _run(layout.order) else row[layout.order])
-        score = window_scores(table, np.arange(len(frames))[None], offsets, np.ones(offsets.shape, bool),
-                              self.config, reach)[:, real]
+        score = window_sums(table, np.arange(len(frames))[None], offsets, np.ones(offsets.shape, bool),
+                            self.config)[:, real] / len(frames)
         top, at = torch.topk(score, min(k, count), dim=1, largest=False, sorted=True)
         ids, scores = np.full((1, k), -1, np.int64), np.full((1, k), np.inf)
         ids[:, :top.shape[1]], scores[:, :top.shape[1]] = layout.order[at.numpy()], top.numpy()

@@ -180,8 +180,11 @@ def squared_norms(database: np.ndarray, chunk_bytes: int = 16 * 2**20) -> np.nda
     out = np.empty(len(database), np.float32)
     chunk = max(1, chunk_bytes // (4 * max(1, database.shape[1])))
     for a in range(0, len(database), chunk):
-        rows = torch.from_numpy(read_rows(database, np.arange(a, min(a + chunk, len(database)))))
-        out[a:a + len(rows)] = torch.linalg.vector_norm(rows, dim=1).square_().numpy()
+        if type(database) is np.ndarray and database.dtype == np.float32:  # in memory: a view, no copy
+            rows = database[a:a + chunk]
+        else:
+            rows = read_rows(database, np.arange(a, min(a + chunk, len(database))))
+        out[a:a + len(rows)] = np.einsum("ij,ij->i", rows, rows)
     return out
 
 

@@ -100,7 +100,7 @@ def open_spec(spec: DatasetSpec, data_root: Path, cache: Path):
         options = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.city.items() if k != "size"}
         config = CityConfig.preset(spec.city.get("size", "default"), **options)
         digest = hashlib.sha1(config.to_json().encode()).hexdigest()[:10]
-        root = generate_city(config, cache / "cities" / f"{spec.name}-{digest}", workers=1)
+        root = generate_city(config, cache / "cities" / f"{spec.source}-{digest}", workers=1)
         dataset = open_dataset(root, split=spec.split or "test")
     else:
         root = data_root / spec.path
@@ -114,13 +114,30 @@ def open_spec(spec: DatasetSpec, data_root: Path, cache: Path):
     return dataset
 
 
+def only_condition(spec: DatasetSpec, dataset, queries: np.ndarray):
+    """(dataset, query descriptors) keeping only the queries taken in ``spec.condition`` (all without one)."""
+    from netvlad.data.conditions import query_conditions
+
+    if spec.condition is None:
+        return dataset, queries
+    conditions = query_conditions(dataset)
+    if conditions is None:
+        raise BadInputError(f"dataset {spec.name!r}: its queries name no condition; remove condition: "
+                            f"{spec.condition}")
+    keep = np.flatnonzero(np.asarray(conditions) == spec.condition)
+    if not len(keep):
+        raise BadInputError(f"dataset {spec.name!r}: no query taken in condition {spec.condition!r}; known: "
+                            f"{', '.join(sorted(set(conditions)))}")
+    return dataset.subset(query_indices=keep), queries[keep]
+
+
 def describe_spec(suite: Suite, spec: DatasetSpec, dataset, cache: Path) -> tuple[np.ndarray, np.ndarray]:
     """(database, queries) descriptors of ``dataset`` by the spec's model, kept in (and resumed from) stores under
     ``cache/<dataset>/<model>``; returned in memory (float32)."""
     from netvlad.eval.recall import describe
 
     model = model_of(suite, spec.model)
-    store = cache / spec.name / spec.model
+    store = cache / spec.source / spec.model
     db, _, _ = describe(model, dataset.database, store / "database", desc="database")
     q, _, _ = describe(model, dataset.queries, store / "queries", desc="queries")
     return np.asarray(db, np.float32), np.asarray(q, np.float32)
@@ -202,6 +219,7 @@ def run_benchmark(suite: Suite, out: Path | str, data_root: Path | str, cache: P
         try:
             dataset = open_spec(spec, data_root, cache)
             db, q = describe_spec(suite, spec, dataset, cache)
+            dataset, q = only_condition(spec, dataset, q)
             single = evaluate_descriptors(db, q, dataset.positives(spec.radius), ns, k=min(depth, len(db)))
         except Exception as error:  # the dataset's failure fills its column; the other datasets run
             logger.error("%s: %s", spec.name, error)

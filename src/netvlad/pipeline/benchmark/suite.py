@@ -8,6 +8,7 @@ A method is a *family* of settings (``single``, or a sequence method with its op
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,8 @@ from netvlad.errors import BadInputError
 
 SUITES = Path(__file__).resolve().parent / "suites"
 MODES = ("causal", "centred")
-DATASET_KEYS = {"path", "database", "queries", "frame_tolerance", "last_places", "city", "split", "radius", "model"}
+DATASET_KEYS = {"path", "database", "queries", "frame_tolerance", "last_places", "city", "split", "radius", "model",
+                "condition"}
 METHOD_KEYS = {"method", "lengths", "modes", "velocities", "shortlist", "propagate", "contrast_radius"}
 SUITE_KEYS = {"name", "description", "seed", "recall", "baseline", "models", "datasets", "methods", "extends"}
 
@@ -32,7 +34,8 @@ class DatasetSpec:
     """A dataset of the suite: a folder under the data root (``path``, with ``database``/``queries`` sub-folders
     and ``frame_tolerance`` ±frames, or ``split``) or a generated city (``city``: :class:`CityConfig` fields, with
     ``size`` the preset), optionally only its ``last_places`` frames (validation places of a frame-synchronised
-    route); described by the suite's model ``model``."""
+    route) or only its queries taken in ``condition`` (``night``: a set of its own for leave-one-set-out, the
+    images described once for every condition); described by the suite's model ``model``."""
 
     name: str
     model: str
@@ -44,10 +47,20 @@ class DatasetSpec:
     city: dict | None = None
     split: str | None = None
     radius: float = 25.0
+    condition: str | None = None
 
     def key(self) -> str:
         """The settings as sorted JSON (a cell's cache key)."""
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @property
+    def source(self) -> str:
+        """The name its images and descriptors are kept under: its own, or one shared by every dataset that differs
+        from it only in ``condition``."""
+        if self.condition is None:
+            return self.name
+        shared = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("name", "condition", "radius")}
+        return "conditions-" + hashlib.sha1(json.dumps(shared, sort_keys=True).encode()).hexdigest()[:10]
 
 
 @dataclass(frozen=True)
@@ -179,6 +192,9 @@ def _dataset(path: Path, name: str, spec, models: dict) -> DatasetSpec:
         for key in city:
             if key not in fields:
                 raise _unknown(f"{path}: dataset {name!r} city", "key", key, fields)
+        conditions = city.get("query_conditions", CityConfig.query_conditions)
+        if spec.get("condition") is not None and spec["condition"] not in conditions:
+            raise _unknown(f"{path}: dataset {name!r}", "condition", spec["condition"], conditions)
     return DatasetSpec(name=name, **spec)
 
 

@@ -35,9 +35,11 @@ BENCHMARKS = {
     "scale": ("scale", "how every cost grows with the database size"),
     "sequence": ("sequence", "sequence methods side by side, and their cost at 10^4-10^5 frames"),
     "stream": ("stream", "per-frame latency of describe + search + sequence over a growing map"),
+    "stream-probes": ("stream_probes", "IVF lists the stream must probe for exact search's sequence matches"),
     "train": ("train", "training seconds per 1000 queries, cache refreshes included"),
     "verify": ("verify", "Patch-NetVLAD re-ranking presets against the global ranking, and their costs"),
     "verify-departures": ("verify_departures", "each departure from Patch-NetVLAD's code and its effect"),
+    "verify-speed": ("verify_speed", "where `--verify speed` spends its time on Gardens Point, before and after"),
     "verify-sequence": ("verify_sequence", "re-ranking composed with sequence matching, both orders"),
     "verify-whitening": ("verify_whitening", "the patch whitening, normalisation, shortlist and λ swept (the default)"),
 }

@@ -7,13 +7,23 @@ import logging
 
 import numpy as np
 import pytest
+import torch
 
 from netvlad.errors import BadInputError
 from netvlad.match.verify.patch_store import extract_patch_store, whitening_digest
-from netvlad.match.verify.patches import PatchExtractor, fit_patch_whitening, iter_images, require_netvlad
+from netvlad.match.verify.patches import (
+    Patches,
+    PatchExtractor,
+    fit_patch_whitening,
+    iter_images,
+    require_netvlad,
+)
 from netvlad.match.verify.presets import VERIFY_PRESETS, VerifyPreset
+from netvlad.match.verify.rerank import verify_shortlist
 from netvlad.match.verify.run import clamp_top, verify_folders, verify_ranking
 from netvlad.models import ModelConfig, PlaceModel, Preprocessing
+from netvlad.nn import PCAWhitening
+from netvlad.nn.patch import integral_image, patch_netvlad, window_sums
 from tests.extract.conftest import write_images
 
 RAPID = VerifyPreset("tiny-rapid", "test", sizes=(2, 3), dim=16, scorer="rapid")
@@ -209,3 +219,48 @@ def test_the_patch_whitening_cache_is_atomic_checked_and_rebuilt_when_damaged(ne
     monkeypatch.undo()
     assert same(run.patch_whitening(netvlad_model, preset, paths, cache))
     assert same(run.read_whitening_cache(path, netvlad_model.pool.output_dim, 8))
+
+
+def _integral_patches(maps, layer, size: int, whitening) -> torch.Tensor:
+    """Projected patch descriptors ``(B, windows, dim)`` the float64 integral-image way: V(k) = Σ a·x − (Σ a)·c_k
+    from summed-area tables, intra- and L2-normalised, whitened, L2-normalised."""
+    x = torch.nn.functional.normalize(maps.double(), dim=1)
+    logits = torch.einsum("kd,bdhw->bkhw", layer.conv.weight.double().flatten(1), x)
+    assign = torch.softmax(logits if layer.conv.bias is None else logits + layer.conv.bias.double()[:, None, None], 1)
+    mass = window_sums(integral_image(assign), size, 1)
+    sums = window_sums(integral_image(assign[:, :, None] * x[:, None]), size, 1)
+    vlad = (sums - mass[:, :, None] * layer.centroids.double()[None, :, :, None, None]).flatten(3).permute(0, 3, 1, 2)
+    vlad = torch.nn.functional.normalize(torch.nn.functional.normalize(vlad, dim=3).flatten(2), dim=2)
+    return torch.nn.functional.normalize(vlad @ whitening.linear.weight.double().T + whitening.linear.bias.double(),
+                                         dim=2)
+
+
+@pytest.mark.parametrize("preset", [RAPID, RANSAC])
+@torch.no_grad()
+def test_real_shortlist_is_ranked_as_by_integral_image_patches(gardens_point_maps, preset):
+    maps, layer = gardens_point_maps
+    model = PlaceModel(ModelConfig(num_clusters=8)).eval()
+    model.pool = layer
+    with torch.no_grad():
+        whitening = PCAWhitening(layer.output_dim, 16).fit(
+            patch_netvlad(maps, layer.conv.weight.flatten(1), layer.conv.bias, layer.centroids, 2).flatten(0, 1))
+    extractor = PatchExtractor(model, preset, whitening)
+    ours = extractor.from_features(maps)
+    sizes = [_integral_patches(maps, layer, s, extractor.whitening) for s in preset.sizes]
+    for i in range(len(preset.sizes)):
+        for b in range(len(maps)):
+            torch.testing.assert_close(ours[b].descriptors[i].double(), sizes[i][b], atol=1e-5, rtol=0)
+
+    def reader(descriptors):
+        def read(i, rows):
+            return (torch.stack([descriptors[r].descriptors[i].float() for r in rows]),
+                    torch.tensor([descriptors[r].grids[i] for r in rows]))
+        return read
+
+    reference = [Patches([s[b].float() for s in sizes], ours[b].grids) for b in range(len(maps))]
+    rows, distances = np.array([1, 2, 3]), np.array([0.9, 1.0, 1.1])
+    got = verify_shortlist(ours[0], rows, distances, reader(ours), preset, torch.Generator().manual_seed(0))
+    want = verify_shortlist(reference[0], rows, distances, reader(reference), preset,
+                            torch.Generator().manual_seed(0))
+    assert got.order.tolist() == want.order.tolist()
+    np.testing.assert_allclose(got.scores, want.scores, atol=1e-6)

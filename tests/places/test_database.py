@@ -499,3 +499,39 @@ def test_a_writer_killed_at_100_random_points_leaves_the_old_or_the_new_state(me
     assert result["old"] >= 10 and result["new"] >= 10, result  # kills before and after the commit
     assert result["half"] >= 10, result  # kills in the middle of writing a state
     assert 0 < result["first"] < 20, result
+
+
+def _rescored_and_shortlists(rerank: int, nprobe: int, k: int = 5):
+    """(IVF-PQ + exact re-scoring ids, exact ids, the IVF-PQ shortlists of ``rerank`` ids) of 60 noisy revisits of
+    3,000 clustered 64-D entries."""
+    import faiss
+
+    rng = np.random.default_rng(4)
+    centres = rng.standard_normal((40, 64)).astype(np.float32)
+    x = centres[rng.integers(0, 40, 3000)] + 0.6 * rng.standard_normal((3000, 64)).astype(np.float32)
+    q = x[rng.choice(3000, 60, replace=False)] + 0.3 * rng.standard_normal((60, 64)).astype(np.float32)
+    config = IndexConfig(kind="ivfpq", nlist=32, m=8, nbits=4, nprobe=nprobe, rerank=rerank)
+    approx = PlaceDatabase(64, DatabaseConfig(config, min_train=1000))
+    exact = PlaceDatabase(64)
+    for db in (approx, exact):
+        db.add(x, [str(i) for i in range(len(x))])
+    dist, ids = approx.search(q, k)
+    exact_dist, exact_ids = exact.search(q, k)
+    _, shortlists = approx.index.search(q, rerank, params=faiss.SearchParametersIVF(nprobe=nprobe))
+    return (dist, ids), (exact_dist, exact_ids), shortlists
+
+
+def test_ivfpq_rescoring_is_exact_search_whenever_its_shortlist_holds_the_exact_top_k():
+    (dist, ids), (exact_dist, exact_ids), shortlists = _rescored_and_shortlists(rerank=60, nprobe=8)
+    held = np.array([set(e) <= set(s) for e, s in zip(exact_ids, shortlists, strict=True)])
+    assert held.sum() >= 40  # most shortlists hold it: the check below is not vacuous
+    np.testing.assert_array_equal(ids[held], exact_ids[held])
+    np.testing.assert_allclose(dist[held], exact_dist[held], atol=1e-5)
+
+
+def test_a_too_short_shortlist_misses_exact_matches_and_only_then():
+    (_, ids), (_, exact_ids), shortlists = _rescored_and_shortlists(rerank=5, nprobe=1)
+    differ = (ids != exact_ids).any(1)
+    held = np.array([set(e) <= set(s) for e, s in zip(exact_ids, shortlists, strict=True)])
+    assert differ.any()  # re-scoring cannot bring back what the shortlist lacks
+    assert not (differ & held).any()  # and it is the only way to differ

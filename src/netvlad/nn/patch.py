@@ -1,9 +1,10 @@
 """Patch-NetVLAD descriptors (Hausler et al., CVPR 2021): the NetVLAD vector of every P×P window of a feature map.
 
-Each window's residual sum is V(k) = Σ_i a_k(x_i)·x_i − (Σ_i a_k(x_i))·c_k over its cells; both sums are read from
-2-D integral images (four corner look-ups), so a window costs O(K·D) whatever its size and no window is run through
-the layer alone. Clusters are processed in chunks, and a projection (PCA whitening) is applied chunk by chunk
-(``W·(v/‖v‖) = (Σ_chunks W_chunk·v_chunk)/‖v‖``), so the K·D-dimensional patch vectors never exist all at once.
+Each window's residual sum V(k) = Σ_i a_k(x_i)·(x_i − c_k) over its cells is a box sum of the per-cell weighted
+residuals, taken for every window at once by separable strided sums in the maps' precision (no window is run through
+the layer alone, and no large sums are subtracted, as integral images would). Clusters are processed in chunks, and a
+projection (PCA whitening) is applied chunk by chunk (``W·(v/‖v‖) = (Σ_chunks W_chunk·v_chunk)/‖v‖``), so the
+K·D-dimensional patch vectors never exist all at once.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import torch
 
 from netvlad.nn import functional as VF
 
-__all__ = ["window_grid", "integral_image", "window_sums", "patch_vlad_chunks", "patch_netvlad"]
+__all__ = ["window_grid", "integral_image", "window_sums", "box_sums", "patch_vlad_chunks", "patch_netvlad"]
 
 
 def window_grid(height: int, width: int, size: int, stride: int) -> tuple[int, int]:
@@ -40,6 +41,12 @@ def window_sums(table: torch.Tensor, size: int, stride: int) -> torch.Tensor:
     return table[..., p::s, p::s] - table[..., :-p:s, p::s] - table[..., p::s, :-p:s] + table[..., :-p:s, :-p:s]
 
 
+def box_sums(x: torch.Tensor, size: int, stride: int) -> torch.Tensor:
+    """Sums over every P×P window (stride s) of ``(B, C, H, W)`` -> ``(B, C, rows, cols)``, in ``x``'s precision:
+    P-long sums along the rows, then along the columns."""
+    return x.unfold(2, size, stride).sum(-1).unfold(3, size, stride).sum(-1)
+
+
 def _assignments(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, normalize_input: bool
                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """(local descriptors as the layer sees them ``(B, D, H, W)``, soft assignments ``(B, K, H, W)``)."""
@@ -57,7 +64,7 @@ def patch_vlad_chunks(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
     """Yield (cluster slice, intra-normalised window residuals ``(B, rows·cols, k, D)``) chunk by chunk of clusters.
 
     ``x`` ``(B, D, H, W)`` feature maps; windows are row-major over the :func:`window_grid`. Peak memory per chunk:
-    the float64 integral image ``B·k·D·(H+1)·(W+1)`` plus the windows' ``B·rows·cols·k·D``.
+    the weighted residuals ``B·k·D·H·W`` plus the windows' ``B·rows·cols·k·D``, in ``x``'s precision.
     """
     if x.dim() != 4 or x.shape[1] != centroids.shape[1]:
         raise ValueError(f"expected feature maps as (B, {centroids.shape[1]}, H, W), got {tuple(x.shape)}")
@@ -65,12 +72,12 @@ def patch_vlad_chunks(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
     if not rows:
         return
     feats, assign = _assignments(x, weight, bias, normalize_input)
-    mass = window_sums(integral_image(assign), size, stride)  # (B, K, rows, cols)
+    centroids = centroids.to(feats.dtype)
     for k0 in range(0, len(centroids), cluster_chunk):
         part = slice(k0, min(k0 + cluster_chunk, len(centroids)))
-        sums = window_sums(integral_image(assign[:, part, None] * feats[:, None]), size, stride)  # (B, k, D, r, c)
-        vlad = sums - mass[:, part, None] * centroids[part].to(torch.float64)[None, :, :, None, None]
-        vlad = vlad.flatten(3).permute(0, 3, 1, 2).to(x.dtype)  # (B, rows·cols, k, D)
+        residuals = assign[:, part, None] * (feats[:, None] - centroids[part, :, None, None])  # (B, k, D, H, W)
+        vlad = box_sums(residuals.flatten(1, 2), size, stride)  # (B, k·D, rows, cols)
+        vlad = vlad.unflatten(1, residuals.shape[1:3]).flatten(3).permute(0, 3, 1, 2)  # (B, rows·cols, k, D)
         yield part, VF.l2_normalize(vlad, dim=3)  # intra-normalisation, as in the layer
 
 
@@ -94,8 +101,8 @@ def patch_netvlad(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
         flat = vlad.flatten(2)
         if projection is None:
             out[..., part.start * dim:part.stop * dim] = flat
-        else:
-            out += flat @ projection[0][:, part.start * dim:part.stop * dim].T
+        else:  # one (B·windows, k·D) @ (k·D, out) product: a batched one would repeat the weight per image
+            out += (flat.flatten(0, 1) @ projection[0][:, part.start * dim:part.stop * dim].T).view_as(out)
     out /= squared.sqrt().clamp_min(1e-12)  # the global L2 norm of the intra-normalised vector
     if projection is not None:
         out = VF.l2_normalize(out + projection[1], dim=2)

@@ -1,0 +1,174 @@
+"""Where `netvlad evaluate --verify speed` spends its time on Gardens Point at 480 px, before and after, side by side.
+
+Gardens Point day_left (database) → day_right (queries), MobileNetV2 ImageNet + off-the-shelf NetVLAD (K = 64,
+k-means on ``--cluster-images`` database images, as the command line initialises it), images resized to 480 px on
+the longest side, the ``speed`` preset (size-5 patches, 512-D, rapid spatial scoring), top 100 re-ranked. Each side
+(``--before SRC``, e.g. a checkout of main's ``src``, and this tree's ``src``) runs in its own child process with
+the same model, images and thread count, one after the other; every figure is the thread's CPU time:
+
+- ``fit``: the 512-D patch whitening fitted on the first ``--fit-samples`` of the 5,000 real size-5 patch vectors
+  (81,920-D) the command line fits on; the after side also fits all 5,000, the before side's 5,000 is extrapolated
+  as the fragment states;
+- ``fit patches``: per image, the raw patch vectors the fit samples (100 database images);
+- ``patches``: per image, backbone + whitened patch descriptors (every database and query image);
+- ``match``: per query, re-ranking its top 100 (200 queries), read from memory;
+- ``global``: per image, the global descriptor (backbone + NetVLAD) through torch, what the global evaluation
+  costs per image without decoding.
+
+Its table (``--results docs/results``: ``verify-speed.md``) adds the whole run estimated from these per-item costs.
+
+    python -m benchmarks verify-speed --before /path/to/main/src [--images 12] [--fit-samples 2000] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.common import REPO, add_results_option
+from benchmarks.common import SHARED_DATA as SHARED
+
+FIT_IMAGES, DATABASE, QUERIES, TOP, CLI_SAMPLES = 100, 200, 200, 100, 5000
+
+
+def child(args: argparse.Namespace) -> dict:
+    """Per-item thread CPU times of one side (the netvlad this process imports)."""
+    import numpy as np
+    import torch
+
+    from netvlad.match.verify import get_preset
+    from netvlad.match.verify.patches import PatchExtractor, iter_images, shrink_whitening
+    from netvlad.match.verify.rerank import verify_shortlist
+    from netvlad.models import ModelConfig, PlaceModel, Preprocessing
+    from netvlad.nn import PCAWhitening
+    from netvlad.nn.patch import patch_netvlad
+
+    torch.set_num_threads(args.threads)
+    gp = SHARED / "gardens_point"
+    left = sorted((gp / "day_left").glob("*.jpg"))
+    model = PlaceModel(ModelConfig(backbone="mobilenet_v2", pool="netvlad", num_clusters=64,
+                                   preprocessing=Preprocessing("longest", (480,))), pretrained=True).eval()
+    model.load_state_dict(torch.load(args.model, weights_only=True))
+    layer, preset, out = model.pool, get_preset("speed"), {}
+    weight = layer.conv.weight.view(layer.num_clusters, layer.dim)
+    vectors, clock = [], time.thread_time()
+    rng = np.random.default_rng(0)
+    with torch.no_grad():  # the fit's patch vectors, sampled as the command line samples them
+        for _, im in iter_images(model, left[::len(left) // FIT_IMAGES][:FIT_IMAGES], 1):
+            v = patch_netvlad(model.features(im).float(), weight, layer.conv.bias, layer.centroids, 5, 1,
+                              layer.normalize_input)[0]
+            vectors.append(v[torch.from_numpy(rng.choice(len(v), min(CLI_SAMPLES // FIT_IMAGES, len(v)),
+                                                         replace=False))])
+    out["fit_patches_s"] = (time.thread_time() - clock) / FIT_IMAGES
+    pool = torch.cat(vectors)
+    del vectors
+    for n in args.fit_samples:
+        clock = time.thread_time()
+        whitening = shrink_whitening(PCAWhitening(pool.shape[1], preset.dim).fit(pool[:n]), 10.0)
+        out[f"fit_{n}_s"] = time.thread_time() - clock
+    del pool
+    images = [im for _, im in iter_images(model, left[::max(1, len(left) // args.images)][:args.images], 1)]
+    extractor = PatchExtractor(model, preset, whitening)
+    clock = time.thread_time()
+    patches = [extractor.from_images(im)[0] for im in images]
+    out["patches_s"] = (time.thread_time() - clock) / len(images)
+    clock = time.thread_time()
+    with torch.no_grad():
+        for im in images:
+            model(im)
+    out["global_s"] = (time.thread_time() - clock) / len(images)
+
+    def read(i, rows):
+        return (torch.stack([patches[r].descriptors[i].float() for r in rows]),
+                torch.tensor([patches[r].grids[i] for r in rows]))
+
+    rows = rng.integers(0, len(patches), (len(patches), TOP))
+    clock = time.thread_time()
+    for q, query in enumerate(patches):
+        verify_shortlist(query, rows[q], np.linspace(0.5, 1.0, TOP), read, preset, torch.Generator().manual_seed(0))
+    out["match_s"] = (time.thread_time() - clock) / len(patches)
+    return out
+
+
+def run_side(src: Path, args: argparse.Namespace, model: Path) -> dict:
+    """``child`` in a fresh process importing netvlad from ``src``."""
+    env = dict(os.environ, PYTHONPATH=f"{src}{os.pathsep}{REPO}")  # that side's netvlad, this benchmark
+    command = [sys.executable, "-m", "benchmarks.verify_speed", "--child", "--model", str(model),
+               "--images", str(args.images), "--threads", str(args.threads),
+               "--fit-samples", *map(str, args.fit_samples_for(src))]
+    result = subprocess.run(command, env=env, cwd=REPO, check=True, capture_output=True, text=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def whole_run(side: dict, fit_s: float) -> dict:
+    """Seconds of the whole Gardens Point `--verify speed` run from per-item costs."""
+    parts = {"fit": fit_s, "fit patches": FIT_IMAGES * side["fit_patches_s"],
+             "patches": (DATABASE + QUERIES) * side["patches_s"], "match": QUERIES * side["match_s"]}
+    return parts | {"total": sum(parts.values()), "global": (DATABASE + QUERIES) * side["global_s"]}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """This benchmark's options."""
+    parser.add_argument("--before", type=Path, default=None, help="src of the before side (required)")
+    parser.add_argument("--images", type=int, default=12, help="database images timed per step")
+    parser.add_argument("--fit-samples", type=int, nargs="+", default=[2000],
+                        help="patch vectors of the side-by-side fit (the after side also fits 5,000)")
+    parser.add_argument("--cluster-images", type=int, default=50)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--model", type=Path, default=None)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    add_results_option(parser)
+
+
+def run(args: argparse.Namespace) -> str:
+    """Both sides, then the Markdown tables."""
+    if args.before is None:
+        raise SystemExit("verify-speed needs --before SRC: the src folder of the code to compare against")
+    import torch
+
+    from netvlad.extract.clusters import ClusterConfig, cluster_if_off_the_shelf
+    from netvlad.models import ModelConfig, PlaceModel, Preprocessing
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    side_by_side = args.fit_samples[0]
+    with tempfile.TemporaryDirectory() as work:
+        model = PlaceModel(ModelConfig(backbone="mobilenet_v2", pool="netvlad", num_clusters=64,
+                                       preprocessing=Preprocessing("longest", (480,))), pretrained=True).eval()
+        left = sorted((SHARED / "gardens_point" / "day_left").glob("*.jpg"))
+        cluster_if_off_the_shelf(model, left, ClusterConfig(num_images=args.cluster_images), batch_size=8)
+        path = Path(work) / "model.pt"
+        torch.save(model.state_dict(), path)
+        args.fit_samples_for = lambda src: [side_by_side] + ([CLI_SAMPLES] if src != args.before else [])
+        before = run_side(args.before, args, path)
+        after = run_side(REPO / "src", args, path)
+    ratio = before[f"fit_{side_by_side}_s"] / after[f"fit_{side_by_side}_s"]
+    before_fit = before[f"fit_{side_by_side}_s"] * (CLI_SAMPLES / side_by_side) ** 2  # the Gram's n² products
+    runs = {"before": whole_run(before, before_fit), "after": whole_run(after, after[f"fit_{CLI_SAMPLES}_s"])}
+    lines = ["Thread CPU time.", "", "| per item (s) | before | after | before ÷ after |", "|---|---:|---:|---:|"]
+    for key, label in (("fit_patches_s", "fit: raw patch vectors, per image"),
+                       ("patches_s", "backbone + whitened patches, per image"),
+                       ("match_s", f"re-ranking the top {TOP}, per query"),
+                       ("global_s", "global descriptor (torch), per image"),
+                       (f"fit_{side_by_side}_s", f"whitening fit on {side_by_side:,} patch vectors")):
+        lines.append(f"| {label} | {before[key]:.3f} | {after[key]:.3f} | {before[key] / after[key]:.2f}× |")
+    lines += ["", f"Whole run, {DATABASE} + {QUERIES} images (s, estimated from the per-item costs; the before "
+              f"side's fit on {CLI_SAMPLES:,} vectors is its {side_by_side:,}-vector time × ({CLI_SAMPLES:,} / "
+              f"{side_by_side:,})², the after side's is measured; fit ratio at {side_by_side:,}: {ratio:.2f}×):", "",
+              "| step | before | after |", "|---|---:|---:|"]
+    for key in ("fit", "fit patches", "patches", "match", "total", "global"):
+        name = {"total": "**--verify speed, total**", "global": "global evaluation's descriptors (torch)"}.get(key, key)
+        lines.append(f"| {name} | {runs['before'][key]:.0f} | {runs['after'][key]:.0f} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # one side, in its own process (see run_side)
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    print(json.dumps(child(parser.parse_args())))

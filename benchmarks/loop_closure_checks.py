@@ -1,16 +1,17 @@
-"""Time the default loop-closure decision's checks per frame over a large map, on one thread.
+"""Time the default loop-closure decision's checks per frame over a large map, on one thread (thread CPU time,
+which the other processes of a loaded machine do not inflate).
 
-A map of N descriptor-only 1280-D entries (``python -m benchmarks stream``'s random-walk route), each with 240 local
-features of 96 dims (a 320 × 180 frame's stride-16 MobileNetV2 map; one feature set shared by every entry, which
-changes no cost), and ``--frames`` stream frames revisiting a stretch of it with noise. The search
-is not timed (``python -m benchmarks stream`` times it); the checks are: the frame's distance distribution, the path's
+A map of N descriptor-only 1280-D entries (``benchmarks/stream.py``'s random-walk route), each with the local
+features of a 320 × 180 frame's stride-16 MobileNetV2 map (240 cells of 96 dims; one feature set shared by every
+entry, which changes no cost), and ``--frames`` stream frames revisiting a stretch of it with noise. The search
+is not timed (``benchmarks/stream.py`` times it); the checks are: the frame's distance distribution, the path's
 consistency and distinctiveness, the runner-up ratio, and — for every frame, the worst case, since a permissive
-rule sends every candidate on — the geometric verification. Each size runs twice side by side, the local features
-kept as int8 codes (what the stream keeps) and as float16 (twice the bytes), interleaved frame by frame (each
-first on every other frame) so that both see the same load; the memory column is the local features' bytes
-per map frame × N.
+rule sends every candidate on — the geometric verification and the frame's null (the runner-up place and the
+random map frames, every one a full match here: RANSAC's most expensive case). Each size runs once per number
+of cells kept a frame (the strongest), interleaved frame by frame (in turn first) so that all see the same load;
+the memory column is the local features' bytes per map frame × N.
 
-    OPENBLAS_NUM_THREADS=1 python -m benchmarks loop-closure-checks [--sizes 1000 100000] [--frames 200]
+    python -m benchmarks loop-closure-checks [--sizes 1000 100000] [--frames 200] [--results DIR]
 """
 
 from __future__ import annotations
@@ -27,19 +28,12 @@ import numpy as np
 
 from benchmarks.common import add_results_option
 
-
-def as_float16(features):
-    """The same cells stored as float16 unit vectors (× SCALE, so that ``vectors()`` decodes them alike) and
-    float32 positions."""
-    from netvlad.extract.local_features import SCALE, LocalFeatures
-
-    return LocalFeatures((features.vectors() * SCALE).astype(np.float16), features.xy.astype(np.float32),
-                         features.grid)
+CELLS = (256, 128, 64)  # local features kept a frame, the strongest
 
 
 def run_size(n: int, frames: int, length: int | None, seed: int = 0) -> dict:
-    """Check times (ms) of ``frames`` revisiting frames over an ``n``-entry map, int8 and float16 features
-    interleaved; the features' bytes per frame."""
+    """Check times (ms of thread CPU time) of ``frames`` revisiting frames over an ``n``-entry map, for each number
+    of cells kept a frame, interleaved; the features' bytes per frame."""
     import torch
 
     from benchmarks.stream import percentiles, route
@@ -54,7 +48,7 @@ def run_size(n: int, frames: int, length: int | None, seed: int = 0) -> dict:
     # one scene for every frame: every cell a mutual match, so RANSAC runs on all 240 (its most expensive case)
     features = [select_cells(torch.from_numpy(rng.standard_normal((96, 12, 20), dtype=np.float32)))]
     rule = LoopClosureConfig(min_distinctiveness=float("-inf"), max_ratio=float("inf"), min_consistency=0.0)
-    kinds = {"int8": features[0], "float16": as_float16(features[0])}
+    kinds = {f"{min(cells, len(features[0]))} cells": features[0].strongest(cells) for cells in CELLS}
     detectors = {kind: LoopClosureDetector(rule, length) for kind in kinds}
     for kind, detector in detectors.items():
         detector.local = [kinds[kind]] * n
@@ -65,9 +59,9 @@ def run_size(n: int, frames: int, length: int | None, seed: int = 0) -> dict:
         shortlist = shortlist[np.argsort(squared[shortlist])]
         for kind in sorted(detectors, reverse=t % 2 == 1):  # each kind first on every other frame
             detector = detectors[kind]
-            start = time.perf_counter()
+            start = time.thread_time()
             checks = detector.check(query, kinds[kind], int(shortlist[0]), shortlist, entries, n, t)
-            times[kind].append(time.perf_counter() - start)
+            times[kind].append(time.thread_time() - start)
         verified += checks.inliers is not None
     out = {}
     for kind, values in times.items():
@@ -85,24 +79,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> str:
-    """Run the benchmark with the parsed options."""
-    import platform
-
+    """Run the benchmark with the parsed options; -> its Markdown table."""
     import torch
 
     torch.set_num_threads(args.threads)
-    print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, numpy {np.__version__}, "
-          f"{args.threads} thread(s), seed 0", file=sys.stderr)
-    lines = ["| map frames | matching | local features kept | checks p50 / p99 / mean ms | frames verified |",
+    lines = [f"numpy {np.__version__}; thread CPU time; every candidate verified against itself and its null (the "
+             "worst case).", "",
+             "| map frames | matching | local features kept (int8) | checks p50 / p99 / mean ms | frames verified |",
              "|---:|---|---|---:|---:|"]
     for n in args.sizes:
         for length in (None, 10):
             r = run_size(n, args.frames, length)
             label = "single frame" if length is None else f"sequence L = {length}"
             for kind, k in r["kinds"].items():
-                kept = f"{kind}: {k['bytes'] / 1024:.1f} KiB a frame, {_size(k['bytes'] * n)}"
-                lines.append(f"| {n:,} | {label} | {kept} | "
-                             f"{k['p50']:.1f} / {k['p99']:.1f} / {k['mean']:.1f} | {r['verified']} of {r['frames']} |")
+                lines.append(f"| {n:,} | {label} | {kind}, {k['bytes'] / 1024:.1f} KiB a frame, "
+                             f"{_size(k['bytes'] * n)} | {k['p50']:.1f} / {k['p99']:.1f} / {k['mean']:.1f} | "
+                             f"{r['verified']} of {r['frames']} |")
+                print(lines[-1], file=sys.stderr)
     return "\n".join(lines)
 
 

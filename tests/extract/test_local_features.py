@@ -28,6 +28,9 @@ def test_select_cells_keeps_the_strongest_unit_vectors_in_order():
     np.testing.assert_allclose(cells.vectors(), [[0.6, 0.8, 0.0], [0.0, 0.0, 1.0]], atol=0.5 / SCALE)
     assert cells.descriptors.dtype == np.int8 and cells.xy.dtype == np.uint8
     assert cells.grid == (2, 3) and cells.nbytes == 2 * 3 + 2 * 2
+    every = select_cells(feature_map, max_cells=3)  # strongest first, not in grid order
+    np.testing.assert_allclose(every.xy, [[1, 0], [2, 1], [0, 1]])
+    np.testing.assert_array_equal(every.strongest(2).descriptors, cells.descriptors)
 
 
 def test_int8_codes_verify_a_real_revisit_as_the_exact_features_do():

@@ -47,15 +47,18 @@ def test_a_revisit_forward_or_backward_is_consistent_distinctive_and_verified():
 
 
 def test_a_lookalike_of_many_places_is_not_distinctive():
-    """Queries equally close to a whole stretch of the map: the runner-up place is as close as the best."""
+    """Queries equally close to a whole stretch of the map: the runner-up place is as close as the best (a ratio
+    near 1, reported), and as well verified (the stretch looks alike in its local features too): refused."""
     rng = np.random.default_rng(1)
     route = _places(300, rng)
     route[200:] = route[200] + 0.001 * rng.standard_normal((100, DIM)).astype(np.float32)  # one look, 100 places
     detector = LoopClosureDetector(length=None)
-    detector.local = [_cells(rng) for _ in route]
+    look = _cells(rng)
+    detector.local = [_cells(rng) for _ in route[:200]] + [look] * 100
     queries = route[250:260] + 0.01 * rng.standard_normal((10, DIM)).astype(np.float32)
-    checks = _run(detector, route, queries, [detector.local[250 + i] for i in range(10)], 300)
-    assert all(c.ratio > 0.9 and not c.accepted and c.inliers is None for c in checks)
+    checks = _run(detector, route, queries, [look] * 10, 300)
+    assert all(c.ratio > 0.9 and not c.accepted for c in checks)
+    assert any(c.inliers == 48 and c.null_inliers == 48 for c in checks)
 
 
 def test_geometry_rejects_a_candidate_whose_features_disagree():
@@ -123,3 +126,57 @@ def test_the_closure_is_to_where_the_window_lines_up_not_to_the_frame_s_nearest_
     last = _run(detector, route, queries, [cells[p] for p in places], 300)[-1]
     assert last.place == 139 and last.consistency == 1.0 and last.accepted
     assert last.inliers == 48  # verified against place 139's cells, the last frame's own
+
+
+def test_the_null_is_the_most_inliers_with_the_runner_up_and_the_seeded_random_frames():
+    """Against an independent count: every frame's inliers with the query, the rows drawn as numpy draws them."""
+    rng = np.random.default_rng(7)
+    detector = LoopClosureDetector()
+    detector.local = [_cells(rng) for _ in range(80)]
+    query = detector.local[30]  # frame 30 itself sits in the map: drawn at random, it is its own best null
+    for frame in range(12):
+        rows = set(np.random.default_rng(frame).integers(0, 70, size=4).tolist())
+        expected = max(detector.inliers(query, detector.local[r], frame) for r in rows | {75})
+        assert detector.null(query, 75, 70, frame) == expected
+        assert (expected == 48) == (30 in rows)  # identical cells: all 48 inliers; unrelated ones: few
+    assert detector.null(query, 30, 70, 0) == 48  # the runner-up counts even when not drawn
+
+
+def test_a_candidate_no_better_verified_than_the_runner_up_place_is_refused():
+    """A street of lookalike facades: the runner-up place verifies as well as the candidate, so geometry shows
+    nothing; the same frames with an unrelated runner-up pass."""
+    rng = np.random.default_rng(8)
+    route = _places(300, rng)
+    cells = [_cells(rng) for _ in route]
+    places = np.arange(100, 140)
+    queries = route[places] + 0.01 * rng.standard_normal((len(places), DIM)).astype(np.float32)
+    detector = LoopClosureDetector(length=None)
+    detector.local = cells
+    accepted = _run(detector, route, queries, [cells[p] for p in places], 300)[-1]
+    lookalike = LoopClosureDetector(length=None)
+    lookalike.local = [cells[139]] * len(route)  # every place shows the same facade
+    refused = _run(lookalike, route, queries, [cells[139]] * len(places), 300)[-1]
+    assert accepted.accepted and accepted.inliers == 48 and accepted.null_inliers < 12
+    assert refused.inliers == 48 and refused.null_inliers == 48 and not refused.accepted
+
+
+def test_one_batched_ransac_counts_each_pair_as_its_own_ransac_would():
+    """Candidates of different sizes, padded into one batch: each count equals a RANSAC of that pair's mutual
+    matches alone with the same seeded draws (the matching module's own single-candidate call)."""
+    from netvlad.match.verify.matching import mutual_nearest, ransac_inliers
+
+    rng = np.random.default_rng(9)
+    scene = torch.from_numpy(rng.standard_normal((24, 10, 14)).astype(np.float32))
+    query = select_cells(scene[:, :, :12])
+    candidates = [select_cells(scene[:, :, 2:]), select_cells(scene[:, :, 1:9]), _cells(rng), query.strongest(30)]
+    detector = LoopClosureDetector()
+    counts = detector.inliers_many(query, candidates, seed=5)
+    for candidate, count in zip(candidates, counts, strict=True):
+        partner, mutual = mutual_nearest(torch.from_numpy(query.vectors()), torch.from_numpy(candidate.vectors())[None])
+        keep = mutual[0]
+        src = torch.from_numpy(query.xy.astype(np.float64))[keep][None]
+        dst = torch.from_numpy(candidate.xy.astype(np.float64))[partner[0][keep]][None]
+        alone = ransac_inliers(src, dst, torch.ones(src.shape[:2], dtype=torch.bool), 1.5, 128,
+                               torch.Generator().manual_seed(5))
+        assert count == int(alone[0])
+    assert counts[0] == 100 and counts[3] == 30  # 10 shared columns × 10 rows; a query's own 30 strongest cells

@@ -27,7 +27,7 @@ SCALE = 127  # int8 code of a unit vector's component
 @dataclass(frozen=True)
 class LocalFeatures:
     """One frame's local features: ``descriptors`` ``(n, C)`` int8 codes of unit vectors (× ``SCALE``), ``xy``
-    ``(n, 2)`` uint8 (column, row) cell positions on the ``grid`` (rows, cols) feature map."""
+    ``(n, 2)`` uint8 (column, row) cell positions on the ``grid`` (rows, cols) feature map, strongest first."""
 
     descriptors: np.ndarray
     xy: np.ndarray
@@ -40,6 +40,10 @@ class LocalFeatures:
     def nbytes(self) -> int:
         """Bytes the features occupy."""
         return self.descriptors.nbytes + self.xy.nbytes
+
+    def strongest(self, n: int) -> LocalFeatures:
+        """The first ``n`` cells (the strongest ``n``, as :func:`select_cells` orders them)."""
+        return LocalFeatures(self.descriptors[:n], self.xy[:n], self.grid)
 
     def vectors(self) -> np.ndarray:
         """The descriptors decoded, ``(n, C)`` float32 (unit length to within the code's rounding)."""
@@ -62,14 +66,15 @@ def local_stage(model: PlaceModel) -> int:
 
 
 def select_cells(feature_map: torch.Tensor, max_cells: int = MAX_CELLS) -> LocalFeatures:
-    """The ``max_cells`` strongest cells of one feature map ``(C, h, w)`` as :class:`LocalFeatures`."""
+    """The ``max_cells`` strongest cells of one feature map ``(C, h, w)`` as :class:`LocalFeatures`, strongest
+    first."""
     channels, rows, cols = feature_map.shape
     if max(rows, cols) > 256:
         raise ValueError(f"a local feature map of {rows} × {cols} cells does not fit uint8 positions: describe "
                          "frames at a smaller size")
     flat = feature_map.reshape(channels, -1).T.float()  # (h·w, C)
     norms = flat.norm(dim=1)
-    keep = torch.argsort(-norms, stable=True)[:max_cells].sort().values
+    keep = torch.argsort(-norms, stable=True)[:max_cells]  # strongest first: a prefix is the strongest n
     unit = flat[keep] / norms[keep].clamp_min(1e-12)[:, None]
     xy = torch.stack([keep % cols, keep // cols], 1)
     codes = torch.round(unit * SCALE).to(torch.int8)

@@ -20,10 +20,14 @@ when all three checks hold, the cheap ones first:
    over the best one among the shortlist's candidates farther than ``neighbourhood`` entries from it (a Lowe-style
    ratio against the runner-up place; trajectories forward or backward). A frame lookalike to many places (a whole
    traverse under one condition, the last frames before the excluded window) scores a ratio near 1.
-3. **verified**: mutual nearest neighbours of the two frames' dense local features
-   (:mod:`netvlad.extract.local_features`) and a RANSAC homography
+3. **verified**, self-calibrated on the frame itself: mutual nearest neighbours of the two frames' dense local
+   features (:mod:`netvlad.extract.local_features`) and a RANSAC homography
    (:func:`netvlad.match.verify.matching.ransac_inliers`, as in spatial re-ranking) leave at least ``min_inliers``
-   inliers. It runs only on candidates that passed 1 and 2.
+   inliers, and at least ``min_geometric`` times the most inliers the same frame gets against places it is known
+   not to be (its ``null``): the runner-up place and ``null_samples`` map frames drawn at random (seeded by the
+   frame). How many inliers two unrelated views share depends on the scene — a street of repeated facades gives
+   unrelated pairs as many as a true revisit of an open campus — so no absolute count is safe across routes; a
+   count relative to the frame's own unrelated pairs is. It runs only on candidates that passed 1 and 2.
 
 Until the searchable map holds ``min_map`` frames no closure is declared (the distance distribution is not yet
 known). The constants were chosen across routes with known revisits, leave-one-route-out (docs/loop-closure.md).
@@ -34,7 +38,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -54,21 +58,26 @@ class LoopClosureConfig:
     spaced) per frame's distance distribution; ``window`` frames checked for consistency without a sequence
     length; ``min_consistency`` share of them on the path, within ``tolerance`` entries; ``min_distinctiveness``
     mean robust z-score; ``max_ratio`` against the runner-up outside ``neighbourhood`` entries, among
-    ``shortlist`` candidates; ``min_inliers`` RANSAC homography inliers within ``ransac_threshold`` cells of
-    ``hypotheses`` draws."""
+    ``shortlist`` candidates (reported; the default accepts any); ``min_inliers`` RANSAC homography inliers within
+    ``ransac_threshold`` cells of ``hypotheses`` draws, and ``min_geometric`` times the frame's null: the most
+    inliers it has with the runner-up place or with ``null_samples`` random map frames; ``cells`` local features
+    kept a frame (the strongest)."""
 
     min_map: int = 50
     sample: int = 1024
     window: int = 10
     min_consistency: float = 0.8
     tolerance: int = 2
-    min_distinctiveness: float = 2.5
-    max_ratio: float = 0.95
+    min_distinctiveness: float = 1.0
+    max_ratio: float = float("inf")
     neighbourhood: int = 10
     shortlist: int = 50
     min_inliers: int = 12
     ransac_threshold: float = 1.5
     hypotheses: int = 128
+    min_geometric: float = 1.25
+    null_samples: int = 4
+    cells: int = 128
 
 
 @dataclass(frozen=True)
@@ -84,6 +93,8 @@ class Checks:
     accepted: bool = False
     check_ms: float = 0.0
     place: int | None = None
+    runner_up: int | None = None  # the map id of the best place farther than ``neighbourhood`` (None: none)
+    null_inliers: int | None = None  # the most inliers of the frame with places it is not (runner-up, random)
 
 
 @dataclass
@@ -148,12 +159,15 @@ class LoopClosureDetector:
         checks = self._cheap(candidate, shortlist[shortlist >= 0], database, searchable)
         place = checks.place
         if checks.accepted:  # unverified (no local features) is not accepted
-            verifiable = local is not None and self.local[place] is not None
-            inliers = self.inliers(local, self.local[place], frame) if verifiable else None
-            checks = Checks(checks.consistency, checks.distinctiveness, checks.ratio, inliers,
-                            inliers is not None and inliers >= self.config.min_inliers)
-        return Checks(checks.consistency, checks.distinctiveness, checks.ratio, checks.inliers, checks.accepted,
-                      1000 * (time.perf_counter() - start), place)
+            inliers = null = None
+            if local is not None and self.local[place] is not None:
+                others = self.null_frames(checks.runner_up, searchable, frame)
+                counts = self.inliers_many(local, [self.local[place], *others], frame)  # one batched RANSAC
+                inliers, null = counts[0], max([0, *counts[1:]])
+            verified = inliers is not None and inliers >= self.config.min_inliers and \
+                inliers >= self.config.min_geometric * null
+            checks = replace(checks, inliers=inliers, null_inliers=null, accepted=verified)
+        return replace(checks, check_ms=1000 * (time.perf_counter() - start))
 
     def _cheap(self, candidate: int, shortlist: np.ndarray, database: np.ndarray, searchable: int) -> Checks:
         """Consistency, distinctiveness and ratio of the place ``candidate`` stands for (its ``place``: where the
@@ -174,13 +188,14 @@ class LoopClosureDetector:
         own = float(scores[np.searchsorted(pool, place)])
         far = np.abs(pool - place) > cfg.neighbourhood
         runner_up = float(scores[far].min()) if far.any() else float("inf")
+        other = int(pool[far][np.argmin(scores[far])]) if far.any() and np.isfinite(runner_up) else None
         if not np.isfinite(runner_up):  # no other place to tell it from: not shown distinctive
             ratio = 1.0
         else:
             ratio = own / runner_up if runner_up > 0 else float("inf")
         accepted = (consistency >= cfg.min_consistency and distinctiveness >= cfg.min_distinctiveness
                     and ratio <= cfg.max_ratio)
-        return Checks(consistency, distinctiveness, ratio, None, accepted, place=place)
+        return Checks(consistency, distinctiveness, ratio, None, accepted, place=place, runner_up=other)
 
     def _path(self, candidate: int, database: np.ndarray, searchable: int) -> tuple[float, float]:
         """(consistency, distinctiveness) along the best straight path through ``candidate``: the velocity
@@ -205,24 +220,46 @@ class LoopClosureDetector:
                 best_key, best_value = key, (agree, float(np.mean(calibrated)) if calibrated else float("-inf"))
         return best_value
 
+    def null_frames(self, runner_up: int | None, searchable: int, frame: int) -> list[LocalFeatures]:
+        """The local features of the places the frame is known not to be: ``null_samples`` of the first
+        ``searchable`` map frames drawn at random (seeded by ``frame``, with replacement: more samples extend the
+        same draw), then the runner-up place; frames without features left out."""
+        rows = [int(r) for r in np.random.default_rng(frame).integers(0, searchable, size=self.config.null_samples)]
+        rows += [] if runner_up is None else [runner_up]
+        return [self.local[r] for r in rows if self.local[r] is not None]
+
+    def null(self, local: LocalFeatures, runner_up: int | None, searchable: int, frame: int) -> int:
+        """The most RANSAC inliers ``local`` has with :meth:`null_frames` (0: none)."""
+        return max([0, *self.inliers_many(local, self.null_frames(runner_up, searchable, frame), frame)])
+
     def inliers(self, query: LocalFeatures, candidate: LocalFeatures, seed: int = 0) -> int:
         """RANSAC homography inliers among the mutual nearest neighbours of two frames' local features."""
-        if min(len(query), len(candidate)) < self.config.min_inliers:
-            if not self.said_no_cells:
-                logger.info("frames of %d local features are fewer than the %d inliers a geometric check needs: no "
-                            "loop closure can be verified; describe frames at a larger --size",
-                            min(len(query), len(candidate)), self.config.min_inliers)
-                self.said_no_cells = True
-            return 0
-        q = torch.from_numpy(query.vectors())
-        c = torch.from_numpy(candidate.vectors())
-        partner, mutual = mutual_nearest(q, c[None])
-        keep = mutual[0]
-        if int(keep.sum()) < self.config.min_inliers:  # inliers are a subset of the mutual matches
-            return int(keep.sum())
-        # only the mutual matches: RANSAC reprojects every point of every hypothesis
-        src = torch.from_numpy(query.xy.astype(np.float64))[keep][None]
-        dst = torch.from_numpy(candidate.xy.astype(np.float64))[partner[0][keep]][None]
+        return self.inliers_many(query, [candidate], seed)[0]
+
+    def inliers_many(self, query: LocalFeatures, candidates: list[LocalFeatures], seed: int = 0) -> list[int]:
+        """:meth:`inliers` of ``query`` with each of ``candidates``, in one batched RANSAC; each count equals the
+        pair's own (the same ``seed``-ed hypotheses)."""
+        if not candidates:
+            return []
+        if min(len(query), *(len(c) for c in candidates)) < self.config.min_inliers and not self.said_no_cells:
+            logger.info("frames of %d local features are fewer than the %d inliers a geometric check needs: no "
+                        "loop closure can be verified; describe frames at a larger --size",
+                        min(len(query), *(len(c) for c in candidates)), self.config.min_inliers)
+            self.said_no_cells = True
+        width = max(len(c) for c in candidates)
+        vectors = torch.zeros(len(candidates), width, query.descriptors.shape[1])
+        xy = torch.zeros(len(candidates), width, 2, dtype=torch.float64)
+        valid = torch.zeros(len(candidates), width, dtype=torch.bool)
+        for i, c in enumerate(candidates):
+            vectors[i, :len(c)] = torch.from_numpy(c.vectors())
+            xy[i, :len(c)] = torch.from_numpy(c.xy.astype(np.float64))
+            valid[i, :len(c)] = True
+        partner, mutual = mutual_nearest(torch.from_numpy(query.vectors()), vectors, valid)
+        src = torch.from_numpy(query.xy.astype(np.float64))[None].expand(len(candidates), -1, -1)
+        dst = torch.gather(xy, 1, partner[..., None].expand(-1, -1, 2))
         generator = torch.Generator().manual_seed(int(seed))
-        return int(ransac_inliers(src, dst, torch.ones(src.shape[:2], dtype=torch.bool),
-                                  self.config.ransac_threshold, self.config.hypotheses, generator)[0])
+        draws = torch.rand(1, self.config.hypotheses, 4, generator=generator, dtype=torch.float64)
+        counts = ransac_inliers(src, dst, mutual, self.config.ransac_threshold, self.config.hypotheses,
+                                draws=draws.expand(len(candidates), -1, -1))
+        small = [min(len(query), len(c)) < self.config.min_inliers for c in candidates]
+        return [0 if tiny else int(n) for n, tiny in zip(counts, small, strict=True)]

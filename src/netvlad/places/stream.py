@@ -92,7 +92,7 @@ class FrameResult:
                 "match_time": _rounded(self.match_time), "distance": _rounded(self.distance),
                 "score": _rounded(self.score), "loop_closure": self.loop_closure,
                 "consistency": _rounded(checks.consistency, 3), "distinctiveness": _rounded(checks.distinctiveness, 3),
-                "ratio": _rounded(checks.ratio, 4), "inliers": checks.inliers,
+                "ratio": _rounded(checks.ratio, 4), "inliers": checks.inliers, "null_inliers": checks.null_inliers,
                 "position": None if self.position is None else [round(float(v), 3) for v in self.position],
                 "position_distance": _rounded(self.position_distance, 3), "latency_ms": round(self.latency_ms, 3),
                 "check_ms": round(checks.check_ms, 3)}
@@ -164,7 +164,8 @@ class StreamMatcher:
         if self.detector is not None and self.config.threshold is None:  # a threshold decides without geometry
             # the torch engine is the model itself: one split pass gives both (not the model twice)
             runner = None if getattr(self.runner, "name", None) == "torch" else self.runner
-            descriptor, local = describe_with_local(self.model, frame.image, self.cut, self.device, runner)
+            descriptor, local = describe_with_local(self.model, frame.image, self.cut, self.device, runner,
+                                                    self.config.decision.cells)
         else:
             descriptor = describe_image(self.model, frame.image, self.device, self.runner)
         distances, ids = self._candidates(descriptor, frame.time)

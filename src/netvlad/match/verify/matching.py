@@ -100,11 +100,14 @@ def _homographies(src: torch.Tensor, dst: torch.Tensor) -> tuple[torch.Tensor, t
 
 
 def ransac_inliers(src: torch.Tensor, dst: torch.Tensor, mask: torch.Tensor, threshold: float,
-                   hypotheses: int = 256, generator: torch.Generator | None = None) -> torch.Tensor:
+                   hypotheses: int = 256, generator: torch.Generator | None = None,
+                   draws: torch.Tensor | None = None) -> torch.Tensor:
     """Inlier counts ``(C,)`` of the best of ``hypotheses`` 4-point homographies per candidate (RANSAC).
 
     ``src``, ``dst`` ``(C, M, 2)`` matched positions (map cells), ``mask`` ``(C, M)`` which matches are real; a
     match is an inlier when its reprojection error is below ``threshold`` cells. Fewer than 4 matches: 0.
+    ``draws`` ``(C, hypotheses, 4)`` uniform [0, 1) samples to use instead of drawing them from ``generator`` (a
+    batch then counts each candidate exactly as a call of its own with its draws would).
 
     Examples:
         >>> src = 10 * torch.rand(1, 20, 2, generator=torch.Generator().manual_seed(0))
@@ -120,7 +123,8 @@ def ransac_inliers(src: torch.Tensor, dst: torch.Tensor, mask: torch.Tensor, thr
     src, dst = (torch.gather(t, 1, order[..., None].expand_as(t)) for t in (src, dst))
     mask = torch.gather(mask, 1, order)
     best = torch.zeros(len(src), dtype=torch.int64)
-    draws = torch.rand(len(src), hypotheses, 4, generator=generator, dtype=torch.float64)
+    if draws is None:
+        draws = torch.rand(len(src), hypotheses, 4, generator=generator, dtype=torch.float64)
     for c0 in range(0, len(src), RANSAC_CHUNK):
         part = slice(c0, c0 + RANSAC_CHUNK)
         pick = (draws[part] * count[part, None, None]).long().clamp_max(src.shape[1] - 1).flatten(1)  # (c, T·4)
@@ -132,7 +136,8 @@ def ransac_inliers(src: torch.Tensor, dst: torch.Tensor, mask: torch.Tensor, thr
         with torch.no_grad():
             z = projected[..., 2:]
             xy = projected[..., :2] / torch.where(z.abs() > 1e-12, z, torch.full_like(z, 1e-12))
-        error = (xy - dst[part, None]).norm(dim=-1)  # (c, T, M)
-        inliers = ((error < threshold) & mask[part, None] & ok[..., None] & (z[..., 0] > 0)).sum(-1)
+        offset = xy - dst[part, None]  # (c, T, M, 2); squared errors: no square root per reprojection
+        close = offset[..., 0] * offset[..., 0] + offset[..., 1] * offset[..., 1] < threshold * threshold
+        inliers = (close & mask[part, None] & ok[..., None] & (z[..., 0] > 0)).sum(-1)
         best[part] = inliers.amax(1)
     return torch.where(count >= 4, best, torch.zeros_like(best))

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
+from netvlad.data.images import open_image
+
 GREEN, RED, GREY, BLUE = (0, 170, 0), (220, 0, 0), (128, 128, 128), (40, 90, 220)
 WHITE, INK = (255, 255, 255), (20, 20, 20)
 BORDER, GAP, PAD = 5, 8, 3
@@ -45,7 +47,7 @@ def short_name(name: str) -> str:
 
 def _framed(path: Path, height: int, colour: tuple[int, int, int]) -> Image.Image:
     try:
-        with Image.open(path) as image:
+        with open_image(Path(path)) as image:
             image = ImageOps.exif_transpose(image).convert("RGB")
             image = image.resize((max(1, round(image.width * height / image.height)), height))
     except (OSError, ValueError):

@@ -157,14 +157,14 @@ def warn_few_descriptors(model: PlaceModel, descriptors: int, images: Sequence[P
     :data:`POSITIONS_WANTED` feature positions), or sample more images."""
     import math
 
-    from PIL import Image
+    from netvlad.data.images import open_image
 
     k = model.pool.num_clusters
     if descriptors >= MIN_PER_CENTROID * k or not images:
         return
     per_image = descriptors / len(images)
     pre = model.config.preprocessing
-    with Image.open(images[0]) as image:
+    with open_image(Path(images[0])) as image:
         width, height = image.size  # as the model sees it: after the input policy's resize
     if pre.resize == "fixed":
         height, width = pre.size

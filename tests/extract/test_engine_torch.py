@@ -58,11 +58,13 @@ def test_descriptors_are_the_same_bits_run_to_run(model, paths, one_thread):
 
 
 def test_the_chunk_rule_is_the_pixel_budget():
-    """One rule cuts every CPU batch: as many images as fit in CPU_BATCH_PIXELS, one at least."""
-    budget = engine_module.CPU_BATCH_PIXELS
-    assert cpu_chunk(*SIZE) == budget // (SIZE[0] * SIZE[1])
+    """One rule cuts every CPU batch: as many images as fit in CPU_BATCH_PIXELS, at most CPU_BATCH_IMAGES, one at
+    least."""
+    budget, most = engine_module.CPU_BATCH_PIXELS, engine_module.CPU_BATCH_IMAGES
+    assert cpu_chunk(240, 320) == min(most, budget // (240 * 320))
+    assert cpu_chunk(*SIZE) == most  # 16 fit: capped at the commands' default batch size
     assert cpu_chunk(4000, 3000) == 1
-    assert cpu_chunk(10, 10, pixels=250) == 2 and cpu_chunk(10, 10, pixels=99) == 1
+    assert cpu_chunk(10, 10, pixels=250) == 2 and cpu_chunk(10, 10, pixels=99) == 1 and cpu_chunk(1, 1, most=3) == 3
 
 
 @pytest.mark.parametrize("pad", [False, True])

@@ -62,6 +62,8 @@ _PREPARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 # pixels per torch call on a CPU (cpu_chunk): batched CPU convolutions get slower per image once a call holds
 # more pixels than this (docs/engine.md, measured by benchmarks/cpu_chunk.py)
 CPU_BATCH_PIXELS = 307_200
+# and at most this many images, the commands' default batch size: a store's padded chunks then fill its batches
+CPU_BATCH_IMAGES = 8
 # per model copy, the input shapes traced (the first ones seen; later shapes run eagerly): a trace holds the weights
 TRACED_SHAPES = 8
 TRACE_MIN_IMAGES = 64  # make_runner traces for at least this many images: a trace (≈ 0.4 s) costs ≈ 75 images' gain
@@ -84,11 +86,11 @@ class EngineConfig:
     persist: bool = True
 
 
-def cpu_chunk(height: int, width: int, pixels: int = CPU_BATCH_PIXELS) -> int:
-    """Images per torch call on a CPU for ``height`` × ``width`` images: as many as fit in ``pixels`` pixels, one at
-    least (4 at 240×320, 16 at 120×160, 1 from 480×640 up). The one rule by which a CPU batch is cut; a row's
-    descriptor then depends on its position in the batch only through float rounding (≤ 1e-6)."""
-    return max(1, pixels // (height * width))
+def cpu_chunk(height: int, width: int, pixels: int = CPU_BATCH_PIXELS, most: int = CPU_BATCH_IMAGES) -> int:
+    """Images per model call on a CPU for ``height`` × ``width`` images: as many as fit in ``pixels`` pixels, at most
+    ``most``, one at least (4 at 240×320, 8 at 120×160, 1 from 480×640 up). The one rule by which a CPU batch is
+    cut (benchmarks/cpu_chunk.py measures it)."""
+    return max(1, min(most, pixels // (height * width)))
 
 
 def in_chunks(call, images, step: int, pad: bool = False) -> np.ndarray:

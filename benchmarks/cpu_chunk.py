@@ -14,8 +14,8 @@ which a busy machine does not inflate). ``÷ nchw`` is the speed-up over the ref
 ``rule`` the chunk that ``cpu_chunk`` picks for the size. MobileNetV2 has its ImageNet weights (offline), the others
 random weights (the cost does not depend on the values).
 
-    python benchmarks/cpu_chunk.py [--models mobilenet_v2:gem:240 …] [--threads-list 1 2] [--chunks 1 2 4 8 16]
-                                   [--images 16] [--repeats 3] [--markdown docs/results/cpu-chunk.md]
+    python -m benchmarks cpu-chunk [--models mobilenet_v2:gem:240 …] [--threads 1 2] [--chunks 1 2 4 8]
+                                   [--images 8] [--repeats 3] [--results docs/results]
 """
 
 from __future__ import annotations
@@ -23,21 +23,14 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
-from datetime import datetime, timezone
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from threads import pin_from_argv  # noqa: E402 - beside this script
+import numpy as np
+import torch
 
-pin_from_argv()  # numpy's BLAS at one thread; torch's count is set per row
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from engine import build, machine  # noqa: E402
-from netvlad.extract.engine import TorchRunner, cpu_chunk  # noqa: E402
+from benchmarks.common import add_results_option
+from benchmarks.engine import build
+from netvlad.extract.engine import TorchRunner, cpu_chunk
 
 DEFAULT_MODELS = ["mobilenet_v2:gem:240", "mobilenet_v2:gem:480", "resnet50_layer3:netvlad:120",
                   "vgg16:netvlad:120"]
@@ -98,30 +91,19 @@ def table(rows: list[dict], chunks: list[int]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """This benchmark's options."""
     parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS, help="backbone:pool:height (width 4/3 of it)")
-    parser.add_argument("--threads-list", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--chunks", type=int, nargs="+", default=[1, 2, 4, 8, 16])
-    parser.add_argument("--images", type=int, default=16, help="images per timed round")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch threads, a row each")
+    parser.add_argument("--chunks", type=int, nargs="+", default=[1, 2, 4, 8], help="images per call compared")
+    parser.add_argument("--images", type=int, default=8, help="images per timed round")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1, help="numpy's BLAS threads")
-    parser.add_argument("--markdown", type=Path, help="write the table as a Markdown fragment here")
-    args = parser.parse_args()
-    info = machine()
-    print(json.dumps(info), flush=True)
+    add_results_option(parser)
+
+
+def run(args: argparse.Namespace) -> str:
+    """Every model at every thread count; returns the Markdown table."""
     rows = [measure(spec, threads, args.chunks, args.images, args.repeats)
-            for spec in args.models for threads in args.threads_list]
-    text = table(rows, args.chunks)
-    print(text)
-    if args.markdown:
-        when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        command = "python benchmarks/cpu_chunk.py " + " ".join(sys.argv[1:])
-        first = (f"`{command.strip()}` — {when}; CPU {info['cpu']} ({', '.join(info['isa'])}), "
-                 f"{' and '.join(map(str, args.threads_list))} torch threads, torch {info['torch']}, "
-                 f"{args.images} random images, seed 0, median of {args.repeats} rounds.")
-        args.markdown.write_text(first + "\n\nCPU milliseconds per image (speed-up over nchw):\n\n" + text + "\n")
-
-
-if __name__ == "__main__":
-    main()
+            for spec in args.models for threads in args.threads]
+    return ("CPU milliseconds per image (speed-up over nchw), random images seeded 0, median of "
+            f"{args.repeats} rounds of {args.images} images:\n\n" + table(rows, args.chunks))

@@ -13,8 +13,8 @@ Each cell is the median over ``--repeats`` rounds (variants in rotating order) o
 (overlap only shows in wall time); ``÷ bare`` is end to end over bare (the target is ≤ 1.3). Both end-to-end
 variants give the same descriptors bit for bit (checked).
 
-    python benchmarks/onnx_overlap.py [--threads-list 1 2] [--batch-sizes 1 8] [--images 16] [--repeats 3]
-                                      [--markdown docs/results/onnx-overlap.md]
+    python -m benchmarks onnx-overlap [--threads 1 2] [--batch-sizes 1 8] [--images 16] [--repeats 3]
+                                      [--results docs/results]
 """
 
 from __future__ import annotations
@@ -22,26 +22,19 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from threads import pin_from_argv  # noqa: E402 - beside this script
+import numpy as np
+import torch
 
-pin_from_argv()
+from benchmarks.common import SHARED_DATA, add_results_option
+from benchmarks.engine import build
+from netvlad.data.images import load_image
+from netvlad.extract.descriptors import extract_descriptors
+from netvlad.extract.engine import EngineConfig, make_runner
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from engine import build, machine  # noqa: E402
-from netvlad.data.images import load_image  # noqa: E402
-from netvlad.extract.descriptors import extract_descriptors  # noqa: E402
-from netvlad.extract.engine import EngineConfig, make_runner  # noqa: E402
-
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "gardens_point" / "day_left"
 SIZE = (240, 320)
 
 
@@ -85,31 +78,21 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--threads-list", type=int, nargs="+", default=[1, 2])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """This benchmark's options."""
+    parser.add_argument("--data", type=Path, default=SHARED_DATA, help="the shared data folder (Gardens Point)")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="onnxruntime and torch threads")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--images", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1, help="numpy's BLAS threads")
-    parser.add_argument("--markdown", type=Path, help="write the table as a Markdown fragment here")
-    args = parser.parse_args()
-    info = machine()
-    print(json.dumps(info), flush=True)
-    paths = sorted(DATA.glob("*.jpg"))[:args.images]
+    add_results_option(parser)
+
+
+def run(args: argparse.Namespace) -> str:
+    """Every thread count and batch size; returns the Markdown table."""
+    paths = sorted((args.data / "gardens_point" / "day_left").glob("*.jpg"))[:args.images]
     with tempfile.TemporaryDirectory() as cache:
         rows = [measure(paths, threads, batch, args.repeats, Path(cache))
-                for threads in args.threads_list for batch in args.batch_sizes]
-    text = table(rows)
-    print(text)
-    if args.markdown:
-        when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        first = (f"`python benchmarks/onnx_overlap.py {' '.join(sys.argv[1:])}` — {when}; CPU {info['cpu']} "
-                 f"({', '.join(info['isa'])}), {' and '.join(map(str, args.threads_list))} threads, onnxruntime "
-                 f"{info['onnxruntime']}, torch {info['torch']}, MobileNetV2 + GeM at {SIZE[0]}×{SIZE[1]}, "
-                 f"{len(paths)} Gardens Point frames, median of {args.repeats} rounds.")
-        args.markdown.write_text(first + "\n\nWall milliseconds per image:\n\n" + text + "\n")
-
-
-if __name__ == "__main__":
-    main()
+                for threads in args.threads for batch in args.batch_sizes]
+    return (f"MobileNetV2 + GeM at {SIZE[0]}×{SIZE[1]} through onnxruntime, {len(paths)} Gardens Point frames, wall "
+            f"milliseconds per image, median of {args.repeats} rounds:\n\n" + table(rows))

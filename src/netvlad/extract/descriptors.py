@@ -62,8 +62,9 @@ def iter_descriptors(model: PlaceModel, paths: Sequence[Path | str], batch_size:
     ``engine``: torch, onnxruntime or auto (:func:`netvlad.extract.engine.make_runner`). On CUDA the torch forward
     runs channels_last under ``amp`` autocast (``"bf16"``, ``"fp16"`` or None).
     Indices are positions in ``paths``. Images are loaded ``batch_size`` at a time and same-size images go to the
-    runner together, which decides how a batch is cut on a CPU (:func:`netvlad.extract.engine.cpu_chunk`). On a CPU
-    without ``workers``, a thread decodes up to ``prefetch`` batches ahead while the model runs (0: none).
+    runner together, which cuts it on a CPU (:func:`netvlad.extract.engine.cpu_chunk`) into calls of one shape, so
+    that an image gets the same bytes whatever batch it arrives in. On a CPU without ``workers``, a thread decodes
+    up to ``prefetch`` batches ahead while the model runs (0: none).
 
     Examples:
         >>> from netvlad.data import open_dataset, synthetic
@@ -78,7 +79,8 @@ def iter_descriptors(model: PlaceModel, paths: Sequence[Path | str], batch_size:
     device = torch.device(device)
     paths = [Path(p) for p in paths]
     model = _on_device(model, device)
-    run = make_runner(model, engine, device, amp, images=len(paths))
+    # padded: a row's bytes do not depend on the batch it arrives in (a repaired store row equals the undamaged one)
+    run = make_runner(model, engine, device, amp, images=len(paths)).padded()
     logger.debug("%s: %d images through %s", desc, len(paths), run.name)
     loader = _loader(model, paths, batch_size, workers, device, prefetch)
     batches = -(-len(paths) // batch_size)
@@ -212,7 +214,6 @@ def _extract_rows(model: PlaceModel, root: Path, store: DescriptorStore, todo: n
     paths = [root / store.names[i] for i in todo]
     run = make_runner(_on_device(model, torch.device(device)), engine, device, images=len(paths),
                       fingerprint=store.fingerprint)  # the store's, just computed: not hashed again for an export
-    run = run.padded()  # rows independent of their batch on a CPU: a repaired row equals the undamaged one
     batches = iter_descriptors(model, paths, batch_size, workers, device, progress, desc, engine=run)
     # one write per second (syncing while the next images run)
     with RowBuffer(store, background=True) as rows, contextlib.closing(batches):

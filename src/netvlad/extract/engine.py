@@ -161,9 +161,10 @@ class TorchRunner:
 
     def padded(self) -> Runner:
         """This runner with ``pad``: every CPU call holds one chunk's number of images (:func:`in_chunks`), so that a
-        row's bytes do not depend on the batch it arrived in (stores: a repaired row equals the undamaged one)."""
+        row's bytes do not depend on the batch it arrived in (stores: a repaired row equals the undamaged one), traced
+        whatever the number of images (the trace and the eager copy round differently). What extraction runs."""
         twin = copy.copy(self)
-        twin.pad = twin.trace = True  # traced whatever the count: every run of a store at a shape runs one code
+        twin.pad = twin.trace = True  # traced whatever the count: every extraction at a shape runs one code
         return twin
 
     def inference_model(self, shape: tuple[int, ...] | None = None, example: torch.Tensor | None = None):

@@ -22,6 +22,7 @@ from benchmarks.common import pin_threads, write_fragment
 BENCHMARKS = {
     "bag-loop-closure": ("bag_loop_closure", "loop closures from a ROS bag through `netvlad stream` (docs/bags.md)"),
     "cli-startup": ("cli_startup", "`netvlad --help`/--version/errors against `import torch` (target < 0.2×)"),
+    "cpu-chunk": ("cpu_chunk", "images per torch call on a CPU against ms per image: the data behind cpu_chunk"),
     "deterministic": ("deterministic", "CPU cost of --deterministic's pinned kernels"),
     "diagonal-cost": ("diagonal_cost", "the diagonal sequence score against exact search at 10^5 frames"),
     "engine": ("engine", "extraction speed: pipeline, models alone, torch layouts, JPEG decoding (--part)"),
@@ -31,6 +32,7 @@ BENCHMARKS = {
     "loop-closure": ("loop_closure", "loop-closure PR curves on Gardens Point as one walk"),
     "loop-closure-checks": ("loop_closure_checks", "the loop-closure checks' time per frame over a large map"),
     "loop-closure-rule": ("loop_closure_rule", "the loop-closure rule chosen leave-one-route-out"),
+    "onnx-overlap": ("onnx_overlap", "onnxruntime end to end (decode overlapped or not) against its bare model"),
     "recall-loss": ("recall_loss", "Recall@N lost to approximate search and smaller descriptors"),
     "scale": ("scale", "how every cost grows with the database size"),
     "sequence": ("sequence", "sequence methods side by side, and their cost at 10^4-10^5 frames"),

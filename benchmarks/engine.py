@@ -10,10 +10,10 @@
   cost the same with both engines.
 - ``layout``: the torch engine's layouts and batch policies (``TorchRunner``): ``nchw`` (the model as built, the
   batch in one call), ``channels_last``, ``folded`` (eval batch norms folded into the convolutions, channels_last),
-  ``per_image`` (folded, one image per call) and ``default`` (folded, channels_last, the batch in chunks of at most
-  ``CPU_BATCH_PIXELS`` pixels); median ms per image over ``--repeats`` rotating rounds (at one thread the thread's
-  CPU time, else wall time), the speed-up over ``nchw``, the default's largest difference from ``nchw`` and whether
-  two default runs gave identical bits.
+  ``per_image`` (folded, traced, one image per call) and ``default`` (folded, channels_last, traced, the batch in
+  chunks of ``cpu_chunk`` images; ``python -m benchmarks cpu-chunk`` measures that rule); median ms per image over
+  ``--repeats`` rotating rounds (at one thread the thread's CPU time, else wall time), the speed-up over ``nchw``,
+  the default's largest difference from ``nchw`` and whether two default runs gave identical bits.
 - ``decode``: full JPEG decode (the default) against ``--fast-decode`` (libjpeg's reduced-scale decode before the
   same resize): decode + resize ms per image, the largest pixel difference and the largest descriptor difference
   of the off-the-shelf model (ImageNet MobileNetV2 + NetVLAD, K = 64) on the same frames.
@@ -190,10 +190,11 @@ def models_part(args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
-VARIANTS = {"nchw": {"fold": False, "channels_last": False, "cpu_pixels": None},
-            "channels_last": {"fold": False, "channels_last": True, "cpu_pixels": None},
-            "folded": {"fold": True, "channels_last": True, "cpu_pixels": None},
-            "per_image": {"fold": True, "channels_last": True, "cpu_pixels": 1},
+WHOLE = 1 << 30  # images per call: the whole batch
+VARIANTS = {"nchw": {"fold": False, "channels_last": False, "trace": False, "chunk": WHOLE},
+            "channels_last": {"fold": False, "channels_last": True, "trace": False, "chunk": WHOLE},
+            "folded": {"fold": True, "channels_last": True, "trace": False, "chunk": WHOLE},
+            "per_image": {"fold": True, "channels_last": True, "chunk": 1},
             "default": {}}
 DEFAULT_MODELS = ["mobilenet_v2:gem:240", "mobilenet_v2:gem:480", "resnet50_layer3:netvlad:120",
                   "vgg16:netvlad:120"]

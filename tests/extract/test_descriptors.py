@@ -144,3 +144,42 @@ def test_a_repaired_store_equals_an_undamaged_one_bit_for_bit(tmp_path):
         torch.set_num_threads(threads)
     for name in ("descriptors.npy", "status.npy", "checksums.npy"):
         assert (tmp_path / "repaired" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
+
+
+@pytest.fixture
+def frames_model():
+    """MobileNetV2 (random weights) + GeM at 64 × 80, as the commands build it."""
+    from netvlad.models import ModelConfig, PlaceModel, Preprocessing
+
+    torch.manual_seed(0)
+    return PlaceModel(ModelConfig(pool="gem", preprocessing=Preprocessing("fixed", (64, 80))), pretrained=False).eval()
+
+
+def test_the_prefetching_pipeline_gives_the_sequential_descriptors_in_order(gardens_point, frames_model, one_thread):
+    from netvlad.extract.descriptors import iter_descriptors
+
+    paths = [gardens_point / "day_left" / f"Image{i:03d}.jpg" for i in range(0, 100, 10)]
+    runs = {ahead: list(iter_descriptors(frames_model, paths, batch_size=3, engine="torch", prefetch=ahead))
+            for ahead in (0, 2)}
+    assert [list(indices) for indices, _, _ in runs[2]] == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]]
+    for (indices, got, bad), (same_indices, expected, same_bad) in zip(runs[2], runs[0], strict=True):
+        assert np.array_equal(indices, same_indices) and bad == same_bad == []
+        assert np.array_equal(got, expected)
+    assert np.array_equal(extract_descriptors(frames_model, paths, batch_size=3),
+                          extract_descriptors(frames_model, paths, batch_size=3, prefetch=0))
+
+
+def test_a_corrupt_frame_mid_route_names_itself_and_keeps_the_frames_before(tmp_path, gardens_point, frames_model,
+                                                                           one_thread):
+    names = [f"Image{i:03d}.jpg" for i in range(0, 80, 10)]
+    for name in names:
+        (tmp_path / name).write_bytes((gardens_point / "day_left" / name).read_bytes())
+    (tmp_path / names[5]).write_bytes((tmp_path / names[5]).read_bytes()[:300])  # a truncated copy
+    with pytest.raises(ImageDecodeError, match=rf"^{tmp_path / names[5]}: .*skip_bad=True.*4 of 8 descriptors kept"):
+        extract_to_store(frames_model, tmp_path, names, tmp_path / "s", batch_size=2)
+    kept = DescriptorStore.open(tmp_path / "s")
+    assert kept.num_done == 4 and list(kept.valid()) == [True] * 4 + [False] * 4
+    store = extract_to_store(frames_model, tmp_path, names, tmp_path / "s", batch_size=2, skip_bad=True)
+    assert store.bad() == [names[5]] and store.complete
+    good = [tmp_path / name for i, name in enumerate(names) if i != 5]
+    assert np.abs(store.load()[store.valid()] - extract_descriptors(frames_model, good, batch_size=3)).max() <= 1e-6

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -11,6 +12,7 @@ import torch
 from tqdm import tqdm
 
 from netvlad.data.images import SKIP_HINT, ImageDataset, ImageDecodeError, ImageLoader, collate_by_size, load_image
+from netvlad.data.prefetch import prefetch
 from netvlad.errors import BadInputError
 from netvlad.extract.engine import LIBRARY_ENGINE, Engine, make_runner
 from netvlad.extract.row_buffer import RowBuffer
@@ -20,11 +22,16 @@ from netvlad.parallel import DistInfo, raise_together
 
 logger = logging.getLogger(__name__)
 
-def _loader(model: PlaceModel, paths: Sequence[Path], batch_size: int, workers: int, device: torch.device):
+# batches decoded ahead in a background thread while the model runs (images held: this times the batch size)
+PREFETCH_BATCHES = 2
+
+
+def _loader(model: PlaceModel, paths: Sequence[Path], batch_size: int, workers: int, device: torch.device,
+            ahead: int = PREFETCH_BATCHES):
     pre = model.config.preprocessing
     dataset = ImageDataset(paths, pre.resize, pre.size, True, pre.fast_decode)  # failures decided by the caller
     if workers == 0 and device.type != "cuda":  # the same batches without a DataLoader's per-batch machinery
-        return _batches(dataset, batch_size)
+        return prefetch(_batches(dataset, batch_size), ahead)
     return ImageLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_by_size,
                        pin_memory=device.type == "cuda", persistent_workers=False)
 
@@ -48,15 +55,16 @@ def _on_device(model: PlaceModel, device: torch.device) -> PlaceModel:
 
 def iter_descriptors(model: PlaceModel, paths: Sequence[Path | str], batch_size: int = 8, workers: int = 0,
                      device: torch.device | str = "cpu", progress: bool = False, desc: str = "extract",
-                     amp: str | None = "bf16", engine: Engine = LIBRARY_ENGINE
+                     amp: str | None = "bf16", engine: Engine = LIBRARY_ENGINE, prefetch: int = PREFETCH_BATCHES
                      ) -> Iterator[tuple[np.ndarray, np.ndarray | None, list[int]]]:
     """Yield ``(indices, descriptors (b, dim) float32, undecodable indices)`` over ``paths``, in batches.
 
     ``engine``: torch, onnxruntime or auto (:func:`netvlad.extract.engine.make_runner`). On CUDA the torch forward
     runs channels_last under ``amp`` autocast (``"bf16"``, ``"fp16"`` or None).
-    Indices are positions in ``paths``. Images are loaded ``batch_size`` at a time; on a GPU same-size images run
-    through the model together, on a CPU one at a time (:func:`forward`), so that a row's bytes never depend on the
-    batch it was extracted in.
+    Indices are positions in ``paths``. Images are loaded ``batch_size`` at a time and same-size images go to the
+    runner together, which cuts it on a CPU (:func:`netvlad.extract.engine.cpu_chunk`) into calls of one shape, so
+    that an image gets the same bytes whatever batch it arrives in. On a CPU without ``workers``, a thread decodes
+    up to ``prefetch`` batches ahead while the model runs (0: none).
 
     Examples:
         >>> from netvlad.data import open_dataset, synthetic
@@ -71,26 +79,17 @@ def iter_descriptors(model: PlaceModel, paths: Sequence[Path | str], batch_size:
     device = torch.device(device)
     paths = [Path(p) for p in paths]
     model = _on_device(model, device)
-    run = make_runner(model, engine, device, amp, images=len(paths))
+    # padded: a row's bytes do not depend on the batch it arrives in (a repaired store row equals the undamaged one)
+    run = make_runner(model, engine, device, amp, images=len(paths)).padded()
     logger.debug("%s: %d images through %s", desc, len(paths), run.name)
-    loader = _loader(model, paths, batch_size, workers, device)
+    loader = _loader(model, paths, batch_size, workers, device, prefetch)
     batches = -(-len(paths) // batch_size)
     for groups, bad in tqdm(loader, desc=desc, total=batches, disable=not progress, unit="batch"):
         for indices, images in groups:
-            yield indices.numpy(), forward(run, images, device), bad
+            yield indices.numpy(), run(images), bad
             bad = []
         if bad:
             yield np.empty(0, dtype=np.int64), None, bad
-
-
-def forward(run, images: torch.Tensor, device: torch.device) -> np.ndarray:
-    """Descriptors ``(B, dim)`` of ``images`` ``(B, 3, H, W)`` by ``run``: on a CPU one image at a time, so that an
-    image gives the same bytes whatever batch it arrives in (with several threads the CPU kernels split a batch's
-    work, and with it the float rounding, by its size), and a repaired store row equals the undamaged one; its cost
-    is measured on the engine page of the docs. On a GPU the whole batch at once."""
-    if device.type != "cpu" or len(images) == 1:
-        return run(images)
-    return np.concatenate([run(images[i:i + 1]) for i in range(len(images))])
 
 
 def extract_descriptors(
@@ -102,10 +101,11 @@ def extract_descriptors(
     progress: bool = False,
     desc: str = "extract",
     engine: Engine = LIBRARY_ENGINE,
+    prefetch: int = PREFETCH_BATCHES,
 ) -> np.ndarray:
     """Global descriptors ``(N, output_dim)`` float32 of the images at ``paths``, in the model's preprocessing.
 
-    An undecodable image stops with an :class:`ImageDecodeError` naming it.
+    An undecodable image stops with an :class:`ImageDecodeError` naming it. ``prefetch``: as :func:`iter_descriptors`.
 
     Examples:
         >>> from netvlad.data import open_dataset, synthetic
@@ -117,12 +117,13 @@ def extract_descriptors(
         ((20, 1280), dtype('float32'), True)
     """
     out = np.zeros((len(paths), model.output_dim), dtype=np.float32)
-    for indices, descriptors, bad in iter_descriptors(model, paths, batch_size, workers, device, progress, desc,
-                                                      engine=engine):
-        if bad:
-            raise_decode_error(Path(paths[bad[0]]), "")
-        if descriptors is not None:
-            out[indices] = descriptors
+    with contextlib.closing(iter_descriptors(model, paths, batch_size, workers, device, progress, desc,
+                                             engine=engine, prefetch=prefetch)) as batches:
+        for indices, descriptors, bad in batches:
+            if bad:
+                raise_decode_error(Path(paths[bad[0]]), "")
+            if descriptors is not None:
+                out[indices] = descriptors
     return out
 
 
@@ -213,9 +214,10 @@ def _extract_rows(model: PlaceModel, root: Path, store: DescriptorStore, todo: n
     paths = [root / store.names[i] for i in todo]
     run = make_runner(_on_device(model, torch.device(device)), engine, device, images=len(paths),
                       fingerprint=store.fingerprint)  # the store's, just computed: not hashed again for an export
-    with RowBuffer(store, background=True) as rows:  # one write per second (syncing while the next images run)
-        for local, descriptors, bad in iter_descriptors(model, paths, batch_size, workers, device, progress, desc,
-                                                        engine=run):
+    batches = iter_descriptors(model, paths, batch_size, workers, device, progress, desc, engine=run)
+    # one write per second (syncing while the next images run)
+    with RowBuffer(store, background=True) as rows, contextlib.closing(batches):
+        for local, descriptors, bad in batches:
             if bad:
                 rows.flush()
                 if not skip_bad:

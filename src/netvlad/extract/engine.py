@@ -59,10 +59,14 @@ _KEEP = 4
 # per model (weakly held: gone with it), the CPU copies TorchRunner made of it with its tensors' versions, so that
 # repeated extractions with unchanged weights fold once (≈ 0.1–0.25 s for MobileNetV2)
 _PREPARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-# pixels per torch call on a CPU: a batch is run in chunks of max(1, CPU_BATCH_PIXELS // (H·W)) images: 4 at
-# 240×320, 1 from 480×640 up, 16 at 120×160. Batched CPU convolutions get slower per image once a call holds more
-# pixels than this, faster below it (docs/engine.md)
+# pixels per torch call on a CPU (cpu_chunk): batched CPU convolutions get slower per image once a call holds
+# more pixels than this (docs/engine.md, measured by benchmarks/cpu_chunk.py)
 CPU_BATCH_PIXELS = 307_200
+# and at most this many images, the commands' default batch size: a store's padded chunks then fill its batches
+CPU_BATCH_IMAGES = 8
+# per model copy, the input shapes traced (the first ones seen; later shapes run eagerly): a trace holds the weights
+TRACED_SHAPES = 8
+TRACE_MIN_IMAGES = 64  # make_runner traces for at least this many images: a trace (≈ 0.4 s) costs ≈ 75 images' gain
 AUTO_MIN_IMAGES = 64  # auto keeps torch below this: loading (≈1 s) or exporting (≈10 s) would cost more than it saves
 
 
@@ -82,18 +86,45 @@ class EngineConfig:
     persist: bool = True
 
 
+def cpu_chunk(height: int, width: int, pixels: int = CPU_BATCH_PIXELS, most: int = CPU_BATCH_IMAGES) -> int:
+    """Images per model call on a CPU for ``height`` × ``width`` images: as many as fit in ``pixels`` pixels, at most
+    ``most``, one at least (4 at 240×320, 8 at 120×160, 1 from 480×640 up). The one rule by which a CPU batch is
+    cut (benchmarks/cpu_chunk.py measures it)."""
+    return max(1, min(most, pixels // (height * width)))
+
+
+def in_chunks(call, images, step: int, pad: bool = False) -> np.ndarray:
+    """``call`` over ``images`` (B, …), a torch tensor or numpy array, ``step`` images at a time -> its outputs
+    concatenated. ``pad``: a short last chunk is filled up with zeros to ``step`` images (their rows dropped), so
+    that every call has one shape and a row's bytes do not depend on the batch it arrived in (the CPU kernels pick
+    their blocking, and with it the float rounding, by the batch's shape; same-shape neighbours change nothing)."""
+    import numpy as np
+    import torch
+
+    parts = []
+    for first in range(0, len(images), step):
+        chunk = images[first:first + step]
+        short = step - len(chunk) if pad else 0
+        if short:
+            fill = (images.new_zeros((short, *images.shape[1:])) if isinstance(images, torch.Tensor)
+                    else np.zeros((short, *images.shape[1:]), images.dtype))
+            chunk = torch.cat([chunk, fill]) if isinstance(images, torch.Tensor) else np.concatenate([chunk, fill])
+        parts.append(call(chunk)[:step - short])
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
 class TorchRunner:
     """The model itself: channels_last under ``amp`` autocast on CUDA. On a CPU, for a model in eval mode, a private
-    copy with its batch norms folded into the convolutions (``fold``), in ``channels_last``, run in chunks of at
-    most ``cpu_pixels`` pixels (one image at least; None: the whole batch): the fastest measured torch path on a
-    CPU (docs/engine.md). The copy is made again when one of
-    the model's tensors changes (a training step, ``load_state_dict``); a model with a module in training mode runs
-    as it is."""
+    copy with its batch norms folded into the convolutions (``fold``), in ``channels_last``, traced and frozen by
+    TorchScript per input shape (``trace``: constants folded, convolutions fused with their activations), run in
+    chunks of ``chunk`` images (None: :func:`cpu_chunk`): the fastest measured torch path on a CPU
+    (docs/engine.md). The copy is made again when one of the model's tensors changes (a training step,
+    ``load_state_dict``); a model with a module in training mode runs as it is."""
 
     name = "torch"
 
     def __init__(self, model: PlaceModel, device: torch.device, amp: str | None = "bf16", fold: bool = True,
-                 channels_last: bool = True, cpu_pixels: int | None = CPU_BATCH_PIXELS) -> None:
+                 channels_last: bool = True, trace: bool = True, chunk: int | None = None, pad: bool = False) -> None:
         import torch
 
         self.model, self.device, self.cuda = model, device, device.type == "cuda"
@@ -101,7 +132,7 @@ class TorchRunner:
             self.model = model.to(memory_format=torch.channels_last)
         self.amp = amp
         self.cpu = device.type == "cpu"
-        self.fold, self.channels_last, self.cpu_pixels = fold, channels_last, cpu_pixels
+        self.fold, self.channels_last, self.trace, self.chunk, self.pad = fold, channels_last, trace, chunk, pad
 
     def __call__(self, images: torch.Tensor) -> np.ndarray:
         import torch
@@ -117,24 +148,33 @@ class TorchRunner:
             return self.model(images).float().cpu().numpy()
 
     def _cpu(self, images: torch.Tensor) -> np.ndarray:
-        import numpy as np
         import torch
 
-        model = self.inference_model()
         layout = torch.channels_last if self.channels_last else torch.contiguous_format
-        pixels = images.shape[2] * images.shape[3]
-        step = max(1, self.cpu_pixels // pixels) if self.cpu_pixels else len(images)
-        with torch.inference_mode():
-            parts = [model(images[first:first + step].contiguous(memory_format=layout)).float().numpy()
-                     for first in range(0, len(images), step)]
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
-    def inference_model(self) -> torch.nn.Module:
-        """What the CPU runs: the folded channels_last copy of the model, made again when its tensors changed; the
-        model itself while one of its modules trains (folding holds for eval batch norms only)."""
+        def call(chunk: torch.Tensor) -> np.ndarray:
+            chunk = chunk.contiguous(memory_format=layout)
+            return self.inference_model(tuple(chunk.shape), chunk)(chunk).float().numpy()
+
+        with torch.inference_mode():
+            return in_chunks(call, images, self.chunk or cpu_chunk(*images.shape[2:]), self.pad)
+
+    def padded(self) -> Runner:
+        """This runner with ``pad``: every CPU call holds one chunk's number of images (:func:`in_chunks`), so that a
+        row's bytes do not depend on the batch it arrived in (stores: a repaired row equals the undamaged one), traced
+        whatever the number of images (the trace and the eager copy round differently). What extraction runs."""
+        twin = copy.copy(self)
+        twin.pad = twin.trace = True  # traced whatever the count: every extraction at a shape runs one code
+        return twin
+
+    def inference_model(self, shape: tuple[int, ...] | None = None, example: torch.Tensor | None = None):
+        """What the CPU runs on inputs of ``shape`` (B, 3, H, W): the folded channels_last copy of the model, made
+        again when its tensors changed, with ``trace`` its graph traced and frozen at that shape (``example``: an
+        input of it; the first :data:`TRACED_SHAPES` shapes); the model itself while one of its modules trains
+        (folding holds for eval batch norms only)."""
         import torch
 
-        if not (self.fold or self.channels_last) or any(module.training for module in self.model.modules()):
+        if not (self.fold or self.channels_last or self.trace) or any(m.training for m in self.model.modules()):
             return self.model
         tensors = (*self.model.parameters(), *self.model.buffers())
         versions = tuple((id(t), t._version) for t in tensors)
@@ -146,20 +186,29 @@ class TorchRunner:
             prepared = fold_batch_norms(self.model) if self.fold else copy.deepcopy(self.model)
             if self.channels_last:
                 prepared = prepared.to(memory_format=torch.channels_last)
-            kept[key] = (versions, prepared)
-        return kept[key][1]
+            kept[key] = (versions, prepared, {})
+        prepared, traced = kept[key][1], kept[key][2]
+        if not self.trace or shape is None or example is None:
+            return prepared
+        if shape not in traced:  # traced at first sight, so that every call at a shape runs the same code
+            from netvlad.models.tracing import traced_for_inference
+
+            traced[shape] = traced_for_inference(prepared, example) if len(traced) < TRACED_SHAPES else None
+        return traced[shape] or prepared
 
 
 class OrtRunner:
-    """The model's checked ONNX export in an onnxruntime session (one per size when the model is not dynamic)."""
+    """The model's checked ONNX export in an onnxruntime session (one per size when the model is not dynamic); on
+    a CPU a batch runs in chunks of ``chunk`` images (None: :func:`cpu_chunk`), as torch's."""
 
     name = "onnxruntime"
 
     def __init__(self, model: PlaceModel, config: EngineConfig, providers: list,
-                 fingerprint: str | None = None) -> None:
+                 fingerprint: str | None = None, chunk: int | None = None, pad: bool = False) -> None:
         import torch
 
-        self.model, self.config, self.providers = model, config, providers
+        self.model, self.config, self.providers, self.chunk, self.pad = model, config, providers, chunk, pad
+        self.cpu = providers == ["CPUExecutionProvider"]
         self.threads = config.threads or torch.get_num_threads()
         self.fingerprint = fingerprint or model.fingerprint()  # given by a caller that has just computed it
         pre = model.config.preprocessing
@@ -183,7 +232,12 @@ class OrtRunner:
 
         session = self._session(None if self.dynamic else tuple(images.shape[2:]))
         array = np.ascontiguousarray(images.detach().cpu().numpy(), dtype=np.float32)
-        return session.run(None, {"images": array})[0]
+        if not self.cpu:
+            return session.run(None, {"images": array})[0]
+        return in_chunks(lambda chunk: session.run(None, {"images": chunk})[0], array,
+                         self.chunk or cpu_chunk(*array.shape[2:]), self.pad)
+
+    padded = TorchRunner.padded
 
     def _key(self, shape: tuple[int, int] | None) -> ExportKey:
         from netvlad.extract.onnx_cache import ExportKey
@@ -274,7 +328,8 @@ def make_runner(model: PlaceModel, engine: Engine = LIBRARY_ENGINE, device: torc
                 amp: str | None = "bf16", images: int | None = None, fingerprint: str | None = None) -> Runner:
     """The callable that extraction feeds image batches to (``.name`` says which engine it is); a runner already
     made for ``model`` is returned as it is (resolve once, extract many times). ``auto`` keeps torch for fewer
-    than :data:`AUTO_MIN_IMAGES` ``images`` and for backbones outside ``AUTO_ONNX_BACKBONES`` (not measured faster).
+    than :data:`AUTO_MIN_IMAGES` ``images`` and for backbones outside ``AUTO_ONNX_BACKBONES`` (not measured faster);
+    torch traces its CPU model for :data:`TRACE_MIN_IMAGES` ``images`` or more (or an unknown count).
     ``fingerprint``: ``model.fingerprint()`` where the caller has it (a SHA-256 of every tensor, ≈ 13 ms)."""
     if isinstance(engine, TorchRunner | OrtRunner):
         return engine
@@ -283,9 +338,10 @@ def make_runner(model: PlaceModel, engine: Engine = LIBRARY_ENGINE, device: torc
     import torch
 
     device = torch.device(device)
+    trace = images is None or images >= TRACE_MIN_IMAGES
     if config.name == "torch" or (config.name == "auto" and (
             (images is not None and images < AUTO_MIN_IMAGES) or model.config.backbone not in AUTO_ONNX_BACKBONES)):
-        return TorchRunner(model, device, amp)
+        return TorchRunner(model, device, amp, trace=trace)
     explicit = config.name == "onnxruntime"
     try:
         import onnxruntime  # noqa: F401 - optional dependency (netvlad[export])
@@ -294,10 +350,10 @@ def make_runner(model: PlaceModel, engine: Engine = LIBRARY_ENGINE, device: torc
             raise BadInputError(f"engine onnxruntime needs onnxruntime, which is not installed: {ONNX_EXTRA}",
                                 hint="or --engine torch") from None
         logger.info("onnxruntime is not installed (%s); extracting with torch", ONNX_EXTRA)
-        return TorchRunner(model, device, amp)
+        return TorchRunner(model, device, amp, trace=trace)
     providers = _providers(device, explicit)
     if providers is None:
-        return TorchRunner(model, device, amp)
+        return TorchRunner(model, device, amp, trace=trace)
     if device.type != "cpu":  # export from a CPU copy (the same fingerprint): the caller's model stays on its device
         model = _cpu_copy(model)
     try:
@@ -306,7 +362,7 @@ def make_runner(model: PlaceModel, engine: Engine = LIBRARY_ENGINE, device: torc
         if explicit:
             raise BadInputError(f"engine onnxruntime cannot run this model: {error}", hint="--engine torch") from None
         logger.info("this model cannot run through onnxruntime (%s); extracting with torch", error)
-        return TorchRunner(model, device, amp)
+        return TorchRunner(model, device, amp, trace=trace)
 
 
 def _cpu_copy(model: PlaceModel) -> PlaceModel:

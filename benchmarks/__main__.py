@@ -28,6 +28,7 @@ BENCHMARKS = {
     "engine": ("engine", "extraction speed: pipeline, models alone, torch layouts, JPEG decoding (--part)"),
     "figures": ("figures", "the README's and docs/figures.md's tables, re-measured with `netvlad` itself"),
     "gpu": ("gpu", "VGG16 + NetVLAD on a GPU: precision, decoding, pipeline, training step, search"),
+    "layout": ("layout", "files and lines per package, median function length, import cycles (from the source)"),
     "learning": ("learning", "learning curves per loss normalisation over seeds"),
     "loop-closure": ("loop_closure", "loop-closure PR curves on Gardens Point as one walk"),
     "loop-closure-checks": ("loop_closure_checks", "the loop-closure checks' time per frame over a large map"),

@@ -124,3 +124,17 @@ def test_learning_benchmark_quick(tmp_path, capsys):
     # a seed's variants start from the same k-means model, so their first points agree
     assert len({c["0"]["points"][0]["r1"] for c in results["curves"].values()}) == 1
     assert "| violating_mean | 16 | 2 |" in capsys.readouterr().out
+
+
+def test_layout_counts_files_lines_and_load_time_cycles(tmp_path):
+    from benchmarks.layout import measure
+
+    package = tmp_path / "netvlad" / "a"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "x.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import netvlad.a.y\n")
+    (package / "y.py").write_text("import netvlad.a.x\n\n\ndef f():\n    import netvlad.a.z\n    return 1\n")
+    (package / "z.py").write_text("import netvlad.a.y\n")  # y imports z only when f runs: no load-time loop
+    found = measure(tmp_path)
+    assert found["packages"] == {"a/": (4, 0 + 3 + 6 + 1)} and found["functions"] == 1 and found["median"] == 3
+    assert found["cycles"] == [["netvlad.a.x", "netvlad.a.y"]]

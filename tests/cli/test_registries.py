@@ -8,10 +8,10 @@ import importlib
 import pytest
 
 from netvlad.cli.main import build_parser, leaf_parsers
-from netvlad.data.formats import READERS
+from netvlad.data.readers.registry import READERS
 from netvlad.eval.protocols import PROTOCOLS
 from netvlad.models.backbone_specs import BACKBONES
-from netvlad.models.converter_formats import CONVERTERS
+from netvlad.models.converters import CONVERTERS
 from netvlad.models.export import EXPORTERS
 from netvlad.models.pools import POOLS
 from netvlad.models.published import PUBLISHED
@@ -93,8 +93,8 @@ def test_the_registries_import_no_torch():
     import subprocess
     import sys
 
-    modules = ["netvlad.cli.main", "netvlad.data.formats", "netvlad.models.export", "netvlad.search.index",
-               "netvlad.places.positions", "netvlad.models.backbone_specs", "netvlad.models.converter_formats",
+    modules = ["netvlad.cli.main", "netvlad.data.readers.registry", "netvlad.models.export", "netvlad.search.index",
+               "netvlad.places.positions", "netvlad.models.backbone_specs", "netvlad.models.converters",
                "netvlad.models.pools", "netvlad.models.published", "netvlad.eval.protocols", "netvlad.train.optim"]
     code = "import sys\n" + "".join(f"import {m}\n" for m in modules) + (
         "print(','.join(m for m in ('torch', 'faiss', 'numpy') if m in sys.modules))")

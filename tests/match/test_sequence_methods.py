@@ -17,6 +17,7 @@ from netvlad.eval.recall import evaluate_descriptors
 from netvlad.eval.sequence import require_sequences, sequence_ranking
 from netvlad.match import SequenceConfig
 from netvlad.match.seqnet import seqnet_encoder
+from netvlad.match.sequence import METHODS
 from netvlad.models.seqnet import SeqNet, SeqNetConfig, load_seqnet, save_seqnet
 from netvlad.train.seqnet import SeqNetTraining, train_seqnet
 from tests.match.test_seqslam import route
@@ -92,7 +93,7 @@ def test_seqnet_training_lowers_the_loss_and_finds_the_route():
     assert result.recall[1] > single.recall[1] + 10
 
 
-@pytest.mark.parametrize("method", ["seqslam", "delta", "seqnet"])
+@pytest.mark.parametrize("method", METHODS.names())
 def test_methods_through_the_evaluation(method):
     data, db, q = route_dataset(120, 24, seed=8, noise=2.0)
     single = evaluate_descriptors(db, q, data.positives(), (1, 5), k=20)
@@ -105,7 +106,8 @@ def test_methods_through_the_evaluation(method):
         encoder = seqnet_encoder(model.eval())
     result = sequence_ranking(method, db, q, data, single, SequenceConfig(length=6, shortlist=20), (1, 5),
                               encoder=encoder)
-    shortened, shifted = (0, 5) if method == "delta" else (5, 0)  # Delta shifts its windows to keep L frames
+    # Delta shifts its windows to keep L frames; the trajectory methods shorten them at a sequence's start
+    shortened, shifted = (0, 5) if METHODS.get(method).shifted else (5, 0)
     assert result.ranked.shape[0] == 120 and result.summary()["shortened_windows"] == shortened
     assert result.summary()["shifted_windows"] == shifted
     assert result.summary()["method"] == method and result.summary()["sequence_length"] == 6

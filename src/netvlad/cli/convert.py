@@ -8,7 +8,7 @@ from pathlib import Path
 
 from netvlad.cli.options import number, output
 from netvlad.limits import COUNT
-from netvlad.models.converter_formats import CONVERTERS
+from netvlad.models.converters import CONVERTERS
 from netvlad.models.published import PUBLISHED
 
 logger = logging.getLogger(__name__)

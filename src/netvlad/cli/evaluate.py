@@ -318,7 +318,7 @@ def add_sequence_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--sequence", type=number(LENGTH), default=None, metavar="L",
                        help="also report Recall@N of matching L-frame query sequences (e.g. 10)")
     group.add_argument("--sequence-method", default=DEFAULT_METHOD, choices=METHODS.names(),
-                       help="; ".join(f"{name}: {METHODS.get(name)}" for name in METHODS.names())
+                       help="; ".join(f"{name}: {METHODS.help(name)}" for name in METHODS.names())
                        + f" (default {DEFAULT_METHOD}: chosen across every set we have, see docs/sequences.md)")
     group.add_argument("--sequence-model", type=existing("file", "SeqNet model"), default=None, metavar="FILE",
                        help="seqnet: a trained SeqNet (.safetensors, its config beside it)")

@@ -7,9 +7,8 @@ import logging
 import os
 
 from netvlad.cli.options import number, output
-from netvlad.data.synthetic.city_config import SIZES
+from netvlad.data.synthetic.city_config import CITY_ROUTES, SIZES
 from netvlad.limits import NON_NEGATIVE_INT
-from netvlad.places.streaming import CITY_ROUTES
 
 logger = logging.getLogger(__name__)
 

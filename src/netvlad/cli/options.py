@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from netvlad.data.formats import READERS
+from netvlad.data.readers.registry import READERS
 from netvlad.errors import BadInputError
 from netvlad.extract.engine import COMMAND_ENGINE, ENGINE_VARIABLE, ENGINES
 from netvlad.limits import COUNT, NON_NEGATIVE_INT, NUM_CLUSTERS, POSITIVE, Limit

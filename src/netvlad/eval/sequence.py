@@ -8,7 +8,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,17 +20,12 @@ from netvlad.data.sequences import SequenceOrder
 from netvlad.errors import BadInputError
 from netvlad.eval.recall import DEFAULT_NS, EvalResult, describe, evaluate_descriptors, recall_at_n
 from netvlad.files import atomic_write
-from netvlad.match.delta import check_sequence_descriptors, delta_descriptors, shifted_windows
-from netvlad.match.diagonal import diagonal_rank
-from netvlad.match.seqslam import query_windows, seqslam_rank
-from netvlad.match.sequence import DEFAULT_METHOD, METHODS, SequenceConfig
+from netvlad.match.delta import shifted_windows
+from netvlad.match.seqslam import query_windows
+from netvlad.match.sequence import DEFAULT_METHOD, METHODS, Encoder, SequenceConfig, SequenceInputs
 from netvlad.search.index import EXACT, IndexConfig
 
 logger = logging.getLogger(__name__)
-DIAGONAL_KEPT = 100  # database frames kept per query by the whole-database ranking (what --verify re-ranks)
-
-# (descriptors (N, D), order, config) -> sequence descriptors (N, D'): Delta, or a trained SeqNet
-Encoder = Callable[[np.ndarray, SequenceOrder | None, SequenceConfig], np.ndarray]
 
 
 @dataclass
@@ -91,12 +86,12 @@ def require_sequences(dataset: GeoDataset, config: SequenceConfig) -> None:
 
 def window_flags(order: SequenceOrder, config: SequenceConfig, method: str = "seqslam"
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per query: window length, shortened, gap (SeqSLAM's windows, which SeqNet shares; Delta's windows are
-    shifted inside the sequence, so only a sequence shorter than L shortens them)."""
+    """Per query: window length, shortened, gap (SeqSLAM's windows, which SeqNet shares; a method whose windows are
+    shifted inside the sequence, Delta's, is shortened only by a sequence shorter than L)."""
     windows = query_windows(order, config.before, config.after)
     lengths = np.array([len(w.members) for w in windows], np.int64)
     shortened = np.array([w.shortened for w in windows], bool)
-    if method == "delta":
+    if METHODS.get(method).shifted:
         for members in order.members():
             lengths[members] = min(len(members), config.length)
         shortened = lengths < config.length
@@ -110,7 +105,7 @@ def _result(method: str, config: SequenceConfig, ranked: np.ndarray, positives: 
         correct[q] = np.isin(ranked[q], pos) & (ranked[q] >= 0)
     return SequenceResult(method, config, recall_at_n(ranked, positives, ns), ranked, correct,
                           *window_flags(order, config, method), scores=scores,
-                          shifted=shifted_windows(order, config) if method == "delta" else 0)
+                          shifted=shifted_windows(order, config) if METHODS.get(method).shifted else 0)
 
 
 def sequence_ranking(method: str, db: np.ndarray, queries: np.ndarray, dataset: GeoDataset, single: EvalResult,
@@ -118,29 +113,18 @@ def sequence_ranking(method: str, db: np.ndarray, queries: np.ndarray, dataset: 
                      encoder: Encoder | None = None, max_memory: float | None = None) -> SequenceResult:
     """The sequence ranking of ``method`` over single-frame descriptors ``db`` (N, D) and ``queries`` (Q, D), whose
     single-frame result ``single`` holds each query's shortlist (its first ``config.shortlist`` columns)."""
-    METHODS.get(method)
+    rank = METHODS.get(method).rank
     require_sequences(dataset, config)
     q_order, db_order = dataset.queries.sequence, dataset.database.sequence
     positives = single.positives
-    if method == "diagonal":
-        budget = {} if max_memory is None else {"max_memory": max_memory}  # the whole-database blocks' bytes
-        ranking = diagonal_rank(queries, db, q_order, db_order, config, k=max(*ns, DIAGONAL_KEPT), **budget)
-        return _result(method, config, ranking.ranked, positives, ns, q_order, ranking.scores)
-    if method == "seqslam":
-        ranking = seqslam_rank(queries, db, q_order, db_order, single.ranked[:, :config.shortlist], config)
-        return _result(method, config, ranking.ranked, positives, ns, q_order, ranking.scores)
-    if method == "seqnet" and encoder is None:
-        raise BadInputError("sequence method seqnet needs a trained SeqNet model (train one with "
-                            "netvlad.train.seqnet.train_seqnet)", hint="--sequence-model SEQNET.safetensors")
-    encode = encoder or delta_descriptors
-    seq_db = check_sequence_descriptors(encode(db, db_order, config), f"{dataset.name} database {method}")
-    seq_q = check_sequence_descriptors(encode(queries, q_order, config), f"{dataset.name} queries {method}")
-    found = evaluate_descriptors(seq_db, seq_q, positives, ns, index_config, k=max(config.shortlist, max(ns)),
-                                 max_memory=max_memory)
-    if method == "delta":
-        return _result(method, config, found.ranked, positives, ns, q_order, found.distances)
-    ranking = seqslam_rank(queries, db, q_order, db_order, found.ranked, config)  # HVPR: SeqNet shortlist, SeqSLAM
-    return _result(method, config, ranking.ranked, positives, ns, q_order, ranking.scores)
+
+    def search(seq_db: np.ndarray, seq_q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        found = evaluate_descriptors(seq_db, seq_q, positives, ns, index_config, k=k, max_memory=max_memory)
+        return found.ranked, found.distances
+
+    ranked, scores = rank(SequenceInputs(queries, db, q_order, db_order, single.ranked, config, max(ns), search,
+                                         encoder, max_memory, dataset.name))
+    return _result(method, config, ranked, positives, ns, q_order, scores)
 
 
 def add_sequence_columns(csv_path: Path | str, result: SequenceResult, database: ImageList, top: int = 5) -> Path:

@@ -1,22 +1,25 @@
-"""Sequence-matching settings and the names of the methods; imports neither numpy nor torch, so the CLI lists the
-choices at once."""
+"""Sequence-matching settings and the registry of sequence methods; imports neither numpy nor torch (each method
+imports its matcher when it runs), so the CLI lists the choices at once.
+
+A new sequence method is one registration at the end of this module: a function from :class:`SequenceInputs` to
+``(ranked, scores)`` decorated with ``@register_sequence_method(name, help)``, its matcher in ``match/<name>.py``.
+``netvlad evaluate --sequence-method NAME`` and ``netvlad.eval.sequence.sequence_ranking`` then run it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from netvlad.errors import BadInputError
 from netvlad.limits import Limit
 from netvlad.registry import Registry
 
-METHODS: Registry[str] = Registry("sequence method", "choose one of")
-METHODS.add("diagonal", "raw squared distances summed along constant-velocity trajectories through every database "
-                        "frame (no normalisation, no shortlist; training-free)")
-METHODS.add("seqslam", "SeqSLAM-style trajectory search over each query frame's shortlist (training-free)")
-METHODS.add("delta", "Delta descriptors: difference of smoothed descriptors over the window, searched like a "
-                     "global descriptor (training-free)")
-METHODS.add("seqnet", "SeqNet sequence descriptor (a trained 1-D temporal convolution) shortlist, then "
-                      "SeqSLAM-style re-ranking (HVPR)")
+if TYPE_CHECKING:
+    import numpy as np
+
+    from netvlad.data.sequences import SequenceOrder
 
 # The defaults `netvlad benchmark` chose by leave-one-set-out (docs/sequences.md, "Choosing the defaults"): the
 # plain trajectory score at one velocity was never more than 1 point below the baseline and had the best worst set.
@@ -106,3 +109,111 @@ def shifted_window(t: int, n: int, before: int, after: int) -> tuple[int, int]:
 
 
 DEFAULT = SequenceConfig()  # L = 10 causal, velocity 1; seqslam: ±10 frames normalisation, shortlist 20 (+5 carried)
+DIAGONAL_KEPT = 100  # database frames kept per query by the whole-database ranking (what --verify re-ranks)
+
+# (descriptors (N, D), order, config) -> sequence descriptors (N, D'): Delta, or a trained SeqNet
+Encoder = Callable[["np.ndarray", "SequenceOrder | None", SequenceConfig], "np.ndarray"]
+# (database (N, D'), queries (Q, D'), k) -> (ranked (Q, k), distances (Q, k)): the caller's global-descriptor search
+Search = Callable[["np.ndarray", "np.ndarray", int], "tuple[np.ndarray, np.ndarray]"]
+
+
+@dataclass(frozen=True)
+class SequenceInputs:
+    """What a sequence method ranks: single-frame descriptors ``queries`` (Q, D) and ``database`` (N, D) in their
+    sequence orders, each query's single-frame ``shortlist`` (Q, M) database indices best first, the ``config``,
+    ``top`` (the largest N of Recall@N), ``search`` for sequence descriptors, a trained ``encoder`` (SeqNet),
+    ``max_memory`` bytes for the whole-database blocks (None: the matcher's default) and ``name`` (the dataset's,
+    for messages)."""
+
+    queries: Any
+    database: Any
+    query_order: Any
+    database_order: Any
+    shortlist: Any
+    config: SequenceConfig
+    top: int
+    search: Search
+    encoder: Encoder | None = None
+    max_memory: float | None = None
+    name: str = "dataset"
+
+
+# inputs -> (ranked (Q, M) database indices best first, scores (Q, M) lower is better)
+Rank = Callable[[SequenceInputs], "tuple[np.ndarray, np.ndarray]"]
+
+
+@dataclass(frozen=True)
+class SequenceMethod:
+    """One sequence method: ``rank`` and whether its windows are shifted inside the sequence to keep L frames
+    (``shifted``, Delta's and SeqNet's descriptor rule) rather than shortened at its ends (the trajectory rule)."""
+
+    name: str
+    rank: Rank
+    shifted: bool = False
+
+
+METHODS: Registry[SequenceMethod] = Registry("sequence method", "choose one of")
+
+
+def register_sequence_method(name: str, help: str, *, shifted: bool = False) -> Callable[[Rank], Rank]:
+    """Decorator registering ``rank`` as sequence method ``name`` (``help``: its one line in ``--help``)."""
+
+    def decorate(rank: Rank) -> Rank:
+        METHODS.add(name, SequenceMethod(name, rank, shifted), help)
+        return rank
+
+    return decorate
+
+
+@register_sequence_method("diagonal", "raw squared distances summed along constant-velocity trajectories through "
+                                      "every database frame (no normalisation, no shortlist; training-free)")
+def _diagonal(inputs: SequenceInputs):
+    from netvlad.match.diagonal import diagonal_rank
+
+    budget = {} if inputs.max_memory is None else {"max_memory": inputs.max_memory}  # whole-database blocks' bytes
+    ranking = diagonal_rank(inputs.queries, inputs.database, inputs.query_order, inputs.database_order,
+                            inputs.config, k=max(inputs.top, DIAGONAL_KEPT), **budget)
+    return ranking.ranked, ranking.scores
+
+
+@register_sequence_method("seqslam", "SeqSLAM-style trajectory search over each query frame's shortlist "
+                                     "(training-free)")
+def _seqslam(inputs: SequenceInputs):
+    from netvlad.match.seqslam import seqslam_rank
+
+    ranking = seqslam_rank(inputs.queries, inputs.database, inputs.query_order, inputs.database_order,
+                           inputs.shortlist[:, :inputs.config.shortlist], inputs.config)
+    return ranking.ranked, ranking.scores
+
+
+def _sequence_descriptor_search(inputs: SequenceInputs, encode: Encoder, method: str):
+    """Encode both sides' windows with ``encode`` and search them like global descriptors: (ranked, distances)."""
+    from netvlad.match.delta import check_sequence_descriptors
+
+    seq_db = check_sequence_descriptors(encode(inputs.database, inputs.database_order, inputs.config),
+                                        f"{inputs.name} database {method}")
+    seq_q = check_sequence_descriptors(encode(inputs.queries, inputs.query_order, inputs.config),
+                                       f"{inputs.name} queries {method}")
+    return inputs.search(seq_db, seq_q, max(inputs.config.shortlist, inputs.top))
+
+
+@register_sequence_method("delta", "Delta descriptors: difference of smoothed descriptors over the window, searched "
+                                   "like a global descriptor (training-free)", shifted=True)
+def _delta(inputs: SequenceInputs):
+    from netvlad.match.delta import delta_descriptors
+
+    return _sequence_descriptor_search(inputs, inputs.encoder or delta_descriptors, "delta")
+
+
+@register_sequence_method("seqnet", "SeqNet sequence descriptor (a trained 1-D temporal convolution) shortlist, "
+                                    "then SeqSLAM-style re-ranking (HVPR)")
+def _seqnet(inputs: SequenceInputs):
+    from netvlad.match.seqslam import seqslam_rank
+
+    if inputs.encoder is None:
+        raise BadInputError("sequence method seqnet needs a trained SeqNet model (train one with "
+                            "netvlad.train.seqnet.train_seqnet)", hint="--sequence-model SEQNET.safetensors")
+    shortlist, _ = _sequence_descriptor_search(inputs, inputs.encoder, "seqnet")
+    ranking = seqslam_rank(inputs.queries, inputs.database, inputs.query_order, inputs.database_order, shortlist,
+                           inputs.config)  # HVPR: the SeqNet shortlist, re-ranked by SeqSLAM
+    return ranking.ranked, ranking.scores

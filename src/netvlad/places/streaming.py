@@ -1,5 +1,6 @@
-"""Names of the growing place database's search kinds; imports neither numpy nor faiss, so ``netvlad stream --help``
-lists them at once (the database itself is :mod:`netvlad.places.database`)."""
+"""Names of the growing place database's search kinds and of the stream's sequence scores; imports neither numpy
+nor faiss, so ``netvlad stream --help`` lists them at once (the database itself is :mod:`netvlad.places.database`,
+the scores :mod:`netvlad.places.stream_sequence`)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,6 @@ from netvlad.registry import Registry
 DATABASE_KINDS: Registry[str] = Registry("place database kind", "choose one of")
 DATABASE_KINDS.add("flat", "exact L2 over the descriptors in memory (appending is free)")
 DATABASE_KINDS.add("ivfpq", "IVF-PQ: exact until min-train frames, then trained, added to, retrained when grown")
-
-CITY_ROUTES: Registry[str] = Registry("generated city route", "choose one of")
-CITY_ROUTES.add("loop", "one drive along every interior street by day, then half of them again at dusk and in winter")
 
 SEQUENCE_SCORES: Registry[str] = Registry("stream sequence score", "choose one of")
 SEQUENCE_SCORES.add("diagonal", "mean squared L2 distance along the best constant-velocity trajectory over the whole "

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from netvlad._lazy import lazy_exports
 from netvlad.constants import EVAL_RADIUS_M
-from netvlad.data.dataset import GeoDataset
-from netvlad.data.readers import bag, csv, dvgb, exif, mat, msls, sequence  # noqa: F401  (each registers its format)
-from netvlad.data.readers.common import DatasetError
 from netvlad.data.readers.registry import READERS, Reader, ReadOptions, find_reader, list_formats, register_reader
+
+if TYPE_CHECKING:
+    from netvlad.data.dataset import GeoDataset
 
 logger = logging.getLogger(__name__)
 
+# each reader module registers its format when READERS first asks for it (declared in the registry module)
+__getattr__, __dir__, _ = lazy_exports(__name__, {"netvlad.data.readers.common": ("DatasetError",)})
 __all__ = ["READERS", "DatasetError", "ReadOptions", "Reader", "find_reader", "list_formats", "open_dataset",
            "register_reader"]
 
@@ -49,6 +53,8 @@ def open_dataset(source: Path | str, *, format: str | None = None, split: str | 
         [array([0]), array([1])]
         >>> folder.cleanup()
     """
+    from netvlad.data.readers.common import DatasetError
+
     path = Path(source).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"{path}: dataset not found; check the path")

@@ -1,4 +1,10 @@
-"""The registry of dataset formats: each reader is a ``detect`` and a ``read`` function, tried in priority order."""
+"""The registry of dataset formats: each reader is a ``detect`` and a ``read`` function, tried in priority order.
+
+A reader module defines its format with ``@register_reader``; its line in :data:`READERS` below declares it in
+detection order, so ``netvlad --help`` lists the formats without importing the readers (this module imports neither
+numpy nor torch; a reader registered without a declaration works from Python, and the command line lists it once its
+module is imported).
+"""
 
 from __future__ import annotations
 
@@ -6,12 +12,33 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from netvlad.data.dataset import GeoDataset
-from netvlad.data.formats import READERS
 from netvlad.errors import BadInputError
+from netvlad.registry import Registry
+
+if TYPE_CHECKING:
+    from netvlad.data.dataset import GeoDataset
 
 logger = logging.getLogger(__name__)
+
+READERS: Registry = Registry("dataset format", known="choose one of", ordered=True)
+
+for _name, _help in (
+    ("mat", "Pittsburgh / Tokyo dbStruct .mat (classic or v7.3) with an image root"),
+    ("csv", "manifest path,split,lat,lon or path,split,easting,northing[,zone]"),
+    ("dvgb", "images/<split>/{database,queries}/@east@north@zone@letter@lat@lon@...@.jpg"),
+    ("msls", "Mapillary Street-Level Sequences root (train_val/<city>/{query,database})"),
+    ("exif", "folder of photos with EXIF GPS ({database,queries}/ or one folder)"),
+    ("sequence", "two folders of frame-synchronised images with matching names (Nordland)"),
+    ("bag", "ROS 1 .bag, ROS 2 bag folder or .mcap (--image-topic, --gps-topic/--odom-topic)"),
+):
+    READERS.declare(_name, f"netvlad.data.readers.{_name}", _help)
+
+
+def format_names() -> list[str]:
+    """The declared and registered format names, in detection order (what ``--format`` accepts)."""
+    return READERS.names()
 
 
 @dataclass(frozen=True)
@@ -52,7 +79,7 @@ class ReadOptions:
 
 
 Detect = Callable[[Path, ReadOptions], bool]
-Read = Callable[[Path, ReadOptions], GeoDataset]
+Read = Callable[[Path, ReadOptions], "GeoDataset"]
 
 
 @dataclass(frozen=True)
@@ -64,9 +91,6 @@ class Reader:
     detect: Detect
     read: Read
     priority: int  # lower is tried first during auto-detection
-
-
-# the formats are declared in netvlad.data.formats (names and help without importing the readers)
 
 
 def register_reader(name: str, description: str, detect: Detect, priority: int = 50) -> Callable[[Read], Read]:

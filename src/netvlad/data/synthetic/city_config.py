@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from netvlad.data.synthetic.conditions import CONDITIONS
 from netvlad.limits import NON_NEGATIVE, POSITIVE, Limit
+from netvlad.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -89,3 +90,9 @@ SIZES: dict[str, dict] = {
     "default": {},
     "large": {"blocks": (26, 14), "block_size": (50.0, 70.0)},
 }
+
+# Routes driven through the city as one frame stream (`netvlad generate --route NAME`): name -> its writer
+# ``(CityConfig, out) -> frames folder``, imported when asked for.
+CITY_ROUTES: Registry = Registry("generated city route", "choose one of")
+CITY_ROUTES.declare("loop", "netvlad.data.synthetic.loop:write_loop_route",
+                    "one drive along every interior street by day, then half of them again at dusk and in winter")

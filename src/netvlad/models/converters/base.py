@@ -17,7 +17,7 @@ from safetensors import SafetensorError
 
 from netvlad.errors import BadInputError
 from netvlad.models.backbone_specs import get_backbone_spec
-from netvlad.models.converter_formats import CONVERTERS
+from netvlad.models.converters import CONVERTERS
 from netvlad.models.model_config import ModelConfig
 from netvlad.models.place_model import PlaceModel
 from netvlad.models.weights import sha256_of
@@ -56,7 +56,7 @@ class Converter:
     convert: Callable[[Path, ConvertOptions], Conversion]
 
 
-_REGISTRY = CONVERTERS  # declared in netvlad.models.converter_formats (names and help without torch)
+_REGISTRY = CONVERTERS  # declared in netvlad.models.converters (names and help without torch)
 
 
 def register_converter(name: str, description: str, detect: Callable[[Path], bool]) -> Callable:

@@ -68,20 +68,27 @@ def padded_distances(frames: torch.Tensor, database: np.ndarray, norms: np.ndarr
     ``lo`` to ``hi`` (default: the whole row), ``bound`` (F,) in the padding: one matrix product per
     :data:`READ_ROWS` database rows, written in place."""
     hi = padded.width if hi is None else hi
-    out = np.repeat(bound.numpy()[:, None], hi - lo, axis=1)
+    first, last = np.searchsorted(padded.columns, [lo, hi])
+    real = padded.columns[first:last] - lo
+    if _run(real):  # one sequence's frames between padding: only the padding is filled with the bound
+        out = np.empty((len(frames), hi - lo), np.float32)
+        out[:, :real[0]], out[:, real[-1] + 1:] = bound.numpy()[:, None], bound.numpy()[:, None]
+    else:
+        out = np.repeat(bound.numpy()[:, None], hi - lo, axis=1)
     scaled = -2 * frames.numpy()  # exact: a power of two
     frame_norms = torch.linalg.vector_norm(frames, dim=1).square_().numpy()[:, None]
-    first, last = np.searchsorted(padded.columns, [lo, hi])
     for a in range(first, last, READ_ROWS):
         ids, columns = layout.order[a:min(a + READ_ROWS, last)], padded.columns[a:min(a + READ_ROWS, last)] - lo
         # numpy's BLAS: faster than torch's for this shape on the CPUs measured (docs/results/diagonal-cost.md)
-        squared = scaled @ database_rows(database, ids).numpy().T
+        rows = database_rows(database, ids).numpy().T
+        if _run(columns):  # the product written straight into its columns, no copy
+            squared = np.matmul(scaled, rows, out=out[:, columns[0]:columns[-1] + 1])
+        else:
+            squared = scaled @ rows
         squared += frame_norms
         squared += norms[ids][None]
         np.maximum(squared, 0, out=squared)
-        if _run(columns):
-            out[:, columns[0]:columns[-1] + 1] = squared
-        else:
+        if not _run(columns):
             out[:, columns] = squared
     return torch.from_numpy(out)
 
@@ -121,8 +128,8 @@ def window_sums(table: torch.Tensor, slots: np.ndarray, offsets: np.ndarray, val
                     shifted = table[picked[0]:picked[-1] + 1, lo:hi]
                 else:
                     shifted = table[torch.from_numpy(picked), lo:hi]
-                if len(rows) == len(slots):
-                    total[:, lo - step:hi - step] += shifted
+                if _run(rows):  # every window, or a run of them (a block's first windows lack early frames)
+                    total[rows[0]:rows[-1] + 1, lo - step:hi - step] += shifted
                 else:
                     total[torch.from_numpy(rows), lo - step:hi - step] += shifted
         best = total if best is None else torch.minimum(best, total, out=best)
@@ -137,15 +144,20 @@ def window_counts(valid: np.ndarray) -> torch.Tensor:
 def merge_top(top: torch.Tensor, at: torch.Tensor, score: torch.Tensor, first: int) -> tuple[torch.Tensor,
                                                                                               torch.Tensor]:
     """The ``k`` lowest (B, k) of the running ``top`` (B, k) with positions ``at`` (B, k) and the new ``score``
-    (B, C) of positions ``first`` … ``first + C − 1``: only scores below a row's current k-th enter the sort."""
+    (B, C) of positions ``first`` … ``first + C − 1``: only scores below a row's current k-th enter the sort, or,
+    where more than k per row would (the first blocks), the block's own k lowest."""
     rows, columns = torch.nonzero(score < top[:, -1:], as_tuple=True)
     if not len(rows):
         return top, at
-    counts = torch.bincount(rows, minlength=len(top))
-    rank = torch.arange(len(rows)) - (torch.cumsum(counts, 0) - counts)[rows]  # place within its row
-    values = torch.full((len(top), int(counts.max())), torch.inf)
-    positions = torch.zeros(values.shape, dtype=torch.int64)
-    values[rows, rank], positions[rows, rank] = score[rows, columns], columns + first
+    if len(rows) > top.shape[1] * len(top):
+        values, positions = torch.topk(score, min(top.shape[1], score.shape[1]), dim=1, largest=False, sorted=False)
+        positions += first
+    else:
+        counts = torch.bincount(rows, minlength=len(top))
+        rank = torch.arange(len(rows)) - (torch.cumsum(counts, 0) - counts)[rows]  # place within its row
+        values = torch.full((len(top), int(counts.max())), torch.inf)
+        positions = torch.zeros(values.shape, dtype=torch.int64)
+        values[rows, rank], positions[rows, rank] = score[rows, columns], columns + first
     top, pick = torch.topk(torch.cat([top, values], dim=1), top.shape[1], dim=1, largest=False, sorted=True)
     return top, torch.gather(torch.cat([at, positions], dim=1), 1, pick)
 

@@ -193,10 +193,11 @@ class RunningTop:
         self.bar = self.top.max(dim=1, keepdim=True).values.numpy()
 
     def result(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The k lowest (rows, k), lowest first, and their positions (rows, k)."""
+        """The k lowest (rows, k), lowest first (equal scores by position), and their positions (rows, k)."""
         self._merge()
-        top, order = torch.sort(self.top, dim=1, stable=True)
-        return top, torch.gather(self.at, 1, order)
+        at, order = torch.sort(self.at, dim=1)
+        top, order = torch.sort(torch.gather(self.top, 1, order), dim=1, stable=True)
+        return top, torch.gather(at, 1, order)
 
 
 def diagonal_rank(queries: np.ndarray, database: np.ndarray, query_order: SequenceOrder,

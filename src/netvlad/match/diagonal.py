@@ -12,7 +12,7 @@ Cost: one exact search's distance matrix plus L · V shifted additions per (quer
 database is laid out sequence after sequence with ``reach`` columns of padding around each sequence (a shift is then
 one contiguous slice) and cut into blocks of :data:`COLUMNS` columns: a block of queries gets one matrix product per
 column block, every velocity and window frame adds slices of that same product while it is in cache, and the top k
-is merged across column blocks (only scores below a row's current k-th are sorted). Memory is bounded by
+is merged across column blocks (:class:`RunningTop`). Memory is bounded by
 ``max_memory`` bytes whatever the number of queries or database frames.
 """
 
@@ -68,20 +68,27 @@ def padded_distances(frames: torch.Tensor, database: np.ndarray, norms: np.ndarr
     ``lo`` to ``hi`` (default: the whole row), ``bound`` (F,) in the padding: one matrix product per
     :data:`READ_ROWS` database rows, written in place."""
     hi = padded.width if hi is None else hi
-    out = np.repeat(bound.numpy()[:, None], hi - lo, axis=1)
+    first, last = np.searchsorted(padded.columns, [lo, hi])
+    real = padded.columns[first:last] - lo
+    if _run(real):  # one sequence's frames between padding: only the padding is filled with the bound
+        out = np.empty((len(frames), hi - lo), np.float32)
+        out[:, :real[0]], out[:, real[-1] + 1:] = bound.numpy()[:, None], bound.numpy()[:, None]
+    else:
+        out = np.repeat(bound.numpy()[:, None], hi - lo, axis=1)
     scaled = -2 * frames.numpy()  # exact: a power of two
     frame_norms = torch.linalg.vector_norm(frames, dim=1).square_().numpy()[:, None]
-    first, last = np.searchsorted(padded.columns, [lo, hi])
     for a in range(first, last, READ_ROWS):
         ids, columns = layout.order[a:min(a + READ_ROWS, last)], padded.columns[a:min(a + READ_ROWS, last)] - lo
         # numpy's BLAS: faster than torch's for this shape on the CPUs measured (docs/results/diagonal-cost.md)
-        squared = scaled @ database_rows(database, ids).numpy().T
+        rows = database_rows(database, ids).numpy().T
+        if _run(columns):  # the product written straight into its columns, no copy
+            squared = np.matmul(scaled, rows, out=out[:, columns[0]:columns[-1] + 1])
+        else:
+            squared = scaled @ rows
         squared += frame_norms
         squared += norms[ids][None]
         np.maximum(squared, 0, out=squared)
-        if _run(columns):
-            out[:, columns[0]:columns[-1] + 1] = squared
-        else:
+        if not _run(columns):
             out[:, columns] = squared
     return torch.from_numpy(out)
 
@@ -121,8 +128,8 @@ def window_sums(table: torch.Tensor, slots: np.ndarray, offsets: np.ndarray, val
                     shifted = table[picked[0]:picked[-1] + 1, lo:hi]
                 else:
                     shifted = table[torch.from_numpy(picked), lo:hi]
-                if len(rows) == len(slots):
-                    total[:, lo - step:hi - step] += shifted
+                if _run(rows):  # every window, or a run of them (a block's first windows lack early frames)
+                    total[rows[0]:rows[-1] + 1, lo - step:hi - step] += shifted
                 else:
                     total[torch.from_numpy(rows), lo - step:hi - step] += shifted
         best = total if best is None else torch.minimum(best, total, out=best)
@@ -134,20 +141,63 @@ def window_counts(valid: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.maximum(valid.sum(axis=1), 1).astype(np.float32))[:, None]
 
 
-def merge_top(top: torch.Tensor, at: torch.Tensor, score: torch.Tensor, first: int) -> tuple[torch.Tensor,
-                                                                                              torch.Tensor]:
-    """The ``k`` lowest (B, k) of the running ``top`` (B, k) with positions ``at`` (B, k) and the new ``score``
-    (B, C) of positions ``first`` … ``first + C − 1``: only scores below a row's current k-th enter the sort."""
-    rows, columns = torch.nonzero(score < top[:, -1:], as_tuple=True)
-    if not len(rows):
-        return top, at
-    counts = torch.bincount(rows, minlength=len(top))
-    rank = torch.arange(len(rows)) - (torch.cumsum(counts, 0) - counts)[rows]  # place within its row
-    values = torch.full((len(top), int(counts.max())), torch.inf)
-    positions = torch.zeros(values.shape, dtype=torch.int64)
-    values[rows, rank], positions[rows, rank] = score[rows, columns], columns + first
-    top, pick = torch.topk(torch.cat([top, values], dim=1), top.shape[1], dim=1, largest=False, sorted=True)
-    return top, torch.gather(torch.cat([at, positions], dim=1), 1, pick)
+class RunningTop:
+    """The ``k`` lowest scores of each of ``rows`` rows over column blocks fed one at a time, with their positions.
+
+    A block's scores below its row's current k-th wait in a pending list and are merged (one top-k) only once they
+    outnumber the kept ones, so most blocks cost one comparison; a block where more than k per row would enter
+    (the first) gives its own k lowest. Exact: a score is left out only when k kept ones are at most it."""
+
+    def __init__(self, rows: int, k: int) -> None:
+        self.k = k
+        self.top = torch.full((rows, k), torch.inf)
+        self.at = torch.zeros((rows, k), dtype=torch.int64)
+        self.bar = np.full((rows, 1), np.inf, np.float32)  # each row's current k-th: scores at or above it stay out
+        self.pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (rows, positions, scores)
+        self.waiting = 0
+
+    def add(self, score: torch.Tensor, first: int) -> None:
+        """Feed ``score`` (rows, C) of positions ``first`` … ``first + C − 1``."""
+        values = score.numpy()
+        flat = np.flatnonzero(values < self.bar)
+        if len(flat) > self.k * len(self.top):
+            lowest, positions = torch.topk(score, min(self.k, score.shape[1]), dim=1, largest=False, sorted=False)
+            self._merge(lowest, positions + first)
+            return
+        rows, columns = np.divmod(flat, values.shape[1])
+        self.pending.append((rows, columns + first, values[rows, columns]))
+        self.waiting += len(flat)
+        if self.waiting > self.k * len(self.top):
+            self._merge()
+
+    def _merge(self, values: torch.Tensor | None = None, positions: torch.Tensor | None = None) -> None:
+        """Merge the pending scores (and ``values`` (rows, m) at ``positions``) into the kept k."""
+        parts, places = [self.top], [self.at]
+        if values is not None:
+            parts.append(values)
+            places.append(positions)
+        if self.waiting:
+            rows, at, scores = (np.concatenate(p) for p in zip(*self.pending, strict=True))
+            order = np.argsort(rows, kind="stable")
+            rows, at, scores = rows[order], at[order], scores[order]
+            counts = np.bincount(rows, minlength=len(self.top))
+            rank = np.arange(len(rows)) - (np.cumsum(counts) - counts)[rows]  # place within its row
+            waiting = np.full((len(self.top), int(counts.max())), np.inf, np.float32)
+            where = np.zeros(waiting.shape, np.int64)
+            waiting[rows, rank], where[rows, rank] = scores, at
+            parts.append(torch.from_numpy(waiting))
+            places.append(torch.from_numpy(where))
+            self.pending, self.waiting = [], 0
+        self.top, pick = torch.topk(torch.cat(parts, dim=1), self.k, dim=1, largest=False, sorted=False)
+        self.at = torch.gather(torch.cat(places, dim=1), 1, pick)
+        self.bar = self.top.max(dim=1, keepdim=True).values.numpy()
+
+    def result(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The k lowest (rows, k), lowest first (equal scores by position), and their positions (rows, k)."""
+        self._merge()
+        at, order = torch.sort(self.at, dim=1)
+        top, order = torch.sort(torch.gather(self.top, 1, order), dim=1, stable=True)
+        return top, torch.gather(at, 1, order)
 
 
 def diagonal_rank(queries: np.ndarray, database: np.ndarray, query_order: SequenceOrder,
@@ -197,8 +247,7 @@ def diagonal_rank(queries: np.ndarray, database: np.ndarray, query_order: Sequen
         unique, slots = np.unique(np.maximum(members, 0), return_inverse=True)
         frames = torch.from_numpy(read_rows(queries, unique))
         bound = (torch.linalg.vector_norm(frames, dim=1) + largest).square_()
-        top = torch.full((len(rows), k), torch.inf)
-        at = torch.zeros((len(rows), k), dtype=torch.int64)
+        best = RunningTop(len(rows), k)
         for c0 in range(0, padded.width, columns):
             first, last = np.searchsorted(padded.columns, [c0, c0 + columns])
             if first == last:  # padding only
@@ -209,7 +258,8 @@ def diagonal_rank(queries: np.ndarray, database: np.ndarray, query_order: Sequen
                                 windows.valid[rows], config)
             local = padded.columns[first:last] - lo
             score = score[:, local[0]:local[-1] + 1] if _run(local) else score[:, torch.from_numpy(local)]
-            top, at = merge_top(top, at, score, int(first))
+            best.add(score, int(first))
+        top, at = best.result()
         ranked[rows], scores[rows] = layout.order[at.numpy()], (top / window_counts(windows.valid[rows])).numpy()
     return SequenceRanking(ranked, scores, windows.valid.sum(axis=1), windows.shortened, windows.gaps)
 

@@ -11,7 +11,7 @@ import pytest
 
 from netvlad.cli.main import main
 from netvlad.errors import BadInputError
-from netvlad.pipeline.benchmark.run import BenchmarkResult, Cell, compute_cell, run_benchmark
+from netvlad.pipeline.benchmark.run import BenchmarkResult, Cell, compute_cell, default_cache, run_benchmark, run_suite
 from netvlad.pipeline.benchmark.selection import select_default
 from netvlad.pipeline.benchmark.suite import MethodSpec, Suite, load_suite
 from tests.conftest import SHARED_DATA, shared_dataset
@@ -40,6 +40,17 @@ def test_quick_suite_end_to_end_and_rerun(tmp_path, capsys, caplog, one_thread):
     assert main(argv) == 0  # the rerun reads every cell back: nothing recomputed
     assert "every cell saved, reused" in caplog.text
     assert json.loads((out / "benchmark.json").read_text())["cells"] == report["cells"]
+    # the library entry gives the command's cells (read back from OUT) and seeds and describes the run the same way
+    result = run_suite("quick", out, SHARED_DATA, cache, command="python")
+    assert [c.to_dict() for c in result.cells] == report["cells"]
+    assert result.meta["seed"] == report["meta"]["seed"] == 0 and result.meta["command"] == "python"
+
+
+def test_default_cache_follows_netvlad_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("NETVLAD_CACHE", str(tmp_path))
+    assert default_cache() == tmp_path / "benchmark"
+    monkeypatch.delenv("NETVLAD_CACHE")
+    assert default_cache().parent.name == "netvlad-cache"
 
 
 def _suite(tmp_path, text: str):

@@ -1,14 +1,10 @@
-"""Issue 20 item 4: the trivial-positive rule named in the error, the progress bar per batch, --image-root records."""
+"""Issue 20 item 4: the trivial-positive rule named in the error, the progress bar per batch."""
 
-import argparse
-import json
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from netvlad.cli.train import DATASET_KEYS, dataset_record
 from netvlad.train import loop, prepare_training_set
 from netvlad.train.mining import MinedTuples
 from tests.train.test_sets import _dataset
@@ -48,14 +44,3 @@ def test_progress_bar_moves_per_batch(monkeypatch):
     state = SimpleNamespace(tuples=tuples, batch=0, position=100, epoch=0, step=0)
     loop.train_chunk(run, state, Bar(), queries=12)  # 10 tuples from 12 queries: 3 batches
     assert shown == [104, 108, 112]
-
-
-def test_image_root_is_recorded_as_text_and_read_back(tmp_path):
-    root = tmp_path / "images"
-    root.mkdir()
-    args = argparse.Namespace(**dict.fromkeys(DATASET_KEYS), resume=None)  # every dataset option left unset
-    args.dataset, args.image_root, args.skip_bad = str(tmp_path), root, False
-    dataset_record(args, tmp_path)  # raised "Object of type PosixPath is not JSON serializable"
-    assert json.loads((tmp_path / "dataset.json").read_text())["image_root"] == str(root.resolve())
-    back = dataset_record(argparse.Namespace(**dict.fromkeys(DATASET_KEYS), resume=str(tmp_path)), tmp_path)
-    assert Path(back.image_root) == root.resolve()

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 from netvlad.cli.options import output
@@ -27,18 +25,10 @@ def command_line(args: argparse.Namespace) -> str:
 
 def run_benchmark_command(args: argparse.Namespace) -> int:
     """Load the suite, run every cell (continuing from OUT and the cache), print the table, write the reports."""
-    import torch
+    from netvlad.pipeline.benchmark.report import table, write_reports
+    from netvlad.pipeline.benchmark.run import run_suite
 
-    from netvlad.pipeline.benchmark.report import run_meta, table, write_reports
-    from netvlad.pipeline.benchmark.run import run_benchmark
-    from netvlad.pipeline.benchmark.suite import load_suite
-
-    suite = load_suite(args.suite)
-    torch.manual_seed(suite.seed)
-    cache = args.cache or Path(os.environ.get("NETVLAD_CACHE", Path(tempfile.gettempdir()) / "netvlad-cache")) \
-        / "benchmark"
-    result = run_benchmark(suite, args.out, args.data, cache)
-    result.meta = run_meta(command_line(args), torch.get_num_threads(), suite.seed)
+    result = run_suite(args.suite, args.out, args.data, args.cache, command=command_line(args))
     print(table(result))
     paths = write_reports(result, args.out)
     print("wrote " + ", ".join(str(p) for p in paths.values()))

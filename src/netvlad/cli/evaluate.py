@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
 
 from netvlad.cli.options import (
     add_dataset_args,
@@ -42,144 +41,68 @@ logger = logging.getLogger(__name__)
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate (under ``--protocol`` when given), print the tables, and write the report files."""
-    from netvlad.cli.options import (
-        check_verify_model,
-        clustering,
-        engine_from_args,
-        index_config_from_args,
-        max_memory_from_args,
-        model_from_args,
-        model_label,
-        pick_device,
-        preset_from_args,
-    )
-    from netvlad.data.conditions import query_conditions
-    from netvlad.eval import protocol_eval
-    from netvlad.eval.recall import evaluate
-    from netvlad.eval.report import condition_recall, condition_table, pr_line
-    from netvlad.extract.processes import extract_on_every_rank, join_processes, prepare_model
-    from netvlad.parallel import leave_quietly
+    from netvlad.eval.report import condition_table, pr_line
+    from netvlad.pipeline.evaluate import run_evaluation
 
-    device, info = join_processes(pick_device(args.device), args.store, "netvlad evaluate needs --store DIR")
-    sequence, protocol, dataset = open_evaluation(args)
-    if info.is_main:
-        print(dataset)
-    model = model_from_args(args)
-    check_verify_model(args, model)
-    if protocol:
-        protocol_eval.with_input_size(model, protocol)
-    model = prepare_model(model, dataset.database.paths(), info, device, **clustering(args))
-    # the engine resolved once, after k-means (an export holds the final weights): every rank extracts with it, the
-    # evaluation reuses it, and the report names the engine that ran
-    engine = engine_from_args(args, model, device, len(dataset.database) + len(dataset.queries))
-    if args.store is not None and not extract_on_every_rank(
-            model, [(dataset.database, args.store / "database", "database"),
-                    (dataset.queries, args.store / "queries", "queries")], info, dtype=args.dtype,
-            skip_bad=args.skip_bad, batch_size=args.batch_size, workers=args.workers, device=device,
-            progress=not args.no_progress, engine=engine):
-        leave_quietly()  # another rank: its rows are in the store, rank 0 evaluates
-    common = dict(ns=args.recall, batch_size=args.batch_size, workers=args.workers, device=device,
-                  progress=not args.no_progress, store_dir=args.store, skip_bad=args.skip_bad, dtype=args.dtype,
-                  index_config=index_config_from_args(args, device),
-                  max_memory=max_memory_from_args(args), engine=engine)
-    sequence_result = None
-    if protocol:
-        protocol_run = protocol_eval.evaluate_protocol(model, dataset, protocol, **common)
-        result, dataset = protocol_run.result, protocol_run.dataset
-    elif sequence is not None:
-        protocol_run = None
-        result, sequence_result = run_sequences(args, model, dataset, sequence, common)
-    else:
-        protocol_run = None
-        result = evaluate(model, dataset, radius=EVAL_RADIUS_M if args.radius is None else args.radius,
-                          **common)
-    label = model_label(args, model)
-    print(f"{label}: {result.num_queries} queries, {result.num_database} database images, "
+    out = run_evaluation(settings_from_args(args))
+    result, protocol = out.result, out.protocol
+    print(out.opened)
+    print(f"{out.label}: {result.num_queries} queries, {result.num_database} database images, "
           f"{result.descriptor_dim}-D descriptors" + (f", protocol {protocol.name}" if protocol else ""))
-    print(result.table() if sequence_result is None else sequence_result.table(result))
+    print(result.table() if out.sequence_result is None else out.sequence_result.table(result))
     print(pr_line(result))
-    verified = None
-    preset = preset_from_args(args)
-    if preset is not None:
-        from netvlad.eval.verified import verify_evaluation
-
-        verified = verify_evaluation(model, dataset, result.positives, preset, args.store, args.verify_top,
-                                     args.recall, device, sequence_result)
-        print_verified(verified)
-    if protocol_run and protocol_run.per_group:
-        print(group_table(protocol_run.per_group, protocol.group_by or "group"))
-    held_out = held_out_recall(args, result, dataset)
-    conditions = query_conditions(dataset)
-    by_condition = condition_recall(result, conditions)
-    if by_condition and len(by_condition) > 1:
-        print(condition_table(by_condition))
-    if args.output:
-        write_outputs(args, result, dataset, model, label, engine.name, protocol_run, conditions, sequence_result,
-                      verified, held_out)
+    if out.verified is not None:
+        print_verified(out.verified)
+    if out.protocol_run and out.protocol_run.per_group:
+        print(group_table(out.protocol_run.per_group, protocol.group_by or "group"))
+    if out.held_out:
+        print(condition_table(out.held_out).replace("| condition |", "| places |", 1))
+    if out.by_condition and len(out.by_condition) > 1:
+        print(condition_table(out.by_condition))
+    if out.verified_csv is not None:
+        print(f"wrote {out.verified_csv}")
+    if out.written:
+        print("wrote " + ", ".join(str(p) for p in out.written))
     return 0
 
 
-def print_verified(verified) -> None:
-    """The re-ranked table and one line of its cost."""
-    print(verified.table())
-    summary = verified.summary()["verify"]
-    print(f"re-ranking {verified.preset.name}: {summary['rerank_seconds_per_query'] * 1000:.1f} ms per query (top "
-          f"{verified.top}), patch store {summary['store_bytes_per_image'] / 1e6:.3f} MB per image"
-          + (f", {summary['skipped_sizes']} (image, size) pairs skipped: images smaller than the patch"
-             if summary["skipped_sizes"] else ""))
-
-
-def write_verified(verified, dataset, result, output: Path) -> dict:
-    """The per-query CSV beside ``output`` (``<stem>_verified.csv``); returns the JSON keys to add."""
-    if verified is None:
-        return {}
-    from netvlad.eval.verified import write_verified_csv
-
-    path = write_verified_csv(verified, dataset, result.positives, Path(f"{Path(output).with_suffix('')}_verified.csv"))
-    print(f"wrote {path}")
-    return verified.summary()
-
-
-def held_out_recall(args: argparse.Namespace, result, dataset) -> dict | None:
-    """With a checkpoint that records its training data: Recall@N of held-out and seen places, printed."""
-    from netvlad.data.provenance import Provenance
-    from netvlad.eval.held_out import recall_held_out
-    from netvlad.eval.report import condition_table
-    from netvlad.models.io import read_checkpoint
-
-    if args.model is None:
-        return None
-    parts = recall_held_out(result, dataset, Provenance.from_extra(read_checkpoint(args.model, tensors=False)[2]))
-    if parts:
-        print(condition_table(parts).replace("| condition |", "| places |", 1))
-    return parts
-
-
-def open_evaluation(args: argparse.Namespace):
-    """``(sequence config, protocol, dataset)`` of the arguments, refusing the combinations not supported."""
-    from netvlad.cli.options import dataset_from_args, dataset_source
-    from netvlad.eval import protocol_eval
+def settings_from_args(args: argparse.Namespace):
+    """The :class:`~netvlad.pipeline.evaluate.EvaluationSettings` of the command line, refusing the combinations
+    not supported before anything is loaded."""
+    from netvlad.cli.options import (
+        check_pair,
+        cluster_cache,
+        clustering,
+        dataset_options,
+        dataset_source,
+        default_engine,
+        index_config_from_args,
+        max_memory_from_args,
+        model_from_args,
+        pick_device,
+        preset_from_args,
+    )
     from netvlad.eval.protocols import get_protocol
+    from netvlad.pipeline.evaluate import EvaluationSettings, refuse_sequence_with_protocol
 
     sequence = sequence_config_from_args(args)
     protocol = get_protocol(args.protocol) if args.protocol else None
-    if sequence is not None and protocol is not None:
-        raise BadInputError(f"--sequence with --protocol is not supported: a protocol's evaluation drops unmatched "
-                            "queries and scores per group (MSLS cities) without the sequence matcher; drop "
-                            f"--protocol {protocol.name} and name the folders and tolerance yourself "
-                            "(--database, --queries, --frame-tolerance)")
+    refuse_sequence_with_protocol(sequence, protocol)
     if protocol:
         check_protocol_args(args, protocol)
-        dataset = protocol_eval.open_for_protocol(dataset_source(args), protocol, image_root=args.image_root,
-                                                  skip_bad=args.skip_bad)
     else:
-        dataset = dataset_from_args(args)
-    if args.places is not None:
-        if protocol:
-            raise BadInputError(f"--places with --protocol is not supported: protocol {protocol.name} chooses its "
-                                "own queries; drop one of them")
-        dataset = args.places.select(dataset)
-    return sequence, protocol, dataset
+        check_pair(args)
+    source, options = dataset_source(args), dataset_options(args)
+    device = pick_device(args.device)
+    return EvaluationSettings(
+        model=model_from_args(args), source=source, dataset_options=options, checkpoint=args.model,
+        protocol=protocol, sequence=sequence, sequence_method=args.sequence_method,
+        sequence_model=args.sequence_model, verify=preset_from_args(args), verify_top=args.verify_top,
+        ns=args.recall, radius=args.radius, device=device, engine=getattr(args, "engine", None) or default_engine(),
+        store=args.store, dtype=args.dtype, skip_bad=args.skip_bad, batch_size=args.batch_size, workers=args.workers,
+        progress=not args.no_progress, index_config=index_config_from_args(args, device),
+        max_memory=max_memory_from_args(args), cluster=clustering(args)["config"], cluster_cache=cluster_cache(args),
+        places=args.places, output=args.output, pictures=args.pictures)
 
 
 def place_range(text: str):
@@ -192,42 +115,14 @@ def place_range(text: str):
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def write_outputs(args: argparse.Namespace, result, dataset, model, label: str, engine: str, protocol_run,
-                  conditions, sequence_result, verified, held_out) -> None:
-    """``--output``: the JSON summary, per-query CSV (with the sequence columns under ``--sequence``) and pictures."""
-    from netvlad.eval import protocol_eval
-    from netvlad.eval.report import report_paths, write_report
-    from netvlad.numerics import numeric_environment
-
-    sizes = protocol_eval.image_sizes(dataset, model.config.preprocessing)
-    extra = {"dataset": dataset.name, "engine": engine, "numerics": numeric_environment() | {"engine": engine}}
-    extra |= protocol_run.report(sizes) if protocol_run else {"image_sizes": sizes}
-    if sequence_result is not None:
-        extra["sequence_recall"] = sequence_result.summary()
-    if held_out:
-        extra["recall_by_training_use"] = {k: {"num_queries": v["num_queries"],
-                                               "recall": {str(n): round(r, 4) for n, r in v["recall"].items()}}
-                                           for k, v in held_out.items()}
-    extra |= write_verified(verified, dataset, result, args.output)
-    written = write_report(result, dataset, args.output, label, extra, conditions, pictures=args.pictures,
-                           radius=args.radius)
-    if sequence_result is not None:
-        from netvlad.eval.sequence import add_sequence_columns
-
-        add_sequence_columns(report_paths(args.output)["csv"], sequence_result, dataset.database)
-    print("wrote " + ", ".join(str(p) for p in written))
-
-
-def run_sequences(args: argparse.Namespace, model, dataset, sequence, common: dict):
-    """Single-frame and sequence results (``--sequence``) over descriptors extracted once."""
-    from netvlad.eval.sequence import evaluate_sequences
-
-    encoder = encoder_from_args(args, sequence, model.output_dim)
-    extract = {k: common[k] for k in ("batch_size", "workers", "device", "progress", "skip_bad", "dtype", "engine")}
-    return evaluate_sequences(model, dataset, sequence, args.sequence_method, encoder=encoder,
-                              radius=EVAL_RADIUS_M if args.radius is None else args.radius, ns=common["ns"],
-                              store_dir=common["store_dir"], index_config=common["index_config"],
-                              max_memory=common["max_memory"], **extract)
+def print_verified(verified) -> None:
+    """The re-ranked table and one line of its cost."""
+    print(verified.table())
+    summary = verified.summary()["verify"]
+    print(f"re-ranking {verified.preset.name}: {summary['rerank_seconds_per_query'] * 1000:.1f} ms per query (top "
+          f"{verified.top}), patch store {summary['store_bytes_per_image'] / 1e6:.3f} MB per image"
+          + (f", {summary['skipped_sizes']} (image, size) pairs skipped: images smaller than the patch"
+             if summary["skipped_sizes"] else ""))
 
 
 def register(subparsers) -> None:
@@ -384,14 +279,3 @@ def refuse_inapplicable(args: argparse.Namespace) -> None:
     if method in ("seqslam", "seqnet") and args.shortlist == 1 and args.propagate == 0:
         raise BadInputError("--shortlist 1 with --propagate 0 leaves one candidate per query frame: the ranking "
                             "would be the single-frame one; give --shortlist ≥ 2 or --propagate ≥ 1")
-
-
-def encoder_from_args(args: argparse.Namespace, config, descriptor_dim: int):
-    """The SeqNet encoder of ``--sequence-model`` (checked against the descriptors' dim and L), or None."""
-    if args.sequence_model is None:
-        return None
-    from netvlad.match.seqnet import seqnet_encoder
-    from netvlad.models.seqnet import load_seqnet
-
-    model = load_seqnet(args.sequence_model, descriptor_dim=descriptor_dim, length=config.length)
-    return seqnet_encoder(model)

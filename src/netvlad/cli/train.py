@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import types
 import typing
@@ -12,15 +11,10 @@ from pathlib import Path
 
 from netvlad.cli.options import add_dataset_args, add_numerics_args, existing, number, output
 from netvlad.errors import BadInputError
-from netvlad.files import atomic_write
 from netvlad.train.optim import OPTIMIZERS, SCHEDULERS
 from netvlad.train.train_config import LIMITS, TrainConfig, field_types, read_config_file
 
 logger = logging.getLogger(__name__)
-
-DATASET_RECORD = "dataset.json"  # the dataset arguments of a run, so --resume needs only the run folder
-DATASET_KEYS = ("dataset", "format", "split", "database", "queries", "image_root", "frame_tolerance", "spacing",
-                "skip_bad", "image_topic", "gps_topic", "odom_topic", "every", "min_interval", "min_distance")
 
 HELP = {
     "size": "H W for --resize fixed, S for longest", "init_model": "start from this checkpoint (skips k-means)",
@@ -103,41 +97,11 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig.from_dict(values, source="command line")
 
 
-def dataset_record(args: argparse.Namespace, run_dir: Path) -> argparse.Namespace:
-    """A fresh run records its dataset arguments in ``run_dir/dataset.json``; ``--resume`` without DATASET reads
-    them back (with DATASET, the given arguments are used)."""
-    path = run_dir / DATASET_RECORD
-    if args.dataset is None and args.database and args.queries:  # two bags named by their paths
-        from netvlad.cli.options import dataset_source
-
-        args = argparse.Namespace(**(vars(args) | {"dataset": dataset_source(args)}))
-    if args.dataset is None:
-        if not args.resume:
-            raise BadInputError("give the DATASET to train on", hint="DATASET, or --resume RUN_DIR")
-        if not path.is_file():
-            raise BadInputError(f"{path}: no recorded dataset arguments (a run from an older version); "
-                                  "give DATASET and its options again", path=path)
-        return argparse.Namespace(**(vars(args) | json.loads(path.read_text())))
-    if not args.resume:
-        record = {k: _json_value(getattr(args, k)) for k in DATASET_KEYS}
-        record["dataset"] = str(Path(args.dataset).resolve())
-        atomic_write(path, lambda tmp: tmp.write_text(json.dumps(record, indent=1) + "\n"))
-    return args
-
-
-def _json_value(value):
-    """A dataset argument as JSON can hold it: paths (``--image-root``) as absolute text."""
-    return str(Path(value).resolve()) if isinstance(value, Path) else value
-
-
 def run_train(args: argparse.Namespace) -> int:
     """Train (or continue) a run and print the best checkpoint."""
-    import torch
-
-    from netvlad.cli.options import dataset_from_args, pick_device
-    from netvlad.models.io import check_checkpoint
-    from netvlad.numerics import check_resumed_numerics, record_numerics
-    from netvlad.train import train
+    from netvlad.cli.options import check_pair, dataset_options, dataset_source, pick_device
+    from netvlad.numerics import check_resumed_numerics
+    from netvlad.train.dataset_record import train_run
 
     if args.resume:
         run_dir = Path(args.resume)
@@ -148,14 +112,13 @@ def run_train(args: argparse.Namespace) -> int:
         if (run_dir / "state.pt").exists():
             raise BadInputError(f"{run_dir}: already holds a training run; continue it or write elsewhere",
                                 path=run_dir, hint=f"--resume {run_dir}, or another --out")
-    args = dataset_record(args, run_dir)
-    logger.info("seed %d, %d torch threads (the same seed and thread count give the same weights)", config.seed,
-                torch.get_num_threads())
-    if config.init_model:
-        check_checkpoint(config.init_model)  # before the dataset is read and the caches are built
-    record_numerics(run_dir)
-    out = train(config, dataset_from_args(args), run_dir, device=pick_device(args.device), resume=bool(args.resume),
-                progress=not args.no_progress)
+    # DATASET, or two bags named by --database/--queries; a resume without them reads the run's record
+    given = args.dataset is not None or bool(args.database and args.queries)
+    if given:
+        check_pair(args)
+    out = train_run(config, run_dir, dataset_source(args) if given else None,
+                    dataset_options(args) if given else None, device=pick_device(args.device),
+                    resume=bool(args.resume), progress=not args.no_progress)
     print(out)
     return 0
 

@@ -8,6 +8,7 @@ from netvlad._lazy import lazy_exports
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "netvlad.train.train_config": ("TrainConfig", "read_config_file"),
     "netvlad.train.loop": ("train",),
+    "netvlad.train.dataset_record": ("train_run",),
     "netvlad.train.loss": ("triplet_ranking_loss",),
     "netvlad.train.mining": ("MinedTuples", "mine", "sample_candidates", "select_tuples"),
     "netvlad.train.pairs": ("pair_distances",),

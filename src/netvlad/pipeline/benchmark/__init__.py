@@ -8,7 +8,7 @@ from netvlad._lazy import lazy_exports
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "netvlad.pipeline.benchmark.suite": ("SUITES", "Suite", "load_suite"),
-    "netvlad.pipeline.benchmark.run": ("BenchmarkResult", "Cell", "run_benchmark"),
+    "netvlad.pipeline.benchmark.run": ("BenchmarkResult", "Cell", "default_cache", "run_benchmark", "run_suite"),
     "netvlad.pipeline.benchmark.selection": ("Selection", "select_default"),
     "netvlad.pipeline.benchmark.report": ("write_reports", "table"),
 })

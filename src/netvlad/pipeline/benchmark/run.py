@@ -12,6 +12,8 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -240,6 +242,28 @@ def run_benchmark(suite: Suite, out: Path | str, data_root: Path | str, cache: P
             logger.info("%s / %s: %s", spec.name, label, cell.text())
             cells.append(cell)
     return BenchmarkResult(suite, cells)
+
+
+def default_cache() -> Path:
+    """The benchmark's stores and cities: ``$NETVLAD_CACHE/benchmark``, else ``netvlad-cache/benchmark`` in the
+    temp folder."""
+    return Path(os.environ.get("NETVLAD_CACHE", Path(tempfile.gettempdir()) / "netvlad-cache")) / "benchmark"
+
+
+def run_suite(suite: Suite | str | Path, out: Path | str, data_root: Path | str, cache: Path | str | None = None,
+              command: str = "netvlad benchmark") -> BenchmarkResult:
+    """Load ``suite`` (a shipped name or a YAML file), seed torch with its seed and run every cell into ``out``
+    (``cache``: :func:`default_cache` when None); ``result.meta`` names ``command``, the machine, threads and seed."""
+    import torch
+
+    from netvlad.pipeline.benchmark.report import run_meta
+    from netvlad.pipeline.benchmark.suite import load_suite
+
+    suite = suite if isinstance(suite, Suite) else load_suite(suite)
+    torch.manual_seed(suite.seed)
+    result = run_benchmark(suite, out, data_root, default_cache() if cache is None else cache)
+    result.meta = run_meta(command, torch.get_num_threads(), suite.seed)
+    return result
 
 
 def _one_line(error: Exception) -> str:

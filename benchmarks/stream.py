@@ -60,7 +60,8 @@ def database_bytes(db) -> int:
 
 def run_size(n: int, kind: str, frames: int, length: int, seed: int = 0) -> dict:
     """Fill a database of ``n`` entries, then time ``frames`` stream steps."""
-    from netvlad.places.database import DatabaseConfig, PlaceDatabase
+    from netvlad.places.database import PlaceDatabase
+    from netvlad.places.database_config import DatabaseConfig
     from netvlad.places.stream_sequence import StreamSequence
     from netvlad.search.index import IndexConfig
 

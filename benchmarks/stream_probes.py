@@ -34,7 +34,8 @@ CHUNK = 131_072  # entries generated and added at once
 
 def filled(n: int, frames: int, rng: np.random.Generator):
     """A place database of ``n`` route entries (times 0..n−1), room for ``frames`` more, IVF-PQ trained."""
-    from netvlad.places.database import DatabaseConfig, PlaceDatabase
+    from netvlad.places.database import PlaceDatabase
+    from netvlad.places.database_config import DatabaseConfig
     from netvlad.search.index import IndexConfig
 
     db = PlaceDatabase(DIM, DatabaseConfig(IndexConfig(kind="ivfpq"), min_train=min(1000, n)))

@@ -18,7 +18,7 @@ from netvlad import PlaceDatabase
 from netvlad.errors import BadInputError
 from netvlad.files import file_lock
 from netvlad.places import database as database_io
-from netvlad.places.database import DatabaseConfig
+from netvlad.places.database_config import DatabaseConfig
 from netvlad.search.index import IndexConfig
 
 DIM = 32

@@ -59,9 +59,8 @@ def test_stream_sequence_against_a_map_scores_the_map_rows():
 def test_stream_and_evaluate_share_the_default_sequence_score(tmp_path):
     """`netvlad stream --sequence` decides on the score `netvlad evaluate --sequence` ranks by, with its defaults."""
     from netvlad.cli.main import build_parser
-    from netvlad.match.sequence import DEFAULT, DEFAULT_METHOD
+    from netvlad.match.sequence import DEFAULT, DEFAULT_METHOD, DEFAULT_STREAM_SCORE
     from netvlad.places.stream import StreamConfig
-    from netvlad.places.streaming import DEFAULT_STREAM_SCORE
 
     assert DEFAULT_STREAM_SCORE == DEFAULT_METHOD == StreamConfig().sequence_score
     parser = build_parser()

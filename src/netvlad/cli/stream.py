@@ -23,8 +23,8 @@ from netvlad.cli.options import (
     output,
 )
 from netvlad.limits import COUNT, NEIGHBOURS, NON_NEGATIVE, POSITIVE, Limit
-from netvlad.match.sequence import LENGTH
-from netvlad.places.streaming import DATABASE_KINDS, DEFAULT_STREAM_SCORE, SEQUENCE_SCORES
+from netvlad.match.sequence import DEFAULT_STREAM_SCORE, LENGTH, STREAM_SCORES
+from netvlad.places.database_config import DATABASE_KINDS
 
 logger = logging.getLogger(__name__)
 
@@ -192,8 +192,8 @@ def add_stream_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("-k", type=number(NEIGHBOURS), default=5, help="matches searched per frame")
     group.add_argument("--sequence", type=number(LENGTH), default=None, metavar="L",
                        help="decide on a causal sequence score of the last L frames")
-    group.add_argument("--sequence-score", default=DEFAULT_STREAM_SCORE, choices=SEQUENCE_SCORES.names(),
-                       help="; ".join(f"{n}: {SEQUENCE_SCORES.get(n)}" for n in SEQUENCE_SCORES.names())
+    group.add_argument("--sequence-score", default=DEFAULT_STREAM_SCORE, choices=STREAM_SCORES.names(),
+                       help="; ".join(f"{n}: {STREAM_SCORES.get(n)}" for n in STREAM_SCORES.names())
                        + f" (default {DEFAULT_STREAM_SCORE}, as netvlad evaluate --sequence)")
     group.add_argument("--threshold", type=number(POSITIVE), default=None,
                        help="largest L2 distance accepted as a loop closure or localisation (with --sequence: the "
@@ -225,7 +225,7 @@ def add_stream_args(parser: argparse.ArgumentParser) -> None:
 
 def stream_config_from_args(args: argparse.Namespace):
     """The :class:`netvlad.places.stream.StreamConfig` of the command line."""
-    from netvlad.places.database import DatabaseConfig
+    from netvlad.places.database_config import DatabaseConfig
     from netvlad.places.stream import StreamConfig
     from netvlad.search.index import IndexConfig
 

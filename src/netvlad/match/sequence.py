@@ -26,6 +26,17 @@ if TYPE_CHECKING:
 DEFAULT_METHOD = "diagonal"
 DEFAULT_VELOCITIES = (1.0,)  # database frames per query frame
 
+# The scores a frame-by-frame matcher (netvlad stream) reports for its best place; the default ranks as
+# `netvlad evaluate --sequence` does (a test keeps them equal).
+STREAM_SCORES: Registry[str] = Registry("stream sequence score", "choose one of")
+STREAM_SCORES.add("diagonal", "mean squared L2 distance along the best constant-velocity trajectory over the whole "
+                              "map (lower is surer): what `netvlad evaluate --sequence-method diagonal` ranks by")
+STREAM_SCORES.add("distance", "mean L2 distance along the best constant-velocity trajectory (lower is surer; "
+                              "comparable across frames: the loop-closure default)")
+STREAM_SCORES.add("seqslam", "SeqSLAM's contrast-normalised score over the frame's shortlist, negated (higher is "
+                             "surer)")
+DEFAULT_STREAM_SCORE = DEFAULT_METHOD
+
 # Ranges of the settings: beyond them the per-window blocks (shortlist × L × (2R + 1 + spread)) or the (Q, L) window
 # arrays would no longer fit in memory, and no route needs them.
 LENGTH = Limit(2, 1000, integer=True)  # query frames per sequence

@@ -21,7 +21,14 @@ class EvaluationSettings:
     """Everything one evaluation decides from: the model (loaded or built, before k-means), the dataset
     (``source`` opened with ``dataset_options``, :func:`netvlad.data.open_dataset`'s keywords, or under
     ``protocol`` as the protocol reads it), and the options of extraction, search, sequence matching and
-    re-ranking. ``radius`` in metres (None: 25 m); ``max_memory`` in bytes (None: the library's default)."""
+    re-ranking. ``radius`` in metres (None: 25 m); ``max_memory`` in bytes (None: the library's default).
+
+    Examples:
+        >>> from netvlad.models import ModelConfig, PlaceModel
+        >>> settings = EvaluationSettings(model=PlaceModel(ModelConfig(pool="gem")), source=Path("city"), ns=(1, 5))
+        >>> settings.engine, settings.radius, settings.store  # torch, the library's 25 m, descriptors in memory
+        ('torch', None, None)
+    """
 
     model: Any
     source: Path
@@ -56,7 +63,17 @@ class EvaluationSettings:
 class EvaluationResult:
     """What one evaluation found: ``result`` (single-frame Recall@N), the dataset evaluated, the model's
     ``label``, the ``engine`` that ran, and the optional parts (sequence, protocol run, re-ranking, Recall@N per
-    query condition) and the files written (``verified_csv`` first, then the report's)."""
+    query condition) and the files written (``verified_csv`` first, then the report's).
+
+    Examples:
+        >>> from netvlad.data import synthetic
+        >>> from netvlad.models import ModelConfig, PlaceModel
+        >>> city = Path(synthetic.generate_city(synthetic.CityConfig.preset("tiny"), "city"))  # 20 + 10 views
+        >>> model = PlaceModel(ModelConfig(pool="gem", preprocessing={"resize": "none"})).eval()  # ImageNet weights
+        >>> found = run_evaluation(EvaluationSettings(model, city, output=Path("out/city.json"), pictures=0))
+        >>> found.engine, found.result.num_queries, [Path(p).name for p in found.written]
+        ('torch', 10, ['city.json', 'city_queries.csv', 'city_recall.png', 'city_pr.png'])
+    """
 
     result: Any
     dataset: Any
@@ -119,7 +136,17 @@ def check_verify_model(settings: EvaluationSettings, model) -> None:
 def run_evaluation(settings: EvaluationSettings) -> EvaluationResult:
     """Evaluate ``settings.model`` on its dataset (see the module docstring); with ``settings.output`` the JSON
     summary, per-query CSV and pictures are written. Under torchrun every rank calls this; the ranks other than 0
-    end once their descriptors are in the store."""
+    end once their descriptors are in the store.
+
+    Examples:
+        >>> from netvlad.data import synthetic
+        >>> from netvlad.models import ModelConfig, PlaceModel
+        >>> city = Path(synthetic.generate_city(synthetic.CityConfig.preset("tiny"), "city"))  # 20 + 10 views
+        >>> model = PlaceModel(ModelConfig(pool="gem", preprocessing={"resize": "none"})).eval()  # ImageNet weights
+        >>> found = run_evaluation(EvaluationSettings(model, city, ns=(1, 5)))  # what `netvlad evaluate` computes
+        >>> found.result.num_queries, found.result.num_database, found.result.recall[1] <= found.result.recall[5]
+        (10, 20, True)
+    """
     from netvlad.data.conditions import query_conditions
     from netvlad.eval import protocol_eval
     from netvlad.eval.recall import evaluate

@@ -43,7 +43,6 @@ import re
 import shutil
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import faiss
@@ -52,33 +51,14 @@ import numpy as np
 from netvlad.errors import BadInputError
 from netvlad.files import LockTimeout, atomic_write, file_checksum, file_lock, load_array, read_json
 from netvlad.limits import NEIGHBOURS
+from netvlad.places.database_config import DatabaseConfig
 from netvlad.search.exact import rerank
 from netvlad.search.index import INDEX_KINDS, IndexConfig, read_index, train_index, training_sample, write_index
 
 logger = logging.getLogger(__name__)
 
 FORMAT, VERSION = "netvlad-place-database", 2
-KINDS = ("flat", "ivfpq")
 LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"  # what str.splitlines splits on
-
-
-@dataclass(frozen=True)
-class DatabaseConfig:
-    """``index``: flat (exact) or ivfpq settings; IVF-PQ trains once ``min_train`` entries exist and retrains past
-    ``retrain_factor`` × its training size; ``max_distance`` (L2) drops farther matches from searches."""
-
-    index: IndexConfig = field(default_factory=IndexConfig)
-    min_train: int = 1000
-    retrain_factor: float = 4.0
-    max_distance: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.index.kind not in KINDS:
-            raise BadInputError(f"a place database searches with {' or '.join(KINDS)}, not {self.index.kind!r}")
-        if self.retrain_factor <= 1:
-            raise BadInputError(f"retrain_factor must be > 1, got {self.retrain_factor}")
-        if self.min_train < 2**self.index.nbits:
-            raise BadInputError(f"min_train must be at least {2**self.index.nbits} for {self.index.nbits}-bit codes")
 
 
 class PlaceDatabase:

@@ -31,11 +31,12 @@ from netvlad.data.frames import Frame
 from netvlad.errors import BadInputError
 from netvlad.eval.pr import PRCurve, pr_curve
 from netvlad.extract.local_features import describe_with_local, image_tensor, local_stage
+from netvlad.match.sequence import DEFAULT_STREAM_SCORE
 from netvlad.models import PlaceModel
-from netvlad.places.database import DatabaseConfig, PlaceDatabase
+from netvlad.places.database import PlaceDatabase
+from netvlad.places.database_config import DatabaseConfig
 from netvlad.places.loop_closure import Checks, LoopClosureConfig, LoopClosureDetector
 from netvlad.places.stream_sequence import StreamSequence
-from netvlad.places.streaming import DEFAULT_STREAM_SCORE
 
 logger = logging.getLogger(__name__)
 NO_POSITIONS = "no positions (frames or map): precision, recall and PR AUC cannot be scored"

@@ -21,9 +21,8 @@ import numpy as np
 
 from netvlad.match.diagonal import OnlineDiagonal
 from netvlad.match.seqslam import OnlineSeqSLAM
-from netvlad.match.sequence import SequenceConfig
+from netvlad.match.sequence import DEFAULT_STREAM_SCORE, STREAM_SCORES, SequenceConfig
 from netvlad.match.trajectory_distance import TrajectoryDistance
-from netvlad.places.streaming import DEFAULT_STREAM_SCORE, SEQUENCE_SCORES
 
 
 class _Identity:
@@ -70,11 +69,11 @@ class GrowingSeqSLAM(OnlineSeqSLAM):
 
 class StreamSequence:
     """The per-frame sequence step of ``netvlad stream``: best id and its score, or Nones; ``method`` one of
-    :data:`netvlad.places.streaming.SEQUENCE_SCORES` (``higher_is_better`` says which way its score points)."""
+    :data:`netvlad.match.sequence.STREAM_SCORES` (``higher_is_better`` says which way its score points)."""
 
     def __init__(self, length: int, dim: int, map_descriptors: np.ndarray | None = None,
                  method: str = DEFAULT_STREAM_SCORE) -> None:
-        SEQUENCE_SCORES.get(method)  # an unknown name: one line listing them
+        STREAM_SCORES.get(method)  # an unknown name: one line listing them
         self.method, self.map = method, map_descriptors
         self.higher_is_better = method == "seqslam"
         if method == "diagonal":  # the whole map (or every searchable entry): no shortlist

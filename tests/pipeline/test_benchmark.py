@@ -53,6 +53,45 @@ def test_default_cache_follows_netvlad_cache(monkeypatch, tmp_path):
     assert default_cache().parent.name == "netvlad-cache"
 
 
+NETVLAD_SUITE = """
+seed: 0
+recall: [1, 5]
+baseline: geometric
+models: {netvlad: {backbone: mobilenet_v2, pool: netvlad, num_clusters: 64,
+                   preprocessing: {resize: fixed, size: [128, 256]}}}
+datasets: {nordland_last30: {path: nordland, database: summer, queries: winter, frame_tolerance: 1,
+                             last_places: 30, model: netvlad}}
+methods: {geometric: {alpha_rule: geometric}, arithmetic: {alpha_rule: arithmetic},
+          diagonal: {method: diagonal, velocities: [1.0], lengths: [5]}}
+"""
+
+
+def test_off_the_shelf_netvlad_cells_one_per_alpha_rule(tmp_path, one_thread):
+    """K = 64 NetVLAD k-means initialised on the set's database images, once per α rule, each row on its own
+    descriptors; the leave-one-set-out choice is among the single-frame rows (the baseline's kind)."""
+    from netvlad.extract.store import DescriptorStore
+    from netvlad.pipeline.benchmark.report import write_reports
+
+    shared_dataset("nordland")
+    suite = load_suite(_suite(tmp_path, NETVLAD_SUITE))
+    result = run_benchmark(suite, tmp_path / "out", SHARED_DATA, tmp_path / "cache")
+    cells = {c.row: c for c in result.cells}
+    assert all(c.error is None and c.queries == 30 for c in cells.values()), [c.error for c in cells.values()]
+    stores = tmp_path / "cache" / "nordland_last30"
+    # the geometric rule is the model's own (the default): its rows and the diagonal row share one store
+    assert sorted(p.name for p in stores.iterdir()) == ["netvlad", "netvlad@arithmetic"]
+    geometric = DescriptorStore.open(stores / "netvlad" / "queries").load()
+    arithmetic = DescriptorStore.open(stores / "netvlad@arithmetic" / "queries").load()
+    assert geometric.shape == arithmetic.shape == (30, 64 * 1280)
+    np.testing.assert_allclose(np.linalg.norm(geometric, axis=1), 1, atol=1e-3)
+    assert not np.allclose(geometric, arithmetic)  # the softer arithmetic α assigns otherwise
+    assert len(list((tmp_path / "cache" / "clusters").glob("*.safetensors"))) == 2  # one k-means per α rule
+    result.meta = {"command": "netvlad benchmark", "threads": 1, "seed": 0}
+    report = json.loads(write_reports(result, tmp_path / "out")["json"].read_text())
+    assert report["selection"]["default"] in ("geometric", "arithmetic")
+    assert set(report["selection"]["gap"]) == {"geometric", "arithmetic"}
+
+
 def _suite(tmp_path, text: str):
     path = tmp_path / "s.yaml"
     path.write_text(text)
@@ -74,6 +113,12 @@ methods: {single: {}}
     (("methods: {single: {}}", "methods: {x: {method: seqslam, contrast_radius: 0}}"), "contrast_radius must be"),
     (("methods: {single: {}}", "methods: {x: {method: diagonal, modes: [forward]}}"), "unknown mode 'forward'"),
     (("models:", "baseline: z\nmodels:"), "unknown baseline method 'z'; known: single"),
+    (("pool: gem}", "pool: gem, alpha: 3}"), "model 'm': unknown option 'alpha'; known: alpha_rule, backbone"),
+    (("pool: gem}", "pool: netvlad, alpha_rule: median}"), "unknown alpha_rule 'median'; known: arithmetic, geometric"),
+    (("pool: gem}", "pool: gem, alpha_rule: geometric}"), "model 'm': alpha_rule sets off-the-shelf NetVLAD's α"),
+    (("methods: {single: {}}", "methods: {a: {alpha_rule: arithmetic}}"),
+     "method 'a': alpha_rule needs an off-the-shelf NetVLAD model, dataset 'd' uses 'm'"),
+    (("methods: {single: {}}", "methods: {a: {alpha_rule: mean}}"), "unknown alpha_rule 'mean'; known: arithmetic"),
 ])
 def test_bad_suite_entries_are_one_line(tmp_path, change, message):
     with pytest.raises(BadInputError, match=message) as info:
@@ -100,7 +145,7 @@ def test_the_default_suite_has_one_city_set_per_condition_sharing_one_city():
 
 def test_unknown_suite_name(caplog, tmp_path):
     assert main(["benchmark", "--suite", "nightly", "--out", str(tmp_path / "o")]) == 1
-    assert "unknown suite 'nightly'; known: default, quick" in caplog.text
+    assert "unknown suite 'nightly'; known: alpha, default, quick" in caplog.text
 
 
 def test_a_missing_dataset_fills_its_column_with_the_error(tmp_path):

@@ -58,11 +58,12 @@ seed: 0
 recall: [1, 5]
 baseline: geometric
 models: {netvlad: {backbone: mobilenet_v2, pool: netvlad, num_clusters: 64,
-                   preprocessing: {resize: fixed, size: [128, 256]}}}
-datasets: {nordland_last30: {path: nordland, database: summer, queries: winter, frame_tolerance: 1,
+                   preprocessing: {resize: fixed, size: [160, 320]}}}
+datasets: {nordland_last20: {path: nordland, database: summer, queries: winter, frame_tolerance: 1,
                              last_places: 30, model: netvlad}}
 methods: {geometric: {alpha_rule: geometric}, arithmetic: {alpha_rule: arithmetic},
-          diagonal: {method: diagonal, velocities: [1.0], lengths: [5]}}
+          diagonal: {method: diagonal, velocities: [1.0], lengths: [5]},
+          verify: {verify: storage, verify_top: 5, verify_global_weight: 0.5}}
 """
 
 
@@ -76,20 +77,28 @@ def test_off_the_shelf_netvlad_cells_one_per_alpha_rule(tmp_path, one_thread):
     suite = load_suite(_suite(tmp_path, NETVLAD_SUITE))
     result = run_benchmark(suite, tmp_path / "out", SHARED_DATA, tmp_path / "cache")
     cells = {c.row: c for c in result.cells}
-    assert all(c.error is None and c.queries == 30 for c in cells.values()), [c.error for c in cells.values()]
-    stores = tmp_path / "cache" / "nordland_last30"
+    assert all(c.error is None for c in cells.values()), [c.error for c in cells.values()]
+    (queries,) = {c.queries for c in cells.values()}
+    stores = tmp_path / "cache" / "nordland_last20"
     # the geometric rule is the model's own (the default): its rows and the diagonal row share one store
     assert sorted(p.name for p in stores.iterdir()) == ["netvlad", "netvlad@arithmetic"]
     geometric = DescriptorStore.open(stores / "netvlad" / "queries").load()
     arithmetic = DescriptorStore.open(stores / "netvlad@arithmetic" / "queries").load()
-    assert geometric.shape == arithmetic.shape == (30, 64 * 1280)
+    assert geometric.shape == arithmetic.shape == (queries, 64 * 1280)
     np.testing.assert_allclose(np.linalg.norm(geometric, axis=1), 1, atol=1e-3)
     assert not np.allclose(geometric, arithmetic)  # the softer arithmetic α assigns otherwise
     assert len(list((tmp_path / "cache" / "clusters").glob("*.safetensors"))) == 2  # one k-means per α rule
     result.meta = {"command": "netvlad benchmark", "threads": 1, "seed": 0}
     report = json.loads(write_reports(result, tmp_path / "out")["json"].read_text())
-    assert report["selection"]["default"] in ("geometric", "arithmetic")
-    assert set(report["selection"]["gap"]) == {"geometric", "arithmetic"}
+    assert report["selection"]["default"] in ("geometric", "arithmetic", "verify")
+    assert set(report["selection"]["gap"]) == {"geometric", "arithmetic", "verify"}  # the single-frame rows
+    # the re-ranked row: the top 5 of the single frame re-ordered, so its R@5 is the single frame's
+    assert cells["verify"].recall[5] == cells["geometric"].recall[5] and cells["verify"].ms_per_query > 0
+
+
+def test_the_quick_suite_used_in_ci_has_no_re_ranking_row():
+    """Re-ranking extracts patches of every image: minutes on a CPU, so CI's quick suite leaves it out."""
+    assert all(family.verify is None for family in load_suite("quick").methods)
 
 
 def _suite(tmp_path, text: str):
@@ -119,6 +128,16 @@ methods: {single: {}}
     (("methods: {single: {}}", "methods: {a: {alpha_rule: arithmetic}}"),
      "method 'a': alpha_rule needs an off-the-shelf NetVLAD model, dataset 'd' uses 'm'"),
     (("methods: {single: {}}", "methods: {a: {alpha_rule: mean}}"), "unknown alpha_rule 'mean'; known: arithmetic"),
+    (("methods: {single: {}}", "methods: {v: {verify: fast}}"),
+     "method 'v': unknown verify preset 'fast'; known: performance, speed, storage"),
+    (("methods: {single: {}}", "methods: {v: {verify_top: 20}}"), "method 'v': verify_top without verify"),
+    (("methods: {single: {}}", "methods: {v: {method: diagonal, verify: speed}}"),
+     "verify re-ranks the single-frame shortlist; give it on a row without method"),
+    (("methods: {single: {}}", "methods: {v: {verify: speed, verify_global_weight: 1.5}}"),
+     r"verify_global_weight \(λ\) must be in \[0, 1\], got 1.5"),
+    (("methods: {single: {}}", "methods: {v: {verify: speed, verify_top: 0}}"), "verify_top must be an integer ≥ 1"),
+    (("methods: {single: {}}", "methods: {v: {verify: speed}}"),
+     "method 'v': verify re-ranks with NetVLAD patches, dataset 'd' uses 'm' \\(pool 'gem'\\)"),
 ])
 def test_bad_suite_entries_are_one_line(tmp_path, change, message):
     with pytest.raises(BadInputError, match=message) as info:

@@ -149,11 +149,11 @@ def only_condition(spec: DatasetSpec, dataset, queries: np.ndarray):
 
 
 def describe_spec(suite: Suite, spec: DatasetSpec, dataset, cache: Path,
-                  model: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(database, queries) descriptors of ``dataset`` by ``model`` (default: the spec's), kept in (and resumed
-    from) stores under ``cache/<dataset>/<model>``; returned in memory (float32). Off-the-shelf NetVLAD is first
-    k-means initialised on the database images with the model's α rule (the suite's seed; cached in
-    ``cache/clusters``), as ``netvlad evaluate`` does."""
+                  model: str | None = None) -> tuple[np.ndarray, np.ndarray, object, Path]:
+    """(database, queries, model, store folder): descriptors of ``dataset`` by ``model`` (default: the spec's), kept
+    in (and resumed from) stores under ``cache/<dataset>/<model>``; returned in memory (float32). Off-the-shelf
+    NetVLAD is first k-means initialised on the database images with the model's α rule (the suite's seed; cached
+    in ``cache/clusters``), as ``netvlad evaluate`` does."""
     from netvlad.eval.recall import describe
     from netvlad.extract.clusters import ClusterConfig, cluster_if_off_the_shelf
 
@@ -166,7 +166,7 @@ def describe_spec(suite: Suite, spec: DatasetSpec, dataset, cache: Path,
     store = cache / spec.source / name
     db, _, _ = describe(model, dataset.database, store / "database", desc="database")
     q, _, _ = describe(model, dataset.queries, store / "queries", desc="queries")
-    return np.asarray(db, np.float32), np.asarray(q, np.float32)
+    return np.asarray(db, np.float32), np.asarray(q, np.float32), model, store
 
 
 def cell_key(suite: Suite, spec: DatasetSpec, family: MethodSpec, length: int, mode: str) -> str:
@@ -176,7 +176,8 @@ def cell_key(suite: Suite, spec: DatasetSpec, family: MethodSpec, length: int, m
     if "checkpoint" in model:  # a retrained checkpoint at the same path is another model
         path = Path(model["checkpoint"]).expanduser()
         model["file"] = [path.stat().st_size, path.stat().st_mtime_ns] if path.is_file() else None
-    text = json.dumps([spec.key(), model, family.method, family.options, length, mode, list(suite.recall)],
+    text = json.dumps([spec.key(), model, family.method, family.options, length, mode, list(suite.recall)]
+                      + ([family.verify] if family.verify else []),
                       sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()
 
@@ -198,11 +199,23 @@ def _save(path: Path, key: str, cell: Cell) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps({"key": key, "cell": cell.to_dict()}), "utf-8"))
 
 
-def compute_cell(cell: Cell, family: MethodSpec, dataset, db: np.ndarray, q: np.ndarray, single, ns) -> Cell:
-    """Fill ``cell`` with the row's Recall@N and time per query, or the reason it does not apply."""
+def compute_cell(cell: Cell, family: MethodSpec, dataset, db: np.ndarray, q: np.ndarray, single, ns,
+                 model=None, store: Path | None = None, radius: float = 25.0) -> Cell:
+    """Fill ``cell`` with the row's Recall@N and time per query, or the reason it does not apply. A re-ranking row
+    (``family.verify``) needs the ``model`` and its ``store`` folder (database patches are kept under it)."""
     from netvlad.eval.sequence import sequence_ranking
 
     cell.queries = len(q)
+    if family.verify is not None:
+        from netvlad.eval.verified import verify_given
+
+        top = min(family.verify["top"], single.ranked.shape[1])
+        start = time.perf_counter()
+        verified = verify_given(model, dataset, dataset.positives(radius), family.preset(), store,
+                                single.ranked[:, :top], single.distances[:, :top], ns)
+        cell.ms_per_query = round(1000 * (time.perf_counter() - start) / len(q), 4)
+        cell.recall = {n: round(float(verified.recall[n]), 4) for n in ns if n in verified.recall}
+        return cell
     if family.method == "single":
         cell.recall = {n: round(float(single.recall[n]), 4) for n in ns}
         return cell
@@ -229,7 +242,8 @@ def run_benchmark(suite: Suite, out: Path | str, data_root: Path | str, cache: P
 
     out, data_root, cache = Path(out), Path(data_root), Path(cache)
     ns = suite.recall
-    depth = max([max(ns)] + [int(m.options.get("shortlist", DEFAULT.shortlist)) for m in suite.methods])
+    depth = max([max(ns)] + [int(m.options.get("shortlist", DEFAULT.shortlist)) for m in suite.methods]
+                + [m.verify["top"] for m in suite.methods if m.verify])
     cells = []
     for spec in suite.datasets:
         rows = [(family, label, n, mode) for family, label, n, mode in suite.rows()]
@@ -253,10 +267,10 @@ def run_benchmark(suite: Suite, out: Path | str, data_root: Path | str, cache: P
 
         def searched(name: str, spec=spec, opened=opened, described=described):
             if name not in described:
-                db, q = describe_spec(suite, spec, opened, cache, name)
+                db, q, model, store = describe_spec(suite, spec, opened, cache, name)
                 dataset, q = only_condition(spec, opened, q)
                 single = evaluate_descriptors(db, q, dataset.positives(spec.radius), ns, k=min(depth, len(db)))
-                described[name] = (dataset, db, q, single)
+                described[name] = (dataset, db, q, single, model, store)
             return described[name]
 
         for family, label, n, mode, key, saved in todo:
@@ -265,7 +279,8 @@ def run_benchmark(suite: Suite, out: Path | str, data_root: Path | str, cache: P
                 continue
             cell = Cell(label, family.name, n, mode, spec.name)
             try:
-                compute_cell(cell, family, *searched(model_name(suite, spec, family)), ns)
+                dataset, db, q, single, model, store = searched(model_name(suite, spec, family))
+                compute_cell(cell, family, dataset, db, q, single, ns, model, store, spec.radius)
             except Exception as error:  # one failing cell (or its model): its error in the cell, the run goes on
                 logger.error("%s / %s: %s", spec.name, label, error)
                 cell.error = _one_line(error)

@@ -21,7 +21,9 @@ SUITES = Path(__file__).resolve().parent / "suites"
 MODES = ("causal", "centred")
 DATASET_KEYS = {"path", "database", "queries", "frame_tolerance", "last_places", "city", "split", "radius", "model",
                 "condition"}
-METHOD_KEYS = {"method", "lengths", "modes", "velocities", "shortlist", "propagate", "contrast_radius", "alpha_rule"}
+METHOD_KEYS = {"method", "lengths", "modes", "velocities", "shortlist", "propagate", "contrast_radius", "alpha_rule",
+               "verify", "verify_top", "verify_global_weight"}
+VERIFY_KEYS = ("verify", "verify_top", "verify_global_weight")  # re-ranking (single frame): preset, top K, λ
 ALPHA_RULES = ("geometric", "arithmetic")  # netvlad.nn.netvlad.RatioAverage: the official closed form, the mean ratio
 SUITE_KEYS = {"name", "description", "seed", "recall", "baseline", "models", "datasets", "methods", "extends"}
 
@@ -75,6 +77,17 @@ class MethodSpec:
     modes: tuple[str, ...] = ("causal",)
     options: dict = field(default_factory=dict)
     alpha_rule: str | None = None  # off-the-shelf NetVLAD: the row's α rule, replacing its model's
+    verify: dict | None = None  # single frame re-ranked: {"preset", "top", "global_weight" (None: the preset's)}
+
+    def preset(self):
+        """The row's :class:`VerifyPreset` with its λ (None without ``verify``)."""
+        from netvlad.match.verify.presets import get_preset
+
+        if self.verify is None:
+            return None
+        preset = get_preset(self.verify["preset"])
+        weight = self.verify.get("global_weight")
+        return preset if weight is None else preset.with_global_weight(weight)
 
     def rows(self) -> list[tuple[str, int, str]]:
         """(row label, L, mode) of every row this family gives."""
@@ -158,6 +171,11 @@ def load_suite(name_or_path: str | Path) -> Suite:
             if models[spec.model].get("pool") != "netvlad":
                 raise BadInputError(f"{path}: method {family.name!r}: alpha_rule needs an off-the-shelf NetVLAD "
                                     f"model, dataset {spec.name!r} uses {spec.model!r}", path=path)
+        for spec in datasets if family.verify else ():  # re-ranking matches NetVLAD patches (a checkpoint: its cells)
+            model = models[spec.model]
+            if "checkpoint" not in model and model.get("pool") != "netvlad":
+                raise BadInputError(f"{path}: method {family.name!r}: verify re-ranks with NetVLAD patches, dataset "
+                                    f"{spec.name!r} uses {spec.model!r} (pool {model.get('pool')!r})", path=path)
     baseline = data.get("baseline")
     if baseline is not None and baseline not in {m.name for m in methods}:
         raise _unknown(str(path), "baseline method", baseline, [m.name for m in methods])
@@ -232,6 +250,7 @@ def _method(path: Path, name: str, spec) -> MethodSpec:
     known = ["single", *METHODS.names()]
     if method not in known or method == "seqnet":  # SeqNet needs a trained model: not a suite row
         raise _unknown(f"{path}: method {name!r}", "method", method, [k for k in known if k != "seqnet"])
+    verify = _verify(path, name, method, {k: spec.pop(k) for k in VERIFY_KEYS if k in spec})
     lengths = tuple(int(n) for n in spec.pop("lengths", () if method == "single" else (10,)))
     modes = tuple(spec.pop("modes", ("causal",)))
     for mode in modes:
@@ -242,7 +261,7 @@ def _method(path: Path, name: str, spec) -> MethodSpec:
                             f"{sorted(spec) + (['lengths'] if lengths else [])}", path=path)
     if "velocities" in spec:
         spec["velocities"] = tuple(float(v) for v in spec["velocities"])
-    family = MethodSpec(name, method, lengths, modes, spec, alpha_rule)
+    family = MethodSpec(name, method, lengths, modes, spec, alpha_rule, verify)
     if method != "single":
         for _, n, mode in family.rows():
             try:
@@ -250,3 +269,26 @@ def _method(path: Path, name: str, spec) -> MethodSpec:
             except (BadInputError, TypeError, ValueError) as error:
                 raise BadInputError(f"{path}: method {name!r}: {error}", path=path) from None
     return family
+
+
+def _verify(path: Path, name: str, method: str, spec: dict) -> dict | None:
+    """A row's re-ranking: ``verify`` a preset, ``verify_top`` K (100), ``verify_global_weight`` λ (the preset's)."""
+    from netvlad.match.verify.presets import VERIFY_PRESETS
+
+    if not spec:
+        return None
+    if "verify" not in spec:
+        raise BadInputError(f"{path}: method {name!r}: {', '.join(sorted(spec))} without verify (a preset: "
+                            f"{', '.join(VERIFY_PRESETS.names())})", path=path)
+    if spec["verify"] not in VERIFY_PRESETS.names():
+        raise _unknown(f"{path}: method {name!r}", "verify preset", spec["verify"], VERIFY_PRESETS.names())
+    if method != "single":
+        raise BadInputError(f"{path}: method {name!r}: verify re-ranks the single-frame shortlist; give it on a "
+                            f"row without method ({method!r} here)", path=path)
+    top, weight = spec.get("verify_top", 100), spec.get("verify_global_weight")
+    if not isinstance(top, int) or top < 1:
+        raise BadInputError(f"{path}: method {name!r}: verify_top must be an integer ≥ 1, got {top!r}", path=path)
+    if weight is not None and not (isinstance(weight, (int, float)) and 0 <= weight <= 1):
+        raise BadInputError(f"{path}: method {name!r}: verify_global_weight (λ) must be in [0, 1], got {weight!r}",
+                            path=path)
+    return {"preset": spec["verify"], "top": top, "global_weight": None if weight is None else float(weight)}

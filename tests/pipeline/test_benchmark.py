@@ -53,6 +53,54 @@ def test_default_cache_follows_netvlad_cache(monkeypatch, tmp_path):
     assert default_cache().parent.name == "netvlad-cache"
 
 
+NETVLAD_SUITE = """
+seed: 0
+recall: [1, 5]
+baseline: geometric
+models: {netvlad: {backbone: mobilenet_v2, pool: netvlad, num_clusters: 64,
+                   preprocessing: {resize: fixed, size: [160, 320]}}}
+datasets: {nordland_last20: {path: nordland, database: summer, queries: winter, frame_tolerance: 1,
+                             last_places: 30, model: netvlad}}
+methods: {geometric: {alpha_rule: geometric}, arithmetic: {alpha_rule: arithmetic},
+          diagonal: {method: diagonal, velocities: [1.0], lengths: [5]},
+          verify: {verify: storage, verify_top: 5, verify_global_weight: 0.5}}
+"""
+
+
+def test_off_the_shelf_netvlad_cells_one_per_alpha_rule(tmp_path, one_thread):
+    """K = 64 NetVLAD k-means initialised on the set's database images, once per α rule, each row on its own
+    descriptors; the leave-one-set-out choice is among the single-frame rows (the baseline's kind)."""
+    from netvlad.extract.store import DescriptorStore
+    from netvlad.pipeline.benchmark.report import write_reports
+
+    shared_dataset("nordland")
+    suite = load_suite(_suite(tmp_path, NETVLAD_SUITE))
+    result = run_benchmark(suite, tmp_path / "out", SHARED_DATA, tmp_path / "cache")
+    cells = {c.row: c for c in result.cells}
+    assert all(c.error is None for c in cells.values()), [c.error for c in cells.values()]
+    (queries,) = {c.queries for c in cells.values()}
+    stores = tmp_path / "cache" / "nordland_last20"
+    # the geometric rule is the model's own (the default): its rows and the diagonal row share one store
+    assert sorted(p.name for p in stores.iterdir()) == ["netvlad", "netvlad@arithmetic"]
+    geometric = DescriptorStore.open(stores / "netvlad" / "queries").load()
+    arithmetic = DescriptorStore.open(stores / "netvlad@arithmetic" / "queries").load()
+    assert geometric.shape == arithmetic.shape == (queries, 64 * 1280)
+    np.testing.assert_allclose(np.linalg.norm(geometric, axis=1), 1, atol=1e-3)
+    assert not np.allclose(geometric, arithmetic)  # the softer arithmetic α assigns otherwise
+    assert len(list((tmp_path / "cache" / "clusters").glob("*.safetensors"))) == 2  # one k-means per α rule
+    result.meta = {"command": "netvlad benchmark", "threads": 1, "seed": 0}
+    report = json.loads(write_reports(result, tmp_path / "out")["json"].read_text())
+    assert report["selection"]["default"] in ("geometric", "arithmetic", "verify")
+    assert set(report["selection"]["gap"]) == {"geometric", "arithmetic", "verify"}  # the single-frame rows
+    # the re-ranked row: the top 5 of the single frame re-ordered, so its R@5 is the single frame's
+    assert cells["verify"].recall[5] == cells["geometric"].recall[5] and cells["verify"].ms_per_query > 0
+
+
+def test_the_quick_suite_used_in_ci_has_no_re_ranking_row():
+    """Re-ranking extracts patches of every image: minutes on a CPU, so CI's quick suite leaves it out."""
+    assert all(family.verify is None for family in load_suite("quick").methods)
+
+
 def _suite(tmp_path, text: str):
     path = tmp_path / "s.yaml"
     path.write_text(text)
@@ -74,6 +122,22 @@ methods: {single: {}}
     (("methods: {single: {}}", "methods: {x: {method: seqslam, contrast_radius: 0}}"), "contrast_radius must be"),
     (("methods: {single: {}}", "methods: {x: {method: diagonal, modes: [forward]}}"), "unknown mode 'forward'"),
     (("models:", "baseline: z\nmodels:"), "unknown baseline method 'z'; known: single"),
+    (("pool: gem}", "pool: gem, alpha: 3}"), "model 'm': unknown option 'alpha'; known: alpha_rule, backbone"),
+    (("pool: gem}", "pool: netvlad, alpha_rule: median}"), "unknown alpha_rule 'median'; known: arithmetic, geometric"),
+    (("pool: gem}", "pool: gem, alpha_rule: geometric}"), "model 'm': alpha_rule sets off-the-shelf NetVLAD's α"),
+    (("methods: {single: {}}", "methods: {a: {alpha_rule: arithmetic}}"),
+     "method 'a': alpha_rule needs an off-the-shelf NetVLAD model, dataset 'd' uses 'm'"),
+    (("methods: {single: {}}", "methods: {a: {alpha_rule: mean}}"), "unknown alpha_rule 'mean'; known: arithmetic"),
+    (("methods: {single: {}}", "methods: {v: {verify: fast}}"),
+     "method 'v': unknown verify preset 'fast'; known: performance, speed, storage"),
+    (("methods: {single: {}}", "methods: {v: {verify_top: 20}}"), "method 'v': verify_top without verify"),
+    (("methods: {single: {}}", "methods: {v: {method: diagonal, verify: speed}}"),
+     "verify re-ranks the single-frame shortlist; give it on a row without method"),
+    (("methods: {single: {}}", "methods: {v: {verify: speed, verify_global_weight: 1.5}}"),
+     r"verify_global_weight \(λ\) must be in \[0, 1\], got 1.5"),
+    (("methods: {single: {}}", "methods: {v: {verify: speed, verify_top: 0}}"), "verify_top must be an integer ≥ 1"),
+    (("methods: {single: {}}", "methods: {v: {verify: speed}}"),
+     "method 'v': verify re-ranks with NetVLAD patches, dataset 'd' uses 'm' \\(pool 'gem'\\)"),
 ])
 def test_bad_suite_entries_are_one_line(tmp_path, change, message):
     with pytest.raises(BadInputError, match=message) as info:
@@ -100,7 +164,7 @@ def test_the_default_suite_has_one_city_set_per_condition_sharing_one_city():
 
 def test_unknown_suite_name(caplog, tmp_path):
     assert main(["benchmark", "--suite", "nightly", "--out", str(tmp_path / "o")]) == 1
-    assert "unknown suite 'nightly'; known: default, quick" in caplog.text
+    assert "unknown suite 'nightly'; known: alpha, default, quick" in caplog.text
 
 
 def test_a_missing_dataset_fills_its_column_with_the_error(tmp_path):

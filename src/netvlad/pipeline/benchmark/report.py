@@ -100,7 +100,7 @@ def markdown(result: BenchmarkResult, selection: Selection | None) -> str:
              "Time per query (ms; the method alone over stored descriptors):", "",
              table(result, markdown=True, times=True)]
     if selection is not None:
-        parts += ["", f"Leave-one-set-out over the sequence families (gap: Recall@1 minus the best family's on the "
+        parts += ["", f"Leave-one-set-out over the families (gap: Recall@1 minus the best family's on the "
                       f"same set, L and mode; margin: minus `{selection.baseline}`'s; worst over L and modes):", "",
                   selection_markdown(selection), "",
                   f"Chosen default: **{selection.default}** — the best worst-set gap among the families never more "

@@ -78,18 +78,33 @@ class BenchmarkResult:
         return next(c for c in self.cells if c.row == row and c.dataset == dataset)
 
 
+def model_name(suite: Suite, spec: DatasetSpec, family: MethodSpec) -> str:
+    """The model a row describes ``spec`` with: the dataset's, or it with the row's α rule where that differs from
+    the model's own (``MODEL@RULE``)."""
+    from netvlad.extract.clusters import ClusterConfig
+
+    own = suite.models[spec.model].get("alpha_rule", ClusterConfig.ratio_average)
+    return spec.model if family.alpha_rule in (None, own) else f"{spec.model}@{family.alpha_rule}"
+
+
+def model_spec(suite: Suite, name: str) -> dict:
+    """The settings of model ``name`` (:func:`model_name`: the suite's model, or it with another α rule)."""
+    base, _, rule = name.partition("@")
+    return {**suite.models[base], **({"alpha_rule": rule} if rule else {})}
+
+
 def model_of(suite: Suite, name: str):
     """The suite's model ``name``: a checkpoint, or an off-the-shelf :class:`ModelConfig` (pretrained weights)."""
     from netvlad.models import ModelConfig, PlaceModel, load
 
-    spec = suite.models[name]
+    spec = model_spec(suite, name)
     if "checkpoint" in spec:
         path = Path(spec["checkpoint"]).expanduser()
         if not path.is_file():
             raise BadInputError(f"{path}: checkpoint of the suite's model {name!r} not found (relative paths start "
                                 "in the current folder); train it, or drop the datasets that use it", path=path)
         return load(path).eval()
-    return PlaceModel(ModelConfig.from_dict(spec)).eval()
+    return PlaceModel(ModelConfig.from_dict({k: v for k, v in spec.items() if k != "alpha_rule"})).eval()
 
 
 def open_spec(spec: DatasetSpec, data_root: Path, cache: Path):
@@ -133,26 +148,36 @@ def only_condition(spec: DatasetSpec, dataset, queries: np.ndarray):
     return dataset.subset(query_indices=keep), queries[keep]
 
 
-def describe_spec(suite: Suite, spec: DatasetSpec, dataset, cache: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(database, queries) descriptors of ``dataset`` by the spec's model, kept in (and resumed from) stores under
-    ``cache/<dataset>/<model>``; returned in memory (float32)."""
+def describe_spec(suite: Suite, spec: DatasetSpec, dataset, cache: Path,
+                  model: str | None = None) -> tuple[np.ndarray, np.ndarray, object, Path]:
+    """(database, queries, model, store folder): descriptors of ``dataset`` by ``model`` (default: the spec's), kept
+    in (and resumed from) stores under ``cache/<dataset>/<model>``; returned in memory (float32). Off-the-shelf
+    NetVLAD is first k-means initialised on the database images with the model's α rule (the suite's seed; cached
+    in ``cache/clusters``), as ``netvlad evaluate`` does."""
     from netvlad.eval.recall import describe
+    from netvlad.extract.clusters import ClusterConfig, cluster_if_off_the_shelf
 
-    model = model_of(suite, spec.model)
-    store = cache / spec.source / spec.model
+    name = model or spec.model
+    net = model_of(suite, name)
+    rule = model_spec(suite, name).get("alpha_rule", ClusterConfig.ratio_average)
+    cluster_if_off_the_shelf(net, dataset.database.paths(), ClusterConfig(seed=suite.seed, ratio_average=rule),
+                             cache=cache / "clusters")
+    model = net
+    store = cache / spec.source / name
     db, _, _ = describe(model, dataset.database, store / "database", desc="database")
     q, _, _ = describe(model, dataset.queries, store / "queries", desc="queries")
-    return np.asarray(db, np.float32), np.asarray(q, np.float32)
+    return np.asarray(db, np.float32), np.asarray(q, np.float32), model, store
 
 
 def cell_key(suite: Suite, spec: DatasetSpec, family: MethodSpec, length: int, mode: str) -> str:
     """What a cell's value depends on, hashed: the dataset, its model (a checkpoint's size and time too), the
     family's settings, L, mode, Recall@N."""
-    model = dict(suite.models[spec.model])
+    model = model_spec(suite, model_name(suite, spec, family))
     if "checkpoint" in model:  # a retrained checkpoint at the same path is another model
         path = Path(model["checkpoint"]).expanduser()
         model["file"] = [path.stat().st_size, path.stat().st_mtime_ns] if path.is_file() else None
-    text = json.dumps([spec.key(), model, family.method, family.options, length, mode, list(suite.recall)],
+    text = json.dumps([spec.key(), model, family.method, family.options, length, mode, list(suite.recall)]
+                      + ([family.verify] if family.verify else []),
                       sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()
 
@@ -174,11 +199,23 @@ def _save(path: Path, key: str, cell: Cell) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps({"key": key, "cell": cell.to_dict()}), "utf-8"))
 
 
-def compute_cell(cell: Cell, family: MethodSpec, dataset, db: np.ndarray, q: np.ndarray, single, ns) -> Cell:
-    """Fill ``cell`` with the row's Recall@N and time per query, or the reason it does not apply."""
+def compute_cell(cell: Cell, family: MethodSpec, dataset, db: np.ndarray, q: np.ndarray, single, ns,
+                 model=None, store: Path | None = None, radius: float = 25.0) -> Cell:
+    """Fill ``cell`` with the row's Recall@N and time per query, or the reason it does not apply. A re-ranking row
+    (``family.verify``) needs the ``model`` and its ``store`` folder (database patches are kept under it)."""
     from netvlad.eval.sequence import sequence_ranking
 
     cell.queries = len(q)
+    if family.verify is not None:
+        from netvlad.eval.verified import verify_given
+
+        top = min(family.verify["top"], single.ranked.shape[1])
+        start = time.perf_counter()
+        verified = verify_given(model, dataset, dataset.positives(radius), family.preset(), store,
+                                single.ranked[:, :top], single.distances[:, :top], ns)
+        cell.ms_per_query = round(1000 * (time.perf_counter() - start) / len(q), 4)
+        cell.recall = {n: round(float(verified.recall[n]), 4) for n in ns if n in verified.recall}
+        return cell
     if family.method == "single":
         cell.recall = {n: round(float(single.recall[n]), 4) for n in ns}
         return cell
@@ -205,7 +242,8 @@ def run_benchmark(suite: Suite, out: Path | str, data_root: Path | str, cache: P
 
     out, data_root, cache = Path(out), Path(data_root), Path(cache)
     ns = suite.recall
-    depth = max([max(ns)] + [int(m.options.get("shortlist", DEFAULT.shortlist)) for m in suite.methods])
+    depth = max([max(ns)] + [int(m.options.get("shortlist", DEFAULT.shortlist)) for m in suite.methods]
+                + [m.verify["top"] for m in suite.methods if m.verify])
     cells = []
     for spec in suite.datasets:
         rows = [(family, label, n, mode) for family, label, n, mode in suite.rows()]
@@ -219,23 +257,31 @@ def run_benchmark(suite: Suite, out: Path | str, data_root: Path | str, cache: P
             logger.info("%s: every cell saved, reused", spec.name)
             continue
         try:
-            dataset = open_spec(spec, data_root, cache)
-            db, q = describe_spec(suite, spec, dataset, cache)
-            dataset, q = only_condition(spec, dataset, q)
-            single = evaluate_descriptors(db, q, dataset.positives(spec.radius), ns, k=min(depth, len(db)))
+            opened = open_spec(spec, data_root, cache)
         except Exception as error:  # the dataset's failure fills its column; the other datasets run
             logger.error("%s: %s", spec.name, error)
             cells += [Cell(label, family.name, n, mode, spec.name, error=_one_line(error))
                       for family, label, n, mode, _, _ in todo]
             continue
+        described: dict = {}  # model name -> (dataset, db, q, single search), each model described once
+
+        def searched(name: str, spec=spec, opened=opened, described=described):
+            if name not in described:
+                db, q, model, store = describe_spec(suite, spec, opened, cache, name)
+                dataset, q = only_condition(spec, opened, q)
+                single = evaluate_descriptors(db, q, dataset.positives(spec.radius), ns, k=min(depth, len(db)))
+                described[name] = (dataset, db, q, single, model, store)
+            return described[name]
+
         for family, label, n, mode, key, saved in todo:
             if saved is not None:
                 cells.append(saved)
                 continue
             cell = Cell(label, family.name, n, mode, spec.name)
             try:
-                compute_cell(cell, family, dataset, db, q, single, ns)
-            except Exception as error:  # one failing cell: its error in the cell, the run goes on
+                dataset, db, q, single, model, store = searched(model_name(suite, spec, family))
+                compute_cell(cell, family, dataset, db, q, single, ns, model, store, spec.radius)
+            except Exception as error:  # one failing cell (or its model): its error in the cell, the run goes on
                 logger.error("%s / %s: %s", spec.name, label, error)
                 cell.error = _one_line(error)
             _save(_cell_path(out, spec.name, label), key, cell)

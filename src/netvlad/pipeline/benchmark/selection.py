@@ -1,5 +1,8 @@
 """Choosing a default by leave-one-set-out: a method family is judged by its worst set, never its best.
 
+The families compared are those of the baseline's kind: the sequence families, or — with a single-frame baseline,
+as when rows differ only in the model's α rule — the single-frame ones.
+
 For every sequence family, set and (L, mode) row: its Recall@1 minus the best family's on that row (the *gap*,
 ≤ 0) and minus the baseline family's (the *margin*). Leaving each set out in turn, the family whose worst gap over
 the other sets is best is chosen, and its gap and margin on the set left out are reported. The default is the
@@ -46,11 +49,12 @@ def _recall_grid(result: BenchmarkResult, families: list[str], sets: list[str]) 
 
 
 def select_default(result: BenchmarkResult, tolerance: float = 1.0) -> Selection:
-    """The leave-one-set-out choice among the suite's sequence families (see the module docstring)."""
+    """The leave-one-set-out choice among the suite's families of the baseline's kind (see the module docstring)."""
     suite = result.suite
     if suite.baseline is None:
         raise ValueError(f"suite {suite.name} names no baseline family: nothing to compare the default with")
-    families = [m.name for m in suite.methods if m.method != "single"]
+    kind = {m.name: m.method == "single" for m in suite.methods}
+    families = [m.name for m in suite.methods if kind[m.name] == kind.get(suite.baseline)]
     names = [d.name for d in suite.datasets]
     grid = _recall_grid(result, families, names)
     # a set where the baseline has no result (its dataset failed, or no row applies) cannot judge anything
@@ -85,7 +89,7 @@ def select_default(result: BenchmarkResult, tolerance: float = 1.0) -> Selection
     default = max(qualified, key=lambda f: (worst_gap(f, sets), f == suite.baseline))
     per_method = {}
     for family in suite.methods:
-        if family.method != "single":
+        if family.method != "single" and family.name in families:
             best = per_method.get(family.method)
             if best is None or worst_gap(family.name, sets) > worst_gap(best, sets):
                 per_method[family.method] = family.name

@@ -21,7 +21,10 @@ SUITES = Path(__file__).resolve().parent / "suites"
 MODES = ("causal", "centred")
 DATASET_KEYS = {"path", "database", "queries", "frame_tolerance", "last_places", "city", "split", "radius", "model",
                 "condition"}
-METHOD_KEYS = {"method", "lengths", "modes", "velocities", "shortlist", "propagate", "contrast_radius"}
+METHOD_KEYS = {"method", "lengths", "modes", "velocities", "shortlist", "propagate", "contrast_radius", "alpha_rule",
+               "verify", "verify_top", "verify_global_weight"}
+VERIFY_KEYS = ("verify", "verify_top", "verify_global_weight")  # re-ranking (single frame): preset, top K, λ
+ALPHA_RULES = ("geometric", "arithmetic")  # netvlad.nn.netvlad.RatioAverage: the official closed form, the mean ratio
 SUITE_KEYS = {"name", "description", "seed", "recall", "baseline", "models", "datasets", "methods", "extends"}
 
 
@@ -56,10 +59,11 @@ class DatasetSpec:
     @property
     def source(self) -> str:
         """The name its images and descriptors are kept under: its own, or one shared by every dataset that differs
-        from it only in ``condition``."""
+        from it only in ``condition`` (and ``model``: the stores are kept per model)."""
         if self.condition is None:
             return self.name
-        shared = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("name", "condition", "radius")}
+        own = ("name", "condition", "radius", "model")
+        shared = {k: v for k, v in dataclasses.asdict(self).items() if k not in own}
         return "conditions-" + hashlib.sha1(json.dumps(shared, sort_keys=True).encode()).hexdigest()[:10]
 
 
@@ -72,6 +76,18 @@ class MethodSpec:
     lengths: tuple[int, ...] = ()
     modes: tuple[str, ...] = ("causal",)
     options: dict = field(default_factory=dict)
+    alpha_rule: str | None = None  # off-the-shelf NetVLAD: the row's α rule, replacing its model's
+    verify: dict | None = None  # single frame re-ranked: {"preset", "top", "global_weight" (None: the preset's)}
+
+    def preset(self):
+        """The row's :class:`VerifyPreset` with its λ (None without ``verify``)."""
+        from netvlad.match.verify.presets import get_preset
+
+        if self.verify is None:
+            return None
+        preset = get_preset(self.verify["preset"])
+        weight = self.verify.get("global_weight")
+        return preset if weight is None else preset.with_global_weight(weight)
 
     def rows(self) -> list[tuple[str, int, str]]:
         """(row label, L, mode) of every row this family gives."""
@@ -88,7 +104,8 @@ class MethodSpec:
 
 @dataclass(frozen=True)
 class Suite:
-    """Models (name → :class:`ModelConfig` dict, or ``{"checkpoint": path}``), datasets, methods, Recall@N cut-offs,
+    """Models (name → :class:`ModelConfig` dict, off-the-shelf NetVLAD with its ``alpha_rule``, or
+    ``{"checkpoint": path}``), datasets, methods, Recall@N cut-offs,
     the seed, and the ``baseline`` family the others are compared with."""
 
     name: str
@@ -149,6 +166,16 @@ def load_suite(name_or_path: str | Path) -> Suite:
     methods = tuple(_method(path, name, spec) for name, spec in (data.get("methods") or {}).items())
     if not datasets or not methods:
         raise BadInputError(f"{path}: a suite needs at least one dataset and one method", path=path)
+    for family in methods:  # a row's α rule replaces its dataset model's: every such model is off-the-shelf NetVLAD
+        for spec in datasets if family.alpha_rule else ():
+            if models[spec.model].get("pool") != "netvlad":
+                raise BadInputError(f"{path}: method {family.name!r}: alpha_rule needs an off-the-shelf NetVLAD "
+                                    f"model, dataset {spec.name!r} uses {spec.model!r}", path=path)
+        for spec in datasets if family.verify else ():  # re-ranking matches NetVLAD patches (a checkpoint: its cells)
+            model = models[spec.model]
+            if "checkpoint" not in model and model.get("pool") != "netvlad":
+                raise BadInputError(f"{path}: method {family.name!r}: verify re-ranks with NetVLAD patches, dataset "
+                                    f"{spec.name!r} uses {spec.model!r} (pool {model.get('pool')!r})", path=path)
     baseline = data.get("baseline")
     if baseline is not None and baseline not in {m.name for m in methods}:
         raise _unknown(str(path), "baseline method", baseline, [m.name for m in methods])
@@ -167,10 +194,21 @@ def _check_model(path: Path, name: str, spec) -> None:
         return
     from netvlad.models import ModelConfig
 
+    config = {k: v for k, v in spec.items() if k != "alpha_rule"}
+    names = {f.name for f in dataclasses.fields(ModelConfig)}
+    for key in config:
+        if key not in names:
+            raise _unknown(f"{path}: model {name!r}", "option", key, names | {"alpha_rule", "checkpoint"})
     try:
-        ModelConfig.from_dict(spec)
+        model = ModelConfig.from_dict(config)
     except (TypeError, ValueError) as error:
         raise BadInputError(f"{path}: model {name!r}: {error}", path=path) from None
+    if "alpha_rule" in spec:
+        if spec["alpha_rule"] not in ALPHA_RULES:
+            raise _unknown(f"{path}: model {name!r}", "alpha_rule", spec["alpha_rule"], ALPHA_RULES)
+        if model.pool != "netvlad":
+            raise BadInputError(f"{path}: model {name!r}: alpha_rule sets off-the-shelf NetVLAD's α, this model "
+                                f"pools with {model.pool!r}; remove it or use pool: netvlad", path=path)
 
 
 def _dataset(path: Path, name: str, spec, models: dict) -> DatasetSpec:
@@ -206,9 +244,13 @@ def _method(path: Path, name: str, spec) -> MethodSpec:
         if key not in METHOD_KEYS:
             raise _unknown(f"{path}: method {name!r}", "option", key, METHOD_KEYS)
     method = spec.pop("method", "single")
+    alpha_rule = spec.pop("alpha_rule", None)
+    if alpha_rule is not None and alpha_rule not in ALPHA_RULES:
+        raise _unknown(f"{path}: method {name!r}", "alpha_rule", alpha_rule, ALPHA_RULES)
     known = ["single", *METHODS.names()]
     if method not in known or method == "seqnet":  # SeqNet needs a trained model: not a suite row
         raise _unknown(f"{path}: method {name!r}", "method", method, [k for k in known if k != "seqnet"])
+    verify = _verify(path, name, method, {k: spec.pop(k) for k in VERIFY_KEYS if k in spec})
     lengths = tuple(int(n) for n in spec.pop("lengths", () if method == "single" else (10,)))
     modes = tuple(spec.pop("modes", ("causal",)))
     for mode in modes:
@@ -219,7 +261,7 @@ def _method(path: Path, name: str, spec) -> MethodSpec:
                             f"{sorted(spec) + (['lengths'] if lengths else [])}", path=path)
     if "velocities" in spec:
         spec["velocities"] = tuple(float(v) for v in spec["velocities"])
-    family = MethodSpec(name, method, lengths, modes, spec)
+    family = MethodSpec(name, method, lengths, modes, spec, alpha_rule, verify)
     if method != "single":
         for _, n, mode in family.rows():
             try:
@@ -227,3 +269,26 @@ def _method(path: Path, name: str, spec) -> MethodSpec:
             except (BadInputError, TypeError, ValueError) as error:
                 raise BadInputError(f"{path}: method {name!r}: {error}", path=path) from None
     return family
+
+
+def _verify(path: Path, name: str, method: str, spec: dict) -> dict | None:
+    """A row's re-ranking: ``verify`` a preset, ``verify_top`` K (100), ``verify_global_weight`` λ (the preset's)."""
+    from netvlad.match.verify.presets import VERIFY_PRESETS
+
+    if not spec:
+        return None
+    if "verify" not in spec:
+        raise BadInputError(f"{path}: method {name!r}: {', '.join(sorted(spec))} without verify (a preset: "
+                            f"{', '.join(VERIFY_PRESETS.names())})", path=path)
+    if spec["verify"] not in VERIFY_PRESETS.names():
+        raise _unknown(f"{path}: method {name!r}", "verify preset", spec["verify"], VERIFY_PRESETS.names())
+    if method != "single":
+        raise BadInputError(f"{path}: method {name!r}: verify re-ranks the single-frame shortlist; give it on a "
+                            f"row without method ({method!r} here)", path=path)
+    top, weight = spec.get("verify_top", 100), spec.get("verify_global_weight")
+    if not isinstance(top, int) or top < 1:
+        raise BadInputError(f"{path}: method {name!r}: verify_top must be an integer ≥ 1, got {top!r}", path=path)
+    if weight is not None and not (isinstance(weight, (int, float)) and 0 <= weight <= 1):
+        raise BadInputError(f"{path}: method {name!r}: verify_global_weight (λ) must be in [0, 1], got {weight!r}",
+                            path=path)
+    return {"preset": spec["verify"], "top": top, "global_weight": None if weight is None else float(weight)}

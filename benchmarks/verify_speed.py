@@ -140,8 +140,10 @@ def evaluate_run(store: Path, clusters: Path, threads: int, verify: bool) -> dic
     if child.returncode:
         raise SystemExit(f"netvlad evaluate{' --verify speed' if verify else ''} failed ({child.returncode}): "
                          + " ".join(command[3:]))
-    header = max(i for i, line in enumerate(lines) if line.split()[:2] == ["R@1", "R@5"])  # the final table
-    recall = [float(v) for v in lines[header + 1].split()[:2]]
+    header = max(i for i, line in enumerate(lines) if line.split()[:2] == ["R@1", "R@5"])
+    rows = [line.split() for line in lines[header + 1:header + 4]]  # unlabelled, or global then the re-ranked row
+    last = [row for row in rows if len(row) >= 4 and row[-1].replace(".", "").isdigit()][-1]
+    recall = [float(v) for v in last[-len(lines[header].split()):][:2]]
     return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "peak_mib": usage.ru_maxrss / 1024,
             "r1": recall[0], "r5": recall[1]}
 

@@ -17,7 +17,15 @@ the same model, images and thread count, one after the other; every figure is th
 
 Its table (``--results docs/results``: ``verify-speed.md``) adds the whole run estimated from these per-item costs.
 
+``--end-to-end`` instead runs the real command three times, one after the other, on this tree's ``src`` —
+``netvlad evaluate`` on Gardens Point at 480 px with a fresh ``--store`` in a temporary folder (deleted after),
+``--workers 0 --threads N``: without ``--verify`` (clustering the off-the-shelf centroids into a temporary
+``--cluster-cache``), again without, and with ``--verify speed`` (both reusing them) — and tables each run's wall
+time, process CPU time (user + system, from the child's own resource usage), peak memory and Recall@1/5, and the
+verify ÷ global ratios (``verify-speed-end-to-end.md``).
+
     python -m benchmarks verify-speed --before /path/to/main/src [--images 12] [--fit-samples 2000] [--threads 1]
+    python -m benchmarks verify-speed --end-to-end [--threads 1]
 """
 
 from __future__ import annotations
@@ -113,6 +121,59 @@ def whole_run(side: dict, fit_s: float) -> dict:
     return parts | {"total": sum(parts.values()), "global": (DATABASE + QUERIES) * side["global_s"]}
 
 
+def evaluate_run(store: Path, clusters: Path, threads: int, verify: bool) -> dict:
+    """One ``netvlad evaluate`` of Gardens Point at 480 px (this tree's ``src``): wall s, CPU s, peak MiB, recall."""
+    command = [sys.executable, "-c", "from netvlad.cli.main import main; main()", "evaluate",
+               str(SHARED / "gardens_point"), "--database", "day_left", "--queries", "day_right",
+               "--resize", "longest", "--size", "480", "--workers", "0", "--threads", str(threads), "--no-progress",
+               "--store", str(store), "--cluster-cache", str(clusters), *(["--verify", "speed"] if verify else [])]
+    pinned = {name: str(threads) for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"), **pinned)
+    clock = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as out:
+        child = subprocess.Popen(command, env=env, cwd=REPO, stdout=out, stderr=subprocess.DEVNULL, text=True)
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - clock
+        out.seek(0)
+        lines = out.read().splitlines()
+    if child.returncode:
+        raise SystemExit(f"netvlad evaluate{' --verify speed' if verify else ''} failed ({child.returncode}): "
+                         + " ".join(command[3:]))
+    header = max(i for i, line in enumerate(lines) if line.split()[:2] == ["R@1", "R@5"])
+    rows = [line.split() for line in lines[header + 1:header + 4]]  # unlabelled, or global then the re-ranked row
+    last = [row for row in rows if len(row) >= 4 and row[-1].replace(".", "").isdigit()][-1]
+    recall = [float(v) for v in last[-len(lines[header].split()):][:2]]
+    return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "peak_mib": usage.ru_maxrss / 1024,
+            "r1": recall[0], "r5": recall[1]}
+
+
+def end_to_end(args: argparse.Namespace) -> str:
+    """The global and the ``--verify speed`` evaluation, one after the other -> the Markdown table."""
+    with tempfile.TemporaryDirectory() as work:
+        clusters = Path(work) / "clusters"  # the first run clusters k-means centroids, the next two reuse them
+        runs = {name: evaluate_run(Path(work) / f"store-{i}", clusters, args.threads, verify)
+                for i, (name, verify) in enumerate((("global, clustering its k-means centroids first", False),
+                                                    ("global", False), ("--verify speed", True)))}
+    lines = [f"`netvlad evaluate` on Gardens Point day_left → day_right ({DATABASE} + {QUERIES} images, 480 px, "
+             f"MobileNetV2 ImageNet + off-the-shelf NetVLAD K = 64, `--workers 0 --threads {args.threads}`, a fresh "
+             "store each, one after the other; the last two reuse the first's k-means centroids); wall time and the "
+             "process's CPU time (user + system).", "",
+             "| run | wall s | CPU s | peak MiB | R@1 | R@5 |", "|---|---:|---:|---:|---:|---:|"]
+    for name, run_ in runs.items():
+        lines.append(f"| {name} | {run_['wall_s']:.0f} | {run_['cpu_s']:.0f} | {run_['peak_mib']:,.0f} | "
+                     f"{run_['r1']:.1f} | {run_['r5']:.1f} |")
+    verify, plain = runs["--verify speed"], runs["global"]
+    lines.append(f"| **--verify speed ÷ global** | {verify['wall_s'] / plain['wall_s']:.2f}× | "
+                 f"{verify['cpu_s'] / plain['cpu_s']:.2f}× | | | |")
+    return "\n".join(lines)
+
+
+def fragment_name(args: argparse.Namespace) -> str:
+    """``verify-speed``, or ``verify-speed-end-to-end`` for the end-to-end runs."""
+    return "verify-speed-end-to-end" if args.end_to_end else "verify-speed"
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """This benchmark's options."""
     parser.add_argument("--before", type=Path, default=None, help="src of the before side (required)")
@@ -122,12 +183,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cluster-images", type=int, default=50)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--model", type=Path, default=None)
+    parser.add_argument("--end-to-end", action="store_true",
+                        help="time the real `netvlad evaluate` without and with --verify speed instead")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     add_results_option(parser)
 
 
 def run(args: argparse.Namespace) -> str:
-    """Both sides, then the Markdown tables."""
+    """Both sides, then the Markdown tables (or the end-to-end runs' table)."""
+    if args.end_to_end:
+        if args.before is not None:
+            raise SystemExit("verify-speed --end-to-end times this tree's command only: drop --before")
+        return end_to_end(args)
     if args.before is None:
         raise SystemExit("verify-speed needs --before SRC: the src folder of the code to compare against")
     import torch

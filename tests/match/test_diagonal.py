@@ -115,3 +115,23 @@ def test_online_over_a_growing_database_equals_a_fixed_prefix(nordland):
             expected = fixed.push(queries[j], j, k=5)
         np.testing.assert_allclose(match.scores[0], expected.scores[0], rtol=1e-5, atol=1e-6)
         assert (match.ranked[0] < count).all()
+
+
+def test_online_reads_a_memory_mapped_or_float16_database_as_the_in_memory_one(nordland, tmp_path):
+    """The per-frame distances come from one pass over an in-memory float32 array, or from blocks read from a
+    memory map (a store) or a float16 array: every path gives the in-memory array's ranking and scores, and the
+    brute-force causal score."""
+    database, queries = thumbnails(nordland, "summer", 30), thumbnails(nordland, "winter", 12)
+    mapped = np.lib.format.open_memmap(tmp_path / "rows.npy", mode="w+", dtype=np.float32, shape=database.shape)
+    mapped[:] = database
+    config = SequenceConfig(length=4, velocities=(0.8, 1.0, 1.25))
+    half = database.astype(np.float16)
+    matchers = [OnlineDiagonal(rows, None, config) for rows in (database, mapped, half, half.astype(np.float32))]
+    truth = brute_force(queries, database, np.zeros(12, np.int64), np.arange(12), np.zeros(30, np.int64),
+                        np.arange(30), config)
+    for i, query in enumerate(queries):
+        memory, from_map, from_half, half_in_memory = (m.push(query, k=5) for m in matchers)
+        np.testing.assert_array_equal(from_map.ranked, memory.ranked)
+        np.testing.assert_allclose(from_map.scores, memory.scores, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(from_half.scores, half_in_memory.scores, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(memory.scores[0], np.sort(truth[i])[:5], rtol=1e-4, atol=1e-5)

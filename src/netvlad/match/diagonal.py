@@ -291,6 +291,7 @@ class OnlineDiagonal:
         self.database, self.order, self.config = database, database_order, config
         self.history: list[tuple[np.ndarray, int, np.ndarray]] = []  # (descriptor, frame, ‖q − x‖² of rows seen)
         self.norms = np.zeros(0, np.float32)
+        self._layouts: tuple = (None, None)  # ((count, reach), what :meth:`_layout` gives for them)
 
     def reset(self) -> None:
         """Forget the query frames seen so far (a new query sequence starts)."""
@@ -309,6 +310,42 @@ class OnlineDiagonal:
                                 alpha=-2).clamp_(min=0)
             self.history[i] = (descriptor, frame, np.concatenate([row, extra.numpy()]))
 
+    def _layout(self, count: int, reach: int) -> tuple[np.ndarray | None, int, slice | torch.Tensor]:
+        """(the database row of each layout position, None where that is the row itself; the padded row's width;
+        its real columns as a slice or an index) for the first ``count`` rows with ``reach`` padding columns:
+        built once per (count, reach) for a database with a sequence order, and without any O(N) array for one in
+        row order (a growing database)."""
+        if self.order is None:  # one sequence in row order: padding, the rows, padding
+            return None, count + 2 * reach, slice(reach, reach + count)
+        if self._layouts[0] != (count, reach):
+            layout = DatabaseLayout.from_order(self.order, count)
+            padded = PaddedLayout(layout, reach)
+            real = (slice(int(padded.columns[0]), int(padded.columns[-1]) + 1) if _run(padded.columns)
+                    else torch.from_numpy(padded.columns))
+            self._layouts = ((count, reach), (None if _run(layout.order) else layout.order, padded.width, real))
+        return self._layouts[1]
+
+    def _squared_distances(self, descriptor: np.ndarray) -> np.ndarray:
+        """‖q − x‖² (N,) float32 of ``descriptor`` to the first ``len(self.norms)`` database rows: one pass over
+        the rows (faiss's SIMD inner products straight from an in-memory float32 array, else numpy's BLAS per
+        :data:`READ_ROWS` rows), no temporary of the database's size."""
+        count = len(self.norms)
+        out = np.empty(count, np.float32)
+        database = self.database
+        if count and type(database) is np.ndarray and database.dtype == np.float32 and database.flags.c_contiguous:
+            import faiss  # heavy; only needed when matching
+
+            q = np.ascontiguousarray(descriptor, np.float32)
+            faiss.fvec_inner_products_ny(faiss.swig_ptr(out), faiss.swig_ptr(q), faiss.swig_ptr(database),
+                                         q.shape[0], count)
+        else:
+            for a in range(0, count, READ_ROWS):
+                block = database_rows(database, np.arange(a, min(a + READ_ROWS, count))).numpy()
+                np.matmul(block, descriptor, out=out[a:a + len(block)])
+        out *= -2
+        out += np.dot(descriptor, descriptor) + self.norms
+        return np.maximum(out, 0, out=out)
+
     def push(self, descriptor: np.ndarray, frame: int | None = None, count: int | None = None,
              k: int = 10) -> SequenceRanking:
         """Add the current query frame (D,) with its frame number (None: the previous one + 1); ``count`` the
@@ -323,13 +360,7 @@ class OnlineDiagonal:
             raise ValueError("a database with a sequence order is fixed: count must be None")
         frame = (self.history[-1][1] + 1 if self.history else 0) if frame is None else int(frame)
         self._rows_until(count)
-        q = torch.from_numpy(descriptor)
-        norms = torch.from_numpy(self.norms)
-        rows = np.empty(len(self.norms), np.float32)
-        for a in range(0, len(self.norms), READ_ROWS):
-            block = database_rows(self.database, np.arange(a, min(a + READ_ROWS, len(self.norms))))
-            rows[a:a + len(block)] = torch.addmv(q.square().sum() + norms[a:a + len(block)], block, q,
-                                                 alpha=-2).clamp_(min=0).numpy()
+        rows = self._squared_distances(descriptor)
         self.history = [*self.history, (descriptor, frame, rows)][-self.config.length:]
         frames = np.array([h[1] for h in self.history], np.int64)
         offsets = (frames - frame)[None]
@@ -337,19 +368,16 @@ class OnlineDiagonal:
         shortened, gap = length < self.config.length, np.array([bool((np.diff(frames) != 1).any())])
         if count == 0:
             return SequenceRanking(np.full((1, k), -1, np.int64), np.full((1, k), np.inf), length, shortened, gap)
-        layout = DatabaseLayout.from_order(self.order, count)
-        reach = reach_of(self.config, offsets)
-        padded = PaddedLayout(layout, reach)
+        order, width, real = self._layout(count, reach_of(self.config, offsets))
         largest = float(np.sqrt(self.norms[:count].max()))
-        table = torch.empty((len(self.history), padded.width))
-        real = (slice(int(padded.columns[0]), int(padded.columns[-1]) + 1) if _run(padded.columns)
-                else torch.from_numpy(padded.columns))
+        table = torch.empty((len(self.history), width))
         for i, (d, _, row) in enumerate(self.history):
             table[i] = (float(np.linalg.norm(d)) + largest) ** 2
-            table[i, real] = torch.from_numpy(row[:count] if _run(layout.order) else row[layout.order])
+            table[i, real] = torch.from_numpy(row[:count] if order is None else row[order])
         score = window_sums(table, np.arange(len(frames))[None], offsets, np.ones(offsets.shape, bool),
                             self.config)[:, real] / len(frames)
         top, at = torch.topk(score, min(k, count), dim=1, largest=False, sorted=True)
         ids, scores = np.full((1, k), -1, np.int64), np.full((1, k), np.inf)
-        ids[:, :top.shape[1]], scores[:, :top.shape[1]] = layout.order[at.numpy()], top.numpy()
+        at = at.numpy() if order is None else order[at.numpy()]
+        ids[:, :top.shape[1]], scores[:, :top.shape[1]] = at, top.numpy()
         return SequenceRanking(ids, scores, length, shortened, gap)

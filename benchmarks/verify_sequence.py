@@ -25,7 +25,7 @@ from netvlad.eval.sequence import evaluate_sequences, sequence_ranking
 from netvlad.eval.verified import evaluate_verified
 from netvlad.eval.verified_sequence import verify_sequence
 from netvlad.extract.store import DescriptorStore
-from netvlad.match.sequence import SequenceConfig
+from netvlad.match.sequence import DEFAULT_METHOD, SequenceConfig
 from netvlad.match.verify import get_preset
 
 
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> str:
     db = DescriptorStore.open(store / "database").load()
     queries = DescriptorStore.open(store / "queries").load()
     shortlists = dataclasses.replace(single, ranked=verified.ranking.ranked)
-    then = sequence_ranking("seqslam", db, queries, dataset, shortlists, config, ns)
+    then = sequence_ranking(DEFAULT_METHOD, db, queries, dataset, shortlists, config, ns)
     rows[f"verify first: {preset.name} (top {args.top}), then {seq.label}"] = then.recall
     lines = [f"Gardens Point day_left → day_right, ±2 frames: {len(queries)} queries, {len(db)} database images, "
              f"preset {preset.name} (λ = {preset.global_weight})", "", "| ranking | R@1 | R@5 |", "|---|---:|---:|"]

@@ -37,15 +37,18 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> None:
     """Add ``netvlad benchmark``."""
+    from netvlad.pipeline.benchmark.suite import shipped_suites
+
+    shipped = ", ".join(shipped_suites())
     parser = subparsers.add_parser(
         "benchmark", help="methods × datasets from a suite file: Recall@N, time per query, the default's choice",
-        description="Run a benchmark suite (a YAML file, or a shipped one by name: default, quick): every method "
+        description=f"Run a benchmark suite (a YAML file, or a shipped one by name: {shipped}): every method "
                     "row on every dataset over descriptors extracted once per (model, dataset) into stores under "
                     "--cache, then print the Recall@1 table and write OUT/benchmark.json, benchmark.md (a docs "
                     "fragment with the command and machine) and benchmark.png. A rerun continues from OUT and the "
                     "stores; a failing cell holds its error.")
     parser.add_argument("--suite", default="default", metavar="NAME|FILE.yaml",
-                        help="a shipped suite (default, quick) or a suite file (default: default)")
+                        help=f"a shipped suite ({shipped}) or a suite file (default: default)")
     parser.add_argument("--out", type=output("folder"), required=True, metavar="DIR",
                         help="where the cells and reports go")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, metavar="DIR",

@@ -123,14 +123,19 @@ class Suite:
         return [(m, *row) for m in self.methods for row in m.rows()]
 
 
+def shipped_suites() -> list[str]:
+    """The names of the suites that ship with the package (``default``, ``quick``, ...)."""
+    return sorted(p.stem for p in SUITES.glob("*.yaml"))
+
+
 def suite_path(name_or_path: str | Path) -> Path:
-    """A shipped suite by name (``default``, ``quick``) or a YAML file; unknown: one line naming the shipped ones."""
+    """A shipped suite by name (:func:`shipped_suites`) or a YAML file; unknown: one line naming the shipped ones."""
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") or path.exists():
         if not path.is_file():
             raise BadInputError(f"{path}: suite file not found", path=path)
         return path
-    shipped = sorted(p.stem for p in SUITES.glob("*.yaml"))
+    shipped = shipped_suites()
     if str(name_or_path) not in shipped:
         raise _unknown("netvlad benchmark", "suite", str(name_or_path), shipped)
     return SUITES / f"{name_or_path}.yaml"

@@ -1,6 +1,7 @@
 """``python -m benchmarks``: every benchmark is a subcommand with working ``--help``, none reaches for ``sys.path`` or
 a fixed folder, and the cheapest ones run for real at toy sizes (timing itself is never asserted)."""
 
+import logging
 import re
 import tempfile
 from pathlib import Path
@@ -46,6 +47,21 @@ def test_no_path_hacks_or_fixed_folders():
         text = script.read_text()
         assert "sys.path" not in text, script.name
         assert not re.search(r"Path\(\"/(work|tmp|home|data)", text), script.name
+
+
+def test_logging_is_set_up_by_the_entry_alone():
+    for script in (REPO / "benchmarks").glob("*.py"):
+        if script.name != "__main__.py":
+            text = script.read_text()
+            assert "basicConfig" not in text and ".setLevel(" not in text, script.name
+
+
+def test_the_entry_quietens_a_benchmarks_own_loggers():
+    from benchmarks import learning
+    from benchmarks.__main__ import set_up_logging
+
+    set_up_logging(learning)  # conftest restores netvlad's logger levels after the test
+    assert all(logging.getLogger(name).level == logging.WARNING for name in learning.QUIET_LOGGERS)
 
 
 def test_threads_are_pinned_before_numpy_loads(monkeypatch):

@@ -62,7 +62,7 @@ def test_a_wrong_dataset_is_refused_before_the_model_loads(pair, tmp_path):
     out = run_evaluation(EvaluationSettings(None, root, load_model=load_model, ns=(1,), dataset_options={
         "database": "day_left", "queries": "day_right", "frame_tolerance": 2}))
     assert loaded == [checkpoint] and out.result.num_queries == 10
-    with pytest.raises(ValueError, match="one of model and load_model"):
+    with pytest.raises(ValueError, match="a model or a load_model function"):
         EvaluationSettings(load(checkpoint), root, load_model=load_model)
 
 

@@ -21,9 +21,8 @@ logger = logging.getLogger(__name__)
 class EvaluationSettings:
     """Everything one evaluation decides from: the model (loaded or built, before k-means; or ``load_model``, a
     function that loads it, called once the dataset has opened, so a wrong dataset is reported before any weights
-    load), the dataset
-    (``source`` opened with ``dataset_options``, :func:`netvlad.data.open_dataset`'s keywords, or under
-    ``protocol`` as the protocol reads it), and the options of extraction, search, sequence matching and
+    load), the dataset (``source`` opened with ``dataset_options``, :func:`netvlad.data.open_dataset`'s keywords,
+    or under ``protocol`` as the protocol reads it), and the options of extraction, search, sequence matching and
     re-ranking. ``radius`` in metres (None: 25 m); ``max_memory`` in bytes (None: the library's default).
 
     Examples:
@@ -35,7 +34,6 @@ class EvaluationSettings:
 
     model: Any
     source: Path
-    load_model: Callable[[], Any] | None = None  # instead of ``model``: called after the dataset opened
     dataset_options: dict = field(default_factory=dict)
     checkpoint: Path | None = None  # the model's file, named in the report's label (None: off the shelf)
     protocol: Any = None  # a :class:`netvlad.eval.protocols.Protocol`
@@ -61,10 +59,11 @@ class EvaluationSettings:
     places: Any = None  # a :class:`netvlad.data.place_range.PlaceRange`: a sequence's places A to B-1 only
     output: Path | None = None  # the JSON report; the CSV and pictures go beside it
     pictures: int = 6  # queries drawn in the retrieval picture (0: none)
+    load_model: Callable[[], Any] | None = None  # instead of ``model`` (None): called after the dataset opened
 
     def __post_init__(self) -> None:
         if (self.model is None) == (self.load_model is None):
-            raise ValueError("EvaluationSettings needs one of model and load_model")
+            raise ValueError("EvaluationSettings takes a model or a load_model function, one of the two")
 
 
 @dataclass

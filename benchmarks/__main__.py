@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import importlib
 import io
+import logging
 import shlex
 import sys
 
@@ -79,6 +80,14 @@ class _Tee(io.TextIOBase):
         self.stream.flush()
 
 
+def set_up_logging(module) -> None:
+    """The process's logging for one benchmark: its ``LOG_LEVEL`` (else WARNING), its ``QUIET_LOGGERS`` at WARNING."""
+    logging.basicConfig(level=getattr(module, "LOG_LEVEL", logging.WARNING),
+                        format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for name in getattr(module, "QUIET_LOGGERS", ()):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv``, run the benchmark, print (and with ``--results``, write) its table; -> exit status.
 
@@ -87,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     name = next((word for word in argv if not word.startswith("-")), "")
     pin_threads(argv, THREADS.get(name, 1))
     args = build_parser().parse_args(argv)
+    set_up_logging(args.module)
     results = getattr(args, "results", None)
     tee = _Tee(sys.stdout)
     with contextlib.redirect_stdout(tee) if results is not None else contextlib.nullcontext():

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import math
 import shutil
 from pathlib import Path
@@ -127,7 +126,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark with the parsed options."""
-    logging.basicConfig(level=logging.WARNING)
     from netvlad.cli.main import main as netvlad
     from netvlad.numerics import cpu_isa, cpu_name
 

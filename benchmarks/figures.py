@@ -11,7 +11,14 @@ kernels before torch loads), at 1 torch thread:
 Runs are resumable: the demo skips its finished steps and an evaluation whose JSON exists is read back, so a
 second call with the same ``--out`` only prints (``--force`` measures again).
 
+``--picture NAME`` measures nothing: it draws a docs picture from the table of the fragment the measuring benchmark
+wrote, so the picture shows the numbers of the table beside it (rerun it after the fragment is regenerated):
+``engine-speed`` (images per second per engine and batch, ``docs/results/engine-speed.md`` of ``python -m
+benchmarks engine``) and ``cpu-chunk`` (milliseconds per image against images per call, ``docs/results/cpu-chunk.md``
+of ``python -m benchmarks cpu-chunk``), both on docs/engine.md.
+
     python -m benchmarks figures [--only demo|gardens-point] [--seeds 0 1 2] [--out DIR] [--force]
+    python -m benchmarks figures --picture engine-speed|cpu-chunk [--fragments docs/results] [--png PATH]
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shlex
 import statistics
 import subprocess
@@ -103,17 +111,123 @@ def gardens_point(out: Path, force: bool) -> str:
     return "\n".join([*lines, "", protocol])
 
 
+def fragment_table(path: Path) -> list[dict[str, str]]:
+    """The first Markdown table of a docs fragment: one ``{column: cell}`` per row."""
+    rows = [line.strip().strip("|").split("|") for line in path.read_text(encoding="utf-8").splitlines()
+            if line.startswith("|")]
+    if len(rows) < 3:
+        raise SystemExit(f"{path}: no Markdown table to draw")
+    header = [cell.strip() for cell in rows[0]]
+    return [dict(zip(header, (cell.strip() for cell in row), strict=True)) for row in rows[2:]]
+
+
+ENGINE_CELL = re.compile(r"([\d.]+) → ([\d.]+)[^(]*(?:\(batch (\d+)\))?")
+
+
+def engine_speeds(rows: list[dict[str, str]]) -> dict[str, dict[str, tuple[float, float]]]:
+    """``{model at input: {batch: (torch, onnxruntime) images per second}}`` from engine-speed.md's rows (a cell
+    ``24.51 → 50.57, 2.06×``, or ``… (batch 4)`` where the run used another batch than its column's; an empty
+    cell is a batch not measured)."""
+    out = {}
+    for row in rows:
+        cells = {column: ENGINE_CELL.search(cell) for column, cell in row.items() if column.startswith("batch")}
+        out[f"{row['model']} at {row['input']}"] = {m[3] or column.removeprefix("batch "): (float(m[1]), float(m[2]))
+                                                     for column, m in cells.items() if m}
+    return out
+
+
+def draw_engine_speed(fragment: Path, png: Path) -> Path:
+    """Images per second of torch and onnxruntime per batch size, one panel per model and input, from the
+    fragment's table; -> the PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from netvlad.files import save_figure
+
+    speeds = engine_speeds(fragment_table(fragment))
+    columns = 2
+    rows = (len(speeds) + columns - 1) // columns
+    fig, axes = plt.subplots(rows, columns, figsize=(7.5, 2.6 * rows), dpi=110, squeeze=False)
+    for ax, (label, batches) in zip(axes.flat, speeds.items(), strict=False):  # spare panels hidden below
+        x = np.arange(len(batches))
+        for offset, engine, colour in ((-0.2, 0, "#7f7f7f"), (0.2, 1, "#1f77b4")):
+            values = [pair[engine] for pair in batches.values()]
+            ax.bar(x + offset, values, 0.4, color=colour, label=("torch", "onnxruntime")[engine])
+            for xi, value in zip(x + offset, values, strict=True):
+                ax.annotate(f"{value:.1f}", (xi, value), ha="center", va="bottom", fontsize=7)
+        ax.set_xticks(x, [f"batch {b}" for b in batches])
+        ax.set_title(label, fontsize=9)
+        ax.set_ylabel("images / s")
+        ax.margins(y=0.15)
+        ax.grid(True, axis="y", alpha=0.3)
+    for ax in list(axes.flat)[len(speeds):]:
+        ax.set_visible(False)
+    fig.legend(*axes.flat[0].get_legend_handles_labels(), loc="upper right", fontsize=8, ncols=2)
+    fig.suptitle(f"Whole pipeline, images per second ({fragment.name})", fontsize=10, x=0.02, ha="left")
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    return save_figure(fig, png)
+
+
+def draw_cpu_chunk(fragment: Path, png: Path) -> Path:
+    """Milliseconds per image against images per call, eager and traced, one panel per model and input, with the
+    plain NCHW model (one image a call) and the chunk the rule picks marked; from the fragment's table."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from netvlad.files import save_figure
+
+    rows = fragment_table(fragment)
+    fig, axes = plt.subplots(1, len(rows), figsize=(2.6 * len(rows), 2.9), dpi=110, squeeze=False)
+    for ax, row in zip(axes.flat, rows, strict=True):
+        for path, colour in (("eager", "#7f7f7f"), ("traced", "#1f77b4")):
+            chunks = [(int(c.split()[1]), float(v.split()[0])) for c, v in row.items() if c.startswith(f"{path} ")]
+            ax.plot(*zip(*chunks, strict=True), "o-", color=colour, label=f"{path} (folded, channels_last)")
+        ax.axhline(float(row["nchw, 1 a call (ms/image)"]), color="#d62728", ls="--", lw=1, label="NCHW, 1 a call")
+        ax.axvline(int(row["rule"]), color="#2ca02c", ls=":", lw=1, label="the rule's chunk")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks([1, 2, 4, 8], ["1", "2", "4", "8"])
+        ax.set(xlabel="images per call", title=f"{row['model']}, {row['input']}")
+        ax.title.set_fontsize(8)
+        ax.set_ylim(bottom=0)
+        ax.grid(True, alpha=0.3)
+    axes.flat[0].set_ylabel("ms per image")
+    fig.legend(*axes.flat[0].get_legend_handles_labels(), loc="lower center", fontsize=7, ncols=4)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    return save_figure(fig, png)
+
+
+PICTURES = {"engine-speed": ("engine-speed.md", "engine_speed.png", draw_engine_speed),
+            "cpu-chunk": ("cpu-chunk.md", "cpu_chunk.png", draw_cpu_chunk)}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """This benchmark's options."""
     parser.add_argument("--only", choices=("demo", "gardens-point"), help="one table (default: both)")
+    parser.add_argument("--picture", choices=sorted(PICTURES),
+                        help="draw this docs picture from its fragment's table instead (measures nothing)")
+    parser.add_argument("--fragments", type=Path, default=REPO / "docs" / "results",
+                        help="--picture: the folder of the fragment it reads (default: docs/results)")
+    parser.add_argument("--png", type=Path, help="--picture: where it goes (default: docs/images/<name>.png)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="demo seeds (default: 0)")
     parser.add_argument("--out", type=Path, default=None, help="where the runs go (default: the benchmark folder)")
     parser.add_argument("--force", action="store_true", help="measure again what was measured before")
     add_results_option(parser)
 
 
-def run(args: argparse.Namespace) -> str:
-    """Run the benchmark with the parsed options (with ``--only``, the one table without a heading: a docs fragment)."""
+def run(args: argparse.Namespace) -> str | None:
+    """Run the benchmark with the parsed options (with ``--only``, the one table without a heading: a docs fragment;
+    with ``--picture``, the picture drawn and nothing measured)."""
+    if args.picture:
+        if args.results is not None or args.only:
+            raise SystemExit("--picture draws from an existing fragment: drop --results and --only")
+        fragment, png, draw = PICTURES[args.picture]
+        print(f"wrote {draw(args.fragments / fragment, args.png or REPO / 'docs' / 'images' / png)}")
+        return None
     out = args.out or work_dir("figures")
     out.mkdir(parents=True, exist_ok=True)
     parts = []

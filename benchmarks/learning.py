@@ -29,6 +29,10 @@ from netvlad.train.frozen import FrozenFeatures
 from netvlad.train.sets import holdout_last
 from netvlad.train.train_config import LOSS_NORMALIZATIONS, TrainConfig, read_config_file
 
+# logging the entry sets up (benchmarks.__main__): each curve's progress, without the loops' own lines
+LOG_LEVEL = logging.INFO
+QUIET_LOGGERS = ("netvlad.train.loop", "netvlad.extract.clusters", "netvlad.train.sets")
+
 NORDLAND = SHARED_DATA / "nordland"
 # AlexNet from scratch as issue 20 compared it with Nanne/pytorch-NetVlad: K = 64, 128 × 256, every layer trained.
 ALEXNET = dict(backbone="alexnet", pretrained=False, train_from=0, num_clusters=64, resize="fixed", size=(128, 256),
@@ -230,9 +234,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> str:
     """Run the benchmark with the parsed options."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    for module in ("netvlad.train.loop", "netvlad.extract.clusters", "netvlad.train.sets"):
-        logging.getLogger(module).setLevel(logging.WARNING)
     torch.set_num_threads(args.threads)
     name, seeds, queries, every = args.setup, args.seeds, args.queries, args.every
     if args.quick:

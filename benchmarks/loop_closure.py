@@ -15,7 +15,6 @@ precision, the distance threshold at 100 % precision, per-frame latency). Ground
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 
 from benchmarks.common import REPO, SHARED_DATA, add_results_option, work_dir
@@ -71,7 +70,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> str:
     """Run the benchmark with the parsed options."""
-    logging.basicConfig(level=logging.WARNING)
     from netvlad.eval.pr_plot import plot_pr
 
     results = curves(args)

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import logging
 import sys
 from pathlib import Path
 
@@ -260,7 +259,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> str:
     """Record the routes (or load them), then return the Markdown table."""
-    logging.basicConfig(level=logging.WARNING)
     import torch
 
     torch.set_num_threads(args.threads)

@@ -12,7 +12,6 @@ descriptors, as one trains on a training set), in the same run.
 from __future__ import annotations
 
 import argparse
-import logging
 import time
 from pathlib import Path
 
@@ -85,7 +84,6 @@ def run(args: argparse.Namespace) -> str:
     """Run the benchmark with the parsed options."""
     torch.set_num_threads(args.threads)
     faiss.omp_set_num_threads(args.threads)
-    logging.basicConfig(level=logging.WARNING)
     sets = scale_data.real_sets(args.cache, args.cities)
     layer = scale_data.whitening(sets, args.cache)
     lines = ["| set | descriptor | search | R@1 / R@5 / R@10 | bytes per image in RAM | notes |",

@@ -35,6 +35,7 @@ from benchmarks import scale_steps
 from benchmarks.common import ENV, REPO, add_results_option, work_dir
 
 logger = logging.getLogger("scale")
+LOG_LEVEL = logging.INFO  # progress lines, through the entry's logging set-up (benchmarks.__main__)
 ANN_KINDS = ("ivfpq", "opq-ivfpq", "hnsw")
 
 
@@ -148,7 +149,6 @@ def run(args: argparse.Namespace) -> str:
     if args.quick:
         args.sizes, args.dim, args.queries, args.big = [2000, 20_000], 512, 200, "20000x4096"
     THREADS = args.threads
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     args.work.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     rows: list[dict] = [row for path in args.include for row in json.loads(path.read_text())]

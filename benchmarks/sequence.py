@@ -45,6 +45,7 @@ from netvlad.search.exact import exact_search
 from netvlad.train.seqnet import SeqNetTraining, train_seqnet
 
 logger = logging.getLogger("sequence")
+LOG_LEVEL = logging.INFO  # progress lines, through the entry's logging set-up (benchmarks.__main__)
 DATA = SHARED_DATA
 NS = (1, 5, 10)
 
@@ -252,7 +253,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark with the parsed options."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model, label = model_from(args)

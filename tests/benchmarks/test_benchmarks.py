@@ -1,7 +1,9 @@
 """``python -m benchmarks``: every benchmark is a subcommand with working ``--help``, none reaches for ``sys.path`` or
 a fixed folder, and the cheapest ones run for real at toy sizes (timing itself is never asserted)."""
 
+import logging
 import re
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -46,6 +48,21 @@ def test_no_path_hacks_or_fixed_folders():
         text = script.read_text()
         assert "sys.path" not in text, script.name
         assert not re.search(r"Path\(\"/(work|tmp|home|data)", text), script.name
+
+
+def test_logging_is_set_up_by_the_entry_alone():
+    for script in (REPO / "benchmarks").glob("*.py"):
+        if script.name != "__main__.py":
+            text = script.read_text()
+            assert "basicConfig" not in text and ".setLevel(" not in text, script.name
+
+
+def test_the_entry_quietens_a_benchmarks_own_loggers():
+    from benchmarks import learning
+    from benchmarks.__main__ import set_up_logging
+
+    set_up_logging(learning)  # conftest restores netvlad's logger levels after the test
+    assert all(logging.getLogger(name).level == logging.WARNING for name in learning.QUIET_LOGGERS)
 
 
 def test_threads_are_pinned_before_numpy_loads(monkeypatch):
@@ -138,3 +155,23 @@ def test_layout_counts_files_lines_and_load_time_cycles(tmp_path):
     found = measure(tmp_path)
     assert found["packages"] == {"a/": (4, 0 + 3 + 6 + 1)} and found["functions"] == 1 and found["median"] == 3
     assert found["cycles"] == [["netvlad.a.x", "netvlad.a.y"]]
+
+
+def test_engine_pictures_are_drawn_from_their_fragments_tables(tmp_path, capsys):
+    from benchmarks import figures
+
+    fragment = tmp_path / "engine-speed.md"
+    fragment.write_text("`python -m benchmarks engine` — machine line\n\nImages per second:\n\n"
+                        "| model | input | batch 1 | batch 8 |\n|---|---|---|---|\n"
+                        "| A | 240×320 | 24.51 → 50.57, 2.06× | 17.17 → 50.25, 2.93× |\n"
+                        "| B | 480×640 | 1.23 → 2.12, 1.72× | 1.08 → 2.08, 1.92× (batch 4) |\n")
+    assert figures.engine_speeds(figures.fragment_table(fragment)) == {
+        "A at 240×320": {"1": (24.51, 50.57), "8": (17.17, 50.25)},
+        "B at 480×640": {"1": (1.23, 2.12), "4": (1.08, 2.08)}}  # the batch the run used, not its column's
+    png = tmp_path / "engine.png"
+    assert main(["figures", "--picture", "engine-speed", "--fragments", str(tmp_path), "--png", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"wrote {png}" in capsys.readouterr().out
+    shutil.copy(REPO / "docs" / "results" / "cpu-chunk.md", tmp_path)  # the shipped table parses and draws
+    assert main(["figures", "--picture", "cpu-chunk", "--fragments", str(tmp_path), "--png", str(png)]) == 0
+    with pytest.raises(SystemExit, match="drop --results"):
+        main(["figures", "--picture", "cpu-chunk", "--results", str(tmp_path)])

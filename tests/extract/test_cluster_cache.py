@@ -131,3 +131,34 @@ def test_the_hint_names_the_size_the_model_sees(images, tmp_path, caplog):
         cluster_if_off_the_shelf(_model(size=(32, 64), k=16), images, CONFIG, cache=tmp_path / "c")
     (line,) = [r.getMessage() for r in caplog.records if "k-means of" in r.getMessage()]
     assert "64×32 pixels give about 2 feature positions each" in line and "--resize fixed --size 128 256" in line
+
+
+@pytest.mark.parametrize("topic", ["/camera/compressed", "/camera/raw"])
+def test_bag_images_are_decoded_once_each_and_keyed_by_their_messages(images, tmp_path, kmeans_calls, monkeypatch,
+                                                                      topic):
+    from netvlad.data.bags import images as bag_images
+    from netvlad.data.bags.images import image_name
+    from tests.data.bags.helpers import image_stamp, write_run
+
+    decoded = []
+    real = bag_images.message_image
+
+    def counted(msg, msgtype, where):
+        decoded.append(where)
+        return real(msg, msgtype, where)
+
+    monkeypatch.setattr(bag_images, "message_image", counted)
+    size = (128, 192)  # enough local descriptors per centroid: no small-image warning (it opens one image more)
+    bag = write_run(tmp_path / "run.bag", images)
+    paths = [bag / image_name(topic, image_stamp(i)) for i in range(len(images))]
+    cache = tmp_path / "cache"
+    assert cluster_if_off_the_shelf(_model(size), paths, CONFIG, cache=cache) and len(kmeans_calls) == 1
+    sampled = sampled_images(paths, CONFIG)
+    assert sorted(decoded) == sorted(set(decoded)) and len(decoded) == len(sampled)  # once each, for its descriptors
+    decoded.clear()
+    assert cluster_if_off_the_shelf(_model(size), paths, CONFIG, cache=cache) and len(kmeans_calls) == 1
+    assert decoded == []  # the cached centroids, found without decoding an image
+    # another bag whose frames differ is another entry
+    other = write_run(tmp_path / "other.bag", images[::-1])
+    assert cluster_if_off_the_shelf(_model(size), [other / p.relative_to(bag) for p in paths], CONFIG, cache=cache)
+    assert len(kmeans_calls) == 2

@@ -1,10 +1,12 @@
 """``run_evaluation`` from Python gives what ``netvlad evaluate`` prints and writes."""
 
 import json
+import logging
 
 import pytest
 
 from netvlad.cli.main import main
+from netvlad.errors import BadInputError
 from netvlad.match.sequence import SequenceConfig
 from netvlad.models import ModelConfig, PlaceModel, Preprocessing, load, save_model
 from netvlad.pipeline.evaluate import EvaluationSettings, run_evaluation
@@ -42,3 +44,31 @@ def test_run_evaluation_matches_the_command(pair, tmp_path, capsys, length):
         assert ours.get(key) == theirs.get(key), key
     assert (py.parent / "r_queries.csv").read_text() == (cli.parent / "r_queries.csv").read_text()
     assert (length is None) == (out.sequence_result is None) == ("sequence_recall" not in ours)
+
+
+def test_a_wrong_dataset_is_refused_before_the_model_loads(pair, tmp_path):
+    root, checkpoint = pair
+    loaded = []
+
+    def load_model():
+        loaded.append(checkpoint)
+        return load(checkpoint)
+
+    for source, options in ((tmp_path, {}), (root, {"database": "day_left", "queries": "nope"})):
+        with pytest.raises(BadInputError, match="empty|no folder 'nope'") as refused:
+            run_evaluation(EvaluationSettings(None, source, load_model=load_model, dataset_options=options))
+        assert "\n" not in str(refused.value) and str(source) in str(refused.value)
+    assert loaded == []
+    out = run_evaluation(EvaluationSettings(None, root, load_model=load_model, ns=(1,), dataset_options={
+        "database": "day_left", "queries": "day_right", "frame_tolerance": 2}))
+    assert loaded == [checkpoint] and out.result.num_queries == 10
+    with pytest.raises(ValueError, match="a model or a load_model function"):
+        EvaluationSettings(load(checkpoint), root, load_model=load_model)
+
+
+def test_the_command_reports_a_wrong_dataset_before_any_weights(tmp_path, caplog):
+    # vgg16's ImageNet weights are not installed here: loading them first would report that instead
+    assert main(["evaluate", str(tmp_path), "--backbone", "vgg16", "--no-progress"]) == 1
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and str(tmp_path) in errors[0] and "empty" in errors[0]
+    assert not any(r.name.startswith("netvlad.models") for r in caplog.records)

@@ -5,6 +5,7 @@ Recall@N) and ``--verify PRESET`` (spatial re-ranking) are its options here."""
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 
 from netvlad.cli.options import (
@@ -81,6 +82,7 @@ def settings_from_args(args: argparse.Namespace):
         model_from_args,
         pick_device,
         preset_from_args,
+        refuse_model_args,
     )
     from netvlad.eval.protocols import get_protocol
     from netvlad.pipeline.evaluate import EvaluationSettings, refuse_sequence_with_protocol
@@ -92,11 +94,12 @@ def settings_from_args(args: argparse.Namespace):
         check_protocol_args(args, protocol)
     else:
         check_pair(args)
+    refuse_model_args(args)
     source, options = dataset_source(args), dataset_options(args)
     device = pick_device(args.device)
     return EvaluationSettings(
-        model=model_from_args(args), source=source, dataset_options=options, checkpoint=args.model,
-        protocol=protocol, sequence=sequence, sequence_method=args.sequence_method,
+        model=None, load_model=functools.partial(model_from_args, args), source=source, dataset_options=options,
+        checkpoint=args.model, protocol=protocol, sequence=sequence, sequence_method=args.sequence_method,
         sequence_model=args.sequence_model, verify=preset_from_args(args), verify_top=args.verify_top,
         ns=args.recall, radius=args.radius, device=device, engine=getattr(args, "engine", None) or default_engine(),
         store=args.store, dtype=args.dtype, skip_bad=args.skip_bad, batch_size=args.batch_size, workers=args.workers,

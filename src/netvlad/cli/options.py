@@ -209,10 +209,7 @@ def model_from_args(args: argparse.Namespace):
 
     from netvlad.models import ModelConfig, PlaceModel, Preprocessing, load
 
-    refuse_architecture_with_checkpoint(args)
-    if getattr(args, "cluster_cache", None) is not None and (args.model or args.pool != "netvlad"):
-        raise BadInputError("--cluster-cache would be ignored: only an off-the-shelf NetVLAD (--pool netvlad, no "
-                            "--model) is clustered; drop it")
+    refuse_model_args(args)
     if args.model:
         model = load(args.model)
     else:
@@ -252,6 +249,14 @@ def given(args: argparse.Namespace, defaults: dict) -> list[str]:
                                                                           else [value]))
             flags.append(f"--{dest.replace('_', '-')}{shown}")
     return flags
+
+
+def refuse_model_args(args: argparse.Namespace) -> None:
+    """The model flags that cannot apply together, refused before anything loads."""
+    refuse_architecture_with_checkpoint(args)
+    if getattr(args, "cluster_cache", None) is not None and (args.model or args.pool != "netvlad"):
+        raise BadInputError("--cluster-cache would be ignored: only an off-the-shelf NetVLAD (--pool netvlad, no "
+                            "--model) is clustered; drop it")
 
 
 def refuse_architecture_with_checkpoint(args: argparse.Namespace) -> None:

@@ -29,7 +29,21 @@ logger = logging.getLogger(__name__)
 @dataclass
 class VerifiedEval:
     """Recall@N {N: percent} of one dataset before (``global_recall``, of the ranking ``base``: ``"global"`` or a
-    sequence ranking's label) and after re-ranking (``recall``), with the re-ranking itself."""
+    sequence ranking's label) and after re-ranking (``recall``), with the re-ranking itself.
+
+    Examples:
+        >>> from netvlad.match.verify import VerifiedRanking, get_preset
+        >>> ranking = VerifiedRanking(np.array([[1, 0], [2, 0]]), np.zeros((2, 2)), skipped=0,
+        ...                           seconds=np.array([0.02, 0.04]), bytes_per_image=3140)  # two queries re-ranked
+        >>> result = VerifiedEval(get_preset("speed"), 2, recall={1: 100.0}, global_recall={1: 50.0},
+        ...                       ranking=ranking, global_ranked=np.array([[0, 1], [2, 0]]))  # as evaluate_verified
+        >>> print(result.table())
+                                  R@1
+                        global  50.00
+                 speed (top 2) 100.00
+        >>> result.summary()["verify"]["rerank_seconds_per_query"]  # seconds, mean over the queries
+        0.03
+    """
 
     preset: VerifyPreset
     top: int
@@ -123,6 +137,21 @@ def verify_given(model: PlaceModel, dataset: GeoDataset, positives: Sequence[np.
 
     ``groups`` ``(N,)`` panorama ids: the top images are re-ranked, then both rankings keep only the first-ranked
     image of each panorama before Recall@N (Tokyo 24/7's scoring), so the padded tail counts as misses.
+
+    Examples:
+        >>> from netvlad.data import open_dataset, synthetic
+        >>> from netvlad.models import ModelConfig
+        >>> city = open_dataset(synthetic.generate_city(synthetic.CityConfig.preset("tiny"), "city"))  # 20 + 10 views
+        >>> model = PlaceModel(ModelConfig(num_clusters=4, preprocessing={"resize": "none"})).eval()
+        >>> toy = VerifyPreset("toy", "1 × 1 patches, 16-D", sizes=(1,), dim=16, scorer="rapid")
+        >>> ranked = np.tile(np.arange(5), (10, 1))  # a ranking of one's own: database rows 0-4 for every query
+        >>> distances = np.tile(np.linspace(0.5, 0.9, 5), (10, 1))  # its scores, lower is better
+        >>> verified = verify_given(model, city, city.positives(), toy, "given", ranked, distances, ns=(1, 5),
+        ...                         base="rows 0-4")
+        >>> verified.base, all(set(row) == set(range(5)) for row in verified.ranking.ranked)  # re-ordered only
+        ('rows 0-4', True)
+        >>> verified.recall[5] == verified.global_recall[5]  # re-ranking inside the top 5 never adds a hit
+        True
     """
     top = ranked.shape[1]
     ranking = verify_folders(model, preset, dataset.database.root, dataset.database.names, dataset.queries.paths(),

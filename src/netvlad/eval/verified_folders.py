@@ -29,7 +29,20 @@ def reorder(ranked: np.ndarray, distances: np.ndarray, verified: VerifiedRanking
 
 def verify_folder_ranking(model: PlaceModel, preset: VerifyPreset, ranking: Ranking, k: int, top: int,
                           store_dir: Path, device: torch.device | str = "cpu") -> tuple[Ranking, VerifiedRanking]:
-    """Re-rank a :func:`netvlad.eval.folder_ranking.rank_folders` ranking (≥ ``top`` columns) to its top-``k``."""
+    """Re-rank a :func:`netvlad.eval.folder_ranking.rank_folders` ranking (≥ ``top`` columns) to its top-``k``.
+
+    Examples:
+        >>> from netvlad.data import synthetic
+        >>> from netvlad.eval.folder_ranking import rank_folders
+        >>> from netvlad.models import ModelConfig
+        >>> test = synthetic.generate_city(synthetic.CityConfig.preset("tiny"), "city") / "images" / "test"
+        >>> model = PlaceModel(ModelConfig(num_clusters=4, preprocessing={"resize": "none"})).eval()
+        >>> ranking = rank_folders(model, test / "database", test / "queries", k=5)  # what `netvlad retrieve` ranks
+        >>> toy = VerifyPreset("toy", "1 × 1 patches, 16-D", sizes=(1,), dim=16, scorer="rapid")
+        >>> reranked, verified = verify_folder_ranking(model, toy, ranking, k=3, top=5, store_dir=Path("patches"))
+        >>> reranked.ranked.shape, all(set(a) <= set(b) for a, b in zip(reranked.ranked, ranking.ranked))
+        ((10, 3), True)
+    """
     verified = verify_folders(model, preset, ranking.base, ranking.database_names,
                               [ranking.base / n for n in ranking.query_names], ranking.ranked, ranking.distances,
                               top, store_dir, device)
@@ -39,7 +52,23 @@ def verify_folder_ranking(model: PlaceModel, preset: VerifyPreset, ranking: Rank
 
 def verify_index_search(index, query_paths: Sequence[Path], descriptors: np.ndarray, preset: VerifyPreset, top: int,
                         k: int, device: torch.device | str = "cpu") -> tuple[np.ndarray, np.ndarray]:
-    """A :class:`netvlad.places.localise.PlaceIndex` search re-ranked: -> (distances, store rows) ``(Q, k)``."""
+    """A :class:`netvlad.places.localise.PlaceIndex` search re-ranked: -> (distances, store rows) ``(Q, k)``.
+
+    Examples:
+        >>> from netvlad.data import open_dataset, synthetic
+        >>> from netvlad.extract import extract_descriptors
+        >>> from netvlad.models import ModelConfig
+        >>> from netvlad.places import PlaceIndex, build_place_index
+        >>> city = open_dataset(synthetic.generate_city(synthetic.CityConfig.preset("tiny"), "city"))  # 20 + 10 views
+        >>> model = PlaceModel(ModelConfig(num_clusters=4, preprocessing={"resize": "none"})).eval()
+        >>> _ = build_place_index(model, city.database, "index")  # what `netvlad index build` writes
+        >>> index, queries = PlaceIndex.load("index"), city.queries.paths()
+        >>> toy = VerifyPreset("toy", "1 × 1 patches, 16-D", sizes=(1,), dim=16, scorer="rapid")
+        >>> distances, rows = verify_index_search(index, queries, extract_descriptors(index.model, queries), toy,
+        ...                                       top=5, k=3)  # what `netvlad query --verify` returns
+        >>> rows.shape, (Path("index") / "patches").is_dir()  # the database's patches kept in the index folder
+        ((10, 3), True)
+    """
     root = Path(index.meta.get("root") or "")
     if not root.is_dir():
         where = "" if root.is_absolute() else (" (a path recorded relative to the directory the index was built in: "

@@ -46,7 +46,21 @@ def sequence_shortlist(sequence: SequenceResult, top: int) -> tuple[np.ndarray, 
 def verify_sequence(model: PlaceModel, dataset: GeoDataset, positives: Sequence[np.ndarray],
                     sequence: SequenceResult, preset: VerifyPreset, store_dir: Path | str, top: int = 100,
                     ns: Sequence[int] = (1, 5, 10, 20), device: torch.device | str = "cpu") -> VerifiedEval:
-    """Re-rank each query's sequence top-``top`` by patch matching (database patches kept in ``store_dir``)."""
+    """Re-rank each query's sequence top-``top`` by patch matching (database patches kept in ``store_dir``).
+
+    Examples:
+        >>> from netvlad.eval.sequence import evaluate_sequences
+        >>> from netvlad.match.sequence import SequenceConfig
+        >>> from netvlad.data import open_dataset, synthetic
+        >>> from netvlad.models import ModelConfig
+        >>> city = open_dataset(synthetic.generate_city(synthetic.CityConfig.preset("tiny"), "city"))  # 20 + 10 views
+        >>> model = PlaceModel(ModelConfig(num_clusters=4, preprocessing={"resize": "none"})).eval()
+        >>> toy = VerifyPreset("toy", "1 × 1 patches, 16-D", sizes=(1,), dim=16, scorer="rapid")
+        >>> single, sequence = evaluate_sequences(model, city, SequenceConfig(length=3), ns=(1, 5), store_dir="store")
+        >>> verified = verify_sequence(model, city, city.positives(), sequence, toy, "store", top=5, ns=(1, 5))
+        >>> verified.base == f"sequence {sequence.label}", verified.global_recall == sequence.recall
+        (True, True)
+    """
     ranked, scores = sequence_shortlist(sequence, top)
     return verify_given(model, dataset, positives, preset, store_dir, ranked, scores, ns, device,
                         base=f"sequence {sequence.label}", groups=panorama_groups(dataset))

@@ -52,13 +52,14 @@ def backbone_digest(model: PlaceModel) -> str:
 def image_identity(path: Path) -> str:
     """SHA-256 of an image file's bytes: a changed or replaced file differs, the same file anywhere is the same
     (frames a stream writes to a new temporary folder each run, a copied dataset). An image inside a ROS bag is
-    identified by its decoded pixels (it is a message, not a file)."""
-    from netvlad.data.bags.images import is_bag_image, open_bag_image
+    identified by its message's type and serialised bytes (it is a message, not a file), never decoded here: the
+    sampling decodes it once, for its descriptors."""
+    from netvlad.data.bags.images import bag_message, is_bag_image
 
     if is_bag_image(path):
-        image = open_bag_image(path)
-        digest = hashlib.sha256(f"{image.mode} {image.size}".encode())
-        digest.update(image.tobytes())
+        msgtype, raw = bag_message(path)
+        digest = hashlib.sha256(f"{msgtype} {len(raw)} ".encode())
+        digest.update(raw)
         return digest.hexdigest()
     with open(path, "rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()

@@ -5,6 +5,7 @@ what ``netvlad evaluate`` prints and writes, for a Python user."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,10 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class EvaluationSettings:
-    """Everything one evaluation decides from: the model (loaded or built, before k-means), the dataset
-    (``source`` opened with ``dataset_options``, :func:`netvlad.data.open_dataset`'s keywords, or under
-    ``protocol`` as the protocol reads it), and the options of extraction, search, sequence matching and
+    """Everything one evaluation decides from: the model (loaded or built, before k-means; or ``load_model``, a
+    function that loads it, called once the dataset has opened, so a wrong dataset is reported before any weights
+    load), the dataset (``source`` opened with ``dataset_options``, :func:`netvlad.data.open_dataset`'s keywords,
+    or under ``protocol`` as the protocol reads it), and the options of extraction, search, sequence matching and
     re-ranking. ``radius`` in metres (None: 25 m); ``max_memory`` in bytes (None: the library's default).
 
     Examples:
@@ -57,6 +59,11 @@ class EvaluationSettings:
     places: Any = None  # a :class:`netvlad.data.place_range.PlaceRange`: a sequence's places A to B-1 only
     output: Path | None = None  # the JSON report; the CSV and pictures go beside it
     pictures: int = 6  # queries drawn in the retrieval picture (0: none)
+    load_model: Callable[[], Any] | None = None  # instead of ``model`` (None): called after the dataset opened
+
+    def __post_init__(self) -> None:
+        if (self.model is None) == (self.load_model is None):
+            raise ValueError("EvaluationSettings takes a model or a load_model function, one of the two")
 
 
 @dataclass
@@ -156,7 +163,7 @@ def run_evaluation(settings: EvaluationSettings) -> EvaluationResult:
 
     device, info = join_processes(settings.device, settings.store, "netvlad evaluate needs --store DIR")
     protocol, dataset = settings.protocol, open_evaluation(settings)
-    model = settings.model
+    model = settings.model if settings.load_model is None else settings.load_model()
     check_verify_model(settings, model)
     if protocol:
         protocol_eval.with_input_size(model, protocol)

@@ -41,7 +41,21 @@ def train_run(config, run_dir: Path | str, source: Path | str | None = None, opt
               device="cpu", resume: bool = False, progress: bool = False) -> Path:
     """Open the dataset ``source`` with ``options`` (:func:`netvlad.data.open_dataset`'s keywords), record both in
     ``run_dir/dataset.json`` on a fresh run (a resume without ``source`` reads them back), record the numerics and
-    train; returns the final checkpoint ``run_dir/model.safetensors``."""
+    train; returns the final checkpoint ``run_dir/model.safetensors``.
+
+    Examples:
+        >>> from netvlad.data import synthetic
+        >>> from netvlad.train import TrainConfig
+        >>> city = synthetic.generate_city(synthetic.CityConfig.preset("tiny"), "city")  # 20 + 10 views per split
+        >>> config = TrainConfig(pretrained=False, resize="fixed", size=(64, 64), num_clusters=4, epochs=1,
+        ...                      cluster_images=10, negative_samples=6, num_negatives=3, batch_tuples=2,
+        ...                      tensorboard=False, val_places=0)  # random weights, 64 × 64: a seconds-long run
+        >>> train_run(config, "run", city, {"split": "train"})  # what `netvlad train CITY --split train` runs
+        PosixPath('run/model.safetensors')
+        >>> source, options = read_dataset_record("run")  # what `netvlad train --resume run` reopens
+        >>> source == Path(city).resolve(), options["split"]
+        (True, 'train')
+    """
     import torch
 
     from netvlad.data import open_dataset

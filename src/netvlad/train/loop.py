@@ -316,6 +316,20 @@ def train(config: TrainConfig, dataset: GeoDataset, run_dir: Path | str, val: Ge
 
     ``resume`` continues exactly from ``run_dir/state.pt``. Without ``val``, ``config.val_places`` > 0 holds out
     the last places of ``dataset`` for validation. Under torchrun every rank calls this.
+
+    Examples:
+        >>> from netvlad.data import open_dataset, synthetic
+        >>> from netvlad.models import load
+        >>> from netvlad.train import TrainConfig
+        >>> city = open_dataset(synthetic.generate_city(synthetic.CityConfig.preset("tiny"), "city"))  # 20 + 10 views
+        >>> config = TrainConfig(pretrained=False, resize="fixed", size=(64, 64), num_clusters=4, epochs=1,
+        ...                      cluster_images=10, negative_samples=6, num_negatives=3, batch_tuples=2,
+        ...                      tensorboard=False, val_places=4)  # random weights, 64 × 64: a seconds-long run
+        >>> checkpoint = train(config, city, "run")  # k-means, one epoch of mined triplets; the last 4 places validate
+        >>> checkpoint.name, sorted(p.name for p in Path("run").glob("*.safetensors"))  # best: by validation R@5
+        ('model.safetensors', ['best.safetensors', 'init.safetensors', 'model.safetensors'])
+        >>> load(checkpoint).config.num_clusters, load(checkpoint).output_dim  # K = 4 clusters of 1280-D
+        (4, 5120)
     """
     source = dataset
     if val is None and config.val_places:

@@ -121,11 +121,17 @@ def _cursor(bag: Path) -> _Cursor:
     return cursor
 
 
+def bag_message(path: Path | str) -> tuple[str, bytes]:
+    """The message type and serialised bytes of the image message named by ``path``, not decoded (a bag image's
+    identity: it has no file of its own to hash)."""
+    bag, topic, log_ns, repeat = split_image_path(Path(path))
+    cursor = _cursor(bag)
+    return cursor.types[topic], cursor.fetch(topic, log_ns, repeat)
+
+
 def open_bag_image(path: Path | str) -> Image.Image:
     """The image message named by ``path`` (see :func:`image_name`) as an opened PIL image, ready for
     :func:`netvlad.data.images.decode_image` like an image file."""
-    bag, topic, log_ns, repeat = split_image_path(Path(path))
-    cursor = _cursor(bag)
-    raw = cursor.fetch(topic, log_ns, repeat)
-    msgtype = cursor.types[topic]
-    return message_image(cursor.bag.deserialize(raw, msgtype), msgtype, f"{bag}: {topic} at {log_ns} ns")
+    bag, topic, log_ns, _ = split_image_path(Path(path))
+    msgtype, raw = bag_message(path)
+    return message_image(_cursor(bag).bag.deserialize(raw, msgtype), msgtype, f"{bag}: {topic} at {log_ns} ns")

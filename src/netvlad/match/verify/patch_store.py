@@ -154,7 +154,24 @@ class PatchStore:
 def create_patch_store(extractor: PatchExtractor, names: Sequence[str], folder: Path | str,
                        grids: Sequence[tuple[int, int]]) -> PatchStore:
     """Open the patch store in ``folder`` (refusing another model's or preset's) or create it for ``names``, with
-    rows holding ``grids`` (rows, cols) windows of each size (those of the first image: all share one size)."""
+    rows holding ``grids`` (rows, cols) windows of each size (those of the first image: all share one size).
+
+    Examples:
+        >>> from netvlad.match.verify import PatchExtractor, VerifyPreset
+        >>> from netvlad.models import ModelConfig, PlaceModel
+        >>> from netvlad.nn import PCAWhitening
+        >>> model = PlaceModel(ModelConfig(num_clusters=4, preprocessing={"resize": "none"})).eval()
+        >>> preset = VerifyPreset("toy", "2 × 2 patches, 32-D", sizes=(2,), dim=32, scorer="ransac")
+        >>> extractor = PatchExtractor(model, preset, whitening=PCAWhitening(4 * 1280, 32))
+        >>> store = create_patch_store(extractor, ["a.jpg", "b.jpg"], "rows", grids=[(3, 4)])  # empty rows
+        >>> store.capacity, store.dim, store.bytes_per_image()  # 12 windows of 32 float16 values (+ the grid)
+        ([12], 32, 772)
+        >>> other = VerifyPreset("other", "3 × 3 patches, 32-D", sizes=(3,), dim=32, scorer="ransac")
+        >>> create_patch_store(PatchExtractor(model, other, extractor.whitening), ["a.jpg"], "rows", [(2, 3)])
+        Traceback (most recent call last):
+        ...
+        netvlad.errors.BadInputError: rows: patch store written by ..., not by ...; use another folder or ...
+    """
     folder = Path(folder)
     identity = _identity(extractor, extractor.model.fingerprint())
     if not (folder / "patches.json").is_file():

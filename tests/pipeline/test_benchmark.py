@@ -187,11 +187,12 @@ def test_cells_that_do_not_apply_say_why():
         assert cell.note == note and cell.recall is None
 
 
-def _table(values: dict) -> BenchmarkResult:
-    """A result whose R@1 per (family, set) is given (one row per family: L = 10 causal)."""
+def _table(values: dict, methods: dict | None = None) -> BenchmarkResult:
+    """A result whose R@1 per (family, set) is given (one row per family: L = 10 causal; each family's sequence
+    method from ``methods``, else diagonal)."""
     families = sorted({f for f, _ in values})
     sets = sorted({s for _, s in values})
-    methods = tuple(MethodSpec(f, "diagonal", (10,), ("causal",), {}) for f in families)
+    methods = tuple(MethodSpec(f, (methods or {}).get(f, "diagonal"), (10,), ("causal",), {}) for f in families)
     suite = Suite("t", {}, tuple(type("D", (), {"name": s})() for s in sets), methods, (1,), baseline="base")
     cells = [Cell(f"{f} L=10 causal", f, 10, "causal", s, recall={1: r}) for (f, s), r in values.items()]
     return BenchmarkResult(suite, cells)
@@ -211,6 +212,23 @@ def test_leave_one_set_out_judges_by_the_worst_set():
     values[("steady", "a")] = 88.0  # 2 points below the baseline on a: nothing qualifies but the baseline
     assert select_default(_table(values)).default == "base"
     assert np.isfinite(selection.gap["base"]["a"])
+
+
+def test_a_method_that_needs_every_query_is_chosen_held_out_but_never_the_default():
+    """``std`` (diagonal-standardised) beats the baseline on every set and is chosen whichever set is left out, but
+    it needs the whole query set, which ``netvlad stream`` never has: the default stays the best frame-by-frame
+    family, and the report says why."""
+    from netvlad.pipeline.benchmark.report import markdown
+
+    values = {("base", "a"): 90.0, ("base", "b"): 60.0, ("std", "a"): 95.0, ("std", "b"): 70.0,
+              ("other", "a"): 90.0, ("other", "b"): 59.5}
+    result = _table(values, {"std": "diagonal-standardised"})
+    selection = select_default(result)
+    assert {held[0] for held in selection.held_out.values()} == {"std"}
+    assert selection.offline == ("std",) and selection.default == "base"
+    result.meta = {"command": "netvlad benchmark", "threads": 1, "seed": 0}
+    assert "Never the default (they need the whole query set, so `netvlad stream` cannot run them): std." in (
+        markdown(result, selection))
 
 
 def test_a_suite_extends_another_and_a_missing_checkpoint_names_itself(tmp_path):

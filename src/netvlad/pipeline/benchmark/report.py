@@ -105,6 +105,9 @@ def markdown(result: BenchmarkResult, selection: Selection | None) -> str:
                   selection_markdown(selection), "",
                   f"Chosen default: **{selection.default}** — the best worst-set gap among the families never more "
                   f"than {selection.tolerance:g} point below `{selection.baseline}` on any set."]
+        if selection.offline:
+            parts += ["", "Never the default (they need the whole query set, so `netvlad stream` cannot run them): "
+                      + ", ".join(selection.offline) + "."]
         if selection.per_method and len(selection.per_method) > 1:
             parts += ["", "Each method's own settings (its family with the best worst-set gap): "
                       + ", ".join(f"{m}: **{f}**" for m, f in selection.per_method.items()) + "."]
@@ -149,6 +152,7 @@ def write_reports(result: BenchmarkResult, out: Path) -> dict[str, Path]:
     if selection is not None:
         data["selection"] = {"baseline": selection.baseline, "default": selection.default,
                              "skipped": list(selection.skipped), "per_method": selection.per_method,
+                             "offline": list(selection.offline),
                              "held_out": {s: list(v) for s, v in selection.held_out.items()},
                              "gap": selection.gap, "margin": selection.margin}
     paths = {"json": out / "benchmark.json", "markdown": out / "benchmark.md", "png": out / "benchmark.png"}

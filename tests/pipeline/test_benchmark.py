@@ -61,15 +61,15 @@ models: {netvlad: {backbone: mobilenet_v2, pool: netvlad, num_clusters: 64,
                    preprocessing: {resize: fixed, size: [160, 320]}}}
 datasets: {nordland_last20: {path: nordland, database: summer, queries: winter, frame_tolerance: 1,
                              last_places: 30, model: netvlad}}
-methods: {geometric: {alpha_rule: geometric}, arithmetic: {alpha_rule: arithmetic},
+methods: {geometric: {alpha_rule: geometric}, arithmetic: {alpha_rule: arithmetic}, ratio10: {alpha_ratio: 10},
           diagonal: {method: diagonal, velocities: [1.0], lengths: [5]},
           verify: {verify: storage, verify_top: 5, verify_global_weight: 0.5}}
 """
 
 
 def test_off_the_shelf_netvlad_cells_one_per_alpha_rule(tmp_path, one_thread):
-    """K = 64 NetVLAD k-means initialised on the set's database images, once per α rule, each row on its own
-    descriptors; the leave-one-set-out choice is among the single-frame rows (the baseline's kind)."""
+    """K = 64 NetVLAD k-means initialised on the set's database images, once per α rule and target ratio, each row
+    on its own descriptors; the leave-one-set-out choice is among the single-frame rows (the baseline's kind)."""
     from netvlad.extract.store import DescriptorStore
     from netvlad.pipeline.benchmark.report import write_reports
 
@@ -81,17 +81,19 @@ def test_off_the_shelf_netvlad_cells_one_per_alpha_rule(tmp_path, one_thread):
     (queries,) = {c.queries for c in cells.values()}
     stores = tmp_path / "cache" / "nordland_last20"
     # the geometric rule is the model's own (the default): its rows and the diagonal row share one store
-    assert sorted(p.name for p in stores.iterdir()) == ["netvlad", "netvlad@arithmetic"]
+    assert sorted(p.name for p in stores.iterdir()) == ["netvlad", "netvlad@arithmetic", "netvlad@geometricx10"]
     geometric = DescriptorStore.open(stores / "netvlad" / "queries").load()
     arithmetic = DescriptorStore.open(stores / "netvlad@arithmetic" / "queries").load()
     assert geometric.shape == arithmetic.shape == (queries, 64 * 1280)
     np.testing.assert_allclose(np.linalg.norm(geometric, axis=1), 1, atol=1e-3)
     assert not np.allclose(geometric, arithmetic)  # the softer arithmetic α assigns otherwise
-    assert len(list((tmp_path / "cache" / "clusters").glob("*.safetensors"))) == 2  # one k-means per α rule
+    ratio10 = DescriptorStore.open(stores / "netvlad@geometricx10" / "queries").load()
+    assert not np.allclose(geometric, ratio10)  # ratio 10: a softer α than the official 100
+    assert len(list((tmp_path / "cache" / "clusters").glob("*.safetensors"))) == 3  # one k-means per α setting
     result.meta = {"command": "netvlad benchmark", "threads": 1, "seed": 0}
     report = json.loads(write_reports(result, tmp_path / "out")["json"].read_text())
-    assert report["selection"]["default"] in ("geometric", "arithmetic", "verify")
-    assert set(report["selection"]["gap"]) == {"geometric", "arithmetic", "verify"}  # the single-frame rows
+    assert report["selection"]["default"] in ("geometric", "arithmetic", "ratio10", "verify")
+    assert set(report["selection"]["gap"]) == {"geometric", "arithmetic", "ratio10", "verify"}  # single-frame rows
     # the re-ranked row: the top 5 of the single frame re-ordered, so its R@5 is the single frame's
     assert cells["verify"].recall[5] == cells["geometric"].recall[5] and cells["verify"].ms_per_query > 0
 
@@ -122,12 +124,19 @@ methods: {single: {}}
     (("methods: {single: {}}", "methods: {x: {method: seqslam, contrast_radius: 0}}"), "contrast_radius must be"),
     (("methods: {single: {}}", "methods: {x: {method: diagonal, modes: [forward]}}"), "unknown mode 'forward'"),
     (("models:", "baseline: z\nmodels:"), "unknown baseline method 'z'; known: single"),
-    (("pool: gem}", "pool: gem, alpha: 3}"), "model 'm': unknown option 'alpha'; known: alpha_rule, backbone"),
+    (("pool: gem}", "pool: gem, alpha: 3}"),
+     "model 'm': unknown option 'alpha'; known: alpha_ratio, alpha_rule, backbone"),
     (("pool: gem}", "pool: netvlad, alpha_rule: median}"), "unknown alpha_rule 'median'; known: arithmetic, geometric"),
     (("pool: gem}", "pool: gem, alpha_rule: geometric}"), "model 'm': alpha_rule sets off-the-shelf NetVLAD's α"),
     (("methods: {single: {}}", "methods: {a: {alpha_rule: arithmetic}}"),
      "method 'a': alpha_rule needs an off-the-shelf NetVLAD model, dataset 'd' uses 'm'"),
     (("methods: {single: {}}", "methods: {a: {alpha_rule: mean}}"), "unknown alpha_rule 'mean'; known: arithmetic"),
+    (("methods: {single: {}}", "methods: {a: {alpha_ratio: 1}}"),
+     "method 'a': alpha_ratio must be a number > 1 \\(the official 100\\), got 1"),
+    (("methods: {single: {}}", "methods: {a: {alpha_ratio: 10}}"),
+     "method 'a': alpha_ratio needs an off-the-shelf NetVLAD model, dataset 'd' uses 'm'"),
+    (("pool: gem}", "pool: gem, alpha_ratio: 10}"), "model 'm': alpha_ratio sets off-the-shelf NetVLAD's α"),
+    (("pool: gem}", "pool: netvlad, alpha_ratio: many}"), "model 'm': alpha_ratio must be a number > 1"),
     (("methods: {single: {}}", "methods: {v: {verify: fast}}"),
      "method 'v': unknown verify preset 'fast'; known: performance, speed, storage"),
     (("methods: {single: {}}", "methods: {v: {verify_top: 20}}"), "method 'v': verify_top without verify"),

@@ -124,7 +124,8 @@ def markdown(result: BenchmarkResult, selection: Selection | None) -> str:
                       f"same set, L and mode; margin: minus `{selection.baseline}`'s; worst over L and modes):", "",
                   selection_markdown(selection), "",
                   f"Chosen default: **{selection.default}** — the best worst-set gap among the families never more "
-                  f"than {selection.tolerance:g} point below `{selection.baseline}` on any set."]
+                  f"than {selection.tolerance:g} point below `{selection.baseline}` on any set"
+                  + (", among those that run frame by frame." if selection.offline else ".")]
         parts += ["", _target_sentence(selection)]
         if selection.offline:
             parts += ["", "Never the default (they need the whole query set, so `netvlad stream` cannot run them): "

@@ -273,3 +273,15 @@ def test_a_fragment_header_names_its_command_date_and_machine_as_the_docs_requir
     assert first.startswith("`python benchmarks/decode.py --count 2` — ")
     assert COMMAND.match(first) and DATE.search(first) and MACHINE.search(first)
     assert ", 1 thread, torch " in first and first.endswith(", seed 0.")
+
+
+def test_a_failed_cell_runs_again_a_finished_one_is_reused(tmp_path):
+    """A saved cell that failed (its store was stale, its checkpoint missing) is computed again by the next run;
+    a finished one with the same key is reused, one with another key is not."""
+    from netvlad.pipeline.benchmark.run import _save, _saved
+
+    done, failed = tmp_path / "done.json", tmp_path / "failed.json"
+    _save(done, "k", Cell("single", "single", 1, "-", "d", recall={1: 50.0}))
+    _save(failed, "k", Cell("single", "single", 1, "-", "d", error="BadInputError: stale store"))
+    assert _saved(done, "k").recall == {1: 50.0} and _saved(done, "other") is None
+    assert _saved(failed, "k") is None

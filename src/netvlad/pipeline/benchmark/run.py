@@ -2,8 +2,8 @@
 under the cache folder, the single-frame search made once, then every method row over the same descriptors.
 
 Every cell is saved as it finishes (``OUT/cells/<dataset>/<row>.json``, written atomically, keyed by the settings
-that made it), so an interrupted run continues where it stopped; a cell that fails holds its error and the rest of
-the table runs.
+that made it), so an interrupted run continues where it stopped; a cell that fails holds its error, the rest of
+the table runs, and the next run tries it again.
 """
 
 from __future__ import annotations
@@ -211,7 +211,10 @@ def _saved(path: Path, key: str) -> Cell | None:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return Cell.from_dict(data["cell"]) if data.get("key") == key else None
+    if data.get("key") != key:
+        return None
+    cell = Cell.from_dict(data["cell"])
+    return None if cell.error is not None else cell  # a failed cell runs again (its cause may be fixed)
 
 
 def _save(path: Path, key: str, cell: Cell) -> None:

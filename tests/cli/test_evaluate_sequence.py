@@ -73,6 +73,8 @@ def test_sequence_length_below_two_is_a_usage_error(sequence, checkpoint, capsys
      "--shortlist does not apply to --sequence-method diagonal"),
     (("--sequence", "5", "--sequence-method", "diagonal", "--contrast-radius", "3"),
      "--contrast-radius does not apply to --sequence-method diagonal"),
+    (("--sequence", "5", "--sequence-method", "diagonal-standardised", "--shortlist", "30"),
+     "--shortlist does not apply to --sequence-method diagonal-standardised (it scores every database frame"),
     (("--sequence", "5", "--sequence-method", "delta", "--velocities", "0.8,1"),
      "--velocities does not apply to --sequence-method delta"),
     (("--sequence", "5", "--sequence-method", "seqslam", "--shortlist", "1", "--propagate", "0"),

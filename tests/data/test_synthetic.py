@@ -186,6 +186,39 @@ def test_reuse_and_refuse_existing_output(tiny_city):
         generate_city(dataclasses.replace(TINY, seed=5), tiny_city)
 
 
+def test_interrupted_generation_resumes_to_the_same_files(tiny_city, tmp_path, monkeypatch):
+    """A run killed after 20 images, one of them then damaged, is resumed by the next call: the damaged image is
+    rendered again, the others kept, and every image, poses.csv, sequences.csv and city.json equal an
+    uninterrupted run's byte for byte."""
+    from netvlad.data.synthetic import writer
+
+    render = writer._encoded
+
+    def killed(jobs, workers):
+        for n, data in enumerate(render(jobs, workers)):
+            if n == 20:
+                raise KeyboardInterrupt
+            yield data
+
+    monkeypatch.setattr(writer, "_encoded", killed)
+    out = tmp_path / "city"
+    with pytest.raises(KeyboardInterrupt):
+        generate_city(TINY, out)
+    assert len(_files(out)) == 20 and not (out / "city.json").exists()
+    damaged = sorted((out / "images").rglob("*.jpg"))[3]
+    damaged.write_bytes(damaged.read_bytes()[:100])
+    (damaged.parent / f".{damaged.name}.x.tmp").write_bytes(b"torn")  # an atomic write cut short
+    rendered = []
+    monkeypatch.setattr(writer, "_encoded", lambda jobs, workers: (rendered.append(j) or render([j], 1).__next__()
+                                                                    for j in jobs))
+    assert generate_city(TINY, out) == out
+    assert len(rendered) == len(_poses(tiny_city)) - 19  # the 19 intact images kept
+    assert _files(out) == _files(tiny_city)
+    for name in ("poses.csv", "sequences.csv", "city.json"):
+        assert (out / name).read_bytes() == (tiny_city / name).read_bytes()
+    assert not (out / writer.PROGRESS).exists() and not list((out / "images").rglob("*.tmp"))
+
+
 def test_config_rejects_bad_values():
     with pytest.raises(ValueError, match="unknown condition"):
         CityConfig(query_conditions=("monsoon",))

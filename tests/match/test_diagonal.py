@@ -135,3 +135,68 @@ def test_online_reads_a_memory_mapped_or_float16_database_as_the_in_memory_one(n
         np.testing.assert_allclose(from_map.scores, memory.scores, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(from_half.scores, half_in_memory.scores, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(memory.scores[0], np.sort(truth[i])[:5], rtol=1e-4, atol=1e-5)
+
+
+def brute_force_standardised(queries, database, q_seq, q_frames, db_seq, db_frames, config) -> np.ndarray:
+    """(Q, N) mean standardised squared distance along the best trajectory, as plain loops: each database frame's
+    distances standardised by their mean and deviation over every query; a point outside the database sequence
+    counts as (bound − smallest mean) / smallest deviation."""
+    q64, db64 = queries.astype(np.float64), database.astype(np.float64)
+    squared = np.array([[float(((q - x) ** 2).sum()) for x in db64] for q in q64])
+    mean, scale = squared.mean(axis=0), squared.std(axis=0)
+    largest = max(float(np.linalg.norm(x)) for x in db64)
+    db_lists = {s: sorted(np.flatnonzero(db_seq == s), key=lambda j: (db_frames[j], j)) for s in set(db_seq)}
+    q_lists = {s: sorted(np.flatnonzero(q_seq == s), key=lambda i: (q_frames[i], i)) for s in set(q_seq)}
+    scores = np.zeros(squared.shape)
+    for members in q_lists.values():
+        for t, i in enumerate(members):
+            window = members[max(0, t - config.before):t + config.after + 1]
+            for db_members in db_lists.values():
+                for p, j in enumerate(db_members):
+                    best = np.inf
+                    for v in config.velocities:
+                        total = 0.0
+                        for w in window:
+                            at = p + int(np.rint(v * (q_frames[w] - q_frames[i])))
+                            if 0 <= at < len(db_members):
+                                x = db_members[at]
+                                total += (squared[w, x] - mean[x]) / scale[x]
+                            else:
+                                bound = (float(np.linalg.norm(q64[w])) + largest) ** 2
+                                total += (bound - mean.min()) / scale.min()
+                        best = min(best, total / len(window))
+                    scores[i, j] = best
+    return scores
+
+
+@pytest.mark.parametrize(("length", "centred", "velocities", "memory"),
+                         [(5, False, (1.0,), None), (4, True, (0.8, 1.0, 1.25), 3e4)])
+def test_standardised_diagonal_equals_brute_force_on_nordland(nordland, length, centred, velocities, memory):
+    """The standardised score (sequence method diagonal-standardised): every score of the top 12 is the loop
+    reference's, in its order, for two memory budgets; and it is not the raw ranking."""
+    database, queries = thumbnails(nordland, "summer", 40), thumbnails(nordland, "winter", 40)
+    keep = np.r_[0:17, 19:40]
+    queries = queries[keep]
+    db_seq, db_frames = (np.arange(40) >= 25).astype(np.int64), np.arange(40)
+    q_seq, q_frames = (keep >= 30).astype(np.int64), keep
+    config = SequenceConfig(length=length, centred=centred, velocities=velocities)
+    orders = SequenceOrder(q_seq, q_frames, ("x", "y")), SequenceOrder(db_seq, db_frames, ("a", "b"))
+    budget = {} if memory is None else {"max_memory": memory}
+    got = diagonal_rank(queries, database, *orders, config, k=12, standardised=True, **budget)
+    ref = brute_force_standardised(queries, database, q_seq, q_frames, db_seq, db_frames, config)
+    for q in range(len(queries)):
+        np.testing.assert_allclose(got.scores[q], ref[q, got.ranked[q]], rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(got.scores[q], np.sort(ref[q])[:12], rtol=1e-4, atol=1e-4)
+    raw = diagonal_rank(queries, database, *orders, config, k=12, **budget)
+    assert (raw.ranked != got.ranked).any()
+
+
+def test_query_statistics_equal_numpy(nordland):
+    """Each database frame's mean and deviation of squared distances over the queries, in blocks of one row."""
+    from netvlad.match.diagonal import query_statistics
+
+    database, queries = thumbnails(nordland, "summer", 30), thumbnails(nordland, "winter", 20)
+    squared = ((queries[:, None].astype(np.float64) - database[None]) ** 2).sum(-1)
+    mean, scale = query_statistics(queries, database, max_memory=8 * 20)
+    np.testing.assert_allclose(mean, squared.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(scale, squared.std(0), rtol=1e-5)

@@ -61,15 +61,15 @@ models: {netvlad: {backbone: mobilenet_v2, pool: netvlad, num_clusters: 64,
                    preprocessing: {resize: fixed, size: [160, 320]}}}
 datasets: {nordland_last20: {path: nordland, database: summer, queries: winter, frame_tolerance: 1,
                              last_places: 30, model: netvlad}}
-methods: {geometric: {alpha_rule: geometric}, arithmetic: {alpha_rule: arithmetic},
+methods: {geometric: {alpha_rule: geometric}, arithmetic: {alpha_rule: arithmetic}, ratio10: {alpha_ratio: 10},
           diagonal: {method: diagonal, velocities: [1.0], lengths: [5]},
           verify: {verify: storage, verify_top: 5, verify_global_weight: 0.5}}
 """
 
 
 def test_off_the_shelf_netvlad_cells_one_per_alpha_rule(tmp_path, one_thread):
-    """K = 64 NetVLAD k-means initialised on the set's database images, once per α rule, each row on its own
-    descriptors; the leave-one-set-out choice is among the single-frame rows (the baseline's kind)."""
+    """K = 64 NetVLAD k-means initialised on the set's database images, once per α rule and target ratio, each row
+    on its own descriptors; the leave-one-set-out choice is among the single-frame rows (the baseline's kind)."""
     from netvlad.extract.store import DescriptorStore
     from netvlad.pipeline.benchmark.report import write_reports
 
@@ -81,17 +81,19 @@ def test_off_the_shelf_netvlad_cells_one_per_alpha_rule(tmp_path, one_thread):
     (queries,) = {c.queries for c in cells.values()}
     stores = tmp_path / "cache" / "nordland_last20"
     # the geometric rule is the model's own (the default): its rows and the diagonal row share one store
-    assert sorted(p.name for p in stores.iterdir()) == ["netvlad", "netvlad@arithmetic"]
+    assert sorted(p.name for p in stores.iterdir()) == ["netvlad", "netvlad@arithmetic", "netvlad@geometricx10"]
     geometric = DescriptorStore.open(stores / "netvlad" / "queries").load()
     arithmetic = DescriptorStore.open(stores / "netvlad@arithmetic" / "queries").load()
     assert geometric.shape == arithmetic.shape == (queries, 64 * 1280)
     np.testing.assert_allclose(np.linalg.norm(geometric, axis=1), 1, atol=1e-3)
     assert not np.allclose(geometric, arithmetic)  # the softer arithmetic α assigns otherwise
-    assert len(list((tmp_path / "cache" / "clusters").glob("*.safetensors"))) == 2  # one k-means per α rule
+    ratio10 = DescriptorStore.open(stores / "netvlad@geometricx10" / "queries").load()
+    assert not np.allclose(geometric, ratio10)  # ratio 10: a softer α than the official 100
+    assert len(list((tmp_path / "cache" / "clusters").glob("*.safetensors"))) == 3  # one k-means per α setting
     result.meta = {"command": "netvlad benchmark", "threads": 1, "seed": 0}
     report = json.loads(write_reports(result, tmp_path / "out")["json"].read_text())
-    assert report["selection"]["default"] in ("geometric", "arithmetic", "verify")
-    assert set(report["selection"]["gap"]) == {"geometric", "arithmetic", "verify"}  # the single-frame rows
+    assert report["selection"]["default"] in ("geometric", "arithmetic", "ratio10", "verify")
+    assert set(report["selection"]["gap"]) == {"geometric", "arithmetic", "ratio10", "verify"}  # single-frame rows
     # the re-ranked row: the top 5 of the single frame re-ordered, so its R@5 is the single frame's
     assert cells["verify"].recall[5] == cells["geometric"].recall[5] and cells["verify"].ms_per_query > 0
 
@@ -122,12 +124,19 @@ methods: {single: {}}
     (("methods: {single: {}}", "methods: {x: {method: seqslam, contrast_radius: 0}}"), "contrast_radius must be"),
     (("methods: {single: {}}", "methods: {x: {method: diagonal, modes: [forward]}}"), "unknown mode 'forward'"),
     (("models:", "baseline: z\nmodels:"), "unknown baseline method 'z'; known: single"),
-    (("pool: gem}", "pool: gem, alpha: 3}"), "model 'm': unknown option 'alpha'; known: alpha_rule, backbone"),
+    (("pool: gem}", "pool: gem, alpha: 3}"),
+     "model 'm': unknown option 'alpha'; known: alpha_ratio, alpha_rule, backbone"),
     (("pool: gem}", "pool: netvlad, alpha_rule: median}"), "unknown alpha_rule 'median'; known: arithmetic, geometric"),
     (("pool: gem}", "pool: gem, alpha_rule: geometric}"), "model 'm': alpha_rule sets off-the-shelf NetVLAD's α"),
     (("methods: {single: {}}", "methods: {a: {alpha_rule: arithmetic}}"),
      "method 'a': alpha_rule needs an off-the-shelf NetVLAD model, dataset 'd' uses 'm'"),
     (("methods: {single: {}}", "methods: {a: {alpha_rule: mean}}"), "unknown alpha_rule 'mean'; known: arithmetic"),
+    (("methods: {single: {}}", "methods: {a: {alpha_ratio: 1}}"),
+     "method 'a': alpha_ratio must be a number > 1 \\(the official 100\\), got 1"),
+    (("methods: {single: {}}", "methods: {a: {alpha_ratio: 10}}"),
+     "method 'a': alpha_ratio needs an off-the-shelf NetVLAD model, dataset 'd' uses 'm'"),
+    (("pool: gem}", "pool: gem, alpha_ratio: 10}"), "model 'm': alpha_ratio sets off-the-shelf NetVLAD's α"),
+    (("pool: gem}", "pool: netvlad, alpha_ratio: many}"), "model 'm': alpha_ratio must be a number > 1"),
     (("methods: {single: {}}", "methods: {v: {verify: fast}}"),
      "method 'v': unknown verify preset 'fast'; known: performance, speed, storage"),
     (("methods: {single: {}}", "methods: {v: {verify_top: 20}}"), "method 'v': verify_top without verify"),
@@ -187,11 +196,12 @@ def test_cells_that_do_not_apply_say_why():
         assert cell.note == note and cell.recall is None
 
 
-def _table(values: dict) -> BenchmarkResult:
-    """A result whose R@1 per (family, set) is given (one row per family: L = 10 causal)."""
+def _table(values: dict, methods: dict | None = None) -> BenchmarkResult:
+    """A result whose R@1 per (family, set) is given (one row per family: L = 10 causal; each family's sequence
+    method from ``methods``, else diagonal)."""
     families = sorted({f for f, _ in values})
     sets = sorted({s for _, s in values})
-    methods = tuple(MethodSpec(f, "diagonal", (10,), ("causal",), {}) for f in families)
+    methods = tuple(MethodSpec(f, (methods or {}).get(f, "diagonal"), (10,), ("causal",), {}) for f in families)
     suite = Suite("t", {}, tuple(type("D", (), {"name": s})() for s in sets), methods, (1,), baseline="base")
     cells = [Cell(f"{f} L=10 causal", f, 10, "causal", s, recall={1: r}) for (f, s), r in values.items()]
     return BenchmarkResult(suite, cells)
@@ -211,6 +221,25 @@ def test_leave_one_set_out_judges_by_the_worst_set():
     values[("steady", "a")] = 88.0  # 2 points below the baseline on a: nothing qualifies but the baseline
     assert select_default(_table(values)).default == "base"
     assert np.isfinite(selection.gap["base"]["a"])
+
+
+def test_a_method_that_needs_every_query_is_chosen_held_out_but_never_the_default():
+    """``std`` (diagonal-standardised) beats the baseline on every set and is chosen whichever set is left out, but
+    it needs the whole query set, which ``netvlad stream`` never has: the default stays the best frame-by-frame
+    family, and the report says why."""
+    from netvlad.pipeline.benchmark.report import markdown
+
+    values = {("base", "a"): 90.0, ("base", "b"): 60.0, ("std", "a"): 95.0, ("std", "b"): 70.0,
+              ("other", "a"): 90.0, ("other", "b"): 59.5}
+    result = _table(values, {"std": "diagonal-standardised"})
+    selection = select_default(result)
+    assert {held[0] for held in selection.held_out.values()} == {"std"}
+    assert selection.offline == ("std",) and selection.default == "base"
+    result.meta = {"command": "netvlad benchmark", "threads": 1, "seed": 0}
+    text = markdown(result, selection)
+    assert "Never the default (they need the whole query set, so `netvlad stream` cannot run them): std." in text
+    assert ("Within 1 point of the best family on every set: no, `base` misses by 10.0 on b; the best worst set of "
+            "any family is `std`'s, within it everywhere.") in text
 
 
 def test_a_suite_extends_another_and_a_missing_checkpoint_names_itself(tmp_path):
@@ -244,3 +273,15 @@ def test_a_fragment_header_names_its_command_date_and_machine_as_the_docs_requir
     assert first.startswith("`python benchmarks/decode.py --count 2` — ")
     assert COMMAND.match(first) and DATE.search(first) and MACHINE.search(first)
     assert ", 1 thread, torch " in first and first.endswith(", seed 0.")
+
+
+def test_a_failed_cell_runs_again_a_finished_one_is_reused(tmp_path):
+    """A saved cell that failed (its store was stale, its checkpoint missing) is computed again by the next run;
+    a finished one with the same key is reused, one with another key is not."""
+    from netvlad.pipeline.benchmark.run import _save, _saved
+
+    done, failed = tmp_path / "done.json", tmp_path / "failed.json"
+    _save(done, "k", Cell("single", "single", 1, "-", "d", recall={1: 50.0}))
+    _save(failed, "k", Cell("single", "single", 1, "-", "d", error="BadInputError: stale store"))
+    assert _saved(done, "k").recall == {1: 50.0} and _saved(done, "other") is None
+    assert _saved(failed, "k") is None

@@ -42,10 +42,13 @@ class ClusterConfig:
     seed: int = 0
     niter: int = 100  # k-means iterations
     ratio_average: str = "geometric"  # α: "geometric" (official closed form) or "arithmetic" (mean ratio 100)
+    target_ratio: float = 100.0  # α: the top-1/top-2 soft-assignment ratio it aims at (nn.netvlad.TARGET_RATIO)
 
     def __post_init__(self) -> None:
         if self.ratio_average not in ("geometric", "arithmetic"):
             raise ValueError(f"ClusterConfig.ratio_average must be geometric or arithmetic, got {self.ratio_average!r}")
+        if not self.target_ratio > 1:
+            raise ValueError(f"ClusterConfig.target_ratio must be > 1, got {self.target_ratio!r}")
         for name in ("num_descriptors", "per_image", "num_images", "niter"):
             if getattr(self, name) < 1:
                 raise ValueError(f"ClusterConfig.{name} must be ≥ 1, got {getattr(self, name)}")
@@ -68,7 +71,8 @@ def kmeans(x: torch.Tensor, k: int, seed: int = 0, niter: int = 100) -> torch.Te
 
 
 def init_from_descriptors(layer: NetVLAD, descriptors: torch.Tensor, seed: int = 0, niter: int = 100,
-                          ratio_average: RatioAverage = ClusterConfig.ratio_average) -> float:
+                          ratio_average: RatioAverage = ClusterConfig.ratio_average,
+                          target_ratio: float = ClusterConfig.target_ratio) -> float:
     """k-means (seeded) on local descriptors ``(N, D)``, then the layer's centroids, w, b and α; returns α.
 
     Descriptors are L2-normalised first when the layer's ``normalize_input`` is set.
@@ -80,7 +84,7 @@ def init_from_descriptors(layer: NetVLAD, descriptors: torch.Tensor, seed: int =
         if x.shape[0] < layer.num_clusters:
             raise ValueError(f"k-means needs at least K={layer.num_clusters} descriptors, got {x.shape[0]}")
         centroids = kmeans(x.to(torch.float32), layer.num_clusters, seed=seed, niter=niter)
-        return layer.init_from_centroids(centroids, x, ratio_average=ratio_average)
+        return layer.init_from_centroids(centroids, x, ratio_average=ratio_average, target_ratio=target_ratio)
 
 
 def sample_local_descriptors(model: PlaceModel, paths: Sequence[Path | str], config: ClusterConfig = ClusterConfig(),
@@ -238,7 +242,7 @@ def fit_clusters(model: PlaceModel, paths: Sequence[Path | str], config: Cluster
         raise ValueError(f"only {descriptors.shape[0]} local descriptors for K={model.pool.num_clusters} clusters; "
                          "use more images (num_images) or more per image (per_image)")
     alpha = init_from_descriptors(model.pool, descriptors, seed=config.seed, niter=config.niter,
-                                  ratio_average=config.ratio_average)
+                                  ratio_average=config.ratio_average, target_ratio=config.target_ratio)
     model.pool.to(next(model.parameters()).device)
     logger.info("initialised %d clusters, alpha = %.3f", model.pool.num_clusters, alpha)
     return ClusterFit(alpha, int(descriptors.shape[0]))

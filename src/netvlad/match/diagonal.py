@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 READ_ROWS = 8192  # database rows read (and multiplied) at a time
 QUERY_BLOCK = 256  # query windows per block: the database is read once per block
 COLUMNS = 2048  # padded database columns per step: a step's distance and score rows stay in cache
+SCALE_FLOOR = 1e-6  # smallest standard deviation a standardised column is divided by (all queries equidistant)
 
 
 class PaddedLayout:
@@ -200,11 +201,63 @@ class RunningTop:
         return top, torch.gather(at, 1, order)
 
 
+def query_statistics(queries: np.ndarray, database: np.ndarray, max_memory: float = MAX_MEMORY
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation (N,) float64 of each database frame's squared L2 distances to every query
+    (Q, D): one pass over the (Q, N) distances in blocks of at most ``max_memory`` bytes, nothing of that size kept.
+
+    Examples:
+        >>> database = np.array([[0.0, 0.0], [3.0, 0.0]], np.float32)
+        >>> queries = np.array([[1.0, 0.0], [2.0, 0.0]], np.float32)
+        >>> query_statistics(queries, database)  # frame 0: distances 1 and 4; frame 1: 4 and 1
+        (array([2.5, 2.5]), array([1.5, 1.5]))
+    """
+    norms = squared_norms(database).astype(np.float64)
+    total, squares = np.zeros(len(database)), np.zeros(len(database))
+    rows = max(1, min(READ_ROWS, int(max_memory // (8 * max(1, len(queries))))))
+    q = np.asarray(read_rows(queries, np.arange(len(queries))), np.float64)
+    q_norms = (q * q).sum(axis=1)[:, None]
+    for a in range(0, len(database), rows):
+        ids = np.arange(a, min(a + rows, len(database)))
+        block = np.asarray(database_rows(database, ids).numpy(), np.float64)
+        squared = np.maximum(q_norms + norms[ids][None] - 2 * q @ block.T, 0)
+        total[ids], squares[ids] = squared.sum(axis=0), (squared * squared).sum(axis=0)
+    count = max(1, len(queries))
+    mean = total / count
+    return mean, np.sqrt(np.maximum(squares / count - mean * mean, 0))
+
+
+def standardise_columns(table: torch.Tensor, mean: np.ndarray, scale: np.ndarray, lo: int) -> torch.Tensor:
+    """``table`` (F, C) of padded columns ``lo`` … ``lo + C − 1`` standardised in place by the padded rows
+    ``mean`` and ``scale`` (width,)."""
+    table -= torch.from_numpy(mean[lo:lo + table.shape[1]])
+    table /= torch.from_numpy(scale[lo:lo + table.shape[1]])
+    return table
+
+
+def padded_statistics(queries: np.ndarray, database: np.ndarray, layout: DatabaseLayout, padded: PaddedLayout,
+                      max_memory: float) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`query_statistics` laid out on the padded row (width,) float32, the standard deviation floored at
+    :data:`SCALE_FLOOR`. A padding column takes the smallest mean and the smallest deviation, so its bound
+    (‖q‖ + max‖x‖)² standardises to at least every real column's value: a trajectory cut short still never wins."""
+    mean, scale = query_statistics(queries, database, max_memory)
+    scale = np.maximum(scale, SCALE_FLOOR)
+    out_mean = np.full(padded.width, mean.min(initial=0.0), np.float32)
+    out_scale = np.full(padded.width, scale.min(initial=1.0), np.float32)
+    out_mean[padded.columns], out_scale[padded.columns] = mean[layout.order], scale[layout.order]
+    return out_mean, out_scale
+
+
 def diagonal_rank(queries: np.ndarray, database: np.ndarray, query_order: SequenceOrder,
                   database_order: SequenceOrder | None, config: SequenceConfig, k: int,
-                  max_memory: float = MAX_MEMORY) -> SequenceRanking:
+                  max_memory: float = MAX_MEMORY, standardised: bool = False) -> SequenceRanking:
     """The best ``k`` database frames (Q, k) of every query by the plain trajectory score over the whole database
     (see the module docstring), with their scores (Q, k), mean squared distance, lower is better.
+
+    ``standardised``: each database frame's squared distances are first standardised by their mean and standard
+    deviation over every query (:func:`query_statistics`; offline only: the whole query set is needed), so a
+    database frame that is near every query (a hub: a stretch that looks like the query condition) gains nothing
+    from being near; scores are then mean standardised distances (lower is better, may be negative).
 
     ``queries`` (Q, D) and ``database`` (N, D) descriptors (a store's memory map works: it is read in blocks);
     ``database_order`` None: the database is one sequence in list order. Queries are scored in blocks of up to
@@ -234,6 +287,7 @@ def diagonal_rank(queries: np.ndarray, database: np.ndarray, query_order: Sequen
     norms = squared_norms(database)
     largest = float(np.sqrt(norms.max(initial=0.0)))
     k = min(int(k), len(layout))
+    statistics = padded_statistics(queries, database, layout, padded, max_memory) if standardised else None
     ranked = np.full((len(queries), k), -1, np.int64)
     scores = np.full((len(queries), k), np.inf)
     by_sequence = DatabaseLayout.from_order(query_order).order  # neighbouring windows share frames
@@ -254,6 +308,8 @@ def diagonal_rank(queries: np.ndarray, database: np.ndarray, query_order: Sequen
                 continue
             lo, hi = max(0, c0 - reach), min(padded.width, c0 + columns + reach)  # every shift stays inside
             table = padded_distances(frames, database, norms, layout, padded, bound, lo, hi)
+            if statistics is not None:
+                standardise_columns(table, *statistics, lo)
             score = window_sums(table, slots.reshape(members.shape), windows.offsets[rows],
                                 windows.valid[rows], config)
             local = padded.columns[first:last] - lo

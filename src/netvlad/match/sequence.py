@@ -155,22 +155,26 @@ Rank = Callable[[SequenceInputs], "tuple[np.ndarray, np.ndarray]"]
 
 @dataclass(frozen=True)
 class SequenceMethod:
-    """One sequence method: ``rank`` and whether its windows are shifted inside the sequence to keep L frames
-    (``shifted``, Delta's and SeqNet's descriptor rule) rather than shortened at its ends (the trajectory rule)."""
+    """One sequence method: ``rank``, whether its windows are shifted inside the sequence to keep L frames
+    (``shifted``, Delta's and SeqNet's descriptor rule) rather than shortened at its ends (the trajectory rule), and
+    whether it needs the whole query set at once (``offline``: a frame-by-frame matcher cannot run it, so it cannot
+    be the default that ``netvlad stream`` shares)."""
 
     name: str
     rank: Rank
     shifted: bool = False
+    offline: bool = False
 
 
 METHODS: Registry[SequenceMethod] = Registry("sequence method", "choose one of")
 
 
-def register_sequence_method(name: str, help: str, *, shifted: bool = False) -> Callable[[Rank], Rank]:
+def register_sequence_method(name: str, help: str, *, shifted: bool = False,
+                             offline: bool = False) -> Callable[[Rank], Rank]:
     """Decorator registering ``rank`` as sequence method ``name`` (``help``: its one line in ``--help``)."""
 
     def decorate(rank: Rank) -> Rank:
-        METHODS.add(name, SequenceMethod(name, rank, shifted), help)
+        METHODS.add(name, SequenceMethod(name, rank, shifted, offline), help)
         return rank
 
     return decorate
@@ -184,6 +188,18 @@ def _diagonal(inputs: SequenceInputs):
     budget = {} if inputs.max_memory is None else {"max_memory": inputs.max_memory}  # whole-database blocks' bytes
     ranking = diagonal_rank(inputs.queries, inputs.database, inputs.query_order, inputs.database_order,
                             inputs.config, k=max(inputs.top, DIAGONAL_KEPT), **budget)
+    return ranking.ranked, ranking.scores
+
+
+@register_sequence_method("diagonal-standardised", "the diagonal score over each database frame's squared "
+                                                   "distances standardised by their mean and deviation over every "
+                                                   "query (offline: needs the whole query set)", offline=True)
+def _diagonal_standardised(inputs: SequenceInputs):
+    from netvlad.match.diagonal import diagonal_rank
+
+    budget = {} if inputs.max_memory is None else {"max_memory": inputs.max_memory}
+    ranking = diagonal_rank(inputs.queries, inputs.database, inputs.query_order, inputs.database_order,
+                            inputs.config, k=max(inputs.top, DIAGONAL_KEPT), standardised=True, **budget)
     return ranking.ranked, ranking.scores
 
 

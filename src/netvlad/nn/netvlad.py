@@ -91,13 +91,15 @@ class NetVLAD(nn.Module):
         descriptors: torch.Tensor | None = None,
         alpha: float | None = None,
         ratio_average: RatioAverage = DEFAULT_RATIO_AVERAGE,
+        target_ratio: float = TARGET_RATIO,
     ) -> float:
         """Set c, w and b from centroids ``(K, D)``; α from ``descriptors`` ``(N, D)`` unless given.
 
-        α makes the largest soft assignment on average 100× the second largest, where Δ_i is the gap between
-        descriptor i's top two unit scores (official: dot products with the unit centroids; paper: squared
-        distances). ``"geometric"`` (default) is the official code's closed form α = ln(100) / mean_i Δ_i, the
-        geometric mean of the ratios being 100; ``"arithmetic"`` solves mean_i exp(αΔ_i) = 100. Returns α.
+        α makes the largest soft assignment on average ``target_ratio`` (100, the official value) × the second
+        largest, where Δ_i is the gap between descriptor i's top two unit scores (official: dot products with the
+        unit centroids; paper: squared distances). ``"geometric"`` (default) is the official code's closed form
+        α = ln(ratio) / mean_i Δ_i, the geometric mean of the ratios being the target; ``"arithmetic"`` solves
+        mean_i exp(αΔ_i) = ratio. Returns α.
         """
         if centroids.shape != (self.num_clusters, self.dim):
             raise ValueError(f"centroids must be ({self.num_clusters}, {self.dim}), got {tuple(centroids.shape)}")
@@ -107,7 +109,7 @@ class NetVLAD(nn.Module):
                 raise ValueError("give descriptors to choose α from the data, or α itself")
             x = self.prepare(descriptors)
             gaps = self._unit_scores(c, x).topk(2, dim=1).values
-            alpha = choose_alpha(gaps[:, 0] - gaps[:, 1], ratio_average)
+            alpha = choose_alpha(gaps[:, 0] - gaps[:, 1], ratio_average, target_ratio)
         if self.parametrization == "official":
             weight, bias = alpha * VF.l2_normalize(c, dim=1), torch.zeros(self.num_clusters, dtype=c.dtype)
         else:
@@ -138,8 +140,10 @@ class NetVLAD(nn.Module):
         )
 
 
-def choose_alpha(gaps: torch.Tensor, ratio_average: RatioAverage = DEFAULT_RATIO_AVERAGE) -> float:
-    """α such that exp(α·gap), the top-1/top-2 assignment ratio, averages 100 over ``gaps`` ``(N,)``.
+def choose_alpha(gaps: torch.Tensor, ratio_average: RatioAverage = DEFAULT_RATIO_AVERAGE,
+                 target_ratio: float = TARGET_RATIO) -> float:
+    """α such that exp(α·gap), the top-1/top-2 assignment ratio, averages ``target_ratio`` (> 1; the official 100)
+    over ``gaps`` ``(N,)``.
 
     ``gaps`` are d²(x, 2nd nearest centre) − d²(x, nearest centre) of sampled local descriptors; the official code
     takes the geometric mean of the ratios, ``"arithmetic"`` their plain mean.
@@ -150,18 +154,22 @@ def choose_alpha(gaps: torch.Tensor, ratio_average: RatioAverage = DEFAULT_RATIO
         (4.6052, 100.0)
         >>> round(choose_alpha(torch.tensor([0.5, 1.0, 1.5]), "arithmetic"), 4)
         3.6905
+        >>> round(math.exp(choose_alpha(torch.tensor([0.5, 1.0, 1.5]), target_ratio=10.0)), 1)  # ratio 10
+        10.0
     """
+    if not target_ratio > 1:
+        raise ValueError(f"the target top-1/top-2 assignment ratio must be > 1, got {target_ratio!r}")
     gaps = gaps.to(torch.float64)
     mean_gap = float(gaps.mean())
     if mean_gap <= 0:
         raise ValueError("all descriptors are equidistant from their two nearest clusters; cannot choose α")
-    geometric = math.log(TARGET_RATIO) / mean_gap
+    geometric = math.log(target_ratio) / mean_gap
     if ratio_average == "geometric":
         return geometric
     if ratio_average != "arithmetic":
         raise ValueError(f"ratio_average must be 'geometric' (official) or 'arithmetic', got {ratio_average!r}")
     # log-mean-exp(α·gap) grows monotonically in α and is ≥ ln 100 at the geometric α (Jensen): bisect.
-    low, high, log_target, log_n = 0.0, geometric, math.log(TARGET_RATIO), math.log(gaps.numel())
+    low, high, log_target, log_n = 0.0, geometric, math.log(target_ratio), math.log(gaps.numel())
     for _ in range(200):
         mid = 0.5 * (low + high)
         if float(torch.logsumexp(mid * gaps, 0)) - log_n < log_target:

@@ -92,6 +92,26 @@ def selection_markdown(selection: Selection) -> str:
     return "\n".join(lines)
 
 
+def _target_sentence(selection: Selection) -> str:
+    """Whether the default is within ``tolerance`` of the best family on every set, and if not where it misses;
+    with the family whose worst set is best, where that is another."""
+
+    def worst(family: str) -> tuple[float, str]:
+        gaps = [(selection.gap[family][s], s) for s in selection.sets if selection.gap[family][s] is not None]
+        return min(gaps, default=(0.0, "-"))
+
+    gap, where = worst(selection.default)
+    text = (f"Within {selection.tolerance:g} point of the best family on every set: "
+            + ("yes" if gap >= -selection.tolerance else f"no, `{selection.default}` misses by {-gap:.1f} on {where}"))
+    best = max(selection.families, key=lambda f: worst(f)[0])
+    if best != selection.default:
+        best_gap, best_where = worst(best)
+        text += (f"; the best worst set of any family is `{best}`'s, "
+                 + ("within it everywhere" if best_gap >= -selection.tolerance
+                    else f"{-best_gap:.1f} below the best on {best_where}"))
+    return text + "."
+
+
 def markdown(result: BenchmarkResult, selection: Selection | None) -> str:
     """The docs fragment: command, machine line, Recall@1 table, time table and (with a baseline) the choice."""
     meta = result.meta
@@ -104,7 +124,12 @@ def markdown(result: BenchmarkResult, selection: Selection | None) -> str:
                       f"same set, L and mode; margin: minus `{selection.baseline}`'s; worst over L and modes):", "",
                   selection_markdown(selection), "",
                   f"Chosen default: **{selection.default}** — the best worst-set gap among the families never more "
-                  f"than {selection.tolerance:g} point below `{selection.baseline}` on any set."]
+                  f"than {selection.tolerance:g} point below `{selection.baseline}` on any set"
+                  + (", among those that run frame by frame." if selection.offline else ".")]
+        parts += ["", _target_sentence(selection)]
+        if selection.offline:
+            parts += ["", "Never the default (they need the whole query set, so `netvlad stream` cannot run them): "
+                      + ", ".join(selection.offline) + "."]
         if selection.per_method and len(selection.per_method) > 1:
             parts += ["", "Each method's own settings (its family with the best worst-set gap): "
                       + ", ".join(f"{m}: **{f}**" for m, f in selection.per_method.items()) + "."]
@@ -149,6 +174,7 @@ def write_reports(result: BenchmarkResult, out: Path) -> dict[str, Path]:
     if selection is not None:
         data["selection"] = {"baseline": selection.baseline, "default": selection.default,
                              "skipped": list(selection.skipped), "per_method": selection.per_method,
+                             "offline": list(selection.offline),
                              "held_out": {s: list(v) for s, v in selection.held_out.items()},
                              "gap": selection.gap, "margin": selection.margin}
     paths = {"json": out / "benchmark.json", "markdown": out / "benchmark.md", "png": out / "benchmark.png"}

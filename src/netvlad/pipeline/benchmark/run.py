@@ -2,8 +2,8 @@
 under the cache folder, the single-frame search made once, then every method row over the same descriptors.
 
 Every cell is saved as it finishes (``OUT/cells/<dataset>/<row>.json``, written atomically, keyed by the settings
-that made it), so an interrupted run continues where it stopped; a cell that fails holds its error and the rest of
-the table runs.
+that made it), so an interrupted run continues where it stopped; a cell that fails holds its error, the rest of
+the table runs, and the next run tries it again.
 """
 
 from __future__ import annotations
@@ -78,19 +78,37 @@ class BenchmarkResult:
         return next(c for c in self.cells if c.row == row and c.dataset == dataset)
 
 
-def model_name(suite: Suite, spec: DatasetSpec, family: MethodSpec) -> str:
-    """The model a row describes ``spec`` with: the dataset's, or it with the row's α rule where that differs from
-    the model's own (``MODEL@RULE``)."""
+def _alpha(model: dict) -> tuple[str, float]:
+    """(α rule, α target ratio) of a suite model's settings (the defaults where it names none)."""
     from netvlad.extract.clusters import ClusterConfig
 
-    own = suite.models[spec.model].get("alpha_rule", ClusterConfig.ratio_average)
-    return spec.model if family.alpha_rule in (None, own) else f"{spec.model}@{family.alpha_rule}"
+    return (model.get("alpha_rule", ClusterConfig.ratio_average),
+            float(model.get("alpha_ratio", ClusterConfig.target_ratio)))
+
+
+def model_name(suite: Suite, spec: DatasetSpec, family: MethodSpec) -> str:
+    """The model a row describes ``spec`` with: the dataset's, or it with the row's α rule and target ratio where
+    they differ from the model's own (``MODEL@RULE``, ``MODEL@RULExRATIO`` for a ratio other than the default)."""
+    from netvlad.extract.clusters import ClusterConfig
+
+    own_rule, own_ratio = _alpha(suite.models[spec.model])
+    rule, ratio = family.alpha_rule or own_rule, family.alpha_ratio or own_ratio
+    if (rule, ratio) == (own_rule, own_ratio):
+        return spec.model
+    return f"{spec.model}@{rule}" + ("" if ratio == ClusterConfig.target_ratio else f"x{ratio:g}")
 
 
 def model_spec(suite: Suite, name: str) -> dict:
-    """The settings of model ``name`` (:func:`model_name`: the suite's model, or it with another α rule)."""
-    base, _, rule = name.partition("@")
-    return {**suite.models[base], **({"alpha_rule": rule} if rule else {})}
+    """The settings of model ``name`` (:func:`model_name`: the suite's model, or it with another α rule or
+    ratio)."""
+    from netvlad.extract.clusters import ClusterConfig
+
+    base, _, variant = name.partition("@")
+    if not variant:
+        return dict(suite.models[base])
+    rule, _, ratio = variant.partition("x")
+    return {**suite.models[base], "alpha_rule": rule,
+            "alpha_ratio": float(ratio) if ratio else ClusterConfig.target_ratio}
 
 
 def model_of(suite: Suite, name: str):
@@ -104,7 +122,8 @@ def model_of(suite: Suite, name: str):
             raise BadInputError(f"{path}: checkpoint of the suite's model {name!r} not found (relative paths start "
                                 "in the current folder); train it, or drop the datasets that use it", path=path)
         return load(path).eval()
-    return PlaceModel(ModelConfig.from_dict({k: v for k, v in spec.items() if k != "alpha_rule"})).eval()
+    return PlaceModel(ModelConfig.from_dict({k: v for k, v in spec.items()
+                                             if k not in ("alpha_rule", "alpha_ratio")})).eval()
 
 
 def open_spec(spec: DatasetSpec, data_root: Path, cache: Path):
@@ -159,8 +178,9 @@ def describe_spec(suite: Suite, spec: DatasetSpec, dataset, cache: Path,
 
     name = model or spec.model
     net = model_of(suite, name)
-    rule = model_spec(suite, name).get("alpha_rule", ClusterConfig.ratio_average)
-    cluster_if_off_the_shelf(net, dataset.database.paths(), ClusterConfig(seed=suite.seed, ratio_average=rule),
+    rule, ratio = _alpha(model_spec(suite, name))
+    cluster_if_off_the_shelf(net, dataset.database.paths(),
+                             ClusterConfig(seed=suite.seed, ratio_average=rule, target_ratio=ratio),
                              cache=cache / "clusters")
     model = net
     store = cache / spec.source / name
@@ -191,7 +211,10 @@ def _saved(path: Path, key: str) -> Cell | None:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return Cell.from_dict(data["cell"]) if data.get("key") == key else None
+    if data.get("key") != key:
+        return None
+    cell = Cell.from_dict(data["cell"])
+    return None if cell.error is not None else cell  # a failed cell runs again (its cause may be fixed)
 
 
 def _save(path: Path, key: str, cell: Cell) -> None:

@@ -7,7 +7,8 @@ For every sequence family, set and (L, mode) row: its Recall@1 minus the best fa
 ≤ 0) and minus the baseline family's (the *margin*). Leaving each set out in turn, the family whose worst gap over
 the other sets is best is chosen, and its gap and margin on the set left out are reported. The default is the
 family whose worst gap over every set is best among those never more than ``tolerance`` points below the baseline
-on any set and row; the baseline itself always qualifies. Within each method, the family with the best worst-set
+on any set and row and able to run frame by frame (not ``offline``: the default is shared with ``netvlad stream``);
+the baseline itself always qualifies. Within each method, the family with the best worst-set
 gap gives that method's own settings (used when it is asked for by name).
 """
 
@@ -35,6 +36,7 @@ class Selection:
     default: str
     tolerance: float
     skipped: tuple[str, ...] = ()  # sets left out of the choice: the baseline has no result there
+    offline: tuple[str, ...] = ()  # families whose method needs the whole query set: never the default
     per_method: dict | None = None  # {sequence method: its family with the best worst-set gap} (its own defaults)
 
 
@@ -84,8 +86,9 @@ def select_default(result: BenchmarkResult, tolerance: float = 1.0) -> Selection
         others = [s for s in sets if s != h]
         chosen = max(families, key=lambda f: (worst_gap(f, others), f == suite.baseline))
         held_out[h] = (chosen, gap[chosen][h], margin[chosen][h])
-    qualified = [f for f in families if all(margin[f][s] is not None and margin[f][s] >= -tolerance for s in sets)
-                 or f == suite.baseline]
+    offline = tuple(m.name for m in suite.methods if m.name in families and _offline(m.method))
+    qualified = [f for f in families if f not in offline and all(
+        margin[f][s] is not None and margin[f][s] >= -tolerance for s in sets) or f == suite.baseline]
     default = max(qualified, key=lambda f: (worst_gap(f, sets), f == suite.baseline))
     per_method = {}
     for family in suite.methods:
@@ -94,7 +97,14 @@ def select_default(result: BenchmarkResult, tolerance: float = 1.0) -> Selection
             if best is None or worst_gap(family.name, sets) > worst_gap(best, sets):
                 per_method[family.method] = family.name
     return Selection(tuple(families), tuple(sets), suite.baseline, gap, margin, held_out, default, tolerance,
-                     skipped, per_method)
+                     skipped, per_method=per_method, offline=offline)
+
+
+def _offline(method: str) -> bool:
+    """Whether sequence method ``method`` needs the whole query set (``single``: no)."""
+    from netvlad.match.sequence import METHODS
+
+    return method != "single" and METHODS.get(method).offline
 
 
 def _worst(values: list[float]) -> float | None:

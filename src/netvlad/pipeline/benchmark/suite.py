@@ -22,8 +22,10 @@ MODES = ("causal", "centred")
 DATASET_KEYS = {"path", "database", "queries", "frame_tolerance", "last_places", "city", "split", "radius", "model",
                 "condition"}
 METHOD_KEYS = {"method", "lengths", "modes", "velocities", "shortlist", "propagate", "contrast_radius", "alpha_rule",
+               "alpha_ratio",
                "verify", "verify_top", "verify_global_weight"}
 VERIFY_KEYS = ("verify", "verify_top", "verify_global_weight")  # re-ranking (single frame): preset, top K, λ
+ALPHA_KEYS = ("alpha_rule", "alpha_ratio")  # off-the-shelf NetVLAD's α: its rule and its top-1/top-2 target ratio
 ALPHA_RULES = ("geometric", "arithmetic")  # netvlad.nn.netvlad.RatioAverage: the official closed form, the mean ratio
 SUITE_KEYS = {"name", "description", "seed", "recall", "baseline", "models", "datasets", "methods", "extends"}
 
@@ -77,6 +79,7 @@ class MethodSpec:
     modes: tuple[str, ...] = ("causal",)
     options: dict = field(default_factory=dict)
     alpha_rule: str | None = None  # off-the-shelf NetVLAD: the row's α rule, replacing its model's
+    alpha_ratio: float | None = None  # off-the-shelf NetVLAD: the row's α target ratio, replacing its model's
     verify: dict | None = None  # single frame re-ranked: {"preset", "top", "global_weight" (None: the preset's)}
 
     def preset(self):
@@ -104,7 +107,8 @@ class MethodSpec:
 
 @dataclass(frozen=True)
 class Suite:
-    """Models (name → :class:`ModelConfig` dict, off-the-shelf NetVLAD with its ``alpha_rule``, or
+    """Models (name → :class:`ModelConfig` dict, off-the-shelf NetVLAD with its ``alpha_rule`` and
+    ``alpha_ratio``, or
     ``{"checkpoint": path}``), datasets, methods, Recall@N cut-offs,
     the seed, and the ``baseline`` family the others are compared with."""
 
@@ -172,9 +176,10 @@ def load_suite(name_or_path: str | Path) -> Suite:
     if not datasets or not methods:
         raise BadInputError(f"{path}: a suite needs at least one dataset and one method", path=path)
     for family in methods:  # a row's α rule replaces its dataset model's: every such model is off-the-shelf NetVLAD
-        for spec in datasets if family.alpha_rule else ():
+        alpha = "alpha_rule" if family.alpha_rule else "alpha_ratio" if family.alpha_ratio else None
+        for spec in datasets if alpha else ():
             if models[spec.model].get("pool") != "netvlad":
-                raise BadInputError(f"{path}: method {family.name!r}: alpha_rule needs an off-the-shelf NetVLAD "
+                raise BadInputError(f"{path}: method {family.name!r}: {alpha} needs an off-the-shelf NetVLAD "
                                     f"model, dataset {spec.name!r} uses {spec.model!r}", path=path)
         for spec in datasets if family.verify else ():  # re-ranking matches NetVLAD patches (a checkpoint: its cells)
             model = models[spec.model]
@@ -199,20 +204,22 @@ def _check_model(path: Path, name: str, spec) -> None:
         return
     from netvlad.models import ModelConfig
 
-    config = {k: v for k, v in spec.items() if k != "alpha_rule"}
+    config = {k: v for k, v in spec.items() if k not in ALPHA_KEYS}
     names = {f.name for f in dataclasses.fields(ModelConfig)}
     for key in config:
         if key not in names:
-            raise _unknown(f"{path}: model {name!r}", "option", key, names | {"alpha_rule", "checkpoint"})
+            raise _unknown(f"{path}: model {name!r}", "option", key, names | {*ALPHA_KEYS, "checkpoint"})
     try:
         model = ModelConfig.from_dict(config)
     except (TypeError, ValueError) as error:
         raise BadInputError(f"{path}: model {name!r}: {error}", path=path) from None
-    if "alpha_rule" in spec:
-        if spec["alpha_rule"] not in ALPHA_RULES:
-            raise _unknown(f"{path}: model {name!r}", "alpha_rule", spec["alpha_rule"], ALPHA_RULES)
-        if model.pool != "netvlad":
-            raise BadInputError(f"{path}: model {name!r}: alpha_rule sets off-the-shelf NetVLAD's α, this model "
+    if "alpha_rule" in spec and spec["alpha_rule"] not in ALPHA_RULES:
+        raise _unknown(f"{path}: model {name!r}", "alpha_rule", spec["alpha_rule"], ALPHA_RULES)
+    if "alpha_ratio" in spec:
+        _alpha_ratio(path, f"model {name!r}", spec["alpha_ratio"])
+    for key in ALPHA_KEYS if model.pool != "netvlad" else ():
+        if key in spec:
+            raise BadInputError(f"{path}: model {name!r}: {key} sets off-the-shelf NetVLAD's α, this model "
                                 f"pools with {model.pool!r}; remove it or use pool: netvlad", path=path)
 
 
@@ -252,6 +259,9 @@ def _method(path: Path, name: str, spec) -> MethodSpec:
     alpha_rule = spec.pop("alpha_rule", None)
     if alpha_rule is not None and alpha_rule not in ALPHA_RULES:
         raise _unknown(f"{path}: method {name!r}", "alpha_rule", alpha_rule, ALPHA_RULES)
+    alpha_ratio = spec.pop("alpha_ratio", None)
+    if alpha_ratio is not None:
+        alpha_ratio = _alpha_ratio(path, f"method {name!r}", alpha_ratio)
     known = ["single", *METHODS.names()]
     if method not in known or method == "seqnet":  # SeqNet needs a trained model: not a suite row
         raise _unknown(f"{path}: method {name!r}", "method", method, [k for k in known if k != "seqnet"])
@@ -266,7 +276,7 @@ def _method(path: Path, name: str, spec) -> MethodSpec:
                             f"{sorted(spec) + (['lengths'] if lengths else [])}", path=path)
     if "velocities" in spec:
         spec["velocities"] = tuple(float(v) for v in spec["velocities"])
-    family = MethodSpec(name, method, lengths, modes, spec, alpha_rule, verify)
+    family = MethodSpec(name, method, lengths, modes, spec, alpha_rule, alpha_ratio, verify)
     if method != "single":
         for _, n, mode in family.rows():
             try:
@@ -274,6 +284,14 @@ def _method(path: Path, name: str, spec) -> MethodSpec:
             except (BadInputError, TypeError, ValueError) as error:
                 raise BadInputError(f"{path}: method {name!r}: {error}", path=path) from None
     return family
+
+
+def _alpha_ratio(path: Path, where: str, value) -> float:
+    """An α target ratio (the top-1/top-2 soft-assignment ratio α aims at) as a float > 1, or a one-line refusal."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 1:
+        raise BadInputError(f"{path}: {where}: alpha_ratio must be a number > 1 (the official 100), got {value!r}",
+                            path=path)
+    return float(value)
 
 
 def _verify(path: Path, name: str, method: str, spec: dict) -> dict | None:

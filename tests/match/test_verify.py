@@ -266,3 +266,36 @@ def test_real_shortlist_is_ranked_as_by_integral_image_patches(gardens_point_map
                             torch.Generator().manual_seed(0))
     assert got.order.tolist() == want.order.tolist()
     np.testing.assert_allclose(got.scores, want.scores, atol=1e-6)
+
+
+@pytest.mark.parametrize("preset", [RAPID, RANSAC])
+def test_patches_through_the_folded_copy_rank_real_photos_as_the_eager_model(preset):
+    from netvlad.data.images import load_image
+    from tests.conftest import shared_dataset
+
+    root = shared_dataset("gardens_point")
+    paths = [root / "day_right" / "Image050.jpg"] + [root / "day_left" / f"Image{i:03d}.jpg" for i in (46, 50, 120)]
+    torch.manual_seed(0)
+    model = PlaceModel(ModelConfig(num_clusters=8)).eval()  # ImageNet MobileNetV2: batch norms to fold
+    images = torch.stack([load_image(p, "fixed", (160, 224)) for p in paths])
+    with torch.no_grad():
+        whitening = PCAWhitening(model.pool.output_dim, 16).fit(patch_netvlad(
+            model.features(images), model.pool.conv.weight.flatten(1), model.pool.conv.bias, model.pool.centroids,
+            2).flatten(0, 1))
+        extractor = PatchExtractor(model, preset, whitening)
+        folded, eager = extractor.from_images(images), extractor.from_features(model.features(images))
+    for a, b in zip(folded, eager, strict=True):
+        for x, y in zip(a.descriptors, b.descriptors, strict=True):
+            torch.testing.assert_close(x, y, atol=1e-4, rtol=0)
+
+    def reader(patches):
+        def read(i, rows):
+            return (torch.stack([patches[r].descriptors[i] for r in rows]),
+                    torch.tensor([patches[r].grids[i] for r in rows]))
+        return read
+
+    rows, distances = np.array([1, 2, 3]), np.array([0.9, 1.0, 1.1])
+    got, want = (verify_shortlist(p[0], rows, distances, reader(p), preset, torch.Generator().manual_seed(0))
+                 for p in (folded, eager))
+    assert got.order.tolist() == want.order.tolist()
+    np.testing.assert_allclose(got.scores, want.scores, atol=1e-4)

@@ -130,10 +130,10 @@ def test_a_copy_of_a_database_image_wins_the_shortlist(netvlad_model, tmp_path, 
     ranked = np.array([[0, 1, 2, 3, 4, 5]])  # the global ranking put the true match fifth
     distances = np.linspace(0.5, 1.0, 6)[None]
     result = verify_folders(netvlad_model, preset, tmp_path / "db", names, [query], ranked, distances, top=6,
-                            store_dir=tmp_path / "store")
+                            store_dir=tmp_path / "store", cache=tmp_path / "cache")
     assert result.ranked[0, 0] == 4 and sorted(result.ranked[0].tolist()) == list(range(6))
     assert result.skipped == 0 and result.bytes_per_image > 0
-    assert (tmp_path / "store" / f"whitening_16_shrink0_{netvlad_model.fingerprint()}.pt").is_file()  # reused next time
+    assert len(list((tmp_path / "cache").glob("patch-whitening-*.safetensors"))) == 1  # reused next time
 
 
 def test_small_images_skip_the_largest_size_and_top_is_clamped(netvlad_model, tmp_path, caplog):
@@ -162,8 +162,8 @@ def test_a_model_with_whitening_projects_patches_with_its_own(tmp_path):
     torch.manual_seed(0)
     model.whitening.fit(torch.randn(40, model.pool.output_dim))
     preset = VerifyPreset("own", "x", sizes=(2,), dim=8, scorer="rapid")
-    assert patch_whitening(model, preset, [], None) is model.whitening  # nothing fitted, no images needed
-    extractor = PatchExtractor(model, preset, patch_whitening(model, preset, [], None))
+    assert patch_whitening(model, preset, [], False) is model.whitening  # nothing fitted, no images needed
+    extractor = PatchExtractor(model, preset, patch_whitening(model, preset, [], False))
     feats = torch.rand(1, model.pool.dim, 3, 4)
     with torch.no_grad():
         got = extractor.from_features(feats)[0].descriptors[0]
@@ -173,52 +173,54 @@ def test_a_model_with_whitening_projects_patches_with_its_own(tmp_path):
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
 
 
-def test_the_patch_whitening_cache_is_atomic_checked_and_rebuilt_when_damaged(netvlad_model, tmp_path, monkeypatch,
-                                                                                caplog):
+def test_the_patch_whitening_is_fitted_once_and_its_cache_checked_and_rebuilt_when_damaged(
+        netvlad_model, tmp_path, monkeypatch, caplog):
     import errno
-
-    import torch
 
     from netvlad.match.verify import run
 
     paths = [tmp_path / "db" / n for n in write_images(tmp_path / "db", 3, size=(160, 128))]
     preset = VerifyPreset("cache", "test", sizes=(2,), dim=8, scorer="rapid")
     cache = tmp_path / "cache"
+    fits = []
+    real_fit = run.fit_patch_whitening
+    monkeypatch.setattr(run, "fit_patch_whitening", lambda *a, **k: fits.append(1) or real_fit(*a, **k))
     fitted = run.patch_whitening(netvlad_model, preset, paths, cache)
     [path] = list(cache.iterdir())
+    assert path.name.startswith("patch-whitening-") and len(fits) == 1
 
     def same(whitening):
         return all(torch.equal(a, b) for a, b in zip(whitening.state_dict().values(),
                                                      fitted.state_dict().values(), strict=True))
 
-    real_fit = run.fit_patch_whitening
-    monkeypatch.setattr(run, "fit_patch_whitening", lambda *a, **k: pytest.fail("fitted despite a good cache"))
-    assert same(run.patch_whitening(netvlad_model, preset, paths, cache))  # read back, not fitted
-    monkeypatch.setattr(run, "fit_patch_whitening", real_fit)
+    assert same(run.patch_whitening(netvlad_model, preset, paths, cache)) and len(fits) == 1  # read, not fitted
     good = path.read_bytes()
     data = bytearray(good)
-    data[len(data) // 2] ^= 0x40  # a flipped byte inside the weights: torch.load alone does not notice
+    data[len(data) // 2] ^= 0x40  # a flipped byte inside the weights: safetensors alone does not notice
     for damaged in (bytes(data), good[:len(good) // 2], b""):
         path.write_bytes(damaged)
         caplog.clear()
         with caplog.at_level(logging.WARNING):
             assert same(run.patch_whitening(netvlad_model, preset, paths, cache))
-        assert "damaged patch whitening cache" in caplog.text
-        assert same(run.read_whitening_cache(path, netvlad_model.pool.output_dim, 8))  # rebuilt
-    path.unlink()
+        assert "cached patch whitening" in caplog.text and "fitting it again" in caplog.text
+        fitted_so_far = len(fits)
+        assert same(run.patch_whitening(netvlad_model, preset, paths, cache)) and len(fits) == fitted_so_far
+    assert len(fits) == 4  # once, then once per damaged entry, each rebuilt and read back
+    write_images(tmp_path / "db", 1, size=(160, 128), seed=7)  # another first image: another key, fitted again
+    run.patch_whitening(netvlad_model, preset, paths, cache)
+    assert len(fits) == 5 and len(list(cache.iterdir())) == 2
+    for entry in cache.iterdir():
+        entry.unlink()
 
-    def disk_full(record, target):
+    def disk_full(tensors, target, metadata):
         with open(target, "wb") as handle:
-            handle.write(b"PK\x03\x04 half a file")
+            handle.write(b"half a file")
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(run.torch, "save", disk_full)
+    monkeypatch.setattr("safetensors.torch.save_file", disk_full)
     with caplog.at_level(logging.WARNING):
-        assert same(run.patch_whitening(netvlad_model, preset, paths, cache))  # the run goes on
+        run.patch_whitening(netvlad_model, preset, paths, cache)  # the run goes on
     assert "No space left" in caplog.text and list(cache.iterdir()) == []  # nothing left to poison the next run
-    monkeypatch.undo()
-    assert same(run.patch_whitening(netvlad_model, preset, paths, cache))
-    assert same(run.read_whitening_cache(path, netvlad_model.pool.output_dim, 8))
 
 
 def _integral_patches(maps, layer, size: int, whitening) -> torch.Tensor:
@@ -264,3 +266,36 @@ def test_real_shortlist_is_ranked_as_by_integral_image_patches(gardens_point_map
                             torch.Generator().manual_seed(0))
     assert got.order.tolist() == want.order.tolist()
     np.testing.assert_allclose(got.scores, want.scores, atol=1e-6)
+
+
+@pytest.mark.parametrize("preset", [RAPID, RANSAC])
+def test_patches_through_the_folded_copy_rank_real_photos_as_the_eager_model(preset):
+    from netvlad.data.images import load_image
+    from tests.conftest import shared_dataset
+
+    root = shared_dataset("gardens_point")
+    paths = [root / "day_right" / "Image050.jpg"] + [root / "day_left" / f"Image{i:03d}.jpg" for i in (46, 50, 120)]
+    torch.manual_seed(0)
+    model = PlaceModel(ModelConfig(num_clusters=8)).eval()  # ImageNet MobileNetV2: batch norms to fold
+    images = torch.stack([load_image(p, "fixed", (160, 224)) for p in paths])
+    with torch.no_grad():
+        whitening = PCAWhitening(model.pool.output_dim, 16).fit(patch_netvlad(
+            model.features(images), model.pool.conv.weight.flatten(1), model.pool.conv.bias, model.pool.centroids,
+            2).flatten(0, 1))
+        extractor = PatchExtractor(model, preset, whitening)
+        folded, eager = extractor.from_images(images), extractor.from_features(model.features(images))
+    for a, b in zip(folded, eager, strict=True):
+        for x, y in zip(a.descriptors, b.descriptors, strict=True):
+            torch.testing.assert_close(x, y, atol=1e-4, rtol=0)
+
+    def reader(patches):
+        def read(i, rows):
+            return (torch.stack([patches[r].descriptors[i] for r in rows]),
+                    torch.tensor([patches[r].grids[i] for r in rows]))
+        return read
+
+    rows, distances = np.array([1, 2, 3]), np.array([0.9, 1.0, 1.1])
+    got, want = (verify_shortlist(p[0], rows, distances, reader(p), preset, torch.Generator().manual_seed(0))
+                 for p in (folded, eager))
+    assert got.order.tolist() == want.order.tolist()
+    np.testing.assert_allclose(got.scores, want.scores, atol=1e-4)

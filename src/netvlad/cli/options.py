@@ -433,11 +433,12 @@ def add_cluster_images_arg(parser) -> None:
 
 
 def add_cluster_cache_arg(parser) -> None:
-    """``--cluster-cache DIR``: where an off-the-shelf NetVLAD's k-means centroids are kept for reuse."""
+    """``--cluster-cache DIR``: where an off-the-shelf NetVLAD's k-means centroids (and its patch whitening) are kept
+    for reuse."""
     parser.add_argument("--cluster-cache", default=None, metavar="DIR",
-                        help="off-the-shelf NetVLAD: folder of cached k-means centroids, reused on the same images "
-                             "(default: $NETVLAD_CLUSTER_CACHE, else clusters/ in $NETVLAD_CACHE or ~/.cache/netvlad; "
-                             "'none': cluster anew)")
+                        help="off-the-shelf NetVLAD: folder of cached k-means centroids and --verify's fitted "
+                             "patch whitening, reused on the same images (default: $NETVLAD_CLUSTER_CACHE, else "
+                             "clusters/ in $NETVLAD_CACHE or ~/.cache/netvlad; 'none': cluster and fit anew)")
 
 
 def cluster_cache(args: argparse.Namespace) -> Path | bool:

@@ -91,8 +91,9 @@ def global_shortlist(store_dir: Path, top: int) -> tuple[np.ndarray, np.ndarray]
 
 def evaluate_verified(model: PlaceModel, dataset: GeoDataset, positives: Sequence[np.ndarray], preset: VerifyPreset,
                       store_dir: Path | str, top: int = 100, ns: Sequence[int] = (1, 5, 10, 20),
-                      device: torch.device | str = "cpu") -> VerifiedEval:
-    """Re-rank each query's global top-``top`` (descriptors already in ``store_dir``) and score both rankings.
+                      device: torch.device | str = "cpu", cache: Path | bool = True) -> VerifiedEval:
+    """Re-rank each query's global top-``top`` (descriptors already in ``store_dir``) and score both rankings; the
+    patch whitening's ``cache`` as :func:`netvlad.match.verify.run.patch_whitening` takes it.
 
     Examples:
         >>> from netvlad.data import open_dataset, synthetic
@@ -113,25 +114,25 @@ def evaluate_verified(model: PlaceModel, dataset: GeoDataset, positives: Sequenc
     top = clamp_top(top, len(dataset.database))
     ranked, distances = global_shortlist(Path(store_dir), top)
     return verify_given(model, dataset, positives, preset, store_dir, ranked, distances, ns, device,
-                        groups=panorama_groups(dataset))
+                        groups=panorama_groups(dataset), cache=cache)
 
 
 def verify_evaluation(model: PlaceModel, dataset: GeoDataset, positives: Sequence[np.ndarray], preset: VerifyPreset,
                       store_dir: Path | str, top: int = 100, ns: Sequence[int] = (1, 5, 10, 20),
-                      device: torch.device | str = "cpu", sequence=None) -> VerifiedEval:
+                      device: torch.device | str = "cpu", sequence=None, cache: Path | bool = True) -> VerifiedEval:
     """Re-rank an evaluation's shortlist: each query's global top-``top``, or with ``sequence`` (a
     :class:`~netvlad.eval.sequence.SequenceResult`) its sequence ranking's, and score both rankings."""
     if sequence is None:
-        return evaluate_verified(model, dataset, positives, preset, store_dir, top, ns, device)
+        return evaluate_verified(model, dataset, positives, preset, store_dir, top, ns, device, cache)
     from netvlad.eval.verified_sequence import verify_sequence
 
-    return verify_sequence(model, dataset, positives, sequence, preset, store_dir, top, ns, device)
+    return verify_sequence(model, dataset, positives, sequence, preset, store_dir, top, ns, device, cache)
 
 
 def verify_given(model: PlaceModel, dataset: GeoDataset, positives: Sequence[np.ndarray], preset: VerifyPreset,
                  store_dir: Path | str, ranked: np.ndarray, distances: np.ndarray,
                  ns: Sequence[int] = (1, 5, 10, 20), device: torch.device | str = "cpu", base: str = "global",
-                 groups: np.ndarray | None = None) -> VerifiedEval:
+                 groups: np.ndarray | None = None, cache: Path | bool = True) -> VerifiedEval:
     """Re-rank a given ranking ``ranked`` ``(Q, top)`` (``distances``: its scores, lower is better, fused with the
     patch score as the global distances are) and score it before and after; database patches in ``store_dir``.
 
@@ -155,7 +156,7 @@ def verify_given(model: PlaceModel, dataset: GeoDataset, positives: Sequence[np.
     """
     top = ranked.shape[1]
     ranking = verify_folders(model, preset, dataset.database.root, dataset.database.names, dataset.queries.paths(),
-                             ranked, distances, top, Path(store_dir) / "patches", device)
+                             ranked, distances, top, Path(store_dir) / "patches", device, cache)
     if groups is not None:
         after, scores = one_per_panorama(ranking.ranked, ranking.scores, groups)
         ranking = dataclasses.replace(ranking, ranked=after, scores=scores)

@@ -45,8 +45,10 @@ def sequence_shortlist(sequence: SequenceResult, top: int) -> tuple[np.ndarray, 
 
 def verify_sequence(model: PlaceModel, dataset: GeoDataset, positives: Sequence[np.ndarray],
                     sequence: SequenceResult, preset: VerifyPreset, store_dir: Path | str, top: int = 100,
-                    ns: Sequence[int] = (1, 5, 10, 20), device: torch.device | str = "cpu") -> VerifiedEval:
-    """Re-rank each query's sequence top-``top`` by patch matching (database patches kept in ``store_dir``).
+                    ns: Sequence[int] = (1, 5, 10, 20), device: torch.device | str = "cpu",
+                    cache: Path | bool = True) -> VerifiedEval:
+    """Re-rank each query's sequence top-``top`` by patch matching (database patches kept in ``store_dir``; the
+    patch whitening's ``cache`` as :func:`netvlad.match.verify.run.patch_whitening` takes it).
 
     Examples:
         >>> from netvlad.eval.sequence import evaluate_sequences
@@ -63,4 +65,4 @@ def verify_sequence(model: PlaceModel, dataset: GeoDataset, positives: Sequence[
     """
     ranked, scores = sequence_shortlist(sequence, top)
     return verify_given(model, dataset, positives, preset, store_dir, ranked, scores, ns, device,
-                        base=f"sequence {sequence.label}", groups=panorama_groups(dataset))
+                        base=f"sequence {sequence.label}", groups=panorama_groups(dataset), cache=cache)

@@ -202,7 +202,8 @@ def run_evaluation(settings: EvaluationSettings) -> EvaluationResult:
         from netvlad.eval.verified import verify_evaluation
 
         out.verified = verify_evaluation(model, out.dataset, out.result.positives, settings.verify, store,
-                                         settings.verify_top, settings.ns, device, out.sequence_result)
+                                         settings.verify_top, settings.ns, device, out.sequence_result,
+                                         settings.cluster_cache)
     out.held_out = held_out_recall(settings.checkpoint, out.result, out.dataset)
     out.conditions = query_conditions(out.dataset)
     out.by_condition = condition_recall(out.result, out.conditions)

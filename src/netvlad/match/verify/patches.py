@@ -48,6 +48,28 @@ def require_netvlad(model: PlaceModel) -> NetVLAD:
     return model.pool
 
 
+@torch.no_grad()
+def feature_maps(model: PlaceModel, images: torch.Tensor) -> torch.Tensor:
+    """Local descriptors ``(B, D, h, w)`` float32 of images ``(B, 3, H, W)``: on a CPU, for a model in eval mode,
+    through the copy extraction runs (:meth:`netvlad.extract.engine.TorchRunner.inference_model`: batch norms folded
+    into the convolutions, channels_last; 1.75× faster than the model itself for MobileNetV2 at 480 px, equal to it
+    within float rounding), else through the model itself.
+
+    Examples:
+        >>> from netvlad.models import ModelConfig
+        >>> model = PlaceModel(ModelConfig(num_clusters=4), pretrained=False).eval()
+        >>> images = torch.rand(1, 3, 64, 96)
+        >>> torch.allclose(feature_maps(model, images), model.features(images), atol=1e-5, rtol=1e-5)
+        True
+    """
+    if images.device.type != "cpu" or any(m.training for m in model.modules()):
+        return model.features(images).float()
+    from netvlad.extract.engine import TorchRunner
+
+    prepared = TorchRunner(model, images.device, trace=False).inference_model()
+    return prepared.features(images.contiguous(memory_format=torch.channels_last)).float().contiguous()
+
+
 @dataclass
 class Patches:
     """One image's patch descriptors for each size: ``descriptors[i]`` ``(rows·cols, dim)``, ``grids[i]`` (rows,
@@ -113,7 +135,7 @@ class PatchExtractor:
     @torch.no_grad()
     def from_images(self, images: torch.Tensor) -> list[Patches]:
         """Patches of RGB images ``(B, 3, H, W)`` in [0, 1]."""
-        return self.from_features(self.model.features(images).float())
+        return self.from_features(feature_maps(self.model, images))
 
 
 def iter_images(model: PlaceModel, paths: Sequence[Path | str], batch_size: int = 4, device: str | torch.device = "cpu"
@@ -176,7 +198,7 @@ def fit_patch_whitening(model: PlaceModel, paths: Sequence[Path | str], dim: int
     chosen: list[torch.Tensor] = []
     model = model.to(device).eval()
     for _, images in iter_images(model, paths, device=device):
-        vectors = patch_netvlad(model.features(images).float(), weight, layer.conv.bias, layer.centroids, size,
+        vectors = patch_netvlad(feature_maps(model, images), weight, layer.conv.bias, layer.centroids, size,
                                 stride, layer.normalize_input)
         for v in vectors:
             if len(v):

@@ -4,10 +4,7 @@ each query's shortlist re-ranked from its own patches."""
 from __future__ import annotations
 
 import logging
-import pickle
 import time
-import zipfile
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,12 +12,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from netvlad.files import WriteError, atomic_write
+from netvlad.extract.cluster_cache import cluster_cache_folder
 from netvlad.match.verify import patches
 from netvlad.match.verify.patch_store import PatchStore, extract_patch_store
 from netvlad.match.verify.patches import PatchExtractor, fit_patch_whitening, iter_images, require_netvlad
 from netvlad.match.verify.presets import VerifyPreset
 from netvlad.match.verify.rerank import verify_shortlist
+from netvlad.match.verify.whitening_cache import read_whitening, whitening_key, write_whitening
 from netvlad.models import PlaceModel
 from netvlad.nn import PCAWhitening
 
@@ -50,10 +48,12 @@ class VerifiedRanking:
     extract_seconds: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
-def patch_whitening(model: PlaceModel, preset: VerifyPreset, fit_paths: Sequence[Path | str], cache: Path | None,
-                    device: str | torch.device = "cpu") -> PCAWhitening:
-    """The model's own whitening, or one fitted on patches of ``fit_paths`` (kept in ``cache`` when given: written
-    atomically with a checksum of its tensors, fitted again when the cached file is damaged).
+def patch_whitening(model: PlaceModel, preset: VerifyPreset, fit_paths: Sequence[Path | str],
+                    cache: Path | str | bool = True, device: str | torch.device = "cpu") -> PCAWhitening:
+    """The model's own whitening, or one fitted on patches of ``fit_paths`` — once: kept in the cache (``cache``:
+    True for the k-means cache folder, :func:`~netvlad.extract.cluster_cache.cluster_cache_folder`, a folder, or
+    False for none; see :mod:`netvlad.match.verify.whitening_cache`) and read back by every later call with the same
+    model, preset and images.
 
     Examples:
         >>> from netvlad.data import open_dataset, synthetic
@@ -69,63 +69,29 @@ def patch_whitening(model: PlaceModel, preset: VerifyPreset, fit_paths: Sequence
     layer = require_netvlad(model)
     if model.whitening is not None:
         return model.whitening
-    name = f"whitening_{preset.dim}_shrink{patches.SHRINK:g}_{model.fingerprint()}.pt"  # refit when ε changes
-    path = cache / name if cache else None
-    if path is not None and path.is_file():
-        whitening = read_whitening_cache(path, layer.output_dim, preset.dim)
-        if whitening is not None:
-            return whitening
     paths = list(fit_paths)[:: max(1, len(fit_paths) // FIT_IMAGES)][:FIT_IMAGES]
-    whitening = fit_patch_whitening(model, paths, preset.dim, size=sorted(preset.sizes)[len(preset.sizes) // 2],
-                                    stride=preset.stride, device=device)
-    if path is not None:
-        write_whitening_cache(whitening, path)
-    return whitening
-
-
-def _tensor_checksum(state: dict[str, torch.Tensor]) -> int:
-    """CRC32 over the names, shapes and float32 bytes of ``state``'s tensors, in name order."""
-    crc = 0
-    for key in sorted(state):
-        value = state[key].detach().to("cpu", torch.float32).contiguous()
-        crc = zlib.crc32(f"{key}{tuple(value.shape)}".encode(), crc)
-        crc = zlib.crc32(value.numpy().tobytes(), crc)
-    return crc
-
-
-def write_whitening_cache(whitening: PCAWhitening, path: Path) -> None:
-    """Cache ``whitening`` at ``path`` (temporary file + rename; a failed write, e.g. a full disk, leaves no file
-    and is logged: the whitening is fitted again next time)."""
-    state = {k: v.detach().cpu() for k, v in whitening.state_dict().items()}
-    record = {"state": state, "crc32": _tensor_checksum(state)}
-    try:
-        atomic_write(path, lambda tmp: torch.save(record, tmp))
-    except WriteError as error:
-        logger.warning("%s; the patch whitening is not cached (it is fitted again next run)", error)
-
-
-def read_whitening_cache(path: Path, in_dim: int, out_dim: int) -> PCAWhitening | None:
-    """The whitening cached at ``path``, or None (logged) when the file is damaged or not ``in_dim`` -> at most
-    ``out_dim`` (fewer when too few patches allowed them) finite weights matching their checksum: it is then fitted
-    again and the file replaced."""
-    try:
-        record = torch.load(path, map_location="cpu", weights_only=True)
-        state, crc = record["state"], record["crc32"]
-        if _tensor_checksum(state) != crc:
-            raise ValueError("its tensors do not match their checksum")
-        dims = len(state["eigenvalues"])
-        if not 1 <= dims <= out_dim:
-            raise ValueError(f"{dims} output dims, not 1 to {out_dim}")
-        whitening = PCAWhitening(in_dim, dims)
-        whitening.load_state_dict(state)
-    except (OSError, EOFError, RuntimeError, ValueError, KeyError, TypeError, AttributeError,
-            pickle.UnpicklingError, zipfile.BadZipFile) as error:
-        reason = " ".join(str(error).split())[:160]
-        logger.warning("%s: damaged patch whitening cache (%s); fitting it again", path, reason)
-        return None
-    if not all(torch.isfinite(v).all() for v in state.values()):
-        logger.warning("%s: patch whitening cache holds non-finite weights; fitting it again", path)
-        return None
+    fit = {"dim": preset.dim, "size": sorted(preset.sizes)[len(preset.sizes) // 2], "stride": preset.stride,
+           "samples": max(preset.dim + 1000, patches.FIT_SAMPLES), "seed": 0, "shrink": patches.SHRINK,
+           "candidates": len(fit_paths)}
+    folder, key = None, None
+    if cache is not False:
+        folder = cluster_cache_folder() if cache is True else Path(cache)
+        try:
+            key = whitening_key(model, paths, fit)
+        except OSError:  # an unreadable image: the fit reports it, nothing is cached
+            folder = None
+    if folder is not None:
+        whitening = read_whitening(folder, key, layer.output_dim, preset.dim)
+        if whitening is not None:
+            logger.info("patch whitening read from the cache %s", folder)
+            return whitening
+    whitening = fit_patch_whitening(model, paths, preset.dim, size=fit["size"], stride=preset.stride,
+                                    samples=fit["samples"], seed=fit["seed"], device=device, shrink=fit["shrink"])
+    if folder is not None:
+        try:
+            logger.info("patch whitening cached in %s for the next run", write_whitening(folder, key, whitening))
+        except OSError as error:
+            logger.warning("patch whitening not cached (%s); the next run fits it again", error)
     return whitening
 
 
@@ -191,8 +157,10 @@ def verify_ranking(extractor: PatchExtractor, store: PatchStore, query_paths: Se
 
 def verify_folders(model: PlaceModel, preset: VerifyPreset, database_root: Path, database_names: Sequence[str],
                    query_paths: Sequence[Path | str], ranked: np.ndarray, distances: np.ndarray, top: int,
-                   store_dir: Path, device: str | torch.device = "cpu") -> VerifiedRanking:
-    """Whitening, database patch store in ``store_dir`` (resumed), then :func:`verify_ranking`.
+                   store_dir: Path, device: str | torch.device = "cpu", cache: Path | str | bool = True
+                   ) -> VerifiedRanking:
+    """Whitening (:func:`patch_whitening`, ``cache`` as it takes it), database patch store in ``store_dir``
+    (resumed), then :func:`verify_ranking`.
 
     Examples:
         >>> from netvlad.data import open_dataset, synthetic
@@ -210,7 +178,7 @@ def verify_folders(model: PlaceModel, preset: VerifyPreset, database_root: Path,
         ((10, 5), True)
     """
     paths = [Path(database_root) / n for n in database_names]
-    whitening = patch_whitening(model, preset, paths, store_dir, device)
+    whitening = patch_whitening(model, preset, paths, cache, device)
     extractor = PatchExtractor(model.to(device).eval(), preset, whitening)
     store = extract_patch_store(extractor, database_root, database_names, store_dir / preset.name, device=device)
     logger.info("patch store %s: %d bytes per image", store.folder, store.bytes_per_image())

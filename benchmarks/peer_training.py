@@ -29,6 +29,7 @@ import numpy as np
 
 from benchmarks.common import REPO, SHARED_DATA, THREAD_VARIABLES, add_results_option
 from benchmarks.learning import ALEXNET
+from netvlad.train.train_config import LOSS_NORMALIZATIONS
 
 NORDLAND = SHARED_DATA / "nordland"
 SPACING_M = 25.0  # metres between places: a neighbour 5 m off the line is 25.5 m away, a negative
@@ -220,8 +221,7 @@ def start_ours(data: Path, work: Path, seed: int, variant: str, init: Path | Non
                             env=thread_env(1, PYTHONPATH=f"{REPO / 'src'}:{REPO}"))
 
 
-VARIANTS: dict[str, dict] = {"default": {}, "violating_mean": {"loss_normalization": "violating_mean"},
-                             "negative_mean": {"loss_normalization": "negative_mean"}}
+VARIANTS: dict[str, dict] = {"default": {}, **{name: {"loss_normalization": name} for name in LOSS_NORMALIZATIONS}}
 
 
 def train_ours(data: Path, out: Path, seed: int, variant: str, init: Path | None) -> dict:
@@ -248,7 +248,7 @@ def train_ours(data: Path, out: Path, seed: int, variant: str, init: Path | None
     run.log.close()
     return {"before": {f"r{n}": r for n, r in before.items()}, "after": {f"r{n}": r for n, r in after.items()},
             "epoch_wall_s": wall, "epoch_cpu_s": cpu, "setup_wall_s": setup[0], "setup_cpu_s": setup[1],
-            "alpha": run.model.pool.alpha, "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
+            "loss_normalization": config.loss_normalization, "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
 
 
 def read_peer(work: Path) -> dict:
@@ -320,6 +320,9 @@ def table(results: dict, variant: str) -> str:
         rows.append("")
         rows.append(f"netvlad ({variant}) ÷ pytorch-NetVlad, epoch wall time {ratio['epoch_wall_s']:.2f}×, CPU time "
                     f"{ratio['epoch_cpu_s']:.2f}× (mean over {len(both)} seed(s), the two runs at the same time).")
+    rows += ["", "The peer's code as run (pytorch-NetVlad, patched only to run here):", ""]
+    rows += [f"- `{name}`: {why}" for name, _, _, why in PEER_PATCHES]
+    rows += [f"- `{name}`: a stand-in module" for name in PEER_SHIMS if name.endswith(".py") and "__init__" not in name]
     return "\n".join(rows)
 
 
@@ -331,6 +334,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-peer", action="store_true", help="netvlad only (controlled experiments)")
     parser.add_argument("--peer-init", action="store_true",
                         help="netvlad starts from the peer's initial model (the peer runs first, not beside it)")
+    parser.add_argument("--merge", nargs="+", type=Path, metavar="RESULTS",
+                        help="only write the table of these kept results.json files (runs of other seeds)")
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it (default: a temp folder, deleted)")
     parser.add_argument("--side", choices=("both", "ours"), default="both", help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
@@ -348,6 +353,9 @@ def run(args: argparse.Namespace) -> str | None:
         result = train_ours(args.data, args.out, args.seeds[0], args.variant, args.init)
         (args.out / "ours.json").write_text(json.dumps(result, indent=1))
         return None
+    if args.merge:
+        results = {seed: sides for path in args.merge for seed, sides in json.loads(path.read_text()).items()}
+        return table(results, args.variant)
     if args.peer is None and not args.no_peer or args.peer_init and args.peer is None:
         raise SystemExit("--peer PATH: a checkout of Nanne/pytorch-NetVlad (or give --no-peer)")
     work = args.keep or Path(tempfile.mkdtemp(prefix="peer-training-"))

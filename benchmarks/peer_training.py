@@ -248,7 +248,8 @@ def train_ours(data: Path, out: Path, seed: int, variant: str, init: Path | None
     run.log.close()
     return {"before": {f"r{n}": r for n, r in before.items()}, "after": {f"r{n}": r for n, r in after.items()},
             "epoch_wall_s": wall, "epoch_cpu_s": cpu, "setup_wall_s": setup[0], "setup_cpu_s": setup[1],
-            "loss_normalization": config.loss_normalization, "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
+            "loss_normalization": config.loss_normalization,
+            "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
 
 
 def read_peer(work: Path) -> dict:
@@ -298,13 +299,13 @@ def convert_peer_init(peer_dir: Path, data: Path, work: Path, seed: int) -> Path
     return save_model(conversion.model, work / "init.safetensors")
 
 
-def table(results: dict, variant: str) -> str:
+def table(results: dict) -> str:
     """Markdown: per seed and side, validation R@1/5/10 before → after the epoch, and netvlad ÷ peer costs."""
     rows = ["| seed | side | R@1 | R@5 | R@10 | epoch wall s | epoch CPU s | peak MiB |",
             "|---:|---|---:|---:|---:|---:|---:|---:|"]
     for seed, sides in results.items():
         for side, r in sides.items():
-            name = "netvlad" if side == "ours" else "pytorch-NetVlad"
+            name = f"netvlad, {r.get('loss_normalization', '?')}" if side == "ours" else "pytorch-NetVlad"
             rss = f"{r['maxrss_kb'] / 1024:.0f}" if r.get("maxrss_kb") else "–"
             rows.append(f"| {seed} | {name} | " + " | ".join(f"{r['before'][k]:.2f} → {r['after'][k]:.2f}"
                                                            for k in ("r1", "r5", "r10"))
@@ -318,7 +319,7 @@ def table(results: dict, variant: str) -> str:
     if both:
         ratio = {k: np.mean([s["ours"][k] / s["peer"][k] for s in both]) for k in ("epoch_wall_s", "epoch_cpu_s")}
         rows.append("")
-        rows.append(f"netvlad ({variant}) ÷ pytorch-NetVlad, epoch wall time {ratio['epoch_wall_s']:.2f}×, CPU time "
+        rows.append(f"netvlad ÷ pytorch-NetVlad, epoch wall time {ratio['epoch_wall_s']:.2f}×, CPU time "
                     f"{ratio['epoch_cpu_s']:.2f}× (mean over {len(both)} seed(s), the two runs at the same time).")
     rows += ["", "The peer's code as run (pytorch-NetVlad, patched only to run here):", ""]
     rows += [f"- `{name}`: {why}" for name, _, _, why in PEER_PATCHES]
@@ -355,7 +356,7 @@ def run(args: argparse.Namespace) -> str | None:
         return None
     if args.merge:
         results = {seed: sides for path in args.merge for seed, sides in json.loads(path.read_text()).items()}
-        return table(results, args.variant)
+        return table(results)
     if args.peer is None and not args.no_peer or args.peer_init and args.peer is None:
         raise SystemExit("--peer PATH: a checkout of Nanne/pytorch-NetVlad (or give --no-peer)")
     work = args.keep or Path(tempfile.mkdtemp(prefix="peer-training-"))
@@ -365,4 +366,4 @@ def run(args: argparse.Namespace) -> str | None:
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
-    return table(results, args.variant)
+    return table(results)

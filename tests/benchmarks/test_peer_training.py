@@ -65,3 +65,13 @@ def peer_training_args():
     parser = argparse.ArgumentParser()
     peer_training.add_arguments(parser)
     return parser.parse_args([])
+
+
+def test_table_rows_and_cost_ratios():
+    side = {"before": {"r1": 3.0, "r5": 11.5, "r10": 17.75}, "after": {"r1": 13.75, "r5": 28.25, "r10": 40.0},
+            "epoch_wall_s": 300.0, "epoch_cpu_s": 270.0, "maxrss_kb": 2048 * 1024}
+    text = peer_training.table({0: {"ours": {**side, "loss_normalization": "violating_mean"},
+                                    "peer": {**side, "epoch_wall_s": 400.0, "epoch_cpu_s": 360.0}}})
+    assert "| 0 | netvlad, violating_mean | 3.00 → 13.75 | 11.50 → 28.25 | 17.75 → 40.00 | 300 | 270 | 2048 |" in text
+    assert "epoch wall time 0.75×, CPU time 0.75×" in text
+    assert "`main.py`: numpy 2 removed np.in1d" in text

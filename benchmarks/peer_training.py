@@ -307,15 +307,19 @@ def table(results: dict) -> str:
         for side, r in sides.items():
             name = f"netvlad, {r.get('loss_normalization', '?')}" if side == "ours" else "pytorch-NetVlad"
             rss = f"{r['maxrss_kb'] / 1024:.0f}" if r.get("maxrss_kb") else "–"
+            if r.get("after") is None:  # a run cut short: its starting point only
+                started = " | ".join(f"{r['before'][k]:.2f} → –" for k in ("r1", "r5", "r10"))
+                rows.append(f"| {seed} | {name} | {started} | – | – | – |")
+                continue
             rows.append(f"| {seed} | {name} | " + " | ".join(f"{r['before'][k]:.2f} → {r['after'][k]:.2f}"
                                                            for k in ("r1", "r5", "r10"))
                         + f" | {r['epoch_wall_s']:.0f} | {r['epoch_cpu_s']:.0f} | {rss} |")
     for side, name in (("ours", "netvlad"), ("peer", "pytorch-NetVlad")):
-        after = [s[side]["after"] for s in results.values() if side in s]
+        after = [s[side]["after"] for s in results.values() if s.get(side, {}).get("after")]
         if after:
             rows.append(f"| mean | {name} | " + " | ".join(f"{np.mean([a[k] for a in after]):.2f}"
                                                          for k in ("r1", "r5", "r10")) + " | | | |")
-    both = [s for s in results.values() if "peer" in s]
+    both = [s for s in results.values() if s.get("peer", {}).get("after") and s.get("ours", {}).get("after")]
     if both:
         ratio = {k: np.mean([s["ours"][k] / s["peer"][k] for s in both]) for k in ("epoch_wall_s", "epoch_cpu_s")}
         rows.append("")

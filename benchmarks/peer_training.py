@@ -305,7 +305,7 @@ def table(results: dict) -> str:
             "|---:|---|---:|---:|---:|---:|---:|---:|"]
     for seed, sides in results.items():
         for side, r in sides.items():
-            name = f"netvlad, {r.get('loss_normalization', '?')}" if side == "ours" else "pytorch-NetVlad"
+            name = f"netvlad, {r.get('loss_normalization', '?')}" if side.startswith("ours") else "pytorch-NetVlad"
             rss = f"{r['maxrss_kb'] / 1024:.0f}" if r.get("maxrss_kb") else "–"
             if r.get("after") is None:  # a run cut short: its starting point only
                 started = " | ".join(f"{r['before'][k]:.2f} → –" for k in ("r1", "r5", "r10"))
@@ -324,7 +324,8 @@ def table(results: dict) -> str:
         ratio = {k: np.mean([s["ours"][k] / s["peer"][k] for s in both]) for k in ("epoch_wall_s", "epoch_cpu_s")}
         rows.append("")
         rows.append(f"netvlad ÷ pytorch-NetVlad, epoch wall time {ratio['epoch_wall_s']:.2f}×, CPU time "
-                    f"{ratio['epoch_cpu_s']:.2f}× (mean over {len(both)} seed(s), the two runs at the same time).")
+                    f"{ratio['epoch_cpu_s']:.2f}× (mean over {len(both)} seed(s); wall time follows the machine's load, CPU "
+                    "time less so).")
     rows += ["", "The peer's code as run (pytorch-NetVlad, patched only to run here):", ""]
     rows += [f"- `{name}`: {why}" for name, _, _, why in PEER_PATCHES]
     rows += [f"- `{name}`: a stand-in module" for name in PEER_SHIMS if name.endswith(".py") and "__init__" not in name]

@@ -324,8 +324,8 @@ def table(results: dict) -> str:
         ratio = {k: np.mean([s["ours"][k] / s["peer"][k] for s in both]) for k in ("epoch_wall_s", "epoch_cpu_s")}
         rows.append("")
         rows.append(f"netvlad ÷ pytorch-NetVlad, epoch wall time {ratio['epoch_wall_s']:.2f}×, CPU time "
-                    f"{ratio['epoch_cpu_s']:.2f}× (mean over {len(both)} seed(s); wall time follows the machine's load, CPU "
-                    "time less so).")
+                    f"{ratio['epoch_cpu_s']:.2f}× (mean over {len(both)} seed(s); wall time follows the machine's "
+                    "load, CPU time less so).")
     rows += ["", "The peer's code as run (pytorch-NetVlad, patched only to run here):", ""]
     rows += [f"- `{name}`: {why}" for name, _, _, why in PEER_PATCHES]
     rows += [f"- `{name}`: a stand-in module" for name in PEER_SHIMS if name.endswith(".py") and "__init__" not in name]

@@ -35,6 +35,7 @@ BENCHMARKS = {
     "loop-closure-checks": ("loop_closure_checks", "the loop-closure checks' time per frame over a large map"),
     "loop-closure-rule": ("loop_closure_rule", "the loop-closure rule chosen leave-one-route-out"),
     "onnx-overlap": ("onnx_overlap", "onnxruntime end to end (decode overlapped or not) against its bare model"),
+    "peer-training": ("peer_training", "one training epoch beside Nanne/pytorch-NetVlad: validation recall, time"),
     "recall-loss": ("recall_loss", "Recall@N lost to approximate search and smaller descriptors"),
     "scale": ("scale", "how every cost grows with the database size"),
     "sequence": ("sequence", "sequence methods side by side, and their cost at 10^4-10^5 frames"),

@@ -27,8 +27,8 @@ HELP = {
     "exclude_duplicates_above": "exclude training images whose 32x64 grey thumbnail correlates above this with one "
                                 "beyond --neg-radius (a train at a stop)",
     "alpha_average": "geometric: α as the official code, ln 100 / mean top-2 gap; arithmetic: mean ratio 100",
-    "loss_normalization": "sum (paper: Σ over negatives, mean over tuples), negative_mean (÷ negatives), "
-                          "violating_mean (official MATLAB: ÷ violating triplets in the batch)",
+    "loss_normalization": "violating_mean (official MATLAB: ÷ violating triplets in the batch), sum (paper's eq. 7: "
+                          "Σ over negatives, mean over tuples; ~10× the step), negative_mean (÷ negatives)",
     "channels_last": "NHWC convolutions in training (faster on CPU; same maths, not bit for bit)",
     "whitening_dim": "fit PCA whitening to this size at the end", "epoch_queries": "cap on queries per epoch",
     "engine": "cache refresh and validation: torch, onnxruntime (the current weights exported at each) or auto",

@@ -86,6 +86,7 @@ class DemoConfig:
             cluster_descriptors=self.cluster_images * self.cluster_per_image, epochs=self.epochs,
             epoch_queries=self.epoch_queries, cache_refresh=self.cache_refresh, optimizer=self.optimizer,
             lr=self.lr, lr_step=self.lr_step, num_negatives=self.num_negatives, whitening_dim=self.whitening_dim,
+            loss_normalization="sum",  # the normalisation its lr was chosen with
             val_radius=self.radius, batch_size=self.batch_size, workers=self.workers, seed=self.seed,
             checkpoint_every=10_000, tensorboard=False)
 

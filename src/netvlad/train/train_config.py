@@ -83,7 +83,8 @@ class TrainConfig:
     val_places: int = 0  # hold out the last N database images and queries for validation
     # loss and mining
     margin: float = 0.1
-    loss_normalization: str = "sum"  # sum over negatives (paper), negative_mean, or violating_mean (MATLAB code)
+    # ÷ violating triplets in the batch, as the official code: the step the paper's lr 1e-4 was set for (sum: ~10×)
+    loss_normalization: str = "violating_mean"
     num_negatives: int = 10
     negative_samples: int = 1000
     cache_refresh: int = 1000  # queries between cache refreshes; doubles each time the lr halves

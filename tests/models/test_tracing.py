@@ -8,8 +8,7 @@ import re
 import pytest
 import torch
 
-from netvlad.models import ModelConfig, PlaceModel, Preprocessing
-from netvlad.models import tracing
+from netvlad.models import ModelConfig, PlaceModel, Preprocessing, tracing
 from netvlad.models.folding import fold_batch_norms
 from netvlad.models.tracing import traced_for_inference
 

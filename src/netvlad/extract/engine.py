@@ -64,6 +64,9 @@ _PREPARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 CPU_BATCH_PIXELS = 307_200
 # and at most this many images, the commands' default batch size: a store's padded chunks then fill its batches
 CPU_BATCH_IMAGES = 8
+# images per onnxruntime call on a CPU: its time per image is flat from 1 to 8 images a call (measured side by side),
+# so one a call, where padding a short chunk (a batch of one, a last image) costs nothing
+ORT_CPU_IMAGES = 1
 # per model copy, the input shapes traced (the first ones seen; later shapes run eagerly): a trace holds the weights
 TRACED_SHAPES = 8
 TRACE_MIN_IMAGES = 64  # make_runner traces for at least this many images: a trace (≈ 0.4 s) costs ≈ 75 images' gain
@@ -88,7 +91,7 @@ class EngineConfig:
 
 def cpu_chunk(height: int, width: int, pixels: int = CPU_BATCH_PIXELS, most: int = CPU_BATCH_IMAGES) -> int:
     """Images per model call on a CPU for ``height`` × ``width`` images: as many as fit in ``pixels`` pixels, at most
-    ``most``, one at least (4 at 240×320, 8 at 120×160, 1 from 480×640 up). The one rule by which a CPU batch is
+    ``most``, one at least (4 at 240×320, 8 at 120×160, 1 from 480×640 up). The one rule by which torch's CPU batch is
     cut (benchmarks/cpu_chunk.py measures it)."""
     return max(1, min(most, pixels // (height * width)))
 
@@ -199,7 +202,7 @@ class TorchRunner:
 
 class OrtRunner:
     """The model's checked ONNX export in an onnxruntime session (one per size when the model is not dynamic); on
-    a CPU a batch runs in chunks of ``chunk`` images (None: :func:`cpu_chunk`), as torch's."""
+    a CPU a batch runs in chunks of ``chunk`` images (None: :data:`ORT_CPU_IMAGES`)."""
 
     name = "onnxruntime"
 
@@ -235,7 +238,7 @@ class OrtRunner:
         if not self.cpu:
             return session.run(None, {"images": array})[0]
         return in_chunks(lambda chunk: session.run(None, {"images": chunk})[0], array,
-                         self.chunk or cpu_chunk(*array.shape[2:]), self.pad)
+                         self.chunk or ORT_CPU_IMAGES, self.pad)
 
     padded = TorchRunner.padded
 

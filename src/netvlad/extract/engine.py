@@ -69,7 +69,7 @@ CPU_BATCH_IMAGES = 8
 ORT_CPU_IMAGES = 1
 # per model copy, the input shapes traced (the first ones seen; later shapes run eagerly): a trace holds the weights
 TRACED_SHAPES = 8
-TRACE_MIN_IMAGES = 64  # make_runner traces for at least this many images: a trace (≈ 0.4 s) costs ≈ 75 images' gain
+TRACE_MIN_IMAGES = 64  # make_runner traces for at least this many images: a trace (≈ 0.5 s) costs ≈ 30 images' gain
 AUTO_MIN_IMAGES = 64  # auto keeps torch below this: loading (≈1 s) or exporting (≈10 s) would cost more than it saves
 
 
@@ -119,7 +119,7 @@ def in_chunks(call, images, step: int, pad: bool = False) -> np.ndarray:
 class TorchRunner:
     """The model itself: channels_last under ``amp`` autocast on CUDA. On a CPU, for a model in eval mode, a private
     copy with its batch norms folded into the convolutions (``fold``), in ``channels_last``, traced and frozen by
-    TorchScript per input shape (``trace``: constants folded, convolutions fused with their activations), run in
+    TorchScript and compiled by oneDNN Graph per input shape (``trace``: :mod:`netvlad.models.tracing`), run in
     chunks of ``chunk`` images (None: :func:`cpu_chunk`): the fastest measured torch path on a CPU
     (docs/engine.md). The copy is made again when one of the model's tensors changes (a training step,
     ``load_state_dict``); a model with a module in training mode runs as it is."""

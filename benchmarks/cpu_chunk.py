@@ -5,7 +5,7 @@ Three ways to run the same model (``netvlad.extract.engine.TorchRunner``) on the
 
 - ``nchw``: the model as built (contiguous NCHW, batch norms separate, eager), one image per call: the reference;
 - ``eager``: eval batch norms folded into the convolutions, channels_last, eager;
-- ``traced``: the same copy traced, frozen and optimised for inference by TorchScript (the engine's CPU default);
+- ``traced``: the same copy traced and frozen by TorchScript, compiled by oneDNN Graph (the engine's CPU default);
 
 ``eager`` and ``traced`` run ``--images`` images in chunks of each of ``--chunks`` images per call. Every variant
 and chunk runs in every round, their order rotating from round to round; each cell is the median over

@@ -121,6 +121,25 @@ def test_onnxruntime_is_bit_identical_across_runs_at_fixed_threads(photos, tmp_p
     assert np.array_equal(runs[0], runs[1])
 
 
+def test_onnxruntime_runs_one_image_a_call_on_a_cpu_and_any_batch_gives_the_same_bits(photos, tmp_path):
+    """One image per session call (its time per image is flat in the batch): a batch of one is never padded."""
+    model = model_of("mobilenet_v2", "gem", "fixed")
+    runner = make_runner(model, EngineConfig("onnxruntime", threads=1, cache=tmp_path))
+    session = runner._session(runner.fixed)
+    calls = []
+
+    class Counting:
+        def run(self, names, feeds):
+            calls.append(len(feeds["images"]))
+            return session.run(names, feeds)
+
+    runner._session = lambda shape: Counting()
+    batched = extract_descriptors(model, photos, batch_size=4, engine=runner)
+    assert calls == [1] * len(photos)
+    assert np.array_equal(batched, extract_descriptors(model, photos, batch_size=1, engine=runner))
+    assert np.array_equal(batched, extract_descriptors(model, photos, batch_size=3, engine=runner))
+
+
 def test_auto_picks_onnxruntime_on_cpu_and_torch_on_gpu(tmp_path):
     model = model_of("mobilenet_v2", "gem", "fixed")
     assert make_runner(model, EngineConfig("auto", cache=tmp_path)).name == "onnxruntime"

@@ -64,9 +64,12 @@ _PREPARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 CPU_BATCH_PIXELS = 307_200
 # and at most this many images, the commands' default batch size: a store's padded chunks then fill its batches
 CPU_BATCH_IMAGES = 8
+# images per onnxruntime call on a CPU: its time per image is flat from 1 to 8 images a call (measured side by side),
+# so one a call, where padding a short chunk (a batch of one, a last image) costs nothing
+ORT_CPU_IMAGES = 1
 # per model copy, the input shapes traced (the first ones seen; later shapes run eagerly): a trace holds the weights
 TRACED_SHAPES = 8
-TRACE_MIN_IMAGES = 64  # make_runner traces for at least this many images: a trace (≈ 0.4 s) costs ≈ 75 images' gain
+TRACE_MIN_IMAGES = 64  # make_runner traces for at least this many images: a trace (≈ 0.5 s) costs ≈ 30 images' gain
 AUTO_MIN_IMAGES = 64  # auto keeps torch below this: loading (≈1 s) or exporting (≈10 s) would cost more than it saves
 
 
@@ -88,7 +91,7 @@ class EngineConfig:
 
 def cpu_chunk(height: int, width: int, pixels: int = CPU_BATCH_PIXELS, most: int = CPU_BATCH_IMAGES) -> int:
     """Images per model call on a CPU for ``height`` × ``width`` images: as many as fit in ``pixels`` pixels, at most
-    ``most``, one at least (4 at 240×320, 8 at 120×160, 1 from 480×640 up). The one rule by which a CPU batch is
+    ``most``, one at least (4 at 240×320, 8 at 120×160, 1 from 480×640 up). The one rule by which torch's CPU batch is
     cut (benchmarks/cpu_chunk.py measures it)."""
     return max(1, min(most, pixels // (height * width)))
 
@@ -116,7 +119,7 @@ def in_chunks(call, images, step: int, pad: bool = False) -> np.ndarray:
 class TorchRunner:
     """The model itself: channels_last under ``amp`` autocast on CUDA. On a CPU, for a model in eval mode, a private
     copy with its batch norms folded into the convolutions (``fold``), in ``channels_last``, traced and frozen by
-    TorchScript per input shape (``trace``: constants folded, convolutions fused with their activations), run in
+    TorchScript and compiled by oneDNN Graph per input shape (``trace``: :mod:`netvlad.models.tracing`), run in
     chunks of ``chunk`` images (None: :func:`cpu_chunk`): the fastest measured torch path on a CPU
     (docs/engine.md). The copy is made again when one of the model's tensors changes (a training step,
     ``load_state_dict``); a model with a module in training mode runs as it is."""
@@ -199,7 +202,7 @@ class TorchRunner:
 
 class OrtRunner:
     """The model's checked ONNX export in an onnxruntime session (one per size when the model is not dynamic); on
-    a CPU a batch runs in chunks of ``chunk`` images (None: :func:`cpu_chunk`), as torch's."""
+    a CPU a batch runs in chunks of ``chunk`` images (None: :data:`ORT_CPU_IMAGES`)."""
 
     name = "onnxruntime"
 
@@ -235,7 +238,7 @@ class OrtRunner:
         if not self.cpu:
             return session.run(None, {"images": array})[0]
         return in_chunks(lambda chunk: session.run(None, {"images": chunk})[0], array,
-                         self.chunk or cpu_chunk(*array.shape[2:]), self.pad)
+                         self.chunk or ORT_CPU_IMAGES, self.pad)
 
     padded = TorchRunner.padded
 

@@ -1,15 +1,19 @@
 """A model traced and frozen by TorchScript for CPU inference at one input shape.
 
 ``torch.jit.trace`` records the operations the model runs on an example input; ``torch.jit.freeze`` turns its
-weights into constants and folds what depends on them alone; ``torch.jit.optimize_for_inference`` then fuses
-convolutions with the batch norms and activations after them and lets oneDNN pick its kernels with weights
-pre-packed. On a CPU this removes most of the per-layer Python and dispatch cost that dominates a batch-1 call of
-a small network (docs/engine.md). A trace holds for the shape it was made at (sizes become constants), so callers
-keep one per shape.
+weights into constants and folds what depends on them alone. The frozen graph is then compiled by oneDNN Graph
+(TorchScript's ``onednn_fusion``): oneDNN takes whole runs of convolutions with their activations (ReLU6 included),
+additions and poolings as fused partitions with weights pre-packed in its own layout, which also removes the
+per-layer dispatch cost that dominates a batch-1 call of a small network and the penalty torch's own batched CPU
+convolutions pay (docs/engine.md). The fusion is compiled during the first calls (TorchScript's profiling runs), so
+the example is run a few times with it switched on, and the switch is put back as it was. Where oneDNN Graph is
+missing or fails, ``torch.jit.optimize_for_inference`` (conv + activation fusion by torch's own passes) is used.
+A trace holds for the shape it was made at (sizes become constants), so callers keep one per shape.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
 
@@ -19,17 +23,43 @@ from torch import nn
 logger = logging.getLogger(__name__)
 
 TRACE_TOLERANCE = 1e-5  # max abs difference to the eager module on the example, else the trace is not used
+PROFILED_RUNS = 3  # calls of the example with the fusion on: TorchScript profiles, then compiles the fused graph
+
+
+@contextlib.contextmanager
+def _onednn_fusion():
+    """oneDNN Graph fusion switched on for TorchScript inside the block, put back as it was after it."""
+    before = torch.jit.onednn_fusion_enabled()
+    torch.jit.enable_onednn_fusion(True)
+    try:
+        yield
+    finally:
+        torch.jit.enable_onednn_fusion(before)
+
+
+def _fused(frozen: torch.jit.ScriptModule, example: torch.Tensor) -> torch.jit.ScriptModule:
+    """``frozen`` compiled by oneDNN Graph for inputs like ``example`` (the profiling runs happen here)."""
+    with _onednn_fusion():
+        for _ in range(PROFILED_RUNS):
+            frozen(example)
+    return frozen
 
 
 def traced_for_inference(module: nn.Module, example: torch.Tensor) -> torch.jit.ScriptModule | None:
-    """``module`` (in eval mode) traced on ``example`` ``(B, 3, H, W)``, frozen and optimised for inference;
-    None (with one debug line) where tracing fails or the traced module's output on ``example`` differs from the
-    eager one by more than :data:`TRACE_TOLERANCE`, so that the caller runs ``module`` itself."""
+    """``module`` (in eval mode) traced on ``example`` ``(B, 3, H, W)``, frozen and compiled for inference (oneDNN
+    Graph, else ``optimize_for_inference``); None (with one debug line) where tracing fails or the compiled
+    module's output on ``example`` differs from the eager one by more than :data:`TRACE_TOLERANCE`, so that the
+    caller runs ``module`` itself."""
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # TorchScript's deprecation and shape-constant notes, per call
-            traced = torch.jit.trace(module, example, check_trace=False)
-            optimised = torch.jit.optimize_for_inference(torch.jit.freeze(traced.eval()))
+            frozen = torch.jit.freeze(torch.jit.trace(module, example, check_trace=False).eval())
+            try:
+                optimised = _fused(frozen, example)
+            except Exception as error:  # noqa: BLE001 - no oneDNN Graph here: torch's own fusion passes
+                logger.debug("oneDNN Graph cannot compile %s (%s)", type(module).__name__, error)
+                frozen = torch.jit.freeze(torch.jit.trace(module, example, check_trace=False).eval())
+                optimised = torch.jit.optimize_for_inference(frozen)
             expected, got = module(example), optimised(example)
     except Exception as error:  # noqa: BLE001 - any TorchScript failure only means: run the module eagerly
         logger.debug("running %s eagerly: it cannot be traced (%s)", type(module).__name__, error)

@@ -22,8 +22,8 @@ TRACE_TOLERANCE = 1e-5  # max abs difference to the eager module on the example,
 
 
 def traced_for_inference(module: nn.Module, example: torch.Tensor) -> torch.jit.ScriptModule | None:
-    """``module`` (in eval mode) traced on ``example`` ``(B, 3, H, W)``, frozen and optimised for inference;
-    None (with one debug line) where tracing fails or the traced module's output on ``example`` differs from the
+    """``module`` (in eval mode, returning a tensor or a tuple of them) traced on ``example`` ``(B, 3, H, W)``,
+    frozen and optimised for inference; None (with one debug line) where tracing fails or the traced module's output on ``example`` differs from the
     eager one by more than :data:`TRACE_TOLERANCE`, so that the caller runs ``module`` itself."""
     try:
         with warnings.catch_warnings(), torch.no_grad():
@@ -34,7 +34,9 @@ def traced_for_inference(module: nn.Module, example: torch.Tensor) -> torch.jit.
     except Exception as error:  # noqa: BLE001 - any TorchScript failure only means: run the module eagerly
         logger.debug("running %s eagerly: it cannot be traced (%s)", type(module).__name__, error)
         return None
-    difference = float((got.float() - expected.float()).abs().max()) if got.shape == expected.shape else float("inf")
+    got, expected = (got, expected) if isinstance(got, tuple) else ((got,), (expected,))
+    difference = max((float((g.float() - e.float()).abs().max()) if g.shape == e.shape else float("inf")
+                      for g, e in zip(got, expected, strict=True)), default=float("inf"))
     if not difference <= TRACE_TOLERANCE:
         logger.debug("running %s eagerly: its trace differs by %.2g", type(module).__name__, difference)
         return None

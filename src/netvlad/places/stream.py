@@ -120,13 +120,17 @@ class StreamMatcher:
 
     ``place_index``: a loaded :class:`netvlad.places.localise.PlaceIndex` (localisation) or None (loop closure).
     Every frame is also added to :attr:`database` (searched in loop-closure mode, kept for saving in both).
-    ``runner``: the inference engine that describes frames (None: the torch model).
+    ``runner``: the inference engine that describes frames (None: torch's, as extraction runs it, traced).
     """
 
     def __init__(self, model: PlaceModel, config: StreamConfig = StreamConfig(), place_index=None,
                  device: torch.device | str = "cpu", fingerprint: str | None = None, runner=None) -> None:
         self.model, self.config, self.place_index, self.device = model.eval().to(device), config, place_index, device
-        self.runner = runner
+        if runner is None:
+            from netvlad.extract.engine import make_runner
+
+            runner = make_runner(self.model, "torch", device)
+        self.runner = runner.traced() if hasattr(runner, "traced") else runner  # as extraction describes images
         self.database = PlaceDatabase(model.output_dim, config.database, fingerprint)
         self.sequence = None
         if config.sequence:
@@ -137,6 +141,8 @@ class StreamMatcher:
         if place_index is None:  # loop closures: the default decision's checks, local features for verification
             self.detector = LoopClosureDetector(config.decision, config.sequence)
             self.cut = local_stage(self.model)
+            if hasattr(self.runner, "with_local") and config.threshold is None:  # one traced pass gives both
+                self.runner = self.runner.with_local(self.cut)
         self.results: list[FrameResult] = []
         self.searched = 0  # frames that had something to search
 
@@ -163,9 +169,7 @@ class StreamMatcher:
         start = time.perf_counter()
         local = None
         if self.detector is not None and self.config.threshold is None:  # a threshold decides without geometry
-            # the torch engine is the model itself: one split pass gives both (not the model twice)
-            runner = None if getattr(self.runner, "name", None) == "torch" else self.runner
-            descriptor, local = describe_with_local(self.model, frame.image, self.cut, self.device, runner,
+            descriptor, local = describe_with_local(self.model, frame.image, self.cut, self.device, self.runner,
                                                     self.config.decision.cells)
         else:
             descriptor = describe_image(self.model, frame.image, self.device, self.runner)

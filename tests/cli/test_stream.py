@@ -12,7 +12,7 @@ from tests.conftest import shared_dataset
 
 av = pytest.importorskip("av")
 KEYS = {"frame", "time", "name", "match", "match_time", "distance", "score", "loop_closure", "consistency",
-        "distinctiveness", "ratio", "inliers", "null_inliers", "position", "position_distance", "latency_ms",
+        "distinctiveness", "ratio", "inliers", "null_inliers", "support", "position", "position_distance", "latency_ms",
         "check_ms"}
 MODEL = ["--backbone", "mobilenet_v2", "--pool", "gem", "--resize", "none", "--device", "cpu", "--workers", "0",
          "--no-progress", "--threads", "1"]

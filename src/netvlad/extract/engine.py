@@ -113,7 +113,9 @@ def in_chunks(call, images, step: int, pad: bool = False) -> np.ndarray:
         parts.append(tuple(o[:step - short] for o in out) if isinstance(out, tuple) else out[:step - short])
     if len(parts) == 1:
         return parts[0]
-    return tuple(map(np.concatenate, zip(*parts, strict=True))) if isinstance(parts[0], tuple) else np.concatenate(parts)
+    if isinstance(parts[0], tuple):  # (descriptors, local feature maps)
+        return tuple(map(np.concatenate, zip(*parts, strict=True)))
+    return np.concatenate(parts)
 
 
 class TorchRunner:

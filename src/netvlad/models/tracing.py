@@ -23,8 +23,9 @@ TRACE_TOLERANCE = 1e-5  # max abs difference to the eager module on the example,
 
 def traced_for_inference(module: nn.Module, example: torch.Tensor) -> torch.jit.ScriptModule | None:
     """``module`` (in eval mode, returning a tensor or a tuple of them) traced on ``example`` ``(B, 3, H, W)``,
-    frozen and optimised for inference; None (with one debug line) where tracing fails or the traced module's output on ``example`` differs from the
-    eager one by more than :data:`TRACE_TOLERANCE`, so that the caller runs ``module`` itself."""
+    frozen and optimised for inference; None (with one debug line) where tracing fails or the traced module's
+    output on ``example`` differs from the eager one by more than :data:`TRACE_TOLERANCE`, so that the caller runs
+    ``module`` itself."""
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # TorchScript's deprecation and shape-constant notes, per call

@@ -227,7 +227,7 @@ def accepts(c: dict, family: str, v: dict):
             ok &= c["inliers"] >= v["null"] * c["level"]
         for key in [k for k in v if k.startswith("own")]:  # "own", "own8", "own@64": the frame's null
             inliers = c["inliers" + key[3:]] if "@" in key else c["inliers"]
-            ok &= (inliers >= MIN_INLIERS) & (inliers >= v[key] * c[key])
+            ok &= (inliers >= MIN_INLIERS) & (inliers >= v[key] * c[key]) & (inliers > c[key])
     return ok
 
 

@@ -23,11 +23,12 @@ when all three checks hold, the cheap ones first:
 3. **verified**, self-calibrated on the frame itself: mutual nearest neighbours of the two frames' dense local
    features (:mod:`netvlad.extract.local_features`) and a RANSAC homography
    (:func:`netvlad.match.verify.matching.ransac_inliers`, as in spatial re-ranking) leave at least ``min_inliers``
-   inliers, and at least ``min_geometric`` times the most inliers the same frame gets against places it is known
-   not to be (its ``null``): the runner-up place and ``null_samples`` map frames drawn at random (seeded by the
-   frame). How many inliers two unrelated views share depends on the scene — a street of repeated facades gives
-   unrelated pairs as many as a true revisit of an open campus — so no absolute count is safe across routes; a
-   count relative to the frame's own unrelated pairs is. It runs only on candidates that passed 1 and 2.
+   inliers, and at least ``min_geometric`` times (and more than) the most inliers the same frame gets against
+   places it is known not to be (its ``null``): the runner-up place and ``null_samples`` map frames drawn at
+   random (seeded by the frame). How many inliers two unrelated views share depends on the scene — a street of
+   repeated facades gives unrelated pairs as many as a true revisit of an open campus — so no absolute count is
+   safe across routes; a count relative to the frame's own unrelated pairs is. It runs only on candidates that
+   passed 1 and 2.
 4. **supported** by the window: at least ``min_support`` of the last W frames (this one included) passed 1–3 on
    their own with places on a straight path through this frame's place (at ±0.8 … 1.25 entries per frame, within
    ``tolerance``). One frame's verification can be fooled by a lookalike; several consecutive frames each
@@ -72,19 +73,19 @@ class LoopClosureConfig:
     min_map: int = 50
     sample: int = 1024
     window: int = 10
-    min_consistency: float = 0.8
+    min_consistency: float = 0.5
     tolerance: int = 2
-    min_distinctiveness: float = 1.0
+    min_distinctiveness: float = 0.5
     max_ratio: float = float("inf")
     neighbourhood: int = 10
     shortlist: int = 50
     min_inliers: int = 12
     ransac_threshold: float = 1.5
     hypotheses: int = 128
-    min_geometric: float = 1.25
+    min_geometric: float = 1.0
     null_samples: int = 4
     cells: int = 128
-    min_support: float = 0.0
+    min_support: float = 0.8
 
 
 @dataclass(frozen=True)
@@ -174,8 +175,9 @@ class LoopClosureDetector:
                 others = self.null_frames(checks.runner_up, searchable, frame)
                 counts = self.inliers_many(local, [self.local[place], *others], frame)  # one batched RANSAC
                 inliers, null = counts[0], max([0, *counts[1:]])
+            # above the null, never tied with it: a place it is not verifying as well shows nothing
             verified = inliers is not None and inliers >= self.config.min_inliers and \
-                inliers >= self.config.min_geometric * null
+                inliers >= self.config.min_geometric * null and inliers > null
             checks = replace(checks, inliers=inliers, null_inliers=null, accepted=verified)
         if checks.accepted:
             self.passed[-1] = place

@@ -37,19 +37,23 @@ CITIES = ((0, ("dusk", "winter")), (1, ("night", "fog")), (2, ("rain", "autumn")
 NULL = 8  # random searchable frames per frame whose inliers sample the map's unrelated-pair distribution
 CELLS = (64, 128)  # fewer local features kept per frame (the strongest), recorded for the memory bound
 POOL = 100  # null inlier counts the map must hold before its null level is trusted
+WINDOW = 10  # frames of the window (single frame: LoopClosureConfig.window; with --sequence 10: L)
+Z = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5)
+CONSISTENCY = (0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+OWN = (0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0)
+SHIPPED = "z, consistency, inliers over the frame's null, the window's support"
 FAMILIES = {
     # name: {constant: grid from loose to strict}; each family's rule reads only these constants
     "z alone": {"z": (0.0, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0, 8.0)},
     "z, ratio, inliers, consistency": {
         "z": (1.0, 1.5, 2.0, 2.5, 3.0, 3.5), "ratio": (1.0, 0.975, 0.95, 0.925, 0.9, 0.875, 0.85, 0.8),
-        "inliers": (8, 12, 16, 20, 24, 32, 40), "consistency": (0.4, 0.5, 0.6, 0.7, 0.8, 0.9)},
+        "inliers": (8, 12, 16, 20, 24, 32, 40), "consistency": CONSISTENCY},
     "z, consistency, inliers over the map's null": {
-        "z": (1.0, 1.5, 2.0, 2.5, 3.0, 3.5), "consistency": (0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
-        "null": (1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 4.0)},
-    **{f"z, consistency, inliers over the frame's null{label}": {
-        "z": (1.0, 1.5, 2.0, 2.5, 3.0, 3.5), "consistency": (0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
-        f"own{key}": (1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 4.0)}
-       for key, label in (("", ""), ("@128", " (128 cells)"), ("@64", " (64 cells)"))},
+        "z": Z, "consistency": CONSISTENCY, "null": (1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 4.0)},
+    **{f"z, consistency, inliers over the frame's null{label}": {"z": Z, "consistency": CONSISTENCY, key: OWN}
+       for key, label in (("own", " (4 random frames + runner-up)"), ("own8", " (8 random frames + runner-up)"),
+                          ("own@64", " (64 cells)"))},
+    SHIPPED: {"z": Z, "consistency": CONSISTENCY, "own": OWN, "support": (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)},
 }
 MIN_INLIERS = 12  # below this many inliers no homography is trusted, whatever the null says
 
@@ -90,7 +94,7 @@ def permissive():
     from netvlad.places.loop_closure import LoopClosureConfig
 
     return LoopClosureConfig(min_distinctiveness=float("-inf"), max_ratio=float("inf"), min_inliers=0,
-                             min_consistency=0.0, min_geometric=0.0)
+                             min_consistency=0.0, min_geometric=0.0, min_support=0.0)
 
 
 def recording(config, length: int | None):
@@ -143,13 +147,14 @@ def record(frames: Path, resize: str, size: tuple[int, ...], radius: float, sequ
     config = StreamConfig(exclude_recent=EXCLUDE, radius=radius, sequence=sequence, decision=permissive())
     matcher = StreamMatcher(model, config)
     matcher.detector = recording(config.decision, sequence)
+    matcher.detector.local = matcher.database.local  # the frames' local features, as the stream keeps them
     out = []
     for result, extra in zip(matcher.run(FrameSource(frames)), matcher.detector.extras, strict=False):
         c = result.checks
         out.append({"frame": result.frame, "match": result.match, "correct": bool(result.correct),
                     "positive": bool(result.has_positive),
                     "consistency": c.consistency, "distinctiveness": c.distinctiveness, "ratio": c.ratio,
-                    "inliers": c.inliers, "null": c.null_inliers, "check_ms": c.check_ms} | extra)
+                    "inliers": c.inliers, "null": c.null_inliers, "check_ms": c.check_ms, "place": c.place} | extra)
     return out
 
 
@@ -168,6 +173,9 @@ def columns(rows: list[dict]) -> dict:
         out[f"inliers@{n}"] = np.array([r.get(f"inliers@{n}", nan) for r in rows], dtype=np.float64)
         out[f"own@{n}"] = np.array([r.get(f"null@{n}", nan) for r in rows], dtype=np.float64)
     out["own"] = np.array([nan if r["null"] is None else r["null"] for r in rows], dtype=np.float64)
+    out["own8"] = np.array([max([r.get("runner_up_inliers", 0), *r["null_inliers"]]) if "null_inliers" in r
+                            else nan for r in rows], dtype=np.float64)
+    out["path"] = on_path(np.array([-1 if r.get("place") is None else r["place"] for r in rows]))
     level, pool = [], []
     for r in rows:
         level.append(float(np.percentile(pool, 99)) if len(pool) >= POOL else nan)
@@ -176,10 +184,35 @@ def columns(rows: list[dict]) -> dict:
     return out
 
 
+def on_path(places):
+    """``(n, WINDOW)``: whether frame t − d's place lies on a straight path through frame t's place (d × 0.8 …
+    1.25 entries away, either direction, within the tolerance), as the detector's support reads it."""
+    import numpy as np
+
+    from netvlad.match.trajectory_distance import VELOCITIES
+    from netvlad.places.loop_closure import LoopClosureConfig
+
+    tolerance, n = LoopClosureConfig().tolerance, len(places)
+    out = np.zeros((n, WINDOW), dtype=bool)
+    for d in range(WINDOW):
+        earlier = np.full(n, -1)
+        earlier[d:] = places[:n - d]
+        apart = np.abs(places - earlier)
+        out[:, d] = (places >= 0) & (earlier >= 0) & (apart >= min(VELOCITIES) * d - tolerance) & (
+            apart <= max(VELOCITIES) * d + tolerance)
+    return out
+
+
 def accepts(c: dict, family: str, v: dict):
     """Per frame: whether the rule ``v`` (constants) of ``family`` accepts its candidate, over :func:`columns`."""
     import numpy as np
 
+    if "support" in v:  # frames passing on their own, then the window's share of them on the path
+        alone = accepts(c, family, {k: x for k, x in v.items() if k != "support"})
+        hits = np.zeros(len(alone))
+        for d in range(WINDOW):
+            hits[d:] += alone[:len(alone) - d] & c["path"][d:, d]
+        return alone & (hits / WINDOW >= v["support"])
     with np.errstate(invalid="ignore"):
         ok = c["inliers"] >= MIN_INLIERS
         if "z" in v:
@@ -192,9 +225,9 @@ def accepts(c: dict, family: str, v: dict):
             ok &= c["inliers"] >= v["inliers"]
         if "null" in v:
             ok &= c["inliers"] >= v["null"] * c["level"]
-        for key in [k for k in v if k.startswith("own")]:  # "own", "own@128": the inliers with those cells
-            inliers = c["inliers" + key[3:]]
-            ok &= (inliers >= MIN_INLIERS) & (inliers >= v[key] * c[key])
+        for key in [k for k in v if k.startswith("own")]:  # "own", "own8", "own@64": the frame's null
+            inliers = c["inliers" + key[3:]] if "@" in key else c["inliers"]
+            ok &= (inliers >= MIN_INLIERS) & (inliers >= v[key] * c[key]) & (inliers > c[key])
     return ok
 
 
@@ -290,8 +323,7 @@ def fragment(records: dict[str, list[dict]]) -> list[str]:
              "| rule family | held-out route | constants chosen on the others | matching | closures | false | "
              "precision | recall |", "|---|---|---|---|---:|---:|---:|---:|"]
     shipped = LoopClosureConfig()
-    key = f"own@{shipped.cells}" if shipped.cells in CELLS else "own"
-    shipped_family = next(name for name, grid_ in FAMILIES.items() if key in grid_)
+    shipped_family = SHIPPED
     for family, margin in [*((name, True) for name in FAMILIES), (shipped_family, False)]:
         results = []
         name = family if margin else f"{family}, picked without the margin"
@@ -307,13 +339,16 @@ def fragment(records: dict[str, list[dict]]) -> list[str]:
                                 f"{false} | {_percent(true, true + false)} | {_percent(true, positives)} |"))
         lines += [row for _, row in sorted(results, key=lambda r: r[0], reverse=True)]
     family = shipped_family
-    rule = {"z": shipped.min_distinctiveness, "consistency": shipped.min_consistency, key: shipped.min_geometric}
+    rule = {"z": shipped.min_distinctiveness, "consistency": shipped.min_consistency, "own": shipped.min_geometric,
+            "support": shipped.min_support}
     picked = {margin: pick(cols, family, margin) for margin in (True, False)}
     lines += ["", f"Picked on every route, family “{family}”: with the margin "
               f"{_constants(picked[True])}; without it {_constants(picked[False])}. The shipped rule: "
               f"distinctiveness ≥ {rule['z']:g}, consistency ≥ {rule['consistency']:g}, inliers ≥ "
-              f"{shipped.min_inliers} and ≥ {rule[key]:g} × the frame's null ({shipped.null_samples} random map "
-              f"frames and the runner-up place), the strongest {shipped.cells} cells a frame, on every route:", "",
+              f"{shipped.min_inliers} and ≥ {rule['own']:g} × the frame's null ({shipped.null_samples} random map "
+              f"frames and the runner-up place), the strongest {shipped.cells} cells a frame, and ≥ "
+              f"{rule['support']:g} of the last {WINDOW} frames passing on their own on the path, on every route:",
+              "",
               "| route | matching | closures | false | precision | recall |", "|---|---|---:|---:|---:|---:|"]
     for label, c in cols.items():
         true, false, positives = decide(c, family, rule)

@@ -38,7 +38,7 @@ PINNED = {
     "netvlad convert": (8, "1dfe3b364e68a663"),
     "netvlad store": (1, "9a39023db9e76253"),
     "netvlad store verify": (2, "bbcc8733b9f7d42b"),
-    "netvlad stream": (42, "86c2ec46a24c431b"),
+    "netvlad stream": (43, "29701f96484d66ad"),
     "netvlad seqnet": (1, "ab29209a754ce6cf"),
     "netvlad seqnet train": (47, "6757eebc5408ac7d"),
     "netvlad benchmark": (5, "2d2dedfae4b622dd"),

@@ -535,3 +535,64 @@ def test_a_too_short_shortlist_misses_exact_matches_and_only_then():
     held = np.array([set(e) <= set(s) for e, s in zip(exact_ids, shortlists, strict=True)])
     assert differ.any()  # re-scoring cannot bring back what the shortlist lacks
     assert not (differ & held).any()  # and it is the only way to differ
+
+
+def _local(rng, n, cells=5, channels=6, grid=(4, 7)):
+    """``n`` frames' local features (every third without), cells up to ``cells`` on a ``grid``."""
+    from netvlad.extract.local_features import LocalFeatures
+
+    out = []
+    for i in range(n):
+        k = 0 if i % 3 == 1 else int(rng.integers(1, cells + 1))
+        out.append(None if i % 3 == 2 else LocalFeatures(
+            rng.integers(-127, 128, (k, channels)).astype(np.int8),
+            np.stack([rng.integers(0, grid[1], k), rng.integers(0, grid[0], k)], 1).astype(np.uint8), grid))
+    return out
+
+
+def test_local_features_are_saved_and_loaded_with_the_entries(tmp_path):
+    x, names, pos, times = _data(30)
+    local = _local(np.random.default_rng(1), 30)
+    db = PlaceDatabase(DIM)
+    db.add(x[:20], names[:20], pos[:20], times[:20], local[:20])
+    db.add(x[20:], names[20:], pos[20:], times[20:], local[20:])
+    db.remove([4])
+    back = PlaceDatabase.load(db.save(tmp_path / "db"))
+    assert back.local[4] is None and local[4] is not None  # a removed entry's features are dropped
+    for i, (a, b) in enumerate(zip(local, back.local, strict=True)):
+        if a is None or i == 4:
+            assert b is None
+        else:
+            assert b.grid == a.grid and b.descriptors.dtype == np.int8 and b.xy.dtype == np.uint8
+            assert np.array_equal(b.descriptors, a.descriptors) and np.array_equal(b.xy, a.xy)
+    assert back.local[1] is not None and len(back.local[1]) == 0  # a frame with no cell is not a frame without
+    plain = PlaceDatabase.load(PlaceDatabase(DIM).save(tmp_path / "plain"))
+    assert plain.local == [] and not list(_state(tmp_path / "plain").glob("local_*"))
+    db = PlaceDatabase(DIM)
+    db.add(x[:3], names[:3], pos[:3], times[:3])
+    with pytest.raises(BadInputError, match="need 3 local features .or None each., got 2"):
+        db.add(x[:3], names[:3], pos[:3], times[:3], local[:2])
+
+
+def test_a_database_saved_before_local_features_still_loads(tmp_path):
+    x, names, pos, times = _data(30)
+    folder = _filled(DatabaseConfig(), [np.arange(30)], x, names, pos, times).save(tmp_path / "db")
+    meta = json.loads((_state(folder) / "database.json").read_text())
+    _rewrite_meta(folder, {k: v for k, v in meta.items() if k != "local"} | {"version": 2})
+    assert PlaceDatabase.load(folder).local == [None] * 30
+
+
+@pytest.mark.parametrize("name", database_io.LOCAL_FILES)
+def test_a_flipped_byte_in_the_local_features_is_refused_naming_the_file(tmp_path, name):
+    x, names, pos, times = _data(30)
+    db = PlaceDatabase(DIM)
+    db.add(x, names, pos, times, _local(np.random.default_rng(2), 30))
+    folder = db.save(tmp_path / "db")
+    path = _state(folder) / name
+    data = bytearray(path.read_bytes())
+    data[len(data) * 2 // 3] ^= 0x10
+    path.write_bytes(bytes(data))
+    with pytest.raises(BadInputError) as error:
+        PlaceDatabase.load(folder)
+    message = _one_line(error)
+    assert str(path) in message and "checksum" in message and "rebuild the database" in message

@@ -180,3 +180,24 @@ def test_one_batched_ransac_counts_each_pair_as_its_own_ransac_would():
                                torch.Generator().manual_seed(5))
         assert count == int(alone[0])
     assert counts[0] == 100 and counts[3] == 30  # 10 shared columns × 10 rows; a query's own 30 strongest cells
+
+
+def test_a_closure_needs_the_window_s_frames_to_have_passed_on_their_own_on_the_path():
+    """A revisit whose frames each pass: support grows a tenth a frame, so the first closure is the 7th verified
+    frame (min_support 0.7); a frame whose place jumps off the path is supported only by itself."""
+    rng = np.random.default_rng(9)
+    route = _places(300, rng)
+    cells = [_cells(rng) for _ in route]
+    detector = LoopClosureDetector(LoopClosureConfig(min_inliers=16, min_support=0.7), length=None)
+    detector.local = cells
+    places = np.arange(100, 140)
+    queries = route[places] + 0.01 * rng.standard_normal((len(places), DIM)).astype(np.float32)
+    checks = _run(detector, route, queries, [cells[p] for p in places], 300)
+    alone = [c.inliers is not None and c.inliers >= 16 and c.consistency >= 0.8 for c in checks]
+    first = alone.index(True)
+    # the next ten frames each verified: support 0.1, 0.2, ..., 1.0
+    assert np.allclose([c.support for c in checks[first:first + 10]], 0.1 * np.arange(1, 11))
+    assert [c.accepted for c in checks[first:first + 8]] == [False] * 6 + [True] * 2
+    assert detector.support(250) == 0.0 and checks[-1].accepted and checks[-1].support >= 0.7
+    detector.passed[-1] = 250  # the last frame at a place 110 entries off the others': only itself
+    assert detector.support(250) == 0.1

@@ -69,6 +69,10 @@ def run(args: argparse.Namespace) -> int:
 
     refuse_overlaps({"--out": args.out, "--summary": args.summary, "--pr-plot": args.pr_plot, "--save": args.save},
                     {"SOURCE": args.source, "--map": args.map, "--model": args.model})
+    if args.resume is not None and args.map is not None:
+        from netvlad.errors import BadInputError
+
+        raise BadInputError("--resume continues a stream of loop closures; it cannot apply with --map: drop one")
     source = frame_source(args)
     stamps = getattr(source, "stamps", None)  # a bag's header stamps (ns) by frame name
     _check_exclusion(source, args)
@@ -84,8 +88,13 @@ def run(args: argparse.Namespace) -> int:
     # run the backbone's early stages twice: 36.6 ms a frame against torch's 30.0 on Gardens Point at 320 px)
     decides = place is None and args.threshold is None
     runner = engine_from_args(args, model, device, images=1 if decides else (len(source) or None))
+    resumed = None
+    if args.resume is not None:
+        from netvlad.places.database import PlaceDatabase
+
+        resumed = PlaceDatabase.load(args.resume)
     matcher = StreamMatcher(model, stream_config_from_args(args), place, device, fingerprint=model.fingerprint(),
-                            runner=runner)
+                            runner=runner, database=resumed)
     ended = None
     lines = out_path(args)
     with (open(lines, "w", encoding="utf-8") if lines else contextlib.nullcontext(sys.stdout)) as out:
@@ -213,7 +222,11 @@ def add_stream_args(parser: argparse.ArgumentParser) -> None:
                             "instead gets the loop closures as netvlad_msgs/LoopClosure messages (JSON lines stay "
                             "on standard output)")
     group.add_argument("--save", type=output("folder"), default=None, metavar="DB_FOLDER",
-                       help="save the database of the stream's frames here (netvlad.PlaceDatabase.load reads it)")
+                       help="save the database of the stream's frames here, with their local features "
+                            "(netvlad.PlaceDatabase.load reads it)")
+    group.add_argument("--resume", type=existing("folder", "place database folder"), default=None,
+                       metavar="DB_FOLDER", help="loop closures: continue the stream saved here with --save (its "
+                                                 "frames searched and verified as if it had not stopped)")
     group.add_argument("--summary", type=output(), default=None, metavar="FILE",
                        help="also write the summary as JSON here")
     group.add_argument("--pr-plot", type=output(), default=None, metavar="PNG",

@@ -112,8 +112,13 @@ def in_chunks(call, images, step: int, pad: bool = False) -> np.ndarray:
             fill = (images.new_zeros((short, *images.shape[1:])) if isinstance(images, torch.Tensor)
                     else np.zeros((short, *images.shape[1:]), images.dtype))
             chunk = torch.cat([chunk, fill]) if isinstance(images, torch.Tensor) else np.concatenate([chunk, fill])
-        parts.append(call(chunk)[:step - short])
-    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+        out = call(chunk)
+        parts.append(tuple(o[:step - short] for o in out) if isinstance(out, tuple) else out[:step - short])
+    if len(parts) == 1:
+        return parts[0]
+    if isinstance(parts[0], tuple):  # (descriptors, local feature maps)
+        return tuple(map(np.concatenate, zip(*parts, strict=True)))
+    return np.concatenate(parts)
 
 
 class TorchRunner:
@@ -122,9 +127,12 @@ class TorchRunner:
     TorchScript and compiled by oneDNN Graph per input shape (``trace``: :mod:`netvlad.models.tracing`), run in
     chunks of ``chunk`` images (None: :func:`cpu_chunk`): the fastest measured torch path on a CPU
     (docs/engine.md). The copy is made again when one of the model's tensors changes (a training step,
-    ``load_state_dict``); a model with a module in training mode runs as it is."""
+    ``load_state_dict``); a model with a module in training mode runs as it is. With ``cut`` (see
+    :meth:`with_local`) a call returns (descriptors, local feature maps of the first ``cut`` backbone stages), both
+    from one pass of one graph."""
 
     name = "torch"
+    cut: int | None = None
 
     def __init__(self, model: PlaceModel, device: torch.device, amp: str | None = "bf16", fold: bool = True,
                  channels_last: bool = True, trace: bool = True, chunk: int | None = None, pad: bool = False) -> None:
@@ -148,7 +156,8 @@ class TorchRunner:
         if self.cuda:
             images = images.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), autocast:
-            return self.model(images).float().cpu().numpy()
+            model = self.model if self.cut is None else _global_and_local(self.model, self.cut)
+            return _numpy(model(images))
 
     def _cpu(self, images: torch.Tensor) -> np.ndarray:
         import torch
@@ -157,7 +166,7 @@ class TorchRunner:
 
         def call(chunk: torch.Tensor) -> np.ndarray:
             chunk = chunk.contiguous(memory_format=layout)
-            return self.inference_model(tuple(chunk.shape), chunk)(chunk).float().numpy()
+            return _numpy(self.inference_model(tuple(chunk.shape), chunk)(chunk))
 
         with torch.inference_mode():
             return in_chunks(call, images, self.chunk or cpu_chunk(*images.shape[2:]), self.pad)
@@ -170,6 +179,21 @@ class TorchRunner:
         twin.pad = twin.trace = True  # traced whatever the count: every extraction at a shape runs one code
         return twin
 
+    def traced(self) -> Runner:
+        """This runner traced whatever the number of images (one frame a call, unpadded): a streamed frame is
+        described by the graph extraction's rows come from, not the eager copy (the two round differently)."""
+        twin = copy.copy(self)
+        twin.trace = True
+        return twin
+
+    def with_local(self, cut: int) -> Runner:
+        """This runner (traced) returning (descriptors ``(B, D)``, feature maps ``(B, C, h, w)`` of the first
+        ``cut`` backbone stages): the global descriptor and the local features of one pass, the descriptor from
+        the same folded graph as without ``cut``."""
+        twin = self.traced()
+        twin.cut = int(cut)
+        return twin
+
     def inference_model(self, shape: tuple[int, ...] | None = None, example: torch.Tensor | None = None):
         """What the CPU runs on inputs of ``shape`` (B, 3, H, W): the folded channels_last copy of the model, made
         again when its tensors changed, with ``trace`` its graph traced and frozen at that shape (``example``: an
@@ -178,15 +202,16 @@ class TorchRunner:
         import torch
 
         if not (self.fold or self.channels_last or self.trace) or any(m.training for m in self.model.modules()):
-            return self.model
+            return self.model if self.cut is None else _global_and_local(self.model, self.cut)
         tensors = (*self.model.parameters(), *self.model.buffers())
         versions = tuple((id(t), t._version) for t in tensors)
         kept = _PREPARED.setdefault(self.model, {})
-        key = (self.fold, self.channels_last)
+        key = (self.fold, self.channels_last, self.cut)
         if key not in kept or kept[key][0] != versions:
             from netvlad.models.folding import fold_batch_norms
 
-            prepared = fold_batch_norms(self.model) if self.fold else copy.deepcopy(self.model)
+            model = self.model if self.cut is None else _global_and_local(self.model, self.cut)
+            prepared = fold_batch_norms(model) if self.fold else copy.deepcopy(model)
             if self.channels_last:
                 prepared = prepared.to(memory_format=torch.channels_last)
             kept[key] = (versions, prepared, {})
@@ -198,6 +223,19 @@ class TorchRunner:
 
             traced[shape] = traced_for_inference(prepared, example) if len(traced) < TRACED_SHAPES else None
         return traced[shape] or prepared
+
+
+def _global_and_local(model: PlaceModel, cut: int):
+    from netvlad.extract.local_features import GlobalAndLocal
+
+    return GlobalAndLocal(model, cut)
+
+
+def _numpy(out):
+    """A model's output (a tensor, or a tuple of them) as float32 numpy arrays on the CPU."""
+    if isinstance(out, tuple):
+        return tuple(o.float().cpu().numpy() for o in out)
+    return out.float().cpu().numpy()
 
 
 class OrtRunner:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch import nn
 
 from netvlad.data.images import resize_image
 from netvlad.models import PlaceModel
@@ -88,12 +89,32 @@ def image_tensor(model: PlaceModel, image) -> torch.Tensor:
     return torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1).float().div_(255.0)[None]
 
 
+class GlobalAndLocal(nn.Module):
+    """A place model returning both its descriptors and the feature maps of its first ``cut`` backbone stages,
+    from one pass: ``(B, 3, H, W) -> ((B, dim), (B, C, h, w))``."""
+
+    foldable = ("early", "late")  # netvlad.models.folding folds the batch norms of each
+
+    def __init__(self, model: PlaceModel, cut: int) -> None:
+        super().__init__()
+        stages = model.backbone.stages
+        self.model, self.early, self.late = model, stages[:int(cut)], stages[int(cut):]
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        local = self.early(self.model.normalize(images))
+        return self.model.pool_features(self.late(local)), local
+
+
 def describe_with_local(model: PlaceModel, image, cut: int, device: torch.device | str = "cpu", runner=None,
                         max_cells: int = MAX_CELLS) -> tuple[np.ndarray, LocalFeatures]:
     """(global descriptor ``(dim,)`` float32, :class:`LocalFeatures`) of one RGB PIL ``image``, ``cut`` from
-    :func:`local_stage`. With a ``runner`` (another engine) the global descriptor is the runner's and the torch
-    backbone runs only up to the local stage."""
+    :func:`local_stage`. ``runner``: a torch runner made ``with_local(cut)`` (both from its one traced pass, the
+    descriptor as extraction computes it), another engine (its global descriptor; the torch backbone runs up to
+    the local stage), or None (the model itself)."""
     tensor = image_tensor(model, image)
+    if getattr(runner, "cut", None) == cut:
+        descriptor, local = runner(tensor)
+        return np.asarray(descriptor[0], dtype=np.float32), select_cells(torch.from_numpy(local[0]), max_cells)
     stages = model.backbone.stages
     with torch.inference_mode():
         local = stages[:cut](model.normalize(tensor.to(device)))

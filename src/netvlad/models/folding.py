@@ -19,17 +19,20 @@ logger = logging.getLogger(__name__)
 def fold_batch_norms(model: nn.Module) -> nn.Module:
     """A copy of ``model``, in eval mode, whose backbone's batch norms are folded into their convolutions.
 
-    ``model`` is a :class:`~netvlad.models.PlaceModel` (its ``backbone.stages`` are folded) or any module (folded
-    whole). The caller's model is left untouched. A backbone that torch.fx cannot trace (a custom network with
-    data-dependent control flow) is returned unfolded, with one debug line: the copy then computes exactly what
-    the model does.
+    ``model`` is a :class:`~netvlad.models.PlaceModel` (its ``backbone.stages`` are folded), a module with a
+    ``foldable`` tuple of submodule names (each folded) or any module (folded whole). The caller's model is left
+    untouched. A backbone that torch.fx cannot trace (a custom network with data-dependent control flow) is
+    returned unfolded, with one debug line: the copy then computes exactly what the model does.
     """
     from torch.fx.experimental.optimization import fuse
 
     folded = copy.deepcopy(model).eval()
     stages = getattr(getattr(folded, "backbone", None), "stages", None)
     try:
-        if stages is not None:
+        if getattr(folded, "foldable", None):  # a module naming the parts that hold its convolutions
+            for name in folded.foldable:
+                setattr(folded, name, fuse(getattr(folded, name)))
+        elif stages is not None:
             folded.backbone.stages = fuse(stages)
         else:
             folded = fuse(folded)

@@ -46,10 +46,10 @@ def _fused(frozen: torch.jit.ScriptModule, example: torch.Tensor) -> torch.jit.S
 
 
 def traced_for_inference(module: nn.Module, example: torch.Tensor) -> torch.jit.ScriptModule | None:
-    """``module`` (in eval mode) traced on ``example`` ``(B, 3, H, W)``, frozen and compiled for inference (oneDNN
-    Graph, else ``optimize_for_inference``); None (with one debug line) where tracing fails or the compiled
-    module's output on ``example`` differs from the eager one by more than :data:`TRACE_TOLERANCE`, so that the
-    caller runs ``module`` itself."""
+    """``module`` (in eval mode, returning a tensor or a tuple of them) traced on ``example`` ``(B, 3, H, W)``,
+    frozen and compiled for inference (oneDNN Graph, else ``optimize_for_inference``); None (with one debug line)
+    where tracing fails or the compiled module's output on ``example`` differs from the eager one by more than
+    :data:`TRACE_TOLERANCE`, so that the caller runs ``module`` itself."""
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # TorchScript's deprecation and shape-constant notes, per call
@@ -64,7 +64,9 @@ def traced_for_inference(module: nn.Module, example: torch.Tensor) -> torch.jit.
     except Exception as error:  # noqa: BLE001 - any TorchScript failure only means: run the module eagerly
         logger.debug("running %s eagerly: it cannot be traced (%s)", type(module).__name__, error)
         return None
-    difference = float((got.float() - expected.float()).abs().max()) if got.shape == expected.shape else float("inf")
+    got, expected = (got, expected) if isinstance(got, tuple) else ((got,), (expected,))
+    difference = max((float((g.float() - e.float()).abs().max()) if g.shape == e.shape else float("inf")
+                      for g, e in zip(got, expected, strict=True)), default=float("inf"))
     if not difference <= TRACE_TOLERANCE:
         logger.debug("running %s eagerly: its trace differs by %.2g", type(module).__name__, difference)
         return None

@@ -12,9 +12,16 @@ and adds later entries to its lists; when the database has grown past ``retrain_
 trained on, it is retrained on all entries (logged). Training happens at search (or save) time only, so adding
 in batches never changes what gets trained on.
 
+An entry may carry the frame's local features (:class:`netvlad.extract.local_features.LocalFeatures`, what a
+loop-closure check verifies geometry with), so that a stream resumed from a saved database can verify closures to
+the frames saved before: they are saved as int8 unit-vector codes and uint8 cell positions, padded to the most
+cells any entry has (``local_descriptors.npy`` ``(count, cells, C)``, ``local_xy.npy`` ``(count, cells, 2)``,
+``local_cells.npy`` ``(count,)`` cells per entry, −1 without features, ``local_grid.npy`` ``(count, 2)``).
+
 A saved folder holds ``CURRENT`` (the name of the complete state and its ``database.json``'s checksum), ``LOCK``
 and that state's folder ``state-N/`` (``database.json`` with every other file's CRC32, ``descriptors.npy``,
-``alive.npy``, ``times.npy``, ``positions.npy``, ``names.txt`` and ``index.faiss`` when trained). One process saves
+``alive.npy``, ``times.npy``, ``positions.npy``, ``names.txt``, ``index.faiss`` when trained and the local
+features' four files when any entry has them). One process saves
 at a time (an OS lock on ``LOCK``; another waits up to ``timeout`` seconds, then is refused); a save writes a new
 state folder in full, syncs it, then replaces ``CURRENT`` atomically: a crash at any point, first save included,
 leaves the previous state (or none) loadable. A copy loaded from (or saved to) a folder refuses to save over a
@@ -49,6 +56,7 @@ import faiss
 import numpy as np
 
 from netvlad.errors import BadInputError
+from netvlad.extract.local_features import LocalFeatures
 from netvlad.files import LockTimeout, atomic_write, file_checksum, file_lock, load_array, read_json
 from netvlad.limits import NEIGHBOURS
 from netvlad.places.database_config import DatabaseConfig
@@ -57,7 +65,7 @@ from netvlad.search.index import INDEX_KINDS, IndexConfig, read_index, train_ind
 
 logger = logging.getLogger(__name__)
 
-FORMAT, VERSION = "netvlad-place-database", 2
+FORMAT, VERSION = "netvlad-place-database", 3
 LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"  # what str.splitlines splits on
 
 
@@ -93,6 +101,7 @@ class PlaceDatabase:
         self._positions = np.zeros((0, 2), dtype=np.float64)
         self._count = 0
         self.names: list[str] = []
+        self.local: list[LocalFeatures | None] = []  # per entry (None: not described with local features)
         self.index: faiss.Index | None = None
         self.trained_on = 0
         self._monotonic = True  # times never decrease with id: a time cut-off is an id range
@@ -134,9 +143,10 @@ class PlaceDatabase:
 
     # ---- changing ----------------------------------------------------------------------------------------
     def add(self, descriptors: np.ndarray, names: Sequence[str], positions: np.ndarray | None = None,
-            times: Sequence[float] | None = None) -> np.ndarray:
+            times: Sequence[float] | None = None, local: Sequence[LocalFeatures | None] | None = None) -> np.ndarray:
         """Append ``descriptors`` ``(B, dim)`` named ``names``, at ``positions`` ``(B, 2)`` metres and ``times``
-        ``(B,)`` seconds (default: unknown, and their ids); -> their ids ``(B,)``."""
+        ``(B,)`` seconds (default: unknown, and their ids), with ``local`` features (default: none); -> their ids
+        ``(B,)``."""
         x = np.asarray(descriptors, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise BadInputError(f"the database holds {self.dim}-D descriptors, got shape {x.shape}")
@@ -150,6 +160,9 @@ class PlaceDatabase:
         when = ids.astype(np.float64) if times is None else np.asarray(times, dtype=np.float64)
         if pos.shape != (b, 2) or when.shape != (b,):
             raise BadInputError(f"positions {pos.shape} and times {when.shape} must be ({b}, 2) and ({b},)")
+        local = [None] * b if local is None else list(local)
+        if len(local) != b:
+            raise BadInputError(f"{b} descriptors need {b} local features (or None each), got {len(local)}")
         _check_entries(x, names, pos, when)
         last = self._times[self._count - 1] if self._count else -np.inf
         self._monotonic &= bool(np.all(np.diff(when, prepend=last) >= 0))
@@ -157,6 +170,7 @@ class PlaceDatabase:
         rows = slice(self._count, self._count + b)
         self._vectors[rows], self._alive[rows], self._times[rows], self._positions[rows] = x, True, when, pos
         self.names += names
+        self.local += local
         self._count += b
         if self.index is not None and b:
             self.index.add_with_ids(x, ids)  # into the trained lists: no rebuild
@@ -191,6 +205,8 @@ class PlaceDatabase:
         self._alive[ids] = False
         self._removed += len(ids)
         self._vectors[ids] = 0
+        for i in ids:
+            self.local[i] = None
         if self.index is not None and len(ids):
             self.index.remove_ids(faiss.IDSelectorBatch(ids))
         return len(ids)
@@ -319,12 +335,12 @@ class PlaceDatabase:
         """What ``database.json`` records."""
         return {"format": FORMAT, "version": VERSION, "dim": self.dim, "count": self._count,
                 "fingerprint": self.fingerprint, "trained_on": self.trained_on, "monotonic": self._monotonic,
-                "config": dataclasses.asdict(self.config)}
+                "config": dataclasses.asdict(self.config), "local": local_shape(self.local)}
 
-    def _restore(self, vectors, alive, times, positions, names, index, meta) -> None:
+    def _restore(self, vectors, alive, times, positions, names, index, meta, local) -> None:
         self._vectors, self._count = np.ascontiguousarray(vectors, dtype=np.float32), len(vectors)
         self._alive, self._times = np.array(alive, dtype=bool), np.array(times, dtype=np.float64)
-        self._positions, self.names = np.array(positions, dtype=np.float64), list(names)
+        self._positions, self.names, self.local = np.array(positions, dtype=np.float64), list(names), list(local)
         self.index, self.trained_on, self._monotonic = index, int(meta["trained_on"]), bool(meta["monotonic"])
         self._removed = int(self._count - self._alive[:self._count].sum())
 
@@ -369,13 +385,65 @@ def _seconds(name: str, value, low: float = -math.inf) -> float:
 POINTER, LOCK, META = "CURRENT", "LOCK", "database.json"
 STATE = re.compile(r"state-[0-9a-f]{12}")
 NAMES = "names.txt"
-META_KEYS = {"format", "version", "dim", "count", "fingerprint", "trained_on", "monotonic", "config", "files"}
+META_KEYS = {"format", "version", "dim", "count", "fingerprint", "trained_on", "monotonic", "config", "files",
+             "local"}
+LOCAL_FILES = ("local_descriptors.npy", "local_xy.npy", "local_cells.npy", "local_grid.npy")
 
 
 def expected_arrays(dim: int, count: int) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
     """File name -> (shape, dtype) of each array a state of a ``dim``-D database of ``count`` entries holds."""
     return {"descriptors.npy": ((count, dim), np.dtype(np.float32)), "alive.npy": ((count,), np.dtype(bool)),
             "times.npy": ((count,), np.dtype(np.float64)), "positions.npy": ((count, 2), np.dtype(np.float64))}
+
+
+def local_shape(local: Sequence[LocalFeatures | None]) -> dict | None:
+    """``{"cells", "channels"}`` of the padded local-feature arrays of ``local`` (None: no entry has any)."""
+    present = [f for f in local if f is not None]
+    if not present:
+        return None
+    return {"cells": max(len(f) for f in present), "channels": int(present[0].descriptors.shape[1])}
+
+
+def expected_local(count: int, shape: dict) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """File name -> (shape, dtype) of the local-feature arrays of ``count`` entries padded to ``shape``."""
+    cells, channels = shape["cells"], shape["channels"]
+    return {"local_descriptors.npy": ((count, cells, channels), np.dtype(np.int8)),
+            "local_xy.npy": ((count, cells, 2), np.dtype(np.uint8)), "local_cells.npy": ((count,), np.dtype(np.int16)),
+            "local_grid.npy": ((count, 2), np.dtype(np.uint16))}
+
+
+def local_arrays(local: Sequence[LocalFeatures | None], shape: dict) -> dict[str, np.ndarray]:
+    """The padded arrays (:func:`expected_local`) holding every entry's local features."""
+    arrays = {name: np.zeros(s, dtype) for name, (s, dtype) in expected_local(len(local), shape).items()}
+    arrays["local_cells.npy"][:] = -1
+    for i, features in enumerate(local):
+        if features is None:
+            continue
+        if features.descriptors.shape[1] != shape["channels"]:
+            raise BadInputError(f"entry {i}'s local features have {features.descriptors.shape[1]} channels, the "
+                                f"others {shape['channels']}: one database holds one model's features")
+        n = len(features)
+        arrays["local_descriptors.npy"][i, :n], arrays["local_xy.npy"][i, :n] = features.descriptors, features.xy
+        arrays["local_cells.npy"][i], arrays["local_grid.npy"][i] = n, features.grid
+    return arrays
+
+
+def local_features(arrays: dict[str, np.ndarray], path: Path) -> list[LocalFeatures | None]:
+    """The entries' local features from :func:`local_arrays`'s arrays (checked: cell counts and positions within
+    the padding and the grid)."""
+    cells, grid = arrays["local_cells.npy"], arrays["local_grid.npy"]
+    width = arrays["local_descriptors.npy"].shape[1]
+    xy = arrays["local_xy.npy"]
+    out: list[LocalFeatures | None] = []
+    for i, n in enumerate(cells.tolist()):
+        if n < 0:
+            out.append(None)
+            continue
+        rows, cols = int(grid[i, 0]), int(grid[i, 1])
+        if n > width or (n and (xy[i, :n, 0].max() >= cols or xy[i, :n, 1].max() >= rows)):
+            raise _damaged(path, f"entry {i}'s local features do not fit their {rows} × {cols} grid")
+        out.append(LocalFeatures(arrays["local_descriptors.npy"][i, :n].copy(), xy[i, :n].copy(), (rows, cols)))
+    return out
 
 
 def _sync_folder(folder: Path) -> None:
@@ -406,6 +474,9 @@ def write_state(db, state: Path) -> int:
     state.mkdir(parents=True)
     arrays = {"descriptors.npy": db.descriptors, "alive.npy": db.alive, "times.npy": db.times,
               "positions.npy": db.positions}
+    shape = local_shape(db.local)
+    if shape is not None:
+        arrays |= local_arrays(db.local, shape)
     files = {name: _write_file(state / name, lambda p, a=array: np.save(p, a)) for name, array in arrays.items()}
     files[NAMES] = _write_file(state / NAMES,
                                lambda p: p.write_text("".join(n + "\n" for n in db.names), encoding="utf-8"))
@@ -556,10 +627,10 @@ def read_meta(path: Path, crc: int | None) -> dict:
     if meta.get("format") != FORMAT:
         raise BadInputError(f"{path}: not a netvlad place database", path=path)
     version = meta.get("version")
-    if version not in (1, VERSION):
+    if version not in (1, 2, VERSION):
         raise BadInputError(f"{path}: place database version {version}, this netvlad reads versions 1 to {VERSION}; "
                             "rebuild it", path=path)
-    expected = META_KEYS - ({"files"} if version == 1 else set())
+    expected = META_KEYS - ({"files", "local"} if version == 1 else {"local"} if version == 2 else set())
     if set(meta) != expected:
         raise _damaged(path, _key_difference("its", expected, set(meta)))
     whole = lambda v, low: isinstance(v, int) and not isinstance(v, bool) and v >= low  # noqa: E731
@@ -567,6 +638,10 @@ def read_meta(path: Path, crc: int | None) -> dict:
             and meta["trained_on"] <= meta["count"] and isinstance(meta["monotonic"], bool)
             and (meta["fingerprint"] is None or isinstance(meta["fingerprint"], str))):
         raise _damaged(path, "dim, count, trained_on, monotonic or fingerprint has an impossible value")
+    local = meta.get("local")
+    if local is not None and not (isinstance(local, dict) and set(local) == {"cells", "channels"}
+                                  and all(whole(v, 1) for v in local.values())):
+        raise _damaged(path, "its local features' shape (cells, channels) has an impossible value")
     return meta
 
 
@@ -575,6 +650,8 @@ def _load_state(cls, state: Path, crc: int | None):
     config = _config(meta, state / META)
     dim, count = meta["dim"], meta["count"]
     arrays = expected_arrays(dim, count)
+    if meta.get("local") is not None:
+        arrays |= expected_local(count, meta["local"])
     files = meta.get("files")
     if files is not None:
         names = {*arrays, NAMES} | ({"index.faiss"} if meta["trained_on"] else set())
@@ -602,9 +679,10 @@ def _load_state(cls, state: Path, crc: int | None):
         alive = int(loaded["alive.npy"].sum())
         if index.ntotal != alive or index.d != dim:
             raise _damaged(state / "index.faiss", f"holds {index.ntotal} {index.d}-D entries, not {alive} {dim}-D")
+    local = local_features(loaded, state / "local_cells.npy") if meta.get("local") else [None] * count
     db = cls(dim, config, meta["fingerprint"])
     db._restore(loaded["descriptors.npy"], loaded["alive.npy"], loaded["times.npy"], loaded["positions.npy"], names,
-                index, meta)
+                index, meta, local)
     db._saved_as[state.parent.resolve()] = state.name
     return db
 

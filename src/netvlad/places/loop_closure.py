@@ -23,11 +23,17 @@ when all three checks hold, the cheap ones first:
 3. **verified**, self-calibrated on the frame itself: mutual nearest neighbours of the two frames' dense local
    features (:mod:`netvlad.extract.local_features`) and a RANSAC homography
    (:func:`netvlad.match.verify.matching.ransac_inliers`, as in spatial re-ranking) leave at least ``min_inliers``
-   inliers, and at least ``min_geometric`` times the most inliers the same frame gets against places it is known
-   not to be (its ``null``): the runner-up place and ``null_samples`` map frames drawn at random (seeded by the
-   frame). How many inliers two unrelated views share depends on the scene — a street of repeated facades gives
-   unrelated pairs as many as a true revisit of an open campus — so no absolute count is safe across routes; a
-   count relative to the frame's own unrelated pairs is. It runs only on candidates that passed 1 and 2.
+   inliers, and at least ``min_geometric`` times (and more than) the most inliers the same frame gets against
+   places it is known not to be (its ``null``): the runner-up place and ``null_samples`` map frames drawn at
+   random (seeded by the frame). How many inliers two unrelated views share depends on the scene — a street of
+   repeated facades gives unrelated pairs as many as a true revisit of an open campus — so no absolute count is
+   safe across routes; a count relative to the frame's own unrelated pairs is. It runs only on candidates that
+   passed 1 and 2.
+4. **supported** by the window: at least ``min_support`` of the last W frames (this one included) passed 1–3 on
+   their own with places on a straight path through this frame's place (at ±0.8 … 1.25 entries per frame, within
+   ``tolerance``). One frame's verification can be fooled by a lookalike; several consecutive frames each
+   verified against the places they line up with are a much stronger null, which lets 1–3 be looser. It costs
+   no matching: each frame's outcome is kept.
 
 Until the searchable map holds ``min_map`` frames no closure is declared (the distance distribution is not yet
 known). The constants were chosen across routes with known revisits, leave-one-route-out (docs/loop-closure.md).
@@ -61,23 +67,25 @@ class LoopClosureConfig:
     ``shortlist`` candidates (reported; the default accepts any); ``min_inliers`` RANSAC homography inliers within
     ``ransac_threshold`` cells of ``hypotheses`` draws, and ``min_geometric`` times the frame's null: the most
     inliers it has with the runner-up place or with ``null_samples`` random map frames; ``cells`` local features
-    kept a frame (the strongest)."""
+    kept a frame (the strongest); ``min_support`` share of the window's frames that passed on their own, on the
+    path."""
 
     min_map: int = 50
     sample: int = 1024
     window: int = 10
-    min_consistency: float = 0.8
+    min_consistency: float = 0.5
     tolerance: int = 2
-    min_distinctiveness: float = 1.0
+    min_distinctiveness: float = 0.5
     max_ratio: float = float("inf")
     neighbourhood: int = 10
     shortlist: int = 50
     min_inliers: int = 12
     ransac_threshold: float = 1.5
     hypotheses: int = 128
-    min_geometric: float = 1.25
+    min_geometric: float = 1.0
     null_samples: int = 4
     cells: int = 128
+    min_support: float = 0.8
 
 
 @dataclass(frozen=True)
@@ -95,6 +103,7 @@ class Checks:
     place: int | None = None
     runner_up: int | None = None  # the map id of the best place farther than ``neighbourhood`` (None: none)
     null_inliers: int | None = None  # the most inliers of the frame with places it is not (runner-up, random)
+    support: float | None = None  # share of the window's frames that passed on their own, on the path
 
 
 @dataclass
@@ -118,6 +127,7 @@ class LoopClosureDetector:
         self.window = int(length or config.window)
         self.trajectory = TrajectoryDistance(self.window, shortlist=config.shortlist)
         self.past: deque[_Past] = deque(maxlen=self.window)
+        self.passed: deque[int | None] = deque(maxlen=self.window)  # each frame's place where it passed 1–3
         self.local: list[LocalFeatures] = []
         self.said_small = self.said_no_cells = False
 
@@ -148,6 +158,7 @@ class LoopClosureDetector:
         best = int(shortlist[0]) if len(shortlist) and shortlist[0] >= 0 else -1
         self.past.append(_Past(np.asarray(descriptor, np.float32), best, median, scale))
         self.trajectory.history.append(self.past[-1].descriptor)
+        self.passed.append(None)
         if np.isnan(median):
             if searchable > 0 and not self.said_small:
                 logger.info("loop closures need %d searchable frames to calibrate their distance distribution; "
@@ -164,10 +175,26 @@ class LoopClosureDetector:
                 others = self.null_frames(checks.runner_up, searchable, frame)
                 counts = self.inliers_many(local, [self.local[place], *others], frame)  # one batched RANSAC
                 inliers, null = counts[0], max([0, *counts[1:]])
+            # above the null, never tied with it: a place it is not verifying as well shows nothing
             verified = inliers is not None and inliers >= self.config.min_inliers and \
-                inliers >= self.config.min_geometric * null
+                inliers >= self.config.min_geometric * null and inliers > null
             checks = replace(checks, inliers=inliers, null_inliers=null, accepted=verified)
-        return replace(checks, check_ms=1000 * (time.perf_counter() - start))
+        if checks.accepted:
+            self.passed[-1] = place
+        support = self.support(place)
+        return replace(checks, support=support, accepted=checks.accepted and support >= self.config.min_support,
+                       check_ms=1000 * (time.perf_counter() - start))
+
+    def support(self, place: int) -> float:
+        """Share of the window's frames (W, this one included) that passed on their own at a place on a straight
+        path through ``place`` (d frames back: d × 0.8 … 1.25 entries away, either direction, within
+        ``tolerance``)."""
+        low, high, tolerance = min(VELOCITIES), max(VELOCITIES), self.config.tolerance
+        hits = 0
+        for d, other in enumerate(reversed(self.passed)):
+            if other is not None and low * d - tolerance <= abs(place - other) <= high * d + tolerance:
+                hits += 1
+        return hits / self.window
 
     def _cheap(self, candidate: int, shortlist: np.ndarray, database: np.ndarray, searchable: int) -> Checks:
         """Consistency, distinctiveness and ratio of the place ``candidate`` stands for (its ``place``: where the

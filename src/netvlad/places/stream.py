@@ -94,6 +94,7 @@ class FrameResult:
                 "score": _rounded(self.score), "loop_closure": self.loop_closure,
                 "consistency": _rounded(checks.consistency, 3), "distinctiveness": _rounded(checks.distinctiveness, 3),
                 "ratio": _rounded(checks.ratio, 4), "inliers": checks.inliers, "null_inliers": checks.null_inliers,
+                "support": _rounded(checks.support, 3),
                 "position": None if self.position is None else [round(float(v), 3) for v in self.position],
                 "position_distance": _rounded(self.position_distance, 3), "latency_ms": round(self.latency_ms, 3),
                 "check_ms": round(checks.check_ms, 3)}
@@ -120,14 +121,25 @@ class StreamMatcher:
 
     ``place_index``: a loaded :class:`netvlad.places.localise.PlaceIndex` (localisation) or None (loop closure).
     Every frame is also added to :attr:`database` (searched in loop-closure mode, kept for saving in both).
-    ``runner``: the inference engine that describes frames (None: the torch model).
+    ``runner``: the inference engine that describes frames (None: torch's, as extraction runs it, traced).
+    ``database``: a saved :class:`PlaceDatabase` of an earlier stream to continue (loop closures): its frames are
+    searched and verified (with their saved local features) as if the stream had never stopped, except that the
+    checks' window (and a sequence) fills again over the first frames; a frame timed at or before the database's
+    newest entry (a source whose times restart, e.g. frame counts) has every time shifted to follow it.
     """
 
     def __init__(self, model: PlaceModel, config: StreamConfig = StreamConfig(), place_index=None,
-                 device: torch.device | str = "cpu", fingerprint: str | None = None, runner=None) -> None:
+                 device: torch.device | str = "cpu", fingerprint: str | None = None, runner=None,
+                 database: PlaceDatabase | None = None) -> None:
         self.model, self.config, self.place_index, self.device = model.eval().to(device), config, place_index, device
-        self.runner = runner
-        self.database = PlaceDatabase(model.output_dim, config.database, fingerprint)
+        if runner is None:
+            from netvlad.extract.engine import make_runner
+
+            runner = make_runner(self.model, "torch", device)
+        self.runner = runner.traced() if hasattr(runner, "traced") else runner  # as extraction describes images
+        self.database = self._resumed(database, fingerprint) if database is not None else \
+            PlaceDatabase(model.output_dim, config.database, fingerprint)
+        self.shift: float | None = None if self.database.count else 0.0  # added to frame times (see ``database``)
         self.sequence = None
         if config.sequence:
             self.sequence = StreamSequence(config.sequence, model.output_dim,
@@ -136,9 +148,33 @@ class StreamMatcher:
         self.detector = self.cut = None
         if place_index is None:  # loop closures: the default decision's checks, local features for verification
             self.detector = LoopClosureDetector(config.decision, config.sequence)
+            self.detector.local = self.database.local  # one list: the database keeps (and saves) every frame's
             self.cut = local_stage(self.model)
+            if hasattr(self.runner, "with_local") and config.threshold is None:  # one traced pass gives both
+                self.runner = self.runner.with_local(self.cut)
         self.results: list[FrameResult] = []
         self.searched = 0  # frames that had something to search
+
+    def _resumed(self, database: PlaceDatabase, fingerprint: str | None) -> PlaceDatabase:
+        """``database`` checked to continue: loop-closure mode, this model's descriptors."""
+        if self.place_index is not None:
+            raise BadInputError("a stream against a map cannot resume a database of loop closures; drop one")
+        if database.dim != self.model.output_dim or (fingerprint and database.fingerprint and
+                                                     database.fingerprint != fingerprint):
+            raise BadInputError(f"the database to resume holds {database.dim}-D descriptors of model "
+                                f"{database.fingerprint}, not this model's ({self.model.output_dim}-D, {fingerprint})",
+                                hint="resume with the model that described its frames")
+        return database
+
+    def _time(self, frame: Frame) -> float:
+        """The frame's time in the database: shifted to follow a resumed database's newest entry where needed."""
+        if self.shift is None:
+            newest = float(self.database.times[:self.database.count].max())
+            self.shift = newest + 1.0 - frame.time if frame.time <= newest else 0.0
+            if self.shift:
+                logger.info("frame times start at %g, not after the resumed database's newest (%g): shifted by %g",
+                            frame.time, newest, self.shift)
+        return frame.time + self.shift
 
     def _candidates(self, descriptor: np.ndarray, now: float) -> tuple[np.ndarray, np.ndarray]:
         """(distances ``(k,)``, ids ``(k,)``): database ids, or map store rows; −1 where none."""
@@ -161,27 +197,25 @@ class StreamMatcher:
     def process(self, frame: Frame) -> FrameResult:
         """Describe, search, sequence-match, decide and add one frame."""
         start = time.perf_counter()
+        now = self._time(frame)
         local = None
         if self.detector is not None and self.config.threshold is None:  # a threshold decides without geometry
-            # the torch engine is the model itself: one split pass gives both (not the model twice)
-            runner = None if getattr(self.runner, "name", None) == "torch" else self.runner
-            descriptor, local = describe_with_local(self.model, frame.image, self.cut, self.device, runner,
+            descriptor, local = describe_with_local(self.model, frame.image, self.cut, self.device, self.runner,
                                                     self.config.decision.cells)
         else:
             descriptor = describe_image(self.model, frame.image, self.device, self.runner)
-        distances, ids = self._candidates(descriptor, frame.time)
+        distances, ids = self._candidates(descriptor, now)
         best, distance, score = None, None, None
         if ids[0] >= 0:
             self.searched += 1
             best, distance = int(ids[0]), float(distances[0])
         if self.sequence is not None:
-            best, score, distance = self._sequence_step(descriptor, ids, frame.time, best, distance)
+            best, score, distance = self._sequence_step(descriptor, ids, now, best, distance)
         checks = Checks()
         if self.detector is not None:
             checks = self.detector.check(descriptor, local, best, ids, self.database.descriptors,
-                                         self.database.prefix_until(frame.time - self.config.exclude_recent),
-                                         frame.index)
-            self.detector.add(local)
+                                         self.database.prefix_until(now - self.config.exclude_recent),
+                                         self.database.count)  # seeded by its id: a resumed stream draws the same
             if self.config.threshold is None and checks.accepted and checks.place != best:
                 best = checks.place  # a closure is to where the last frames agree
                 distance = float(np.linalg.norm(np.asarray(self.database.descriptors[best], np.float32) - descriptor))
@@ -195,16 +229,16 @@ class StreamMatcher:
             accepted = distance is not None and (self.config.threshold is None or distance <= self.config.threshold)
         position = frame.position
         self.database.add(descriptor[None], [frame.name], None if position is None else np.array([position]),
-                          [frame.time])
+                          [now], [local])
         latency = 1000 * (time.perf_counter() - start)
         name, where = self._describe_match(best) if best is not None else (None, None)
-        correct, has_positive = self._truth(frame, where)
+        correct, has_positive = self._truth(frame, where, now)
         apart = (None if where is None or frame.position is None
                  else float(np.linalg.norm(np.subtract(where, frame.position))))
         match_time = None
         if best is not None and self.place_index is None:
             match_time = float(self.database.times[best])
-        result = FrameResult(frame.index, frame.time, frame.name, name, distance, score, bool(accepted), where,
+        result = FrameResult(frame.index, now, frame.name, name, distance, score, bool(accepted), where,
                              latency, correct, has_positive, match_time, checks, apart)
         self.results.append(result)
         return result
@@ -222,7 +256,7 @@ class StreamMatcher:
             return best, None, distance
         return seq_id, score, float(np.linalg.norm(np.asarray(database[seq_id], np.float32) - descriptor))
 
-    def _truth(self, frame: Frame, match_position) -> tuple[bool | None, bool | None]:
+    def _truth(self, frame: Frame, match_position, now: float) -> tuple[bool | None, bool | None]:
         """(top-1 within the radius, any searchable entry within it), or (None, None) without positions."""
         if frame.position is None:
             return None, None
@@ -231,7 +265,7 @@ class StreamMatcher:
                 return None, None  # a map without positions: nothing to score against
             positions = self.place_index.positions
         else:  # entries before this frame's add, outside the excluded window
-            keep = self.database.eligible(exclude_after=frame.time - self.config.exclude_recent)[:-1]
+            keep = self.database.eligible(exclude_after=now - self.config.exclude_recent)[:-1]
             positions = self.database.positions[:-1][keep]
         here = np.asarray(frame.position, dtype=np.float64)
         has_positive = bool((np.linalg.norm(positions - here, axis=1) <= self.config.radius).any())

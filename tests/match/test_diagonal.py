@@ -23,12 +23,13 @@ def thumbnails(root, side: str, count: int) -> np.ndarray:
     return np.asarray(out, np.float32)
 
 
-def brute_force(queries, database, q_seq, q_frames, db_seq, db_frames, config: SequenceConfig) -> np.ndarray:
-    """(Q, N) mean squared distance along the best constant-velocity trajectory, written as plain loops."""
-    largest = max(float(np.linalg.norm(x)) for x in database.astype(np.float64))
+def trajectory_loops(cost, q_seq, q_frames, db_seq, db_frames, config: SequenceConfig) -> np.ndarray:
+    """(Q, N) mean of ``cost(w, x)`` along the best constant-velocity trajectory, written as plain loops over every
+    query, database frame, velocity and window frame; ``x`` is None where the trajectory leaves the database
+    sequence."""
     db_lists = {s: sorted(np.flatnonzero(db_seq == s), key=lambda j: (db_frames[j], j)) for s in set(db_seq)}
     q_lists = {s: sorted(np.flatnonzero(q_seq == s), key=lambda i: (q_frames[i], i)) for s in set(q_seq)}
-    scores = np.zeros((len(queries), len(database)))
+    scores = np.zeros((len(q_seq), len(db_seq)))
     for members in q_lists.values():
         for t, i in enumerate(members):
             window = members[max(0, t - config.before):t + config.after + 1]
@@ -39,14 +40,23 @@ def brute_force(queries, database, q_seq, q_frames, db_seq, db_frames, config: S
                         total = 0.0
                         for w in window:
                             at = p + int(np.rint(v * (q_frames[w] - q_frames[i])))
-                            q = queries[w].astype(np.float64)
-                            if 0 <= at < len(db_members):
-                                total += float(((q - database[db_members[at]]) ** 2).sum())
-                            else:
-                                total += (float(np.linalg.norm(q)) + largest) ** 2
+                            total += cost(w, db_members[at] if 0 <= at < len(db_members) else None)
                         best = min(best, total / len(window))
                     scores[i, j] = best
     return scores
+
+
+def brute_force(queries, database, q_seq, q_frames, db_seq, db_frames, config: SequenceConfig) -> np.ndarray:
+    """(Q, N) mean squared distance along the best constant-velocity trajectory, written as plain loops."""
+    q64, db64 = queries.astype(np.float64), database.astype(np.float64)
+    largest = max(float(np.linalg.norm(x)) for x in db64)
+
+    def cost(w, x):
+        if x is None:
+            return (float(np.linalg.norm(q64[w])) + largest) ** 2
+        return float(((q64[w] - db64[x]) ** 2).sum())
+
+    return trajectory_loops(cost, q_seq, q_frames, db_seq, db_frames, config)
 
 
 @pytest.mark.parametrize(("length", "centred", "velocities", "memory"),
@@ -145,28 +155,13 @@ def brute_force_standardised(queries, database, q_seq, q_frames, db_seq, db_fram
     squared = np.array([[float(((q - x) ** 2).sum()) for x in db64] for q in q64])
     mean, scale = squared.mean(axis=0), squared.std(axis=0)
     largest = max(float(np.linalg.norm(x)) for x in db64)
-    db_lists = {s: sorted(np.flatnonzero(db_seq == s), key=lambda j: (db_frames[j], j)) for s in set(db_seq)}
-    q_lists = {s: sorted(np.flatnonzero(q_seq == s), key=lambda i: (q_frames[i], i)) for s in set(q_seq)}
-    scores = np.zeros(squared.shape)
-    for members in q_lists.values():
-        for t, i in enumerate(members):
-            window = members[max(0, t - config.before):t + config.after + 1]
-            for db_members in db_lists.values():
-                for p, j in enumerate(db_members):
-                    best = np.inf
-                    for v in config.velocities:
-                        total = 0.0
-                        for w in window:
-                            at = p + int(np.rint(v * (q_frames[w] - q_frames[i])))
-                            if 0 <= at < len(db_members):
-                                x = db_members[at]
-                                total += (squared[w, x] - mean[x]) / scale[x]
-                            else:
-                                bound = (float(np.linalg.norm(q64[w])) + largest) ** 2
-                                total += (bound - mean.min()) / scale.min()
-                        best = min(best, total / len(window))
-                    scores[i, j] = best
-    return scores
+
+    def cost(w, x):
+        if x is None:
+            return ((float(np.linalg.norm(q64[w])) + largest) ** 2 - mean.min()) / scale.min()
+        return (squared[w, x] - mean[x]) / scale[x]
+
+    return trajectory_loops(cost, q_seq, q_frames, db_seq, db_frames, config)
 
 
 @pytest.mark.parametrize(("length", "centred", "velocities", "memory"),

@@ -227,6 +227,14 @@ def _one_line(error):
     return message
 
 
+def _flip_a_byte(path):
+    """``path`` with one bit of the byte two thirds in flipped -> ``path``."""
+    data = bytearray(path.read_bytes())
+    data[len(data) * 2 // 3] ^= 0x10
+    path.write_bytes(bytes(data))
+    return path
+
+
 @pytest.mark.parametrize("name", ["descriptors.npy", "alive.npy", "times.npy", "positions.npy", "names.txt",
                                   "index.faiss", "database.json"])
 def test_a_flipped_byte_in_any_saved_file_is_refused_naming_it(tmp_path, name):
@@ -234,10 +242,7 @@ def test_a_flipped_byte_in_any_saved_file_is_refused_naming_it(tmp_path, name):
     db = _filled(IVFPQ, [np.arange(300)], x, names, pos, times)
     db.remove([3])
     folder = db.save(tmp_path / "db")
-    path = _state(folder) / name
-    data = bytearray(path.read_bytes())
-    data[len(data) * 2 // 3] ^= 0x10
-    path.write_bytes(bytes(data))
+    path = _flip_a_byte(_state(folder) / name)
     with pytest.raises(BadInputError) as error:
         PlaceDatabase.load(folder)
     assert str(path) in _one_line(error) and "checksum" in str(error.value)
@@ -588,10 +593,7 @@ def test_a_flipped_byte_in_the_local_features_is_refused_naming_the_file(tmp_pat
     db = PlaceDatabase(DIM)
     db.add(x, names, pos, times, _local(np.random.default_rng(2), 30))
     folder = db.save(tmp_path / "db")
-    path = _state(folder) / name
-    data = bytearray(path.read_bytes())
-    data[len(data) * 2 // 3] ^= 0x10
-    path.write_bytes(bytes(data))
+    path = _flip_a_byte(_state(folder) / name)
     with pytest.raises(BadInputError) as error:
         PlaceDatabase.load(folder)
     message = _one_line(error)

@@ -153,7 +153,7 @@ def run(argv: list[str], root: Path, out: Path, baseline: list | None = None) ->
 
 # Another valid word for text options that the library checks (train's: TrainConfig validates them).
 TEXT = {"official": "paper", "fixed": "none", "geometric": "arithmetic", "sum": "negative_mean",
-        "float16": "float32", "full": "partial", "torch": "onnxruntime", "sgd": "adam"}
+        "violating_mean": "sum", "float16": "float32", "full": "partial", "torch": "onnxruntime", "sgd": "adam"}
 
 
 def another_number(action, current) -> str:

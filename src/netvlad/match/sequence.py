@@ -180,27 +180,27 @@ def register_sequence_method(name: str, help: str, *, shifted: bool = False,
     return decorate
 
 
-@register_sequence_method("diagonal", "raw squared distances summed along constant-velocity trajectories through "
-                                      "every database frame (no normalisation, no shortlist; training-free)")
-def _diagonal(inputs: SequenceInputs):
+def _diagonal_ranking(inputs: SequenceInputs, standardised: bool = False):
+    """:func:`netvlad.match.diagonal.diagonal_rank` of ``inputs`` (raw or ``standardised``) -> (ranked, scores)."""
     from netvlad.match.diagonal import diagonal_rank
 
     budget = {} if inputs.max_memory is None else {"max_memory": inputs.max_memory}  # whole-database blocks' bytes
     ranking = diagonal_rank(inputs.queries, inputs.database, inputs.query_order, inputs.database_order,
-                            inputs.config, k=max(inputs.top, DIAGONAL_KEPT), **budget)
+                            inputs.config, k=max(inputs.top, DIAGONAL_KEPT), standardised=standardised, **budget)
     return ranking.ranked, ranking.scores
+
+
+@register_sequence_method("diagonal", "raw squared distances summed along constant-velocity trajectories through "
+                                      "every database frame (no normalisation, no shortlist; training-free)")
+def _diagonal(inputs: SequenceInputs):
+    return _diagonal_ranking(inputs)
 
 
 @register_sequence_method("diagonal-standardised", "the diagonal score over each database frame's squared "
                                                    "distances standardised by their mean and deviation over every "
                                                    "query (offline: needs the whole query set)", offline=True)
 def _diagonal_standardised(inputs: SequenceInputs):
-    from netvlad.match.diagonal import diagonal_rank
-
-    budget = {} if inputs.max_memory is None else {"max_memory": inputs.max_memory}
-    ranking = diagonal_rank(inputs.queries, inputs.database, inputs.query_order, inputs.database_order,
-                            inputs.config, k=max(inputs.top, DIAGONAL_KEPT), standardised=True, **budget)
-    return ranking.ranked, ranking.scores
+    return _diagonal_ranking(inputs, standardised=True)
 
 
 @register_sequence_method("seqslam", "SeqSLAM-style trajectory search over each query frame's shortlist "

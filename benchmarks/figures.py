@@ -13,7 +13,7 @@ second call with the same ``--out`` only prints (``--force`` measures again).
 
 ``--picture NAME`` measures nothing: it draws a docs picture from the table of the fragment the measuring benchmark
 wrote, so the picture shows the numbers of the table beside it (rerun it after the fragment is regenerated):
-``engine-speed`` (images per second per engine and batch, ``docs/results/engine-speed.md`` of ``python -m
+``engine-speed`` (images per second per engine and batch, ``docs/results/engine-pipeline.md`` of ``python -m
 benchmarks engine``) and ``cpu-chunk`` (milliseconds per image against images per call, ``docs/results/cpu-chunk.md``
 of ``python -m benchmarks cpu-chunk``), both on docs/engine.md.
 
@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shlex
 import statistics
 import subprocess
@@ -121,18 +120,15 @@ def fragment_table(path: Path) -> list[dict[str, str]]:
     return [dict(zip(header, (cell.strip() for cell in row), strict=True)) for row in rows[2:]]
 
 
-ENGINE_CELL = re.compile(r"([\d.]+) → ([\d.]+)[^(]*(?:\(batch (\d+)\))?")
-
-
 def engine_speeds(rows: list[dict[str, str]]) -> dict[str, dict[str, tuple[float, float]]]:
-    """``{model at input: {batch: (torch, onnxruntime) images per second}}`` from engine-speed.md's rows (a cell
-    ``24.51 → 50.57, 2.06×``, or ``… (batch 4)`` where the run used another batch than its column's; an empty
-    cell is a batch not measured)."""
-    out = {}
+    """``{model at input: {batch: (torch, onnxruntime) images per second}}`` from engine-pipeline.md's rows (one
+    per model, input, threads and batch; the first thread count's rows)."""
+    out: dict[str, dict[str, tuple[float, float]]] = {}
+    threads = rows[0]["threads"] if rows else None
     for row in rows:
-        cells = {column: ENGINE_CELL.search(cell) for column, cell in row.items() if column.startswith("batch")}
-        out[f"{row['model']} at {row['input']}"] = {m[3] or column.removeprefix("batch "): (float(m[1]), float(m[2]))
-                                                     for column, m in cells.items() if m}
+        if row["threads"] == threads:
+            speeds = (float(row["torch img/s"]), float(row["onnxruntime img/s"]))
+            out.setdefault(f"{row['model']} at {row['input']}", {})[row["batch"]] = speeds
     return out
 
 
@@ -201,7 +197,7 @@ def draw_cpu_chunk(fragment: Path, png: Path) -> Path:
     return save_figure(fig, png)
 
 
-PICTURES = {"engine-speed": ("engine-speed.md", "engine_speed.png", draw_engine_speed),
+PICTURES = {"engine-speed": ("engine-pipeline.md", "engine_speed.png", draw_engine_speed),
             "cpu-chunk": ("cpu-chunk.md", "cpu_chunk.png", draw_cpu_chunk)}
 
 

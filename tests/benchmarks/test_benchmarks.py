@@ -160,18 +160,24 @@ def test_layout_counts_files_lines_and_load_time_cycles(tmp_path):
 def test_engine_pictures_are_drawn_from_their_fragments_tables(tmp_path, capsys):
     from benchmarks import figures
 
-    fragment = tmp_path / "engine-speed.md"
-    fragment.write_text("`python -m benchmarks engine` — machine line\n\nImages per second:\n\n"
-                        "| model | input | batch 1 | batch 8 |\n|---|---|---|---|\n"
-                        "| A | 240×320 | 24.51 → 50.57, 2.06× | 17.17 → 50.25, 2.93× |\n"
-                        "| B | 480×640 | 1.23 → 2.12, 1.72× | 1.08 → 2.08, 1.92× (batch 4) |\n")
+    fragment = tmp_path / "engine-pipeline.md"
+    fragment.write_text("`python -m benchmarks engine` — machine line\n\n"
+                        "| model | input | threads | batch | torch img/s | onnxruntime img/s | ORT ÷ torch "
+                        "| export s |\n"
+                        "|---|---|---|---|---|---|---|---|\n"
+                        "| A | 240×320 | 1 | 1 | 24.51 | 50.57 | 2.06× | 1.1 |\n"
+                        "| A | 240×320 | 1 | 8 | 17.17 | 50.25 | 2.93× | 1.1 |\n"
+                        "| B | 480×640 | 1 | 1 | 1.23 | 2.12 | 1.72× | 0.9 |\n"
+                        "| B | 480×640 | 2 | 1 | 2.0 | 3.5 | 1.75× | 0.9 |\n")
     assert figures.engine_speeds(figures.fragment_table(fragment)) == {
         "A at 240×320": {"1": (24.51, 50.57), "8": (17.17, 50.25)},
-        "B at 480×640": {"1": (1.23, 2.12), "4": (1.08, 2.08)}}  # the batch the run used, not its column's
+        "B at 480×640": {"1": (1.23, 2.12)}}  # the first thread count's rows
     png = tmp_path / "engine.png"
     assert main(["figures", "--picture", "engine-speed", "--fragments", str(tmp_path), "--png", str(png)]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"wrote {png}" in capsys.readouterr().out
-    shutil.copy(REPO / "docs" / "results" / "cpu-chunk.md", tmp_path)  # the shipped table parses and draws
+    shutil.copy(REPO / "docs" / "results" / "engine-pipeline.md", tmp_path)  # the shipped tables parse and draw
+    assert main(["figures", "--picture", "engine-speed", "--fragments", str(tmp_path), "--png", str(png)]) == 0
+    shutil.copy(REPO / "docs" / "results" / "cpu-chunk.md", tmp_path)
     assert main(["figures", "--picture", "cpu-chunk", "--fragments", str(tmp_path), "--png", str(png)]) == 0
     with pytest.raises(SystemExit, match="drop --results"):
         main(["figures", "--picture", "cpu-chunk", "--results", str(tmp_path)])

@@ -138,8 +138,8 @@ def test_every_included_fragment_names_its_command_date_and_machine(page, name):
     assert MACHINE.search(first), f"{name}: the first line must give CPU (instruction set), threads, torch"
 
 
-# What writes a fragment: a benchmark with --results, or `netvlad benchmark` (its OUT/benchmark.md).
-WRITER = re.compile(r"^`(python -m benchmarks |netvlad benchmark )[^`]+`")
+# What writes a fragment: a benchmark (--results), `netvlad benchmark` (OUT/benchmark.md), `seqnet train --report`.
+WRITER = re.compile(r"^`(python -m benchmarks |netvlad benchmark |netvlad seqnet train [^`]*--report )[^`]+`")
 STALE = re.compile(r"not regenerated|recorded from (that|those|the) runs?", re.I)
 # Fragments still copied by hand from an old run, each until its command writes it: this list only shrinks.
 OWED = {"city-large", "extract-batching", "loss-normalisation", "nordland-recipe", "reranking-cost",

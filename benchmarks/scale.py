@@ -14,7 +14,9 @@ PCA-whitened, expanded with place-like perturbations: see ``scale_data``) to a f
 
 ``--big NxD`` adds the Pittsburgh-sized exact case (250000x32768: 16 GiB of float16 on disk; raw descriptors
 cropped to D dims, not whitened) through ``evaluate_descriptors`` on the memory map. It prints the table, writes
-``results.json`` in ``--work`` and a log-log plot (``--plot``). ``--keep`` keeps the stores (deleted otherwise).
+``results.json`` in ``--work`` and, over several sizes, a log-log plot (``--plot``). ``--keep`` keeps the stores
+(deleted otherwise). With ``--results DIR`` the table goes to ``scale-growth.md`` (several sizes),
+``scale-<dim>.md`` (one size) or ``scale-pittsburgh.md`` (``--big`` alone).
 
     python -m benchmarks scale [--quick] [--sizes 10000 100000 1000000] [--dim 4096] [--queries 1000]
                                [--big 250000x32768] [--max-memory 3] [--threads 2] [--work DIR]
@@ -143,6 +145,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_results_option(parser)
 
 
+def fragment_name(args: argparse.Namespace) -> str:
+    """The docs table this run writes: ``scale-growth`` (several sizes), ``scale-<dim>`` (one size) or
+    ``scale-pittsburgh`` (``--big`` alone)."""
+    if not args.sizes:
+        return "scale-pittsburgh"
+    return f"scale-{args.dim}" if len(args.sizes) == 1 else "scale-growth"
+
+
 def run(args: argparse.Namespace) -> str:
     """Run the benchmark with the parsed options."""
     global THREADS
@@ -168,7 +178,7 @@ def run(args: argparse.Namespace) -> str:
         save(run_size(args, n, args.dim, Path(base), args.work))
     print(f"\n{args.dim}-D whitened descriptors (--big: raw), float16 store, {args.queries} queries, {args.threads} "
           f"threads, --max-memory {args.max_memory} GiB ({time.perf_counter() - start:.0f} s in all)\n")
-    if any("-D" not in r["step"] for r in rows):  # growth rows, measured now or --include'd
+    if len({r["n"] for r in rows if "-D" not in r["step"]}) > 1:  # growth rows, measured now or --include'd
         plot(rows, args.plot)
         print(f"\nwrote {args.plot}")
     print(f"wrote {args.work / 'results.json'}")

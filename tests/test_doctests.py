@@ -39,8 +39,9 @@ def _import(name: str):
 
 
 @pytest.mark.parametrize("name", _modules_with_examples())
-def test_docstring_examples_run(name, monkeypatch, tmp_path):
-    # examples that register a toy backbone keep it local to the test; files an example leaves go to tmp_path
+def test_docstring_examples_run(name, monkeypatch, tmp_path, one_thread):
+    # examples that register a toy backbone keep it local to the test; files an example leaves go to tmp_path;
+    # one torch thread: at two, a shared CPU's idle-spinning threads cost netvlad.places.localise's examples 7x the CPU
     monkeypatch.setattr(backbones._REGISTRY, "entries", dict(backbones._REGISTRY.entries))
     monkeypatch.chdir(tmp_path)
     module = _import(name)

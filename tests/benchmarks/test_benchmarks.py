@@ -105,6 +105,35 @@ def test_engine_models_runs_tiny_and_writes_its_docs_fragment(tmp_path, capsys):
     assert "\n".join(lines[2:]) in capsys.readouterr().out
 
 
+def test_stream_writes_stream_speed_with_its_sequence_column(tmp_path):
+    """Exact search only up to --flat-max; the route added block by block is the route made whole."""
+    import numpy as np
+
+    from benchmarks.stream import route, route_blocks
+
+    blocks = list(route_blocks(5000, np.random.default_rng(3)))
+    assert [len(b) for b in blocks] == [4096, 904]
+    np.testing.assert_array_equal(np.concatenate(blocks), route(5000, np.random.default_rng(3)))
+    argv = ["stream", "--sizes", "300", "600", "--frames", "10", "--describe-frames", "0", "--flat-max", "300",
+            "--results", str(tmp_path)]
+    assert main(argv) == 0
+    lines = (tmp_path / "stream-speed.md").read_text().splitlines()
+    assert lines[0].startswith(f"`python -m benchmarks {' '.join(argv)}` — ") and "at normal priority" in lines[2]
+    rows = [line.split(" | ") for line in lines if re.match(r"\| \d", line)]
+    assert [(r[0], r[1]) for r in rows] == [("| 300", "flat"), ("| 300", "ivfpq"), ("| 600", "ivfpq")]
+    assert all(r[-1].endswith("% |") for r in rows)
+
+
+def test_scale_names_its_fragment_after_what_it_measured():
+    from benchmarks.scale import fragment_name
+
+    args = build_parser().parse_args(["scale", "--sizes", "10000", "100000", "--dim", "1024", "--big", ""])
+    assert fragment_name(args) == "scale-growth"
+    assert fragment_name(build_parser().parse_args(["scale", "--sizes", "1000000", "--dim", "4096"])) == "scale-4096"
+    assert fragment_name(build_parser().parse_args(["scale", "--sizes", "--big", "250000x32768"])) == \
+        "scale-pittsburgh"
+
+
 @pytest.mark.slow
 def test_gpu_benchmark_runs_tiny_on_cpu(capsys):
     assert main(["gpu", "--tiny", "--device", "cpu", "--workers", "0"]) == 0

@@ -12,6 +12,7 @@ import pytest
 from netvlad.cli.main import main
 from netvlad.models import ModelConfig, PlaceModel, Preprocessing, save_model
 from netvlad.models.seqnet import SeqNet, SeqNetConfig, load_seqnet, save_seqnet
+from tests.test_docs import COMMAND, DATE, MACHINE
 
 
 @pytest.fixture(scope="module")
@@ -105,12 +106,17 @@ def test_seqnet_train_then_evaluate_with_it(sequence, checkpoint, tmp_path, caps
                  "--frame-tolerance", "2", "--workers", "0", "--no-progress", "--model", str(checkpoint), "--store",
                  store, "--length", "4", "--output-dim", "16", "--pca", "8", "--epochs", "2", "--epoch-queries",
                  "12", "--negative-samples", "6", "--num-negatives", "2", "--val-places", "5", "--out",
-                 str(model)]) == 0
+                 str(model), "--report", str(tmp_path / "seqnet.md")]) == 0
     printed = capsys.readouterr().out
     assert "seqnet → seqslam (HVPR)" in printed and "1280-D → PCA 8 → Conv1d(kernel 4) → 16-D, L = 4" in printed
     summary = json.loads(model.with_suffix(".json").read_text())
     assert [e["epoch"] for e in summary["log"]] == [1, 2] and summary["train_places"] == [15, 15]
     assert set(summary["validation"]) == {"single frame", "seqslam", "seqnet", "seqnet → seqslam (HVPR)"}
+    first, _, sentence, _, head, _, *rows = (tmp_path / "seqnet.md").read_text().splitlines()  # the docs fragment
+    assert COMMAND.match(first) and DATE.search(first) and MACHINE.search(first) and "--report" in first
+    assert "SeqNet 1280-D → PCA 8" in sentence and head == "| ranking | R@1 | R@5 | R@10 |"
+    assert rows == [f"| {name} | " + " | ".join(f"{r:.2f}" for r in recall.values()) + " |"
+                    for name, recall in summary["validation"].items()]
     loaded = load_seqnet(model, descriptor_dim=1280, length=4)
     gram = (loaded.pca_components.T @ loaded.pca_components).numpy()
     np.testing.assert_allclose(gram, np.eye(8), atol=1e-4)
@@ -133,6 +139,9 @@ def test_seqnet_train_refuses_an_out_that_its_summary_or_an_input_would_overwrit
     before = checkpoint.read_bytes()
     assert main([*common, "--out", str(checkpoint)]) == 1
     assert "--out would overwrite the input --model" in caplog.text and checkpoint.read_bytes() == before
+    caplog.clear()
+    assert main([*common, "--out", str(tmp_path / "s.safetensors"), "--report", str(tmp_path / "s.md")]) == 1
+    assert "--report writes the validation table: give --val-places N" in caplog.text
 
 
 @pytest.mark.parametrize(("flag", "value", "message"), [

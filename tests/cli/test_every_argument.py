@@ -172,6 +172,7 @@ VALUES = {
     "--image-topic": lambda r: ["/camera/image"], "--gps-topic": lambda r: ["/gps/fix"],
     "--odom-topic": lambda r: ["/odom"], "--places": lambda r: ["0:3"],
     "--cluster-cache": lambda r: [str(r / "out" / "kmeans")],
+    "--report": lambda r: [str(r / "out" / "report.md")],
     "--out": None,  # outputs: another path in the same folder (below)
 }
 

@@ -40,7 +40,7 @@ PINNED = {
     "netvlad store verify": (2, "bbcc8733b9f7d42b"),
     "netvlad stream": (43, "29701f96484d66ad"),
     "netvlad seqnet": (1, "ab29209a754ce6cf"),
-    "netvlad seqnet train": (47, "6757eebc5408ac7d"),
+    "netvlad seqnet train": (48, "5801befcfd23633c"),
     "netvlad benchmark": (5, "2d2dedfae4b622dd"),
 }
 

@@ -285,3 +285,40 @@ def test_a_failed_cell_runs_again_a_finished_one_is_reused(tmp_path):
     _save(failed, "k", Cell("single", "single", 1, "-", "d", error="BadInputError: stale store"))
     assert _saved(done, "k").recall == {1: 50.0} and _saved(done, "other") is None
     assert _saved(failed, "k") is None
+
+
+def test_a_checkpoint_retrained_at_the_same_path_is_described_again(tmp_path, caplog, one_thread):
+    """The benchmark's stores are its own cache: descriptors of a checkpoint since retrained at the same path (told
+    by its content) are extracted again with a logged line, and the cells recomputed; a store the user named is
+    still refused."""
+    import torch
+
+    from netvlad.extract.descriptors import extract_to_store
+    from netvlad.extract.store import DescriptorStore
+    from netvlad.models import ModelConfig, PlaceModel, save_model
+
+    shared_dataset("nordland")
+    checkpoint = tmp_path / "m.safetensors"
+    model = PlaceModel(ModelConfig(backbone="mobilenet_v2", pool="gem",
+                                   preprocessing={"resize": "fixed", "size": [32, 64]}), pretrained=False).eval()
+    save_model(model, checkpoint)
+    suite = load_suite(_suite(tmp_path, BASE.replace("{backbone: mobilenet_v2, pool: gem}",
+                                                     f"{{checkpoint: {checkpoint}}}")
+                              .replace("model: m}", "model: m, last_places: 8}")))
+    first = run_benchmark(suite, tmp_path / "out", SHARED_DATA, tmp_path / "cache")
+    store = tmp_path / "cache" / "d" / "m" / "queries"
+    assert first.cells[0].error is None and DescriptorStore.open(store).fingerprint == model.fingerprint()
+    with torch.no_grad():  # "retrained": other weights, saved at the same path
+        next(model.parameters()).mul_(0.5)
+    save_model(model, checkpoint)
+    caplog.clear()
+    second = run_benchmark(suite, tmp_path / "out", SHARED_DATA, tmp_path / "cache")
+    assert second.cells[0].error is None, second.cells[0].error
+    assert "its checkpoint changed): extracting again" in caplog.text
+    retrained = DescriptorStore.open(store)
+    assert retrained.fingerprint == model.fingerprint() and retrained.complete
+    assert "every cell saved, reused" not in caplog.text  # its cells are keyed by the checkpoint's content
+    old = PlaceModel(ModelConfig(backbone="mobilenet_v2", pool="gem",
+                                 preprocessing={"resize": "fixed", "size": [32, 64]}), pretrained=False).eval()
+    with pytest.raises(BadInputError, match="holds descriptors of model"):  # a folder the user named: refused
+        extract_to_store(old, retrained.meta["root"], retrained.names, store)

@@ -11,6 +11,7 @@ import argparse
 import importlib
 import logging
 import re
+import shlex
 import sys
 
 from netvlad import __version__
@@ -97,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         if not getattr(args, "func", None):
             parser.print_help()
             return 2
+        args.typed = "netvlad " + shlex.join(sys.argv[1:] if argv is None else argv)  # for a report's first line
         setup_logging(args.verbose, args.quiet)
         return run(args, next(leaf for leaf in leaf_parsers(parser) if leaf.get_default("func") is args.func))
     finally:

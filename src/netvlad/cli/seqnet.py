@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
 from netvlad.cli.options import add_dataset_args, add_device_args, add_extract_args, add_model_args, number, output
 from netvlad.limits import COUNT, NON_NEGATIVE_INT, POSITIVE, Limit
@@ -56,13 +57,17 @@ def training_from_args(args: argparse.Namespace):
 def run_train(args: argparse.Namespace) -> int:
     """Extract (or read from ``--store``) the descriptors, train, validate, write ``--out`` and its JSON."""
     from netvlad.cli.options import clustering, dataset_from_args, model_from_args, pick_device
+    from netvlad.errors import BadInputError
     from netvlad.extract.processes import prepare_model
     from netvlad.files import refuse_overlaps
     from netvlad.parallel import DistInfo
     from netvlad.train.seqnet import run_seqnet_training, seqnet_outputs
 
     out, summary = seqnet_outputs(args.out)  # refused before any work
-    refuse_overlaps({"--out": out, "its .json summary": summary}, {"--model": args.model, "--store": args.store})
+    refuse_overlaps({"--out": out, "its .json summary": summary, "--report": args.report},
+                    {"--model": args.model, "--store": args.store})
+    if args.report is not None and not args.val_places:
+        raise BadInputError("--report writes the validation table: give --val-places N as well")
     device = pick_device(args.device)  # one process (torchrun: extract with `evaluate --store DIR` first)
     dataset = dataset_from_args(args)
     print(dataset)
@@ -75,7 +80,22 @@ def run_train(args: argparse.Namespace) -> int:
     for name, recall in summary.get("validation", {}).items():
         print(f"{name:<26} " + "  ".join(f"R@{n} {r:6.2f}" for n, r in recall.items()))
     print(f"wrote {args.out} and {args.out.with_suffix('.json')}")
+    if args.report is not None:
+        print(f"wrote {write_report(args.report, summary, args.typed, args.seed)}")
     return 0
+
+
+def write_report(path: Path, summary: dict, command: str, seed: int) -> Path:
+    """``path``: the ``command`` and machine line, then the validation table (:func:`validation_table`)."""
+    import torch
+
+    from netvlad.files import atomic_write
+    from netvlad.pipeline.benchmark.report import header, run_meta
+    from netvlad.train.seqnet import validation_table
+
+    text = f"{header(run_meta(command, torch.get_num_threads(), seed))}\n\n{validation_table(summary)}\n"
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    return path
 
 
 def register(subparsers) -> None:
@@ -98,4 +118,7 @@ def register(subparsers) -> None:
     add_seqnet_args(train)
     train.add_argument("--out", type=output(), required=True, metavar="FILE.safetensors",
                        help="where the SeqNet goes (its .json summary beside it)")
+    train.add_argument("--report", type=output(), default=None, metavar="FILE.md",
+                       help="also write the validation Recall@N table (needs --val-places) as Markdown, its first "
+                            "line this command, the date and the machine (a docs/results fragment)")
     train.set_defaults(func=run_train)

@@ -51,6 +51,19 @@ VERSION = 3  # 2: rows carry checksums (checksums.npy); 3: each checksum covers 
 DTYPES = {"float32": np.float32, "float16": np.float16}
 
 
+def stored_fingerprint(folder: Path | str) -> str | None:
+    """The fingerprint of the model that wrote the store in ``folder`` (a SHA-256 of its tensors); ``None`` where
+    there is no readable store there or it names no model."""
+    meta_path = Path(folder) / "store.json"
+    if not meta_path.is_file():
+        return None
+    try:
+        meta = read_json(meta_path, "descriptor store description")
+    except BadInputError:  # a damaged store is refused by whoever opens it, naming the file
+        return None
+    return meta.get("fingerprint") if isinstance(meta, dict) else None
+
+
 @dataclass(frozen=True)
 class Shard:
     """Shard ``index`` of ``count``: the part of a store's rows one process extracts."""

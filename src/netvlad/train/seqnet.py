@@ -191,6 +191,23 @@ def seqnet_outputs(out: Path | str) -> tuple[Path, Path]:
     return out, out.with_suffix(".json")
 
 
+def validation_table(summary: dict) -> str:
+    """The validation Recall@N of a :func:`run_seqnet_training` summary as a Markdown table, under one generated
+    sentence naming the data, the descriptors and the SeqNet."""
+    validation = summary.get("validation")
+    if not validation:
+        raise BadInputError("no validation places: give val_places (--val-places N) to measure a table")
+    ns = list(next(iter(validation.values())))
+    training = summary["training"]
+    lines = [f"{summary['dataset']}: {summary['descriptor_dim']}-D descriptors, SeqNet {summary['seqnet']}, "
+             f"{training['epochs']} epochs of {training['epoch_queries']} queries, trained on "
+             f"{summary['train_places'][0]} query / {summary['train_places'][1]} database frames in "
+             f"{summary['train_seconds']:.0f} s; validation Recall@N (%):", "",
+             "| ranking | " + " | ".join(f"R@{n}" for n in ns) + " |", "|---|" + "---:|" * len(ns)]
+    lines += [f"| {name} | " + " | ".join(f"{recall[n]:.2f}" for n in ns) + " |" for name, recall in validation.items()]
+    return "\n".join(lines)
+
+
 def run_seqnet_training(model, dataset: GeoDataset, out: Path | str, training: SeqNetTraining | None = None,
                         val_places: int = 0, store_dir: Path | str | None = None, ns: Sequence[int] = (1, 5, 10),
                         **extract) -> dict:

@@ -9,10 +9,12 @@ the table runs, and the next run tries it again.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
 import os
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -184,18 +186,49 @@ def describe_spec(suite: Suite, spec: DatasetSpec, dataset, cache: Path,
                              cache=cache / "clusters")
     model = net
     store = cache / spec.source / name
+    _drop_other_model(store, model.fingerprint(), name)
     db, _, _ = describe(model, dataset.database, store / "database", desc="database")
     q, _, _ = describe(model, dataset.queries, store / "queries", desc="queries")
     return np.asarray(db, np.float32), np.asarray(q, np.float32), model, store
 
 
+def _drop_other_model(store: Path, fingerprint: str, name: str) -> None:
+    """Delete this cache's descriptors and patches of model ``name`` when another model wrote them: a checkpoint
+    retrained at the same path (its fingerprint is a SHA-256 of its tensors) is described again, with a logged line.
+    A store the user names (``netvlad extract --out``, ``seqnet --store``) is never dropped: it is refused."""
+    from netvlad.extract.store import stored_fingerprint
+
+    stale = {stored_fingerprint(store / part) for part in ("database", "queries")} - {None, fingerprint}
+    if stale:
+        logger.warning("%s: descriptors of model %s, but %r is now %s (its checkpoint changed): extracting again",
+                       store, ", ".join(sorted(stale)), name, fingerprint)
+        shutil.rmtree(store)
+
+
+def checkpoint_digest(path: Path) -> str | None:
+    """SHA-256 of the checkpoint file at ``path`` (``None`` where there is none), computed once per size and
+    modification time."""
+    if not path.is_file():
+        return None
+    stat = path.stat()
+    return _file_digest(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _file_digest(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def cell_key(suite: Suite, spec: DatasetSpec, family: MethodSpec, length: int, mode: str) -> str:
-    """What a cell's value depends on, hashed: the dataset, its model (a checkpoint's size and time too), the
+    """What a cell's value depends on, hashed: the dataset, its model (a checkpoint's content too), the
     family's settings, L, mode, Recall@N."""
     model = model_spec(suite, model_name(suite, spec, family))
-    if "checkpoint" in model:  # a retrained checkpoint at the same path is another model
-        path = Path(model["checkpoint"]).expanduser()
-        model["file"] = [path.stat().st_size, path.stat().st_mtime_ns] if path.is_file() else None
+    if "checkpoint" in model:  # a checkpoint retrained at the same path is another model: keyed by its content
+        model["file"] = checkpoint_digest(Path(model["checkpoint"]).expanduser())
     text = json.dumps([spec.key(), model, family.method, family.options, length, mode, list(suite.recall)]
                       + ([family.verify] if family.verify else []),
                       sort_keys=True, default=str)

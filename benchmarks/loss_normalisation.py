@@ -27,7 +27,6 @@ import logging
 import shutil
 import sys
 import tempfile
-import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -122,14 +121,14 @@ def train_variant(name: str, variant: str, seed: int, queries: int, work: Path) 
     normalization, scale = parse_variant(variant)
     config = dataclasses.replace(base, seed=seed, loss_normalization=normalization, lr=base.lr * scale, epochs=1,
                                  epoch_queries=queries, tensorboard=False, checkpoint_every=10**6)
-    started = time.process_time()
-    checkpoint = train(config, train_set, work / name / f"{variant}-seed{seed}", val=val)
-    seconds = time.process_time() - started
+    run_dir = work / name / f"{variant}-seed{seed}"
+    checkpoint, kept = run_dir / "model.safetensors", (run_dir / "model.safetensors").is_file()
+    if not kept:  # else trained to the end by an earlier run in the same --keep folder: evaluated only
+        checkpoint = train(config, train_set, run_dir, val=val)
     recalls = evaluate_model(checkpoint, held_out_sets(work))
-    logging.info("%s %s seed %d: %s (%.0f s CPU training)", name, variant, seed,
-                 " ".join(f"{k} {v['r1']:.1f}/{v['r5']:.1f}" for k, v in recalls.items()), seconds)
-    return {"setup": name, "variant": variant, "lr": config.lr, "seed": seed, "train_cpu_s": seconds,
-            "recalls": recalls}
+    logging.info("%s %s seed %d: %s%s", name, variant, seed,
+                 " ".join(f"{k} {v['r1']:.1f}/{v['r5']:.1f}" for k, v in recalls.items()), " (kept)" * kept)
+    return {"setup": name, "variant": variant, "lr": config.lr, "seed": seed, "kept": kept, "recalls": recalls}
 
 
 def spread(values: list[float]) -> str:
@@ -156,10 +155,15 @@ def table(rows: list[dict], queries: int) -> str:
         worst = [min(r["recalls"][name]["r1"] for name in HELD_OUT) for r in runs]
         worst_by_variant.setdefault(variant, []).extend(worst)
         name, scale = parse_variant(variant)
-        lines.append(f"| {setup} | `{name}` @ {runs[0]['lr']:.0e} | " + " | ".join(cells) + f" | {spread(worst)} |")
+        kept = " (kept)" if any(r.get("kept") for r in runs) else ""
+        lines.append(f"| {setup} | `{name}` @ {runs[0]['lr']:.0e}{kept} | " + " | ".join(cells)
+                     + f" | {spread(worst)} |")
     lines.append("")
     overall = {variant: min(w) for variant, w in worst_by_variant.items()}
     best = max(overall, key=overall.get)
+    if any(row.get("kept") for row in rows):
+        lines.append("Rows marked kept: trained by an earlier run in the same `--keep` folder, evaluated by this "
+                     "one.")
     lines.append("Worst held-out Recall@1 over every recipe and seed: "
                  + ", ".join(f"`{v}` {w:.1f}" for v, w in overall.items())
                  + f" (`NORM@SCALE`: SCALE × the recipe's lr); highest: `{best}`.")

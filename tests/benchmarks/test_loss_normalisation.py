@@ -63,3 +63,11 @@ def test_evaluate_model_splits_the_city_by_condition(tmp_path):
         mine = np.flatnonzero(conditions == condition)
         hits = [np.isin(result.ranked[q, :1], result.positives[q]).any() for q in mine]
         assert out[f"city {condition}"]["r1"] == pytest.approx(100 * np.mean(hits))
+
+
+def test_a_kept_model_is_marked():
+    rows = [row("city", "sum@1", 0, 2e-4, [10, 40, 90, 80, 70]) | {"kept": True},
+            row("city", "violating_mean@1", 0, 2e-4, [12, 40, 90, 80, 70])]
+    text = loss_normalisation.table(rows, 500)
+    assert "| city | `sum` @ 2e-04 (kept) |" in text and "| city | `violating_mean` @ 2e-04 |" in text
+    assert "Rows marked kept: trained by an earlier run" in text

@@ -70,4 +70,4 @@ def test_a_kept_model_is_marked():
             row("city", "violating_mean@1", 0, 2e-4, [12, 40, 90, 80, 70])]
     text = loss_normalisation.table(rows, 500)
     assert "| city | `sum` @ 2e-04 (kept) |" in text and "| city | `violating_mean` @ 2e-04 |" in text
-    assert "Rows marked kept: trained by an earlier run" in text
+    assert "Rows marked kept come from an earlier run in the same `--keep` folder" in text

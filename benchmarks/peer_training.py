@@ -9,7 +9,12 @@ even places as queries; validation: places 2000–2399), a copy of the peer with
 (:data:`PEER_PATCHES`), and runs, per seed, the peer and netvlad as two one-thread processes at the same time:
 AlexNet from scratch, K = 64, 128 × 256 input, SGD lr 1e-4, momentum 0.9, weight decay 1e-3, margin 0.1, 10
 negatives of 1,000 sampled, cache refresh 1,000, 4 tuples per batch, one epoch. It reports validation
-Recall@1/5/10 before and after the epoch, the epoch's wall and CPU seconds and each process's peak memory.
+Recall@1/5/10 before and after the epoch, the epoch's wall and CPU seconds and each process's peak memory (the
+peer's: the larger of its k-means and training processes), per seed and as mean ± sd over the seeds.
+
+One seed costs about 300 s CPU on netvlad's side and 900 s on the peer's. ``--jobs N`` runs N seeds at once; with
+``--keep DIR`` a run that was stopped can be started again: seeds whose results DIR holds are not rerun (the table
+says which).
 """
 
 from __future__ import annotations

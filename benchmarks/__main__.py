@@ -34,6 +34,7 @@ BENCHMARKS = {
     "loop-closure": ("loop_closure", "loop-closure PR curves on Gardens Point as one walk"),
     "loop-closure-checks": ("loop_closure_checks", "the loop-closure checks' time per frame over a large map"),
     "loop-closure-rule": ("loop_closure_rule", "the loop-closure rule chosen leave-one-route-out"),
+    "loss-normalisation": ("loss_normalisation", "the loss normalisation per recipe, picked by the worst held-out set"),
     "onnx-overlap": ("onnx_overlap", "onnxruntime end to end (decode overlapped or not) against its bare model"),
     "peer-training": ("peer_training", "one training epoch beside Nanne/pytorch-NetVlad: validation recall, time"),
     "recall-loss": ("recall_loss", "Recall@N lost to approximate search and smaller descriptors"),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import fcntl
 import json
 import logging
 import tempfile
@@ -98,20 +99,29 @@ def parse_variant(text: str) -> tuple[str, float]:
 
 def share_frozen_features(cache: Path | None = None) -> None:
     """Compute the frozen stages' features once for all curves (they are pretrained and never trained); with
-    ``cache``, also across processes: read from that .npz when it holds the same images, else written there."""
+    ``cache``, also across processes: read from that .npz when it holds the same images, else computed by the first
+    process to lock it and written there (atomically) for the others."""
     compute, memo = loop.compute_frozen, {}
 
     def shared(model, paths, *args, **kwargs):
         ordered = list(dict.fromkeys(Path(p) for p in paths))
         key = tuple(str(p.resolve()) for p in ordered)  # the same images under a symlinked root match too
-        if key not in memo and cache is not None and cache.is_file():
-            stored = np.load(cache)
-            if tuple(stored["paths"]) == key:
-                memo[key] = FrozenFeatures(ordered, stored["array"])
-        if key not in memo:
+        if key in memo:
+            return memo[key]
+        if cache is None:
             memo[key] = compute(model, paths, *args, **kwargs)
-            if cache is not None:
-                np.savez(cache, paths=np.array(key), array=memo[key].array)
+            return memo[key]
+        with open(cache.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # the others wait for the first process's features
+            if cache.is_file():
+                stored = np.load(cache)
+                if tuple(stored["paths"]) == key:
+                    memo[key] = FrozenFeatures(ordered, stored["array"])
+            if key not in memo:
+                memo[key] = compute(model, paths, *args, **kwargs)
+                partial = cache.with_name(cache.stem + ".partial.npz")
+                np.savez(partial, paths=np.array(key), array=memo[key].array)
+                partial.replace(cache)
         return memo[key]
 
     loop.compute_frozen = shared

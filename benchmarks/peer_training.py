@@ -9,7 +9,12 @@ even places as queries; validation: places 2000–2399), a copy of the peer with
 (:data:`PEER_PATCHES`), and runs, per seed, the peer and netvlad as two one-thread processes at the same time:
 AlexNet from scratch, K = 64, 128 × 256 input, SGD lr 1e-4, momentum 0.9, weight decay 1e-3, margin 0.1, 10
 negatives of 1,000 sampled, cache refresh 1,000, 4 tuples per batch, one epoch. It reports validation
-Recall@1/5/10 before and after the epoch, the epoch's wall and CPU seconds and each process's peak memory.
+Recall@1/5/10 before and after the epoch, the epoch's wall and CPU seconds and each process's peak memory (the
+peer's: the larger of its k-means and training processes), per seed and as mean ± sd over the seeds.
+
+One seed costs about 300 s CPU on netvlad's side and 900 s on the peer's. ``--jobs N`` runs N seeds at once; with
+``--keep DIR`` a run that was stopped can be started again: seeds whose results DIR holds are not rerun (the table
+says which).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import argparse
 import json
 import re
 import resource
+import shlex
 import shutil
 import subprocess
 import sys
@@ -196,17 +202,22 @@ def thread_env(threads: int, **extra: str) -> dict:
     return {**os.environ, **{name: str(threads) for name in THREAD_VARIABLES}, **extra}
 
 
+# runs a command and prints the largest resident set of the processes it waited for (portable, no /usr/bin/time)
+PEAK_WRAPPER = ("import resource, subprocess, sys; code = subprocess.call(sys.argv[1:]); "
+                "print('MAXRSS_KB', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, flush=True); "
+                "sys.exit(code)")
+
+
 def start_peer(peer_dir: Path, data: Path, work: Path, seed: int) -> subprocess.Popen:
-    """The peer's k-means then its one-epoch training, as one shell process writing ``work/peer.log``."""
+    """The peer's k-means then its one-epoch training, as one shell process writing ``work/peer.log`` (each step
+    prints its peak memory: ``MAXRSS_KB``)."""
     work.mkdir(parents=True, exist_ok=True)
     flags = (f"--arch alexnet --fromscratch --nocuda --threads 0 --seed {seed} --dataPath {work} "
              f"--runsPath {work} --cachePath {work}")
-    cmd = (f"{sys.executable} main.py --mode cluster {flags} && "
-           f"{sys.executable} main.py --mode train --nEpochs 1 {flags}")
+    step = f"{sys.executable} -c {shlex.quote(PEAK_WRAPPER)} {sys.executable} main.py"
+    cmd = f"{step} --mode cluster {flags} && {step} --mode train --nEpochs 1 {flags}"
     log = (work / "peer.log").open("w")
-    return subprocess.Popen(["bash", "-c", f"{cmd}; python3 -c 'import resource;"
-                             f"print(\"MAXRSS_KB\", resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)'"],
-                            cwd=peer_dir, stdout=log, stderr=subprocess.STDOUT,
+    return subprocess.Popen(["bash", "-c", cmd], cwd=peer_dir, stdout=log, stderr=subprocess.STDOUT,
                             env=thread_env(1, PEER_DATA=str(data), TMPDIR=str(work)))
 
 
@@ -253,39 +264,69 @@ def train_ours(data: Path, out: Path, seed: int, variant: str, init: Path | None
 
 
 def read_peer(work: Path) -> dict:
-    """The peer's recalls, epoch seconds and peak memory from ``work/peer.log``."""
+    """The peer's recalls, epoch seconds and peak memory (the larger of its k-means and training processes) from
+    ``work/peer.log``."""
     log = (work / "peer.log").read_text()
     points = peer_recalls(log)
     seconds = re.search(r"PEER_EPOCH_SECONDS ([0-9.]+) ([0-9.]+)", log)
-    rss = re.search(r"MAXRSS_KB (\d+)", log)
+    rss = [int(kb) for kb in re.findall(r"MAXRSS_KB (\d+)", log)]
     if len(points) < 2 or seconds is None:
         raise RuntimeError(f"the peer run failed; see {work / 'peer.log'}:\n{log[-2000:]}")
     return {"before": points[0], "after": points[1], "epoch_wall_s": float(seconds[1]),
-            "epoch_cpu_s": float(seconds[2]), "maxrss_kb": int(rss[1]) if rss else None}
+            "epoch_cpu_s": float(seconds[2]), "maxrss_kb": max(rss) if rss else None}
 
 
-def side_by_side(peer: Path, seeds: list[int], variant: str, work: Path, with_peer: bool, peer_init: bool) -> dict:
-    """Per seed, the peer and netvlad at the same time (two one-thread processes) -> their results."""
+def finished(seed_dir: Path, with_peer: bool) -> dict | None:
+    """A seed's results kept in ``seed_dir`` by an earlier run of the same ``--keep`` folder, else None."""
+    try:
+        ours = json.loads((seed_dir / "ours" / "ours.json").read_text())
+        return {"ours": ours, **({"peer": read_peer(seed_dir / "peer")} if with_peer else {})}
+    except (OSError, ValueError, RuntimeError):
+        return None
+
+
+def side_by_side(peer: Path, seeds: list[int], variant: str, work: Path, with_peer: bool, peer_init: bool,
+                 jobs: int = 1) -> dict:
+    """Per seed, the peer and netvlad at the same time (two one-thread processes; ``jobs`` seeds at once) -> their
+    results. A seed whose results an earlier run kept in ``work`` is not run again (marked ``"kept": true``)."""
     data = work / "data"
     write_data(data)
     peer_dir = write_peer(peer, work / "peer") if with_peer or peer_init else None
-    results = {}
+    results, running = {}, []
     for seed in seeds:
         seed_dir = work / f"seed{seed}"
-        init = None
-        if peer_init:  # netvlad starts from the peer's initial model: its k-means, α and conv initialisation
-            init = convert_peer_init(peer_dir, data, seed_dir / "peer", seed)
-        jobs = {"ours": start_ours(data, seed_dir / "ours", seed, variant, init)}
-        if with_peer and not peer_init:
-            jobs["peer"] = start_peer(peer_dir, data, seed_dir / "peer", seed)
-        elif with_peer:
-            jobs["peer"] = None  # already ran to give the initial model
-        for job in jobs.values():
-            if job is not None and job.wait() != 0:
-                raise RuntimeError(f"a run of seed {seed} failed; see the logs under {seed_dir}")
-        ours = json.loads((seed_dir / "ours" / "ours.json").read_text())
-        results[seed] = {"ours": ours, **({"peer": read_peer(seed_dir / "peer")} if with_peer else {})}
-    return results
+        kept = finished(seed_dir, with_peer)
+        if kept is not None:
+            results[seed] = {side: {**r, "kept": True} for side, r in kept.items()}
+            continue
+        while len(running) >= jobs:
+            collect(running.pop(0), results, with_peer)
+        running.append(start_seed(peer_dir, data, seed_dir, seed, variant, with_peer, peer_init))
+    for started in running:
+        collect(started, results, with_peer)
+    return {seed: results[seed] for seed in seeds}
+
+
+def start_seed(peer_dir: Path | None, data: Path, seed_dir: Path, seed: int, variant: str, with_peer: bool,
+               peer_init: bool) -> tuple[int, Path, dict]:
+    """One seed's processes started -> (seed, its folder, {side: process or None})."""
+    init = None
+    if peer_init:  # netvlad starts from the peer's initial model: its k-means, α and conv initialisation
+        init = convert_peer_init(peer_dir, data, seed_dir / "peer", seed)
+    jobs = {"ours": start_ours(data, seed_dir / "ours", seed, variant, init)}
+    if with_peer and not peer_init:
+        jobs["peer"] = start_peer(peer_dir, data, seed_dir / "peer", seed)
+    return seed, seed_dir, jobs
+
+
+def collect(started: tuple[int, Path, dict], results: dict, with_peer: bool) -> None:
+    """Wait for one seed's processes and put its results in ``results``."""
+    seed, seed_dir, jobs = started
+    for job in jobs.values():
+        if job.wait() != 0:
+            raise RuntimeError(f"a run of seed {seed} failed; see the logs under {seed_dir}")
+    ours = json.loads((seed_dir / "ours" / "ours.json").read_text())
+    results[seed] = {"ours": ours, **({"peer": read_peer(seed_dir / "peer")} if with_peer else {})}
 
 
 def convert_peer_init(peer_dir: Path, data: Path, work: Path, seed: int) -> Path:
@@ -297,6 +338,12 @@ def convert_peer_init(peer_dir: Path, data: Path, work: Path, seed: int) -> Path
         raise RuntimeError(f"the peer run failed; see {work / 'peer.log'}")
     conversion = convert(work / "init.pth.tar", "pytorch-netvlad")
     return save_model(conversion.model, work / "init.safetensors")
+
+
+def spread(values: list[float], digits: int) -> str:
+    """``mean ± sample sd`` of ``values`` (the mean alone for one value)."""
+    mean = f"{np.mean(values):.{digits}f}"
+    return f"{mean} ± {np.std(values, ddof=1):.{digits}f}" if len(values) > 1 else mean
 
 
 def table(results: dict) -> str:
@@ -315,17 +362,26 @@ def table(results: dict) -> str:
                                                            for k in ("r1", "r5", "r10"))
                         + f" | {r['epoch_wall_s']:.0f} | {r['epoch_cpu_s']:.0f} | {rss} |")
     for side, name in (("ours", "netvlad"), ("peer", "pytorch-NetVlad")):
-        after = [s[side]["after"] for s in results.values() if s.get(side, {}).get("after")]
-        if after:
-            rows.append(f"| mean | {name} | " + " | ".join(f"{np.mean([a[k] for a in after]):.2f}"
-                                                         for k in ("r1", "r5", "r10")) + " | | | |")
+        done = [s[side] for s in results.values() if s.get(side, {}).get("after")]
+        if done:
+            recalls = [spread([r["after"][k] for r in done], 2) for k in ("r1", "r5", "r10")]
+            costs = [spread([r[k] for r in done], 0) for k in ("epoch_wall_s", "epoch_cpu_s")]
+            rss = [r["maxrss_kb"] / 1024 for r in done if r.get("maxrss_kb")]
+            costs.append(spread(rss, 0) if len(rss) == len(done) else "–")
+            rows.append(f"| mean ± sd | {name} | " + " | ".join(recalls + costs) + " |")
     both = [s for s in results.values() if s.get("peer", {}).get("after") and s.get("ours", {}).get("after")]
     if both:
-        ratio = {k: np.mean([s["ours"][k] / s["peer"][k] for s in both]) for k in ("epoch_wall_s", "epoch_cpu_s")}
+        ratio = {k: spread([s["ours"][k] / s["peer"][k] for s in both], 2)
+                 for k in ("epoch_wall_s", "epoch_cpu_s", "maxrss_kb") if all(s[side].get(k) for s in both
+                                                                              for side in ("ours", "peer"))}
         rows.append("")
-        rows.append(f"netvlad ÷ pytorch-NetVlad, epoch wall time {ratio['epoch_wall_s']:.2f}×, CPU time "
-                    f"{ratio['epoch_cpu_s']:.2f}× (mean over {len(both)} seed(s); wall time follows the machine's "
-                    "load, CPU time less so).")
+        rows.append(f"netvlad ÷ pytorch-NetVlad over {len(both)} seed(s), mean ± sd: epoch wall time "
+                    f"{ratio['epoch_wall_s']}×, CPU time {ratio['epoch_cpu_s']}×"
+                    + (f", peak memory {ratio['maxrss_kb']}×" if "maxrss_kb" in ratio else "")
+                    + " (wall time follows the machine's load, CPU time less so).")
+    kept = sorted({str(seed) for seed, sides in results.items() for r in sides.values() if r.get("kept")})
+    if kept:
+        rows.append(f"Seed(s) {', '.join(kept)} were kept from an earlier run in the same `--keep` folder.")
     rows += ["", "The peer's code as run (pytorch-NetVlad, patched only to run here):", ""]
     rows += [f"- `{name}`: {why}" for name, _, _, why in PEER_PATCHES]
     rows += [f"- `{name}`: a stand-in module" for name in PEER_SHIMS if name.endswith(".py") and "__init__" not in name]
@@ -347,6 +403,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--init", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="seeds run at once (each seed is two one-thread processes: netvlad and the peer)")
     parser.add_argument("--threads", type=int, default=1)
     add_results_option(parser)
 
@@ -356,8 +414,10 @@ def run(args: argparse.Namespace) -> str | None:
     if args.variant not in VARIANTS:
         raise SystemExit(f"--variant {args.variant}: not one of {', '.join(VARIANTS)}")
     if args.side == "ours":
+        from netvlad.files import atomic_write
+
         result = train_ours(args.data, args.out, args.seeds[0], args.variant, args.init)
-        (args.out / "ours.json").write_text(json.dumps(result, indent=1))
+        atomic_write(args.out / "ours.json", lambda tmp: tmp.write_text(json.dumps(result, indent=1)))
         return None
     if args.merge:
         results = {seed: sides for path in args.merge for seed, sides in json.loads(path.read_text()).items()}
@@ -366,8 +426,10 @@ def run(args: argparse.Namespace) -> str | None:
         raise SystemExit("--peer PATH: a checkout of Nanne/pytorch-NetVlad (or give --no-peer)")
     work = args.keep or Path(tempfile.mkdtemp(prefix="peer-training-"))
     try:
-        results = side_by_side(args.peer, args.seeds, args.variant, work, not args.no_peer, args.peer_init)
+        results = side_by_side(args.peer, args.seeds, args.variant, work, not args.no_peer, args.peer_init,
+                               args.jobs)
         (work / "results.json").write_text(json.dumps(results, indent=1))
+        args.seed = ", ".join(str(seed) for seed in args.seeds)  # the fragment's header names every seed
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)

@@ -210,3 +210,30 @@ def test_engine_pictures_are_drawn_from_their_fragments_tables(tmp_path, capsys)
     assert main(["figures", "--picture", "cpu-chunk", "--fragments", str(tmp_path), "--png", str(png)]) == 0
     with pytest.raises(SystemExit, match="drop --results"):
         main(["figures", "--picture", "cpu-chunk", "--results", str(tmp_path)])
+
+
+def test_frozen_features_are_computed_once_across_processes(tmp_path, monkeypatch):
+    """Two curves' processes (two fresh wrappers over one cache file): the second reads what the first wrote."""
+    import numpy as np
+
+    from benchmarks import learning
+    from netvlad.train import loop
+    from netvlad.train.frozen import FrozenFeatures
+
+    calls = []
+
+    def compute(model, paths, *args, **kwargs):
+        calls.append(list(paths))
+        return FrozenFeatures(paths, np.arange(len(paths) * 2, dtype=np.float32).reshape(len(paths), 2))
+
+    images = [tmp_path / f"{i}.png" for i in range(3)]
+    cache = tmp_path / "frozen.npz"
+    for _ in range(2):
+        monkeypatch.setattr(loop, "compute_frozen", compute)
+        learning.share_frozen_features(cache)
+        features = loop.compute_frozen(None, images)
+        assert loop.compute_frozen(None, images) is features  # and once within a process
+        np.testing.assert_array_equal(features.array[2], [4, 5])
+    assert len(calls) == 1 and not (tmp_path / "frozen.partial.npz").exists()
+    loop.compute_frozen(None, images[:2])  # other images: computed
+    assert len(calls) == 2

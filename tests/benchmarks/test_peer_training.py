@@ -75,3 +75,52 @@ def test_table_rows_and_cost_ratios():
     assert "| 0 | netvlad, violating_mean | 3.00 → 13.75 | 11.50 → 28.25 | 17.75 → 40.00 | 300 | 270 | 2048 |" in text
     assert "epoch wall time 0.75×, CPU time 0.75×" in text
     assert "`main.py`: numpy 2 removed np.in1d" in text
+
+
+def test_the_peers_peak_memory_is_its_largest_step():
+    log = ("====> Recall@1: 0.0175\n====> Recall@5: 0.1\n====> Recall@10: 0.2\n====> Recall@20: 0.3\nMAXRSS_KB 900000\n"
+           "====> Recall@1: 0.12\n====> Recall@5: 0.27\n====> Recall@10: 0.37\n====> Recall@20: 0.5\n"
+           "PEER_EPOCH_SECONDS 12.5 10.25\nMAXRSS_KB 1200000\n")
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as folder:
+        (Path(folder) / "peer.log").write_text(log)
+        peer = peer_training.read_peer(Path(folder))
+    assert peer["maxrss_kb"] == 1200000 and peer["epoch_cpu_s"] == 10.25 and peer["after"]["r1"] == 12.0
+
+
+def test_the_peak_wrapper_reports_its_childs_memory_and_exit_status():
+    import shlex
+    import subprocess
+    import sys
+
+    step = f"{sys.executable} -c {shlex.quote(peer_training.PEAK_WRAPPER)} {sys.executable} -c"
+    out = subprocess.run(["bash", "-c", f"{step} 'x = bytearray(200_000_000)'; {step} 'raise SystemExit(3)'; "
+                          "echo rc $?"], capture_output=True, text=True).stdout.split()
+    assert int(out[1]) > 195_000  # kB: the 200 MB the child held
+    assert out[-2:] == ["rc", "3"]
+
+
+def test_a_kept_seed_is_not_run_again(tmp_path, monkeypatch):
+    monkeypatch.setattr(peer_training, "NORDLAND", shared_dataset("nordland"))
+    side = {"before": {"r1": 3.0, "r5": 11.5, "r10": 17.75}, "after": {"r1": 13.75, "r5": 28.25, "r10": 40.0},
+            "epoch_wall_s": 300.0, "epoch_cpu_s": 270.0, "maxrss_kb": 2048 * 1024, "loss_normalization": "sum"}
+    (tmp_path / "seed4" / "ours").mkdir(parents=True)
+    (tmp_path / "seed4" / "ours" / "ours.json").write_text(__import__("json").dumps(side))
+    monkeypatch.setattr(peer_training, "start_seed", lambda *a: pytest.fail("a kept seed was started"))
+    results = peer_training.side_by_side(None, [4], "default", tmp_path, with_peer=False, peer_init=False)
+    assert results[4]["ours"]["kept"] and results[4]["ours"]["after"]["r1"] == 13.75
+    assert "Seed(s) 4 were kept from an earlier run" in peer_training.table(results)
+
+
+def test_the_mean_row_gives_the_spread_over_seeds():
+    def side(r1, cpu):
+        return {"before": {"r1": 1.0, "r5": 2.0, "r10": 3.0}, "after": {"r1": r1, "r5": 20.0, "r10": 30.0},
+                "epoch_wall_s": 2 * cpu, "epoch_cpu_s": cpu, "maxrss_kb": 1024 * 1000}
+
+    text = peer_training.table({0: {"ours": side(10.0, 100.0), "peer": side(12.0, 200.0)},
+                                1: {"ours": side(14.0, 120.0), "peer": side(12.0, 300.0)}})
+    assert ("| mean ± sd | netvlad | 12.00 ± 2.83 | 20.00 ± 0.00 | 30.00 ± 0.00 | 220 ± 28 | 110 ± 14 | 1000 ± 0 |"
+            in text)
+    assert "CPU time 0.45 ± 0.07×, peak memory 1.00 ± 0.00×" in text

@@ -6,7 +6,7 @@ It re-ranks with the defaults the fragment ``docs/results/reranking-defaults.md`
 reranking suite's Gardens Point model, reading the descriptors, k-means centroids, patch whitening and database
 patches that ``netvlad benchmark --suite reranking`` left in its cache (``--cache``; computed there when absent).
 Shown: the first query (by frame) whose wrong global top-1 re-ranking puts right, and the first whose right global
-top-1 it puts wrong, if any.
+top-1 it puts wrong, if any (queries are re-ranked in chunks until both are found).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from benchmarks.common import SHARED_DATA
 
 CHOSEN = re.compile(r"Chosen re-ranking default: \*\*(\w+)-l([\d.]+)-k(\d+)\*\*")
 MATCHES = 30  # lines drawn per pair: the most similar mutual matches
+CHUNK = 25  # queries re-ranked at a time
 
 
 def chosen_defaults(fragment: Path) -> tuple[str, float, int]:
@@ -52,7 +53,7 @@ def _matches(extractor, model, paths: list[Path]) -> tuple[list[np.ndarray], np.
         centres.append(cells * [image.shape[1] / map_w, image.shape[0] / map_h])
     q, c = query.descriptors[0].float(), candidate.descriptors[0].float()
     partner, mutual = mutual_nearest(q, c[None])
-    keep = torch.flatnonzero(mutual[0])
+    keep = torch.nonzero(mutual[0]).flatten()
     similarity = (q[keep] * c[partner[0, keep]]).sum(1)
     best = keep[similarity.argsort(descending=True)[:MATCHES]]
     return ([images[0], images[1]], centres[0][best.numpy()], centres[1][partner[0, best].numpy()],
@@ -86,25 +87,30 @@ def draw_reranking(fragment: Path, png: Path, cache: Path | None = None) -> Path
     db, q, model, store = describe_spec(suite, spec, dataset, cache)
     positives = dataset.positives(spec.radius)
     single = evaluate_descriptors(db, q, positives, (1,), k=top)
-    verified = verify_given(model, dataset, positives, preset, store, single.ranked[:, :top],
-                            single.distances[:, :top], (1,), cache=cache / "clusters")
-    before, after = single.ranked[:, 0], verified.ranking.ranked[:, 0]
-    right = [(b in p, a in p) for b, a, p in zip(before, after, positives, strict=True)]
-    shown = [next((i for i, r in enumerate(right) if r == case), None) for case in ((False, True), (True, False))]
-    shown = [i for i in shown if i is not None]
+    found: dict = {}  # (global right, re-ranked right) -> (query, re-ranked top-1)
+    for start in range(0, len(positives), CHUNK):  # until both cases are found: a few chunks, not every query
+        chunk = np.arange(start, min(start + CHUNK, len(positives)))
+        part = dataset.subset(query_indices=chunk)
+        verified = verify_given(model, part, [positives[i] for i in chunk], preset, store, single.ranked[chunk, :top],
+                                single.distances[chunk, :top], (1,), cache=cache / "clusters")
+        for i, after in zip(chunk, verified.ranking.ranked[:, 0], strict=True):
+            found.setdefault((single.ranked[i, 0] in positives[i], after in positives[i]), (i, after))
+        if (False, True) in found and (True, False) in found:
+            break
+    shown = [found[case] for case in ((False, True), (True, False)) if case in found]
     if not shown:
         raise SystemExit("re-ranking changed no top-1 on Gardens Point: nothing to show")
     paths = dataset.database.paths()
     extractor = PatchExtractor(model, preset, patch_whitening(model, preset, paths, cache / "clusters"))
     fig, axes = plt.subplots(len(shown), 3, figsize=(10, 2.2 * len(shown) + 0.4), dpi=110, squeeze=False)
-    for row, i in zip(axes, shown, strict=True):
-        query_path = dataset.queries.paths()[i]
-        (query, reranked), q_xy, c_xy, _ = _matches(extractor, model, [query_path, paths[after[i]]])
-        global_image = np.asarray(Image.open(paths[before[i]]).convert("RGB").resize(query.shape[1::-1]))
-        titles = (f"query {dataset.queries.names[i]}", f"re-ranked top-1 {dataset.database.names[after[i]]}",
-                  f"global top-1 {dataset.database.names[before[i]]}")
+    for row, (i, after) in zip(axes, shown, strict=True):
+        before = single.ranked[i, 0]
+        (query, reranked), q_xy, c_xy, _ = _matches(extractor, model, [dataset.queries.paths()[i], paths[after]])
+        global_image = np.asarray(Image.open(paths[before]).convert("RGB").resize(query.shape[1::-1]))
+        titles = (f"query {dataset.queries.names[i]}", f"re-ranked top-1 {dataset.database.names[after]}",
+                  f"global top-1 {dataset.database.names[before]}")
         for ax, image, title, ok in zip(row, (query, reranked, global_image), titles,
-                                        (None, right[i][1], right[i][0]), strict=True):
+                                        (None, after in positives[i], before in positives[i]), strict=True):
             ax.imshow(image)
             ax.set_title(title, fontsize=8)
             ax.set_xticks([])

@@ -210,3 +210,16 @@ def test_engine_pictures_are_drawn_from_their_fragments_tables(tmp_path, capsys)
     assert main(["figures", "--picture", "cpu-chunk", "--fragments", str(tmp_path), "--png", str(png)]) == 0
     with pytest.raises(SystemExit, match="drop --results"):
         main(["figures", "--picture", "cpu-chunk", "--results", str(tmp_path)])
+
+
+def test_the_reranking_picture_reads_the_chosen_defaults_from_its_fragment(tmp_path):
+    from benchmarks.reranking_picture import chosen_defaults
+
+    # the shipped fragment names the row the leave-one-set-out choice made
+    preset, weight, top = chosen_defaults(REPO / "docs" / "results" / "reranking-defaults.md")
+    assert preset in ("speed", "storage", "performance") and 0 <= weight <= 1 and top >= 1
+    (tmp_path / "reranking-defaults.md").write_text("`netvlad benchmark` — machine line\n\nno choice here\n")
+    with pytest.raises(SystemExit, match="no 'Chosen re-ranking default' line; run netvlad benchmark --suite"):
+        main(["figures", "--picture", "reranking", "--fragments", str(tmp_path), "--png", str(tmp_path / "r.png")])
+    with pytest.raises(SystemExit, match="--cache is for --picture reranking"):
+        main(["figures", "--picture", "cpu-chunk", "--cache", str(tmp_path)])

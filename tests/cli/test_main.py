@@ -41,7 +41,7 @@ PINNED = {
     "netvlad stream": (43, "29701f96484d66ad"),
     "netvlad seqnet": (1, "ab29209a754ce6cf"),
     "netvlad seqnet train": (48, "5801befcfd23633c"),
-    "netvlad benchmark": (5, "2d2dedfae4b622dd"),
+    "netvlad benchmark": (6, "9727ebeb670c1ca7"),
 }
 
 

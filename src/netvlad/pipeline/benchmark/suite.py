@@ -314,8 +314,9 @@ def _alpha_ratio(path: Path, where: str, value) -> float:
 
 
 def _verify(path: Path, name: str, method: str, spec: dict) -> dict | None:
-    """A row's re-ranking: ``verify`` a preset, ``verify_top`` K (100), ``verify_global_weight`` λ (the preset's)."""
-    from netvlad.match.verify.presets import VERIFY_PRESETS
+    """A row's re-ranking: ``verify`` a preset, ``verify_top`` K (default TOP), ``verify_global_weight`` λ (the
+    preset's)."""
+    from netvlad.match.verify.presets import TOP, VERIFY_PRESETS
 
     if not spec:
         return None
@@ -327,7 +328,7 @@ def _verify(path: Path, name: str, method: str, spec: dict) -> dict | None:
     if method != "single":
         raise BadInputError(f"{path}: method {name!r}: verify re-ranks the single-frame shortlist; give it on a "
                             f"row without method ({method!r} here)", path=path)
-    top, weight = spec.get("verify_top", 100), spec.get("verify_global_weight")
+    top, weight = spec.get("verify_top", TOP), spec.get("verify_global_weight")
     if not isinstance(top, int) or top < 1:
         raise BadInputError(f"{path}: method {name!r}: verify_top must be an integer ≥ 1, got {top!r}", path=path)
     if weight is not None and not (isinstance(weight, (int, float)) and 0 <= weight <= 1):

@@ -80,8 +80,8 @@ VERIFY_PRESETS: Registry[VerifyPreset] = Registry("verification preset")
 # The paper's configurations (Hausler et al. 2021, configs/*.ini): sizes, weights, dims and scorers. λ (FUSED) and
 # the candidates re-ranked (TOP) are the row `netvlad benchmark --suite reranking` chose by leave-one-set-out:
 # docs/results/reranking-defaults.md.
-FUSED = 0.75
-TOP = 100
+FUSED = 0.5
+TOP = 50
 # RANSAC inliers within 1.5 cells for every patch size, as Patch-NetVLAD's patch_matcher.py (16 · stride · 1.5 px).
 VERIFY_PRESETS.add("performance", VerifyPreset(
     "performance", "patch sizes 2, 5, 8 (weights 0.45, 0.15, 0.4), 4096-D, RANSAC homography inliers",

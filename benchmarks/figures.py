@@ -203,7 +203,7 @@ def draw_cpu_chunk(fragment: Path, png: Path) -> Path:
 
 PICTURES = {"engine-speed": ("engine-pipeline.md", "engine_speed.png", draw_engine_speed),
             "cpu-chunk": ("cpu-chunk.md", "cpu_chunk.png", draw_cpu_chunk),
-            "reranking": ("reranking-defaults.md", "reranking.png", draw_reranking)}
+            "reranking": ("reranking-defaults.md", "reranking.jpg", draw_reranking)}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

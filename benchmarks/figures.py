@@ -15,10 +15,13 @@ second call with the same ``--out`` only prints (``--force`` measures again).
 wrote, so the picture shows the numbers of the table beside it (rerun it after the fragment is regenerated):
 ``engine-speed`` (images per second per engine and batch, ``docs/results/engine-pipeline.md`` of ``python -m
 benchmarks engine``) and ``cpu-chunk`` (milliseconds per image against images per call, ``docs/results/cpu-chunk.md``
-of ``python -m benchmarks cpu-chunk``), both on docs/engine.md.
+of ``python -m benchmarks cpu-chunk``), both on docs/engine.md; ``reranking`` (Gardens Point queries re-ranked with
+the defaults ``docs/results/reranking-defaults.md`` chose, from the photos and the stores ``netvlad benchmark --suite
+reranking`` left in ``--cache``), on docs/reranking.md.
 
     python -m benchmarks figures [--only demo|gardens-point] [--seeds 0 1 2] [--out DIR] [--force]
-    python -m benchmarks figures --picture engine-speed|cpu-chunk [--fragments docs/results] [--png PATH]
+    python -m benchmarks figures --picture engine-speed|cpu-chunk|reranking [--fragments docs/results] [--png PATH]
+        [--cache DIR]
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import sys
 from pathlib import Path
 
 from benchmarks.common import REPO, SHARED_DATA, add_results_option, work_dir
+from benchmarks.reranking_picture import draw_reranking
 
 DATA = SHARED_DATA / "gardens_point"
 NETVLAD = [sys.executable, "-m", "netvlad.cli.main"]
@@ -198,7 +202,8 @@ def draw_cpu_chunk(fragment: Path, png: Path) -> Path:
 
 
 PICTURES = {"engine-speed": ("engine-pipeline.md", "engine_speed.png", draw_engine_speed),
-            "cpu-chunk": ("cpu-chunk.md", "cpu_chunk.png", draw_cpu_chunk)}
+            "cpu-chunk": ("cpu-chunk.md", "cpu_chunk.png", draw_cpu_chunk),
+            "reranking": ("reranking-defaults.md", "reranking.jpg", draw_reranking)}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -209,6 +214,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fragments", type=Path, default=REPO / "docs" / "results",
                         help="--picture: the folder of the fragment it reads (default: docs/results)")
     parser.add_argument("--png", type=Path, help="--picture: where it goes (default: docs/images/<name>.png)")
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="--picture reranking: the cache of netvlad benchmark --suite reranking (default: the "
+                             "benchmark's)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="demo seeds (default: 0)")
     parser.add_argument("--out", type=Path, default=None, help="where the runs go (default: the benchmark folder)")
     parser.add_argument("--force", action="store_true", help="measure again what was measured before")
@@ -222,7 +230,10 @@ def run(args: argparse.Namespace) -> str | None:
         if args.results is not None or args.only:
             raise SystemExit("--picture draws from an existing fragment: drop --results and --only")
         fragment, png, draw = PICTURES[args.picture]
-        print(f"wrote {draw(args.fragments / fragment, args.png or REPO / 'docs' / 'images' / png)}")
+        options = {"cache": args.cache} if args.picture == "reranking" else {}
+        if args.cache is not None and not options:
+            raise SystemExit(f"--cache is for --picture reranking; --picture {args.picture} reads only its fragment")
+        print(f"wrote {draw(args.fragments / fragment, args.png or REPO / 'docs' / 'images' / png, **options)}")
         return None
     out = args.out or work_dir("figures")
     out.mkdir(parents=True, exist_ok=True)

@@ -29,7 +29,8 @@ def test_help_lists_every_benchmark_module(capsys):
     assert done.value.code == 0
     text = capsys.readouterr().out
     assert all(name in text for name in BENCHMARKS)
-    modules = {m for m, _ in BENCHMARKS.values()} | {"__init__", "__main__", "common", "scale_data", "scale_steps"}
+    modules = {m for m, _ in BENCHMARKS.values()} | {"__init__", "__main__", "common", "scale_data", "scale_steps",
+                                                     "reranking_picture"}
     assert {p.stem for p in (REPO / "benchmarks").glob("*.py")} == modules  # no script outside the suite
 
 
@@ -237,3 +238,16 @@ def test_frozen_features_are_computed_once_across_processes(tmp_path, monkeypatc
     assert len(calls) == 1 and not (tmp_path / "frozen.partial.npz").exists()
     loop.compute_frozen(None, images[:2])  # other images: computed
     assert len(calls) == 2
+
+
+def test_the_reranking_picture_reads_the_chosen_defaults_from_its_fragment(tmp_path):
+    from benchmarks.reranking_picture import chosen_defaults
+
+    # the shipped fragment names the row the leave-one-set-out choice made
+    preset, weight, top = chosen_defaults(REPO / "docs" / "results" / "reranking-defaults.md")
+    assert preset in ("speed", "storage", "performance") and 0 <= weight <= 1 and top >= 1
+    (tmp_path / "reranking-defaults.md").write_text("`netvlad benchmark` — machine line\n\nno choice here\n")
+    with pytest.raises(SystemExit, match="no 'Chosen re-ranking default' line; run netvlad benchmark --suite"):
+        main(["figures", "--picture", "reranking", "--fragments", str(tmp_path), "--png", str(tmp_path / "r.png")])
+    with pytest.raises(SystemExit, match="--cache is for --picture reranking"):
+        main(["figures", "--picture", "cpu-chunk", "--cache", str(tmp_path)])

@@ -25,12 +25,12 @@ PINNED = {
     "netvlad generate": (8, "54e7563b788814bd"),
     "netvlad cluster": (35, "da967f5f6d36f817"),
     "netvlad train": (70, "35273e57467931c2"),
-    "netvlad evaluate": (61, "98b3e2a744c3c2a3"),
-    "netvlad retrieve": (28, "3da36841b87e570a"),
+    "netvlad evaluate": (61, "da5ef0420b0af196"),
+    "netvlad retrieve": (28, "ba35d482fc70f645"),
     "netvlad extract": (35, "94802e4d2bfb7db7"),
     "netvlad index": (1, "90ed0b698d592d12"),
     "netvlad index build": (42, "60a352a41afc603b"),
-    "netvlad query": (31, "96dce7c8c498b3cf"),
+    "netvlad query": (31, "c8d951eb7da4fa48"),
     "netvlad export": (1, "db017b438fa03e82"),
     "netvlad export hloc": (36, "3899d92fcdf83808"),
     "netvlad export onnx": (14, "d0181f523201068e"),
@@ -41,7 +41,7 @@ PINNED = {
     "netvlad stream": (43, "29701f96484d66ad"),
     "netvlad seqnet": (1, "ab29209a754ce6cf"),
     "netvlad seqnet train": (48, "5801befcfd23633c"),
-    "netvlad benchmark": (5, "2d2dedfae4b622dd"),
+    "netvlad benchmark": (6, "9727ebeb670c1ca7"),
 }
 
 

@@ -20,7 +20,7 @@ from netvlad.match.verify.patches import (
 )
 from netvlad.match.verify.presets import VERIFY_PRESETS, VerifyPreset
 from netvlad.match.verify.rerank import verify_shortlist
-from netvlad.match.verify.run import clamp_top, verify_folders, verify_ranking
+from netvlad.match.verify.run import clamp_top, rescore_ranking, verify_folders, verify_ranking
 from netvlad.models import ModelConfig, PlaceModel, Preprocessing
 from netvlad.nn import PCAWhitening
 from netvlad.nn.patch import integral_image, patch_netvlad, window_sums
@@ -134,6 +134,34 @@ def test_a_copy_of_a_database_image_wins_the_shortlist(netvlad_model, tmp_path, 
     assert result.ranked[0, 0] == 4 and sorted(result.ranked[0].tolist()) == list(range(6))
     assert result.skipped == 0 and result.bytes_per_image > 0
     assert len(list((tmp_path / "cache").glob("patch-whitening-*.safetensors"))) == 1  # reused next time
+
+
+def test_raw_scores_fused_with_another_weight_and_top_equal_a_fresh_run(netvlad_model, tmp_path):
+    # one pass over a top 6 keeps the raw patch scores; every other λ and shorter top fused from them must give
+    # the ranking and scores of a run made with those settings (rapid scoring: no random draws)
+    names = write_images(tmp_path / "db", 6, size=(160, 128), seed=5)
+    paths = [tmp_path / "db" / n for n in names]
+    whitening = fit_patch_whitening(netvlad_model, paths, 16, size=2)
+    ranked = np.array([[0, 1, 2, 3, 4, 5], [5, 3, 1, -1, -1, -1]])  # the second query: three candidates only
+    distances = np.array([np.linspace(0.5, 1.0, 6), [0.2, 0.3, 0.7, 0, 0, 0]])
+    queries = [paths[4], paths[2]]
+
+    def run(preset, top):
+        extractor = PatchExtractor(netvlad_model, preset, whitening)
+        store = extract_patch_store(extractor, tmp_path / "db", names, tmp_path / "p")
+        return verify_ranking(extractor, store, queries, ranked, distances, top)
+
+    full = run(RAPID, 6)
+    assert full.raw.shape == (2, 6, 2) and np.all(full.raw[1, 3:] == 0)
+    for weight in (0.0, 0.3, 0.75, 1.0):
+        for top in (2, 4, 6):
+            preset = RAPID.with_global_weight(weight)
+            want = run(preset, top)
+            got_ranked, got_scores = rescore_ranking(full.raw, ranked, distances, preset, top)
+            np.testing.assert_array_equal(got_ranked, want.ranked)
+            np.testing.assert_allclose(got_scores, want.scores, atol=1e-12)
+    at_one = rescore_ranking(full.raw, ranked, distances, RAPID.with_global_weight(1.0), 6)[0]
+    np.testing.assert_array_equal(at_one, ranked)  # λ = 1: the global order back
 
 
 def test_small_images_skip_the_largest_size_and_top_is_clamped(netvlad_model, tmp_path, caplog):

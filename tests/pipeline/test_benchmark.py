@@ -63,7 +63,8 @@ datasets: {nordland_last20: {path: nordland, database: summer, queries: winter, 
                              last_places: 30, model: netvlad}}
 methods: {geometric: {alpha_rule: geometric}, arithmetic: {alpha_rule: arithmetic}, ratio10: {alpha_ratio: 10},
           diagonal: {method: diagonal, velocities: [1.0], lengths: [5]},
-          verify: {verify: storage, verify_top: 5, verify_global_weight: 0.5}}
+          verify: {verify: storage, verify_top: 5, verify_global_weight: 0.5},
+          verify-top3: {verify: storage, verify_top: 3, verify_global_weight: 0.75}}
 """
 
 
@@ -89,13 +90,28 @@ def test_off_the_shelf_netvlad_cells_one_per_alpha_rule(tmp_path, one_thread):
     assert not np.allclose(geometric, arithmetic)  # the softer arithmetic α assigns otherwise
     ratio10 = DescriptorStore.open(stores / "netvlad@geometricx10" / "queries").load()
     assert not np.allclose(geometric, ratio10)  # ratio 10: a softer α than the official 100
-    assert len(list((tmp_path / "cache" / "clusters").glob("*.safetensors"))) == 3  # one k-means per α setting
+    kept = sorted(p.name for p in (tmp_path / "cache" / "clusters").glob("*.safetensors"))
+    assert len([n for n in kept if not n.startswith("patch-whitening-")]) == 3  # one k-means per α setting
+    assert len([n for n in kept if n.startswith("patch-whitening-")]) == 1  # one fit serves both re-ranking rows
     result.meta = {"command": "netvlad benchmark", "threads": 1, "seed": 0}
     report = json.loads(write_reports(result, tmp_path / "out")["json"].read_text())
-    assert report["selection"]["default"] in ("geometric", "arithmetic", "ratio10", "verify")
-    assert set(report["selection"]["gap"]) == {"geometric", "arithmetic", "ratio10", "verify"}  # single-frame rows
+    families = {"geometric", "arithmetic", "ratio10", "verify", "verify-top3"}
+    assert report["selection"]["default"] in families
+    assert set(report["selection"]["gap"]) == families  # single-frame rows
     # the re-ranked row: the top 5 of the single frame re-ordered, so its R@5 is the single frame's
     assert cells["verify"].recall[5] == cells["geometric"].recall[5] and cells["verify"].ms_per_query > 0
+    # the top-3 row re-fuses the top-5 pass's raw patch scores: what a run of its own gives
+    from netvlad.eval.recall import evaluate_descriptors
+    from netvlad.eval.verified import verify_given
+    from netvlad.pipeline.benchmark.run import describe_spec, open_spec
+
+    spec = suite.datasets[0]
+    dataset = open_spec(spec, SHARED_DATA, tmp_path / "cache")
+    db, q, model, store = describe_spec(suite, spec, dataset, tmp_path / "cache")  # read back: stores, k-means
+    single = evaluate_descriptors(db, q, dataset.positives(), (1, 5), k=5)
+    own = verify_given(model, dataset, dataset.positives(), suite.methods[-1].preset(), store,
+                       single.ranked[:, :3], single.distances[:, :3], (1,), cache=tmp_path / "cache" / "clusters")
+    assert cells["verify-top3"].recall[1] == round(float(own.recall[1]), 4)
 
 
 def test_the_quick_suite_used_in_ci_has_no_re_ranking_row():
@@ -322,3 +338,53 @@ def test_a_checkpoint_retrained_at_the_same_path_is_described_again(tmp_path, ca
                                  preprocessing={"resize": "fixed", "size": [32, 64]}), pretrained=False).eval()
     with pytest.raises(BadInputError, match="holds descriptors of model"):  # a folder the user named: refused
         extract_to_store(old, retrained.meta["root"], retrained.names, store)
+
+
+def _reranking_table(values: dict) -> BenchmarkResult:
+    """A result of single-frame rows (``single``: no re-ranking; ``speed-...``: the speed preset with λ = 0.5 and
+    the top in the name) whose R@1 per (row, set) is given."""
+    names = list(dict.fromkeys(f for f, _ in values))
+    sets = sorted({s for _, s in values})
+    methods = tuple(MethodSpec(f, "single", (1,), ("-",), {}, verify=None if f == "single" else
+                               {"preset": "speed", "top": int(f.rsplit("k", 1)[1]), "global_weight": 0.5})
+                    for f in names)
+    suite = Suite("t", {}, tuple(type("D", (), {"name": s})() for s in sets), methods, (1, 5), baseline="single",
+                  fragments={"chosen": "reranking", "sets": "recall"})
+    cells = [Cell(f, f, 1, "-", s, recall={1: r, 5: min(100.0, r + 5)}) for (f, s), r in values.items()]
+    return BenchmarkResult(suite, cells, meta={"command": "netvlad benchmark --suite t", "threads": 1, "seed": 0})
+
+
+def test_the_re_ranking_choice_is_the_row_whose_worst_set_is_best(tmp_path):
+    """``speed-k100`` gains most on two sets and loses 6 points on the third; ``speed-k20`` never falls more than
+    2 below the best row: it is chosen, and the fragments name it and their command."""
+    from netvlad.pipeline.benchmark.report import FRAGMENTS, write_fragments
+    from netvlad.pipeline.benchmark.selection import select_reranking
+    from netvlad.pipeline.benchmark.suite import FRAGMENT_PARTS
+
+    values = {("single", "a"): 90.0, ("single", "b"): 60.0, ("single", "c"): 70.0,
+              ("speed-k100", "a"): 95.0, ("speed-k100", "b"): 70.0, ("speed-k100", "c"): 64.0,
+              ("speed-k20", "a"): 93.0, ("speed-k20", "b"): 68.0, ("speed-k20", "c"): 71.0}
+    result = _reranking_table(values)
+    selection = select_reranking(result)
+    assert selection.families == ("speed-k100", "speed-k20") and selection.default == "speed-k20"
+    assert selection.gap["speed-k20"] == {"a": -2.0, "b": -2.0, "c": 0.0}
+    assert selection.margin["speed-k100"]["c"] == -6.0
+    assert selection.held_out["c"] == ("speed-k100", -7.0, -6.0)  # chosen on a and b, it fails on c
+    assert selection.held_out["a"] == ("speed-k20", -2.0, 3.0)
+    assert selection.per_method == {"speed": "speed-k20"}
+    assert set(FRAGMENTS) == set(FRAGMENT_PARTS)
+    chosen, sets = (p.read_text() for p in write_fragments(result, tmp_path))
+    assert chosen.startswith("`netvlad benchmark --suite t` — ") and sets.startswith("`netvlad benchmark --suite t`")
+    assert "Chosen re-ranking default: **speed-k20** (preset speed, λ = 0.5, top 20): the best worst set, 2.0 below " \
+           "the best row on a." in chosen
+    assert "| **speed-k20** | speed | 0.5 | 20 | 93.0 | 68.0 | 71.0 | -2.0 (a) | +1.0 (c) |" in chosen
+    assert "| speed-k100 | 95.0 / 100.0 | 70.0 / 75.0 | 64.0 / 69.0 |" in sets
+    assert select_reranking(_table({("base", "a"): 1.0})) is None  # no re-ranking row: nothing to choose
+
+
+def test_fragments_a_suite_names_are_checked(tmp_path):
+    with pytest.raises(BadInputError, match="fragment 'x': unknown part 'all'; known: recall, report, reranking"):
+        load_suite(_suite(tmp_path, BASE + "fragments: {x: all}\n"))
+    with pytest.raises(BadInputError, match="fragment 'x' is the re-ranking choice, but no method re-ranks"):
+        load_suite(_suite(tmp_path, BASE + "fragments: {x: reranking}\n"))
+    assert load_suite("reranking").fragments == {"reranking-defaults": "reranking", "reranking-sets": "recall"}

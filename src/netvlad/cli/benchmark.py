@@ -20,18 +20,28 @@ def command_line(args: argparse.Namespace) -> str:
         words += ["--data", str(args.data)]
     if args.cache is not None:
         words += ["--cache", str(args.cache)]
+    if args.results is not None:
+        words += ["--results", str(args.results)]
     return " ".join(words + (["--threads", str(args.threads)] if args.threads else []))
 
 
 def run_benchmark_command(args: argparse.Namespace) -> int:
     """Load the suite, run every cell (continuing from OUT and the cache), print the table, write the reports."""
-    from netvlad.pipeline.benchmark.report import table, write_reports
+    from netvlad.errors import BadInputError
+    from netvlad.pipeline.benchmark.report import table, write_fragments, write_reports
     from netvlad.pipeline.benchmark.run import run_suite
+    from netvlad.pipeline.benchmark.suite import load_suite
 
-    result = run_suite(args.suite, args.out, args.data, args.cache, command=command_line(args))
+    suite = load_suite(args.suite)
+    if args.results is not None and not suite.fragments:
+        raise BadInputError(f"--results: suite {suite.name} names no docs fragments (fragments: {{NAME: PART}} in "
+                            "its file); drop --results, or use a suite that names them")
+    result = run_suite(suite, args.out, args.data, args.cache, command=command_line(args))
     print(table(result))
-    paths = write_reports(result, args.out)
-    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    paths = list(write_reports(result, args.out).values())
+    if args.results is not None:
+        paths += write_fragments(result, args.results)
+    print("wrote " + ", ".join(str(p) for p in paths))
     return 0
 
 
@@ -56,4 +66,7 @@ def register(subparsers) -> None:
     parser.add_argument("--cache", type=Path, default=None, metavar="DIR",
                         help="stores and generated cities, reused by later runs (default $NETVLAD_CACHE/benchmark, "
                              "else netvlad-cache/benchmark in the temp folder)")
+    parser.add_argument("--results", type=output("folder"), default=None, metavar="DIR",
+                        help="also write the docs fragments the suite names as DIR/NAME.md (e.g. docs/results), "
+                             "each starting with the command and machine line")
     parser.set_defaults(func=run_benchmark_command)

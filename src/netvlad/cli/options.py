@@ -19,7 +19,7 @@ from netvlad.data.readers.registry import READERS
 from netvlad.errors import BadInputError
 from netvlad.extract.engine import COMMAND_ENGINE, ENGINE_VARIABLE, ENGINES
 from netvlad.limits import COUNT, NON_NEGATIVE_INT, NUM_CLUSTERS, POSITIVE, Limit
-from netvlad.match.verify.presets import VERIFY_PRESETS
+from netvlad.match.verify.presets import FUSED, TOP, VERIFY_PRESETS
 from netvlad.models.backbone_specs import BACKBONES
 from netvlad.models.pools import POOLS
 from netvlad.search.index import INDEX_KINDS
@@ -521,7 +521,7 @@ def index_config_from_args(args: argparse.Namespace, device=None):
 
 # ---- spatial re-ranking
 
-def add_verify_args(parser, top_default: int = 100) -> None:
+def add_verify_args(parser, top_default: int = TOP) -> None:
     """Add the spatial re-ranking options (choices from the torch-free preset registry)."""
     group = parser.add_argument_group("spatial re-ranking (Patch-NetVLAD)")
     group.add_argument("--verify", metavar="PRESET", default=None, choices=VERIFY_PRESETS.names(),
@@ -532,7 +532,7 @@ def add_verify_args(parser, top_default: int = 100) -> None:
                             f"sequence ranking's (default {top_default}; clamped to the database, or to --shortlist)")
     group.add_argument("--verify-global-weight", type=number(Limit(0, 1)), default=None, metavar="λ",
                        help="weight of the global similarity fused with the patch score, 0..1 (default: the "
-                            "preset's, 0.75, chosen by measurement; 0: the patch score alone)")
+                            f"preset's, {FUSED:g}, chosen across sets: docs/reranking.md; 0: the patch score alone)")
     group.add_argument("--verify-ransac-threshold", type=number(POSITIVE), nargs="+", default=None, metavar="CELLS",
                        help="RANSAC inlier distance in feature-map cells: one for every patch size, or one per size "
                             "(default 1.5 for every size, Patch-NetVLAD's 24 pixels for VGG16)")

@@ -18,7 +18,7 @@ from netvlad.eval.recall import recall_at_n
 from netvlad.extract.store import DescriptorStore
 from netvlad.files import atomic_write
 from netvlad.match.verify.panoramas import one_per_panorama, panorama_groups
-from netvlad.match.verify.presets import VerifyPreset
+from netvlad.match.verify.presets import TOP, VerifyPreset
 from netvlad.match.verify.run import VerifiedRanking, clamp_top, verify_folders
 from netvlad.models import PlaceModel
 from netvlad.search.exact import exact_search
@@ -90,7 +90,7 @@ def global_shortlist(store_dir: Path, top: int) -> tuple[np.ndarray, np.ndarray]
 
 
 def evaluate_verified(model: PlaceModel, dataset: GeoDataset, positives: Sequence[np.ndarray], preset: VerifyPreset,
-                      store_dir: Path | str, top: int = 100, ns: Sequence[int] = (1, 5, 10, 20),
+                      store_dir: Path | str, top: int = TOP, ns: Sequence[int] = (1, 5, 10, 20),
                       device: torch.device | str = "cpu", cache: Path | bool = True) -> VerifiedEval:
     """Re-rank each query's global top-``top`` (descriptors already in ``store_dir``) and score both rankings; the
     patch whitening's ``cache`` as :func:`netvlad.match.verify.run.patch_whitening` takes it.
@@ -118,7 +118,7 @@ def evaluate_verified(model: PlaceModel, dataset: GeoDataset, positives: Sequenc
 
 
 def verify_evaluation(model: PlaceModel, dataset: GeoDataset, positives: Sequence[np.ndarray], preset: VerifyPreset,
-                      store_dir: Path | str, top: int = 100, ns: Sequence[int] = (1, 5, 10, 20),
+                      store_dir: Path | str, top: int = TOP, ns: Sequence[int] = (1, 5, 10, 20),
                       device: torch.device | str = "cpu", sequence=None, cache: Path | bool = True) -> VerifiedEval:
     """Re-rank an evaluation's shortlist: each query's global top-``top``, or with ``sequence`` (a
     :class:`~netvlad.eval.sequence.SequenceResult`) its sequence ranking's, and score both rankings."""

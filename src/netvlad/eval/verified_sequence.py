@@ -19,7 +19,7 @@ from netvlad.data.dataset import GeoDataset
 from netvlad.eval.sequence import SequenceResult
 from netvlad.eval.verified import VerifiedEval, verify_given
 from netvlad.match.verify.panoramas import panorama_groups
-from netvlad.match.verify.presets import VerifyPreset
+from netvlad.match.verify.presets import TOP, VerifyPreset
 from netvlad.models import PlaceModel
 
 logger = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ def sequence_shortlist(sequence: SequenceResult, top: int) -> tuple[np.ndarray, 
 
 
 def verify_sequence(model: PlaceModel, dataset: GeoDataset, positives: Sequence[np.ndarray],
-                    sequence: SequenceResult, preset: VerifyPreset, store_dir: Path | str, top: int = 100,
+                    sequence: SequenceResult, preset: VerifyPreset, store_dir: Path | str, top: int = TOP,
                     ns: Sequence[int] = (1, 5, 10, 20), device: torch.device | str = "cpu",
                     cache: Path | bool = True) -> VerifiedEval:
     """Re-rank each query's sequence top-``top`` by patch matching (database patches kept in ``store_dir``; the

@@ -13,6 +13,7 @@ from typing import Any
 from netvlad.constants import EVAL_RADIUS_M
 from netvlad.errors import BadInputError
 from netvlad.match.sequence import DEFAULT_METHOD
+from netvlad.match.verify.presets import TOP
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ class EvaluationSettings:
     sequence_method: str = DEFAULT_METHOD
     sequence_model: Path | None = None  # seqnet: the trained SeqNet file
     verify: Any = None  # a spatial re-ranking preset (:data:`netvlad.match.verify.VERIFY_PRESETS`)
-    verify_top: int = 100
+    verify_top: int = TOP  # candidates re-ranked (the default chosen across sets)
     ns: tuple[int, ...] = (1, 5, 10, 20)
     radius: float | None = None
     device: Any = "cpu"

@@ -77,12 +77,11 @@ class VerifyPreset:
 
 
 VERIFY_PRESETS: Registry[VerifyPreset] = Registry("verification preset")
-# The paper's configurations (Hausler et al. 2021, configs/*.ini): sizes, weights, dims and scorers. λ = 0.75 by
-# measurement (docs/reranking.md): the patch score alone lost 7–23 points of
-# Gardens Point R@1; with λ = 0.5 the command line's off-the-shelf K = 64 model still lost 1.5 (regularised patch
-# whitening) to 6.5 (exact whitening); with λ = 0.75 it gains 1.5 (speed) and 0.5 (storage), Tokyo stays at rank 1
-# and Nordland gains at a top 100 (17 → 23), though not at a top 20.
-FUSED = 0.75
+# The paper's configurations (Hausler et al. 2021, configs/*.ini): sizes, weights, dims and scorers. λ (FUSED) and
+# the candidates re-ranked (TOP) are the row `netvlad benchmark --suite reranking` chose by leave-one-set-out:
+# docs/results/reranking-defaults.md.
+FUSED = 0.5
+TOP = 50
 # RANSAC inliers within 1.5 cells for every patch size, as Patch-NetVLAD's patch_matcher.py (16 · stride · 1.5 px).
 VERIFY_PRESETS.add("performance", VerifyPreset(
     "performance", "patch sizes 2, 5, 8 (weights 0.45, 0.15, 0.4), 4096-D, RANSAC homography inliers",

@@ -107,18 +107,46 @@ def verify_shortlist(query: Patches, rows: np.ndarray, distances: np.ndarray, re
         >>> verify_shortlist(patches[0], shortlist, distances, read, preset, torch.Generator().manual_seed(0)).order
         array([1, 0])
     """
+    raw, skipped = shortlist_scores(query, rows, read, preset, generator)
+    final = fuse_scores(raw, distances, preset)
+    order = np.argsort(-final.numpy(), kind="stable")
+    return Verified(order=order, scores=final.numpy(), skipped=skipped)
+
+
+def shortlist_scores(query: Patches, rows: np.ndarray, read: CandidateReader, preset: VerifyPreset,
+                     generator: torch.Generator | None = None) -> tuple[torch.Tensor, int]:
+    """Raw patch scores ``(S, C)`` of a shortlist (``rows`` ``(C,)``), one row per patch size of ``preset`` (zeros
+    for a size the query has no windows of), and how many (image, size) pairs were skipped for lack of windows.
+
+    A candidate's raw score depends on it and the query alone (``rapid``; ``ransac`` also on the generator's
+    state), so the scores of a top K are the first K of a longer shortlist's.
+    """
     rows = np.asarray(rows, dtype=np.int64)
-    fused = torch.zeros(len(rows), dtype=torch.float64)
+    raw = torch.zeros(len(preset.sizes), len(rows), dtype=torch.float64)
     skipped = 0
-    for i, weight in enumerate(preset.weights):
+    for i in range(len(preset.sizes)):
         if not query.descriptors[i].shape[0]:
             skipped += 1
             continue
-        raw, empty = size_scores(query.descriptors[i].float(), query.grids[i], lambda r, i=i: read(i, r), rows,
-                                 preset, i, generator)
+        raw[i], empty = size_scores(query.descriptors[i].float(), query.grids[i], lambda r, i=i: read(i, r), rows,
+                                    preset, i, generator)
         skipped += empty
-        fused += weight * normalise(raw)
+    return raw, skipped
+
+
+def fuse_scores(raw: torch.Tensor, distances: np.ndarray, preset: VerifyPreset) -> torch.Tensor:
+    """Final scores ``(C,)`` in [0, 1] of a shortlist from its raw patch scores ``(S, C)`` (:func:`shortlist_scores`)
+    and global distances ``(C,)``: (1 − λ)·Σ_sizes w·normalised size score + λ·normalised global similarity, every
+    normalisation over this shortlist, λ = ``preset.global_weight``.
+
+    Examples:
+        >>> from netvlad.match.verify.presets import get_preset
+        >>> raw = torch.tensor([[0.1, 0.4, 0.2]], dtype=torch.float64)  # one patch size, three candidates
+        >>> fuse_scores(raw, np.array([0.5, 0.9, 0.6]), get_preset("speed").with_global_weight(0.5))
+        tensor([0.5000, 0.5000, 0.5417], dtype=torch.float64)
+    """
+    fused = torch.zeros(raw.shape[1], dtype=torch.float64)
+    for i, weight in enumerate(preset.weights):
+        fused += weight * normalise(raw[i])
     similarity = normalise(-torch.as_tensor(np.asarray(distances, dtype=np.float64)))
-    final = (1 - preset.global_weight) * fused + preset.global_weight * similarity
-    order = np.argsort(-final.numpy(), kind="stable")
-    return Verified(order=order, scores=final.numpy(), skipped=skipped)
+    return (1 - preset.global_weight) * fused + preset.global_weight * similarity

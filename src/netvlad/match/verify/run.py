@@ -17,7 +17,7 @@ from netvlad.match.verify import patches
 from netvlad.match.verify.patch_store import PatchStore, extract_patch_store
 from netvlad.match.verify.patches import PatchExtractor, fit_patch_whitening, iter_images, require_netvlad
 from netvlad.match.verify.presets import VerifyPreset
-from netvlad.match.verify.rerank import verify_shortlist
+from netvlad.match.verify.rerank import fuse_scores, shortlist_scores
 from netvlad.match.verify.whitening_cache import read_whitening, whitening_key, write_whitening
 from netvlad.models import PlaceModel
 from netvlad.nn import PCAWhitening
@@ -31,7 +31,9 @@ FIT_IMAGES = 100  # database images a patch whitening is fitted on when the mode
 class VerifiedRanking:
     """Re-ranked rankings: ``ranked`` ``(Q, top)`` database rows best first (−1: none), ``scores`` ``(Q, top)``
     fused scores, ``skipped`` (image, size) pairs without windows, ``seconds`` ``(Q,)`` re-ranking time per query
-    (reading, matching, scoring; the query's own patches excluded), ``bytes_per_image`` of the patch store.
+    (reading, matching, scoring; the query's own patches excluded), ``bytes_per_image`` of the patch store,
+    ``extract_seconds`` ``(Q,)`` the query's own patches, ``raw`` ``(Q, top, S)`` the raw patch scores per patch size
+    in the order of the ranking given (:func:`rescore_ranking` fuses them again with another λ or a shorter top).
 
     Examples:
         >>> verified = VerifiedRanking(np.array([[1, 0]]), np.array([[1.0, 0.0]]), skipped=0, seconds=np.array([0.02]),
@@ -46,6 +48,7 @@ class VerifiedRanking:
     seconds: np.ndarray
     bytes_per_image: int
     extract_seconds: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    raw: np.ndarray | None = field(default=None, repr=False)
 
 
 def patch_whitening(model: PlaceModel, preset: VerifyPreset, fit_paths: Sequence[Path | str],
@@ -135,6 +138,7 @@ def verify_ranking(extractor: PatchExtractor, store: PatchStore, query_paths: Se
     top = clamp_top(top, len(store.stores[0].names))
     out = np.full((len(ranked), top), -1, dtype=np.int64)
     scores = np.zeros((len(ranked), top))
+    raw = np.zeros((len(ranked), top, len(extractor.preset.sizes)))
     seconds, extract_seconds, skipped = np.zeros(len(ranked)), np.zeros(len(ranked)), 0
     generator = torch.Generator().manual_seed(seed)
     clock = time.perf_counter()
@@ -147,12 +151,46 @@ def verify_ranking(extractor: PatchExtractor, store: PatchStore, query_paths: Se
             rows, dist = ranked[q, :top][keep], distances[q, :top][keep]
             if not len(rows):  # a query without a global descriptor: nothing to re-rank
                 continue
-            result = verify_shortlist(query, rows, dist, store.read, extractor.preset, generator)
-            out[q, :len(rows)], scores[q, :len(rows)] = rows[result.order], result.scores[result.order]
-            skipped += result.skipped
+            raw_q, empty = shortlist_scores(query, rows, store.read, extractor.preset, generator)
+            final = fuse_scores(raw_q, dist, extractor.preset).numpy()
+            order = np.argsort(-final, kind="stable")
+            out[q, :len(rows)], scores[q, :len(rows)] = rows[order], final[order]
+            raw[q, np.flatnonzero(keep)] = raw_q.T.numpy()
+            skipped += empty
             seconds[q] = time.perf_counter() - start
         clock = time.perf_counter()
-    return VerifiedRanking(out, scores, skipped, seconds, store.bytes_per_image(), extract_seconds)
+    return VerifiedRanking(out, scores, skipped, seconds, store.bytes_per_image(), extract_seconds, raw)
+
+
+def rescore_ranking(raw: np.ndarray, ranked: np.ndarray, distances: np.ndarray, preset: VerifyPreset, top: int
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """(ranked ``(Q, top)``, scores ``(Q, top)``) as :func:`verify_ranking` with ``preset`` and ``top`` gives them,
+    from the raw patch scores ``raw`` ``(Q, ≥ top, S)`` of a run over the same ranking (``ranked``/``distances``
+    ``(Q, ≥ top)``, −1: none) with the same patch sizes and scorer: another λ or a shorter top costs no matching.
+
+    Exact for the ``rapid`` scorer (a candidate's score depends on it and the query alone); with ``ransac`` the
+    hypotheses drawn for a candidate depend on the candidates scored before it.
+
+    Examples:
+        >>> from netvlad.match.verify.presets import get_preset
+        >>> raw = np.array([[[0.1], [0.4], [0.2]]])  # one query, three candidates, one patch size
+        >>> ranked, distances = np.array([[7, 3, 5]]), np.array([[0.5, 0.9, 0.6]])
+        >>> rescore_ranking(raw, ranked, distances, get_preset("speed").with_global_weight(0.0), top=3)[0]
+        array([[3, 5, 7]])
+        >>> rescore_ranking(raw, ranked, distances, get_preset("speed").with_global_weight(0.0), top=2)[0]
+        array([[3, 7]])
+    """
+    top = min(top, raw.shape[1])
+    out = np.full((len(ranked), top), -1, dtype=np.int64)
+    scores = np.zeros((len(ranked), top))
+    for q in range(len(ranked)):
+        keep = np.flatnonzero(ranked[q, :top] >= 0)
+        if not len(keep):
+            continue
+        final = fuse_scores(torch.from_numpy(np.ascontiguousarray(raw[q, keep].T)), distances[q, keep], preset).numpy()
+        order = np.argsort(-final, kind="stable")
+        out[q, :len(keep)], scores[q, :len(keep)] = ranked[q, keep][order], final[order]
+    return out, scores
 
 
 def verify_folders(model: PlaceModel, preset: VerifyPreset, database_root: Path, database_names: Sequence[str],

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from netvlad.files import atomic_write
 from netvlad.pipeline.benchmark.run import BenchmarkResult
-from netvlad.pipeline.benchmark.selection import Selection, select_default
+from netvlad.pipeline.benchmark.selection import Selection, select_default, select_reranking
 
 
 def run_meta(command: str, threads: int, seed: int) -> dict:
@@ -47,15 +47,18 @@ def _rows(result: BenchmarkResult) -> list[tuple[str, str]]:
     return [(label, family.name) for family, label, _, _ in result.suite.rows()]
 
 
-def table(result: BenchmarkResult, markdown: bool = False, times: bool = False) -> str:
-    """Methods (rows) × datasets (columns): Recall@1 in percent (``times``: ms per query), notes and errors."""
+def table(result: BenchmarkResult, markdown: bool = False, times: bool = False, ns: tuple[int, ...] = (1,)) -> str:
+    """Methods (rows) × datasets (columns): Recall@N in percent for each N of ``ns`` (``a / b``; ``times``: ms per
+    query), notes and errors."""
     sets = [d.name for d in result.suite.datasets]
 
     def value(label: str, s: str) -> str:
         cell = result.cell(label, s)
         if times and cell.ms_per_query is not None:
             return f"{cell.ms_per_query:.2f}"
-        return "-" if times and cell.error is None and cell.note is None else cell.text(1)
+        if times and cell.error is None and cell.note is None:
+            return "-"
+        return cell.text(ns[0]) if cell.recall is None else " / ".join(cell.text(n) for n in ns)
 
     labels = [label for label, _ in _rows(result)]
     if markdown:
@@ -136,6 +139,76 @@ def markdown(result: BenchmarkResult, selection: Selection | None) -> str:
         if selection.skipped:
             parts += ["", "Not part of the choice (no baseline result): " + ", ".join(selection.skipped) + "."]
     return "\n".join(parts) + "\n"
+
+
+def reranking_markdown(result: BenchmarkResult, selection: Selection) -> str:
+    """The re-ranking choice as a docs fragment: command and machine line, the leave-one-set-out table, every
+    re-ranking row's Recall@1 per set with its worst gap and margin, and the chosen row."""
+    suite, sets = result.suite, selection.sets
+    rows = {m.name: m for m in suite.methods}
+
+    def worst(values: dict) -> tuple[float, str]:
+        return min(((v, s) for s, v in values.items()), default=(float("nan"), "-"))
+
+    lines = [header(result.meta), "",
+             f"Leave-one-set-out over the re-ranking rows (gap: Recall@1 minus the best single-frame row's on the "
+             f"set, re-ranked or not; margin: minus `{selection.baseline}`'s, no re-ranking):", "",
+             "| set left out | row chosen on the other sets | its gap there | its margin there |",
+             "|---|---|---:|---:|"]
+    lines += [f"| {s} | {chosen} | {gap:+.1f} | {margin:+.1f} |" for s, (chosen, gap, margin)
+              in selection.held_out.items()]
+    lines += ["", "Recall@1 (%) of every row, its worst gap and its worst margin over the sets:", "",
+              "| row | preset | λ | top | " + " | ".join(sets) + " | worst gap | worst margin |",
+              "|---|---|---:|---:|" + "---:|" * (len(sets) + 2)]
+    for name in (selection.baseline, *selection.families):
+        verify = rows[name].verify
+        cells = " | ".join(result.cell(name, s).text(1) for s in sets)
+        if verify is None:
+            lines.append(f"| {name} | none | | | {cells} | | |")
+            continue
+        gap, where = worst(selection.gap[name])
+        margin, below = worst(selection.margin[name])
+        weight = rows[name].preset().global_weight
+        bold = "**" if name == selection.default else ""
+        lines.append(f"| {bold}{name}{bold} | {verify['preset']} | {weight:g} | {verify['top']} | {cells} | "
+                     f"{gap:+.1f} ({where}) | {margin:+.1f} ({below}) |")
+    chosen = rows[selection.default]
+    gap, where = worst(selection.gap[selection.default])
+    lines += ["", f"Chosen re-ranking default: **{selection.default}** (preset {chosen.verify['preset']}, "
+                  f"λ = {chosen.preset().global_weight:g}, top {chosen.verify['top']}): the best worst set, "
+                  f"{-gap:.1f} below the best row on {where}."]
+    if selection.per_method and len(selection.per_method) > 1:
+        lines += ["", "Each preset's own best row: " + ", ".join(f"{p}: **{f}**"
+                                                               for p, f in selection.per_method.items()) + "."]
+    if selection.skipped:
+        lines += ["", "Not part of the choice (no result without re-ranking): " + ", ".join(selection.skipped) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def recall_markdown(result: BenchmarkResult) -> str:
+    """Every row's Recall@1 / Recall@5 (or the suite's first two cut-offs) per set and its time per query, as a
+    docs fragment with the command and machine line."""
+    ns = tuple(result.suite.recall[:2])
+    label = " / ".join(f"R@{n}" for n in ns)
+    return "\n".join([header(result.meta), "", f"{label} (%):", "", table(result, markdown=True, ns=ns), "",
+                      "Time per query (ms; a re-ranking row: the query's patches, matching its top, the fusion):",
+                      "", table(result, markdown=True, times=True)]) + "\n"
+
+
+FRAGMENTS = {"report": lambda result: markdown(result, select_default(result) if result.suite.baseline else None),
+             "recall": recall_markdown,
+             "reranking": lambda result: reranking_markdown(result, select_reranking(result))}
+
+
+def write_fragments(result: BenchmarkResult, folder: Path) -> list[Path]:
+    """The suite's docs fragments (``fragments: {NAME: PART}``; PART one of :data:`FRAGMENTS`) as
+    ``folder/NAME.md``; returns their paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, part in result.suite.fragments.items():
+        text = FRAGMENTS[part](result)
+        paths.append(atomic_write(folder / f"{name}.md", lambda tmp, text=text: tmp.write_text(text, "utf-8")))
+    return paths
 
 
 def plot(result: BenchmarkResult, path: Path) -> Path:

@@ -256,21 +256,19 @@ def _save(path: Path, key: str, cell: Cell) -> None:
 
 
 def compute_cell(cell: Cell, family: MethodSpec, dataset, db: np.ndarray, q: np.ndarray, single, ns,
-                 model=None, store: Path | None = None, radius: float = 25.0) -> Cell:
+                 model=None, store: Path | None = None, radius: float = 25.0, reranked=None) -> Cell:
     """Fill ``cell`` with the row's Recall@N and time per query, or the reason it does not apply. A re-ranking row
-    (``family.verify``) needs the ``model`` and its ``store`` folder (database patches are kept under it)."""
+    (``family.verify``) needs the ``model`` and its ``store`` folder (database patches are kept under it), or
+    ``reranked``: a :class:`VerifyPass` of the same preset over at least the row's top, whose raw patch scores
+    are fused again with the row's λ and top (no patch is extracted or matched again)."""
     from netvlad.eval.sequence import sequence_ranking
 
     cell.queries = len(q)
     if family.verify is not None:
-        from netvlad.eval.verified import verify_given
-
         top = min(family.verify["top"], single.ranked.shape[1])
-        start = time.perf_counter()
-        verified = verify_given(model, dataset, dataset.positives(radius), family.preset(), store,
-                                single.ranked[:, :top], single.distances[:, :top], ns)
-        cell.ms_per_query = round(1000 * (time.perf_counter() - start) / len(q), 4)
-        cell.recall = {n: round(float(verified.recall[n]), 4) for n in ns if n in verified.recall}
+        if reranked is None:
+            reranked = verify_pass(family, dataset, single, top, ns, model, store, radius)
+        cell.recall, cell.ms_per_query = rescored_recall(reranked, family, dataset, top, ns, radius)
         return cell
     if family.method == "single":
         cell.recall = {n: round(float(single.recall[n]), 4) for n in ns}
@@ -290,6 +288,53 @@ def compute_cell(cell: Cell, family: MethodSpec, dataset, db: np.ndarray, q: np.
     return cell
 
 
+@dataclass(frozen=True)
+class VerifyPass:
+    """One re-ranking pass of a dataset's single-frame shortlist with a preset: the shortlist ``ranked`` /
+    ``distances`` ``(Q, top)``, the raw patch scores ``raw`` ``(Q, top, S)``, seconds per query for the query's own
+    patches (``extract_seconds``) and for matching its ``top`` candidates (``seconds``)."""
+
+    ranked: np.ndarray
+    distances: np.ndarray
+    raw: np.ndarray
+    seconds: np.ndarray
+    extract_seconds: np.ndarray
+
+    @property
+    def top(self) -> int:
+        """Candidates per query."""
+        return self.ranked.shape[1]
+
+
+def verify_pass(family: MethodSpec, dataset, single, top: int, ns, model, store: Path, radius: float = 25.0,
+                cache: Path | bool = True) -> VerifyPass:
+    """Re-rank each query's single-frame top ``top`` with the row's preset (database patches under ``store``, the
+    patch whitening fitted once into ``cache``), keeping the raw patch scores every λ and shorter top reuse."""
+    from netvlad.eval.verified import verify_given
+
+    ranked, distances = single.ranked[:, :top], single.distances[:, :top]
+    verified = verify_given(model, dataset, dataset.positives(radius), family.preset(), store, ranked, distances, ns,
+                            cache=cache)
+    ranking = verified.ranking
+    return VerifyPass(ranked, distances, ranking.raw, ranking.seconds, ranking.extract_seconds)
+
+
+def rescored_recall(shared: VerifyPass, family: MethodSpec, dataset, top: int, ns, radius: float = 25.0
+                    ) -> tuple[dict[int, float], float]:
+    """({N: Recall@N}, ms per query) of a re-ranking row from a :func:`verify_pass` over at least ``top``
+    candidates: its raw patch scores fused with the row's λ over its top. The time is the pass's query patches,
+    its matching scaled to ``top`` candidates (matching is linear in them) and the fusion."""
+    from netvlad.eval.recall import recall_at_n
+    from netvlad.match.verify.run import rescore_ranking
+
+    start = time.perf_counter()
+    ranked, _ = rescore_ranking(shared.raw, shared.ranked, shared.distances, family.preset(), top)
+    fusion = time.perf_counter() - start
+    recall = recall_at_n(ranked, dataset.positives(radius), [n for n in ns if n <= top] or [top])
+    seconds = float(np.sum(shared.extract_seconds) + np.sum(shared.seconds) * top / shared.top) + fusion
+    return ({n: round(float(recall[n]), 4) for n in ns if n in recall}, round(1000 * seconds / len(ranked), 4))
+
+
 def run_benchmark(suite: Suite, out: Path | str, data_root: Path | str, cache: Path | str) -> BenchmarkResult:
     """Every (row, dataset) cell of ``suite``; see the module docstring. ``data_root``: the folder holding the
     suite's dataset paths; ``cache``: stores and generated cities (reused by later runs)."""
@@ -300,6 +345,11 @@ def run_benchmark(suite: Suite, out: Path | str, data_root: Path | str, cache: P
     ns = suite.recall
     depth = max([max(ns)] + [int(m.options.get("shortlist", DEFAULT.shortlist)) for m in suite.methods]
                 + [m.verify["top"] for m in suite.methods if m.verify])
+    longest: dict = {}  # preset -> the longest top of its rows: one pass per (dataset, preset) serves every row
+    for family in suite.methods:
+        if family.verify is not None:
+            preset = family.verify["preset"]
+            longest[preset] = max(longest.get(preset, 0), family.verify["top"])
     cells = []
     for spec in suite.datasets:
         rows = [(family, label, n, mode) for family, label, n, mode in suite.rows()]
@@ -320,6 +370,7 @@ def run_benchmark(suite: Suite, out: Path | str, data_root: Path | str, cache: P
                       for family, label, n, mode, _, _ in todo]
             continue
         described: dict = {}  # model name -> (dataset, db, q, single search), each model described once
+        passes: dict = {}  # (model name, preset) -> its re-ranking over the longest top any row of it asks for
 
         def searched(name: str, spec=spec, opened=opened, described=described):
             if name not in described:
@@ -335,8 +386,17 @@ def run_benchmark(suite: Suite, out: Path | str, data_root: Path | str, cache: P
                 continue
             cell = Cell(label, family.name, n, mode, spec.name)
             try:
-                dataset, db, q, single, model, store = searched(model_name(suite, spec, family))
-                compute_cell(cell, family, dataset, db, q, single, ns, model, store, spec.radius)
+                name = model_name(suite, spec, family)
+                dataset, db, q, single, model, store = searched(name)
+                reranked = None
+                if family.verify is not None:
+                    shared = (name, family.verify["preset"])
+                    if shared not in passes:
+                        top = min(longest[family.verify["preset"]], single.ranked.shape[1])
+                        passes[shared] = verify_pass(family, dataset, single, top, ns, model, store, spec.radius,
+                                                     cache / "clusters")
+                    reranked = passes[shared]
+                compute_cell(cell, family, dataset, db, q, single, ns, model, store, spec.radius, reranked)
             except Exception as error:  # one failing cell (or its model): its error in the cell, the run goes on
                 logger.error("%s / %s: %s", spec.name, label, error)
                 cell.error = _one_line(error)

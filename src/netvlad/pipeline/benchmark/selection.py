@@ -113,3 +113,44 @@ def _worst(values: list[float]) -> float | None:
         return None
     array = np.asarray(values, float)
     return -np.inf if np.isnan(array).any() else round(float(array.min()), 4)
+
+
+def select_reranking(result: BenchmarkResult) -> Selection | None:
+    """The leave-one-set-out choice among the suite's re-ranking rows (preset, λ, top K), for when re-ranking is
+    asked for: each row's gap is its Recall@1 minus the best single-frame row's (re-ranked or not) on a set, its
+    margin minus the baseline's (no re-ranking). The default is the row whose worst gap over every set is best
+    (ties: the best mean gap); ``per_method`` gives each preset's own best row. None when the suite has no
+    re-ranking row."""
+    suite = result.suite
+    families = [m.name for m in suite.methods if m.verify is not None]
+    if not families or suite.baseline is None:
+        return None
+    kind = [m.name for m in suite.methods if m.method == "single"]
+    names = [d.name for d in suite.datasets]
+    grid = {key: rows.get((1, "-"), np.nan) for key, rows in _recall_grid(result, kind, names).items()}
+    sets = [s for s in names if np.isfinite(grid.get((suite.baseline, s), np.nan))]
+    gap, margin = {f: {} for f in families}, {f: {} for f in families}
+    for s in sets:
+        best = np.nanmax([grid.get((f, s), np.nan) for f in kind])
+        for f in families:
+            value = grid.get((f, s), np.nan)
+            gap[f][s] = -np.inf if np.isnan(value) else round(float(value - best), 4)
+            margin[f][s] = -np.inf if np.isnan(value) else round(float(value - grid[(suite.baseline, s)]), 4)
+
+    def worst(f: str, over: list[str]) -> tuple[float, float]:  # ties: the better mean gap
+        values = [gap[f][s] for s in over]
+        return (min(values), float(np.mean(values))) if values else (-np.inf, -np.inf)
+
+    held_out = {}
+    for h in sets:
+        chosen = max(families, key=lambda f: worst(f, [s for s in sets if s != h]))
+        held_out[h] = (chosen, gap[chosen][h], margin[chosen][h])
+    per_method: dict = {}
+    for m in suite.methods:
+        if m.verify is not None:
+            preset = m.verify["preset"]
+            if preset not in per_method or worst(m.name, sets) > worst(per_method[preset], sets):
+                per_method[preset] = m.name
+    default = max(families, key=lambda f: worst(f, sets))
+    return Selection(tuple(families), tuple(sets), suite.baseline, gap, margin, held_out, default, float("inf"),
+                     tuple(s for s in names if s not in sets), per_method=per_method)

@@ -27,7 +27,11 @@ METHOD_KEYS = {"method", "lengths", "modes", "velocities", "shortlist", "propaga
 VERIFY_KEYS = ("verify", "verify_top", "verify_global_weight")  # re-ranking (single frame): preset, top K, λ
 ALPHA_KEYS = ("alpha_rule", "alpha_ratio")  # off-the-shelf NetVLAD's α: its rule and its top-1/top-2 target ratio
 ALPHA_RULES = ("geometric", "arithmetic")  # netvlad.nn.netvlad.RatioAverage: the official closed form, the mean ratio
-SUITE_KEYS = {"name", "description", "seed", "recall", "baseline", "models", "datasets", "methods", "extends"}
+SUITE_KEYS = {"name", "description", "seed", "recall", "baseline", "models", "datasets", "methods", "extends",
+              "fragments"}
+# docs fragments a suite can name (``fragments: {NAME: PART}``, written by ``netvlad benchmark --results DIR``): the
+# whole report, every row's Recall@N per set, the leave-one-set-out choice among the re-ranking rows
+FRAGMENT_PARTS = ("report", "recall", "reranking")
 
 
 def _unknown(where: str, kind: str, name: str, known) -> BadInputError:
@@ -110,7 +114,8 @@ class Suite:
     """Models (name → :class:`ModelConfig` dict, off-the-shelf NetVLAD with its ``alpha_rule`` and
     ``alpha_ratio``, or
     ``{"checkpoint": path}``), datasets, methods, Recall@N cut-offs,
-    the seed, and the ``baseline`` family the others are compared with."""
+    the seed, the ``baseline`` family the others are compared with, and the docs ``fragments`` ({file name: part,
+    one of FRAGMENT_PARTS}) ``netvlad benchmark --results`` writes."""
 
     name: str
     models: dict
@@ -121,6 +126,7 @@ class Suite:
     baseline: str | None = None
     description: str = ""
     source: str = ""
+    fragments: dict = field(default_factory=dict)
 
     def rows(self) -> list[tuple[MethodSpec, str, int, str]]:
         """(family, label, L, mode) of every row, in suite order."""
@@ -190,8 +196,21 @@ def load_suite(name_or_path: str | Path) -> Suite:
     if baseline is not None and baseline not in {m.name for m in methods}:
         raise _unknown(str(path), "baseline method", baseline, [m.name for m in methods])
     recall = tuple(int(n) for n in data.get("recall", (1, 5, 10)))
+    fragments = data.get("fragments") or {}
+    if not isinstance(fragments, dict):
+        raise BadInputError(f"{path}: fragments is a mapping of file names to parts ({', '.join(FRAGMENT_PARTS)})",
+                            path=path)
+    for name, part in fragments.items():
+        if part not in FRAGMENT_PARTS:
+            raise _unknown(f"{path}: fragment {name!r}", "part", part, FRAGMENT_PARTS)
+        if part == "reranking" and not any(m.verify for m in methods):
+            raise BadInputError(f"{path}: fragment {name!r} is the re-ranking choice, but no method re-ranks "
+                                "(verify: PRESET)", path=path)
+    if any(part == "reranking" for part in fragments.values()) and baseline is None:
+        raise BadInputError(f"{path}: a reranking fragment compares with the baseline; name one (baseline: single)",
+                            path=path)
     return Suite(str(data.get("name", path.stem)), models, datasets, methods, recall, int(data.get("seed", 0)),
-                 baseline, str(data.get("description", "")), str(path))
+                 baseline, str(data.get("description", "")), str(path), dict(fragments))
 
 
 def _check_model(path: Path, name: str, spec) -> None:
@@ -295,8 +314,9 @@ def _alpha_ratio(path: Path, where: str, value) -> float:
 
 
 def _verify(path: Path, name: str, method: str, spec: dict) -> dict | None:
-    """A row's re-ranking: ``verify`` a preset, ``verify_top`` K (100), ``verify_global_weight`` λ (the preset's)."""
-    from netvlad.match.verify.presets import VERIFY_PRESETS
+    """A row's re-ranking: ``verify`` a preset, ``verify_top`` K (default TOP), ``verify_global_weight`` λ (the
+    preset's)."""
+    from netvlad.match.verify.presets import TOP, VERIFY_PRESETS
 
     if not spec:
         return None
@@ -308,7 +328,7 @@ def _verify(path: Path, name: str, method: str, spec: dict) -> dict | None:
     if method != "single":
         raise BadInputError(f"{path}: method {name!r}: verify re-ranks the single-frame shortlist; give it on a "
                             f"row without method ({method!r} here)", path=path)
-    top, weight = spec.get("verify_top", 100), spec.get("verify_global_weight")
+    top, weight = spec.get("verify_top", TOP), spec.get("verify_global_weight")
     if not isinstance(top, int) or top < 1:
         raise BadInputError(f"{path}: method {name!r}: verify_top must be an integer ≥ 1, got {top!r}", path=path)
     if weight is not None and not (isinstance(weight, (int, float)) and 0 <= weight <= 1):

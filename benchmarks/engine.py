@@ -10,10 +10,10 @@
   cost the same with both engines.
 - ``layout``: the torch engine's layouts and batch policies (``TorchRunner``): ``nchw`` (the model as built, the
   batch in one call), ``channels_last``, ``folded`` (eval batch norms folded into the convolutions, channels_last),
-  ``per_image`` (folded, traced, one image per call) and ``default`` (folded, channels_last, traced, the batch in
-  chunks of ``cpu_chunk`` images; ``python -m benchmarks cpu-chunk`` measures that rule); median ms per image over
-  ``--repeats`` rotating rounds (at one thread the thread's CPU time, else wall time), the speed-up over ``nchw``,
-  the default's largest difference from ``nchw`` and whether two default runs gave identical bits.
+  ``per_image`` (folded, traced, one image per call) and ``default`` (what ``TorchRunner`` does unasked: also one
+  image a call, ``TORCH_CPU_IMAGES``; ``python -m benchmarks cpu-chunk`` measures that choice); median ms per image
+  over ``--repeats`` rotating rounds (at one thread the thread's CPU time, else wall time), the speed-up over
+  ``nchw``, the default's largest difference from ``nchw`` and whether two default runs gave identical bits.
 - ``decode``: full JPEG decode (the default) against ``--fast-decode`` (libjpeg's reduced-scale decode before the
   same resize): decode + resize ms per image, the largest pixel difference and the largest descriptor difference
   of the off-the-shelf model (ImageNet MobileNetV2 + NetVLAD, K = 64) on the same frames.

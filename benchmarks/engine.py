@@ -3,17 +3,18 @@
 - ``pipeline`` (default): images/s of the whole extraction pipeline with torch and with onnxruntime — decode JPEG →
   resize (fixed H × W) → model (normalise → backbone → pooling) → write to a descriptor store on disk, in the main
   process (``workers=0``), so the thread count is the whole pipeline's. Each row alternates the two engines
-  ``--repeats`` times and keeps each one's best; the export (once per model, then cached) is timed apart, as is the
-  in-memory export a training refresh pays at every refresh (``--refresh-images``).
+  ``--repeats`` times and keeps each one's best (``load``: the 1-minute load average after the row); the export
+  (once per model, then cached) is timed apart, as is the in-memory export a training refresh pays at every
+  refresh (``--refresh-images``).
 - ``models``: the models alone, torch against onnxruntime, ms per image at each batch size (random input of the
   model's fixed size, ``--pool``, ``--height``): the ceiling of the pipeline's ratio, since decoding and resizing
   cost the same with both engines.
 - ``layout``: the torch engine's layouts and batch policies (``TorchRunner``): ``nchw`` (the model as built, the
   batch in one call), ``channels_last``, ``folded`` (eval batch norms folded into the convolutions, channels_last),
-  ``per_image`` (folded, traced, one image per call) and ``default`` (folded, channels_last, traced, the batch in
-  chunks of ``cpu_chunk`` images; ``python -m benchmarks cpu-chunk`` measures that rule); median ms per image over
-  ``--repeats`` rotating rounds (at one thread the thread's CPU time, else wall time), the speed-up over ``nchw``,
-  the default's largest difference from ``nchw`` and whether two default runs gave identical bits.
+  ``per_image`` (folded, traced, one image per call) and ``default`` (what ``TorchRunner`` does unasked: also one
+  image a call, ``TORCH_CPU_IMAGES``; ``python -m benchmarks cpu-chunk`` measures that choice); median ms per image
+  over ``--repeats`` rotating rounds (at one thread the thread's CPU time, else wall time), the speed-up over
+  ``nchw``, the default's largest difference from ``nchw`` and whether two default runs gave identical bits.
 - ``decode``: full JPEG decode (the default) against ``--fast-decode`` (libjpeg's reduced-scale decode before the
   same resize): decode + resize ms per image, the largest pixel difference and the largest descriptor difference
   of the off-the-shelf model (ImageNet MobileNetV2 + NetVLAD, K = 64) on the same frames.
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -105,7 +107,8 @@ def row(spec, root: Path, names: list[str], args, cache: Path) -> list[dict]:
                     best[name] = max(best[name], pipeline_rate(model, root, names, batch, runner))
             entry = {"model": f"{spec[0]} + {spec[1]}", "size": f"{spec[2]}×{spec[3]}", "threads": threads,
                      "batch": batch, "torch_ips": round(best["torch"], 2), "ort_ips": round(best["onnxruntime"], 2),
-                     "ratio": round(best["onnxruntime"] / best["torch"], 2)} | exports
+                     "ratio": round(best["onnxruntime"] / best["torch"], 2),
+                     "load": round(os.getloadavg()[0], 1)} | exports
             print(json.dumps(entry), flush=True)
             out.append(entry)
     return out
@@ -145,10 +148,10 @@ def pipeline_part(args: argparse.Namespace) -> str:
     refresh = refresh_cost(root, names[:args.refresh_images], 1) if args.refresh_images else None
     if refresh:
         print(json.dumps({"refresh": refresh}), flush=True)
-    lines = ["| model | input | threads | batch | torch img/s | onnxruntime img/s | ORT ÷ torch | export s |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | input | threads | batch | torch img/s | onnxruntime img/s | ORT ÷ torch | export s | load |",
+             "|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['model']} | {r['size']} | {r['threads']} | {r['batch']} | {r['torch_ips']} | {r['ort_ips']} | "
-              f"{r['ratio']}× | {r['export_s']} |" for r in rows]
+              f"{r['ratio']}× | {r['export_s']} | {r['load']} |" for r in rows]
     if args.out:
         args.out.write_text(json.dumps({"machine": machine(), "rows": rows, "refresh": refresh}, indent=1) + "\n")
     return "\n".join(lines)

@@ -172,8 +172,8 @@ def draw_engine_speed(fragment: Path, png: Path) -> Path:
 
 
 def draw_cpu_chunk(fragment: Path, png: Path) -> Path:
-    """Milliseconds per image against images per call, eager and traced, one panel per model and input, with the
-    plain NCHW model (one image a call) and the chunk the rule picks marked; from the fragment's table."""
+    """Milliseconds per image against images per call, eager and traced, one panel per model, input and thread
+    count, with the plain NCHW model (one image a call) marked; from the fragment's table (cells not run: skipped)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -182,22 +182,30 @@ def draw_cpu_chunk(fragment: Path, png: Path) -> Path:
     from netvlad.files import save_figure
 
     rows = fragment_table(fragment)
-    fig, axes = plt.subplots(1, len(rows), figsize=(2.6 * len(rows), 2.9), dpi=110, squeeze=False)
-    for ax, row in zip(axes.flat, rows, strict=True):
+    columns = min(4, len(rows))
+    lines = (len(rows) + columns - 1) // columns
+    fig, axes = plt.subplots(lines, columns, figsize=(2.6 * columns, 2.6 * lines + 0.4), dpi=110, squeeze=False)
+    for ax, row in zip(axes.flat, rows, strict=False):  # spare panels hidden below
+        ticks = set()
         for path, colour in (("eager", "#7f7f7f"), ("traced", "#1f77b4")):
-            chunks = [(int(c.split()[1]), float(v.split()[0])) for c, v in row.items() if c.startswith(f"{path} ")]
+            chunks = [(int(c.split()[1]), float(v.split()[0])) for c, v in row.items()
+                      if c.startswith(f"{path} ") and v not in ("–", "")]
+            ticks.update(chunk for chunk, _ in chunks)
             ax.plot(*zip(*chunks, strict=True), "o-", color=colour, label=f"{path} (folded, channels_last)")
         ax.axhline(float(row["nchw, 1 a call (ms/image)"]), color="#d62728", ls="--", lw=1, label="NCHW, 1 a call")
-        ax.axvline(int(row["rule"]), color="#2ca02c", ls=":", lw=1, label="the rule's chunk")
         ax.set_xscale("log", base=2)
-        ax.set_xticks([1, 2, 4, 8], ["1", "2", "4", "8"])
-        ax.set(xlabel="images per call", title=f"{row['model']}, {row['input']}")
-        ax.title.set_fontsize(8)
+        ax.set_xticks(sorted(ticks), [str(tick) for tick in sorted(ticks)])
+        thread = f"{row['threads']} thread" + ("" if row["threads"] == "1" else "s")
+        ax.set(xlabel="images per call", title=f"{row['model']}, {row['input']}, {thread}")
+        ax.title.set_fontsize(7)
         ax.set_ylim(bottom=0)
         ax.grid(True, alpha=0.3)
-    axes.flat[0].set_ylabel("ms per image")
-    fig.legend(*axes.flat[0].get_legend_handles_labels(), loc="lower center", fontsize=7, ncols=4)
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    for ax in list(axes.flat)[len(rows):]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("ms per image")
+    fig.legend(*axes.flat[0].get_legend_handles_labels(), loc="lower center", fontsize=7, ncols=3)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     return save_figure(fig, png)
 
 

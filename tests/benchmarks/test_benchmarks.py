@@ -2,6 +2,7 @@
 a fixed folder, and the cheapest ones run for real at toy sizes (timing itself is never asserted)."""
 
 import logging
+import os
 import re
 import shutil
 import tempfile
@@ -133,6 +134,27 @@ def test_scale_names_its_fragment_after_what_it_measured():
     assert fragment_name(build_parser().parse_args(["scale", "--sizes", "1000000", "--dim", "4096"])) == "scale-4096"
     assert fragment_name(build_parser().parse_args(["scale", "--sizes", "--big", "250000x32768"])) == \
         "scale-pittsburgh"
+
+
+def test_cpu_chunk_runs_tiny_with_its_own_round_size_and_waits_passively(tmp_path, monkeypatch, capsys):
+    """A model's own images a round bound its chunks (a larger one is not run: "–"); each row records the load
+    average; OpenMP's waiting threads sleep (set before torch would load), unless the caller chose otherwise."""
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    argv = ["cpu-chunk", "--models", "mobilenet_v2:gem:32:2", "--threads", "1", "--chunks", "1", "2", "4",
+            "--repeats", "1", "--results", str(tmp_path)]
+    assert main(argv) == 0
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    text = (tmp_path / "cpu-chunk.md").read_text()
+    assert "OMP_WAIT_POLICY=PASSIVE" in text
+    row = next(line for line in text.splitlines() if line.startswith("| mobilenet_v2 + gem"))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[:4] == ["mobilenet_v2 + gem", "32×42", "1", "2"]
+    assert cells[7] == "–" and cells[10] == "–"  # eager and traced 4 a call: more than a round's 2 images
+    assert all(float(cells[i].split()[0]) > 0 for i in (4, 5, 6, 8, 9))
+    assert float(cells[11]) <= 1e-5 and float(cells[12]) >= 0  # max abs difference to nchw, load average
+    png = tmp_path / "chunk.png"
+    assert main(["figures", "--picture", "cpu-chunk", "--fragments", str(tmp_path), "--png", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.slow

@@ -1,5 +1,6 @@
-"""The torch engine on a CPU: a folded, channels_last, traced copy run in chunks of a pixel budget, with the model's
-own descriptors, the same bits from run to run and in any batch (padded), and the model's current weights."""
+"""The torch engine on a CPU: a folded, channels_last, traced copy run one image a call (one trace per image size,
+nothing padded), with the model's own descriptors, the same bits from run to run and in any batch, and the model's
+current weights."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from torch import nn
 from netvlad.data.images import load_image
 from netvlad.extract import engine as engine_module
 from netvlad.extract.descriptors import extract_descriptors
-from netvlad.extract.engine import TorchRunner, cpu_chunk, in_chunks
+from netvlad.extract.engine import TorchRunner, in_chunks
 from netvlad.models import ModelConfig, PlaceModel, Preprocessing
 
 SIZE = (120, 160)
@@ -57,14 +58,33 @@ def test_descriptors_are_the_same_bits_run_to_run(model, paths, one_thread):
     assert np.array_equal(singles, first)  # every call padded to one chunk's shape: the batch changes no bit
 
 
-def test_the_chunk_rule_is_the_pixel_budget():
-    """One rule cuts every CPU batch: as many images as fit in CPU_BATCH_PIXELS, at most CPU_BATCH_IMAGES, one at
-    least."""
-    budget, most = engine_module.CPU_BATCH_PIXELS, engine_module.CPU_BATCH_IMAGES
-    assert cpu_chunk(240, 320) == min(most, budget // (240 * 320))
-    assert cpu_chunk(*SIZE) == most  # 16 fit: capped at the commands' default batch size
-    assert cpu_chunk(4000, 3000) == 1
-    assert cpu_chunk(10, 10, pixels=250) == 2 and cpu_chunk(10, 10, pixels=99) == 1 and cpu_chunk(1, 1, most=3) == 3
+def test_one_image_a_call_one_trace_per_size_and_today_s_descriptors(model, paths, one_thread):
+    """The default CPU policy: every call holds one image (a batch of one is not padded to a chunk), a shape is an
+    image size, so a copy keeps one trace per size (at most TRACED_SHAPES); its descriptors are within 1e-5 of the
+    padded chunks of 8 and of 4 the engine ran before, and a frame alone is the same bytes as in a batch."""
+    assert engine_module.TORCH_CPU_IMAGES == 1
+    images = torch.stack([load_image(path, "fixed", SIZE) for path in paths])
+    runner = cpu_runner(model)
+    calls = []
+    handle = runner.inference_model().register_forward_pre_hook(lambda module, args: calls.append(len(args[0])))
+    try:
+        runner.trace = False  # the eager copy, so that the hook sees the calls
+        runner(images)
+        runner(images[:1])
+    finally:
+        handle.remove()
+    assert calls == [1] * 7
+    runner = cpu_runner(model).padded()
+    got = runner(images)
+    assert np.array_equal(runner(images[2:3]), got[2:3])
+    small = torch.nn.functional.interpolate(images[:2], size=(96, 128), mode="bilinear", align_corners=False)
+    runner(small)
+    traces = next(entry[2] for key, entry in engine_module._PREPARED[model].items() if key[2] is None)
+    assert sorted(traces) == [(1, 3, 96, 128), (1, 3, *SIZE)]
+    assert all(isinstance(trace, torch.jit.ScriptModule) for trace in traces.values())
+    for chunk in (8, 4):  # the chunk rule's padded chunks at 120 × 160 and at 240 × 320
+        before = TorchRunner(model, torch.device("cpu"), chunk=chunk).padded()(images)
+        assert np.abs(got - before).max() <= 1e-5
 
 
 @pytest.mark.parametrize("pad", [False, True])
@@ -82,9 +102,9 @@ def test_in_chunks_cuts_a_batch_by_the_step_and_pads_to_one_shape(pad):
     assert np.array_equal(in_chunks(call, images.numpy(), 3, pad=pad), got)  # numpy arrays as onnxruntime's
 
 
-def test_the_runner_cuts_by_the_rule_and_a_padded_row_has_the_same_bits_in_any_batch(model, paths):
-    """Two threads, where the kernels' rounding follows the batch's shape: a padded runner gives an image the same
-    bytes alone as in any batch, and the runner's calls are the rule's chunks."""
+def test_a_padded_row_has_the_same_bits_in_any_batch_and_the_default_runs_one_image_a_call(model, paths):
+    """Two threads, where the kernels' rounding follows the batch's shape: a padded runner of explicit chunks gives
+    an image the same bytes alone as in any batch, and the default runner's calls hold one image each."""
     images = torch.stack([load_image(path, "fixed", SIZE) for path in paths])
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
@@ -100,8 +120,7 @@ def test_the_runner_cuts_by_the_rule_and_a_padded_row_has_the_same_bits_in_any_b
         handle.remove()
     finally:
         torch.set_num_threads(threads)
-    step = cpu_chunk(*SIZE)
-    assert calls == [min(step, 18 - first) for first in range(0, 18, step)]
+    assert calls == [1] * 18
 
 
 def test_the_traced_path_is_the_eager_model_on_real_photos(model, paths, one_thread):

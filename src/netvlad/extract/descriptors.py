@@ -62,7 +62,7 @@ def iter_descriptors(model: PlaceModel, paths: Sequence[Path | str], batch_size:
     ``engine``: torch, onnxruntime or auto (:func:`netvlad.extract.engine.make_runner`). On CUDA the torch forward
     runs channels_last under ``amp`` autocast (``"bf16"``, ``"fp16"`` or None).
     Indices are positions in ``paths``. Images are loaded ``batch_size`` at a time and same-size images go to the
-    runner together, which cuts it on a CPU (:func:`netvlad.extract.engine.cpu_chunk`) into calls of one shape, so
+    runner together, which runs it on a CPU one image a call (:data:`netvlad.extract.engine.TORCH_CPU_IMAGES`), so
     that an image gets the same bytes whatever batch it arrives in. On a CPU without ``workers``, a thread decodes
     up to ``prefetch`` batches ahead while the model runs (0: none).
 

@@ -59,15 +59,15 @@ _KEEP = 4
 # per model (weakly held: gone with it), the CPU copies TorchRunner made of it with its tensors' versions, so that
 # repeated extractions with unchanged weights fold once (≈ 0.1–0.25 s for MobileNetV2)
 _PREPARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-# pixels per torch call on a CPU (cpu_chunk): batched CPU convolutions get slower per image once a call holds
-# more pixels than this (docs/engine.md, measured by benchmarks/cpu_chunk.py)
-CPU_BATCH_PIXELS = 307_200
-# and at most this many images, the commands' default batch size: a store's padded chunks then fill its batches
-CPU_BATCH_IMAGES = 8
-# images per onnxruntime call on a CPU: its time per image is flat from 1 to 8 images a call (measured side by side),
-# so one a call, where padding a short chunk (a batch of one, a last image) costs nothing
+# images per torch call on a CPU: with oneDNN Graph a traced call of 8 images is only 5–8 % cheaper per image than
+# one image a call (docs/results/cpu-chunk.md), while a batch cut into larger chunks must pad its short chunks (a
+# batch of one then cost a whole chunk) to keep one shape per image size; one a call has one shape per size unpadded,
+# so an image's bytes do not depend on its batch, and a streamed frame runs the graph extraction's rows come from
+TORCH_CPU_IMAGES = 1
+# images per onnxruntime call on a CPU: its time per image is flat from 1 to 8 images a call (measured side by side)
 ORT_CPU_IMAGES = 1
-# per model copy, the input shapes traced (the first ones seen; later shapes run eagerly): a trace holds the weights
+# per model copy, the input shapes traced (the first ones seen; later shapes run eagerly): a trace holds the weights.
+# At one image a call a shape is an image size, so this bounds the traces to the first 8 sizes a copy meets
 TRACED_SHAPES = 8
 TRACE_MIN_IMAGES = 64  # make_runner traces for at least this many images: a trace (≈ 0.5 s) costs ≈ 30 images' gain
 AUTO_MIN_IMAGES = 64  # auto keeps torch below this: loading (≈1 s) or exporting (≈10 s) would cost more than it saves
@@ -87,13 +87,6 @@ class EngineConfig:
     threads: int | None = None
     cache: Path | None = None
     persist: bool = True
-
-
-def cpu_chunk(height: int, width: int, pixels: int = CPU_BATCH_PIXELS, most: int = CPU_BATCH_IMAGES) -> int:
-    """Images per model call on a CPU for ``height`` × ``width`` images: as many as fit in ``pixels`` pixels, at most
-    ``most``, one at least (4 at 240×320, 8 at 120×160, 1 from 480×640 up). The one rule by which torch's CPU batch is
-    cut (benchmarks/cpu_chunk.py measures it)."""
-    return max(1, min(most, pixels // (height * width)))
 
 
 def in_chunks(call, images, step: int, pad: bool = False) -> np.ndarray:
@@ -125,11 +118,11 @@ class TorchRunner:
     """The model itself: channels_last under ``amp`` autocast on CUDA. On a CPU, for a model in eval mode, a private
     copy with its batch norms folded into the convolutions (``fold``), in ``channels_last``, traced and frozen by
     TorchScript and compiled by oneDNN Graph per input shape (``trace``: :mod:`netvlad.models.tracing`), run in
-    chunks of ``chunk`` images (None: :func:`cpu_chunk`): the fastest measured torch path on a CPU
-    (docs/engine.md). The copy is made again when one of the model's tensors changes (a training step,
-    ``load_state_dict``); a model with a module in training mode runs as it is. With ``cut`` (see
-    :meth:`with_local`) a call returns (descriptors, local feature maps of the first ``cut`` backbone stages), both
-    from one pass of one graph."""
+    chunks of ``chunk`` images (None: :data:`TORCH_CPU_IMAGES`, one image a call, so one trace per image size):
+    the fastest measured torch path on a CPU (docs/engine.md). The copy is made again when one of the model's
+    tensors changes (a training step, ``load_state_dict``); a model with a module in training mode runs as it is.
+    With ``cut`` (see :meth:`with_local`) a call returns (descriptors, local feature maps of the first ``cut``
+    backbone stages), both from one pass of one graph."""
 
     name = "torch"
     cut: int | None = None
@@ -169,12 +162,13 @@ class TorchRunner:
             return _numpy(self.inference_model(tuple(chunk.shape), chunk)(chunk))
 
         with torch.inference_mode():
-            return in_chunks(call, images, self.chunk or cpu_chunk(*images.shape[2:]), self.pad)
+            return in_chunks(call, images, self.chunk or TORCH_CPU_IMAGES, self.pad)
 
     def padded(self) -> Runner:
-        """This runner with ``pad``: every CPU call holds one chunk's number of images (:func:`in_chunks`), so that a
-        row's bytes do not depend on the batch it arrived in (stores: a repaired row equals the undamaged one), traced
-        whatever the number of images (the trace and the eager copy round differently). What extraction runs."""
+        """This runner with ``pad``: every CPU call holds one chunk's number of images (:func:`in_chunks`; nothing to
+        pad at the default one image a call), so that a row's bytes do not depend on the batch it arrived in (stores:
+        a repaired row equals the undamaged one), traced whatever the number of images (the trace and the eager copy
+        round differently). What extraction runs."""
         twin = copy.copy(self)
         twin.pad = twin.trace = True  # traced whatever the count: every extraction at a shape runs one code
         return twin

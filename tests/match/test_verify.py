@@ -324,7 +324,8 @@ def test_one_backbone_pass_gives_the_descriptors_and_patches_of_two_on_real_phot
                            str(root.resolve())).write(np.array([1]), np.full((1, model.output_dim), 7, np.float32))
     store = extract_with_patches(extractor, root, database, tmp_path / "database", tmp_path / "patches",
                                  batch_size=2)
-    query_store = extract_with_patches(extractor, root, queries, tmp_path / "queries", tmp_path / "queries-patches")
+    query_store = extract_with_patches(extractor, root, queries, tmp_path / "queries", tmp_path / "queries-patches",
+                                       patch_dtype="float32")
     rows = DescriptorStore.open(tmp_path / "database").load()
     two_passes = extract_descriptors(model, paths[:3], engine="torch")
     np.testing.assert_array_equal(rows[1], 7)  # a row already in the store is kept
@@ -335,14 +336,14 @@ def test_one_backbone_pass_gives_the_descriptors_and_patches_of_two_on_real_phot
             values, grids = s.read(size, np.array([image]))
             assert tuple(grids[0].tolist()) == eager[i].grids[size]
             torch.testing.assert_close(values[0, :len(eager[i].descriptors[size])], eager[i].descriptors[size],
-                                       atol=2e-3, rtol=0)  # float16 rows of the same patches
+                                       atol=2e-3 if i < 3 else 1e-4, rtol=0)  # database rows float16, queries' 32
     assert extract_with_patches(extractor, root, database, tmp_path / "database", tmp_path / "patches") is not None
 
     rows, distances = np.array([[0, 1, 2]]), np.array([[0.9, 1.0, 1.1]])
     read, extracted = (verify_ranking(extractor, store, [paths[3]], rows, distances, top=3, query_patches=q)
                        for q in (query_store, None))
     assert read.ranked.tolist() == extracted.ranked.tolist()
-    np.testing.assert_allclose(read.scores, extracted.scores, atol=1e-3)
+    np.testing.assert_allclose(read.scores, extracted.scores, atol=1e-4)
     other = PatchExtractor(model, preset, PCAWhitening(model.pool.output_dim, 16))
     with pytest.raises(BadInputError, match="queries' patch store"):
         verify_ranking(extractor, extract_patch_store(other, root, database, tmp_path / "other"), [paths[3]], rows,

@@ -178,7 +178,7 @@ def verify_given(model: PlaceModel, dataset: GeoDataset, positives: Sequence[np.
 
 
 def query_patch_folder(store_dir: Path | str, preset: VerifyPreset) -> Path:
-    """Where :func:`extract_for_verify` keeps the queries' patches: ``store_dir/patches/<preset>-queries``."""
+    """Where :func:`extract_for_verify` keeps the queries' patches (float32): ``store_dir/patches/<preset>-queries``."""
     return Path(store_dir) / "patches" / f"{preset.name}-queries"
 
 
@@ -207,10 +207,11 @@ def extract_for_verify(model: PlaceModel, dataset: GeoDataset, preset: VerifyPre
     """
     paths = dataset.database.paths()
     extractor = PatchExtractor(model, preset, patch_whitening(model, preset, paths, cache))
-    for images, label, folder in ((dataset.database, "database", preset.name),
-                                  (dataset.queries, "queries", query_patch_folder(store_dir, preset).name)):
+    for images, label, folder, kept in ((dataset.database, "database", preset.name, "float16"),
+                                        (dataset.queries, "queries", query_patch_folder(store_dir, preset).name,
+                                         "float32")):  # a query's patches as computed, as without this pass
         extract_with_patches(extractor, images.root, images.names, Path(store_dir) / label,
-                             Path(store_dir) / "patches" / folder, dtype, batch_size)
+                             Path(store_dir) / "patches" / folder, dtype, batch_size, kept)
 
 
 def write_verified_csv(result: VerifiedEval, dataset: GeoDataset, positives: Sequence[np.ndarray], path: Path | str

@@ -118,14 +118,15 @@ def clamp_top(top: int, num_database: int) -> int:
 
 
 def extract_with_patches(extractor: PatchExtractor, root: Path | str, names: Sequence[str], store_folder: Path | str,
-                         patch_folder: Path | str, dtype: str = "float32", batch_size: int = 8) -> PatchStore | None:
+                         patch_folder: Path | str, dtype: str = "float32", batch_size: int = 8,
+                         patch_dtype: str = "float16") -> PatchStore | None:
     """Global descriptors of ``root/names`` into the descriptor store at ``store_folder`` (the one
     :func:`~netvlad.extract.descriptors.extract_to_store` makes, which then finds it complete) and their patches into
     the patch store at ``patch_folder``, from one pass of the backbone per image on a CPU: the torch runner's folded,
     traced graph returns the descriptors and the last feature maps together
     (:meth:`~netvlad.extract.engine.TorchRunner.with_local`). Rows already in either store are kept; an undecodable
     image is left pending (the descriptor extraction reports or skips it) -> the patch store (None: no image
-    decoded).
+    decoded). ``dtype``: the descriptor store's; ``patch_dtype``: the patch store's (float32: as computed).
 
     Examples:
         >>> from netvlad.data import open_dataset, synthetic
@@ -160,7 +161,7 @@ def extract_with_patches(extractor: PatchExtractor, root: Path | str, names: Seq
         descriptors, maps = run(images)
         found = extractor.from_features(torch.from_numpy(maps))
         if store is None:  # the first image's windows size the rows
-            store = create_patch_store(extractor, names, patch_folder, found[0].grids)
+            store = create_patch_store(extractor, names, patch_folder, found[0].grids, patch_dtype)
         pending = store.stores[-1].pending()
         keep = np.isin(todo[indices], pending)
         if keep.any():

@@ -215,7 +215,9 @@ def timing(count: int, top: int, cache: Path, grid=(15, 20)) -> dict:
 
     class Fake:  # what create_patch_store reads from an extractor
         def __init__(self, preset):
-            self.preset, self.dim = preset, preset.dim
+            from netvlad.nn import PCAWhitening
+
+            self.preset, self.dim, self.whitening = preset, preset.dim, PCAWhitening(preset.dim, preset.dim)
             self.model = type("M", (), {"fingerprint": staticmethod(lambda: "random")})()
 
     out = {}

@@ -20,7 +20,13 @@ from netvlad.match.verify.patches import (
 )
 from netvlad.match.verify.presets import VERIFY_PRESETS, VerifyPreset
 from netvlad.match.verify.rerank import verify_shortlist
-from netvlad.match.verify.run import clamp_top, rescore_ranking, verify_folders, verify_ranking
+from netvlad.match.verify.run import (
+    clamp_top,
+    extract_with_patches,
+    rescore_ranking,
+    verify_folders,
+    verify_ranking,
+)
 from netvlad.models import ModelConfig, PlaceModel, Preprocessing
 from netvlad.nn import PCAWhitening
 from netvlad.nn.patch import integral_image, patch_netvlad, window_sums
@@ -327,3 +333,52 @@ def test_patches_through_the_folded_copy_rank_real_photos_as_the_eager_model(pre
                  for p in (folded, eager))
     assert got.order.tolist() == want.order.tolist()
     np.testing.assert_allclose(got.scores, want.scores, atol=1e-4)
+
+
+def test_one_backbone_pass_gives_the_descriptors_and_patches_of_two_on_real_photos(tmp_path):
+    from netvlad.data.images import load_image
+    from netvlad.extract import extract_descriptors
+    from netvlad.extract.store import DescriptorStore
+    from tests.conftest import shared_dataset
+
+    root = shared_dataset("gardens_point")
+    names = [f"day_left/Image{i:03d}.jpg" for i in (46, 50, 120)] + ["day_right/Image050.jpg"]
+    paths = [root / n for n in names]
+    torch.manual_seed(0)
+    model = PlaceModel(ModelConfig(num_clusters=8, preprocessing=Preprocessing("fixed", (160, 224)))).eval()
+    images = torch.stack([load_image(p, "fixed", (160, 224)) for p in paths])
+    with torch.no_grad():
+        whitening = PCAWhitening(model.pool.output_dim, 16).fit(patch_netvlad(
+            model.features(images), model.pool.conv.weight.flatten(1), model.pool.conv.bias, model.pool.centroids,
+            2).flatten(0, 1))
+    preset = RAPID  # two patch sizes
+    extractor = PatchExtractor(model, preset, whitening)
+    database, queries = names[:3], names[3:]
+    DescriptorStore.create(tmp_path / "database", database, model.output_dim, "float32", model.fingerprint(),
+                           str(root.resolve())).write(np.array([1]), np.full((1, model.output_dim), 7, np.float32))
+    store = extract_with_patches(extractor, root, database, tmp_path / "database", tmp_path / "patches",
+                                 batch_size=2)
+    query_store = extract_with_patches(extractor, root, queries, tmp_path / "queries", tmp_path / "queries-patches",
+                                       patch_dtype="float32")
+    rows = DescriptorStore.open(tmp_path / "database").load()
+    two_passes = extract_descriptors(model, paths[:3], engine="torch")
+    np.testing.assert_array_equal(rows[1], 7)  # a row already in the store is kept
+    np.testing.assert_allclose(rows[[0, 2]], two_passes[[0, 2]], atol=1e-5, rtol=0)
+    eager = extractor.from_features(model.features(images).detach())
+    for i, (s, image) in enumerate([(store, j) for j in range(3)] + [(query_store, 0)]):
+        for size in range(len(preset.sizes)):
+            values, grids = s.read(size, np.array([image]))
+            assert tuple(grids[0].tolist()) == eager[i].grids[size]
+            torch.testing.assert_close(values[0, :len(eager[i].descriptors[size])], eager[i].descriptors[size],
+                                       atol=2e-3 if i < 3 else 1e-4, rtol=0)  # database rows float16, queries' 32
+    assert extract_with_patches(extractor, root, database, tmp_path / "database", tmp_path / "patches") is not None
+
+    rows, distances = np.array([[0, 1, 2]]), np.array([[0.9, 1.0, 1.1]])
+    read, extracted = (verify_ranking(extractor, store, [paths[3]], rows, distances, top=3, query_patches=q)
+                       for q in (query_store, None))
+    assert read.ranked.tolist() == extracted.ranked.tolist()
+    np.testing.assert_allclose(read.scores, extracted.scores, atol=1e-4)
+    other = PatchExtractor(model, preset, PCAWhitening(model.pool.output_dim, 16))
+    with pytest.raises(BadInputError, match="queries' patch store"):
+        verify_ranking(extractor, extract_patch_store(other, root, database, tmp_path / "other"), [paths[3]], rows,
+                       distances, top=3, query_patches=query_store)

@@ -1,11 +1,12 @@
-"""Patch-NetVLAD descriptors from integral images equal the NetVLAD layer on each cropped window."""
+"""Patch-NetVLAD descriptors from per-window matrix products equal the NetVLAD layer on each cropped window, and the
+separable box sums of the per-cell residual maps they replaced."""
 
 import numpy as np
 import pytest
 import torch
 
 from netvlad.nn import NetVLAD, PCAWhitening
-from netvlad.nn.patch import patch_netvlad, window_grid
+from netvlad.nn.patch import patch_netvlad, window_cells, window_grid
 
 
 def _layer(k: int, d: int, parametrization: str = "official") -> NetVLAD:
@@ -28,7 +29,7 @@ def test_each_patch_equals_netvlad_on_the_cropped_window(height, width, size, st
     torch.manual_seed(1)
     x = torch.randn(2, 12, height, width, dtype=torch.float64).relu()
     with torch.no_grad():
-        patches = patch_netvlad(x, *_args(layer), size=size, stride=stride, cluster_chunk=2)
+        patches = patch_netvlad(x, *_args(layer), size=size, stride=stride, chunk_bytes=1)
         rows, cols = window_grid(height, width, size, stride)
         assert patches.shape == (2, rows * cols, 5 * 12)
         for r in range(rows):
@@ -56,7 +57,7 @@ def test_projection_applies_the_whitening_chunk_by_chunk():
     with torch.no_grad():
         whitening.fit(torch.randn(40, 24, dtype=torch.float64))
         raw = patch_netvlad(x, *_args(layer), size=3, stride=2)
-        projected = patch_netvlad(x, *_args(layer), size=3, stride=2, cluster_chunk=3,
+        projected = patch_netvlad(x, *_args(layer), size=3, stride=2, chunk_bytes=2 * 4 * 6 * 8,
                                   projection=(whitening.linear.weight, whitening.linear.bias))
     torch.testing.assert_close(projected[0], whitening(raw[0]), atol=1e-10, rtol=0)
 
@@ -97,3 +98,41 @@ def test_patches_of_real_feature_maps_equal_the_window_formula(gardens_point_map
                 window = maps[b, :, r * stride:r * stride + size, c * stride:c * stride + size].double().numpy()
                 np.testing.assert_allclose(patches[b, r * cols + c], window_vlad(window, weight, bias, centroids),
                                            atol=1e-5, rtol=0)
+
+
+def box_sum_patches(x: torch.Tensor, layer: NetVLAD, size: int, stride: int, projection=None) -> torch.Tensor:
+    """Patch descriptors by the route the per-window products replaced, in ``x``'s precision: the per-cell weighted
+    residuals a_k(x_i)·(x_i − c_k) of every cluster as maps, their P×P window sums by separable strided sums."""
+    weight, bias, centroids = _args(layer)
+    feats = torch.nn.functional.normalize(x, dim=1)
+    logits = torch.einsum("kd,bdhw->bkhw", weight, feats) + (0 if bias is None else bias[:, None, None])
+    residuals = torch.softmax(logits, 1)[:, :, None] * (feats[:, None] - centroids[:, :, None, None])
+    sums = residuals.flatten(1, 2).unfold(2, size, stride).sum(-1).unfold(3, size, stride).sum(-1)
+    vlad = sums.unflatten(1, residuals.shape[1:3]).flatten(3).permute(0, 3, 1, 2)  # (B, windows, K, D)
+    vlad = torch.nn.functional.normalize(torch.nn.functional.normalize(vlad, dim=3).flatten(2), dim=2)
+    if projection is None:
+        return vlad
+    return torch.nn.functional.normalize(vlad @ projection[0].T + projection[1], dim=2)
+
+
+def test_window_cells_are_each_windows_cells_row_major():
+    cells = window_cells(7, 9, 3, 2)
+    rows, cols = window_grid(7, 9, 3, 2)
+    grid = torch.arange(7 * 9).view(7, 9)
+    for r in range(rows):
+        for c in range(cols):
+            assert cells[r * cols + c].tolist() == grid[2 * r:2 * r + 3, 2 * c:2 * c + 3].reshape(-1).tolist()
+
+
+@pytest.mark.parametrize(("size", "stride", "chunk_bytes"), [(5, 1, 1), (2, 1, 1 << 24), (3, 2, 3 * 8 * 1280 * 4)])
+def test_real_maps_give_the_box_sum_routes_patches_in_float32(gardens_point_maps, size, stride, chunk_bytes):
+    maps, layer = gardens_point_maps  # (4, 1280, 5, 7) real MobileNetV2 maps, K = 8
+    torch.manual_seed(4)
+    projection = (torch.randn(64, layer.output_dim) / 100, torch.randn(64) / 10)
+    with torch.no_grad():
+        for proj in (None, projection):
+            ours = patch_netvlad(maps, *_args(layer), size=size, stride=stride, projection=proj,
+                                 chunk_bytes=chunk_bytes)
+            torch.testing.assert_close(ours, box_sum_patches(maps, layer, size, stride, proj), atol=2e-6, rtol=0)
+            alone = patch_netvlad(maps[2:3], *_args(layer), size=size, stride=stride, projection=proj)
+            torch.testing.assert_close(ours[2:3], alone, atol=2e-6, rtol=0)  # an image's patches, batched or not

@@ -18,8 +18,15 @@ from netvlad.eval.recall import recall_at_n
 from netvlad.extract.store import DescriptorStore
 from netvlad.files import atomic_write
 from netvlad.match.verify.panoramas import one_per_panorama, panorama_groups
+from netvlad.match.verify.patches import PatchExtractor
 from netvlad.match.verify.presets import TOP, VerifyPreset
-from netvlad.match.verify.run import VerifiedRanking, clamp_top, verify_folders
+from netvlad.match.verify.run import (
+    VerifiedRanking,
+    clamp_top,
+    extract_with_patches,
+    patch_whitening,
+    verify_folders,
+)
 from netvlad.models import PlaceModel
 from netvlad.search.exact import exact_search
 
@@ -156,7 +163,8 @@ def verify_given(model: PlaceModel, dataset: GeoDataset, positives: Sequence[np.
     """
     top = ranked.shape[1]
     ranking = verify_folders(model, preset, dataset.database.root, dataset.database.names, dataset.queries.paths(),
-                             ranked, distances, top, Path(store_dir) / "patches", device, cache)
+                             ranked, distances, top, Path(store_dir) / "patches", device, cache,
+                             query_folder=query_patch_folder(store_dir, preset))
     if groups is not None:
         after, scores = one_per_panorama(ranking.ranked, ranking.scores, groups)
         ranking = dataclasses.replace(ranking, ranked=after, scores=scores)
@@ -167,6 +175,43 @@ def verify_given(model: PlaceModel, dataset: GeoDataset, positives: Sequence[np.
         logger.warning("%d (image, patch size) pairs had no windows (image smaller than the patch) and were skipped",
                        ranking.skipped)
     return VerifiedEval(preset, top, recall, before, ranking, ranked, base)
+
+
+def query_patch_folder(store_dir: Path | str, preset: VerifyPreset) -> Path:
+    """Where :func:`extract_for_verify` keeps the queries' patches (float32): ``store_dir/patches/<preset>-queries``."""
+    return Path(store_dir) / "patches" / f"{preset.name}-queries"
+
+
+def extract_for_verify(model: PlaceModel, dataset: GeoDataset, preset: VerifyPreset, store_dir: Path | str,
+                       cache: Path | bool = True, dtype: str = "float32", batch_size: int = 8) -> None:
+    """On a CPU, before an evaluation that re-ranks: the database's and the queries' global descriptors
+    (``store_dir/database``, ``store_dir/queries``, as the evaluation keeps them) and patches (``store_dir/patches``)
+    from one backbone pass per image (:func:`~netvlad.match.verify.run.extract_with_patches`), so that neither the
+    descriptor extraction nor the re-ranking runs the backbone again; the patch whitening as
+    :func:`~netvlad.match.verify.run.patch_whitening` gets it (``cache``).
+
+    Examples:
+        >>> from netvlad.data import open_dataset, synthetic
+        >>> from netvlad.eval import evaluate
+        >>> from netvlad.extract.clusters import cluster_if_off_the_shelf
+        >>> from netvlad.models import ModelConfig
+        >>> city = open_dataset(synthetic.generate_city(synthetic.CityConfig.preset("tiny"), "city"))  # 20 + 10 views
+        >>> model = PlaceModel(ModelConfig(num_clusters=4, preprocessing={"resize": "none"})).eval()
+        >>> _ = cluster_if_off_the_shelf(model, city.database.paths(), cache=False)  # k-means first, as evaluating
+        >>> toy = VerifyPreset("toy", "1 × 1 patches, 16-D", sizes=(1,), dim=16, scorer="rapid")
+        >>> extract_for_verify(model, city, toy, "one-pass", cache=False)  # descriptors and patches, one pass
+        >>> before = evaluate(model, city, ns=(1, 5), store_dir="one-pass")  # finds its descriptors in the store
+        >>> verified = evaluate_verified(model, city, city.positives(), toy, "one-pass", top=5, ns=(1, 5), cache=False)
+        >>> sorted(p.name for p in Path("one-pass/patches").iterdir()), verified.global_recall == before.recall
+        (['toy', 'toy-queries'], True)
+    """
+    paths = dataset.database.paths()
+    extractor = PatchExtractor(model, preset, patch_whitening(model, preset, paths, cache))
+    for images, label, folder, kept in ((dataset.database, "database", preset.name, "float16"),
+                                        (dataset.queries, "queries", query_patch_folder(store_dir, preset).name,
+                                         "float32")):  # a query's patches as computed, as without this pass
+        extract_with_patches(extractor, images.root, images.names, Path(store_dir) / label,
+                             Path(store_dir) / "patches" / folder, dtype, batch_size, kept)
 
 
 def write_verified_csv(result: VerifiedEval, dataset: GeoDataset, positives: Sequence[np.ndarray], path: Path | str

@@ -4,6 +4,7 @@ what ``netvlad evaluate`` prints and writes, for a Python user."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -173,8 +174,15 @@ def run_evaluation(settings: EvaluationSettings) -> EvaluationResult:
                           skip_bad=settings.skip_bad, cache=settings.cluster_cache)
     # the engine resolved once, after k-means (an export holds the final weights): every rank extracts with it, the
     # evaluation reuses it, and the report names the engine that ran
-    engine = make_engine(settings.engine, model, device, len(dataset.database) + len(dataset.queries))
     store = settings.store
+    if shares_backbone_pass(settings, info, device):
+        from netvlad.eval.verified import extract_for_verify
+
+        logger.info("re-ranking on a CPU: descriptors and patches from one torch backbone pass per image")
+        extract_for_verify(model, dataset, settings.verify, store, settings.cluster_cache, settings.dtype,
+                           settings.batch_size)
+        settings = dataclasses.replace(settings, engine="torch")  # any row left (undecodable images) as these
+    engine = make_engine(settings.engine, model, device, len(dataset.database) + len(dataset.queries))
     if store is not None and not extract_on_every_rank(
             model, [(dataset.database, store / "database", "database"),
                     (dataset.queries, store / "queries", "queries")], info, dtype=settings.dtype,
@@ -211,6 +219,15 @@ def run_evaluation(settings: EvaluationSettings) -> EvaluationResult:
     if settings.output:
         write_outputs(settings, out, model)
     return out
+
+
+def shares_backbone_pass(settings: EvaluationSettings, info, device) -> bool:
+    """Whether the descriptors and the re-ranking's patches come from one backbone pass (:func:`run_evaluation`):
+    re-ranking into a store on a CPU, one process, no protocol, engine torch or auto (a named onnxruntime is run
+    as asked, the patches by a second torch pass)."""
+    return (settings.verify is not None and settings.store is not None and not info.active
+            and settings.protocol is None and str(device).split(":")[0] == "cpu"
+            and settings.engine in ("torch", "auto"))
 
 
 def held_out_recall(checkpoint: Path | None, result, dataset) -> dict | None:

@@ -1,4 +1,5 @@
-"""Patch descriptors of database images on disk: one float16 :class:`DescriptorStore` per patch size.
+"""Patch descriptors of database images on disk: one float16 :class:`DescriptorStore` per patch size (float32 for
+queries' patches, kept as computed).
 
 ``folder/patches.json`` names the model (fingerprint), the preset and the patch whitening (a digest of its
 weights: a store projected by another whitening is refused, never mixed with new query patches);
@@ -130,7 +131,7 @@ class PatchStore:
     def write(self, indices: np.ndarray, patches: Sequence[Patches]) -> None:
         """Store the patches of images at rows ``indices``; a grid larger than the store's rows is refused."""
         for i, (store, capacity) in enumerate(zip(self.stores, self.capacity, strict=True)):
-            rows = np.zeros((len(indices), store.dim), dtype=np.float16)
+            rows = np.zeros((len(indices), store.dim), dtype=store.descriptors.dtype)
             for j, image in enumerate(patches):
                 grid, values = image.grids[i], image.descriptors[i]
                 if len(values) > capacity:
@@ -152,9 +153,10 @@ class PatchStore:
 
 
 def create_patch_store(extractor: PatchExtractor, names: Sequence[str], folder: Path | str,
-                       grids: Sequence[tuple[int, int]]) -> PatchStore:
+                       grids: Sequence[tuple[int, int]], dtype: str = "float16") -> PatchStore:
     """Open the patch store in ``folder`` (refusing another model's or preset's) or create it for ``names``, with
-    rows holding ``grids`` (rows, cols) windows of each size (those of the first image: all share one size).
+    rows holding ``grids`` (rows, cols) windows of each size (those of the first image: all share one size), of
+    ``dtype`` (float32 keeps the patches as computed).
 
     Examples:
         >>> from netvlad.match.verify import PatchExtractor, VerifyPreset
@@ -177,7 +179,7 @@ def create_patch_store(extractor: PatchExtractor, names: Sequence[str], folder: 
     if not (folder / "patches.json").is_file():
         for size, (r, c) in zip(extractor.preset.sizes, grids, strict=True):
             DescriptorStore.create(folder / f"size_{size}", names, HEADER + max(1, r * c) * extractor.dim,
-                                   "float16", identity["model"])
+                                   dtype, identity["model"])
         atomic_write(folder / "patches.json", lambda tmp: tmp.write_text(json.dumps(identity, indent=1)))
     return PatchStore.open(folder, identity)
 

@@ -89,7 +89,7 @@ class PatchExtractor:
     """Images -> :class:`Patches` of every size of ``preset``, through ``model``'s backbone and NetVLAD layer.
 
     ``whitening``: a PCA whitening of K·D-D patch vectors to at least ``preset.dim`` dims (cropped to it); default:
-    the model's own whitening. ``cluster_chunk``: clusters aggregated at once (bounds the memory).
+    the model's own whitening.
 
     Examples:
         >>> from netvlad.match.verify import VerifyPreset
@@ -102,9 +102,8 @@ class PatchExtractor:
         (2, [(3, 4)], torch.Size([12, 32]))
     """
 
-    def __init__(self, model: PlaceModel, preset: VerifyPreset, whitening: PCAWhitening | None = None,
-                 cluster_chunk: int = 2) -> None:
-        self.model, self.preset, self.cluster_chunk = model, preset, cluster_chunk
+    def __init__(self, model: PlaceModel, preset: VerifyPreset, whitening: PCAWhitening | None = None) -> None:
+        self.model, self.preset = model, preset
         self.layer = require_netvlad(model)
         whitening = whitening if whitening is not None else model.whitening
         if whitening is None:
@@ -126,7 +125,7 @@ class PatchExtractor:
         layer, w = self.layer, self.whitening.to(features.device)
         weight = layer.conv.weight.view(layer.num_clusters, layer.dim)
         per_size = [patch_netvlad(features, weight, layer.conv.bias, layer.centroids, size, self.preset.stride,
-                                  layer.normalize_input, (w.linear.weight, w.linear.bias), self.cluster_chunk)
+                                  layer.normalize_input, (w.linear.weight, w.linear.bias))
                     for size in self.preset.sizes]
         grids = [window_grid(features.shape[2], features.shape[3], size, self.preset.stride)
                  for size in self.preset.sizes]

@@ -12,10 +12,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from netvlad.errors import BadInputError
 from netvlad.extract.cluster_cache import cluster_cache_folder
+from netvlad.extract.store import DescriptorStore
 from netvlad.match.verify import patches
-from netvlad.match.verify.patch_store import PatchStore, extract_patch_store
-from netvlad.match.verify.patches import PatchExtractor, fit_patch_whitening, iter_images, require_netvlad
+from netvlad.match.verify.patch_store import (
+    KEYS,
+    PatchStore,
+    create_patch_store,
+    describe_identity,
+    extract_patch_store,
+)
+from netvlad.match.verify.patches import (
+    Patches,
+    PatchExtractor,
+    fit_patch_whitening,
+    iter_images,
+    require_netvlad,
+)
 from netvlad.match.verify.presets import VerifyPreset
 from netvlad.match.verify.rerank import fuse_scores, shortlist_scores
 from netvlad.match.verify.whitening_cache import read_whitening, whitening_key, write_whitening
@@ -106,10 +120,68 @@ def clamp_top(top: int, num_database: int) -> int:
     return max(1, min(top, num_database))
 
 
+def extract_with_patches(extractor: PatchExtractor, root: Path | str, names: Sequence[str], store_folder: Path | str,
+                         patch_folder: Path | str, dtype: str = "float32", batch_size: int = 8,
+                         patch_dtype: str = "float16") -> PatchStore | None:
+    """Global descriptors of ``root/names`` into the descriptor store at ``store_folder`` (the one
+    :func:`~netvlad.extract.descriptors.extract_to_store` makes, which then finds it complete) and their patches into
+    the patch store at ``patch_folder``, from one pass of the backbone per image on a CPU: the torch runner's folded,
+    traced graph returns the descriptors and the last feature maps together
+    (:meth:`~netvlad.extract.engine.TorchRunner.with_local`). Rows already in either store are kept; an undecodable
+    image is left pending (the descriptor extraction reports or skips it) -> the patch store (None: no image
+    decoded). ``dtype``: the descriptor store's; ``patch_dtype``: the patch store's (float32: as computed).
+
+    Examples:
+        >>> from netvlad.data import open_dataset, synthetic
+        >>> from netvlad.extract import extract_descriptors
+        >>> from netvlad.match.verify import VerifyPreset
+        >>> from netvlad.models import ModelConfig
+        >>> city = open_dataset(synthetic.generate_city(synthetic.CityConfig.preset("tiny"), "city"))  # 20 + 10 views
+        >>> model = PlaceModel(ModelConfig(num_clusters=4, preprocessing={"resize": "none"})).eval()
+        >>> preset = VerifyPreset("toy", "2 × 2 patches, 32-D", sizes=(2,), dim=32, scorer="rapid")
+        >>> extractor = PatchExtractor(model, preset, whitening=PCAWhitening(4 * 1280, 32))
+        >>> views = city.database
+        >>> store = extract_with_patches(extractor, views.root, views.names, "one-pass/database", "one-pass/toy")
+        >>> rows = DescriptorStore.open("one-pass/database").load()  # the global descriptors of the same pass
+        >>> store.stores[0].complete, bool(np.abs(rows - extract_descriptors(model, views.paths())).max() < 1e-5)
+        (True, True)
+    """
+    from netvlad.extract.engine import TorchRunner
+
+    model = extractor.model
+    paths = [Path(root) / n for n in names]
+    rows = DescriptorStore.create(store_folder, names, model.output_dim, dtype, model.fingerprint(),
+                                  str(Path(root).expanduser().resolve()))
+    store = PatchStore.open(patch_folder) if (Path(patch_folder) / "patches.json").is_file() else None
+    todo = np.union1d(rows.pending(), np.arange(len(names)) if store is None else store.stores[-1].pending())
+    if not len(todo):
+        return store
+    logger.info("%s and %s: %d of %d images, descriptors and patches from one backbone pass", store_folder,
+                patch_folder, len(todo), len(names))
+    run = TorchRunner(model, torch.device("cpu")).padded().with_local(len(model.backbone.stages))
+    global_todo = set(rows.pending().tolist())
+    for indices, images in iter_images(model, [paths[i] for i in todo], batch_size):
+        descriptors, maps = run(images)
+        found = extractor.from_features(torch.from_numpy(maps))
+        if store is None:  # the first image's windows size the rows
+            store = create_patch_store(extractor, names, patch_folder, found[0].grids, patch_dtype)
+        pending = store.stores[-1].pending()
+        keep = np.isin(todo[indices], pending)
+        if keep.any():
+            store.write(todo[indices][keep], [p for p, k in zip(found, keep, strict=True) if k])
+        fresh = np.array([i in global_todo for i in todo[indices]], dtype=bool)
+        if fresh.any():
+            rows.write(todo[indices][fresh], descriptors[fresh])
+    return store
+
+
 def verify_ranking(extractor: PatchExtractor, store: PatchStore, query_paths: Sequence[Path | str],
                    ranked: np.ndarray, distances: np.ndarray, top: int, device: str | torch.device = "cpu",
-                   seed: int = 0) -> VerifiedRanking:
+                   seed: int = 0, query_patches: PatchStore | None = None) -> VerifiedRanking:
     """Re-rank each query's global top-``top`` (``ranked``/``distances`` ``(Q, k)``) by patch matching.
+
+    ``query_patches``: a complete patch store of the queries, in ``query_paths`` order, written with the database's
+    model, preset and whitening (:func:`extract_with_patches`): their patches are read from it, not extracted.
 
     Examples:
         >>> import tempfile
@@ -142,9 +214,8 @@ def verify_ranking(extractor: PatchExtractor, store: PatchStore, query_paths: Se
     seconds, extract_seconds, skipped = np.zeros(len(ranked)), np.zeros(len(ranked)), 0
     generator = torch.Generator().manual_seed(seed)
     clock = time.perf_counter()
-    for indices, images in iter_images(extractor.model, query_paths, batch_size=1, device=device):
-        patches = extractor.from_images(images)
-        for q, query in zip(indices, patches, strict=True):
+    for indices, found in _query_patches(extractor, store, query_paths, device, query_patches):
+        for q, query in zip(indices, found, strict=True):
             extract_seconds[q] = time.perf_counter() - clock
             start = time.perf_counter()
             keep = ranked[q, :top] >= 0
@@ -193,12 +264,31 @@ def rescore_ranking(raw: np.ndarray, ranked: np.ndarray, distances: np.ndarray, 
     return out, scores
 
 
+def _query_patches(extractor: PatchExtractor, store: PatchStore, query_paths: Sequence[Path | str], device,
+                   query_patches: PatchStore | None):
+    """Yield (query indices, their :class:`Patches`): read from ``query_patches``, else extracted one by one."""
+    if query_patches is None:
+        for indices, images in iter_images(extractor.model, query_paths, batch_size=1, device=device):
+            yield indices, extractor.from_images(images)
+        return
+    if [query_patches.meta.get(k) for k in KEYS] != [store.meta.get(k) for k in KEYS] or not all(
+            s.complete and len(s) == len(query_paths) for s in query_patches.stores):
+        raise BadInputError(f"{query_patches.folder}: the queries' patch store does not hold every query's patches "
+                            f"for {describe_identity(store.meta)}; delete it to extract them again",
+                            path=query_patches.folder)
+    for q in range(len(query_paths)):
+        sizes = [query_patches.read(i, np.array([q])) for i in range(len(query_patches.stores))]
+        grids = [tuple(int(v) for v in g[0]) for _, g in sizes]
+        yield [q], [Patches([d[0, :r * c] for (d, _), (r, c) in zip(sizes, grids, strict=True)], grids)]
+
+
 def verify_folders(model: PlaceModel, preset: VerifyPreset, database_root: Path, database_names: Sequence[str],
                    query_paths: Sequence[Path | str], ranked: np.ndarray, distances: np.ndarray, top: int,
-                   store_dir: Path, device: str | torch.device = "cpu", cache: Path | str | bool = True
-                   ) -> VerifiedRanking:
+                   store_dir: Path, device: str | torch.device = "cpu", cache: Path | str | bool = True,
+                   query_folder: Path | None = None) -> VerifiedRanking:
     """Whitening (:func:`patch_whitening`, ``cache`` as it takes it), database patch store in ``store_dir``
-    (resumed), then :func:`verify_ranking`.
+    (resumed), then :func:`verify_ranking`; ``query_folder``: a patch store of the queries written by
+    :func:`extract_with_patches`, read when it exists.
 
     Examples:
         >>> from netvlad.data import open_dataset, synthetic
@@ -220,4 +310,7 @@ def verify_folders(model: PlaceModel, preset: VerifyPreset, database_root: Path,
     extractor = PatchExtractor(model.to(device).eval(), preset, whitening)
     store = extract_patch_store(extractor, database_root, database_names, store_dir / preset.name, device=device)
     logger.info("patch store %s: %d bytes per image", store.folder, store.bytes_per_image())
-    return verify_ranking(extractor, store, query_paths, ranked, distances, top, device)
+    query_patches = None
+    if query_folder is not None and (Path(query_folder) / "patches.json").is_file():
+        query_patches = PatchStore.open(query_folder)
+    return verify_ranking(extractor, store, query_paths, ranked, distances, top, device, query_patches=query_patches)

@@ -195,3 +195,69 @@ def test_query_statistics_equal_numpy(nordland):
     mean, scale = query_statistics(queries, database, max_memory=8 * 20)
     np.testing.assert_allclose(mean, squared.mean(0), rtol=1e-5)
     np.testing.assert_allclose(scale, squared.std(0), rtol=1e-5)
+
+
+def brute_force_seen(queries, database, q_seq, q_frames, db_seq, db_frames, config) -> np.ndarray:
+    """(Q, N) mean seen-so-far standardised distance along the best trajectory, as plain loops: query frame t's
+    distances standardised by each database frame's statistics over its sequence's frames up to t, seeded with 50
+    pseudo-frames of t's own mean and deviation over the database."""
+    q64, db64 = queries.astype(np.float64), database.astype(np.float64)
+    squared = np.array([[float(((q - x) ** 2).sum()) for x in db64] for q in q64])
+    largest = max(float(np.linalg.norm(x)) for x in db64)
+    z, pad = np.zeros_like(squared), np.zeros(len(q64))
+    for s in set(q_seq):
+        members = sorted(np.flatnonzero(q_seq == s), key=lambda i: (q_frames[i], i))
+        for n, t in enumerate(members, start=1):
+            mu, sigma = squared[t].mean(), squared[t].std()
+            seen = squared[members[:n]]
+            mean = (seen.sum(0) + 50 * mu) / (n + 50)
+            deviation = np.sqrt(((seen ** 2).sum(0) + 50 * (mu ** 2 + sigma ** 2)) / (n + 50) - mean ** 2)
+            z[t] = (squared[t] - mean) / deviation
+            pad[t] = (float(np.linalg.norm(q64[t])) + largest) ** 2 / (sigma * np.sqrt(50 / (n + 50)))
+
+    return trajectory_loops(lambda w, x: pad[w] if x is None else z[w, x], q_seq, q_frames, db_seq, db_frames,
+                            config)
+
+
+@pytest.mark.parametrize(("length", "centred", "velocities", "memory"),
+                         [(5, False, (0.8, 1.0, 1.25), None), (4, True, (1.0,), 1), (6, False, (1.0,), 3e4)])
+def test_seen_standardised_diagonal_equals_brute_force_on_nordland(nordland, length, centred, velocities, memory):
+    """The seen-so-far standardised score (diagonal-causal-standardised): every score of the top 12 is the loop
+    reference's, in its order, for query blocks of one frame up to all of them (running sums carried between
+    blocks and reset at the second query sequence); and it is neither the raw nor the whole-set ranking."""
+    database, queries = thumbnails(nordland, "summer", 40), thumbnails(nordland, "winter", 40)
+    keep = np.r_[0:17, 19:40]
+    queries = queries[keep]
+    db_seq, db_frames = (np.arange(40) >= 25).astype(np.int64), np.arange(40)
+    q_seq, q_frames = (keep >= 30).astype(np.int64), keep
+    config = SequenceConfig(length=length, centred=centred, velocities=velocities)
+    orders = SequenceOrder(q_seq, q_frames, ("x", "y")), SequenceOrder(db_seq, db_frames, ("a", "b"))
+    budget = {} if memory is None else {"max_memory": memory}
+    got = diagonal_rank(queries, database, *orders, config, k=12, seen_only=True, **budget)
+    ref = brute_force_seen(queries, database, q_seq, q_frames, db_seq, db_frames, config)
+    for q in range(len(queries)):
+        np.testing.assert_allclose(got.scores[q], ref[q, got.ranked[q]], rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(got.scores[q], np.sort(ref[q])[:12], rtol=1e-4, atol=1e-4)
+    for other in ({}, {"standardised": True}):
+        assert (diagonal_rank(queries, database, *orders, config, k=12, **other, **budget).ranked != got.ranked).any()
+
+
+def test_streaming_seen_standardised_gives_the_offline_ranking(nordland):
+    """Pushed one frame at a time (reset at each query sequence's start), the seen-so-far standardised online
+    scorer returns the offline ranking and scores; a growing database is refused."""
+    database, queries = thumbnails(nordland, "summer", 40), thumbnails(nordland, "winter", 40)
+    keep = np.r_[0:17, 19:40]
+    queries, q_seq = queries[keep], (keep >= 30).astype(np.int64)
+    db_order = SequenceOrder((np.arange(40) >= 25).astype(np.int64), np.arange(40), ("a", "b"))
+    config = SequenceConfig(length=6, velocities=(0.8, 1.0, 1.25))
+    offline = diagonal_rank(queries, database, SequenceOrder(q_seq, keep, ("x", "y")), db_order, config, k=8,
+                            seen_only=True)
+    online = OnlineDiagonal(database, db_order, config, seen_only=True)
+    for i in range(len(queries)):
+        if i and q_seq[i] != q_seq[i - 1]:
+            online.reset()
+        match = online.push(queries[i], int(keep[i]), k=8)
+        np.testing.assert_allclose(match.scores[0], offline.scores[i], rtol=1e-4, atol=1e-4)
+        np.testing.assert_array_equal(match.ranked[0][:3], offline.ranked[i][:3])
+    with pytest.raises(ValueError, match="fixed database"):
+        OnlineDiagonal(database, None, config, seen_only=True).push(queries[0], count=10)

@@ -199,21 +199,20 @@ def test_query_statistics_equal_numpy(nordland):
 
 def brute_force_seen(queries, database, q_seq, q_frames, db_seq, db_frames, config) -> np.ndarray:
     """(Q, N) mean seen-so-far standardised distance along the best trajectory, as plain loops: query frame t's
-    distances standardised by each database frame's statistics over its sequence's frames up to t, seeded with 50
-    pseudo-frames of t's own mean and deviation over the database."""
+    distances standardised by each database frame's statistics over the frames streamed up to t (sequence after
+    sequence, each in frame order), seeded with 50 pseudo-frames of t's own mean and deviation over the database."""
     q64, db64 = queries.astype(np.float64), database.astype(np.float64)
     squared = np.array([[float(((q - x) ** 2).sum()) for x in db64] for q in q64])
     largest = max(float(np.linalg.norm(x)) for x in db64)
     z, pad = np.zeros_like(squared), np.zeros(len(q64))
-    for s in set(q_seq):
-        members = sorted(np.flatnonzero(q_seq == s), key=lambda i: (q_frames[i], i))
-        for n, t in enumerate(members, start=1):
-            mu, sigma = squared[t].mean(), squared[t].std()
-            seen = squared[members[:n]]
-            mean = (seen.sum(0) + 50 * mu) / (n + 50)
-            deviation = np.sqrt(((seen ** 2).sum(0) + 50 * (mu ** 2 + sigma ** 2)) / (n + 50) - mean ** 2)
-            z[t] = (squared[t] - mean) / deviation
-            pad[t] = (float(np.linalg.norm(q64[t])) + largest) ** 2 / (sigma * np.sqrt(50 / (n + 50)))
+    stream = sorted(range(len(q_seq)), key=lambda i: (q_seq[i], q_frames[i], i))
+    for n, t in enumerate(stream, start=1):
+        mu, sigma = squared[t].mean(), squared[t].std()
+        seen = squared[stream[:n]]
+        mean = (seen.sum(0) + 50 * mu) / (n + 50)
+        deviation = np.sqrt(((seen ** 2).sum(0) + 50 * (mu ** 2 + sigma ** 2)) / (n + 50) - mean ** 2)
+        z[t] = (squared[t] - mean) / deviation
+        pad[t] = (float(np.linalg.norm(q64[t])) + largest) ** 2 / (sigma * np.sqrt(50 / (n + 50)))
 
     return trajectory_loops(lambda w, x: pad[w] if x is None else z[w, x], q_seq, q_frames, db_seq, db_frames,
                             config)
@@ -224,7 +223,7 @@ def brute_force_seen(queries, database, q_seq, q_frames, db_seq, db_frames, conf
 def test_seen_standardised_diagonal_equals_brute_force_on_nordland(nordland, length, centred, velocities, memory):
     """The seen-so-far standardised score (diagonal-causal-standardised): every score of the top 12 is the loop
     reference's, in its order, for query blocks of one frame up to all of them (running sums carried between
-    blocks and reset at the second query sequence); and it is neither the raw nor the whole-set ranking."""
+    blocks and on into the second query sequence); and it is neither the raw nor the whole-set ranking."""
     database, queries = thumbnails(nordland, "summer", 40), thumbnails(nordland, "winter", 40)
     keep = np.r_[0:17, 19:40]
     queries = queries[keep]
@@ -243,8 +242,9 @@ def test_seen_standardised_diagonal_equals_brute_force_on_nordland(nordland, len
 
 
 def test_streaming_seen_standardised_gives_the_offline_ranking(nordland):
-    """Pushed one frame at a time (reset at each query sequence's start), the seen-so-far standardised online
-    scorer returns the offline ranking and scores; a growing database is refused."""
+    """Pushed one frame at a time (the window reset at each query sequence's start, the statistics kept), the
+    seen-so-far standardised online scorer returns the offline ranking and scores; a growing database is
+    refused."""
     database, queries = thumbnails(nordland, "summer", 40), thumbnails(nordland, "winter", 40)
     keep = np.r_[0:17, 19:40]
     queries, q_seq = queries[keep], (keep >= 30).astype(np.int64)

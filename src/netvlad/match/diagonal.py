@@ -288,29 +288,29 @@ def seen_padding(bound: np.ndarray, row_deviation: np.ndarray, seen: np.ndarray)
 
 
 class SeenStatistics:
-    """Offline :func:`seen_standardised` over :func:`diagonal_rank`'s blocks: query blocks come in sequence order
-    and each block's window frames are a run of consecutive sequence positions, so running sums (width,) carried
-    from one block to the next give every frame's seen-so-far sums exactly, whatever the block sizes."""
+    """Offline :func:`seen_standardised` over :func:`diagonal_rank`'s blocks: query blocks come in the query
+    stream's order (sequence after sequence, each in frame order) and each block's window frames are a run of
+    consecutive stream positions, so running sums (width,) carried from one block to the next give every frame's
+    seen-so-far sums exactly, whatever the block sizes."""
 
     def __init__(self, queries: np.ndarray, database: np.ndarray, query_order: SequenceOrder, padded: PaddedLayout,
                  max_memory: float) -> None:
         _, _, row_total, row_squares = distance_sums(queries, database, max_memory)
         self.row_mean, self.row_deviation = mean_and_deviation(row_total, row_squares, len(database))
-        self.layout = DatabaseLayout.from_order(query_order)
+        self.layout = DatabaseLayout.from_order(query_order)  # the stream: sequence after sequence, frame order
         self.real = np.zeros(padded.width, bool)
         self.real[padded.columns] = True
-        self.carried = np.zeros((2, padded.width))  # sums over the sequence up to the block's first position − 1
+        self.carried = np.zeros((2, padded.width))  # sums over the stream up to the block's first position − 1
         self.next = np.zeros((2, padded.width))
 
     def begin(self, unique: np.ndarray, members: np.ndarray, valid: np.ndarray, next_first: int | None) -> None:
         """A query block: its window frames ``unique`` (F,) (sorted), ``members`` / ``valid`` (B, K); ``next_first``
-        the next block's first sequence position (None: the last block)."""
+        the next block's first stream position (None: the last block)."""
         positions = self.layout.position[members[valid]]
         self.first, last = int(positions.min()), int(positions.max())
         ordered = self.layout.order[self.first:last + 1]
-        self.rows = np.searchsorted(unique, ordered)  # table rows in sequence order
-        self.starts = self.layout.start[ordered]
-        self.seen = (np.arange(self.first, last + 1) - self.starts + 1)[:, None].astype(np.float64)
+        self.rows = np.searchsorted(unique, ordered)  # table rows in stream order
+        self.seen = np.arange(self.first + 1, last + 2, dtype=np.float64)[:, None]
         self.keep = None if next_first is None or next_first == self.first else next_first - 1 - self.first
         self.row_stats = self.row_mean[ordered][:, None], self.row_deviation[ordered][:, None]
 
@@ -318,14 +318,8 @@ class SeenStatistics:
         """Standardise the block's rows of ``table`` (F, C) (padded columns ``lo`` …) in place; ``bound`` (F,) the
         rows' padding bound; ``owned`` the padded columns whose running sums this column block carries on."""
         distances = table[torch.from_numpy(self.rows)].numpy().astype(np.float64)
-        sums = np.empty((2, *distances.shape))
-        edges = np.flatnonzero(np.diff(self.starts)) + 1
-        for a, b in zip(np.r_[0, edges], np.r_[edges, len(self.starts)], strict=True):
-            carried = (self.carried[:, None, lo:lo + distances.shape[1]] if a == 0 and self.starts[0] < self.first
-                       else 0.0)
-            sums[0, a:b] = np.cumsum(distances[a:b], axis=0)
-            sums[1, a:b] = np.cumsum(distances[a:b] * distances[a:b], axis=0)
-            sums[:, a:b] += carried
+        sums = np.stack([np.cumsum(distances, axis=0), np.cumsum(distances * distances, axis=0)])
+        sums += self.carried[:, None, lo:lo + distances.shape[1]]
         out = seen_standardised(distances, sums[0], sums[1], self.seen, *self.row_stats)
         pad = seen_padding(bound.numpy()[self.rows][:, None].astype(np.float64), self.row_stats[1], self.seen)
         out = np.where(self.real[lo:lo + distances.shape[1]][None], out, pad)
@@ -352,8 +346,10 @@ def diagonal_rank(queries: np.ndarray, database: np.ndarray, query_order: Sequen
     from being near; scores are then mean standardised distances (lower is better, may be negative).
 
     ``seen_only`` (sequence method diagonal-causal-standardised): the same over the query frames seen so far, so a
-    frame-by-frame matcher (:class:`OnlineDiagonal`) gives the same ranking. Query frame t of a query sequence (frame
-    order), n_t its frames up to and including t, d_i(j) = ‖q_i − x_j‖², μ_t and σ_t the mean and standard deviation
+    frame-by-frame matcher (:class:`OnlineDiagonal`) gives the same ranking. The queries are streamed sequence
+    after sequence (``query_order``'s sequences in turn, each in frame order) and the statistics run on across
+    sequences (what the camera has seen so far); query frame t, n_t the frames streamed up to and including t,
+    d_i(j) = ‖q_i − x_j‖², μ_t and σ_t the mean and standard deviation
     of d_t over the N database frames, P = :data:`SEED_FRAMES`:
 
         m_t(j) = (Σ_{i≤t} d_i(j) + P μ_t) / (n_t + P)
@@ -446,8 +442,8 @@ class OnlineDiagonal:
     which the first ``count`` rows may be matched at each :meth:`push`; ``database_order`` its
     :class:`SequenceOrder` (None: one sequence in list order; a growing database must leave it None).
     ``seen_only``: the :func:`diagonal_rank` ``seen_only`` score (a fixed database): running sums (N,) of each
-    database frame's distances and their squares over the frames pushed since the last :meth:`reset`, O(N) per
-    frame, memory flat.
+    database frame's distances and their squares over every frame pushed (:meth:`reset` keeps them: they are what
+    the camera has seen so far), O(N) per frame, memory flat.
 
     Examples:
         >>> route = np.random.default_rng(0).normal(size=(30, 8)).astype(np.float32)  # a route's 30 descriptors
@@ -467,18 +463,16 @@ class OnlineDiagonal:
         self.database, self.order, self.config = database, database_order, config
         self.history: list[tuple[np.ndarray, int, np.ndarray]] = []  # (descriptor, frame, ‖q − x‖² of rows seen)
         self.seen_only = seen_only
-        self.sums = np.zeros((2, len(database) if seen_only else 0))  # Σ d, Σ d² per database row since reset
+        self.sums = np.zeros((2, len(database) if seen_only else 0))  # Σ d, Σ d² per database row, every frame
         self.pads: list[float] = []  # seen_only: each kept frame's cost outside the database
-        self.pushed = 0  # frames since reset
+        self.pushed = 0  # frames pushed, every sequence
         self.norms = np.zeros(0, np.float32)
         self._layouts: tuple = (None, None)  # ((count, reach), what :meth:`_layout` gives for them)
 
     def reset(self) -> None:
-        """Forget the query frames seen so far (a new query sequence starts)."""
+        """Forget the query frames of the window (a new query sequence starts); ``seen_only`` statistics stay."""
         self.history.clear()
         self.pads.clear()
-        self.sums[:] = 0
-        self.pushed = 0
 
     def _rows_until(self, count: int) -> None:
         """Extend every kept frame's squared distances (and the database norms) to the first ``count`` rows."""
@@ -536,7 +530,7 @@ class OnlineDiagonal:
         self.sums[0] += d
         self.sums[1] += d * d
         self.pushed += 1
-        seen = np.array([[float(self.pushed)]])  # frames since reset, this one included
+        seen = np.array([[float(self.pushed)]])  # frames pushed, this one included
         row_mean, row_deviation = np.array([[d.mean()]]), np.array([[d.std()]])
         out = seen_standardised(d[None], self.sums[0][None], self.sums[1][None], seen, row_mean, row_deviation)
         bound = (float(np.linalg.norm(descriptor)) + float(np.sqrt(self.norms.max(initial=0.0)))) ** 2

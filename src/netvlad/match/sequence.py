@@ -203,6 +203,19 @@ def _diagonal_standardised(inputs: SequenceInputs):
     return _diagonal_ranking(inputs, standardised=True)
 
 
+@register_sequence_method("diagonal-causal-standardised", "the diagonal score over each database frame's squared "
+                                                          "distances standardised over the query frames seen so far "
+                                                          "(seeded with the frame's own statistics; runs frame by "
+                                                          "frame)")
+def _diagonal_causal_standardised(inputs: SequenceInputs):
+    from netvlad.match.diagonal import diagonal_rank
+
+    budget = {} if inputs.max_memory is None else {"max_memory": inputs.max_memory}
+    ranking = diagonal_rank(inputs.queries, inputs.database, inputs.query_order, inputs.database_order,
+                            inputs.config, k=max(inputs.top, DIAGONAL_KEPT), seen_only=True, **budget)
+    return ranking.ranked, ranking.scores
+
+
 @register_sequence_method("seqslam", "SeqSLAM-style trajectory search over each query frame's shortlist "
                                      "(training-free)")
 def _seqslam(inputs: SequenceInputs):

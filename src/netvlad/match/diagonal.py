@@ -441,9 +441,22 @@ class OnlineDiagonal:
     ``database`` (N, D) descriptors — or a growing array (loop closure: the stream's own earlier frames), of
     which the first ``count`` rows may be matched at each :meth:`push`; ``database_order`` its
     :class:`SequenceOrder` (None: one sequence in list order; a growing database must leave it None).
-    ``seen_only``: the :func:`diagonal_rank` ``seen_only`` score (a fixed database): running sums (N,) of each
-    database frame's distances and their squares over every frame pushed (:meth:`reset` keeps them: they are what
-    the camera has seen so far), O(N) per frame, memory flat.
+    ``seen_only``: the :func:`diagonal_rank` ``seen_only`` score: running sums (N,) of each database frame's
+    distances and their squares over every frame pushed (:meth:`reset` keeps them: they are what the camera has
+    seen so far), O(N) per frame, memory flat (two sums and the push it was added at per entry). On a growing
+    database an entry's sums start empty when it becomes matchable (the first push whose ``count`` covers it, a_j)
+    and take every frame pushed from then on, that one included: for query frame t (the n_t-th push),
+
+        n_t(j) = n_t − a_j + 1,   Σ_t(j) = Σ_{a_j ≤ i ≤ t} d_i(j),   Σ²_t(j) = Σ_{a_j ≤ i ≤ t} d_i(j)²
+
+    in :func:`diagonal_rank`'s formula in place of n_t and the sums over every frame, with μ_t, σ_t over the
+    ``count`` rows matchable at t. A window frame i keeps the z of its own arrival; against an entry that became
+    matchable after it (no frame seen yet: the seed pseudo-frames alone) z_i(j) = (d_i(j) − μ_i) /
+    max(σ_i, SCALE_FLOOR) (a frame pushed while nothing was matchable takes μ_i, σ_i over the first rows that
+    become matchable). A trajectory point outside the matchable rows costs (‖q_i‖ + max‖x‖)² /
+    (max(σ_i, SCALE_FLOOR) · √(P / (n_i(0) + P))), max‖x‖ over the rows matchable now and n_i(0) the oldest
+    entry's count at i (0 if none): at least every z of frame i. A fixed database is the case a_j = 1 for every
+    entry. ``count`` may only grow.
 
     Examples:
         >>> route = np.random.default_rng(0).normal(size=(30, 8)).astype(np.float32)  # a route's 30 descriptors
@@ -463,8 +476,9 @@ class OnlineDiagonal:
         self.database, self.order, self.config = database, database_order, config
         self.history: list[tuple[np.ndarray, int, np.ndarray]] = []  # (descriptor, frame, ‖q − x‖² of rows seen)
         self.seen_only = seen_only
-        self.sums = np.zeros((2, len(database) if seen_only else 0))  # Σ d, Σ d² per database row, every frame
-        self.pads: list[float] = []  # seen_only: each kept frame's cost outside the database
+        self.sums = np.zeros((2, 0))  # seen_only: Σ d, Σ d² per matchable row over the frames since it was added
+        self.added = np.zeros(0, np.int64)  # seen_only: the push (1 …) at which each row became matchable
+        self.pads: list[list] = []  # seen_only: each kept frame's [‖q‖, μ, σ (None: no row yet), n(0)]
         self.pushed = 0  # frames pushed, every sequence
         self.norms = np.zeros(0, np.float32)
         self._layouts: tuple = (None, None)  # ((count, reach), what :meth:`_layout` gives for them)
@@ -484,8 +498,13 @@ class OnlineDiagonal:
         for i, (descriptor, frame, row) in enumerate(self.history):
             q = torch.from_numpy(descriptor)
             extra = torch.addmv(q.square().sum() + torch.from_numpy(self.norms[have:count]), new, q,
-                                alpha=-2).clamp_(min=0)
-            self.history[i] = (descriptor, frame, np.concatenate([row, extra.numpy()]))
+                                alpha=-2).clamp_(min=0).numpy()
+            if self.seen_only:  # rows added after frame i: its own seed statistics alone
+                pad = self.pads[i]
+                if pad[1] is None:
+                    pad[1], pad[2] = float(extra.astype(np.float64).mean()), float(extra.astype(np.float64).std())
+                extra = ((extra - pad[1]) / max(pad[2], SCALE_FLOOR)).astype(np.float32)
+            self.history[i] = (descriptor, frame, np.concatenate([row, extra]))
 
     def _layout(self, count: int, reach: int) -> tuple[np.ndarray | None, int, slice | torch.Tensor]:
         """(the database row of each layout position, None where that is the row itself; the padded row's width;
@@ -524,18 +543,32 @@ class OnlineDiagonal:
         return np.maximum(out, 0, out=out)
 
     def _standardised(self, descriptor: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """The current frame's squared distances ``rows`` (N,) standardised over the frames seen so far
-        (:func:`seen_standardised`), the running sums updated and its padding cost kept."""
+        """The current frame's squared distances ``rows`` (count,) standardised over the frames seen since each row
+        became matchable (:func:`seen_standardised`, see the class docstring), the running sums updated (rows new
+        to this push start empty) and the frame's padding statistics kept."""
         d = rows.astype(np.float64)
+        self.pushed += 1
+        have = self.sums.shape[1]
+        if len(d) > have:
+            self.sums = np.concatenate([self.sums, np.zeros((2, len(d) - have))], axis=1)
+            self.added = np.concatenate([self.added, np.full(len(d) - have, self.pushed, np.int64)])
+        oldest = float(self.pushed - self.added[0] + 1) if len(d) else 0.0
+        if not len(d):
+            self.pads.append([float(np.linalg.norm(descriptor)), None, None, oldest])
+            return d.astype(np.float32)
         self.sums[0] += d
         self.sums[1] += d * d
-        self.pushed += 1
-        seen = np.array([[float(self.pushed)]])  # frames pushed, this one included
+        seen = (self.pushed - self.added + 1).astype(np.float64)[None]  # frames per row, this one included
         row_mean, row_deviation = np.array([[d.mean()]]), np.array([[d.std()]])
         out = seen_standardised(d[None], self.sums[0][None], self.sums[1][None], seen, row_mean, row_deviation)
-        bound = (float(np.linalg.norm(descriptor)) + float(np.sqrt(self.norms.max(initial=0.0)))) ** 2
-        self.pads.append(float(seen_padding(np.array([[bound]]), row_deviation, seen)[0, 0]))
+        self.pads.append([float(np.linalg.norm(descriptor)), float(d.mean()), float(d.std()), oldest])
         return out[0].astype(np.float32)
+
+    def _padding(self, i: int, largest: float) -> float:
+        """Kept frame ``i``'s cost outside the matchable rows (:func:`seen_padding`), ``largest`` max‖x‖ over them."""
+        norm, _, deviation, oldest = self.pads[i]
+        return float(seen_padding(np.array([[(norm + largest) ** 2]]), np.array([[deviation]]),
+                                  np.array([[oldest]]))[0, 0])
 
     def push(self, descriptor: np.ndarray, frame: int | None = None, count: int | None = None,
              k: int = 10) -> SequenceRanking:
@@ -549,12 +582,13 @@ class OnlineDiagonal:
         count = len(self.database) if count is None else int(count)
         if self.order is not None and count != len(self.database):
             raise ValueError("a database with a sequence order is fixed: count must be None")
+        if self.seen_only and count < self.sums.shape[1]:
+            raise ValueError(f"seen_only keeps running statistics per matchable row: count may only grow "
+                             f"({count} after {self.sums.shape[1]})")
         frame = (self.history[-1][1] + 1 if self.history else 0) if frame is None else int(frame)
         self._rows_until(count)
         rows = self._squared_distances(descriptor)
         if self.seen_only:
-            if count != len(self.database):
-                raise ValueError("seen_only standardises over a fixed database: count must be None")
             rows = self._standardised(descriptor, rows)
         self.history = [*self.history, (descriptor, frame, rows)][-self.config.length:]
         self.pads = self.pads[-self.config.length:]
@@ -568,7 +602,7 @@ class OnlineDiagonal:
         largest = float(np.sqrt(self.norms[:count].max()))
         table = torch.empty((len(self.history), width))
         for i, (d, _, row) in enumerate(self.history):
-            table[i] = self.pads[i] if self.seen_only else (float(np.linalg.norm(d)) + largest) ** 2
+            table[i] = self._padding(i, largest) if self.seen_only else (float(np.linalg.norm(d)) + largest) ** 2
             table[i, real] = torch.from_numpy(row[:count] if order is None else row[order])
         score = window_sums(table, np.arange(len(frames))[None], offsets, np.ones(offsets.shape, bool),
                             self.config)[:, real] / len(frames)

@@ -69,3 +69,31 @@ def test_stream_and_evaluate_share_the_default_sequence_score(tmp_path):
     assert evaluate.sequence_method == stream.sequence_score == DEFAULT_METHOD
     step = StreamSequence(10, 4, map_descriptors=np.eye(4, dtype=np.float32))
     assert step.config == SequenceConfig(length=10) and step.config.velocities == DEFAULT.velocities
+
+
+def test_stream_sequence_runs_the_causal_standardised_diagonal_and_refuses_offline_methods():
+    """`--sequence-score diagonal-causal-standardised`: the stream's step is OnlineDiagonal(seen_only=True) over the
+    growing searchable prefix (same ids and scores push by push), finds the revisit past a lookalike; a sequence
+    method that cannot run frame by frame is refused with one line naming the stream's choices."""
+    from netvlad.errors import BadInputError
+    from netvlad.match.diagonal import OnlineDiagonal
+
+    rng = np.random.default_rng(1)
+    route = _walk(60, 16, rng)
+    step = StreamSequence(5, 16, method="diagonal-causal-standardised")
+    reference = OnlineDiagonal(route, None, SequenceConfig(length=5), seen_only=True)
+    assert step.push(route[0], np.array([-1]), route[:0], 0) == (None, None)
+    reference.push(route[0], count=0, k=1)
+    for t in range(10, 20):
+        query = route[t] + 0.1 * rng.standard_normal(16).astype(np.float32)
+        database = route.copy()
+        database[50] = query + 0.01
+        reference.database = database
+        best, score = step.push(query, np.array([50, t]), database, 30 + t)
+        expected = reference.push(query, count=30 + t, k=1)
+        assert (best, score) == (int(expected.ranked[0, 0]), pytest.approx(float(expected.scores[0, 0])))
+    assert best == 19 and score < 0 and not step.higher_is_better
+    for method in ("diagonal-standardised", "delta"):
+        with pytest.raises(BadInputError, match="cannot run frame by frame on a stream; choose one of") as error:
+            StreamSequence(5, 16, method=method)
+        assert "\n" not in str(error.value) and "diagonal-causal-standardised" in str(error.value)

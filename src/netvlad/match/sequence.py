@@ -35,6 +35,10 @@ STREAM_SCORES.add("distance", "mean L2 distance along the best constant-velocity
                               "comparable across frames: the loop-closure default)")
 STREAM_SCORES.add("seqslam", "SeqSLAM's contrast-normalised score over the frame's shortlist, negated (higher is "
                              "surer)")
+STREAM_SCORES.add("diagonal-causal-standardised",
+                  "the diagonal score over each map entry's squared distances standardised by their statistics over "
+                  "the frames seen since it entered the map (lower is surer, may be negative): what `netvlad "
+                  "evaluate --sequence-method diagonal-causal-standardised` ranks by")
 DEFAULT_STREAM_SCORE = DEFAULT_METHOD
 
 # Ranges of the settings: beyond them the per-window blocks (shortlist × L × (2R + 1 + spread)) or the (Q, L) window

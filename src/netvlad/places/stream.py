@@ -47,8 +47,9 @@ class StreamConfig:
     """``k`` matches searched per frame, ``exclude_recent`` seconds (or frames) left out of loop-closure searches,
     ``threshold`` the largest L2 distance accepted as a match (with ``sequence`` L frames: the largest mean
     squared trajectory distance — ``sequence_score="distance"``: mean trajectory distance, ``"seqslam"``: the
-    smallest SeqSLAM score; None: any), ``radius`` metres within which a match is correct (ground truth, where
-    frames carry positions), ``decision`` the default loop-closure rule (used without ``threshold``)."""
+    smallest SeqSLAM score, ``"diagonal-causal-standardised"``: the largest mean standardised distance; None:
+    any), ``radius`` metres within which a match is correct (ground truth, where frames carry positions),
+    ``decision`` the default loop-closure rule (used without ``threshold``)."""
 
     k: int = 5
     exclude_recent: float = 30.0

@@ -50,7 +50,7 @@ def test_stream_sequence_finds_the_revisit_and_handles_an_empty_start(method):
 def test_stream_sequence_against_a_map_scores_the_map_rows():
     rng = np.random.default_rng(2)
     route = _walk(40, 16, rng)
-    step = StreamSequence(4, 16, map_descriptors=route)
+    step = StreamSequence(4, 16, map_descriptors=route, method="diagonal")
     for t in range(5, 12):
         best, score = step.push(route[t], np.array([t, 30]))
     assert best == 11 and score == pytest.approx(0.0, abs=1e-3)
@@ -97,3 +97,22 @@ def test_stream_sequence_runs_the_causal_standardised_diagonal_and_refuses_offli
         with pytest.raises(BadInputError, match="cannot run frame by frame on a stream; choose one of") as error:
             StreamSequence(5, 16, method=method)
         assert "\n" not in str(error.value) and "diagonal-causal-standardised" in str(error.value)
+
+
+def test_streaming_a_route_with_the_default_score_gives_the_offline_causal_ranking(nordland):
+    """A route streamed frame by frame against a map with the default sequence score (no method named) picks, frame
+    by frame, the place and score that `netvlad evaluate --sequence 10` ranks first with its default method (Nordland
+    winter against summer thumbnails, real photographs)."""
+    from netvlad.data.sequences import SequenceOrder
+    from netvlad.match.sequence import DEFAULT, DEFAULT_METHOD, METHODS, SequenceInputs
+    from tests.match.test_diagonal import thumbnails
+
+    database, queries = thumbnails(nordland, "summer", 60), thumbnails(nordland, "winter", 45)
+    order = SequenceOrder(np.zeros(len(queries), np.int64), np.arange(len(queries)))
+    ranked, scores = METHODS.get(DEFAULT_METHOD).rank(SequenceInputs(queries, database, order, None, None, DEFAULT,
+                                                                     1, None))
+    step = StreamSequence(DEFAULT.length, database.shape[1], map_descriptors=database)
+    for t, query in enumerate(queries):
+        best, score = step.push(query, np.array([-1]))
+        assert (best, score) == (int(ranked[t, 0]), pytest.approx(float(scores[t, 0]), rel=1e-4, abs=1e-4)), t
+    assert (np.abs(ranked[DEFAULT.length:, 0] - np.arange(DEFAULT.length, len(queries))) <= 1).mean() > 0.5

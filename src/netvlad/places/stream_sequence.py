@@ -81,7 +81,7 @@ class StreamSequence:
                  method: str = DEFAULT_STREAM_SCORE) -> None:
         if method not in STREAM_SCORES.names() and method in METHODS.names():
             raise BadInputError(f"sequence method {method!r} cannot run frame by frame on a stream; choose one of "
-                                f"{', '.join(STREAM_SCORES.names())}", hint="--sequence-score diagonal")
+                                f"{', '.join(STREAM_SCORES.names())}", hint=f"--sequence-score {DEFAULT_STREAM_SCORE}")
         STREAM_SCORES.get(method)  # an unknown name: one line listing them
         self.method, self.map = method, map_descriptors
         self.higher_is_better = method == "seqslam"

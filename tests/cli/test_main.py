@@ -38,7 +38,7 @@ PINNED = {
     "netvlad convert": (8, "1dfe3b364e68a663"),
     "netvlad store": (1, "9a39023db9e76253"),
     "netvlad store verify": (2, "bbcc8733b9f7d42b"),
-    "netvlad stream": (43, "7afe167865f27900"),
+    "netvlad stream": (43, "06b64e346b490c33"),
     "netvlad seqnet": (1, "ab29209a754ce6cf"),
     "netvlad seqnet train": (48, "5801befcfd23633c"),
     "netvlad benchmark": (6, "9727ebeb670c1ca7"),

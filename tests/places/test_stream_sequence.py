@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from netvlad.match.seqslam import OnlineSeqSLAM
-from netvlad.match.sequence import SequenceConfig
+from netvlad.match.sequence import DEFAULT_STREAM_SCORE, SequenceConfig
 from netvlad.places.stream_sequence import GrowingSeqSLAM, StreamSequence
 
 
@@ -116,3 +116,19 @@ def test_streaming_a_route_with_the_default_score_gives_the_offline_causal_ranki
         best, score = step.push(query, np.array([-1]))
         assert (best, score) == (int(ranked[t, 0]), pytest.approx(float(scores[t, 0]), rel=1e-4, abs=1e-4)), t
     assert (np.abs(ranked[DEFAULT.length:, 0] - np.arange(DEFAULT.length, len(queries))) <= 1).mean() > 0.5
+
+
+def test_a_threshold_below_zero_only_for_a_score_that_may_be_negative():
+    """The default sequence score is a mean standardised distance (a sure match lies below 0): a negative
+    ``threshold`` is accepted with it and with SeqSLAM's, refused (one line naming the fix) where it is a distance."""
+    from netvlad.errors import BadInputError
+    from netvlad.places.stream import StreamConfig
+
+    assert StreamConfig(sequence=10, threshold=-1.3).sequence_score == DEFAULT_STREAM_SCORE
+    assert StreamConfig(sequence=10, threshold=-0.5, sequence_score="seqslam").threshold == -0.5
+    for settings in ({}, {"sequence": 10, "sequence_score": "diagonal"}, {"sequence": 5, "sequence_score": "distance"},
+                     {"sequence": 10, "threshold_nan": True}):
+        threshold = float("nan") if settings.pop("threshold_nan", False) else -1.3
+        with pytest.raises(BadInputError, match="must be a number > 0") as error:
+            StreamConfig(threshold=threshold, **settings)
+        assert "\n" not in str(error.value)

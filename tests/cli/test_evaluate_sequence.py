@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from netvlad.cli.main import main
-from netvlad.match.sequence import DEFAULT_METHOD
 from netvlad.models import ModelConfig, PlaceModel, Preprocessing, save_model
 from netvlad.models.seqnet import SeqNet, SeqNetConfig, load_seqnet, save_seqnet
 from tests.test_docs import COMMAND, DATE, MACHINE
@@ -33,12 +32,12 @@ def test_sequence_table_json_and_csv(sequence, checkpoint, tmp_path, capsys):
     assert main(_args(sequence, checkpoint, "--sequence", "5", "--store", str(tmp_path / "s"), "--output",
                       str(out))) == 0
     printed = capsys.readouterr().out
-    assert "single frame" in printed and f"{DEFAULT_METHOD} L=5 causal" in printed  # the default method
+    assert "single frame" in printed and "diagonal L=5 causal" in printed  # the default method
     assert "4 of 20 queries had fewer than 5 frames" in printed
     assert "\nsingle-frame top-1 (score: L2 distance): PR AUC" in printed  # the PR line names its ranking
     report = json.loads(out.read_text())
     seq = report["sequence_recall"]
-    assert seq["sequence_length"] == 5 and seq["method"] == DEFAULT_METHOD and seq["mode"] == "causal"
+    assert seq["sequence_length"] == 5 and seq["method"] == "diagonal" and seq["mode"] == "causal"
     assert seq["shortened_windows"] == 4 and list(seq["recall"]) == ["1", "5"] and list(report["recall"]) == ["1", "5"]
     rows = list(csv.DictReader(open(tmp_path / "r_queries.csv")))
     assert len(rows) == 20 and {"seq_top1", "seq_correct_at_1", "seq_window", "seq_shortened"} <= set(rows[0])

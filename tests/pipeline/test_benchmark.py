@@ -388,18 +388,3 @@ def test_fragments_a_suite_names_are_checked(tmp_path):
     with pytest.raises(BadInputError, match="fragment 'x' is the re-ranking choice, but no method re-ranks"):
         load_suite(_suite(tmp_path, BASE + "fragments: {x: reranking}\n"))
     assert load_suite("reranking").fragments == {"reranking-defaults": "reranking", "reranking-sets": "recall"}
-def test_the_library_sequence_default_is_the_one_the_shipped_table_chose():
-    """docs/results/sequence-defaults.md names the family its leave-one-set-out choice made the default; `netvlad
-    evaluate --sequence` and `netvlad stream` default to that family's method and settings."""
-    import re
-
-    from netvlad.match.sequence import DEFAULT, DEFAULT_METHOD, DEFAULT_STREAM_SCORE
-    from tests.conftest import REPO
-
-    text = (REPO / "docs" / "results" / "sequence-defaults.md").read_text(encoding="utf-8")
-    suite = re.match(r"`netvlad benchmark --suite (\S+) ", text).group(1)
-    chosen = re.search(r"^Chosen default: \*\*([^*]+)\*\*", text, re.MULTILINE).group(1)
-    family = {m.name: m for m in load_suite(suite).methods}[chosen]
-    assert family.method == DEFAULT_METHOD == DEFAULT_STREAM_SCORE
-    assert set(family.options) <= {"velocities"}  # no other setting of the family differs from a default
-    assert tuple(family.options.get("velocities", DEFAULT.velocities)) == DEFAULT.velocities

@@ -23,6 +23,7 @@ from benchmarks.common import pin_threads, write_fragment
 # name: (module, what it answers)
 BENCHMARKS = {
     "bag-loop-closure": ("bag_loop_closure", "loop closures from a ROS bag through `netvlad stream` (docs/bags.md)"),
+    "city-large": ("city_large", "a generated city end to end: generate, train on 2 ranks, extract, evaluate"),
     "cli-startup": ("cli_startup", "`netvlad --help`/--version/errors against `import torch` (target < 0.2×)"),
     "cpu-chunk": ("cpu_chunk", "images per torch call on a CPU against ms per image (why torch runs one a call)"),
     "deterministic": ("deterministic", "CPU cost of --deterministic's pinned kernels"),
@@ -36,6 +37,7 @@ BENCHMARKS = {
     "loop-closure-checks": ("loop_closure_checks", "the loop-closure checks' time per frame over a large map"),
     "loop-closure-rule": ("loop_closure_rule", "the loop-closure rule chosen leave-one-route-out"),
     "loss-normalisation": ("loss_normalisation", "the loss normalisation per recipe, picked by the worst held-out set"),
+    "nordland-recipe": ("nordland_recipe", "the Nordland training recipe against the settings it replaced, over seeds"),
     "onnx-overlap": ("onnx_overlap", "onnxruntime end to end (decode overlapped or not) against its bare model"),
     "peer-training": ("peer_training", "one training epoch beside Nanne/pytorch-NetVlad: validation recall, time"),
     "recall-loss": ("recall_loss", "Recall@N lost to approximate search and smaller descriptors"),

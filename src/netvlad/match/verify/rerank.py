@@ -108,9 +108,8 @@ def verify_shortlist(query: Patches, rows: np.ndarray, distances: np.ndarray, re
         array([1, 0])
     """
     raw, skipped = shortlist_scores(query, rows, read, preset, generator)
-    final = fuse_scores(raw, distances, preset)
-    order = np.argsort(-final.numpy(), kind="stable")
-    return Verified(order=order, scores=final.numpy(), skipped=skipped)
+    order, final = fused_order(raw, distances, preset)
+    return Verified(order=order, scores=final, skipped=skipped)
 
 
 def shortlist_scores(query: Patches, rows: np.ndarray, read: CandidateReader, preset: VerifyPreset,
@@ -150,3 +149,17 @@ def fuse_scores(raw: torch.Tensor, distances: np.ndarray, preset: VerifyPreset) 
         fused += weight * normalise(raw[i])
     similarity = normalise(-torch.as_tensor(np.asarray(distances, dtype=np.float64)))
     return (1 - preset.global_weight) * fused + preset.global_weight * similarity
+
+
+def fused_order(raw: torch.Tensor, distances: np.ndarray, preset: VerifyPreset) -> tuple[np.ndarray, np.ndarray]:
+    """(order ``(C,)`` best first, stable on ties; final scores ``(C,)`` in shortlist order) of a shortlist from its
+    raw patch scores ``(S, C)`` and global distances ``(C,)``, as :func:`fuse_scores` scores them.
+
+    Examples:
+        >>> from netvlad.match.verify.presets import get_preset
+        >>> raw = torch.tensor([[0.1, 0.4, 0.2]], dtype=torch.float64)  # one patch size, three candidates
+        >>> fused_order(raw, np.array([0.5, 0.9, 0.6]), get_preset("speed").with_global_weight(0.0))[0]
+        array([1, 2, 0])
+    """
+    final = fuse_scores(raw, distances, preset).numpy()
+    return np.argsort(-final, kind="stable"), final

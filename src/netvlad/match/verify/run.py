@@ -31,7 +31,7 @@ from netvlad.match.verify.patches import (
     require_netvlad,
 )
 from netvlad.match.verify.presets import VerifyPreset
-from netvlad.match.verify.rerank import fuse_scores, shortlist_scores
+from netvlad.match.verify.rerank import fused_order, shortlist_scores
 from netvlad.match.verify.whitening_cache import read_whitening, whitening_key, write_whitening
 from netvlad.models import PlaceModel
 from netvlad.nn import PCAWhitening
@@ -223,8 +223,7 @@ def verify_ranking(extractor: PatchExtractor, store: PatchStore, query_paths: Se
             if not len(rows):  # a query without a global descriptor: nothing to re-rank
                 continue
             raw_q, empty = shortlist_scores(query, rows, store.read, extractor.preset, generator)
-            final = fuse_scores(raw_q, dist, extractor.preset).numpy()
-            order = np.argsort(-final, kind="stable")
+            order, final = fused_order(raw_q, dist, extractor.preset)
             out[q, :len(rows)], scores[q, :len(rows)] = rows[order], final[order]
             raw[q, np.flatnonzero(keep)] = raw_q.T.numpy()
             skipped += empty
@@ -258,8 +257,7 @@ def rescore_ranking(raw: np.ndarray, ranked: np.ndarray, distances: np.ndarray, 
         keep = np.flatnonzero(ranked[q, :top] >= 0)
         if not len(keep):
             continue
-        final = fuse_scores(torch.from_numpy(np.ascontiguousarray(raw[q, keep].T)), distances[q, keep], preset).numpy()
-        order = np.argsort(-final, kind="stable")
+        order, final = fused_order(torch.from_numpy(np.ascontiguousarray(raw[q, keep].T)), distances[q, keep], preset)
         out[q, :len(keep)], scores[q, :len(keep)] = ranked[q, keep][order], final[order]
     return out, scores
 

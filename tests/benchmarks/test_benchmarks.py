@@ -144,6 +144,19 @@ def test_sequence_with_every_dataset_skipped_writes_sequence_cost(tmp_path):
         main(["sequence", *skip, "--dim", "16", "32", "--scale-queries", "5", "5", "5", "--sizes", "300"])
 
 
+def test_verify_sequence_takes_presets_in_order_and_refuses_an_unknown_one_before_any_work(tmp_path):
+    from benchmarks.verify_sequence import run
+    from netvlad.errors import BadInputError
+
+    cache = tmp_path / "cache"
+    args = build_parser().parse_args(["verify-sequence", "--preset", "speed", "storage", "--cache", str(cache)])
+    assert args.preset == ["speed", "storage"]
+    args.preset = ["speed", "no-such-preset"]
+    with pytest.raises(BadInputError, match="no-such-preset"):
+        run(args)
+    assert not cache.exists()
+
+
 def test_scale_names_its_fragment_after_what_it_measured():
     from benchmarks.scale import fragment_name
 

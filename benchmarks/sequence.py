@@ -13,7 +13,9 @@ trained on the Nordland training places (the first 2,000) from the same descript
                                   [--sweep] [--skip nordland gardens city scale seqnet]
 
 ``--quick``: Nordland and Gardens Point only at L = 10 (causal, centred), Delta and SeqNet at L = 10, the city
-skipped, scale at dim 256 with 200 query frames; minutes on a shared 2-core machine. ``--sweep``: instead of the
+skipped, scale at dim 256 with 200 query frames; minutes on a shared 2-core machine. With every dataset skipped
+(``--skip nordland gardens city seqnet``) only the scale lines run, and ``--results DIR`` writes them as
+``DIR/sequence-cost.md``. ``--sweep``: instead of the
 table, SeqSLAM L = 10 over shortlist M × propagate P (how the defaults were chosen). The scale lines time the exact
 search alone and then the matching over its shortlist, alternated three times.
 """
@@ -192,20 +194,20 @@ def scale(n: int, dim: int, queries: int, seed: int = 0, repeats: int = 3) -> di
     SeqSLAM-style matching over its shortlist, alternated ``repeats`` times (fastest of each kept), and the peak
     memory the matching adds."""
     rng = np.random.default_rng(seed)
-    db = rng.normal(size=(n, dim)).astype(np.float32)
+    db = rng.standard_normal((n, dim), dtype=np.float32)  # float32 throughout: 10⁵ × 4096 is 1.6 GB
     db /= np.linalg.norm(db, axis=1, keepdims=True)
     start_frame = n // 3
-    q = db[start_frame:start_frame + queries] + 1.5 * rng.normal(size=(queries, dim)).astype(np.float32) / dim**0.5
+    q = db[start_frame:start_frame + queries] + 1.5 * rng.standard_normal((queries, dim), dtype=np.float32) / dim**0.5
     order = SequenceOrder.single(np.arange(queries))
     search_s, sequence_s, peak = [], [], 0.0
-    for _ in range(repeats):
-        start = time.perf_counter()
+    for _ in range(repeats):  # this thread's CPU time (1 thread: faiss, BLAS and torch run on it), as the machine
+        start = time.thread_time()  # may be shared
         _, shortlist = exact_search(db, q, SequenceConfig().shortlist)
-        search_s.append(time.perf_counter() - start)
+        search_s.append(time.thread_time() - start)
         with PeakRSS() as memory:
-            start = time.perf_counter()
+            start = time.thread_time()
             ranking = seqslam_rank(q, db, order, None, shortlist, SequenceConfig())
-            sequence_s.append(time.perf_counter() - start)
+            sequence_s.append(time.thread_time() - start)
         peak = max(peak, memory.added_mib)
     truth = np.arange(start_frame, start_frame + queries)
     return {"n": n, "dim": dim, "queries": queries, "search_ms_per_query": 1000 * min(search_s) / queries,
@@ -232,6 +234,33 @@ def print_tables(rows: list[dict], scales: list[dict]) -> None:
               f"{s['single_r1']:.1f} | {s['sequence_r1']:.1f} |")
 
 
+def only_scale(args: argparse.Namespace) -> bool:
+    """Whether every dataset step is skipped: the run measures the scale lines alone."""
+    return not args.sweep and "scale" not in args.skip and {"nordland", "gardens", "city", "seqnet"} <= set(args.skip)
+
+
+def fragment_name(args: argparse.Namespace) -> str:
+    """The docs fragment ``--results`` writes: ``sequence-cost`` for the scale lines alone."""
+    return "sequence-cost" if only_scale(args) else "sequence"
+
+
+def cost_table(scales: list[dict]) -> str:
+    """The scale lines as the docs' Markdown fragment: what SeqSLAM-style matching adds to exact search."""
+    c = SequenceConfig()
+    lines = [f"Random L2-normalised descriptors along a generated route; exact search of the query frames (their "
+             f"shortlist of {c.shortlist}) alone, then SeqSLAM L = {c.length} causal (velocities "
+             f"{', '.join(f'{v:g}' for v in c.velocities)}, ±{c.contrast_radius} frames, {c.propagate} carried) over "
+             "it, alternated three times, the fastest of each kept (this thread's CPU time); peak: resident memory "
+             "added by the sequence step:",
+             "", "| database frames | dim | query frames | exact search ms/query | + SeqSLAM ms/query | added | "
+             "SeqSLAM peak MiB | single R@1 | SeqSLAM R@1 |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for s in scales:
+        lines.append(f"| {s['n']:,} | {s['dim']} | {s['queries']} | {s['search_ms_per_query']:.2f} | "
+                     f"{s['sequence_ms_per_query']:.2f} | {s['added_percent']:.0f} % | {s['sequence_peak_mib']:.1f} | "
+                     f"{s['single_r1']:.1f} | {s['sequence_r1']:.1f} |")
+    return "\n".join(lines)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """This benchmark's options."""
     parser.add_argument("--quick", action="store_true", help="fewer rows, no city, small scale runs (minutes)")
@@ -240,8 +269,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000], help="database frames")
     parser.add_argument("--dim", type=int, nargs="+", default=None,
                         help="scale descriptors' dims (default 256 and 4096; quick 256)")
-    parser.add_argument("--scale-queries", type=int, default=None, help="query frames of the scale runs (default "
-                                                                        "1000; quick 200)")
+    parser.add_argument("--scale-queries", type=int, nargs="+", default=None,
+                        help="query frames of the scale runs, one for every --dim or one for all (default 1000; "
+                             "quick 200)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--sweep", action="store_true", help="instead of the table: SeqSLAM L = 10 over shortlist "
                                                              "M × propagate P (Nordland val, Gardens Point)")
@@ -255,7 +285,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the benchmark with the parsed options."""
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model, label = model_from(args)
+    model, label = (None, "none (generated descriptors)") if only_scale(args) else model_from(args)
     rows: list[dict] = []
     steps = [("nordland", nordland), ("gardens", gardens_point)] + ([] if args.quick else [("city", city)])
     steps = [("sweep", sweep)] if args.sweep else steps
@@ -263,8 +293,13 @@ def run(args: argparse.Namespace) -> int:
         if name not in args.skip:
             rows += step(args, model, args.work)
     dims = args.dim or ([256] if args.quick else [256, 4096])
-    scales = [] if "scale" in args.skip else [scale(n, d, args.scale_queries or (200 if args.quick else 1000))
-                                              for d in dims for n in args.sizes]
+    queries = args.scale_queries or [200 if args.quick else 1000]
+    if len(queries) not in (1, len(dims)):
+        raise SystemExit(f"--scale-queries: give one count or one for each of the {len(dims)} dims")
+    queries = dict(zip(dims, queries * len(dims) if len(queries) == 1 else queries, strict=True))
+    scales = [] if "scale" in args.skip else [scale(n, d, queries[d]) for d in dims for n in args.sizes]
+    if only_scale(args):
+        return cost_table(scales)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"model: {label}; threads {args.threads}; peak RSS {rss:.0f} MiB")
     print_tables(rows, scales)

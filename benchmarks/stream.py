@@ -77,7 +77,8 @@ def run_size(n: int, kind: str, frames: int, length: int, seed: int = 0) -> dict
     db.reserve(n + frames)  # the stream's own adds then copy nothing
     add_s, done, revisited = 0.0, 0, []
     for block in route_blocks(n, rng):  # added block by block: one copy of the rows (10⁶ entries: 5 GB)
-        revisited.append(block[max(0, revisit - done):max(0, revisit + frames - done)])
+        # a copy: a view, even an empty one, would keep its whole block (at 10⁶ every block: the rows twice)
+        revisited.append(block[max(0, revisit - done):max(0, revisit + frames - done)].copy())
         start = time.perf_counter()
         db.add(block, [f"{i}" for i in range(done, done + len(block))],
                times=np.arange(done, done + len(block), dtype=np.float64))

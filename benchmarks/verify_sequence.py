@@ -5,7 +5,10 @@ shortlist, then its top N re-ranked by patches (fused with the sequence scores, 
 global top N re-ranked by patches (fused with the global distances), then SeqSLAM over that shortlist. The model is
 the ``verify`` benchmark's (MobileNetV2 ImageNet + NetVLAD K=16, k-means on day_left, 640 px; cached in ``--cache``).
 
-    python -m benchmarks verify-sequence [--length 5] [--top 20] [--preset speed] [--cache DIR] [--out FILE.json]
+    python -m benchmarks verify-sequence [--length 5] [--top 20] [--preset speed storage] [--cache DIR]
+                                         [--out FILE.json]
+
+One table per preset, in the order given, on the same descriptors and sequence ranking.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """This benchmark's options."""
     parser.add_argument("--length", type=int, default=5, help="sequence length L (query frames)")
     parser.add_argument("--top", type=int, default=20, help="candidates re-ranked, and SeqSLAM's shortlist")
-    parser.add_argument("--preset", default="speed")
+    parser.add_argument("--preset", nargs="+", default=["speed"], help="re-ranking presets, one table each")
     parser.add_argument("--cache", type=Path, default=work_dir("verify"),
                         help="model, clusters, whitening and patch stores, reused by later runs")
     parser.add_argument("--out", type=Path, default=None)
@@ -43,27 +46,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> str:
     """Run the benchmark with the parsed options."""
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    presets = [get_preset(name) for name in args.preset]  # an unknown name refused before any work
     args.cache.mkdir(parents=True, exist_ok=True)
     model, _ = model_and_whitening(args.cache)  # the preset's whitening is fitted on database patches, as the CLI
     dataset = open_dataset(SHARED_DATA / "gardens_point", database="day_left", queries="day_right", frame_tolerance=2)
     store = args.cache / f"sequence_store_{model.fingerprint()}"
     config = SequenceConfig(length=args.length, shortlist=args.top, propagate=5)
     ns = (1, 5)
-    preset = get_preset(args.preset)
     single, seq = evaluate_sequences(model, dataset, config, ns=ns, store_dir=store)
-    rows = {"global (single frame)": single.recall, f"sequence {seq.label}": seq.recall}
-    seq_first = verify_sequence(model, dataset, single.positives, seq, preset, store, args.top, ns)
-    rows[f"sequence first: {seq.label}, then {preset.name} (top {args.top})"] = seq_first.recall
-    verified = evaluate_verified(model, dataset, single.positives, preset, store, args.top, ns)
-    rows[f"{preset.name} (top {args.top}), single frame"] = verified.recall
     db = DescriptorStore.open(store / "database").load()
     queries = DescriptorStore.open(store / "queries").load()
-    shortlists = dataclasses.replace(single, ranked=verified.ranking.ranked)
-    then = sequence_ranking(DEFAULT_METHOD, db, queries, dataset, shortlists, config, ns)
-    rows[f"verify first: {preset.name} (top {args.top}), then {seq.label}"] = then.recall
-    lines = [f"Gardens Point day_left → day_right, ±2 frames: {len(queries)} queries, {len(db)} database images, "
-             f"preset {preset.name} (λ = {preset.global_weight})", "", "| ranking | R@1 | R@5 |", "|---|---:|---:|"]
-    lines += [f"| {name} | {recall[1]:.1f} | {recall[5]:.1f} |" for name, recall in rows.items()]
+    tables, results = [], {}
+    for preset in presets:
+        rows = {"global (single frame)": single.recall, f"sequence {seq.label}": seq.recall}
+        seq_first = verify_sequence(model, dataset, single.positives, seq, preset, store, args.top, ns)
+        rows[f"sequence first: {seq.label}, then {preset.name} (top {args.top})"] = seq_first.recall
+        verified = evaluate_verified(model, dataset, single.positives, preset, store, args.top, ns)
+        rows[f"{preset.name} (top {args.top}), single frame"] = verified.recall
+        shortlists = dataclasses.replace(single, ranked=verified.ranking.ranked)
+        then = sequence_ranking(DEFAULT_METHOD, db, queries, dataset, shortlists, config, ns)
+        rows[f"verify first: {preset.name} (top {args.top}), then {seq.label}"] = then.recall
+        lines = [f"Gardens Point day_left → day_right, ±2 frames: {len(queries)} queries, {len(db)} database images, "
+                 f"preset {preset.name} (λ = {preset.global_weight:g})", "", "| ranking | R@1 | R@5 |",
+                 "|---|---:|---:|"]
+        lines += [f"| {row} | {recall[1]:.1f} | {recall[5]:.1f} |" for row, recall in rows.items()]
+        tables.append("\n".join(lines))
+        results[preset.name] = {row: {str(n): r for n, r in recall.items()} for row, recall in rows.items()}
     if args.out:
-        args.out.write_text(json.dumps({k: {str(n): r for n, r in v.items()} for k, v in rows.items()}, indent=1))
-    return "\n".join(lines)
+        args.out.write_text(json.dumps(results, indent=1))
+    return "\n\n".join(tables)

@@ -126,6 +126,37 @@ def test_stream_writes_stream_speed_with_its_sequence_column(tmp_path):
     assert all(r[-1].endswith("% |") for r in rows)
 
 
+def test_sequence_with_every_dataset_skipped_writes_sequence_cost(tmp_path):
+    """The scale lines alone (no model loaded): one row per dim × size, query frames per dim, R@1 in [0, 100]."""
+    from benchmarks.sequence import fragment_name
+
+    skip = ["--skip", "nordland", "gardens", "city", "seqnet"]
+    argv = ["sequence", *skip, "--dim", "16", "32", "--scale-queries", "20", "12", "--sizes", "300", "--results",
+            str(tmp_path)]
+    assert main(argv) == 0
+    lines = (tmp_path / "sequence-cost.md").read_text().splitlines()
+    assert lines[0].startswith(f"`python -m benchmarks {' '.join(argv)}` — ")
+    rows = [line.split(" | ") for line in lines if re.match(r"\| \d", line)]
+    assert [(r[0], r[1], r[2]) for r in rows] == [("| 300", "16", "20"), ("| 300", "32", "12")]
+    assert all(0 <= float(r[-2]) <= 100 and 0 <= float(r[-1].rstrip(" |")) <= 100 for r in rows)
+    assert fragment_name(build_parser().parse_args(["sequence", "--skip", "nordland"])) == "sequence"
+    with pytest.raises(SystemExit, match="one for each of the 2 dims"):
+        main(["sequence", *skip, "--dim", "16", "32", "--scale-queries", "5", "5", "5", "--sizes", "300"])
+
+
+def test_verify_sequence_takes_presets_in_order_and_refuses_an_unknown_one_before_any_work(tmp_path):
+    from benchmarks.verify_sequence import run
+    from netvlad.errors import BadInputError
+
+    cache = tmp_path / "cache"
+    args = build_parser().parse_args(["verify-sequence", "--preset", "speed", "storage", "--cache", str(cache)])
+    assert args.preset == ["speed", "storage"]
+    args.preset = ["speed", "no-such-preset"]
+    with pytest.raises(BadInputError, match="no-such-preset"):
+        run(args)
+    assert not cache.exists()
+
+
 def test_scale_names_its_fragment_after_what_it_measured():
     from benchmarks.scale import fragment_name
 

@@ -149,6 +149,31 @@ def test_ivfpq_adds_to_its_lists_and_retrains_past_the_factor(caplog):
     assert 10 not in found and (db.times[found] <= 300.0).all() and ids[0, 0] == 11
 
 
+def test_ivfpq_is_filled_block_by_block_into_the_same_lists(monkeypatch):
+    """The trained index is filled a block of rows at a time (no copy of every row): the lists, their codes and ids
+    are those of one add of all rows, with removed entries left out."""
+    import faiss
+    from faiss.contrib.inspect_tools import get_invlist
+
+    x, names, pos, times = _data(700)
+    dbs = []
+    for block in (10**6, 64):
+        monkeypatch.setattr(database_io, "ADD_BLOCK", block)
+        db = PlaceDatabase(DIM, IVFPQ)
+        db.add(x, names, pos, times)
+        db.remove([3, 450])
+        db.search(x[:1], 1)
+        dbs.append(db)
+    one, blocked = ([get_invlist(faiss.extract_index_ivf(db.index).invlists, lst) for lst in range(IVFPQ.index.nlist)]
+                     for db in dbs)
+    assert dbs[1].index.ntotal == 698 and dbs[1].trained_on == 698
+    for (ids, codes), (blocked_ids, blocked_codes) in zip(one, blocked, strict=True):
+        np.testing.assert_array_equal(ids, blocked_ids)
+        np.testing.assert_array_equal(codes, blocked_codes)
+    ids = np.concatenate([ids for ids, _ in blocked])
+    assert sorted(ids) == sorted(set(range(700)) - {3, 450})
+
+
 @pytest.mark.parametrize("config", [DatabaseConfig(), IVFPQ], ids=["flat", "ivfpq"])
 def test_save_load_round_trip(tmp_path, config):
     x, names, pos, times = _data()

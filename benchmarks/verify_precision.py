@@ -31,6 +31,7 @@ from netvlad.pipeline.benchmark.run import describe_spec, only_condition, open_s
 from netvlad.pipeline.benchmark.suite import load_suite
 
 logger = logging.getLogger(__name__)
+LOG_LEVEL = logging.INFO  # each set and pass as it finishes
 PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 

@@ -49,6 +49,7 @@ BENCHMARKS = {
     "verify": ("verify", "Patch-NetVLAD re-ranking presets against the global ranking, and their costs"),
     "verify-departures": ("verify_departures", "each departure from Patch-NetVLAD's code and its effect"),
     "verify-speed": ("verify_speed", "where `--verify speed` spends its time on Gardens Point, before and after"),
+    "verify-precision": ("verify_precision", "`--verify speed`'s patch projection, f32 vs bf16, every set"),
     "verify-sequence": ("verify_sequence", "re-ranking composed with sequence matching, both orders"),
     "verify-whitening": ("verify_whitening", "the patch whitening, normalisation, shortlist and λ swept (the default)"),
 }

@@ -33,7 +33,8 @@ def test_reranked_recall_counts_one_result_per_panorama(tmp_path, monkeypatch):
     _stores(tmp_path / "s")
     seen = {}
 
-    def rerank(model, preset, root, names, paths, ranked, distances, top, store_dir, device, cache, query_folder):
+    def rerank(model, preset, root, names, paths, ranked, distances, top, store_dir, device, cache, query_folder,
+               whitening):
         seen["ranked"] = ranked.copy()  # the global top 6 images, not panoramas, are re-ranked
         order = np.array([[0, 1, 4, 2, 3, 5]])  # two cut-outs of panorama 0 first, then the true panorama 2
         return VerifiedRanking(order, np.linspace(1, 0, 6)[None], 0, np.zeros(1), 0)

@@ -156,3 +156,20 @@ def test_a_model_in_training_mode_runs_as_it_is(model, paths, one_thread):
     assert runner.inference_model() is model
     model.eval()
     assert runner.inference_model() is not model
+
+
+def test_a_runner_with_local_maps_wraps_its_model_once_and_returns_the_model_s_outputs(model, paths, one_thread):
+    images = torch.stack([load_image(path, "fixed", SIZE) for path in paths[:2]])
+    cut = len(model.backbone.stages) - 1
+    model.pool.train()  # a module training: the runner calls the model itself, eagerly, unfolded
+    run = cpu_runner(model).with_local(cut)
+    wrapper = run.inference_model()
+    descriptors, maps = run(images)
+    again, _ = run(images)
+    assert run.inference_model() is wrapper and run.traced().inference_model() is wrapper  # built once, shared
+    assert cpu_runner(model).with_local(cut - 1).inference_model() is not wrapper  # another cut, another wrapper
+    with torch.inference_mode():
+        want_maps = model.backbone.stages[:cut](model.normalize(images))
+        want = model(images)
+    assert np.array_equal(maps, want_maps.numpy()) and np.abs(descriptors - want.numpy()).max() < 1e-6  # per image
+    assert np.array_equal(again, descriptors)

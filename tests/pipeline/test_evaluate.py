@@ -72,3 +72,29 @@ def test_the_command_reports_a_wrong_dataset_before_any_weights(tmp_path, caplog
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and str(tmp_path) in errors[0] and "empty" in errors[0]
     assert not any(r.name.startswith("netvlad.models") for r in caplog.records)
+
+
+def test_verify_without_a_cache_fits_the_patch_whitening_once_and_ranks_as_fitting_it_twice(pair, tmp_path,
+                                                                                             monkeypatch):
+    import numpy as np
+    import torch
+
+    from netvlad.eval.verified import evaluate_verified
+    from netvlad.match.verify import VerifyPreset, run
+
+    root, _ = pair
+    fits = []
+    real_fit = run.fit_patch_whitening
+    monkeypatch.setattr(run, "fit_patch_whitening", lambda *a, **k: fits.append(1) or real_fit(*a, **k))
+    toy = VerifyPreset("toy", "2 × 2 patches, 16-D", sizes=(2,), dim=16, scorer="rapid")
+    torch.manual_seed(0)
+    model = PlaceModel(ModelConfig(num_clusters=4, preprocessing=Preprocessing("fixed", (64, 96)))).eval()
+    out = run_evaluation(EvaluationSettings(  # on a CPU: descriptors and patches from one backbone pass
+        model, root, ns=(1, 5), verify=toy, verify_top=5, store=tmp_path / "s", cluster_cache=False, pictures=0,
+        dataset_options={"database": "day_left", "queries": "day_right", "frame_tolerance": 2}))
+    assert len(fits) == 1  # the one-pass extraction's whitening is the re-ranking's
+    refitted = evaluate_verified(model, out.dataset, out.result.positives, toy, tmp_path / "s", top=5, ns=(1, 5),
+                                 cache=False)  # the re-ranking fitting its own, as without the one pass
+    assert len(fits) == 2 and refitted.recall == out.verified.recall
+    np.testing.assert_array_equal(refitted.ranking.ranked, out.verified.ranking.ranked)
+    np.testing.assert_array_equal(refitted.ranking.scores, out.verified.ranking.scores)

@@ -21,6 +21,7 @@ from netvlad.eval.verified import VerifiedEval, verify_given
 from netvlad.match.verify.panoramas import panorama_groups
 from netvlad.match.verify.presets import TOP, VerifyPreset
 from netvlad.models import PlaceModel
+from netvlad.nn import PCAWhitening
 
 logger = logging.getLogger(__name__)
 
@@ -46,9 +47,9 @@ def sequence_shortlist(sequence: SequenceResult, top: int) -> tuple[np.ndarray, 
 def verify_sequence(model: PlaceModel, dataset: GeoDataset, positives: Sequence[np.ndarray],
                     sequence: SequenceResult, preset: VerifyPreset, store_dir: Path | str, top: int = TOP,
                     ns: Sequence[int] = (1, 5, 10, 20), device: torch.device | str = "cpu",
-                    cache: Path | bool = True) -> VerifiedEval:
+                    cache: Path | bool = True, whitening: PCAWhitening | None = None) -> VerifiedEval:
     """Re-rank each query's sequence top-``top`` by patch matching (database patches kept in ``store_dir``; the
-    patch whitening's ``cache`` as :func:`netvlad.match.verify.run.patch_whitening` takes it).
+    patch whitening ``whitening``, else as :func:`netvlad.match.verify.run.patch_whitening` gets it: ``cache``).
 
     Examples:
         >>> from netvlad.eval.sequence import evaluate_sequences
@@ -65,4 +66,5 @@ def verify_sequence(model: PlaceModel, dataset: GeoDataset, positives: Sequence[
     """
     ranked, scores = sequence_shortlist(sequence, top)
     return verify_given(model, dataset, positives, preset, store_dir, ranked, scores, ns, device,
-                        base=f"sequence {sequence.label}", groups=panorama_groups(dataset), cache=cache)
+                        base=f"sequence {sequence.label}", groups=panorama_groups(dataset), cache=cache,
+                        whitening=whitening)

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
+    from netvlad.extract.local_features import GlobalAndLocal
     from netvlad.extract.onnx_cache import ExportKey
     from netvlad.models import PlaceModel
 
@@ -126,6 +127,7 @@ class TorchRunner:
 
     name = "torch"
     cut: int | None = None
+    _local: GlobalAndLocal | None = None  # the model wrapped to return its local maps too, built once per ``cut``
 
     def __init__(self, model: PlaceModel, device: torch.device, amp: str | None = "bf16", fold: bool = True,
                  channels_last: bool = True, trace: bool = True, chunk: int | None = None, pad: bool = False) -> None:
@@ -149,8 +151,7 @@ class TorchRunner:
         if self.cuda:
             images = images.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), autocast:
-            model = self.model if self.cut is None else _global_and_local(self.model, self.cut)
-            return _numpy(model(images))
+            return _numpy(self._module()(images))
 
     def _cpu(self, images: torch.Tensor) -> np.ndarray:
         import torch
@@ -185,8 +186,20 @@ class TorchRunner:
         ``cut`` backbone stages): the global descriptor and the local features of one pass, the descriptor from
         the same folded graph as without ``cut``."""
         twin = self.traced()
-        twin.cut = int(cut)
+        twin.cut, twin._local = int(cut), None
         return twin
+
+    def _module(self):
+        """The module this runner's calls compute, before any folding or tracing: the model, or with ``cut`` the
+        model returning its local feature maps too (:class:`~netvlad.extract.local_features.GlobalAndLocal`, built
+        at the first call and kept)."""
+        if self.cut is None:
+            return self.model
+        if self._local is None:
+            from netvlad.extract.local_features import GlobalAndLocal
+
+            self._local = GlobalAndLocal(self.model, self.cut)
+        return self._local
 
     def inference_model(self, shape: tuple[int, ...] | None = None, example: torch.Tensor | None = None):
         """What the CPU runs on inputs of ``shape`` (B, 3, H, W): the folded channels_last copy of the model, made
@@ -196,7 +209,7 @@ class TorchRunner:
         import torch
 
         if not (self.fold or self.channels_last or self.trace) or any(m.training for m in self.model.modules()):
-            return self.model if self.cut is None else _global_and_local(self.model, self.cut)
+            return self._module()
         tensors = (*self.model.parameters(), *self.model.buffers())
         versions = tuple((id(t), t._version) for t in tensors)
         kept = _PREPARED.setdefault(self.model, {})
@@ -204,7 +217,7 @@ class TorchRunner:
         if key not in kept or kept[key][0] != versions:
             from netvlad.models.folding import fold_batch_norms
 
-            model = self.model if self.cut is None else _global_and_local(self.model, self.cut)
+            model = self._module()
             prepared = fold_batch_norms(model) if self.fold else copy.deepcopy(model)
             if self.channels_last:
                 prepared = prepared.to(memory_format=torch.channels_last)
@@ -217,12 +230,6 @@ class TorchRunner:
 
             traced[shape] = traced_for_inference(prepared, example) if len(traced) < TRACED_SHAPES else None
         return traced[shape] or prepared
-
-
-def _global_and_local(model: PlaceModel, cut: int):
-    from netvlad.extract.local_features import GlobalAndLocal
-
-    return GlobalAndLocal(model, cut)
 
 
 def _numpy(out):

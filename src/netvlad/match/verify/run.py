@@ -159,17 +159,17 @@ def extract_with_patches(extractor: PatchExtractor, root: Path | str, names: Seq
     logger.info("%s and %s: %d of %d images, descriptors and patches from one backbone pass", store_folder,
                 patch_folder, len(todo), len(names))
     run = TorchRunner(model, torch.device("cpu")).padded().with_local(len(model.backbone.stages))
-    global_todo = set(rows.pending().tolist())
+    # which of the images to do lack their descriptor row, their patches (all of them while no patch store exists)
+    wants_row = np.isin(todo, rows.pending())
+    wants_patches = np.ones(len(todo), bool) if store is None else np.isin(todo, store.stores[-1].pending())
     for indices, images in iter_images(model, [paths[i] for i in todo], batch_size):
         descriptors, maps = run(images)
         found = extractor.from_features(torch.from_numpy(maps))
         if store is None:  # the first image's windows size the rows
             store = create_patch_store(extractor, names, patch_folder, found[0].grids, patch_dtype)
-        pending = store.stores[-1].pending()
-        keep = np.isin(todo[indices], pending)
+        keep, fresh = wants_patches[indices], wants_row[indices]
         if keep.any():
             store.write(todo[indices][keep], [p for p, k in zip(found, keep, strict=True) if k])
-        fresh = np.array([i in global_todo for i in todo[indices]], dtype=bool)
         if fresh.any():
             rows.write(todo[indices][fresh], descriptors[fresh])
     return store
@@ -283,10 +283,11 @@ def _query_patches(extractor: PatchExtractor, store: PatchStore, query_paths: Se
 def verify_folders(model: PlaceModel, preset: VerifyPreset, database_root: Path, database_names: Sequence[str],
                    query_paths: Sequence[Path | str], ranked: np.ndarray, distances: np.ndarray, top: int,
                    store_dir: Path, device: str | torch.device = "cpu", cache: Path | str | bool = True,
-                   query_folder: Path | None = None) -> VerifiedRanking:
-    """Whitening (:func:`patch_whitening`, ``cache`` as it takes it), database patch store in ``store_dir``
-    (resumed), then :func:`verify_ranking`; ``query_folder``: a patch store of the queries written by
-    :func:`extract_with_patches`, read when it exists.
+                   query_folder: Path | None = None, whitening: PCAWhitening | None = None) -> VerifiedRanking:
+    """Whitening (``whitening``: the one :func:`patch_whitening` already gave for this model, preset and database;
+    else :func:`patch_whitening`, ``cache`` as it takes it), database patch store in ``store_dir`` (resumed), then
+    :func:`verify_ranking`; ``query_folder``: a patch store of the queries written by :func:`extract_with_patches`,
+    read when it exists.
 
     Examples:
         >>> from netvlad.data import open_dataset, synthetic
@@ -303,8 +304,8 @@ def verify_folders(model: PlaceModel, preset: VerifyPreset, database_root: Path,
         >>> verified.ranked.shape, all(set(v) == set(r) for v, r in zip(verified.ranked, ranked))  # re-ordered
         ((10, 5), True)
     """
-    paths = [Path(database_root) / n for n in database_names]
-    whitening = patch_whitening(model, preset, paths, cache, device)
+    if whitening is None:
+        whitening = patch_whitening(model, preset, [Path(database_root) / n for n in database_names], cache, device)
     extractor = PatchExtractor(model.to(device).eval(), preset, whitening)
     store = extract_patch_store(extractor, database_root, database_names, store_dir / preset.name, device=device)
     logger.info("patch store %s: %d bytes per image", store.folder, store.bytes_per_image())

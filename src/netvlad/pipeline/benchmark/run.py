@@ -307,14 +307,15 @@ class VerifyPass:
 
 
 def verify_pass(family: MethodSpec, dataset, single, top: int, ns, model, store: Path, radius: float = 25.0,
-                cache: Path | bool = True) -> VerifyPass:
+                cache: Path | bool = True, whitening=None) -> VerifyPass:
     """Re-rank each query's single-frame top ``top`` with the row's preset (database patches under ``store``, the
-    patch whitening fitted once into ``cache``), keeping the raw patch scores every λ and shorter top reuse."""
+    patch whitening ``whitening``, else fitted once into ``cache``), keeping the raw patch scores every λ and
+    shorter top reuse."""
     from netvlad.eval.verified import verify_given
 
     ranked, distances = single.ranked[:, :top], single.distances[:, :top]
     verified = verify_given(model, dataset, dataset.positives(radius), family.preset(), store, ranked, distances, ns,
-                            cache=cache)
+                            cache=cache, whitening=whitening)
     ranking = verified.ranking
     return VerifyPass(ranked, distances, ranking.raw, ranking.seconds, ranking.extract_seconds)
 

@@ -122,7 +122,8 @@ def test_stream_writes_stream_speed_with_its_sequence_column(tmp_path):
     lines = (tmp_path / "stream-speed.md").read_text().splitlines()
     assert lines[0].startswith(f"`python -m benchmarks {' '.join(argv)}` — ") and "at normal priority" in lines[2]
     rows = [line.split(" | ") for line in lines if re.match(r"\| \d", line)]
-    assert [(r[0], r[1]) for r in rows] == [("| 300", "flat"), ("| 300", "ivfpq"), ("| 600", "ivfpq")]
+    assert [(r[0], r[1], r[2]) for r in rows] == [("| 300", "flat", "diagonal"), ("| 300", "ivfpq", "diagonal"),
+                                                  ("| 600", "ivfpq", "diagonal")]  # the default score, named
     assert all(r[-1].endswith("% |") for r in rows)
 
 

@@ -158,12 +158,15 @@ def describe_times(size: int, frames: int, length: int) -> dict:
     return out
 
 
-def table(rows: list[dict]) -> str:
-    lines = ["| map size | kind | sequence score | search p50 / p99 ms | + sequence p50 / p99 ms | whole step p99 ms | "
+def table(rows: list[dict], scores: bool = False) -> str:
+    """The rows as a Markdown table; ``scores``: with a column naming each row's sequence score."""
+    score_head, score_rule = ("sequence score | ", "---|") if scores else ("", "")
+    lines = [f"| map size | kind | {score_head}search p50 / p99 ms | + sequence p50 / p99 ms | whole step p99 ms | "
              "add /s | train s | memory MB | sequence top-1 within ±2 |",
-             "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+             f"|---:|---|{score_rule}---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['size']:,} | {r['kind']} | {r.get('score', '-')} | "
+        score = f"{r['score']} | " if scores else ""
+        lines.append(f"| {r['size']:,} | {r['kind']} | {score}"
                      f"{r['search_ms']['p50']:.2f} / {r['search_ms']['p99']:.2f} | "
                      f"{r['search_sequence_ms']['p50']:.2f} / {r['search_sequence_ms']['p99']:.2f} | "
                      f"{r['step_ms']['p99']:.2f} | {r['add_per_s']:,} | {r['train_s']:.2f} | {r['memory_mb']:,} | "
@@ -212,13 +215,13 @@ def run(args: argparse.Namespace) -> str:
         for kind in args.kinds if n <= args.flat_max else [k for k in args.kinds if k != "flat"]:
             for score in args.scores or [None]:
                 rows.append(run_size(n, kind, frames, args.sequence, score=score))
-                print(table(rows[-1:]).splitlines()[-1], flush=True)  # as each size finishes
+                print(table(rows[-1:], bool(args.scores)).splitlines()[-1], flush=True)  # as each finishes
     print(f"machine: {platform.processor() or platform.machine()}, {args.threads} thread(s), faiss "
           f"{faiss.__version__}, torch {torch.__version__}")
     print(f"describe (MobileNetV2+GeM, longest side {args.size} px, Gardens Point): {json.dumps(describe)}")
     if args.json:
         args.json.write_text(json.dumps({"describe": describe, "rows": rows}, indent=1) + "\n")
-    return f"{scheduling()}\n\n{table(rows)}"
+    return f"{scheduling()}\n\n{table(rows, bool(args.scores))}"
 
 
 def scheduling() -> str:
@@ -227,6 +230,6 @@ def scheduling() -> str:
 
     fifo = hasattr(os, "sched_getscheduler") and os.sched_getscheduler(0) == getattr(os, "SCHED_FIFO", -1)
     how = "at real-time priority (`chrt -f`)" if fifo else "at normal priority"
-    return (f"Per stream frame, {how}: search with `exclude_recent` (top 50) + the causal sequence step (L = 10, by "
-            f"the row's score) + add, over N descriptor-only {DIM}-D entries; \"sequence top-1\": the share of frames "
-            "whose sequence match lies within ±2 entries of the revisited one.")
+    return (f"Per stream frame, {how}: search with `exclude_recent` (top 50) + the causal sequence step (L = 10) + "
+            f"add, over N descriptor-only {DIM}-D entries; \"sequence top-1\": the share of frames whose sequence "
+            "match lies within ±2 entries of the revisited one.")

@@ -122,8 +122,17 @@ def test_stream_writes_stream_speed_with_its_sequence_column(tmp_path):
     lines = (tmp_path / "stream-speed.md").read_text().splitlines()
     assert lines[0].startswith(f"`python -m benchmarks {' '.join(argv)}` — ") and "at normal priority" in lines[2]
     rows = [line.split(" | ") for line in lines if re.match(r"\| \d", line)]
-    assert [(r[0], r[1], r[2]) for r in rows] == [("| 300", "flat", "diagonal"), ("| 300", "ivfpq", "diagonal"),
-                                                  ("| 600", "ivfpq", "diagonal")]  # the default score, named
+    assert [(r[0], r[1]) for r in rows] == [("| 300", "flat"), ("| 300", "ivfpq"), ("| 600", "ivfpq")]
+    assert all(r[-1].endswith("% |") for r in rows)
+
+
+def test_stream_runs_sequence_scores_side_by_side_on_the_same_map_and_frames(capsys):
+    """--scores: one row per score on the same map and stream frames, each named in its own column."""
+    argv = ["stream", "--sizes", "300", "--frames", "12", "--describe-frames", "0", "--kinds", "flat",
+            "--scores", "diagonal", "diagonal-causal-standardised"]
+    assert main(argv) == 0
+    rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines() if re.match(r"\| 300 \|", line)]
+    assert [r[2] for r in rows][-2:] == ["diagonal", "diagonal-causal-standardised"]
     assert all(r[-1].endswith("% |") for r in rows)
 
 

@@ -7,12 +7,16 @@ Side by side in one process at ``--threads`` (default 1):
   frames (describe + search + sequence + add, loop-closure mode), so its overhead over the model is measured;
 - for each map size N in ``--sizes`` and each kind (exact, IVF-PQ): a :class:`netvlad.PlaceDatabase` filled with N
   descriptor-only 1280-D entries (a random-walk route: neighbours alike, as a real traverse), then ``--frames``
-  stream frames (a noisy revisit of the route) each searched with ``exclude_recent``, sequence-matched (the
-  sequence issue's causal ``OnlineSeqSLAM``, L = ``--sequence``, shortlist 50, propagation 5) and added:
+  stream frames (a noisy revisit of the route) each searched with ``exclude_recent``, sequence-matched (each score
+  of ``--scores``, default ``netvlad stream``'s, L = ``--sequence``, over every searchable entry or the frame's
+  top 50) and added:
   p50/p99 of search, of search + sequence, and of the whole step; the
   bulk add throughput (entries/s), IVF-PQ's training time, and the database's memory (float32 rows + index).
 
     python -m benchmarks stream [--quick] [--sizes 1000 10000 100000] [--frames 200] [--threads 1]
+        [--scores diagonal diagonal-causal-standardised]
+
+Each score runs on the same map and stream frames (one row each), so their sequence top-1 compare side by side.
 
 ``--quick`` runs 10³ and 10⁴ only with 100 frames. 10⁶ (add it to ``--sizes``) needs ~5 GiB for the float32 rows;
 maps above ``--flat-max`` are searched with IVF-PQ only.
@@ -64,8 +68,10 @@ def database_bytes(db) -> int:
     return int(db.count * DIM * 4 + index)
 
 
-def run_size(n: int, kind: str, frames: int, length: int, seed: int = 0) -> dict:
-    """Fill a database of ``n`` entries, then time ``frames`` stream steps."""
+def run_size(n: int, kind: str, frames: int, length: int, seed: int = 0, score: str | None = None) -> dict:
+    """Fill a database of ``n`` entries, then time ``frames`` stream steps with the sequence ``score`` (None:
+    ``netvlad stream``'s default)."""
+    from netvlad.match.sequence import DEFAULT_STREAM_SCORE
     from netvlad.places.database import PlaceDatabase
     from netvlad.places.database_config import DatabaseConfig
     from netvlad.places.stream_sequence import StreamSequence
@@ -89,7 +95,8 @@ def run_size(n: int, kind: str, frames: int, length: int, seed: int = 0) -> dict
     start = time.perf_counter()
     db.search(queries[:1], 1)  # IVF-PQ trains here
     train_s = time.perf_counter() - start
-    matcher = StreamSequence(length, DIM)
+    score = DEFAULT_STREAM_SCORE if score is None else score
+    matcher = StreamSequence(length, DIM, method=score)
     search_t, seq_t, step_t, hits = [], [], [], 0
     for i, query in enumerate(queries):
         now = float(n + i)
@@ -104,7 +111,7 @@ def run_size(n: int, kind: str, frames: int, length: int, seed: int = 0) -> dict
         seq_t.append(t2 - t0)
         step_t.append(t3 - t0)
         hits += int(best is not None and abs(best - (revisit + i)) <= 2)
-    return {"size": n, "kind": kind, "add_per_s": round(n / add_s), "train_s": round(train_s, 3),
+    return {"size": n, "kind": kind, "score": score, "add_per_s": round(n / add_s), "train_s": round(train_s, 3),
             "search_ms": percentiles(search_t), "search_sequence_ms": percentiles(seq_t),
             "step_ms": percentiles(step_t), "sequence_hits": round(hits / frames, 3),
             "slowest_frames": {int(i): round(seq_t[i] * 1000, 2) for i in np.argsort(seq_t)[::-1][:3]},
@@ -151,11 +158,16 @@ def describe_times(size: int, frames: int, length: int) -> dict:
     return out
 
 
-def table(rows: list[dict]) -> str:
-    lines = ["| map size | kind | search p50 / p99 ms | + sequence p50 / p99 ms | whole step p99 ms | add /s | "
-             "train s | memory MB | sequence top-1 within ±2 |", "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+def table(rows: list[dict], scores: bool = False) -> str:
+    """The rows as a Markdown table; ``scores``: with a column naming each row's sequence score."""
+    score_head, score_rule = ("sequence score | ", "---|") if scores else ("", "")
+    lines = [f"| map size | kind | {score_head}search p50 / p99 ms | + sequence p50 / p99 ms | whole step p99 ms | "
+             "add /s | train s | memory MB | sequence top-1 within ±2 |",
+             f"|---:|---|{score_rule}---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['size']:,} | {r['kind']} | {r['search_ms']['p50']:.2f} / {r['search_ms']['p99']:.2f} | "
+        score = f"{r['score']} | " if scores else ""
+        lines.append(f"| {r['size']:,} | {r['kind']} | {score}"
+                     f"{r['search_ms']['p50']:.2f} / {r['search_ms']['p99']:.2f} | "
                      f"{r['search_sequence_ms']['p50']:.2f} / {r['search_sequence_ms']['p99']:.2f} | "
                      f"{r['step_ms']['p99']:.2f} | {r['add_per_s']:,} | {r['train_s']:.2f} | {r['memory_mb']:,} | "
                      f"{100 * r['sequence_hits']:.0f} % |")
@@ -175,6 +187,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="largest map searched exactly (exact search of 10⁶ entries takes ~2 s a frame)")
     parser.add_argument("--describe-frames", type=int, default=80,
                         help="Gardens Point frames of the describe / stream-overhead rows (0: skip them)")
+    parser.add_argument("--scores", nargs="+", default=None, metavar="SCORE",
+                        help="sequence scores run side by side on the same map and frames (netvlad stream "
+                             "--sequence-score names; default: its default)")
     parser.add_argument("--quick", action="store_true", help="10³ and 10⁴ only, 100 frames")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     add_results_option(parser)
@@ -198,14 +213,15 @@ def run(args: argparse.Namespace) -> str:
     rows = []
     for n in sizes:
         for kind in args.kinds if n <= args.flat_max else [k for k in args.kinds if k != "flat"]:
-            rows.append(run_size(n, kind, frames, args.sequence))
-            print(table(rows[-1:]).splitlines()[-1], flush=True)  # as each size finishes
+            for score in args.scores or [None]:
+                rows.append(run_size(n, kind, frames, args.sequence, score=score))
+                print(table(rows[-1:], bool(args.scores)).splitlines()[-1], flush=True)  # as each finishes
     print(f"machine: {platform.processor() or platform.machine()}, {args.threads} thread(s), faiss "
           f"{faiss.__version__}, torch {torch.__version__}")
     print(f"describe (MobileNetV2+GeM, longest side {args.size} px, Gardens Point): {json.dumps(describe)}")
     if args.json:
         args.json.write_text(json.dumps({"describe": describe, "rows": rows}, indent=1) + "\n")
-    return f"{scheduling()}\n\n{table(rows)}"
+    return f"{scheduling()}\n\n{table(rows, bool(args.scores))}"
 
 
 def scheduling() -> str:

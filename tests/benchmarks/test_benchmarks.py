@@ -126,6 +126,16 @@ def test_stream_writes_stream_speed_with_its_sequence_column(tmp_path):
     assert all(r[-1].endswith("% |") for r in rows)
 
 
+def test_stream_runs_sequence_scores_side_by_side_on_the_same_map_and_frames(capsys):
+    """--scores: one row per score on the same map and stream frames, each named in its own column."""
+    argv = ["stream", "--sizes", "300", "--frames", "12", "--describe-frames", "0", "--kinds", "flat",
+            "--scores", "diagonal", "diagonal-causal-standardised"]
+    assert main(argv) == 0
+    rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines() if re.match(r"\| 300 \|", line)]
+    assert [r[2] for r in rows][-2:] == ["diagonal", "diagonal-causal-standardised"]
+    assert all(r[-1].endswith("% |") for r in rows)
+
+
 def test_sequence_with_every_dataset_skipped_writes_sequence_cost(tmp_path):
     """The scale lines alone (no model loaded): one row per dim × size, query frames per dim, R@1 in [0, 100]."""
     from benchmarks.sequence import fragment_name

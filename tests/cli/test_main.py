@@ -38,7 +38,7 @@ PINNED = {
     "netvlad convert": (8, "1dfe3b364e68a663"),
     "netvlad store": (1, "9a39023db9e76253"),
     "netvlad store verify": (2, "bbcc8733b9f7d42b"),
-    "netvlad stream": (43, "29701f96484d66ad"),
+    "netvlad stream": (43, "0f98b2355ee0d4b2"),
     "netvlad seqnet": (1, "ab29209a754ce6cf"),
     "netvlad seqnet train": (48, "5801befcfd23633c"),
     "netvlad benchmark": (6, "9727ebeb670c1ca7"),

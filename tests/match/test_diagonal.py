@@ -195,3 +195,135 @@ def test_query_statistics_equal_numpy(nordland):
     mean, scale = query_statistics(queries, database, max_memory=8 * 20)
     np.testing.assert_allclose(mean, squared.mean(0), rtol=1e-5)
     np.testing.assert_allclose(scale, squared.std(0), rtol=1e-5)
+
+
+def brute_force_seen(queries, database, q_seq, q_frames, db_seq, db_frames, config) -> np.ndarray:
+    """(Q, N) mean seen-so-far standardised distance along the best trajectory, as plain loops: query frame t's
+    distances standardised by each database frame's statistics over the frames streamed up to t (sequence after
+    sequence, each in frame order), seeded with 50 pseudo-frames of t's own mean and deviation over the database."""
+    q64, db64 = queries.astype(np.float64), database.astype(np.float64)
+    squared = np.array([[float(((q - x) ** 2).sum()) for x in db64] for q in q64])
+    largest = max(float(np.linalg.norm(x)) for x in db64)
+    z, pad = np.zeros_like(squared), np.zeros(len(q64))
+    stream = sorted(range(len(q_seq)), key=lambda i: (q_seq[i], q_frames[i], i))
+    for n, t in enumerate(stream, start=1):
+        mu, sigma = squared[t].mean(), squared[t].std()
+        seen = squared[stream[:n]]
+        mean = (seen.sum(0) + 50 * mu) / (n + 50)
+        deviation = np.sqrt(((seen ** 2).sum(0) + 50 * (mu ** 2 + sigma ** 2)) / (n + 50) - mean ** 2)
+        z[t] = (squared[t] - mean) / deviation
+        pad[t] = (float(np.linalg.norm(q64[t])) + largest) ** 2 / (sigma * np.sqrt(50 / (n + 50)))
+
+    return trajectory_loops(lambda w, x: pad[w] if x is None else z[w, x], q_seq, q_frames, db_seq, db_frames,
+                            config)
+
+
+@pytest.mark.parametrize(("length", "centred", "velocities", "memory"),
+                         [(5, False, (0.8, 1.0, 1.25), None), (4, True, (1.0,), 1), (6, False, (1.0,), 3e4)])
+def test_seen_standardised_diagonal_equals_brute_force_on_nordland(nordland, length, centred, velocities, memory):
+    """The seen-so-far standardised score (diagonal-causal-standardised): every score of the top 12 is the loop
+    reference's, in its order, for query blocks of one frame up to all of them (running sums carried between
+    blocks and on into the second query sequence); and it is neither the raw nor the whole-set ranking."""
+    database, queries = thumbnails(nordland, "summer", 40), thumbnails(nordland, "winter", 40)
+    keep = np.r_[0:17, 19:40]
+    queries = queries[keep]
+    db_seq, db_frames = (np.arange(40) >= 25).astype(np.int64), np.arange(40)
+    q_seq, q_frames = (keep >= 30).astype(np.int64), keep
+    config = SequenceConfig(length=length, centred=centred, velocities=velocities)
+    orders = SequenceOrder(q_seq, q_frames, ("x", "y")), SequenceOrder(db_seq, db_frames, ("a", "b"))
+    budget = {} if memory is None else {"max_memory": memory}
+    got = diagonal_rank(queries, database, *orders, config, k=12, seen_only=True, **budget)
+    ref = brute_force_seen(queries, database, q_seq, q_frames, db_seq, db_frames, config)
+    for q in range(len(queries)):
+        np.testing.assert_allclose(got.scores[q], ref[q, got.ranked[q]], rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(got.scores[q], np.sort(ref[q])[:12], rtol=1e-4, atol=1e-4)
+    for other in ({}, {"standardised": True}):
+        assert (diagonal_rank(queries, database, *orders, config, k=12, **other, **budget).ranked != got.ranked).any()
+
+
+def test_streaming_seen_standardised_gives_the_offline_ranking(nordland):
+    """Pushed one frame at a time (the window reset at each query sequence's start, the statistics kept), the
+    seen-so-far standardised online scorer returns the offline ranking and scores."""
+    database, queries = thumbnails(nordland, "summer", 40), thumbnails(nordland, "winter", 40)
+    keep = np.r_[0:17, 19:40]
+    queries, q_seq = queries[keep], (keep >= 30).astype(np.int64)
+    db_order = SequenceOrder((np.arange(40) >= 25).astype(np.int64), np.arange(40), ("a", "b"))
+    config = SequenceConfig(length=6, velocities=(0.8, 1.0, 1.25))
+    offline = diagonal_rank(queries, database, SequenceOrder(q_seq, keep, ("x", "y")), db_order, config, k=8,
+                            seen_only=True)
+    online = OnlineDiagonal(database, db_order, config, seen_only=True)
+    for i in range(len(queries)):
+        if i and q_seq[i] != q_seq[i - 1]:
+            online.reset()
+        match = online.push(queries[i], int(keep[i]), k=8)
+        np.testing.assert_allclose(match.scores[0], offline.scores[i], rtol=1e-4, atol=1e-4)
+        np.testing.assert_array_equal(match.ranked[0][:3], offline.ranked[i][:3])
+
+
+def brute_force_seen_growing(queries, database, q_seq, q_frames, counts, config) -> list[np.ndarray]:
+    """Per push t, the (count_t,) mean seen-so-far standardised distance of query t along the best trajectory over
+    the first count_t database rows (one sequence), as plain loops with per-column counts: row j becomes matchable
+    at push a_j (the first with count > j), its sums take d_i(j) for a_j ≤ i ≤ t; a frame i against a row added
+    after it uses its own seed statistics alone; μ_i, σ_i over the rows matchable at i (or, none, the first rows
+    that are); a point outside costs (‖q_i‖ + max‖x‖ now)² / (σ_i √(50 / (n_i(0) + 50)))."""
+    q64, db64 = queries.astype(np.float64), database.astype(np.float64)
+    squared = np.array([[float(((q - x) ** 2).sum()) for x in db64] for q in q64])
+    added = [next(t for t, c in enumerate(counts) if c > j) if j < max(counts) else None
+             for j in range(len(database))]
+    basis = [c if c else next(c2 for c2 in counts[i:] if c2) for i, c in enumerate(counts)]
+    mu = [squared[i, :basis[i]].mean() for i in range(len(queries))]
+    sigma = [max(squared[i, :basis[i]].std(), 1e-6) for i in range(len(queries))]
+
+    def z(i, j):
+        if added[j] is None or added[j] > i:
+            return (squared[i, j] - mu[i]) / sigma[i]
+        seen = squared[added[j]:i + 1, j]
+        n = len(seen)
+        mean = (seen.sum() + 50 * mu[i]) / (n + 50)
+        deviation = np.sqrt(((seen ** 2).sum() + 50 * (mu[i] ** 2 + sigma[i] ** 2)) / (n + 50) - mean ** 2)
+        return (squared[i, j] - mean) / max(deviation, 1e-6)
+
+    out = []
+    for t, count in enumerate(counts):
+        if not count:
+            out.append(np.zeros(0))
+            continue
+        largest = max(float(np.linalg.norm(x)) for x in db64[:count])
+
+        def cost(w, x, largest=largest):
+            if x is None:
+                oldest = w - added[0] + 1 if added[0] is not None and added[0] <= w else 0
+                return (float(np.linalg.norm(q64[w])) + largest) ** 2 / (sigma[w] * np.sqrt(50 / (oldest + 50)))
+            return z(w, x)
+
+        scores = trajectory_loops(cost, q_seq[:t + 1], q_frames[:t + 1], np.zeros(count, np.int64),
+                                  np.arange(count), config)
+        out.append(scores[t])
+    return out
+
+
+def test_streaming_seen_standardised_over_a_growing_database_equals_the_loop_reference(nordland):
+    """Loop closure: the database grows while frames arrive (none matchable for the first two pushes, then one to
+    three rows more per push); the seen-so-far standardised online scorer gives, push by push, every score of the
+    per-column-count loop reference in its order, over two query sequences (window reset, statistics kept) with a
+    gap; a shrinking count is refused."""
+    database, queries = thumbnails(nordland, "summer", 60)[20:], thumbnails(nordland, "winter", 44)[20:]
+    keep = np.r_[0:9, 11:24]  # the route's first frames are alike: from frame 20 on
+    queries, q_seq = queries[keep], (keep >= 16).astype(np.int64)
+    counts = [0, 0] + [min(40, 2 + 2 * t + t % 2) for t in range(len(keep) - 2)]
+    config = SequenceConfig(length=5, velocities=(0.8, 1.0, 1.25))
+    reference = brute_force_seen_growing(queries, database, q_seq, keep, counts, config)
+    online = OnlineDiagonal(database, None, config, seen_only=True)
+    for t, count in enumerate(counts):
+        if t and q_seq[t] != q_seq[t - 1]:
+            online.reset()
+        match = online.push(queries[t], int(keep[t]), count=count, k=6)
+        if not count:
+            assert (match.ranked[0] == -1).all()
+            continue
+        shown = min(6, count)
+        np.testing.assert_allclose(match.scores[0, :shown], reference[t][match.ranked[0, :shown]], rtol=1e-4,
+                                   atol=1e-4)
+        np.testing.assert_allclose(match.scores[0, :shown], np.sort(reference[t])[:shown], rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="may only grow"):
+        online.push(queries[0], count=counts[-1] - 1)

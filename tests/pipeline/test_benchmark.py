@@ -137,6 +137,11 @@ methods: {single: {}}
     (("methods: {single: {}}", "methods: {x: {method: diagonal, radius: 3}}"), "unknown option 'radius'; known:"),
     (("model: m}", "model: m, tolerance: 2}"), "unknown key 'tolerance'; known: city, condition, database"),
     (("model: m}", "model: n}"), "unknown model 'n'; known: m"),
+    (("model: m}", "model: m, distractors: {city: {size: tiny}, queries: x}}"),
+     "dataset 'd' distractors: unknown key 'queries'; known: city, split"),
+    (("model: m}", "model: m, distractors: {city: {size: tiny, roads: 3}}}"),
+     "dataset 'd' distractors city: unknown key 'roads'; known: block_size"),
+    (("model: m}", "model: m, distractors: [a]}"), "dataset 'd' distractors must be a mapping with city"),
     (("methods: {single: {}}", "methods: {x: {method: seqslam, contrast_radius: 0}}"), "contrast_radius must be"),
     (("methods: {single: {}}", "methods: {x: {method: diagonal, modes: [forward]}}"), "unknown mode 'forward'"),
     (("models:", "baseline: z\nmodels:"), "unknown baseline method 'z'; known: single"),
@@ -179,17 +184,57 @@ def test_a_city_condition_outside_its_query_conditions_is_one_line(tmp_path):
 
 
 def test_the_default_suite_has_one_city_set_per_condition_sharing_one_city():
-    """Each condition is a set of its own (leave-one-set-out holds it out), described from one generated city."""
+    """Each condition is a set of its own (leave-one-set-out holds it out), described from one generated city; the
+    scale suite puts two of them again against a map of 13,000+ frames (one second city's images, described once,
+    join both maps) and shares the default suite's stores."""
+    from netvlad.pipeline.benchmark.run import distractor_source
+
     suite = load_suite("default")
     city = [spec for spec in suite.datasets if spec.city is not None]
     assert sorted(spec.condition for spec in city) == ["dusk", "fog", "night", "winter"]
     assert len({spec.source for spec in city}) == 1 and len({spec.key() for spec in city}) == 4
     assert all(spec.source == spec.name for spec in suite.datasets if spec.city is None)
+    scale = load_suite("scale")
+    large = [spec for spec in scale.datasets if spec.distractors is not None]
+    assert sorted(spec.condition for spec in large) == ["dusk", "night"] and len(scale.datasets) == 8
+    assert {spec.source for spec in large} == {city[0].source} and len({distractor_source(s) for s in large}) == 1
+    assert {m.name for m in scale.methods} - {m.name for m in suite.methods} == {"diagonal-causal-std"}
+
+
+def test_distractors_join_the_map_and_are_never_a_match(tmp_path, one_thread):
+    """A set with distractors: the same queries and ground truth against its own map plus another city's database
+    images (real Nordland thumbnails + a tiny generated city), in its own sequences; re-ranking rows do not apply."""
+    from netvlad.data.dataset import ImageList
+    from netvlad.data.sequences import SequenceOrder
+    from netvlad.pipeline.benchmark.run import FAR, joined_database
+
+    shared_dataset("nordland")
+    model = "{m: {backbone: mobilenet_v2, pool: gem, preprocessing: {resize: fixed, size: [32, 64]}}}"
+    own = "{path: nordland, database: summer, queries: winter, frame_tolerance: 1, last_places: 30, model: m"
+    text = (f"seed: 0\nrecall: [1, 5]\nbaseline: diagonal\nmodels: {model}\ndatasets:\n  own: {own}}}\n"
+            f"  large: {own}, distractors: {{city: {{size: tiny}}}}}}\n"
+            "methods: {single: {}, diagonal: {method: diagonal, lengths: [5], modes: [causal]}}\n")
+    result = run_benchmark(load_suite(_suite(tmp_path, text)), tmp_path / "o", SHARED_DATA, tmp_path / "c")
+    assert all(c.error is None and c.queries == 30 for c in result.cells)
+    for row in ("single", "diagonal L=5 causal"):  # more frames to confuse, never more recall
+        assert result.cell(row, "large").recall[1] <= result.cell(row, "own").recall[1]
+    assert result.cell("diagonal L=5 causal", "large").recall[1] > 0
+    assert not (tmp_path / "c" / "large").exists()  # the set's own images: described once, for both sets
+    # the joined list: positions and frame numbers of the extra images out of every query's reach, own sequences
+    database = ImageList("a", ["0.jpg", "1.jpg"], [[0.0, 0.0], [5.0, 0.0]], frames=[0, 1],
+                         sequence=SequenceOrder.single([0, 1]))
+    extra = ImageList(tmp_path, ["x.jpg", "y.jpg", "z.jpg"], [[0.0, 0.0]] * 3,
+                      sequence=SequenceOrder(np.array([1, 0, 1]), np.array([0, 0, 1]), ("p", "q")))
+    joined = joined_database(database, extra)
+    assert joined.names[:2] == ("0.jpg", "1.jpg") and joined.paths()[2] == (tmp_path / "x.jpg").resolve()
+    assert (joined.utm[2:] == FAR).all() and (joined.frames[2:] <= -FAR).all()
+    assert joined.sequence.names == ("0", "distractors/p", "distractors/q")
+    assert joined.sequence.ids.tolist() == [0, 0, 2, 1, 2] and joined.sequence.frames.tolist() == [0, 1, 0, 0, 1]
 
 
 def test_unknown_suite_name(caplog, tmp_path):
     assert main(["benchmark", "--suite", "nightly", "--out", str(tmp_path / "o")]) == 1
-    assert "unknown suite 'nightly'; known: alpha, default, quick" in caplog.text
+    assert "unknown suite 'nightly'; known: alpha, default, quick, recipe, reranking, scale" in caplog.text
 
 
 def test_a_missing_dataset_fills_its_column_with_the_error(tmp_path):

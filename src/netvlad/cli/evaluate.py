@@ -265,12 +265,14 @@ MATCHER_SETTINGS = {"shortlist": "--shortlist", "propagate": "--propagate", "vel
 
 
 APPLIES = {"seqslam": set(MATCHER_SETTINGS), "seqnet": set(MATCHER_SETTINGS), "diagonal": {"velocities"},
-           "diagonal-standardised": {"velocities"}, "delta": set()}
+           "diagonal-standardised": {"velocities"}, "diagonal-causal-standardised": {"velocities"}, "delta": set()}
 
 
 WHY = {"diagonal": "it scores every database frame with raw distances: no shortlist, no normalisation",
        "diagonal-standardised": "it scores every database frame, standardised over every query: no shortlist, no "
                                 "contrast window",
+       "diagonal-causal-standardised": "it scores every database frame, standardised over the query frames seen so "
+                                       "far: no shortlist, no contrast window",
        "delta": "it searches Delta descriptors: no trajectories, no shortlist re-ranking"}
 
 

@@ -73,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         from netvlad.errors import BadInputError
 
         raise BadInputError("--resume continues a stream of loop closures; it cannot apply with --map: drop one")
+    config = stream_config_from_args(args)  # its settings checked before any frame is read
     source = frame_source(args)
     stamps = getattr(source, "stamps", None)  # a bag's header stamps (ns) by frame name
     _check_exclusion(source, args)
@@ -93,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         from netvlad.places.database import PlaceDatabase
 
         resumed = PlaceDatabase.load(args.resume)
-    matcher = StreamMatcher(model, stream_config_from_args(args), place, device, fingerprint=model.fingerprint(),
+    matcher = StreamMatcher(model, config, place, device, fingerprint=model.fingerprint(),
                             runner=runner, database=resumed)
     ended = None
     lines = out_path(args)
@@ -204,12 +205,13 @@ def add_stream_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--sequence-score", default=DEFAULT_STREAM_SCORE, choices=STREAM_SCORES.names(),
                        help="; ".join(f"{n}: {STREAM_SCORES.get(n)}" for n in STREAM_SCORES.names())
                        + f" (default {DEFAULT_STREAM_SCORE}, as netvlad evaluate --sequence)")
-    group.add_argument("--threshold", type=number(POSITIVE), default=None,
-                       help="largest L2 distance accepted as a loop closure or localisation (with --sequence: the "
-                            "largest mean squared trajectory distance, or with distance the mean trajectory "
-                            "distance; with --sequence-score seqslam: the smallest score; default: loop closures "
-                            "that are consistent, distinctive and geometrically verified, no threshold needed; "
-                            "against --map, every match)")
+    group.add_argument("--threshold", type=number(Limit()), default=None,
+                       help="largest L2 distance (> 0) accepted as a loop closure or localisation (with --sequence: "
+                            "the largest mean squared trajectory distance of the default score, or with "
+                            "diagonal-causal-standardised the largest mean standardised distance, which may be "
+                            "negative, with distance the mean trajectory distance; with --sequence-score seqslam: "
+                            "the smallest score; default: loop closures that are consistent, distinctive and "
+                            "geometrically verified, no threshold needed; against --map, every match)")
     group.add_argument("--radius", type=number(POSITIVE), default=25.0,
                        help="metres within which a match is correct, where frames carry positions (PR metrics)")
     group.add_argument("--index-type", dest="index_kind", default="flat", choices=DATABASE_KINDS.names(),

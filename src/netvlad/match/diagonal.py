@@ -201,19 +201,14 @@ class RunningTop:
         return top, torch.gather(at, 1, order)
 
 
-def query_statistics(queries: np.ndarray, database: np.ndarray, max_memory: float = MAX_MEMORY
-                     ) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and standard deviation (N,) float64 of each database frame's squared L2 distances to every query
-    (Q, D): one pass over the (Q, N) distances in blocks of at most ``max_memory`` bytes, nothing of that size kept.
-
-    Examples:
-        >>> database = np.array([[0.0, 0.0], [3.0, 0.0]], np.float32)
-        >>> queries = np.array([[1.0, 0.0], [2.0, 0.0]], np.float32)
-        >>> query_statistics(queries, database)  # frame 0: distances 1 and 4; frame 1: 4 and 1
-        (array([2.5, 2.5]), array([1.5, 1.5]))
-    """
+def distance_sums(queries: np.ndarray, database: np.ndarray, max_memory: float = MAX_MEMORY
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Sums and sums of squares of the squared L2 distances between ``queries`` (Q, D) and ``database`` (N, D): per
+    database frame over the queries (N,) and per query over the database (Q,), float64, in one pass over the (Q, N)
+    distances in blocks of at most ``max_memory`` bytes, nothing of that size kept."""
     norms = squared_norms(database).astype(np.float64)
     total, squares = np.zeros(len(database)), np.zeros(len(database))
+    row_total, row_squares = np.zeros(len(queries)), np.zeros(len(queries))
     rows = max(1, min(READ_ROWS, int(max_memory // (8 * max(1, len(queries))))))
     q = np.asarray(read_rows(queries, np.arange(len(queries))), np.float64)
     q_norms = (q * q).sum(axis=1)[:, None]
@@ -222,9 +217,30 @@ def query_statistics(queries: np.ndarray, database: np.ndarray, max_memory: floa
         block = np.asarray(database_rows(database, ids).numpy(), np.float64)
         squared = np.maximum(q_norms + norms[ids][None] - 2 * q @ block.T, 0)
         total[ids], squares[ids] = squared.sum(axis=0), (squared * squared).sum(axis=0)
-    count = max(1, len(queries))
-    mean = total / count
-    return mean, np.sqrt(np.maximum(squares / count - mean * mean, 0))
+        row_total += squared.sum(axis=1)
+        row_squares += (squared * squared).sum(axis=1)
+    return total, squares, row_total, row_squares
+
+
+def mean_and_deviation(total: np.ndarray, squares: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation of ``count`` values from their sum and sum of squares (same shape)."""
+    mean = total / max(1, count)
+    return mean, np.sqrt(np.maximum(squares / max(1, count) - mean * mean, 0))
+
+
+def query_statistics(queries: np.ndarray, database: np.ndarray, max_memory: float = MAX_MEMORY
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation (N,) float64 of each database frame's squared L2 distances to every query
+    (Q, D) (:func:`distance_sums`).
+
+    Examples:
+        >>> database = np.array([[0.0, 0.0], [3.0, 0.0]], np.float32)
+        >>> queries = np.array([[1.0, 0.0], [2.0, 0.0]], np.float32)
+        >>> query_statistics(queries, database)  # frame 0: distances 1 and 4; frame 1: 4 and 1
+        (array([2.5, 2.5]), array([1.5, 1.5]))
+    """
+    total, squares, _, _ = distance_sums(queries, database, max_memory)
+    return mean_and_deviation(total, squares, len(queries))
 
 
 def standardise_columns(table: torch.Tensor, mean: np.ndarray, scale: np.ndarray, lo: int) -> torch.Tensor:
@@ -248,9 +264,79 @@ def padded_statistics(queries: np.ndarray, database: np.ndarray, layout: Databas
     return out_mean, out_scale
 
 
+SEED_FRAMES = 50  # pseudo-frames of a row's own statistics that seed its database frames' seen-so-far statistics
+
+
+def seen_standardised(distances: np.ndarray, total: np.ndarray, squares: np.ndarray, seen: np.ndarray,
+                      row_mean: np.ndarray, row_deviation: np.ndarray) -> np.ndarray:
+    """Squared distances ``distances`` (R, C) of R query frames standardised by each database frame's statistics
+    over the query frames seen so far, ``total`` and ``squares`` (R, C) the sums of the distances (and of their
+    squares) over those ``seen`` (R, 1) frames, the current one included, seeded with :data:`SEED_FRAMES`
+    pseudo-frames of the row's own mean and deviation over the database ``row_mean``, ``row_deviation`` (R, 1)
+    (see :func:`diagonal_rank`); float64."""
+    weight = seen + SEED_FRAMES
+    mean = (total + SEED_FRAMES * row_mean) / weight
+    variance = (squares + SEED_FRAMES * (row_mean * row_mean + row_deviation * row_deviation)) / weight - mean * mean
+    return (distances - mean) / np.maximum(np.sqrt(np.maximum(variance, 0)), SCALE_FLOOR)
+
+
+def seen_padding(bound: np.ndarray, row_deviation: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """The cost (R, 1) of a trajectory point outside the database for :func:`seen_standardised` rows: the bound
+    (‖q‖ + max‖x‖)² over the smallest deviation the seed allows, σ · √(P / (n + P)), so it is at least every
+    real database frame's standardised distance and a trajectory cut short never wins."""
+    return bound / (np.maximum(row_deviation, SCALE_FLOOR) * np.sqrt(SEED_FRAMES / (seen + SEED_FRAMES)))
+
+
+class SeenStatistics:
+    """Offline :func:`seen_standardised` over :func:`diagonal_rank`'s blocks: query blocks come in the query
+    stream's order (sequence after sequence, each in frame order) and each block's window frames are a run of
+    consecutive stream positions, so running sums (width,) carried from one block to the next give every frame's
+    seen-so-far sums exactly, whatever the block sizes."""
+
+    def __init__(self, queries: np.ndarray, database: np.ndarray, query_order: SequenceOrder, padded: PaddedLayout,
+                 max_memory: float) -> None:
+        _, _, row_total, row_squares = distance_sums(queries, database, max_memory)
+        self.row_mean, self.row_deviation = mean_and_deviation(row_total, row_squares, len(database))
+        self.layout = DatabaseLayout.from_order(query_order)  # the stream: sequence after sequence, frame order
+        self.real = np.zeros(padded.width, bool)
+        self.real[padded.columns] = True
+        self.carried = np.zeros((2, padded.width))  # sums over the stream up to the block's first position − 1
+        self.next = np.zeros((2, padded.width))
+
+    def begin(self, unique: np.ndarray, members: np.ndarray, valid: np.ndarray, next_first: int | None) -> None:
+        """A query block: its window frames ``unique`` (F,) (sorted), ``members`` / ``valid`` (B, K); ``next_first``
+        the next block's first stream position (None: the last block)."""
+        positions = self.layout.position[members[valid]]
+        self.first, last = int(positions.min()), int(positions.max())
+        ordered = self.layout.order[self.first:last + 1]
+        self.rows = np.searchsorted(unique, ordered)  # table rows in stream order
+        self.seen = np.arange(self.first + 1, last + 2, dtype=np.float64)[:, None]
+        self.keep = None if next_first is None or next_first == self.first else next_first - 1 - self.first
+        self.row_stats = self.row_mean[ordered][:, None], self.row_deviation[ordered][:, None]
+
+    def standardise(self, table: torch.Tensor, bound: torch.Tensor, lo: int, owned: slice) -> None:
+        """Standardise the block's rows of ``table`` (F, C) (padded columns ``lo`` …) in place; ``bound`` (F,) the
+        rows' padding bound; ``owned`` the padded columns whose running sums this column block carries on."""
+        distances = table[torch.from_numpy(self.rows)].numpy().astype(np.float64)
+        sums = np.stack([np.cumsum(distances, axis=0), np.cumsum(distances * distances, axis=0)])
+        sums += self.carried[:, None, lo:lo + distances.shape[1]]
+        out = seen_standardised(distances, sums[0], sums[1], self.seen, *self.row_stats)
+        pad = seen_padding(bound.numpy()[self.rows][:, None].astype(np.float64), self.row_stats[1], self.seen)
+        out = np.where(self.real[lo:lo + distances.shape[1]][None], out, pad)
+        table[torch.from_numpy(self.rows)] = torch.from_numpy(out.astype(np.float32))
+        if self.keep is not None:
+            self.next[:, owned] = sums[:, self.keep, owned.start - lo:owned.stop - lo]
+
+    def finish(self) -> None:
+        """End of a query block: the next block starts from the carried sums."""
+        if self.keep is not None:
+            self.carried, self.next = self.next, self.carried
+
+
 def diagonal_rank(queries: np.ndarray, database: np.ndarray, query_order: SequenceOrder,
                   database_order: SequenceOrder | None, config: SequenceConfig, k: int,
-                  max_memory: float = MAX_MEMORY, standardised: bool = False) -> SequenceRanking:
+                  max_memory: float = MAX_MEMORY, standardised: bool = False, seen_only: bool = False
+                  ) -> SequenceRanking:
     """The best ``k`` database frames (Q, k) of every query by the plain trajectory score over the whole database
     (see the module docstring), with their scores (Q, k), mean squared distance, lower is better.
 
@@ -258,6 +344,22 @@ def diagonal_rank(queries: np.ndarray, database: np.ndarray, query_order: Sequen
     deviation over every query (:func:`query_statistics`; offline only: the whole query set is needed), so a
     database frame that is near every query (a hub: a stretch that looks like the query condition) gains nothing
     from being near; scores are then mean standardised distances (lower is better, may be negative).
+
+    ``seen_only`` (sequence method diagonal-causal-standardised): the same over the query frames seen so far, so a
+    frame-by-frame matcher (:class:`OnlineDiagonal`) gives the same ranking. The queries are streamed sequence
+    after sequence (``query_order``'s sequences in turn, each in frame order) and the statistics run on across
+    sequences (what the camera has seen so far); query frame t, n_t the frames streamed up to and including t,
+    d_i(j) = ‖q_i − x_j‖², μ_t and σ_t the mean and standard deviation
+    of d_t over the N database frames, P = :data:`SEED_FRAMES`:
+
+        m_t(j) = (Σ_{i≤t} d_i(j) + P μ_t) / (n_t + P)
+        s_t(j)² = (Σ_{i≤t} d_i(j)² + P (μ_t² + σ_t²)) / (n_t + P) − m_t(j)²
+        z_t(j) = (d_t(j) − m_t(j)) / max(s_t(j), SCALE_FLOOR)
+
+    (the statistics of the frames seen so far mixed with P pseudo-frames of the row's own statistics, so the
+    first frames are stable); a trajectory point outside the database costs (‖q_t‖ + max‖x‖)² /
+    (max(σ_t, SCALE_FLOOR) · √(P / (n_t + P))), at least every real frame's z_t. Each window frame keeps the z of
+    its own arrival, and the score is the mean z along the best trajectory.
 
     ``queries`` (Q, D) and ``database`` (N, D) descriptors (a store's memory map works: it is read in blocks);
     ``database_order`` None: the database is one sequence in list order. Queries are scored in blocks of up to
@@ -288,17 +390,24 @@ def diagonal_rank(queries: np.ndarray, database: np.ndarray, query_order: Sequen
     largest = float(np.sqrt(norms.max(initial=0.0)))
     k = min(int(k), len(layout))
     statistics = padded_statistics(queries, database, layout, padded, max_memory) if standardised else None
+    seen = SeenStatistics(queries, database, query_order, padded, max_memory) if seen_only else None
     ranked = np.full((len(queries), k), -1, np.int64)
     scores = np.full((len(queries), k), np.inf)
     by_sequence = DatabaseLayout.from_order(query_order).order  # neighbouring windows share frames
     width = windows.members.shape[1]
     # a step holds about block + width distance rows and 3 · block score rows of columns + 2 · reach floats
-    block = max(1, min(QUERY_BLOCK, int(max_memory // (16 * (COLUMNS + 2 * reach + width)))))
-    columns = max(1, min(COLUMNS, int(max_memory // (4 * (4 * block + width))) - 2 * reach))
+    extra = 0 if seen is None else 10  # seen-so-far standardisation: float64 distances, two sums and the result
+    block = max(1, min(QUERY_BLOCK, int(max_memory // ((16 + 4 * extra) * (COLUMNS + 2 * reach + width)))))
+    columns = max(1, min(COLUMNS, int(max_memory // (4 * (4 * block + width + extra * (block + width)))) - 2 * reach))
     for a in range(0, len(queries), block):
         rows = by_sequence[a:a + block]
         members = windows.members[rows]
         unique, slots = np.unique(np.maximum(members, 0), return_inverse=True)
+        if seen is not None:
+            later = windows.members[by_sequence[a + block:a + 2 * block]]
+            following = later[later >= 0]
+            seen.begin(unique, members, windows.valid[rows],
+                       int(seen.layout.position[following].min()) if len(following) else None)
         frames = torch.from_numpy(read_rows(queries, unique))
         bound = (torch.linalg.vector_norm(frames, dim=1) + largest).square_()
         best = RunningTop(len(rows), k)
@@ -310,11 +419,15 @@ def diagonal_rank(queries: np.ndarray, database: np.ndarray, query_order: Sequen
             table = padded_distances(frames, database, norms, layout, padded, bound, lo, hi)
             if statistics is not None:
                 standardise_columns(table, *statistics, lo)
+            if seen is not None:
+                seen.standardise(table, bound, lo, slice(c0, min(c0 + columns, padded.width)))
             score = window_sums(table, slots.reshape(members.shape), windows.offsets[rows],
                                 windows.valid[rows], config)
             local = padded.columns[first:last] - lo
             score = score[:, local[0]:local[-1] + 1] if _run(local) else score[:, torch.from_numpy(local)]
             best.add(score, int(first))
+        if seen is not None:
+            seen.finish()
         top, at = best.result()
         ranked[rows], scores[rows] = layout.order[at.numpy()], (top / window_counts(windows.valid[rows])).numpy()
     return SequenceRanking(ranked, scores, windows.valid.sum(axis=1), windows.shortened, windows.gaps)
@@ -328,6 +441,22 @@ class OnlineDiagonal:
     ``database`` (N, D) descriptors — or a growing array (loop closure: the stream's own earlier frames), of
     which the first ``count`` rows may be matched at each :meth:`push`; ``database_order`` its
     :class:`SequenceOrder` (None: one sequence in list order; a growing database must leave it None).
+    ``seen_only``: the :func:`diagonal_rank` ``seen_only`` score: running sums (N,) of each database frame's
+    distances and their squares over every frame pushed (:meth:`reset` keeps them: they are what the camera has
+    seen so far), O(N) per frame, memory flat (two sums and the push it was added at per entry). On a growing
+    database an entry's sums start empty when it becomes matchable (the first push whose ``count`` covers it, a_j)
+    and take every frame pushed from then on, that one included: for query frame t (the n_t-th push),
+
+        n_t(j) = n_t − a_j + 1,   Σ_t(j) = Σ_{a_j ≤ i ≤ t} d_i(j),   Σ²_t(j) = Σ_{a_j ≤ i ≤ t} d_i(j)²
+
+    in :func:`diagonal_rank`'s formula in place of n_t and the sums over every frame, with μ_t, σ_t over the
+    ``count`` rows matchable at t. A window frame i keeps the z of its own arrival; against an entry that became
+    matchable after it (no frame seen yet: the seed pseudo-frames alone) z_i(j) = (d_i(j) − μ_i) /
+    max(σ_i, SCALE_FLOOR) (a frame pushed while nothing was matchable takes μ_i, σ_i over the first rows that
+    become matchable). A trajectory point outside the matchable rows costs (‖q_i‖ + max‖x‖)² /
+    (max(σ_i, SCALE_FLOOR) · √(P / (n_i(0) + P))), max‖x‖ over the rows matchable now and n_i(0) the oldest
+    entry's count at i (0 if none): at least every z of frame i. A fixed database is the case a_j = 1 for every
+    entry. ``count`` may only grow.
 
     Examples:
         >>> route = np.random.default_rng(0).normal(size=(30, 8)).astype(np.float32)  # a route's 30 descriptors
@@ -338,7 +467,7 @@ class OnlineDiagonal:
     """
 
     def __init__(self, database: np.ndarray, database_order: SequenceOrder | None = None,
-                 config: SequenceConfig | None = None) -> None:
+                 config: SequenceConfig | None = None, seen_only: bool = False) -> None:
         from netvlad.match.sequence import DEFAULT
 
         config = DEFAULT if config is None else config
@@ -346,12 +475,18 @@ class OnlineDiagonal:
             raise ValueError("OnlineDiagonal is causal: it cannot see future frames; use diagonal_rank for centred")
         self.database, self.order, self.config = database, database_order, config
         self.history: list[tuple[np.ndarray, int, np.ndarray]] = []  # (descriptor, frame, ‖q − x‖² of rows seen)
+        self.seen_only = seen_only
+        self.sums = np.zeros((2, 0))  # seen_only: Σ d, Σ d² per matchable row over the frames since it was added
+        self.added = np.zeros(0, np.int64)  # seen_only: the push (1 …) at which each row became matchable
+        self.pads: list[list] = []  # seen_only: each kept frame's [‖q‖, μ, σ (None: no row yet), n(0)]
+        self.pushed = 0  # frames pushed, every sequence
         self.norms = np.zeros(0, np.float32)
         self._layouts: tuple = (None, None)  # ((count, reach), what :meth:`_layout` gives for them)
 
     def reset(self) -> None:
-        """Forget the query frames seen so far (a new query sequence starts)."""
+        """Forget the query frames of the window (a new query sequence starts); ``seen_only`` statistics stay."""
         self.history.clear()
+        self.pads.clear()
 
     def _rows_until(self, count: int) -> None:
         """Extend every kept frame's squared distances (and the database norms) to the first ``count`` rows."""
@@ -363,8 +498,13 @@ class OnlineDiagonal:
         for i, (descriptor, frame, row) in enumerate(self.history):
             q = torch.from_numpy(descriptor)
             extra = torch.addmv(q.square().sum() + torch.from_numpy(self.norms[have:count]), new, q,
-                                alpha=-2).clamp_(min=0)
-            self.history[i] = (descriptor, frame, np.concatenate([row, extra.numpy()]))
+                                alpha=-2).clamp_(min=0).numpy()
+            if self.seen_only:  # rows added after frame i: its own seed statistics alone
+                pad = self.pads[i]
+                if pad[1] is None:
+                    pad[1], pad[2] = float(extra.astype(np.float64).mean()), float(extra.astype(np.float64).std())
+                extra = ((extra - pad[1]) / max(pad[2], SCALE_FLOOR)).astype(np.float32)
+            self.history[i] = (descriptor, frame, np.concatenate([row, extra]))
 
     def _layout(self, count: int, reach: int) -> tuple[np.ndarray | None, int, slice | torch.Tensor]:
         """(the database row of each layout position, None where that is the row itself; the padded row's width;
@@ -402,6 +542,34 @@ class OnlineDiagonal:
         out += np.dot(descriptor, descriptor) + self.norms
         return np.maximum(out, 0, out=out)
 
+    def _standardised(self, descriptor: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """The current frame's squared distances ``rows`` (count,) standardised over the frames seen since each row
+        became matchable (:func:`seen_standardised`, see the class docstring), the running sums updated (rows new
+        to this push start empty) and the frame's padding statistics kept."""
+        d = rows.astype(np.float64)
+        self.pushed += 1
+        have = self.sums.shape[1]
+        if len(d) > have:
+            self.sums = np.concatenate([self.sums, np.zeros((2, len(d) - have))], axis=1)
+            self.added = np.concatenate([self.added, np.full(len(d) - have, self.pushed, np.int64)])
+        oldest = float(self.pushed - self.added[0] + 1) if len(d) else 0.0
+        if not len(d):
+            self.pads.append([float(np.linalg.norm(descriptor)), None, None, oldest])
+            return d.astype(np.float32)
+        self.sums[0] += d
+        self.sums[1] += d * d
+        seen = (self.pushed - self.added + 1).astype(np.float64)[None]  # frames per row, this one included
+        row_mean, row_deviation = np.array([[d.mean()]]), np.array([[d.std()]])
+        out = seen_standardised(d[None], self.sums[0][None], self.sums[1][None], seen, row_mean, row_deviation)
+        self.pads.append([float(np.linalg.norm(descriptor)), float(d.mean()), float(d.std()), oldest])
+        return out[0].astype(np.float32)
+
+    def _padding(self, i: int, largest: float) -> float:
+        """Kept frame ``i``'s cost outside the matchable rows (:func:`seen_padding`), ``largest`` max‖x‖ over them."""
+        norm, _, deviation, oldest = self.pads[i]
+        return float(seen_padding(np.array([[(norm + largest) ** 2]]), np.array([[deviation]]),
+                                  np.array([[oldest]]))[0, 0])
+
     def push(self, descriptor: np.ndarray, frame: int | None = None, count: int | None = None,
              k: int = 10) -> SequenceRanking:
         """Add the current query frame (D,) with its frame number (None: the previous one + 1); ``count`` the
@@ -414,10 +582,16 @@ class OnlineDiagonal:
         count = len(self.database) if count is None else int(count)
         if self.order is not None and count != len(self.database):
             raise ValueError("a database with a sequence order is fixed: count must be None")
+        if self.seen_only and count < self.sums.shape[1]:
+            raise ValueError(f"seen_only keeps running statistics per matchable row: count may only grow "
+                             f"({count} after {self.sums.shape[1]})")
         frame = (self.history[-1][1] + 1 if self.history else 0) if frame is None else int(frame)
         self._rows_until(count)
         rows = self._squared_distances(descriptor)
+        if self.seen_only:
+            rows = self._standardised(descriptor, rows)
         self.history = [*self.history, (descriptor, frame, rows)][-self.config.length:]
+        self.pads = self.pads[-self.config.length:]
         frames = np.array([h[1] for h in self.history], np.int64)
         offsets = (frames - frame)[None]
         length = np.array([len(frames)])
@@ -428,7 +602,7 @@ class OnlineDiagonal:
         largest = float(np.sqrt(self.norms[:count].max()))
         table = torch.empty((len(self.history), width))
         for i, (d, _, row) in enumerate(self.history):
-            table[i] = (float(np.linalg.norm(d)) + largest) ** 2
+            table[i] = self._padding(i, largest) if self.seen_only else (float(np.linalg.norm(d)) + largest) ** 2
             table[i, real] = torch.from_numpy(row[:count] if order is None else row[order])
         score = window_sums(table, np.arange(len(frames))[None], offsets, np.ones(offsets.shape, bool),
                             self.config)[:, real] / len(frames)

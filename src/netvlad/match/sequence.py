@@ -35,6 +35,10 @@ STREAM_SCORES.add("distance", "mean L2 distance along the best constant-velocity
                               "comparable across frames: the loop-closure default)")
 STREAM_SCORES.add("seqslam", "SeqSLAM's contrast-normalised score over the frame's shortlist, negated (higher is "
                              "surer)")
+STREAM_SCORES.add("diagonal-causal-standardised",
+                  "the diagonal score over each map entry's squared distances standardised by their statistics over "
+                  "the frames seen since it entered the map (lower is surer, may be negative): what `netvlad "
+                  "evaluate --sequence-method diagonal-causal-standardised` ranks by")
 DEFAULT_STREAM_SCORE = DEFAULT_METHOD
 
 # Ranges of the settings: beyond them the per-window blocks (shortlist × L × (2R + 1 + spread)) or the (Q, L) window
@@ -180,13 +184,15 @@ def register_sequence_method(name: str, help: str, *, shifted: bool = False,
     return decorate
 
 
-def _diagonal_ranking(inputs: SequenceInputs, standardised: bool = False):
-    """:func:`netvlad.match.diagonal.diagonal_rank` of ``inputs`` (raw or ``standardised``) -> (ranked, scores)."""
+def _diagonal_ranking(inputs: SequenceInputs, standardised: bool = False, seen_only: bool = False):
+    """:func:`netvlad.match.diagonal.diagonal_rank` of ``inputs`` (raw, ``standardised`` over every query, or over the
+    query frames ``seen_only`` so far) -> (ranked, scores)."""
     from netvlad.match.diagonal import diagonal_rank
 
     budget = {} if inputs.max_memory is None else {"max_memory": inputs.max_memory}  # whole-database blocks' bytes
     ranking = diagonal_rank(inputs.queries, inputs.database, inputs.query_order, inputs.database_order,
-                            inputs.config, k=max(inputs.top, DIAGONAL_KEPT), standardised=standardised, **budget)
+                            inputs.config, k=max(inputs.top, DIAGONAL_KEPT), standardised=standardised,
+                            seen_only=seen_only, **budget)
     return ranking.ranked, ranking.scores
 
 
@@ -201,6 +207,15 @@ def _diagonal(inputs: SequenceInputs):
                                                    "query (offline: needs the whole query set)", offline=True)
 def _diagonal_standardised(inputs: SequenceInputs):
     return _diagonal_ranking(inputs, standardised=True)
+
+
+@register_sequence_method("diagonal-causal-standardised", "the diagonal score over each database frame's squared "
+                                                          "distances standardised over the query frames seen so far "
+                                                          "(seeded with the frame's own statistics; runs frame by "
+                                                          "frame)")
+def _diagonal_causal_standardised(inputs: SequenceInputs):
+    return _diagonal_ranking(inputs, seen_only=True)
+
 
 
 @register_sequence_method("seqslam", "SeqSLAM-style trajectory search over each query frame's shortlist "

@@ -8,11 +8,12 @@ verified (no threshold, no ground truth needed), and an accepted closure's match
 ``threshold`` when its distance is at or under it (the checks' values are reported either way).
 Localisation mode (a :class:`netvlad.places.localise.PlaceIndex`): the frame is searched against the
 prebuilt map; a match at or under ``threshold`` is a localisation. With ``sequence`` L the decision reads a
-causal sequence score (the last L frames along a constant-velocity trajectory: by default the mean squared L2
-distance over every searchable entry, as ``netvlad evaluate --sequence`` ranks; or the mean L2 distance, or SeqSLAM's
-contrast-normalised score, over the frame's shortlist, see :mod:`netvlad.places.stream_sequence`) instead of the
-single-frame distance. ``latency_ms`` is describe + search + sequence + checks + add of one frame (decoding
-excluded); ``check_ms`` the loop-closure checks alone.
+causal sequence score (the last L frames along a constant-velocity trajectory over every searchable entry: by
+default the mean squared L2 distance, as ``netvlad evaluate --sequence`` ranks, or the same over distances
+standardised over the frames seen so far; or the mean L2 distance, or SeqSLAM's contrast-normalised score, over
+the frame's shortlist, see :mod:`netvlad.places.stream_sequence`) instead of the single-frame distance.
+``latency_ms`` is describe + search + sequence + checks + add of one frame (decoding excluded); ``check_ms`` the
+loop-closure checks alone.
 """
 
 from __future__ import annotations
@@ -42,13 +43,18 @@ logger = logging.getLogger(__name__)
 NO_POSITIONS = "no positions (frames or map): precision, recall and PR AUC cannot be scored"
 
 
+SIGNED_SCORES = ("diagonal-causal-standardised", "seqslam")  # sequence scores a threshold may put below 0
+
+
 @dataclass(frozen=True)
 class StreamConfig:
     """``k`` matches searched per frame, ``exclude_recent`` seconds (or frames) left out of loop-closure searches,
-    ``threshold`` the largest L2 distance accepted as a match (with ``sequence`` L frames: the largest mean
-    squared trajectory distance — ``sequence_score="distance"``: mean trajectory distance, ``"seqslam"``: the
-    smallest SeqSLAM score; None: any), ``radius`` metres within which a match is correct (ground truth, where
-    frames carry positions), ``decision`` the default loop-closure rule (used without ``threshold``)."""
+    ``threshold`` the largest L2 distance accepted as a match (with ``sequence`` L frames, by ``sequence_score``:
+    the default ``"diagonal"``, the largest mean squared trajectory distance; ``"diagonal-causal-standardised"``,
+    the largest mean standardised distance; ``"distance"``, mean trajectory distance; ``"seqslam"``, the smallest
+    SeqSLAM score; None: any; below 0 only for a score that may be negative), ``radius`` metres within which a
+    match is correct (ground truth, where frames carry positions), ``decision`` the default loop-closure rule (used
+    without ``threshold``)."""
 
     k: int = 5
     exclude_recent: float = 30.0
@@ -65,6 +71,11 @@ class StreamConfig:
                                 hint="--exclude-recent SECONDS ≥ 0")
         if self.k < 1 or (self.sequence is not None and self.sequence < 2):
             raise BadInputError(f"k must be ≥ 1 and sequence ≥ 2 frames, got {self.k} and {self.sequence}")
+        if self.threshold is not None and not (math.isfinite(self.threshold) and (
+                self.threshold > 0 or self.sequence is not None and self.sequence_score in SIGNED_SCORES)):
+            raise BadInputError(f"threshold {self.threshold} is a distance here and must be a number > 0",
+                                hint="--threshold D > 0 (a score that may be negative: --sequence L --sequence-score "
+                                     f"{' or '.join(SIGNED_SCORES)})")
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,14 @@
-"""Online causal sequence matching for a stream: the plain trajectory score over the whole map, raw trajectory
-distance over the shortlist, or SeqSLAM.
+"""Online causal sequence matching for a stream: the plain trajectory score over the whole map (raw or standardised
+over the frames seen so far), raw trajectory distance over the shortlist, or SeqSLAM.
 
 ``diagonal`` scores every searchable entry by :class:`netvlad.match.diagonal.OnlineDiagonal` — the causal
 score ``netvlad evaluate --sequence-method diagonal`` ranks by (mean squared L2 along the best constant-velocity
-trajectory, lower is surer). ``distance`` scores a frame's shortlist by :class:`netvlad.match.trajectory_distance.
-TrajectoryDistance` (mean L2 along the best trajectory, lower is surer). ``seqslam`` runs the
-contrast-normalised :class:`OnlineSeqSLAM` over the shortlist.
+trajectory, lower is surer). ``diagonal-causal-standardised`` is the same over each entry's squared distances
+standardised by their statistics over the frames seen since it became searchable (``OnlineDiagonal(seen_only=
+True)``, lower is surer, may be negative). ``distance`` scores a frame's shortlist by
+:class:`netvlad.match.trajectory_distance.TrajectoryDistance` (mean L2 along the best trajectory, lower is surer).
+``seqslam`` runs the contrast-normalised :class:`OnlineSeqSLAM` over the shortlist. A sequence method without a
+frame-by-frame matcher here is refused with one line.
 
 Against a map, the matcher runs over the map's descriptors in their order (one sequence). For loop closures the
 database is the stream itself, growing one entry per frame: :class:`GrowingSeqSLAM` gives the matcher a layout of
@@ -19,10 +22,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from netvlad.errors import BadInputError
 from netvlad.match.diagonal import OnlineDiagonal
 from netvlad.match.seqslam import OnlineSeqSLAM
-from netvlad.match.sequence import DEFAULT_STREAM_SCORE, STREAM_SCORES, SequenceConfig
+from netvlad.match.sequence import DEFAULT_STREAM_SCORE, METHODS, STREAM_SCORES, SequenceConfig
 from netvlad.match.trajectory_distance import TrajectoryDistance
+
+DIAGONAL = ("diagonal", "diagonal-causal-standardised")  # scored by OnlineDiagonal over every searchable entry
 
 
 class _Identity:
@@ -73,14 +79,18 @@ class StreamSequence:
 
     def __init__(self, length: int, dim: int, map_descriptors: np.ndarray | None = None,
                  method: str = DEFAULT_STREAM_SCORE) -> None:
+        if method not in STREAM_SCORES.names() and method in METHODS.names():
+            raise BadInputError(f"sequence method {method!r} cannot run frame by frame on a stream; choose one of "
+                                f"{', '.join(STREAM_SCORES.names())}", hint=f"--sequence-score {DEFAULT_STREAM_SCORE}")
         STREAM_SCORES.get(method)  # an unknown name: one line listing them
         self.method, self.map = method, map_descriptors
         self.higher_is_better = method == "seqslam"
-        if method == "diagonal":  # the whole map (or every searchable entry): no shortlist
+        if method in DIAGONAL:  # the whole map (or every searchable entry): no shortlist
             self.config = SequenceConfig(length=length)
             self.shortlist = 1
             self.matcher = OnlineDiagonal(map_descriptors if map_descriptors is not None
-                                          else np.zeros((0, int(dim)), np.float32), None, self.config)
+                                          else np.zeros((0, int(dim)), np.float32), None, self.config,
+                                          seen_only=method == "diagonal-causal-standardised")
             return
         if method == "distance":
             self.matcher = TrajectoryDistance(length)
@@ -96,7 +106,7 @@ class StreamSequence:
         """Add the current frame ``(D,)`` with its shortlist ``candidates`` ``(M,)`` (−1: none); ``database`` and
         ``searchable`` (rows that may be matched) for a growing database. -> (best id, score), or (None, None)
         with an empty shortlist."""
-        if self.method == "diagonal":
+        if self.method in DIAGONAL:
             if self.map is None:
                 self.matcher.database = database
             ranking = self.matcher.push(descriptor, count=None if self.map is not None else searchable, k=1)

@@ -133,13 +133,7 @@ def open_spec(spec: DatasetSpec, data_root: Path, cache: Path):
     from netvlad.data import open_dataset
 
     if spec.city is not None:
-        from netvlad.data.synthetic import CityConfig, generate_city
-
-        options = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.city.items() if k != "size"}
-        config = CityConfig.preset(spec.city.get("size", "default"), **options)
-        digest = hashlib.sha1(config.to_json().encode()).hexdigest()[:10]
-        root = generate_city(config, cache / "cities" / f"{spec.source}-{digest}", workers=1)
-        dataset = open_dataset(root, split=spec.split or "test")
+        dataset = open_dataset(city_root(spec.city, spec.source, cache), split=spec.split or "test")
     else:
         root = data_root / spec.path
         if not root.exists():
@@ -150,6 +144,67 @@ def open_spec(spec: DatasetSpec, data_root: Path, cache: Path):
     if spec.last_places:
         dataset = dataset.split_by_frames(spec.last_places)[1]
     return dataset
+
+
+def city_root(city: dict, source: str, cache: Path) -> Path:
+    """The folder of the city ``city`` (:class:`CityConfig` fields and ``size``), generated into
+    ``cache/cities/<source>-<digest of its settings>`` the first time."""
+    from netvlad.data.synthetic import CityConfig, generate_city
+
+    options = {k: tuple(v) if isinstance(v, list) else v for k, v in city.items() if k != "size"}
+    config = CityConfig.preset(city.get("size", "default"), **options)
+    digest = hashlib.sha1(config.to_json().encode()).hexdigest()[:10]
+    return generate_city(config, cache / "cities" / f"{source}-{digest}", workers=1)
+
+
+def distractor_source(spec: DatasetSpec) -> str:
+    """The name the distractor images of ``spec`` are kept under (shared by every set naming the same ones)."""
+    return "distractors-" + hashlib.sha1(json.dumps(spec.distractors, sort_keys=True).encode()).hexdigest()[:10]
+
+
+FAR = 1e7  # metres (and frames) between the distractors and every query: never within a radius or tolerance
+
+
+def joined_database(database, extra):
+    """The :class:`ImageList` ``database`` followed by ``extra`` (another folder's images, named by absolute path,
+    each of its sequences a sequence of its own), ``extra`` moved :data:`FAR` away in position and frame number so
+    no query's ground truth can reach it."""
+    from netvlad.data.dataset import ImageList
+    from netvlad.data.sequences import SequenceOrder
+
+    names = database.names + tuple(str(p.resolve()) for p in extra.paths())
+    utm = np.concatenate([database.utm, extra.utm + FAR])
+    frames = None
+    if database.frames is not None:
+        frames = np.concatenate([database.frames, -int(FAR) - np.arange(len(extra))])
+    sequence = None
+    if database.sequence is not None and extra.sequence is not None:
+        own = database.sequence
+        sequence = SequenceOrder(np.concatenate([own.ids, extra.sequence.ids + len(own.names)]),
+                                 np.concatenate([own.frames, extra.sequence.frames]),
+                                 own.names + tuple(f"distractors/{n}" for n in extra.sequence.names))
+    return ImageList(database.root, names, utm, database.zone, frames=frames, sequence=sequence)
+
+
+def with_distractors(suite: Suite, spec: DatasetSpec, dataset, db: np.ndarray, model, cache: Path, name: str):
+    """(dataset, database descriptors) with ``spec.distractors``' database images (described by ``model`` into
+    ``cache/<distractor source>/<name>``) after the set's own: the same queries and ground truth, a larger map."""
+    import dataclasses as dc
+
+    from netvlad.data import open_dataset
+    from netvlad.eval.recall import describe
+
+    if spec.distractors is None:
+        return dataset, db
+    source = distractor_source(spec)
+    other = open_dataset(city_root(spec.distractors["city"], source, cache), split=spec.distractors.get("split",
+                                                                                                       "test"))
+    store = cache / source / name
+    _drop_other_model(store, model.fingerprint(), name)
+    extra, _, _ = describe(model, other.database, store / "database", desc="distractors")
+    joined = dc.replace(dataset, database=joined_database(dataset.database, other.database))
+    logger.info("%s: %d distractor images of %s join the map of %d", spec.name, len(other.database), source, len(db))
+    return joined, np.concatenate([db, np.asarray(extra, np.float32)])
 
 
 def only_condition(spec: DatasetSpec, dataset, queries: np.ndarray):
@@ -377,6 +432,7 @@ def run_benchmark(suite: Suite, out: Path | str, data_root: Path | str, cache: P
             if name not in described:
                 db, q, model, store = describe_spec(suite, spec, opened, cache, name)
                 dataset, q = only_condition(spec, opened, q)
+                dataset, db = with_distractors(suite, spec, dataset, db, model, cache, name)
                 single = evaluate_descriptors(db, q, dataset.positives(spec.radius), ns, k=min(depth, len(db)))
                 described[name] = (dataset, db, q, single, model, store)
             return described[name]
@@ -386,6 +442,10 @@ def run_benchmark(suite: Suite, out: Path | str, data_root: Path | str, cache: P
                 cells.append(saved)
                 continue
             cell = Cell(label, family.name, n, mode, spec.name)
+            if family.verify is not None and spec.distractors is not None:  # patches of the set's own map only
+                cell.note = "n/a (re-ranking with distractors)"
+                cells.append(cell)
+                continue
             try:
                 name = model_name(suite, spec, family)
                 dataset, db, q, single, model, store = searched(name)

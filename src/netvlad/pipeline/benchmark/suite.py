@@ -20,7 +20,8 @@ from netvlad.errors import BadInputError
 SUITES = Path(__file__).resolve().parent / "suites"
 MODES = ("causal", "centred")
 DATASET_KEYS = {"path", "database", "queries", "frame_tolerance", "last_places", "city", "split", "radius", "model",
-                "condition"}
+                "condition", "distractors"}
+DISTRACTOR_KEYS = {"city", "split"}  # a generated city whose database images (of one split) join a set's map
 METHOD_KEYS = {"method", "lengths", "modes", "velocities", "shortlist", "propagate", "contrast_radius", "alpha_rule",
                "alpha_ratio",
                "verify", "verify_top", "verify_global_weight"}
@@ -44,7 +45,9 @@ class DatasetSpec:
     and ``frame_tolerance`` ±frames, or ``split``) or a generated city (``city``: :class:`CityConfig` fields, with
     ``size`` the preset), optionally only its ``last_places`` frames (validation places of a frame-synchronised
     route) or only its queries taken in ``condition`` (``night``: a set of its own for leave-one-set-out, the
-    images described once for every condition); described by the suite's model ``model``."""
+    images described once for every condition); described by the suite's model ``model``. ``distractors``
+    (``{"city": {...}, "split": "test"}``): the database images of another generated city join the map as
+    sequences of their own, never a query's match — a map much larger than the route."""
 
     name: str
     model: str
@@ -57,6 +60,7 @@ class DatasetSpec:
     split: str | None = None
     radius: float = 25.0
     condition: str | None = None
+    distractors: dict | None = None
 
     def key(self) -> str:
         """The settings as sorted JSON (a cell's cache key)."""
@@ -65,10 +69,10 @@ class DatasetSpec:
     @property
     def source(self) -> str:
         """The name its images and descriptors are kept under: its own, or one shared by every dataset that differs
-        from it only in ``condition`` (and ``model``: the stores are kept per model)."""
-        if self.condition is None:
+        from it only in ``condition`` or ``distractors`` (and ``model``: the stores are kept per model)."""
+        if self.condition is None and self.distractors is None:
             return self.name
-        own = ("name", "condition", "radius", "model")
+        own = ("name", "condition", "radius", "model", "distractors")
         shared = {k: v for k, v in dataclasses.asdict(self).items() if k not in own}
         return "conditions-" + hashlib.sha1(json.dumps(shared, sort_keys=True).encode()).hexdigest()[:10]
 
@@ -254,17 +258,32 @@ def _dataset(path: Path, name: str, spec, models: dict) -> DatasetSpec:
         raise BadInputError(f"{path}: dataset {name!r} needs one of path (a folder under the data root) or city "
                             "(a generated city)", path=path)
     if "city" in spec:
-        from netvlad.data.synthetic import CityConfig
-
-        city = dict(spec["city"])
-        fields = {f.name for f in dataclasses.fields(CityConfig)} | {"size"}
-        for key in city:
-            if key not in fields:
-                raise _unknown(f"{path}: dataset {name!r} city", "key", key, fields)
-        conditions = city.get("query_conditions", CityConfig.query_conditions)
+        conditions = _city(path, f"dataset {name!r} city", spec["city"]).get("query_conditions")
         if spec.get("condition") is not None and spec["condition"] not in conditions:
             raise _unknown(f"{path}: dataset {name!r}", "condition", spec["condition"], conditions)
+    if "distractors" in spec:
+        distractors = spec["distractors"]
+        if not isinstance(distractors, dict) or "city" not in distractors:
+            raise BadInputError(f"{path}: dataset {name!r} distractors must be a mapping with city (a generated "
+                                "city's settings) and optionally split", path=path)
+        for key in distractors:
+            if key not in DISTRACTOR_KEYS:
+                raise _unknown(f"{path}: dataset {name!r} distractors", "key", key, DISTRACTOR_KEYS)
+        _city(path, f"dataset {name!r} distractors city", distractors["city"])
     return DatasetSpec(name=name, **spec)
+
+
+def _city(path: Path, where: str, spec) -> dict:
+    """A city's settings checked (:class:`CityConfig` fields and ``size``), with its query conditions filled in."""
+    from netvlad.data.synthetic import CityConfig
+
+    if not isinstance(spec, dict):
+        raise BadInputError(f"{path}: {where} must be a mapping of CityConfig fields", path=path)
+    fields = {f.name for f in dataclasses.fields(CityConfig)} | {"size"}
+    for key in spec:
+        if key not in fields:
+            raise _unknown(f"{path}: {where}", "key", key, fields)
+    return {"query_conditions": CityConfig.query_conditions, **spec}
 
 
 def _method(path: Path, name: str, spec) -> MethodSpec:

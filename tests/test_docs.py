@@ -142,7 +142,7 @@ def test_every_included_fragment_names_its_command_date_and_machine(page, name):
 WRITER = re.compile(r"^`(python -m benchmarks |netvlad benchmark |netvlad seqnet train [^`]*--report )[^`]+`")
 STALE = re.compile(r"not regenerated|recorded from (that|those|the) runs?", re.I)
 # Fragments still copied by hand from an old run, each until its command writes it: this list only shrinks.
-OWED = {"nordland-recipe"}
+OWED: set[str] = set()
 
 
 def _fragment_names() -> list[str]:

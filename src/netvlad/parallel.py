@@ -43,6 +43,7 @@ def init_distributed(device: torch.device) -> DistInfo:
         return DistInfo()
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     if not dist.is_initialized():
+        bind_world_defaults()
         if device.type == "cuda":  # "cuda" means this rank's GPU; small CPU collectives (flags, tuples) go via gloo
             torch.cuda.set_device(local_rank)
             dist.init_process_group(backend="cpu:gloo,cuda:nccl")
@@ -51,6 +52,19 @@ def init_distributed(device: torch.device) -> DistInfo:
     info = DistInfo(rank=dist.get_rank(), world=dist.get_world_size(), local_rank=local_rank)
     logger.info("process %d of %d", info.rank, info.world)
     return info
+
+
+def bind_world_defaults() -> None:
+    """Import, before a group exists, the torch modules whose functions take ``group=group.WORLD`` as a default.
+
+    A default argument is evaluated once, at import: imported while a group exists (``import torchvision`` pulls
+    in torch.distributed.nn through torch._dynamo), those functions keep the default group alive for good, so
+    ``destroy_process_group`` cannot free it and gloo's threads (two workers and the TCP loop) run on into the
+    interpreter's teardown, where the group is finally destroyed and the process sometimes aborts with
+    "terminate called without an active exception". Imported first, the defaults hold None.
+    """
+    import torch.distributed.nn  # noqa: F401 - broadcast, all_reduce, … with group=group.WORLD
+    import torch.distributed.optim  # noqa: F401 - ZeroRedundancyOptimizer's _broadcast_object
 
 
 def barrier(info: DistInfo) -> None:
@@ -89,7 +103,8 @@ def broadcast_module(module: torch.nn.Module, info: DistInfo, source: int = 0) -
 
 
 def shutdown(info: DistInfo) -> None:
-    """Leave the process group (after the last collective)."""
+    """Leave the process group (after the last collective, or on the way out after an error): its threads end here,
+    not in the interpreter's teardown (see :func:`bind_world_defaults`)."""
     if info.active and dist.is_initialized():
         dist.destroy_process_group()
 

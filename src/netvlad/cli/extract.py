@@ -82,21 +82,23 @@ def run(args: argparse.Namespace) -> int:
     from netvlad.parallel import shutdown
 
     device, info = join_processes(pick_device(args.device), args.store, "--store DIR")
-    if info.active and args.shard is not None:
-        raise BadInputError(f"--shard {args.shard} under torchrun: each of the {info.world} ranks already takes its "
-                            "shard; drop --shard (or run without torchrun)")
-    if args.shard is not None:
-        check_shared_parent(args.store)
-    dataset = dataset_from_args(args)
-    model = prepare_model(model_from_args(args), dataset.database.paths(), info, device, **clustering(args))
-    for side, images in (("database", dataset.database), ("queries", dataset.queries)):
-        store = extract_to_store(model, images.root, images.names, args.store / side, dtype=args.dtype,
-                                 skip_bad=args.skip_bad, batch_size=args.batch_size, workers=args.workers,
-                                 device=device, progress=not args.no_progress and info.is_main, desc=side,
-                                 shard=args.shard, group=info, engine=engine_from_args(args))
-        if info.is_main:
-            print(store_line(side, store, args.shard))
-    shutdown(info)
+    try:
+        if info.active and args.shard is not None:
+            raise BadInputError(f"--shard {args.shard} under torchrun: each of the {info.world} ranks already takes "
+                                "its shard; drop --shard (or run without torchrun)")
+        if args.shard is not None:
+            check_shared_parent(args.store)
+        dataset = dataset_from_args(args)
+        model = prepare_model(model_from_args(args), dataset.database.paths(), info, device, **clustering(args))
+        for side, images in (("database", dataset.database), ("queries", dataset.queries)):
+            store = extract_to_store(model, images.root, images.names, args.store / side, dtype=args.dtype,
+                                     skip_bad=args.skip_bad, batch_size=args.batch_size, workers=args.workers,
+                                     device=device, progress=not args.no_progress and info.is_main, desc=side,
+                                     shard=args.shard, group=info, engine=engine_from_args(args))
+            if info.is_main:
+                print(store_line(side, store, args.shard))
+    finally:
+        shutdown(info)  # also after an error: gloo's threads end here, not in the interpreter's teardown
     return 0
 
 

@@ -86,10 +86,12 @@ def extract_on_every_rank(model, parts: Sequence[tuple[Any, Path, str]], info, *
     if not info.active:
         return True
     progress = extract.pop("progress", False) and info.is_main
-    for images, folder, label in parts:
-        extract_to_store(model, images.root, images.names, folder, desc=label, group=info, progress=progress,
-                         **extract)
-    shutdown(info)
+    try:
+        for images, folder, label in parts:
+            extract_to_store(model, images.root, images.names, folder, desc=label, group=info, progress=progress,
+                             **extract)
+    finally:
+        shutdown(info)  # also after an error: gloo's threads end here, not in the interpreter's teardown
     if not info.is_main:
         logger.info("rank %d: its rows are in the store; rank 0 goes on alone", info.rank)
     return info.is_main

@@ -336,11 +336,12 @@ def train(config: TrainConfig, dataset: GeoDataset, run_dir: Path | str, val: Ge
         dataset, val = holdout_last(dataset, config.val_places)
     provenance = Provenance.of_training(source, dataset, val, config.seed, config_hash(config))
     run, state = build_run(config, dataset, val, Path(run_dir), device, resume, progress, provenance)
-    if not resume:
-        record(run, state, validate_epoch(run, 0))  # epoch 0: the k-means-initialised model
-    while state.epoch < config.epochs:
-        train_epoch(run, state)
-        end_epoch(run, state)
-    out = finish(run, state)
-    shutdown(run.info)
-    return out
+    try:
+        if not resume:
+            record(run, state, validate_epoch(run, 0))  # epoch 0: the k-means-initialised model
+        while state.epoch < config.epochs:
+            train_epoch(run, state)
+            end_epoch(run, state)
+        return finish(run, state)
+    finally:
+        shutdown(run.info)  # also after an error: gloo's threads end here, not in the interpreter's teardown

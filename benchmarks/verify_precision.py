@@ -8,7 +8,7 @@ float32's, and the thread CPU seconds of each pass (database and query patches, 
 night query among Gardens Point and Nordland images and its day image (one query: Recall 0 or 100), with the
 Gardens Point model.
 
-    python -m benchmarks verify-precision --cache DIR [--datasets gardens_point city_fog ...] [--out FILE.json]
+    python -m benchmarks verify-precision [--cache DIR] [--datasets gardens_point city_fog ...] [--out FILE.json]
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.common import SHARED_DATA, add_results_option
+from benchmarks.common import SHARED_DATA, add_results_option, work_dir
 from netvlad.eval.recall import evaluate_descriptors, recall_at_n
 from netvlad.match.verify.presets import TOP
 from netvlad.match.verify.run import patch_whitening, rescore_ranking
@@ -38,7 +38,8 @@ PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The suite, its cache, the sets and the shortlist."""
     parser.add_argument("--suite", default="reranking", help="the suite whose sets, models and λ rows are used")
-    parser.add_argument("--cache", type=Path, required=True, help="stores, cities, k-means and whitening cache")
+    parser.add_argument("--cache", type=Path, default=work_dir("verify-precision"),
+                        help="stores, cities, k-means and whitening cache (default: the benchmarks' work folder)")
     parser.add_argument("--datasets", nargs="*", default=None, help="the suite's sets to run (default: all), "
                         "then tokyo_pair")
     parser.add_argument("--top", type=int, default=100, help="candidates re-ranked per query in each pass")

@@ -22,6 +22,9 @@ ZERO_ALLOWED = {"--workers", "--seed", "--sample", "--frame-tolerance", "--val-p
                 "--min-positive-distance", "--propagate",
                 "--verify-global-weight",
                 "--exclude-recent", "--pca"}
+# Arguments whose sign depends on another option (a score that may be negative): the parser takes any number and the
+# command refuses, in one line, a value that cannot apply to the option chosen with it (here the default score).
+SIGNED = {"stream --threshold"}
 
 
 def _command(parser: argparse.ArgumentParser) -> list[str]:
@@ -60,11 +63,15 @@ def test_every_numeric_argument_is_range_checked():
 
 @pytest.mark.parametrize("leaf, action", NUMERIC)
 @pytest.mark.parametrize("value", ["0", "-3", "abc"])
-def test_numeric_argument_sweep(leaf, action, value, capsys):
+def test_numeric_argument_sweep(leaf, action, value, capsys, caplog):
     flag = action.option_strings[-1]
     argv = [*_command(leaf), *_required(leaf), flag, value]
     if value == "0" and flag in ZERO_ALLOWED:
         assert getattr(build_parser().parse_args(argv), action.dest) in (0, [0])
+        return
+    if value != "abc" and " ".join([*_command(leaf), flag]) in SIGNED:
+        assert main(argv) == 1
+        assert f"threshold {float(value)} is a distance here and must be a number > 0" in caplog.text
         return
     with pytest.raises(SystemExit) as exit_:
         main(argv)

@@ -164,26 +164,35 @@ def brute_force_standardised(queries, database, q_seq, q_frames, db_seq, db_fram
     return trajectory_loops(cost, q_seq, q_frames, db_seq, db_frames, config)
 
 
+def ranked_as_reference(nordland, params, option, reference):
+    """``diagonal_rank`` with ``option`` (``params``: length, centred, velocities, memory budget) on 40 summer
+    thumbnails in two database sequences (25 + 15) against 38 winter ones (frames 17 and 18 missing) in two query
+    sequences (30 + 8): every score of its top 12 is ``reference``'s, in its order. Returns the ranking and a function
+    that ranks the same set with other options."""
+    length, centred, velocities, memory = params
+    database, queries = thumbnails(nordland, "summer", 40), thumbnails(nordland, "winter", 40)
+    keep = np.r_[0:17, 19:40]
+    queries = queries[keep]
+    orders = (SequenceOrder((keep >= 30).astype(np.int64), keep, ("x", "y")),
+              SequenceOrder((np.arange(40) >= 25).astype(np.int64), np.arange(40), ("a", "b")))
+    config = SequenceConfig(length=length, centred=centred, velocities=velocities)
+    budget = {} if memory is None else {"max_memory": memory}
+    got = diagonal_rank(queries, database, *orders, config, k=12, **option, **budget)
+    ref = reference(queries, database, orders[0].ids, orders[0].frames, orders[1].ids, orders[1].frames, config)
+    for q in range(len(queries)):
+        np.testing.assert_allclose(got.scores[q], ref[q, got.ranked[q]], rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(got.scores[q], np.sort(ref[q])[:12], rtol=1e-4, atol=1e-4)
+    return got, lambda **other: diagonal_rank(queries, database, *orders, config, k=12, **other, **budget)
+
+
 @pytest.mark.parametrize(("length", "centred", "velocities", "memory"),
                          [(5, False, (1.0,), None), (4, True, (0.8, 1.0, 1.25), 3e4)])
 def test_standardised_diagonal_equals_brute_force_on_nordland(nordland, length, centred, velocities, memory):
     """The standardised score (sequence method diagonal-standardised): every score of the top 12 is the loop
     reference's, in its order, for two memory budgets; and it is not the raw ranking."""
-    database, queries = thumbnails(nordland, "summer", 40), thumbnails(nordland, "winter", 40)
-    keep = np.r_[0:17, 19:40]
-    queries = queries[keep]
-    db_seq, db_frames = (np.arange(40) >= 25).astype(np.int64), np.arange(40)
-    q_seq, q_frames = (keep >= 30).astype(np.int64), keep
-    config = SequenceConfig(length=length, centred=centred, velocities=velocities)
-    orders = SequenceOrder(q_seq, q_frames, ("x", "y")), SequenceOrder(db_seq, db_frames, ("a", "b"))
-    budget = {} if memory is None else {"max_memory": memory}
-    got = diagonal_rank(queries, database, *orders, config, k=12, standardised=True, **budget)
-    ref = brute_force_standardised(queries, database, q_seq, q_frames, db_seq, db_frames, config)
-    for q in range(len(queries)):
-        np.testing.assert_allclose(got.scores[q], ref[q, got.ranked[q]], rtol=1e-4, atol=1e-4)
-        np.testing.assert_allclose(got.scores[q], np.sort(ref[q])[:12], rtol=1e-4, atol=1e-4)
-    raw = diagonal_rank(queries, database, *orders, config, k=12, **budget)
-    assert (raw.ranked != got.ranked).any()
+    got, rank = ranked_as_reference(nordland, (length, centred, velocities, memory), {"standardised": True},
+                                    brute_force_standardised)
+    assert (rank().ranked != got.ranked).any()
 
 
 def test_query_statistics_equal_numpy(nordland):
@@ -224,21 +233,10 @@ def test_seen_standardised_diagonal_equals_brute_force_on_nordland(nordland, len
     """The seen-so-far standardised score (diagonal-causal-standardised): every score of the top 12 is the loop
     reference's, in its order, for query blocks of one frame up to all of them (running sums carried between
     blocks and on into the second query sequence); and it is neither the raw nor the whole-set ranking."""
-    database, queries = thumbnails(nordland, "summer", 40), thumbnails(nordland, "winter", 40)
-    keep = np.r_[0:17, 19:40]
-    queries = queries[keep]
-    db_seq, db_frames = (np.arange(40) >= 25).astype(np.int64), np.arange(40)
-    q_seq, q_frames = (keep >= 30).astype(np.int64), keep
-    config = SequenceConfig(length=length, centred=centred, velocities=velocities)
-    orders = SequenceOrder(q_seq, q_frames, ("x", "y")), SequenceOrder(db_seq, db_frames, ("a", "b"))
-    budget = {} if memory is None else {"max_memory": memory}
-    got = diagonal_rank(queries, database, *orders, config, k=12, seen_only=True, **budget)
-    ref = brute_force_seen(queries, database, q_seq, q_frames, db_seq, db_frames, config)
-    for q in range(len(queries)):
-        np.testing.assert_allclose(got.scores[q], ref[q, got.ranked[q]], rtol=1e-4, atol=1e-4)
-        np.testing.assert_allclose(got.scores[q], np.sort(ref[q])[:12], rtol=1e-4, atol=1e-4)
+    got, rank = ranked_as_reference(nordland, (length, centred, velocities, memory), {"seen_only": True},
+                                    brute_force_seen)
     for other in ({}, {"standardised": True}):
-        assert (diagonal_rank(queries, database, *orders, config, k=12, **other, **budget).ranked != got.ranked).any()
+        assert (rank(**other).ranked != got.ranked).any()
 
 
 def test_streaming_seen_standardised_gives_the_offline_ranking(nordland):

@@ -225,13 +225,18 @@ def print_tables(rows: list[dict], scales: list[dict]) -> None:
         windows = f"{r.get('shortened', '-')}" + (f" ({r['shifted']})" if r.get("shifted") else "")
         print(f"| {r['dataset']} | {r['method']} | {r['L']} | {r['mode']} | "
               + " | ".join(f"{r['recall'][n]:.1f}" for n in NS) + f" | {ms} | {windows} |")
-    print("\n| database frames | dim | query frames | exact search ms/query | + sequence ms/query | added | "
-          "sequence peak MiB | single R@1 | L=10 R@1 |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("\n" + "\n".join(scale_lines(scales)))
+
+
+def scale_lines(scales: list[dict]) -> list[str]:
+    """The scale lines as a Markdown table: exact search, then what SeqSLAM-style matching adds to it."""
+    lines = ["| database frames | dim | query frames | exact search ms/query | + SeqSLAM ms/query | added | "
+             "SeqSLAM peak MiB | single R@1 | SeqSLAM R@1 |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for s in scales:
-        print(f"| {s['n']:,} | {s['dim']} | {s['queries']} | {s['search_ms_per_query']:.2f} | "
-              f"{s['sequence_ms_per_query']:.2f} | {s['added_percent']:.0f} % | {s['sequence_peak_mib']:.1f} | "
-              f"{s['single_r1']:.1f} | {s['sequence_r1']:.1f} |")
+        lines.append(f"| {s['n']:,} | {s['dim']} | {s['queries']} | {s['search_ms_per_query']:.2f} | "
+                     f"{s['sequence_ms_per_query']:.2f} | {s['added_percent']:.0f} % | {s['sequence_peak_mib']:.1f} | "
+                     f"{s['single_r1']:.1f} | {s['sequence_r1']:.1f} |")
+    return lines
 
 
 def only_scale(args: argparse.Namespace) -> bool:
@@ -251,13 +256,7 @@ def cost_table(scales: list[dict]) -> str:
              f"shortlist of {c.shortlist}) alone, then SeqSLAM L = {c.length} causal (velocities "
              f"{', '.join(f'{v:g}' for v in c.velocities)}, ±{c.contrast_radius} frames, {c.propagate} carried) over "
              "it, alternated three times, the fastest of each kept (this thread's CPU time); peak: resident memory "
-             "added by the sequence step:",
-             "", "| database frames | dim | query frames | exact search ms/query | + SeqSLAM ms/query | added | "
-             "SeqSLAM peak MiB | single R@1 | SeqSLAM R@1 |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for s in scales:
-        lines.append(f"| {s['n']:,} | {s['dim']} | {s['queries']} | {s['search_ms_per_query']:.2f} | "
-                     f"{s['sequence_ms_per_query']:.2f} | {s['added_percent']:.0f} % | {s['sequence_peak_mib']:.1f} | "
-                     f"{s['single_r1']:.1f} | {s['sequence_r1']:.1f} |")
+             "added by the sequence step:", "", *scale_lines(scales)]
     return "\n".join(lines)
 
 

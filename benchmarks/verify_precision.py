@@ -78,7 +78,6 @@ def tokyo(suite, cache: Path, family, ns) -> dict:
     """The Tokyo night query among 75 unrelated images and its day image, with the Gardens Point model."""
     from netvlad.data.dataset import GeoDataset, ImageList
     from netvlad.extract import extract_descriptors
-    from netvlad.search.exact import exact_search
 
     spec = next(s for s in suite.datasets if s.name == "gardens_point")
     _, _, model, store = describe_spec(suite, spec, open_spec(spec, SHARED_DATA, cache), cache)
@@ -91,12 +90,11 @@ def tokyo(suite, cache: Path, family, ns) -> dict:
                          ImageList(root, ("tokyo_pair/tokyo_query.jpg",), np.zeros((1, 2))))
     db = extract_descriptors(model, dataset.database.paths())
     q = extract_descriptors(model, dataset.queries.paths())
-    distances, ranked = exact_search(db, q, min(len(db), 100))
-    single = type("Single", (), {"ranked": ranked, "distances": distances})
     positives = dataset.positives(25.0)
-    passes = run_passes(model, family, dataset, single, ranked.shape[1], ns, store / "tokyo", 25.0, cache)
-    row = compare(passes, ranked, distances, positives, family.preset(), ns)
-    row["queries"], row["global_rank"] = 1, int(np.flatnonzero(ranked[0] == 0)[0]) + 1
+    single = evaluate_descriptors(db, q, positives, ns, k=min(len(db), 100))
+    passes = run_passes(model, family, dataset, single, single.ranked.shape[1], ns, store / "tokyo", 25.0, cache)
+    row = compare(passes, single.ranked, single.distances, positives, family.preset(), ns)
+    row["queries"], row["global_rank"] = 1, int(np.flatnonzero(single.ranked[0] == 0)[0]) + 1
     return row
 
 

@@ -114,7 +114,9 @@ def leave_quietly() -> None:
     destroyed, torch 2.14's gloo teardown at exit sometimes aborts ("terminate called without an active exception",
     about 1 run in 5 here) while rank 0 is still searching, and torchrun then kills rank 0. Upstream's account
     (pytorch/pytorch#179291, abandoned): gloo's worker threads still hold work objects with Python references,
-    whose release during interpreter finalisation aborts; skipping the finalisation avoids it."""
+    whose release during interpreter finalisation aborts; skipping the finalisation avoids it. Since
+    :func:`bind_world_defaults`, :func:`shutdown` ends gloo's threads itself; this stays a guard for the ranks that
+    leave while rank 0 works."""
     import sys
 
     logging.shutdown()

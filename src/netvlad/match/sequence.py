@@ -217,7 +217,6 @@ def _diagonal_causal_standardised(inputs: SequenceInputs):
     return _diagonal_ranking(inputs, seen_only=True)
 
 
-
 @register_sequence_method("seqslam", "SeqSLAM-style trajectory search over each query frame's shortlist "
                                      "(training-free)")
 def _seqslam(inputs: SequenceInputs):

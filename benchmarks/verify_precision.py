@@ -107,7 +107,10 @@ def run(args: argparse.Namespace) -> str:
                                                              "global_weight": None}})
     preset = family.preset()
     rows: dict = {}
-    wanted = args.datasets or [s.name for s in suite.datasets] + ["tokyo_pair"]
+    known = [s.name for s in suite.datasets] + ["tokyo_pair"]
+    wanted = args.datasets or known
+    if unknown := [name for name in wanted if name not in known]:
+        raise SystemExit(f"--datasets: unknown {', '.join(unknown)}; known: {', '.join(known)}")
     for name in wanted:
         start = time.perf_counter()
         if name == "tokyo_pair":

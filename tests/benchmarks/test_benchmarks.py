@@ -92,6 +92,14 @@ def test_a_flag_for_another_part_is_refused():
         args.module.run(args)
 
 
+def test_verify_precision_refuses_an_unknown_set_before_any_work(tmp_path):
+    args = build_parser().parse_args(["verify-precision", "--datasets", "gardens_point", "nope", "--cache",
+                                      str(tmp_path / "cache")])
+    with pytest.raises(SystemExit, match="--datasets: unknown nope; known: gardens_point, .*tokyo_pair"):
+        args.module.run(args)
+    assert not (tmp_path / "cache").exists()
+
+
 def test_engine_models_runs_tiny_and_writes_its_docs_fragment(tmp_path, capsys):
     argv = ["engine", "--part", "models", "--pool", "gem", "--height", "32", "--count", "2", "--batch-sizes", "1",
             "2", "--repeats", "1", "--results", str(tmp_path)]

@@ -202,6 +202,10 @@ def fragment_name(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> str:
     """Run the benchmark with the parsed options."""
+    from netvlad.match.sequence import STREAM_SCORES
+
+    if unknown := [name for name in args.scores or [] if name not in STREAM_SCORES]:  # before any map is filled
+        raise SystemExit(f"--scores: unknown {', '.join(unknown)}; known: {', '.join(STREAM_SCORES.names())}")
     import faiss
     import torch
 

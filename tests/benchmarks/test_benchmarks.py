@@ -144,6 +144,21 @@ def test_stream_runs_sequence_scores_side_by_side_on_the_same_map_and_frames(cap
     assert all(r[-1].endswith("% |") for r in rows)
 
 
+def test_stream_refuses_an_unknown_score_before_any_work(monkeypatch):
+    """An unknown --scores name is refused in one line naming the known ones before a frame is described or a map
+    filled (at 10⁶ entries the first map takes minutes)."""
+    import benchmarks.stream
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("work started before the score names were checked")
+
+    monkeypatch.setattr(benchmarks.stream, "describe_times", no_work)
+    monkeypatch.setattr(benchmarks.stream, "run_size", no_work)
+    with pytest.raises(SystemExit, match="^--scores: unknown nope, delta; known: diagonal, .*seqslam$") as error:
+        main(["stream", "--sizes", "1000000", "--scores", "diagonal", "nope", "delta"])
+    assert "\n" not in str(error.value)
+
+
 def test_sequence_with_every_dataset_skipped_writes_sequence_cost(tmp_path):
     """The scale lines alone (no model loaded): one row per dim × size, query frames per dim, R@1 in [0, 100]."""
     from benchmarks.sequence import fragment_name

@@ -32,8 +32,8 @@ def test_a_failed_step_raises_with_the_end_of_its_log(tmp_path):
 @pytest.mark.slow
 def test_city_large_runs_every_step_on_a_tiny_city_and_resumes(tmp_path):
     keep, results = tmp_path / "work", tmp_path / "results"
-    argv = ["city-large", "--size", "tiny", "--epoch-queries", "10", "--whitening-dim", "8", "--engine", "torch",
-            "--keep", str(keep), "--results", str(results)]
+    argv = ["city-large", "--size", "tiny", "--epoch-queries", "4", "--clusters", "4", "--whitening-dim", "8",
+            "--engine", "torch", "--keep", str(keep), "--results", str(results)]
     assert main(argv) == 0
     text = (results / "city-large.md").read_text()
     assert text.startswith("`python -m benchmarks city-large --size tiny")

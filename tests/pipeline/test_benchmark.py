@@ -58,9 +58,9 @@ seed: 0
 recall: [1, 5]
 baseline: geometric
 models: {netvlad: {backbone: mobilenet_v2, pool: netvlad, num_clusters: 64,
-                   preprocessing: {resize: fixed, size: [160, 320]}}}
+                   preprocessing: {resize: fixed, size: [160, 224]}}}
 datasets: {nordland_last20: {path: nordland, database: summer, queries: winter, frame_tolerance: 1,
-                             last_places: 30, model: netvlad}}
+                             last_places: 20, model: netvlad}}
 methods: {geometric: {alpha_rule: geometric}, arithmetic: {alpha_rule: arithmetic}, ratio10: {alpha_ratio: 10},
           diagonal: {method: diagonal, velocities: [1.0], lengths: [5]},
           verify: {verify: storage, verify_top: 5, verify_global_weight: 0.5},

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from netvlad.match.seqslam import OnlineSeqSLAM
-from netvlad.match.sequence import SequenceConfig
+from netvlad.match.sequence import STREAM_SCORES, SequenceConfig, signed_stream_scores
 from netvlad.places.stream_sequence import GrowingSeqSLAM, StreamSequence
 
 
@@ -132,3 +132,22 @@ def test_a_threshold_below_zero_only_for_a_score_that_may_be_negative():
         with pytest.raises(BadInputError, match="must be a number > 0") as error:
             StreamConfig(threshold=threshold, **settings)
         assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("name", STREAM_SCORES.names())
+def test_each_stream_score_reads_its_direction_and_sign_from_its_one_registration(name):
+    """Which way a score points and whether it may be below 0 are registered once: the stream step's direction, the
+    threshold's sign check and the score's help line all read them."""
+    from netvlad.errors import BadInputError
+    from netvlad.places.stream import StreamConfig
+
+    score = STREAM_SCORES.get(name)
+    assert StreamSequence(5, 4, method=name).higher_is_better == score.higher_is_better
+    assert STREAM_SCORES.help(name).endswith(f"({score.direction})")
+    assert ("may be negative" in score.direction) == score.signed
+    if score.signed:
+        assert StreamConfig(sequence=5, threshold=-0.5, sequence_score=name).threshold == -0.5
+        return
+    with pytest.raises(BadInputError, match="must be a number > 0") as error:
+        StreamConfig(sequence=5, threshold=-0.5, sequence_score=name)
+    assert error.value.hint.endswith(f"--sequence-score {' or '.join(signed_stream_scores())})")

@@ -23,7 +23,7 @@ from netvlad.cli.options import (
     output,
 )
 from netvlad.limits import COUNT, NEIGHBOURS, NON_NEGATIVE, POSITIVE, Limit
-from netvlad.match.sequence import DEFAULT_STREAM_SCORE, LENGTH, STREAM_SCORES
+from netvlad.match.sequence import DEFAULT_STREAM_SCORE, LENGTH, STREAM_SCORES, signed_stream_scores
 from netvlad.places.database_config import DATABASE_KINDS
 
 logger = logging.getLogger(__name__)
@@ -203,15 +203,15 @@ def add_stream_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--sequence", type=number(LENGTH), default=None, metavar="L",
                        help="decide on a causal sequence score of the last L frames")
     group.add_argument("--sequence-score", default=DEFAULT_STREAM_SCORE, choices=STREAM_SCORES.names(),
-                       help="; ".join(f"{n}: {STREAM_SCORES.get(n)}" for n in STREAM_SCORES.names())
+                       help=STREAM_SCORES.describe()
                        + f" (default {DEFAULT_STREAM_SCORE}, as netvlad evaluate --sequence)")
-    group.add_argument("--threshold", type=number(Limit()), default=None,
+    signed = signed_stream_scores()  # a threshold on them may be below 0: the parser takes any number for them
+    higher = [name for name in STREAM_SCORES.names() if STREAM_SCORES.get(name).higher_is_better]
+    group.add_argument("--threshold", type=number(Limit() if signed else POSITIVE), default=None,
                        help="largest L2 distance (> 0) accepted as a loop closure or localisation (with --sequence: "
-                            "the largest mean squared trajectory distance of the default score, or with "
-                            "diagonal-causal-standardised the largest mean standardised distance, which may be "
-                            "negative, with distance the mean trajectory distance; with --sequence-score seqslam: "
-                            "the smallest score; default: loop closures that are consistent, distinctive and "
-                            "geometrically verified, no threshold needed; against --map, every match)")
+                            f"the largest score of --sequence-score, the smallest for {' or '.join(higher)}, below 0 "
+                            f"only for {' or '.join(signed)}; default: loop closures that are consistent, distinctive "
+                            "and geometrically verified, no threshold needed; against --map, every match)")
     group.add_argument("--radius", type=number(POSITIVE), default=25.0,
                        help="metres within which a match is correct, where frames carry positions (PR metrics)")
     group.add_argument("--index-type", dest="index_kind", default="flat", choices=DATABASE_KINDS.names(),

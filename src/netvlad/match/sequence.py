@@ -26,19 +26,47 @@ if TYPE_CHECKING:
 DEFAULT_METHOD = "diagonal"
 DEFAULT_VELOCITIES = (1.0,)  # database frames per query frame
 
+@dataclass(frozen=True)
+class StreamScore:
+    """A score a frame-by-frame matcher (``netvlad stream``) reports for its best place: which way it points
+    (``higher_is_better``) and whether it may be below 0 (``signed``: a threshold on it may be too)."""
+
+    name: str
+    higher_is_better: bool = False
+    signed: bool = False
+
+    @property
+    def direction(self) -> str:
+        """``"lower is surer"``, ``"higher is surer, may be negative"``: the end of its help line."""
+        return f"{'higher' if self.higher_is_better else 'lower'} is surer{', may be negative' if self.signed else ''}"
+
+
 # The scores a frame-by-frame matcher (netvlad stream) reports for its best place; the default ranks as
 # `netvlad evaluate --sequence` does (a test keeps them equal).
-STREAM_SCORES: Registry[str] = Registry("stream sequence score", "choose one of")
-STREAM_SCORES.add("diagonal", "mean squared L2 distance along the best constant-velocity trajectory over the whole "
-                              "map (lower is surer): what `netvlad evaluate --sequence-method diagonal` ranks by")
-STREAM_SCORES.add("distance", "mean L2 distance along the best constant-velocity trajectory (lower is surer; "
-                              "comparable across frames: the loop-closure default)")
-STREAM_SCORES.add("seqslam", "SeqSLAM's contrast-normalised score over the frame's shortlist, negated (higher is "
-                             "surer)")
-STREAM_SCORES.add("diagonal-causal-standardised",
-                  "the diagonal score over each map entry's squared distances standardised by their statistics over "
-                  "the frames seen since it entered the map (lower is surer, may be negative): what `netvlad "
-                  "evaluate --sequence-method diagonal-causal-standardised` ranks by")
+STREAM_SCORES: Registry[StreamScore] = Registry("stream sequence score", "choose one of")
+
+
+def register_stream_score(name: str, help: str, *, higher_is_better: bool = False, signed: bool = False) -> None:
+    """Register stream score ``name``; its help line is ``help`` with the score's direction appended."""
+    score = StreamScore(name, higher_is_better, signed)
+    STREAM_SCORES.add(name, score, f"{help} ({score.direction})")
+
+
+def signed_stream_scores() -> list[str]:
+    """The stream scores that may be below 0 (a threshold on them may be too), sorted."""
+    return [name for name in STREAM_SCORES.names() if STREAM_SCORES.get(name).signed]
+
+
+register_stream_score("diagonal", "mean squared L2 distance along the best constant-velocity trajectory over the "
+                                  "whole map: what `netvlad evaluate --sequence-method diagonal` ranks by")
+register_stream_score("distance", "mean L2 distance along the best constant-velocity trajectory, comparable across "
+                                  "frames: the loop-closure default")
+register_stream_score("seqslam", "SeqSLAM's contrast-normalised score over the frame's shortlist, negated",
+                      higher_is_better=True, signed=True)
+register_stream_score("diagonal-causal-standardised",
+                      "the diagonal score over each map entry's squared distances standardised by their statistics "
+                      "over the frames seen since it entered the map: what `netvlad evaluate --sequence-method "
+                      "diagonal-causal-standardised` ranks by", signed=True)
 DEFAULT_STREAM_SCORE = DEFAULT_METHOD
 
 # Ranges of the settings: beyond them the per-window blocks (shortlist × L × (2R + 1 + spread)) or the (Q, L) window

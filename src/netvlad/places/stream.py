@@ -32,7 +32,7 @@ from netvlad.data.frames import Frame
 from netvlad.errors import BadInputError
 from netvlad.eval.pr import PRCurve, pr_curve
 from netvlad.extract.local_features import describe_with_local, image_tensor, local_stage
-from netvlad.match.sequence import DEFAULT_STREAM_SCORE
+from netvlad.match.sequence import DEFAULT_STREAM_SCORE, STREAM_SCORES, signed_stream_scores
 from netvlad.models import PlaceModel
 from netvlad.places.database import PlaceDatabase
 from netvlad.places.database_config import DatabaseConfig
@@ -42,8 +42,6 @@ from netvlad.places.stream_sequence import StreamSequence
 logger = logging.getLogger(__name__)
 NO_POSITIONS = "no positions (frames or map): precision, recall and PR AUC cannot be scored"
 
-
-SIGNED_SCORES = ("diagonal-causal-standardised", "seqslam")  # sequence scores a threshold may put below 0
 
 
 @dataclass(frozen=True)
@@ -72,10 +70,11 @@ class StreamConfig:
         if self.k < 1 or (self.sequence is not None and self.sequence < 2):
             raise BadInputError(f"k must be ≥ 1 and sequence ≥ 2 frames, got {self.k} and {self.sequence}")
         if self.threshold is not None and not (math.isfinite(self.threshold) and (
-                self.threshold > 0 or self.sequence is not None and self.sequence_score in SIGNED_SCORES)):
+                self.threshold > 0 or self.sequence is not None and self.sequence_score in STREAM_SCORES
+                and STREAM_SCORES.get(self.sequence_score).signed)):
             raise BadInputError(f"threshold {self.threshold} is a distance here and must be a number > 0",
                                 hint="--threshold D > 0 (a score that may be negative: --sequence L --sequence-score "
-                                     f"{' or '.join(SIGNED_SCORES)})")
+                                     f"{' or '.join(signed_stream_scores())})")
 
 
 @dataclass(frozen=True)

@@ -82,9 +82,9 @@ class StreamSequence:
         if method not in STREAM_SCORES.names() and method in METHODS.names():
             raise BadInputError(f"sequence method {method!r} cannot run frame by frame on a stream; choose one of "
                                 f"{', '.join(STREAM_SCORES.names())}", hint=f"--sequence-score {DEFAULT_STREAM_SCORE}")
-        STREAM_SCORES.get(method)  # an unknown name: one line listing them
+        score = STREAM_SCORES.get(method)  # an unknown name: one line listing them
         self.method, self.map = method, map_descriptors
-        self.higher_is_better = method == "seqslam"
+        self.higher_is_better = score.higher_is_better
         if method in DIAGONAL:  # the whole map (or every searchable entry): no shortlist
             self.config = SequenceConfig(length=length)
             self.shortlist = 1

@@ -17,28 +17,31 @@ from netvlad.pipeline.benchmark.suite import MethodSpec, Suite
 from tests.match.test_sequence_methods import route, route_dataset
 
 
-def two_traversals(n: int = 24, dim: int = 8, tolerance: int = 1):
+def two_traversals(n: int = 24, dim: int = 8, tolerance: int = 1, skip: int = 10):
     """(dataset, database, queries): a database route of ``n`` frames and two noisy query traversals of it (two
-    sequences, listed second first so the stream's order is not the list's), ±``tolerance`` frames."""
+    sequences, listed second first so the stream's order is not the list's; the second misses frame ``skip``),
+    ±``tolerance`` frames."""
     database, first = route(n, dim, 0, 0.6)
     _, second = route(n, dim, 0, 0.6)
     second = second + np.random.default_rng(1).normal(0, 0.3, second.shape).astype(np.float32)
-    queries = np.concatenate([second, first])
+    kept = np.delete(np.arange(n), skip)
+    queries = np.concatenate([second[kept], first])
     utm = np.zeros((n, 2))
     db = ImageList("/x", tuple(f"d{i}.png" for i in range(n)), utm, frames=np.arange(n),
                    sequence=SequenceOrder.single(np.arange(n)))
-    frames = np.concatenate([np.arange(n), np.arange(n)])
-    q = ImageList("/x", tuple(f"q{i}.png" for i in range(2 * n)), np.zeros((2 * n, 2)), frames=frames,
-                  sequence=SequenceOrder(np.repeat([1, 0], n), frames, ("a", "b")))
+    frames = np.concatenate([kept, np.arange(n)])
+    q = ImageList("/x", tuple(f"q{i}.png" for i in range(len(frames))), np.zeros((len(frames), 2)), frames=frames,
+                  sequence=SequenceOrder(np.repeat([1, 0], [n - 1, n]), frames, ("a", "b")))
     return GeoDataset("loops", db, q, frame_tolerance=tolerance), database, queries
 
 
 def brute_force_stream(database, queries, frames, length, exclude, tolerance):
-    """Per query (stream order: the database, then sequence "a" = the second half of ``queries``, then the first
-    half): the best entry of the plain causal trajectory score over the searchable stream, written out."""
-    n = len(database)
-    order = np.concatenate([np.arange(n, 2 * n), np.arange(n)])  # query indices in stream order
+    """Per query (stream order: the database, then sequence "a" = the last n of ``queries``, then the first ones):
+    the best entry of the plain causal trajectory score over the searchable stream, written out."""
+    n, first = len(database), len(queries) - len(database)
+    order = np.concatenate([np.arange(first, len(queries)), np.arange(first)])  # query indices in stream order
     stream = np.concatenate([database, queries[order]]).astype(np.float64)
+    recorded = np.concatenate([frames["db"], frames["q"][order]])
     new_window = {0, n, 2 * n}
     window, hits, best = [], np.zeros(len(queries), bool), {}
     for t in range(len(stream)):
@@ -51,7 +54,7 @@ def brute_force_stream(database, queries, frames, length, exclude, tolerance):
         for j in range(count):
             total = 0.0
             for i in window:
-                p = j + (i - t)  # velocity 1: the trajectory point of window frame i
+                p = j + (recorded[i] - recorded[t])  # velocity 1: the trajectory point of window frame i
                 total += (np.sum((stream[i] - stream[p]) ** 2) if 0 <= p < count
                           else (np.linalg.norm(stream[i]) + largest) ** 2)
             scores.append(total / len(window))
@@ -65,17 +68,18 @@ def brute_force_stream(database, queries, frames, length, exclude, tolerance):
 
 def test_the_stream_column_is_a_brute_force_stream_over_a_growing_map():
     """The plain score streamed over the database route then both query traversals, the last 5 frames left out:
-    every query's best entry and hit as the written-out stream has them; the second traversal's frames close loops
-    onto the first traversal's (correct by the set's tolerance), so loop closures onto the stream's own frames
-    count."""
+    every query's best entry and hit as the written-out stream has them (the trajectory steps over the skipped
+    frame); the second traversal's frames close loops onto the first traversal's (correct by the set's tolerance),
+    so loop closures onto the stream's own frames count."""
     dataset, database, queries = two_traversals()
-    n = len(database)
+    n = len(database) - 1  # the first-listed traversal (streamed second) misses a frame
     result = replay("diagonal", SequenceConfig(length=4), database, queries, dataset, exclude_recent=5)
     best, hits = brute_force_stream(database, queries, {"db": dataset.database.frames, "q": dataset.queries.frames},
                                     4, 5, 1)
     assert {i: int(result.best[i]) for i in best} == best
     assert (result.correct == hits).all() and result.recall == pytest.approx(100.0 * hits.mean())
-    assert (result.best[:n] >= n).any() and result.correct[:n][result.best[:n] >= n].any()  # onto the first pass
+    onto_first = result.best[:n] >= len(database)  # the traversal streamed last (listed first) onto the other
+    assert onto_first.any() and result.correct[:n][onto_first].any()
     assert 0 < result.pr()["pr_auc"] <= 1
 
 

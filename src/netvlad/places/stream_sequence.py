@@ -67,10 +67,11 @@ class GrowingSeqSLAM(OnlineSeqSLAM):
     def __init__(self, dim: int, config: SequenceConfig) -> None:
         super().__init__(np.zeros((0, int(dim)), np.float32), None, config)
 
-    def push_growing(self, descriptor: np.ndarray, candidates: np.ndarray, database: np.ndarray, searchable: int):
+    def push_growing(self, descriptor: np.ndarray, candidates: np.ndarray, database: np.ndarray, searchable: int,
+                     frame: int | None = None):
         """:meth:`push` with ``database`` ``(count, D)`` of which the first ``searchable`` rows may be matched."""
         self.database, self.layout = database, GrowingLayout(searchable)
-        return self.push(descriptor, candidates)
+        return self.push(descriptor, candidates, frame)
 
 
 class StreamSequence:
@@ -110,14 +111,15 @@ class StreamSequence:
         self.matcher.reset()
 
     def push(self, descriptor: np.ndarray, candidates: np.ndarray, database: np.ndarray | None = None,
-             searchable: int = 0) -> tuple[int | None, float | None]:
+             searchable: int = 0, frame: int | None = None) -> tuple[int | None, float | None]:
         """Add the current frame ``(D,)`` with its shortlist ``candidates`` ``(M,)`` (−1: none); ``database`` and
-        ``searchable`` (rows that may be matched) for a growing database. -> (best id, score), or (None, None)
-        with an empty shortlist."""
+        ``searchable`` (rows that may be matched) for a growing database; ``frame`` its frame number (None: the
+        previous one + 1; a gap moves the trajectory by as many map entries; ``distance`` ignores it). -> (best id,
+        score), or (None, None) with an empty shortlist."""
         if self.method in DIAGONAL:
             if self.map is None:
                 self.matcher.database = database
-            ranking = self.matcher.push(descriptor, count=None if self.map is not None else searchable, k=1)
+            ranking = self.matcher.push(descriptor, frame, count=None if self.map is not None else searchable, k=1)
             if ranking.ranked[0, 0] < 0:
                 return None, None
             return int(ranking.ranked[0, 0]), float(ranking.scores[0, 0])
@@ -126,9 +128,9 @@ class StreamSequence:
                 return self.matcher.push(descriptor, candidates, self.map, len(self.map))
             return self.matcher.push(descriptor, candidates, database, searchable)
         if isinstance(self.matcher, GrowingSeqSLAM):
-            match = self.matcher.push_growing(descriptor, candidates, database, searchable)
+            match = self.matcher.push_growing(descriptor, candidates, database, searchable, frame)
         else:
-            match = self.matcher.push(descriptor, candidates)
+            match = self.matcher.push(descriptor, candidates, frame)
         finite = np.isfinite(match.scores)
         if not finite.any():
             return None, None

@@ -5,7 +5,9 @@ The robot first drives the database route, then the query route, frame by frame;
 against every frame streamed before it except those of the last ``exclude_recent`` frames (the stream's own recent
 frames, left out as ``netvlad stream --exclude-recent`` leaves them out), and is then added to the map. Each
 sequence of the route starts a fresh window (a standardised score keeps its statistics: they are what the camera
-has seen). A set's distractor images (a map much larger than the route) are in the map before the stream starts.
+has seen), and each frame carries its recorded frame number, so a route with gaps (one condition's frames of a
+drive) moves its trajectory by the frames it skipped. A set's distractor images (a map much larger than the
+route) are in the map before the stream starts.
 
 A query frame's best entry is correct when it is one of the query's positives (the set's tolerance: ±frames or
 metres), or an earlier query frame within the same tolerance of it; an entry of the distractors never is. The
@@ -85,6 +87,8 @@ def replay(method: str, config, database: np.ndarray, queries: np.ndarray, datas
     extra = len(database) - own
     stream = np.concatenate([database[own:], database[:own][db_order], queries[q_order]]).astype(np.float32)
     new_window = np.concatenate([starts(db_sequence), starts(dataset.queries.sequence)])
+    # recorded frame numbers: a route subsampled (one condition's frames of a drive) keeps its trajectory's speed
+    frames = np.concatenate([db_sequence.frames[db_order], dataset.queries.sequence.frames[q_order]])
     matcher = StreamSequence(config.length, stream.shape[1], None, method, config)
     sign = 1.0 if matcher.higher_is_better else -1.0
     positives = dataset.positives(radius)
@@ -99,7 +103,7 @@ def replay(method: str, config, database: np.ndarray, queries: np.ndarray, datas
         descriptor = stream[extra + t]
         candidates = (np.full(1, -1, np.int64) if method in WHOLE_MAP  # scored over every searchable entry
                       else _shortlist(descriptor, stream, norms, searchable, matcher.shortlist))
-        found, value = matcher.push(descriptor, candidates, stream, searchable)
+        found, value = matcher.push(descriptor, candidates, stream, searchable, int(frames[t]))
         if t < own:
             continue
         i = q_order[t - own]

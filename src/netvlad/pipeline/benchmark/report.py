@@ -110,7 +110,8 @@ def selection_markdown(selection: Selection) -> str:
 
 def _target_sentence(selection: Selection) -> str:
     """Whether the default is within ``tolerance`` of the best family on every set, and if not where it misses;
-    with the family whose worst set is best, where that is another."""
+    with the family whose worst set is best (among those judged on every column the default is), where that is
+    another."""
 
     def worst(family: str) -> tuple[float, str]:
         gaps = [(selection.gap[family][s], s) for s in selection.sets if selection.gap[family][s] is not None]
@@ -119,7 +120,9 @@ def _target_sentence(selection: Selection) -> str:
     gap, where = worst(selection.default)
     text = (f"Within {selection.tolerance:g} point of the best family on every set: "
             + ("yes" if gap >= -selection.tolerance else f"no, `{selection.default}` misses by {-gap:.1f} on {where}"))
-    best = max(selection.families, key=lambda f: worst(f)[0])
+    judged = [s for s in selection.sets if selection.gap[selection.default][s] is not None]
+    rivals = [f for f in selection.families if all(selection.gap[f][s] is not None for s in judged)]  # same columns
+    best = max(rivals, key=lambda f: worst(f)[0])
     if best != selection.default:
         best_gap, best_where = worst(best)
         text += (f"; the best worst set of any family is `{best}`'s, "
@@ -133,18 +136,20 @@ def markdown(result: BenchmarkResult, selection: Selection | None) -> str:
     meta = result.meta
     parts = [header(meta), "",
              "Recall@1 (%):", "", table(result, markdown=True), "",
-             "Time per query (ms; the method alone over stored descriptors):", "",
+             "Time per query (ms; the method alone over stored descriptors; a stream column: per streamed "
+             "frame):", "",
              table(result, markdown=True, times=True)]
     if result.suite.stream is not None:
         parts += ["", f"Stream columns (`NAME stream`): each set replayed as `netvlad stream` sees it — the database "
                       "route, then the query route, frame by frame over a growing map, each frame's sequence step "
                       f"over every frame before it but the last {result.suite.stream} — and the sequence top-1 "
-                      "within the set's tolerance. PR AUC / recall at 100 % precision of the score thresholded "
-                      "across frames:", "", stream_table(result)]
+                      "within the set's tolerance (`NAME stream` in the Recall@1 table), and the PR AUC of the "
+                      "score thresholded across frames (× 100: the column `NAME stream PR AUC` below). PR AUC "
+                      "(0–1) / recall at 100 % precision (%):", "", stream_table(result)]
     if selection is not None:
         parts += ["", f"Leave-one-set-out over the families (gap: Recall@1 minus the best family's on the "
                       f"same set, L and mode; margin: minus `{selection.baseline}`'s; worst over L and modes"
-                      + ("; a set left out takes its stream column with it" if result.suite.stream is not None
+                      + ("; a set left out takes its stream columns with it" if result.suite.stream is not None
                          else "") + "):", "",
                   selection_markdown(selection), "",
                   f"Chosen default: **{selection.default}** — the best worst-set gap among the families never more "

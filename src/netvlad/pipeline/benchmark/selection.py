@@ -9,10 +9,11 @@ set's stream columns (its routes replayed through ``netvlad stream`` over a grow
 families with a stream score): the sequence top-1 (which place a stream frame is matched to) and the PR AUC × 100
 of the score thresholded across frames (what a loop-closure threshold is set on), each in points. Leaving each
 set out in turn — its offline and stream columns together — the family whose worst gap over the other sets'
-columns is best is chosen, and its worst gap and margin on the set left out are reported. The default is the
-family whose worst gap over every column is best among those never more than ``tolerance`` points below the
-baseline on any column and row and able to run frame by frame (not ``offline``, and with a result in every stream
-column: the default is shared with ``netvlad stream``); the baseline itself always qualifies. Within each method,
+columns is best among those qualified there is chosen (the default's rule on the other sets), and its worst gap
+and margin on the set left out are reported. A family qualifies when it is never more than ``tolerance`` points
+below the baseline on any column and row and can run frame by frame (not ``offline``, and with a result in every
+stream column: the default is shared with ``netvlad stream``); the baseline itself always qualifies. The default
+is the qualified family whose worst gap over every column is best. Within each method,
 the family with the best worst-set gap gives that method's own settings (used when it is asked for by name).
 """
 
@@ -99,15 +100,19 @@ def select_default(result: BenchmarkResult, tolerance: float = 1.0) -> Selection
     def worst_gap(f: str, over: list[str]) -> float:
         return min((gap[f][s] for s in over if gap[f][s] is not None), default=-np.inf)
 
+    offline = tuple(m.name for m in suite.methods if m.name in families and _offline(m.method))
+
+    def choose(over: list[str]) -> str:  # the rule on the columns ``over``: the default, or a held-out choice
+        qualified = [f for f in families if f not in offline and all(
+            margin[f][s] is not None and margin[f][s] >= -tolerance for s in over) or f == suite.baseline]
+        return max(qualified, key=lambda f: (worst_gap(f, over), f == suite.baseline))
+
     held_out = {}
     for h in dict.fromkeys(groups[s] for s in sets):  # each set once, its columns together
         others, own = [s for s in sets if groups[s] != h], [s for s in sets if groups[s] == h]
-        chosen = max(families, key=lambda f: (worst_gap(f, others), f == suite.baseline))
+        chosen = choose(others)
         held_out[h] = (chosen, _least([gap[chosen][s] for s in own]), _least([margin[chosen][s] for s in own]))
-    offline = tuple(m.name for m in suite.methods if m.name in families and _offline(m.method))
-    qualified = [f for f in families if f not in offline and all(
-        margin[f][s] is not None and margin[f][s] >= -tolerance for s in sets) or f == suite.baseline]
-    default = max(qualified, key=lambda f: (worst_gap(f, sets), f == suite.baseline))
+    default = choose(sets)
     per_method = {}
     for family in suite.methods:
         if family.method != "single" and family.name in families:

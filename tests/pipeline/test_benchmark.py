@@ -449,3 +449,18 @@ def test_fragments_a_suite_names_are_checked(tmp_path):
     with pytest.raises(BadInputError, match="fragment 'x' is the re-ranking choice, but no method re-ranks"):
         load_suite(_suite(tmp_path, BASE + "fragments: {x: reranking}\n"))
     assert load_suite("reranking").fragments == {"reranking-defaults": "reranking", "reranking-sets": "recall"}
+
+
+def test_the_library_default_is_the_family_the_default_suites_table_chose():
+    """The docs table of the default suite (offline and stream columns) names the default it chose: that family's
+    method and velocities are what ``evaluate --sequence`` and ``stream --sequence`` use."""
+    import re
+    from pathlib import Path
+
+    from netvlad.match.sequence import DEFAULT, DEFAULT_METHOD, DEFAULT_STREAM_SCORE
+
+    text = (Path(__file__).parents[2] / "docs" / "results" / "sequence-defaults-stream.md").read_text("utf-8")
+    chosen = re.search(r"Chosen default: \*\*([\w-]+)\*\*", text).group(1)
+    family = next(m for m in load_suite("default").methods if m.name == chosen)
+    assert family.method == DEFAULT_METHOD == DEFAULT_STREAM_SCORE
+    assert tuple(family.options.get("velocities", DEFAULT.velocities)) == DEFAULT.velocities

@@ -26,9 +26,16 @@ def test_quick_suite_end_to_end_and_rerun(tmp_path, capsys, caplog, one_thread):
     printed = capsys.readouterr().out
     assert "nordland_last60" in printed and "diagonal L=5 centred" in printed and "seqslam L=5 causal" in printed
     report = json.loads((out / "benchmark.json").read_text())
-    cells = {c["row"]: c for c in report["cells"]}
+    assert all(c["error"] is None and c["queries"] == 60 for c in report["cells"])
+    cells = {c["row"]: c for c in report["cells"] if c["dataset"] == "nordland_last60"}
     assert set(cells) == {"single", "diagonal L=5 causal", "diagonal L=5 centred", "seqslam L=5 causal"}
-    assert all(c["error"] is None and c["queries"] == 60 for c in cells.values())
+    # the stream column: the causal rows streamed over a growing map, the others say why not
+    stream = {c["row"]: c for c in report["cells"] if c["dataset"] == "nordland_last60 stream"}
+    assert stream["single"]["note"] == "n/a (single frame)" and stream["diagonal L=5 centred"]["note"] == \
+        "n/a (centred)"
+    assert 0 < stream["diagonal L=5 causal"]["recall"]["1"] <= 100 and 0 < stream["diagonal L=5 causal"][
+        "stream"]["pr_auc"] <= 1
+    assert "nordland_last60 stream" in report["selection"]["groups"]
     # the sequence rows beat the single frame on summer → winter thumbnails
     assert cells["diagonal L=5 causal"]["recall"]["1"] > cells["single"]["recall"]["1"]
     assert report["selection"]["default"] in ("diagonal", "seqslam")
@@ -168,6 +175,9 @@ methods: {single: {}}
     (("methods: {single: {}}", "methods: {v: {verify: speed, verify_top: 0}}"), "verify_top must be an integer ≥ 1"),
     (("methods: {single: {}}", "methods: {v: {verify: speed}}"),
      "method 'v': verify re-ranks with NetVLAD patches, dataset 'd' uses 'm' \\(pool 'gem'\\)"),
+    (("models:", "stream: {exclude: 3}\nmodels:"), "stream: unknown key 'exclude'; known: exclude_recent"),
+    (("models:", "stream: {exclude_recent: -1}\nmodels:"), "stream exclude_recent must be a whole number of frames"),
+    (("models:", "stream: yes\nmodels:"), "stream is a mapping"),
 ])
 def test_bad_suite_entries_are_one_line(tmp_path, change, message):
     with pytest.raises(BadInputError, match=message) as info:
@@ -198,7 +208,10 @@ def test_the_default_suite_has_one_city_set_per_condition_sharing_one_city():
     large = [spec for spec in scale.datasets if spec.distractors is not None]
     assert sorted(spec.condition for spec in large) == ["dusk", "night"] and len(scale.datasets) == 8
     assert {spec.source for spec in large} == {city[0].source} and len({distractor_source(s) for s in large}) == 1
-    assert {m.name for m in scale.methods} - {m.name for m in suite.methods} == {"diagonal-causal-std"}
+    assert [m.name for m in scale.methods] == [m.name for m in suite.methods] and "diagonal-causal-std" in \
+        {m.name for m in suite.methods}
+    assert suite.stream == scale.stream == 30 and [c for c, _, stream in suite.columns() if stream] == [
+        f"{spec.name} stream" for spec in suite.datasets]
 
 
 def test_distractors_join_the_map_and_are_never_a_match(tmp_path, one_thread):
@@ -213,11 +226,13 @@ def test_distractors_join_the_map_and_are_never_a_match(tmp_path, one_thread):
     own = "{path: nordland, database: summer, queries: winter, frame_tolerance: 1, last_places: 30, model: m"
     text = (f"seed: 0\nrecall: [1, 5]\nbaseline: diagonal\nmodels: {model}\ndatasets:\n  own: {own}}}\n"
             f"  large: {own}, distractors: {{city: {{size: tiny}}}}}}\n"
-            "methods: {single: {}, diagonal: {method: diagonal, lengths: [5], modes: [causal]}}\n")
+            "methods: {single: {}, diagonal: {method: diagonal, lengths: [5], modes: [causal]}}\n"
+            "stream: {exclude_recent: 5}\n")
     result = run_benchmark(load_suite(_suite(tmp_path, text)), tmp_path / "o", SHARED_DATA, tmp_path / "c")
     assert all(c.error is None and c.queries == 30 for c in result.cells)
-    for row in ("single", "diagonal L=5 causal"):  # more frames to confuse, never more recall
-        assert result.cell(row, "large").recall[1] <= result.cell(row, "own").recall[1]
+    for row, column in (("single", ""), ("diagonal L=5 causal", ""), ("diagonal L=5 causal", " stream")):
+        # more frames to confuse, never more recall (streamed: the distractors in the map before the stream)
+        assert result.cell(row, "large" + column).recall[1] <= result.cell(row, "own" + column).recall[1]
     assert result.cell("diagonal L=5 causal", "large").recall[1] > 0
     assert not (tmp_path / "c" / "large").exists()  # the set's own images: described once, for both sets
     # the joined list: positions and frame numbers of the extra images out of every query's reach, own sequences
@@ -277,16 +292,17 @@ def test_leave_one_set_out_judges_by_the_worst_set():
     selection = select_default(_table(values))
     assert selection.default == "steady"
     assert selection.held_out["c"] == ("tuned", -5.0, -5.0)  # tuned on a and b, it fails on c
-    assert selection.held_out["a"][0] == "tuned" and selection.margin["tuned"]["c"] == -5.0
+    # left out a, tuned is 5 points below the baseline on c, so the rule on b and c does not take it
+    assert selection.held_out["a"][0] == "steady" and selection.margin["tuned"]["c"] == -5.0
     assert selection.gap["steady"] == {"a": -9.5, "b": -13.0, "c": 0.0}
     values[("steady", "a")] = 88.0  # 2 points below the baseline on a: nothing qualifies but the baseline
     assert select_default(_table(values)).default == "base"
     assert np.isfinite(selection.gap["base"]["a"])
 
 
-def test_a_method_that_needs_every_query_is_chosen_held_out_but_never_the_default():
-    """``std`` (diagonal-standardised) beats the baseline on every set and is chosen whichever set is left out, but
-    it needs the whole query set, which ``netvlad stream`` never has: the default stays the best frame-by-frame
+def test_a_method_that_needs_every_query_is_never_chosen_held_out_or_as_the_default():
+    """``std`` (diagonal-standardised) beats the baseline on every set, but it needs the whole query set, which
+    ``netvlad stream`` never has: whichever set is left out, and on every set, the choice is the best frame-by-frame
     family, and the report says why."""
     from netvlad.pipeline.benchmark.report import markdown
 
@@ -294,7 +310,7 @@ def test_a_method_that_needs_every_query_is_chosen_held_out_but_never_the_defaul
               ("other", "a"): 90.0, ("other", "b"): 59.5}
     result = _table(values, {"std": "diagonal-standardised"})
     selection = select_default(result)
-    assert {held[0] for held in selection.held_out.values()} == {"std"}
+    assert {held[0] for held in selection.held_out.values()} == {"base"}
     assert selection.offline == ("std",) and selection.default == "base"
     result.meta = {"command": "netvlad benchmark", "threads": 1, "seed": 0}
     text = markdown(result, selection)
@@ -433,3 +449,18 @@ def test_fragments_a_suite_names_are_checked(tmp_path):
     with pytest.raises(BadInputError, match="fragment 'x' is the re-ranking choice, but no method re-ranks"):
         load_suite(_suite(tmp_path, BASE + "fragments: {x: reranking}\n"))
     assert load_suite("reranking").fragments == {"reranking-defaults": "reranking", "reranking-sets": "recall"}
+
+
+def test_the_library_default_is_the_family_the_default_suites_table_chose():
+    """The docs table of the default suite (offline and stream columns) names the default it chose: that family's
+    method and velocities are what ``evaluate --sequence`` and ``stream --sequence`` use."""
+    import re
+    from pathlib import Path
+
+    from netvlad.match.sequence import DEFAULT, DEFAULT_METHOD, DEFAULT_STREAM_SCORE
+
+    text = (Path(__file__).parents[2] / "docs" / "results" / "sequence-defaults-stream.md").read_text("utf-8")
+    chosen = re.search(r"Chosen default: \*\*([\w-]+)\*\*", text).group(1)
+    family = next(m for m in load_suite("default").methods if m.name == chosen)
+    assert family.method == DEFAULT_METHOD == DEFAULT_STREAM_SCORE
+    assert tuple(family.options.get("velocities", DEFAULT.velocities)) == DEFAULT.velocities

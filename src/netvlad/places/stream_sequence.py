@@ -67,26 +67,31 @@ class GrowingSeqSLAM(OnlineSeqSLAM):
     def __init__(self, dim: int, config: SequenceConfig) -> None:
         super().__init__(np.zeros((0, int(dim)), np.float32), None, config)
 
-    def push_growing(self, descriptor: np.ndarray, candidates: np.ndarray, database: np.ndarray, searchable: int):
+    def push_growing(self, descriptor: np.ndarray, candidates: np.ndarray, database: np.ndarray, searchable: int,
+                     frame: int | None = None):
         """:meth:`push` with ``database`` ``(count, D)`` of which the first ``searchable`` rows may be matched."""
         self.database, self.layout = database, GrowingLayout(searchable)
-        return self.push(descriptor, candidates)
+        return self.push(descriptor, candidates, frame)
 
 
 class StreamSequence:
     """The per-frame sequence step of ``netvlad stream``: best id and its score, or Nones; ``method`` one of
-    :data:`netvlad.match.sequence.STREAM_SCORES` (``higher_is_better`` says which way its score points)."""
+    :data:`netvlad.match.sequence.STREAM_SCORES` (``higher_is_better`` says which way its score points);
+    ``config`` a causal :class:`SequenceConfig` of ``length`` frames (velocities, SeqSLAM's contrast radius,
+    shortlist and propagation; None: the defaults), ignored by ``distance``."""
 
     def __init__(self, length: int, dim: int, map_descriptors: np.ndarray | None = None,
-                 method: str = DEFAULT_STREAM_SCORE) -> None:
+                 method: str = DEFAULT_STREAM_SCORE, config: SequenceConfig | None = None) -> None:
         if method not in STREAM_SCORES.names() and method in METHODS.names():
             raise BadInputError(f"sequence method {method!r} cannot run frame by frame on a stream; choose one of "
                                 f"{', '.join(STREAM_SCORES.names())}", hint=f"--sequence-score {DEFAULT_STREAM_SCORE}")
         score = STREAM_SCORES.get(method)  # an unknown name: one line listing them
         self.method, self.map = method, map_descriptors
         self.higher_is_better = score.higher_is_better
+        if config is not None and (config.length != length or config.centred):
+            raise ValueError(f"config must be causal with length {length}, got {config}")
         if method in DIAGONAL:  # the whole map (or every searchable entry): no shortlist
-            self.config = SequenceConfig(length=length)
+            self.config = SequenceConfig(length=length) if config is None else config
             self.shortlist = 1
             self.matcher = OnlineDiagonal(map_descriptors if map_descriptors is not None
                                           else np.zeros((0, int(dim)), np.float32), None, self.config,
@@ -96,20 +101,25 @@ class StreamSequence:
             self.matcher = TrajectoryDistance(length)
             self.shortlist = self.matcher.shortlist
             return
-        self.config = SequenceConfig(length=length)
+        self.config = SequenceConfig(length=length) if config is None else config
         self.shortlist = self.config.shortlist
         self.matcher = (OnlineSeqSLAM(map_descriptors, None, self.config) if map_descriptors is not None
                         else GrowingSeqSLAM(dim, self.config))
 
+    def reset(self) -> None:
+        """Forget the frames of the window (a new sequence starts); a standardised score's statistics stay."""
+        self.matcher.reset()
+
     def push(self, descriptor: np.ndarray, candidates: np.ndarray, database: np.ndarray | None = None,
-             searchable: int = 0) -> tuple[int | None, float | None]:
+             searchable: int = 0, frame: int | None = None) -> tuple[int | None, float | None]:
         """Add the current frame ``(D,)`` with its shortlist ``candidates`` ``(M,)`` (−1: none); ``database`` and
-        ``searchable`` (rows that may be matched) for a growing database. -> (best id, score), or (None, None)
-        with an empty shortlist."""
+        ``searchable`` (rows that may be matched) for a growing database; ``frame`` its frame number (None: the
+        previous one + 1; a gap moves the trajectory by as many map entries; ``distance`` ignores it). -> (best id,
+        score), or (None, None) with an empty shortlist."""
         if self.method in DIAGONAL:
             if self.map is None:
                 self.matcher.database = database
-            ranking = self.matcher.push(descriptor, count=None if self.map is not None else searchable, k=1)
+            ranking = self.matcher.push(descriptor, frame, count=None if self.map is not None else searchable, k=1)
             if ranking.ranked[0, 0] < 0:
                 return None, None
             return int(ranking.ranked[0, 0]), float(ranking.scores[0, 0])
@@ -118,9 +128,9 @@ class StreamSequence:
                 return self.matcher.push(descriptor, candidates, self.map, len(self.map))
             return self.matcher.push(descriptor, candidates, database, searchable)
         if isinstance(self.matcher, GrowingSeqSLAM):
-            match = self.matcher.push_growing(descriptor, candidates, database, searchable)
+            match = self.matcher.push_growing(descriptor, candidates, database, searchable, frame)
         else:
-            match = self.matcher.push(descriptor, candidates)
+            match = self.matcher.push(descriptor, candidates, frame)
         finite = np.isfinite(match.scores)
         if not finite.any():
             return None, None

@@ -50,7 +50,7 @@ def _rows(result: BenchmarkResult) -> list[tuple[str, str]]:
 def table(result: BenchmarkResult, markdown: bool = False, times: bool = False, ns: tuple[int, ...] = (1,)) -> str:
     """Methods (rows) × datasets (columns): Recall@N in percent for each N of ``ns`` (``a / b``; ``times``: ms per
     query), notes and errors."""
-    sets = [d.name for d in result.suite.datasets]
+    sets = [column for column, _, _ in result.suite.columns()]
 
     def value(label: str, s: str) -> str:
         cell = result.cell(label, s)
@@ -74,6 +74,20 @@ def table(result: BenchmarkResult, markdown: bool = False, times: bool = False, 
     return "\n".join(lines)
 
 
+def stream_table(result: BenchmarkResult) -> str:
+    """The stream columns' PR AUC / recall at 100 % precision (%) of every row that streamed, in Markdown."""
+    columns = [column for column, _, stream in result.suite.columns() if stream]
+    lines = ["| method | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
+    for label, _ in _rows(result):
+        cells = [result.cell(label, c) for c in columns]
+        if all(c.stream is None for c in cells):
+            continue
+        values = [f"{c.stream['pr_auc']:.3f} / {c.stream['recall_at_100_precision']:.1f}" if c.stream else c.text()
+                  for c in cells]
+        lines.append(f"| {label} | " + " | ".join(values) + " |")
+    return "\n".join(lines)
+
+
 def selection_markdown(selection: Selection) -> str:
     """The leave-one-set-out table and the per-family worst gaps, in Markdown."""
 
@@ -82,8 +96,7 @@ def selection_markdown(selection: Selection) -> str:
 
     lines = ["| set left out | family chosen on the other sets | its worst gap to the best there | "
              f"its worst margin over `{selection.baseline}` there |", "|---|---|---:|---:|"]
-    for s in selection.sets:
-        chosen, gap, margin = selection.held_out[s]
+    for s, (chosen, gap, margin) in selection.held_out.items():
         lines.append(f"| {s} | {chosen} | {points(gap)} | {points(margin)} |")
     lines += ["", "| family | " + " | ".join(f"gap on {s}" for s in selection.sets) + " | "
               + " | ".join(f"margin on {s}" for s in selection.sets) + " |",
@@ -97,7 +110,8 @@ def selection_markdown(selection: Selection) -> str:
 
 def _target_sentence(selection: Selection) -> str:
     """Whether the default is within ``tolerance`` of the best family on every set, and if not where it misses;
-    with the family whose worst set is best, where that is another."""
+    with the family whose worst set is best (among those judged on every column the default is), where that is
+    another."""
 
     def worst(family: str) -> tuple[float, str]:
         gaps = [(selection.gap[family][s], s) for s in selection.sets if selection.gap[family][s] is not None]
@@ -106,7 +120,9 @@ def _target_sentence(selection: Selection) -> str:
     gap, where = worst(selection.default)
     text = (f"Within {selection.tolerance:g} point of the best family on every set: "
             + ("yes" if gap >= -selection.tolerance else f"no, `{selection.default}` misses by {-gap:.1f} on {where}"))
-    best = max(selection.families, key=lambda f: worst(f)[0])
+    judged = [s for s in selection.sets if selection.gap[selection.default][s] is not None]
+    rivals = [f for f in selection.families if all(selection.gap[f][s] is not None for s in judged)]  # same columns
+    best = max(rivals, key=lambda f: worst(f)[0])
     if best != selection.default:
         best_gap, best_where = worst(best)
         text += (f"; the best worst set of any family is `{best}`'s, "
@@ -120,11 +136,21 @@ def markdown(result: BenchmarkResult, selection: Selection | None) -> str:
     meta = result.meta
     parts = [header(meta), "",
              "Recall@1 (%):", "", table(result, markdown=True), "",
-             "Time per query (ms; the method alone over stored descriptors):", "",
+             "Time per query (ms; the method alone over stored descriptors; a stream column: per streamed "
+             "frame):", "",
              table(result, markdown=True, times=True)]
+    if result.suite.stream is not None:
+        parts += ["", f"Stream columns (`NAME stream`): each set replayed as `netvlad stream` sees it — the database "
+                      "route, then the query route, frame by frame over a growing map, each frame's sequence step "
+                      f"over every frame before it but the last {result.suite.stream} — and the sequence top-1 "
+                      "within the set's tolerance (`NAME stream` in the Recall@1 table), and the PR AUC of the "
+                      "score thresholded across frames (× 100: the column `NAME stream PR AUC` below). PR AUC "
+                      "(0–1) / recall at 100 % precision (%):", "", stream_table(result)]
     if selection is not None:
         parts += ["", f"Leave-one-set-out over the families (gap: Recall@1 minus the best family's on the "
-                      f"same set, L and mode; margin: minus `{selection.baseline}`'s; worst over L and modes):", "",
+                      f"same set, L and mode; margin: minus `{selection.baseline}`'s; worst over L and modes"
+                      + ("; a set left out takes its stream columns with it" if result.suite.stream is not None
+                         else "") + "):", "",
                   selection_markdown(selection), "",
                   f"Chosen default: **{selection.default}** — the best worst-set gap among the families never more "
                   f"than {selection.tolerance:g} point below `{selection.baseline}` on any set"
@@ -219,7 +245,7 @@ def plot(result: BenchmarkResult, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     labels = [label for label, _ in _rows(result)]
-    sets = [d.name for d in result.suite.datasets]
+    sets = [column for column, _, _ in result.suite.columns()]
     height = 0.8 / len(sets)
     fig, ax = plt.subplots(figsize=(7, 0.25 * len(labels) * len(sets) ** 0.5 + 1.5), dpi=110)
     for k, s in enumerate(sets):
@@ -249,6 +275,7 @@ def write_reports(result: BenchmarkResult, out: Path) -> dict[str, Path]:
                              "skipped": list(selection.skipped), "per_method": selection.per_method,
                              "offline": list(selection.offline),
                              "held_out": {s: list(v) for s, v in selection.held_out.items()},
+                             "groups": selection.groups,
                              "gap": selection.gap, "margin": selection.margin}
     paths = {"json": out / "benchmark.json", "markdown": out / "benchmark.md", "png": out / "benchmark.png"}
     out.mkdir(parents=True, exist_ok=True)

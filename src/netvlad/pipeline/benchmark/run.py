@@ -44,6 +44,7 @@ class Cell:
     queries: int | None = None
     note: str | None = None
     error: str | None = None
+    stream: dict | None = None  # a stream column's cell: PR AUC and recall at 100 % precision of its scores
 
     def to_dict(self) -> dict:
         """The JSON form (recall keys as strings)."""
@@ -64,7 +65,7 @@ class Cell:
             return f"error: {self.error}"
         if self.note is not None:
             return self.note
-        return f"{self.recall[n]:.1f}"
+        return f"{self.recall[n]:.1f}" if n in self.recall else "-"
 
 
 @dataclass
@@ -278,20 +279,25 @@ def _file_digest(path: str, size: int, mtime_ns: int) -> str:
     return digest.hexdigest()
 
 
-def cell_key(suite: Suite, spec: DatasetSpec, family: MethodSpec, length: int, mode: str) -> str:
+def cell_key(suite: Suite, spec: DatasetSpec, family: MethodSpec, length: int, mode: str,
+             stream: bool = False) -> str:
     """What a cell's value depends on, hashed: the dataset, its model (a checkpoint's content too), the
-    family's settings, L, mode, Recall@N."""
+    family's settings, L, mode, Recall@N; a stream column's cell also its frames left out."""
     model = model_spec(suite, model_name(suite, spec, family))
     if "checkpoint" in model:  # a checkpoint retrained at the same path is another model: keyed by its content
         model["file"] = checkpoint_digest(Path(model["checkpoint"]).expanduser())
     text = json.dumps([spec.key(), model, family.method, family.options, length, mode, list(suite.recall)]
-                      + ([family.verify] if family.verify else []),
+                      + ([family.verify] if family.verify else [])
+                      + ([{"stream": STREAM_REPLAY, "exclude_recent": suite.stream}] if stream else []),
                       sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()
 
 
+STREAM_REPLAY = 2  # the stream replay's version: a change to what it measures makes saved stream cells stale
+
+
 def _cell_path(out: Path, dataset: str, row: str) -> Path:
-    return out / "cells" / dataset / (row.replace(" ", "_").replace("=", "") + ".json")
+    return out / "cells" / dataset.replace(" ", "_") / (row.replace(" ", "_").replace("=", "") + ".json")
 
 
 def _saved(path: Path, key: str) -> Cell | None:
@@ -340,6 +346,41 @@ def compute_cell(cell: Cell, family: MethodSpec, dataset, db: np.ndarray, q: np.
     result = sequence_ranking(family.method, db, q, dataset, single, config, ns)
     cell.ms_per_query = round(1000 * (time.perf_counter() - start) / len(q), 4)
     cell.recall = {n: round(float(result.recall[n]), 4) for n in ns}
+    return cell
+
+
+def compute_stream_cell(cell: Cell, family: MethodSpec, dataset, db: np.ndarray, q: np.ndarray, own: int,
+                        radius: float, exclude_recent: int) -> Cell:
+    """Fill a stream column's ``cell``: the row's sequence top-1 when the set is replayed as ``netvlad stream``
+    sees it (:mod:`netvlad.pipeline.benchmark.stream_column`; ``own`` database rows are the set's, the rest
+    distractors) with the PR AUC and recall at 100 % precision of its scores, ms per streamed frame; or the reason
+    it does not apply."""
+    from netvlad.match.sequence import METHODS, STREAM_SCORES
+    from netvlad.pipeline.benchmark.stream_column import replay
+
+    cell.queries = len(q)
+    if family.method == "single" or family.verify is not None:
+        cell.note = "n/a (single frame)"
+        return cell
+    if family.method not in STREAM_SCORES.names():
+        cell.note = "n/a (offline)" if METHODS.get(family.method).offline else "n/a (no stream score)"
+        return cell
+    if cell.mode != "causal":
+        cell.note = "n/a (centred)"
+        return cell
+    if dataset.queries.sequence is None or dataset.database.sequence is None:
+        cell.note = "n/a (no order)"
+        return cell
+    longest = max(len(m) for m in dataset.queries.sequence.members())
+    if cell.length > longest:
+        cell.note = f"n/a (L > {longest})"
+        return cell
+    start = time.perf_counter()
+    result = replay(family.method, family.config(cell.length, cell.mode), db, q, dataset, radius, own,
+                    exclude_recent)
+    cell.ms_per_query = round(1000 * (time.perf_counter() - start) / (own + len(q)), 4)
+    cell.recall = {1: round(result.recall, 4)}
+    cell.stream = {k: round(float(v), 4) for k, v in result.pr().items()}
     return cell
 
 
@@ -408,12 +449,13 @@ def run_benchmark(suite: Suite, out: Path | str, data_root: Path | str, cache: P
             longest[preset] = max(longest.get(preset, 0), family.verify["top"])
     cells = []
     for spec in suite.datasets:
-        rows = [(family, label, n, mode) for family, label, n, mode in suite.rows()]
+        columns = [(column, stream) for column, other, stream in suite.columns() if other is spec]
         todo = []
-        for family, label, n, mode in rows:
-            key = cell_key(suite, spec, family, n, mode)
-            cell = _saved(_cell_path(out, spec.name, label), key)
-            todo.append((family, label, n, mode, key, cell))
+        for column, stream in columns:
+            for family, label, n, mode in suite.rows():
+                key = cell_key(suite, spec, family, n, mode, stream)
+                cell = _saved(_cell_path(out, column, label), key)
+                todo.append((family, label, n, mode, column, stream, key, cell))
         if all(item[-1] is not None for item in todo):
             cells += [item[-1] for item in todo]
             logger.info("%s: every cell saved, reused", spec.name)
@@ -422,8 +464,8 @@ def run_benchmark(suite: Suite, out: Path | str, data_root: Path | str, cache: P
             opened = open_spec(spec, data_root, cache)
         except Exception as error:  # the dataset's failure fills its column; the other datasets run
             logger.error("%s: %s", spec.name, error)
-            cells += [Cell(label, family.name, n, mode, spec.name, error=_one_line(error))
-                      for family, label, n, mode, _, _ in todo]
+            cells += [Cell(label, family.name, n, mode, column, error=_one_line(error))
+                      for family, label, n, mode, column, _, _, _ in todo]
             continue
         described: dict = {}  # model name -> (dataset, db, q, single search), each model described once
         passes: dict = {}  # (model name, preset) -> its re-ranking over the longest top any row of it asks for
@@ -437,11 +479,23 @@ def run_benchmark(suite: Suite, out: Path | str, data_root: Path | str, cache: P
                 described[name] = (dataset, db, q, single, model, store)
             return described[name]
 
-        for family, label, n, mode, key, saved in todo:
+        for family, label, n, mode, column, stream, key, saved in todo:
             if saved is not None:
                 cells.append(saved)
                 continue
-            cell = Cell(label, family.name, n, mode, spec.name)
+            cell = Cell(label, family.name, n, mode, column)
+            if stream:
+                try:
+                    dataset, db, q, _, _, _ = searched(model_name(suite, spec, family))
+                    compute_stream_cell(cell, family, dataset, db, q, len(opened.database), spec.radius,
+                                        suite.stream)
+                except Exception as error:  # as an offline cell: its error in the cell, the run goes on
+                    logger.error("%s / %s: %s", column, label, error)
+                    cell.error = _one_line(error)
+                _save(_cell_path(out, column, label), key, cell)
+                logger.info("%s / %s: %s", column, label, cell.text())
+                cells.append(cell)
+                continue
             if family.verify is not None and spec.distractors is not None:  # patches of the set's own map only
                 cell.note = "n/a (re-ranking with distractors)"
                 cells.append(cell)

@@ -29,7 +29,8 @@ VERIFY_KEYS = ("verify", "verify_top", "verify_global_weight")  # re-ranking (si
 ALPHA_KEYS = ("alpha_rule", "alpha_ratio")  # off-the-shelf NetVLAD's α: its rule and its top-1/top-2 target ratio
 ALPHA_RULES = ("geometric", "arithmetic")  # netvlad.nn.netvlad.RatioAverage: the official closed form, the mean ratio
 SUITE_KEYS = {"name", "description", "seed", "recall", "baseline", "models", "datasets", "methods", "extends",
-              "fragments"}
+              "fragments", "stream"}
+STREAM_KEYS = {"exclude_recent"}  # ``stream:``: each set also replayed as netvlad stream sees it (stream_column.py)
 # docs fragments a suite can name (``fragments: {NAME: PART}``, written by ``netvlad benchmark --results DIR``): the
 # whole report, every row's Recall@N per set, the leave-one-set-out choice among the re-ranking rows
 FRAGMENT_PARTS = ("report", "recall", "reranking")
@@ -118,8 +119,10 @@ class Suite:
     """Models (name → :class:`ModelConfig` dict, off-the-shelf NetVLAD with its ``alpha_rule`` and
     ``alpha_ratio``, or
     ``{"checkpoint": path}``), datasets, methods, Recall@N cut-offs,
-    the seed, the ``baseline`` family the others are compared with, and the docs ``fragments`` ({file name: part,
-    one of FRAGMENT_PARTS}) ``netvlad benchmark --results`` writes."""
+    the seed, the ``baseline`` family the others are compared with, the docs ``fragments`` ({file name: part,
+    one of FRAGMENT_PARTS}) ``netvlad benchmark --results`` writes, and ``stream``: with a number of frames
+    (``exclude_recent``), every dataset also has a stream column, ``NAME stream`` (its routes replayed through
+    ``netvlad stream``'s sequence step over a growing map, :mod:`netvlad.pipeline.benchmark.stream_column`)."""
 
     name: str
     models: dict
@@ -131,10 +134,23 @@ class Suite:
     description: str = ""
     source: str = ""
     fragments: dict = field(default_factory=dict)
+    stream: int | None = None  # frames left out of a stream column's searches (None: no stream columns)
+
+    def columns(self) -> list[tuple[str, DatasetSpec, bool]]:
+        """(column name, its dataset, whether it is the dataset's stream column) of every column, in table order:
+        the datasets, then their stream columns."""
+        offline = [(d.name, d, False) for d in self.datasets]
+        return offline + ([(stream_column(d.name), d, True) for d in self.datasets] if self.stream is not None
+                          else [])
 
     def rows(self) -> list[tuple[MethodSpec, str, int, str]]:
         """(family, label, L, mode) of every row, in suite order."""
         return [(m, *row) for m in self.methods for row in m.rows()]
+
+
+def stream_column(dataset: str) -> str:
+    """The name of dataset ``dataset``'s stream column."""
+    return f"{dataset} stream"
 
 
 def shipped_suites() -> list[str]:
@@ -214,7 +230,26 @@ def load_suite(name_or_path: str | Path) -> Suite:
         raise BadInputError(f"{path}: a reranking fragment compares with the baseline; name one (baseline: single)",
                             path=path)
     return Suite(str(data.get("name", path.stem)), models, datasets, methods, recall, int(data.get("seed", 0)),
-                 baseline, str(data.get("description", "")), str(path), dict(fragments))
+                 baseline, str(data.get("description", "")), str(path), dict(fragments), _stream(path, data))
+
+
+def _stream(path: Path, data: dict) -> int | None:
+    """``stream: {exclude_recent: FRAMES}`` as the frames a stream column leaves out (None without ``stream``)."""
+    spec = data.get("stream")
+    if spec is None:
+        return None
+    if not isinstance(spec, dict):
+        raise BadInputError(f"{path}: stream is a mapping (exclude_recent: FRAMES)", path=path)
+    for key in spec:
+        if key not in STREAM_KEYS:
+            raise _unknown(f"{path}: stream", "key", key, STREAM_KEYS)
+    from netvlad.pipeline.benchmark.stream_column import EXCLUDE_RECENT
+
+    frames = spec.get("exclude_recent", EXCLUDE_RECENT)
+    if isinstance(frames, bool) or not isinstance(frames, int) or frames < 0:
+        raise BadInputError(f"{path}: stream exclude_recent must be a whole number of frames ≥ 0, got {frames!r}",
+                            path=path)
+    return frames
 
 
 def _check_model(path: Path, name: str, spec) -> None:

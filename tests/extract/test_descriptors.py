@@ -73,22 +73,51 @@ def test_float16_store(tmp_path, tiny_model):
     np.testing.assert_allclose(store.load(), _reference(tiny_model, [tmp_path / n for n in names]), atol=2e-3)
 
 
-@pytest.mark.parametrize("batch_size", [1, 3])
-def test_batches_without_a_dataloader_are_the_dataloader_s(tmp_path, batch_size):
+@pytest.mark.parametrize("chunk", [1, 2])
+@pytest.mark.parametrize("batch_size", [1, 3, 4])
+def test_images_run_as_decoded_give_the_dataloader_batches_descriptors(tmp_path, tiny_model, batch_size, chunk):
+    """Each image run once decoded: per batch, the same groups, indices, undecodable images and descriptor bytes as
+    the DataLoader's size-grouped batches given whole to the runner (mixed sizes, chunks of 1 or 2 padded)."""
     from netvlad.data.images import ImageDataset, ImageLoader, collate_by_size
-    from netvlad.extract.descriptors import _batches
+    from netvlad.extract.descriptors import _streamed
+    from netvlad.extract.engine import TorchRunner
 
-    names = write_images(tmp_path, 3, size=(48, 36)) + write_images(tmp_path / "b", 2, size=(30, 40), seed=1)
+    names = write_images(tmp_path, 3, size=(48, 36)) + write_images(tmp_path / "b", 3, size=(30, 40), seed=1)
     paths = [tmp_path / n for n in names[:3]] + [tmp_path / "b" / n for n in names[3:]]
-    paths[1].write_bytes(b"not an image")
+    paths = [paths[0], paths[3], paths[1], paths[4], paths[2], paths[5]]  # sizes interleaved
+    paths[2].write_bytes(b"not an image")
     dataset = ImageDataset(paths, "none", skip_bad=True)
-    plain = list(_batches(dataset, batch_size))
+    run = TorchRunner(tiny_model, torch.device("cpu"), trace=False, chunk=chunk, pad=True)
+    streamed = list(_streamed(run, (dataset[i] for i in range(len(dataset))), batch_size))
     loaded = list(ImageLoader(dataset, batch_size=batch_size, num_workers=0, collate_fn=collate_by_size))
-    assert len(plain) == len(loaded)
-    for (groups, bad), (expected_groups, expected_bad) in zip(plain, loaded, strict=True):
+    assert len(streamed) == len(loaded) == -(-len(paths) // batch_size)
+    for (groups, bad), (expected_groups, expected_bad) in zip(streamed, loaded, strict=True):
         assert bad == expected_bad and len(groups) == len(expected_groups)
-        for (indices, images), (expected_indices, expected_images) in zip(groups, expected_groups, strict=True):
-            assert torch.equal(indices, expected_indices) and torch.equal(images, expected_images)
+        for (indices, descriptors), (expected_indices, images) in zip(groups, expected_groups, strict=True):
+            assert indices.tolist() == expected_indices.tolist()
+            assert np.array_equal(descriptors, run(images))
+
+
+def test_a_batch_s_first_image_runs_before_its_last_is_decoded(tiny_model):
+    """Decoding and the model interleave image by image within a batch of 3, not batch by batch."""
+    from netvlad.extract.descriptors import _streamed
+    from netvlad.extract.engine import TorchRunner
+
+    events = []
+
+    class Logged(TorchRunner):
+        def __call__(self, images):
+            events.append(f"run {len(images)}")
+            return super().__call__(images)
+
+    def decoded():
+        for index in range(3):
+            events.append(f"decode {index}")
+            yield index, torch.rand(3, 32, 48, generator=torch.Generator().manual_seed(index))
+
+    (groups, bad), = _streamed(Logged(tiny_model, torch.device("cpu"), trace=False), decoded(), 3)
+    assert events == ["decode 0", "run 1", "decode 1", "run 1", "decode 2", "run 1"]
+    assert bad == [] and groups[0][0].tolist() == [0, 1, 2] and groups[0][1].shape == (3, tiny_model.output_dim)
 
 
 def test_extraction_puts_a_training_model_in_eval_mode_on_its_device(tiny_model):

@@ -293,10 +293,10 @@ def collate_by_size(batch: list[tuple[int, torch.Tensor | None]]) -> tuple[list[
             bad.append(index)
         else:
             groups.setdefault(tuple(image.shape), []).append((index, image))
-    stacked = [(torch.tensor([i for i, _ in g]), _stack([im for _, im in g])) for g in groups.values()]
+    stacked = [(torch.tensor([i for i, _ in g]), stack_images([im for _, im in g])) for g in groups.values()]
     return stacked, bad
 
 
-def _stack(images: list[torch.Tensor]) -> torch.Tensor:
+def stack_images(images: list[torch.Tensor]) -> torch.Tensor:
     """(B, 3, H, W) of same-size images; one image becomes a view (batch 1 pays no copy)."""
     return images[0].unsqueeze(0) if len(images) == 1 else torch.stack(images)

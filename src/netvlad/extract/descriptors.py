@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from netvlad.data.images import SKIP_HINT, ImageDataset, ImageDecodeError, ImageLoader, collate_by_size, load_image
-from netvlad.data.prefetch import prefetch
+from netvlad.data.images import (
+    SKIP_HINT,
+    ImageDataset,
+    ImageDecodeError,
+    ImageLoader,
+    collate_by_size,
+    load_image,
+    stack_images,
+)
+from netvlad.data.prefetch import prefetch as prefetch_items
 from netvlad.errors import BadInputError
-from netvlad.extract.engine import LIBRARY_ENGINE, Engine, make_runner
+from netvlad.extract.engine import LIBRARY_ENGINE, Engine, Runner, join_outputs, make_runner
 from netvlad.extract.row_buffer import RowBuffer
 from netvlad.extract.store import DescriptorStore, Shard
 from netvlad.models import PlaceModel
@@ -24,23 +32,57 @@ logger = logging.getLogger(__name__)
 
 # batches decoded ahead in a background thread while the model runs (images held: this times the batch size)
 PREFETCH_BATCHES = 2
+# but at least this many images: a deeper queue lets the thread bank decoded images whenever a core is free (on a
+# loaded 2-core machine, batch 1: end to end ÷ bare model 1.33–1.35 with 8 ahead, 1.41–1.48 with 2)
+PREFETCH_MIN_IMAGES = 8
 
 
-def _loader(model: PlaceModel, paths: Sequence[Path], batch_size: int, workers: int, device: torch.device,
-            ahead: int = PREFETCH_BATCHES):
+def _loader(model: PlaceModel, paths: Sequence[Path], batch_size: int, workers: int, device: torch.device):
+    """The DataLoader that decodes in ``workers`` processes (or pins memory for CUDA): batches of images grouped by
+    size (:func:`collate_by_size`)."""
     pre = model.config.preprocessing
     dataset = ImageDataset(paths, pre.resize, pre.size, True, pre.fast_decode)  # failures decided by the caller
-    if workers == 0 and device.type != "cuda":  # the same batches without a DataLoader's per-batch machinery
-        return prefetch(_batches(dataset, batch_size), ahead)
     return ImageLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_by_size,
                        pin_memory=device.type == "cuda", persistent_workers=False)
 
 
-def _batches(dataset: ImageDataset, batch_size: int) -> Iterator:
-    """``collate_by_size`` of consecutive ``batch_size`` items, in this process: what a DataLoader with no workers
-    yields, without its sampler, fetcher and profiler record per batch (≈ 0.1–0.2 ms, a batch-1 image's share)."""
-    for start in range(0, len(dataset), batch_size):
-        yield collate_by_size([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
+def _streamed(run: Runner, items: Iterable[tuple[int, torch.Tensor | None]], batch_size: int
+              ) -> Iterator[tuple[list[tuple[np.ndarray, np.ndarray]], list[int]]]:
+    """Decoded ``(index, image or None)`` items in, per ``batch_size`` items out ``([(indices, descriptors)] per
+    image size in order of first appearance, undecodable indices)``: the same model calls on the same images as
+    :func:`collate_by_size` batches given to ``run`` (chunks of ``run.step`` same-size images, a short one at a
+    batch's end), but each chunk runs as soon as its images are decoded, so a batch's first images are in the model
+    while its last ones are still being decoded (without it, a batch of 8 waits for 8 decodes first)."""
+    step = run.step or batch_size
+    groups: dict[tuple[int, ...], tuple[list[int], list[torch.Tensor], list]] = {}
+    bad: list[int] = []
+    count = 0
+    for index, image in items:
+        if image is None:
+            bad.append(index)
+        else:
+            indices, waiting, outputs = groups.setdefault(tuple(image.shape), ([], [], []))
+            indices.append(index)
+            waiting.append(image)
+            if len(waiting) == step:
+                outputs.append(run(stack_images(waiting)))
+                waiting.clear()
+        count += 1
+        if count == batch_size:
+            yield _finish(run, groups), bad
+            groups, bad, count = {}, [], 0
+    if count:
+        yield _finish(run, groups), bad
+
+
+def _finish(run: Runner, groups: dict) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Run each group's waiting images and join its outputs: ``[(indices, descriptors)]``."""
+    done = []
+    for indices, waiting, outputs in groups.values():
+        if waiting:
+            outputs.append(run(stack_images(waiting)))
+        done.append((np.asarray(indices, dtype=np.int64), join_outputs(outputs)))
+    return done
 
 
 def _on_device(model: PlaceModel, device: torch.device) -> PlaceModel:
@@ -64,7 +106,8 @@ def iter_descriptors(model: PlaceModel, paths: Sequence[Path | str], batch_size:
     Indices are positions in ``paths``. Images are loaded ``batch_size`` at a time and same-size images go to the
     runner together, which runs it on a CPU one image a call (:data:`netvlad.extract.engine.TORCH_CPU_IMAGES`), so
     that an image gets the same bytes whatever batch it arrives in. On a CPU without ``workers``, a thread decodes
-    up to ``prefetch`` batches ahead while the model runs (0: none).
+    up to ``prefetch`` batches' images (at least :data:`PREFETCH_MIN_IMAGES`) ahead while the model runs (0: none),
+    and each image goes to the model as soon as it is decoded, not when its whole batch is.
 
     Examples:
         >>> from netvlad.data import open_dataset, synthetic
@@ -82,11 +125,19 @@ def iter_descriptors(model: PlaceModel, paths: Sequence[Path | str], batch_size:
     # padded: a row's bytes do not depend on the batch it arrives in (a repaired store row equals the undamaged one)
     run = make_runner(model, engine, device, amp, images=len(paths)).padded()
     logger.debug("%s: %d images through %s", desc, len(paths), run.name)
-    loader = _loader(model, paths, batch_size, workers, device, prefetch)
     batches = -(-len(paths) // batch_size)
-    for groups, bad in tqdm(loader, desc=desc, total=batches, disable=not progress, unit="batch"):
-        for indices, images in groups:
-            yield indices.numpy(), run(images), bad
+    if workers == 0 and device.type != "cuda":  # decoded ahead by a thread, each image run once decoded
+        pre = model.config.preprocessing
+        dataset = ImageDataset(paths, pre.resize, pre.size, True, pre.fast_decode)  # failures decided by the caller
+        images = prefetch_items((dataset[i] for i in range(len(dataset))),
+                                max(prefetch * batch_size, PREFETCH_MIN_IMAGES) if prefetch else 0)
+        results = _streamed(run, images, batch_size)
+    else:
+        results = (([(indices.numpy(), run(images)) for indices, images in groups], bad)
+                   for groups, bad in _loader(model, paths, batch_size, workers, device))
+    for groups, bad in tqdm(results, desc=desc, total=batches, disable=not progress, unit="batch"):
+        for indices, descriptors in groups:
+            yield indices, descriptors, bad
             bad = []
         if bad:
             yield np.empty(0, dtype=np.int64), None, bad

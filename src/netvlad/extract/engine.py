@@ -108,6 +108,13 @@ def in_chunks(call, images, step: int, pad: bool = False) -> np.ndarray:
             chunk = torch.cat([chunk, fill]) if isinstance(images, torch.Tensor) else np.concatenate([chunk, fill])
         out = call(chunk)
         parts.append(tuple(o[:step - short] for o in out) if isinstance(out, tuple) else out[:step - short])
+    return join_outputs(parts)
+
+
+def join_outputs(parts: list) -> np.ndarray:
+    """Consecutive runner outputs (arrays, or tuples of them) as one: the single part itself, else concatenated."""
+    import numpy as np
+
     if len(parts) == 1:
         return parts[0]
     if isinstance(parts[0], tuple):  # (descriptors, local feature maps)
@@ -164,6 +171,11 @@ class TorchRunner:
 
         with torch.inference_mode():
             return in_chunks(call, images, self.chunk or TORCH_CPU_IMAGES, self.pad)
+
+    @property
+    def step(self) -> int | None:
+        """Images per model call: the chunk on a CPU; None on another device (a batch in one call)."""
+        return (self.chunk or TORCH_CPU_IMAGES) if self.cpu else None
 
     def padded(self) -> Runner:
         """This runner with ``pad``: every CPU call holds one chunk's number of images (:func:`in_chunks`; nothing to
@@ -280,6 +292,11 @@ class OrtRunner:
                          self.chunk or ORT_CPU_IMAGES, self.pad)
 
     padded = TorchRunner.padded
+
+    @property
+    def step(self) -> int | None:
+        """Images per session call: the chunk on a CPU; None with another provider (a batch in one call)."""
+        return (self.chunk or ORT_CPU_IMAGES) if self.cpu else None
 
     def _key(self, shape: tuple[int, int] | None) -> ExportKey:
         from netvlad.extract.onnx_cache import ExportKey

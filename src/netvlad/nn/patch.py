@@ -16,12 +16,14 @@ import torch
 
 from netvlad.nn import functional as VF
 
-__all__ = ["window_grid", "window_cells", "integral_image", "window_sums", "patch_vlad_chunks", "patch_netvlad"]
+__all__ = ["window_grid", "window_cells", "integral_image", "window_sums", "patch_vlad_chunks", "patch_netvlad",
+           "projection_work"]
 
-# residual sums of one chunk of windows, (windows, K, D) float32, within 4 MiB (cache-sized), and the rows the
-# projection takes at once (each product reads the whole K·D × out weight) within 24 MiB: buffers under glibc's
-# 32 MiB mmap ceiling are reused from the heap, larger ones are mapped and zero-filled by the kernel at every call
-# (measured: 15–23 ms of system time per image at 256 MiB, 1–3 ms at 24 MiB, user time alike)
+# residual sums of one chunk of windows, (windows, K, D) float32, within 4 MiB (cache-sized), and the windows the
+# projection takes at once (each product reads the whole K·D × out weight) within 64 MiB: 204 windows of 81,920-D,
+# where the float32 GEMM of Gardens Point's shapes runs at 92 GFLOPS on one thread (76 at 72 windows). A buffer
+# above glibc's 32 MiB mmap ceiling is mapped and zero-filled by the kernel at every allocation, so callers that
+# project batch after batch pass one ``work`` buffer (:func:`projection_work`) for every call
 CHUNK_BYTES = 1 << 22
 PROJECT_BYTES = 1 << 26
 
@@ -132,10 +134,24 @@ def patch_vlad_chunks(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
         yield part, vlad
 
 
+def projection_work(num_clusters: int, dim: int, dtype: torch.dtype = torch.float32,
+                    device: torch.device | str = "cpu", project_bytes: int = PROJECT_BYTES) -> torch.Tensor:
+    """A flat buffer holding the largest block of K·D-D vectors :func:`patch_netvlad` projects at once, to pass as
+    its ``work`` call after call.
+
+    Examples:
+        >>> projection_work(64, 1280).numel() * 4 // 2**20  # MiB: 204 windows of 81,920 float32
+        63
+    """
+    row = num_clusters * dim * torch.empty(0, dtype=dtype).element_size()
+    step = _per_chunk(row, CHUNK_BYTES)
+    return torch.empty(step * _per_chunk(step * row, project_bytes) * num_clusters * dim, dtype=dtype, device=device)
+
+
 def patch_netvlad(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, centroids: torch.Tensor,
                   size: int, stride: int = 1, normalize_input: bool = True,
                   projection: tuple[torch.Tensor, torch.Tensor] | None = None, chunk_bytes: int = CHUNK_BYTES,
-                  project_bytes: int = PROJECT_BYTES) -> torch.Tensor:
+                  project_bytes: int = PROJECT_BYTES, work: torch.Tensor | None = None) -> torch.Tensor:
     """Patch NetVLAD descriptors of every P×P window: ``(B, D, H, W)`` -> ``(B, rows·cols, out)`` row-major.
 
     Without ``projection``: intra-normalised then L2-normalised, out = K·D, cluster-major (equal to
@@ -147,7 +163,8 @@ def patch_netvlad(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     one block of up to ``project_bytes`` and projected by one ``(windows, K·D) @ (K·D, out)`` product per block,
     windows of every image together; each vector's global L2 norm is applied after the product
     (``W·(v/‖v‖) = (W·v)/‖v‖``), from its clusters' intra norms (each normalised row has norm 1, or less when its
-    residual was below 1e-12), so the K·D-D vectors are written once and read once.
+    residual was below 1e-12), so the K·D-D vectors are written once and read once. ``work``: a flat buffer of
+    ``x``'s dtype the blocks are written into when it holds one (:func:`projection_work`), else one is allocated.
     """
     num_clusters, dim = centroids.shape
     rows, cols = window_grid(x.shape[2], x.shape[3], size, stride)
@@ -168,7 +185,9 @@ def patch_netvlad(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
         centroids = centroids.to(feats.dtype)
         step = _per_chunk(row_bytes, chunk_bytes)  # windows aggregated at once (cache-sized)
         block = min(total, step * _per_chunk(step * row_bytes, project_bytes))  # windows projected at once
-        buffer = feats.new_empty(block, num_clusters, dim)
+        need = block * num_clusters * dim
+        fits = work is not None and work.numel() >= need and work.dtype == feats.dtype and work.device == x.device
+        buffer = (work[:need] if fits else feats.new_empty(need)).view(block, num_clusters, dim)
         for b0 in range(0, total, block):
             n = min(block, total - b0)
             scale = torch.empty(n, dtype=feats.dtype, device=x.device)  # 1 / the global norm

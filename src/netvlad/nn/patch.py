@@ -196,9 +196,11 @@ def patch_netvlad(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
                 norms = _window_vlad(feats, assign, cells[b0 + w0:b0 + w1], centroids, buffer[w0:w1])[..., 0]
                 kept = norms / norms.clamp_min(1e-12)  # each intra-normalised row's norm: 1, or less below 1e-12
                 scale[w0:w1] = kept.square().sum(1).sqrt().clamp_min(1e-12).reciprocal()
-            vectors = buffer[:n].view(n, -1).to(project.dtype)
-            torch.mm(vectors, project.T, out=out[b0:b0 + n]) if project.dtype == out.dtype else \
-                out[b0:b0 + n].copy_(vectors @ project.T)
+            vectors = buffer[:n].view(n, -1)
+            if project.dtype == out.dtype:  # one (windows, K·D) @ (K·D, out) product, straight into the rows
+                torch.mm(vectors, project.T, out=out[b0:b0 + n])
+            else:
+                out[b0:b0 + n] = vectors.to(project.dtype) @ project.T
             out[b0:b0 + n] *= scale[:, None]
     out = VF.l2_normalize(out + shift.to(out.dtype), dim=1)
     return out.view(len(x), rows * cols, project.shape[0])

@@ -67,8 +67,8 @@ def relative_difference(got: torch.Tensor, expected: torch.Tensor) -> float:
 def traced_for_inference(module: nn.Module, example: torch.Tensor) -> torch.jit.ScriptModule | None:
     """``module`` (in eval mode, returning a tensor or a tuple of them) traced on ``example`` ``(B, 3, H, W)``,
     frozen and compiled for inference (oneDNN Graph, else ``optimize_for_inference``); None (with one debug line)
-    where tracing fails or the compiled module's output on ``example`` differs from the eager one by more than
-    :data:`TRACE_TOLERANCE`, so that the caller runs ``module`` itself."""
+    where tracing fails or an output of the compiled module on ``example`` differs from the eager one by more than
+    :data:`TRACE_TOLERANCE` of its scale (:func:`relative_difference`), so that the caller runs ``module`` itself."""
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # TorchScript's deprecation and shape-constant notes, per call

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from netvlad.nn import NetVLAD, PCAWhitening
-from netvlad.nn.patch import patch_netvlad, window_cells, window_grid
+from netvlad.nn.patch import patch_netvlad, projection_work, window_cells, window_grid
 
 
 def _layer(k: int, d: int, parametrization: str = "official") -> NetVLAD:
@@ -124,15 +124,25 @@ def test_window_cells_are_each_windows_cells_row_major():
             assert cells[r * cols + c].tolist() == grid[2 * r:2 * r + 3, 2 * c:2 * c + 3].reshape(-1).tolist()
 
 
-@pytest.mark.parametrize(("size", "stride", "chunk_bytes"), [(5, 1, 1), (2, 1, 1 << 24), (3, 2, 3 * 8 * 1280 * 4)])
-def test_real_maps_give_the_box_sum_routes_patches_in_float32(gardens_point_maps, size, stride, chunk_bytes):
+ROW = 8 * 1280 * 4  # bytes of one K·D-D window vector of the real maps below
+
+
+# blocks projected at once: 5 windows (3 a map: blocks across images), everything, 9 windows of chunks of 3
+@pytest.mark.parametrize(("size", "stride", "chunk_bytes", "project_bytes"),
+                         [(5, 1, 1, 5 * ROW), (2, 1, 1 << 24, 1 << 26), (3, 2, 3 * ROW, 10 * ROW)])
+def test_real_maps_give_the_box_sum_routes_patches_in_float32(gardens_point_maps, size, stride, chunk_bytes,
+                                                              project_bytes):
     maps, layer = gardens_point_maps  # (4, 1280, 5, 7) real MobileNetV2 maps, K = 8
     torch.manual_seed(4)
     projection = (torch.randn(64, layer.output_dim) / 100, torch.randn(64) / 10)
+    work = projection_work(8, 1280, project_bytes=project_bytes)
     with torch.no_grad():
         for proj in (None, projection):
             ours = patch_netvlad(maps, *_args(layer), size=size, stride=stride, projection=proj,
-                                 chunk_bytes=chunk_bytes)
+                                 chunk_bytes=chunk_bytes, project_bytes=project_bytes)
+            again = patch_netvlad(maps, *_args(layer), size=size, stride=stride, projection=proj,
+                                  chunk_bytes=chunk_bytes, project_bytes=project_bytes, work=work)
+            assert torch.equal(ours, again)  # a reused work buffer changes no bit
             torch.testing.assert_close(ours, box_sum_patches(maps, layer, size, stride, proj), atol=2e-6, rtol=0)
             alone = patch_netvlad(maps[2:3], *_args(layer), size=size, stride=stride, projection=proj)
             torch.testing.assert_close(ours[2:3], alone, atol=2e-6, rtol=0)  # an image's patches, batched or not

@@ -22,7 +22,10 @@ from torch import nn
 
 logger = logging.getLogger(__name__)
 
-TRACE_TOLERANCE = 1e-5  # max abs difference to the eager module on the example, else the trace is not used
+# max difference to the eager module on the example, relative to each output's largest magnitude (at least 1), else
+# the trace is not used: a descriptor (unit length) within 1e-5, an unnormalised feature map (MobileNetV2's last maps
+# reach 6) within 1e-5 of its scale, as float32 rounds it
+TRACE_TOLERANCE = 1e-5
 PROFILED_RUNS = 3  # calls of the example with the fusion on: TorchScript profiles, then compiles the fused graph
 
 
@@ -45,11 +48,27 @@ def _fused(frozen: torch.jit.ScriptModule, example: torch.Tensor) -> torch.jit.S
     return frozen
 
 
+def relative_difference(got: torch.Tensor, expected: torch.Tensor) -> float:
+    """Largest absolute difference of two outputs over the larger of 1 and ``expected``'s largest magnitude (inf
+    when their shapes differ).
+
+    Examples:
+        >>> round(relative_difference(torch.tensor([6.0, 0.5]), torch.tensor([6.00003, 0.5])), 7)  # 3e-5 of 6
+        5e-06
+        >>> round(relative_difference(torch.tensor([0.25]), torch.tensor([0.25002])), 7)  # scale below 1: absolute
+        2e-05
+    """
+    if got.shape != expected.shape:
+        return float("inf")
+    scale = max(1.0, float(expected.float().abs().max())) if expected.numel() else 1.0
+    return float((got.float() - expected.float()).abs().max()) / scale if got.numel() else 0.0
+
+
 def traced_for_inference(module: nn.Module, example: torch.Tensor) -> torch.jit.ScriptModule | None:
     """``module`` (in eval mode, returning a tensor or a tuple of them) traced on ``example`` ``(B, 3, H, W)``,
     frozen and compiled for inference (oneDNN Graph, else ``optimize_for_inference``); None (with one debug line)
-    where tracing fails or the compiled module's output on ``example`` differs from the eager one by more than
-    :data:`TRACE_TOLERANCE`, so that the caller runs ``module`` itself."""
+    where tracing fails or an output of the compiled module on ``example`` differs from the eager one by more than
+    :data:`TRACE_TOLERANCE` of its scale (:func:`relative_difference`), so that the caller runs ``module`` itself."""
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # TorchScript's deprecation and shape-constant notes, per call
@@ -65,8 +84,7 @@ def traced_for_inference(module: nn.Module, example: torch.Tensor) -> torch.jit.
         logger.debug("running %s eagerly: it cannot be traced (%s)", type(module).__name__, error)
         return None
     got, expected = (got, expected) if isinstance(got, tuple) else ((got,), (expected,))
-    difference = max((float((g.float() - e.float()).abs().max()) if g.shape == e.shape else float("inf")
-                      for g, e in zip(got, expected, strict=True)), default=float("inf"))
+    difference = max((relative_difference(g, e) for g, e in zip(got, expected, strict=True)), default=float("inf"))
     if not difference <= TRACE_TOLERANCE:
         logger.debug("running %s eagerly: its trace differs by %.2g", type(module).__name__, difference)
         return None

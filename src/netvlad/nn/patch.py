@@ -16,14 +16,16 @@ import torch
 
 from netvlad.nn import functional as VF
 
-__all__ = ["window_grid", "window_cells", "integral_image", "window_sums", "patch_vlad_chunks", "patch_netvlad"]
+__all__ = ["window_grid", "window_cells", "integral_image", "window_sums", "patch_vlad_chunks", "patch_netvlad",
+           "projection_work"]
 
-# residual sums of one chunk of windows, (windows, K, D) float32, within 4 MiB (cache-sized), and the rows the
-# projection takes at once (each product reads the whole K·D × out weight) within 24 MiB: buffers under glibc's
-# 32 MiB mmap ceiling are reused from the heap, larger ones are mapped and zero-filled by the kernel at every call
-# (measured: 15–23 ms of system time per image at 256 MiB, 1–3 ms at 24 MiB, user time alike)
+# residual sums of one chunk of windows, (windows, K, D) float32, within 4 MiB (cache-sized), and the windows the
+# projection takes at once (each product reads the whole K·D × out weight) within 64 MiB: 204 windows of 81,920-D,
+# where the float32 GEMM of Gardens Point's shapes runs at 92 GFLOPS on one thread (76 at 72 windows). A buffer
+# above glibc's 32 MiB mmap ceiling is mapped and zero-filled by the kernel at every allocation, so callers that
+# project batch after batch pass one ``work`` buffer (:func:`projection_work`) for every call
 CHUNK_BYTES = 1 << 22
-PROJECT_BYTES = 3 << 23
+PROJECT_BYTES = 1 << 26
 
 
 def window_grid(height: int, width: int, size: int, stride: int) -> tuple[int, int]:
@@ -79,6 +81,35 @@ def _per_chunk(row_bytes: int, budget: int) -> int:
     return max(1, budget // row_bytes)
 
 
+def _window_cells(x: torch.Tensor, size: int, stride: int) -> torch.Tensor:
+    """Every image's windows' cells ``(B·rows·cols, P²)`` as rows of the batch's flattened ``(B·H·W)`` cells."""
+    cells = window_cells(x.shape[2], x.shape[3], size, stride).to(x.device)
+    return (cells + torch.arange(len(x), device=x.device)[:, None, None] * cells.new_tensor(x.shape[2] * x.shape[3])
+            ).flatten(0, 1)
+
+
+def _cell_rows(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, normalize_input: bool
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(local descriptors ``(B·H·W, D)``, soft assignments ``(B·H·W, K)``), one row per cell, images one after the
+    other."""
+    feats, assign = _assignments(x, weight, bias, normalize_input)
+    return (feats.flatten(2).transpose(1, 2).reshape(-1, feats.shape[1]),
+            assign.flatten(2).transpose(1, 2).reshape(-1, assign.shape[1]))
+
+
+def _window_vlad(feats: torch.Tensor, assign: torch.Tensor, cells: torch.Tensor, centroids: torch.Tensor,
+                 out: torch.Tensor) -> torch.Tensor:
+    """Intra-normalised residual sums of the windows ``cells`` ``(n, P²)`` written into ``out`` ``(n, K, D)`` ->
+    their intra norms ``(n, K, 1)`` before normalising (each row divided by its norm, at least 1e-12, as
+    :func:`netvlad.nn.functional.l2_normalize` divides)."""
+    weights = assign[cells].transpose(1, 2)  # (windows, K, P²)
+    torch.bmm(weights, feats[cells], out=out)  # Σ_i a_k(x_i)·x_i
+    out.addcmul_(weights.sum(2, keepdim=True), centroids, value=-1)  # − (Σ_i a_k(x_i))·c_k, in place
+    norms = torch.linalg.vector_norm(out, dim=2, keepdim=True)
+    out.div_(norms.clamp_min(1e-12))  # intra-normalisation, as in the layer
+    return norms
+
+
 def patch_vlad_chunks(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, centroids: torch.Tensor,
                       size: int, stride: int = 1, normalize_input: bool = True, chunk_bytes: int = CHUNK_BYTES
                       ) -> Iterator[tuple[slice, torch.Tensor]]:
@@ -90,51 +121,86 @@ def patch_vlad_chunks(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
     """
     if x.dim() != 4 or x.shape[1] != centroids.shape[1]:
         raise ValueError(f"expected feature maps as (B, {centroids.shape[1]}, H, W), got {tuple(x.shape)}")
-    cells = window_cells(x.shape[2], x.shape[3], size, stride).to(x.device)
+    cells = _window_cells(x, size, stride)
     if not len(cells):
         return
-    feats, assign = _assignments(x, weight, bias, normalize_input)
+    feats, assign = _cell_rows(x, weight, bias, normalize_input)
     centroids = centroids.to(feats.dtype)
-    cells = (cells + torch.arange(len(x), device=x.device)[:, None, None] * cells.new_tensor(x.shape[2] * x.shape[3])
-             ).flatten(0, 1)  # (B·windows, P²) into the images' cells, one after the other
-    feats = feats.flatten(2).transpose(1, 2).reshape(-1, feats.shape[1])  # (B·H·W, D)
-    assign = assign.flatten(2).transpose(1, 2).reshape(-1, assign.shape[1])  # (B·H·W, K)
     step = _per_chunk(centroids.numel() * feats.element_size(), chunk_bytes)
     for w0 in range(0, len(cells), step):
         part = slice(w0, min(w0 + step, len(cells)))
-        weights = assign[cells[part]].transpose(1, 2)  # (windows, K, P²)
-        vlad = torch.bmm(weights, feats[cells[part]])  # Σ_i a_k(x_i)·x_i: (windows, K, D)
-        vlad -= weights.sum(2, keepdim=True) * centroids  # − (Σ_i a_k(x_i))·c_k
-        yield part, VF.l2_normalize(vlad, dim=2)  # intra-normalisation, as in the layer
+        vlad = feats.new_empty(part.stop - part.start, *centroids.shape)
+        _window_vlad(feats, assign, cells[part], centroids, vlad)
+        yield part, vlad
+
+
+def projection_work(num_clusters: int, dim: int, dtype: torch.dtype = torch.float32,
+                    device: torch.device | str = "cpu", project_bytes: int = PROJECT_BYTES) -> torch.Tensor:
+    """A flat buffer holding the largest block of K·D-D vectors :func:`patch_netvlad` projects at once, to pass as
+    its ``work`` call after call.
+
+    Examples:
+        >>> projection_work(64, 1280).numel() * 4 // 2**20  # MiB: 204 windows of 81,920 float32
+        63
+    """
+    row = num_clusters * dim * torch.empty(0, dtype=dtype).element_size()
+    step = _per_chunk(row, CHUNK_BYTES)
+    return torch.empty(step * _per_chunk(step * row, project_bytes) * num_clusters * dim, dtype=dtype, device=device)
 
 
 def patch_netvlad(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, centroids: torch.Tensor,
                   size: int, stride: int = 1, normalize_input: bool = True,
-                  projection: tuple[torch.Tensor, torch.Tensor] | None = None, chunk_bytes: int = CHUNK_BYTES
-                  ) -> torch.Tensor:
+                  projection: tuple[torch.Tensor, torch.Tensor] | None = None, chunk_bytes: int = CHUNK_BYTES,
+                  project_bytes: int = PROJECT_BYTES, work: torch.Tensor | None = None) -> torch.Tensor:
     """Patch NetVLAD descriptors of every P×P window: ``(B, D, H, W)`` -> ``(B, rows·cols, out)`` row-major.
 
     Without ``projection``: intra-normalised then L2-normalised, out = K·D, cluster-major (equal to
     :func:`netvlad.nn.functional.netvlad` on each cropped window). With ``projection`` = (weight ``(out, K·D)``,
     bias ``(out,)``) of a PCA whitening: that whitening applied to the L2-normalised vector, then L2-normalised; the
     weight's dtype is the product's (bfloat16 halves its time on CPUs with bfloat16 instructions, at ≈ 3 digits).
+
+    With a projection, the windows' intra-normalised K·D-D vectors are aggregated (``chunk_bytes`` at a time) into
+    one block of up to ``project_bytes`` and projected by one ``(windows, K·D) @ (K·D, out)`` product per block,
+    windows of every image together; each vector's global L2 norm is applied after the product
+    (``W·(v/‖v‖) = (W·v)/‖v‖``), from its clusters' intra norms (each normalised row has norm 1, or less when its
+    residual was below 1e-12), so the K·D-D vectors are written once and read once. ``work``: a flat buffer of
+    ``x``'s dtype the blocks are written into when it holds one (:func:`projection_work`), else one is allocated.
     """
     num_clusters, dim = centroids.shape
     rows, cols = window_grid(x.shape[2], x.shape[3], size, stride)
-    out_dim = num_clusters * dim if projection is None else projection[0].shape[0]
     total, row_bytes = len(x) * rows * cols, num_clusters * dim * x.element_size()
-    out = x.new_zeros(total, out_dim)
-    step = _per_chunk(row_bytes, chunk_bytes)
-    block = step * _per_chunk(step * row_bytes, PROJECT_BYTES)  # windows projected at once: whole chunks
-    flat = x.new_empty(min(total, block), num_clusters * dim) if projection is not None else out
-    for part, vlad in patch_vlad_chunks(x, weight, bias, centroids, size, stride, normalize_input, chunk_bytes):
-        start = part.start - part.start % block if projection is not None else 0
-        # the global L2 norm of the intra-normalised vector
-        torch.div(vlad.flatten(1), vlad.flatten(1).norm(dim=1, keepdim=True).clamp_min(1e-12),
-                  out=flat[part.start - start:part.stop - start])
-        if projection is not None and (part.stop % block == 0 or part.stop == total):
-            # one (windows, K·D) @ (K·D, out) product over the block's windows of every image
-            out[start:part.stop] = (flat[:part.stop - start].to(projection[0].dtype) @ projection[0].T).to(out.dtype)
-    if projection is not None:
-        out = VF.l2_normalize(out + projection[1].to(out.dtype), dim=1)
-    return out.view(len(x), rows * cols, out_dim)
+    if projection is None:
+        out = x.new_zeros(total, num_clusters * dim)
+        for part, vlad in patch_vlad_chunks(x, weight, bias, centroids, size, stride, normalize_input, chunk_bytes):
+            flat = vlad.flatten(1)  # the global L2 norm of the intra-normalised vector
+            torch.div(flat, flat.norm(dim=1, keepdim=True).clamp_min(1e-12), out=out[part])
+        return out.view(len(x), rows * cols, num_clusters * dim)
+    if x.dim() != 4 or x.shape[1] != dim:
+        raise ValueError(f"expected feature maps as (B, {dim}, H, W), got {tuple(x.shape)}")
+    project, shift = projection
+    out = x.new_zeros(total, project.shape[0])
+    if total:
+        cells = _window_cells(x, size, stride)
+        feats, assign = _cell_rows(x, weight, bias, normalize_input)
+        centroids = centroids.to(feats.dtype)
+        step = _per_chunk(row_bytes, chunk_bytes)  # windows aggregated at once (cache-sized)
+        block = min(total, step * _per_chunk(step * row_bytes, project_bytes))  # windows projected at once
+        need = block * num_clusters * dim
+        fits = work is not None and work.numel() >= need and work.dtype == feats.dtype and work.device == x.device
+        buffer = (work[:need] if fits else feats.new_empty(need)).view(block, num_clusters, dim)
+        for b0 in range(0, total, block):
+            n = min(block, total - b0)
+            scale = torch.empty(n, dtype=feats.dtype, device=x.device)  # 1 / the global norm
+            for w0 in range(0, n, step):
+                w1 = min(n, w0 + step)
+                norms = _window_vlad(feats, assign, cells[b0 + w0:b0 + w1], centroids, buffer[w0:w1])[..., 0]
+                kept = norms / norms.clamp_min(1e-12)  # each intra-normalised row's norm: 1, or less below 1e-12
+                scale[w0:w1] = kept.square().sum(1).sqrt().clamp_min(1e-12).reciprocal()
+            vectors = buffer[:n].view(n, -1)
+            if project.dtype == out.dtype:  # one (windows, K·D) @ (K·D, out) product, straight into the rows
+                torch.mm(vectors, project.T, out=out[b0:b0 + n])
+            else:
+                out[b0:b0 + n] = vectors.to(project.dtype) @ project.T
+            out[b0:b0 + n] *= scale[:, None]
+    out = VF.l2_normalize(out + shift.to(out.dtype), dim=1)
+    return out.view(len(x), rows * cols, project.shape[0])

@@ -15,7 +15,7 @@ from netvlad.errors import BadInputError
 from netvlad.match.verify.presets import VerifyPreset
 from netvlad.models import PlaceModel
 from netvlad.nn import NetVLAD, PCAWhitening
-from netvlad.nn.patch import patch_netvlad, window_grid
+from netvlad.nn.patch import patch_netvlad, projection_work, window_grid
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +113,7 @@ class PatchExtractor:
             logger.warning("whitening gives %d dims, fewer than the %s preset's %d; using %d-D patches",
                            whitening.out_dim, preset.name, preset.dim, whitening.out_dim)
         self.whitening = whitening.crop(min(preset.dim, whitening.out_dim))
+        self._work: torch.Tensor | None = None  # the projection's block buffer, reused batch after batch
 
     @property
     def dim(self) -> int:
@@ -124,8 +125,10 @@ class PatchExtractor:
         """Patches of a batch of feature maps ``(B, D, h, w)``."""
         layer, w = self.layer, self.whitening.to(features.device)
         weight = layer.conv.weight.view(layer.num_clusters, layer.dim)
+        if self._work is None or self._work.dtype != features.dtype or self._work.device != features.device:
+            self._work = projection_work(layer.num_clusters, layer.dim, features.dtype, features.device)
         per_size = [patch_netvlad(features, weight, layer.conv.bias, layer.centroids, size, self.preset.stride,
-                                  layer.normalize_input, (w.linear.weight, w.linear.bias))
+                                  layer.normalize_input, (w.linear.weight, w.linear.bias), work=self._work)
                     for size in self.preset.sizes]
         grids = [window_grid(features.shape[2], features.shape[3], size, self.preset.stride)
                  for size in self.preset.sizes]

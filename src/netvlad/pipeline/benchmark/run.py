@@ -334,12 +334,8 @@ def compute_cell(cell: Cell, family: MethodSpec, dataset, db: np.ndarray, q: np.
     if family.method == "single":
         cell.recall = {n: round(float(single.recall[n]), 4) for n in ns}
         return cell
-    if dataset.queries.sequence is None or dataset.database.sequence is None:
-        cell.note = "n/a (no order)"
-        return cell
-    longest = max(len(m) for m in dataset.queries.sequence.members())
-    if cell.length > longest:
-        cell.note = f"n/a (L > {longest})"
+    cell.note = order_note(dataset, cell.length)
+    if cell.note:
         return cell
     config = family.config(cell.length, cell.mode)
     start = time.perf_counter()
@@ -347,6 +343,15 @@ def compute_cell(cell: Cell, family: MethodSpec, dataset, db: np.ndarray, q: np.
     cell.ms_per_query = round(1000 * (time.perf_counter() - start) / len(q), 4)
     cell.recall = {n: round(float(result.recall[n]), 4) for n in ns}
     return cell
+
+
+def order_note(dataset, length: int) -> str | None:
+    """Why a sequence row of window ``length`` cannot run on ``dataset``: no frame order, or a query route shorter
+    than the window; None where it can."""
+    if dataset.queries.sequence is None or dataset.database.sequence is None:
+        return "n/a (no order)"
+    longest = max(len(m) for m in dataset.queries.sequence.members())
+    return f"n/a (L > {longest})" if length > longest else None
 
 
 def compute_stream_cell(cell: Cell, family: MethodSpec, dataset, db: np.ndarray, q: np.ndarray, own: int,
@@ -368,12 +373,8 @@ def compute_stream_cell(cell: Cell, family: MethodSpec, dataset, db: np.ndarray,
     if cell.mode != "causal":
         cell.note = "n/a (centred)"
         return cell
-    if dataset.queries.sequence is None or dataset.database.sequence is None:
-        cell.note = "n/a (no order)"
-        return cell
-    longest = max(len(m) for m in dataset.queries.sequence.members())
-    if cell.length > longest:
-        cell.note = f"n/a (L > {longest})"
+    cell.note = order_note(dataset, cell.length)
+    if cell.note:
         return cell
     start = time.perf_counter()
     result = replay(family.method, family.config(cell.length, cell.mode), db, q, dataset, radius, own,

@@ -345,6 +345,8 @@ class OrtRunner:
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
+        # idle workers sleep instead of spinning, leaving the cores to the image decoding that runs beside them
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         return onnxruntime.InferenceSession(source, options, providers=self.providers)
 
     def _check(self, session, key: ExportKey) -> None:

@@ -32,17 +32,20 @@ logger = logging.getLogger(__name__)
 
 # batches decoded ahead in a background thread while the model runs (images held: this times the batch size)
 PREFETCH_BATCHES = 2
-# but at least this many images: a deeper queue lets the thread bank decoded images whenever a core is free (on a
-# loaded 2-core machine, batch 1: end to end ÷ bare model 1.33–1.35 with 8 ahead, 1.41–1.48 with 2)
+# but at least this many images: a deeper queue lets the thread bank decoded images whenever a core is free
 PREFETCH_MIN_IMAGES = 8
+
+
+def _dataset(model: PlaceModel, paths: Sequence[Path]) -> ImageDataset:
+    """The images as ``model`` takes them; an undecodable one comes as None (the caller decides)."""
+    pre = model.config.preprocessing
+    return ImageDataset(paths, pre.resize, pre.size, True, pre.fast_decode)
 
 
 def _loader(model: PlaceModel, paths: Sequence[Path], batch_size: int, workers: int, device: torch.device):
     """The DataLoader that decodes in ``workers`` processes (or pins memory for CUDA): batches of images grouped by
     size (:func:`collate_by_size`)."""
-    pre = model.config.preprocessing
-    dataset = ImageDataset(paths, pre.resize, pre.size, True, pre.fast_decode)  # failures decided by the caller
-    return ImageLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_by_size,
+    return ImageLoader(_dataset(model, paths), batch_size=batch_size, num_workers=workers, collate_fn=collate_by_size,
                        pin_memory=device.type == "cuda", persistent_workers=False)
 
 
@@ -127,8 +130,7 @@ def iter_descriptors(model: PlaceModel, paths: Sequence[Path | str], batch_size:
     logger.debug("%s: %d images through %s", desc, len(paths), run.name)
     batches = -(-len(paths) // batch_size)
     if workers == 0 and device.type != "cuda":  # decoded ahead by a thread, each image run once decoded
-        pre = model.config.preprocessing
-        dataset = ImageDataset(paths, pre.resize, pre.size, True, pre.fast_decode)  # failures decided by the caller
+        dataset = _dataset(model, paths)
         images = prefetch_items((dataset[i] for i in range(len(dataset))),
                                 max(prefetch * batch_size, PREFETCH_MIN_IMAGES) if prefetch else 0)
         results = _streamed(run, images, batch_size)

@@ -118,13 +118,12 @@ def patch_extractor(model: PlaceModel, preset: VerifyPreset, fit_paths: Sequence
     (``fit_paths``: database images, ``cache`` as it takes it): what every re-ranking function below takes.
 
     Examples:
-        >>> from netvlad.data import open_dataset, synthetic
         >>> from netvlad.models import ModelConfig
-        >>> street_views = open_dataset(synthetic.generate_city(synthetic.CityConfig.preset("tiny"), "city")).database
-        >>> model = PlaceModel(ModelConfig(num_clusters=4, preprocessing={"resize": "none"})).eval()  # no whitening
-        >>> toy = VerifyPreset("toy", "1 × 1 patches, 16-D", sizes=(1,), dim=16, scorer="rapid")
-        >>> extractor = patch_extractor(model, toy, street_views.paths(), cache=False)  # whitening fitted here
-        >>> extractor.preset.name, extractor.dim
+        >>> model = PlaceModel(ModelConfig(num_clusters=4), pretrained=False).eval()
+        >>> model.set_whitening(PCAWhitening(4 * 1280, 32))  # the model's own whitening: no image is read
+        >>> toy = VerifyPreset("toy", "2 × 2 patches, 16-D", sizes=(2,), dim=16, scorer="rapid")
+        >>> extractor = patch_extractor(model, toy, fit_paths=[])
+        >>> extractor.preset.name, extractor.dim  # the whitening cropped to the preset's 16 dims
         ('toy', 16)
     """
     whitening = patch_whitening(model, preset, fit_paths, cache, device)

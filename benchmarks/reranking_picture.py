@@ -72,9 +72,8 @@ def draw_reranking(fragment: Path, png: Path, cache: Path | None = None) -> Path
     from netvlad.eval.recall import evaluate_descriptors
     from netvlad.eval.verified import verify_given
     from netvlad.files import save_figure
-    from netvlad.match.verify.patches import PatchExtractor
     from netvlad.match.verify.presets import get_preset
-    from netvlad.match.verify.run import patch_whitening
+    from netvlad.match.verify.run import patch_extractor
     from netvlad.pipeline.benchmark.run import default_cache, describe_spec, open_spec
     from netvlad.pipeline.benchmark.suite import load_suite
 
@@ -87,12 +86,14 @@ def draw_reranking(fragment: Path, png: Path, cache: Path | None = None) -> Path
     db, q, model, store = describe_spec(suite, spec, dataset, cache)
     positives = dataset.positives(spec.radius)
     single = evaluate_descriptors(db, q, positives, (1,), k=top)
+    paths = dataset.database.paths()
+    extractor = patch_extractor(model, preset, paths, cache / "clusters")
     found: dict = {}  # (global right, re-ranked right) -> (query, re-ranked top-1)
     for start in range(0, len(positives), CHUNK):  # until both cases are found: a few chunks, not every query
         chunk = np.arange(start, min(start + CHUNK, len(positives)))
         part = dataset.subset(query_indices=chunk)
-        verified = verify_given(model, part, [positives[i] for i in chunk], preset, store, single.ranked[chunk, :top],
-                                single.distances[chunk, :top], (1,), cache=cache / "clusters")
+        verified = verify_given(extractor, part, [positives[i] for i in chunk], store, single.ranked[chunk, :top],
+                                single.distances[chunk, :top], (1,))
         for i, after in zip(chunk, verified.ranking.ranked[:, 0], strict=True):
             found.setdefault((single.ranked[i, 0] in positives[i], after in positives[i]), (i, after))
         if (False, True) in found and (True, False) in found:
@@ -100,8 +101,6 @@ def draw_reranking(fragment: Path, png: Path, cache: Path | None = None) -> Path
     shown = [found[case] for case in ((False, True), (True, False)) if case in found]
     if not shown:
         raise SystemExit("re-ranking changed no top-1 on Gardens Point: nothing to show")
-    paths = dataset.database.paths()
-    extractor = PatchExtractor(model, preset, patch_whitening(model, preset, paths, cache / "clusters"))
     fig, axes = plt.subplots(len(shown), 3, figsize=(10, 2.2 * len(shown) + 0.4), dpi=110, squeeze=False)
     for row, (i, after) in zip(axes, shown, strict=True):
         before = single.ranked[i, 0]

@@ -25,6 +25,7 @@ import torch
 
 from benchmarks.common import SHARED_DATA, add_results_option, work_dir
 from netvlad.eval.recall import evaluate_descriptors, recall_at_n
+from netvlad.match.verify.patches import PatchExtractor
 from netvlad.match.verify.presets import TOP
 from netvlad.match.verify.run import patch_whitening, rescore_ranking
 from netvlad.pipeline.benchmark.run import describe_spec, only_condition, open_spec, verify_pass
@@ -67,8 +68,8 @@ def run_passes(model, preset_family, dataset, single, top, ns, store: Path, radi
     for name, dtype in PRECISIONS.items():
         cast = copy.deepcopy(whitening).to(dtype)
         start = time.thread_time()
-        found = verify_pass(preset_family, dataset, single, top, ns, model, store / f"projection-{name}", radius,
-                            whitening=cast)
+        extractor = PatchExtractor(model, preset_family.preset(), cast)
+        found = verify_pass(dataset, single, top, ns, extractor, store / f"projection-{name}", radius)
         out[name] = (found, time.thread_time() - start)
         logger.info("%s pass: %.1f CPU s", name, out[name][1])
     return out

@@ -29,7 +29,7 @@ from netvlad.eval.verified import evaluate_verified
 from netvlad.eval.verified_sequence import verify_sequence
 from netvlad.extract.store import DescriptorStore
 from netvlad.match.sequence import DEFAULT_METHOD, SequenceConfig
-from netvlad.match.verify import get_preset
+from netvlad.match.verify import get_preset, patch_extractor
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,9 +59,10 @@ def run(args: argparse.Namespace) -> str:
     tables, results = [], {}
     for preset in presets:
         rows = {"global (single frame)": single.recall, f"sequence {seq.label}": seq.recall}
-        seq_first = verify_sequence(model, dataset, single.positives, seq, preset, store, args.top, ns)
+        extractor = patch_extractor(model, preset, dataset.database.paths())
+        seq_first = verify_sequence(extractor, dataset, single.positives, seq, store, args.top, ns)
         rows[f"sequence first: {seq.label}, then {preset.name} (top {args.top})"] = seq_first.recall
-        verified = evaluate_verified(model, dataset, single.positives, preset, store, args.top, ns)
+        verified = evaluate_verified(extractor, dataset, single.positives, store, args.top, ns)
         rows[f"{preset.name} (top {args.top}), single frame"] = verified.recall
         shortlists = dataclasses.replace(single, ranked=verified.ranking.ranked)
         then = sequence_ranking(DEFAULT_METHOD, db, queries, dataset, shortlists, config, ns)

@@ -33,16 +33,15 @@ def test_reranked_recall_counts_one_result_per_panorama(tmp_path, monkeypatch):
     _stores(tmp_path / "s")
     seen = {}
 
-    def rerank(model, preset, root, names, paths, ranked, distances, top, store_dir, device, cache, query_folder,
-               whitening):
+    def rerank(extractor, root, names, paths, ranked, distances, top, store_dir, device, query_folder):
         seen["ranked"] = ranked.copy()  # the global top 6 images, not panoramas, are re-ranked
         order = np.array([[0, 1, 4, 2, 3, 5]])  # two cut-outs of panorama 0 first, then the true panorama 2
         return VerifiedRanking(order, np.linspace(1, 0, 6)[None], 0, np.zeros(1), 0)
 
     monkeypatch.setattr("netvlad.eval.verified.verify_folders", rerank)
     positives = [np.array([4, 5])]  # the query is at panorama 2
-    grouped = evaluate_verified(None, _dataset(tmp_path, True), positives, get_preset("speed"), tmp_path / "s",
-                                top=6, ns=(1, 2, 3))
+    extractor = SimpleNamespace(preset=get_preset("speed"))  # what evaluate_verified reads of it; patches: rerank
+    grouped = evaluate_verified(extractor, _dataset(tmp_path, True), positives, tmp_path / "s", top=6, ns=(1, 2, 3))
     assert seen["ranked"].tolist() == [[0, 1, 2, 3, 4, 5]]
     # per panorama: re-ranked 0, 4, 2 (R@2 hit), global 0, 2, 4 (R@3 hit)
     assert grouped.ranking.ranked.tolist() == [[0, 4, 2, -1, -1, -1]]
@@ -50,8 +49,7 @@ def test_reranked_recall_counts_one_result_per_panorama(tmp_path, monkeypatch):
     assert grouped.global_recall == {1: 0.0, 2: 0.0, 3: 100.0}
     assert grouped.global_ranked.tolist() == [[0, 2, 4, -1, -1, -1]]
     # the same ranking per image: the second cut-out of panorama 0 pushes panorama 2 to rank 3
-    plain = evaluate_verified(None, _dataset(tmp_path, False), positives, get_preset("speed"), tmp_path / "s",
-                              top=6, ns=(1, 2, 3))
+    plain = evaluate_verified(extractor, _dataset(tmp_path, False), positives, tmp_path / "s", top=6, ns=(1, 2, 3))
     assert plain.recall == {1: 0.0, 2: 0.0, 3: 100.0} and plain.global_recall == {1: 0.0, 2: 0.0, 3: 0.0}
 
 

@@ -23,6 +23,7 @@ from netvlad.match.verify.rerank import verify_shortlist
 from netvlad.match.verify.run import (
     clamp_top,
     extract_with_patches,
+    patch_extractor,
     rescore_ranking,
     verify_folders,
     verify_ranking,
@@ -135,8 +136,9 @@ def test_a_copy_of_a_database_image_wins_the_shortlist(netvlad_model, tmp_path, 
     query = tmp_path / "db" / names[4]
     ranked = np.array([[0, 1, 2, 3, 4, 5]])  # the global ranking put the true match fifth
     distances = np.linspace(0.5, 1.0, 6)[None]
-    result = verify_folders(netvlad_model, preset, tmp_path / "db", names, [query], ranked, distances, top=6,
-                            store_dir=tmp_path / "store", cache=tmp_path / "cache")
+    extractor = patch_extractor(netvlad_model, preset, [tmp_path / "db" / n for n in names], tmp_path / "cache")
+    result = verify_folders(extractor, tmp_path / "db", names, [query], ranked, distances, top=6,
+                            store_dir=tmp_path / "store")
     assert result.ranked[0, 0] == 4 and sorted(result.ranked[0].tolist()) == list(range(6))
     assert result.skipped == 0 and result.bytes_per_image > 0
     assert len(list((tmp_path / "cache").glob("patch-whitening-*.safetensors"))) == 1  # reused next time

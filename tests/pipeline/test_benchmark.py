@@ -110,14 +110,17 @@ def test_off_the_shelf_netvlad_cells_one_per_alpha_rule(tmp_path, one_thread):
     # the top-3 row re-fuses the top-5 pass's raw patch scores: what a run of its own gives
     from netvlad.eval.recall import evaluate_descriptors
     from netvlad.eval.verified import verify_given
+    from netvlad.match.verify.run import patch_extractor
     from netvlad.pipeline.benchmark.run import describe_spec, open_spec
 
     spec = suite.datasets[0]
     dataset = open_spec(spec, SHARED_DATA, tmp_path / "cache")
     db, q, model, store = describe_spec(suite, spec, dataset, tmp_path / "cache")  # read back: stores, k-means
     single = evaluate_descriptors(db, q, dataset.positives(), (1, 5), k=5)
-    own = verify_given(model, dataset, dataset.positives(), suite.methods[-1].preset(), store,
-                       single.ranked[:, :3], single.distances[:, :3], (1,), cache=tmp_path / "cache" / "clusters")
+    extractor = patch_extractor(model, suite.methods[-1].preset(), dataset.database.paths(),
+                                tmp_path / "cache" / "clusters")
+    own = verify_given(extractor, dataset, dataset.positives(), store, single.ranked[:, :3], single.distances[:, :3],
+                       (1,))
     assert cells["verify-top3"].recall[1] == round(float(own.recall[1]), 4)
 
 

@@ -93,8 +93,9 @@ def test_verify_without_a_cache_fits_the_patch_whitening_once_and_ranks_as_fitti
         model, root, ns=(1, 5), verify=toy, verify_top=5, store=tmp_path / "s", cluster_cache=False, pictures=0,
         dataset_options={"database": "day_left", "queries": "day_right", "frame_tolerance": 2}))
     assert len(fits) == 1  # the one-pass extraction's whitening is the re-ranking's
-    refitted = evaluate_verified(model, out.dataset, out.result.positives, toy, tmp_path / "s", top=5, ns=(1, 5),
-                                 cache=False)  # the re-ranking fitting its own, as without the one pass
+    extractor = run.patch_extractor(model, toy, out.dataset.database.paths(), cache=False)  # fitted again
+    refitted = evaluate_verified(extractor, out.dataset, out.result.positives, tmp_path / "s", top=5,
+                                 ns=(1, 5))  # the re-ranking with its own whitening, as without the one pass
     assert len(fits) == 2 and refitted.recall == out.verified.recall
     np.testing.assert_array_equal(refitted.ranking.ranked, out.verified.ranking.ranked)
     np.testing.assert_array_equal(refitted.ranking.scores, out.verified.ranking.scores)

@@ -12,8 +12,9 @@ from netvlad.data.sequences import SequenceOrder
 from netvlad.match.sequence import SequenceConfig
 from netvlad.pipeline.benchmark.run import BenchmarkResult, Cell, compute_stream_cell
 from netvlad.pipeline.benchmark.selection import select_default
-from netvlad.pipeline.benchmark.stream_column import replay
+from netvlad.pipeline.benchmark.stream_column import _shortlist, replay
 from netvlad.pipeline.benchmark.suite import MethodSpec, Suite
+from netvlad.search.exact import plan_search
 from tests.match.test_sequence_methods import route, route_dataset
 
 
@@ -81,6 +82,22 @@ def test_the_stream_column_is_a_brute_force_stream_over_a_growing_map():
     onto_first = result.best[:n] >= len(database)  # the traversal streamed last (listed first) onto the other
     assert onto_first.any() and result.correct[:n][onto_first].any()
     assert 0 < result.pr()["pr_auc"] <= 1
+
+
+def test_a_frame_shortlist_is_the_exact_nearest_ties_to_the_lower_id_padded_to_k():
+    """The candidates a SeqSLAM stream step gets: the k nearest searchable rows by L2 (float64 reference), equal
+    rows in id order, −1 after the last searchable row."""
+    rng = np.random.default_rng(0)
+    stream = rng.normal(size=(40, 8)).astype(np.float32)
+    stream[[7, 21, 33]] = stream[3]  # four equal rows: one distance
+    plan = plan_search(1, len(stream), 8, 6)
+    for count in (0, 4, 25, 40):
+        for query in (stream[3], stream[39], rng.normal(size=8).astype(np.float32)):
+            distances = np.sum((stream[:count].astype(np.float64) - query) ** 2, axis=1)
+            want = np.full(6, -1)
+            want[:min(6, count)] = np.argsort(distances, kind="stable")[:6]
+            np.testing.assert_array_equal(_shortlist(query, stream[:count], 6, plan), want)
+    assert _shortlist(stream[3], stream, 6, plan)[:4].tolist() == [3, 7, 21, 33]
 
 
 def test_distractors_are_in_the_map_first_and_never_correct():

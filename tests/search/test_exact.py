@@ -7,7 +7,7 @@ import pytest
 from netvlad.errors import BadInputError
 from netvlad.eval.recall import evaluate_descriptors
 from netvlad.extract.store import DescriptorStore
-from netvlad.search.exact import GIB, SearchPlan, exact_search, plan_search
+from netvlad.search.exact import GIB, SearchPlan, exact_search, iter_chunks, plan_search
 
 
 @pytest.fixture(autouse=True)
@@ -56,6 +56,20 @@ def test_valid_mask_searches_only_valid_rows_and_k_is_clamped(tmp_path):
     np.testing.assert_allclose(dist, ref_d, atol=1e-5)
     dist, found = exact_search(store.descriptors, queries[:2], 1000, valid=valid & (np.arange(300) < 30))
     assert found.shape == (2, 10) and set(found[0]) == set(range(0, 30, 3)) and np.all(np.diff(dist) >= 0)
+
+
+def test_an_in_memory_float32_database_is_searched_where_it_lies(tmp_path):
+    """No float32 copy per chunk of a database already float32 in RAM (a per-frame search would pay it every frame),
+    and the same distances and ids as the memory map read chunk by chunk, with or without a mask."""
+    store, queries = _store(tmp_path / "s", dtype="float32")
+    db = np.array(store.load(), dtype=np.float32)  # a copy in RAM, not a view of the mapping
+    assert all(np.shares_memory(rows, db) for _, rows in iter_chunks(db, 64))
+    assert not any(np.shares_memory(rows, store.descriptors) for _, rows in iter_chunks(store.descriptors, 64))
+    for valid in (None, np.arange(len(db)) % 4 != 1):
+        mapped = exact_search(store.descriptors, queries, 10, valid=valid, plan=SearchPlan(7, 64, 0))
+        in_ram = exact_search(db, queries, 10, valid=valid, plan=SearchPlan(7, 64, 0))
+        np.testing.assert_array_equal(in_ram[1], mapped[1])
+        np.testing.assert_array_equal(in_ram[0], mapped[0])
 
 
 def test_evaluate_descriptors_streams_a_float16_memmap_with_a_small_budget(tmp_path):

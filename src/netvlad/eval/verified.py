@@ -24,11 +24,10 @@ from netvlad.match.verify.run import (
     VerifiedRanking,
     clamp_top,
     extract_with_patches,
-    patch_whitening,
+    patch_extractor,
     verify_folders,
 )
 from netvlad.models import PlaceModel
-from netvlad.nn import PCAWhitening
 from netvlad.search.exact import exact_search
 
 logger = logging.getLogger(__name__)
@@ -97,13 +96,11 @@ def global_shortlist(store_dir: Path, top: int) -> tuple[np.ndarray, np.ndarray]
     return ranked, distances
 
 
-def evaluate_verified(model: PlaceModel, dataset: GeoDataset, positives: Sequence[np.ndarray], preset: VerifyPreset,
+def evaluate_verified(extractor: PatchExtractor, dataset: GeoDataset, positives: Sequence[np.ndarray],
                       store_dir: Path | str, top: int = TOP, ns: Sequence[int] = (1, 5, 10, 20),
-                      device: torch.device | str = "cpu", cache: Path | bool = True,
-                      whitening: PCAWhitening | None = None) -> VerifiedEval:
-    """Re-rank each query's global top-``top`` (descriptors already in ``store_dir``) and score both rankings; the
-    patch whitening ``whitening`` (:func:`extract_for_verify`'s), else as
-    :func:`netvlad.match.verify.run.patch_whitening` gets it (``cache``).
+                      device: torch.device | str = "cpu") -> VerifiedEval:
+    """Re-rank each query's global top-``top`` (descriptors already in ``store_dir``) with ``extractor``'s patches
+    (:func:`~netvlad.match.verify.run.patch_extractor`'s, or :func:`extract_for_verify`'s) and score both rankings.
 
     Examples:
         >>> from netvlad.data import open_dataset, synthetic
@@ -113,7 +110,8 @@ def evaluate_verified(model: PlaceModel, dataset: GeoDataset, positives: Sequenc
         >>> model = PlaceModel(ModelConfig(num_clusters=4, preprocessing={"resize": "none"})).eval()
         >>> before = evaluate(model, city, ns=(1, 5), store_dir="store")  # clusters, extracts into store/, scores
         >>> toy = VerifyPreset("toy", "1 × 1 patches, 16-D", sizes=(1,), dim=16, scorer="rapid")
-        >>> verified = evaluate_verified(model, city, city.positives(), toy, "store", top=5, ns=(1, 5))
+        >>> extractor = patch_extractor(model, toy, city.database.paths())  # the patch whitening fitted once
+        >>> verified = evaluate_verified(extractor, city, city.positives(), "store", top=5, ns=(1, 5))
         >>> verified.global_recall == before.recall  # the same global ranking, before re-ranking
         True
         >>> verified.recall[5] == verified.global_recall[5]  # re-ranking inside the top 5 moves hits, never adds one
@@ -123,35 +121,33 @@ def evaluate_verified(model: PlaceModel, dataset: GeoDataset, positives: Sequenc
     """
     top = clamp_top(top, len(dataset.database))
     ranked, distances = global_shortlist(Path(store_dir), top)
-    return verify_given(model, dataset, positives, preset, store_dir, ranked, distances, ns, device,
-                        groups=panorama_groups(dataset), cache=cache, whitening=whitening)
+    return verify_given(extractor, dataset, positives, store_dir, ranked, distances, ns, device,
+                        groups=panorama_groups(dataset))
 
 
-def verify_evaluation(model: PlaceModel, dataset: GeoDataset, positives: Sequence[np.ndarray], preset: VerifyPreset,
+def verify_evaluation(extractor: PatchExtractor, dataset: GeoDataset, positives: Sequence[np.ndarray],
                       store_dir: Path | str, top: int = TOP, ns: Sequence[int] = (1, 5, 10, 20),
-                      device: torch.device | str = "cpu", sequence=None, cache: Path | bool = True,
-                      whitening: PCAWhitening | None = None) -> VerifiedEval:
-    """Re-rank an evaluation's shortlist: each query's global top-``top``, or with ``sequence`` (a
-    :class:`~netvlad.eval.sequence.SequenceResult`) its sequence ranking's, and score both rankings (``whitening``:
-    :func:`extract_for_verify`'s, else got as ``cache`` says)."""
+                      device: torch.device | str = "cpu", sequence=None) -> VerifiedEval:
+    """Re-rank an evaluation's shortlist with ``extractor``'s patches: each query's global top-``top``, or with
+    ``sequence`` (a :class:`~netvlad.eval.sequence.SequenceResult`) its sequence ranking's, and score both
+    rankings."""
     if sequence is None:
-        return evaluate_verified(model, dataset, positives, preset, store_dir, top, ns, device, cache, whitening)
+        return evaluate_verified(extractor, dataset, positives, store_dir, top, ns, device)
     from netvlad.eval.verified_sequence import verify_sequence
 
-    return verify_sequence(model, dataset, positives, sequence, preset, store_dir, top, ns, device, cache, whitening)
+    return verify_sequence(extractor, dataset, positives, sequence, store_dir, top, ns, device)
 
 
-def verify_given(model: PlaceModel, dataset: GeoDataset, positives: Sequence[np.ndarray], preset: VerifyPreset,
+def verify_given(extractor: PatchExtractor, dataset: GeoDataset, positives: Sequence[np.ndarray],
                  store_dir: Path | str, ranked: np.ndarray, distances: np.ndarray,
                  ns: Sequence[int] = (1, 5, 10, 20), device: torch.device | str = "cpu", base: str = "global",
-                 groups: np.ndarray | None = None, cache: Path | bool = True,
-                 whitening: PCAWhitening | None = None) -> VerifiedEval:
+                 groups: np.ndarray | None = None) -> VerifiedEval:
     """Re-rank a given ranking ``ranked`` ``(Q, top)`` (``distances``: its scores, lower is better, fused with the
-    patch score as the global distances are) and score it before and after; database patches in ``store_dir``.
+    patch score as the global distances are) with ``extractor``'s patches (model, preset and patch whitening for
+    this database) and score it before and after; database patches in ``store_dir``.
 
     ``groups`` ``(N,)`` panorama ids: the top images are re-ranked, then both rankings keep only the first-ranked
     image of each panorama before Recall@N (Tokyo 24/7's scoring), so the padded tail counts as misses.
-    ``whitening``: the patch whitening already got for this model, preset and database (else got as ``cache`` says).
 
     Examples:
         >>> from netvlad.data import open_dataset, synthetic
@@ -161,17 +157,18 @@ def verify_given(model: PlaceModel, dataset: GeoDataset, positives: Sequence[np.
         >>> toy = VerifyPreset("toy", "1 × 1 patches, 16-D", sizes=(1,), dim=16, scorer="rapid")
         >>> ranked = np.tile(np.arange(5), (10, 1))  # a ranking of one's own: database rows 0-4 for every query
         >>> distances = np.tile(np.linspace(0.5, 0.9, 5), (10, 1))  # its scores, lower is better
-        >>> verified = verify_given(model, city, city.positives(), toy, "given", ranked, distances, ns=(1, 5),
+        >>> extractor = patch_extractor(model, toy, city.database.paths())
+        >>> verified = verify_given(extractor, city, city.positives(), "given", ranked, distances, ns=(1, 5),
         ...                         base="rows 0-4")
         >>> verified.base, all(set(row) == set(range(5)) for row in verified.ranking.ranked)  # re-ordered only
         ('rows 0-4', True)
         >>> verified.recall[5] == verified.global_recall[5]  # re-ranking inside the top 5 never adds a hit
         True
     """
-    top = ranked.shape[1]
-    ranking = verify_folders(model, preset, dataset.database.root, dataset.database.names, dataset.queries.paths(),
-                             ranked, distances, top, Path(store_dir) / "patches", device, cache,
-                             query_folder=query_patch_folder(store_dir, preset), whitening=whitening)
+    top, preset = ranked.shape[1], extractor.preset
+    ranking = verify_folders(extractor, dataset.database.root, dataset.database.names, dataset.queries.paths(),
+                             ranked, distances, top, Path(store_dir) / "patches", device,
+                             query_folder=query_patch_folder(store_dir, preset))
     if groups is not None:
         after, scores = one_per_panorama(ranking.ranked, ranking.scores, groups)
         ranking = dataclasses.replace(ranking, ranked=after, scores=scores)
@@ -190,13 +187,13 @@ def query_patch_folder(store_dir: Path | str, preset: VerifyPreset) -> Path:
 
 
 def extract_for_verify(model: PlaceModel, dataset: GeoDataset, preset: VerifyPreset, store_dir: Path | str,
-                       cache: Path | bool = True, dtype: str = "float32", batch_size: int = 8) -> PCAWhitening:
+                       cache: Path | bool = True, dtype: str = "float32", batch_size: int = 8) -> PatchExtractor:
     """On a CPU, before an evaluation that re-ranks: the database's and the queries' global descriptors
     (``store_dir/database``, ``store_dir/queries``, as the evaluation keeps them) and patches (``store_dir/patches``)
     from one backbone pass per image (:func:`~netvlad.match.verify.run.extract_with_patches`), so that neither the
-    descriptor extraction nor the re-ranking runs the backbone again; the patch whitening as
-    :func:`~netvlad.match.verify.run.patch_whitening` gets it (``cache``) -> that whitening, for the re-ranking
-    (:func:`verify_evaluation`'s ``whitening``), which then neither fits nor reads it again.
+    descriptor extraction nor the re-ranking runs the backbone again -> the patch extractor
+    (:func:`~netvlad.match.verify.run.patch_extractor`'s, ``cache`` as it takes it), for the re-ranking, which then
+    neither fits nor reads the patch whitening again.
 
     Examples:
         >>> from netvlad.data import open_dataset, synthetic
@@ -207,22 +204,20 @@ def extract_for_verify(model: PlaceModel, dataset: GeoDataset, preset: VerifyPre
         >>> model = PlaceModel(ModelConfig(num_clusters=4, preprocessing={"resize": "none"})).eval()
         >>> _ = cluster_if_off_the_shelf(model, city.database.paths(), cache=False)  # k-means first, as evaluating
         >>> toy = VerifyPreset("toy", "1 × 1 patches, 16-D", sizes=(1,), dim=16, scorer="rapid")
-        >>> whitening = extract_for_verify(model, city, toy, "one-pass", cache=False)  # descriptors, patches
+        >>> extractor = extract_for_verify(model, city, toy, "one-pass", cache=False)  # descriptors, patches
         >>> before = evaluate(model, city, ns=(1, 5), store_dir="one-pass")  # finds its descriptors in the store
-        >>> verified = evaluate_verified(model, city, city.positives(), toy, "one-pass", top=5, ns=(1, 5),
-        ...                              whitening=whitening)  # fitted once, above
+        >>> verified = evaluate_verified(extractor, city, city.positives(), "one-pass", top=5,
+        ...                              ns=(1, 5))  # the patch whitening fitted once, above
         >>> sorted(p.name for p in Path("one-pass/patches").iterdir()), verified.global_recall == before.recall
         (['toy', 'toy-queries'], True)
     """
-    paths = dataset.database.paths()
-    whitening = patch_whitening(model, preset, paths, cache)
-    extractor = PatchExtractor(model, preset, whitening)
+    extractor = patch_extractor(model, preset, dataset.database.paths(), cache)
     for images, label, folder, kept in ((dataset.database, "database", preset.name, "float16"),
                                         (dataset.queries, "queries", query_patch_folder(store_dir, preset).name,
                                          "float32")):  # a query's patches as computed, as without this pass
         extract_with_patches(extractor, images.root, images.names, Path(store_dir) / label,
                              Path(store_dir) / "patches" / folder, dtype, batch_size, kept)
-    return whitening
+    return extractor
 
 
 def write_verified_csv(result: VerifiedEval, dataset: GeoDataset, positives: Sequence[np.ndarray], path: Path | str

@@ -13,7 +13,7 @@ import torch
 from netvlad.errors import BadInputError
 from netvlad.eval.folder_ranking import Ranking
 from netvlad.match.verify.presets import VerifyPreset
-from netvlad.match.verify.run import VerifiedRanking, verify_folders
+from netvlad.match.verify.run import VerifiedRanking, patch_extractor, verify_folders
 from netvlad.models import PlaceModel
 
 
@@ -43,7 +43,8 @@ def verify_folder_ranking(model: PlaceModel, preset: VerifyPreset, ranking: Rank
         >>> reranked.ranked.shape, all(set(a) <= set(b) for a, b in zip(reranked.ranked, ranking.ranked))
         ((10, 3), True)
     """
-    verified = verify_folders(model, preset, ranking.base, ranking.database_names,
+    extractor = patch_extractor(model, preset, [ranking.base / n for n in ranking.database_names], device=device)
+    verified = verify_folders(extractor, ranking.base, ranking.database_names,
                               [ranking.base / n for n in ranking.query_names], ranking.ranked, ranking.distances,
                               top, store_dir, device)
     rows, dist = reorder(ranking.ranked, ranking.distances, verified, k)
@@ -76,7 +77,8 @@ def verify_index_search(index, query_paths: Sequence[Path], descriptors: np.ndar
         raise BadInputError(f"{index.folder}: its database images ({root}) are not there{where}; spatial re-ranking "
                             "reads their patches once (into the index folder)", path=index.folder)
     distances, rows = index.search(descriptors, top)
-    verified = verify_folders(index.model, preset, root, index.store.names, query_paths, rows, distances, top,
+    extractor = patch_extractor(index.model, preset, [root / n for n in index.store.names], device=device)
+    verified = verify_folders(extractor, root, index.store.names, query_paths, rows, distances, top,
                               index.folder / "patches", device)
     rows, dist = reorder(rows, distances, verified, k)
     return dist, rows

@@ -19,9 +19,8 @@ from netvlad.data.dataset import GeoDataset
 from netvlad.eval.sequence import SequenceResult
 from netvlad.eval.verified import VerifiedEval, verify_given
 from netvlad.match.verify.panoramas import panorama_groups
-from netvlad.match.verify.presets import TOP, VerifyPreset
-from netvlad.models import PlaceModel
-from netvlad.nn import PCAWhitening
+from netvlad.match.verify.patches import PatchExtractor
+from netvlad.match.verify.presets import TOP
 
 logger = logging.getLogger(__name__)
 
@@ -44,27 +43,27 @@ def sequence_shortlist(sequence: SequenceResult, top: int) -> tuple[np.ndarray, 
     return ranked, scores
 
 
-def verify_sequence(model: PlaceModel, dataset: GeoDataset, positives: Sequence[np.ndarray],
-                    sequence: SequenceResult, preset: VerifyPreset, store_dir: Path | str, top: int = TOP,
-                    ns: Sequence[int] = (1, 5, 10, 20), device: torch.device | str = "cpu",
-                    cache: Path | bool = True, whitening: PCAWhitening | None = None) -> VerifiedEval:
-    """Re-rank each query's sequence top-``top`` by patch matching (database patches kept in ``store_dir``; the
-    patch whitening ``whitening``, else as :func:`netvlad.match.verify.run.patch_whitening` gets it: ``cache``).
+def verify_sequence(extractor: PatchExtractor, dataset: GeoDataset, positives: Sequence[np.ndarray],
+                    sequence: SequenceResult, store_dir: Path | str, top: int = TOP,
+                    ns: Sequence[int] = (1, 5, 10, 20), device: torch.device | str = "cpu") -> VerifiedEval:
+    """Re-rank each query's sequence top-``top`` by matching ``extractor``'s patches
+    (:func:`netvlad.match.verify.run.patch_extractor`'s; database patches kept in ``store_dir``).
 
     Examples:
         >>> from netvlad.eval.sequence import evaluate_sequences
         >>> from netvlad.match.sequence import SequenceConfig
+        >>> from netvlad.match.verify import VerifyPreset, patch_extractor
         >>> from netvlad.data import open_dataset, synthetic
-        >>> from netvlad.models import ModelConfig
+        >>> from netvlad.models import ModelConfig, PlaceModel
         >>> city = open_dataset(synthetic.generate_city(synthetic.CityConfig.preset("tiny"), "city"))  # 20 + 10 views
         >>> model = PlaceModel(ModelConfig(num_clusters=4, preprocessing={"resize": "none"})).eval()
         >>> toy = VerifyPreset("toy", "1 × 1 patches, 16-D", sizes=(1,), dim=16, scorer="rapid")
         >>> single, sequence = evaluate_sequences(model, city, SequenceConfig(length=3), ns=(1, 5), store_dir="store")
-        >>> verified = verify_sequence(model, city, city.positives(), sequence, toy, "store", top=5, ns=(1, 5))
+        >>> extractor = patch_extractor(model, toy, city.database.paths())
+        >>> verified = verify_sequence(extractor, city, city.positives(), sequence, "store", top=5, ns=(1, 5))
         >>> verified.base == f"sequence {sequence.label}", verified.global_recall == sequence.recall
         (True, True)
     """
     ranked, scores = sequence_shortlist(sequence, top)
-    return verify_given(model, dataset, positives, preset, store_dir, ranked, scores, ns, device,
-                        base=f"sequence {sequence.label}", groups=panorama_groups(dataset), cache=cache,
-                        whitening=whitening)
+    return verify_given(extractor, dataset, positives, store_dir, ranked, scores, ns, device,
+                        base=f"sequence {sequence.label}", groups=panorama_groups(dataset))

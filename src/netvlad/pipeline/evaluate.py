@@ -174,13 +174,13 @@ def run_evaluation(settings: EvaluationSettings) -> EvaluationResult:
                           skip_bad=settings.skip_bad, cache=settings.cluster_cache)
     # the engine resolved once, after k-means (an export holds the final weights): every rank extracts with it, the
     # evaluation reuses it, and the report names the engine that ran
-    store, whitening = settings.store, None
+    store, extractor = settings.store, None
     if shares_backbone_pass(settings, info, device):
         from netvlad.eval.verified import extract_for_verify
 
         logger.info("re-ranking on a CPU: descriptors and patches from one torch backbone pass per image")
-        whitening = extract_for_verify(model, dataset, settings.verify, store, settings.cluster_cache,
-                                       settings.dtype, settings.batch_size)  # fitted once: the re-ranking's too
+        extractor = extract_for_verify(model, dataset, settings.verify, store, settings.cluster_cache,
+                                       settings.dtype, settings.batch_size)  # whitening fitted once: the re-ranking's
         settings = dataclasses.replace(settings, engine="torch")  # any row left (undecodable images) as these
     engine = make_engine(settings.engine, model, device, len(dataset.database) + len(dataset.queries))
     if store is not None and not extract_on_every_rank(
@@ -209,10 +209,13 @@ def run_evaluation(settings: EvaluationSettings) -> EvaluationResult:
         out.result = evaluate(model, dataset, radius=radius, **common)
     if settings.verify is not None:
         from netvlad.eval.verified import verify_evaluation
+        from netvlad.match.verify.run import patch_extractor
 
-        out.verified = verify_evaluation(model, out.dataset, out.result.positives, settings.verify, store,
-                                         settings.verify_top, settings.ns, device, out.sequence_result,
-                                         settings.cluster_cache, whitening)
+        if extractor is None:
+            extractor = patch_extractor(model, settings.verify, out.dataset.database.paths(), settings.cluster_cache,
+                                        device)
+        out.verified = verify_evaluation(extractor, out.dataset, out.result.positives, store, settings.verify_top,
+                                         settings.ns, device, out.sequence_result)
     out.held_out = held_out_recall(settings.checkpoint, out.result, out.dataset)
     out.conditions = query_conditions(out.dataset)
     out.by_condition = condition_recall(out.result, out.conditions)

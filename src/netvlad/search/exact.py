@@ -180,19 +180,22 @@ def iter_chunks(database: np.ndarray, chunk: int, valid: np.ndarray | None = Non
                 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield (row ids ``(c,)`` int64, float32 rows ``(c, dim)``) of ``database`` in order, skipping invalid rows.
 
-    The float32 rows live in one buffer reused by the next chunk (copy them to keep them); the source pages of a
-    memory-mapped database are released after each chunk.
+    The float32 rows live in one buffer reused by the next chunk (copy them to keep them), or, for a database already
+    float32 in memory, are its own rows (read them only); the source pages of a memory-mapped database are released
+    after each chunk.
     """
-    buffer = np.empty((min(chunk, len(database)), database.shape[1]), dtype=np.float32)
+    # an in-memory float32 database is searched where it lies: a copy per chunk would cost as much as the search
+    in_place = database.dtype == np.float32 and database.flags.c_contiguous and not _mapped(database)
+    buffer = None if in_place else np.empty((min(chunk, len(database)), database.shape[1]), dtype=np.float32)
     for start in range(0, len(database), chunk):
         stop = min(start + chunk, len(database))
         view = database[start:stop]
         ids = np.arange(start, stop, dtype=np.int64)
         if valid is not None and not valid[start:stop].all():
             keep = np.asarray(valid[start:stop], dtype=bool)
-            rows, ids = as_float32(view[keep], buffer), ids[keep]
+            rows, ids = (view[keep] if in_place else as_float32(view[keep], buffer)), ids[keep]
         else:
-            rows = as_float32(view, buffer)
+            rows = view if in_place else as_float32(view, buffer)
         release_pages(view)
         if len(ids):
             yield ids, rows

@@ -16,7 +16,7 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "netvlad.match.verify.patches": ("PatchExtractor", "Patches", "fit_patch_whitening", "require_netvlad"),
     "netvlad.match.verify.rerank": ("fuse_scores", "verify_shortlist"),
     "netvlad.match.verify.patch_store": ("PatchStore", "create_patch_store", "extract_patch_store"),
-    "netvlad.match.verify.run": ("VerifiedRanking", "patch_whitening", "rescore_ranking", "verify_folders",
-                                 "verify_ranking"),
+    "netvlad.match.verify.run": ("VerifiedRanking", "patch_extractor", "patch_whitening", "rescore_ranking",
+                                 "verify_folders", "verify_ranking"),
     "netvlad.match.verify.panoramas": ("panorama_groups",),
 })

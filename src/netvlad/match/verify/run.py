@@ -112,6 +112,24 @@ def patch_whitening(model: PlaceModel, preset: VerifyPreset, fit_paths: Sequence
     return whitening
 
 
+def patch_extractor(model: PlaceModel, preset: VerifyPreset, fit_paths: Sequence[Path | str],
+                    cache: Path | str | bool = True, device: str | torch.device = "cpu") -> PatchExtractor:
+    """A :class:`PatchExtractor` of ``preset`` on ``device`` with the whitening :func:`patch_whitening` gives
+    (``fit_paths``: database images, ``cache`` as it takes it): what every re-ranking function below takes.
+
+    Examples:
+        >>> from netvlad.models import ModelConfig
+        >>> model = PlaceModel(ModelConfig(num_clusters=4), pretrained=False).eval()
+        >>> model.set_whitening(PCAWhitening(4 * 1280, 32))  # the model's own whitening: no image is read
+        >>> toy = VerifyPreset("toy", "2 × 2 patches, 16-D", sizes=(2,), dim=16, scorer="rapid")
+        >>> extractor = patch_extractor(model, toy, fit_paths=[])
+        >>> extractor.preset.name, extractor.dim  # the whitening cropped to the preset's 16 dims
+        ('toy', 16)
+    """
+    whitening = patch_whitening(model, preset, fit_paths, cache, device)
+    return PatchExtractor(model.to(device).eval(), preset, whitening)
+
+
 def clamp_top(top: int, num_database: int) -> int:
     """``top`` clamped to the database size, with a warning when it was larger."""
     if top > num_database:
@@ -280,14 +298,13 @@ def _query_patches(extractor: PatchExtractor, store: PatchStore, query_paths: Se
         yield [q], [Patches([d[0, :r * c] for (d, _), (r, c) in zip(sizes, grids, strict=True)], grids)]
 
 
-def verify_folders(model: PlaceModel, preset: VerifyPreset, database_root: Path, database_names: Sequence[str],
+def verify_folders(extractor: PatchExtractor, database_root: Path, database_names: Sequence[str],
                    query_paths: Sequence[Path | str], ranked: np.ndarray, distances: np.ndarray, top: int,
-                   store_dir: Path, device: str | torch.device = "cpu", cache: Path | str | bool = True,
-                   query_folder: Path | None = None, whitening: PCAWhitening | None = None) -> VerifiedRanking:
-    """Whitening (``whitening``: the one :func:`patch_whitening` already gave for this model, preset and database;
-    else :func:`patch_whitening`, ``cache`` as it takes it), database patch store in ``store_dir`` (resumed), then
-    :func:`verify_ranking`; ``query_folder``: a patch store of the queries written by :func:`extract_with_patches`,
-    read when it exists.
+                   store_dir: Path, device: str | torch.device = "cpu", query_folder: Path | None = None
+                   ) -> VerifiedRanking:
+    """Database patch store of ``extractor`` (model, preset, whitening: :func:`patch_extractor`'s for this
+    database) in ``store_dir`` (resumed), then :func:`verify_ranking`; ``query_folder``: a patch store of the
+    queries written by :func:`extract_with_patches`, read when it exists.
 
     Examples:
         >>> from netvlad.data import open_dataset, synthetic
@@ -299,15 +316,15 @@ def verify_folders(model: PlaceModel, preset: VerifyPreset, database_root: Path,
         >>> distances, ranked = exact_search(extract_descriptors(model, city.database.paths()),
         ...                                  extract_descriptors(model, city.queries.paths()), k=5)  # global shortlist
         >>> preset = VerifyPreset("toy", "1 × 1 patches, 16-D", sizes=(1,), dim=16, scorer="rapid")
-        >>> verified = verify_folders(model, preset, city.database.root, city.database.names, city.queries.paths(),
+        >>> extractor = patch_extractor(model, preset, city.database.paths())  # its whitening fitted once
+        >>> verified = verify_folders(extractor, city.database.root, city.database.names, city.queries.paths(),
         ...                           ranked, distances, top=5, store_dir=Path("verify"))
         >>> verified.ranked.shape, all(set(v) == set(r) for v, r in zip(verified.ranked, ranked))  # re-ordered
         ((10, 5), True)
     """
-    if whitening is None:
-        whitening = patch_whitening(model, preset, [Path(database_root) / n for n in database_names], cache, device)
-    extractor = PatchExtractor(model.to(device).eval(), preset, whitening)
-    store = extract_patch_store(extractor, database_root, database_names, store_dir / preset.name, device=device)
+    extractor.model.to(device).eval()
+    store = extract_patch_store(extractor, database_root, database_names, store_dir / extractor.preset.name,
+                                device=device)
     logger.info("patch store %s: %d bytes per image", store.folder, store.bytes_per_image())
     query_patches = None
     if query_folder is not None and (Path(query_folder) / "patches.json").is_file():

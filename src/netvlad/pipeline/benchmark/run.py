@@ -328,7 +328,10 @@ def compute_cell(cell: Cell, family: MethodSpec, dataset, db: np.ndarray, q: np.
     if family.verify is not None:
         top = min(family.verify["top"], single.ranked.shape[1])
         if reranked is None:
-            reranked = verify_pass(family, dataset, single, top, ns, model, store, radius)
+            from netvlad.match.verify.run import patch_extractor
+
+            extractor = patch_extractor(model, family.preset(), dataset.database.paths())
+            reranked = verify_pass(dataset, single, top, ns, extractor, store, radius)
         cell.recall, cell.ms_per_query = rescored_recall(reranked, family, dataset, top, ns, radius)
         return cell
     if family.method == "single":
@@ -403,16 +406,14 @@ class VerifyPass:
         return self.ranked.shape[1]
 
 
-def verify_pass(family: MethodSpec, dataset, single, top: int, ns, model, store: Path, radius: float = 25.0,
-                cache: Path | bool = True, whitening=None) -> VerifyPass:
-    """Re-rank each query's single-frame top ``top`` with the row's preset (database patches under ``store``, the
-    patch whitening ``whitening``, else fitted once into ``cache``), keeping the raw patch scores every λ and
-    shorter top reuse."""
+def verify_pass(dataset, single, top: int, ns, extractor, store: Path, radius: float = 25.0) -> VerifyPass:
+    """Re-rank each query's single-frame top ``top`` with ``extractor`` (a
+    :class:`~netvlad.match.verify.patches.PatchExtractor` of the row's preset; database patches under ``store``),
+    keeping the raw patch scores every λ and shorter top reuse."""
     from netvlad.eval.verified import verify_given
 
     ranked, distances = single.ranked[:, :top], single.distances[:, :top]
-    verified = verify_given(model, dataset, dataset.positives(radius), family.preset(), store, ranked, distances, ns,
-                            cache=cache, whitening=whitening)
+    verified = verify_given(extractor, dataset, dataset.positives(radius), store, ranked, distances, ns)
     ranking = verified.ranking
     return VerifyPass(ranked, distances, ranking.raw, ranking.seconds, ranking.extract_seconds)
 
@@ -508,9 +509,12 @@ def run_benchmark(suite: Suite, out: Path | str, data_root: Path | str, cache: P
                 if family.verify is not None:
                     shared = (name, family.verify["preset"])
                     if shared not in passes:
+                        from netvlad.match.verify.run import patch_extractor
+
                         top = min(longest[family.verify["preset"]], single.ranked.shape[1])
-                        passes[shared] = verify_pass(family, dataset, single, top, ns, model, store, spec.radius,
-                                                     cache / "clusters")
+                        extractor = patch_extractor(model, family.preset(), dataset.database.paths(),
+                                                    cache / "clusters")
+                        passes[shared] = verify_pass(dataset, single, top, ns, extractor, store, spec.radius)
                     reranked = passes[shared]
                 compute_cell(cell, family, dataset, db, q, single, ns, model, store, spec.radius, reranked)
             except Exception as error:  # one failing cell (or its model): its error in the cell, the run goes on

@@ -28,6 +28,8 @@ import math
 
 import numpy as np
 
+from netvlad.search.exact import exact_search, plan_search
+
 EXCLUDE_RECENT = 30  # frames; netvlad stream's default exclude_recent (30 s) at one frame a second
 
 
@@ -93,7 +95,7 @@ def replay(method: str, config, database: np.ndarray, queries: np.ndarray, datas
     sign = 1.0 if matcher.higher_is_better else -1.0
     positives = dataset.positives(radius)
     own_positives = dataclasses.replace(dataset, database=dataset.queries).positives(radius)
-    norms = np.einsum("ij,ij->i", stream, stream)
+    plan = plan_search(1, len(stream), stream.shape[1], matcher.shortlist)  # one query per frame, every row
     best, score = np.full(len(queries), -1, np.int64), np.full(len(queries), -np.inf)
     correct, has_positive = np.zeros(len(queries), bool), np.zeros(len(queries), bool)
     for t in range(own + len(queries)):  # t: the streamed frame's time (frames); its row is extra + t
@@ -102,7 +104,7 @@ def replay(method: str, config, database: np.ndarray, queries: np.ndarray, datas
         searchable = extra + max(0, t - exclude_recent + 1)  # entries no newer than t − exclude_recent
         descriptor = stream[extra + t]
         candidates = (np.full(1, -1, np.int64) if method in WHOLE_MAP  # scored over every searchable entry
-                      else _shortlist(descriptor, stream, norms, searchable, matcher.shortlist))
+                      else _shortlist(descriptor, stream[:searchable], matcher.shortlist, plan))
         found, value = matcher.push(descriptor, candidates, stream, searchable, int(frames[t]))
         if t < own:
             continue
@@ -119,14 +121,10 @@ def replay(method: str, config, database: np.ndarray, queries: np.ndarray, datas
     return StreamReplay(best, score, correct & has_positive, has_positive)
 
 
-def _shortlist(descriptor: np.ndarray, stream: np.ndarray, norms: np.ndarray, count: int, k: int) -> np.ndarray:
-    """The ``k`` nearest of the first ``count`` rows of ``stream`` (exact L2, nearest first; −1 where fewer)."""
+def _shortlist(descriptor: np.ndarray, rows: np.ndarray, k: int, plan) -> np.ndarray:
+    """The ``k`` nearest of ``rows`` ``(count, D)`` to ``descriptor`` ``(D,)`` by exact L2, nearest first (ties:
+    the lower id); −1 where fewer than ``k`` (the sequence step takes ``k`` candidates)."""
     out = np.full(k, -1, np.int64)
-    if count == 0:
-        return out
-    distances = norms[:count] - 2.0 * (stream[:count] @ descriptor)
-    top = np.argsort(distances, kind="stable")[:k] if count <= k else \
-        np.argpartition(distances, k - 1)[:k]
-    top = top[np.argsort(distances[top], kind="stable")]
-    out[:len(top)] = top
+    found = exact_search(rows, descriptor[None], k, plan=plan)[1][0]
+    out[:len(found)] = found
     return out

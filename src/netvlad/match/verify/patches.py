@@ -112,8 +112,7 @@ class PatchExtractor:
         if whitening.out_dim < preset.dim:
             logger.warning("whitening gives %d dims, fewer than the %s preset's %d; using %d-D patches",
                            whitening.out_dim, preset.name, preset.dim, whitening.out_dim)
-        dim = min(preset.dim, whitening.out_dim)
-        self.whitening = whitening if whitening.out_dim == dim else whitening.crop(dim)
+        self.whitening = whitening.crop(min(preset.dim, whitening.out_dim))  # its own copy: moved to the maps' device
         self._work: torch.Tensor | None = None  # the projection's block buffer, reused batch after batch
 
     @property

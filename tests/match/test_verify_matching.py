@@ -19,6 +19,34 @@ def test_mutual_nearest_keeps_only_pairs_that_choose_each_other():
 
 
 
+def _mutual_by_loops(query: np.ndarray, candidate: np.ndarray, count: int) -> tuple[list[int], list[bool]]:
+    """Mutual nearest neighbours of one candidate's first ``count`` patches, pair by pair, first maximum on ties."""
+    sims = [[float(np.dot(candidate[j], query[i])) for j in range(count)] for i in range(len(query))]
+    partner = [max(range(count), key=lambda j, i=i: (sims[i][j], -j)) for i in range(len(query))]
+    back = [max(range(len(query)), key=lambda i, j=j: (sims[i][j], -i)) for j in range(count)]
+    return partner, [back[partner[i]] == i for i in range(len(query))]
+
+
+def test_mutual_nearest_equals_pairwise_loops_with_ties_and_padding():
+    torch.manual_seed(8)
+    query = torch.nn.functional.normalize(torch.randn(7, 4), dim=1)
+    cands = torch.nn.functional.normalize(torch.randn(5, 9, 4), dim=1)
+    cands[1, 3] = cands[1, 5]  # two equal candidate patches: the first is the partner
+    cands[2, :2] = query[4]  # two candidate patches equal to one query patch
+    counts = torch.tensor([9, 9, 9, 6, 0])  # the last rows of candidates 3 and 4 are padding
+    cands[3, 6:] = query[:3]  # padding equal to query patches must not match
+    valid = torch.arange(9)[None] < counts[:, None]
+    for given in (valid, torch.ones_like(valid)):  # padded, and every row a patch
+        partner, mutual = mutual_nearest(query, cands, given)
+        for c in range(5):
+            count = int(given[c].sum())
+            if not count:
+                assert not mutual[c].any()
+                continue
+            expected_partner, expected_mutual = _mutual_by_loops(query.numpy(), cands[c].numpy(), count)
+            assert partner[c].tolist() == expected_partner and mutual[c].tolist() == expected_mutual
+
+
 def test_mutual_nearest_with_no_patches_on_one_side_matches_nothing():
     """A window size larger than a small image's feature map leaves no patches: zero matches, not an error."""
     query, cands = torch.eye(3), torch.eye(3)[None].repeat(2, 1, 1)

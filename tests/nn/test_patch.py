@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from netvlad.nn import NetVLAD, PCAWhitening
-from netvlad.nn.patch import patch_netvlad, projection_work, window_cells, window_grid
+from netvlad.nn.patch import cell_rows, patch_netvlad, projection_work, window_cells, window_grid
 
 
 def _layer(k: int, d: int, parametrization: str = "official") -> NetVLAD:
@@ -146,3 +146,35 @@ def test_real_maps_give_the_box_sum_routes_patches_in_float32(gardens_point_maps
             torch.testing.assert_close(ours, box_sum_patches(maps, layer, size, stride, proj), atol=2e-6, rtol=0)
             alone = patch_netvlad(maps[2:3], *_args(layer), size=size, stride=stride, projection=proj)
             torch.testing.assert_close(ours[2:3], alone, atol=2e-6, rtol=0)  # an image's patches, batched or not
+
+
+@pytest.mark.parametrize("normalize_input", [True, False])
+@pytest.mark.parametrize("parametrization", ["official", "paper"])  # without and with a bias
+def test_cell_rows_are_each_cells_descriptor_and_softmax_assignment(normalize_input, parametrization):
+    layer = _layer(6, 10, parametrization)
+    torch.manual_seed(6)
+    x = torch.randn(2, 10, 3, 4, dtype=torch.float64).relu()
+    weight, bias, _ = _args(layer)
+    feats, assign = cell_rows(x, weight, bias, normalize_input)
+    for b in range(2):
+        for i in range(3):
+            for j in range(4):
+                cell = x[b, :, i, j] / (x[b, :, i, j].norm().clamp_min(1e-12) if normalize_input else 1)
+                row = b * 12 + i * 4 + j  # images one after the other, cells row-major
+                torch.testing.assert_close(feats[row], cell, atol=1e-12, rtol=0)
+                logits = weight @ cell + (0 if bias is None else bias)
+                torch.testing.assert_close(assign[row], torch.softmax(logits, 0), atol=1e-12, rtol=0)
+
+
+def test_cell_rows_given_once_for_several_sizes_change_no_bit(gardens_point_maps):
+    maps, layer = gardens_point_maps
+    weight, bias, centroids = _args(layer)
+    torch.manual_seed(7)
+    projection = (torch.randn(32, layer.output_dim) / 100, torch.randn(32) / 10)
+    by_cell = cell_rows(maps, weight, bias)
+    with torch.no_grad():
+        for size in (2, 3):
+            for proj in (None, projection):
+                alone = patch_netvlad(maps, weight, bias, centroids, size, projection=proj)
+                shared = patch_netvlad(maps, weight, bias, centroids, size, projection=proj, by_cell=by_cell)
+                assert torch.equal(alone, shared)

@@ -50,3 +50,20 @@ def test_crop_keeps_leading_dims_and_renormalises():
 def test_fit_needs_enough_descriptors():
     with pytest.raises(ValueError, match="at least 9"):
         PCAWhitening(20, 8).fit(torch.randn(5, 20))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_from_tensors_holds_copies_and_whitens_as_the_fitted_layer(dtype):
+    torch.manual_seed(5)
+    x = torch.randn(30, 12, dtype=dtype)
+    fitted = PCAWhitening(12, 5, eps=1e-3).to(dtype).fit(x)
+    again = PCAWhitening.from_tensors(fitted.linear.weight, fitted.linear.bias, fitted.eigenvalues, fitted.eps)
+    assert (again.in_dim, again.out_dim, again.eps) == (12, 5, 1e-3)
+    assert all(t.dtype == dtype and t.device.type == "cpu" for t in again.state_dict().values())
+    assert torch.equal(again(x), fitted(x))
+    with torch.no_grad():
+        again.linear.weight.zero_()  # its own tensors: the fitted layer is untouched
+    assert fitted.linear.weight.abs().sum() > 0
+    cropped = fitted.crop(3)  # built by from_tensors: the first rows, re-normalised
+    expected = torch.nn.functional.normalize(x @ fitted.linear.weight[:3].T + fitted.linear.bias[:3], dim=1)
+    torch.testing.assert_close(cropped(x), expected, atol=1e-12 if dtype == torch.float64 else 1e-6, rtol=0)

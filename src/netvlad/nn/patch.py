@@ -16,8 +16,8 @@ import torch
 
 from netvlad.nn import functional as VF
 
-__all__ = ["window_grid", "window_cells", "integral_image", "window_sums", "patch_vlad_chunks", "patch_netvlad",
-           "projection_work"]
+__all__ = ["window_grid", "window_cells", "integral_image", "window_sums", "cell_rows", "patch_vlad_chunks",
+           "patch_netvlad", "projection_work"]
 
 # residual sums of one chunk of windows, (windows, K, D) float32, within 4 MiB (cache-sized), and the windows the
 # projection takes at once (each product reads the whole K·D × out weight) within 64 MiB: 204 windows of 81,920-D,
@@ -66,17 +66,6 @@ def window_sums(table: torch.Tensor, size: int, stride: int) -> torch.Tensor:
     return table[..., p::s, p::s] - table[..., :-p:s, p::s] - table[..., p::s, :-p:s] + table[..., :-p:s, :-p:s]
 
 
-def _assignments(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, normalize_input: bool
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(local descriptors as the layer sees them ``(B, D, H, W)``, soft assignments ``(B, K, H, W)``)."""
-    if normalize_input:
-        x = VF.l2_normalize(x, dim=1)
-    logits = torch.einsum("kd,bdhw->bkhw", weight, x)
-    if bias is not None:
-        logits = logits + bias[:, None, None]
-    return x, torch.softmax(logits, dim=1)
-
-
 def _per_chunk(row_bytes: int, budget: int) -> int:
     return max(1, budget // row_bytes)
 
@@ -88,13 +77,22 @@ def _window_cells(x: torch.Tensor, size: int, stride: int) -> torch.Tensor:
             ).flatten(0, 1)
 
 
-def _cell_rows(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, normalize_input: bool
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(local descriptors ``(B·H·W, D)``, soft assignments ``(B·H·W, K)``), one row per cell, images one after the
-    other."""
-    feats, assign = _assignments(x, weight, bias, normalize_input)
-    return (feats.flatten(2).transpose(1, 2).reshape(-1, feats.shape[1]),
-            assign.flatten(2).transpose(1, 2).reshape(-1, assign.shape[1]))
+def cell_rows(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, normalize_input: bool = True
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(local descriptors as the layer sees them ``(B·H·W, D)``, soft assignments ``(B·H·W, K)``) of feature maps
+    ``(B, D, H, W)``, one row per cell, images one after the other: what the windows of every patch size are
+    computed from (:func:`patch_netvlad` takes them as ``by_cell``, so that several sizes compute them once).
+
+    Examples:
+        >>> feats, assign = cell_rows(torch.rand(2, 16, 3, 4), torch.randn(8, 16), None)
+        >>> feats.shape, assign.shape, bool(torch.allclose(assign.sum(1), torch.ones(24)))
+        (torch.Size([24, 16]), torch.Size([24, 8]), True)
+    """
+    feats = x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])  # rows first: normalised and multiplied contiguously
+    if normalize_input:
+        feats = VF.l2_normalize(feats, dim=1)
+    logits = feats @ weight.T if bias is None else torch.addmm(bias, feats, weight.T)
+    return feats, torch.softmax(logits, dim=1)
 
 
 def _window_vlad(feats: torch.Tensor, assign: torch.Tensor, cells: torch.Tensor, centroids: torch.Tensor,
@@ -111,20 +109,22 @@ def _window_vlad(feats: torch.Tensor, assign: torch.Tensor, cells: torch.Tensor,
 
 
 def patch_vlad_chunks(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, centroids: torch.Tensor,
-                      size: int, stride: int = 1, normalize_input: bool = True, chunk_bytes: int = CHUNK_BYTES
+                      size: int, stride: int = 1, normalize_input: bool = True, chunk_bytes: int = CHUNK_BYTES,
+                      by_cell: tuple[torch.Tensor, torch.Tensor] | None = None
                       ) -> Iterator[tuple[slice, torch.Tensor]]:
     """Yield (slice of the ``B·rows·cols`` windows, their intra-normalised residuals ``(windows, K, D)``) chunk by
     chunk.
 
     ``x`` ``(B, D, H, W)`` feature maps; windows are image-major, then row-major over the :func:`window_grid`. A
     chunk holds as many windows as keep their residuals ``windows·K·D`` within ``chunk_bytes`` (one at least).
+    ``by_cell``: the maps' :func:`cell_rows`, when another patch size computed them already.
     """
     if x.dim() != 4 or x.shape[1] != centroids.shape[1]:
         raise ValueError(f"expected feature maps as (B, {centroids.shape[1]}, H, W), got {tuple(x.shape)}")
     cells = _window_cells(x, size, stride)
     if not len(cells):
         return
-    feats, assign = _cell_rows(x, weight, bias, normalize_input)
+    feats, assign = by_cell or cell_rows(x, weight, bias, normalize_input)
     centroids = centroids.to(feats.dtype)
     step = _per_chunk(centroids.numel() * feats.element_size(), chunk_bytes)
     for w0 in range(0, len(cells), step):
@@ -151,7 +151,8 @@ def projection_work(num_clusters: int, dim: int, dtype: torch.dtype = torch.floa
 def patch_netvlad(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, centroids: torch.Tensor,
                   size: int, stride: int = 1, normalize_input: bool = True,
                   projection: tuple[torch.Tensor, torch.Tensor] | None = None, chunk_bytes: int = CHUNK_BYTES,
-                  project_bytes: int = PROJECT_BYTES, work: torch.Tensor | None = None) -> torch.Tensor:
+                  project_bytes: int = PROJECT_BYTES, work: torch.Tensor | None = None,
+                  by_cell: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """Patch NetVLAD descriptors of every P×P window: ``(B, D, H, W)`` -> ``(B, rows·cols, out)`` row-major.
 
     Without ``projection``: intra-normalised then L2-normalised, out = K·D, cluster-major (equal to
@@ -165,13 +166,15 @@ def patch_netvlad(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     (``W·(v/‖v‖) = (W·v)/‖v‖``), from its clusters' intra norms (each normalised row has norm 1, or less when its
     residual was below 1e-12), so the K·D-D vectors are written once and read once. ``work``: a flat buffer of
     ``x``'s dtype the blocks are written into when it holds one (:func:`projection_work`), else one is allocated.
+    ``by_cell``: the maps' :func:`cell_rows`, computed once for every patch size of the same maps.
     """
     num_clusters, dim = centroids.shape
     rows, cols = window_grid(x.shape[2], x.shape[3], size, stride)
     total, row_bytes = len(x) * rows * cols, num_clusters * dim * x.element_size()
     if projection is None:
         out = x.new_zeros(total, num_clusters * dim)
-        for part, vlad in patch_vlad_chunks(x, weight, bias, centroids, size, stride, normalize_input, chunk_bytes):
+        for part, vlad in patch_vlad_chunks(x, weight, bias, centroids, size, stride, normalize_input, chunk_bytes,
+                                            by_cell):
             flat = vlad.flatten(1)  # the global L2 norm of the intra-normalised vector
             torch.div(flat, flat.norm(dim=1, keepdim=True).clamp_min(1e-12), out=out[part])
         return out.view(len(x), rows * cols, num_clusters * dim)
@@ -181,7 +184,7 @@ def patch_netvlad(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     out = x.new_zeros(total, project.shape[0])
     if total:
         cells = _window_cells(x, size, stride)
-        feats, assign = _cell_rows(x, weight, bias, normalize_input)
+        feats, assign = by_cell or cell_rows(x, weight, bias, normalize_input)
         centroids = centroids.to(feats.dtype)
         step = _per_chunk(row_bytes, chunk_bytes)  # windows aggregated at once (cache-sized)
         block = min(total, step * _per_chunk(step * row_bytes, project_bytes))  # windows projected at once

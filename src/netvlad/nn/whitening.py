@@ -28,13 +28,35 @@ class PCAWhitening(nn.Module):
         True
     """
 
-    def __init__(self, in_dim: int, out_dim: int, eps: float = 1e-9) -> None:
+    def __init__(self, in_dim: int, out_dim: int, eps: float = 1e-9, device: torch.device | str | None = None
+                 ) -> None:
         super().__init__()
         if out_dim > in_dim:
             raise ValueError(f"whitening cannot raise the dimension: in_dim={in_dim}, out_dim={out_dim}")
         self.in_dim, self.out_dim, self.eps = in_dim, out_dim, eps
-        self.linear = nn.Linear(in_dim, out_dim, bias=True)
-        self.register_buffer("eigenvalues", torch.ones(out_dim))
+        self.linear = nn.Linear(in_dim, out_dim, bias=True, device=device)
+        self.register_buffer("eigenvalues", torch.ones(out_dim, device=device))
+
+    @classmethod
+    @torch.no_grad()
+    def from_tensors(cls, weight: torch.Tensor, bias: torch.Tensor, eigenvalues: torch.Tensor, eps: float = 1e-9
+                     ) -> PCAWhitening:
+        """A whitening holding copies of ``weight`` ``(out, in)``, ``bias`` ``(out,)`` and ``eigenvalues``
+        ``(out,)``, in ``weight``'s dtype and device, without drawing a random initialisation first (for a patch
+        whitening of 81,920-D vectors that draw costs more than reading the weights).
+
+        Examples:
+            >>> fitted = PCAWhitening(8, 4).fit(torch.randn(20, 8))
+            >>> again = PCAWhitening.from_tensors(fitted.linear.weight, fitted.linear.bias, fitted.eigenvalues)
+            >>> torch.equal(again.linear.weight, fitted.linear.weight), again.out_dim
+            (True, 4)
+        """
+        out_dim, in_dim = weight.shape
+        whitening = cls(in_dim, out_dim, eps, device="meta")  # shapes only: every tensor is replaced below
+        whitening.linear.weight = nn.Parameter(weight.detach().clone())
+        whitening.linear.bias = nn.Parameter(bias.detach().to(weight).clone())
+        whitening.eigenvalues = eigenvalues.detach().to(weight).clone()
+        return whitening
 
     @property
     def output_dim(self) -> int:
@@ -92,11 +114,8 @@ class PCAWhitening(nn.Module):
         """A new whitening keeping the first ``out_dim`` principal directions (output re-normalised)."""
         if not 0 < out_dim <= self.out_dim:
             raise ValueError(f"crop size must be in 1..{self.out_dim}, got {out_dim}")
-        cropped = PCAWhitening(self.in_dim, out_dim, self.eps).to(self.linear.weight)
-        cropped.linear.weight.copy_(self.linear.weight[:out_dim])
-        cropped.linear.bias.copy_(self.linear.bias[:out_dim])
-        cropped.eigenvalues.copy_(self.eigenvalues[:out_dim])
-        return cropped
+        return PCAWhitening.from_tensors(self.linear.weight[:out_dim], self.linear.bias[:out_dim],
+                                         self.eigenvalues[:out_dim], self.eps)
 
     def extra_repr(self) -> str:
         return f"in_dim={self.in_dim}, out_dim={self.out_dim}, eps={self.eps}"

@@ -43,10 +43,14 @@ def mutual_nearest(query: torch.Tensor, candidates: torch.Tensor, valid: torch.T
         partner = torch.zeros(candidates.shape[0], query.shape[0], dtype=torch.long, device=query.device)
         return partner, torch.zeros_like(partner, dtype=torch.bool)
     sims = torch.matmul(candidates, query.T)  # (C, m, n)
+    if valid is not None and bool(valid.all()):  # every candidate's rows are patches: nothing to mask
+        valid = None
     if valid is not None:
-        sims = sims.masked_fill(~valid[..., None], float("-inf"))
-    forward = sims.argmax(1)  # (C, n): best candidate patch of each query patch
+        sims.masked_fill_(~valid[..., None], float("-inf"))
     backward = sims.argmax(2)  # (C, m): best query patch of each candidate patch
+    # (C, n): best candidate patch of each query patch, the reduction along a contiguous dim (first maximum on ties,
+    # as along a strided one)
+    forward = sims.transpose(1, 2).contiguous().argmax(2)
     mutual = torch.gather(backward, 1, forward) == torch.arange(query.shape[0], device=query.device)
     if valid is not None:
         mutual &= torch.gather(valid, 1, forward)

@@ -15,7 +15,7 @@ from netvlad.errors import BadInputError
 from netvlad.match.verify.presets import VerifyPreset
 from netvlad.models import PlaceModel
 from netvlad.nn import NetVLAD, PCAWhitening
-from netvlad.nn.patch import patch_netvlad, projection_work, window_grid
+from netvlad.nn.patch import cell_rows, patch_netvlad, projection_work, window_grid
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ class PatchExtractor:
         if whitening.out_dim < preset.dim:
             logger.warning("whitening gives %d dims, fewer than the %s preset's %d; using %d-D patches",
                            whitening.out_dim, preset.name, preset.dim, whitening.out_dim)
-        self.whitening = whitening.crop(min(preset.dim, whitening.out_dim))
+        self.whitening = whitening.crop(min(preset.dim, whitening.out_dim))  # its own copy: moved to the maps' device
         self._work: torch.Tensor | None = None  # the projection's block buffer, reused batch after batch
 
     @property
@@ -127,8 +127,10 @@ class PatchExtractor:
         weight = layer.conv.weight.view(layer.num_clusters, layer.dim)
         if self._work is None or self._work.dtype != features.dtype or self._work.device != features.device:
             self._work = projection_work(layer.num_clusters, layer.dim, features.dtype, features.device)
+        by_cell = cell_rows(features, weight, layer.conv.bias, layer.normalize_input)  # once for every size
         per_size = [patch_netvlad(features, weight, layer.conv.bias, layer.centroids, size, self.preset.stride,
-                                  layer.normalize_input, (w.linear.weight, w.linear.bias), work=self._work)
+                                  layer.normalize_input, (w.linear.weight, w.linear.bias), work=self._work,
+                                  by_cell=by_cell)
                     for size in self.preset.sizes]
         grids = [window_grid(features.shape[2], features.shape[3], size, self.preset.stride)
                  for size in self.preset.sizes]
@@ -161,12 +163,9 @@ def shrink_whitening(whitening: PCAWhitening, shrink: float) -> PCAWhitening:
     """
     lam = whitening.eigenvalues.double()
     eps = float(shrink) * float(lam.mean())
-    out = PCAWhitening(whitening.in_dim, whitening.out_dim, whitening.eps + eps).to(whitening.linear.weight)
     scale = ((lam + whitening.eps) / (lam + whitening.eps + eps)).sqrt().to(whitening.linear.weight)
-    out.linear.weight.copy_(whitening.linear.weight * scale[:, None])
-    out.linear.bias.copy_(whitening.linear.bias * scale)
-    out.eigenvalues.copy_(whitening.eigenvalues)
-    return out
+    return PCAWhitening.from_tensors(whitening.linear.weight * scale[:, None], whitening.linear.bias * scale,
+                                     whitening.eigenvalues, whitening.eps + eps)
 
 
 @torch.no_grad()

@@ -54,6 +54,5 @@ def read_whitening(folder: Path | str, key: dict, in_dim: int, out_dim: int) -> 
     if found is None:
         return None
     tensors, fields = found
-    whitening = PCAWhitening(in_dim, len(tensors["eigenvalues"]), float(fields["eps"]))
-    whitening.load_state_dict(tensors)
-    return whitening
+    return PCAWhitening.from_tensors(tensors["linear.weight"], tensors["linear.bias"], tensors["eigenvalues"],
+                                     float(fields["eps"]))

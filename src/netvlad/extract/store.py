@@ -298,6 +298,12 @@ class DescriptorStore:
         # writer carries only marks whose rows were synced before them
         write_rows(self.folder / "status.npy", self.status.offset, indices, marks, sync=False)
 
+    def mark_pending(self, indices: Sequence[int]) -> None:
+        """Mark rows to be extracted again (no sync: a lost pending mark leaves what made it necessary)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        write_rows(self.folder / "status.npy", self.status.offset, indices, np.full(len(indices), PENDING, np.int8),
+                   sync=False)
+
     def mark_bad(self, indices: Sequence[int]) -> None:
         """Mark rows as undecodable images (their checksums cover the mark and the rows' bytes as they are)."""
         indices = np.asarray(indices, dtype=np.int64)

@@ -198,3 +198,89 @@ def test_undecodable_marks_prove_themselves_and_version_2_stores_are_upgraded(tm
     assert upgraded.meta["version"] == 3 and list(upgraded.pending()) == [1] and upgraded.bad() == ["5.jpg"]
     upgraded.write(np.array([1]), ROWS[1:2])
     assert DescriptorStore.open(tmp_path / "s").verify().size == 0
+
+
+def _record_disk_writes(monkeypatch):
+    """Record every ``pwrite`` (file, offset, bytes) and sync (file) a store makes, in order, into a list."""
+    from netvlad.extract import store_check
+
+    events, pwrite, sync = [], os.pwrite, store_check._sync
+
+    def name(fd):
+        return os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))
+
+    def recorded_pwrite(fd, data, offset):
+        events.append(("write", name(fd), offset, np.asarray(data).tobytes()))
+        return pwrite(fd, data, offset)
+
+    def recorded_sync(fd):
+        events.append(("sync", name(fd)))
+        return sync(fd)
+
+    monkeypatch.setattr(os, "pwrite", recorded_pwrite)
+    monkeypatch.setattr(store_check, "_sync", recorded_sync)
+    return events
+
+
+def _crash_states(events):
+    """Every set of writes a power cut after each event may leave on disk: the synced ones, any of the others."""
+    for cut in range(len(events) + 1):
+        done = events[:cut]
+        writes = [i for i, event in enumerate(done) if event[0] == "write"]
+        synced = [i for i in writes if ("sync", done[i][1]) in done[i + 1:]]
+        loose = [i for i in writes if i not in synced]
+        for subset in range(2 ** len(loose)):
+            kept = synced + [i for bit, i in enumerate(loose) if subset >> bit & 1]
+            yield cut, [done[i] for i in sorted(kept)]
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="names a descriptor's file through /proc")
+@pytest.mark.parametrize("action", ["write", "mark_bad"])
+def test_a_crash_at_any_point_of_a_write_leaves_rows_proven_or_pending(tmp_path, monkeypatch, action):
+    store = DescriptorStore.create(tmp_path / "s", NAMES, dim=4, fingerprint="f")
+    store.write(np.arange(3), ROWS[:3])
+    before = tmp_path / "before"
+    shutil.copytree(tmp_path / "s", before)
+    events = _record_disk_writes(monkeypatch)
+    if action == "write":
+        store.write(np.arange(3, 6), ROWS[3:])
+    else:
+        store.mark_bad([3, 4, 5])
+    monkeypatch.undo()
+    # rows and checksums reach the disk (synced) before any status byte is written, which needs no sync of its own
+    assert [e[1] for e in events if e[0] == "sync"] == ["descriptors.npy"] * (action == "write") + ["checksums.npy"]
+    assert [e[1] for e in events][-1] == "status.npy"
+    expected = DONE if action == "write" else BAD
+    states = 0
+    for cut, kept in _crash_states(events):
+        disk = tmp_path / f"crash-{states}"
+        shutil.copytree(before, disk)
+        for _, name, offset, data in kept:
+            with open(disk / name, "r+b") as handle:
+                handle.seek(offset)
+                handle.write(data)
+        reader = DescriptorStore.open(disk)  # no damaged status byte: every mark on disk proves itself
+        status = np.asarray(reader.status)[3:]
+        assert set(status) <= {PENDING, expected}, (cut, kept)
+        assert reader.verify().size == 0, (cut, kept)  # every done or undecodable row matches its checksum
+        loaded = reader.load()  # checks every done row: never a done row with wrong bytes
+        np.testing.assert_array_equal(loaded[3:][status == DONE], ROWS[3:][status == DONE])
+        del reader
+        shutil.rmtree(disk)
+        states += 1
+    assert states > len(events)
+
+
+@pytest.mark.parametrize("stale", ["descriptors.npy", "checksums.npy"])
+def test_a_done_mark_whose_row_or_checksum_never_reached_the_disk_is_caught(tmp_path, stale):
+    original = _full_store(tmp_path / "s")
+    store = DescriptorStore.create(tmp_path / "partial", NAMES, dim=4, fingerprint="f")
+    store.write(np.arange(3), ROWS[:3])
+    del store
+    folder = tmp_path / "s"
+    shutil.copy(tmp_path / "partial" / stale, folder / stale)  # rows 3-5 done, their bytes or checksums stale
+    with pytest.raises(BadInputError, match=r"3 row\(s\) fail their checksum \(first: row 3"):
+        DescriptorStore.open(folder).load()
+    assert list(DescriptorStore.open(folder, mode="r+").verify()) == [3, 4, 5]
+    assert list(_finish(folder)) == [3, 4, 5]
+    _same_bytes(folder, original)

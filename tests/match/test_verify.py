@@ -107,6 +107,22 @@ def test_store_resumes_and_refuses_another_preset(netvlad_model, tmp_path):
         assert str(description) in str(error.value) and "\n" not in str(error.value)
 
 
+def test_an_image_whose_smaller_size_lost_its_mark_in_a_crash_is_extracted_again(netvlad_model, tmp_path):
+    names = write_images(tmp_path / "db", 3, size=(160, 128))
+    whitening = fit_patch_whitening(netvlad_model, [tmp_path / "db" / n for n in names], 16, size=2)
+    extractor = PatchExtractor(netvlad_model, RAPID, whitening)
+    extract_patch_store(extractor, tmp_path / "db", names, tmp_path / "patches")
+    first = tmp_path / "patches" / "size_2"
+    original = {str(p.relative_to(tmp_path)): p.read_bytes() for p in (tmp_path / "patches").rglob("*.npy")}
+    status = np.load(first / "status.npy", mmap_mode="r+")
+    status[1] = 0  # the last size's mark reached the disk, this one's did not
+    status.flush()
+    del status
+    store = extract_patch_store(extractor, tmp_path / "db", names, tmp_path / "patches")
+    assert [s.num_done for s in store.stores] == [3, 3]
+    assert {str(p.relative_to(tmp_path)): p.read_bytes() for p in (tmp_path / "patches").rglob("*.npy")} == original
+
+
 def test_store_refuses_patches_projected_by_another_whitening(netvlad_model, tmp_path):
     """Same model and preset, another whitening (e.g. refitted with another ε): refused, naming both digests;
     a store written before the whitening was recorded (version 1) is refused too."""

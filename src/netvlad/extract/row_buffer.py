@@ -1,6 +1,6 @@
 """Descriptor rows gathered in memory and written to a store in groups: one synced write per second, not per batch.
 
-Every :meth:`DescriptorStore.write` syncs three files (rows, checksums, status) before the status says done; at
+Every :meth:`DescriptorStore.write` syncs two files (rows, checksums) before the status says done; at
 batch 1 on a CPU those syncs cost more than the model (5–15 ms per image on our machine's disk, against 9 ms for
 MobileNetV2 through onnxruntime). :class:`RowBuffer` keeps the store's promise (a row marked done is on disk) and
 pays the sync once per :data:`FLUSH_SECONDS` or :data:`FLUSH_BYTES`, and on the way out — also when extraction
@@ -49,7 +49,7 @@ class RowBuffer:
             self._write(wait=False)
 
     def flush(self) -> None:
-        """Write every held row now (one write: three syncs), mark them done, and wait until all writes are."""
+        """Write every held row now (one write: two syncs), mark them done, and wait until all writes are."""
         self._write(wait=True)
 
     def _write(self, wait: bool) -> None:

@@ -293,7 +293,16 @@ class DescriptorStore:
         if self.checksums is not None:
             sums = row_checksums(values, marks if self.covers_status else None)
             write_rows(self.folder / CHECKSUMS, self.checksums.offset, indices, sums)
-        write_rows(self.folder / "status.npy", self.status.offset, indices, marks)
+        # no sync: the rows and checksums are on disk already, so a crash leaves each mark either written (its row
+        # proves itself) or lost (the row stays pending and is extracted again); a later sync of this file by any
+        # writer carries only marks whose rows were synced before them
+        write_rows(self.folder / "status.npy", self.status.offset, indices, marks, sync=False)
+
+    def mark_pending(self, indices: Sequence[int]) -> None:
+        """Mark rows to be extracted again (no sync: a lost pending mark leaves what made it necessary)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        write_rows(self.folder / "status.npy", self.status.offset, indices, np.full(len(indices), PENDING, np.int8),
+                   sync=False)
 
     def mark_bad(self, indices: Sequence[int]) -> None:
         """Mark rows as undecodable images (their checksums cover the mark and the rows' bytes as they are)."""

@@ -1,14 +1,16 @@
 """A descriptor store proves its rows: file sizes checked against ``store.json`` and a CRC32 per row.
 
 ``checksums.npy`` ``(N,)`` uint32 holds the CRC32 (zlib) of each row's bytes followed by its status byte (stores of
-version 3; version 2: the row's bytes alone), written and synced with the row before its status says done (an
-undecodable row: its checksum over its bytes as they are, then its mark). So a status byte proves itself too: a
-value that is none of pending, done and undecodable, or a done or undecodable mark its row's checksum does not
-match, is damage, never a row silently left out of searches; a lost status array is rebuilt from the checksums
-(each row proves itself done or undecodable, or is pending). On every open the three arrays' headers and byte sizes
-are checked against ``store.json``: a reader refuses a damaged store with one line naming the file and the fix; a
-writer (a command that extracts) repairs the layout instead — never by using a short file extended with zeros —
-marks every row it cannot prove pending, and extracts those again.
+version 3; version 2: the row's bytes alone). A write syncs the rows' bytes and their checksums, then writes their
+status bytes without a sync of their own (an undecodable row: its checksum over its bytes as they are, then its
+mark): whatever part of a write a crash loses, a status byte on disk that says done or undecodable has its row and
+checksum on disk before it, and one that was lost leaves its row pending, to be extracted again. So a status byte
+proves itself too: a value that is none of pending, done and undecodable, or a done or undecodable mark its row's
+checksum does not match, is damage, never a row silently left out of searches; a lost status array is rebuilt from
+the checksums (each row proves itself done or undecodable, or is pending). On every open the three arrays' headers
+and byte sizes are checked against ``store.json``: a reader refuses a damaged store with one line naming the file
+and the fix; a writer (a command that extracts) repairs the layout instead — never by using a short file extended
+with zeros — marks every row it cannot prove pending, and extracts those again.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from netvlad.files import atomic_write, write_error
 logger = logging.getLogger(__name__)
 
 CHECKSUMS = "checksums.npy"
-_sync = getattr(os, "fdatasync", os.fsync)  # data to disk before the status says done (macOS has no fdatasync)
+_sync = getattr(os, "fdatasync", os.fsync)  # rows and checksums to disk before the status says done (macOS: fsync)
 PENDING, DONE, BAD = 0, 1, 2
 
 
@@ -205,10 +207,10 @@ def upgrade_checksums(folder: Path, meta: dict, version: int) -> dict:
     return meta
 
 
-def write_rows(path: Path, offset: int, rows: np.ndarray, values: np.ndarray) -> None:
+def write_rows(path: Path, offset: int, rows: np.ndarray, values: np.ndarray, sync: bool = True) -> None:
     """Write ``values`` ``(B, ...)`` at ``rows`` ``(B,)`` of the ``.npy`` at ``path`` (data starting at byte
-    ``offset``) byte-exactly, one ``pwrite`` per run of consecutive rows, then sync. Writers of disjoint rows never
-    overwrite each other's bytes, even on a network filesystem (no read-modify-write of pages)."""
+    ``offset``) byte-exactly, one ``pwrite`` per run of consecutive rows, then (``sync``) sync. Writers of disjoint
+    rows never overwrite each other's bytes, even on a network filesystem (no read-modify-write of pages)."""
     if len(rows) == 0:
         return
     rows = np.asarray(rows, dtype=np.int64)
@@ -223,7 +225,8 @@ def write_rows(path: Path, offset: int, rows: np.ndarray, values: np.ndarray) ->
         try:
             for begin, end in zip(starts, [*starts[1:], len(rows)], strict=True):
                 os.pwrite(fd, values[begin:end], offset + int(rows[begin]) * row_bytes)  # the buffer, no copy
-            _sync(fd)
+            if sync:
+                _sync(fd)
         finally:
             os.close(fd)
     except OSError as error:  # the rows not marked done stay pending: a rerun extracts them

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from netvlad.errors import BadInputError
-from netvlad.extract.store import DescriptorStore
+from netvlad.extract.store import PENDING, DescriptorStore
 from netvlad.files import atomic_write, read_json
 from netvlad.match.verify.patches import Patches, PatchExtractor, iter_images
 from netvlad.match.verify.presets import VerifyPreset
@@ -113,7 +113,9 @@ class PatchStore:
             raise BadInputError(f"{folder}: patch store written by {describe_identity(meta)}, not by "
                                 f"{describe_identity(identity)}; use another folder or delete this one", path=folder)
         sizes = meta["config"]["sizes"]
-        return cls(folder, meta, [DescriptorStore.open(folder / f"size_{s}", mode="r+") for s in sizes])
+        stores = [DescriptorStore.open(folder / f"size_{s}", mode="r+") for s in sizes]
+        _pend_unfinished(stores)
+        return cls(folder, meta, stores)
 
     @property
     def dim(self) -> int:
@@ -150,6 +152,24 @@ class PatchStore:
         values = torch.from_numpy(values[:len(rows)])
         grids = values[:, :HEADER].round().to(torch.int64)
         return values[:, HEADER:].view(len(rows), -1, self.dim), grids
+
+
+def _pend_unfinished(stores: list[DescriptorStore]) -> None:
+    """Mark pending, in the last size's store, each image some other size's store lacks.
+
+    Sizes are written in order and the last size's status says which images are done; status bytes are not synced
+    one by one, so a crash may keep a later size's mark and lose an earlier one's: that image is extracted again.
+    """
+    if len(stores) < 2:
+        return
+    missing = np.zeros(len(stores[-1]), dtype=bool)
+    for store in stores[:-1]:
+        missing |= np.asarray(store.status) == PENDING
+    rows = np.flatnonzero(missing & (np.asarray(stores[-1].status) != PENDING))
+    if len(rows):
+        logger.warning("%s: %d image(s) lack the patches of a smaller size (first: %s): extracting them again",
+                       stores[-1].folder.parent, len(rows), stores[-1].names[rows[0]])
+        stores[-1].mark_pending(rows)
 
 
 def create_patch_store(extractor: PatchExtractor, names: Sequence[str], folder: Path | str,

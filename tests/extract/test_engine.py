@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from netvlad.data.images import load_image
 from netvlad.errors import BadInputError
 from netvlad.extract import engine as engine_module
 from netvlad.extract.descriptors import extract_descriptors
@@ -119,6 +120,25 @@ def test_onnxruntime_is_bit_identical_across_runs_at_fixed_threads(photos, tmp_p
         engine_module._SESSIONS.clear()  # a new session each time, as a new process would
         runs.append(extract_descriptors(model, photos, engine=EngineConfig("onnxruntime", threads=1, cache=tmp_path)))
     assert np.array_equal(runs[0], runs[1])
+
+
+def test_two_thread_sessions_schedule_work_dynamically_with_the_bits_of_a_plain_session(photos, tmp_path):
+    """Dynamic blocks and sleeping workers change which thread computes what, not the descriptors."""
+    import onnxruntime
+
+    model = model_of("mobilenet_v2", "gem", "fixed")
+    runner = make_runner(model, EngineConfig("onnxruntime", threads=2, cache=tmp_path))
+    session = runner._session(runner.fixed)
+    entries = session.get_session_options().get_session_config_entry
+    assert entries("session.dynamic_block_base") == "4" and entries("session.intra_op.allow_spinning") == "0"
+    plain = onnxruntime.SessionOptions()
+    plain.intra_op_num_threads = 2
+    plain = onnxruntime.InferenceSession(str(next(tmp_path.glob("*.onnx"))), plain,
+                                         providers=["CPUExecutionProvider"])
+    images = torch.stack([load_image(path, "fixed", (96, 128)) for path in photos]).numpy()
+    for image in images:
+        assert np.array_equal(session.run(None, {"images": image[None]})[0],
+                              plain.run(None, {"images": image[None]})[0])
 
 
 def test_onnxruntime_runs_one_image_a_call_on_a_cpu_and_any_batch_gives_the_same_bits(photos, tmp_path):

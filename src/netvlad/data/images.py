@@ -105,9 +105,11 @@ def decode_image(image: Image.Image, resize: str = "none", size: Sequence[int] =
 
 
 def image_to_tensor(image: Image.Image) -> torch.Tensor:
-    """An RGB image as float ``(3, H, W)`` in [0, 1], contiguous: one uint8 → float conversion, divided in place."""
+    """An RGB image as float ``(3, H, W)`` in [0, 1], contiguous: one uint8 → float conversion and division."""
     planes = np.array(np.asarray(image).transpose(2, 0, 1), order="C")  # HWC → CHW on the bytes, the cheap pass
-    return torch.from_numpy(planes).float().div_(255.0)
+    # numpy, not torch: the same bits, without waking torch's worker threads on the cores a model runs on beside
+    # the decoding thread
+    return torch.from_numpy(np.divide(planes, np.float32(255.0), dtype=np.float32))
 
 
 def draft_for_resize(image: Image.Image, resize: str, size: Sequence[int]) -> None:

@@ -70,6 +70,10 @@ ORT_CPU_IMAGES = 1
 # per model copy, the input shapes traced (the first ones seen; later shapes run eagerly): a trace holds the weights.
 # At one image a call a shape is an image size, so this bounds the traces to the first 8 sizes a copy meets
 TRACED_SHAPES = 8
+# onnxruntime's session.dynamic_block_base: a parallel loop of N iterations is handed out in blocks of
+# N / (threads × this) iterations at first, smaller as the rest shrinks, so a worker whose core is taken leaves its
+# blocks to the others (the same bits: only which thread computes a block changes)
+DYNAMIC_BLOCK_BASE = 4
 TRACE_MIN_IMAGES = 64  # make_runner traces for at least this many images: a trace (≈ 0.5 s) costs ≈ 30 images' gain
 AUTO_MIN_IMAGES = 64  # auto keeps torch below this: loading (≈1 s) or exporting (≈10 s) would cost more than it saves
 
@@ -347,6 +351,9 @@ class OrtRunner:
         options.log_severity_level = 3
         # idle workers sleep instead of spinning, leaving the cores to the image decoding that runs beside them
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # work handed out in small blocks as threads ask for it, not in one share per thread: when the decoding
+        # thread takes a core, the other worker carries on with the blocks left instead of waiting for its twin
+        options.add_session_config_entry("session.dynamic_block_base", str(DYNAMIC_BLOCK_BASE))
         return onnxruntime.InferenceSession(source, options, providers=self.providers)
 
     def _check(self, session, key: ExportKey) -> None:

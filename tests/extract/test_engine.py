@@ -141,6 +141,32 @@ def test_two_thread_sessions_schedule_work_dynamically_with_the_bits_of_a_plain_
                               plain.run(None, {"images": image[None]})[0])
 
 
+@pytest.mark.parametrize("policy", sorted(POLICIES))
+def test_uint8_into_the_graph_gives_the_float_path_s_descriptors_from_a_separate_export(photos, tmp_path, policy):
+    """The graph taking the decoded bytes: within 1e-5 of torch and of the float export on real photos (fixed and
+    dynamic sizes), cached under its own name beside the float export, whose record it does not share."""
+    model = model_of("mobilenet_v2", "gem", policy)
+    expected, floats = both(model, photos, tmp_path)
+    runner = make_runner(model, EngineConfig("onnxruntime", cache=tmp_path, uint8=True))
+    calls = []
+    session_of = runner._session
+
+    def spy(shape, uint8=False):
+        calls.append(uint8)
+        return session_of(shape, uint8)
+
+    runner._session = spy
+    got = extract_descriptors(model, photos, batch_size=2, engine=runner)
+    assert calls and all(calls)  # extraction decoded to bytes: every call went to the uint8 graph
+    assert np.abs(got - expected).max() <= 1e-5 and np.abs(got - floats).max() <= 1e-5
+    records = [json.loads(path.read_text()) for path in sorted(tmp_path.glob("*.json"))]
+    assert sorted(record.get("input", "float") for record in records) == ["float", "uint8"]
+    assert len({path.stem for path in tmp_path.glob("*.onnx")}) == 2
+    image = load_image(photos[0], POLICIES[policy].resize, POLICIES[policy].size)[None]  # floats: the float export
+    plain = make_runner(model, EngineConfig("onnxruntime", cache=tmp_path))
+    assert np.array_equal(runner(image), plain(image)) and calls[-1] is False
+
+
 def test_onnxruntime_runs_one_image_a_call_on_a_cpu_and_any_batch_gives_the_same_bits(photos, tmp_path):
     """One image per session call (its time per image is flat in the batch): a batch of one is never padded."""
     model = model_of("mobilenet_v2", "gem", "fixed")
@@ -153,7 +179,7 @@ def test_onnxruntime_runs_one_image_a_call_on_a_cpu_and_any_batch_gives_the_same
             calls.append(len(feeds["images"]))
             return session.run(names, feeds)
 
-    runner._session = lambda shape: Counting()
+    runner._session = lambda shape, uint8=False: Counting()
     batched = extract_descriptors(model, photos, batch_size=4, engine=runner)
     assert calls == [1] * len(photos)
     assert np.array_equal(batched, extract_descriptors(model, photos, batch_size=1, engine=runner))

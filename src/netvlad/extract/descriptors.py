@@ -36,17 +36,19 @@ PREFETCH_BATCHES = 2
 PREFETCH_MIN_IMAGES = 8
 
 
-def _dataset(model: PlaceModel, paths: Sequence[Path]) -> ImageDataset:
-    """The images as ``model`` takes them; an undecodable one comes as None (the caller decides)."""
+def _dataset(model: PlaceModel, paths: Sequence[Path], uint8: bool = False) -> ImageDataset:
+    """The images as ``model`` takes them (``uint8``: their bytes, for a runner that converts them itself); an
+    undecodable one comes as None (the caller decides)."""
     pre = model.config.preprocessing
-    return ImageDataset(paths, pre.resize, pre.size, True, pre.fast_decode)
+    return ImageDataset(paths, pre.resize, pre.size, True, pre.fast_decode, uint8)
 
 
-def _loader(model: PlaceModel, paths: Sequence[Path], batch_size: int, workers: int, device: torch.device):
+def _loader(model: PlaceModel, paths: Sequence[Path], batch_size: int, workers: int, device: torch.device,
+            uint8: bool = False):
     """The DataLoader that decodes in ``workers`` processes (or pins memory for CUDA): batches of images grouped by
     size (:func:`collate_by_size`)."""
-    return ImageLoader(_dataset(model, paths), batch_size=batch_size, num_workers=workers, collate_fn=collate_by_size,
-                       pin_memory=device.type == "cuda", persistent_workers=False)
+    return ImageLoader(_dataset(model, paths, uint8), batch_size=batch_size, num_workers=workers,
+                       collate_fn=collate_by_size, pin_memory=device.type == "cuda", persistent_workers=False)
 
 
 def _streamed(run: Runner, items: Iterable[tuple[int, torch.Tensor | None]], batch_size: int
@@ -110,7 +112,8 @@ def iter_descriptors(model: PlaceModel, paths: Sequence[Path | str], batch_size:
     runner together, which runs it on a CPU one image a call (:data:`netvlad.extract.engine.TORCH_CPU_IMAGES`), so
     that an image gets the same bytes whatever batch it arrives in. On a CPU without ``workers``, a thread decodes
     up to ``prefetch`` batches' images (at least :data:`PREFETCH_MIN_IMAGES`) ahead while the model runs (0: none),
-    and each image goes to the model as soon as it is decoded, not when its whole batch is.
+    and each image goes to the model as soon as it is decoded, not when its whole batch is. A runner that takes
+    uint8 images (``EngineConfig(uint8=True)``) is given the decoded bytes.
 
     Examples:
         >>> from netvlad.data import open_dataset, synthetic
@@ -130,13 +133,13 @@ def iter_descriptors(model: PlaceModel, paths: Sequence[Path | str], batch_size:
     logger.debug("%s: %d images through %s", desc, len(paths), run.name)
     batches = -(-len(paths) // batch_size)
     if workers == 0 and device.type != "cuda":  # decoded ahead by a thread, each image run once decoded
-        dataset = _dataset(model, paths)
+        dataset = _dataset(model, paths, run.uint8)
         images = prefetch_items((dataset[i] for i in range(len(dataset))),
                                 max(prefetch * batch_size, PREFETCH_MIN_IMAGES) if prefetch else 0)
         results = _streamed(run, images, batch_size)
     else:
         results = (([(indices.numpy(), run(images)) for indices, images in groups], bad)
-                   for groups, bad in _loader(model, paths, batch_size, workers, device))
+                   for groups, bad in _loader(model, paths, batch_size, workers, device, run.uint8))
     for groups, bad in tqdm(results, desc=desc, total=batches, disable=not progress, unit="batch"):
         for indices, descriptors in groups:
             yield indices, descriptors, bad

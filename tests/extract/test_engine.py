@@ -167,6 +167,25 @@ def test_uint8_into_the_graph_gives_the_float_path_s_descriptors_from_a_separate
     assert np.array_equal(runner(image), plain(image)) and calls[-1] is False
 
 
+def test_lanes_describe_images_side_by_side_with_the_same_batches_groups_and_bits(photos, tmp_path):
+    """Two lanes (each image decoded and run by its own thread on one onnxruntime thread): the batches, size
+    groups, undecodable images and descriptor bytes of one image at a time through the one-thread session."""
+    from netvlad.extract.descriptors import iter_descriptors
+
+    model = model_of("mobilenet_v2", "gem", "variable")  # photos of three shapes: groups per size
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(photos[0].read_bytes()[:300])
+    paths = [photos[0], broken, photos[2], photos[1], photos[3], photos[0]]
+    alone = make_runner(model, EngineConfig("onnxruntime", threads=1, cache=tmp_path))
+    lanes = make_runner(model, EngineConfig("onnxruntime", threads=2, cache=tmp_path, lanes=2))
+    assert lanes.lanes == 2 and alone.lanes == 1
+    for batch in (1, 4):
+        runs = [list(iter_descriptors(model, paths, batch_size=batch, engine=run)) for run in (alone, lanes)]
+        assert [(list(i), b) for i, _, b in runs[0]] == [(list(i), b) for i, _, b in runs[1]]
+        assert all(np.array_equal(a, b) for (_, a, _), (_, b, _) in zip(*runs, strict=True))
+    assert any(b == [1] for _, _, b in runs[1])
+
+
 def test_onnxruntime_runs_one_image_a_call_on_a_cpu_and_any_batch_gives_the_same_bits(photos, tmp_path):
     """One image per session call (its time per image is flat in the batch): a batch of one is never padded."""
     model = model_of("mobilenet_v2", "gem", "fixed")

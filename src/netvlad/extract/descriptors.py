@@ -20,6 +20,7 @@ from netvlad.data.images import (
     load_image,
     stack_images,
 )
+from netvlad.data.prefetch import ordered_map
 from netvlad.data.prefetch import prefetch as prefetch_items
 from netvlad.errors import BadInputError
 from netvlad.extract.engine import LIBRARY_ENGINE, Engine, Runner, join_outputs, make_runner
@@ -80,6 +81,31 @@ def _streamed(run: Runner, items: Iterable[tuple[int, torch.Tensor | None]], bat
         yield _finish(run, groups), bad
 
 
+def _in_lanes(run: Runner, dataset: ImageDataset, batch_size: int, ahead: int
+              ) -> Iterator[tuple[list[tuple[np.ndarray, np.ndarray]], list[int]]]:
+    """As :func:`_streamed`, but ``run.lanes`` threads each decode an image and run it through ``run.lane()``
+    (one image a call, as :func:`_streamed` calls a runner of step 1), so images share the cores instead of one
+    image's loops: the same batches, groups and order."""
+    lane = run.lane()
+
+    def describe(index: int) -> tuple[int, tuple[int, ...] | None, np.ndarray | None]:
+        index, image = dataset[index]
+        return (index, None, None) if image is None else (index, tuple(image.shape), lane(image[None]))
+
+    with contextlib.closing(ordered_map(describe, range(len(dataset)), run.lanes, ahead)) as described:
+        for first in range(0, len(dataset), batch_size):
+            groups: dict[tuple[int, ...], tuple[list[int], list[np.ndarray]]] = {}
+            bad = []
+            for index, shape, descriptor in (next(described) for _ in range(min(batch_size, len(dataset) - first))):
+                if shape is None:
+                    bad.append(index)
+                else:
+                    indices, rows = groups.setdefault(shape, ([], []))
+                    indices.append(index)
+                    rows.append(descriptor)
+            yield [(np.asarray(indices, dtype=np.int64), join_outputs(rows)) for indices, rows in groups.values()], bad
+
+
 def _finish(run: Runner, groups: dict) -> list[tuple[np.ndarray, np.ndarray]]:
     """Run each group's waiting images and join its outputs: ``[(indices, descriptors)]``."""
     done = []
@@ -132,10 +158,12 @@ def iter_descriptors(model: PlaceModel, paths: Sequence[Path | str], batch_size:
     run = make_runner(model, engine, device, amp, images=len(paths)).padded()
     logger.debug("%s: %d images through %s", desc, len(paths), run.name)
     batches = -(-len(paths) // batch_size)
-    if workers == 0 and device.type != "cuda":  # decoded ahead by a thread, each image run once decoded
+    ahead = max(prefetch * batch_size, PREFETCH_MIN_IMAGES) if prefetch else 0
+    if workers == 0 and device.type != "cuda" and ahead and run.lanes > 1:  # images decoded and run side by side
+        results = _in_lanes(run, _dataset(model, paths, run.uint8), batch_size, ahead)
+    elif workers == 0 and device.type != "cuda":  # decoded ahead by a thread, each image run once decoded
         dataset = _dataset(model, paths, run.uint8)
-        images = prefetch_items((dataset[i] for i in range(len(dataset))),
-                                max(prefetch * batch_size, PREFETCH_MIN_IMAGES) if prefetch else 0)
+        images = prefetch_items((dataset[i] for i in range(len(dataset))), ahead)
         results = _streamed(run, images, batch_size)
     else:
         results = (([(indices.numpy(), run(images)) for indices, images in groups], bad)

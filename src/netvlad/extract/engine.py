@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import threading
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -56,6 +57,7 @@ AUTOCAST = {"bf16": "bfloat16", "fp16": "float16"}  # torch dtypes by name
 CHECK_TOLERANCE = 1e-4  # max abs difference to torch on random images before an export is used
 CHECK_SIZES = ((96, 128), (128, 96))  # pixels: traced at the first, checked at both (a second size proves dynamic)
 _SESSIONS: OrderedDict = OrderedDict()  # the last few sessions of this process, reused across calls
+_SESSIONS_LOCK = threading.Lock()
 _KEEP = 4
 # per model (weakly held: gone with it), the CPU copies TorchRunner made of it with its tensors' versions, so that
 # repeated extractions with unchanged weights fold once (≈ 0.1–0.25 s for MobileNetV2)
@@ -88,13 +90,20 @@ class EngineConfig:
     (None: torch's current thread count); the export ``cache`` folder (None: :func:`cache_folder`); ``persist``
     False exports in memory and writes nothing (weights that change at every call, as in training); ``uint8``:
     onnxruntime takes the decoded image bytes and converts them inside its graph (the same descriptors within
-    1e-5; extraction then decodes to uint8, skipping the float conversion)."""
+    1e-5; extraction then decodes to uint8, skipping the float conversion); ``lanes``: onnxruntime on a CPU,
+    extraction describes this many images at once, each decoded and run by its own thread through a one-thread
+    session (``lanes`` ≥ 2 with ``threads`` ≥ 2: the cores shared by images, not by the loops of one image)."""
 
     name: str = LIBRARY_ENGINE
     threads: int | None = None
     cache: Path | None = None
     persist: bool = True
     uint8: bool = False
+    lanes: int = 1
+
+    def __post_init__(self) -> None:
+        if self.lanes < 1:
+            raise ValueError(f"lanes must be at least 1, got {self.lanes}")
 
 
 def in_chunks(call, images, step: int, pad: bool = False) -> np.ndarray:
@@ -141,6 +150,7 @@ class TorchRunner:
 
     name = "torch"
     uint8 = False  # takes float images in [0, 1] only
+    lanes = 1  # one image at a time
     cut: int | None = None
     _local: GlobalAndLocal | None = None  # the model wrapped to return its local maps too, built once per ``cut``
 
@@ -274,6 +284,7 @@ class OrtRunner:
         self.model, self.config, self.providers, self.chunk, self.pad = model, config, providers, chunk, pad
         self.uint8 = config.uint8
         self.cpu = providers == ["CPUExecutionProvider"]
+        self.lanes = config.lanes if self.cpu and (chunk or ORT_CPU_IMAGES) == 1 else 1
         self.threads = config.threads or torch.get_num_threads()
         self.fingerprint = fingerprint or model.fingerprint()  # given by a caller that has just computed it
         pre = model.config.preprocessing
@@ -306,6 +317,13 @@ class OrtRunner:
 
     padded = TorchRunner.padded
 
+    def lane(self) -> OrtRunner:
+        """This runner on one thread: what each of ``lanes`` threads runs its images through (one image a call,
+        so an image's bytes do not depend on which lane or batch it went through)."""
+        twin = copy.copy(self)
+        twin.threads, twin.lanes = 1, 1
+        return twin
+
     @property
     def step(self) -> int | None:
         """Images per session call: the chunk on a CPU; None with another provider (a batch in one call)."""
@@ -321,14 +339,15 @@ class OrtRunner:
     def _session(self, shape: tuple[int, int] | None, uint8: bool = False):
         key = self._key(shape, uint8)
         memo = (key, self.threads, str(self.providers), self.config.persist, str(self.config.cache))
-        if memo in _SESSIONS:
-            _SESSIONS.move_to_end(memo)
-            return _SESSIONS[memo]
-        session = self._load(key)
-        _SESSIONS[memo] = session
-        while len(_SESSIONS) > _KEEP:
-            _SESSIONS.popitem(last=False)
-        return session
+        with _SESSIONS_LOCK:  # lanes meeting a new size at once export it once
+            if memo in _SESSIONS:
+                _SESSIONS.move_to_end(memo)
+                return _SESSIONS[memo]
+            session = self._load(key)
+            _SESSIONS[memo] = session
+            while len(_SESSIONS) > _KEEP:
+                _SESSIONS.popitem(last=False)
+            return session
 
     def _load(self, key: ExportKey):
         from netvlad.extract.onnx_cache import cache_folder, cached_file, export_bytes, write_export

@@ -139,7 +139,8 @@ def iter_descriptors(model: PlaceModel, paths: Sequence[Path | str], batch_size:
     that an image gets the same bytes whatever batch it arrives in. On a CPU without ``workers``, a thread decodes
     up to ``prefetch`` batches' images (at least :data:`PREFETCH_MIN_IMAGES`) ahead while the model runs (0: none),
     and each image goes to the model as soon as it is decoded, not when its whole batch is. A runner that takes
-    uint8 images (``EngineConfig(uint8=True)``) is given the decoded bytes.
+    uint8 images (``EngineConfig(uint8=True)``) is given the decoded bytes; one with lanes (``EngineConfig(lanes=2)``)
+    has that many threads each decode an image and run it.
 
     Examples:
         >>> from netvlad.data import open_dataset, synthetic

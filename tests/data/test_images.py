@@ -145,6 +145,13 @@ def test_load_without_copies_gives_the_same_pixels_contiguously(gardens_point, t
         assert got.is_contiguous() and torch.equal(got, _reference_load(path, resize, size, fast))
 
 
+def test_uint8_load_gives_the_bytes_the_float_load_divides(gardens_point, tokyo_pair):
+    for path in (gardens_point / "day_left" / "Image000.jpg", tokyo_pair / "tokyo_db.png"):
+        raw = load_image(path, "longest", (320,), uint8=True)
+        assert raw.dtype == torch.uint8 and raw.is_contiguous()
+        assert torch.equal(raw.float() / 255.0, load_image(path, "longest", (320,)))
+
+
 @pytest.mark.parametrize(("resize", "size"), [("crop", (2,)), ("fixed", (10,)), ("longest", (10, 20)),
                                               ("longest", (0,))])
 def test_bad_resize_specs(resize, size):

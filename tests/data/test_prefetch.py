@@ -63,3 +63,36 @@ def test_ahead_zero_runs_in_the_calling_thread():
 
     assert list(prefetch(items(), ahead=0)) == [0, 1, 2]
     assert threads == [threading.current_thread()] * 3
+
+
+def test_ordered_map_keeps_the_order_bounds_the_work_ahead_and_raises_in_place():
+    from netvlad.data.prefetch import ordered_map
+
+    started, threads = [], set()
+
+    def slow_square(i):
+        started.append(i)
+        threads.add(threading.current_thread().name)
+        time.sleep(0.004 * (i % 3))  # later items often finish first
+        if i == 9:
+            raise ValueError("Image009.jpg: cannot decode image")
+        return i * i
+
+    got = []
+    with pytest.raises(ValueError, match="Image009.jpg"):
+        for value in ordered_map(slow_square, range(20), lanes=2, ahead=4):
+            assert len(started) <= len(got) + 1 + 4  # the one handed over and at most 4 more
+            got.append(value)
+    assert got == [i * i for i in range(9)] and len(threads) == 2
+
+
+def test_ordered_map_closed_early_starts_nothing_more():
+    from netvlad.data.prefetch import ordered_map
+
+    started = []
+    results = ordered_map(lambda i: started.append(i) or i, range(100), lanes=2, ahead=3)
+    assert [next(results), next(results)] == [0, 1]
+    results.close()
+    count = len(started)
+    time.sleep(0.05)
+    assert len(started) == count <= 2 + 3 + 1

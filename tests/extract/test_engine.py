@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from netvlad.data.images import load_image
 from netvlad.errors import BadInputError
 from netvlad.extract import engine as engine_module
 from netvlad.extract.descriptors import extract_descriptors
@@ -121,6 +122,70 @@ def test_onnxruntime_is_bit_identical_across_runs_at_fixed_threads(photos, tmp_p
     assert np.array_equal(runs[0], runs[1])
 
 
+def test_two_thread_sessions_schedule_work_dynamically_with_the_bits_of_a_plain_session(photos, tmp_path):
+    """Dynamic blocks and sleeping workers change which thread computes what, not the descriptors."""
+    import onnxruntime
+
+    model = model_of("mobilenet_v2", "gem", "fixed")
+    runner = make_runner(model, EngineConfig("onnxruntime", threads=2, cache=tmp_path))
+    session = runner._session(runner.fixed)
+    entries = session.get_session_options().get_session_config_entry
+    assert entries("session.dynamic_block_base") == "4" and entries("session.intra_op.allow_spinning") == "0"
+    plain = onnxruntime.SessionOptions()
+    plain.intra_op_num_threads = 2
+    plain = onnxruntime.InferenceSession(str(next(tmp_path.glob("*.onnx"))), plain,
+                                         providers=["CPUExecutionProvider"])
+    images = torch.stack([load_image(path, "fixed", (96, 128)) for path in photos]).numpy()
+    for image in images:
+        assert np.array_equal(session.run(None, {"images": image[None]})[0],
+                              plain.run(None, {"images": image[None]})[0])
+
+
+@pytest.mark.parametrize("policy", sorted(POLICIES))
+def test_uint8_into_the_graph_gives_the_float_path_s_descriptors_from_a_separate_export(photos, tmp_path, policy):
+    """The graph taking the decoded bytes: within 1e-5 of torch and of the float export on real photos (fixed and
+    dynamic sizes), cached under its own name beside the float export, whose record it does not share."""
+    model = model_of("mobilenet_v2", "gem", policy)
+    expected, floats = both(model, photos, tmp_path)
+    runner = make_runner(model, EngineConfig("onnxruntime", cache=tmp_path, uint8=True))
+    calls = []
+    session_of = runner._session
+
+    def spy(shape, uint8=False):
+        calls.append(uint8)
+        return session_of(shape, uint8)
+
+    runner._session = spy
+    got = extract_descriptors(model, photos, batch_size=2, engine=runner)
+    assert calls and all(calls)  # extraction decoded to bytes: every call went to the uint8 graph
+    assert np.abs(got - expected).max() <= 1e-5 and np.abs(got - floats).max() <= 1e-5
+    records = [json.loads(path.read_text()) for path in sorted(tmp_path.glob("*.json"))]
+    assert sorted(record.get("input", "float") for record in records) == ["float", "uint8"]
+    assert len({path.stem for path in tmp_path.glob("*.onnx")}) == 2
+    image = load_image(photos[0], POLICIES[policy].resize, POLICIES[policy].size)[None]  # floats: the float export
+    plain = make_runner(model, EngineConfig("onnxruntime", cache=tmp_path))
+    assert np.array_equal(runner(image), plain(image)) and calls[-1] is False
+
+
+def test_lanes_describe_images_side_by_side_with_the_same_batches_groups_and_bits(photos, tmp_path):
+    """Two lanes (each image decoded and run by its own thread on one onnxruntime thread): the batches, size
+    groups, undecodable images and descriptor bytes of one image at a time through the one-thread session."""
+    from netvlad.extract.descriptors import iter_descriptors
+
+    model = model_of("mobilenet_v2", "gem", "variable")  # photos of three shapes: groups per size
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(photos[0].read_bytes()[:300])
+    paths = [photos[0], broken, photos[2], photos[1], photos[3], photos[0]]
+    alone = make_runner(model, EngineConfig("onnxruntime", threads=1, cache=tmp_path))
+    lanes = make_runner(model, EngineConfig("onnxruntime", threads=2, cache=tmp_path, lanes=2))
+    assert lanes.lanes == 2 and alone.lanes == 1
+    for batch in (1, 4):
+        runs = [list(iter_descriptors(model, paths, batch_size=batch, engine=run)) for run in (alone, lanes)]
+        assert [(list(i), b) for i, _, b in runs[0]] == [(list(i), b) for i, _, b in runs[1]]
+        assert all(np.array_equal(a, b) for (_, a, _), (_, b, _) in zip(*runs, strict=True))
+    assert any(b == [1] for _, _, b in runs[1])
+
+
 def test_onnxruntime_runs_one_image_a_call_on_a_cpu_and_any_batch_gives_the_same_bits(photos, tmp_path):
     """One image per session call (its time per image is flat in the batch): a batch of one is never padded."""
     model = model_of("mobilenet_v2", "gem", "fixed")
@@ -133,7 +198,7 @@ def test_onnxruntime_runs_one_image_a_call_on_a_cpu_and_any_batch_gives_the_same
             calls.append(len(feeds["images"]))
             return session.run(names, feeds)
 
-    runner._session = lambda shape: Counting()
+    runner._session = lambda shape, uint8=False: Counting()
     batched = extract_descriptors(model, photos, batch_size=4, engine=runner)
     assert calls == [1] * len(photos)
     assert np.array_equal(batched, extract_descriptors(model, photos, batch_size=1, engine=runner))

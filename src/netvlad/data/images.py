@@ -53,12 +53,13 @@ def _open_error(path: Path, error: Exception) -> Exception:
 
 
 def load_image(path: Path | str, resize: str = "none", size: Sequence[int] = (),
-               fast_decode: bool = False) -> torch.Tensor:
+               fast_decode: bool = False, uint8: bool = False) -> torch.Tensor:
     """Decode ``path`` to RGB float ``(3, H, W)`` in [0, 1], EXIF orientation applied, then resize.
 
     ``resize``: ``"none"``; ``"fixed"`` to ``size`` = (height, width) pixels; ``"longest"``: longest side
     ≤ ``size[0]`` pixels, keeping the aspect ratio (never upscales). ``fast_decode``: let a JPEG decode at reduced
-    scale first (see :func:`draft_for_resize`). Raises :class:`ImageDecodeError` naming the file.
+    scale first (see :func:`draft_for_resize`). ``uint8``: the bytes (0–255) before the division by 255, for a
+    model that converts them itself. Raises :class:`ImageDecodeError` naming the file.
 
     Examples:
         >>> import tempfile
@@ -76,7 +77,8 @@ def load_image(path: Path | str, resize: str = "none", size: Sequence[int] = (),
     check_resize(resize, size)
     try:
         with open_image(path) as image:
-            return image_to_tensor(decode_image(image, resize, size, fast_decode))
+            image = decode_image(image, resize, size, fast_decode)
+            return torch.from_numpy(image_planes(image)) if uint8 else image_to_tensor(image)
     except DECODE_ERRORS as error:
         raise _open_error(path, error) from None
 
@@ -104,10 +106,16 @@ def decode_image(image: Image.Image, resize: str = "none", size: Sequence[int] =
     return resize_image(rgb, resize, size)
 
 
+def image_planes(image: Image.Image) -> np.ndarray:
+    """An RGB image's bytes as uint8 ``(3, H, W)``, contiguous."""
+    return np.array(np.asarray(image).transpose(2, 0, 1), order="C")  # HWC → CHW on the bytes, the cheap pass
+
+
 def image_to_tensor(image: Image.Image) -> torch.Tensor:
-    """An RGB image as float ``(3, H, W)`` in [0, 1], contiguous: one uint8 → float conversion, divided in place."""
-    planes = np.array(np.asarray(image).transpose(2, 0, 1), order="C")  # HWC → CHW on the bytes, the cheap pass
-    return torch.from_numpy(planes).float().div_(255.0)
+    """An RGB image as float ``(3, H, W)`` in [0, 1], contiguous: one uint8 → float conversion and division."""
+    # numpy, not torch: the same bits, without waking torch's worker threads on the cores a model runs on beside
+    # the decoding thread
+    return torch.from_numpy(np.divide(image_planes(image), np.float32(255.0), dtype=np.float32))
 
 
 def draft_for_resize(image: Image.Image, resize: str, size: Sequence[int]) -> None:
@@ -196,7 +204,8 @@ def resize_image(image: Image.Image, resize: str, size: Sequence[int]) -> Image.
 
 
 class ImageDataset(torch.utils.data.Dataset):
-    """Images at ``paths`` as ``(index, (3, H, W) tensor)``; undecodable ones as ``(index, None)`` if ``skip_bad``.
+    """Images at ``paths`` as ``(index, (3, H, W) tensor)`` (float in [0, 1]; with ``uint8`` the bytes); undecodable
+    ones as ``(index, None)`` if ``skip_bad``.
 
     Examples:
         >>> import tempfile
@@ -212,16 +221,17 @@ class ImageDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, paths: Sequence[Path | str], resize: str = "none", size: Sequence[int] = (),
-                 skip_bad: bool = False, fast_decode: bool = False) -> None:
+                 skip_bad: bool = False, fast_decode: bool = False, uint8: bool = False) -> None:
         self.paths = [Path(p) for p in paths]
         self.resize, self.size, self.skip_bad, self.fast_decode = resize, tuple(size), skip_bad, fast_decode
+        self.uint8 = uint8
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> tuple[int, torch.Tensor | WorkerFailure | None]:
         try:
-            return index, load_image(self.paths[index], self.resize, self.size, self.fast_decode)
+            return index, load_image(self.paths[index], self.resize, self.size, self.fast_decode, self.uint8)
         except (ImageDecodeError, FileNotFoundError, ValueError) as error:
             if self.skip_bad and isinstance(error, ImageDecodeError | FileNotFoundError):
                 return index, None

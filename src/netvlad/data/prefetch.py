@@ -3,16 +3,21 @@
 PIL decodes and resizes with Python's lock released, so while the model runs on one batch a thread can decode the
 next ones. The order is the iterator's, at most ``ahead`` items wait at any time (bounded memory), and an exception
 the iterator raises reaches the consumer at the position it happened, after every item before it.
+:func:`ordered_map` does the same for a function over items computed by several threads at once (onnxruntime
+releases Python's lock too, so each thread can decode an image and run the model on it).
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 _END = object()
 _POLL = 0.1  # seconds between checks of the consumer's stop while the queue is full
@@ -59,3 +64,21 @@ def prefetch(items: Iterable[T], ahead: int = 2) -> Iterator[T]:
     finally:
         stop.set()
         thread.join()
+
+
+def ordered_map(function: Callable[[T], R], items: Iterable[T], lanes: int, ahead: int) -> Iterator[R]:
+    """``function`` over ``items``, run by ``lanes`` threads at once, results in the items' order; at most
+    ``ahead`` (at least ``lanes``) results computed or being computed before they are asked for. An exception
+    reaches the consumer at its item's position; closing the returned iterator early drops the items not started
+    and waits for those running."""
+    pending: deque = deque()
+    with ThreadPoolExecutor(lanes, thread_name_prefix="netvlad-lane") as pool:
+        try:
+            for item in items:
+                pending.append(pool.submit(function, item))
+                if len(pending) >= max(ahead, lanes):
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)

@@ -20,6 +20,7 @@ from netvlad.data.images import (
     load_image,
     stack_images,
 )
+from netvlad.data.prefetch import ordered_map
 from netvlad.data.prefetch import prefetch as prefetch_items
 from netvlad.errors import BadInputError
 from netvlad.extract.engine import LIBRARY_ENGINE, Engine, Runner, join_outputs, make_runner
@@ -36,17 +37,19 @@ PREFETCH_BATCHES = 2
 PREFETCH_MIN_IMAGES = 8
 
 
-def _dataset(model: PlaceModel, paths: Sequence[Path]) -> ImageDataset:
-    """The images as ``model`` takes them; an undecodable one comes as None (the caller decides)."""
+def _dataset(model: PlaceModel, paths: Sequence[Path], uint8: bool = False) -> ImageDataset:
+    """The images as ``model`` takes them (``uint8``: their bytes, for a runner that converts them itself); an
+    undecodable one comes as None (the caller decides)."""
     pre = model.config.preprocessing
-    return ImageDataset(paths, pre.resize, pre.size, True, pre.fast_decode)
+    return ImageDataset(paths, pre.resize, pre.size, True, pre.fast_decode, uint8)
 
 
-def _loader(model: PlaceModel, paths: Sequence[Path], batch_size: int, workers: int, device: torch.device):
+def _loader(model: PlaceModel, paths: Sequence[Path], batch_size: int, workers: int, device: torch.device,
+            uint8: bool = False):
     """The DataLoader that decodes in ``workers`` processes (or pins memory for CUDA): batches of images grouped by
     size (:func:`collate_by_size`)."""
-    return ImageLoader(_dataset(model, paths), batch_size=batch_size, num_workers=workers, collate_fn=collate_by_size,
-                       pin_memory=device.type == "cuda", persistent_workers=False)
+    return ImageLoader(_dataset(model, paths, uint8), batch_size=batch_size, num_workers=workers,
+                       collate_fn=collate_by_size, pin_memory=device.type == "cuda", persistent_workers=False)
 
 
 def _streamed(run: Runner, items: Iterable[tuple[int, torch.Tensor | None]], batch_size: int
@@ -76,6 +79,31 @@ def _streamed(run: Runner, items: Iterable[tuple[int, torch.Tensor | None]], bat
             groups, bad, count = {}, [], 0
     if count:
         yield _finish(run, groups), bad
+
+
+def _in_lanes(run: Runner, dataset: ImageDataset, batch_size: int, ahead: int
+              ) -> Iterator[tuple[list[tuple[np.ndarray, np.ndarray]], list[int]]]:
+    """As :func:`_streamed`, but ``run.lanes`` threads each decode an image and run it through ``run.lane()``
+    (one image a call, as :func:`_streamed` calls a runner of step 1), so images share the cores instead of one
+    image's loops: the same batches, groups and order."""
+    lane = run.lane()
+
+    def describe(index: int) -> tuple[int, tuple[int, ...] | None, np.ndarray | None]:
+        index, image = dataset[index]
+        return (index, None, None) if image is None else (index, tuple(image.shape), lane(image[None]))
+
+    with contextlib.closing(ordered_map(describe, range(len(dataset)), run.lanes, ahead)) as described:
+        for first in range(0, len(dataset), batch_size):
+            groups: dict[tuple[int, ...], tuple[list[int], list[np.ndarray]]] = {}
+            bad = []
+            for index, shape, descriptor in (next(described) for _ in range(min(batch_size, len(dataset) - first))):
+                if shape is None:
+                    bad.append(index)
+                else:
+                    indices, rows = groups.setdefault(shape, ([], []))
+                    indices.append(index)
+                    rows.append(descriptor)
+            yield [(np.asarray(indices, dtype=np.int64), join_outputs(rows)) for indices, rows in groups.values()], bad
 
 
 def _finish(run: Runner, groups: dict) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -110,7 +138,9 @@ def iter_descriptors(model: PlaceModel, paths: Sequence[Path | str], batch_size:
     runner together, which runs it on a CPU one image a call (:data:`netvlad.extract.engine.TORCH_CPU_IMAGES`), so
     that an image gets the same bytes whatever batch it arrives in. On a CPU without ``workers``, a thread decodes
     up to ``prefetch`` batches' images (at least :data:`PREFETCH_MIN_IMAGES`) ahead while the model runs (0: none),
-    and each image goes to the model as soon as it is decoded, not when its whole batch is.
+    and each image goes to the model as soon as it is decoded, not when its whole batch is. A runner that takes
+    uint8 images (``EngineConfig(uint8=True)``) is given the decoded bytes; one with lanes (``EngineConfig(lanes=2)``)
+    has that many threads each decode an image and run it.
 
     Examples:
         >>> from netvlad.data import open_dataset, synthetic
@@ -129,14 +159,16 @@ def iter_descriptors(model: PlaceModel, paths: Sequence[Path | str], batch_size:
     run = make_runner(model, engine, device, amp, images=len(paths)).padded()
     logger.debug("%s: %d images through %s", desc, len(paths), run.name)
     batches = -(-len(paths) // batch_size)
-    if workers == 0 and device.type != "cuda":  # decoded ahead by a thread, each image run once decoded
-        dataset = _dataset(model, paths)
-        images = prefetch_items((dataset[i] for i in range(len(dataset))),
-                                max(prefetch * batch_size, PREFETCH_MIN_IMAGES) if prefetch else 0)
+    ahead = max(prefetch * batch_size, PREFETCH_MIN_IMAGES) if prefetch else 0
+    if workers == 0 and device.type != "cuda" and ahead and run.lanes > 1:  # images decoded and run side by side
+        results = _in_lanes(run, _dataset(model, paths, run.uint8), batch_size, ahead)
+    elif workers == 0 and device.type != "cuda":  # decoded ahead by a thread, each image run once decoded
+        dataset = _dataset(model, paths, run.uint8)
+        images = prefetch_items((dataset[i] for i in range(len(dataset))), ahead)
         results = _streamed(run, images, batch_size)
     else:
         results = (([(indices.numpy(), run(images)) for indices, images in groups], bad)
-                   for groups, bad in _loader(model, paths, batch_size, workers, device))
+                   for groups, bad in _loader(model, paths, batch_size, workers, device, run.uint8))
     for groups, bad in tqdm(results, desc=desc, total=batches, disable=not progress, unit="batch"):
         for indices, descriptors in groups:
             yield indices, descriptors, bad

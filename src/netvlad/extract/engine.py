@@ -4,11 +4,11 @@ The engines by name (:data:`ENGINES`) and the defaults come first; they import n
 imported on first use inside the functions), so the CLI gives ``--engine`` its choices without importing torch.
 
 :func:`make_runner` turns ``engine="torch" | "onnxruntime" | "auto"`` (or an :class:`EngineConfig`) into a callable
-``images (B, 3, H, W) float32 -> descriptors (B, dim) float32``. onnxruntime exports the model once per fingerprint
-and input policy (:mod:`netvlad.extract.onnx_cache`), checks the export against torch on random images before first
-use (dynamic height and width when the model allows it, else one export per size), and runs it with the
-command's thread count. ``auto`` picks onnxruntime on a CPU when it is installed and the model exports, and says
-in one info line why it falls back to torch otherwise.
+``images (B, 3, H, W) float32 -> descriptors (B, dim) float32`` (onnxruntime: uint8 bytes too). onnxruntime
+exports the model once per fingerprint and input policy (:mod:`netvlad.extract.onnx_cache`), checks the export
+against torch on random images before first use (dynamic height and width when the model allows it, else one export
+per size), and runs it with the command's thread count. ``auto`` picks onnxruntime on a CPU when it is installed
+and the model exports, and says in one info line why it falls back to torch otherwise.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import threading
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -56,6 +57,7 @@ AUTOCAST = {"bf16": "bfloat16", "fp16": "float16"}  # torch dtypes by name
 CHECK_TOLERANCE = 1e-4  # max abs difference to torch on random images before an export is used
 CHECK_SIZES = ((96, 128), (128, 96))  # pixels: traced at the first, checked at both (a second size proves dynamic)
 _SESSIONS: OrderedDict = OrderedDict()  # the last few sessions of this process, reused across calls
+_SESSIONS_LOCK = threading.Lock()
 _KEEP = 4
 # per model (weakly held: gone with it), the CPU copies TorchRunner made of it with its tensors' versions, so that
 # repeated extractions with unchanged weights fold once (≈ 0.1–0.25 s for MobileNetV2)
@@ -70,6 +72,10 @@ ORT_CPU_IMAGES = 1
 # per model copy, the input shapes traced (the first ones seen; later shapes run eagerly): a trace holds the weights.
 # At one image a call a shape is an image size, so this bounds the traces to the first 8 sizes a copy meets
 TRACED_SHAPES = 8
+# onnxruntime's session.dynamic_block_base: a parallel loop of N iterations is handed out in blocks of
+# N / (threads × this) iterations at first, smaller as the rest shrinks, so a worker whose core is taken leaves its
+# blocks to the others (the same bits: only which thread computes a block changes)
+DYNAMIC_BLOCK_BASE = 4
 TRACE_MIN_IMAGES = 64  # make_runner traces for at least this many images: a trace (≈ 0.5 s) costs ≈ 30 images' gain
 AUTO_MIN_IMAGES = 64  # auto keeps torch below this: loading (≈1 s) or exporting (≈10 s) would cost more than it saves
 
@@ -82,12 +88,22 @@ class ExportError(RuntimeError):
 class EngineConfig:
     """How extraction runs the model: ``name`` (torch, onnxruntime, auto); onnxruntime's intra-op ``threads``
     (None: torch's current thread count); the export ``cache`` folder (None: :func:`cache_folder`); ``persist``
-    False exports in memory and writes nothing (weights that change at every call, as in training)."""
+    False exports in memory and writes nothing (weights that change at every call, as in training); ``uint8``:
+    onnxruntime takes the decoded image bytes and converts them inside its graph (the same descriptors within
+    1e-5; extraction then decodes to uint8, skipping the float conversion); ``lanes``: onnxruntime on a CPU,
+    extraction describes this many images at once, each decoded and run by its own thread through a one-thread
+    session (``lanes`` ≥ 2 with ``threads`` ≥ 2: the cores shared by images, not by the loops of one image)."""
 
     name: str = LIBRARY_ENGINE
     threads: int | None = None
     cache: Path | None = None
     persist: bool = True
+    uint8: bool = False
+    lanes: int = 1
+
+    def __post_init__(self) -> None:
+        if self.lanes < 1:
+            raise ValueError(f"lanes must be at least 1, got {self.lanes}")
 
 
 def in_chunks(call, images, step: int, pad: bool = False) -> np.ndarray:
@@ -133,6 +149,8 @@ class TorchRunner:
     backbone stages), both from one pass of one graph."""
 
     name = "torch"
+    uint8 = False  # takes float images in [0, 1] only
+    lanes = 1  # one image at a time
     cut: int | None = None
     _local: GlobalAndLocal | None = None  # the model wrapped to return its local maps too, built once per ``cut``
 
@@ -253,7 +271,9 @@ def _numpy(out):
 
 class OrtRunner:
     """The model's checked ONNX export in an onnxruntime session (one per size when the model is not dynamic); on
-    a CPU a batch runs in chunks of ``chunk`` images (None: :data:`ORT_CPU_IMAGES`)."""
+    a CPU a batch runs in chunks of ``chunk`` images (None: :data:`ORT_CPU_IMAGES`). Float images in [0, 1] go to
+    the float export; uint8 images (the decoded bytes) to an export that converts them itself, made on first use
+    (at once with ``config.uint8``, which asks extraction to decode to uint8)."""
 
     name = "onnxruntime"
 
@@ -262,7 +282,9 @@ class OrtRunner:
         import torch
 
         self.model, self.config, self.providers, self.chunk, self.pad = model, config, providers, chunk, pad
+        self.uint8 = config.uint8
         self.cpu = providers == ["CPUExecutionProvider"]
+        self.lanes = config.lanes if self.cpu and (chunk or ORT_CPU_IMAGES) == 1 else 1
         self.threads = config.threads or torch.get_num_threads()
         self.fingerprint = fingerprint or model.fingerprint()  # given by a caller that has just computed it
         pre = model.config.preprocessing
@@ -270,22 +292,24 @@ class OrtRunner:
         self.dynamic = self.fixed is None
         if self.dynamic:
             try:
-                self._session(None)
+                self._session(None, self.uint8)
             except ExportError as error:  # traced shapes: one export per image size, if that works
                 self.dynamic = False
                 try:
-                    self._session(CHECK_SIZES[0])
+                    self._session(CHECK_SIZES[0], self.uint8)
                 except ExportError:
                     raise error from None
                 logger.info("the model's export is not size-independent (%s); exporting once per image size", error)
         else:
-            self._session(self.fixed)
+            self._session(self.fixed, self.uint8)
 
     def __call__(self, images: torch.Tensor) -> np.ndarray:
         import numpy as np
+        import torch
 
-        session = self._session(None if self.dynamic else tuple(images.shape[2:]))
-        array = np.ascontiguousarray(images.detach().cpu().numpy(), dtype=np.float32)
+        uint8 = images.dtype == torch.uint8
+        session = self._session(None if self.dynamic else tuple(images.shape[2:]), uint8)
+        array = np.ascontiguousarray(images.detach().cpu().numpy(), dtype=np.uint8 if uint8 else np.float32)
         if not self.cpu:
             return session.run(None, {"images": array})[0]
         return in_chunks(lambda chunk: session.run(None, {"images": chunk})[0], array,
@@ -293,29 +317,37 @@ class OrtRunner:
 
     padded = TorchRunner.padded
 
+    def lane(self) -> OrtRunner:
+        """This runner on one thread: what each of ``lanes`` threads runs its images through (one image a call,
+        so an image's bytes do not depend on which lane or batch it went through)."""
+        twin = copy.copy(self)
+        twin.threads, twin.lanes = 1, 1
+        return twin
+
     @property
     def step(self) -> int | None:
         """Images per session call: the chunk on a CPU; None with another provider (a batch in one call)."""
         return (self.chunk or ORT_CPU_IMAGES) if self.cpu else None
 
-    def _key(self, shape: tuple[int, int] | None) -> ExportKey:
+    def _key(self, shape: tuple[int, int] | None, uint8: bool = False) -> ExportKey:
         from netvlad.extract.onnx_cache import ExportKey
 
         pre = self.model.config.preprocessing
         height, width = shape or CHECK_SIZES[0]
-        return ExportKey(self.fingerprint, pre.resize, tuple(pre.size), height, width, shape is None)
+        return ExportKey(self.fingerprint, pre.resize, tuple(pre.size), height, width, shape is None, uint8)
 
-    def _session(self, shape: tuple[int, int] | None):
-        key = self._key(shape)
+    def _session(self, shape: tuple[int, int] | None, uint8: bool = False):
+        key = self._key(shape, uint8)
         memo = (key, self.threads, str(self.providers), self.config.persist, str(self.config.cache))
-        if memo in _SESSIONS:
-            _SESSIONS.move_to_end(memo)
-            return _SESSIONS[memo]
-        session = self._load(key)
-        _SESSIONS[memo] = session
-        while len(_SESSIONS) > _KEEP:
-            _SESSIONS.popitem(last=False)
-        return session
+        with _SESSIONS_LOCK:  # lanes meeting a new size at once export it once
+            if memo in _SESSIONS:
+                _SESSIONS.move_to_end(memo)
+                return _SESSIONS[memo]
+            session = self._load(key)
+            _SESSIONS[memo] = session
+            while len(_SESSIONS) > _KEEP:
+                _SESSIONS.popitem(last=False)
+            return session
 
     def _load(self, key: ExportKey):
         from netvlad.extract.onnx_cache import cache_folder, cached_file, export_bytes, write_export
@@ -347,19 +379,25 @@ class OrtRunner:
         options.log_severity_level = 3
         # idle workers sleep instead of spinning, leaving the cores to the image decoding that runs beside them
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # work handed out in small blocks as threads ask for it, not in one share per thread: when the decoding
+        # thread takes a core, the other worker carries on with the blocks left instead of waiting for its twin
+        options.add_session_config_entry("session.dynamic_block_base", str(DYNAMIC_BLOCK_BASE))
         return onnxruntime.InferenceSession(source, options, providers=self.providers)
 
     def _check(self, session, key: ExportKey) -> None:
-        """Refuse an export whose descriptors differ from torch's on random images (batch 2) of its sizes."""
+        """Refuse an export whose descriptors differ from torch's on random images (batch 2) of its sizes (uint8:
+        random bytes, torch given them divided by 255)."""
         import numpy as np
         import torch
 
         sizes = CHECK_SIZES if key.dynamic else ((key.height, key.width),)
         generator = torch.Generator().manual_seed(0)
         for height, width in sizes:
-            images = torch.rand(2, 3, height, width, generator=generator)
+            images = (torch.randint(0, 256, (2, 3, height, width), generator=generator, dtype=torch.uint8)
+                      if key.uint8 else torch.rand(2, 3, height, width, generator=generator))
+            floats = images.float() / 255.0 if key.uint8 else images
             with torch.inference_mode():
-                expected = self.model(images.to(next(self.model.parameters()).device)).float().cpu().numpy()
+                expected = self.model(floats.to(next(self.model.parameters()).device)).float().cpu().numpy()
             got = session.run(None, {"images": images.numpy()})[0]
             difference = float(np.abs(got - expected).max()) if got.shape == expected.shape else float("inf")
             if not difference <= CHECK_TOLERANCE:

@@ -2,10 +2,10 @@
 
 An export is written once to the cache folder (``$NETVLAD_CACHE``, else ``$XDG_CACHE_HOME/netvlad``, else
 ``~/.cache/netvlad``, then ``onnx/``) as ``<fingerprint>-<tag>.onnx`` beside a ``.json`` record of what it holds:
-the model's fingerprint, the input policy (resize, size, fixed or dynamic height and width), the opset, torch's
-version and the file's SHA-256. A file whose record is missing, unreadable or names anything else (stale, foreign,
-truncated) is exported again, never used. ``persist=False`` exports into a temporary folder that is removed
-(weights that change between calls, as a training run's refreshes).
+the model's fingerprint, the input policy (resize, size, fixed or dynamic height and width, uint8 or float images),
+the opset, torch's version and the file's SHA-256. A file whose record is missing, unreadable or names anything
+else (stale, foreign, truncated) is exported again, never used. ``persist=False`` exports into a temporary folder
+that is removed (weights that change between calls, as a training run's refreshes).
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ def cache_folder() -> Path:
 
 @dataclass(frozen=True)
 class ExportKey:
-    """What one export holds: the model (fingerprint), its input policy and the traced height × width (pixels),
-    fixed when ``dynamic`` is false."""
+    """What one export holds: the model (fingerprint), its input policy, the traced height × width (pixels),
+    fixed when ``dynamic`` is false, and whether its images are ``uint8`` bytes or floats in [0, 1]."""
 
     fingerprint: str
     resize: str
@@ -49,12 +49,15 @@ class ExportKey:
     height: int
     width: int
     dynamic: bool
+    uint8: bool = False
 
     def record(self) -> dict:
-        """The fields a cached file must match."""
-        return {"fingerprint": self.fingerprint, "resize": self.resize, "size": list(self.size),
-                "shape": "dynamic" if self.dynamic else [self.height, self.width], "opset": OPSET,
-                "format": FORMAT, "torch": torch.__version__.split("+")[0]}
+        """The fields a cached file must match (``input`` only for uint8: a float export's record, and so its
+        file name, is the one it always had)."""
+        record = {"fingerprint": self.fingerprint, "resize": self.resize, "size": list(self.size),
+                  "shape": "dynamic" if self.dynamic else [self.height, self.width], "opset": OPSET,
+                  "format": FORMAT, "torch": torch.__version__.split("+")[0]}
+        return (record | {"input": "uint8"}) if self.uint8 else record
 
     @property
     def stem(self) -> str:
@@ -100,7 +103,7 @@ def write_export(model: PlaceModel, folder: Path, key: ExportKey, accept: Callab
 
 def _export(model: PlaceModel, path: Path, key: ExportKey) -> None:
     with torch.inference_mode(False), torch.no_grad():  # tracing needs ordinary tensors, even inside extraction
-        export_onnx(model, path, key.height, key.width, opset=OPSET, dynamic_size=key.dynamic)
+        export_onnx(model, path, key.height, key.width, opset=OPSET, dynamic_size=key.dynamic, uint8=key.uint8)
 
 
 def export_bytes(model: PlaceModel, key: ExportKey) -> bytes:

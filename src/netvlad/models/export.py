@@ -101,8 +101,9 @@ def check_hloc_file(path: Path | str) -> None:
                             hint="--overwrite replaces it") from None
 
 
-def _exportable(model: PlaceModel) -> torch.nn.Module:
-    """The model without its Python-side input checks, for tracing."""
+def _exportable(model: PlaceModel, uint8: bool = False) -> torch.nn.Module:
+    """The model without its Python-side input checks, for tracing; ``uint8``: taking the image bytes (0–255) and
+    dividing them by 255 itself, as :func:`netvlad.data.images.load_image` does."""
     import torch
 
     class _Exportable(torch.nn.Module):
@@ -111,22 +112,27 @@ def _exportable(model: PlaceModel) -> torch.nn.Module:
             self.model = model
 
         def forward(self, images: torch.Tensor) -> torch.Tensor:
+            if uint8:
+                images = images.float() / 255.0
             return self.model.pool_features(self.model.backbone(self.model.normalize(images)))
 
     return _Exportable(model)
 
 
 def export_onnx(model: PlaceModel, path: Path | str, height: int = 480, width: int = 640, opset: int = 17,
-                dynamic_size: bool = True) -> Path:
+                dynamic_size: bool = True, uint8: bool = False) -> Path:
     """Write ``model`` (normalisation → backbone → pooling → whitening) as ONNX with dynamic batch, height, width.
 
-    Input ``images`` ``(B, 3, H, W)`` RGB in [0, 1] after the model's resize policy; output ``descriptors``.
-    Without ``dynamic_size`` only the batch is dynamic: the graph takes ``height`` × ``width`` images alone.
+    Input ``images`` ``(B, 3, H, W)`` RGB in [0, 1] after the model's resize policy (``uint8``: the bytes 0–255,
+    divided by 255 inside the graph, so a caller skips the float conversion and passes 4× fewer bytes); output
+    ``descriptors``. Without ``dynamic_size`` only the batch is dynamic: the graph takes ``height`` × ``width``
+    images alone.
     """
     import torch
 
-    module = _exportable(model.cpu().eval()).eval()
-    example = torch.rand(1, 3, height, width)
+    module = _exportable(model.cpu().eval(), uint8).eval()
+    example = torch.randint(0, 256, (1, 3, height, width), dtype=torch.uint8) if uint8 else torch.rand(1, 3, height,
+                                                                                                        width)
     axes = {"images": {0: "batch", 2: "height", 3: "width"} if dynamic_size else {0: "batch"},
             "descriptors": {0: "batch"}}
 

@@ -3,17 +3,22 @@ each query's shortlist re-ranked from its own patches."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from netvlad.data.prefetch import prefetch
 from netvlad.errors import BadInputError
 from netvlad.extract.cluster_cache import cluster_cache_folder
+from netvlad.extract.descriptors import PREFETCH_BATCHES
 from netvlad.extract.store import DescriptorStore
 from netvlad.match.verify import patches
 from netvlad.match.verify.patch_store import (
@@ -39,6 +44,8 @@ from netvlad.nn import PCAWhitening
 logger = logging.getLogger(__name__)
 
 FIT_IMAGES = 100  # database images a patch whitening is fitted on when the model has none
+# batches whose patches wait for, or are in, the projection thread while the backbone runs on the next ones
+PIPELINE_BATCHES = 2
 
 
 @dataclass
@@ -140,7 +147,7 @@ def clamp_top(top: int, num_database: int) -> int:
 
 def extract_with_patches(extractor: PatchExtractor, root: Path | str, names: Sequence[str], store_folder: Path | str,
                          patch_folder: Path | str, dtype: str = "float32", batch_size: int = 8,
-                         patch_dtype: str = "float16") -> PatchStore | None:
+                         patch_dtype: str = "float16", ahead: int = PIPELINE_BATCHES) -> PatchStore | None:
     """Global descriptors of ``root/names`` into the descriptor store at ``store_folder`` (the one
     :func:`~netvlad.extract.descriptors.extract_to_store` makes, which then finds it complete) and their patches into
     the patch store at ``patch_folder``, from one pass of the backbone per image on a CPU: the torch runner's folded,
@@ -148,6 +155,12 @@ def extract_with_patches(extractor: PatchExtractor, root: Path | str, names: Seq
     (:meth:`~netvlad.extract.engine.TorchRunner.with_local`). Rows already in either store are kept; an undecodable
     image is left pending (the descriptor extraction reports or skips it) -> the patch store (None: no image
     decoded). ``dtype``: the descriptor store's; ``patch_dtype``: the patch store's (float32: as computed).
+
+    Three stages overlap, each with torch's thread count: a thread decodes and resizes the next images
+    (:func:`~netvlad.data.prefetch.prefetch`), the calling thread runs the backbone, and a helper thread projects
+    each batch's patches and writes both stores, up to ``ahead`` batches behind the backbone (0: all in the calling
+    thread, one after the other; the stores' bytes are the same). A failure in the helper thread is raised here,
+    after the rows of every batch before it are written, and no later batch is written.
 
     Examples:
         >>> from netvlad.data import open_dataset, synthetic
@@ -180,8 +193,10 @@ def extract_with_patches(extractor: PatchExtractor, root: Path | str, names: Seq
     # which of the images to do lack their descriptor row, their patches (all of them while no patch store exists)
     wants_row = np.isin(todo, rows.pending())
     wants_patches = np.ones(len(todo), bool) if store is None else np.isin(todo, store.stores[-1].pending())
-    for indices, images in iter_images(model, [paths[i] for i in todo], batch_size):
-        descriptors, maps = run(images)
+
+    def write(indices: np.ndarray, descriptors: np.ndarray, maps: np.ndarray) -> None:
+        """A batch's patches projected from its feature maps, then written with its descriptors."""
+        nonlocal store
         found = extractor.from_features(torch.from_numpy(maps))
         if store is None:  # the first image's windows size the rows
             store = create_patch_store(extractor, names, patch_folder, found[0].grids, patch_dtype)
@@ -190,7 +205,60 @@ def extract_with_patches(extractor: PatchExtractor, root: Path | str, names: Seq
             store.write(todo[indices][keep], [p for p, k in zip(found, keep, strict=True) if k])
         if fresh.any():
             rows.write(todo[indices][fresh], descriptors[fresh])
+
+    images = prefetch(iter_images(model, [paths[i] for i in todo], batch_size), PREFETCH_BATCHES if ahead else 0)
+    with _Behind(ahead, "netvlad-patches") as behind, contextlib.closing(images):
+        for indices, batch in images:
+            behind.submit(write, indices, *run(batch))
     return store
+
+
+class _Behind:
+    """Calls run in order on one helper thread, at most ``depth`` of them waiting or running (0: each at once in
+    the calling thread). A failed call is raised in the caller, at its next :meth:`submit` or on leaving the
+    ``with`` block, and no call after it runs; leaving waits for every call submitted before (so a caller's own
+    error or interrupt loses none of the work handed over)."""
+
+    def __init__(self, depth: int, name: str) -> None:
+        self.depth = depth
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix=name) if depth > 0 else None
+        self._waiting: deque[Future] = deque()
+        self._failed = False
+
+    def submit(self, call: Callable[..., None], *args) -> None:
+        """Run ``call(*args)`` behind the calls before it, once fewer than ``depth`` wait."""
+        if self._pool is None:
+            call(*args)
+            return
+        while len(self._waiting) >= self.depth:
+            self._waiting.popleft().result()  # the helper's error, raised in the caller
+        self._waiting.append(self._pool.submit(self._guarded, call, *args))
+
+    def _guarded(self, call: Callable[..., None], *args) -> None:
+        if self._failed:  # a call before it failed: the caller is stopping
+            return
+        try:
+            call(*args)
+        except BaseException:
+            self._failed = True
+            raise
+
+    def __enter__(self) -> _Behind:
+        return self
+
+    def __exit__(self, kind, error, trace) -> None:
+        if self._pool is None:
+            return
+        try:
+            while self._waiting:
+                job = self._waiting.popleft()
+                if kind is None:
+                    job.result()
+                elif job.exception() is not None:
+                    logger.error("while stopping on %r: %s", error, job.exception())
+        finally:
+            self._failed = True
+            self._pool.shutdown(wait=True)
 
 
 def verify_ranking(extractor: PatchExtractor, store: PatchStore, query_paths: Sequence[Path | str],

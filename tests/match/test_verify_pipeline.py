@@ -5,6 +5,7 @@ caller with every row before them kept."""
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -83,29 +84,33 @@ def test_a_failure_behind_the_backbone_is_raised_in_the_caller_and_keeps_the_row
     assert _files(tmp_path / "pipelined") == _files(tmp_path / "whole")
 
 
-def test_calls_behind_run_in_order_on_one_thread_and_stop_after_a_failure():
+@pytest.mark.parametrize("workers", [1, 2])
+def test_calls_behind_finish_in_order_and_stop_after_a_failure(workers):
     done, threads = [], set()
 
-    def call(i: int) -> None:
+    def work(i: int):
         threads.add(threading.current_thread().name)
         if i == 3:
             raise OSError(f"row {i}: disk full")
-        done.append(i)
+        if i == 2:
+            time.sleep(0.2)  # a slow call: the one after it is worked on meanwhile, and waits for its turn
+        return lambda: done.append(i)
 
-    with pytest.raises(OSError, match="row 3: disk full"), _Behind(2, "test-behind") as behind:
+    with pytest.raises(OSError, match="row 3: disk full"), _Behind(2, "test-behind", workers) as behind:
         for i in range(10):
-            behind.submit(call, i)
-    assert done == [0, 1, 2] and threads == {"test-behind_0"}
+            behind.submit(work, i)
+    assert done == [0, 1, 2]  # every call before the failure finished, none after it
+    assert threads <= {f"test-behind_{w}" for w in range(workers)} and len(threads) == workers
 
     done.clear()
     gate = threading.Event()
-    with pytest.raises(KeyboardInterrupt), _Behind(2, "test-behind") as behind:  # the caller stops with work handed
-        behind.submit(lambda: gate.wait(5) and done.append("slow"))
-        behind.submit(done.append, "queued")
+    with pytest.raises(KeyboardInterrupt), _Behind(2, "test-behind", workers) as behind:  # the caller stops
+        behind.submit(lambda: gate.wait(5) and (lambda: done.append("slow")))
+        behind.submit(lambda: lambda: done.append("next"))
         gate.set()
         raise KeyboardInterrupt
-    assert done == ["slow", "queued"]  # no work handed over is lost
+    assert done == ["slow", "next"]  # no work handed over is lost, and it finished in order
 
     with _Behind(0, "unused") as behind:  # depth 0: in the calling thread, at once
-        behind.submit(lambda: done.append(threading.current_thread().name))
+        behind.submit(lambda: lambda: done.append(threading.current_thread().name))
     assert done[-1] == threading.current_thread().name

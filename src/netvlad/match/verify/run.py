@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -157,10 +159,11 @@ def extract_with_patches(extractor: PatchExtractor, root: Path | str, names: Seq
     decoded). ``dtype``: the descriptor store's; ``patch_dtype``: the patch store's (float32: as computed).
 
     Three stages overlap, each with torch's thread count: a thread decodes and resizes the next images
-    (:func:`~netvlad.data.prefetch.prefetch`), the calling thread runs the backbone, and a helper thread projects
-    each batch's patches and writes both stores, up to ``ahead`` batches behind the backbone (0: all in the calling
-    thread, one after the other; the stores' bytes are the same). A failure in the helper thread is raised here,
-    after the rows of every batch before it are written, and no later batch is written.
+    (:func:`~netvlad.data.prefetch.prefetch`), the calling thread runs the backbone, and helper threads (as many as
+    the cores hold torch's thread count, at most ``ahead``) project the patches of up to ``ahead`` batches behind it
+    and write both stores batch after batch in the images' order (``ahead`` 0: all in the calling thread, one step
+    after the other; the stores' bytes are the same). A failure in a helper is raised here, after the rows of every
+    batch before it are written, and no later batch is written.
 
     Examples:
         >>> from netvlad.data import open_dataset, synthetic
@@ -194,54 +197,88 @@ def extract_with_patches(extractor: PatchExtractor, root: Path | str, names: Seq
     wants_row = np.isin(todo, rows.pending())
     wants_patches = np.ones(len(todo), bool) if store is None else np.isin(todo, store.stores[-1].pending())
 
-    def write(indices: np.ndarray, descriptors: np.ndarray, maps: np.ndarray) -> None:
-        """A batch's patches projected from its feature maps, then written with its descriptors."""
-        nonlocal store
-        found = extractor.from_features(torch.from_numpy(maps))
-        if store is None:  # the first image's windows size the rows
-            store = create_patch_store(extractor, names, patch_folder, found[0].grids, patch_dtype)
-        keep, fresh = wants_patches[indices], wants_row[indices]
-        if keep.any():
-            store.write(todo[indices][keep], [p for p, k in zip(found, keep, strict=True) if k])
-        if fresh.any():
-            rows.write(todo[indices][fresh], descriptors[fresh])
+    spare, local = [extractor], threading.local()  # a helper thread's own extractor: its own projection buffer
 
+    def project(indices: np.ndarray, descriptors: np.ndarray, maps: np.ndarray) -> Callable[[], None]:
+        """A batch's patches projected from its feature maps -> the call writing them with its descriptors."""
+        if not hasattr(local, "extractor"):
+            local.extractor = spare.pop() if spare else PatchExtractor(model, extractor.preset, extractor.whitening)
+        found = local.extractor.from_features(torch.from_numpy(maps))
+
+        def write() -> None:
+            nonlocal store
+            if store is None:  # the first image's windows size the rows
+                store = create_patch_store(extractor, names, patch_folder, found[0].grids, patch_dtype)
+            keep, fresh = wants_patches[indices], wants_row[indices]
+            if keep.any():
+                store.write(todo[indices][keep], [p for p, k in zip(found, keep, strict=True) if k])
+            if fresh.any():
+                rows.write(todo[indices][fresh], descriptors[fresh])
+        return write
+
+    # as many projecting threads as the cores hold torch's threads, beside the backbone's, up to the batches behind
+    helpers = max(1, min(ahead, len(os.sched_getaffinity(0)) // torch.get_num_threads()))
     images = prefetch(iter_images(model, [paths[i] for i in todo], batch_size), PREFETCH_BATCHES if ahead else 0)
-    with _Behind(ahead, "netvlad-patches") as behind, contextlib.closing(images):
+    with _Behind(ahead, "netvlad-patches", helpers) as behind, contextlib.closing(images):
         for indices, batch in images:
-            behind.submit(write, indices, *run(batch))
+            behind.submit(project, indices, *run(batch))
     return store
 
 
 class _Behind:
-    """Calls run in order on one helper thread, at most ``depth`` of them waiting or running (0: each at once in
-    the calling thread). A failed call is raised in the caller, at its next :meth:`submit` or on leaving the
-    ``with`` block, and no call after it runs; leaving waits for every call submitted before (so a caller's own
-    error or interrupt loses none of the work handed over)."""
+    """Calls run by ``workers`` helper threads, at most ``depth`` of them waiting or running (0: each at once in the
+    calling thread), each in two steps: ``work(*args)`` as soon as a helper is free, then the call it returns, one at
+    a time in the order of submission. The first failed call is raised in the caller, at its next :meth:`submit` or
+    on leaving the ``with`` block, after every call before it has finished; no call after it finishes. Leaving waits
+    for every call submitted, so a caller's own error or interrupt loses none of the work handed over."""
 
-    def __init__(self, depth: int, name: str) -> None:
+    def __init__(self, depth: int, name: str, workers: int = 1) -> None:
         self.depth = depth
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix=name) if depth > 0 else None
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix=name) if depth > 0 else None
         self._waiting: deque[Future] = deque()
-        self._failed = False
+        self._turn = threading.Condition()
+        self._submitted = self._finished = 0
+        self._failed_at: int | None = None  # the first call that failed: later ones stop
 
-    def submit(self, call: Callable[..., None], *args) -> None:
-        """Run ``call(*args)`` behind the calls before it, once fewer than ``depth`` wait."""
+    def submit(self, work: Callable[..., Callable[[], None]], *args) -> None:
+        """Run ``work(*args)`` and then what it returns, behind the calls before it, once fewer than ``depth`` wait."""
         if self._pool is None:
-            call(*args)
+            work(*args)()
             return
         while len(self._waiting) >= self.depth:
-            self._waiting.popleft().result()  # the helper's error, raised in the caller
-        self._waiting.append(self._pool.submit(self._guarded, call, *args))
+            self._waiting.popleft().result()  # a helper's error, raised in the caller
+        self._waiting.append(self._pool.submit(self._run, self._submitted, work, *args))
+        self._submitted += 1
 
-    def _guarded(self, call: Callable[..., None], *args) -> None:
-        if self._failed:  # a call before it failed: the caller is stopping
-            return
+    def _stopped_before(self, number: int) -> bool:
+        return self._failed_at is not None and self._failed_at < number
+
+    def _fail(self, number: int) -> None:
+        with self._turn:
+            self._failed_at = number if self._failed_at is None else min(self._failed_at, number)
+
+    def _run(self, number: int, work: Callable[..., Callable[[], None]], *args) -> None:
+        finish, error = None, None
         try:
-            call(*args)
+            if not self._stopped_before(number):
+                finish = work(*args)
+        except BaseException as caught:  # noqa: BLE001 - raised below, in its turn
+            error = caught
+            self._fail(number)
+        with self._turn:  # one call finishes at a time, in the order of submission (the pool starts them so)
+            self._turn.wait_for(lambda: self._finished == number)
+        try:
+            if error is not None:
+                raise error
+            if finish is not None and not self._stopped_before(number):
+                finish()
         except BaseException:
-            self._failed = True
+            self._fail(number)
             raise
+        finally:
+            with self._turn:
+                self._finished = number + 1
+                self._turn.notify_all()
 
     def __enter__(self) -> _Behind:
         return self
@@ -257,7 +294,6 @@ class _Behind:
                 elif job.exception() is not None:
                     logger.error("while stopping on %r: %s", error, job.exception())
         finally:
-            self._failed = True
             self._pool.shutdown(wait=True)
 
 

@@ -3,17 +3,24 @@ each query's shortlist re-ranked from its own patches."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import threading
 import time
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from netvlad.data.prefetch import prefetch
 from netvlad.errors import BadInputError
 from netvlad.extract.cluster_cache import cluster_cache_folder
+from netvlad.extract.descriptors import PREFETCH_BATCHES
 from netvlad.extract.store import DescriptorStore
 from netvlad.match.verify import patches
 from netvlad.match.verify.patch_store import (
@@ -39,6 +46,8 @@ from netvlad.nn import PCAWhitening
 logger = logging.getLogger(__name__)
 
 FIT_IMAGES = 100  # database images a patch whitening is fitted on when the model has none
+# batches whose patches wait for, or are in, the projection thread while the backbone runs on the next ones
+PIPELINE_BATCHES = 2
 
 
 @dataclass
@@ -140,7 +149,7 @@ def clamp_top(top: int, num_database: int) -> int:
 
 def extract_with_patches(extractor: PatchExtractor, root: Path | str, names: Sequence[str], store_folder: Path | str,
                          patch_folder: Path | str, dtype: str = "float32", batch_size: int = 8,
-                         patch_dtype: str = "float16") -> PatchStore | None:
+                         patch_dtype: str = "float16", ahead: int = PIPELINE_BATCHES) -> PatchStore | None:
     """Global descriptors of ``root/names`` into the descriptor store at ``store_folder`` (the one
     :func:`~netvlad.extract.descriptors.extract_to_store` makes, which then finds it complete) and their patches into
     the patch store at ``patch_folder``, from one pass of the backbone per image on a CPU: the torch runner's folded,
@@ -148,6 +157,13 @@ def extract_with_patches(extractor: PatchExtractor, root: Path | str, names: Seq
     (:meth:`~netvlad.extract.engine.TorchRunner.with_local`). Rows already in either store are kept; an undecodable
     image is left pending (the descriptor extraction reports or skips it) -> the patch store (None: no image
     decoded). ``dtype``: the descriptor store's; ``patch_dtype``: the patch store's (float32: as computed).
+
+    Three stages overlap, each with torch's thread count: a thread decodes and resizes the next images
+    (:func:`~netvlad.data.prefetch.prefetch`), the calling thread runs the backbone, and helper threads (as many as
+    the cores hold torch's thread count, at most ``ahead``) project the patches of up to ``ahead`` batches behind it
+    and write both stores batch after batch in the images' order (``ahead`` 0: all in the calling thread, one step
+    after the other; the stores' bytes are the same). A failure in a helper is raised here, after the rows of every
+    batch before it are written, and no later batch is written.
 
     Examples:
         >>> from netvlad.data import open_dataset, synthetic
@@ -180,17 +196,105 @@ def extract_with_patches(extractor: PatchExtractor, root: Path | str, names: Seq
     # which of the images to do lack their descriptor row, their patches (all of them while no patch store exists)
     wants_row = np.isin(todo, rows.pending())
     wants_patches = np.ones(len(todo), bool) if store is None else np.isin(todo, store.stores[-1].pending())
-    for indices, images in iter_images(model, [paths[i] for i in todo], batch_size):
-        descriptors, maps = run(images)
-        found = extractor.from_features(torch.from_numpy(maps))
-        if store is None:  # the first image's windows size the rows
-            store = create_patch_store(extractor, names, patch_folder, found[0].grids, patch_dtype)
-        keep, fresh = wants_patches[indices], wants_row[indices]
-        if keep.any():
-            store.write(todo[indices][keep], [p for p, k in zip(found, keep, strict=True) if k])
-        if fresh.any():
-            rows.write(todo[indices][fresh], descriptors[fresh])
+
+    spare, local = [extractor], threading.local()  # a helper thread's own extractor: its own projection buffer
+
+    def project(indices: np.ndarray, descriptors: np.ndarray, maps: np.ndarray) -> Callable[[], None]:
+        """A batch's patches projected from its feature maps -> the call writing them with its descriptors."""
+        if not hasattr(local, "extractor"):
+            local.extractor = spare.pop() if spare else PatchExtractor(model, extractor.preset, extractor.whitening)
+        found = local.extractor.from_features(torch.from_numpy(maps))
+
+        def write() -> None:
+            nonlocal store
+            if store is None:  # the first image's windows size the rows
+                store = create_patch_store(extractor, names, patch_folder, found[0].grids, patch_dtype)
+            keep, fresh = wants_patches[indices], wants_row[indices]
+            if keep.any():
+                store.write(todo[indices][keep], [p for p, k in zip(found, keep, strict=True) if k])
+            if fresh.any():
+                rows.write(todo[indices][fresh], descriptors[fresh])
+        return write
+
+    # as many projecting threads as the cores hold torch's threads, beside the backbone's, up to the batches behind
+    helpers = max(1, min(ahead, len(os.sched_getaffinity(0)) // torch.get_num_threads()))
+    images = prefetch(iter_images(model, [paths[i] for i in todo], batch_size), PREFETCH_BATCHES if ahead else 0)
+    with _Behind(ahead, "netvlad-patches", helpers) as behind, contextlib.closing(images):
+        for indices, batch in images:
+            behind.submit(project, indices, *run(batch))
     return store
+
+
+class _Behind:
+    """Calls run by ``workers`` helper threads, at most ``depth`` of them waiting or running (0: each at once in the
+    calling thread), each in two steps: ``work(*args)`` as soon as a helper is free, then the call it returns, one at
+    a time in the order of submission. The first failed call is raised in the caller, at its next :meth:`submit` or
+    on leaving the ``with`` block, after every call before it has finished; no call after it finishes. Leaving waits
+    for every call submitted, so a caller's own error or interrupt loses none of the work handed over."""
+
+    def __init__(self, depth: int, name: str, workers: int = 1) -> None:
+        self.depth = depth
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix=name) if depth > 0 else None
+        self._waiting: deque[Future] = deque()
+        self._turn = threading.Condition()
+        self._submitted = self._finished = 0
+        self._failed_at: int | None = None  # the first call that failed: later ones stop
+
+    def submit(self, work: Callable[..., Callable[[], None]], *args) -> None:
+        """Run ``work(*args)`` and then what it returns, behind the calls before it, once fewer than ``depth`` wait."""
+        if self._pool is None:
+            work(*args)()
+            return
+        while len(self._waiting) >= self.depth:
+            self._waiting.popleft().result()  # a helper's error, raised in the caller
+        self._waiting.append(self._pool.submit(self._run, self._submitted, work, *args))
+        self._submitted += 1
+
+    def _stopped_before(self, number: int) -> bool:
+        return self._failed_at is not None and self._failed_at < number
+
+    def _fail(self, number: int) -> None:
+        with self._turn:
+            self._failed_at = number if self._failed_at is None else min(self._failed_at, number)
+
+    def _run(self, number: int, work: Callable[..., Callable[[], None]], *args) -> None:
+        finish, error = None, None
+        try:
+            if not self._stopped_before(number):
+                finish = work(*args)
+        except BaseException as caught:  # noqa: BLE001 - raised below, in its turn
+            error = caught
+            self._fail(number)
+        with self._turn:  # one call finishes at a time, in the order of submission (the pool starts them so)
+            self._turn.wait_for(lambda: self._finished == number)
+        try:
+            if error is not None:
+                raise error
+            if finish is not None and not self._stopped_before(number):
+                finish()
+        except BaseException:
+            self._fail(number)
+            raise
+        finally:
+            with self._turn:
+                self._finished = number + 1
+                self._turn.notify_all()
+
+    def __enter__(self) -> _Behind:
+        return self
+
+    def __exit__(self, kind, error, trace) -> None:
+        if self._pool is None:
+            return
+        try:
+            while self._waiting:
+                job = self._waiting.popleft()
+                if kind is None:
+                    job.result()
+                elif job.exception() is not None:
+                    logger.error("while stopping on %r: %s", error, job.exception())
+        finally:
+            self._pool.shutdown(wait=True)
 
 
 def verify_ranking(extractor: PatchExtractor, store: PatchStore, query_paths: Sequence[Path | str],

@@ -4,8 +4,6 @@ caller with every row before them kept."""
 
 from __future__ import annotations
 
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +16,7 @@ from netvlad.extract.store import DescriptorStore
 from netvlad.match.verify.patch_store import PatchStore
 from netvlad.match.verify.patches import PatchExtractor
 from netvlad.match.verify.presets import VerifyPreset
-from netvlad.match.verify.run import _Behind, extract_with_patches
+from netvlad.match.verify.run import extract_with_patches
 from netvlad.models import ModelConfig, PlaceModel, Preprocessing
 from netvlad.nn import PCAWhitening
 from tests.extract.conftest import write_images
@@ -82,35 +80,3 @@ def test_a_failure_behind_the_backbone_is_raised_in_the_caller_and_keeps_the_row
     _one_pass(extractor, root, names, tmp_path / "pipelined", ahead=2)
     _one_pass(extractor, root, names, tmp_path / "whole", ahead=0)
     assert _files(tmp_path / "pipelined") == _files(tmp_path / "whole")
-
-
-@pytest.mark.parametrize("workers", [1, 2])
-def test_calls_behind_finish_in_order_and_stop_after_a_failure(workers):
-    done, threads = [], set()
-
-    def work(i: int):
-        threads.add(threading.current_thread().name)
-        if i == 3:
-            raise OSError(f"row {i}: disk full")
-        if i == 2:
-            time.sleep(0.2)  # a slow call: the one after it is worked on meanwhile, and waits for its turn
-        return lambda: done.append(i)
-
-    with pytest.raises(OSError, match="row 3: disk full"), _Behind(2, "test-behind", workers) as behind:
-        for i in range(10):
-            behind.submit(work, i)
-    assert done == [0, 1, 2]  # every call before the failure finished, none after it
-    assert threads <= {f"test-behind_{w}" for w in range(workers)} and len(threads) == workers
-
-    done.clear()
-    gate = threading.Event()
-    with pytest.raises(KeyboardInterrupt), _Behind(2, "test-behind", workers) as behind:  # the caller stops
-        behind.submit(lambda: gate.wait(5) and (lambda: done.append("slow")))
-        behind.submit(lambda: lambda: done.append("next"))
-        gate.set()
-        raise KeyboardInterrupt
-    assert done == ["slow", "next"]  # no work handed over is lost, and it finished in order
-
-    with _Behind(0, "unused") as behind:  # depth 0: in the calling thread, at once
-        behind.submit(lambda: lambda: done.append(threading.current_thread().name))
-    assert done[-1] == threading.current_thread().name

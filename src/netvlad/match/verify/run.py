@@ -8,16 +8,14 @@ import logging
 import os
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from netvlad.data.prefetch import prefetch
+from netvlad.data.prefetch import ordered_map, prefetch
 from netvlad.errors import BadInputError
 from netvlad.extract.cluster_cache import cluster_cache_folder
 from netvlad.extract.descriptors import PREFETCH_BATCHES
@@ -159,11 +157,12 @@ def extract_with_patches(extractor: PatchExtractor, root: Path | str, names: Seq
     decoded). ``dtype``: the descriptor store's; ``patch_dtype``: the patch store's (float32: as computed).
 
     Three stages overlap, each with torch's thread count: a thread decodes and resizes the next images
-    (:func:`~netvlad.data.prefetch.prefetch`), the calling thread runs the backbone, and helper threads (as many as
-    the cores hold torch's thread count, at most ``ahead``) project the patches of up to ``ahead`` batches behind it
-    and write both stores batch after batch in the images' order (``ahead`` 0: all in the calling thread, one step
-    after the other; the stores' bytes are the same). A failure in a helper is raised here, after the rows of every
-    batch before it are written, and no later batch is written.
+    (:func:`~netvlad.data.prefetch.prefetch`), the calling thread runs the backbone and writes both stores batch
+    after batch in the images' order, and helper threads (as many as the cores hold torch's thread count, at most
+    ``ahead``; :func:`~netvlad.data.prefetch.ordered_map`) project the patches of up to ``ahead`` batches behind it
+    (``ahead`` 0: all in the calling thread, one step after the other; the stores' bytes are the same). A failure is
+    raised after the rows of every batch before it are written; no later batch is written, and batches projected
+    but not yet written stay pending for the next run.
 
     Examples:
         >>> from netvlad.data import open_dataset, synthetic
@@ -199,8 +198,9 @@ def extract_with_patches(extractor: PatchExtractor, root: Path | str, names: Seq
 
     spare, local = [extractor], threading.local()  # a helper thread's own extractor: its own projection buffer
 
-    def project(indices: np.ndarray, descriptors: np.ndarray, maps: np.ndarray) -> Callable[[], None]:
-        """A batch's patches projected from its feature maps -> the call writing them with its descriptors."""
+    def project(item: tuple[np.ndarray, np.ndarray, np.ndarray]) -> Callable[[], None]:
+        """A batch's (indices, descriptors, feature maps) -> the call writing its patches and descriptors."""
+        indices, descriptors, maps = item
         if not hasattr(local, "extractor"):
             local.extractor = spare.pop() if spare else PatchExtractor(model, extractor.preset, extractor.whitening)
         found = local.extractor.from_features(torch.from_numpy(maps))
@@ -216,85 +216,15 @@ def extract_with_patches(extractor: PatchExtractor, root: Path | str, names: Seq
                 rows.write(todo[indices][fresh], descriptors[fresh])
         return write
 
+    images = prefetch(iter_images(model, [paths[i] for i in todo], batch_size), PREFETCH_BATCHES if ahead else 0)
+    passes = ((indices, *run(batch)) for indices, batch in images)  # the backbone, in the calling thread
     # as many projecting threads as the cores hold torch's threads, beside the backbone's, up to the batches behind
     helpers = max(1, min(ahead, len(os.sched_getaffinity(0)) // torch.get_num_threads()))
-    images = prefetch(iter_images(model, [paths[i] for i in todo], batch_size), PREFETCH_BATCHES if ahead else 0)
-    with _Behind(ahead, "netvlad-patches", helpers) as behind, contextlib.closing(images):
-        for indices, batch in images:
-            behind.submit(project, indices, *run(batch))
+    writes = ordered_map(project, passes, helpers, ahead) if ahead else (project(item) for item in passes)
+    with contextlib.closing(images), contextlib.closing(writes) as in_order:
+        for write in in_order:
+            write()
     return store
-
-
-class _Behind:
-    """Calls run by ``workers`` helper threads, at most ``depth`` of them waiting or running (0: each at once in the
-    calling thread), each in two steps: ``work(*args)`` as soon as a helper is free, then the call it returns, one at
-    a time in the order of submission. The first failed call is raised in the caller, at its next :meth:`submit` or
-    on leaving the ``with`` block, after every call before it has finished; no call after it finishes. Leaving waits
-    for every call submitted, so a caller's own error or interrupt loses none of the work handed over."""
-
-    def __init__(self, depth: int, name: str, workers: int = 1) -> None:
-        self.depth = depth
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix=name) if depth > 0 else None
-        self._waiting: deque[Future] = deque()
-        self._turn = threading.Condition()
-        self._submitted = self._finished = 0
-        self._failed_at: int | None = None  # the first call that failed: later ones stop
-
-    def submit(self, work: Callable[..., Callable[[], None]], *args) -> None:
-        """Run ``work(*args)`` and then what it returns, behind the calls before it, once fewer than ``depth`` wait."""
-        if self._pool is None:
-            work(*args)()
-            return
-        while len(self._waiting) >= self.depth:
-            self._waiting.popleft().result()  # a helper's error, raised in the caller
-        self._waiting.append(self._pool.submit(self._run, self._submitted, work, *args))
-        self._submitted += 1
-
-    def _stopped_before(self, number: int) -> bool:
-        return self._failed_at is not None and self._failed_at < number
-
-    def _fail(self, number: int) -> None:
-        with self._turn:
-            self._failed_at = number if self._failed_at is None else min(self._failed_at, number)
-
-    def _run(self, number: int, work: Callable[..., Callable[[], None]], *args) -> None:
-        finish, error = None, None
-        try:
-            if not self._stopped_before(number):
-                finish = work(*args)
-        except BaseException as caught:  # noqa: BLE001 - raised below, in its turn
-            error = caught
-            self._fail(number)
-        with self._turn:  # one call finishes at a time, in the order of submission (the pool starts them so)
-            self._turn.wait_for(lambda: self._finished == number)
-        try:
-            if error is not None:
-                raise error
-            if finish is not None and not self._stopped_before(number):
-                finish()
-        except BaseException:
-            self._fail(number)
-            raise
-        finally:
-            with self._turn:
-                self._finished = number + 1
-                self._turn.notify_all()
-
-    def __enter__(self) -> _Behind:
-        return self
-
-    def __exit__(self, kind, error, trace) -> None:
-        if self._pool is None:
-            return
-        try:
-            while self._waiting:
-                job = self._waiting.popleft()
-                if kind is None:
-                    job.result()
-                elif job.exception() is not None:
-                    logger.error("while stopping on %r: %s", error, job.exception())
-        finally:
-            self._pool.shutdown(wait=True)
 
 
 def verify_ranking(extractor: PatchExtractor, store: PatchStore, query_paths: Sequence[Path | str],

@@ -177,8 +177,9 @@ def test_lanes_describe_images_side_by_side_with_the_same_batches_groups_and_bit
     broken.write_bytes(photos[0].read_bytes()[:300])
     paths = [photos[0], broken, photos[2], photos[1], photos[3], photos[0]]
     alone = make_runner(model, EngineConfig("onnxruntime", threads=1, cache=tmp_path))
-    lanes = make_runner(model, EngineConfig("onnxruntime", threads=2, cache=tmp_path, lanes=2))
+    lanes = make_runner(model, EngineConfig("onnxruntime", threads=2, cache=tmp_path))  # a lane per thread
     assert lanes.lanes == 2 and alone.lanes == 1
+    assert make_runner(model, EngineConfig("onnxruntime", threads=2, cache=tmp_path, lanes=1)).lanes == 1
     for batch in (1, 4):
         runs = [list(iter_descriptors(model, paths, batch_size=batch, engine=run)) for run in (alone, lanes)]
         assert [(list(i), b) for i, _, b in runs[0]] == [(list(i), b) for i, _, b in runs[1]]

@@ -92,17 +92,18 @@ class EngineConfig:
     onnxruntime takes the decoded image bytes and converts them inside its graph (the same descriptors within
     1e-5; extraction then decodes to uint8, skipping the float conversion); ``lanes``: onnxruntime on a CPU,
     extraction describes this many images at once, each decoded and run by its own thread through a one-thread
-    session (``lanes`` ≥ 2 with ``threads`` ≥ 2: the cores shared by images, not by the loops of one image)."""
+    session (None: as many as ``threads``, so that with two or more threads the cores are shared by images, not
+    by the loops of one image; docs/engine.md measures both; 1: one image at a time on ``threads`` threads)."""
 
     name: str = LIBRARY_ENGINE
     threads: int | None = None
     cache: Path | None = None
     persist: bool = True
     uint8: bool = False
-    lanes: int = 1
+    lanes: int | None = None
 
     def __post_init__(self) -> None:
-        if self.lanes < 1:
+        if self.lanes is not None and self.lanes < 1:
             raise ValueError(f"lanes must be at least 1, got {self.lanes}")
 
 
@@ -284,8 +285,8 @@ class OrtRunner:
         self.model, self.config, self.providers, self.chunk, self.pad = model, config, providers, chunk, pad
         self.uint8 = config.uint8
         self.cpu = providers == ["CPUExecutionProvider"]
-        self.lanes = config.lanes if self.cpu and (chunk or ORT_CPU_IMAGES) == 1 else 1
         self.threads = config.threads or torch.get_num_threads()
+        self.lanes = (config.lanes or self.threads) if self.cpu and (chunk or ORT_CPU_IMAGES) == 1 else 1
         self.fingerprint = fingerprint or model.fingerprint()  # given by a caller that has just computed it
         pre = model.config.preprocessing
         self.fixed = tuple(pre.size) if pre.resize == "fixed" else None

@@ -33,8 +33,10 @@ def photos(gardens_point, tokyo_pair):
 @pytest.fixture(autouse=True)
 def _fresh_sessions(one_thread):
     engine_module._SESSIONS.clear()
+    engine_module._UNSAVED.clear()
     yield
     engine_module._SESSIONS.clear()
+    engine_module._UNSAVED.clear()
 
 
 def model_of(backbone: str, pool: str, policy: str) -> PlaceModel:
@@ -185,6 +187,22 @@ def test_lanes_describe_images_side_by_side_with_the_same_batches_groups_and_bit
         assert [(list(i), b) for i, _, b in runs[0]] == [(list(i), b) for i, _, b in runs[1]]
         assert all(np.array_equal(a, b) for (_, a, _), (_, b, _) in zip(*runs, strict=True))
     assert any(b == [1] for _, _, b in runs[1])
+
+
+def test_an_unsaved_export_is_made_once_for_the_runner_and_its_lanes(photos, tmp_path, monkeypatch):
+    """persist=False (a training run's refresh) with two lanes: the runner's two-thread session and the lanes'
+    one-thread session come from one export, not two."""
+    from netvlad.extract import onnx_cache
+
+    exports = []
+    export_bytes = onnx_cache.export_bytes
+    monkeypatch.setattr(onnx_cache, "export_bytes", lambda *a: exports.append(a[1]) or export_bytes(*a))
+    model = model_of("mobilenet_v2", "gem", "fixed")
+    runner = make_runner(model, EngineConfig("onnxruntime", threads=2, cache=tmp_path, persist=False))
+    assert runner.lanes == 2
+    got = extract_descriptors(model, photos[:2], batch_size=2, engine=runner)  # through the one-thread lanes
+    assert len(exports) == 1 and not list(tmp_path.iterdir())  # one export, written nowhere
+    assert np.abs(got - extract_descriptors(model, photos[:2], engine="torch")).max() < 1e-4
 
 
 def test_onnxruntime_runs_one_image_a_call_on_a_cpu_and_any_batch_gives_the_same_bits(photos, tmp_path):

@@ -57,7 +57,10 @@ AUTOCAST = {"bf16": "bfloat16", "fp16": "float16"}  # torch dtypes by name
 CHECK_TOLERANCE = 1e-4  # max abs difference to torch on random images before an export is used
 CHECK_SIZES = ((96, 128), (128, 96))  # pixels: traced at the first, checked at both (a second size proves dynamic)
 _SESSIONS: OrderedDict = OrderedDict()  # the last few sessions of this process, reused across calls
-_SESSIONS_LOCK = threading.Lock()
+# the last few checked exports written nowhere (persist False), so that a session at another thread count (a lane's
+# one-thread session beside the runner's own) opens them again instead of exporting the model a second time
+_UNSAVED: OrderedDict = OrderedDict()
+_SESSIONS_LOCK = threading.Lock()  # guards both
 _KEEP = 4
 # per model (weakly held: gone with it), the CPU copies TorchRunner made of it with its tensors' versions, so that
 # repeated extractions with unchanged weights fold once (≈ 0.1–0.25 s for MobileNetV2)
@@ -263,6 +266,17 @@ class TorchRunner:
         return traced[shape] or prepared
 
 
+def _kept(memo: OrderedDict, key, make):
+    """``memo[key]``, made by ``make()`` when missing; the :data:`_KEEP` most recently used entries stay."""
+    if key in memo:
+        memo.move_to_end(key)
+        return memo[key]
+    memo[key] = value = make()
+    while len(memo) > _KEEP:
+        memo.popitem(last=False)
+    return value
+
+
 def _numpy(out):
     """A model's output (a tensor, or a tuple of them) as float32 numpy arrays on the CPU."""
     if isinstance(out, tuple):
@@ -341,14 +355,7 @@ class OrtRunner:
         key = self._key(shape, uint8)
         memo = (key, self.threads, str(self.providers), self.config.persist, str(self.config.cache))
         with _SESSIONS_LOCK:  # lanes meeting a new size at once export it once
-            if memo in _SESSIONS:
-                _SESSIONS.move_to_end(memo)
-                return _SESSIONS[memo]
-            session = self._load(key)
-            _SESSIONS[memo] = session
-            while len(_SESSIONS) > _KEEP:
-                _SESSIONS.popitem(last=False)
-            return session
+            return _kept(_SESSIONS, memo, lambda: self._load(key))
 
     def _load(self, key: ExportKey):
         from netvlad.extract.onnx_cache import cache_folder, cached_file, export_bytes, write_export
@@ -360,7 +367,14 @@ class OrtRunner:
         try:
             if self.config.persist:
                 return write_export(self.model, folder, key, lambda path: self._checked(str(path), key))
-            return self._checked(export_bytes(self.model, key), key)
+            unsaved = (key, str(self.providers))
+            if unsaved in _UNSAVED:
+                _UNSAVED.move_to_end(unsaved)
+                return self._open(_UNSAVED[unsaved])
+            source = export_bytes(self.model, key)
+            session = self._checked(source, key)
+            _kept(_UNSAVED, unsaved, lambda: source)
+            return session
         except ExportError:
             raise
         except Exception as error:  # noqa: BLE001 - any exporter failure means: this model cannot go through ONNX

@@ -189,6 +189,13 @@ def test_lanes_describe_images_side_by_side_with_the_same_batches_groups_and_bit
     assert any(b == [1] for _, _, b in runs[1])
 
 
+@pytest.mark.parametrize("option", [{"uint8": True}, {"lanes": 2}, {"lanes": 1}])
+def test_onnxruntime_options_are_refused_for_torch(option):
+    with pytest.raises(ValueError, match="onnxruntime's options"):
+        EngineConfig("torch", **option)
+    EngineConfig("auto", **option)  # they apply when auto picks onnxruntime
+
+
 def test_an_unsaved_export_is_made_once_for_the_runner_and_its_lanes(photos, tmp_path, monkeypatch):
     """persist=False (a training run's refresh) with two lanes: the runner's two-thread session and the lanes'
     one-thread session come from one export, not two."""

@@ -108,6 +108,9 @@ class EngineConfig:
     def __post_init__(self) -> None:
         if self.lanes is not None and self.lanes < 1:
             raise ValueError(f"lanes must be at least 1, got {self.lanes}")
+        if self.name == "torch" and (self.uint8 or self.lanes is not None):
+            raise ValueError("uint8 and lanes are onnxruntime's options: engine torch takes float images one "
+                             "batch at a time (use engine onnxruntime or auto)")
 
 
 def in_chunks(call, images, step: int, pad: bool = False) -> np.ndarray:

@@ -19,6 +19,7 @@ from netvlad.data.prefetch import ordered_map, prefetch
 from netvlad.errors import BadInputError
 from netvlad.extract.cluster_cache import cluster_cache_folder
 from netvlad.extract.descriptors import PREFETCH_BATCHES
+from netvlad.extract.row_buffer import RowBuffer
 from netvlad.extract.store import DescriptorStore
 from netvlad.match.verify import patches
 from netvlad.match.verify.patch_store import (
@@ -160,9 +161,10 @@ def extract_with_patches(extractor: PatchExtractor, root: Path | str, names: Seq
     (:func:`~netvlad.data.prefetch.prefetch`), the calling thread runs the backbone and writes both stores batch
     after batch in the images' order, and helper threads (as many as the cores hold torch's thread count, at most
     ``ahead``; :func:`~netvlad.data.prefetch.ordered_map`) project the patches of up to ``ahead`` batches behind it
-    (``ahead`` 0: all in the calling thread, one step after the other; the stores' bytes are the same). A failure is
-    raised after the rows of every batch before it are written; no later batch is written, and batches projected
-    but not yet written stay pending for the next run.
+    (``ahead`` 0: all in the calling thread, one step after the other; the stores' bytes are the same); the
+    descriptor rows go through a :class:`~netvlad.extract.row_buffer.RowBuffer`. A failure is raised after the rows
+    of every batch before it are written; no later batch is written, and batches projected but not yet written stay
+    pending for the next run.
 
     Examples:
         >>> from netvlad.data import open_dataset, synthetic
@@ -213,7 +215,7 @@ def extract_with_patches(extractor: PatchExtractor, root: Path | str, names: Seq
             if keep.any():
                 store.write(todo[indices][keep], [p for p, k in zip(found, keep, strict=True) if k])
             if fresh.any():
-                rows.write(todo[indices][fresh], descriptors[fresh])
+                held.add(todo[indices][fresh], descriptors[fresh])
         return write
 
     images = prefetch(iter_images(model, [paths[i] for i in todo], batch_size), PREFETCH_BATCHES if ahead else 0)
@@ -221,7 +223,8 @@ def extract_with_patches(extractor: PatchExtractor, root: Path | str, names: Seq
     # as many projecting threads as the cores hold torch's threads, beside the backbone's, up to the batches behind
     helpers = max(1, min(ahead, len(os.sched_getaffinity(0)) // torch.get_num_threads()))
     writes = ordered_map(project, passes, helpers, ahead) if ahead else (project(item) for item in passes)
-    with contextlib.closing(images), contextlib.closing(writes) as in_order:
+    # the descriptor rows written about once a second on a helper thread, as the global extraction writes them
+    with RowBuffer(rows, background=True) as held, contextlib.closing(images), contextlib.closing(writes) as in_order:
         for write in in_order:
             write()
     return store

@@ -88,10 +88,14 @@ def cell_rows(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, 
         >>> feats.shape, assign.shape, bool(torch.allclose(assign.sum(1), torch.ones(24)))
         (torch.Size([24, 16]), torch.Size([24, 8]), True)
     """
-    feats = x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])  # rows first: normalised and multiplied contiguously
+    # rows first, always a contiguous copy: for one image the reshape would be a strided view, whose norms torch
+    # sums in another order than a batch's copy, so an image's patches would depend on the batch it came in
+    feats = x.permute(0, 2, 3, 1).reshape(-1, x.shape[1]).contiguous()
     if normalize_input:
         feats = VF.l2_normalize(feats, dim=1)
-    logits = feats @ weight.T if bias is None else torch.addmm(bias, feats, weight.T)
+    cells = x.shape[2] * x.shape[3]  # each image's cells in a product of their own, as its windows' projection
+    logits = torch.cat([part @ weight.T if bias is None else torch.addmm(bias, part, weight.T)
+                        for part in feats.split(cells)]) if len(feats) else feats.new_empty(0, len(weight))
     return feats, torch.softmax(logits, dim=1)
 
 
@@ -162,9 +166,10 @@ def patch_netvlad(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
 
     With a projection, the windows' intra-normalised K·D-D vectors are aggregated (``chunk_bytes`` at a time) into
     one block of up to ``project_bytes`` and projected by one ``(windows, K·D) @ (K·D, out)`` product per block,
-    windows of every image together; each vector's global L2 norm is applied after the product
-    (``W·(v/‖v‖) = (W·v)/‖v‖``), from its clusters' intra norms (each normalised row has norm 1, or less when its
-    residual was below 1e-12), so the K·D-D vectors are written once and read once. ``work``: a flat buffer of
+    each image's windows in blocks of their own (an image's patches are the same bits in any batch); each vector's
+    global L2 norm is applied after the product (``W·(v/‖v‖) = (W·v)/‖v‖``), from its clusters' intra norms (each
+    normalised row has norm 1, or less when its residual was below 1e-12), so the K·D-D vectors are written once and
+    read once. ``work``: a flat buffer of
     ``x``'s dtype the blocks are written into when it holds one (:func:`projection_work`), else one is allocated.
     ``by_cell``: the maps' :func:`cell_rows`, computed once for every patch size of the same maps.
     """
@@ -187,12 +192,16 @@ def patch_netvlad(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
         feats, assign = by_cell or cell_rows(x, weight, bias, normalize_input)
         centroids = centroids.to(feats.dtype)
         step = _per_chunk(row_bytes, chunk_bytes)  # windows aggregated at once (cache-sized)
-        block = min(total, step * _per_chunk(step * row_bytes, project_bytes))  # windows projected at once
+        windows = rows * cols
+        block = min(windows, step * _per_chunk(step * row_bytes, project_bytes))  # windows projected at once
         need = block * num_clusters * dim
         fits = work is not None and work.numel() >= need and work.dtype == feats.dtype and work.device == x.device
         buffer = (work[:need] if fits else feats.new_empty(need)).view(block, num_clusters, dim)
-        for b0 in range(0, total, block):
-            n = min(block, total - b0)
+        # each image's windows in products of their own: a product's rows round by its shape (two threads split a
+        # small one differently), so an image's patches are the same bits alone as in any batch
+        starts = [(b0, min(block, image + windows - b0)) for image in range(0, total, windows)
+                  for b0 in range(image, image + windows, block)]
+        for b0, n in starts:
             scale = torch.empty(n, dtype=feats.dtype, device=x.device)  # 1 / the global norm
             for w0 in range(0, n, step):
                 w1 = min(n, w0 + step)

@@ -67,7 +67,10 @@ def feature_maps(model: PlaceModel, images: torch.Tensor) -> torch.Tensor:
     from netvlad.extract.engine import TorchRunner
 
     prepared = TorchRunner(model, images.device, trace=False).inference_model()
-    return prepared.features(images.contiguous(memory_format=torch.channels_last)).float().contiguous()
+    # one image a call, as extraction runs the model: the CPU kernels split a batch's work by its shape, so maps of a
+    # batch would round differently from the same image's alone (a store row redone later would not be the same)
+    return torch.cat([prepared.features(image[None].contiguous(memory_format=torch.channels_last)).float()
+                      for image in images]).contiguous()
 
 
 @dataclass

@@ -156,20 +156,22 @@ def extract_with_patches(extractor: PatchExtractor, root: Path | str, names: Seq
                          ) -> PatchStore | None:
     """Global descriptors of ``root/names`` into the descriptor store at ``store_folder`` (the one
     :func:`~netvlad.extract.descriptors.extract_to_store` makes, which then finds it complete) and their patches into
-    the patch store at ``patch_folder``, from one pass of the backbone per image on a CPU: the torch runner's folded,
-    traced graph returns the descriptors and the last feature maps together
-    (:meth:`~netvlad.extract.engine.TorchRunner.with_local`). Rows already in either store are kept; an undecodable
-    image is left pending (the descriptor extraction reports or skips it) -> the patch store (None: no image
-    decoded). ``dtype``: the descriptor store's; ``patch_dtype``: the patch store's (float32: as computed).
+    the patch store at ``patch_folder``, from one pass of the backbone per image on a CPU: one graph returns the
+    descriptors and the last feature maps together (:func:`~netvlad.extract.engine.local_runner`: where ``engine``
+    resolves to onnxruntime, its export with the feature maps, the descriptors the bits of the same engine's plain
+    extraction; else torch's folded, traced graph). Rows already in either store are kept -> the patch store (None:
+    no image decoded). ``dtype``: the descriptor store's; ``patch_dtype``: the patch store's (float32: as computed).
 
-    Three stages overlap, each with torch's thread count: a thread decodes and resizes the next images
-    (:func:`~netvlad.data.prefetch.prefetch`), the calling thread runs the backbone and writes both stores batch
-    after batch in the images' order, and helper threads (as many as the cores hold torch's thread count, at most
-    ``ahead``; :func:`~netvlad.data.prefetch.ordered_map`) project the patches of up to ``ahead`` batches behind it
-    (``ahead`` 0: all in the calling thread, one step after the other; the stores' bytes are the same); the
-    descriptor rows go through a :class:`~netvlad.extract.row_buffer.RowBuffer`. A failure is raised after the rows
-    of every batch before it are written; no later batch is written, and batches projected but not yet written stay
-    pending for the next run.
+    Three stages overlap: the images are decoded and resized ahead by a thread
+    (:func:`~netvlad.data.prefetch.prefetch`) and the calling thread runs the backbone on them (an onnxruntime runner
+    with lanes: that many threads each decode an image and run it through a one-thread session, as the global
+    extraction does; with ``ahead`` 0 the calling thread runs a lane's session, the bytes the same), the calling
+    thread writes both stores batch after batch in the images' order, and helper threads (as many as the cores hold
+    torch's thread count, at most ``ahead``; :func:`~netvlad.data.prefetch.ordered_map`) project the patches of up
+    to ``ahead`` batches behind it (``ahead`` 0: all in the calling thread, one step after the other; the stores'
+    bytes are the same); the descriptor rows go through a :class:`~netvlad.extract.row_buffer.RowBuffer`. A failure
+    (an undecodable image, a store that cannot take a row) is raised after the rows of every batch before it are
+    written; no later batch is written, and batches projected but not yet written stay pending for the next run.
 
     Examples:
         >>> from netvlad.data import open_dataset, synthetic

@@ -295,3 +295,51 @@ def test_size_bound_export_falls_back_to_one_export_per_size(monkeypatch, photos
     assert np.abs(got - expected).max() <= 1e-5
     shapes = [json.loads(p.read_text())["shape"] for p in tmp_path.glob("*.json")]
     assert "dynamic" not in shapes and [63, 112] in shapes and [84, 112] in shapes  # one export per fed size
+
+
+def test_local_export_gives_the_plain_descriptors_and_torch_s_feature_maps_from_one_graph(photos, tmp_path, caplog):
+    """The export with the feature maps as a second output: the plain export's descriptor bits at the same thread
+    count, torch's feature maps within 1e-4 of their scale, cached as its own file beside the plain one and read
+    back by the next runner."""
+    from netvlad.extract.engine import local_runner
+    from netvlad.extract.local_features import GlobalAndLocal
+
+    model = model_of("mobilenet_v2", "netvlad", "variable")
+    config = EngineConfig("onnxruntime", threads=1, cache=tmp_path)
+    run = local_runner(model, config)
+    plain = make_runner(model, config)
+    assert run.name == "onnxruntime" and run.cut == len(model.backbone.stages)
+    for photo in photos:
+        image = load_image(photo, "longest", (112,))[None]
+        descriptors, maps = run(image)
+        with torch.inference_mode():
+            expected = GlobalAndLocal(model, run.cut)(image)
+        assert np.array_equal(descriptors, plain(image))  # one graph's descriptors are the plain graph's bits
+        assert maps.shape == tuple(expected[1].shape)
+        assert np.abs(maps - expected[1].numpy()).max() <= 1e-4 * max(1.0, float(expected[1].abs().max()))
+    records = [json.loads(p.read_text()) for p in tmp_path.glob("*.json")]
+    assert sorted(r.get("local") for r in records if "local" in r) == [run.cut] and len(records) == 2
+    engine_module._SESSIONS.clear()
+    with caplog.at_level(logging.INFO, logger="netvlad.extract.onnx_cache"):
+        again = local_runner(model, config)
+    assert again.cut == run.cut and "exported the model" not in caplog.text  # read back from the cache
+
+
+def test_a_refused_local_export_falls_back_to_torch_with_the_reason(monkeypatch, tmp_path, caplog):
+    from netvlad.extract.engine import local_runner
+
+    real = OrtRunner._check
+
+    def local_fails(self, session, key):
+        if key.cut is not None:
+            raise engine_module.ExportError("onnxruntime's feature maps differ from torch's by 0.1 of their scale")
+        return real(self, session, key)
+
+    monkeypatch.setattr(OrtRunner, "_check", local_fails)
+    model = model_of("mobilenet_v2", "netvlad", "fixed")
+    with caplog.at_level(logging.INFO, logger="netvlad.extract.engine"):
+        run = local_runner(model, EngineConfig("onnxruntime", cache=tmp_path), cut=3)
+    assert isinstance(run, TorchRunner) and run.cut == 3 and run.pad
+    assert "export with its feature maps cannot be used (onnxruntime's feature maps differ" in caplog.text
+    assert [json.loads(p.read_text()).get("local") for p in tmp_path.glob("*.json")] == [None]  # never recorded
+    assert isinstance(local_runner(model, "torch"), TorchRunner)  # the library's default engine: torch, as before

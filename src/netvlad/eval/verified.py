@@ -15,6 +15,7 @@ import torch
 
 from netvlad.data.dataset import GeoDataset
 from netvlad.eval.recall import recall_at_n
+from netvlad.extract.engine import LIBRARY_ENGINE, Engine
 from netvlad.extract.store import DescriptorStore
 from netvlad.files import atomic_write
 from netvlad.match.verify.panoramas import one_per_panorama, panorama_groups
@@ -187,10 +188,12 @@ def query_patch_folder(store_dir: Path | str, preset: VerifyPreset) -> Path:
 
 
 def extract_for_verify(model: PlaceModel, dataset: GeoDataset, preset: VerifyPreset, store_dir: Path | str,
-                       cache: Path | bool = True, dtype: str = "float32", batch_size: int = 8) -> PatchExtractor:
+                       cache: Path | bool = True, dtype: str = "float32", batch_size: int = 8,
+                       engine: Engine = LIBRARY_ENGINE) -> PatchExtractor:
     """On a CPU, before an evaluation that re-ranks: the database's and the queries' global descriptors
     (``store_dir/database``, ``store_dir/queries``, as the evaluation keeps them) and patches (``store_dir/patches``)
-    from one backbone pass per image (:func:`~netvlad.match.verify.run.extract_with_patches`), so that neither the
+    from one backbone pass per image of ``engine`` (the evaluation's;
+    :func:`~netvlad.match.verify.run.extract_with_patches`), so that neither the
     descriptor extraction nor the re-ranking runs the backbone again -> the patch extractor
     (:func:`~netvlad.match.verify.run.patch_extractor`'s, ``cache`` as it takes it), for the re-ranking, which then
     neither fits nor reads the patch whitening again.
@@ -216,7 +219,7 @@ def extract_for_verify(model: PlaceModel, dataset: GeoDataset, preset: VerifyPre
                                         (dataset.queries, "queries", query_patch_folder(store_dir, preset).name,
                                          "float32")):  # a query's patches as computed, as without this pass
         extract_with_patches(extractor, images.root, images.names, Path(store_dir) / label,
-                             Path(store_dir) / "patches" / folder, dtype, batch_size, kept)
+                             Path(store_dir) / "patches" / folder, dtype, batch_size, kept, engine=engine)
     return extractor
 
 

@@ -294,6 +294,7 @@ class OrtRunner:
     (at once with ``config.uint8``, which asks extraction to decode to uint8)."""
 
     name = "onnxruntime"
+    cut: int | None = None  # with_local: the backbone stages whose feature maps each call returns too
 
     def __init__(self, model: PlaceModel, config: EngineConfig, providers: list,
                  fingerprint: str | None = None, chunk: int | None = None, pad: bool = False) -> None:
@@ -328,12 +329,25 @@ class OrtRunner:
         uint8 = images.dtype == torch.uint8
         session = self._session(None if self.dynamic else tuple(images.shape[2:]), uint8)
         array = np.ascontiguousarray(images.detach().cpu().numpy(), dtype=np.uint8 if uint8 else np.float32)
+
+        def run(chunk: np.ndarray):
+            out = session.run(None, {"images": chunk})
+            return out[0] if self.cut is None else tuple(out)
+
         if not self.cpu:
-            return session.run(None, {"images": array})[0]
-        return in_chunks(lambda chunk: session.run(None, {"images": chunk})[0], array,
-                         self.chunk or ORT_CPU_IMAGES, self.pad)
+            return run(array)
+        return in_chunks(run, array, self.chunk or ORT_CPU_IMAGES, self.pad)
 
     padded = TorchRunner.padded
+
+    def with_local(self, cut: int) -> OrtRunner:
+        """This runner on float images returning (descriptors ``(B, D)``, feature maps ``(B, C, h, w)`` of the first
+        ``cut`` backbone stages) from one pass of one graph: an export of its own (cached beside the plain one),
+        checked against torch on both outputs before first use; :class:`ExportError` when it cannot be."""
+        twin = copy.copy(self)
+        twin.cut, twin.uint8 = int(cut), False
+        twin._session(None if self.dynamic else (self.fixed or CHECK_SIZES[0]))  # exported and checked now
+        return twin
 
     def lane(self) -> OrtRunner:
         """This runner on one thread: what each of ``lanes`` threads runs its images through (one image a call,
@@ -352,7 +366,7 @@ class OrtRunner:
 
         pre = self.model.config.preprocessing
         height, width = shape or CHECK_SIZES[0]
-        return ExportKey(self.fingerprint, pre.resize, tuple(pre.size), height, width, shape is None, uint8)
+        return ExportKey(self.fingerprint, pre.resize, tuple(pre.size), height, width, shape is None, uint8, self.cut)
 
     def _session(self, shape: tuple[int, int] | None, uint8: bool = False):
         key = self._key(shape, uint8)
@@ -404,10 +418,16 @@ class OrtRunner:
 
     def _check(self, session, key: ExportKey) -> None:
         """Refuse an export whose descriptors differ from torch's on random images (batch 2) of its sizes (uint8:
-        random bytes, torch given them divided by 255)."""
+        random bytes, torch given them divided by 255) by more than :data:`CHECK_TOLERANCE`; with ``key.cut``, also
+        one whose feature maps differ by more than that relative to their scale
+        (:func:`~netvlad.models.tracing.relative_difference`: unnormalised maps reach 6 and more)."""
         import numpy as np
         import torch
 
+        from netvlad.extract.local_features import GlobalAndLocal
+        from netvlad.models.tracing import relative_difference
+
+        module = self.model if key.cut is None else GlobalAndLocal(self.model, key.cut)
         sizes = CHECK_SIZES if key.dynamic else ((key.height, key.width),)
         generator = torch.Generator().manual_seed(0)
         for height, width in sizes:
@@ -415,11 +435,16 @@ class OrtRunner:
                       if key.uint8 else torch.rand(2, 3, height, width, generator=generator))
             floats = images.float() / 255.0 if key.uint8 else images
             with torch.inference_mode():
-                expected = self.model(floats.to(next(self.model.parameters()).device)).float().cpu().numpy()
-            got = session.run(None, {"images": images.numpy()})[0]
-            difference = float(np.abs(got - expected).max()) if got.shape == expected.shape else float("inf")
+                expected = module(floats.to(next(self.model.parameters()).device))
+            expected = [e.float().cpu() for e in (expected if isinstance(expected, tuple) else (expected,))]
+            got = [torch.from_numpy(g) for g in session.run(None, {"images": images.numpy()})]
+            same = len(got) == len(expected) and all(g.shape == e.shape for g, e in zip(got, expected, strict=False))
+            difference = float(np.abs(got[0].numpy() - expected[0].numpy()).max()) if same else float("inf")
             if not difference <= CHECK_TOLERANCE:
                 raise ExportError(f"onnxruntime differs from torch by {difference:.2g} on {height}×{width} images")
+            if key.cut is not None and not (local := relative_difference(got[1], expected[1])) <= CHECK_TOLERANCE:
+                raise ExportError(f"onnxruntime's feature maps differ from torch's by {local:.2g} of their scale on "
+                                  f"{height}×{width} images")
 
 
 def _providers(device: torch.device, explicit: bool) -> list | None:
@@ -480,6 +505,27 @@ def make_runner(model: PlaceModel, engine: Engine = LIBRARY_ENGINE, device: torc
             raise BadInputError(f"engine onnxruntime cannot run this model: {error}", hint="--engine torch") from None
         logger.info("this model cannot run through onnxruntime (%s); extracting with torch", error)
         return TorchRunner(model, device, amp, trace=trace)
+
+
+def local_runner(model: PlaceModel, engine: Engine = LIBRARY_ENGINE, cut: int | None = None,
+                 images: int | None = None) -> Runner:
+    """The padded CPU runner whose calls return (descriptors ``(B, D)``, feature maps ``(B, C, h, w)`` of the first
+    ``cut`` backbone stages, None: all of them) from one pass: where ``engine`` resolves to onnxruntime
+    (:func:`make_runner`, ``images`` as it takes them), its export with the feature maps as a second output
+    (:meth:`OrtRunner.with_local`; its threads and lanes); else, or when that export is refused (said in one info
+    line), torch's folded, traced graph (:meth:`TorchRunner.with_local`). The descriptors are the ones the same
+    engine's plain runner computes (within 1e-5)."""
+    import torch
+
+    cut = len(model.backbone.stages) if cut is None else int(cut)
+    run = make_runner(model, engine, "cpu", images=images)
+    if isinstance(run, OrtRunner) and run.cpu:
+        try:
+            return run.padded().with_local(cut)
+        except ExportError as error:
+            logger.info("the model's export with its feature maps cannot be used (%s); descriptors and feature maps "
+                        "by torch", error)
+    return TorchRunner(model, torch.device("cpu")).padded().with_local(cut)
 
 
 def _cpu_copy(model: PlaceModel) -> PlaceModel:

@@ -3,7 +3,8 @@
 An export is written once to the cache folder (``$NETVLAD_CACHE``, else ``$XDG_CACHE_HOME/netvlad``, else
 ``~/.cache/netvlad``, then ``onnx/``) as ``<fingerprint>-<tag>.onnx`` beside a ``.json`` record of what it holds:
 the model's fingerprint, the input policy (resize, size, fixed or dynamic height and width, uint8 or float images),
-the opset, torch's version and the file's SHA-256. A file whose record is missing, unreadable or names anything
+the opset, torch's version and the file's SHA-256 (and, for an export that also returns the local feature maps of
+the first backbone stages, how many stages). A file whose record is missing, unreadable or names anything
 else (stale, foreign, truncated) is exported again, never used. ``persist=False`` exports into a temporary folder
 that is removed (weights that change between calls, as a training run's refreshes).
 """
@@ -41,7 +42,8 @@ def cache_folder() -> Path:
 @dataclass(frozen=True)
 class ExportKey:
     """What one export holds: the model (fingerprint), its input policy, the traced height × width (pixels),
-    fixed when ``dynamic`` is false, and whether its images are ``uint8`` bytes or floats in [0, 1]."""
+    fixed when ``dynamic`` is false, whether its images are ``uint8`` bytes or floats in [0, 1], and ``cut``: the
+    number of backbone stages whose feature maps it returns beside the descriptors (None: descriptors alone)."""
 
     fingerprint: str
     resize: str
@@ -50,14 +52,19 @@ class ExportKey:
     width: int
     dynamic: bool
     uint8: bool = False
+    cut: int | None = None
 
     def record(self) -> dict:
-        """The fields a cached file must match (``input`` only for uint8: a float export's record, and so its
-        file name, is the one it always had)."""
+        """The fields a cached file must match (``input`` only for uint8, ``local`` only with ``cut``: a plain
+        float export's record, and so its file name, is the one it always had)."""
         record = {"fingerprint": self.fingerprint, "resize": self.resize, "size": list(self.size),
                   "shape": "dynamic" if self.dynamic else [self.height, self.width], "opset": OPSET,
                   "format": FORMAT, "torch": torch.__version__.split("+")[0]}
-        return (record | {"input": "uint8"}) if self.uint8 else record
+        if self.uint8:
+            record["input"] = "uint8"
+        if self.cut is not None:
+            record["local"] = self.cut
+        return record
 
     @property
     def stem(self) -> str:
@@ -103,7 +110,8 @@ def write_export(model: PlaceModel, folder: Path, key: ExportKey, accept: Callab
 
 def _export(model: PlaceModel, path: Path, key: ExportKey) -> None:
     with torch.inference_mode(False), torch.no_grad():  # tracing needs ordinary tensors, even inside extraction
-        export_onnx(model, path, key.height, key.width, opset=OPSET, dynamic_size=key.dynamic, uint8=key.uint8)
+        export_onnx(model, path, key.height, key.width, opset=OPSET, dynamic_size=key.dynamic, uint8=key.uint8,
+                    cut=key.cut)
 
 
 def export_bytes(model: PlaceModel, key: ExportKey) -> bytes:

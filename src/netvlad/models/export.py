@@ -101,9 +101,10 @@ def check_hloc_file(path: Path | str) -> None:
                             hint="--overwrite replaces it") from None
 
 
-def _exportable(model: PlaceModel, uint8: bool = False) -> torch.nn.Module:
+def _exportable(model: PlaceModel, uint8: bool = False, cut: int | None = None) -> torch.nn.Module:
     """The model without its Python-side input checks, for tracing; ``uint8``: taking the image bytes (0–255) and
-    dividing them by 255 itself, as :func:`netvlad.data.images.load_image` does."""
+    dividing them by 255 itself, as :func:`netvlad.data.images.load_image` does; ``cut``: returning the feature maps
+    of the first ``cut`` backbone stages beside the descriptors."""
     import torch
 
     class _Exportable(torch.nn.Module):
@@ -111,35 +112,44 @@ def _exportable(model: PlaceModel, uint8: bool = False) -> torch.nn.Module:
             super().__init__()
             self.model = model
 
-        def forward(self, images: torch.Tensor) -> torch.Tensor:
+        def forward(self, images: torch.Tensor):
             if uint8:
                 images = images.float() / 255.0
+            if cut is not None:
+                stages = self.model.backbone.stages
+                local = stages[:cut](self.model.normalize(images))
+                return self.model.pool_features(stages[cut:](local)), local
             return self.model.pool_features(self.model.backbone(self.model.normalize(images)))
 
     return _Exportable(model)
 
 
 def export_onnx(model: PlaceModel, path: Path | str, height: int = 480, width: int = 640, opset: int = 17,
-                dynamic_size: bool = True, uint8: bool = False) -> Path:
+                dynamic_size: bool = True, uint8: bool = False, cut: int | None = None) -> Path:
     """Write ``model`` (normalisation → backbone → pooling → whitening) as ONNX with dynamic batch, height, width.
 
     Input ``images`` ``(B, 3, H, W)`` RGB in [0, 1] after the model's resize policy (``uint8``: the bytes 0–255,
     divided by 255 inside the graph, so a caller skips the float conversion and passes 4× fewer bytes); output
     ``descriptors``. Without ``dynamic_size`` only the batch is dynamic: the graph takes ``height`` × ``width``
-    images alone.
+    images alone. With ``cut`` a second output, ``features`` ``(B, C, h, w)``: the feature maps of the first ``cut``
+    backbone stages, from the same pass (:class:`~netvlad.extract.local_features.GlobalAndLocal`).
     """
     import torch
 
-    module = _exportable(model.cpu().eval(), uint8).eval()
+    module = _exportable(model.cpu().eval(), uint8, cut).eval()
     example = torch.randint(0, 256, (1, 3, height, width), dtype=torch.uint8) if uint8 else torch.rand(1, 3, height,
                                                                                                         width)
     axes = {"images": {0: "batch", 2: "height", 3: "width"} if dynamic_size else {0: "batch"},
             "descriptors": {0: "batch"}}
+    outputs = ["descriptors"]
+    if cut is not None:
+        outputs.append("features")
+        axes["features"] = {0: "batch", 2: "rows", 3: "cols"} if dynamic_size else {0: "batch"}
 
     def write(tmp: Path) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript-based exporter's deprecation and tracer notes
-            torch.onnx.export(module, (example,), str(tmp), input_names=["images"], output_names=["descriptors"],
+            torch.onnx.export(module, (example,), str(tmp), input_names=["images"], output_names=outputs,
                               dynamic_axes=axes, opset_version=opset, dynamo=False)
 
     return atomic_write(Path(path), write)

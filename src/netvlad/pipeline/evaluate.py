@@ -4,7 +4,6 @@ what ``netvlad evaluate`` prints and writes, for a Python user."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -175,14 +174,13 @@ def run_evaluation(settings: EvaluationSettings) -> EvaluationResult:
     # the engine resolved once, after k-means (an export holds the final weights): every rank extracts with it, the
     # evaluation reuses it, and the report names the engine that ran
     store, extractor = settings.store, None
+    engine = make_engine(settings.engine, model, device, len(dataset.database) + len(dataset.queries))
     if shares_backbone_pass(settings, info, device):
         from netvlad.eval.verified import extract_for_verify
 
-        logger.info("re-ranking on a CPU: descriptors and patches from one torch backbone pass per image")
+        logger.info("re-ranking on a CPU: descriptors and patches from one backbone pass per image")
         extractor = extract_for_verify(model, dataset, settings.verify, store, settings.cluster_cache,
-                                       settings.dtype, settings.batch_size)  # whitening fitted once: the re-ranking's
-        settings = dataclasses.replace(settings, engine="torch")  # any row left (undecodable images) as these
-    engine = make_engine(settings.engine, model, device, len(dataset.database) + len(dataset.queries))
+                                       settings.dtype, settings.batch_size, engine)  # the re-ranking's whitening
     if store is not None and not extract_on_every_rank(
             model, [(dataset.database, store / "database", "database"),
                     (dataset.queries, store / "queries", "queries")], info, dtype=settings.dtype,

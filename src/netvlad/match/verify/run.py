@@ -8,17 +8,20 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
 
+from netvlad.data.images import ImageDataset
 from netvlad.data.prefetch import ordered_map, prefetch
 from netvlad.errors import BadInputError
 from netvlad.extract.cluster_cache import cluster_cache_folder
 from netvlad.extract.descriptors import PREFETCH_BATCHES
+from netvlad.extract.engine import LIBRARY_ENGINE, Engine, Runner, local_runner
 from netvlad.extract.row_buffer import RowBuffer
 from netvlad.extract.store import DescriptorStore
 from netvlad.match.verify import patches
@@ -44,6 +47,7 @@ from netvlad.nn import PCAWhitening
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
 FIT_IMAGES = 100  # database images a patch whitening is fitted on when the model has none
 # batches whose patches wait for, or are in, the projection thread while the backbone runs on the next ones
 PIPELINE_BATCHES = 2
@@ -148,23 +152,26 @@ def clamp_top(top: int, num_database: int) -> int:
 
 def extract_with_patches(extractor: PatchExtractor, root: Path | str, names: Sequence[str], store_folder: Path | str,
                          patch_folder: Path | str, dtype: str = "float32", batch_size: int = 8,
-                         patch_dtype: str = "float16", ahead: int = PIPELINE_BATCHES) -> PatchStore | None:
+                         patch_dtype: str = "float16", ahead: int = PIPELINE_BATCHES, engine: Engine = LIBRARY_ENGINE
+                         ) -> PatchStore | None:
     """Global descriptors of ``root/names`` into the descriptor store at ``store_folder`` (the one
     :func:`~netvlad.extract.descriptors.extract_to_store` makes, which then finds it complete) and their patches into
-    the patch store at ``patch_folder``, from one pass of the backbone per image on a CPU: the torch runner's folded,
-    traced graph returns the descriptors and the last feature maps together
-    (:meth:`~netvlad.extract.engine.TorchRunner.with_local`). Rows already in either store are kept; an undecodable
-    image is left pending (the descriptor extraction reports or skips it) -> the patch store (None: no image
-    decoded). ``dtype``: the descriptor store's; ``patch_dtype``: the patch store's (float32: as computed).
+    the patch store at ``patch_folder``, from one pass of the backbone per image on a CPU: one graph returns the
+    descriptors and the last feature maps together (:func:`~netvlad.extract.engine.local_runner`: where ``engine``
+    resolves to onnxruntime, its export with the feature maps, the descriptors the bits of the same engine's plain
+    extraction; else torch's folded, traced graph). Rows already in either store are kept -> the patch store (None:
+    no image decoded). ``dtype``: the descriptor store's; ``patch_dtype``: the patch store's (float32: as computed).
 
-    Three stages overlap, each with torch's thread count: a thread decodes and resizes the next images
-    (:func:`~netvlad.data.prefetch.prefetch`), the calling thread runs the backbone and writes both stores batch
-    after batch in the images' order, and helper threads (as many as the cores hold torch's thread count, at most
-    ``ahead``; :func:`~netvlad.data.prefetch.ordered_map`) project the patches of up to ``ahead`` batches behind it
-    (``ahead`` 0: all in the calling thread, one step after the other; the stores' bytes are the same); the
-    descriptor rows go through a :class:`~netvlad.extract.row_buffer.RowBuffer`. A failure is raised after the rows
-    of every batch before it are written; no later batch is written, and batches projected but not yet written stay
-    pending for the next run.
+    Three stages overlap: the images are decoded and resized ahead by a thread
+    (:func:`~netvlad.data.prefetch.prefetch`) and the calling thread runs the backbone on them (an onnxruntime runner
+    with lanes: that many threads each decode an image and run it through a one-thread session, as the global
+    extraction does; with ``ahead`` 0 the calling thread runs a lane's session, the bytes the same), the calling
+    thread writes both stores batch after batch in the images' order, and helper threads (as many as the cores hold
+    torch's thread count, at most ``ahead``; :func:`~netvlad.data.prefetch.ordered_map`) project the patches of up
+    to ``ahead`` batches behind it (``ahead`` 0: all in the calling thread, one step after the other; the stores'
+    bytes are the same); the descriptor rows go through a :class:`~netvlad.extract.row_buffer.RowBuffer`. A failure
+    (an undecodable image, a store that cannot take a row) is raised after the rows of every batch before it are
+    written; no later batch is written, and batches projected but not yet written stay pending for the next run.
 
     Examples:
         >>> from netvlad.data import open_dataset, synthetic
@@ -181,8 +188,6 @@ def extract_with_patches(extractor: PatchExtractor, root: Path | str, names: Seq
         >>> store.stores[0].complete, bool(np.abs(rows - extract_descriptors(model, views.paths())).max() < 1e-5)
         (True, True)
     """
-    from netvlad.extract.engine import TorchRunner
-
     model = extractor.model
     paths = [Path(root) / n for n in names]
     rows = DescriptorStore.create(store_folder, names, model.output_dim, dtype, model.fingerprint(),
@@ -193,15 +198,18 @@ def extract_with_patches(extractor: PatchExtractor, root: Path | str, names: Seq
         return store
     logger.info("%s and %s: %d of %d images, descriptors and patches from one backbone pass", store_folder,
                 patch_folder, len(todo), len(names))
-    run = TorchRunner(model, torch.device("cpu")).padded().with_local(len(model.backbone.stages))
+    run = local_runner(model, engine, images=len(todo))
     # which of the images to do lack their descriptor row, their patches (all of them while no patch store exists)
     wants_row = np.isin(todo, rows.pending())
     wants_patches = np.ones(len(todo), bool) if store is None else np.isin(todo, store.stores[-1].pending())
 
     spare, local = [extractor], threading.local()  # a helper thread's own extractor: its own projection buffer
 
-    def project(item: tuple[np.ndarray, np.ndarray, np.ndarray]) -> Callable[[], None]:
-        """A batch's (indices, descriptors, feature maps) -> the call writing its patches and descriptors."""
+    def project(item: tuple[np.ndarray, np.ndarray, np.ndarray] | Exception) -> Callable[[], None]:
+        """A batch's (indices, descriptors, feature maps) -> the call writing its patches and descriptors; the
+        failure of the images after the last batch, raised at its place in the order."""
+        if isinstance(item, Exception):
+            raise item
         indices, descriptors, maps = item
         if not hasattr(local, "extractor"):
             local.extractor = spare.pop() if spare else PatchExtractor(model, extractor.preset, extractor.whitening)
@@ -218,16 +226,54 @@ def extract_with_patches(extractor: PatchExtractor, root: Path | str, names: Seq
                 held.add(todo[indices][fresh], descriptors[fresh])
         return write
 
-    images = prefetch(iter_images(model, [paths[i] for i in todo], batch_size), PREFETCH_BATCHES if ahead else 0)
-    passes = ((indices, *run(batch)) for indices, batch in images)  # the backbone, in the calling thread
-    # as many projecting threads as the cores hold torch's threads, beside the backbone's, up to the batches behind
+    ordered = [paths[i] for i in todo]
+    if ahead and run.lanes > 1:  # each image decoded and run by one of the lanes' one-thread sessions
+        passes = source = _passes_in_lanes(run, model, ordered, batch_size, max(ahead * batch_size, run.lanes))
+    else:  # decoded ahead by a thread, the backbone in the calling thread (a lane's session: the lanes' bytes)
+        one = run.lane() if run.lanes > 1 else run
+        source = prefetch(iter_images(model, ordered, batch_size), PREFETCH_BATCHES if ahead else 0)
+        passes = ((indices, *one(batch)) for indices, batch in source)
+    # as many projecting threads as the cores hold torch's threads beside the backbone's, up to the batches behind
     helpers = max(1, min(ahead, len(os.sched_getaffinity(0)) // torch.get_num_threads()))
-    writes = ordered_map(project, passes, helpers, ahead) if ahead else (project(item) for item in passes)
+    writes = (ordered_map(project, _failure_last(passes), helpers, ahead) if ahead
+              else (project(item) for item in _failure_last(passes)))
     # the descriptor rows written about once a second on a helper thread, as the global extraction writes them
-    with RowBuffer(rows, background=True) as held, contextlib.closing(images), contextlib.closing(writes) as in_order:
+    with RowBuffer(rows, background=True) as held, contextlib.closing(source), contextlib.closing(writes) as in_order:
         for write in in_order:
             write()
     return store
+
+
+def _failure_last(items: Iterator[T]) -> Iterator[T | Exception]:
+    """``items``, then the exception that ended them (an undecodable image) as an item of its own, so that the
+    batches before it are projected and written before it is raised."""
+    try:
+        yield from items
+    except Exception as error:  # noqa: BLE001 - raised again at its place, after the batches before it
+        yield error
+
+
+def _passes_in_lanes(run: Runner, model: PlaceModel, paths: Sequence[Path], batch_size: int, ahead: int
+                     ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(indices, descriptors, feature maps) per ``batch_size`` images and image size, as :func:`iter_images`'
+    batches through ``run`` give them, each image decoded and run by one of ``run.lanes`` threads through
+    ``run.lane()`` (one image a call, as ``run`` calls it), at most ``ahead`` images ahead of the caller."""
+    lane, pre = run.lane(), model.config.preprocessing
+    dataset = ImageDataset(paths, pre.resize, pre.size, fast_decode=pre.fast_decode)
+
+    def describe(index: int) -> tuple[tuple[int, ...], tuple[np.ndarray, np.ndarray]]:
+        image = dataset[index][1]
+        return tuple(image.shape), lane(image[None])
+
+    with contextlib.closing(ordered_map(describe, range(len(paths)), run.lanes, ahead)) as described:
+        for first in range(0, len(paths), batch_size):
+            groups: dict[tuple[int, ...], list[tuple[int, np.ndarray, np.ndarray]]] = {}
+            for index in range(first, min(first + batch_size, len(paths))):
+                shape, (descriptor, maps) = next(described)
+                groups.setdefault(shape, []).append((index, descriptor, maps))
+            for group in groups.values():
+                yield (np.array([i for i, _, _ in group], dtype=np.int64), np.concatenate([d for _, d, _ in group]),
+                       np.concatenate([m for _, _, m in group]))
 
 
 def verify_ranking(extractor: PatchExtractor, store: PatchStore, query_paths: Sequence[Path | str],

@@ -3,12 +3,13 @@ measured faster on this machine.
 
 A traced call of 8 images costs less per image than 8 calls of one at two threads or more (a fifth less for
 MobileNetV2 at 240 px, docs/results/cpu-chunk.md) but not at one thread (a twentieth at best, within the noise).
-So at one thread the answer is one image a call without measuring; at more, :func:`chunk_for` times the traced
-model on synthetic images once per CPU (model name and instruction set), torch version, model configuration (not
-its weights: the cost does not depend on them), input size and thread count, picks the chunk by
-:func:`choose_chunk`, and keeps the answer in ``batch-policy/`` of :func:`netvlad.files.cache_root` as one JSON
-file with its SHA-256, written atomically and checked on read (a damaged or foreign file is measured again, with
-a warning). Deterministic runs never reach this module: they run one image a call.
+So at one thread, and for inputs larger than :data:`LARGE_PIXELS` (where 8 a call measured slower), the answer
+is one image a call without measuring; otherwise :func:`chunk_for` times the traced model on synthetic images
+once per CPU (model name and instruction set), torch version, model configuration (not its weights: the cost
+does not depend on them), input size and thread count, picks the chunk by :func:`choose_chunk`, and keeps the
+answer in ``batch-policy/`` of :func:`netvlad.files.cache_root` as one JSON file with its SHA-256, written
+atomically and checked on read (a damaged or foreign file is measured again, with a warning). Deterministic runs
+never reach this module: they run one image a call.
 """
 
 from __future__ import annotations
@@ -30,10 +31,14 @@ CANDIDATES = (8,)  # images a call tried against one (16 a call measured no bett
 # loaded machine changes between rounds, and are not worth a row's bytes depending on where it fell in a batch
 MARGIN = 0.10
 ROUNDS = 3  # alternating timing rounds; the fastest of each kept (a busy machine only ever adds time)
-# an image slower than this (seconds, one a call) is left at one a call for the process, unmeasured and uncached:
-# measuring would cost 4 × 8 of them (large inputs keep every core busy within one image anyway), and on a machine
-# busy enough to make a small image this slow the next process measures again
+# a model whose one image a call takes longer than this (seconds, the fastest of SLOW_TRIES) runs one a call,
+# batches unmeasured (measuring would cost 50 such images; a large model keeps every core busy within one image).
+# The fastest of a few: at two threads on a busy machine one call of an 11 ms image was measured taking 450 ms
 SLOW_IMAGE_S = 0.25
+SLOW_TRIES = 3
+# inputs of more pixels than this run one a call unmeasured: MobileNetV2 at 480 × 640, two threads, measured 8 a
+# call 1.6× slower per image than one a call (docs/results/batch-policy.md), at 240 × 320 1.2× faster
+LARGE_PIXELS = 2 * 240 * 320
 FORMAT = 1  # bump when the measurement changes
 
 
@@ -87,13 +92,17 @@ def measure(call: Callable, images, candidates: tuple[int, ...] = CANDIDATES, ro
     """Wall milliseconds per image of ``call`` (a model call on a batch) on ``images`` (at least
     ``max(candidates)``, the same size) one a call and ``chunk`` a call for each candidate: every variant once to
     warm up (the traces made), then ``rounds`` rounds in alternating order, the fastest round of each kept. Only
-    one a call when a single image takes longer than :data:`SLOW_IMAGE_S`."""
+    one a call when a single image takes longer than :data:`SLOW_IMAGE_S` in each of :data:`SLOW_TRIES` calls."""
     count = max(candidates)
     call(images[:1])  # traced at this shape
-    start = time.perf_counter()
-    call(images[:1])
-    single = time.perf_counter() - start
-    if single > SLOW_IMAGE_S:
+    single = float("inf")
+    for _ in range(SLOW_TRIES):
+        start = time.perf_counter()
+        call(images[:1])
+        single = min(single, time.perf_counter() - start)
+        if single <= SLOW_IMAGE_S:
+            break
+    else:
         return {1: round(single * 1e3, 3)}
 
     def timed(chunk: int) -> float:
@@ -151,10 +160,10 @@ def write_decision(folder: Path, key: PolicyKey, ms_per_image: dict[int, float],
 
 
 def chunk_for(key: PolicyKey, timings: Callable[[], dict[int, float]], folder: Path | None = None) -> int:
-    """Images a call for ``key``: one at one thread; else the cached decision, or ``timings()`` (milliseconds per
-    image by images a call, :func:`measure`) decided by :func:`choose_chunk` and cached in ``folder`` (None:
-    :func:`policy_folder`)."""
-    if key.threads <= 1:
+    """Images a call for ``key``: one at one thread or above :data:`LARGE_PIXELS`; else the cached decision, or
+    ``timings()`` (milliseconds per image by images a call, :func:`measure`) decided by :func:`choose_chunk` and
+    cached in ``folder`` (None: :func:`policy_folder`)."""
+    if key.threads <= 1 or key.shape[-2] * key.shape[-1] > LARGE_PIXELS:
         return 1
     folder = Path(folder) if folder is not None else policy_folder()
     chunk = read_decision(folder, key)
@@ -162,10 +171,6 @@ def chunk_for(key: PolicyKey, timings: Callable[[], dict[int, float]], folder: P
         return chunk
     ms = timings()
     chunk = choose_chunk(ms)
-    if len(ms) == 1:  # one image too slow to measure batches: one a call, decided again by the next process
-        logger.info("batch policy for %s×%s at %d threads: one image took %.0f ms; one image a call, unmeasured",
-                    key.shape[1], key.shape[2], key.threads, ms[1])
-        return chunk
     try:
         write_decision(folder, key, ms, chunk)
     except OSError as error:  # an unwritable cache costs a measurement per process, nothing else

@@ -140,6 +140,9 @@ def test_the_measurement_times_one_and_eight_a_call_and_stops_at_a_slow_model():
         time.sleep(0.3)
 
     assert set(measure(slow_call, torch.rand(8, 3, 4, 4))) == {1} and slow == [1, 1, 1, 1]  # trace + 3 tries
+    key = PolicyKey(*[*KEY.record().values()][:4], (3, 4, 4), 2)
+    assert chunk_for(key, lambda: {1: 300.0}, policy_folder()) == 1
+    assert read_decision(policy_folder(), key) is None  # not cached: the next process tries again
 
 
 @pytest.mark.slow  # extractions at two threads (a subprocess for the pinned kernels)

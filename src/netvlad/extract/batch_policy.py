@@ -33,7 +33,8 @@ MARGIN = 0.10
 ROUNDS = 3  # alternating timing rounds; the fastest of each kept (a busy machine only ever adds time)
 # a model whose one image a call takes longer than this (seconds, the fastest of SLOW_TRIES) runs one a call,
 # batches unmeasured (measuring would cost 50 such images; a large model keeps every core busy within one image).
-# The fastest of a few: at two threads on a busy machine one call of an 11 ms image was measured taking 450 ms
+# Not cached: at two threads on a busy machine calls of an 11 ms image were measured taking 420-450 ms, so a
+# verdict of slow may be the machine's, and the next process tries again
 SLOW_IMAGE_S = 0.25
 SLOW_TRIES = 3
 # inputs of more pixels than this run one a call unmeasured: MobileNetV2 at 480 × 640, two threads, measured 8 a
@@ -171,6 +172,10 @@ def chunk_for(key: PolicyKey, timings: Callable[[], dict[int, float]], folder: P
         return chunk
     ms = timings()
     chunk = choose_chunk(ms)
+    if len(ms) == 1:  # too slow to measure batches (SLOW_IMAGE_S): one a call, tried again by the next process
+        logger.info("batch policy for %s×%s at %d threads: one image took %.0f ms; one image a call, unmeasured",
+                    key.shape[1], key.shape[2], key.threads, ms[1])
+        return chunk
     try:
         write_decision(folder, key, ms, chunk)
     except OSError as error:  # an unwritable cache costs a measurement per process, nothing else

@@ -205,6 +205,7 @@ def test_deterministic_kernels_run_one_image_a_call_whatever_the_decision(model,
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
 
 
+@pytest.mark.slow  # two extractions of 64 photos at two threads
 def test_a_row_repaired_alone_after_a_batched_extraction_is_within_1e5_of_the_undamaged_one(model, gardens_point,
                                                                                               tmp_path, two_threads):
     """The bound the policy leaves on store repair: a row extracted in a chunk of 8, damaged and extracted again

@@ -23,6 +23,7 @@ from benchmarks.common import pin_threads, write_fragment
 # name: (module, what it answers)
 BENCHMARKS = {
     "bag-loop-closure": ("bag_loop_closure", "loop closures from a ROS bag through `netvlad stream` (docs/bags.md)"),
+    "batch-policy": ("batch_policy", "the torch CPU batch policy end to end on real photos against one image a call"),
     "city-large": ("city_large", "a generated city end to end: generate, train on 2 ranks, extract, evaluate"),
     "cli-startup": ("cli_startup", "`netvlad --help`/--version/errors against `import torch` (target < 0.2×)"),
     "cpu-chunk": ("cpu_chunk", "images per torch call on a CPU against ms per image (why torch runs one a call)"),

@@ -56,10 +56,10 @@ def _streamed(run: Runner, items: Iterable[tuple[int, torch.Tensor | None]], bat
               ) -> Iterator[tuple[list[tuple[np.ndarray, np.ndarray]], list[int]]]:
     """Decoded ``(index, image or None)`` items in, per ``batch_size`` items out ``([(indices, descriptors)] per
     image size in order of first appearance, undecodable indices)``: the same model calls on the same images as
-    :func:`collate_by_size` batches given to ``run`` (chunks of ``run.step`` same-size images, a short one at a
-    batch's end), but each chunk runs as soon as its images are decoded, so a batch's first images are in the model
-    while its last ones are still being decoded (without it, a batch of 8 waits for 8 decodes first)."""
-    step = run.step or batch_size
+    :func:`collate_by_size` batches given to ``run`` (chunks of ``run.step_for(size)`` same-size images, a short
+    one at a batch's end), but each chunk runs as soon as its images are decoded, so a batch's first images are in
+    the model while its last ones are still being decoded (without it, a batch of 8 waits for 8 decodes first)."""
+    steps: dict[tuple[int, ...], int] = {}  # per image size: the runner's images a call there
     groups: dict[tuple[int, ...], tuple[list[int], list[torch.Tensor], list]] = {}
     bad: list[int] = []
     count = 0
@@ -67,10 +67,13 @@ def _streamed(run: Runner, items: Iterable[tuple[int, torch.Tensor | None]], bat
         if image is None:
             bad.append(index)
         else:
-            indices, waiting, outputs = groups.setdefault(tuple(image.shape), ([], [], []))
+            shape = tuple(image.shape)
+            indices, waiting, outputs = groups.setdefault(shape, ([], [], []))
             indices.append(index)
             waiting.append(image)
-            if len(waiting) == step:
+            if shape not in steps:
+                steps[shape] = run.step_for(shape) or batch_size
+            if len(waiting) == steps[shape]:
                 outputs.append(run(stack_images(waiting)))
                 waiting.clear()
         count += 1
@@ -136,7 +139,10 @@ def iter_descriptors(model: PlaceModel, paths: Sequence[Path | str], batch_size:
     runs channels_last under ``amp`` autocast (``"bf16"``, ``"fp16"`` or None).
     Indices are positions in ``paths``. Images are loaded ``batch_size`` at a time and same-size images go to the
     runner together, which runs it on a CPU one image a call (:data:`netvlad.extract.engine.TORCH_CPU_IMAGES`), so
-    that an image gets the same bytes whatever batch it arrives in. On a CPU without ``workers``, a thread decodes
+    that an image gets the same bytes whatever batch it arrives in; torch, for
+    :data:`~netvlad.extract.engine.POLICY_MIN_IMAGES` paths or more on two threads or more, in full chunks of 8
+    where the measured batch policy finds them faster (:mod:`netvlad.extract.batch_policy`; the rows then within
+    1e-5 of one a call). On a CPU without ``workers``, a thread decodes
     up to ``prefetch`` batches' images (at least :data:`PREFETCH_MIN_IMAGES`) ahead while the model runs (0: none),
     and each image goes to the model as soon as it is decoded, not when its whole batch is. A runner that takes
     uint8 images (``EngineConfig(uint8=True)``) is given the decoded bytes; one with lanes (``EngineConfig(lanes=2)``)

@@ -65,11 +65,13 @@ _KEEP = 4
 # per model (weakly held: gone with it), the CPU copies TorchRunner made of it with its tensors' versions, so that
 # repeated extractions with unchanged weights fold once (≈ 0.1–0.25 s for MobileNetV2)
 _PREPARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-# images per torch call on a CPU: with oneDNN Graph a traced call of 8 images is only 5–8 % cheaper per image than
-# one image a call (docs/results/cpu-chunk.md), while a batch cut into larger chunks must pad its short chunks (a
-# batch of one then cost a whole chunk) to keep one shape per image size; one a call has one shape per size unpadded,
-# so an image's bytes do not depend on its batch, and a streamed frame runs the graph extraction's rows come from
+# images per torch call on a CPU outside bulk extraction: one a call has one shape per image size unpadded, so an
+# image's bytes do not depend on its batch, a batch of one costs one image, and a streamed frame runs the graph
+# extraction's rows come from. Bulk extraction (POLICY_MIN_IMAGES or more) asks netvlad.extract.batch_policy
 TORCH_CPU_IMAGES = 1
+# images from which extraction lets the batch policy run full batches (measured once per machine, model, size and
+# threads); below it a measurement (≈ 2 s for MobileNetV2 at 240 px) would cost more than it saves
+POLICY_MIN_IMAGES = 64
 # images per onnxruntime call on a CPU: its time per image is flat from 1 to 8 images a call (measured side by side)
 ORT_CPU_IMAGES = 1
 # per model copy, the input shapes traced (the first ones seen; later shapes run eagerly): a trace holds the weights.
@@ -96,7 +98,9 @@ class EngineConfig:
     1e-5; extraction then decodes to uint8, skipping the float conversion); ``lanes``: onnxruntime on a CPU,
     extraction describes this many images at once, each decoded and run by its own thread through a one-thread
     session (None: as many as ``threads``, so that with two or more threads the cores are shared by images, not
-    by the loops of one image; docs/engine.md measures both; 1: one image at a time on ``threads`` threads)."""
+    by the loops of one image; docs/engine.md measures both; 1: one image at a time on ``threads`` threads);
+    ``chunk``: images a CPU model call (None: torch runs bulk extraction by its measured batch policy,
+    :mod:`netvlad.extract.batch_policy`, and everything else one image a call; onnxruntime one a call)."""
 
     name: str = LIBRARY_ENGINE
     threads: int | None = None
@@ -104,10 +108,13 @@ class EngineConfig:
     persist: bool = True
     uint8: bool = False
     lanes: int | None = None
+    chunk: int | None = None
 
     def __post_init__(self) -> None:
         if self.lanes is not None and self.lanes < 1:
             raise ValueError(f"lanes must be at least 1, got {self.lanes}")
+        if self.chunk is not None and self.chunk < 1:
+            raise ValueError(f"chunk must be at least 1, got {self.chunk}")
         if self.name == "torch" and (self.uint8 or self.lanes is not None):
             raise ValueError("uint8 and lanes are onnxruntime's options: engine torch takes float images one "
                              "batch at a time (use engine onnxruntime or auto)")
@@ -149,7 +156,9 @@ class TorchRunner:
     """The model itself: channels_last under ``amp`` autocast on CUDA. On a CPU, for a model in eval mode, a private
     copy with its batch norms folded into the convolutions (``fold``), in ``channels_last``, traced and frozen by
     TorchScript and compiled by oneDNN Graph per input shape (``trace``: :mod:`netvlad.models.tracing`), run in
-    chunks of ``chunk`` images (None: :data:`TORCH_CPU_IMAGES`, one image a call, so one trace per image size):
+    chunks of ``chunk`` images (None: :data:`TORCH_CPU_IMAGES`, one image a call, so one trace per image size; with
+    ``policy``, per image size the images a call :func:`netvlad.extract.batch_policy.chunk_for` measured faster on
+    this machine, full chunks only, the rest one a call; never under deterministic kernels or with ``cut``):
     the fastest measured torch path on a CPU (docs/engine.md). The copy is made again when one of the model's
     tensors changes (a training step, ``load_state_dict``); a model with a module in training mode runs as it is.
     With ``cut`` (see :meth:`with_local`) a call returns (descriptors, local feature maps of the first ``cut``
@@ -162,7 +171,8 @@ class TorchRunner:
     _local: GlobalAndLocal | None = None  # the model wrapped to return its local maps too, built once per ``cut``
 
     def __init__(self, model: PlaceModel, device: torch.device, amp: str | None = "bf16", fold: bool = True,
-                 channels_last: bool = True, trace: bool = True, chunk: int | None = None, pad: bool = False) -> None:
+                 channels_last: bool = True, trace: bool = True, chunk: int | None = None, pad: bool = False,
+                 policy: bool = False) -> None:
         import torch
 
         self.model, self.device, self.cuda = model, device, device.type == "cuda"
@@ -171,6 +181,8 @@ class TorchRunner:
         self.amp = amp
         self.cpu = device.type == "cpu"
         self.fold, self.channels_last, self.trace, self.chunk, self.pad = fold, channels_last, trace, chunk, pad
+        self.policy = policy
+        self._chunks: dict[tuple, int] = {}  # the policy's images a call by (input shape, threads)
 
     def __call__(self, images: torch.Tensor) -> np.ndarray:
         import torch
@@ -188,25 +200,63 @@ class TorchRunner:
     def _cpu(self, images: torch.Tensor) -> np.ndarray:
         import torch
 
-        layout = torch.channels_last if self.channels_last else torch.contiguous_format
-
-        def call(chunk: torch.Tensor) -> np.ndarray:
-            chunk = chunk.contiguous(memory_format=layout)
-            return _numpy(self.inference_model(tuple(chunk.shape), chunk)(chunk))
-
         with torch.inference_mode():
-            return in_chunks(call, images, self.chunk or TORCH_CPU_IMAGES, self.pad)
+            step = self._policy_chunk(tuple(images.shape[1:])) if self._policed() else 1
+            if step == 1 or any(m.training for m in self.model.modules()):  # a training batch norm: as it is
+                return in_chunks(self._call, images, self.chunk or TORCH_CPU_IMAGES, self.pad)
+            # full chunks of the measured size, the rest one a call: no call pays for images it does not hold
+            full = len(images) // step * step
+            parts = [in_chunks(self._call, images[:full], step)] if full else []
+            return join_outputs([*parts, in_chunks(self._call, images[full:], 1)] if full < len(images) else parts)
+
+    def _call(self, chunk: torch.Tensor) -> np.ndarray:
+        """One CPU model call on ``chunk`` (B, 3, H, W), under inference mode."""
+        import torch
+
+        chunk = chunk.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
+        return _numpy(self.inference_model(tuple(chunk.shape), chunk)(chunk))
+
+    def _policed(self) -> bool:
+        """True when this runner's CPU chunk is the batch policy's (``policy``, no ``chunk`` forced, traced, no local
+        maps, the CPU's own kernels)."""
+        if not (self.policy and self.chunk is None and self.trace and self.cut is None and self.cpu):
+            return False
+        from netvlad.numerics import deterministic
+
+        return not deterministic()
+
+    def _policy_chunk(self, shape: tuple[int, ...]) -> int:
+        """The batch policy's images a call at input ``shape`` (3, H, W) and torch's thread count (measured on
+        synthetic images the first time on this machine, then read from the cache)."""
+        import torch
+
+        from netvlad.extract.batch_policy import CANDIDATES, chunk_for, measure, policy_key
+
+        threads = torch.get_num_threads()
+        if (shape, threads) not in self._chunks:
+            key = policy_key(self.model.config, {"fold": self.fold, "channels_last": self.channels_last}, shape,
+                             threads)
+            images = torch.rand(max(CANDIDATES), *shape, generator=torch.Generator().manual_seed(0))
+            with torch.inference_mode():
+                self._chunks[shape, threads] = chunk_for(key, lambda: measure(self._call, images))
+        return self._chunks[shape, threads]
 
     @property
     def step(self) -> int | None:
         """Images per model call: the chunk on a CPU; None on another device (a batch in one call)."""
         return (self.chunk or TORCH_CPU_IMAGES) if self.cpu else None
 
+    def step_for(self, shape: tuple[int, ...]) -> int | None:
+        """Images per model call at input ``shape`` (3, H, W): :attr:`step`, or the batch policy's chunk (which a
+        first call at the shape may measure)."""
+        return self._policy_chunk(tuple(shape)) if self._policed() else self.step
+
     def padded(self) -> Runner:
         """This runner with ``pad``: every CPU call holds one chunk's number of images (:func:`in_chunks`; nothing to
         pad at the default one image a call), so that a row's bytes do not depend on the batch it arrived in (stores:
         a repaired row equals the undamaged one), traced whatever the number of images (the trace and the eager copy
-        round differently). What extraction runs."""
+        round differently). What extraction runs. The batch policy's chunks are never padded: its full chunks run
+        whole, the images left over one a call (rows within 1e-5 of one a call, docs/engine.md)."""
         twin = copy.copy(self)
         twin.pad = twin.trace = True  # traced whatever the count: every extraction at a shape runs one code
         return twin
@@ -349,6 +399,10 @@ class OrtRunner:
         twin._session(None if self.dynamic else (self.fixed or CHECK_SIZES[0]))  # exported and checked now
         return twin
 
+    def step_for(self, shape: tuple[int, ...]) -> int | None:
+        """Images per session call at any input shape: :attr:`step`."""
+        return self.step
+
     def lane(self) -> OrtRunner:
         """This runner on one thread: what each of ``lanes`` threads runs its images through (one image a call,
         so an image's bytes do not depend on which lane or batch it went through)."""
@@ -471,7 +525,8 @@ def make_runner(model: PlaceModel, engine: Engine = LIBRARY_ENGINE, device: torc
     """The callable that extraction feeds image batches to (``.name`` says which engine it is); a runner already
     made for ``model`` is returned as it is (resolve once, extract many times). ``auto`` keeps torch for fewer
     than :data:`AUTO_MIN_IMAGES` ``images`` and for backbones outside ``AUTO_ONNX_BACKBONES`` (not measured faster);
-    torch traces its CPU model for :data:`TRACE_MIN_IMAGES` ``images`` or more (or an unknown count).
+    torch traces its CPU model for :data:`TRACE_MIN_IMAGES` ``images`` or more (or an unknown count), and from
+    :data:`POLICY_MIN_IMAGES` images runs its CPU batches by the measured batch policy (``config.chunk`` unset).
     ``fingerprint``: ``model.fingerprint()`` where the caller has it (a SHA-256 of every tensor, ≈ 13 ms)."""
     if isinstance(engine, TorchRunner | OrtRunner):
         return engine
@@ -481,9 +536,14 @@ def make_runner(model: PlaceModel, engine: Engine = LIBRARY_ENGINE, device: torc
 
     device = torch.device(device)
     trace = images is None or images >= TRACE_MIN_IMAGES
+
+    def torch_runner() -> TorchRunner:
+        return TorchRunner(model, device, amp, trace=trace, chunk=config.chunk,
+                           policy=images is not None and images >= POLICY_MIN_IMAGES)
+
     if config.name == "torch" or (config.name == "auto" and (
             (images is not None and images < AUTO_MIN_IMAGES) or model.config.backbone not in AUTO_ONNX_BACKBONES)):
-        return TorchRunner(model, device, amp, trace=trace)
+        return torch_runner()
     explicit = config.name == "onnxruntime"
     try:
         import onnxruntime  # noqa: F401 - optional dependency (netvlad[export])
@@ -492,19 +552,19 @@ def make_runner(model: PlaceModel, engine: Engine = LIBRARY_ENGINE, device: torc
             raise BadInputError(f"engine onnxruntime needs onnxruntime, which is not installed: {ONNX_EXTRA}",
                                 hint="or --engine torch") from None
         logger.info("onnxruntime is not installed (%s); extracting with torch", ONNX_EXTRA)
-        return TorchRunner(model, device, amp, trace=trace)
+        return torch_runner()
     providers = _providers(device, explicit)
     if providers is None:
-        return TorchRunner(model, device, amp, trace=trace)
+        return torch_runner()
     if device.type != "cpu":  # export from a CPU copy (the same fingerprint): the caller's model stays on its device
         model = _cpu_copy(model)
     try:
-        return OrtRunner(model, config, providers, fingerprint)
+        return OrtRunner(model, config, providers, fingerprint, chunk=config.chunk)
     except ExportError as error:
         if explicit:
             raise BadInputError(f"engine onnxruntime cannot run this model: {error}", hint="--engine torch") from None
         logger.info("this model cannot run through onnxruntime (%s); extracting with torch", error)
-        return TorchRunner(model, device, amp, trace=trace)
+        return torch_runner()
 
 
 def local_runner(model: PlaceModel, engine: Engine = LIBRARY_ENGINE, cut: int | None = None,

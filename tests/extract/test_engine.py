@@ -325,7 +325,8 @@ def test_local_export_gives_the_plain_descriptors_and_torch_s_feature_maps_from_
     assert again.cut == run.cut and "exported the model" not in caplog.text  # read back from the cache
 
 
-def test_a_refused_local_export_falls_back_to_torch_with_the_reason(monkeypatch, tmp_path, caplog):
+def test_a_refused_local_export_falls_back_to_torch_with_the_reason_unless_onnxruntime_was_named(
+        monkeypatch, tmp_path, caplog):
     from netvlad.extract.engine import local_runner
 
     real = OrtRunner._check
@@ -337,8 +338,10 @@ def test_a_refused_local_export_falls_back_to_torch_with_the_reason(monkeypatch,
 
     monkeypatch.setattr(OrtRunner, "_check", local_fails)
     model = model_of("mobilenet_v2", "netvlad", "fixed")
+    with pytest.raises(engine_module.ExportError, match="feature maps differ"):  # named: torch is not what was asked
+        local_runner(model, EngineConfig("onnxruntime", cache=tmp_path), cut=3)
     with caplog.at_level(logging.INFO, logger="netvlad.extract.engine"):
-        run = local_runner(model, EngineConfig("onnxruntime", cache=tmp_path), cut=3)
+        run = local_runner(model, EngineConfig("auto", cache=tmp_path), cut=3)
     assert isinstance(run, TorchRunner) and run.cut == 3 and run.pad
     assert "export with its feature maps cannot be used (onnxruntime's feature maps differ" in caplog.text
     assert [json.loads(p.read_text()).get("local") for p in tmp_path.glob("*.json")] == [None]  # never recorded

@@ -99,3 +99,41 @@ def test_verify_without_a_cache_fits_the_patch_whitening_once_and_ranks_as_fitti
     assert len(fits) == 2 and refitted.recall == out.verified.recall
     np.testing.assert_array_equal(refitted.ranking.ranked, out.verified.ranking.ranked)
     np.testing.assert_array_equal(refitted.ranking.scores, out.verified.ranking.scores)
+
+
+@pytest.mark.parametrize("refused", [False, True])
+def test_a_named_onnxruntime_re_ranks_from_one_pass_or_from_two_where_its_export_with_the_maps_is_refused(
+        pair, tmp_path, monkeypatch, caplog, refused):
+    import numpy as np
+    import torch
+
+    from netvlad.extract import engine as engine_module
+    from netvlad.extract.store import DescriptorStore
+    from netvlad.match.verify import VerifyPreset
+
+    real = engine_module.OrtRunner._check
+
+    def check(self, session, key):
+        if refused and key.cut is not None:
+            raise engine_module.ExportError("onnxruntime's feature maps differ from torch's by 0.1 of their scale")
+        return real(self, session, key)
+
+    monkeypatch.setattr(engine_module.OrtRunner, "_check", check)
+    monkeypatch.setenv("NETVLAD_CACHE", str(tmp_path / "cache"))
+    engine_module._SESSIONS.clear()  # every export made and checked here
+    root, _ = pair
+    toy = VerifyPreset("toy", "2 × 2 patches, 16-D", sizes=(2,), dim=16, scorer="rapid")
+    torch.manual_seed(0)
+    model = PlaceModel(ModelConfig(num_clusters=4, preprocessing=Preprocessing("fixed", (64, 96)))).eval()
+    options = {"database": "day_left", "queries": "day_right", "frame_tolerance": 2}
+    with caplog.at_level(logging.INFO, logger="netvlad.pipeline.evaluate"):
+        out = run_evaluation(EvaluationSettings(model, root, ns=(1, 5), verify=toy, verify_top=5,
+                                                engine="onnxruntime", store=tmp_path / "s", cluster_cache=False,
+                                                pictures=0, dataset_options=options))
+    plain = run_evaluation(EvaluationSettings(model, root, ns=(1, 5), engine="onnxruntime", store=tmp_path / "p",
+                                              cluster_cache=False, pictures=0, dataset_options=options))
+    assert out.engine == plain.engine == "onnxruntime" and out.verified is not None
+    assert ("patches by torch in a second pass" in caplog.text) == refused
+    for label in ("database", "queries"):  # onnxruntime's descriptors either way, the plain evaluation's bits
+        np.testing.assert_array_equal(DescriptorStore.open(tmp_path / "s" / label).load(),
+                                      DescriptorStore.open(tmp_path / "p" / label).load())

@@ -572,9 +572,11 @@ def local_runner(model: PlaceModel, engine: Engine = LIBRARY_ENGINE, cut: int | 
     """The padded CPU runner whose calls return (descriptors ``(B, D)``, feature maps ``(B, C, h, w)`` of the first
     ``cut`` backbone stages, None: all of them) from one pass: where ``engine`` resolves to onnxruntime
     (:func:`make_runner`, ``images`` as it takes them), its export with the feature maps as a second output
-    (:meth:`OrtRunner.with_local`; its threads and lanes); else, or when that export is refused (said in one info
-    line), torch's folded, traced graph (:meth:`TorchRunner.with_local`). The descriptors are the ones the same
-    engine's plain runner computes (within 1e-5)."""
+    (:meth:`OrtRunner.with_local`; its threads and lanes); else, or when ``auto`` resolved to onnxruntime and that
+    export is refused (said in one info line), torch's folded, traced graph (:meth:`TorchRunner.with_local`). The
+    descriptors are the ones the same engine's plain runner computes (within 1e-5). A named onnxruntime whose export
+    with the feature maps is refused raises :class:`ExportError` (torch's descriptors would not be the ones asked
+    for: the caller describes with onnxruntime and takes the feature maps elsewhere)."""
     import torch
 
     cut = len(model.backbone.stages) if cut is None else int(cut)
@@ -583,6 +585,8 @@ def local_runner(model: PlaceModel, engine: Engine = LIBRARY_ENGINE, cut: int | 
         try:
             return run.padded().with_local(cut)
         except ExportError as error:
+            if run.config.name == "onnxruntime":
+                raise
             logger.info("the model's export with its feature maps cannot be used (%s); descriptors and feature maps "
                         "by torch", error)
     return TorchRunner(model, torch.device("cpu")).padded().with_local(cut)

@@ -177,10 +177,15 @@ def run_evaluation(settings: EvaluationSettings) -> EvaluationResult:
     engine = make_engine(settings.engine, model, device, len(dataset.database) + len(dataset.queries))
     if shares_backbone_pass(settings, info, device):
         from netvlad.eval.verified import extract_for_verify
+        from netvlad.extract.engine import ExportError
 
         logger.info("re-ranking on a CPU: descriptors and patches from one backbone pass per image")
-        extractor = extract_for_verify(model, dataset, settings.verify, store, settings.cluster_cache,
-                                       settings.dtype, settings.batch_size, engine)  # the re-ranking's whitening
+        try:
+            extractor = extract_for_verify(model, dataset, settings.verify, store, settings.cluster_cache,
+                                           settings.dtype, settings.batch_size, engine)  # the re-ranking's whitening
+        except ExportError as error:  # --engine onnxruntime, whose export with the feature maps is refused
+            logger.info("the export with the feature maps cannot be used (%s); descriptors by onnxruntime, patches "
+                        "by torch in a second pass", error)
     if store is not None and not extract_on_every_rank(
             model, [(dataset.database, store / "database", "database"),
                     (dataset.queries, store / "queries", "queries")], info, dtype=settings.dtype,
@@ -224,11 +229,10 @@ def run_evaluation(settings: EvaluationSettings) -> EvaluationResult:
 
 def shares_backbone_pass(settings: EvaluationSettings, info, device) -> bool:
     """Whether the descriptors and the re-ranking's patches come from one backbone pass (:func:`run_evaluation`):
-    re-ranking into a store on a CPU, one process, no protocol, engine torch or auto (a named onnxruntime is run
-    as asked, the patches by a second torch pass)."""
+    re-ranking into a store on a CPU, one process, no protocol (with ``--engine onnxruntime`` an export returning
+    the feature maps too, else a second pass gives the patches: :func:`netvlad.extract.engine.local_runner`)."""
     return (settings.verify is not None and settings.store is not None and not info.active
-            and settings.protocol is None and str(device).split(":")[0] == "cpu"
-            and settings.engine in ("torch", "auto"))
+            and settings.protocol is None and str(device).split(":")[0] == "cpu")
 
 
 def held_out_recall(checkpoint: Path | None, result, dataset) -> dict | None:

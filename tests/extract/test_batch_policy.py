@@ -48,14 +48,6 @@ def model() -> PlaceModel:
     return PlaceModel(config, pretrained=True).eval()
 
 
-@pytest.fixture
-def two_threads():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(threads)
-
-
 def seed_decision(model: PlaceModel, chunk: int, threads: int = 2) -> None:
     """Cache ``chunk`` as this machine's decision for ``model`` at :data:`SIZE` (the measurement it stands for is
     not run, so the test does not depend on the machine's speed)."""

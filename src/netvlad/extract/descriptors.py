@@ -84,11 +84,12 @@ def _streamed(run: Runner, items: Iterable[tuple[int, torch.Tensor | None]], bat
         yield _finish(run, groups), bad
 
 
-def _in_lanes(run: Runner, dataset: ImageDataset, batch_size: int, ahead: int
+def in_lanes(run: Runner, dataset: ImageDataset, batch_size: int, ahead: int
               ) -> Iterator[tuple[list[tuple[np.ndarray, np.ndarray]], list[int]]]:
     """As :func:`_streamed`, but ``run.lanes`` threads each decode an image and run it through ``run.lane()``
     (one image a call, as :func:`_streamed` calls a runner of step 1), so images share the cores instead of one
-    image's loops: the same batches, groups and order."""
+    image's loops: the same batches, groups and order. A runner returning (descriptors, feature maps) gives each
+    group's pair joined (:func:`~netvlad.extract.engine.join_outputs`)."""
     lane = run.lane()
 
     def describe(index: int) -> tuple[int, tuple[int, ...] | None, np.ndarray | None]:
@@ -167,7 +168,7 @@ def iter_descriptors(model: PlaceModel, paths: Sequence[Path | str], batch_size:
     batches = -(-len(paths) // batch_size)
     ahead = max(prefetch * batch_size, PREFETCH_MIN_IMAGES) if prefetch else 0
     if workers == 0 and device.type != "cuda" and ahead and run.lanes > 1:  # images decoded and run side by side
-        results = _in_lanes(run, _dataset(model, paths, run.uint8), batch_size, ahead)
+        results = in_lanes(run, _dataset(model, paths, run.uint8), batch_size, ahead)
     elif workers == 0 and device.type != "cuda":  # decoded ahead by a thread, each image run once decoded
         dataset = _dataset(model, paths, run.uint8)
         images = prefetch_items((dataset[i] for i in range(len(dataset))), ahead)

@@ -236,9 +236,12 @@ class TorchRunner:
         if (shape, threads) not in self._chunks:
             key = policy_key(self.model.config, {"fold": self.fold, "channels_last": self.channels_last}, shape,
                              threads)
-            images = torch.rand(max(CANDIDATES), *shape, generator=torch.Generator().manual_seed(0))
+            def timings() -> dict[int, float]:  # only where nothing is cached and the policy measures
+                images = torch.rand(max(CANDIDATES), *shape, generator=torch.Generator().manual_seed(0))
+                return measure(self._call, images)
+
             with torch.inference_mode():
-                self._chunks[shape, threads] = chunk_for(key, lambda: measure(self._call, images))
+                self._chunks[shape, threads] = chunk_for(key, timings)
         return self._chunks[shape, threads]
 
     @property

@@ -20,7 +20,7 @@ from netvlad.data.images import ImageDataset
 from netvlad.data.prefetch import ordered_map, prefetch
 from netvlad.errors import BadInputError
 from netvlad.extract.cluster_cache import cluster_cache_folder
-from netvlad.extract.descriptors import PREFETCH_BATCHES
+from netvlad.extract.descriptors import PREFETCH_BATCHES, in_lanes
 from netvlad.extract.engine import LIBRARY_ENGINE, Engine, Runner, local_runner
 from netvlad.extract.row_buffer import RowBuffer
 from netvlad.extract.store import DescriptorStore
@@ -257,23 +257,13 @@ def _passes_in_lanes(run: Runner, model: PlaceModel, paths: Sequence[Path], batc
                      ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """(indices, descriptors, feature maps) per ``batch_size`` images and image size, as :func:`iter_images`'
     batches through ``run`` give them, each image decoded and run by one of ``run.lanes`` threads through
-    ``run.lane()`` (one image a call, as ``run`` calls it), at most ``ahead`` images ahead of the caller."""
-    lane, pre = run.lane(), model.config.preprocessing
+    ``run.lane()`` (:func:`~netvlad.extract.descriptors.in_lanes`), at most ``ahead`` images ahead of the caller;
+    an undecodable image raises at its place."""
+    pre = model.config.preprocessing
     dataset = ImageDataset(paths, pre.resize, pre.size, fast_decode=pre.fast_decode)
-
-    def describe(index: int) -> tuple[tuple[int, ...], tuple[np.ndarray, np.ndarray]]:
-        image = dataset[index][1]
-        return tuple(image.shape), lane(image[None])
-
-    with contextlib.closing(ordered_map(describe, range(len(paths)), run.lanes, ahead)) as described:
-        for first in range(0, len(paths), batch_size):
-            groups: dict[tuple[int, ...], list[tuple[int, np.ndarray, np.ndarray]]] = {}
-            for index in range(first, min(first + batch_size, len(paths))):
-                shape, (descriptor, maps) = next(described)
-                groups.setdefault(shape, []).append((index, descriptor, maps))
-            for group in groups.values():
-                yield (np.array([i for i, _, _ in group], dtype=np.int64), np.concatenate([d for _, d, _ in group]),
-                       np.concatenate([m for _, _, m in group]))
+    for groups, _ in in_lanes(run, dataset, batch_size, ahead):  # nothing undecodable: the dataset raises
+        for indices, (descriptors, maps) in groups:
+            yield indices, descriptors, maps
 
 
 def verify_ranking(extractor: PatchExtractor, store: PatchStore, query_paths: Sequence[Path | str],

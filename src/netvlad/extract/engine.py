@@ -100,7 +100,8 @@ class EngineConfig:
     session (None: as many as ``threads``, so that with two or more threads the cores are shared by images, not
     by the loops of one image; docs/engine.md measures both; 1: one image at a time on ``threads`` threads);
     ``chunk``: images a CPU model call (None: torch runs bulk extraction by its measured batch policy,
-    :mod:`netvlad.extract.batch_policy`, and everything else one image a call; onnxruntime one a call)."""
+    :mod:`netvlad.extract.batch_policy`, and everything else one image a call; onnxruntime one a call). A lane runs
+    one image a call, so ``lanes`` and ``chunk`` both above 1 are refused."""
 
     name: str = LIBRARY_ENGINE
     threads: int | None = None
@@ -118,6 +119,15 @@ class EngineConfig:
         if self.name == "torch" and (self.uint8 or self.lanes is not None):
             raise ValueError("uint8 and lanes are onnxruntime's options: engine torch takes float images one "
                              "batch at a time (use engine onnxruntime or auto)")
+        _refuse_lanes_with_chunk(self.lanes, self.chunk)
+
+
+def _refuse_lanes_with_chunk(lanes: int | None, chunk: int | None) -> None:
+    """ValueError where both ``lanes`` and ``chunk`` exceed 1 (the lanes would be dropped without a word)."""
+    if (lanes or 1) > 1 and (chunk or 1) > 1:
+        raise ValueError(f"lanes > 1 and chunk > 1 cannot be combined (lanes={lanes}, chunk={chunk}): lanes decode "
+                         "and run one image per lane, chunk batches images per call; use lanes=N with chunk=None "
+                         "or 1, or chunk=N with lanes=1")
 
 
 def in_chunks(call, images, step: int, pad: bool = False) -> np.ndarray:
@@ -353,6 +363,7 @@ class OrtRunner:
                  fingerprint: str | None = None, chunk: int | None = None, pad: bool = False) -> None:
         import torch
 
+        _refuse_lanes_with_chunk(config.lanes, chunk)
         self.model, self.config, self.providers, self.chunk, self.pad = model, config, providers, chunk, pad
         self.uint8 = config.uint8
         self.cpu = providers == ["CPUExecutionProvider"]

@@ -340,7 +340,7 @@ def test_local_export_gives_the_plain_descriptors_and_torch_s_feature_maps_from_
     count, torch's feature maps within 1e-4 of their scale, cached as its own file beside the plain one and read
     back by the next runner."""
     from netvlad.extract.engine import local_runner
-    from netvlad.extract.local_features import GlobalAndLocal
+    from netvlad.models.global_and_local import GlobalAndLocal
 
     model = model_of("mobilenet_v2", "netvlad", "variable")
     config = EngineConfig("onnxruntime", threads=1, cache=tmp_path)

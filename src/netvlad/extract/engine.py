@@ -30,9 +30,9 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
-    from netvlad.extract.local_features import GlobalAndLocal
     from netvlad.extract.onnx_cache import ExportKey
     from netvlad.models import PlaceModel
+    from netvlad.models.global_and_local import GlobalAndLocal
 
 ENGINES: Registry[str] = Registry("inference engine")
 ENGINES.add("torch", "the PyTorch model itself (any device)")
@@ -291,12 +291,12 @@ class TorchRunner:
 
     def _module(self):
         """The module this runner's calls compute, before any folding or tracing: the model, or with ``cut`` the
-        model returning its local feature maps too (:class:`~netvlad.extract.local_features.GlobalAndLocal`, built
+        model returning its local feature maps too (:class:`~netvlad.models.global_and_local.GlobalAndLocal`, built
         at the first call and kept)."""
         if self.cut is None:
             return self.model
         if self._local is None:
-            from netvlad.extract.local_features import GlobalAndLocal
+            from netvlad.models.global_and_local import GlobalAndLocal
 
             self._local = GlobalAndLocal(self.model, self.cut)
         return self._local
@@ -492,7 +492,7 @@ class OrtRunner:
         import numpy as np
         import torch
 
-        from netvlad.extract.local_features import GlobalAndLocal
+        from netvlad.models.global_and_local import GlobalAndLocal
         from netvlad.models.tracing import relative_difference
 
         module = self.model if key.cut is None else GlobalAndLocal(self.model, key.cut)

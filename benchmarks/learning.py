@@ -12,12 +12,14 @@ curves of one seed start from the same model. Writes ``--out``/curves.json (and 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import fcntl
 import json
 import logging
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -42,17 +44,22 @@ ALEXNET = dict(backbone="alexnet", pretrained=False, train_from=0, num_clusters=
                precompute_frozen=False, cluster_images=500)
 
 
-def setup(name: str) -> tuple[TrainConfig, object]:
-    """The training config and the (train + validation) dataset of a named setup."""
+@contextlib.contextmanager
+def setup(name: str) -> Iterator[tuple[TrainConfig, object]]:
+    """The training config and the (train + validation) dataset of a named setup, for a ``with`` block (quick: a
+    generated toy set in a temporary folder, removed when the block ends)."""
     if name == "quick":
         from tests.train.conftest import TINY, make_tiny_dataset
 
-        dataset = make_tiny_dataset(Path(tempfile.mkdtemp(prefix="learning-quick-")), places=24)
-        return TrainConfig(**(TINY | {"cache_refresh": 8, "val_places": 8})), dataset
+        with tempfile.TemporaryDirectory(prefix="learning-quick-") as folder:
+            dataset = make_tiny_dataset(Path(folder), places=24)
+            yield TrainConfig(**(TINY | {"cache_refresh": 8, "val_places": 8})), dataset
+        return
     dataset = open_dataset(NORDLAND, database="summer", queries="winter")
     if name == "nordland":
-        return TrainConfig.from_dict(read_config_file(REPO / "configs" / "nordland.yaml"), "nordland.yaml"), dataset
-    return TrainConfig(**ALEXNET), dataset
+        yield TrainConfig.from_dict(read_config_file(REPO / "configs" / "nordland.yaml"), "nordland.yaml"), dataset
+    else:
+        yield TrainConfig(**ALEXNET), dataset
 
 
 def validate_now(run: loop.Run, queries: int) -> dict:
@@ -130,29 +137,29 @@ def share_frozen_features(cache: Path | None = None) -> None:
 def run_all(name: str, variants: list[str], seeds: list[int], queries: int, every: int, out: Path,
             frozen_cache: Path | None = None, init_model: Path | None = None) -> dict:
     """Every (seed, variant) curve of a setup; a seed's k-means model is computed once and shared."""
-    base, dataset = setup(name)
-    if base.pretrained:  # random frozen stages would differ per seed
-        share_frozen_features(frozen_cache)
-    train, val = holdout_last(dataset, base.val_places)
-    tag = "" if seeds == [0, 1, 2] or name == "quick" else "-seed" + "-".join(map(str, seeds))
-    tag += "" if len(variants) == 3 else "-" + "-".join(variants)
-    results = {"setup": name, "config": base.to_dict(), "queries": queries, "every": every,
-               "threads": torch.get_num_threads(), "curves": {}}
-    for seed in seeds:
-        init = str(init_model) if init_model else None
-        for variant in variants:
-            normalization, scale = parse_variant(variant)
-            config = dataclasses.replace(base, seed=seed, loss_normalization=normalization, init_model=init,
-                                         epochs=1, lr=base.lr * scale, tensorboard=False, checkpoint_every=10**6)
-            run_dir = out / name / f"{variant}-seed{seed}"
-            result = curve(config, train, val, run_dir, queries, every)
-            init = init or str(run_dir / "init.safetensors")
-            results["curves"].setdefault(variant, {})[str(seed)] = result
-            logging.info("%s %s seed %d: %s (%.0f s)", name, variant, seed,
-                         " ".join(f"{p['queries']}:{p['r1']:.1f}/{p['r5']:.1f}" for p in result["points"]),
-                         result["seconds"])
-            (out / f"{name}{tag}.json").write_text(json.dumps(results, indent=1))
-    return results
+    with setup(name) as (base, dataset):
+        if base.pretrained:  # random frozen stages would differ per seed
+            share_frozen_features(frozen_cache)
+        train, val = holdout_last(dataset, base.val_places)
+        tag = "" if seeds == [0, 1, 2] or name == "quick" else "-seed" + "-".join(map(str, seeds))
+        tag += "" if len(variants) == 3 else "-" + "-".join(variants)
+        results = {"setup": name, "config": base.to_dict(), "queries": queries, "every": every,
+                   "threads": torch.get_num_threads(), "curves": {}}
+        for seed in seeds:
+            init = str(init_model) if init_model else None
+            for variant in variants:
+                normalization, scale = parse_variant(variant)
+                config = dataclasses.replace(base, seed=seed, loss_normalization=normalization, init_model=init,
+                                             epochs=1, lr=base.lr * scale, tensorboard=False, checkpoint_every=10**6)
+                run_dir = out / name / f"{variant}-seed{seed}"
+                result = curve(config, train, val, run_dir, queries, every)
+                init = init or str(run_dir / "init.safetensors")
+                results["curves"].setdefault(variant, {})[str(seed)] = result
+                logging.info("%s %s seed %d: %s (%.0f s)", name, variant, seed,
+                             " ".join(f"{p['queries']}:{p['r1']:.1f}/{p['r5']:.1f}" for p in result["points"]),
+                             result["seconds"])
+                (out / f"{name}{tag}.json").write_text(json.dumps(results, indent=1))
+        return results
 
 
 def merge(files: list[Path]) -> dict:

@@ -243,11 +243,16 @@ def test_gpu_benchmark_stands_alone():
     assert 'if __name__ == "__main__":' in text
 
 
-def test_learning_benchmark_quick(tmp_path, capsys):
+def test_learning_benchmark_quick(tmp_path, capsys, monkeypatch):
     import json
 
-    assert main(["learning", "--quick", "--out", str(tmp_path)]) == 0
-    results = json.loads((tmp_path / "quick.json").read_text())
+    temporary, out = tmp_path / "tmp", tmp_path / "out"
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))  # where its generated toy set goes
+    assert main(["learning", "--quick", "--out", str(out)]) == 0
+    assert not list(temporary.glob("learning-quick-*"))  # the toy set removed when the benchmark ends (torch's own
+    # caches may appear there: torchinductor_USER, made once per process by whichever test first needs it)
+    results = json.loads((out / "quick.json").read_text())
     assert set(results["curves"]) == {"sum", "negative_mean", "violating_mean"}
     for by_seed in results["curves"].values():
         assert set(by_seed) == {"0", "1"}

@@ -18,7 +18,7 @@ def test_sequence_under_torchrun_gives_the_one_process_sequence_recall(setup, tm
     printed = capsys.readouterr().out
     table = printed[printed.index("R@1"):printed.index("wrote")]
     two = _torchrun(_evaluate(setup, tmp_path / "two.json", "--store", str(tmp_path / "two"), "--batch-size", "2",
-                              *sequence))
+                              *sequence), tmp_path / "logs")
     out = two.stdout.read()
     assert two.wait(timeout=300) == 0, out
     assert out.count("seqslam L=5 causal") == 1 and table in out  # rank 0 alone matches and prints

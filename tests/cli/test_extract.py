@@ -37,11 +37,13 @@ def _bytes(store):
             for name in ("descriptors.npy", "status.npy", "names.txt")}
 
 
-def _torchrun(arguments):
-    """``netvlad -q ARGUMENTS`` in 2 gloo processes, stdout and stderr together."""
+def _torchrun(arguments, logs: Path):
+    """``netvlad -q ARGUMENTS`` in 2 gloo processes, stdout and stderr together; torchrun's own files in ``logs``
+    (without it, a new folder in the system's temporary folder that nothing removes)."""
     if not TORCHRUN.exists():
         pytest.skip("torchrun not installed beside the interpreter")
-    command = [str(TORCHRUN), "--standalone", "--nproc_per_node=2", "-m", "netvlad.cli.main", "-q", *arguments]
+    command = [str(TORCHRUN), "--standalone", "--nproc_per_node=2", "--log-dir", str(logs), "-m", "netvlad.cli.main",
+               "-q", *arguments]
     return subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -63,14 +65,14 @@ def _rank_pid(parent: int, rank: int) -> int | None:
 @pytest.mark.slow
 def test_two_processes_write_the_bytes_of_one_and_survive_a_killed_rank(setup, tmp_path):
     assert main(_args(setup, tmp_path / "one", "--batch-size", "3")) == 0
-    two = _torchrun(_args(setup, tmp_path / "two", "--batch-size", "2"))
+    two = _torchrun(_args(setup, tmp_path / "two", "--batch-size", "2"), tmp_path / "logs")
     assert two.wait(timeout=300) == 0, two.stdout.read()
     assert _bytes(tmp_path / "one") == _bytes(tmp_path / "two")
     assert DescriptorStore.open(tmp_path / "two" / "database").shards == 2
 
     if not sys.platform.startswith("linux"):
         pytest.skip("finding a torchrun worker by rank needs /proc")
-    run = _torchrun(_args(setup, tmp_path / "killed", "--batch-size", "1"))
+    run = _torchrun(_args(setup, tmp_path / "killed", "--batch-size", "1"), tmp_path / "logs")
     status, deadline = tmp_path / "killed" / "database" / "status.npy", time.monotonic() + 240
     while time.monotonic() < deadline:  # kill rank 1 once it has written a row of its half, before it ends
         pid = _rank_pid(run.pid, 1) if status.is_file() and (np.load(status)[12:] != PENDING).any() else None
@@ -81,7 +83,7 @@ def test_two_processes_write_the_bytes_of_one_and_survive_a_killed_rank(setup, t
     assert run.wait(timeout=120) != 0
     left = DescriptorStore.open(tmp_path / "killed" / "database")
     assert 0 < left.num_done < len(left), "the kill came too late to test a resume"
-    rerun = _torchrun(_args(setup, tmp_path / "killed", "--batch-size", "2"))
+    rerun = _torchrun(_args(setup, tmp_path / "killed", "--batch-size", "2"), tmp_path / "logs")
     assert rerun.wait(timeout=300) == 0, rerun.stdout.read()
     assert _bytes(tmp_path / "one") == _bytes(tmp_path / "killed")
 
@@ -103,7 +105,7 @@ def test_evaluate_under_torchrun_gives_the_one_process_result_and_store(setup, t
     printed = capsys.readouterr().out
     table = printed[printed.index("R@1"):printed.index("wrote")]
     command = _evaluate(setup, tmp_path / "two.json", "--store", str(tmp_path / "two"), "--batch-size", "2")
-    two = _torchrun(command)
+    two = _torchrun(command, tmp_path / "logs")
     out = two.stdout.read()
     assert two.wait(timeout=300) == 0, out
     assert out.count("24 queries, 24 database images") == 1 and table in out  # rank 0 alone prints the table
@@ -111,7 +113,7 @@ def test_evaluate_under_torchrun_gives_the_one_process_result_and_store(setup, t
     assert _bytes(tmp_path / "one") == _bytes(tmp_path / "two")
     assert DescriptorStore.open(tmp_path / "two" / "queries").shards == 2
 
-    no_store = _torchrun(_evaluate(setup, tmp_path / "three.json"))
+    no_store = _torchrun(_evaluate(setup, tmp_path / "three.json"), tmp_path / "logs")
     out = no_store.stdout.read()
     assert no_store.wait(timeout=300) != 0
     assert "under torchrun netvlad evaluate needs --store DIR" in out, out

@@ -196,6 +196,44 @@ def test_onnxruntime_options_are_refused_for_torch(option):
     EngineConfig("auto", **option)  # they apply when auto picks onnxruntime
 
 
+@pytest.mark.parametrize("name", ["onnxruntime", "auto"])
+def test_lanes_with_chunks_of_several_images_are_refused(name):
+    """Lanes run one image a call: lanes=2 with chunk=8 would run without lanes, so it is refused in one line."""
+    with pytest.raises(ValueError, match=r"^lanes > 1 and chunk > 1 cannot be combined[^\n]*lanes=1$"):
+        EngineConfig(name, lanes=2, chunk=8)
+    EngineConfig(name, lanes=2, chunk=1)  # lanes, one image a call
+    EngineConfig(name, lanes=1, chunk=8)  # eight a call, no lanes
+
+
+def test_an_ort_runner_refuses_lanes_with_chunks_of_several_images(tmp_path):
+    model = model_of("mobilenet_v2", "gem", "fixed")
+    with pytest.raises(ValueError, match="lanes > 1 and chunk > 1 cannot be combined"):
+        OrtRunner(model, EngineConfig("onnxruntime", cache=tmp_path, lanes=2), ["CPUExecutionProvider"], chunk=8)
+
+
+@pytest.mark.parametrize("lanes", [1, None])
+def test_chunks_of_eight_run_without_lanes_and_describe_as_one_a_call(photos, tmp_path, lanes):
+    """chunk=8 with lanes=1 or None (no lanes asked for) on two threads: eight images a session call, no lanes, the
+    descriptors of one image a call within 1e-5."""
+    model = model_of("mobilenet_v2", "gem", "fixed")
+    runner = make_runner(model, EngineConfig("onnxruntime", threads=2, cache=tmp_path, lanes=lanes, chunk=8))
+    assert runner.lanes == 1 and runner.step == 8
+    session = runner._session(runner.fixed)
+    calls = []
+
+    class Counting:
+        def run(self, names, feeds):
+            calls.append(len(feeds["images"]))
+            return session.run(names, feeds)
+
+    runner._session = lambda shape, uint8=False: Counting()
+    got = extract_descriptors(model, photos, batch_size=4, engine=runner)
+    assert calls == [8]  # one call: the batch of four padded to the chunk's eight
+    one = extract_descriptors(model, photos, batch_size=4, engine=EngineConfig("onnxruntime", threads=1,
+                                                                               cache=tmp_path))
+    assert np.abs(got - one).max() <= 1e-5
+
+
 def test_an_unsaved_export_is_made_once_for_the_runner_and_its_lanes(photos, tmp_path, monkeypatch):
     """persist=False (a training run's refresh) with two lanes: the runner's two-thread session and the lanes'
     one-thread session come from one export, not two."""
@@ -302,7 +340,7 @@ def test_local_export_gives_the_plain_descriptors_and_torch_s_feature_maps_from_
     count, torch's feature maps within 1e-4 of their scale, cached as its own file beside the plain one and read
     back by the next runner."""
     from netvlad.extract.engine import local_runner
-    from netvlad.extract.local_features import GlobalAndLocal
+    from netvlad.models.global_and_local import GlobalAndLocal
 
     model = model_of("mobilenet_v2", "netvlad", "variable")
     config = EngineConfig("onnxruntime", threads=1, cache=tmp_path)

@@ -37,8 +37,9 @@ def test_two_processes_match_one(tmp_path, normalization):
             "--config", str(config)]
     one, two = tmp_path / "one", tmp_path / "two"
     subprocess.run([sys.executable, "-m", "netvlad.cli.main", "-q", *args, "--out", str(one)], env=env, check=True)
-    subprocess.run([str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "netvlad.cli.main", "-q", *args,
-                    "--out", str(two)], env=env, check=True)
+    logs = tmp_path / "logs"  # torchrun's own files (by default a new temporary folder that nothing removes)
+    subprocess.run([str(torchrun), "--standalone", "--nproc_per_node=2", "--log-dir", str(logs), "-m",
+                    "netvlad.cli.main", "-q", *args, "--out", str(two)], env=env, check=True)
     a, b = load_file(one / "model.safetensors"), load_file(two / "model.safetensors")
     init = load_file(one / "init.safetensors")
     assert any(not torch.equal(a[k], init[k]) for k in a), "training changed nothing; the comparison would be empty"

@@ -30,9 +30,9 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
-    from netvlad.extract.local_features import GlobalAndLocal
     from netvlad.extract.onnx_cache import ExportKey
     from netvlad.models import PlaceModel
+    from netvlad.models.global_and_local import GlobalAndLocal
 
 ENGINES: Registry[str] = Registry("inference engine")
 ENGINES.add("torch", "the PyTorch model itself (any device)")
@@ -100,7 +100,8 @@ class EngineConfig:
     session (None: as many as ``threads``, so that with two or more threads the cores are shared by images, not
     by the loops of one image; docs/engine.md measures both; 1: one image at a time on ``threads`` threads);
     ``chunk``: images a CPU model call (None: torch runs bulk extraction by its measured batch policy,
-    :mod:`netvlad.extract.batch_policy`, and everything else one image a call; onnxruntime one a call)."""
+    :mod:`netvlad.extract.batch_policy`, and everything else one image a call; onnxruntime one a call). A lane runs
+    one image a call, so ``lanes`` and ``chunk`` both above 1 are refused."""
 
     name: str = LIBRARY_ENGINE
     threads: int | None = None
@@ -118,6 +119,15 @@ class EngineConfig:
         if self.name == "torch" and (self.uint8 or self.lanes is not None):
             raise ValueError("uint8 and lanes are onnxruntime's options: engine torch takes float images one "
                              "batch at a time (use engine onnxruntime or auto)")
+        _refuse_lanes_with_chunk(self.lanes, self.chunk)
+
+
+def _refuse_lanes_with_chunk(lanes: int | None, chunk: int | None) -> None:
+    """ValueError where both ``lanes`` and ``chunk`` exceed 1 (the lanes would be dropped without a word)."""
+    if (lanes or 1) > 1 and (chunk or 1) > 1:
+        raise ValueError(f"lanes > 1 and chunk > 1 cannot be combined (lanes={lanes}, chunk={chunk}): lanes decode "
+                         "and run one image per lane, chunk batches images per call; use lanes=N with chunk=None "
+                         "or 1, or chunk=N with lanes=1")
 
 
 def in_chunks(call, images, step: int, pad: bool = False) -> np.ndarray:
@@ -281,12 +291,12 @@ class TorchRunner:
 
     def _module(self):
         """The module this runner's calls compute, before any folding or tracing: the model, or with ``cut`` the
-        model returning its local feature maps too (:class:`~netvlad.extract.local_features.GlobalAndLocal`, built
+        model returning its local feature maps too (:class:`~netvlad.models.global_and_local.GlobalAndLocal`, built
         at the first call and kept)."""
         if self.cut is None:
             return self.model
         if self._local is None:
-            from netvlad.extract.local_features import GlobalAndLocal
+            from netvlad.models.global_and_local import GlobalAndLocal
 
             self._local = GlobalAndLocal(self.model, self.cut)
         return self._local
@@ -353,6 +363,7 @@ class OrtRunner:
                  fingerprint: str | None = None, chunk: int | None = None, pad: bool = False) -> None:
         import torch
 
+        _refuse_lanes_with_chunk(config.lanes, chunk)
         self.model, self.config, self.providers, self.chunk, self.pad = model, config, providers, chunk, pad
         self.uint8 = config.uint8
         self.cpu = providers == ["CPUExecutionProvider"]
@@ -481,7 +492,7 @@ class OrtRunner:
         import numpy as np
         import torch
 
-        from netvlad.extract.local_features import GlobalAndLocal
+        from netvlad.models.global_and_local import GlobalAndLocal
         from netvlad.models.tracing import relative_difference
 
         module = self.model if key.cut is None else GlobalAndLocal(self.model, key.cut)

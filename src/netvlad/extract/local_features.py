@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import nn
 
 from netvlad.data.images import resize_image
 from netvlad.models import PlaceModel
@@ -87,22 +86,6 @@ def image_tensor(model: PlaceModel, image) -> torch.Tensor:
     pre = model.config.preprocessing
     image = resize_image(image, pre.resize, pre.size)
     return torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1).float().div_(255.0)[None]
-
-
-class GlobalAndLocal(nn.Module):
-    """A place model returning both its descriptors and the feature maps of its first ``cut`` backbone stages,
-    from one pass: ``(B, 3, H, W) -> ((B, dim), (B, C, h, w))``."""
-
-    foldable = ("early", "late")  # netvlad.models.folding folds the batch norms of each
-
-    def __init__(self, model: PlaceModel, cut: int) -> None:
-        super().__init__()
-        stages = model.backbone.stages
-        self.model, self.early, self.late = model, stages[:int(cut)], stages[int(cut):]
-
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        local = self.early(self.model.normalize(images))
-        return self.model.pool_features(self.late(local)), local
 
 
 def describe_with_local(model: PlaceModel, image, cut: int, device: torch.device | str = "cpu", runner=None,

@@ -104,21 +104,23 @@ def check_hloc_file(path: Path | str) -> None:
 def _exportable(model: PlaceModel, uint8: bool = False, cut: int | None = None) -> torch.nn.Module:
     """The model without its Python-side input checks, for tracing; ``uint8``: taking the image bytes (0–255) and
     dividing them by 255 itself, as :func:`netvlad.data.images.load_image` does; ``cut``: returning the feature maps
-    of the first ``cut`` backbone stages beside the descriptors."""
+    of the first ``cut`` backbone stages beside the descriptors: the graph of
+    :class:`~netvlad.models.global_and_local.GlobalAndLocal`, which torch's runner with the feature maps runs too."""
     import torch
+
+    from netvlad.models.global_and_local import GlobalAndLocal
 
     class _Exportable(torch.nn.Module):
         def __init__(self, model: PlaceModel) -> None:
             super().__init__()
-            self.model = model
+            self.model = model  # registered first: the parameters keep their names in the graph
+            self.local = None if cut is None else GlobalAndLocal(model, cut)
 
         def forward(self, images: torch.Tensor):
             if uint8:
                 images = images.float() / 255.0
-            if cut is not None:
-                stages = self.model.backbone.stages
-                local = stages[:cut](self.model.normalize(images))
-                return self.model.pool_features(stages[cut:](local)), local
+            if self.local is not None:
+                return self.local(images)
             return self.model.pool_features(self.model.backbone(self.model.normalize(images)))
 
     return _Exportable(model)
@@ -132,7 +134,7 @@ def export_onnx(model: PlaceModel, path: Path | str, height: int = 480, width: i
     divided by 255 inside the graph, so a caller skips the float conversion and passes 4× fewer bytes); output
     ``descriptors``. Without ``dynamic_size`` only the batch is dynamic: the graph takes ``height`` × ``width``
     images alone. With ``cut`` a second output, ``features`` ``(B, C, h, w)``: the feature maps of the first ``cut``
-    backbone stages, from the same pass (:class:`~netvlad.extract.local_features.GlobalAndLocal`).
+    backbone stages, from the same pass (:class:`~netvlad.models.global_and_local.GlobalAndLocal`).
     """
     import torch
 

@@ -211,13 +211,8 @@ def test_an_ort_runner_refuses_lanes_with_chunks_of_several_images(tmp_path):
         OrtRunner(model, EngineConfig("onnxruntime", cache=tmp_path, lanes=2), ["CPUExecutionProvider"], chunk=8)
 
 
-@pytest.mark.parametrize("lanes", [1, None])
-def test_chunks_of_eight_run_without_lanes_and_describe_as_one_a_call(photos, tmp_path, lanes):
-    """chunk=8 with lanes=1 or None (no lanes asked for) on two threads: eight images a session call, no lanes, the
-    descriptors of one image a call within 1e-5."""
-    model = model_of("mobilenet_v2", "gem", "fixed")
-    runner = make_runner(model, EngineConfig("onnxruntime", threads=2, cache=tmp_path, lanes=lanes, chunk=8))
-    assert runner.lanes == 1 and runner.step == 8
+def _counted_calls(runner) -> list[int]:
+    """The images of each session call ``runner`` makes from now on (its fixed-size session, counted)."""
     session = runner._session(runner.fixed)
     calls = []
 
@@ -227,6 +222,17 @@ def test_chunks_of_eight_run_without_lanes_and_describe_as_one_a_call(photos, tm
             return session.run(names, feeds)
 
     runner._session = lambda shape, uint8=False: Counting()
+    return calls
+
+
+@pytest.mark.parametrize("lanes", [1, None])
+def test_chunks_of_eight_run_without_lanes_and_describe_as_one_a_call(photos, tmp_path, lanes):
+    """chunk=8 with lanes=1 or None (no lanes asked for) on two threads: eight images a session call, no lanes, the
+    descriptors of one image a call within 1e-5."""
+    model = model_of("mobilenet_v2", "gem", "fixed")
+    runner = make_runner(model, EngineConfig("onnxruntime", threads=2, cache=tmp_path, lanes=lanes, chunk=8))
+    assert runner.lanes == 1 and runner.step == 8
+    calls = _counted_calls(runner)
     got = extract_descriptors(model, photos, batch_size=4, engine=runner)
     assert calls == [8]  # one call: the batch of four padded to the chunk's eight
     one = extract_descriptors(model, photos, batch_size=4, engine=EngineConfig("onnxruntime", threads=1,
@@ -254,15 +260,7 @@ def test_onnxruntime_runs_one_image_a_call_on_a_cpu_and_any_batch_gives_the_same
     """One image per session call (its time per image is flat in the batch): a batch of one is never padded."""
     model = model_of("mobilenet_v2", "gem", "fixed")
     runner = make_runner(model, EngineConfig("onnxruntime", threads=1, cache=tmp_path))
-    session = runner._session(runner.fixed)
-    calls = []
-
-    class Counting:
-        def run(self, names, feeds):
-            calls.append(len(feeds["images"]))
-            return session.run(names, feeds)
-
-    runner._session = lambda shape, uint8=False: Counting()
+    calls = _counted_calls(runner)
     batched = extract_descriptors(model, photos, batch_size=4, engine=runner)
     assert calls == [1] * len(photos)
     assert np.array_equal(batched, extract_descriptors(model, photos, batch_size=1, engine=runner))

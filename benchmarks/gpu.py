@@ -44,7 +44,8 @@ DEFAULT_IMAGES = Path(os.environ.get("NETVLAD_SHARED_DATA", Path(__file__).resol
 
 @dataclass(frozen=True)
 class Sizes:
-    """What is measured: image (H, W) pixels, NetVLAD K, whitened dim, batches, images per timing, search sizes."""
+    """What is measured: image (H, W) pixels, NetVLAD K, whitened dim, batches, images per timing, search sizes,
+    training tuples and negatives per tuple."""
 
     image: tuple[int, int] = (480, 640)
     clusters: int = 64
@@ -54,9 +55,12 @@ class Sizes:
     database: int = 100_000
     queries: int = 1_000
     top_k: int = 20
+    tuples: int = 4
+    negatives: int = 10
 
 
-TINY = Sizes(image=(32, 48), clusters=4, whitening=32, batches=(2,), images=4, database=200, queries=10)
+TINY = Sizes(image=(32, 48), clusters=4, whitening=32, batches=(2,), images=4, database=200, queries=10, tuples=1,
+             negatives=2)
 
 
 def sync(device: torch.device) -> None:
@@ -159,23 +163,27 @@ def pipeline_rows(model: PlaceModel, files: list[Path], sizes: Sizes, workers: i
 
 
 def training_row(model: PlaceModel, sizes: Sizes, device: torch.device) -> list[tuple[str, str, str]]:
-    """One SGD step on 4 tuples (1 query, 1 positive, 10 negatives: 48 images), forward + backward, bf16."""
+    """One SGD step on ``sizes.tuples`` tuples of 1 query, 1 positive and ``sizes.negatives`` negatives (4 × 12 = 48
+    images by default), forward + backward, bf16."""
     frozen_batchnorm_train(model)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=1e-4, momentum=0.9)
-    images = torch.rand(4 * 12, 3, *sizes.image, device=device)
+    per_tuple = 2 + sizes.negatives
+    images = torch.rand(sizes.tuples * per_tuple, 3, *sizes.image, device=device)
 
     def step():
         optimizer.zero_grad(set_to_none=True)
         with precision("bf16", device):
-            d = model(images).float().view(4, 12, -1)
+            d = model(images).float().view(sizes.tuples, per_tuple, -1)
         triplet_ranking_loss(d[:, 0], d[:, 1:2], d[:, 2:], 0.1).sum().backward()
         optimizer.step()
 
     seconds = timed(step, device)
     model.eval()
-    figure = f"{seconds * 1000:,.1f} ms ({4 / seconds:.1f} tuples/s)"
-    return [("training step", "4 tuples × (1+1+10) images, bf16, forward + backward + SGD", figure)]
+    figure = f"{seconds * 1000:,.1f} ms ({sizes.tuples / seconds:.1f} tuples/s)"
+    tuples = f"{sizes.tuples} tuple{'s' * (sizes.tuples != 1)}"
+    setting = f"{tuples} × (1+1+{sizes.negatives}) images, bf16, forward + backward + SGD"
+    return [("training step", setting, figure)]
 
 
 def search_row(sizes: Sizes, device: torch.device) -> list[tuple[str, str, str]]:

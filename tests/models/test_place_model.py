@@ -83,7 +83,7 @@ def test_unknown_config_key_is_an_error():
         ModelConfig.from_dict({"clusters": 3})
 
 
-def _load_sequence(folder, size=(270, 480)):
+def _load_sequence(folder, size=(135, 240)):
     from netvlad.data.images import load_image
 
     return torch.stack([load_image(folder / f"Image{i:03d}.jpg", "fixed", size) for i in range(200)])
@@ -91,7 +91,8 @@ def _load_sequence(folder, size=(270, 480)):
 
 @pytest.mark.slow
 def test_pretrained_gem_recall_on_gardens_point(gardens_point):
-    """Offline ImageNet MobileNetV2 + GeM reaches Recall@5 ≥ 90 % (±2 frames); random weights do not."""
+    """Offline ImageNet MobileNetV2 + GeM reaches Recall@5 ≥ 90 % (±2 frames) at a quarter of the photos' 540 × 960
+    pixels (99.0 %; 98.5 % at half); random weights do not (4.5 % at either size)."""
     model = PlaceModel(ModelConfig(backbone="mobilenet_v2", pool="gem"), pretrained=True).eval()
     with torch.inference_mode():
         db = torch.cat([model(b) for b in _load_sequence(gardens_point / "day_left").split(25)])

@@ -36,10 +36,16 @@ def test_two_processes_match_one(tmp_path, normalization):
     args = ["train", str(root), "--database", "database", "--queries", "queries", "--no-progress", "--device", "cpu",
             "--config", str(config)]
     one, two = tmp_path / "one", tmp_path / "two"
-    subprocess.run([sys.executable, "-m", "netvlad.cli.main", "-q", *args, "--out", str(one)], env=env, check=True)
     logs = tmp_path / "logs"  # torchrun's own files (by default a new temporary folder that nothing removes)
-    subprocess.run([str(torchrun), "--standalone", "--nproc_per_node=2", "--log-dir", str(logs), "-m",
-                    "netvlad.cli.main", "-q", *args, "--out", str(two)], env=env, check=True)
+    commands = ([sys.executable, "-m", "netvlad.cli.main", "-q", *args, "--out", str(one)],
+                [str(torchrun), "--standalone", "--nproc_per_node=2", "--log-dir", str(logs), "-m",
+                 "netvlad.cli.main", "-q", *args, "--out", str(two)])
+    runs = [subprocess.Popen(command, env=env) for command in commands]  # at once: one thread a process
+    try:
+        assert [run.wait(timeout=600) for run in runs] == [0, 0], "a training run failed (its output is above)"
+    finally:
+        for run in runs:
+            run.kill()
     a, b = load_file(one / "model.safetensors"), load_file(two / "model.safetensors")
     init = load_file(one / "init.safetensors")
     assert any(not torch.equal(a[k], init[k]) for k in a), "training changed nothing; the comparison would be empty"

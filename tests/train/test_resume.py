@@ -44,15 +44,18 @@ def test_kill_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
     config.write_text(yaml.safe_dump({k: list(v) if isinstance(v, tuple) else v for k, v in TINY.items()}
                                      | {"epochs": 3, "pretrained": True}))  # resume must not re-read them
     straight, killed = tmp_path / "straight", tmp_path / "killed"
-    subprocess.run(_command(root, straight, "--out", str(straight), "--config", str(config)), env=_env(), check=True)
-
+    # the uninterrupted run beside the one to kill (one thread each: two cores run both at once)
+    uninterrupted = subprocess.Popen(_command(root, straight, "--out", str(straight), "--config", str(config)),
+                                     env=_env())
     process = subprocess.Popen(_command(root, killed, "--out", str(killed), "--config", str(config)), env=_env())
     try:
         assert _wait_for_mid_epoch(killed, process), "the run ended before it could be killed mid-epoch"
         process.send_signal(signal.SIGKILL)
         process.wait()
+        assert uninterrupted.wait(timeout=600) == 0, "the uninterrupted run failed"
     finally:
         process.kill()
+        uninterrupted.kill()
     assert not (killed / "model.safetensors").exists()
     state = torch.load(killed / "state.pt", weights_only=True)
     assert state["epoch"] == 1, "the saved state should lie inside the second epoch"

@@ -112,7 +112,8 @@ def steps(args: argparse.Namespace, work: Path) -> dict[str, list[list[str]]]:
     return {
         "generate": [[python, "-m", "netvlad.cli.main", "generate", "--out", str(city), "--size", args.size,
                       "--workers", "2", "--seed", str(args.seed), "--no-progress"]],
-        "train": [[python, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "netvlad.cli.main", "train",
+        "train": [[python, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--log-dir",
+                   str(work / "torchrun"), "-m", "netvlad.cli.main", "train",
                    str(city), "--split", "train", "--epochs", "1", "--epoch-queries", str(args.epoch_queries),
                    *model_args, "--lr", str(args.lr), "--whitening-dim", str(args.whitening_dim), "--out", str(run),
                    *common]],

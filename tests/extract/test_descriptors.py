@@ -146,7 +146,7 @@ def test_extraction_into_a_store_through_onnxruntime_hashes_the_model_once(tmp_p
     np.testing.assert_allclose(store.load(), _reference(tiny_model, [tmp_path / "img" / n for n in names]), atol=1e-5)
 
 
-def test_a_repaired_store_equals_an_undamaged_one_bit_for_bit(tmp_path):
+def test_a_repaired_store_equals_an_undamaged_one_bit_for_bit(tmp_path, two_threads):
     """Real photographs, NetVLAD, two threads (where batched CPU kernels round by batch size): a store extracted in
     one batch of 4, and one extracted in batches of 3 + 1 whose row 1 is then damaged, verified and extracted again
     alone, hold the same bytes."""
@@ -159,18 +159,13 @@ def test_a_repaired_store_equals_an_undamaged_one_bit_for_bit(tmp_path):
     torch.manual_seed(0)
     model = PlaceModel(ModelConfig(pool="netvlad", num_clusters=8, preprocessing=Preprocessing("fixed", (64, 80))),
                        pretrained=False).eval()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        extract_to_store(model, root, names, tmp_path / "whole", batch_size=4)
-        extract_to_store(model, root, names, tmp_path / "repaired", batch_size=3)
-        damaged = DescriptorStore.open(tmp_path / "repaired")
-        write_rows(tmp_path / "repaired" / "descriptors.npy", damaged.descriptors.offset, np.array([1]),
-                   np.asarray(damaged.descriptors[1:2]) + np.float32(1e-3))  # a damaged row, as a disk might
-        assert list(DescriptorStore.open(tmp_path / "repaired", mode="r+").verify()) == [1]
-        extract_to_store(model, root, names, tmp_path / "repaired", batch_size=4)  # row 1 alone
-    finally:
-        torch.set_num_threads(threads)
+    extract_to_store(model, root, names, tmp_path / "whole", batch_size=4)
+    extract_to_store(model, root, names, tmp_path / "repaired", batch_size=3)
+    damaged = DescriptorStore.open(tmp_path / "repaired")
+    write_rows(tmp_path / "repaired" / "descriptors.npy", damaged.descriptors.offset, np.array([1]),
+               np.asarray(damaged.descriptors[1:2]) + np.float32(1e-3))  # a damaged row, as a disk might
+    assert list(DescriptorStore.open(tmp_path / "repaired", mode="r+").verify()) == [1]
+    extract_to_store(model, root, names, tmp_path / "repaired", batch_size=4)  # row 1 alone
     for name in ("descriptors.npy", "status.npy", "checksums.npy"):
         assert (tmp_path / "repaired" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
 

@@ -102,24 +102,20 @@ def test_in_chunks_cuts_a_batch_by_the_step_and_pads_to_one_shape(pad):
     assert np.array_equal(in_chunks(call, images.numpy(), 3, pad=pad), got)  # numpy arrays as onnxruntime's
 
 
-def test_a_padded_row_has_the_same_bits_in_any_batch_and_the_default_runs_one_image_a_call(model, paths):
+def test_a_padded_row_has_the_same_bits_in_any_batch_and_the_default_runs_one_image_a_call(model, paths,
+                                                                                            two_threads):
     """Two threads, where the kernels' rounding follows the batch's shape: a padded runner of explicit chunks gives
     an image the same bytes alone as in any batch, and the default runner's calls hold one image each."""
     images = torch.stack([load_image(path, "fixed", SIZE) for path in paths])
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        padded = TorchRunner(model, torch.device("cpu"), chunk=4).padded()
-        whole = padded(images)
-        assert np.array_equal(padded(images[4:5]), whole[4:5])
-        assert np.array_equal(padded(images[3:6]), whole[3:6])
-        calls = []
-        runner = TorchRunner(model, torch.device("cpu"), trace=False)
-        handle = runner.inference_model().register_forward_pre_hook(lambda module, args: calls.append(len(args[0])))
-        runner(torch.cat([images] * 3))
-        handle.remove()
-    finally:
-        torch.set_num_threads(threads)
+    padded = TorchRunner(model, torch.device("cpu"), chunk=4).padded()
+    whole = padded(images)
+    assert np.array_equal(padded(images[4:5]), whole[4:5])
+    assert np.array_equal(padded(images[3:6]), whole[3:6])
+    calls = []
+    runner = TorchRunner(model, torch.device("cpu"), trace=False)
+    handle = runner.inference_model().register_forward_pre_hook(lambda module, args: calls.append(len(args[0])))
+    runner(torch.cat([images] * 3))
+    handle.remove()
     assert calls == [1] * 18
 
 

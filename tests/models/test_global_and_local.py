@@ -29,12 +29,13 @@ def model_of(backbone: str, pool: str = "netvlad") -> PlaceModel:
     return PlaceModel(config, pretrained=backbone == "mobilenet_v2").eval()
 
 
-@pytest.mark.parametrize(("backbone", "cuts"), [("mobilenet_v2", range(1, 20)), ("resnet18_layer3", (4, 5, 6, 7))])
+@pytest.mark.parametrize(("backbone", "cuts"), [("mobilenet_v2", range(1, 20)), ("resnet18_layer3", range(1, 8)),
+                                               ("alexnet", range(1, 12))])
 def test_one_pass_gives_the_model_s_descriptors_and_the_maps_of_its_first_stages(gardens_point, one_thread, backbone,
                                                                                   cuts):
-    """At each cut (MobileNetV2: every one; ResNet: after the max-pool and after each residual layer): the
-    descriptors are the model's own, bit for bit, and the maps those of its first ``cut`` stages run one after the
-    other."""
+    """At every cut, those before an in-place ReLU included (ResNet after ``bn1``, AlexNet after each convolution):
+    the descriptors are the model's own, bit for bit, and the maps those of its first ``cut`` stages run one after
+    the other."""
     model, images = model_of(backbone), frames(gardens_point)
     stages = model.backbone.stages
     assert max(cuts) == len(stages)

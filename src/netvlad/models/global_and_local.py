@@ -4,6 +4,8 @@ ONNX export with the feature maps both run this graph)."""
 
 from __future__ import annotations
 
+import copy
+from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 import torch
@@ -26,8 +28,20 @@ class GlobalAndLocal(nn.Module):
     def __init__(self, model: PlaceModel, cut: int) -> None:
         super().__init__()
         stages = model.backbone.stages
-        self.model, self.early, self.late = model, stages[:int(cut)], stages[int(cut):]
+        self.model, self.early, self.late = model, stages[:int(cut)], _out_of_place(stages[int(cut):])
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         local = self.early(self.model.normalize(images))
         return self.model.pool_features(self.late(local)), local
+
+
+def _out_of_place(late: nn.Sequential) -> nn.Sequential:
+    """``late`` with an in-place first stage (VGG's ReLU after a convolution, ResNet's after ``bn1``) replaced by an
+    out-of-place copy, so that the maps returned are the early stages' output and not the activation's; the
+    caller's modules and the stage names are kept."""
+    stages = list(late._modules.items())
+    if not stages or not getattr(stages[0][1], "inplace", False):
+        return late
+    first = copy.deepcopy(stages[0][1])  # an activation: nothing learned to share
+    first.inplace = False
+    return nn.Sequential(OrderedDict([(stages[0][0], first), *stages[1:]]))

@@ -17,16 +17,16 @@ the same model, images and thread count, one after the other; every figure is th
 
 Its table (``--results docs/results``: ``verify-speed.md``) adds the whole run estimated from these per-item costs.
 
-``--end-to-end`` instead runs the real command four times, one after the other, on this tree's ``src`` —
+``--end-to-end`` instead runs the real command, one run after the other, on this tree's ``src`` —
 ``netvlad evaluate`` on Gardens Point at 480 px with a fresh ``--store`` in a temporary folder (deleted after),
-``--workers 0 --threads N``: without ``--verify`` (clustering the off-the-shelf centroids into a temporary
-``--cluster-cache``), again without, with ``--verify speed`` (fitting the patch whitening into that cache) and with
-``--verify speed`` again (reading it back) — and tables each run's wall time, process CPU time (user + system, from
-the child's own resource usage), peak memory and Recall@1/5, and the verify ÷ global ratios of both verify runs
-(``verify-speed-end-to-end.md``).
+``--workers 0 --threads N``: at the first N without ``--verify`` (clustering the off-the-shelf centroids into a
+temporary ``--cluster-cache``), again without, with ``--verify speed`` (fitting the patch whitening into that cache)
+and with ``--verify speed`` again (reading it back); at each further N without and with ``--verify speed`` (both
+reading the cache) — and tables each run's wall time, process CPU time (user + system, from the child's own resource
+usage), peak memory and Recall@1/5, and the verify ÷ global ratios at each N (``verify-speed-end-to-end.md``).
 
     python -m benchmarks verify-speed --before /path/to/main/src [--images 12] [--fit-samples 2000] [--threads 1]
-    python -m benchmarks verify-speed --end-to-end [--threads 1]
+    python -m benchmarks verify-speed --end-to-end [--threads 1 [2 ...]]
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def child(args: argparse.Namespace) -> dict:
     from netvlad.nn import PCAWhitening
     from netvlad.nn.patch import patch_netvlad
 
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads[0])
     gp = SHARED / "gardens_point"
     left = sorted((gp / "day_left").glob("*.jpg"))
     model = PlaceModel(ModelConfig(backbone="mobilenet_v2", pool="netvlad", num_clusters=64,
@@ -154,24 +154,29 @@ def evaluate_run(store: Path, clusters: Path, threads: int, verify: bool) -> dic
 
 
 def end_to_end(args: argparse.Namespace) -> str:
-    """The global and the ``--verify speed`` evaluation, one after the other -> the Markdown table."""
+    """The global and the ``--verify speed`` evaluation at each thread count, one after the other -> the Markdown
+    table."""
+    plan = [(args.threads[0], name, verify) for name, verify in RUNS]  # the first count also fills the caches
+    plan += [(threads, name, verify) for threads in args.threads[1:] for name, verify in RUNS[1::2]]
     with tempfile.TemporaryDirectory() as work:
-        clusters = Path(work) / "clusters"  # the first run clusters k-means centroids, the next two reuse them
-        runs = {name: evaluate_run(Path(work) / f"store-{i}", clusters, args.threads, verify)
-                for i, (name, verify) in enumerate(RUNS)}
+        clusters = Path(work) / "clusters"  # the first run clusters k-means centroids, the later ones reuse them
+        runs = [(threads, name, evaluate_run(Path(work) / f"store-{i}", clusters, threads, verify))
+                for i, (threads, name, verify) in enumerate(plan)]
+    counts = " and ".join(f"`--threads {threads}`" for threads in args.threads)
     lines = [f"`netvlad evaluate` on Gardens Point day_left → day_right ({DATABASE} + {QUERIES} images, 480 px, "
-             f"MobileNetV2 ImageNet + off-the-shelf NetVLAD K = 64, `--workers 0 --threads {args.threads}`, a fresh "
-             "store each, one after the other, one `--cluster-cache` folder: the first run clusters the k-means "
-             "centroids, the first `--verify` run fits the patch whitening, the later runs read them back); wall "
-             "time and the process's CPU time (user + system).", "",
-             "| run | wall s | CPU s | peak MiB | R@1 | R@5 |", "|---|---:|---:|---:|---:|---:|"]
-    for name, run_ in runs.items():
-        lines.append(f"| {name} | {run_['wall_s']:.0f} | {run_['cpu_s']:.0f} | {run_['peak_mib']:,.0f} | "
-                     f"{run_['r1']:.1f} | {run_['r5']:.1f} |")
-    plain = runs["global"]
-    for name, _ in RUNS[2:]:
-        lines.append(f"| **{name} ÷ global** | {runs[name]['wall_s'] / plain['wall_s']:.2f}× | "
-                     f"{runs[name]['cpu_s'] / plain['cpu_s']:.2f}× | | | |")
+             f"MobileNetV2 ImageNet + off-the-shelf NetVLAD K = 64, `--workers 0`, {counts}, a fresh store each, one "
+             "after the other, one `--cluster-cache` folder: the first run clusters the k-means centroids, the first "
+             "`--verify` run fits the patch whitening, the later runs read them back); wall time and the process's "
+             "CPU time (user + system).", "",
+             "| threads | run | wall s | CPU s | peak MiB | R@1 | R@5 |", "|---:|---|---:|---:|---:|---:|---:|"]
+    for threads, name, run_ in runs:
+        lines.append(f"| {threads} | {name} | {run_['wall_s']:.0f} | {run_['cpu_s']:.0f} | "
+                     f"{run_['peak_mib']:,.0f} | {run_['r1']:.1f} | {run_['r5']:.1f} |")
+    for threads in args.threads:
+        at = {name: run_ for count, name, run_ in runs if count == threads}
+        for name in (name for name, verify in RUNS if verify and name in at):
+            lines.append(f"| **{threads}** | **{name} ÷ global** | {at[name]['wall_s'] / at['global']['wall_s']:.2f}× "
+                         f"| {at[name]['cpu_s'] / at['global']['cpu_s']:.2f}× | | | |")
     return "\n".join(lines)
 
 
@@ -187,7 +192,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fit-samples", type=int, nargs="+", default=[2000],
                         help="patch vectors of the side-by-side fit (the after side also fits 5,000)")
     parser.add_argument("--cluster-images", type=int, default=50)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, nargs="+", default=[1],
+                        help="torch threads (--end-to-end: one or more counts, each run at every one)")
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--end-to-end", action="store_true",
                         help="time the real `netvlad evaluate` without and with --verify speed instead")
@@ -203,6 +209,9 @@ def run(args: argparse.Namespace) -> str:
         return end_to_end(args)
     if args.before is None:
         raise SystemExit("verify-speed needs --before SRC: the src folder of the code to compare against")
+    if len(args.threads) > 1:
+        raise SystemExit("verify-speed --before compares at one thread count: give one --threads")
+    args.threads = args.threads[0]
     import torch
 
     from netvlad.extract.clusters import ClusterConfig, cluster_if_off_the_shelf

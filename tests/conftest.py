@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from netvlad.numerics import PINNED
+from netvlad.threads import torch_threads
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ["NETVLAD_ENGINE"] = "torch"  # commands default to torch unless a test names --engine (also in
@@ -112,24 +113,18 @@ def _seed_and_offline(monkeypatch, _onnx_cache, tmp_path_factory):
     monkeypatch.setenv("NETVLAD_CLUSTER_CACHE", str(tmp_path_factory.mktemp("kmeans-cache")))
 
 
-def _torch_threads(count: int):
-    """torch on ``count`` threads for one test, its thread count restored after."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(count)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def one_thread():
     """Tiny models run fastest (and identically) on one thread, especially on a shared CPU."""
-    yield from _torch_threads(1)
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture
 def two_threads():
     """Two threads, where behaviour depends on more than one (how the CPU kernels split their work)."""
-    yield from _torch_threads(2)
+    with torch_threads(2):
+        yield
 
 
 @pytest.fixture(scope="session")

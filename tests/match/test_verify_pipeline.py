@@ -133,3 +133,27 @@ def test_onnxruntime_pass_gives_the_global_extraction_s_descriptors_and_the_same
         expected, expected_grids = torch_pass.read(size, np.arange(len(names)))
         assert np.array_equal(grids, expected_grids)
         assert float((got.float() - expected.float()).abs().max()) < 5e-3  # float16 rows: a few units of its rounding
+
+
+@pytest.mark.parametrize(("engine", "during"), [("lanes", 1), ("onnxruntime", 2), ("torch", 2)])
+def test_projections_beside_lanes_run_on_one_torch_thread_and_the_caller_s_count_comes_back(extractor, tmp_path,
+                                                                                          monkeypatch, two_threads,
+                                                                                          engine, during):
+    """Beside onnxruntime's one-thread lanes each projection is a one-thread product (one helper a core); where the
+    backbone runs in the calling thread (torch's threads or a session's) torch keeps the caller's count. The count
+    comes back after the pass, also after a failure."""
+    seen, project = [], PatchExtractor.from_features
+
+    def counted(self, maps):
+        seen.append(torch.get_num_threads())
+        return project(self, maps)
+
+    monkeypatch.setattr(PatchExtractor, "from_features", counted)
+    root = tmp_path / "images"
+    names = write_images(root, 7, size=(160, 128))
+    _one_pass(extractor, root, names, tmp_path / "whole", 2, engine)
+    assert seen == [during] * 4 and torch.get_num_threads() == 2  # 4 batches of 2
+    (root / names[4]).write_bytes(b"not an image")
+    with pytest.raises(ImageDecodeError, match=names[4]):
+        _one_pass(extractor, root, names, tmp_path / "failed", 2, engine)
+    assert torch.get_num_threads() == 2

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +21,7 @@ import torch
 
 from netvlad.errors import BadInputError
 from netvlad.search.exact import as_float32, release_pages
+from netvlad.threads import torch_threads
 
 logger = logging.getLogger(__name__)
 
@@ -151,7 +152,9 @@ def _chunk_distances(q: torch.Tensor, q_sq: torch.Tensor, x: torch.Tensor, pair_
     order = np.argsort(pair_query // group, kind="stable")  # pairs by query group
     bounds = np.searchsorted(pair_query[order] // group, np.arange(-(-len(q) // group) + 1))
     out = torch.empty(len(pair_query))
-    with nullcontext() if whole else _one_thread():
+    # many small gathers and products on one thread: with several, every call waits until all its threads are
+    # scheduled, which on a busy machine costs milliseconds per call (measured ~10 ms on 2 shared cores)
+    with nullcontext() if whole else torch_threads(1):
         for g, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
             if lo == hi:
                 continue
@@ -166,15 +169,3 @@ def _chunk_distances(q: torch.Tensor, q_sq: torch.Tensor, x: torch.Tensor, pair_
             dots = buffers.product_of(q[g * group:(g + 1) * group], xs)[qi, torch.from_numpy(column)]
             out[torch.from_numpy(pick)] = q_sq[qi + g * group] + x_sq[torch.from_numpy(rows)] - 2.0 * dots
     return out.clamp_(min=0.0).numpy()
-
-
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    """Many small gathers and products run on one thread: with several, every call waits until all its threads
-    are scheduled, which on a busy machine costs milliseconds per call (measured ~10 ms on 2 shared cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)

@@ -167,13 +167,13 @@ def extract_with_patches(extractor: PatchExtractor, root: Path | str, names: Seq
     (:func:`~netvlad.data.prefetch.prefetch`) and the calling thread runs the backbone on them (an onnxruntime
     runner with lanes: that many threads each decode an image and run it through a one-thread session, as the global
     extraction does; with ``ahead`` 0 the calling thread runs a lane's session, the bytes the same), the calling
-    thread writes both stores batch after batch in the images' order, and helper threads (beside lanes: one a core,
-    torch on one thread during the pass; else as many as the cores hold torch's thread count; at most ``ahead``;
-    :func:`~netvlad.data.prefetch.ordered_map`) project the patches of up to ``ahead`` batches behind it (``ahead``
-    0: all in the calling thread, one step after the other; the stores' bytes are the same); the descriptor rows go
-    through a :class:`~netvlad.extract.row_buffer.RowBuffer`. A failure (an undecodable image, a store that cannot
-    take a row) is raised after the rows of every batch before it are written; no later batch is written, and
-    batches projected but not yet written stay pending for the next run.
+    thread writes both stores batch after batch in the images' order, and helper threads (with lanes: one a core,
+    torch on one thread during the pass, also with ``ahead`` 0; else as many as the cores hold torch's thread count;
+    at most ``ahead``; :func:`~netvlad.data.prefetch.ordered_map`) project the patches of up to ``ahead`` batches
+    behind it (``ahead`` 0: all in the calling thread, one step after the other; the stores' bytes are the same);
+    the descriptor rows go through a :class:`~netvlad.extract.row_buffer.RowBuffer`. A failure (an undecodable
+    image, a store that cannot take a row) is raised after the rows of every batch before it are written; no later
+    batch is written, and batches projected but not yet written stay pending for the next run.
 
     Examples:
         >>> from netvlad.data import open_dataset, synthetic
@@ -229,17 +229,17 @@ def extract_with_patches(extractor: PatchExtractor, root: Path | str, names: Seq
         return write
 
     ordered = [paths[i] for i in todo]
-    lanes = bool(ahead) and run.lanes > 1
-    if lanes:  # each image decoded and run by one of the lanes' one-thread sessions
+    if ahead and run.lanes > 1:  # each image decoded and run by one of the lanes' one-thread sessions
         passes = source = _passes_in_lanes(run, model, ordered, batch_size, max(ahead * batch_size, run.lanes))
     else:  # decoded ahead by a thread, the backbone in the calling thread (a lane's session: the lanes' bytes)
         one = run.lane() if run.lanes > 1 else run
         source = prefetch(iter_images(model, ordered, batch_size), PREFETCH_BATCHES if ahead else 0)
         passes = ((indices, *one(batch)) for indices, batch in source)
     # beside one-thread lanes, one-thread projections, one a core (a product split over threads waits for its
-    # slowest one while the lanes hold the cores); else as many as the cores hold torch's threads beside the backbone
-    # (torch's: the backbone's own where it is torch's), up to the batches behind
-    threads = 1 if lanes else torch.get_num_threads()
+    # slowest one while the lanes hold the cores), also with nothing ahead (the same products: the stores' bytes do
+    # not depend on ``ahead``); else as many as the cores hold torch's threads beside the backbone (torch's: the
+    # backbone's own where it is torch's), up to the batches behind
+    threads = 1 if run.lanes > 1 else torch.get_num_threads()
     helpers = max(1, min(ahead, len(os.sched_getaffinity(0)) // threads))
     writes = (ordered_map(project, _failure_last(passes), helpers, ahead) if ahead
               else (project(item) for item in _failure_last(passes)))
@@ -287,7 +287,6 @@ def verify_ranking(extractor: PatchExtractor, store: PatchStore, query_paths: Se
         >>> from netvlad.match.verify import PatchExtractor, VerifyPreset, extract_patch_store
         >>> from netvlad.models import ModelConfig, PlaceModel
         >>> from netvlad.nn import PCAWhitening
-from netvlad.threads import torch_threads
         >>> folder = tempfile.TemporaryDirectory()
         >>> root = Path(folder.name)
         >>> rng = np.random.default_rng(0)

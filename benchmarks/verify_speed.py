@@ -113,7 +113,7 @@ def run_side(src: Path, args: argparse.Namespace, model: Path) -> dict:
     """``child`` in a fresh process importing netvlad from ``src``."""
     env = dict(os.environ, PYTHONPATH=f"{src}{os.pathsep}{REPO}")  # that side's netvlad, this benchmark
     command = [sys.executable, "-m", "benchmarks.verify_speed", "--child", "--model", str(model),
-               "--images", str(args.images), "--threads", str(args.threads),
+               "--images", str(args.images), "--threads", str(args.threads[0]),
                "--fit-samples", *map(str, args.fit_samples_for(src))]
     result = subprocess.run(command, env=env, cwd=REPO, check=True, capture_output=True, text=True)
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -211,13 +211,12 @@ def run(args: argparse.Namespace) -> str:
         raise SystemExit("verify-speed needs --before SRC: the src folder of the code to compare against")
     if len(args.threads) > 1:
         raise SystemExit("verify-speed --before compares at one thread count: give one --threads")
-    args.threads = args.threads[0]
     import torch
 
     from netvlad.extract.clusters import ClusterConfig, cluster_if_off_the_shelf
     from netvlad.models import ModelConfig, PlaceModel, Preprocessing
 
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads[0])
     torch.manual_seed(0)
     side_by_side = args.fit_samples[0]
     with tempfile.TemporaryDirectory() as work:

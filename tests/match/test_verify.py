@@ -289,6 +289,37 @@ def _integral_patches(maps, layer, size: int, whitening) -> torch.Tensor:
                                          dim=2)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@torch.no_grad()
+def test_a_batch_s_patches_are_each_image_s_alone_bit_for_bit_with_the_check_made_once(gardens_point_maps, threads,
+                                                                                        monkeypatch):
+    from netvlad.match.verify import patches
+    from netvlad.threads import torch_threads
+
+    maps, layer = gardens_point_maps
+    model = PlaceModel(ModelConfig(num_clusters=8), pretrained=False).eval()
+    model.pool = layer
+    torch.manual_seed(11)
+    whitening = PCAWhitening(layer.output_dim, 32)
+    whitening.linear.weight.normal_(0, 0.01)
+    extractor = PatchExtractor(model, VerifyPreset("two-sizes", "test", sizes=(2, 3), dim=32, scorer="rapid"),
+                               whitening)
+    checks = []
+    real = patches.shared_products_keep_bits
+    monkeypatch.setattr(patches, "shared_products_keep_bits", lambda *a: checks.append(a[1:]) or real(*a))
+    with torch_threads(threads):
+        batch = extractor.from_features(maps)  # 24 and 15 windows an image: the 4 images may share each product
+        twin = extractor.twin()  # another thread's: its own buffer, the same checks
+        alone = [twin.from_features(maps[b:b + 1])[0] for b in range(len(maps))]
+        again = twin.from_features(maps)
+    assert checks == [(24, 4), (15, 4)]  # once per window count, for the extractor and its twin
+    assert twin._work is not extractor._work
+    for b in range(len(maps)):
+        for i in range(2):
+            assert torch.equal(alone[b].descriptors[i], batch[b].descriptors[i])
+            assert torch.equal(again[b].descriptors[i], batch[b].descriptors[i])
+
+
 @pytest.mark.parametrize("preset", [RAPID, RANSAC])
 @torch.no_grad()
 def test_real_shortlist_is_ranked_as_by_integral_image_patches(gardens_point_maps, preset):

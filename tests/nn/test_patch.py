@@ -6,7 +6,16 @@ import pytest
 import torch
 
 from netvlad.nn import NetVLAD, PCAWhitening
-from netvlad.nn.patch import cell_rows, patch_netvlad, projection_work, window_cells, window_grid
+from netvlad.nn.patch import (
+    cell_rows,
+    patch_netvlad,
+    projection_rows,
+    projection_work,
+    shared_products_keep_bits,
+    window_cells,
+    window_grid,
+)
+from netvlad.threads import torch_threads
 
 
 def _layer(k: int, d: int, parametrization: str = "official") -> NetVLAD:
@@ -199,3 +208,40 @@ def test_an_image_s_patches_alone_are_its_patches_in_a_batch_bit_for_bit(gardens
                         assert torch.equal(alone[0], batch[b])
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_images_sharing_a_product_keep_their_bits_wherever_the_check_says_so(gardens_point_maps, threads):
+    maps, layer = gardens_point_maps
+    weight, bias, centroids = _args(layer)
+    torch.manual_seed(9)
+    projection = (torch.randn(32, layer.output_dim) / 100, torch.randn(32) / 10)
+    maps = maps.contiguous()
+    with torch_threads(threads), torch.no_grad():
+        # 24, 15, 8 and 1 windows an image, the 4 images in one product (one row alone takes another path)
+        for x, size in ((maps, 2), (maps, 3), (maps, 4), (maps[..., :5].contiguous(), 5)):
+            rows, cols = window_grid(x.shape[2], x.shape[3], size, 1)
+            own = patch_netvlad(x, weight, bias, centroids, size, projection=projection)
+            shared = patch_netvlad(x, weight, bias, centroids, size, projection=projection, shared=4)
+            torch.testing.assert_close(shared, own, atol=2e-6, rtol=0)  # float rounding at most, either way
+            # the check never allows a product that changes an image's bits (it may refuse one that would not)
+            assert shared_products_keep_bits(projection[0], rows * cols, 4) <= torch.equal(shared, own)
+            for start, n in ((0, 1), (1, 2), (3, 1), (1, 3)):  # runs of images alone or in smaller products
+                part = patch_netvlad(x[start:start + n], weight, bias, centroids, size, projection=projection,
+                                     shared=4)
+                assert shared_products_keep_bits(projection[0], rows * cols, 4) <= torch.equal(
+                    part, shared[start:start + n])
+
+
+def test_shared_products_fit_the_projection_buffer():
+    assert projection_rows(64, 1280) == 204  # three 480 px images' 55 windows (165) share one product
+    assert projection_work(64, 1280).numel() == projection_rows(64, 1280) * 64 * 1280
+    layer = _layer(4, 6).float()
+    torch.manual_seed(10)
+    x = torch.randn(5, 6, 6, 6).relu()
+    projection = (torch.randn(8, 24), torch.zeros(8))
+    with torch.no_grad():  # 16 windows an image, 2 at most in a block of 2 · 2 · 24 floats (one aggregation chunk)
+        small = patch_netvlad(x, *_args(layer), size=3, projection=projection, shared=4, chunk_bytes=2 * 24 * 4,
+                              project_bytes=32 * 24 * 4)
+        own = patch_netvlad(x, *_args(layer), size=3, projection=projection)
+    torch.testing.assert_close(small, own, atol=1e-6, rtol=0)

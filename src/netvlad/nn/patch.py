@@ -17,7 +17,7 @@ import torch
 from netvlad.nn import functional as VF
 
 __all__ = ["window_grid", "window_cells", "integral_image", "window_sums", "cell_rows", "patch_vlad_chunks",
-           "patch_netvlad", "projection_work"]
+           "patch_netvlad", "projection_work", "projection_rows", "shared_products_keep_bits"]
 
 # residual sums of one chunk of windows, (windows, K, D) float32, within 4 MiB (cache-sized), and the windows the
 # projection takes at once (each product reads the whole K·D × out weight) within 64 MiB: 204 windows of 81,920-D,
@@ -26,6 +26,10 @@ __all__ = ["window_grid", "window_cells", "integral_image", "window_sums", "cell
 # project batch after batch pass one ``work`` buffer (:func:`projection_work`) for every call
 CHUNK_BYTES = 1 << 22
 PROJECT_BYTES = 1 << 26
+# images whose windows may share one projection product: each product reads the whole K·D × out weight (168 MB at
+# K = 64, D = 1,280), so a product of one 480 px image's 55 windows ran at 54 GFLOPS on one AVX2 thread and one of
+# three images' 165 at 66; more than 4 would make the check of their bits (shared_products_keep_bits) long
+SHARED_IMAGES = 4
 
 
 def window_grid(height: int, width: int, size: int, stride: int) -> tuple[int, int]:
@@ -138,6 +142,19 @@ def patch_vlad_chunks(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
         yield part, vlad
 
 
+def projection_rows(num_clusters: int, dim: int, dtype: torch.dtype = torch.float32,
+                    project_bytes: int = PROJECT_BYTES) -> int:
+    """The most windows :func:`patch_netvlad` projects in one product (what :func:`projection_work` holds).
+
+    Examples:
+        >>> projection_rows(64, 1280)  # 81,920-D windows within 64 MiB
+        204
+    """
+    row = num_clusters * dim * torch.empty(0, dtype=dtype).element_size()
+    step = _per_chunk(row, CHUNK_BYTES)
+    return step * _per_chunk(step * row, project_bytes)
+
+
 def projection_work(num_clusters: int, dim: int, dtype: torch.dtype = torch.float32,
                     device: torch.device | str = "cpu", project_bytes: int = PROJECT_BYTES) -> torch.Tensor:
     """A flat buffer holding the largest block of K·D-D vectors :func:`patch_netvlad` projects at once, to pass as
@@ -147,16 +164,45 @@ def projection_work(num_clusters: int, dim: int, dtype: torch.dtype = torch.floa
         >>> projection_work(64, 1280).numel() * 4 // 2**20  # MiB: 204 windows of 81,920 float32
         63
     """
-    row = num_clusters * dim * torch.empty(0, dtype=dtype).element_size()
-    step = _per_chunk(row, CHUNK_BYTES)
-    return torch.empty(step * _per_chunk(step * row, project_bytes) * num_clusters * dim, dtype=dtype, device=device)
+    return torch.empty(projection_rows(num_clusters, dim, dtype, project_bytes) * num_clusters * dim, dtype=dtype,
+                       device=device)
+
+
+def shared_products_keep_bits(project: torch.Tensor, windows: int, images: int, seed: int = 0) -> bool:
+    """Whether one product of ``images`` images' windows (``windows`` each) gives every image's projected rows the
+    same bits as a product of that image alone, and as a product of any run of fewer of the images: checked with
+    this process's matrix product at torch's current thread count, on random rows and the projection weight
+    ``project`` ``(out, K·D)`` itself, which set the shapes (a BLAS splits and blocks a product by its shape: a
+    product of one row takes another path than one of many, and two threads split a small product differently).
+
+    What :class:`netvlad.match.verify.PatchExtractor` checks once per window count and thread count before
+    passing ``shared`` to :func:`patch_netvlad`, so that an image's patches stay the same bits alone as in any
+    batch.
+
+    Examples:
+        >>> shared_products_keep_bits(torch.randn(16, 640), windows=12, images=3)
+        True
+    """
+    generator = torch.Generator().manual_seed(seed)
+    rows = torch.randn(images * windows, project.shape[1], generator=generator).to(project)
+    whole = _project(rows, project)
+    return all(torch.equal(_project(rows[start * windows:(start + n) * windows], project),
+                           whole[start * windows:(start + n) * windows])
+               for n in range(1, images) for start in range(images - n + 1))
+
+
+def _project(vectors: torch.Tensor, project: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """``vectors @ project.T`` into ``out`` (the rows as :func:`patch_netvlad` computes them)."""
+    if out is None:
+        out = vectors.new_empty(len(vectors), project.shape[0])
+    return torch.mm(vectors, project.T, out=out)
 
 
 def patch_netvlad(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, centroids: torch.Tensor,
                   size: int, stride: int = 1, normalize_input: bool = True,
                   projection: tuple[torch.Tensor, torch.Tensor] | None = None, chunk_bytes: int = CHUNK_BYTES,
                   project_bytes: int = PROJECT_BYTES, work: torch.Tensor | None = None,
-                  by_cell: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+                  by_cell: tuple[torch.Tensor, torch.Tensor] | None = None, shared: int = 1) -> torch.Tensor:
     """Patch NetVLAD descriptors of every P×P window: ``(B, D, H, W)`` -> ``(B, rows·cols, out)`` row-major.
 
     Without ``projection``: intra-normalised then L2-normalised, out = K·D, cluster-major (equal to
@@ -166,7 +212,10 @@ def patch_netvlad(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
 
     With a projection, the windows' intra-normalised K·D-D vectors are aggregated (``chunk_bytes`` at a time) into
     one block of up to ``project_bytes`` and projected by one ``(windows, K·D) @ (K·D, out)`` product per block,
-    each image's windows in blocks of their own (an image's patches are the same bits in any batch); each vector's
+    each image's windows in blocks of their own (an image's patches are the same bits in any batch), or, with
+    ``shared`` > 1, the windows of up to ``shared`` consecutive images in one block (at most ``project_bytes``; the
+    weight read once for them all: pass it only where :func:`shared_products_keep_bits` holds for these shapes and
+    that many images, and the patches stay the same bits); each vector's
     global L2 norm is applied after the product (``W·(v/‖v‖) = (W·v)/‖v‖``), from its clusters' intra norms (each
     normalised row has norm 1, or less when its residual was below 1e-12), so the K·D-D vectors are written once and
     read once. ``work``: a flat buffer of
@@ -193,14 +242,19 @@ def patch_netvlad(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
         centroids = centroids.to(feats.dtype)
         step = _per_chunk(row_bytes, chunk_bytes)  # windows aggregated at once (cache-sized)
         windows = rows * cols
-        block = min(windows, step * _per_chunk(step * row_bytes, project_bytes))  # windows projected at once
+        most = step * _per_chunk(step * row_bytes, project_bytes)  # windows projected at once
+        # images whose windows share a product (never in a product of another dtype, which the check did not run)
+        images = max(1, min(shared, len(x), most // max(1, windows))) if project.dtype == out.dtype else 1
+        block = images * windows if images > 1 else min(windows, most)
         need = block * num_clusters * dim
         fits = work is not None and work.numel() >= need and work.dtype == feats.dtype and work.device == x.device
         buffer = (work[:need] if fits else feats.new_empty(need)).view(block, num_clusters, dim)
-        # each image's windows in products of their own: a product's rows round by its shape (two threads split a
-        # small one differently), so an image's patches are the same bits alone as in any batch
-        starts = [(b0, min(block, image + windows - b0)) for image in range(0, total, windows)
-                  for b0 in range(image, image + windows, block)]
+        # each image's windows in products of their own (a product's rows round by its shape: two threads split a
+        # small one differently), or ``shared`` images' together where their rows were checked to keep their bits,
+        # so an image's patches are the same bits alone as in any batch
+        starts = ([(b0, min(block, total - b0)) for b0 in range(0, total, block)] if images > 1 else
+                  [(b0, min(block, image + windows - b0)) for image in range(0, total, windows)
+                   for b0 in range(image, image + windows, block)])
         for b0, n in starts:
             scale = torch.empty(n, dtype=feats.dtype, device=x.device)  # 1 / the global norm
             for w0 in range(0, n, step):
@@ -210,7 +264,7 @@ def patch_netvlad(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
                 scale[w0:w1] = kept.square().sum(1).sqrt().clamp_min(1e-12).reciprocal()
             vectors = buffer[:n].view(n, -1)
             if project.dtype == out.dtype:  # one (windows, K·D) @ (K·D, out) product, straight into the rows
-                torch.mm(vectors, project.T, out=out[b0:b0 + n])
+                _project(vectors, project, out[b0:b0 + n])
             else:
                 out[b0:b0 + n] = vectors.to(project.dtype) @ project.T
             out[b0:b0 + n] *= scale[:, None]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import logging
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +17,15 @@ from netvlad.errors import BadInputError
 from netvlad.match.verify.presets import VerifyPreset
 from netvlad.models import PlaceModel
 from netvlad.nn import NetVLAD, PCAWhitening
-from netvlad.nn.patch import cell_rows, patch_netvlad, projection_work, window_grid
+from netvlad.nn.patch import (
+    SHARED_IMAGES,
+    cell_rows,
+    patch_netvlad,
+    projection_rows,
+    projection_work,
+    shared_products_keep_bits,
+    window_grid,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -117,27 +127,59 @@ class PatchExtractor:
                            whitening.out_dim, preset.name, preset.dim, whitening.out_dim)
         self.whitening = whitening.crop(min(preset.dim, whitening.out_dim))  # its own copy: moved to the maps' device
         self._work: torch.Tensor | None = None  # the projection's block buffer, reused batch after batch
+        # (window count, images, torch threads, dtype) -> whether those images' windows may share a product on a CPU
+        # (shared_products_keep_bits), checked once for this extractor and its twins
+        self._checked: dict[tuple, bool] = {}
+        self._checking = threading.Lock()
 
     @property
     def dim(self) -> int:
         """Patch descriptor dims after whitening."""
         return self.whitening.out_dim
 
+    def twin(self) -> PatchExtractor:
+        """An extractor of the same model, preset and whitening for another thread: its own projection buffer, the
+        checks of shared products made once for both."""
+        twin = copy.copy(self)
+        twin._work = None
+        return twin
+
     @torch.no_grad()
     def from_features(self, features: torch.Tensor) -> list[Patches]:
-        """Patches of a batch of feature maps ``(B, D, h, w)``."""
+        """Patches of a batch of feature maps ``(B, D, h, w)``.
+
+        On a CPU, the windows of up to :data:`~netvlad.nn.patch.SHARED_IMAGES` images share one projection product
+        (the K·D × out weight read once for them) where this process's product, at torch's current thread count,
+        gives each image's rows the same bits in it as alone (:func:`~netvlad.nn.patch.shared_products_keep_bits`,
+        checked once per window count): an image's patches are the same bits alone as in any batch either way.
+        """
         layer, w = self.layer, self.whitening.to(features.device)
         weight = layer.conv.weight.view(layer.num_clusters, layer.dim)
         if self._work is None or self._work.dtype != features.dtype or self._work.device != features.device:
             self._work = projection_work(layer.num_clusters, layer.dim, features.dtype, features.device)
+        grids = [window_grid(features.shape[2], features.shape[3], size, self.preset.stride)
+                 for size in self.preset.sizes]
         by_cell = cell_rows(features, weight, layer.conv.bias, layer.normalize_input)  # once for every size
         per_size = [patch_netvlad(features, weight, layer.conv.bias, layer.centroids, size, self.preset.stride,
                                   layer.normalize_input, (w.linear.weight, w.linear.bias), work=self._work,
-                                  by_cell=by_cell)
-                    for size in self.preset.sizes]
-        grids = [window_grid(features.shape[2], features.shape[3], size, self.preset.stride)
-                 for size in self.preset.sizes]
+                                  by_cell=by_cell, shared=self._shared(features, rows * cols, w.linear.weight))
+                    for size, (rows, cols) in zip(self.preset.sizes, grids, strict=True)]
         return [Patches([p[b] for p in per_size], grids) for b in range(len(features))]
+
+    def _shared(self, features: torch.Tensor, windows: int, project: torch.Tensor) -> int:
+        """Images whose ``windows`` windows each may share a projection product in this batch (1: each alone)."""
+        most = projection_rows(self.layer.num_clusters, self.layer.dim, features.dtype)
+        images = min(SHARED_IMAGES, most // max(1, windows))
+        if features.device.type != "cpu" or len(features) < 2 or images < 2 or project.dtype != features.dtype:
+            return 1
+        key = (windows, images, torch.get_num_threads(), project.dtype)
+        with self._checking:  # a twin in another thread waits for the check rather than making it again
+            if key not in self._checked:
+                self._checked[key] = shared_products_keep_bits(project, windows, images)
+                logger.debug("%d images of %d windows %s one projection product on %d threads", images, windows,
+                             "share" if self._checked[key] else "do not share (their rows' bits would change)",
+                             torch.get_num_threads())
+        return images if self._checked[key] else 1
 
     @torch.no_grad()
     def from_images(self, images: torch.Tensor) -> list[Patches]:

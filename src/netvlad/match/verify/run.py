@@ -214,7 +214,7 @@ def extract_with_patches(extractor: PatchExtractor, root: Path | str, names: Seq
             raise item
         indices, descriptors, maps = item
         if not hasattr(local, "extractor"):
-            local.extractor = spare.pop() if spare else PatchExtractor(model, extractor.preset, extractor.whitening)
+            local.extractor = spare.pop() if spare else extractor.twin()
         found = local.extractor.from_features(torch.from_numpy(maps))
 
         def write() -> None:

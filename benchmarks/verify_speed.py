@@ -24,9 +24,12 @@ temporary ``--cluster-cache``), again without, with ``--verify speed`` (fitting 
 and with ``--verify speed`` again (reading it back); at each further N without and with ``--verify speed`` (both
 reading the cache) — and tables each run's wall time, process CPU time (user + system, from the child's own resource
 usage), peak memory and Recall@1/5, and the verify ÷ global ratios at each N (``verify-speed-end-to-end.md``).
+With ``--rounds R`` the runs after the first two (which fill the caches) are made R times, each round every N's global
+and ``--verify`` run in turn, and the table gives medians: a shared CPU's speed drifts by 20 % and more within minutes,
+and a ratio of two runs side by side in one round drifts less than either.
 
     python -m benchmarks verify-speed --before /path/to/main/src [--images 12] [--fit-samples 2000] [--threads 1]
-    python -m benchmarks verify-speed --end-to-end [--threads 1 [2 ...]]
+    python -m benchmarks verify-speed --end-to-end [--threads 1 [2 ...]] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -154,12 +157,13 @@ def evaluate_run(store: Path, clusters: Path, threads: int, verify: bool) -> dic
 
 
 def end_to_end(args: argparse.Namespace) -> str:
-    """The global and the ``--verify speed`` evaluation at each thread count, one after the other -> the Markdown
-    table."""
-    plan = [(args.threads[0], name, verify) for name, verify in RUNS]  # the first count also fills the caches
-    plan += [(threads, name, verify) for threads in args.threads[1:] for name, verify in RUNS[1::2]]
+    """The global and the ``--verify speed`` evaluation at each thread count, one after the other, ``--rounds``
+    times -> the Markdown table: each run's median over the rounds, and the median of each round's ratio."""
+    fill = [(args.threads[0], name, verify) for name, verify in RUNS[0::2]]  # clustering, then fitting: the caches
+    rounds = [(threads, name, verify) for threads in args.threads for name, verify in RUNS[1::2]]
     with tempfile.TemporaryDirectory() as work:
         clusters = Path(work) / "clusters"  # the first run clusters k-means centroids, the later ones reuse them
+        plan = fill + rounds * args.rounds
         runs = [(threads, name, evaluate_run(Path(work) / f"store-{i}", clusters, threads, verify))
                 for i, (threads, name, verify) in enumerate(plan)]
     counts = " and ".join(f"`--threads {threads}`" for threads in args.threads)
@@ -167,17 +171,34 @@ def end_to_end(args: argparse.Namespace) -> str:
              f"MobileNetV2 ImageNet + off-the-shelf NetVLAD K = 64, `--workers 0`, {counts}, a fresh store each, one "
              "after the other, one `--cluster-cache` folder: the first run clusters the k-means centroids, the first "
              "`--verify` run fits the patch whitening, the later runs read them back); wall time and the process's "
-             "CPU time (user + system).", "",
-             "| threads | run | wall s | CPU s | peak MiB | R@1 | R@5 |", "|---:|---|---:|---:|---:|---:|---:|"]
-    for threads, name, run_ in runs:
-        lines.append(f"| {threads} | {name} | {run_['wall_s']:.0f} | {run_['cpu_s']:.0f} | "
-                     f"{run_['peak_mib']:,.0f} | {run_['r1']:.1f} | {run_['r5']:.1f} |")
+             f"CPU time (user + system). The later runs ran in {args.rounds} round(s), each the global and the "
+             "`--verify` evaluation at every thread count in turn: each figure is the median over the rounds (wall "
+             "time of each round beside it), each ratio the median of the rounds' own ratios.", "",
+             "| threads | run | wall s | wall s, each round | CPU s | peak MiB | R@1 | R@5 |",
+             "|---:|---|---:|---|---:|---:|---:|---:|"]
+    for threads, name in [(t, n) for t, n, _ in fill] + [(t, n) for t, n, _ in rounds]:
+        each = [run_ for count, label, run_ in runs if (count, label) == (threads, name)]
+        wall, cpu, peak = (_median([r[key] for r in each]) for key in ("wall_s", "cpu_s", "peak_mib"))
+        rounds_wall = " / ".join(f"{r['wall_s']:.0f}" for r in each) if len(each) > 1 else ""
+        lines.append(f"| {threads} | {name} | {wall:.0f} | {rounds_wall} | {cpu:.0f} | {peak:,.0f} | "
+                     f"{each[-1]['r1']:.1f} | {each[-1]['r5']:.1f} |")
     for threads in args.threads:
-        at = {name: run_ for count, name, run_ in runs if count == threads}
-        for name in (name for name, verify in RUNS if verify and name in at):
-            lines.append(f"| **{threads}** | **{name} ÷ global** | {at[name]['wall_s'] / at['global']['wall_s']:.2f}× "
-                         f"| {at[name]['cpu_s'] / at['global']['cpu_s']:.2f}× | | | |")
+        at = {name: [run_ for count, label, run_ in runs if (count, label) == (threads, name)]
+              for name, _ in RUNS}
+        for name in (name for name, verify in RUNS if verify and at[name]):
+            base = at["global"] if len(at[name]) == len(at["global"]) else at["global"][:1] * len(at[name])
+            ratio = {key: _median([v[key] / g[key] for v, g in zip(at[name], base, strict=True)])
+                     for key in ("wall_s", "cpu_s")}
+            lines.append(f"| **{threads}** | **{name} ÷ global** | {ratio['wall_s']:.2f}× | | "
+                         f"{ratio['cpu_s']:.2f}× | | | |")
     return "\n".join(lines)
+
+
+def _median(values: list[float]) -> float:
+    """The median (the mean of the middle two of an even count)."""
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
 def fragment_name(args: argparse.Namespace) -> str:
@@ -197,6 +218,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--end-to-end", action="store_true",
                         help="time the real `netvlad evaluate` without and with --verify speed instead")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="--end-to-end: rounds of the global and the --verify runs at every thread count (medians)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     add_results_option(parser)
 
@@ -206,7 +229,11 @@ def run(args: argparse.Namespace) -> str:
     if args.end_to_end:
         if args.before is not None:
             raise SystemExit("verify-speed --end-to-end times this tree's command only: drop --before")
+        if args.rounds < 1:
+            raise SystemExit(f"verify-speed --rounds must be ≥ 1, got {args.rounds}")
         return end_to_end(args)
+    if args.rounds != 1:
+        raise SystemExit("verify-speed --rounds applies to --end-to-end only")
     if args.before is None:
         raise SystemExit("verify-speed needs --before SRC: the src folder of the code to compare against")
     if len(args.threads) > 1:

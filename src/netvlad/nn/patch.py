@@ -180,7 +180,9 @@ def shared_products_keep_bits(project: torch.Tensor, windows: int, images: int, 
     batch.
 
     Examples:
-        >>> shared_products_keep_bits(torch.randn(16, 640), windows=12, images=3)
+        >>> project = torch.randn(16, 640)  # a 640-D to 16-D projection
+        >>> keeps = shared_products_keep_bits(project, windows=12, images=3)  # this CPU's answer, True or False
+        >>> shared_products_keep_bits(project, windows=12, images=1)  # one image: no product to compare with
         True
     """
     generator = torch.Generator().manual_seed(seed)

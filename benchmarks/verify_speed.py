@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -178,7 +179,7 @@ def end_to_end(args: argparse.Namespace) -> str:
              "|---:|---|---:|---|---:|---:|---:|---:|"]
     for threads, name in [(t, n) for t, n, _ in fill] + [(t, n) for t, n, _ in rounds]:
         each = [run_ for count, label, run_ in runs if (count, label) == (threads, name)]
-        wall, cpu, peak = (_median([r[key] for r in each]) for key in ("wall_s", "cpu_s", "peak_mib"))
+        wall, cpu, peak = (statistics.median([r[key] for r in each]) for key in ("wall_s", "cpu_s", "peak_mib"))
         rounds_wall = " / ".join(f"{r['wall_s']:.0f}" for r in each) if len(each) > 1 else ""
         lines.append(f"| {threads} | {name} | {wall:.0f} | {rounds_wall} | {cpu:.0f} | {peak:,.0f} | "
                      f"{each[-1]['r1']:.1f} | {each[-1]['r5']:.1f} |")
@@ -186,19 +187,13 @@ def end_to_end(args: argparse.Namespace) -> str:
         at = {name: [run_ for count, label, run_ in runs if (count, label) == (threads, name)]
               for name, _ in RUNS}
         for name in (name for name, verify in RUNS if verify and at[name]):
-            base = at["global"] if len(at[name]) == len(at["global"]) else at["global"][:1] * len(at[name])
-            ratio = {key: _median([v[key] / g[key] for v, g in zip(at[name], base, strict=True)])
+            # round by round; a run made once (fitting the whitening) against the first round's global run
+            ratio = {key: statistics.median([v[key] / g[key] for v, g in zip(at[name], at["global"], strict=False)])
                      for key in ("wall_s", "cpu_s")}
             lines.append(f"| **{threads}** | **{name} ÷ global** | {ratio['wall_s']:.2f}× | | "
                          f"{ratio['cpu_s']:.2f}× | | | |")
     return "\n".join(lines)
 
-
-def _median(values: list[float]) -> float:
-    """The median (the mean of the middle two of an even count)."""
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
 def fragment_name(args: argparse.Namespace) -> str:

@@ -196,18 +196,13 @@ def test_an_image_s_patches_alone_are_its_patches_in_a_batch_bit_for_bit(gardens
     torch.manual_seed(8)
     projection = (torch.randn(32, layer.output_dim) / 100, torch.randn(32) / 10)
     maps = maps.contiguous()  # as the backbone hands them over (one image alone: its rows a strided view)
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        with torch.no_grad():
-            for size in (2, 3, 4):  # 24, 15 and 8 windows an image
-                for proj in (None, projection):
-                    batch = patch_netvlad(maps, weight, bias, centroids, size, projection=proj)
-                    for b in range(len(maps)):
-                        alone = patch_netvlad(maps[b:b + 1], weight, bias, centroids, size, projection=proj)
-                        assert torch.equal(alone[0], batch[b])
-    finally:
-        torch.set_num_threads(before)
+    with torch_threads(threads), torch.no_grad():
+        for size in (2, 3, 4):  # 24, 15 and 8 windows an image
+            for proj in (None, projection):
+                batch = patch_netvlad(maps, weight, bias, centroids, size, projection=proj)
+                for b in range(len(maps)):
+                    alone = patch_netvlad(maps[b:b + 1], weight, bias, centroids, size, projection=proj)
+                    assert torch.equal(alone[0], batch[b])
 
 
 @pytest.mark.parametrize("threads", [1, 2])

@@ -143,15 +143,16 @@ def patch_vlad_chunks(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
 
 
 def projection_rows(num_clusters: int, dim: int, dtype: torch.dtype = torch.float32,
-                    project_bytes: int = PROJECT_BYTES) -> int:
-    """The most windows :func:`patch_netvlad` projects in one product (what :func:`projection_work` holds).
+                    project_bytes: int = PROJECT_BYTES, chunk_bytes: int = CHUNK_BYTES) -> int:
+    """The most windows :func:`patch_netvlad` projects in one product (what :func:`projection_work` holds): whole
+    aggregation chunks of ``chunk_bytes`` within ``project_bytes``.
 
     Examples:
         >>> projection_rows(64, 1280)  # 81,920-D windows within 64 MiB
         204
     """
     row = num_clusters * dim * torch.empty(0, dtype=dtype).element_size()
-    step = _per_chunk(row, CHUNK_BYTES)
+    step = _per_chunk(row, chunk_bytes)
     return step * _per_chunk(step * row, project_bytes)
 
 
@@ -244,7 +245,7 @@ def patch_netvlad(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
         centroids = centroids.to(feats.dtype)
         step = _per_chunk(row_bytes, chunk_bytes)  # windows aggregated at once (cache-sized)
         windows = rows * cols
-        most = step * _per_chunk(step * row_bytes, project_bytes)  # windows projected at once
+        most = projection_rows(num_clusters, dim, x.dtype, project_bytes, chunk_bytes)  # windows projected at once
         # images whose windows share a product (never in a product of another dtype, which the check did not run)
         images = max(1, min(shared, len(x), most // max(1, windows))) if project.dtype == out.dtype else 1
         block = images * windows if images > 1 else min(windows, most)

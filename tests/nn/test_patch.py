@@ -240,3 +240,15 @@ def test_shared_products_fit_the_projection_buffer():
                               project_bytes=32 * 24 * 4)
         own = patch_netvlad(x, *_args(layer), size=3, projection=projection)
     torch.testing.assert_close(small, own, atol=1e-6, rtol=0)
+
+
+def test_sharing_products_is_refused_without_a_projection_or_below_one_image():
+    layer = _layer(4, 6).float()
+    x = torch.rand(2, 6, 4, 4)
+    projection = (torch.randn(8, 24), torch.zeros(8))
+    with pytest.raises(ValueError, match="only with a projection"):
+        patch_netvlad(x, *_args(layer), size=2, shared=2)  # no products to share
+    with pytest.raises(ValueError, match="shared=0"):
+        patch_netvlad(x, *_args(layer), size=2, projection=projection, shared=0)
+    with torch.no_grad():
+        assert patch_netvlad(x, *_args(layer), size=2, shared=1).shape == (2, 9, 24)  # the default, without one

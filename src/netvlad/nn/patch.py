@@ -225,6 +225,9 @@ def patch_netvlad(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     ``x``'s dtype the blocks are written into when it holds one (:func:`projection_work`), else one is allocated.
     ``by_cell``: the maps' :func:`cell_rows`, computed once for every patch size of the same maps.
     """
+    if shared < 1 or (projection is None and shared > 1):
+        raise ValueError(f"shared must be ≥ 1 images, and more than 1 only with a projection (the products it "
+                         f"shares), got shared={shared} with{'out' if projection is None else ''} a projection")
     num_clusters, dim = centroids.shape
     rows, cols = window_grid(x.shape[2], x.shape[3], size, stride)
     total, row_bytes = len(x) * rows * cols, num_clusters * dim * x.element_size()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 
@@ -121,6 +122,31 @@ def test_an_image_whose_smaller_size_lost_its_mark_in_a_crash_is_extracted_again
     store = extract_patch_store(extractor, tmp_path / "db", names, tmp_path / "patches")
     assert [s.num_done for s in store.stores] == [3, 3]
     assert {str(p.relative_to(tmp_path)): p.read_bytes() for p in (tmp_path / "patches").rglob("*.npy")} == original
+
+
+def test_whitening_digest_hashed_once_while_the_whitening_is_unchanged(netvlad_model, monkeypatch):
+    """The digest is the SHA-256 of the weight's then the bias's float32 bytes; an extractor and its twin hash it
+    once between them, and again after an in-place change or a replaced tensor, which change the digest."""
+    extractor = PatchExtractor(netvlad_model, RAPID, PCAWhitening(require_netvlad(netvlad_model).output_dim, 16))
+    linear = extractor.whitening.linear
+
+    def reference() -> str:
+        return hashlib.sha256(linear.weight.detach().numpy().tobytes() + linear.bias.detach().numpy().tobytes()
+                              ).hexdigest()[:16]
+
+    calls = []
+    real = hashlib.sha256
+    monkeypatch.setattr(hashlib, "sha256", lambda *a: calls.append(1) or real(*a))
+    first = whitening_digest(extractor)
+    assert len(calls) == 1 and whitening_digest(extractor.twin()) == whitening_digest(extractor) == first
+    assert len(calls) == 1  # the twin shares it
+    monkeypatch.setattr(hashlib, "sha256", real)
+    assert first == reference()
+    with torch.no_grad():
+        linear.bias.add_(1.0)  # in place: bumps the tensor's version
+    assert whitening_digest(extractor) == reference() != first
+    linear.weight.data = linear.weight.data * 2  # another buffer under the same parameter
+    assert whitening_digest(extractor.twin()) == reference()
 
 
 def test_store_refuses_patches_projected_by_another_whitening(netvlad_model, tmp_path):

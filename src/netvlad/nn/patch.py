@@ -108,8 +108,9 @@ def _window_vlad(feats: torch.Tensor, assign: torch.Tensor, cells: torch.Tensor,
     """Intra-normalised residual sums of the windows ``cells`` ``(n, P²)`` written into ``out`` ``(n, K, D)`` ->
     their intra norms ``(n, K, 1)`` before normalising (each row divided by its norm, at least 1e-12, as
     :func:`netvlad.nn.functional.l2_normalize` divides)."""
-    weights = assign[cells].transpose(1, 2)  # (windows, K, P²)
-    torch.bmm(weights, feats[cells], out=out)  # Σ_i a_k(x_i)·x_i
+    flat, shape = cells.reshape(-1), (*cells.shape, -1)  # index_select: the rows gathered faster than by indexing
+    weights = assign.index_select(0, flat).view(shape).transpose(1, 2)  # (windows, K, P²)
+    torch.bmm(weights, feats.index_select(0, flat).view(shape), out=out)  # Σ_i a_k(x_i)·x_i
     out.addcmul_(weights.sum(2, keepdim=True), centroids, value=-1)  # − (Σ_i a_k(x_i))·c_k, in place
     norms = torch.linalg.vector_norm(out, dim=2, keepdim=True)
     out.div_(norms.clamp_min(1e-12))  # intra-normalisation, as in the layer

@@ -37,11 +37,16 @@ KEYS = ("model", "preset", "dim", "whitening")  # what must match for a store's 
 
 
 def whitening_digest(extractor: PatchExtractor) -> str:
-    """16 hex digits of SHA-256 over the projection's weight and bias (float32 bytes, as cropped for the preset)."""
-    digest = hashlib.sha256()
-    for tensor in (extractor.whitening.linear.weight, extractor.whitening.linear.bias):
-        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy())  # the buffer, no bytes copy
-    return digest.hexdigest()[:16]
+    """16 hex digits of SHA-256 over the projection's weight and bias (float32 bytes, as cropped for the preset),
+    hashed once for the extractor and its twins while those tensors are unchanged (each store opened or created with
+    them names it)."""
+    def digest() -> str:
+        hashed = hashlib.sha256()
+        for tensor in (extractor.whitening.linear.weight, extractor.whitening.linear.bias):
+            hashed.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy())  # the buffer, no bytes copy
+        return hashed.hexdigest()[:16]
+
+    return extractor.whitening_fact("digest", digest)
 
 
 def _identity(extractor: PatchExtractor, fingerprint: str) -> dict:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import copy
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -28,6 +29,7 @@ from netvlad.nn.patch import (
 )
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # patch vectors a fitted whitening sees at least: with dim + 1,000 (1,512 for the speed preset's 512-D) the
 # whitened small-variance directions were noise and re-ranking lost 1.5 R@1 on Gardens Point (docs/reranking.md)
@@ -131,11 +133,24 @@ class PatchExtractor:
         # (shared_products_keep_bits), checked once for this extractor and its twins
         self._checked: dict[tuple, bool] = {}
         self._checking = threading.Lock()
+        self._facts: dict[str, tuple[tuple, object]] = {}  # whitening_fact's, shared with the twins
 
     @property
     def dim(self) -> int:
         """Patch descriptor dims after whitening."""
         return self.whitening.out_dim
+
+    def whitening_fact(self, name: str, compute: Callable[[], T]) -> T:
+        """``compute()``, made once for this extractor and its twins while its whitening's weight and bias are the
+        same tensors with the same values (an in-place change, ``.data`` or a device move makes it again): what
+        depends on the whitening's values alone, such as the digest a patch store records."""
+        tensors = (self.whitening.linear.weight, self.whitening.linear.bias)
+        state = tuple((id(t), t.data_ptr(), t._version) for t in tensors)  # _version: bumped by in-place changes
+        with self._checking:
+            known = self._facts.get(name)
+            if known is None or known[0] != state:
+                known = self._facts[name] = (state, compute())
+            return known[1]
 
     def twin(self) -> PatchExtractor:
         """An extractor of the same model, preset and whitening for another thread: its own projection buffer, the

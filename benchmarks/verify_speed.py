@@ -132,7 +132,7 @@ def whole_run(side: dict, fit_s: float) -> dict:
 
 def evaluate_run(store: Path, clusters: Path, threads: int, verify: bool) -> dict:
     """One ``netvlad evaluate`` of Gardens Point at 480 px (this tree's ``src``): wall s, CPU s, peak MiB, recall."""
-    command = [sys.executable, "-c", "from netvlad.cli.main import main; main()", "evaluate",
+    command = [sys.executable, "-c", "import sys; from netvlad.cli.main import entry; sys.exit(entry())", "evaluate",
                str(SHARED / "gardens_point"), "--database", "day_left", "--queries", "day_right",
                "--resize", "longest", "--size", "480", "--workers", "0", "--threads", str(threads), "--no-progress",
                "--store", str(store), "--cluster-cache", str(clusters), *(["--verify", "speed"] if verify else [])]

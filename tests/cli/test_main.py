@@ -8,11 +8,16 @@ the count and fingerprint the failure prints (and say so in the changelog)."""
 from __future__ import annotations
 
 import argparse
+import gc
 import hashlib
+import os
+import subprocess
+import sys
 
 import pytest
 
-from netvlad.cli.main import build_parser
+from netvlad.cli.main import build_parser, entry
+from netvlad.data import open_dataset
 
 # prog: (options and positionals, fingerprint of their strings, dest, default, nargs, type, const, required, metavar)
 PINNED = {
@@ -105,3 +110,31 @@ def test_every_help_text_renders(machine_free):
         for action in parser._actions:
             for option in action.option_strings:
                 assert option in text, f"{parser.prog} --help does not show {option}"
+
+
+def test_entry_returns_mains_code_with_the_process_frozen_for_its_exit(monkeypatch, capsys):
+    """``netvlad`` with no command: help, code 2, as main() says; the objects are frozen for the exit only then."""
+    monkeypatch.setattr(sys, "argv", ["netvlad"])
+    assert gc.get_freeze_count() == 0
+    try:
+        assert entry() == 2
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+    assert "usage: netvlad" in capsys.readouterr().out
+
+
+def test_a_command_run_as_the_process_writes_everything_before_it_exits(tmp_path):
+    """``python -m netvlad.cli.main`` (the entry, then the frozen exit): a generated city is complete and opens,
+    its log line flushed."""
+    city = tmp_path / "city"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, "-m", "netvlad.cli.main", "generate", "--out", str(city), "--size", "tiny",
+                           "--workers", "0", "--no-progress"], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    dataset = open_dataset(city)
+    assert (len(dataset.database), len(dataset.queries)) == (20, 10)
+    assert all(p.is_file() and p.stat().st_size > 0 for p in dataset.database.paths())
+    missing = subprocess.run([sys.executable, "-m", "netvlad.cli.main", "evaluate", str(tmp_path / "nowhere")],
+                             capture_output=True, text=True, env=env, timeout=300)
+    assert missing.returncode == 1 and missing.stderr.count("ERROR") == 1, missing.stderr

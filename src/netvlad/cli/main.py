@@ -8,6 +8,7 @@ matplotlib. A command's function (``func(args) -> int``) imports what it needs w
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import logging
 import re
@@ -105,6 +106,17 @@ def main(argv: list[str] | None = None) -> int:
         logger.setLevel(level)
 
 
+def entry() -> int:
+    """The ``netvlad`` command's entry point: :func:`main` on the process's arguments -> its exit code, with what
+    the process holds frozen for its last garbage collection (:func:`gc.freeze`) just before it exits: the
+    interpreter then leaves the hundreds of thousands of objects torch's imports made to the operating system
+    instead of collecting them one by one (about 1.5 s of every command's exit). Exit handlers still run (logs are
+    flushed, temporary folders removed); every file the commands write is closed before they return."""
+    code = main()
+    gc.freeze()
+    return code
+
+
 def apply_numerics(args: argparse.Namespace) -> None:
     """Pin the kernels when the command asks for it (``--deterministic``), before the command imports torch."""
     if getattr(args, "deterministic", False):
@@ -139,4 +151,4 @@ def run(args: argparse.Namespace, leaf: argparse.ArgumentParser | None = None) -
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry())

@@ -147,6 +147,10 @@ def test_whitening_digest_hashed_once_while_the_whitening_is_unchanged(netvlad_m
     assert whitening_digest(extractor) == reference() != first
     linear.weight.data = linear.weight.data * 2  # another buffer under the same parameter
     assert whitening_digest(extractor.twin()) == reference()
+    before = reference()
+    extractor.whitening = PCAWhitening(require_netvlad(netvlad_model).output_dim, 16)  # another whitening object
+    linear = extractor.whitening.linear
+    assert whitening_digest(extractor) == reference() != before
 
 
 def test_store_refuses_patches_projected_by_another_whitening(netvlad_model, tmp_path):

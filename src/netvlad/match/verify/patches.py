@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import logging
 import threading
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,10 +146,12 @@ class PatchExtractor:
         same tensors with the same values (an in-place change, ``.data`` or a device move makes it again): what
         depends on the whitening's values alone, such as the digest a patch store records."""
         tensors = (self.whitening.linear.weight, self.whitening.linear.bias)
-        state = tuple((id(t), t.data_ptr(), t._version) for t in tensors)  # _version: bumped by in-place changes
         with self._checking:
             known = self._facts.get(name)
-            if known is None or known[0] != state:
+            if known is None or not all(ref() is t and (address, version) == (t.data_ptr(), t._version)
+                                        for (ref, address, version), t in zip(known[0], tensors, strict=True)):
+                # weak references: a replaced tensor is neither kept alive nor mistaken for its successor
+                state = tuple((weakref.ref(t), t.data_ptr(), t._version) for t in tensors)  # _version: in place
                 known = self._facts[name] = (state, compute())
             return known[1]
 

@@ -195,7 +195,6 @@ def end_to_end(args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
-
 def fragment_name(args: argparse.Namespace) -> str:
     """``verify-speed``, or ``verify-speed-end-to-end`` for the end-to-end runs."""
     return "verify-speed-end-to-end" if args.end_to_end else "verify-speed"

@@ -6,7 +6,7 @@ import copy
 import logging
 import threading
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -130,23 +130,21 @@ class PatchExtractor:
                            whitening.out_dim, preset.name, preset.dim, whitening.out_dim)
         self.whitening = whitening.crop(min(preset.dim, whitening.out_dim))  # its own copy: moved to the maps' device
         self._work: torch.Tensor | None = None  # the projection's block buffer, reused batch after batch
-        # (window count, images, torch threads, dtype) -> whether those images' windows may share a product on a CPU
-        # (shared_products_keep_bits), checked once for this extractor and its twins
-        self._checked: dict[tuple, bool] = {}
-        self._checking = threading.Lock()
-        self._facts: dict[str, tuple[tuple, object]] = {}  # whitening_fact's, shared with the twins
+        self._facts_lock = threading.Lock()
+        self._facts: dict[Hashable, tuple[tuple, object]] = {}  # whitening_fact's, shared with the twins
 
     @property
     def dim(self) -> int:
         """Patch descriptor dims after whitening."""
         return self.whitening.out_dim
 
-    def whitening_fact(self, name: str, compute: Callable[[], T]) -> T:
+    def whitening_fact(self, name: Hashable, compute: Callable[[], T]) -> T:
         """``compute()``, made once for this extractor and its twins while its whitening's weight and bias are the
         same tensors with the same values (an in-place change, ``.data`` or a device move makes it again): what
-        depends on the whitening's values alone, such as the digest a patch store records."""
+        depends on the whitening's values, such as the digest a patch store records or whether images may share a
+        projection product (a twin in another thread waits for it rather than making it again)."""
         tensors = (self.whitening.linear.weight, self.whitening.linear.bias)
-        with self._checking:
+        with self._facts_lock:
             known = self._facts.get(name)
             if known is None or not all(ref() is t and (address, version) == (t.data_ptr(), t._version)
                                         for (ref, address, version), t in zip(known[0], tensors, strict=True)):
@@ -190,14 +188,15 @@ class PatchExtractor:
         images = min(SHARED_IMAGES, most // max(1, windows))
         if features.device.type != "cpu" or len(features) < 2 or images < 2 or project.dtype != features.dtype:
             return 1
-        key = (windows, images, torch.get_num_threads(), project.dtype)
-        with self._checking:  # a twin in another thread waits for the check rather than making it again
-            if key not in self._checked:
-                self._checked[key] = shared_products_keep_bits(project, windows, images)
-                logger.debug("%d images of %d windows %s one projection product on %d threads", images, windows,
-                             "share" if self._checked[key] else "do not share (their rows' bits would change)",
-                             torch.get_num_threads())
-        return images if self._checked[key] else 1
+        threads = torch.get_num_threads()
+
+        def check() -> bool:
+            keeps = shared_products_keep_bits(project, windows, images)
+            logger.debug("%d images of %d windows %s one projection product on %d threads", images, windows,
+                         "share" if keeps else "do not share (their rows' bits would change)", threads)
+            return keeps
+
+        return images if self.whitening_fact(("shared", windows, images, threads, project.dtype), check) else 1
 
     @torch.no_grad()
     def from_images(self, images: torch.Tensor) -> list[Patches]:

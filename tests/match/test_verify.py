@@ -461,3 +461,82 @@ def test_one_backbone_pass_gives_the_descriptors_and_patches_of_two_on_real_phot
     with pytest.raises(BadInputError, match="queries' patch store"):
         verify_ranking(extractor, extract_patch_store(other, root, database, tmp_path / "other"), [paths[3]], rows,
                        distances, top=3, query_patches=query_store)
+
+
+def test_queries_matched_in_lanes_rank_real_photos_as_in_one(tmp_path):
+    from tests.conftest import shared_dataset
+
+    root = shared_dataset("gardens_point")
+    database = [f"day_left/Image{i:03d}.jpg" for i in (40, 46, 50, 54, 120, 160)]
+    queries = [root / f"day_right/Image{i:03d}.jpg" for i in (46, 50, 120, 161)]
+    torch.manual_seed(0)
+    model = PlaceModel(ModelConfig(num_clusters=8, preprocessing=Preprocessing("fixed", (160, 224)))).eval()
+    whitening = fit_patch_whitening(model, [root / n for n in database], 16, size=2)
+    extractor = PatchExtractor(model, RAPID, whitening)
+    store = extract_patch_store(extractor, root, database, tmp_path / "patches")
+    ranked = np.array([[0, 1, 2, 3, 4, 5], [5, 4, 3, 2, 1, 0], [-1] * 6, [4, 5, 0, -1, -1, -1]])
+    distances = np.tile(np.linspace(0.5, 1.0, 6), (4, 1))
+    one, lanes = (verify_ranking(extractor, store, queries, ranked, distances, top=6, lanes=n) for n in (1, 3))
+    np.testing.assert_array_equal(lanes.ranked, one.ranked)
+    np.testing.assert_array_equal(lanes.scores, one.scores)
+    np.testing.assert_array_equal(lanes.raw, one.raw)
+    assert lanes.skipped == one.skipped == 0
+    assert one.ranked[0, 0] == 1 and one.ranked[1, 0] == 2  # Image046's and Image050's own places first
+    assert np.all(lanes.ranked[2] == -1) and lanes.seconds[2] == 0  # no shortlist: nothing matched
+    assert np.all(lanes.seconds[[0, 1, 3]] > 0) and np.all(lanes.extract_seconds > 0)  # each query's own times
+    with pytest.raises(ValueError, match="one lane"):  # RANSAC's draws come from one generator, query after query
+        verify_ranking(PatchExtractor(model, RANSAC, whitening), store, queries, ranked, distances, top=6, lanes=2)
+
+
+def test_match_lanes_are_the_cores_beside_torch_s_threads_with_rapid_scoring():
+    import os
+
+    from netvlad.match.verify.run import match_lanes
+    from netvlad.threads import torch_threads
+
+    cores = len(os.sched_getaffinity(0))
+    with torch_threads(1):
+        assert match_lanes(RAPID) == cores and match_lanes(RANSAC) == 1
+    with torch_threads(cores):
+        assert match_lanes(RAPID) == 1
+
+
+@torch.no_grad()
+def test_a_twin_projects_each_image_alone_while_another_thread_checks_the_shared_product(gardens_point_maps,
+                                                                                        monkeypatch):
+    import threading
+
+    from netvlad.match.verify import patches
+
+    maps, layer = gardens_point_maps
+    model = PlaceModel(ModelConfig(num_clusters=8), pretrained=False).eval()
+    model.pool = layer
+    torch.manual_seed(12)
+    whitening = PCAWhitening(layer.output_dim, 32)
+    whitening.linear.weight.normal_(0, 0.01)
+    extractor = PatchExtractor(model, VerifyPreset("one-size", "test", sizes=(2,), dim=32, scorer="rapid"), whitening)
+    checks, real = [], patches.shared_products_keep_bits
+    monkeypatch.setattr(patches, "shared_products_keep_bits", lambda *a: checks.append(a[1:]) or real(*a))
+    checking, release = threading.Event(), threading.Event()
+
+    def slow() -> str:
+        checking.set()
+        release.wait(30)
+        return "made"
+
+    other = threading.Thread(target=extractor.whitening_fact, args=("slow", slow))
+    other.start()
+    assert checking.wait(30)
+    twin = extractor.twin()
+    assert twin.whitening_fact("another", lambda: "never made", busy=None) is None  # busy: no waiting
+    meanwhile = twin.from_features(maps)  # its check not made: each image's windows in products of their own
+    assert checks == []
+    release.set()
+    other.join(30)
+    assert twin.whitening_fact("slow", lambda: "made again", busy=None) == "made"  # made once, for both
+    after = twin.from_features(maps)  # checked now: the images may share products, the bits the same
+    assert checks == [(24, 4)]
+    alone = [extractor.from_features(maps[b:b + 1])[0] for b in range(len(maps))]
+    for b in range(len(maps)):
+        assert torch.equal(meanwhile[b].descriptors[0], alone[b].descriptors[0])
+        assert torch.equal(after[b].descriptors[0], alone[b].descriptors[0])

@@ -31,6 +31,7 @@ from netvlad.nn.patch import (
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+_WAIT = object()  # whitening_fact's default: wait for a twin making a fact
 
 # patch vectors a fitted whitening sees at least: with dim + 1,000 (1,512 for the speed preset's 512-D) the
 # whitened small-variance directions were noise and re-ranking lost 1.5 R@1 on Gardens Point (docs/reranking.md)
@@ -138,13 +139,18 @@ class PatchExtractor:
         """Patch descriptor dims after whitening."""
         return self.whitening.out_dim
 
-    def whitening_fact(self, name: Hashable, compute: Callable[[], T]) -> T:
+    def whitening_fact(self, name: Hashable, compute: Callable[[], T], busy: object = _WAIT) -> T:
         """``compute()``, made once for this extractor and its twins while its whitening's weight and bias are the
         same tensors with the same values (an in-place change, ``.data`` or a device move makes it again): what
         depends on the whitening's values, such as the digest a patch store records or whether images may share a
-        projection product (a twin in another thread waits for it rather than making it again)."""
+        projection product (a twin in another thread waits for it rather than making it again; with ``busy``
+        given, it gets ``busy`` at once while another thread makes or reads a fact)."""
         tensors = (self.whitening.linear.weight, self.whitening.linear.bias)
-        with self._facts_lock:
+        if busy is _WAIT:
+            self._facts_lock.acquire()
+        elif not self._facts_lock.acquire(blocking=False):
+            return busy  # type: ignore[return-value]
+        try:
             known = self._facts.get(name)
             if known is None or not all(ref() is t and (address, version) == (t.data_ptr(), t._version)
                                         for (ref, address, version), t in zip(known[0], tensors, strict=True)):
@@ -152,6 +158,8 @@ class PatchExtractor:
                 state = tuple((weakref.ref(t), t.data_ptr(), t._version) for t in tensors)  # _version: in place
                 known = self._facts[name] = (state, compute())
             return known[1]
+        finally:
+            self._facts_lock.release()
 
     def twin(self) -> PatchExtractor:
         """An extractor of the same model, preset and whitening for another thread: its own projection buffer, the
@@ -167,7 +175,8 @@ class PatchExtractor:
         On a CPU, the windows of up to :data:`~netvlad.nn.patch.SHARED_IMAGES` images share one projection product
         (the K·D × out weight read once for them) where this process's product, at torch's current thread count,
         gives each image's rows the same bits in it as alone (:func:`~netvlad.nn.patch.shared_products_keep_bits`,
-        checked once per window count): an image's patches are the same bits alone as in any batch either way.
+        checked once per window count; a twin's batches meanwhile project each image alone): an image's patches are
+        the same bits alone as in any batch either way.
         """
         layer, w = self.layer, self.whitening.to(features.device)
         weight = layer.conv.weight.view(layer.num_clusters, layer.dim)
@@ -196,7 +205,9 @@ class PatchExtractor:
                          "share" if keeps else "do not share (their rows' bits would change)", threads)
             return keeps
 
-        return images if self.whitening_fact(("shared", windows, images, threads, project.dtype), check) else 1
+        # while a twin checks, this thread projects each image alone (the same bits) rather than wait for it
+        return images if self.whitening_fact(("shared", windows, images, threads, project.dtype), check,
+                                             busy=False) else 1
 
     @torch.no_grad()
     def from_images(self, images: torch.Tensor) -> list[Patches]:

@@ -275,11 +275,17 @@ def _passes_in_lanes(run: Runner, model: PlaceModel, paths: Sequence[Path], batc
 
 def verify_ranking(extractor: PatchExtractor, store: PatchStore, query_paths: Sequence[Path | str],
                    ranked: np.ndarray, distances: np.ndarray, top: int, device: str | torch.device = "cpu",
-                   seed: int = 0, query_patches: PatchStore | None = None) -> VerifiedRanking:
+                   seed: int = 0, query_patches: PatchStore | None = None, lanes: int | None = None
+                   ) -> VerifiedRanking:
     """Re-rank each query's global top-``top`` (``ranked``/``distances`` ``(Q, k)``) by patch matching.
 
     ``query_patches``: a complete patch store of the queries, in ``query_paths`` order, written with the database's
     model, preset and whitening (:func:`extract_with_patches`): their patches are read from it, not extracted.
+
+    ``lanes``: threads matching queries at once (None: :func:`match_lanes`, one a core beside torch's threads with
+    the ``rapid`` scorer, whose scores depend on the query and its candidates alone; ``ransac`` draws its
+    hypotheses from one generator, query after query, so it matches in one). The results are the same with any
+    number; ``seconds`` is each query's own time in its lane. More lanes with ``ransac``: a ValueError.
 
     Examples:
         >>> import tempfile
@@ -306,28 +312,68 @@ def verify_ranking(extractor: PatchExtractor, store: PatchStore, query_paths: Se
         >>> folder.cleanup()
     """
     top = clamp_top(top, len(store.stores[0].names))
+    preset = extractor.preset
     out = np.full((len(ranked), top), -1, dtype=np.int64)
     scores = np.zeros((len(ranked), top))
-    raw = np.zeros((len(ranked), top, len(extractor.preset.sizes)))
+    raw = np.zeros((len(ranked), top, len(preset.sizes)))
     seconds, extract_seconds, skipped = np.zeros(len(ranked)), np.zeros(len(ranked)), 0
     generator = torch.Generator().manual_seed(seed)
-    clock = time.perf_counter()
-    for indices, found in _query_patches(extractor, store, query_paths, device, query_patches):
-        for q, query in zip(indices, found, strict=True):
-            extract_seconds[q] = time.perf_counter() - clock
-            start = time.perf_counter()
-            keep = ranked[q, :top] >= 0
-            rows, dist = ranked[q, :top][keep], distances[q, :top][keep]
-            if not len(rows):  # a query without a global descriptor: nothing to re-rank
-                continue
-            raw_q, empty = shortlist_scores(query, rows, store.read, extractor.preset, generator)
-            order, final = fused_order(raw_q, dist, extractor.preset)
-            out[q, :len(rows)], scores[q, :len(rows)] = rows[order], final[order]
-            raw[q, np.flatnonzero(keep)] = raw_q.T.numpy()
-            skipped += empty
-            seconds[q] = time.perf_counter() - start
-        clock = time.perf_counter()
+    if lanes is not None and lanes > 1 and preset.scorer != "rapid":
+        raise ValueError(f"the {preset.scorer} scorer matches queries in one lane (its hypotheses come from one "
+                         f"generator, query after query), got lanes={lanes}")
+    lanes = match_lanes(preset) if lanes is None else max(1, lanes)
+
+    def match(item: tuple[int, Patches]) -> tuple[int, np.ndarray, torch.Tensor | None, int, float]:
+        """A query's (index, shortlist kept, raw scores (None: no shortlist), sizes skipped, seconds)."""
+        q, query = item
+        start = time.perf_counter()
+        keep = ranked[q, :top] >= 0
+        if not keep.any():  # a query without a global descriptor: nothing to re-rank
+            return q, keep, None, 0, 0.0
+        raw_q, empty = shortlist_scores(query, ranked[q, :top][keep], store.read, preset, generator)
+        return q, keep, raw_q, empty, time.perf_counter() - start
+
+    found = _timed(_query_patches(extractor, store, query_paths, device, query_patches), extract_seconds)
+    matched = ordered_map(match, found, lanes, 2 * lanes) if lanes > 1 else map(match, found)
+    for q, keep, raw_q, empty, took in matched:
+        if raw_q is None:
+            continue
+        rows = ranked[q, :top][keep]
+        order, final = fused_order(raw_q, distances[q, :top][keep], preset)
+        out[q, :len(rows)], scores[q, :len(rows)] = rows[order], final[order]
+        raw[q, np.flatnonzero(keep)] = raw_q.T.numpy()
+        skipped += empty
+        seconds[q] = took
     return VerifiedRanking(out, scores, skipped, seconds, store.bytes_per_image(), extract_seconds, raw)
+
+
+def match_lanes(preset: VerifyPreset) -> int:
+    """Threads :func:`verify_ranking` matches queries in by default: with the ``rapid`` scorer, as many as the
+    cores hold torch's thread count (a query's matching is small products and reductions, run one query a lane);
+    with ``ransac``, one.
+
+    Examples:
+        >>> from netvlad.match.verify.presets import get_preset
+        >>> match_lanes(get_preset("performance"))  # RANSAC: hypotheses from one generator, query after query
+        1
+    """
+    if preset.scorer != "rapid":
+        return 1
+    return max(1, len(os.sched_getaffinity(0)) // torch.get_num_threads())
+
+
+def _timed(batches: Iterator[tuple[Sequence[int], list[Patches]]], seconds: np.ndarray
+           ) -> Iterator[tuple[int, Patches]]:
+    """(query index, its patches) of each batch of ``batches``, with the time the batch took to make shared
+    among its queries in ``seconds``."""
+    while True:
+        start = time.perf_counter()
+        batch = next(batches, None)
+        if batch is None:
+            return
+        indices, found = batch
+        seconds[list(indices)] = (time.perf_counter() - start) / max(1, len(indices))
+        yield from zip(indices, found, strict=True)
 
 
 def rescore_ranking(raw: np.ndarray, ranked: np.ndarray, distances: np.ndarray, preset: VerifyPreset, top: int

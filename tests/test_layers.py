@@ -13,7 +13,8 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 # the pipeline's steps, lowest first; a module imports only from its own step or one below
 STEPS = ("nn", "models", "data", "extract", "search", "match", "eval", "places", "train", "pipeline", "cli")
 # modules directly under netvlad/: shared plumbing below every step, importing only each other
-PLUMBING = ("_lazy", "constants", "errors", "files", "limits", "numerics", "parallel", "registry", "threads")
+PLUMBING = ("_lazy", "constants", "errors", "files", "hashing", "limits", "numerics", "parallel", "registry",
+            "threads")
 # imports from a command module that are allowed for now (none)
 PENDING: set[tuple[str, str]] = set()
 

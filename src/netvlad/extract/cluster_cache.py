@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from netvlad.extract.tensor_cache import read_entry, write_entry
 from netvlad.files import cache_root
+from netvlad.hashing import raw_bytes
 
 if TYPE_CHECKING:
     import torch
@@ -46,7 +47,7 @@ def backbone_digest(model: PlaceModel) -> str:
     digest = hashlib.sha256()
     for name, tensor in sorted(model.backbone.state_dict().items()):
         digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        digest.update(raw_bytes(tensor))
     return digest.hexdigest()[:16]
 
 

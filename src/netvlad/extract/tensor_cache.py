@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from netvlad.files import atomic_write
+from netvlad.hashing import raw_bytes
 
 if TYPE_CHECKING:
     import torch
@@ -33,13 +34,10 @@ def entry_path(folder: Path | str, key: dict, prefix: str = "") -> Path:
 def entry_checksum(fields: list[str], tensors: dict[str, torch.Tensor]) -> str:
     """SHA-256 (hex) over the length-prefixed ``fields`` in order, then each tensor's name, shape and bytes in name
     order."""
-    import torch
-
     digest = hashlib.sha256()
     parts = [field.encode() for field in fields]
-    for name, tensor in sorted(tensors.items()):  # the tensor's own bytes, not a copy of them
-        parts += [name.encode(), str(tuple(tensor.shape)).encode(),
-                  tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()]
+    for name, tensor in sorted(tensors.items()):
+        parts += [name.encode(), str(tuple(tensor.shape)).encode(), raw_bytes(tensor)]
     for part in parts:
         digest.update(len(part).to_bytes(8, "little"))
         digest.update(part)

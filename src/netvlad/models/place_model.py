@@ -8,6 +8,7 @@ import hashlib
 import torch
 from torch import nn
 
+from netvlad.hashing import raw_bytes
 from netvlad.models.backbone_specs import get_backbone_spec
 from netvlad.models.backbones import Backbone
 from netvlad.models.model_config import ModelConfig
@@ -79,6 +80,6 @@ class PlaceModel(nn.Module):
         digest = hashlib.sha256(self.config.to_json().encode())
         for name, tensor in sorted(self.state_dict().items()):
             digest.update(name.encode())
-            digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())  # no bytes copy
+            digest.update(raw_bytes(tensor))
         return digest.hexdigest()[:16]
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from netvlad.data.dataset import GeoDataset
 from netvlad.files import atomic_write
+from netvlad.hashing import raw_bytes
 from netvlad.models import read_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -43,9 +44,9 @@ def array_digest(*arrays: np.ndarray) -> str:
     """SHA-256 (16 hex digits) of arrays' shapes, dtypes and values."""
     digest = hashlib.sha256()
     for array in arrays:
-        array = np.ascontiguousarray(array)
+        array = np.ascontiguousarray(array)  # at least 1-D: the shape the digests were made with
         digest.update(f"{array.dtype}{array.shape}".encode())
-        digest.update(array.tobytes())
+        digest.update(raw_bytes(array))
     return digest.hexdigest()[:16]
 
 

@@ -23,6 +23,7 @@ import torch
 from netvlad.errors import BadInputError
 from netvlad.extract.store import PENDING, DescriptorStore
 from netvlad.files import atomic_write, read_json
+from netvlad.hashing import raw_bytes
 from netvlad.match.verify.patches import Patches, PatchExtractor, iter_images
 from netvlad.match.verify.presets import VerifyPreset
 from netvlad.search.exact import read_rows
@@ -43,7 +44,7 @@ def whitening_digest(extractor: PatchExtractor) -> str:
     def digest() -> str:
         hashed = hashlib.sha256()
         for tensor in (extractor.whitening.linear.weight, extractor.whitening.linear.bias):
-            hashed.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy())  # the buffer, no bytes copy
+            hashed.update(raw_bytes(tensor.to(torch.float32)))
         return hashed.hexdigest()[:16]
 
     return extractor.whitening_fact("digest", digest)

@@ -63,8 +63,9 @@ def read_entry(folder: Path | str, key: dict, kind: tuple[str, str], fields: tup
     """``(tensors, fields)`` of ``key``'s entry in ``folder`` when it is there and sound, else None. ``check``
     returns what is wrong with the tensors' names and shapes (None: nothing). A damaged or foreign entry is logged
     as ``what`` (e.g. "cached k-means centroids ... ; clustering again")."""
-    import torch
     from safetensors import SafetensorError, safe_open
+
+    from netvlad.nn.functional import all_finite
 
     path = entry_path(folder, key, prefix)
     if not path.is_file():
@@ -78,7 +79,7 @@ def read_entry(folder: Path | str, key: dict, kind: tuple[str, str], fields: tup
                    else "its checksum does not match: a damaged file"
                    if entry_checksum([record, *values.values()], tensors) != metadata.get("sha256")
                    else "it was computed from something else" if json.loads(record) != json.loads(json.dumps(key))
-                   else check(tensors) or ("it holds NaN or inf" if not all(bool(torch.isfinite(t).all())
+                   else check(tensors) or ("it holds NaN or inf" if not all(all_finite(t)
                                                                             for t in tensors.values()) else None))
         if problem is None:
             return tensors, values

@@ -14,6 +14,7 @@ from netvlad.errors import BadInputError
 from netvlad.files import atomic_write
 from netvlad.models.model_config import ModelConfig
 from netvlad.models.place_model import PlaceModel
+from netvlad.nn.functional import all_finite
 
 FORMAT = "netvlad-checkpoint"
 VERSION = "1"
@@ -106,7 +107,7 @@ def load(path, map_location: str | torch.device = "cpu") -> PlaceModel:
     if missing or unexpected:
         raise BadInputError(f"{path}: tensors do not match the config (missing {missing[:3]}, unexpected "
                             f"{unexpected[:3]}); the file is damaged or from another version", path=path)
-    bad = next((k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
+    bad = next((k for k, v in tensors.items() if not all_finite(v)), None)
     if bad is not None:
         raise BadInputError(f"{path}: tensor {bad} holds NaN or inf (a diverged training run, or a damaged file); "
                             "use an earlier checkpoint or train again", path=path)

@@ -16,6 +16,7 @@ from torch.nn import functional as F
 
 from netvlad.errors import BadInputError
 from netvlad.files import atomic_write
+from netvlad.nn.functional import all_finite
 
 FORMAT = "netvlad-seqnet"
 
@@ -148,7 +149,7 @@ def _check_tensors(path: Path, config: SeqNetConfig, tensors: dict[str, torch.Te
                   f"tensor {name} is {'missing' if name in expected else 'not part of a SeqNet'}")
         raise BadInputError(f"{path}: the SeqNet's tensors disagree with its config: {detail}; the file is damaged "
                             "or edited: train it again", path=path)
-    bad = [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    bad = [k for k, v in tensors.items() if not all_finite(v)]
     if bad:
         raise BadInputError(f"{path}: SeqNet tensor {bad[0]} holds NaN or inf (a diverged training run?); train it "
                             "again", path=path)

@@ -319,24 +319,31 @@ def _integral_patches(maps, layer, size: int, whitening) -> torch.Tensor:
                                          dim=2)
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-@torch.no_grad()
-def test_a_batch_s_patches_are_each_image_s_alone_bit_for_bit_with_the_check_made_once(gardens_point_maps, threads,
-                                                                                        monkeypatch):
+def _extractor_on_real_maps(gardens_point_maps, sizes: tuple[int, ...], seed: int, monkeypatch):
+    """(real feature maps, a ``rapid`` PatchExtractor of ``sizes`` over their NetVLAD layer with a random 32-D
+    whitening, the list each shared-product check it makes appends its (windows, images) to)."""
     from netvlad.match.verify import patches
-    from netvlad.threads import torch_threads
 
     maps, layer = gardens_point_maps
     model = PlaceModel(ModelConfig(num_clusters=8), pretrained=False).eval()
     model.pool = layer
-    torch.manual_seed(11)
+    torch.manual_seed(seed)
     whitening = PCAWhitening(layer.output_dim, 32)
     whitening.linear.weight.normal_(0, 0.01)
-    extractor = PatchExtractor(model, VerifyPreset("two-sizes", "test", sizes=(2, 3), dim=32, scorer="rapid"),
+    extractor = PatchExtractor(model, VerifyPreset("real-maps", "test", sizes=sizes, dim=32, scorer="rapid"),
                                whitening)
-    checks = []
-    real = patches.shared_products_keep_bits
+    checks, real = [], patches.shared_products_keep_bits
     monkeypatch.setattr(patches, "shared_products_keep_bits", lambda *a: checks.append(a[1:]) or real(*a))
+    return maps, extractor, checks
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@torch.no_grad()
+def test_a_batch_s_patches_are_each_image_s_alone_bit_for_bit_with_the_check_made_once(gardens_point_maps, threads,
+                                                                                        monkeypatch):
+    from netvlad.threads import torch_threads
+
+    maps, extractor, checks = _extractor_on_real_maps(gardens_point_maps, (2, 3), 11, monkeypatch)
     with torch_threads(threads):
         batch = extractor.from_features(maps)  # 24 and 15 windows an image: the 4 images may share each product
         twin = extractor.twin()  # another thread's: its own buffer, the same checks
@@ -506,17 +513,7 @@ def test_a_twin_projects_each_image_alone_while_another_thread_checks_the_shared
                                                                                         monkeypatch):
     import threading
 
-    from netvlad.match.verify import patches
-
-    maps, layer = gardens_point_maps
-    model = PlaceModel(ModelConfig(num_clusters=8), pretrained=False).eval()
-    model.pool = layer
-    torch.manual_seed(12)
-    whitening = PCAWhitening(layer.output_dim, 32)
-    whitening.linear.weight.normal_(0, 0.01)
-    extractor = PatchExtractor(model, VerifyPreset("one-size", "test", sizes=(2,), dim=32, scorer="rapid"), whitening)
-    checks, real = [], patches.shared_products_keep_bits
-    monkeypatch.setattr(patches, "shared_products_keep_bits", lambda *a: checks.append(a[1:]) or real(*a))
+    maps, extractor, checks = _extractor_on_real_maps(gardens_point_maps, (2,), 12, monkeypatch)
     checking, release = threading.Event(), threading.Event()
 
     def slow() -> str:

@@ -496,12 +496,10 @@ def test_queries_matched_in_lanes_rank_real_photos_as_in_one(tmp_path):
 
 
 def test_match_lanes_are_the_cores_beside_torch_s_threads_with_rapid_scoring():
-    import os
-
     from netvlad.match.verify.run import match_lanes
-    from netvlad.threads import torch_threads
+    from netvlad.threads import torch_threads, usable_cores
 
-    cores = len(os.sched_getaffinity(0))
+    cores = usable_cores()
     with torch_threads(1):
         assert match_lanes(RAPID) == cores and match_lanes(RANSAC) == 1
     with torch_threads(cores):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -44,7 +43,7 @@ from netvlad.match.verify.rerank import fused_order, shortlist_scores
 from netvlad.match.verify.whitening_cache import read_whitening, whitening_key, write_whitening
 from netvlad.models import PlaceModel
 from netvlad.nn import PCAWhitening
-from netvlad.threads import torch_threads
+from netvlad.threads import torch_threads, usable_cores
 
 logger = logging.getLogger(__name__)
 
@@ -240,7 +239,7 @@ def extract_with_patches(extractor: PatchExtractor, root: Path | str, names: Seq
     # not depend on ``ahead``); else as many as the cores hold torch's threads beside the backbone (torch's: the
     # backbone's own where it is torch's), up to the batches behind
     threads = 1 if run.lanes > 1 else torch.get_num_threads()
-    helpers = max(1, min(ahead, len(os.sched_getaffinity(0)) // threads))
+    helpers = max(1, min(ahead, usable_cores() // threads))
     writes = (ordered_map(project, _failure_last(passes), helpers, ahead) if ahead
               else (project(item) for item in _failure_last(passes)))
     # the descriptor rows written about once a second on a helper thread, as the global extraction writes them
@@ -359,7 +358,7 @@ def match_lanes(preset: VerifyPreset) -> int:
     """
     if preset.scorer != "rapid":
         return 1
-    return max(1, len(os.sched_getaffinity(0)) // torch.get_num_threads())
+    return max(1, usable_cores() // torch.get_num_threads())
 
 
 def _timed(batches: Iterator[tuple[Sequence[int], list[Patches]]], seconds: np.ndarray

@@ -284,7 +284,8 @@ def verify_ranking(extractor: PatchExtractor, store: PatchStore, query_paths: Se
     ``lanes``: threads matching queries at once (None: :func:`match_lanes`, one a core beside torch's threads with
     the ``rapid`` scorer, whose scores depend on the query and its candidates alone; ``ransac`` draws its
     hypotheses from one generator, query after query, so it matches in one). The results are the same with any
-    number; ``seconds`` is each query's own time in its lane. More lanes with ``ransac``: a ValueError.
+    number; ``seconds`` is each query's own time in its lane. Fewer than one lane, or more with ``ransac``: a
+    ValueError.
 
     Examples:
         >>> import tempfile
@@ -317,10 +318,12 @@ def verify_ranking(extractor: PatchExtractor, store: PatchStore, query_paths: Se
     raw = np.zeros((len(ranked), top, len(preset.sizes)))
     seconds, extract_seconds, skipped = np.zeros(len(ranked)), np.zeros(len(ranked)), 0
     generator = torch.Generator().manual_seed(seed)
+    if lanes is not None and lanes < 1:
+        raise ValueError(f"lanes must be at least 1, got {lanes}")
     if lanes is not None and lanes > 1 and preset.scorer != "rapid":
         raise ValueError(f"the {preset.scorer} scorer matches queries in one lane (its hypotheses come from one "
                          f"generator, query after query), got lanes={lanes}")
-    lanes = match_lanes(preset) if lanes is None else max(1, lanes)
+    lanes = match_lanes(preset) if lanes is None else lanes
 
     def match(item: tuple[int, Patches]) -> tuple[int, np.ndarray, torch.Tensor | None, int, float]:
         """A query's (index, shortlist kept, raw scores (None: no shortlist), sizes skipped, seconds)."""

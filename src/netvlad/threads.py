@@ -1,11 +1,19 @@
-"""torch's intra-op thread count for one step, restored after it."""
+"""torch's intra-op thread count for one step, restored after it, and the cores this process may use (torch is
+imported when a block runs, so the command's argument parsing can ask for the cores without it)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import torch
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
 
 
 @contextmanager
@@ -17,6 +25,7 @@ def torch_threads(count: int) -> Iterator[None]:
     waiting for a pool of threads costs more than it gains.
 
     Examples:
+        >>> import torch
         >>> before = torch.get_num_threads()
         >>> with torch_threads(1):
         ...     torch.get_num_threads()
@@ -24,6 +33,8 @@ def torch_threads(count: int) -> Iterator[None]:
         >>> torch.get_num_threads() == before
         True
     """
+    import torch
+
     threads = torch.get_num_threads()
     torch.set_num_threads(count)
     try:

@@ -493,15 +493,15 @@ def test_queries_matched_in_lanes_rank_real_photos_as_in_one(tmp_path):
     assert np.all(lanes.seconds[[0, 1, 3]] > 0) and np.all(lanes.extract_seconds > 0)  # each query's own times
     with pytest.raises(ValueError, match="one lane"):  # RANSAC's draws come from one generator, query after query
         verify_ranking(PatchExtractor(model, RANSAC, whitening), store, queries, ranked, distances, top=6, lanes=2)
+    with pytest.raises(ValueError, match="at least 1, got 0"):
+        verify_ranking(extractor, store, queries, ranked, distances, top=6, lanes=0)
 
 
 def test_match_lanes_are_the_cores_beside_torch_s_threads_with_rapid_scoring():
-    import os
-
     from netvlad.match.verify.run import match_lanes
-    from netvlad.threads import torch_threads
+    from netvlad.threads import torch_threads, usable_cores
 
-    cores = len(os.sched_getaffinity(0))
+    cores = usable_cores()
     with torch_threads(1):
         assert match_lanes(RAPID) == cores and match_lanes(RANSAC) == 1
     with torch_threads(cores):

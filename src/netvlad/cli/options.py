@@ -23,6 +23,7 @@ from netvlad.match.verify.presets import FUSED, TOP, VERIFY_PRESETS
 from netvlad.models.backbone_specs import BACKBONES
 from netvlad.models.pools import POOLS
 from netvlad.search.index import INDEX_KINDS
+from netvlad.threads import usable_cores
 
 logger = logging.getLogger(__name__)
 
@@ -108,14 +109,6 @@ parse_ns = CountList()
 
 
 # ---- threads and device
-
-def usable_cores() -> int:
-    """CPU cores this process may run on (its affinity mask, where the OS has one)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
-
 
 def default_threads(workers: int = 0) -> int:
     """Compute threads that do not oversubscribe the machine: this process's share of the usable cores (torchrun

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -44,7 +43,7 @@ from netvlad.match.verify.rerank import fused_order, shortlist_scores
 from netvlad.match.verify.whitening_cache import read_whitening, whitening_key, write_whitening
 from netvlad.models import PlaceModel
 from netvlad.nn import PCAWhitening
-from netvlad.threads import torch_threads
+from netvlad.threads import torch_threads, usable_cores
 
 logger = logging.getLogger(__name__)
 
@@ -240,7 +239,7 @@ def extract_with_patches(extractor: PatchExtractor, root: Path | str, names: Seq
     # not depend on ``ahead``); else as many as the cores hold torch's threads beside the backbone (torch's: the
     # backbone's own where it is torch's), up to the batches behind
     threads = 1 if run.lanes > 1 else torch.get_num_threads()
-    helpers = max(1, min(ahead, len(os.sched_getaffinity(0)) // threads))
+    helpers = max(1, min(ahead, usable_cores() // threads))
     writes = (ordered_map(project, _failure_last(passes), helpers, ahead) if ahead
               else (project(item) for item in _failure_last(passes)))
     # the descriptor rows written about once a second on a helper thread, as the global extraction writes them
@@ -285,7 +284,8 @@ def verify_ranking(extractor: PatchExtractor, store: PatchStore, query_paths: Se
     ``lanes``: threads matching queries at once (None: :func:`match_lanes`, one a core beside torch's threads with
     the ``rapid`` scorer, whose scores depend on the query and its candidates alone; ``ransac`` draws its
     hypotheses from one generator, query after query, so it matches in one). The results are the same with any
-    number; ``seconds`` is each query's own time in its lane. More lanes with ``ransac``: a ValueError.
+    number; ``seconds`` is each query's own time in its lane. Fewer than one lane, or more with ``ransac``: a
+    ValueError.
 
     Examples:
         >>> import tempfile
@@ -318,10 +318,12 @@ def verify_ranking(extractor: PatchExtractor, store: PatchStore, query_paths: Se
     raw = np.zeros((len(ranked), top, len(preset.sizes)))
     seconds, extract_seconds, skipped = np.zeros(len(ranked)), np.zeros(len(ranked)), 0
     generator = torch.Generator().manual_seed(seed)
+    if lanes is not None and lanes < 1:
+        raise ValueError(f"lanes must be at least 1, got {lanes}")
     if lanes is not None and lanes > 1 and preset.scorer != "rapid":
         raise ValueError(f"the {preset.scorer} scorer matches queries in one lane (its hypotheses come from one "
                          f"generator, query after query), got lanes={lanes}")
-    lanes = match_lanes(preset) if lanes is None else max(1, lanes)
+    lanes = match_lanes(preset) if lanes is None else lanes
 
     def match(item: tuple[int, Patches]) -> tuple[int, np.ndarray, torch.Tensor | None, int, float]:
         """A query's (index, shortlist kept, raw scores (None: no shortlist), sizes skipped, seconds)."""
@@ -359,7 +361,7 @@ def match_lanes(preset: VerifyPreset) -> int:
     """
     if preset.scorer != "rapid":
         return 1
-    return max(1, len(os.sched_getaffinity(0)) // torch.get_num_threads())
+    return max(1, usable_cores() // torch.get_num_threads())
 
 
 def _timed(batches: Iterator[tuple[Sequence[int], list[Patches]]], seconds: np.ndarray

@@ -23,7 +23,9 @@ Its table (``--results docs/results``: ``verify-speed.md``) adds the whole run e
 temporary ``--cluster-cache``), again without, with ``--verify speed`` (fitting the patch whitening into that cache)
 and with ``--verify speed`` again (reading it back); at each further N without and with ``--verify speed`` (both
 reading the cache) — and tables each run's wall time, process CPU time (user + system, from the child's own resource
-usage), peak memory and Recall@1/5, and the verify ÷ global ratios at each N (``verify-speed-end-to-end.md``).
+usage), peak memory and Recall@1/5, and the verify ÷ global ratios at each N (``verify-speed-end-to-end.md``); under
+the table, the float32 arithmetic of projecting every image's windows and this CPU's rate at the runs' product shape
+(one thread, in a child process of its own): the least CPU time the projection can take here.
 With ``--rounds R`` the runs after the first two (which fill the caches) are made R times, each round every N's global
 and ``--verify`` run in turn, and the table gives medians: a shared CPU's speed drifts by 20 % and more within minutes,
 and a ratio of two runs side by side in one round drifts less than either.
@@ -113,6 +115,55 @@ def child(args: argparse.Namespace) -> dict:
     return out
 
 
+def floor_child() -> dict:
+    """The patch projection of the end-to-end runs: its float32 arithmetic for the 400 images and this CPU's rate
+    at its product's shape (the windows of as many images as share one product, by 81,920 × 512), on one thread."""
+    import torch
+    from PIL import Image
+
+    from netvlad.match.verify import get_preset
+    from netvlad.match.verify.patches import feature_maps, iter_images
+    from netvlad.models import ModelConfig, PlaceModel, Preprocessing
+    from netvlad.nn.patch import SHARED_IMAGES, projection_rows, window_grid
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = PlaceModel(ModelConfig(backbone="mobilenet_v2", pool="netvlad", num_clusters=64,
+                                   preprocessing=Preprocessing("longest", (480,))), pretrained=False).eval()
+    preset, layer = get_preset("speed"), model.pool
+    gp = SHARED / "gardens_point"
+    paths = sorted((gp / "day_left").glob("*.jpg"))[:DATABASE] + sorted((gp / "day_right").glob("*.jpg"))[:QUERIES]
+    sizes = [Image.open(path).size for path in paths]  # the header alone: one image of each size is run
+    with torch.no_grad():  # each size's map (its windows), from an image as the runs resize it
+        maps = {size: feature_maps(model, next(iter_images(model, [paths[sizes.index(size)]], 1))[1]).shape[2:]
+                for size in set(sizes)}
+    windows = [sum(r * c for r, c in (window_grid(*maps[size], patch, preset.stride) for patch in preset.sizes))
+               for size in sizes]
+    width, out_dim = layer.num_clusters * layer.dim, preset.dim
+    most = max(windows)
+    rows = min(SHARED_IMAGES, projection_rows(layer.num_clusters, layer.dim) // most) * most
+    vectors, weight = torch.randn(rows, width), torch.randn(out_dim, width)
+    product = torch.empty(rows, out_dim)
+    times = []
+    for _ in range(6):  # the first warms the BLAS up
+        clock = time.perf_counter()
+        torch.mm(vectors, weight.T, out=product)  # the product the projection runs
+        times.append(time.perf_counter() - clock)
+    gflops = 2 * rows * width * out_dim / min(times[1:]) / 1e9
+    flop = 2 * sum(windows) * width * out_dim
+    return {"images": len(paths), "windows": most, "rows": rows, "width": width, "dim": out_dim,
+            "tflop": flop / 1e12, "gflops": gflops, "floor_cpu_s": flop / (gflops * 1e9)}
+
+
+def projection_floor() -> dict:
+    """:func:`floor_child` in a fresh process on one thread (the BLAS's thread count is set before it loads)."""
+    pinned = {name: "1" for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+    env = dict(os.environ, PYTHONPATH=f"{REPO / 'src'}{os.pathsep}{REPO}", **pinned)
+    result = subprocess.run([sys.executable, "-m", "benchmarks.verify_speed", "--child", "--floor"], env=env,
+                            cwd=REPO, check=True, capture_output=True, text=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
 def run_side(src: Path, args: argparse.Namespace, model: Path) -> dict:
     """``child`` in a fresh process importing netvlad from ``src``."""
     env = dict(os.environ, PYTHONPATH=f"{src}{os.pathsep}{REPO}")  # that side's netvlad, this benchmark
@@ -167,6 +218,7 @@ def end_to_end(args: argparse.Namespace) -> str:
         plan = fill + rounds * args.rounds
         runs = [(threads, name, evaluate_run(Path(work) / f"store-{i}", clusters, threads, verify))
                 for i, (threads, name, verify) in enumerate(plan)]
+    floor = projection_floor()
     counts = " and ".join(f"`--threads {threads}`" for threads in args.threads)
     lines = [f"`netvlad evaluate` on Gardens Point day_left → day_right ({DATABASE} + {QUERIES} images, 480 px, "
              f"MobileNetV2 ImageNet + off-the-shelf NetVLAD K = 64, `--workers 0`, {counts}, a fresh store each, one "
@@ -192,6 +244,17 @@ def end_to_end(args: argparse.Namespace) -> str:
                      for key in ("wall_s", "cpu_s")}
             lines.append(f"| **{threads}** | **{name} ÷ global** | {ratio['wall_s']:.2f}× | | "
                          f"{ratio['cpu_s']:.2f}× | | | |")
+    first = {name: [run_ for count, label, run_ in runs if (count, label) == (args.threads[0], name)]
+             for name in ("global", "--verify speed")}
+    extra = (statistics.median([r["cpu_s"] for r in first["--verify speed"]])
+             - statistics.median([r["cpu_s"] for r in first["global"]]))
+    lines += ["", f"Projecting the patches is {floor['tflop']:.2f} TFLOP of float32 arithmetic ({floor['images']} "
+              f"images, up to {floor['windows']} windows each, × {floor['width']:,} × {floor['dim']} multiply-adds). "
+              f"This CPU's float32 product at the runs' shape ({floor['rows']} × {floor['width']:,} by "
+              f"{floor['width']:,} × {floor['dim']}, one thread, the best of 5) runs at {floor['gflops']:.0f} GFLOPS: "
+              f"at least {floor['floor_cpu_s']:.0f} CPU s, of the {extra:.0f} CPU s a `--verify` run spends over a "
+              f"global one at {args.threads[0]} thread{'s' if args.threads[0] > 1 else ''}. The cores share that "
+              "time whatever the schedule."]
     return "\n".join(lines)
 
 
@@ -215,6 +278,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rounds", type=int, default=1,
                         help="--end-to-end: rounds of the global and the --verify runs at every thread count (medians)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--floor", action="store_true", help=argparse.SUPPRESS)
     add_results_option(parser)
 
 
@@ -273,4 +337,5 @@ def run(args: argparse.Namespace) -> str:
 if __name__ == "__main__":  # one side, in its own process (see run_side)
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    print(json.dumps(child(parser.parse_args())))
+    options = parser.parse_args()
+    print(json.dumps(floor_child() if options.floor else child(options)))

@@ -342,3 +342,16 @@ def test_the_reranking_picture_reads_the_chosen_defaults_from_its_fragment(tmp_p
         main(["figures", "--picture", "reranking", "--fragments", str(tmp_path), "--png", str(tmp_path / "r.png")])
     with pytest.raises(SystemExit, match="--cache is for --picture reranking"):
         main(["figures", "--picture", "cpu-chunk", "--cache", str(tmp_path)])
+
+
+@pytest.mark.skipif(not (common.SHARED_DATA / "gardens_point").is_dir(), reason="Gardens Point not in shared data")
+def test_verify_speed_floor_counts_the_projections_arithmetic():
+    """480 px Gardens Point frames make 9 × 15 MobileNetV2 maps: 5 × 11 windows of size 5, three images a product."""
+    from benchmarks.verify_speed import floor_child
+
+    floor = floor_child()
+    assert (floor["images"], floor["windows"], floor["rows"], floor["width"], floor["dim"]) == (400, 55, 165, 81920,
+                                                                                                  512)
+    assert floor["tflop"] == 2 * 400 * 55 * 81920 * 512 / 1e12
+    assert floor["gflops"] > 0
+    assert floor["floor_cpu_s"] == pytest.approx(floor["tflop"] * 1e3 / floor["gflops"])

@@ -46,12 +46,21 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import REPO, add_results_option
+from benchmarks.common import REPO, THREAD_VARIABLES, add_results_option
 from benchmarks.common import SHARED_DATA as SHARED
 
 FIT_IMAGES, DATABASE, QUERIES, TOP, CLI_SAMPLES = 100, 200, 200, 100, 5000
 RUNS = (("global, clustering its k-means centroids first", False), ("global", False),
         ("--verify speed, fitting its patch whitening first", True), ("--verify speed", True))
+
+
+def gardens_point_model(pretrained: bool = True):
+    """MobileNetV2 + NetVLAD K = 64 on images resized to 480 px on the longest side, in eval mode: the model every
+    part of this benchmark runs (``pretrained`` False: random weights, where only its shapes count)."""
+    from netvlad.models import ModelConfig, PlaceModel, Preprocessing
+
+    return PlaceModel(ModelConfig(backbone="mobilenet_v2", pool="netvlad", num_clusters=64,
+                                  preprocessing=Preprocessing("longest", (480,))), pretrained=pretrained).eval()
 
 
 def child(args: argparse.Namespace) -> dict:
@@ -63,15 +72,13 @@ def child(args: argparse.Namespace) -> dict:
     from netvlad.match.verify import patches as patch_module
     from netvlad.match.verify.patches import PatchExtractor, iter_images, shrink_whitening
     from netvlad.match.verify.rerank import verify_shortlist
-    from netvlad.models import ModelConfig, PlaceModel, Preprocessing
     from netvlad.nn import PCAWhitening
     from netvlad.nn.patch import patch_netvlad
 
     torch.set_num_threads(args.threads[0])
     gp = SHARED / "gardens_point"
     left = sorted((gp / "day_left").glob("*.jpg"))
-    model = PlaceModel(ModelConfig(backbone="mobilenet_v2", pool="netvlad", num_clusters=64,
-                                   preprocessing=Preprocessing("longest", (480,))), pretrained=True).eval()
+    model = gardens_point_model()
     model.load_state_dict(torch.load(args.model, weights_only=True))
     layer, preset, out = model.pool, get_preset("speed"), {}
     weight = layer.conv.weight.view(layer.num_clusters, layer.dim)
@@ -123,17 +130,18 @@ def floor_child() -> dict:
 
     from netvlad.match.verify import get_preset
     from netvlad.match.verify.patches import feature_maps, iter_images
-    from netvlad.models import ModelConfig, PlaceModel, Preprocessing
     from netvlad.nn.patch import SHARED_IMAGES, projection_rows, window_grid
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    model = PlaceModel(ModelConfig(backbone="mobilenet_v2", pool="netvlad", num_clusters=64,
-                                   preprocessing=Preprocessing("longest", (480,))), pretrained=False).eval()
+    model = gardens_point_model(pretrained=False)
     preset, layer = get_preset("speed"), model.pool
     gp = SHARED / "gardens_point"
     paths = sorted((gp / "day_left").glob("*.jpg"))[:DATABASE] + sorted((gp / "day_right").glob("*.jpg"))[:QUERIES]
-    sizes = [Image.open(path).size for path in paths]  # the header alone: one image of each size is run
+    sizes = []
+    for path in paths:  # the header alone: one image of each size is run
+        with Image.open(path) as image:
+            sizes.append(image.size)
     with torch.no_grad():  # each size's map (its windows), from an image as the runs resize it
         maps = {size: feature_maps(model, next(iter_images(model, [paths[sizes.index(size)]], 1))[1]).shape[2:]
                 for size in set(sizes)}
@@ -157,7 +165,7 @@ def floor_child() -> dict:
 
 def projection_floor() -> dict:
     """:func:`floor_child` in a fresh process on one thread (the BLAS's thread count is set before it loads)."""
-    pinned = {name: "1" for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+    pinned = dict.fromkeys(THREAD_VARIABLES, "1")
     env = dict(os.environ, PYTHONPATH=f"{REPO / 'src'}{os.pathsep}{REPO}", **pinned)
     result = subprocess.run([sys.executable, "-m", "benchmarks.verify_speed", "--child", "--floor"], env=env,
                             cwd=REPO, check=True, capture_output=True, text=True)
@@ -187,7 +195,7 @@ def evaluate_run(store: Path, clusters: Path, threads: int, verify: bool) -> dic
                str(SHARED / "gardens_point"), "--database", "day_left", "--queries", "day_right",
                "--resize", "longest", "--size", "480", "--workers", "0", "--threads", str(threads), "--no-progress",
                "--store", str(store), "--cluster-cache", str(clusters), *(["--verify", "speed"] if verify else [])]
-    pinned = {name: str(threads) for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+    pinned = dict.fromkeys(THREAD_VARIABLES, str(threads))
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"), **pinned)
     clock = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out:
@@ -299,14 +307,12 @@ def run(args: argparse.Namespace) -> str:
     import torch
 
     from netvlad.extract.clusters import ClusterConfig, cluster_if_off_the_shelf
-    from netvlad.models import ModelConfig, PlaceModel, Preprocessing
 
     torch.set_num_threads(args.threads[0])
     torch.manual_seed(0)
     side_by_side = args.fit_samples[0]
     with tempfile.TemporaryDirectory() as work:
-        model = PlaceModel(ModelConfig(backbone="mobilenet_v2", pool="netvlad", num_clusters=64,
-                                       preprocessing=Preprocessing("longest", (480,))), pretrained=True).eval()
+        model = gardens_point_model()
         left = sorted((SHARED / "gardens_point" / "day_left").glob("*.jpg"))
         cluster_if_off_the_shelf(model, left, ClusterConfig(num_images=args.cluster_images), batch_size=8)
         path = Path(work) / "model.pt"

@@ -285,8 +285,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="time the real `netvlad evaluate` without and with --verify speed instead")
     parser.add_argument("--rounds", type=int, default=1,
                         help="--end-to-end: rounds of the global and the --verify runs at every thread count (medians)")
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--floor", action="store_true", help=argparse.SUPPRESS)
     add_results_option(parser)
 
 
@@ -340,8 +338,10 @@ def run(args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":  # one side, in its own process (see run_side)
+if __name__ == "__main__":  # a child process: one side (see run_side) or, with --floor, the projection's floor
     parser = argparse.ArgumentParser()
     add_arguments(parser)
+    parser.add_argument("--child", action="store_true", required=True)  # only the benchmark's own children
+    parser.add_argument("--floor", action="store_true")
     options = parser.parse_args()
     print(json.dumps(floor_child() if options.floor else child(options)))

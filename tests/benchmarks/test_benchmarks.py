@@ -92,6 +92,14 @@ def test_a_flag_for_another_part_is_refused():
         args.module.run(args)
 
 
+@pytest.mark.parametrize("flag", ["--child", "--floor"])
+def test_verify_speed_refuses_its_child_processes_flags(flag, capsys):
+    with pytest.raises(SystemExit) as done:
+        build_parser().parse_args(["verify-speed", "--end-to-end", flag])
+    assert done.value.code == 2
+    assert f"unrecognized arguments: {flag}" in capsys.readouterr().err
+
+
 def test_verify_precision_refuses_an_unknown_set_before_any_work(tmp_path):
     args = build_parser().parse_args(["verify-precision", "--datasets", "gardens_point", "nope", "--cache",
                                       str(tmp_path / "cache")])
